@@ -1,0 +1,241 @@
+/**
+ * Every typed failure of the storage tier, as Schema.TaggedError classes with a readable message.
+ *
+ * Replaces: OrioleDB's `ereport(FATAL)` on every HTTP failure (src/s3/requests.c), which killed the
+ * process and left its waiters asleep forever (orioledb-s3.md §2, §7: issues #340, #373). Here a
+ * failure is a value that reaches every waiter. Transient object-store failures
+ * (`ObjectStoreUnavailable`) are retried by the workers; everything else fails at once.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+const OptionalKey = Schema.optional(Schema.String)
+
+// ---------------------------------------------------------------------------------------------
+// Object store
+// ---------------------------------------------------------------------------------------------
+
+/** The object does not exist. @category errors */
+export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>("effect-s3-tier/ObjectNotFound")(
+  "ObjectNotFound",
+  { operation: Schema.String, key: Schema.String }
+) {
+  override get message(): string {
+    return `${this.operation}: object ${JSON.stringify(this.key)} does not exist`
+  }
+}
+
+/**
+ * Transient: the store could not be reached or did not answer in time (network failure, timeout,
+ * HTTP 5xx, 429/503 SlowDown). The workers retry these with backoff. @category errors
+ */
+export class ObjectStoreUnavailable extends Schema.TaggedError<ObjectStoreUnavailable>(
+  "effect-s3-tier/ObjectStoreUnavailable"
+)("ObjectStoreUnavailable", {
+  operation: Schema.String,
+  key: OptionalKey,
+  reason: Schema.Literal("Network", "Timeout", "ServerError", "Throttled", "Injected"),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const target = this.key === undefined ? "" : ` ${JSON.stringify(this.key)}`
+    return `${this.operation}${target}: object store unavailable (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * Permanent: the store refused the request (403, 400, missing bucket, bad credentials, a local
+ * store root that is not a directory). Never retried. @category errors
+ */
+export class ObjectStoreRejected extends Schema.TaggedError<ObjectStoreRejected>(
+  "effect-s3-tier/ObjectStoreRejected"
+)("ObjectStoreRejected", {
+  operation: Schema.String,
+  key: OptionalKey,
+  status: Schema.optional(Schema.Number),
+  code: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const target = this.key === undefined ? "" : ` ${JSON.stringify(this.key)}`
+    const status = this.status === undefined ? "" : ` (HTTP ${this.status})`
+    return `${this.operation}${target}: rejected by the object store${status}, ${this.code}: ${this.detail}`
+  }
+}
+
+/** A conditional put (`If-None-Match: *`) found the key already present. @category errors */
+export class PreconditionFailed extends Schema.TaggedError<PreconditionFailed>(
+  "effect-s3-tier/PreconditionFailed"
+)("PreconditionFailed", { operation: Schema.String, key: Schema.String }) {
+  override get message(): string {
+    return `${this.operation}: ${JSON.stringify(this.key)} already exists (conditional put lost)`
+  }
+}
+
+/** Any failure of an ObjectStore operation. @category errors */
+export type ObjectStoreError = ObjectNotFound | ObjectStoreUnavailable | ObjectStoreRejected | PreconditionFailed
+
+/** Whether an error is worth retrying (only `ObjectStoreUnavailable` is). */
+export const isTransient = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable"
+
+// ---------------------------------------------------------------------------------------------
+// Task queue
+// ---------------------------------------------------------------------------------------------
+
+/** The queue no longer accepts tasks: the storage layer is shutting down. @category errors */
+export class QueueClosed extends Schema.TaggedError<QueueClosed>("effect-s3-tier/QueueClosed")("QueueClosed", {
+  taskType: Schema.String
+}) {
+  override get message(): string {
+    return `cannot enqueue a ${this.taskType} task: the task queue is closed (shutting down)`
+  }
+}
+
+/** A waiter's deadline passed before the task completed (the task itself goes on). @category errors */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>("effect-s3-tier/TaskTimeout")("TaskTimeout", {
+  taskId: Schema.Number,
+  taskType: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  override get message(): string {
+    return `task ${this.taskId} (${this.taskType}) did not complete within ${this.timeoutMs} ms`
+  }
+}
+
+/** The task was abandoned at shutdown: it was still queued or running when the drain deadline passed. */
+export class TaskAborted extends Schema.TaggedError<TaskAborted>("effect-s3-tier/TaskAborted")("TaskAborted", {
+  taskId: Schema.Number,
+  taskType: Schema.String,
+  reason: Schema.Literal("DrainDeadline", "QueueClosed")
+}) {
+  override get message(): string {
+    return `task ${this.taskId} (${this.taskType}) was aborted at shutdown (${this.reason})`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parts, local files, shutdown
+// ---------------------------------------------------------------------------------------------
+
+/** The storage layer is closing: new leases, writes and checkpoints are refused. @category errors */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>("effect-s3-tier/ShuttingDown")("ShuttingDown", {
+  operation: Schema.String
+}) {
+  override get message(): string {
+    return `${this.operation}: the storage layer is shutting down`
+  }
+}
+
+/** Loading a part from the object store failed; every waiter of that load receives this. */
+export class PartLoadFailed extends Schema.TaggedError<PartLoadFailed>("effect-s3-tier/PartLoadFailed")(
+  "PartLoadFailed",
+  { file: Schema.String, part: Schema.Number, detail: Schema.String }
+) {
+  override get message(): string {
+    return `loading part ${this.part} of ${JSON.stringify(this.file)} failed: ${this.detail}`
+  }
+}
+
+/** A lease waited longer than its deadline for a part to load or finish evicting. */
+export class PartLeaseTimeout extends Schema.TaggedError<PartLeaseTimeout>("effect-s3-tier/PartLeaseTimeout")(
+  "PartLeaseTimeout",
+  { file: Schema.String, part: Schema.Number, timeoutMs: Schema.Number }
+) {
+  override get message(): string {
+    return `lease of part ${this.part} of ${JSON.stringify(this.file)} waited more than ${this.timeoutMs} ms`
+  }
+}
+
+/** A read or write does not fit in a part or a file (bad offset, length). */
+export class InvalidRange extends Schema.TaggedError<InvalidRange>("effect-s3-tier/InvalidRange")("InvalidRange", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `invalid range: ${this.detail}`
+  }
+}
+
+/** Local disk I/O failed (the data directory, a WAL segment, the control file). */
+export class LocalIoError extends Schema.TaggedError<LocalIoError>("effect-s3-tier/LocalIoError")("LocalIoError", {
+  operation: Schema.String,
+  path: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.operation} ${JSON.stringify(this.path)} failed: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints, manifests, start-up, fencing
+// ---------------------------------------------------------------------------------------------
+
+/** An object read back from the bucket is corrupt, truncated, of another version or foreign. */
+export class CorruptObject extends Schema.TaggedError<CorruptObject>("effect-s3-tier/CorruptObject")(
+  "CorruptObject",
+  { key: Schema.String, detail: Schema.String }
+) {
+  override get message(): string {
+    return `object ${JSON.stringify(this.key)} is corrupt or foreign: ${this.detail}`
+  }
+}
+
+/** A checkpoint did not commit; the previous one is intact. */
+export class CheckpointFailed extends Schema.TaggedError<CheckpointFailed>("effect-s3-tier/CheckpointFailed")(
+  "CheckpointFailed",
+  {
+    checkpoint: Schema.Number,
+    reason: Schema.Literal("TimedOut", "UploadFailed", "CommitFailed", "Fenced", "ShuttingDown"),
+    detail: Schema.String
+  }
+) {
+  override get message(): string {
+    return `checkpoint ${this.checkpoint} failed (${this.reason}): ${this.detail}`
+  }
+}
+
+/** Start-up refused, like OrioleDB's control check (src/s3/control.c). */
+export class StartupRefused extends Schema.TaggedError<StartupRefused>("effect-s3-tier/StartupRefused")(
+  "StartupRefused",
+  {
+    reason: Schema.Literal("ForeignInstance", "LocalAhead", "LocalBehind", "NotOurDirectory", "ForeignBucket"),
+    detail: Schema.String
+  }
+) {
+  override get message(): string {
+    return `start-up refused (${this.reason}): ${this.detail}`
+  }
+}
+
+/** Another live instance holds the bucket's lock object. */
+export class BucketLocked extends Schema.TaggedError<BucketLocked>("effect-s3-tier/BucketLocked")("BucketLocked", {
+  key: Schema.String,
+  holder: Schema.String,
+  epoch: Schema.Number
+}) {
+  override get message(): string {
+    return `the bucket is locked by instance ${this.holder} (epoch ${this.epoch}, lock object ${JSON.stringify(this.key)}); pass takeOver only if that instance is dead`
+  }
+}
+
+/** A newer instance took over the bucket: this one must stop writing. */
+export class Fenced extends Schema.TaggedError<Fenced>("effect-s3-tier/Fenced")("Fenced", {
+  epoch: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `fenced: this instance (epoch ${this.epoch}) was superseded: ${this.detail}`
+  }
+}
+
+/** A configuration value is out of bounds or inconsistent. */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("effect-s3-tier/InvalidConfig")(
+  "InvalidConfig",
+  { field: Schema.String, detail: Schema.String }
+) {
+  override get message(): string {
+    return `invalid configuration ${this.field}: ${this.detail}`
+  }
+}

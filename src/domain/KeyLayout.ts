@@ -1,0 +1,167 @@
+/**
+ * The bucket key layout, as pure functions: every key the tier writes is built here and every key
+ * it lists is parsed here, so `parseKey(layout, keyOf(layout, k))` is `k` for every kind of key.
+ *
+ * Replaces: the key formats spread over OrioleDB's src/s3/worker.c, checkpoint.c and control.c
+ * (orioledb-s3.md §6). Differences, on purpose:
+ * - part objects are keyed by checkpoint number *and* by the SHA-256 of their content, so an object
+ *   key always names the same bytes: a completed checkpoint's objects are never overwritten, and a
+ *   stale writer can never change an object that a newer manifest references;
+ * - the checkpoint's root manifest (`checkpoints/<N>`) is the per-checkpoint commit marker and is
+ *   written last, with `If-None-Match: *`;
+ * - numbers are zero-padded so that listing order is numeric order.
+ *
+ * ```
+ * <prefix>/data/<N:16>/<fileId>/<part:10>-<sha256>   a part's bytes, uploaded while N was open
+ * <prefix>/manifests/<N:16>/<fileId>.json            a file's part map at checkpoint N
+ * <prefix>/checkpoints/<N:16>                        checkpoint N's root manifest = commit marker
+ * <prefix>/wal/<segment:16 hex>                      an archived WAL segment
+ * <prefix>/lock                                      the one-instance-per-bucket lock object
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Either, Option, Schema } from "effect"
+import {
+  type CheckpointNumber,
+  type FileId,
+  type PartIndex,
+  type SegmentNumber,
+  type Sha256Hex,
+  CheckpointNumber as CheckpointNumberSchema,
+  FileId as FileIdSchema,
+  PartIndex as PartIndexSchema,
+  SegmentNumber as SegmentNumberSchema,
+  Sha256Hex as Sha256HexSchema
+} from "./Ids.js"
+
+/** Where in a bucket this tier's keys live. `prefix` is "" or slash-separated segments. */
+export interface KeyLayout {
+  readonly prefix: string
+}
+
+/** Every kind of key, as data. @category models */
+export type BucketKey =
+  | { readonly _tag: "Part"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly part: PartIndex; readonly sha256: Sha256Hex }
+  | { readonly _tag: "FileManifest"; readonly checkpoint: CheckpointNumber; readonly file: FileId }
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: CheckpointNumber }
+  | { readonly _tag: "Wal"; readonly segment: SegmentNumber }
+  | { readonly _tag: "Lock" }
+
+const checkpointDigits = 16
+const partDigits = 10
+const segmentDigits = 16
+
+/** Checks a prefix: empty, or segments without `.`/`..`, empty parts or control characters. */
+export const validatePrefix = (prefix: string): Either.Either<string, string> => {
+  if (prefix === "") return Either.right(prefix)
+  if (prefix.length > 256) return Either.left("a prefix is at most 256 characters")
+  if (/[\u0000-\u001f\u007f\\]/.test(prefix)) return Either.left("a prefix has no control characters or backslashes")
+  for (const segment of prefix.split("/")) {
+    if (segment === "") return Either.left(`prefix ${JSON.stringify(prefix)} has an empty segment (leading, trailing or double '/')`)
+    if (segment === "." || segment === "..") return Either.left(`prefix ${JSON.stringify(prefix)} has a '.' or '..' segment`)
+  }
+  return Either.right(prefix)
+}
+
+/** Builds a layout, throwing on a bad prefix: for callers that validated it already (Config). */
+export const make = (prefix: string): KeyLayout =>
+  Either.match(validatePrefix(prefix), {
+    onLeft: (problem) => {
+      throw new Error(problem)
+    },
+    onRight: (valid) => ({ prefix: valid })
+  })
+
+const pad = (value: number, digits: number): string => value.toString().padStart(digits, "0")
+const padHex = (value: number, digits: number): string => value.toString(16).toUpperCase().padStart(digits, "0")
+const join = (layout: KeyLayout, rest: string): string => (layout.prefix === "" ? rest : `${layout.prefix}/${rest}`)
+
+/** The key of a bucket object. */
+export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
+  switch (key._tag) {
+    case "Part":
+      return join(layout, `data/${pad(key.checkpoint, checkpointDigits)}/${key.file}/${pad(key.part, partDigits)}-${key.sha256}`)
+    case "FileManifest":
+      return join(layout, `manifests/${pad(key.checkpoint, checkpointDigits)}/${key.file}.json`)
+    case "Checkpoint":
+      return join(layout, `checkpoints/${pad(key.checkpoint, checkpointDigits)}`)
+    case "Wal":
+      return join(layout, `wal/${padHex(key.segment, segmentDigits)}`)
+    case "Lock":
+      return join(layout, "lock")
+  }
+}
+
+export const partKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, part: PartIndex, sha256: Sha256Hex): string =>
+  keyOf(layout, { _tag: "Part", checkpoint, file, part, sha256 })
+export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId): string =>
+  keyOf(layout, { _tag: "FileManifest", checkpoint, file })
+export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): string =>
+  keyOf(layout, { _tag: "Checkpoint", checkpoint })
+export const walKey = (layout: KeyLayout, segment: SegmentNumber): string => keyOf(layout, { _tag: "Wal", segment })
+export const lockKey = (layout: KeyLayout): string => keyOf(layout, { _tag: "Lock" })
+
+/** The listing prefixes (each ends with '/'). */
+export const checkpointsPrefix = (layout: KeyLayout): string => join(layout, "checkpoints/")
+export const walPrefix = (layout: KeyLayout): string => join(layout, "wal/")
+export const dataPrefix = (layout: KeyLayout): string => join(layout, "data/")
+export const rootPrefix = (layout: KeyLayout): string => (layout.prefix === "" ? "" : `${layout.prefix}/`)
+
+const decodeOption = <A, I>(schema: Schema.Schema<A, I>, value: unknown): Option.Option<A> =>
+  Option.getRight(Schema.decodeUnknownEither(schema)(value))
+
+const decimal = (text: string, digits: number): Option.Option<number> =>
+  text.length === digits && /^[0-9]+$/.test(text) ? Option.some(Number(text)) : Option.none()
+
+const hexadecimal = (text: string, digits: number): Option.Option<number> =>
+  text.length === digits && /^[0-9A-F]+$/.test(text) ? Option.some(parseInt(text, 16)) : Option.none()
+
+const parseCheckpoint = (text: string): Option.Option<CheckpointNumber> =>
+  Option.flatMap(decimal(text, checkpointDigits), (n) => decodeOption(CheckpointNumberSchema, n))
+
+const parsePart = (rest: string): Option.Option<BucketKey> => {
+  // rest = <N:16>/<fileId>/<part:10>-<sha256>
+  const firstSlash = rest.indexOf("/")
+  const lastSlash = rest.lastIndexOf("/")
+  if (firstSlash < 0 || lastSlash <= firstSlash) return Option.none()
+  const leaf = rest.slice(lastSlash + 1)
+  const dash = leaf.indexOf("-")
+  if (dash < 0) return Option.none()
+  return Option.gen(function* () {
+    const checkpoint = yield* parseCheckpoint(rest.slice(0, firstSlash))
+    const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, lastSlash))
+    const part = yield* Option.flatMap(decimal(leaf.slice(0, dash), partDigits), (n) => decodeOption(PartIndexSchema, n))
+    const sha256 = yield* decodeOption(Sha256HexSchema, leaf.slice(dash + 1))
+    return { _tag: "Part", checkpoint, file, part, sha256 } as const
+  })
+}
+
+const parseFileManifest = (rest: string): Option.Option<BucketKey> => {
+  const firstSlash = rest.indexOf("/")
+  if (firstSlash < 0 || !rest.endsWith(".json")) return Option.none()
+  return Option.gen(function* () {
+    const checkpoint = yield* parseCheckpoint(rest.slice(0, firstSlash))
+    const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, rest.length - ".json".length))
+    return { _tag: "FileManifest", checkpoint, file } as const
+  })
+}
+
+/** Parses a key of this layout; `None` for anything else (a foreign object, another prefix). */
+export const parseKey = (layout: KeyLayout, key: string): Option.Option<BucketKey> => {
+  const root = rootPrefix(layout)
+  if (!key.startsWith(root)) return Option.none()
+  const local = key.slice(root.length)
+  if (local === "lock") return Option.some({ _tag: "Lock" })
+  if (local.startsWith("data/")) return parsePart(local.slice("data/".length))
+  if (local.startsWith("manifests/")) return parseFileManifest(local.slice("manifests/".length))
+  if (local.startsWith("checkpoints/")) {
+    return Option.map(parseCheckpoint(local.slice("checkpoints/".length)), (checkpoint) => ({ _tag: "Checkpoint", checkpoint }) as const)
+  }
+  if (local.startsWith("wal/")) {
+    return Option.flatMap(hexadecimal(local.slice("wal/".length), segmentDigits), (n) =>
+      Option.map(decodeOption(SegmentNumberSchema, n), (segment) => ({ _tag: "Wal", segment }) as const)
+    )
+  }
+  return Option.none()
+}

@@ -1,0 +1,165 @@
+/**
+ * Checkpoint manifests, Schema-encoded and versioned, and the invariants checked before every PUT
+ * and after every GET of one.
+ *
+ * A checkpoint N commits by writing its root manifest `checkpoints/<N>` last, with
+ * `If-None-Match: *`. The root manifest names, for every file, the file manifest that holds the
+ * file's part map (`manifests/<M>/<file>.json`, M ≤ N: a file whose parts did not change keeps the
+ * file manifest of an older checkpoint, so a checkpoint costs O(files + parts of changed files),
+ * never O(all parts) nor anything quadratic). A file manifest names, for every part, the
+ * content-addressed object that holds its latest version and that object's SHA-256.
+ *
+ * Replaces: OrioleDB's `file_checksums` (`FILE: <p>, CHECKSUM: <sha256>, CHECKPOINT: <n>`) and its
+ * two completion markers `data/N/global/pg_control` + `data/N/orioledb_data/control` (orioledb-s3.md
+ * §5, invariant 4), and the control-file identity check of src/s3/control.c.
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import { Either, ParseResult, Schema } from "effect"
+import { CorruptObject } from "./Errors.js"
+import { CheckpointNumber, Epoch, FileId, InstanceId, Lsn, PartIndex, Sha256Hex } from "./Ids.js"
+
+/** Where the latest uploaded version of a part lives. @category models */
+export const RemotePart = Schema.Struct({
+  checkpoint: CheckpointNumber,
+  sha256: Sha256Hex,
+  sizeBytes: Schema.Int.pipe(Schema.nonNegative())
+})
+export type RemotePart = typeof RemotePart.Type
+
+export const fileManifestFormat = "effect-s3-tier/file-manifest@1" as const
+export const checkpointManifestFormat = "effect-s3-tier/checkpoint@1" as const
+
+/** One part of a file manifest, as a compact tuple: [part, checkpoint, sha256, sizeBytes]. */
+export const PartEntry = Schema.Tuple(PartIndex, CheckpointNumber, Sha256Hex, Schema.Int.pipe(Schema.nonNegative()))
+export type PartEntry = typeof PartEntry.Type
+
+/** A file's part map at one checkpoint. @category models */
+export const FileManifest = Schema.Struct({
+  format: Schema.Literal(fileManifestFormat),
+  instanceId: InstanceId,
+  checkpoint: CheckpointNumber,
+  file: FileId,
+  parts: Schema.Array(PartEntry)
+})
+export type FileManifest = typeof FileManifest.Type
+
+/** One file in a root manifest. */
+export const FileEntry = Schema.Struct({
+  file: FileId,
+  /** The checkpoint whose `manifests/<M>/<file>.json` holds this file's part map. */
+  manifestCheckpoint: CheckpointNumber,
+  /** SHA-256 of that file manifest's bytes. */
+  manifestSha256: Sha256Hex,
+  partCount: Schema.Int.pipe(Schema.nonNegative()),
+  sizeBytes: Schema.Int.pipe(Schema.nonNegative())
+})
+export type FileEntry = typeof FileEntry.Type
+
+/** A checkpoint's root manifest: its commit marker. @category models */
+export const CheckpointManifest = Schema.Struct({
+  format: Schema.Literal(checkpointManifestFormat),
+  instanceId: InstanceId,
+  /** The fencing epoch of the writer; a newer take-over raises it. */
+  epoch: Epoch,
+  checkpoint: CheckpointNumber,
+  /** The checkpoint this one builds on (0 for the first). */
+  previous: CheckpointNumber,
+  createdAtMs: Schema.Int.pipe(Schema.nonNegative()),
+  partSizeBytes: Schema.Int.pipe(Schema.positive()),
+  walSegmentBytes: Schema.Int.pipe(Schema.positive()),
+  /** Every WAL record below this position is reflected in this checkpoint's parts. */
+  walPosition: Lsn,
+  files: Schema.Array(FileEntry)
+})
+export type CheckpointManifest = typeof CheckpointManifest.Type
+
+// ---------------------------------------------------------------------------------------------
+// Invariants (plain predicates; each returns the first problem found)
+// ---------------------------------------------------------------------------------------------
+
+/** Part entries sorted by part index without duplicates, sizes within a part, versions not newer
+ * than the checkpoint after the manifest's (write-back may upload under the open checkpoint). */
+export const fileManifestProblem = (manifest: FileManifest, partSizeBytes: number): string | undefined => {
+  let previousPart = -1
+  for (const [part, checkpoint, , sizeBytes] of manifest.parts) {
+    if (part <= previousPart) return `part ${part} is out of order or duplicated`
+    if (sizeBytes > partSizeBytes) return `part ${part} has ${sizeBytes} bytes, more than the part size ${partSizeBytes}`
+    if (checkpoint > manifest.checkpoint + 1) return `part ${part} names checkpoint ${checkpoint}, after ${manifest.checkpoint + 1}`
+    previousPart = part
+  }
+  return undefined
+}
+
+/** Files sorted without duplicates, each file manifest not newer than the checkpoint. */
+export const checkpointManifestProblem = (manifest: CheckpointManifest): string | undefined => {
+  if (manifest.previous >= manifest.checkpoint) return `previous checkpoint ${manifest.previous} is not before ${manifest.checkpoint}`
+  let previousFile: string | undefined
+  for (const entry of manifest.files) {
+    if (previousFile !== undefined && entry.file <= previousFile) return `file ${entry.file} is out of order or duplicated`
+    if (entry.manifestCheckpoint > manifest.checkpoint) return `file ${entry.file} names manifest ${entry.manifestCheckpoint}, after the checkpoint`
+    previousFile = entry.file
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding and decoding (JSON bytes; a bad object is a CorruptObject naming its key)
+// ---------------------------------------------------------------------------------------------
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
+  textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8Array, what: string): Either.Either<A, CorruptObject> => {
+  let json: unknown
+  try {
+    json = JSON.parse(textDecoder.decode(bytes))
+  } catch (cause) {
+    return Either.left(new CorruptObject({ key, detail: `not a JSON ${what} (${bytes.length} bytes): ${String(cause)}` }))
+  }
+  if (typeof json === "object" && json !== null && "format" in json) {
+    const format = (json as { format: unknown }).format
+    if (format !== fileManifestFormat && format !== checkpointManifestFormat) {
+      return Either.left(new CorruptObject({ key, detail: `unknown format ${JSON.stringify(format)} (this version reads ${what} format 1)` }))
+    }
+  }
+  return Either.mapLeft(
+    Schema.decodeUnknownEither(schema)(json, { onExcessProperty: "ignore" }),
+    (error) => new CorruptObject({ key, detail: `not a valid ${what}: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+  )
+}
+
+export const encodeFileManifest = (manifest: FileManifest): Uint8Array => encodeJson(FileManifest, manifest)
+export const encodeCheckpointManifest = (manifest: CheckpointManifest): Uint8Array => encodeJson(CheckpointManifest, manifest)
+
+/** Decodes and validates a file manifest read from `key`. */
+export const decodeFileManifest = (
+  key: string,
+  bytes: Uint8Array,
+  expected: { readonly file: FileId; readonly instanceId: string; readonly partSizeBytes: number }
+): Either.Either<FileManifest, CorruptObject> =>
+  Either.flatMap(decodeJson(FileManifest, key, bytes, "file manifest"), (manifest) => {
+    if (manifest.file !== expected.file) return Either.left(new CorruptObject({ key, detail: `names file ${manifest.file}, expected ${expected.file}` }))
+    if (manifest.instanceId !== expected.instanceId) {
+      return Either.left(new CorruptObject({ key, detail: `belongs to instance ${manifest.instanceId}, expected ${expected.instanceId}` }))
+    }
+    const problem = fileManifestProblem(manifest, expected.partSizeBytes)
+    return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
+  })
+
+/** Decodes and validates a root manifest read from `key`. */
+export const decodeCheckpointManifest = (key: string, bytes: Uint8Array, expectedCheckpoint: CheckpointNumber): Either.Either<CheckpointManifest, CorruptObject> =>
+  Either.flatMap(decodeJson(CheckpointManifest, key, bytes, "checkpoint manifest"), (manifest) => {
+    if (manifest.checkpoint !== expectedCheckpoint) {
+      return Either.left(new CorruptObject({ key, detail: `holds checkpoint ${manifest.checkpoint}, expected ${expectedCheckpoint}` }))
+    }
+    const problem = checkpointManifestProblem(manifest)
+    return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
+  })
+
+/** SHA-256 of bytes, as lowercase hex (synchronous and deterministic). */
+export const sha256Hex = (bytes: Uint8Array): Sha256Hex => Sha256Hex.make(createHash("sha256").update(bytes).digest("hex"))

@@ -1,0 +1,45 @@
+/**
+ * LocalDisk: the local data directory, as named byte files (paths relative to its root, with '/'
+ * separators). Part files, WAL segments and the control file all live here. Two backends:
+ * `layerFileSystem(root)` over @effect/platform's FileSystem (the real thing), and `layerMemory`
+ * (tests and the deterministic simulation), which also models a crash: writes that were not
+ * synced are lost by `MemoryDisk.crash`.
+ *
+ * The fsync policy is explicit at every call site: nothing is synced unless the caller calls `sync`
+ * or uses `writeAtomic` (temp file, fsync, rename, fsync of the directory).
+ *
+ * Replaces: the local side of OrioleDB's data files (`<relnode>-<chkp>` with a 8 KiB header of part
+ * words, orioledb-s3.md §4). Here every part is its own file, so evicting a part is an unlink and
+ * frees its disk space for real (OrioleDB wrote zeros, which frees nothing on most file systems).
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect, type Option } from "effect"
+import type { LocalIoError } from "../domain/Errors.js"
+
+/** The operations of the local data directory. @category models */
+export interface LocalDiskService {
+  /** The root, for messages (an absolute directory, or `memory:`). */
+  readonly root: string
+  /** Bytes [offset, offset + length) of a file, zero-filled past its end; a missing file reads as zeros. */
+  readonly read: (path: string, offset: number, length: number) => Effect.Effect<Uint8Array, LocalIoError>
+  /** The whole file, or None when it does not exist. */
+  readonly readAll: (path: string) => Effect.Effect<Option.Option<Uint8Array>, LocalIoError>
+  /** Writes bytes at an offset, creating the file and its directories; not synced. */
+  readonly write: (path: string, offset: number, bytes: Uint8Array) => Effect.Effect<void, LocalIoError>
+  /** Replaces a file atomically and durably: temp file, fsync, rename, fsync of the directory. */
+  readonly writeAtomic: (path: string, bytes: Uint8Array) => Effect.Effect<void, LocalIoError>
+  /** fsync of one file (a missing file is an error). */
+  readonly sync: (path: string) => Effect.Effect<void, LocalIoError>
+  /** Removes a file; a missing file is fine. Frees its space. */
+  readonly remove: (path: string) => Effect.Effect<void, LocalIoError>
+  /** The size of a file, or None when it does not exist. */
+  readonly size: (path: string) => Effect.Effect<Option.Option<number>, LocalIoError>
+  /** Every file below a directory (recursive), as paths relative to the root, sorted. */
+  readonly list: (directory: string) => Effect.Effect<ReadonlyArray<string>, LocalIoError>
+  /** Bytes of all files below a directory (what they occupy on disk, as far as the backend knows). */
+  readonly usedBytes: (directory: string) => Effect.Effect<number, LocalIoError>
+}
+
+/** The local data directory. @category tags */
+export class LocalDisk extends Context.Tag("effect-s3-tier/LocalDisk")<LocalDisk, LocalDiskService>() {}

@@ -1,0 +1,53 @@
+/**
+ * ObjectStore: the bucket, as the rest of the tier sees it. Backends live in src/layers
+ * (FileObjectStore, S3ObjectStore, MemoryObjectStore) and wrappers over an inner store
+ * (FaultyObjectStore) provide this same tag.
+ *
+ * Guarantees every backend keeps (checked by one contract suite, test/layers/ObjectStoreSuite.ts):
+ * - every operation is interruptible; interrupting one aborts its HTTP request and releases its
+ *   socket; response bodies are consumed or destroyed on every exit path;
+ * - `put` is atomic: a reader sees the old object or the new one, never a part of it; with
+ *   `ifNoneMatch: true` it fails with PreconditionFailed when the key exists, and of concurrent
+ *   conditional puts on one key exactly one wins;
+ * - `delete` of a missing key succeeds (idempotent, like S3);
+ * - `list` streams every key under a prefix in ascending key order, paging through any number.
+ * Failures are typed: ObjectNotFound, ObjectStoreUnavailable (transient, retried by the
+ * workers), ObjectStoreRejected (permanent), PreconditionFailed. Backends never retry.
+ *
+ * Replaces: OrioleDB's src/s3/requests.c (libcurl PUT/GET/DELETE, no timeouts, FATAL on error).
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect, type Stream } from "effect"
+import type { ObjectNotFound, ObjectStoreError } from "../domain/Errors.js"
+
+/** Options of `put`. */
+export interface PutOptions {
+  /** Write only if the key does not exist yet (`If-None-Match: *`). */
+  readonly ifNoneMatch?: boolean
+}
+
+/** What `head` and `list` say of an object. */
+export interface ObjectInfo {
+  readonly key: string
+  readonly sizeBytes: number
+}
+
+/** The operations of a bucket. @category models */
+export interface ObjectStoreService {
+  /** A human-readable name of the bucket, for messages (`s3://bucket/prefix`, `file:///dir`). */
+  readonly description: string
+  /** Checks that the bucket is reachable and ours to use: a missing bucket, bad credentials or an
+   * unreachable endpoint fail here with a clear typed error, before anything is written. */
+  readonly probe: Effect.Effect<void, ObjectStoreError>
+  readonly put: (key: string, bytes: Uint8Array, options?: PutOptions) => Effect.Effect<void, ObjectStoreError>
+  readonly get: (key: string) => Effect.Effect<Uint8Array, ObjectStoreError>
+  /** Bytes [offset, offset + length) of an object; shorter at the object's end. */
+  readonly getRange: (key: string, offset: number, length: number) => Effect.Effect<Uint8Array, ObjectStoreError>
+  readonly head: (key: string) => Effect.Effect<ObjectInfo, ObjectStoreError>
+  readonly delete: (key: string) => Effect.Effect<void, Exclude<ObjectStoreError, ObjectNotFound>>
+  readonly list: (prefix: string) => Stream.Stream<ObjectInfo, ObjectStoreError>
+}
+
+/** The bucket. @category tags */
+export class ObjectStore extends Context.Tag("effect-s3-tier/ObjectStore")<ObjectStore, ObjectStoreService>() {}

@@ -1,0 +1,151 @@
+/**
+ * StorageConfig: every bound of the storage tier in one validated value. Every queue, pool, retry,
+ * wait and deadline in the library reads its bound from here; nothing is unbounded.
+ *
+ * Replaces: OrioleDB's GUCs `orioledb.s3_*` (oc:999-1138, orioledb-s3.md §1), which had no
+ * timeouts at all. Each field names the setting it replaces where there is one.
+ *
+ * Read it from code (`layer({ ... })`) or from the environment (`layerFromEnv`, keys in constant
+ * case with the prefix `S3_TIER_`, e.g. `S3_TIER_WORKER_COUNT=16`). Cross-field relations are
+ * checked when it is built: a bad value is one `InvalidConfig` naming the field.
+ *
+ * @since 0.1.0
+ */
+import { Config, ConfigProvider, Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { InvalidConfig } from "../domain/Errors.js"
+import * as KeyLayout from "../domain/KeyLayout.js"
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+
+const bounded = (min: number, max: number) => Schema.Int.pipe(Schema.between(min, max))
+
+/** The validated shape of the configuration. @category models */
+export const StorageConfigSchema = Schema.Struct({
+  /** Key prefix inside the bucket ("" for none). Replaces `orioledb.s3_prefix`. */
+  prefix: Schema.String,
+  /** Bytes per part. Default 1 MiB, as OrioleDB's fixed part size (oh:122-128). */
+  partSizeBytes: bounded(4096, 64 * MiB),
+  /** S3 worker fibers. Default 8. Replaces `orioledb.s3_num_workers` (default 3). */
+  workerCount: bounded(1, 256),
+  /** Tasks the queue holds before `enqueue` suspends. Replaces `orioledb.s3_queue_size` (1 MiB ring). */
+  queueCapacity: bounded(1, 1_000_000),
+  /** Per-request timeout of every object-store call. OrioleDB set no curl timeout at all. */
+  requestTimeoutMs: bounded(10, 600_000),
+  /** Attempts per task for transient errors (first try included). OrioleDB replayed forever. */
+  retryAttemptsMax: bounded(1, 100),
+  /** First retry delay; doubles per attempt, with jitter, up to `retryDelayMaxMs`. */
+  retryDelayBaseMs: bounded(1, 60_000),
+  retryDelayMaxMs: bounded(1, 600_000),
+  /** Total time a task may spend retrying before its last error is final. */
+  retryElapsedMaxMs: bounded(10, 3_600_000),
+  /** At shutdown, how long queued tasks may drain before the rest are aborted. */
+  drainDeadlineMs: bounded(0, 600_000),
+  /** Local bytes of loaded parts above which the evictor runs. Replaces `orioledb.s3_desired_size`. */
+  localBytesMax: bounded(4096, Number.MAX_SAFE_INTEGER),
+  /** How often the evictor checks the budget. Replaces the bgwriter's eviction cycle. */
+  evictionIntervalMs: bounded(1, 3_600_000),
+  /** How long a lease waits for a part to load or finish evicting. OrioleDB waited forever. */
+  leaseTimeoutMs: bounded(1, 3_600_000),
+  /** Periodic checkpoint interval; 0 turns periodic checkpoints off. */
+  checkpointIntervalMs: bounded(0, 86_400_000),
+  /** Deadline of one checkpoint: its uploads and its manifest. */
+  checkpointDeadlineMs: bounded(10, 3_600_000),
+  /** Deadline of the whole close (shutdown checkpoint, drain, abort). Default 15 s. */
+  shutdownDeadlineMs: bounded(10, 3_600_000),
+  /** The part of the shutdown deadline the shutdown checkpoint may use. */
+  shutdownCheckpointDeadlineMs: bounded(0, 3_600_000),
+  /** WAL segment size. */
+  walSegmentBytes: bounded(4096, GiB),
+  /** Take over a bucket whose lock names another instance (known to be dead). Raises the epoch. */
+  takeOver: Schema.Boolean
+})
+export type StorageConfigValue = typeof StorageConfigSchema.Type
+
+/** The defaults, each chosen to fit a 15 s termination budget (as @effect/cluster does). */
+export const defaults: StorageConfigValue = {
+  prefix: "",
+  partSizeBytes: MiB,
+  workerCount: 8,
+  queueCapacity: 1024,
+  requestTimeoutMs: 10_000,
+  retryAttemptsMax: 5,
+  retryDelayBaseMs: 100,
+  retryDelayMaxMs: 2_000,
+  retryElapsedMaxMs: 20_000,
+  drainDeadlineMs: 3_000,
+  localBytesMax: GiB,
+  evictionIntervalMs: 1_000,
+  leaseTimeoutMs: 30_000,
+  checkpointIntervalMs: 60_000,
+  checkpointDeadlineMs: 60_000,
+  shutdownDeadlineMs: 15_000,
+  shutdownCheckpointDeadlineMs: 10_000,
+  walSegmentBytes: 16 * MiB,
+  takeOver: false
+}
+
+/** Relations between fields that a per-field bound cannot say. */
+const crossFieldProblem = (value: StorageConfigValue): InvalidConfig | undefined => {
+  const prefix = KeyLayout.validatePrefix(value.prefix)
+  if (Either.isLeft(prefix)) return new InvalidConfig({ field: "prefix", detail: prefix.left })
+  if (value.retryDelayMaxMs < value.retryDelayBaseMs) {
+    return new InvalidConfig({ field: "retryDelayMaxMs", detail: "must be at least retryDelayBaseMs" })
+  }
+  if (value.shutdownCheckpointDeadlineMs + value.drainDeadlineMs > value.shutdownDeadlineMs) {
+    return new InvalidConfig({
+      field: "shutdownDeadlineMs",
+      detail: `must be at least shutdownCheckpointDeadlineMs + drainDeadlineMs (${value.shutdownCheckpointDeadlineMs} + ${value.drainDeadlineMs})`
+    })
+  }
+  if (value.walSegmentBytes % 8 !== 0) return new InvalidConfig({ field: "walSegmentBytes", detail: "must be a multiple of 8" })
+  return undefined
+}
+
+const formatIssue = (error: ParseResult.ParseError): InvalidConfig => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  const field = issue === undefined ? "config" : issue.path.map(String).join(".") || "config"
+  return new InvalidConfig({ field, detail: issue?.message ?? error.message })
+}
+
+/** Validates a full or partial configuration over the defaults. */
+export const validate = (input: Partial<StorageConfigValue>): Either.Either<StorageConfigValue, InvalidConfig> =>
+  Either.flatMap(
+    Either.mapLeft(Schema.decodeUnknownEither(StorageConfigSchema)({ ...defaults, ...input }, { onExcessProperty: "error" }), formatIssue),
+    (value) => {
+      const problem = crossFieldProblem(value)
+      return problem === undefined ? Either.right(value) : Either.left(problem)
+    }
+  )
+
+/** The configuration service. @category tags */
+export class StorageConfig extends Context.Tag("effect-s3-tier/StorageConfig")<StorageConfig, StorageConfigValue>() {}
+
+/** The key layout that this configuration's prefix gives. */
+export const keyLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({ prefix: config.prefix })
+
+/** A layer from values given in code (over the defaults). @category layers */
+export const layer = (input: Partial<StorageConfigValue> = {}): Layer.Layer<StorageConfig, InvalidConfig> =>
+  Layer.effect(StorageConfig, validate(input))
+
+/** The defaults as a layer. @category layers */
+export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageConfig, defaults)
+
+const integerKeys = Object.keys(defaults).filter((key) => typeof defaults[key as keyof StorageConfigValue] === "number") as ReadonlyArray<keyof StorageConfigValue>
+
+/** Reads every field from Effect Config, each with its default. @category config */
+export const config: Config.Config<Partial<StorageConfigValue>> = Config.all({
+  ...Object.fromEntries(integerKeys.map((key) => [key, Config.integer(key).pipe(Config.withDefault(defaults[key] as number))])),
+  prefix: Config.string("prefix").pipe(Config.withDefault(defaults.prefix)),
+  takeOver: Config.boolean("takeOver").pipe(Config.withDefault(defaults.takeOver))
+}) as Config.Config<Partial<StorageConfigValue>>
+
+/** Reads the configuration from the environment: `S3_TIER_WORKER_COUNT`, `S3_TIER_PREFIX`, … */
+export const fromEnv: Effect.Effect<StorageConfigValue, InvalidConfig> = config.pipe(
+  Effect.withConfigProvider(ConfigProvider.fromEnv().pipe(ConfigProvider.constantCase, ConfigProvider.nested("S3_TIER"))),
+  Effect.mapError((error) => new InvalidConfig({ field: "environment", detail: String(error) })),
+  Effect.flatMap((input) => validate(input))
+)
+
+/** A layer read from the environment. @category layers */
+export const layerFromEnv: Layer.Layer<StorageConfig, InvalidConfig> = Layer.effect(StorageConfig, fromEnv)
