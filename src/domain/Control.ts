@@ -1,0 +1,128 @@
+/**
+ * The local control file (`control.json` in the data directory) and the bucket's lock object, as
+ * versioned Schemas, and the start-up decision as one pure function.
+ *
+ * Replaces: OrioleDB's `orioledb_data/control` + `s3_check_control` and the lock protocol of
+ * src/s3/control.c (orioledb-s3.md §5 "Startup", §6 "Lock protocol", invariant 6).
+ *
+ * @since 0.1.0
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { CorruptObject, StartupRefused } from "./Errors.js"
+import { CheckpointNumber, Epoch, InstanceId, Lsn } from "./Ids.js"
+
+export const controlFormat = "effect-s3-tier/control@1" as const
+export const lockFormat = "effect-s3-tier/lock@1" as const
+
+/** What a data directory remembers of its bucket. Written atomically after every checkpoint. */
+export const Control = Schema.Struct({
+  format: Schema.Literal(controlFormat),
+  instanceId: InstanceId,
+  epoch: Epoch,
+  /** The bucket (ObjectStore.description) and key prefix this directory belongs to. */
+  store: Schema.String,
+  prefix: Schema.String,
+  lastCheckpoint: CheckpointNumber,
+  walPosition: Lsn,
+  partSizeBytes: Schema.Int.pipe(Schema.positive()),
+  walSegmentBytes: Schema.Int.pipe(Schema.positive())
+})
+export type Control = typeof Control.Type
+
+/** The lock object: which instance writes this bucket prefix, at which epoch. */
+export const LockObject = Schema.Struct({
+  format: Schema.Literal(lockFormat),
+  instanceId: InstanceId,
+  epoch: Epoch,
+  acquiredAtMs: Schema.Int.pipe(Schema.nonNegative())
+})
+export type LockObject = typeof LockObject.Type
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+export const encodeControl = (control: Control): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(Control)(control), null, 2))
+export const encodeLock = (lock: LockObject): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(LockObject)(lock)))
+
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint8Array): Either.Either<A, CorruptObject> => {
+  try {
+    return Either.mapLeft(
+      Schema.decodeUnknownEither(schema)(JSON.parse(decoder.decode(bytes))),
+      (error) => new CorruptObject({ key: name, detail: ParseResult.TreeFormatter.formatErrorSync(error) })
+    )
+  } catch (cause) {
+    return Either.left(new CorruptObject({ key: name, detail: `not JSON (${bytes.length} bytes): ${String(cause)}` }))
+  }
+}
+
+export const decodeControl = (path: string, bytes: Uint8Array): Either.Either<Control, CorruptObject> => decodeJson(Control, path, bytes)
+export const decodeLock = (key: string, bytes: Uint8Array): Either.Either<LockObject, CorruptObject> => decodeJson(LockObject, key, bytes)
+
+/** What the bucket says at start-up. */
+export interface BucketState {
+  readonly store: string
+  readonly prefix: string
+  /** The highest complete checkpoint, if any. */
+  readonly latest: { readonly checkpoint: CheckpointNumber; readonly instanceId: InstanceId; readonly epoch: Epoch } | undefined
+}
+
+/** What start-up does with a directory. */
+export type StartupPlan =
+  | { readonly _tag: "Fresh" } // empty directory, empty bucket
+  | { readonly _tag: "Restore" } // empty directory, the bucket has checkpoints: install them
+  | { readonly _tag: "Reopen"; readonly control: Control } // our directory, in step with the bucket
+
+/**
+ * The start-up decision, like OrioleDB's `s3_check_control` (ctl:39-138): a directory of another
+ * bucket or instance, or one ahead of or behind the bucket, is refused, because going on would lose
+ * or fork data. `takeOver` lets a directory whose instance was superseded be refused all the same:
+ * take-over is for a fresh directory (a new machine), never for the stale one.
+ */
+export const planStartup = (
+  control: Control | undefined,
+  directoryHasOtherFiles: boolean,
+  bucket: BucketState,
+  expected: { readonly partSizeBytes: number; readonly walSegmentBytes: number }
+): Either.Either<StartupPlan, StartupRefused> => {
+  if (control === undefined) {
+    if (directoryHasOtherFiles) {
+      return Either.left(new StartupRefused({ reason: "NotOurDirectory", detail: "the data directory is not empty and has no control.json: it is not an effect-s3-tier directory" }))
+    }
+    return Either.right(bucket.latest === undefined ? { _tag: "Fresh" } : { _tag: "Restore" })
+  }
+  if (control.store !== bucket.store || control.prefix !== bucket.prefix) {
+    return Either.left(new StartupRefused({
+      reason: "ForeignBucket",
+      detail: `the data directory belongs to ${control.store} prefix ${JSON.stringify(control.prefix)}, not ${bucket.store} prefix ${JSON.stringify(bucket.prefix)}`
+    }))
+  }
+  if (control.partSizeBytes !== expected.partSizeBytes || control.walSegmentBytes !== expected.walSegmentBytes) {
+    return Either.left(new StartupRefused({
+      reason: "NotOurDirectory",
+      detail: `the data directory was made with part size ${control.partSizeBytes} and WAL segment ${control.walSegmentBytes} bytes; the configuration says ${expected.partSizeBytes} and ${expected.walSegmentBytes}`
+    }))
+  }
+  const latest = bucket.latest
+  if (latest === undefined) {
+    if (control.lastCheckpoint === 0) return Either.right({ _tag: "Reopen", control })
+    return Either.left(new StartupRefused({ reason: "LocalAhead", detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none` }))
+  }
+  if (latest.instanceId !== control.instanceId) {
+    return Either.left(new StartupRefused({
+      reason: "ForeignInstance",
+      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId}`
+    }))
+  }
+  if (control.lastCheckpoint > latest.checkpoint) {
+    return Either.left(new StartupRefused({ reason: "LocalAhead", detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}` }))
+  }
+  // The crash window between committing checkpoint N and rewriting control.json: the directory is
+  // exactly one behind, by the same instance and epoch. Its parts are at least as new as N's.
+  if (control.lastCheckpoint + 1 === latest.checkpoint && control.epoch === latest.epoch) {
+    return Either.right({ _tag: "Reopen", control })
+  }
+  if (control.lastCheckpoint < latest.checkpoint) {
+    return Either.left(new StartupRefused({ reason: "LocalBehind", detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}` }))
+  }
+  return Either.right({ _tag: "Reopen", control })
+}

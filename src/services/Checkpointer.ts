@@ -1,0 +1,327 @@
+/**
+ * Checkpointer: makes the local state durable in the bucket, one checkpoint at a time.
+ *
+ * Checkpoint N = last completed + 1:
+ * 1. read the WAL position P (the application logs a change after applying it through a lease, so
+ *    every record below P is already in the parts), then snapshot the parts (PartTable.snapshot);
+ * 2. make sure every part that was dirty at the snapshot has an upload at least as new (its own
+ *    WritePart tasks, awaited by handle — never a queue position), under the checkpoint deadline;
+ * 3. write the file manifest of every file whose part map changed (unchanged files keep the file
+ *    manifest of an older checkpoint, so unchanged parts are never uploaded again);
+ * 4. check the lock still names this instance and epoch, then write the root manifest
+ *    `checkpoints/<N>` with `If-None-Match: *`. That write is the commit point: before it the
+ *    previous checkpoint is the latest and every stray object of N is harmless (part objects are
+ *    content-addressed and unreferenced); after it N is complete;
+ * 5. record N in the local control file and tell the WAL that P is covered.
+ * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
+ * instance stops checkpointing. Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
+ *
+ * Replaces: the S3 half of OrioleDB's checkpointer (src/checkpoint/checkpoint.c, src/s3/checkpoint.c,
+ * `o_after_checkpoint_cleanup_hook`; orioledb-s3.md §5), whose waits were untimed queue-location
+ * waits (`s3_queue_wait_for_location(maxLocation)`) that one stuck task could block forever (#373).
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Duration, Effect, Fiber, Option, Ref, Schedule } from "effect"
+import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
+import * as KeyLayout from "../domain/KeyLayout.js"
+import * as Manifest from "../domain/Manifest.js"
+import { WriteObject } from "../domain/Task.js"
+import * as BucketLock from "./BucketLock.js"
+import { LocalDisk } from "./LocalDisk.js"
+import { type LoadedCheckpoint, readCheckpoint, readCheckpointManifest, writeControl } from "./Loader.js"
+import { ObjectStore } from "./ObjectStore.js"
+import { PartTable } from "./PartTable.js"
+import { keyLayout, StorageConfig } from "./StorageConfig.js"
+import { TaskQueue } from "./TaskQueue.js"
+import { WaitRegistry } from "./WaitRegistry.js"
+import * as ControlDomain from "../domain/Control.js"
+
+/** What the checkpointer needs of the WAL. */
+export interface CheckpointWal {
+  /** The current end of the log: every record below it is applied to the parts. */
+  readonly position: Effect.Effect<Lsn>
+  /** A completed checkpoint covers every record below `lsn`: archived segments below it may go. */
+  readonly covered: (lsn: Lsn) => Effect.Effect<void>
+}
+
+/** What one checkpoint did. @category models */
+export interface CheckpointReport {
+  readonly checkpoint: CheckpointNumber
+  readonly outcome: "completed" | "nothing-to-do"
+  readonly partsUploaded: number
+  readonly bytesUploaded: number
+  readonly filesWritten: number
+  readonly walPosition: Lsn
+  readonly durationMs: number
+}
+
+/** Counters for reports and the CLI. */
+export interface CheckpointerStats {
+  readonly completed: number
+  readonly failed: number
+  readonly lastCheckpoint: CheckpointNumber
+  readonly lastCompletedAtMs: number | undefined
+  readonly bytesUploaded: number
+  readonly fenced: boolean
+}
+
+export type CheckpointError = CheckpointFailed | Fenced | ShuttingDown
+
+/** The operations of the checkpointer. @category models */
+export interface CheckpointerService {
+  /** Runs one checkpoint now (waiting for a running one first), bounded by `deadlineMs`
+   * (default `checkpointDeadlineMs`). */
+  readonly checkpoint: (options?: { readonly deadlineMs?: number; readonly reason?: string }) => Effect.Effect<CheckpointReport, CheckpointError>
+  /** Stops the periodic trigger (shutdown does this first). Idempotent. */
+  readonly stopPeriodic: Effect.Effect<void>
+  readonly stats: Effect.Effect<CheckpointerStats>
+  /** The latest completed checkpoint as this instance knows it. */
+  readonly latest: Effect.Effect<CheckpointNumber>
+}
+
+/** The checkpointer. @category tags */
+export class Checkpointer extends Context.Tag("effect-s3-tier/Checkpointer")<Checkpointer, CheckpointerService>() {}
+
+interface FileState {
+  readonly entry: Manifest.FileEntry
+  readonly parts: ReadonlyArray<Manifest.PartEntry>
+}
+
+interface Completed {
+  readonly checkpoint: CheckpointNumber
+  readonly walPosition: Lsn
+  readonly files: ReadonlyMap<FileId, FileState>
+}
+
+const fromLoaded = (base: LoadedCheckpoint | undefined): Completed => ({
+  checkpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
+  walPosition: base?.manifest.walPosition ?? (0 as Lsn),
+  files: new Map([...(base?.files ?? [])].map(([file, loaded]) => [file, { entry: loaded.entry, parts: loaded.parts }]))
+})
+
+const samePartEntries = (left: ReadonlyArray<Manifest.PartEntry>, right: ReadonlyArray<Manifest.PartEntry>): boolean =>
+  left.length === right.length && left.every((entry, index) => sameTuple(entry, right[index]))
+
+const sameTuple = (left: Manifest.PartEntry, right: Manifest.PartEntry | undefined): boolean =>
+  right !== undefined && left[0] === right[0] && left[1] === right[1] && left[2] === right[2] && left[3] === right[3]
+
+/** Inputs of `make` that start-up decides. */
+export interface CheckpointerOptions {
+  readonly base: LoadedCheckpoint | undefined
+  readonly lock: BucketLock.HeldLock
+  readonly wal: CheckpointWal
+}
+
+/** Builds the checkpointer and forks its periodic trigger into the current scope. */
+export const make = (options: CheckpointerOptions) =>
+  Effect.gen(function* () {
+    const config = yield* StorageConfig
+    const store = yield* ObjectStore
+    const queue = yield* TaskQueue
+    const parts = yield* PartTable
+    const disk = yield* LocalDisk
+    const waits = yield* WaitRegistry
+    const layout = keyLayout(config)
+    const completedRef = yield* Ref.make(fromLoaded(options.base))
+    const statsRef = yield* Ref.make<CheckpointerStats>({
+      completed: 0,
+      failed: 0,
+      lastCheckpoint: options.base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
+      lastCompletedAtMs: undefined,
+      bytesUploaded: 0,
+      fenced: false
+    })
+    const oneAtATime = yield* Effect.makeSemaphore(1)
+
+    /** Writes one object through the queue and waits for exactly that task. */
+    const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
+      queue.enqueue(new WriteObject({ key, kind }), store.put(key, bytes, { ifNoneMatch })).pipe(Effect.flatMap((handle) => handle.await))
+
+    const fence = (detail: string) =>
+      Ref.update(statsRef, (stats) => ({ ...stats, fenced: true })).pipe(
+        Effect.zipRight(Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })))
+      )
+
+    const checkLock = BucketLock.read(store, config).pipe(
+      Effect.catchAll(() => Effect.succeed(undefined)),
+      Effect.flatMap((lock) =>
+        lock !== undefined && (lock.instanceId !== options.lock.instanceId || lock.epoch !== options.lock.epoch)
+          ? fence(`the lock object names instance ${lock.instanceId} at epoch ${lock.epoch}`)
+          : Effect.void
+      )
+    )
+
+    /** The commit put found N taken: fenced by a newer epoch, or our own earlier attempt landed late. */
+    const onCommitConflict = (checkpoint: CheckpointNumber, bytes: Uint8Array) =>
+      Effect.gen(function* () {
+        const existing = yield* readCheckpointManifest(store, config, checkpoint).pipe(Effect.option)
+        if (Option.isSome(existing) && existing.value.epoch > options.lock.epoch) {
+          return yield* fence(`checkpoint ${checkpoint} was committed by instance ${existing.value.instanceId} at epoch ${existing.value.epoch}`)
+        }
+        if (Option.isSome(existing) && existing.value.instanceId === options.lock.instanceId && existing.value.epoch === options.lock.epoch) {
+          // An earlier attempt of ours whose commit landed after its deadline: adopt it.
+          const loaded = yield* readCheckpoint(store, config, existing.value).pipe(Effect.option)
+          if (Option.isSome(loaded)) yield* Ref.set(completedRef, fromLoaded(loaded.value))
+          const same = Buffer.from(Manifest.encodeCheckpointManifest(existing.value)).equals(Buffer.from(bytes))
+          return yield* Effect.fail(new CheckpointFailed({
+            checkpoint,
+            reason: "CommitFailed",
+            detail: same ? "already committed" : `checkpoint ${checkpoint} was committed by an earlier attempt of this instance; adopted it, the next checkpoint goes on from there`
+          }))
+        }
+        return yield* Effect.fail(new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `checkpoint ${checkpoint} already exists and is not ours` }))
+      })
+
+    const run = (startMs: number) =>
+      Effect.gen(function* () {
+        const previous = yield* Ref.get(completedRef)
+        const checkpoint = CheckpointNumberSchema.make(previous.checkpoint + 1)
+        const walPosition = yield* options.wal.position
+        const snapshot = yield* parts.snapshot(checkpoint)
+        const needsUpload = snapshot.filter((entry) => entry.needsUpload)
+        if (needsUpload.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
+          return { checkpoint: previous.checkpoint, outcome: "nothing-to-do", partsUploaded: 0, bytesUploaded: 0, filesWritten: 0, walPosition, durationMs: 0 } as const
+        }
+        const failUpload = (detail: string) => new CheckpointFailed({ checkpoint, reason: "UploadFailed", detail })
+        const uploaded = yield* Effect.forEach(
+          needsUpload,
+          (entry) =>
+            parts.ensureUploaded(entry, checkpoint).pipe(
+              Effect.map((remote) => [entry, remote] as const),
+              Effect.mapError((error) => failUpload(`part ${entry.part} of ${entry.file}: ${error.message}`))
+            ),
+          { concurrency: Math.max(1, Math.min(config.queueCapacity, config.workerCount * 4)) }
+        )
+        // The part map of this checkpoint, per file.
+        const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
+        const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
+          let fileParts = byFile.get(file)
+          if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
+          fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
+        }
+        for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
+        let bytesUploaded = 0
+        for (const [entry, remote] of uploaded) {
+          put(entry.file, entry.part, remote)
+          bytesUploaded += remote.sizeBytes
+        }
+        const files = new Map(previous.files)
+        const written: Array<Effect.Effect<void, CheckpointFailed>> = []
+        for (const [file, fileParts] of byFile) {
+          const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
+          const before = previous.files.get(file)
+          if (before !== undefined && samePartEntries(before.parts, entries)) continue
+          const fileManifest: Manifest.FileManifest = { format: Manifest.fileManifestFormat, instanceId: options.lock.instanceId, checkpoint, file, parts: entries }
+          const bytes = Manifest.encodeFileManifest(fileManifest)
+          const entry: Manifest.FileEntry = {
+            file,
+            manifestCheckpoint: checkpoint,
+            manifestSha256: Manifest.sha256Hex(bytes),
+            partCount: entries.length,
+            sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
+          }
+          files.set(file, { entry, parts: entries })
+          const key = KeyLayout.fileManifestKey(layout, checkpoint, file)
+          written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`))))
+        }
+        yield* Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })
+        const createdAtMs = yield* Clock.currentTimeMillis
+        const root: Manifest.CheckpointManifest = {
+          format: Manifest.checkpointManifestFormat,
+          instanceId: options.lock.instanceId,
+          epoch: options.lock.epoch,
+          checkpoint,
+          previous: previous.checkpoint,
+          createdAtMs,
+          partSizeBytes: config.partSizeBytes,
+          walSegmentBytes: config.walSegmentBytes,
+          walPosition,
+          files: [...files.values()].map((state) => state.entry).sort((left, right) => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0))
+        }
+        const problem = Manifest.checkpointManifestProblem(root)
+        if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
+        yield* checkLock
+        const rootBytes = Manifest.encodeCheckpointManifest(root)
+        const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
+        yield* writeObject(rootKey, "Manifest", rootBytes, true).pipe(
+          Effect.catchTag("PreconditionFailed", () => onCommitConflict(checkpoint, rootBytes)),
+          Effect.mapError((error) =>
+            error instanceof CheckpointFailed || error instanceof Fenced
+              ? error
+              : new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })
+          )
+        )
+        // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
+        yield* Ref.set(completedRef, { checkpoint, walPosition, files })
+        yield* writeControl(disk, {
+          format: ControlDomain.controlFormat,
+          instanceId: options.lock.instanceId,
+          epoch: options.lock.epoch,
+          store: store.description,
+          prefix: config.prefix,
+          lastCheckpoint: checkpoint,
+          walPosition,
+          partSizeBytes: config.partSizeBytes,
+          walSegmentBytes: config.walSegmentBytes
+        }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
+        yield* options.wal.covered(walPosition)
+        const endMs = yield* Clock.currentTimeMillis
+        return { checkpoint, outcome: "completed", partsUploaded: uploaded.length, bytesUploaded, filesWritten: written.length, walPosition, durationMs: endMs - startMs } as const
+      })
+
+    const checkpoint: CheckpointerService["checkpoint"] = (runOptions) =>
+      Effect.gen(function* () {
+        const stats = yield* Ref.get(statsRef)
+        if (stats.fenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
+        const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
+        const startMs = yield* Clock.currentTimeMillis
+        const attempted = (yield* Ref.get(completedRef)).checkpoint + 1
+        const report = yield* run(startMs).pipe(
+          Effect.timeoutFail({
+            duration: Duration.millis(deadlineMs),
+            onTimeout: () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })
+          }),
+          Effect.tapError(() => Ref.update(statsRef, (current) => ({ ...current, failed: current.failed + 1 })))
+        )
+        if (report.outcome === "completed") {
+          yield* Ref.update(statsRef, (current) => ({
+            ...current,
+            completed: current.completed + 1,
+            lastCheckpoint: report.checkpoint,
+            lastCompletedAtMs: startMs + report.durationMs,
+            bytesUploaded: current.bytesUploaded + report.bytesUploaded
+          }))
+        }
+        return report
+      }).pipe(
+        oneAtATime.withPermits(1),
+        (effect) => waits.track(`Checkpointer.checkpoint${runOptions?.reason === undefined ? "" : ` (${runOptions.reason})`}`, "uploads and manifest", effect)
+      )
+
+    const periodic =
+      config.checkpointIntervalMs === 0
+        ? Effect.void
+        : checkpoint({ reason: "periodic" }).pipe(
+            Effect.catchAll((error) =>
+              error._tag === "Fenced"
+                ? Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))
+                : Effect.logWarning(`periodic checkpoint failed: ${error.message}`)
+            ),
+            Effect.repeat(Schedule.spaced(Duration.millis(config.checkpointIntervalMs))),
+            Effect.delay(Duration.millis(config.checkpointIntervalMs)),
+            Effect.asVoid
+          )
+    const periodicFiber = yield* Effect.forkScoped(periodic)
+
+    return Checkpointer.of({
+      checkpoint,
+      stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
+      stats: Ref.get(statsRef),
+      latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
+    })
+  })
+
+const messageOf = (error: unknown): string =>
+  error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)

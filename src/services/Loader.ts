@@ -1,0 +1,296 @@
+/**
+ * Loader: start-up and restore. Opens the local data directory against the bucket: refuses a
+ * directory that belongs elsewhere or is out of step (StartupRefused), takes the bucket lock
+ * (BucketLock), finds the highest complete checkpoint, and installs its part map in the PartTable
+ * with every part NotLoaded unless a local copy is present, so parts are fetched lazily on their
+ * first lease. `prefetch` loads every part eagerly, with bounded concurrency and progress.
+ *
+ * Nothing is written before every check has passed: a refused start changes nothing.
+ *
+ * Replaces: orioledb_s3_loader.py (find the highest N whose markers exist, download; orioledb-s3.md
+ * §5 "Read-back") and the start-up half of src/s3/control.c (`s3_check_control`).
+ *
+ * @since 0.1.0
+ */
+import { Chunk, Context, Effect, Either, Layer, Option, Random, Stream } from "effect"
+import * as Control from "../domain/Control.js"
+import type { BucketLocked, CorruptObject, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
+import * as KeyLayout from "../domain/KeyLayout.js"
+import * as Manifest from "../domain/Manifest.js"
+import * as BucketLock from "./BucketLock.js"
+import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
+import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
+import { PartTable } from "./PartTable.js"
+import { withRequestPolicy } from "./RequestPolicy.js"
+import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
+
+/** The control file's path in the data directory. */
+export const controlPath = "control.json"
+
+/** Why start-up failed. */
+export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked
+
+/** One file of a checkpoint, with its part map. */
+export interface LoadedFile {
+  readonly entry: Manifest.FileEntry
+  readonly parts: ReadonlyArray<Manifest.PartEntry>
+}
+
+/** A checkpoint read back from the bucket: its root manifest and every file's part map. */
+export interface LoadedCheckpoint {
+  readonly manifest: Manifest.CheckpointManifest
+  readonly files: ReadonlyMap<FileId, LoadedFile>
+}
+
+/** What start-up found and decided. */
+export interface Opened {
+  readonly plan: Control.StartupPlan["_tag"]
+  readonly lock: BucketLock.HeldLock
+  /** The checkpoint the directory starts from (after a take-over: the claiming checkpoint). */
+  readonly base: LoadedCheckpoint | undefined
+  /** WAL records at and after this position are not in `base`: replay them. */
+  readonly walPosition: Lsn
+  /** Parts installed from `base` (NotLoaded or present locally). */
+  readonly installedParts: number
+}
+
+/** Progress of an eager prefetch. */
+export interface PrefetchProgress {
+  readonly done: number
+  readonly total: number
+}
+
+/** The operations of the loader. @category models */
+export interface LoaderService {
+  readonly opened: Opened
+  /** Loads every NotLoaded part of the base checkpoint, `concurrency` at a time. */
+  readonly prefetch: (
+    concurrency: number,
+    onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>
+  ) => Effect.Effect<number, unknown>
+}
+
+/** The loader. @category tags */
+export class Loader extends Context.Tag("effect-s3-tier/Loader")<Loader, LoaderService>() {}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the bucket (also used by the Checkpointer and the CLI's inspect/verify)
+// ---------------------------------------------------------------------------------------------
+
+/** Every complete checkpoint number in the bucket, ascending. */
+export const listCheckpoints = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyArray<CheckpointNumber>, ObjectStoreError> => {
+  const layout = keyLayout(config)
+  return store.list(KeyLayout.checkpointsPrefix(layout)).pipe(
+    Stream.filterMap((info) =>
+      Option.flatMap(KeyLayout.parseKey(layout, info.key), (key) => (key._tag === "Checkpoint" ? Option.some(key.checkpoint) : Option.none()))
+    ),
+    Stream.runCollect,
+    Effect.map((numbers) => Chunk.toReadonlyArray(numbers).slice().sort((a, b) => a - b))
+  )
+}
+
+/** Reads and validates checkpoint N's root manifest. */
+export const readCheckpointManifest = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  checkpoint: CheckpointNumber
+): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> => {
+  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
+  return store.get(key).pipe(
+    withRequestPolicy(config, "read checkpoint manifest", key),
+    Effect.flatMap((bytes) => Manifest.decodeCheckpointManifest(key, bytes, checkpoint))
+  )
+}
+
+/** Reads every file manifest a root manifest names (bounded concurrency), checking each digest. */
+export const readCheckpoint = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  manifest: Manifest.CheckpointManifest
+): Effect.Effect<LoadedCheckpoint, ObjectStoreError | CorruptObject> => {
+  const layout = keyLayout(config)
+  return Effect.forEach(
+    manifest.files,
+    (entry) => {
+      const key = KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file)
+      return store.get(key).pipe(
+        withRequestPolicy(config, "read file manifest", key),
+        Effect.flatMap((bytes) =>
+          Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes: manifest.partSizeBytes })
+        ),
+        Effect.map((fileManifest) => [entry.file, { entry, parts: fileManifest.parts }] as const)
+      )
+    },
+    { concurrency: Math.min(config.workerCount, 16) }
+  ).pipe(Effect.map((files) => ({ manifest, files: new Map(files) })))
+}
+
+/** The highest complete checkpoint, read back whole; undefined for a bucket without one. */
+export const readLatest = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<LoadedCheckpoint | undefined, ObjectStoreError | CorruptObject> =>
+  listCheckpoints(store, config).pipe(
+    Effect.flatMap((numbers) => {
+      const latest = numbers[numbers.length - 1]
+      return latest === undefined
+        ? Effect.succeed(undefined)
+        : readCheckpointManifest(store, config, latest).pipe(Effect.flatMap((manifest) => readCheckpoint(store, config, manifest)))
+    })
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Start-up
+// ---------------------------------------------------------------------------------------------
+
+const readControl = (disk: LocalDiskService): Effect.Effect<Control.Control | undefined, LocalIoError | CorruptObject> =>
+  disk.readAll(controlPath).pipe(
+    Effect.flatMap(
+      Option.match({
+        onNone: () => Effect.succeed(undefined),
+        onSome: (bytes) => Control.decodeControl(`${disk.root}/${controlPath}`, bytes)
+      })
+    )
+  )
+
+/** A fresh instance id: 16 random hex digits (from Effect's Random, so a seed decides it in tests). */
+export const newInstanceId: Effect.Effect<InstanceId> = Effect.map(
+  Effect.all(Array.from({ length: 4 }, () => Random.nextIntBetween(0, 0x10000))),
+  (words) => InstanceId.make(`i${words.map((word) => word.toString(16).padStart(4, "0")).join("")}`)
+)
+
+/**
+ * After a take-over: claims the next checkpoint number with a copy of the latest checkpoint under the
+ * new epoch, so that the old holder's next commit finds it taken. Re-reads and retries (at most five
+ * rounds) when the old holder committed in between.
+ */
+const claimAfterTakeOver = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  lock: BucketLock.HeldLock,
+  now: number
+): Effect.Effect<LoadedCheckpoint | undefined, ObjectStoreError | CorruptObject> =>
+  Effect.gen(function* () {
+    for (let round = 0; round < 5; round++) {
+      const latest = yield* readLatest(store, config)
+      const previous = latest?.manifest.checkpoint ?? CheckpointNumberSchema.make(0)
+      const checkpoint = CheckpointNumberSchema.make(previous + 1)
+      const claim: Manifest.CheckpointManifest = {
+        format: Manifest.checkpointManifestFormat,
+        instanceId: lock.instanceId,
+        epoch: lock.epoch,
+        checkpoint,
+        previous,
+        createdAtMs: now,
+        partSizeBytes: config.partSizeBytes,
+        walSegmentBytes: config.walSegmentBytes,
+        walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
+        files: latest?.manifest.files ?? []
+      }
+      const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
+      const claimed = yield* store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
+        withRequestPolicy(config, "claim checkpoint", key),
+        Effect.as(true),
+        Effect.catchTag("PreconditionFailed", () => Effect.succeed(false))
+      )
+      if (claimed) return { manifest: claim, files: latest?.files ?? new Map() }
+    }
+    return yield* readLatest(store, config)
+  })
+
+const hasOtherFiles = (disk: LocalDiskService): Effect.Effect<boolean, LocalIoError> =>
+  disk.list("").pipe(Effect.map((paths) => paths.some((path) => path !== controlPath)))
+
+/** The start-up sequence; see the module comment. */
+export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Effect.gen(function* () {
+  const config = yield* StorageConfig
+  const store = yield* ObjectStore
+  const disk = yield* LocalDisk
+  const parts = yield* PartTable
+  yield* store.probe.pipe(withRequestPolicy(config, "probe"))
+  const control = yield* readControl(disk)
+  const otherFiles = yield* hasOtherFiles(disk)
+  const latest = yield* readLatest(store, config)
+  const bucket: Control.BucketState = {
+    store: store.description,
+    prefix: config.prefix,
+    latest: latest === undefined ? undefined : latest.manifest
+  }
+  const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
+  const instanceId = control?.instanceId ?? (yield* newInstanceId)
+  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
+  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch)
+  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+  const base = lock.tookOver
+    ? yield* claimAfterTakeOver(store, config, lock, now).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
+    : latest
+  const installed = yield* install(parts, base).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
+  const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
+  yield* writeControl(disk, {
+    format: Control.controlFormat,
+    instanceId,
+    epoch: lock.epoch,
+    store: store.description,
+    prefix: config.prefix,
+    lastCheckpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
+    walPosition,
+    partSizeBytes: config.partSizeBytes,
+    walSegmentBytes: config.walSegmentBytes
+  }).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
+  return { plan: plan._tag, lock, base, walPosition, installedParts: installed }
+})
+
+const planStartupEffect = (
+  control: Control.Control | undefined,
+  otherFiles: boolean,
+  bucket: Control.BucketState,
+  config: StorageConfigValue
+): Effect.Effect<Control.StartupPlan, StartupRefused> =>
+  Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
+
+const install = (parts: PartTable["Type"], base: LoadedCheckpoint | undefined): Effect.Effect<number, LocalIoError> => {
+  const entries: Array<{ file: FileId; part: Manifest.PartEntry[0]; remote: Manifest.RemotePart }> = []
+  for (const [file, loaded] of base?.files ?? []) {
+    for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
+  }
+  const openCheckpoint = CheckpointNumberSchema.make((base?.manifest.checkpoint ?? 0) + 1)
+  return parts.install(entries, openCheckpoint).pipe(Effect.as(entries.length))
+}
+
+/** Writes the control file atomically and durably. */
+export const writeControl = (disk: LocalDiskService, control: Control.Control): Effect.Effect<void, LocalIoError> =>
+  disk.writeAtomic(controlPath, Control.encodeControl(control))
+
+/** Loads every part of the base checkpoint through leases (each load is one ReadPart task). */
+const prefetch = (opened: Opened) =>
+  (concurrency: number, onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>) =>
+    Effect.gen(function* () {
+      const parts = yield* PartTable
+      const targets: Array<readonly [FileId, Manifest.PartEntry[0]]> = []
+      for (const [file, loaded] of opened.base?.files ?? []) for (const entry of loaded.parts) targets.push([file, entry[0]])
+      let done = 0
+      yield* Effect.forEach(
+        targets,
+        ([file, part]) =>
+          Effect.scoped(parts.lease(file, part)).pipe(
+            Effect.zipRight(Effect.sync(() => ++done)),
+            Effect.flatMap((count) => (onProgress === undefined ? Effect.void : onProgress({ done: count, total: targets.length })))
+          ),
+        { concurrency: Math.max(1, concurrency), discard: true }
+      )
+      return done
+    })
+
+/** The loader as a layer: start-up runs when the layer is built. @category layers */
+export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.effect(
+  Loader,
+  Effect.gen(function* () {
+    const opened = yield* open
+    const parts = yield* PartTable
+    return Loader.of({
+      opened,
+      prefetch: (concurrency, onProgress) => prefetch(opened)(concurrency, onProgress).pipe(Effect.provideService(PartTable, parts))
+    })
+  })
+)

@@ -1,0 +1,63 @@
+/**
+ * Goal: the start-up decision refuses every directory that going on with would lose or fork data
+ * (the analogue of OrioleDB's test_s3_check_control) and accepts the legitimate cases, including the
+ * crash window between a checkpoint's commit and the control file's rewrite.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Either } from "effect"
+import * as Control from "../../src/domain/Control.js"
+import * as Ids from "../../src/domain/Ids.js"
+
+const control: Control.Control = {
+  format: Control.controlFormat,
+  instanceId: Ids.InstanceId.make("a"),
+  epoch: Ids.epoch(2),
+  store: "file:///bucket",
+  prefix: "p",
+  lastCheckpoint: Ids.checkpointNumber(5),
+  walPosition: Ids.lsn(0),
+  partSizeBytes: 4096,
+  walSegmentBytes: 8192
+}
+const sizes = { partSizeBytes: 4096, walSegmentBytes: 8192 }
+const bucket = (checkpoint: number | undefined, instance = "a", epoch = 2): Control.BucketState => ({
+  store: "file:///bucket",
+  prefix: "p",
+  latest: checkpoint === undefined ? undefined : { checkpoint: Ids.checkpointNumber(checkpoint), instanceId: Ids.InstanceId.make(instance), epoch: Ids.epoch(epoch) }
+})
+
+const refusal = (result: Either.Either<Control.StartupPlan, { reason: string }>): string | undefined =>
+  Either.isLeft(result) ? result.left.reason : undefined
+const plan = (result: Either.Either<Control.StartupPlan, unknown>): string | undefined =>
+  Either.isRight(result) ? result.right._tag : undefined
+
+describe("planStartup", () => {
+  it("starts fresh, restores, or reopens when in step", () => {
+    assert.strictEqual(plan(Control.planStartup(undefined, false, bucket(undefined), sizes)), "Fresh")
+    assert.strictEqual(plan(Control.planStartup(undefined, false, bucket(3), sizes)), "Restore")
+    assert.strictEqual(plan(Control.planStartup(control, true, bucket(5), sizes)), "Reopen")
+    assert.strictEqual(plan(Control.planStartup({ ...control, lastCheckpoint: Ids.checkpointNumber(0) }, true, bucket(undefined), sizes)), "Reopen")
+  })
+
+  it("reopens across the crash window: one behind, same instance and epoch", () => {
+    assert.strictEqual(plan(Control.planStartup(control, true, bucket(6), sizes)), "Reopen")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(6, "a", 3), sizes)), "LocalBehind")
+  })
+
+  it("refuses foreign directories, instances and buckets, and local state ahead or behind", () => {
+    assert.strictEqual(refusal(Control.planStartup(undefined, true, bucket(undefined), sizes)), "NotOurDirectory")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(5, "b"), sizes)), "ForeignInstance")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(4), sizes)), "LocalAhead")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(undefined), sizes)), "LocalAhead")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(9), sizes)), "LocalBehind")
+    assert.strictEqual(refusal(Control.planStartup(control, true, { ...bucket(5), prefix: "q" }, sizes)), "ForeignBucket")
+    assert.strictEqual(refusal(Control.planStartup(control, true, { ...bucket(5), store: "s3://other" }, sizes)), "ForeignBucket")
+    assert.strictEqual(refusal(Control.planStartup(control, true, bucket(5), { ...sizes, partSizeBytes: 8192 })), "NotOurDirectory")
+  })
+
+  it("decodes its own encoding and rejects a truncated control file", () => {
+    const bytes = Control.encodeControl(control)
+    assert.deepStrictEqual(Either.getOrThrow(Control.decodeControl("c", bytes)), control)
+    assert.isTrue(Either.isLeft(Control.decodeControl("c", bytes.slice(0, 20))))
+  })
+})

@@ -1,0 +1,95 @@
+/**
+ * Goal: manifests round-trip, and a corrupt, truncated, foreign or inconsistent manifest is a typed
+ * CorruptObject naming its key, never a crash. Also: a million-part file manifest stays practical.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Either } from "effect"
+import * as Ids from "../../src/domain/Ids.js"
+import * as Manifest from "../../src/domain/Manifest.js"
+
+const sha = (seed: number) => Manifest.sha256Hex(new Uint8Array([seed & 0xff, seed >> 8]))
+const file = Ids.fileId("db/users")
+const partSizeBytes = 1024 * 1024
+
+const fileManifest = (parts: ReadonlyArray<Manifest.PartEntry>): Manifest.FileManifest => ({
+  format: Manifest.fileManifestFormat,
+  instanceId: Ids.InstanceId.make("i1"),
+  checkpoint: Ids.checkpointNumber(3),
+  file,
+  parts
+})
+
+const root: Manifest.CheckpointManifest = {
+  format: Manifest.checkpointManifestFormat,
+  instanceId: Ids.InstanceId.make("i1"),
+  epoch: Ids.epoch(1),
+  checkpoint: Ids.checkpointNumber(3),
+  previous: Ids.checkpointNumber(2),
+  createdAtMs: 1,
+  partSizeBytes,
+  walSegmentBytes: 4096,
+  walPosition: Ids.lsn(100),
+  files: [{ file, manifestCheckpoint: Ids.checkpointNumber(2), manifestSha256: sha(1), partCount: 1, sizeBytes: 10 }]
+}
+
+describe("Manifest", () => {
+  it("round-trips a root manifest and a file manifest", () => {
+    const decodedRoot = Manifest.decodeCheckpointManifest("k", Manifest.encodeCheckpointManifest(root), Ids.checkpointNumber(3))
+    assert.deepStrictEqual(Either.getOrThrow(decodedRoot), root)
+    const manifest = fileManifest([[Ids.partIndex(0), Ids.checkpointNumber(3), sha(2), 10]])
+    const bytes = Manifest.encodeFileManifest(manifest)
+    const decoded = Manifest.decodeFileManifest("k", bytes, { file, sha256: Manifest.sha256Hex(bytes), partSizeBytes })
+    assert.deepStrictEqual(Either.getOrThrow(decoded), manifest)
+  })
+
+  it("reports corrupt, truncated, foreign and inconsistent manifests as CorruptObject naming the key", () => {
+    const bytes = Manifest.encodeCheckpointManifest(root)
+    const cases: Array<[string, Uint8Array, number]> = [
+      ["truncated", bytes.slice(0, bytes.length - 5), 3],
+      ["garbage", new Uint8Array([0xff, 0xfe, 0x00]), 3],
+      ["other format", new TextEncoder().encode(JSON.stringify({ ...JSON.parse(new TextDecoder().decode(bytes)), format: "someone-else@7" })), 3],
+      ["wrong number", bytes, 4],
+      ["not an object", new TextEncoder().encode("[1,2,3]"), 3]
+    ]
+    for (const [name, input, expected] of cases) {
+      const result = Manifest.decodeCheckpointManifest("tier/checkpoints/x", input, Ids.checkpointNumber(expected))
+      assert.isTrue(Either.isLeft(result), name)
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left._tag, "CorruptObject", name)
+        assert.include(result.left.message, "tier/checkpoints/x", name)
+      }
+    }
+  })
+
+  it("checks a file manifest against the digest its root names, and its part order", () => {
+    const good = Manifest.encodeFileManifest(fileManifest([[Ids.partIndex(0), Ids.checkpointNumber(3), sha(2), 10]]))
+    const wrongDigest = Manifest.decodeFileManifest("k", good, { file, sha256: sha(9), partSizeBytes })
+    assert.isTrue(Either.isLeft(wrongDigest))
+    const unordered = Manifest.encodeFileManifest(fileManifest([
+      [Ids.partIndex(2), Ids.checkpointNumber(3), sha(2), 10],
+      [Ids.partIndex(1), Ids.checkpointNumber(3), sha(3), 10]
+    ]))
+    const result = Manifest.decodeFileManifest("k", unordered, { file, sha256: Manifest.sha256Hex(unordered), partSizeBytes })
+    assert.isTrue(Either.isLeft(result))
+    if (Either.isLeft(result)) assert.include(result.left.detail, "out of order")
+    const oversized = Manifest.encodeFileManifest(fileManifest([[Ids.partIndex(0), Ids.checkpointNumber(3), sha(2), partSizeBytes + 1]]))
+    assert.isTrue(Either.isLeft(Manifest.decodeFileManifest("k", oversized, { file, sha256: Manifest.sha256Hex(oversized), partSizeBytes })))
+  })
+
+  it("rejects a root manifest whose files are unordered or name a later manifest", () => {
+    assert.isDefined(Manifest.checkpointManifestProblem({ ...root, files: [root.files[0]!, root.files[0]!] })) // both defined: literal above
+    assert.isDefined(Manifest.checkpointManifestProblem({ ...root, files: [{ ...root.files[0]!, manifestCheckpoint: Ids.checkpointNumber(4) }] }))
+    assert.isDefined(Manifest.checkpointManifestProblem({ ...root, previous: Ids.checkpointNumber(3) }))
+    assert.isUndefined(Manifest.checkpointManifestProblem(root))
+  })
+
+  it("encodes and decodes a file manifest of a million parts in linear time", () => {
+    const digest = sha(7)
+    const parts: Array<Manifest.PartEntry> = []
+    for (let index = 0; index < 1_000_000; index++) parts.push([Ids.partIndex(index), Ids.checkpointNumber(3), digest, partSizeBytes])
+    const bytes = Manifest.encodeFileManifest(fileManifest(parts))
+    const decoded = Manifest.decodeFileManifest("k", bytes, { file, sha256: Manifest.sha256Hex(bytes), partSizeBytes })
+    assert.isTrue(Either.isRight(decoded))
+    if (Either.isRight(decoded)) assert.strictEqual(decoded.right.parts.length, 1_000_000)
+  }, 60_000)
+})
