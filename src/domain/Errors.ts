@@ -239,3 +239,48 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("effect-s3-
     return `invalid configuration ${this.field}: ${this.detail}`
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Write-ahead log
+// ---------------------------------------------------------------------------------------------
+
+/** A WAL record does not fit in one segment (records never span segments). */
+export class WalRecordTooLarge extends Schema.TaggedError<WalRecordTooLarge>("effect-s3-tier/WalRecordTooLarge")(
+  "WalRecordTooLarge",
+  { recordBytes: Schema.Number, recordBytesMax: Schema.Number }
+) {
+  override get message(): string {
+    return `a WAL record of ${this.recordBytes} bytes is larger than the largest that fits in a segment (${this.recordBytesMax} bytes)`
+  }
+}
+
+/** A wait for a WAL position to be archived passed its deadline (the uploads go on). */
+export class WalArchiveTimeout extends Schema.TaggedError<WalArchiveTimeout>("effect-s3-tier/WalArchiveTimeout")(
+  "WalArchiveTimeout",
+  { lsn: Schema.Number, archivedThrough: Schema.Number, timeoutMs: Schema.Number }
+) {
+  override get message(): string {
+    return `WAL position ${this.lsn} was not archived within ${this.timeoutMs} ms (archived through ${this.archivedThrough})`
+  }
+}
+
+/** Records are missing from the WAL: a segment absent, or incomplete while later ones exist. */
+export class WalGap extends Schema.TaggedError<WalGap>("effect-s3-tier/WalGap")("WalGap", {
+  fromLsn: Schema.Number,
+  toLsn: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the WAL has a gap between positions ${this.fromLsn} and ${this.toLsn}: ${this.detail}`
+  }
+}
+
+/** The application's replay function failed on a WAL record at start-up. */
+export class ReplayFailed extends Schema.TaggedError<ReplayFailed>("effect-s3-tier/ReplayFailed")("ReplayFailed", {
+  lsn: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `replaying the WAL record at ${this.lsn} failed: ${this.detail}`
+  }
+}

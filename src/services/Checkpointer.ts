@@ -76,6 +76,8 @@ export interface CheckpointerService {
   readonly checkpoint: (options?: { readonly deadlineMs?: number; readonly reason?: string }) => Effect.Effect<CheckpointReport, CheckpointError>
   /** Stops the periodic trigger (shutdown does this first). Idempotent. */
   readonly stopPeriodic: Effect.Effect<void>
+  /** Whether the periodic trigger's fiber is still running. */
+  readonly periodicAlive: Effect.Effect<boolean>
   readonly stats: Effect.Effect<CheckpointerStats>
   /** The latest completed checkpoint as this instance knows it. */
   readonly latest: Effect.Effect<CheckpointNumber>
@@ -318,6 +320,7 @@ export const make = (options: CheckpointerOptions) =>
     return Checkpointer.of({
       checkpoint,
       stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
+      periodicAlive: Effect.map(periodicFiber.poll, Option.isNone),
       stats: Ref.get(statsRef),
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
