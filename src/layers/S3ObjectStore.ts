@@ -1,0 +1,318 @@
+/**
+ * S3ObjectStore: the bucket on S3 or an S3-compatible server, through @aws-sdk/client-s3 (the
+ * client's lifetime is @effect-aws/client-s3's `S3ClientInstance`: made when the layer is built,
+ * destroyed when its scope closes, which closes its sockets).
+ *
+ * Every request:
+ * - is sent with the fiber's AbortSignal (`Effect.tryPromise((signal) => client.send(cmd,
+ *   { abortSignal: signal }))`), so interrupting an operation aborts its HTTP request and closes
+ *   its socket;
+ * - is bounded by `requestTimeoutMs` (a timeout of the whole operation, body included; for `list`,
+ *   of each page's request) that fails with `ObjectStoreUnavailable` reason "Timeout" (the SDK
+ *   has no timeout of its own);
+ * - is tried once: SDK retries are off (`maxAttempts: 1`); the workers retry transient failures;
+ * - fails with a typed error chosen by one pure function, `classifyS3Error`.
+ * A GetObject's body stream is read under its own finalizer that destroys it, so it is consumed
+ * or destroyed on every exit path (the AbortSignal no longer covers it once headers arrived).
+ * Checksums are sent and checked only when required (`WHEN_REQUIRED`), so uploads go as plain
+ * bodies, never `aws-chunked`, which S3-compatible servers may store with the framing.
+ *
+ * Conditional put = `If-None-Match: *`; 412 and 409 ConditionalRequestConflict (a concurrent
+ * conditional write) are `PreconditionFailed`. `getRange` past the end returns the bytes there
+ * are (416 = none). `delete` of a missing key succeeds. `list` pages ListObjectsV2 by
+ * continuation token, 1000 keys a request. `probe` = HeadBucket.
+ *
+ * Replaces: OrioleDB's src/s3/requests.c (libcurl, no timeouts, no cancellation, FATAL on any
+ * error: orioledb-s3.md §2, §7).
+ *
+ * @since 0.1.0
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  type GetObjectCommandOutput,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client
+} from "@aws-sdk/client-s3"
+import { S3ClientInstance, S3ServiceConfig } from "@effect-aws/client-s3"
+import { Chunk, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
+import {
+  ObjectNotFound,
+  type ObjectStoreError,
+  ObjectStoreRejected,
+  ObjectStoreUnavailable,
+  PreconditionFailed
+} from "../domain/Errors.js"
+import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
+
+/** Options of the S3 store. */
+export interface S3ObjectStoreOptions {
+  readonly bucket: string
+  /** An S3-compatible endpoint (`http://127.0.0.1:9000`); omitted = AWS S3 of `region`. */
+  readonly endpoint?: string
+  readonly region: string
+  /** Path-style URLs (`endpoint/bucket/key`), needed for servers on an IP address. */
+  readonly forcePathStyle: boolean
+  /** Explicit credentials; omitted = the AWS default chain (environment, profile, instance role). */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string }
+  /** Bound of every operation, from its start to its last byte. */
+  readonly requestTimeoutMs: number
+}
+
+/** Keys per ListObjectsV2 request (S3's maximum). */
+export const listPageKeysMax = 1000
+
+// ---------------------------------------------------------------------------------------------
+// Error classification (pure)
+// ---------------------------------------------------------------------------------------------
+
+const networkCodes = new Set([
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN",
+  "ECONNABORTED", "EADDRNOTAVAIL", "ERR_STREAM_PREMATURE_CLOSE", "UND_ERR_SOCKET"
+])
+const timeoutCodes = new Set(["ETIMEDOUT", "ESOCKETTIMEDOUT", "TimeoutError", "RequestTimeout", "RequestTimeoutException"])
+const throttleCodes = new Set(["SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded", "ProvisionedThroughputExceededException"])
+const serverCodes = new Set(["InternalError", "ServiceUnavailable", "OperationAborted"])
+const localRejections = new Set(["CredentialsProviderError", "TypeError", "RangeError", "InvalidEndpoint"])
+
+interface ErrorFields {
+  readonly name: string | undefined
+  readonly code: string | undefined
+  readonly message: string | undefined
+  readonly status: number | undefined
+}
+
+const stringField = (value: unknown, field: string): string | undefined => {
+  if (typeof value !== "object" || value === null || !(field in value)) return undefined
+  const found: unknown = (value as Record<string, unknown>)[field]
+  return typeof found === "string" ? found : undefined
+}
+
+const fieldsOf = (error: unknown): ErrorFields => {
+  const metadata: unknown = typeof error === "object" && error !== null && "$metadata" in error ? error.$metadata : undefined
+  const status: unknown = typeof metadata === "object" && metadata !== null && "httpStatusCode" in metadata ? metadata.httpStatusCode : undefined
+  return {
+    name: stringField(error, "name"),
+    // S3 error responses carry `Code`; Node's system errors carry `code` (ECONNREFUSED …).
+    code: stringField(error, "Code") ?? stringField(error, "code"),
+    message: stringField(error, "message") ?? (typeof error === "string" ? error : undefined),
+    status: typeof status === "number" ? status : undefined
+  }
+}
+
+/** Every `code` in an error, its `cause` chain and an AggregateError's `errors` (bounded depth). */
+const causeCodes = (error: unknown, depth = 0): Array<string> => {
+  if (depth > 4 || typeof error !== "object" || error === null) return []
+  const own = [stringField(error, "code"), stringField(error, "name")].filter((code): code is string => code !== undefined)
+  const cause: unknown = "cause" in error ? error.cause : undefined
+  const errors: unknown = "errors" in error ? error.errors : undefined
+  const nested = Array.isArray(errors) ? errors.flatMap((inner: unknown) => causeCodes(inner, depth + 1)) : []
+  return [...own, ...causeCodes(cause, depth + 1), ...nested]
+}
+
+const statusText = (status: number | undefined): string => {
+  switch (status) {
+    case 400:
+      return "bad request"
+    case 401:
+    case 403:
+      return "access denied: check the credentials and the bucket's policy"
+    case 404:
+      return "not found"
+    default:
+      return status === undefined ? "no details" : `HTTP ${status}`
+  }
+}
+
+/**
+ * The typed error of a failed S3 request: 404/NoSuchKey/NotFound → ObjectNotFound; NoSuchBucket,
+ * 400, 401, 403 (AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch), other 4xx and local
+ * configuration errors (no credentials) → ObjectStoreRejected; 412 and 409 (but OperationAborted)
+ * → PreconditionFailed; 429/SlowDown → Unavailable "Throttled"; 5xx → Unavailable "ServerError";
+ * timeouts (TimeoutError, ETIMEDOUT, 400 RequestTimeout) → Unavailable "Timeout"; socket errors
+ * (ECONNREFUSED, ECONNRESET, EPIPE, socket hang up …) and anything unrecognised → Unavailable
+ * "Network". Pure: `error` is only read.
+ */
+export const classifyS3Error = (operation: string, key: string | undefined, error: unknown): ObjectStoreError => {
+  const { code, message, name, status } = fieldsOf(error)
+  const label = code ?? name ?? "Error"
+  const text = message === undefined || message === "" || message === "UnknownError" ? statusText(status) : message
+  const detail = `${label}${status === undefined ? "" : ` (HTTP ${status})`}: ${text}`
+  const codes = [label, ...(name === undefined ? [] : [name]), ...causeCodes(error)]
+  const unavailable = (reason: ObjectStoreUnavailable["reason"]) => new ObjectStoreUnavailable({ operation, key, reason, detail })
+  const rejected = (rejectedCode: string) => new ObjectStoreRejected({ operation, key, status, code: rejectedCode, detail })
+
+  if (codes.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
+  if (status === undefined && (codes.some((candidate) => networkCodes.has(candidate)) || /socket hang up|aborted/i.test(message ?? ""))) {
+    return unavailable("Network")
+  }
+  if (status === 412 || label === "PreconditionFailed" || label === "ConditionalRequestConflict") {
+    return new PreconditionFailed({ operation, key: key ?? "" })
+  }
+  if (status === 409 && label !== "OperationAborted") return new PreconditionFailed({ operation, key: key ?? "" })
+  if (label === "NoSuchBucket") return rejected("NoSuchBucket")
+  if (status === 404 || label === "NoSuchKey" || label === "NotFound") return new ObjectNotFound({ operation, key: key ?? "" })
+  if (status === 429 || throttleCodes.has(label)) return unavailable("Throttled")
+  if ((status !== undefined && status >= 500) || serverCodes.has(label)) return unavailable("ServerError")
+  if (status !== undefined && status >= 300) return rejected(label === "Unknown" || label === "Error" ? `HTTP${status}` : label)
+  if (name !== undefined && localRejections.has(name)) return rejected(name)
+  return unavailable("Network")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+// ---------------------------------------------------------------------------------------------
+
+const isDestroyable = (value: unknown): value is { readonly destroy: () => void } =>
+  typeof value === "object" && value !== null && "destroy" in value && typeof value.destroy === "function"
+
+const hasStatus = (error: unknown, status: number): boolean => fieldsOf(error).status === status
+
+/** The store over a client made for `options`; the client is destroyed when the scope closes. */
+export const make = (options: S3ObjectStoreOptions): Effect.Effect<ObjectStoreService, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const client: S3Client = yield* S3ClientInstance.make.pipe(
+      S3ServiceConfig.withS3ServiceConfig({
+        region: options.region,
+        forcePathStyle: options.forcePathStyle,
+        maxAttempts: 1,
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+        ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } })
+      })
+    )
+    return makeWithClient(client, options)
+  })
+
+/** The store over a given client (its lifetime is the caller's). @category constructors */
+export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions): ObjectStoreService => {
+  const { bucket, requestTimeoutMs } = options
+  const where = options.endpoint ?? `AWS S3 (${options.region})`
+
+  /** One SDK call, aborted when the fiber is interrupted; the failure is the raw SDK error. */
+  const send = <A>(call: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, unknown> =>
+    Effect.tryPromise({ try: call, catch: (error) => error })
+
+  const bounded = <A, E>(operation: string, key: string | undefined, effect: Effect.Effect<A, E>) =>
+    Effect.timeoutFail(effect, {
+      duration: Duration.millis(requestTimeoutMs),
+      onTimeout: () => new ObjectStoreUnavailable({ operation, key, reason: "Timeout", detail: `no answer from ${where} within ${requestTimeoutMs} ms` })
+    })
+
+  const classified = <A>(operation: string, key: string | undefined, effect: Effect.Effect<A, unknown>): Effect.Effect<A, ObjectStoreError> =>
+    bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error)))
+
+  /** GetObject and its body, read under a finalizer that destroys the stream on every exit. */
+  const getObject = (key: string, range: string | undefined): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        // The request itself stays interruptible (its AbortSignal aborts it); once it answered,
+        // the finalizer that destroys the body is registered before any interruption can land.
+        const output = yield* Effect.acquireRelease(
+          Effect.interruptible(
+            send((signal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }), { abortSignal: signal }))
+          ),
+          (acquired) => Effect.sync(() => isDestroyable(acquired.Body) && acquired.Body.destroy())
+        )
+        const body = output.Body
+        if (body === undefined) return { output, bytes: new Uint8Array(0) }
+        const bytes = yield* send(() => body.transformToByteArray())
+        return { output, bytes }
+      })
+    )
+
+  const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
+    classified(
+      "put",
+      key,
+      send((signal) =>
+        client.send(
+          new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.length, ...(putOptions?.ifNoneMatch === true ? { IfNoneMatch: "*" } : {}) }),
+          { abortSignal: signal }
+        ))
+    )
+
+  const head = (key: string): Effect.Effect<ObjectInfo, ObjectStoreError> =>
+    classified(
+      "head",
+      key,
+      Effect.map(send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), (output) => ({ key, sizeBytes: output.ContentLength ?? 0 }))
+    )
+
+  const getRange = (key: string, offset: number, length: number): Effect.Effect<Uint8Array, ObjectStoreError> => {
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0)) {
+      return Effect.dieMessage(`getRange: offset ${offset} and length ${length} must be non-negative integers`)
+    }
+    // An empty range cannot be written as an HTTP Range (S3 would send the whole object).
+    if (length === 0) return Effect.as(Effect.mapError(head(key), (error) => error._tag === "ObjectNotFound" ? new ObjectNotFound({ operation: "getRange", key }) : error), new Uint8Array(0))
+    const read = getObject(key, `bytes=${offset}-${offset + length - 1}`).pipe(
+      // Without Content-Range the server ignored the Range and sent the whole object.
+      Effect.map(({ bytes, output }) => output.ContentRange === undefined ? bytes.slice(offset, offset + length) : bytes),
+      // 416: the object exists and the range starts at or past its end.
+      Effect.catchIf((error) => hasStatus(error, 416), () => Effect.succeed(new Uint8Array(0)))
+    )
+    return classified("getRange", key, read)
+  }
+
+  const listPage = (prefix: string, token: string | undefined) =>
+    classified(
+      "list",
+      prefix,
+      send((signal) =>
+        client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: listPageKeysMax, ...(token === undefined ? {} : { ContinuationToken: token }) }),
+          { abortSignal: signal }
+        ))
+    )
+
+  const list = (prefix: string): Stream.Stream<ObjectInfo, ObjectStoreError> =>
+    Stream.paginateChunkEffect(undefined as string | undefined, (token) =>
+      Effect.map(listPage(prefix, token), (output) => {
+        const infos = (output.Contents ?? []).flatMap((object): Array<ObjectInfo> => object.Key === undefined ? [] : [{ key: object.Key, sizeBytes: object.Size ?? 0 }])
+        const next = output.IsTruncated === true && output.NextContinuationToken !== undefined ? Option.some(output.NextContinuationToken) : Option.none()
+        return [Chunk.unsafeFromArray(infos), next] as const
+      }))
+
+  const probe: Effect.Effect<void, ObjectStoreError> = bounded(
+    "probe",
+    undefined,
+    send((signal) => client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: signal })).pipe(
+      Effect.asVoid,
+      Effect.mapError((error): ObjectStoreError => {
+        const { status } = fieldsOf(error)
+        if (status === 404) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "NoSuchBucket", detail: `bucket ${JSON.stringify(bucket)} does not exist at ${where}; create it first or check the bucket name` })
+        }
+        if (status === 401 || status === 403) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "AccessDenied", detail: `access to bucket ${JSON.stringify(bucket)} at ${where} was refused: check the credentials and the bucket's policy` })
+        }
+        if (status === 301) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "WrongRegion", detail: `bucket ${JSON.stringify(bucket)} is not in region ${options.region}` })
+        }
+        return classifyS3Error("probe", undefined, error)
+      })
+    )
+  )
+
+  return {
+    description: `s3://${bucket}${options.endpoint === undefined ? "" : ` at ${options.endpoint}`}`,
+    probe,
+    put,
+    get: (key) => classified("get", key, Effect.map(getObject(key, undefined), ({ bytes }) => bytes)),
+    getRange,
+    head,
+    delete: (key) =>
+      classified("delete", key, send((signal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }))).pipe(
+        Effect.asVoid,
+        Effect.catchTag("ObjectNotFound", () => Effect.void)
+      ),
+    list
+  }
+}
+
+/** The S3 store as the ObjectStore. @category layers */
+export const layer = (options: S3ObjectStoreOptions): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(options))

@@ -1,0 +1,236 @@
+/**
+ * Goal: each fault kind of the decorator does what it says and nothing more: latency moves with the
+ * TestClock, error rates are decided by a seed (reproducible), permanent failures and stalls hit
+ * only the filtered operations and keys, a stall is interruptible and healable, and the counters
+ * (injected faults, operations started/finished, stalled now) tell the truth.
+ * Method: the decorator over a MemoryObjectStore, on the TestClock (`it.effect`); waits are on the
+ * controller's counters (`awaitStats`) or the clock, never on real time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Chunk, Effect, Either, Fiber, Layer, Option, Random, Stream, TestClock } from "effect"
+import type { ObjectStoreError } from "../../src/domain/Errors.js"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import { taskTypes } from "../../src/domain/Task.js"
+import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import { ObjectStore } from "../../src/services/ObjectStore.js"
+import { suite } from "./ObjectStoreSuite.js"
+
+// With no rule, the decorator must be invisible: the whole contract holds through it.
+suite("FaultyObjectStore without faults", FaultyObjectStore.layer().pipe(Layer.provide(MemoryObjectStore.layer)), { dotSegmentKeys: true, listKeyCount: 1001 })
+
+const faulty = (options: FaultyObjectStore.FaultyObjectStoreOptions = {}) =>
+  Effect.flatMap(MemoryObjectStore.make(), ({ bucket, store }) => Effect.map(FaultyObjectStore.make(store, options), (made) => ({ ...made, bucket })))
+
+const bytes = new Uint8Array([1, 2, 3])
+
+/** Which of `count` puts failed with an injected error, as a string of 0/1. */
+const failurePattern = (store: { readonly put: (key: string, bytes: Uint8Array) => Effect.Effect<void, { readonly _tag: string }> }, count: number) =>
+  Effect.map(
+    Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) => Effect.either(store.put(`k${index}`, bytes))),
+    (results) => results.map((result) => (Either.isLeft(result) ? "1" : "0")).join("")
+  )
+
+describe("FaultyObjectStore", () => {
+  it.effect("latency delays the operation by exactly its duration on the TestClock", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* controller.latency(100, { operations: ["put"] })
+      const put = yield* Effect.fork(store.put("k", bytes))
+      yield* TestClock.adjust("99 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(put)), "still sleeping at 99 ms")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(put)
+      // get is not filtered in: it runs at once.
+      assert.deepStrictEqual(Array.from(yield* store.get("k")), [1, 2, 3])
+      const stats = yield* controller.stats
+      assert.strictEqual(stats.injected.latency, 1)
+      assert.deepStrictEqual(stats.operations.put, { started: 1, finished: 1 })
+    }))
+
+  it.effect("errorRate(1) fails every filtered operation with a transient Injected error; errorRate(0) none", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty({ seed: 1 })
+      const id = yield* controller.errorRate(1, { keyPrefix: "bad/" })
+      const failed = yield* Effect.either(store.put("bad/k", bytes))
+      assert.isTrue(Either.isLeft(failed) && failed.left._tag === "ObjectStoreUnavailable" && failed.left.reason === "Injected")
+      yield* store.put("good/k", bytes)
+      yield* controller.remove(id)
+      yield* controller.errorRate(0)
+      assert.strictEqual(yield* failurePattern(store, 50), "0".repeat(50))
+      assert.strictEqual((yield* controller.stats).injected.error, 1)
+    }))
+
+  it.effect("a seed decides the error pattern: same seed, same failures; another seed, others", () =>
+    Effect.gen(function* () {
+      const run = (seed: number) =>
+        Effect.gen(function* () {
+          const { controller, store } = yield* faulty({ seed })
+          yield* controller.errorRate(0.5)
+          return yield* failurePattern(store, 64)
+        })
+      const first = yield* run(42)
+      assert.strictEqual(yield* run(42), first)
+      assert.notStrictEqual(yield* run(43), first)
+      const failures = first.split("").filter((bit) => bit === "1").length
+      assert.isTrue(failures > 10 && failures < 54, `about half fail: ${first}`)
+      // Without a seed option the draws come from the caller's Random: seeding it reproduces too.
+      const ambient = (seed: number) =>
+        Effect.gen(function* () {
+          const { controller, store } = yield* faulty()
+          yield* controller.errorRate(0.5)
+          return yield* failurePattern(store, 64)
+        }).pipe(Effect.withRandom(Random.make(seed)))
+      assert.strictEqual(yield* ambient(7), yield* ambient(7))
+    }))
+
+  it.effect("failPermanently rejects the filtered operations only, and never reaches the inner store", () =>
+    Effect.gen(function* () {
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.failPermanently({ operations: ["put"], keyMatches: (key) => key.endsWith(".json") })
+      const rejected = yield* Effect.either(store.put("m.json", bytes))
+      assert.isTrue(Either.isLeft(rejected) && rejected.left._tag === "ObjectStoreRejected" && rejected.left.code === "InjectedFailure")
+      assert.isTrue(Option.isNone(yield* bucket.read("m.json")))
+      yield* store.put("part", bytes)
+      assert.strictEqual(Chunk.size(yield* Stream.runCollect(store.list(""))), 1, "list is not filtered in")
+      assert.strictEqual((yield* controller.stats).injected.permanent, 1)
+    }))
+
+  it.effect("stall holds an operation until it is interrupted; the counters follow", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* store.put("k", bytes)
+      yield* controller.stall({ operations: ["get"] })
+      const get = yield* Effect.fork(store.get("k"))
+      yield* controller.awaitStats((stats) => stats.stalledNow === 1)
+      yield* TestClock.adjust("1 hour")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(get)), "no time ends a stall")
+      yield* store.head("k")
+      yield* Fiber.interrupt(get)
+      const stats = yield* controller.stats
+      assert.strictEqual(stats.stalledNow, 0)
+      assert.deepStrictEqual(stats.operations.get, { started: 1, finished: 1 })
+      assert.strictEqual(stats.injected.stall, 1)
+    }))
+
+  it.effect("heal releases stalled operations (they proceed) and removes every rule", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* store.put("k", bytes)
+      yield* controller.stall()
+      yield* controller.failPermanently()
+      const operations: ReadonlyArray<Effect.Effect<unknown, ObjectStoreError>> = [store.get("k"), store.get("k"), store.head("k")]
+      const fibers = yield* Effect.forEach(operations, (effect) => Effect.fork(Effect.either(effect)))
+      yield* controller.awaitStats((stats) => stats.stalledNow === 3)
+      yield* controller.heal
+      const results = yield* Fiber.joinAll(fibers)
+      assert.isTrue(results.every(Either.isRight), "after heal the stalled operations succeed")
+      yield* store.put("after", bytes)
+      assert.strictEqual((yield* controller.stats).stalledNow, 0)
+    }))
+
+  it.effect("a stalled list is interruptible and healable too", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* store.put("a/1", bytes)
+      yield* controller.stall({ operations: ["list"], keyPrefix: "a/" })
+      const listing = yield* Effect.fork(Stream.runCollect(store.list("a/")))
+      yield* controller.awaitStats((stats) => stats.stalledNow === 1)
+      assert.strictEqual(Chunk.size(yield* Stream.runCollect(store.list("b/"))), 0, "another prefix is not stalled")
+      yield* controller.heal
+      assert.strictEqual(Chunk.size(yield* Fiber.join(listing)), 1)
+      assert.deepStrictEqual((yield* controller.stats).operations.list, { started: 2, finished: 2 })
+    }))
+
+  it.effect("stallAfter stalls only operations that start after its delay", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* controller.stallAfter(1000)
+      yield* store.put("early", bytes)
+      yield* TestClock.adjust("999 millis")
+      yield* store.put("still-early", bytes)
+      yield* TestClock.adjust("1 millis")
+      const late = yield* Effect.fork(store.put("late", bytes))
+      yield* controller.awaitStats((stats) => stats.stalledNow === 1)
+      yield* Fiber.interrupt(late)
+      assert.deepStrictEqual((yield* controller.stats).operations.put, { started: 3, finished: 3 })
+    }))
+
+  it.effect("probe has no key: key-filtered rules never apply to it, unfiltered ones do", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* controller.failPermanently({ keyPrefix: "" })
+      yield* store.probe
+      yield* controller.failPermanently({ operations: ["probe"] })
+      assert.isTrue(Either.isLeft(yield* Effect.either(store.probe)))
+    }))
+
+  it.effect("a controller made first can flip faults on a store built later (stall-at-shutdown)", () =>
+    Effect.gen(function* () {
+      const controller = yield* FaultyObjectStore.makeController()
+      const program = Effect.gen(function* () {
+        const store = yield* ObjectStore
+        const tag = yield* FaultyObjectStore.FaultController
+        assert.strictEqual(tag, controller)
+        yield* store.put("k", bytes)
+        yield* controller.stall()
+        const put = yield* Effect.fork(store.put("k", bytes))
+        yield* controller.awaitStats((stats) => stats.stalledNow === 1)
+        yield* Fiber.interrupt(put)
+      })
+      yield* program.pipe(Effect.provide(FaultyObjectStore.layer(controller).pipe(Layer.provide(MemoryObjectStore.layer))))
+    }))
+
+  it.effect("out-of-range fault parameters are defects", () =>
+    Effect.gen(function* () {
+      const { controller } = yield* faulty()
+      for (const add of [controller.errorRate(1.5), controller.latency(-1), controller.stallAfter(Number.NaN)]) {
+        const exit = yield* Effect.exit(add)
+        assert.isTrue(exit._tag === "Failure" && exit.cause._tag === "Die")
+      }
+    }))
+})
+
+describe("failTaskFilter", () => {
+  const layout = KeyLayout.make("tier")
+  const decide = (filter: FaultyObjectStore.FaultFilter, operation: FaultyObjectStore.Operation, key: string): boolean =>
+    (filter.operations === undefined || filter.operations.includes(operation)) &&
+    (filter.keyPrefix === undefined || key.startsWith(filter.keyPrefix)) &&
+    (filter.keyMatches === undefined || filter.keyMatches(key))
+
+  const requests: ReadonlyArray<readonly [FaultyObjectStore.Operation, string]> = [
+    ["put", "tier/data/0000000000000001/7/0000000000-ab"],
+    ["get", "tier/data/0000000000000001/7/0000000000-ab"],
+    ["getRange", "tier/data/0000000000000001/7/0000000000-ab"],
+    ["put", "tier/manifests/0000000000000001/7.json"],
+    ["put", "tier/checkpoints/0000000000000001"],
+    ["put", "tier/lock"],
+    ["put", "tier/wal/00000000000000A1"],
+    ["delete", "tier/data/0000000000000001/7/0000000000-ab"],
+    ["put", "other/data/x"],
+    ["get", "tier/manifests/0000000000000001/7.json"]
+  ]
+  const expected: Record<(typeof taskTypes)[number], ReadonlyArray<boolean>> = {
+    WritePart: [true, false, false, false, false, false, false, false, false, false],
+    ReadPart: [false, true, true, false, false, false, false, false, false, false],
+    WriteObject: [false, false, false, true, true, true, false, false, false, false],
+    WriteWalSegment: [false, false, false, false, false, false, true, false, false, false],
+    DeleteObject: [false, false, false, false, false, false, false, true, false, false]
+  }
+
+  it("maps each task type to exactly its requests", () => {
+    for (const taskType of taskTypes) {
+      const filter = FaultyObjectStore.failTaskFilter(taskType, layout)
+      assert.deepStrictEqual(requests.map(([operation, key]) => decide(filter, operation, key)), expected[taskType], taskType)
+    }
+  })
+
+  it.effect("fail-task=WritePart through the decorator fails part uploads only", () =>
+    Effect.gen(function* () {
+      const { controller, store } = yield* faulty()
+      yield* controller.failPermanently(FaultyObjectStore.failTaskFilter("WritePart", layout))
+      assert.isTrue(Either.isLeft(yield* Effect.either(store.put("tier/data/0000000000000001/7/0000000000-ab", bytes))))
+      yield* store.put("tier/checkpoints/0000000000000001", bytes)
+      yield* store.put("tier/wal/00000000000000A1", bytes)
+    }))
+})
