@@ -1,16 +1,35 @@
 /**
- * effect-s3-tier: the public API. Import services as namespaces.
+ * effect-s3-tier: the public API. Import services as namespaces:
+ * `import { Storage, StorageConfig, FileObjectStore, FileSystemDisk } from "effect-s3-tier"`.
  *
  * @since 0.1.0
  */
+export * as Control from "./domain/Control.js"
 export * as Errors from "./domain/Errors.js"
 export * as Ids from "./domain/Ids.js"
 export * as KeyLayout from "./domain/KeyLayout.js"
 export * as Manifest from "./domain/Manifest.js"
+export * as PartState from "./domain/PartState.js"
 export * as Task from "./domain/Task.js"
+export * as Units from "./domain/Units.js"
+export * as Wal from "./domain/Wal.js"
+export * as FaultyObjectStore from "./layers/FaultyObjectStore.js"
+export * as FileObjectStore from "./layers/FileObjectStore.js"
+export * as FileSystemDisk from "./layers/FileSystemDisk.js"
+export * as MemoryDisk from "./layers/MemoryDisk.js"
+export * as MemoryObjectStore from "./layers/MemoryObjectStore.js"
+export * as S3ObjectStore from "./layers/S3ObjectStore.js"
+export * as Storage from "./layers/Storage.js"
+export * as BucketLock from "./services/BucketLock.js"
+export * as Checkpointer from "./services/Checkpointer.js"
+export * as Evictor from "./services/Evictor.js"
+export * as Loader from "./services/Loader.js"
 export * as LocalDisk from "./services/LocalDisk.js"
 export * as ObjectStore from "./services/ObjectStore.js"
 export * as PartTable from "./services/PartTable.js"
+export * as RequestPolicy from "./services/RequestPolicy.js"
+export * as S3Workers from "./services/S3Workers.js"
 export * as StorageConfig from "./services/StorageConfig.js"
 export * as TaskQueue from "./services/TaskQueue.js"
 export * as WaitRegistry from "./services/WaitRegistry.js"
+export * as WalArchiver from "./services/WalArchiver.js"

@@ -163,7 +163,9 @@ const make = (options: StorageOptions) =>
         )
       ))
       const checkpointBudgetAtMs = startMs + config.shutdownCheckpointDeadlineMs
-      const walBudgetMs = yield* remainingMs(checkpointBudgetAtMs)
+      // The WAL gets at most half of the checkpoint's share, so a stalled archive leaves the
+      // checkpoint time to try (and to report what it could not do).
+      const walBudgetMs = Math.floor((yield* remainingMs(checkpointBudgetAtMs)) / 2)
       const walReport = yield* Option.match(yield* bounded(wal.shutdown(walBudgetMs), walBudgetMs + 100), {
         onSome: Effect.succeed,
         onNone: () => Effect.map(wal.stats, walFromStats)
@@ -242,7 +244,10 @@ const make = (options: StorageOptions) =>
       stats: Effect.all({ parts: parts.stats, queue: queue.stats, checkpoints: checkpointer.stats, wal: wal.stats })
     })
 
-    if (options.replay !== undefined) {
+    if (options.replay === undefined) {
+      // A restored log must not reuse positions after the base checkpoint's that the archive lacks.
+      yield* wal.advanceTo(opened.walPosition)
+    } else {
       const apply = options.replay
       yield* wal.replay(opened.walPosition, (lsn: Lsn, bytes: Uint8Array) =>
         apply({ lsn, bytes }, service).pipe(

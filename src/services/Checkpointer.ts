@@ -186,13 +186,15 @@ export const make = (options: CheckpointerOptions) =>
         if (needsUpload.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
           return { checkpoint: previous.checkpoint, outcome: "nothing-to-do", partsUploaded: 0, bytesUploaded: 0, filesWritten: 0, walPosition, durationMs: 0 } as const
         }
-        const failUpload = (detail: string) => new CheckpointFailed({ checkpoint, reason: "UploadFailed", detail })
+        // A stalled bucket shows as request timeouts: a checkpoint cut by them has timed out.
+        const failUpload = (detail: string, cause?: unknown) =>
+          new CheckpointFailed({ checkpoint, reason: isRequestTimeout(cause) ? "TimedOut" : "UploadFailed", detail })
         const uploaded = yield* Effect.forEach(
           needsUpload,
           (entry) =>
             parts.ensureUploaded(entry, checkpoint).pipe(
               Effect.map((remote) => [entry, remote] as const),
-              Effect.mapError((error) => failUpload(`part ${entry.part} of ${entry.file}: ${error.message}`))
+              Effect.mapError((error) => failUpload(`part ${entry.part} of ${entry.file}: ${error.message}`, error))
             ),
           { concurrency: Math.max(1, Math.min(config.queueCapacity, config.workerCount * 4)) }
         )
@@ -226,7 +228,7 @@ export const make = (options: CheckpointerOptions) =>
           }
           files.set(file, { entry, parts: entries })
           const key = KeyLayout.fileManifestKey(layout, checkpoint, file)
-          written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`))))
+          written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
         }
         yield* Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })
         const createdAtMs = yield* Clock.currentTimeMillis
@@ -325,6 +327,9 @@ export const make = (options: CheckpointerOptions) =>
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
   })
+
+const isRequestTimeout = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"
 
 const messageOf = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)

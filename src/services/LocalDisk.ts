@@ -1,9 +1,11 @@
 /**
  * LocalDisk: the local data directory, as named byte files (paths relative to its root, with '/'
  * separators). Part files, WAL segments and the control file all live here. Two backends:
- * `layerFileSystem(root)` over @effect/platform's FileSystem (the real thing), and `layerMemory`
- * (tests and the deterministic simulation), which also models a crash: writes that were not
- * synced are lost by `MemoryDisk.crash`.
+ * `FileSystemDisk.layer({ root })` over @effect/platform's FileSystem (the real thing; `layerNode`
+ * provides Node's), and `MemoryDisk.layer` (tests and the deterministic simulation), which also
+ * models a crash: writes that were not synced are lost by `MemoryDiskControl.crash`.
+ * Every backend checks its paths with `normalizePath`: a path that is absolute or has a `..`
+ * segment is refused with LocalIoError, so nothing can escape the root.
  *
  * The fsync policy is explicit at every call site: nothing is synced unless the caller calls `sync`
  * or uses `writeAtomic` (temp file, fsync, rename, fsync of the directory).
@@ -14,8 +16,8 @@
  *
  * @since 0.1.0
  */
-import { Context, type Effect, type Option } from "effect"
-import type { LocalIoError } from "../domain/Errors.js"
+import { Context, type Effect, Either, type Option } from "effect"
+import { LocalIoError } from "../domain/Errors.js"
 
 /** The operations of the local data directory. @category models */
 export interface LocalDiskService {
@@ -43,3 +45,22 @@ export interface LocalDiskService {
 
 /** The local data directory. @category tags */
 export class LocalDisk extends Context.Tag("effect-s3-tier/LocalDisk")<LocalDisk, LocalDiskService>() {}
+
+/**
+ * Checks and normalizes a path relative to the root: '/' separators, empty and `.` segments
+ * dropped; refused when absolute (`/x`), with a `..` segment, a backslash or a NUL. The root
+ * itself ("") is allowed only where `allowRoot` says so (the directory of `list`, `usedBytes`).
+ */
+export const normalizePath = (
+  operation: string,
+  path: string,
+  options?: { readonly allowRoot?: boolean }
+): Either.Either<string, LocalIoError> => {
+  const refuse = (detail: string) => Either.left(new LocalIoError({ operation, path, detail }))
+  if (path.startsWith("/")) return refuse("the path must be relative to the data directory")
+  if (path.includes("\\") || path.includes("\u0000")) return refuse("the path must not contain a backslash or a NUL")
+  const segments = path.split("/").filter((segment) => segment !== "" && segment !== ".")
+  if (segments.includes("..")) return refuse("the path must not contain a '..' segment")
+  if (segments.length === 0 && options?.allowRoot !== true) return refuse("the path names no file")
+  return Either.right(segments.join("/"))
+}

@@ -1,0 +1,288 @@
+/**
+ * The write-ahead log's pure rules: record framing, segment arithmetic, where the next record goes,
+ * how a segment is scanned back, and the contiguous prefix of archived segments.
+ *
+ * The log is a stream of bytes; an LSN is a position in it. Segment s holds the LSNs
+ * [s·segmentBytes, (s+1)·segmentBytes) and is stored as the file `wal/<s: 16 hex digits>` locally and
+ * as the object `<prefix>/wal/<s>` in the bucket (KeyLayout.walKey). A frame never spans segments.
+ *
+ * Frame (little-endian, `headerBytes` = 12):
+ * ```
+ * u8  kind      1 = record, 2 = padding (0 = nothing written: the end of the log)
+ * u8  version   1
+ * u16 reserved  0
+ * u32 length    record: payload bytes; padding: bytes skipped after the header
+ * u32 crc32     over the frame's LSN (u64), kind, version, reserved, length and, for a record, payload
+ * ```
+ * The checksum is CRC-32 (IEEE, as zlib's), table-driven here: node:zlib's `crc32` costs a few
+ * microseconds a call in argument checks, which dominated the cost of small records.
+ * The LSN in the checksum makes a frame valid only where it was written, so stale bytes from an
+ * earlier life of a position can never pass for a record. A padding frame's skipped bytes need not
+ * exist (the file may end before them). A segment is *sealed* (complete) when a scan reaches its
+ * end: through a padding frame, or when fewer than `headerBytes` remain. The writer never leaves the
+ * log's end in such a tail (it moves to the next segment at once), so every position it returns is
+ * either a segment start or has room for a header.
+ *
+ * Replaces: PostgreSQL's WAL segments as OrioleDB archived them (archive_library = 'orioledb',
+ * src/s3/archive.c: one segment file per `wal/<name>` object), and the loader's WAL range
+ * (orioledb_s3_loader.py), which missed the last segment of a range (orioledb-s3.md §5): here a
+ * range is always "from the segment holding the position through the last one there is".
+ *
+ * @since 0.1.0
+ */
+
+/** Bytes of a frame header. */
+export const headerBytes = 12
+/** The frame format version. */
+export const frameVersion = 1
+
+export const kindRecord = 1
+export const kindPadding = 2
+
+// ---------------------------------------------------------------------------------------------
+// Segment arithmetic
+// ---------------------------------------------------------------------------------------------
+
+/** The segment holding an LSN. */
+export const segmentOf = (lsn: number, segmentBytes: number): number => Math.floor(lsn / segmentBytes)
+/** The first LSN of a segment. */
+export const segmentStart = (segment: number, segmentBytes: number): number => segment * segmentBytes
+/** The LSN after a segment's last byte (the next segment's start). */
+export const segmentEnd = (segment: number, segmentBytes: number): number => (segment + 1) * segmentBytes
+/** The largest payload a record can have: a record never spans segments. */
+export const payloadBytesMax = (segmentBytes: number): number => segmentBytes - headerBytes
+
+/** Where the log's end goes after a frame ending at `endLsn`: the next segment when the rest of this
+ * one could not hold even a header. */
+export const normalizeEnd = (endLsn: number, segmentBytes: number): number => {
+  const rest = segmentBytes - (endLsn % segmentBytes)
+  return rest < headerBytes && rest !== segmentBytes ? endLsn + rest : endLsn
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------------------------
+
+const crcTable: Uint32Array = (() => {
+  const table = new Uint32Array(256)
+  for (let index = 0; index < 256; index++) {
+    let value = index
+    for (let bit = 0; bit < 8; bit++) value = value & 1 ? 0xedb88320 ^ (value >>> 1) : value >>> 1
+    table[index] = value >>> 0
+  }
+  return table
+})()
+
+/** CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`) of `bytes`, continuing from `previous`. */
+export const crc32 = (bytes: Uint8Array, previous = 0): number => {
+  let value = ~previous >>> 0
+  for (let index = 0; index < bytes.length; index++) {
+    // Both indexes are in range: a byte XOR the low byte of value is below 256.
+    value = (crcTable[(value ^ (bytes[index] as number)) & 0xff] as number) ^ (value >>> 8)
+  }
+  return ~value >>> 0
+}
+
+const checksum = (lsn: number, header: Uint8Array, payload: Uint8Array | undefined): number => {
+  const prefix = new Uint8Array(16)
+  const view = new DataView(prefix.buffer)
+  view.setUint32(0, lsn % 2 ** 32, true)
+  view.setUint32(4, Math.floor(lsn / 2 ** 32), true)
+  prefix.set(header.subarray(0, 8), 8)
+  const value = crc32(prefix)
+  return payload === undefined ? value : crc32(payload, value)
+}
+
+const encodeFrame = (lsn: number, kind: number, length: number, payload: Uint8Array | undefined): Uint8Array => {
+  const frame = new Uint8Array(headerBytes + (payload?.length ?? 0))
+  const view = new DataView(frame.buffer)
+  view.setUint8(0, kind)
+  view.setUint8(1, frameVersion)
+  view.setUint32(4, length, true)
+  view.setUint32(8, checksum(lsn, frame, payload), true)
+  if (payload !== undefined) frame.set(payload, headerBytes)
+  return frame
+}
+
+/** The frame of a record written at `lsn`. */
+export const encodeRecord = (lsn: number, payload: Uint8Array): Uint8Array => encodeFrame(lsn, kindRecord, payload.length, payload)
+
+/** A padding frame at `lsn` that skips `skipBytes` after its header (the skipped bytes are not part of it). */
+export const encodePadding = (lsn: number, skipBytes: number): Uint8Array => encodeFrame(lsn, kindPadding, skipBytes, undefined)
+
+/** One frame to write: its LSN and bytes. */
+export interface FrameWrite {
+  readonly lsn: number
+  readonly bytes: Uint8Array
+}
+
+/** Where a record goes: the padding written before it (if it did not fit where the log ends), its
+ * LSN, its end, and the log's next end. */
+export interface AppendPlan {
+  readonly frames: ReadonlyArray<FrameWrite>
+  readonly lsn: number
+  readonly endLsn: number
+  readonly nextEndLsn: number
+}
+
+/** Plans the append of a record at the log's end; Left with the largest payload when it is too large. */
+export const planAppend = (
+  endLsn: number,
+  payload: Uint8Array,
+  segmentBytes: number
+): { readonly _tag: "Right"; readonly plan: AppendPlan } | { readonly _tag: "Left"; readonly payloadBytesMax: number } => {
+  if (payload.length > payloadBytesMax(segmentBytes)) return { _tag: "Left", payloadBytesMax: payloadBytesMax(segmentBytes) }
+  const frames: Array<FrameWrite> = []
+  const rest = segmentBytes - (endLsn % segmentBytes)
+  let lsn = endLsn
+  if (headerBytes + payload.length > rest) {
+    // The rest of the segment is padding; the record opens the next segment.
+    frames.push({ lsn: endLsn, bytes: encodePadding(endLsn, rest - headerBytes) })
+    lsn = endLsn + rest
+  }
+  frames.push({ lsn, bytes: encodeRecord(lsn, payload) })
+  const recordEnd = lsn + headerBytes + payload.length
+  return { _tag: "Right", plan: { frames, lsn, endLsn: recordEnd, nextEndLsn: normalizeEnd(recordEnd, segmentBytes) } }
+}
+
+/**
+ * Plans padding that moves the log's end from `endLsn` to at least `targetLsn` (used when a restored
+ * log must continue after a checkpoint's position that its archived records do not reach). Every
+ * segment in between gets a padding frame, so the segments stay contiguous.
+ */
+export const planAdvance = (
+  endLsn: number,
+  targetLsn: number,
+  segmentBytes: number
+): { readonly frames: ReadonlyArray<FrameWrite>; readonly nextEndLsn: number } => {
+  const frames: Array<FrameWrite> = []
+  let position = endLsn
+  while (position < targetLsn) {
+    const end = segmentEnd(segmentOf(position, segmentBytes), segmentBytes)
+    const stop = Math.min(end, Math.max(targetLsn, position + headerBytes))
+    // A padding that would leave a tail too short for a header covers the tail too.
+    const skipTo = normalizeEnd(stop, segmentBytes)
+    frames.push({ lsn: position, bytes: encodePadding(position, skipTo - position - headerBytes) })
+    position = skipTo
+  }
+  return { frames, nextEndLsn: position }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanning a segment
+// ---------------------------------------------------------------------------------------------
+
+/** One record read back. */
+export interface WalRecord {
+  readonly lsn: number
+  readonly payload: Uint8Array
+}
+
+/** How a scan of a segment ended. */
+export type ScanStop =
+  /** The segment is complete: a padding frame or a tail too short for a header reached its end. */
+  | "Sealed"
+  /** The bytes ended (or only zeros follow) at a frame boundary: the end of a partial segment. */
+  | "End"
+  /** A frame is torn or corrupt (short, bad kind, bad length, bad checksum): nothing after it counts. */
+  | "Invalid"
+
+/** What a scan found. @category models */
+export interface SegmentScan {
+  readonly segment: number
+  readonly records: ReadonlyArray<WalRecord>
+  /** Bytes of the segment that hold valid frames (padding skips included when sealed). */
+  readonly validBytes: number
+  readonly stop: ScanStop
+  /** For `Invalid`, what was wrong. */
+  readonly problem: string | undefined
+}
+
+const allZero = (bytes: Uint8Array, from: number): boolean => {
+  for (let index = from; index < bytes.length; index++) if (bytes[index] !== 0) return false
+  return true
+}
+
+/** Scans the bytes of segment `segment` (a file or an object: at most `segmentBytes`) frame by frame. */
+export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: number): SegmentScan => {
+  const base = segmentStart(segment, segmentBytes)
+  const records: Array<WalRecord> = []
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const done = (offset: number, stop: ScanStop, problem?: string): SegmentScan => ({
+    segment,
+    records,
+    validBytes: offset,
+    stop,
+    problem
+  })
+  let offset = 0
+  for (;;) {
+    if (segmentBytes - offset < headerBytes) return done(offset, "Sealed")
+    if (offset >= bytes.length || allZero(bytes.subarray(offset, offset + headerBytes), 0)) {
+      return allZero(bytes, offset) ? done(offset, "End") : done(offset, "Invalid", `a zero header at offset ${offset} with data after it`)
+    }
+    if (offset + headerBytes > bytes.length) return done(offset, "Invalid", `a torn header at offset ${offset}`)
+    const kind = view.getUint8(offset)
+    const version = view.getUint8(offset + 1)
+    const length = view.getUint32(offset + 4, true)
+    const stored = view.getUint32(offset + 8, true)
+    if ((kind !== kindRecord && kind !== kindPadding) || version !== frameVersion || view.getUint16(offset + 2, true) !== 0) {
+      return done(offset, "Invalid", `an unknown frame kind ${kind} (version ${version}) at offset ${offset}`)
+    }
+    const frameEnd = offset + headerBytes + length
+    if (frameEnd > segmentBytes) return done(offset, "Invalid", `a frame at offset ${offset} runs past the segment end`)
+    const lsn = base + offset
+    const header = bytes.subarray(offset, offset + headerBytes)
+    if (kind === kindRecord) {
+      if (frameEnd > bytes.length) return done(offset, "Invalid", `a torn record at offset ${offset}`)
+      const payload = bytes.subarray(offset + headerBytes, frameEnd)
+      if (checksum(lsn, header, payload) !== stored) return done(offset, "Invalid", `a bad checksum at offset ${offset}`)
+      records.push({ lsn, payload: payload.slice() })
+    } else if (checksum(lsn, header, undefined) !== stored) {
+      return done(offset, "Invalid", `a bad padding checksum at offset ${offset}`)
+    }
+    offset = frameEnd
+  }
+}
+
+/** The log position right after a scanned segment's valid frames (a sealed one ends at its end). */
+export const scanEndLsn = (scan: SegmentScan, segmentBytes: number): number =>
+  scan.stop === "Sealed" ? segmentEnd(scan.segment, segmentBytes) : segmentStart(scan.segment, segmentBytes) + scan.validBytes
+
+// ---------------------------------------------------------------------------------------------
+// Archive progress: the contiguous prefix
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * What is in the bucket: `through` is the highest LSN such that every record below it is archived;
+ * `done` holds, for segments at or after the gap, the LSN up to which each one's archived copy
+ * reaches (its end for a full segment, less for a partial one). @category models
+ */
+export interface ArchiveProgress {
+  readonly through: number
+  readonly done: ReadonlyMap<number, number>
+}
+
+export const initialProgress = (through: number): ArchiveProgress => ({ through, done: new Map() })
+
+/**
+ * Records that the archived copy of `segment` reaches `coveredLsn`, then advances `through` over
+ * every contiguous archived segment, whatever order the uploads finished in: a segment after a gap
+ * waits in `done` until the gap is filled.
+ */
+export const markArchived = (progress: ArchiveProgress, segment: number, coveredLsn: number, segmentBytes: number): ArchiveProgress => {
+  const done = new Map(progress.done)
+  done.set(segment, Math.max(done.get(segment) ?? 0, coveredLsn))
+  let through = progress.through
+  for (;;) {
+    const current = segmentOf(through, segmentBytes)
+    const reached = done.get(current)
+    if (reached === undefined || reached <= through) break
+    through = reached
+    if (reached < segmentEnd(current, segmentBytes)) break
+  }
+  for (const key of Array.from(done.keys())) {
+    if (segmentEnd(key, segmentBytes) <= through) done.delete(key)
+  }
+  return { through, done }
+}

@@ -1,0 +1,197 @@
+/**
+ * FileSystemDisk: the local data directory on a real file system, through @effect/platform's
+ * FileSystem and Path (`layer({ root })`; `layerNode({ root })` provides Node's). Paths are relative
+ * to the root with '/' separators and checked by `normalizePath` (absolute paths and `..` segments
+ * are refused), so nothing is read or written outside the root.
+ *
+ * Durability is explicit: `write` only writes (the page cache may keep it), `sync` fsyncs one file,
+ * `writeAtomic` writes a temporary file in the same directory, fsyncs it, renames it over the target
+ * and fsyncs the directory, so a crash leaves the old bytes or the new ones. Temporary files are
+ * named `<name>.<n>.atomic-tmp`; `list` does not show them (`usedBytes` counts them: they use space).
+ * `usedBytes` sums logical file sizes (`stat.size`), not allocated blocks: a sparse file counts whole.
+ *
+ * Every PlatformError becomes a LocalIoError naming the operation, the relative path and the cause.
+ *
+ * Replaces: the local file I/O of OrioleDB's S3 mode (part files `<relnode>-<chkp>` written with
+ * pwrite/fsync in src/btree/io.c, the control file written in place in src/s3/control.c).
+ *
+ * @since 0.1.0
+ */
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import { Effect, Either, Layer, Option, Ref } from "effect"
+import { LocalIoError } from "../domain/Errors.js"
+import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
+
+/** Options of the file-system disk. */
+export interface FileSystemDiskOptions {
+  /** The data directory; created (with its parents) when missing. Relative to the working directory. */
+  readonly root: string
+}
+
+const temporarySuffix = ".atomic-tmp"
+
+const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
+
+const ioError = (operation: string, path: string) => (error: PlatformError): LocalIoError =>
+  new LocalIoError({ operation, path, detail: error.message })
+
+const assertRange = (operation: string, offset: number, length: number): Effect.Effect<void> =>
+  Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0
+    ? Effect.void
+    : Effect.dieMessage(`${operation}: offset ${offset} and length ${length} must be non-negative integers`)
+
+/** A LocalDisk over a directory of the given FileSystem. @category constructors */
+export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskService, LocalIoError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const pathApi = yield* Path.Path
+    const root = pathApi.resolve(options.root)
+    yield* fs.makeDirectory(root, { recursive: true }).pipe(Effect.mapError(ioError("open data directory", root)))
+    const temporaryCounter = yield* Ref.make(0)
+
+    // Checks a relative path and gives it with its absolute form.
+    const resolve = (operation: string, path: string, allowRoot = false) =>
+      Either.match(normalizePath(operation, path, { allowRoot }), {
+        onLeft: (error) => Effect.fail(error),
+        onRight: (relative) =>
+          Effect.succeed({ relative, absolute: relative === "" ? root : pathApi.join(root, ...relative.split("/")) })
+      })
+
+    // Reads up to `buffer.length` bytes at `offset`; stops early at the end of the file.
+    const readInto = (file: FileSystem.File, offset: number, buffer: Uint8Array) =>
+      Effect.gen(function* () {
+        yield* file.seek(offset, "start")
+        let filled = 0
+        while (filled < buffer.length) {
+          const count = Number(yield* file.read(buffer.subarray(filled)))
+          if (count === 0) break
+          filled += count
+        }
+      })
+
+    const syncPath = (absolute: string) => Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => file.sync))
+
+    // Every regular file below `absolute`, as [relative path, size]; a missing directory is empty.
+    const walk = (relative: string, absolute: string): Effect.Effect<Array<readonly [string, number]>, PlatformError> =>
+      Effect.gen(function* () {
+        const names = yield* fs.readDirectory(absolute).pipe(
+          Effect.catchIf(isNotFound, () => Effect.succeed<Array<string>>([]))
+        )
+        const found: Array<readonly [string, number]> = []
+        for (const name of names) {
+          const childRelative = relative === "" ? name : `${relative}/${name}`
+          const childAbsolute = pathApi.join(absolute, name)
+          const info = yield* fs.stat(childAbsolute).pipe(Effect.option)
+          if (Option.isNone(info)) continue // removed while listing
+          if (info.value.type === "Directory") found.push(...(yield* walk(childRelative, childAbsolute)))
+          else if (info.value.type === "File") found.push([childRelative, Number(info.value.size)])
+        }
+        return found
+      })
+
+    const read: LocalDiskService["read"] = (path, offset, length) =>
+      Effect.gen(function* () {
+        yield* assertRange("read", offset, length)
+        const { absolute, relative } = yield* resolve("read", path)
+        const buffer = new Uint8Array(length)
+        yield* Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => readInto(file, offset, buffer))).pipe(
+          Effect.catchIf(isNotFound, () => Effect.void),
+          Effect.mapError(ioError("read", relative))
+        )
+        return buffer
+      })
+
+    const readAll: LocalDiskService["readAll"] = (path) =>
+      Effect.flatMap(resolve("readAll", path), ({ absolute, relative }) =>
+        fs.readFile(absolute).pipe(
+          Effect.map((bytes) => Option.some(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))),
+          Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<Uint8Array>())),
+          Effect.mapError(ioError("readAll", relative))
+        )
+      )
+
+    const write: LocalDiskService["write"] = (path, offset, bytes) =>
+      Effect.gen(function* () {
+        yield* assertRange("write", offset, bytes.length)
+        const { absolute, relative } = yield* resolve("write", path)
+        const writeAt = Effect.scoped(
+          Effect.flatMap(fs.open(absolute, { flag: "r+" }), (file) =>
+            // An empty write creates the file and changes nothing else (writeAll refuses 0 bytes).
+            bytes.length === 0 ? Effect.void : Effect.zipRight(file.seek(offset, "start"), file.writeAll(bytes))
+          )
+        )
+        // Creating the file: parent directories, then an empty file ("a" never truncates one that a
+        // concurrent writer created meanwhile), then the positioned write.
+        const create = fs.makeDirectory(pathApi.dirname(absolute), { recursive: true }).pipe(
+          Effect.zipRight(fs.writeFile(absolute, new Uint8Array(0), { flag: "a" })),
+          Effect.zipRight(writeAt)
+        )
+        yield* writeAt.pipe(Effect.catchIf(isNotFound, () => create), Effect.mapError(ioError("write", relative)))
+      })
+
+    const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
+      Effect.gen(function* () {
+        const { absolute, relative } = yield* resolve("writeAtomic", path)
+        const directory = pathApi.dirname(absolute)
+        const temporary = `${absolute}.${yield* Ref.getAndUpdate(temporaryCounter, (n) => n + 1)}${temporarySuffix}`
+        const replace = Effect.gen(function* () {
+          yield* fs.makeDirectory(directory, { recursive: true })
+          yield* Effect.scoped(
+            Effect.flatMap(fs.open(temporary, { flag: "w" }), (file) =>
+              Effect.zipRight(bytes.length === 0 ? Effect.void : file.writeAll(bytes), file.sync)
+            )
+          )
+          yield* fs.rename(temporary, absolute)
+          yield* syncPath(directory)
+        })
+        yield* replace.pipe(
+          Effect.tapError(() => fs.remove(temporary).pipe(Effect.ignore)),
+          Effect.mapError(ioError("writeAtomic", relative))
+        )
+      })
+
+    const sync: LocalDiskService["sync"] = (path) =>
+      Effect.flatMap(resolve("sync", path), ({ absolute, relative }) => syncPath(absolute).pipe(Effect.mapError(ioError("sync", relative))))
+
+    const remove: LocalDiskService["remove"] = (path) =>
+      Effect.flatMap(resolve("remove", path), ({ absolute, relative }) =>
+        fs.remove(absolute).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(ioError("remove", relative)))
+      )
+
+    const size: LocalDiskService["size"] = (path) =>
+      Effect.flatMap(resolve("size", path), ({ absolute, relative }) =>
+        fs.stat(absolute).pipe(
+          Effect.map((info) => Option.some(Number(info.size))),
+          Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<number>())),
+          Effect.mapError(ioError("size", relative))
+        )
+      )
+
+    const list: LocalDiskService["list"] = (directory) =>
+      Effect.flatMap(resolve("list", directory, true), ({ absolute, relative }) =>
+        walk(relative, absolute).pipe(
+          Effect.map((files) => files.map(([path]) => path).filter((path) => !path.endsWith(temporarySuffix)).sort()),
+          Effect.mapError(ioError("list", relative))
+        )
+      )
+
+    const usedBytes: LocalDiskService["usedBytes"] = (directory) =>
+      Effect.flatMap(resolve("usedBytes", directory, true), ({ absolute, relative }) =>
+        walk(relative, absolute).pipe(
+          Effect.map((files) => files.reduce((total, [, bytes]) => total + bytes, 0)),
+          Effect.mapError(ioError("usedBytes", relative))
+        )
+      )
+
+    return { root, read, readAll, write, writeAtomic, sync, remove, size, list, usedBytes }
+  })
+
+/** LocalDisk over a directory of the FileSystem in context. @category layers */
+export const layer = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, LocalIoError, FileSystem.FileSystem | Path.Path> =>
+  Layer.effect(LocalDisk, make(options))
+
+/** LocalDisk over a directory of Node's file system. @category layers */
+export const layerNode = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, LocalIoError> =>
+  layer(options).pipe(Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))

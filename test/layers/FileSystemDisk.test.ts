@@ -1,0 +1,82 @@
+/**
+ * Goal: the file-system disk keeps the LocalDisk contract (shared suite) on a real directory, keeps
+ * its files under its root (and only there), survives a reopen, and reports platform failures as
+ * LocalIoError with the operation and path. Method: each test gets its own temporary directory
+ * (removed when the test's scope closes) and inspects it with node:fs directly.
+ */
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Layer, Option } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodeOsPath from "node:path"
+import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
+import { LocalDisk } from "../../src/services/LocalDisk.js"
+import { localDiskSuite } from "./LocalDiskSuite.js"
+
+const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
+
+const temporaryDirectory = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "fs-disk-" })).pipe(
+  Effect.provide(platform)
+)
+
+const makeDisk = Effect.flatMap(temporaryDirectory, (root) => FileSystemDisk.make({ root }).pipe(Effect.provide(platform)))
+
+describe("FileSystemDisk", () => {
+  describe("LocalDisk contract", () => {
+    localDiskSuite(makeDisk)
+  })
+
+  it.scopedLive("keeps its files under the root, creates the root, and a reopened disk sees them", () =>
+    Effect.gen(function* () {
+      const base = yield* temporaryDirectory
+      const root = NodeOsPath.join(base, "data", "dir")
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      assert.strictEqual(disk.root, root)
+      yield* disk.write("wal/0000000000000000", 0, Uint8Array.from([1, 2, 3]))
+      yield* disk.sync("wal/0000000000000000")
+      yield* disk.writeAtomic("control", Uint8Array.from([4]))
+      assert.deepStrictEqual(Array.from(NodeFs.readFileSync(NodeOsPath.join(root, "wal", "0000000000000000"))), [1, 2, 3])
+      assert.deepStrictEqual(NodeFs.readdirSync(root).sort(), ["control", "wal"])
+      // A second disk over the same directory (a restart) through the layer.
+      const reopened = yield* Effect.flatMap(LocalDisk, (again) => again.list("")).pipe(
+        Effect.provide(FileSystemDisk.layerNode({ root }))
+      )
+      assert.deepStrictEqual(reopened, ["control", "wal/0000000000000000"])
+    }))
+
+  it.scopedLive("does not list a temporary file left by an interrupted atomic write, but counts its bytes", () =>
+    Effect.gen(function* () {
+      const root = yield* temporaryDirectory
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      yield* disk.writeAtomic("control", Uint8Array.from([1]))
+      NodeFs.writeFileSync(NodeOsPath.join(root, "control.7.atomic-tmp"), Uint8Array.from([1, 2]))
+      assert.deepStrictEqual(yield* disk.list(""), ["control"])
+      assert.strictEqual(yield* disk.usedBytes(""), 3)
+    }))
+
+  it.scopedLive("reports platform failures as LocalIoError with the operation and the relative path", () =>
+    Effect.gen(function* () {
+      const root = yield* temporaryDirectory
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      NodeFs.mkdirSync(NodeOsPath.join(root, "a-directory"))
+      const result = yield* Effect.either(disk.readAll("a-directory"))
+      assert.isTrue(Either.isLeft(result))
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left._tag, "LocalIoError")
+        assert.strictEqual(result.left.operation, "readAll")
+        assert.strictEqual(result.left.path, "a-directory")
+        assert.include(result.left.message, "readAll \"a-directory\" failed")
+      }
+      assert.isTrue(Option.isSome(yield* disk.size("a-directory")))
+    }))
+
+  it.scopedLive("a root that is a file fails the layer with LocalIoError", () =>
+    Effect.gen(function* () {
+      const base = yield* temporaryDirectory
+      const file = NodeOsPath.join(base, "file")
+      NodeFs.writeFileSync(file, "x")
+      const result = yield* Effect.either(FileSystemDisk.make({ root: file }).pipe(Effect.provide(platform)))
+      assert.isTrue(Either.isLeft(result) && result.left._tag === "LocalIoError")
+    }))
+})

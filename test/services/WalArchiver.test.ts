@@ -1,0 +1,606 @@
+/**
+ * Goal: the write-ahead log keeps its promises. Group commit: many concurrent committers share far
+ * fewer fsyncs than commits, and every committed record survives a crash (MemoryDisk.crash, and a
+ * real directory reopened) and a restart. Archive order: uploads finishing out of order, or failing,
+ * never advance `archivedThrough` past a gap. Restore = checkpoint position + replay of the archived
+ * segments gives every committed and archived record, the last segment's included, with exact
+ * boundaries. Shutdown archives the final partial segment within its deadline, or says what is local
+ * only. Method: the archiver over MemoryDisk, MemoryObjectStore and a test-only task queue whose
+ * tasks run at once or wait for the test to release (or fail) them in any order; tiny segments
+ * (4 KiB) so that records cross segment boundaries often.
+ */
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope, TestClock } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodePathApi from "node:path"
+import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
+import { type Lsn, lsn, TaskId } from "../../src/domain/Ids.js"
+import type { Task } from "../../src/domain/Task.js"
+import * as Wal from "../../src/domain/Wal.js"
+import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
+import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
+import * as S3Workers from "../../src/services/S3Workers.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as TaskQueueModule from "../../src/services/TaskQueue.js"
+import { TaskQueue, type TaskQueueService } from "../../src/services/TaskQueue.js"
+import * as WaitRegistry from "../../src/services/WaitRegistry.js"
+import * as WalArchiver from "../../src/services/WalArchiver.js"
+
+const segmentBytes = 4096
+const config = Either.getOrThrow(StorageConfig.validate({ walSegmentBytes: segmentBytes, prefix: "tier" }))
+
+// ---------------------------------------------------------------------------------------------
+// A test-only task queue: runs each task at once ("immediate") or holds it until the test releases
+// or fails it ("manual"), so that completion order is the test's choice.
+// ---------------------------------------------------------------------------------------------
+
+interface HeldTask {
+  readonly id: number
+  readonly task: Task
+  readonly run: Effect.Effect<unknown, unknown>
+  readonly done: Deferred.Deferred<unknown, unknown>
+}
+
+interface TestQueue {
+  readonly service: TaskQueueService
+  readonly setManual: (manual: boolean) => Effect.Effect<void>
+  readonly held: Effect.Effect<ReadonlyArray<HeldTask>>
+  /** Runs the held task(s) of a WAL segment (the first one if several). */
+  readonly release: (segment: number) => Effect.Effect<void>
+  readonly fail: (segment: number) => Effect.Effect<void>
+  readonly close: Effect.Effect<void>
+  readonly enqueued: Effect.Effect<ReadonlyArray<Task>>
+}
+
+const makeTestQueue = Effect.gen(function* () {
+  const state = yield* Ref.make({ manual: false, closed: false, nextId: 1, held: [] as ReadonlyArray<HeldTask>, enqueued: [] as ReadonlyArray<Task> })
+  const runHeld = (held: HeldTask) => Effect.flatMap(Effect.exit(held.run), (exit) => Deferred.complete(held.done, exit))
+  const takeHeld = (segment: number) =>
+    Ref.modify(state, (current) => {
+      const index = current.held.findIndex((held) => held.task._tag === "WriteWalSegment" && held.task.segment === segment)
+      const found = current.held[index]
+      return [found, { ...current, held: current.held.filter((_, i) => i !== index) }] as const
+    })
+  const service: TaskQueueService = {
+    enqueue: <A, E>(task: Task, run: Effect.Effect<A, E>) =>
+      Effect.gen(function* () {
+        const done = yield* Deferred.make<unknown, unknown>()
+        const current = yield* Ref.get(state)
+        if (current.closed) return yield* new QueueClosed({ taskType: task._tag })
+        const held: HeldTask = { id: current.nextId, task, run, done }
+        yield* Ref.update(state, (s) => ({ ...s, nextId: s.nextId + 1, enqueued: [...s.enqueued, task], held: s.manual ? [...s.held, held] : s.held }))
+        if (!current.manual) yield* Effect.forkDaemon(runHeld(held))
+        const outcome = Deferred.await(done) as Effect.Effect<A, E | TaskAborted>
+        return {
+          id: TaskId.make(held.id),
+          task,
+          await: outcome,
+          awaitWithin: (timeoutMs: number) => Effect.timeoutFail(outcome, { duration: timeoutMs, onTimeout: () => new TaskAborted({ taskId: held.id, taskType: task._tag, reason: "DrainDeadline" }) }),
+          poll: Effect.flatMap(Deferred.poll(done), (completed) =>
+            Option.match(completed, {
+              onNone: () => Effect.succeedNone,
+              onSome: (result) => Effect.map(Effect.exit(result as Effect.Effect<A, E | TaskAborted>), Option.some)
+            })
+          )
+        }
+      }),
+    take: Effect.never,
+    takeWith: () => Effect.never,
+    closeIntake: Ref.update(state, (s) => ({ ...s, closed: true })),
+    awaitIdle: Effect.void,
+    abortAll: Effect.succeed(0),
+    stats: Effect.dieMessage("the WAL does not read the queue's stats")
+  }
+  const queue: TestQueue = {
+    service,
+    setManual: (manual) => Ref.update(state, (s) => ({ ...s, manual })),
+    held: Effect.map(Ref.get(state), (s) => s.held),
+    release: (segment) => Effect.flatMap(takeHeld(segment), (held) => (held === undefined ? Effect.dieMessage(`no held task for segment ${segment}`) : runHeld(held))),
+    fail: (segment) =>
+      Effect.flatMap(takeHeld(segment), (held) =>
+        held === undefined ? Effect.dieMessage(`no held task for segment ${segment}`) : Deferred.fail(held.done, new TaskAborted({ taskId: held.id, taskType: "WriteWalSegment", reason: "DrainDeadline" }))
+      ),
+    close: Ref.update(state, (s) => ({ ...s, closed: true })),
+    enqueued: Effect.map(Ref.get(state), (s) => s.enqueued)
+  }
+  return queue
+})
+
+// ---------------------------------------------------------------------------------------------
+// Environment: one disk, one bucket, one queue; archivers opened (and "killed") over them.
+// ---------------------------------------------------------------------------------------------
+
+interface Env {
+  readonly disk: LocalDiskService
+  readonly control: MemoryDisk.MemoryDiskControlService
+  readonly store: ObjectStoreService
+  readonly bucket: MemoryObjectStore.MemoryBucketService
+  readonly queue: TestQueue
+}
+
+const makeEnv = Effect.gen(function* () {
+  const { control, disk } = yield* MemoryDisk.make
+  const { bucket, store } = yield* MemoryObjectStore.make("wal-test")
+  const queue = yield* makeTestQueue
+  return { disk, control, store, bucket, queue } satisfies Env
+})
+
+/** Opens an archiver in its own scope; closing the scope is the process dying (nothing is flushed). */
+const open = (env: Env, disk: LocalDiskService = env.disk) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const waits = yield* WaitRegistry.make
+    const wal = yield* WalArchiver.make.pipe(
+      Effect.provideService(StorageConfig.StorageConfig, config),
+      Effect.provideService(LocalDisk, disk),
+      Effect.provideService(TaskQueue, env.queue.service),
+      Effect.provideService(ObjectStore, env.store),
+      Effect.provideService(WaitRegistry.WaitRegistry, waits),
+      Scope.extend(scope)
+    )
+    return { wal, kill: Scope.close(scope, Exit.void), waits }
+  })
+
+const record = (index: number, size = 100): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (index * 31 + i) % 251)
+
+const collect = <E, R>(replay: (from: Lsn, apply: WalArchiver.ApplyRecord<never, never>) => Effect.Effect<WalArchiver.ReplaySummary, E, R>, from: number) =>
+  Effect.gen(function* () {
+    const seen: Array<readonly [number, Uint8Array]> = []
+    const summary = yield* replay(lsn(from), (at, bytes) => Effect.sync(() => void seen.push([at, bytes])))
+    return { seen, summary }
+  })
+
+/** Waits until the archiver's `archivedThrough` reaches `target` (no sleeping: on its changes). */
+const archived = (wal: WalArchiver.WalArchiverService, target: number) => wal.awaitArchived(lsn(target), 60_000)
+
+describe("WalArchiver", () => {
+  it.effect("appends get increasing LSNs; commit makes them durable; they survive a crash and a reopen", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      const lsns: Array<number> = []
+      for (let i = 0; i < 10; i++) lsns.push(yield* first.wal.append(record(i)))
+      assert.deepStrictEqual(lsns, lsns.map((_, i) => i * (Wal.headerBytes + 100)))
+      assert.strictEqual(yield* first.wal.durableLsn, 0)
+      yield* first.wal.commit
+      assert.strictEqual(yield* first.wal.durableLsn, yield* first.wal.position)
+      const uncommitted = yield* first.wal.appendWithEnd(record(99))
+      yield* first.kill
+      yield* env.control.crash
+      const second = yield* open(env)
+      // The uncommitted record is gone and its position is reused by the next record.
+      assert.strictEqual(yield* second.wal.position, uncommitted.lsn)
+      const { seen } = yield* collect(second.wal.replayLocal, 0)
+      assert.deepStrictEqual(seen.map(([at]) => at), lsns)
+      assert.deepStrictEqual(seen.map(([, bytes]) => Array.from(bytes)), lsns.map((_, i) => Array.from(record(i))))
+      assert.strictEqual(yield* second.wal.append(record(10)), uncommitted.lsn)
+      yield* second.kill
+    }))
+
+  it.effect("group commit: 200 concurrent committers share far fewer fsyncs, and all survive a crash", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { kill, wal } = yield* open(env)
+      const syncsBefore = (yield* env.control.stats).syncs
+      const committed = yield* Effect.forEach(
+        Array.from({ length: 200 }, (_, i) => i),
+        (i) => Effect.flatMap(wal.appendWithEnd(record(i, 40 + (i % 50))), (appended) => Effect.as(wal.commitThrough(appended.endLsn), appended.lsn)),
+        { concurrency: "unbounded" }
+      )
+      const stats = yield* wal.stats
+      const syncs = (yield* env.control.stats).syncs - syncsBefore
+      assert.strictEqual(stats.commits, 200)
+      assert.isAtMost(stats.fsyncs, 20, `fsyncs ${stats.fsyncs} for 200 commits`)
+      assert.strictEqual(syncs, stats.fsyncs)
+      assert.isAtLeast(stats.flushes, 1)
+      yield* kill
+      yield* env.control.crash
+      const reopened = yield* open(env)
+      const { seen } = yield* collect(reopened.wal.replayLocal, 0)
+      const byLsn = new Map(seen.map(([at, bytes]) => [at as number, bytes]))
+      committed.forEach((at, i) => assert.deepStrictEqual(Array.from(byLsn.get(at) ?? []), Array.from(record(i, 40 + (i % 50)))))
+      assert.strictEqual(seen.length, 200)
+      yield* reopened.kill
+    }))
+
+  it.effect("a failed fsync fails its committers; the frames are written by the next flush", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { kill, wal } = yield* open(env)
+      yield* wal.append(record(1))
+      yield* env.control.failNext({ operation: "sync" })
+      const failed = yield* Effect.either(wal.commit)
+      assert.isTrue(Either.isLeft(failed) && failed.left._tag === "LocalIoError")
+      assert.strictEqual(yield* wal.durableLsn, 0)
+      yield* wal.commit
+      assert.strictEqual(yield* wal.durableLsn, Wal.headerBytes + 100)
+      assert.strictEqual((yield* wal.stats).flushFailures, 1)
+      yield* kill
+      yield* env.control.crash
+      const reopened = yield* open(env)
+      assert.strictEqual((yield* collect(reopened.wal.replayLocal, 0)).seen.length, 1)
+    }))
+
+  it.effect("an appender waits for a flush once two segments are unflushed; if it fails, nothing is appended", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      for (let i = 0; i < 100; i++) yield* env.control.failNext({ operation: "sync" })
+      let failure: Either.Either<Lsn, WalArchiver.AppendError> | undefined
+      let before = 0
+      for (let i = 0; i < 200 && failure === undefined; i++) {
+        before = yield* wal.position
+        const result = yield* Effect.either(wal.append(record(i, 500)))
+        if (Either.isLeft(result)) failure = result
+      }
+      assert.isTrue(failure !== undefined && Either.isLeft(failure) && failure.left._tag === "LocalIoError")
+      assert.strictEqual(yield* wal.position, before, "the refused record took no position")
+      assert.isAtLeast(before, 2 * segmentBytes)
+      assert.isBelow(before, 3 * segmentBytes, "memory is bounded by about two segments")
+      assert.strictEqual(yield* wal.durableLsn, 0)
+    }))
+
+  it.effect("a record larger than a segment is refused with a typed error; the largest one fits", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      const tooLarge = yield* Effect.either(wal.append(new Uint8Array(segmentBytes)))
+      assert.isTrue(Either.isLeft(tooLarge) && tooLarge.left._tag === "WalRecordTooLarge")
+      yield* wal.append(record(0, 10))
+      const largest = yield* wal.append(new Uint8Array(Wal.payloadBytesMax(segmentBytes)))
+      assert.strictEqual(largest, segmentBytes, "it does not fit after the first record: it opens segment 1")
+      yield* wal.commit
+      const { seen } = yield* collect(wal.replayLocal, 0)
+      assert.deepStrictEqual(seen.map(([at]) => at), [0, segmentBytes])
+    }))
+
+  it.effect("recovery cuts a torn tail: garbage after the last valid frame is dropped and overwritten", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      for (let i = 0; i < 3; i++) yield* first.wal.append(record(i))
+      yield* first.wal.commit
+      const end = yield* first.wal.position
+      yield* first.kill
+      // A torn write: half a frame header and junk after the valid end, synced.
+      yield* env.disk.write(WalArchiver.localSegmentPath(0), end, Uint8Array.from([1, 1, 0, 0, 9, 9, 9]))
+      yield* env.disk.sync(WalArchiver.localSegmentPath(0))
+      const second = yield* open(env)
+      assert.strictEqual(yield* second.wal.position, end)
+      assert.strictEqual(Option.getOrThrow(yield* env.disk.size(WalArchiver.localSegmentPath(0))), end)
+      yield* second.wal.append(record(3, 1))
+      yield* second.wal.commit
+      const { seen } = yield* collect(second.wal.replayLocal, 0)
+      assert.strictEqual(seen.length, 4)
+    }))
+
+  it.effect("full segments are archived as they fill; the bucket holds the local bytes", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      for (let i = 0; i < 100; i++) yield* wal.append(record(i))
+      yield* wal.commit
+      const end = yield* wal.position
+      const fullSegments = Wal.segmentOf(end, segmentBytes)
+      assert.isAtLeast(fullSegments, 2)
+      yield* archived(wal, Wal.segmentStart(fullSegments, segmentBytes))
+      for (let segment = 0; segment < fullSegments; segment++) {
+        const inBucket = Option.getOrThrow(yield* env.bucket.read(`tier/wal/${WalArchiver.localSegmentPath(segment).slice(4)}`))
+        assert.deepStrictEqual(inBucket, Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(segment))))
+      }
+      const tasks = yield* env.queue.enqueued
+      assert.isTrue(tasks.every((task) => task._tag === "WriteWalSegment" && !task.partial))
+      assert.strictEqual(yield* wal.archivedThrough, Wal.segmentStart(fullSegments, segmentBytes))
+      assert.strictEqual((yield* wal.stats).segmentsArchived, fullSegments)
+    }))
+
+  it.effect("uploads finishing out of order never advance archivedThrough past a gap", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      yield* env.queue.setManual(true)
+      const { wal } = yield* open(env)
+      while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(1, 500))
+      yield* wal.commit
+      const heldSegments = () => Effect.map(env.queue.held, (held) => held.map((h) => (h.task._tag === "WriteWalSegment" ? h.task.segment : -1)).sort())
+      assert.deepStrictEqual(yield* heldSegments(), [0, 1, 2])
+      yield* env.queue.release(2)
+      yield* env.queue.release(1)
+      // A deadline on the gap: TestClock moves, the wait fails with the position reached.
+      const waiting = yield* Effect.fork(wal.awaitArchived(lsn(segmentBytes), 1_000))
+      yield* TestClock.adjust(1_000)
+      const timedOut = yield* Fiber.join(waiting).pipe(Effect.either)
+      assert.isTrue(Either.isLeft(timedOut) && timedOut.left._tag === "WalArchiveTimeout" && timedOut.left.archivedThrough === 0)
+      // Both later uploads were recorded, and still nothing is archived: segment 0 is the gap.
+      assert.strictEqual((yield* wal.stats).segmentsArchived, 2)
+      assert.strictEqual(yield* wal.archivedThrough, 0)
+      yield* env.queue.release(0)
+      yield* archived(wal, 3 * segmentBytes)
+      assert.strictEqual(yield* wal.archivedThrough, 3 * segmentBytes)
+    }))
+
+  it.effect("a failed upload holds archivedThrough at the gap until a retry succeeds; it is never skipped", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      yield* env.queue.setManual(true)
+      const { wal } = yield* open(env)
+      while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(2, 700))
+      yield* wal.commit
+      yield* env.queue.release(0)
+      yield* env.queue.fail(1)
+      yield* env.queue.release(2)
+      yield* archived(wal, segmentBytes)
+      yield* Effect.yieldNow()
+      assert.strictEqual(yield* wal.archivedThrough, segmentBytes)
+      assert.strictEqual((yield* wal.stats).uploadFailures, 1)
+      assert.strictEqual((yield* wal.stats).segmentsArchived, 2)
+      yield* wal.archivePending
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual((yield* env.queue.held).map((h) => h.task), [(yield* env.queue.enqueued)[3]])
+      yield* env.queue.release(1)
+      yield* archived(wal, 3 * segmentBytes)
+    }))
+
+  it.effect("a local segment is removed only when it is archived and covered by a completed checkpoint", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      yield* env.queue.setManual(true)
+      const { wal } = yield* open(env)
+      while ((yield* wal.position) < 2 * segmentBytes + 100) yield* wal.append(record(3, 300))
+      yield* wal.commit
+      const localSegments = () => env.disk.list("wal")
+      // Covered but not archived: kept.
+      yield* wal.checkpointCovered(yield* wal.position)
+      yield* Effect.yieldNow()
+      assert.strictEqual((yield* localSegments()).length, 3)
+      // Segment 0 archived: removed; segment 1 still uploading: kept; the current one: kept.
+      yield* env.queue.release(0)
+      yield* archived(wal, segmentBytes)
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* localSegments(), [WalArchiver.localSegmentPath(1), WalArchiver.localSegmentPath(2)])
+      // Segment 1 archived too (and already covered): removed; the current segment stays.
+      yield* env.queue.release(1)
+      yield* archived(wal, 2 * segmentBytes)
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* localSegments(), [WalArchiver.localSegmentPath(2)])
+      assert.strictEqual((yield* wal.stats).segmentsRemoved, 2)
+    }))
+
+  it.effect("archived segments stay local until a checkpoint covers them", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      while ((yield* wal.position) < 2 * segmentBytes) yield* wal.append(record(4, 300))
+      yield* wal.commit
+      yield* archived(wal, 2 * segmentBytes)
+      // The last record opened segment 2: three files, two of them archived.
+      assert.strictEqual((yield* env.disk.list("wal")).length, 3)
+      yield* wal.checkpointCovered(lsn(segmentBytes))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* env.disk.list("wal"), [WalArchiver.localSegmentPath(1), WalArchiver.localSegmentPath(2)])
+    }))
+
+  it.effect("archivePartial uploads the durable prefix of the current segment; the full upload replaces it", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      for (let i = 0; i < 5; i++) yield* wal.append(record(i))
+      const target = yield* wal.archivePartial
+      assert.strictEqual(target, 5 * (Wal.headerBytes + 100))
+      yield* archived(wal, target)
+      const partialCopy = Option.getOrThrow(yield* env.bucket.read("tier/wal/0000000000000000"))
+      assert.strictEqual(partialCopy.length, target)
+      const tasks = yield* env.queue.enqueued
+      assert.isTrue(tasks.length === 1 && tasks[0]?._tag === "WriteWalSegment" && tasks[0].partial)
+      while ((yield* wal.position) < segmentBytes) yield* wal.append(record(7))
+      yield* wal.commit
+      yield* archived(wal, segmentBytes)
+      const fullCopy = Option.getOrThrow(yield* env.bucket.read("tier/wal/0000000000000000"))
+      assert.deepStrictEqual(fullCopy.slice(0, target), partialCopy)
+      assert.strictEqual(Wal.scanSegment(fullCopy, 0, segmentBytes).stop, "Sealed")
+    }))
+
+  it.effect("restore: a new directory over the bucket replays every archived record, the last segment's included", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      const written: Array<readonly [number, Uint8Array]> = []
+      for (let i = 0, lastLsn = 0; lastLsn < 3 * segmentBytes; i++) {
+        const bytes = record(i, 150 + (i % 7) * 40)
+        lastLsn = yield* first.wal.append(bytes)
+        written.push([lastLsn, bytes])
+      }
+      const target = yield* first.wal.archivePartial
+      yield* archived(first.wal, target)
+      yield* first.kill
+      // The local directory is lost: a fresh disk, the same bucket.
+      const fresh = yield* MemoryDisk.make
+      const restored = yield* open(env, fresh.disk)
+      assert.strictEqual(yield* restored.wal.position, target, "the log continues after the bucket's end")
+      const check = (from: number) =>
+        Effect.gen(function* () {
+          const { seen, summary } = yield* collect(restored.wal.replayArchived, from)
+          const expected = written.filter(([at]) => at >= from)
+          assert.deepStrictEqual(seen.map(([at]) => at), expected.map(([at]) => at), `from ${from}`)
+          assert.deepStrictEqual(seen.map(([, b]) => Array.from(b)), expected.map(([, b]) => Array.from(b)))
+          assert.strictEqual(summary.endLsn, target)
+        })
+      const lastSegment = Wal.segmentOf(target, segmentBytes)
+      const lastFirst = written.find(([at]) => at >= Wal.segmentStart(lastSegment, segmentBytes))
+      assert.isDefined(lastFirst)
+      yield* check(0)
+      yield* check(segmentBytes) // a segment boundary
+      yield* check(Wal.segmentStart(lastSegment, segmentBytes)) // the last segment's start
+      yield* check(lastFirst?.[0] ?? 0) // exactly the first record of the last segment: included
+      yield* check((lastFirst?.[0] ?? 0) + 1) // just after it: excluded
+      const lastRecord = written[written.length - 1]
+      yield* check(lastRecord?.[0] ?? 0) // only the very last record
+      yield* check(target) // nothing after the end
+      // Appending after the restore keeps the archived records of the partial last segment.
+      yield* restored.wal.append(record(1000))
+      while ((yield* restored.wal.position) < Wal.segmentEnd(lastSegment, segmentBytes)) yield* restored.wal.append(record(1001))
+      yield* restored.wal.commit
+      yield* archived(restored.wal, Wal.segmentEnd(lastSegment, segmentBytes))
+      const again = yield* collect(restored.wal.replayArchived, 0)
+      assert.deepStrictEqual(again.seen.slice(0, written.length).map(([at]) => at), written.map(([at]) => at))
+    }))
+
+  it.effect("replay merges local segments with the bucket's for those removed locally", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      const lsns: Array<number> = []
+      while ((yield* first.wal.position) < 2 * segmentBytes + 500) lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      yield* first.wal.commit
+      yield* archived(first.wal, 2 * segmentBytes)
+      yield* first.wal.checkpointCovered(lsn(2 * segmentBytes))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* env.disk.list("wal"), [WalArchiver.localSegmentPath(2)])
+      yield* first.kill
+      const second = yield* open(env)
+      // An older checkpoint (position 0): segments 0 and 1 come from the bucket, 2 from the disk
+      // (where its unarchived records are).
+      const { seen } = yield* collect(second.wal.replay, 0)
+      assert.deepStrictEqual(seen.map(([at]) => at), lsns)
+      const local = yield* collect(second.wal.replayLocal, 2 * segmentBytes)
+      assert.deepStrictEqual(local.seen.map(([at]) => at), lsns.filter((at) => at >= 2 * segmentBytes))
+    }))
+
+  it.effect("a missing archived segment in the middle of the range is a WalGap, not a silent skip", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(5, 400))
+      yield* wal.commit
+      yield* archived(wal, 3 * segmentBytes)
+      yield* env.bucket.remove("tier/wal/0000000000000001")
+      const result = yield* Effect.either(collect(wal.replayArchived, 0))
+      assert.isTrue(Either.isLeft(result) && result.left._tag === "WalGap")
+      // From after the gap it is fine.
+      const after = yield* collect(wal.replayArchived, 2 * segmentBytes)
+      assert.isAbove(after.seen.length, 0)
+    }))
+
+  it.effect("replay from a position past the log's end pads the log: later records go after it", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      yield* wal.append(record(0))
+      yield* wal.commit
+      const floor = 2 * segmentBytes + 1000
+      const { seen } = yield* collect(wal.replay, floor)
+      assert.strictEqual(seen.length, 0)
+      const next = yield* wal.append(record(1))
+      assert.isAtLeast(next, floor)
+      yield* wal.commit
+      const all = yield* collect(wal.replayLocal, 0)
+      assert.deepStrictEqual(all.seen.map(([at]) => at), [0, next])
+    }))
+
+  it.effect("shutdown archives the final partial segment, refuses appends and reports nothing local-only", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      for (let i = 0; i < 50; i++) yield* wal.append(record(i))
+      const report = yield* wal.shutdown(5_000)
+      assert.strictEqual(report.endLsn, yield* wal.position)
+      assert.strictEqual(report.archivedThrough, report.endLsn)
+      assert.isUndefined(report.localOnly)
+      const refused = yield* Effect.either(wal.append(record(0)))
+      assert.isTrue(Either.isLeft(refused) && refused.left._tag === "ShuttingDown")
+      assert.deepStrictEqual(yield* wal.shutdown(5_000), report, "a second shutdown gives the same report")
+      const fresh = yield* MemoryDisk.make
+      const restored = yield* open(env, fresh.disk)
+      assert.strictEqual((yield* collect(restored.wal.replayArchived, 0)).seen.length, 50)
+    }))
+
+  it.effect("shutdown ends at its deadline when uploads hang, and says which positions are local only", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal, waits } = yield* open(env)
+      yield* env.queue.setManual(true)
+      while ((yield* wal.position) < segmentBytes + 300) yield* wal.append(record(6, 200))
+      const closing = yield* Effect.fork(wal.shutdown(2_000))
+      yield* TestClock.adjust(1_000)
+      assert.isTrue((yield* waits.current).some((wait) => wait.waiter === "WalArchiver.shutdown"))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(closing)))
+      yield* TestClock.adjust(1_000)
+      const report = yield* Fiber.join(closing)
+      assert.strictEqual(report.archivedThrough, 0)
+      assert.strictEqual(report.durableLsn, report.endLsn)
+      assert.deepStrictEqual(report.localOnly, { fromLsn: 0, toLsn: report.endLsn })
+      assert.strictEqual((yield* waits.current).length, 0)
+    }))
+
+  it.effect("a closed task queue leaves the segment pending; shutdown reports it local-only", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal } = yield* open(env)
+      yield* env.queue.close
+      while ((yield* wal.position) < segmentBytes) yield* wal.append(record(8, 500))
+      const closing = yield* Effect.fork(wal.shutdown(1_000))
+      yield* TestClock.adjust(1_000)
+      const report = yield* Fiber.join(closing)
+      assert.deepStrictEqual(report.localOnly, { fromLsn: 0, toLsn: report.endLsn })
+      assert.isAtLeast((yield* wal.stats).uploadFailures, 1)
+    }))
+})
+
+describe("WalArchiver over the real task queue and workers", () => {
+  it.scoped("archives every segment and the final partial one through S3Workers; shutdown leaves nothing local-only", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const base = Layer.mergeAll(
+        Layer.succeed(StorageConfig.StorageConfig, config),
+        Layer.succeed(LocalDisk, env.disk),
+        Layer.succeed(ObjectStore, env.store)
+      )
+      const queueLayer = TaskQueueModule.layer.pipe(Layer.provideMerge(WaitRegistry.layer), Layer.provideMerge(base))
+      const stack = WalArchiver.layer.pipe(Layer.provideMerge(S3Workers.layer.pipe(Layer.provideMerge(queueLayer))))
+      const context = yield* Layer.build(stack)
+      const wal = Context.get(context, WalArchiver.WalArchiver)
+      const lsns: Array<number> = []
+      while ((yield* wal.position) < 3 * segmentBytes + 200) lsns.push(yield* wal.append(record(lsns.length, 250)))
+      const report = yield* wal.shutdown(5_000)
+      assert.isUndefined(report.localOnly)
+      assert.strictEqual(report.archivedThrough, report.endLsn)
+      const fresh = yield* MemoryDisk.make
+      const restored = yield* open(env, fresh.disk)
+      const { seen } = yield* collect(restored.wal.replayArchived, 0)
+      assert.deepStrictEqual(seen.map(([at]) => at), lsns)
+      yield* Context.get(context, S3Workers.S3Workers).shutdown
+    }))
+})
+
+describe("WalArchiver on a real directory", () => {
+  const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
+
+  it.scopedLive("committed records survive the process going away and the directory being reopened", () =>
+    Effect.gen(function* () {
+      const root = yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "wal-" })).pipe(Effect.provide(platform))
+      const env = yield* makeEnv
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const first = yield* open(env, disk)
+      const lsns = yield* Effect.forEach(
+        Array.from({ length: 120 }, (_, i) => i),
+        (i) => Effect.flatMap(first.wal.appendWithEnd(record(i, 90)), (appended) => Effect.as(first.wal.commitThrough(appended.endLsn), appended.lsn)),
+        { concurrency: 16 }
+      )
+      assert.isBelow((yield* first.wal.stats).fsyncs, 120)
+      const end = yield* first.wal.position
+      yield* first.kill
+      // Junk after the end, as a torn write would leave.
+      const lastPath = NodePathApi.join(root, "wal", WalArchiver.localSegmentPath(Wal.segmentOf(end, segmentBytes)).slice(4))
+      NodeFs.appendFileSync(lastPath, Uint8Array.from([1, 1, 0, 0, 200, 0, 0, 0, 1, 2, 3]))
+      const reopenedDisk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const second = yield* open(env, reopenedDisk)
+      assert.strictEqual(yield* second.wal.position, end)
+      const { seen } = yield* collect(second.wal.replayLocal, 0)
+      assert.deepStrictEqual(seen.map(([at]) => at).sort((a, b) => a - b), [...lsns].sort((a, b) => a - b))
+      yield* second.kill
+    }))
+})
