@@ -1,0 +1,132 @@
+/**
+ * Shared pieces of the benchmarks: the result model every scenario returns, timing and statistics
+ * helpers, deterministic payloads, and a Storage opened over given backends.
+ *
+ * This is measurement code at the program's edge: it reads the real clock (`performance.now`) and
+ * the process's memory, which library code never does.
+ */
+import { performance } from "node:perf_hooks"
+import { Context, Effect, Layer, Logger, LogLevel } from "effect"
+import type { Scope } from "effect"
+import * as Storage from "../src/layers/Storage.js"
+import type { LocalDisk } from "../src/services/LocalDisk.js"
+import type { ObjectStore } from "../src/services/ObjectStore.js"
+import * as StorageConfig from "../src/services/StorageConfig.js"
+
+export const MiB = 1024 * 1024
+
+/** One line of a scenario's table. `ratio` is ours against the baseline (its meaning is in `ratioMeaning`). */
+export interface Row {
+  readonly case: string
+  readonly ours: number
+  readonly baseline?: number | undefined
+  readonly unit: string
+  readonly ratio?: number | undefined
+  readonly goal: string
+  /** undefined: no goal for this row (reported only). */
+  readonly met?: boolean | undefined
+  readonly note?: string | undefined
+}
+
+export interface ScenarioResult {
+  readonly id: string
+  readonly title: string
+  /** How the figures were taken (sizes, repetitions, baseline). */
+  readonly method: string
+  readonly ratioMeaning: string
+  readonly oursLabel: string
+  readonly baselineLabel: string
+  readonly rows: ReadonlyArray<Row>
+  readonly notes: ReadonlyArray<string>
+  /** The raw figures (every repetition), for results.json. */
+  readonly raw: unknown
+  readonly durationMs: number
+}
+
+export interface BenchOptions {
+  readonly quick: boolean
+}
+
+export const now = (): number => performance.now()
+export const nowEffect = Effect.sync(now)
+
+/** Runs `effect` and returns its value with its wall-clock duration in ms. */
+export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<readonly [A, number], E, R> =>
+  Effect.gen(function* () {
+    const start = now()
+    const value = yield* effect
+    return [value, now() - start] as const
+  })
+
+export const timedPromise = async <A>(body: () => Promise<A>): Promise<readonly [A, number]> => {
+  const start = now()
+  const value = await body()
+  return [value, now() - start] as const
+}
+
+export const sorted = (values: ReadonlyArray<number>): Array<number> => [...values].sort((left, right) => left - right)
+
+/** The nearest-rank percentile (p in [0, 100]). */
+export const percentile = (values: ReadonlyArray<number>, p: number): number => {
+  const ordered = sorted(values)
+  if (ordered.length === 0) return Number.NaN
+  const rank = Math.min(ordered.length - 1, Math.max(0, Math.ceil((p / 100) * ordered.length) - 1))
+  return ordered[rank] ?? Number.NaN
+}
+
+export const median = (values: ReadonlyArray<number>): number => percentile(values, 50)
+export const mean = (values: ReadonlyArray<number>): number => values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
+
+export const round = (value: number, digits = 2): number => {
+  const factor = 10 ** digits
+  return Math.round(value * factor) / factor
+}
+
+/** Deterministic, incompressible-looking bytes (xorshift). */
+export const payload = (seed: number, length: number): Uint8Array => {
+  const bytes = new Uint8Array(length)
+  let state = (seed * 2654435761) >>> 0 || 1
+  for (let index = 0; index < length; index += 4) {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    bytes[index] = state & 0xff
+    bytes[index + 1] = (state >>> 8) & 0xff
+    bytes[index + 2] = (state >>> 16) & 0xff
+    bytes[index + 3] = (state >>> 24) & 0xff
+  }
+  return bytes
+}
+
+/** Runs a promise-returning job for each index with at most `concurrency` in flight (a worker pool). */
+export const promisePool = async (count: number, concurrency: number, job: (index: number) => Promise<unknown>): Promise<void> => {
+  let next = 0
+  const worker = async () => {
+    while (next < count) {
+      const index = next++
+      await job(index)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+}
+
+/** What a user would write without a pool: Promise.all over consecutive chunks of `concurrency`. */
+export const chunkedPromiseAll = async (count: number, concurrency: number, job: (index: number) => Promise<unknown>): Promise<void> => {
+  for (let start = 0; start < count; start += concurrency) {
+    await Promise.all(Array.from({ length: Math.min(concurrency, count - start) }, (_, offset) => job(start + offset)))
+  }
+}
+
+/** Opens a Storage over the given backends in the current scope. */
+export const openStorage = <E>(
+  backends: Layer.Layer<ObjectStore | LocalDisk, E>,
+  config: Partial<StorageConfig.StorageConfigValue>
+): Effect.Effect<Storage.StorageService, Storage.StorageOpenError | E, Scope.Scope> =>
+  Effect.map(
+    Layer.build(Storage.layer().pipe(Layer.provide(backends), Layer.provide(StorageConfig.layer(config)))),
+    (context) => Context.get(context, Storage.Storage)
+  )
+
+/** Keeps the library's info logs (one per shutdown) out of the benchmark's output. */
+export const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error))

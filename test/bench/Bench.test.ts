@@ -1,0 +1,32 @@
+/**
+ * Goal: the benchmarks still run (CI's smoke check). Runs the quick queue scenario in-process,
+ * writing no files, and checks that it produced figures for ours and its baseline and a ratio.
+ * It asserts nothing about speed: figures on shared CI machines are noise.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { main, parseArguments } from "../../bench/run.js"
+
+describe("bench", () => {
+  it("parses its arguments and refuses unknown scenarios", () => {
+    const args = parseArguments(["--quick", "--only", "queue,lease", "--no-write"])
+    assert.isTrue(args.quick)
+    assert.isFalse(args.write)
+    assert.deepStrictEqual(args.only, ["queue", "lease"])
+    assert.throws(() => parseArguments(["--only", "nope"]))
+    assert.throws(() => parseArguments(["--fast"]))
+  })
+
+  it("runs the quick queue scenario and reports figures", async () => {
+    const run = await main(["--quick", "--only", "queue", "--no-write"])
+    assert.isTrue(run.quick)
+    assert.deepStrictEqual(run.failed, [])
+    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["queue"])
+    const rows = run.scenarios[0]?.rows ?? []
+    assert.isAbove(rows.length, 0)
+    for (const row of rows) {
+      assert.isTrue(Number.isFinite(row.ours) && row.ours > 0, `${row.case}: ours ${row.ours}`)
+      assert.isTrue(row.baseline !== undefined && Number.isFinite(row.baseline) && row.baseline > 0, `${row.case}: baseline ${row.baseline}`)
+      assert.isTrue(row.ratio !== undefined && Number.isFinite(row.ratio) && row.ratio > 0, `${row.case}: ratio ${row.ratio}`)
+    }
+  }, 20_000)
+})
