@@ -178,7 +178,7 @@ const make = (options: StorageOptions) =>
         const budgetMs = yield* remainingMs(checkpointBudgetAtMs)
         const fiber = yield* Effect.fork(Effect.interruptible(checkpointer.checkpoint({ deadlineMs: Math.max(1, budgetMs), reason: "shutdown" })))
         // The checkpoint bounds itself; this outer bound also snapshots the waits it cuts.
-        const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(budgetMs + 50)), Effect.option)
+        const exit = yield* bounded(Fiber.await(fiber), budgetMs + 50)
         if (Option.isNone(exit)) {
           cutWaits = yield* waits.current
           yield* Fiber.interrupt(fiber)
