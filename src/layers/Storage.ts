@@ -200,7 +200,10 @@ const make = (options: StorageOptions) =>
       yield* parts.close
       const workerReport = yield* Effect.interruptible(workers.shutdown)
       const isFenced = yield* fenced
-      const lockBudgetMs = Math.min(yield* remainingMs(deadlineAtMs), config.requestTimeoutMs)
+      // The lock gets what is left, less a margin for the bookkeeping after it, so that a stalled
+      // bucket cannot push the close past its deadline.
+      const marginMs = Math.min(100, Math.ceil(config.shutdownDeadlineMs * 0.05))
+      const lockBudgetMs = Math.min((yield* remainingMs(deadlineAtMs)) - marginMs, config.requestTimeoutMs)
       const lock = isFenced
         ? ("left-fenced" as const)
         : lockBudgetMs <= 0
