@@ -7,13 +7,15 @@
  * - part objects are keyed by checkpoint number *and* by the SHA-256 of their content, so an object
  *   key always names the same bytes: a completed checkpoint's objects are never overwritten, and a
  *   stale writer can never change an object that a newer manifest references;
+ * - file manifests are content-addressed too, so a late PUT of an abandoned attempt of checkpoint N
+ *   can never replace the file manifest a committed root names;
  * - the checkpoint's root manifest (`checkpoints/<N>`) is the per-checkpoint commit marker and is
  *   written last, with `If-None-Match: *`;
  * - numbers are zero-padded so that listing order is numeric order.
  *
  * ```
  * <prefix>/data/<N:16>/<fileId>/<part:10>-<sha256>   a part's bytes, uploaded while N was open
- * <prefix>/manifests/<N:16>/<fileId>.json            a file's part map at checkpoint N
+ * <prefix>/manifests/<N:16>/<fileId>.<sha256>.json   a file's part map at checkpoint N
  * <prefix>/checkpoints/<N:16>                        checkpoint N's root manifest = commit marker
  * <prefix>/wal/<segment:16 hex>                      an archived WAL segment
  * <prefix>/lock                                      the one-instance-per-bucket lock object
@@ -43,7 +45,7 @@ export interface KeyLayout {
 /** Every kind of key, as data. @category models */
 export type BucketKey =
   | { readonly _tag: "Part"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly part: PartIndex; readonly sha256: Sha256Hex }
-  | { readonly _tag: "FileManifest"; readonly checkpoint: CheckpointNumber; readonly file: FileId }
+  | { readonly _tag: "FileManifest"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly sha256: Sha256Hex }
   | { readonly _tag: "Checkpoint"; readonly checkpoint: CheckpointNumber }
   | { readonly _tag: "Wal"; readonly segment: SegmentNumber }
   | { readonly _tag: "Lock" }
@@ -83,7 +85,7 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
     case "Part":
       return join(layout, `data/${pad(key.checkpoint, checkpointDigits)}/${key.file}/${pad(key.part, partDigits)}-${key.sha256}`)
     case "FileManifest":
-      return join(layout, `manifests/${pad(key.checkpoint, checkpointDigits)}/${key.file}.json`)
+      return join(layout, `manifests/${pad(key.checkpoint, checkpointDigits)}/${key.file}.${key.sha256}.json`)
     case "Checkpoint":
       return join(layout, `checkpoints/${pad(key.checkpoint, checkpointDigits)}`)
     case "Wal":
@@ -95,8 +97,8 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
 
 export const partKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, part: PartIndex, sha256: Sha256Hex): string =>
   keyOf(layout, { _tag: "Part", checkpoint, file, part, sha256 })
-export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId): string =>
-  keyOf(layout, { _tag: "FileManifest", checkpoint, file })
+export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, sha256: Sha256Hex): string =>
+  keyOf(layout, { _tag: "FileManifest", checkpoint, file, sha256 })
 export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): string =>
   keyOf(layout, { _tag: "Checkpoint", checkpoint })
 export const walKey = (layout: KeyLayout, segment: SegmentNumber): string => keyOf(layout, { _tag: "Wal", segment })
@@ -138,12 +140,17 @@ const parsePart = (rest: string): Option.Option<BucketKey> => {
 }
 
 const parseFileManifest = (rest: string): Option.Option<BucketKey> => {
+  // rest = <N:16>/<fileId>.<sha256:64>.json
   const firstSlash = rest.indexOf("/")
-  if (firstSlash < 0 || !rest.endsWith(".json")) return Option.none()
+  const suffixLength = 1 + 64 + ".json".length
+  if (firstSlash < 0 || !rest.endsWith(".json") || rest.length - firstSlash - 1 <= suffixLength) return Option.none()
+  const shaStart = rest.length - ".json".length - 64
+  if (rest[shaStart - 1] !== ".") return Option.none()
   return Option.gen(function* () {
     const checkpoint = yield* parseCheckpoint(rest.slice(0, firstSlash))
-    const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, rest.length - ".json".length))
-    return { _tag: "FileManifest", checkpoint, file } as const
+    const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, shaStart - 1))
+    const sha256 = yield* decodeOption(Sha256HexSchema, rest.slice(shaStart, rest.length - ".json".length))
+    return { _tag: "FileManifest", checkpoint, file, sha256 } as const
   })
 }
 

@@ -32,7 +32,8 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import { Array as Arr, Chunk, Effect, Layer, Option, Random, type Scope, Stream } from "effect"
 import { ObjectNotFound, ObjectStoreRejected, ObjectStoreUnavailable, PreconditionFailed } from "../domain/Errors.js"
 import type { ObjectStoreError } from "../domain/Errors.js"

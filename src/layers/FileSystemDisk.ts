@@ -19,7 +19,8 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import { Effect, Either, Layer, Option, Ref } from "effect"
 import { LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"

@@ -170,7 +170,7 @@ export const make = (options: CheckpointerOptions) =>
           return yield* Effect.fail(new CheckpointFailed({
             checkpoint,
             reason: "CommitFailed",
-            detail: same ? "already committed" : `checkpoint ${checkpoint} was committed by an earlier attempt of this instance; adopted it, the next checkpoint goes on from there`
+            detail: same ? "already committed" : `${adoptedMarker}: checkpoint ${checkpoint} was committed by an earlier attempt of this instance`
           }))
         }
         return yield* Effect.fail(new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `checkpoint ${checkpoint} already exists and is not ours` }))
@@ -227,7 +227,7 @@ export const make = (options: CheckpointerOptions) =>
             sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
           }
           files.set(file, { entry, parts: entries })
-          const key = KeyLayout.fileManifestKey(layout, checkpoint, file)
+          const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
           written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
         }
         yield* Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })
@@ -282,7 +282,10 @@ export const make = (options: CheckpointerOptions) =>
         const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
         const startMs = yield* Clock.currentTimeMillis
         const attempted = (yield* Ref.get(completedRef)).checkpoint + 1
+        // An interrupted earlier attempt (a periodic one stopped at shutdown, one past its deadline)
+        // may commit N after all: adopt it, then checkpoint once more from there.
         const report = yield* run(startMs).pipe(
+          Effect.catchIf((error) => error._tag === "CheckpointFailed" && error.detail.startsWith(adoptedMarker), () => run(startMs)),
           Effect.timeoutFail({
             duration: Duration.millis(deadlineMs),
             onTimeout: () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })
@@ -327,6 +330,8 @@ export const make = (options: CheckpointerOptions) =>
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
   })
+
+const adoptedMarker = "adopted a late commit"
 
 const isRequestTimeout = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"

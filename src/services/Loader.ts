@@ -86,7 +86,8 @@ export const listCheckpoints = (store: ObjectStoreService, config: StorageConfig
       Option.flatMap(KeyLayout.parseKey(layout, info.key), (key) => (key._tag === "Checkpoint" ? Option.some(key.checkpoint) : Option.none()))
     ),
     Stream.runCollect,
-    Effect.map((numbers) => Chunk.toReadonlyArray(numbers).slice().sort((a, b) => a - b))
+    Effect.map((numbers) => Chunk.toReadonlyArray(numbers).slice().sort((a, b) => a - b)),
+    withRequestPolicy(config, "list checkpoints", KeyLayout.checkpointsPrefix(layout))
   )
 }
 
@@ -113,7 +114,7 @@ export const readCheckpoint = (
   return Effect.forEach(
     manifest.files,
     (entry) => {
-      const key = KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file)
+      const key = KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256)
       return store.get(key).pipe(
         withRequestPolicy(config, "read file manifest", key),
         Effect.flatMap((bytes) =>

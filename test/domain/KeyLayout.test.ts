@@ -20,7 +20,7 @@ const prefixArb = FastCheck.constantFrom("", "tier", "a/b/c", "tenants/é 1")
 
 const keyArb: FastCheck.Arbitrary<KeyLayout.BucketKey> = FastCheck.oneof(
   FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, part: partArb, sha256: shaArb }).map((k) => ({ _tag: "Part" as const, ...k })),
-  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb }).map((k) => ({ _tag: "FileManifest" as const, ...k })),
+  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, sha256: shaArb }).map((k) => ({ _tag: "FileManifest" as const, ...k })),
   checkpointArb.map((checkpoint) => ({ _tag: "Checkpoint" as const, checkpoint })),
   segmentArb.map((segment) => ({ _tag: "Wal" as const, segment })),
   FastCheck.constant({ _tag: "Lock" as const })

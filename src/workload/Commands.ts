@@ -1,0 +1,366 @@
+/**
+ * The CLI's command bodies (`run`, `verify`, `inspect`), behind the option parsing of
+ * src/program.ts, which loads this module only once the arguments are valid: bad input is answered
+ * without loading the storage tier, the AWS SDK or the platform layers.
+ *
+ * Each body validates everything before it writes anything (directories that are not ours, a store
+ * root that is a file, configuration bounds), then builds what it needs, and returns an exit code;
+ * its failures are typed and become one line in the program.
+ *
+ * Replaces: the shell around OrioleDB's S3 tests (orioledb-s3.md §8): start a cluster on a bucket,
+ * insert, stop, restore with orioledb_s3_loader.py, compare.
+ *
+ * @since 0.1.0
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import { type Deferred, Effect, Either, Layer, Option, Ref } from "effect"
+import * as FaultyObjectStore from "../layers/FaultyObjectStore.js"
+import * as FileObjectStore from "../layers/FileObjectStore.js"
+import * as FileSystemDisk from "../layers/FileSystemDisk.js"
+import * as Loader from "../services/Loader.js"
+import { LocalDisk } from "../services/LocalDisk.js"
+import { ObjectStore } from "../services/ObjectStore.js"
+import * as StorageConfig from "../services/StorageConfig.js"
+import * as Faults from "./Faults.js"
+import * as Inspect from "./Inspect.js"
+import { errorLine, type ExitCode, type Output, programName, UsageError } from "./Output.js"
+import * as Page from "./Page.js"
+import * as Report from "./Report.js"
+import * as Run from "./Run.js"
+import * as Verify from "./Verify.js"
+
+/** The bucket options every command takes. */
+export interface StoreOptions {
+  readonly storeDir: Option.Option<string>
+  readonly endpoint: Option.Option<string>
+  readonly bucket: Option.Option<string>
+  readonly prefix: string
+  readonly region: string
+  readonly pathStyle: boolean
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bucket
+// ---------------------------------------------------------------------------------------------
+
+type StoreChoice =
+  | { readonly _tag: "File"; readonly root: string }
+  | { readonly _tag: "S3"; readonly bucket: string; readonly endpoint: string | undefined; readonly region: string; readonly forcePathStyle: boolean }
+
+const s3RequestTimeoutMs = StorageConfig.defaults.requestTimeoutMs
+
+/** Which bucket the options name; `defaultRoot` is the filesystem store `run` uses by default. */
+const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pathApi: Path.Path): Either.Either<StoreChoice, UsageError> => {
+  const endpoint = Option.getOrUndefined(options.endpoint)
+  const bucket = Option.getOrUndefined(options.bucket)
+  const storeDir = Option.getOrUndefined(options.storeDir)
+  if (endpoint !== undefined || bucket !== undefined) {
+    if (storeDir !== undefined) return Either.left(new UsageError("--store-dir cannot be combined with --endpoint/--bucket: choose the filesystem store or S3"))
+    if (bucket === undefined || bucket.trim() === "") return Either.left(new UsageError("--endpoint needs --bucket <name>"))
+    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return Either.left(new UsageError(`--endpoint ${JSON.stringify(endpoint)} is not an http(s) URL`))
+    return Either.right({ _tag: "S3", bucket, endpoint, region: options.region, forcePathStyle: options.pathStyle })
+  }
+  const root = storeDir ?? defaultRoot
+  if (root === undefined) return Either.left(new UsageError("name the bucket: --store-dir <directory>, or --endpoint <url> --bucket <name>"))
+  if (root.trim() === "") return Either.left(new UsageError("--store-dir is empty"))
+  return Either.right({ _tag: "File", root: pathApi.resolve(root) })
+}
+
+/** The plain store layer of a choice. `create`: the filesystem store may create its root. */
+const storeLayer = (choice: StoreChoice, create: boolean): Layer.Layer<ObjectStore, unknown> =>
+  choice._tag === "File"
+    ? FileObjectStore.layerNode({ root: choice.root, create })
+    : Layer.unwrapEffect(
+      // Loaded on demand: the AWS SDK is the largest import, and the default store does not need it.
+      Effect.map(Effect.promise(() => import("../layers/S3ObjectStore.js")), (S3ObjectStore) =>
+        S3ObjectStore.layer({
+          bucket: choice.bucket,
+          ...(choice.endpoint === undefined ? {} : { endpoint: choice.endpoint }),
+          region: choice.region,
+          forcePathStyle: choice.forcePathStyle,
+          requestTimeoutMs: s3RequestTimeoutMs
+        })
+      )
+    )
+
+const describeChoice = (choice: StoreChoice, prefix: string): string =>
+  (choice._tag === "File" ? `file://${choice.root}` : `s3://${choice.bucket}${choice.endpoint === undefined ? "" : ` at ${choice.endpoint}`}`) +
+  (prefix === "" ? "" : ` prefix ${prefix}`)
+
+/** The run's store: the fault decorator over the plain store when faults were asked for. */
+const runStore = (choice: StoreChoice, plan: Faults.FaultPlan, prefix: string): Effect.Effect<Run.RunStore> =>
+  Effect.gen(function* () {
+    const plain = storeLayer(choice, true)
+    const description = describeChoice(choice, prefix)
+    if (Faults.isEmpty(plan)) {
+      return { layer: plain, plainLayer: storeLayer(choice, false), arm: Effect.void, stallNow: Effect.void, faultStats: Effect.succeed(undefined), description }
+    }
+    const controller = yield* FaultyObjectStore.makeController()
+    const faulty: Layer.Layer<ObjectStore, unknown> = FaultyObjectStore.layer(controller).pipe(Layer.provide(plain))
+    return {
+      layer: faulty,
+      plainLayer: storeLayer(choice, false),
+      arm: applyFaults(controller, plan, prefix),
+      stallNow: Effect.asVoid(controller.stall()),
+      faultStats: controller.stats,
+      description
+    }
+  })
+
+/** Turns a fault plan into the controller's rules. */
+const applyFaults = (controller: FaultyObjectStore.FaultControllerService, plan: Faults.FaultPlan, prefix: string): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (plan.latencyMs !== undefined) yield* controller.latency(plan.latencyMs)
+    if (plan.errorRate !== undefined) yield* controller.errorRate(plan.errorRate)
+    if (plan.stallAfterMs !== undefined) yield* controller.stallAfter(plan.stallAfterMs)
+    for (const taskType of plan.failTasks) yield* controller.failPermanently(FaultyObjectStore.failTaskFilter(taskType, { prefix }))
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Directories
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Refuses a data directory that is not ours before anything is written: it exists and is not a
+ * directory, or it is a non-empty directory without the control file.
+ */
+const checkDataDirectory = (directory: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const exists = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => false))
+    if (!exists) return
+    const info = yield* fs.stat(directory).pipe(Effect.mapError(() => new UsageError(`cannot read ${directory}`)))
+    if (info.type !== "Directory") return yield* Effect.fail(new UsageError(`--dir ${directory} exists and is not a directory`))
+    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError(`cannot list ${directory}`)))
+    if (entries.length > 0 && !entries.includes(Loader.controlPath)) {
+      return yield* Effect.fail(
+        new UsageError(`start-up refused (NotOurDirectory): ${directory} is not empty and has no ${Loader.controlPath}: it is not an ${programName} data directory`)
+      )
+    }
+  })
+
+/** Refuses a filesystem store root that exists and is not a directory. */
+const checkStoreRoot = (choice: StoreChoice) =>
+  Effect.gen(function* () {
+    if (choice._tag !== "File") return
+    const fs = yield* FileSystem.FileSystem
+    const exists = yield* fs.exists(choice.root).pipe(Effect.orElseSucceed(() => false))
+    if (!exists) return
+    const info = yield* fs.stat(choice.root).pipe(Effect.mapError(() => new UsageError(`cannot read ${choice.root}`)))
+    if (info.type !== "Directory") return yield* Effect.fail(new UsageError(`--store-dir ${choice.root} exists and is not a directory`))
+  })
+
+/** A fresh directory for a restore: missing or empty. */
+const checkFreshDirectory = (directory: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const exists = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => false))
+    if (!exists) return
+    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError(`--dir ${directory} is not a readable directory`)))
+    if (entries.length > 0) return yield* Effect.fail(new UsageError(`--dir ${directory} is not empty: verify restores into a fresh directory`))
+  })
+
+const removeQuietly = (path: string) =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.remove(path, { recursive: true })).pipe(Effect.ignore)
+
+const diskLayer = (root: string): Layer.Layer<LocalDisk, unknown> => FileSystemDisk.layerNode({ root })
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+/** The parsed options of `run`. */
+export type RunArgs = StoreOptions & {
+  readonly duration: number
+  readonly writers: number
+  readonly files: number
+  readonly fileSize: number
+  readonly checkpointInterval: number
+  readonly s3Workers: number
+  readonly localBudget: number
+  readonly shutdownDeadline: number
+  readonly walSegment: number
+  readonly dir: Option.Option<string>
+  readonly noVerify: boolean
+  readonly takeOver: boolean
+  readonly keep: boolean
+  readonly fault: Faults.FaultPlan
+  readonly json: boolean
+}
+
+/** The storage configuration of a run; the shutdown deadline is split 2/3 checkpoint, 1/5 drain. */
+const runConfig = (args: RunArgs): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
+  if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError(`--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes`))
+  if (args.writers > (args.files * args.fileSize) / Page.pageBytes) {
+    return Either.left(new UsageError(`--writers: ${args.writers} writers for ${(args.files * args.fileSize) / Page.pageBytes} pages: each writer needs a page`))
+  }
+  const deadlineMs = args.shutdownDeadline
+  return Either.mapLeft(
+    StorageConfig.validate({
+      prefix: args.prefix,
+      workerCount: args.s3Workers,
+      localBytesMax: args.localBudget,
+      checkpointIntervalMs: args.checkpointInterval,
+      shutdownDeadlineMs: deadlineMs,
+      shutdownCheckpointDeadlineMs: Math.floor((deadlineMs * 2) / 3),
+      drainDeadlineMs: Math.floor(deadlineMs / 5),
+      walSegmentBytes: args.walSegment,
+      takeOver: args.takeOver
+    }),
+    (error) => new UsageError(`${flagOfField[error.field] ?? error.field}: ${error.detail}`)
+  )
+}
+
+/** The flag that sets each configuration field, for messages. */
+const flagOfField: Record<string, string> = {
+  prefix: "--prefix",
+  workerCount: "--s3-workers",
+  localBytesMax: "--local-budget",
+  checkpointIntervalMs: "--checkpoint-interval",
+  shutdownDeadlineMs: "--shutdown-deadline",
+  shutdownCheckpointDeadlineMs: "--shutdown-deadline",
+  drainDeadlineMs: "--shutdown-deadline",
+  walSegmentBytes: "--wal-segment"
+}
+
+/** `run`: see src/workload/Run.ts. */
+export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferred<string>) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const pathApi = yield* Path.Path
+    const config = yield* runConfig(args)
+    // Where things go; nothing is created until every check passed.
+    const givenDir = Option.map(args.dir, (dir) => pathApi.resolve(dir))
+    if (Option.isSome(givenDir)) yield* checkDataDirectory(givenDir.value)
+    const defaultStoreRoot = Option.match(givenDir, {
+      onNone: () => undefined,
+      onSome: (dir) => pathApi.join(pathApi.dirname(dir), `${pathApi.basename(dir)}-bucket`)
+    })
+    // Without --dir the default store root lives in the temporary directory made below.
+    const provisional = yield* chooseStore(args, defaultStoreRoot ?? "(temporary)", pathApi)
+    yield* checkStoreRoot(provisional)
+    const existed = (path: string) => fs.exists(path).pipe(Effect.orElseSucceed(() => true))
+    const dataExisted = Option.isSome(givenDir) ? yield* existed(givenDir.value) : true
+    // The temporary directory is made when first needed: at once without --dir (it holds the data
+    // and the default bucket), otherwise only for the restore (a run killed before it leaves none).
+    const temporaryRef = yield* Ref.make<string | undefined>(undefined)
+    const temporary = Effect.gen(function* () {
+      const made = yield* Ref.get(temporaryRef)
+      if (made !== undefined) return made
+      const directory = yield* fs.makeTempDirectory({ prefix: `${programName}-` }).pipe(
+        Effect.mapError((error) => new UsageError(`cannot make a temporary directory: ${error.message}`))
+      )
+      yield* Ref.set(temporaryRef, directory)
+      return directory
+    })
+    const cleanup = Effect.flatMap(Ref.get(temporaryRef), (directory) =>
+      directory === undefined ? Effect.void : args.keep ? output.stderr(`${programName}: kept ${directory}\n`) : removeQuietly(directory)
+    )
+    return yield* Effect.gen(function* () {
+      const dataDirectory = Option.isSome(givenDir) ? givenDir.value : pathApi.join(yield* temporary, "data")
+      const choice = yield* chooseStore(args, defaultStoreRoot ?? pathApi.join(yield* temporary, "bucket"), pathApi)
+      const storeExisted = choice._tag === "File" ? yield* existed(choice.root) : true
+      const store = yield* runStore(choice, args.fault, args.prefix)
+      const report = yield* Run.run(
+        {
+          durationMs: args.duration,
+          writers: args.writers,
+          files: args.files,
+          fileBytes: args.fileSize,
+          config,
+          faults: args.fault,
+          verify: !args.noVerify,
+          json: args.json,
+          dataDirectory,
+          restoreDirectory: Effect.map(temporary, (directory) => pathApi.join(directory, "restore"))
+        },
+        store,
+        diskLayer,
+        output,
+        stop
+      ).pipe(
+        // A refused start leaves nothing behind: the directories it created (and only those) go.
+        Effect.tapError(() =>
+          Effect.forEach(
+            [...(dataExisted ? [] : [dataDirectory]), ...(choice._tag === "File" && !storeExisted ? [choice.root] : [])],
+            removeQuietly,
+            { discard: true }
+          )
+        )
+      )
+      if (args.json) yield* output.stdout(`${JSON.stringify(report)}\n`)
+      else yield* output.stdout(`${Report.summary(report)}\n`)
+      if (!report.ok) yield* errorLine(output, `run failed its checks: ${report.problems.join("; ")}`)
+      return report.exitCode as ExitCode
+    }).pipe(Effect.ensuring(cleanup))
+  })
+
+/** The parsed options of `verify`. */
+export type VerifyArgs = StoreOptions & { readonly dir: Option.Option<string>; readonly concurrency: number; readonly json: boolean }
+
+/** `verify`: the latest checkpoint's parts against their digests. */
+export const verifyCommand = (args: VerifyArgs, output: Output) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const pathApi = yield* Path.Path
+    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
+    const choice = yield* chooseStore(args, undefined, pathApi)
+    yield* checkStoreRoot(choice)
+    const givenDir = Option.map(args.dir, (dir) => pathApi.resolve(dir))
+    if (Option.isSome(givenDir)) yield* checkFreshDirectory(givenDir.value)
+    const directory = Option.isSome(givenDir)
+      ? givenDir.value
+      : yield* fs.makeTempDirectory({ prefix: `${programName}-verify-` }).pipe(Effect.mapError((error) => new UsageError(`cannot make a temporary directory: ${error.message}`)))
+    const body = Effect.gen(function* () {
+      const store = yield* ObjectStore
+      const disk = yield* LocalDisk
+      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
+      const latest = yield* Loader.readLatest(store, config)
+      if (latest === undefined) {
+        yield* errorLine(output, `${store.description} has no complete checkpoint to verify`)
+        return 1 as ExitCode
+      }
+      let lastShownPercent = -1
+      const result = yield* Verify.verifyCheckpoint(store, config, disk, latest, {
+        concurrency: args.concurrency,
+        onProgress: (checked, total) => {
+          const percent = Math.floor((checked * 100) / Math.max(1, total))
+          if (percent === lastShownPercent || (percent % 10 !== 0 && checked !== total)) return Effect.void
+          lastShownPercent = percent
+          return output.stderr(output.isTty ? `\rverify: ${checked}/${total} parts\x1b[K${checked === total ? "\n" : ""}` : `verify: ${checked}/${total} parts\n`)
+        }
+      })
+      const report = { command: "verify" as const, store: store.description, prefix: config.prefix, directory, ...result }
+      if (args.json) yield* output.stdout(`${JSON.stringify(report)}\n`)
+      else {
+        yield* output.stdout(
+          `verify: checkpoint ${result.checkpoint} of ${store.description}: ${result.partsChecked} parts in ${result.files} files, ` +
+            `${result.bytesChecked} bytes, ${result.mismatches} mismatches: ${result.ok ? "ok" : "FAILED"}\n` +
+            result.examples.map((example) => `  ${example.file} part ${example.part}: ${example.detail}\n`).join("")
+        )
+      }
+      if (!result.ok) yield* errorLine(output, `verify found ${result.mismatches} part(s) that do not match checkpoint ${result.checkpoint}'s manifest`)
+      return (result.ok ? 0 : 1) as ExitCode
+    })
+    return yield* body.pipe(
+      Effect.provide(Layer.merge(storeLayer(choice, false), diskLayer(directory))),
+      Effect.ensuring(Option.isSome(givenDir) ? Effect.void : removeQuietly(directory))
+    )
+  })
+
+/** The parsed options of `inspect`. */
+export type InspectArgs = StoreOptions & { readonly json: boolean }
+
+/** `inspect`: what the bucket holds. */
+export const inspectCommand = (args: InspectArgs, output: Output) =>
+  Effect.gen(function* () {
+    const pathApi = yield* Path.Path
+    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
+    const choice = yield* chooseStore(args, undefined, pathApi)
+    yield* checkStoreRoot(choice)
+    const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false)))
+    yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Inspect.formatTable(report)}\n`)
+    return 0 as ExitCode
+  })
+

@@ -1,0 +1,115 @@
+/**
+ * Goal: the CLI against a real S3 protocol server (s3rver with the S3 harness of
+ * test/support/S3TestServer.ts): a clean run verifies and `inspect`/`verify` read the bucket with the
+ * same S3 options; each fault still ends within the deadline with a report saying what happened;
+ * an unreachable endpoint, a missing bucket and wrong credentials are refused with one line and
+ * exit 2, before anything is written. Method: the CLI spawned with the server's endpoint, the
+ * credentials passed through the standard AWS environment variables, one key prefix per test so
+ * that concurrent runs do not share a bucket lock.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as S3TestServer from "../support/S3TestServer.js"
+import type { InspectReport } from "../../src/workload/Inspect.js"
+import type { RunReport } from "../../src/workload/Report.js"
+import type { CheckpointVerification } from "../../src/workload/Verify.js"
+import { hasStackTrace, parseReport, quickRun, quickStalled, runCli } from "./Cli.js"
+
+let server: S3TestServer.RunningS3TestServer | undefined
+
+beforeAll(async () => {
+  server = await S3TestServer.start({ bucket: "cli-bucket" })
+})
+
+afterAll(async () => {
+  await server?.stop()
+})
+
+const info = () => {
+  // beforeAll ran: every test sees a started server.
+  if (server === undefined) throw new Error("the S3 test server did not start")
+  return server.info
+}
+
+const s3Args = (prefix: string) => ["--endpoint", info().endpoint, "--bucket", info().bucket, "--path-style", "--prefix", prefix]
+
+const env = (): Record<string, string> => ({
+  AWS_ACCESS_KEY_ID: info().credentials.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: info().credentials.secretAccessKey,
+  AWS_REGION: info().region
+})
+
+const bounded = (report: RunReport, label: string) => {
+  assert.isTrue(report.shutdown.returned, label)
+  assert.isTrue(report.shutdown.metDeadline, `${label}: ${report.shutdown.durationMs} of ${report.shutdown.deadlineMs} ms`)
+  assert.strictEqual(report.shutdown.leasesHeld, 0, label)
+  assert.strictEqual(report.shutdown.fibersAlive, 0, label)
+  assert.isAbove(report.inserts.acknowledged, 0, label)
+}
+
+describe.concurrent("CLI against s3rver", () => {
+  it.live("a clean run verifies; inspect and verify read the bucket through the same options", () =>
+    Effect.gen(function* () {
+      const result = yield* runCli(["run", ...quickRun, ...s3Args("clean"), "--json"], { env: env() })
+      assert.strictEqual(result.code, 0, result.stderr)
+      const report = parseReport(result)
+      bounded(report, "clean")
+      assert.include(["completed", "none"], report.shutdown.finalCheckpoint, report.shutdown.finalCheckpointDetail ?? "")
+      assert.isTrue(report.shutdown.lockReleased)
+      assert.isTrue(report.verify.ok)
+      assert.strictEqual(report.verify.mode, "every-acknowledged")
+      assert.include(report.settings.store, "s3://cli-bucket")
+      const inspected = yield* runCli(["inspect", ...s3Args("clean"), "--json"], { env: env() })
+      assert.strictEqual(inspected.code, 0, inspected.stderr)
+      const rows = parseReport<InspectReport>(inspected).checkpoints
+      assert.strictEqual(rows.filter((row) => row.complete).at(-1)?.checkpoint, report.checkpoints.last)
+      const verified = yield* runCli(["verify", ...s3Args("clean"), "--json"], { env: env() })
+      assert.strictEqual(verified.code, 0, verified.stderr)
+      assert.isTrue(parseReport<CheckpointVerification>(verified).ok)
+    }), 240_000)
+
+  const faults: ReadonlyArray<[string, (report: RunReport) => void]> = [
+    ["stall-at-shutdown", (report) => assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")],
+    ["stall-after=600ms", (report) => assert.isAbove(report.faults?.injected["stall"] ?? 0, 0)],
+    ["error-rate=0.3", (report) => assert.isAbove(report.faults?.injected["error"] ?? 0, 0)],
+    ["latency=20ms", (report) => assert.isAbove(report.faults?.injected["latency"] ?? 0, 0)],
+    ["fail-task=WriteWalSegment", (report) => {
+      assert.isAbove(report.faults?.injected["permanent"] ?? 0, 0)
+      assert.strictEqual(report.wal.archivedThrough, 0)
+    }]
+  ]
+  for (const [fault, check] of faults) {
+    it.live(`--fault ${fault}: exit 0 within the deadline, verified up to the archived WAL`, () =>
+      Effect.gen(function* () {
+        const prefix = fault.replace(/[^a-zA-Z0-9]/g, "-")
+        const stalls = fault.startsWith("stall") || fault.startsWith("fail-task")
+        const result = yield* runCli(["run", ...(stalls ? quickStalled : quickRun), ...s3Args(prefix), "--fault", fault, "--json"], { env: env() })
+        assert.isFalse(hasStackTrace(result.stderr), result.stderr)
+        const report = parseReport(result)
+        bounded(report, fault)
+        check(report)
+        assert.isTrue(report.verify.ok, JSON.stringify(report.verify))
+        assert.strictEqual(result.code, 0, result.stderr)
+      }), 150_000)
+  }
+
+  const refusals: ReadonlyArray<[string, () => ReadonlyArray<string>, () => Record<string, string>, RegExp]> = [
+    ["an unreachable endpoint", () => ["--endpoint", "http://127.0.0.1:1", "--bucket", "cli-bucket", "--path-style"], env, /unavailable|ECONNREFUSED|connect/i],
+    ["a missing bucket", () => ["--endpoint", info().endpoint, "--bucket", "no-such-bucket", "--path-style"], env, /NoSuchBucket|does not exist|bucket/i],
+    ["wrong credentials", () => s3Args("creds"), () => ({ ...env(), AWS_ACCESS_KEY_ID: "WRONGKEY" }), /InvalidAccessKeyId|403|credentials|access/i]
+  ]
+  for (const [name, args, environment, pattern] of refusals) {
+    it.live(`refuses ${name} with one line, for run and inspect`, () =>
+      Effect.gen(function* () {
+        for (const command of [["run", ...quickRun], ["inspect"]]) {
+          const result = yield* runCli([...command, ...args()], { env: environment() })
+          assert.strictEqual(result.code, 2, result.stderr)
+          const lines = result.stderr.trim().split("\n").filter((line) => !line.startsWith("effect-s3-tier: run:"))
+          assert.strictEqual(lines.length, 1, result.stderr)
+          assert.match(lines[0] ?? "", pattern)
+          assert.isFalse(hasStackTrace(result.stderr))
+          assert.strictEqual(result.stdout, "")
+        }
+      }), 150_000)
+  }
+})

@@ -1,0 +1,124 @@
+/**
+ * Goal: the run's body, in process (fast, no spawned CLI): a clean run verifies every acknowledged
+ * insert; a stop request ends the workload early and skips verify, saying so; a bucket that stalls
+ * at shutdown still gives a report within the deadline, verified up to the archived WAL; a start-up
+ * refusal is a StartFailed naming the reason. Method: Run.run over an in-memory bucket (with the
+ * fault decorator) and in-memory disks, with a real clock and short durations.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Layer } from "effect"
+import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import { ObjectStore } from "../../src/services/ObjectStore.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as Faults from "../../src/workload/Faults.js"
+import type { Output } from "../../src/workload/Output.js"
+import * as Run from "../../src/workload/Run.js"
+
+const configOf = (deadlineMs: number): StorageConfig.StorageConfigValue => {
+  const validated = StorageConfig.validate({
+    checkpointIntervalMs: 300,
+    partSizeBytes: 64 * 1024,
+    walSegmentBytes: 64 * 1024,
+    shutdownDeadlineMs: deadlineMs,
+    shutdownCheckpointDeadlineMs: Math.floor((deadlineMs * 2) / 3),
+    drainDeadlineMs: Math.floor(deadlineMs / 5),
+    requestTimeoutMs: 500
+  })
+  if (validated._tag === "Left") throw new Error(validated.left.message)
+  return validated.right
+}
+
+const silent: Output = { stdout: () => Effect.void, stderr: () => Effect.void, isTty: false }
+
+/** A store over one in-memory bucket, with the fault decorator when a plan is given. */
+const memoryStore = (plan: Faults.FaultPlan) =>
+  Effect.gen(function* () {
+    const state = yield* MemoryObjectStore.makeBucket("run")
+    const plain: Layer.Layer<ObjectStore> = Layer.effect(ObjectStore, Effect.succeed(MemoryObjectStore.storeOf(state)))
+    const controller = yield* FaultyObjectStore.makeController()
+    const store: Run.RunStore = {
+      layer: Faults.isEmpty(plan) ? plain : FaultyObjectStore.layer(controller).pipe(Layer.provide(plain)),
+      plainLayer: plain,
+      arm: plan.stallAfterMs === undefined ? Effect.void : Effect.asVoid(controller.stallAfter(plan.stallAfterMs)),
+      stallNow: Effect.asVoid(controller.stall()),
+      faultStats: Faults.isEmpty(plan) ? Effect.succeed(undefined) : controller.stats,
+      description: "memory://run"
+    }
+    return store
+  })
+
+const options = (deadlineMs: number, faults: Faults.FaultPlan): Run.RunOptions => ({
+  durationMs: 700,
+  writers: 3,
+  files: 2,
+  fileBytes: 256 * 1024,
+  config: configOf(deadlineMs),
+  faults,
+  verify: true,
+  json: true,
+  dataDirectory: "memory:data",
+  restoreDirectory: Effect.succeed("memory:restore")
+})
+
+const memoryDisk = () => MemoryDisk.layer
+
+describe("Run.run", () => {
+  it.live("a clean run verifies every acknowledged insert", () =>
+    Effect.gen(function* () {
+      const stop = yield* Deferred.make<string>()
+      const report = yield* Run.run(options(5_000, Faults.none), yield* memoryStore(Faults.none), memoryDisk, silent, stop)
+assert.isTrue(report.ok, report.problems.join("; "))
+      assert.isAbove(report.inserts.acknowledged, 0)
+      // "none": a periodic checkpoint that ran after the writers stopped already covered everything.
+      assert.include(["completed", "none"], report.shutdown.finalCheckpoint)
+      assert.isAtLeast(report.checkpoints.last, 1)
+      assert.isTrue(report.shutdown.lockReleased)
+      assert.strictEqual(report.verify.mode, "every-acknowledged")
+      assert.isTrue(report.verify.ok)
+      assert.strictEqual(report.verify.pagesChecked, 2 * 32)
+      assert.isAbove(report.verify.pagesRequired, 0)
+      assert.strictEqual(report.faults, null)
+    }))
+
+  it.live("a stop request ends the workload early and skips verify, saying why", () =>
+    Effect.gen(function* () {
+      const stop = yield* Deferred.make<string>()
+      yield* Deferred.succeed(stop, "SIGTERM")
+      const report = yield* Run.run({ ...options(5_000, Faults.none), durationMs: 60_000 }, yield* memoryStore(Faults.none), memoryDisk, silent, stop)
+      assert.strictEqual(report.interruptedBy, "SIGTERM")
+      assert.isBelow(report.elapsedMs, 5_000)
+      assert.isFalse(report.verify.ran)
+      assert.include(report.verify.skipped ?? "", "SIGTERM")
+      assert.isTrue(report.shutdown.metDeadline)
+    }))
+
+  it.live("a bucket that stalls at shutdown still gives a bounded report, verified up to the archived WAL", () =>
+    Effect.gen(function* () {
+      const plan: Faults.FaultPlan = { ...Faults.none, stallAtShutdown: true }
+      const stop = yield* Deferred.make<string>()
+      const report = yield* Run.run(options(1_500, plan), yield* memoryStore(plan), memoryDisk, silent, stop)
+      assert.isTrue(report.shutdown.returned)
+      assert.isAtMost(report.shutdown.durationMs, report.shutdown.deadlineMs + Run.shutdownGraceMs)
+      assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")
+      assert.isAbove(report.faults?.injected["stall"] ?? 0, 0)
+      assert.strictEqual(report.verify.mode, "archived-wal")
+      assert.isTrue(report.verify.ok, JSON.stringify(report.verify))
+    }))
+
+  it.live("a refused start-up is a StartFailed that names the reason", () =>
+    Effect.gen(function* () {
+      const stop = yield* Deferred.make<string>()
+      const failing: Run.RunStore = {
+        ...(yield* memoryStore(Faults.none)),
+        layer: Layer.fail(new Error("the bucket is gone"))
+      }
+      const exit = yield* Effect.exit(Run.run(options(5_000, Faults.none), failing, memoryDisk, silent, stop))
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit) && exit.cause._tag === "Fail") {
+        assert.instanceOf(exit.cause.error, Run.StartFailed)
+        assert.include(String((exit.cause.error.cause as Error).message), "the bucket is gone")
+      }
+    }))
+})
