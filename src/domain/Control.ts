@@ -25,7 +25,10 @@ export const Control = Schema.Struct({
   lastCheckpoint: CheckpointNumber,
   walPosition: Lsn,
   partSizeBytes: Schema.Int.pipe(Schema.positive()),
-  walSegmentBytes: Schema.Int.pipe(Schema.positive())
+  walSegmentBytes: Schema.Int.pipe(Schema.positive()),
+  /** True only between a clean shutdown (dirty part files synced) and the next start. After a
+   * crash the local part files may be older than the checkpoint and are not trusted. */
+  cleanShutdown: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })
 export type Control = typeof Control.Type
 

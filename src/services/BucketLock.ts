@@ -18,7 +18,7 @@
  */
 import { Clock, Effect, Either } from "effect"
 import * as Control from "../domain/Control.js"
-import { BucketLocked, CorruptObject, type ObjectStoreError } from "../domain/Errors.js"
+import { BucketLocked, CorruptObject, Fenced, type ObjectStoreError } from "../domain/Errors.js"
 import { Epoch, type InstanceId } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { ObjectStoreService } from "./ObjectStore.js"
@@ -108,4 +108,19 @@ export const release = (store: ObjectStoreService, config: StorageConfigValue, l
         : Effect.succeed(current === undefined ? ("released" as const) : ("not-ours" as const))
     ),
     Effect.catchAll(() => Effect.succeed("failed" as const))
+  )
+
+/**
+ * Fails with Fenced when the lock object names another instance or epoch than `lock`: a newer
+ * instance took the bucket over. An unreadable or absent lock passes (the write that follows fails
+ * on its own if the bucket is unreachable; fencing of commits does not depend on this check).
+ */
+export const verify = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<void, Fenced> =>
+  read(store, config).pipe(
+    Effect.catchAll(() => Effect.succeed(undefined)),
+    Effect.flatMap((current) =>
+      current !== undefined && (current.instanceId !== lock.instanceId || current.epoch !== lock.epoch)
+        ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: `the lock object names instance ${current.instanceId} at epoch ${current.epoch}` }))
+        : Effect.void
+    )
   )

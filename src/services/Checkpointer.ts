@@ -146,14 +146,7 @@ export const make = (options: CheckpointerOptions) =>
         Effect.zipRight(Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })))
       )
 
-    const checkLock = BucketLock.read(store, config).pipe(
-      Effect.catchAll(() => Effect.succeed(undefined)),
-      Effect.flatMap((lock) =>
-        lock !== undefined && (lock.instanceId !== options.lock.instanceId || lock.epoch !== options.lock.epoch)
-          ? fence(`the lock object names instance ${lock.instanceId} at epoch ${lock.epoch}`)
-          : Effect.void
-      )
-    )
+    const checkLock = BucketLock.verify(store, config, options.lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
 
     /** The commit put found N taken: fenced by a newer epoch, or our own earlier attempt landed late. */
     const onCommitConflict = (checkpoint: CheckpointNumber, bytes: Uint8Array) =>
@@ -268,7 +261,8 @@ export const make = (options: CheckpointerOptions) =>
           lastCheckpoint: checkpoint,
           walPosition,
           partSizeBytes: config.partSizeBytes,
-          walSegmentBytes: config.walSegmentBytes
+          walSegmentBytes: config.walSegmentBytes,
+          cleanShutdown: false
         }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
         yield* options.wal.covered(walPosition)
         const endMs = yield* Clock.currentTimeMillis

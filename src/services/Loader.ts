@@ -226,7 +226,9 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
   const base = lock.tookOver
     ? yield* claimAfterTakeOver(store, config, lock, now).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
     : latest
-  const installed = yield* install(parts, base).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
+  // Local part files are trusted only after a clean shutdown (see PartTable.InstallOptions).
+  const trustLocal = plan._tag === "Reopen" && plan.control.cleanShutdown
+  const installed = yield* install(parts, base, trustLocal).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
   const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
   yield* writeControl(disk, {
     format: Control.controlFormat,
@@ -237,7 +239,8 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
     lastCheckpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
     walPosition,
     partSizeBytes: config.partSizeBytes,
-    walSegmentBytes: config.walSegmentBytes
+    walSegmentBytes: config.walSegmentBytes,
+    cleanShutdown: false
   }).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
   return { plan: plan._tag, lock, base, walPosition, installedParts: installed }
 })
@@ -250,14 +253,25 @@ const planStartupEffect = (
 ): Effect.Effect<Control.StartupPlan, StartupRefused> =>
   Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
 
-const install = (parts: PartTable["Type"], base: LoadedCheckpoint | undefined): Effect.Effect<number, LocalIoError> => {
+const install = (parts: PartTable["Type"], base: LoadedCheckpoint | undefined, trustLocal: boolean): Effect.Effect<number, LocalIoError> => {
   const entries: Array<{ file: FileId; part: Manifest.PartEntry[0]; remote: Manifest.RemotePart }> = []
   for (const [file, loaded] of base?.files ?? []) {
     for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
   }
   const openCheckpoint = CheckpointNumberSchema.make((base?.manifest.checkpoint ?? 0) + 1)
-  return parts.install(entries, openCheckpoint).pipe(Effect.as(entries.length))
+  return parts.install(entries, openCheckpoint, { trustLocal }).pipe(Effect.as(entries.length))
 }
+
+/**
+ * Marks a clean shutdown: syncs the given dirty part files, then rewrites the control file with
+ * `cleanShutdown: true`, so the next start trusts the local part files.
+ */
+export const markCleanShutdown = (disk: LocalDiskService, dirtyPaths: ReadonlyArray<string>): Effect.Effect<void, LocalIoError | CorruptObject> =>
+  Effect.gen(function* () {
+    yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: 8, discard: true })
+    const control = yield* readControl(disk)
+    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true })
+  })
 
 /** Writes the control file atomically and durably. */
 export const writeControl = (disk: LocalDiskService, control: Control.Control): Effect.Effect<void, LocalIoError> =>

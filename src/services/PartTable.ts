@@ -128,6 +128,17 @@ export interface PartTableStats {
   readonly loadedBytes: number
 }
 
+/** How `install` treats local part files that differ from the manifest. */
+export interface InstallOptions {
+  /**
+   * true (default, after a clean shutdown): a differing local file holds newer data, kept dirty.
+   * false (after a crash): writes through leases are not synced, so a local file may be older than
+   * the checkpoint; only files that match the manifest are kept, the rest are removed and rebuilt
+   * from the checkpoint and the WAL replay (the "apply, then log" rule makes that complete).
+   */
+  readonly trustLocal?: boolean
+}
+
 /** The operations of the part table. @category models */
 export interface PartTableService {
   /**
@@ -158,7 +169,11 @@ export interface PartTableService {
    */
   readonly ensureUploaded: (entry: SnapshotEntry, checkpoint: CheckpointNumber) => Effect.Effect<RemotePart, UploadError>
   /** Installs parts from a manifest: NotLoaded (fetched on first lease) unless a local copy is present. */
-  readonly install: (entries: Iterable<InstallEntry>, openCheckpoint: CheckpointNumber) => Effect.Effect<void, LocalIoError>
+  readonly install: (
+    entries: Iterable<InstallEntry>,
+    openCheckpoint: CheckpointNumber,
+    options?: InstallOptions
+  ) => Effect.Effect<void, LocalIoError>
   /** One eviction sweep (clock algorithm) down to `localBytesMax`; see src/services/Evictor.ts. */
   readonly evict: Effect.Effect<EvictionReport, LocalIoError>
   readonly stats: Effect.Effect<PartTableStats>
@@ -457,7 +472,7 @@ const withLease = <A, E>(table: Table, file: FileId, part: PartIndex, use: (leas
 const waitAndAcquire = (table: Table, slot: Slot, firstGeneration: number): Effect.Effect<PartLease, LeaseError, Scope.Scope> => {
   const loop = (generation: number): Effect.Effect<PartLease, ShuttingDown | PartLoadFailed, Scope.Scope> =>
     Effect.zipRight(
-      STM.commit(awaitTransition(table, slot, generation)),
+      Effect.uninterruptible(STM.commit(awaitTransition(table, slot, generation))), // MUTATION
       Effect.flatMap(acquireOnce(table, slot), (attempt) =>
         attempt._tag === "Acquired" ? Effect.succeed(makeLease(table, slot, attempt.held)) : loop(attempt.generation)
       )
@@ -678,8 +693,9 @@ const installState = (table: Table, slot: Slot, state: PartState): Effect.Effect
     )
   )
 
-const install = (table: Table) => (entries: Iterable<InstallEntry>, openCheckpoint: CheckpointNumber): Effect.Effect<void, LocalIoError> =>
+const install = (table: Table) => (entries: Iterable<InstallEntry>, openCheckpoint: CheckpointNumber, options?: InstallOptions): Effect.Effect<void, LocalIoError> =>
   Effect.gen(function* () {
+    const trustLocal = options?.trustLocal ?? true
     yield* STM.commit(TRef.set(table.openCheckpoint, openCheckpoint))
     const localPaths = new Set(yield* table.disk.list(partsDirectory))
     const localState = (remote: RemotePart | undefined, path: string) =>
@@ -694,13 +710,22 @@ const install = (table: Table) => (entries: Iterable<InstallEntry>, openCheckpoi
       )
     for (const entry of entries) {
       const slot = yield* slotOf(table, entry.file, entry.part)
-      const local = localPaths.delete(slot.path) ? yield* localState(entry.remote, slot.path) : Option.none()
+      let local = localPaths.delete(slot.path) ? yield* localState(entry.remote, slot.path) : Option.none()
+      if (!trustLocal && Option.isSome(local) && local.value.dirty) {
+        yield* table.disk.remove(slot.path)
+        local = Option.none()
+      }
       yield* installState(table, slot, Option.getOrElse(local, () => PartStateDomain.remoteOnly(entry.remote)))
     }
-    // Part files no manifest names were written after the last checkpoint: keep them, dirty.
+    // Part files no manifest names were written after the last checkpoint: keep them, dirty, after a
+    // clean shutdown; after a crash the WAL replay rebuilds them.
     for (const path of localPaths) {
       const parsed = parsePartPath(path)
       if (Option.isNone(parsed)) continue
+      if (!trustLocal) {
+        yield* table.disk.remove(path)
+        continue
+      }
       const slot = yield* slotOf(table, parsed.value[0], parsed.value[1])
       const local = yield* localState(undefined, path)
       if (Option.isSome(local)) yield* installState(table, slot, local.value)

@@ -56,6 +56,7 @@ import {
 } from "effect"
 import {
   CorruptObject,
+  type Fenced,
   LocalIoError,
   type ObjectStoreError,
   ShuttingDown,
@@ -179,6 +180,13 @@ export interface WalArchiverService {
 
 /** The write-ahead log. @category tags */
 export class WalArchiver extends Context.Tag("effect-s3-tier/WalArchiver")<WalArchiver, WalArchiverService>() {}
+
+/**
+ * Optional: checked before every segment upload. Segment keys carry no epoch, so without it a
+ * superseded (fenced) instance that is still running could overwrite a segment of the new writer's
+ * timeline. The Storage layer provides it from the bucket lock. @category tags
+ */
+export class WalFence extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>() {}
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -513,6 +521,7 @@ export const make: Effect.Effect<
   const queue = yield* TaskQueue
   const store = yield* ObjectStore
   const waits = yield* WaitRegistry
+  const fence = yield* Effect.serviceOption(WalFence)
   const segmentBytes = config.walSegmentBytes
   const layout = keyLayout(config)
   const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment))
@@ -712,6 +721,7 @@ export const make: Effect.Effect<
               onSome: Effect.succeed
             })
           )
+      if (Option.isSome(fence)) yield* fence.value.check
       yield* store.put(bucketKey(item.segment), bytes)
       return bytes.length
     })

@@ -17,7 +17,8 @@ const control: Control.Control = {
   lastCheckpoint: Ids.checkpointNumber(5),
   walPosition: Ids.lsn(0),
   partSizeBytes: 4096,
-  walSegmentBytes: 8192
+  walSegmentBytes: 8192,
+  cleanShutdown: true
 }
 const sizes = { partSizeBytes: 4096, walSegmentBytes: 8192 }
 const bucket = (checkpoint: number | undefined, instance = "a", epoch = 2): Control.BucketState => ({

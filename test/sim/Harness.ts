@@ -1,0 +1,692 @@
+/**
+ * The simulation harness: the interface a system under test offers the properties, and the driver
+ * that plays one schedule against it on simulated time and records everything the properties judge.
+ *
+ * One run (`simulate`):
+ * 1. open the first instance over a fresh world (a memory bucket; a local disk per instance);
+ * 2. play the schedule: each step starts at its instant in its own fiber (the workload runs
+ *    concurrently); faults go to the current instance's fault decorator; a take-over opens a new
+ *    instance on the bucket and makes the old one a stale writer that tries to commit;
+ *    after every step the part-state invariants of every live instance are checked;
+ * 3. at the shutdown instant the application stops (interrupting its lease holders, or everything
+ *    it has in flight) and every instance shuts down at once, faults still active. Each shutdown
+ *    runs in a daemon fiber raced against its deadline plus a margin, so that a hung shutdown (the
+ *    model of the original, by design) is observed, never waited for;
+ * 4. if every shutdown completed: heal, restart the current instance on its own disk (after an
+ *    optional crash that drops unsynced writes) and read everything back; restore a fresh instance
+ *    from the bucket alone; audit every checkpoint in the bucket.
+ * The record is pure data; test/sim/Properties.ts judges it.
+ *
+ * The harness never awaits the system without a bound: every call is forked as a daemon and
+ * awaited under a timeout, so one run always ends, whatever the system does.
+ */
+import { Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
+import type { Fault, Schedule, Step } from "./Schedule.js"
+import { dataModel, stepText } from "./Schedule.js"
+
+// ---------------------------------------------------------------------------------------------
+// The data model
+// ---------------------------------------------------------------------------------------------
+
+export interface Slot {
+  readonly file: number
+  readonly part: number
+  readonly index: number
+}
+
+export const slotKey = (slot: Slot): string => `f${slot.file}#${slot.part}.${slot.index}`
+
+/** The bytes of insert `id`: never zero in its first word, different for every id. */
+export const insertValue = (id: number): Uint8Array => {
+  const bytes = new Uint8Array(dataModel.slotBytes)
+  const view = new DataView(bytes.buffer)
+  view.setUint32(0, 0x51_4d_00_00 + (id & 0xffff))
+  view.setUint32(4, id + 1)
+  for (let index = 8; index < bytes.length; index++) bytes[index] = ((id * 31 + index * 7) & 0xff) | 1
+  return bytes
+}
+
+export const sameBytes = (left: Uint8Array, right: Uint8Array): boolean =>
+  left.length === right.length && left.every((byte, index) => byte === right[index])
+
+export const isZero = (bytes: Uint8Array): boolean => bytes.every((byte) => byte === 0)
+
+/** The slots of a part's bytes. */
+export const slotsOfPart = (file: number, part: number, bytes: Uint8Array): ReadonlyArray<readonly [Slot, Uint8Array]> =>
+  Array.from({ length: dataModel.slotsPerPart }, (_, index) => {
+    const start = index * dataModel.slotBytes
+    const slice = bytes.length >= start + dataModel.slotBytes ? bytes.slice(start, start + dataModel.slotBytes) : new Uint8Array(dataModel.slotBytes)
+    return [{ file, part, index }, slice] as const
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The interface of a system under test
+// ---------------------------------------------------------------------------------------------
+
+export interface InsertResult {
+  /** The write into the part returned. */
+  readonly applied: boolean
+  /** The LSN of the WAL record, once appended. */
+  readonly lsn: number | undefined
+  /** The commit returned: the insert is acknowledged. */
+  readonly acked: boolean
+  readonly error: string | undefined
+}
+
+export interface PartRead {
+  readonly bytes: Uint8Array | undefined
+  readonly error: string | undefined
+}
+
+export interface CheckpointResult {
+  readonly completed: { readonly checkpoint: number; readonly walPosition: number } | undefined
+  /** `nothing-to-do` and similar non-commits. */
+  readonly skipped: string | undefined
+  readonly error: { readonly tag: string; readonly detail: string } | undefined
+}
+
+export interface OpResult {
+  readonly error: string | undefined
+}
+
+export interface ShutdownResult {
+  readonly metDeadline: boolean
+  readonly durationMs: number
+  /** Records below this LSN are in the bucket's archived WAL. */
+  readonly archivedThroughLsn: number | undefined
+  /** The number of the checkpoint the shutdown committed, if any. */
+  readonly finalCheckpoint: number | undefined
+  /** The shutdown checkpoint ran out of its time budget (rather than completing or failing). */
+  readonly finalCheckpointTimedOut: boolean
+  /** Problems the system's own report states (leases or fibers left, ...). */
+  readonly problems: ReadonlyArray<string>
+  readonly detail: string
+}
+
+export interface Observation {
+  readonly leasesHeld: number
+  /** Fibers of the system still alive (the harness's own fibers not counted). */
+  readonly fibersAlive: number
+  readonly fibersAliveDetail: string
+  /** Tasks still queued or in flight (unresolved handles). */
+  readonly unresolvedTasks: number
+  readonly invariantProblems: ReadonlyArray<string>
+}
+
+/** One running instance of the system. Operations report failures as values: they never fail. */
+export interface Instance {
+  readonly label: string
+  /** The instance identity the bucket's manifests carry. */
+  readonly instanceId: string
+  readonly epoch: number
+  readonly insert: (slot: Slot, value: Uint8Array) => Effect.Effect<InsertResult>
+  readonly readPart: (file: number, part: number) => Effect.Effect<PartRead>
+  readonly holdLease: (file: number, part: number, holdMs: number) => Effect.Effect<OpResult>
+  readonly checkpoint: Effect.Effect<CheckpointResult>
+  readonly evict: Effect.Effect<OpResult>
+  readonly archiveWal: Effect.Effect<OpResult>
+  readonly inject: (fault: Fault) => Effect.Effect<void>
+  readonly heal: Effect.Effect<void>
+  /** Whether a fault was injected since the last heal. */
+  readonly faultsActive: Effect.Effect<boolean>
+  /** Shuts the instance down (`byScope`: by closing its scope). May never end: the harness bounds it. */
+  readonly shutdown: (byScope: boolean) => Effect.Effect<ShutdownResult>
+  readonly observe: Effect.Effect<Observation>
+  /** The part-state invariant problems now (cheap: checked after every step). */
+  readonly invariants: Effect.Effect<ReadonlyArray<string>>
+  /** Who waits on what, for failure reports (the wait-for graph). */
+  readonly diagnose: Effect.Effect<string>
+}
+
+/** A checkpoint read back from the bucket by the auditor, independently of the system's restore. */
+export interface AuditedCheckpoint {
+  readonly checkpoint: number
+  readonly previous: number
+  readonly epoch: number
+  readonly instanceId: string
+  readonly walPosition: number
+  /** Every non-zero slot of the checkpoint's data. */
+  readonly slots: ReadonlyMap<string, Uint8Array>
+}
+
+export interface BucketAudit {
+  readonly checkpoints: ReadonlyArray<AuditedCheckpoint>
+  /** A manifest referencing a missing object, a corrupt object, ... */
+  readonly problems: ReadonlyArray<string>
+}
+
+/** A system the properties can judge. */
+export interface SystemUnderTest<W> {
+  readonly name: string
+  readonly shutdownDeadlineMs: number
+  /** A read of one part returns within this, whatever the bucket does (undefined: no bound). */
+  readonly readDeadlineMs: number | undefined
+  readonly makeWorld: Effect.Effect<W>
+  readonly open: (world: W, label: string) => Effect.Effect<Instance, string>
+  /** Opens a new instance that takes the bucket over; undefined when the system has no take-over. */
+  readonly takeOver: ((world: W, label: string) => Effect.Effect<Instance, string>) | undefined
+  /** Heals every fault of the world. */
+  readonly healAll: (world: W) => Effect.Effect<void>
+  /** Reopens `label`'s local directory (after a crash if asked) with WAL replay. */
+  readonly restart: (world: W, label: string, crash: boolean) => Effect.Effect<Instance, string>
+  /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
+  readonly restore: (world: W, label: string) => Effect.Effect<Instance, string>
+  readonly audit: (world: W) => Effect.Effect<BucketAudit>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run record
+// ---------------------------------------------------------------------------------------------
+
+export interface InsertRecord {
+  readonly id: number
+  readonly slot: Slot
+  readonly value: Uint8Array
+  readonly instance: string
+  readonly startedAtMs: number
+  result: InsertResult | undefined
+  endedAtMs: number | undefined
+  /** Applied at this instant (the write returned), if it did. */
+  appliedAtMs: number | undefined
+}
+
+export interface ReadRecord {
+  readonly file: number
+  readonly part: number
+  readonly instance: string
+  readonly startedAtMs: number
+  result: PartRead | undefined
+  endedAtMs: number | undefined
+}
+
+export interface CheckpointRecord {
+  readonly instance: string
+  readonly startedAtMs: number
+  readonly stale: boolean
+  /** For a stale writer's attempt: whether its store had a fault active when it began. */
+  readonly faultsActive: boolean
+  /** For a stale writer's attempt: whether its insert just before was logged. */
+  readonly afterLoggedInsert: boolean
+  result: CheckpointResult | undefined
+  endedAtMs: number | undefined
+}
+
+export interface ShutdownRecord {
+  readonly instance: string
+  readonly startedAtMs: number
+  completedAtMs: number | undefined
+  result: ShutdownResult | undefined
+  /** If it had not completed by the deadline + margin: who waited on what then. */
+  diagnosisAtDeadline: string | undefined
+  /** If it had not completed by the deadline + margin: did it ever, within the probe window? */
+  completedLateAtMs: number | undefined
+  observation: Observation | undefined
+}
+
+export interface ReopenRecord {
+  readonly kind: "restart" | "restore"
+  readonly instance: string
+  readonly instanceId: string | undefined
+  readonly epoch: number | undefined
+  readonly crash: boolean
+  readonly error: string | undefined
+  readonly parts: ReadonlyArray<{ readonly file: number; readonly part: number; readonly read: PartRead }>
+  readonly shutdown: ShutdownRecord | undefined
+}
+
+export interface InstanceInfo {
+  readonly label: string
+  readonly instanceId: string
+  readonly epoch: number
+  readonly openedAtMs: number
+  /** The label of the instance it took over from. */
+  readonly tookOverFrom: string | undefined
+}
+
+/** A fault injected into one instance's view of the bucket, or a heal of every view. */
+export type FaultEvent =
+  | { readonly atMs: number; readonly instance: string; readonly kind: Fault["kind"] }
+  | { readonly atMs: number; readonly instance: "*"; readonly kind: "heal" }
+
+export interface RunRecord {
+  readonly system: string
+  readonly shutdownDeadlineMs: number
+  readonly readDeadlineMs: number | undefined
+  readonly schedule: Schedule
+  readonly instances: Array<InstanceInfo>
+  readonly inserts: Array<InsertRecord>
+  readonly reads: Array<ReadRecord>
+  readonly checkpoints: Array<CheckpointRecord>
+  readonly invariantProblems: Array<{ readonly atMs: number; readonly instance: string; readonly problem: string }>
+  readonly faults: Array<FaultEvent>
+  readonly shutdowns: Array<ShutdownRecord>
+  /** Workload operations still running once every shutdown returned. */
+  readonly unfinishedWorkload: Array<string>
+  readonly reopens: Array<ReopenRecord>
+  /** The bucket right after the shutdown, before anything reopened it. */
+  audit: BucketAudit | undefined
+  /** The bucket at the end (after the restart and the restore wrote to it too). */
+  finalAudit: BucketAudit | undefined
+  readonly trace: Array<string>
+  readonly harnessErrors: Array<string>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------
+
+/** Bounds of the harness's own waits (simulated time). */
+export interface HarnessBounds {
+  /** Waiting for a shutdown beyond its deadline before calling it hung. */
+  readonly hangMarginMs: number
+  /** After the margin, how much longer to watch a hung shutdown (did it ever end?). */
+  readonly hangProbeMs: number
+  /** Opening, take-over, restart, restore, audit. */
+  readonly openTimeoutMs: number
+  /** Reading back one part after a restart. */
+  readonly readTimeoutMs: number
+}
+
+export const defaultHarnessBounds: HarnessBounds = {
+  hangMarginMs: 1_000,
+  hangProbeMs: 5_000,
+  openTimeoutMs: 60_000,
+  readTimeoutMs: 10_000
+}
+
+const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+/** Runs `effect` in a daemon fiber and waits at most `ms` for it; None if it did not finish. */
+const bounded = <A, E>(effect: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.forkDaemon(effect)
+    const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(ms)), Effect.option)
+    if (Option.isNone(exit)) yield* Fiber.interruptFork(fiber)
+    return exit
+  })
+
+const describeExit = <A, E>(exit: Exit.Exit<A, E>): string =>
+  Exit.isSuccess(exit) ? "ok" : String(exit.cause).split("\n")[0] ?? "failure"
+
+interface Live {
+  readonly instance: Instance
+  readonly info: InstanceInfo
+}
+
+/** Plays one schedule against one system and records what happened. */
+export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, bounds: HarnessBounds = defaultHarnessBounds): Effect.Effect<RunRecord> =>
+  Effect.gen(function* () {
+    const record: RunRecord = {
+      system: system.name,
+      shutdownDeadlineMs: system.shutdownDeadlineMs,
+      readDeadlineMs: system.readDeadlineMs,
+      schedule,
+      instances: [],
+      inserts: [],
+      reads: [],
+      checkpoints: [],
+      invariantProblems: [],
+      faults: [],
+      shutdowns: [],
+      unfinishedWorkload: [],
+      reopens: [],
+      audit: undefined,
+      finalAudit: undefined,
+      trace: [],
+      harnessErrors: []
+    }
+    const trace = (line: string) => Effect.map(now, (atMs) => void record.trace.push(`t=${atMs.toFixed(1)}ms ${line}`))
+    const world = yield* system.makeWorld
+    const opened = yield* bounded(system.open(world, "A"), bounds.openTimeoutMs)
+    if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
+      record.harnessErrors.push(`the first instance did not open: ${Option.isNone(opened) ? "timed out" : describeExit(opened.value)}`)
+      return record
+    }
+    const live: Array<Live> = []
+    const addInstance = (instance: Instance, tookOverFrom: string | undefined) =>
+      Effect.map(now, (openedAtMs) => {
+        const info: InstanceInfo = { label: instance.label, instanceId: instance.instanceId, epoch: instance.epoch, openedAtMs, tookOverFrom }
+        record.instances.push(info)
+        live.push({ instance, info })
+      })
+    yield* addInstance(opened.value.value, undefined)
+    const currentRef = yield* Ref.make(opened.value.value)
+    const workload: Array<{ readonly name: string; readonly fiber: Fiber.RuntimeFiber<void>; readonly leaseHolder: boolean }> = []
+    const nextSlotIndex = new Map<string, number>()
+    let nextInsertId = 0
+    let nextLabel = 1
+
+    const allocateSlot = (file: number, part: number): Slot | undefined => {
+      for (let offset = 0; offset < dataModel.partsPerFile; offset++) {
+        const candidate = (part + offset) % dataModel.partsPerFile
+        const key = `${file}#${candidate}`
+        const index = nextSlotIndex.get(key) ?? 0
+        if (index < dataModel.slotsPerPart) {
+          nextSlotIndex.set(key, index + 1)
+          return { file, part: candidate, index }
+        }
+      }
+      return undefined
+    }
+
+    const insertOn = (instance: Instance, file: number, part: number) =>
+      Effect.gen(function* () {
+        const slot = allocateSlot(file, part)
+        if (slot === undefined) return undefined
+        const id = nextInsertId++
+        const insert: InsertRecord = {
+          id,
+          slot,
+          value: insertValue(id),
+          instance: instance.label,
+          startedAtMs: yield* now,
+          result: undefined,
+          endedAtMs: undefined,
+          appliedAtMs: undefined
+        }
+        record.inserts.push(insert)
+        return insert
+      })
+
+    const runInsert = (instance: Instance, insert: InsertRecord) =>
+      instance.insert(insert.slot, insert.value).pipe(
+        Effect.flatMap((result) =>
+          Effect.map(now, (endedAtMs) => {
+            insert.result = result
+            insert.endedAtMs = endedAtMs
+            // The system reports `applied` only once the write returned; the harness takes the
+            // end of the whole insert as a safe upper bound of that instant.
+            if (result.applied) insert.appliedAtMs = endedAtMs
+          })
+        )
+      )
+
+    const runCheckpoint = (instance: Instance, checkpoint: CheckpointRecord) =>
+      instance.checkpoint.pipe(
+        Effect.flatMap((result) =>
+          Effect.map(now, (endedAtMs) => {
+            checkpoint.result = result
+            checkpoint.endedAtMs = endedAtMs
+          })
+        )
+      )
+
+    const fork = (name: string, effect: Effect.Effect<void>, leaseHolder = false) =>
+      Effect.gen(function* () {
+        const fiber = yield* Effect.forkDaemon(effect)
+        workload.push({ name, fiber, leaseHolder })
+      })
+
+    const checkInvariants = Effect.gen(function* () {
+      const atMs = yield* now
+      for (const { instance } of live) {
+        const problems = yield* bounded(instance.invariants, 1)
+        if (Option.isNone(problems) || Exit.isFailure(problems.value)) {
+          record.harnessErrors.push(`the invariant check of ${instance.label} did not answer at once`)
+          continue
+        }
+        for (const problem of problems.value.value) record.invariantProblems.push({ atMs, instance: instance.label, problem })
+      }
+    })
+
+    const takeOver = Effect.gen(function* () {
+      const takeOverFn = system.takeOver
+      if (takeOverFn === undefined) {
+        yield* trace("take-over: not supported by this system (skipped)")
+        return
+      }
+      const stale = yield* Ref.get(currentRef)
+      const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
+      const fresh = yield* bounded(takeOverFn(world, label), bounds.openTimeoutMs)
+      if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
+        yield* trace(`take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`)
+        return
+      }
+      yield* addInstance(fresh.value.value, stale.label)
+      yield* Ref.set(currentRef, fresh.value.value)
+      yield* trace(`take-over: ${label} (epoch ${fresh.value.value.epoch}) replaces ${stale.label}; ${stale.label} is now stale`)
+      // The stale writer logs one more insert and tries to commit it.
+      const insert = yield* insertOn(stale, 0, 0)
+      const faultsActive = yield* stale.faultsActive
+      yield* fork(
+        `stale ${stale.label} insert+checkpoint`,
+        Effect.gen(function* () {
+          if (insert !== undefined) yield* runInsert(stale, insert)
+          const checkpoint: CheckpointRecord = {
+            instance: stale.label,
+            startedAtMs: yield* now,
+            stale: true,
+            faultsActive,
+            afterLoggedInsert: insert?.result?.lsn !== undefined,
+            result: undefined,
+            endedAtMs: undefined
+          }
+          record.checkpoints.push(checkpoint)
+          yield* runCheckpoint(stale, checkpoint)
+        })
+      )
+    })
+
+    const play = (step: Step) =>
+      Effect.gen(function* () {
+        const instance = yield* Ref.get(currentRef)
+        yield* trace(`${instance.label}: ${stepText(step)}`)
+        switch (step._tag) {
+          case "Insert": {
+            const insert = yield* insertOn(instance, step.file, step.part)
+            if (insert !== undefined) yield* fork(`insert ${slotKey(insert.slot)} on ${instance.label}`, runInsert(instance, insert))
+            return
+          }
+          case "Read": {
+            const read: ReadRecord = { file: step.file, part: step.part, instance: instance.label, startedAtMs: yield* now, result: undefined, endedAtMs: undefined }
+            record.reads.push(read)
+            yield* fork(
+              `read f${step.file}#${step.part} on ${instance.label}`,
+              Effect.flatMap(instance.readPart(step.file, step.part), (result) =>
+                Effect.map(now, (endedAtMs) => {
+                  read.result = result
+                  read.endedAtMs = endedAtMs
+                })
+              )
+            )
+            return
+          }
+          case "HoldLease":
+            return yield* fork(`lease f${step.file}#${step.part} on ${instance.label}`, Effect.asVoid(instance.holdLease(step.file, step.part, step.holdMs)), true)
+          case "Checkpoint": {
+            const checkpoint: CheckpointRecord = {
+              instance: instance.label,
+              startedAtMs: yield* now,
+              stale: false,
+              faultsActive: false,
+              afterLoggedInsert: false,
+              result: undefined,
+              endedAtMs: undefined
+            }
+            record.checkpoints.push(checkpoint)
+            return yield* fork(`checkpoint on ${instance.label}`, runCheckpoint(instance, checkpoint))
+          }
+          case "Evict":
+            return yield* fork(`evict on ${instance.label}`, Effect.asVoid(instance.evict))
+          case "ArchiveWal":
+            return yield* fork(`archive-wal on ${instance.label}`, Effect.asVoid(instance.archiveWal))
+          case "Fault":
+            record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
+            return yield* instance.inject(step.fault)
+          case "Heal":
+            record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
+            return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })
+          case "TakeOver":
+            return yield* takeOver
+        }
+      })
+
+    // 2. The workload, until the shutdown instant.
+    const driver = Effect.gen(function* () {
+      let atMs = 0
+      const steps = schedule.steps
+      for (let index = 0; index < steps.length; ) {
+        const first = steps[index]
+        if (first === undefined) break
+        atMs += first.delayMs
+        if (atMs >= schedule.shutdownAtMs) return
+        if (first.delayMs > 0) yield* Effect.sleep(Duration.millis(first.delayMs))
+        // Every step of this instant starts before any of them runs on: same-instant steps are
+        // concurrent (races between them are part of what a schedule explores).
+        yield* play(first.step)
+        index++
+        for (let next = steps[index]; next !== undefined && next.delayMs === 0; next = steps[index]) {
+          yield* play(next.step)
+          index++
+        }
+        // Let every fiber runnable at this instant run, then check the invariants.
+        yield* Effect.sleep(Duration.zero)
+        yield* checkInvariants
+      }
+    })
+    const driverFiber = yield* Effect.forkDaemon(driver)
+    yield* Effect.sleep(Duration.millis(schedule.shutdownAtMs))
+    // The driver stops before any step at the shutdown instant; a step it is playing (a take-over
+    // waiting for its open) is cut.
+    yield* Fiber.interrupt(driverFiber)
+
+    // 3. Shutdown, faults still active.
+    yield* trace(`shutdown of ${live.map((each) => each.instance.label).join(", ")}`)
+    for (const each of workload) {
+      if (schedule.interruptWorkloadAtShutdown || each.leaseHolder) yield* Fiber.interruptFork(each.fiber)
+    }
+    const shutdownOf = (instance: Instance) =>
+      Effect.gen(function* () {
+        const shutdown: ShutdownRecord = {
+          instance: instance.label,
+          startedAtMs: yield* now,
+          completedAtMs: undefined,
+          result: undefined,
+          diagnosisAtDeadline: undefined,
+          completedLateAtMs: undefined,
+          observation: undefined
+        }
+        record.shutdowns.push(shutdown)
+        const fiber = yield* Effect.forkDaemon(
+          instance.shutdown(schedule.shutdownByScope).pipe(
+            Effect.tap((result) =>
+              Effect.map(now, (completedAtMs) => {
+                shutdown.result = result
+                shutdown.completedAtMs = completedAtMs
+              })
+            )
+          )
+        )
+        const inTime = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs + bounds.hangMarginMs)), Effect.option)
+        if (Option.isSome(inTime)) {
+          if (Exit.isFailure(inTime.value)) record.harnessErrors.push(`shutdown of ${instance.label} died: ${describeExit(inTime.value)}`)
+          else if ((shutdown.completedAtMs ?? 0) - shutdown.startedAtMs > system.shutdownDeadlineMs || !inTime.value.value.metDeadline) {
+            shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
+              Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+            )
+          }
+          return
+        }
+        shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
+          Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+        )
+        yield* trace(`shutdown of ${instance.label} not complete ${bounds.hangMarginMs} ms after its deadline`)
+        const late = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(bounds.hangProbeMs)), Effect.option)
+        if (Option.isSome(late)) shutdown.completedLateAtMs = shutdown.completedAtMs
+      })
+    yield* Effect.forEach(live, ({ instance }) => shutdownOf(instance), { concurrency: "unbounded", discard: true })
+    // Let everything runnable at this instant run before looking.
+    yield* Effect.sleep(Duration.zero)
+    for (const each of workload) {
+      if (each.fiber.unsafePoll() === null) record.unfinishedWorkload.push(each.name)
+    }
+    for (const shutdown of record.shutdowns) {
+      const instance = live.find((each) => each.instance.label === shutdown.instance)?.instance
+      if (instance === undefined || shutdown.completedAtMs === undefined) continue
+      const observation = yield* bounded(instance.observe, 1)
+      if (Option.isSome(observation) && Exit.isSuccess(observation.value)) shutdown.observation = observation.value.value
+    }
+    if (record.shutdowns.some((shutdown) => shutdown.completedAtMs === undefined)) {
+      // A hung system cannot be restarted (its directory is in use); audit the bucket only.
+      record.audit = yield* auditBounded(system, world, bounds, record)
+      return record
+    }
+
+    // 4. Audit, restart, restore, audit again: faults healed.
+    yield* system.healAll(world)
+    record.audit = yield* auditBounded(system, world, bounds, record)
+    const current = yield* Ref.get(currentRef)
+    yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart), bounds)
+    yield* reopen(system, record, "restore", "R", false, system.restore(world, "R"), bounds)
+    record.finalAudit = yield* auditBounded(system, world, bounds, record)
+    return record
+  })
+
+const auditBounded = <W>(system: SystemUnderTest<W>, world: W, bounds: HarnessBounds, record: RunRecord) =>
+  Effect.map(bounded(system.audit(world), bounds.openTimeoutMs), (exit) => {
+    if (Option.isSome(exit) && Exit.isSuccess(exit.value)) return exit.value.value
+    record.harnessErrors.push(`the bucket audit did not finish: ${Option.isNone(exit) ? "timed out" : describeExit(exit.value)}`)
+    return undefined
+  })
+
+/** The parts to read back: every part an insert went to, and one untouched part per file. */
+const partsToRead = (record: RunRecord): ReadonlyArray<readonly [number, number]> => {
+  const keys = new Set(record.inserts.map((insert) => `${insert.slot.file}#${insert.slot.part}`))
+  for (let file = 0; file < dataModel.files; file++) keys.add(`${file}#${dataModel.partsPerFile - 1}`)
+  return [...keys].sort().map((key) => {
+    const [file, part] = key.split("#").map(Number)
+    return [file ?? 0, part ?? 0] as const
+  })
+}
+
+const reopen = <W>(
+  system: SystemUnderTest<W>,
+  record: RunRecord,
+  kind: "restart" | "restore",
+  label: string,
+  crash: boolean,
+  open: Effect.Effect<Instance, string>,
+  bounds: HarnessBounds
+) =>
+  Effect.gen(function* () {
+    const opened = yield* bounded(open, bounds.openTimeoutMs)
+    if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
+      record.reopens.push({
+        kind,
+        instance: label,
+        instanceId: undefined,
+        epoch: undefined,
+        crash,
+        error: Option.isNone(opened) ? `did not open within ${bounds.openTimeoutMs} ms` : describeExit(opened.value),
+        parts: [],
+        shutdown: undefined
+      })
+      return
+    }
+    const instance = opened.value.value
+    const parts: Array<{ file: number; part: number; read: PartRead }> = []
+    for (const [file, part] of partsToRead(record)) {
+      const read = yield* bounded(instance.readPart(file, part), bounds.readTimeoutMs)
+      parts.push({
+        file,
+        part,
+        read: Option.isSome(read) && Exit.isSuccess(read.value) ? read.value.value : { bytes: undefined, error: "read did not finish" }
+      })
+    }
+    const startedAtMs = yield* now
+    const shutdown: ShutdownRecord = {
+      instance: label,
+      startedAtMs,
+      completedAtMs: undefined,
+      result: undefined,
+      diagnosisAtDeadline: undefined,
+      completedLateAtMs: undefined,
+      observation: undefined
+    }
+    const closed = yield* bounded(instance.shutdown(true), system.shutdownDeadlineMs + bounds.hangMarginMs)
+    if (Option.isSome(closed) && Exit.isSuccess(closed.value)) {
+      shutdown.result = closed.value.value
+      shutdown.completedAtMs = yield* now
+    }
+    record.reopens.push({ kind, instance: label, instanceId: instance.instanceId, epoch: instance.epoch, crash, error: undefined, parts, shutdown })
+  })

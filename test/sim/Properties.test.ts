@@ -1,0 +1,227 @@
+/**
+ * Goal: every property of the simulation can fail, and says why. Method: a run record that
+ * satisfies every property, then one small change per property (a late shutdown, a fiber left
+ * alive, a lost acknowledged insert, a foreign byte, a missing object, a stale commit, ...), each
+ * of which must be reported by exactly that property.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import type { AuditedCheckpoint, InsertRecord, RunRecord, ShutdownRecord } from "./Harness.js"
+import { insertValue, slotKey } from "./Harness.js"
+import { judge, type PropertyName } from "./Properties.js"
+import { dataModel } from "./Schedule.js"
+
+const partBytes = (inserts: ReadonlyArray<InsertRecord>): Uint8Array => {
+  const bytes = new Uint8Array(dataModel.partSizeBytes)
+  for (const insert of inserts) bytes.set(insert.value, insert.slot.index * dataModel.slotBytes)
+  return bytes
+}
+
+const insert = (id: number, index: number, lsn: number, acked = true): InsertRecord => ({
+  id,
+  slot: { file: 0, part: 0, index },
+  value: insertValue(id),
+  instance: "A",
+  startedAtMs: id * 10,
+  result: { applied: true, lsn, acked, error: undefined },
+  endedAtMs: id * 10 + 1,
+  appliedAtMs: id * 10 + 1
+})
+
+const shutdown = (instance: string): ShutdownRecord => ({
+  instance,
+  startedAtMs: 1_000,
+  completedAtMs: 1_500,
+  result: { metDeadline: true, durationMs: 500, archivedThroughLsn: 2_000, finalCheckpoint: 1, finalCheckpointTimedOut: false, problems: [], detail: "" },
+  diagnosisAtDeadline: undefined,
+  completedLateAtMs: undefined,
+  observation: { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 0, invariantProblems: [] }
+})
+
+const checkpointOf = (inserts: ReadonlyArray<InsertRecord>, walPosition: number): AuditedCheckpoint => ({
+  checkpoint: 1,
+  previous: 0,
+  epoch: 1,
+  instanceId: "iA",
+  walPosition,
+  slots: new Map(inserts.map((each) => [slotKey(each.slot), each.value]))
+})
+
+/** A run where everything went right: two acknowledged inserts, one checkpoint holding both. */
+const healthy = (): RunRecord => {
+  const inserts = [insert(0, 0, 0), insert(1, 1, 600)]
+  return {
+    system: "test",
+    shutdownDeadlineMs: 1_000,
+    readDeadlineMs: 1_000,
+    schedule: { steps: [], shutdownAtMs: 1_000, interruptWorkloadAtShutdown: false, shutdownByScope: true, crashBeforeRestart: false, randomSeed: 0 },
+    instances: [{ label: "A", instanceId: "iA", epoch: 1, openedAtMs: 0, tookOverFrom: undefined }],
+    inserts,
+    reads: [{ file: 0, part: 0, instance: "A", startedAtMs: 500, result: { bytes: partBytes(inserts), error: undefined }, endedAtMs: 501 }],
+    checkpoints: [{ instance: "A", startedAtMs: 100, stale: false, faultsActive: false, afterLoggedInsert: false, result: { completed: { checkpoint: 1, walPosition: 1_200 }, skipped: undefined, error: undefined }, endedAtMs: 200 }],
+    invariantProblems: [],
+    faults: [],
+    shutdowns: [shutdown("A")],
+    unfinishedWorkload: [],
+    reopens: [
+      { kind: "restart", instance: "A", instanceId: "iA", epoch: 1, crash: true, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("A") },
+      { kind: "restore", instance: "R", instanceId: "iR", epoch: 2, crash: false, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("R") }
+    ],
+    audit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
+    finalAudit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
+    trace: [],
+    harnessErrors: []
+  }
+}
+
+const violated = (record: RunRecord): ReadonlyArray<PropertyName> => [...new Set(judge(record).map((violation) => violation.property))]
+
+describe("Properties", () => {
+  it("a healthy run violates nothing", () => {
+    assert.deepStrictEqual(judge(healthy()), [])
+  })
+
+  it("shutdown-within-deadline: a shutdown that never completed, or completed late", () => {
+    const hung = healthy()
+    const first = hung.shutdowns[0]
+    if (first === undefined) throw new Error("fixture")
+    hung.shutdowns[0] = { ...first, completedAtMs: undefined, result: undefined, observation: undefined, diagnosisAtDeadline: "checkpointer: s3_queue_wait_for_location(576)" }
+    assert.deepStrictEqual(violated(hung), ["shutdown-within-deadline"])
+    assert.include(judge(hung)[0]?.detail ?? "", "s3_queue_wait_for_location(576)")
+    const late = healthy()
+    late.shutdowns[0] = { ...first, completedAtMs: 2_001 }
+    assert.deepStrictEqual(violated(late), ["shutdown-within-deadline"])
+  })
+
+  it("quiescent-after-shutdown: a fiber alive, a lease held, a task unresolved, an operation still running", () => {
+    for (const observation of [
+      { leasesHeld: 0, fibersAlive: 1, fibersAliveDetail: "#7", unresolvedTasks: 0, invariantProblems: [] },
+      { leasesHeld: 1, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 0, invariantProblems: [] },
+      { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 2, invariantProblems: [] }
+    ]) {
+      const record = healthy()
+      const first = record.shutdowns[0]
+      if (first === undefined) throw new Error("fixture")
+      record.shutdowns[0] = { ...first, observation }
+      assert.deepStrictEqual(violated(record), ["quiescent-after-shutdown"])
+    }
+    const running = healthy()
+    running.unfinishedWorkload.push("lease f0#0 on A")
+    assert.deepStrictEqual(violated(running), ["quiescent-after-shutdown"])
+  })
+
+  it("failures-reach-waiters: a timeout while the bucket answered at once; not under latency", () => {
+    const record = healthy()
+    record.faults.push({ atMs: 50, instance: "A", kind: "permanent" })
+    record.checkpoints.push({ instance: "A", startedAtMs: 300, stale: false, faultsActive: false, afterLoggedInsert: false, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "checkpoint 2 failed (TimedOut): not committed within 2000 ms" } }, endedAtMs: 2_300 })
+    assert.deepStrictEqual(violated(record), ["failures-reach-waiters"])
+    record.faults.push({ atMs: 60, instance: "A", kind: "latency" })
+    assert.deepStrictEqual(violated(record), [])
+    const healed = healthy()
+    healed.faults.push({ atMs: 50, instance: "A", kind: "stall" }, { atMs: 100, instance: "*", kind: "heal" })
+    const first = healed.shutdowns[0]
+    if (first === undefined || first.result === undefined) throw new Error("fixture")
+    healed.shutdowns[0] = { ...first, result: { ...first.result, finalCheckpointTimedOut: true } }
+    assert.deepStrictEqual(violated(healed), ["failures-reach-waiters"])
+  })
+
+  it("waits-bounded: a read that outlived its deadline", () => {
+    const record = healthy()
+    const read = record.reads[0]
+    if (read === undefined) throw new Error("fixture")
+    read.endedAtMs = read.startedAtMs + 1_500
+    assert.deepStrictEqual(violated(record), ["waits-bounded"])
+  })
+
+  it("part-state-invariants: any problem reported after a step", () => {
+    const record = healthy()
+    record.invariantProblems.push({ atMs: 10, instance: "A", problem: "f0#0: Evicting but dirty" })
+    assert.deepStrictEqual(violated(record), ["part-state-invariants"])
+  })
+
+  it("reads-see-applied-writes: a read missing an earlier write, or returning bytes nobody wrote", () => {
+    const missing = healthy()
+    const read = missing.reads[0]
+    if (read === undefined) throw new Error("fixture")
+    read.result = { bytes: partBytes([missing.inserts[1] as InsertRecord]), error: undefined }
+    assert.deepStrictEqual(violated(missing), ["reads-see-applied-writes"])
+    const foreign = healthy()
+    const bytes = partBytes(foreign.inserts)
+    bytes[7 * dataModel.slotBytes] = 9
+    const foreignRead = foreign.reads[0]
+    if (foreignRead === undefined) throw new Error("fixture")
+    foreignRead.result = { bytes, error: undefined }
+    assert.deepStrictEqual(violated(foreign), ["reads-see-applied-writes"])
+  })
+
+  it("checkpoint-restores-acknowledged: an insert below the WAL position missing, a reported commit absent", () => {
+    const record = healthy()
+    const only = record.inserts[0] as InsertRecord
+    record.audit = { checkpoints: [checkpointOf([only], 1_200)], problems: [] }
+    assert.deepStrictEqual(violated(record), ["checkpoint-restores-acknowledged"])
+    assert.include(judge(record)[0]?.detail ?? "", "insert 1")
+    const unreported = healthy()
+    unreported.audit = { checkpoints: [], problems: [] }
+    assert.deepStrictEqual(violated(unreported), ["checkpoint-restores-acknowledged"])
+  })
+
+  it("checkpoint-restores-acknowledged: an insert logged at or after the WAL position may be absent", () => {
+    const record = healthy()
+    record.audit = { checkpoints: [checkpointOf([record.inserts[0] as InsertRecord], 600)], problems: [] }
+    record.checkpoints.length = 0
+    record.finalAudit = record.audit
+    assert.deepStrictEqual(violated(record), [])
+  })
+
+  it("manifest-references-exist: any problem of the audit", () => {
+    const record = healthy()
+    record.audit = { checkpoints: record.audit?.checkpoints ?? [], problems: ["checkpoint 1 references data/1/f0/0-abc, which is missing"] }
+    assert.deepStrictEqual(violated(record), ["manifest-references-exist"])
+  })
+
+  it("stale-writer-fenced: a stale commit, a non-Fenced failure on a healthy bucket, an epoch going back", () => {
+    const committed = healthy()
+    committed.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: true, result: { completed: { checkpoint: 2, walPosition: 1_300 }, skipped: undefined, error: undefined }, endedAtMs: 310 })
+    assert.include(violated(committed), "stale-writer-fenced")
+    const wrongError = healthy()
+    wrongError.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: true, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } }, endedAtMs: 310 })
+    assert.deepStrictEqual(violated(wrongError), ["stale-writer-fenced"])
+    const faulty = healthy()
+    faulty.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: true, afterLoggedInsert: true, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } }, endedAtMs: 310 })
+    assert.deepStrictEqual(violated(faulty), [])
+    const backwards = healthy()
+    const base = checkpointOf(backwards.inserts, 1_200)
+    backwards.finalAudit = { checkpoints: [{ ...base, epoch: 2 }, { ...base, checkpoint: 2, previous: 1, epoch: 1 }], problems: [] }
+    assert.include(violated(backwards), "stale-writer-fenced")
+  })
+
+  it("restart-keeps-acknowledged: an acknowledged insert lost across a crash and restart", () => {
+    const record = healthy()
+    const restart = record.reopens[0]
+    if (restart === undefined) throw new Error("fixture")
+    record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }] }
+    assert.deepStrictEqual(violated(record), ["restart-keeps-acknowledged"])
+    const failed = healthy()
+    failed.reopens[0] = { ...restart, error: "BucketLocked" }
+    assert.deepStrictEqual(violated(failed), ["restart-keeps-acknowledged"])
+  })
+
+  it("restart-keeps-acknowledged: an insert never acknowledged may be lost", () => {
+    const record = healthy()
+    record.inserts[1] = insert(1, 1, 1_300, false)
+    record.audit = { checkpoints: [checkpointOf([record.inserts[0] as InsertRecord], 1_200)], problems: [] }
+    record.finalAudit = record.audit
+    const restart = record.reopens[0]
+    if (restart === undefined) throw new Error("fixture")
+    record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }] }
+    record.reads.length = 0
+    assert.deepStrictEqual(violated(record).filter((name) => name === "restart-keeps-acknowledged"), [])
+  })
+
+  it("restore-from-bucket: an insert of the latest checkpoint, or acknowledged below the archive, missing", () => {
+    const record = healthy()
+    const restore = record.reopens[1]
+    if (restore === undefined) throw new Error("fixture")
+    record.reopens[1] = { ...restore, parts: [{ file: 0, part: 0, read: { bytes: new Uint8Array(dataModel.partSizeBytes), error: undefined } }] }
+    assert.deepStrictEqual(violated(record), ["restore-from-bucket"])
+  })
+})

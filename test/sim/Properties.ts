@@ -1,0 +1,345 @@
+/**
+ * The properties of the simulation, as pure judgements of one run record (test/sim/Harness.ts).
+ * The same judgements apply to the real Storage layer and to the model of the original protocol.
+ *
+ * Liveness
+ * - `shutdown-within-deadline`: every shutdown (of the instances at the shutdown instant, and of
+ *   the restarted and restored instances) completes within the shutdown deadline of simulated time.
+ * - `quiescent-after-shutdown`: afterwards no fiber of the system is alive, no lease is held, no
+ *   task is queued or in flight (every handle resolved), and every operation the application had
+ *   in flight has returned.
+ * - `failures-reach-waiters`: an operation (a read, an insert, a checkpoint, the shutdown
+ *   checkpoint) never ends by running out of its time while the bucket only ever answered at once:
+ *   no fault, or only permanent errors, on that instance's view during the operation. Then every
+ *   request either succeeded or failed immediately, and a waiter that still waited for its deadline
+ *   was never told the outcome.
+ * - `waits-bounded`: a read of one part returns within the system's read deadline (the lease
+ *   timeout), whatever the bucket does: the wait for a part to load is cut by its own deadline.
+ * Safety
+ * - `part-state-invariants`: the part-state invariants hold after every step.
+ * - `reads-see-applied-writes`: a read returns every write of its instance applied before it began,
+ *   and never a value that no insert wrote.
+ * - `checkpoint-restores-acknowledged`: every checkpoint in the bucket, read back independently,
+ *   holds every insert logged below its WAL position and everything of the checkpoint before it,
+ *   and nothing else than inserted values; every checkpoint reported committed is in the bucket.
+ * - `manifest-references-exist`: no manifest references a missing or corrupt object.
+ * - `stale-writer-fenced`: after a take-over, the stale writer never commits a checkpoint (with a
+ *   healthy bucket its attempt fails with Fenced), and checkpoint epochs never go back.
+ * - `restart-keeps-acknowledged`: after shutdown (and a crash dropping unsynced writes), the
+ *   reopened directory holds every acknowledged insert.
+ * - `restore-from-bucket`: a fresh directory restored from the bucket alone (latest checkpoint +
+ *   archived WAL) holds every insert of the latest checkpoint and every acknowledged insert below
+ *   the archived WAL position.
+ */
+import type { AuditedCheckpoint, InsertRecord, InstanceInfo, PartRead, RunRecord, ShutdownRecord } from "./Harness.js"
+import { isZero, sameBytes, slotKey, slotsOfPart } from "./Harness.js"
+
+export type PropertyName =
+  | "shutdown-within-deadline"
+  | "quiescent-after-shutdown"
+  | "failures-reach-waiters"
+  | "waits-bounded"
+  | "part-state-invariants"
+  | "reads-see-applied-writes"
+  | "checkpoint-restores-acknowledged"
+  | "manifest-references-exist"
+  | "stale-writer-fenced"
+  | "restart-keeps-acknowledged"
+  | "restore-from-bucket"
+  | "harness"
+
+export interface Violation {
+  readonly property: PropertyName
+  readonly detail: string
+}
+
+const liveness = new Set<PropertyName>(["shutdown-within-deadline", "quiescent-after-shutdown", "failures-reach-waiters", "waits-bounded"])
+export const isLiveness = (violation: Violation): boolean => liveness.has(violation.property)
+
+/** Judges one run: every violated property, with what was seen. */
+export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
+  const violations: Array<Violation> = []
+  const add = (property: PropertyName, detail: string) => violations.push({ property, detail })
+  for (const error of record.harnessErrors) add("harness", error)
+  judgeShutdowns(record, add)
+  judgeFailurePropagation(record, add)
+  for (const { atMs, instance, problem } of record.invariantProblems) add("part-state-invariants", `t=${atMs}ms ${instance}: ${problem}`)
+  judgeReads(record, add)
+  judgeCheckpoints(record, add)
+  judgeStaleWriters(record, add)
+  judgeReopens(record, add)
+  return violations
+}
+
+type Add = (property: PropertyName, detail: string) => void
+
+const judgeShutdown = (record: RunRecord, shutdown: ShutdownRecord, what: string, add: Add) => {
+  const deadlineMs = record.shutdownDeadlineMs
+  if (shutdown.completedAtMs === undefined) {
+    const late =
+      shutdown.completedLateAtMs === undefined
+        ? "still running at the end of the probe window (a permanent hang)"
+        : `completed late, at t=${shutdown.completedLateAtMs}ms`
+    add(
+      "shutdown-within-deadline",
+      `${what} started at t=${shutdown.startedAtMs}ms did not complete within its ${deadlineMs} ms deadline: ${late}` +
+        (shutdown.diagnosisAtDeadline === undefined ? "" : `\n    waits at the deadline:\n${indent(shutdown.diagnosisAtDeadline, 6)}`)
+    )
+    return
+  }
+  const durationMs = shutdown.completedAtMs - shutdown.startedAtMs
+  const diagnosis = shutdown.diagnosisAtDeadline === undefined ? "" : `\n    diagnosis:\n${indent(shutdown.diagnosisAtDeadline, 6)}`
+  if (durationMs > deadlineMs) add("shutdown-within-deadline", `${what} took ${durationMs} ms, over its ${deadlineMs} ms deadline${diagnosis}`)
+  if (shutdown.result !== undefined && !shutdown.result.metDeadline) add("shutdown-within-deadline", `${what} reports metDeadline=false: ${shutdown.result.detail}`)
+  for (const problem of shutdown.result?.problems ?? []) add("quiescent-after-shutdown", `${what}: ${problem}`)
+  const observation = shutdown.observation
+  if (observation !== undefined) {
+    if (observation.fibersAlive > 0) add("quiescent-after-shutdown", `${what}: ${observation.fibersAlive} fiber(s) of the system alive afterwards: ${observation.fibersAliveDetail}`)
+    if (observation.leasesHeld > 0) add("quiescent-after-shutdown", `${what}: ${observation.leasesHeld} lease(s) held afterwards`)
+    if (observation.unresolvedTasks > 0) add("quiescent-after-shutdown", `${what}: ${observation.unresolvedTasks} task(s) queued or in flight afterwards`)
+  }
+}
+
+const judgeShutdowns = (record: RunRecord, add: Add) => {
+  for (const shutdown of record.shutdowns) judgeShutdown(record, shutdown, `shutdown of ${shutdown.instance}`, add)
+  for (const name of record.unfinishedWorkload) add("quiescent-after-shutdown", `operation still running after shutdown returned: ${name}`)
+}
+
+/** The fault kinds active on `instance`'s view at some instant of [fromMs, toMs]. */
+const faultsDuring = (record: RunRecord, instance: string, fromMs: number, toMs: number): ReadonlySet<string> => {
+  const kinds = new Set<string>()
+  record.faults.forEach((event, index) => {
+    if (event.kind === "heal" || event.instance !== instance || event.atMs > toMs) return
+    const healed = record.faults.find((later, laterIndex) => laterIndex > index && later.kind === "heal")
+    if (healed === undefined || healed.atMs > fromMs) kinds.add(event.kind)
+  })
+  return kinds
+}
+
+/** Simulated milliseconds a read may take beyond its deadline (local work is instantaneous). */
+const readSlackMs = 10
+
+const answeredAtOnce = (kinds: ReadonlySet<string>): boolean => [...kinds].every((kind) => kind === "permanent")
+
+const judgeFailurePropagation = (record: RunRecord, add: Add) => {
+  const judge = (instance: string, fromMs: number, toMs: number | undefined, timedOut: boolean, what: string) => {
+    if (!timedOut || toMs === undefined) return
+    const kinds = faultsDuring(record, instance, fromMs, toMs)
+    if (!answeredAtOnce(kinds)) return
+    const faults = kinds.size === 0 ? "no fault" : "only permanent errors"
+    add("failures-reach-waiters", `${what} on ${instance} (t=${fromMs}..${toMs}ms) ran out of time with ${faults} on the bucket: an outcome did not reach its waiter`)
+  }
+  const readDeadlineMs = record.readDeadlineMs
+  if (readDeadlineMs !== undefined) {
+    for (const read of record.reads) {
+      if (read.endedAtMs !== undefined && read.endedAtMs - read.startedAtMs > readDeadlineMs + readSlackMs) {
+        add("waits-bounded", `the read of f${read.file}#${read.part} on ${read.instance} took ${read.endedAtMs - read.startedAtMs} ms (t=${read.startedAtMs}..${read.endedAtMs}ms), over its ${readDeadlineMs} ms deadline`)
+      }
+    }
+  }
+  for (const read of record.reads) judge(read.instance, read.startedAtMs, read.endedAtMs, read.result?.error?.includes("Timeout") === true, `the read of f${read.file}#${read.part}`)
+  for (const insert of record.inserts) judge(insert.instance, insert.startedAtMs, insert.endedAtMs, insert.result?.error?.includes("Timeout") === true, `insert ${insert.id}`)
+  for (const attempt of record.checkpoints) {
+    judge(attempt.instance, attempt.startedAtMs, attempt.endedAtMs, attempt.result?.error?.detail.includes("(TimedOut)") === true, "a checkpoint")
+  }
+  for (const shutdown of record.shutdowns) {
+    judge(shutdown.instance, shutdown.startedAtMs, shutdown.completedAtMs, shutdown.result?.finalCheckpointTimedOut === true, "the shutdown checkpoint")
+  }
+}
+
+const insertsBySlot = (record: RunRecord): ReadonlyMap<string, InsertRecord> => new Map(record.inserts.map((insert) => [slotKey(insert.slot), insert]))
+
+/** Checks every slot of a part's bytes: nothing but inserted values; `required` slots present. */
+const checkPartBytes = (
+  record: RunRecord,
+  file: number,
+  part: number,
+  read: PartRead,
+  required: (insert: InsertRecord) => string | undefined,
+  what: string,
+  property: PropertyName,
+  add: Add
+) => {
+  if (read.bytes === undefined) return
+  const bySlot = insertsBySlot(record)
+  for (const [slot, bytes] of slotsOfPart(file, part, read.bytes)) {
+    const insert = bySlot.get(slotKey(slot))
+    if (insert === undefined) {
+      if (!isZero(bytes)) add(property, `${what}: slot ${slotKey(slot)} was never written but holds data`)
+      continue
+    }
+    if (isZero(bytes)) {
+      const why = required(insert)
+      if (why !== undefined) add(property, `${what}: insert ${insert.id} (slot ${slotKey(slot)}, ${why}) is missing`)
+    } else if (!sameBytes(bytes, insert.value)) {
+      add(property, `${what}: slot ${slotKey(slot)} holds bytes that insert ${insert.id} did not write`)
+    }
+  }
+}
+
+const judgeReads = (record: RunRecord, add: Add) => {
+  for (const read of record.reads) {
+    if (read.result === undefined) continue
+    checkPartBytes(
+      record,
+      read.file,
+      read.part,
+      read.result,
+      (insert) =>
+        insert.instance === read.instance && insert.appliedAtMs !== undefined && insert.appliedAtMs < read.startedAtMs
+          ? `applied at t=${insert.appliedAtMs}ms, before the read began at t=${read.startedAtMs}ms on ${read.instance}`
+          : undefined,
+      `read of f${read.file}#${read.part} on ${read.instance} at t=${read.startedAtMs}ms`,
+      "reads-see-applied-writes",
+      add
+    )
+  }
+}
+
+const infoOf = (record: RunRecord, label: string): InstanceInfo | undefined => record.instances.find((info) => info.label === label)
+
+const sameIdentity = (info: InstanceInfo | undefined, checkpoint: AuditedCheckpoint): boolean =>
+  info !== undefined && info.instanceId === checkpoint.instanceId && info.epoch === checkpoint.epoch
+
+/** The inserts a checkpoint must hold: its own instance's inserts logged below its WAL position,
+ * and (slots are never overwritten nor deleted) everything its previous checkpoint must hold. */
+const mustHold = (record: RunRecord, checkpoints: ReadonlyMap<number, AuditedCheckpoint>, checkpoint: AuditedCheckpoint): Map<number, string> => {
+  const required = new Map<number, string>()
+  const seen = new Set<number>()
+  let current: AuditedCheckpoint | undefined = checkpoint
+  while (current !== undefined && !seen.has(current.checkpoint)) {
+    seen.add(current.checkpoint)
+    const at: AuditedCheckpoint = current
+    for (const insert of record.inserts) {
+      const lsn = insert.result?.lsn
+      if (lsn === undefined || required.has(insert.id)) continue
+      if (sameIdentity(infoOf(record, insert.instance), at) && lsn < at.walPosition) {
+        required.set(insert.id, `logged at LSN ${lsn} by ${insert.instance}, below checkpoint ${at.checkpoint}'s WAL position ${at.walPosition}`)
+      }
+    }
+    current = checkpoints.get(at.previous)
+  }
+  return required
+}
+
+const checkForeignSlots = (record: RunRecord, checkpoint: AuditedCheckpoint, add: Add) => {
+  const bySlot = insertsBySlot(record)
+  const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
+  for (const [key, bytes] of checkpoint.slots) {
+    const insert = bySlot.get(key)
+    if (insert === undefined) add("checkpoint-restores-acknowledged", `${what}: slot ${key} was never written but holds data`)
+    else if (!sameBytes(bytes, insert.value)) add("checkpoint-restores-acknowledged", `${what}: slot ${key} holds bytes that insert ${insert.id} did not write`)
+  }
+}
+
+const judgeCheckpoints = (record: RunRecord, add: Add) => {
+  // The final audit sees what the restart and the restore wrote too: its checkpoints are judged
+  // for references and foreign data only (the restart's own WAL positions are not the run's).
+  const final = record.finalAudit
+  if (final !== undefined) {
+    for (const problem of final.problems) add("manifest-references-exist", `at the end: ${problem}`)
+    const judged = new Set((record.audit?.checkpoints ?? []).map((checkpoint) => checkpoint.checkpoint))
+    for (const checkpoint of final.checkpoints) if (!judged.has(checkpoint.checkpoint)) checkForeignSlots(record, checkpoint, add)
+  }
+  const audit = record.audit
+  if (audit === undefined) return
+  for (const problem of audit.problems) add("manifest-references-exist", problem)
+  const byNumber = new Map(audit.checkpoints.map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
+  for (const checkpoint of audit.checkpoints) {
+    checkForeignSlots(record, checkpoint, add)
+    const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
+    for (const [id, why] of mustHold(record, byNumber, checkpoint)) {
+      const insert = record.inserts[id]
+      if (insert !== undefined && !checkpoint.slots.has(slotKey(insert.slot))) {
+        add("checkpoint-restores-acknowledged", `${what}: insert ${id} (slot ${slotKey(insert.slot)}, ${why}) is missing`)
+      }
+    }
+  }
+  for (const attempt of record.checkpoints) {
+    const completed = attempt.result?.completed
+    if (completed === undefined) continue
+    const audited = byNumber.get(completed.checkpoint)
+    if (audited === undefined || !sameIdentity(infoOf(record, attempt.instance), audited)) {
+      add("checkpoint-restores-acknowledged", `checkpoint ${completed.checkpoint} reported committed by ${attempt.instance} is not in the bucket as its own`)
+    }
+  }
+  for (const shutdown of record.shutdowns) {
+    const finalCheckpoint = shutdown.result?.finalCheckpoint
+    if (finalCheckpoint !== undefined && !byNumber.has(finalCheckpoint)) {
+      add("checkpoint-restores-acknowledged", `the shutdown checkpoint ${finalCheckpoint} of ${shutdown.instance} is not in the bucket`)
+    }
+  }
+}
+
+const judgeStaleWriters = (record: RunRecord, add: Add) => {
+  for (const attempt of record.checkpoints) {
+    if (!attempt.stale || attempt.result === undefined) continue
+    if (attempt.result.completed !== undefined) {
+      add("stale-writer-fenced", `the stale writer ${attempt.instance} committed checkpoint ${attempt.result.completed.checkpoint} after the take-over`)
+    } else if (!attempt.faultsActive && attempt.afterLoggedInsert && attempt.result.error?.tag !== "Fenced") {
+      add(
+        "stale-writer-fenced",
+        `the stale writer ${attempt.instance}'s checkpoint after the take-over ended with ${attempt.result.error?.tag ?? attempt.result.skipped ?? "?"}, not Fenced`
+      )
+    }
+  }
+  const checkpoints = [...(record.finalAudit ?? record.audit)?.checkpoints ?? []].sort((left, right) => left.checkpoint - right.checkpoint)
+  for (let index = 1; index < checkpoints.length; index++) {
+    const before = checkpoints[index - 1]
+    const after = checkpoints[index]
+    if (before !== undefined && after !== undefined && after.epoch < before.epoch) {
+      add("stale-writer-fenced", `checkpoint ${after.checkpoint} has epoch ${after.epoch}, below checkpoint ${before.checkpoint}'s epoch ${before.epoch}`)
+    }
+  }
+}
+
+const judgeReopens = (record: RunRecord, add: Add) => {
+  const audit = record.audit
+  const byNumber = new Map((audit?.checkpoints ?? []).map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
+  const latest = [...byNumber.values()].sort((left, right) => right.checkpoint - left.checkpoint)
+  for (const reopen of record.reopens) {
+    const property = reopen.kind === "restart" ? "restart-keeps-acknowledged" : "restore-from-bucket"
+    const what = reopen.kind === "restart" ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}` : "restore from the bucket"
+    if (reopen.error !== undefined) {
+      add(property, `${what} failed: ${reopen.error}`)
+      continue
+    }
+    if (reopen.shutdown !== undefined) judgeShutdown(record, reopen.shutdown, `shutdown after the ${what}`, add)
+    let required: ReadonlyMap<number, string>
+    if (reopen.kind === "restart") {
+      const info = infoOf(record, reopen.instance)
+      const own = latest.find((checkpoint) => sameIdentity(info, checkpoint))
+      const fromCheckpoint = own === undefined ? new Map<number, string>() : mustHold(record, byNumber, own)
+      for (const insert of record.inserts) {
+        if (insert.instance === reopen.instance && insert.result?.acked === true) fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
+      }
+      required = fromCheckpoint
+    } else {
+      const newest = latest[0]
+      const fromCheckpoint = newest === undefined ? new Map<number, string>() : mustHold(record, byNumber, newest)
+      // The archived WAL of the instance that wrote the newest checkpoint covers its acknowledged
+      // inserts below the archived position.
+      const writer = record.instances.find((info) => newest !== undefined && sameIdentity(info, newest))
+      const archivedThrough = record.shutdowns.find((shutdown) => shutdown.instance === writer?.label)?.result?.archivedThroughLsn
+      if (writer !== undefined && archivedThrough !== undefined) {
+        for (const insert of record.inserts) {
+          const lsn = insert.result?.lsn
+          if (insert.instance === writer.label && insert.result?.acked === true && lsn !== undefined && lsn < archivedThrough) {
+            fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance} at LSN ${lsn}, below the archived WAL position ${archivedThrough}`)
+          }
+        }
+      }
+      required = fromCheckpoint
+    }
+    for (const { file, part, read } of reopen.parts) {
+      if (read.error !== undefined) add(property, `${what}: reading f${file}#${part} failed: ${read.error}`)
+      checkPartBytes(record, file, part, read, (insert) => required.get(insert.id), what, property, add)
+    }
+  }
+}
+
+const indent = (text: string, spaces: number): string =>
+  text
+    .split("\n")
+    .map((line) => " ".repeat(spaces) + line)
+    .join("\n")

@@ -1,0 +1,391 @@
+/**
+ * The real Storage layer (src/layers/Storage.ts) as a system under test of the simulation: every
+ * instance is the whole composed layer over the shared in-memory bucket seen through its own fault
+ * decorator (test/sim/SimBucket.ts) and its own in-memory disk (src/layers/MemoryDisk.ts, whose
+ * `crash` drops unsynced writes), with a small configuration so that a few steps reach every path:
+ * 4 KiB parts, 4 KiB WAL segments, a two-part local budget, three workers, short timeouts.
+ *
+ * An insert writes its slot through `write`, logs a WAL record (slot + value) with `append` and
+ * acknowledges with `commit`; the layer's `replay` option writes the record back at start-up.
+ * Shutdown is the layer's scope closing (or `shutdown` then the scope closing); "fibers alive" is
+ * counted by a `Supervisor.track` installed over the layer's construction and every call into it,
+ * after the scope closed, besides what the ShutdownReport says.
+ *
+ * The auditor reads every checkpoint of the bucket with the Loader's own readers (root manifest,
+ * file manifests with their digests) and fetches every part object a manifest references, checking
+ * its SHA-256: a missing or altered object is a `manifest-references-exist` violation.
+ */
+import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Supervisor } from "effect"
+import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/domain/Ids.js"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import * as Manifest from "../../src/domain/Manifest.js"
+import * as PartState from "../../src/domain/PartState.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import * as Storage from "../../src/layers/Storage.js"
+import * as Evictor from "../../src/services/Evictor.js"
+import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
+import { ObjectStore } from "../../src/services/ObjectStore.js"
+import * as PartTable from "../../src/services/PartTable.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as TaskQueue from "../../src/services/TaskQueue.js"
+import * as WaitRegistry from "../../src/services/WaitRegistry.js"
+import * as WalArchiver from "../../src/services/WalArchiver.js"
+import type { AuditedCheckpoint, BucketAudit, CheckpointResult, Instance, Observation, OpResult, PartRead, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
+import { isZero, slotKey, slotsOfPart } from "./Harness.js"
+import type { FaultControl, SimBucket } from "./SimBucket.js"
+import { makeSimBucket } from "./SimBucket.js"
+import { dataModel } from "./Schedule.js"
+
+/** The configuration of every simulated instance. */
+export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
+  partSizeBytes: dataModel.partSizeBytes,
+  workerCount: 3,
+  queueCapacity: 16,
+  requestTimeoutMs: 500,
+  retryAttemptsMax: 3,
+  retryDelayBaseMs: 20,
+  retryDelayMaxMs: 200,
+  retryElapsedMaxMs: 1_000,
+  drainDeadlineMs: 500,
+  localBytesMax: 2 * dataModel.partSizeBytes,
+  evictionIntervalMs: 200,
+  leaseTimeoutMs: 1_000,
+  checkpointIntervalMs: 1_000,
+  checkpointDeadlineMs: 2_000,
+  shutdownDeadlineMs: 5_000,
+  shutdownCheckpointDeadlineMs: 3_000,
+  walSegmentBytes: 4_096,
+  takeOver: false
+}
+
+export const simConfig: StorageConfig.StorageConfigValue = Either.getOrThrowWith(
+  StorageConfig.validate(simConfigInput),
+  (error) => new Error(`the simulation's configuration is invalid: ${error.message}`)
+)
+
+/** Sampling period of the shutdown timeline (simulated ms). */
+const timelineStepMs = 250
+
+const fileIds: ReadonlyArray<FileId> = Array.from({ length: dataModel.files }, (_, index) => fileId(`f${index}`))
+
+const fileOf = (file: number): FileId => fileIds[file] ?? fileId(`f${file}`)
+
+// ---------------------------------------------------------------------------------------------
+// WAL records: the slot and its value
+// ---------------------------------------------------------------------------------------------
+
+const recordHeaderBytes = 12
+
+export const encodeRecord = (slot: Slot, value: Uint8Array): Uint8Array => {
+  const bytes = new Uint8Array(recordHeaderBytes + value.length)
+  const view = new DataView(bytes.buffer)
+  view.setUint32(0, slot.file)
+  view.setUint32(4, slot.part)
+  view.setUint32(8, slot.index)
+  bytes.set(value, recordHeaderBytes)
+  return bytes
+}
+
+export const decodeRecord = (bytes: Uint8Array): { readonly slot: Slot; readonly value: Uint8Array } => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return {
+    slot: { file: view.getUint32(0), part: view.getUint32(4), index: view.getUint32(8) },
+    value: bytes.slice(recordHeaderBytes)
+  }
+}
+
+const slotOffset = (slot: Slot): number => slot.part * dataModel.partSizeBytes + slot.index * dataModel.slotBytes
+
+const replayRecord: NonNullable<Storage.StorageOptions["replay"]> = (record, storage) => {
+  const { slot, value } = decodeRecord(record.bytes)
+  return storage.write(fileOf(slot.file), slotOffset(slot), value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instances
+// ---------------------------------------------------------------------------------------------
+
+/** One instance's local directory, kept across its restart. */
+interface Disk {
+  readonly disk: LocalDiskService
+  readonly control: MemoryDisk.MemoryDiskControlService
+}
+
+export interface RealWorld {
+  readonly bucket: SimBucket
+  readonly disks: Map<string, Disk>
+  /** Checkpoints already audited in this run, by root manifest key (or the problem found). */
+  readonly audited: Map<string, AuditedCheckpoint | string>
+  readonly faultControls: Array<FaultControl>
+}
+
+const errorText = (error: unknown): string =>
+  typeof error === "object" && error !== null && "_tag" in error
+    ? `${String(error._tag)}${"message" in error ? `: ${String(error.message)}` : ""}`
+    : String(error)
+
+const errorTag = (error: unknown): string => (typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "unknown")
+
+const exitText = <A, E>(exit: Exit.Exit<A, E>): string | undefined =>
+  Exit.isSuccess(exit)
+    ? undefined
+    : Option.match(Exit.causeOption(exit).pipe(Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))), {
+        onNone: () => String(exit.cause).split("\n")[0] ?? "failed",
+        onSome: errorText
+      })
+
+const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
+  const problems: Array<string> = []
+  if (report.leasesHeld > 0) problems.push(`the report says ${report.leasesHeld} lease(s) held`)
+  if (report.fibersAlive > 0) problems.push(`the report says ${report.fibersAlive} fiber(s) alive`)
+  return {
+    metDeadline: report.metDeadline,
+    durationMs: report.durationMs,
+    archivedThroughLsn: report.wal.archivedThrough,
+    finalCheckpoint: report.finalCheckpoint.outcome === "completed" ? report.finalCheckpoint.checkpoint : undefined,
+    finalCheckpointTimedOut: report.finalCheckpoint.outcome === "timed-out",
+    problems,
+    detail: `final checkpoint ${report.finalCheckpoint.outcome}${"detail" in report.finalCheckpoint ? ` (${report.finalCheckpoint.detail})` : ""}, ` +
+      `tasks drained ${report.tasks.drained} interrupted ${report.tasks.interrupted} aborted ${report.tasks.aborted}, lock ${report.lock}, ` +
+      `WAL archived through ${report.wal.archivedThrough} of ${report.wal.endLsn}, ${report.durationMs} ms`
+  }
+}
+
+/** Opens one instance: the whole layer in a scope of its own, its fibers tracked. */
+const openInstance = (world: RealWorld, label: string, options: { readonly takeOver: boolean }): Effect.Effect<Instance, string> =>
+  Effect.gen(function* () {
+    const view = yield* world.bucket.view
+    world.faultControls.push(view.faults)
+    let disk = world.disks.get(label)
+    if (disk === undefined) {
+      disk = yield* MemoryDisk.make
+      world.disks.set(label, disk)
+    }
+    const config: StorageConfig.StorageConfigValue = { ...simConfig, takeOver: options.takeOver }
+    const scope = yield* Scope.make()
+    const supervisor = yield* Supervisor.track
+    const reported = yield* Deferred.make<Storage.ShutdownReport>()
+    const layer = Storage.layer({ replay: replayRecord, onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
+      Layer.provide(
+        Layer.mergeAll(Layer.succeed(StorageConfig.StorageConfig, config), Layer.succeed(ObjectStore, view.store), Layer.succeed(LocalDisk, disk.disk))
+      )
+    )
+    const built = yield* Layer.buildWithScope(layer, scope).pipe(Effect.supervised(supervisor), Effect.either)
+    if (Either.isLeft(built)) {
+      yield* Scope.close(scope, Exit.void)
+      return yield* Effect.fail(`open of ${label} failed: ${errorText(built.left)}`)
+    }
+    const context = built.right
+    const storage = Context.get(context, Storage.Storage)
+    const parts = Context.get(context, PartTable.PartTable)
+    const queue = Context.get(context, TaskQueue.TaskQueue)
+    const evictor = Context.get(context, Evictor.Evictor)
+    const wal = Context.get(context, WalArchiver.WalArchiver)
+    const waits = Context.get(context, WaitRegistry.WaitRegistry)
+    const tracked = <A, E>(effect: Effect.Effect<A, E>) => Effect.supervised(effect, supervisor)
+
+    const timeline: Array<string> = []
+    const invariants = Effect.map(parts.states, (states) => {
+      const problems: Array<string> = []
+      for (const [file, part, state] of states) {
+        const problem = PartState.invariantProblem(state)
+        if (problem !== undefined) problems.push(`${file}#${part}: ${problem}`)
+      }
+      return problems
+    })
+    const fibersAlive = Effect.map(supervisor.value, (fibers) => fibers.filter((fiber) => fiber.unsafePoll() === null))
+
+    const instance: Instance = {
+      label,
+      instanceId: storage.instanceId,
+      epoch: storage.epoch,
+      insert: (slot, value) =>
+        tracked(
+          Effect.gen(function* () {
+            const wrote = yield* Effect.exit(storage.write(fileOf(slot.file), slotOffset(slot), value))
+            if (Exit.isFailure(wrote)) return { applied: false, lsn: undefined, acked: false, error: exitText(wrote) }
+            const appended = yield* Effect.exit(storage.append(encodeRecord(slot, value)))
+            if (Exit.isFailure(appended)) return { applied: true, lsn: undefined, acked: false, error: exitText(appended) }
+            const committed = yield* Effect.exit(storage.commit)
+            return { applied: true, lsn: appended.value, acked: Exit.isSuccess(committed), error: exitText(committed) }
+          })
+        ),
+      readPart: (file, part) =>
+        tracked(
+          Effect.map(
+            Effect.exit(storage.read(fileOf(file), part * dataModel.partSizeBytes, dataModel.partSizeBytes)),
+            (exit): PartRead => (Exit.isSuccess(exit) ? { bytes: exit.value, error: undefined } : { bytes: undefined, error: exitText(exit) })
+          )
+        ),
+      holdLease: (file, part, holdMs) =>
+        tracked(
+          Effect.map(
+            Effect.exit(Effect.scoped(Effect.zipRight(storage.lease(fileOf(file), partIndex(part)), Effect.sleep(Duration.millis(holdMs))))),
+            (exit): OpResult => ({ error: exitText(exit) })
+          )
+        ),
+      checkpoint: tracked(
+        Effect.map(Effect.exit(storage.checkpoint), (exit): CheckpointResult => {
+          if (Exit.isSuccess(exit)) {
+            return exit.value.outcome === "completed"
+              ? { completed: { checkpoint: exit.value.checkpoint, walPosition: exit.value.walPosition }, skipped: undefined, error: undefined }
+              : { completed: undefined, skipped: exit.value.outcome, error: undefined }
+          }
+          const failure = Option.getOrUndefined(Exit.causeOption(exit).pipe(Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))))
+          return { completed: undefined, skipped: undefined, error: { tag: failure === undefined ? "defect" : errorTag(failure), detail: exitText(exit) ?? "" } }
+        })
+      ),
+      evict: tracked(Effect.map(Effect.exit(evictor.runNow), (exit): OpResult => ({ error: exitText(exit) }))),
+      archiveWal: tracked(Effect.map(Effect.exit(wal.archivePartial), (exit): OpResult => ({ error: exitText(exit) }))),
+      inject: view.faults.inject,
+      heal: view.faults.heal,
+      faultsActive: view.faults.active,
+      shutdown: (byScope) =>
+        Effect.gen(function* () {
+          // A timeline of the waits while shutdown runs, for the report of a slow one.
+          const sampler = yield* Effect.forkDaemon(
+            Effect.forever(
+              Effect.zipRight(
+                Effect.flatMap(Effect.all([Effect.clockWith((clock) => clock.currentTimeMillis), waits.current, queue.stats]), ([atMs, current, queueStats]) =>
+                  Effect.sync(() => {
+                    const line = `t=${atMs}ms queue depth ${queueStats.depth} in flight ${queueStats.inFlight}${queueStats.closed ? " closed" : ""}; ` +
+                      (current.length === 0 ? "no waits" : current.map((wait) => `${wait.waiter} on ${wait.on}`).join(" | "))
+                    if (timeline[timeline.length - 1]?.slice(line.indexOf(" ")) !== line.slice(line.indexOf(" "))) timeline.push(line)
+                  })
+                ),
+                Effect.sleep(Duration.millis(timelineStepMs))
+              )
+            )
+          )
+          if (!byScope) yield* tracked(storage.shutdown)
+          yield* Scope.close(scope, Exit.void)
+          yield* Fiber.interrupt(sampler)
+          return shutdownResultOf(yield* Deferred.await(reported))
+        }),
+      observe: Effect.gen(function* () {
+        const stats = yield* parts.stats
+        const queueStats = yield* queue.stats
+        const alive = yield* fibersAlive
+        return {
+          leasesHeld: stats.leasesHeld,
+          fibersAlive: alive.length,
+          fibersAliveDetail: alive.map((fiber) => `#${fiber.id().id}`).join(", "),
+          // Every task published and not completed (queued, in flight, or dropped without an outcome).
+          unresolvedTasks: Math.max(queueStats.depth + queueStats.inFlight, queueStats.enqueued - queueStats.completed - queueStats.failed - queueStats.aborted),
+          invariantProblems: yield* invariants
+        } satisfies Observation
+      }),
+      invariants,
+      diagnose: Effect.gen(function* () {
+        const current = yield* waits.current
+        const queueStats = yield* queue.stats
+        const lines = [`queue: depth ${queueStats.depth}, in flight ${queueStats.inFlight}, closed ${queueStats.closed}`]
+        for (const wait of current) lines.push(`${wait.fiber} ${wait.waiter} waits on ${wait.on} since t=${wait.sinceMs}ms`)
+        if (timeline.length > 0) lines.push("timeline of the shutdown (every change, sampled each " + timelineStepMs + " ms):", ...timeline.map((line) => `  ${line}`))
+        return lines.join("\n")
+      })
+    }
+    return instance
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The auditor
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Reads every checkpoint of the bucket back, independently of the layer: a snapshot of the raw
+ * bucket, decoded with the domain's own decoders (src/domain/Manifest.ts: formats, digests,
+ * invariants), every referenced part object fetched from the snapshot and its SHA-256 and size
+ * checked. Objects are immutable (content-addressed parts, manifests written once), so a decoded
+ * checkpoint is cached for the run's second audit.
+ */
+export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpoint | string>): Effect.Effect<BucketAudit> =>
+  Effect.map(bucket.inspect.snapshot, (snapshot) => {
+    const layout = StorageConfig.keyLayout(simConfig)
+    const objects = new Map(snapshot)
+    const problems: Array<string> = []
+    const checkpoints: Array<AuditedCheckpoint> = []
+    for (const [key, bytes] of snapshot) {
+      const parsed = KeyLayout.parseKey(layout, key)
+      if (Option.isNone(parsed) || parsed.value._tag !== "Checkpoint") continue
+      const number = parsed.value.checkpoint
+      const cached = cache.get(key)
+      const audited = cached ?? auditCheckpoint(layout, objects, key, bytes, number)
+      cache.set(key, audited)
+      if (typeof audited === "string") problems.push(audited)
+      else {
+        checkpoints.push(audited)
+        // Still there? (Nothing deletes objects today; a garbage collector would have to keep these.)
+        if (cached !== undefined) for (const reference of auditedReferences.get(audited) ?? []) if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
+      }
+    }
+    return { checkpoints, problems }
+  })
+
+const auditedReferences = new WeakMap<AuditedCheckpoint, ReadonlyArray<string>>()
+
+const auditCheckpoint = (
+  layout: KeyLayout.KeyLayout,
+  objects: ReadonlyMap<string, Uint8Array>,
+  key: string,
+  bytes: Uint8Array,
+  number: ReturnType<typeof checkpointNumber>
+): AuditedCheckpoint | string => {
+  const root = Manifest.decodeCheckpointManifest(key, bytes, number)
+  if (Either.isLeft(root)) return `checkpoint ${number}: root manifest corrupt: ${root.left.message}`
+  const references: Array<string> = []
+  const slots = new Map<string, Uint8Array>()
+  for (const entry of root.right.files) {
+    const manifestKey = KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256)
+    references.push(manifestKey)
+    const manifestBytes = objects.get(manifestKey)
+    if (manifestBytes === undefined) return `checkpoint ${number} references ${manifestKey}, which is missing`
+    const fileManifest = Manifest.decodeFileManifest(manifestKey, manifestBytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes: root.right.partSizeBytes })
+    if (Either.isLeft(fileManifest)) return `checkpoint ${number}: file manifest ${manifestKey} corrupt: ${fileManifest.left.message}`
+    const fileNumber = fileIds.indexOf(entry.file)
+    for (const [part, checkpoint, sha256, sizeBytes] of fileManifest.right.parts) {
+      const partKey = KeyLayout.partKey(layout, checkpoint, entry.file, part, sha256)
+      references.push(partKey)
+      const partBytes = objects.get(partKey)
+      if (partBytes === undefined) return `checkpoint ${number} references ${partKey}, which is missing`
+      if (partBytes.length !== sizeBytes || Manifest.sha256Hex(partBytes) !== sha256) return `checkpoint ${number} references ${partKey}, whose content does not match its digest or size`
+      const padded = new Uint8Array(dataModel.partSizeBytes)
+      padded.set(partBytes.subarray(0, dataModel.partSizeBytes))
+      for (const [slot, value] of slotsOfPart(fileNumber, part, padded)) if (!isZero(value)) slots.set(slotKey(slot), value)
+    }
+  }
+  const audited: AuditedCheckpoint = {
+    checkpoint: number,
+    previous: root.right.previous,
+    epoch: root.right.epoch,
+    instanceId: root.right.instanceId,
+    walPosition: root.right.walPosition,
+    slots
+  }
+  auditedReferences.set(audited, references)
+  return audited
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system
+// ---------------------------------------------------------------------------------------------
+
+/** The real Storage layer as a system under test. */
+export const realSystem: SystemUnderTest<RealWorld> = {
+  name: "real",
+  shutdownDeadlineMs: simConfig.shutdownDeadlineMs,
+  readDeadlineMs: simConfig.leaseTimeoutMs,
+  makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, disks: new Map(), audited: new Map(), faultControls: [] })),
+  open: (world, label) => openInstance(world, label, { takeOver: false }),
+  takeOver: (world, label) => openInstance(world, label, { takeOver: true }),
+  healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
+  restart: (world, label, crash) =>
+    Effect.gen(function* () {
+      const disk = world.disks.get(label)
+      if (disk === undefined) return yield* Effect.fail(`no disk for ${label}`)
+      if (crash) yield* disk.control.crash
+      return yield* openInstance(world, label, { takeOver: false })
+    }),
+  restore: (world, label) => openInstance(world, label, { takeOver: true }),
+  audit: (world) => auditBucket(world.bucket, world.audited)
+}

@@ -1,0 +1,115 @@
+/**
+ * Hand-written schedules that reproduce the original's two shutdown hangs (issues #340 and #373;
+ * shared/reference/orioledb-s3.md §7), shared by the model's tests (where they must hang) and the
+ * real layer's tests (where every property must hold).
+ */
+import type { Schedule, Step } from "./Schedule.js"
+
+const at = (delayMs: number, step: Step) => ({ delayMs, step })
+
+/**
+ * #340: a part is written, checkpointed, evicted; then a checkpoint and a read of that part start
+ * at the same instant. The reader wins the NotLoaded → Loading race; the checkpointer, which lost
+ * it, waits for "the current insert location" (the location the NEXT task will get). Shutdown
+ * stops the backends, nothing is enqueued any more, and the checkpointer waits forever.
+ */
+export const hang340: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(10, { _tag: "Checkpoint" }),
+    at(1_000, { _tag: "Evict" }),
+    at(100, { _tag: "Checkpoint" }),
+    at(0, { _tag: "Read", file: 0, part: 0 })
+  ],
+  shutdownAtMs: 1_300,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 1
+}
+
+/**
+ * #373: uploads of parts fail (a transient error, once is enough); one insert, then shutdown. The
+ * shutdown checkpoint's upload kills its worker, which the postmaster no longer restarts; the task
+ * is never erased and the checkpointer waits on its location forever.
+ */
+export const hang373: Schedule = {
+  steps: [
+    at(1, { _tag: "Fault", fault: { kind: "transient", ratePercent: 100, target: { operation: "put", keys: "data" } } }),
+    at(0, { _tag: "Insert", file: 0, part: 0 })
+  ],
+  shutdownAtMs: 2,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: false,
+  randomSeed: 0
+}
+
+/**
+ * A take-over: A writes and checkpoints, B takes the bucket over, A (now stale) inserts and tries
+ * to commit a checkpoint, which must fail with Fenced; B writes and shuts down.
+ */
+export const staleWriter: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(10, { _tag: "Insert", file: 1, part: 1 }),
+    at(10, { _tag: "Checkpoint" }),
+    at(500, { _tag: "TakeOver" }),
+    at(100, { _tag: "Insert", file: 0, part: 2 }),
+    at(100, { _tag: "Checkpoint" })
+  ],
+  shutdownAtMs: 1_500,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: true,
+  randomSeed: 3
+}
+
+/**
+ * Found by the simulation (seed 20240130, shrunk by hand to five steps; fixed since by
+ * content-addressed file-manifest keys, kept as a regression test): an on-demand checkpoint
+ * writes its file manifests while every manifest request is slow; a write to the same file lands
+ * just after its snapshot; the application stops at shutdown and interrupts the checkpoint, whose
+ * file-manifest PUT is still in flight. The shutdown checkpoint then takes the same number, writes
+ * the same file-manifest key with the newer content and commits; the abandoned PUT lands after it
+ * and overwrites that key with the older content, whose digest is not the one the committed root
+ * manifest names. Every later open of the bucket fails with CorruptObject.
+ */
+export const lateManifestPut: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 1, part: 0 }),
+    at(1, { _tag: "Fault", fault: { kind: "latency", ms: 427, target: { operation: "any", keys: "manifests" } } }),
+    at(1, { _tag: "Checkpoint" }),
+    at(1, { _tag: "Insert", file: 1, part: 0 }),
+    at(0, { _tag: "Heal" })
+  ],
+  shutdownAtMs: 100,
+  interruptWorkloadAtShutdown: true,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0
+}
+
+/**
+ * Found by the simulation (seed 20240131, schedule 135, shrunk by fast-check to these four steps):
+ * A inserts and checkpoints; B takes over and inserts into the same part (acknowledged); both shut
+ * down, B's shutdown checkpoint commits the part with both slots; B's disk crashes (unsynced
+ * writes lost) and B restarts. B's local part file was last synced when it held A's slot only, so
+ * the crash reverts it to that older content; the reopen (base: the checkpoint that holds both
+ * slots) keeps the local file as if it were newer local changes, and the WAL records that would
+ * repair it lie below that checkpoint's WAL position, so none is replayed: B's acknowledged insert
+ * is gone, and the restart's own shutdown checkpoint commits the part without it.
+ */
+export const crashRevertsPartFile: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Checkpoint" }),
+    at(0, { _tag: "TakeOver" }),
+    at(1, { _tag: "Insert", file: 0, part: 0 })
+  ],
+  shutdownAtMs: 3,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: true,
+  randomSeed: 0
+}

@@ -1,0 +1,227 @@
+/**
+ * Schedules of the simulation: what the workload does, which faults hit the bucket and when, and
+ * the instant of shutdown; as data, with fast-check arbitraries (so that a failing schedule
+ * shrinks) and a compact printed form (so that the shrunk schedule is readable in a report).
+ *
+ * A schedule is a list of steps, each `delayMs` after the previous one (0: at the same instant,
+ * concurrently), plus the shutdown instant. Steps run concurrently: a step starts at its instant
+ * whether or not earlier steps finished, as the requests of independent clients would.
+ *
+ * Profiles narrow the generator the way TigerBeetle's VOPR has a safety and a liveness mode:
+ * - `full`: every step and fault;
+ * - `no-faults`: the workload alone (inserts, reads, leases, checkpoints, evictions, WAL
+ *   archiving) and shutdown; the search for #340-shaped hangs, which need no fault at all;
+ * - `failing-tasks`: no eviction (so no part is ever loaded back), transient and permanent errors
+ *   on writes; the search for #373-shaped hangs.
+ */
+import { FastCheck as fc } from "effect"
+
+/** Which bucket keys a fault hits; the same families exist in both systems' layouts. */
+export type KeyFamily = "any" | "data" | "manifests" | "checkpoints" | "wal" | "lock"
+/** Which object-store operations a fault hits. */
+export type OperationFamily = "any" | "get" | "put"
+
+export interface FaultTarget {
+  readonly operation: OperationFamily
+  readonly keys: KeyFamily
+}
+
+export type Fault =
+  /** Every matching request takes `ms` longer. */
+  | { readonly kind: "latency"; readonly ms: number; readonly target: FaultTarget }
+  /** A matching request fails with a transient error with probability `ratePercent`/100. */
+  | { readonly kind: "transient"; readonly ratePercent: number; readonly target: FaultTarget }
+  /** Every matching request fails with a permanent error (403-like). */
+  | { readonly kind: "permanent"; readonly target: FaultTarget }
+  /** Matching requests hang until the faults are healed. */
+  | { readonly kind: "stall"; readonly target: FaultTarget }
+
+export type Step =
+  /** Insert one record into the next free slot of (file, part): write, log, commit. */
+  | { readonly _tag: "Insert"; readonly file: number; readonly part: number }
+  /** Read the first slot of (file, part) (loads the part if it was evicted). */
+  | { readonly _tag: "Read"; readonly file: number; readonly part: number }
+  /** Hold a lease on (file, part) for `holdMs`. */
+  | { readonly _tag: "HoldLease"; readonly file: number; readonly part: number; readonly holdMs: number }
+  /** An on-demand checkpoint. */
+  | { readonly _tag: "Checkpoint" }
+  /** One eviction sweep. */
+  | { readonly _tag: "Evict" }
+  /** Archive the WAL written so far (close the current segment and upload it). */
+  | { readonly _tag: "ArchiveWal" }
+  | { readonly _tag: "Fault"; readonly fault: Fault }
+  /** Clear every fault; stalled requests resume. */
+  | { readonly _tag: "Heal" }
+  /** A new instance takes the bucket over; the current one becomes a stale writer that then tries
+   * to commit a checkpoint. */
+  | { readonly _tag: "TakeOver" }
+
+export interface TimedStep {
+  readonly delayMs: number
+  readonly step: Step
+}
+
+export interface Schedule {
+  readonly steps: ReadonlyArray<TimedStep>
+  /** Simulated instant of shutdown (ms since the first instance opened). */
+  readonly shutdownAtMs: number
+  /** At shutdown the application interrupts every operation it has in flight (else only the
+   * lease holders, whose work is open-ended). */
+  readonly interruptWorkloadAtShutdown: boolean
+  /** Shut down by closing the layer's scope (else by calling `shutdown`, then closing it). */
+  readonly shutdownByScope: boolean
+  /** The local disk loses every unsynced write before the restart. */
+  readonly crashBeforeRestart: boolean
+  /** Seeds the run's `Random` (error-rate draws, jitter, instance ids). */
+  readonly randomSeed: number
+}
+
+export type Profile = "full" | "no-faults" | "failing-tasks"
+export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks"]
+
+/** The data model both systems share: files of parts of slots. */
+export const dataModel = {
+  files: 2,
+  partsPerFile: 4,
+  partSizeBytes: 4096,
+  slotBytes: 512,
+  slotsPerPart: 8
+} as const
+
+/** Generator bounds (the CLI can raise `stepsMax` for long campaigns). */
+export interface GeneratorBounds {
+  readonly stepsMax: number
+  readonly horizonMs: number
+}
+
+export const defaultBounds: GeneratorBounds = { stepsMax: 24, horizonMs: 3_000 }
+
+const fileArb = fc.integer({ min: 0, max: dataModel.files - 1 })
+const partArb = fc.integer({ min: 0, max: dataModel.partsPerFile - 1 })
+
+const targetArb = (operations: ReadonlyArray<OperationFamily>, keys: ReadonlyArray<KeyFamily>): fc.Arbitrary<FaultTarget> =>
+  fc.record({ operation: fc.constantFrom(...operations), keys: fc.constantFrom(...keys) })
+
+const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
+  if (profile === "failing-tasks") {
+    const target = targetArb(["put", "any"], ["data", "manifests", "wal", "any"])
+    return fc.oneof(
+      fc.record({ kind: fc.constant("permanent" as const), target }),
+      fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target })
+    )
+  }
+  const target = targetArb(["any", "get", "put"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
+  return fc.oneof(
+    fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
+    fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target }),
+    fc.record({ kind: fc.constant("permanent" as const), target }),
+    fc.record({ kind: fc.constant("stall" as const), target })
+  )
+}
+
+/** Step weights per profile: the no-faults search leans on reads, checkpoints and evictions (the
+ * load path), the failing-tasks search on writes and checkpoints. */
+const weights: Record<Profile, Record<Exclude<Step["_tag"], never>, number>> = {
+  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1 },
+  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0 },
+  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0 }
+}
+
+const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
+  const arbitraries: Record<Step["_tag"], fc.Arbitrary<Step>> = {
+    Insert: fc.record({ _tag: fc.constant("Insert" as const), file: fileArb, part: partArb }),
+    Read: fc.record({ _tag: fc.constant("Read" as const), file: fileArb, part: partArb }),
+    HoldLease: fc.record({ _tag: fc.constant("HoldLease" as const), file: fileArb, part: partArb, holdMs: fc.integer({ min: 1, max: 500 }) }),
+    Checkpoint: fc.record({ _tag: fc.constant("Checkpoint" as const) }),
+    Evict: fc.record({ _tag: fc.constant("Evict" as const) }),
+    ArchiveWal: fc.record({ _tag: fc.constant("ArchiveWal" as const) }),
+    Fault: fc.record({ _tag: fc.constant("Fault" as const), fault: faultArb(profile) }),
+    Heal: fc.record({ _tag: fc.constant("Heal" as const) }),
+    TakeOver: fc.record({ _tag: fc.constant("TakeOver" as const) })
+  }
+  const choices = (Object.keys(arbitraries) as Array<Step["_tag"]>)
+    .filter((tag) => weights[profile][tag] > 0)
+    .map((tag) => ({ weight: weights[profile][tag], arbitrary: arbitraries[tag] }))
+  return fc.oneof(...choices)
+}
+
+const delayArb = fc.oneof(
+  { weight: 1, arbitrary: fc.constant(0) },
+  { weight: 2, arbitrary: fc.integer({ min: 1, max: 400 }) }
+)
+
+/** The schedule generator of a profile. */
+export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
+  fc.record({
+    steps: fc.array(fc.record({ delayMs: delayArb, step: stepArb(profile) }), { maxLength: bounds.stepsMax, size: "max" }),
+    shutdownAtMs: fc.integer({ min: 0, max: bounds.horizonMs }),
+    interruptWorkloadAtShutdown: fc.boolean(),
+    shutdownByScope: fc.boolean(),
+    crashBeforeRestart: fc.boolean(),
+    randomSeed: fc.integer({ min: 0, max: 0x7fffffff })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+// ---------------------------------------------------------------------------------------------
+
+const targetText = (target: FaultTarget): string => `${target.operation}:${target.keys}`
+
+export const faultText = (fault: Fault): string => {
+  switch (fault.kind) {
+    case "latency":
+      return `latency ${fault.ms}ms ${targetText(fault.target)}`
+    case "transient":
+      return `transient ${fault.ratePercent}% ${targetText(fault.target)}`
+    case "permanent":
+      return `permanent ${targetText(fault.target)}`
+    case "stall":
+      return `stall ${targetText(fault.target)}`
+  }
+}
+
+export const stepText = (step: Step): string => {
+  switch (step._tag) {
+    case "Insert":
+      return `insert f${step.file}#${step.part}`
+    case "Read":
+      return `read f${step.file}#${step.part}`
+    case "HoldLease":
+      return `lease f${step.file}#${step.part} for ${step.holdMs}ms`
+    case "Checkpoint":
+      return "checkpoint"
+    case "Evict":
+      return "evict"
+    case "ArchiveWal":
+      return "archive-wal"
+    case "Fault":
+      return `fault ${faultText(step.fault)}`
+    case "Heal":
+      return "heal"
+    case "TakeOver":
+      return "take-over"
+  }
+}
+
+/** One line per step with its absolute instant, then the shutdown line. */
+export const scheduleText = (schedule: Schedule): string => {
+  const lines: Array<string> = []
+  let atMs = 0
+  for (const { delayMs, step } of schedule.steps) {
+    atMs += delayMs
+    const late = atMs >= schedule.shutdownAtMs ? "   (after shutdown: not issued)" : ""
+    lines.push(`  t=${String(atMs).padStart(5)}ms  ${stepText(step)}${late}`)
+  }
+  lines.push(
+    `  t=${String(schedule.shutdownAtMs).padStart(5)}ms  shutdown (${schedule.shutdownByScope ? "scope close" : "shutdown call"}, ` +
+      `${schedule.interruptWorkloadAtShutdown ? "workload interrupted" : "lease holders interrupted"})` +
+      `${schedule.crashBeforeRestart ? ", then crash + restart" : ", then restart"}`
+  )
+  return lines.join("\n")
+}
+
+/** The absolute instant of each step. */
+export const stepInstants = (schedule: Schedule): ReadonlyArray<number> => {
+  let atMs = 0
+  return schedule.steps.map(({ delayMs }) => (atMs += delayMs))
+}

@@ -1,0 +1,109 @@
+/**
+ * Goal: the real Storage layer keeps every liveness and safety property of the simulation
+ * (test/sim/Properties.ts) on every schedule: random workloads, random faults, shutdown at a
+ * random instant with faults still active, then a restart (after a crash, on some schedules) and a
+ * restore from the bucket alone. Method: fast-check generates the schedules from one seed
+ * (`SIM_SEED`, default fixed so that CI is reproducible; `SIM_RUNS` changes the count), each one
+ * played on simulated time by test/sim/Harness.ts; a failure prints its shrunk schedule and the
+ * one-line command that replays it. The CI campaign of 1,000 schedules is split over this file
+ * and test/sim/Campaign.test.ts so that both cores work on it.
+ *
+ * Also here: the schedules that hang the original (test/sim/Scenarios.ts) pass on the real layer;
+ * the profiles that search for those hangs find nothing; the stale writer is fenced; and one
+ * schedule played twice gives the same run (determinism, as SlateDB's DST checks).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { checkAsync, runSchedule, simSystem } from "./Check.js"
+import { realSystem } from "./RealSystem.js"
+import { crashRevertsPartFile, hang340, hang373, lateManifestPut, staleWriter } from "./Scenarios.js"
+import { scheduleText } from "./Schedule.js"
+
+const real = simSystem(realSystem)
+
+/** Schedules of the CI campaign (both halves together). */
+const campaignRuns = Number(process.env.SIM_RUNS ?? 1_000)
+/** The seed of the first half; the second half uses the next one. */
+const campaignSeed = Number(process.env.SIM_SEED ?? 20_240_130)
+
+const assertHolds = (label: string, schedule: Parameters<typeof runSchedule>[1]) => {
+  const outcome = runSchedule(real, schedule)
+  assert.deepStrictEqual(
+    outcome.violations,
+    [],
+    `${label}:\n${scheduleText(schedule)}\n${outcome.violations.map((violation) => `[${violation.property}] ${violation.detail}`).join("\n")}`
+  )
+  return outcome
+}
+
+describe("the real Storage layer under simulation", () => {
+  it(`keeps every property on ${Math.ceil(campaignRuns / 2)} schedules (first half of the CI campaign)`, async () => {
+    const result = await checkAsync(real, { profile: "full", runs: Math.ceil(campaignRuns / 2), seed: campaignSeed, shrinkTimeLimitMs: 60_000 })
+    console.log(result.report)
+    assert.isFalse(result.failed, result.report)
+  }, 300_000)
+
+  it("survives the schedule that hangs the original in the #340 shape", () => {
+    const outcome = assertHolds("#340 schedule", hang340)
+    assert.isDefined(outcome.record?.shutdowns[0]?.completedAtMs)
+  })
+
+  it("survives the schedule that hangs the original in the #373 shape, and reports the failed upload", () => {
+    const outcome = assertHolds("#373 schedule", hang373)
+    const shutdown = outcome.record?.shutdowns[0]
+    assert.isDefined(shutdown?.completedAtMs)
+    // Every upload of a part fails: the shutdown checkpoint cannot commit, and says so.
+    assert.isUndefined(shutdown?.result?.finalCheckpoint)
+    // The acknowledged insert survives in the WAL: the restart has it.
+    assert.strictEqual(outcome.record?.inserts[0]?.result?.acked, true)
+  })
+
+  it("finds nothing with the profiles that find the original's hangs", async () => {
+    for (const profile of ["no-faults", "failing-tasks"] as const) {
+      const result = await checkAsync(real, { profile, runs: 40, seed: 5, shrinkTimeLimitMs: 30_000 })
+      assert.isFalse(result.failed, result.report)
+    }
+  }, 300_000)
+
+  it("keeps the committed checkpoint intact when an abandoned attempt's manifest PUT lands late", () => {
+    assertHolds("late manifest PUT", lateManifestPut)
+  })
+
+  it("keeps an acknowledged insert across a crash that reverts its part file to an older sync", () => {
+    assertHolds("crash reverts a part file", crashRevertsPartFile)
+  })
+
+  it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {
+    const outcome = assertHolds("stale writer", staleWriter)
+    const record = outcome.record
+    if (record === undefined) throw new Error("no record")
+    const [first, second] = record.instances
+    assert.strictEqual(second?.tookOverFrom, "A")
+    assert.isTrue((second?.epoch ?? 0) > (first?.epoch ?? 0))
+    const stale = record.checkpoints.filter((attempt) => attempt.stale)
+    assert.strictEqual(stale.length, 1)
+    assert.strictEqual(stale[0]?.result?.error?.tag, "Fenced")
+    const checkpoints = record.finalAudit?.checkpoints ?? []
+    const claim = checkpoints.find((checkpoint) => checkpoint.epoch === second?.epoch)
+    assert.isDefined(claim)
+    for (const checkpoint of checkpoints) {
+      if (checkpoint.checkpoint >= (claim?.checkpoint ?? 0)) assert.isTrue(checkpoint.epoch >= (second?.epoch ?? 0), `checkpoint ${checkpoint.checkpoint} has epoch ${checkpoint.epoch}`)
+    }
+    // B's own insert made it into its shutdown checkpoint.
+    const ownInsert = record.inserts.find((insert) => insert.instance === "B")
+    assert.strictEqual(ownInsert?.result?.acked, true)
+  })
+
+  it("plays one schedule the same way twice (determinism)", () => {
+    const first = runSchedule(real, staleWriter)
+    const second = runSchedule(real, staleWriter)
+    const summary = (outcome: typeof first) => ({
+      trace: outcome.record?.trace,
+      inserts: outcome.record?.inserts.map((insert) => [insert.id, insert.instance, insert.result, insert.endedAtMs]),
+      checkpoints: outcome.record?.checkpoints.map((attempt) => [attempt.instance, attempt.result, attempt.endedAtMs]),
+      shutdowns: outcome.record?.shutdowns.map((shutdown) => [shutdown.instance, shutdown.completedAtMs, shutdown.result?.detail]),
+      audit: outcome.record?.finalAudit?.checkpoints.map((checkpoint) => [checkpoint.checkpoint, checkpoint.epoch, checkpoint.instanceId, checkpoint.walPosition, [...checkpoint.slots.keys()]]),
+      simulatedMs: outcome.simulatedMs
+    })
+    assert.deepStrictEqual(summary(first), summary(second))
+  })
+})
