@@ -472,7 +472,7 @@ const withLease = <A, E>(table: Table, file: FileId, part: PartIndex, use: (leas
 const waitAndAcquire = (table: Table, slot: Slot, firstGeneration: number): Effect.Effect<PartLease, LeaseError, Scope.Scope> => {
   const loop = (generation: number): Effect.Effect<PartLease, ShuttingDown | PartLoadFailed, Scope.Scope> =>
     Effect.zipRight(
-      Effect.uninterruptible(STM.commit(awaitTransition(table, slot, generation))), // MUTATION
+      STM.commit(awaitTransition(table, slot, generation)),
       Effect.flatMap(acquireOnce(table, slot), (attempt) =>
         attempt._tag === "Acquired" ? Effect.succeed(makeLease(table, slot, attempt.held)) : loop(attempt.generation)
       )
