@@ -356,14 +356,16 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     let nextInsertId = 0
     let nextLabel = 1
 
+    // Slots fill a part from its end, so that a part's file has its full size from its first
+    // insert (parts are sparse files: a budget in bytes then counts parts, and eviction happens).
     const allocateSlot = (file: number, part: number): Slot | undefined => {
       for (let offset = 0; offset < dataModel.partsPerFile; offset++) {
         const candidate = (part + offset) % dataModel.partsPerFile
         const key = `${file}#${candidate}`
-        const index = nextSlotIndex.get(key) ?? 0
-        if (index < dataModel.slotsPerPart) {
-          nextSlotIndex.set(key, index + 1)
-          return { file, part: candidate, index }
+        const used = nextSlotIndex.get(key) ?? 0
+        if (used < dataModel.slotsPerPart) {
+          nextSlotIndex.set(key, used + 1)
+          return { file, part: candidate, index: dataModel.slotsPerPart - 1 - used }
         }
       }
       return undefined

@@ -113,3 +113,27 @@ export const crashRevertsPartFile: Schedule = {
   crashBeforeRestart: true,
   randomSeed: 0
 }
+
+/**
+ * A read of an evicted part while every download stalls: the read's wait for the part to load is
+ * cut by its own deadline (the lease timeout), not by the download's request timeout and retries.
+ * (The mutation check makes that wait uninterruptible: the read then takes 1.5 s, not 1 s.)
+ */
+export const stalledLoad: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(0, { _tag: "Insert", file: 0, part: 1 }),
+    at(0, { _tag: "Insert", file: 0, part: 2 }),
+    at(1, { _tag: "Checkpoint" }),
+    at(300, { _tag: "Evict" }),
+    at(10, { _tag: "Fault", fault: { kind: "stall", target: { operation: "get", keys: "data" } } }),
+    at(0, { _tag: "Read", file: 0, part: 0 }),
+    at(0, { _tag: "Read", file: 0, part: 1 }),
+    at(0, { _tag: "Read", file: 0, part: 2 })
+  ],
+  shutdownAtMs: 3_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0
+}

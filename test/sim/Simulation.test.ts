@@ -15,7 +15,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { checkAsync, runSchedule, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
-import { crashRevertsPartFile, hang340, hang373, lateManifestPut, staleWriter } from "./Scenarios.js"
+import { crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleWriter } from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
 const real = simSystem(realSystem)
@@ -70,6 +70,13 @@ describe("the real Storage layer under simulation", () => {
 
   it("keeps an acknowledged insert across a crash that reverts its part file to an older sync", () => {
     assertHolds("crash reverts a part file", crashRevertsPartFile)
+  })
+
+  it("cuts a read's wait for a stalled download at the read's own deadline", () => {
+    const outcome = assertHolds("stalled load", stalledLoad)
+    const timedOut = outcome.record?.reads.filter((read) => read.result?.error?.startsWith("PartLeaseTimeout") === true) ?? []
+    assert.isAbove(timedOut.length, 0, "some part was evicted and its download stalled")
+    for (const read of timedOut) assert.strictEqual((read.endedAtMs ?? 0) - read.startedAtMs, 1_000)
   })
 
   it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {

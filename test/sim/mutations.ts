@@ -1,18 +1,18 @@
 /**
  * The mutation check: breaks the real code one way at a time (each a small textual patch of one
  * source file), runs the simulation and the relevant unit tests against the broken code, and
- * confirms that the suite fails; then restores the file byte for byte. Run it with
- * `npx tsx test/sim/mutations.ts` (options: `--runs N` schedules per simulation, default 200;
- * `--only ID`). The results are summarized in test/sim/README.md.
+ * confirms that the suite fails. Run it with `npx tsx test/sim/mutations.ts` (options: `--runs N`
+ * schedules per simulation, default 150; `--only ID`). The results are summarized in
+ * test/sim/README.md.
  *
- * Safety: the original bytes are kept in memory and in a backup file under the system's temporary
- * directory; the file is restored in a `finally`, on SIGINT/SIGTERM, and checked against its
- * original SHA-256. A backup left by a killed run makes the next run refuse to start until it is
- * looked at. No git command is used.
+ * Safety: the mutations are applied to a private copy of the project (src, test and the config
+ * files, under the system's temporary directory, `node_modules` linked), never to the working
+ * tree, so nothing another process reads, tests or commits can ever see a mutated file; the copy
+ * is removed at the end. No git command is used.
  */
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 
@@ -79,7 +79,6 @@ const mutations: ReadonlyArray<Mutation> = [
 ]
 
 const root = join(dirname(new URL(import.meta.url).pathname), "..", "..")
-const backupRoot = join(tmpdir(), "effect-s3-tier-mutation-backup")
 const sha256 = (bytes: Buffer | string): string => createHash("sha256").update(bytes).digest("hex")
 
 const args = process.argv.slice(2)
@@ -87,40 +86,23 @@ const option = (name: string): string | undefined => {
   const index = args.indexOf(`--${name}`)
   return index >= 0 ? args[index + 1] : undefined
 }
-const runs = Number(option("runs") ?? 200)
+const runs = Number(option("runs") ?? 150)
 const only = option("only")
 
-interface Applied {
-  readonly path: string
-  readonly original: Buffer
-  readonly mutated: Buffer
-  readonly backup: string
-}
-let applied: Applied | undefined
-
-const restore = (): void => {
-  const current = applied
-  if (current === undefined) return
-  applied = undefined
-  const now = readFileSync(current.path)
-  if (sha256(now) !== sha256(current.mutated) && sha256(now) !== sha256(current.original)) {
-    // Someone edited the file while it was mutated: do not overwrite their edit.
-    throw new Error(`${current.path} changed while mutated; not restored. Its original is in ${current.backup}: remove the MUTATION line by hand`)
+/** A private copy of the project to mutate: sources, tests, configuration; `node_modules` linked. */
+const makeCopy = (): string => {
+  const copy = mkdtempSync(join(tmpdir(), "effect-s3-tier-mutations-"))
+  for (const entry of ["src", "test", "package.json", "tsconfig.json", "vitest.config.ts"]) {
+    if (existsSync(join(root, entry))) cpSync(join(root, entry), join(copy, entry), { recursive: true })
   }
-  writeFileSync(current.path, current.original)
-  if (sha256(readFileSync(current.path)) !== sha256(current.original)) throw new Error(`could not restore ${current.path}; its original is in ${current.backup}`)
-  rmSync(current.backup, { force: true })
+  symlinkSync(join(root, "node_modules"), join(copy, "node_modules"), "dir")
+  return copy
 }
 
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    restore()
-    process.exit(130)
-  })
-}
+const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;]*m/g, "")
 
-const run = (command: string, commandArgs: ReadonlyArray<string>, timeoutMs: number) => {
-  const result = spawnSync(command, commandArgs, { cwd: root, encoding: "utf8", timeout: timeoutMs, env: { ...process.env, FORCE_COLOR: "0" } })
+const run = (cwd: string, command: string, commandArgs: ReadonlyArray<string>, timeoutMs: number, env: Record<string, string> = {}) => {
+  const result = spawnSync(command, commandArgs, { cwd, encoding: "utf8", timeout: timeoutMs, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env } })
   return { status: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}`, timedOut: result.error !== undefined }
 }
 
@@ -132,62 +114,58 @@ interface Row {
   readonly caught: boolean
 }
 
-const simulate = (seed: number) =>
-  run("npx", ["tsx", "test/sim/cli.ts", "--system", "real", "--profile", "full", "--runs", String(runs), "--seed", String(seed), "--shrink-limit", "20"], 600_000)
+const simulate = (cwd: string, seed: number) =>
+  run(cwd, "npx", ["tsx", "test/sim/cli.ts", "--system", "real", "--profile", "full", "--runs", String(runs), "--seed", String(seed), "--shrink-limit", "20"], 600_000)
 
 /**
  * A seed whose schedules all pass on the unmutated code, so that a failure under a mutation is the
  * mutation's doing (a bug of the real code that the simulation already finds would otherwise be
  * blamed on every mutation).
  */
-const cleanSeed = (): number | undefined => {
+const cleanSeed = (cwd: string): number | undefined => {
   for (let seed = 1; seed <= 12; seed++) {
-    const baseline = simulate(seed)
+    const baseline = simulate(cwd, seed)
     process.stderr.write(`baseline seed ${seed}: ${baseline.status === 0 ? `passes ${runs} schedules` : "fails"}\n`)
     if (baseline.status === 0) return seed
   }
   return undefined
 }
 
-const check = (mutation: Mutation, seed: number): Row => {
-  const path = join(root, mutation.file)
+const check = (copy: string, mutation: Mutation, seed: number): Row => {
+  const path = join(copy, mutation.file)
   const original = readFileSync(path)
   const text = original.toString("utf8")
   const occurrences = text.split(mutation.find).length - 1
   if (occurrences !== 1) return { mutation, applicable: false, simulation: "-", unitTests: "-", caught: false }
-  const backup = join(backupRoot, mutation.file)
-  mkdirSync(dirname(backup), { recursive: true })
-  writeFileSync(backup, original)
-  const mutated = Buffer.from(text.replace(mutation.find, mutation.replace), "utf8")
-  applied = { path, original, mutated, backup }
   try {
-    writeFileSync(path, mutated)
-    const sim = simulate(seed)
+    writeFileSync(path, text.replace(mutation.find, mutation.replace))
+    const sim = simulate(copy, seed)
     const violated = [...new Set([...sim.output.matchAll(/^\s+\[([a-z-]+)\]/gm)].map((match) => match[1]))]
     const failedAt = /schedule (\d+) failed/.exec(sim.output)?.[1]
     const simulation =
       sim.timedOut ? "timed out (counts as caught: the run hung)" : sim.status === 1 ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}` : sim.status === 0 ? `passes ${runs} schedules` : `exit ${sim.status}`
+    // The hand-written scenarios (and a short campaign) of the simulation's test file.
+    const scenarios = run(copy, "npx", ["vitest", "run", "test/sim/Simulation.test.ts"], 600_000, { SIM_RUNS: "20" })
+    const failedScenarios = [...stripAnsi(scenarios.output).matchAll(/^\s+× .*? > (.*?)(?: \d+ms)?$/gm)].map((match) => match[1])
+    const scenarioText = scenarios.status === 0 ? "pass" : scenarios.timedOut ? "timed out" : `fail: ${failedScenarios.join("; ")}`
     let unitTests = "-"
     let unitFailed = false
     if (mutation.tests.length > 0) {
-      const unit = run("npx", ["vitest", "run", ...mutation.tests], 600_000)
-      const summary = /Tests\s+(.*)/.exec(unit.output)?.[1]?.trim() ?? (unit.timedOut ? "timed out" : `exit ${unit.status}`)
+      const unit = run(copy, "npx", ["vitest", "run", "--testTimeout", "20000", ...mutation.tests], 600_000)
+      const summary = /Tests\s+(.*)/.exec(stripAnsi(unit.output))?.[1]?.trim() ?? (unit.timedOut ? "timed out" : `exit ${unit.status}`)
       unitFailed = unit.status !== 0
       unitTests = `${unitFailed ? "fail" : "pass"} (${summary})`
     }
-    const simFailed = sim.timedOut || sim.status === 1
-    return { mutation, applicable: true, simulation, unitTests, caught: simFailed || unitFailed }
+    const simFailed = sim.timedOut || sim.status === 1 || scenarios.status !== 0
+    return { mutation, applicable: true, simulation: `${simulation}; scenarios: ${scenarioText}`, unitTests, caught: simFailed || unitFailed }
   } finally {
-    restore()
+    writeFileSync(path, original)
+    if (sha256(readFileSync(path)) !== sha256(original)) throw new Error(`could not restore ${path} in the copy`)
   }
 }
 
-const main = (): number => {
-  if (existsSync(backupRoot)) {
-    process.stderr.write(`a previous mutation run left backups in ${backupRoot}: compare them with the source files, restore if needed, then remove that directory\n`)
-    return 2
-  }
-  const seed = cleanSeed()
+const main = (copy: string): number => {
+  const seed = cleanSeed(copy)
   if (seed === undefined) {
     process.stderr.write("no seed in 1..12 passes on the unmutated code: fix what the simulation finds first\n")
     return 2
@@ -196,12 +174,11 @@ const main = (): number => {
   for (const mutation of mutations) {
     if (only !== undefined && mutation.id !== only) continue
     process.stderr.write(`mutation ${mutation.id} (${mutation.file}) ...\n`)
-    const row = check(mutation, seed)
+    const row = check(copy, mutation, seed)
     rows.push(row)
     process.stderr.write(`  simulation: ${row.simulation}; unit tests: ${row.unitTests}\n`)
   }
-  rmSync(backupRoot, { recursive: true, force: true })
-  process.stdout.write(`| mutation | breaks | simulation (real, full profile, ${runs} schedules, seed ${seed}) | unit tests | caught |\n|---|---|---|---|---|\n`)
+  process.stdout.write(`| mutation | breaks | simulation: ${runs} schedules (real, full profile, seed ${seed}); Simulation.test.ts | unit tests | caught |\n|---|---|---|---|---|\n`)
   for (const row of rows) {
     process.stdout.write(
       `| \`${row.mutation.id}\` (${row.mutation.file}) | ${row.mutation.breaks} | ${row.applicable ? row.simulation : "not applicable: the patched text is no longer in the file"} | ${row.unitTests} | ${row.applicable ? (row.caught ? "yes" : "**no**") : "-"} |\n`
@@ -210,10 +187,12 @@ const main = (): number => {
   return rows.every((row) => row.caught) ? 0 : 1
 }
 
+const copy = makeCopy()
+process.stderr.write(`mutating a copy of the project in ${copy}\n`)
 let status = 1
 try {
-  status = main()
+  status = main(copy)
 } finally {
-  restore()
+  rmSync(copy, { recursive: true, force: true })
 }
 process.exit(status)
