@@ -253,7 +253,7 @@ const prependFrames = (newestFirst: List.List<Wal.FrameWrite>, frames: ReadonlyA
   return list
 }
 
-/** The largest number of an iterable, or undefined when it is empty (no spread: any size). */
+/** The largest number of an iterable, or undefined when it is empty (no spread, so iterables of every size work). */
 const largest = (values: Iterable<number>): number | undefined => {
   let found: number | undefined
   for (const value of values) if (found === undefined || value > found) found = value
