@@ -11,6 +11,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import type * as Manifest from "../../src/domain/Manifest.js"
+import { CheckpointNumber } from "../../src/domain/Ids.js"
+import { keyToSegments } from "../../src/layers/FileObjectStore.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
 import type { RunReport } from "../../src/workload/Report.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
@@ -82,18 +86,33 @@ describe.concurrent("CLI run (filesystem store)", () => {
       assert.isTrue(verifyReport.ok)
       assert.strictEqual(verifyReport.partsChecked, 4)
       assert.strictEqual(verifyReport.checkpoint, report.checkpoints.last)
-      // A corrupted part object is found by verify (exit 1, one line naming it).
-      const dataRoot = path.join(storeDirectory, "data")
-      const partFile = (fs.readdirSync(dataRoot, { recursive: true }) as Array<string>)
-        .map((name) => path.join(dataRoot, name))
-        .filter((file) => fs.statSync(file).isFile())
-        .sort()
-        .at(-1)
-      assert.isDefined(partFile)
-      if (partFile !== undefined) {
-        const bytes = fs.readFileSync(partFile)
-        bytes[100] = (bytes[100] ?? 0) ^ 0xff
-        fs.writeFileSync(partFile, bytes)
+      // A corrupted part object is found by verify (exit 1, one line naming it). The object is one
+      // the last checkpoint references: a checkpoint that timed out under load may leave stray
+      // objects in the bucket that no manifest names, and corrupting one of those changes nothing.
+      const layout = KeyLayout.make("")
+      const objectFile = (key: string): string => {
+        const mapped = keyToSegments(key)
+        if ("problem" in mapped) throw new Error(mapped.problem)
+        return path.join(storeDirectory, ...mapped.segments)
+      }
+      const readJson = (key: string): unknown => JSON.parse(fs.readFileSync(objectFile(key), "utf8"))
+      const lastCheckpoint = CheckpointNumber.make(report.checkpoints.last)
+      const root = readJson(KeyLayout.checkpointKey(layout, lastCheckpoint)) as Manifest.CheckpointManifest
+      const fileEntry = root.files.find((entry) => entry.partCount > 0)
+      assert.isDefined(fileEntry, JSON.stringify(root))
+      if (fileEntry !== undefined) {
+        const fileManifest = readJson(
+          KeyLayout.fileManifestKey(layout, fileEntry.manifestCheckpoint, fileEntry.file, fileEntry.manifestSha256)
+        ) as Manifest.FileManifest
+        const entry = fileManifest.parts[0]
+        assert.isDefined(entry)
+        if (entry !== undefined) {
+          const [part, holder, sha256] = entry
+          const partFile = objectFile(KeyLayout.partKey(layout, holder, fileEntry.file, part, sha256))
+          const bytes = fs.readFileSync(partFile)
+          bytes[100] = (bytes[100] ?? 0) ^ 0xff
+          fs.writeFileSync(partFile, bytes)
+        }
       }
       const corrupted = yield* runCli(["verify", "--store-dir", storeDirectory])
       assert.strictEqual(corrupted.code, 1, corrupted.stderr)
