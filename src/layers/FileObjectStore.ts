@@ -18,8 +18,10 @@
  * with EEXIST when the key exists. `link(2)` is atomic in the kernel, so of concurrent conditional
  * puts exactly one wins, within one process and across processes, with no in-process lock (it
  * needs a file system with hard links: ext4, xfs, btrfs, tmpfs, APFS). The object's directory is
- * then fsynced (and every directory up to the root when new directories had to be made). The temp
- * file is removed on every exit path. Empty directories left by deletes stay (they are not keys).
+ * made only when the publish finds it missing (so a put into an existing directory costs no extra
+ * system call), then fsynced (and every directory up to the root when new directories had to be
+ * made). The temp file is removed on every exit path but a rename (which leaves no temp name).
+ * Empty directories left by deletes stay (they are not keys).
  *
  * Listing walks the directories below the prefix, sorts the keys in S3's order (UTF-8 bytes) and
  * emits them in pages of 1000, reading sizes page by page. A missing root is `ObjectStoreRejected`
@@ -160,17 +162,27 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
 
     const syncDirectory = (directory: string) => Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (file) => file.sync))
 
-    /** Opens a new temp file (exclusive create), making `.tmp` once if it is missing. */
+    /**
+     * Opens a new temp file (exclusive create), making `.tmp` once if it is missing. The temp file
+     * is removed when the scope closes unless `renamed` was set (a rename leaves no temp name behind,
+     * so removing it would only cost a system call; after a link it is a second name and goes).
+     */
     const openTemp = (key: string) => {
-      const attempt = (remaining: number, madeDirectory: boolean): Effect.Effect<{ readonly file: FileSystem.File; readonly tempPath: string }, ObjectStoreError, Scope.Scope> =>
+      const attempt = (
+        remaining: number,
+        madeDirectory: boolean
+      ): Effect.Effect<{ readonly file: FileSystem.File; readonly tempPath: string; readonly published: { renamed: boolean } }, ObjectStoreError, Scope.Scope> =>
         Effect.gen(function* () {
           const tempPath = path.join(tempDirectory, `${(yield* Random.nextInt).toString(36)}-${(yield* Random.nextInt).toString(36)}`)
+          const published = { renamed: false }
           // Opened and scheduled for removal in one uninterruptible step, so no temp file outlives
-          // an interrupted put (after a rename it is gone already, after a link it is a second name).
+          // an interrupted put.
           const opened = yield* Effect.either(
-            Effect.uninterruptible(Effect.tap(fs.open(tempPath, { flag: "wx" }), () => Effect.addFinalizer(() => Effect.ignore(fs.remove(tempPath)))))
+            Effect.uninterruptible(
+              Effect.tap(fs.open(tempPath, { flag: "wx" }), () => Effect.addFinalizer(() => (published.renamed ? Effect.void : Effect.ignore(fs.remove(tempPath)))))
+            )
           )
-          if (opened._tag === "Right") return { file: opened.right, tempPath }
+          if (opened._tag === "Right") return { file: opened.right, tempPath, published }
           if (isAlreadyExists(opened.left) && remaining > 1) return yield* attempt(remaining - 1, madeDirectory)
           if (!isNotFound(opened.left) || madeDirectory) return yield* Effect.fail(classifyIoError("put", key, opened.left))
           yield* Effect.catchIf(fs.makeDirectory(tempDirectory), isAlreadyExists, () => Effect.void).pipe(
@@ -182,37 +194,51 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
       return attempt(tempNameAttemptsMax, false)
     }
 
-    /** Makes the object's directory; when new directories were made, fsyncs them up to the root. */
-    const publishDirectory = (key: string, target: string) =>
-      Effect.gen(function* () {
-        const directory = path.dirname(target)
-        const existed = yield* fs.exists(directory)
-        if (!existed) yield* fs.makeDirectory(directory, { recursive: true })
-        return existed
-      }).pipe(Effect.mapError(io("put", key)))
-
     const syncUpTo = (directory: string, all: boolean): Effect.Effect<void, PlatformError> =>
       Effect.gen(function* () {
         yield* syncDirectory(directory)
         if (all && directory !== root && directory.startsWith(root)) yield* syncUpTo(path.dirname(directory), true)
       })
 
+    /**
+     * Publishes the temp file under `target` (rename, or link for a conditional put). The object's
+     * directory is made only when the first attempt finds it missing, so a put into an existing
+     * directory costs no extra system call; returns whether directories were made.
+     */
+    const publish = (key: string, tempPath: string, target: string, conditional: boolean): Effect.Effect<boolean, ObjectStoreError> => {
+      const once = conditional ? fs.link(tempPath, target) : fs.rename(tempPath, target)
+      const classified = (error: PlatformError): Effect.Effect<never, ObjectStoreError> =>
+        Effect.fail(isAlreadyExists(error) ? new PreconditionFailed({ operation: "put", key }) : classifyIoError("put", key, error))
+      return once.pipe(
+        Effect.as(false),
+        Effect.catchAll((error) =>
+          isNotFound(error)
+            ? fs.makeDirectory(path.dirname(target), { recursive: true }).pipe(
+              Effect.mapError(io("put", key)),
+              Effect.zipRight(Effect.catchAll(once, classified)),
+              Effect.as(true)
+            )
+            : classified(error)
+        )
+      )
+    }
+
     const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
       Effect.gen(function* () {
         const target = yield* objectPath("put", key)
         yield* Effect.scoped(
           Effect.gen(function* () {
-            const { file, tempPath } = yield* openTemp(key)
+            const { file, tempPath, published } = yield* openTemp(key)
             // writeAll reports a 0-byte write as WriteZero: an empty object needs no write at all.
             const write = bytes.length === 0 ? file.sync : Effect.zipRight(file.writeAll(bytes), file.sync)
             yield* Effect.mapError(write, io("put", key))
-            const directoryExisted = yield* publishDirectory(key, target)
-            const publish = putOptions?.ifNoneMatch === true ? fs.link(tempPath, target) : fs.rename(tempPath, target)
-            yield* publish.pipe(
-              Effect.catchIf(isAlreadyExists, () => Effect.fail(new PreconditionFailed({ operation: "put", key }))),
-              Effect.mapError((error) => (error._tag === "PreconditionFailed" ? error : classifyIoError("put", key, error)))
+            const conditional = putOptions?.ifNoneMatch === true
+            const madeDirectories = yield* Effect.uninterruptible(
+              Effect.tap(publish(key, tempPath, target, conditional), () => Effect.sync(() => {
+                published.renamed = !conditional
+              }))
             )
-            yield* Effect.mapError(syncUpTo(path.dirname(target), !directoryExisted), io("put", key))
+            yield* Effect.mapError(syncUpTo(path.dirname(target), madeDirectories), io("put", key))
           })
         )
       })
