@@ -163,6 +163,30 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
 }
 
 // ---------------------------------------------------------------------------------------------
+// A known payload hash
+// ---------------------------------------------------------------------------------------------
+
+/** The header SigV4 signs as the payload's hash; when it is present the signer does not hash the body. */
+export const contentSha256Header = "x-amz-content-sha256"
+
+const hasHeaders = (value: unknown): value is { headers: Record<string, string> } =>
+  typeof value === "object" && value !== null && "headers" in value && typeof value.headers === "object" && value.headers !== null
+
+/**
+ * Adds a build-step middleware that sets `x-amz-content-sha256` to a hash the caller computed
+ * already: it runs before signing (finalizeRequest), so the signer reads the header instead of
+ * hashing the body again, and S3 checks the body against it.
+ */
+const withContentSha256 = (command: PutObjectCommand, sha256Hex: string): void =>
+  command.middlewareStack.add(
+    (next) => (args) => {
+      if (hasHeaders(args.request)) args.request.headers[contentSha256Header] = sha256Hex
+      return next(args)
+    },
+    { step: "build", name: "effectS3TierContentSha256" }
+  )
+
+// ---------------------------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------------------------
 
@@ -229,11 +253,18 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
     classified(
       "put",
       key,
-      send((signal) =>
-        client.send(
-          new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.length, ...(putOptions?.ifNoneMatch === true ? { IfNoneMatch: "*" } : {}) }),
-          { abortSignal: signal }
-        ))
+      send((signal) => {
+        const command = new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: bytes,
+          ContentLength: bytes.length,
+          ...(putOptions?.ifNoneMatch === true ? { IfNoneMatch: "*" } : {})
+        })
+        const sha256Hex = putOptions?.sha256Hex
+        if (sha256Hex !== undefined) withContentSha256(command, sha256Hex)
+        return client.send(command, { abortSignal: signal })
+      })
     )
 
   const head = (key: string): Effect.Effect<ObjectInfo, ObjectStoreError> =>

@@ -25,6 +25,13 @@ import type { ObjectNotFound, ObjectStoreError } from "../domain/Errors.js"
 export interface PutOptions {
   /** Write only if the key does not exist yet (`If-None-Match: *`). */
   readonly ifNoneMatch?: boolean
+  /**
+   * The SHA-256 of `bytes` as 64 lowercase hex digits, when the caller has it already (part uploads
+   * do: the manifest records it). The S3 store sends it as `x-amz-content-sha256`, so the SDK does
+   * not hash the body a second time to sign it, and S3 rejects a body that does not match it. Other
+   * stores ignore it. A wrong value is the caller's bug: S3 refuses the put (permanent).
+   */
+  readonly sha256Hex?: string
 }
 
 /** What `head` and `list` say of an object. */

@@ -558,7 +558,7 @@ const readAndPut = (table: Table, slot: Slot, checkpoint: CheckpointNumber): Eff
     const content = yield* ioOf(slot).withPermits(1)(table.disk.readAll(slot.path))
     const bytes = Option.getOrElse(content, () => new Uint8Array(0))
     const sha256 = sha256Hex(bytes)
-    yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, slot.file, slot.part, sha256), bytes)
+    yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, slot.file, slot.part, sha256), bytes, { sha256Hex: sha256 })
     return { checkpoint, sha256, sizeBytes: bytes.length }
   })
 

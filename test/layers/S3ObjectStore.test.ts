@@ -10,6 +10,7 @@
  * V4 signature, so a wrong secret cannot be observed here: SignatureDoesNotMatch is covered by
  * the classification table only. The harness fixes themselves are checked with raw HTTP requests.
  */
+import { createHash } from "node:crypto"
 import * as http from "node:http"
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, S3Client } from "@aws-sdk/client-s3"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -198,6 +199,36 @@ describe("S3ObjectStore never hangs", () => {
         assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "NoSuchBucket", JSON.stringify(error))
       }
     }))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("S3ObjectStore with a known content hash (PutOptions.sha256Hex)", () => {
+  const withStore = <A, E>(body: (store: ObjectStoreService) => Effect.Effect<A, E>) => Effect.flatMap(S3ObjectStore.make(optionsFor(server())), body)
+  const bytes = new TextEncoder().encode("a part's bytes, hashed once by the caller")
+  const sha256 = createHash("sha256").update(bytes).digest("hex")
+
+  it.scopedLive("the given hash is what the request declares, and the server verifies the body against it", () =>
+    withStore((store) =>
+      Effect.gen(function* () {
+        const before = server().stats().verifiedContentSha256Puts
+        yield* store.put("hashed/right", bytes, { sha256Hex: sha256 })
+        assert.strictEqual(server().stats().verifiedContentSha256Puts, before + 1)
+        assert.deepStrictEqual(Array.from(yield* store.get("hashed/right")), Array.from(bytes))
+      })
+    ))
+
+  it.scopedLive("a hash that does not match the body is ObjectStoreRejected (permanent) and writes nothing", () =>
+    withStore((store) =>
+      Effect.gen(function* () {
+        // If the SDK replaced our header with its own hash, this put would succeed.
+        const wrong = createHash("sha256").update("other bytes").digest("hex")
+        const error = failureOf(yield* Effect.exit(store.put("hashed/wrong", bytes, { sha256Hex: wrong })))
+        assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "XAmzContentSHA256Mismatch", JSON.stringify(error))
+        const missing = failureOf(yield* Effect.exit(store.get("hashed/wrong")))
+        assert.strictEqual(missing?._tag, "ObjectNotFound")
+      })
+    ))
 })
 
 // ---------------------------------------------------------------------------------------------

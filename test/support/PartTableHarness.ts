@@ -51,6 +51,8 @@ export interface StoreControl {
   putGate: Deferred.Deferred<void> | undefined
   /** Scheduler yields before every request reaches the bucket. */
   yieldsPerRequest: number
+  /** The content hash each part PUT passed in its options (PutOptions.sha256Hex), by key. */
+  putSha256ByKey: Map<string, string | undefined>
 }
 
 const partOf = (layout: KeyLayout.KeyLayout, key: string): string | undefined => {
@@ -70,7 +72,8 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
     failPuts: 0,
     getGate: undefined,
     putGate: undefined,
-    yieldsPerRequest: 0
+    yieldsPerRequest: 0,
+    putSha256ByKey: new Map()
   }
   const runningGets = new Map<string, number>()
   const runningPuts = new Map<string, number>()
@@ -113,7 +116,11 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
   const store: ObjectStoreService = {
     ...inner,
     get: (key) => tracked("get", key, inner.get(key)),
-    put: (key, bytes, options) => tracked("put", key, inner.put(key, bytes, options))
+    put: (key, bytes, options) =>
+      Effect.zipRight(
+        Effect.sync(() => partOf(layout, key) !== undefined && control.putSha256ByKey.set(key, options?.sha256Hex)),
+        tracked("put", key, inner.put(key, bytes, options))
+      )
   }
   return { store, control }
 }

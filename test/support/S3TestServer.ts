@@ -12,6 +12,8 @@
  *   wins (every PUT of an object takes that lock);
  * - PUT bodies are buffered first; a request the client aborted midway writes nothing (s3rver
  *   would commit a truncated object after destroying the old one);
+ * - a PUT that declares its body's SHA-256 in `x-amz-content-sha256` is refused with 400
+ *   XAmzContentSHA256Mismatch when the body does not match it, as S3 does (counted when it matches);
  * - `aws-chunked` bodies are decoded (counted in `stats`, so a test can assert the client never
  *   sends them);
  * - AbortMultipartUpload (`DELETE ?uploadId=`) answers 204 after removing the upload;
@@ -62,6 +64,8 @@ export interface S3TestServerStats {
   readonly awsChunkedPuts: number
   /** Conditional puts answered 412. */
   readonly preconditionFailures: number
+  /** PUTs whose body matched the hex SHA-256 they declared in `x-amz-content-sha256`. */
+  readonly verifiedContentSha256Puts: number
 }
 
 export interface RunningS3TestServer {
@@ -266,6 +270,7 @@ interface MutableStats {
   abortedPuts: number
   awsChunkedPuts: number
   preconditionFailures: number
+  verifiedContentSha256Puts: number
 }
 
 const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: () => void): S3rver.Middleware => {
@@ -316,6 +321,16 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
       if (encodings.length === 0) delete context.headers["content-encoding"]
       else context.headers["content-encoding"] = encodings.join(",")
     }
+    // S3 checks a declared payload hash (64 hex digits; not UNSIGNED-PAYLOAD or STREAMING-…) against
+    // the body and refuses a mismatch; s3rver does not look at it.
+    const declared = context.get("x-amz-content-sha256").trim().toLowerCase()
+    if (/^[0-9a-f]{64}$/.test(declared)) {
+      if (createHash("sha256").update(content).digest("hex") !== declared) {
+        return sendError(context, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
+      }
+      stats.verifiedContentSha256Puts += 1
+      changed()
+    }
     const stream = new PassThrough()
     stream.end(content)
     context.req = stream
@@ -336,7 +351,7 @@ export const start = async (options: S3TestServerOptions = {}): Promise<RunningS
   const bucket = options.bucket ?? "test-bucket"
   const directory = await fsp.mkdtemp(path.join(os.tmpdir(), "s3rver-"))
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, vhostBuckets: false, configureBuckets: [{ name: bucket }] })
-  const stats: MutableStats = { abortedPuts: 0, awsChunkedPuts: 0, preconditionFailures: 0 }
+  const stats: MutableStats = { abortedPuts: 0, awsChunkedPuts: 0, preconditionFailures: 0, verifiedContentSha256Puts: 0 }
   const listeners = new Set<() => void>()
   const changed = () => {
     for (const listener of [...listeners]) listener()
