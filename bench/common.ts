@@ -5,7 +5,9 @@
  * This is measurement code at the program's edge: it reads the real clock (`performance.now`) and
  * the process's memory, which library code never does.
  */
+import { spawn } from "node:child_process"
 import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
 import type { Scope } from "effect"
 import * as Storage from "../src/layers/Storage.js"
@@ -130,3 +132,42 @@ export const openStorage = <E>(
 /** Keeps the library's info logs (one per shutdown) out of the benchmark's output. */
 export const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error))
+
+/** Connection info of the S3 server process (bench/s3-server-process.ts). */
+export interface S3ServerProcessInfo {
+  readonly endpoint: string
+  readonly port: number
+  readonly bucket: string
+  readonly region: string
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string }
+}
+
+/**
+ * Starts the test S3 server in a child process (so that it does not share the client's event loop,
+ * as a real endpoint never does) and resolves with its connection info and a `stop`.
+ */
+export const startS3ServerProcess = (bucket: string): Promise<{ readonly info: S3ServerProcessInfo; readonly stop: () => Promise<void> }> =>
+  new Promise((resolve, reject) => {
+    const script = fileURLToPath(new URL("./s3-server-process.ts", import.meta.url))
+    const child = spawn(process.execPath, ["--import", "tsx", script, bucket], { stdio: ["pipe", "pipe", "inherit"] })
+    let output = ""
+    const exited = new Promise<void>((done) => child.once("exit", () => done()))
+    const stop = async () => {
+      child.stdin?.end()
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000)
+      await exited
+      clearTimeout(timer)
+    }
+    child.once("error", reject)
+    child.once("exit", (code) => reject(new Error(`the S3 server process exited (code ${code}) before it was ready: ${output}`)))
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+      const newline = output.indexOf("\n")
+      if (newline < 0) return
+      try {
+        resolve({ info: JSON.parse(output.slice(0, newline)) as S3ServerProcessInfo, stop })
+      } catch (error) {
+        reject(error)
+      }
+    })
+  })

@@ -7,6 +7,7 @@
  *
  * Each scenario measures ours against its baseline in the same run and reports the ratio.
  */
+import { spawnSync } from "node:child_process"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -58,6 +59,16 @@ export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
   return { quick, only, write, outDirectory }
 }
 
+/**
+ * Between scenarios: flushes the file system's dirty pages (`sync`) and pauses a second, so that the
+ * write-back of one scenario's files (the throughput scenario writes about a GiB) does not take the
+ * CPU from the next one's measurements.
+ */
+const settle = async (): Promise<void> => {
+  spawnSync("sync", { stdio: "ignore" })
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+}
+
 /** Runs the selected scenarios; returns the run (and writes the files unless told not to). */
 export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
   const args = parseArguments(argv)
@@ -66,6 +77,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
   const results: Array<ScenarioResult> = []
   for (const [name, runScenario] of scenarios) {
     if (args.only !== undefined && !args.only.includes(name)) continue
+    if (results.length > 0 && !args.quick) await settle()
     process.stderr.write(`bench: ${name}${args.quick ? " (quick)" : ""}…\n`)
     const scenarioStart = now()
     // A scenario that fails (a defect in the library, a broken backend) is reported as failed; the
