@@ -70,8 +70,10 @@ export const markdown = (run: Run): string => {
   lines.push(`| load average at start / end | ${run.machine.loadAverage.join(", ")} / ${run.loadAverageAfter.join(", ")} |`)
   lines.push(`| duration | ${(run.durationMs / 1000).toFixed(1)} s |`)
   lines.push("")
-  if (Math.max(...run.machine.loadAverage, ...run.loadAverageAfter) > run.machine.cores) {
-    lines.push(`> The machine was loaded (load average above its ${run.machine.cores} cores) during this run: other processes competed for the CPU, so even the ratios carry noise.\n`)
+  // The 1-minute averages just before and just after: the 5- and 15-minute ones at the start tell of
+  // what ran before, and those at the end count the benchmark's own processes.
+  if (Math.max(run.machine.loadAverage[0] ?? 0, run.loadAverageAfter[0] ?? 0) > run.machine.cores) {
+    lines.push(`> The machine was loaded (1-minute load average above its ${run.machine.cores} cores at the start or the end) during this run: other processes competed for the CPU, so even the ratios carry noise.\n`)
   }
   if (run.failed.length > 0) lines.push(`> **Failed scenarios**: ${run.failed.join(", ")} (see their sections).\n`)
   for (const scenario of run.scenarios) {

@@ -5,9 +5,10 @@
  * calls: the limit) and by what a user would write (Promise.all over chunks of `concurrency`).
  * Against s3rver (test/support/S3TestServer.ts, in its own process: bench/s3-server-process.ts) and
  * against the file store, whose baseline is bare `fs.promises` writes with the same durability
- * (temp file, fsync, rename, fsync of the directory). A third baseline, "hashed", is the bare pool
- * plus the SHA-256 of each part that the manifest requires: the limit for any content-verified
- * checkpoint.
+ * (temp file, fsync, rename, fsync of the directory). For the file store a third baseline,
+ * "hashed", is the bare pool plus the SHA-256 of each part that the manifest requires: the limit for
+ * any content-verified checkpoint. (Against S3 the bare SDK pool hashes each body already, to sign
+ * it; ours hashes once too and hands the hash to the SDK, so there the bare pool is that limit.)
  *
  * The local disk is MemoryDisk, so the figures measure the queue/worker path and the store, not the
  * local disk. Ours also writes the checkpoint's manifests (a few small objects) within its time.
@@ -80,13 +81,15 @@ interface Target {
   readonly put: (key: string, bytes: Uint8Array) => Promise<void>
   /** Before a bare run (directories), untimed. */
   readonly prepare: (prefix: string) => Promise<void>
+  /** Whether a bare put hashes its body already (the SDK's SigV4 signing does). */
+  readonly hashesBody: boolean
   /** After every run, untimed: removes what it wrote, so the store does not grow over the scenario. */
   readonly cleanup: (prefix: string) => Promise<void>
 }
 
 const runTarget = async (target: Target, parts: ReadonlyArray<Uint8Array>, concurrency: number, repetitions: number) => {
   const figures: Record<Method, Array<number>> = { ours: [], bare: [], user: [], hashed: [] }
-  const methods: ReadonlyArray<Method> = ["ours", "bare", "user", "hashed"]
+  const methods: ReadonlyArray<Method> = target.hashesBody ? ["ours", "bare", "user"] : ["ours", "bare", "user", "hashed"]
   const totalMiB = parts.length
   // Warm-up (connections, JIT), not counted.
   const warm = parts.slice(0, Math.min(4, parts.length))
@@ -138,6 +141,7 @@ const s3Target = (info: S3ServerProcessInfo, client: S3Client): Target => ({
     await client.send(new PutObjectCommand({ Bucket: info.bucket, Key: key, Body: bytes }))
   },
   prepare: async () => {},
+  hashesBody: true,
   cleanup: async (prefix) => {
     let token: string | undefined
     do {
@@ -175,6 +179,7 @@ const fileTarget = (root: string): Target => ({
   prepare: async (prefix) => {
     await fsp.mkdir(path.join(root, prefix), { recursive: true })
   },
+  hashesBody: false,
   cleanup: async (prefix) => {
     await fsp.rm(path.join(root, prefix), { recursive: true, force: true })
   }
@@ -218,15 +223,17 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
         goal: "ratio ≥ 0.9",
         met: pairedRatio(figures.ours, figures.bare) >= 0.9
       })
-      rows.push({
-        case: `${target.name}: ours vs the bare pool that also hashes each part (the limit with the manifest's SHA-256)`,
-        ours: round(ours, 1),
-        baseline: round(hashed, 1),
-        unit: "MiB/s",
-        ratio: round(pairedRatio(figures.ours, figures.hashed), 3),
-        goal: "reported",
-        met: undefined
-      })
+      if (!target.hashesBody) {
+        rows.push({
+          case: `${target.name}: ours vs the bare pool that also hashes each part (the limit with the manifest's SHA-256)`,
+          ours: round(ours, 1),
+          baseline: round(hashed, 1),
+          unit: "MiB/s",
+          ratio: round(pairedRatio(figures.ours, figures.hashed), 3),
+          goal: "reported",
+          met: undefined
+        })
+      }
       rows.push({
         case: `${target.name}: ours vs Promise.all over chunks of ${concurrency} (what a user writes)`,
         ours: round(ours, 1),
@@ -251,7 +258,8 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
     baselineLabel: "baseline (MiB/s)",
     rows,
     notes: [
-      "Ours is timed from `storage.checkpoint` to its report. Per part it also reads the part from the local disk and computes its SHA-256 (the manifest's content check), and it writes the checkpoint's manifests (a few small objects) and checks the bucket lock; the bare baselines do none of this. The \"hashed\" row shows how much of the gap the SHA-256 alone explains.",
+      "Ours is timed from `storage.checkpoint` to its report. Per part it also reads the part from the local disk and computes its SHA-256 (the manifest's content check), and it writes the checkpoint's manifests (a few small objects) and checks the bucket lock; the bare baselines do none of this (but the bare SDK hashes each body to sign it, which ours lets the SDK skip by sending its own hash). The file store's \"hashed\" row shows how much of its gap the SHA-256 alone explains: with the bucket on a local disk whose writes land in the page cache, hashing 1 MiB costs about as much as storing it, so 0.9 of the bare file pool is out of reach for any checkpoint that records a content hash.",
+      "Where the rest of the gap goes (CPU profiles of the timed checkpoint): allocating a fresh 1 MiB buffer per part read cost more in garbage collection than the copy itself (about 15% of the s3rver throughput), so uploads now read parts into reused buffers (PartTable, at most workerCount kept); the task handles, part-state transactions, the extra read of each part and the manifests cost the rest.",
       "@aws-sdk/lib-storage is not a dependency of the project, so it is not measured; its `Upload` is a multipart uploader for one large body and would not apply to 1 MiB objects anyway.",
       "s3rver runs in its own process (as a real endpoint never shares the client's event loop), but on the same 2 cores: it writes every object to its own temp directory and is single-threaded JavaScript, so it, not the client, is usually the bottleneck.",
       "The file store's baseline has the same durability as the store: temp file, fsync, rename, fsync of the directory. On this machine's disk the absolute figures swing by 2× between runs; the order of the methods is rotated per repetition so that the swings fall on all of them."

@@ -70,6 +70,7 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
           if (count === 0) break
           filled += count
         }
+        return filled
       })
 
     const syncPath = (absolute: string) => Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => file.sync))
@@ -103,6 +104,14 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
         )
         return buffer
       })
+
+    const readAllInto: LocalDiskService["readAllInto"] = (path, buffer) =>
+      Effect.flatMap(resolve("readAllInto", path), ({ absolute, relative }) =>
+        Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => readInto(file, 0, buffer))).pipe(
+          Effect.map(Option.some),
+          Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<number>())),
+          Effect.mapError(ioError("readAllInto", relative))
+        ))
 
     const readAll: LocalDiskService["readAll"] = (path) =>
       Effect.flatMap(resolve("readAll", path), ({ absolute, relative }) =>
@@ -186,7 +195,7 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
         )
       )
 
-    return { root, read, readAll, write, writeAtomic, sync, remove, size, list, usedBytes }
+    return { root, read, readAll, readAllInto, write, writeAtomic, sync, remove, size, list, usedBytes }
   })
 
 /** LocalDisk over a directory of the FileSystem in context. @category layers */

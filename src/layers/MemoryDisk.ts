@@ -167,6 +167,16 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
           counters.reads++
           return Either.right(Option.map(Option.fromNullable(files.get(valid)), contentOf))
         }),
+      readAllInto: (path, buffer) =>
+        // The same operation as readAll for fault injection: a rule on "readAll" fails both.
+        operate("readAll", path, false, (valid) => {
+          counters.reads++
+          const file = files.get(valid)
+          if (file === undefined) return Either.right(Option.none())
+          const count = Math.min(file.size, buffer.length)
+          buffer.set(file.data.subarray(0, count))
+          return Either.right(Option.some(count))
+        }),
       write: (path, offset, bytes) =>
         Effect.zipRight(
           assertRange("write", offset, bytes.length),

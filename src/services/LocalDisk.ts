@@ -27,6 +27,13 @@ export interface LocalDiskService {
   readonly read: (path: string, offset: number, length: number) => Effect.Effect<Uint8Array, LocalIoError>
   /** The whole file, or None when it does not exist. */
   readonly readAll: (path: string) => Effect.Effect<Option.Option<Uint8Array>, LocalIoError>
+  /**
+   * Reads the file from its start into `buffer` (at most `buffer.length` bytes, so a caller that
+   * wants to know the file fits passes one byte more than it expects); the number of bytes read, or
+   * None when the file does not exist. For callers that reuse one buffer across reads of many files
+   * (part uploads), so that reading a part allocates nothing.
+   */
+  readonly readAllInto: (path: string, buffer: Uint8Array) => Effect.Effect<Option.Option<number>, LocalIoError>
   /** Writes bytes at an offset, creating the file and its directories; not synced. */
   readonly write: (path: string, offset: number, bytes: Uint8Array) => Effect.Effect<void, LocalIoError>
   /** Replaces a file atomically and durably: temp file, fsync, rename, fsync of the directory. */

@@ -50,7 +50,7 @@ import type { Scope } from "effect"
 import {
   CorruptObject,
   InvalidRange,
-  type LocalIoError,
+  LocalIoError,
   type ObjectStoreError,
   PartLeaseTimeout,
   PartLoadFailed,
@@ -282,6 +282,8 @@ interface Table {
   readonly openCheckpoint: TRef.TRef<CheckpointNumber>
   readonly loads: FiberSet.FiberSet<void, never>
   readonly sweepLock: Effect.Semaphore
+  /** Upload read buffers (partSizeBytes + 1 each) free for reuse; at most workerCount are kept. */
+  readonly uploadBuffers: Array<Uint8Array>
   hand: number
 }
 
@@ -552,15 +554,42 @@ const tryStartUpload = (table: Table, slot: Slot): STM.STM<UploadStep> =>
     return STM.as(applyEvent(table, slot, cell, PartStateDomain.PartEvent.UploadStart), { _tag: "Started", version: cell.state.version })
   })
 
+/**
+ * A part-sized read buffer for one upload, as a scoped resource: taken from the table's free list
+ * (or made when it is empty) and given back when the upload's scope closes, keeping at most
+ * `workerCount` (the most uploads that run at once). Reusing them spares a 1 MiB allocation per
+ * upload, whose garbage collection cost more than the copy itself (BENCHMARKS.md, scenario 1). A
+ * buffer is given back only after the store's put returned, failed or was interrupted; the stores
+ * do not keep the bytes past that (memory copies them, files are written before the rename, S3
+ * aborts the request, and the declared SHA-256 makes S3 refuse any body that does not match).
+ */
+const uploadBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => table.uploadBuffers.pop() ?? new Uint8Array(table.config.partSizeBytes + 1)),
+    (buffer) =>
+      Effect.sync(() => {
+        if (table.uploadBuffers.length < table.config.workerCount) table.uploadBuffers.push(buffer)
+      })
+  )
+
 /** Reads the part (under its I/O lock), hashes it, PUTs it under its content-addressed key. */
 const readAndPut = (table: Table, slot: Slot, checkpoint: CheckpointNumber): Effect.Effect<RemotePart, ObjectStoreError | LocalIoError> =>
-  Effect.gen(function* () {
-    const content = yield* ioOf(slot).withPermits(1)(table.disk.readAll(slot.path))
-    const bytes = Option.getOrElse(content, () => new Uint8Array(0))
-    const sha256 = sha256Hex(bytes)
-    yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, slot.file, slot.part, sha256), bytes, { sha256Hex: sha256 })
-    return { checkpoint, sha256, sizeBytes: bytes.length }
-  })
+  Effect.scoped(
+    Effect.gen(function* () {
+      const buffer = yield* uploadBuffer(table)
+      const count = yield* ioOf(slot).withPermits(1)(table.disk.readAllInto(slot.path, buffer))
+      const length = Option.getOrElse(count, () => 0)
+      if (length > table.config.partSizeBytes) {
+        return yield* Effect.fail(
+          new LocalIoError({ operation: "upload", path: slot.path, detail: `the part file is longer than a part (${table.config.partSizeBytes} bytes)` })
+        )
+      }
+      const bytes = buffer.subarray(0, length)
+      const sha256 = sha256Hex(bytes)
+      yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, slot.file, slot.part, sha256), bytes, { sha256Hex: sha256 })
+      return { checkpoint, sha256, sizeBytes: length }
+    })
+  )
 
 /**
  * The WritePart task's effect. Waits (interruptibly) until no other upload of the part is in
@@ -909,6 +938,7 @@ export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalD
       openCheckpoint: yield* TRef.make(CheckpointNumberSchema.make(1)),
       loads: yield* FiberSet.make<void, never>(),
       sweepLock: yield* Effect.makeSemaphore(1),
+      uploadBuffers: [],
       hand: 0
     }
     const close = STM.commit(TRef.set(table.closed, true))

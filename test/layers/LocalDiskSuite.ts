@@ -49,6 +49,26 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
       assert.strictEqual(Option.getOrThrow(yield* disk.size("deep/empty-atomic")), 0)
     }))
 
+  it.scopedLive("readAllInto reads a file from its start into a given buffer and says how much it read", () =>
+    Effect.gen(function* () {
+      const disk = yield* makeDisk
+      const buffer = new Uint8Array(8).fill(0xee)
+      assert.isTrue(Option.isNone(yield* disk.readAllInto("nothing/here", buffer)))
+      yield* disk.write("parts/p0", 0, bytesOf(1, 2, 3, 4, 5))
+      assert.strictEqual(Option.getOrThrow(yield* disk.readAllInto("parts/p0", buffer)), 5)
+      assert.deepStrictEqual(buffer, bytesOf(1, 2, 3, 4, 5, 0xee, 0xee, 0xee))
+      // A file longer than the buffer fills it: the caller sees count = buffer.length.
+      yield* disk.write("parts/long", 0, bytesOf(9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
+      assert.strictEqual(Option.getOrThrow(yield* disk.readAllInto("parts/long", buffer)), 8)
+      assert.deepStrictEqual(buffer, bytesOf(9, 8, 7, 6, 5, 4, 3, 2))
+      // The same buffer again, for a shorter file: only its bytes are written.
+      yield* disk.write("parts/short", 0, bytesOf(6, 6))
+      assert.strictEqual(Option.getOrThrow(yield* disk.readAllInto("parts/short", buffer)), 2)
+      assert.deepStrictEqual(buffer.subarray(0, 2), bytesOf(6, 6))
+      yield* disk.write("parts/empty", 0, new Uint8Array(0))
+      assert.strictEqual(Option.getOrThrow(yield* disk.readAllInto("parts/empty", buffer)), 0)
+    }))
+
   it.scopedLive("writeAtomic replaces the whole file, shorter or longer, and leaves no temporary file", () =>
     Effect.gen(function* () {
       const disk = yield* makeDisk

@@ -320,6 +320,30 @@ describe("PartTable", () => {
         yield* assertHealthy(h)
       }))
 
+    it.scoped("concurrent uploads that reuse read buffers each store their own part's bytes", () =>
+      Effect.gen(function* () {
+        const h = yield* makeHarness({ config: { workerCount: 3 } })
+        const layout = KeyLayout.make("")
+        const partCount = 12
+        for (let index = 0; index < partCount; index++) {
+          // Different lengths too: a reused buffer must not leak a longer part's tail into a shorter one.
+          yield* h.parts.write(fa, index * h.config.partSizeBytes, filled(100 + ((index * 37) % 60), index + 1))
+        }
+        h.control.yieldsPerRequest = 3
+        for (const round of [1, 2]) {
+          const entries = yield* h.parts.snapshot(cp(round))
+          const remotes = yield* Effect.forEach(entries, (entry) => h.parts.ensureUploaded(entry, cp(round)), { concurrency: "unbounded" })
+          for (const [index, remote] of remotes.entries()) {
+            const stored = yield* Effect.orDie(h.store.get(KeyLayout.partKey(layout, remote.checkpoint, fa, part(index), remote.sha256)))
+            assert.deepStrictEqual(stored, filled(100 + ((index * 37) % 60), index + 1), `round ${round}, part ${index}`)
+            assert.strictEqual(remote.sha256, sha256Hex(stored))
+          }
+          // Every part changes for the second round.
+          for (let index = 0; index < partCount; index++) yield* h.parts.write(fa, index * h.config.partSizeBytes, filled(100 + ((index * 37) % 60), index + 1))
+        }
+        yield* assertHealthy(h)
+      }))
+
     it.scoped("ensureUploaded waits (holding no lease) for an upload in flight and fails with the upload's error, leaving the part owed", () =>
       Effect.gen(function* () {
         const h = yield* makeHarness()

@@ -115,11 +115,13 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
     })
   const store: ObjectStoreService = {
     ...inner,
-    get: (key) => tracked("get", key, inner.get(key)),
+    get: (key) => tracked("get", key, Effect.suspend(() => inner.get(key))),
     put: (key, bytes, options) =>
       Effect.zipRight(
         Effect.sync(() => partOf(layout, key) !== undefined && control.putSha256ByKey.set(key, options?.sha256Hex)),
-        tracked("put", key, inner.put(key, bytes, options))
+        // Suspended: the bytes are read when the request reaches the bucket (after the yields and
+        // the gate), as a real store reads them during the request, not when the call is made.
+        tracked("put", key, Effect.suspend(() => inner.put(key, bytes, options)))
       )
   }
   return { store, control }
