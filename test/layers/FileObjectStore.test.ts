@@ -13,6 +13,7 @@ import { Chunk, Effect, Either, FastCheck, Layer, Stream } from "effect"
 import * as FileObjectStore from "../../src/layers/FileObjectStore.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 import { suite } from "./ObjectStoreSuite.js"
+import { codePoint } from "../support/Shared.js"
 
 const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
 
@@ -42,18 +43,6 @@ const filesBelow = (fs: FileSystem.FileSystem, directory: string) =>
 
 const listAll = (store: { readonly list: (prefix: string) => Stream.Stream<{ readonly key: string }, unknown> }, prefix = "") =>
   Effect.map(Stream.runCollect(store.list(prefix)), (infos) => Chunk.toReadonlyArray(infos).map((info) => info.key))
-
-/**
- * One code point from each range where orders and encodings differ: ASCII, the rest of the BMP
- * below the surrogates, the BMP above them (U+E000–U+FFFF) and the astral planes (surrogate pairs).
- * (Hand-made rather than fast-check's "binary" unit, whose first use costs ~2 s of set-up.)
- */
-const codePoint = FastCheck.oneof(
-  FastCheck.integer({ min: 0x00, max: 0x7f }),
-  FastCheck.integer({ min: 0x80, max: 0xd7ff }),
-  FastCheck.integer({ min: 0xe000, max: 0xffff }),
-  FastCheck.integer({ min: 0x10000, max: 0x10ffff })
-).map((point) => String.fromCodePoint(point))
 
 describe("FileObjectStore key encoding", () => {
   it("round-trips every well-formed segment into a safe file name", () => {

@@ -9,22 +9,11 @@ import { Chunk, Effect, FastCheck, Option, Stream } from "effect"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 import { suite } from "./ObjectStoreSuite.js"
+import { codePoint } from "../support/Shared.js"
 
 suite("MemoryObjectStore", MemoryObjectStore.layer, { dotSegmentKeys: true })
 
 const utf8Order = (left: string, right: string): number => Math.sign(Buffer.compare(Buffer.from(left, "utf8"), Buffer.from(right, "utf8")))
-
-/**
- * One code point from each range where orders and encodings differ: ASCII, the rest of the BMP
- * below the surrogates, the BMP above them (U+E000–U+FFFF) and the astral planes (surrogate pairs).
- * (Hand-made rather than fast-check's "binary" unit, whose first use costs ~2 s of set-up.)
- */
-const codePoint = FastCheck.oneof(
-  FastCheck.integer({ min: 0x00, max: 0x7f }),
-  FastCheck.integer({ min: 0x80, max: 0xd7ff }),
-  FastCheck.integer({ min: 0xe000, max: 0xffff }),
-  FastCheck.integer({ min: 0x10000, max: 0x10ffff })
-).map((point) => String.fromCodePoint(point))
 
 describe("MemoryObjectStore", () => {
   it("compareKeys is the order of the UTF-8 bytes (S3's key order)", () => {

@@ -22,6 +22,7 @@ import * as S3Workers from "../../src/services/S3Workers.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
+import { eventually } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -65,16 +66,6 @@ const assertSameError = (actual: unknown, expected: Error) => {
   assert.strictEqual(Object.getPrototypeOf(actual), Object.getPrototypeOf(expected))
   assert.strictEqual((actual as Error).message, expected.message)
 }
-
-/** Yields to the other fibers until `check` holds (bounded: a broken pool fails, never hangs). */
-const eventually = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function* () {
-    for (let round = 0; round < 500; round++) {
-      if (yield* check) return
-      yield* Effect.yieldNow()
-    }
-    return yield* Effect.dieMessage(`never happened: ${what}`)
-  })
 
 /** Moves the TestClock in `stepMs` steps until `fiber` ends (at most `stepsMax` steps). */
 const advanceUntilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, stepMs: number, stepsMax: number) =>

@@ -15,6 +15,7 @@ import { ReadPart, WriteObject, WritePart } from "../../src/domain/Task.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
+import { eventually } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -26,16 +27,6 @@ const makeQueue = (capacity: number) =>
     const waits = yield* WaitRegistry.make
     const queue = yield* TaskQueue.makeUnscoped(capacity, waits)
     return { queue, waits }
-  })
-
-/** Yields to the other fibers until `check` holds (bounded: a broken queue fails, never hangs). */
-const eventually = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function* () {
-    for (let round = 0; round < 500; round++) {
-      if (yield* check) return
-      yield* Effect.yieldNow()
-    }
-    return yield* Effect.dieMessage(`never happened: ${what}`)
   })
 
 /** Sends the interruption at once (in this step), without waiting for the fiber to end. */
