@@ -8,10 +8,11 @@
  *    WritePart tasks, awaited by handle — never a queue position), under the checkpoint deadline;
  * 3. write the file manifest of every file whose part map changed (unchanged files keep the file
  *    manifest of an older checkpoint, so unchanged parts are never uploaded again);
- * 4. check the lock still names this instance and epoch, then write the root manifest
- *    `checkpoints/<N>` with `If-None-Match: *`. That write is the commit point: before it the
- *    previous checkpoint is the latest and every stray object of N is harmless (part objects are
- *    content-addressed and unreferenced); after it N is complete;
+ * 4. check the lock still names this instance and epoch (beside step 3's writes, so it costs no
+ *    round trip of its own), then write the root manifest `checkpoints/<N>` with
+ *    `If-None-Match: *`. That write is the commit point: before it the previous checkpoint is the
+ *    latest and every stray object of N is harmless (part objects are content-addressed and
+ *    unreferenced); after it N is complete;
  * 5. record N in the local control file and tell the WAL that P is covered.
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
  * instance stops checkpointing. Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
@@ -223,7 +224,12 @@ export const make = (options: CheckpointerOptions) =>
           const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
           written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
         }
-        yield* Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })
+        // The lock check runs beside the file-manifest writes (one round trip fewer before the
+        // commit); it still ends before the commit, and a Fenced from it interrupts the writes.
+        yield* Effect.all([Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true }), checkLock], {
+          concurrency: 2,
+          discard: true
+        })
         const createdAtMs = yield* Clock.currentTimeMillis
         const root: Manifest.CheckpointManifest = {
           format: Manifest.checkpointManifestFormat,
@@ -239,7 +245,6 @@ export const make = (options: CheckpointerOptions) =>
         }
         const problem = Manifest.checkpointManifestProblem(root)
         if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
-        yield* checkLock
         const rootBytes = Manifest.encodeCheckpointManifest(root)
         const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
         yield* writeObject(rootKey, "Manifest", rootBytes, true).pipe(

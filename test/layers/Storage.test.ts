@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Option } from "effect"
+import * as Control from "../../src/domain/Control.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type * as Storage from "../../src/layers/Storage.js"
@@ -270,6 +271,30 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
             return Option.isSome(parsed) && parsed.value._tag === "Checkpoint" ? [parsed.value.checkpoint] : []
           }))
           assert.strictEqual(Math.max(...numbers), takeOverAt[1], "nothing was committed after the new instance's last checkpoint")
+          const report = yield* a.shutdown
+          assert.strictEqual(report.lock, "left-fenced")
+        })
+      )
+    }))
+
+  it.live("fencing by the lock check alone: a lock taken over before any newer checkpoint stops the commit (the check runs beside the file-manifest writes)", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          yield* a.write(fileA, 0, H.pattern(1, 3 * partSize))
+          const first = yield* a.checkpoint
+          // Another instance takes the lock but has not checkpointed: checkpoint N+1 is free, so
+          // only the lock check can stop A's commit.
+          yield* bucket.inspect.write(
+            KeyLayout.lockKey(layout),
+            Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("newer-instance"), epoch: Ids.epoch(a.epoch + 1), acquiredAtMs: 0 })
+          )
+          yield* a.write(fileA, 0, H.pattern(2, 3 * partSize))
+          const fenced = yield* Effect.flip(a.checkpoint)
+          assert.strictEqual(fenced._tag, "Fenced")
+          assert.deepStrictEqual(yield* keysUnder(bucket, "checkpoints/"), [KeyLayout.checkpointKey(layout, first.checkpoint)], "nothing was committed after the take-over")
           const report = yield* a.shutdown
           assert.strictEqual(report.lock, "left-fenced")
         })
