@@ -1,7 +1,9 @@
 /**
  * Goal: the benchmarks still run (CI's smoke check). Runs the quick queue scenario in-process,
- * writing no files, and checks that it produced figures for ours and its baseline and a ratio.
- * It asserts nothing about speed: figures on shared CI machines are noise.
+ * writing no files, and checks that it produced figures for ours and its baseline and a ratio; then
+ * every scenario in quick mode (`npm run bench -- --quick`, s3rver in its own process included),
+ * checking that each one ran and reported finite figures. It asserts nothing about speed: figures
+ * on shared CI machines are noise.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { main, parseArguments } from "../../bench/run.js"
@@ -29,4 +31,17 @@ describe("bench", () => {
       assert.isTrue(row.ratio !== undefined && Number.isFinite(row.ratio) && row.ratio > 0, `${row.case}: ratio ${row.ratio}`)
     }
   }, 20_000)
+
+  it("runs every scenario in quick mode and each reports finite figures", async () => {
+    const run = await main(["--quick", "--no-write"])
+    assert.deepStrictEqual(run.failed, [])
+    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease"])
+    for (const scenario of run.scenarios) {
+      assert.isAbove(scenario.rows.length, 0, scenario.id)
+      for (const row of scenario.rows) assert.isTrue(Number.isFinite(row.ours) && row.ours >= 0, `${scenario.id} / ${row.case}: ours ${row.ours}`)
+    }
+    const throughput = run.scenarios.find((scenario) => scenario.id === "throughput")
+    // Both stores, each against its limit, the same-work pool and what a user writes, plus its CPU row.
+    assert.strictEqual(throughput?.rows.length, 8)
+  }, 120_000)
 })
