@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Fiber, Option, Ref, Schedule } from "effect"
+import { Clock, Context, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
 import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
@@ -225,11 +225,15 @@ export const make = (options: CheckpointerOptions) =>
           written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
         }
         // The lock check runs beside the file-manifest writes (one round trip fewer before the
-        // commit); it still ends before the commit, and a Fenced from it interrupts the writes.
-        yield* Effect.all([Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true }), checkLock], {
-          concurrency: 2,
-          discard: true
-        })
+        // commit) and still ends before the commit. Both run to their end (each is bounded by its
+        // requests' timeouts) and neither interrupts the other, so a failure is one plain error:
+        // Fenced first, else the writes' failure.
+        const [writes, lock] = yield* Effect.all(
+          [Effect.either(Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })), Effect.either(checkLock)],
+          { concurrency: 2 }
+        )
+        if (Either.isLeft(lock)) return yield* Effect.fail(lock.left)
+        if (Either.isLeft(writes)) return yield* Effect.fail(writes.left)
         const createdAtMs = yield* Clock.currentTimeMillis
         const root: Manifest.CheckpointManifest = {
           format: Manifest.checkpointManifestFormat,
