@@ -177,16 +177,7 @@ const s3Target = (info: S3ServerProcessInfo, client: S3Client): Target => ({
   }),
   put: async (key, bytes, sha256Hex) => {
     const command = new PutObjectCommand({ Bucket: info.bucket, Key: key, Body: bytes })
-    if (sha256Hex !== undefined) {
-      command.middlewareStack.add(
-        (next) => (args) => {
-          const request = args.request as { headers?: Record<string, string> }
-          if (request.headers !== undefined) request.headers[S3ObjectStore.contentSha256Header] = sha256Hex
-          return next(args)
-        },
-        { step: "build" }
-      )
-    }
+    if (sha256Hex !== undefined) S3ObjectStore.withContentSha256(command, sha256Hex)
     await client.send(command)
   },
   prepare: async () => {},

@@ -176,8 +176,10 @@ const hasHeaders = (value: unknown): value is { headers: Record<string, string> 
  * Adds a build-step middleware that sets `x-amz-content-sha256` to a hash the caller computed
  * already: it runs before signing (finalizeRequest), so the signer reads the header instead of
  * hashing the body again, and S3 checks the body against it.
+ *
+ * @category internals
  */
-const withContentSha256 = (command: PutObjectCommand, sha256Hex: string): void =>
+export const withContentSha256 = (command: PutObjectCommand, sha256Hex: string): void =>
   command.middlewareStack.add(
     (next) => (args) => {
       if (hasHeaders(args.request)) args.request.headers[contentSha256Header] = sha256Hex
