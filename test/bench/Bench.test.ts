@@ -43,5 +43,13 @@ describe("bench", () => {
     const throughput = run.scenarios.find((scenario) => scenario.id === "throughput")
     // Both stores, each against its limit, the same-work pool and what a user writes, plus its CPU row.
     assert.strictEqual(throughput?.rows.length, 8)
+    // Ours' fixed tail (last part stored → report) was recorded for every run against both stores
+    // (a run in which no part was recorded as stored reports NaN).
+    const raw = throughput?.raw as { readonly partCount: number; readonly oursTailMs: Record<string, ReadonlyArray<number>> } | undefined
+    for (const store of ["s3rver", "filesystem"]) {
+      const tails = raw?.oursTailMs[store] ?? []
+      assert.isAbove(tails.length, 0, store)
+      for (const tailMs of tails) assert.isTrue(Number.isFinite(tailMs) && tailMs >= 0, `${store}: tail ${tailMs} ms`)
+    }
   }, 120_000)
 })
