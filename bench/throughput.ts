@@ -124,9 +124,9 @@ type Method = "ours" | "bare" | "user" | "sameWork"
 
 /**
  * The keys a checkpoint of `parts` writes under `prefix`: checkpoint 1's content-addressed part
- * keys. The baselines PUT the very same keys, so every method sends the same bytes under the same
- * names (s3rver and the file store map a key's slashes onto directories, so a key's depth costs
- * them directory work that a flat S3 namespace does not have; with equal keys it falls on all).
+ * keys. The baselines PUT these, so every method sends the same bytes under keys of the shape ours
+ * uses (s3rver and the file store map a key's slashes onto directories, so a key's depth costs
+ * them directory work that a flat S3 namespace does not have; with keys of one shape it falls on all).
  */
 const partKeys = (prefix: string, hashes: ReadonlyArray<string>): ReadonlyArray<string> =>
   hashes.map((sha256, index) => KeyLayout.partKey(KeyLayout.make(prefix), checkpointNumber(1), file, partIndex(index), Sha256Hex.make(sha256)))
@@ -137,7 +137,8 @@ interface Target {
   /** One bare write of `bytes` under `key`; `sha256Hex`, when given, is the body's hash (S3 sends
    * it as `x-amz-content-sha256`, as ours does, so the SDK does not hash the body again). */
   readonly put: (key: string, bytes: Uint8Array, sha256Hex?: string) => Promise<void>
-  /** Before a bare run (directories), untimed. */
+  /** At the start of a bare run, timed: the directories its keys need, made durable (ours makes
+   * them within its checkpoint too, when its first puts find them missing). */
   readonly prepare: (keys: ReadonlyArray<string>) => Promise<void>
   /** After every run, untimed: removes what it wrote, so the store does not grow over the scenario. */
   readonly cleanup: (prefix: string) => Promise<void>
@@ -174,13 +175,13 @@ const runTarget = async (target: Target, parts: ReadonlyArray<Uint8Array>, concu
           tailMs.push(result.tailMs)
         } else {
           const keys = partKeys(prefix, hashes)
-          await target.prepare(keys)
           const pool = method === "user" ? chunkedPromiseAll : promisePool
           // The same-work pool's read buffers, one per concurrent put (as ours keeps).
           const buffers = method === "sameWork" ? Array.from({ length: concurrency }, () => new Uint8Array(MiB + 1)) : []
           const cpuStart = process.cpuUsage()
-          const [, ms] = await timedPromise(() =>
-            pool(parts.length, concurrency, async (index) => {
+          const [, ms] = await timedPromise(async () => {
+            await target.prepare(keys)
+            await pool(parts.length, concurrency, async (index) => {
               // `parts[index]` and `keys[index]` exist: index < parts.length.
               const bytes = parts[index] as Uint8Array
               const key = keys[index] as string
@@ -195,7 +196,8 @@ const runTarget = async (target: Target, parts: ReadonlyArray<Uint8Array>, concu
               } finally {
                 buffers.push(buffer)
               }
-            }))
+            })
+          })
           figures[method].push(totalMiB / (ms / 1000))
           cpuMs[method].push(cpuMsSince(cpuStart))
         }
@@ -263,8 +265,28 @@ const fileTarget = (root: string): Target => ({
       await directory.close()
     }
   },
+  // As the store does when a put finds its directory missing: make it with its parents, then fsync
+  // each new directory and the one holding it, up to the root (without that a crash may forget them).
   prepare: async (keys) => {
-    for (const directory of new Set(keys.map((key) => path.dirname(path.join(root, key))))) await fsp.mkdir(directory, { recursive: true })
+    for (const directory of new Set(keys.map((key) => path.dirname(path.join(root, key))))) {
+      const first = await fsp.mkdir(directory, { recursive: true })
+      if (first === undefined) continue
+      for (let synced = directory; ; synced = path.dirname(synced)) {
+        const handle = await fsp.open(synced, "r")
+        try {
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+        if (synced.length <= first.length) break
+      }
+      const parent = await fsp.open(path.dirname(first), "r")
+      try {
+        await parent.sync()
+      } finally {
+        await parent.close()
+      }
+    }
   },
   cleanup: async (prefix) => {
     await fsp.rm(path.join(root, prefix), { recursive: true, force: true })
@@ -372,7 +394,7 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
     rows,
     notes: [
       "Ours is one Storage per store, opened once (untimed) and checkpointed once per repetition, as a running instance checkpoints again and again; before each checkpoint every part is written again (untimed), so every checkpoint uploads all of them. A fresh Storage per run, as earlier versions of this benchmark did, put the garbage collection of that run's own set-up (a new local disk with every part, new read buffers) inside the timed checkpoint. Ours is timed from `storage.checkpoint` to its report. Per part it reads the part from the local disk into a reused buffer, computes its SHA-256 (its content-addressed key and the manifest's content check) and PUTs it through the task queue and a worker; then it writes the file manifest, checks the bucket lock beside that write, and commits the root manifest. The bare pools do none of this; the same-work pool does the per-part part of it (copy + SHA-256) without the queue, the part states or the manifests.",
-      "Every method PUTs the same keys (checkpoint 1's part keys under its own prefix). s3rver and the file store turn a key's slashes into directories, so a deep key costs them directory work that a flat S3 namespace does not have; with equal keys that cost falls on every method alike.",
+      "Every method PUTs keys of the same shape: the baselines checkpoint 1's part keys under their own prefix, ours its own checkpoint's. s3rver and the file store turn a key's slashes into directories, so a deep key costs them directory work that a flat S3 namespace does not have; with keys of one shape that cost falls on every method alike. On the file store each run's directories are new, and every method makes them (and fsyncs them) within its time: ours when its first puts find them missing, the bare pools before their first put.",
       ...cpuNotes,
       "@aws-sdk/lib-storage is not a dependency of the project, so it is not measured; its `Upload` is a multipart uploader for one large body and would not apply to 1 MiB objects anyway.",
       "s3rver runs in its own process (as a real endpoint never shares the client's event loop), but on the same 2 cores: it writes every object to its own temp directory and is single-threaded JavaScript, so it, not the client, is usually the bottleneck; that is why the client's extra CPU costs little there.",
