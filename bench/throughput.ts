@@ -242,6 +242,16 @@ const s3Target = (info: S3ServerProcessInfo, client: S3Client): Target => ({
   }
 })
 
+/** fsync of a directory: makes the names in it (a rename, a new directory) durable. */
+const syncDirectory = async (directory: string): Promise<void> => {
+  const handle = await fsp.open(directory, "r")
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
 const fileTarget = (root: string): Target => ({
   name: "filesystem",
   store: FileObjectStore.layerNode({ root, create: true }),
@@ -258,12 +268,7 @@ const fileTarget = (root: string): Target => ({
       await handle.close()
     }
     await fsp.rename(temp, target)
-    const directory = await fsp.open(path.dirname(target), "r")
-    try {
-      await directory.sync()
-    } finally {
-      await directory.close()
-    }
+    await syncDirectory(path.dirname(target))
   },
   // As the store does when a put finds its directory missing: make it with its parents, then fsync
   // each new directory and the one holding it, up to the root (without that a crash may forget them).
@@ -271,21 +276,9 @@ const fileTarget = (root: string): Target => ({
     for (const directory of new Set(keys.map((key) => path.dirname(path.join(root, key))))) {
       const first = await fsp.mkdir(directory, { recursive: true })
       if (first === undefined) continue
-      for (let synced = directory; ; synced = path.dirname(synced)) {
-        const handle = await fsp.open(synced, "r")
-        try {
-          await handle.sync()
-        } finally {
-          await handle.close()
-        }
-        if (synced.length <= first.length) break
-      }
-      const parent = await fsp.open(path.dirname(first), "r")
-      try {
-        await parent.sync()
-      } finally {
-        await parent.close()
-      }
+      // `first` is the topmost directory made: sync from `directory` up to its parent.
+      for (let synced = directory; synced.length >= first.length; synced = path.dirname(synced)) await syncDirectory(synced)
+      await syncDirectory(path.dirname(first))
     }
   },
   cleanup: async (prefix) => {
