@@ -83,7 +83,7 @@ const openOurs = (store: Layer.Layer<ObjectStore>, concurrency: number) =>
         evictionIntervalMs: 3_600_000
       }),
       scope
-    ))
+    ).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))))
     return { storage, lastPartStored, close: Scope.close(scope, Exit.void) }
   })
 
