@@ -3,7 +3,7 @@
  *
  * Composition (each layer built on the ones before it; closed in reverse):
  *   StorageConfig, ObjectStore, LocalDisk (given)
- *   → WaitRegistry → TaskQueue → S3Workers → PartTable → Loader (start-up: checks, lock, install)
+ *   → WaitRegistry → TaskQueue → S3Workers → Hasher → PartTable → Loader (start-up: checks, lock, install)
  *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → Storage (replay, then the API).
  *
  * Shutdown (`shutdown`, or closing the layer's scope, which runs it once) is an ordered sequence
@@ -34,6 +34,7 @@ import * as Evictor from "../services/Evictor.js"
 import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore } from "../services/ObjectStore.js"
+import * as Hasher from "../services/Hasher.js"
 import * as PartTable from "../services/PartTable.js"
 import * as S3Workers from "../services/S3Workers.js"
 import { StorageConfig } from "../services/StorageConfig.js"
@@ -278,6 +279,7 @@ const make = (options: StorageOptions) =>
 export type StorageServices =
   | Storage
   | PartTable.PartTable
+  | Hasher.Hasher
   | TaskQueue.TaskQueue
   | S3Workers.S3Workers
   | WaitRegistry.WaitRegistry
@@ -320,7 +322,7 @@ export type StorageOpenError = Loader.OpenError | WalArchiver.OpenError | WalArc
 export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> => {
   const queueLayer = TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))
   const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
-  const partsLayer = PartTable.layer.pipe(Layer.provideMerge(workersLayer))
+  const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
   const loaderLayer = Loader.layer.pipe(Layer.provideMerge(partsLayer))
   const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provideMerge(loaderLayer))
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))

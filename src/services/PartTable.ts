@@ -64,6 +64,7 @@ import { type RemotePart, sha256Hex } from "../domain/Manifest.js"
 import * as PartStateDomain from "../domain/PartState.js"
 import type { PartState } from "../domain/PartState.js"
 import { ReadPart, WritePart } from "../domain/Task.js"
+import { Hasher, type HasherService } from "./Hasher.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
@@ -284,6 +285,7 @@ interface Table {
   readonly sweepLock: Effect.Semaphore
   /** Upload read buffers (partSizeBytes + 1 each) free for reuse; at most workerCount are kept. */
   readonly uploadBuffers: Array<Uint8Array>
+  readonly hasher: HasherService
   hand: number
 }
 
@@ -558,21 +560,23 @@ const tryStartUpload = (table: Table, slot: Slot): STM.STM<UploadStep> =>
  * A part-sized read buffer for one upload, as a scoped resource: taken from the table's free list
  * (or made when it is empty) and given back when the upload's scope closes, keeping at most
  * `workerCount` (the most uploads that run at once). Reusing them spares a 1 MiB allocation per
- * upload, whose garbage collection cost more than the copy itself (BENCHMARKS.md, scenario 1). A
- * buffer is given back only after the store's put returned, failed or was interrupted; the stores
+ * upload, whose garbage collection cost more than the copy itself (BENCHMARKS.md, scenario 1). The
+ * Hasher allocates them in shared memory, so its worker threads hash a part without a copy. A
+ * buffer is given back only after its hash and the store's put returned, failed or were
+ * interrupted (an interrupted hash's late reply is dropped, so reusing the buffer is safe); the stores
  * do not keep the bytes past that (memory copies them, files are written before the rename, S3
  * aborts the request, and the declared SHA-256 makes S3 refuse any body that does not match).
  */
 const uploadBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => table.uploadBuffers.pop() ?? new Uint8Array(table.config.partSizeBytes + 1)),
+    Effect.sync(() => table.uploadBuffers.pop() ?? table.hasher.allocate(table.config.partSizeBytes + 1)),
     (buffer) =>
       Effect.sync(() => {
         if (table.uploadBuffers.length < table.config.workerCount) table.uploadBuffers.push(buffer)
       })
   )
 
-/** Reads the part (under its I/O lock), hashes it, PUTs it under its content-addressed key. */
+/** Reads the part (under its I/O lock), hashes it (on a Hasher thread), PUTs it under its content-addressed key. */
 const readAndPut = (table: Table, slot: Slot, checkpoint: CheckpointNumber): Effect.Effect<RemotePart, ObjectStoreError | LocalIoError> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -585,7 +589,7 @@ const readAndPut = (table: Table, slot: Slot, checkpoint: CheckpointNumber): Eff
         )
       }
       const bytes = buffer.subarray(0, length)
-      const sha256 = sha256Hex(bytes)
+      const sha256 = yield* table.hasher.sha256Hex(bytes)
       yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, slot.file, slot.part, sha256), bytes, { sha256Hex: sha256 })
       return { checkpoint, sha256, sizeBytes: length }
     })
@@ -921,7 +925,7 @@ const write = (table: Table) => (file: FileId, offset: number, bytes: Uint8Array
 /** Builds an empty part table in the current scope (its loads are forked there and interrupted
  * when it closes). Call `install` once at start, before any lease, to adopt a manifest and the
  * local directory (the Loader does). @category constructors */
-export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Scope.Scope> =
+export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher | Scope.Scope> =
   Effect.gen(function* () {
     const config = yield* StorageConfig
     const table: Table = {
@@ -939,6 +943,7 @@ export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalD
       loads: yield* FiberSet.make<void, never>(),
       sweepLock: yield* Effect.makeSemaphore(1),
       uploadBuffers: [],
+      hasher: yield* Hasher,
       hand: 0
     }
     const close = STM.commit(TRef.set(table.closed, true))
@@ -964,4 +969,4 @@ export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalD
   })
 
 /** The part table as a layer. @category layers */
-export const layer: Layer.Layer<PartTable, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry> = Layer.scoped(PartTable, make)
+export const layer: Layer.Layer<PartTable, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher> = Layer.scoped(PartTable, make)

@@ -28,6 +28,10 @@ export const StorageConfigSchema = Schema.Struct({
   partSizeBytes: bounded(4096, 64 * MiB),
   /** S3 worker fibers. Default 8. Replaces `orioledb.s3_num_workers` (default 3). */
   workerCount: bounded(1, 256),
+  /** Worker threads that hash uploaded parts off the JavaScript thread (Hasher); 0 hashes on it.
+   * Default 1 (one SHA-256 thread hashes about 1.7 GB/s, more than a checkpoint uploads). The
+   * original hashed in its S3 worker processes. */
+  hashWorkerCount: bounded(0, 64),
   /** Tasks the queue holds before `enqueue` suspends. Replaces `orioledb.s3_queue_size` (1 MiB ring). */
   queueCapacity: bounded(1, 1_000_000),
   /** Per-request timeout of every object-store call. OrioleDB set no curl timeout at all. */
@@ -67,6 +71,7 @@ export const defaults: StorageConfigValue = {
   prefix: "",
   partSizeBytes: MiB,
   workerCount: 8,
+  hashWorkerCount: 1,
   queueCapacity: 1024,
   requestTimeoutMs: 10_000,
   retryAttemptsMax: 5,

@@ -17,6 +17,7 @@ import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import { LocalDisk } from "../../src/services/LocalDisk.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
+import * as Hasher from "../../src/services/Hasher.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import { StorageConfig } from "../../src/services/StorageConfig.js"
@@ -144,7 +145,8 @@ describe("Evictor", () => {
         Layer.succeed(StorageConfig, config),
         FileSystemDisk.layerNode({ root }),
         Layer.effect(ObjectStore, Effect.map(MemoryObjectStore.make(), ({ store }) => store)),
-        WaitRegistry.layer
+        WaitRegistry.layer,
+        Hasher.layer.pipe(Layer.provide(Layer.succeed(StorageConfig, config)))
       )
       const stack = Layer.provideMerge(
         Layer.provideMerge(PartTable.layer, Layer.provideMerge(S3Workers.layer, Layer.provideMerge(TaskQueue.layer, services))),

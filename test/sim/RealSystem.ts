@@ -40,6 +40,10 @@ import { dataModel } from "./Schedule.js"
 export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
   partSizeBytes: dataModel.partSizeBytes,
   workerCount: 3,
+  // Hashes on the simulation's own thread: the simulation is deterministic on a virtual clock, and
+  // a real worker thread is a source of time and order it cannot schedule (the workers are tested
+  // live in test/services/Hasher.test.ts and test/layers/Storage.test.ts).
+  hashWorkerCount: 0,
   queueCapacity: 16,
   requestTimeoutMs: 500,
   retryAttemptsMax: 3,

@@ -14,6 +14,7 @@ import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
+import * as Hasher from "../../src/services/Hasher.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import { StorageConfig, type StorageConfigValue, validate } from "../../src/services/StorageConfig.js"
@@ -169,7 +170,10 @@ export const makeHarness = (
       Effect.provideService(LocalDisk, world.disk.disk),
       Effect.provideService(ObjectStore, store),
       Effect.provideService(TaskQueue.TaskQueue, queue),
-      Effect.provideService(WaitRegistry.WaitRegistry, waits)
+      Effect.provideService(WaitRegistry.WaitRegistry, waits),
+      // Hashes on the test's own thread: the harness runs on the TestClock and settles by yielding,
+      // so no step may wait on a real thread (test/services/Hasher.test.ts covers the workers).
+      Effect.provideService(Hasher.Hasher, yield* Hasher.makeWith(0))
     )
     const shutdownWorkers = Effect.gen(function* () {
       const fiber = yield* Effect.fork(workers.shutdown)
