@@ -202,6 +202,8 @@ export const makeWith = (workerCount: number, options: HasherOptions = {}): Effe
           // Nothing waits on a hash once the pool's scope closes (its users close first); any
           // pending hash is still completed, on this thread, by `retire`.
           retire(poolWorker, false)
+          // Node's boundary: terminate() stops the thread at once and its promise only reports the
+          // exit code, which nothing needs, so it is not awaited (an idle worker is unref'd anyway).
           void poolWorker.worker.terminate()
         }
       })
