@@ -25,10 +25,10 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
 import { Worker } from "node:worker_threads"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { type Sha256Hex, Sha256Hex as Sha256HexSchema } from "../domain/Ids.js"
+import { sha256Hex as sha256HexInline } from "../domain/Manifest.js"
 import { StorageConfig } from "./StorageConfig.js"
 
 /** What the pool has done, for tests and diagnostics. @category models */
@@ -60,9 +60,6 @@ export interface HasherService {
 
 /** @category tags */
 export class Hasher extends Context.Tag("effect-s3-tier/Hasher")<Hasher, HasherService>() {}
-
-/** The SHA-256 of `bytes` on the calling thread. */
-export const sha256HexInline = (bytes: Uint8Array): Sha256Hex => Sha256HexSchema.make(createHash("sha256").update(bytes).digest("hex"))
 
 /**
  * The worker's whole program, evaluated as CommonJS (`eval: true`), so that it runs the same under
@@ -99,7 +96,14 @@ const isReply = (value: unknown): value is Reply =>
   (("hex" in value && typeof value.hex === "string") || ("error" in value && typeof value.error === "string"))
 
 /** Whether `bytes` lie in shared memory that a worker can read without a copy. */
-const isShared = (bytes: Uint8Array): boolean => typeof SharedArrayBuffer !== "undefined" && bytes.buffer instanceof SharedArrayBuffer
+const isShared = (bytes: Uint8Array): boolean => bytes.buffer instanceof SharedArrayBuffer
+
+/** Forgets a pending hash; the worker is unref'd once it has none. Whether it was pending. */
+const forget = (poolWorker: PoolWorker, id: number): boolean => {
+  const wasPending = poolWorker.pending.delete(id)
+  if (wasPending && poolWorker.pending.size === 0) poolWorker.worker.unref()
+  return wasPending
+}
 
 /** How `makeWith` builds its workers. */
 export interface HasherOptions {
@@ -144,8 +148,7 @@ export const makeWith = (workerCount: number, options: HasherOptions = {}): Effe
           if (!isReply(message)) return
           const entry = poolWorker.pending.get(message.id)
           if (entry === undefined) return // interrupted meanwhile: the reply is dropped
-          poolWorker.pending.delete(message.id)
-          if (poolWorker.pending.size === 0) worker.unref()
+          forget(poolWorker, message.id)
           if ("hex" in message) {
             counters.offloaded++
             entry.resume(Effect.succeed(Sha256HexSchema.make(message.hex)))
@@ -185,14 +188,11 @@ export const makeWith = (workerCount: number, options: HasherOptions = {}): Effe
         try {
           poolWorker.worker.postMessage({ id, buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.byteLength })
         } catch {
-          poolWorker.pending.delete(id)
-          if (poolWorker.pending.size === 0) poolWorker.worker.unref()
+          forget(poolWorker, id)
           resume(Effect.sync(() => inline(bytes)))
           return
         }
-        return Effect.sync(() => {
-          if (poolWorker.pending.delete(id) && poolWorker.pending.size === 0) poolWorker.worker.unref()
-        })
+        return Effect.sync(() => forget(poolWorker, id))
       })
 
     yield* Effect.addFinalizer(() =>
@@ -210,7 +210,7 @@ export const makeWith = (workerCount: number, options: HasherOptions = {}): Effe
     )
 
     return Hasher.of({
-      allocate: (sizeBytes) => workerCount > 0 && typeof SharedArrayBuffer !== "undefined" ? new Uint8Array(new SharedArrayBuffer(sizeBytes)) : new Uint8Array(sizeBytes),
+      allocate: (sizeBytes) => workerCount > 0 ? new Uint8Array(new SharedArrayBuffer(sizeBytes)) : new Uint8Array(sizeBytes),
       sha256Hex: (bytes) =>
         Effect.suspend(() => {
           const poolWorker = isShared(bytes) ? pick() : undefined
@@ -233,6 +233,3 @@ export const make: Effect.Effect<HasherService, never, StorageConfig | Scope.Sco
 
 /** The pool as a layer. @category layers */
 export const layer: Layer.Layer<Hasher, never, StorageConfig> = Layer.scoped(Hasher, make)
-
-/** Every hash on the calling thread (no workers); for tests and single-threaded hosts. @category layers */
-export const layerInline: Layer.Layer<Hasher> = Layer.scoped(Hasher, makeWith(0))

@@ -561,7 +561,7 @@ const tryStartUpload = (table: Table, slot: Slot): STM.STM<UploadStep> =>
  * (or made when it is empty) and given back when the upload's scope closes, keeping at most
  * `workerCount` (the most uploads that run at once). Reusing them spares a 1 MiB allocation per
  * upload, whose garbage collection cost more than the copy itself (BENCHMARKS.md, scenario 1). The
- * Hasher allocates them in shared memory, so its worker threads hash a part without a copy. A
+ * Hasher allocates them (in shared memory when it has workers, so they hash a part without a copy). A
  * buffer is given back only after its hash and the store's put returned, failed or were
  * interrupted (an interrupted hash's late reply is dropped, so reusing the buffer is safe); the stores
  * do not keep the bytes past that (memory copies them, files are written before the rename, S3

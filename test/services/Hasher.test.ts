@@ -5,11 +5,12 @@
  * late reply never reaches another hash (buffers are reused), and pending hashes end when a worker
  * dies or the pool closes instead of waiting forever (the original's waiters never heard, #373).
  * Method: real worker threads (`it.live` / `it.scopedLive`), each result checked against
- * `sha256HexInline`; workers that fail are made by replacing the workers' program.
+ * `Manifest.sha256Hex`; workers that fail are made by replacing the workers' program.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, FastCheck, Fiber, Scope } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
+import * as Manifest from "../../src/domain/Manifest.js"
 import * as Hasher from "../../src/services/Hasher.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -33,15 +34,15 @@ describe("Hasher", () => {
       const hasher = yield* Hasher.makeWith(2)
       assert.strictEqual((yield* hasher.stats).workersAlive, 0) // workers start on the first shared hash
       const plain = fill(new Uint8Array(5000), 1)
-      assert.strictEqual(yield* hasher.sha256Hex(plain), Hasher.sha256HexInline(plain))
+      assert.strictEqual(yield* hasher.sha256Hex(plain), Manifest.sha256Hex(plain))
       assert.deepStrictEqual(yield* hasher.stats, { offloaded: 0, inline: 1, workersAlive: 0, workersFailed: 0 })
       const shared = hasher.allocate(MiB)
       assert.instanceOf(shared.buffer, SharedArrayBuffer)
       // A view at an offset inside the shared buffer: the worker must hash exactly that range.
       const view = fill(shared, 2, 17, 300_001)
-      assert.strictEqual(yield* hasher.sha256Hex(view), Hasher.sha256HexInline(view))
+      assert.strictEqual(yield* hasher.sha256Hex(view), Manifest.sha256Hex(view))
       const empty = shared.subarray(5, 5)
-      assert.strictEqual(yield* hasher.sha256Hex(empty), Hasher.sha256HexInline(new Uint8Array(0)))
+      assert.strictEqual(yield* hasher.sha256Hex(empty), Manifest.sha256Hex(new Uint8Array(0)))
       assert.deepStrictEqual(yield* hasher.stats, { offloaded: 2, inline: 1, workersAlive: 2, workersFailed: 0 })
     }))
 
@@ -51,7 +52,7 @@ describe("Hasher", () => {
       const buffer = hasher.allocate(4096)
       assert.notInstanceOf(buffer.buffer, SharedArrayBuffer)
       const shared = fill(new Uint8Array(new SharedArrayBuffer(4096)), 3)
-      assert.strictEqual(yield* hasher.sha256Hex(shared), Hasher.sha256HexInline(shared))
+      assert.strictEqual(yield* hasher.sha256Hex(shared), Manifest.sha256Hex(shared))
       assert.deepStrictEqual(yield* hasher.stats, { offloaded: 0, inline: 1, workersAlive: 0, workersFailed: 0 })
     }))
 
@@ -68,7 +69,7 @@ describe("Hasher", () => {
       const second = fill(buffer, 6)
       const hex = yield* hasher.sha256Hex(second)
       assert.isTrue(Exit.isInterrupted(exit) || Exit.isSuccess(exit))
-      assert.strictEqual(hex, Hasher.sha256HexInline(second))
+      assert.strictEqual(hex, Manifest.sha256Hex(second))
       if (Exit.isInterrupted(exit)) {
         // One worker answers in order: the dropped reply came first and was counted nowhere.
         assert.strictEqual((yield* hasher.stats).offloaded, 2)
@@ -99,7 +100,7 @@ describe("Hasher", () => {
             if (requests[index]?.interrupt !== true) assert.isTrue(Exit.isSuccess(exit), "a hash nobody interrupted completes")
             if (Exit.isSuccess(exit)) {
               completed++
-              assert.strictEqual(exit.value, Hasher.sha256HexInline(view))
+              assert.strictEqual(exit.value, Manifest.sha256Hex(view))
             }
           }
           const stats = yield* hasher.stats
@@ -121,11 +122,11 @@ describe("Hasher", () => {
       Effect.gen(function* () {
         const hasher = yield* Hasher.makeWith(1, { workerSource })
         const view = fill(hasher.allocate(MiB), 7)
-        assert.strictEqual(yield* hasher.sha256Hex(view), Hasher.sha256HexInline(view))
+        assert.strictEqual(yield* hasher.sha256Hex(view), Manifest.sha256Hex(view))
         const stats = yield* hasher.stats
         assert.deepStrictEqual(stats, { offloaded: 0, inline: 1, workersAlive: 0, workersFailed: 1 })
         const next = fill(hasher.allocate(4096), 8)
-        assert.strictEqual(yield* hasher.sha256Hex(next), Hasher.sha256HexInline(next))
+        assert.strictEqual(yield* hasher.sha256Hex(next), Manifest.sha256Hex(next))
         assert.strictEqual((yield* hasher.stats).inline, 2)
       }))
   }
@@ -136,7 +137,7 @@ describe("Hasher", () => {
 parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refused" }))`
       const hasher = yield* Hasher.makeWith(1, { workerSource })
       const view = fill(hasher.allocate(4096), 9)
-      assert.strictEqual(yield* hasher.sha256Hex(view), Hasher.sha256HexInline(view))
+      assert.strictEqual(yield* hasher.sha256Hex(view), Manifest.sha256Hex(view))
       assert.deepStrictEqual(yield* hasher.stats, { offloaded: 0, inline: 1, workersAlive: 1, workersFailed: 0 })
     }))
 
@@ -148,10 +149,10 @@ parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refus
       const pending = yield* Effect.fork(hasher.sha256Hex(view))
       yield* Effect.yieldNow()
       yield* Scope.close(scope, Exit.void)
-      assert.strictEqual(yield* Fiber.join(pending), Hasher.sha256HexInline(view))
+      assert.strictEqual(yield* Fiber.join(pending), Manifest.sha256Hex(view))
       assert.strictEqual((yield* hasher.stats).workersAlive, 0)
       assert.strictEqual((yield* hasher.stats).workersFailed, 0) // a terminated worker did not fail
-      assert.strictEqual(yield* hasher.sha256Hex(view), Hasher.sha256HexInline(view))
+      assert.strictEqual(yield* hasher.sha256Hex(view), Manifest.sha256Hex(view))
     }))
 
   it.live("a Storage checkpoint hashes its parts on the pool's worker, and its part keys carry those hashes", () =>
@@ -171,7 +172,7 @@ parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refus
       )
       const keys = (yield* bucket.inspect.keys).filter((key) => key.includes("/data/") || key.startsWith("data/"))
       for (let part = 0; part < 3; part++) {
-        const hex = Hasher.sha256HexInline(bytes.subarray(part * partSize, (part + 1) * partSize))
+        const hex = Manifest.sha256Hex(bytes.subarray(part * partSize, (part + 1) * partSize))
         assert.isTrue(keys.some((key) => key.endsWith(`-${hex}`)), `part ${part}'s key carries its SHA-256`)
       }
     }))
