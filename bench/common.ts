@@ -6,6 +6,7 @@
  * the process's memory, which library code never does.
  */
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
@@ -50,6 +51,17 @@ export interface BenchOptions {
 }
 
 export const now = (): number => performance.now()
+
+/** This process's main (JavaScript) thread's time so far, ms, from Linux's per-thread schedstat:
+ * on a core (its CPU time), and runnable but waiting for a core. NaN where it cannot be read. */
+export const mainThreadSchedMs = (): { readonly onCpu: number; readonly waiting: number } => {
+  try {
+    const [onCpu, waiting] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")
+    return { onCpu: Number(onCpu) / 1e6, waiting: Number(waiting) / 1e6 }
+  } catch {
+    return { onCpu: Number.NaN, waiting: Number.NaN }
+  }
+}
 export const nowEffect = Effect.sync(now)
 
 /** Runs `effect` and returns its value with its wall-clock duration in ms. */
