@@ -7,6 +7,8 @@
  */
 import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
@@ -51,6 +53,13 @@ export interface BenchOptions {
 }
 
 export const now = (): number => performance.now()
+
+/** A full collection: V8's `gc`, made available at run time (the same as `node --expose-gc`). */
+export const collectGarbage: () => void = (() => {
+  setFlagsFromString("--expose-gc")
+  const gc: unknown = runInNewContext("gc")
+  return typeof gc === "function" ? () => void gc() : () => {}
+})()
 
 /** This process's main (JavaScript) thread's time so far, ms, from Linux's per-thread schedstat:
  * on a core (its CPU time), and runnable but waiting for a core. NaN where it cannot be read. */

@@ -11,15 +11,13 @@
  * queue depth is sampled against its capacity.
  */
 import * as fsp from "node:fs/promises"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Fiber, Layer } from "effect"
 import { fileId } from "../src/domain/Ids.js"
 import * as FileObjectStore from "../src/layers/FileObjectStore.js"
 import * as FileSystemDisk from "../src/layers/FileSystemDisk.js"
-import { type BenchOptions, mean, MiB, now, openStorage, payload, quiet, round, type Row, type ScenarioResult } from "./common.js"
+import { type BenchOptions, collectGarbage, mean, MiB, now, openStorage, payload, quiet, round, type Row, type ScenarioResult } from "./common.js"
 
 const partSizeBytes = 64 * 1024
 const workingSetParts = 32
@@ -36,12 +34,6 @@ interface MemorySample {
   readonly checkpoints: number
 }
 
-/** A full collection: V8's `gc`, made available at run time (the same as `node --expose-gc`). */
-const collectGarbage: () => void = (() => {
-  setFlagsFromString("--expose-gc")
-  const gc: unknown = runInNewContext("gc")
-  return typeof gc === "function" ? () => void gc() : () => {}
-})()
 
 const sustained = (root: string, durationMs: number, sampleEveryMs: number, checkpointIntervalMs: number) =>
   quiet(

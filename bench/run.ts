@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { BenchOptions, ScenarioResult } from "./common.js"
-import { now } from "./common.js"
+import { collectGarbage, now } from "./common.js"
 import * as Lease from "./lease.js"
 import * as Memory from "./memory.js"
 import * as QueueBench from "./queue.js"
@@ -60,13 +60,15 @@ export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
 }
 
 /**
- * Between scenarios: flushes the file system's dirty pages (`sync`) and pauses a second, so that the
- * write-back of one scenario's files (the throughput scenario writes about a GiB) does not take the
- * CPU from the next one's measurements.
+ * Between scenarios: flushes the file system's dirty pages (`sync`), pauses a second, then runs a
+ * full garbage collection, so that neither the write-back of one scenario's files (the throughput
+ * scenario writes about a GiB) nor the collection of its heap (its parts, buffers and clients) takes
+ * the CPU from the next one's measurements.
  */
 const settle = async (): Promise<void> => {
   spawnSync("sync", { stdio: "ignore" })
   await new Promise((resolve) => setTimeout(resolve, 1_000))
+  collectGarbage()
 }
 
 /** Runs the selected scenarios; returns the run (and writes the files unless told not to). */
