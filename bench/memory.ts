@@ -159,7 +159,7 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
       rows,
       notes: [
         "Each sample follows a full collection (V8's gc, enabled at run time), about one per second: it costs the writer a few ms per sample and makes the figures what the process retains. Without it, the heap used is a sawtooth between collections whose peaks V8 lets grow as the run goes on (in one 2-minute run, from about 110 to 220 MiB while the floor stayed at 70 to 80 MiB), so a mean over a minute measures the phase of that sawtooth, not a leak.",
-        "RSS is the whole process's: it starts from whatever the scenarios before this one left mapped (the throughput scenario holds its parts and its local disk, a few hundred MiB; freed memory is not always given back to the system), so its absolute figure depends on the order of the scenarios; what this scenario measures is its growth over the run, the ratio.",
+        "RSS is the whole process's (this scenario runs in a process of its own, as every scenario does): the Node runtime, the loaded modules and V8's heap reservation besides the run's own data; what this scenario measures is its growth over the run, the ratio.",
         ...(options.quick ? ["A 4-second run says nothing about leaks; it only checks that the scenario runs."] : [])
       ],
       raw: { durationMs, sampleEveryMs, checkpointIntervalMs, samples, shutdownMs: result.shutdownMs, shutdownMetDeadline: result.metDeadline },

@@ -1,6 +1,6 @@
 /**
- * Goal: the benchmarks still run (CI's smoke check). Runs the quick queue scenario in-process,
- * writing no files, and checks that it produced figures for ours and its baseline and a ratio; then
+ * Goal: the benchmarks still run (CI's smoke check). Runs the quick queue scenario (in a Node
+ * process of its own, as every scenario runs), writing no files, and checks that it produced figures for ours and its baseline and a ratio; then
  * every scenario in quick mode (`npm run bench -- --quick`, s3rver in its own process included),
  * checking that each one ran and reported finite figures. It asserts nothing about speed: figures
  * on shared CI machines are noise.
@@ -16,6 +16,10 @@ describe("bench", () => {
     assert.deepStrictEqual(args.only, ["queue", "lease"])
     assert.throws(() => parseArguments(["--only", "nope"]))
     assert.throws(() => parseArguments(["--fast"]))
+    // A scenario's own process runs exactly one scenario.
+    assert.strictEqual(parseArguments(["--only", "queue", "--scenario-result", "/tmp/r.json"]).scenarioResult, "/tmp/r.json")
+    assert.throws(() => parseArguments(["--scenario-result", "/tmp/r.json"]))
+    assert.throws(() => parseArguments(["--only", "queue,lease", "--scenario-result", "/tmp/r.json"]))
   })
 
   it("runs the quick queue scenario and reports figures", async () => {
