@@ -21,7 +21,7 @@ import * as zlib from "node:zlib"
 import { Effect, Exit, Scope } from "effect"
 import * as Hasher from "../src/services/Hasher.js"
 import { median, MiB, payload, promisePool, round } from "./common.js"
-import { fileTarget } from "./throughput.js"
+import { fileTarget, pairedRatio } from "./throughput.js"
 
 const methods = ["bare", "copy", "sha256", "sha256-worker", "crc32"] as const
 type Method = (typeof methods)[number]
@@ -41,10 +41,11 @@ const main = async () => {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-ceiling-"))
   const target = fileTarget(root)
   const hasherScope = Effect.runSync(Scope.make())
-  const hasher = Effect.runSync(Scope.extend(Hasher.makeWith(1), hasherScope))
   const figures: Record<Method, Array<number>> = { bare: [], copy: [], sha256: [], "sha256-worker": [], crc32: [] }
   const cpuMs: Record<Method, Array<number>> = { bare: [], copy: [], sha256: [], "sha256-worker": [], crc32: [] }
   try {
+    // Inside the try, so that the temp directory is removed if the Hasher cannot start.
+    const hasher = Effect.runSync(Scope.extend(Hasher.makeWith(1), hasherScope))
     // Repetition -1 is the warm-up, not counted; the order rotates per repetition.
     for (let repetition = -1; repetition < repetitions; repetition++) {
       for (let turn = 0; turn < methods.length; turn++) {
@@ -91,9 +92,8 @@ const main = async () => {
   }
   console.log(`${partCount} parts of 1 MiB, concurrency ${concurrency}, ${repetitions} repetitions, ${os.availableParallelism()} cores`)
   for (const method of methods) {
-    const ratios = figures[method].map((value, index) => value / (figures.bare[index] ?? Number.NaN))
     console.log(
-      `${method.padEnd(14)} ${String(round(median(figures[method]), 0)).padStart(6)} MiB/s  ratio ${round(median(ratios), 3).toFixed(3)}  CPU ${round(median(cpuMs[method]), 0)} ms/run`
+      `${method.padEnd(14)} ${String(round(median(figures[method]), 0)).padStart(6)} MiB/s  ratio ${round(pairedRatio(figures[method], figures.bare), 3).toFixed(3)}  CPU ${round(median(cpuMs[method]), 0)} ms/run`
     )
   }
 }

@@ -179,10 +179,11 @@ const runTarget = async (target: Target, parts: ReadonlyArray<Uint8Array>, concu
   const hashes = parts.map((bytes) => createHash("sha256").update(bytes).digest("hex"))
   const ours = await Effect.runPromise(openOurs(target.store, concurrency, oursPrefix, true))
   const pipeline = await Effect.runPromise(Effect.onError(openOurs(target.store, concurrency, pipelinePrefix, false), () => ours.close))
-  // The same-work pool's hash: the library's Hasher with one worker thread, as ours' default.
   const hasherScope = Effect.runSync(Scope.make())
-  const hasher = Effect.runSync(Scope.extend(Hasher.makeWith(1), hasherScope))
   try {
+    // The same-work pool's hash: the library's Hasher with one worker thread, as ours' default
+    // (made inside the try, so that ours and the pipeline are closed if it cannot start).
+    const hasher = Effect.runSync(Scope.extend(Hasher.makeWith(1), hasherScope))
     // Warm-up (connections, JIT), not counted: one checkpoint of every part for ours.
     const warm = parts.slice(0, Math.min(4, parts.length))
     await Effect.runPromise(oursOnce(ours, parts))
@@ -252,7 +253,7 @@ const fileCeilingNote =
 
 /** The median over repetitions of ours / baseline within the same repetition (paired, so that slow
  * phases of the machine, which hit both members of a pair, cancel out). */
-const pairedRatio = (ours: ReadonlyArray<number>, baseline: ReadonlyArray<number>): number => median(pairedRatios(ours, baseline))
+export const pairedRatio = (ours: ReadonlyArray<number>, baseline: ReadonlyArray<number>): number => median(pairedRatios(ours, baseline))
 
 /** ours / baseline within each repetition. */
 const pairedRatios = (ours: ReadonlyArray<number>, baseline: ReadonlyArray<number>): Array<number> =>

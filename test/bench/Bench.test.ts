@@ -1,9 +1,9 @@
 /**
  * Goal: the benchmarks still run (CI's smoke check). Runs the quick queue scenario (in a Node
- * process of its own, as every scenario runs), writing no files, and checks that it produced figures for ours and its baseline and a ratio; then
- * every scenario in quick mode (`npm run bench -- --quick`, s3rver in its own process included),
- * checking that each one ran and reported finite figures. It asserts nothing about speed: figures
- * on shared CI machines are noise.
+ * process of its own, as every scenario runs), writing no files, and checks that it produced
+ * figures for ours and its baseline and a ratio; then every scenario in quick mode (`npm run bench
+ * -- --quick`, s3rver in its own process included), checking that each one ran and reported finite
+ * figures. It asserts nothing about speed: figures on shared CI machines are noise.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { main, parseArguments } from "../../bench/run.js"
