@@ -13,7 +13,11 @@
  *   from Effect's `Random` (the caller's, or one seeded by the `seed` option), so a seed decides;
  * - `failPermanently`: the operation fails with `ObjectStoreRejected` (code "InjectedFailure");
  * - `stall`: the operation never answers until it is interrupted or the faults are healed;
- * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added.
+ * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added;
+ * - `lostResponse(times?)`: the operation reaches the inner store and runs to its end (a put is
+ *   applied), then its response is lost: the caller gets a transient `ObjectStoreUnavailable`
+ *   (reason "Network") whatever the store answered. With `times`, only the next `times` matching
+ *   operations lose their response and the rule then removes itself. Not applied to `list`.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
  * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
@@ -28,7 +32,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { TaskType } from "../domain/Task.js"
@@ -58,9 +62,10 @@ export type Fault =
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "Stall" }
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
+  | { readonly _tag: "LostResponse"; readonly times?: number }
 
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lost"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -91,6 +96,8 @@ export interface FaultControllerService {
   readonly failPermanently: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stall: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stallAfter: (afterMs: number, filter?: FaultFilter) => Effect.Effect<FaultId>
+  /** The store applies the request, the caller gets a transient error; `times` bounds how often. */
+  readonly lostResponse: (filter?: FaultFilter, times?: number) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -161,6 +168,7 @@ type ActiveFault =
   | { readonly _tag: "ErrorRate"; readonly probability: number }
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "StallFrom"; readonly fromMs: number }
+  | { readonly _tag: "LostResponse"; readonly remaining: number }
 
 interface Rule {
   readonly id: FaultId
@@ -185,7 +193,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lost: 0 },
   stalledNow: 0
 }
 
@@ -207,6 +215,8 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
       return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`error rate ${fault.probability} must be in [0, 1]`)
     case "StallAfter":
       return fault.afterMs >= 0 && Number.isFinite(fault.afterMs) ? Effect.void : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
+    case "LostResponse":
+      return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0) ? Effect.void : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
     default:
       return Effect.void
   }
@@ -265,12 +275,37 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
         }
       })
 
+    /** Whether this finished operation loses its response: takes one use of the first matching rule. */
+    const takeLostResponse = (operation: Operation, key: string | undefined) =>
+      Ref.modify(rulesRef, (state): readonly [boolean, Rules] => {
+        const rule = state.rules.find((candidate) => candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key))
+        if (rule === undefined || rule.fault._tag !== "LostResponse") return [false, state]
+        const remaining = rule.fault.remaining - 1
+        const rules = remaining > 0
+          ? state.rules.map((candidate) => (candidate.id === rule.id ? { ...candidate, fault: { _tag: "LostResponse" as const, remaining } } : candidate))
+          : state.rules.filter((candidate) => candidate.id !== rule.id)
+        return [true, { ...state, rules }]
+      })
+
+    const loseResponse = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+      Effect.flatMap(Effect.exit(effect), (exit): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+        Exit.isInterrupted(exit)
+          ? exit
+          : Effect.flatMap(takeLostResponse(operation, key), (lost): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+            lost
+              ? Effect.zipRight(
+                count("lost"),
+                Effect.fail(new ObjectStoreUnavailable({ operation, ...(key === undefined ? {} : { key }), reason: "Network", detail: "fault injected: the response was lost after the store handled the request" }))
+              )
+              : exit
+          ))
+
     const countStarted = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
     const countFinished = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
-        Effect.zipRight(effect),
+        Effect.zipRight(loseResponse(operation, key, effect)),
         Effect.ensuring(countFinished(operation))
       )
 
@@ -299,6 +334,8 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           ? { _tag: "StallFrom", fromMs: Number.NEGATIVE_INFINITY }
           : fault._tag === "StallAfter"
           ? { _tag: "StallFrom", fromMs: nowMs + fault.afterMs }
+          : fault._tag === "LostResponse"
+          ? { _tag: "LostResponse", remaining: fault.times ?? Number.POSITIVE_INFINITY }
           : fault
         return yield* Ref.modify(rulesRef, (state) => [
           state.nextId,
@@ -320,6 +357,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       failPermanently: (filter) => add({ _tag: "FailPermanently" }, filter),
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
+      lostResponse: (filter, times) => add(times === undefined ? { _tag: "LostResponse" } : { _tag: "LostResponse", times }, filter),
       remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),

@@ -96,6 +96,23 @@ describe("FaultyObjectStore", () => {
       assert.strictEqual((yield* controller.stats).injected.permanent, 1)
     }))
 
+  it.effect("lostResponse applies the request and fails its answer; `times` bounds it, and a retry then sees what the store holds", () =>
+    Effect.gen(function* () {
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" }, 1)
+      const lost = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
+      assert.isTrue(Either.isLeft(lost) && lost.left._tag === "ObjectStoreUnavailable" && lost.left.reason === "Network", String(lost))
+      assert.deepStrictEqual(Option.map(yield* bucket.read("checkpoints/1"), Array.from), Option.some([1, 2, 3]), "the put was applied")
+      // The rule is used up: the retry gets the store's own answer.
+      const retried = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
+      assert.isTrue(Either.isLeft(retried) && retried.left._tag === "PreconditionFailed", String(retried))
+      yield* controller.lostResponse({ operations: ["get"] })
+      for (let round = 0; round < 3; round++) assert.isTrue(Either.isLeft(yield* Effect.either(store.get("checkpoints/1"))))
+      yield* store.put("other", bytes)
+      assert.strictEqual((yield* controller.stats).injected.lost, 4)
+      assert.isTrue((yield* Effect.exit(controller.lostResponse({}, 0)))._tag === "Failure")
+    }))
+
   it.effect("stall holds an operation until it is interrupted; the counters follow", () =>
     Effect.gen(function* () {
       const { controller, store } = yield* faulty()
