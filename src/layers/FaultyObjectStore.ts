@@ -13,7 +13,10 @@
  *   from Effect's `Random` (the caller's, or one seeded by the `seed` option), so a seed decides;
  * - `failPermanently`: the operation fails with `ObjectStoreRejected` (code "InjectedFailure");
  * - `stall`: the operation never answers until it is interrupted or the faults are healed;
- * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added.
+ * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added;
+ * - `lostResponse`: the operation reaches the inner store and takes effect there, then its answer
+ *   is lost: it fails with a transient `ObjectStoreUnavailable` (reason "Injected"), whatever the
+ *   store answered (a lost response to a PUT that landed, a DELETE that deleted, a 412).
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
  * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
@@ -28,7 +31,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { TaskType } from "../domain/Task.js"
@@ -58,9 +61,10 @@ export type Fault =
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "Stall" }
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
+  | { readonly _tag: "LostResponse" }
 
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -91,6 +95,8 @@ export interface FaultControllerService {
   readonly failPermanently: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stall: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stallAfter: (afterMs: number, filter?: FaultFilter) => Effect.Effect<FaultId>
+  /** The request is applied by the inner store, and its response is lost. */
+  readonly lostResponse: (filter?: FaultFilter) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -161,6 +167,7 @@ type ActiveFault =
   | { readonly _tag: "ErrorRate"; readonly probability: number }
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "StallFrom"; readonly fromMs: number }
+  | { readonly _tag: "LostResponse" }
 
 interface Rule {
   readonly id: FaultId
@@ -185,7 +192,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0 },
   stalledNow: 0
 }
 
@@ -267,10 +274,18 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
 
     const countStarted = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
     const countFinished = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
+    // After the inner store answered: a matching lostResponse rule replaces the answer.
+    const loseResponse = <A, E>(operation: Operation, key: string | undefined, exit: Exit.Exit<A, E>): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+      Effect.flatMap(Ref.get(rulesRef), ({ rules }): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+        Exit.isInterrupted(exit) || !rules.some((rule) => rule.fault._tag === "LostResponse" && applies(rule.filter, operation, key))
+          ? exit
+          : Effect.zipRight(count("lostResponse"), Effect.fail(new ObjectStoreUnavailable({ operation, key, reason: "Injected", detail: "fault injected: the request was applied, its response lost" })))
+      )
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
-        Effect.zipRight(effect),
+        Effect.zipRight(Effect.exit(effect)),
+        Effect.flatMap((exit) => loseResponse(operation, key, exit)),
         Effect.ensuring(countFinished(operation))
       )
 
@@ -320,6 +335,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       failPermanently: (filter) => add({ _tag: "FailPermanently" }, filter),
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
+      lostResponse: (filter) => add({ _tag: "LostResponse" }, filter),
       remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),

@@ -181,6 +181,22 @@ describe("FaultyObjectStore", () => {
       yield* program.pipe(Effect.provide(FaultyObjectStore.layer(controller).pipe(Layer.provide(MemoryObjectStore.layer))))
     }))
 
+  it.effect("lostResponse: the request takes effect in the store, and its caller gets a transient failure", () =>
+    Effect.gen(function* () {
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "lost/" })
+      const put = yield* Effect.flip(store.put("lost/a", bytes))
+      assert.strictEqual(put._tag, "ObjectStoreUnavailable")
+      assert.deepStrictEqual(yield* bucket.read("lost/a"), Option.some(bytes), "the PUT landed")
+      // A conditional PUT that the store refused: the 412 is lost as well.
+      const conditional = yield* Effect.flip(store.put("lost/a", bytes, { ifNoneMatch: true }))
+      assert.strictEqual(conditional._tag, "ObjectStoreUnavailable")
+      assert.strictEqual((yield* Effect.flip(store.delete("lost/a")))._tag, "ObjectStoreUnavailable")
+      assert.isTrue(Option.isNone(yield* bucket.read("lost/a")), "the DELETE deleted")
+      yield* store.put("kept/b", bytes) // other keys answer
+      assert.strictEqual((yield* controller.stats).injected.lostResponse, 3)
+    }))
+
   it.effect("out-of-range fault parameters are defects", () =>
     Effect.gen(function* () {
       const { controller } = yield* faulty()
