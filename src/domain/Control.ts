@@ -32,12 +32,18 @@ export const Control = Schema.Struct({
 })
 export type Control = typeof Control.Type
 
-/** The lock object: which instance writes this bucket prefix, at which epoch. */
+/** The lock object: which instance writes this bucket prefix, at which epoch, and which open of it
+ * (`generation`, a random nonce per start). The holder rewrites it every renewal interval
+ * (`renewedAtMs` changes), so a starter that sees it unchanged for `leaseMs` knows the holder is
+ * gone. The last three fields are optional: a lock without them is another generation's. */
 export const LockObject = Schema.Struct({
   format: Schema.Literal(lockFormat),
   instanceId: InstanceId,
   epoch: Epoch,
-  acquiredAtMs: Schema.Int.pipe(Schema.nonNegative())
+  acquiredAtMs: Schema.Int.pipe(Schema.nonNegative()),
+  generation: Schema.optional(Schema.String),
+  renewedAtMs: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  leaseMs: Schema.optional(Schema.Int.pipe(Schema.positive()))
 })
 export type LockObject = typeof LockObject.Type
 

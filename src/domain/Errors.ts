@@ -220,6 +220,16 @@ export class BucketLocked extends Schema.TaggedError<BucketLocked>("effect-s3-ti
   }
 }
 
+/** Another live process has the data directory open (its directory lock is held). */
+export class DirectoryLocked extends Schema.TaggedError<DirectoryLocked>("effect-s3-tier/DirectoryLocked")("DirectoryLocked", {
+  path: Schema.String,
+  holder: Schema.String
+}) {
+  override get message(): string {
+    return `the data directory ${JSON.stringify(this.path)} is in use by ${this.holder}; one process at a time may open it`
+  }
+}
+
 /** A newer instance took over the bucket: this one must stop writing. */
 export class Fenced extends Schema.TaggedError<Fenced>("effect-s3-tier/Fenced")("Fenced", {
   epoch: Schema.Number,

@@ -115,6 +115,9 @@ export interface CheckpointerOptions {
   readonly base: LoadedCheckpoint | undefined
   readonly lock: BucketLock.HeldLock
   readonly wal: CheckpointWal
+  /** The running holder's sticky fence (BucketLock service): its check replaces the plain lock
+   * read, and a fence found here (a newer epoch's commit) is set there too. */
+  readonly fence?: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
 }
 
 /** Builds the checkpointer and forks its periodic trigger into the current scope. */
@@ -144,10 +147,14 @@ export const make = (options: CheckpointerOptions) =>
 
     const fence = (detail: string) =>
       Ref.update(statsRef, (stats) => ({ ...stats, fenced: true })).pipe(
-        Effect.zipRight(Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })))
+        Effect.zipRight(options.fence === undefined ? Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })) : options.fence.fence(detail))
       )
 
-    const checkLock = BucketLock.verify(store, config, options.lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
+    const checkLock = (options.fence?.check ?? BucketLock.verify(store, config, options.lock)).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
+    const isFenced = Effect.map(
+      Effect.all([Ref.get(statsRef), options.fence?.fenced ?? Effect.succeed(Option.none())]),
+      ([stats, shared]) => stats.fenced || Option.isSome(shared)
+    )
 
     /** The commit put found N taken: fenced by a newer epoch, or our own earlier attempt landed late. */
     const onCommitConflict = (checkpoint: CheckpointNumber, bytes: Uint8Array) =>
@@ -280,8 +287,7 @@ export const make = (options: CheckpointerOptions) =>
 
     const checkpoint: CheckpointerService["checkpoint"] = (runOptions) =>
       Effect.gen(function* () {
-        const stats = yield* Ref.get(statsRef)
-        if (stats.fenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
+        if (yield* isFenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
         const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
         const startMs = yield* Clock.currentTimeMillis
         const attempted = (yield* Ref.get(completedRef)).checkpoint + 1

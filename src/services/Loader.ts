@@ -5,17 +5,24 @@
  * with every part NotLoaded unless a local copy is present, so parts are fetched lazily on their
  * first lease. `prefetch` loads every part eagerly, with bounded concurrency and progress.
  *
- * Nothing is written before every check has passed: a refused start changes nothing.
+ * Nothing is written before every check has passed: a refused start changes nothing. The one
+ * exception is a fresh directory's control file, written (with its new instance id) before the
+ * bucket lock that names the instance can exist, and removed again if the lock is refused: a start
+ * that fails with the lock's outcome unknown leaves a directory that knows the instance.
+ *
+ * The data directory is locked for the life of the layer (LocalDisk.lockDirectory), and so is the
+ * bucket lock (the BucketLock service: renewed, sticky fence); a start-up that fails after taking
+ * the bucket lock releases it (the layer's finalizer).
  *
  * Replaces: orioledb_s3_loader.py (find the highest N whose markers exist, download; orioledb-s3.md
  * §5 "Read-back") and the start-up half of src/s3/control.c (`s3_check_control`).
  *
  * @since 0.1.0
  */
-import { Chunk, Context, Effect, Either, Layer, Option, Random, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Layer, Option, Random, type Scope, Stream } from "effect"
 import * as Control from "../domain/Control.js"
-import type { BucketLocked, CorruptObject, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
+import type { BucketLocked, CorruptObject, DirectoryLocked, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
 import * as BucketLock from "./BucketLock.js"
@@ -29,7 +36,7 @@ import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConf
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
-export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked
+export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked
 
 /** One file of a checkpoint, with its part map. */
 export interface LoadedFile {
@@ -64,6 +71,8 @@ export interface PrefetchProgress {
 /** The operations of the loader. @category models */
 export interface LoaderService {
   readonly opened: Opened
+  /** The bucket lock held for the layer's life: its sticky fence, renewal and release. */
+  readonly bucketLock: BucketLock.BucketLockService
   /** Loads every NotLoaded part of the base checkpoint, `concurrency` at a time. */
   readonly prefetch: (
     concurrency: number,
@@ -203,12 +212,14 @@ const claimAfterTakeOver = (
 const hasOtherFiles = (disk: LocalDiskService): Effect.Effect<boolean, LocalIoError> =>
   disk.list("").pipe(Effect.map((paths) => paths.some((path) => path !== controlPath)))
 
-/** The start-up sequence; see the module comment. */
-export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Effect.gen(function* () {
+/** The start-up sequence; see the module comment. The directory lock and the bucket lock are held
+ * for the life of the scope. */
+export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.BucketLockService }, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable | Scope.Scope> = Effect.gen(function* () {
   const config = yield* StorageConfig
   const store = yield* ObjectStore
   const disk = yield* LocalDisk
   const parts = yield* PartTable
+  yield* disk.lockDirectory
   yield* store.probe.pipe(withRequestPolicy(config, "probe"))
   const control = yield* readControl(disk)
   const otherFiles = yield* hasOtherFiles(disk)
@@ -220,29 +231,36 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
-  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
-  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch)
-  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-  const base = lock.tookOver
-    ? yield* claimAfterTakeOver(store, config, lock, now).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-    : latest
-  // Local part files are trusted only after a clean shutdown (see PartTable.InstallOptions).
-  const trustLocal = plan._tag === "Reopen" && plan.control.cleanShutdown
-  const installed = yield* install(parts, base, trustLocal).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-  const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
-  yield* writeControl(disk, {
+  const controlOf = (epoch: number, base: LoadedCheckpoint | undefined): Control.Control => ({
     format: Control.controlFormat,
     instanceId,
-    epoch: lock.epoch,
+    epoch: EpochSchema.make(epoch),
     store: store.description,
     prefix: config.prefix,
     lastCheckpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
-    walPosition,
+    walPosition: base?.manifest.walPosition ?? Lsn.make(0),
     partSizeBytes: config.partSizeBytes,
     walSegmentBytes: config.walSegmentBytes,
     cleanShutdown: false
-  }).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-  return { plan: plan._tag, lock, base, walPosition, installedParts: installed }
+  })
+  // A fresh directory learns its instance id before any lock can name it.
+  if (plan._tag === "Fresh") yield* writeControl(disk, controlOf(0, undefined))
+  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
+  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
+    Effect.tapErrorTag("BucketLocked", () => (plan._tag === "Fresh" ? disk.remove(controlPath).pipe(Effect.ignore) : Effect.void))
+  )
+  const bucketLock = yield* BucketLock.make(store, config, lock)
+  // Runs after the Storage's own shutdown released the lock (then it does nothing), or when
+  // start-up failed after taking it.
+  yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
+  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+  const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, now) : latest
+  // Local part files are trusted only after a clean shutdown (see PartTable.InstallOptions).
+  const trustLocal = plan._tag === "Reopen" && plan.control.cleanShutdown
+  const installed = yield* install(parts, base, trustLocal)
+  const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
+  yield* writeControl(disk, controlOf(lock.epoch, base))
+  return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock }
 })
 
 const planStartupEffect = (
@@ -298,13 +316,14 @@ const prefetch = (opened: Opened) =>
     })
 
 /** The loader as a layer: start-up runs when the layer is built. @category layers */
-export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.effect(
+export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.scoped(
   Loader,
   Effect.gen(function* () {
-    const opened = yield* open
+    const { bucketLock, ...opened } = yield* open
     const parts = yield* PartTable
     return Loader.of({
       opened,
+      bucketLock,
       prefetch: (concurrency, onProgress) => prefetch(opened)(concurrency, onProgress).pipe(Effect.provideService(PartTable, parts))
     })
   })
