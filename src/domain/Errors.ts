@@ -294,3 +294,25 @@ export class ReplayFailed extends Schema.TaggedError<ReplayFailed>("effect-s3-ti
     return `replaying the WAL record at ${this.lsn} failed: ${this.detail}`
   }
 }
+
+/** The local WAL is damaged in its middle (valid records follow the bad frame), and the bucket has
+ * no intact copy of the segment to repair it from: start-up is refused rather than cut the log. */
+export class WalCorrupt extends Schema.TaggedError<WalCorrupt>("effect-s3-tier/WalCorrupt")("WalCorrupt", {
+  segment: Schema.Number,
+  lsn: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, with valid records after it: ${this.detail}`
+  }
+}
+
+/** The bucket's WAL was written with another segment size than the configuration's. */
+export class WalSegmentSizeMismatch extends Schema.TaggedError<WalSegmentSizeMismatch>("effect-s3-tier/WalSegmentSizeMismatch")(
+  "WalSegmentSizeMismatch",
+  { bucketSegmentBytes: Schema.Number, configuredSegmentBytes: Schema.Number, detail: Schema.String }
+) {
+  override get message(): string {
+    return `the bucket's WAL segments are ${this.bucketSegmentBytes} bytes, the configuration says ${this.configuredSegmentBytes} (walSegmentBytes): ${this.detail}`
+  }
+}

@@ -301,6 +301,12 @@ const walFenceLayer = Layer.effect(
   })
 )
 
+/** Where start-up replay begins (see WalArchiver.WalStartup). */
+const walStartupLayer = Layer.effect(
+  WalArchiver.WalStartup,
+  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition }))
+)
+
 const checkpointerLayer = Layer.scoped(
   Checkpointer.Checkpointer,
   Effect.gen(function* () {
@@ -327,7 +333,7 @@ export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices
   const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
   const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
   const loaderLayer = Loader.layer.pipe(Layer.provideMerge(partsLayer))
-  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provideMerge(loaderLayer))
+  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
   return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(evictorLayer))
