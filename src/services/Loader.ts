@@ -18,6 +18,7 @@ import type { BucketLocked, CorruptObject, LocalIoError, ObjectStoreError, Start
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import { newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
@@ -187,7 +188,8 @@ const claimAfterTakeOver = (
         partSizeBytes: config.partSizeBytes,
         walSegmentBytes: config.walSegmentBytes,
         walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
-        files: latest?.manifest.files ?? []
+        files: latest?.manifest.files ?? [],
+        commitToken: yield* newCommitToken
       }
       const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
       const claimed = yield* store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
