@@ -218,7 +218,8 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
   const bucket: Control.BucketState = {
     store: store.description,
     prefix: config.prefix,
-    latest: latest === undefined ? undefined : latest.manifest
+    latest: latest === undefined ? undefined : latest.manifest,
+    ...(yield* readNewer(store, config, control, latest))
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
@@ -246,6 +247,31 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
   }).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
   return { plan: plan._tag, lock, base, walPosition, installedParts: installed }
 })
+
+/**
+ * For a directory behind the bucket whose latest checkpoint is of its instance and epoch: the root
+ * manifests after the directory's checkpoint, ascending (what `Control.foreignHistory` checks).
+ */
+const readNewer = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  control: Control.Control | undefined,
+  latest: LoadedCheckpoint | undefined
+): Effect.Effect<{ readonly newer?: ReadonlyArray<Control.CheckpointSummary> }, ObjectStoreError | CorruptObject> => {
+  if (control === undefined || latest === undefined) return Effect.succeed({})
+  const top = latest.manifest
+  if (top.checkpoint <= control.lastCheckpoint + 1 || top.instanceId !== control.instanceId || top.epoch !== control.epoch) return Effect.succeed({})
+  return listCheckpoints(store, config).pipe(
+    Effect.flatMap((numbers) =>
+      Effect.forEach(
+        numbers.filter((number) => number > control.lastCheckpoint && number < top.checkpoint),
+        (number) => readCheckpointManifest(store, config, number),
+        { concurrency: Math.min(config.workerCount, 16) }
+      )
+    ),
+    Effect.map((manifests) => ({ newer: [...manifests, top] }))
+  )
+}
 
 const planStartupEffect = (
   control: Control.Control | undefined,

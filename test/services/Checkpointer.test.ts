@@ -195,6 +195,57 @@ describe("Checkpointer: a commit whose response the network lost", () => {
     }))
 })
 
+describe("Loader: a directory behind the bucket", () => {
+  it.live("behind only by its own checkpoints (control file not rewritten after two of them): reopens and replays its WAL", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const ledger: Ledger = new Map()
+      const { kill, storage } = yield* openKillable(bucket, memory)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint
+      for (let round = 0; round < 2; round++) {
+        for (let index = 10 + round * 10; index < 20 + round * 10; index++) yield* acknowledge(storage, ledger, index)
+        yield* memory.control.failNext({ operation: "writeAtomic", pathPrefix: Loader.controlPath })
+        assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
+      }
+      assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1, "the control file stayed at checkpoint 1")
+      for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) =>
+        Effect.gen(function* () {
+          assert.strictEqual(restarted.opened.plan, "Reopen")
+          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 3, "opened from the bucket's latest")
+          assert.strictEqual(restarted.opened.walPosition, restarted.opened.base?.manifest.walPosition, "replayed from its WAL position")
+          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3, "in step with the bucket again")
+          yield* assertLedger(restarted, ledger)
+        }), {}, replay)
+    }))
+
+  it.live("behind by the checkpoints of a copy of it that ran on: refused, naming the remedy", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const original = yield* H.makeDisk
+      yield* H.withStorage(bucket, original, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(5, 100)), storage.checkpoint)))
+      // A copy of the stopped directory (cp -r) runs on and checkpoints twice.
+      const copy = yield* H.makeDisk
+      for (const path of yield* original.disk.list("")) {
+        const bytes = yield* original.disk.readAll(path)
+        if (Option.isSome(bytes)) yield* copy.disk.writeAtomic(path, bytes.value)
+      }
+      yield* H.withStorage(bucket, copy, (storage) =>
+        Effect.gen(function* () {
+          for (let round = 0; round < 2; round++) {
+            yield* storage.write(fileA, 0, H.pattern(6 + round, 100))
+            yield* storage.checkpoint
+          }
+        }))
+      const refused = yield* Effect.flip(H.withStorage(bucket, original, () => Effect.void))
+      assert.strictEqual(refused._tag === "StartupRefused" ? refused.reason : refused._tag, "LocalBehind")
+      assert.match(refused.message, /another history.*empty data directory/)
+    }))
+})
+
 describe("commitRootManifest", () => {
   const manifest = (commitToken: string): Manifest.CheckpointManifest & { readonly commitToken: string } => ({
     format: "effect-s3-tier/checkpoint@1",
