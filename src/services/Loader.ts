@@ -25,6 +25,7 @@ import type { BucketLocked, CorruptObject, DirectoryLocked, LocalIoError, Object
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import { newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
@@ -196,7 +197,8 @@ const claimAfterTakeOver = (
         partSizeBytes: config.partSizeBytes,
         walSegmentBytes: config.walSegmentBytes,
         walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
-        files: latest?.manifest.files ?? []
+        files: latest?.manifest.files ?? [],
+        commitToken: yield* newCommitToken
       }
       const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
       const claimed = yield* store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
@@ -227,7 +229,8 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   const bucket: Control.BucketState = {
     store: store.description,
     prefix: config.prefix,
-    latest: latest === undefined ? undefined : latest.manifest
+    latest: latest === undefined ? undefined : latest.manifest,
+    ...(yield* readNewer(store, config, control, latest))
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
@@ -262,6 +265,31 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   yield* writeControl(disk, controlOf(lock.epoch, base))
   return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock }
 })
+
+/**
+ * For a directory behind the bucket whose latest checkpoint is of its instance and epoch: the root
+ * manifests after the directory's checkpoint, ascending (what `Control.foreignHistory` checks).
+ */
+const readNewer = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  control: Control.Control | undefined,
+  latest: LoadedCheckpoint | undefined
+): Effect.Effect<{ readonly newer?: ReadonlyArray<Control.CheckpointSummary> }, ObjectStoreError | CorruptObject> => {
+  if (control === undefined || latest === undefined) return Effect.succeed({})
+  const top = latest.manifest
+  if (top.checkpoint <= control.lastCheckpoint + 1 || top.instanceId !== control.instanceId || top.epoch !== control.epoch) return Effect.succeed({})
+  return listCheckpoints(store, config).pipe(
+    Effect.flatMap((numbers) =>
+      Effect.forEach(
+        numbers.filter((number) => number > control.lastCheckpoint && number < top.checkpoint),
+        (number) => readCheckpointManifest(store, config, number),
+        { concurrency: Math.min(config.workerCount, 16) }
+      )
+    ),
+    Effect.map((manifests) => ({ newer: [...manifests, top] }))
+  )
+}
 
 const planStartupEffect = (
   control: Control.Control | undefined,
