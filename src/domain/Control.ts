@@ -28,7 +28,11 @@ export const Control = Schema.Struct({
   walSegmentBytes: Schema.Int.pipe(Schema.positive()),
   /** True only between a clean shutdown (dirty part files synced) and the next start. After a
    * crash the local part files may be older than the checkpoint and are not trusted. */
-  cleanShutdown: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  cleanShutdown: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Written with `cleanShutdown`: the SHA-256 of each local part file at the clean stop, by path.
+   * The next start keeps a part file that differs from the bucket only if it still has this hash;
+   * a clean stop without it vouches for no part file. */
+  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
 })
 export type Control = typeof Control.Type
 

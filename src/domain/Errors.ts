@@ -138,6 +138,20 @@ export class PartLoadFailed extends Schema.TaggedError<PartLoadFailed>("effect-s
   }
 }
 
+/**
+ * A write to a part's local file failed (a full disk, an I/O error), so the file may hold a torn
+ * mix of old and new bytes: the part is neither served nor uploaded until the next start rebuilds
+ * it from the checkpoint and the WAL. The failed write and every later use of the part fail with it.
+ */
+export class PartDamaged extends Schema.TaggedError<PartDamaged>("effect-s3-tier/PartDamaged")(
+  "PartDamaged",
+  { file: Schema.String, part: Schema.Number, detail: Schema.String }
+) {
+  override get message(): string {
+    return `part ${this.part} of ${JSON.stringify(this.file)} is out of service until the next start: ${this.detail}`
+  }
+}
+
 /** A lease waited longer than its deadline for a part to load or finish evicting. */
 export class PartLeaseTimeout extends Schema.TaggedError<PartLeaseTimeout>("effect-s3-tier/PartLeaseTimeout")(
   "PartLeaseTimeout",

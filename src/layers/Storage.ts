@@ -226,7 +226,8 @@ const make = (options: StorageOptions) =>
       // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
       const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
       const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(50, Math.ceil(config.shutdownDeadlineMs * 0.02))
-      const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(Loader.markCleanShutdown(disk, dirtyPaths)), cleanBudgetMs) : Option.none()
+      const markClean = Effect.flatMap(parts.localPartHashes, (hashes) => Loader.markCleanShutdown(disk, dirtyPaths, hashes))
+      const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()
       const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
       if (!markedClean) yield* Effect.logWarning("shutdown: the local part files were not all synced in time; the next start treats this stop as a crash")
       const partStats = yield* parts.stats

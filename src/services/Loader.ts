@@ -258,9 +258,12 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
   const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
   const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, now) : latest
-  // Local part files are trusted only after a clean shutdown (see PartTable.InstallOptions).
-  const trustLocal = plan._tag === "Reopen" && plan.control.cleanShutdown
-  const installed = yield* install(parts, base, trustLocal)
+  // Local part files are trusted only after a clean shutdown, and only with the hash it recorded
+  // for each (see PartTable.InstallOptions); a clean stop that recorded none counts as a crash.
+  const recordedHashes = plan._tag === "Reopen" && plan.control.cleanShutdown && plan.control.localParts !== undefined
+    ? new Map(Object.entries(plan.control.localParts))
+    : undefined
+  const installed = yield* install(parts, base, recordedHashes)
   const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
   yield* writeControl(disk, controlOf(lock.epoch, base))
   return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock }
@@ -299,24 +302,34 @@ const planStartupEffect = (
 ): Effect.Effect<Control.StartupPlan, StartupRefused> =>
   Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
 
-const install = (parts: PartTable["Type"], base: LoadedCheckpoint | undefined, trustLocal: boolean): Effect.Effect<number, LocalIoError> => {
+const install = (
+  parts: PartTable["Type"],
+  base: LoadedCheckpoint | undefined,
+  recordedHashes: ReadonlyMap<string, string> | undefined
+): Effect.Effect<number, LocalIoError> => {
   const entries: Array<{ file: FileId; part: Manifest.PartEntry[0]; remote: Manifest.RemotePart }> = []
   for (const [file, loaded] of base?.files ?? []) {
     for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
   }
   const openCheckpoint = CheckpointNumberSchema.make((base?.manifest.checkpoint ?? 0) + 1)
-  return parts.install(entries, openCheckpoint, { trustLocal }).pipe(Effect.as(entries.length))
+  const options = recordedHashes === undefined ? { trustLocal: false } : { trustLocal: true, recordedHashes }
+  return parts.install(entries, openCheckpoint, options).pipe(Effect.as(entries.length))
 }
 
 /**
  * Marks a clean shutdown: syncs the given dirty part files, then rewrites the control file with
- * `cleanShutdown: true`, so the next start trusts the local part files.
+ * `cleanShutdown: true` and the SHA-256 of each local part file (PartTable.localPartHashes), so the
+ * next start trusts the local part files that still have their recorded hash.
  */
-export const markCleanShutdown = (disk: LocalDiskService, dirtyPaths: ReadonlyArray<string>): Effect.Effect<void, LocalIoError | CorruptObject> =>
+export const markCleanShutdown = (
+  disk: LocalDiskService,
+  dirtyPaths: ReadonlyArray<string>,
+  localPartHashes: ReadonlyArray<readonly [string, string]>
+): Effect.Effect<void, LocalIoError | CorruptObject> =>
   Effect.gen(function* () {
     yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: 8, discard: true })
     const control = yield* readControl(disk)
-    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true })
+    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true, localParts: Object.fromEntries(localPartHashes) })
   })
 
 /** Writes the control file atomically and durably. */

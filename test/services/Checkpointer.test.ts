@@ -15,7 +15,7 @@ import * as Control from "../../src/domain/Control.js"
 import { LocalIoError, ObjectStoreUnavailable, PreconditionFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
-import type * as Manifest from "../../src/domain/Manifest.js"
+import * as Manifest from "../../src/domain/Manifest.js"
 import { commitRootManifest } from "../../src/internal/RootCommit.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
@@ -29,6 +29,13 @@ import * as H from "../support/StorageHarness.js"
 const fileA = Ids.fileId("db/a")
 const recordBytes = 48
 const checkpointsPrefix = "checkpoints/"
+
+/** Checkpoint N's root manifest, as the bucket holds it. */
+const readManifest = (bucket: H.Bucket, checkpoint: number) =>
+  Effect.flatMap(bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(checkpoint))), (bytes) =>
+    Option.isNone(bytes)
+      ? Effect.dieMessage(`no checkpoint ${checkpoint}`)
+      : Either.match(Manifest.decodeCheckpointManifest("checkpoint", bytes.value, Ids.checkpointNumber(checkpoint)), { onLeft: Effect.die, onRight: Effect.succeed }))
 
 /** Acknowledged records: index → the bytes written at `index * recordBytes` of fileA. */
 type Ledger = Map<number, Uint8Array>
@@ -79,7 +86,8 @@ const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageC
       remove: (path) => guard("remove", path, inner.remove(path)),
       size: (path) => guard("size", path, inner.size(path)),
       list: (directory) => guard("list", directory, inner.list(directory)),
-      usedBytes: (directory) => guard("usedBytes", directory, inner.usedBytes(directory))
+      usedBytes: (directory) => guard("usedBytes", directory, inner.usedBytes(directory)),
+      lockDirectory: inner.lockDirectory
     }
     const faults = yield* FaultyObjectStore.makeController({ seed: 7 })
     const layer = Storage.layer(replay).pipe(
@@ -110,7 +118,7 @@ describe("Checkpointer: a commit whose response the network lost", () => {
       for (let round = 0; round < 2; round++) {
         for (let index = 10 + round * 10; index < 20 + round * 10; index++) yield* acknowledge(storage, ledger, index)
         // The PUT is applied; its response is lost; the retry gets 412.
-        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, 1)
+        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
         const report = yield* storage.checkpoint
         assert.strictEqual(report.outcome, "completed")
         assert.strictEqual(report.checkpoint, 2 + round)
@@ -119,13 +127,16 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         assert.strictEqual(control.walPosition, report.walPosition)
         assert.strictEqual((yield* storage.stats).wal.coveredLsn, report.walPosition, "the WAL was told what the checkpoint covers")
       }
-      assert.strictEqual((yield* faults.stats).injected.lost, 2)
+      assert.strictEqual((yield* faults.stats).injected.lostResponse, 2)
       for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
       yield* kill
       yield* H.withStorage(bucket, memory, (restarted) =>
         Effect.gen(function* () {
           assert.strictEqual(restarted.opened.plan, "Reopen")
-          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 3)
+          // The killed open's lease expired: the restart takes the lock with a higher epoch and
+          // claims checkpoint 4, a copy of 3 (so the killed generation could never commit again).
+          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4)
+          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition)
           yield* assertLedger(restarted, ledger)
         }), {}, replay)
     }))
@@ -141,7 +152,7 @@ describe("Checkpointer: a commit whose response the network lost", () => {
           const report = yield* storage.checkpoint
           assert.strictEqual(report.outcome, "completed")
           assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
-          assert.isAtLeast((yield* bucket.faults.stats).injected.lost, 2, "the retries lost their responses too")
+          assert.isAtLeast((yield* bucket.faults.stats).injected.lostResponse, 2, "the retries lost their responses too")
           yield* bucket.faults.heal
         }))
     }))
@@ -153,7 +164,7 @@ describe("Checkpointer: a commit whose response the network lost", () => {
       const report = yield* H.withStorage(bucket, memory, (storage) =>
         Effect.gen(function* () {
           yield* storage.write(fileA, 0, H.pattern(2, 100))
-          yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, 1)
+          yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
           return yield* storage.shutdown
         }))
       assert.deepStrictEqual(report.finalCheckpoint, { outcome: "completed", checkpoint: Ids.checkpointNumber(1) })
@@ -215,9 +226,11 @@ describe("Loader: a directory behind the bucket", () => {
       yield* H.withStorage(bucket, memory, (restarted) =>
         Effect.gen(function* () {
           assert.strictEqual(restarted.opened.plan, "Reopen")
-          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 3, "opened from the bucket's latest")
+          // Checkpoint 4 is the restart's claim of the expired lease: a copy of 3 in a higher epoch.
+          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4, "opened from the bucket's latest")
+          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition, "checkpoint 3's WAL position")
           assert.strictEqual(restarted.opened.walPosition, restarted.opened.base?.manifest.walPosition, "replayed from its WAL position")
-          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3, "in step with the bucket again")
+          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 4, "in step with the bucket again")
           yield* assertLedger(restarted, ledger)
         }), {}, replay)
     }))
