@@ -70,10 +70,13 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
   return Either.right({ _tag: "File", root: pathApi.resolve(root) })
 }
 
-/** The plain store layer of a choice. `create`: the filesystem store may create its root. */
-const storeLayer = (choice: StoreChoice, create: boolean): Layer.Layer<ObjectStore, unknown> =>
+/**
+ * The plain store layer of a choice. `create`: the filesystem store may create its root;
+ * `readOnly`: it never writes (the read-only commands, which must work on a read-only store).
+ */
+const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false): Layer.Layer<ObjectStore, unknown> =>
   choice._tag === "File"
-    ? FileObjectStore.layerNode({ root: choice.root, create })
+    ? FileObjectStore.layerNode({ root: choice.root, create, readOnly })
     : Layer.unwrapEffect(
       // Loaded on demand: the AWS SDK is the largest import, and the default store does not need it.
       Effect.map(Effect.promise(() => import("../layers/S3ObjectStore.js")), (S3ObjectStore) =>
@@ -360,7 +363,7 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
       return (result.ok ? 0 : 1) as ExitCode
     })
     return yield* body.pipe(
-      Effect.provide(Layer.merge(storeLayer(choice, false), diskLayer(directory))),
+      Effect.provide(Layer.merge(storeLayer(choice, false, true), diskLayer(directory))),
       Effect.ensuring(Option.isSome(givenDir) ? Effect.void : removeQuietly(directory))
     )
   })
@@ -375,7 +378,7 @@ export const inspectCommand = (args: InspectArgs, output: Output) =>
     const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
     const choice = yield* chooseStore(args, undefined, pathApi)
     yield* checkStoreRoot(choice)
-    const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false)))
+    const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false, true)))
     yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Inspect.formatTable(report)}\n`)
     return 0 as ExitCode
   })
