@@ -308,6 +308,8 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
   /** The findings of one ended process: refused start, lost inserts, an unexpected error. */
   const judge = (life: Life, what: string) => {
     lives++
+    fs.mkdirSync(path.join(directory, "logs"), { recursive: true })
+    fs.writeFileSync(path.join(directory, "logs", `${life.spec.owner}.log`), `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`)
     const opened = life.lines.find((line) => line.startsWith("phase opened "))
     const last = life.lines.filter((line) => line.startsWith("phase ") && !line.startsWith("phase checkpoint-done")).pop() ?? "(no output)"
     log(`  ${life.spec.owner} (checkpoint interval ${life.spec.checkpointIntervalMs} ms, on demand every ${life.spec.checkpointEveryMs} ms): ${life.exit?.signal === "SIGKILL" ? `killed at "${last}"` : `exit ${life.exit?.code}`}; ${opened === undefined ? "not opened" : opened.slice("phase ".length)}; ${life.lines.find((line) => line.startsWith("verify ")) ?? "no verify"}`)
@@ -413,7 +415,7 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       judge(owner, "take-over by a new process while the old one writes")
       await sleep(between(rng, 300, 1000)) // the old writer goes on after the new owner's clean stop
       await old.kill()
-      lives++
+      judge(old, "the old writer, killed after the new owner's clean stop")
       checkFencedAcks(old.spec.owner)
       const ledger = Model.readLedger(ledgerPath)
       // The old writer's later acknowledgements can never be durable in the new owner's lineage.
