@@ -8,7 +8,7 @@
  * - replay:     a writer with checkpoints off builds a long log and is killed; the next start runs
  *               with a checkpoint interval shorter than its replay and is killed during replay;
  * - checkpoint: killed a random few ms after an on-demand checkpoint began;
- * - writing:    killed while writing (4 KiB WAL segments: an archive upload is nearly always running);
+ * - writing:    killed a few ms after a WAL segment filled (its archive upload starts then);
  * - shutdown:   killed a random few ms into the shutdown;
  * - clean:      left to finish its inserts and shut down;
  * - take-over:  a second process takes the bucket over (`takeOver`) while the first still writes,
@@ -129,6 +129,8 @@ interface Life {
   readonly exited: Promise<void>
   /** Resolves true when a stdout line matches, false when the process ended or the bound passed. */
   readonly waitFor: (pattern: RegExp, timeoutMs: number) => Promise<boolean>
+  /** The same, for lines that arrive after the call only. */
+  readonly waitForNext: (pattern: RegExp, timeoutMs: number) => Promise<boolean>
   readonly kill: () => Promise<void>
 }
 
@@ -159,8 +161,8 @@ const startLife = (spec: LifeSpec): Life => {
         resolve()
       })
     }),
-    waitFor: (pattern, timeoutMs) => {
-      if (lines.some((line) => pattern.test(line))) return Promise.resolve(true)
+    waitFor: (pattern, timeoutMs) => (lines.some((line) => pattern.test(line)) ? Promise.resolve(true) : life.waitForNext(pattern, timeoutMs)),
+    waitForNext: (pattern, timeoutMs) => {
       if (life.exit !== undefined) return Promise.resolve(false)
       return new Promise<boolean>((resolve) => {
         const watcher = { pattern, resolve: (found: boolean) => { clearTimeout(timer); watchers.delete(watcher); resolve(found) } }
@@ -373,15 +375,21 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       writeCheck()
       const life = startLife(spec(`r${round}`, { checkpointEveryMs: pick(rng, [40, 100]) }))
       await life.waitFor(/^phase writing/, 30_000)
-      for (let skip = between(rng, 0, 3); skip > 0; skip--) await life.waitFor(/^phase checkpoint-done/, 10_000)
-      await killAfter(life, /^phase checkpoint$/, between(rng, 0, 30), 10_000)
+      for (let skip = between(rng, 0, 3); skip > 0; skip--) await life.waitForNext(/^phase checkpoint-done/, 10_000)
+      await life.waitForNext(/^phase checkpoint$/, 10_000)
+      await sleep(between(rng, 0, 30))
+      await life.kill()
       judge(life, "restart killed in a checkpoint")
     },
     writing: async () => {
       writeCheck()
       const life = startLife(spec(`r${round}`, {}))
-      await killAfter(life, /^phase writing/, scaled(50, 2500), 30_000)
-      judge(life, "restart killed while writing and archiving")
+      await life.waitFor(/^phase writing/, 30_000)
+      for (let skip = scaled(0, 40); skip > 0; skip--) await life.waitForNext(/^phase archive/, 10_000)
+      await life.waitForNext(/^phase archive/, 10_000)
+      await sleep(between(rng, 0, 15))
+      await life.kill()
+      judge(life, "restart killed while a WAL segment was being archived")
     },
     shutdown: async () => {
       writeCheck()

@@ -22,10 +22,10 @@ describe("crash test with an external ledger", () => {
       const result = yield* Effect.promise(() =>
         runCampaign({
           seed,
-          rounds: 5,
+          rounds: 6,
           short: true,
           keepOnFailure: false,
-          plan: ["clean", "replay", "checkpoint", "shutdown", "take-over"],
+          plan: ["clean", "replay", "checkpoint", "writing", "shutdown", "take-over"],
           log: (line) => void lines.push(line)
         })
       )

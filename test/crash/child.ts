@@ -13,7 +13,8 @@
  *
  * Markers on stdout, one a line, let the campaign time its kill into a phase:
  *   phase open | phase replay (first replayed record) | phase opened <json> | verify <json> |
- *   phase writing | phase checkpoint | phase checkpoint-done <outcome> | phase shutdown |
+ *   phase writing | phase archive <segment> (a segment filled: its upload starts with this commit) |
+ *   phase checkpoint | phase checkpoint-done <outcome> | phase shutdown |
  *   shutdown <json> | fenced | open-failed <tag> <message> | done
  */
 import * as fs from "node:fs"
@@ -114,12 +115,19 @@ const program = Effect.gen(function* () {
   const inserted = yield* Ref.make(0)
   const stopped = yield* Ref.make(false)
   let fencedSeen = false
+  let lastSegment = -1
   const insert = (seq: number) =>
     Effect.gen(function* () {
       const { fileIndex, offset } = Model.placeOf(seq)
       const page = Model.pageOf(seq)
       yield* storage.write(fileIdOf(fileIndex), offset, page)
       const lsn = yield* storage.append(Model.encodeRecord(seq))
+      // A record in a new segment: the previous one is full, and its upload starts at this commit.
+      const segment = Math.floor(lsn / args.segmentBytes)
+      if (segment > lastSegment) {
+        if (lastSegment >= 0) say(`phase archive ${segment - 1}`)
+        lastSegment = segment
+      }
       yield* storage.commit
       Model.appendLedgerLine(ledger, `ack ${seq} ${fileIndex} ${offset} ${lsn} ${Model.sha256Hex(page)} ${args.owner}`)
     })
