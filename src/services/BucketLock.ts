@@ -291,7 +291,10 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
       Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(Effect.catchTag("Fenced", () => Effect.void))
     )
 
+    // The outcome once decided is returned at once, without waiting behind a renewal.
     const releaseWith = (releaseConfig: StorageConfigValue) =>
+      Effect.flatMap(Ref.get(releasedRef), (decided) => Option.isSome(decided) ? Effect.succeed(decided.value) : releaseOnce(releaseConfig))
+    const releaseOnce = (releaseConfig: StorageConfigValue) =>
       exclusive.withPermits(1)(
         Effect.gen(function* () {
           const done = yield* Ref.get(releasedRef)
