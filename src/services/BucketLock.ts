@@ -161,7 +161,7 @@ export const acquire = (
       if (Either.isRight(existing) && existing.right === undefined) continue // released meanwhile: try again
       if (Either.isRight(existing) && existing.right !== undefined && existing.right.generation === generation) {
         // An earlier attempt of this start landed although its response was lost.
-        return { ...held(existing.right.epoch, false), epoch: existing.right.epoch }
+        return held(existing.right.epoch, false)
       }
       if (Either.isRight(existing) && existing.right !== undefined && existing.right.instanceId === instanceId) {
         // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
@@ -277,9 +277,10 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
     const renew = exclusive.withPermits(1)(
       Effect.gen(function* () {
         if (Option.isSome(yield* Ref.get(releasedRef))) return
-        yield* check
+        // One attempt per request, as for the PUT below: the next renewal is the retry.
+        yield* Effect.zipRight(ensureNotFenced, verify(store, { ...config, retryAttemptsMax: 1 }, lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail))))
         const nowMs = yield* Clock.currentTimeMillis
-        // One attempt: the next renewal is the retry, and the release never waits long behind it.
+        // The release never waits long behind a renewal.
         yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(
           withRequestTimeout(config, "renew lock", lock.key),
           Effect.catchAll((error) => Effect.logWarning(`bucket lock: renewal failed, retried in ${config.lockRenewIntervalMs} ms: ${error.message}`))
@@ -290,7 +291,10 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
       Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(Effect.catchTag("Fenced", () => Effect.void))
     )
 
+    // The outcome once decided is returned at once, without waiting behind a renewal.
     const releaseWith = (releaseConfig: StorageConfigValue) =>
+      Effect.flatMap(Ref.get(releasedRef), (decided) => Option.isSome(decided) ? Effect.succeed(decided.value) : releaseOnce(releaseConfig))
+    const releaseOnce = (releaseConfig: StorageConfigValue) =>
       exclusive.withPermits(1)(
         Effect.gen(function* () {
           const done = yield* Ref.get(releasedRef)
