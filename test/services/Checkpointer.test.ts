@@ -10,7 +10,7 @@
  * checked after every restart. `commitRootManifest` is also tested alone against a scripted bucket.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
+import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { LocalIoError, ObjectStoreUnavailable, PreconditionFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -62,7 +62,12 @@ const readControl = (disk: H.Disk) =>
     Option.isNone(bytes) ? Effect.dieMessage("no control file") : Either.getOrThrow(Either.map(Control.decodeControl("control.json", bytes.value), Effect.succeed)))
 
 /** An instance that can be SIGKILLed: its own view of the bucket and of the disk, both cut at the kill. */
-const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageConfig.StorageConfigValue> = {}) =>
+const openKillable = (
+  bucket: H.Bucket,
+  memory: H.Disk,
+  config: Partial<StorageConfig.StorageConfigValue> = {},
+  beforeControlWrite: Effect.Effect<void> = Effect.void
+) =>
   Effect.gen(function* () {
     let killed = false
     const guard = <A>(operation: string, path: string, effect: Effect.Effect<A, LocalIoError>) =>
@@ -74,7 +79,8 @@ const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageC
       readAll: (path) => guard("readAll", path, inner.readAll(path)),
       readAllInto: (path, buffer) => guard("readAllInto", path, inner.readAllInto(path, buffer)),
       write: (path, offset, bytes) => guard("write", path, inner.write(path, offset, bytes)),
-      writeAtomic: (path, bytes) => guard("writeAtomic", path, inner.writeAtomic(path, bytes)),
+      writeAtomic: (path, bytes) =>
+        guard("writeAtomic", path, path === Loader.controlPath ? Effect.zipRight(beforeControlWrite, inner.writeAtomic(path, bytes)) : inner.writeAtomic(path, bytes)),
       sync: (path) => guard("sync", path, inner.sync(path)),
       remove: (path) => guard("remove", path, inner.remove(path)),
       size: (path) => guard("size", path, inner.size(path)),
@@ -192,6 +198,43 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3)
         assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 3)
       }))
+    }))
+})
+
+describe("Checkpointer: the deadline of a committed checkpoint", () => {
+  it.live("the steps after the commit run to their end past the deadline, and the checkpoint reports completed", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const gate = yield* Ref.make<Option.Option<{ readonly entered: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> }>>(Option.none())
+      // While armed, the control file's rewrite waits for `release` (a slow disk).
+      const beforeControlWrite = Effect.flatMap(Ref.get(gate), Option.match({
+        onNone: () => Effect.void,
+        onSome: ({ entered, release }) => Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release))
+      }))
+      const ledger: Ledger = new Map()
+      const { context, kill, storage } = yield* openKillable(bucket, memory, {}, beforeControlWrite)
+      const checkpointer = Context.get(context, Checkpointer.Checkpointer)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint // warms the hasher up: the next one commits well within its deadline
+      for (let index = 10; index < 20; index++) yield* acknowledge(storage, ledger, index)
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Ref.set(gate, Option.some({ entered, release }))
+      const deadlineMs = 300
+      const running = yield* Effect.fork(checkpointer.checkpoint({ deadlineMs }))
+      const first = yield* Effect.raceFirst(Effect.as(Deferred.await(entered), "committed"), Effect.as(Fiber.await(running), "ended"))
+      assert.strictEqual(first, "committed", "the checkpoint reached the control file's rewrite")
+      // Committed, rewriting the control file: let the deadline pass, then let the disk answer.
+      yield* Effect.sleep(deadlineMs + 100)
+      yield* Deferred.succeed(release, undefined)
+      const report = yield* Fiber.join(running)
+      assert.strictEqual(report.outcome, "completed")
+      assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 2, "the control file was rewritten")
+      assert.strictEqual((yield* storage.stats).wal.coveredLsn, report.walPosition)
+      yield* Ref.set(gate, Option.none())
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
     }))
 })
 
