@@ -7,7 +7,8 @@
  * `lostResponse`; a SIGKILL is modelled by cutting the instance off its disk and bucket, reverting
  * the disk's unsynced writes and dropping the instance (its shutdown can then change nothing).
  * Every acknowledged record (write, append, commit) is kept in a ledger outside the instance and
- * checked after every restart. `commitRootManifest` is also tested alone against a scripted bucket.
+ * checked after every restart. One case runs over S3 (s3rver), where the retry of the lost PUT gets
+ * a real 412. `commitRootManifest` is also tested alone against a scripted bucket (409 retries).
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
@@ -18,12 +19,15 @@ import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type * as Manifest from "../../src/domain/Manifest.js"
 import { commitRootManifest } from "../../src/internal/RootCommit.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Checkpointer from "../../src/services/Checkpointer.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as Loader from "../../src/services/Loader.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as S3TestServer from "../support/S3TestServer.js"
 import * as H from "../support/StorageHarness.js"
 
 const fileA = Ids.fileId("db/a")
@@ -199,6 +203,51 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 3)
       }))
     }))
+})
+
+describe("Checkpointer over S3 (s3rver): a commit whose response was lost", () => {
+  it.live("gets 412 on its retry, reads its own manifest back and completes; the next start is in step", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const server = yield* S3TestServer.make()
+      const faults = yield* FaultyObjectStore.makeController({ seed: 9 })
+      const memory = yield* H.makeDisk
+      const config: Partial<StorageConfig.StorageConfigValue> = {
+        requestTimeoutMs: 5_000,
+        retryElapsedMaxMs: 10_000,
+        checkpointDeadlineMs: 20_000,
+        shutdownDeadlineMs: 20_000,
+        shutdownCheckpointDeadlineMs: 15_000,
+        drainDeadlineMs: 2_000
+      }
+      const s3 = S3ObjectStore.layer({
+        bucket: server.bucket,
+        endpoint: server.endpoint,
+        region: server.region,
+        forcePathStyle: true,
+        credentials: server.credentials,
+        requestTimeoutMs: 5_000
+      })
+      const layer = Storage.layer().pipe(
+        Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(s3))),
+        Layer.provide(MemoryDisk.layerOf(memory)),
+        Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
+      )
+      const report = yield* Effect.scoped(Effect.gen(function* () {
+        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        yield* storage.write(fileA, 0, H.pattern(8, 3000))
+        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, 1)
+        const checkpoint = yield* storage.checkpoint
+        assert.strictEqual((yield* faults.stats).injected.lost, 1)
+        assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+        return checkpoint
+      }))
+      assert.strictEqual(report.outcome, "completed")
+      yield* Effect.scoped(Effect.gen(function* () {
+        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        assert.strictEqual(storage.opened.plan, "Reopen")
+        assert.deepStrictEqual(yield* storage.read(fileA, 0, 3000), H.pattern(8, 3000))
+      }))
+    })), 120_000)
 })
 
 describe("Checkpointer: the deadline of a committed checkpoint", () => {
