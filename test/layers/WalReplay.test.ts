@@ -123,3 +123,68 @@ describe("Storage: a checkpoint during start-up replay", () => {
       assert.strictEqual(wrong.length, 0, `records lost: ${wrong.length}, the first ${wrong.slice(0, 3).join(", ")}`)
     }))
 })
+
+/** Record "<writer>:<page>": page <page> holds the writer's pattern for it. */
+const writerSeed = { a: 1, b: 1000, c: 2000 } as const
+type Writer = keyof typeof writerSeed
+const taggedRecord = (writer: Writer, page: number): Uint8Array => encoder.encode(`${writer}:${page}`.padStart(100, " "))
+const applyTagged = (storage: Storage.StorageService, bytes: Uint8Array) => {
+  const [writer, page] = decoder.decode(bytes).trim().split(":")
+  const index = Number(page)
+  return storage.write(fileA, index * pageBytes, H.pattern(writerSeed[writer as Writer] + index, pageBytes))
+}
+const insert = (storage: Storage.StorageService, writer: Writer, page: number) =>
+  Effect.zipRight(storage.write(fileA, page * pageBytes, H.pattern(writerSeed[writer] + page, pageBytes)), storage.append(taggedRecord(writer, page)))
+
+describe("Storage: archived WAL after a take-over", () => {
+  it.live("a stale writer's WAL uploads after the new owner's clean shutdown never reach a restore", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const pages = 50
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          for (let page = 0; page < pages; page++) yield* insert(a, "a", page)
+          yield* a.commit
+          yield* a.checkpoint
+          // B takes over while A still runs, rewrites every page, and shuts down cleanly (the lock goes).
+          yield* H.withStorage(
+            bucket,
+            yield* H.makeDisk,
+            (b) =>
+              Effect.gen(function* () {
+                for (let page = 0; page < pages; page++) yield* insert(b, "b", page)
+                yield* b.commit
+              }),
+            { takeOver: true },
+            { replay: (record, storage) => applyTagged(storage, record.bytes) }
+          )
+          // A goes on (if it is let): records over several segments, then its WAL archives what it has.
+          yield* Effect.either(
+            Effect.gen(function* () {
+              for (let round = 0; round < 8; round++) for (let page = 0; page < pages; page++) yield* insert(a, "c", page)
+              yield* a.commit
+            })
+          )
+          yield* a.shutdown
+        })
+      )
+      // A restore from the bucket alone has B's pages.
+      const wrong = yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) =>
+          Effect.gen(function* () {
+            const found: Array<number> = []
+            for (let page = 0; page < pages; page++) {
+              const bytes = yield* storage.read(fileA, page * pageBytes, pageBytes)
+              if (!H.pattern(writerSeed.b + page, pageBytes).every((byte, at) => bytes[at] === byte)) found.push(page)
+            }
+            return found
+          }),
+        {},
+        { replay: (record, storage) => applyTagged(storage, record.bytes) }
+      )
+      assert.strictEqual(wrong.length, 0, `pages not as the new owner left them: ${wrong.length} of ${pages}`)
+    }))
+})
