@@ -14,7 +14,7 @@
  */
 import { Chunk, Context, Effect, Either, Layer, Option, Random, Stream } from "effect"
 import * as Control from "../domain/Control.js"
-import type { BucketLocked, CorruptObject, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
+import { type BucketLocked, type CorruptObject, type LocalIoError, type ObjectStoreError, type StartupRefused, WalSegmentSizeMismatch } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
@@ -29,7 +29,7 @@ import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConf
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
-export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked
+export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | WalSegmentSizeMismatch
 
 /** One file of a checkpoint, with its part map. */
 export interface LoadedFile {
@@ -219,6 +219,14 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
     latest: latest === undefined ? undefined : latest.manifest
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
+  // The bucket's WAL is archived in segments of the size its checkpoints record: no other size can read it.
+  if (latest !== undefined && latest.manifest.walSegmentBytes !== config.walSegmentBytes) {
+    return yield* new WalSegmentSizeMismatch({
+      bucketSegmentBytes: latest.manifest.walSegmentBytes,
+      configuredSegmentBytes: config.walSegmentBytes,
+      detail: `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
+    })
+  }
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
   const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
   const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch)

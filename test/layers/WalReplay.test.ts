@@ -188,3 +188,32 @@ describe("Storage: archived WAL after a take-over", () => {
       assert.strictEqual(wrong.length, 0, `pages not as the new owner left them: ${wrong.length} of ${pages}`)
     }))
 })
+
+describe("Storage: a restore with another WAL segment size", () => {
+  it.live("fails with WalSegmentSizeMismatch naming both sizes, before anything is written", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          for (let index = 0; index < 300; index++) {
+            yield* applyRecord(storage, index % 100)
+            yield* storage.append(recordOf(index % 100))
+          }
+          yield* storage.commit
+          yield* storage.checkpoint
+        }))
+      const segmentBytes = H.testConfig.walSegmentBytes ?? 16 * 1024
+      const keysBefore = yield* bucket.inspect.keys
+      const disk = yield* H.makeDisk
+      const refused = yield* Effect.flip(H.withStorage(bucket, disk, () => Effect.void, { walSegmentBytes: segmentBytes / 2 }))
+      assert.strictEqual(refused._tag, "WalSegmentSizeMismatch", refused.message)
+      if (refused._tag === "WalSegmentSizeMismatch") {
+        assert.strictEqual(refused.bucketSegmentBytes, segmentBytes)
+        assert.strictEqual(refused.configuredSegmentBytes, segmentBytes / 2)
+        assert.include(refused.message, String(segmentBytes))
+        assert.include(refused.message, String(segmentBytes / 2))
+      }
+      assert.deepStrictEqual(yield* bucket.inspect.keys, keysBefore, "nothing was written to the bucket")
+      assert.deepStrictEqual(yield* disk.disk.list(""), [], "nor to the directory")
+    }))
+})
