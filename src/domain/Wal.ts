@@ -4,7 +4,8 @@
  *
  * The log is a stream of bytes; an LSN is a position in it. Segment s holds the LSNs
  * [s·segmentBytes, (s+1)·segmentBytes) and is stored as the file `wal/<s: 16 hex digits>` locally and
- * as the object `<prefix>/wal/<s>` in the bucket (KeyLayout.walKey). A frame never spans segments.
+ * as the object `<prefix>/wal/<s>-<epoch>` in the bucket (KeyLayout.walKey), one copy per writer's
+ * epoch; `archivedLineage` picks the copies that make up a history. A frame never spans segments.
  *
  * Frame (little-endian, `headerBytes` = 12):
  * ```

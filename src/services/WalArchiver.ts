@@ -10,7 +10,8 @@
  *   share one fsync (group commit). A failed flush fails its committers and keeps its frames for the
  *   next flush (rewriting them is idempotent).
  * - Segments: local files `wal/<16 hex>` of `walSegmentBytes`. When a segment is full and durable, a
- *   `WriteWalSegment` task uploads it to `<prefix>/wal/<16 hex>`. `archivePartial` uploads the
+ *   `WriteWalSegment` task uploads it to `<prefix>/wal/<16 hex>-<epoch>` (the writer's epoch, from
+ *   WalStartup: no epoch overwrites another's copy). `archivePartial` uploads the
  *   current segment's durable prefix under the same key; a later upload of the full segment
  *   overwrites it, which is safe because the partial copy is a prefix of the full one, and at most
  *   one upload of a segment is in flight at a time, so a partial PUT never lands after a full one.
@@ -19,10 +20,13 @@
  *   `archivePending`, never skipped.
  * - `checkpointCovered(lsn)`: a completed checkpoint covers every record below `lsn`; a local segment
  *   is removed once it is both archived and entirely below the latest such position.
- * - Open: local segments are scanned in order and the log continues after the last valid frame (a
- *   torn or corrupt tail is cut off, later segments removed). When the bucket is ahead of the local
+ * - Open: local segments are scanned in order and the log continues after the last valid frame. A
+ *   torn tail (nothing valid after the bad frame) is cut off; damage with valid frames after it is
+ *   repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
  *   directory (a restore on a new machine), the local WAL is dropped and the log continues from the
  *   bucket's end, its last segment copied locally so that its later full upload keeps its records.
+ *   The bucket is read as the history of this epoch (Wal.archivedLineage); a new epoch first uploads
+ *   the segment where its history begins, so a stale writer's later copies never enter it.
  * - `replay(from, apply)`: every record at or after `from`, from local segments where present and
  *   from the bucket otherwise, from the segment holding `from` through the last one; `replayArchived`
  *   reads the bucket only (a restore), `replayLocal` the local directory only. While start-up replay
@@ -190,9 +194,9 @@ export interface WalArchiverService {
 export class WalArchiver extends Context.Tag("effect-s3-tier/WalArchiver")<WalArchiver, WalArchiverService>() {}
 
 /**
- * Optional: checked before every segment upload. Segment keys carry no epoch, so without it a
- * superseded (fenced) instance that is still running could overwrite a segment of the new writer's
- * timeline. The Storage layer provides it from the bucket lock. @category tags
+ * Optional: checked before every segment upload, so a superseded (fenced) instance that is still
+ * running stops archiving (its copies, keyed by its own epoch, could not replace the new writer's
+ * anyway). The Storage layer provides it from the bucket lock. @category tags
  */
 export class WalFence extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>() {}
 

@@ -36,10 +36,11 @@ const readAll = (storage: Storage.StorageService) =>
 
 /**
  * A writer that checkpoints once (records 0-99), then logs the rest with every checkpoint failing
- * (a bucket that refuses them, e.g. full), and stops uncleanly: its part files revert to what a
- * checkpoint holds, so only the WAL has records 100 and after.
+ * (a bucket that refuses them; `full`: one that refuses every write, WAL uploads included, as a
+ * full disk does), and stops uncleanly: its part files revert to what a checkpoint holds, so only
+ * the WAL has records 100 and after. The bucket is healed (freed) before the restart.
  */
-const writeThenCrash = (bucket: H.Bucket, disk: H.Disk) =>
+const writeThenCrash = (bucket: H.Bucket, disk: H.Disk, full = false) =>
   H.withStorage(bucket, disk, (storage) =>
     Effect.gen(function* () {
       for (let index = 0; index < recordCount; index++) {
@@ -48,7 +49,7 @@ const writeThenCrash = (bucket: H.Bucket, disk: H.Disk) =>
         if (index === 99) {
           yield* storage.commit
           yield* storage.checkpoint
-          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          yield* bucket.faults.failPermanently(full ? { operations: ["put"] } : { operations: ["put"], keyPrefix: "checkpoints/" })
         }
       }
       yield* storage.commit
@@ -87,11 +88,11 @@ describe("Storage: a checkpoint during start-up replay", () => {
       assert.strictEqual(wrong.length, 0, `records lost: ${wrong.length}, the first ${wrong.slice(0, 3).join(", ")}`)
     }))
 
-  it.live("a periodic checkpoint during a slow replay does the same", () =>
+  it.live("a periodic checkpoint during a slow replay does the same, after a bucket that was full and is freed", () =>
     Effect.gen(function* () {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
-      yield* writeThenCrash(bucket, disk)
+      yield* writeThenCrash(bucket, disk, true)
       let replayed = 0
       let checkpointsSeen = 0
       const crashed = yield* Effect.exit(
