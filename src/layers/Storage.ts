@@ -304,10 +304,10 @@ const walFenceLayer = Layer.effect(
   })
 )
 
-/** Where start-up replay begins (see WalArchiver.WalStartup). */
+/** Where start-up replay begins, and the writer's epoch (see WalArchiver.WalStartup). */
 const walStartupLayer = Layer.effect(
   WalArchiver.WalStartup,
-  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition }))
+  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition, epoch: loader.opened.lock.epoch }))
 )
 
 const checkpointerLayer = Layer.scoped(

@@ -246,9 +246,9 @@ describe("Checkpointer over S3 (s3rver): a commit whose response was lost", () =
       const report = yield* Effect.scoped(Effect.gen(function* () {
         const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
         yield* storage.write(fileA, 0, H.pattern(8, 3000))
-        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, 1)
+        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
         const checkpoint = yield* storage.checkpoint
-        assert.strictEqual((yield* faults.stats).injected.lost, 1)
+        assert.strictEqual((yield* faults.stats).injected.lostResponse, 1)
         assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
         return checkpoint
       }))
