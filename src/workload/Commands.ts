@@ -200,7 +200,7 @@ export type RunArgs = StoreOptions & {
  * Sizes whose bookkeeping would take more than half of `heapLimitBytes` are refused here, before
  * anything is written, instead of the process dying of heap exhaustion later.
  */
-export const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
+const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
   if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError(`--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes`))
   const pagesPerFile = args.fileSize / Page.pageBytes
   const bookkeepingBytes = Workload.bookkeepingBytes({ files: args.files, pagesPerFile })
