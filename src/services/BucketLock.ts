@@ -277,8 +277,16 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
     const renew = exclusive.withPermits(1)(
       Effect.gen(function* () {
         if (Option.isSome(yield* Ref.get(releasedRef))) return
-        // One attempt per request, as for the PUT below: the next renewal is the retry.
-        yield* Effect.zipRight(ensureNotFenced, verify(store, { ...config, retryAttemptsMax: 1 }, lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail))))
+        yield* ensureNotFenced
+        // One attempt per request, as for the PUT below: the next renewal is the retry. The lock is
+        // rewritten only after it was read as ours: an unreadable lock may be a newer holder's, and
+        // a blind rewrite would take the bucket back from it.
+        const current = yield* read(store, { ...config, retryAttemptsMax: 1 }).pipe(Effect.either)
+        if (Either.isLeft(current)) {
+          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)
+        }
+        if (current.right === undefined) return yield* fence("the lock object is gone: another instance took the bucket over and released it")
+        if (!isHeldBy(current.right, lock)) return yield* fence(`the lock object names ${describe(current.right)}`)
         const nowMs = yield* Clock.currentTimeMillis
         // The release never waits long behind a renewal.
         yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(
