@@ -249,6 +249,9 @@ export interface BucketLockService {
   /** One renewal: `check`, then the lock rewritten with a new `renewedAtMs`. Transient failures
    * are logged (the next renewal tries again); a release stops renewals. */
   readonly renew: Effect.Effect<void, Fenced>
+  /** No renewal starts after this (one in flight ends on its own): a shutdown calls it once it has
+   * nothing more to write, so that the release does not wait behind a renewal. */
+  readonly stopRenewals: Effect.Effect<void>
   /** Stops renewals and deletes the lock if it is still ours; once (later calls return the first
    * outcome). A fenced holder leaves the lock alone. */
   readonly release: (config: StorageConfigValue) => Effect.Effect<ReleaseOutcome | "left-fenced">
@@ -262,6 +265,7 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
   Effect.gen(function* () {
     const fencedRef = yield* Ref.make(Option.none<Fenced>())
     const releasedRef = yield* Ref.make(Option.none<ReleaseOutcome | "left-fenced">())
+    const stoppedRef = yield* Ref.make(false)
     const exclusive = yield* Effect.makeSemaphore(1) // a renewal's PUT never follows the release's DELETE
     const acquiredAtMs = yield* Clock.currentTimeMillis
 
@@ -276,7 +280,7 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
 
     const renew = exclusive.withPermits(1)(
       Effect.gen(function* () {
-        if (Option.isSome(yield* Ref.get(releasedRef))) return
+        if (Option.isSome(yield* Ref.get(releasedRef)) || (yield* Ref.get(stoppedRef))) return
         yield* ensureNotFenced
         // One attempt per request, as for the PUT below: the next renewal is the retry. The lock is
         // rewritten only after it was read as ours: an unreadable lock may be a newer holder's, and
@@ -316,5 +320,5 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
         Effect.onInterrupt(() => Ref.update(releasedRef, (done) => (Option.isSome(done) ? done : Option.some("failed" as const))))
       )
 
-    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, release: releaseWith })
+    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, stopRenewals: Ref.set(stoppedRef, true), release: releaseWith })
   })
