@@ -124,13 +124,18 @@ describe.concurrent(S3TestServer.external === undefined ? "CLI against s3rver" :
         (started) => Effect.promise(() => started.stop())
       )
       const args = ["--endpoint", ignoring.info.endpoint, "--bucket", "ignores-conditions", "--path-style"]
-      const refused = yield* runCli(["run", ...quickRun, ...args], { env: env() })
+      const ignoringEnv = {
+        AWS_ACCESS_KEY_ID: ignoring.info.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: ignoring.info.credentials.secretAccessKey,
+        AWS_REGION: ignoring.info.region
+      }
+      const refused = yield* runCli(["run", ...quickRun, ...args], { env: ignoringEnv })
       assert.strictEqual(refused.code, 2, refused.stderr)
       const lines = refused.stderr.trim().split("\n").filter((line) => !line.startsWith("effect-s3-tier: run:"))
       assert.strictEqual(lines.length, 1, refused.stderr)
       assert.match(lines[0] ?? "", /does not honour create-if-absent \(dialect if-none-match\): both of two concurrent conditional PUTs/)
       assert.strictEqual(refused.stdout, "")
-      const trusted = yield* runCli(["run", ...quickRun, ...args, "--skip-conformance-check", "--json"], { env: env() })
+      const trusted = yield* runCli(["run", ...quickRun, ...args, "--skip-conformance-check", "--json"], { env: ignoringEnv })
       assert.strictEqual(trusted.code, 0, trusted.stderr)
       assert.isTrue(parseReport(trusted).verify.ok)
     }).pipe(Effect.scoped), 150_000)
