@@ -222,7 +222,9 @@ run_tests() {
   set +a
   dir="$RGW_DIR"
   local ready=$SECONDS status=0
-  (cd "$here" && npx vitest run test/layers/S3ObjectStore.test.ts test/layers/StorageOverS3.test.ts test/program/S3.test.ts "$@") || status=$?
+  # At most 2 concurrent tests per file: RGW's three daemons share the machine's cores with the CLI
+  # processes, and a stalled shutdown's 3 s deadline has only ~100 ms of margin for a starved loop.
+  (cd "$here" && npx vitest run --maxConcurrency=2 test/layers/S3ObjectStore.test.ts test/layers/StorageOverS3.test.ts test/program/S3.test.ts "$@") || status=$?
   log "RGW start $((ready - started)) s, S3 suites $((SECONDS - ready)) s, exit $status"
   exit "$status"
 }
