@@ -229,8 +229,17 @@ run_tests() {
   exit "$status"
 }
 
+# `start` alone: a start that fails midway stops what it had started.
+start_only() {
+  started_ok=0
+  dir=""
+  trap '[ "$started_ok" = 1 ] || { [ -n "$dir" ] && [ -f "$dir/ceph.conf" ] && stop "$dir"; }' EXIT
+  start "$@"
+  started_ok=1
+}
+
 case "${1:-}" in
-  start) shift; start "$@" ;;
+  start) shift; start_only "$@" ;;
   stop) shift; stop "$@" ;;
   test) shift; run_tests "$@" ;;
   *) die "usage: $0 start [DIR] | stop DIR | test [vitest args]" ;;
