@@ -112,7 +112,8 @@ const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false): Lay
           forcePathStyle: choice.forcePathStyle,
           requestTimeoutMs: s3RequestTimeoutMs,
           conditionalCreate: choice.conditionalCreate,
-          checkConditionalCreate: choice.checkConditionalCreate,
+          // A read-only command writes nothing, not even the conformance check's scratch key.
+          checkConditionalCreate: choice.checkConditionalCreate && !readOnly,
           scratchPrefix: choice.scratchPrefix
         })
       )
