@@ -5,14 +5,37 @@
  */
 import { runCampaign } from "./Campaign.js"
 
+const usage = "usage: npm run crash -- [--rounds N] [--seed S] [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--keep]"
+const valued = new Set(["--rounds", "--seed", "--restore-every", "--dir"])
+const flags = new Set(["--keep-going", "--no-take-over", "--keep"])
 const argv = process.argv.slice(2)
+const refuse = (message: string): never => {
+  process.stderr.write(`crash: ${message}\n${usage}\n`)
+  process.exit(2)
+}
+if (argv.includes("--help")) {
+  process.stdout.write(`${usage}\n`)
+  process.exit(0)
+}
+for (let index = 0; index < argv.length; index++) {
+  const arg = argv[index] ?? ""
+  if (valued.has(arg)) index++
+  else if (!flags.has(arg)) refuse(`unknown argument ${JSON.stringify(arg)}`)
+}
 const option = (name: string): string | undefined => {
   const index = argv.indexOf(`--${name}`)
-  return index >= 0 ? argv[index + 1] : undefined
+  if (index < 0) return undefined
+  return argv[index + 1] ?? refuse(`--${name} needs a value`)
 }
-const seed = Number(option("seed") ?? Math.floor(Math.random() * 1_000_000))
-const rounds = Number(option("rounds") ?? 40)
-const restoreEvery = option("restore-every")
+const count = (name: string, fallback: number): number => {
+  const text = option(name)
+  if (text === undefined) return fallback
+  const value = Number(text)
+  return Number.isSafeInteger(value) && value >= 0 && /^[0-9]+$/.test(text) ? value : refuse(`--${name} must be a whole number, got ${JSON.stringify(text)}`)
+}
+const seed = count("seed", Math.floor(Math.random() * 1_000_000))
+const rounds = count("rounds", 40)
+const restoreEvery = option("restore-every") === undefined ? undefined : String(count("restore-every", 0))
 const baseDir = option("dir")
 
 const result = await runCampaign({
