@@ -13,9 +13,13 @@
  *   from Effect's `Random` (the caller's, or one seeded by the `seed` option), so a seed decides;
  * - `failPermanently`: the operation fails with `ObjectStoreRejected` (code "InjectedFailure");
  * - `stall`: the operation never answers until it is interrupted or the faults are healed;
- * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added.
+ * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added;
+ * - `lostResponse(p)`: the operation reaches the inner store and takes effect there, and then, with
+ *   probability p, its caller gets a transient `ObjectStoreUnavailable` (reason "Network") instead
+ *   of the answer, as when a connection drops after the server applied the request: a PUT or DELETE
+ *   that happened although its caller saw it fail.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
- * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
+ * store, then a lost response. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
  * wait on a Deferred, so they are interruptible and cost no CPU.
  *
@@ -58,9 +62,10 @@ export type Fault =
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "Stall" }
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
+  | { readonly _tag: "LostResponse"; readonly probability: number }
 
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -91,6 +96,8 @@ export interface FaultControllerService {
   readonly failPermanently: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stall: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stallAfter: (afterMs: number, filter?: FaultFilter) => Effect.Effect<FaultId>
+  /** `probability` in [0, 1]: the request takes effect, its answer is lost. */
+  readonly lostResponse: (probability: number, filter?: FaultFilter) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -161,6 +168,7 @@ type ActiveFault =
   | { readonly _tag: "ErrorRate"; readonly probability: number }
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "StallFrom"; readonly fromMs: number }
+  | { readonly _tag: "LostResponse"; readonly probability: number }
 
 interface Rule {
   readonly id: FaultId
@@ -185,7 +193,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0 },
   stalledNow: 0
 }
 
@@ -205,6 +213,8 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
       return fault.latencyMs >= 0 && Number.isFinite(fault.latencyMs) ? Effect.void : Effect.dieMessage(`latency ${fault.latencyMs} ms must be >= 0`)
     case "ErrorRate":
       return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`error rate ${fault.probability} must be in [0, 1]`)
+    case "LostResponse":
+      return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`lost-response rate ${fault.probability} must be in [0, 1]`)
     case "StallAfter":
       return fault.afterMs >= 0 && Number.isFinite(fault.afterMs) ? Effect.void : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
     default:
@@ -265,12 +275,27 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
         }
       })
 
+    // After the inner store answered: the answer may be lost (the request took effect all the same).
+    const loseResponse = (operation: Operation, key: string | undefined): Effect.Effect<void, ObjectStoreUnavailable> =>
+      Effect.gen(function* () {
+        const { rules } = yield* Ref.get(rulesRef)
+        for (const rule of rules) {
+          if (rule.fault._tag !== "LostResponse" || !applies(rule.filter, operation, key)) continue
+          const sample = yield* draw
+          if (sample < rule.fault.probability) {
+            yield* count("lostResponse")
+            return yield* new ObjectStoreUnavailable({ operation, key, reason: "Network", detail: "fault injected: the connection dropped after the request was applied; its response was lost" })
+          }
+        }
+      })
+
     const countStarted = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
     const countFinished = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
         Effect.zipRight(effect),
+        Effect.tap(() => loseResponse(operation, key)),
         Effect.ensuring(countFinished(operation))
       )
 
@@ -320,6 +345,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       failPermanently: (filter) => add({ _tag: "FailPermanently" }, filter),
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
+      lostResponse: (probability, filter) => add({ _tag: "LostResponse", probability }, filter),
       remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),

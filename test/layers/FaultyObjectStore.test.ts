@@ -96,6 +96,28 @@ describe("FaultyObjectStore", () => {
       assert.strictEqual((yield* controller.stats).injected.permanent, 1)
     }))
 
+  it.effect("lostResponse applies the filtered request and then fails its caller with a transient error", () =>
+    Effect.gen(function* () {
+      const { bucket, controller, store } = yield* faulty({ seed: 3 })
+      yield* controller.lostResponse(1, { operations: ["put", "delete"], keyPrefix: "wal/" })
+      const put = yield* Effect.either(store.put("wal/1", bytes))
+      assert.isTrue(Either.isLeft(put) && put.left._tag === "ObjectStoreUnavailable" && put.left.reason === "Network", "the caller sees a dropped connection")
+      assert.deepStrictEqual(Array.from(Option.getOrThrow(yield* bucket.read("wal/1"))), [1, 2, 3], "the PUT took effect")
+      // A conditional PUT that the bucket refuses is not applied: its refusal is what the caller gets.
+      const again = yield* Effect.either(store.put("wal/1", new Uint8Array([9]), { ifNoneMatch: true }))
+      assert.isTrue(Either.isLeft(again) && again.left._tag === "PreconditionFailed")
+      const deleted = yield* Effect.either(store.delete("wal/1"))
+      assert.isTrue(Either.isLeft(deleted) && deleted.left._tag === "ObjectStoreUnavailable")
+      assert.isTrue(Option.isNone(yield* bucket.read("wal/1")), "the DELETE took effect")
+      // Outside the filter (another key family, another operation) answers arrive.
+      yield* store.put("data/1", bytes)
+      yield* store.put("wal/2", bytes).pipe(Effect.either)
+      assert.deepStrictEqual(Array.from(yield* store.get("wal/2")), [1, 2, 3])
+      assert.strictEqual((yield* controller.stats).injected.lostResponse, 3)
+      yield* controller.heal
+      yield* store.put("wal/3", bytes)
+    }))
+
   it.effect("stall holds an operation until it is interrupted; the counters follow", () =>
     Effect.gen(function* () {
       const { controller, store } = yield* faulty()

@@ -66,6 +66,8 @@ const healthy = (): RunRecord => {
       { kind: "restart", instance: "A", instanceId: "iA", epoch: 1, crash: true, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("A") },
       { kind: "restore", instance: "R", instanceId: "iR", epoch: 2, crash: false, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("R") }
     ],
+    crashes: [],
+    archives: [],
     audit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     finalAudit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     trace: [],

@@ -2,7 +2,9 @@
  * The simulation's command line: `npm run sim -- [options]`.
  *
  *   --system real|original      the real Storage layer (default) or the model of the original
- *   --profile full|no-faults|failing-tasks   the schedule generator (default full)
+ *   --profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|adversarial
+ *                               the schedule generator (default full; the last four add the
+ *                               fault classes of test/sim/Schedule.ts to `full`)
  *   --runs N                    schedules to check (default 1000)
  *   --seed S                    fast-check's seed (default: a random one, printed)
  *   --path P                    replay one counterexample (printed by a failure) instead
@@ -32,7 +34,7 @@ interface Arguments {
   readonly shrinkLimitS: number | undefined
 }
 
-const usage = "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S]"
+const usage = "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|adversarial] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S]"
 
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n${usage}\n`)
