@@ -343,7 +343,8 @@ const supersededAtMs = (record: RunRecord, disk: string): number =>
 
 /**
  * The workload's ledger of what is in the bucket: every insert whose commit was acknowledged
- * before an acknowledgement of archiving began on the same directory (an awaited WAL archive, a
+ * before (at an earlier instant: same-instant steps race) an acknowledgement of archiving began
+ * on the same directory (an awaited WAL archive, a
  * checkpoint reported committed, a shutdown whose final checkpoint committed), when that
  * acknowledgement came before the directory's instance was taken over.
  */
@@ -359,7 +360,7 @@ const bucketLedger = (record: RunRecord): Map<number, string> => {
     const disk = diskOf(insert.instance)
     const supersededAt = supersededAtMs(record, disk)
     const covering = acknowledgements.find(
-      (ack) => diskOf(ack.instance) === disk && ack.endedAtMs !== undefined && ack.endedAtMs < supersededAt && (insert.endedAtMs ?? Infinity) <= ack.startedAtMs
+      (ack) => diskOf(ack.instance) === disk && ack.endedAtMs !== undefined && ack.endedAtMs < supersededAt && (insert.endedAtMs ?? Infinity) < ack.startedAtMs
     )
     if (covering !== undefined) {
       required.set(insert.id, `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, then archived: ${covering.what} by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms`)
