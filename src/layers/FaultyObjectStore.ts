@@ -14,12 +14,14 @@
  * - `failPermanently`: the operation fails with `ObjectStoreRejected` (code "InjectedFailure");
  * - `stall`: the operation never answers until it is interrupted or the faults are healed;
  * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added;
- * - `lostResponse(p)`: the operation reaches the inner store and takes effect there, and then, with
- *   probability p, its caller gets a transient `ObjectStoreUnavailable` (reason "Network") instead
- *   of the answer, as when a connection drops after the server applied the request: a PUT or DELETE
- *   that happened although its caller saw it fail.
+ * - `lostResponse(times?)`: the operation reaches the inner store and runs to its end (a put is
+ *   applied), then its response is lost: the caller gets a transient `ObjectStoreUnavailable`
+ *   (reason "Network") whatever the store answered. With `times`, only the next `times` matching
+ *   operations lose their response and the rule then removes itself. Not applied to `list`;
+ * - `lostResponseRate(p)`: `lostResponse` for each matching operation with probability p (drawn
+ *   as `errorRate`'s draws), for random campaigns.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
- * store, then a lost response. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
+ * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
  * wait on a Deferred, so they are interruptible and cost no CPU.
  *
@@ -32,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { TaskType } from "../domain/Task.js"
@@ -62,10 +64,10 @@ export type Fault =
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "Stall" }
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
-  | { readonly _tag: "LostResponse"; readonly probability: number }
+  | { readonly _tag: "LostResponse"; readonly times?: number; readonly probability?: number }
 
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lost"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -96,8 +98,10 @@ export interface FaultControllerService {
   readonly failPermanently: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stall: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stallAfter: (afterMs: number, filter?: FaultFilter) => Effect.Effect<FaultId>
-  /** `probability` in [0, 1]: the request takes effect, its answer is lost. */
-  readonly lostResponse: (probability: number, filter?: FaultFilter) => Effect.Effect<FaultId>
+  /** The store applies the request, the caller gets a transient error; `times` bounds how often. */
+  readonly lostResponse: (filter?: FaultFilter, times?: number) => Effect.Effect<FaultId>
+  /** Each matching request is applied and loses its response with `probability` in [0, 1]. */
+  readonly lostResponseRate: (probability: number, filter?: FaultFilter) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -168,7 +172,7 @@ type ActiveFault =
   | { readonly _tag: "ErrorRate"; readonly probability: number }
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "StallFrom"; readonly fromMs: number }
-  | { readonly _tag: "LostResponse"; readonly probability: number }
+  | { readonly _tag: "LostResponse"; readonly remaining: number; readonly probability: number }
 
 interface Rule {
   readonly id: FaultId
@@ -193,7 +197,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lost: 0 },
   stalledNow: 0
 }
 
@@ -213,10 +217,11 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
       return fault.latencyMs >= 0 && Number.isFinite(fault.latencyMs) ? Effect.void : Effect.dieMessage(`latency ${fault.latencyMs} ms must be >= 0`)
     case "ErrorRate":
       return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`error rate ${fault.probability} must be in [0, 1]`)
-    case "LostResponse":
-      return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`lost-response rate ${fault.probability} must be in [0, 1]`)
     case "StallAfter":
       return fault.afterMs >= 0 && Number.isFinite(fault.afterMs) ? Effect.void : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
+    case "LostResponse":
+      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) return Effect.dieMessage(`lost-response rate ${fault.probability} must be in [0, 1]`)
+      return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0) ? Effect.void : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
     default:
       return Effect.void
   }
@@ -275,27 +280,45 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
         }
       })
 
-    // After the inner store answered: the answer may be lost (the request took effect all the same).
-    const loseResponse = (operation: Operation, key: string | undefined): Effect.Effect<void, ObjectStoreUnavailable> =>
+    /** Whether this finished operation loses its response: takes one use of the first matching rule
+     * (a rule with a probability below 1 draws first: a miss takes nothing). */
+    const takeLostResponse = (operation: Operation, key: string | undefined): Effect.Effect<boolean> =>
       Effect.gen(function* () {
         const { rules } = yield* Ref.get(rulesRef)
-        for (const rule of rules) {
-          if (rule.fault._tag !== "LostResponse" || !applies(rule.filter, operation, key)) continue
-          const sample = yield* draw
-          if (sample < rule.fault.probability) {
-            yield* count("lostResponse")
-            return yield* new ObjectStoreUnavailable({ operation, key, reason: "Network", detail: "fault injected: the connection dropped after the request was applied; its response was lost" })
-          }
-        }
+        const found = rules.find((candidate) => candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key))
+        if (found === undefined || found.fault._tag !== "LostResponse") return false
+        if (found.fault.probability < 1 && (yield* draw) >= found.fault.probability) return false
+        return yield* Ref.modify(rulesRef, (state): readonly [boolean, Rules] => {
+          const rule = state.rules.find((candidate) => candidate.id === found.id)
+          if (rule === undefined || rule.fault._tag !== "LostResponse") return [false, state]
+          const remaining = rule.fault.remaining - 1
+          const probability = rule.fault.probability
+          const next = remaining > 0
+            ? state.rules.map((candidate) => (candidate.id === rule.id ? { ...candidate, fault: { _tag: "LostResponse" as const, remaining, probability } } : candidate))
+            : state.rules.filter((candidate) => candidate.id !== rule.id)
+          return [true, { ...state, rules: next }]
+        })
       })
+
+    const loseResponse = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+      Effect.flatMap(Effect.exit(effect), (exit): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+        Exit.isInterrupted(exit)
+          ? exit
+          : Effect.flatMap(takeLostResponse(operation, key), (lost): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+            lost
+              ? Effect.zipRight(
+                count("lost"),
+                Effect.fail(new ObjectStoreUnavailable({ operation, ...(key === undefined ? {} : { key }), reason: "Network", detail: "fault injected: the response was lost after the store handled the request" }))
+              )
+              : exit
+          ))
 
     const countStarted = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
     const countFinished = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
-        Effect.zipRight(effect),
-        Effect.tap(() => loseResponse(operation, key)),
+        Effect.zipRight(loseResponse(operation, key, effect)),
         Effect.ensuring(countFinished(operation))
       )
 
@@ -324,6 +347,8 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           ? { _tag: "StallFrom", fromMs: Number.NEGATIVE_INFINITY }
           : fault._tag === "StallAfter"
           ? { _tag: "StallFrom", fromMs: nowMs + fault.afterMs }
+          : fault._tag === "LostResponse"
+          ? { _tag: "LostResponse", remaining: fault.times ?? Number.POSITIVE_INFINITY, probability: fault.probability ?? 1 }
           : fault
         return yield* Ref.modify(rulesRef, (state) => [
           state.nextId,
@@ -345,7 +370,8 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       failPermanently: (filter) => add({ _tag: "FailPermanently" }, filter),
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
-      lostResponse: (probability, filter) => add({ _tag: "LostResponse", probability }, filter),
+      lostResponse: (filter, times) => add(times === undefined ? { _tag: "LostResponse" } : { _tag: "LostResponse", times }, filter),
+      lostResponseRate: (probability, filter) => add({ _tag: "LostResponse", probability }, filter),
       remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),

@@ -96,26 +96,41 @@ describe("FaultyObjectStore", () => {
       assert.strictEqual((yield* controller.stats).injected.permanent, 1)
     }))
 
-  it.effect("lostResponse applies the filtered request and then fails its caller with a transient error", () =>
+  it.effect("lostResponse applies the request and fails its answer; `times` bounds it, and a retry then sees what the store holds", () =>
     Effect.gen(function* () {
-      const { bucket, controller, store } = yield* faulty({ seed: 3 })
-      yield* controller.lostResponse(1, { operations: ["put", "delete"], keyPrefix: "wal/" })
-      const put = yield* Effect.either(store.put("wal/1", bytes))
-      assert.isTrue(Either.isLeft(put) && put.left._tag === "ObjectStoreUnavailable" && put.left.reason === "Network", "the caller sees a dropped connection")
-      assert.deepStrictEqual(Array.from(Option.getOrThrow(yield* bucket.read("wal/1"))), [1, 2, 3], "the PUT took effect")
-      // A conditional PUT that the bucket refuses is not applied: its refusal is what the caller gets.
-      const again = yield* Effect.either(store.put("wal/1", new Uint8Array([9]), { ifNoneMatch: true }))
-      assert.isTrue(Either.isLeft(again) && again.left._tag === "PreconditionFailed")
-      const deleted = yield* Effect.either(store.delete("wal/1"))
-      assert.isTrue(Either.isLeft(deleted) && deleted.left._tag === "ObjectStoreUnavailable")
-      assert.isTrue(Option.isNone(yield* bucket.read("wal/1")), "the DELETE took effect")
-      // Outside the filter (another key family, another operation) answers arrive.
-      yield* store.put("data/1", bytes)
-      yield* store.put("wal/2", bytes).pipe(Effect.either)
-      assert.deepStrictEqual(Array.from(yield* store.get("wal/2")), [1, 2, 3])
-      assert.strictEqual((yield* controller.stats).injected.lostResponse, 3)
-      yield* controller.heal
-      yield* store.put("wal/3", bytes)
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" }, 1)
+      const lost = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
+      assert.isTrue(Either.isLeft(lost) && lost.left._tag === "ObjectStoreUnavailable" && lost.left.reason === "Network", String(lost))
+      assert.deepStrictEqual(Option.map(yield* bucket.read("checkpoints/1"), Array.from), Option.some([1, 2, 3]), "the put was applied")
+      // The rule is used up: the retry gets the store's own answer.
+      const retried = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
+      assert.isTrue(Either.isLeft(retried) && retried.left._tag === "PreconditionFailed", String(retried))
+      yield* controller.lostResponse({ operations: ["get"] })
+      for (let round = 0; round < 3; round++) assert.isTrue(Either.isLeft(yield* Effect.either(store.get("checkpoints/1"))))
+      yield* store.put("other", bytes)
+      assert.strictEqual((yield* controller.stats).injected.lost, 4)
+      assert.isTrue((yield* Effect.exit(controller.lostResponse({}, 0)))._tag === "Failure")
+    }))
+
+  it.effect("lostResponseRate applies every filtered request and loses a seeded share of the answers; deletes too", () =>
+    Effect.gen(function* () {
+      const run = (seed: number) =>
+        Effect.gen(function* () {
+          const { bucket, controller, store } = yield* faulty({ seed })
+          yield* controller.lostResponseRate(0.5, { operations: ["put", "delete"], keyPrefix: "wal/" })
+          const pattern = yield* failurePattern({ put: (key, value) => store.put(`wal/${key}`, value) }, 64)
+          for (let index = 0; index < 64; index++) assert.isTrue(Option.isSome(yield* bucket.read(`wal/k${index}`)), "every put was applied")
+          const deletes = yield* Effect.forEach(Array.from({ length: 16 }, (_, index) => index), (index) => Effect.either(store.delete(`wal/k${index}`)))
+          for (let index = 0; index < 16; index++) assert.isTrue(Option.isNone(yield* bucket.read(`wal/k${index}`)), "every delete was applied")
+          yield* store.put("data/x", bytes)
+          return { pattern, lost: (yield* controller.stats).injected.lost, failedDeletes: deletes.filter(Either.isLeft).length }
+        })
+      const first = yield* run(5)
+      assert.deepStrictEqual(yield* run(5), first, "a seed decides which answers are lost")
+      const lostPuts = first.pattern.split("").filter((bit) => bit === "1").length
+      assert.isTrue(lostPuts > 10 && lostPuts < 54, `about half: ${first.pattern}`)
+      assert.strictEqual(first.lost, lostPuts + first.failedDeletes)
     }))
 
   it.effect("stall holds an operation until it is interrupted; the counters follow", () =>

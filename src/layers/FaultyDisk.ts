@@ -1,0 +1,195 @@
+/**
+ * FaultyDisk: a decorator over any LocalDisk that injects the faults of a real disk on command, for
+ * the tests and the deterministic simulation. It provides `LocalDisk` (the faulty view) and
+ * `DiskFaults` (the switchboard), as FaultyObjectStore does for the bucket.
+ *
+ * Faults (each applies to the paths under `pathPrefix`, or to every path when it is omitted):
+ * - `fillAfter(bytes)`: the disk is full after `bytes` more written bytes. The write that crosses
+ *   the limit writes its first bytes up to the limit to the inner disk and then fails with a
+ *   LocalIoError whose detail starts with "ENOSPC": a torn write, as a real full disk leaves one.
+ *   Later writes fail at once with nothing written. `writeAtomic` that does not fit fails and leaves
+ *   its target unchanged (its temporary file is what fills up). Every written byte counts, an
+ *   overwrite as much as an append (a real disk would charge only newly allocated blocks).
+ * - `failSync(count)`: the next `count` matching `sync` calls fail with "EIO" (Infinity: until
+ *   healed); the bytes stay written but are not made durable.
+ * - `flipByte(path)`: bit rot. XORs one byte of a file (at `offset`, or at an offset drawn from
+ *   the seeded Random) with `mask` (default 0xff) in the inner disk, and syncs it, so that the rot
+ *   survives a crash as rot on the medium would.
+ * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
+ *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
+ * `heal` removes `fillAfter` and `failSync` (flips are done). Nothing depends on time or on
+ * unseeded randomness: the same calls with the same seed inject the same faults. `make` wraps one
+ * disk; `layer` wraps the LocalDisk below it (`Layer.provideMerge` keeps MemoryDiskControl beside).
+ *
+ * Replaces: nothing in OrioleDB, whose tests could not make a disk fill up or rot.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Option, Random } from "effect"
+import { LocalIoError } from "../domain/Errors.js"
+import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
+
+/** Which paths a fault applies to. @category models */
+export interface DiskFaultFilter {
+  /** Only paths starting with this (after normalization); every path when omitted. */
+  readonly pathPrefix?: string
+}
+
+/** Where `flipByte` flips. @category models */
+export interface FlipOptions {
+  /** The byte to flip; drawn from the seeded Random (uniform over the file) when omitted. */
+  readonly offset?: number
+  /** XORed into the byte; default 0xff. Must be in 1..255, so the byte always changes. */
+  readonly mask?: number
+}
+
+/** What the decorator injected so far. @category models */
+export interface DiskFaultStats {
+  /** Writes that ran out of space, and of those the ones that wrote a part of their bytes first. */
+  readonly noSpaceWrites: number
+  readonly tornWrites: number
+  readonly failedSyncs: number
+  readonly flippedBytes: number
+}
+
+/** The switchboard of a FaultyDisk. @category models */
+export interface DiskFaultsService {
+  /** The disk is full after `bytes` more written bytes (replaces an earlier `fillAfter`). */
+  readonly fillAfter: (bytes: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** The next `count` matching syncs fail (default 1; Infinity until healed). */
+  readonly failSync: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** Flips a byte of a file of the inner disk (and syncs it); the offset flipped, or None when
+   * the file is missing or empty. */
+  readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
+  /** Ends `fillAfter` and `failSync`. */
+  readonly heal: Effect.Effect<void>
+  readonly stats: Effect.Effect<DiskFaultStats>
+}
+
+/** The fault switchboard of the FaultyDisk in the context. @category tags */
+export class DiskFaults extends Context.Tag("effect-s3-tier/DiskFaults")<DiskFaults, DiskFaultsService>() {}
+
+/** Options of the decorator. */
+export interface FaultyDiskOptions {
+  /** Seeds the offsets `flipByte` draws; default 0. */
+  readonly seed?: number
+}
+
+interface FaultState {
+  space: { readonly filter: DiskFaultFilter; remainingBytes: number } | undefined
+  syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
+  stats: DiskFaultStats
+}
+
+const matches = (filter: DiskFaultFilter, path: string): boolean => filter.pathPrefix === undefined || path.startsWith(filter.pathPrefix)
+
+const noSpace = (operation: string, path: string, writtenBytes: number, requestedBytes: number) =>
+  new LocalIoError({
+    operation,
+    path,
+    detail: `ENOSPC: no space left on device (fault injected; ${writtenBytes} of ${requestedBytes} bytes written)`
+  })
+
+/** Wraps `inner`: the faulty disk and its switchboard. @category constructors */
+export const make = (
+  inner: LocalDiskService,
+  options: FaultyDiskOptions = {}
+): Effect.Effect<{ readonly disk: LocalDiskService; readonly faults: DiskFaultsService }> =>
+  Effect.sync(() => {
+    const state: FaultState = {
+      space: undefined,
+      syncFailures: undefined,
+      stats: { noSpaceWrites: 0, tornWrites: 0, failedSyncs: 0, flippedBytes: 0 }
+    }
+    const random = Random.make(options.seed ?? 0)
+    const count = (field: keyof DiskFaultStats) => {
+      state.stats = { ...state.stats, [field]: state.stats[field] + 1 }
+    }
+    // The space left for a write to `path`, if a `fillAfter` applies to it (an invalid path is left
+    // to the inner disk, which refuses it).
+    const spaceFor = (operation: string, path: string) => {
+      const space = state.space
+      const valid = Option.getRight(normalizePath(operation, path))
+      return space !== undefined && Option.isSome(valid) && matches(space.filter, valid.value) ? space : undefined
+    }
+
+    const write: LocalDiskService["write"] = (path, offset, bytes) =>
+      Effect.suspend(() => {
+        const space = spaceFor("write", path)
+        if (space === undefined) return inner.write(path, offset, bytes)
+        if (bytes.length <= space.remainingBytes) {
+          space.remainingBytes -= bytes.length
+          return inner.write(path, offset, bytes)
+        }
+        const fitting = space.remainingBytes
+        space.remainingBytes = 0
+        count("noSpaceWrites")
+        if (fitting === 0) return Effect.fail(noSpace("write", path, 0, bytes.length))
+        count("tornWrites")
+        return Effect.zipRight(inner.write(path, offset, bytes.subarray(0, fitting)), Effect.fail(noSpace("write", path, fitting, bytes.length)))
+      })
+
+    const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
+      Effect.suspend(() => {
+        const space = spaceFor("writeAtomic", path)
+        if (space === undefined) return inner.writeAtomic(path, bytes)
+        if (bytes.length > space.remainingBytes) {
+          space.remainingBytes = 0
+          count("noSpaceWrites")
+          return Effect.fail(noSpace("writeAtomic", path, 0, bytes.length))
+        }
+        space.remainingBytes -= bytes.length
+        return inner.writeAtomic(path, bytes)
+      })
+
+    const sync: LocalDiskService["sync"] = (path) =>
+      Effect.suspend(() => {
+        const failures = state.syncFailures
+        const valid = Option.getRight(normalizePath("sync", path))
+        if (failures === undefined || failures.remaining <= 0 || Option.isNone(valid) || !matches(failures.filter, valid.value)) return inner.sync(path)
+        failures.remaining -= 1
+        count("failedSyncs")
+        return Effect.fail(new LocalIoError({ operation: "sync", path, detail: "EIO: i/o error (fault injected)" }))
+      })
+
+    const flipByte: DiskFaultsService["flipByte"] = (path, flip = {}) =>
+      Effect.gen(function* () {
+        const mask = flip.mask ?? 0xff
+        if (!Number.isInteger(mask) || mask < 1 || mask > 255) return yield* Effect.dieMessage(`flipByte: mask ${mask} must be in 1..255`)
+        const size = Option.getOrElse(yield* inner.size(path), () => 0)
+        if (size === 0) return Option.none<number>()
+        const offset = flip.offset ?? (yield* random.nextIntBetween(0, size))
+        if (!Number.isSafeInteger(offset) || offset < 0 || offset >= size) {
+          return yield* Effect.dieMessage(`flipByte: offset ${offset} is outside the file's ${size} bytes`)
+        }
+        const [byte = 0] = yield* inner.read(path, offset, 1)
+        yield* inner.write(path, offset, Uint8Array.of(byte ^ mask))
+        yield* inner.sync(path)
+        count("flippedBytes")
+        return Option.some(offset)
+      })
+
+    const faults: DiskFaultsService = {
+      fillAfter: (bytes, filter = {}) =>
+        Number.isSafeInteger(bytes) && bytes >= 0
+          ? Effect.sync(() => void (state.space = { filter, remainingBytes: bytes }))
+          : Effect.dieMessage(`fillAfter: ${bytes} bytes must be a non-negative integer`),
+      failSync: (times = 1, filter = {}) =>
+        times >= 0 ? Effect.sync(() => void (state.syncFailures = { filter, remaining: times })) : Effect.dieMessage(`failSync: ${times} must be >= 0`),
+      flipByte,
+      heal: Effect.sync(() => {
+        state.space = undefined
+        state.syncFailures = undefined
+      }),
+      stats: Effect.sync(() => state.stats)
+    }
+    return { disk: { ...inner, write, writeAtomic, sync }, faults }
+  })
+
+/** The faulty view of the LocalDisk below it, and its switchboard. @category layers */
+export const layer = (options: FaultyDiskOptions = {}): Layer.Layer<LocalDisk | DiskFaults, never, LocalDisk> =>
+  Layer.effectContext(
+    Effect.map(Effect.flatMap(LocalDisk, (inner) => make(inner, options)), ({ disk, faults }) =>
+      Context.make(LocalDisk, disk).pipe(Context.add(DiskFaults, faults))
+    )
+  )

@@ -1,0 +1,102 @@
+/**
+ * Goal: the fault-injecting disk keeps the LocalDisk contract when no fault is set (shared suite),
+ * and each fault does exactly what a real disk does: a full disk tears the write that crosses the
+ * limit (its first bytes land, the rest do not) and refuses the later ones; an atomic write that
+ * does not fit leaves its target as it was; a failed sync leaves the bytes unsynced (a crash of the
+ * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset.
+ * Method: FaultyDisk over a MemoryDisk, inspected through the MemoryDisk's control handle.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Layer, Option } from "effect"
+import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import { LocalDisk } from "../../src/services/LocalDisk.js"
+import { localDiskSuite } from "./LocalDiskSuite.js"
+
+const filled = (length: number, value: number): Uint8Array => new Uint8Array(length).fill(value)
+
+const makeFaulty = (seed = 0) =>
+  Effect.flatMap(MemoryDisk.make, (memory) =>
+    Effect.map(FaultyDisk.make(memory.disk, { seed }), (faulty) => ({ ...faulty, memory: memory.control }))
+  )
+
+describe("FaultyDisk", () => {
+  describe("LocalDisk contract (no fault set)", () => {
+    localDiskSuite(Effect.map(makeFaulty(), ({ disk }) => disk))
+  })
+
+  it.effect("fillAfter: the write that crosses the limit is torn, later ones write nothing, other paths are not hit", () =>
+    Effect.gen(function* () {
+      const { disk, faults } = yield* makeFaulty()
+      yield* disk.write("parts/a", 0, filled(8192, 1))
+      yield* faults.fillAfter(4096 + 100, { pathPrefix: "parts/" })
+      yield* disk.write("parts/a", 8192, filled(100, 2)) // fits
+      const torn = yield* Effect.either(disk.write("parts/a", 0, filled(8192, 3)))
+      assert.isTrue(Either.isLeft(torn) && torn.left._tag === "LocalIoError" && torn.left.detail.startsWith("ENOSPC"))
+      const after = Option.getOrThrow(yield* disk.readAll("parts/a"))
+      assert.deepStrictEqual(after.subarray(0, 4096), filled(4096, 3)) // the first 4 KiB landed
+      assert.deepStrictEqual(after.subarray(4096, 8192), filled(4096, 1)) // the rest did not
+      const nothing = yield* Effect.either(disk.write("parts/a", 0, filled(1, 4)))
+      assert.isTrue(Either.isLeft(nothing))
+      assert.strictEqual(Option.getOrThrow(yield* disk.readAll("parts/a"))[0], 3)
+      yield* disk.write("wal/1", 0, filled(10, 5)) // not under parts/
+      assert.deepStrictEqual(yield* faults.stats, { noSpaceWrites: 2, tornWrites: 1, failedSyncs: 0, flippedBytes: 0 })
+      yield* faults.heal
+      yield* disk.write("parts/a", 0, filled(1, 6))
+    }))
+
+  it.effect("fillAfter: an atomic write that does not fit leaves its target unchanged", () =>
+    Effect.gen(function* () {
+      const { disk, faults } = yield* makeFaulty()
+      yield* disk.writeAtomic("control.json", filled(10, 1))
+      yield* faults.fillAfter(5)
+      assert.isTrue(Either.isLeft(yield* Effect.either(disk.writeAtomic("control.json", filled(10, 2)))))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("control.json")), filled(10, 1))
+    }))
+
+  it.effect("failSync: the next n syncs fail, the bytes stay unsynced and a crash below loses them", () =>
+    Effect.gen(function* () {
+      const { disk, faults, memory } = yield* makeFaulty()
+      yield* disk.write("wal/1", 0, filled(4, 1))
+      yield* disk.sync("wal/1")
+      yield* disk.write("wal/1", 4, filled(4, 2))
+      yield* faults.failSync(2, { pathPrefix: "wal/" })
+      yield* disk.write("other", 0, filled(1, 1))
+      yield* disk.sync("other") // not hit
+      const failed = yield* Effect.either(disk.sync("wal/1"))
+      assert.isTrue(Either.isLeft(failed) && failed.left.detail.startsWith("EIO"))
+      assert.isTrue(Either.isLeft(yield* Effect.either(disk.sync("wal/1"))))
+      yield* memory.crash
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("wal/1")), filled(4, 1))
+      yield* disk.write("wal/1", 4, filled(4, 2))
+      yield* disk.sync("wal/1") // the third one passes
+      assert.strictEqual((yield* faults.stats).failedSyncs, 2)
+    }))
+
+  it.effect("flipByte: flips one byte durably, at a seeded offset unless given one", () =>
+    Effect.gen(function* () {
+      const first = yield* makeFaulty(7)
+      const second = yield* makeFaulty(7)
+      for (const { disk } of [first, second]) yield* disk.writeAtomic("parts/p", filled(1000, 0x0f))
+      const offset = Option.getOrThrow(yield* first.faults.flipByte("parts/p"))
+      assert.strictEqual(Option.getOrThrow(yield* second.faults.flipByte("parts/p")), offset)
+      yield* first.memory.crash
+      const bytes = Option.getOrThrow(yield* first.disk.readAll("parts/p"))
+      assert.strictEqual(bytes[offset], 0xf0)
+      assert.strictEqual(bytes.filter((byte) => byte !== 0x0f).length, 1)
+      yield* first.faults.flipByte("parts/p", { offset: 3, mask: 0x01 })
+      assert.strictEqual(Option.getOrThrow(yield* first.disk.readAll("parts/p"))[3], 0x0e)
+      assert.isTrue(Option.isNone(yield* first.faults.flipByte("missing")))
+      assert.strictEqual((yield* first.faults.stats).flippedBytes, 2)
+    }))
+
+  it.effect("layer decorates the LocalDisk below it and keeps MemoryDiskControl beside it", () =>
+    Effect.gen(function* () {
+      const faults = yield* FaultyDisk.DiskFaults
+      const disk = yield* LocalDisk
+      const control = yield* MemoryDisk.MemoryDiskControl
+      yield* faults.fillAfter(0)
+      assert.isTrue(Either.isLeft(yield* Effect.either(disk.write("x", 0, filled(1, 1)))))
+      assert.strictEqual((yield* control.stats).files, 0)
+    }).pipe(Effect.provide(FaultyDisk.layer().pipe(Layer.provideMerge(MemoryDisk.layer)))))
+})
