@@ -21,7 +21,7 @@
  * awaited under a timeout, so one run always ends, whatever the system does.
  */
 import { Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
-import type { Fault, RestartSettings, Schedule, Step } from "./Schedule.js"
+import type { DiskFault, Fault, RestartSettings, Rot, Schedule, Step } from "./Schedule.js"
 import { dataModel, stepText } from "./Schedule.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -135,6 +135,8 @@ export interface Instance {
   readonly checkpoint: Effect.Effect<CheckpointResult>
   readonly evict: Effect.Effect<OpResult>
   readonly archiveWal: Effect.Effect<OpResult>
+  /** Injects a fault into the instance's local disk (absent: not supported); `heal` ends it. */
+  readonly injectDiskFault?: (fault: DiskFault) => Effect.Effect<void>
   /** Archives the WAL written so far and waits until it is in the bucket (absent: not supported). */
   readonly archiveWalAwaited?: Effect.Effect<OpResult>
   readonly inject: (fault: Fault) => Effect.Effect<void>
@@ -178,7 +180,7 @@ export interface SystemUnderTest<W> {
    * schedule sets one). */
   readonly open: (world: W, label: string, checkpointIntervalMs?: number) => Effect.Effect<Instance, string>
   /** Opens a new instance that takes the bucket over; undefined when the system has no take-over. */
-  readonly takeOver: ((world: W, label: string) => Effect.Effect<Instance, string>) | undefined
+  readonly takeOver: ((world: W, label: string, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>) | undefined
   /** Heals every fault of the world. */
   readonly healAll: (world: W) => Effect.Effect<void>
   /** Reopens `label`'s local directory (after a crash if asked) with WAL replay. */
@@ -187,8 +189,10 @@ export interface SystemUnderTest<W> {
    * reaches its disk or the bucket, its directory loses every unsynced write), running or still
    * starting. Undefined: the system cannot be killed (its Crash steps are skipped). */
   readonly crash?: (world: W, label: string) => Effect.Effect<void>
+  /** Flips a byte of a file in `label`'s stopped directory (bit rot); says what it flipped. */
+  readonly rot?: (world: W, label: string, rot: Rot) => Effect.Effect<string>
   /** Starts instance `label` on its directory (`diskOf(label)`) after a crash. */
-  readonly reopen?: (world: W, label: string, settings: RestartSettings) => Effect.Effect<Instance, string>
+  readonly reopen?: (world: W, label: string, settings: RestartSettings, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>
   /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
   readonly restore: (world: W, label: string) => Effect.Effect<Instance, string>
   readonly audit: (world: W) => Effect.Effect<BucketAudit>
@@ -303,6 +307,8 @@ export interface RunRecord {
   readonly reopens: Array<ReopenRecord>
   readonly crashes: Array<CrashRecord>
   readonly archives: Array<ArchiveRecord>
+  /** Bit rot injected into the restarted directory before the restart, if any. */
+  rot: string | undefined
   /** The bucket right after the shutdown, before anything reopened it. */
   audit: BucketAudit | undefined
   /** The bucket at the end (after the restart and the restore wrote to it too). */
@@ -372,6 +378,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       reopens: [],
       crashes: [],
       archives: [],
+      rot: undefined,
       audit: undefined,
       finalAudit: undefined,
       trace: [],
@@ -404,6 +411,15 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     yield* addInstance(opened.value.value, undefined)
     const currentRef = yield* Ref.make(opened.value.value)
     const workload: Array<{ readonly name: string; readonly instance: string; readonly fiber: Fiber.RuntimeFiber<void>; readonly leaseHolder: boolean }> = []
+    /** Lost-response faults since the last heal: they come from the network path that every
+     * process shares, so an instance started later (a restart, a take-over) starts with them. */
+    const lostResponseFaults: Array<Fault> = []
+    /** The lost-response faults a new instance `label` starts with (recorded as injected into it). */
+    const networkFaultsFor = (label: string) =>
+      Effect.map(now, (atMs): ReadonlyArray<Fault> => {
+        for (const fault of lostResponseFaults) record.faults.push({ atMs, instance: label, kind: fault.kind })
+        return [...lostResponseFaults]
+      })
     /** Shutdowns begun during the run (an owner stopping), awaited before the end. */
     const midRunShutdowns: Array<Fiber.RuntimeFiber<void>> = []
     const nextSlotIndex = new Map<string, number>()
@@ -506,7 +522,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
         const reopenFn = system.reopen
         if (reopenFn === undefined) return
         const label = nextIncarnation(victim)
-        const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings))
+        const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, yield* networkFaultsFor(label)))
         const killOnCut = Effect.onInterrupt(() => Effect.zipRight(kill(label, "start-up"), Fiber.interruptFork(fiber)))
         const waitMs = crashAgainAfterMs ?? bounds.openTimeoutMs
         const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(waitMs)), Effect.option, killOnCut)
@@ -577,7 +593,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       const stale = yield* Ref.get(currentRef)
       const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
       const startedAtMs = yield* now
-      const fresh = yield* bounded(takeOverFn(world, label), bounds.openTimeoutMs)
+      const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
       if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
         yield* trace(`take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`)
         return
@@ -695,9 +711,11 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
               ? yield* fork(`archive-wal (awaited) on ${instance.label}`, runArchiveAwaited(instance))
               : yield* fork(`archive-wal on ${instance.label}`, Effect.asVoid(instance.archiveWal))
           case "Fault":
+            if (step.fault.kind === "lostResponse") lostResponseFaults.push(step.fault)
             record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             return yield* instance.inject(step.fault)
           case "Heal":
+            lostResponseFaults.length = 0
             record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
             return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })
           case "TakeOver":
@@ -706,6 +724,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
             if (system.crash === undefined || system.reopen === undefined) return yield* trace("crash: not supported by this system (skipped)")
             yield* kill(instance.label, "running")
             return yield* restartAfterCrash(instance.label, step.restart, step.crashAgainAfterMs)
+          case "DiskFault":
+            if (instance.injectDiskFault === undefined) return yield* trace("disk fault: not supported by this system (skipped)")
+            return yield* instance.injectDiskFault(step.fault)
           case "OwnerStops": {
             const index = live.findIndex((each) => each.instance.label === instance.label)
             if (index < 0) return yield* trace(`${instance.label} is not running (skipped)`)
@@ -778,6 +799,11 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     yield* system.healAll(world)
     record.audit = yield* auditBounded(system, world, bounds, record)
     const current = yield* Ref.get(currentRef)
+    const rotFn = system.rot
+    if (schedule.rotBeforeRestart !== undefined && rotFn !== undefined) {
+      record.rot = yield* rotFn(world, current.label, schedule.rotBeforeRestart)
+      yield* trace(`bit rot in ${diskOf(current.label)}'s directory: ${record.rot}`)
+    }
     yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart), bounds)
     yield* reopen(system, record, "restore", "R", false, system.restore(world, "R"), bounds)
     record.finalAudit = yield* auditBounded(system, world, bounds, record)

@@ -68,6 +68,7 @@ const healthy = (): RunRecord => {
     ],
     crashes: [],
     archives: [],
+    rot: undefined,
     audit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     finalAudit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     trace: [],

@@ -38,6 +38,9 @@
  * - `fenced-stops-acknowledging`: once a stale writer has been told it is fenced, it acknowledges
  *   no commit any more (what it acknowledges can never reach the bucket).
  *
+ * Bit rot (a flipped byte in the stopped directory): the restart may refuse to open (the damage was
+ * detected); if it opens, it must hold everything it would hold without the rot.
+ *
  * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
  * LSN reused by the next incarnation; such an insert is never required.
  */
@@ -302,7 +305,8 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
   }
   for (const shutdown of record.shutdowns) {
     const finalCheckpoint = shutdown.result?.finalCheckpoint
-    if (finalCheckpoint !== undefined && record.instances.some((info) => info.tookOverFrom === shutdown.instance)) {
+    // A shutdown that began after a take-over from its instance began.
+    if (finalCheckpoint !== undefined && record.instances.some((info) => info.tookOverFrom === shutdown.instance && (info.takeOverStartedAtMs ?? info.openedAtMs) <= shutdown.startedAtMs)) {
       add("stale-writer-fenced", `the stale writer ${shutdown.instance}'s shutdown committed checkpoint ${finalCheckpoint} after the take-over`)
     }
   }
@@ -377,7 +381,8 @@ const judgeReopens = (record: RunRecord, add: Add) => {
     const property = reopen.kind === "restart" ? "restart-keeps-acknowledged" : "restore-from-bucket"
     const what = reopen.kind === "restart" ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}` : "restore from the bucket"
     if (reopen.error !== undefined) {
-      add(property, `${what} failed: ${reopen.error}`)
+      // A restart may refuse a directory whose files rotted: the damage was detected, not served.
+      if (!(reopen.kind === "restart" && record.rot !== undefined)) add(property, `${what} failed: ${reopen.error}`)
       continue
     }
     if (reopen.shutdown !== undefined) judgeShutdown(record, reopen.shutdown, `shutdown after the ${what}`, add)

@@ -20,6 +20,7 @@ import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/doma
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import * as PartState from "../../src/domain/PartState.js"
+import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
@@ -35,7 +36,7 @@ import { diskOf, isZero, slotKey, slotsOfPart } from "./Harness.js"
 import { gatedDisk, gatedStore, makeGate, type ProcessGate } from "./Process.js"
 import type { FaultControl, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
-import { dataModel, type RestartSettings } from "./Schedule.js"
+import { dataModel, type DiskTarget, type Fault, type RestartSettings } from "./Schedule.js"
 
 /** The configuration of every simulated instance. */
 export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
@@ -167,8 +168,13 @@ const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
   }
 }
 
+const diskFilterOf = (target: DiskTarget): FaultyDisk.DiskFaultFilter =>
+  target === "parts" ? { pathPrefix: `${PartTable.partsDirectory}/` } : target === "wal" ? { pathPrefix: "wal/" } : {}
+
 interface OpenOptions {
   readonly takeOver: boolean
+  /** Faults active on its view of the bucket from the start. */
+  readonly faults?: ReadonlyArray<Fault> | undefined
   readonly settings?: RestartSettings | undefined
   readonly checkpointIntervalMs?: number | undefined
 }
@@ -180,11 +186,14 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     const gate = makeGate()
     const view = yield* world.bucket.viewOver(gatedStore(world.bucket.raw, gate))
     world.faultControls.push(view.faults)
+    for (const fault of options.faults ?? []) yield* view.faults.inject(fault)
     let disk = world.disks.get(diskOf(label))
     if (disk === undefined) {
       disk = yield* MemoryDisk.make
       world.disks.set(diskOf(label), disk)
     }
+    // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
+    const faultyDisk = yield* FaultyDisk.make(disk.disk)
     const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ?? simConfig.checkpointIntervalMs
     const config: StorageConfig.StorageConfigValue = { ...simConfig, takeOver: options.takeOver, checkpointIntervalMs }
     const scope = yield* Scope.make()
@@ -196,7 +205,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
         Layer.mergeAll(
           Layer.succeed(StorageConfig.StorageConfig, config),
           Layer.succeed(ObjectStore, view.store),
-          Layer.succeed(LocalDisk, gatedDisk(disk.disk, gate))
+          Layer.succeed(LocalDisk, gatedDisk(faultyDisk.disk, gate))
         )
       )
     )
@@ -279,7 +288,11 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
         )
       ),
       inject: view.faults.inject,
-      heal: view.faults.heal,
+      heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal),
+      injectDiskFault: (fault) => {
+        const filter = diskFilterOf(fault.target)
+        return fault.kind === "full" ? faultyDisk.faults.fillAfter(fault.afterBytes, filter) : faultyDisk.faults.failSync(fault.count, filter)
+      },
       faultsActive: view.faults.active,
       shutdown: (byScope) =>
         Effect.gen(function* () {
@@ -418,7 +431,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   readDeadlineMs: simConfig.leaseTimeoutMs,
   makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, disks: new Map(), processes: new Map(), audited: new Map(), faultControls: [] })),
   open: (world, label, checkpointIntervalMs) => openInstance(world, label, { takeOver: false, checkpointIntervalMs }),
-  takeOver: (world, label) => openInstance(world, label, { takeOver: true }),
+  takeOver: (world, label, faults) => openInstance(world, label, { takeOver: true, faults }),
   healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
   restart: (world, label, crash, settings) =>
     Effect.gen(function* () {
@@ -438,7 +451,18 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const disk = world.disks.get(diskOf(label))
       if (disk !== undefined) yield* disk.control.crash
     }),
-  reopen: (world, label, settings) => openInstance(world, label, { takeOver: false, settings }),
+  rot: (world, label, rot) =>
+    Effect.gen(function* () {
+      const disk = world.disks.get(diskOf(label))
+      if (disk === undefined) return `no directory ${diskOf(label)}`
+      const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartTable.partsDirectory))
+      const path = files[rot.pick % Math.max(1, files.length)]
+      if (path === undefined) return `no local ${rot.target} file to flip a byte of`
+      const { faults } = yield* FaultyDisk.make(disk.disk, { seed: rot.pick })
+      const offset = yield* Effect.orDie(faults.flipByte(path))
+      return `flipped the byte at offset ${Option.getOrElse(offset, () => -1)} of ${path} (of ${files.length} ${rot.target} file(s))`
+    }),
+  reopen: (world, label, settings, faults) => openInstance(world, label, { takeOver: false, settings, faults }),
   restore: (world, label) => openInstance(world, label, { takeOver: true }),
   audit: (world) => auditBucket(world.bucket, world.audited)
 }

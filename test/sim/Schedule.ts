@@ -23,7 +23,10 @@
  *   - lost responses: requests that take effect in the bucket while their caller sees a
  *     connection error, on puts and deletes of every key family;
  *   - stale writers: take-overs after which the old writer keeps inserting, committing, archiving
- *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run.
+ *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run;
+ *   - disk faults (the profile `disk-faults`): the local disk full after N more bytes (the write
+ *     that crosses the limit is torn) and failing fsyncs, on parts, on the WAL or on everything;
+ *     a flipped byte in a local WAL segment or part file after the stop, before the restart.
  *   Every one of them also archives the WAL and waits for it: the workload's ledger of what it was
  *   told is in the bucket, which the properties judge restores against (test/sim/Properties.ts).
  */
@@ -51,6 +54,22 @@ export type Fault =
   /** A matching request takes effect in the bucket, and then, with probability `ratePercent`/100,
    * its caller gets a connection error instead of the answer. */
   | { readonly kind: "lostResponse"; readonly ratePercent: number; readonly target: FaultTarget }
+
+/** Which local files a disk fault hits. */
+export type DiskTarget = "parts" | "wal" | "any"
+
+export type DiskFault =
+  /** The disk is full after `afterBytes` more written bytes: the write that crosses it is torn. */
+  | { readonly kind: "full"; readonly afterBytes: number; readonly target: DiskTarget }
+  /** The next `count` fsyncs fail (EIO). */
+  | { readonly kind: "syncFails"; readonly count: number; readonly target: DiskTarget }
+
+/** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
+ * how many there are), at a drawn offset. */
+export interface Rot {
+  readonly target: "wal" | "parts"
+  readonly pick: number
+}
 
 /** How an instance restarted after a crash runs. */
 export interface RestartSettings {
@@ -88,6 +107,8 @@ export type Step =
   | { readonly _tag: "Crash"; readonly restart: RestartSettings; readonly crashAgainAfterMs: number | undefined }
   /** The owner shuts down cleanly in the middle of the run (deleting the lock); it stays down. */
   | { readonly _tag: "OwnerStops" }
+  /** A fault of the owner's local disk (healed by `Heal`). */
+  | { readonly _tag: "DiskFault"; readonly fault: DiskFault }
 
 export interface TimedStep {
   readonly delayMs: number
@@ -113,28 +134,33 @@ export interface Schedule {
   readonly restart?: RestartSettings
   /** At the shutdown instant the owner is killed instead of shut down (the others shut down). */
   readonly crashAtShutdown?: boolean
+  /** Bit rot in the owner's directory after the stop, before the restart. */
+  readonly rotBeforeRestart?: Rot
 }
 
-export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "adversarial"
-export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "adversarial"]
+export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "adversarial"
+export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "adversarial"]
 
 /** The fault classes a profile adds to `full`. */
 interface FaultClasses {
   readonly crashes: boolean
   readonly lostResponses: boolean
   readonly staleWriters: boolean
+  readonly diskFaults: boolean
 }
 
 const faultClasses = (profile: Profile): FaultClasses | undefined => {
   switch (profile) {
     case "crashes":
-      return { crashes: true, lostResponses: false, staleWriters: false }
+      return { crashes: true, lostResponses: false, staleWriters: false, diskFaults: false }
     case "lost-responses":
-      return { crashes: false, lostResponses: true, staleWriters: false }
+      return { crashes: false, lostResponses: true, staleWriters: false, diskFaults: false }
     case "stale-writers":
-      return { crashes: false, lostResponses: false, staleWriters: true }
+      return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false }
+    case "disk-faults":
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: true }
     case "adversarial":
-      return { crashes: true, lostResponses: true, staleWriters: true }
+      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true }
     default:
       return undefined
   }
@@ -193,17 +219,27 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
 /** Step weights per profile: the no-faults search leans on reads, checkpoints and evictions (the
  * load path), the failing-tasks search on writes and checkpoints. */
 const weights: Record<Profile, Record<Step["_tag"], number>> = {
-  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0 },
-  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0 },
-  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0 },
-  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0 },
-  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0 },
-  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1 },
-  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1 }
+  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0, DiskFault: 0 },
+  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0 },
+  "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3 },
+  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2 }
 }
 
 /** Checkpoint intervals of instances after a crash: off, shorter than a slow replay, the default. */
 const checkpointIntervalArb = fc.constantFrom(0, 30, 100, 1_000)
+
+const diskTargetArb = fc.constantFrom<DiskTarget>("parts", "wal", "any")
+
+const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
+  fc.record({ kind: fc.constant("full" as const), afterBytes: fc.integer({ min: 0, max: 12_288 }), target: diskTargetArb }),
+  fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb })
+)
+
+const rotArb: fc.Arbitrary<Rot> = fc.record({ target: fc.constantFrom<Rot["target"]>("wal", "parts"), pick: fc.integer({ min: 0, max: 7 }) })
 
 const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
   checkpointIntervalMs: checkpointIntervalArb,
@@ -230,7 +266,8 @@ const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
       restart: restartSettingsArb,
       crashAgainAfterMs: fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined })
     }),
-    OwnerStops: fc.record({ _tag: fc.constant("OwnerStops" as const) })
+    OwnerStops: fc.record({ _tag: fc.constant("OwnerStops" as const) }),
+    DiskFault: fc.record({ _tag: fc.constant("DiskFault" as const), fault: diskFaultArb })
   }
   const choices = (Object.keys(arbitraries) as Array<Step["_tag"]>)
     .filter((tag) => weights[profile][tag] > 0)
@@ -245,7 +282,11 @@ const delayArb = fc.oneof(
 
 /** The schedule generator of a profile. */
 export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
-  faultClasses(profile)?.crashes === true ? crashingArb(profile, bounds) : baseArb(profile, bounds)
+  faultClasses(profile)?.crashes === true
+    ? crashingArb(profile, bounds)
+    : faultClasses(profile)?.diskFaults === true
+    ? rottingArb(profile, bounds)
+    : baseArb(profile, bounds)
 
 const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
   fc.record({
@@ -262,8 +303,13 @@ const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Sc
     base: baseArb(profile, bounds),
     checkpointIntervalMs: checkpointIntervalArb,
     restart: restartSettingsArb,
-    crashAtShutdown: fc.boolean()
-  }).map(({ base, ...extra }) => ({ ...base, ...extra }))
+    crashAtShutdown: fc.boolean(),
+    rot: faultClasses(profile)?.diskFaults === true ? fc.option(rotArb, { nil: undefined }) : fc.constant(undefined)
+  }).map(({ base, rot, ...extra }) => ({ ...base, ...extra, ...(rot === undefined ? {} : { rotBeforeRestart: rot }) }))
+
+const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+  fc.record({ base: baseArb(profile, bounds), rot: fc.option(rotArb, { nil: undefined }) })
+    .map(({ base, rot }) => (rot === undefined ? base : { ...base, rotBeforeRestart: rot }))
 
 // ---------------------------------------------------------------------------------------------
 // Printing
@@ -311,6 +357,10 @@ export const stepText = (step: Step): string => {
         (step.crashAgainAfterMs === undefined ? "" : `, crashed again ${step.crashAgainAfterMs}ms into it and restarted`)
     case "OwnerStops":
       return "the owner shuts down cleanly"
+    case "DiskFault":
+      return step.fault.kind === "full"
+        ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
+        : `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
   }
 }
 
@@ -332,6 +382,7 @@ export const scheduleText = (schedule: Schedule): string => {
       `${schedule.interruptWorkloadAtShutdown ? "workload interrupted" : "lease holders interrupted"})` +
       `${schedule.crashAtShutdown === true ? "; the owner is killed instead" : ""}` +
       `${schedule.crashBeforeRestart ? ", then crash + restart" : ", then restart"}` +
+      `${schedule.rotBeforeRestart === undefined ? "" : ` (a byte of local ${schedule.rotBeforeRestart.target} file #${schedule.rotBeforeRestart.pick} flipped first)`}` +
       `${schedule.restart === undefined ? "" : ` with ${restartText(schedule.restart)}`}`
   )
   return lines.join("\n")
