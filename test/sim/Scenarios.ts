@@ -137,3 +137,28 @@ export const stalledLoad: Schedule = {
   crashBeforeRestart: false,
   randomSeed: 0
 }
+
+/**
+ * The crash machinery on a schedule today's layer survives: A (periodic checkpoints off) inserts
+ * twice, archives its WAL and waits for it, inserts again; it is killed and restarted as A.2 (its
+ * replay quick, no checkpoint during it), which inserts once more; at the shutdown instant A.2 is
+ * killed too. The restart after that must hold all four acknowledged inserts; the restore, the
+ * two archived ones.
+ */
+export const crashAndRestart: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Insert", file: 1, part: 0 }),
+    at(1, { _tag: "ArchiveWal", await: true }),
+    at(50, { _tag: "Insert", file: 0, part: 1 }),
+    at(10, { _tag: "Crash", restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 }, crashAgainAfterMs: undefined }),
+    at(10, { _tag: "Insert", file: 1, part: 1 })
+  ],
+  shutdownAtMs: 200,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 0,
+  crashAtShutdown: true
+}
