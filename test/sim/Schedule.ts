@@ -26,7 +26,8 @@
  *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run;
  *   - disk faults (the profile `disk-faults`): the local disk full after N more bytes (the write
  *     that crosses the limit is torn) and failing fsyncs, on parts, on the WAL or on everything;
- *     a flipped byte in a local WAL segment or part file after the stop, before the restart.
+ *   - bit rot (the profile `bit-rot`): a flipped byte in a local WAL segment or part file after
+ *     the stop, before the restart.
  *   Every one of them also archives the WAL and waits for it: the workload's ledger of what it was
  *   told is in the bucket, which the properties judge restores against (test/sim/Properties.ts).
  */
@@ -138,8 +139,8 @@ export interface Schedule {
   readonly rotBeforeRestart?: Rot
 }
 
-export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "adversarial"
-export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "adversarial"]
+export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "bit-rot" | "adversarial"
+export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "bit-rot", "adversarial"]
 
 /** The fault classes a profile adds to `full`. */
 interface FaultClasses {
@@ -147,20 +148,23 @@ interface FaultClasses {
   readonly lostResponses: boolean
   readonly staleWriters: boolean
   readonly diskFaults: boolean
+  readonly bitRot: boolean
 }
 
 const faultClasses = (profile: Profile): FaultClasses | undefined => {
   switch (profile) {
     case "crashes":
-      return { crashes: true, lostResponses: false, staleWriters: false, diskFaults: false }
+      return { crashes: true, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: false }
     case "lost-responses":
-      return { crashes: false, lostResponses: true, staleWriters: false, diskFaults: false }
+      return { crashes: false, lostResponses: true, staleWriters: false, diskFaults: false, bitRot: false }
     case "stale-writers":
-      return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false }
+      return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false, bitRot: false }
     case "disk-faults":
-      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: true }
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: true, bitRot: false }
+    case "bit-rot":
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: true }
     case "adversarial":
-      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true }
+      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true }
     default:
       return undefined
   }
@@ -226,6 +230,7 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
   "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
   "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0 },
   "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3 },
+  "bit-rot": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
   adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2 }
 }
 
@@ -284,7 +289,7 @@ const delayArb = fc.oneof(
 export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
   faultClasses(profile)?.crashes === true
     ? crashingArb(profile, bounds)
-    : faultClasses(profile)?.diskFaults === true
+    : faultClasses(profile)?.bitRot === true
     ? rottingArb(profile, bounds)
     : baseArb(profile, bounds)
 
@@ -304,12 +309,11 @@ const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Sc
     checkpointIntervalMs: checkpointIntervalArb,
     restart: restartSettingsArb,
     crashAtShutdown: fc.boolean(),
-    rot: faultClasses(profile)?.diskFaults === true ? fc.option(rotArb, { nil: undefined }) : fc.constant(undefined)
+    rot: faultClasses(profile)?.bitRot === true ? fc.option(rotArb, { nil: undefined }) : fc.constant(undefined)
   }).map(({ base, rot, ...extra }) => ({ ...base, ...extra, ...(rot === undefined ? {} : { rotBeforeRestart: rot }) }))
 
 const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
-  fc.record({ base: baseArb(profile, bounds), rot: fc.option(rotArb, { nil: undefined }) })
-    .map(({ base, rot }) => (rot === undefined ? base : { ...base, rotBeforeRestart: rot }))
+  fc.record({ base: baseArb(profile, bounds), rot: rotArb }).map(({ base, rot }) => ({ ...base, rotBeforeRestart: rot }))
 
 // ---------------------------------------------------------------------------------------------
 // Printing
