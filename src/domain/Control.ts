@@ -28,16 +28,26 @@ export const Control = Schema.Struct({
   walSegmentBytes: Schema.Int.pipe(Schema.positive()),
   /** True only between a clean shutdown (dirty part files synced) and the next start. After a
    * crash the local part files may be older than the checkpoint and are not trusted. */
-  cleanShutdown: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  cleanShutdown: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Written with `cleanShutdown`: the SHA-256 of each local part file at the clean stop, by path.
+   * The next start keeps a part file that differs from the bucket only if it still has this hash;
+   * a clean stop without it vouches for no part file. */
+  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
 })
 export type Control = typeof Control.Type
 
-/** The lock object: which instance writes this bucket prefix, at which epoch. */
+/** The lock object: which instance writes this bucket prefix, at which epoch, and which open of it
+ * (`generation`, a random nonce per start). The holder rewrites it every renewal interval
+ * (`renewedAtMs` changes), so a starter that sees it unchanged for `leaseMs` knows the holder is
+ * gone. The last three fields are optional: a lock without them is another generation's. */
 export const LockObject = Schema.Struct({
   format: Schema.Literal(lockFormat),
   instanceId: InstanceId,
   epoch: Epoch,
-  acquiredAtMs: Schema.Int.pipe(Schema.nonNegative())
+  acquiredAtMs: Schema.Int.pipe(Schema.nonNegative()),
+  generation: Schema.optional(Schema.String),
+  renewedAtMs: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  leaseMs: Schema.optional(Schema.Int.pipe(Schema.positive()))
 })
 export type LockObject = typeof LockObject.Type
 
@@ -61,12 +71,24 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint
 export const decodeControl = (path: string, bytes: Uint8Array): Either.Either<Control, CorruptObject> => decodeJson(Control, path, bytes)
 export const decodeLock = (key: string, bytes: Uint8Array): Either.Either<LockObject, CorruptObject> => decodeJson(LockObject, key, bytes)
 
+/** Who committed one checkpoint, from its root manifest. */
+export interface CheckpointSummary {
+  readonly checkpoint: CheckpointNumber
+  readonly instanceId: InstanceId
+  readonly epoch: Epoch
+  /** The checkpoint it builds on. */
+  readonly previous?: CheckpointNumber
+}
+
 /** What the bucket says at start-up. */
 export interface BucketState {
   readonly store: string
   readonly prefix: string
   /** The highest complete checkpoint, if any. */
-  readonly latest: { readonly checkpoint: CheckpointNumber; readonly instanceId: InstanceId; readonly epoch: Epoch } | undefined
+  readonly latest: CheckpointSummary | undefined
+  /** For a directory behind the bucket: the checkpoints after its last one through `latest`,
+   * ascending (the loader reads them only when `latest` is of the directory's instance and epoch). */
+  readonly newer?: ReadonlyArray<CheckpointSummary>
 }
 
 /** What start-up does with a directory. */
@@ -76,10 +98,46 @@ export type StartupPlan =
   | { readonly _tag: "Reopen"; readonly control: Control } // our directory, in step with the bucket
 
 /**
+ * Why the checkpoints after the directory's last one are not all its own history, or undefined when
+ * they are: numbered on from the directory's, each building on the one before, each committed by
+ * the directory's instance at the directory's epoch (the epoch of the open that last wrote its
+ * control file: a later open of this directory rewrites it, a copy of it run elsewhere takes a new
+ * epoch). Such a directory is behind only because its control file was not rewritten after them
+ * (a crash right after a commit, a failed write); its WAL holds every record after them.
+ */
+export const foreignHistory = (control: Control, latest: CheckpointSummary, newer: ReadonlyArray<CheckpointSummary> | undefined): string | undefined => {
+  const stranger = (entry: CheckpointSummary) =>
+    entry.instanceId !== control.instanceId || entry.epoch !== control.epoch
+      ? `checkpoint ${entry.checkpoint} was written by instance ${entry.instanceId} at epoch ${entry.epoch}, this directory is instance ${control.instanceId} at epoch ${control.epoch}`
+      : undefined
+  const latestStranger = stranger(latest)
+  if (latestStranger !== undefined) return latestStranger
+  const chain = newer ?? [latest]
+  const expectedCount = latest.checkpoint - control.lastCheckpoint
+  if (chain.length !== expectedCount || chain[chain.length - 1]?.checkpoint !== latest.checkpoint) {
+    return `the bucket holds ${chain.length} of the ${expectedCount} checkpoints after ${control.lastCheckpoint}`
+  }
+  for (let index = 0; index < chain.length; index++) {
+    const entry = chain[index]
+    if (entry === undefined) continue
+    const before = index === 0 ? control.lastCheckpoint : entry.checkpoint - 1
+    if (entry.checkpoint !== control.lastCheckpoint + index + 1 || (entry.previous !== undefined && entry.previous !== before)) {
+      return `checkpoint ${entry.checkpoint} does not build on checkpoint ${before}`
+    }
+    const problem = stranger(entry)
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}
+
+/**
  * The start-up decision, like OrioleDB's `s3_check_control` (ctl:39-138): a directory of another
- * bucket or instance, or one ahead of or behind the bucket, is refused, because going on would lose
- * or fork data. `takeOver` lets a directory whose instance was superseded be refused all the same:
- * take-over is for a fresh directory (a new machine), never for the stale one.
+ * bucket or instance, or one ahead of the bucket, or one behind it by checkpoints that are not its
+ * own history (`foreignHistory`), is refused, because going on would lose or fork data; each
+ * refusal names the remedy. A directory behind only by its own checkpoints reopens from the
+ * bucket's latest and replays its WAL from there. `takeOver` lets a directory whose instance was
+ * superseded be refused all the same: take-over is for a fresh directory (a new machine), never for
+ * the stale one.
  */
 export const planStartup = (
   control: Control | undefined,
@@ -106,26 +164,34 @@ export const planStartup = (
     }))
   }
   const latest = bucket.latest
+  const remedy = "start from an empty data directory to restore the bucket's latest checkpoint and archived WAL (this directory's changes after its last checkpoint are not in it)"
   if (latest === undefined) {
     if (control.lastCheckpoint === 0) return Either.right({ _tag: "Reopen", control })
-    return Either.left(new StartupRefused({ reason: "LocalAhead", detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none` }))
+    return Either.left(new StartupRefused({
+      reason: "LocalAhead",
+      detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's; restore the bucket, or ${remedy}`
+    }))
   }
   if (latest.instanceId !== control.instanceId) {
     return Either.left(new StartupRefused({
       reason: "ForeignInstance",
-      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId}`
+      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over); ${remedy}`
     }))
   }
   if (control.lastCheckpoint > latest.checkpoint) {
-    return Either.left(new StartupRefused({ reason: "LocalAhead", detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}` }))
+    return Either.left(new StartupRefused({
+      reason: "LocalAhead",
+      detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}: the bucket lost checkpoints; restore the bucket, or ${remedy}`
+    }))
   }
-  // The crash window between committing checkpoint N and rewriting control.json: the directory is
-  // exactly one behind, by the same instance and epoch. Its parts are at least as new as N's.
-  if (control.lastCheckpoint + 1 === latest.checkpoint && control.epoch === latest.epoch) {
-    return Either.right({ _tag: "Reopen", control })
-  }
-  if (control.lastCheckpoint < latest.checkpoint) {
-    return Either.left(new StartupRefused({ reason: "LocalBehind", detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}` }))
+  // Behind only by its own checkpoints (the crash window between a commit and the control file's
+  // rewrite, a rewrite that failed): its WAL has every record after the bucket's latest.
+  const foreign = control.lastCheckpoint < latest.checkpoint ? foreignHistory(control, latest, bucket.newer) : undefined
+  if (foreign !== undefined) {
+    return Either.left(new StartupRefused({
+      reason: "LocalBehind",
+      detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}, and ${foreign} (another history); ${remedy}`
+    }))
   }
   return Either.right({ _tag: "Reopen", control })
 }

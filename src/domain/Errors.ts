@@ -138,6 +138,20 @@ export class PartLoadFailed extends Schema.TaggedError<PartLoadFailed>("effect-s
   }
 }
 
+/**
+ * A write to a part's local file failed (a full disk, an I/O error), so the file may hold a torn
+ * mix of old and new bytes: the part is neither served nor uploaded until the next start rebuilds
+ * it from the checkpoint and the WAL. The failed write and every later use of the part fail with it.
+ */
+export class PartDamaged extends Schema.TaggedError<PartDamaged>("effect-s3-tier/PartDamaged")(
+  "PartDamaged",
+  { file: Schema.String, part: Schema.Number, detail: Schema.String }
+) {
+  override get message(): string {
+    return `part ${this.part} of ${JSON.stringify(this.file)} is out of service until the next start: ${this.detail}`
+  }
+}
+
 /** A lease waited longer than its deadline for a part to load or finish evicting. */
 export class PartLeaseTimeout extends Schema.TaggedError<PartLeaseTimeout>("effect-s3-tier/PartLeaseTimeout")(
   "PartLeaseTimeout",
@@ -220,6 +234,16 @@ export class BucketLocked extends Schema.TaggedError<BucketLocked>("effect-s3-ti
   }
 }
 
+/** Another live process has the data directory open (its directory lock is held). */
+export class DirectoryLocked extends Schema.TaggedError<DirectoryLocked>("effect-s3-tier/DirectoryLocked")("DirectoryLocked", {
+  path: Schema.String,
+  holder: Schema.String
+}) {
+  override get message(): string {
+    return `the data directory ${JSON.stringify(this.path)} is in use by ${this.holder}; one process at a time may open it`
+  }
+}
+
 /** A newer instance took over the bucket: this one must stop writing. */
 export class Fenced extends Schema.TaggedError<Fenced>("effect-s3-tier/Fenced")("Fenced", {
   epoch: Schema.Number,
@@ -282,5 +306,27 @@ export class ReplayFailed extends Schema.TaggedError<ReplayFailed>("effect-s3-ti
 }) {
   override get message(): string {
     return `replaying the WAL record at ${this.lsn} failed: ${this.detail}`
+  }
+}
+
+/** The local WAL is damaged in its middle (valid records follow the bad frame), and the bucket has
+ * no intact copy of the segment to repair it from: start-up is refused rather than cut the log. */
+export class WalCorrupt extends Schema.TaggedError<WalCorrupt>("effect-s3-tier/WalCorrupt")("WalCorrupt", {
+  segment: Schema.Number,
+  lsn: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, with valid records after it: ${this.detail}`
+  }
+}
+
+/** The bucket's WAL was written with another segment size than the configuration's. */
+export class WalSegmentSizeMismatch extends Schema.TaggedError<WalSegmentSizeMismatch>("effect-s3-tier/WalSegmentSizeMismatch")(
+  "WalSegmentSizeMismatch",
+  { bucketSegmentBytes: Schema.Number, configuredSegmentBytes: Schema.Number, detail: Schema.String }
+) {
+  override get message(): string {
+    return `the bucket's WAL segments are ${this.bucketSegmentBytes} bytes, the configuration says ${this.configuredSegmentBytes} (walSegmentBytes): ${this.detail}`
   }
 }

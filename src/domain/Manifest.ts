@@ -9,6 +9,10 @@
  * never O(all parts) nor anything quadratic). A file manifest names, for every part, the
  * content-addressed object that holds its latest version and that object's SHA-256.
  *
+ * A root manifest carries a commit token, unique per commit attempt: when the network leaves the
+ * outcome of the conditional put unknown (a lost response, a 412 on a retry), the manifest read back
+ * from its key tells who committed (`commitOwner`).
+ *
  * Replaces: OrioleDB's `file_checksums` (`FILE: <p>, CHECKSUM: <sha256>, CHECKPOINT: <n>`) and its
  * two completion markers `data/N/global/pg_control` + `data/N/orioledb_data/control` (orioledb-s3.md
  * §5, invariant 4), and the control-file identity check of src/s3/control.c.
@@ -102,9 +106,31 @@ export const CheckpointManifest = Schema.Struct({
   walSegmentBytes: Schema.Int.pipe(Schema.positive()),
   /** Every WAL record below this position is reflected in this checkpoint's parts. */
   walPosition: Lsn,
-  files: Schema.Array(FileEntry)
+  files: Schema.Array(FileEntry),
+  /** Unique per commit attempt (absent in manifests written before tokens existed). */
+  commitToken: Schema.optional(Schema.String)
 })
 export type CheckpointManifest = typeof CheckpointManifest.Type
+
+/** Who wrote the root manifest found at the key of a commit whose outcome was unknown. */
+export type CommitOwner =
+  | "this-attempt" // our put landed: committed
+  | "earlier-attempt" // an earlier, interrupted attempt of this writer landed late: committed too
+  | "newer-epoch" // a take-over: this writer is fenced
+  | "other-writer" // anything else: the number is taken
+
+/** Compares the manifest found at the key with the attempt's identity; `earlierTokens` are the
+ * tokens of this writer's earlier attempts at the same checkpoint. */
+export const commitOwner = (
+  found: CheckpointManifest,
+  attempt: { readonly instanceId: InstanceId; readonly epoch: Epoch; readonly commitToken: string },
+  earlierTokens: ReadonlySet<string>
+): CommitOwner => {
+  if (found.epoch > attempt.epoch) return "newer-epoch"
+  if (found.instanceId !== attempt.instanceId || found.epoch !== attempt.epoch || found.commitToken === undefined) return "other-writer"
+  if (found.commitToken === attempt.commitToken) return "this-attempt"
+  return earlierTokens.has(found.commitToken) ? "earlier-attempt" : "other-writer"
+}
 
 // ---------------------------------------------------------------------------------------------
 // Invariants (plain predicates; each returns the first problem found)

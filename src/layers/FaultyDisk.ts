@@ -14,7 +14,8 @@
  *   healed); the bytes stay written but are not made durable.
  * - `flipByte(path)`: bit rot. XORs one byte of a file (at `offset`, or at an offset drawn from
  *   the seeded Random) with `mask` (default 0xff) in the inner disk, and syncs it, so that the rot
- *   survives a crash as rot on the medium would.
+ *   survives a crash as rot on the medium would. Flip files at rest (between a stop or a crash and
+ *   the next start): the sync also makes any unsynced bytes of that file durable.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
  * `heal` removes `fillAfter` and `failSync` (flips are done). Nothing depends on time or on

@@ -14,12 +14,12 @@
  * - `failPermanently`: the operation fails with `ObjectStoreRejected` (code "InjectedFailure");
  * - `stall`: the operation never answers until it is interrupted or the faults are healed;
  * - `stallAfter(ms)`: `stall` for every operation that starts `ms` or more after the rule was added;
- * - `lostResponse(times?)`: the operation reaches the inner store and runs to its end (a put is
- *   applied), then its response is lost: the caller gets a transient `ObjectStoreUnavailable`
- *   (reason "Network") whatever the store answered. With `times`, only the next `times` matching
- *   operations lose their response and the rule then removes itself. Not applied to `list`;
- * - `lostResponseRate(p)`: `lostResponse` for each matching operation with probability p (drawn
- *   as `errorRate`'s draws), for random campaigns.
+ * - `lostResponse({ times?, probability? })`: the operation reaches the inner store and runs to its
+ *   end (a put is applied, a delete deletes, a 412 is decided), then its response is lost: the caller
+ *   gets a transient `ObjectStoreUnavailable` (reason "Network") whatever the store answered, as when
+ *   a connection drops after the server applied the request. With `probability`, each matching
+ *   operation loses its response with that probability (drawn like the error rate); with `times`,
+ *   only the next `times` lost responses are lost and the rule then removes itself.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
  * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
@@ -66,8 +66,14 @@ export type Fault =
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
   | { readonly _tag: "LostResponse"; readonly times?: number; readonly probability?: number }
 
+/** How often a `lostResponse` rule loses an answer. */
+export interface LostResponseOptions {
+  readonly times?: number
+  readonly probability?: number
+}
+
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lost"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -98,10 +104,9 @@ export interface FaultControllerService {
   readonly failPermanently: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stall: (filter?: FaultFilter) => Effect.Effect<FaultId>
   readonly stallAfter: (afterMs: number, filter?: FaultFilter) => Effect.Effect<FaultId>
-  /** The store applies the request, the caller gets a transient error; `times` bounds how often. */
-  readonly lostResponse: (filter?: FaultFilter, times?: number) => Effect.Effect<FaultId>
-  /** Each matching request is applied and loses its response with `probability` in [0, 1]. */
-  readonly lostResponseRate: (probability: number, filter?: FaultFilter) => Effect.Effect<FaultId>
+  /** The store applies the request, the caller gets a transient error; `times` bounds how often,
+   * `probability` (default 1) how likely each matching operation is to lose its answer. */
+  readonly lostResponse: (filter?: FaultFilter, options?: LostResponseOptions) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -197,7 +202,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lost: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0 },
   stalledNow: 0
 }
 
@@ -220,7 +225,7 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
     case "StallAfter":
       return fault.afterMs >= 0 && Number.isFinite(fault.afterMs) ? Effect.void : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
     case "LostResponse":
-      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) return Effect.dieMessage(`lost-response rate ${fault.probability} must be in [0, 1]`)
+      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) return Effect.dieMessage(`lost-response probability ${fault.probability} must be in [0, 1]`)
       return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0) ? Effect.void : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
     default:
       return Effect.void
@@ -280,24 +285,27 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
         }
       })
 
-    /** Whether this finished operation loses its response: takes one use of the first matching rule
-     * (a rule with a probability below 1 draws first: a miss takes nothing). */
-    const takeLostResponse = (operation: Operation, key: string | undefined): Effect.Effect<boolean> =>
+    /** Uses up one loss of the rule (removed when none is left). */
+    const useLostResponse = (id: FaultId) =>
+      Ref.update(rulesRef, (state): Rules => {
+        const rule = state.rules.find((candidate) => candidate.id === id)
+        if (rule === undefined || rule.fault._tag !== "LostResponse") return state
+        const fault = { ...rule.fault, remaining: rule.fault.remaining - 1 }
+        const rules = fault.remaining > 0
+          ? state.rules.map((candidate) => (candidate.id === id ? { ...candidate, fault } : candidate))
+          : state.rules.filter((candidate) => candidate.id !== id)
+        return { ...state, rules }
+      })
+
+    /** Whether this finished operation loses its response, per the first matching rule. */
+    const takeLostResponse = (operation: Operation, key: string | undefined) =>
       Effect.gen(function* () {
         const { rules } = yield* Ref.get(rulesRef)
-        const found = rules.find((candidate) => candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key))
-        if (found === undefined || found.fault._tag !== "LostResponse") return false
-        if (found.fault.probability < 1 && (yield* draw) >= found.fault.probability) return false
-        return yield* Ref.modify(rulesRef, (state): readonly [boolean, Rules] => {
-          const rule = state.rules.find((candidate) => candidate.id === found.id)
-          if (rule === undefined || rule.fault._tag !== "LostResponse") return [false, state]
-          const remaining = rule.fault.remaining - 1
-          const probability = rule.fault.probability
-          const next = remaining > 0
-            ? state.rules.map((candidate) => (candidate.id === rule.id ? { ...candidate, fault: { _tag: "LostResponse" as const, remaining, probability } } : candidate))
-            : state.rules.filter((candidate) => candidate.id !== rule.id)
-          return [true, { ...state, rules: next }]
-        })
+        const rule = rules.find((candidate) => candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key))
+        if (rule === undefined || rule.fault._tag !== "LostResponse") return false
+        if (rule.fault.probability < 1 && (yield* draw) >= rule.fault.probability) return false
+        yield* useLostResponse(rule.id)
+        return true
       })
 
     const loseResponse = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E | ObjectStoreUnavailable> =>
@@ -307,7 +315,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           : Effect.flatMap(takeLostResponse(operation, key), (lost): Effect.Effect<A, E | ObjectStoreUnavailable> =>
             lost
               ? Effect.zipRight(
-                count("lost"),
+                count("lostResponse"),
                 Effect.fail(new ObjectStoreUnavailable({ operation, ...(key === undefined ? {} : { key }), reason: "Network", detail: "fault injected: the response was lost after the store handled the request" }))
               )
               : exit
@@ -370,8 +378,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       failPermanently: (filter) => add({ _tag: "FailPermanently" }, filter),
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
-      lostResponse: (filter, times) => add(times === undefined ? { _tag: "LostResponse" } : { _tag: "LostResponse", times }, filter),
-      lostResponseRate: (probability, filter) => add({ _tag: "LostResponse", probability }, filter),
+      lostResponse: (filter, options = {}) => add({ _tag: "LostResponse", ...options }, filter),
       remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),

@@ -27,6 +27,11 @@
  * emits them in pages of 1000, reading sizes page by page. A missing root is `ObjectStoreRejected`
  * (code "NoSuchRoot"); `probe` says so before anything is written, or creates it with `create`.
  *
+ * Read-only. With `readOnly` the store never writes: `probe` only checks that the root is a
+ * readable directory (it makes no `.tmp` and asks for no write access, so a store on a read-only
+ * file system, EROFS, opens), and `put` and `delete` fail with `ObjectStoreRejected` code
+ * "ReadOnly" before touching the file system. The read-only commands (`verify`, `inspect`) use it.
+ *
  * Replaces: OrioleDB has no embedded store (it needs S3); this plays the bucket's part for the
  * CLI's default run and the tests, under the same contract (src/services/ObjectStore.ts).
  *
@@ -48,6 +53,8 @@ export interface FileObjectStoreOptions {
   readonly root: string
   /** Create the root (and its parents) at `probe` when it is missing; otherwise that is an error. */
   readonly create?: boolean
+  /** Never write (see the header): for readers of a store that may be on a read-only file system. */
+  readonly readOnly?: boolean
 }
 
 const objectSuffix = "@"
@@ -332,17 +339,31 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
           ))
       )
 
+    const readOnly = options.readOnly === true
+    const refuseWrite = (operation: string, key: string) =>
+      Effect.fail(new ObjectStoreRejected({ operation, key, code: "ReadOnly", detail: `the object store ${root} was opened read-only` }))
+
     const probe: Effect.Effect<void, ObjectStoreError> = Effect.gen(function* () {
-      if (options.create === true) yield* Effect.mapError(fs.makeDirectory(root, { recursive: true }), io("probe", undefined))
+      if (options.create === true && !readOnly) yield* Effect.mapError(fs.makeDirectory(root, { recursive: true }), io("probe", undefined))
       const info = yield* fs.stat(root).pipe(Effect.catchIf(isNotFound, () => Effect.fail(missingRoot("probe", undefined))), Effect.mapError((error) => error._tag === "ObjectStoreRejected" ? error : classifyIoError("probe", undefined, error)))
       if (info.type !== "Directory") {
         return yield* new ObjectStoreRejected({ operation: "probe", code: "NotADirectory", detail: `the object store root ${root} exists and is not a directory` })
       }
+      if (readOnly) return yield* Effect.mapError(fs.access(root, { readable: true }), io("probe", undefined))
       yield* fs.makeDirectory(tempDirectory).pipe(Effect.catchIf(isAlreadyExists, () => Effect.void), Effect.mapError(io("probe", undefined)))
       yield* Effect.mapError(fs.access(root, { writable: true }), io("probe", undefined))
     })
 
-    return { description: `file://${root}`, probe, put, get, getRange, head, delete: remove, list }
+    return {
+      description: `file://${root}`,
+      probe,
+      put: readOnly ? (key) => refuseWrite("put", key) : put,
+      get,
+      getRange,
+      head,
+      delete: readOnly ? (key) => refuseWrite("delete", key) : remove,
+      list
+    }
   })
 
 /** The file store, over the FileSystem and Path in the context. @category layers */

@@ -10,6 +10,15 @@
  * named `<name>.<n>.atomic-tmp`; `list` does not show them (`usedBytes` counts them: they use space).
  * `usedBytes` sums logical file sizes (`stat.size`), not allocated blocks: a sparse file counts whole.
  *
+ * Directory lock (`lockDirectory`): the file `.directory.lock` names the holding process (pid, its
+ * start time from /proc/<pid>/stat and the boot id), written to a temporary file and linked into
+ * place, so it appears whole or not at all and a second opener's link fails (EEXIST). A lock whose
+ * process is dead (no such pid, another start time: the pid was reused, or another boot) is stale:
+ * it is renamed aside (one renamer wins), checked to be the stale one, and the link retried. Node
+ * 20 has no flock and native addons cannot be built here, so the file is the lock; the kernel
+ * releases nothing for us, which is why a dead holder is recognised by its process identity. The
+ * lock files are hidden from `list`.
+ *
  * Every PlatformError becomes a LocalIoError naming the operation, the relative path and the cause.
  *
  * Replaces: the local file I/O of OrioleDB's S3 mode (part files `<relnode>-<chkp>` written with
@@ -21,8 +30,8 @@ import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
-import { Effect, Either, Layer, Option, Ref } from "effect"
-import { LocalIoError } from "../domain/Errors.js"
+import { Effect, Either, Layer, Option, Ref, type Scope } from "effect"
+import { DirectoryLocked, LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
 
 /** Options of the file-system disk. */
@@ -34,6 +43,102 @@ export interface FileSystemDiskOptions {
 const temporarySuffix = ".atomic-tmp"
 
 const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
+const isAlreadyExists = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "AlreadyExists"
+
+/** The directory lock's file name; it and its temporary and stale copies start with it. */
+export const directoryLockName = ".directory.lock"
+
+/** Who holds a directory lock: a process, told apart from a later one with the same pid. */
+interface LockOwner {
+  readonly pid: number
+  /** Field 22 of /proc/<pid>/stat: the process's start time in clock ticks since boot. */
+  readonly startTicks: string | undefined
+  readonly bootId: string | undefined
+}
+
+const describeOwner = (owner: LockOwner): string => `process ${owner.pid}${owner.startTicks === undefined ? "" : ` (started at tick ${owner.startTicks})`}`
+
+const parseOwner = (text: string): LockOwner | undefined => {
+  try {
+    const value: unknown = JSON.parse(text)
+    if (typeof value !== "object" || value === null || !("pid" in value) || typeof value.pid !== "number") return undefined
+    const field = (name: string) => (name in value && typeof (value as Record<string, unknown>)[name] === "string" ? (value as Record<string, string>)[name] : undefined)
+    return { pid: value.pid, startTicks: field("startTicks"), bootId: field("bootId") }
+  } catch {
+    return undefined
+  }
+}
+
+/** The start time of a process, or undefined where /proc does not say (another OS, no such pid). */
+const processStartTicks = (fs: FileSystem.FileSystem, pid: number | "self") =>
+  fs.readFileString(`/proc/${pid}/stat`).pipe(
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    Effect.map((stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+const currentOwner = (fs: FileSystem.FileSystem): Effect.Effect<LockOwner> =>
+  Effect.all({
+    pid: Effect.sync(() => process.pid),
+    startTicks: processStartTicks(fs, "self"),
+    bootId: fs.readFileString("/proc/sys/kernel/random/boot_id").pipe(Effect.map((id) => id.trim()), Effect.orElseSucceed(() => undefined))
+  })
+
+/** Whether the process a lock names still runs: same boot, the pid alive, the same start time. */
+const isRunning = (fs: FileSystem.FileSystem, owner: LockOwner, self: LockOwner): Effect.Effect<boolean> =>
+  Effect.gen(function* () {
+    if (owner.bootId !== undefined && self.bootId !== undefined && owner.bootId !== self.bootId) return false
+    const exists = yield* Effect.sync(() => {
+      try {
+        process.kill(owner.pid, 0)
+        return true
+      } catch (error) {
+        return (error as { code?: unknown }).code === "EPERM" // alive, another user's
+      }
+    })
+    if (!exists || owner.startTicks === undefined) return exists
+    const startTicks = yield* processStartTicks(fs, owner.pid)
+    return startTicks === undefined || startTicks === owner.startTicks
+  })
+
+/**
+ * Takes the directory lock at `lockPath` for the current scope (see the module comment). Bounded:
+ * three rounds of link, read, and rename-aside of a stale lock.
+ */
+const lockDirectoryAt = (fs: FileSystem.FileSystem, root: string, lockPath: string): Effect.Effect<void, DirectoryLocked | PlatformError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const self = yield* currentOwner(fs)
+    const content = JSON.stringify(self)
+    const temporary = `${lockPath}.${self.pid}.tmp`
+    const aside = `${lockPath}.${self.pid}.stale`
+    const readOrUndefined = (path: string) => fs.readFileString(path).pipe(Effect.catchIf(isNotFound, () => Effect.succeed(undefined)))
+    for (let round = 0; round < 3; round++) {
+      yield* fs.writeFileString(temporary, content)
+      const linked = yield* fs.link(temporary, lockPath).pipe(Effect.as(true), Effect.catchIf(isAlreadyExists, () => Effect.succeed(false)), Effect.ensuring(fs.remove(temporary).pipe(Effect.ignore)))
+      if (linked) {
+        yield* Effect.addFinalizer(() =>
+          Effect.flatMap(readOrUndefined(lockPath), (found) => (found === content ? fs.remove(lockPath) : Effect.void)).pipe(Effect.ignore)
+        )
+        return
+      }
+      const observed = yield* readOrUndefined(lockPath)
+      if (observed === undefined) continue
+      const owner = parseOwner(observed)
+      if (owner !== undefined && (yield* isRunning(fs, owner, self))) return yield* Effect.fail(new DirectoryLocked({ path: root, holder: describeOwner(owner) }))
+      // Stale: move it aside (one renamer gets it), and put back what turns out not to be it.
+      const moved = yield* fs.rename(lockPath, aside).pipe(Effect.as(true), Effect.catchIf(isNotFound, () => Effect.succeed(false)))
+      if (!moved) continue
+      const movedContent = yield* readOrUndefined(aside)
+      if (movedContent !== observed) {
+        yield* fs.link(aside, lockPath).pipe(Effect.ignore)
+        yield* fs.remove(aside).pipe(Effect.ignore)
+        return yield* Effect.fail(new DirectoryLocked({ path: root, holder: "another process (the lock changed hands while a stale one was replaced)" }))
+      }
+      yield* fs.remove(aside)
+      yield* Effect.logWarning(`data directory ${root}: replaced the stale lock of ${owner === undefined ? "an unreadable owner" : describeOwner(owner)}`)
+    }
+    return yield* Effect.fail(new DirectoryLocked({ path: root, holder: "another process (the lock changed hands three times)" }))
+  })
 
 const ioError = (operation: string, path: string) => (error: PlatformError): LocalIoError =>
   new LocalIoError({ operation, path, detail: error.message })
@@ -182,7 +287,7 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
     const list: LocalDiskService["list"] = (directory) =>
       Effect.flatMap(resolve("list", directory, true), ({ absolute, relative }) =>
         walk(relative, absolute).pipe(
-          Effect.map((files) => files.map(([path]) => path).filter((path) => !path.endsWith(temporarySuffix)).sort()),
+          Effect.map((files) => files.map(([path]) => path).filter((path) => !path.endsWith(temporarySuffix) && !path.startsWith(directoryLockName)).sort()),
           Effect.mapError(ioError("list", relative))
         )
       )
@@ -195,7 +300,11 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
         )
       )
 
-    return { root, read, readAll, readAllInto, write, writeAtomic, sync, remove, size, list, usedBytes }
+    const lockDirectory: LocalDiskService["lockDirectory"] = lockDirectoryAt(fs, root, pathApi.join(root, directoryLockName)).pipe(
+      Effect.catchTag("SystemError", "BadArgument", (error) => Effect.fail(ioError("lock data directory", directoryLockName)(error)))
+    )
+
+    return { root, read, readAll, readAllInto, write, writeAtomic, sync, remove, size, list, usedBytes, lockDirectory }
   })
 
 /** LocalDisk over a directory of the FileSystem in context. @category layers */

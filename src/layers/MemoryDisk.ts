@@ -8,6 +8,9 @@
  * never synced vanishes. `remove` is durable at once (a removed file never comes back), which is
  * kinder than a real file system, where an unlink is durable only after an fsync of its directory.
  *
+ * `lockDirectory` is an in-process open flag (a second open fails with DirectoryLocked); a crash
+ * clears it, as the death of the process holding a directory lock releases it.
+ *
  * Inspection and faults: besides `LocalDisk`, the layer provides `MemoryDiskControl`, a handle with
  * `crash`, counters (`stats`: syncs, atomic writes, writes, reads) and `failNext`, which makes the
  * next matching operation fail with a LocalIoError. `make` returns both handles; `layerOf` provides
@@ -18,7 +21,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, Either, Layer, Option } from "effect"
-import { LocalIoError } from "../domain/Errors.js"
+import { DirectoryLocked, LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
 
 /** The operations of a LocalDisk, as names (for `failNext`). */
@@ -48,7 +51,8 @@ export interface FailureInjection {
 
 /** Control of an in-memory disk, for tests. @category models */
 export interface MemoryDiskControlService {
-  /** Loses every write not synced: each file reverts to its last synced bytes, or vanishes. */
+  /** Loses every write not synced: each file reverts to its last synced bytes, or vanishes; the
+   * directory lock is released (its process died). */
   readonly crash: Effect.Effect<void>
   readonly stats: Effect.Effect<MemoryDiskStats>
   /** Calls of `sync` so far, per path (paths never synced are absent). */
@@ -97,6 +101,9 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
     const injections: Array<FailureInjection> = []
     const syncsByPath = new Map<string, number>()
     const counters = { syncs: 0, atomicWrites: 0, writes: 0, reads: 0 }
+    // The open that holds the directory (a number per open, so a crash's clearing is not undone by
+    // the crashed open's late release).
+    const directoryLock = { heldBy: 0, opens: 0 }
 
     // Runs one operation as a single synchronous step, after path checks and injected failures.
     const operate = <A>(
@@ -221,11 +228,20 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
           let total = 0
           for (const [path, file] of files) if (isBelow(path, valid)) total += file.size
           return Either.right(total)
-        })
+        }),
+      lockDirectory: Effect.acquireRelease(
+        Effect.suspend(() => {
+          if (directoryLock.heldBy !== 0) return Effect.fail(new DirectoryLocked({ path: "memory:", holder: `open ${directoryLock.heldBy} of this in-memory disk` }))
+          directoryLock.heldBy = ++directoryLock.opens
+          return Effect.succeed(directoryLock.heldBy)
+        }),
+        (open) => Effect.sync(() => void (directoryLock.heldBy === open && (directoryLock.heldBy = 0)))
+      ).pipe(Effect.asVoid)
     }
 
     const control: MemoryDiskControlService = {
       crash: Effect.sync(() => {
+        directoryLock.heldBy = 0
         for (const [path, file] of Array.from(files)) {
           if (file.durable === undefined) files.delete(path)
           else files.set(path, { data: file.durable.slice(), size: file.durable.length, durable: file.durable })

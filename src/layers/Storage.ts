@@ -14,7 +14,9 @@
  *   4. the part table closes: leases still waiting on a load wake with ShuttingDown;
  *   5. the workers drain the queue for at most `drainDeadlineMs`, then in-flight requests are
  *      interrupted (their HTTP requests aborted) and every pending handle fails with TaskAborted;
- *   6. the bucket lock is deleted if it is still ours and time remains.
+ *   6. lock renewals stop and the bucket lock is deleted if it is still ours and time remains.
+ * A fenced instance (a take-over seen by any lock check or renewal; BucketLock's sticky fence) fails
+ * `append` and `commit` with Fenced, and its report names the WAL range that only it holds.
  * The ShutdownReport says what happened; it is logged, returned by `shutdown`, and passed to
  * `onShutdown` when the scope closes.
  *
@@ -26,7 +28,7 @@
  */
 import { Cause, Clock, Context, Duration, Effect, Either, Exit, Fiber, Layer, Option, Ref } from "effect"
 import type { Scope } from "effect"
-import { type InvalidConfig, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
+import { type Fenced, type InvalidConfig, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
 import type { FileId, Lsn, PartIndex } from "../domain/Ids.js"
 import * as BucketLock from "../services/BucketLock.js"
 import * as Checkpointer from "../services/Checkpointer.js"
@@ -85,9 +87,10 @@ export interface StorageService {
   readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError>
   readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError>
   /** Appends a WAL record (log a change after applying it through a lease); returns its LSN. */
-  readonly append: (record: Uint8Array) => Effect.Effect<Lsn, WalArchiver.AppendError>
-  /** Makes every record appended so far durable locally (group commit). */
-  readonly commit: Effect.Effect<void, WalArchiver.CommitError>
+  readonly append: (record: Uint8Array) => Effect.Effect<Lsn, WalArchiver.AppendError | Fenced>
+  /** Makes every record appended so far durable locally (group commit). Fenced once a newer
+   * instance or open took the bucket over: then nothing more is acknowledged. */
+  readonly commit: Effect.Effect<void, WalArchiver.CommitError | Fenced>
   readonly checkpoint: Effect.Effect<Checkpointer.CheckpointReport, Checkpointer.CheckpointError>
   /** Runs the bounded shutdown once; later calls return the same report. */
   readonly shutdown: Effect.Effect<ShutdownReport>
@@ -144,7 +147,9 @@ const make = (options: StorageOptions) =>
     const disk = yield* LocalDisk
     const opened = loader.opened
     const closing = yield* Ref.make(false)
-    const fenced = Effect.map(checkpointer.stats, (stats) => stats.fenced)
+    const bucketLock = loader.bucketLock
+    // Sticky: set by the WAL's fence check, the checkpointer's lock check or commit, or a renewal.
+    const fenced = Effect.map(Effect.all([checkpointer.stats, bucketLock.fenced]), ([stats, shared]) => stats.fenced || Option.isSome(shared))
 
     const refuseWhenClosing = (operation: string) =>
       Effect.flatMap(Ref.get(closing), (isClosing) => (isClosing ? Effect.fail(new ShuttingDown({ operation })) : Effect.void))
@@ -206,14 +211,13 @@ const make = (options: StorageOptions) =>
       // bucket cannot push the close past its deadline.
       const marginMs = Math.min(100, Math.ceil(config.shutdownDeadlineMs * 0.05))
       const lockBudgetMs = Math.min((yield* remainingMs(deadlineAtMs)) - marginMs, config.requestTimeoutMs)
+      // Out of time, the release is cut at once (and marked failed, so no later one runs).
       const lock = isFenced
         ? ("left-fenced" as const)
-        : lockBudgetMs <= 0
-          ? ("failed" as const)
-          : Option.getOrElse(
-              yield* bounded(BucketLock.release(store, { ...config, requestTimeoutMs: Math.max(10, lockBudgetMs), retryAttemptsMax: 1 }, opened.lock), lockBudgetMs),
-              () => "failed" as const
-            )
+        : Option.getOrElse(
+            yield* bounded(bucketLock.release({ ...config, requestTimeoutMs: Math.max(10, lockBudgetMs), retryAttemptsMax: 1 }), Math.max(0, lockBudgetMs)),
+            () => "failed" as const
+          )
       yield* Fiber.interrupt(diagnostics)
       // Sync the part files that hold data no checkpoint has, then mark the shutdown clean, so the
       // next start keeps them (after a crash it would rebuild them from the checkpoint and the WAL).
@@ -222,7 +226,8 @@ const make = (options: StorageOptions) =>
       // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
       const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
       const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(50, Math.ceil(config.shutdownDeadlineMs * 0.02))
-      const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(Loader.markCleanShutdown(disk, dirtyPaths)), cleanBudgetMs) : Option.none()
+      const markClean = Effect.flatMap(parts.localPartHashes, (hashes) => Loader.markCleanShutdown(disk, dirtyPaths, hashes))
+      const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()
       const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
       if (!markedClean) yield* Effect.logWarning("shutdown: the local part files were not all synced in time; the next start treats this stop as a crash")
       const partStats = yield* parts.stats
@@ -252,8 +257,10 @@ const make = (options: StorageOptions) =>
       lease: (file, part) => Effect.zipRight(refuseWhenClosing("lease"), parts.lease(file, part)),
       read: (file, offset, length) => Effect.zipRight(refuseWhenClosing("read"), parts.read(file, offset, length)),
       write: (file, offset, bytes) => Effect.zipRight(refuseWhenClosing("write"), parts.write(file, offset, bytes)),
-      append: (record) => Effect.zipRight(refuseWhenClosing("append"), wal.append(record)),
-      commit: Effect.zipRight(refuseWhenClosing("commit"), wal.commit),
+      // A fenced instance appends nothing and acknowledges nothing: the check after the commit's
+      // wait withholds an acknowledgement that the fence overtook.
+      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),
+      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),
       checkpoint: Effect.zipRight(refuseWhenClosing("checkpoint"), checkpointer.checkpoint({ reason: "on demand" })),
       shutdown,
       stats: Effect.all({ parts: parts.stats, queue: queue.stats, checkpoints: checkpointer.stats, wal: wal.stats })
@@ -293,10 +300,14 @@ const walFenceLayer = Layer.effect(
   WalArchiver.WalFence,
   Effect.gen(function* () {
     const loader = yield* Loader.Loader
-    const store = yield* ObjectStore
-    const config = yield* StorageConfig
-    return { check: BucketLock.verify(store, config, loader.opened.lock) }
+    return { check: loader.bucketLock.check }
   })
+)
+
+/** Where start-up replay begins (see WalArchiver.WalStartup). */
+const walStartupLayer = Layer.effect(
+  WalArchiver.WalStartup,
+  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition }))
 )
 
 const checkpointerLayer = Layer.scoped(
@@ -307,7 +318,8 @@ const checkpointerLayer = Layer.scoped(
     return yield* Checkpointer.make({
       base: loader.opened.base,
       lock: loader.opened.lock,
-      wal: { position: wal.position, covered: wal.checkpointCovered }
+      wal: { position: wal.position, covered: wal.checkpointCovered },
+      fence: loader.bucketLock
     })
   })
 )
@@ -324,7 +336,7 @@ export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices
   const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
   const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
   const loaderLayer = Loader.layer.pipe(Layer.provideMerge(partsLayer))
-  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provideMerge(loaderLayer))
+  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
   return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(evictorLayer))

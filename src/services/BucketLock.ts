@@ -10,19 +10,30 @@
  * taken by a newer epoch and fails with Fenced. At clean shutdown the lock is deleted, but only if it
  * still names this instance and epoch.
  *
+ * Generations and the lease. The lock also names the generation of this open (a random nonce per
+ * start), so a copy of a live data directory (same instance id) is told apart from a restart. The
+ * holder renews the lock every `lockRenewIntervalMs` (the `BucketLock` service): it re-reads it,
+ * and finding it gone or naming another instance, epoch or generation, becomes fenced for good
+ * (sticky: whatever the lock later says, a fenced instance stays fenced), else rewrites it with a
+ * new `renewedAtMs`. A start whose instance id matches the lock under another generation watches
+ * it: renewed meanwhile, start-up is refused (BucketLocked); unchanged for the lease
+ * (`lockLeaseMs`), the previous open is gone (a crash) and the lock is taken with a higher epoch,
+ * like a take-over. An unknown outcome of a lock PUT or DELETE (a lost response) is resolved by
+ * reading the lock back: our generation there means the PUT landed; no lock means the DELETE did.
+ *
  * Replaces: the lock protocol of OrioleDB's src/s3/control.c (`s3_put_lock_file`, ≤ 10 retries on
  * 409, FATAL otherwise, deleted at postmaster exit; orioledb-s3.md §6), which had no epoch, so a
  * paused old instance could go on writing after another started.
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Either } from "effect"
+import { Clock, Context, Duration, Effect, Either, Option, Random, Ref, type Scope } from "effect"
 import * as Control from "../domain/Control.js"
 import { BucketLocked, CorruptObject, Fenced, type ObjectStoreError } from "../domain/Errors.js"
 import { Epoch, type InstanceId } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { ObjectStoreService } from "./ObjectStore.js"
-import { withRequestPolicy } from "./RequestPolicy.js"
+import { withRequestPolicy, withRequestTimeout } from "./RequestPolicy.js"
 import type { StorageConfigValue } from "./StorageConfig.js"
 
 /** The lock this instance holds. */
@@ -30,7 +41,9 @@ export interface HeldLock {
   readonly key: string
   readonly instanceId: InstanceId
   readonly epoch: Epoch
-  /** True when this start overwrote another instance's lock. */
+  /** The nonce of this open: two opens of one instance id never share it. */
+  readonly generation: string
+  /** True when this start overwrote a lock of another instance or of an expired earlier open. */
   readonly tookOver: boolean
   /** True when the lock object was created by this start (false: it was already ours). */
   readonly created: boolean
@@ -48,39 +61,118 @@ export const read = (store: ObjectStoreService, config: StorageConfigValue): Eff
 
 const StorageConfigLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({ prefix: config.prefix })
 
+/** A fresh generation nonce: 16 random hex digits (Effect's Random, so a seed decides it in tests). */
+export const newGeneration: Effect.Effect<string> = Effect.map(
+  Effect.all(Array.from({ length: 4 }, () => Random.nextIntBetween(0, 0x10000))),
+  (words) => `g${words.map((word) => word.toString(16).padStart(4, "0")).join("")}`
+)
+
+/** The lock object names exactly this holder: instance, epoch and generation. */
+export const isHeldBy = (current: Control.LockObject, lock: { readonly instanceId: InstanceId; readonly epoch: Epoch; readonly generation: string | undefined }): boolean =>
+  current.instanceId === lock.instanceId && current.epoch === lock.epoch && current.generation === lock.generation
+
+const describe = (lock: Control.LockObject): string =>
+  `instance ${lock.instanceId} at epoch ${lock.epoch}, generation ${lock.generation ?? "unknown"}`
+
+const sameContent = (left: Control.LockObject, right: Control.LockObject): boolean =>
+  isHeldBy(left, { instanceId: right.instanceId, epoch: right.epoch, generation: right.generation }) &&
+  left.acquiredAtMs === right.acquiredAtMs && left.renewedAtMs === right.renewedAtMs
+
+const lockBytes = (config: StorageConfigValue, holder: Pick<HeldLock, "instanceId" | "epoch" | "generation">, acquiredAtMs: number, nowMs: number) =>
+  Control.encodeLock({
+    format: Control.lockFormat,
+    instanceId: holder.instanceId,
+    epoch: holder.epoch,
+    acquiredAtMs,
+    generation: holder.generation,
+    renewedAtMs: nowMs,
+    leaseMs: config.lockLeaseMs
+  })
+
+/** What a start sees while it waits for another open's lease. */
+type LeaseWatch = "expired" | "gone" | { readonly renewed: Control.LockObject }
+
 /**
- * Acquires the lock for `instanceId`; `seenEpoch` is the highest epoch this instance knows of (the
- * bucket's latest manifest). Bounded: at most three rounds of put-then-read.
+ * Watches a lock of another open for its lease (`leaseMs` of the lock, else the configuration's),
+ * on this process's clock: unchanged for that long, it has expired; rewritten, its holder lives.
+ * An unreadable lock counts as unchanged (the holder renews only if it reaches the bucket).
+ */
+const watchLease = (store: ObjectStoreService, config: StorageConfigValue, observed: Control.LockObject): Effect.Effect<LeaseWatch> =>
+  Effect.gen(function* () {
+    const leaseMs = Math.min(observed.leaseMs ?? config.lockLeaseMs, 3_600_000)
+    const pollMs = Math.max(10, Math.min(config.lockRenewIntervalMs, Math.floor(leaseMs / 4)))
+    const untilMs = (yield* Clock.currentTimeMillis) + leaseMs
+    yield* Effect.logInfo(`bucket lock: ${describe(observed)} is another open of this instance; waiting up to ${leaseMs} ms for its lease`)
+    for (;;) {
+      const leftMs = untilMs - (yield* Clock.currentTimeMillis)
+      if (leftMs <= 0) return "expired" as const
+      yield* Effect.sleep(Duration.millis(Math.min(pollMs, leftMs)))
+      const current = yield* Effect.either(read(store, config))
+      if (Either.isLeft(current)) continue
+      if (current.right === undefined) return "gone" as const
+      if (!sameContent(current.right, observed)) return { renewed: current.right }
+    }
+  })
+
+/**
+ * Acquires the lock for `instanceId` under `generation`; `seenEpoch` is the highest epoch this
+ * instance knows of (the bucket's latest manifest). Bounded: at most three rounds of put-then-read,
+ * each with at most one lease wait.
  */
 export const acquire = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   instanceId: InstanceId,
-  seenEpoch: number
+  seenEpoch: number,
+  generation: string
 ): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
   Effect.gen(function* () {
     const key = KeyLayout.lockKey(StorageConfigLayout(config))
+    const held = (epoch: number, tookOver: boolean): HeldLock => ({ key, instanceId, epoch: Epoch.make(epoch), generation, tookOver, created: true })
+    // "written", or "exists" (the conditional put lost). A lost or timed-out response leaves the
+    // outcome unknown: the lock read back decides (our generation: it landed).
     const put = (epoch: number, ifNoneMatch: boolean) =>
       Clock.currentTimeMillis.pipe(
-        Effect.flatMap((now) =>
-          store.put(key, Control.encodeLock({ format: Control.lockFormat, instanceId, epoch: Epoch.make(epoch), acquiredAtMs: now }), { ifNoneMatch })
-        ),
-        withRequestPolicy(config, "write lock", key)
+        Effect.flatMap((now) => store.put(key, lockBytes(config, { instanceId, epoch: Epoch.make(epoch), generation }, now, now), { ifNoneMatch })),
+        withRequestPolicy(config, "write lock", key),
+        Effect.as("written" as const),
+        Effect.catchTag("PreconditionFailed", () => Effect.succeed("exists" as const)),
+        Effect.catchTag("ObjectStoreUnavailable", (error) =>
+          Effect.flatMap(read(store, config), (current) =>
+            current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))
+          )
+        )
       )
+    // Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there.
+    const overwrite = (epoch: number) =>
+      Effect.gen(function* () {
+        yield* put(epoch, false)
+        const current = yield* read(store, config)
+        if (current !== undefined && current.generation === generation) return held(epoch, true)
+        return yield* Effect.fail(new BucketLocked({ key, holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current), epoch: current?.epoch ?? 0 }))
+      })
     for (let round = 0; round < 3; round++) {
       const epoch = seenEpoch + 1
-      const created = yield* put(epoch, true).pipe(
-        Effect.as(true),
-        Effect.catchTag("PreconditionFailed", () => Effect.succeed(false))
-      )
-      if (created) return { key, instanceId, epoch: Epoch.make(epoch), tookOver: false, created: true }
+      if ((yield* put(epoch, true)) === "written") return held(epoch, false)
       const existing = yield* read(store, config).pipe(
         Effect.map(Either.right),
         Effect.catchTag("CorruptObject", (error) => Effect.succeed(Either.left(error)))
       )
       if (Either.isRight(existing) && existing.right === undefined) continue // released meanwhile: try again
+      if (Either.isRight(existing) && existing.right !== undefined && existing.right.generation === generation) {
+        // An earlier attempt of this start landed although its response was lost.
+        return { ...held(existing.right.epoch, false), epoch: existing.right.epoch }
+      }
       if (Either.isRight(existing) && existing.right !== undefined && existing.right.instanceId === instanceId) {
-        return { key, instanceId, epoch: existing.right.epoch, tookOver: false, created: false }
+        // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
+        // data directory (it renews).
+        const holder = existing.right
+        const watched = yield* watchLease(store, config, holder)
+        if (watched === "gone") continue
+        if (watched !== "expired") {
+          return yield* Effect.fail(new BucketLocked({ key, holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`, epoch: watched.renewed.epoch }))
+        }
+        return yield* overwrite(Math.max(holder.epoch, seenEpoch) + 1)
       }
       if (!config.takeOver) {
         if (Either.isLeft(existing)) return yield* Effect.fail(existing.left)
@@ -89,9 +181,7 @@ export const acquire = (
         return yield* Effect.fail(new BucketLocked({ key, holder: holder?.instanceId ?? "unknown", epoch: holder?.epoch ?? 0 }))
       }
       const heldEpoch = Either.isRight(existing) && existing.right !== undefined ? existing.right.epoch : 0
-      const takeOverEpoch = Math.max(heldEpoch, seenEpoch) + 1
-      yield* put(takeOverEpoch, false)
-      return { key, instanceId, epoch: Epoch.make(takeOverEpoch), tookOver: true, created: true }
+      return yield* overwrite(Math.max(heldEpoch, seenEpoch) + 1)
     }
     return yield* Effect.fail(new BucketLocked({ key, holder: "unknown (the lock changed hands three times during start-up)", epoch: 0 }))
   })
@@ -99,28 +189,120 @@ export const acquire = (
 /** What happened to the lock at shutdown. */
 export type ReleaseOutcome = "released" | "not-ours" | "failed"
 
-/** Deletes the lock if it still names this instance and epoch. Never fails: says what happened. */
+/**
+ * Deletes the lock if it still names this instance, epoch and generation. Never fails: says what
+ * happened. A DELETE whose response is lost is resolved by reading back: gone means released.
+ */
 export const release = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<ReleaseOutcome> =>
   read(store, config).pipe(
     Effect.flatMap((current) =>
-      current !== undefined && current.instanceId === lock.instanceId && current.epoch === lock.epoch
-        ? store.delete(lock.key).pipe(withRequestPolicy(config, "delete lock", lock.key), Effect.as("released" as const))
+      current !== undefined && isHeldBy(current, lock)
+        ? store.delete(lock.key).pipe(
+            withRequestPolicy(config, "delete lock", lock.key),
+            Effect.as("released" as const),
+            Effect.catchAll((error) =>
+              Effect.flatMap(read(store, config), (after) =>
+                after === undefined ? Effect.succeed("released" as const) : isHeldBy(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)
+              )
+            )
+          )
         : Effect.succeed(current === undefined ? ("released" as const) : ("not-ours" as const))
     ),
     Effect.catchAll(() => Effect.succeed("failed" as const))
   )
 
 /**
- * Fails with Fenced when the lock object names another instance or epoch than `lock`: a newer
- * instance took the bucket over. An unreadable or absent lock passes (the write that follows fails
- * on its own if the bucket is unreachable; fencing of commits does not depend on this check).
+ * Fails with Fenced when the lock object is gone or names another instance, epoch or generation
+ * than `lock`: a newer instance took the bucket over, or a running instance's lock was deleted
+ * under it. An unreadable lock passes (the write that follows fails on its own if the bucket is
+ * unreachable; fencing of commits does not depend on this check).
  */
 export const verify = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<void, Fenced> =>
   read(store, config).pipe(
-    Effect.catchAll(() => Effect.succeed(undefined)),
+    Effect.either,
     Effect.flatMap((current) =>
-      current !== undefined && (current.instanceId !== lock.instanceId || current.epoch !== lock.epoch)
-        ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: `the lock object names instance ${current.instanceId} at epoch ${current.epoch}` }))
-        : Effect.void
+      Either.isLeft(current)
+        ? Effect.void
+        : current.right === undefined
+          ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: "the lock object is gone: another instance took the bucket over and released it" }))
+          : isHeldBy(current.right, lock)
+            ? Effect.void
+            : Effect.fail(new Fenced({ epoch: lock.epoch, detail: `the lock object names ${describe(current.right)}` }))
     )
   )
+
+// ---------------------------------------------------------------------------------------------
+// The held lock as a service: sticky fence, renewal, release
+// ---------------------------------------------------------------------------------------------
+
+/** The lock held by a running Storage. @category models */
+export interface BucketLockService {
+  readonly lock: HeldLock
+  /** The fence, once set: it is never cleared. */
+  readonly fenced: Effect.Effect<Option.Option<Fenced>>
+  /** Fails with the fence if set; no I/O. */
+  readonly ensureNotFenced: Effect.Effect<void, Fenced>
+  /** Fenced if set; else reads the lock, and one that is gone or not ours sets the fence. */
+  readonly check: Effect.Effect<void, Fenced>
+  /** Sets the fence (the first detail stays) and fails with it. */
+  readonly fence: (detail: string) => Effect.Effect<never, Fenced>
+  /** One renewal: `check`, then the lock rewritten with a new `renewedAtMs`. Transient failures
+   * are logged (the next renewal tries again); a release stops renewals. */
+  readonly renew: Effect.Effect<void, Fenced>
+  /** Stops renewals and deletes the lock if it is still ours; once (later calls return the first
+   * outcome). A fenced holder leaves the lock alone. */
+  readonly release: (config: StorageConfigValue) => Effect.Effect<ReleaseOutcome | "left-fenced">
+}
+
+/** The lock held by a running Storage. @category tags */
+export class BucketLock extends Context.Tag("effect-s3-tier/BucketLock")<BucketLock, BucketLockService>() {}
+
+/** Holds `lock` for the current scope: renews it every `lockRenewIntervalMs` until released or fenced. */
+export const make = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<BucketLockService, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const fencedRef = yield* Ref.make(Option.none<Fenced>())
+    const releasedRef = yield* Ref.make(Option.none<ReleaseOutcome | "left-fenced">())
+    const exclusive = yield* Effect.makeSemaphore(1) // a renewal's PUT never follows the release's DELETE
+    const acquiredAtMs = yield* Clock.currentTimeMillis
+
+    const fence = (detail: string): Effect.Effect<never, Fenced> =>
+      Ref.modify(fencedRef, (current): readonly [readonly [Fenced, boolean], Option.Option<Fenced>] => {
+        if (Option.isSome(current)) return [[current.value, false], current]
+        const fresh = new Fenced({ epoch: lock.epoch, detail })
+        return [[fresh, true], Option.some(fresh)]
+      }).pipe(Effect.flatMap(([fenced, first]) => Effect.zipRight(first ? Effect.logError(`bucket lock: ${fenced.message}`) : Effect.void, Effect.fail(fenced))))
+    const ensureNotFenced = Effect.flatMap(Ref.get(fencedRef), Option.match({ onNone: () => Effect.void, onSome: (fenced) => Effect.fail(fenced) }))
+    const check = Effect.zipRight(ensureNotFenced, verify(store, config, lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail))))
+
+    const renew = exclusive.withPermits(1)(
+      Effect.gen(function* () {
+        if (Option.isSome(yield* Ref.get(releasedRef))) return
+        yield* check
+        const nowMs = yield* Clock.currentTimeMillis
+        // One attempt: the next renewal is the retry, and the release never waits long behind it.
+        yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(
+          withRequestTimeout(config, "renew lock", lock.key),
+          Effect.catchAll((error) => Effect.logWarning(`bucket lock: renewal failed, retried in ${config.lockRenewIntervalMs} ms: ${error.message}`))
+        )
+      })
+    )
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(Effect.catchTag("Fenced", () => Effect.void))
+    )
+
+    const releaseWith = (releaseConfig: StorageConfigValue) =>
+      exclusive.withPermits(1)(
+        Effect.gen(function* () {
+          const done = yield* Ref.get(releasedRef)
+          if (Option.isSome(done)) return done.value
+          const outcome = Option.isSome(yield* Ref.get(fencedRef)) ? ("left-fenced" as const) : yield* release(store, releaseConfig, lock)
+          yield* Ref.set(releasedRef, Option.some(outcome))
+          return outcome
+        })
+      ).pipe(
+        // Cut by its bound: the outcome is "failed", and no later release goes to the bucket.
+        Effect.onInterrupt(() => Ref.update(releasedRef, (done) => (Option.isSome(done) ? done : Option.some("failed" as const))))
+      )
+
+    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, release: releaseWith })
+  })

@@ -9,13 +9,18 @@
  * 3. write the file manifest of every file whose part map changed (unchanged files keep the file
  *    manifest of an older checkpoint, so unchanged parts are never uploaded again);
  * 4. check the lock still names this instance and epoch (beside step 3's writes, so it costs no
- *    round trip of its own), then write the root manifest `checkpoints/<N>` with
- *    `If-None-Match: *`. That write is the commit point: before it the previous checkpoint is the
- *    latest and every stray object of N is harmless (part objects are content-addressed and
- *    unreferenced); after it N is complete;
- * 5. record N in the local control file and tell the WAL that P is covered.
+ *    round trip of its own), then write the root manifest `checkpoints/<N>`, carrying a commit
+ *    token new for this attempt, with `If-None-Match: *`. That write is the commit point: before it
+ *    the previous checkpoint is the latest and every stray object of N is harmless (part objects
+ *    are content-addressed and unreferenced); after it N is complete. When the network leaves its
+ *    outcome unknown (a lost response, a 412 on a retry, a 409) the manifest at the key is read
+ *    back (src/internal/RootCommit.ts): our token means committed;
+ * 5. record N in the local control file and tell the WAL that P is covered. These steps run
+ *    uninterruptibly once N is committed, and their result stands even past the deadline.
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
- * instance stops checkpointing. Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
+ * instance stops checkpointing. N taken by an earlier attempt of this writer (interrupted at its
+ * deadline, its put landing later) is adopted: steps 5 run for it, then N+1 is checkpointed.
+ * Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
  *
  * Replaces: the S3 half of OrioleDB's checkpointer (src/checkpoint/checkpoint.c, src/s3/checkpoint.c,
  * `o_after_checkpoint_cleanup_hook`; orioledb-s3.md §5), whose waits were untimed queue-location
@@ -23,11 +28,12 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
+import { Clock, Context, Data, Duration, Effect, Either, Exit, Fiber, Option, Ref, Schedule } from "effect"
 import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import { commitRootManifest, type CommitResolution, newCommitToken } from "../internal/RootCommit.js"
 import { WriteObject } from "../domain/Task.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk } from "./LocalDisk.js"
@@ -115,6 +121,9 @@ export interface CheckpointerOptions {
   readonly base: LoadedCheckpoint | undefined
   readonly lock: BucketLock.HeldLock
   readonly wal: CheckpointWal
+  /** The running holder's sticky fence (BucketLock service): its check replaces the plain lock
+   * read, and a fence found here (a newer epoch's commit) is set there too. */
+  readonly fence?: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
 }
 
 /** Builds the checkpointer and forks its periodic trigger into the current scope. */
@@ -137,6 +146,8 @@ export const make = (options: CheckpointerOptions) =>
       fenced: false
     })
     const oneAtATime = yield* Effect.makeSemaphore(1)
+    /** Commit tokens of the attempts at the open checkpoint number (any may still land). */
+    const attemptTokensRef = yield* Ref.make<ReadonlySet<string>>(new Set())
 
     /** Writes one object through the queue and waits for exactly that task. */
     const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
@@ -144,30 +155,109 @@ export const make = (options: CheckpointerOptions) =>
 
     const fence = (detail: string) =>
       Ref.update(statsRef, (stats) => ({ ...stats, fenced: true })).pipe(
-        Effect.zipRight(Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })))
+        Effect.zipRight(options.fence === undefined ? Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })) : options.fence.fence(detail))
       )
 
-    const checkLock = BucketLock.verify(store, config, options.lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
+    const checkLock = (options.fence?.check ?? BucketLock.verify(store, config, options.lock)).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
+    const isFenced = Effect.map(
+      Effect.all([Ref.get(statsRef), options.fence?.fenced ?? Effect.succeed(Option.none())]),
+      ([stats, shared]) => stats.fenced || Option.isSome(shared)
+    )
 
-    /** The commit put found N taken: fenced by a newer epoch, or our own earlier attempt landed late. */
-    const onCommitConflict = (checkpoint: CheckpointNumber, bytes: Uint8Array) =>
+    /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
+    const afterCommit = (completed: Completed) =>
       Effect.gen(function* () {
-        const existing = yield* readCheckpointManifest(store, config, checkpoint).pipe(Effect.option)
-        if (Option.isSome(existing) && existing.value.epoch > options.lock.epoch) {
-          return yield* fence(`checkpoint ${checkpoint} was committed by instance ${existing.value.instanceId} at epoch ${existing.value.epoch}`)
+        yield* Ref.set(completedRef, completed)
+        yield* Ref.set(attemptTokensRef, new Set())
+        yield* writeControl(disk, {
+          format: ControlDomain.controlFormat,
+          instanceId: options.lock.instanceId,
+          epoch: options.lock.epoch,
+          store: store.description,
+          prefix: config.prefix,
+          lastCheckpoint: completed.checkpoint,
+          walPosition: completed.walPosition,
+          partSizeBytes: config.partSizeBytes,
+          walSegmentBytes: config.walSegmentBytes,
+          cleanShutdown: false
+        }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
+        yield* options.wal.covered(completed.walPosition)
+      }).pipe(Effect.uninterruptible)
+
+    /** The commit found N holding another manifest: fenced, an earlier attempt of ours (adopted), or
+     * another writer's. */
+    const onTaken = (checkpoint: CheckpointNumber, taken: Extract<CommitResolution, { _tag: "Taken" }>) =>
+      Effect.gen(function* () {
+        const found = taken.found
+        switch (taken.owner) {
+          case "newer-epoch":
+            return yield* fence(`checkpoint ${checkpoint} was committed by instance ${found.instanceId} at epoch ${found.epoch}`)
+          case "earlier-attempt": {
+            const loaded = yield* readCheckpoint(store, config, found).pipe(
+              Effect.mapError((error) =>
+                new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `checkpoint ${checkpoint} was committed by an earlier attempt of this instance, but reading it back failed: ${error.message}` })
+              )
+            )
+            yield* afterCommit(fromLoaded(loaded))
+            const nowMs = yield* Clock.currentTimeMillis
+            yield* Ref.update(statsRef, (stats) => ({ ...stats, completed: stats.completed + 1, lastCheckpoint: checkpoint, lastCompletedAtMs: nowMs }))
+            return yield* Effect.fail(new EarlierAttemptCommitted({ checkpoint }))
+          }
+          case "other-writer":
+            return yield* Effect.fail(new CheckpointFailed({
+              checkpoint,
+              reason: "CommitFailed",
+              detail: `checkpoint ${checkpoint} was committed by another writer (instance ${found.instanceId}, epoch ${found.epoch})`
+            }))
         }
-        if (Option.isSome(existing) && existing.value.instanceId === options.lock.instanceId && existing.value.epoch === options.lock.epoch) {
-          // An earlier attempt of ours whose commit landed after its deadline: adopt it.
-          const loaded = yield* readCheckpoint(store, config, existing.value).pipe(Effect.option)
-          if (Option.isSome(loaded)) yield* Ref.set(completedRef, fromLoaded(loaded.value))
-          const same = Buffer.from(Manifest.encodeCheckpointManifest(existing.value)).equals(Buffer.from(bytes))
-          return yield* Effect.fail(new CheckpointFailed({
-            checkpoint,
-            reason: "CommitFailed",
-            detail: same ? "already committed" : `${adoptedMarker}: checkpoint ${checkpoint} was committed by an earlier attempt of this instance`
-          }))
+      })
+
+    /**
+     * Writes the root manifest of `completed` (the commit point) and, once it is known to be in,
+     * runs the steps after it and builds the report, uninterruptibly: a deadline interrupts only the
+     * commit itself (`restore`), whose outcome a later attempt then resolves.
+     */
+    const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
+      Effect.gen(function* () {
+        const { checkpoint, files, walPosition } = completed
+        const root: Manifest.CheckpointManifest & { readonly commitToken: string } = {
+          format: Manifest.checkpointManifestFormat,
+          instanceId: options.lock.instanceId,
+          epoch: options.lock.epoch,
+          checkpoint,
+          previous,
+          createdAtMs: yield* Clock.currentTimeMillis,
+          partSizeBytes: config.partSizeBytes,
+          walSegmentBytes: config.walSegmentBytes,
+          walPosition,
+          files: [...files.values()].map((state) => state.entry).sort((left, right) => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)),
+          commitToken: yield* newCommitToken
         }
-        return yield* Effect.fail(new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `checkpoint ${checkpoint} already exists and is not ours` }))
+        const problem = Manifest.checkpointManifestProblem(root)
+        if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
+        const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
+        const earlierTokens = yield* Ref.getAndUpdate(attemptTokensRef, (tokens) => new Set([...tokens, root.commitToken]))
+        return yield* Effect.uninterruptibleMask((restore) =>
+          restore(commitRootManifest({
+            manifest: root,
+            put: writeObject(rootKey, "Manifest", Manifest.encodeCheckpointManifest(root), true),
+            readBack: readCheckpointManifest(store, config, checkpoint).pipe(
+              Effect.map(Option.some),
+              Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
+            ),
+            earlierTokens,
+            conflictRetriesMax: config.retryAttemptsMax,
+            conflictDelayMs: config.retryDelayBaseMs
+          })).pipe(
+            Effect.mapError((error) => new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })),
+            Effect.flatMap((resolution) =>
+              resolution._tag === "Taken"
+                ? restore(onTaken(checkpoint, resolution))
+                // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
+                : afterCommit(completed).pipe(Effect.zipRight(Clock.currentTimeMillis), Effect.map(toReport))
+            )
+          )
+        )
       })
 
     const run = (startMs: number) =>
@@ -177,9 +267,6 @@ export const make = (options: CheckpointerOptions) =>
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
         const needsUpload = snapshot.filter((entry) => entry.needsUpload)
-        if (needsUpload.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
-          return { checkpoint: previous.checkpoint, outcome: "nothing-to-do", partsUploaded: 0, bytesUploaded: 0, filesWritten: 0, walPosition, durationMs: 0 } as const
-        }
         // A stalled bucket shows as request timeouts: a checkpoint cut by them has timed out.
         const failUpload = (detail: string, cause?: unknown) =>
           new CheckpointFailed({ checkpoint, reason: isRequestTimeout(cause) ? "TimedOut" : "UploadFailed", detail })
@@ -224,6 +311,11 @@ export const make = (options: CheckpointerOptions) =>
           const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
           written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
         }
+        // Nothing new: no part map changed (a part uploaded by an attempt whose checkpoint number was
+        // then taken by an adopted earlier attempt is new here) and the WAL did not move.
+        if (written.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
+          return { checkpoint: previous.checkpoint, outcome: "nothing-to-do", partsUploaded: 0, bytesUploaded: 0, filesWritten: 0, walPosition, durationMs: 0 } as const
+        }
         // The lock check runs beside the file-manifest writes (one round trip fewer before the
         // commit) and still ends before the commit. Both run to their end (each is bounded by its
         // requests' timeouts) and neither interrupts the other, so a failure is one plain error:
@@ -234,65 +326,30 @@ export const make = (options: CheckpointerOptions) =>
         )
         if (Either.isLeft(lock)) return yield* Effect.fail(lock.left)
         if (Either.isLeft(writes)) return yield* Effect.fail(writes.left)
-        const createdAtMs = yield* Clock.currentTimeMillis
-        const root: Manifest.CheckpointManifest = {
-          format: Manifest.checkpointManifestFormat,
-          instanceId: options.lock.instanceId,
-          epoch: options.lock.epoch,
+        return yield* commit({ checkpoint, walPosition, files }, previous.checkpoint, (endMs) => ({
           checkpoint,
-          previous: previous.checkpoint,
-          createdAtMs,
-          partSizeBytes: config.partSizeBytes,
-          walSegmentBytes: config.walSegmentBytes,
+          outcome: "completed",
+          partsUploaded: uploaded.length,
+          bytesUploaded,
+          filesWritten: written.length,
           walPosition,
-          files: [...files.values()].map((state) => state.entry).sort((left, right) => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0))
-        }
-        const problem = Manifest.checkpointManifestProblem(root)
-        if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
-        const rootBytes = Manifest.encodeCheckpointManifest(root)
-        const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
-        yield* writeObject(rootKey, "Manifest", rootBytes, true).pipe(
-          Effect.catchTag("PreconditionFailed", () => onCommitConflict(checkpoint, rootBytes)),
-          Effect.mapError((error) =>
-            error instanceof CheckpointFailed || error instanceof Fenced
-              ? error
-              : new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })
-          )
-        )
-        // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
-        yield* Ref.set(completedRef, { checkpoint, walPosition, files })
-        yield* writeControl(disk, {
-          format: ControlDomain.controlFormat,
-          instanceId: options.lock.instanceId,
-          epoch: options.lock.epoch,
-          store: store.description,
-          prefix: config.prefix,
-          lastCheckpoint: checkpoint,
-          walPosition,
-          partSizeBytes: config.partSizeBytes,
-          walSegmentBytes: config.walSegmentBytes,
-          cleanShutdown: false
-        }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
-        yield* options.wal.covered(walPosition)
-        const endMs = yield* Clock.currentTimeMillis
-        return { checkpoint, outcome: "completed", partsUploaded: uploaded.length, bytesUploaded, filesWritten: written.length, walPosition, durationMs: endMs - startMs } as const
+          durationMs: endMs - startMs
+        }))
       })
 
     const checkpoint: CheckpointerService["checkpoint"] = (runOptions) =>
       Effect.gen(function* () {
-        const stats = yield* Ref.get(statsRef)
-        if (stats.fenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
+        if (yield* isFenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
         const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
         const startMs = yield* Clock.currentTimeMillis
         const attempted = (yield* Ref.get(completedRef)).checkpoint + 1
         // An interrupted earlier attempt (a periodic one stopped at shutdown, one past its deadline)
-        // may commit N after all: adopt it, then checkpoint once more from there.
+        // may commit N after all: it is adopted, then this checkpoint runs once more from there.
         const report = yield* run(startMs).pipe(
-          Effect.catchIf((error) => error._tag === "CheckpointFailed" && error.detail.startsWith(adoptedMarker), () => run(startMs)),
-          Effect.timeoutFail({
-            duration: Duration.millis(deadlineMs),
-            onTimeout: () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })
-          }),
+          Effect.catchTag("EarlierAttemptCommitted", () => run(startMs)),
+          Effect.catchTag("EarlierAttemptCommitted", (adopted) =>
+            Effect.fail(new CheckpointFailed({ checkpoint: adopted.checkpoint, reason: "CommitFailed", detail: "committed by an earlier attempt twice in a row" }))),
+          (effect) => withinDeadline(effect, deadlineMs, () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })),
           Effect.tapError(() => Ref.update(statsRef, (current) => ({ ...current, failed: current.failed + 1 })))
         )
         if (report.outcome === "completed") {
@@ -334,7 +391,22 @@ export const make = (options: CheckpointerOptions) =>
     })
   })
 
-const adoptedMarker = "adopted a late commit"
+/** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
+class EarlierAttemptCommitted extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }> {}
+
+/**
+ * `effect` bounded by `deadlineMs`: at the deadline it is interrupted and `onTimeout` fails, unless
+ * it ends with a value all the same (it was past its commit, in the uninterruptible bookkeeping
+ * after it): a committed checkpoint is never reported as timed out.
+ */
+const withinDeadline = <A, E, E2>(effect: Effect.Effect<A, E>, deadlineMs: number, onTimeout: () => E2): Effect.Effect<A, E | E2> =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.fork(effect)
+    const done = yield* Effect.timeoutOption(Fiber.await(fiber), Duration.millis(deadlineMs))
+    if (Option.isSome(done)) return yield* done.value
+    const exit = yield* Fiber.interrupt(fiber)
+    return yield* (Exit.isInterrupted(exit) ? Effect.fail(onTimeout()) : exit)
+  })
 
 const isRequestTimeout = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"

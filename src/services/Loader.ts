@@ -5,19 +5,27 @@
  * with every part NotLoaded unless a local copy is present, so parts are fetched lazily on their
  * first lease. `prefetch` loads every part eagerly, with bounded concurrency and progress.
  *
- * Nothing is written before every check has passed: a refused start changes nothing.
+ * Nothing is written before every check has passed: a refused start changes nothing. The one
+ * exception is a fresh directory's control file, written (with its new instance id) before the
+ * bucket lock that names the instance can exist, and removed again if the lock is refused: a start
+ * that fails with the lock's outcome unknown leaves a directory that knows the instance.
+ *
+ * The data directory is locked for the life of the layer (LocalDisk.lockDirectory), and so is the
+ * bucket lock (the BucketLock service: renewed, sticky fence); a start-up that fails after taking
+ * the bucket lock releases it (the layer's finalizer).
  *
  * Replaces: orioledb_s3_loader.py (find the highest N whose markers exist, download; orioledb-s3.md
  * §5 "Read-back") and the start-up half of src/s3/control.c (`s3_check_control`).
  *
  * @since 0.1.0
  */
-import { Chunk, Context, Effect, Either, Layer, Option, Random, Stream } from "effect"
+import { Chunk, Context, Effect, Either, Layer, Option, Random, type Scope, Stream } from "effect"
 import * as Control from "../domain/Control.js"
-import type { BucketLocked, CorruptObject, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
+import type { BucketLocked, CorruptObject, DirectoryLocked, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import { newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
@@ -29,7 +37,7 @@ import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConf
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
-export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked
+export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked
 
 /** One file of a checkpoint, with its part map. */
 export interface LoadedFile {
@@ -64,6 +72,8 @@ export interface PrefetchProgress {
 /** The operations of the loader. @category models */
 export interface LoaderService {
   readonly opened: Opened
+  /** The bucket lock held for the layer's life: its sticky fence, renewal and release. */
+  readonly bucketLock: BucketLock.BucketLockService
   /** Loads every NotLoaded part of the base checkpoint, `concurrency` at a time. */
   readonly prefetch: (
     concurrency: number,
@@ -187,7 +197,8 @@ const claimAfterTakeOver = (
         partSizeBytes: config.partSizeBytes,
         walSegmentBytes: config.walSegmentBytes,
         walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
-        files: latest?.manifest.files ?? []
+        files: latest?.manifest.files ?? [],
+        commitToken: yield* newCommitToken
       }
       const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
       const claimed = yield* store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
@@ -203,12 +214,14 @@ const claimAfterTakeOver = (
 const hasOtherFiles = (disk: LocalDiskService): Effect.Effect<boolean, LocalIoError> =>
   disk.list("").pipe(Effect.map((paths) => paths.some((path) => path !== controlPath)))
 
-/** The start-up sequence; see the module comment. */
-export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Effect.gen(function* () {
+/** The start-up sequence; see the module comment. The directory lock and the bucket lock are held
+ * for the life of the scope. */
+export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.BucketLockService }, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable | Scope.Scope> = Effect.gen(function* () {
   const config = yield* StorageConfig
   const store = yield* ObjectStore
   const disk = yield* LocalDisk
   const parts = yield* PartTable
+  yield* disk.lockDirectory
   yield* store.probe.pipe(withRequestPolicy(config, "probe"))
   const control = yield* readControl(disk)
   const otherFiles = yield* hasOtherFiles(disk)
@@ -216,34 +229,70 @@ export const open: Effect.Effect<Opened, OpenError, StorageConfig | ObjectStore 
   const bucket: Control.BucketState = {
     store: store.description,
     prefix: config.prefix,
-    latest: latest === undefined ? undefined : latest.manifest
+    latest: latest === undefined ? undefined : latest.manifest,
+    ...(yield* readNewer(store, config, control, latest))
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
-  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
-  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch)
-  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-  const base = lock.tookOver
-    ? yield* claimAfterTakeOver(store, config, lock, now).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-    : latest
-  // Local part files are trusted only after a clean shutdown (see PartTable.InstallOptions).
-  const trustLocal = plan._tag === "Reopen" && plan.control.cleanShutdown
-  const installed = yield* install(parts, base, trustLocal).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-  const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
-  yield* writeControl(disk, {
+  const controlOf = (epoch: number, base: LoadedCheckpoint | undefined): Control.Control => ({
     format: Control.controlFormat,
     instanceId,
-    epoch: lock.epoch,
+    epoch: EpochSchema.make(epoch),
     store: store.description,
     prefix: config.prefix,
     lastCheckpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
-    walPosition,
+    walPosition: base?.manifest.walPosition ?? Lsn.make(0),
     partSizeBytes: config.partSizeBytes,
     walSegmentBytes: config.walSegmentBytes,
     cleanShutdown: false
-  }).pipe(Effect.tapError(() => BucketLock.release(store, config, lock)))
-  return { plan: plan._tag, lock, base, walPosition, installedParts: installed }
+  })
+  // A fresh directory learns its instance id before any lock can name it.
+  if (plan._tag === "Fresh") yield* writeControl(disk, controlOf(0, undefined))
+  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
+  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
+    Effect.tapErrorTag("BucketLocked", () => (plan._tag === "Fresh" ? disk.remove(controlPath).pipe(Effect.ignore) : Effect.void))
+  )
+  const bucketLock = yield* BucketLock.make(store, config, lock)
+  // Runs after the Storage's own shutdown released the lock (then it does nothing), or when
+  // start-up failed after taking it.
+  yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
+  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+  const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, now) : latest
+  // Local part files are trusted only after a clean shutdown, and only with the hash it recorded
+  // for each (see PartTable.InstallOptions); a clean stop that recorded none counts as a crash.
+  const recordedHashes = plan._tag === "Reopen" && plan.control.cleanShutdown && plan.control.localParts !== undefined
+    ? new Map(Object.entries(plan.control.localParts))
+    : undefined
+  const installed = yield* install(parts, base, recordedHashes)
+  const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
+  yield* writeControl(disk, controlOf(lock.epoch, base))
+  return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock }
 })
+
+/**
+ * For a directory behind the bucket whose latest checkpoint is of its instance and epoch: the root
+ * manifests after the directory's checkpoint, ascending (what `Control.foreignHistory` checks).
+ */
+const readNewer = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  control: Control.Control | undefined,
+  latest: LoadedCheckpoint | undefined
+): Effect.Effect<{ readonly newer?: ReadonlyArray<Control.CheckpointSummary> }, ObjectStoreError | CorruptObject> => {
+  if (control === undefined || latest === undefined) return Effect.succeed({})
+  const top = latest.manifest
+  if (top.checkpoint <= control.lastCheckpoint + 1 || top.instanceId !== control.instanceId || top.epoch !== control.epoch) return Effect.succeed({})
+  return listCheckpoints(store, config).pipe(
+    Effect.flatMap((numbers) =>
+      Effect.forEach(
+        numbers.filter((number) => number > control.lastCheckpoint && number < top.checkpoint),
+        (number) => readCheckpointManifest(store, config, number),
+        { concurrency: Math.min(config.workerCount, 16) }
+      )
+    ),
+    Effect.map((manifests) => ({ newer: [...manifests, top] }))
+  )
+}
 
 const planStartupEffect = (
   control: Control.Control | undefined,
@@ -253,24 +302,34 @@ const planStartupEffect = (
 ): Effect.Effect<Control.StartupPlan, StartupRefused> =>
   Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
 
-const install = (parts: PartTable["Type"], base: LoadedCheckpoint | undefined, trustLocal: boolean): Effect.Effect<number, LocalIoError> => {
+const install = (
+  parts: PartTable["Type"],
+  base: LoadedCheckpoint | undefined,
+  recordedHashes: ReadonlyMap<string, string> | undefined
+): Effect.Effect<number, LocalIoError> => {
   const entries: Array<{ file: FileId; part: Manifest.PartEntry[0]; remote: Manifest.RemotePart }> = []
   for (const [file, loaded] of base?.files ?? []) {
     for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
   }
   const openCheckpoint = CheckpointNumberSchema.make((base?.manifest.checkpoint ?? 0) + 1)
-  return parts.install(entries, openCheckpoint, { trustLocal }).pipe(Effect.as(entries.length))
+  const options = recordedHashes === undefined ? { trustLocal: false } : { trustLocal: true, recordedHashes }
+  return parts.install(entries, openCheckpoint, options).pipe(Effect.as(entries.length))
 }
 
 /**
  * Marks a clean shutdown: syncs the given dirty part files, then rewrites the control file with
- * `cleanShutdown: true`, so the next start trusts the local part files.
+ * `cleanShutdown: true` and the SHA-256 of each local part file (PartTable.localPartHashes), so the
+ * next start trusts the local part files that still have their recorded hash.
  */
-export const markCleanShutdown = (disk: LocalDiskService, dirtyPaths: ReadonlyArray<string>): Effect.Effect<void, LocalIoError | CorruptObject> =>
+export const markCleanShutdown = (
+  disk: LocalDiskService,
+  dirtyPaths: ReadonlyArray<string>,
+  localPartHashes: ReadonlyArray<readonly [string, string]>
+): Effect.Effect<void, LocalIoError | CorruptObject> =>
   Effect.gen(function* () {
     yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: 8, discard: true })
     const control = yield* readControl(disk)
-    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true })
+    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true, localParts: Object.fromEntries(localPartHashes) })
   })
 
 /** Writes the control file atomically and durably. */
@@ -298,13 +357,14 @@ const prefetch = (opened: Opened) =>
     })
 
 /** The loader as a layer: start-up runs when the layer is built. @category layers */
-export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.effect(
+export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.scoped(
   Loader,
   Effect.gen(function* () {
-    const opened = yield* open
+    const { bucketLock, ...opened } = yield* open
     const parts = yield* PartTable
     return Loader.of({
       opened,
+      bucketLock,
       prefetch: (concurrency, onProgress) => prefetch(opened)(concurrency, onProgress).pipe(Effect.provideService(PartTable, parts))
     })
   })

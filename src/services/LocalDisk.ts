@@ -16,8 +16,8 @@
  *
  * @since 0.1.0
  */
-import { Context, type Effect, Either, type Option } from "effect"
-import { LocalIoError } from "../domain/Errors.js"
+import { Context, type Effect, Either, type Option, type Scope } from "effect"
+import { type DirectoryLocked, LocalIoError } from "../domain/Errors.js"
 
 /** The operations of the local data directory. @category models */
 export interface LocalDiskService {
@@ -48,6 +48,9 @@ export interface LocalDiskService {
   readonly list: (directory: string) => Effect.Effect<ReadonlyArray<string>, LocalIoError>
   /** Bytes of all files below a directory (what they occupy on disk, as far as the backend knows). */
   readonly usedBytes: (directory: string) => Effect.Effect<number, LocalIoError>
+  /** Holds the directory exclusively for the current scope: another opener, in this process or
+   * another, fails with DirectoryLocked until the scope closes (or the holding process dies). */
+  readonly lockDirectory: Effect.Effect<void, DirectoryLocked | LocalIoError, Scope.Scope>
 }
 
 /** The local data directory. @category tags */

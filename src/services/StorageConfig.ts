@@ -62,7 +62,13 @@ export const StorageConfigSchema = Schema.Struct({
   /** WAL segment size. */
   walSegmentBytes: bounded(4096, GiB),
   /** Take over a bucket whose lock names another instance (known to be dead). Raises the epoch. */
-  takeOver: Schema.Boolean
+  takeOver: Schema.Boolean,
+  /** How often the holder re-reads and rewrites the bucket lock (its lease); a lock found not ours
+   * fences this instance. OrioleDB wrote the lock once. */
+  lockRenewIntervalMs: bounded(10, 600_000),
+  /** A lock left unrenewed this long is expired: a restart of the same instance waits this long
+   * (at most) for the previous open's lease before taking the lock. */
+  lockLeaseMs: bounded(30, 3_600_000)
 })
 export type StorageConfigValue = typeof StorageConfigSchema.Type
 
@@ -87,7 +93,9 @@ export const defaults: StorageConfigValue = {
   shutdownDeadlineMs: 15_000,
   shutdownCheckpointDeadlineMs: 10_000,
   walSegmentBytes: 16 * MiB,
-  takeOver: false
+  takeOver: false,
+  lockRenewIntervalMs: 2_000,
+  lockLeaseMs: 10_000
 }
 
 /** Relations between fields that a per-field bound cannot say. */
@@ -102,6 +110,9 @@ const crossFieldProblem = (value: StorageConfigValue): InvalidConfig | undefined
       field: "shutdownDeadlineMs",
       detail: `must be at least shutdownCheckpointDeadlineMs + drainDeadlineMs (${value.shutdownCheckpointDeadlineMs} + ${value.drainDeadlineMs})`
     })
+  }
+  if (value.lockLeaseMs < 3 * value.lockRenewIntervalMs) {
+    return new InvalidConfig({ field: "lockLeaseMs", detail: `must be at least 3 x lockRenewIntervalMs (${value.lockRenewIntervalMs})` })
   }
   if (value.walSegmentBytes % 8 !== 0) return new InvalidConfig({ field: "walSegmentBytes", detail: "must be a multiple of 8" })
   return undefined

@@ -25,7 +25,10 @@
  *   bucket's end, its last segment copied locally so that its later full upload keeps its records.
  * - `replay(from, apply)`: every record at or after `from`, from local segments where present and
  *   from the bucket otherwise, from the segment holding `from` through the last one; `replayArchived`
- *   reads the bucket only (a restore), `replayLocal` the local directory only.
+ *   reads the bucket only (a restore), `replayLocal` the local directory only. While start-up replay
+ *   runs (from the open, when the Storage layer gives `WalStartup`, until `replay` or `advanceTo`
+ *   ends), `position` is the end of the last record applied, not the log's end: a checkpoint taken
+ *   meanwhile covers only applied records, so it never lets unreplayed segments be removed.
  * - `shutdown(deadlineMs)`: refuses appends, flushes, archives the final partial segment and every
  *   pending one, waits for them within the deadline, and reports what is only local.
  *
@@ -145,7 +148,10 @@ export interface WalArchiverService {
   readonly commit: Effect.Effect<void, CommitError>
   /** Makes everything below `lsn` durable locally (a record is covered by its end LSN). */
   readonly commitThrough: (lsn: Lsn) => Effect.Effect<void, CommitError>
-  /** The end of the log: where the next record goes. The checkpointer records it as `walPosition`. */
+  /** Every record below it is applied: the checkpointer records it as `walPosition`. The end of the
+   * log, except during start-up replay (from the WalStartup's position, or while `replay` runs),
+   * where it is the end of the last record replay has applied, so a checkpoint taken then never
+   * covers a record that is not applied yet. */
   readonly position: Effect.Effect<Lsn>
   /** Everything below it is written and fsynced locally. */
   readonly durableLsn: Effect.Effect<Lsn>
@@ -187,6 +193,14 @@ export class WalArchiver extends Context.Tag("effect-s3-tier/WalArchiver")<WalAr
  * timeline. The Storage layer provides it from the bucket lock. @category tags
  */
 export class WalFence extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>() {}
+
+/**
+ * Optional: what start-up decided, for the log. The Storage layer provides it from the Loader.
+ * `replayFromLsn` is the position start-up replay begins at (the base checkpoint's WAL position):
+ * until `replay` or `advanceTo` ends start-up, `position` does not pass what replay has applied.
+ * @category tags
+ */
+export class WalStartup extends Context.Tag("effect-s3-tier/WalStartup")<WalStartup, { readonly replayFromLsn: Lsn }>() {}
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -522,6 +536,7 @@ export const make: Effect.Effect<
   const store = yield* ObjectStore
   const waits = yield* WaitRegistry
   const fence = yield* Effect.serviceOption(WalFence)
+  const startup = yield* Effect.serviceOption(WalStartup)
   const segmentBytes = config.walSegmentBytes
   const layout = keyLayout(config)
   const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment))
@@ -559,6 +574,9 @@ export const make: Effect.Effect<
     localLowest: recovered.localLowest
   })
   const archivedRef = yield* SubscriptionRef.make(recovered.progress.through)
+  // While start-up replay runs: the end of the last record it applied (records below it are in the
+  // parts). Undefined once start-up is over: then every record below the log's end is applied.
+  const replayedRef = yield* Ref.make<number | undefined>(Option.getOrUndefined(Option.map(startup, (value) => value.replayFromLsn)))
   const flushWake = yield* Queue.sliding<void>(1)
   const archiveWake = yield* Queue.sliding<void>(1)
   const watchers = yield* FiberSet.make()
@@ -706,6 +724,8 @@ export const make: Effect.Effect<
       )
       yield* Effect.logDebug(`WAL: log end advanced to ${end} (asked ${target})`)
       yield* awaitDurable(end)
+      // Start-up is over: everything below the log's end is applied (or was never the parts' to have).
+      yield* Ref.set(replayedRef, undefined)
     })
 
   // --- archiving ----------------------------------------------------------------------------
@@ -890,14 +910,19 @@ export const make: Effect.Effect<
 
   const replay = <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
     Effect.gen(function* () {
+      yield* Ref.set(replayedRef, fromLsn)
       const present = yield* localSegments
       const archived = yield* listArchived(store, config)
       const endLsn = (yield* Ref.get(logRef)).endLsn
       const available = new Set([...present, ...archived.keys()])
       const last = largest(available)
       const range = yield* rangeOf(available, fromLsn, last, segmentBytes)
-      const summary = yield* applySegments(segmentBytes, fromLsn, range, (segment) => (present.has(segment) ? readLocal(segment) : readBucket(segment)), apply)
+      // A checkpoint during replay may cover a record only once it is applied.
+      const applyThenMark: ApplyRecord<E, R> = (at, bytes) =>
+        Effect.zipRight(apply(at, bytes), Ref.set(replayedRef, at + Wal.headerBytes + bytes.length))
+      const summary = yield* applySegments(segmentBytes, fromLsn, range, (segment) => (present.has(segment) ? readLocal(segment) : readBucket(segment)), applyThenMark)
       if (fromLsn > endLsn) yield* advanceTo(fromLsn)
+      yield* Ref.set(replayedRef, undefined)
       return summary
     })
 
@@ -968,7 +993,7 @@ export const make: Effect.Effect<
     appendWithEnd,
     commit,
     commitThrough,
-    position: Effect.map(Ref.get(logRef), (state) => toLsn(state.endLsn)),
+    position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state, replayed]) => toLsn(replayed ?? state.endLsn)),
     durableLsn: Effect.map(Ref.get(logRef), (state) => toLsn(state.durableLsn)),
     archivedThrough: Effect.map(SubscriptionRef.get(archivedRef), toLsn),
     archivedChanges: Stream.map(archivedRef.changes, toLsn),

@@ -14,6 +14,7 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
+import * as v8 from "node:v8"
 import { type Deferred, Effect, Either, Layer, Option, Ref } from "effect"
 import * as FaultyObjectStore from "../layers/FaultyObjectStore.js"
 import * as FileObjectStore from "../layers/FileObjectStore.js"
@@ -29,6 +30,8 @@ import * as Page from "./Page.js"
 import * as Report from "./Report.js"
 import * as Run from "./Run.js"
 import * as Verify from "./Verify.js"
+import * as Workload from "./Workload.js"
+import { formatSizeBytes } from "../domain/Units.js"
 
 /** The bucket options every command takes. */
 export interface StoreOptions {
@@ -67,10 +70,13 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
   return Either.right({ _tag: "File", root: pathApi.resolve(root) })
 }
 
-/** The plain store layer of a choice. `create`: the filesystem store may create its root. */
-const storeLayer = (choice: StoreChoice, create: boolean): Layer.Layer<ObjectStore, unknown> =>
+/**
+ * The plain store layer of a choice. `create`: the filesystem store may create its root;
+ * `readOnly`: it never writes (the read-only commands, which must work on a read-only store).
+ */
+const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false): Layer.Layer<ObjectStore, unknown> =>
   choice._tag === "File"
-    ? FileObjectStore.layerNode({ root: choice.root, create })
+    ? FileObjectStore.layerNode({ root: choice.root, create, readOnly })
     : Layer.unwrapEffect(
       // Loaded on demand: the AWS SDK is the largest import, and the default store does not need it.
       Effect.map(Effect.promise(() => import("../layers/S3ObjectStore.js")), (S3ObjectStore) =>
@@ -189,9 +195,22 @@ export type RunArgs = StoreOptions & {
   readonly json: boolean
 }
 
-/** The storage configuration of a run; the shutdown deadline is split 2/3 checkpoint, 1/5 drain. */
-const runConfig = (args: RunArgs): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
+/**
+ * The storage configuration of a run; the shutdown deadline is split 2/3 checkpoint, 1/5 drain.
+ * Sizes whose bookkeeping would take more than half of `heapLimitBytes` are refused here, before
+ * anything is written, instead of the process dying of heap exhaustion later.
+ */
+export const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
   if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError(`--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes`))
+  const pagesPerFile = args.fileSize / Page.pageBytes
+  const bookkeepingBytes = Workload.bookkeepingBytes({ files: args.files, pagesPerFile })
+  if (bookkeepingBytes > heapLimitBytes / 2) {
+    return Either.left(new UsageError(
+      `--files/--file-size: ${args.files} files of ${formatSizeBytes(args.fileSize)} are ${args.files * pagesPerFile} pages, whose bookkeeping ` +
+        `(${formatSizeBytes(bookkeepingBytes)}, ${Workload.bookkeepingBytesPerPage} bytes a page) does not fit in half the heap limit (${formatSizeBytes(heapLimitBytes)}): ` +
+        `use fewer or smaller files, or raise the limit (NODE_OPTIONS=--max-old-space-size=<MiB>)`
+    ))
+  }
   if (args.writers > (args.files * args.fileSize) / Page.pageBytes) {
     return Either.left(new UsageError(`--writers: ${args.writers} writers for ${(args.files * args.fileSize) / Page.pageBytes} pages: each writer needs a page`))
   }
@@ -229,7 +248,7 @@ export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferre
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const pathApi = yield* Path.Path
-    const config = yield* runConfig(args)
+    const config = yield* runConfig(args, v8.getHeapStatistics().heap_size_limit)
     // Where things go; nothing is created until every check passed.
     const givenDir = Option.map(args.dir, (dir) => pathApi.resolve(dir))
     if (Option.isSome(givenDir)) yield* checkDataDirectory(givenDir.value)
@@ -344,7 +363,7 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
       return (result.ok ? 0 : 1) as ExitCode
     })
     return yield* body.pipe(
-      Effect.provide(Layer.merge(storeLayer(choice, false), diskLayer(directory))),
+      Effect.provide(Layer.merge(storeLayer(choice, false, true), diskLayer(directory))),
       Effect.ensuring(Option.isSome(givenDir) ? Effect.void : removeQuietly(directory))
     )
   })
@@ -359,7 +378,7 @@ export const inspectCommand = (args: InspectArgs, output: Output) =>
     const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
     const choice = yield* chooseStore(args, undefined, pathApi)
     yield* checkStoreRoot(choice)
-    const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false)))
+    const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false, true)))
     yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Inspect.formatTable(report)}\n`)
     return 0 as ExitCode
   })

@@ -45,6 +45,29 @@ describe("planStartup", () => {
     assert.strictEqual(refusal(Control.planStartup(control, true, bucket(6, "a", 3), sizes)), "LocalBehind")
   })
 
+  it("reopens a directory behind only by its own checkpoints, and refuses one behind by another history", () => {
+    const summary = (checkpoint: number, instance = "a", epoch = 2, previous = checkpoint - 1): Control.CheckpointSummary => ({
+      checkpoint: Ids.checkpointNumber(checkpoint),
+      instanceId: Ids.InstanceId.make(instance),
+      epoch: Ids.epoch(epoch),
+      previous: Ids.checkpointNumber(previous)
+    })
+    const behind = (newer: ReadonlyArray<Control.CheckpointSummary>) => {
+      const latest = newer[newer.length - 1]
+      return Control.planStartup(control, true, { ...bucket(undefined), latest, newer }, sizes)
+    }
+    // Checkpoints 6-8 committed by this directory's instance and epoch, its control file left at 5.
+    assert.strictEqual(plan(behind([summary(6), summary(7), summary(8)])), "Reopen")
+    // The same numbers from another history: refused, naming what differs and the remedy.
+    const copied = behind([summary(6, "a", 3), summary(7, "a", 3), summary(8, "a", 3)])
+    assert.strictEqual(refusal(copied), "LocalBehind")
+    assert.match(Either.isLeft(copied) ? copied.left.message : "", /epoch 3.*empty data directory/)
+    assert.strictEqual(refusal(behind([summary(6), summary(7, "b"), summary(8)])), "LocalBehind")
+    assert.strictEqual(refusal(behind([summary(6), summary(8, "a", 2, 7)])), "LocalBehind", "a missing checkpoint")
+    assert.strictEqual(refusal(behind([summary(6), summary(7, "a", 2, 5), summary(8)])), "LocalBehind", "a fork: 7 does not build on 6")
+    assert.strictEqual(refusal(behind([summary(6, "a", 2, 4)])), "LocalBehind", "6 does not build on the directory's 5")
+  })
+
   it("refuses foreign directories, instances and buckets, and local state ahead or behind", () => {
     assert.strictEqual(refusal(Control.planStartup(undefined, true, bucket(undefined), sizes)), "NotOurDirectory")
     assert.strictEqual(refusal(Control.planStartup(control, true, bucket(5, "b"), sizes)), "ForeignInstance")

@@ -42,6 +42,20 @@ describe("Manifest", () => {
     assert.deepStrictEqual(Either.getOrThrow(decoded), manifest)
   })
 
+  it("carries a commit token, which tells who committed a manifest found at the key", () => {
+    const ours = { ...root, commitToken: "t-ours" }
+    const decoded = Either.getOrThrow(Manifest.decodeCheckpointManifest("k", Manifest.encodeCheckpointManifest(ours), Ids.checkpointNumber(3)))
+    assert.strictEqual(decoded.commitToken, "t-ours")
+    const attempt = { instanceId: ours.instanceId, epoch: ours.epoch, commitToken: "t-ours" }
+    const earlier = new Set(["t-earlier"])
+    assert.strictEqual(Manifest.commitOwner(decoded, attempt, earlier), "this-attempt")
+    assert.strictEqual(Manifest.commitOwner({ ...ours, commitToken: "t-earlier" }, attempt, earlier), "earlier-attempt")
+    assert.strictEqual(Manifest.commitOwner({ ...ours, commitToken: "t-else" }, attempt, earlier), "other-writer", "same identity, unknown token: a copy of this writer")
+    assert.strictEqual(Manifest.commitOwner({ ...ours, instanceId: Ids.InstanceId.make("i2") }, attempt, earlier), "other-writer")
+    assert.strictEqual(Manifest.commitOwner({ ...ours, epoch: Ids.epoch(2), commitToken: "t-else" }, attempt, earlier), "newer-epoch")
+    assert.strictEqual(Manifest.commitOwner(root, attempt, earlier), "other-writer", "a manifest without a token is never ours")
+  })
+
   it("reports corrupt, truncated, foreign and inconsistent manifests as CorruptObject naming the key", () => {
     const bytes = Manifest.encodeCheckpointManifest(root)
     const cases: Array<[string, Uint8Array, number]> = [

@@ -99,7 +99,7 @@ describe("FaultyObjectStore", () => {
   it.effect("lostResponse applies the request and fails its answer; `times` bounds it, and a retry then sees what the store holds", () =>
     Effect.gen(function* () {
       const { bucket, controller, store } = yield* faulty()
-      yield* controller.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" }, 1)
+      yield* controller.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" }, { times: 1 })
       const lost = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
       assert.isTrue(Either.isLeft(lost) && lost.left._tag === "ObjectStoreUnavailable" && lost.left.reason === "Network", String(lost))
       assert.deepStrictEqual(Option.map(yield* bucket.read("checkpoints/1"), Array.from), Option.some([1, 2, 3]), "the put was applied")
@@ -109,22 +109,22 @@ describe("FaultyObjectStore", () => {
       yield* controller.lostResponse({ operations: ["get"] })
       for (let round = 0; round < 3; round++) assert.isTrue(Either.isLeft(yield* Effect.either(store.get("checkpoints/1"))))
       yield* store.put("other", bytes)
-      assert.strictEqual((yield* controller.stats).injected.lost, 4)
-      assert.isTrue((yield* Effect.exit(controller.lostResponse({}, 0)))._tag === "Failure")
+      assert.strictEqual((yield* controller.stats).injected.lostResponse, 4)
+      assert.isTrue((yield* Effect.exit(controller.lostResponse({}, { times: 0 })))._tag === "Failure")
     }))
 
-  it.effect("lostResponseRate applies every filtered request and loses a seeded share of the answers; deletes too", () =>
+  it.effect("lostResponse with a probability applies every filtered request and loses a seeded share of the answers; deletes too", () =>
     Effect.gen(function* () {
       const run = (seed: number) =>
         Effect.gen(function* () {
           const { bucket, controller, store } = yield* faulty({ seed })
-          yield* controller.lostResponseRate(0.5, { operations: ["put", "delete"], keyPrefix: "wal/" })
+          yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "wal/" }, { probability: 0.5 })
           const pattern = yield* failurePattern({ put: (key, value) => store.put(`wal/${key}`, value) }, 64)
           for (let index = 0; index < 64; index++) assert.isTrue(Option.isSome(yield* bucket.read(`wal/k${index}`)), "every put was applied")
           const deletes = yield* Effect.forEach(Array.from({ length: 16 }, (_, index) => index), (index) => Effect.either(store.delete(`wal/k${index}`)))
           for (let index = 0; index < 16; index++) assert.isTrue(Option.isNone(yield* bucket.read(`wal/k${index}`)), "every delete was applied")
           yield* store.put("data/x", bytes)
-          return { pattern, lost: (yield* controller.stats).injected.lost, failedDeletes: deletes.filter(Either.isLeft).length }
+          return { pattern, lost: (yield* controller.stats).injected.lostResponse, failedDeletes: deletes.filter(Either.isLeft).length }
         })
       const first = yield* run(5)
       assert.deepStrictEqual(yield* run(5), first, "a seed decides which answers are lost")
@@ -216,6 +216,22 @@ describe("FaultyObjectStore", () => {
         yield* Fiber.interrupt(put)
       })
       yield* program.pipe(Effect.provide(FaultyObjectStore.layer(controller).pipe(Layer.provide(MemoryObjectStore.layer))))
+    }))
+
+  it.effect("lostResponse: the request takes effect in the store, and its caller gets a transient failure", () =>
+    Effect.gen(function* () {
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "lost/" })
+      const put = yield* Effect.flip(store.put("lost/a", bytes))
+      assert.strictEqual(put._tag, "ObjectStoreUnavailable")
+      assert.deepStrictEqual(yield* bucket.read("lost/a"), Option.some(bytes), "the PUT landed")
+      // A conditional PUT that the store refused: the 412 is lost as well.
+      const conditional = yield* Effect.flip(store.put("lost/a", bytes, { ifNoneMatch: true }))
+      assert.strictEqual(conditional._tag, "ObjectStoreUnavailable")
+      assert.strictEqual((yield* Effect.flip(store.delete("lost/a")))._tag, "ObjectStoreUnavailable")
+      assert.isTrue(Option.isNone(yield* bucket.read("lost/a")), "the DELETE deleted")
+      yield* store.put("kept/b", bytes) // other keys answer
+      assert.strictEqual((yield* controller.stats).injected.lostResponse, 3)
     }))
 
   it.effect("out-of-range fault parameters are defects", () =>

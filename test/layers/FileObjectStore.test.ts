@@ -8,6 +8,7 @@
  */
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { FileSystem, Path } from "@effect/platform"
+import { SystemError } from "@effect/platform/Error"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Either, FastCheck, Layer, Stream } from "effect"
 import * as FileObjectStore from "../../src/layers/FileObjectStore.js"
@@ -137,6 +138,49 @@ describe("FileObjectStore", () => {
       const result = yield* Effect.either(store.put(`a/${"é".repeat(100)}`, new Uint8Array(1)))
       assert.isTrue(Either.isLeft(result) && result.left._tag === "ObjectStoreRejected" && result.left.code === "KeyTooLong")
       assert.deepStrictEqual(yield* listAll(store), [])
+    }).pipe(Effect.provide(platform)))
+
+  it.scopedLive("readOnly: opens a store on a read-only file system (EROFS) and attempts no write", () =>
+    Effect.gen(function* () {
+      // The bucket is written normally, then read through a FileSystem on which every call that
+      // would write fails as a read-only mount does (EROFS), counting the attempts: a chmod cannot
+      // stop root, which runs these tests.
+      const { root, store: writer } = yield* scratch()
+      yield* writer.put("wal/0001", new Uint8Array([1, 2, 3]))
+      yield* FileSystem.FileSystem.pipe(Effect.flatMap((fs) => fs.remove(`${root}/.tmp`, { recursive: true })))
+      const node = yield* FileSystem.FileSystem
+      const writes: Array<string> = []
+      const erofs = (method: string, target: unknown) => {
+        writes.push(`${method} ${String(target)}`)
+        return Effect.fail(new SystemError({ reason: "Unknown", module: "FileSystem", method, pathOrDescriptor: String(target), description: "EROFS: read-only file system" }))
+      }
+      const readOnlyFs: FileSystem.FileSystem = {
+        ...node,
+        access: (target, options) => (options?.writable === true ? erofs("access", target) : node.access(target, options)),
+        makeDirectory: (target) => erofs("makeDirectory", target),
+        writeFile: (target) => erofs("writeFile", target),
+        remove: (target) => erofs("remove", target),
+        rename: (from) => erofs("rename", from),
+        link: (from) => erofs("link", from),
+        open: (target, options) => (options?.flag === undefined || options.flag === "r" ? node.open(target, options) : erofs("open", target))
+      }
+      const mounted = (readOnly: boolean) =>
+        FileObjectStore.make({ root, readOnly }).pipe(Effect.provideService(FileSystem.FileSystem, readOnlyFs))
+      // A writable open of this mount fails at the probe, as the CLI's read-only commands did.
+      const writable = yield* mounted(false)
+      const refused = yield* Effect.either(writable.probe)
+      assert.isTrue(Either.isLeft(refused), "the seam must reproduce the read-only mount")
+      writes.length = 0
+      const store = yield* mounted(true)
+      yield* store.probe
+      assert.deepStrictEqual(Array.from(yield* store.get("wal/0001")), [1, 2, 3])
+      assert.strictEqual((yield* store.head("wal/0001")).sizeBytes, 3)
+      assert.deepStrictEqual(yield* listAll(store), ["wal/0001"])
+      const put = yield* Effect.either(store.put("wal/0002", new Uint8Array([4])))
+      assert.isTrue(Either.isLeft(put) && put.left._tag === "ObjectStoreRejected" && put.left.code === "ReadOnly")
+      const removed = yield* Effect.either(store.delete("wal/0001"))
+      assert.isTrue(Either.isLeft(removed) && removed.left._tag === "ObjectStoreRejected" && removed.left.code === "ReadOnly")
+      assert.deepStrictEqual(writes, [])
     }).pipe(Effect.provide(platform)))
 
   it.scopedLive("layerNode provides the store over Node's file system", () =>

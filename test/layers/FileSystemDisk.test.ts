@@ -7,7 +7,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Layer, Option } from "effect"
+import { Effect, Either, Exit, Layer, Option, Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOsPath from "node:path"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
@@ -69,6 +69,40 @@ describe("FileSystemDisk", () => {
         assert.include(result.left.message, "readAll \"a-directory\" failed")
       }
       assert.isTrue(Option.isSome(yield* disk.size("a-directory")))
+    }))
+
+  it.scopedLive("the directory lock: a second opener is refused with DirectoryLocked until the first scope closes; the lock file is not listed", () =>
+    Effect.gen(function* () {
+      const root = yield* temporaryDirectory
+      const first = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const second = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const scope = yield* Scope.make()
+      yield* Scope.extend(first.lockDirectory, scope)
+      assert.isTrue(NodeFs.existsSync(NodeOsPath.join(root, FileSystemDisk.directoryLockName)))
+      assert.deepStrictEqual(yield* first.list(""), [])
+      const refused = yield* Effect.flip(Effect.scoped(second.lockDirectory))
+      assert.strictEqual(refused._tag, "DirectoryLocked")
+      assert.include(refused.message, `process ${process.pid}`)
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse(NodeFs.existsSync(NodeOsPath.join(root, FileSystemDisk.directoryLockName)))
+      yield* Effect.scoped(second.lockDirectory)
+    }))
+
+  it.scopedLive("the directory lock: a lock left by a dead process, or by an earlier process with this pid, is replaced", () =>
+    Effect.gen(function* () {
+      const root = yield* temporaryDirectory
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const lockPath = NodeOsPath.join(root, FileSystemDisk.directoryLockName)
+      const ownStart = NodeFs.readFileSync("/proc/self/stat", "utf8").split(") ")[1]?.split(" ")[19]
+      const stale = [
+        { pid: 2 ** 22 + 7, startTicks: "1", bootId: undefined }, // no such pid (above pid_max)
+        { pid: process.pid, startTicks: `${Number(ownStart) - 1}`, bootId: undefined } // pid reused
+      ]
+      for (const owner of stale) {
+        NodeFs.writeFileSync(lockPath, JSON.stringify(owner))
+        yield* Effect.scoped(Effect.zipRight(disk.lockDirectory, Effect.sync(() => assert.include(NodeFs.readFileSync(lockPath, "utf8"), `"pid":${process.pid}`))))
+      }
+      assert.deepStrictEqual(NodeFs.readdirSync(root), [], "no lock file nor stale copy left")
     }))
 
   it.scopedLive("a root that is a file fails the layer with LocalIoError", () =>

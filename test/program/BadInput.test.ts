@@ -41,6 +41,7 @@ describe.concurrent("CLI bad input", () => {
     ["an unknown task type", ["run", "--fault", "fail-task=Upload"], "fail-task"],
     ["a bad prefix", ["run", "--prefix", "a//b"], "--prefix"],
     ["a file size that is not whole pages", ["run", "--file-size", "10000"], "--file-size"],
+    ["sizes whose bookkeeping cannot fit in memory", ["run", "--files", "4096", "--file-size", "1GiB"], "--file-size"],
     ["S3 options without a bucket", ["run", "--endpoint", "http://127.0.0.1:9"], "--bucket"],
     ["both stores at once", ["inspect", "--store-dir", "/tmp/x", "--bucket", "b"], "--store-dir"],
     ["inspect without a bucket", ["inspect"], "--store-dir"]
@@ -85,6 +86,18 @@ describe.concurrent("CLI bad input", () => {
         assert.isFalse(hasStackTrace(result.stderr))
         assert.isFalse(fs.existsSync(missing))
       }
+    }))
+
+  it.scopedLive("refuses sizes whose bookkeeping exceeds the heap limit before writing anything", () =>
+    Effect.gen(function* () {
+      // 256 files of 64 MiB are 2,097,152 pages: with a 64 MiB heap, the run's bookkeeping alone
+      // would exhaust it (V8 then aborts with exit 134 and a native stack trace).
+      const parent = yield* temporaryDirectory("es3t-heap-")
+      const result = yield* runCli(["run", "--dir", path.join(parent, "data"), "--files", "256", "--file-size", "64MiB", "--duration", "1s"], {
+        env: { NODE_OPTIONS: "--max-old-space-size=64" }
+      })
+      assertRefused(result, /--file-size: 256 files of 64\.0MiB are 2097152 pages, whose bookkeeping .* does not fit in half the heap limit/)
+      assert.deepStrictEqual(listing(parent), [])
     }))
 
   it.live("prints help on stdout and exits 0", () =>

@@ -70,6 +70,15 @@ describe.concurrent("CLI run (filesystem store)", () => {
       // The default store lives beside the data directory, and the data directory is ours now.
       const storeDirectory = `${dataDirectory}-bucket`
       assert.isTrue(fs.existsSync(path.join(dataDirectory, "control.json")))
+      // inspect and verify never write to the store: one without the store's `.tmp` (a copy, a
+      // read-only mount) stays exactly as it was, every name, size and modification time.
+      fs.rmSync(path.join(storeDirectory, ".tmp"), { recursive: true, force: true })
+      const storeState = () =>
+        fs.readdirSync(storeDirectory, { recursive: true }).map(String).sort().map((name) => {
+          const info = fs.statSync(path.join(storeDirectory, name))
+          return `${name} ${info.size} ${info.mtimeMs}`
+        })
+      const storeBefore = storeState()
       const inspected = yield* runCli(["inspect", "--store-dir", storeDirectory, "--json"])
       assert.strictEqual(inspected.code, 0, inspected.stderr)
       const inspectReport = parseReport<InspectReport>(inspected)
@@ -86,6 +95,7 @@ describe.concurrent("CLI run (filesystem store)", () => {
       assert.isTrue(verifyReport.ok)
       assert.strictEqual(verifyReport.partsChecked, 4)
       assert.strictEqual(verifyReport.checkpoint, report.checkpoints.last)
+      assert.deepStrictEqual(storeState(), storeBefore)
       // A corrupted part object is found by verify (exit 1, one line naming it). The object is one
       // the last checkpoint references: a checkpoint that timed out under load may leave stray
       // objects in the bucket that no manifest names, and corrupting one of those changes nothing.

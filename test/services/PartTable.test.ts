@@ -17,6 +17,7 @@ import { type CheckpointNumber, checkpointNumber, type FileId, type PartIndex } 
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import { type RemotePart, sha256Hex } from "../../src/domain/Manifest.js"
 import type { PartState } from "../../src/domain/PartState.js"
+import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import { type InstallEntry, parsePartPath, partPath, type PartTableService } from "../../src/services/PartTable.js"
 import { file, filled, type Harness, makeHarness, makeWorld, part, settle, settleUntil, type World } from "../support/PartTableHarness.js"
@@ -50,6 +51,13 @@ const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
 
 const leaseRead = (parts: PartTableService, target: FileId, index: PartIndex, length: number) =>
   Effect.scoped(Effect.flatMap(parts.lease(target, index), (lease) => lease.read(0, length)))
+
+/** A world whose disk is a FaultyDisk over its MemoryDisk (torn writes, bit flips). */
+const faultyWorld = Effect.gen(function* () {
+  const world = yield* makeWorld
+  const faulty = yield* FaultyDisk.make(world.disk.disk, { seed: 3 })
+  return { world: { ...world, disk: { disk: faulty.disk, control: world.disk.control } } satisfies World, faults: faulty.faults }
+})
 
 const isDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isSome)
 
@@ -377,6 +385,45 @@ describe("PartTable", () => {
       }))
   })
 
+  describe("a failed write", () => {
+    it.scoped("a write torn by a full disk damages the part: PartDamaged, neither served nor uploaded nor vouched for", () =>
+      Effect.gen(function* () {
+        const world = yield* faultyWorld
+        const h = yield* makeHarness({ world: world.world, config: { partSizeBytes: 16384 } })
+        const acknowledged = filled(8192, 1)
+        yield* h.parts.write(fa, 0, acknowledged)
+        yield* h.parts.write(fa, 16384, filled(10, 5)) // another part, untouched by the fault
+        const [first] = yield* h.parts.snapshot(cp(1))
+        if (first === undefined) return yield* Effect.dieMessage("no entry")
+        yield* h.parts.ensureUploaded(first, cp(1))
+        yield* world.faults.fillAfter(4096, { pathPrefix: "parts/" })
+        const torn = yield* Effect.exit(h.parts.write(fa, 0, filled(8192, 2)))
+        yield* world.faults.heal
+        assert.strictEqual((yield* world.faults.stats).tornWrites, 1)
+        assert.isTrue(Exit.isFailure(torn))
+        // Never uploaded: the next checkpoint cannot take the torn bytes, and write-back skips them.
+        const putsBefore = h.control.puts
+        const second = (yield* h.parts.snapshot(cp(2))).find((entry) => entry.part === p0)
+        if (second === undefined) return yield* Effect.dieMessage("no entry")
+        assert.isTrue(second.needsUpload)
+        const upload = yield* Effect.exit(h.parts.ensureUploaded(second, cp(2)))
+        assert.strictEqual(failureOf(upload)?._tag, "PartDamaged", String(upload))
+        assert.isFalse(yield* h.parts.scheduleUpload(fa, p0))
+        yield* settle(h)
+        assert.strictEqual(h.control.puts, putsBefore, "no PUT of the torn part")
+        // The failed write and every later use of the part say why.
+        assert.strictEqual(failureOf(torn)?._tag, "PartDamaged")
+        assert.strictEqual(failureOf(yield* Effect.exit(leaseRead(h.parts, fa, p0, 8192)))?._tag, "PartDamaged")
+        assert.strictEqual(failureOf(yield* Effect.exit(h.parts.write(fa, 100, filled(1, 3))))?._tag, "PartDamaged")
+        // Not vouched for at a clean stop (the next start rebuilds it); the other part is.
+        const hashes = new Map(yield* h.parts.localPartHashes)
+        assert.deepStrictEqual(Array.from(hashes.keys()), [partPath(fa, p1)])
+        assert.strictEqual(hashes.get(partPath(fa, p1)), sha256Hex(filled(10, 5)))
+        assert.deepStrictEqual(yield* h.parts.read(fa, 16384, 10), filled(10, 5))
+        yield* assertHealthy(h)
+      }))
+  })
+
   describe("eviction", () => {
     it.scoped("a sweep evicts only unleased, cold, clean parts, halves usage, schedules dirty parts, and stops at the budget", () =>
       Effect.gen(function* () {
@@ -500,6 +547,62 @@ describe("PartTable", () => {
             assert.deepStrictEqual(yield* h.parts.read(fa, 4096, 50), filled(50, 7))
             assert.strictEqual(h.control.gets, 0)
             yield* assertHealthy(h)
+          })
+        )
+      }))
+
+    it.effect("after a clean stop a local part file is kept only with the SHA-256 recorded for it; a rotted one is rebuilt", () =>
+      Effect.gen(function* () {
+        const world = yield* faultyWorld
+        const fb = file("data/b")
+        const newer = filled(40, 3)
+        // First life: part 0 uploaded and clean, part 1 uploaded then rewritten (newer data, dirty),
+        // part fb#0 never uploaded; the clean stop records every file's hash.
+        const [manifest, hashes] = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const h = yield* makeHarness({ world: world.world })
+            yield* h.parts.write(fa, 0, filled(40, 1))
+            yield* h.parts.write(fa, 4096, filled(40, 2))
+            const uploaded: Array<InstallEntry> = []
+            for (const entry of yield* h.parts.snapshot(cp(1))) {
+              uploaded.push({ file: entry.file, part: entry.part, remote: yield* h.parts.ensureUploaded(entry, cp(1)) })
+            }
+            yield* h.parts.write(fa, 4096, newer)
+            yield* h.parts.write(fb, 0, filled(40, 4))
+            return [uploaded, new Map(yield* h.parts.localPartHashes)] as const
+          })
+        )
+        assert.strictEqual(hashes.size, 3)
+        const reopen = (recordedHashes: ReadonlyMap<string, string>) =>
+          Effect.gen(function* () {
+            const h = yield* makeHarness({ world: world.world })
+            yield* h.parts.install(manifest, cp(2), { trustLocal: true, recordedHashes })
+            return h
+          })
+        // Intact files: part 1 and fb#0 are kept as newer data, part 0 as a clean copy.
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const h = yield* reopen(hashes)
+            assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "Loaded", dirty: false })
+            assert.deepInclude(yield* mustState(h.parts, fa, p1), { status: "Loaded", dirty: true })
+            assert.deepStrictEqual(yield* h.parts.read(fa, 4096, 40), newer)
+            assert.deepStrictEqual(yield* h.parts.read(fb, 0, 40), filled(40, 4))
+          })
+        )
+        // One flipped byte in each file: none is taken for newer data. Parts 0 and 1 fall back to
+        // the bucket's objects (the WAL replay redoes part 1's newer write), fb#0 is gone.
+        for (const path of [partPath(fa, p0), partPath(fa, p1), partPath(fb, p0)]) yield* world.faults.flipByte(path, { offset: 7 })
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const h = yield* reopen(hashes)
+            assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "NotLoaded", dirty: false })
+            assert.deepInclude(yield* mustState(h.parts, fa, p1), { status: "NotLoaded", dirty: false })
+            assert.isUndefined(yield* stateOf(h.parts, fb, p0))
+            assert.deepStrictEqual(yield* h.world.disk.disk.list("parts"), [])
+            assert.deepStrictEqual(yield* h.parts.read(fa, 0, 40), filled(40, 1))
+            assert.deepStrictEqual(yield* h.parts.read(fa, 4096, 40), filled(40, 2))
+            yield* assertHealthy(h)
+            yield* settle(h)
           })
         )
       }))

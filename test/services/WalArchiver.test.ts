@@ -370,6 +370,37 @@ describe("WalArchiver", () => {
       assert.strictEqual((yield* wal.stats).segmentsRemoved, 2)
     }))
 
+  it.effect("during replay, position is the end of the last applied record: a checkpoint then removes no unreplayed segment", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      while ((yield* first.wal.position) < 3 * segmentBytes + 100) yield* first.wal.append(record(5, 300))
+      yield* first.wal.commit
+      yield* archived(first.wal, 3 * segmentBytes)
+      const end = yield* first.wal.position
+      yield* first.kill
+      const second = yield* open(env)
+      assert.strictEqual(yield* second.wal.position, end, "no replay running: the log's end")
+      // Replay stops inside segment 1, as a slow replay function would.
+      const blockAt = segmentBytes + 2 * (Wal.headerBytes + 300)
+      const reached = yield* Deferred.make<number>()
+      const proceed = yield* Deferred.make<void>()
+      const replaying = yield* Effect.fork(second.wal.replay(lsn(0), (at) =>
+        at < blockAt ? Effect.void : Effect.zipRight(Deferred.succeed(reached, at), Deferred.await(proceed))))
+      const blockedAt = yield* Deferred.await(reached)
+      const position = yield* second.wal.position
+      assert.isAtMost(position, blockedAt, "the record being applied is not covered")
+      assert.isAtLeast(position, blockedAt - (Wal.headerBytes + 300) - segmentBytes)
+      // A checkpoint taken now covers `position`: the segments replay has not finished stay.
+      yield* second.wal.checkpointCovered(position)
+      yield* Effect.yieldNow()
+      const kept = [...(yield* env.disk.list("wal"))]
+      assert.includeMembers(kept, [1, 2, 3].map(WalArchiver.localSegmentPath))
+      yield* Deferred.succeed(proceed, undefined)
+      yield* Fiber.join(replaying)
+      assert.strictEqual(yield* second.wal.position, end, "replay over: the log's end again")
+    }))
+
   it.effect("archived segments stay local until a checkpoint covers them", () =>
     Effect.gen(function* () {
       const env = yield* makeEnv

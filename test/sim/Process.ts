@@ -56,5 +56,7 @@ export const gatedDisk = (inner: LocalDiskService, gate: ProcessGate): LocalDisk
   remove: (path) => diskCall(gate, "remove", path, () => inner.remove(path)),
   size: (path) => diskCall(gate, "size", path, () => inner.size(path)),
   list: (directory) => diskCall(gate, "list", directory, () => inner.list(directory)),
-  usedBytes: (directory) => diskCall(gate, "usedBytes", directory, () => inner.usedBytes(directory))
+  usedBytes: (directory) => diskCall(gate, "usedBytes", directory, () => inner.usedBytes(directory)),
+  // The directory lock dies with the process (MemoryDisk's crash releases it).
+  lockDirectory: Effect.suspend(() => (gate.dead ? Effect.fail(new LocalIoError({ operation: "lockDirectory", path: "", detail: killedDetail })) : inner.lockDirectory))
 })

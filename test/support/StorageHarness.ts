@@ -27,7 +27,9 @@ export const testConfig: Partial<StorageConfig.StorageConfigValue> = {
   checkpointDeadlineMs: 2_000,
   leaseTimeoutMs: 2_000,
   evictionIntervalMs: 50,
-  localBytesMax: 1024 * 1024
+  localBytesMax: 1024 * 1024,
+  lockRenewIntervalMs: 50,
+  lockLeaseMs: 400
 }
 
 /** A bucket plus its fault switchboard. */

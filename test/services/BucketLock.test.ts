@@ -1,0 +1,120 @@
+/**
+ * Goal: the bucket lock keeps one writer per bucket across crashes, copies of a live data directory,
+ * take-overs and lost responses. Method: the lock functions and the held-lock service over the
+ * in-memory bucket (behind the fault decorator where a response is lost); the lease on the
+ * TestClock (`it.effect` + `TestClock.adjust`), lost responses live with millisecond retries.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Fiber, Option, TestClock } from "effect"
+import * as Control from "../../src/domain/Control.js"
+import * as Ids from "../../src/domain/Ids.js"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as BucketLock from "../../src/services/BucketLock.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
+
+const config: StorageConfig.StorageConfigValue = Either.getOrThrow(
+  StorageConfig.validate({
+    requestTimeoutMs: 200,
+    retryAttemptsMax: 3,
+    retryDelayBaseMs: 5,
+    retryDelayMaxMs: 20,
+    retryElapsedMaxMs: 500,
+    lockRenewIntervalMs: 100,
+    lockLeaseMs: 1_000
+  })
+)
+const lockKey = KeyLayout.lockKey(KeyLayout.make(""))
+const instance = Ids.InstanceId.make("i-one")
+
+const setup = Effect.gen(function* () {
+  const state = yield* MemoryObjectStore.makeBucket("lock-test")
+  const { controller, store } = yield* FaultyObjectStore.make(MemoryObjectStore.storeOf(state), { seed: 1 })
+  return { bucket: MemoryObjectStore.inspect(state), store, faults: controller }
+})
+
+const lockIn = (bucket: MemoryObjectStore.MemoryBucketService) =>
+  Effect.flatMap(bucket.read(lockKey), (bytes) => (Option.isNone(bytes) ? Effect.succeed(undefined) : Control.decodeLock(lockKey, bytes.value)))
+
+/** A lock another open left: its holder wrote it once and never again (a crash). */
+const leftLock = (generation: string, epoch = 3): Uint8Array =>
+  Control.encodeLock({ format: Control.lockFormat, instanceId: instance, epoch: Ids.epoch(epoch), acquiredAtMs: 0, generation, renewedAtMs: 0, leaseMs: config.lockLeaseMs })
+
+describe("BucketLock: generations and the lease", () => {
+  it.scoped("a start of the same instance under another generation is refused while that open renews its lease (a copy of a live directory)", () =>
+    Effect.gen(function* () {
+      const { store } = yield* setup
+      const original = yield* BucketLock.acquire(store, config, instance, 0, "g-original")
+      yield* BucketLock.make(store, config, original) // renews every 100 ms
+      const copy = yield* Effect.fork(Effect.either(BucketLock.acquire(store, config, instance, 0, "g-copy")))
+      yield* TestClock.adjust(config.lockLeaseMs + config.lockRenewIntervalMs)
+      const outcome = yield* Fiber.join(copy)
+      assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "BucketLocked", `the copy was admitted: ${String(outcome)}`)
+    }))
+
+  it.effect("a lock left by a crashed open of this instance is taken once its lease ran out, without takeOver, at a higher epoch", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      yield* bucket.write(lockKey, leftLock("g-crashed"))
+      const restart = yield* Effect.fork(BucketLock.acquire(store, config, instance, 1, "g-restart"))
+      yield* TestClock.adjust(config.lockLeaseMs - 200)
+      assert.isTrue(Option.isNone(yield* restart.poll), "the restart waits for the lease")
+      yield* TestClock.adjust(400)
+      const held = yield* Fiber.join(restart)
+      assert.strictEqual(held.generation, "g-restart")
+      assert.strictEqual(held.epoch, 4)
+      assert.isTrue(held.tookOver, "the next checkpoint number is claimed, as after a take-over")
+      const now = yield* lockIn(bucket)
+      assert.strictEqual(now?.generation, "g-restart")
+    }))
+})
+
+describe("BucketLock: the sticky fence", () => {
+  it.scoped("a missing lock is not ours: a running holder whose lock is deleted under it is fenced", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
+      yield* bucket.remove(lockKey)
+      const fenced = yield* Effect.flip(held.check)
+      assert.strictEqual(fenced._tag, "Fenced")
+      assert.isTrue(Option.isSome(yield* held.fenced))
+    }))
+
+  it.scoped("once a renewal found another holder, the fence stays: after that holder released the lock, and while the lock cannot be read", () =>
+    Effect.gen(function* () {
+      const { bucket, faults, store } = yield* setup
+      const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
+      yield* bucket.write(lockKey, Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(2), acquiredAtMs: 0, generation: "g-b" }))
+      assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
+      // The newer holder shut down cleanly, and the bucket cannot be read: neither unfences.
+      yield* bucket.remove(lockKey)
+      yield* faults.failPermanently({ operations: ["get"], keyPrefix: lockKey })
+      assert.strictEqual((yield* Effect.flip(held.check))._tag, "Fenced")
+      assert.strictEqual((yield* Effect.flip(held.ensureNotFenced))._tag, "Fenced")
+      // A fenced holder never rewrites the lock, and leaves it alone at release.
+      assert.strictEqual(yield* held.release(config), "left-fenced")
+      assert.isTrue(Option.isNone(yield* bucket.read(lockKey)))
+    }))
+})
+
+describe("BucketLock: outcomes that a lost response left unknown", () => {
+  it.live("a start whose every lock PUT response is lost holds the lock, read back by its generation", () =>
+    Effect.gen(function* () {
+      const { bucket, faults, store } = yield* setup
+      yield* faults.lostResponse({ operations: ["put"], keyPrefix: lockKey })
+      const held = yield* BucketLock.acquire(store, config, instance, 0, "g-lost")
+      assert.strictEqual(held.generation, "g-lost")
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-lost")
+      assert.isAbove((yield* faults.stats).injected.lostResponse, 0)
+    }))
+
+  it.live("a DELETE whose response is lost is reported released when the lock is gone", () =>
+    Effect.gen(function* () {
+      const { bucket, faults, store } = yield* setup
+      const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
+      yield* faults.lostResponse({ operations: ["delete"], keyPrefix: lockKey })
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "released")
+      assert.isTrue(Option.isNone(yield* bucket.read(lockKey)))
+    }))
+})

@@ -1,0 +1,315 @@
+/**
+ * Goal: a checkpoint whose commit is in the bucket is reported, recorded and acted on as committed
+ * whatever the network did to the commit's response, and a directory behind the bucket only by its
+ * own checkpoints reopens with every acknowledged record, while one behind by another history is
+ * still refused. Method: the Storage layer over the in-memory bucket and disk (real time,
+ * `it.live`); the root manifest's PUT is applied and its response lost with the fault decorator's
+ * `lostResponse`; a SIGKILL is modelled by cutting the instance off its disk and bucket, reverting
+ * the disk's unsynced writes and dropping the instance (its shutdown can then change nothing).
+ * Every acknowledged record (write, append, commit) is kept in a ledger outside the instance and
+ * checked after every restart. `commitRootManifest` is also tested alone against a scripted bucket.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
+import * as Control from "../../src/domain/Control.js"
+import { LocalIoError, ObjectStoreUnavailable, PreconditionFailed } from "../../src/domain/Errors.js"
+import * as Ids from "../../src/domain/Ids.js"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import * as Manifest from "../../src/domain/Manifest.js"
+import { commitRootManifest } from "../../src/internal/RootCommit.js"
+import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as Storage from "../../src/layers/Storage.js"
+import * as Checkpointer from "../../src/services/Checkpointer.js"
+import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
+import * as Loader from "../../src/services/Loader.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as H from "../support/StorageHarness.js"
+
+const fileA = Ids.fileId("db/a")
+const recordBytes = 48
+const checkpointsPrefix = "checkpoints/"
+
+/** Checkpoint N's root manifest, as the bucket holds it. */
+const readManifest = (bucket: H.Bucket, checkpoint: number) =>
+  Effect.flatMap(bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(checkpoint))), (bytes) =>
+    Option.isNone(bytes)
+      ? Effect.dieMessage(`no checkpoint ${checkpoint}`)
+      : Either.match(Manifest.decodeCheckpointManifest("checkpoint", bytes.value, Ids.checkpointNumber(checkpoint)), { onLeft: Effect.die, onRight: Effect.succeed }))
+
+/** Acknowledged records: index → the bytes written at `index * recordBytes` of fileA. */
+type Ledger = Map<number, Uint8Array>
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** Apply, then log, then commit: once this returns the record is acknowledged. */
+const acknowledge = (storage: Storage.StorageService, ledger: Ledger, index: number) =>
+  Effect.gen(function* () {
+    const bytes = H.pattern(index + 1000, recordBytes)
+    yield* storage.write(fileA, index * recordBytes, bytes)
+    yield* storage.append(encoder.encode(String(index)))
+    yield* storage.commit
+    ledger.set(index, bytes)
+  })
+
+const replay: Storage.StorageOptions = {
+  replay: (record, storage) => {
+    const index = Number(decoder.decode(record.bytes))
+    return storage.write(fileA, index * recordBytes, H.pattern(index + 1000, recordBytes))
+  }
+}
+
+const assertLedger = (storage: Storage.StorageService, ledger: Ledger) =>
+  Effect.forEach(ledger, ([index, bytes]) =>
+    Effect.map(storage.read(fileA, index * recordBytes, recordBytes), (read) => assert.deepStrictEqual(read, bytes, `acknowledged record ${index}`)), { discard: true })
+
+const readControl = (disk: H.Disk) =>
+  Effect.flatMap(disk.disk.readAll(Loader.controlPath), (bytes) =>
+    Option.isNone(bytes) ? Effect.dieMessage("no control file") : Either.getOrThrow(Either.map(Control.decodeControl("control.json", bytes.value), Effect.succeed)))
+
+/** An instance that can be SIGKILLed: its own view of the bucket and of the disk, both cut at the kill. */
+const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageConfig.StorageConfigValue> = {}) =>
+  Effect.gen(function* () {
+    let killed = false
+    const guard = <A>(operation: string, path: string, effect: Effect.Effect<A, LocalIoError>) =>
+      Effect.suspend(() => (killed ? Effect.fail(new LocalIoError({ operation, path, detail: "the process was killed" })) : effect))
+    const inner = memory.disk
+    const disk: LocalDiskService = {
+      root: inner.root,
+      read: (path, offset, length) => guard("read", path, inner.read(path, offset, length)),
+      readAll: (path) => guard("readAll", path, inner.readAll(path)),
+      readAllInto: (path, buffer) => guard("readAllInto", path, inner.readAllInto(path, buffer)),
+      write: (path, offset, bytes) => guard("write", path, inner.write(path, offset, bytes)),
+      writeAtomic: (path, bytes) => guard("writeAtomic", path, inner.writeAtomic(path, bytes)),
+      sync: (path) => guard("sync", path, inner.sync(path)),
+      remove: (path) => guard("remove", path, inner.remove(path)),
+      size: (path) => guard("size", path, inner.size(path)),
+      list: (directory) => guard("list", directory, inner.list(directory)),
+      usedBytes: (directory) => guard("usedBytes", directory, inner.usedBytes(directory)),
+      lockDirectory: inner.lockDirectory
+    }
+    const faults = yield* FaultyObjectStore.makeController({ seed: 7 })
+    const layer = Storage.layer(replay).pipe(
+      Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))),
+      Layer.provide(Layer.succeed(LocalDisk, disk)),
+      Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
+    )
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(layer, scope)
+    const kill = Effect.gen(function* () {
+      killed = true
+      yield* faults.failPermanently()
+      yield* memory.control.crash
+      yield* Scope.close(scope, Exit.void)
+    })
+    return { storage: Context.get(context, Storage.Storage), context, faults, kill }
+  })
+
+describe("Checkpointer: a commit whose response the network lost", () => {
+  it.live("is resolved by reading the manifest back: completed, control file rewritten, WAL told, and a crash after it loses nothing", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const ledger: Ledger = new Map()
+      const { faults, kill, storage } = yield* openKillable(bucket, memory)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      assert.strictEqual((yield* storage.checkpoint).checkpoint, 1)
+      for (let round = 0; round < 2; round++) {
+        for (let index = 10 + round * 10; index < 20 + round * 10; index++) yield* acknowledge(storage, ledger, index)
+        // The PUT is applied; its response is lost; the retry gets 412.
+        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
+        const report = yield* storage.checkpoint
+        assert.strictEqual(report.outcome, "completed")
+        assert.strictEqual(report.checkpoint, 2 + round)
+        const control = yield* readControl(memory)
+        assert.strictEqual(control.lastCheckpoint, report.checkpoint, "the control file names the checkpoint")
+        assert.strictEqual(control.walPosition, report.walPosition)
+        assert.strictEqual((yield* storage.stats).wal.coveredLsn, report.walPosition, "the WAL was told what the checkpoint covers")
+      }
+      assert.strictEqual((yield* faults.stats).injected.lostResponse, 2)
+      for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) =>
+        Effect.gen(function* () {
+          assert.strictEqual(restarted.opened.plan, "Reopen")
+          // The killed open's lease expired: the restart takes the lock with a higher epoch and
+          // claims checkpoint 4, a copy of 3 (so the killed generation could never commit again).
+          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4)
+          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition)
+          yield* assertLedger(restarted, ledger)
+        }), {}, replay)
+    }))
+
+  it.live("every response lost, retries exhausted: the checkpoint still reports completed", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      yield* H.withStorage(bucket, memory, (storage) =>
+        Effect.gen(function* () {
+          yield* storage.write(fileA, 0, H.pattern(1, 100))
+          yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix })
+          const report = yield* storage.checkpoint
+          assert.strictEqual(report.outcome, "completed")
+          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+          assert.isAtLeast((yield* bucket.faults.stats).injected.lostResponse, 2, "the retries lost their responses too")
+          yield* bucket.faults.heal
+        }))
+    }))
+
+  it.live("at shutdown: the final checkpoint reports completed, and the next start is in step", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const report = yield* H.withStorage(bucket, memory, (storage) =>
+        Effect.gen(function* () {
+          yield* storage.write(fileA, 0, H.pattern(2, 100))
+          yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
+          return yield* storage.shutdown
+        }))
+      assert.deepStrictEqual(report.finalCheckpoint, { outcome: "completed", checkpoint: Ids.checkpointNumber(1) })
+      assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+      yield* H.withStorage(bucket, memory, (storage) =>
+        Effect.gen(function* () {
+          assert.strictEqual(storage.opened.plan, "Reopen")
+          assert.deepStrictEqual(yield* storage.read(fileA, 0, 100), H.pattern(2, 100))
+        }))
+    }))
+
+  it.live("an earlier attempt cut at its deadline that lands later is adopted: its steps run, then the next checkpoint commits", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      yield* Effect.scoped(Effect.gen(function* () {
+        // A request timeout longer than the deadline: the cut attempt's PUT is still in flight after it.
+        const { context, storage } = yield* H.open(bucket, memory, { requestTimeoutMs: 2_000 })
+        const checkpointer = Context.get(context, Checkpointer.Checkpointer)
+        yield* storage.write(fileA, 0, H.pattern(3, 100))
+        assert.strictEqual((yield* storage.checkpoint).checkpoint, 1)
+        yield* storage.write(fileA, 0, H.pattern(4, 100))
+        yield* bucket.faults.stall({ operations: ["put"], keyPrefix: checkpointsPrefix })
+        const cut = yield* Effect.flip(checkpointer.checkpoint({ deadlineMs: 500 }))
+        assert.isTrue(cut._tag === "CheckpointFailed" && cut.reason === "TimedOut", String(cut))
+        assert.strictEqual((yield* bucket.faults.stats).stalledNow, 1, "the cut attempt's commit is in flight")
+        // It proceeds and lands after the deadline.
+        yield* bucket.faults.heal
+        yield* bucket.faults.awaitStats((stats) => stats.operations.put.started === stats.operations.put.finished)
+        assert.isTrue(Option.isSome(yield* bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(2)))), "the cut attempt's manifest landed")
+        assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+        yield* storage.write(fileA, 0, H.pattern(5, 100))
+        const report = yield* storage.checkpoint
+        assert.strictEqual(report.outcome, "completed")
+        assert.strictEqual(report.checkpoint, 3, "checkpoint 2 was adopted, this one is 3")
+        assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3)
+        assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 3)
+      }))
+    }))
+})
+
+describe("Loader: a directory behind the bucket", () => {
+  it.live("behind only by its own checkpoints (control file not rewritten after two of them): reopens and replays its WAL", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const ledger: Ledger = new Map()
+      const { kill, storage } = yield* openKillable(bucket, memory)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint
+      for (let round = 0; round < 2; round++) {
+        for (let index = 10 + round * 10; index < 20 + round * 10; index++) yield* acknowledge(storage, ledger, index)
+        yield* memory.control.failNext({ operation: "writeAtomic", pathPrefix: Loader.controlPath })
+        assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
+      }
+      assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1, "the control file stayed at checkpoint 1")
+      for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) =>
+        Effect.gen(function* () {
+          assert.strictEqual(restarted.opened.plan, "Reopen")
+          // Checkpoint 4 is the restart's claim of the expired lease: a copy of 3 in a higher epoch.
+          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4, "opened from the bucket's latest")
+          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition, "checkpoint 3's WAL position")
+          assert.strictEqual(restarted.opened.walPosition, restarted.opened.base?.manifest.walPosition, "replayed from its WAL position")
+          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 4, "in step with the bucket again")
+          yield* assertLedger(restarted, ledger)
+        }), {}, replay)
+    }))
+
+  it.live("behind by the checkpoints of a copy of it that ran on: refused, naming the remedy", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const original = yield* H.makeDisk
+      yield* H.withStorage(bucket, original, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(5, 100)), storage.checkpoint)))
+      // A copy of the stopped directory (cp -r) runs on and checkpoints twice.
+      const copy = yield* H.makeDisk
+      for (const path of yield* original.disk.list("")) {
+        const bytes = yield* original.disk.readAll(path)
+        if (Option.isSome(bytes)) yield* copy.disk.writeAtomic(path, bytes.value)
+      }
+      yield* H.withStorage(bucket, copy, (storage) =>
+        Effect.gen(function* () {
+          for (let round = 0; round < 2; round++) {
+            yield* storage.write(fileA, 0, H.pattern(6 + round, 100))
+            yield* storage.checkpoint
+          }
+        }))
+      const refused = yield* Effect.flip(H.withStorage(bucket, original, () => Effect.void))
+      assert.strictEqual(refused._tag === "StartupRefused" ? refused.reason : refused._tag, "LocalBehind")
+      assert.match(refused.message, /another history.*empty data directory/)
+    }))
+})
+
+describe("commitRootManifest", () => {
+  const manifest = (commitToken: string): Manifest.CheckpointManifest & { readonly commitToken: string } => ({
+    format: "effect-s3-tier/checkpoint@1",
+    instanceId: Ids.InstanceId.make("i1"),
+    epoch: Ids.epoch(1),
+    checkpoint: Ids.checkpointNumber(4),
+    previous: Ids.checkpointNumber(3),
+    createdAtMs: 0,
+    partSizeBytes: 4096,
+    walSegmentBytes: 16384,
+    walPosition: Ids.lsn(0),
+    files: [],
+    commitToken
+  })
+  /** A key of a scripted bucket: each put answers from `answers` in turn ("ok", "lost", "conflict"). */
+  const scripted = (answers: ReadonlyArray<"ok" | "lost" | "conflict" | "taken">, mine = manifest("mine")) =>
+    Effect.gen(function* () {
+      const held = yield* Ref.make(Option.none<Manifest.CheckpointManifest>())
+      const puts = yield* Ref.make(0)
+      const put = Effect.flatMap(Effect.all([Ref.getAndUpdate(puts, (count) => count + 1), Ref.get(held)]), ([count, present]): Effect.Effect<void, ObjectStoreUnavailable | PreconditionFailed> => {
+        const answer = answers[Math.min(count, answers.length - 1)]
+        if (Option.isSome(present)) return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+        switch (answer) {
+          case "ok":
+            return Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine))
+          case "lost":
+            return Effect.zipRight(Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine)), Effect.fail(new ObjectStoreUnavailable({ operation: "put", reason: "Network", detail: "lost" })))
+          case "taken":
+            return Effect.zipRight(Ref.set(held, Option.some<Manifest.CheckpointManifest>(manifest("theirs"))), Effect.fail(new PreconditionFailed({ operation: "put", key: "k" })))
+          default:
+            // 409 ConditionalRequestConflict: another conditional write in progress; nothing applied.
+            return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+        }
+      })
+      const attempt = { manifest: mine, put, readBack: Ref.get(held), earlierTokens: new Set<string>(), conflictRetriesMax: 3, conflictDelayMs: 1 }
+      return { attempt, puts }
+    })
+
+  it.live("a lost response is resolved by the read-back; a 409 is retried, bounded; another token is Taken", () =>
+    Effect.gen(function* () {
+      const lost = yield* scripted(["lost"])
+      assert.deepStrictEqual(yield* commitRootManifest(lost.attempt), { _tag: "Committed", resolvedBy: "read-back" })
+      const conflict = yield* scripted(["conflict", "conflict", "ok"])
+      assert.deepStrictEqual(yield* commitRootManifest(conflict.attempt), { _tag: "Committed", resolvedBy: "response" })
+      assert.strictEqual(yield* Ref.get(conflict.puts), 3)
+      const stuck = yield* scripted(["conflict"])
+      const failed = yield* Effect.flip(commitRootManifest(stuck.attempt))
+      assert.strictEqual(failed._tag, "PreconditionFailed")
+      assert.strictEqual(yield* Ref.get(stuck.puts), 4, "the first put and three retries")
+      const taken = yield* scripted(["taken"])
+      const resolution = yield* commitRootManifest(taken.attempt)
+      assert.isTrue(resolution._tag === "Taken" && resolution.owner === "other-writer" && resolution.found.commitToken === "theirs")
+    }))
+})
