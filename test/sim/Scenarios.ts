@@ -154,7 +154,7 @@ export const crashAndRestart: Schedule = {
     at(10, { _tag: "Crash", restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 }, crashAgainAfterMs: undefined }),
     at(10, { _tag: "Insert", file: 1, part: 1 })
   ],
-  shutdownAtMs: 200,
+  shutdownAtMs: 1_000,
   interruptWorkloadAtShutdown: false,
   shutdownByScope: true,
   crashBeforeRestart: false,
