@@ -112,7 +112,7 @@ const mutations: ReadonlyArray<Mutation> = [
     find: "      if (!outcomeUnknown(error)) return yield* Effect.fail(error)\n",
     replace: "      if (outcomeUnknown(error) || !outcomeUnknown(error)) return yield* Effect.fail(error) // MUTATION\n",
     tests: ["test/services/Checkpointer.test.ts"],
-    profile: "adversarial"
+    profile: "lost-responses"
   }
 ]
 
