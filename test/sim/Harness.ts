@@ -191,6 +191,9 @@ export interface SystemUnderTest<W> {
   readonly crash?: (world: W, label: string) => Effect.Effect<void>
   /** Flips a byte of a file in `label`'s stopped directory (bit rot); says what it flipped. */
   readonly rot?: (world: W, label: string, rot: Rot) => Effect.Effect<string>
+  /** How long a start after a kill waits before it starts its work (the dead open's lock lease):
+   * a Crash step's `crashAgainAfterMs` counts from then, so that it lands in the start-up's replay. */
+  readonly restartDelayMs?: number
   /** Starts instance `label` on its directory (`diskOf(label)`) after a crash. */
   readonly reopen?: (world: W, label: string, settings: RestartSettings, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>
   /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
@@ -524,7 +527,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
         const label = nextIncarnation(victim)
         const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, yield* networkFaultsFor(label)))
         const killOnCut = Effect.onInterrupt(() => Effect.zipRight(kill(label, "start-up"), Fiber.interruptFork(fiber)))
-        const waitMs = crashAgainAfterMs ?? bounds.openTimeoutMs
+        const waitMs = crashAgainAfterMs === undefined ? bounds.openTimeoutMs : crashAgainAfterMs + (system.restartDelayMs ?? 0)
         const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(waitMs)), Effect.option, killOnCut)
         const failure = Option.isSome(exit) && Exit.isFailure(exit.value) ? describeExit(exit.value) : Option.isNone(exit) && crashAgainAfterMs === undefined ? `did not open within ${waitMs} ms` : undefined
         if (failure !== undefined) {

@@ -466,6 +466,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const offset = yield* Effect.orDie(faults.flipByte(path))
       return `flipped the byte at offset ${Option.getOrElse(offset, () => -1)} of ${path} (of ${files.length} ${rot.target} file(s))`
     }),
+  restartDelayMs: simConfig.lockLeaseMs,
   reopen: (world, label, settings, faults) => openInstance(world, label, { takeOver: false, settings, faults }),
   restore: (world, label) => openInstance(world, label, { takeOver: true }),
   audit: (world) => auditBucket(world.bucket, world.audited)

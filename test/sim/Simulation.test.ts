@@ -15,7 +15,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { checkAsync, runSchedule, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
-import { crashAndRestart, crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleWriter } from "./Scenarios.js"
+import { checkpointDuringReplay, crashAndRestart, crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleKeepsRunning, staleWriter } from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
 const real = simSystem(realSystem)
@@ -112,6 +112,18 @@ describe("the real Storage layer under simulation", () => {
     const restart = record.reopens.find((reopen) => reopen.kind === "restart")
     assert.strictEqual(restart?.error, undefined)
     assert.strictEqual(restart?.parts.length, 4 + 2)
+  })
+
+  it("keeps an acknowledged insert when a checkpoint runs during a start-up replay that is then killed", () => {
+    const outcome = assertHolds("checkpoint during replay", checkpointDuringReplay)
+    assert.deepStrictEqual(outcome.record?.crashes.map((crash) => [crash.instance, crash.during]), [["A", "running"], ["A.2", "start-up"]])
+  })
+
+  it("stops acknowledging on a stale writer told it is fenced, while the new owner stops and restarts", () => {
+    const outcome = assertHolds("stale writer keeps running", staleKeepsRunning)
+    const staleInserts = outcome.record?.inserts.filter((insert) => insert.instance === "A" && insert.startedAtMs > 5) ?? []
+    assert.isAbove(staleInserts.length, 0, "the stale writer went on inserting")
+    for (const insert of staleInserts) assert.isFalse(insert.result?.acked, `insert ${insert.id} of the fenced writer`)
   })
 
   it("plays one schedule the same way twice (determinism)", () => {

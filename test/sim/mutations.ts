@@ -98,10 +98,14 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "commit-acknowledged-when-fenced",
-    breaks: "a fenced writer's commit is acknowledged (issue #19 case 3)",
+    breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
     file: "src/layers/Storage.ts",
-    find: '      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n',
-    replace: '      commit: Effect.zipRight(refuseWhenClosing("commit"), wal.commit), // MUTATION\n',
+    find:
+      '      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),\n' +
+      '      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n',
+    replace:
+      '      append: (record) => Effect.zipRight(refuseWhenClosing("append"), wal.append(record)), // MUTATION\n' +
+      '      commit: Effect.zipRight(refuseWhenClosing("commit"), wal.commit), // MUTATION\n',
     tests: ["test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
   },
