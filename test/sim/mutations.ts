@@ -117,6 +117,24 @@ const mutations: ReadonlyArray<Mutation> = [
     replace: "      if (outcomeUnknown(error) || !outcomeUnknown(error)) return yield* Effect.fail(error) // MUTATION\n",
     tests: ["test/services/Checkpointer.test.ts"],
     profile: "lost-responses"
+  },
+  {
+    id: "torn-part-not-damaged",
+    breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable (issue #19 case 5)",
+    file: "src/services/PartTable.ts",
+    find: "  slot.damaged ??= damaged\n",
+    replace: "  // MUTATION: the part is not marked damaged\n",
+    tests: ["test/services/PartTable.test.ts", "test/layers/StorageLocalDisk.test.ts"],
+    profile: "disk-faults"
+  },
+  {
+    id: "rotten-part-trusted",
+    breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
+    file: "src/services/PartTable.ts",
+    find: "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
+    replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
+    tests: ["test/layers/StorageLocalDisk.test.ts"],
+    profile: "bit-rot"
   }
 ]
 
