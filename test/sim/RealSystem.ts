@@ -61,10 +61,6 @@ export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
   shutdownDeadlineMs: 5_000,
   shutdownCheckpointDeadlineMs: 3_000,
   walSegmentBytes: 4_096,
-  // A restart after a kill waits (at most) for the dead open's lease: short, so that restarts in
-  // the middle of a schedule come up within it.
-  lockRenewIntervalMs: 100,
-  lockLeaseMs: 400,
   takeOver: false
 }
 

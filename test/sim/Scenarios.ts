@@ -154,7 +154,7 @@ export const crashAndRestart: Schedule = {
     at(10, { _tag: "Crash", restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 }, crashAgainAfterMs: undefined }),
     at(10, { _tag: "Insert", file: 1, part: 1 })
   ],
-  shutdownAtMs: 1_000,
+  shutdownAtMs: 11_000,
   interruptWorkloadAtShutdown: false,
   shutdownByScope: true,
   crashBeforeRestart: false,
@@ -177,7 +177,7 @@ export const checkpointDuringReplay: Schedule = {
     at(1, { _tag: "Insert", file: 0, part: 0 }),
     at(1, { _tag: "Crash", restart: { checkpointIntervalMs: 30, replayRecordMs: 20 }, crashAgainAfterMs: 38 })
   ],
-  shutdownAtMs: 1_500,
+  shutdownAtMs: 25_000,
   interruptWorkloadAtShutdown: false,
   shutdownByScope: false,
   crashBeforeRestart: true,
