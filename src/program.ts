@@ -34,6 +34,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Deferred, Effect, Either, Exit, Fiber, HashMap, identity, Layer, Logger, LogLevel, Option } from "effect"
 import { parseDurationMs, parseSizeBytes } from "./domain/Units.js"
+import { conditionalCreateDialects } from "./domain/S3Compat.js"
 import * as Faults from "./workload/Faults.js"
 import { type ExitCode, messageOf, oneLine, type Output, programName } from "./workload/Output.js"
 import * as OutputModule from "./workload/Output.js"
@@ -105,7 +106,14 @@ const storeOptions = {
   bucket: Options.text("bucket").pipe(Options.withPseudoName("name"), Options.optional, Options.withDescription("the S3 bucket (S3 is used when --bucket or --endpoint is given)")),
   prefix: Options.text("prefix").pipe(Options.withPseudoName("prefix"), Options.withDefault(""), Options.withDescription("key prefix inside the bucket (default none)")),
   region: Options.text("region").pipe(Options.withPseudoName("region"), Options.withDefault("us-east-1"), Options.withDescription("the S3 region (default us-east-1)")),
-  pathStyle: Options.boolean("path-style").pipe(Options.withDescription("path-style S3 addressing (needed by most local S3 servers)"))
+  pathStyle: Options.boolean("path-style").pipe(Options.withDescription("path-style S3 addressing (needed by most local S3 servers)")),
+  conditionalCreate: Options.choice("conditional-create", conditionalCreateDialects).pipe(
+    Options.withDefault("if-none-match" as const),
+    Options.withDescription("how the S3 store asks for create-if-absent: if-none-match (AWS, R2, MinIO, Ceph RGW), gcs-generation-match (GCS), tigris-consistent (Tigris)")
+  ),
+  skipConformanceCheck: Options.boolean("skip-conformance-check").pipe(
+    Options.withDescription("skip the start-up check that the S3 store lets exactly one of two racing create-if-absent PUTs win (only for a store known to honour it)")
+  )
 }
 
 const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object on stdout at the end (nothing else on stdout)"))

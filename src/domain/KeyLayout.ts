@@ -11,13 +11,17 @@
  *   can never replace the file manifest a committed root names;
  * - the checkpoint's root manifest (`checkpoints/<N>`) is the per-checkpoint commit marker and is
  *   written last, with `If-None-Match: *`;
+ * - archived WAL segments carry the writer's epoch, so that no writer can overwrite a segment of
+ *   another epoch's history (a stale writer after a take-over writes keys the restore ignores past
+ *   where the newer epoch begins: Wal.archivedLineage). Keys without an epoch (`wal/<segment>`,
+ *   written before epochs were in the key) still parse, as older than every epoch;
  * - numbers are zero-padded so that listing order is numeric order.
  *
  * ```
  * <prefix>/data/<N:16>/<fileId>/<part:10>-<sha256>   a part's bytes, uploaded while N was open
  * <prefix>/manifests/<N:16>/<fileId>.<sha256>.json   a file's part map at checkpoint N
  * <prefix>/checkpoints/<N:16>                        checkpoint N's root manifest = commit marker
- * <prefix>/wal/<segment:16 hex>                      an archived WAL segment
+ * <prefix>/wal/<segment:16 hex>-<epoch:16>           an archived WAL segment, as the writer of that epoch had it
  * <prefix>/lock                                      the one-instance-per-bucket lock object
  * ```
  *
@@ -26,11 +30,13 @@
 import { Either, Option, Schema } from "effect"
 import {
   type CheckpointNumber,
+  type Epoch,
   type FileId,
   type PartIndex,
   type SegmentNumber,
   type Sha256Hex,
   CheckpointNumber as CheckpointNumberSchema,
+  Epoch as EpochSchema,
   FileId as FileIdSchema,
   PartIndex as PartIndexSchema,
   SegmentNumber as SegmentNumberSchema,
@@ -47,12 +53,14 @@ export type BucketKey =
   | { readonly _tag: "Part"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly part: PartIndex; readonly sha256: Sha256Hex }
   | { readonly _tag: "FileManifest"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly sha256: Sha256Hex }
   | { readonly _tag: "Checkpoint"; readonly checkpoint: CheckpointNumber }
-  | { readonly _tag: "Wal"; readonly segment: SegmentNumber }
+  /** An archived WAL segment; `epoch` absent: the key form without one (older buckets). */
+  | { readonly _tag: "Wal"; readonly segment: SegmentNumber; readonly epoch?: Epoch }
   | { readonly _tag: "Lock" }
 
 const checkpointDigits = 16
 const partDigits = 10
 const segmentDigits = 16
+const epochDigits = 16
 
 /** Checks a prefix: empty, or segments without `.`/`..`, empty parts or control characters. */
 export const validatePrefix = (prefix: string): Either.Either<string, string> => {
@@ -89,7 +97,7 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
     case "Checkpoint":
       return join(layout, `checkpoints/${pad(key.checkpoint, checkpointDigits)}`)
     case "Wal":
-      return join(layout, `wal/${padHex(key.segment, segmentDigits)}`)
+      return join(layout, `wal/${padHex(key.segment, segmentDigits)}${key.epoch === undefined ? "" : `-${pad(key.epoch, epochDigits)}`}`)
     case "Lock":
       return join(layout, "lock")
   }
@@ -101,7 +109,9 @@ export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber,
   keyOf(layout, { _tag: "FileManifest", checkpoint, file, sha256 })
 export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): string =>
   keyOf(layout, { _tag: "Checkpoint", checkpoint })
-export const walKey = (layout: KeyLayout, segment: SegmentNumber): string => keyOf(layout, { _tag: "Wal", segment })
+/** An archived segment's key: with the writer's epoch; without one, the older form (also the local file name). */
+export const walKey = (layout: KeyLayout, segment: SegmentNumber, epoch?: Epoch): string =>
+  keyOf(layout, epoch === undefined ? { _tag: "Wal", segment } : { _tag: "Wal", segment, epoch })
 export const lockKey = (layout: KeyLayout): string => keyOf(layout, { _tag: "Lock" })
 
 /** The listing prefixes (each ends with '/'). */
@@ -154,6 +164,15 @@ const parseFileManifest = (rest: string): Option.Option<BucketKey> => {
   })
 }
 
+const parseWal = (rest: string): Option.Option<BucketKey> => {
+  // rest = <segment:16 hex> or <segment:16 hex>-<epoch:16>
+  const segment = Option.flatMap(hexadecimal(rest.slice(0, segmentDigits), segmentDigits), (n) => decodeOption(SegmentNumberSchema, n))
+  if (rest.length === segmentDigits) return Option.map(segment, (value) => ({ _tag: "Wal", segment: value }) as const)
+  if (rest[segmentDigits] !== "-") return Option.none()
+  const epoch = Option.flatMap(decimal(rest.slice(segmentDigits + 1), epochDigits), (n) => decodeOption(EpochSchema, n))
+  return Option.zipWith(segment, epoch, (value, epochValue) => ({ _tag: "Wal", segment: value, epoch: epochValue }) as const)
+}
+
 /** Parses a key of this layout; `None` for anything else (a foreign object, another prefix). */
 export const parseKey = (layout: KeyLayout, key: string): Option.Option<BucketKey> => {
   const root = rootPrefix(layout)
@@ -165,10 +184,6 @@ export const parseKey = (layout: KeyLayout, key: string): Option.Option<BucketKe
   if (local.startsWith("checkpoints/")) {
     return Option.map(parseCheckpoint(local.slice("checkpoints/".length)), (checkpoint) => ({ _tag: "Checkpoint", checkpoint }) as const)
   }
-  if (local.startsWith("wal/")) {
-    return Option.flatMap(hexadecimal(local.slice("wal/".length), segmentDigits), (n) =>
-      Option.map(decodeOption(SegmentNumberSchema, n), (segment) => ({ _tag: "Wal", segment }) as const)
-    )
-  }
+  if (local.startsWith("wal/")) return parseWal(local.slice("wal/".length))
   return Option.none()
 }

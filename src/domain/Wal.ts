@@ -4,7 +4,8 @@
  *
  * The log is a stream of bytes; an LSN is a position in it. Segment s holds the LSNs
  * [s·segmentBytes, (s+1)·segmentBytes) and is stored as the file `wal/<s: 16 hex digits>` locally and
- * as the object `<prefix>/wal/<s>` in the bucket (KeyLayout.walKey). A frame never spans segments.
+ * as the object `<prefix>/wal/<s>-<epoch>` in the bucket (KeyLayout.walKey), one copy per writer's
+ * epoch; `archivedLineage` picks the copies that make up a history. A frame never spans segments.
  *
  * Frame (little-endian, `headerBytes` = 12):
  * ```
@@ -285,4 +286,79 @@ export const markArchived = (progress: ArchiveProgress, segment: number, covered
     if (segmentEnd(key, segmentBytes) <= through) done.delete(key)
   }
   return { through, done }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damage: a torn tail or a corrupt middle
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The offset of the first valid frame at or after `fromOffset` (a header of a known kind and version
+ * whose checksum holds for the position it is at; a record's payload must be there), or undefined.
+ * After a bad frame this tells a torn tail (nothing valid follows: a crash cut the last write) from
+ * corruption in the middle of the log (valid frames follow it). The checksum covers the frame's LSN,
+ * so a frame found here was written at exactly this position.
+ */
+export const validFrameAfter = (bytes: Uint8Array, segment: number, segmentBytes: number, fromOffset: number): number | undefined => {
+  const base = segmentStart(segment, segmentBytes)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const limit = Math.min(bytes.length, segmentBytes) - headerBytes
+  for (let offset = Math.max(0, fromOffset); offset <= limit; offset++) {
+    const kind = bytes[offset]
+    if ((kind !== kindRecord && kind !== kindPadding) || bytes[offset + 1] !== frameVersion || bytes[offset + 2] !== 0 || bytes[offset + 3] !== 0) continue
+    const length = view.getUint32(offset + 4, true)
+    const frameEnd = offset + headerBytes + length
+    if (frameEnd > segmentBytes || (kind === kindRecord && frameEnd > bytes.length)) continue
+    const header = bytes.subarray(offset, offset + headerBytes)
+    const payload = kind === kindRecord ? bytes.subarray(offset + headerBytes, frameEnd) : undefined
+    if (checksum(base + offset, header, payload) === view.getUint32(offset + 8, true)) return offset
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archived copies: which epoch's copy of each segment is the log's history
+// ---------------------------------------------------------------------------------------------
+
+/** The epoch given to an archived key without one (written before epochs were in the key): older
+ * than every epoch. */
+export const epochUnknown = -1
+
+/** One archived copy of a segment, uploaded by the writer of `epoch`. */
+export interface ArchivedCopy {
+  readonly segment: number
+  readonly epoch: number
+  readonly key: string
+  readonly sizeBytes: number
+}
+
+/**
+ * The copies that make up the log's history as the writer of `epochMax` has it, one per segment.
+ * A writer's history is its predecessor's up to where it started, then its own; the writer uploads
+ * the segment where it starts before any other (Wal's open), so along the log the epochs of the
+ * history never go back. Hence, segment by segment in order, the history takes the newest copy
+ * whose epoch is at least the one reached so far and at most `epochMax`: a stale writer's copies
+ * past the point where a newer epoch began are never taken, nor are copies of a newer epoch than
+ * `epochMax`. A segment without such a copy is absent (a gap if later ones exist).
+ */
+export const archivedLineage = <C extends ArchivedCopy>(copies: Iterable<C>, epochMax: number): Map<number, C> => {
+  const bySegment = new Map<number, Array<C>>()
+  for (const copy of copies) {
+    if (copy.epoch > epochMax) continue
+    const list = bySegment.get(copy.segment)
+    if (list === undefined) bySegment.set(copy.segment, [copy])
+    else list.push(copy)
+  }
+  const lineage = new Map<number, C>()
+  let reached = epochUnknown
+  for (const segment of Array.from(bySegment.keys()).sort((left, right) => left - right)) {
+    let chosen: C | undefined
+    for (const copy of bySegment.get(segment) ?? []) {
+      if (copy.epoch >= reached && (chosen === undefined || copy.epoch > chosen.epoch)) chosen = copy
+    }
+    if (chosen === undefined) continue
+    lineage.set(segment, chosen)
+    reached = chosen.epoch
+  }
+  return lineage
 }

@@ -17,10 +17,17 @@
  * Checksums are sent and checked only when required (`WHEN_REQUIRED`), so uploads go as plain
  * bodies, never `aws-chunked`, which S3-compatible servers may store with the framing.
  *
- * Conditional put = `If-None-Match: *`; 412 and 409 ConditionalRequestConflict (a concurrent
- * conditional write) are `PreconditionFailed`. `getRange` past the end returns the bytes there
- * are (416 = none). `delete` of a missing key succeeds. `list` pages ListObjectsV2 by
- * continuation token, 1000 keys a request. `probe` = HeadBucket.
+ * Conditional put (create-if-absent) is sent in the store's dialect (`conditionalCreate`): S3's
+ * `If-None-Match: *` (AWS, R2, MinIO, Ceph RGW), GCS's `x-goog-if-generation-match: 0`, or
+ * `If-None-Match: *` with Tigris's `X-Tigris-Consistent: true`; 412 and 409
+ * ConditionalRequestConflict (a concurrent conditional write) are `PreconditionFailed`. `getRange`
+ * past the end returns the bytes there are (416 = none). `delete` of a missing key succeeds.
+ * `list` pages ListObjectsV2 by continuation token, 1000 keys a request. `probe` = the bucket name
+ * is valid, HeadBucket, then (unless `checkConditionalCreate` is false) the conformance check:
+ * two racing conditional creates of a scratch key under `scratchPrefix` must have exactly one
+ * winner, else the store is refused (`ObjectStoreRejected` "ConditionalCreateIgnored"): the bucket
+ * lock and the checkpoint commit rely on create-if-absent. Storage runs `probe` first on open.
+ * Every request is counted in `s3_requests` by `request` (PutObject, GetObject, …) and `outcome`.
  *
  * Replaces: OrioleDB's src/s3/requests.c (libcurl, no timeouts, no cancellation, FATAL on any
  * error: orioledb-s3.md §2, §7).
@@ -38,7 +45,8 @@ import {
   type S3Client
 } from "@aws-sdk/client-s3"
 import { S3ClientInstance, S3ServiceConfig } from "@effect-aws/client-s3"
-import { Chunk, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Cause, Chunk, Duration, Effect, Either, Exit, Layer, Metric, Option, Random, type Scope, Stream } from "effect"
+import { type ConditionalCreateDialect, conditionalCreateHeaders, validateBucketName } from "../domain/S3Compat.js"
 import {
   ObjectNotFound,
   type ObjectStoreError,
@@ -60,6 +68,15 @@ export interface S3ObjectStoreOptions {
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string }
   /** Bound of every operation, from its start to its last byte. */
   readonly requestTimeoutMs: number
+  /** How create-if-absent is asked for (default "if-none-match"); see S3Compat's `ConditionalCreateDialect`. */
+  readonly conditionalCreate?: ConditionalCreateDialect
+  /**
+   * Whether `probe` checks that the store honours create-if-absent (default true). Skip it only
+   * for a store known to honour it: without it, the bucket lock and the checkpoint commit are unsafe.
+   */
+  readonly checkConditionalCreate?: boolean
+  /** The key prefix under which the conformance check writes (and deletes) its scratch key. */
+  readonly scratchPrefix?: string
 }
 
 /** Keys per ListObjectsV2 request (S3's maximum). */
@@ -74,7 +91,11 @@ const networkCodes = new Set([
   "ECONNABORTED", "EADDRNOTAVAIL", "ERR_STREAM_PREMATURE_CLOSE", "UND_ERR_SOCKET"
 ])
 const timeoutCodes = new Set(["ETIMEDOUT", "ESOCKETTIMEDOUT", "TimeoutError", "RequestTimeout", "RequestTimeoutException"])
-const throttleCodes = new Set(["SlowDown", "Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException", "RequestLimitExceeded", "ProvisionedThroughputExceededException"])
+// Load shedding: 503 SlowDown (S3, RGW), 429 (R2, GCS, MinIO …), 408 RequestCanceled (Tigris).
+const throttleCodes = new Set([
+  "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException",
+  "RequestLimitExceeded", "ProvisionedThroughputExceededException", "RequestCanceled"
+])
 const serverCodes = new Set(["InternalError", "ServiceUnavailable", "OperationAborted"])
 const localRejections = new Set(["CredentialsProviderError", "TypeError", "RangeError", "InvalidEndpoint"])
 
@@ -103,14 +124,17 @@ const fieldsOf = (error: unknown): ErrorFields => {
   }
 }
 
-/** Every `code` in an error, its `cause` chain and an AggregateError's `errors` (bounded depth). */
-const causeCodes = (error: unknown, depth = 0): Array<string> => {
+/**
+ * Every value of `field` (`code` or `name`) in an error, its `cause` chain and an AggregateError's
+ * `errors` (bounded depth).
+ */
+const causeFields = (error: unknown, field: "code" | "name", depth = 0): Array<string> => {
   if (depth > 4 || typeof error !== "object" || error === null) return []
-  const own = [stringField(error, "code"), stringField(error, "name")].filter((code): code is string => code !== undefined)
+  const own = stringField(error, field)
   const cause: unknown = "cause" in error ? error.cause : undefined
   const errors: unknown = "errors" in error ? error.errors : undefined
-  const nested = Array.isArray(errors) ? errors.flatMap((inner: unknown) => causeCodes(inner, depth + 1)) : []
-  return [...own, ...causeCodes(cause, depth + 1), ...nested]
+  const nested = Array.isArray(errors) ? errors.flatMap((inner: unknown) => causeFields(inner, field, depth + 1)) : []
+  return [...(own === undefined ? [] : [own]), ...causeFields(cause, field, depth + 1), ...nested]
 }
 
 const statusText = (status: number | undefined): string => {
@@ -131,17 +155,20 @@ const statusText = (status: number | undefined): string => {
  * The typed error of a failed S3 request: 404/NoSuchKey/NotFound → ObjectNotFound; NoSuchBucket,
  * 400, 401, 403 (AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch), other 4xx and local
  * configuration errors (no credentials) → ObjectStoreRejected; 412 and 409 (but OperationAborted)
- * → PreconditionFailed; 429/SlowDown → Unavailable "Throttled"; 5xx → Unavailable "ServerError";
- * timeouts (TimeoutError, ETIMEDOUT, 400 RequestTimeout) → Unavailable "Timeout"; socket errors
- * (ECONNREFUSED, ECONNRESET, EPIPE, socket hang up …) and anything unrecognised → Unavailable
- * "Network". Pure: `error` is only read.
+ * → PreconditionFailed; load shedding (503 SlowDown, 429, 408 RequestCanceled) → Unavailable
+ * "Throttled"; 5xx → Unavailable "ServerError"; timeouts (ETIMEDOUT, TimeoutError, 400
+ * RequestTimeout, other 408s) → Unavailable "Timeout"; socket errors (ECONNREFUSED, ECONNRESET,
+ * EPIPE, socket hang up …) and anything unrecognised → Unavailable "Network". A socket error's
+ * `code` wins over its `name`: the SDK renames ECONNRESET and EPIPE errors "TimeoutError" (to
+ * retry them), but a reset connection is not a timeout. Pure: `error` is only read.
  */
 export const classifyS3Error = (operation: string, key: string | undefined, error: unknown): ObjectStoreError => {
   const { code, message, name, status } = fieldsOf(error)
   const label = code ?? name ?? "Error"
   const text = message === undefined || message === "" || message === "UnknownError" ? statusText(status) : message
   const detail = `${label}${status === undefined ? "" : ` (HTTP ${status})`}: ${text}`
-  const codes = [label, ...(name === undefined ? [] : [name]), ...causeCodes(error)]
+  const codes = [label, ...causeFields(error, "code")]
+  const names = [...(name === undefined ? [] : [name]), ...causeFields(error, "name")]
   const unavailable = (reason: ObjectStoreUnavailable["reason"]) => new ObjectStoreUnavailable({ operation, key, reason, detail })
   const rejected = (rejectedCode: string) => new ObjectStoreRejected({ operation, key, status, code: rejectedCode, detail })
 
@@ -149,6 +176,7 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
   if (status === undefined && (codes.some((candidate) => networkCodes.has(candidate)) || /socket hang up|aborted/i.test(message ?? ""))) {
     return unavailable("Network")
   }
+  if (names.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
   if (status === 412 || label === "PreconditionFailed" || label === "ConditionalRequestConflict") {
     return new PreconditionFailed({ operation, key: key ?? "" })
   }
@@ -156,6 +184,7 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
   if (label === "NoSuchBucket") return rejected("NoSuchBucket")
   if (status === 404 || label === "NoSuchKey" || label === "NotFound") return new ObjectNotFound({ operation, key: key ?? "" })
   if (status === 429 || throttleCodes.has(label)) return unavailable("Throttled")
+  if (status === 408) return unavailable("Timeout")
   if ((status !== undefined && status >= 500) || serverCodes.has(label)) return unavailable("ServerError")
   if (status !== undefined && status >= 300) return rejected(label === "Unknown" || label === "Error" ? `HTTP${status}` : label)
   if (name !== undefined && localRejections.has(name)) return rejected(name)
@@ -173,20 +202,73 @@ const hasHeaders = (value: unknown): value is { headers: Record<string, string> 
   typeof value === "object" && value !== null && "headers" in value && typeof value.headers === "object" && value.headers !== null
 
 /**
- * Adds a build-step middleware that sets `x-amz-content-sha256` to a hash the caller computed
- * already: it runs before signing (finalizeRequest), so the signer reads the header instead of
- * hashing the body again, and S3 checks the body against it.
+ * Adds a build-step middleware that sets `headers` on the request: it runs before signing
+ * (finalizeRequest), so the headers are signed like the SDK's own.
+ *
+ * @category internals
+ */
+export const withHeaders = (command: PutObjectCommand, name: string, headers: Readonly<Record<string, string>>): void =>
+  command.middlewareStack.add(
+    (next) => (args) => {
+      if (hasHeaders(args.request)) Object.assign(args.request.headers, headers)
+      return next(args)
+    },
+    { step: "build", name }
+  )
+
+/**
+ * Sets `x-amz-content-sha256` to a hash the caller computed already: the signer reads the header
+ * instead of hashing the body again, and S3 checks the body against it.
  *
  * @category internals
  */
 export const withContentSha256 = (command: PutObjectCommand, sha256Hex: string): void =>
-  command.middlewareStack.add(
-    (next) => (args) => {
-      if (hasHeaders(args.request)) args.request.headers[contentSha256Header] = sha256Hex
-      return next(args)
-    },
-    { step: "build", name: "effectS3TierContentSha256" }
-  )
+  withHeaders(command, "effectS3TierContentSha256", { [contentSha256Header]: sha256Hex })
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/** The S3 request an operation sends. */
+export type S3RequestType = "PutObject" | "GetObject" | "HeadObject" | "DeleteObject" | "ListObjectsV2" | "HeadBucket"
+
+/** How a request ended: "Success", "Interrupted", "Defect", or the failure's kind. */
+export type S3RequestOutcome =
+  | "Success"
+  | "Interrupted"
+  | "Defect"
+  | "NotFound"
+  | "PreconditionFailed"
+  | "Rejected"
+  | ObjectStoreUnavailable["reason"]
+
+/** Requests sent, tagged `request` (S3RequestType) and `outcome` (S3RequestOutcome). */
+export const requests = Metric.counter("s3_requests", { description: "S3 requests sent, by request type and outcome", incremental: true })
+
+/** The tagged counter of one request type and outcome. */
+export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome) =>
+  requests.pipe(Metric.tagged("request", request), Metric.tagged("outcome", outcome))
+
+const outcomeOf = (exit: Exit.Exit<unknown, ObjectStoreError>): S3RequestOutcome => {
+  if (Exit.isSuccess(exit)) return "Success"
+  const found = Cause.failureOption(exit.cause)
+  if (Option.isNone(found)) return Cause.isInterruptedOnly(exit.cause) ? "Interrupted" : "Defect"
+  const failure = found.value
+  switch (failure._tag) {
+    case "ObjectNotFound":
+      return "NotFound"
+    case "PreconditionFailed":
+      return "PreconditionFailed"
+    case "ObjectStoreRejected":
+      return "Rejected"
+    case "ObjectStoreUnavailable":
+      return failure.reason
+  }
+}
+
+/** Counts `effect` once in `s3_requests` when it ends. */
+const counted = <A>(request: S3RequestType, effect: Effect.Effect<A, ObjectStoreError>): Effect.Effect<A, ObjectStoreError> =>
+  Effect.onExit(effect, (exit) => Metric.increment(requestsOf(request, outcomeOf(exit))))
 
 // ---------------------------------------------------------------------------------------------
 // The store
@@ -214,10 +296,85 @@ export const make = (options: S3ObjectStoreOptions): Effect.Effect<ObjectStoreSe
     return makeWithClient(client, options)
   })
 
+/** The scratch key of one conformance check: under `scratchPrefix`, named by a random token. */
+const scratchKey = (scratchPrefix: string): Effect.Effect<string> =>
+  Effect.map(Effect.all(Array.from({ length: 4 }, () => Random.nextIntBetween(0, 0x10000))), (words) => {
+    const token = words.map((word) => word.toString(16).padStart(4, "0")).join("")
+    const base = scratchPrefix === "" || scratchPrefix.endsWith("/") ? scratchPrefix : `${scratchPrefix}/`
+    return `${base}conformance/conditional-create-${token}`
+  })
+
+/**
+ * The conformance check of create-if-absent: two racing conditional puts of a fresh scratch key,
+ * then its delete (also when a put failed). Exactly one must win and the other fail with
+ * PreconditionFailed. Both winning (the store ignores the condition) or both losing (it refuses a
+ * key that does not exist) is `ObjectStoreRejected` "ConditionalCreateIgnored"; any other failure
+ * of a put is returned as it is (a transient one is retried by the caller's policy).
+ *
+ * @category internals
+ */
+export const checkConditionalCreate = (
+  store: Pick<ObjectStoreService, "put" | "delete">,
+  options: { readonly scratchPrefix: string; readonly dialect: ConditionalCreateDialect; readonly where: string }
+): Effect.Effect<void, ObjectStoreError> =>
+  Effect.gen(function* () {
+    const key = yield* scratchKey(options.scratchPrefix)
+    const attempt = (writer: string) => Effect.either(store.put(key, new TextEncoder().encode(writer), { ifNoneMatch: true }))
+    const results = yield* Effect.all([attempt("first"), attempt("second")], { concurrency: 2 }).pipe(Effect.ensuring(Effect.ignore(store.delete(key))))
+    const other = results.find((result) => Either.isLeft(result) && result.left._tag !== "PreconditionFailed")
+    if (other !== undefined && Either.isLeft(other)) return yield* Effect.fail(other.left)
+    const winners = results.filter(Either.isRight).length
+    if (winners === 1) return
+    return yield* new ObjectStoreRejected({
+      operation: "probe",
+      key,
+      code: "ConditionalCreateIgnored",
+      detail: `${options.where} does not honour create-if-absent (dialect ${options.dialect}): ${winners === 2 ? "both" : "neither"} of two concurrent ` +
+        "conditional PUTs of a new key succeeded; the bucket lock and the checkpoint commit rely on exactly one. " +
+        "Choose the store's dialect (conditionalCreate / --conditional-create) or a store that honours it"
+    })
+  })
+
+/** `probe`: the bucket name is valid, HeadBucket answers, and (unless skipped) the conformance check. */
+const probeWith = (
+  options: S3ObjectStoreOptions,
+  where: string,
+  headBucket: Effect.Effect<unknown, unknown>,
+  store: Pick<ObjectStoreService, "put" | "delete">
+): Effect.Effect<void, ObjectStoreError> =>
+  Effect.gen(function* () {
+    const { bucket } = options
+    const valid = validateBucketName(bucket)
+    if (Either.isLeft(valid)) return yield* new ObjectStoreRejected({ operation: "probe", code: "InvalidBucketName", detail: valid.left })
+    yield* Effect.timeoutFail(headBucket, {
+      duration: Duration.millis(options.requestTimeoutMs),
+      onTimeout: () => new ObjectStoreUnavailable({ operation: "probe", reason: "Timeout", detail: `no answer from ${where} within ${options.requestTimeoutMs} ms` })
+    }).pipe(
+      Effect.mapError((error): ObjectStoreError => {
+        if (error instanceof ObjectStoreUnavailable) return error
+        const { status } = fieldsOf(error)
+        if (status === 404) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "NoSuchBucket", detail: `bucket ${JSON.stringify(bucket)} does not exist at ${where}; create it first or check the bucket name` })
+        }
+        if (status === 401 || status === 403) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "AccessDenied", detail: `access to bucket ${JSON.stringify(bucket)} at ${where} was refused: check the credentials and the bucket's policy` })
+        }
+        if (status === 301) {
+          return new ObjectStoreRejected({ operation: "probe", status, code: "WrongRegion", detail: `bucket ${JSON.stringify(bucket)} is not in region ${options.region}` })
+        }
+        return classifyS3Error("probe", undefined, error)
+      }),
+      (effect) => counted("HeadBucket", effect)
+    )
+    if (options.checkConditionalCreate === false) return
+    yield* checkConditionalCreate(store, { scratchPrefix: options.scratchPrefix ?? "", dialect: options.conditionalCreate ?? "if-none-match", where })
+  })
+
 /** The store over a given client (its lifetime is the caller's). @category constructors */
 export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions): ObjectStoreService => {
   const { bucket, requestTimeoutMs } = options
   const where = options.endpoint ?? `AWS S3 (${options.region})`
+  const createHeaders = conditionalCreateHeaders(options.conditionalCreate ?? "if-none-match")
 
   /** One SDK call, aborted when the fiber is interrupted; the failure is the raw SDK error. */
   const send = <A>(call: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, unknown> =>
@@ -229,8 +386,9 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       onTimeout: () => new ObjectStoreUnavailable({ operation, key, reason: "Timeout", detail: `no answer from ${where} within ${requestTimeoutMs} ms` })
     })
 
-  const classified = <A>(operation: string, key: string | undefined, effect: Effect.Effect<A, unknown>): Effect.Effect<A, ObjectStoreError> =>
-    bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error)))
+  /** One request: typed failure, bounded, counted. */
+  const classified = <A>(request: S3RequestType, operation: string, key: string | undefined, effect: Effect.Effect<A, unknown>): Effect.Effect<A, ObjectStoreError> =>
+    counted(request, bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error))))
 
   /** GetObject and its body, read under a finalizer that destroys the stream on every exit. */
   const getObject = (key: string, range: string | undefined): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
@@ -253,16 +411,12 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
 
   const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
     classified(
+      "PutObject",
       "put",
       key,
       send((signal) => {
-        const command = new PutObjectCommand({
-          Bucket: bucket,
-          Key: key,
-          Body: bytes,
-          ContentLength: bytes.length,
-          ...(putOptions?.ifNoneMatch === true ? { IfNoneMatch: "*" } : {})
-        })
+        const command = new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ContentLength: bytes.length })
+        if (putOptions?.ifNoneMatch === true) withHeaders(command, "effectS3TierConditionalCreate", createHeaders)
         const sha256Hex = putOptions?.sha256Hex
         if (sha256Hex !== undefined) withContentSha256(command, sha256Hex)
         return client.send(command, { abortSignal: signal })
@@ -271,6 +425,7 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
 
   const head = (key: string): Effect.Effect<ObjectInfo, ObjectStoreError> =>
     classified(
+      "HeadObject",
       "head",
       key,
       Effect.map(send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), (output) => ({ key, sizeBytes: output.ContentLength ?? 0 }))
@@ -288,11 +443,12 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       // 416: the object exists and the range starts at or past its end.
       Effect.catchIf((error) => hasStatus(error, 416), () => Effect.succeed(new Uint8Array(0)))
     )
-    return classified("getRange", key, read)
+    return classified("GetObject", "getRange", key, read)
   }
 
   const listPage = (prefix: string, token: string | undefined) =>
     classified(
+      "ListObjectsV2",
       "list",
       prefix,
       send((signal) =>
@@ -310,39 +466,22 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
         return [Chunk.unsafeFromArray(infos), next] as const
       }))
 
-  const probe: Effect.Effect<void, ObjectStoreError> = bounded(
-    "probe",
-    undefined,
-    send((signal) => client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: signal })).pipe(
+  const deleteObject = (key: string) =>
+    classified("DeleteObject", "delete", key, send((signal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }))).pipe(
       Effect.asVoid,
-      Effect.mapError((error): ObjectStoreError => {
-        const { status } = fieldsOf(error)
-        if (status === 404) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "NoSuchBucket", detail: `bucket ${JSON.stringify(bucket)} does not exist at ${where}; create it first or check the bucket name` })
-        }
-        if (status === 401 || status === 403) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "AccessDenied", detail: `access to bucket ${JSON.stringify(bucket)} at ${where} was refused: check the credentials and the bucket's policy` })
-        }
-        if (status === 301) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "WrongRegion", detail: `bucket ${JSON.stringify(bucket)} is not in region ${options.region}` })
-        }
-        return classifyS3Error("probe", undefined, error)
-      })
+      Effect.catchTag("ObjectNotFound", () => Effect.void)
     )
-  )
+
+  const headBucket = send((signal) => client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: signal }))
 
   return {
     description: `s3://${bucket}${options.endpoint === undefined ? "" : ` at ${options.endpoint}`}`,
-    probe,
+    probe: probeWith(options, where, headBucket, { put, delete: deleteObject }),
     put,
-    get: (key) => classified("get", key, Effect.map(getObject(key, undefined), ({ bytes }) => bytes)),
+    get: (key) => classified("GetObject", "get", key, Effect.map(getObject(key, undefined), ({ bytes }) => bytes)),
     getRange,
     head,
-    delete: (key) =>
-      classified("delete", key, send((signal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }))).pipe(
-        Effect.asVoid,
-        Effect.catchTag("ObjectNotFound", () => Effect.void)
-      ),
+    delete: deleteObject,
     list
   }
 }

@@ -14,7 +14,8 @@
  *   4. the part table closes: leases still waiting on a load wake with ShuttingDown;
  *   5. the workers drain the queue for at most `drainDeadlineMs`, then in-flight requests are
  *      interrupted (their HTTP requests aborted) and every pending handle fails with TaskAborted;
- *   6. lock renewals stop and the bucket lock is deleted if it is still ours and time remains.
+ *   6. the bucket lock is deleted if it is still ours and time remains (its renewals stopped
+ *      after step 3).
  * A fenced instance (a take-over seen by any lock check or renewal; BucketLock's sticky fence) fails
  * `append` and `commit` with Fenced, and its report names the WAL range that only it holds.
  * The ShutdownReport says what happened; it is logged, returned by `shutdown`, and passed to
@@ -204,6 +205,9 @@ const make = (options: StorageOptions) =>
           if (finalCheckpoint.outcome === "timed-out") cutWaits = yield* waits.current
         }
       }
+      // Nothing more goes to the bucket but the lock's DELETE: a renewal in flight ends during the
+      // drain instead of delaying the release.
+      yield* bucketLock.stopRenewals
       yield* parts.close
       const workerReport = yield* Effect.interruptible(workers.shutdown)
       const isFenced = yield* fenced
@@ -304,10 +308,10 @@ const walFenceLayer = Layer.effect(
   })
 )
 
-/** Where start-up replay begins (see WalArchiver.WalStartup). */
+/** Where start-up replay begins, and the writer's epoch (see WalArchiver.WalStartup). */
 const walStartupLayer = Layer.effect(
   WalArchiver.WalStartup,
-  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition }))
+  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition, epoch: loader.opened.lock.epoch }))
 )
 
 const checkpointerLayer = Layer.scoped(

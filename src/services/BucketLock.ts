@@ -161,7 +161,7 @@ export const acquire = (
       if (Either.isRight(existing) && existing.right === undefined) continue // released meanwhile: try again
       if (Either.isRight(existing) && existing.right !== undefined && existing.right.generation === generation) {
         // An earlier attempt of this start landed although its response was lost.
-        return { ...held(existing.right.epoch, false), epoch: existing.right.epoch }
+        return held(existing.right.epoch, false)
       }
       if (Either.isRight(existing) && existing.right !== undefined && existing.right.instanceId === instanceId) {
         // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
@@ -249,6 +249,9 @@ export interface BucketLockService {
   /** One renewal: `check`, then the lock rewritten with a new `renewedAtMs`. Transient failures
    * are logged (the next renewal tries again); a release stops renewals. */
   readonly renew: Effect.Effect<void, Fenced>
+  /** No renewal starts after this (one in flight ends on its own): a shutdown calls it once it has
+   * nothing more to write, so that the release does not wait behind a renewal. */
+  readonly stopRenewals: Effect.Effect<void>
   /** Stops renewals and deletes the lock if it is still ours; once (later calls return the first
    * outcome). A fenced holder leaves the lock alone. */
   readonly release: (config: StorageConfigValue) => Effect.Effect<ReleaseOutcome | "left-fenced">
@@ -262,6 +265,7 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
   Effect.gen(function* () {
     const fencedRef = yield* Ref.make(Option.none<Fenced>())
     const releasedRef = yield* Ref.make(Option.none<ReleaseOutcome | "left-fenced">())
+    const stoppedRef = yield* Ref.make(false)
     const exclusive = yield* Effect.makeSemaphore(1) // a renewal's PUT never follows the release's DELETE
     const acquiredAtMs = yield* Clock.currentTimeMillis
 
@@ -276,10 +280,19 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
 
     const renew = exclusive.withPermits(1)(
       Effect.gen(function* () {
-        if (Option.isSome(yield* Ref.get(releasedRef))) return
-        yield* check
+        if (Option.isSome(yield* Ref.get(releasedRef)) || (yield* Ref.get(stoppedRef))) return
+        yield* ensureNotFenced
+        // One attempt per request, as for the PUT below: the next renewal is the retry. The lock is
+        // rewritten only after it was read as ours: an unreadable lock may be a newer holder's, and
+        // a blind rewrite would take the bucket back from it.
+        const current = yield* read(store, { ...config, retryAttemptsMax: 1 }).pipe(Effect.either)
+        if (Either.isLeft(current)) {
+          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)
+        }
+        if (current.right === undefined) return yield* fence("the lock object is gone: another instance took the bucket over and released it")
+        if (!isHeldBy(current.right, lock)) return yield* fence(`the lock object names ${describe(current.right)}`)
         const nowMs = yield* Clock.currentTimeMillis
-        // One attempt: the next renewal is the retry, and the release never waits long behind it.
+        // The release never waits long behind a renewal.
         yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(
           withRequestTimeout(config, "renew lock", lock.key),
           Effect.catchAll((error) => Effect.logWarning(`bucket lock: renewal failed, retried in ${config.lockRenewIntervalMs} ms: ${error.message}`))
@@ -290,7 +303,10 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
       Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(Effect.catchTag("Fenced", () => Effect.void))
     )
 
+    // The outcome once decided is returned at once, without waiting behind a renewal.
     const releaseWith = (releaseConfig: StorageConfigValue) =>
+      Effect.flatMap(Ref.get(releasedRef), (decided) => Option.isSome(decided) ? Effect.succeed(decided.value) : releaseOnce(releaseConfig))
+    const releaseOnce = (releaseConfig: StorageConfigValue) =>
       exclusive.withPermits(1)(
         Effect.gen(function* () {
           const done = yield* Ref.get(releasedRef)
@@ -304,5 +320,5 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
         Effect.onInterrupt(() => Ref.update(releasedRef, (done) => (Option.isSome(done) ? done : Option.some("failed" as const))))
       )
 
-    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, release: releaseWith })
+    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, stopRenewals: Ref.set(stoppedRef, true), release: releaseWith })
   })

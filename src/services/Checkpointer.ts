@@ -28,7 +28,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Duration, Effect, Either, Exit, Fiber, Option, Ref, Schedule } from "effect"
+import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
 import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
@@ -148,6 +148,8 @@ export const make = (options: CheckpointerOptions) =>
     const oneAtATime = yield* Effect.makeSemaphore(1)
     /** Commit tokens of the attempts at the open checkpoint number (any may still land). */
     const attemptTokensRef = yield* Ref.make<ReadonlySet<string>>(new Set())
+    /** The report of the checkpoint committed by the running call, if it committed one. */
+    const committedRef = yield* Ref.make(Option.none<CheckpointReport>())
 
     /** Writes one object through the queue and waits for exactly that task. */
     const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
@@ -214,8 +216,8 @@ export const make = (options: CheckpointerOptions) =>
 
     /**
      * Writes the root manifest of `completed` (the commit point) and, once it is known to be in,
-     * runs the steps after it and builds the report, uninterruptibly: a deadline interrupts only the
-     * commit itself (`restore`), whose outcome a later attempt then resolves.
+     * runs the steps after it and records the report (`committedRef`), uninterruptibly: a deadline
+     * interrupts only the commit itself (`restore`), whose outcome a later attempt then resolves.
      */
     const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
       Effect.gen(function* () {
@@ -254,7 +256,11 @@ export const make = (options: CheckpointerOptions) =>
               resolution._tag === "Taken"
                 ? restore(onTaken(checkpoint, resolution))
                 // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
-                : afterCommit(completed).pipe(Effect.zipRight(Clock.currentTimeMillis), Effect.map(toReport))
+                : afterCommit(completed).pipe(
+                  Effect.zipRight(Clock.currentTimeMillis),
+                  Effect.map(toReport),
+                  Effect.tap((report) => Ref.set(committedRef, Option.some(report)))
+                )
             )
           )
         )
@@ -343,13 +349,19 @@ export const make = (options: CheckpointerOptions) =>
         const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
         const startMs = yield* Clock.currentTimeMillis
         const attempted = (yield* Ref.get(completedRef)).checkpoint + 1
+        yield* Ref.set(committedRef, Option.none())
         // An interrupted earlier attempt (a periodic one stopped at shutdown, one past its deadline)
         // may commit N after all: it is adopted, then this checkpoint runs once more from there.
         const report = yield* run(startMs).pipe(
           Effect.catchTag("EarlierAttemptCommitted", () => run(startMs)),
           Effect.catchTag("EarlierAttemptCommitted", (adopted) =>
             Effect.fail(new CheckpointFailed({ checkpoint: adopted.checkpoint, reason: "CommitFailed", detail: "committed by an earlier attempt twice in a row" }))),
-          (effect) => withinDeadline(effect, deadlineMs, () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })),
+          Effect.timeoutFail({
+            duration: Duration.millis(deadlineMs),
+            onTimeout: () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })
+          }),
+          // A deadline that fell in the steps after a commit waited for them: the commit stands.
+          Effect.catchAll((error) => Effect.flatMap(Ref.get(committedRef), Option.match({ onNone: () => Effect.fail(error), onSome: Effect.succeed }))),
           Effect.tapError(() => Ref.update(statsRef, (current) => ({ ...current, failed: current.failed + 1 })))
         )
         if (report.outcome === "completed") {
@@ -393,20 +405,6 @@ export const make = (options: CheckpointerOptions) =>
 
 /** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
 class EarlierAttemptCommitted extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }> {}
-
-/**
- * `effect` bounded by `deadlineMs`: at the deadline it is interrupted and `onTimeout` fails, unless
- * it ends with a value all the same (it was past its commit, in the uninterruptible bookkeeping
- * after it): a committed checkpoint is never reported as timed out.
- */
-const withinDeadline = <A, E, E2>(effect: Effect.Effect<A, E>, deadlineMs: number, onTimeout: () => E2): Effect.Effect<A, E | E2> =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.fork(effect)
-    const done = yield* Effect.timeoutOption(Fiber.await(fiber), Duration.millis(deadlineMs))
-    if (Option.isSome(done)) return yield* done.value
-    const exit = yield* Fiber.interrupt(fiber)
-    return yield* (Exit.isInterrupted(exit) ? Effect.fail(onTimeout()) : exit)
-  })
 
 const isRequestTimeout = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"

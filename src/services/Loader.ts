@@ -21,7 +21,7 @@
  */
 import { Chunk, Context, Effect, Either, Layer, Option, Random, type Scope, Stream } from "effect"
 import * as Control from "../domain/Control.js"
-import type { BucketLocked, CorruptObject, DirectoryLocked, LocalIoError, ObjectStoreError, StartupRefused } from "../domain/Errors.js"
+import { type BucketLocked, type CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type StartupRefused, WalSegmentSizeMismatch } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
@@ -37,7 +37,7 @@ import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConf
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
-export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked
+export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked | WalSegmentSizeMismatch
 
 /** One file of a checkpoint, with its part map. */
 export interface LoadedFile {
@@ -233,6 +233,14 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
     ...(yield* readNewer(store, config, control, latest))
   }
   const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
+  // The bucket's WAL is archived in segments of the size its checkpoints record: no other size can read it.
+  if (latest !== undefined && latest.manifest.walSegmentBytes !== config.walSegmentBytes) {
+    return yield* new WalSegmentSizeMismatch({
+      bucketSegmentBytes: latest.manifest.walSegmentBytes,
+      configuredSegmentBytes: config.walSegmentBytes,
+      detail: `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
+    })
+  }
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
   const controlOf = (epoch: number, base: LoadedCheckpoint | undefined): Control.Control => ({
     format: Control.controlFormat,

@@ -10,7 +10,8 @@
  *   share one fsync (group commit). A failed flush fails its committers and keeps its frames for the
  *   next flush (rewriting them is idempotent).
  * - Segments: local files `wal/<16 hex>` of `walSegmentBytes`. When a segment is full and durable, a
- *   `WriteWalSegment` task uploads it to `<prefix>/wal/<16 hex>`. `archivePartial` uploads the
+ *   `WriteWalSegment` task uploads it to `<prefix>/wal/<16 hex>-<epoch>` (the writer's epoch, from
+ *   WalStartup: no epoch overwrites another's copy). `archivePartial` uploads the
  *   current segment's durable prefix under the same key; a later upload of the full segment
  *   overwrites it, which is safe because the partial copy is a prefix of the full one, and at most
  *   one upload of a segment is in flight at a time, so a partial PUT never lands after a full one.
@@ -19,10 +20,13 @@
  *   `archivePending`, never skipped.
  * - `checkpointCovered(lsn)`: a completed checkpoint covers every record below `lsn`; a local segment
  *   is removed once it is both archived and entirely below the latest such position.
- * - Open: local segments are scanned in order and the log continues after the last valid frame (a
- *   torn or corrupt tail is cut off, later segments removed). When the bucket is ahead of the local
+ * - Open: local segments are scanned in order and the log continues after the last valid frame. A
+ *   torn tail (nothing valid after the bad frame) is cut off; damage with valid frames after it is
+ *   repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
  *   directory (a restore on a new machine), the local WAL is dropped and the log continues from the
  *   bucket's end, its last segment copied locally so that its later full upload keeps its records.
+ *   The bucket is read as the history of this epoch (Wal.archivedLineage); a new epoch first uploads
+ *   the segment where its history begins, so a stale writer's later copies never enter it.
  * - `replay(from, apply)`: every record at or after `from`, from local segments where present and
  *   from the bucket otherwise, from the segment holding `from` through the last one; `replayArchived`
  *   reads the bucket only (a restore), `replayLocal` the local directory only. While start-up replay
@@ -64,10 +68,11 @@ import {
   type ObjectStoreError,
   ShuttingDown,
   WalArchiveTimeout,
+  WalCorrupt,
   WalGap,
   WalRecordTooLarge
 } from "../domain/Errors.js"
-import { type Lsn, lsn as toLsn, segmentNumber } from "../domain/Ids.js"
+import { epoch as toEpoch, type Lsn, lsn as toLsn, segmentNumber } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import { WriteWalSegment } from "../domain/Task.js"
 import * as Wal from "../domain/Wal.js"
@@ -88,8 +93,9 @@ export type AppendError = WalRecordTooLarge | ShuttingDown | LocalIoError
 export type CommitError = LocalIoError | ShuttingDown
 /** Why reading the log back fails (`replay` may also pad the log: ShuttingDown). */
 export type ReplayError = WalGap | CorruptObject | LocalIoError | ObjectStoreError | ShuttingDown
-/** Why opening the log fails. */
-export type OpenError = WalGap | CorruptObject | LocalIoError | ObjectStoreError
+/** Why opening the log fails. WalCorrupt: the local log is damaged in its middle and the bucket
+ * cannot repair it; Fenced: a newer epoch took over before this one recorded where it starts. */
+export type OpenError = WalGap | WalCorrupt | CorruptObject | LocalIoError | ObjectStoreError | Fenced
 
 /** Counters for reports and the CLI. @category models */
 export interface WalStats {
@@ -188,19 +194,27 @@ export interface WalArchiverService {
 export class WalArchiver extends Context.Tag("effect-s3-tier/WalArchiver")<WalArchiver, WalArchiverService>() {}
 
 /**
- * Optional: checked before every segment upload. Segment keys carry no epoch, so without it a
- * superseded (fenced) instance that is still running could overwrite a segment of the new writer's
- * timeline. The Storage layer provides it from the bucket lock. @category tags
+ * Optional: checked before every segment upload, so a superseded (fenced) instance that is still
+ * running stops archiving (its copies, keyed by its own epoch, could not replace the new writer's
+ * anyway). The Storage layer provides it from the bucket lock. @category tags
  */
 export class WalFence extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>() {}
 
 /**
  * Optional: what start-up decided, for the log. The Storage layer provides it from the Loader.
+ * `epoch` is the writer's fencing epoch, put into every archived segment's key.
  * `replayFromLsn` is the position start-up replay begins at (the base checkpoint's WAL position):
  * until `replay` or `advanceTo` ends start-up, `position` does not pass what replay has applied.
  * @category tags
  */
-export class WalStartup extends Context.Tag("effect-s3-tier/WalStartup")<WalStartup, { readonly replayFromLsn: Lsn }>() {}
+export class WalStartup extends Context.Tag("effect-s3-tier/WalStartup")<
+  WalStartup,
+  {
+    readonly replayFromLsn: Lsn
+    /** The writer's epoch (the bucket lock's): in every archived key; restore reads the history of it. */
+    readonly epoch: number
+  }
+>() {}
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -331,43 +345,115 @@ interface Recovered {
   readonly localLowest: number
 }
 
-/** The bucket's archived segments and their sizes. */
-const listArchived = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyMap<number, number>, ObjectStoreError> => {
+/** The bucket's archived copies: the log's history as the writer of this epoch has it (one copy per
+ * segment, Wal.archivedLineage), and whether any copy is this epoch's own. */
+interface Archive {
+  readonly lineage: ReadonlyMap<number, Wal.ArchivedCopy>
+  readonly ownCopies: boolean
+}
+
+const listArchived = (store: ObjectStoreService, config: StorageConfigValue, epoch: number): Effect.Effect<Archive, ObjectStoreError> => {
   const layout = keyLayout(config)
   const prefix = KeyLayout.walPrefix(layout)
   return Stream.runCollect(store.list(prefix)).pipe(
     withRequestPolicy(config, "list", prefix),
     Effect.map((infos) => {
-      const segments = new Map<number, number>()
+      const copies: Array<Wal.ArchivedCopy> = []
       for (const info of infos) {
         const key = KeyLayout.parseKey(layout, info.key)
-        if (Option.isSome(key) && key.value._tag === "Wal") segments.set(key.value.segment, info.sizeBytes)
+        if (Option.isSome(key) && key.value._tag === "Wal") {
+          copies.push({ segment: key.value.segment, epoch: key.value.epoch ?? Wal.epochUnknown, key: info.key, sizeBytes: info.sizeBytes })
+        }
       }
-      return segments
+      return { lineage: Wal.archivedLineage(copies, epoch), ownCopies: copies.some((copy) => copy.epoch === epoch) }
     })
   )
 }
 
-/** Scans the local segments in order; cuts a torn tail and removes what follows it. */
-const scanLocal = (disk: LocalDiskService, segmentBytes: number) =>
+const readLocalBytes = (disk: LocalDiskService, segment: number) =>
+  Effect.map(disk.readAll(localSegmentPath(segment)), Option.getOrElse(() => new Uint8Array(0)))
+
+/**
+ * Damage in segment `segment` (a bad frame, or a clean end while later segments exist) is in the
+ * middle of the log when a valid frame follows it: later in the segment, or in a later segment.
+ * Otherwise it is a torn tail: a crash cut the last write, and nothing after it was ever durable.
+ */
+const isMidLog = (disk: LocalDiskService, scan: Wal.SegmentScan, bytes: Uint8Array, later: ReadonlyArray<number>, segmentBytes: number) =>
   Effect.gen(function* () {
+    const validInSegment = scan.stop === "Invalid" && Wal.validFrameAfter(bytes, scan.segment, segmentBytes, scan.validBytes + 1) !== undefined
+    let validLater = false
+    for (const segment of later) {
+      if (validLater) break
+      validLater = Wal.validFrameAfter(yield* readLocalBytes(disk, segment), segment, segmentBytes, 0) !== undefined
+    }
+    const midLog = validInSegment || validLater
+    return midLog
+  })
+
+/** The local segment mended with the bucket's copy, when that copy is intact and reaches past the
+ * damage (an archived copy is a prefix of the segment as its writer had it); else undefined. */
+const repairFromBucket = (store: ObjectStoreService, config: StorageConfigValue, copy: Wal.ArchivedCopy | undefined, scan: Wal.SegmentScan, bytes: Uint8Array) =>
+  Effect.gen(function* () {
+    if (copy === undefined) return undefined
+    const archived = yield* store.get(copy.key).pipe(withRequestPolicy(config, "get", copy.key))
+    const archivedScan = Wal.scanSegment(archived, scan.segment, config.walSegmentBytes)
+    if (archivedScan.stop === "Invalid" || (archivedScan.stop === "End" && archivedScan.validBytes <= scan.validBytes)) return undefined
+    if (archivedScan.stop === "Sealed") return archived
+    const repaired = new Uint8Array(Math.max(bytes.length, archivedScan.validBytes))
+    repaired.set(bytes)
+    repaired.set(archived.subarray(0, archivedScan.validBytes))
+    return repaired
+  })
+
+/** One local segment checked: its bytes (repaired or cut if damaged) and scan. Fails with WalCorrupt
+ * for damage in the middle of the log that the bucket's copy cannot repair. */
+const examineSegment = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive, segment: number, later: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    const segmentBytes = config.walSegmentBytes
+    const path = localSegmentPath(segment)
+    let bytes = yield* readLocalBytes(disk, segment)
+    let scan = Wal.scanSegment(bytes, segment, segmentBytes)
+    const damaged = () => scan.stop === "Invalid" || (scan.stop === "End" && later.length > 0)
+    if (damaged() && (yield* isMidLog(disk, scan, bytes, later, segmentBytes))) {
+      const damageLsn = Wal.segmentStart(segment, segmentBytes) + scan.validBytes
+      const problem = scan.problem ?? `the segment ends at offset ${scan.validBytes} and segment ${later[0]} follows`
+      const repaired = yield* repairFromBucket(store, config, archive.lineage.get(segment), scan, bytes)
+      if (repaired === undefined) {
+        return yield* new WalCorrupt({ segment, lsn: damageLsn, detail: `${problem}; the bucket has no intact copy of the segment that reaches past it` })
+      }
+      yield* Effect.logWarning(`WAL: segment ${segment} was damaged at position ${damageLsn} (${problem}); repaired from the bucket's copy`)
+      yield* disk.writeAtomic(path, repaired)
+      bytes = repaired
+      scan = Wal.scanSegment(bytes, segment, segmentBytes)
+      if (damaged() && (yield* isMidLog(disk, scan, bytes, later, segmentBytes))) {
+        const at = Wal.segmentStart(segment, segmentBytes) + scan.validBytes
+        return yield* new WalCorrupt({ segment, lsn: at, detail: `${scan.problem ?? "an early end"}, past the bucket's copy` })
+      }
+    }
+    if (scan.stop === "Invalid") {
+      yield* Effect.logWarning(`WAL: segment ${segment} is cut at byte ${scan.validBytes} (a torn tail: nothing valid follows): ${scan.problem ?? "invalid frame"}`)
+      bytes = bytes.slice(0, scan.validBytes)
+      yield* disk.writeAtomic(path, bytes)
+    }
+    return { bytes, scan }
+  })
+
+/** Scans the local segments in order: repairs or refuses damage in the middle (examineSegment),
+ * cuts a torn tail and removes what follows it (which holds nothing valid). */
+const scanLocal = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive) =>
+  Effect.gen(function* () {
+    const segmentBytes = config.walSegmentBytes
     const segments: Array<number> = []
     for (const path of yield* disk.list("wal")) {
       const key = KeyLayout.parseKey({ prefix: "" }, path)
-      if (Option.isSome(key) && key.value._tag === "Wal") segments.push(key.value.segment)
+      if (Option.isSome(key) && key.value._tag === "Wal" && key.value.epoch === undefined) segments.push(key.value.segment)
       else yield* Effect.logWarning(`WAL: ignoring a foreign file in the local wal directory: ${path}`)
     }
     segments.sort((left, right) => left - right)
     const found: Array<LocalSegment> = []
-    let stopped = false
-    for (const segment of segments) {
-      const path = localSegmentPath(segment)
+    for (let index = 0; index < segments.length; index++) {
+      const segment = segments[index] ?? 0
       const previous = found[found.length - 1]
-      if (stopped) {
-        yield* Effect.logWarning(`WAL: removing segment ${segment}, which follows the end of the valid log`)
-        yield* disk.remove(path)
-        continue
-      }
       if (previous !== undefined && previous.segment + 1 !== segment) {
         return yield* new WalGap({
           fromLsn: Wal.segmentEnd(previous.segment, segmentBytes),
@@ -375,14 +461,16 @@ const scanLocal = (disk: LocalDiskService, segmentBytes: number) =>
           detail: `the local wal directory lacks the segments between ${previous.segment} and ${segment}`
         })
       }
-      const bytes = Option.getOrElse(yield* disk.readAll(path), () => new Uint8Array(0))
-      const scan = Wal.scanSegment(bytes, segment, segmentBytes)
-      if (scan.stop === "Invalid") {
-        yield* Effect.logWarning(`WAL: segment ${segment} is cut at byte ${scan.validBytes}: ${scan.problem ?? "invalid frame"}`)
-        yield* disk.writeAtomic(path, bytes.slice(0, scan.validBytes))
+      const later = segments.slice(index + 1)
+      const { bytes, scan } = yield* examineSegment(disk, store, config, archive, segment, later)
+      found.push({ segment, sizeBytes: bytes.length, sealed: scan.stop === "Sealed" })
+      if (scan.stop !== "Sealed") {
+        for (const after of later) {
+          yield* Effect.logWarning(`WAL: removing segment ${after}, which follows the end of the valid log and holds no valid frame`)
+          yield* disk.remove(localSegmentPath(after))
+        }
+        break
       }
-      found.push({ segment, sizeBytes: scan.stop === "Invalid" ? scan.validBytes : bytes.length, sealed: scan.stop === "Sealed" })
-      stopped = scan.stop !== "Sealed"
     }
     return found
   })
@@ -393,47 +481,47 @@ const adoptBucket = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   local: ReadonlyArray<LocalSegment>,
-  last: number
+  last: Wal.ArchivedCopy
 ) =>
   Effect.gen(function* () {
     const segmentBytes = config.walSegmentBytes
-    yield* Effect.logWarning(`WAL: the bucket's log (through segment ${last}) is ahead of the local one: continuing from the bucket's end`)
+    yield* Effect.logWarning(`WAL: the bucket's log (through segment ${last.segment}) is ahead of the local one: continuing from the bucket's end`)
     for (const segment of local) yield* disk.remove(localSegmentPath(segment.segment))
-    const key = KeyLayout.walKey(keyLayout(config), segmentNumber(last))
-    const bytes = yield* store.get(key).pipe(withRequestPolicy(config, "get", key))
-    const scan = Wal.scanSegment(bytes, last, segmentBytes)
-    if (scan.stop === "Invalid") return yield* new CorruptObject({ key, detail: scan.problem ?? "an invalid frame" })
+    const bytes = yield* store.get(last.key).pipe(withRequestPolicy(config, "get", last.key))
+    const scan = Wal.scanSegment(bytes, last.segment, segmentBytes)
+    if (scan.stop === "Invalid") return yield* new CorruptObject({ key: last.key, detail: scan.problem ?? "an invalid frame" })
     const kept = bytes.slice(0, scan.stop === "Sealed" ? bytes.length : scan.validBytes)
-    yield* disk.writeAtomic(localSegmentPath(last), kept)
+    yield* disk.writeAtomic(localSegmentPath(last.segment), kept)
     const endLsn = Wal.scanEndLsn(scan, segmentBytes)
     return {
       endLsn,
-      local: [{ segment: last, sizeBytes: kept.length, sealed: scan.stop === "Sealed" }],
+      local: [{ segment: last.segment, sizeBytes: kept.length, sealed: scan.stop === "Sealed" }],
       progress: Wal.initialProgress(endLsn),
       pendingFull: [],
-      localLowest: last
+      localLowest: last.segment
     } satisfies Recovered
   })
 
-const recover = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue) =>
+const recover = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive) =>
   Effect.gen(function* () {
     const segmentBytes = config.walSegmentBytes
-    const local = yield* scanLocal(disk, segmentBytes)
-    const archived = yield* listArchived(store, config)
+    const local = yield* scanLocal(disk, store, config, archive)
+    const archived = archive.lineage
     const bucketLast = largest(archived.keys())
+    const lastCopy = bucketLast === undefined ? undefined : archived.get(bucketLast)
     const localLast = local[local.length - 1]
     const behind =
-      bucketLast !== undefined &&
+      lastCopy !== undefined &&
       (localLast === undefined ||
-        localLast.segment < bucketLast ||
-        (localLast.segment === bucketLast && !localLast.sealed && localLast.sizeBytes < (archived.get(bucketLast) ?? 0)))
-    if (behind && bucketLast !== undefined) return yield* adoptBucket(disk, store, config, local, bucketLast)
+        localLast.segment < lastCopy.segment ||
+        (localLast.segment === lastCopy.segment && !localLast.sealed && localLast.sizeBytes < lastCopy.sizeBytes))
+    if (behind && lastCopy !== undefined) return yield* adoptBucket(disk, store, config, local, lastCopy)
     // Local segments below the lowest present one were removed, which they are only once archived.
     const first = local[0]
     let progress = Wal.initialProgress(first === undefined ? 0 : Wal.segmentStart(first.segment, segmentBytes))
     const pendingFull: Array<number> = []
     for (const segment of local) {
-      const bucketBytes = archived.get(segment.segment)
+      const bucketBytes = archived.get(segment.segment)?.sizeBytes
       if (segment.sealed && bucketBytes === segment.sizeBytes) {
         progress = Wal.markArchived(progress, segment.segment, Wal.segmentEnd(segment.segment, segmentBytes), segmentBytes)
         continue
@@ -443,6 +531,15 @@ const recover = (disk: LocalDiskService, store: ObjectStoreService, config: Stor
       }
       if (segment.sealed) pendingFull.push(segment.segment)
     }
+    // A new epoch archives its own copy of every sealed segment past the contiguous archive, so its
+    // history has no older epoch's copy after one of its own (Wal.archivedLineage).
+    if (!archive.ownCopies) {
+      for (const segment of local) {
+        if (segment.sealed && Wal.segmentEnd(segment.segment, segmentBytes) > progress.through && !pendingFull.includes(segment.segment)) {
+          pendingFull.push(segment.segment)
+        }
+      }
+    }
     for (const segment of local) yield* disk.sync(localSegmentPath(segment.segment))
     const endLsn =
       localLast === undefined
@@ -451,6 +548,33 @@ const recover = (disk: LocalDiskService, store: ObjectStoreService, config: Stor
           ? Wal.segmentEnd(localLast.segment, segmentBytes)
           : Wal.segmentStart(localLast.segment, segmentBytes) + localLast.sizeBytes
     return { endLsn, local, progress, pendingFull, localLowest: first?.segment ?? Wal.segmentOf(endLsn, segmentBytes) } satisfies Recovered
+  })
+
+/**
+ * A writer of a new epoch first uploads the segment where its history begins (its log's end at the
+ * open, with the bytes below it: its predecessor's history as it adopted it), before any other: from
+ * that segment on, a restore takes no older epoch's copy (Wal.archivedLineage), so a stale writer's
+ * later uploads never enter this history. Nothing to do for an epoch with copies already, or for a
+ * log that has no predecessor (empty, and nothing archived or to replay).
+ */
+const archiveEpochStart = (
+  disk: LocalDiskService,
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  archive: Archive,
+  recovered: Recovered,
+  writer: { readonly key: (segment: number) => string; readonly fence: Effect.Effect<void, Fenced> | undefined; readonly replayFromLsn: number }
+): Effect.Effect<Recovered, Fenced | ObjectStoreError | LocalIoError> =>
+  Effect.gen(function* () {
+    const segmentBytes = config.walSegmentBytes
+    if (archive.ownCopies || (archive.lineage.size === 0 && recovered.endLsn === 0 && writer.replayFromLsn === 0)) return recovered
+    const segment = Wal.segmentOf(recovered.endLsn, segmentBytes)
+    const bytes = (yield* readLocalBytes(disk, segment)).slice(0, recovered.endLsn - Wal.segmentStart(segment, segmentBytes))
+    const key = writer.key(segment)
+    if (writer.fence !== undefined) yield* writer.fence
+    yield* store.put(key, bytes).pipe(withRequestPolicy(config, "put", key))
+    yield* Effect.logInfo(`WAL: this epoch's history begins at position ${recovered.endLsn} (${key})`)
+    return { ...recovered, progress: Wal.markArchived(recovered.progress, segment, recovered.endLsn, segmentBytes) }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -539,9 +663,16 @@ export const make: Effect.Effect<
   const startup = yield* Effect.serviceOption(WalStartup)
   const segmentBytes = config.walSegmentBytes
   const layout = keyLayout(config)
-  const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment))
+  const ownEpoch = Option.match(startup, { onNone: () => 0, onSome: (value) => value.epoch })
+  const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment), toEpoch(ownEpoch))
 
-  const recovered = yield* recover(disk, store, config)
+  const archive = yield* listArchived(store, config, ownEpoch)
+  const opened = yield* recover(disk, store, config, archive)
+  const recovered = yield* archiveEpochStart(disk, store, config, archive, opened, {
+    key: bucketKey,
+    fence: Option.getOrUndefined(Option.map(fence, (value) => value.check)),
+    replayFromLsn: Option.match(startup, { onNone: () => 0, onSome: (value) => value.replayFromLsn })
+  })
   const counters: Counters = {
     appendedRecords: 0,
     appendedBytes: 0,
@@ -878,9 +1009,13 @@ export const make: Effect.Effect<
     const name = localSegmentPath(segment)
     return Effect.map(disk.readAll(name), (found) => ({ bytes: Option.getOrElse(found, () => new Uint8Array(0)), source: "local", name }))
   }
-  const readBucket = (segment: number): Effect.Effect<SegmentBytes, ObjectStoreError> => {
-    const name = bucketKey(segment)
-    return Effect.map(store.get(name).pipe(withRequestPolicy(config, "get", name)), (bytes) => ({ bytes, source: "bucket", name }))
+  const readBucket = (lineage: ReadonlyMap<number, Wal.ArchivedCopy>) => (segment: number): Effect.Effect<SegmentBytes, ObjectStoreError | WalGap> => {
+    const copy = lineage.get(segment)
+    if (copy === undefined) {
+      const detail = `segment ${segment} has no archived copy in this epoch's history`
+      return Effect.fail(new WalGap({ fromLsn: Wal.segmentStart(segment, segmentBytes), toLsn: Wal.segmentEnd(segment, segmentBytes), detail }))
+    }
+    return Effect.map(store.get(copy.key).pipe(withRequestPolicy(config, "get", copy.key)), (bytes) => ({ bytes, source: "bucket", name: copy.key }))
   }
 
   const localSegments = Effect.gen(function* () {
@@ -894,10 +1029,10 @@ export const make: Effect.Effect<
 
   const replayArchived = <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
     Effect.gen(function* () {
-      const archived = yield* listArchived(store, config)
+      const archived = (yield* listArchived(store, config, ownEpoch)).lineage
       const last = largest(archived.keys())
       const range = yield* rangeOf(new Set(archived.keys()), fromLsn, last, segmentBytes)
-      return yield* applySegments(segmentBytes, fromLsn, range, readBucket, apply)
+      return yield* applySegments(segmentBytes, fromLsn, range, readBucket(archived), apply)
     })
 
   const replayLocal = <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
@@ -912,7 +1047,7 @@ export const make: Effect.Effect<
     Effect.gen(function* () {
       yield* Ref.set(replayedRef, fromLsn)
       const present = yield* localSegments
-      const archived = yield* listArchived(store, config)
+      const archived = (yield* listArchived(store, config, ownEpoch)).lineage
       const endLsn = (yield* Ref.get(logRef)).endLsn
       const available = new Set([...present, ...archived.keys()])
       const last = largest(available)
@@ -920,7 +1055,7 @@ export const make: Effect.Effect<
       // A checkpoint during replay may cover a record only once it is applied.
       const applyThenMark: ApplyRecord<E, R> = (at, bytes) =>
         Effect.zipRight(apply(at, bytes), Ref.set(replayedRef, at + Wal.headerBytes + bytes.length))
-      const summary = yield* applySegments(segmentBytes, fromLsn, range, (segment) => (present.has(segment) ? readLocal(segment) : readBucket(segment)), applyThenMark)
+      const summary = yield* applySegments(segmentBytes, fromLsn, range, (segment) => (present.has(segment) ? readLocal(segment) : readBucket(archived)(segment)), applyThenMark)
       if (fromLsn > endLsn) yield* advanceTo(fromLsn)
       yield* Ref.set(replayedRef, undefined)
       return summary

@@ -16,6 +16,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as v8 from "node:v8"
 import { type Deferred, Effect, Either, Layer, Option, Ref } from "effect"
+import { type ConditionalCreateDialect, validateBucketName } from "../domain/S3Compat.js"
 import * as FaultyObjectStore from "../layers/FaultyObjectStore.js"
 import * as FileObjectStore from "../layers/FileObjectStore.js"
 import * as FileSystemDisk from "../layers/FileSystemDisk.js"
@@ -41,6 +42,10 @@ export interface StoreOptions {
   readonly prefix: string
   readonly region: string
   readonly pathStyle: boolean
+  /** How the S3 store asks for create-if-absent (default "if-none-match"). */
+  readonly conditionalCreate?: ConditionalCreateDialect
+  /** Skip the S3 store's start-up check that create-if-absent has exactly one winner. */
+  readonly skipConformanceCheck?: boolean
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -49,7 +54,16 @@ export interface StoreOptions {
 
 type StoreChoice =
   | { readonly _tag: "File"; readonly root: string }
-  | { readonly _tag: "S3"; readonly bucket: string; readonly endpoint: string | undefined; readonly region: string; readonly forcePathStyle: boolean }
+  | {
+    readonly _tag: "S3"
+    readonly bucket: string
+    readonly endpoint: string | undefined
+    readonly region: string
+    readonly forcePathStyle: boolean
+    readonly conditionalCreate: ConditionalCreateDialect
+    readonly checkConditionalCreate: boolean
+    readonly scratchPrefix: string
+  }
 
 const s3RequestTimeoutMs = StorageConfig.defaults.requestTimeoutMs
 
@@ -62,7 +76,18 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
     if (storeDir !== undefined) return Either.left(new UsageError("--store-dir cannot be combined with --endpoint/--bucket: choose the filesystem store or S3"))
     if (bucket === undefined || bucket.trim() === "") return Either.left(new UsageError("--endpoint needs --bucket <name>"))
     if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return Either.left(new UsageError(`--endpoint ${JSON.stringify(endpoint)} is not an http(s) URL`))
-    return Either.right({ _tag: "S3", bucket, endpoint, region: options.region, forcePathStyle: options.pathStyle })
+    const validBucket = validateBucketName(bucket)
+    if (Either.isLeft(validBucket)) return Either.left(new UsageError(`--bucket ${validBucket.left}`))
+    return Either.right({
+      _tag: "S3",
+      bucket,
+      endpoint,
+      region: options.region,
+      forcePathStyle: options.pathStyle,
+      conditionalCreate: options.conditionalCreate ?? "if-none-match",
+      checkConditionalCreate: options.skipConformanceCheck !== true,
+      scratchPrefix: options.prefix
+    })
   }
   const root = storeDir ?? defaultRoot
   if (root === undefined) return Either.left(new UsageError("name the bucket: --store-dir <directory>, or --endpoint <url> --bucket <name>"))
@@ -85,7 +110,11 @@ const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false): Lay
           ...(choice.endpoint === undefined ? {} : { endpoint: choice.endpoint }),
           region: choice.region,
           forcePathStyle: choice.forcePathStyle,
-          requestTimeoutMs: s3RequestTimeoutMs
+          requestTimeoutMs: s3RequestTimeoutMs,
+          conditionalCreate: choice.conditionalCreate,
+          // A read-only command writes nothing, not even the conformance check's scratch key.
+          checkConditionalCreate: choice.checkConditionalCreate && !readOnly,
+          scratchPrefix: choice.scratchPrefix
         })
       )
     )
@@ -200,7 +229,7 @@ export type RunArgs = StoreOptions & {
  * Sizes whose bookkeeping would take more than half of `heapLimitBytes` are refused here, before
  * anything is written, instead of the process dying of heap exhaustion later.
  */
-export const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
+const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
   if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError(`--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes`))
   const pagesPerFile = args.fileSize / Page.pageBytes
   const bookkeepingBytes = Workload.bookkeepingBytes({ files: args.files, pagesPerFile })

@@ -15,7 +15,8 @@
  *   phase open | phase replay (first replayed record) | phase opened <json> | verify <json> |
  *   phase writing | phase archive <segment> (a segment filled: its upload starts with this commit) |
  *   phase checkpoint | phase checkpoint-done <outcome> | phase shutdown |
- *   shutdown <json> | fenced | open-failed <tag> <message> | done
+ *   phase holding (--hold: the inserts are done; no shutdown) | shutdown <json> | fenced |
+ *   open-failed <tag> <message> | done
  */
 import * as fs from "node:fs"
 import { Cause, Effect, Either, Layer, Logger, LogLevel, Option, Ref } from "effect"
@@ -55,7 +56,8 @@ const args = {
   segmentBytes: Number(option("segment-bytes", "4096")),
   seqStart: Number(option("seq-start", "0")),
   takeOver: flag("take-over"),
-  restore: flag("restore")
+  restore: flag("restore"),
+  hold: flag("hold") // after the inserts, wait to be killed instead of shutting down
 }
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`)
@@ -159,6 +161,10 @@ const program = Effect.gen(function* () {
   say("phase writing")
   yield* Effect.raceFirst(Effect.forEach(Array.from({ length: args.writers }), () => writer, { concurrency: "unbounded", discard: true }), checkpoints)
   yield* Ref.set(stopped, true)
+  if (args.hold) {
+    say("phase holding")
+    return yield* Effect.never
+  }
   say("phase shutdown")
   const report = yield* storage.shutdown
   say(`shutdown ${JSON.stringify({ finalCheckpoint: report.finalCheckpoint, wal: report.wal, lock: report.lock, metDeadline: report.metDeadline })}`)

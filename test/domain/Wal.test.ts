@@ -202,4 +202,63 @@ describe("Wal", () => {
     assert.strictEqual(progress.through, Wal.segmentEnd(2, segmentBytes))
     assert.strictEqual(progress.done.size, 0)
   })
+
+  it("validFrameAfter finds the next valid frame after damage, and nothing after a torn tail (property)", () => {
+    FastCheck.assert(
+      FastCheck.property(FastCheck.array(payloadArb, { minLength: 2, maxLength: 12 }), FastCheck.nat(), (payloads, pick) => {
+        const { files, lsns } = buildLog(payloads)
+        const first = files.get(0)
+        if (first === undefined) return
+        const inFirst = lsns.filter((at) => at < segmentBytes)
+        if (inFirst.length < 2) return
+        // Damage the payload or header of a record that has another one after it in segment 0.
+        const victim = pick % (inFirst.length - 1)
+        const damagedAt = inFirst[victim] ?? 0
+        const bytes = first.slice()
+        bytes[damagedAt + 9] = (bytes[damagedAt + 9] ?? 0) ^ 0x01 // a checksum byte
+        const scan = Wal.scanSegment(bytes, 0, segmentBytes)
+        assert.strictEqual(scan.stop, "Invalid")
+        assert.strictEqual(scan.validBytes, damagedAt)
+        assert.strictEqual(Wal.validFrameAfter(bytes, 0, segmentBytes, scan.validBytes + 1), inFirst[victim + 1])
+        // A torn tail: cut inside the last record of segment 0; nothing valid follows.
+        const lastAt = inFirst[inFirst.length - 1] ?? 0
+        const torn = first.slice(0, lastAt + Wal.headerBytes - 1)
+        const tornScan = Wal.scanSegment(torn, 0, segmentBytes)
+        assert.strictEqual(Wal.validFrameAfter(torn, 0, segmentBytes, tornScan.validBytes + 1), undefined)
+        // A frame is valid only where it was written: segment 0's bytes read as segment 1 hold none.
+        assert.strictEqual(Wal.validFrameAfter(first, 1, segmentBytes, 0), undefined)
+      }),
+      { numRuns: 200 }
+    )
+  })
+
+  it("archivedLineage: the newest copy per segment, never an older epoch after a newer one, never one above the reader's", () => {
+    const copy = (segment: number, epoch: number) => ({ segment, epoch, key: `${segment}-${epoch}`, sizeBytes: 1 })
+    const lineage = (copies: ReadonlyArray<ReturnType<typeof copy>>, epochMax: number) =>
+      Array.from(Wal.archivedLineage(copies, epochMax).values()).map((chosen) => chosen.key)
+    // A (1) archived 0-3; B (2) began in segment 2; A, stale, went on into 3 and 4.
+    const copies = [copy(0, 1), copy(1, 1), copy(2, 1), copy(2, 2), copy(3, 1), copy(4, 1)]
+    assert.deepStrictEqual(lineage(copies, 2), ["0-1", "1-1", "2-2"])
+    assert.deepStrictEqual(lineage([...copies, copy(3, 2)], 2), ["0-1", "1-1", "2-2", "3-2"])
+    // The reader of epoch 1 (A itself) reads its own history; copies of a newer epoch are not in it.
+    assert.deepStrictEqual(lineage(copies, 1), ["0-1", "1-1", "2-1", "3-1", "4-1"])
+    // Keys without an epoch are older than every epoch.
+    assert.deepStrictEqual(lineage([copy(0, Wal.epochUnknown), copy(1, Wal.epochUnknown), copy(1, 3), copy(2, Wal.epochUnknown)], 5), ["0--1", "1-3"])
+    // Along the chosen copies, epochs never decrease (property).
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.array(FastCheck.record({ segment: FastCheck.integer({ min: 0, max: 8 }), epoch: FastCheck.integer({ min: -1, max: 5 }) }), { maxLength: 30 }),
+        FastCheck.integer({ min: 0, max: 5 }),
+        (raw, epochMax) => {
+          const chosen = Array.from(Wal.archivedLineage(raw.map((r) => copy(r.segment, r.epoch)), epochMax).values())
+          for (let index = 1; index < chosen.length; index++) {
+            assert.isAtLeast(chosen[index]?.epoch ?? 0, chosen[index - 1]?.epoch ?? 0)
+            assert.isAbove(chosen[index]?.segment ?? 0, chosen[index - 1]?.segment ?? 0)
+          }
+          for (const picked of chosen) assert.isAtMost(picked.epoch, epochMax)
+        }
+      ),
+      { numRuns: 200 }
+    )
+  })
 })

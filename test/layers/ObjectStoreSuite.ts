@@ -31,6 +31,8 @@ export interface SuiteOptions {
    * and that test is about listing (PUT is covered by the other tests).
    */
   readonly seedObjects?: (objects: ReadonlyArray<readonly [string, Uint8Array]>) => Effect.Effect<void>
+  /** Put before every key (default none): a bucket that outlives the run needs one unique to it. */
+  readonly keyPrefix?: string
 }
 
 const encoder = new TextEncoder()
@@ -54,14 +56,14 @@ const listKeys = (prefix: string) =>
   Effect.flatMap(ObjectStore, (store) => Effect.map(Stream.runCollect(store.list(prefix)), (infos) => Chunk.toReadonlyArray(infos)))
 
 let prefixCounter = 0
-/** A key prefix no other test of this run uses. */
-const freshPrefix = (label: string): string => {
-  prefixCounter += 1
-  return `suite-${prefixCounter}-${label}/`
-}
 
 /** Registers the contract tests for one backend. */
 export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, options: SuiteOptions = {}): void => {
+  /** A key prefix no other test of this run uses. */
+  const freshPrefix = (label: string): string => {
+    prefixCounter += 1
+    return `${options.keyPrefix ?? ""}suite-${prefixCounter}-${label}/`
+  }
   describe(`${name} (ObjectStore contract)`, () => {
     const runtime = ManagedRuntime.make(storeLayer)
     beforeAll(() => runtime.runtime(), 60_000)

@@ -19,7 +19,6 @@ import * as H from "../support/StorageHarness.js"
 const fileA = Ids.fileId("db/a")
 const layout = KeyLayout.make("")
 const lockKey = KeyLayout.lockKey(layout)
-const walKey0 = KeyLayout.walKey(layout, Ids.segmentNumber(0))
 const encoder = new TextEncoder()
 
 const lockIn = (bucket: H.Bucket) =>
@@ -48,8 +47,9 @@ describe("Storage: a writer taken over while it runs", () => {
           // No renewal during the test: only the archive's own check can see the take-over.
           const a = (yield* H.open(bucket, yield* H.makeDisk, { lockRenewIntervalMs: 60_000, lockLeaseMs: 180_000 })).storage
           for (let index = 0; index < 5; index++) yield* insert(a, `a${index}`)
-          yield* H.withStorage(bucket, yield* H.makeDisk, (b) => insert(b, "b0"), { takeOver: true })
+          const ownersEpoch = yield* H.withStorage(bucket, yield* H.makeDisk, (b) => Effect.as(insert(b, "b0"), b.epoch), { takeOver: true })
           assert.isUndefined(yield* lockIn(bucket), "the new owner shut down cleanly")
+          const walKey0 = KeyLayout.walKey(layout, Ids.segmentNumber(0), Ids.epoch(ownersEpoch))
           const ownersWal = yield* bucket.inspect.read(walKey0)
           assert.isTrue(Option.isSome(ownersWal))
           const report = yield* a.shutdown

@@ -36,10 +36,11 @@ const readAll = (storage: Storage.StorageService) =>
 
 /**
  * A writer that checkpoints once (records 0-99), then logs the rest with every checkpoint failing
- * (a bucket that refuses them, e.g. full), and stops uncleanly: its part files revert to what a
- * checkpoint holds, so only the WAL has records 100 and after.
+ * (a bucket that refuses them; `full`: one that refuses every write, WAL uploads included, as a
+ * full disk does), and stops uncleanly: its part files revert to what a checkpoint holds, so only
+ * the WAL has records 100 and after. The bucket is healed (freed) before the restart.
  */
-const writeThenCrash = (bucket: H.Bucket, disk: H.Disk) =>
+const writeThenCrash = (bucket: H.Bucket, disk: H.Disk, full = false) =>
   H.withStorage(bucket, disk, (storage) =>
     Effect.gen(function* () {
       for (let index = 0; index < recordCount; index++) {
@@ -48,7 +49,7 @@ const writeThenCrash = (bucket: H.Bucket, disk: H.Disk) =>
         if (index === 99) {
           yield* storage.commit
           yield* storage.checkpoint
-          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          yield* bucket.faults.failPermanently(full ? { operations: ["put"] } : { operations: ["put"], keyPrefix: "checkpoints/" })
         }
       }
       yield* storage.commit
@@ -87,11 +88,11 @@ describe("Storage: a checkpoint during start-up replay", () => {
       assert.strictEqual(wrong.length, 0, `records lost: ${wrong.length}, the first ${wrong.slice(0, 3).join(", ")}`)
     }))
 
-  it.live("a periodic checkpoint during a slow replay does the same", () =>
+  it.live("a periodic checkpoint during a slow replay does the same, after a bucket that was full and is freed", () =>
     Effect.gen(function* () {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
-      yield* writeThenCrash(bucket, disk)
+      yield* writeThenCrash(bucket, disk, true)
       let replayed = 0
       let checkpointsSeen = 0
       const crashed = yield* Effect.exit(
@@ -121,5 +122,99 @@ describe("Storage: a checkpoint during start-up replay", () => {
         replay: (record, storage) => applyRecord(storage, indexOf(record.bytes))
       })
       assert.strictEqual(wrong.length, 0, `records lost: ${wrong.length}, the first ${wrong.slice(0, 3).join(", ")}`)
+    }))
+})
+
+/** Record "<writer>:<page>": page <page> holds the writer's pattern for it. */
+const writerSeed = { a: 1, b: 1000, c: 2000 } as const
+type Writer = keyof typeof writerSeed
+const taggedRecord = (writer: Writer, page: number): Uint8Array => encoder.encode(`${writer}:${page}`.padStart(100, " "))
+const applyTagged = (storage: Storage.StorageService, bytes: Uint8Array) => {
+  const [writer, page] = decoder.decode(bytes).trim().split(":")
+  const index = Number(page)
+  return storage.write(fileA, index * pageBytes, H.pattern(writerSeed[writer as Writer] + index, pageBytes))
+}
+const insert = (storage: Storage.StorageService, writer: Writer, page: number) =>
+  Effect.zipRight(storage.write(fileA, page * pageBytes, H.pattern(writerSeed[writer] + page, pageBytes)), storage.append(taggedRecord(writer, page)))
+
+describe("Storage: archived WAL after a take-over", () => {
+  it.live("a stale writer's WAL uploads after the new owner's clean shutdown never reach a restore", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const pages = 50
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          for (let page = 0; page < pages; page++) yield* insert(a, "a", page)
+          yield* a.commit
+          yield* a.checkpoint
+          // B takes over while A still runs, rewrites every page, and shuts down cleanly (the lock goes).
+          yield* H.withStorage(
+            bucket,
+            yield* H.makeDisk,
+            (b) =>
+              Effect.gen(function* () {
+                for (let page = 0; page < pages; page++) yield* insert(b, "b", page)
+                yield* b.commit
+              }),
+            { takeOver: true },
+            { replay: (record, storage) => applyTagged(storage, record.bytes) }
+          )
+          // A goes on (if it is let): records over several segments, then its WAL archives what it has.
+          yield* Effect.either(
+            Effect.gen(function* () {
+              for (let round = 0; round < 8; round++) for (let page = 0; page < pages; page++) yield* insert(a, "c", page)
+              yield* a.commit
+            })
+          )
+          yield* a.shutdown
+        })
+      )
+      // A restore from the bucket alone has B's pages.
+      const wrong = yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) =>
+          Effect.gen(function* () {
+            const found: Array<number> = []
+            for (let page = 0; page < pages; page++) {
+              const bytes = yield* storage.read(fileA, page * pageBytes, pageBytes)
+              if (!H.pattern(writerSeed.b + page, pageBytes).every((byte, at) => bytes[at] === byte)) found.push(page)
+            }
+            return found
+          }),
+        {},
+        { replay: (record, storage) => applyTagged(storage, record.bytes) }
+      )
+      assert.strictEqual(wrong.length, 0, `pages not as the new owner left them: ${wrong.length} of ${pages}`)
+    }))
+})
+
+describe("Storage: a restore with another WAL segment size", () => {
+  it.live("fails with WalSegmentSizeMismatch naming both sizes, before anything is written", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          for (let index = 0; index < 300; index++) {
+            yield* applyRecord(storage, index % 100)
+            yield* storage.append(recordOf(index % 100))
+          }
+          yield* storage.commit
+          yield* storage.checkpoint
+        }))
+      const segmentBytes = H.testConfig.walSegmentBytes ?? 16 * 1024
+      const keysBefore = yield* bucket.inspect.keys
+      const disk = yield* H.makeDisk
+      const refused = yield* Effect.flip(H.withStorage(bucket, disk, () => Effect.void, { walSegmentBytes: segmentBytes / 2 }))
+      assert.strictEqual(refused._tag, "WalSegmentSizeMismatch", refused.message)
+      if (refused._tag === "WalSegmentSizeMismatch") {
+        assert.strictEqual(refused.bucketSegmentBytes, segmentBytes)
+        assert.strictEqual(refused.configuredSegmentBytes, segmentBytes / 2)
+        assert.include(refused.message, String(segmentBytes))
+        assert.include(refused.message, String(segmentBytes / 2))
+      }
+      assert.deepStrictEqual(yield* bucket.inspect.keys, keysBefore, "nothing was written to the bucket")
+      assert.deepStrictEqual(yield* disk.disk.list(""), [], "nor to the directory")
     }))
 })

@@ -71,6 +71,21 @@ describe("BucketLock: generations and the lease", () => {
 })
 
 describe("BucketLock: the sticky fence", () => {
+  it.scoped("a renewal that cannot read the lock does not rewrite it: a newer holder's lock stays", () =>
+    Effect.gen(function* () {
+      const { bucket, faults, store } = yield* setup
+      const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
+      // A take-over this holder cannot see: its reads of the lock fail.
+      const newer = Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(2), acquiredAtMs: 0, generation: "g-b" })
+      yield* bucket.write(lockKey, newer)
+      yield* faults.failPermanently({ operations: ["get"], keyPrefix: lockKey })
+      yield* held.renew
+      assert.strictEqual((yield* lockIn(bucket))?.instanceId, "i-newer", "the renewal took the bucket back from its new holder")
+      assert.isTrue(Option.isNone(yield* held.fenced), "nothing was read, so nothing is known yet")
+      yield* faults.heal
+      assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
+    }))
+
   it.scoped("a missing lock is not ours: a running holder whose lock is deleted under it is fenced", () =>
     Effect.gen(function* () {
       const { bucket, store } = yield* setup

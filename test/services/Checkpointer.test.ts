@@ -7,10 +7,11 @@
  * `lostResponse`; a SIGKILL is modelled by cutting the instance off its disk and bucket, reverting
  * the disk's unsynced writes and dropping the instance (its shutdown can then change nothing).
  * Every acknowledged record (write, append, commit) is kept in a ledger outside the instance and
- * checked after every restart. `commitRootManifest` is also tested alone against a scripted bucket.
+ * checked after every restart. One case runs over S3 (s3rver), where the retry of the lost PUT gets
+ * a real 412. `commitRootManifest` is also tested alone against a scripted bucket (409 retries).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
+import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { LocalIoError, ObjectStoreUnavailable, PreconditionFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -18,12 +19,15 @@ import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import { commitRootManifest } from "../../src/internal/RootCommit.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Checkpointer from "../../src/services/Checkpointer.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as Loader from "../../src/services/Loader.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as S3TestServer from "../support/S3TestServer.js"
 import * as H from "../support/StorageHarness.js"
 
 const fileA = Ids.fileId("db/a")
@@ -69,7 +73,12 @@ const readControl = (disk: H.Disk) =>
     Option.isNone(bytes) ? Effect.dieMessage("no control file") : Either.getOrThrow(Either.map(Control.decodeControl("control.json", bytes.value), Effect.succeed)))
 
 /** An instance that can be SIGKILLed: its own view of the bucket and of the disk, both cut at the kill. */
-const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageConfig.StorageConfigValue> = {}) =>
+const openKillable = (
+  bucket: H.Bucket,
+  memory: H.Disk,
+  config: Partial<StorageConfig.StorageConfigValue> = {},
+  beforeControlWrite: Effect.Effect<void> = Effect.void
+) =>
   Effect.gen(function* () {
     let killed = false
     const guard = <A>(operation: string, path: string, effect: Effect.Effect<A, LocalIoError>) =>
@@ -81,7 +90,8 @@ const openKillable = (bucket: H.Bucket, memory: H.Disk, config: Partial<StorageC
       readAll: (path) => guard("readAll", path, inner.readAll(path)),
       readAllInto: (path, buffer) => guard("readAllInto", path, inner.readAllInto(path, buffer)),
       write: (path, offset, bytes) => guard("write", path, inner.write(path, offset, bytes)),
-      writeAtomic: (path, bytes) => guard("writeAtomic", path, inner.writeAtomic(path, bytes)),
+      writeAtomic: (path, bytes) =>
+        guard("writeAtomic", path, path === Loader.controlPath ? Effect.zipRight(beforeControlWrite, inner.writeAtomic(path, bytes)) : inner.writeAtomic(path, bytes)),
       sync: (path) => guard("sync", path, inner.sync(path)),
       remove: (path) => guard("remove", path, inner.remove(path)),
       size: (path) => guard("size", path, inner.size(path)),
@@ -203,6 +213,88 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3)
         assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 3)
       }))
+    }))
+})
+
+describe("Checkpointer over S3 (s3rver): a commit whose response was lost", () => {
+  it.live("gets 412 on its retry, reads its own manifest back and completes; the next start is in step", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const server = yield* S3TestServer.make()
+      const faults = yield* FaultyObjectStore.makeController({ seed: 9 })
+      const memory = yield* H.makeDisk
+      const config: Partial<StorageConfig.StorageConfigValue> = {
+        requestTimeoutMs: 5_000,
+        retryElapsedMaxMs: 10_000,
+        checkpointDeadlineMs: 20_000,
+        shutdownDeadlineMs: 20_000,
+        shutdownCheckpointDeadlineMs: 15_000,
+        drainDeadlineMs: 2_000
+      }
+      const s3 = S3ObjectStore.layer({
+        bucket: server.bucket,
+        endpoint: server.endpoint,
+        region: server.region,
+        forcePathStyle: true,
+        credentials: server.credentials,
+        requestTimeoutMs: 5_000
+      })
+      const layer = Storage.layer().pipe(
+        Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(s3))),
+        Layer.provide(MemoryDisk.layerOf(memory)),
+        Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
+      )
+      const report = yield* Effect.scoped(Effect.gen(function* () {
+        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        yield* storage.write(fileA, 0, H.pattern(8, 3000))
+        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
+        const checkpoint = yield* storage.checkpoint
+        assert.strictEqual((yield* faults.stats).injected.lostResponse, 1)
+        assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+        return checkpoint
+      }))
+      assert.strictEqual(report.outcome, "completed")
+      yield* Effect.scoped(Effect.gen(function* () {
+        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        assert.strictEqual(storage.opened.plan, "Reopen")
+        assert.deepStrictEqual(yield* storage.read(fileA, 0, 3000), H.pattern(8, 3000))
+      }))
+    })), 120_000)
+})
+
+describe("Checkpointer: the deadline of a committed checkpoint", () => {
+  it.live("the steps after the commit run to their end past the deadline, and the checkpoint reports completed", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const gate = yield* Ref.make<Option.Option<{ readonly entered: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> }>>(Option.none())
+      // While armed, the control file's rewrite waits for `release` (a slow disk).
+      const beforeControlWrite = Effect.flatMap(Ref.get(gate), Option.match({
+        onNone: () => Effect.void,
+        onSome: ({ entered, release }) => Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release))
+      }))
+      const ledger: Ledger = new Map()
+      const { context, kill, storage } = yield* openKillable(bucket, memory, {}, beforeControlWrite)
+      const checkpointer = Context.get(context, Checkpointer.Checkpointer)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint // warms the hasher up: the next one commits well within its deadline
+      for (let index = 10; index < 20; index++) yield* acknowledge(storage, ledger, index)
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      yield* Ref.set(gate, Option.some({ entered, release }))
+      const deadlineMs = 300
+      const running = yield* Effect.fork(checkpointer.checkpoint({ deadlineMs }))
+      const first = yield* Effect.raceFirst(Effect.as(Deferred.await(entered), "committed"), Effect.as(Fiber.await(running), "ended"))
+      assert.strictEqual(first, "committed", "the checkpoint reached the control file's rewrite")
+      // Committed, rewriting the control file: let the deadline pass, then let the disk answer.
+      yield* Effect.sleep(deadlineMs + 100)
+      yield* Deferred.succeed(release, undefined)
+      const report = yield* Fiber.join(running)
+      assert.strictEqual(report.outcome, "completed")
+      assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 2, "the control file was rewritten")
+      assert.strictEqual((yield* storage.stats).wal.coveredLsn, report.walPosition)
+      yield* Ref.set(gate, Option.none())
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
     }))
 })
 

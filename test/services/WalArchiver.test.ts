@@ -16,7 +16,9 @@ import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Sco
 import * as NodeFs from "node:fs"
 import * as NodePathApi from "node:path"
 import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
-import { type Lsn, lsn, TaskId } from "../../src/domain/Ids.js"
+import * as Ids from "../../src/domain/Ids.js"
+import { type Lsn, lsn, segmentNumber, TaskId } from "../../src/domain/Ids.js"
+import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type { Task } from "../../src/domain/Task.js"
 import * as Wal from "../../src/domain/Wal.js"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
@@ -131,11 +133,15 @@ const makeEnv = Effect.gen(function* () {
 })
 
 /** Opens an archiver in its own scope; closing the scope is the process dying (nothing is flushed). */
-const open = (env: Env, disk: LocalDiskService = env.disk) =>
+const open = (env: Env, disk: LocalDiskService = env.disk, startup?: { readonly epoch: number; readonly replayFromLsn?: number }) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const waits = yield* WaitRegistry.make
-    const wal = yield* WalArchiver.make.pipe(
+    const withStartup = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      startup === undefined
+        ? effect
+        : Effect.provideService(effect, WalArchiver.WalStartup, { epoch: startup.epoch, replayFromLsn: lsn(startup.replayFromLsn ?? 0) })
+    const wal = yield* withStartup(WalArchiver.make).pipe(
       Effect.provideService(StorageConfig.StorageConfig, config),
       Effect.provideService(LocalDisk, disk),
       Effect.provideService(TaskQueue, env.queue.service),
@@ -145,6 +151,9 @@ const open = (env: Env, disk: LocalDiskService = env.disk) =>
     )
     return { wal, kill: Scope.close(scope, Exit.void), waits }
   })
+
+/** The key of a segment archived by an archiver opened without a WalStartup (epoch 0). */
+const bucketKey = (segment: number, epoch = 0) => KeyLayout.walKey(KeyLayout.make("tier"), segmentNumber(segment), Ids.epoch(epoch))
 
 const record = (index: number, size = 100): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (index * 31 + i) % 251)
 
@@ -290,7 +299,7 @@ describe("WalArchiver", () => {
       assert.isAtLeast(fullSegments, 2)
       yield* archived(wal, Wal.segmentStart(fullSegments, segmentBytes))
       for (let segment = 0; segment < fullSegments; segment++) {
-        const inBucket = Option.getOrThrow(yield* env.bucket.read(`tier/wal/${WalArchiver.localSegmentPath(segment).slice(4)}`))
+        const inBucket = Option.getOrThrow(yield* env.bucket.read(bucketKey(segment)))
         assert.deepStrictEqual(inBucket, Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(segment))))
       }
       const tasks = yield* env.queue.enqueued
@@ -423,14 +432,14 @@ describe("WalArchiver", () => {
       const target = yield* wal.archivePartial
       assert.strictEqual(target, 5 * (Wal.headerBytes + 100))
       yield* archived(wal, target)
-      const partialCopy = Option.getOrThrow(yield* env.bucket.read("tier/wal/0000000000000000"))
+      const partialCopy = Option.getOrThrow(yield* env.bucket.read(bucketKey(0)))
       assert.strictEqual(partialCopy.length, target)
       const tasks = yield* env.queue.enqueued
       assert.isTrue(tasks.length === 1 && tasks[0]?._tag === "WriteWalSegment" && tasks[0].partial)
       while ((yield* wal.position) < segmentBytes) yield* wal.append(record(7))
       yield* wal.commit
       yield* archived(wal, segmentBytes)
-      const fullCopy = Option.getOrThrow(yield* env.bucket.read("tier/wal/0000000000000000"))
+      const fullCopy = Option.getOrThrow(yield* env.bucket.read(bucketKey(0)))
       assert.deepStrictEqual(fullCopy.slice(0, target), partialCopy)
       assert.strictEqual(Wal.scanSegment(fullCopy, 0, segmentBytes).stop, "Sealed")
     }))
@@ -508,7 +517,7 @@ describe("WalArchiver", () => {
       while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(5, 400))
       yield* wal.commit
       yield* archived(wal, 3 * segmentBytes)
-      yield* env.bucket.remove("tier/wal/0000000000000001")
+      yield* env.bucket.remove(bucketKey(1))
       const result = yield* Effect.either(collect(wal.replayArchived, 0))
       assert.isTrue(Either.isLeft(result) && result.left._tag === "WalGap")
       // From after the gap it is fine.
@@ -578,6 +587,104 @@ describe("WalArchiver", () => {
       const report = yield* Fiber.join(closing)
       assert.deepStrictEqual(report.localOnly, { fromLsn: 0, toLsn: report.endLsn })
       assert.isAtLeast((yield* wal.stats).uploadFailures, 1)
+    }))
+})
+
+describe("WalArchiver: epochs in archived keys, damage in the local log", () => {
+  it.effect("a stale writer cannot overwrite the new epoch's segments, and a restore never replays its records", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      // A (epoch 1) writes into segment 1 and archives it partially.
+      const a = yield* open(env, env.disk, { epoch: 1 })
+      yield* a.wal.advanceTo(lsn(0)) // start-up over: nothing to replay
+      for (let i = 0; i < 12; i++) yield* a.wal.append(record(i, 400))
+      yield* archived(a.wal, yield* a.wal.archivePartial)
+      // B (epoch 2) takes over on another disk: it continues from the bucket's end.
+      const diskB = (yield* MemoryDisk.make).disk
+      const b = yield* open(env, diskB, { epoch: 2 })
+      assert.strictEqual(yield* b.wal.position, 0, "start-up replay has not run: nothing is applied yet")
+      const fromA = yield* collect(b.wal.replay, 0)
+      assert.strictEqual(fromA.seen.length, 12)
+      const bStart = yield* b.wal.position
+      assert.strictEqual(bStart, yield* a.wal.position)
+      assert.isTrue(Option.isSome(yield* env.bucket.read(bucketKey(Wal.segmentOf(bStart, segmentBytes), 2))), "B recorded where its epoch starts")
+      for (let i = 0; i < 5; i++) yield* b.wal.append(record(100 + i, 400))
+      yield* archived(b.wal, yield* b.wal.archivePartial)
+      const bCopy = Option.getOrThrow(yield* env.bucket.read(bucketKey(1, 2)))
+      // A, stale, goes on: fills segments 1 and 2 and archives them, under its own epoch.
+      for (let i = 12; i < 40; i++) yield* a.wal.append(record(i, 400))
+      yield* archived(a.wal, yield* a.wal.archivePartial)
+      assert.deepStrictEqual(Option.getOrThrow(yield* env.bucket.read(bucketKey(1, 2))), bCopy, "B's copy is untouched")
+      assert.isTrue(Option.isSome(yield* env.bucket.read(bucketKey(2, 1))))
+      // A restore (epoch 3) reads B's history: A's first 12 records, then B's 5, nothing of A's later ones.
+      const c = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: 3 })
+      const restored = yield* collect(c.wal.replay, 0)
+      const expected = [...Array.from({ length: 12 }, (_, i) => record(i, 400)), ...Array.from({ length: 5 }, (_, i) => record(100 + i, 400))]
+      assert.deepStrictEqual(restored.seen.map(([, bytes]) => bytes), expected)
+      assert.strictEqual(yield* c.wal.position, yield* b.wal.position, "the restored log continues after B's last record")
+    }))
+
+  it.effect("segments archived under the older key form (no epoch) are still read back", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      while ((yield* first.wal.position) < 2 * segmentBytes + 100) yield* first.wal.append(record(6, 300))
+      yield* archived(first.wal, yield* first.wal.archivePartial)
+      const before = yield* collect(first.wal.replayArchived, 0)
+      // Rename every archived copy to the older form, as an older version of the tier wrote them.
+      for (const key of yield* env.bucket.keys) {
+        const parsed = KeyLayout.parseKey(KeyLayout.make("tier"), key)
+        if (Option.isNone(parsed) || parsed.value._tag !== "Wal") continue
+        yield* env.bucket.write(KeyLayout.walKey(KeyLayout.make("tier"), parsed.value.segment), Option.getOrThrow(yield* env.bucket.read(key)))
+        yield* env.bucket.remove(key)
+      }
+      const restored = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: 4 })
+      const after = yield* collect(restored.wal.replayArchived, 0)
+      assert.strictEqual(after.seen.length, before.seen.length)
+      assert.deepStrictEqual(after.seen, before.seen)
+    }))
+
+  /** A log of three segments (two sealed and archived), killed; the byte at `offset` of segment 1 flipped. */
+  const damagedLog = (env: Env, archive: "archived" | "not archived") =>
+    Effect.gen(function* () {
+      if (archive === "not archived") yield* env.queue.setManual(true)
+      const first = yield* open(env)
+      while ((yield* first.wal.position) < 2 * segmentBytes + 500) yield* first.wal.append(record(7, 300))
+      yield* first.wal.commit
+      if (archive === "archived") yield* archived(first.wal, 2 * segmentBytes)
+      const before = yield* collect(first.wal.replayLocal, 0)
+      yield* first.kill
+      const path = WalArchiver.localSegmentPath(1)
+      const bytes = Option.getOrThrow(yield* env.disk.readAll(path))
+      const offset = 3 * (Wal.headerBytes + 300) + Wal.headerBytes + 20
+      bytes[offset] = (bytes[offset] ?? 0) ^ 0x40
+      yield* env.disk.writeAtomic(path, bytes)
+      return { before, lsn: segmentBytes + 3 * (Wal.headerBytes + 300) }
+    })
+
+  it.effect("one flipped byte in the middle of the local log is refused at start-up, naming segment and position; nothing is cut or removed", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { lsn: damagedAt } = yield* damagedLog(env, "not archived")
+      const files = yield* env.disk.list("wal")
+      const sizes = yield* Effect.forEach(files, (file) => env.disk.size(file))
+      const refused = yield* Effect.flip(open(env))
+      assert.strictEqual(refused._tag, "WalCorrupt")
+      if (refused._tag === "WalCorrupt") {
+        assert.strictEqual(refused.segment, 1)
+        assert.strictEqual(refused.lsn, damagedAt)
+      }
+      assert.deepStrictEqual(yield* env.disk.list("wal"), files, "every segment is still there")
+      assert.deepStrictEqual(yield* Effect.forEach(files, (file) => env.disk.size(file)), sizes, "nothing is cut")
+    }))
+
+  it.effect("one flipped byte in the middle of the local log is repaired from the bucket's intact copy", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { before } = yield* damagedLog(env, "archived")
+      const reopened = yield* open(env)
+      const after = yield* collect(reopened.wal.replayLocal, 0)
+      assert.deepStrictEqual(after.seen, before.seen, "every record, the ones after the damage included")
     }))
 })
 

@@ -4,6 +4,12 @@
  * Effect scoped resource (`make`, `layer` with the `S3TestServer` tag, for `it.layer`) and from
  * vitest hooks (`start` → `stop`).
  *
+ * An external S3 server instead: when `S3_TEST_ENDPOINT` is set, `start` starts nothing and hands
+ * out that endpoint with `S3_TEST_BUCKET` (which must exist), `S3_TEST_REGION` (default us-east-1),
+ * `S3_TEST_ACCESS_KEY_ID` and `S3_TEST_SECRET_ACCESS_KEY` (scripts/rgw.sh prints these for a
+ * throwaway Ceph RGW). Its `shim` is undefined: a test of the s3rver harness itself is skipped
+ * there with `shimOnly`, which prints why.
+ *
  * s3rver differs from S3 in ways that would make tests check s3rver's semantics instead of S3's
  * (shared/reference/s3-test-server.md). A Koa middleware placed before s3rver's own, plus two
  * replaced store methods, give S3's behaviour back:
@@ -27,7 +33,7 @@
  * s3rver stores keys as paths and would silently alias them. s3rver checks the access key id
  * (unknown → 403 InvalidAccessKeyId) but not the V4 signature: a wrong secret is accepted.
  */
-import { createHash } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import type { IncomingMessage } from "node:http"
 import * as os from "node:os"
@@ -44,6 +50,12 @@ export interface S3TestServerInfo {
   readonly bucket: string
   readonly region: string
   readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string }
+  /** The s3rver harness; undefined when the server is external (`S3_TEST_ENDPOINT`). */
+  readonly shim: S3rverShim | undefined
+}
+
+/** What only the in-process s3rver and its harness offer. */
+export interface S3rverShim {
   /** Where s3rver stores the bucket (removed at stop). */
   readonly directory: string
   /** What the harness did, for assertions. */
@@ -75,9 +87,54 @@ export interface RunningS3TestServer {
 }
 
 export interface S3TestServerOptions {
-  /** Default "test-bucket" (s3rver wants at least 3 characters). */
+  /** Default "test-bucket" (s3rver wants at least 3 characters); an external server's bucket is `S3_TEST_BUCKET`. */
   readonly bucket?: string
+  /**
+   * Whether the harness decides `If-None-Match: *` puts (default true). False gives s3rver's own
+   * behaviour, a store that ignores the condition: every conditional put overwrites.
+   */
+  readonly conditionalPuts?: boolean
 }
+
+/** The external S3 server named by the environment, or undefined (then tests use s3rver). */
+export interface ExternalS3 {
+  readonly endpoint: string
+  readonly bucket: string
+  readonly region: string
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string }
+}
+
+const fromEnvironment = (): ExternalS3 | undefined => {
+  const endpoint = process.env["S3_TEST_ENDPOINT"]
+  if (endpoint === undefined || endpoint === "") return undefined
+  const required = (name: string): string => {
+    const value = process.env[name]
+    if (value === undefined || value === "") throw new Error(`S3_TEST_ENDPOINT is set, so ${name} must be set too`)
+    return value
+  }
+  return {
+    endpoint,
+    bucket: required("S3_TEST_BUCKET"),
+    region: process.env["S3_TEST_REGION"] || "us-east-1",
+    credentials: { accessKeyId: required("S3_TEST_ACCESS_KEY_ID"), secretAccessKey: required("S3_TEST_SECRET_ACCESS_KEY") }
+  }
+}
+
+/** The external server the tests run against, when the environment names one. */
+export const external: ExternalS3 | undefined = fromEnvironment()
+
+/**
+ * Whether a test of the s3rver harness itself must be skipped (the server is external); prints the
+ * test's name and the reason when it is. Use as `it.skipIf(shimOnly(name, reason))(name, …)`.
+ */
+export const shimOnly = (name: string, reason: string): boolean => {
+  if (external === undefined) return false
+  console.log(`skipped against ${external.endpoint}: "${name}": ${reason}`)
+  return true
+}
+
+/** A string unique to this test process, for key prefixes on a bucket that outlives the run. */
+export const runId: string = randomUUID().slice(0, 8)
 
 const objectSuffix = "._S3rver_object"
 const listPageKeysMax = 1000
@@ -273,7 +330,7 @@ interface MutableStats {
   verifiedContentSha256Puts: number
 }
 
-const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: () => void): S3rver.Middleware => {
+const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: () => void, conditionalPuts: boolean): S3rver.Middleware => {
   const withKeyLock = keyLocks()
   return async (context, next) => {
     const resource = target(context.path)
@@ -334,7 +391,7 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
     const stream = new PassThrough()
     stream.end(content)
     context.req = stream
-    const conditional = context.get("if-none-match").trim() === "*"
+    const conditional = conditionalPuts && context.get("if-none-match").trim() === "*"
     return withKeyLock(`${bucket}/${key}`, async () => {
       if (conditional && (await store.existsObject(bucket, key))) {
         stats.preconditionFailures += 1
@@ -346,8 +403,22 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
   }
 }
 
-/** Starts a server with one bucket (for vitest hooks; pair with `stop`). */
-export const start = async (options: S3TestServerOptions = {}): Promise<RunningS3TestServer> => {
+/** The external server as a running one: nothing to start or stop. */
+const useExternal = (server: ExternalS3): RunningS3TestServer => {
+  const url = new URL(server.endpoint)
+  const port = url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port)
+  return { info: { ...server, port, shim: undefined }, stop: () => Promise.resolve() }
+}
+
+/**
+ * Starts a server with one bucket (for vitest hooks; pair with `stop`): the external one when the
+ * environment names it (unless `s3rverOnly`), otherwise s3rver.
+ */
+export const start = (options: S3TestServerOptions & { readonly s3rverOnly?: boolean } = {}): Promise<RunningS3TestServer> =>
+  external !== undefined && options.s3rverOnly !== true ? Promise.resolve(useExternal(external)) : startS3rver(options)
+
+/** Starts s3rver with one bucket and the harness, whatever the environment says. */
+export const startS3rver = async (options: S3TestServerOptions = {}): Promise<RunningS3TestServer> => {
   const bucket = options.bucket ?? "test-bucket"
   const directory = await fsp.mkdtemp(path.join(os.tmpdir(), "s3rver-"))
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, vhostBuckets: false, configureBuckets: [{ name: bucket }] })
@@ -368,7 +439,7 @@ export const start = async (options: S3TestServerOptions = {}): Promise<RunningS
       return Effect.sync(() => listeners.delete(check))
     })
   fixStore(server.store)
-  server.middleware.unshift(harness(server.store, stats, changed))
+  server.middleware.unshift(harness(server.store, stats, changed, options.conditionalPuts ?? true))
   const address = await server.run()
   const endpoint = `http://127.0.0.1:${address.port}`
   let stopped = false
@@ -379,18 +450,20 @@ export const start = async (options: S3TestServerOptions = {}): Promise<RunningS
       bucket,
       region: "us-east-1",
       credentials: { accessKeyId, secretAccessKey },
-      directory,
-      stats: () => ({ ...stats }),
-      // Only the object files: s3rver makes the md5 file on first read and needs no metadata file.
-      seed: (objects) =>
-        Effect.promise(async () => {
-          const paths = objects.map(([key, bytes]) => [server.store.getResourcePath(bucket, key, "object"), bytes] as const)
-          for (const directory of new Set(paths.map(([file]) => path.dirname(file)))) await fsp.mkdir(directory, { recursive: true })
-          for (let start = 0; start < paths.length; start += 64) {
-            await Promise.all(paths.slice(start, start + 64).map(([file, bytes]) => fsp.writeFile(file, bytes)))
-          }
-        }),
-      awaitStats
+      shim: {
+        directory,
+        stats: () => ({ ...stats }),
+        // Only the object files: s3rver makes the md5 file on first read and needs no metadata file.
+        seed: (objects) =>
+          Effect.promise(async () => {
+            const paths = objects.map(([key, bytes]) => [server.store.getResourcePath(bucket, key, "object"), bytes] as const)
+            for (const directory of new Set(paths.map(([file]) => path.dirname(file)))) await fsp.mkdir(directory, { recursive: true })
+            for (let start = 0; start < paths.length; start += 64) {
+              await Promise.all(paths.slice(start, start + 64).map(([file, bytes]) => fsp.writeFile(file, bytes)))
+            }
+          }),
+        awaitStats
+      }
     },
     stop: async () => {
       if (stopped) return
