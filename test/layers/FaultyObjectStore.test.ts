@@ -113,6 +113,26 @@ describe("FaultyObjectStore", () => {
       assert.isTrue((yield* Effect.exit(controller.lostResponse({}, { times: 0 })))._tag === "Failure")
     }))
 
+  it.effect("lostResponse with a probability applies every filtered request and loses a seeded share of the answers; deletes too", () =>
+    Effect.gen(function* () {
+      const run = (seed: number) =>
+        Effect.gen(function* () {
+          const { bucket, controller, store } = yield* faulty({ seed })
+          yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "wal/" }, { probability: 0.5 })
+          const pattern = yield* failurePattern({ put: (key, value) => store.put(`wal/${key}`, value) }, 64)
+          for (let index = 0; index < 64; index++) assert.isTrue(Option.isSome(yield* bucket.read(`wal/k${index}`)), "every put was applied")
+          const deletes = yield* Effect.forEach(Array.from({ length: 16 }, (_, index) => index), (index) => Effect.either(store.delete(`wal/k${index}`)))
+          for (let index = 0; index < 16; index++) assert.isTrue(Option.isNone(yield* bucket.read(`wal/k${index}`)), "every delete was applied")
+          yield* store.put("data/x", bytes)
+          return { pattern, lost: (yield* controller.stats).injected.lostResponse, failedDeletes: deletes.filter(Either.isLeft).length }
+        })
+      const first = yield* run(5)
+      assert.deepStrictEqual(yield* run(5), first, "a seed decides which answers are lost")
+      const lostPuts = first.pattern.split("").filter((bit) => bit === "1").length
+      assert.isTrue(lostPuts > 10 && lostPuts < 54, `about half: ${first.pattern}`)
+      assert.strictEqual(first.lost, lostPuts + first.failedDeletes)
+    }))
+
   it.effect("stall holds an operation until it is interrupted; the counters follow", () =>
     Effect.gen(function* () {
       const { controller, store } = yield* faulty()

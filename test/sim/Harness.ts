@@ -21,7 +21,7 @@
  * awaited under a timeout, so one run always ends, whatever the system does.
  */
 import { Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
-import type { Fault, Schedule, Step } from "./Schedule.js"
+import type { DiskFault, Fault, RestartSettings, Rot, Schedule, Step } from "./Schedule.js"
 import { dataModel, stepText } from "./Schedule.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -35,6 +35,16 @@ export interface Slot {
 }
 
 export const slotKey = (slot: Slot): string => `f${slot.file}#${slot.part}.${slot.index}`
+
+/** The local directory of an instance: every incarnation of `A` (`A`, `A.2`, `A.3`, after crashes)
+ * runs on directory `A`. */
+export const diskOf = (label: string): string => label.split(".")[0] ?? label
+
+/** The label of the next incarnation on the same directory. */
+export const nextIncarnation = (label: string): string => {
+  const [disk, incarnation] = label.split(".")
+  return `${disk ?? label}.${Number(incarnation ?? 1) + 1}`
+}
 
 /** The bytes of insert `id`: never zero in its first word, different for every id. */
 export const insertValue = (id: number): Uint8Array => {
@@ -125,6 +135,10 @@ export interface Instance {
   readonly checkpoint: Effect.Effect<CheckpointResult>
   readonly evict: Effect.Effect<OpResult>
   readonly archiveWal: Effect.Effect<OpResult>
+  /** Injects a fault into the instance's local disk (absent: not supported); `heal` ends it. */
+  readonly injectDiskFault?: (fault: DiskFault) => Effect.Effect<void>
+  /** Archives the WAL written so far and waits until it is in the bucket (absent: not supported). */
+  readonly archiveWalAwaited?: Effect.Effect<OpResult>
   readonly inject: (fault: Fault) => Effect.Effect<void>
   readonly heal: Effect.Effect<void>
   /** Whether a fault was injected since the last heal. */
@@ -162,13 +176,26 @@ export interface SystemUnderTest<W> {
   /** A read of one part returns within this, whatever the bucket does (undefined: no bound). */
   readonly readDeadlineMs: number | undefined
   readonly makeWorld: Effect.Effect<W>
-  readonly open: (world: W, label: string) => Effect.Effect<Instance, string>
+  /** Opens the first instance (`checkpointIntervalMs`: its periodic checkpoint interval, if the
+   * schedule sets one). */
+  readonly open: (world: W, label: string, checkpointIntervalMs?: number) => Effect.Effect<Instance, string>
   /** Opens a new instance that takes the bucket over; undefined when the system has no take-over. */
-  readonly takeOver: ((world: W, label: string) => Effect.Effect<Instance, string>) | undefined
+  readonly takeOver: ((world: W, label: string, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>) | undefined
   /** Heals every fault of the world. */
   readonly healAll: (world: W) => Effect.Effect<void>
   /** Reopens `label`'s local directory (after a crash if asked) with WAL replay. */
-  readonly restart: (world: W, label: string, crash: boolean) => Effect.Effect<Instance, string>
+  readonly restart: (world: W, label: string, crash: boolean, settings?: RestartSettings) => Effect.Effect<Instance, string>
+  /** Kills instance `label` (SIGKILL: its fibers stop mid-flight, nothing it does afterwards
+   * reaches its disk or the bucket, its directory loses every unsynced write), running or still
+   * starting. Undefined: the system cannot be killed (its Crash steps are skipped). */
+  readonly crash?: (world: W, label: string) => Effect.Effect<void>
+  /** Flips a byte of a file in `label`'s stopped directory (bit rot); says what it flipped. */
+  readonly rot?: (world: W, label: string, rot: Rot) => Effect.Effect<string>
+  /** How long a start after a kill waits before it starts its work (the dead open's lock lease):
+   * a Crash step's `crashAgainAfterMs` counts from then, so that it lands in the start-up's replay. */
+  readonly restartDelayMs?: number
+  /** Starts instance `label` on its directory (`diskOf(label)`) after a crash. */
+  readonly reopen?: (world: W, label: string, settings: RestartSettings, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>
   /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
   readonly restore: (world: W, label: string) => Effect.Effect<Instance, string>
   readonly audit: (world: W) => Effect.Effect<BucketAudit>
@@ -241,6 +268,24 @@ export interface InstanceInfo {
   readonly openedAtMs: number
   /** The label of the instance it took over from. */
   readonly tookOverFrom: string | undefined
+  /** When its take-over began (the instance it replaced was superseded from then on). */
+  readonly takeOverStartedAtMs?: number
+}
+
+/** An instance killed during the run (by a Crash step, or at the shutdown instant). */
+export interface CrashRecord {
+  readonly instance: string
+  readonly atMs: number
+  readonly during: "running" | "start-up"
+}
+
+/** An archive of the WAL that the application waited for: its success acknowledges that every
+ * commit acknowledged before it began is in the bucket. */
+export interface ArchiveRecord {
+  readonly instance: string
+  readonly startedAtMs: number
+  result: OpResult | undefined
+  endedAtMs: number | undefined
 }
 
 /** A fault injected into one instance's view of the bucket, or a heal of every view. */
@@ -263,6 +308,10 @@ export interface RunRecord {
   /** Workload operations still running once every shutdown returned. */
   readonly unfinishedWorkload: Array<string>
   readonly reopens: Array<ReopenRecord>
+  readonly crashes: Array<CrashRecord>
+  readonly archives: Array<ArchiveRecord>
+  /** Bit rot injected into the restarted directory before the restart, if any. */
+  rot: string | undefined
   /** The bucket right after the shutdown, before anything reopened it. */
   audit: BucketAudit | undefined
   /** The bucket at the end (after the restart and the restore wrote to it too). */
@@ -330,6 +379,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       shutdowns: [],
       unfinishedWorkload: [],
       reopens: [],
+      crashes: [],
+      archives: [],
+      rot: undefined,
       audit: undefined,
       finalAudit: undefined,
       trace: [],
@@ -337,21 +389,42 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     }
     const trace = (line: string) => Effect.map(now, (atMs) => void record.trace.push(`t=${atMs.toFixed(1)}ms ${line}`))
     const world = yield* system.makeWorld
-    const opened = yield* bounded(system.open(world, "A"), bounds.openTimeoutMs)
+    const opened = yield* bounded(system.open(world, "A", schedule.checkpointIntervalMs), bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
       record.harnessErrors.push(`the first instance did not open: ${Option.isNone(opened) ? "timed out" : describeExit(opened.value)}`)
       return record
     }
     const live: Array<Live> = []
-    const addInstance = (instance: Instance, tookOverFrom: string | undefined) =>
+    /** Every instance opened, by label. */
+    const opened_ = new Map<string, Instance>()
+    const addInstance = (instance: Instance, tookOverFrom: string | undefined, takeOverStartedAtMs?: number) =>
       Effect.map(now, (openedAtMs) => {
-        const info: InstanceInfo = { label: instance.label, instanceId: instance.instanceId, epoch: instance.epoch, openedAtMs, tookOverFrom }
+        const info: InstanceInfo = {
+          label: instance.label,
+          instanceId: instance.instanceId,
+          epoch: instance.epoch,
+          openedAtMs,
+          tookOverFrom,
+          ...(takeOverStartedAtMs === undefined ? {} : { takeOverStartedAtMs })
+        }
         record.instances.push(info)
         live.push({ instance, info })
+        opened_.set(instance.label, instance)
       })
     yield* addInstance(opened.value.value, undefined)
     const currentRef = yield* Ref.make(opened.value.value)
-    const workload: Array<{ readonly name: string; readonly fiber: Fiber.RuntimeFiber<void>; readonly leaseHolder: boolean }> = []
+    const workload: Array<{ readonly name: string; readonly instance: string; readonly fiber: Fiber.RuntimeFiber<void>; readonly leaseHolder: boolean }> = []
+    /** Lost-response faults since the last heal: they come from the network path that every
+     * process shares, so an instance started later (a restart, a take-over) starts with them. */
+    const lostResponseFaults: Array<Fault> = []
+    /** The lost-response faults a new instance `label` starts with (recorded as injected into it). */
+    const networkFaultsFor = (label: string) =>
+      Effect.map(now, (atMs): ReadonlyArray<Fault> => {
+        for (const fault of lostResponseFaults) record.faults.push({ atMs, instance: label, kind: fault.kind })
+        return [...lostResponseFaults]
+      })
+    /** Shutdowns begun during the run (an owner stopping), awaited before the end. */
+    const midRunShutdowns: Array<Fiber.RuntimeFiber<void>> = []
     const nextSlotIndex = new Map<string, number>()
     let nextInsertId = 0
     let nextLabel = 1
@@ -413,10 +486,93 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
         )
       )
 
-    const fork = (name: string, effect: Effect.Effect<void>, leaseHolder = false) =>
+    const fork = (name: string, effect: Effect.Effect<void>, leaseHolder = false, instance = "") =>
       Effect.gen(function* () {
         const fiber = yield* Effect.forkDaemon(effect)
-        workload.push({ name, fiber, leaseHolder })
+        workload.push({ name, instance: instance === "" ? name.split(" on ").at(-1) ?? "" : instance, fiber, leaseHolder })
+      })
+
+    const runArchiveAwaited = (instance: Instance) =>
+      Effect.gen(function* () {
+        const archive = instance.archiveWalAwaited
+        if (archive === undefined) return
+        const entry: ArchiveRecord = { instance: instance.label, startedAtMs: yield* now, result: undefined, endedAtMs: undefined }
+        record.archives.push(entry)
+        const result = yield* archive
+        entry.result = result
+        entry.endedAtMs = yield* now
+      })
+
+    /** Kills an instance: the system stops it, and its application (every operation it has in
+     * flight) dies with it. */
+    const kill = (label: string, during: CrashRecord["during"]) =>
+      Effect.gen(function* () {
+        const crash = system.crash
+        if (crash === undefined) return
+        yield* crash(world, label)
+        record.crashes.push({ instance: label, atMs: yield* now, during })
+        for (const each of workload) if (each.instance === label) yield* Fiber.interruptFork(each.fiber)
+        const index = live.findIndex((each) => each.instance.label === label)
+        if (index >= 0) live.splice(index, 1)
+        yield* trace(`${label} killed (${during === "start-up" ? "during its start-up" : "while running"})`)
+      })
+
+    /** Starts the next incarnation of `victim` on its directory; with `crashAgainAfterMs`, kills
+     * it that long after it began (still starting, or running) and starts the one after it. A
+     * start-up cut by the shutdown instant is killed too. */
+    const restartAfterCrash = (victim: string, settings: RestartSettings, crashAgainAfterMs: number | undefined): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const reopenFn = system.reopen
+        if (reopenFn === undefined) return
+        const label = nextIncarnation(victim)
+        const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, yield* networkFaultsFor(label)))
+        const killOnCut = Effect.onInterrupt(() => Effect.zipRight(kill(label, "start-up"), Fiber.interruptFork(fiber)))
+        const waitMs = crashAgainAfterMs === undefined ? bounds.openTimeoutMs : crashAgainAfterMs + (system.restartDelayMs ?? 0)
+        const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(waitMs)), Effect.option, killOnCut)
+        const failure = Option.isSome(exit) && Exit.isFailure(exit.value) ? describeExit(exit.value) : Option.isNone(exit) && crashAgainAfterMs === undefined ? `did not open within ${waitMs} ms` : undefined
+        if (failure !== undefined) {
+          record.reopens.push({ kind: "restart", instance: label, instanceId: undefined, epoch: undefined, crash: true, error: failure, parts: [], shutdown: undefined })
+          yield* trace(`restart of ${label} after a crash failed: ${failure}`)
+        }
+        if (crashAgainAfterMs !== undefined) {
+          if (Option.isSome(exit) && Exit.isSuccess(exit.value)) yield* addInstance(exit.value.value, undefined)
+          yield* kill(label, Option.isNone(exit) ? "start-up" : "running")
+          yield* Fiber.interruptFork(fiber)
+          return yield* restartAfterCrash(label, settings, undefined)
+        }
+        if (Option.isNone(exit) || Exit.isFailure(exit.value)) {
+          yield* kill(label, "start-up")
+          yield* Fiber.interruptFork(fiber)
+          return
+        }
+        yield* addInstance(exit.value.value, undefined)
+        yield* Ref.set(currentRef, exit.value.value)
+        yield* trace(`${label} restarted on directory ${diskOf(label)} (epoch ${exit.value.value.epoch})`)
+      })
+
+    /** The stale writer of a take-over goes on as if nothing happened: inserts and commits, and
+     * now and then archives its WAL and checkpoints, until shutdown. */
+    const staleWriterLoop = (stale: Instance) =>
+      Effect.gen(function* () {
+        for (let round = 0; round < 12; round++) {
+          yield* Effect.sleep(Duration.millis(80))
+          const insert = yield* insertOn(stale, round % dataModel.files, (round * 3) % dataModel.partsPerFile)
+          if (insert !== undefined) yield* runInsert(stale, insert)
+          if (round % 3 === 1) yield* runArchiveAwaited(stale)
+          if (round % 3 === 2) {
+            const checkpoint: CheckpointRecord = {
+              instance: stale.label,
+              startedAtMs: yield* now,
+              stale: true,
+              faultsActive: yield* stale.faultsActive,
+              afterLoggedInsert: false,
+              result: undefined,
+              endedAtMs: undefined
+            }
+            record.checkpoints.push(checkpoint)
+            yield* runCheckpoint(stale, checkpoint)
+          }
+        }
       })
 
     const checkInvariants = Effect.gen(function* () {
@@ -431,7 +587,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       }
     })
 
-    const takeOver = Effect.gen(function* () {
+    const takeOver = (staleKeepsRunning: boolean) => Effect.gen(function* () {
       const takeOverFn = system.takeOver
       if (takeOverFn === undefined) {
         yield* trace("take-over: not supported by this system (skipped)")
@@ -439,12 +595,13 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       }
       const stale = yield* Ref.get(currentRef)
       const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
-      const fresh = yield* bounded(takeOverFn(world, label), bounds.openTimeoutMs)
+      const startedAtMs = yield* now
+      const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
       if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
         yield* trace(`take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`)
         return
       }
-      yield* addInstance(fresh.value.value, stale.label)
+      yield* addInstance(fresh.value.value, stale.label, startedAtMs)
       yield* Ref.set(currentRef, fresh.value.value)
       yield* trace(`take-over: ${label} (epoch ${fresh.value.value.epoch}) replaces ${stale.label}; ${stale.label} is now stale`)
       // The stale writer logs one more insert and tries to commit it.
@@ -465,10 +622,52 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
           }
           record.checkpoints.push(checkpoint)
           yield* runCheckpoint(stale, checkpoint)
-        })
+          if (staleKeepsRunning) yield* staleWriterLoop(stale)
+        }),
+        staleKeepsRunning,
+        stale.label
       )
     })
 
+    const shutdownOf = (instance: Instance) =>
+      Effect.gen(function* () {
+        const shutdown: ShutdownRecord = {
+          instance: instance.label,
+          startedAtMs: yield* now,
+          completedAtMs: undefined,
+          result: undefined,
+          diagnosisAtDeadline: undefined,
+          completedLateAtMs: undefined,
+          observation: undefined
+        }
+        record.shutdowns.push(shutdown)
+        const fiber = yield* Effect.forkDaemon(
+          instance.shutdown(schedule.shutdownByScope).pipe(
+            Effect.tap((result) =>
+              Effect.map(now, (completedAtMs) => {
+                shutdown.result = result
+                shutdown.completedAtMs = completedAtMs
+              })
+            )
+          )
+        )
+        const inTime = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs + bounds.hangMarginMs)), Effect.option)
+        if (Option.isSome(inTime)) {
+          if (Exit.isFailure(inTime.value)) record.harnessErrors.push(`shutdown of ${instance.label} died: ${describeExit(inTime.value)}`)
+          else if ((shutdown.completedAtMs ?? 0) - shutdown.startedAtMs > system.shutdownDeadlineMs || !inTime.value.value.metDeadline) {
+            shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
+              Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+            )
+          }
+          return
+        }
+        shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
+          Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+        )
+        yield* trace(`shutdown of ${instance.label} not complete ${bounds.hangMarginMs} ms after its deadline`)
+        const late = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(bounds.hangProbeMs)), Effect.option)
+        if (Option.isSome(late)) shutdown.completedLateAtMs = shutdown.completedAtMs
+      })
     const play = (step: Step) =>
       Effect.gen(function* () {
         const instance = yield* Ref.get(currentRef)
@@ -511,15 +710,34 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
           case "Evict":
             return yield* fork(`evict on ${instance.label}`, Effect.asVoid(instance.evict))
           case "ArchiveWal":
-            return yield* fork(`archive-wal on ${instance.label}`, Effect.asVoid(instance.archiveWal))
+            return step.await === true && instance.archiveWalAwaited !== undefined
+              ? yield* fork(`archive-wal (awaited) on ${instance.label}`, runArchiveAwaited(instance))
+              : yield* fork(`archive-wal on ${instance.label}`, Effect.asVoid(instance.archiveWal))
           case "Fault":
+            if (step.fault.kind === "lostResponse") lostResponseFaults.push(step.fault)
             record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             return yield* instance.inject(step.fault)
           case "Heal":
+            lostResponseFaults.length = 0
             record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
             return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })
           case "TakeOver":
-            return yield* takeOver
+            return yield* takeOver(step.staleKeepsRunning === true)
+          case "Crash":
+            if (system.crash === undefined || system.reopen === undefined) return yield* trace("crash: not supported by this system (skipped)")
+            yield* kill(instance.label, "running")
+            return yield* restartAfterCrash(instance.label, step.restart, step.crashAgainAfterMs)
+          case "DiskFault":
+            if (instance.injectDiskFault === undefined) return yield* trace("disk fault: not supported by this system (skipped)")
+            return yield* instance.injectDiskFault(step.fault)
+          case "OwnerStops": {
+            const index = live.findIndex((each) => each.instance.label === instance.label)
+            if (index < 0) return yield* trace(`${instance.label} is not running (skipped)`)
+            live.splice(index, 1)
+            // Uninterruptible from the driver: the shutdown instant does not cut it; awaited at the end.
+            midRunShutdowns.push(yield* Effect.forkDaemon(shutdownOf(instance)))
+            return
+          }
         }
       })
 
@@ -551,59 +769,25 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     // The driver stops before any step at the shutdown instant; a step it is playing (a take-over
     // waiting for its open) is cut.
     yield* Fiber.interrupt(driverFiber)
+    if (schedule.crashAtShutdown === true) {
+      const owner = yield* Ref.get(currentRef)
+      if (live.some((each) => each.instance === owner)) yield* kill(owner.label, "running")
+    }
 
     // 3. Shutdown, faults still active.
     yield* trace(`shutdown of ${live.map((each) => each.instance.label).join(", ")}`)
     for (const each of workload) {
       if (schedule.interruptWorkloadAtShutdown || each.leaseHolder) yield* Fiber.interruptFork(each.fiber)
     }
-    const shutdownOf = (instance: Instance) =>
-      Effect.gen(function* () {
-        const shutdown: ShutdownRecord = {
-          instance: instance.label,
-          startedAtMs: yield* now,
-          completedAtMs: undefined,
-          result: undefined,
-          diagnosisAtDeadline: undefined,
-          completedLateAtMs: undefined,
-          observation: undefined
-        }
-        record.shutdowns.push(shutdown)
-        const fiber = yield* Effect.forkDaemon(
-          instance.shutdown(schedule.shutdownByScope).pipe(
-            Effect.tap((result) =>
-              Effect.map(now, (completedAtMs) => {
-                shutdown.result = result
-                shutdown.completedAtMs = completedAtMs
-              })
-            )
-          )
-        )
-        const inTime = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs + bounds.hangMarginMs)), Effect.option)
-        if (Option.isSome(inTime)) {
-          if (Exit.isFailure(inTime.value)) record.harnessErrors.push(`shutdown of ${instance.label} died: ${describeExit(inTime.value)}`)
-          else if ((shutdown.completedAtMs ?? 0) - shutdown.startedAtMs > system.shutdownDeadlineMs || !inTime.value.value.metDeadline) {
-            shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
-              Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
-            )
-          }
-          return
-        }
-        shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
-          Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
-        )
-        yield* trace(`shutdown of ${instance.label} not complete ${bounds.hangMarginMs} ms after its deadline`)
-        const late = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(bounds.hangProbeMs)), Effect.option)
-        if (Option.isSome(late)) shutdown.completedLateAtMs = shutdown.completedAtMs
-      })
     yield* Effect.forEach(live, ({ instance }) => shutdownOf(instance), { concurrency: "unbounded", discard: true })
+    for (const fiber of midRunShutdowns) yield* Fiber.await(fiber)
     // Let everything runnable at this instant run before looking.
     yield* Effect.sleep(Duration.zero)
     for (const each of workload) {
       if (each.fiber.unsafePoll() === null) record.unfinishedWorkload.push(each.name)
     }
     for (const shutdown of record.shutdowns) {
-      const instance = live.find((each) => each.instance.label === shutdown.instance)?.instance
+      const instance = opened_.get(shutdown.instance)
       if (instance === undefined || shutdown.completedAtMs === undefined) continue
       const observation = yield* bounded(instance.observe, 1)
       if (Option.isSome(observation) && Exit.isSuccess(observation.value)) shutdown.observation = observation.value.value
@@ -618,7 +802,12 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     yield* system.healAll(world)
     record.audit = yield* auditBounded(system, world, bounds, record)
     const current = yield* Ref.get(currentRef)
-    yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart), bounds)
+    const rotFn = system.rot
+    if (schedule.rotBeforeRestart !== undefined && rotFn !== undefined) {
+      record.rot = yield* rotFn(world, current.label, schedule.rotBeforeRestart)
+      yield* trace(`bit rot in ${diskOf(current.label)}'s directory: ${record.rot}`)
+    }
+    yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart), bounds)
     yield* reopen(system, record, "restore", "R", false, system.restore(world, "R"), bounds)
     record.finalAudit = yield* auditBounded(system, world, bounds, record)
     return record

@@ -66,6 +66,9 @@ const healthy = (): RunRecord => {
       { kind: "restart", instance: "A", instanceId: "iA", epoch: 1, crash: true, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("A") },
       { kind: "restore", instance: "R", instanceId: "iR", epoch: 2, crash: false, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("R") }
     ],
+    crashes: [],
+    archives: [],
+    rot: undefined,
     audit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     finalAudit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     trace: [],
@@ -223,5 +226,63 @@ describe("Properties", () => {
     if (restore === undefined) throw new Error("fixture")
     record.reopens[1] = { ...restore, parts: [{ file: 0, part: 0, read: { bytes: new Uint8Array(dataModel.partSizeBytes), error: undefined } }] }
     assert.deepStrictEqual(violated(record), ["restore-from-bucket"])
+  })
+
+  it("restore-from-bucket: the ledger requires what the workload was told is archived, until a take-over began", () => {
+    // Insert 1 is in no checkpoint and below no reported archive position: only the ledger knows.
+    const record = healthy()
+    const first = record.inserts[0] as InsertRecord
+    record.audit = { checkpoints: [checkpointOf([first], 600)], problems: [] }
+    record.finalAudit = record.audit
+    record.checkpoints.length = 0
+    const shutdownA = record.shutdowns[0]
+    if (shutdownA === undefined || shutdownA.result === undefined) throw new Error("fixture")
+    record.shutdowns[0] = { ...shutdownA, result: { ...shutdownA.result, archivedThroughLsn: 0, finalCheckpoint: undefined } }
+    const restore = record.reopens[1]
+    if (restore === undefined) throw new Error("fixture")
+    record.reopens[1] = { ...restore, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }] }
+    record.reads.length = 0
+    assert.deepStrictEqual(violated(record), [])
+    record.archives.push({ instance: "A", startedAtMs: 20, endedAtMs: 30, result: { error: undefined } })
+    assert.deepStrictEqual(violated(record), ["restore-from-bucket"])
+    assert.include(judge(record)[0]?.detail ?? "", "awaited WAL archive")
+    // Archived only after another instance began taking A's bucket over: no longer a promise.
+    record.instances.push({ label: "B", instanceId: "iB", epoch: 2, openedAtMs: 40, tookOverFrom: "A", takeOverStartedAtMs: 25 })
+    assert.deepStrictEqual(violated(record), [])
+  })
+
+  it("fenced-stops-acknowledging: an acknowledgement after the writer was told it is fenced", () => {
+    const record = healthy()
+    record.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: false, result: { completed: undefined, skipped: undefined, error: { tag: "Fenced", detail: "" } }, endedAtMs: 310 })
+    const late = { ...insert(2, 2, 1_300), startedAtMs: 400, endedAtMs: 401 }
+    record.inserts.push(late)
+    assert.deepStrictEqual(violated(record).filter((name) => name === "fenced-stops-acknowledging"), ["fenced-stops-acknowledging"])
+    record.inserts[2] = { ...late, result: { applied: true, lsn: 1_300, acked: false, error: "Fenced" } }
+    assert.deepStrictEqual(violated(record).filter((name) => name === "fenced-stops-acknowledging"), [])
+  })
+
+  it("crashes: a killed incarnation's unacknowledged insert may be lost; its acknowledged ones may not", () => {
+    // A logs insert 1 at LSN 600 without acknowledging it and is killed; A.2 reuses the position.
+    const record = healthy()
+    const first = record.inserts[0] as InsertRecord
+    record.inserts[1] = insert(1, 1, 600, false)
+    record.instances.push({ label: "A.2", instanceId: "iA", epoch: 1, openedAtMs: 50, tookOverFrom: undefined })
+    record.audit = { checkpoints: [checkpointOf([first], 1_200)], problems: [] }
+    record.finalAudit = record.audit
+    record.reads.length = 0
+    const restart = record.reopens[0]
+    const restore = record.reopens[1]
+    if (restart === undefined || restore === undefined) throw new Error("fixture")
+    const onlyFirst = [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }]
+    record.reopens[0] = { ...restart, instance: "A.2", parts: onlyFirst }
+    record.reopens[1] = { ...restore, parts: onlyFirst }
+    assert.include(violated(record), "checkpoint-restores-acknowledged", "not killed: its LSN is below the checkpoint's position")
+    record.crashes.push({ instance: "A", atMs: 40, during: "running" })
+    assert.deepStrictEqual(violated(record), [])
+    // Acknowledged by the killed incarnation: the restart on the same directory must have it.
+    record.inserts[1] = insert(1, 1, 600, true)
+    record.audit = { checkpoints: [checkpointOf(record.inserts, 1_200)], problems: [] }
+    record.finalAudit = record.audit
+    assert.deepStrictEqual(violated(record), ["restart-keeps-acknowledged", "restore-from-bucket"])
   })
 })

@@ -26,13 +26,26 @@
  * - `stale-writer-fenced`: after a take-over, the stale writer never commits a checkpoint (with a
  *   healthy bucket its attempt fails with Fenced), and checkpoint epochs never go back.
  * - `restart-keeps-acknowledged`: after shutdown (and a crash dropping unsynced writes), the
- *   reopened directory holds every acknowledged insert.
+ *   reopened directory holds every insert acknowledged on it, by any incarnation of its instance
+ *   (crashes and restarts in the middle of the run included); a restart after a crash opens.
  * - `restore-from-bucket`: a fresh directory restored from the bucket alone (latest checkpoint +
  *   archived WAL) holds every insert of the latest checkpoint and every acknowledged insert below
- *   the archived WAL position.
+ *   the archived WAL position; and, judged on the workload's own ledger rather than on anything
+ *   the system reports, every insert whose commit was acknowledged before the application was
+ *   told it is in the bucket (an archive of the WAL it waited for, a checkpoint reported
+ *   committed, a shutdown whose final checkpoint committed), by an instance that had not been
+ *   taken over yet.
+ * - `fenced-stops-acknowledging`: once a stale writer has been told it is fenced, it acknowledges
+ *   no commit any more (what it acknowledges can never reach the bucket).
+ *
+ * Bit rot (a flipped byte in the stopped directory): the restart may refuse to open (the damage was
+ * detected); if it opens, it must hold everything it would hold without the rot.
+ *
+ * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
+ * LSN reused by the next incarnation; such an insert is never required.
  */
 import type { AuditedCheckpoint, InsertRecord, InstanceInfo, PartRead, RunRecord, ShutdownRecord } from "./Harness.js"
-import { isZero, sameBytes, slotKey, slotsOfPart } from "./Harness.js"
+import { diskOf, isZero, sameBytes, slotKey, slotsOfPart } from "./Harness.js"
 
 export type PropertyName =
   | "shutdown-within-deadline"
@@ -46,6 +59,7 @@ export type PropertyName =
   | "stale-writer-fenced"
   | "restart-keeps-acknowledged"
   | "restore-from-bucket"
+  | "fenced-stops-acknowledging"
   | "harness"
 
 export interface Violation {
@@ -67,6 +81,7 @@ export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
   judgeReads(record, add)
   judgeCheckpoints(record, add)
   judgeStaleWriters(record, add)
+  judgeFencedAcknowledgements(record, add)
   judgeReopens(record, add)
   return violations
 }
@@ -201,6 +216,11 @@ const infoOf = (record: RunRecord, label: string): InstanceInfo | undefined => r
 const sameIdentity = (info: InstanceInfo | undefined, checkpoint: AuditedCheckpoint): boolean =>
   info !== undefined && info.instanceId === checkpoint.instanceId && info.epoch === checkpoint.epoch
 
+/** Whether an insert's LSN names it for good: it was acknowledged, or its instance was never
+ * killed (a killed instance's unacknowledged records may be lost and their LSNs reused). */
+const lsnStands = (record: RunRecord, insert: InsertRecord): boolean =>
+  insert.result?.acked === true || !record.crashes.some((crash) => crash.instance === insert.instance)
+
 /** The inserts a checkpoint must hold: its own instance's inserts logged below its WAL position,
  * and (slots are never overwritten nor deleted) everything its previous checkpoint must hold. */
 const mustHold = (record: RunRecord, checkpoints: ReadonlyMap<number, AuditedCheckpoint>, checkpoint: AuditedCheckpoint): Map<number, string> => {
@@ -212,7 +232,7 @@ const mustHold = (record: RunRecord, checkpoints: ReadonlyMap<number, AuditedChe
     const at: AuditedCheckpoint = current
     for (const insert of record.inserts) {
       const lsn = insert.result?.lsn
-      if (lsn === undefined || required.has(insert.id)) continue
+      if (lsn === undefined || required.has(insert.id) || !lsnStands(record, insert)) continue
       if (sameIdentity(infoOf(record, insert.instance), at) && lsn < at.walPosition) {
         required.set(insert.id, `logged at LSN ${lsn} by ${insert.instance}, below checkpoint ${at.checkpoint}'s WAL position ${at.walPosition}`)
       }
@@ -283,6 +303,13 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
       )
     }
   }
+  for (const shutdown of record.shutdowns) {
+    const finalCheckpoint = shutdown.result?.finalCheckpoint
+    // A shutdown that began after a take-over from its instance began.
+    if (finalCheckpoint !== undefined && record.instances.some((info) => info.tookOverFrom === shutdown.instance && (info.takeOverStartedAtMs ?? info.openedAtMs) <= shutdown.startedAtMs)) {
+      add("stale-writer-fenced", `the stale writer ${shutdown.instance}'s shutdown committed checkpoint ${finalCheckpoint} after the take-over`)
+    }
+  }
   const checkpoints = [...(record.finalAudit ?? record.audit)?.checkpoints ?? []].sort((left, right) => left.checkpoint - right.checkpoint)
   for (let index = 1; index < checkpoints.length; index++) {
     const before = checkpoints[index - 1]
@@ -293,6 +320,59 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
   }
 }
 
+/** When `label` was first told it is fenced (a checkpoint or an insert failing with Fenced). */
+const fencedAtMs = (record: RunRecord, label: string): number | undefined => {
+  const instants = [
+    ...record.checkpoints.filter((attempt) => attempt.instance === label && attempt.result?.error?.tag === "Fenced").map((attempt) => attempt.endedAtMs),
+    ...record.inserts.filter((insert) => insert.instance === label && insert.result?.error?.startsWith("Fenced") === true).map((insert) => insert.endedAtMs)
+  ].filter((atMs): atMs is number => atMs !== undefined)
+  return instants.length === 0 ? undefined : Math.min(...instants)
+}
+
+const judgeFencedAcknowledgements = (record: RunRecord, add: Add) => {
+  for (const info of record.instances) {
+    const fencedAt = fencedAtMs(record, info.label)
+    if (fencedAt === undefined) continue
+    for (const insert of record.inserts) {
+      if (insert.instance === info.label && insert.startedAtMs > fencedAt && insert.result?.acked === true) {
+        add("fenced-stops-acknowledging", `${info.label} was told at t=${fencedAt}ms that it is fenced, and then acknowledged insert ${insert.id} (slot ${slotKey(insert.slot)}, t=${insert.startedAtMs}..${insert.endedAtMs}ms)`)
+      }
+    }
+  }
+}
+
+/** When directory `disk`'s instance was superseded (a take-over from it began), if it was. */
+const supersededAtMs = (record: RunRecord, disk: string): number =>
+  Math.min(...record.instances.filter((info) => info.tookOverFrom !== undefined && diskOf(info.tookOverFrom) === disk).map((info) => info.takeOverStartedAtMs ?? info.openedAtMs), Number.POSITIVE_INFINITY)
+
+/**
+ * The workload's ledger of what is in the bucket: every insert whose commit was acknowledged
+ * before (at an earlier instant: same-instant steps race) an acknowledgement of archiving began
+ * on the same directory (an awaited WAL archive, a
+ * checkpoint reported committed, a shutdown whose final checkpoint committed), when that
+ * acknowledgement came before the directory's instance was taken over.
+ */
+const bucketLedger = (record: RunRecord): Map<number, string> => {
+  const acknowledgements = [
+    ...record.archives.filter((archive) => archive.result !== undefined && archive.result.error === undefined).map((archive) => ({ instance: archive.instance, startedAtMs: archive.startedAtMs, endedAtMs: archive.endedAtMs, what: "an awaited WAL archive" })),
+    ...record.checkpoints.filter((attempt) => !attempt.stale && attempt.result?.completed !== undefined).map((attempt) => ({ instance: attempt.instance, startedAtMs: attempt.startedAtMs, endedAtMs: attempt.endedAtMs, what: `checkpoint ${attempt.result?.completed?.checkpoint} reported committed` })),
+    ...record.shutdowns.filter((shutdown) => shutdown.result?.finalCheckpoint !== undefined).map((shutdown) => ({ instance: shutdown.instance, startedAtMs: shutdown.startedAtMs, endedAtMs: shutdown.completedAtMs, what: `the shutdown checkpoint ${shutdown.result?.finalCheckpoint}` }))
+  ]
+  const required = new Map<number, string>()
+  for (const insert of record.inserts) {
+    if (insert.result?.acked !== true || insert.endedAtMs === undefined) continue
+    const disk = diskOf(insert.instance)
+    const supersededAt = supersededAtMs(record, disk)
+    const covering = acknowledgements.find(
+      (ack) => diskOf(ack.instance) === disk && ack.endedAtMs !== undefined && ack.endedAtMs < supersededAt && (insert.endedAtMs ?? Infinity) < ack.startedAtMs
+    )
+    if (covering !== undefined) {
+      required.set(insert.id, `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, then archived: ${covering.what} by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms`)
+    }
+  }
+  return required
+}
+
 const judgeReopens = (record: RunRecord, add: Add) => {
   const audit = record.audit
   const byNumber = new Map((audit?.checkpoints ?? []).map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
@@ -301,7 +381,8 @@ const judgeReopens = (record: RunRecord, add: Add) => {
     const property = reopen.kind === "restart" ? "restart-keeps-acknowledged" : "restore-from-bucket"
     const what = reopen.kind === "restart" ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}` : "restore from the bucket"
     if (reopen.error !== undefined) {
-      add(property, `${what} failed: ${reopen.error}`)
+      // A restart may refuse a directory whose files rotted: the damage was detected, not served.
+      if (!(reopen.kind === "restart" && record.rot !== undefined)) add(property, `${what} failed: ${reopen.error}`)
       continue
     }
     if (reopen.shutdown !== undefined) judgeShutdown(record, reopen.shutdown, `shutdown after the ${what}`, add)
@@ -311,7 +392,7 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       const own = latest.find((checkpoint) => sameIdentity(info, checkpoint))
       const fromCheckpoint = own === undefined ? new Map<number, string>() : mustHold(record, byNumber, own)
       for (const insert of record.inserts) {
-        if (insert.instance === reopen.instance && insert.result?.acked === true) fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
+        if (diskOf(insert.instance) === diskOf(reopen.instance) && insert.result?.acked === true) fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
       }
       required = fromCheckpoint
     } else {
@@ -319,16 +400,19 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       const fromCheckpoint = newest === undefined ? new Map<number, string>() : mustHold(record, byNumber, newest)
       // The archived WAL of the instance that wrote the newest checkpoint covers its acknowledged
       // inserts below the archived position.
-      const writer = record.instances.find((info) => newest !== undefined && sameIdentity(info, newest))
-      const archivedThrough = record.shutdowns.find((shutdown) => shutdown.instance === writer?.label)?.result?.archivedThroughLsn
-      if (writer !== undefined && archivedThrough !== undefined) {
+      // (Every incarnation of that instance, after crashes, shares its identity and its log.)
+      const writers = new Set(record.instances.filter((info) => newest !== undefined && sameIdentity(info, newest)).map((info) => info.label))
+      const archivedPositions = record.shutdowns.filter((shutdown) => writers.has(shutdown.instance)).map((shutdown) => shutdown.result?.archivedThroughLsn ?? 0)
+      const archivedThrough = archivedPositions.length === 0 ? undefined : Math.max(...archivedPositions)
+      if (archivedThrough !== undefined) {
         for (const insert of record.inserts) {
           const lsn = insert.result?.lsn
-          if (insert.instance === writer.label && insert.result?.acked === true && lsn !== undefined && lsn < archivedThrough) {
+          if (writers.has(insert.instance) && insert.result?.acked === true && lsn !== undefined && lsn < archivedThrough) {
             fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance} at LSN ${lsn}, below the archived WAL position ${archivedThrough}`)
           }
         }
       }
+      for (const [id, why] of bucketLedger(record)) if (!fromCheckpoint.has(id)) fromCheckpoint.set(id, why)
       required = fromCheckpoint
     }
     for (const { file, part, read } of reopen.parts) {

@@ -20,6 +20,7 @@ import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/doma
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import * as PartState from "../../src/domain/PartState.js"
+import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
@@ -31,10 +32,11 @@ import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
 import type { AuditedCheckpoint, BucketAudit, CheckpointResult, Instance, Observation, OpResult, PartRead, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
-import { isZero, slotKey, slotsOfPart } from "./Harness.js"
+import { diskOf, isZero, slotKey, slotsOfPart } from "./Harness.js"
+import { gatedDisk, gatedStore, makeGate, type ProcessGate } from "./Process.js"
 import type { FaultControl, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
-import { dataModel } from "./Schedule.js"
+import { dataModel, type DiskTarget, type Fault, type RestartSettings } from "./Schedule.js"
 
 /** The configuration of every simulated instance. */
 export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
@@ -100,9 +102,11 @@ export const decodeRecord = (bytes: Uint8Array): { readonly slot: Slot; readonly
 
 const slotOffset = (slot: Slot): number => slot.part * dataModel.partSizeBytes + slot.index * dataModel.slotBytes
 
-const replayRecord: NonNullable<Storage.StorageOptions["replay"]> = (record, storage) => {
+/** The application's replay function; `recordMs` of simulated time per record (a slow replay). */
+const replayRecord = (recordMs: number): NonNullable<Storage.StorageOptions["replay"]> => (record, storage) => {
   const { slot, value } = decodeRecord(record.bytes)
-  return storage.write(fileOf(slot.file), slotOffset(slot), value)
+  const write = storage.write(fileOf(slot.file), slotOffset(slot), value)
+  return recordMs > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(recordMs)), write) : write
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,9 +119,18 @@ interface Disk {
   readonly control: MemoryDisk.MemoryDiskControlService
 }
 
+/** One running (or starting) instance as a process: its kill switch and its layer's scope. */
+interface Process {
+  readonly gate: ProcessGate
+  readonly scope: Scope.CloseableScope
+}
+
 export interface RealWorld {
   readonly bucket: SimBucket
+  /** By directory (`diskOf(label)`): every incarnation of an instance reopens the same one. */
   readonly disks: Map<string, Disk>
+  /** By label: the process of each instance opened. */
+  readonly processes: Map<string, Process>
   /** Checkpoints already audited in this run, by root manifest key (or the problem found). */
   readonly audited: Map<string, AuditedCheckpoint | string>
   readonly faultControls: Array<FaultControl>
@@ -155,26 +168,53 @@ const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
   }
 }
 
-/** Opens one instance: the whole layer in a scope of its own, its fibers tracked. */
-const openInstance = (world: RealWorld, label: string, options: { readonly takeOver: boolean }): Effect.Effect<Instance, string> =>
+const diskFilterOf = (target: DiskTarget): FaultyDisk.DiskFaultFilter =>
+  target === "parts" ? { pathPrefix: `${PartTable.partsDirectory}/` } : target === "wal" ? { pathPrefix: "wal/" } : {}
+
+interface OpenOptions {
+  readonly takeOver: boolean
+  /** Faults active on its view of the bucket from the start. */
+  readonly faults?: ReadonlyArray<Fault> | undefined
+  readonly settings?: RestartSettings | undefined
+  readonly checkpointIntervalMs?: number | undefined
+}
+
+/** Opens one instance: the whole layer in a scope of its own, its fibers tracked, as a process
+ * that `crash` can kill (test/sim/Process.ts). */
+const openInstance = (world: RealWorld, label: string, options: OpenOptions): Effect.Effect<Instance, string> =>
   Effect.gen(function* () {
-    const view = yield* world.bucket.view
+    const gate = makeGate()
+    const view = yield* world.bucket.viewOver(gatedStore(world.bucket.raw, gate))
     world.faultControls.push(view.faults)
-    let disk = world.disks.get(label)
+    for (const fault of options.faults ?? []) yield* view.faults.inject(fault)
+    let disk = world.disks.get(diskOf(label))
     if (disk === undefined) {
       disk = yield* MemoryDisk.make
-      world.disks.set(label, disk)
+      world.disks.set(diskOf(label), disk)
     }
-    const config: StorageConfig.StorageConfigValue = { ...simConfig, takeOver: options.takeOver }
+    // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
+    const faultyDisk = yield* FaultyDisk.make(disk.disk)
+    const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ?? simConfig.checkpointIntervalMs
+    const config: StorageConfig.StorageConfigValue = { ...simConfig, takeOver: options.takeOver, checkpointIntervalMs }
     const scope = yield* Scope.make()
+    world.processes.set(label, { gate, scope })
     const supervisor = yield* Supervisor.track
     const reported = yield* Deferred.make<Storage.ShutdownReport>()
-    const layer = Storage.layer({ replay: replayRecord, onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
+    const layer = Storage.layer({ replay: replayRecord(options.settings?.replayRecordMs ?? 0), onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
       Layer.provide(
-        Layer.mergeAll(Layer.succeed(StorageConfig.StorageConfig, config), Layer.succeed(ObjectStore, view.store), Layer.succeed(LocalDisk, disk.disk))
+        Layer.mergeAll(
+          Layer.succeed(StorageConfig.StorageConfig, config),
+          Layer.succeed(ObjectStore, view.store),
+          Layer.succeed(LocalDisk, gatedDisk(faultyDisk.disk, gate))
+        )
       )
     )
-    const built = yield* Layer.buildWithScope(layer, scope).pipe(Effect.supervised(supervisor), Effect.either)
+    // Interrupted while starting (the harness kills a start-up): what was built winds down.
+    const built = yield* Layer.buildWithScope(layer, scope).pipe(
+      Effect.supervised(supervisor),
+      Effect.either,
+      Effect.onInterrupt(() => Effect.forkDaemon(Scope.close(scope, Exit.void)))
+    )
     if (Either.isLeft(built)) {
       yield* Scope.close(scope, Exit.void)
       return yield* Effect.fail(`open of ${label} failed: ${errorText(built.left)}`)
@@ -241,8 +281,18 @@ const openInstance = (world: RealWorld, label: string, options: { readonly takeO
       ),
       evict: tracked(Effect.map(Effect.exit(evictor.runNow), (exit): OpResult => ({ error: exitText(exit) }))),
       archiveWal: tracked(Effect.map(Effect.exit(wal.archivePartial), (exit): OpResult => ({ error: exitText(exit) }))),
+      archiveWalAwaited: tracked(
+        Effect.map(
+          Effect.exit(Effect.flatMap(wal.archivePartial, (lsn) => wal.awaitArchived(lsn, simConfig.checkpointDeadlineMs))),
+          (exit): OpResult => ({ error: exitText(exit) })
+        )
+      ),
       inject: view.faults.inject,
-      heal: view.faults.heal,
+      heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal),
+      injectDiskFault: (fault) => {
+        const filter = diskFilterOf(fault.target)
+        return fault.kind === "full" ? faultyDisk.faults.fillAfter(fault.afterBytes, filter) : faultyDisk.faults.failSync(fault.count, filter)
+      },
       faultsActive: view.faults.active,
       shutdown: (byScope) =>
         Effect.gen(function* () {
@@ -379,17 +429,41 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   name: "real",
   shutdownDeadlineMs: simConfig.shutdownDeadlineMs,
   readDeadlineMs: simConfig.leaseTimeoutMs,
-  makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, disks: new Map(), audited: new Map(), faultControls: [] })),
-  open: (world, label) => openInstance(world, label, { takeOver: false }),
-  takeOver: (world, label) => openInstance(world, label, { takeOver: true }),
+  makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, disks: new Map(), processes: new Map(), audited: new Map(), faultControls: [] })),
+  open: (world, label, checkpointIntervalMs) => openInstance(world, label, { takeOver: false, checkpointIntervalMs }),
+  takeOver: (world, label, faults) => openInstance(world, label, { takeOver: true, faults }),
   healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
-  restart: (world, label, crash) =>
+  restart: (world, label, crash, settings) =>
     Effect.gen(function* () {
-      const disk = world.disks.get(label)
+      const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return yield* Effect.fail(`no disk for ${label}`)
       if (crash) yield* disk.control.crash
-      return yield* openInstance(world, label, { takeOver: false })
+      return yield* openInstance(world, label, { takeOver: false, settings })
     }),
+  crash: (world, label) =>
+    Effect.gen(function* () {
+      const process = world.processes.get(label)
+      if (process !== undefined && !process.gate.dead) {
+        process.gate.dead = true
+        // Its fibers wind down on their own (everything they touch fails now); nothing waits.
+        yield* Effect.forkDaemon(Scope.close(process.scope, Exit.void))
+      }
+      const disk = world.disks.get(diskOf(label))
+      if (disk !== undefined) yield* disk.control.crash
+    }),
+  rot: (world, label, rot) =>
+    Effect.gen(function* () {
+      const disk = world.disks.get(diskOf(label))
+      if (disk === undefined) return `no directory ${diskOf(label)}`
+      const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartTable.partsDirectory))
+      const path = files[rot.pick % Math.max(1, files.length)]
+      if (path === undefined) return `no local ${rot.target} file to flip a byte of`
+      const { faults } = yield* FaultyDisk.make(disk.disk, { seed: rot.pick })
+      const offset = yield* Effect.orDie(faults.flipByte(path))
+      return `flipped the byte at offset ${Option.getOrElse(offset, () => -1)} of ${path} (of ${files.length} ${rot.target} file(s))`
+    }),
+  restartDelayMs: simConfig.lockLeaseMs,
+  reopen: (world, label, settings, faults) => openInstance(world, label, { takeOver: false, settings, faults }),
   restore: (world, label) => openInstance(world, label, { takeOver: true }),
   audit: (world) => auditBucket(world.bucket, world.audited)
 }

@@ -137,3 +137,72 @@ export const stalledLoad: Schedule = {
   crashBeforeRestart: false,
   randomSeed: 0
 }
+
+/**
+ * The crash machinery on a schedule today's layer survives: A (periodic checkpoints off) inserts
+ * twice, archives its WAL and waits for it, inserts again; it is killed and restarted as A.2 (its
+ * replay quick, no checkpoint during it), which inserts once more; at the shutdown instant A.2 is
+ * killed too. The restart after that must hold all four acknowledged inserts; the restore, the
+ * two archived ones.
+ */
+export const crashAndRestart: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Insert", file: 1, part: 0 }),
+    at(1, { _tag: "ArchiveWal", await: true }),
+    at(50, { _tag: "Insert", file: 0, part: 1 }),
+    at(10, { _tag: "Crash", restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 }, crashAgainAfterMs: undefined }),
+    at(10, { _tag: "Insert", file: 1, part: 1 })
+  ],
+  shutdownAtMs: 11_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 0,
+  crashAtShutdown: true
+}
+
+/**
+ * Found by the simulation (`--profile crashes --seed 1`, schedule 46, shrunk by fast-check to these
+ * steps; issue #19 case 1): A runs with periodic checkpoints off and acknowledges two inserts; it
+ * is killed and restarted as A.2 with a 30 ms checkpoint interval and a replay of 20 ms per record;
+ * A.2's periodic checkpoint runs while replay has applied only the first record and is killed
+ * before replay ends. A checkpoint that took the log's end as its WAL position then hides the
+ * second insert from every later replay.
+ */
+export const checkpointDuringReplay: Schedule = {
+  steps: [
+    at(1, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Crash", restart: { checkpointIntervalMs: 30, replayRecordMs: 20 }, crashAgainAfterMs: 38 })
+  ],
+  shutdownAtMs: 25_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: true,
+  randomSeed: 0,
+  checkpointIntervalMs: 0
+}
+
+/**
+ * The stale writer keeps running (issue #19 cases 2 and 3): B takes over from A, which goes on
+ * inserting, committing, archiving and checkpointing; B inserts, archives and waits, then shuts
+ * down cleanly (deleting the lock) while A runs on. A must acknowledge nothing once told it is
+ * fenced; B's restart and the restore hold everything B acknowledged.
+ */
+export const staleKeepsRunning: Schedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(5, { _tag: "TakeOver", staleKeepsRunning: true }),
+    at(10, { _tag: "Insert", file: 1, part: 1 }),
+    at(10, { _tag: "Insert", file: 1, part: 2 }),
+    at(10, { _tag: "ArchiveWal", await: true }),
+    at(200, { _tag: "OwnerStops" })
+  ],
+  shutdownAtMs: 1_200,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0
+}

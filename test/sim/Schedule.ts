@@ -12,14 +12,31 @@
  * - `no-faults`: the workload alone (inserts, reads, leases, checkpoints, evictions, WAL
  *   archiving) and shutdown; the search for #340-shaped hangs, which need no fault at all;
  * - `failing-tasks`: no eviction (so no part is ever loaded back), transient and permanent errors
- *   on writes; the search for #373-shaped hangs.
+ *   on writes; the search for #373-shaped hangs;
+ * - `adversarial`: `full`, plus what an operator's worst day brings, in three classes that also
+ *   run alone as the profiles `crashes`, `lost-responses` and `stale-writers`:
+ *   - crashes: the owner killed at random instants (its fibers stop mid-flight, its unsynced
+ *     writes are lost) and restarted with another checkpoint interval (off, or shorter than a
+ *     replay slowed by the application), some killed again during their start-up replay; the
+ *     first instance's checkpoint interval varies too; a kill instead of a shutdown at the
+ *     shutdown instant;
+ *   - lost responses: requests that take effect in the bucket while their caller sees a
+ *     connection error, on puts and deletes of every key family;
+ *   - stale writers: take-overs after which the old writer keeps inserting, committing, archiving
+ *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run;
+ *   - disk faults (the profile `disk-faults`): the local disk full after N more bytes (the write
+ *     that crosses the limit is torn) and failing fsyncs, on parts, on the WAL or on everything;
+ *   - bit rot (the profile `bit-rot`): a flipped byte in a local WAL segment or part file after
+ *     the stop, before the restart.
+ *   Every one of them also archives the WAL and waits for it: the workload's ledger of what it was
+ *   told is in the bucket, which the properties judge restores against (test/sim/Properties.ts).
  */
 import { FastCheck as fc } from "effect"
 
 /** Which bucket keys a fault hits; the same families exist in both systems' layouts. */
 export type KeyFamily = "any" | "data" | "manifests" | "checkpoints" | "wal" | "lock"
 /** Which object-store operations a fault hits. */
-export type OperationFamily = "any" | "get" | "put"
+export type OperationFamily = "any" | "get" | "put" | "delete"
 
 export interface FaultTarget {
   readonly operation: OperationFamily
@@ -35,6 +52,33 @@ export type Fault =
   | { readonly kind: "permanent"; readonly target: FaultTarget }
   /** Matching requests hang until the faults are healed. */
   | { readonly kind: "stall"; readonly target: FaultTarget }
+  /** A matching request takes effect in the bucket, and then, with probability `ratePercent`/100,
+   * its caller gets a connection error instead of the answer. */
+  | { readonly kind: "lostResponse"; readonly ratePercent: number; readonly target: FaultTarget }
+
+/** Which local files a disk fault hits. */
+export type DiskTarget = "parts" | "wal" | "any"
+
+export type DiskFault =
+  /** The disk is full after `afterBytes` more written bytes: the write that crosses it is torn. */
+  | { readonly kind: "full"; readonly afterBytes: number; readonly target: DiskTarget }
+  /** The next `count` fsyncs fail (EIO). */
+  | { readonly kind: "syncFails"; readonly count: number; readonly target: DiskTarget }
+
+/** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
+ * how many there are), at a drawn offset. */
+export interface Rot {
+  readonly target: "wal" | "parts"
+  readonly pick: number
+}
+
+/** How an instance restarted after a crash runs. */
+export interface RestartSettings {
+  /** Its periodic checkpoint interval (0: off). */
+  readonly checkpointIntervalMs: number
+  /** Simulated time the application's replay function spends on each WAL record at start-up. */
+  readonly replayRecordMs: number
+}
 
 export type Step =
   /** Insert one record into the next free slot of (file, part): write, log, commit. */
@@ -47,14 +91,25 @@ export type Step =
   | { readonly _tag: "Checkpoint" }
   /** One eviction sweep. */
   | { readonly _tag: "Evict" }
-  /** Archive the WAL written so far (close the current segment and upload it). */
-  | { readonly _tag: "ArchiveWal" }
+  /** Archive the WAL written so far (close the current segment and upload it); with `await`, wait
+   * until it is in the bucket (the application's acknowledgement that its commits are archived). */
+  | { readonly _tag: "ArchiveWal"; readonly await?: boolean }
   | { readonly _tag: "Fault"; readonly fault: Fault }
   /** Clear every fault; stalled requests resume. */
   | { readonly _tag: "Heal" }
   /** A new instance takes the bucket over; the current one becomes a stale writer that then tries
-   * to commit a checkpoint. */
-  | { readonly _tag: "TakeOver" }
+   * to commit a checkpoint (with `staleKeepsRunning`: that goes on inserting, committing, archiving
+   * and checkpointing until shutdown). */
+  | { readonly _tag: "TakeOver"; readonly staleKeepsRunning?: boolean }
+  /** The owner is killed (SIGKILL: its fibers stop mid-flight, its unsynced local writes are lost)
+   * and restarted on its directory with `restart`; with `crashAgainAfterMs`, the restart is killed
+   * that long after it began (during its start-up replay if that lasts long enough) and started
+   * once more. */
+  | { readonly _tag: "Crash"; readonly restart: RestartSettings; readonly crashAgainAfterMs: number | undefined }
+  /** The owner shuts down cleanly in the middle of the run (deleting the lock); it stays down. */
+  | { readonly _tag: "OwnerStops" }
+  /** A fault of the owner's local disk (healed by `Heal`). */
+  | { readonly _tag: "DiskFault"; readonly fault: DiskFault }
 
 export interface TimedStep {
   readonly delayMs: number
@@ -74,10 +129,46 @@ export interface Schedule {
   readonly crashBeforeRestart: boolean
   /** Seeds the run's `Random` (error-rate draws, jitter, instance ids). */
   readonly randomSeed: number
+  /** The first instance's periodic checkpoint interval (absent: the system's default). */
+  readonly checkpointIntervalMs?: number
+  /** How the final restart runs (absent: as the first instance). */
+  readonly restart?: RestartSettings
+  /** At the shutdown instant the owner is killed instead of shut down (the others shut down). */
+  readonly crashAtShutdown?: boolean
+  /** Bit rot in the owner's directory after the stop, before the restart. */
+  readonly rotBeforeRestart?: Rot
 }
 
-export type Profile = "full" | "no-faults" | "failing-tasks"
-export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks"]
+export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "bit-rot" | "adversarial"
+export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "bit-rot", "adversarial"]
+
+/** The fault classes a profile adds to `full`. */
+interface FaultClasses {
+  readonly crashes: boolean
+  readonly lostResponses: boolean
+  readonly staleWriters: boolean
+  readonly diskFaults: boolean
+  readonly bitRot: boolean
+}
+
+const faultClasses = (profile: Profile): FaultClasses | undefined => {
+  switch (profile) {
+    case "crashes":
+      return { crashes: true, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: false }
+    case "lost-responses":
+      return { crashes: false, lostResponses: true, staleWriters: false, diskFaults: false, bitRot: false }
+    case "stale-writers":
+      return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false, bitRot: false }
+    case "disk-faults":
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: true, bitRot: false }
+    case "bit-rot":
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: true }
+    case "adversarial":
+      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true }
+    default:
+      return undefined
+  }
+}
 
 /** The data model both systems share: files of parts of slots. */
 export const dataModel = {
@@ -111,6 +202,16 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
     )
   }
   const target = targetArb(["any", "get", "put"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
+  if (faultClasses(profile)?.lostResponses === true) {
+    const lostTarget = targetArb(["put", "delete", "any"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
+    return fc.oneof(
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant("lostResponse" as const), ratePercent: fc.integer({ min: 20, max: 100 }), target: lostTarget }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("permanent" as const), target }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("stall" as const), target }) }
+    )
+  }
   return fc.oneof(
     fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
     fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target }),
@@ -121,11 +222,34 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
 
 /** Step weights per profile: the no-faults search leans on reads, checkpoints and evictions (the
  * load path), the failing-tasks search on writes and checkpoints. */
-const weights: Record<Profile, Record<Exclude<Step["_tag"], never>, number>> = {
-  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1 },
-  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0 },
-  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0 }
+const weights: Record<Profile, Record<Step["_tag"], number>> = {
+  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0, DiskFault: 0 },
+  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0 },
+  "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3 },
+  "bit-rot": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
+  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2 }
 }
+
+/** Checkpoint intervals of instances after a crash: off, shorter than a slow replay, the default. */
+const checkpointIntervalArb = fc.constantFrom(0, 30, 100, 1_000)
+
+const diskTargetArb = fc.constantFrom<DiskTarget>("parts", "wal", "any")
+
+const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
+  fc.record({ kind: fc.constant("full" as const), afterBytes: fc.integer({ min: 0, max: 12_288 }), target: diskTargetArb }),
+  fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb })
+)
+
+const rotArb: fc.Arbitrary<Rot> = fc.record({ target: fc.constantFrom<Rot["target"]>("wal", "parts"), pick: fc.integer({ min: 0, max: 7 }) })
+
+const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
+  checkpointIntervalMs: checkpointIntervalArb,
+  replayRecordMs: fc.constantFrom(0, 5, 20)
+})
 
 const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
   const arbitraries: Record<Step["_tag"], fc.Arbitrary<Step>> = {
@@ -134,10 +258,21 @@ const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
     HoldLease: fc.record({ _tag: fc.constant("HoldLease" as const), file: fileArb, part: partArb, holdMs: fc.integer({ min: 1, max: 500 }) }),
     Checkpoint: fc.record({ _tag: fc.constant("Checkpoint" as const) }),
     Evict: fc.record({ _tag: fc.constant("Evict" as const) }),
-    ArchiveWal: fc.record({ _tag: fc.constant("ArchiveWal" as const) }),
+    ArchiveWal: faultClasses(profile) !== undefined
+      ? fc.record({ _tag: fc.constant("ArchiveWal" as const), await: fc.boolean() })
+      : fc.record({ _tag: fc.constant("ArchiveWal" as const) }),
     Fault: fc.record({ _tag: fc.constant("Fault" as const), fault: faultArb(profile) }),
     Heal: fc.record({ _tag: fc.constant("Heal" as const) }),
-    TakeOver: fc.record({ _tag: fc.constant("TakeOver" as const) })
+    TakeOver: faultClasses(profile)?.staleWriters === true
+      ? fc.record({ _tag: fc.constant("TakeOver" as const), staleKeepsRunning: fc.boolean() })
+      : fc.record({ _tag: fc.constant("TakeOver" as const) }),
+    Crash: fc.record({
+      _tag: fc.constant("Crash" as const),
+      restart: restartSettingsArb,
+      crashAgainAfterMs: fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined })
+    }),
+    OwnerStops: fc.record({ _tag: fc.constant("OwnerStops" as const) }),
+    DiskFault: fc.record({ _tag: fc.constant("DiskFault" as const), fault: diskFaultArb })
   }
   const choices = (Object.keys(arbitraries) as Array<Step["_tag"]>)
     .filter((tag) => weights[profile][tag] > 0)
@@ -152,6 +287,13 @@ const delayArb = fc.oneof(
 
 /** The schedule generator of a profile. */
 export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
+  faultClasses(profile)?.crashes === true
+    ? crashingArb(profile, bounds)
+    : faultClasses(profile)?.bitRot === true
+    ? rottingArb(profile, bounds)
+    : baseArb(profile, bounds)
+
+const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
   fc.record({
     steps: fc.array(fc.record({ delayMs: delayArb, step: stepArb(profile) }), { maxLength: bounds.stepsMax, size: "max" }),
     shutdownAtMs: fc.integer({ min: 0, max: bounds.horizonMs }),
@@ -160,6 +302,18 @@ export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultB
     crashBeforeRestart: fc.boolean(),
     randomSeed: fc.integer({ min: 0, max: 0x7fffffff })
   })
+
+const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+  fc.record({
+    base: baseArb(profile, bounds),
+    checkpointIntervalMs: checkpointIntervalArb,
+    restart: restartSettingsArb,
+    crashAtShutdown: fc.boolean(),
+    rot: faultClasses(profile)?.bitRot === true ? fc.option(rotArb, { nil: undefined }) : fc.constant(undefined)
+  }).map(({ base, rot, ...extra }) => ({ ...base, ...extra, ...(rot === undefined ? {} : { rotBeforeRestart: rot }) }))
+
+const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+  fc.record({ base: baseArb(profile, bounds), rot: rotArb }).map(({ base, rot }) => ({ ...base, rotBeforeRestart: rot }))
 
 // ---------------------------------------------------------------------------------------------
 // Printing
@@ -177,6 +331,8 @@ export const faultText = (fault: Fault): string => {
       return `permanent ${targetText(fault.target)}`
     case "stall":
       return `stall ${targetText(fault.target)}`
+    case "lostResponse":
+      return `lost responses ${fault.ratePercent}% ${targetText(fault.target)}`
   }
 }
 
@@ -193,19 +349,32 @@ export const stepText = (step: Step): string => {
     case "Evict":
       return "evict"
     case "ArchiveWal":
-      return "archive-wal"
+      return step.await === true ? "archive-wal and await it" : "archive-wal"
     case "Fault":
       return `fault ${faultText(step.fault)}`
     case "Heal":
       return "heal"
     case "TakeOver":
-      return "take-over"
+      return step.staleKeepsRunning === true ? "take-over (the old writer keeps running)" : "take-over"
+    case "Crash":
+      return `crash; restart with ${restartText(step.restart)}` +
+        (step.crashAgainAfterMs === undefined ? "" : `, crashed again ${step.crashAgainAfterMs}ms into it and restarted`)
+    case "OwnerStops":
+      return "the owner shuts down cleanly"
+    case "DiskFault":
+      return step.fault.kind === "full"
+        ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
+        : `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
   }
 }
+
+const restartText = (settings: RestartSettings): string =>
+  `checkpoint interval ${settings.checkpointIntervalMs === 0 ? "off" : `${settings.checkpointIntervalMs}ms`}, replay ${settings.replayRecordMs}ms/record`
 
 /** One line per step with its absolute instant, then the shutdown line. */
 export const scheduleText = (schedule: Schedule): string => {
   const lines: Array<string> = []
+  if (schedule.checkpointIntervalMs !== undefined) lines.push(`  first instance: checkpoint interval ${schedule.checkpointIntervalMs === 0 ? "off" : `${schedule.checkpointIntervalMs}ms`}`)
   let atMs = 0
   for (const { delayMs, step } of schedule.steps) {
     atMs += delayMs
@@ -215,7 +384,10 @@ export const scheduleText = (schedule: Schedule): string => {
   lines.push(
     `  t=${String(schedule.shutdownAtMs).padStart(5)}ms  shutdown (${schedule.shutdownByScope ? "scope close" : "shutdown call"}, ` +
       `${schedule.interruptWorkloadAtShutdown ? "workload interrupted" : "lease holders interrupted"})` +
-      `${schedule.crashBeforeRestart ? ", then crash + restart" : ", then restart"}`
+      `${schedule.crashAtShutdown === true ? "; the owner is killed instead" : ""}` +
+      `${schedule.crashBeforeRestart ? ", then crash + restart" : ", then restart"}` +
+      `${schedule.rotBeforeRestart === undefined ? "" : ` (a byte of local ${schedule.rotBeforeRestart.target} file #${schedule.rotBeforeRestart.pick} flipped first)`}` +
+      `${schedule.restart === undefined ? "" : ` with ${restartText(schedule.restart)}`}`
   )
   return lines.join("\n")
 }

@@ -5,8 +5,8 @@
  *
  * Faults of a schedule (test/sim/Schedule.ts) map onto the decorator's rules: `latency` →
  * `latency(ms)`, `transient` → `errorRate(p)` (drawn from the run's seeded `Random`), `permanent` →
- * `failPermanently`, `stall` → `stall`; the target's operation family selects `put`, or
- * `get`/`getRange`/`head`, or every operation; its key family a key prefix of the layout (both
+ * `failPermanently`, `stall` → `stall`, `lostResponse` → `lostResponse(filter, { probability: p })`; the target's operation
+ * family selects `put`, `delete`, or `get`/`getRange`/`head`, or every operation; its key family a key prefix of the layout (both
  * systems use the same families: data/, manifests/, checkpoints/, wal/, lock).
  */
 import { Effect, Ref } from "effect"
@@ -37,12 +37,15 @@ export interface SimBucket {
   readonly inspect: MemoryObjectStore.MemoryBucketService
   /** A new faulty view with its own fault rules. */
   readonly view: Effect.Effect<FaultyView>
+  /** A new faulty view over `inner` (the raw bucket seen through something else, such as a
+   * process that can be killed), with its own fault rules. */
+  readonly viewOver: (inner: ObjectStoreService) => Effect.Effect<FaultyView>
 }
 
 /** The decorator's filter for a schedule's fault target. */
 export const filterOf = (target: FaultTarget): FaultyObjectStore.FaultFilter => {
   const operations: ReadonlyArray<FaultyObjectStore.Operation> | undefined =
-    target.operation === "put" ? ["put"] : target.operation === "get" ? ["get", "getRange", "head"] : undefined
+    target.operation === "put" ? ["put"] : target.operation === "delete" ? ["delete"] : target.operation === "get" ? ["get", "getRange", "head"] : undefined
   const keys =
     target.keys === "any"
       ? {}
@@ -63,16 +66,14 @@ const injectInto = (controller: FaultyObjectStore.FaultControllerService, fault:
       return controller.failPermanently(filter)
     case "stall":
       return controller.stall(filter)
+    case "lostResponse":
+      return controller.lostResponse(filter, { probability: fault.ratePercent / 100 })
   }
 }
 
-/** A new, empty simulated bucket. */
-export const makeSimBucket: Effect.Effect<SimBucket> = Effect.map(MemoryObjectStore.makeBucket("sim"), (state) => ({
-  state,
-  raw: MemoryObjectStore.storeOf(state),
-  inspect: MemoryObjectStore.inspect(state),
-  view: Effect.gen(function* () {
-    const { controller, store } = yield* FaultyObjectStore.make(MemoryObjectStore.storeOf(state))
+const viewOver = (inner: ObjectStoreService): Effect.Effect<FaultyView> =>
+  Effect.gen(function* () {
+    const { controller, store } = yield* FaultyObjectStore.make(inner)
     const active = yield* Ref.make(false)
     const faults: FaultControl = {
       inject: (fault) => Effect.zipRight(injectInto(controller, fault), Ref.set(active, true)),
@@ -81,4 +82,12 @@ export const makeSimBucket: Effect.Effect<SimBucket> = Effect.map(MemoryObjectSt
     }
     return { store, faults, controller }
   })
+
+/** A new, empty simulated bucket. */
+export const makeSimBucket: Effect.Effect<SimBucket> = Effect.map(MemoryObjectStore.makeBucket("sim"), (state) => ({
+  state,
+  raw: MemoryObjectStore.storeOf(state),
+  inspect: MemoryObjectStore.inspect(state),
+  view: viewOver(MemoryObjectStore.storeOf(state)),
+  viewOver
 }))

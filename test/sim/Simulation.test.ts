@@ -15,7 +15,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { checkAsync, runSchedule, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
-import { crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleWriter } from "./Scenarios.js"
+import { checkpointDuringReplay, crashAndRestart, crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleKeepsRunning, staleWriter } from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
 const real = simSystem(realSystem)
@@ -98,6 +98,32 @@ describe("the real Storage layer under simulation", () => {
     // B's own insert made it into its shutdown checkpoint.
     const ownInsert = record.inserts.find((insert) => insert.instance === "B")
     assert.strictEqual(ownInsert?.result?.acked, true)
+  })
+
+  it("kills and restarts an instance: the next incarnation reopens its directory and the ledger holds", () => {
+    const outcome = assertHolds("crash and restart", crashAndRestart)
+    const record = outcome.record
+    if (record === undefined) throw new Error("no record")
+    assert.deepStrictEqual(record.crashes.map((crash) => crash.instance), ["A", "A.2"])
+    assert.deepStrictEqual(record.instances.map((info) => [info.label, info.instanceId === record.instances[0]?.instanceId]), [["A", true], ["A.2", true]])
+    assert.deepStrictEqual(record.inserts.map((insert) => [insert.instance, insert.result?.acked]), [["A", true], ["A", true], ["A", true], ["A.2", true]])
+    assert.deepStrictEqual(record.archives.map((archive) => [archive.instance, archive.result?.error]), [["A", undefined]])
+    // The final restart read every part an insert went to; nothing is missing (assertHolds).
+    const restart = record.reopens.find((reopen) => reopen.kind === "restart")
+    assert.strictEqual(restart?.error, undefined)
+    assert.strictEqual(restart?.parts.length, 4 + 2)
+  })
+
+  it("keeps an acknowledged insert when a checkpoint runs during a start-up replay that is then killed", () => {
+    const outcome = assertHolds("checkpoint during replay", checkpointDuringReplay)
+    assert.deepStrictEqual(outcome.record?.crashes.map((crash) => [crash.instance, crash.during]), [["A", "running"], ["A.2", "start-up"]])
+  })
+
+  it("stops acknowledging on a stale writer told it is fenced, while the new owner stops and restarts", () => {
+    const outcome = assertHolds("stale writer keeps running", staleKeepsRunning)
+    const staleInserts = outcome.record?.inserts.filter((insert) => insert.instance === "A" && insert.startedAtMs > 5) ?? []
+    assert.isAbove(staleInserts.length, 0, "the stale writer went on inserting")
+    for (const insert of staleInserts) assert.isFalse(insert.result?.acked, `insert ${insert.id} of the fenced writer`)
   })
 
   it("plays one schedule the same way twice (determinism)", () => {

@@ -25,6 +25,8 @@ interface Mutation {
   readonly replace: string
   /** Unit test files that cover the same guarantee. */
   readonly tests: ReadonlyArray<string>
+  /** The simulation profile whose fault class finds it (default `full`). */
+  readonly profile?: string
 }
 
 const mutations: ReadonlyArray<Mutation> = [
@@ -75,6 +77,64 @@ const mutations: ReadonlyArray<Mutation> = [
     find: "  Effect.interruptible(step).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms))))\n",
     replace: "  step.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms)))) // MUTATION\n",
     tests: []
+  },
+  {
+    id: "checkpoint-position-at-log-end-during-replay",
+    breaks: "a checkpoint during start-up replay takes the log's end as its WAL position (issue #19 case 1)",
+    file: "src/services/WalArchiver.ts",
+    find: "    position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state, replayed]) => toLsn(replayed ?? state.endLsn)),\n",
+    replace: "    position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
+    tests: ["test/layers/WalReplay.test.ts"],
+    profile: "crashes"
+  },
+  {
+    id: "fence-ends-when-lock-is-gone",
+    breaks: "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock (issue #19 case 2)",
+    file: "src/services/BucketLock.ts",
+    find: '          ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: "the lock object is gone: another instance took the bucket over and released it" }))\n',
+    replace: "          ? Effect.void // MUTATION\n",
+    tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
+    profile: "stale-writers"
+  },
+  {
+    id: "commit-acknowledged-when-fenced",
+    breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
+    file: "src/layers/Storage.ts",
+    find:
+      '      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),\n' +
+      '      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n',
+    replace:
+      '      append: (record) => Effect.zipRight(refuseWhenClosing("append"), wal.append(record)), // MUTATION\n' +
+      '      commit: Effect.zipRight(refuseWhenClosing("commit"), wal.commit), // MUTATION\n',
+    tests: ["test/layers/StorageFencing.test.ts"],
+    profile: "stale-writers"
+  },
+  {
+    id: "commit-outcome-from-response-only",
+    breaks: "a root-manifest PUT whose answer was lost counts as failed, its read-back ignored (issue #19 case 8)",
+    file: "src/internal/RootCommit.ts",
+    find: "      if (!outcomeUnknown(error)) return yield* Effect.fail(error)\n",
+    replace: "      if (outcomeUnknown(error) || !outcomeUnknown(error)) return yield* Effect.fail(error) // MUTATION\n",
+    tests: ["test/services/Checkpointer.test.ts"],
+    profile: "lost-responses"
+  },
+  {
+    id: "torn-part-not-damaged",
+    breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable (issue #19 case 5)",
+    file: "src/services/PartTable.ts",
+    find: "  slot.damaged ??= damaged\n",
+    replace: "  // MUTATION: the part is not marked damaged\n",
+    tests: ["test/services/PartTable.test.ts", "test/layers/StorageLocalDisk.test.ts"],
+    profile: "disk-faults"
+  },
+  {
+    id: "rotten-part-trusted",
+    breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
+    file: "src/services/PartTable.ts",
+    find: "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
+    replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
+    tests: ["test/layers/StorageLocalDisk.test.ts"],
+    profile: "bit-rot"
   }
 ]
 
@@ -114,21 +174,25 @@ interface Row {
   readonly caught: boolean
 }
 
-const simulate = (cwd: string, seed: number) =>
-  run(cwd, "npx", ["tsx", "test/sim/cli.ts", "--system", "real", "--profile", "full", "--runs", String(runs), "--seed", String(seed), "--shrink-limit", "20"], 600_000)
+const simulate = (cwd: string, seed: number, profile = "full") =>
+  run(cwd, "npx", ["tsx", "test/sim/cli.ts", "--system", "real", "--profile", profile, "--runs", String(runs), "--seed", String(seed), "--shrink-limit", "20"], 600_000)
 
 /**
  * A seed whose schedules all pass on the unmutated code, so that a failure under a mutation is the
  * mutation's doing (a bug of the real code that the simulation already finds would otherwise be
  * blamed on every mutation).
  */
-const cleanSeed = (cwd: string): number | undefined => {
-  for (let seed = 1; seed <= 12; seed++) {
-    const baseline = simulate(cwd, seed)
-    process.stderr.write(`baseline seed ${seed}: ${baseline.status === 0 ? `passes ${runs} schedules` : "fails"}\n`)
-    if (baseline.status === 0) return seed
+const cleanSeeds = new Map<string, number | undefined>()
+const cleanSeed = (cwd: string, profile = "full"): number | undefined => {
+  if (cleanSeeds.has(profile)) return cleanSeeds.get(profile)
+  let found: number | undefined
+  for (let seed = 1; seed <= 12 && found === undefined; seed++) {
+    const baseline = simulate(cwd, seed, profile)
+    process.stderr.write(`baseline ${profile} seed ${seed}: ${baseline.status === 0 ? `passes ${runs} schedules` : "fails"}\n`)
+    if (baseline.status === 0) found = seed
   }
-  return undefined
+  cleanSeeds.set(profile, found)
+  return found
 }
 
 const check = (copy: string, mutation: Mutation, seed: number): Row => {
@@ -139,11 +203,11 @@ const check = (copy: string, mutation: Mutation, seed: number): Row => {
   if (occurrences !== 1) return { mutation, applicable: false, simulation: "-", unitTests: "-", caught: false }
   try {
     writeFileSync(path, text.replace(mutation.find, mutation.replace))
-    const sim = simulate(copy, seed)
+    const sim = simulate(copy, seed, mutation.profile)
     const violated = [...new Set([...sim.output.matchAll(/^\s+\[([a-z-]+)\]/gm)].map((match) => match[1]))]
     const failedAt = /schedule (\d+) failed/.exec(sim.output)?.[1]
-    const simulation =
-      sim.timedOut ? "timed out (counts as caught: the run hung)" : sim.status === 1 ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}` : sim.status === 0 ? `passes ${runs} schedules` : `exit ${sim.status}`
+    const simulation = `${mutation.profile ?? "full"} profile, seed ${seed}: ` + (
+      sim.timedOut ? "timed out (counts as caught: the run hung)" : sim.status === 1 ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}` : sim.status === 0 ? `passes ${runs} schedules` : `exit ${sim.status}`)
     // The hand-written scenarios (and a short campaign) of the simulation's test file.
     const scenarios = run(copy, "npx", ["vitest", "run", "test/sim/Simulation.test.ts"], 600_000, { SIM_RUNS: "20" })
     const failedScenarios = [...stripAnsi(scenarios.output).matchAll(/^\s+× .*? > (.*?)(?: \d+ms)?$/gm)].map((match) => match[1])
@@ -165,20 +229,20 @@ const check = (copy: string, mutation: Mutation, seed: number): Row => {
 }
 
 const main = (copy: string): number => {
-  const seed = cleanSeed(copy)
-  if (seed === undefined) {
-    process.stderr.write("no seed in 1..12 passes on the unmutated code: fix what the simulation finds first\n")
-    return 2
-  }
   const rows: Array<Row> = []
   for (const mutation of mutations) {
     if (only !== undefined && mutation.id !== only) continue
-    process.stderr.write(`mutation ${mutation.id} (${mutation.file}) ...\n`)
+    const seed = cleanSeed(copy, mutation.profile)
+    if (seed === undefined) {
+      process.stderr.write(`no seed in 1..12 passes the ${mutation.profile ?? "full"} profile on the unmutated code: fix what the simulation finds first\n`)
+      return 2
+    }
+    process.stderr.write(`mutation ${mutation.id} (${mutation.file}, profile ${mutation.profile ?? "full"}, seed ${seed}) ...\n`)
     const row = check(copy, mutation, seed)
     rows.push(row)
     process.stderr.write(`  simulation: ${row.simulation}; unit tests: ${row.unitTests}\n`)
   }
-  process.stdout.write(`| mutation | breaks | simulation: ${runs} schedules (real, full profile, seed ${seed}); Simulation.test.ts | unit tests | caught |\n|---|---|---|---|---|\n`)
+  process.stdout.write(`| mutation | breaks | simulation: ${runs} schedules of the real layer (profile and seed per row); Simulation.test.ts | unit tests | caught |\n|---|---|---|---|---|\n`)
   for (const row of rows) {
     process.stdout.write(
       `| \`${row.mutation.id}\` (${row.mutation.file}) | ${row.mutation.breaks} | ${row.applicable ? row.simulation : "not applicable: the patched text is no longer in the file"} | ${row.unitTests} | ${row.applicable ? (row.caught ? "yes" : "**no**") : "-"} |\n`
