@@ -120,6 +120,31 @@ describe("Storage: one open per data directory, one generation per bucket", () =
     }))
 })
 
+describe("Storage: a new owner of a bucket another instance wrote", () => {
+  it.live("claims a checkpoint of its own at the open, so its restart is not refused even when it never committed one", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (a) => Effect.asVoid(Effect.zipRight(a.write(fileA, 0, H.pattern(7, 100)), a.checkpoint)))
+      assert.isUndefined(yield* lockIn(bucket), "the first owner released the bucket")
+      // A new directory opens the released bucket (no take-over needed) and logs a record; its own
+      // checkpoints then fail, so what it committed is only in its WAL.
+      const disk = yield* H.makeDisk
+      const faults = yield* FaultyObjectStore.makeController({ seed: 5 })
+      const instance = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const c = (yield* H.open(bucket, disk, {}, {}, faults)).storage
+          yield* insert(c, "c0")
+          yield* faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          return c.instanceId
+        })
+      )
+      yield* faults.heal
+      const [plan, base] = yield* H.withStorage(bucket, disk, (restarted) => Effect.succeed([restarted.opened.plan, restarted.opened.base?.manifest] as const))
+      assert.strictEqual(plan, "Reopen")
+      assert.strictEqual(base?.instanceId, instance, "the bucket's latest checkpoint is the new owner's claim")
+    }))
+})
+
 describe("Storage: the lock's unknown outcomes and failed start-ups", () => {
   it.live("a fresh start whose lock PUT responses are all lost comes up; one that fails leaves its instance id in the directory, so the next start is not refused", () =>
     Effect.gen(function* () {
