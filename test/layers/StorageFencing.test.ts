@@ -143,6 +143,23 @@ describe("Storage: a new owner of a bucket another instance wrote", () => {
       assert.strictEqual(plan, "Reopen")
       assert.strictEqual(base?.instanceId, instance, "the bucket's latest checkpoint is the new owner's claim")
     }))
+
+  it.live("a take-over whose claim's responses are all lost reads the claim back: it starts, with exactly one claim", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          yield* a.write(fileA, 0, H.pattern(8, 100))
+          assert.strictEqual((yield* a.checkpoint).checkpoint, 1)
+          const faults = yield* FaultyObjectStore.makeController({ seed: 6 })
+          yield* faults.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" })
+          const b = (yield* H.open(bucket, yield* H.makeDisk, { takeOver: true }, {}, faults)).storage
+          assert.strictEqual(b.opened.base?.manifest.checkpoint, 2, "the claim is checkpoint 2")
+          assert.isTrue(Option.isNone(yield* bucket.inspect.read(KeyLayout.checkpointKey(layout, Ids.checkpointNumber(3)))), "one claim, not one per lost answer")
+        })
+      )
+    }))
 })
 
 describe("Storage: the lock's unknown outcomes and failed start-ups", () => {
