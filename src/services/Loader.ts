@@ -172,9 +172,8 @@ export const newInstanceId: Effect.Effect<InstanceId> = Effect.map(
 )
 
 /**
- * After a take-over, or when the latest checkpoint is another instance's: claims the next checkpoint
- * number with a copy of the latest checkpoint under the new epoch, so that the old holder's next
- * commit finds it taken. Re-reads and retries (at most five
+ * After a take-over: claims the next checkpoint number with a copy of the latest checkpoint under the
+ * new epoch, so that the old holder's next commit finds it taken. Re-reads and retries (at most five
  * rounds) when the old holder committed in between.
  */
 const claimAfterTakeOver = (
@@ -274,11 +273,7 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   // start-up failed after taking it.
   yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
   const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-  // A base written by another instance (a take-over, or a new directory on a bucket another
-  // instance released) is claimed under this epoch: a writer still on the old lineage cannot commit
-  // after it, and this directory's restart finds its own checkpoint as the bucket's latest.
-  const claims = lock.tookOver || (latest !== undefined && latest.manifest.instanceId !== instanceId)
-  const base = claims ? yield* claimAfterTakeOver(store, config, lock, now) : latest
+  const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, now) : latest
   // Local part files are trusted only after a clean shutdown, and only with the hash it recorded
   // for each (see PartTable.InstallOptions); a clean stop that recorded none counts as a crash.
   const recordedHashes = plan._tag === "Reopen" && plan.control.cleanShutdown && plan.control.localParts !== undefined
