@@ -32,7 +32,10 @@ export const Control = Schema.Struct({
   /** Written with `cleanShutdown`: the SHA-256 of each local part file at the clean stop, by path.
    * The next start keeps a part file that differs from the bucket only if it still has this hash;
    * a clean stop without it vouches for no part file. */
-  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** The commit token of the checkpoint this directory was opened from, when another instance
+   * wrote it: until this directory commits a checkpoint of its own, that one is its base. */
+  baseCommitToken: Schema.optional(Schema.String)
 })
 export type Control = typeof Control.Type
 
@@ -78,7 +81,7 @@ export interface CheckpointSummary {
   readonly epoch: Epoch
   /** The checkpoint it builds on. */
   readonly previous?: CheckpointNumber
-  readonly walPosition?: Lsn
+  readonly commitToken?: string | undefined
 }
 
 /** What the bucket says at start-up. */
@@ -174,9 +177,9 @@ export const planStartup = (
     }))
   }
   // Another instance's checkpoint is foreign unless it is the very one this directory opened from
-  // (a number is committed once, so the same number and WAL position is the same checkpoint): a
-  // directory restored from another instance's bucket that has not committed yet is in step.
-  const openedFromIt = latest.checkpoint === control.lastCheckpoint && latest.walPosition === control.walPosition
+  // (its commit token, unique per commit): a directory restored from another instance's bucket
+  // that has not committed a checkpoint of its own yet is in step.
+  const openedFromIt = latest.checkpoint === control.lastCheckpoint && latest.commitToken !== undefined && latest.commitToken === control.baseCommitToken
   if (latest.instanceId !== control.instanceId && !openedFromIt) {
     return Either.left(new StartupRefused({
       reason: "ForeignInstance",

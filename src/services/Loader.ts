@@ -260,7 +260,8 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
     walPosition: base?.manifest.walPosition ?? Lsn.make(0),
     partSizeBytes: config.partSizeBytes,
     walSegmentBytes: config.walSegmentBytes,
-    cleanShutdown: false
+    cleanShutdown: false,
+    ...(base?.manifest.commitToken === undefined || base.manifest.instanceId === instanceId ? {} : { baseCommitToken: base.manifest.commitToken })
   })
   // A fresh directory learns its instance id before any lock can name it.
   if (plan._tag === "Fresh") yield* writeControl(disk, controlOf(0, undefined))
