@@ -212,8 +212,9 @@ const make = (options: StorageOptions) =>
       const workerReport = yield* Effect.interruptible(workers.shutdown)
       const isFenced = yield* fenced
       // The lock gets what is left, less a margin for the bookkeeping after it, so that a stalled
-      // bucket cannot push the close past its deadline.
-      const marginMs = Math.min(100, Math.ceil(config.shutdownDeadlineMs * 0.05))
+      // bucket cannot push the close past its deadline. The margins are wide enough for a starved
+      // event loop: on 2 busy cores a timer fires tens of ms late, and a cut step ends after it.
+      const marginMs = Math.min(300, Math.ceil(config.shutdownDeadlineMs * 0.1))
       const lockBudgetMs = Math.min((yield* remainingMs(deadlineAtMs)) - marginMs, config.requestTimeoutMs)
       // Out of time, the release is cut at once (and marked failed, so no later one runs).
       const lock = isFenced
@@ -229,7 +230,7 @@ const make = (options: StorageOptions) =>
       // Every part written through a lease since it was loaded (version > 0): an uploaded part's file
       // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
       const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
-      const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(50, Math.ceil(config.shutdownDeadlineMs * 0.02))
+      const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
       const markClean = Effect.flatMap(parts.localPartHashes, (hashes) => Loader.markCleanShutdown(disk, dirtyPaths, hashes))
       const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()
       const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
