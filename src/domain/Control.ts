@@ -78,6 +78,7 @@ export interface CheckpointSummary {
   readonly epoch: Epoch
   /** The checkpoint it builds on. */
   readonly previous?: CheckpointNumber
+  readonly walPosition?: Lsn
 }
 
 /** What the bucket says at start-up. */
@@ -172,7 +173,11 @@ export const planStartup = (
       detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's; restore the bucket, or ${remedy}`
     }))
   }
-  if (latest.instanceId !== control.instanceId) {
+  // Another instance's checkpoint is foreign unless it is the very one this directory opened from
+  // (a number is committed once, so the same number and WAL position is the same checkpoint): a
+  // directory restored from another instance's bucket that has not committed yet is in step.
+  const openedFromIt = latest.checkpoint === control.lastCheckpoint && latest.walPosition === control.walPosition
+  if (latest.instanceId !== control.instanceId && !openedFromIt) {
     return Either.left(new StartupRefused({
       reason: "ForeignInstance",
       detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over); ${remedy}`

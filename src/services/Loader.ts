@@ -25,7 +25,7 @@ import { type BucketLocked, type CorruptObject, type DirectoryLocked, type Local
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
-import { newCommitToken } from "../internal/RootCommit.js"
+import { commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
@@ -187,7 +187,7 @@ const claimAfterTakeOver = (
       const latest = yield* readLatest(store, config)
       const previous = latest?.manifest.checkpoint ?? CheckpointNumberSchema.make(0)
       const checkpoint = CheckpointNumberSchema.make(previous + 1)
-      const claim: Manifest.CheckpointManifest = {
+      const claim: Manifest.CheckpointManifest & { readonly commitToken: string } = {
         format: Manifest.checkpointManifestFormat,
         instanceId: lock.instanceId,
         epoch: lock.epoch,
@@ -201,11 +201,19 @@ const claimAfterTakeOver = (
         commitToken: yield* newCommitToken
       }
       const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
-      const claimed = yield* store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
-        withRequestPolicy(config, "claim checkpoint", key),
-        Effect.as(true),
-        Effect.catchTag("PreconditionFailed", () => Effect.succeed(false))
-      )
+      // A claim is a commit: an outcome the network left unknown is read back (src/internal/RootCommit.ts).
+      const resolution = yield* commitRootManifest({
+        manifest: claim,
+        put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(withRequestPolicy(config, "claim checkpoint", key)),
+        readBack: readCheckpointManifest(store, config, checkpoint).pipe(
+          Effect.map(Option.some),
+          Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
+        ),
+        earlierTokens: new Set(),
+        conflictRetriesMax: config.retryAttemptsMax,
+        conflictDelayMs: config.retryDelayBaseMs
+      }).pipe(Effect.catchTag("PreconditionFailed", () => Effect.succeed({ _tag: "Taken" } as const)))
+      const claimed = resolution._tag === "Committed"
       if (claimed) return { manifest: claim, files: latest?.files ?? new Map() }
     }
     return yield* readLatest(store, config)

@@ -120,6 +120,49 @@ describe("Storage: one open per data directory, one generation per bucket", () =
     }))
 })
 
+describe("Storage: a new owner of a bucket another instance wrote", () => {
+  it.live("restarts on its base even when it never committed a checkpoint of its own", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (a) => Effect.asVoid(Effect.zipRight(a.write(fileA, 0, H.pattern(7, 100)), a.checkpoint)))
+      assert.isUndefined(yield* lockIn(bucket), "the first owner released the bucket")
+      // A new directory opens the released bucket (no take-over needed) and logs a record; its own
+      // checkpoints then fail, so what it committed is only in its WAL.
+      const disk = yield* H.makeDisk
+      const faults = yield* FaultyObjectStore.makeController({ seed: 5 })
+      const instance = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const c = (yield* H.open(bucket, disk, {}, {}, faults)).storage
+          yield* insert(c, "c0")
+          yield* faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          return c.instanceId
+        })
+      )
+      yield* faults.heal
+      const [plan, base] = yield* H.withStorage(bucket, disk, (restarted) => Effect.succeed([restarted.opened.plan, restarted.opened.base?.manifest] as const))
+      assert.strictEqual(plan, "Reopen")
+      assert.strictEqual(base?.checkpoint, 1, "opened from the checkpoint it was restored from")
+      assert.notStrictEqual(base?.instanceId, instance, "written by the first owner")
+    }))
+
+  it.live("a take-over whose claim's responses are all lost reads the claim back: it starts, with exactly one claim", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          yield* a.write(fileA, 0, H.pattern(8, 100))
+          assert.strictEqual((yield* a.checkpoint).checkpoint, 1)
+          const faults = yield* FaultyObjectStore.makeController({ seed: 6 })
+          yield* faults.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" })
+          const b = (yield* H.open(bucket, yield* H.makeDisk, { takeOver: true }, {}, faults)).storage
+          assert.strictEqual(b.opened.base?.manifest.checkpoint, 2, "the claim is checkpoint 2")
+          assert.isTrue(Option.isNone(yield* bucket.inspect.read(KeyLayout.checkpointKey(layout, Ids.checkpointNumber(3)))), "one claim, not one per lost answer")
+        })
+      )
+    }))
+})
+
 describe("Storage: the lock's unknown outcomes and failed start-ups", () => {
   it.live("a fresh start whose lock PUT responses are all lost comes up; one that fails leaves its instance id in the directory, so the next start is not refused", () =>
     Effect.gen(function* () {

@@ -137,6 +137,40 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "bit-rot"
   },
   {
+    id: "renewal-rewrites-unread-lock",
+    breaks: "a lock renewal that cannot read the lock rewrites it, taking the bucket back from a newer holder",
+    file: "src/services/BucketLock.ts",
+    find: "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        if (current.right === undefined) return yield* fence(\"the lock object is gone: another instance took the bucket over and released it\")\n        if (!isHeldBy(current.right, lock)) return yield* fence(`the lock object names ${describe(current.right)}`)\n",
+    replace: "        if (Either.isRight(current) && current.right === undefined) return yield* fence(\"the lock object is gone: another instance took the bucket over and released it\")\n        if (Either.isRight(current) && current.right !== undefined && !isHeldBy(current.right, lock)) return yield* fence(\"the lock object names another holder\") // MUTATION\n",
+    tests: ["test/services/BucketLock.test.ts"],
+    profile: "stale-writers"
+  },
+  {
+    id: "own-base-refused-as-foreign",
+    breaks: "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",
+    file: "src/domain/Control.ts",
+    find: "  if (latest.instanceId !== control.instanceId && !openedFromIt) {\n",
+    replace: "  if (latest.instanceId !== control.instanceId) { // MUTATION\n",
+    tests: ["test/layers/StorageFencing.test.ts"],
+    profile: "stale-writers"
+  },
+  {
+    id: "no-directory-lock",
+    breaks: "two processes open one data directory (issue #19 case 4)",
+    file: "src/services/Loader.ts",
+    find: "  yield* disk.lockDirectory\n",
+    replace: "  // MUTATION\n",
+    tests: ["test/layers/StorageFencing.test.ts", "test/program/DirectoryLock.test.ts"]
+  },
+  {
+    id: "wal-damage-cut-as-torn-tail",
+    breaks: "a flipped byte in the middle of the local WAL cuts the log there (issue #19 case 6)",
+    file: "src/services/WalArchiver.ts",
+    find: "    const midLog = validInSegment || validLater\n",
+    replace: "    const midLog = false && (validInSegment || validLater) // MUTATION\n",
+    tests: ["test/services/WalArchiver.test.ts"]
+  },
+  {
     id: "archive-wait-ignores-close",
     breaks: "a wait for the WAL archive is not told when the archiver shuts down; it runs out its deadline after the layer closed",
     file: "src/services/WalArchiver.ts",
