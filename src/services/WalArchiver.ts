@@ -165,8 +165,10 @@ export interface WalArchiverService {
   readonly archivedThrough: Effect.Effect<Lsn>
   /** `archivedThrough` and its changes (the current value first). */
   readonly archivedChanges: Stream.Stream<Lsn>
-  /** Waits until every record below `lsn` is archived; WalArchiveTimeout after `timeoutMs`. */
-  readonly awaitArchived: (lsn: Lsn, timeoutMs: number) => Effect.Effect<void, WalArchiveTimeout>
+  /** Waits until every record below `lsn` is archived; WalArchiveTimeout after `timeoutMs`;
+   * ShuttingDown as soon as the archive closes (`shutdown` ended, or the layer's scope closed)
+   * short of it, since nothing more is archived then. */
+  readonly awaitArchived: (lsn: Lsn, timeoutMs: number) => Effect.Effect<void, WalArchiveTimeout | ShuttingDown>
   /** Flushes, then asks for the current segment's durable prefix to be uploaded (and every pending
    * segment); returns the LSN that `awaitArchived` must reach for it. */
   readonly archivePartial: Effect.Effect<Lsn, CommitError>
@@ -185,7 +187,9 @@ export interface WalArchiverService {
   /** Every record at or after `fromLsn` in the local segments. */
   readonly replayLocal: <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) => Effect.Effect<ReplaySummary, E | ReplayError, R>
   /** Stops appends, flushes, archives the final partial segment and waits for every pending upload,
-   * all within `deadlineMs`; runs once (later calls return the first report). */
+   * all within `deadlineMs`; runs once (later calls return the first report). When it ends, however
+   * it ends, the archive is closed: no upload starts any more, and the waits of `awaitArchived` and
+   * of commits still short of their position fail with ShuttingDown. */
   readonly shutdown: (deadlineMs: number) => Effect.Effect<WalShutdownReport>
   readonly stats: Effect.Effect<WalStats>
 }
@@ -234,6 +238,13 @@ interface LogState {
   /** The flush that will run next: every committer not covered by `running` waits on it. */
   readonly next: FlushDone
   readonly closing: boolean
+}
+
+/** What `awaitArchived` watches: the archived prefix, and whether the archive is closed (nothing
+ * more is archived: a waiter still short of its position is told at once). */
+interface ArchivedView {
+  readonly through: number
+  readonly closed: boolean
 }
 
 /** One upload of a segment, full or partial, and the LSN its copy reaches. */
@@ -704,7 +715,7 @@ export const make: Effect.Effect<
     coveredLsn: 0,
     localLowest: recovered.localLowest
   })
-  const archivedRef = yield* SubscriptionRef.make(recovered.progress.through)
+  const archivedRef = yield* SubscriptionRef.make<ArchivedView>({ through: recovered.progress.through, closed: false })
   // While start-up replay runs: the end of the last record it applied (records below it are in the
   // parts). Undefined once start-up is over: then every record below the log's end is applied.
   const replayedRef = yield* Ref.make<number | undefined>(Option.getOrUndefined(Option.map(startup, (value) => value.replayFromLsn)))
@@ -890,7 +901,7 @@ export const make: Effect.Effect<
           c.segmentsArchived++
           c.archivedBytes += typeof exit.value === "number" ? exit.value : 0
         })
-        yield* SubscriptionRef.update(archivedRef, (current) => Math.max(current, through))
+        yield* SubscriptionRef.update(archivedRef, (current) => ({ ...current, through: Math.max(current.through, through) }))
         yield* wakeArchiver
         return
       }
@@ -953,7 +964,7 @@ export const make: Effect.Effect<
 
   const archiveOnce = Effect.gen(function* () {
     const durable = (yield* Ref.get(logRef)).durableLsn
-    for (const item of yield* planUploads(durable)) yield* startUpload(item)
+    if (!(yield* SubscriptionRef.get(archivedRef)).closed) for (const item of yield* planUploads(durable)) yield* startUpload(item)
     yield* removeCovered(durable).pipe(
       Effect.catchAll((error) => Effect.logWarning(`WAL: removing an archived segment failed; retried later: ${error.message}`))
     )
@@ -985,16 +996,18 @@ export const make: Effect.Effect<
       "WalArchiver.awaitArchived",
       `archive through LSN ${target}`,
       archivedRef.changes.pipe(
-        Stream.filter((through) => through >= target),
+        Stream.filter((view) => view.through >= target || view.closed),
         Stream.runHead,
-        Effect.asVoid,
+        Effect.flatMap((view) =>
+          Option.isSome(view) && view.value.through < target ? Effect.fail(new ShuttingDown({ operation: "WalArchiver.awaitArchived" })) : Effect.void
+        ),
         Effect.timeoutFail({
           duration: Duration.millis(Math.max(0, timeoutMs)),
           onTimeout: () => new WalArchiveTimeout({ lsn: target, archivedThrough: -1, timeoutMs })
         }),
         Effect.catchTag("WalArchiveTimeout", (error) =>
-          Effect.flatMap(SubscriptionRef.get(archivedRef), (through) =>
-            Effect.fail(new WalArchiveTimeout({ lsn: error.lsn, archivedThrough: through, timeoutMs }))
+          Effect.flatMap(SubscriptionRef.get(archivedRef), (view) =>
+            Effect.fail(new WalArchiveTimeout({ lsn: error.lsn, archivedThrough: view.through, timeoutMs }))
           )
         )
       )
@@ -1065,7 +1078,7 @@ export const make: Effect.Effect<
 
   const report = Effect.gen(function* () {
     const log = yield* Ref.get(logRef)
-    const through = yield* SubscriptionRef.get(archivedRef)
+    const through = (yield* SubscriptionRef.get(archivedRef)).through
     return {
       archivedThrough: through,
       durableLsn: log.durableLsn,
@@ -1089,7 +1102,7 @@ export const make: Effect.Effect<
       yield* waits.track(
         "WalArchiver.shutdown",
         `archive through LSN ${target}`,
-        archivedRef.changes.pipe(Stream.filter((through) => through >= target), Stream.runHead, Effect.timeout(left), Effect.ignore)
+        archivedRef.changes.pipe(Stream.filter((view) => view.through >= target), Stream.runHead, Effect.timeout(left), Effect.ignore)
       )
       const result = yield* report
       if (result.localOnly !== undefined) {
@@ -1098,6 +1111,18 @@ export const make: Effect.Effect<
       return result
     })
 
+  // Nothing more is archived: every wait for the archive, or for a flush, that is still short of
+  // its position ends now with ShuttingDown instead of running out its deadline. A flush still
+  // running may yet complete: its committers were told it would not, which withholds no durability.
+  const closeArchive = Effect.gen(function* () {
+    yield* SubscriptionRef.update(archivedRef, (view) => ({ ...view, closed: true }))
+    const log = yield* Ref.get(logRef)
+    const closed = new ShuttingDown({ operation: "WalArchiver.commit" })
+    if (log.running !== undefined) yield* Deferred.fail(log.running.done, closed)
+    yield* Deferred.fail(log.next, closed)
+  })
+  yield* Effect.addFinalizer(() => closeArchive)
+
   const shutdownOnce = yield* Ref.make<Deferred.Deferred<WalShutdownReport> | undefined>(undefined)
   const shutdown = (deadlineMs: number) =>
     Effect.uninterruptibleMask((restore) =>
@@ -1105,7 +1130,7 @@ export const make: Effect.Effect<
         const fresh = yield* Deferred.make<WalShutdownReport>()
         const existing = yield* Ref.modify(shutdownOnce, (current) => (current === undefined ? [undefined, fresh] : [current, current]))
         if (existing !== undefined) return yield* restore(Deferred.await(existing))
-        const result = yield* restore(runShutdown(deadlineMs)).pipe(Effect.catchAllCause(() => report))
+        const result = yield* restore(runShutdown(deadlineMs)).pipe(Effect.catchAllCause(() => report), Effect.ensuring(closeArchive))
         yield* Deferred.succeed(fresh, result)
         return result
       })
@@ -1118,7 +1143,7 @@ export const make: Effect.Effect<
       ...counters,
       endLsn: toLsn(log.endLsn),
       durableLsn: toLsn(log.durableLsn),
-      archivedThrough: toLsn(yield* SubscriptionRef.get(archivedRef)),
+      archivedThrough: toLsn((yield* SubscriptionRef.get(archivedRef)).through),
       coveredLsn: toLsn(archive.coveredLsn)
     } satisfies WalStats
   })
@@ -1130,8 +1155,8 @@ export const make: Effect.Effect<
     commitThrough,
     position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state, replayed]) => toLsn(replayed ?? state.endLsn)),
     durableLsn: Effect.map(Ref.get(logRef), (state) => toLsn(state.durableLsn)),
-    archivedThrough: Effect.map(SubscriptionRef.get(archivedRef), toLsn),
-    archivedChanges: Stream.map(archivedRef.changes, toLsn),
+    archivedThrough: Effect.map(SubscriptionRef.get(archivedRef), (view) => toLsn(view.through)),
+    archivedChanges: Stream.changes(Stream.map(archivedRef.changes, (view) => toLsn(view.through))),
     awaitArchived,
     archivePartial,
     archivePending,

@@ -12,7 +12,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope, TestClock } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePathApi from "node:path"
 import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
@@ -573,6 +573,59 @@ describe("WalArchiver", () => {
       assert.strictEqual(report.archivedThrough, 0)
       assert.strictEqual(report.durableLsn, report.endLsn)
       assert.deepStrictEqual(report.localOnly, { fromLsn: 0, toLsn: report.endLsn })
+      assert.strictEqual((yield* waits.current).length, 0)
+    }))
+
+  it.effect("shutdown tells a waiter of awaitArchived at once that its position will not be archived", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal, waits } = yield* open(env)
+      yield* env.queue.setManual(true)
+      while ((yield* wal.position) < segmentBytes + 300) yield* wal.append(record(9, 200))
+      const target = yield* wal.archivePartial
+      const waiting = yield* Effect.fork(wal.awaitArchived(target, 60_000))
+      const closing = yield* Effect.fork(wal.shutdown(1_000))
+      yield* TestClock.adjust(1_000)
+      const report = yield* Fiber.join(closing)
+      assert.strictEqual(report.archivedThrough, 0)
+      // No more time passes: the waiter has its answer as the shutdown returns, not at its deadline.
+      const outcome = yield* Fiber.poll(waiting)
+      assert.isTrue(Option.isSome(outcome), "the waiter is still waiting after the archiver shut down")
+      const failure = Option.flatMap(outcome, (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none())
+      assert.strictEqual(Option.getOrUndefined(failure)?._tag, "ShuttingDown")
+      assert.strictEqual((yield* waits.current).length, 0)
+      // A late wait is told at once too; a position already archived still succeeds.
+      const late = yield* Effect.either(wal.awaitArchived(target, 60_000))
+      assert.isTrue(Either.isLeft(late) && late.left._tag === "ShuttingDown")
+      yield* wal.awaitArchived(lsn(0), 60_000)
+      // Nothing more is uploaded once the archive is closed.
+      const enqueued = (yield* env.queue.enqueued).length
+      yield* wal.archivePending
+      yield* Effect.yieldNow()
+      assert.strictEqual((yield* env.queue.enqueued).length, enqueued)
+    }))
+
+  it.effect("shutdown tells a committer whose flush hangs that it will not be made durable", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const hang = yield* Ref.make(false)
+      const disk: LocalDiskService = {
+        ...env.disk,
+        sync: (path) => Effect.flatMap(Ref.get(hang), (hung) => (hung ? Effect.never : env.disk.sync(path)))
+      }
+      const { wal, waits } = yield* open(env, disk)
+      yield* wal.append(record(10))
+      yield* Ref.set(hang, true)
+      const committing = yield* Effect.fork(wal.commit)
+      yield* Effect.yieldNow()
+      const closing = yield* Effect.fork(wal.shutdown(1_000))
+      yield* TestClock.adjust(1_000)
+      const report = yield* Fiber.join(closing)
+      assert.strictEqual(report.durableLsn, 0)
+      const outcome = yield* Fiber.poll(committing)
+      assert.isTrue(Option.isSome(outcome), "the committer is still waiting after the archiver shut down")
+      const failure = Option.flatMap(outcome, (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none())
+      assert.strictEqual(Option.getOrUndefined(failure)?._tag, "ShuttingDown")
       assert.strictEqual((yield* waits.current).length, 0)
     }))
 

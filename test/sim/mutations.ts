@@ -169,6 +169,24 @@ const mutations: ReadonlyArray<Mutation> = [
     find: "    const midLog = validInSegment || validLater\n",
     replace: "    const midLog = false && (validInSegment || validLater) // MUTATION\n",
     tests: ["test/services/WalArchiver.test.ts"]
+  },
+  {
+    id: "archive-wait-ignores-close",
+    breaks: "a wait for the WAL archive is not told when the archiver shuts down; it runs out its deadline after the layer closed",
+    file: "src/services/WalArchiver.ts",
+    find: "        Stream.filter((view) => view.through >= target || view.closed),\n",
+    replace: "        Stream.filter((view) => view.through >= target), // MUTATION\n",
+    tests: ["test/services/WalArchiver.test.ts"],
+    profile: "lost-responses"
+  },
+  {
+    id: "commit-wait-ignores-close",
+    breaks: "a committer whose flush hangs is not told when the archiver shuts down",
+    file: "src/services/WalArchiver.ts",
+    find: "    if (log.running !== undefined) yield* Deferred.fail(log.running.done, closed)\n",
+    replace: "    // MUTATION: the running flush's committers are not told\n",
+    tests: ["test/services/WalArchiver.test.ts"],
+    profile: "lost-responses"
   }
 ]
 
