@@ -32,7 +32,11 @@ export const Control = Schema.Struct({
   /** Written with `cleanShutdown`: the SHA-256 of each local part file at the clean stop, by path.
    * The next start keeps a part file that differs from the bucket only if it still has this hash;
    * a clean stop without it vouches for no part file. */
-  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** Everything below it was durable in the local WAL at a clean stop (its end then). A bad frame
+   * below it is damage, never a torn tail. Kept by later opens (durable bytes stay durable) and
+   * raised by each clean stop; absent in control files of older versions. */
+  walDurableLsn: Schema.optional(Lsn)
 })
 export type Control = typeof Control.Type
 
