@@ -135,6 +135,15 @@ const mutations: ReadonlyArray<Mutation> = [
     replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
     tests: ["test/layers/StorageLocalDisk.test.ts"],
     profile: "bit-rot"
+  },
+  {
+    id: "wal-damage-below-durable-cut",
+    breaks: "a bad frame below the WAL's durable end recorded at a clean stop is cut as a torn tail, losing acknowledged records",
+    file: "src/services/WalArchiver.ts",
+    find: "onSome: (value) => value.durableLsn ?? 0 })",
+    replace: "onSome: () => 0 }) // MUTATION",
+    tests: ["test/services/WalArchiver.test.ts"],
+    profile: "bit-rot"
   }
 ]
 
