@@ -22,7 +22,7 @@
  *   is removed once it is both archived and entirely below the latest such position.
  * - Open: local segments are scanned in order and the log continues after the last valid frame. A
  *   torn tail (nothing valid after the bad frame, and past the durable end recorded at the last clean
- *   stop) is cut off; other damage is repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
+ *   stop or checkpoint, or in the unsynced mark `durableMarkPath` rewritten after each flush) is cut off; other damage is repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
  *   directory (a restore on a new machine), the local WAL is dropped and the log continues from the
  *   bucket's end, its last segment copied locally so that its later full upload keeps its records.
  *   The bucket is read as the history of this epoch (Wal.archivedLineage); a new epoch first uploads
@@ -275,6 +275,11 @@ interface Counters {
   segmentsRemoved: number
 }
 
+/** The local file of the durable-end mark (Wal.encodeDurableMark), rewritten after every flush and
+ * never synced: when it survives (a process crash keeps it, a power loss may not), no write below
+ * it can have been torn, so damage below it is repaired or refused like damage recorded at a clean stop. */
+export const durableMarkPath = "wal.durable"
+
 /** The local path of a segment: the bucket's naming without the prefix. */
 export const localSegmentPath = (segment: number): string => KeyLayout.walKey({ prefix: "" }, segmentNumber(segment))
 
@@ -431,7 +436,7 @@ const examineSegment = (
     if (damaged() && (yield* mustHold())) {
       const damageLsn = Wal.segmentStart(segment, segmentBytes) + scan.validBytes
       const ending = later.length > 0 ? `the segment ends at offset ${scan.validBytes} and segment ${later[0]} follows` : `the segment ends at offset ${scan.validBytes}`
-      const problem = `${scan.problem ?? ending}${belowDurable() ? `, below the log's durable end ${durableLsn} at the last clean stop` : ""}`
+      const problem = `${scan.problem ?? ending}${belowDurable() ? `, below the log's recorded durable end ${durableLsn}` : ""}`
       const repaired = yield* repairFromBucket(store, config, archive.lineage.get(segment), scan, bytes)
       if (repaired === undefined) {
         return yield* new WalCorrupt({ segment, lsn: damageLsn, detail: `${problem}; the bucket has no intact copy of the segment that reaches past it` })
@@ -563,7 +568,7 @@ const recover = (disk: LocalDiskService, store: ObjectStoreService, config: Stor
           ? Wal.segmentEnd(localLast.segment, segmentBytes)
           : Wal.segmentStart(localLast.segment, segmentBytes) + localLast.sizeBytes
     if (endLsn < durableLsn) {
-      const detail = `the local log ends at ${endLsn}, below its durable end ${durableLsn} at the last clean stop, and the bucket's copy does not reach past it`
+      const detail = `the local log ends at ${endLsn}, below its recorded durable end ${durableLsn}, and the bucket's copy does not reach past it`
       return yield* new WalCorrupt({ segment: Wal.segmentOf(endLsn, segmentBytes), lsn: endLsn, detail })
     }
     return { endLsn, local, progress, pendingFull, localLowest: first?.segment ?? Wal.segmentOf(endLsn, segmentBytes) } satisfies Recovered
@@ -687,7 +692,8 @@ export const make: Effect.Effect<
 
   const archive = yield* listArchived(store, config, ownEpoch)
   const durableAtCleanStop = Option.match(startup, { onNone: () => 0, onSome: (value) => value.durableLsn ?? 0 })
-  const opened = yield* recover(disk, store, config, archive, durableAtCleanStop)
+  const durableMarked = Wal.decodeDurableMark(Option.getOrElse(yield* disk.readAll(durableMarkPath), () => new Uint8Array(0))) ?? 0
+  const opened = yield* recover(disk, store, config, archive, Math.max(durableAtCleanStop, durableMarked))
   const recovered = yield* archiveEpochStart(disk, store, config, archive, opened, {
     key: bucketKey,
     fence: Option.getOrUndefined(Option.map(fence, (value) => value.check)),
@@ -777,6 +783,10 @@ export const make: Effect.Effect<
     const frames = List.toArray(List.reverse(taken.framesNewestFirst))
     const exit = yield* Effect.exit(frames.length === 0 ? Effect.void : writeFrames(frames))
     if (Exit.isSuccess(exit)) {
+      // After the fsync: the mark never claims a byte that is not durable (a failed write keeps the old one).
+      if (frames.length > 0) {
+        yield* disk.write(durableMarkPath, 0, Wal.encodeDurableMark(Math.max(taken.previousDurable, taken.running.endLsn))).pipe(Effect.ignore)
+      }
       yield* Ref.update(logRef, (state) => ({ ...state, durableLsn: Math.max(state.durableLsn, taken.running.endLsn), running: undefined }))
       if (frames.length > 0) yield* count((c) => void c.flushes++)
       yield* Deferred.succeed(taken.running.done, undefined)

@@ -738,10 +738,23 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       assert.deepStrictEqual(after.seen, damaged.before.seen, "every acknowledged record, the last one included")
     }))
 
-  it.effect("after a crash (no durable end recorded) the same damage is a torn tail and is cut", () =>
+  it.effect("after a process crash the durable-end mark it left makes the same damage refused, not cut", () =>
     Effect.gen(function* () {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "not archived")
+      const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2 }), (o) => Effect.as(o.kill, "opened")))
+      assert.isTrue(Either.isLeft(opened), "the open must refuse")
+      const refused = Either.flip(opened).pipe(Either.getOrThrow)
+      assert.strictEqual(refused._tag, "WalCorrupt")
+      if (refused._tag === "WalCorrupt") assert.strictEqual(refused.lsn, damaged.lastLsn)
+    }))
+
+  it.effect("after a power loss (no durable end recorded, the unsynced mark lost) the same damage is a torn tail and is cut", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const damaged = yield* damagedLastRecord(env, "not archived")
+      yield* env.control.crash
+      assert.isTrue(Option.isNone(yield* env.disk.readAll(WalArchiver.durableMarkPath)), "the mark was never synced")
       const reopened = yield* open(env, env.disk, { epoch: 2 })
       assert.strictEqual((yield* reopened.wal.stats).endLsn, damaged.lastLsn)
       const after = yield* collect(reopened.wal.replayLocal, 0)
