@@ -691,9 +691,10 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       assert.deepStrictEqual(after.seen, before.seen, "every record, the ones after the damage included")
     }))
 
-  /** A committed log ending in segment 1, stopped cleanly (its durable end recorded); then the byte
-   * at the middle of its last record flipped. */
-  const damagedLastRecord = (env: Env, archive: "archived" | "not archived") =>
+  /** A committed log ending in segment 1, stopped (its durable end noted for a clean stop's record),
+   * after a power loss (unsynced bytes lost) or a process crash; then the byte at the middle of its
+   * last record flipped. */
+  const damagedLastRecord = (env: Env, archive: "archived" | "not archived", stop: "power loss" | "process crash" = "power loss") =>
     Effect.gen(function* () {
       if (archive === "not archived") yield* env.queue.setManual(true)
       const first = yield* open(env)
@@ -704,6 +705,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       const durableLsn = yield* first.wal.durableLsn
       const before = yield* collect(first.wal.replayLocal, 0)
       yield* first.kill
+      if (stop === "power loss") yield* env.control.crash
       const lastLsn = lsns[lsns.length - 1] ?? 0
       const path = WalArchiver.localSegmentPath(Wal.segmentOf(lastLsn, segmentBytes))
       const bytes = Option.getOrThrow(yield* env.disk.readAll(path))
@@ -741,7 +743,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
   it.effect("after a process crash the durable-end mark it left makes the same damage refused, not cut", () =>
     Effect.gen(function* () {
       const env = yield* makeEnv
-      const damaged = yield* damagedLastRecord(env, "not archived")
+      const damaged = yield* damagedLastRecord(env, "not archived", "process crash")
       const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2 }), (o) => Effect.as(o.kill, "opened")))
       assert.isTrue(Either.isLeft(opened), "the open must refuse")
       const refused = Either.flip(opened).pipe(Either.getOrThrow)
@@ -753,7 +755,6 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     Effect.gen(function* () {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "not archived")
-      yield* env.control.crash
       assert.isTrue(Option.isNone(yield* env.disk.readAll(WalArchiver.durableMarkPath)), "the mark was never synced")
       const reopened = yield* open(env, env.disk, { epoch: 2 })
       assert.strictEqual((yield* reopened.wal.stats).endLsn, damaged.lastLsn)

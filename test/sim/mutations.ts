@@ -138,11 +138,11 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "wal-damage-below-durable-cut",
-    breaks: "a bad frame below the WAL's durable end recorded at a clean stop is cut as a torn tail, losing acknowledged records",
+    breaks: "a bad frame below the WAL's recorded durable end (clean stop, checkpoint, flush mark) is cut as a torn tail, losing acknowledged records",
     file: "src/services/WalArchiver.ts",
-    find: "onSome: (value) => value.durableLsn ?? 0 })",
-    replace: "onSome: () => 0 }) // MUTATION",
-    tests: ["test/services/WalArchiver.test.ts"],
+    find: "recover(disk, store, config, archive, Math.max(durableAtCleanStop, durableMarked))",
+    replace: "recover(disk, store, config, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
+    tests: ["test/services/WalArchiver.test.ts", "test/layers/StorageLocalDisk.test.ts"],
     profile: "bit-rot"
   }
 ]
