@@ -35,7 +35,11 @@ export const Control = Schema.Struct({
   localParts: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   /** The commit token of the checkpoint this directory was opened from, when another instance
    * wrote it: until this directory commits a checkpoint of its own, that one is its base. */
-  baseCommitToken: Schema.optional(Schema.String)
+  baseCommitToken: Schema.optional(Schema.String),
+  /** Everything below it was durable in the local WAL at a clean stop (its end then). A bad frame
+   * below it is damage, never a torn tail. Kept by later opens (durable bytes stay durable) and
+   * raised by each clean stop; absent in control files of older versions. */
+  walDurableLsn: Schema.optional(Lsn)
 })
 export type Control = typeof Control.Type
 

@@ -317,7 +317,7 @@ export class WalCorrupt extends Schema.TaggedError<WalCorrupt>("effect-s3-tier/W
   detail: Schema.String
 }) {
   override get message(): string {
-    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, with valid records after it: ${this.detail}`
+    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, inside its durable records: ${this.detail}`
   }
 }
 

@@ -362,3 +362,26 @@ export const archivedLineage = <C extends ArchivedCopy>(copies: Iterable<C>, epo
   }
   return lineage
 }
+
+/** Bytes of a durable-end mark: the LSN (u64 LE) and a CRC-32 over the tag "WALD" and it. */
+export const durableMarkBytes = 12
+
+const durableMarkCrc = (lsnBytes: Uint8Array): number => crc32(lsnBytes, crc32(Uint8Array.from([0x57, 0x41, 0x4c, 0x44])))
+
+/** A mark saying that every byte of the log below `lsn` was fsynced (written only after the fsync). */
+export const encodeDurableMark = (lsn: number): Uint8Array => {
+  const mark = new Uint8Array(durableMarkBytes)
+  const view = new DataView(mark.buffer)
+  view.setUint32(0, lsn % 2 ** 32, true)
+  view.setUint32(4, Math.floor(lsn / 2 ** 32), true)
+  view.setUint32(8, durableMarkCrc(mark.subarray(0, 8)), true)
+  return mark
+}
+
+/** The LSN of a durable-end mark, or undefined for a missing, short or damaged (torn) one. */
+export const decodeDurableMark = (bytes: Uint8Array): number | undefined => {
+  if (bytes.length < durableMarkBytes) return undefined
+  const view = new DataView(bytes.buffer, bytes.byteOffset, durableMarkBytes)
+  if (view.getUint32(8, true) !== durableMarkCrc(bytes.subarray(0, 8))) return undefined
+  return view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32
+}

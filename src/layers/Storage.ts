@@ -231,7 +231,7 @@ const make = (options: StorageOptions) =>
       // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
       const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
       const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
-      const markClean = Effect.flatMap(parts.localPartHashes, (hashes) => Loader.markCleanShutdown(disk, dirtyPaths, hashes))
+      const markClean = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) => Loader.markCleanShutdown(disk, dirtyPaths, hashes, walDurable))
       const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()
       const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
       if (!markedClean) yield* Effect.logWarning("shutdown: the local part files were not all synced in time; the next start treats this stop as a crash")
@@ -309,10 +309,15 @@ const walFenceLayer = Layer.effect(
   })
 )
 
-/** Where start-up replay begins, and the writer's epoch (see WalArchiver.WalStartup). */
+/** Where start-up replay begins, the writer's epoch, and the WAL's durable end recorded at the last
+ * clean stop (see WalArchiver.WalStartup). */
 const walStartupLayer = Layer.effect(
   WalArchiver.WalStartup,
-  Effect.map(Loader.Loader, (loader) => ({ replayFromLsn: loader.opened.walPosition, epoch: loader.opened.lock.epoch }))
+  Effect.map(Loader.Loader, (loader) => ({
+    replayFromLsn: loader.opened.walPosition,
+    epoch: loader.opened.lock.epoch,
+    ...(loader.opened.walDurableLsn === undefined ? {} : { durableLsn: loader.opened.walDurableLsn })
+  }))
 )
 
 const checkpointerLayer = Layer.scoped(
@@ -323,7 +328,7 @@ const checkpointerLayer = Layer.scoped(
     return yield* Checkpointer.make({
       base: loader.opened.base,
       lock: loader.opened.lock,
-      wal: { position: wal.position, covered: wal.checkpointCovered },
+      wal: { position: wal.position, covered: wal.checkpointCovered, durableLsn: wal.durableLsn },
       fence: loader.bucketLock
     })
   })

@@ -51,6 +51,9 @@ export interface CheckpointWal {
   readonly position: Effect.Effect<Lsn>
   /** A completed checkpoint covers every record below `lsn`: archived segments below it may go. */
   readonly covered: (lsn: Lsn) => Effect.Effect<void>
+  /** Everything below it is durable in the local log: recorded in the control file with each
+   * checkpoint (Control.walDurableLsn), so a later open never takes damage below it for a torn tail. */
+  readonly durableLsn?: Effect.Effect<Lsn>
 }
 
 /** What one checkpoint did. @category models */
@@ -171,6 +174,7 @@ export const make = (options: CheckpointerOptions) =>
       Effect.gen(function* () {
         yield* Ref.set(completedRef, completed)
         yield* Ref.set(attemptTokensRef, new Set())
+        const walDurableLsn = options.wal.durableLsn === undefined ? undefined : yield* options.wal.durableLsn
         yield* writeControl(disk, {
           format: ControlDomain.controlFormat,
           instanceId: options.lock.instanceId,
@@ -181,7 +185,8 @@ export const make = (options: CheckpointerOptions) =>
           walPosition: completed.walPosition,
           partSizeBytes: config.partSizeBytes,
           walSegmentBytes: config.walSegmentBytes,
-          cleanShutdown: false
+          cleanShutdown: false,
+          ...(walDurableLsn === undefined ? {} : { walDurableLsn })
         }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
         yield* options.wal.covered(completed.walPosition)
       }).pipe(Effect.uninterruptible)

@@ -61,6 +61,8 @@ export interface Opened {
   readonly walPosition: Lsn
   /** Parts installed from `base` (NotLoaded or present locally). */
   readonly installedParts: number
+  /** Everything below it was durable in the local WAL at an earlier clean stop (Control.walDurableLsn). */
+  readonly walDurableLsn?: Lsn
 }
 
 /** Progress of an eager prefetch. */
@@ -250,6 +252,7 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
     })
   }
   const instanceId = control?.instanceId ?? (yield* newInstanceId)
+  const walDurableLsn = plan._tag === "Reopen" ? plan.control.walDurableLsn : undefined
   const controlOf = (epoch: number, base: LoadedCheckpoint | undefined): Control.Control => ({
     format: Control.controlFormat,
     instanceId,
@@ -261,7 +264,9 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
     partSizeBytes: config.partSizeBytes,
     walSegmentBytes: config.walSegmentBytes,
     cleanShutdown: false,
-    ...(base?.manifest.commitToken === undefined || base.manifest.instanceId === instanceId ? {} : { baseCommitToken: base.manifest.commitToken })
+    ...(base?.manifest.commitToken === undefined || base.manifest.instanceId === instanceId ? {} : { baseCommitToken: base.manifest.commitToken }),
+    // Kept until the WAL has opened past it: an open that refused damage below it refuses again.
+    ...(walDurableLsn === undefined ? {} : { walDurableLsn })
   })
   // A fresh directory learns its instance id before any lock can name it.
   if (plan._tag === "Fresh") yield* writeControl(disk, controlOf(0, undefined))
@@ -283,7 +288,7 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   const installed = yield* install(parts, base, recordedHashes)
   const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
   yield* writeControl(disk, controlOf(lock.epoch, base))
-  return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock }
+  return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock, ...(walDurableLsn === undefined ? {} : { walDurableLsn }) }
 })
 
 /**
@@ -336,17 +341,22 @@ const install = (
 /**
  * Marks a clean shutdown: syncs the given dirty part files, then rewrites the control file with
  * `cleanShutdown: true` and the SHA-256 of each local part file (PartTable.localPartHashes), so the
- * next start trusts the local part files that still have their recorded hash.
+ * next start trusts the local part files that still have their recorded hash; and with the WAL's
+ * durable end, below which the next open treats a bad frame as damage, not as a torn tail.
  */
 export const markCleanShutdown = (
   disk: LocalDiskService,
   dirtyPaths: ReadonlyArray<string>,
-  localPartHashes: ReadonlyArray<readonly [string, string]>
+  localPartHashes: ReadonlyArray<readonly [string, string]>,
+  walDurableLsn?: Lsn
 ): Effect.Effect<void, LocalIoError | CorruptObject> =>
   Effect.gen(function* () {
     yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: 8, discard: true })
     const control = yield* readControl(disk)
-    if (control !== undefined) yield* writeControl(disk, { ...control, cleanShutdown: true, localParts: Object.fromEntries(localPartHashes) })
+    if (control !== undefined) {
+      const durable = walDurableLsn === undefined ? {} : { walDurableLsn: Lsn.make(Math.max(walDurableLsn, control.walDurableLsn ?? 0)) }
+      yield* writeControl(disk, { ...control, cleanShutdown: true, localParts: Object.fromEntries(localPartHashes), ...durable })
+    }
   })
 
 /** Writes the control file atomically and durably. */

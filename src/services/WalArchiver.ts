@@ -21,8 +21,8 @@
  * - `checkpointCovered(lsn)`: a completed checkpoint covers every record below `lsn`; a local segment
  *   is removed once it is both archived and entirely below the latest such position.
  * - Open: local segments are scanned in order and the log continues after the last valid frame. A
- *   torn tail (nothing valid after the bad frame) is cut off; damage with valid frames after it is
- *   repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
+ *   torn tail (nothing valid after the bad frame, and past the durable end recorded at the last clean
+ *   stop or checkpoint, or in the unsynced mark `durableMarkPath` rewritten after each flush) is cut off; other damage is repaired from the bucket's copy or refused (WalCorrupt). When the bucket is ahead of the local
  *   directory (a restore on a new machine), the local WAL is dropped and the log continues from the
  *   bucket's end, its last segment copied locally so that its later full upload keeps its records.
  *   The bucket is read as the history of this epoch (Wal.archivedLineage); a new epoch first uploads
@@ -217,6 +217,9 @@ export class WalStartup extends Context.Tag("effect-s3-tier/WalStartup")<
     readonly replayFromLsn: Lsn
     /** The writer's epoch (the bucket lock's): in every archived key; restore reads the history of it. */
     readonly epoch: number
+    /** Everything below it was durable in the local log at the last clean stop (Control.walDurableLsn):
+     * damage below it is never a torn tail, it is repaired from the bucket or refused (WalCorrupt). */
+    readonly durableLsn?: Lsn
   }
 >() {}
 
@@ -282,6 +285,11 @@ interface Counters {
   uploadFailures: number
   segmentsRemoved: number
 }
+
+/** The local file of the durable-end mark (Wal.encodeDurableMark), rewritten after every flush and
+ * never synced: when it survives (a process crash keeps it, a power loss may not), no write below
+ * it can have been torn, so damage below it is repaired or refused like damage recorded at a clean stop. */
+export const durableMarkPath = "wal.durable"
 
 /** The local path of a segment: the bucket's naming without the prefix. */
 export const localSegmentPath = (segment: number): string => KeyLayout.walKey({ prefix: "" }, segmentNumber(segment))
@@ -417,17 +425,29 @@ const repairFromBucket = (store: ObjectStoreService, config: StorageConfigValue,
   })
 
 /** One local segment checked: its bytes (repaired or cut if damaged) and scan. Fails with WalCorrupt
- * for damage in the middle of the log that the bucket's copy cannot repair. */
-const examineSegment = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive, segment: number, later: ReadonlyArray<number>) =>
+ * for damage that the bucket's copy cannot repair in the middle of the log or below `durableLsn`
+ * (the log's durable end at the last clean stop: no crash can have torn a write below it). */
+const examineSegment = (
+  disk: LocalDiskService,
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  archive: Archive,
+  segment: number,
+  later: ReadonlyArray<number>,
+  durableLsn: number
+) =>
   Effect.gen(function* () {
     const segmentBytes = config.walSegmentBytes
     const path = localSegmentPath(segment)
     let bytes = yield* readLocalBytes(disk, segment)
     let scan = Wal.scanSegment(bytes, segment, segmentBytes)
-    const damaged = () => scan.stop === "Invalid" || (scan.stop === "End" && later.length > 0)
-    if (damaged() && (yield* isMidLog(disk, scan, bytes, later, segmentBytes))) {
+    const belowDurable = () => Wal.segmentStart(segment, segmentBytes) + scan.validBytes < durableLsn
+    const damaged = () => scan.stop === "Invalid" || (scan.stop === "End" && (later.length > 0 || belowDurable()))
+    const mustHold = () => (belowDurable() ? Effect.succeed(true) : isMidLog(disk, scan, bytes, later, segmentBytes))
+    if (damaged() && (yield* mustHold())) {
       const damageLsn = Wal.segmentStart(segment, segmentBytes) + scan.validBytes
-      const problem = scan.problem ?? `the segment ends at offset ${scan.validBytes} and segment ${later[0]} follows`
+      const ending = later.length > 0 ? `the segment ends at offset ${scan.validBytes} and segment ${later[0]} follows` : `the segment ends at offset ${scan.validBytes}`
+      const problem = `${scan.problem ?? ending}${belowDurable() ? `, below the log's recorded durable end ${durableLsn}` : ""}`
       const repaired = yield* repairFromBucket(store, config, archive.lineage.get(segment), scan, bytes)
       if (repaired === undefined) {
         return yield* new WalCorrupt({ segment, lsn: damageLsn, detail: `${problem}; the bucket has no intact copy of the segment that reaches past it` })
@@ -436,7 +456,7 @@ const examineSegment = (disk: LocalDiskService, store: ObjectStoreService, confi
       yield* disk.writeAtomic(path, repaired)
       bytes = repaired
       scan = Wal.scanSegment(bytes, segment, segmentBytes)
-      if (damaged() && (yield* isMidLog(disk, scan, bytes, later, segmentBytes))) {
+      if (damaged() && (yield* mustHold())) {
         const at = Wal.segmentStart(segment, segmentBytes) + scan.validBytes
         return yield* new WalCorrupt({ segment, lsn: at, detail: `${scan.problem ?? "an early end"}, past the bucket's copy` })
       }
@@ -451,7 +471,7 @@ const examineSegment = (disk: LocalDiskService, store: ObjectStoreService, confi
 
 /** Scans the local segments in order: repairs or refuses damage in the middle (examineSegment),
  * cuts a torn tail and removes what follows it (which holds nothing valid). */
-const scanLocal = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive) =>
+const scanLocal = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive, durableLsn: number) =>
   Effect.gen(function* () {
     const segmentBytes = config.walSegmentBytes
     const segments: Array<number> = []
@@ -473,7 +493,7 @@ const scanLocal = (disk: LocalDiskService, store: ObjectStoreService, config: St
         })
       }
       const later = segments.slice(index + 1)
-      const { bytes, scan } = yield* examineSegment(disk, store, config, archive, segment, later)
+      const { bytes, scan } = yield* examineSegment(disk, store, config, archive, segment, later, durableLsn)
       found.push({ segment, sizeBytes: bytes.length, sealed: scan.stop === "Sealed" })
       if (scan.stop !== "Sealed") {
         for (const after of later) {
@@ -513,10 +533,10 @@ const adoptBucket = (
     } satisfies Recovered
   })
 
-const recover = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive) =>
+const recover = (disk: LocalDiskService, store: ObjectStoreService, config: StorageConfigValue, archive: Archive, durableLsn: number) =>
   Effect.gen(function* () {
     const segmentBytes = config.walSegmentBytes
-    const local = yield* scanLocal(disk, store, config, archive)
+    const local = yield* scanLocal(disk, store, config, archive, durableLsn)
     const archived = archive.lineage
     const bucketLast = largest(archived.keys())
     const lastCopy = bucketLast === undefined ? undefined : archived.get(bucketLast)
@@ -558,6 +578,10 @@ const recover = (disk: LocalDiskService, store: ObjectStoreService, config: Stor
         : localLast.sealed
           ? Wal.segmentEnd(localLast.segment, segmentBytes)
           : Wal.segmentStart(localLast.segment, segmentBytes) + localLast.sizeBytes
+    if (endLsn < durableLsn) {
+      const detail = `the local log ends at ${endLsn}, below its recorded durable end ${durableLsn}, and the bucket's copy does not reach past it`
+      return yield* new WalCorrupt({ segment: Wal.segmentOf(endLsn, segmentBytes), lsn: endLsn, detail })
+    }
     return { endLsn, local, progress, pendingFull, localLowest: first?.segment ?? Wal.segmentOf(endLsn, segmentBytes) } satisfies Recovered
   })
 
@@ -678,7 +702,9 @@ export const make: Effect.Effect<
   const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment), toEpoch(ownEpoch))
 
   const archive = yield* listArchived(store, config, ownEpoch)
-  const opened = yield* recover(disk, store, config, archive)
+  const durableAtCleanStop = Option.match(startup, { onNone: () => 0, onSome: (value) => value.durableLsn ?? 0 })
+  const durableMarked = Wal.decodeDurableMark(Option.getOrElse(yield* disk.readAll(durableMarkPath), () => new Uint8Array(0))) ?? 0
+  const opened = yield* recover(disk, store, config, archive, Math.max(durableAtCleanStop, durableMarked))
   const recovered = yield* archiveEpochStart(disk, store, config, archive, opened, {
     key: bucketKey,
     fence: Option.getOrUndefined(Option.map(fence, (value) => value.check)),
@@ -768,6 +794,10 @@ export const make: Effect.Effect<
     const frames = List.toArray(List.reverse(taken.framesNewestFirst))
     const exit = yield* Effect.exit(frames.length === 0 ? Effect.void : writeFrames(frames))
     if (Exit.isSuccess(exit)) {
+      // After the fsync: the mark never claims a byte that is not durable (a failed write keeps the old one).
+      if (frames.length > 0) {
+        yield* disk.write(durableMarkPath, 0, Wal.encodeDurableMark(Math.max(taken.previousDurable, taken.running.endLsn))).pipe(Effect.ignore)
+      }
       yield* Ref.update(logRef, (state) => ({ ...state, durableLsn: Math.max(state.durableLsn, taken.running.endLsn), running: undefined }))
       if (frames.length > 0) yield* count((c) => void c.flushes++)
       yield* Deferred.succeed(taken.running.done, undefined)

@@ -8,11 +8,12 @@
  * application's replay function re-applies its records, as the "apply, then log" rule asks.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Either, Exit, Option } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import type * as Storage from "../../src/layers/Storage.js"
 import * as PartTable from "../../src/services/PartTable.js"
+import * as WalArchiver from "../../src/services/WalArchiver.js"
 import * as H from "../support/StorageHarness.js"
 
 const fileA = Ids.fileId("db/a")
@@ -103,6 +104,31 @@ describe("Storage: local disk faults", () => {
           assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(1))
           assert.deepStrictEqual(yield* readPage(storage, 2), pageOf(2))
         }), config, { replay })
+    }))
+
+  it.live("a flipped byte in the last acknowledged WAL record after a clean stop is refused at every open, never cut", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const { disk, faults } = yield* faultyDisk
+      const stopped = yield* H.withStorage(bucket, disk, (storage) =>
+        Effect.gen(function* () {
+          yield* insert(storage, 0, 1) // acknowledged, only in the local WAL: nothing reaches the bucket
+          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "wal/" })
+          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          return yield* storage.shutdown
+        }), config, { replay })
+      assert.isDefined(stopped.wal.localOnly, "the record is only local")
+      yield* bucket.faults.heal
+      yield* disk.control.crash // a power loss after the clean stop: only synced bytes (the control file's record) remain
+      const walPath = WalArchiver.localSegmentPath(0)
+      const sizeBytes = Option.getOrThrow(yield* disk.disk.size(walPath))
+      assert.isTrue(Option.isSome(yield* faults.flipByte(walPath, { offset: sizeBytes - 2 })))
+      for (const attempt of [1, 2]) {
+        const reopened = yield* Effect.either(H.withStorage(bucket, disk, () => Effect.void, config, { replay }))
+        assert.isTrue(Either.isLeft(reopened), `open ${attempt} must refuse`)
+        if (Either.isLeft(reopened)) assert.strictEqual(reopened.left._tag, "WalCorrupt", `open ${attempt}`)
+      }
+      assert.deepStrictEqual(yield* disk.disk.size(walPath), Option.some(sizeBytes), "nothing is cut")
     }))
 })
 

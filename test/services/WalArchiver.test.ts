@@ -133,14 +133,18 @@ const makeEnv = Effect.gen(function* () {
 })
 
 /** Opens an archiver in its own scope; closing the scope is the process dying (nothing is flushed). */
-const open = (env: Env, disk: LocalDiskService = env.disk, startup?: { readonly epoch: number; readonly replayFromLsn?: number }) =>
+const open = (env: Env, disk: LocalDiskService = env.disk, startup?: { readonly epoch: number; readonly replayFromLsn?: number; readonly durableLsn?: number }) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const waits = yield* WaitRegistry.make
     const withStartup = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       startup === undefined
         ? effect
-        : Effect.provideService(effect, WalArchiver.WalStartup, { epoch: startup.epoch, replayFromLsn: lsn(startup.replayFromLsn ?? 0) })
+        : Effect.provideService(effect, WalArchiver.WalStartup, {
+          epoch: startup.epoch,
+          replayFromLsn: lsn(startup.replayFromLsn ?? 0),
+          ...(startup.durableLsn === undefined ? {} : { durableLsn: lsn(startup.durableLsn) })
+        })
     const wal = yield* withStartup(WalArchiver.make).pipe(
       Effect.provideService(StorageConfig.StorageConfig, config),
       Effect.provideService(LocalDisk, disk),
@@ -738,6 +742,77 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       const reopened = yield* open(env)
       const after = yield* collect(reopened.wal.replayLocal, 0)
       assert.deepStrictEqual(after.seen, before.seen, "every record, the ones after the damage included")
+    }))
+
+  /** A committed log ending in segment 1, stopped (its durable end noted for a clean stop's record),
+   * after a power loss (unsynced bytes lost) or a process crash; then the byte at the middle of its
+   * last record flipped. */
+  const damagedLastRecord = (env: Env, archive: "archived" | "not archived", stop: "power loss" | "process crash" = "power loss") =>
+    Effect.gen(function* () {
+      if (archive === "not archived") yield* env.queue.setManual(true)
+      const first = yield* open(env)
+      const lsns: Array<number> = []
+      while ((yield* first.wal.position) < segmentBytes + 700) lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      yield* first.wal.commit
+      if (archive === "archived") yield* archived(first.wal, yield* first.wal.archivePartial)
+      const durableLsn = yield* first.wal.durableLsn
+      const before = yield* collect(first.wal.replayLocal, 0)
+      yield* first.kill
+      if (stop === "power loss") yield* env.control.crash
+      const lastLsn = lsns[lsns.length - 1] ?? 0
+      const path = WalArchiver.localSegmentPath(Wal.segmentOf(lastLsn, segmentBytes))
+      const bytes = Option.getOrThrow(yield* env.disk.readAll(path))
+      const offset = lastLsn - Wal.segmentStart(Wal.segmentOf(lastLsn, segmentBytes), segmentBytes) + Wal.headerBytes + 150
+      bytes[offset] = (bytes[offset] ?? 0) ^ 0x40
+      yield* env.disk.writeAtomic(path, bytes)
+      return { before, durableLsn, lastLsn, path, sizeBytes: bytes.length }
+    })
+
+  it.effect("a flipped byte in the last record after a clean stop is refused, not cut as a torn tail, when the bucket has no copy", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const damaged = yield* damagedLastRecord(env, "not archived")
+      const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2, durableLsn: damaged.durableLsn }), (o) => Effect.as(o.kill, "opened")))
+      assert.isTrue(Either.isLeft(opened), `the open must refuse; it ${Either.isRight(opened) ? "opened" : "failed"}`)
+      const refused = Either.flip(opened).pipe(Either.getOrThrow)
+      assert.strictEqual(refused._tag, "WalCorrupt")
+      if (refused._tag === "WalCorrupt") {
+        assert.strictEqual(refused.segment, Wal.segmentOf(damaged.lastLsn, segmentBytes))
+        assert.strictEqual(refused.lsn, damaged.lastLsn)
+      }
+      assert.deepStrictEqual(yield* env.disk.size(damaged.path), Option.some(damaged.sizeBytes), "nothing is cut")
+    }))
+
+  it.effect("a flipped byte in the last record after a clean stop is repaired from the bucket's copy of the final partial segment", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const damaged = yield* damagedLastRecord(env, "archived")
+      const reopened = yield* open(env, env.disk, { epoch: 2, durableLsn: damaged.durableLsn })
+      assert.strictEqual((yield* reopened.wal.stats).endLsn, damaged.durableLsn)
+      const after = yield* collect(reopened.wal.replayLocal, 0)
+      assert.deepStrictEqual(after.seen, damaged.before.seen, "every acknowledged record, the last one included")
+    }))
+
+  it.effect("after a process crash the durable-end mark it left makes the same damage refused, not cut", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const damaged = yield* damagedLastRecord(env, "not archived", "process crash")
+      const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2 }), (o) => Effect.as(o.kill, "opened")))
+      assert.isTrue(Either.isLeft(opened), "the open must refuse")
+      const refused = Either.flip(opened).pipe(Either.getOrThrow)
+      assert.strictEqual(refused._tag, "WalCorrupt")
+      if (refused._tag === "WalCorrupt") assert.strictEqual(refused.lsn, damaged.lastLsn)
+    }))
+
+  it.effect("after a power loss (no durable end recorded, the unsynced mark lost) the same damage is a torn tail and is cut", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const damaged = yield* damagedLastRecord(env, "not archived")
+      assert.isTrue(Option.isNone(yield* env.disk.readAll(WalArchiver.durableMarkPath)), "the mark was never synced")
+      const reopened = yield* open(env, env.disk, { epoch: 2 })
+      assert.strictEqual((yield* reopened.wal.stats).endLsn, damaged.lastLsn)
+      const after = yield* collect(reopened.wal.replayLocal, 0)
+      assert.deepStrictEqual(after.seen, damaged.before.seen.slice(0, -1))
     }))
 })
 

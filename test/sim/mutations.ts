@@ -187,6 +187,15 @@ const mutations: ReadonlyArray<Mutation> = [
     replace: "    // MUTATION: the running flush's committers are not told\n",
     tests: ["test/services/WalArchiver.test.ts"],
     profile: "lost-responses"
+  },
+  {
+    id: "wal-damage-below-durable-cut",
+    breaks: "a bad frame below the WAL's recorded durable end (clean stop, checkpoint, flush mark) is cut as a torn tail, losing acknowledged records",
+    file: "src/services/WalArchiver.ts",
+    find: "recover(disk, store, config, archive, Math.max(durableAtCleanStop, durableMarked))",
+    replace: "recover(disk, store, config, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
+    tests: ["test/services/WalArchiver.test.ts", "test/layers/StorageLocalDisk.test.ts"],
+    profile: "bit-rot"
   }
 ]
 
