@@ -220,16 +220,19 @@ export const release = (store: ObjectStoreService, config: StorageConfigValue, l
 export const verify = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<void, Fenced> =>
   read(store, config).pipe(
     Effect.either,
-    Effect.flatMap((current) =>
-      Either.isLeft(current)
-        ? Effect.void
-        : current.right === undefined
-          ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: "the lock object is gone: another instance took the bucket over and released it" }))
-          : isHeldBy(current.right, lock)
-            ? Effect.void
-            : Effect.fail(new Fenced({ epoch: lock.epoch, detail: `the lock object names ${describe(current.right)}` }))
-    )
+    Effect.flatMap((current) => {
+      const notHeld = Either.isLeft(current) ? undefined : notHeldDetail(current.right, lock)
+      return notHeld === undefined ? Effect.void : Effect.fail(new Fenced({ epoch: lock.epoch, detail: notHeld }))
+    })
   )
+
+/** Why the lock object read is not `lock`'s (the fence's detail), or undefined when it is. */
+const notHeldDetail = (current: Control.LockObject | undefined, lock: HeldLock): string | undefined =>
+  current === undefined
+    ? "the lock object is gone: another instance took the bucket over and released it"
+    : isHeldBy(current, lock)
+      ? undefined
+      : `the lock object names ${describe(current)}`
 
 // ---------------------------------------------------------------------------------------------
 // The held lock as a service: sticky fence, renewal, release
@@ -289,8 +292,8 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
         if (Either.isLeft(current)) {
           return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)
         }
-        if (current.right === undefined) return yield* fence("the lock object is gone: another instance took the bucket over and released it")
-        if (!isHeldBy(current.right, lock)) return yield* fence(`the lock object names ${describe(current.right)}`)
+        const notHeld = notHeldDetail(current.right, lock)
+        if (notHeld !== undefined) return yield* fence(notHeld)
         const nowMs = yield* Clock.currentTimeMillis
         // The release never waits long behind a renewal.
         yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(

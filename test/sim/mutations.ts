@@ -91,8 +91,8 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "fence-ends-when-lock-is-gone",
     breaks: "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock (issue #19 case 2)",
     file: "src/services/BucketLock.ts",
-    find: '          ? Effect.fail(new Fenced({ epoch: lock.epoch, detail: "the lock object is gone: another instance took the bucket over and released it" }))\n',
-    replace: "          ? Effect.void // MUTATION\n",
+    find: '    ? "the lock object is gone: another instance took the bucket over and released it"\n',
+    replace: "    ? undefined // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
   },
@@ -140,8 +140,8 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "renewal-rewrites-unread-lock",
     breaks: "a lock renewal that cannot read the lock rewrites it, taking the bucket back from a newer holder",
     file: "src/services/BucketLock.ts",
-    find: "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        if (current.right === undefined) return yield* fence(\"the lock object is gone: another instance took the bucket over and released it\")\n        if (!isHeldBy(current.right, lock)) return yield* fence(`the lock object names ${describe(current.right)}`)\n",
-    replace: "        if (Either.isRight(current) && current.right === undefined) return yield* fence(\"the lock object is gone: another instance took the bucket over and released it\")\n        if (Either.isRight(current) && current.right !== undefined && !isHeldBy(current.right, lock)) return yield* fence(\"the lock object names another holder\") // MUTATION\n",
+    find: "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        const notHeld = notHeldDetail(current.right, lock)\n",
+    replace: "        const notHeld = Either.isLeft(current) ? undefined : notHeldDetail(current.right, lock) // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts"],
     profile: "stale-writers"
   },
