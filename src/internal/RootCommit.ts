@@ -19,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Option, Random } from "effect"
+import { Duration, Effect, Option, Predicate, Random } from "effect"
 import * as Manifest from "../domain/Manifest.js"
 
 /** A fresh commit token: 128 bits from Effect's Random, as 32 hex digits. */
@@ -49,11 +49,9 @@ export interface RootCommitAttempt<E> {
 
 /** Failures after which the put may or may not have been applied. */
 const outcomeUnknown = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error &&
-  (error._tag === "PreconditionFailed" || error._tag === "ObjectStoreUnavailable" || error._tag === "TaskAborted" || error._tag === "TaskTimeout")
+  ["PreconditionFailed", "ObjectStoreUnavailable", "TaskAborted", "TaskTimeout"].some((tag) => Predicate.isTagged(error, tag))
 
-const isPreconditionFailed = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "PreconditionFailed"
+const isPreconditionFailed = (error: unknown): boolean => Predicate.isTagged(error, "PreconditionFailed")
 
 /** Puts the root manifest and resolves an unknown outcome; see the module comment. */
 export const commitRootManifest = <E>(attempt: RootCommitAttempt<E>): Effect.Effect<CommitResolution, E> =>
