@@ -23,6 +23,7 @@
  * <prefix>/checkpoints/<N:16>                        checkpoint N's root manifest = commit marker
  * <prefix>/wal/<segment:16 hex>-<epoch:16>           an archived WAL segment, as the writer of that epoch had it
  * <prefix>/lock                                      the one-instance-per-bucket lock object
+ * <prefix>/leases/<id>                               a reader's lease on one checkpoint (Lease.ts)
  * ```
  *
  * @since 0.1.0
@@ -56,6 +57,7 @@ export type BucketKey =
   /** An archived WAL segment; `epoch` absent: the key form without one (older buckets). */
   | { readonly _tag: "Wal"; readonly segment: SegmentNumber; readonly epoch?: Epoch }
   | { readonly _tag: "Lock" }
+  | { readonly _tag: "Lease"; readonly id: string }
 
 const checkpointDigits = 16
 const partDigits = 10
@@ -100,6 +102,8 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
       return join(layout, `wal/${padHex(key.segment, segmentDigits)}${key.epoch === undefined ? "" : `-${pad(key.epoch, epochDigits)}`}`)
     case "Lock":
       return join(layout, "lock")
+    case "Lease":
+      return join(layout, `leases/${key.id}`)
   }
 }
 
@@ -113,11 +117,17 @@ export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): 
 export const walKey = (layout: KeyLayout, segment: SegmentNumber, epoch?: Epoch): string =>
   keyOf(layout, epoch === undefined ? { _tag: "Wal", segment } : { _tag: "Wal", segment, epoch })
 export const lockKey = (layout: KeyLayout): string => keyOf(layout, { _tag: "Lock" })
+export const leaseKey = (layout: KeyLayout, id: string): string => keyOf(layout, { _tag: "Lease", id })
+
+/** A lease id: 1 to 64 letters, digits, '-' and '_' (one path segment). */
+export const isLeaseId = (id: string): boolean => /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(id)
 
 /** The listing prefixes (each ends with '/'). */
 export const checkpointsPrefix = (layout: KeyLayout): string => join(layout, "checkpoints/")
 export const walPrefix = (layout: KeyLayout): string => join(layout, "wal/")
 export const dataPrefix = (layout: KeyLayout): string => join(layout, "data/")
+export const manifestsPrefix = (layout: KeyLayout): string => join(layout, "manifests/")
+export const leasesPrefix = (layout: KeyLayout): string => join(layout, "leases/")
 export const rootPrefix = (layout: KeyLayout): string => (layout.prefix === "" ? "" : `${layout.prefix}/`)
 
 const decodeOption = <A, I>(schema: Schema.Schema<A, I>, value: unknown): Option.Option<A> =>
@@ -185,5 +195,9 @@ export const parseKey = (layout: KeyLayout, key: string): Option.Option<BucketKe
     return Option.map(parseCheckpoint(local.slice("checkpoints/".length)), (checkpoint) => ({ _tag: "Checkpoint", checkpoint }) as const)
   }
   if (local.startsWith("wal/")) return parseWal(local.slice("wal/".length))
+  if (local.startsWith("leases/")) {
+    const id = local.slice("leases/".length)
+    return isLeaseId(id) ? Option.some({ _tag: "Lease", id }) : Option.none()
+  }
   return Option.none()
 }

@@ -108,9 +108,48 @@ export const CheckpointManifest = Schema.Struct({
   walPosition: Lsn,
   files: Schema.Array(FileEntry),
   /** Unique per commit attempt (absent in manifests written before tokens existed). */
-  commitToken: Schema.optional(Schema.String)
+  commitToken: Schema.optional(Schema.String),
+  /** The writer's retention policy (Retention.ts), read by `gc`, `restore` and `inspect`; absent in
+   * manifests written before retention existed. */
+  retainCheckpointsMin: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  retainForMs: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
 })
 export type CheckpointManifest = typeof CheckpointManifest.Type
+
+export const expiredCheckpointFormat = "effect-s3-tier/checkpoint-expired@1" as const
+
+/**
+ * What the garbage collector writes over the root manifest of a checkpoint it expires, before it
+ * deletes anything of it: the key stays taken, so the number can never be committed again by a
+ * create-if-absent put, and a reader that finds it knows the checkpoint is gone.
+ * @category models
+ */
+export const ExpiredCheckpoint = Schema.Struct({
+  format: Schema.Literal(expiredCheckpointFormat),
+  instanceId: InstanceId,
+  epoch: Epoch,
+  checkpoint: CheckpointNumber,
+  createdAtMs: Schema.Int.pipe(Schema.nonNegative()),
+  walPosition: Lsn,
+  expiredAtMs: Schema.Int.pipe(Schema.nonNegative())
+})
+export type ExpiredCheckpoint = typeof ExpiredCheckpoint.Type
+
+/** The tombstone of a committed checkpoint. */
+export const expiredCheckpointOf = (manifest: CheckpointManifest, expiredAtMs: number): ExpiredCheckpoint => ({
+  format: expiredCheckpointFormat,
+  instanceId: manifest.instanceId,
+  epoch: manifest.epoch,
+  checkpoint: manifest.checkpoint,
+  createdAtMs: manifest.createdAtMs,
+  walPosition: manifest.walPosition,
+  expiredAtMs
+})
+
+/** What a `checkpoints/<N>` key holds. @category models */
+export type RootObject =
+  | { readonly _tag: "Committed"; readonly manifest: CheckpointManifest }
+  | { readonly _tag: "Expired"; readonly tombstone: ExpiredCheckpoint }
 
 /** Who wrote the root manifest found at the key of a commit whose outcome was unknown. */
 export type CommitOwner =
@@ -180,7 +219,7 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8
   }
   if (typeof json === "object" && json !== null && "format" in json) {
     const format = (json as { format: unknown }).format
-    if (format !== fileManifestFormat && format !== checkpointManifestFormat) {
+    if (format !== fileManifestFormat && format !== checkpointManifestFormat && format !== expiredCheckpointFormat) {
       return Either.left(new CorruptObject({ key, detail: `unknown format ${JSON.stringify(format)} (this version reads ${what} format 1)` }))
     }
   }
@@ -194,6 +233,7 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8
  * form is its type form, and a per-element Schema encode would cost seconds at a million parts. */
 export const encodeFileManifest = (manifest: FileManifest): Uint8Array => textEncoder.encode(JSON.stringify(manifest))
 export const encodeCheckpointManifest = (manifest: CheckpointManifest): Uint8Array => encodeJson(CheckpointManifest, manifest)
+export const encodeExpiredCheckpoint = (tombstone: ExpiredCheckpoint): Uint8Array => encodeJson(ExpiredCheckpoint, tombstone)
 
 /** Decodes and validates a file manifest read from `key` against the digest its root manifest names. */
 export const decodeFileManifest = (
@@ -216,15 +256,38 @@ export const decodeFileManifest = (
   })
 }
 
-/** Decodes and validates a root manifest read from `key`. */
+const isTombstone = (bytes: Uint8Array): boolean => {
+  // A tombstone is small; a root manifest names its format first. Cheap test before a full decode.
+  if (bytes.length > 4096) return false
+  try {
+    const json: unknown = JSON.parse(textDecoder.decode(bytes))
+    return typeof json === "object" && json !== null && (json as { format?: unknown }).format === expiredCheckpointFormat
+  } catch {
+    return false
+  }
+}
+
+/** Decodes what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
+export const decodeRootObject = (key: string, bytes: Uint8Array, expectedCheckpoint: CheckpointNumber): Either.Either<RootObject, CorruptObject> => {
+  if (!isTombstone(bytes)) return Either.map(decodeCheckpointManifest(key, bytes, expectedCheckpoint), (manifest) => ({ _tag: "Committed", manifest }) as const)
+  return Either.flatMap(decodeJson(ExpiredCheckpoint, key, bytes, "expired checkpoint"), (tombstone) =>
+    tombstone.checkpoint === expectedCheckpoint
+      ? Either.right({ _tag: "Expired", tombstone } as const)
+      : Either.left(new CorruptObject({ key, detail: `holds the tombstone of checkpoint ${tombstone.checkpoint}, expected ${expectedCheckpoint}` })))
+}
+
+/** Decodes and validates a root manifest read from `key`; a tombstone is a CorruptObject saying the
+ * checkpoint has expired (use `decodeRootObject` to tell the two apart). */
 export const decodeCheckpointManifest = (key: string, bytes: Uint8Array, expectedCheckpoint: CheckpointNumber): Either.Either<CheckpointManifest, CorruptObject> =>
-  Either.flatMap(decodeJson(CheckpointManifest, key, bytes, "checkpoint manifest"), (manifest) => {
-    if (manifest.checkpoint !== expectedCheckpoint) {
-      return Either.left(new CorruptObject({ key, detail: `holds checkpoint ${manifest.checkpoint}, expected ${expectedCheckpoint}` }))
-    }
-    const problem = checkpointManifestProblem(manifest)
-    return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
-  })
+  isTombstone(bytes)
+    ? Either.left(new CorruptObject({ key, detail: `checkpoint ${expectedCheckpoint} has expired: its root manifest is a tombstone` }))
+    : Either.flatMap(decodeJson(CheckpointManifest, key, bytes, "checkpoint manifest"), (manifest) => {
+      if (manifest.checkpoint !== expectedCheckpoint) {
+        return Either.left(new CorruptObject({ key, detail: `holds checkpoint ${manifest.checkpoint}, expected ${expectedCheckpoint}` }))
+      }
+      const problem = checkpointManifestProblem(manifest)
+      return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
+    })
 
 /** SHA-256 of bytes, as lowercase hex (synchronous and deterministic). */
 export const sha256Hex = (bytes: Uint8Array): Sha256Hex => Sha256Hex.make(createHash("sha256").update(bytes).digest("hex"))

@@ -68,7 +68,23 @@ export const StorageConfigSchema = Schema.Struct({
   lockRenewIntervalMs: bounded(10, 600_000),
   /** A lock left unrenewed this long is expired: a restart of the same instance waits this long
    * (at most) for the previous open's lease before taking the lock. */
-  lockLeaseMs: bounded(30, 3_600_000)
+  lockLeaseMs: bounded(30, 3_600_000),
+  /** Retention: keep at least this many of the latest checkpoints. OrioleDB kept every one. */
+  retainCheckpointsMin: bounded(1, 1_000_000),
+  /** Retention: keep every checkpoint of this point-in-time window, and the newest one before it
+   * as the window's base, with the archived WAL from that base on; 0 keeps the latest ones only. */
+  retainForMs: bounded(0, 3_650 * 86_400_000),
+  /** How often the lock holder runs a garbage-collection pass; 0 turns the periodic pass off. */
+  gcIntervalMs: bounded(0, 86_400_000),
+  /** Objects younger than this are never collected: a request still in flight may be writing them.
+   * Keep it well above a request's worst-case lifetime (retryElapsedMaxMs + requestTimeoutMs). */
+  gcMinAgeMs: bounded(0, 30 * 86_400_000),
+  /** Deletes a pass runs at once. */
+  gcConcurrency: bounded(1, 256),
+  /** A reader lease's lifetime; a reader renews it every third of it. */
+  readerLeaseMs: bounded(1_000, 86_400_000),
+  /** Clock skew the collector allows a lease's expiry. */
+  readerLeaseSkewMs: bounded(0, 3_600_000)
 })
 export type StorageConfigValue = typeof StorageConfigSchema.Type
 
@@ -95,7 +111,14 @@ export const defaults: StorageConfigValue = {
   walSegmentBytes: 16 * MiB,
   takeOver: false,
   lockRenewIntervalMs: 2_000,
-  lockLeaseMs: 10_000
+  lockLeaseMs: 10_000,
+  retainCheckpointsMin: 2,
+  retainForMs: 86_400_000,
+  gcIntervalMs: 600_000,
+  gcMinAgeMs: 3_600_000,
+  gcConcurrency: 8,
+  readerLeaseMs: 60_000,
+  readerLeaseSkewMs: 30_000
 }
 
 /** Relations between fields that a per-field bound cannot say. */

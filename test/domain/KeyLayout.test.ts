@@ -25,7 +25,8 @@ const keyArb: FastCheck.Arbitrary<KeyLayout.BucketKey> = FastCheck.oneof(
   checkpointArb.map((checkpoint) => ({ _tag: "Checkpoint" as const, checkpoint })),
   segmentArb.map((segment) => ({ _tag: "Wal" as const, segment })),
   FastCheck.record({ segment: segmentArb, epoch: epochArb }).map((k) => ({ _tag: "Wal" as const, ...k })),
-  FastCheck.constant({ _tag: "Lock" as const })
+  FastCheck.constant({ _tag: "Lock" as const }),
+  FastCheck.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/).map((id) => ({ _tag: "Lease" as const, id }))
 )
 
 describe("KeyLayout", () => {

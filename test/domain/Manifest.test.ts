@@ -42,6 +42,16 @@ describe("Manifest", () => {
     assert.deepStrictEqual(Either.getOrThrow(decoded), manifest)
   })
 
+  it("tells a committed root manifest from the tombstone of an expired one", () => {
+    const committed = Manifest.decodeRootObject("k", Manifest.encodeCheckpointManifest(root), Ids.checkpointNumber(3))
+    assert.deepStrictEqual(Either.getOrThrow(committed), { _tag: "Committed", manifest: root })
+    const tombstone = Manifest.expiredCheckpointOf(root, 99)
+    const bytes = Manifest.encodeExpiredCheckpoint(tombstone)
+    assert.deepStrictEqual(Either.getOrThrow(Manifest.decodeRootObject("k", bytes, Ids.checkpointNumber(3))), { _tag: "Expired", tombstone })
+    assert.match(Either.getLeft(Manifest.decodeCheckpointManifest("k", bytes, Ids.checkpointNumber(3))).pipe((o) => (o._tag === "Some" ? o.value.detail : "")), /has expired/)
+    assert.isTrue(Either.isLeft(Manifest.decodeRootObject("k", bytes, Ids.checkpointNumber(4))))
+  })
+
   it("carries a commit token, which tells who committed a manifest found at the key", () => {
     const ours = { ...root, commitToken: "t-ours" }
     const decoded = Either.getOrThrow(Manifest.decodeCheckpointManifest("k", Manifest.encodeCheckpointManifest(ours), Ids.checkpointNumber(3)))
