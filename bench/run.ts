@@ -28,7 +28,8 @@ export const scenarios: ReadonlyArray<readonly [string, () => Promise<Scenario>]
   ["queue", () => import("./queue.js").then((module) => module.run)],
   ["shutdown", () => import("./shutdown.js").then((module) => module.run)],
   ["memory", () => import("./memory.js").then((module) => module.run)],
-  ["lease", () => import("./lease.js").then((module) => module.run)]
+  ["lease", () => import("./lease.js").then((module) => module.run)],
+  ["growth", () => import("./growth.js").then((module) => module.run)]
 ]
 
 export interface Arguments {
