@@ -46,6 +46,8 @@ export interface ScenarioResult {
   /** The raw figures (every repetition), for results.json. */
   readonly raw: unknown
   readonly durationMs: number
+  /** Set on a scenario kept from an earlier run when `--only` ran others: when and at which commit it ran. */
+  readonly ranAt?: { readonly date: string; readonly commit: string } | undefined
 }
 
 export interface BenchOptions {

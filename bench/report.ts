@@ -79,6 +79,7 @@ export const markdown = (run: Run): string => {
   for (const scenario of run.scenarios) {
     lines.push(`## ${scenario.title}`)
     lines.push("")
+    if (scenario.ranAt !== undefined) lines.push(`_From an earlier run: ${scenario.ranAt.date}, commit ${scenario.ranAt.commit}._\n`)
     lines.push(scenario.method)
     lines.push("")
     lines.push(`Ratio: ${scenario.ratioMeaning}.`)

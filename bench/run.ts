@@ -3,7 +3,8 @@
  * other and writes BENCHMARKS.md (tables) and bench/results.json (raw figures). `--quick` (CI's
  * smoke check, < 30 s) uses tiny sizes; the full run takes a few minutes (the memory scenario alone
  * two). `--no-write` leaves both files alone (the smoke test uses it); `--out <dir>` writes them
- * elsewhere.
+ * elsewhere. With `--only`, the files keep the other scenarios of the recorded run of the same mode
+ * (quick or full), each marked with the date and commit it ran at.
  *
  * Each scenario runs in a Node process of its own (this file again, with `--scenario-result <file>`),
  * so that no scenario inherits another's heap, JIT state or threads: run after the throughput
@@ -142,6 +143,27 @@ const runIsolated = async (name: string, quick: boolean): Promise<ScenarioResult
   }
 }
 
+/** The run recorded in a results.json, if there is one that parses. */
+const readRun = (file: string): Promise<Run | undefined> =>
+  // The file is ours, written below from a Run.
+  fsp.readFile(file, "utf8").then((text) => JSON.parse(text, decodeNumbers) as Run, () => undefined)
+
+/**
+ * `latest` (a run of some scenarios) over `earlier` (a recorded run of the same mode): the
+ * scenarios of `latest`, and the others of `earlier`, each marked with the run it comes from.
+ */
+export const mergeRuns = (earlier: Run | undefined, latest: Run): Run => {
+  if (earlier === undefined || earlier.quick !== latest.quick) return latest
+  const fresh = new Set(latest.scenarios.map((scenario) => scenario.id))
+  const carried = earlier.scenarios
+    .filter((scenario) => !fresh.has(scenario.id))
+    .map((scenario) => ({ ...scenario, ranAt: scenario.ranAt ?? { date: earlier.date, commit: earlier.commit } }))
+  const order = scenarios.map(([name]) => name)
+  const merged = [...latest.scenarios, ...carried].sort((left, right) => order.indexOf(left.id) - order.indexOf(right.id))
+  const failed = [...latest.failed, ...earlier.failed.filter((id) => !fresh.has(id))]
+  return { ...latest, scenarios: merged, failed: merged.map((scenario) => scenario.id).filter((id) => failed.includes(id)) }
+}
+
 /** Runs the selected scenarios; returns the run (and writes the files unless told not to). */
 export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
   const args = parseArguments(argv)
@@ -183,8 +205,11 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     const directory = args.outDirectory === undefined ? root : path.resolve(args.outDirectory)
     const benchDirectory = args.outDirectory === undefined ? path.join(root, "bench") : directory
     await fsp.mkdir(benchDirectory, { recursive: true })
-    await fsp.writeFile(path.join(benchDirectory, "results.json"), JSON.stringify(run, null, 2) + "\n")
-    await fsp.writeFile(path.join(directory, "BENCHMARKS.md"), markdown(run))
+    const resultsFile = path.join(benchDirectory, "results.json")
+    // `--only` replaces its scenarios' sections and keeps the others of an earlier run of the same mode.
+    const written = args.only === undefined ? run : mergeRuns(await readRun(resultsFile), run)
+    await fsp.writeFile(resultsFile, JSON.stringify(written, null, 2) + "\n")
+    await fsp.writeFile(path.join(directory, "BENCHMARKS.md"), markdown(written))
     process.stderr.write(`bench: wrote ${path.join(directory, "BENCHMARKS.md")} and ${path.join(benchDirectory, "results.json")}\n`)
   }
   return run

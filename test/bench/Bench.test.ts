@@ -6,7 +6,33 @@
  * figures. It asserts nothing about speed: figures on shared CI machines are noise.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { main, parseArguments } from "../../bench/run.js"
+import type { ScenarioResult } from "../../bench/common.js"
+import type { Run } from "../../bench/report.js"
+import { main, mergeRuns, parseArguments } from "../../bench/run.js"
+
+const scenario = (id: string, ours: number): ScenarioResult => ({
+  id,
+  title: id,
+  method: "",
+  ratioMeaning: "",
+  oursLabel: "ours",
+  baselineLabel: "baseline",
+  rows: [{ case: "figure", ours, unit: "ms", goal: "reported" }],
+  notes: [],
+  raw: {},
+  durationMs: 1
+})
+
+const recorded = (date: string, quick: boolean, scenarios: ReadonlyArray<ScenarioResult>, failed: ReadonlyArray<string> = []): Run => ({
+  failed,
+  quick,
+  date,
+  commit: date,
+  machine: { cpu: "cpu", cores: 2, memoryGiB: 1, node: "v20", platform: "linux", loadAverage: [0, 0, 0] },
+  loadAverageAfter: [0, 0, 0],
+  durationMs: 1,
+  scenarios
+})
 
 describe("bench", () => {
   it("parses its arguments and refuses unknown scenarios", () => {
@@ -20,6 +46,21 @@ describe("bench", () => {
     assert.strictEqual(parseArguments(["--only", "queue", "--scenario-result", "/tmp/r.json"]).scenarioResult, "/tmp/r.json")
     assert.throws(() => parseArguments(["--scenario-result", "/tmp/r.json"]))
     assert.throws(() => parseArguments(["--only", "queue,lease", "--scenario-result", "/tmp/r.json"]))
+  })
+
+  it("a run of some scenarios replaces their sections and keeps the others of a recorded run of the same mode", () => {
+    const earlier = recorded("earlier", false, [scenario("queue", 1), scenario("memory", 2), scenario("lease", 3)], ["lease"])
+    const latest = recorded("latest", false, [scenario("lease", 30), scenario("queue", 10)])
+    const merged = mergeRuns(earlier, latest)
+    assert.deepStrictEqual(merged.scenarios.map((each) => [each.id, each.rows[0]?.ours, each.ranAt?.commit]), [["queue", 10, undefined], ["memory", 2, "earlier"], ["lease", 30, undefined]])
+    // The rerun scenario no longer counts as failed.
+    assert.deepStrictEqual(merged.failed, [])
+    assert.strictEqual(merged.date, "latest")
+    // A scenario kept twice keeps the run it came from.
+    assert.deepStrictEqual(mergeRuns(merged, recorded("third", false, [scenario("queue", 100)])).scenarios.map((each) => each.ranAt?.commit), [undefined, "earlier", "latest"])
+    // Another mode, or nothing recorded: the latest run alone.
+    assert.strictEqual(mergeRuns(recorded("quick", true, [scenario("memory", 5)]), latest), latest)
+    assert.strictEqual(mergeRuns(undefined, latest), latest)
   })
 
   it("runs the quick queue scenario and reports figures", async () => {
@@ -39,7 +80,7 @@ describe("bench", () => {
   it("runs every scenario in quick mode and each reports finite figures", async () => {
     const run = await main(["--quick", "--no-write"])
     assert.deepStrictEqual(run.failed, [])
-    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease"])
+    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease", "growth"])
     for (const scenario of run.scenarios) {
       assert.isAbove(scenario.rows.length, 0, scenario.id)
       for (const row of scenario.rows) assert.isTrue(Number.isFinite(row.ours) && row.ours >= 0, `${scenario.id} / ${row.case}: ours ${row.ours}`)
