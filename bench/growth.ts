@@ -1,7 +1,8 @@
 /**
  * Scenario 6: bucket growth under retention. A writer rewrites 4 KiB blocks over a working set of
- * 32 parts of 64 KiB (2 MiB of live data) and logs a WAL record per write, with a checkpoint every
- * second, so that each checkpoint uploads about the whole working set again; retention keeps the 2
+ * 32 parts of 64 KiB (2 MiB of live data) and logs a 256-byte WAL record per write (64 KiB
+ * segments), with a checkpoint every second, so that each checkpoint uploads about the whole
+ * working set again; retention keeps the 2
  * latest checkpoints and every one of a short point-in-time window, and the garbage collector runs
  * every few seconds. The bucket is listed every `sampleEveryMs` (through the store itself, not
  * through the counter) and each sample is held to the bound
@@ -38,13 +39,13 @@ import { type BenchOptions, MiB, now, openStorage, payload, quiet, round, type R
 
 const partSizeBytes = 64 * 1024
 const workingSetParts = 32
-const walSegmentBytes = 256 * 1024
+const walSegmentBytes = 64 * 1024
 const checkpointIntervalMs = 1_000
 const layout = KeyLayout.make("growth")
 const file = fileId("bench/growth")
 
 /** The run's settings: retention, collection and timing. */
-interface Settings {
+export interface Settings {
   readonly durationMs: number
   readonly sampleEveryMs: number
   readonly retainCheckpointsMin: number
@@ -55,7 +56,7 @@ interface Settings {
   readonly retryElapsedMaxMs: number
 }
 
-const settingsOf = (quick: boolean, durationMs: number): Settings => ({
+export const settingsOf = (quick: boolean, durationMs: number): Settings => ({
   durationMs,
   sampleEveryMs: 500,
   retainCheckpointsMin: 2,
@@ -212,13 +213,14 @@ const sustained = (storeName: string, innerLayer: Layer.Layer<ObjectStore, unkno
         const storage = yield* openStorage(backends, configOf(settings))
         const afterOpen = yield* counter.snapshot
         const block = payload(3, 4096)
-        const record = payload(5, 64)
+        const record = payload(5, 256)
         let writes = 0
-        // About 400 writes a second, so that every part changes between two checkpoints.
+        // Four writes and a commit, then a short pause: every part changes between two checkpoints.
         const writeSome = Effect.suspend(() =>
           Effect.forEach(Array.from({ length: 4 }), () => {
             writes += 1
-            const offset = ((writes * 7919) % workingSetParts) * partSizeBytes + (writes % 16) * 4096
+            // Part after part, one 4 KiB block of each per round, a different block every round.
+            const offset = (writes % workingSetParts) * partSizeBytes + (Math.floor(writes / workingSetParts) % (partSizeBytes / 4096)) * 4096
             return storage.write(file, offset, block).pipe(Effect.zipRight(storage.append(record)))
           }).pipe(Effect.zipRight(storage.commit), Effect.zipRight(Effect.sleep(Duration.millis(10))))
         )
@@ -315,7 +317,7 @@ const rowsOf = (run: GrowthRun): Array<Row> => {
       unit: "checkpoints",
       goal: "reported",
       met: undefined,
-      note: `live data ${mib(last?.liveBytes ?? 0)} MiB, the window's WAL ${mib(last?.windowWalBytes ?? 0)} MiB`
+      note: `live data ${mib(last?.liveBytes ?? 0)} MiB, the window's WAL ${mib(last?.windowWalBytes ?? 0)} MiB; ${round(run.writes / (run.settings.durationMs / 1000), 0)} writes/s`
     },
     requestRow("PUT", (counts) => counts.put, "reported"),
     requestRow("GET (ranged included)", (counts) => counts.get + counts.getRange, "reported"),
@@ -345,26 +347,28 @@ const s3Target = async (settings: Settings): Promise<{ readonly layer: Layer.Lay
   }
 }
 
+/** One run against one store (the file store in a temp directory, or s3rver in its own process). */
+export const measure = async (store: "filesystem" | "s3rver", settings: Settings): Promise<GrowthRun> => {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-growth-"))
+  const target = store === "s3rver" ? await s3Target(settings) : await fileTarget(root)
+  try {
+    return await Effect.runPromise(sustained(store, target.layer, path.join(root, "disk"), settings))
+  } finally {
+    await target.stop()
+    await fsp.rm(root, { recursive: true, force: true })
+  }
+}
+
 export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   const started = now()
-  const plans: ReadonlyArray<readonly [string, number]> = options.quick ? [["filesystem", 24_000]] : [["filesystem", 150_000], ["s3rver", 60_000]]
+  const plans: ReadonlyArray<readonly ["filesystem" | "s3rver", number]> = options.quick ? [["filesystem", 24_000]] : [["filesystem", 150_000], ["s3rver", 60_000]]
   const runs: Array<GrowthRun> = []
-  for (const [store, durationMs] of plans) {
-    const settings = settingsOf(options.quick, durationMs)
-    const root = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-growth-"))
-    const target = store === "s3rver" ? await s3Target(settings) : await fileTarget(root)
-    try {
-      runs.push(await Effect.runPromise(sustained(store, target.layer, path.join(root, "disk"), settings)))
-    } finally {
-      await target.stop()
-      await fsp.rm(root, { recursive: true, force: true })
-    }
-  }
+  for (const [store, durationMs] of plans) runs.push(await measure(store, settingsOf(options.quick, durationMs)))
   const first = runs[0]?.settings ?? settingsOf(options.quick, 0)
   return {
     id: "growth",
     title: options.quick ? "6. Bucket growth under retention (quick: 24 s, file store only)" : "6. Bucket growth under retention",
-    method: `A writer rewrites 4 KiB blocks over ${workingSetParts} parts of ${partSizeBytes / 1024} KiB (${mib(workingSetParts * partSizeBytes)} MiB of live data) with a WAL record per write, about 400 writes/s, a checkpoint every ${checkpointIntervalMs / 1000} s (each uploads about every part again); retention keeps the ${first.retainCheckpointsMin} latest checkpoints and a ${first.retainForMs / 1000} s window; the collector runs every ${first.gcIntervalMs / 1000} s with a minimum age of ${first.gcMinAgeMs / 1000} s. ${runs.map((each) => `${each.store}: ${each.settings.durationMs / 1000} s`).join(", ")}; the bucket is listed every ${first.sampleEveryMs} ms. Bound: bucket bytes ≤ (kept checkpoints + 1) × live data + the window's WAL, every term read from the bucket at the sample.`,
+    method: `A writer rewrites 4 KiB blocks over ${workingSetParts} parts of ${partSizeBytes / 1024} KiB (${mib(workingSetParts * partSizeBytes)} MiB of live data) with a 256-byte WAL record per write (${walSegmentBytes / 1024} KiB segments), four writes and a commit then a 10 ms pause, a checkpoint every ${checkpointIntervalMs / 1000} s (each uploads about every part again); retention keeps the ${first.retainCheckpointsMin} latest checkpoints and a ${first.retainForMs / 1000} s window; the collector runs every ${first.gcIntervalMs / 1000} s with a minimum age of ${first.gcMinAgeMs / 1000} s. ${runs.map((each) => `${each.store}: ${each.settings.durationMs / 1000} s`).join(", ")}; the bucket is listed every ${first.sampleEveryMs} ms. Bound: bucket bytes ≤ (kept checkpoints + 1) × live data + the window's WAL, every term read from the bucket at the sample.`,
     ratioMeaning: "bucket bytes / bound (≤ 1 holds the bound); bucket bytes at the end / bytes written",
     oursLabel: "ours",
     baselineLabel: "without collection",
