@@ -2,9 +2,8 @@
  * Scenario 6: bucket growth under retention. A writer rewrites 4 KiB blocks over a working set of
  * 32 parts of 64 KiB (2 MiB of live data) and logs a 256-byte WAL record per write (64 KiB
  * segments), with a checkpoint every second, so that each checkpoint uploads about the whole
- * working set again; retention keeps the 2
- * latest checkpoints and every one of a short point-in-time window, and the garbage collector runs
- * every few seconds. The bucket is listed every `sampleEveryMs` (through the store itself, not
+ * working set again; retention keeps the 2 latest checkpoints and every one of a short
+ * point-in-time window, and the garbage collector runs every few seconds. The bucket is listed every `sampleEveryMs` (through the store itself, not
  * through the counter) and each sample is held to the bound
  *
  *   bucket bytes ≤ (kept checkpoints + 1) × live data + the window's WAL
