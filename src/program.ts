@@ -33,7 +33,7 @@ import type * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Deferred, Effect, Either, Exit, Fiber, HashMap, identity, Layer, Logger, LogLevel, Option } from "effect"
-import { parseDurationMs, parseSizeBytes } from "./domain/Units.js"
+import { parseDurationMs, parseDurationOrZeroMs, parseSizeBytes } from "./domain/Units.js"
 import { conditionalCreateDialects } from "./domain/S3Compat.js"
 import * as Faults from "./workload/Faults.js"
 import { type ExitCode, messageOf, oneLine, type Output, programName } from "./workload/Output.js"
@@ -76,6 +76,35 @@ const durationOption = (name: string, fallback: string, description: string) =>
     Options.withDescription(`${description} (a duration: 500ms, 8s, 2m, 1000s; default ${fallback})`),
     Options.mapEffect((text) => Either.match(parseDurationMs(text), { onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)), onRight: Effect.succeed }))
   )
+
+/** A duration that may be 0, optional: absent means the configuration's (or the bucket's) value. */
+const optionalDurationOption = (name: string, description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("duration"),
+    Options.optional,
+    Options.withDescription(`${description} (a duration: 0, 90s, 10m, 24h)`),
+    Options.mapEffect(Option.match({
+      onNone: () => Effect.succeed(Option.none<number>()),
+      onSome: (text) => Either.match(parseDurationOrZeroMs(text), { onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)), onRight: (value) => Effect.succeed(Option.some(value)) })
+    }))
+  )
+
+const optionalCountOption = (name: string, max: number, description: string) =>
+  Options.integer(name).pipe(
+    Options.withPseudoName("n"),
+    Options.optional,
+    Options.withDescription(`${description} (1 to ${max})`),
+    Options.mapEffect(Option.match({
+      onNone: () => Effect.succeed(Option.none<number>()),
+      onSome: (value) => value >= 1 && value <= max ? Effect.succeed(Option.some(value)) : Effect.fail(invalid(`--${name}: ${value} is out of range: write a whole number from 1 to ${max}`))
+    }))
+  )
+
+/** Retention and garbage collection (StorageConfig's retainCheckpointsMin, retainForMs, gc*). */
+const retentionOptions = {
+  retainCheckpoints: optionalCountOption("retain-checkpoints", 1_000_000, "keep at least this many of the latest checkpoints (default 2)"),
+  retainFor: optionalDurationOption("retain-for", "keep every checkpoint of this point-in-time window, and the newest before it; 0 = the latest ones only (default 24h)")
+}
 
 const sizeOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
@@ -130,6 +159,9 @@ const runOptions = {
   localBudget: sizeOption("local-budget", "64MiB", "local bytes of loaded parts before eviction"),
   shutdownDeadline: durationOption("shutdown-deadline", "15s", "deadline of the whole shutdown"),
   walSegment: sizeOption("wal-segment", "1MiB", "WAL segment size (full segments are archived)"),
+  ...retentionOptions,
+  gcInterval: optionalDurationOption("gc-interval", "how often the writer runs a garbage-collection pass; 0 = never (default 10m)"),
+  gcMinAge: optionalDurationOption("gc-min-age", "objects younger than this are never collected (default 1h)"),
   dir: Options.text("dir").pipe(Options.withPseudoName("directory"), Options.optional, Options.withDescription("the local data directory (a fresh temporary one when omitted)")),
   takeOver: Options.boolean("take-over").pipe(Options.withDescription("take the bucket over from an instance that holds its lock and is known to be dead (raises the fencing epoch)")),
   noVerify: Options.boolean("no-verify").pipe(Options.withDescription("skip the restore-and-verify step")),
@@ -153,6 +185,15 @@ const verifyOptions = {
 }
 
 const inspectOptions = { ...storeOptions, verbose, json }
+
+const gcOptions = {
+  ...storeOptions,
+  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("delete nothing, write nothing: print what a pass would do")),
+  minAge: optionalDurationOption("min-age", "objects younger than this stay (default 1h)"),
+  ...retentionOptions,
+  verbose,
+  json
+}
 
 // ---------------------------------------------------------------------------------------------
 // The CLI
@@ -202,11 +243,14 @@ const makeCli = (stop: Deferred.Deferred<string>) => {
   const inspect = Command.make("inspect", inspectOptions, (args) => runBody(args, untilStop(Effect.flatMap(commands, (module) => module.inspectCommand(args, output))))).pipe(
     Command.withDescription("list the checkpoints in a bucket (number, time, parts, bytes, complete or not)")
   )
-  const root = Command.make(programName).pipe(Command.withSubcommands([run, verify, inspect]))
+  const gc = Command.make("gc", gcOptions, (args) => runBody(args, untilStop(Effect.flatMap(commands, (module) => module.gcCommand(args, output))))).pipe(
+    Command.withDescription("delete what no retained checkpoint, commit in flight or reader lease needs (safe while a writer runs)")
+  )
+  const root = Command.make(programName).pipe(Command.withSubcommands([run, verify, inspect, gc]))
   return Command.run(root, { name: programName, version })
 }
 
-const commandNames = ["run", "verify", "inspect"]
+const commandNames = ["run", "verify", "inspect", "gc"]
 const builtInFlags = ["--help", "-h", "--version", "--wizard", "--completions"]
 
 /** With no command, `run` is meant: `npm start` and `npm start -- --duration 5s` run the workload. */

@@ -254,6 +254,17 @@ export class Fenced extends Schema.TaggedError<Fenced>("effect-s3-tier/Fenced")(
   }
 }
 
+/** A garbage-collection pass could not read everything it needs (a listing, a root or file
+ * manifest, a lease) and stopped before deleting anything: it fails closed. */
+export class GcFailed extends Schema.TaggedError<GcFailed>("effect-s3-tier/GcFailed")("GcFailed", {
+  stage: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `garbage collection stopped (${this.stage}) and deleted nothing: ${this.detail}`
+  }
+}
+
 /** A configuration value is out of bounds or inconsistent. */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>("effect-s3-tier/InvalidConfig")(
   "InvalidConfig",

@@ -131,7 +131,12 @@ export const ExpiredCheckpoint = Schema.Struct({
   checkpoint: CheckpointNumber,
   createdAtMs: Schema.Int.pipe(Schema.nonNegative()),
   walPosition: Lsn,
-  expiredAtMs: Schema.Int.pipe(Schema.nonNegative())
+  expiredAtMs: Schema.Int.pipe(Schema.nonNegative()),
+  /** The file manifests the checkpoint named, and their part size: a reader that read the root
+   * manifest just before the tombstone replaced it holds a lease on the checkpoint, and every later
+   * pass keeps what these name for as long as that lease lives. */
+  partSizeBytes: Schema.Int.pipe(Schema.positive()),
+  files: Schema.Array(FileEntry)
 })
 export type ExpiredCheckpoint = typeof ExpiredCheckpoint.Type
 
@@ -143,7 +148,9 @@ export const expiredCheckpointOf = (manifest: CheckpointManifest, expiredAtMs: n
   checkpoint: manifest.checkpoint,
   createdAtMs: manifest.createdAtMs,
   walPosition: manifest.walPosition,
-  expiredAtMs
+  expiredAtMs,
+  partSizeBytes: manifest.partSizeBytes,
+  files: manifest.files
 })
 
 /** What a `checkpoints/<N>` key holds. @category models */
@@ -256,9 +263,11 @@ export const decodeFileManifest = (
   })
 }
 
+const tombstoneMark = textEncoder.encode(`"format":"${expiredCheckpointFormat}"`)
+
 const isTombstone = (bytes: Uint8Array): boolean => {
-  // A tombstone is small; a root manifest names its format first. Cheap test before a full decode.
-  if (bytes.length > 4096) return false
+  // Cheap test before a full parse: a tombstone is written with its format first.
+  if (Buffer.from(bytes.subarray(0, 128)).indexOf(tombstoneMark) < 0) return false
   try {
     const json: unknown = JSON.parse(textDecoder.decode(bytes))
     return typeof json === "object" && json !== null && (json as { format?: unknown }).format === expiredCheckpointFormat

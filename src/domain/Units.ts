@@ -35,6 +35,14 @@ export const parseDurationMs = (text: string): Either.Either<number, string> => 
   return Either.right(value)
 }
 
+/** A duration in milliseconds that may be zero (`0` turns something off): `0`, `90s`, `10m`, `24h`. */
+export const parseDurationOrZeroMs = (text: string): Either.Either<number, string> => {
+  const match = pattern.exec(text)
+  const unit = match?.[2]?.toLowerCase() ?? ""
+  if (match !== null && Number(match[1]) === 0 && (unit === "" || durationUnitsMs[unit] !== undefined)) return Either.right(0)
+  return Either.mapLeft(parseDurationMs(text), (problem) => problem.replace("write a positive number", "write 0 or a positive number"))
+}
+
 /** A positive size in bytes: `64MiB`, `1GiB`, `512KiB`, `10MB`, `4096`. Zero and negatives are refused. */
 export const parseSizeBytes = (text: string): Either.Either<number, string> => {
   const match = pattern.exec(text)

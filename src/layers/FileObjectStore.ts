@@ -64,6 +64,9 @@ const keyBytesMax = 1024
 const tempNameAttemptsMax = 3
 const statConcurrency = 16
 
+/** A file's modification time in ms; unknown: never old enough to collect. */
+const mtimeMs = (info: FileSystem.File.Info): number => Option.match(info.mtime, { onNone: () => Number.MAX_SAFE_INTEGER, onSome: (date) => date.getTime() })
+
 // ---------------------------------------------------------------------------------------------
 // Key encoding (pure)
 // ---------------------------------------------------------------------------------------------
@@ -286,7 +289,7 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
       Effect.flatMap(objectPath("head", key), (target) =>
         fs.stat(target).pipe(
           Effect.catchAll(readNotFound("head", key)),
-          Effect.flatMap((info) => info.type === "File" ? Effect.succeed({ key, sizeBytes: Number(info.size) }) : Effect.fail(new ObjectNotFound({ operation: "head", key })))
+          Effect.flatMap((info) => info.type === "File" ? Effect.succeed({ key, sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) }) : Effect.fail(new ObjectNotFound({ operation: "head", key })))
         ))
 
     const remove = (key: string): Effect.Effect<void, Exclude<ObjectStoreError, ObjectNotFound>> =>
@@ -324,7 +327,7 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
 
     const sizeOf = (entry: readonly [string, string]) =>
       fs.stat(entry[1]).pipe(
-        Effect.map((info) => info.type === "File" ? Option.some<ObjectInfo>({ key: entry[0], sizeBytes: Number(info.size) }) : Option.none()),
+        Effect.map((info) => info.type === "File" ? Option.some<ObjectInfo>({ key: entry[0], sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) }) : Option.none()),
         // Deleted since the directory was read: not listed, as S3 would not list it either.
         Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<ObjectInfo>())),
         Effect.mapError(io("list", entry[0]))

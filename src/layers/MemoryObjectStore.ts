@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { Chunk, Context, Effect, Layer, Option, type Order, RedBlackTree, Ref, Stream } from "effect"
+import { Chunk, Clock, Context, Effect, Layer, Option, type Order, RedBlackTree, Ref, Stream } from "effect"
 import { ObjectNotFound, PreconditionFailed } from "../domain/Errors.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
 
@@ -54,7 +54,14 @@ export const listPageKeysMax = 1000
 // The bucket
 // ---------------------------------------------------------------------------------------------
 
-type Objects = RedBlackTree.RedBlackTree<string, Uint8Array>
+/** An object's bytes and when it was written (by the Clock of the fiber that wrote it: the
+ * simulation's clock in the simulation). */
+interface StoredObject {
+  readonly bytes: Uint8Array
+  readonly lastModifiedMs: number
+}
+
+type Objects = RedBlackTree.RedBlackTree<string, StoredObject>
 
 /** The state of one in-memory bucket; share it between stores to model a restart. @category models */
 export interface MemoryBucketState {
@@ -80,25 +87,27 @@ export interface MemoryBucketService {
 /** The inspection handle of the in-memory bucket a layer provides. @category tags */
 export class MemoryBucket extends Context.Tag("effect-s3-tier/MemoryBucket")<MemoryBucket, MemoryBucketService>() {}
 
-const setObject = (objects: Objects, key: string, bytes: Uint8Array): Objects =>
-  RedBlackTree.insert(RedBlackTree.has(objects, key) ? RedBlackTree.removeFirst(objects, key) : objects, key, bytes)
+const setObject = (objects: Objects, key: string, stored: StoredObject): Objects =>
+  RedBlackTree.insert(RedBlackTree.has(objects, key) ? RedBlackTree.removeFirst(objects, key) : objects, key, stored)
 
 /** A new, empty bucket. */
 export const makeBucket = (name = "memory"): Effect.Effect<MemoryBucketState> =>
-  Effect.map(Ref.make(RedBlackTree.empty<string, Uint8Array>(keyOrder)), (objects) => ({ name, objects }))
+  Effect.map(Ref.make(RedBlackTree.empty<string, StoredObject>(keyOrder)), (objects) => ({ name, objects }))
 
 /** The inspection handle over a bucket's state. */
 export const inspect = (state: MemoryBucketState): MemoryBucketService => ({
   name: state.name,
   keys: Effect.map(Ref.get(state.objects), (objects) => Array.from(RedBlackTree.keys(objects))),
-  read: (key) => Effect.map(Ref.get(state.objects), (objects) => Option.map(RedBlackTree.findFirst(objects, key), (bytes) => bytes.slice())),
-  write: (key, bytes) => Ref.update(state.objects, (objects) => setObject(objects, key, bytes.slice())),
+  read: (key) => Effect.map(Ref.get(state.objects), (objects) => Option.map(RedBlackTree.findFirst(objects, key), (stored) => stored.bytes.slice())),
+  write: (key, bytes) =>
+    Effect.flatMap(Clock.currentTimeMillis, (lastModifiedMs) =>
+      Ref.update(state.objects, (objects) => setObject(objects, key, { bytes: bytes.slice(), lastModifiedMs }))),
   remove: (key) =>
     Ref.modify(state.objects, (objects) =>
       RedBlackTree.has(objects, key) ? [true, RedBlackTree.removeFirst(objects, key)] : [false, objects]
     ),
   snapshot: Effect.map(Ref.get(state.objects), (objects) =>
-    Array.from(objects, ([key, bytes]) => [key, bytes.slice()] as const)
+    Array.from(objects, ([key, stored]) => [key, stored.bytes.slice()] as const)
   )
 })
 
@@ -106,9 +115,9 @@ export const inspect = (state: MemoryBucketState): MemoryBucketService => ({
 const page = (objects: Objects, prefix: string, after: Option.Option<string>): Array<ObjectInfo> => {
   const infos: Array<ObjectInfo> = []
   const entries = Option.isSome(after) ? RedBlackTree.greaterThan(objects, after.value) : RedBlackTree.greaterThanEqual(objects, prefix)
-  for (const [key, bytes] of entries) {
+  for (const [key, stored] of entries) {
     if (!key.startsWith(prefix)) break
-    infos.push({ key, sizeBytes: bytes.length })
+    infos.push({ key, sizeBytes: stored.bytes.length, lastModifiedMs: stored.lastModifiedMs })
     if (infos.length === listPageKeysMax) break
   }
   return infos
@@ -121,7 +130,7 @@ const assertRange = (offset: number, length: number): Effect.Effect<void> =>
 
 /** An ObjectStore over a bucket's state. */
 export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
-  const find = (operation: string, key: string): Effect.Effect<Uint8Array, ObjectNotFound> =>
+  const find = (operation: string, key: string): Effect.Effect<StoredObject, ObjectNotFound> =>
     Effect.flatMap(Ref.get(state.objects), (objects) =>
       Option.match(RedBlackTree.findFirst(objects, key), {
         onNone: () => Effect.fail(new ObjectNotFound({ operation, key })),
@@ -130,26 +139,27 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
     )
   const put = (key: string, bytes: Uint8Array, options?: PutOptions): Effect.Effect<void, PreconditionFailed> => {
     // The copy is taken before the state changes: the caller may reuse its buffer afterwards.
-    const stored = bytes.slice()
-    return Effect.flatten(
-      Ref.modify(state.objects, (objects): readonly [Effect.Effect<void, PreconditionFailed>, Objects] =>
-        options?.ifNoneMatch === true && RedBlackTree.has(objects, key)
-          ? [Effect.fail(new PreconditionFailed({ operation: "put", key })), objects]
-          : [Effect.void, setObject(objects, key, stored)]
-      )
-    )
+    const copy = bytes.slice()
+    return Effect.flatMap(Clock.currentTimeMillis, (lastModifiedMs) =>
+      Effect.flatten(
+        Ref.modify(state.objects, (objects): readonly [Effect.Effect<void, PreconditionFailed>, Objects] =>
+          options?.ifNoneMatch === true && RedBlackTree.has(objects, key)
+            ? [Effect.fail(new PreconditionFailed({ operation: "put", key })), objects]
+            : [Effect.void, setObject(objects, key, { bytes: copy, lastModifiedMs })]
+        )
+      ))
   }
   return {
     description: `memory://${state.name}`,
     probe: Effect.void,
     put,
-    get: (key) => Effect.map(find("get", key), (bytes) => bytes.slice()),
+    get: (key) => Effect.map(find("get", key), (stored) => stored.bytes.slice()),
     getRange: (key, offset, length) =>
       Effect.zipRight(
         assertRange(offset, length),
-        Effect.map(find("getRange", key), (bytes) => bytes.slice(offset, offset + length))
+        Effect.map(find("getRange", key), (stored) => stored.bytes.slice(offset, offset + length))
       ),
-    head: (key) => Effect.map(find("head", key), (bytes) => ({ key, sizeBytes: bytes.length })),
+    head: (key) => Effect.map(find("head", key), (stored) => ({ key, sizeBytes: stored.bytes.length, lastModifiedMs: stored.lastModifiedMs })),
     delete: (key) => Ref.update(state.objects, (objects) => RedBlackTree.has(objects, key) ? RedBlackTree.removeFirst(objects, key) : objects),
     // Pages are read one at a time from the current state, as S3 does: a key written behind the
     // cursor is not seen, one written ahead of it is.

@@ -428,7 +428,7 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       "HeadObject",
       "head",
       key,
-      Effect.map(send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), (output) => ({ key, sizeBytes: output.ContentLength ?? 0 }))
+      Effect.map(send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), (output) => ({ key, sizeBytes: output.ContentLength ?? 0, lastModifiedMs: output.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER }))
     )
 
   const getRange = (key: string, offset: number, length: number): Effect.Effect<Uint8Array, ObjectStoreError> => {
@@ -461,7 +461,7 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   const list = (prefix: string): Stream.Stream<ObjectInfo, ObjectStoreError> =>
     Stream.paginateChunkEffect(undefined as string | undefined, (token) =>
       Effect.map(listPage(prefix, token), (output) => {
-        const infos = (output.Contents ?? []).flatMap((object): Array<ObjectInfo> => object.Key === undefined ? [] : [{ key: object.Key, sizeBytes: object.Size ?? 0 }])
+        const infos = (output.Contents ?? []).flatMap((object): Array<ObjectInfo> => object.Key === undefined ? [] : [{ key: object.Key, sizeBytes: object.Size ?? 0, lastModifiedMs: object.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER }])
         const next = output.IsTruncated === true && output.NextContinuationToken !== undefined ? Option.some(output.NextContinuationToken) : Option.none()
         return [Chunk.unsafeFromArray(infos), next] as const
       }))

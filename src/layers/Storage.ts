@@ -4,10 +4,12 @@
  * Composition (each layer built on the ones before it; closed in reverse):
  *   StorageConfig, ObjectStore, LocalDisk (given)
  *   → WaitRegistry → TaskQueue → S3Workers → Hasher → PartTable → Loader (start-up: checks, lock, install)
- *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → Storage (replay, then the API).
+ *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → GarbageCollector (periodic pass)
+ *   → Storage (replay, then the API).
  *
  * Shutdown (`shutdown`, or closing the layer's scope, which runs it once) is an ordered sequence
  * bounded as a whole by `shutdownDeadlineMs`, whatever the bucket does:
+ *   0. the garbage collector's periodic pass is interrupted (with its deletes in flight);
  *   1. refuse new leases, writes and appends (ShuttingDown); stop the periodic checkpoint;
  *   2. the WAL archives its final partial segment (so it is in the bucket before the manifest);
  *   3. the shutdown checkpoint, under `shutdownCheckpointDeadlineMs` minus what step 2 used;
@@ -34,6 +36,7 @@ import type { FileId, Lsn, PartIndex } from "../domain/Ids.js"
 import * as BucketLock from "../services/BucketLock.js"
 import * as Checkpointer from "../services/Checkpointer.js"
 import * as Evictor from "../services/Evictor.js"
+import * as GarbageCollector from "../services/GarbageCollector.js"
 import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore } from "../services/ObjectStore.js"
@@ -144,6 +147,7 @@ const make = (options: StorageOptions) =>
     const wal = yield* WalArchiver.WalArchiver
     const checkpointer = yield* Checkpointer.Checkpointer
     const evictor = yield* Evictor.Evictor
+    const gc = yield* GarbageCollector.GarbageCollector
     const loader = yield* Loader.Loader
     const disk = yield* LocalDisk
     const opened = loader.opened
@@ -158,6 +162,8 @@ const make = (options: StorageOptions) =>
     const runShutdown = Effect.gen(function* () {
       const startMs = yield* Clock.currentTimeMillis
       const deadlineAtMs = startMs + config.shutdownDeadlineMs
+      // First: a pass in flight stops deleting (its deletes are interruptible requests).
+      yield* bounded(gc.stop, Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10))
       yield* Ref.set(closing, true)
       yield* checkpointer.stopPeriodic
       yield* evictor.stop
@@ -245,7 +251,7 @@ const make = (options: StorageOptions) =>
         dirtyPartsLeft: partStats.dirty + partStats.writing,
         tasks: { drained: workerReport.drainedTasks, interrupted: workerReport.interruptedTasks, aborted: workerReport.abortedTasks },
         leasesHeld: partStats.leasesHeld,
-        fibersAlive: workerReport.workersAlive + ((yield* evictor.alive) ? 1 : 0) + ((yield* checkpointer.periodicAlive) ? 1 : 0),
+        fibersAlive: workerReport.workersAlive + ((yield* evictor.alive) ? 1 : 0) + ((yield* checkpointer.periodicAlive) ? 1 : 0) + ((yield* gc.periodicAlive) ? 1 : 0),
         wal: walReport,
         lock,
         cutWaits
@@ -298,6 +304,7 @@ export type StorageServices =
   | WalArchiver.WalArchiver
   | Checkpointer.Checkpointer
   | Evictor.Evictor
+  | GarbageCollector.GarbageCollector
   | Loader.Loader
 
 /** The WAL's fence: the bucket lock still names this instance and epoch (see WalArchiver.WalFence). */
@@ -349,5 +356,6 @@ export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices
   const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
-  return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(evictorLayer))
+  const gcLayer = GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer))
+  return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(gcLayer))
 }

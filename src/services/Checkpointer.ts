@@ -37,7 +37,7 @@ import { commitRootManifest, type CommitResolution, newCommitToken } from "../in
 import { WriteObject } from "../domain/Task.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk } from "./LocalDisk.js"
-import { type LoadedCheckpoint, readCheckpoint, readCheckpointManifest, writeControl } from "./Loader.js"
+import { type LoadedCheckpoint, readBackRoot, readCheckpoint, writeControl } from "./Loader.js"
 import { ObjectStore } from "./ObjectStore.js"
 import { PartTable } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
@@ -238,7 +238,10 @@ export const make = (options: CheckpointerOptions) =>
           walSegmentBytes: config.walSegmentBytes,
           walPosition,
           files: [...files.values()].map((state) => state.entry).sort((left, right) => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)),
-          commitToken: yield* newCommitToken
+          commitToken: yield* newCommitToken,
+          // The writer's retention policy, for `gc`, `restore` and `inspect` to read.
+          retainCheckpointsMin: config.retainCheckpointsMin,
+          retainForMs: config.retainForMs
         }
         const problem = Manifest.checkpointManifestProblem(root)
         if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
@@ -248,10 +251,7 @@ export const make = (options: CheckpointerOptions) =>
           restore(commitRootManifest({
             manifest: root,
             put: writeObject(rootKey, "Manifest", Manifest.encodeCheckpointManifest(root), true),
-            readBack: readCheckpointManifest(store, config, checkpoint).pipe(
-              Effect.map(Option.some),
-              Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
-            ),
+            readBack: readBackRoot(store, config, checkpoint),
             earlierTokens,
             conflictRetriesMax: config.retryAttemptsMax,
             conflictDelayMs: config.retryDelayBaseMs

@@ -116,6 +116,48 @@ export const readCheckpointManifest = (
   )
 }
 
+/** Reads what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
+export const readRootObject = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  checkpoint: CheckpointNumber
+): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> => {
+  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
+  return store.get(key).pipe(
+    withRequestPolicy(config, "read checkpoint manifest", key),
+    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, checkpoint))
+  )
+}
+
+/**
+ * A commit's read-back of `checkpoints/<N>` (src/internal/RootCommit.ts): the manifest there, None
+ * when there is none. A tombstone there stands for the manifest it replaced (its instance, epoch and
+ * number; no commit token, no files): the number was committed by someone else, whose epoch says
+ * whether the committing writer is fenced.
+ */
+export const readBackRoot = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  checkpoint: CheckpointNumber
+): Effect.Effect<Option.Option<Manifest.CheckpointManifest>, ObjectStoreError | CorruptObject> =>
+  readRootObject(store, config, checkpoint).pipe(
+    Effect.map((root) =>
+      Option.some(root._tag === "Committed" ? root.manifest : {
+        format: Manifest.checkpointManifestFormat,
+        instanceId: root.tombstone.instanceId,
+        epoch: root.tombstone.epoch,
+        checkpoint: root.tombstone.checkpoint,
+        previous: CheckpointNumberSchema.make(Math.max(0, root.tombstone.checkpoint - 1)),
+        createdAtMs: root.tombstone.createdAtMs,
+        partSizeBytes: config.partSizeBytes,
+        walSegmentBytes: config.walSegmentBytes,
+        walPosition: root.tombstone.walPosition,
+        files: []
+      })
+    ),
+    Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
+  )
+
 /** Reads every file manifest a root manifest names (bounded concurrency), checking each digest. */
 export const readCheckpoint = (
   store: ObjectStoreService,
@@ -200,17 +242,16 @@ const claimAfterTakeOver = (
         walSegmentBytes: config.walSegmentBytes,
         walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
         files: latest?.manifest.files ?? [],
-        commitToken: yield* newCommitToken
+        commitToken: yield* newCommitToken,
+        retainCheckpointsMin: config.retainCheckpointsMin,
+        retainForMs: config.retainForMs
       }
       const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
       // A claim is a commit: an outcome the network left unknown is read back (src/internal/RootCommit.ts).
       const resolution = yield* commitRootManifest({
         manifest: claim,
         put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(withRequestPolicy(config, "claim checkpoint", key)),
-        readBack: readCheckpointManifest(store, config, checkpoint).pipe(
-          Effect.map(Option.some),
-          Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
-        ),
+        readBack: readBackRoot(store, config, checkpoint),
         earlierTokens: new Set(),
         conflictRetriesMax: config.retryAttemptsMax,
         conflictDelayMs: config.retryDelayBaseMs
@@ -308,7 +349,10 @@ const readNewer = (
     Effect.flatMap((numbers) =>
       Effect.forEach(
         numbers.filter((number) => number > control.lastCheckpoint && number < top.checkpoint),
-        (number) => readCheckpointManifest(store, config, number),
+        // A checkpoint the garbage collector expired since keeps its writer in its tombstone.
+        (number) =>
+          Effect.map(readRootObject(store, config, number), (root): Control.CheckpointSummary =>
+            root._tag === "Committed" ? root.manifest : { checkpoint: root.tombstone.checkpoint, instanceId: root.tombstone.instanceId, epoch: root.tombstone.epoch }),
         { concurrency: Math.min(config.workerCount, 16) }
       )
     ),

@@ -38,6 +38,10 @@ export interface PutOptions {
 export interface ObjectInfo {
   readonly key: string
   readonly sizeBytes: number
+  /** When the object was last written, in ms since the epoch, by the store's clock (S3's
+   * LastModified, a file's mtime); the garbage collector's minimum age is measured against it.
+   * A store that cannot say gives Number.MAX_SAFE_INTEGER: never old enough to collect. */
+  readonly lastModifiedMs: number
 }
 
 /** The operations of a bucket. @category models */

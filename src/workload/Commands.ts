@@ -33,6 +33,9 @@ import * as Run from "./Run.js"
 import * as Verify from "./Verify.js"
 import * as Workload from "./Workload.js"
 import { formatSizeBytes } from "../domain/Units.js"
+import type * as Retention from "../domain/Retention.js"
+import * as GarbageCollector from "../services/GarbageCollector.js"
+import * as Gc from "./Gc.js"
 
 /** The bucket options every command takes. */
 export interface StoreOptions {
@@ -216,6 +219,10 @@ export type RunArgs = StoreOptions & {
   readonly localBudget: number
   readonly shutdownDeadline: number
   readonly walSegment: number
+  readonly retainCheckpoints: Option.Option<number>
+  readonly retainFor: Option.Option<number>
+  readonly gcInterval: Option.Option<number>
+  readonly gcMinAge: Option.Option<number>
   readonly dir: Option.Option<string>
   readonly noVerify: boolean
   readonly takeOver: boolean
@@ -254,7 +261,10 @@ const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<Storage
       shutdownCheckpointDeadlineMs: Math.floor((deadlineMs * 2) / 3),
       drainDeadlineMs: Math.floor(deadlineMs / 5),
       walSegmentBytes: args.walSegment,
-      takeOver: args.takeOver
+      takeOver: args.takeOver,
+      ...retentionConfig(args),
+      ...Option.match(args.gcInterval, { onNone: () => ({}), onSome: (gcIntervalMs) => ({ gcIntervalMs }) }),
+      ...Option.match(args.gcMinAge, { onNone: () => ({}), onSome: (gcMinAgeMs) => ({ gcMinAgeMs }) })
     }),
     (error) => new UsageError(`${flagOfField[error.field] ?? error.field}: ${error.detail}`)
   )
@@ -269,8 +279,18 @@ const flagOfField: Record<string, string> = {
   shutdownDeadlineMs: "--shutdown-deadline",
   shutdownCheckpointDeadlineMs: "--shutdown-deadline",
   drainDeadlineMs: "--shutdown-deadline",
-  walSegmentBytes: "--wal-segment"
+  walSegmentBytes: "--wal-segment",
+  retainCheckpointsMin: "--retain-checkpoints",
+  retainForMs: "--retain-for",
+  gcIntervalMs: "--gc-interval",
+  gcMinAgeMs: "--gc-min-age"
 }
+
+/** The retention flags given (`--retain-checkpoints`, `--retain-for`), as configuration fields. */
+const retentionConfig = (args: { readonly retainCheckpoints: Option.Option<number>; readonly retainFor: Option.Option<number> }): Partial<Retention.RetentionPolicy> => ({
+  ...Option.match(args.retainCheckpoints, { onNone: () => ({}), onSome: (retainCheckpointsMin) => ({ retainCheckpointsMin }) }),
+  ...Option.match(args.retainFor, { onNone: () => ({}), onSome: (retainForMs) => ({ retainForMs }) })
+})
 
 /** `run`: see src/workload/Run.ts. */
 export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferred<string>) =>
@@ -412,3 +432,42 @@ export const inspectCommand = (args: InspectArgs, output: Output) =>
     return 0 as ExitCode
   })
 
+/** The parsed options of `gc`. */
+export type GcArgs = StoreOptions & {
+  readonly dryRun: boolean
+  readonly minAge: Option.Option<number>
+  readonly retainCheckpoints: Option.Option<number>
+  readonly retainFor: Option.Option<number>
+  readonly json: boolean
+}
+
+/**
+ * `gc`: one garbage-collection pass (GarbageCollector.collect) with the writer's retention policy
+ * (from the latest root manifest) unless overridden. It holds no lock: the pass is safe while a
+ * writer runs. A pass that fails closed exits 1 having deleted nothing.
+ */
+export const gcCommand = (args: GcArgs, output: Output) =>
+  Effect.gen(function* () {
+    const pathApi = yield* Path.Path
+    const config = yield* Either.mapLeft(
+      StorageConfig.validate({ prefix: args.prefix, ...Option.match(args.minAge, { onNone: () => ({}), onSome: (gcMinAgeMs) => ({ gcMinAgeMs }) }) }),
+      (error) => new UsageError(`${error.field === "gcMinAgeMs" ? "--min-age" : error.field}: ${error.detail}`)
+    )
+    const choice = yield* chooseStore(args, undefined, pathApi)
+    yield* checkStoreRoot(choice)
+    // A dry run opens the store read-only; a pass needs no create-if-absent check (it writes none).
+    const gcChoice: StoreChoice = choice._tag === "S3" ? { ...choice, checkConditionalCreate: false } : choice
+    const pass = Effect.gen(function* () {
+      const store = yield* ObjectStore
+      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
+      return yield* Effect.either(GarbageCollector.collect(store, config, { dryRun: args.dryRun, policy: retentionConfig(args) }))
+    })
+    const result = yield* pass.pipe(Effect.provide(storeLayer(gcChoice, false, args.dryRun)))
+    if (Either.isLeft(result)) {
+      yield* errorLine(output, result.left.message)
+      return 1 as ExitCode
+    }
+    const report = { command: "gc" as const, store: describeChoice(choice, config.prefix), prefix: config.prefix, ...result.right }
+    yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Gc.formatReport(report)}\n`)
+    return 0 as ExitCode
+  })

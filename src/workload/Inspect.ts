@@ -2,7 +2,10 @@
  * The `inspect` command: what a bucket holds, read-only. Every checkpoint number found in the bucket
  * (root manifests, and part uploads of checkpoints that never committed), with its time, parts,
  * bytes and whether it is complete (its root manifest and every file manifest it names read back
- * and check); the lock object; the archived WAL segments.
+ * and check), or that it has expired (its root manifest is a tombstone); the lock object; the
+ * archived WAL segments; and the retention state, from a dry-run garbage-collection pass: the
+ * policy and window, which checkpoints are kept and why, the leases, the WAL kept, and the bytes a
+ * pass would reclaim.
  *
  * Replaces: listing the bucket by hand and reading `file_checksums` to see which checkpoint
  * orioledb_s3_loader.py would restore (orioledb-s3.md §5-6).
@@ -12,10 +15,14 @@
 import { Chunk, Effect, Option, Stream } from "effect"
 import * as Control from "../domain/Control.js"
 import type { CorruptObject, ObjectStoreError } from "../domain/Errors.js"
+import type * as Manifest from "../domain/Manifest.js"
 import type { CheckpointNumber } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import { formatSizeBytes } from "../domain/Units.js"
+import * as GarbageCollector from "../services/GarbageCollector.js"
+import type { GcReport } from "../services/GarbageCollector.js"
 import * as Loader from "../services/Loader.js"
+import * as Gc from "./Gc.js"
 import type { ObjectStoreService } from "../services/ObjectStore.js"
 import { withRequestPolicy } from "../services/RequestPolicy.js"
 import { keyLayout, type StorageConfigValue } from "../services/StorageConfig.js"
@@ -34,6 +41,8 @@ export interface CheckpointRow {
   readonly complete: boolean
   /** Why it is not complete. */
   readonly detail: string | null
+  /** Its root manifest is a tombstone: the garbage collector expired it (absent: not expired). */
+  readonly expired?: boolean
 }
 
 /** What `inspect` reports. @category models */
@@ -45,6 +54,8 @@ export interface InspectReport {
   readonly checkpoints: ReadonlyArray<CheckpointRow>
   readonly walSegments: number
   readonly walBytes: number
+  /** What a garbage-collection pass would do now (a dry run), or why that could not be told. */
+  readonly retention: GcReport | { readonly unavailable: string }
 }
 
 const isoTime = (ms: number): string => new Date(ms).toISOString()
@@ -65,47 +76,8 @@ const describeCheckpoint = (
   config: StorageConfigValue,
   checkpoint: CheckpointNumber
 ): Effect.Effect<CheckpointRow, ObjectStoreError> =>
-  Loader.readCheckpointManifest(store, config, checkpoint).pipe(
-    Effect.flatMap((manifest) =>
-      Loader.readCheckpoint(store, config, manifest).pipe(
-        Effect.map((loaded): CheckpointRow => {
-          let parts = 0
-          let bytes = 0
-          for (const file of loaded.files.values()) {
-            for (const entry of file.parts) {
-              parts++
-              bytes += entry[3]
-            }
-          }
-          return {
-            checkpoint,
-            createdAt: isoTime(manifest.createdAtMs),
-            instanceId: manifest.instanceId,
-            epoch: manifest.epoch,
-            files: manifest.files.length,
-            parts,
-            bytes,
-            walPosition: manifest.walPosition,
-            complete: true,
-            detail: null
-          }
-        }),
-        Effect.catchTag("CorruptObject", (error: CorruptObject) =>
-          Effect.succeed<CheckpointRow>({
-            checkpoint,
-            createdAt: isoTime(manifest.createdAtMs),
-            instanceId: manifest.instanceId,
-            epoch: manifest.epoch,
-            files: manifest.files.length,
-            parts: manifest.files.reduce((sum, file) => sum + file.partCount, 0),
-            bytes: manifest.files.reduce((sum, file) => sum + file.sizeBytes, 0),
-            walPosition: manifest.walPosition,
-            complete: false,
-            detail: `a file manifest is unreadable: ${error.message}`
-          })
-        )
-      )
-    ),
+  Loader.readRootObject(store, config, checkpoint).pipe(
+    Effect.flatMap((root) => (root._tag === "Expired" ? Effect.succeed(expiredRow(root.tombstone)) : describeCommitted(store, config, root.manifest))),
     Effect.catchTag("CorruptObject", (error: CorruptObject) =>
       Effect.succeed<CheckpointRow>({
         checkpoint,
@@ -121,6 +93,54 @@ const describeCheckpoint = (
       })
     )
   )
+
+const expiredRow = (tombstone: Manifest.ExpiredCheckpoint): CheckpointRow => ({
+  checkpoint: tombstone.checkpoint,
+  createdAt: isoTime(tombstone.createdAtMs),
+  instanceId: tombstone.instanceId,
+  epoch: tombstone.epoch,
+  files: tombstone.files.length,
+  parts: tombstone.files.reduce((sum, file) => sum + file.partCount, 0),
+  bytes: tombstone.files.reduce((sum, file) => sum + file.sizeBytes, 0),
+  walPosition: tombstone.walPosition,
+  complete: false,
+  detail: `expired at ${isoTime(tombstone.expiredAtMs)} (retention)`,
+  expired: true
+})
+
+/** A committed checkpoint: complete when every file manifest it names reads back and checks. */
+const describeCommitted = (store: ObjectStoreService, config: StorageConfigValue, manifest: Manifest.CheckpointManifest): Effect.Effect<CheckpointRow, ObjectStoreError> => {
+  const known = {
+    checkpoint: manifest.checkpoint,
+    createdAt: isoTime(manifest.createdAtMs),
+    instanceId: manifest.instanceId,
+    epoch: manifest.epoch,
+    files: manifest.files.length,
+    walPosition: manifest.walPosition
+  }
+  return Loader.readCheckpoint(store, config, manifest).pipe(
+    Effect.map((loaded): CheckpointRow => {
+      let parts = 0
+      let bytes = 0
+      for (const file of loaded.files.values()) {
+        for (const entry of file.parts) {
+          parts++
+          bytes += entry[3]
+        }
+      }
+      return { ...known, parts, bytes, complete: true, detail: null }
+    }),
+    Effect.catchTag("CorruptObject", (error: CorruptObject) =>
+      Effect.succeed<CheckpointRow>({
+        ...known,
+        parts: manifest.files.reduce((sum, file) => sum + file.partCount, 0),
+        bytes: manifest.files.reduce((sum, file) => sum + file.sizeBytes, 0),
+        complete: false,
+        detail: `a file manifest is unreadable: ${error.message}`
+      })
+    )
+  )
+}
 
 /** Reads the bucket and describes it. Read-only. */
 export const inspect = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<InspectReport, ObjectStoreError> =>
@@ -161,6 +181,10 @@ export const inspect = (store: ObjectStoreService, config: StorageConfigValue): 
         complete: false,
         detail: "no root manifest: uploads of a checkpoint that has not committed"
       }))
+    // What a pass would do now: a dry run reads, and writes nothing.
+    const retention = yield* GarbageCollector.collect(store, config, { dryRun: true }).pipe(
+      Effect.catchAll((error) => Effect.succeed({ unavailable: error.message }))
+    )
     return {
       command: "inspect",
       store: store.description,
@@ -168,7 +192,8 @@ export const inspect = (store: ObjectStoreService, config: StorageConfigValue): 
       lock: yield* readLock(store, config),
       checkpoints: [...rows, ...pending].sort((left, right) => left.checkpoint - right.checkpoint),
       walSegments,
-      walBytes
+      walBytes,
+      retention
     }
   })
 
@@ -182,6 +207,7 @@ export const formatTable = (report: InspectReport): string => {
     lock === null ? "lock: none (no instance holds the bucket)" : "unreadable" in lock ? `lock: unreadable (${lock.unreadable})` : `lock: held by ${lock.instanceId} (epoch ${lock.epoch}) since ${lock.acquiredAt}`
   )
   lines.push(`WAL: ${report.walSegments} archived segment(s), ${formatSizeBytes(report.walBytes)}`)
+  lines.push(...("unavailable" in report.retention ? [`retention: cannot tell (${report.retention.unavailable})`] : Gc.retentionLines(report.retention)))
   if (report.checkpoints.length === 0) {
     lines.push("checkpoints: none")
     return lines.join("\n")
@@ -195,7 +221,7 @@ export const formatTable = (report: InspectReport): string => {
         pad(row.createdAt ?? "-", 24),
         pad(String(row.parts), 7),
         pad(formatSizeBytes(row.bytes), 10),
-        row.complete ? "complete" : `incomplete: ${row.detail ?? ""}`
+        row.complete ? "complete" : row.expired === true ? (row.detail ?? "expired") : `incomplete: ${row.detail ?? ""}`
       ].join("  ")
     )
   }

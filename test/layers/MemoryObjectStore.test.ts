@@ -5,7 +5,7 @@
  * handle, run with `it.effect` (TestClock: nothing here may need real time).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, FastCheck, Option, Stream } from "effect"
+import { Chunk, Effect, FastCheck, Option, Stream, TestClock } from "effect"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 import { suite } from "./ObjectStoreSuite.js"
@@ -32,6 +32,19 @@ describe("MemoryObjectStore", () => {
       assert.strictEqual(Chunk.size(listed), 2500)
       assert.strictEqual((yield* bucket.keys).length, 2500)
       assert.strictEqual(store.description, "memory://clockless")
+    }))
+
+  it.effect("an object's last-modified time is the Clock's at its put, and an overwrite renews it", () =>
+    Effect.gen(function* () {
+      const { store } = yield* MemoryObjectStore.make()
+      yield* TestClock.setTime(1_000)
+      yield* store.put("a", new Uint8Array([1]))
+      yield* TestClock.adjust("5 seconds")
+      yield* store.put("b", new Uint8Array([2]))
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(""))).map((info) => info.lastModifiedMs), [1_000, 6_000])
+      yield* TestClock.adjust("1 second")
+      yield* store.put("a", new Uint8Array([3]))
+      assert.strictEqual((yield* store.head("a")).lastModifiedMs, 7_000)
     }))
 
   it.effect("list pages see later writes ahead of the cursor, as S3's pages do", () =>

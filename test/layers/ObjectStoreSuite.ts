@@ -13,7 +13,7 @@
  * S3's UTF-8 key order, 10 concurrent conditional puts with exactly one winner, delete then get.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Either, type Layer, ManagedRuntime, Stream } from "effect"
+import { Chunk, Clock, Effect, Either, type Layer, ManagedRuntime, Stream } from "effect"
 import type { ObjectStoreError } from "../../src/domain/Errors.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 
@@ -85,6 +85,21 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
         }
         yield* store.put(`${prefix}one`, bytesOf("second version"))
         assertBytes(yield* store.get(`${prefix}one`), bytesOf("second version"), "overwrite")
+      }))
+
+    test("head and list give each object's last-modified time, by the store's clock", () =>
+      Effect.gen(function* () {
+        const store = yield* ObjectStore
+        const prefix = freshPrefix("modified")
+        // Stores keep whole seconds (S3's LastModified, some file systems): allow one either side.
+        const beforeMs = (yield* Clock.currentTimeMillis) - 1_000
+        yield* store.put(`${prefix}a`, bytesOf("a"))
+        const afterMs = (yield* Clock.currentTimeMillis) + 1_000
+        const headed = yield* store.head(`${prefix}a`)
+        assert.isTrue(headed.lastModifiedMs >= beforeMs && headed.lastModifiedMs <= afterMs, `head: ${headed.lastModifiedMs} not in [${beforeMs}, ${afterMs}]`)
+        const listed = yield* listKeys(prefix)
+        assert.strictEqual(listed.length, 1)
+        assert.isTrue(Math.abs(listed[0]!.lastModifiedMs - headed.lastModifiedMs) <= 1_000, "list and head agree")
       }))
 
     test("getRange returns [offset, offset + length), shorter at the end, empty past it", () =>

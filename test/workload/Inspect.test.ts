@@ -12,6 +12,7 @@ import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
+import * as GarbageCollector from "../../src/services/GarbageCollector.js"
 import * as Loader from "../../src/services/Loader.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as Inspect from "../../src/workload/Inspect.js"
@@ -110,5 +111,24 @@ describe("Inspect and verifyCheckpoint", () => {
       const corruptRow = corrupt.checkpoints.find((row) => row.checkpoint === latest.manifest.checkpoint)
       assert.isFalse(corruptRow?.complete)
       assert.include(corruptRow?.detail ?? "", "file manifest")
+    }))
+
+  it.scopedLive("shows the retention state, what a pass would reclaim, and expired checkpoints as expired", () =>
+    Effect.gen(function* () {
+      const { store } = yield* filledBucket
+      const policyConfig = { ...configValue, retainCheckpointsMin: 1, retainForMs: 0, gcMinAgeMs: 0 }
+      const before = yield* Inspect.inspect(store, policyConfig)
+      assert.isFalse("unavailable" in before.retention)
+      if ("unavailable" in before.retention) return
+      // The writer's policy is in its root manifests (2 latest, 24 h): the bucket's, not the reader's.
+      assert.strictEqual(before.retention.policy.retainCheckpointsMin, 2)
+      assert.deepStrictEqual(before.retention.expiredNow, [])
+      yield* GarbageCollector.collect(store, policyConfig, { policy: { retainCheckpointsMin: 1, retainForMs: 0 } })
+      const after = yield* Inspect.inspect(store, policyConfig)
+      const first = after.checkpoints.find((row) => row.checkpoint === 1)
+      assert.strictEqual(first?.expired, true)
+      assert.include(first?.detail ?? "", "expired at")
+      assert.include(Inspect.formatTable(after), "retained: 2 (latest")
+      assert.include(Inspect.formatTable(after), "1 earlier")
     }))
 })

@@ -1,0 +1,527 @@
+/**
+ * GarbageCollector: deletes what no retained checkpoint, commit in flight, reader or restore can
+ * still need, and expires checkpoints that fall out of the retention policy (Retention.ts).
+ *
+ * One pass (`collect`, usable without a running Storage: by the `gc` command and the simulation;
+ * the service runs it every `gcIntervalMs` in the lock holder):
+ *   a. a writer's pass checks its lock (the fence) first: a fenced instance writes and deletes nothing;
+ *   b. lists `checkpoints/` and reads every root object: committed manifest or tombstone. A tombstone
+ *      is final (nobody rewrites its key), so the numbers known expired are kept in a per-process
+ *      cache (`ExpiredCache`) and not read again: a pass reads the committed roots (bounded by the
+ *      retention) and the tombstones new to it;
+ *   c. lists and reads the leases, and plans (Retention.plan);
+ *   d. writes a tombstone over each checkpoint that expires, before any delete, and only over keys
+ *      this pass read as committed manifests (the checkpoint number stays taken: RFC 0026);
+ *   e. lists the leases AGAIN and plans from that second listing. A reader writes its lease, THEN
+ *      reads the root manifest, and refuses a tombstone. So a lease written before the second
+ *      listing is seen here and its checkpoint is pinned (from the manifest this pass read, and in
+ *      later passes from the file list the tombstone keeps); a lease written after it belongs to a
+ *      reader that will read the tombstone and stop. Either way no reader reads an object this pass
+ *      deletes;
+ *   f. reads the file manifests of every pinned checkpoint: the referenced set;
+ *   g. lists `data/`, `manifests/` and `wal/` and judges each object (Retention.judge): referenced,
+ *      of a checkpoint number at or above the latest committed (a commit in flight), younger than
+ *      the minimum age, or WAL the pinned checkpoints need, it stays;
+ *   h. checks the fence again and deletes, `gcConcurrency` at a time, interruptibly, within the
+ *      caller's deadline, counting objects and bytes by kind. An expired lease is read once more
+ *      just before its delete (a reader may have renewed it).
+ * FAIL CLOSED: any listing, read or parse error in a-g ends the pass with GcFailed and nothing
+ * deleted (tombstones already written expire only what the plan expired). A dry run writes and
+ * deletes nothing and reports what a pass would do.
+ *
+ * Why a stale writer cannot lose data to it: a stale writer's next commit is at a number that is
+ * taken (by the newer writer's claim, or a tombstone over it, never by nothing), so nothing it
+ * uploads can become referenced; and everything the current writer may still commit is at a number
+ * above the latest committed, or referenced by the latest (kept whatever the policy).
+ *
+ * Replaces: nothing in OrioleDB, whose bucket grows forever (its issue #334). The shape follows
+ * SlateDB's collector (min age, dry run, bounded delete concurrency) and Neon's (generation check
+ * before deleting, leases), and avoids their failures (SlateDB #604/#1044/#1622, Neon #12921).
+ *
+ * @since 0.2.0
+ */
+import { Chunk, Clock, Context, Duration, Effect, Either, Fiber, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { type Fenced, GcFailed, ShuttingDown } from "../domain/Errors.js"
+import { CheckpointNumber as CheckpointNumberSchema } from "../domain/Ids.js"
+import * as KeyLayout from "../domain/KeyLayout.js"
+import * as Lease from "../domain/Lease.js"
+import * as Manifest from "../domain/Manifest.js"
+import * as Retention from "../domain/Retention.js"
+import { Loader } from "./Loader.js"
+import { type ObjectInfo, ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
+import { withRequestPolicy } from "./RequestPolicy.js"
+import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
+
+/** A writer's lock, as the collector checks it (BucketLock's service is one). */
+export interface GcFence {
+  /** Fails with the fence if set; no I/O. */
+  readonly ensureNotFenced: Effect.Effect<void, Fenced>
+  /** Reads the lock; one that is gone or not ours sets the fence. */
+  readonly check: Effect.Effect<void, Fenced>
+}
+
+/** The checkpoints known expired (their root is a tombstone, which never changes), by number. */
+export type ExpiredCache = Ref.Ref<ReadonlyMap<number, Retention.CheckpointSummary>>
+
+export const makeExpiredCache: Effect.Effect<ExpiredCache> = Ref.make<ReadonlyMap<number, Retention.CheckpointSummary>>(new Map())
+
+/** Options of one pass. */
+export interface CollectOptions {
+  /** Write and delete nothing; report what a pass would do. */
+  readonly dryRun?: boolean
+  /** Objects younger than this stay; default `gcMinAgeMs`. */
+  readonly minAgeMs?: number
+  /** The retention policy; each field not given comes from the latest root manifest (the writer's
+   * policy), else from the configuration. */
+  readonly policy?: Partial<Retention.RetentionPolicy>
+  /** The writer's lock: checked before the tombstones and before the deletes. */
+  readonly fence?: GcFence
+  /** Tombstones already read (keep one per bucket per process); default a fresh one. */
+  readonly expiredCache?: ExpiredCache
+  /** The deletes stop after this long (the report says `complete: false`); default none. */
+  readonly deleteDeadlineMs?: number
+}
+
+export type KeptReason = Extract<Retention.Verdict, { _tag: "Keep" }>["reason"]
+
+/** Objects and bytes. */
+export interface Tally {
+  readonly objects: number
+  readonly bytes: number
+}
+
+/** What a pass did (or, in a dry run, would do). @category models */
+export interface GcReport {
+  readonly dryRun: boolean
+  readonly startedAtMs: number
+  readonly durationMs: number
+  readonly policy: Retention.RetentionPolicy
+  readonly minAgeMs: number
+  /** The latest committed checkpoint (0: none). */
+  readonly latest: number
+  /** The start of the point-in-time window, or null for none. */
+  readonly windowStartMs: number | null
+  /** Archived WAL from this position on is kept. */
+  readonly walFloorLsn: number
+  readonly retained: ReadonlyArray<{ readonly checkpoint: number; readonly reasons: ReadonlyArray<Retention.KeepReason> }>
+  /** Checkpoints this pass expired (a dry run: would expire). */
+  readonly expiredNow: ReadonlyArray<number>
+  /** Checkpoints found expired already (tombstones). */
+  readonly expiredBefore: number
+  readonly leases: { readonly live: ReadonlyArray<Retention.LeaseSummary>; readonly expired: ReadonlyArray<Retention.LeaseSummary> }
+  /** Deleted (a dry run: would delete), by kind. */
+  readonly deleted: Readonly<Record<Retention.ObjectKind, Tally>>
+  /** Deletes that failed (their objects stay; the next pass tries again). */
+  readonly deleteFailures: number
+  /** Objects kept, by reason. */
+  readonly kept: Readonly<Record<KeptReason, Tally>>
+  /** False when the deadline or an interruption cut the deletes. */
+  readonly complete: boolean
+}
+
+const emptyKinds = (): Record<Retention.ObjectKind, Tally> => ({
+  part: { objects: 0, bytes: 0 },
+  "file-manifest": { objects: 0, bytes: 0 },
+  wal: { objects: 0, bytes: 0 },
+  lease: { objects: 0, bytes: 0 }
+})
+
+const emptyKept = (): Record<KeptReason, Tally> => ({
+  referenced: { objects: 0, bytes: 0 },
+  "in-flight": { objects: 0, bytes: 0 },
+  young: { objects: 0, bytes: 0 },
+  "wal-needed": { objects: 0, bytes: 0 },
+  "not-collected": { objects: 0, bytes: 0 },
+  "lease-live": { objects: 0, bytes: 0 }
+})
+
+const add = (tally: Tally, bytes: number): Tally => ({ objects: tally.objects + 1, bytes: tally.bytes + bytes })
+
+const failed = (stage: string) => (error: { readonly message: string }) => new GcFailed({ stage, detail: error.message })
+
+// ---------------------------------------------------------------------------------------------
+// Reading the bucket (every error ends the pass: fail closed)
+// ---------------------------------------------------------------------------------------------
+
+const listAll = (store: ObjectStoreService, config: StorageConfigValue, prefix: string): Effect.Effect<ReadonlyArray<ObjectInfo>, GcFailed> =>
+  Stream.runCollect(store.list(prefix)).pipe(
+    withRequestPolicy(config, "gc list", prefix),
+    Effect.map(Chunk.toReadonlyArray),
+    Effect.mapError(failed(`listing ${prefix}`))
+  )
+
+/** What a pass read under `checkpoints/`. */
+interface Roots {
+  readonly summaries: ReadonlyArray<Retention.CheckpointSummary>
+  /** Root manifests read as committed, with their bytes. */
+  readonly committed: ReadonlyMap<number, Manifest.CheckpointManifest>
+  readonly expiredBefore: number
+}
+
+const summaryOf = (root: Manifest.RootObject): Retention.CheckpointSummary =>
+  root._tag === "Committed"
+    ? { checkpoint: root.manifest.checkpoint, createdAtMs: root.manifest.createdAtMs, walPosition: root.manifest.walPosition, expired: false }
+    : { checkpoint: root.tombstone.checkpoint, createdAtMs: root.tombstone.createdAtMs, walPosition: root.tombstone.walPosition, expired: true }
+
+const readRoot = (store: ObjectStoreService, config: StorageConfigValue, key: string, checkpoint: number) =>
+  store.get(key).pipe(
+    withRequestPolicy(config, "gc read root manifest", key),
+    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, CheckpointNumberSchema.make(checkpoint))),
+    Effect.mapError(failed(`reading ${key}`))
+  )
+
+const readRoots = (store: ObjectStoreService, config: StorageConfigValue, cache: ExpiredCache): Effect.Effect<Roots, GcFailed> =>
+  Effect.gen(function* () {
+    const layout = keyLayout(config)
+    const listed = yield* listAll(store, config, KeyLayout.checkpointsPrefix(layout))
+    const known = yield* Ref.get(cache)
+    const numbered = listed.flatMap((info) => {
+      const parsed = KeyLayout.parseKey(layout, info.key)
+      return Option.isSome(parsed) && parsed.value._tag === "Checkpoint" ? [{ key: info.key, checkpoint: parsed.value.checkpoint as number }] : []
+    })
+    const read = yield* Effect.forEach(
+      numbered.filter(({ checkpoint }) => !known.has(checkpoint)),
+      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),
+      { concurrency: Math.min(config.workerCount, 16) }
+    )
+    const fresh = read.filter((root) => root._tag === "Expired").map(summaryOf)
+    if (fresh.length > 0) yield* Ref.update(cache, (current) => new Map([...current, ...fresh.map((summary) => [summary.checkpoint, summary] as const)]))
+    const committed = new Map(read.flatMap((root) => (root._tag === "Committed" ? [[root.manifest.checkpoint as number, root.manifest] as const] : [])))
+    const cached = numbered.flatMap(({ checkpoint }) => Option.toArray(Option.fromNullable(known.get(checkpoint))))
+    return { summaries: [...read.map(summaryOf), ...cached], committed, expiredBefore: fresh.length + cached.length }
+  })
+
+/** A listed lease and what it says. */
+interface ListedLease {
+  readonly info: ObjectInfo
+  readonly lease: Retention.LeaseSummary
+}
+
+const readLease = (store: ObjectStoreService, config: StorageConfigValue, key: string): Effect.Effect<Option.Option<Lease.ReaderLease>, GcFailed> =>
+  store.get(key).pipe(
+    withRequestPolicy(config, "gc read lease", key),
+    Effect.flatMap((bytes) => Lease.decode(key, bytes)),
+    Effect.map(Option.some),
+    // Gone since the listing: its reader is done.
+    Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none())),
+    Effect.mapError(failed(`reading ${key}`))
+  )
+
+const readLeases = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyArray<ListedLease>, GcFailed> =>
+  Effect.gen(function* () {
+    const layout = keyLayout(config)
+    const listed = yield* listAll(store, config, KeyLayout.leasesPrefix(layout))
+    const leases = yield* Effect.forEach(
+      listed,
+      (info) => {
+        const parsed = KeyLayout.parseKey(layout, info.key)
+        if (Option.isNone(parsed) || parsed.value._tag !== "Lease") return Effect.succeed([])
+        const id = parsed.value.id
+        return Effect.map(readLease(store, config, info.key), (lease) =>
+          Option.match(lease, { onNone: () => [], onSome: (value) => [{ info, lease: { id, checkpoint: value.checkpoint, expiresAtMs: value.expiresAtMs } }] }))
+      },
+      { concurrency: Math.min(config.workerCount, 16) }
+    )
+    return leases.flat()
+  })
+
+/** Every key a pinned checkpoint names: its file manifests and their parts. */
+const referencedKeys = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  pinned: ReadonlySet<number>,
+  roots: Roots,
+  cache: ExpiredCache
+): Effect.Effect<ReadonlySet<string>, GcFailed> =>
+  Effect.gen(function* () {
+    const layout = keyLayout(config)
+    const expired = yield* Ref.get(cache)
+    const named: Array<{ readonly files: ReadonlyArray<Manifest.FileEntry>; readonly partSizeBytes: number }> = []
+    for (const checkpoint of pinned) {
+      const manifest = roots.committed.get(checkpoint)
+      if (manifest !== undefined) named.push(manifest)
+      else if (expired.has(checkpoint)) {
+        // A live lease on an expired checkpoint: what its reader may hold is in the tombstone.
+        const key = KeyLayout.checkpointKey(layout, CheckpointNumberSchema.make(checkpoint))
+        const root = yield* readRoot(store, config, key, checkpoint)
+        if (root._tag === "Committed") return yield* new GcFailed({ stage: `reading ${key}`, detail: "a checkpoint known expired holds a root manifest again" })
+        named.push(root.tombstone)
+      }
+      // Else a lease names a number this pass did not list: its reader finds no root manifest, or
+      // one committed after the listing, whose objects are at or above the latest or the latest's.
+    }
+    const referenced = new Set<string>()
+    const fileManifests = new Map<string, { readonly entry: Manifest.FileEntry; readonly partSizeBytes: number }>()
+    for (const { files, partSizeBytes } of named) {
+      for (const entry of files) fileManifests.set(KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256), { entry, partSizeBytes })
+    }
+    yield* Effect.forEach(
+      fileManifests,
+      ([key, { entry, partSizeBytes }]) =>
+        store.get(key).pipe(
+          withRequestPolicy(config, "gc read file manifest", key),
+          Effect.flatMap((bytes) => Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes })),
+          Effect.mapError(failed(`reading ${key}`)),
+          Effect.map((manifest) => {
+            referenced.add(key)
+            for (const [part, checkpoint, sha256] of manifest.parts) referenced.add(KeyLayout.partKey(layout, checkpoint, entry.file, part, sha256))
+          })
+        ),
+      { concurrency: Math.min(config.workerCount, 16), discard: true }
+    )
+    return referenced
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Writing: tombstones, then deletes
+// ---------------------------------------------------------------------------------------------
+
+const writeTombstones = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  manifests: ReadonlyArray<Manifest.CheckpointManifest>,
+  nowMs: number,
+  cache: ExpiredCache
+): Effect.Effect<void, GcFailed> => {
+  const layout = keyLayout(config)
+  return Effect.forEach(
+    manifests,
+    (manifest) => {
+      const key = KeyLayout.checkpointKey(layout, manifest.checkpoint)
+      const tombstone = Manifest.expiredCheckpointOf(manifest, nowMs)
+      return store.put(key, Manifest.encodeExpiredCheckpoint(tombstone)).pipe(
+        withRequestPolicy(config, "gc expire checkpoint", key),
+        Effect.mapError(failed(`writing the tombstone ${key}`)),
+        Effect.zipRight(Ref.update(cache, (current) => new Map([...current, [manifest.checkpoint, summaryOf({ _tag: "Expired", tombstone })]])))
+      )
+    },
+    { concurrency: Math.min(config.workerCount, 16), discard: true }
+  )
+}
+
+/** One object to delete. */
+interface Doomed {
+  readonly info: ObjectInfo
+  readonly kind: Retention.ObjectKind
+}
+
+/** Deletes one object; a lease only if it is still expired when read again. True when deleted. */
+const deleteOne = (store: ObjectStoreService, config: StorageConfigValue, doomed: Doomed, nowMs: number): Effect.Effect<boolean> => {
+  const key = doomed.info.key
+  const recheck: Effect.Effect<boolean> = doomed.kind !== "lease"
+    ? Effect.succeed(true)
+    : Effect.map(Effect.either(readLease(store, config, key)), (read) =>
+      Either.isRight(read) && Option.isSome(read.right) &&
+      !Retention.leaseLive({ id: read.right.value.id, checkpoint: read.right.value.checkpoint, expiresAtMs: read.right.value.expiresAtMs }, nowMs, config.readerLeaseSkewMs))
+  return Effect.flatMap(recheck, (still) =>
+    still
+      ? store.delete(key).pipe(
+        withRequestPolicy(config, "gc delete", key),
+        Effect.as(true),
+        Effect.catchAll((error) => Effect.as(Effect.logWarning(`gc: deleting ${key} failed (the next pass tries again): ${error.message}`), false))
+      )
+      : Effect.succeed(false))
+}
+
+const deleteAll = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  doomed: ReadonlyArray<Doomed>,
+  fence: GcFence | undefined,
+  nowMs: number,
+  deadlineMs: number | undefined
+): Effect.Effect<{ readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean }, Fenced> =>
+  Effect.gen(function* () {
+    const tallies = yield* Ref.make({ deleted: emptyKinds(), failures: 0 })
+    const each = (item: Doomed) =>
+      Effect.zipRight(
+        fence?.ensureNotFenced ?? Effect.void,
+        Effect.flatMap(deleteOne(store, config, item, nowMs), (done) =>
+          Ref.update(tallies, (current) =>
+            done
+              ? { ...current, deleted: { ...current.deleted, [item.kind]: add(current.deleted[item.kind], item.info.sizeBytes) } }
+              : { ...current, failures: current.failures + (item.kind === "lease" ? 0 : 1) }))
+      )
+    const all = Effect.forEach(doomed, each, { concurrency: config.gcConcurrency, discard: true })
+    const finished = deadlineMs === undefined ? yield* Effect.as(all, true) : Option.isSome(yield* Effect.timeoutOption(all, Duration.millis(deadlineMs)))
+    const final = yield* Ref.get(tallies)
+    return { deleted: final.deleted, failures: final.failures, complete: finished }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// One pass
+// ---------------------------------------------------------------------------------------------
+
+const policyOf = (config: StorageConfigValue, given: Partial<Retention.RetentionPolicy> | undefined, latest: Manifest.CheckpointManifest | undefined): Retention.RetentionPolicy => ({
+  retainCheckpointsMin: given?.retainCheckpointsMin ?? latest?.retainCheckpointsMin ?? config.retainCheckpointsMin,
+  retainForMs: given?.retainForMs ?? latest?.retainForMs ?? config.retainForMs
+})
+
+/** Judges every listed object; returns what to delete and the kept tallies. */
+const judgeAll = (
+  layout: KeyLayout.KeyLayout,
+  live: Retention.LiveSet,
+  objects: ReadonlyArray<ObjectInfo>,
+  leases: ReadonlyArray<ListedLease>
+): { readonly doomed: ReadonlyArray<Doomed>; readonly kept: Record<KeptReason, Tally> } => {
+  const kept = emptyKept()
+  const doomed: Array<Doomed> = []
+  const byId = new Map(leases.map((listed) => [listed.lease.id, listed.lease]))
+  const judged = [...objects, ...leases.map((listed) => listed.info)]
+  for (const info of judged) {
+    const parsed = Option.getOrUndefined(KeyLayout.parseKey(layout, info.key))
+    const verdict = Retention.judge(live, info, parsed, parsed?._tag === "Lease" ? byId.get(parsed.id) : undefined)
+    if (verdict._tag === "Delete") doomed.push({ info, kind: verdict.kind })
+    else kept[verdict.reason] = add(kept[verdict.reason], info.sizeBytes)
+  }
+  return { doomed, kept }
+}
+
+/** The plan's part of the report. */
+const planReport = (plan: Retention.RetentionPlan) => ({
+  latest: plan.latest,
+  windowStartMs: plan.windowStartMs ?? null,
+  walFloorLsn: plan.walFloorLsn,
+  retained: [...plan.retained].sort(([left], [right]) => left - right).map(([checkpoint, reasons]) => ({ checkpoint, reasons })),
+  leases: { live: plan.liveLeases, expired: plan.expiredLeases }
+})
+
+/** One garbage-collection pass over the bucket; see the module comment. */
+export const collect = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  options: CollectOptions = {}
+): Effect.Effect<GcReport, GcFailed | Fenced> =>
+  Effect.gen(function* () {
+    const layout = keyLayout(config)
+    const dryRun = options.dryRun === true
+    const minAgeMs = options.minAgeMs ?? config.gcMinAgeMs
+    const cache = options.expiredCache ?? (yield* makeExpiredCache)
+    const startedAtMs = yield* Clock.currentTimeMillis
+    if (options.fence !== undefined && !dryRun) yield* options.fence.check
+    const roots = yield* readRoots(store, config, cache)
+    const latestManifest = [...roots.committed.values()].reduce<Manifest.CheckpointManifest | undefined>((top, manifest) => (top === undefined || manifest.checkpoint > top.checkpoint ? manifest : top), undefined)
+    const policy = policyOf(config, options.policy, latestManifest)
+    const first = Retention.plan(roots.summaries, policy, (yield* readLeases(store, config)).map((listed) => listed.lease), startedAtMs, config.readerLeaseSkewMs)
+    const expiring = first.expire.flatMap((checkpoint) => Option.toArray(Option.fromNullable(roots.committed.get(checkpoint))))
+    if (!dryRun && expiring.length > 0) {
+      yield* options.fence?.check ?? Effect.void
+      yield* writeTombstones(store, config, expiring, startedAtMs, cache)
+    }
+    // The second lease listing decides what stays (see the module comment, step e).
+    const leases = yield* readLeases(store, config)
+    const expiredNow = new Set(first.expire)
+    const summaries = dryRun ? roots.summaries : roots.summaries.map((summary) => (expiredNow.has(summary.checkpoint) ? { ...summary, expired: true } : summary))
+    const plan = Retention.plan(summaries, policy, leases.map((listed) => listed.lease), startedAtMs, config.readerLeaseSkewMs)
+    const referenced = yield* referencedKeys(store, config, plan.pinned, roots, cache)
+    const objects = (yield* Effect.forEach([KeyLayout.dataPrefix(layout), KeyLayout.manifestsPrefix(layout), KeyLayout.walPrefix(layout)], (prefix) => listAll(store, config, prefix))).flat()
+    const walSegmentBytes = latestManifest?.walSegmentBytes ?? config.walSegmentBytes
+    const { doomed, kept } = judgeAll(layout, { plan, referenced, walSegmentBytes, minAgeMs, nowMs: startedAtMs }, objects, leases)
+    let outcome: { readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean }
+    if (dryRun) {
+      const wouldDelete = emptyKinds()
+      for (const item of doomed) wouldDelete[item.kind] = add(wouldDelete[item.kind], item.info.sizeBytes)
+      outcome = { deleted: wouldDelete, failures: 0, complete: true }
+    } else {
+      if (doomed.length > 0) yield* options.fence?.check ?? Effect.void
+      outcome = yield* deleteAll(store, config, doomed, options.fence, startedAtMs, options.deleteDeadlineMs)
+    }
+    return {
+      dryRun,
+      startedAtMs,
+      durationMs: (yield* Clock.currentTimeMillis) - startedAtMs,
+      policy,
+      minAgeMs,
+      ...planReport(plan),
+      expiredNow: first.expire,
+      expiredBefore: roots.expiredBefore,
+      deleted: outcome.deleted,
+      deleteFailures: outcome.failures,
+      kept,
+      complete: outcome.complete
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The service: the lock holder's periodic pass
+// ---------------------------------------------------------------------------------------------
+
+/** Counters of the periodic and on-demand passes. */
+export interface GcStats {
+  readonly passes: number
+  readonly failures: number
+  readonly deletedObjects: number
+  readonly deletedBytes: number
+  readonly lastReport: GcReport | undefined
+}
+
+/** The collector of a running Storage. @category models */
+export interface GarbageCollectorService {
+  /** Runs one pass now, with the writer's policy and fence (passes never overlap). */
+  readonly collect: (options?: { readonly dryRun?: boolean; readonly minAgeMs?: number }) => Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown>
+  readonly stats: Effect.Effect<GcStats>
+  /** Refuses new passes (ShuttingDown) and interrupts the periodic one, with any pass in flight. */
+  readonly stop: Effect.Effect<void>
+  readonly periodicAlive: Effect.Effect<boolean>
+}
+
+/** The garbage collector. @category tags */
+export class GarbageCollector extends Context.Tag("effect-s3-tier/GarbageCollector")<GarbageCollector, GarbageCollectorService>() {}
+
+const tallyTotal = (deleted: Readonly<Record<Retention.ObjectKind, Tally>>): Tally =>
+  Object.values(deleted).reduce((sum, tally) => ({ objects: sum.objects + tally.objects, bytes: sum.bytes + tally.bytes }), { objects: 0, bytes: 0 })
+
+/** Builds the collector; with `gcIntervalMs` > 0 it runs a pass every interval until stopped. */
+export const make = (options: { readonly fence?: GcFence } = {}): Effect.Effect<GarbageCollectorService, never, StorageConfig | ObjectStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const config = yield* StorageConfig
+    const store = yield* ObjectStore
+    const cache = yield* makeExpiredCache
+    const closing = yield* Ref.make(false)
+    const statsRef = yield* Ref.make<GcStats>({ passes: 0, failures: 0, deletedObjects: 0, deletedBytes: 0, lastReport: undefined })
+    const oneAtATime = yield* Effect.makeSemaphore(1)
+    const policy = { retainCheckpointsMin: config.retainCheckpointsMin, retainForMs: config.retainForMs }
+    const runPass = (passOptions: { readonly dryRun?: boolean; readonly minAgeMs?: number } = {}): Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown> =>
+      Effect.flatMap(Ref.get(closing), (isClosing): Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown> =>
+        isClosing
+          ? Effect.fail(new ShuttingDown({ operation: "gc" }))
+          : collect(store, config, { ...passOptions, policy, expiredCache: cache, ...(options.fence === undefined ? {} : { fence: options.fence }) }).pipe(
+            Effect.tap((report) =>
+              Ref.update(statsRef, (stats) => {
+                const total = tallyTotal(report.deleted)
+                return report.dryRun
+                  ? { ...stats, lastReport: report }
+                  : { ...stats, passes: stats.passes + 1, deletedObjects: stats.deletedObjects + total.objects, deletedBytes: stats.deletedBytes + total.bytes, lastReport: report }
+              })),
+            Effect.tapError(() => Ref.update(statsRef, (stats) => ({ ...stats, failures: stats.failures + 1 }))),
+            oneAtATime.withPermits(1)
+          ))
+    const periodic = Effect.forever(
+      Effect.sleep(Duration.millis(config.gcIntervalMs)).pipe(
+        Effect.zipRight(runPass({})),
+        Effect.tap((report) => {
+          const total = tallyTotal(report.deleted)
+          return total.objects === 0 ? Effect.void : Effect.logInfo(`gc: deleted ${total.objects} object(s), ${total.bytes} bytes; expired checkpoint(s) ${report.expiredNow.join(", ") || "none"}`)
+        }),
+        // A failed pass deletes nothing; the next interval tries again. A fenced writer stops.
+        Effect.catchTag("GcFailed", (error) => Effect.logWarning(`gc: ${error.message}`))
+      )
+    ).pipe(Effect.catchAll((error) => Effect.logInfo(`gc: periodic pass stopped: ${error.message}`)))
+    const fiber = config.gcIntervalMs > 0 ? Option.some(yield* Effect.forkScoped(periodic)) : Option.none()
+    const stop = Effect.zipRight(
+      Ref.set(closing, true),
+      Option.match(fiber, { onNone: () => Effect.void, onSome: (running) => Fiber.interrupt(running) })
+    ).pipe(Effect.asVoid)
+    return GarbageCollector.of({
+      collect: runPass,
+      stats: Ref.get(statsRef),
+      stop,
+      periodicAlive: Option.match(fiber, { onNone: () => Effect.succeed(false), onSome: (running) => Effect.map(running.poll, Option.isNone) })
+    })
+  })
+
+/** The collector of the lock holder: fenced by its bucket lock. @category layers */
+export const layer: Layer.Layer<GarbageCollector, never, StorageConfig | ObjectStore | Loader> = Layer.scoped(
+  GarbageCollector,
+  Effect.flatMap(Loader, (loader) => make({ fence: loader.bucketLock }))
+)
