@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { ScenarioResult } from "../../bench/common.js"
+import { boundCheck, measure, settingsOf } from "../../bench/growth.js"
 import type { Run } from "../../bench/report.js"
 import { main, mergeRuns, parseArguments } from "../../bench/run.js"
 
@@ -76,6 +77,22 @@ describe("bench", () => {
       assert.isTrue(row.ratio !== undefined && Number.isFinite(row.ratio) && row.ratio > 0, `${row.case}: ratio ${row.ratio}`)
     }
   }, 20_000)
+
+  it("growth: under retention with the collector running, the bucket stays within its bound and below what was written", async () => {
+    // A shorter run than the scenario's quick one, with a 2 s window and a pass every second.
+    const run = await measure("filesystem", { ...settingsOf(true, 8_000), sampleEveryMs: 250, retainForMs: 2_000, gcIntervalMs: 1_000, gcMinAgeMs: 1_000 })
+    const check = boundCheck(run)
+    assert.isAbove(run.gc.passes, 1)
+    assert.strictEqual(run.gc.failures, 0)
+    assert.isAbove(check.checked.length, 0)
+    assert.isAtMost(check.worstRatio, 1, JSON.stringify(check.worst))
+    const last = run.samples[run.samples.length - 1]
+    const written = run.requests.total.bytesPut - run.requests.byKind.lock.bytesPut
+    assert.isBelow((last?.bucketBytes ?? Number.POSITIVE_INFINITY) / written, 1)
+    // Every checkpoint uploaded parts; no request of the run was a HEAD.
+    assert.isAbove(run.requests.byKind.part.put, run.checkpoints)
+    assert.strictEqual(run.requests.total.head, 0)
+  }, 60_000)
 
   it("runs every scenario in quick mode and each reports finite figures", async () => {
     const run = await main(["--quick", "--no-write"])
