@@ -260,7 +260,7 @@ const sustained = (storeName: string, innerLayer: Layer.Layer<ObjectStore, unkno
         yield* storage.write(file, 0, payload(1, workingSetParts * partSizeBytes))
         yield* storage.checkpoint
         const checkpointsBefore = (yield* storage.stats).checkpoints.completed
-        const afterOpen = yield* counter.snapshot
+        const afterFirstCheckpoint = yield* counter.snapshot
         const block = payload(3, 4096)
         const record = payload(5, 256)
         let writes = 0
@@ -286,7 +286,7 @@ const sustained = (storeName: string, innerLayer: Layer.Layer<ObjectStore, unkno
           if (exit !== null) return yield* Effect.dieMessage(`the writer stopped: ${JSON.stringify(exit)}`)
         }
         yield* Fiber.interrupt(writer)
-        const requests = CountingObjectStore.diff(yield* counter.snapshot, afterOpen)
+        const requests = CountingObjectStore.diff(yield* counter.snapshot, afterFirstCheckpoint)
         const stats = yield* storage.stats
         const { lastReport: _, ...gcCounts } = yield* gc.stats
         const report = yield* storage.shutdown
@@ -310,7 +310,7 @@ const sustained = (storeName: string, innerLayer: Layer.Layer<ObjectStore, unkno
 
 const mib = (bytes: number): number => round(bytes / MiB, 2)
 
-/** The bound's check: the samples taken once the first pass was due, and the worst of them. */
+/** The bound's check: the samples taken after the first collection pass, and the worst of them. */
 export const boundCheck = (run: GrowthRun) => {
   const checked = run.samples.filter((sample) => sample.passes > 0 && sample.liveBytes > 0)
   const ratios = checked.map((sample) => sample.bucketBytes / sample.boundBytes)
