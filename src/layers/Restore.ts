@@ -25,6 +25,7 @@
  */
 import { Chunk, Context, Effect, Layer, Option, type Scope, Stream } from "effect"
 import { CorruptObject, type LocalIoError, type ObjectStoreError, type ReaderLeaseLost, RestoreRefused, WalGap } from "../domain/Errors.js"
+import * as Ids from "../domain/Ids.js"
 import { CheckpointNumber, type FileId, Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
@@ -184,7 +185,11 @@ const refusal = (
 const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, target: RestoreTarget) =>
   Effect.gen(function* () {
     const numbers = yield* Loader.listCheckpoints(store, config)
-    if (numbers.length === 0) return yield* new RestoreRefused({ reason: "NoCheckpoint", detail: `${store.description} has no checkpoint to restore` })
+    if (numbers.length === 0) {
+      // No checkpoint yet: the base is the empty state (0), and the whole archived WAL is replayed.
+      if (target._tag !== "Checkpoint") return 0
+      return yield* new RestoreRefused({ reason: "NoCheckpoint", detail: `${describeTarget(target)} does not exist: ${store.description} has no checkpoint` })
+    }
     switch (target._tag) {
       case "Latest":
         return numbers[numbers.length - 1] ?? 0
@@ -327,6 +332,20 @@ const partsOver = (config: StorageConfigValue, store: ObjectStoreService) =>
     return Context.get(context, PartTable.PartTable)
   })
 
+/** The base of a bucket without a checkpoint: nothing, and the WAL from its start. */
+const emptyBase = (config: StorageConfigValue): Manifest.CheckpointManifest => ({
+  format: Manifest.checkpointManifestFormat,
+  instanceId: Ids.InstanceId.make("i0000000000000000"),
+  epoch: Ids.Epoch.make(0),
+  checkpoint: CheckpointNumber.make(0),
+  previous: CheckpointNumber.make(0),
+  createdAtMs: 0,
+  partSizeBytes: config.partSizeBytes,
+  walSegmentBytes: config.walSegmentBytes,
+  walPosition: Lsn.make(0),
+  files: []
+})
+
 /** The stop of a target whose base is `base`, and whether the WAL is replayed at all. */
 const stopOf = (target: RestoreTarget): Stop | undefined => {
   switch (target._tag) {
@@ -356,12 +375,12 @@ export const open = (options: RestoreOptions = {}): Effect.Effect<Restored, Rest
     const base = yield* chooseBase(store, config, target)
     const readerLease = yield* ReaderLease.acquire(store, config, { checkpoint: CheckpointNumber.make(base), holder: options.holder ?? "restore" })
     // Only now, with the lease written, is the root manifest read: a tombstone means it expired first.
-    const root = yield* readerLease.guard(readRoot(store, config, base))
-    if (root.object._tag === "Expired") {
+    const root = base === 0 ? undefined : yield* readerLease.guard(readRoot(store, config, base))
+    if (root?.object._tag === "Expired") {
       const what = target._tag === "Checkpoint" ? "is outside the retention window (it has expired)" : `needs checkpoint ${base}, which has expired`
       return yield* refusal(store, config, target, "Expired", what)
     }
-    const manifest = root.object.manifest
+    const manifest = root?.object._tag === "Committed" ? root.object.manifest : emptyBase(config)
     const stop = stopOf(target)
     if (target._tag === "Lsn" && target.lsn > manifest.walPosition) {
       const end = yield* readerLease.guard(archivedEnd(store, config, manifest.walSegmentBytes))
