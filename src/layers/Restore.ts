@@ -83,7 +83,8 @@ export interface RestoreSummary {
   readonly checkpointCreatedAtMs: number
   /** Records at and after it are not in the checkpoint's parts. */
   readonly walFromLsn: number
-  /** Records below it were replayed (the target, or the archived WAL's end). */
+  /** Every archived record starting below it was replayed: the LSN target, the last time mark at
+   * or before the time target, or the archived WAL's end. */
   readonly walToLsn: number
   readonly records: number
   readonly recordBytes: number
@@ -266,7 +267,6 @@ const replayWal = <E, R>(
           yield* apply(record)
           records++
           recordBytes += record.payload.length
-          toLsn = Math.max(toLsn, record.lsn + Wal.headerBytes + record.payload.length)
         }
         held = held.filter((record) => record.lsn >= below)
       })
