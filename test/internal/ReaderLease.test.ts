@@ -56,12 +56,12 @@ describe("ReaderLease", () => {
       yield* lease.check
       assert.isNull(yield* Fiber.poll(reader).pipe(Effect.map((polled) => (polled._tag === "None" ? null : polled.value))))
       yield* TestClock.adjust(1_000)
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(lease.check)), "the lease is lost at its expiry")
       const exit = yield* Fiber.await(reader)
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
       assert.strictEqual(error?._tag, "ReaderLeaseLost")
       assert.include(error?.message ?? "", "checkpoint 3")
-      assert.isTrue(Exit.isFailure(yield* Effect.exit(lease.check)))
       yield* Scope.close(scope, Exit.void)
     }))
 
