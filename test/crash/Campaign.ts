@@ -23,7 +23,9 @@
  *               with BucketLocked (the lock names this instance under a generation whose lease is
  *               being renewed). Neither acknowledges anything; the first is never fenced.
  * - wal-flip:   a writer with checkpoints off is killed or stopped; one byte in the payload of a WAL
- *               record with a valid frame after it is flipped in the local WAL; the next start must
+ *               record is flipped in the local WAL (one with a valid frame after it, or the log's
+ *               last record, which the recorded durable end covers: a kill keeps the flush mark and
+ *               a clean stop records it); the next start must
  *               repair the segment from the bucket's archived copy when that copy reaches past the
  *               damage, and otherwise refuse with WalCorrupt (never cut the log): then a restore
  *               from the bucket into a fresh directory must hold what the bucket covers, and later
@@ -288,6 +290,16 @@ export const archivedCopyReaches = (bucket: string, segment: number, offset: num
     }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
   )
 
+/** The WAL's durable end as the data directory records it (the flush mark, the control file's
+ * record of a clean stop or checkpoint), the higher of the two; 0 when neither is there. */
+export const recordedDurableLsn = (data: string): number => {
+  const markPath = path.join(data, WalArchiver.durableMarkPath)
+  const mark = fs.existsSync(markPath) ? (Wal.decodeDurableMark(new Uint8Array(fs.readFileSync(markPath))) ?? 0) : 0
+  const controlPath = path.join(data, Loader.controlPath)
+  const control = fs.existsSync(controlPath) ? (JSON.parse(fs.readFileSync(controlPath, "utf8")) as { readonly walDurableLsn?: number }) : {}
+  return Math.max(mark, control.walDurableLsn ?? 0)
+}
+
 /** A byte flipped in the local WAL: which segment, the offset of the damaged frame in it, and its position. */
 export interface WalFlip {
   readonly segment: number
@@ -297,21 +309,36 @@ export interface WalFlip {
 }
 
 /**
- * Flips one byte in the middle of the payload of a WAL record, in the data directory `data`, that
- * has a valid frame after it (in its segment or a later one); undefined when the log holds fewer
- * than two records. With `inLastSegment`, the record is drawn from the log's last segment when it
- * holds two records or more (the part of the log least likely to be archived yet).
+ * Flips one byte in the middle of the payload of a WAL record in the data directory `data`:
+ * - "anywhere": a record with a valid frame after it (in its segment or a later one);
+ * - "last-segment": the same, drawn from the log's last segment when it holds two records or more
+ *   (the part of the log least likely to be archived yet);
+ * - "last-record": the last record below `durableEndLsn` (the durable end the directory recorded),
+ *   the log first cut there (what lies past it was never acknowledged, so a crash may tear it):
+ *   nothing valid follows the damage, and only the recorded durable end (the flush mark, which a
+ *   process kill keeps, or a clean stop's record) tells it from a torn write.
+ * Undefined when the log holds fewer than two records.
  */
-export const flipWalByte = (data: string, draw: (count: number) => number, inLastSegment: boolean): WalFlip | undefined => {
+export type FlipPlace = "anywhere" | "last-segment" | "last-record"
+export const flipWalByte = (data: string, draw: (count: number) => number, place: FlipPlace, durableEndLsn: number): WalFlip | undefined => {
   const walDir = path.join(data, "wal")
   if (!fs.existsSync(walDir)) return undefined
   const segments = fs.readdirSync(walDir).flatMap((name) => {
     const parsed = KeyLayout.parseKey({ prefix: "" }, `wal/${name}`)
     return parsed._tag === "Some" && parsed.value._tag === "Wal" && parsed.value.epoch === undefined ? [parsed.value.segment as number] : []
   }).sort((a, b) => a - b)
+  if (place === "last-record") {
+    for (const segment of segments) {
+      const file = path.join(data, WalArchiver.localSegmentPath(segment))
+      const start = Wal.segmentStart(segment, segmentBytes)
+      if (start >= durableEndLsn) fs.rmSync(file)
+      else if (durableEndLsn < Wal.segmentEnd(segment, segmentBytes) && fs.statSync(file).size > durableEndLsn - start) fs.truncateSync(file, durableEndLsn - start)
+    }
+  }
   const records: Array<{ readonly segment: number; readonly frameOffset: number; readonly lsn: number }> = []
   for (const segment of segments) {
     const file = path.join(data, WalArchiver.localSegmentPath(segment))
+    if (!fs.existsSync(file)) break
     const scan = Wal.scanSegment(new Uint8Array(fs.readFileSync(file)), segment, segmentBytes)
     for (const record of scan.records) records.push({ segment, frameOffset: record.lsn - Wal.segmentStart(segment, segmentBytes), lsn: record.lsn })
     if (scan.stop !== "Sealed") break
@@ -319,8 +346,8 @@ export const flipWalByte = (data: string, draw: (count: number) => number, inLas
   if (records.length < 2) return undefined
   const lastSegment = records[records.length - 1]?.segment
   const firstInLast = records.findIndex((record) => record.segment === lastSegment)
-  const from = inLastSegment && firstInLast < records.length - 1 ? firstInLast : 0
-  const index = from + draw(records.length - 1 - from) // never the last record: a valid frame follows
+  const from = place === "last-segment" && firstInLast < records.length - 1 ? firstInLast : 0
+  const index = place === "last-record" ? records.length - 1 : from + draw(records.length - 1 - from)
   const target = records[index] as (typeof records)[number]
   const file = path.join(data, WalArchiver.localSegmentPath(target.segment))
   const fd = fs.openSync(file, "r+")
@@ -643,18 +670,22 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
         if (!(await awaitEnd(builder, 60_000))) find("hang", "a writer did not stop within 60 s of SIGTERM")
       }
       judge(builder, `a writer ${killed ? "killed" : "stopped"} before a WAL byte flip`)
-      const flip = flipWalByte(dataDir, (count) => between(rng, 0, count - 1), rng() < 0.5)
+      const durableBefore = recordedDurableLsn(dataDir)
+      const flip = flipWalByte(dataDir, (count) => between(rng, 0, count - 1), pick(rng, ["anywhere", "last-segment", "last-record"] as const), durableBefore)
       if (flip === undefined) {
         log("  no local WAL with two records: nothing flipped")
         return
       }
       const repairable = await archivedCopyReaches(bucket, flip.segment, flip.frameOffset)
-      log(`  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${flip.framesAfter} record(s) after it); the bucket's copy ${repairable ? "reaches past it" : "does not reach past it"}`)
+      // Nothing valid after it and past the recorded durable end: a torn write, which a start cuts
+      // (never acknowledged: the mark is written after the fsync, before any commit returns).
+      const tornTail = flip.framesAfter === 0 && flip.lsn + frameBytes > durableBefore
+      log(`  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${flip.framesAfter === 0 ? "the log's last record" : `${flip.framesAfter} record(s) after it`}; recorded durable end ${durableBefore}); the bucket's copy ${repairable ? "reaches past it" : "does not reach past it"}`)
       writeCheck()
       const life = startLife(spec(`r${round}b`, { inserts: scaled(50, 200) }))
       if (!(await awaitEnd(life, 90_000))) find("hang", "a start after a WAL byte flip did not end within 90 s")
-      if (repairable) {
-        judge(life, `a start after a byte flip at ${flip.lsn} that the bucket's copy repairs`)
+      if (repairable || tornTail) {
+        judge(life, `a start after a byte flip at ${flip.lsn} that ${repairable ? "the bucket's copy repairs" : "is a torn tail"}`)
         if (!life.lines.some((line) => line.startsWith("verify "))) find("not repaired", `the start did not open: ${life.lines.slice(-2).join(" | ")}`)
         return
       }
