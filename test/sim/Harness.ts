@@ -714,6 +714,8 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
             return
           }
           case "HoldLease":
+            // An application that stopped its storage takes no more leases from it.
+            if (!live.some((each) => each.instance.label === instance.label)) return yield* trace(`${instance.label} is stopped: no lease (skipped)`)
             return yield* fork(`lease f${step.file}#${step.part} on ${instance.label}`, Effect.asVoid(instance.holdLease(step.file, step.part, step.holdMs)), true)
           case "Checkpoint": {
             const checkpoint: CheckpointRecord = {
