@@ -627,7 +627,7 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       const lockFileBefore = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
       const bucketLockBefore = await bucketLockObject(bucket)
       const second = startLife(spec(`r${round}second`, { inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(second, 30_000))) find("hang", "a second process on the same data directory did not end within 30 s")
+      if (!(await awaitEnd(second, 120_000))) find("hang", "a second process on the same data directory did not end within 120 s")
       judgeRefused(second, "a second process on the same data directory", "DirectoryLocked")
       const lockFileAfter = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
       if (lockFileBefore === undefined || lockFileAfter !== lockFileBefore) find("directory lock changed", `before ${JSON.stringify(lockFileBefore)}, after ${JSON.stringify(lockFileAfter)}`)
@@ -646,12 +646,12 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       log(`  cp -r: exit ${copied.status}${copied.stderr === "" ? "" : `, ${copied.stderr.trim().split("\n").length} complaint(s)`}`)
       const bucketLockBefore = await bucketLockObject(bucket)
       const asCopied = startLife(spec(`r${round}copy`, { data: copyDir, inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(asCopied, 30_000))) find("hang", "a process on a copy of the data directory did not end within 30 s")
+      if (!(await awaitEnd(asCopied, 120_000))) find("hang", "a process on a copy of the data directory did not end within 120 s")
       judgeRefused(asCopied, "a process on a copy (cp -r) of the live data directory", "DirectoryLocked")
       // A snapshot restored on another host: the copied lock file names no process running there.
       fs.rmSync(path.join(copyDir, directoryLockName), { force: true })
       const snapshot = startLife(spec(`r${round}snapshot`, { data: copyDir, inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(snapshot, 60_000))) find("hang", "a process on a snapshot of the data directory did not end within 60 s")
+      if (!(await awaitEnd(snapshot, 120_000))) find("hang", "a process on a snapshot of the data directory did not end within 120 s")
       judgeRefused(snapshot, "a process on a copy of the live data directory without its lock file", "BucketLocked")
       const bucketLockAfter = await bucketLockObject(bucket)
       if (!sameHolder(bucketLockBefore, bucketLockAfter)) find("bucket lock changed", `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`)
@@ -683,7 +683,7 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       log(`  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${flip.framesAfter === 0 ? "the log's last record" : `${flip.framesAfter} record(s) after it`}; recorded durable end ${durableBefore}); the bucket's copy ${repairable ? "reaches past it" : "does not reach past it"}`)
       writeCheck()
       const life = startLife(spec(`r${round}b`, { inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(life, 90_000))) find("hang", "a start after a WAL byte flip did not end within 90 s")
+      if (!(await awaitEnd(life, 240_000))) find("hang", "a start after a WAL byte flip did not end within 240 s")
       if (repairable || tornTail) {
         judge(life, `a start after a byte flip at ${flip.lsn} that ${repairable ? "the bucket's copy repairs" : "is a torn tail"}`)
         if (!life.lines.some((line) => line.startsWith("verify "))) find("not repaired", `the start did not open: ${life.lines.slice(-2).join(" | ")}`)
