@@ -24,7 +24,7 @@
  * @since 0.2.0
  */
 import { Chunk, Context, Effect, Layer, Option, type Scope, Stream } from "effect"
-import { CorruptObject, type LocalIoError, type ObjectStoreError, type ReaderLeaseLost, RestoreRefused, WalGap } from "../domain/Errors.js"
+import { CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type ReaderLeaseLost, RestoreRefused, WalGap } from "../domain/Errors.js"
 import * as Ids from "../domain/Ids.js"
 import { CheckpointNumber, type FileId, Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
@@ -67,13 +67,13 @@ export interface ReplayRecord {
   readonly bytes: Uint8Array
 }
 
-export interface RestoreOptions {
+export interface RestoreOptions<E = never> {
   readonly target?: RestoreTarget
   /** Who reads, written into the lease (e.g. "restore pid 123"). */
   readonly holder?: string
   /** Applies one WAL record (the same function the Storage layer replays with). Without it the WAL
    * is not replayed: the state is the base checkpoint's. */
-  readonly replay?: (record: ReplayRecord, data: RestoredData) => Effect.Effect<void, unknown>
+  readonly replay?: (record: ReplayRecord, data: RestoredData) => Effect.Effect<void, E>
 }
 
 /** What a restore did. @category models */
@@ -105,7 +105,8 @@ export interface Restored extends RestoredData {
   readonly sync: Effect.Effect<number, LocalIoError>
 }
 
-export type RestoreError = ObjectStoreError | CorruptObject | LocalIoError | RestoreRefused | ReaderLeaseLost | WalGap | PartTable.LeaseError | unknown
+/** Why a restore failed (besides the replay function's own errors). */
+export type RestoreError = ObjectStoreError | CorruptObject | LocalIoError | DirectoryLocked | RestoreRefused | ReaderLeaseLost | WalGap | PartTable.LeaseError
 
 // ---------------------------------------------------------------------------------------------
 // Choosing the base
@@ -365,7 +366,7 @@ const stopOf = (target: RestoreTarget): Stop | undefined => {
  * directory, for the life of the scope (see the module comment). The lease is taken before the base's
  * root manifest is read, and every read after it is guarded by it.
  */
-export const open = (options: RestoreOptions = {}): Effect.Effect<Restored, RestoreError, StorageConfig | ObjectStore | LocalDisk | Scope.Scope> =>
+export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<Restored, RestoreError | E, StorageConfig | ObjectStore | LocalDisk | Scope.Scope> =>
   Effect.gen(function* () {
     const config = yield* StorageConfig
     const store = ReaderLease.readOnlyExceptLeases(yield* ObjectStore, config)
@@ -459,9 +460,9 @@ const syncLoaded = (parts: PartTable.PartTableService, disk: LocalDisk["Type"]):
  * A whole restore into the LocalDisk: open, load every part, replay, fsync, close (the lease is
  * deleted). Returns what it restored.
  */
-export const restore = (
-  options: RestoreOptions & { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => Effect.Effect<void> } = {}
-): Effect.Effect<RestoreSummary, RestoreError, StorageConfig | ObjectStore | LocalDisk> =>
+export const restore = <E = never>(
+  options: RestoreOptions<E> & { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => Effect.Effect<void> } = {}
+): Effect.Effect<RestoreSummary, RestoreError | E, StorageConfig | ObjectStore | LocalDisk> =>
   Effect.scoped(
     Effect.gen(function* () {
       const restored = yield* open(options)
