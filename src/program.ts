@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * effect-s3-tier's CLI: `run` (the default: the original's failing scenario end to end), `verify`
- * (a checkpoint's parts against their digests) and `inspect` (what a bucket holds). See docs/CLI.md.
+ * (a checkpoint's parts against their digests), `inspect` (what a bucket holds) and `restore` (the
+ * bucket's state at a point in time into a directory). See docs/CLI.md.
  *
  * Process rules:
  * - errors are ONE line on stderr (`effect-s3-tier: <message>`), never a stack trace; exit codes:
@@ -195,6 +196,44 @@ const gcOptions = {
   json
 }
 
+/** An ISO-8601 time with its zone (2026-12-06T10:00:00Z, …+01:00), as ms since the epoch. */
+const parseIsoTimeMs = (text: string): Either.Either<number, string> => {
+  const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/
+  const ms = iso.test(text) ? Date.parse(text) : Number.NaN
+  return Number.isFinite(ms) ? Either.right(ms) : Either.left(`--time: ${JSON.stringify(text)} is not an ISO-8601 time with a zone (e.g. 2026-12-06T10:00:00Z)`)
+}
+
+const restoreOptions = {
+  ...storeOptions,
+  dir: Options.text("dir").pipe(Options.withPseudoName("directory"), Options.withDescription("a fresh (missing or empty) directory to restore into")),
+  checkpoint: Options.integer("checkpoint").pipe(
+    Options.withPseudoName("n"),
+    Options.optional,
+    Options.withDescription("restore this checkpoint (no WAL after it)"),
+    Options.mapEffect((value) => Option.isSome(value) && value.value < 1 ? Effect.fail(invalid(`--checkpoint: ${value.value} is not a checkpoint number (1 or more)`)) : Effect.succeed(value))
+  ),
+  lsn: Options.integer("lsn").pipe(
+    Options.withPseudoName("lsn"),
+    Options.optional,
+    Options.withDescription("restore every record below this WAL position"),
+    Options.mapEffect((value) => Option.isSome(value) && value.value < 0 ? Effect.fail(invalid(`--lsn: ${value.value} is not a WAL position (0 or more)`)) : Effect.succeed(value))
+  ),
+  time: Options.text("time").pipe(
+    Options.withPseudoName("ISO-8601"),
+    Options.optional,
+    Options.withDescription("restore the records appended at or before this time (to the WAL's time marks, 1 s apart by default)"),
+    Options.mapEffect((value) =>
+      Option.match(value, {
+        onNone: () => Effect.succeed(Option.none<number>()),
+        onSome: (text) => Either.match(parseIsoTimeMs(text), { onLeft: (problem) => Effect.fail(invalid(problem)), onRight: (ms) => Effect.succeed(Option.some(ms)) })
+      })
+    )
+  ),
+  concurrency: countOption("concurrency", 8, 256, "parts fetched at a time"),
+  verbose,
+  json
+}
+
 // ---------------------------------------------------------------------------------------------
 // The CLI
 // ---------------------------------------------------------------------------------------------
@@ -246,11 +285,14 @@ const makeCli = (stop: Deferred.Deferred<string>) => {
   const gc = Command.make("gc", gcOptions, (args) => runBody(args, untilStop(Effect.flatMap(commands, (module) => module.gcCommand(args, output))))).pipe(
     Command.withDescription("delete what no retained checkpoint, commit in flight or reader lease needs (safe while a writer runs)")
   )
-  const root = Command.make(programName).pipe(Command.withSubcommands([run, verify, inspect, gc]))
+  const restore = Command.make("restore", restoreOptions, (args) => runBody(args, untilStop(Effect.flatMap(commands, (module) => module.restoreCommand(args, output))))).pipe(
+    Command.withDescription("restore the bucket's state (the latest, or at --checkpoint, --lsn or --time) into a fresh directory, holding a reader lease")
+  )
+  const root = Command.make(programName).pipe(Command.withSubcommands([run, verify, inspect, restore, gc]))
   return Command.run(root, { name: programName, version })
 }
 
-const commandNames = ["run", "verify", "inspect", "gc"]
+const commandNames = ["run", "verify", "inspect", "restore", "gc"]
 const builtInFlags = ["--help", "-h", "--version", "--wizard", "--completions"]
 
 /** With no command, `run` is meant: `npm start` and `npm start -- --duration 5s` run the workload. */

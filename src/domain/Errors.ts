@@ -341,3 +341,34 @@ export class WalSegmentSizeMismatch extends Schema.TaggedError<WalSegmentSizeMis
     return `the bucket's WAL segments are ${this.bucketSegmentBytes} bytes, the configuration says ${this.configuredSegmentBytes} (walSegmentBytes): ${this.detail}`
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Readers: leases and point-in-time restore
+// ---------------------------------------------------------------------------------------------
+
+/** A reader's lease expired before a renewal landed: the garbage collector may have removed the
+ * checkpoint's objects, so nothing the reader read after that can be trusted. */
+export class ReaderLeaseLost extends Schema.TaggedError<ReaderLeaseLost>("effect-s3-tier/ReaderLeaseLost")("ReaderLeaseLost", {
+  id: Schema.String,
+  checkpoint: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `the reader lease ${this.id} on checkpoint ${this.checkpoint} was lost: ${this.detail}`
+  }
+}
+
+/**
+ * A restore cannot give what was asked: the target is outside what the bucket retains (Expired: its
+ * checkpoint's root manifest is a tombstone; OutsideWindow: older than the oldest restorable
+ * checkpoint; BeyondArchive: past the archived WAL's end), or the bucket has no checkpoint at all
+ * (NoCheckpoint). The message is one line naming the window.
+ */
+export class RestoreRefused extends Schema.TaggedError<RestoreRefused>("effect-s3-tier/RestoreRefused")("RestoreRefused", {
+  reason: Schema.Literal("Expired", "OutsideWindow", "BeyondArchive", "NoCheckpoint"),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}

@@ -9,12 +9,18 @@
  *
  * Frame (little-endian, `headerBytes` = 12):
  * ```
- * u8  kind      1 = record, 2 = padding (0 = nothing written: the end of the log)
+ * u8  kind      1 = record, 2 = padding, 3 = time mark (0 = nothing written: the end of the log)
  * u8  version   1
  * u16 reserved  0
- * u32 length    record: payload bytes; padding: bytes skipped after the header
- * u32 crc32     over the frame's LSN (u64), kind, version, reserved, length and, for a record, payload
+ * u32 length    record: payload bytes; padding: bytes skipped after the header; time mark: 8
+ * u32 crc32     over the frame's LSN (u64), kind, version, reserved, length and, for a record or a
+ *               time mark, payload
  * ```
+ * A time mark's payload is the writer's clock (ms since the epoch, u64) when it was written: every
+ * record before the mark was appended at or before that time. The group commit writes one at most
+ * once per `walTimeMarkIntervalMs`; a restore to a time replays the records before the last mark at
+ * or before it. Marks are frames like any other (checksummed, torn like any other), but they are not
+ * records: a scan lists them apart, and replay never sees them.
  * The checksum is CRC-32 (IEEE, as zlib's), table-driven here: node:zlib's `crc32` costs a few
  * microseconds a call in argument checks, which dominated the cost of small records.
  * The LSN in the checksum makes a frame valid only where it was written, so stale bytes from an
@@ -39,6 +45,9 @@ export const frameVersion = 1
 
 export const kindRecord = 1
 export const kindPadding = 2
+export const kindTimeMark = 3
+/** Bytes of a time mark's payload: the time in ms (u64 LE). */
+export const timeMarkPayloadBytes = 8
 
 // ---------------------------------------------------------------------------------------------
 // Segment arithmetic
@@ -108,6 +117,20 @@ const encodeFrame = (lsn: number, kind: number, length: number, payload: Uint8Ar
 /** The frame of a record written at `lsn`. */
 export const encodeRecord = (lsn: number, payload: Uint8Array): Uint8Array => encodeFrame(lsn, kindRecord, payload.length, payload)
 
+/** The frame of a time mark written at `lsn`, holding `timeMs`. */
+export const encodeTimeMark = (lsn: number, timeMs: number): Uint8Array => {
+  const payload = new Uint8Array(timeMarkPayloadBytes)
+  const view = new DataView(payload.buffer)
+  view.setUint32(0, timeMs % 2 ** 32, true)
+  view.setUint32(4, Math.floor(timeMs / 2 ** 32), true)
+  return encodeFrame(lsn, kindTimeMark, payload.length, payload)
+}
+
+const decodeTimeMs = (payload: Uint8Array): number => {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength)
+  return view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32
+}
+
 /** A padding frame at `lsn` that skips `skipBytes` after its header (the skipped bytes are not part of it). */
 export const encodePadding = (lsn: number, skipBytes: number): Uint8Array => encodeFrame(lsn, kindPadding, skipBytes, undefined)
 
@@ -133,17 +156,25 @@ export const planAppend = (
   segmentBytes: number
 ): { readonly _tag: "Right"; readonly plan: AppendPlan } | { readonly _tag: "Left"; readonly payloadBytesMax: number } => {
   if (payload.length > payloadBytesMax(segmentBytes)) return { _tag: "Left", payloadBytesMax: payloadBytesMax(segmentBytes) }
+  return { _tag: "Right", plan: planFrame(endLsn, payload.length, (lsn) => encodeRecord(lsn, payload), segmentBytes) }
+}
+
+/** Plans a time mark at the log's end (see the module comment). */
+export const planTimeMark = (endLsn: number, timeMs: number, segmentBytes: number): AppendPlan =>
+  planFrame(endLsn, timeMarkPayloadBytes, (lsn) => encodeTimeMark(lsn, timeMs), segmentBytes)
+
+const planFrame = (endLsn: number, payloadBytes: number, encode: (lsn: number) => Uint8Array, segmentBytes: number): AppendPlan => {
   const frames: Array<FrameWrite> = []
   const rest = segmentBytes - (endLsn % segmentBytes)
   let lsn = endLsn
-  if (headerBytes + payload.length > rest) {
-    // The rest of the segment is padding; the record opens the next segment.
+  if (headerBytes + payloadBytes > rest) {
+    // The rest of the segment is padding; the frame opens the next segment.
     frames.push({ lsn: endLsn, bytes: encodePadding(endLsn, rest - headerBytes) })
     lsn = endLsn + rest
   }
-  frames.push({ lsn, bytes: encodeRecord(lsn, payload) })
-  const recordEnd = lsn + headerBytes + payload.length
-  return { _tag: "Right", plan: { frames, lsn, endLsn: recordEnd, nextEndLsn: normalizeEnd(recordEnd, segmentBytes) } }
+  frames.push({ lsn, bytes: encode(lsn) })
+  const frameEnd = lsn + headerBytes + payloadBytes
+  return { frames, lsn, endLsn: frameEnd, nextEndLsn: normalizeEnd(frameEnd, segmentBytes) }
 }
 
 /**
@@ -179,6 +210,12 @@ export interface WalRecord {
   readonly payload: Uint8Array
 }
 
+/** A time mark read back: every record below `lsn` was appended at or before `timeMs`. */
+export interface TimeMark {
+  readonly lsn: number
+  readonly timeMs: number
+}
+
 /** How a scan of a segment ended. */
 export type ScanStop =
   /** The segment is complete: a padding frame or a tail too short for a header reached its end. */
@@ -192,6 +229,8 @@ export type ScanStop =
 export interface SegmentScan {
   readonly segment: number
   readonly records: ReadonlyArray<WalRecord>
+  /** The time marks among the frames, in order (never in `records`). */
+  readonly marks: ReadonlyArray<TimeMark>
   /** Bytes of the segment that hold valid frames (padding skips included when sealed). */
   readonly validBytes: number
   readonly stop: ScanStop
@@ -204,14 +243,18 @@ const allZero = (bytes: Uint8Array, from: number): boolean => {
   return true
 }
 
+const isKnownKind = (kind: number): boolean => kind === kindRecord || kind === kindPadding || kind === kindTimeMark
+
 /** Scans the bytes of segment `segment` (a file or an object: at most `segmentBytes`) frame by frame. */
 export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: number): SegmentScan => {
   const base = segmentStart(segment, segmentBytes)
   const records: Array<WalRecord> = []
+  const marks: Array<TimeMark> = []
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const done = (offset: number, stop: ScanStop, problem?: string): SegmentScan => ({
     segment,
     records,
+    marks,
     validBytes: offset,
     stop,
     problem
@@ -227,18 +270,20 @@ export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: nu
     const version = view.getUint8(offset + 1)
     const length = view.getUint32(offset + 4, true)
     const stored = view.getUint32(offset + 8, true)
-    if ((kind !== kindRecord && kind !== kindPadding) || version !== frameVersion || view.getUint16(offset + 2, true) !== 0) {
+    if (!isKnownKind(kind) || version !== frameVersion || view.getUint16(offset + 2, true) !== 0) {
       return done(offset, "Invalid", `an unknown frame kind ${kind} (version ${version}) at offset ${offset}`)
     }
     const frameEnd = offset + headerBytes + length
     if (frameEnd > segmentBytes) return done(offset, "Invalid", `a frame at offset ${offset} runs past the segment end`)
     const lsn = base + offset
     const header = bytes.subarray(offset, offset + headerBytes)
-    if (kind === kindRecord) {
-      if (frameEnd > bytes.length) return done(offset, "Invalid", `a torn record at offset ${offset}`)
+    if (kind === kindRecord || kind === kindTimeMark) {
+      if (kind === kindTimeMark && length !== timeMarkPayloadBytes) return done(offset, "Invalid", `a time mark of ${length} bytes at offset ${offset}`)
+      if (frameEnd > bytes.length) return done(offset, "Invalid", `a torn frame at offset ${offset}`)
       const payload = bytes.subarray(offset + headerBytes, frameEnd)
       if (checksum(lsn, header, payload) !== stored) return done(offset, "Invalid", `a bad checksum at offset ${offset}`)
-      records.push({ lsn, payload: payload.slice() })
+      if (kind === kindRecord) records.push({ lsn, payload: payload.slice() })
+      else marks.push({ lsn, timeMs: decodeTimeMs(payload) })
     } else if (checksum(lsn, header, undefined) !== stored) {
       return done(offset, "Invalid", `a bad padding checksum at offset ${offset}`)
     }
@@ -305,12 +350,13 @@ export const validFrameAfter = (bytes: Uint8Array, segment: number, segmentBytes
   const limit = Math.min(bytes.length, segmentBytes) - headerBytes
   for (let offset = Math.max(0, fromOffset); offset <= limit; offset++) {
     const kind = bytes[offset]
-    if ((kind !== kindRecord && kind !== kindPadding) || bytes[offset + 1] !== frameVersion || bytes[offset + 2] !== 0 || bytes[offset + 3] !== 0) continue
+    if (kind === undefined || !isKnownKind(kind) || bytes[offset + 1] !== frameVersion || bytes[offset + 2] !== 0 || bytes[offset + 3] !== 0) continue
     const length = view.getUint32(offset + 4, true)
     const frameEnd = offset + headerBytes + length
-    if (frameEnd > segmentBytes || (kind === kindRecord && frameEnd > bytes.length)) continue
+    const hasPayload = kind !== kindPadding
+    if (frameEnd > segmentBytes || (hasPayload && frameEnd > bytes.length)) continue
     const header = bytes.subarray(offset, offset + headerBytes)
-    const payload = kind === kindRecord ? bytes.subarray(offset + headerBytes, frameEnd) : undefined
+    const payload = hasPayload ? bytes.subarray(offset + headerBytes, frameEnd) : undefined
     if (checksum(base + offset, header, payload) === view.getUint32(offset + 8, true)) return offset
   }
   return undefined

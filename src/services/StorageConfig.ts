@@ -84,7 +84,10 @@ export const StorageConfigSchema = Schema.Struct({
   /** A reader lease's lifetime; a reader renews it every third of it. */
   readerLeaseMs: bounded(1_000, 86_400_000),
   /** Clock skew the collector allows a lease's expiry. */
-  readerLeaseSkewMs: bounded(0, 3_600_000)
+  readerLeaseSkewMs: bounded(0, 3_600_000),
+  /** The group commit writes a time mark into the WAL at most this often (a restore to a time is
+   * this precise); 0 writes none. */
+  walTimeMarkIntervalMs: bounded(0, 3_600_000)
 })
 export type StorageConfigValue = typeof StorageConfigSchema.Type
 
@@ -118,7 +121,8 @@ export const defaults: StorageConfigValue = {
   gcMinAgeMs: 3_600_000,
   gcConcurrency: 8,
   readerLeaseMs: 60_000,
-  readerLeaseSkewMs: 30_000
+  readerLeaseSkewMs: 30_000,
+  walTimeMarkIntervalMs: 1_000
 }
 
 /** Relations between fields that a per-field bound cannot say. */

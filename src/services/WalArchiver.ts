@@ -241,6 +241,10 @@ interface LogState {
   /** The flush that will run next: every committer not covered by `running` waits on it. */
   readonly next: FlushDone
   readonly closing: boolean
+  /** Records were appended since the last time mark. */
+  readonly unmarked: boolean
+  /** When the last time mark was written (or the log opened). */
+  readonly lastMarkMs: number
 }
 
 /** What `awaitArchived` watches: the archived prefix, and whether the archive is closed (nothing
@@ -729,7 +733,9 @@ export const make: Effect.Effect<
     durableLsn: recovered.endLsn,
     running: undefined,
     next: yield* Deferred.make<void, CommitError>(),
-    closing: false
+    closing: false,
+    unmarked: false,
+    lastMarkMs: yield* Clock.currentTimeMillis
   })
   const archiveRef = yield* Ref.make<ArchiveState>({
     progress: recovered.progress,
@@ -782,9 +788,26 @@ export const make: Effect.Effect<
       wakeArchiver
     )
 
+  // A time mark after the records of this flush, at most once per interval (Wal.planTimeMark).
+  const withTimeMark = (state: LogState, nowMs: number): LogState => {
+    const intervalMs = config.walTimeMarkIntervalMs
+    if (!state.unmarked || intervalMs === 0 || nowMs - state.lastMarkMs < intervalMs) return state
+    const plan = Wal.planTimeMark(state.endLsn, nowMs, segmentBytes)
+    return {
+      ...state,
+      endLsn: plan.nextEndLsn,
+      pendingNewestFirst: prependFrames(state.pendingNewestFirst, plan.frames),
+      pendingBytes: state.pendingBytes + plan.frames.reduce((sum, frame) => sum + frame.bytes.length, 0),
+      unmarked: false,
+      lastMarkMs: nowMs
+    }
+  }
+
   const flushOnce = Effect.gen(function* () {
     const fresh = yield* Deferred.make<void, CommitError>()
-    const taken = yield* Ref.modify(logRef, (state) => {
+    const nowMs = yield* Clock.currentTimeMillis
+    const taken = yield* Ref.modify(logRef, (current) => {
+      const state = withTimeMark(current, nowMs)
       const running = { endLsn: state.endLsn, done: state.next }
       return [
         { framesNewestFirst: state.pendingNewestFirst, pendingBytes: state.pendingBytes, running, previousDurable: state.durableLsn },
@@ -860,7 +883,8 @@ export const make: Effect.Effect<
             ...state,
             endLsn: plan.plan.nextEndLsn,
             pendingNewestFirst: prependFrames(state.pendingNewestFirst, plan.plan.frames),
-            pendingBytes: state.pendingBytes + frameBytes
+            pendingBytes: state.pendingBytes + frameBytes,
+            unmarked: true
           }
           const sealed = Wal.segmentOf(next.endLsn, segmentBytes) > Wal.segmentOf(state.endLsn, segmentBytes)
           return [Effect.succeed({ ...plan.plan, sealed, pendingBytes: next.pendingBytes }), next]

@@ -15,14 +15,17 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as v8 from "node:v8"
-import { type Deferred, Effect, Either, Layer, Option, Ref } from "effect"
+import { type Deferred, Effect, Either, identity, Layer, Option, Ref } from "effect"
 import { type ConditionalCreateDialect, validateBucketName } from "../domain/S3Compat.js"
 import * as FaultyObjectStore from "../layers/FaultyObjectStore.js"
 import * as FileObjectStore from "../layers/FileObjectStore.js"
 import * as FileSystemDisk from "../layers/FileSystemDisk.js"
+import * as Restore from "../layers/Restore.js"
+import type { CheckpointNumber } from "../domain/Ids.js"
+import * as ReaderLease from "../internal/ReaderLease.js"
 import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
-import { ObjectStore } from "../services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
 import * as Faults from "./Faults.js"
 import * as Inspect from "./Inspect.js"
@@ -100,11 +103,12 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
 
 /**
  * The plain store layer of a choice. `create`: the filesystem store may create its root;
- * `readOnly`: it never writes (the read-only commands, which must work on a read-only store).
+ * `readOnly`: it never writes (the read-only commands, which must work on a read-only store);
+ * `writesLeases`: read-only but for a reader's lease (`verify`, `restore`): no conformance check.
  */
-const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false): Layer.Layer<ObjectStore, unknown> =>
+const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false, writesLeases = false): Layer.Layer<ObjectStore, unknown> =>
   choice._tag === "File"
-    ? FileObjectStore.layerNode({ root: choice.root, create, readOnly })
+    ? FileObjectStore.layerNode({ root: choice.root, create, readOnly: readOnly && !writesLeases })
     : Layer.unwrapEffect(
       // Loaded on demand: the AWS SDK is the largest import, and the default store does not need it.
       Effect.map(Effect.promise(() => import("../layers/S3ObjectStore.js")), (S3ObjectStore) =>
@@ -190,13 +194,13 @@ const checkStoreRoot = (choice: StoreChoice) =>
   })
 
 /** A fresh directory for a restore: missing or empty. */
-const checkFreshDirectory = (directory: string) =>
+const checkFreshDirectory = (directory: string, command = "verify") =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const exists = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => false))
     if (!exists) return
     const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError(`--dir ${directory} is not a readable directory`)))
-    if (entries.length > 0) return yield* Effect.fail(new UsageError(`--dir ${directory} is not empty: verify restores into a fresh directory`))
+    if (entries.length > 0) return yield* Effect.fail(new UsageError(`--dir ${directory} is not empty: ${command} restores into a fresh directory`))
   })
 
 const removeQuietly = (path: string) =>
@@ -381,16 +385,21 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
       ? givenDir.value
       : yield* fs.makeTempDirectory({ prefix: `${programName}-verify-` }).pipe(Effect.mapError((error) => new UsageError(`cannot make a temporary directory: ${error.message}`)))
     const body = Effect.gen(function* () {
-      const store = yield* ObjectStore
+      const store = ReaderLease.readOnlyExceptLeases(yield* ObjectStore, config)
       const disk = yield* LocalDisk
       yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
-      const latest = yield* Loader.readLatest(store, config)
-      if (latest === undefined) {
+      const numbers = yield* Loader.listCheckpoints(store, config)
+      const latestNumber = numbers[numbers.length - 1]
+      if (latestNumber === undefined) {
         yield* errorLine(output, `${store.description} has no complete checkpoint to verify`)
         return 1 as ExitCode
       }
+      // The lease first, then the root manifest: the collector keeps what a live lease names.
+      const lease = yield* verifyLease(store, config, latestNumber, output)
+      const guard = lease?.guard ?? identity
+      const latest = yield* guard(Effect.flatMap(Loader.readCheckpointManifest(store, config, latestNumber), (manifest) => Loader.readCheckpoint(store, config, manifest)))
       let lastShownPercent = -1
-      const result = yield* Verify.verifyCheckpoint(store, config, disk, latest, {
+      const result = yield* guard(Verify.verifyCheckpoint(store, config, disk, latest, {
         concurrency: args.concurrency,
         onProgress: (checked, total) => {
           const percent = Math.floor((checked * 100) / Math.max(1, total))
@@ -398,7 +407,7 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
           lastShownPercent = percent
           return output.stderr(output.isTty ? `\rverify: ${checked}/${total} parts\x1b[K${checked === total ? "\n" : ""}` : `verify: ${checked}/${total} parts\n`)
         }
-      })
+      }))
       const report = { command: "verify" as const, store: store.description, prefix: config.prefix, directory, ...result }
       if (args.json) yield* output.stdout(`${JSON.stringify(report)}\n`)
       else {
@@ -412,10 +421,23 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
       return (result.ok ? 0 : 1) as ExitCode
     })
     return yield* body.pipe(
-      Effect.provide(Layer.merge(storeLayer(choice, false, true), diskLayer(directory))),
+      Effect.scoped,
+      Effect.provide(Layer.merge(storeLayer(choice, false, true, true), diskLayer(directory))),
       Effect.ensuring(Option.isSome(givenDir) ? Effect.void : removeQuietly(directory))
     )
   })
+
+/**
+ * `verify`'s lease on the checkpoint it reads. A store that refuses the lease's put (a read-only
+ * mount or credentials) is verified without one, with a warning: a collector running meanwhile may
+ * delete what verify reads, which then shows as missing parts, never as a pass.
+ */
+const verifyLease = (store: ObjectStoreService, config: StorageConfig.StorageConfigValue, checkpoint: CheckpointNumber, output: Output) =>
+  ReaderLease.acquire(store, config, { checkpoint, holder: `verify pid ${process.pid}` }).pipe(
+    Effect.map((lease): ReaderLease.HeldReaderLease | undefined => lease),
+    Effect.catchTag("ObjectStoreRejected", (error) =>
+      Effect.as(output.stderr(`${programName}: warning: verify holds no reader lease (${error.message}): a garbage collector running meanwhile may remove what it reads\n`), undefined))
+  )
 
 /** The parsed options of `inspect`. */
 export type InspectArgs = StoreOptions & { readonly json: boolean }
@@ -471,3 +493,88 @@ export const gcCommand = (args: GcArgs, output: Output) =>
     yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Gc.formatReport(report)}\n`)
     return 0 as ExitCode
   })
+
+// ---------------------------------------------------------------------------------------------
+// restore
+// ---------------------------------------------------------------------------------------------
+
+/** The parsed options of `restore`. */
+export type RestoreArgs = StoreOptions & {
+  readonly dir: string
+  readonly checkpoint: Option.Option<number>
+  readonly lsn: Option.Option<number>
+  readonly time: Option.Option<number>
+  readonly concurrency: number
+  readonly json: boolean
+}
+
+/** The one target the options name (at most one may be given). */
+const restoreTarget = (args: RestoreArgs): Either.Either<Restore.RestoreTarget, UsageError> => {
+  const given = [
+    Option.map(args.checkpoint, Restore.checkpoint),
+    Option.map(args.lsn, Restore.lsn),
+    Option.map(args.time, Restore.time)
+  ].filter(Option.isSome)
+  if (given.length > 1) return Either.left(new UsageError("restore takes one target: --checkpoint <n>, --lsn <lsn> or --time <ISO-8601>, not several"))
+  return Either.right(given[0]?.value ?? Restore.latest)
+}
+
+/** The report of a restore (the JSON of `--json`). */
+const restoreReport = (summary: Restore.RestoreSummary, store: string, prefix: string, directory: string) => ({
+  command: "restore" as const,
+  store,
+  prefix,
+  directory,
+  ...summary,
+  checkpointCreatedAt: summary.checkpoint === 0 ? null : new Date(summary.checkpointCreatedAtMs).toISOString()
+})
+
+/**
+ * `restore`: the bucket's state at a target (the latest one by default) into a fresh directory,
+ * through the workload's replay, holding a reader lease and writing nothing else to the bucket.
+ */
+export const restoreCommand = (args: RestoreArgs, output: Output) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const pathApi = yield* Path.Path
+    const target = yield* restoreTarget(args)
+    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
+    const choice = yield* chooseStore(args, undefined, pathApi)
+    yield* checkStoreRoot(choice)
+    const directory = pathApi.resolve(args.dir)
+    yield* checkFreshDirectory(directory, "restore")
+    const existed = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => true))
+    // A restore that fails leaves the directory as it found it: missing, or empty.
+    const undo = existed
+      ? Effect.flatMap(fs.readDirectory(directory), (entries) => Effect.forEach(entries, (entry) => removeQuietly(pathApi.join(directory, entry)), { discard: true })).pipe(Effect.ignore)
+      : removeQuietly(directory)
+    const body = Effect.gen(function* () {
+      const store = yield* ObjectStore
+      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
+      let lastShownPercent = -1
+      const summary = yield* Restore.restore({
+        target,
+        holder: `restore pid ${process.pid}`,
+        replay: Run.replayRecord,
+        concurrency: args.concurrency,
+        onProgress: (done, total) => {
+          const percent = Math.floor((done * 100) / Math.max(1, total))
+          if (percent === lastShownPercent || (percent % 10 !== 0 && done !== total)) return Effect.void
+          lastShownPercent = percent
+          return output.stderr(output.isTty ? `\rrestore: ${done}/${total} parts\x1b[K${done === total ? "\n" : ""}` : `restore: ${done}/${total} parts\n`)
+        }
+      })
+      const report = restoreReport(summary, store.description, config.prefix, directory)
+      yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${formatRestore(report)}\n`)
+      return 0 as ExitCode
+    })
+    return yield* body.pipe(
+      Effect.provide(Layer.mergeAll(StorageConfig.layer(config), storeLayer(choice, false, true, true), diskLayer(directory))),
+      Effect.onExit((exit) => (exit._tag === "Success" ? Effect.void : undo))
+    )
+  })
+
+const formatRestore = (report: ReturnType<typeof restoreReport>): string =>
+  `restore: ${report.target} of ${report.store} into ${report.directory}: ` +
+  (report.checkpoint === 0 ? "no checkpoint" : `checkpoint ${report.checkpoint} (${report.checkpointCreatedAt}), ${report.parts} parts in ${report.files} files (${report.partBytes} bytes)`) +
+  ` + WAL from LSN ${report.walFromLsn} to ${report.walToLsn}: ${report.records} records (${report.recordBytes} bytes) from ${report.segments} segments`

@@ -14,8 +14,8 @@
  * @since 0.1.0
  */
 import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
-import type { Lsn } from "../domain/Ids.js"
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import * as Restore from "../layers/Restore.js"
 import * as Storage from "../layers/Storage.js"
 import type { LocalDisk } from "../services/LocalDisk.js"
 import type { ObjectStore } from "../services/ObjectStore.js"
@@ -87,7 +87,7 @@ export const storageLayer = (
   )
 
 /** Applies one WAL record at start-up: regenerates the page the insert wrote. */
-export const replayRecord = (record: Storage.ReplayRecord, storage: Storage.StorageService): Effect.Effect<void, unknown> =>
+export const replayRecord = (record: Storage.ReplayRecord, storage: Pick<Storage.StorageService, "write">): Effect.Effect<void, unknown> =>
   Either.match(Page.decodeRecord(record.bytes), {
     onLeft: (problem) => Effect.fail(new Error(`WAL record at ${record.lsn} is not the workload's: ${problem}`)),
     onRight: (identity) => storage.write(Workload.fileIdOf(identity.file), identity.page * Page.pageBytes, Page.encodePage(identity))
@@ -243,7 +243,8 @@ export const run = (
 
 /**
  * Restores the bucket into the fresh restore directory (latest checkpoint + archived WAL replayed,
- * without faults; taking the lock over when the run left it) and checks every page.
+ * without faults) and checks every page. Read-only on the bucket: a restore (Restore.ts) takes no
+ * lock and commits nothing; it writes only its reader lease.
  */
 const verifyRun = (
   options: RunOptions,
@@ -256,32 +257,24 @@ const verifyRun = (
 ): Effect.Effect<Report.VerifySection> =>
   Effect.gen(function* () {
     const startMs = yield* Clock.currentTimeMillis
-    const dataBytes = options.files * options.fileBytes
-    const config: StorageConfig.StorageConfigValue = {
-      ...options.config,
-      takeOver: !run.lockReleased,
-      checkpointIntervalMs: 0,
-      localBytesMax: Math.max(options.config.localBytesMax, 2 * dataBytes)
-    }
     const restore = Effect.gen(function* () {
-      const built = yield* buildScoped(storageLayer(config, store.plainLayer, disk(yield* options.restoreDirectory)))
-      const storage = Context.get(built.context, Storage.Storage)
-      const opened = storage.opened
-      const baseWalPosition: Lsn | undefined = opened.base?.manifest.walPosition
-      const requiredBelowLsn = Faults.isEmpty(options.faults) ? undefined : Math.max(run.archivedThrough, baseWalPosition ?? 0)
+      const restored = yield* Restore.open({ holder: "run verify", replay: replayRecord })
+      const summary = restored.summary
+      const requiredBelowLsn = Faults.isEmpty(options.faults) ? undefined : Math.max(run.archivedThrough, summary.walFromLsn)
       yield* output.stderr(
-        `effect-s3-tier: verify: restored checkpoint ${opened.base?.manifest.checkpoint ?? "none"} + WAL from ${opened.walPosition}; checking ${ledger.totalPages} pages\n`
+        `effect-s3-tier: verify: restored checkpoint ${summary.checkpoint === 0 ? "none" : summary.checkpoint} + WAL from ${summary.walFromLsn}; checking ${ledger.totalPages} pages\n`
       )
-      const result = yield* Verify.verifyPages(storage, ledger, {
+      const result = yield* restored.readerLease.guard(Verify.verifyPages(restored, ledger, {
         requiredBelowLsn,
         concurrency: Math.max(2, Math.min(8, options.config.workerCount)),
         untouchedMayHoldOlder: !run.freshBucket,
         readBytes: options.config.partSizeBytes
-      }).pipe(
-        Effect.ensuring(closeBounded(built.scope))
-      )
-      return { result, opened }
-    })
+      }))
+      return { result, summary }
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(Layer.mergeAll(StorageConfig.layer(options.config), store.plainLayer, Layer.unwrapEffect(Effect.map(options.restoreDirectory, disk))))
+    )
     const outcome = yield* Effect.raceFirst(
       // The restore is the program's own check: its warnings (a WAL taken from the bucket, its own
       // shutdown's diagnostics) are expected noise; a failure is in the report.
@@ -293,15 +286,15 @@ const verifyRun = (
     if (Either.isLeft(outcome.value)) {
       return { ...Report.verifySkipped(`restore failed: ${messageOf(outcome.value.left)}`), ok: false, durationMs }
     }
-    const { result, opened } = outcome.value.right
+    const { result, summary } = outcome.value.right
     return {
       ran: true,
       skipped: null,
       ok: result.ok,
       mode: result.requiredBelowLsn === undefined ? "every-acknowledged" : "archived-wal",
       requiredBelowLsn: result.requiredBelowLsn ?? null,
-      restoredCheckpoint: opened.base?.manifest.checkpoint ?? null,
-      replayedFromLsn: opened.walPosition,
+      restoredCheckpoint: summary.checkpoint === 0 ? null : summary.checkpoint,
+      replayedFromLsn: summary.walFromLsn,
       pagesChecked: result.pagesChecked,
       pagesRequired: result.pagesRequired,
       mismatches: result.mismatches,

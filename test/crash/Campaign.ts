@@ -14,6 +14,22 @@
  * - take-over:  a second process takes the bucket over (`takeOver`) while the first still writes,
  *               inserts, and shuts down cleanly while the first still runs; then the first is
  *               killed and the new one's data directory is the one later rounds use.
+ * - second-process: while a writer runs, a second process is started on the same data directory:
+ *               it must be refused with DirectoryLocked and change nothing (the directory lock file
+ *               and the bucket lock stay the first's); the first goes on, then stops on SIGTERM.
+ * - copy:       while a writer runs, its data directory is copied (`cp -r`) and a process started on
+ *               the copy: refused with DirectoryLocked (the copied lock file names the live process);
+ *               then, the copied lock file removed (a snapshot restored on another host), refused
+ *               with BucketLocked (the lock names this instance under a generation whose lease is
+ *               being renewed). Neither acknowledges anything; the first is never fenced.
+ * - wal-flip:   a writer with checkpoints off is killed or stopped; one byte in the payload of a WAL
+ *               record is flipped in the local WAL (one with a valid frame after it, or the log's
+ *               last record, which the recorded durable end covers: a kill keeps the flush mark and
+ *               a clean stop records it); the next start must
+ *               repair the segment from the bucket's archived copy when that copy reaches past the
+ *               damage, and otherwise refuse with WalCorrupt (never cut the log): then a restore
+ *               from the bucket into a fresh directory must hold what the bucket covers, and later
+ *               rounds use that directory.
  * Each process's checkpoint interval is drawn from 0 (off), 10, 50, 200 and 1000 ms.
  *
  * Checks. Every start that gets past opening reads back every acknowledged insert (the check
@@ -26,18 +42,22 @@
  * acknowledges after its commit failed with Fenced is a failure; one that goes on acknowledging
  * for the whole overlap without ever being told is reported too.
  */
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import { Effect, Layer, Stream } from "effect"
+import type * as Control from "../../src/domain/Control.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Wal from "../../src/domain/Wal.js"
 import * as FileObjectStore from "../../src/layers/FileObjectStore.js"
+import { directoryLockName } from "../../src/layers/FileSystemDisk.js"
+import * as BucketLock from "../../src/services/BucketLock.js"
 import * as Loader from "../../src/services/Loader.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as WalArchiver from "../../src/services/WalArchiver.js"
 import * as Model from "./Model.js"
 
 export const repositoryRoot = path.resolve(import.meta.dirname, "..", "..")
@@ -132,6 +152,8 @@ interface Life {
   /** The same, for lines that arrive after the call only. */
   readonly waitForNext: (pattern: RegExp, timeoutMs: number) => Promise<boolean>
   readonly kill: () => Promise<void>
+  /** Asks for a clean stop (SIGTERM: the writer finishes its inserts in flight and shuts down). */
+  readonly terminate: () => void
 }
 
 const childArgs = (spec: LifeSpec): Array<string> => [
@@ -173,7 +195,8 @@ const startLife = (spec: LifeSpec): Life => {
     kill: async () => {
       if (life.exit === undefined) child.kill("SIGKILL")
       await life.exited
-    }
+    },
+    terminate: () => void (life.exit === undefined && child.kill("SIGTERM"))
   }
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     pending += chunk
@@ -238,15 +261,121 @@ export const bucketPositions = (bucket: string): Promise<{ readonly archivedEnd:
     }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
   )
 
+/** The bucket's lock object, if any. */
+export const bucketLockObject = (bucket: string): Promise<Control.LockObject | undefined> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const store = yield* FileObjectStore.make({ root: bucket })
+      return yield* BucketLock.read(store, StorageConfig.defaults)
+    }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+  )
+
+/** Whether the bucket holds an archived copy of `segment` (its newest epoch's) that is intact and
+ * reaches past `offset`: what the start-up repair of damage at `offset` needs. */
+export const archivedCopyReaches = (bucket: string, segment: number, offset: number): Promise<boolean> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const store = yield* FileObjectStore.make({ root: bucket })
+      const layout = StorageConfig.keyLayout(StorageConfig.defaults)
+      let newest: { readonly key: string; readonly epoch: number } | undefined
+      for (const info of yield* Stream.runCollect(store.list(KeyLayout.walPrefix(layout)))) {
+        const parsed = KeyLayout.parseKey(layout, info.key)
+        if (parsed._tag !== "Some" || parsed.value._tag !== "Wal" || parsed.value.segment !== segment) continue
+        const epoch = parsed.value.epoch ?? -1
+        if (newest === undefined || epoch > newest.epoch) newest = { key: info.key, epoch }
+      }
+      if (newest === undefined) return false
+      const scan = Wal.scanSegment(yield* store.get(newest.key), segment, segmentBytes)
+      return scan.stop === "Sealed" || (scan.stop === "End" && scan.validBytes > offset)
+    }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+  )
+
+/** The WAL's durable end as the data directory records it (the flush mark, the control file's
+ * record of a clean stop or checkpoint), the higher of the two; 0 when neither is there. */
+export const recordedDurableLsn = (data: string): number => {
+  const markPath = path.join(data, WalArchiver.durableMarkPath)
+  const mark = fs.existsSync(markPath) ? (Wal.decodeDurableMark(new Uint8Array(fs.readFileSync(markPath))) ?? 0) : 0
+  const controlPath = path.join(data, Loader.controlPath)
+  const control = fs.existsSync(controlPath) ? (JSON.parse(fs.readFileSync(controlPath, "utf8")) as { readonly walDurableLsn?: number }) : {}
+  return Math.max(mark, control.walDurableLsn ?? 0)
+}
+
+/** A byte flipped in the local WAL: which segment, the offset of the damaged frame in it, and its position. */
+export interface WalFlip {
+  readonly segment: number
+  readonly frameOffset: number
+  readonly lsn: number
+  readonly framesAfter: number
+}
+
+/**
+ * Flips one byte in the middle of the payload of a WAL record in the data directory `data`:
+ * - "anywhere": a record with a valid frame after it (in its segment or a later one);
+ * - "last-segment": the same, drawn from the log's last segment when it holds two records or more
+ *   (the part of the log least likely to be archived yet);
+ * - "last-record": the last record below `durableEndLsn` (the durable end the directory recorded),
+ *   the log first cut there (what lies past it was never acknowledged, so a crash may tear it):
+ *   nothing valid follows the damage, and only the recorded durable end (the flush mark, which a
+ *   process kill keeps, or a clean stop's record) tells it from a torn write.
+ * Undefined when the log holds fewer than two records.
+ */
+export type FlipPlace = "anywhere" | "last-segment" | "last-record"
+export const flipWalByte = (data: string, draw: (count: number) => number, place: FlipPlace, durableEndLsn: number): WalFlip | undefined => {
+  const walDir = path.join(data, "wal")
+  if (!fs.existsSync(walDir)) return undefined
+  const segments = fs.readdirSync(walDir).flatMap((name) => {
+    const parsed = KeyLayout.parseKey({ prefix: "" }, `wal/${name}`)
+    return parsed._tag === "Some" && parsed.value._tag === "Wal" && parsed.value.epoch === undefined ? [parsed.value.segment as number] : []
+  }).sort((a, b) => a - b)
+  if (place === "last-record") {
+    for (const segment of segments) {
+      const file = path.join(data, WalArchiver.localSegmentPath(segment))
+      const start = Wal.segmentStart(segment, segmentBytes)
+      if (start >= durableEndLsn) fs.rmSync(file)
+      else if (durableEndLsn < Wal.segmentEnd(segment, segmentBytes) && fs.statSync(file).size > durableEndLsn - start) fs.truncateSync(file, durableEndLsn - start)
+    }
+  }
+  const records: Array<{ readonly segment: number; readonly frameOffset: number; readonly lsn: number }> = []
+  for (const segment of segments) {
+    const file = path.join(data, WalArchiver.localSegmentPath(segment))
+    if (!fs.existsSync(file)) break
+    const scan = Wal.scanSegment(new Uint8Array(fs.readFileSync(file)), segment, segmentBytes)
+    for (const record of scan.records) records.push({ segment, frameOffset: record.lsn - Wal.segmentStart(segment, segmentBytes), lsn: record.lsn })
+    if (scan.stop !== "Sealed") break
+  }
+  if (records.length < 2) return undefined
+  const lastSegment = records[records.length - 1]?.segment
+  const firstInLast = records.findIndex((record) => record.segment === lastSegment)
+  const from = place === "last-segment" && firstInLast < records.length - 1 ? firstInLast : 0
+  const index = place === "last-record" ? records.length - 1 : from + draw(records.length - 1 - from)
+  const target = records[index] as (typeof records)[number]
+  const file = path.join(data, WalArchiver.localSegmentPath(target.segment))
+  const fd = fs.openSync(file, "r+")
+  try {
+    const at = target.frameOffset + Wal.headerBytes + Math.floor((Model.recordHeaderBytes + Model.pageBytes) / 2)
+    const byte = Buffer.alloc(1)
+    fs.readSync(fd, byte, 0, 1, at)
+    byte[0] = (byte[0] ?? 0) ^ 0x5a
+    fs.writeSync(fd, byte, 0, 1, at)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  return { ...target, framesAfter: records.length - 1 - index }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The campaign
 // ---------------------------------------------------------------------------------------------
 
-export type RoundType = "random" | "replay" | "checkpoint" | "writing" | "shutdown" | "clean" | "take-over"
+export type RoundType = "random" | "replay" | "checkpoint" | "writing" | "shutdown" | "clean" | "take-over" | "second-process" | "copy" | "wal-flip"
 
 const roundTypes: ReadonlyArray<readonly [RoundType, number]> = [
-  ["random", 4], ["replay", 3], ["checkpoint", 3], ["writing", 2], ["shutdown", 3], ["clean", 2], ["take-over", 1]
+  ["random", 4], ["replay", 3], ["checkpoint", 3], ["writing", 2], ["shutdown", 3], ["clean", 2], ["take-over", 1],
+  ["second-process", 1], ["copy", 1], ["wal-flip", 2]
 ]
+/** Every round type, for the command line. */
+export const roundTypeNames: ReadonlyArray<RoundType> = roundTypes.map(([type]) => type)
 const checkpointIntervalsMs = [0, 10, 50, 200, 1000]
 
 const chooseRoundType = (rng: Rng, allowTakeOver: boolean): RoundType => {
@@ -290,7 +419,9 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
   let restores = 0
   let round = 0
   let roundType: RoundType = "random"
-  const replayCommand = (throughRound: number) => `npm run crash -- --seed ${options.seed} --rounds ${throughRound + 1}${options.takeOver === false ? " --no-take-over" : ""}`
+  const replayCommand = (throughRound: number) =>
+    `npm run crash -- --seed ${options.seed} --rounds ${throughRound + 1}${options.takeOver === false ? " --no-take-over" : ""}` +
+    `${options.short === true ? " --short" : ""}${options.plan === undefined ? "" : ` --plan ${options.plan.join(",")}`}${options.restoreEvery === undefined ? "" : ` --restore-every ${options.restoreEvery}`}`
 
   const find = (kind: string, detail: string) => {
     findings.push({ round, roundType, kind, detail })
@@ -326,6 +457,57 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const shutdown = parseJsonAfter<{ metDeadline: boolean }>(life, "shutdown")
     if (shutdown !== undefined && !shutdown.metDeadline) find("shutdown overran", `${what}: ${JSON.stringify(shutdown)}`)
     return verify
+  }
+  /** The findings of a process that must be refused at open with `tag`, acknowledging nothing. */
+  const judgeRefused = (life: Life, what: string, tag: string) => {
+    const openFailed = life.lines.find((line) => line.startsWith("open-failed "))
+    if (openFailed === undefined) {
+      judge(life, what) // what it read back and how it ended
+      find("admitted", `${what}: it was not refused (${life.lines.filter((line) => line.startsWith("phase ")).slice(-2).join(" | ")})`)
+    } else {
+      lives++
+      fs.mkdirSync(path.join(directory, "logs"), { recursive: true })
+      fs.writeFileSync(path.join(directory, "logs", `${life.spec.owner}.log`), `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`)
+      log(`  ${life.spec.owner}: exit ${life.exit?.code ?? life.exit?.signal}; ${openFailed}`)
+      if (!openFailed.startsWith(`open-failed ${tag} `)) find("refused for another reason", `${what}: expected ${tag}, got ${openFailed.slice("open-failed ".length)}`)
+      else if (life.exit?.code === 0) find("refused with exit 0", what)
+    }
+    const acks = Model.readLedger(ledgerPath).acks.filter((ack) => ack.owner === life.spec.owner)
+    if (acks.length > 0) find("refused process acknowledged", `${what}: ${acks.length} acknowledgements`)
+  }
+  /** A writer left running beside refused openers: stopped cleanly; it must have gone on
+   * acknowledging after `sinceLine` of the ledger and never been fenced. */
+  const stopAndJudgeFirst = async (first: Life, sinceLine: number, what: string) => {
+    await sleep(between(rng, 100, 300))
+    first.terminate()
+    if (!(await awaitEnd(first, 60_000))) find("hang", `${what}: the first writer did not stop within 60 s of SIGTERM`)
+    judge(first, what)
+    const ledger = Model.readLedger(ledgerPath)
+    const later = ledger.acks.filter((ack) => ack.owner === first.spec.owner && ack.line >= sinceLine).length
+    log(`  ${first.spec.owner} acknowledged ${later} inserts after the refusals`)
+    if (later === 0) find("first writer stalled", `${what}: no acknowledgement after the refusals`)
+    if (ledger.fencedAtLine.has(first.spec.owner)) find("first writer fenced", `${what}: a refused opener fenced the running writer`)
+    const shutdown = parseJsonAfter<{ lock: string }>(first, "shutdown")
+    if (shutdown === undefined) find("first writer did not shut down", `${what}: ${first.lines.slice(-2).join(" | ")}`)
+    else if (shutdown.lock !== "released") find("lock not released", `${what}: the first writer's shutdown said lock ${shutdown.lock}`)
+  }
+  const sameHolder = (left: Control.LockObject | undefined, right: Control.LockObject | undefined): boolean =>
+    left !== undefined && right !== undefined && BucketLock.isHeldBy(left, { instanceId: right.instanceId, epoch: right.epoch, generation: right.generation })
+  /** A restore from the (real) bucket into a fresh directory that later rounds use; what the bucket
+   * does not cover is forfeit. */
+  const restoreInto = async (why: string) => {
+    const positions = await bucketPositions(bucket)
+    const held = (ack: Model.Ack) => ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
+    for (const ack of Model.readLedger(ledgerPath).acks) if (!held(ack)) forfeit.add(ack.seq)
+    const required = writeCheck()
+    const fresh = path.join(directory, `data-${round}-restored`)
+    const life = startLife(spec(`r${round}restore`, { data: fresh, restore: true }))
+    if (!(await awaitEnd(life, 120_000))) find("restore hung", "the restore did not end within 120 s")
+    restores++
+    const verify = judge(life, `restore from the bucket after ${why} (archived WAL end ${positions.archivedEnd}, checkpoint position ${positions.checkpointPosition}, ${required} inserts below)`)
+    if (verify === undefined) find("restore failed", `no verification: ${life.lines.slice(-3).join(" | ")}`)
+    log(`  restore: archived ${positions.archivedEnd}, checkpoint ${positions.checkpointPosition}, checked ${verify?.checked ?? "-"}, bad ${verify?.bad ?? "-"}, forfeit in all ${forfeit.size}`)
+    dataDir = fresh
   }
   /** Acknowledgements after the owner's own Fenced: impossible by contract. */
   const checkFencedAcks = (owner: string) => {
@@ -435,6 +617,80 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       }
       dataDir = newDir
       await restoreCheck()
+    },
+    "second-process": async () => {
+      writeCheck()
+      const first = startLife(spec(`r${round}`, {}))
+      await first.waitFor(/^phase writing/, 30_000)
+      await sleep(between(rng, 50, 400))
+      const lockFile = path.join(dataDir, directoryLockName)
+      const lockFileBefore = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
+      const bucketLockBefore = await bucketLockObject(bucket)
+      const second = startLife(spec(`r${round}second`, { inserts: scaled(50, 200) }))
+      if (!(await awaitEnd(second, 120_000))) find("hang", "a second process on the same data directory did not end within 120 s")
+      judgeRefused(second, "a second process on the same data directory", "DirectoryLocked")
+      const lockFileAfter = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
+      if (lockFileBefore === undefined || lockFileAfter !== lockFileBefore) find("directory lock changed", `before ${JSON.stringify(lockFileBefore)}, after ${JSON.stringify(lockFileAfter)}`)
+      const bucketLockAfter = await bucketLockObject(bucket)
+      if (!sameHolder(bucketLockBefore, bucketLockAfter)) find("bucket lock changed", `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`)
+      await stopAndJudgeFirst(first, Model.readLedger(ledgerPath).lineCount, "the writer beside a refused second process")
+    },
+    copy: async () => {
+      writeCheck()
+      const first = startLife(spec(`r${round}`, {}))
+      await first.waitFor(/^phase writing/, 30_000)
+      await sleep(between(rng, 50, 400))
+      const copyDir = path.join(directory, `copy-${round}`)
+      // As an operator would, while the writer runs (files renamed meanwhile may be missed: cp says so).
+      const copied = spawnSync("cp", ["-r", dataDir, copyDir], { encoding: "utf8" })
+      log(`  cp -r: exit ${copied.status}${copied.stderr === "" ? "" : `, ${copied.stderr.trim().split("\n").length} complaint(s)`}`)
+      const bucketLockBefore = await bucketLockObject(bucket)
+      const asCopied = startLife(spec(`r${round}copy`, { data: copyDir, inserts: scaled(50, 200) }))
+      if (!(await awaitEnd(asCopied, 120_000))) find("hang", "a process on a copy of the data directory did not end within 120 s")
+      judgeRefused(asCopied, "a process on a copy (cp -r) of the live data directory", "DirectoryLocked")
+      // A snapshot restored on another host: the copied lock file names no process running there.
+      fs.rmSync(path.join(copyDir, directoryLockName), { force: true })
+      const snapshot = startLife(spec(`r${round}snapshot`, { data: copyDir, inserts: scaled(50, 200) }))
+      if (!(await awaitEnd(snapshot, 120_000))) find("hang", "a process on a snapshot of the data directory did not end within 120 s")
+      judgeRefused(snapshot, "a process on a copy of the live data directory without its lock file", "BucketLocked")
+      const bucketLockAfter = await bucketLockObject(bucket)
+      if (!sameHolder(bucketLockBefore, bucketLockAfter)) find("bucket lock changed", `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`)
+      await stopAndJudgeFirst(first, Model.readLedger(ledgerPath).lineCount, "the writer beside refused copies")
+      fs.rmSync(copyDir, { recursive: true, force: true })
+    },
+    "wal-flip": async () => {
+      writeCheck()
+      const builder = startLife(spec(`r${round}a`, { checkpointIntervalMs: 0, checkpointEveryMs: 0 }))
+      await builder.waitFor(/^phase writing/, 30_000)
+      await sleep(scaled(300, 1500))
+      const killed = rng() < 0.5
+      if (killed) await builder.kill()
+      else {
+        builder.terminate()
+        if (!(await awaitEnd(builder, 60_000))) find("hang", "a writer did not stop within 60 s of SIGTERM")
+      }
+      judge(builder, `a writer ${killed ? "killed" : "stopped"} before a WAL byte flip`)
+      const durableBefore = recordedDurableLsn(dataDir)
+      const flip = flipWalByte(dataDir, (count) => between(rng, 0, count - 1), pick(rng, ["anywhere", "last-segment", "last-record"] as const), durableBefore)
+      if (flip === undefined) {
+        log("  no local WAL with two records: nothing flipped")
+        return
+      }
+      const repairable = await archivedCopyReaches(bucket, flip.segment, flip.frameOffset)
+      // Nothing valid after it and past the recorded durable end: a torn write, which a start cuts
+      // (never acknowledged: the mark is written after the fsync, before any commit returns).
+      const tornTail = flip.framesAfter === 0 && flip.lsn + frameBytes > durableBefore
+      log(`  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${flip.framesAfter === 0 ? "the log's last record" : `${flip.framesAfter} record(s) after it`}; recorded durable end ${durableBefore}); the bucket's copy ${repairable ? "reaches past it" : "does not reach past it"}`)
+      writeCheck()
+      const life = startLife(spec(`r${round}b`, { inserts: scaled(50, 200) }))
+      if (!(await awaitEnd(life, 240_000))) find("hang", "a start after a WAL byte flip did not end within 240 s")
+      if (repairable || tornTail) {
+        judge(life, `a start after a byte flip at ${flip.lsn} that ${repairable ? "the bucket's copy repairs" : "is a torn tail"}`)
+        if (!life.lines.some((line) => line.startsWith("verify "))) find("not repaired", `the start did not open: ${life.lines.slice(-2).join(" | ")}`)
+        return
+      }
+      judgeRefused(life, `a start after a byte flip at ${flip.lsn} that the bucket cannot repair`, "WalCorrupt")
+      await restoreInto(`the WAL byte flip at ${flip.lsn}`)
     }
   }
 

@@ -1,8 +1,11 @@
 /**
  * Goal: nothing acknowledged is lost when the process is killed (SIGKILL) during start-up replay, a
  * checkpoint, WAL archiving or shutdown, when a restart uses another checkpoint interval (off, or
- * shorter than its replay), or when another process takes the bucket over; and a restore from the
- * bucket alone holds every acknowledged insert below the bucket's archived WAL position.
+ * shorter than its replay), or when another process takes the bucket over; a second process on the
+ * same data directory, or on a copy of it taken while it runs, is refused and changes nothing; a
+ * byte flipped in the middle of the local WAL is repaired from the bucket's copy or refused with
+ * WalCorrupt, never cut; and a restore from the bucket alone holds every acknowledged insert below
+ * the bucket's archived WAL position.
  * Method: the short crash campaign of test/crash/Campaign.ts: a writer process using the library as
  * an application does, a ledger of acknowledgements fsynced outside the data directory, one round
  * of each kind on the same directories, a restore from a copy of the bucket at the end. A failure
@@ -16,17 +19,17 @@ import { runCampaign } from "./Campaign.js"
 const seed = Number(process.env["CRASH_SEED"] ?? 20261206)
 
 describe("crash test with an external ledger", () => {
-  it.live("keeps every acknowledged insert through kills in replay, checkpoints, archiving, shutdown and a take-over", () =>
+  it.live("keeps every acknowledged insert through kills, a take-over, refused second openers and a WAL byte flip", () =>
     Effect.gen(function* () {
       const lines: Array<string> = []
       const result = yield* Effect.promise(() =>
         runCampaign({
           seed,
-          rounds: 6,
+          rounds: 9,
           short: true,
           restoreEvery: 100, // the take-over round ends with the restore from the bucket alone
           keepOnFailure: false,
-          plan: ["clean", "replay", "checkpoint", "writing", "shutdown", "take-over"],
+          plan: ["clean", "second-process", "copy", "replay", "checkpoint", "writing", "shutdown", "wal-flip", "take-over"],
           log: (line) => void lines.push(line)
         })
       )
@@ -38,5 +41,5 @@ describe("crash test with an external ledger", () => {
       )
       assert.isAbove(result.acknowledged, 0)
       assert.isAbove(result.restoresChecked, 0)
-    }), { timeout: 240_000 })
+    }), { timeout: 360_000 })
 })

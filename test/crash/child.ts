@@ -8,8 +8,8 @@
  * check file (what the ledger says must be there) reads back with its exact bytes; then W writer
  * fibers insert: write the page through a lease, append its WAL record (apply, then log), commit,
  * and only then append `ack …` to the ledger, fsynced. Optional on-demand checkpoints run beside them;
- * after `--inserts` inserts it shuts down. With `--restore` it only opens (taking the bucket over)
- * and checks.
+ * after `--inserts` inserts (or on SIGTERM) it shuts down. With `--restore` it only opens (taking the
+ * bucket over) and checks.
  *
  * Markers on stdout, one a line, let the campaign time its kill into a phase:
  *   phase open | phase replay (first replayed record) | phase opened <json> | verify <json> |
@@ -61,6 +61,10 @@ const args = {
 }
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`)
+
+// SIGTERM asks for a clean stop: the writers finish their inserts in flight, then the shutdown runs.
+let stopRequested = false
+process.on("SIGTERM", () => void (stopRequested = true))
 
 // ---------------------------------------------------------------------------------------------
 // The application
@@ -134,7 +138,7 @@ const program = Effect.gen(function* () {
       Model.appendLedgerLine(ledger, `ack ${seq} ${fileIndex} ${offset} ${lsn} ${Model.sha256Hex(page)} ${args.owner}`)
     })
   const writer = Effect.gen(function* () {
-    while (!(yield* Ref.get(stopped))) {
+    while (!(yield* Ref.get(stopped)) && !stopRequested) {
       const count = yield* Ref.getAndUpdate(inserted, (n) => n + 1)
       if (args.inserts > 0 && count >= args.inserts) return
       const result = yield* Effect.either(insert(takeSeq()))

@@ -1,13 +1,14 @@
 /**
- * `npm run crash -- --rounds N --seed S [--keep-going] [--no-take-over] [--restore-every K] [--dir D]`:
+ * `npm run crash -- --rounds N --seed S [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--plan T,T,…]`:
  * a crash campaign (test/crash/Campaign.ts). Exit 1 when it found a failure; each failure prints its
  * seed, round and the command that replays it.
  */
-import { runCampaign } from "./Campaign.js"
+import { runCampaign, roundTypeNames, type RoundType } from "./Campaign.js"
 
-const usage = "usage: npm run crash -- [--rounds N] [--seed S] [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--keep]"
-const valued = new Set(["--rounds", "--seed", "--restore-every", "--dir"])
-const flags = new Set(["--keep-going", "--no-take-over", "--keep"])
+const usage = "usage: npm run crash -- [--rounds N] [--seed S] [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--keep] [--plan T,T,...] [--short]\n" +
+  `  --plan: the round types in order (then drawn), of ${roundTypeNames.join(", ")}`
+const valued = new Set(["--rounds", "--seed", "--restore-every", "--dir", "--plan"])
+const flags = new Set(["--keep-going", "--no-take-over", "--keep", "--short"])
 const argv = process.argv.slice(2)
 const refuse = (message: string): never => {
   process.stderr.write(`crash: ${message}\n${usage}\n`)
@@ -37,6 +38,9 @@ const seed = count("seed", Math.floor(Math.random() * 1_000_000))
 const rounds = count("rounds", 40)
 const restoreEvery = option("restore-every") === undefined ? undefined : String(count("restore-every", 0))
 const baseDir = option("dir")
+const planText = option("plan")
+const plan = planText === undefined ? undefined : planText.split(",").map((name) =>
+  (roundTypeNames as ReadonlyArray<string>).includes(name) ? (name as RoundType) : refuse(`unknown round type ${JSON.stringify(name)}`))
 
 const result = await runCampaign({
   rounds,
@@ -44,6 +48,8 @@ const result = await runCampaign({
   keepGoing: argv.includes("--keep-going"),
   takeOver: !argv.includes("--no-take-over"),
   keep: argv.includes("--keep"),
+  short: argv.includes("--short"),
+  ...(plan === undefined ? {} : { plan }),
   ...(restoreEvery === undefined ? {} : { restoreEvery: Number(restoreEvery) }),
   ...(baseDir === undefined ? {} : { baseDir })
 })

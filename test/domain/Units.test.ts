@@ -11,6 +11,16 @@ describe("Units", () => {
     for (const [text, expected] of cases) assert.strictEqual(Either.getOrThrow(Units.parseDurationMs(text)), expected, text)
   })
 
+  it("parses durations that may be zero (retention, minimum age), refusing the rest with one message", () => {
+    const cases: Array<[string, number]> = [["0", 0], ["0s", 0], ["0h", 0], ["90s", 90_000], ["10m", 600_000], ["24h", 86_400_000]]
+    for (const [text, expected] of cases) assert.strictEqual(Either.getOrThrow(Units.parseDurationOrZeroMs(text)), expected, text)
+    for (const text of ["-5s", "0parsecs", "10parsecs", "", "250"]) {
+      const result = Units.parseDurationOrZeroMs(text)
+      assert.isTrue(Either.isLeft(result), text)
+      if (Either.isLeft(result)) assert.include(result.left, "0 or a positive number", text)
+    }
+  })
+
   it("parses sizes", () => {
     const cases: Array<[string, number]> = [["64MiB", 64 * 1024 ** 2], ["1GiB", 1024 ** 3], ["512KiB", 512 * 1024], ["10MB", 10_000_000], ["4096", 4096], ["1mib", 1024 ** 2]]
     for (const [text, expected] of cases) assert.strictEqual(Either.getOrThrow(Units.parseSizeBytes(text)), expected, text)

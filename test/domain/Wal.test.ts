@@ -261,4 +261,80 @@ describe("Wal", () => {
       { numRuns: 200 }
     )
   })
+  describe("time marks", () => {
+    const encoder = new TextEncoder()
+    /** Record, mark, record: the frames as the group commit writes them. */
+    const withMark = (startLsn: number, timeMs: number) => {
+      const first = Wal.planAppend(startLsn, encoder.encode("first"), segmentBytes)
+      if (first._tag === "Left") throw new Error("too large")
+      const mark = Wal.planTimeMark(first.plan.nextEndLsn, timeMs, segmentBytes)
+      const second = Wal.planAppend(mark.nextEndLsn, encoder.encode("second"), segmentBytes)
+      if (second._tag === "Left") throw new Error("too large")
+      const frames = [...first.plan.frames, ...mark.frames, ...second.plan.frames]
+      return { frames, first: first.plan, mark, second: second.plan }
+    }
+    const segmentsOf = (frames: ReadonlyArray<Wal.FrameWrite>) => {
+      const files = new Map<number, Uint8Array>()
+      const lengths = new Map<number, number>()
+      for (const frame of frames) {
+        const segment = Wal.segmentOf(frame.lsn, segmentBytes)
+        const offset = frame.lsn - Wal.segmentStart(segment, segmentBytes)
+        const bytes = files.get(segment) ?? new Uint8Array(segmentBytes)
+        bytes.set(frame.bytes, offset)
+        files.set(segment, bytes)
+        lengths.set(segment, Math.max(lengths.get(segment) ?? 0, offset + frame.bytes.length))
+      }
+      return new Map(Array.from(files, ([segment, bytes]) => [segment, bytes.slice(0, lengths.get(segment) ?? 0)] as const))
+    }
+
+    it("a mark is listed apart from the records, with its time; replay's records skip it", () => {
+      const { frames, first, mark, second } = withMark(0, 1_765_000_000_123)
+      const scan = Wal.scanSegment(segmentsOf(frames).get(0) ?? new Uint8Array(0), 0, segmentBytes)
+      assert.strictEqual(scan.stop, "End")
+      assert.deepStrictEqual(scan.records.map((record) => record.lsn), [first.lsn, second.lsn])
+      assert.deepStrictEqual(scan.marks, [{ lsn: mark.lsn, timeMs: 1_765_000_000_123 }])
+      assert.strictEqual(Wal.scanEndLsn(scan, segmentBytes), second.nextEndLsn)
+    })
+
+    it("a torn or damaged mark ends the valid log there, like any frame, and is found again as a valid frame", () => {
+      const { frames, mark } = withMark(0, 42)
+      const bytes = segmentsOf(frames).get(0) ?? new Uint8Array(0)
+      const markOffset = mark.lsn
+      const torn = Wal.scanSegment(bytes.slice(0, markOffset + Wal.headerBytes + 3), 0, segmentBytes)
+      assert.strictEqual(torn.stop, "Invalid")
+      assert.strictEqual(torn.validBytes, markOffset)
+      assert.deepStrictEqual(torn.marks, [])
+      const flipped = bytes.slice()
+      flipped[markOffset + Wal.headerBytes] = (flipped[markOffset + Wal.headerBytes] ?? 0) ^ 0xff
+      const damaged = Wal.scanSegment(flipped, 0, segmentBytes)
+      assert.strictEqual(damaged.stop, "Invalid")
+      assert.strictEqual(damaged.validBytes, markOffset)
+      assert.strictEqual(Wal.validFrameAfter(bytes, 0, segmentBytes, markOffset), markOffset)
+      assert.strictEqual(Wal.validFrameAfter(flipped, 0, segmentBytes, markOffset), markOffset + Wal.headerBytes + Wal.timeMarkPayloadBytes)
+    })
+
+    it("a mark that does not fit at a segment's end opens the next segment after a padding; one that fills it seals it", () => {
+      // A record leaves 16 bytes in segment 0: the mark needs 20, so a padding, then segment 1.
+      const filler = (length: number) => {
+        const planned = Wal.planAppend(0, new Uint8Array(length).fill(1), segmentBytes)
+        if (planned._tag === "Left") throw new Error("too large")
+        return planned.plan
+      }
+      const before = filler(segmentBytes - 16 - Wal.headerBytes)
+      const moved = Wal.planTimeMark(before.nextEndLsn, 7, segmentBytes)
+      assert.strictEqual(moved.frames.length, 2)
+      assert.strictEqual(moved.lsn, segmentBytes)
+      const files = segmentsOf([...before.frames, ...moved.frames])
+      assert.strictEqual(Wal.scanSegment(files.get(0) ?? new Uint8Array(0), 0, segmentBytes).stop, "Sealed")
+      assert.deepStrictEqual(Wal.scanSegment(files.get(1) ?? new Uint8Array(0), 1, segmentBytes).marks, [{ lsn: segmentBytes, timeMs: 7 }])
+      // Exactly 20 bytes left: the mark fills the segment, which is then sealed with the mark as its last frame.
+      const exactBefore = filler(segmentBytes - 20 - Wal.headerBytes)
+      const exact = Wal.planTimeMark(exactBefore.nextEndLsn, 8, segmentBytes)
+      assert.strictEqual(exact.frames.length, 1)
+      assert.strictEqual(exact.nextEndLsn, segmentBytes)
+      const sealed = Wal.scanSegment(segmentsOf([...exactBefore.frames, ...exact.frames]).get(0) ?? new Uint8Array(0), 0, segmentBytes)
+      assert.strictEqual(sealed.stop, "Sealed")
+      assert.deepStrictEqual(sealed.marks, [{ lsn: segmentBytes - 20, timeMs: 8 }])
+    })
+  })
 })

@@ -103,6 +103,24 @@ describe("Storage with the garbage collector", () => {
       assert.strictEqual(report.finalCheckpoint.outcome === "completed" || report.finalCheckpoint.outcome === "none", true, JSON.stringify(report.finalCheckpoint))
     }), 30_000)
 
+  it.live("a periodic pass that fails closed deletes nothing, and the next interval tries again", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const failing = yield* bucket.faults.failPermanently({ operations: ["list"], keyPrefix: "data/" })
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          for (let round = 1; round <= 4; round++) {
+            yield* storage.write(fileA, 0, H.pattern(round, partSize))
+            yield* storage.checkpoint
+          }
+          // Passes fail at their listing of data/, again and again, and delete nothing.
+          yield* bucket.faults.awaitStats((stats) => stats.injected.permanent >= 3)
+          assert.strictEqual((yield* bucket.faults.stats).operations.delete.started, 0)
+          yield* bucket.faults.remove(failing)
+          yield* bucket.faults.awaitStats((stats) => stats.operations.delete.finished > 0)
+        }), { ...collecting, gcIntervalMs: 20 })
+    }), 30_000)
+
   it.effect("a commit that finds a tombstone at its number reads it as taken, by its epoch: a newer one fences", () =>
     Effect.gen(function* () {
       const { store } = yield* MemoryObjectStore.make()

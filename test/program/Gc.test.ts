@@ -66,5 +66,5 @@ describe("CLI gc (filesystem store)", () => {
       assert.strictEqual(verify.code, 0, verify.stderr)
       const inspected = parseReport<InspectReport>(yield* runCli(["inspect", "--store-dir", store, "--json"]))
       assert.deepStrictEqual(inspected.checkpoints.filter((row) => row.expired === true).map((row) => row.checkpoint), passReport.expiredNow)
-    }), 120_000)
+    }), 300_000)
 })

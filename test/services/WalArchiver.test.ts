@@ -869,4 +869,29 @@ describe("WalArchiver on a real directory", () => {
       assert.deepStrictEqual(seen.map(([at]) => at).sort((a, b) => a - b), [...lsns].sort((a, b) => a - b))
       yield* second.kill
     }))
+  it.effect("the group commit writes a time mark at most once per interval, after the records it flushes; replay never sees one", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const { wal, kill } = yield* open(env)
+      const at: Array<number> = []
+      const appendCommit = (index: number) => Effect.zipLeft(Effect.tap(wal.append(record(index)), (lsn) => Effect.sync(() => void at.push(lsn))), wal.commit)
+      yield* appendCommit(0) // t = 0: the interval since the open has not passed
+      yield* TestClock.adjust(1_000)
+      yield* appendCommit(1) // t = 1000: a mark after record 1
+      yield* appendCommit(2) // within the interval of that mark: none
+      yield* TestClock.adjust(500)
+      yield* appendCommit(3)
+      yield* TestClock.adjust(500)
+      yield* appendCommit(4) // t = 2000: a mark after record 4
+      yield* TestClock.adjust(5_000)
+      yield* wal.commit // nothing appended since: no mark
+      const bytes = Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(0)))
+      const scan = Wal.scanSegment(bytes, 0, segmentBytes)
+      const endOf = (index: number) => (at[index] ?? 0) + Wal.headerBytes + 100
+      assert.deepStrictEqual(scan.marks, [{ lsn: endOf(1), timeMs: 1_000 }, { lsn: endOf(4), timeMs: 2_000 }])
+      assert.deepStrictEqual(scan.records.map((found) => found.lsn), at)
+      const { seen } = yield* collect(wal.replayLocal, 0)
+      assert.deepStrictEqual(seen.map(([lsn]) => lsn), at)
+      yield* kill
+    }))
 })

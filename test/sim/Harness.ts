@@ -189,8 +189,9 @@ export interface SystemUnderTest<W> {
    * reaches its disk or the bucket, its directory loses every unsynced write), running or still
    * starting. Undefined: the system cannot be killed (its Crash steps are skipped). */
   readonly crash?: (world: W, label: string) => Effect.Effect<void>
-  /** Flips a byte of a file in `label`'s stopped directory (bit rot); says what it flipped. */
-  readonly rot?: (world: W, label: string, rot: Rot) => Effect.Effect<string>
+  /** Flips a byte of a file in `label`'s stopped directory (bit rot), after the crash that drops
+   * its unsynced writes when `crashFirst` (rot happens at rest); says what it flipped. */
+  readonly rot?: (world: W, label: string, rot: Rot, crashFirst: boolean) => Effect.Effect<RotOutcome>
   /** How long a start after a kill waits before it starts its work (the dead open's lock lease):
    * a Crash step's `crashAgainAfterMs` counts from then, so that it lands in the start-up's replay. */
   readonly restartDelayMs?: number
@@ -204,6 +205,16 @@ export interface SystemUnderTest<W> {
 // ---------------------------------------------------------------------------------------------
 // The run record
 // ---------------------------------------------------------------------------------------------
+
+/** What a bit flip hit. */
+export interface RotOutcome {
+  readonly detail: string
+  /** The flipped byte lies in the WAL record at `lsn`; `recordedDurableLsn` is the WAL's durable
+   * end as the directory records it at that moment (the clean stop's or checkpoint's record, or the
+   * flush mark, whichever is higher; 0 when none survived), the end below which a start may not
+   * take damage for a torn write. */
+  readonly walRecord?: { readonly lsn: number; readonly recordedDurableLsn: number }
+}
 
 export interface InsertRecord {
   readonly id: number
@@ -310,8 +321,14 @@ export interface RunRecord {
   readonly reopens: Array<ReopenRecord>
   readonly crashes: Array<CrashRecord>
   readonly archives: Array<ArchiveRecord>
+  /** Take-overs that never opened (failed, ran out of time, or were cut at the shutdown instant):
+   * `replacing` was the owner then. Such a start may still have taken the bucket over (its claim
+   * landed, its answer was lost or never awaited). */
+  readonly failedTakeOvers?: Array<{ readonly label: string; readonly replacing: string; readonly atMs: number }>
   /** Bit rot injected into the restarted directory before the restart, if any. */
   rot: string | undefined
+  /** For rot in a WAL record: where, and the durable end the directory recorded (see RotOutcome). */
+  rotWalRecord?: RotOutcome["walRecord"]
   /** The bucket right after the shutdown, before anything reopened it. */
   audit: BucketAudit | undefined
   /** The bucket at the end (after the restart and the restore wrote to it too). */
@@ -381,6 +398,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       reopens: [],
       crashes: [],
       archives: [],
+      failedTakeOvers: [],
       rot: undefined,
       audit: undefined,
       finalAudit: undefined,
@@ -596,11 +614,14 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       const stale = yield* Ref.get(currentRef)
       const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
       const startedAtMs = yield* now
+      const attempt = { label, replacing: stale.label, atMs: startedAtMs }
+      record.failedTakeOvers?.push(attempt) // until it opens
       const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
       if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
         yield* trace(`take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`)
         return
       }
+      record.failedTakeOvers?.splice(record.failedTakeOvers.indexOf(attempt), 1)
       yield* addInstance(fresh.value.value, stale.label, startedAtMs)
       yield* Ref.set(currentRef, fresh.value.value)
       yield* trace(`take-over: ${label} (epoch ${fresh.value.value.epoch}) replaces ${stale.label}; ${stale.label} is now stale`)
@@ -693,6 +714,8 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
             return
           }
           case "HoldLease":
+            // An application that stopped its storage takes no more leases from it.
+            if (!live.some((each) => each.instance.label === instance.label)) return yield* trace(`${instance.label} is stopped: no lease (skipped)`)
             return yield* fork(`lease f${step.file}#${step.part} on ${instance.label}`, Effect.asVoid(instance.holdLease(step.file, step.part, step.holdMs)), true)
           case "Checkpoint": {
             const checkpoint: CheckpointRecord = {
@@ -734,6 +757,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
             const index = live.findIndex((each) => each.instance.label === instance.label)
             if (index < 0) return yield* trace(`${instance.label} is not running (skipped)`)
             live.splice(index, 1)
+            // As at the shutdown instant: the application ends its lease holders on it first (a
+            // lease held through a shutdown is reported as held, and judged).
+            for (const each of workload) if (each.leaseHolder && each.instance === instance.label) yield* Fiber.interruptFork(each.fiber)
             // Uninterruptible from the driver: the shutdown instant does not cut it; awaited at the end.
             midRunShutdowns.push(yield* Effect.forkDaemon(shutdownOf(instance)))
             return
@@ -804,7 +830,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     const current = yield* Ref.get(currentRef)
     const rotFn = system.rot
     if (schedule.rotBeforeRestart !== undefined && rotFn !== undefined) {
-      record.rot = yield* rotFn(world, current.label, schedule.rotBeforeRestart)
+      const rotted = yield* rotFn(world, current.label, schedule.rotBeforeRestart, schedule.crashBeforeRestart)
+      record.rot = rotted.detail
+      if (rotted.walRecord !== undefined) record.rotWalRecord = rotted.walRecord
       yield* trace(`bit rot in ${diskOf(current.label)}'s directory: ${record.rot}`)
     }
     yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart), bounds)

@@ -68,6 +68,7 @@ const healthy = (): RunRecord => {
     ],
     crashes: [],
     archives: [],
+    failedTakeOvers: [],
     rot: undefined,
     audit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
     finalAudit: { checkpoints: [checkpointOf(inserts, 1_200)], problems: [] },
@@ -218,6 +219,47 @@ describe("Properties", () => {
     record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }] }
     record.reads.length = 0
     assert.deepStrictEqual(violated(record).filter((name) => name === "restart-keeps-acknowledged"), [])
+  })
+
+  it("restart-keeps-acknowledged after WAL rot: only the last acknowledged record, flipped past the recorded durable end, may be cut", () => {
+    const rotted = (recordedDurableLsn: number, later?: InsertRecord) => {
+      const record = healthy()
+      if (later !== undefined) record.inserts.push(later)
+      record.audit = { checkpoints: [checkpointOf([record.inserts[0] as InsertRecord], 500)], problems: [] }
+      record.finalAudit = record.audit
+      record.reads.length = 0
+      record.rot = "flipped a byte of wal/0000000000000000"
+      record.rotWalRecord = { lsn: 600, recordedDurableLsn }
+      const restart = record.reopens[0]
+      if (restart === undefined) throw new Error("fixture")
+      const kept = [record.inserts[0] as InsertRecord, ...(later === undefined ? [] : [later])]
+      record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes(kept), error: undefined } }] }
+      return violated(record).filter((name) => name === "restart-keeps-acknowledged")
+    }
+    // Past the recorded end (a crash dropped the flush mark): indistinguishable from a torn write.
+    assert.deepStrictEqual(rotted(600), [])
+    assert.deepStrictEqual(rotted(0), [])
+    // Below the recorded end, or with an acknowledged record after it: must be repaired or refused.
+    assert.deepStrictEqual(rotted(1_136), ["restart-keeps-acknowledged"])
+    assert.deepStrictEqual(rotted(600, insert(2, 2, 1_200)), ["restart-keeps-acknowledged"])
+  })
+
+  it("restart-keeps-acknowledged: a restart refused as taken over counts only after a take-over that never opened but claimed the bucket", () => {
+    const takenOver = (options: { readonly attempted: boolean; readonly claimedBy: string }) => {
+      const record = healthy()
+      const restart = record.reopens[0]
+      const first = record.audit?.checkpoints[0]
+      if (restart === undefined || first === undefined) throw new Error("fixture")
+      const claim = { ...first, checkpoint: 2, previous: 1, epoch: 2, instanceId: options.claimedBy }
+      record.audit = { checkpoints: [first, claim], problems: [] }
+      record.finalAudit = record.audit
+      if (options.attempted) record.failedTakeOvers?.push({ label: "B", replacing: "A", atMs: 900 })
+      record.reopens[0] = { ...restart, error: "StartupRefused: start-up refused (ForeignInstance): the bucket's latest checkpoint 2 was written by instance iB" }
+      return violated(record).filter((name) => name === "restart-keeps-acknowledged")
+    }
+    assert.deepStrictEqual(takenOver({ attempted: true, claimedBy: "iB" }), [])
+    assert.deepStrictEqual(takenOver({ attempted: false, claimedBy: "iB" }), ["restart-keeps-acknowledged"])
+    assert.deepStrictEqual(takenOver({ attempted: true, claimedBy: "iA" }), ["restart-keeps-acknowledged"])
   })
 
   it("restore-from-bucket: an insert of the latest checkpoint, or acknowledged below the archive, missing", () => {

@@ -39,7 +39,9 @@
  *   no commit any more (what it acknowledges can never reach the bucket).
  *
  * Bit rot (a flipped byte in the stopped directory): the restart may refuse to open (the damage was
- * detected); if it opens, it must hold everything it would hold without the rot.
+ * detected); if it opens, it must hold everything it would hold without the rot, except the one
+ * acknowledged record whose own WAL frame was flipped when that frame is the log's last acknowledged
+ * one and lies at or past the durable end the directory recorded (`lostToUnrecordedRot`).
  *
  * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
  * LSN reused by the next incarnation; such an insert is never required.
@@ -373,6 +375,35 @@ const bucketLedger = (record: RunRecord): Map<number, string> => {
   return required
 }
 
+/**
+ * The one loss a restart may show after bit rot (docs/ARCHITECTURE.md, the durability argument,
+ * invariant 1): the flipped byte lies in the insert's own WAL record, at or past the durable end
+ * the directory recorded (after a crash that dropped the unsynced flush mark, that may be below
+ * acknowledged records). A bad frame there with nothing valid after it cannot be told from a torn
+ * write, so the start cuts it. A record below the recorded end, or with a valid record after it,
+ * must be repaired or refused, never cut.
+ */
+const lostToUnrecordedRot = (record: RunRecord, insert: InsertRecord): boolean => {
+  const rotted = record.rotWalRecord
+  return rotted !== undefined && insert.result?.lsn === rotted.lsn && rotted.lsn >= rotted.recordedDurableLsn &&
+    !record.inserts.some((other) => diskOf(other.instance) === diskOf(insert.instance) && other.result?.acked === true && (other.result.lsn ?? -1) > rotted.lsn)
+}
+
+/**
+ * A take-over whose start failed after its claim checkpoint landed (the answer lost) has taken the
+ * bucket over all the same: the operator declared the owner dead, and the owner's restart is
+ * refused as taken over (ForeignInstance), with its remedy. True when such a take-over of
+ * `label` was attempted, the restart was refused for that reason, and the bucket's latest checkpoint
+ * is of a newer epoch and of an instance id that no instance of the run opened with.
+ */
+const takenOverByFailedStart = (record: RunRecord, label: string, error: string): boolean => {
+  const info = infoOf(record, label)
+  const newest = [...(record.audit?.checkpoints ?? [])].sort((left, right) => right.checkpoint - left.checkpoint)[0]
+  return info !== undefined && newest !== undefined && error.includes("(ForeignInstance)") &&
+    (record.failedTakeOvers ?? []).some((attempt) => attempt.replacing === label) &&
+    newest.epoch > info.epoch && !record.instances.some((other) => other.instanceId === newest.instanceId)
+}
+
 const judgeReopens = (record: RunRecord, add: Add) => {
   const audit = record.audit
   const byNumber = new Map((audit?.checkpoints ?? []).map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
@@ -382,7 +413,10 @@ const judgeReopens = (record: RunRecord, add: Add) => {
     const what = reopen.kind === "restart" ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}` : "restore from the bucket"
     if (reopen.error !== undefined) {
       // A restart may refuse a directory whose files rotted: the damage was detected, not served.
-      if (!(reopen.kind === "restart" && record.rot !== undefined)) add(property, `${what} failed: ${reopen.error}`)
+      // And one whose bucket a failed take-over took (refused as taken over: the contract).
+      if (!(reopen.kind === "restart" && (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error)))) {
+        add(property, `${what} failed: ${reopen.error}`)
+      }
       continue
     }
     if (reopen.shutdown !== undefined) judgeShutdown(record, reopen.shutdown, `shutdown after the ${what}`, add)
@@ -392,7 +426,9 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       const own = latest.find((checkpoint) => sameIdentity(info, checkpoint))
       const fromCheckpoint = own === undefined ? new Map<number, string>() : mustHold(record, byNumber, own)
       for (const insert of record.inserts) {
-        if (diskOf(insert.instance) === diskOf(reopen.instance) && insert.result?.acked === true) fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
+        if (diskOf(insert.instance) === diskOf(reopen.instance) && insert.result?.acked === true && !lostToUnrecordedRot(record, insert)) {
+          fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
+        }
       }
       required = fromCheckpoint
     } else {

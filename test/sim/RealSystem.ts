@@ -16,14 +16,17 @@
  * its SHA-256: a missing or altered object is a `manifest-references-exist` violation.
  */
 import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Supervisor } from "effect"
+import * as Control from "../../src/domain/Control.js"
 import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import * as PartState from "../../src/domain/PartState.js"
+import * as Wal from "../../src/domain/Wal.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
+import * as Loader from "../../src/services/Loader.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
@@ -81,6 +84,15 @@ const fileOf = (file: number): FileId => fileIds[file] ?? fileId(`f${file}`)
 // ---------------------------------------------------------------------------------------------
 
 const recordHeaderBytes = 12
+
+/** The WAL's durable end as a directory records it: what a start reads (WalArchiver's flush mark,
+ * the control file's `walDurableLsn`), the higher of the two; 0 when neither is there. */
+const recordedDurableLsn = (disk: LocalDiskService): Effect.Effect<number> =>
+  Effect.gen(function* () {
+    const mark = Option.flatMap(yield* disk.readAll(WalArchiver.durableMarkPath), (bytes) => Option.fromNullable(Wal.decodeDurableMark(bytes)))
+    const control = Option.flatMap(yield* disk.readAll(Loader.controlPath), (bytes) => Either.getRight(Control.decodeControl(Loader.controlPath, bytes)))
+    return Math.max(Option.getOrElse(mark, () => 0), Option.match(control, { onNone: () => 0, onSome: (value) => value.walDurableLsn ?? 0 }))
+  }).pipe(Effect.orDie)
 
 export const encodeRecord = (slot: Slot, value: Uint8Array): Uint8Array => {
   const bytes = new Uint8Array(recordHeaderBytes + value.length)
@@ -451,16 +463,26 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const disk = world.disks.get(diskOf(label))
       if (disk !== undefined) yield* disk.control.crash
     }),
-  rot: (world, label, rot) =>
+  rot: (world, label, rot, crashFirst) =>
     Effect.gen(function* () {
       const disk = world.disks.get(diskOf(label))
-      if (disk === undefined) return `no directory ${diskOf(label)}`
+      if (disk === undefined) return { detail: `no directory ${diskOf(label)}` }
+      if (crashFirst) yield* disk.control.crash
       const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartTable.partsDirectory))
       const path = files[rot.pick % Math.max(1, files.length)]
-      if (path === undefined) return `no local ${rot.target} file to flip a byte of`
+      if (path === undefined) return { detail: `no local ${rot.target} file to flip a byte of` }
+      const before = yield* Effect.orDie(disk.disk.readAll(path))
       const { faults } = yield* FaultyDisk.make(disk.disk, { seed: rot.pick })
-      const offset = yield* Effect.orDie(faults.flipByte(path))
-      return `flipped the byte at offset ${Option.getOrElse(offset, () => -1)} of ${path} (of ${files.length} ${rot.target} file(s))`
+      const offset = Option.getOrElse(yield* Effect.orDie(faults.flipByte(path)), () => -1)
+      const detail = `flipped the byte at offset ${offset} of ${path} (of ${files.length} ${rot.target} file(s))`
+      const key = KeyLayout.parseKey({ prefix: "" }, path)
+      if (rot.target !== "wal" || Option.isNone(before) || Option.isNone(key) || key.value._tag !== "Wal") return { detail }
+      const segment = key.value.segment
+      const scan = Wal.scanSegment(before.value, segment, simConfig.walSegmentBytes)
+      const byteLsn = Wal.segmentStart(segment, simConfig.walSegmentBytes) + offset
+      const hit = scan.records.find((record) => record.lsn <= byteLsn && byteLsn < record.lsn + Wal.headerBytes + record.payload.length)
+      if (hit === undefined) return { detail }
+      return { detail, walRecord: { lsn: hit.lsn, recordedDurableLsn: yield* recordedDurableLsn(disk.disk) } }
     }),
   restartDelayMs: simConfig.lockLeaseMs,
   reopen: (world, label, settings, faults) => openInstance(world, label, { takeOver: false, settings, faults }),

@@ -196,6 +196,34 @@ const mutations: ReadonlyArray<Mutation> = [
     replace: "recover(disk, store, config, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
     tests: ["test/services/WalArchiver.test.ts", "test/layers/StorageLocalDisk.test.ts"],
     profile: "bit-rot"
+  },
+  {
+    id: "lock-put-outcome-from-response-only",
+    breaks: "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
+    file: "src/services/BucketLock.ts",
+    find:
+      '        Effect.catchTag("ObjectStoreUnavailable", (error) =>\n' +
+      "          Effect.flatMap(read(store, config), (current) =>\n" +
+      '            current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))\n' +
+      "          )\n" +
+      "        )\n",
+    replace: "        // MUTATION: an unknown outcome is not read back\n",
+    tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
+    profile: "lost-responses"
+  },
+  {
+    id: "lock-delete-outcome-from-response-only",
+    breaks: "a lock DELETE whose answer was lost is reported failed although the lock is gone, its read-back ignored",
+    file: "src/services/BucketLock.ts",
+    find:
+      "            Effect.catchAll((error) =>\n" +
+      "              Effect.flatMap(read(store, config), (after) =>\n" +
+      '                after === undefined ? Effect.succeed("released" as const) : isHeldBy(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)\n' +
+      "              )\n" +
+      "            )\n",
+    replace: "            // MUTATION: an unknown outcome is not read back\n",
+    tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
+    profile: "lost-responses"
   }
 ]
 

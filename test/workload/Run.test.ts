@@ -6,11 +6,11 @@
  * fault decorator) and in-memory disks, with a real clock and short durations.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Layer } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Ref } from "effect"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
-import { ObjectStore } from "../../src/services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as Faults from "../../src/workload/Faults.js"
 import type { Output } from "../../src/workload/Output.js"
@@ -119,6 +119,28 @@ assert.isTrue(report.ok, report.problems.join("; "))
       if (Exit.isFailure(exit) && exit.cause._tag === "Fail") {
         assert.instanceOf(exit.cause.error, Run.StartFailed)
         assert.include(String((exit.cause.error.cause as Error).message), "the bucket is gone")
+      }
+    }))
+
+  it.live("the restore-and-verify step writes nothing to the bucket but its reader lease, after a clean run and after a stalled one", () =>
+    Effect.gen(function* () {
+      for (const plan of [Faults.none, { ...Faults.none, stallAtShutdown: true }] satisfies ReadonlyArray<Faults.FaultPlan>) {
+        const stop = yield* Deferred.make<string>()
+        const store = yield* memoryStore(plan)
+        // The verify step's own view of the bucket, recording every write it makes.
+        const writes = yield* Ref.make<ReadonlyArray<string>>([])
+        const plain = yield* Layer.build(store.plainLayer).pipe(Effect.map((context) => Context.get(context, ObjectStore)), Effect.scoped)
+        const recorded: ObjectStoreService = {
+          ...plain,
+          put: (key, bytes, putOptions) => Effect.zipRight(Ref.update(writes, (list) => [...list, `put ${key}`]), plain.put(key, bytes, putOptions)),
+          delete: (key) => Effect.zipRight(Ref.update(writes, (list) => [...list, `delete ${key}`]), plain.delete(key))
+        }
+        const report = yield* Run.run(options(1_500, plan), { ...store, plainLayer: Layer.succeed(ObjectStore, recorded) }, memoryDisk, silent, stop)
+        assert.isTrue(report.verify.ran, JSON.stringify(report.verify))
+        assert.isTrue(report.verify.ok, JSON.stringify(report.verify))
+        const written = yield* Ref.get(writes)
+        assert.isTrue(written.length > 0 && written.every((entry) => /^(put|delete) leases\//.test(entry)), JSON.stringify(written))
+        assert.strictEqual(written.filter((entry) => entry.startsWith("delete")).length, 1)
       }
     }))
 })

@@ -1,0 +1,474 @@
+/**
+ * Restore: the bucket's state at a point in time, read into a fresh directory, read-only on the
+ * bucket. The target is the latest state, a checkpoint N, an LSN L or a time T; the base is the
+ * newest retained (not tombstoned) checkpoint at or before it (N itself; the newest whose WAL
+ * position is at most L; the newest created at or before T), then the archived WAL from the base's
+ * position is replayed up to the target through the application's replay function: records below L;
+ * for T, records below the last time mark at or before T (Wal.ts: the group commit writes one at most
+ * once per `walTimeMarkIntervalMs`, so a record appended after it but before T is left out); for the
+ * latest state, every archived record. A target outside what the bucket retains is refused with one
+ * line naming the window (RestoreRefused).
+ *
+ * Read-only: no bucket lock, no take-over claim, no checkpoint, no WAL archiving, no write-back: the
+ * store is wrapped so that nothing but the reader lease can be written (ReaderLease.ts). The lease
+ * names the base checkpoint and is written before its root manifest is read, renewed while the
+ * restored state is open and deleted when its scope closes; the garbage collector keeps the base's
+ * objects and the WAL from its position on while it lives. The restored parts live in the given
+ * LocalDisk (PartTable's layout), fetched on first use or all at once (`prefetch`); the replay's
+ * writes stay there.
+ *
+ * Replaces: orioledb_s3_loader.py's download of the highest checkpoint plus its WAL range (no
+ * point in time, no protection from deletion: OrioleDB deletes nothing), and this project's own
+ * earlier restore, which opened a full Storage (bucket lock, take-over, a shutdown checkpoint).
+ *
+ * @since 0.2.0
+ */
+import { Chunk, Context, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type ReaderLeaseLost, RestoreRefused, WalGap } from "../domain/Errors.js"
+import * as Ids from "../domain/Ids.js"
+import { CheckpointNumber, type FileId, Lsn, type PartIndex } from "../domain/Ids.js"
+import * as KeyLayout from "../domain/KeyLayout.js"
+import * as Manifest from "../domain/Manifest.js"
+import * as Wal from "../domain/Wal.js"
+import * as ReaderLease from "../internal/ReaderLease.js"
+import * as Hasher from "../services/Hasher.js"
+import * as Loader from "../services/Loader.js"
+import { LocalDisk } from "../services/LocalDisk.js"
+import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
+import * as PartTable from "../services/PartTable.js"
+import { withRequestPolicy } from "../services/RequestPolicy.js"
+import * as S3Workers from "../services/S3Workers.js"
+import { keyLayout, StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
+import * as TaskQueue from "../services/TaskQueue.js"
+import * as WaitRegistry from "../services/WaitRegistry.js"
+
+/** What to restore. @category models */
+export type RestoreTarget =
+  | { readonly _tag: "Latest" }
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: number }
+  | { readonly _tag: "Lsn"; readonly lsn: number }
+  | { readonly _tag: "Time"; readonly timeMs: number }
+
+export const latest: RestoreTarget = { _tag: "Latest" }
+export const checkpoint = (checkpoint: number): RestoreTarget => ({ _tag: "Checkpoint", checkpoint })
+export const lsn = (lsn: number): RestoreTarget => ({ _tag: "Lsn", lsn })
+export const time = (timeMs: number): RestoreTarget => ({ _tag: "Time", timeMs })
+
+/** The restored state: reads and writes go to the local directory only. */
+export interface RestoredData {
+  readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError>
+  readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError>
+  readonly lease: (file: FileId, part: PartIndex) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError, Scope.Scope>
+}
+
+/** One WAL record given to the replay function. */
+export interface ReplayRecord {
+  readonly lsn: Lsn
+  readonly bytes: Uint8Array
+}
+
+export interface RestoreOptions<E = never> {
+  readonly target?: RestoreTarget
+  /** Who reads, written into the lease (e.g. "restore pid 123"). */
+  readonly holder?: string
+  /** Applies one WAL record (the same function the Storage layer replays with). Without it the WAL
+   * is not replayed: the state is the base checkpoint's. */
+  readonly replay?: (record: ReplayRecord, data: RestoredData) => Effect.Effect<void, E>
+}
+
+/** What a restore did. @category models */
+export interface RestoreSummary {
+  readonly target: string
+  readonly checkpoint: number
+  readonly checkpointCreatedAtMs: number
+  /** Records at and after it are not in the checkpoint's parts. */
+  readonly walFromLsn: number
+  /** Every archived record starting below it was replayed: the LSN target, the last time mark at
+   * or before the time target, or the archived WAL's end. */
+  readonly walToLsn: number
+  readonly records: number
+  readonly recordBytes: number
+  readonly segments: number
+  readonly files: number
+  readonly parts: number
+  readonly partBytes: number
+  readonly leaseId: string
+}
+
+/** An open restored state: its data, what it is, and its lease. @category models */
+export interface Restored extends RestoredData {
+  readonly summary: RestoreSummary
+  readonly readerLease: ReaderLease.HeldReaderLease
+  /** Loads every part of the base locally (`concurrency` at a time). */
+  readonly prefetch: (concurrency: number, onProgress?: (done: number, total: number) => Effect.Effect<void>) => Effect.Effect<number, PartTable.LeaseError | ReaderLeaseLost>
+  /** fsyncs every part file the restore loaded or wrote. */
+  readonly sync: Effect.Effect<number, LocalIoError>
+}
+
+/** Why a restore failed (besides the replay function's own errors). */
+export type RestoreError = ObjectStoreError | CorruptObject | LocalIoError | DirectoryLocked | RestoreRefused | ReaderLeaseLost | WalGap | PartTable.LeaseError
+
+// ---------------------------------------------------------------------------------------------
+// Choosing the base
+// ---------------------------------------------------------------------------------------------
+
+/** A checkpoint's root object as listed and read. */
+interface Root {
+  readonly checkpoint: number
+  readonly object: Manifest.RootObject
+}
+
+const readRoot = (store: ObjectStoreService, config: StorageConfigValue, number: number): Effect.Effect<Root, ObjectStoreError | CorruptObject> => {
+  const key = KeyLayout.checkpointKey(keyLayout(config), CheckpointNumber.make(number))
+  return store.get(key).pipe(
+    withRequestPolicy(config, "read checkpoint manifest", key),
+    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, CheckpointNumber.make(number))),
+    Effect.map((object) => ({ checkpoint: number, object }))
+  )
+}
+
+const createdOf = (root: Root) => (root.object._tag === "Committed" ? root.object.manifest.createdAtMs : root.object.tombstone.createdAtMs)
+const positionOf = (root: Root) => (root.object._tag === "Committed" ? root.object.manifest.walPosition : root.object.tombstone.walPosition)
+
+const formatWindowMs = (ms: number): string =>
+  ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1_000 === 0 ? `${ms / 1_000}s` : `${ms}ms`
+
+/** "the bucket keeps the 2 latest checkpoints and 24h (oldest restorable: checkpoint 17, <time>, LSN 12345)" */
+export const describeWindow = (policy: Manifest.CheckpointManifest | undefined, oldest: Root | undefined): string => {
+  const kept = policy?.retainCheckpointsMin === undefined
+    ? "the bucket's latest checkpoint names no retention policy"
+    : `the bucket keeps the ${policy.retainCheckpointsMin} latest checkpoints` +
+      ((policy.retainForMs ?? 0) > 0 ? ` and ${formatWindowMs(policy.retainForMs ?? 0)}` : "")
+  const restorable = oldest === undefined
+    ? "no checkpoint is restorable"
+    : `oldest restorable: checkpoint ${oldest.checkpoint}, ${new Date(createdOf(oldest)).toISOString()}, LSN ${positionOf(oldest)}`
+  return `${kept} (${restorable})`
+}
+
+export const describeTarget = (target: RestoreTarget): string => {
+  switch (target._tag) {
+    case "Latest":
+      return "the latest state"
+    case "Checkpoint":
+      return `checkpoint ${target.checkpoint}`
+    case "Lsn":
+      return `LSN ${target.lsn}`
+    case "Time":
+      return `time ${new Date(target.timeMs).toISOString()}`
+  }
+}
+
+/** Every root object, newest first (to choose a base by LSN or time, and to name the window). */
+const readAllRoots = (store: ObjectStoreService, config: StorageConfigValue, numbers: ReadonlyArray<number>) =>
+  Effect.forEach([...numbers].reverse(), (number) => readRoot(store, config, number), { concurrency: Math.min(config.workerCount, 16) })
+
+/** The refusal of `target`, naming the window: the policy of the newest committed root manifest and
+ * the oldest restorable checkpoint. */
+const refusal = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  target: RestoreTarget,
+  reason: RestoreRefused["reason"],
+  what: string
+): Effect.Effect<never, RestoreRefused | ObjectStoreError | CorruptObject> =>
+  Effect.gen(function* () {
+    const roots = yield* readAllRoots(store, config, yield* Loader.listCheckpoints(store, config))
+    const newest = roots.find((root) => root.object._tag === "Committed")
+    const oldest = [...roots].reverse().find((root) => root.object._tag === "Committed")
+    const policy = newest?.object._tag === "Committed" ? newest.object.manifest : undefined
+    return yield* new RestoreRefused({ reason, detail: `${describeTarget(target)} ${what}: ${describeWindow(policy, oldest)}` })
+  })
+
+/**
+ * The base checkpoint's number for a target. For the latest state and a checkpoint only the listing
+ * is read: the root manifest is read once the lease protects it. For an LSN or a time every root
+ * object is read to choose (these reads are not trusted: the base's is read again under the lease).
+ */
+const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, target: RestoreTarget) =>
+  Effect.gen(function* () {
+    const numbers = yield* Loader.listCheckpoints(store, config)
+    if (numbers.length === 0) {
+      // No checkpoint yet: the base is the empty state (0), and the whole archived WAL is replayed.
+      if (target._tag !== "Checkpoint") return 0
+      return yield* new RestoreRefused({ reason: "NoCheckpoint", detail: `${describeTarget(target)} does not exist: ${store.description} has no checkpoint` })
+    }
+    switch (target._tag) {
+      case "Latest":
+        return numbers[numbers.length - 1] ?? 0
+      case "Checkpoint":
+        if (numbers.some((number) => number === target.checkpoint)) return target.checkpoint
+        return yield* refusal(store, config, target, "OutsideWindow", "does not exist in the bucket")
+      case "Lsn":
+      case "Time": {
+        const roots = yield* readAllRoots(store, config, numbers)
+        const fits = (root: Root) => (target._tag === "Lsn" ? positionOf(root) <= target.lsn : createdOf(root) <= target.timeMs)
+        const candidate = roots.find((root) => root.object._tag === "Committed" && fits(root))
+        if (candidate === undefined) return yield* refusal(store, config, target, "OutsideWindow", "is outside the retention window")
+        return candidate.checkpoint
+      }
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The archived WAL
+// ---------------------------------------------------------------------------------------------
+
+/** The archived history (one copy per segment, the newest epoch's lineage). */
+const listWal = (store: ObjectStoreService, config: StorageConfigValue) => {
+  const layout = keyLayout(config)
+  const prefix = KeyLayout.walPrefix(layout)
+  return Stream.runCollect(store.list(prefix)).pipe(
+    withRequestPolicy(config, "list", prefix),
+    Effect.map((infos) => {
+      const copies: Array<Wal.ArchivedCopy> = []
+      for (const info of Chunk.toReadonlyArray(infos)) {
+        const key = KeyLayout.parseKey(layout, info.key)
+        if (Option.isSome(key) && key.value._tag === "Wal") copies.push({ segment: key.value.segment, epoch: key.value.epoch ?? Wal.epochUnknown, key: info.key, sizeBytes: info.sizeBytes })
+      }
+      return Wal.archivedLineage(copies, Number.MAX_SAFE_INTEGER)
+    })
+  )
+}
+
+/** Where the replay stops: records below `beforeLsn`, or below the last mark at or before `timeMs`. */
+type Stop = { readonly _tag: "End" } | { readonly _tag: "Lsn"; readonly beforeLsn: number } | { readonly _tag: "Time"; readonly timeMs: number }
+
+interface WalReplay {
+  readonly toLsn: number
+  readonly records: number
+  readonly recordBytes: number
+  readonly segments: number
+}
+
+/**
+ * Replays the archived records from `fromLsn` up to `stop`. Every segment but the last read must be
+ * sealed (else WalGap); a damaged copy in the bucket is a CorruptObject. For a time, records after
+ * the last mark seen are held back until a mark at or before the time releases them.
+ */
+const replayWal = <E, R>(
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  segmentBytes: number,
+  fromLsn: number,
+  stop: Stop,
+  apply: (record: Wal.WalRecord) => Effect.Effect<void, E, R>
+): Effect.Effect<WalReplay, E | ObjectStoreError | CorruptObject | WalGap, R> =>
+  Effect.gen(function* () {
+    const lineage = yield* listWal(store, config)
+    const last = Math.max(-1, ...lineage.keys())
+    let toLsn = fromLsn
+    let records = 0
+    let recordBytes = 0
+    let segments = 0
+    let held: Array<Wal.WalRecord> = []
+    const release = (below: number) =>
+      Effect.gen(function* () {
+        for (const record of held) {
+          if (record.lsn >= below) break
+          yield* apply(record)
+          records++
+          recordBytes += record.payload.length
+        }
+        held = held.filter((record) => record.lsn >= below)
+      })
+    for (let segment = Wal.segmentOf(fromLsn, segmentBytes); segment <= last; segment++) {
+      if (stop._tag === "Lsn" && Wal.segmentStart(segment, segmentBytes) >= stop.beforeLsn) break
+      const copy = lineage.get(segment)
+      if (copy === undefined) {
+        return yield* new WalGap({ fromLsn: Math.max(fromLsn, Wal.segmentStart(segment, segmentBytes)), toLsn: Wal.segmentEnd(segment, segmentBytes), detail: `segment ${segment} is missing and segment ${last} exists` })
+      }
+      const bytes = yield* store.get(copy.key).pipe(withRequestPolicy(config, "get", copy.key))
+      const scan = Wal.scanSegment(bytes, segment, segmentBytes)
+      segments++
+      if (scan.stop === "Invalid") return yield* new CorruptObject({ key: copy.key, detail: scan.problem ?? "an invalid frame" })
+      const frames = [...scan.records.map((record) => ({ lsn: record.lsn, record })), ...scan.marks.map((mark) => ({ lsn: mark.lsn, mark }))].sort((a, b) => a.lsn - b.lsn)
+      for (const frame of frames) {
+        if ("record" in frame) {
+          if (frame.lsn >= fromLsn) held.push(frame.record)
+        } else if (stop._tag === "Time") {
+          // Records before a mark at or before the time were appended by then; a later mark ends it.
+          if (frame.mark.timeMs > stop.timeMs) return { toLsn, records, recordBytes, segments }
+          yield* release(frame.lsn)
+          toLsn = Math.max(toLsn, frame.lsn)
+        }
+      }
+      const scanEnd = Wal.scanEndLsn(scan, segmentBytes)
+      if (stop._tag === "End") {
+        yield* release(Number.MAX_SAFE_INTEGER)
+        toLsn = Math.max(toLsn, scanEnd)
+      } else if (stop._tag === "Lsn") {
+        yield* release(stop.beforeLsn)
+        toLsn = Math.max(toLsn, Math.min(stop.beforeLsn, scanEnd))
+        if (scanEnd >= stop.beforeLsn) break
+      }
+      if (segment < last && scan.stop !== "Sealed") {
+        return yield* new WalGap({ fromLsn: scanEnd, toLsn: Wal.segmentEnd(segment, segmentBytes), detail: `segment ${segment} (${copy.key}) ends before its end and segment ${segment + 1} exists` })
+      }
+    }
+    return { toLsn, records, recordBytes, segments }
+  })
+
+/** The end of the archived WAL as listed (a bound: the last copy's bytes reach at most this far). */
+const archivedEnd = (store: ObjectStoreService, config: StorageConfigValue, segmentBytes: number) =>
+  Effect.map(listWal(store, config), (lineage) => {
+    let end = 0
+    for (const [segment, copy] of lineage) end = Math.max(end, Wal.segmentStart(segment, segmentBytes) + Math.min(copy.sizeBytes, segmentBytes))
+    return end
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Open
+// ---------------------------------------------------------------------------------------------
+
+/** The part table and its workers over the read-only store, in the caller's scope. */
+const partsOver = (config: StorageConfigValue, store: ObjectStoreService) =>
+  Effect.gen(function* () {
+    const disk = yield* LocalDisk
+    const queueLayer = TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))
+    const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
+    const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
+    const context = yield* Layer.build(partsLayer.pipe(
+      Layer.provide(Layer.mergeAll(Layer.succeed(StorageConfig, config), Layer.succeed(ObjectStore, store), Layer.succeed(LocalDisk, disk)))
+    ))
+    return Context.get(context, PartTable.PartTable)
+  })
+
+/** The base of a bucket without a checkpoint: nothing, and the WAL from its start. */
+const emptyBase = (config: StorageConfigValue): Manifest.CheckpointManifest => ({
+  format: Manifest.checkpointManifestFormat,
+  instanceId: Ids.InstanceId.make("i0000000000000000"),
+  epoch: Ids.Epoch.make(0),
+  checkpoint: CheckpointNumber.make(0),
+  previous: CheckpointNumber.make(0),
+  createdAtMs: 0,
+  partSizeBytes: config.partSizeBytes,
+  walSegmentBytes: config.walSegmentBytes,
+  walPosition: Lsn.make(0),
+  files: []
+})
+
+/** The stop of a target whose base is `base`, and whether the WAL is replayed at all. */
+const stopOf = (target: RestoreTarget): Stop | undefined => {
+  switch (target._tag) {
+    case "Latest":
+      return { _tag: "End" }
+    case "Checkpoint":
+      return undefined
+    case "Lsn":
+      return { _tag: "Lsn", beforeLsn: target.lsn }
+    case "Time":
+      return { _tag: "Time", timeMs: target.timeMs }
+  }
+}
+
+/**
+ * Opens the bucket's state at `options.target` (default: the latest) over the LocalDisk, a fresh
+ * directory, for the life of the scope (see the module comment). The lease is taken before the base's
+ * root manifest is read, and every read after it is guarded by it.
+ */
+export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<Restored, RestoreError | E, StorageConfig | ObjectStore | LocalDisk | Scope.Scope> =>
+  Effect.gen(function* () {
+    const config = yield* StorageConfig
+    const store = ReaderLease.readOnlyExceptLeases(yield* ObjectStore, config)
+    const disk = yield* LocalDisk
+    yield* disk.lockDirectory
+    const target = options.target ?? latest
+    const base = yield* chooseBase(store, config, target)
+    const readerLease = yield* ReaderLease.acquire(store, config, { checkpoint: CheckpointNumber.make(base), holder: options.holder ?? "restore" })
+    // Only now, with the lease written, is the root manifest read: a tombstone means it expired first.
+    const root = base === 0 ? undefined : yield* readerLease.guard(readRoot(store, config, base))
+    if (root?.object._tag === "Expired") {
+      const what = target._tag === "Checkpoint" ? "is outside the retention window (it has expired)" : `needs checkpoint ${base}, which has expired`
+      return yield* refusal(store, config, target, "Expired", what)
+    }
+    const manifest = root?.object._tag === "Committed" ? root.object.manifest : emptyBase(config)
+    const stop = stopOf(target)
+    if (target._tag === "Lsn" && target.lsn > manifest.walPosition) {
+      const end = yield* readerLease.guard(archivedEnd(store, config, manifest.walSegmentBytes))
+      if (target.lsn > end) {
+        return yield* refusal(store, config, target, "BeyondArchive", `is beyond the archived WAL's end (LSN ${end})`)
+      }
+    }
+    const loaded = yield* readerLease.guard(Loader.readCheckpoint(store, config, manifest))
+    // The checkpoint's own part and segment sizes, whatever the configuration says.
+    const partsConfig: StorageConfigValue = { ...config, partSizeBytes: manifest.partSizeBytes, walSegmentBytes: manifest.walSegmentBytes, checkpointIntervalMs: 0 }
+    const parts = yield* partsOver(partsConfig, store)
+    const entries: Array<PartTable.InstallEntry> = []
+    let partBytes = 0
+    for (const [file, fileParts] of loaded.files) {
+      for (const [part, partCheckpoint, sha256, sizeBytes] of fileParts.parts) {
+        entries.push({ file, part, remote: { checkpoint: partCheckpoint, sha256, sizeBytes } })
+        partBytes += sizeBytes
+      }
+    }
+    yield* parts.install(entries, CheckpointNumber.make(manifest.checkpoint + 1), { trustLocal: false })
+    const data: RestoredData = { read: parts.read, write: parts.write, lease: parts.lease }
+    const apply = options.replay
+    const replayed = stop === undefined || apply === undefined
+      ? { toLsn: manifest.walPosition, records: 0, recordBytes: 0, segments: 0 }
+      : yield* readerLease.guard(replayWal(store, config, manifest.walSegmentBytes, manifest.walPosition, stop, (record) =>
+        apply({ lsn: Lsn.make(record.lsn), bytes: record.payload }, data)))
+    const summary: RestoreSummary = {
+      target: describeTarget(target),
+      checkpoint: manifest.checkpoint,
+      checkpointCreatedAtMs: manifest.createdAtMs,
+      walFromLsn: manifest.walPosition,
+      walToLsn: replayed.toLsn,
+      records: replayed.records,
+      recordBytes: replayed.recordBytes,
+      segments: replayed.segments,
+      files: loaded.files.size,
+      parts: entries.length,
+      partBytes,
+      leaseId: readerLease.id
+    }
+    return {
+      ...data,
+      summary,
+      readerLease,
+      prefetch: (concurrency, onProgress) => readerLease.guard(prefetchAll(parts, entries, concurrency, onProgress)),
+      sync: syncLoaded(parts, disk)
+    } satisfies Restored
+  })
+
+const prefetchAll = (
+  parts: PartTable.PartTableService,
+  entries: ReadonlyArray<PartTable.InstallEntry>,
+  concurrency: number,
+  onProgress?: (done: number, total: number) => Effect.Effect<void>
+) => {
+  let done = 0
+  return Effect.forEach(
+    entries,
+    (entry) =>
+      Effect.scoped(parts.lease(entry.file, entry.part)).pipe(
+        Effect.zipRight(Effect.sync(() => ++done)),
+        Effect.flatMap((count) => (onProgress === undefined ? Effect.void : onProgress(count, entries.length)))
+      ),
+    { concurrency: Math.max(1, concurrency), discard: true }
+  ).pipe(Effect.as(entries.length))
+}
+
+const syncLoaded = (parts: PartTable.PartTableService, disk: LocalDisk["Type"]): Effect.Effect<number, LocalIoError> =>
+  Effect.gen(function* () {
+    const loaded = (yield* parts.states).filter(([, , state]) => state.status === "Loaded")
+    yield* Effect.forEach(loaded, ([file, part]) => disk.sync(PartTable.partPath(file, part)), { concurrency: 8, discard: true })
+    return loaded.length
+  })
+
+/**
+ * A whole restore into the LocalDisk: open, load every part, replay, fsync, close (the lease is
+ * deleted). Returns what it restored.
+ */
+export const restore = <E = never>(
+  options: RestoreOptions<E> & { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => Effect.Effect<void> } = {}
+): Effect.Effect<RestoreSummary, RestoreError | E, StorageConfig | ObjectStore | LocalDisk> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const restored = yield* open(options)
+      yield* restored.prefetch(options.concurrency ?? 8, options.onProgress)
+      yield* restored.sync
+      yield* restored.readerLease.check
+      return restored.summary
+    })
+  )
