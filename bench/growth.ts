@@ -143,11 +143,13 @@ const readRoot = (store: ObjectStoreService, key: string, checkpoint: number) =>
     if (Either.isLeft(decoded)) return Effect.fail(decoded.left)
     const root = decoded.right
     const made = root._tag === "Committed" ? root.manifest : root.tombstone
+    // A tombstone keeps no file list: an expired checkpoint's parts are not live data.
+    const files = root._tag === "Committed" ? root.manifest.files : []
     return Effect.succeed<RootSummary>({
       summary: { checkpoint, createdAtMs: made.createdAtMs, walPosition: made.walPosition, expired: root._tag === "Expired" },
       expiredAtMs: root._tag === "Expired" ? root.tombstone.expiredAtMs : undefined,
-      partBytes: made.files.reduce((sum, entry) => sum + entry.sizeBytes, 0),
-      fileManifestKeys: made.files.map((entry) => KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256))
+      partBytes: files.reduce((sum, entry) => sum + entry.sizeBytes, 0),
+      fileManifestKeys: files.map((entry) => KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256))
     })
   })
 
@@ -450,7 +452,7 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
     rows: runs.flatMap(rowsOf),
     notes: [
       "Terms of the bound, per sample, all read from the bucket: live data = the latest committed checkpoint's bytes (its parts, by its root manifest's file sizes, plus its file manifests and its root manifest); kept = the checkpoints `Retention.plan` keeps as of the start of the latest completed collection pass (from the collector's stats; what expired since waits for the next pass), plus every checkpoint made since, a checkpoint a pass still deleting has just expired counting as it was at that start; the window's WAL = the archived WAL segments that end above the oldest kept checkpoint's WAL position; + 1 = the checkpoint being uploaded. The bucket also holds the lock and the tombstones (below), which are added to the bound as they are. Samples before the first pass are in results.json (each sample's terms; `tombstoneBytes` there includes the lock), not held to the bound. The bound is met with equality at times, by design: when the checkpoint being uploaded has all its parts in the bucket and the latest pass left exactly the kept checkpoints, the bucket holds (kept + 1) × live data and the window's WAL, byte for byte.",
-      "Tombstones: the collector replaces an expired checkpoint's root manifest with a tombstone and never deletes it, so that its number can never be committed again (a create-if-absent put succeeds again once its key is gone). A tombstone repeats the checkpoint's file list (a reader holding a lease may still need it), so it is about the size of a root manifest, and their number grows by one per expired checkpoint without bound: the row gives the bytes per tombstone and what a day of one checkpoint a second adds.",
+      "Tombstones: the collector replaces an expired checkpoint's root manifest with a tombstone and never deletes it, so that its number can never be committed again (a create-if-absent put succeeds again once its key is gone). A tombstone holds the checkpoint's instance, epoch, number, time and WAL position, whatever the number of files, but their number grows by one per expired checkpoint without bound, and every pass lists them all: the row gives the bytes per tombstone and what a day of one checkpoint a second adds.",
       `The minimum age (${first.gcMinAgeMs / 1000} s) is far below its default (an hour) on purpose, and safe here: it guards objects that a request still in flight may write after a pass listed the bucket, and every request of this run ends within ${first.requestTimeoutMs / 1000} s (its timeout) plus ${first.retryElapsedMaxMs / 1000} s of retries; the only writer is this one instance, and the objects of every checkpoint number at or above the latest committed one are kept whatever their age.`,
       "Requests: every request of the run after start-up and the first checkpoint of the whole working set (start-up's listings and lock acquisition excluded, and shutdown's), divided by the checkpoints committed in that time, by key kind in each row's note. The write path sends no LIST, HEAD or DELETE (test/layers/StorageRequests.test.ts holds it to an exact budget: per checkpoint one PUT per changed part and file manifest, one root PUT and one GET of the lock; a full WAL segment one PUT and one GET of the lock); every LIST and DELETE here is the collector's, as are the GETs of file manifests (a pass reads those of every kept checkpoint) and of root manifests, and the PUTs of tombstones (root manifests written over). The lock's PUTs and GETs include its renewals (every 2 s).",
       ...(options.quick ? ["A quick run: a few collection passes; it checks that the scenario runs and that the bound holds at all."] : [])

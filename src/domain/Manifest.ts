@@ -131,12 +131,7 @@ export const ExpiredCheckpoint = Schema.Struct({
   checkpoint: CheckpointNumber,
   createdAtMs: Schema.Int.pipe(Schema.nonNegative()),
   walPosition: Lsn,
-  expiredAtMs: Schema.Int.pipe(Schema.nonNegative()),
-  /** The file manifests the checkpoint named, and their part size: a reader that read the root
-   * manifest just before the tombstone replaced it holds a lease on the checkpoint, and every later
-   * pass keeps what these name for as long as that lease lives. */
-  partSizeBytes: Schema.Int.pipe(Schema.positive()),
-  files: Schema.Array(FileEntry)
+  expiredAtMs: Schema.Int.pipe(Schema.nonNegative())
 })
 export type ExpiredCheckpoint = typeof ExpiredCheckpoint.Type
 
@@ -148,9 +143,7 @@ export const expiredCheckpointOf = (manifest: CheckpointManifest, expiredAtMs: n
   checkpoint: manifest.checkpoint,
   createdAtMs: manifest.createdAtMs,
   walPosition: manifest.walPosition,
-  expiredAtMs,
-  partSizeBytes: manifest.partSizeBytes,
-  files: manifest.files
+  expiredAtMs
 })
 
 /** What a `checkpoints/<N>` key holds. @category models */

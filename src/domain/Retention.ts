@@ -132,12 +132,15 @@ export interface LiveSet {
   readonly walSegmentBytes: number
   readonly minAgeMs: number
   readonly nowMs: number
+  /** A live lease names an expired checkpoint, whose file list the tombstone does not keep: every
+   * part and file manifest stays until that lease lapses (its reader may be reading any of them). */
+  readonly heldByExpiredLease?: boolean
 }
 
 export type ObjectKind = "part" | "file-manifest" | "wal" | "lease"
 
 export type Verdict =
-  | { readonly _tag: "Keep"; readonly reason: "referenced" | "in-flight" | "young" | "wal-needed" | "not-collected" | "lease-live" }
+  | { readonly _tag: "Keep"; readonly reason: "referenced" | "in-flight" | "young" | "wal-needed" | "not-collected" | "lease-live" | "held-by-lease" }
   | { readonly _tag: "Delete"; readonly kind: ObjectKind }
 
 const keepAs = (reason: Extract<Verdict, { _tag: "Keep" }>["reason"]): Verdict => ({ _tag: "Keep", reason })
@@ -166,6 +169,7 @@ export const judge = (
       if (live.referenced.has(object.key)) return keepAs("referenced")
       if (parsed.checkpoint >= live.plan.latest) return keepAs("in-flight")
       if (live.nowMs - object.lastModifiedMs < live.minAgeMs) return keepAs("young")
+      if (live.heldByExpiredLease === true) return keepAs("held-by-lease")
       return { _tag: "Delete", kind: parsed._tag === "Part" ? "part" : "file-manifest" }
     }
     case "Wal": {

@@ -14,10 +14,10 @@
  *      this pass read as committed manifests (the checkpoint number stays taken: RFC 0026);
  *   e. lists the leases AGAIN and plans from that second listing. A reader writes its lease, THEN
  *      reads the root manifest, and refuses a tombstone. So a lease written before the second
- *      listing is seen here and its checkpoint is pinned (from the manifest this pass read, and in
- *      later passes from the file list the tombstone keeps); a lease written after it belongs to a
- *      reader that will read the tombstone and stop. Either way no reader reads an object this pass
- *      deletes;
+ *      listing is seen here and its checkpoint is pinned (from the manifest this pass read; in later
+ *      passes, whose only record of it is a tombstone too small to list its files, by keeping every
+ *      part and file manifest while the lease lives); a lease written after it belongs to a reader
+ *      that will read the tombstone and stop. Either way no reader reads an object a pass deletes;
  *   f. reads the file manifests of every pinned checkpoint: the referenced set;
  *   g. lists `data/`, `manifests/` and `wal/` and judges each object (Retention.judge): referenced,
  *      of a checkpoint number at or above the latest committed (a commit in flight), younger than
@@ -132,7 +132,8 @@ const emptyKept = (): Record<KeptReason, Tally> => ({
   young: { objects: 0, bytes: 0 },
   "wal-needed": { objects: 0, bytes: 0 },
   "not-collected": { objects: 0, bytes: 0 },
-  "lease-live": { objects: 0, bytes: 0 }
+  "lease-live": { objects: 0, bytes: 0 },
+  "held-by-lease": { objects: 0, bytes: 0 }
 })
 
 const add = (tally: Tally, bytes: number): Tally => ({ objects: tally.objects + 1, bytes: tally.bytes + bytes })
@@ -225,28 +226,26 @@ const readLeases = (store: ObjectStoreService, config: StorageConfigValue): Effe
     return leases.flat()
   })
 
-/** Every key a pinned checkpoint names: its file manifests and their parts. */
+/** Every key a pinned checkpoint names: its file manifests and their parts; and whether a live
+ * lease names an expired checkpoint (its tombstone keeps no file list: every part stays). */
 const referencedKeys = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   pinned: ReadonlySet<number>,
   roots: Roots,
   cache: ExpiredCache
-): Effect.Effect<ReadonlySet<string>, GcFailed> =>
+): Effect.Effect<{ readonly referenced: ReadonlySet<string>; readonly heldByExpiredLease: boolean }, GcFailed> =>
   Effect.gen(function* () {
     const layout = keyLayout(config)
     const expired = yield* Ref.get(cache)
     const named: Array<{ readonly files: ReadonlyArray<Manifest.FileEntry>; readonly partSizeBytes: number }> = []
+    let heldByExpiredLease = false
     for (const checkpoint of pinned) {
       const manifest = roots.committed.get(checkpoint)
       if (manifest !== undefined) named.push(manifest)
-      else if (expired.has(checkpoint)) {
-        // A live lease on an expired checkpoint: what its reader may hold is in the tombstone.
-        const key = KeyLayout.checkpointKey(layout, CheckpointNumberSchema.make(checkpoint))
-        const root = yield* readRoot(store, config, key, checkpoint)
-        if (root._tag === "Committed") return yield* new GcFailed({ stage: `reading ${key}`, detail: "a checkpoint known expired holds a root manifest again" })
-        named.push(root.tombstone)
-      }
+      // A live lease on a checkpoint expired by an earlier pass: its reader wrote the lease before
+      // that pass's second listing and may be reading any object the checkpoint named.
+      else if (expired.has(checkpoint)) heldByExpiredLease = true
       // Else a lease names a number this pass did not list: its reader finds no root manifest, or
       // one committed after the listing, whose objects are at or above the latest or the latest's.
     }
@@ -269,7 +268,7 @@ const referencedKeys = (
         ),
       { concurrency: Math.min(config.workerCount, 16), discard: true }
     )
-    return referenced
+    return { referenced, heldByExpiredLease }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -413,10 +412,10 @@ export const collect = (
     const expiredNow = new Set(first.expire)
     const summaries = dryRun ? roots.summaries : roots.summaries.map((summary) => (expiredNow.has(summary.checkpoint) ? { ...summary, expired: true } : summary))
     const plan = Retention.plan(summaries, policy, leases.map((listed) => listed.lease), startedAtMs, config.readerLeaseSkewMs)
-    const referenced = yield* referencedKeys(store, config, plan.pinned, roots, cache)
+    const { heldByExpiredLease, referenced } = yield* referencedKeys(store, config, plan.pinned, roots, cache)
     const objects = (yield* Effect.forEach([KeyLayout.dataPrefix(layout), KeyLayout.manifestsPrefix(layout), KeyLayout.walPrefix(layout)], (prefix) => listAll(store, config, prefix))).flat()
     const walSegmentBytes = latestManifest?.walSegmentBytes ?? config.walSegmentBytes
-    const { doomed, kept } = judgeAll(layout, { plan, referenced, walSegmentBytes, minAgeMs, nowMs: startedAtMs }, objects, leases)
+    const { doomed, kept } = judgeAll(layout, { plan, referenced, walSegmentBytes, minAgeMs, nowMs: startedAtMs, heldByExpiredLease }, objects, leases)
     let outcome: { readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean }
     if (dryRun) {
       const wouldDelete = emptyKinds()
