@@ -194,7 +194,12 @@ export const planAdvance = (
     const stop = Math.min(end, Math.max(targetLsn, position + headerBytes))
     // A padding that would leave a tail too short for a header covers the tail too.
     const skipTo = normalizeEnd(stop, segmentBytes)
-    frames.push({ lsn: position, bytes: encodePadding(position, skipTo - position - headerBytes) })
+    const padding = encodePadding(position, skipTo - position - headerBytes)
+    // Ending inside its segment, the padding carries its skipped bytes (zeros): the segment's file
+    // then reaches the log's end, which a reopen reads from the file's length.
+    const bytes = skipTo < end ? new Uint8Array(skipTo - position) : padding
+    if (skipTo < end) bytes.set(padding)
+    frames.push({ lsn: position, bytes })
     position = skipTo
   }
   return { frames, nextEndLsn: position }

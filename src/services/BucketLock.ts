@@ -20,6 +20,9 @@
  * (`lockLeaseMs`), the previous open is gone (a crash) and the lock is taken with a higher epoch,
  * like a take-over. An unknown outcome of a lock PUT or DELETE (a lost response) is resolved by
  * reading the lock back: our generation there means the PUT landed; no lock means the DELETE did.
+ * A renewal reads the lock, then rewrites it: a predecessor's renewal may so land just after a
+ * take-over. Its lock names a lower epoch than the holder's (epochs only grow), so it does not fence
+ * the holder, whose next renewal (or release) takes the lock back.
  *
  * Replaces: the lock protocol of OrioleDB's src/s3/control.c (`s3_put_lock_file`, ≤ 10 retries on
  * 409, FATAL otherwise, deleted at postmaster exit; orioledb-s3.md §6), which had no epoch, so a
@@ -189,20 +192,24 @@ export const acquire = (
 /** What happened to the lock at shutdown. */
 export type ReleaseOutcome = "released" | "not-ours" | "failed"
 
+/** The lock object is `lock`'s, or a predecessor's late renewal over it (see `notHeldDetail`). */
+const isOursToHold = (current: Control.LockObject, lock: HeldLock): boolean => isHeldBy(current, lock) || current.epoch < lock.epoch
+
 /**
- * Deletes the lock if it still names this instance, epoch and generation. Never fails: says what
- * happened. A DELETE whose response is lost is resolved by reading back: gone means released.
+ * Deletes the lock if it still names this instance, epoch and generation (or a lower epoch, a
+ * predecessor's late renewal). Never fails: says what happened. A DELETE whose response is lost is
+ * resolved by reading back: gone means released.
  */
 export const release = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<ReleaseOutcome> =>
   read(store, config).pipe(
     Effect.flatMap((current) =>
-      current !== undefined && isHeldBy(current, lock)
+      current !== undefined && isOursToHold(current, lock)
         ? store.delete(lock.key).pipe(
             withRequestPolicy(config, "delete lock", lock.key),
             Effect.as("released" as const),
             Effect.catchAll((error) =>
               Effect.flatMap(read(store, config), (after) =>
-                after === undefined ? Effect.succeed("released" as const) : isHeldBy(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)
+                after === undefined ? Effect.succeed("released" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)
               )
             )
           )
@@ -226,11 +233,16 @@ export const verify = (store: ObjectStoreService, config: StorageConfigValue, lo
     })
   )
 
-/** Why the lock object read is not `lock`'s (the fence's detail), or undefined when it is. */
+/**
+ * Why the lock object read is not `lock`'s (the fence's detail), or undefined when it is. A lock of
+ * a lower epoch is not a take-over (every take-over and every expired lease takes a higher epoch):
+ * it is a predecessor's renewal that read the lock as its own before this holder took it and wrote
+ * after (a read and a PUT, two requests); it does not fence, and the next renewal rewrites ours.
+ */
 const notHeldDetail = (current: Control.LockObject | undefined, lock: HeldLock): string | undefined =>
   current === undefined
     ? "the lock object is gone: another instance took the bucket over and released it"
-    : isHeldBy(current, lock)
+    : isOursToHold(current, lock)
       ? undefined
       : `the lock object names ${describe(current)}`
 

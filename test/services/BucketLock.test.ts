@@ -86,6 +86,31 @@ describe("BucketLock: the sticky fence", () => {
       assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
     }))
 
+  it.scoped("a predecessor's late renewal (a lock naming a lower epoch) does not fence the holder: its next renewal takes the lock back", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      const old = leftLock("g-old", 3)
+      yield* bucket.write(lockKey, old)
+      const acquired = yield* BucketLock.acquire(store, { ...config, takeOver: true }, Ids.InstanceId.make("i-two"), 3, "g-new")
+      assert.strictEqual(acquired.epoch, 4)
+      const held = yield* BucketLock.make(store, config, acquired)
+      // The old holder's renewal had read the lock as its own before the take-over; its PUT lands after.
+      yield* bucket.write(lockKey, old)
+      yield* held.check
+      yield* held.renew
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-new", "the holder's renewal rewrote its lock")
+      assert.isTrue(Option.isNone(yield* held.fenced))
+      // Released over such a late renewal, the lock is deleted (not left naming a dead predecessor).
+      yield* bucket.write(lockKey, old)
+      const second = yield* BucketLock.make(store, config, acquired)
+      yield* bucket.write(lockKey, old)
+      assert.strictEqual(yield* second.release(config), "released")
+      assert.isTrue(Option.isNone(yield* bucket.read(lockKey)))
+      // A lock of a higher epoch is a take-over: that one fences.
+      yield* bucket.write(lockKey, leftLock("g-later", 5))
+      assert.strictEqual((yield* Effect.flip(held.check))._tag, "Fenced")
+    }))
+
   it.scoped("a missing lock is not ours: a running holder whose lock is deleted under it is fenced", () =>
     Effect.gen(function* () {
       const { bucket, store } = yield* setup

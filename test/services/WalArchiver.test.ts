@@ -793,6 +793,27 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       assert.deepStrictEqual(after.seen, damaged.before.seen, "every acknowledged record, the last one included")
     }))
 
+  it.effect("a log advanced inside a segment (a restore continuing after a checkpoint) reopens at the advanced end", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      // Nothing archived, a checkpoint at 536: the log's end moves there by padding inside segment 0.
+      const first = yield* open(env, env.disk, { epoch: 2, replayFromLsn: 536 })
+      yield* first.wal.advanceTo(lsn(536))
+      assert.strictEqual(yield* first.wal.position, 536)
+      yield* first.kill // the flush mark (536) stays, as after a process crash
+      const second = yield* open(env, env.disk, { epoch: 2, replayFromLsn: 536 })
+      yield* collect(second.wal.replay, 536)
+      yield* second.wal.advanceTo(lsn(536))
+      const appended = yield* second.wal.append(record(1))
+      yield* second.wal.commit
+      assert.strictEqual(appended, 536, "the next record goes where the log ends")
+      yield* second.kill
+      const third = yield* open(env, env.disk, { epoch: 2, replayFromLsn: 536 })
+      const replayed = yield* collect(third.wal.replay, 536)
+      assert.deepStrictEqual(replayed.seen, [[536, record(1)]])
+      yield* third.kill
+    }))
+
   it.effect("after a process crash the durable-end mark it left makes the same damage refused, not cut", () =>
     Effect.gen(function* () {
       const env = yield* makeEnv

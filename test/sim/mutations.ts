@@ -218,7 +218,7 @@ const mutations: ReadonlyArray<Mutation> = [
     find:
       "            Effect.catchAll((error) =>\n" +
       "              Effect.flatMap(read(store, config), (after) =>\n" +
-      '                after === undefined ? Effect.succeed("released" as const) : isHeldBy(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)\n' +
+      '                after === undefined ? Effect.succeed("released" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)\n' +
       "              )\n" +
       "            )\n",
     replace: "            // MUTATION: an unknown outcome is not read back\n",
