@@ -252,4 +252,24 @@ describe("Restore", () => {
     )
     assert.include(Restore.describeWindow(manifest(20, 0, 0), undefined), "names no retention policy (no checkpoint is restorable)")
   })
+
+  it.live("once its lease is lost, the restored state refuses every read", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* build(bucket)
+      const store = bucket.faults.wrap(MemoryObjectStore.storeOf(bucket.state))
+      const exit = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const restored = yield* Restore.open({ holder: "test", replay: (record, data) => writePage(data.write, indexOf(record.bytes)) })
+          yield* restored.read(fileA, 0, pageBytes)
+          // The bucket stops taking the lease's renewals: within its 1 s life, the lease is lost.
+          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "leases/" })
+          yield* Effect.exit(restored.readerLease.guard(Effect.never))
+          return yield* Effect.exit(restored.read(fileA, 0, pageBytes))
+        })
+      ).pipe(Effect.provide(Layer.mergeAll(restoreConfig, Layer.succeed(ObjectStore, store), MemoryDisk.layer)))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      assert.strictEqual((error as { _tag?: string } | undefined)?._tag, "ReaderLeaseLost", String(exit))
+    }))
 })
