@@ -54,11 +54,12 @@ export const checkpoint = (checkpoint: number): RestoreTarget => ({ _tag: "Check
 export const lsn = (lsn: number): RestoreTarget => ({ _tag: "Lsn", lsn })
 export const time = (timeMs: number): RestoreTarget => ({ _tag: "Time", timeMs })
 
-/** The restored state: reads and writes go to the local directory only. */
+/** The restored state: reads and writes go to the local directory only. Each fails with
+ * ReaderLeaseLost once the reader lease was lost. */
 export interface RestoredData {
-  readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError>
-  readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError>
-  readonly lease: (file: FileId, part: PartIndex) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError, Scope.Scope>
+  readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError | ReaderLeaseLost>
+  readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError | ReaderLeaseLost>
+  readonly lease: (file: FileId, part: PartIndex) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError | ReaderLeaseLost, Scope.Scope>
 }
 
 /** One WAL record given to the replay function. */
@@ -402,7 +403,13 @@ export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<
       }
     }
     yield* parts.install(entries, CheckpointNumber.make(manifest.checkpoint + 1), { trustLocal: false })
-    const data: RestoredData = { read: parts.read, write: parts.write, lease: parts.lease }
+    // A part loaded after the lease was lost may be gone or half-collected: every use checks it.
+    const checked = <A, E2, R>(effect: Effect.Effect<A, E2, R>) => readerLease.check.pipe(Effect.zipRight(effect), Effect.zipLeft(readerLease.check))
+    const data: RestoredData = {
+      read: (file, offset, length) => checked(parts.read(file, offset, length)),
+      write: (file, offset, bytes) => checked(parts.write(file, offset, bytes)),
+      lease: (file, part) => checked(parts.lease(file, part))
+    }
     const apply = options.replay
     const replayed = stop === undefined || apply === undefined
       ? { toLsn: manifest.walPosition, records: 0, recordBytes: 0, segments: 0 }

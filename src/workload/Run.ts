@@ -15,6 +15,7 @@
  */
 import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import type { FileId } from "../domain/Ids.js"
 import * as Restore from "../layers/Restore.js"
 import * as Storage from "../layers/Storage.js"
 import type { LocalDisk } from "../services/LocalDisk.js"
@@ -87,7 +88,10 @@ export const storageLayer = (
   )
 
 /** Applies one WAL record at start-up: regenerates the page the insert wrote. */
-export const replayRecord = (record: Storage.ReplayRecord, storage: Pick<Storage.StorageService, "write">): Effect.Effect<void, unknown> =>
+export const replayRecord = (
+  record: Storage.ReplayRecord,
+  storage: { readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, unknown> }
+): Effect.Effect<void, unknown> =>
   Either.match(Page.decodeRecord(record.bytes), {
     onLeft: (problem) => Effect.fail(new Error(`WAL record at ${record.lsn} is not the workload's: ${problem}`)),
     onRight: (identity) => storage.write(Workload.fileIdOf(identity.file), identity.page * Page.pageBytes, Page.encodePage(identity))

@@ -22,7 +22,6 @@ import type { CorruptObject, LocalIoError, ObjectStoreError } from "../domain/Er
 import type { FileId } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
-import type { StorageService } from "../layers/Storage.js"
 import type { LoadedCheckpoint } from "../services/Loader.js"
 import type { LocalDiskService } from "../services/LocalDisk.js"
 import type { ObjectStoreService } from "../services/ObjectStore.js"
@@ -82,7 +81,7 @@ export const pageProblem = (check: Page.PageCheck, required: number, attemptedMa
 
 /** Reads every page of the workload through `storage.read` and checks it against the ledger. */
 export const verifyPages = (
-  storage: Pick<StorageService, "read">,
+  storage: { readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, unknown> },
   ledger: Ledger,
   options: {
     readonly requiredBelowLsn: number | undefined

@@ -226,4 +226,50 @@ describe("Restore", () => {
       assert.include(refusal.message, "checkpoint 2 is outside the retention window (it has expired)")
       assert.deepStrictEqual((yield* bucket.inspect.keys).filter((key) => key.startsWith("leases/")), [])
     }))
+
+  it("names the window from the writer's policy: the latest checkpoints kept, the time window, the oldest restorable", () => {
+    const manifest = (checkpoint: number, createdAtMs: number, walPosition: number, policy: { retainCheckpointsMin?: number; retainForMs?: number } = {}): Manifest.CheckpointManifest => ({
+      format: Manifest.checkpointManifestFormat,
+      instanceId: Ids.InstanceId.make("i0000000000000001"),
+      epoch: Ids.Epoch.make(1),
+      checkpoint: Ids.CheckpointNumber.make(checkpoint),
+      previous: Ids.CheckpointNumber.make(checkpoint - 1),
+      createdAtMs,
+      partSizeBytes: 4096,
+      walSegmentBytes: 16384,
+      walPosition: Ids.Lsn.make(walPosition),
+      files: [],
+      ...policy
+    })
+    const oldest = { checkpoint: 17, object: { _tag: "Committed" as const, manifest: manifest(17, Date.parse("2026-12-06T10:00:00Z"), 12345) } }
+    assert.strictEqual(
+      Restore.describeWindow(manifest(20, 0, 0, { retainCheckpointsMin: 2, retainForMs: 86_400_000 }), oldest),
+      "the bucket keeps the 2 latest checkpoints and 24h (oldest restorable: checkpoint 17, 2026-12-06T10:00:00.000Z, LSN 12345)"
+    )
+    assert.strictEqual(
+      Restore.describeWindow(manifest(20, 0, 0, { retainCheckpointsMin: 3, retainForMs: 0 }), oldest),
+      "the bucket keeps the 3 latest checkpoints (oldest restorable: checkpoint 17, 2026-12-06T10:00:00.000Z, LSN 12345)"
+    )
+    assert.include(Restore.describeWindow(manifest(20, 0, 0), undefined), "names no retention policy (no checkpoint is restorable)")
+  })
+
+  it.live("once its lease is lost, the restored state refuses every read", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* build(bucket)
+      const store = bucket.faults.wrap(MemoryObjectStore.storeOf(bucket.state))
+      const exit = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const restored = yield* Restore.open({ holder: "test", replay: (record, data) => writePage(data.write, indexOf(record.bytes)) })
+          yield* restored.read(fileA, 0, pageBytes)
+          // The bucket stops taking the lease's renewals: within its 1 s life, the lease is lost.
+          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "leases/" })
+          yield* Effect.exit(restored.readerLease.guard(Effect.never))
+          return yield* Effect.exit(restored.read(fileA, 0, pageBytes))
+        })
+      ).pipe(Effect.provide(Layer.mergeAll(restoreConfig, Layer.succeed(ObjectStore, store), MemoryDisk.layer)))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      assert.strictEqual((error as { _tag?: string } | undefined)?._tag, "ReaderLeaseLost", String(exit))
+    }))
 })
