@@ -41,6 +41,7 @@ import * as S3Workers from "../services/S3Workers.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
 import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
+import * as WalArchiver from "../services/WalArchiver.js"
 
 /** What to restore. @category models */
 export type RestoreTarget =
@@ -215,21 +216,8 @@ const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, targe
 // ---------------------------------------------------------------------------------------------
 
 /** The archived history (one copy per segment, the newest epoch's lineage). */
-const listWal = (store: ObjectStoreService, config: StorageConfigValue) => {
-  const layout = keyLayout(config)
-  const prefix = KeyLayout.walPrefix(layout)
-  return Stream.runCollect(store.list(prefix)).pipe(
-    withRequestPolicy(config, "list", prefix),
-    Effect.map((infos) => {
-      const copies: Array<Wal.ArchivedCopy> = []
-      for (const info of Chunk.toReadonlyArray(infos)) {
-        const key = KeyLayout.parseKey(layout, info.key)
-        if (Option.isSome(key) && key.value._tag === "Wal") copies.push({ segment: key.value.segment, epoch: key.value.epoch ?? Wal.epochUnknown, key: info.key, sizeBytes: info.sizeBytes })
-      }
-      return Wal.archivedLineage(copies, Number.MAX_SAFE_INTEGER)
-    })
-  )
-}
+const listWal = (store: ObjectStoreService, config: StorageConfigValue) =>
+  Effect.map(WalArchiver.listArchived(store, config, Number.MAX_SAFE_INTEGER), (archive) => archive.lineage)
 
 /** Where the replay stops: records below `beforeLsn`, or below the last mark at or before `timeMs`. */
 type Stop = { readonly _tag: "End" } | { readonly _tag: "Lsn"; readonly beforeLsn: number } | { readonly _tag: "Time"; readonly timeMs: number }

@@ -370,12 +370,14 @@ interface Recovered {
 
 /** The bucket's archived copies: the log's history as the writer of this epoch has it (one copy per
  * segment, Wal.archivedLineage), and whether any copy is this epoch's own. */
-interface Archive {
+export interface Archive {
   readonly lineage: ReadonlyMap<number, Wal.ArchivedCopy>
   readonly ownCopies: boolean
 }
 
-const listArchived = (store: ObjectStoreService, config: StorageConfigValue, epoch: number): Effect.Effect<Archive, ObjectStoreError> => {
+/** Lists the archived WAL: the lineage as a writer of `epoch` sees it (Number.MAX_SAFE_INTEGER: the
+ * newest epoch's, as a restore reads it). */
+export const listArchived = (store: ObjectStoreService, config: StorageConfigValue, epoch: number): Effect.Effect<Archive, ObjectStoreError> => {
   const layout = keyLayout(config)
   const prefix = KeyLayout.walPrefix(layout)
   return Stream.runCollect(store.list(prefix)).pipe(
