@@ -334,12 +334,16 @@ const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProvider
 /** The prefix of the S3 store's keys (`S3ObjectStore.layerConfig` reads and checks them). */
 export const s3KeyPrefix = "S3_TIER_S3_"
 
-/** Logs one warning per `S3_TIER_*` name that is no key, with the likely intended key. */
-const warnUnknownKeys: Effect.Effect<void> = Effect.flatMap(providedKeys, (found) =>
-  Effect.forEach(found.filter((key) => !keys.includes(key) && !key.startsWith(s3KeyPrefix)), (key) => {
-    const intended = closestKey(key)
-    return Effect.logWarning(`unknown configuration key ${key}${intended === undefined ? "" : ` (did you mean ${intended}?)`}; it is ignored`)
-  }, { discard: true }))
+/**
+ * Logs one warning per `S3_TIER_*` name of the ambient provider that `owns` but that is none of
+ * `known`, with the likely intended key. @category internals
+ */
+export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string) => boolean): Effect.Effect<void> =>
+  Effect.flatMap(providedKeys, (found) =>
+    Effect.forEach(found.filter((key) => owns(key) && !known.includes(key)), (key) => {
+      const intended = closestKey(key, known)
+      return Effect.logWarning(`unknown configuration key ${key}${intended === undefined ? "" : ` (did you mean ${intended}?)`}; it is ignored`)
+    }, { discard: true }))
 
 /**
  * Reads the configuration from the ambient ConfigProvider (the environment unless the app set
@@ -349,7 +353,7 @@ const warnUnknownKeys: Effect.Effect<void> = Effect.flatMap(providedKeys, (found
  * one `InvalidConfig` naming its key. @category config
  */
 export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
-  yield* warnUnknownKeys
+  yield* warnUnknownKeys(keys, (key) => !key.startsWith(s3KeyPrefix))
   const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
   return yield* decodeRaw(raw)
 })
