@@ -80,7 +80,10 @@ export interface S3ObjectStoreOptions {
     readonly secretAccessKey: string | Redacted.Redacted<string>
     readonly sessionToken?: string | Redacted.Redacted<string>
   }
-  /** Bound of every operation, from its start to its last byte (StorageConfig's `requestTimeoutMs`). */
+  /**
+   * Bound of every operation, from its start to its last byte. `layer` and `layerConfig` take
+   * StorageConfig's `requestTimeoutMs` when it is not given here.
+   */
   readonly requestTimeoutMs: number
   /** How create-if-absent is asked for (default "if-none-match"); see S3Compat's `ConditionalCreateDialect`. */
   readonly conditionalCreate?: ConditionalCreateDialect
@@ -524,8 +527,19 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   }
 }
 
-/** The S3 store as the ObjectStore. @category layers */
-export const layer = (options: S3ObjectStoreOptions): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(options))
+/**
+ * The S3 store as the ObjectStore. Without `requestTimeoutMs` it takes StorageConfig's, so an app
+ * configures the request timeout in one place (the workers' attempts use the same one).
+ * @category layers
+ */
+export function layer(options: S3ObjectStoreOptions): Layer.Layer<ObjectStore>
+export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs">): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig>
+export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs"> & { readonly requestTimeoutMs?: number }): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig> {
+  const { requestTimeoutMs } = options
+  return requestTimeoutMs === undefined
+    ? Layer.scoped(ObjectStore, Effect.flatMap(StorageConfig.StorageConfig, (config) => make({ ...options, requestTimeoutMs: config.requestTimeoutMs })))
+    : Layer.scoped(ObjectStore, make({ ...options, requestTimeoutMs }))
+}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration from the ambient ConfigProvider

@@ -526,6 +526,9 @@ describe("S3ObjectStore configuration", () => {
       const error = failureOf(yield* Effect.exit(store.get("k")))
       assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Timeout", JSON.stringify(error))
       assert.include(error?.message ?? "", "within 300 ms")
+      const fromCode = S3ObjectStore.layer({ bucket: "hang", endpoint: hanging.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" } })
+      const coded = yield* Effect.map(Layer.build(fromCode.pipe(Layer.provide(StorageConfig.layer({ requestTimeoutMs: 200 })))), Context.get(ObjectStore))
+      assert.include(failureOf(yield* Effect.exit(coded.get("k")))?.message ?? "", "within 200 ms")
     }))
 
   it.scoped("a bad value's error names its S3_TIER_S3_* key", () =>
