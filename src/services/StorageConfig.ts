@@ -178,7 +178,11 @@ export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageCo
 
 const integerKeys = Object.keys(defaults).filter((key) => typeof defaults[key as keyof StorageConfigValue] === "number") as ReadonlyArray<keyof StorageConfigValue>
 
-/** Reads every field from Effect Config, each with its default. @category config */
+/**
+ * Reads every field from Effect Config under its field name (`workerCount`), each with its default.
+ * @deprecated Use `read` / `layerConfig`, which read the `S3_TIER_*` keys strictly.
+ * @category config
+ */
 export const config: Config.Config<Partial<StorageConfigValue>> = Config.all({
   ...Object.fromEntries(integerKeys.map((key) => [key, Config.integer(key).pipe(Config.withDefault(defaults[key] as number))])),
   prefix: Config.string("prefix").pipe(Config.withDefault(defaults.prefix)),
