@@ -1,9 +1,8 @@
 /**
- * S3ObjectStore: the bucket on S3 or an S3-compatible server, through @aws-sdk/client-s3 (the
- * client's lifetime is @effect-aws/client-s3's `S3ClientInstance`: made when the layer is built,
- * destroyed when its scope closes, which closes its sockets).
+ * S3ObjectStore: the bucket on S3 or an S3-compatible server, through @aws-sdk/client-s3.
  *
- * Every request:
+ * The client is made when the layer is built and destroyed when its scope closes (closing its
+ * sockets). Every request:
  * - is sent with the fiber's AbortSignal (`Effect.tryPromise((signal) => client.send(cmd,
  *   { abortSignal: signal }))`), so interrupting an operation aborts its HTTP request and closes
  *   its socket;
@@ -29,6 +28,10 @@
  * lock and the checkpoint commit rely on create-if-absent. Storage runs `probe` first on open.
  * Every request is counted in `s3_requests` by `request` (PutObject, GetObject, …) and `outcome`.
  *
+ * The client keeps the app's own S3 client settings (`S3ServiceConfig.setS3ServiceConfig`: request
+ * handler, retry, logger …); the store's options (region, endpoint, path style, credentials) win.
+ * `layerConfig` reads the options from the ambient ConfigProvider (`S3_TIER_S3_*` keys).
+ *
  * Replaces: OrioleDB's src/s3/requests.c (libcurl, no timeouts, no cancellation, FATAL on any
  * error: orioledb-s3.md §2, §7).
  *
@@ -42,12 +45,14 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  type S3Client
+  S3Client,
+  type S3ClientConfig
 } from "@aws-sdk/client-s3"
-import { S3ClientInstance, S3ServiceConfig } from "@effect-aws/client-s3"
-import { Cause, Chunk, Duration, Effect, Either, Exit, Layer, Metric, Option, Random, type Scope, Stream } from "effect"
-import { type ConditionalCreateDialect, conditionalCreateHeaders, validateBucketName } from "../domain/S3Compat.js"
+import { S3ServiceConfig } from "@effect-aws/client-s3"
+import { Cause, Chunk, Config, Duration, Effect, Either, Exit, Layer, Metric, Option, Random, Redacted, type Scope, Stream } from "effect"
+import { type ConditionalCreateDialect, conditionalCreateDialects, conditionalCreateHeaders, validateBucketName } from "../domain/S3Compat.js"
 import {
+  InvalidConfig,
   ObjectNotFound,
   type ObjectStoreError,
   ObjectStoreRejected,
@@ -55,6 +60,7 @@ import {
   PreconditionFailed
 } from "../domain/Errors.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
+import * as StorageConfig from "../services/StorageConfig.js"
 
 /** Options of the S3 store. */
 export interface S3ObjectStoreOptions {
@@ -64,9 +70,20 @@ export interface S3ObjectStoreOptions {
   readonly region: string
   /** Path-style URLs (`endpoint/bucket/key`), needed for servers on an IP address. */
   readonly forcePathStyle: boolean
-  /** Explicit credentials; omitted = the AWS default chain (environment, profile, instance role). */
-  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string }
-  /** Bound of every operation, from its start to its last byte. */
+  /**
+   * Explicit credentials (the secret preferably `Redacted`, so it never shows in a log or an
+   * error); omitted = the app's S3 client credentials, else the AWS default chain (environment,
+   * profile, instance role).
+   */
+  readonly credentials?: {
+    readonly accessKeyId: string
+    readonly secretAccessKey: string | Redacted.Redacted<string>
+    readonly sessionToken?: string | Redacted.Redacted<string>
+  }
+  /**
+   * Bound of every operation, from its start to its last byte. `layer` and `layerConfig` take
+   * StorageConfig's `requestTimeoutMs` when it is not given here.
+   */
   readonly requestTimeoutMs: number
   /** How create-if-absent is asked for (default "if-none-match"); see S3Compat's `ConditionalCreateDialect`. */
   readonly conditionalCreate?: ConditionalCreateDialect
@@ -279,20 +296,44 @@ const isDestroyable = (value: unknown): value is { readonly destroy: () => void 
 
 const hasStatus = (error: unknown, status: number): boolean => fieldsOf(error).status === status
 
-/** The store over a client made for `options`; the client is destroyed when the scope closes. */
+const revealed = (secret: string | Redacted.Redacted<string>): string => (Redacted.isRedacted(secret) ? Redacted.value(secret) : secret)
+
+/**
+ * The client's settings: the app's own (set with @effect-aws's `S3ServiceConfig.setS3ServiceConfig`
+ * or `withS3ServiceConfig`: request handler and agent, retry, logger, user agent, …) over the
+ * store's defaults (one attempt, checksums only when required), then the store's options
+ * (region, endpoint, path style, credentials when given), which win.
+ */
+const clientConfig = (options: S3ObjectStoreOptions): Effect.Effect<S3ClientConfig> =>
+  Effect.map(S3ServiceConfig.toS3ClientConfig, (app) => {
+    const appSettings = Object.fromEntries(Object.entries(app).filter(([, value]) => value !== undefined))
+    const credentials = options.credentials
+    return {
+      maxAttempts: 1,
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+      ...appSettings,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      ...(credentials === undefined ? {} : {
+        credentials: {
+          accessKeyId: credentials.accessKeyId,
+          secretAccessKey: revealed(credentials.secretAccessKey),
+          ...(credentials.sessionToken === undefined ? {} : { sessionToken: revealed(credentials.sessionToken) })
+        }
+      })
+    }
+  })
+
+/**
+ * The store over a client made for `options` and the app's S3 client settings (see
+ * `clientConfig`); the client is destroyed when the scope closes.
+ */
 export const make = (options: S3ObjectStoreOptions): Effect.Effect<ObjectStoreService, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const client: S3Client = yield* S3ClientInstance.make.pipe(
-      S3ServiceConfig.withS3ServiceConfig({
-        region: options.region,
-        forcePathStyle: options.forcePathStyle,
-        maxAttempts: 1,
-        requestChecksumCalculation: "WHEN_REQUIRED",
-        responseChecksumValidation: "WHEN_REQUIRED",
-        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
-        ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } })
-      })
-    )
+    const config = yield* clientConfig(options)
+    const client = yield* Effect.acquireRelease(Effect.sync(() => new S3Client(config)), (made) => Effect.sync(() => made.destroy()))
     return makeWithClient(client, options)
   })
 
@@ -486,5 +527,114 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   }
 }
 
-/** The S3 store as the ObjectStore. @category layers */
-export const layer = (options: S3ObjectStoreOptions): Layer.Layer<ObjectStore> => Layer.scoped(ObjectStore, make(options))
+/**
+ * The S3 store as the ObjectStore. Without `requestTimeoutMs` it takes StorageConfig's, so an app
+ * configures the request timeout in one place (the workers' attempts use the same one).
+ * @category layers
+ */
+export function layer(options: S3ObjectStoreOptions): Layer.Layer<ObjectStore>
+export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs">): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig>
+export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs"> & { readonly requestTimeoutMs?: number }): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig> {
+  const { requestTimeoutMs } = options
+  return requestTimeoutMs === undefined
+    ? Layer.scoped(ObjectStore, Effect.flatMap(StorageConfig.StorageConfig, (config) => make({ ...options, requestTimeoutMs: config.requestTimeoutMs })))
+    : Layer.scoped(ObjectStore, make({ ...options, requestTimeoutMs }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration from the ambient ConfigProvider
+// ---------------------------------------------------------------------------------------------
+
+/** The keys `layerConfig` reads, each with its description. */
+export const configKeys = {
+  bucket: ["S3_TIER_S3_BUCKET", "the bucket (required)"],
+  endpoint: ["S3_TIER_S3_ENDPOINT", "an S3-compatible endpoint URL; unset = AWS S3 of the region"],
+  region: ["S3_TIER_S3_REGION", "the S3 region (default us-east-1)"],
+  forcePathStyle: ["S3_TIER_S3_FORCE_PATH_STYLE", "path-style URLs, true or false (default false)"],
+  conditionalCreate: ["S3_TIER_S3_CONDITIONAL_CREATE", `how create-if-absent is asked for: ${conditionalCreateDialects.join(", ")}`],
+  checkConditionalCreate: ["S3_TIER_S3_CHECK_CONDITIONAL_CREATE", "check at start that the store honours create-if-absent (default true)"],
+  scratchPrefix: ["S3_TIER_S3_SCRATCH_PREFIX", "key prefix of the conformance check's scratch key (default \"\")"],
+  accessKeyId: ["S3_TIER_S3_ACCESS_KEY_ID", "access key id; unset = the AWS default credential chain"],
+  secretAccessKey: ["S3_TIER_S3_SECRET_ACCESS_KEY", "secret access key (with S3_TIER_S3_ACCESS_KEY_ID)"],
+  sessionToken: ["S3_TIER_S3_SESSION_TOKEN", "session token of temporary credentials"]
+} as const
+
+const text = (name: keyof typeof configKeys) =>
+  Config.option(Config.string(configKeys[name][0]).pipe(Config.withDescription(configKeys[name][1])))
+const secret = (name: keyof typeof configKeys) =>
+  Config.option(Config.redacted(configKeys[name][0]).pipe(Config.withDescription(configKeys[name][1])))
+
+const rawStoreConfig = Config.all({
+  bucket: text("bucket"),
+  endpoint: text("endpoint"),
+  region: text("region"),
+  forcePathStyle: text("forcePathStyle"),
+  conditionalCreate: text("conditionalCreate"),
+  checkConditionalCreate: text("checkConditionalCreate"),
+  scratchPrefix: text("scratchPrefix"),
+  accessKeyId: text("accessKeyId"),
+  secretAccessKey: secret("secretAccessKey"),
+  sessionToken: secret("sessionToken")
+})
+
+const refuse = (name: keyof typeof configKeys, detail: string) => new InvalidConfig({ field: configKeys[name][0], detail })
+
+const booleanOf = (name: keyof typeof configKeys, value: Option.Option<string>, fallback: boolean): Either.Either<boolean, InvalidConfig> =>
+  Option.match(value, {
+    onNone: () => Either.right(fallback),
+    onSome: (given) => given === "true" ? Either.right(true) : given === "false" ? Either.right(false) : Either.left(refuse(name, `must be true or false, got ${JSON.stringify(given)}`))
+  })
+
+const isDialect = (value: string): value is ConditionalCreateDialect => (conditionalCreateDialects as ReadonlyArray<string>).includes(value)
+
+/**
+ * The store's options from the ambient ConfigProvider (`S3_TIER_S3_*` keys, see `configKeys`),
+ * the request timeout from StorageConfig. The secret stays `Redacted`.
+ */
+export const readOptions: Effect.Effect<S3ObjectStoreOptions, InvalidConfig, StorageConfig.StorageConfig> = Effect.gen(function* () {
+  yield* StorageConfig.warnUnknownKeys(Object.values(configKeys).map(([key]) => key), (key) => key.startsWith(StorageConfig.s3KeyPrefix))
+  const raw = yield* Effect.mapError(rawStoreConfig, (error) => new InvalidConfig({ field: "S3_TIER_S3_*", detail: String(error) }))
+  const { requestTimeoutMs } = yield* StorageConfig.StorageConfig
+  if (Option.isNone(raw.bucket)) return yield* refuse("bucket", "is required")
+  const bucket = validateBucketName(raw.bucket.value)
+  if (Either.isLeft(bucket)) return yield* refuse("bucket", bucket.left)
+  const endpoint = Option.getOrUndefined(raw.endpoint)
+  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return yield* refuse("endpoint", `must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+  const dialect = Option.getOrElse(raw.conditionalCreate, () => "if-none-match")
+  if (!isDialect(dialect)) return yield* refuse("conditionalCreate", `must be one of ${conditionalCreateDialects.join(", ")}, got ${JSON.stringify(dialect)}`)
+  if (Option.isSome(raw.accessKeyId) !== Option.isSome(raw.secretAccessKey)) {
+    return yield* refuse(Option.isSome(raw.accessKeyId) ? "secretAccessKey" : "accessKeyId", "must be set with the other key of the pair")
+  }
+  const credentials = Option.isSome(raw.accessKeyId) && Option.isSome(raw.secretAccessKey)
+    ? {
+      credentials: {
+        accessKeyId: raw.accessKeyId.value,
+        secretAccessKey: raw.secretAccessKey.value,
+        ...(Option.isSome(raw.sessionToken) ? { sessionToken: raw.sessionToken.value } : {})
+      }
+    }
+    : {}
+  return {
+    bucket: bucket.right,
+    ...(endpoint === undefined ? {} : { endpoint }),
+    region: Option.getOrElse(raw.region, () => "us-east-1"),
+    forcePathStyle: yield* booleanOf("forcePathStyle", raw.forcePathStyle, false),
+    conditionalCreate: dialect,
+    checkConditionalCreate: yield* booleanOf("checkConditionalCreate", raw.checkConditionalCreate, true),
+    scratchPrefix: Option.getOrElse(raw.scratchPrefix, () => ""),
+    requestTimeoutMs,
+    ...credentials
+  }
+})
+
+/**
+ * The S3 store configured from the ambient ConfigProvider (the environment by default):
+ * `S3_TIER_S3_BUCKET`, `S3_TIER_S3_ENDPOINT`, … (see `configKeys`); credentials from
+ * `S3_TIER_S3_ACCESS_KEY_ID`/`S3_TIER_S3_SECRET_ACCESS_KEY` (the secret read as `Redacted`), or
+ * the app's client settings, or the AWS default chain. Its request timeout is StorageConfig's
+ * `requestTimeoutMs`, the one the workers use. @category layers
+ */
+export const layerConfig: Layer.Layer<ObjectStore, InvalidConfig, StorageConfig.StorageConfig> = Layer.scoped(
+  ObjectStore,
+  Effect.flatMap(readOptions, make)
+)

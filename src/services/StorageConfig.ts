@@ -5,20 +5,22 @@
  * Replaces: OrioleDB's GUCs `orioledb.s3_*` (oc:999-1138, orioledb-s3.md §1), which had no
  * timeouts at all. Each field names the setting it replaces where there is one.
  *
- * Read it from code (`layer({ ... })`) or from the environment (`layerFromEnv`, keys in constant
- * case with the prefix `S3_TIER_`, e.g. `S3_TIER_WORKER_COUNT=16`). Cross-field relations are
- * checked when it is built: a bad value is one `InvalidConfig` naming the field.
+ * Read it from code (`layer({ ... })`, a bad value is one `InvalidConfig` naming the field) or
+ * from the ambient ConfigProvider (`layerConfig`: the environment unless the app set another; one
+ * flat key per field, `S3_TIER_` + the field in constant case, e.g. `S3_TIER_WORKER_COUNT=16`;
+ * a bad value is one `InvalidConfig` naming the key). Cross-field relations are checked when it
+ * is built.
  *
  * @since 0.1.0
  */
-import { Config, ConfigProvider, Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { Config, type ConfigError, ConfigProvider, Context, Duration, Effect, Either, HashSet, Layer, Option, ParseResult, Schema } from "effect"
 import { InvalidConfig } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-const bounded = (min: number, max: number) => Schema.Int.pipe(Schema.between(min, max))
+const bounded = (min: number, max: number) => Schema.Int.pipe(Schema.between(min, max, { message: () => `must be between ${min} and ${max}` }))
 
 /** The validated shape of the configuration. @category models */
 export const StorageConfigSchema = Schema.Struct({
@@ -176,19 +178,189 @@ export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageCo
 
 const integerKeys = Object.keys(defaults).filter((key) => typeof defaults[key as keyof StorageConfigValue] === "number") as ReadonlyArray<keyof StorageConfigValue>
 
-/** Reads every field from Effect Config, each with its default. @category config */
+/**
+ * Reads every field from Effect Config under its field name (`workerCount`), each with its default.
+ * @deprecated Use `read` / `layerConfig`, which read the `S3_TIER_*` keys strictly.
+ * @category config
+ */
 export const config: Config.Config<Partial<StorageConfigValue>> = Config.all({
   ...Object.fromEntries(integerKeys.map((key) => [key, Config.integer(key).pipe(Config.withDefault(defaults[key] as number))])),
   prefix: Config.string("prefix").pipe(Config.withDefault(defaults.prefix)),
   takeOver: Config.boolean("takeOver").pipe(Config.withDefault(defaults.takeOver))
 }) as Config.Config<Partial<StorageConfigValue>>
 
-/** Reads the configuration from the environment: `S3_TIER_WORKER_COUNT`, `S3_TIER_PREFIX`, … */
-export const fromEnv: Effect.Effect<StorageConfigValue, InvalidConfig> = config.pipe(
-  Effect.withConfigProvider(ConfigProvider.fromEnv().pipe(ConfigProvider.constantCase, ConfigProvider.nested("S3_TIER"))),
-  Effect.mapError((error) => new InvalidConfig({ field: "environment", detail: String(error) })),
-  Effect.flatMap((input) => validate(input))
+/**
+ * Reads the configuration from the process environment alone, whatever the app's ConfigProvider.
+ * @deprecated Use `read`, which reads the ambient ConfigProvider (the environment by default).
+ */
+export const fromEnv: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.suspend(() => read).pipe(
+  Effect.withConfigProvider(ConfigProvider.fromEnv())
 )
 
-/** A layer read from the environment. @category layers */
-export const layerFromEnv: Layer.Layer<StorageConfig, InvalidConfig> = Layer.effect(StorageConfig, fromEnv)
+/**
+ * A layer read from the ambient ConfigProvider.
+ * @deprecated The same as `layerConfig`.
+ * @category layers
+ */
+export const layerFromEnv: Layer.Layer<StorageConfig, InvalidConfig> = Layer.suspend(() => layerConfig)
+
+// ---------------------------------------------------------------------------------------------
+// Configuration from the ambient ConfigProvider
+// ---------------------------------------------------------------------------------------------
+
+/** What each field is for, as each key's `Config` description. */
+const descriptions: { readonly [K in keyof StorageConfigValue]: string } = {
+  prefix: "key prefix inside the bucket (\"\" for none)",
+  partSizeBytes: "bytes per part",
+  workerCount: "S3 worker fibers",
+  hashWorkerCount: "worker threads hashing uploaded parts (0 hashes on the JavaScript thread)",
+  queueCapacity: "tasks the queue holds before enqueue suspends",
+  requestTimeoutMs: "timeout of every object-store request",
+  retryAttemptsMax: "attempts per task for transient errors, first try included",
+  retryDelayBaseMs: "first retry delay (doubles per attempt)",
+  retryDelayMaxMs: "largest retry delay",
+  retryElapsedMaxMs: "total time a task may spend retrying",
+  drainDeadlineMs: "at shutdown, how long queued tasks may drain",
+  localBytesMax: "local bytes of loaded parts above which the evictor runs",
+  evictionIntervalMs: "how often the evictor checks the budget",
+  leaseTimeoutMs: "how long a lease waits for a part to load or finish evicting",
+  checkpointIntervalMs: "periodic checkpoint interval (0 turns periodic checkpoints off)",
+  checkpointDeadlineMs: "deadline of one checkpoint",
+  shutdownDeadlineMs: "deadline of the whole close",
+  shutdownCheckpointDeadlineMs: "part of the shutdown deadline the shutdown checkpoint may use",
+  walSegmentBytes: "WAL segment size",
+  takeOver: "take over a bucket whose lock names another (dead) instance",
+  lockRenewIntervalMs: "how often the holder renews the bucket lock",
+  lockLeaseMs: "how long an unrenewed bucket lock stays valid",
+  retainCheckpointsMin: "retention: latest checkpoints always kept",
+  retainForMs: "retention: point-in-time window (0 keeps the latest checkpoints only)",
+  gcIntervalMs: "how often the lock holder collects garbage (0 turns it off)",
+  gcMinAgeMs: "objects younger than this are never collected",
+  gcConcurrency: "deletes a garbage-collection pass runs at once",
+  readerLeaseMs: "a reader lease's lifetime",
+  readerLeaseSkewMs: "clock skew allowed a reader lease's expiry",
+  walTimeMarkIntervalMs: "how often the group commit writes a time mark into the WAL (0 writes none)"
+}
+
+/** The prefix of every key: `S3_TIER_WORKER_COUNT` sets `workerCount`. */
+export const keyPrefix = "S3_TIER_"
+
+/** The key of a field (`workerCount` -> `S3_TIER_WORKER_COUNT`). */
+export const keyOf = (field: string): string => keyPrefix + field.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
+
+const fields = Object.keys(defaults) as ReadonlyArray<keyof StorageConfigValue>
+
+/** Every key `layerConfig` reads. */
+export const keys: ReadonlyArray<string> = fields.map(keyOf)
+
+/** The raw text of every key that is set, each read with its description. */
+const rawConfig: Config.Config<Record<string, Option.Option<string>>> = Config.all(
+  Object.fromEntries(fields.map((field) => [field, Config.option(Config.string(keyOf(field)).pipe(Config.withDescription(descriptions[field])))]))
+)
+
+const integerText = /^-?[0-9]+$/
+
+/**
+ * One value from its text: a decimal integer (no sign but `-`, no spaces, no hex, no exponent);
+ * a field in ms also takes an Effect `Duration` string ("10 seconds", "1500 millis").
+ */
+const parseField = (field: keyof StorageConfigValue, text: string): Either.Either<string | number | boolean, InvalidConfig> => {
+  const refuse = (detail: string) => Either.left(new InvalidConfig({ field: keyOf(field), detail: `${detail}, got ${JSON.stringify(text)}` }))
+  const fallback = defaults[field]
+  if (typeof fallback === "string") return Either.right(text)
+  if (typeof fallback === "boolean") {
+    return text === "true" ? Either.right(true) : text === "false" ? Either.right(false) : refuse("must be true or false")
+  }
+  if (integerText.test(text)) {
+    const value = Number(text)
+    return Number.isSafeInteger(value) ? Either.right(value) : refuse("must be a safe integer")
+  }
+  if (!field.endsWith("Ms")) return refuse("must be a decimal integer")
+  const duration = Duration.decodeUnknown(text)
+  if (Option.isNone(duration) || !Duration.isFinite(duration.value)) {
+    return refuse("must be an integer of milliseconds or a Duration such as \"10 seconds\"")
+  }
+  return Either.right(Duration.toMillis(duration.value))
+}
+
+/** A field's validation error under the key the user sets. */
+const underKey = (error: InvalidConfig): InvalidConfig =>
+  error.field in defaults ? new InvalidConfig({ field: keyOf(error.field), detail: error.detail }) : error
+
+const decodeRaw = (raw: Record<string, Option.Option<string>>): Either.Either<StorageConfigValue, InvalidConfig> => {
+  const input: Record<string, unknown> = {}
+  for (const field of fields) {
+    const text = raw[field]
+    if (text === undefined || Option.isNone(text)) continue
+    const parsed = parseField(field, text.value)
+    if (Either.isLeft(parsed)) return Either.left(parsed.left)
+    input[field] = parsed.right
+  }
+  return Either.mapLeft(validate(input as Partial<StorageConfigValue>), underKey)
+}
+
+/** Edit distance, for the likely intended key of an unknown one. */
+const distance = (a: string, b: string): number => {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    row = next
+  }
+  return row[b.length]!
+}
+
+/** The known key closest to `key`, when it is close. */
+export const closestKey = (key: string, known: ReadonlyArray<string> = keys): string | undefined => {
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const candidate of known) {
+    const d = distance(key, candidate)
+    const close = d <= Math.max(2, Math.ceil((Math.max(key.length, candidate.length) - keyPrefix.length) / 2))
+    if (close && d < bestDistance) [best, bestDistance] = [candidate, d]
+  }
+  return best
+}
+
+/**
+ * The `S3_TIER_*` names the ambient provider holds, when it can list them (the environment
+ * provider can: its keys are paths split on `_`). Providers that cannot list give none.
+ */
+const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProviderWith((provider) => {
+  const walk = (path: ReadonlyArray<string>, depth: number): Effect.Effect<ReadonlyArray<string>, ConfigError.ConfigError> =>
+    Effect.flatMap(provider.flattened.enumerateChildren(path), (children) =>
+      HashSet.size(children) === 0 || depth === 0
+        ? Effect.succeed(path.length > 2 ? [path.join("_")] : [])
+        : Effect.map(Effect.forEach(children, (child) => walk([...path, child], depth - 1)), (found) => found.flat()))
+  return walk(["S3", "TIER"], 8)
+}).pipe(Effect.orElseSucceed(() => []))
+
+/** The prefix of the S3 store's keys (`S3ObjectStore.layerConfig` reads and checks them). */
+export const s3KeyPrefix = "S3_TIER_S3_"
+
+/**
+ * Logs one warning per `S3_TIER_*` name of the ambient provider that `owns` but that is none of
+ * `known`, with the likely intended key. @category internals
+ */
+export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string) => boolean): Effect.Effect<void> =>
+  Effect.flatMap(providedKeys, (found) =>
+    Effect.forEach(found.filter((key) => owns(key) && !known.includes(key)), (key) => {
+      const intended = closestKey(key, known)
+      return Effect.logWarning(`unknown configuration key ${key}${intended === undefined ? "" : ` (did you mean ${intended}?)`}; it is ignored`)
+    }, { discard: true }))
+
+/**
+ * Reads the configuration from the ambient ConfigProvider (the environment unless the app set
+ * another: `Layer.setConfigProvider`, `Effect.withConfigProvider`). One flat key per field in
+ * every provider, `S3_TIER_` + the field in constant case: `S3_TIER_WORKER_COUNT=16` in the
+ * environment, `{ "S3_TIER_WORKER_COUNT": 16 }` with `ConfigProvider.fromJson`. A bad value is
+ * one `InvalidConfig` naming its key. @category config
+ */
+export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
+  yield* warnUnknownKeys(keys, (key) => !key.startsWith(s3KeyPrefix))
+  const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
+  return yield* decodeRaw(raw)
+})
+
+/** The configuration read from the ambient ConfigProvider (see `read`). @category layers */
+export const layerConfig: Layer.Layer<StorageConfig, InvalidConfig> = Layer.effect(StorageConfig, read)

@@ -13,19 +13,24 @@
  * create-if-absent run against a scripted server (ScriptedServer) that answers that way and records
  * what it was sent; the start-up conformance check against s3rver without the harness's
  * conditional puts (a store that ignores `If-None-Match`).
+ * Configuration: `layerConfig` from a ConfigProvider.fromMap against s3rver and the hanging server
+ * (its timeout is StorageConfig's), each bad key named, the secret Redacted everywhere it could be
+ * printed, the app's own client settings (user agent, maxAttempts) seen by the scripted server.
  * With S3_TEST_ENDPOINT (scripts/rgw.sh) the contract suite and the live tests run against that
  * server instead of s3rver; the tests of the s3rver harness itself are skipped there, saying why.
  */
 import { createHash } from "node:crypto"
 import * as http from "node:http"
+import { inspect } from "node:util"
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, S3Client } from "@aws-sdk/client-s3"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Effect, Either, Exit, Fiber, Layer, Metric, Stream } from "effect"
+import { S3ServiceConfig } from "@effect-aws/client-s3"
+import { Cause, ConfigProvider, Context, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Redacted, Stream } from "effect"
 import { isTransient, type ObjectStoreError } from "../../src/domain/Errors.js"
 import type { ConditionalCreateDialect } from "../../src/domain/S3Compat.js"
 import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
 import { classifyS3Error } from "../../src/layers/S3ObjectStore.js"
-import type { ObjectStoreService } from "../../src/services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import { withRequestPolicy } from "../../src/services/RequestPolicy.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as HangingServer from "../support/HangingServer.js"
@@ -476,5 +481,110 @@ describe("S3ObjectStore: create-if-absent dialects and the start-up conformance 
         assert.include(error?.message ?? "", `${JSON.stringify(bucket)} is not a valid S3 bucket name`)
       }
       assert.strictEqual(scripted.requests().length, 0)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("S3ObjectStore configuration", () => {
+  const fromMap = (entries: Record<string, string>) => ConfigProvider.fromMap(new Map(Object.entries(entries)))
+  const secretText = "SECRET-never-printed-1234"
+  const storeFrom = (entries: Record<string, string>, storage: Partial<StorageConfig.StorageConfigValue> = {}) =>
+    Effect.map(
+      Layer.build(S3ObjectStore.layerConfig.pipe(Layer.provide(StorageConfig.layer(storage)))),
+      Context.get(ObjectStore)
+    ).pipe(Effect.withConfigProvider(fromMap(entries)))
+  const s3rverKeys = () => ({
+    S3_TIER_S3_BUCKET: server().bucket,
+    S3_TIER_S3_ENDPOINT: server().endpoint,
+    S3_TIER_S3_REGION: server().region,
+    S3_TIER_S3_FORCE_PATH_STYLE: "true",
+    S3_TIER_S3_ACCESS_KEY_ID: server().credentials.accessKeyId,
+    S3_TIER_S3_SECRET_ACCESS_KEY: server().credentials.secretAccessKey
+  })
+
+  it.scopedLive("layerConfig reads the app's ConfigProvider and works against the server", () =>
+    Effect.gen(function* () {
+      const store = yield* storeFrom(s3rverKeys())
+      yield* store.probe
+      const key = `${S3TestServer.runId}/config/roundtrip`
+      yield* store.put(key, new Uint8Array([1, 2, 3]))
+      assert.deepStrictEqual(Array.from(yield* store.get(key)), [1, 2, 3])
+      yield* store.delete(key)
+    }))
+
+  it.scopedLive("the request timeout is StorageConfig's requestTimeoutMs", () =>
+    Effect.gen(function* () {
+      const hanging = yield* HangingServer.make
+      const store = yield* storeFrom({
+        S3_TIER_S3_BUCKET: "hang",
+        S3_TIER_S3_ENDPOINT: hanging.endpoint,
+        S3_TIER_S3_FORCE_PATH_STYLE: "true",
+        S3_TIER_S3_ACCESS_KEY_ID: "a",
+        S3_TIER_S3_SECRET_ACCESS_KEY: "b"
+      }, { requestTimeoutMs: 300 })
+      const error = failureOf(yield* Effect.exit(store.get("k")))
+      assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Timeout", JSON.stringify(error))
+      assert.include(error?.message ?? "", "within 300 ms")
+      const fromCode = S3ObjectStore.layer({ bucket: "hang", endpoint: hanging.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" } })
+      const coded = yield* Effect.map(Layer.build(fromCode.pipe(Layer.provide(StorageConfig.layer({ requestTimeoutMs: 200 })))), Context.get(ObjectStore))
+      assert.include(failureOf(yield* Effect.exit(coded.get("k")))?.message ?? "", "within 200 ms")
+    }))
+
+  it.scoped("a bad value's error names its S3_TIER_S3_* key", () =>
+    Effect.gen(function* () {
+      const fieldOf = (entries: Record<string, string>) =>
+        Effect.map(Effect.flip(S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.withConfigProvider(fromMap(entries)))), (error) => error.field)
+      assert.strictEqual(yield* fieldOf({}), "S3_TIER_S3_BUCKET")
+      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "Bad_Bucket" }), "S3_TIER_S3_BUCKET")
+      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_FORCE_PATH_STYLE: "yes" }), "S3_TIER_S3_FORCE_PATH_STYLE")
+      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_CONDITIONAL_CREATE: "etag" }), "S3_TIER_S3_CONDITIONAL_CREATE")
+      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_SECRET_ACCESS_KEY: secretText }), "S3_TIER_S3_ACCESS_KEY_ID")
+    }))
+
+  it.scoped("the secret is Redacted: never in the printed options, an error or the logs", () =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      const capture = Logger.make(({ message }) => { logs.push(String(message)) })
+      const read = (entries: Record<string, string>) =>
+        S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.withConfigProvider(fromMap(entries)), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      const options = yield* read({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_ACCESS_KEY_ID: "id", S3_TIER_S3_SECRET_ACCESS_KEY: secretText, S3_TIER_S3_SESSION_TOKEN: secretText })
+      const secret = options.credentials?.secretAccessKey
+      assert.isTrue(secret !== undefined && Redacted.isRedacted(secret) && Redacted.value(secret) === secretText)
+      for (const printed of [JSON.stringify(options), inspect(options, { depth: 10 }), String(secret), `${Cause.pretty(Cause.fail(options))}`]) {
+        assert.notInclude(printed, secretText)
+      }
+      const error = yield* Effect.flip(read({ S3_TIER_S3_BUCKET: "Bad_Bucket", S3_TIER_S3_ACCESS_KEY_ID: "id", S3_TIER_S3_SECRET_ACCESS_KEY: secretText }))
+      assert.notInclude(`${error.message} ${JSON.stringify(error)} ${inspect(error)}`, secretText)
+      assert.notInclude(logs.join("\n"), secretText)
+    }))
+
+  it.scopedLive("keeps the app's own S3 client settings (user agent, retry)", () =>
+    Effect.gen(function* () {
+      const scripted = yield* ScriptedServer.make(() => ({ status: 503, code: "SlowDown" }))
+      const appSettings = S3ServiceConfig.setS3ServiceConfig({ customUserAgent: "my-app/1.0", maxAttempts: 2 })
+      const store = yield* Effect.map(
+        Layer.build(S3ObjectStore.layer({ bucket: "scripted", endpoint: scripted.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: Redacted.make("b") }, requestTimeoutMs: 5_000 }).pipe(Layer.provide(appSettings))),
+        Context.get(ObjectStore)
+      )
+      const error = failureOf(yield* Effect.exit(store.get("k")))
+      assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Throttled", JSON.stringify(error))
+      const sent = scripted.requests()
+      assert.strictEqual(sent.length, 2, "the app's maxAttempts: 2 was kept")
+      assert.include(String(sent[0]?.headers["user-agent"] ?? ""), "my-app/1.0")
+    }))
+
+  it.scoped("warns about an unknown S3_TIER_S3_* name once; StorageConfig leaves the store's keys alone", () =>
+    Effect.gen(function* () {
+      const saved = { ...process.env }
+      yield* Effect.addFinalizer(() => Effect.sync(() => { process.env = saved }))
+      process.env.S3_TIER_S3_BUCKT = "b-1"
+      process.env.S3_TIER_S3_BUCKET = "b-1"
+      const logs: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => { logs.push(`${logLevel.label} ${String(message)}`) })
+      yield* Layer.build(StorageConfig.layerConfig).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      assert.deepStrictEqual(logs, [])
+      yield* S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      assert.deepStrictEqual(logs, ["WARN unknown configuration key S3_TIER_S3_BUCKT (did you mean S3_TIER_S3_BUCKET?); it is ignored"])
     }))
 })
