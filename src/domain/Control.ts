@@ -172,12 +172,11 @@ export const planStartup = (
     }))
   }
   const latest = bucket.latest
-  const remedy = "start from an empty data directory to restore the bucket's latest checkpoint and archived WAL (this directory's changes after its last checkpoint are not in it)"
   if (latest === undefined) {
     if (control.lastCheckpoint === 0) return Either.right({ _tag: "Reopen", control })
     return Either.left(new StartupRefused({
       reason: "LocalAhead",
-      detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's; restore the bucket, or ${remedy}`
+      detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's`
     }))
   }
   // Another instance's checkpoint is foreign unless it is the very one this directory opened from
@@ -187,13 +186,13 @@ export const planStartup = (
   if (latest.instanceId !== control.instanceId && !openedFromIt) {
     return Either.left(new StartupRefused({
       reason: "ForeignInstance",
-      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over); ${remedy}`
+      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over)`
     }))
   }
   if (control.lastCheckpoint > latest.checkpoint) {
     return Either.left(new StartupRefused({
       reason: "LocalAhead",
-      detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}: the bucket lost checkpoints; restore the bucket, or ${remedy}`
+      detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}: the bucket lost checkpoints`
     }))
   }
   // Behind only by its own checkpoints (the crash window between a commit and the control file's
@@ -202,7 +201,7 @@ export const planStartup = (
   if (foreign !== undefined) {
     return Either.left(new StartupRefused({
       reason: "LocalBehind",
-      detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}, and ${foreign} (another history); ${remedy}`
+      detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}, and ${foreign} (another history)`
     }))
   }
   return Either.right({ _tag: "Reopen", control })

@@ -210,7 +210,24 @@ export class CheckpointFailed extends Schema.TaggedError<CheckpointFailed>("effe
   }
 }
 
-/** Start-up refused, like OrioleDB's control check (src/s3/control.c). */
+/** Why start-up refused a data directory. */
+export type StartupRefusedReason = "ForeignInstance" | "LocalAhead" | "LocalBehind" | "NotOurDirectory" | "ForeignBucket"
+
+/** What the operator should do for each StartupRefused reason (the end of its message). */
+export const startupRefusedRemedy: Readonly<Record<StartupRefusedReason, string>> = {
+  ForeignInstance: "this directory's instance was superseded (another instance took the bucket over) and the directory cannot be reopened, with or without takeOver; " +
+    "to write again from here, open an empty data directory: it restores the bucket's latest checkpoint and archived WAL (refused with BucketLocked while the instance that took over runs); " +
+    "records of this directory that were not archived before the take-over are not in the bucket (`restore --dir <empty dir>` shows what the bucket holds)",
+  LocalAhead: "check that the store and prefix are this directory's; if the bucket lost checkpoints (deleted, or replaced by an older copy), put them back; " +
+    "otherwise open an empty data directory to go on from what the bucket holds (this directory's later checkpoints and WAL are not in it)",
+  LocalBehind: "the bucket went on without this directory (a copy of it ran, or another instance took over), so it cannot be reopened; " +
+    "open an empty data directory to go on from the bucket's latest checkpoint and archived WAL (this directory's changes after its last checkpoint are not in it)",
+  NotOurDirectory: "open a missing or empty directory (a new store, or a restore of the bucket), or this tier's own data directory with the partSizeBytes and walSegmentBytes it was made with",
+  ForeignBucket: "open the directory with the store and prefix it belongs to, or use an empty data directory for this bucket"
+}
+
+/** Start-up refused, like OrioleDB's control check (src/s3/control.c). The message ends with the
+ * remedy for its reason (`startupRefusedRemedy`). */
 export class StartupRefused extends Schema.TaggedError<StartupRefused>("effect-s3-tier/StartupRefused")(
   "StartupRefused",
   {
@@ -219,7 +236,7 @@ export class StartupRefused extends Schema.TaggedError<StartupRefused>("effect-s
   }
 ) {
   override get message(): string {
-    return `start-up refused (${this.reason}): ${this.detail}`
+    return `start-up refused (${this.reason}): ${this.detail}. What to do: ${startupRefusedRemedy[this.reason]}`
   }
 }
 
@@ -230,7 +247,7 @@ export class BucketLocked extends Schema.TaggedError<BucketLocked>("effect-s3-ti
   epoch: Schema.Number
 }) {
   override get message(): string {
-    return `the bucket is locked by instance ${this.holder} (epoch ${this.epoch}, lock object ${JSON.stringify(this.key)}); pass takeOver only if that instance is dead`
+    return `the bucket is locked by instance ${this.holder} (epoch ${this.epoch}, lock object ${JSON.stringify(this.key)}); stop that instance first; only if it is dead (its process gone for good, not merely unreachable) open with takeOver (CLI \`--take-over\`), which raises the fencing epoch`
   }
 }
 
@@ -240,7 +257,7 @@ export class DirectoryLocked extends Schema.TaggedError<DirectoryLocked>("effect
   holder: Schema.String
 }) {
   override get message(): string {
-    return `the data directory ${JSON.stringify(this.path)} is in use by ${this.holder}; one process at a time may open it`
+    return `the data directory ${JSON.stringify(this.path)} is in use by ${this.holder}; one process at a time may open it: stop that process first (a lock left by a dead process is replaced at the next open)`
   }
 }
 
@@ -250,7 +267,7 @@ export class Fenced extends Schema.TaggedError<Fenced>("effect-s3-tier/Fenced")(
   detail: Schema.String
 }) {
   override get message(): string {
-    return `fenced: this instance (epoch ${this.epoch}) was superseded: ${this.detail}`
+    return `fenced: this instance (epoch ${this.epoch}) was superseded: ${this.detail}; close it: its writes are refused, and its WAL past what it archived is only in its data directory (the shutdown report names the range); go on from the instance that took over`
   }
 }
 
@@ -328,7 +345,7 @@ export class WalCorrupt extends Schema.TaggedError<WalCorrupt>("effect-s3-tier/W
   detail: Schema.String
 }) {
   override get message(): string {
-    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, inside its durable records: ${this.detail}`
+    return `the local WAL segment ${this.segment} is corrupt at position ${this.lsn}, inside its durable records: ${this.detail}; put back the segment from a copy of the data directory if there is one, or move the directory aside and open an empty one to go on from the bucket's latest checkpoint and archived WAL (the records past the bucket's copy are lost)`
   }
 }
 
@@ -358,6 +375,14 @@ export class ReaderLeaseLost extends Schema.TaggedError<ReaderLeaseLost>("effect
   }
 }
 
+/** What to do for each RestoreRefused reason (the end of its message). */
+export const restoreRefusedRemedy: Readonly<Record<"Expired" | "OutsideWindow" | "BeyondArchive" | "NoCheckpoint", string>> = {
+  Expired: "choose a target at or after the oldest restorable checkpoint",
+  OutsideWindow: "choose a target at or after the oldest restorable checkpoint",
+  BeyondArchive: "choose a target below the archived WAL's end, or restore the latest state",
+  NoCheckpoint: "check the store and prefix; a writer commits its first checkpoint at its first periodic checkpoint or its clean shutdown"
+}
+
 /**
  * A restore cannot give what was asked: the target is outside what the bucket retains (Expired: its
  * checkpoint's root manifest is a tombstone; OutsideWindow: older than the oldest restorable
@@ -369,6 +394,6 @@ export class RestoreRefused extends Schema.TaggedError<RestoreRefused>("effect-s
   detail: Schema.String
 }) {
   override get message(): string {
-    return this.detail
+    return `${this.detail}; ${restoreRefusedRemedy[this.reason]}`
   }
 }

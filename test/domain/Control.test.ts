@@ -79,6 +79,21 @@ describe("planStartup", () => {
     assert.strictEqual(refusal(Control.planStartup(control, true, bucket(5), { ...sizes, partSizeBytes: 8192 })), "NotOurDirectory")
   })
 
+  it("each refusal says what happened and what to do", () => {
+    const message = (result: Either.Either<Control.StartupPlan, { message: string }>): string => (Either.isLeft(result) ? result.left.message : "")
+    const foreign = message(Control.planStartup(control, true, bucket(5, "b"), sizes))
+    assert.match(foreign, /written by instance b.*taken over/)
+    assert.match(foreign, /What to do: .*cannot be reopened, with or without takeOver.*open an empty data directory.*BucketLocked.*restore --dir/)
+    const ahead = message(Control.planStartup(control, true, bucket(4), sizes))
+    assert.match(ahead, /checkpoint 5, the bucket only at 4/)
+    assert.match(ahead, /What to do: check that the store and prefix.*put them back.*otherwise open an empty data directory/)
+    const behind = message(Control.planStartup(control, true, bucket(9), sizes))
+    assert.match(behind, /behind the bucket's 9/)
+    assert.match(behind, /What to do: the bucket went on without this directory.*cannot be reopened; open an empty data directory/)
+    assert.match(message(Control.planStartup(undefined, true, bucket(undefined), sizes)), /What to do: open a missing or empty directory/)
+    assert.match(message(Control.planStartup(control, true, { ...bucket(5), prefix: "q" }, sizes)), /What to do: open the directory with the store and prefix it belongs to/)
+  })
+
   it("decodes its own encoding and rejects a truncated control file", () => {
     const bytes = Control.encodeControl(control)
     assert.deepStrictEqual(Either.getOrThrow(Control.decodeControl("c", bytes)), control)
