@@ -397,3 +397,19 @@ export class RestoreRefused extends Schema.TaggedError<RestoreRefused>("effect-s
     return `${this.detail}; ${restoreRefusedRemedy[this.reason]}`
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers
+// ---------------------------------------------------------------------------------------------
+
+/** A value is not a valid identifier of its kind (a FileId, a PartIndex, an InstanceId, ...); the
+ * `Ids.decode*` constructors fail with it where the plain ones throw. */
+export class InvalidId extends Schema.TaggedError<InvalidId>("effect-s3-tier/InvalidId")("InvalidId", {
+  kind: Schema.String,
+  value: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `invalid ${this.kind} ${this.value}: ${this.detail}`
+  }
+}

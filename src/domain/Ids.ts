@@ -7,7 +7,8 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import { Either, ParseResult, Schema } from "effect"
+import { InvalidId } from "./Errors.js"
 
 // A FileId names an application data file: a relative, slash-separated path with no empty,
 // `.` or `..` segment, no control characters and no backslash, so that it can never escape the
@@ -86,10 +87,39 @@ export const Sha256Hex = Schema.String.pipe(
 )
 export type Sha256Hex = typeof Sha256Hex.Type
 
-/** Constructors for code that has already validated its input (tests, pure arithmetic). */
+/** Constructors for code that has already validated its input (tests, pure arithmetic): they throw
+ * on a bad value. For untrusted input use the `decode*` constructors below. */
 export const fileId = Schema.decodeUnknownSync(FileId)
 export const partIndex = (value: number): PartIndex => PartIndex.make(value)
 export const checkpointNumber = (value: number): CheckpointNumber => CheckpointNumber.make(value)
 export const lsn = (value: number): Lsn => Lsn.make(value)
 export const segmentNumber = (value: number): SegmentNumber => SegmentNumber.make(value)
 export const epoch = (value: number): Epoch => Epoch.make(value)
+
+const describeValue = (value: unknown): string => {
+  if (typeof value === "string") return JSON.stringify(value)
+  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) return String(value)
+  return typeof value
+}
+
+const decoderOf = <A, I>(schema: Schema.Schema<A, I>, kind: string) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (value: unknown): Either.Either<A, InvalidId> =>
+    Either.mapLeft(decode(value), (error) =>
+      new InvalidId({ kind, value: describeValue(value), detail: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.message).join("; ") }))
+}
+
+/**
+ * Constructors with a typed failure, for untrusted input (a CLI flag, a request, a file name read
+ * back): each returns `Either<Id, InvalidId>`, which is also an Effect (`yield*` it in Effect.gen
+ * to fail with InvalidId). @since 0.1.0 @category constructors
+ */
+export const decodeFileId = decoderOf(FileId, "FileId")
+export const decodePartIndex = decoderOf(PartIndex, "PartIndex")
+export const decodeCheckpointNumber = decoderOf(CheckpointNumber, "CheckpointNumber")
+export const decodeTaskId = decoderOf(TaskId, "TaskId")
+export const decodeInstanceId = decoderOf(InstanceId, "InstanceId")
+export const decodeEpoch = decoderOf(Epoch, "Epoch")
+export const decodeLsn = decoderOf(Lsn, "Lsn")
+export const decodeSegmentNumber = decoderOf(SegmentNumber, "SegmentNumber")
+export const decodeSha256Hex = decoderOf(Sha256Hex, "Sha256Hex")
