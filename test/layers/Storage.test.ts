@@ -317,6 +317,11 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(2, 10)), storage.checkpoint)), { takeOver: true })
       const foreign = yield* Effect.flip(H.withStorage(bucket, diskA, () => Effect.void))
       assert.strictEqual(foreign._tag === "StartupRefused" ? foreign.reason : foreign._tag, "ForeignInstance")
+      // Its remedy holds: the directory cannot be reopened, an empty one restores the bucket's state.
+      assert.match(foreign.message, /What to do: .*cannot be reopened.*open an empty data directory/)
+      assert.match(ahead.message, /What to do: check that the store and prefix/)
+      const restored = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.zip(Effect.succeed(storage.opened.plan), storage.read(fileA, 0, 10)))
+      assert.deepStrictEqual(restored, ["Restore", H.pattern(2, 10)])
       // Not ours: a non-empty directory without control.json; nothing is written to it or the bucket.
       const stranger = yield* H.makeDisk
       yield* stranger.disk.write("notes.txt", 0, new TextEncoder().encode("mine"))
