@@ -188,6 +188,8 @@ export interface GcPassResult {
   readonly expiredNow: ReadonlyArray<number>
   readonly retained: ReadonlyArray<number>
   readonly complete: boolean
+  /** The prefixes whose last listing in the pass failed (as the bucket answered, below any retry). */
+  readonly listingsFailed?: ReadonlyArray<string>
 }
 
 /** What a restore was asked for (chosen from the bucket at the step's instant). */

@@ -15,7 +15,7 @@
  * file manifests with their digests) and fetches every part object a manifest references, checking
  * its SHA-256: a missing or altered object is a `manifest-references-exist` violation.
  */
-import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Supervisor } from "effect"
+import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Stream, Supervisor } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
@@ -30,7 +30,7 @@ import * as Evictor from "../../src/services/Evictor.js"
 import * as GarbageCollector from "../../src/services/GarbageCollector.js"
 import * as Loader from "../../src/services/Loader.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
-import { ObjectStore } from "../../src/services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
@@ -531,10 +531,22 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   gcPass: (world) =>
     Effect.gen(function* () {
       const view = yield* gcViewOf(world)
-      const exit = yield* Effect.exit(GarbageCollector.collect(view.store, configOf(world), { minAgeMs: 0 }))
-      if (Exit.isFailure(exit)) return { error: exitText(exit), deletedObjects: 0, expiredNow: [], retained: [], complete: false } satisfies GcPassResult
+      // How each listing of the pass ended, as the bucket answered it (the last answer per prefix).
+      const listings = new Map<string, "ended" | "failed">()
+      const store: ObjectStoreService = {
+        ...view.store,
+        list: (prefix) =>
+          Stream.concat(
+            view.store.list(prefix).pipe(Stream.tapError(() => Effect.sync(() => void listings.set(prefix, "failed")))),
+            Stream.execute(Effect.sync(() => void listings.set(prefix, "ended")))
+          )
+      }
+      const exit = yield* Effect.exit(GarbageCollector.collect(store, configOf(world), { minAgeMs: 0 }))
+      const listingsFailed = [...listings].flatMap(([prefix, outcome]) => (outcome === "failed" ? [prefix] : []))
+      if (Exit.isFailure(exit)) return { error: exitText(exit), deletedObjects: 0, expiredNow: [], retained: [], complete: false, listingsFailed } satisfies GcPassResult
       const report = exit.value
       return {
+        listingsFailed,
         error: undefined,
         deletedObjects: Object.values(report.deleted).reduce((sum, tally) => sum + tally.objects, 0),
         expiredNow: report.expiredNow,
