@@ -170,6 +170,8 @@ export interface BucketAudit {
   readonly checkpoints: ReadonlyArray<AuditedCheckpoint>
   /** A manifest referencing a missing object, a corrupt object, ... */
   readonly problems: ReadonlyArray<string>
+  /** A committed checkpoint number whose root object vanished, or that was committed again. */
+  readonly numberProblems?: ReadonlyArray<string>
   /** Checkpoints whose root manifest is a tombstone (expired by the collector). */
   readonly expired?: ReadonlyArray<number>
   /** Every object of the bucket, by key. */
@@ -680,7 +682,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
 
     const auditNow = Effect.gen(function* () {
       const audit = yield* auditBounded(system, world, bounds, record)
-      if (audit !== undefined && audit.problems.length > 0) record.gcAudits?.push({ atMs: yield* now, audit })
+      if (audit !== undefined && (audit.problems.length > 0 || (audit.numberProblems ?? []).length > 0)) record.gcAudits?.push({ atMs: yield* now, audit })
       return audit
     })
 

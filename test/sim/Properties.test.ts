@@ -359,6 +359,12 @@ describe("Properties", () => {
       assert.deepStrictEqual(violated(record), ["gc-keeps-retained"])
     })
 
+    it("checkpoint-numbers-kept: a committed number whose root vanished, or committed again", () => {
+      const record = gcRun()
+      record.gcAudits?.push({ atMs: 300, audit: { checkpoints: [], problems: [], numberProblems: ["checkpoint 1's root manifest is gone, with no tombstone: its number can be committed again"] } })
+      assert.deepStrictEqual(violated(record), ["checkpoint-numbers-kept"])
+    })
+
     it("gc-fails-closed: a pass that went on after a failed listing, or deleted while failing", () => {
       const record = gcRun()
       record.gcPasses?.push({ startedAtMs: 100, faultsActive: true, objectsBefore: [], endedAtMs: 120, audit: { checkpoints: [], problems: [], objects: [] }, result: { ...passResult, listingsFailed: ["leases/"] } })

@@ -64,6 +64,7 @@ export type PropertyName =
   | "restore-from-bucket"
   | "fenced-stops-acknowledging"
   | "gc-keeps-retained"
+  | "checkpoint-numbers-kept"
   | "gc-fails-closed"
   | "restore-under-lease"
   | "restore-at-target"
@@ -490,6 +491,8 @@ const everAudited = (record: RunRecord): Map<number, AuditedCheckpoint> => {
 }
 
 /**
+ * `checkpoint-numbers-kept`: a checkpoint number once committed keeps its root object (the manifest
+ * or the tombstone that replaced it) and is never committed again (SlateDB RFC 0026).
  * `gc-keeps-retained`: no committed (not tombstoned) checkpoint ever lacks an object it names: the
  * auditor looks after every pass of the run's collector, every 20 ms while it runs (the writers'
  * own passes), and after a last pass at the end. `gc-fails-closed`: a pass whose listing failed
@@ -499,14 +502,20 @@ const everAudited = (record: RunRecord): Map<number, AuditedCheckpoint> => {
  */
 const judgeGc = (record: RunRecord, add: Add) => {
   const seen = new Set<string>()
-  const report = (when: string, audit: BucketAudit | undefined) => {
-    for (const problem of audit?.problems ?? []) {
+  const report = (when: string, audit: BucketAudit | undefined, objects = true) => {
+    const problems = [
+      ...(objects ? audit?.problems ?? [] : []).map((problem) => ["gc-keeps-retained", problem] as const),
+      ...(audit?.numberProblems ?? []).map((problem) => ["checkpoint-numbers-kept", problem] as const)
+    ]
+    for (const [property, problem] of problems) {
       if (seen.has(problem)) continue
       seen.add(problem)
-      add("gc-keeps-retained", `${when}: ${problem}`)
+      add(property, `${when}: ${problem}`)
     }
   }
   for (const { atMs, audit } of record.gcAudits ?? []) report(`t=${atMs}ms`, audit)
+  // (Its missing objects are `manifest-references-exist`'s.)
+  report("at the end", record.finalAudit, false)
   report("after the last gc pass", record.finalGc?.audit)
   for (const pass of record.gcPasses ?? []) {
     const failed = pass.result?.listingsFailed ?? []

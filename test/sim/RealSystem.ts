@@ -395,10 +395,13 @@ export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpo
     const problems: Array<string> = []
     const checkpoints: Array<AuditedCheckpoint> = []
     const expired: Array<number> = []
+    const numberProblems: Array<string> = []
+    const rootNumbers = new Set<number>()
     for (const [key, bytes] of snapshot) {
       const parsed = KeyLayout.parseKey(layout, key)
       if (Option.isNone(parsed) || parsed.value._tag !== "Checkpoint") continue
       const number = parsed.value.checkpoint
+      rootNumbers.add(number)
       const root = Manifest.decodeRootObject(key, bytes, number)
       // A tombstone: the collector expired the checkpoint, which is no longer restorable.
       if (Either.isRight(root) && root.right._tag === "Expired") {
@@ -413,14 +416,22 @@ export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpo
       if (typeof audited === "string") problems.push(audited)
       else {
         checkpoints.push(audited)
+        const before = history.get(number)
+        if (before !== undefined && before !== audited) {
+          numberProblems.push(`checkpoint ${number} was committed again: by ${audited.instanceId} (epoch ${audited.epoch}, WAL position ${audited.walPosition}), before by ${before.instanceId} (epoch ${before.epoch}, WAL position ${before.walPosition})`)
+        }
         history.set(number, audited)
         // Still there? A collector must keep every object a committed checkpoint names.
         if (cached !== undefined) for (const reference of audited.references ?? []) if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
       }
     }
+    for (const number of history.keys()) {
+      if (!rootNumbers.has(number)) numberProblems.push(`checkpoint ${number}'s root manifest is gone, with no tombstone: its number can be committed again`)
+    }
     return {
       checkpoints,
       problems,
+      numberProblems,
       expired,
       objects: snapshot.map(([key, bytes]) => ({ key, sizeBytes: bytes.length })),
       history: [...history.values()],
