@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { checkAsync, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
 
-const runs = Number(process.env.SIM_GC_RUNS ?? 40)
+const runs = Number(process.env.SIM_GC_RUNS ?? 60)
 const seed = 20_261_207
 
 describe("garbage collection beside writers, leases and restores", () => {
