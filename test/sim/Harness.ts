@@ -190,7 +190,8 @@ export interface GcPassResult {
   readonly expiredNow: ReadonlyArray<number>
   readonly retained: ReadonlyArray<number>
   readonly complete: boolean
-  /** The prefixes whose last listing in the pass failed (as the bucket answered, below any retry). */
+  /** The prefixes whose last listing in the pass failed, and the root and file manifests whose
+   * last read failed (as the bucket answered, below any retry). */
   readonly listingsFailed?: ReadonlyArray<string>
 }
 

@@ -495,8 +495,9 @@ const everAudited = (record: RunRecord): Map<number, AuditedCheckpoint> => {
  * or the tombstone that replaced it) and is never committed again (SlateDB RFC 0026).
  * `gc-keeps-retained`: no committed (not tombstoned) checkpoint ever lacks an object it names: the
  * auditor looks after every pass of the run's collector, every 20 ms while it runs (the writers'
- * own passes), and after a last pass at the end. `gc-fails-closed`: a pass whose listing failed
- * (its last answer for that prefix, below any retry) fails; and a pass that failed deleted nothing
+ * own passes), and after a last pass at the end. `gc-fails-closed`: a pass whose listing failed,
+ * or whose read of a root or file manifest failed (the last answer for that prefix or key, below
+ * any retry; a key that is gone is an answer), fails; and a pass that failed deleted nothing
  * (judged when no other collector ran meanwhile: the writers' periodic pass off, no pass of the
  * run's collector overlapping).
  */
@@ -520,7 +521,7 @@ const judgeGc = (record: RunRecord, add: Add) => {
   for (const pass of record.gcPasses ?? []) {
     const failed = pass.result?.listingsFailed ?? []
     if (pass.result !== undefined && pass.result.error === undefined && failed.length > 0) {
-      add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${pass.endedAtMs}ms went on after its listing of ${failed.join(", ")} failed (deleted ${pass.result.deletedObjects} object(s)): a failed listing must end the pass`)
+      add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${pass.endedAtMs}ms went on after its listing of ${failed.join(", ")} failed (deleted ${pass.result.deletedObjects} object(s)): a failed listing or read must end the pass`)
     }
   }
   if (record.schedule.gc === undefined || record.schedule.gc.writerGcIntervalMs > 0) return

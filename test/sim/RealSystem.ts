@@ -544,8 +544,17 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const view = yield* gcViewOf(world)
       // How each listing of the pass ended, as the bucket answered it (the last answer per prefix).
       const listings = new Map<string, "ended" | "failed">()
+      // And how each read of a root or file manifest ended (a key that is gone is an answer too).
+      const reads = new Map<string, "read" | "failed">()
       const store: ObjectStoreService = {
         ...view.store,
+        get: (key) =>
+          view.store.get(key).pipe(
+            Effect.tapBoth({
+              onFailure: (error) => Effect.sync(() => void reads.set(key, error._tag === "ObjectNotFound" ? "read" : "failed")),
+              onSuccess: () => Effect.sync(() => void reads.set(key, "read"))
+            })
+          ),
         list: (prefix) =>
           Stream.concat(
             view.store.list(prefix).pipe(Stream.tapError(() => Effect.sync(() => void listings.set(prefix, "failed")))),
@@ -553,7 +562,10 @@ export const realSystem: SystemUnderTest<RealWorld> = {
           )
       }
       const exit = yield* Effect.exit(GarbageCollector.collect(store, configOf(world), { minAgeMs: 0 }))
-      const listingsFailed = [...listings].flatMap(([prefix, outcome]) => (outcome === "failed" ? [prefix] : []))
+      const listingsFailed = [
+        ...[...listings].flatMap(([prefix, outcome]) => (outcome === "failed" ? [prefix] : [])),
+        ...[...reads].flatMap(([key, outcome]) => (outcome === "failed" && /^(checkpoints|manifests)\//.test(key) ? [`${key} (read)`] : []))
+      ]
       if (Exit.isFailure(exit)) return { error: exitText(exit), deletedObjects: 0, expiredNow: [], retained: [], complete: false, listingsFailed } satisfies GcPassResult
       const report = exit.value
       return {

@@ -258,6 +258,16 @@ const mutations: ReadonlyArray<Mutation> = [
     scenarioTests: []
   },
   {
+    id: "gc-skips-unreadable-roots",
+    breaks: "a root manifest that cannot be read is left out of the pass instead of ending it (fail open on a read)",
+    file: "src/services/GarbageCollector.ts",
+    find: "      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),\n      { concurrency: Math.min(config.workerCount, 16) }\n    )\n",
+    replace: "      ({ checkpoint, key }) => Effect.option(readRoot(store, config, key, checkpoint)),\n      { concurrency: Math.min(config.workerCount, 16) }\n    ).pipe(Effect.map((roots) => roots.flatMap(Option.toArray))) // MUTATION\n",
+    tests: ["test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
+  },
+  {
     id: "gc-deletes-root-manifests",
     breaks: "an expired checkpoint's root manifest is deleted instead of replaced by a tombstone (its number can be committed again)",
     file: "src/services/GarbageCollector.ts",
