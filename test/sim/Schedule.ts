@@ -282,7 +282,8 @@ const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
 /** Faults of the collector's view: listings, reads and deletes that fail, stall, lag, or take effect
  * unanswered. */
 const gcFaultArb: fc.Arbitrary<Fault> = (() => {
-  const target = targetArb(["list", "get", "delete", "any"], ["any", "data", "manifests", "checkpoints", "wal", "leases"])
+  // Reads of root manifests weigh double: a pass reads every one of them.
+  const target = targetArb(["list", "get", "get", "delete", "any"], ["any", "data", "manifests", "checkpoints", "checkpoints", "wal", "leases"])
   return fc.oneof(
     fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
     fc.record({ kind: fc.constant("stall" as const), target }),
