@@ -2,7 +2,8 @@
  * The mutation check: breaks the real code one way at a time (each a small textual patch of one
  * source file), runs the simulation and the relevant unit tests against the broken code, and
  * confirms that the suite fails. Run it with `npx tsx test/sim/mutations.ts` (options: `--runs N`
- * schedules per simulation, default 150; `--only ID`). The results are summarized in
+ * schedules per simulation, default 150; `--only ID`; `--seed S` to skip the search for a seed
+ * that passes unmutated, when S is known to). The results are summarized in
  * test/sim/README.md.
  *
  * Safety: the mutations are applied to a private copy of the project (src, test and the config
