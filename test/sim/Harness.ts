@@ -161,12 +161,53 @@ export interface AuditedCheckpoint {
   readonly walPosition: number
   /** Every non-zero slot of the checkpoint's data. */
   readonly slots: ReadonlyMap<string, Uint8Array>
+  /** The keys of every object it names (file manifests and parts). */
+  readonly references?: ReadonlyArray<string>
 }
 
 export interface BucketAudit {
+  /** The committed checkpoints (root manifests that are not tombstones). */
   readonly checkpoints: ReadonlyArray<AuditedCheckpoint>
   /** A manifest referencing a missing object, a corrupt object, ... */
   readonly problems: ReadonlyArray<string>
+  /** A committed checkpoint number whose root object vanished, or that was committed again. */
+  readonly numberProblems?: ReadonlyArray<string>
+  /** Checkpoints whose root manifest is a tombstone (expired by the collector). */
+  readonly expired?: ReadonlyArray<number>
+  /** Every object of the bucket, by key. */
+  readonly objects?: ReadonlyArray<{ readonly key: string; readonly sizeBytes: number }>
+  /** Every committed checkpoint any audit of the run has read (tombstoned since or not), the
+   * latest read of each number. */
+  readonly history?: ReadonlyArray<AuditedCheckpoint>
+  readonly walSegmentBytes?: number
+}
+
+/** What one garbage-collection pass did. */
+export interface GcPassResult {
+  /** `Tag: message` of the failure, if it failed. */
+  readonly error: string | undefined
+  readonly deletedObjects: number
+  readonly expiredNow: ReadonlyArray<number>
+  readonly retained: ReadonlyArray<number>
+  readonly complete: boolean
+  /** The prefixes whose last listing in the pass failed, and the root and file manifests whose
+   * last read failed (as the bucket answered, below any retry). */
+  readonly listingsFailed?: ReadonlyArray<string>
+}
+
+/** What a restore was asked for (chosen from the bucket at the step's instant). */
+export type RestoreChoice =
+  | { readonly _tag: "Latest" }
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: number }
+  | { readonly _tag: "Lsn"; readonly lsn: number }
+
+export interface RestoreResult {
+  readonly error: { readonly tag: string; readonly detail: string } | undefined
+  /** The base checkpoint it restored from (0: the empty state). */
+  readonly base: number | undefined
+  readonly walFromLsn: number | undefined
+  readonly walToLsn: number | undefined
+  readonly parts: ReadonlyArray<{ readonly file: number; readonly part: number; readonly read: PartRead }>
 }
 
 /** A system the properties can judge. */
@@ -200,6 +241,19 @@ export interface SystemUnderTest<W> {
   /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
   readonly restore: (world: W, label: string) => Effect.Effect<Instance, string>
   readonly audit: (world: W) => Effect.Effect<BucketAudit>
+  /** Takes the schedule's run-wide settings (retention, the writers' collector) before the first
+   * instance opens. */
+  readonly configure?: (world: W, schedule: Schedule) => void
+  /** One garbage-collection pass by a collector of its own, as the `gc` command runs it (no lock,
+   * minimum age 0), over its own faulty view of the bucket. Undefined: no collector. */
+  readonly gcPass?: (world: W) => Effect.Effect<GcPassResult>
+  /** A fault of the collector's view; `gcHeal` clears them. */
+  readonly gcInject?: (world: W, fault: Fault) => Effect.Effect<void>
+  readonly gcHeal?: (world: W) => Effect.Effect<void>
+  /** The target of a restore step, chosen from the bucket as it is now (no fault, no request). */
+  readonly chooseRestore?: (world: W, step: Extract<Step, { _tag: "Restore" }>) => Effect.Effect<RestoreChoice>
+  /** A point-in-time restore under a reader lease into a fresh directory, reading every part back. */
+  readonly restoreAt?: (world: W, choice: RestoreChoice, latencyMs: number) => Effect.Effect<RestoreResult>
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,6 +358,27 @@ export type FaultEvent =
   | { readonly atMs: number; readonly instance: string; readonly kind: Fault["kind"] }
   | { readonly atMs: number; readonly instance: "*"; readonly kind: "heal" }
 
+/** A garbage-collection pass of the collector of the run (`gc`), and the audit right after it. */
+export interface GcPassRecord {
+  readonly startedAtMs: number
+  /** Whether the collector's view had a fault when the pass began. */
+  readonly faultsActive: boolean
+  /** The bucket's keys when it began. */
+  readonly objectsBefore: ReadonlyArray<string> | undefined
+  result: GcPassResult | undefined
+  endedAtMs: number | undefined
+  audit: BucketAudit | undefined
+}
+
+/** A restore under a lease during the run. */
+export interface RestoreRecord {
+  readonly startedAtMs: number
+  readonly choice: RestoreChoice
+  readonly latencyMs: number
+  result: RestoreResult | undefined
+  endedAtMs: number | undefined
+}
+
 export interface RunRecord {
   readonly system: string
   readonly shutdownDeadlineMs: number
@@ -333,6 +408,15 @@ export interface RunRecord {
   audit: BucketAudit | undefined
   /** The bucket at the end (after the restart and the restore wrote to it too). */
   finalAudit: BucketAudit | undefined
+  /** The collector's passes during the run (schedules with garbage collection). */
+  readonly gcPasses?: Array<GcPassRecord>
+  /** Audits taken every few ms during the run (schedules with garbage collection): those that found
+   * a problem. */
+  readonly gcAudits?: Array<{ readonly atMs: number; readonly audit: BucketAudit }>
+  readonly restores?: Array<RestoreRecord>
+  /** A last pass at the end, with nothing in flight (every instance stopped, faults healed), and
+   * the audit after it. */
+  finalGc?: { readonly result: GcPassResult | undefined; readonly audit: BucketAudit | undefined }
   readonly trace: Array<string>
   readonly harnessErrors: Array<string>
 }
@@ -399,6 +483,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       crashes: [],
       archives: [],
       failedTakeOvers: [],
+      gcPasses: [],
+      gcAudits: [],
+      restores: [],
       rot: undefined,
       audit: undefined,
       finalAudit: undefined,
@@ -407,6 +494,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     }
     const trace = (line: string) => Effect.map(now, (atMs) => void record.trace.push(`t=${atMs.toFixed(1)}ms ${line}`))
     const world = yield* system.makeWorld
+    system.configure?.(world, schedule)
     const opened = yield* bounded(system.open(world, "A", schedule.checkpointIntervalMs), bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
       record.harnessErrors.push(`the first instance did not open: ${Option.isNone(opened) ? "timed out" : describeExit(opened.value)}`)
@@ -593,6 +681,30 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
         }
       })
 
+    const auditNow = Effect.gen(function* () {
+      const audit = yield* auditBounded(system, world, bounds, record)
+      if (audit !== undefined && (audit.problems.length > 0 || (audit.numberProblems ?? []).length > 0)) record.gcAudits?.push({ atMs: yield* now, audit })
+      return audit
+    })
+
+    const runGcPass = Effect.gen(function* () {
+      const gcPass = system.gcPass
+      if (gcPass === undefined) return
+      const before = yield* auditNow
+      const pass: GcPassRecord = {
+        startedAtMs: yield* now,
+        faultsActive: record.faults.some((event) => event.instance === "gc"),
+        objectsBefore: before?.objects?.map((object) => object.key),
+        result: undefined,
+        endedAtMs: undefined,
+        audit: undefined
+      }
+      record.gcPasses?.push(pass)
+      pass.result = yield* gcPass(world)
+      pass.endedAtMs = yield* now
+      pass.audit = yield* auditNow
+    })
+
     const checkInvariants = Effect.gen(function* () {
       const atMs = yield* now
       for (const { instance } of live) {
@@ -743,7 +855,39 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
           case "Heal":
             lostResponseFaults.length = 0
             record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
+            if (system.gcHeal !== undefined) yield* system.gcHeal(world)
             return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })
+          case "Gc":
+            if (system.gcPass === undefined) return yield* trace("gc: not supported by this system (skipped)")
+            // The `gc` command is interruptible: the application's shutdown cuts a pass in flight.
+            return yield* fork(
+              "gc pass on gc",
+              step.everyMs === undefined ? runGcPass : Effect.forever(Effect.zipRight(runGcPass, Effect.sleep(Duration.millis(step.everyMs ?? 0)))),
+              true,
+              "gc"
+            )
+          case "GcFault":
+            if (system.gcInject === undefined) return yield* trace("gc: not supported by this system (skipped)")
+            record.faults.push({ atMs: yield* now, instance: "gc", kind: step.fault.kind })
+            return yield* system.gcInject(world, step.fault)
+          case "Restore": {
+            const choose = system.chooseRestore
+            const restoreAt = system.restoreAt
+            if (choose === undefined || restoreAt === undefined) return yield* trace("restore: not supported by this system (skipped)")
+            const restore: RestoreRecord = { startedAtMs: yield* now, choice: yield* choose(world, step), latencyMs: step.latencyMs, result: undefined, endedAtMs: undefined }
+            record.restores?.push(restore)
+            yield* trace(`restore of ${restore.choice._tag === "Latest" ? "the latest state" : restore.choice._tag === "Checkpoint" ? `checkpoint ${restore.choice.checkpoint}` : `LSN ${restore.choice.lsn}`} begins`)
+            return yield* fork(
+              "restore on restore",
+              Effect.flatMap(restoreAt(world, restore.choice, step.latencyMs), (result) =>
+                Effect.map(now, (endedAtMs) => {
+                  restore.result = result
+                  restore.endedAtMs = endedAtMs
+                })),
+              true,
+              "restore"
+            )
+          }
           case "TakeOver":
             return yield* takeOver(step.staleKeepsRunning === true)
           case "Crash":
@@ -791,10 +935,14 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
       }
     })
     const driverFiber = yield* Effect.forkDaemon(driver)
+    // With garbage collection in the run, the auditor looks at the bucket every few ms (the
+    // writers' own passes run at instants no step marks).
+    const auditor = schedule.gc === undefined ? undefined : yield* Effect.forkDaemon(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(gcAuditIntervalMs)), auditNow)))
     yield* Effect.sleep(Duration.millis(schedule.shutdownAtMs))
     // The driver stops before any step at the shutdown instant; a step it is playing (a take-over
     // waiting for its open) is cut.
     yield* Fiber.interrupt(driverFiber)
+    if (auditor !== undefined) yield* Fiber.interrupt(auditor)
     if (schedule.crashAtShutdown === true) {
       const owner = yield* Ref.get(currentRef)
       if (live.some((each) => each.instance === owner)) yield* kill(owner.label, "running")
@@ -807,6 +955,11 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     }
     yield* Effect.forEach(live, ({ instance }) => shutdownOf(instance), { concurrency: "unbounded", discard: true })
     for (const fiber of midRunShutdowns) yield* Fiber.await(fiber)
+    // The collector's passes and the restores are processes of their own (the `gc` and `restore`
+    // commands), interrupted with the application: each winds down on its own deadlines.
+    for (const each of workload) {
+      if (each.instance === "gc" || each.instance === "restore") yield* Fiber.await(each.fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs)), Effect.option)
+    }
     // Let everything runnable at this instant run before looking.
     yield* Effect.sleep(Duration.zero)
     for (const each of workload) {
@@ -838,8 +991,20 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, boun
     yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart), bounds)
     yield* reopen(system, record, "restore", "R", false, system.restore(world, "R"), bounds)
     record.finalAudit = yield* auditBounded(system, world, bounds, record)
+    const gcPass = system.gcPass
+    if (schedule.gc !== undefined && gcPass !== undefined) {
+      // Nothing in flight: every instance stopped, faults healed, no lease but a leftover one.
+      if (system.gcHeal !== undefined) yield* system.gcHeal(world)
+      const pass = yield* bounded(gcPass(world), bounds.openTimeoutMs)
+      const result = Option.isSome(pass) && Exit.isSuccess(pass.value) ? pass.value.value : undefined
+      if (result === undefined) record.harnessErrors.push("the final gc pass did not finish")
+      record.finalGc = { result, audit: yield* auditBounded(system, world, bounds, record) }
+    }
     return record
   })
+
+/** How often the auditor looks at the bucket during a run with garbage collection (simulated ms). */
+const gcAuditIntervalMs = 20
 
 const auditBounded = <W>(system: SystemUnderTest<W>, world: W, bounds: HarnessBounds, record: RunRecord) =>
   Effect.map(bounded(system.audit(world), bounds.openTimeoutMs), (exit) => {

@@ -327,4 +327,84 @@ describe("Properties", () => {
     record.finalAudit = record.audit
     assert.deepStrictEqual(violated(record), ["restart-keeps-acknowledged", "restore-from-bucket"])
   })
+
+  describe("garbage collection", () => {
+    const passResult = { error: undefined, deletedObjects: 2, expiredNow: [1], retained: [2], complete: true }
+    const referencing = (checkpoint: AuditedCheckpoint, references: ReadonlyArray<string>): AuditedCheckpoint => ({ ...checkpoint, references })
+    const gcRun = (): RunRecord => {
+      const record = healthy()
+      const kept = referencing(checkpointOf(record.inserts, 1_200), ["data/0000000000000001/f0/0000000000-a"])
+      return {
+        ...record,
+        schedule: { ...record.schedule, gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 0 } },
+        gcPasses: [],
+        gcAudits: [],
+        restores: [],
+        finalGc: {
+          result: passResult,
+          audit: { checkpoints: [kept], problems: [], expired: [], history: [kept], walSegmentBytes: 4_096, objects: [{ key: "data/0000000000000001/f0/0000000000-a", sizeBytes: 4_096 }, { key: "wal/0000000000000000-0000000000000001", sizeBytes: 1_300 }] }
+        }
+      }
+    }
+
+    it("a healthy run with a pass and a restore violates nothing", () => {
+      const record = gcRun()
+      record.restores?.push({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 1, walFromLsn: 1_200, walToLsn: 1_200, parts: [{ file: 0, part: 0, read: { bytes: partBytes(record.inserts), error: undefined } }] } })
+      assert.deepStrictEqual(violated(record), [])
+    })
+
+    it("gc-keeps-retained: a committed checkpoint lacking an object, during the run or after the last pass", () => {
+      const record = gcRun()
+      record.gcAudits?.push({ atMs: 300, audit: { checkpoints: [], problems: ["checkpoint 1 references data/x, which is gone"] } })
+      assert.deepStrictEqual(violated(record), ["gc-keeps-retained"])
+    })
+
+    it("checkpoint-numbers-kept: a committed number whose root vanished, or committed again", () => {
+      const record = gcRun()
+      record.gcAudits?.push({ atMs: 300, audit: { checkpoints: [], problems: [], numberProblems: ["checkpoint 1's root manifest is gone, with no tombstone: its number can be committed again"] } })
+      assert.deepStrictEqual(violated(record), ["checkpoint-numbers-kept"])
+    })
+
+    it("gc-fails-closed: a pass that went on after a failed listing, or deleted while failing", () => {
+      const record = gcRun()
+      record.gcPasses?.push({ startedAtMs: 100, faultsActive: true, objectsBefore: [], endedAtMs: 120, audit: { checkpoints: [], problems: [], objects: [] }, result: { ...passResult, listingsFailed: ["leases/"] } })
+      assert.deepStrictEqual(violated(record), ["gc-fails-closed"])
+      const failing = gcRun()
+      failing.gcPasses?.push({ startedAtMs: 100, faultsActive: true, objectsBefore: ["data/0000000000000001/f0/0000000000-b"], endedAtMs: 120, audit: { checkpoints: [], problems: [], objects: [] }, result: { ...passResult, error: "GcFailed: listing data/" } })
+      assert.deepStrictEqual(violated(failing), ["gc-fails-closed"])
+    })
+
+    it("restore-under-lease: a restore that met a missing object; a refusal is clean", () => {
+      const record = gcRun()
+      const failed = (tag: string) => ({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 } as const, latencyMs: 0, endedAtMs: 600, result: { error: { tag, detail: `${tag}: …` }, base: undefined, walFromLsn: undefined, walToLsn: undefined, parts: [] } })
+      record.restores?.push(failed("RestoreRefused"), failed("ReaderLeaseLost"))
+      assert.deepStrictEqual(violated(record), [])
+      record.restores?.push(failed("ObjectNotFound"))
+      assert.deepStrictEqual(violated(record), ["restore-under-lease"])
+    })
+
+    it("restore-at-target: an insert of the base missing, the wrong base, or an insert past the LSN target", () => {
+      const record = gcRun()
+      const [first, second] = record.inserts as [InsertRecord, InsertRecord]
+      record.restores?.push({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 1, walFromLsn: 1_200, walToLsn: 1_200, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }] } })
+      assert.deepStrictEqual(violated(record), ["restore-at-target"])
+      // To LSN 300 from an empty base: insert 1 (LSN 600) must not be there.
+      const lsn = gcRun()
+      lsn.restores?.push({ startedAtMs: 500, choice: { _tag: "Lsn", lsn: 300 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 0, walFromLsn: 0, walToLsn: 300, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first, second]), error: undefined } }] } })
+      assert.deepStrictEqual(violated(lsn), ["restore-at-target"])
+    })
+
+    it("bucket-bounded: an object no kept checkpoint needs below the latest, or WAL below the window", () => {
+      const record = gcRun()
+      const audit = record.finalGc?.audit
+      if (audit === undefined || record.finalGc === undefined) throw new Error("fixture")
+      record.finalGc = { ...record.finalGc, audit: { ...audit, checkpoints: audit.checkpoints.map((each) => ({ ...each, checkpoint: 2 })), expired: [1], objects: [...audit.objects ?? [], { key: "data/0000000000000001/f0/0000000000-old", sizeBytes: 4_096 }] } }
+      assert.deepStrictEqual(violated(record), ["bucket-bounded"])
+      const wal = gcRun()
+      const walAudit = wal.finalGc?.audit
+      if (walAudit === undefined || wal.finalGc === undefined) throw new Error("fixture")
+      wal.finalGc = { ...wal.finalGc, audit: { ...walAudit, checkpoints: walAudit.checkpoints.map((each) => ({ ...each, walPosition: 9_000 })) } }
+      assert.deepStrictEqual(violated(wal), ["bucket-bounded"])
+    })
+  })
 })

@@ -46,8 +46,9 @@
  * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
  * LSN reused by the next incarnation; such an insert is never required.
  */
-import type { AuditedCheckpoint, InsertRecord, InstanceInfo, PartRead, RunRecord, ShutdownRecord } from "./Harness.js"
+import type { AuditedCheckpoint, BucketAudit, InsertRecord, InstanceInfo, PartRead, RestoreRecord, RunRecord, ShutdownRecord } from "./Harness.js"
 import { diskOf, isZero, sameBytes, slotKey, slotsOfPart } from "./Harness.js"
+import { dataModel } from "./Schedule.js"
 
 export type PropertyName =
   | "shutdown-within-deadline"
@@ -62,6 +63,12 @@ export type PropertyName =
   | "restart-keeps-acknowledged"
   | "restore-from-bucket"
   | "fenced-stops-acknowledging"
+  | "gc-keeps-retained"
+  | "checkpoint-numbers-kept"
+  | "gc-fails-closed"
+  | "restore-under-lease"
+  | "restore-at-target"
+  | "bucket-bounded"
   | "harness"
 
 export interface Violation {
@@ -85,6 +92,9 @@ export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
   judgeStaleWriters(record, add)
   judgeFencedAcknowledgements(record, add)
   judgeReopens(record, add)
+  judgeGc(record, add)
+  judgeRestores(record, add)
+  judgeBound(record, add)
   return violations
 }
 
@@ -267,10 +277,13 @@ const judgeCheckpoints = (record: RunRecord, add: Add) => {
   if (audit === undefined) return
   for (const problem of audit.problems) add("manifest-references-exist", problem)
   const byNumber = new Map(audit.checkpoints.map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
+  // A checkpoint the collector expired (a tombstone now) is judged as the audits read it before.
+  const expired = new Set(audit.expired ?? [])
+  const chain = new Map([...everAudited(record), ...byNumber])
   for (const checkpoint of audit.checkpoints) {
     checkForeignSlots(record, checkpoint, add)
     const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
-    for (const [id, why] of mustHold(record, byNumber, checkpoint)) {
+    for (const [id, why] of mustHold(record, chain, checkpoint)) {
       const insert = record.inserts[id]
       if (insert !== undefined && !checkpoint.slots.has(slotKey(insert.slot))) {
         add("checkpoint-restores-acknowledged", `${what}: insert ${id} (slot ${slotKey(insert.slot)}, ${why}) is missing`)
@@ -280,14 +293,14 @@ const judgeCheckpoints = (record: RunRecord, add: Add) => {
   for (const attempt of record.checkpoints) {
     const completed = attempt.result?.completed
     if (completed === undefined) continue
-    const audited = byNumber.get(completed.checkpoint)
+    const audited = byNumber.get(completed.checkpoint) ?? (expired.has(completed.checkpoint) ? chain.get(completed.checkpoint) : undefined)
     if (audited === undefined || !sameIdentity(infoOf(record, attempt.instance), audited)) {
       add("checkpoint-restores-acknowledged", `checkpoint ${completed.checkpoint} reported committed by ${attempt.instance} is not in the bucket as its own`)
     }
   }
   for (const shutdown of record.shutdowns) {
     const finalCheckpoint = shutdown.result?.finalCheckpoint
-    if (finalCheckpoint !== undefined && !byNumber.has(finalCheckpoint)) {
+    if (finalCheckpoint !== undefined && !byNumber.has(finalCheckpoint) && !expired.has(finalCheckpoint)) {
       add("checkpoint-restores-acknowledged", `the shutdown checkpoint ${finalCheckpoint} of ${shutdown.instance} is not in the bucket`)
     }
   }
@@ -463,3 +476,199 @@ const indent = (text: string, spaces: number): string =>
     .split("\n")
     .map((line) => " ".repeat(spaces) + line)
     .join("\n")
+
+// ---------------------------------------------------------------------------------------------
+// Garbage collection, reader leases and point-in-time restore
+// ---------------------------------------------------------------------------------------------
+
+/** Every committed checkpoint an audit of the run read (tombstoned since or not), by number. */
+const everAudited = (record: RunRecord): Map<number, AuditedCheckpoint> => {
+  const all = new Map<number, AuditedCheckpoint>()
+  for (const audit of [record.audit, record.finalAudit, record.finalGc?.audit]) {
+    for (const checkpoint of audit?.history ?? []) all.set(checkpoint.checkpoint, checkpoint)
+  }
+  return all
+}
+
+/**
+ * `checkpoint-numbers-kept`: a checkpoint number once committed keeps its root object (the manifest
+ * or the tombstone that replaced it) and is never committed again (SlateDB RFC 0026).
+ * `gc-keeps-retained`: no committed (not tombstoned) checkpoint ever lacks an object it names: the
+ * auditor looks after every pass of the run's collector, every 20 ms while it runs (the writers'
+ * own passes), and after a last pass at the end. `gc-fails-closed`: a pass whose listing failed,
+ * or whose read of a root or file manifest failed (the last answer for that prefix or key, below
+ * any retry; a key that is gone is an answer), fails; and a pass that failed deleted nothing
+ * (judged when no other collector ran meanwhile: the writers' periodic pass off, no pass of the
+ * run's collector overlapping).
+ */
+const judgeGc = (record: RunRecord, add: Add) => {
+  const seen = new Set<string>()
+  const report = (when: string, audit: BucketAudit | undefined, objects = true) => {
+    const problems = [
+      ...(objects ? audit?.problems ?? [] : []).map((problem) => ["gc-keeps-retained", problem] as const),
+      ...(audit?.numberProblems ?? []).map((problem) => ["checkpoint-numbers-kept", problem] as const)
+    ]
+    for (const [property, problem] of problems) {
+      if (seen.has(problem)) continue
+      seen.add(problem)
+      add(property, `${when}: ${problem}`)
+    }
+  }
+  for (const { atMs, audit } of record.gcAudits ?? []) report(`t=${atMs}ms`, audit)
+  // (Its missing objects are `manifest-references-exist`'s.)
+  report("at the end", record.finalAudit, false)
+  report("after the last gc pass", record.finalGc?.audit)
+  for (const pass of record.gcPasses ?? []) {
+    const failed = pass.result?.listingsFailed ?? []
+    if (pass.result !== undefined && pass.result.error === undefined && failed.length > 0) {
+      add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${pass.endedAtMs}ms went on after its listing of ${failed.join(", ")} failed (deleted ${pass.result.deletedObjects} object(s)): a failed listing or read must end the pass`)
+    }
+  }
+  if (record.schedule.gc === undefined || record.schedule.gc.writerGcIntervalMs > 0) return
+  const passes = record.gcPasses ?? []
+  for (const pass of passes) {
+    if (pass.result?.error === undefined || pass.endedAtMs === undefined || pass.objectsBefore === undefined || pass.audit?.objects === undefined) continue
+    const endedAtMs = pass.endedAtMs
+    const overlapping = passes.some((other) => other !== pass && other.startedAtMs <= endedAtMs && (other.endedAtMs ?? Infinity) >= pass.startedAtMs)
+    if (overlapping) continue
+    const after = new Set(pass.audit.objects.map((object) => object.key))
+    const gone = pass.objectsBefore.filter((key) => /^(data|manifests|wal)\//.test(key) && !after.has(key))
+    if (gone.length > 0) add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${endedAtMs}ms failed (${pass.result.error}) and deleted ${gone.length} object(s): ${gone.slice(0, 3).join(", ")}`)
+  }
+}
+
+const choiceText = (restore: RestoreRecord): string =>
+  restore.choice._tag === "Latest" ? "the latest state" : restore.choice._tag === "Checkpoint" ? `checkpoint ${restore.choice.checkpoint}` : `LSN ${restore.choice.lsn}`
+
+/**
+ * The workload's ledger of its archived WAL at `beforeMs`: every insert acknowledged before (at an
+ * earlier instant) an awaited WAL archive began that succeeded before `beforeMs`, on the same
+ * directory, before that directory's instance was taken over.
+ */
+const archivedLedger = (record: RunRecord, beforeMs: number): ReadonlyMap<number, string> => {
+  const required = new Map<number, string>()
+  const archives = record.archives.filter((archive) => archive.result !== undefined && archive.result.error === undefined && archive.endedAtMs !== undefined && archive.endedAtMs < beforeMs)
+  for (const insert of record.inserts) {
+    if (insert.result?.acked !== true || insert.endedAtMs === undefined) continue
+    const disk = diskOf(insert.instance)
+    const supersededAt = supersededAtMs(record, disk)
+    const covering = archives.find((archive) => diskOf(archive.instance) === disk && (archive.endedAtMs ?? Infinity) < supersededAt && (insert.endedAtMs ?? Infinity) < archive.startedAtMs)
+    if (covering !== undefined) required.set(insert.id, `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, LSN ${insert.result.lsn}, then archived (awaited by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms)`)
+  }
+  return required
+}
+
+/**
+ * `restore-under-lease`: a restore that holds a reader lease completes, or is refused cleanly (the
+ * target expired or lies outside the window: RestoreRefused; its lease could not be kept:
+ * ReaderLeaseLost); it never meets a missing or damaged object (ObjectNotFound, CorruptObject,
+ * WalGap, ...): nothing it reads may be deleted under its lease.
+ * `restore-at-target`: a restore that completed holds exactly the acknowledged data of its target:
+ * its base is the checkpoint asked for (for an LSN, one at or below it); every insert the base's
+ * audited read must hold (`mustHold`); for an LSN or the latest state, every insert of the base's
+ * writer logged from the base's WAL position up to the target that the workload's ledger says was
+ * archived before the restore began; for an LSN, no insert logged at or after it that the base's
+ * parts do not hold; and no byte that no insert wrote.
+ */
+const judgeRestores = (record: RunRecord, add: Add) => {
+  const chain = everAudited(record)
+  for (const restore of record.restores ?? []) {
+    const result = restore.result
+    if (result === undefined) continue
+    const what = `the restore of ${choiceText(restore)} at t=${restore.startedAtMs}..${restore.endedAtMs}ms${restore.latencyMs > 0 ? ` (gets ${restore.latencyMs} ms slow)` : ""}`
+    if (result.error !== undefined) {
+      if (result.error.tag !== "RestoreRefused" && result.error.tag !== "ReaderLeaseLost") add("restore-under-lease", `${what} failed: ${result.error.detail}`)
+      continue
+    }
+    const base = result.base ?? 0
+    const audited = base === 0 ? undefined : chain.get(base)
+    if (base !== 0 && audited === undefined) {
+      add("restore-at-target", `${what} restored from checkpoint ${base}, which no audit read as committed`)
+      continue
+    }
+    if (restore.choice._tag === "Checkpoint" && base !== restore.choice.checkpoint) add("restore-at-target", `${what} restored from checkpoint ${base}`)
+    if (restore.choice._tag === "Lsn" && audited !== undefined && audited.walPosition > restore.choice.lsn) {
+      add("restore-at-target", `${what} restored from checkpoint ${base}, whose WAL position ${audited.walPosition} is past the target`)
+    }
+    const required = audited === undefined ? new Map<number, string>() : mustHold(record, chain, audited)
+    const upToLsn = restore.choice._tag === "Lsn" ? restore.choice.lsn : restore.choice._tag === "Latest" ? Number.POSITIVE_INFINITY : undefined
+    if (upToLsn !== undefined && audited !== undefined) {
+      for (const [id, why] of archivedLedger(record, restore.startedAtMs)) {
+        const insert = record.inserts[id]
+        const lsn = insert?.result?.lsn
+        if (insert === undefined || lsn === undefined || !sameIdentity(infoOf(record, insert.instance), audited)) continue
+        if (lsn >= audited.walPosition && lsn < upToLsn && !required.has(id)) required.set(id, why)
+      }
+    }
+    const absent = new Map<string, InsertRecord>()
+    if (restore.choice._tag === "Lsn") {
+      for (const insert of record.inserts) {
+        const lsn = insert.result?.lsn
+        if (lsn !== undefined && lsn >= restore.choice.lsn && audited?.slots.has(slotKey(insert.slot)) !== true) absent.set(slotKey(insert.slot), insert)
+      }
+    }
+    for (const { file, part, read } of result.parts) {
+      if (read.error !== undefined) add("restore-under-lease", `${what}: reading f${file}#${part} failed: ${read.error}`)
+      checkPartBytes(record, file, part, read, (insert) => required.get(insert.id), what, "restore-at-target", add)
+      if (read.bytes === undefined) continue
+      for (const [slot, bytes] of slotsOfPart(file, part, read.bytes)) {
+        const insert = absent.get(slotKey(slot))
+        if (insert !== undefined && sameBytes(bytes, insert.value)) {
+          add("restore-at-target", `${what}: holds insert ${insert.id} (slot ${slotKey(slot)}), logged at LSN ${insert.result?.lsn}, at or after the target, and not in checkpoint ${base}'s parts`)
+        }
+      }
+    }
+  }
+}
+
+/** `data/<N>/…` and `manifests/<N>/…`: N; `wal/<segment hex>…`: the segment. */
+const keyNumbers = (key: string): { readonly family: "data" | "manifests" | "wal" | "other"; readonly number: number } => {
+  const object = /^(data|manifests)\/(\d+)\//.exec(key)
+  if (object !== null) return { family: object[1] === "data" ? "data" : "manifests", number: Number(object[2]) }
+  const wal = /^wal\/([0-9a-f]+)/.exec(key)
+  if (wal !== null) return { family: "wal", number: Number.parseInt(wal[1] ?? "0", 16) }
+  return { family: "other", number: 0 }
+}
+
+/** The bytes of every part of the data model: what a checkpoint's parts can hold at most. */
+const liveDataBytes = dataModel.files * dataModel.partsPerFile * dataModel.partSizeBytes
+
+/**
+ * `bucket-bounded`, after a last pass with nothing in flight (every instance stopped, faults
+ * healed, minimum age 0), with R the committed checkpoints left (what the retention keeps):
+ * - every part and file manifest is named by one of them, or belongs to a checkpoint number at or
+ *   above the latest (an upload of a commit that never happened, which no pass can tell from one
+ *   in flight);
+ * - every archived WAL segment ends past the oldest one's WAL position (the window's WAL);
+ * - the parts' bytes are at most (R + 1) × the live data (each committed checkpoint names at most
+ *   one object per part of the data model, and the uploads above the latest are at most one
+ *   checkpoint's worth), and there are at most (R + 1) × files file manifests.
+ */
+const judgeBound = (record: RunRecord, add: Add) => {
+  const final = record.finalGc
+  const audit = final?.audit
+  if (final?.result === undefined || final.result.error !== undefined || !final.result.complete || audit?.objects === undefined) return
+  const retained = audit.checkpoints
+  const latest = Math.max(0, ...retained.map((checkpoint) => checkpoint.checkpoint), ...(audit.expired ?? []))
+  const referenced = new Set(retained.flatMap((checkpoint) => checkpoint.references ?? []))
+  const floorLsn = retained.length === 0 ? 0 : Math.min(...retained.map((checkpoint) => checkpoint.walPosition))
+  const walSegmentBytes = audit.walSegmentBytes ?? dataModel.partSizeBytes
+  let partBytes = 0
+  let fileManifests = 0
+  const garbage: Array<string> = []
+  for (const object of audit.objects) {
+    const { family, number } = keyNumbers(object.key)
+    if (family === "data" || family === "manifests") {
+      if (family === "data") partBytes += object.sizeBytes
+      else fileManifests++
+      if (!referenced.has(object.key) && number < latest) garbage.push(object.key)
+    } else if (family === "wal" && (number + 1) * walSegmentBytes <= floorLsn) {
+      garbage.push(`${object.key} (ends at ${(number + 1) * walSegmentBytes}, at or below the oldest kept checkpoint's WAL position ${floorLsn})`)
+    }
+  }
+  const what = `after the last gc pass (${retained.length} checkpoint(s) kept: ${retained.map((checkpoint) => checkpoint.checkpoint).join(", ")}; latest ${latest})`
+  if (garbage.length > 0) add("bucket-bounded", `${what}: ${garbage.length} object(s) no kept checkpoint needs: ${garbage.slice(0, 4).join(", ")}`)
+  const partBound = (retained.length + 1) * liveDataBytes
+  if (partBytes > partBound) add("bucket-bounded", `${what}: ${partBytes} bytes of parts, over (${retained.length} + 1) × ${liveDataBytes}`)
+  if (fileManifests > (retained.length + 1) * dataModel.files) add("bucket-bounded", `${what}: ${fileManifests} file manifests, over (${retained.length} + 1) × ${dataModel.files}`)
+}

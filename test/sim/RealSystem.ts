@@ -15,7 +15,7 @@
  * file manifests with their digests) and fetches every part object a manifest references, checking
  * its SHA-256: a missing or altered object is a `manifest-references-exist` violation.
  */
-import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Supervisor } from "effect"
+import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Stream, Supervisor } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
@@ -24,22 +24,24 @@ import * as PartState from "../../src/domain/PartState.js"
 import * as Wal from "../../src/domain/Wal.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import * as Restore from "../../src/layers/Restore.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
+import * as GarbageCollector from "../../src/services/GarbageCollector.js"
 import * as Loader from "../../src/services/Loader.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
-import { ObjectStore } from "../../src/services/ObjectStore.js"
+import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
-import type { AuditedCheckpoint, BucketAudit, CheckpointResult, Instance, Observation, OpResult, PartRead, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
+import type { AuditedCheckpoint, BucketAudit, CheckpointResult, GcPassResult, Instance, Observation, OpResult, PartRead, RestoreChoice, RestoreResult, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
 import { diskOf, isZero, slotKey, slotsOfPart } from "./Harness.js"
 import { gatedDisk, gatedStore, makeGate, type ProcessGate } from "./Process.js"
-import type { FaultControl, SimBucket } from "./SimBucket.js"
+import type { FaultControl, FaultyView, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
-import { dataModel, type DiskTarget, type Fault, type RestartSettings } from "./Schedule.js"
+import { dataModel, type DiskTarget, type Fault, type GcSettings, type RestartSettings } from "./Schedule.js"
 
 /** The configuration of every simulated instance. */
 export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
@@ -143,10 +145,31 @@ export interface RealWorld {
   readonly disks: Map<string, Disk>
   /** By label: the process of each instance opened. */
   readonly processes: Map<string, Process>
-  /** Checkpoints already audited in this run, by root manifest key (or the problem found). */
+  /** Checkpoints already audited in this run, by root manifest key and digest (or the problem found). */
   readonly audited: Map<string, AuditedCheckpoint | string>
+  /** Every committed checkpoint audited in this run, by number (the latest read). */
+  readonly history: Map<number, AuditedCheckpoint>
   readonly faultControls: Array<FaultControl>
+  /** Retention and the writers' collector (schedules with garbage collection). */
+  gc: GcSettings | undefined
+  /** The view of the run's own collector (`gc` steps), made at its first use. */
+  gcView: FaultyView | undefined
 }
+
+/** The configuration of every process of a run: with garbage collection, the schedule's retention,
+ * the writers' periodic pass with a minimum age of 0, and one-second reader leases with no skew. */
+const configOf = (world: RealWorld): StorageConfig.StorageConfigValue =>
+  world.gc === undefined
+    ? simConfig
+    : {
+      ...simConfig,
+      retainCheckpointsMin: world.gc.retainCheckpointsMin,
+      retainForMs: world.gc.retainForMs,
+      gcIntervalMs: world.gc.writerGcIntervalMs,
+      gcMinAgeMs: 0,
+      readerLeaseMs: 1_000,
+      readerLeaseSkewMs: 0
+    }
 
 const errorText = (error: unknown): string =>
   typeof error === "object" && error !== null && "_tag" in error
@@ -207,7 +230,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
     const faultyDisk = yield* FaultyDisk.make(disk.disk)
     const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ?? simConfig.checkpointIntervalMs
-    const config: StorageConfig.StorageConfigValue = { ...simConfig, takeOver: options.takeOver, checkpointIntervalMs }
+    const config: StorageConfig.StorageConfigValue = { ...configOf(world), takeOver: options.takeOver, checkpointIntervalMs }
     const scope = yield* Scope.make()
     world.processes.set(label, { gate, scope })
     const supervisor = yield* Supervisor.track
@@ -365,30 +388,56 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
  * checked. Objects are immutable (content-addressed parts, manifests written once), so a decoded
  * checkpoint is cached for the run's second audit.
  */
-export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpoint | string>): Effect.Effect<BucketAudit> =>
+export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpoint | string>, history: Map<number, AuditedCheckpoint> = new Map()): Effect.Effect<BucketAudit> =>
   Effect.map(bucket.inspect.snapshot, (snapshot) => {
     const layout = StorageConfig.keyLayout(simConfig)
     const objects = new Map(snapshot)
     const problems: Array<string> = []
     const checkpoints: Array<AuditedCheckpoint> = []
+    const expired: Array<number> = []
+    const numberProblems: Array<string> = []
+    const rootNumbers = new Set<number>()
     for (const [key, bytes] of snapshot) {
       const parsed = KeyLayout.parseKey(layout, key)
       if (Option.isNone(parsed) || parsed.value._tag !== "Checkpoint") continue
       const number = parsed.value.checkpoint
-      const cached = cache.get(key)
+      rootNumbers.add(number)
+      const root = Manifest.decodeRootObject(key, bytes, number)
+      // A tombstone: the collector expired the checkpoint, which is no longer restorable.
+      if (Either.isRight(root) && root.right._tag === "Expired") {
+        expired.push(number)
+        continue
+      }
+      // By key and content: a number committed again (after its root was deleted) is a new checkpoint.
+      const cacheKey = `${key}@${Manifest.sha256Hex(bytes)}`
+      const cached = cache.get(cacheKey)
       const audited = cached ?? auditCheckpoint(layout, objects, key, bytes, number)
-      cache.set(key, audited)
+      cache.set(cacheKey, audited)
       if (typeof audited === "string") problems.push(audited)
       else {
         checkpoints.push(audited)
-        // Still there? (Nothing deletes objects today; a garbage collector would have to keep these.)
-        if (cached !== undefined) for (const reference of auditedReferences.get(audited) ?? []) if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
+        const before = history.get(number)
+        if (before !== undefined && before !== audited) {
+          numberProblems.push(`checkpoint ${number} was committed again: by ${audited.instanceId} (epoch ${audited.epoch}, WAL position ${audited.walPosition}), before by ${before.instanceId} (epoch ${before.epoch}, WAL position ${before.walPosition})`)
+        }
+        history.set(number, audited)
+        // Still there? A collector must keep every object a committed checkpoint names.
+        if (cached !== undefined) for (const reference of audited.references ?? []) if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
       }
     }
-    return { checkpoints, problems }
+    for (const number of history.keys()) {
+      if (!rootNumbers.has(number)) numberProblems.push(`checkpoint ${number}'s root manifest is gone, with no tombstone: its number can be committed again`)
+    }
+    return {
+      checkpoints,
+      problems,
+      numberProblems,
+      expired,
+      objects: snapshot.map(([key, bytes]) => ({ key, sizeBytes: bytes.length })),
+      history: [...history.values()],
+      walSegmentBytes: simConfig.walSegmentBytes
+    }
   })
-
-const auditedReferences = new WeakMap<AuditedCheckpoint, ReadonlyArray<string>>()
 
 const auditCheckpoint = (
   layout: KeyLayout.KeyLayout,
@@ -420,16 +469,15 @@ const auditCheckpoint = (
       for (const [slot, value] of slotsOfPart(fileNumber, part, padded)) if (!isZero(value)) slots.set(slotKey(slot), value)
     }
   }
-  const audited: AuditedCheckpoint = {
+  return {
     checkpoint: number,
     previous: root.right.previous,
     epoch: root.right.epoch,
     instanceId: root.right.instanceId,
     walPosition: root.right.walPosition,
-    slots
+    slots,
+    references
   }
-  auditedReferences.set(audited, references)
-  return audited
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,7 +489,10 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   name: "real",
   shutdownDeadlineMs: simConfig.shutdownDeadlineMs,
   readDeadlineMs: simConfig.leaseTimeoutMs,
-  makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, disks: new Map(), processes: new Map(), audited: new Map(), faultControls: [] })),
+  makeWorld: Effect.map(makeSimBucket, (bucket): RealWorld => ({ bucket, disks: new Map(), processes: new Map(), audited: new Map(), history: new Map(), faultControls: [], gc: undefined, gcView: undefined })),
+  configure: (world, schedule) => {
+    world.gc = schedule.gc
+  },
   open: (world, label, checkpointIntervalMs) => openInstance(world, label, { takeOver: false, checkpointIntervalMs }),
   takeOver: (world, label, faults) => openInstance(world, label, { takeOver: true, faults }),
   healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
@@ -487,5 +538,130 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   restartDelayMs: simConfig.lockLeaseMs,
   reopen: (world, label, settings, faults) => openInstance(world, label, { takeOver: false, settings, faults }),
   restore: (world, label) => openInstance(world, label, { takeOver: true }),
-  audit: (world) => auditBucket(world.bucket, world.audited)
+  audit: (world) => auditBucket(world.bucket, world.audited, world.history),
+  gcPass: (world) =>
+    Effect.gen(function* () {
+      const view = yield* gcViewOf(world)
+      // How each listing of the pass ended, as the bucket answered it (the last answer per prefix).
+      const listings = new Map<string, "ended" | "failed">()
+      // And how each read of a root or file manifest ended (a key that is gone is an answer too).
+      const reads = new Map<string, "read" | "failed">()
+      const store: ObjectStoreService = {
+        ...view.store,
+        get: (key) =>
+          view.store.get(key).pipe(
+            Effect.tapBoth({
+              onFailure: (error) => Effect.sync(() => void reads.set(key, error._tag === "ObjectNotFound" ? "read" : "failed")),
+              onSuccess: () => Effect.sync(() => void reads.set(key, "read"))
+            })
+          ),
+        list: (prefix) =>
+          Stream.concat(
+            view.store.list(prefix).pipe(Stream.tapError(() => Effect.sync(() => void listings.set(prefix, "failed")))),
+            Stream.execute(Effect.sync(() => void listings.set(prefix, "ended")))
+          )
+      }
+      const exit = yield* Effect.exit(GarbageCollector.collect(store, configOf(world), { minAgeMs: 0 }))
+      const listingsFailed = [
+        ...[...listings].flatMap(([prefix, outcome]) => (outcome === "failed" ? [prefix] : [])),
+        ...[...reads].flatMap(([key, outcome]) => (outcome === "failed" && /^(checkpoints|manifests)\//.test(key) ? [`${key} (read)`] : []))
+      ]
+      if (Exit.isFailure(exit)) return { error: exitText(exit), deletedObjects: 0, expiredNow: [], retained: [], complete: false, listingsFailed } satisfies GcPassResult
+      const report = exit.value
+      return {
+        listingsFailed,
+        error: undefined,
+        deletedObjects: Object.values(report.deleted).reduce((sum, tally) => sum + tally.objects, 0),
+        expiredNow: report.expiredNow,
+        retained: report.retained.map((each) => each.checkpoint),
+        complete: report.complete
+      } satisfies GcPassResult
+    }),
+  gcInject: (world, fault) => Effect.flatMap(gcViewOf(world), (view) => view.faults.inject(fault)),
+  gcHeal: (world) => (world.gcView === undefined ? Effect.void : world.gcView.faults.heal),
+  chooseRestore: (world, step) => chooseRestore(world, step.target, step.pick),
+  restoreAt: (world, choice, latencyMs) => restoreAt(world, choice, latencyMs)
 }
+
+const gcViewOf = (world: RealWorld): Effect.Effect<FaultyView> =>
+  world.gcView !== undefined
+    ? Effect.succeed(world.gcView)
+    : Effect.map(world.bucket.view, (view) => {
+      world.gcView = view
+      return view
+    })
+
+/** The committed checkpoints of the bucket now (number, WAL position), and the archived WAL's end:
+ * read below every fault, without a request. */
+const bucketNow = (world: RealWorld) =>
+  Effect.map(world.bucket.inspect.snapshot, (snapshot) => {
+    const layout = StorageConfig.keyLayout(simConfig)
+    const committed: Array<{ readonly checkpoint: number; readonly walPosition: number }> = []
+    const copies: Array<Wal.ArchivedCopy> = []
+    for (const [key, bytes] of snapshot) {
+      const parsed = KeyLayout.parseKey(layout, key)
+      if (Option.isNone(parsed)) continue
+      if (parsed.value._tag === "Checkpoint") {
+        const root = Manifest.decodeRootObject(key, bytes, parsed.value.checkpoint)
+        if (Either.isRight(root) && root.right._tag === "Committed") committed.push({ checkpoint: root.right.manifest.checkpoint, walPosition: root.right.manifest.walPosition })
+      } else if (parsed.value._tag === "Wal") {
+        copies.push({ segment: parsed.value.segment, epoch: parsed.value.epoch ?? Wal.epochUnknown, key, sizeBytes: bytes.length })
+      }
+    }
+    let archivedEnd = 0
+    for (const [segment, copy] of Wal.archivedLineage(copies, Number.MAX_SAFE_INTEGER)) {
+      archivedEnd = Math.max(archivedEnd, Wal.segmentStart(segment, simConfig.walSegmentBytes) + Math.min(copy.sizeBytes, simConfig.walSegmentBytes))
+    }
+    return { committed: committed.sort((left, right) => left.checkpoint - right.checkpoint), archivedEnd }
+  })
+
+const chooseRestore = (world: RealWorld, target: "checkpoint" | "lsn" | "latest", pick: number): Effect.Effect<RestoreChoice> =>
+  Effect.map(bucketNow(world), ({ archivedEnd, committed }): RestoreChoice => {
+    if (target === "latest") return { _tag: "Latest" }
+    if (target === "checkpoint") {
+      const chosen = committed[pick % Math.max(1, committed.length)]
+      return chosen === undefined ? { _tag: "Latest" } : { _tag: "Checkpoint", checkpoint: chosen.checkpoint }
+    }
+    const from = committed[0]?.walPosition ?? 0
+    return { _tag: "Lsn", lsn: from + Math.floor((pick * Math.max(0, archivedEnd - from)) / 1_000) }
+  })
+
+/** A restore under a reader lease into a fresh directory (Restore.ts), over a view of the bucket
+ * whose gets are `latencyMs` slow; every part is loaded, then every part of the data model read. */
+const restoreAt = (world: RealWorld, choice: RestoreChoice, latencyMs: number): Effect.Effect<RestoreResult> =>
+  Effect.gen(function* () {
+    const view = yield* world.bucket.view
+    if (latencyMs > 0) yield* view.faults.inject({ kind: "latency", ms: latencyMs, target: { operation: "get", keys: "any" } })
+    const disk = yield* MemoryDisk.make
+    const target = choice._tag === "Latest" ? Restore.latest : choice._tag === "Checkpoint" ? Restore.checkpoint(choice.checkpoint) : Restore.lsn(choice.lsn)
+    const program = Effect.scoped(
+      Effect.gen(function* () {
+        const restored = yield* Restore.open({
+          target,
+          holder: "simulation restore",
+          replay: (record, data) => {
+            const { slot, value } = decodeRecord(record.bytes)
+            return data.write(fileOf(slot.file), slotOffset(slot), value)
+          }
+        })
+        yield* restored.prefetch(3)
+        const parts: Array<{ file: number; part: number; read: PartRead }> = []
+        for (let file = 0; file < dataModel.files; file++) {
+          for (let part = 0; part < dataModel.partsPerFile; part++) {
+            const read = yield* Effect.exit(restored.readerLease.guard(restored.read(fileOf(file), part * dataModel.partSizeBytes, dataModel.partSizeBytes)))
+            parts.push({ file, part, read: Exit.isSuccess(read) ? { bytes: read.value, error: undefined } : { bytes: undefined, error: exitText(read) } })
+          }
+        }
+        yield* restored.readerLease.check
+        return { summary: restored.summary, parts }
+      })
+    ).pipe(
+      Effect.provide(Layer.mergeAll(Layer.succeed(StorageConfig.StorageConfig, configOf(world)), Layer.succeed(ObjectStore, view.store), Layer.succeed(LocalDisk, disk.disk)))
+    )
+    const exit = yield* Effect.exit(program)
+    if (Exit.isFailure(exit)) {
+      const failure = Option.getOrUndefined(Option.flatMap(Exit.causeOption(exit), (cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none())))
+      return { error: { tag: errorTag(failure), detail: exitText(exit) ?? "failed" }, base: undefined, walFromLsn: undefined, walToLsn: undefined, parts: [] }
+    }
+    return { error: undefined, base: exit.value.summary.checkpoint, walFromLsn: exit.value.summary.walFromLsn, walToLsn: exit.value.summary.walToLsn, parts: exit.value.parts }
+  })

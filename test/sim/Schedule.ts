@@ -34,9 +34,9 @@
 import { FastCheck as fc } from "effect"
 
 /** Which bucket keys a fault hits; the same families exist in both systems' layouts. */
-export type KeyFamily = "any" | "data" | "manifests" | "checkpoints" | "wal" | "lock"
-/** Which object-store operations a fault hits. */
-export type OperationFamily = "any" | "get" | "put" | "delete"
+export type KeyFamily = "any" | "data" | "manifests" | "checkpoints" | "wal" | "lock" | "leases"
+/** Which object-store operations a fault hits (`list`: listings, by the listed prefix). */
+export type OperationFamily = "any" | "get" | "put" | "delete" | "list"
 
 export interface FaultTarget {
   readonly operation: OperationFamily
@@ -110,6 +110,17 @@ export type Step =
   | { readonly _tag: "OwnerStops" }
   /** A fault of the owner's local disk (healed by `Heal`). */
   | { readonly _tag: "DiskFault"; readonly fault: DiskFault }
+  /** One garbage-collection pass over the bucket by a collector of its own (as the `gc` command
+   * runs it: no lock, minimum age 0, the writer's retention policy), beside the writers; with
+   * `everyMs`, one pass after another, that long apart, until shutdown (a cron job). */
+  | { readonly _tag: "Gc"; readonly everyMs?: number }
+  /** A fault of the collector's view of the bucket (healed by `Heal`). */
+  | { readonly _tag: "GcFault"; readonly fault: Fault }
+  /** A point-in-time restore through Restore.ts, under a reader lease, into a fresh directory:
+   * of a committed checkpoint (the `pick`-th of those in the bucket now), of an LSN inside the
+   * window (`pick`‰ of the way from the oldest committed checkpoint's position to the archived
+   * end), or of the latest state; every get of its view `latencyMs` slow. */
+  | { readonly _tag: "Restore"; readonly target: "checkpoint" | "lsn" | "latest"; readonly pick: number; readonly latencyMs: number }
 
 export interface TimedStep {
   readonly delayMs: number
@@ -137,10 +148,21 @@ export interface Schedule {
   readonly crashAtShutdown?: boolean
   /** Bit rot in the owner's directory after the stop, before the restart. */
   readonly rotBeforeRestart?: Rot
+  /** Retention and garbage collection (the `gc` class): the writers' policy and their own
+   * periodic pass (0: none). Absent: the configuration's defaults, no pass within a run. */
+  readonly gc?: GcSettings
 }
 
-export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "bit-rot" | "adversarial"
-export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "bit-rot", "adversarial"]
+/** The retention policy of every writer of a run, and its periodic collector. */
+export interface GcSettings {
+  readonly retainCheckpointsMin: number
+  readonly retainForMs: number
+  /** The lock holder's periodic pass (0: off). */
+  readonly writerGcIntervalMs: number
+}
+
+export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "bit-rot" | "adversarial" | "gc"
+export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "bit-rot", "adversarial", "gc"]
 
 /** The fault classes a profile adds to `full`. */
 interface FaultClasses {
@@ -149,6 +171,7 @@ interface FaultClasses {
   readonly staleWriters: boolean
   readonly diskFaults: boolean
   readonly bitRot: boolean
+  readonly gc?: boolean
 }
 
 const faultClasses = (profile: Profile): FaultClasses | undefined => {
@@ -165,6 +188,8 @@ const faultClasses = (profile: Profile): FaultClasses | undefined => {
       return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: true }
     case "adversarial":
       return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true }
+    case "gc":
+      return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false, bitRot: false, gc: true }
     default:
       return undefined
   }
@@ -222,16 +247,19 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
 
 /** Step weights per profile: the no-faults search leans on reads, checkpoints and evictions (the
  * load path), the failing-tasks search on writes and checkpoints. */
+const noGc = { Gc: 0, GcFault: 0, Restore: 0 } as const
+
 const weights: Record<Profile, Record<Step["_tag"], number>> = {
-  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
-  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
-  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0 },
-  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0, DiskFault: 0 },
-  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
-  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0 },
-  "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3 },
-  "bit-rot": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0 },
-  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2 }
+  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
+  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
+  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
+  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0, DiskFault: 0, ...noGc },
+  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
+  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0, ...noGc },
+  "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3, ...noGc },
+  "bit-rot": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
+  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2, ...noGc },
+  gc: { Insert: 14, Read: 1, HoldLease: 1, Checkpoint: 5, Evict: 1, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, Gc: 6, GcFault: 3, Restore: 5 }
 }
 
 /** Checkpoint intervals of instances after a crash: off, shorter than a slow replay, the default. */
@@ -249,6 +277,26 @@ const rotArb: fc.Arbitrary<Rot> = fc.record({ target: fc.constantFrom<Rot["targe
 const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
   checkpointIntervalMs: checkpointIntervalArb,
   replayRecordMs: fc.constantFrom(0, 5, 20)
+})
+
+/** Faults of the collector's view: listings, reads and deletes that fail, stall, lag, or take effect
+ * unanswered. */
+const gcFaultArb: fc.Arbitrary<Fault> = (() => {
+  // Reads of root manifests weigh double: a pass reads every one of them.
+  const target = targetArb(["list", "get", "get", "delete", "any"], ["any", "data", "manifests", "checkpoints", "checkpoints", "wal", "leases"])
+  return fc.oneof(
+    fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
+    fc.record({ kind: fc.constant("stall" as const), target }),
+    fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 400 }), target }),
+    fc.record({ kind: fc.constant("permanent" as const), target }),
+    fc.record({ kind: fc.constant("lostResponse" as const), ratePercent: fc.integer({ min: 20, max: 100 }), target: targetArb(["delete", "put"], ["any", "data", "checkpoints", "leases"]) })
+  )
+})()
+
+const gcSettingsArb: fc.Arbitrary<GcSettings> = fc.record({
+  retainCheckpointsMin: fc.constantFrom(1, 1, 2),
+  retainForMs: fc.constantFrom(0, 0, 300, 1_000),
+  writerGcIntervalMs: fc.constantFrom(0, 0, 30, 100)
 })
 
 const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
@@ -272,7 +320,18 @@ const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
       crashAgainAfterMs: fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined })
     }),
     OwnerStops: fc.record({ _tag: fc.constant("OwnerStops" as const) }),
-    DiskFault: fc.record({ _tag: fc.constant("DiskFault" as const), fault: diskFaultArb })
+    DiskFault: fc.record({ _tag: fc.constant("DiskFault" as const), fault: diskFaultArb }),
+    Gc: fc.oneof(
+      fc.record({ _tag: fc.constant("Gc" as const) }),
+      fc.record({ _tag: fc.constant("Gc" as const), everyMs: fc.constantFrom(20, 60, 150) })
+    ),
+    GcFault: fc.record({ _tag: fc.constant("GcFault" as const), fault: gcFaultArb }),
+    Restore: fc.record({
+      _tag: fc.constant("Restore" as const),
+      target: fc.constantFrom("checkpoint" as const, "lsn" as const, "latest" as const),
+      pick: fc.integer({ min: 0, max: 999 }),
+      latencyMs: fc.constantFrom(0, 0, 40, 150, 300)
+    })
   }
   const choices = (Object.keys(arbitraries) as Array<Step["_tag"]>)
     .filter((tag) => weights[profile][tag] > 0)
@@ -287,7 +346,15 @@ const delayArb = fc.oneof(
 
 /** The schedule generator of a profile. */
 export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
-  faultClasses(profile)?.crashes === true
+  faultClasses(profile)?.gc === true
+    ? fc.record({
+      base: baseArb(profile, bounds),
+      gc: gcSettingsArb,
+      checkpointIntervalMs: fc.constantFrom(50, 150, 400, 1_000),
+      // Late enough for several checkpoints to commit and expire.
+      shutdownAtMs: fc.integer({ min: Math.min(1_000, bounds.horizonMs), max: bounds.horizonMs })
+    }).map(({ base, ...extra }) => ({ ...base, ...extra }))
+    : faultClasses(profile)?.crashes === true
     ? crashingArb(profile, bounds)
     : faultClasses(profile)?.bitRot === true
     ? rottingArb(profile, bounds)
@@ -365,6 +432,13 @@ export const stepText = (step: Step): string => {
       return step.fault.kind === "full"
         ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
         : `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
+    case "Gc":
+      return step.everyMs === undefined ? "gc pass (min age 0)" : `gc passes every ${step.everyMs}ms until shutdown (min age 0)`
+    case "GcFault":
+      return `gc fault ${faultText(step.fault)}`
+    case "Restore":
+      return `restore ${step.target === "latest" ? "the latest state" : step.target === "checkpoint" ? `checkpoint #${step.pick}` : `LSN at ${step.pick}‰ of the window`}` +
+        (step.latencyMs > 0 ? ` (gets ${step.latencyMs}ms slow)` : "") + " under a lease"
   }
 }
 
@@ -374,6 +448,9 @@ const restartText = (settings: RestartSettings): string =>
 /** One line per step with its absolute instant, then the shutdown line. */
 export const scheduleText = (schedule: Schedule): string => {
   const lines: Array<string> = []
+  if (schedule.gc !== undefined) {
+    lines.push(`  retention: ${schedule.gc.retainCheckpointsMin} latest + ${schedule.gc.retainForMs}ms window; writer gc ${schedule.gc.writerGcIntervalMs === 0 ? "off" : `every ${schedule.gc.writerGcIntervalMs}ms`}`)
+  }
   if (schedule.checkpointIntervalMs !== undefined) lines.push(`  first instance: checkpoint interval ${schedule.checkpointIntervalMs === 0 ? "off" : `${schedule.checkpointIntervalMs}ms`}`)
   let atMs = 0
   for (const { delayMs, step } of schedule.steps) {

@@ -45,7 +45,7 @@ export interface SimBucket {
 /** The decorator's filter for a schedule's fault target. */
 export const filterOf = (target: FaultTarget): FaultyObjectStore.FaultFilter => {
   const operations: ReadonlyArray<FaultyObjectStore.Operation> | undefined =
-    target.operation === "put" ? ["put"] : target.operation === "delete" ? ["delete"] : target.operation === "get" ? ["get", "getRange", "head"] : undefined
+    target.operation === "put" ? ["put"] : target.operation === "delete" ? ["delete"] : target.operation === "get" ? ["get", "getRange", "head"] : target.operation === "list" ? ["list"] : undefined
   const keys =
     target.keys === "any"
       ? {}

@@ -2,8 +2,8 @@
  * The simulation's command line: `npm run sim -- [options]`.
  *
  *   --system real|original      the real Storage layer (default) or the model of the original
- *   --profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial
- *                               the schedule generator (default full; the last six add the
+ *   --profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc
+ *                               the schedule generator (default full; the last seven add the
  *                               fault classes of test/sim/Schedule.ts to `full`)
  *   --runs N                    schedules to check (default 1000)
  *   --seed S                    fast-check's seed (default: a random one, printed)
@@ -37,7 +37,7 @@ interface Arguments {
   readonly ignore: ReadonlyArray<string>
 }
 
-const usage = "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
+const usage = "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
 
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n${usage}\n`)

@@ -2,7 +2,8 @@
  * The mutation check: breaks the real code one way at a time (each a small textual patch of one
  * source file), runs the simulation and the relevant unit tests against the broken code, and
  * confirms that the suite fails. Run it with `npx tsx test/sim/mutations.ts` (options: `--runs N`
- * schedules per simulation, default 150; `--only ID`). The results are summarized in
+ * schedules per simulation, default 150; `--only ID`; `--seed S` to skip the search for a seed
+ * that passes unmutated, when S is known to). The results are summarized in
  * test/sim/README.md.
  *
  * Safety: the mutations are applied to a private copy of the project (src, test and the config
@@ -27,6 +28,8 @@ interface Mutation {
   readonly tests: ReadonlyArray<string>
   /** The simulation profile whose fault class finds it (default `full`). */
   readonly profile?: string
+  /** The simulation's test files with hand-written scenarios to run too (default Simulation.test.ts). */
+  readonly scenarioTests?: ReadonlyArray<string>
 }
 
 const mutations: ReadonlyArray<Mutation> = [
@@ -224,6 +227,56 @@ const mutations: ReadonlyArray<Mutation> = [
     replace: "            // MUTATION: an unknown outcome is not read back\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "lost-responses"
+  },
+  {
+    id: "gc-ignores-leases",
+    breaks: "the collector ignores reader leases: a restore's checkpoint is expired and its objects deleted under it",
+    file: "src/services/GarbageCollector.ts",
+    find: "    return leases.flat()\n",
+    replace: "    return leases.flat().filter(() => false) // MUTATION\n",
+    tests: ["test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
+  },
+  {
+    id: "gc-ignores-in-flight",
+    breaks: "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
+    file: "src/domain/Retention.ts",
+    find: '      if (parsed.checkpoint >= live.plan.latest) return keepAs("in-flight")\n',
+    replace: "      // MUTATION: no in-flight rule\n",
+    tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
+  },
+  {
+    id: "gc-fails-open-on-listing",
+    breaks: "a failed listing counts as an empty one: the pass goes on and deletes (fail open)",
+    file: "src/services/GarbageCollector.ts",
+    find: "    Effect.mapError(failed(`listing ${prefix}`))\n",
+    replace: "    Effect.orElseSucceed(() => []) // MUTATION\n",
+    tests: ["test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
+  },
+  {
+    id: "gc-skips-unreadable-roots",
+    breaks: "a root manifest that cannot be read is left out of the pass instead of ending it (fail open on a read)",
+    file: "src/services/GarbageCollector.ts",
+    find: "      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),\n      { concurrency: Math.min(config.workerCount, 16) }\n    )\n",
+    replace: "      ({ checkpoint, key }) => Effect.option(readRoot(store, config, key, checkpoint)),\n      { concurrency: Math.min(config.workerCount, 16) }\n    ).pipe(Effect.map((roots) => roots.flatMap(Option.toArray))) // MUTATION\n",
+    tests: ["test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
+  },
+  {
+    id: "gc-deletes-root-manifests",
+    breaks: "an expired checkpoint's root manifest is deleted instead of replaced by a tombstone (its number can be committed again)",
+    file: "src/services/GarbageCollector.ts",
+    find: "      return store.put(key, Manifest.encodeExpiredCheckpoint(tombstone)).pipe(\n",
+    replace: "      return store.delete(key).pipe( // MUTATION\n",
+    tests: ["test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: []
   }
 ]
 
@@ -237,6 +290,8 @@ const option = (name: string): string | undefined => {
 }
 const runs = Number(option("runs") ?? 150)
 const only = option("only")
+/** Skip the search for a clean seed: use this one (it must pass unmutated: say how you know). */
+const seedOption = option("seed")
 
 /** A private copy of the project to mutate: sources, tests, configuration; `node_modules` linked. */
 const makeCopy = (): string => {
@@ -298,9 +353,10 @@ const check = (copy: string, mutation: Mutation, seed: number): Row => {
     const simulation = `${mutation.profile ?? "full"} profile, seed ${seed}: ` + (
       sim.timedOut ? "timed out (counts as caught: the run hung)" : sim.status === 1 ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}` : sim.status === 0 ? `passes ${runs} schedules` : `exit ${sim.status}`)
     // The hand-written scenarios (and a short campaign) of the simulation's test file.
-    const scenarios = run(copy, "npx", ["vitest", "run", "test/sim/Simulation.test.ts"], 600_000, { SIM_RUNS: "20" })
+    const scenarioTests = mutation.scenarioTests ?? ["test/sim/Simulation.test.ts"]
+    const scenarios = scenarioTests.length === 0 ? { status: 0, output: "", timedOut: false } : run(copy, "npx", ["vitest", "run", ...scenarioTests], 600_000, { SIM_RUNS: "20" })
     const failedScenarios = [...stripAnsi(scenarios.output).matchAll(/^\s+× .*? > (.*?)(?: \d+ms)?$/gm)].map((match) => match[1])
-    const scenarioText = scenarios.status === 0 ? "pass" : scenarios.timedOut ? "timed out" : `fail: ${failedScenarios.join("; ")}`
+    const scenarioText = scenarioTests.length === 0 ? "not run" : scenarios.status === 0 ? "pass" : scenarios.timedOut ? "timed out" : `fail: ${failedScenarios.join("; ")}`
     let unitTests = "-"
     let unitFailed = false
     if (mutation.tests.length > 0) {
@@ -321,7 +377,7 @@ const main = (copy: string): number => {
   const rows: Array<Row> = []
   for (const mutation of mutations) {
     if (only !== undefined && mutation.id !== only) continue
-    const seed = cleanSeed(copy, mutation.profile)
+    const seed = seedOption === undefined ? cleanSeed(copy, mutation.profile) : Number(seedOption)
     if (seed === undefined) {
       process.stderr.write(`no seed in 1..12 passes the ${mutation.profile ?? "full"} profile on the unmutated code: fix what the simulation finds first\n`)
       return 2
