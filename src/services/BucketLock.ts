@@ -177,6 +177,12 @@ export const acquire = (
         }
         return yield* overwrite(Math.max(holder.epoch, seenEpoch) + 1)
       }
+      if (Either.isRight(existing) && existing.right !== undefined && existing.right.epoch < seenEpoch) {
+        // The bucket's latest checkpoint was committed at a higher epoch than this lock names: a
+        // take-over superseded its holder, which is fenced. Its lock is back only because a late
+        // renewal (read before the take-over, written after the new owner released) resurrected it.
+        return yield* overwrite(seenEpoch + 1)
+      }
       if (!config.takeOver) {
         if (Either.isLeft(existing)) return yield* Effect.fail(existing.left)
         const holder = existing.right

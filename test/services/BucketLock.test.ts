@@ -86,6 +86,21 @@ describe("BucketLock: the sticky fence", () => {
       assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
     }))
 
+  it.effect("a lock resurrected by a superseded holder's late renewal does not lock the bucket out: a lower epoch than the latest checkpoint's is taken without takeOver", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      // Epoch 3's holder was taken over (the latest checkpoint is at epoch 4), the new owner released
+      // the lock, and then the old holder's renewal, read before the take-over, wrote it back.
+      yield* bucket.write(lockKey, leftLock("g-old", 3))
+      const acquired = yield* BucketLock.acquire(store, config, Ids.InstanceId.make("i-three"), 4, "g-next")
+      assert.strictEqual(acquired.epoch, 5)
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-next")
+      // A lock at the latest checkpoint's epoch is a live holder's: refused without takeOver.
+      yield* bucket.write(lockKey, leftLock("g-live", 4))
+      const refused = yield* Effect.either(BucketLock.acquire(store, config, Ids.InstanceId.make("i-four"), 4, "g-other"))
+      assert.isTrue(Either.isLeft(refused) && refused.left._tag === "BucketLocked")
+    }))
+
   it.scoped("a predecessor's late renewal (a lock naming a lower epoch) does not fence the holder: its next renewal takes the lock back", () =>
     Effect.gen(function* () {
       const { bucket, store } = yield* setup
