@@ -132,7 +132,7 @@ export const acquire = (
     } satisfies HeldReaderLease
   })
 
-/** Reads every lease object (for tests and `inspect`-like tools); undecodable ones are errors. */
+/** Reads one lease object (for tests and `inspect`-like tools); an undecodable one is a CorruptObject. */
 export const readLease = (store: ObjectStoreService, config: StorageConfigValue, id: string): Effect.Effect<Lease.ReaderLease, ObjectStoreError | CorruptObject> => {
   const key = KeyLayout.leaseKey(keyLayout(config), id)
   return store.get(key).pipe(withRequestPolicy(config, "read reader lease", key), Effect.flatMap((bytes) => Lease.decode(key, bytes)))
@@ -149,7 +149,6 @@ export const readOnlyExceptLeases = (store: ObjectStoreService, config: StorageC
     new ObjectStoreRejected({ operation, key, code: "ReadOnly", detail: "a reader writes nothing to the bucket but its lease" })
   return {
     ...store,
-    description: store.description,
     put: (key, bytes, options) => (isLease(key) ? store.put(key, bytes, options) : Effect.fail(refuse("put", key))),
     delete: (key) => (isLease(key) ? store.delete(key) : Effect.fail(refuse("delete", key)))
   }

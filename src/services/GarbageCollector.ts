@@ -47,7 +47,7 @@ import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Lease from "../domain/Lease.js"
 import * as Manifest from "../domain/Manifest.js"
 import * as Retention from "../domain/Retention.js"
-import { Loader } from "./Loader.js"
+import * as Loader from "./Loader.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
 import { withRequestPolicy } from "./RequestPolicy.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
@@ -165,11 +165,7 @@ const summaryOf = (root: Manifest.RootObject): Retention.CheckpointSummary =>
     : { checkpoint: root.tombstone.checkpoint, createdAtMs: root.tombstone.createdAtMs, walPosition: root.tombstone.walPosition, expired: true }
 
 const readRoot = (store: ObjectStoreService, config: StorageConfigValue, key: string, checkpoint: number) =>
-  store.get(key).pipe(
-    withRequestPolicy(config, "gc read root manifest", key),
-    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, CheckpointNumberSchema.make(checkpoint))),
-    Effect.mapError(failed(`reading ${key}`))
-  )
+  Loader.readRootObject(store, config, CheckpointNumberSchema.make(checkpoint)).pipe(Effect.mapError(failed(`reading ${key}`)))
 
 const readRoots = (store: ObjectStoreService, config: StorageConfigValue, cache: ExpiredCache): Effect.Effect<Roots, GcFailed> =>
   Effect.gen(function* () {
@@ -520,7 +516,7 @@ export const make = (options: { readonly fence?: GcFence } = {}): Effect.Effect<
   })
 
 /** The collector of the lock holder: fenced by its bucket lock. @category layers */
-export const layer: Layer.Layer<GarbageCollector, never, StorageConfig | ObjectStore | Loader> = Layer.scoped(
+export const layer: Layer.Layer<GarbageCollector, never, StorageConfig | ObjectStore | Loader.Loader> = Layer.scoped(
   GarbageCollector,
-  Effect.flatMap(Loader, (loader) => make({ fence: loader.bucketLock }))
+  Effect.flatMap(Loader.Loader, (loader) => make({ fence: loader.bucketLock }))
 )

@@ -103,31 +103,33 @@ export const listCheckpoints = (store: ObjectStoreService, config: StorageConfig
   )
 }
 
-/** Reads and validates checkpoint N's root manifest. */
+/** Reads `checkpoints/<N>` and decodes it with `decode`. */
+const readRootWith = <A>(
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  checkpoint: CheckpointNumber,
+  decode: (key: string, bytes: Uint8Array, checkpoint: CheckpointNumber) => Either.Either<A, CorruptObject>
+): Effect.Effect<A, ObjectStoreError | CorruptObject> => {
+  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
+  return store.get(key).pipe(
+    withRequestPolicy(config, "read checkpoint manifest", key),
+    Effect.flatMap((bytes) => decode(key, bytes, checkpoint))
+  )
+}
+
+/** Reads and validates checkpoint N's root manifest (a tombstone there is a CorruptObject). */
 export const readCheckpointManifest = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> => {
-  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
-  return store.get(key).pipe(
-    withRequestPolicy(config, "read checkpoint manifest", key),
-    Effect.flatMap((bytes) => Manifest.decodeCheckpointManifest(key, bytes, checkpoint))
-  )
-}
+): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeCheckpointManifest)
 
 /** Reads what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
 export const readRootObject = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> => {
-  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
-  return store.get(key).pipe(
-    withRequestPolicy(config, "read checkpoint manifest", key),
-    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, checkpoint))
-  )
-}
+): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeRootObject)
 
 /**
  * A commit's read-back of `checkpoints/<N>` (src/internal/RootCommit.ts): the manifest there, None
