@@ -7,7 +7,7 @@
  *   workers retry until their budget or the deadline ends them).
  * Each run opens a fresh Storage over an in-memory bucket behind the fault decorator and an
  * in-memory disk, and times `storage.shutdown` on the wall clock (from the call to its report).
- * There is no baseline to compare with (OrioleDB's shutdown had no deadline: §7 of the reference);
+ * There is no baseline to compare with (OrioleDB's shutdown had no deadline: docs/ORIGINAL.md §7);
  * the "baseline" column is the deadline, and the ratio p99 / deadline.
  */
 import { Effect, Fiber, Layer } from "effect"

@@ -10,7 +10,7 @@
 #
 # One monitor, one OSD (memstore: objects in the OSD's memory), no manager, no authentication,
 # everything bound to 127.0.0.1 on free ports and kept under DIR (default: a fresh temp directory).
-# The recipe and RGW's behaviour: shared reference ceph-rgw.md; Ceph's src/vstart.sh does the same.
+# Ceph's own src/vstart.sh (github.com/ceph/ceph) starts its test clusters the same way.
 set -euo pipefail
 
 packages=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime)

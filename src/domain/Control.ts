@@ -3,7 +3,7 @@
  * versioned Schemas, and the start-up decision as one pure function.
  *
  * Replaces: OrioleDB's `orioledb_data/control` + `s3_check_control` and the lock protocol of
- * src/s3/control.c (orioledb-s3.md §5 "Startup", §6 "Lock protocol", invariant 6).
+ * src/s3/control.c (docs/ORIGINAL.md §5 "Startup", §6 "Lock protocol", invariant 6).
  *
  * @since 0.1.0
  */

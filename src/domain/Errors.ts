@@ -2,7 +2,7 @@
  * Every typed failure of the storage tier, as Schema.TaggedError classes with a readable message.
  *
  * Replaces: OrioleDB's `ereport(FATAL)` on every HTTP failure (src/s3/requests.c), which killed the
- * process and left its waiters asleep forever (orioledb-s3.md §2, §7: issues #340, #373). Here a
+ * process and left its waiters asleep forever (docs/ORIGINAL.md §2, §7: issues #340, #373). Here a
  * failure is a value that reaches every waiter. Transient object-store failures
  * (`ObjectStoreUnavailable`) are retried by the workers; everything else fails at once.
  *

@@ -3,7 +3,7 @@
  * manifests read back from a bucket) validates them the same way.
  *
  * Replaces: OrioleDB's raw (datoid, reloid, relnode, segNum, partNum) tuples and its 8-bit
- * checkpoint number packed into block offsets (orioledb-s3.md §4, §9: it wraps after 255).
+ * checkpoint number packed into block offsets (docs/ORIGINAL.md §4, §9: it wraps after 255).
  *
  * @since 0.1.0
  */

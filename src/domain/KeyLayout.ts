@@ -3,7 +3,7 @@
  * it lists is parsed here, so `parseKey(layout, keyOf(layout, k))` is `k` for every kind of key.
  *
  * Replaces: the key formats spread over OrioleDB's src/s3/worker.c, checkpoint.c and control.c
- * (orioledb-s3.md §6). Differences, on purpose:
+ * (docs/ORIGINAL.md §6). Differences, on purpose:
  * - part objects are keyed by checkpoint number *and* by the SHA-256 of their content, so an object
  *   key always names the same bytes: a completed checkpoint's objects are never overwritten, and a
  *   stale writer can never change an object that a newer manifest references;

@@ -14,7 +14,7 @@
  * from its key tells who committed (`commitOwner`).
  *
  * Replaces: OrioleDB's `file_checksums` (`FILE: <p>, CHECKSUM: <sha256>, CHECKPOINT: <n>`) and its
- * two completion markers `data/N/global/pg_control` + `data/N/orioledb_data/control` (orioledb-s3.md
+ * two completion markers `data/N/global/pg_control` + `data/N/orioledb_data/control` (docs/ORIGINAL.md
  * §5, invariant 4), and the control-file identity check of src/s3/control.c.
  *
  * @since 0.1.0

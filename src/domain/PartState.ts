@@ -6,7 +6,7 @@
  *
  * Replaces: OrioleDB's part word of src/s3/headers.c (bits 0-17 lock count, 18-20 status, 21 DIRTY,
  * 22 WRITING, 23 SCHEDULED_FOR_WRITE, 25-31 usage count) and its CAS-loop transitions
- * `s3_header_mark_part_*`, `s3_header_lock_part`, `s3_header_unlock_part` (orioledb-s3.md §4).
+ * `s3_header_mark_part_*`, `s3_header_lock_part`, `s3_header_unlock_part` (docs/ORIGINAL.md §4).
  * Differences, on purpose:
  * - every transition is a total function returning the next state or a `TransitionRejected` value
  *   (the original asserted or warned and went on, e.g. `mark_part_loaded` on a non-Loading part);
@@ -15,7 +15,7 @@
  * - a never-written part without a remote object is "Loaded" at its first lease with no download
  *   (it reads as zeros), where the original created such files Loaded + dirty (h:220-235).
  *
- * Invariants (`invariantProblem`; orioledb-s3.md §9, invariants 1 and 3):
+ * Invariants (`invariantProblem`; docs/ORIGINAL.md §9, invariants 1 and 3):
  * - leases, usage (0..127), versions and sizes are non-negative integers, uploadedVersion ≤ version;
  * - only a Loaded part has leases, is dirty, scheduled or being written (so an Evicting part is
  *   unleased and clean: eviction excludes locking, and a dirty part is never evicted);

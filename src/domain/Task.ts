@@ -4,7 +4,7 @@
  * is supplied by the service that enqueues it (see src/services/TaskQueue.ts).
  *
  * Replaces: the task structs of OrioleDB's include/s3/worker.h (WriteFile, WriteFilePart,
- * ReadFilePart, WriteWALFile, WriteEmptyDir, WriteRootFile, WritePGFile; orioledb-s3.md §2).
+ * ReadFilePart, WriteWALFile, WriteEmptyDir, WriteRootFile, WritePGFile; docs/ORIGINAL.md §2).
  *
  * @since 0.1.0
  */

@@ -32,7 +32,7 @@
  *
  * Replaces: PostgreSQL's WAL segments as OrioleDB archived them (archive_library = 'orioledb',
  * src/s3/archive.c: one segment file per `wal/<name>` object), and the loader's WAL range
- * (orioledb_s3_loader.py), which missed the last segment of a range (orioledb-s3.md §5): here a
+ * (orioledb_s3_loader.py), which missed the last segment of a range (docs/ORIGINAL.md §5): here a
  * range is always "from the segment holding the position through the last one there is".
  *
  * @since 0.1.0

@@ -14,7 +14,7 @@
  *   still land: the next attempt at the same number finds it and adopts it as an earlier attempt's).
  * A read-back that fails leaves the outcome unknown: the put's error stands.
  *
- * Replaces: OrioleDB's commit by two marker objects written with plain PUTs (orioledb-s3.md §5,
+ * Replaces: OrioleDB's commit by two marker objects written with plain PUTs (docs/ORIGINAL.md §5,
  * invariant 4), where a lost response failed the checkpoint whatever the bucket held.
  *
  * @since 0.1.0

@@ -30,7 +30,8 @@
  * polling (a SubscriptionRef).
  *
  * Replaces: nothing in OrioleDB, which could not inject faults; its shutdown hangs (#340, #373) were
- * found in production. Anchor: SlateDB's `FailingObjectStore` toxics (shared/reference/anchors.md).
+ * found in production. Anchor: SlateDB's `FailingObjectStore` toxics (slatedb/slatedb@e0161973,
+ * slatedb-dst/src/failing_object_store.rs).
  *
  * @since 0.1.0
  */

@@ -33,7 +33,7 @@
  * `layerConfig` reads the options from the ambient ConfigProvider (`S3_TIER_S3_*` keys).
  *
  * Replaces: OrioleDB's src/s3/requests.c (libcurl, no timeouts, no cancellation, FATAL on any
- * error: orioledb-s3.md §2, §7).
+ * error: docs/ORIGINAL.md §2, §7).
  *
  * @since 0.1.0
  */

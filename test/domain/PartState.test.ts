@@ -1,5 +1,5 @@
 /**
- * Goal: the part state machine accepts exactly the transitions of orioledb-s3.md §4 (with this
+ * Goal: the part state machine accepts exactly the transitions of docs/ORIGINAL.md §4 (with this
  * project's versions), rejects every other event with a TransitionRejected value, and never
  * reaches a state that breaks an invariant (§9 invariants 1 and 3, the clean ⇒ uploaded rule).
  * Method: one test per event covering its accepted case and each of its rejections, then a

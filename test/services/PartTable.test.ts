@@ -1,5 +1,5 @@
 /**
- * Goal: the PartTable keeps the original's part invariants (orioledb-s3.md §9: 1 eviction only of
+ * Goal: the PartTable keeps the original's part invariants (docs/ORIGINAL.md §9: 1 eviction only of
  * unleased, cold, clean, idle parts; 2 exactly one downloader per part; 3 one pending upload per
  * dirty epoch, dirty cleared as the upload reads, re-dirtied by concurrent writes, restored on
  * failure; 7 replayable tasks and a reopen that resets Loading/Evicting), and removes its hangs:

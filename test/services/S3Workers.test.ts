@@ -2,7 +2,7 @@
  * Goal: the worker pool runs every task to an outcome its waiters receive — success, the typed
  * failure after a bounded retry budget, a defect — never dies from a task, bounds each attempt by
  * the request timeout, and closes in order and within its deadline whatever the object store does:
- * the two hangs of OrioleDB's S3 tier (orioledb-s3.md §7) are reproduced and must end:
+ * the two hangs of OrioleDB's S3 tier (docs/ORIGINAL.md §7) are reproduced and must end:
  * - #373: a task that always fails → its waiter gets the failure after the retry budget, and
  *   closing the pool completes;
  * - #340: an object store that never answers → a waiter with a deadline gets TaskTimeout, close

@@ -3,7 +3,7 @@
  * blocking), carries each outcome (success, typed failure, defect) to its waiters, holds at most
  * `queueCapacity` tasks with interruptible backpressure that leaves no hole, deduplicates reads and
  * coalesces queued writes as specified, wakes workers on enqueue, and fails everything pending at
- * close — the defects of OrioleDB's src/s3/queue.c (orioledb-s3.md §2, §7: #340, #373).
+ * close — the defects of OrioleDB's src/s3/queue.c (docs/ORIGINAL.md §2, §7: #340, #373).
  * Method: the test plays the worker itself (`take` / `takeWith` + `complete`), on the TestClock;
  * it waits for states by yielding to the other fibers (never by sleeping).
  */

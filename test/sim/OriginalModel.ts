@@ -3,7 +3,7 @@
  * same properties as the real Storage layer. It exists to show that the properties have teeth:
  * run on this model they find the two shutdown hangs the original had (issues #340 and #373).
  *
- * What is modelled, faithfully (references into shared/reference/orioledb-s3.md):
+ * What is modelled, faithfully (references into docs/ORIGINAL.md):
  * - §2 the task queue: a byte ring of monotonic locations. Enqueue RESERVES first
  *   (`insertLocation += length`), then waits while the ring is full, then PUBLISHES; a producer
  *   that dies in that wait leaves a reserved, unpublished slot that blocks every later pick.

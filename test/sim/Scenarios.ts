@@ -1,6 +1,6 @@
 /**
  * Hand-written schedules that reproduce the original's two shutdown hangs (issues #340 and #373;
- * shared/reference/orioledb-s3.md §7), shared by the model's tests (where they must hang) and the
+ * docs/ORIGINAL.md §7), shared by the model's tests (where they must hang) and the
  * real layer's tests (where every property must hold).
  */
 import type { Schedule, Step } from "./Schedule.js"

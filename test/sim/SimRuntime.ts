@@ -16,7 +16,8 @@
  * deadlock, never silently waited for).
  *
  * Anchors: FoundationDB's simulator and TigerBeetle's VOPR run a whole cluster on one thread with
- * a simulated clock in exactly this way (shared/reference/anchors.md §4).
+ * a simulated clock in exactly this way (https://apple.github.io/foundationdb/testing.html,
+ * https://docs.tigerbeetle.com/about/vopr).
  */
 import { Clock, Duration, Effect, Exit, FiberRef, Logger, LogLevel, Random, Scheduler } from "effect"
 import type { Fiber } from "effect"

@@ -11,7 +11,7 @@
  * there with `shimOnly`, which prints why.
  *
  * s3rver differs from S3 in ways that would make tests check s3rver's semantics instead of S3's
- * (shared/reference/s3-test-server.md). A Koa middleware placed before s3rver's own, plus two
+ * (each listed below). A Koa middleware placed before s3rver's own, plus two
  * replaced store methods, give S3's behaviour back:
  * - conditional puts: `If-None-Match: *` on an existing key answers 412 PreconditionFailed; the
  *   check and the write run under a per-key lock, so of concurrent conditional puts exactly one
