@@ -11,7 +11,9 @@ import { Either, ParseResult, Schema } from "effect"
 import { CorruptObject, StartupRefused } from "./Errors.js"
 import { CheckpointNumber, Epoch, InstanceId, Lsn } from "./Ids.js"
 
+/** The `format` field of a control file this version writes and reads. */
 export const controlFormat = "effect-s3-tier/control@1" as const
+/** The `format` field of a lock object this version writes and reads. */
 export const lockFormat = "effect-s3-tier/lock@1" as const
 
 /** What a data directory remembers of its bucket. Written atomically after every checkpoint. */
@@ -61,7 +63,9 @@ export type LockObject = typeof LockObject.Type
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
+/** The control file's bytes (indented JSON). */
 export const encodeControl = (control: Control): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(Control)(control), null, 2))
+/** The lock object's bytes (JSON). */
 export const encodeLock = (lock: LockObject): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(LockObject)(lock)))
 
 const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint8Array): Either.Either<A, CorruptObject> => {
@@ -75,7 +79,9 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint
   }
 }
 
+/** Parses a control file read from `path`; anything else is CorruptObject naming it. */
 export const decodeControl = (path: string, bytes: Uint8Array): Either.Either<Control, CorruptObject> => decodeJson(Control, path, bytes)
+/** Parses the lock object read from `key`; anything else is CorruptObject naming it. */
 export const decodeLock = (key: string, bytes: Uint8Array): Either.Either<LockObject, CorruptObject> => decodeJson(LockObject, key, bytes)
 
 /** Who committed one checkpoint, from its root manifest. */

@@ -90,10 +90,15 @@ export type Sha256Hex = typeof Sha256Hex.Type
 /** Constructors for code that has already validated its input (tests, pure arithmetic): they throw
  * on a bad value. For untrusted input use the `decode*` constructors below. */
 export const fileId = Schema.decodeUnknownSync(FileId)
+/** A PartIndex from a number already known valid (throws otherwise). */
 export const partIndex = (value: number): PartIndex => PartIndex.make(value)
+/** A CheckpointNumber from a number already known valid (throws otherwise). */
 export const checkpointNumber = (value: number): CheckpointNumber => CheckpointNumber.make(value)
+/** An Lsn (a byte position in the WAL) from a number already known valid (throws otherwise). */
 export const lsn = (value: number): Lsn => Lsn.make(value)
+/** A SegmentNumber from a number already known valid (throws otherwise). */
 export const segmentNumber = (value: number): SegmentNumber => SegmentNumber.make(value)
+/** An Epoch (the bucket lock's fencing epoch) from a number already known valid (throws otherwise). */
 export const epoch = (value: number): Epoch => Epoch.make(value)
 
 const describeValue = (value: unknown): string => {
@@ -115,11 +120,19 @@ const decoderOf = <A, I>(schema: Schema.Schema<A, I>, kind: string) => {
  * to fail with InvalidId). @since 0.1.0 @category constructors
  */
 export const decodeFileId = decoderOf(FileId, "FileId")
+/** A PartIndex from untrusted input, or InvalidId. */
 export const decodePartIndex = decoderOf(PartIndex, "PartIndex")
+/** A CheckpointNumber from untrusted input, or InvalidId. */
 export const decodeCheckpointNumber = decoderOf(CheckpointNumber, "CheckpointNumber")
+/** A TaskId from untrusted input, or InvalidId. */
 export const decodeTaskId = decoderOf(TaskId, "TaskId")
+/** An InstanceId from untrusted input, or InvalidId. */
 export const decodeInstanceId = decoderOf(InstanceId, "InstanceId")
+/** An Epoch from untrusted input, or InvalidId. */
 export const decodeEpoch = decoderOf(Epoch, "Epoch")
+/** An Lsn from untrusted input, or InvalidId. */
 export const decodeLsn = decoderOf(Lsn, "Lsn")
+/** A SegmentNumber from untrusted input, or InvalidId. */
 export const decodeSegmentNumber = decoderOf(SegmentNumber, "SegmentNumber")
+/** A Sha256Hex from untrusted input, or InvalidId. */
 export const decodeSha256Hex = decoderOf(Sha256Hex, "Sha256Hex")

@@ -107,16 +107,21 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
   }
 }
 
+/** A part's key: `data/<N>/<fileId>/<part>-<sha256>`, under the checkpoint open when it was written. */
 export const partKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, part: PartIndex, sha256: Sha256Hex): string =>
   keyOf(layout, { _tag: "Part", checkpoint, file, part, sha256 })
+/** A file manifest's key: `manifests/<N>/<fileId>.<sha256>.json`. */
 export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, sha256: Sha256Hex): string =>
   keyOf(layout, { _tag: "FileManifest", checkpoint, file, sha256 })
+/** Checkpoint N's root manifest (its commit marker, or its tombstone once expired). */
 export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): string =>
   keyOf(layout, { _tag: "Checkpoint", checkpoint })
 /** An archived segment's key: with the writer's epoch; without one, the older form (also the local file name). */
 export const walKey = (layout: KeyLayout, segment: SegmentNumber, epoch?: Epoch): string =>
   keyOf(layout, epoch === undefined ? { _tag: "Wal", segment } : { _tag: "Wal", segment, epoch })
+/** The bucket lock object's key. */
 export const lockKey = (layout: KeyLayout): string => keyOf(layout, { _tag: "Lock" })
+/** A reader lease's key, `leases/<id>` (see `isLeaseId`). */
 export const leaseKey = (layout: KeyLayout, id: string): string => keyOf(layout, { _tag: "Lease", id })
 
 /** A lease id: 1 to 64 letters, digits, '-' and '_' (one path segment). */
@@ -124,10 +129,15 @@ export const isLeaseId = (id: string): boolean => /^[A-Za-z0-9][A-Za-z0-9_-]{0,6
 
 /** The listing prefixes (each ends with '/'). */
 export const checkpointsPrefix = (layout: KeyLayout): string => join(layout, "checkpoints/")
+/** The prefix of archived WAL segments. */
 export const walPrefix = (layout: KeyLayout): string => join(layout, "wal/")
+/** The prefix of part objects. */
 export const dataPrefix = (layout: KeyLayout): string => join(layout, "data/")
+/** The prefix of file manifests. */
 export const manifestsPrefix = (layout: KeyLayout): string => join(layout, "manifests/")
+/** The prefix of reader leases. */
 export const leasesPrefix = (layout: KeyLayout): string => join(layout, "leases/")
+/** The bucket prefix itself, with a trailing '/' (empty for no prefix). */
 export const rootPrefix = (layout: KeyLayout): string => (layout.prefix === "" ? "" : `${layout.prefix}/`)
 
 const decodeOption = <A, I>(schema: Schema.Schema<A, I>, value: unknown): Option.Option<A> =>

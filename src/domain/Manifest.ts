@@ -32,7 +32,9 @@ export const RemotePart = Schema.Struct({
 })
 export type RemotePart = typeof RemotePart.Type
 
+/** The `format` field of a file manifest. */
 export const fileManifestFormat = "effect-s3-tier/file-manifest@1" as const
+/** The `format` field of a committed checkpoint's root manifest. */
 export const checkpointManifestFormat = "effect-s3-tier/checkpoint@1" as const
 
 /** One part of a file manifest, as a compact tuple: [part, checkpoint, sha256, sizeBytes]. */
@@ -116,6 +118,7 @@ export const CheckpointManifest = Schema.Struct({
 })
 export type CheckpointManifest = typeof CheckpointManifest.Type
 
+/** The `format` field of an expired checkpoint's tombstone. */
 export const expiredCheckpointFormat = "effect-s3-tier/checkpoint-expired@1" as const
 
 /**
@@ -232,7 +235,9 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8
 /** Plain JSON: every field of a file manifest is a primitive or a brand over one, so its encoded
  * form is its type form, and a per-element Schema encode would cost seconds at a million parts. */
 export const encodeFileManifest = (manifest: FileManifest): Uint8Array => textEncoder.encode(JSON.stringify(manifest))
+/** A root manifest's bytes (JSON). */
 export const encodeCheckpointManifest = (manifest: CheckpointManifest): Uint8Array => encodeJson(CheckpointManifest, manifest)
+/** A tombstone's bytes (JSON). */
 export const encodeExpiredCheckpoint = (tombstone: ExpiredCheckpoint): Uint8Array => encodeJson(ExpiredCheckpoint, tombstone)
 
 /** Decodes and validates a file manifest read from `key` against the digest its root manifest names. */

@@ -93,6 +93,7 @@ export type PartEvent =
   /** A restart: no lease, load, eviction or upload survives (an upload in flight leaves it dirty). */
   | { readonly _tag: "Reset" }
 
+/** The name of a part event. */
 export type PartEventTag = PartEvent["_tag"]
 
 /** Event constructors (the argument-free ones are shared constants). */

@@ -44,6 +44,7 @@ export interface LeaseSummary {
   readonly expiresAtMs: number
 }
 
+/** Why a checkpoint is pinned: among the latest, created in the window, the newest before it, or named by a live reader lease. */
 export type KeepReason = "latest" | "window" | "window-base" | "lease"
 
 /** What a pass decides about checkpoints. @category models */
@@ -137,8 +138,10 @@ export interface LiveSet {
   readonly heldByExpiredLease?: boolean
 }
 
+/** The kinds of object the collector may delete (root manifests, tombstones and the lock never). */
 export type ObjectKind = "part" | "file-manifest" | "wal" | "lease"
 
+/** The live-set rule's answer for one listed object: kept (and why) or deleted. */
 export type Verdict =
   | { readonly _tag: "Keep"; readonly reason: "referenced" | "in-flight" | "young" | "wal-needed" | "not-collected" | "lease-live" | "held-by-lease" }
   | { readonly _tag: "Delete"; readonly kind: ObjectKind }

@@ -46,6 +46,7 @@ export const validateBucketName = (name: string): Either.Either<string, string> 
  */
 export type ConditionalCreateDialect = "if-none-match" | "gcs-generation-match" | "tigris-consistent"
 
+/** Every ConditionalCreateDialect, for option parsing and messages. */
 export const conditionalCreateDialects = ["if-none-match", "gcs-generation-match", "tigris-consistent"] as const satisfies ReadonlyArray<ConditionalCreateDialect>
 
 /** The headers a conditional create sends in a dialect. */

@@ -47,6 +47,7 @@ export type Task = typeof Task.Type
 
 /** The task types, for metrics labels and CLI flags (`--fault fail-task=<type>`). */
 export const taskTypes = ["WritePart", "ReadPart", "WriteObject", "WriteWalSegment", "DeleteObject"] as const
+/** The name of a task type. */
 export type TaskType = Task["_tag"]
 
 /**

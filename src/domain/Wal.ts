@@ -43,8 +43,11 @@ export const headerBytes = 12
 /** The frame format version. */
 export const frameVersion = 1
 
+/** Frame kind: an application record. */
 export const kindRecord = 1
+/** Frame kind: padding to the end of a segment (records never span segments). */
 export const kindPadding = 2
+/** Frame kind: a time mark, the writer's clock in ms (8 bytes), for restores to a time. */
 export const kindTimeMark = 3
 /** Bytes of a time mark's payload: the time in ms (u64 LE). */
 export const timeMarkPayloadBytes = 8
@@ -314,6 +317,7 @@ export interface ArchiveProgress {
   readonly done: ReadonlyMap<number, number>
 }
 
+/** The progress of an archive whose contiguous archived prefix ends at `through`. */
 export const initialProgress = (through: number): ArchiveProgress => ({ through, done: new Map() })
 
 /**

@@ -64,6 +64,7 @@ export interface RequestSnapshot {
 /** Keys per ListObjectsV2 page (S3's maximum, which S3ObjectStore asks for). */
 export const listPageKeys = 1000
 
+/** Counts of zero. */
 export const emptyCounts: RequestCounts = { put: 0, get: 0, getRange: 0, head: 0, delete: 0, list: 0, listPages: 0, probe: 0, bytesPut: 0, bytesGot: 0 }
 
 const countFields = Object.keys(emptyCounts) as ReadonlyArray<keyof RequestCounts>
@@ -71,6 +72,7 @@ const countFields = Object.keys(emptyCounts) as ReadonlyArray<keyof RequestCount
 const byKindOf = (each: (kind: KeyKind) => RequestCounts): Record<KeyKind, RequestCounts> =>
   Object.fromEntries(keyKinds.map((kind) => [kind, each(kind)])) as Record<KeyKind, RequestCounts>
 
+/** A snapshot of zero counts, overall and by key kind. */
 export const emptySnapshot: RequestSnapshot = { total: emptyCounts, byKind: byKindOf(() => emptyCounts) }
 
 const combine = (left: RequestCounts, right: RequestCounts, sign: 1 | -1): RequestCounts =>

@@ -50,9 +50,13 @@ export type RestoreTarget =
   | { readonly _tag: "Lsn"; readonly lsn: number }
   | { readonly _tag: "Time"; readonly timeMs: number }
 
+/** Restore the latest state: the newest checkpoint and every archived WAL record after it. */
 export const latest: RestoreTarget = { _tag: "Latest" }
+/** Restore checkpoint N as it was committed (no WAL is replayed). */
 export const checkpoint = (checkpoint: number): RestoreTarget => ({ _tag: "Checkpoint", checkpoint })
+/** Restore the state just before WAL position `lsn`. */
 export const lsn = (lsn: number): RestoreTarget => ({ _tag: "Lsn", lsn })
+/** Restore the state at `timeMs` (to the precision of the WAL's time marks). */
 export const time = (timeMs: number): RestoreTarget => ({ _tag: "Time", timeMs })
 
 /** The restored state: reads and writes go to the local directory only. Each fails with
@@ -69,6 +73,7 @@ export interface ReplayRecord {
   readonly bytes: Uint8Array
 }
 
+/** What to restore, who reads, and how WAL records are applied. */
 export interface RestoreOptions<E = never> {
   readonly target?: RestoreTarget
   /** Who reads, written into the lease (e.g. "restore pid 123"). */
@@ -147,6 +152,7 @@ export const describeWindow = (policy: Manifest.CheckpointManifest | undefined, 
   return `${kept} (${restorable})`
 }
 
+/** A target in words, for messages and reports. */
 export const describeTarget = (target: RestoreTarget): string => {
   switch (target._tag) {
     case "Latest":
