@@ -13,11 +13,21 @@ const read = (file: string): string => fs.readFileSync(path.join(root, file), "u
 const exists = (file: string): boolean => fs.existsSync(path.join(root, file))
 
 /** The docs written for this repository (docs/ORIGINAL.md names OrioleDB's files, not ours). */
-const docs = ["README.md", "BENCHMARKS.md", "docs/ARCHITECTURE.md", "docs/OPERATIONS.md", "docs/CLI.md", "test/sim/README.md"].filter(exists)
+const docs = [
+  "README.md",
+  "BENCHMARKS.md",
+  "docs/ARCHITECTURE.md",
+  "docs/OPERATIONS.md",
+  "docs/CLI.md",
+  "test/sim/README.md"
+].filter(exists)
 
 /** Paths of this repository in running text: src/…, test/…, bench/…, scripts/…, examples/… */
 const repositoryPaths = (text: string): Array<string> =>
-  Array.from(text.matchAll(/(?<![\w/.-])((?:src|test|bench|scripts|examples)\/[A-Za-z0-9_./-]+\.(?:ts|md|sh|json))\b/g), (match) => match[1]!)
+  Array.from(
+    text.matchAll(/(?<![\w/.-])((?:src|test|bench|scripts|examples)\/[A-Za-z0-9_./-]+\.(?:ts|md|sh|json))\b/g),
+    (match) => match[1]!
+  )
 
 /** Relative targets of Markdown links, without their #anchor. */
 const relativeLinks = (text: string): Array<string> =>
@@ -41,15 +51,19 @@ const waitTableProofs = (architecture: string): Array<{ readonly wait: string; r
   return rows.map((row) => {
     const cells = row.split(" | ")
     const proofCell = cells[cells.length - 1] ?? ""
-    const proofs = Array.from(proofCell.matchAll(/(test\/[\w/.-]+\.test\.ts): ((?:"[^"]+"(?:; )?)+)/g), (match) =>
-      Array.from(match[2]!.matchAll(/"([^"]+)"/g), (name): Proof => ({ file: match[1]!, name: name[1]! }))).flat()
+    const proofs = Array.from(
+      proofCell.matchAll(/(test\/[\w/.-]+\.test\.ts): ((?:"[^"]+"(?:; )?)+)/g),
+      (match) => Array.from(match[2]!.matchAll(/"([^"]+)"/g), (name): Proof => ({ file: match[1]!, name: name[1]! }))
+    ).flat()
     return { wait: (cells[0] ?? "").slice(2, 60), proofs }
   })
 }
 
 describe("the docs", () => {
   it("mention only repository files that exist", () => {
-    const missing = docs.flatMap((doc) => repositoryPaths(read(doc)).filter((file) => !exists(file)).map((file) => `${doc}: ${file}`))
+    const missing = docs.flatMap((doc) =>
+      repositoryPaths(read(doc)).filter((file) => !exists(file)).map((file) => `${doc}: ${file}`)
+    )
     assert.deepStrictEqual(missing, [])
   })
 
@@ -65,8 +79,14 @@ describe("the docs", () => {
   it("prove each replaced wait of the original with tests that exist under those names", () => {
     const rows = waitTableProofs(read("docs/ARCHITECTURE.md"))
     assert.isAtLeast(rows.length, 11)
-    assert.deepStrictEqual(rows.filter((row) => row.proofs.length === 0).map((row) => row.wait), [], "rows that name no test")
-    const missing = rows.flatMap((row) => row.proofs).filter(({ file, name }) => !exists(file) || !read(file).includes(JSON.stringify(name)))
+    assert.deepStrictEqual(
+      rows.filter((row) => row.proofs.length === 0).map((row) => row.wait),
+      [],
+      "rows that name no test"
+    )
+    const missing = rows.flatMap((row) => row.proofs).filter(({ file, name }) =>
+      !exists(file) || !read(file).includes(JSON.stringify(name))
+    )
     assert.deepStrictEqual(missing, [])
   })
 })
