@@ -33,7 +33,8 @@ export const scenarios: ReadonlyArray<readonly [string, () => Promise<Scenario>]
   ["shutdown", () => import("./shutdown.js").then((module) => module.run)],
   ["memory", () => import("./memory.js").then((module) => module.run)],
   ["lease", () => import("./lease.js").then((module) => module.run)],
-  ["growth", () => import("./growth.js").then((module) => module.run)]
+  ["growth", () => import("./growth.js").then((module) => module.run)],
+  ["restore", () => import("./restore.js").then((module) => module.run)]
 ]
 
 export interface Arguments {
@@ -48,7 +49,7 @@ export interface Arguments {
 }
 
 /** The scenarios that can run against a given endpoint. */
-export const endpointScenarios: ReadonlyArray<string> = ["throughput"]
+export const endpointScenarios: ReadonlyArray<string> = ["throughput", "restore"]
 
 /** The arguments that carry an endpoint to a scenario's own process. */
 const endpointArguments = (endpoint: EndpointOptions | undefined): ReadonlyArray<string> =>

@@ -277,7 +277,7 @@ const spread = (ours: ReadonlyArray<number>, baseline: ReadonlyArray<number>): s
 }
 
 /** The connection to an S3 endpoint: one of the bench's own servers, or one given on the command line. */
-interface S3Connection {
+export interface S3Connection {
   readonly endpoint: string
   readonly bucket: string
   readonly region: string
@@ -286,7 +286,7 @@ interface S3Connection {
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string }
 }
 
-const s3Client = (info: S3Connection): S3Client =>
+export const s3Client = (info: S3Connection): S3Client =>
   new S3Client({
     endpoint: info.endpoint,
     region: info.region,

@@ -127,7 +127,7 @@ describe("bench", () => {
   it("runs every scenario in quick mode and each reports finite figures", async () => {
     const run = await main(["--quick", "--no-write"])
     assert.deepStrictEqual(run.failed, [])
-    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease", "growth"])
+    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease", "growth", "restore"])
     for (const scenario of run.scenarios) {
       assert.isAbove(scenario.rows.length, 0, scenario.id)
       for (const row of scenario.rows) assert.isTrue(Number.isFinite(row.ours) && row.ours >= 0, `${scenario.id} / ${row.case}: ours ${row.ours}`)
@@ -146,5 +146,5 @@ describe("bench", () => {
       assert.isAbove(tails.length, 0, store)
       for (const tailMs of tails) assert.isTrue(Number.isFinite(tailMs) && tailMs >= 0, `${store}: tail ${tailMs} ms`)
     }
-  }, 120_000)
+  }, 240_000)
 })
