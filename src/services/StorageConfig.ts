@@ -171,7 +171,7 @@ export const keyLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({
 
 /** A layer from values given in code (over the defaults). @category layers */
 export const layer = (input: Partial<StorageConfigValue> = {}): Layer.Layer<StorageConfig, InvalidConfig> =>
-  Layer.effect(StorageConfig, validate(input))
+  Layer.effect(StorageConfig, Either.match(validate(input), { onLeft: Effect.fail, onRight: Effect.succeed }))
 
 /** The defaults as a layer. @category layers */
 export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageConfig, defaults)
@@ -359,7 +359,7 @@ export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string
 export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
   yield* warnUnknownKeys(keys, (key) => !key.startsWith(s3KeyPrefix))
   const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
-  return yield* decodeRaw(raw)
+  return yield* Either.match(decodeRaw(raw), { onLeft: Effect.fail, onRight: Effect.succeed })
 })
 
 /** The configuration read from the ambient ConfigProvider (see `read`). @category layers */
