@@ -30,7 +30,7 @@ import { commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
-import { PartTable } from "./PartTable.js"
+import { type LeaseError, PartTable } from "./PartTable.js"
 import { withRequestPolicy } from "./RequestPolicy.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
 
@@ -82,7 +82,7 @@ export interface LoaderService {
   readonly prefetch: (
     concurrency: number,
     onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>
-  ) => Effect.Effect<number, unknown>
+  ) => Effect.Effect<number, LeaseError>
 }
 
 /** The loader. @category tags */

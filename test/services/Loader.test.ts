@@ -63,20 +63,20 @@ const loaderLayer = (world: World, store: ObjectStoreService, overrides: Partial
 
 /** Opens the loader in the test's scope (closing it releases the directory and bucket locks). */
 const open = (world: World, overrides: Partial<StorageConfig.StorageConfigValue> = {}, store: ObjectStoreService = storeOf(world)) =>
-  Effect.map(Layer.build(loaderLayer(world, store, overrides)), (built) => ({ loader: Context.get(built, Loader.Loader) }))
+  Effect.map(Layer.build(loaderLayer(world, store, overrides)), (built) => ({ loader: Context.get(built, Loader.Loader), parts: Context.get(built, PartTable.PartTable) }))
 
 /** Checkpoint `checkpoint` of `writer`, on `previous`, with file A's part map (two parts), as the bucket holds it. */
 const commitCheckpoint = (world: World, writer: Control.ControlHolder, checkpoint: number, previous = checkpoint - 1) =>
   Effect.gen(function* () {
     const number = Ids.checkpointNumber(checkpoint)
-    const sha = Manifest.sha256Hex(new TextEncoder().encode(`part of ${checkpoint}`))
-    const fileManifest: Manifest.FileManifest = {
-      format: Manifest.fileManifestFormat,
-      instanceId: writer.instanceId,
-      checkpoint: number,
-      file: fileA,
-      parts: [[Ids.partIndex(0), number, sha, 4096], [Ids.partIndex(1), number, sha, 100]]
+    const parts: Array<Manifest.PartEntry> = []
+    for (const [part, sizeBytes] of [[0, 4096], [1, 100]] as const) {
+      const bytes = H.pattern(checkpoint * 10 + part, sizeBytes)
+      const sha = Manifest.sha256Hex(bytes)
+      yield* world.bucket.write(KeyLayout.partKey(layout, number, fileA, Ids.partIndex(part), sha), bytes)
+      parts.push([Ids.partIndex(part), number, sha, sizeBytes])
     }
+    const fileManifest: Manifest.FileManifest = { format: Manifest.fileManifestFormat, instanceId: writer.instanceId, checkpoint: number, file: fileA, parts }
     const bytes = Manifest.encodeFileManifest(fileManifest)
     const manifestSha256 = Manifest.sha256Hex(bytes)
     yield* world.bucket.write(KeyLayout.fileManifestKey(layout, number, fileA, manifestSha256), bytes)
@@ -176,6 +176,22 @@ describe("Loader: the start-up plan", () => {
       assert.strictEqual(loader.opened.base?.manifest.checkpoint, 3)
       assert.strictEqual(loader.opened.walPosition, latest.walPosition, "the WAL replays from the bucket's latest")
       assert.strictEqual((yield* readControl(world))?.lastCheckpoint, 3)
+    }))
+})
+
+describe("Loader: prefetch", () => {
+  it.scoped("loads every part of the base through leases, reporting progress up to the total", () =>
+    Effect.gen(function* () {
+      const world = yield* makeWorld
+      yield* commitCheckpoint(world, old, 1)
+      const { loader, parts } = yield* open(world)
+      assert.strictEqual((yield* parts.stats).loaded, 0, "a restore fetches nothing before the first lease")
+      const progress: Array<string> = []
+      const loaded = yield* loader.prefetch(2, ({ done, total }) => Effect.sync(() => progress.push(`${done}/${total}`)))
+      assert.strictEqual(loaded, 2)
+      assert.deepStrictEqual(progress, ["1/2", "2/2"])
+      assert.strictEqual((yield* parts.stats).loaded, 2)
+      assert.deepStrictEqual(yield* parts.read(fileA, 4096, 100), H.pattern(11, 100))
     }))
 })
 
