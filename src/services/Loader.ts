@@ -94,12 +94,13 @@ export class Loader extends Context.Tag("effect-s3-tier/Loader")<Loader, LoaderS
 
 /**
  * Rounds of the claim after a take-over. A round is lost only to a commit of the old holder landing
- * between its read of the latest checkpoint and its put; the old holder checks the lock before each
- * commit, so only a commit already past that check when the lock changed hands can land, and two
- * rounds would do. Each round is bounded by the request policy (per request `requestTimeoutMs`,
- * retries within `retryElapsedMaxMs`; at most `retryAttemptsMax` conflict retries of the put). Past
- * the bound, start-up goes on from the latest checkpoint unclaimed: the new epoch's first commit
- * then takes the number after it and fences the old holder all the same.
+ * between the round's read of the latest checkpoint and its put. The old holder checks the lock
+ * before each commit, so normally only the commit already past that check when the lock changed
+ * hands lands after it; the bound leaves room for a few more (a holder that cannot read the lock
+ * passes its check). Each round is bounded by the request policy (`requestTimeoutMs` per request,
+ * retries within `retryElapsedMaxMs`, at most `retryAttemptsMax` conflict retries of the put). Past
+ * the bound, start-up goes on from the latest checkpoint unclaimed; the old holder is still fenced
+ * by the lock (its next renewal or lock check finds it taken at a higher epoch).
  */
 export const claimRoundsMax = 5
 
