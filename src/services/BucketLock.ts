@@ -65,8 +65,9 @@ export const read = (store: ObjectStoreService, config: StorageConfigValue): Eff
 /**
  * Rounds of put-then-read in `acquire`. A round decides unless the lock it lost to was gone when
  * read back (released meanwhile) or gone at the end of its lease wait; three rounds leave room for
- * two such holders stopping while this one starts. Each round waits at most once for a lease
- * (`lockLeaseMs`, at most `leaseWaitMaxMs`), its requests bounded by the request policy.
+ * two such holders stopping while this one starts. Each round waits at most once for a lease (the
+ * lock's own, else `lockLeaseMs`; at most `leaseWaitMaxMs`), its requests bounded by the request
+ * policy.
  */
 export const acquireRoundsMax = 3
 
