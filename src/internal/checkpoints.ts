@@ -7,7 +7,7 @@
  * the request policy (timeout, retries).
  *
  * Replaces: the listing and download half of orioledb_s3_loader.py (find the highest N whose
- * markers exist, then fetch what `file_checksums` names; orioledb-s3.md §5 "Read-back").
+ * markers exist, then fetch what `file_checksums` names; docs/ORIGINAL.md §5 "Read-back").
  *
  * @since 0.1.0
  */
