@@ -65,7 +65,7 @@ export const make = (
 
 const wakeUp = (archiver: Archiver) => Queue.offer(archiver.wake, undefined)
 
-/** Reads the segment's bytes the upload covers and puts them in the bucket. */
+/** Reads the segment's bytes the upload covers and puts them in the bucket: the `wal.archive` span. */
 const upload = (archiver: Archiver, item: WalArchive.Upload) =>
   Effect.gen(function* () {
     const path = localSegmentPath(item.segment)
@@ -77,10 +77,11 @@ const upload = (archiver: Archiver, item: WalArchive.Upload) =>
             onSome: Effect.succeed
           })
         )
+    yield* Effect.annotateCurrentSpan("bytes", bytes.length)
     if (archiver.fence !== undefined) yield* archiver.fence
     yield* archiver.store.put(archiver.bucketKey(item.segment), bytes)
     return bytes.length
-  })
+  }).pipe(Effect.withSpan("wal.archive", { attributes: { segment: item.segment, partial: item.partial } }))
 
 const completeUpload = (archiver: Archiver, item: WalArchive.Upload, exit: Exit.Exit<unknown, unknown>) =>
   Effect.gen(function* () {

@@ -265,5 +265,6 @@ export const recoverAtOpen = (context: RecoveryContext) =>
     const durableMarked = Wal.decodeDurableMark(Option.getOrElse(yield* context.disk.readAll(durableMarkPath), () => new Uint8Array(0))) ?? 0
     const opened = yield* recover(context, archive, Math.max(durableAtCleanStop, durableMarked))
     const recovered = yield* archiveEpochStart(context, archive, opened)
+    yield* Effect.annotateCurrentSpan({ endLsn: recovered.endLsn, archivedThrough: recovered.progress.through, localSegments: recovered.local.length })
     return recovered
-  })
+  }).pipe(Effect.withSpan("wal.recover", { attributes: { epoch: context.epoch } }))

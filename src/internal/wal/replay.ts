@@ -129,7 +129,8 @@ export const replayLocal = <E, R>(sources: Sources, fromLsn: Lsn, apply: ApplyRe
   })
 
 /** Start-up replay: every record at or after `fromLsn`, local segments first, the bucket for the
- * rest, then `advanceTo(fromLsn)`; `replayed` follows the records applied until it ends. */
+ * rest, then `advanceTo(fromLsn)`; `replayed` follows the records applied until it ends. The
+ * `wal.replay` span wraps every `apply`. */
 export const replay = <E, R>(sources: Sources, log: GroupCommit.Log, replayed: Replayed, fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
   Effect.gen(function* () {
     yield* Ref.set(replayed, fromLsn)
@@ -144,5 +145,6 @@ export const replay = <E, R>(sources: Sources, log: GroupCommit.Log, replayed: R
     const summary = yield* applySegments(sources.config.walSegmentBytes, fromLsn, range, read, applyThenMark)
     if (fromLsn > endLsn) yield* GroupCommit.advanceTo(log, fromLsn)
     yield* Ref.set(replayed, undefined)
+    yield* Effect.annotateCurrentSpan({ toLsn: summary.endLsn, records: summary.records, segments: summary.segments })
     return summary
-  })
+  }).pipe(Effect.withSpan("wal.replay", { attributes: { fromLsn } }))

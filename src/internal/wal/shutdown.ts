@@ -42,8 +42,9 @@ const runShutdown = (log: GroupCommit.Log, archiver: Archiver.Archiver, deadline
     if (result.localOnly !== undefined) {
       yield* Effect.logWarning(`WAL: at shutdown, positions ${result.localOnly.fromLsn} to ${result.localOnly.toLsn} are not archived`)
     }
+    yield* Effect.annotateCurrentSpan({ archivedThrough: result.archivedThrough, endLsn: result.endLsn })
     return result
-  })
+  }).pipe(Effect.withSpan("wal.shutdown", { attributes: { deadlineMs } }))
 
 /** Nothing more is archived: the archive's waits and the committers still waiting end with ShuttingDown. */
 export const closeAll = (log: GroupCommit.Log, archiver: Archiver.Archiver): Effect.Effect<void> =>
