@@ -12,7 +12,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope, TestClock, Tracer } from "effect"
+import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope, TestClock, Tracer } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePathApi from "node:path"
 import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
@@ -918,7 +918,7 @@ describe("WalArchiver on a real directory", () => {
 })
 
 // ---------------------------------------------------------------------------------------------
-// Observability: spans
+// Observability: spans and log levels
 // ---------------------------------------------------------------------------------------------
 
 /** A tracer that records every span it starts (over the default one). */
@@ -936,6 +936,15 @@ const collectingTracer = Effect.map(Effect.tracer, (inner) => {
 })
 
 const attributesOf = (span: Tracer.Span) => Object.fromEntries(span.attributes)
+
+/** Runs `effect` with its log lines (and those of every fiber it starts) collected instead of printed. */
+const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
+    const capture = Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message: String(message) }))
+    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    return { result, lines }
+  })
 
 describe("WalArchiver: observability", () => {
   it.effect("spans: wal.recover at the open, wal.archive per upload, wal.replay around every apply, wal.shutdown", () =>
@@ -969,5 +978,27 @@ describe("WalArchiver: observability", () => {
       assert.strictEqual(named("wal.shutdown").length, 1)
       assert.deepInclude(attributesOf(named("wal.shutdown")[0]!), { deadlineMs: 1_000 })
       for (const span of spans.filter((span) => span.name.startsWith("wal."))) assert.strictEqual(span.status._tag, "Ended", span.name)
+    }))
+
+  it.effect("an empty local log continuing from the bucket is logged at INFO; a local log that fell behind it, at WARN", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      const ends: Array<number> = []
+      for (let i = 0; i < 20; i++) ends.push((yield* first.wal.appendWithEnd(record(i))).endLsn)
+      yield* archived(first.wal, yield* first.wal.archivePartial)
+      yield* first.kill
+      const adoption = (line: { readonly message: string }) => line.message.includes("continuing from the bucket's end")
+      // A new machine: nothing local.
+      const { disk: emptyDisk } = yield* MemoryDisk.make
+      const onEmpty = yield* capturingLogs(Effect.flatMap(open(env, emptyDisk), ({ kill }) => kill))
+      assert.deepStrictEqual(onEmpty.lines.filter(adoption).map((line) => line.level.label), ["INFO"])
+      // A directory that lost the end of its log (its durable-end mark gone with it): the bucket is ahead.
+      const bytes = Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(0)))
+      yield* env.disk.writeAtomic(WalArchiver.localSegmentPath(0), bytes.slice(0, ends[9]))
+      yield* env.disk.remove(WalArchiver.durableMarkPath)
+      const onBehind = yield* capturingLogs(Effect.flatMap(open(env), ({ kill, wal }) => Effect.zipLeft(wal.position, kill)))
+      assert.deepStrictEqual(onBehind.lines.filter(adoption).map((line) => line.level.label), ["WARN"])
+      assert.strictEqual(onBehind.result, ends[19], "the log continues from the bucket's end")
     }))
 })

@@ -152,12 +152,18 @@ const scanLocal = (context: RecoveryContext, archive: Archive, durableLsn: numbe
     return found
   })
 
-/** The bucket is ahead of the local directory: continue from the bucket's end. */
+/** The bucket is ahead of the local directory: continue from the bucket's end. With no local segment
+ * at all this is a new machine (a restore, or a take-over into an empty directory), the normal case;
+ * local segments that fall short of the bucket's are not (a directory that lost part of its log). */
 const adoptBucket = (context: RecoveryContext, local: ReadonlyArray<LocalSegment>, last: Wal.ArchivedCopy) =>
   Effect.gen(function* () {
     const { config, disk, store } = context
     const segmentBytes = config.walSegmentBytes
-    yield* Effect.logWarning(`WAL: the bucket's log (through segment ${last.segment}) is ahead of the local one: continuing from the bucket's end`)
+    if (local.length === 0) {
+      yield* Effect.logInfo(`WAL: the local log is empty; continuing from the bucket's end (segment ${last.segment})`)
+    } else {
+      yield* Effect.logWarning(`WAL: the bucket's log (through segment ${last.segment}) is ahead of the local one: continuing from the bucket's end`)
+    }
     for (const segment of local) yield* disk.remove(localSegmentPath(segment.segment))
     const bytes = yield* store.get(last.key).pipe(withRequestPolicy(config, "get", last.key))
     const scan = Wal.scanSegment(bytes, last.segment, segmentBytes)
