@@ -9,7 +9,7 @@
  * - at most one upload of a segment is in flight (so a partial PUT never lands after a full one);
  *   a full upload covers its whole segment, a partial one a non-empty prefix of it;
  * - a segment whose full upload failed is not in flight: it waits for `retryFailed` or the next flush;
- * - `progress.through` is the contiguous archived prefix (Wal.markArchived): no segment it passes
+ * - `progress.through` is the contiguous archived prefix (markArchived): no segment it passes
  *   keeps an entry in `progress.done`;
  * - a local segment is removed only once archived: every segment below `localLowest` lies below
  *   `progress.through`.
@@ -22,6 +22,41 @@
  */
 import * as Wal from "./Wal.js"
 
+
+/**
+ * What is in the bucket: `through` is the highest LSN such that every record below it is archived;
+ * `done` holds, for segments at or after the gap, the LSN up to which each one's archived copy
+ * reaches (its end for a full segment, less for a partial one). @category models
+ */
+export interface ArchiveProgress {
+  readonly through: number
+  readonly done: ReadonlyMap<number, number>
+}
+
+export const initialProgress = (through: number): ArchiveProgress => ({ through, done: new Map() })
+
+/**
+ * Records that the archived copy of `segment` reaches `coveredLsn`, then advances `through` over
+ * every contiguous archived segment, whatever order the uploads finished in: a segment after a gap
+ * waits in `done` until the gap is filled.
+ */
+export const markArchived = (progress: ArchiveProgress, segment: number, coveredLsn: number, segmentBytes: number): ArchiveProgress => {
+  const done = new Map(progress.done)
+  done.set(segment, Math.max(done.get(segment) ?? 0, coveredLsn))
+  let through = progress.through
+  for (;;) {
+    const current = Wal.segmentOf(through, segmentBytes)
+    const reached = done.get(current)
+    if (reached === undefined || reached <= through) break
+    through = reached
+    if (reached < Wal.segmentEnd(current, segmentBytes)) break
+  }
+  for (const key of Array.from(done.keys())) {
+    if (Wal.segmentEnd(key, segmentBytes) <= through) done.delete(key)
+  }
+  return { through, done }
+}
+
 /** One upload of a segment, full or partial, and the LSN its copy reaches. @category models */
 export interface Upload {
   readonly segment: number
@@ -31,7 +66,7 @@ export interface Upload {
 
 /** What is archived, what is to upload, what is in flight. @category models */
 export interface ArchiveState {
-  readonly progress: Wal.ArchiveProgress
+  readonly progress: ArchiveProgress
   /** Sealed, durable segments whose full copy is still to upload. */
   readonly pendingFull: ReadonlySet<number>
   /** Segments whose last full upload failed: retried on the next flush or `retryFailed`. */
@@ -48,7 +83,7 @@ export interface ArchiveState {
 
 /** The state after opening: what recovery found archived and still to upload. @category constructors */
 export const initial = (opened: {
-  readonly progress: Wal.ArchiveProgress
+  readonly progress: ArchiveProgress
   readonly pendingFull: Iterable<number>
   readonly localLowest: number
 }): ArchiveState => ({
@@ -124,11 +159,11 @@ const withoutInFlight = (state: ArchiveState, segment: number): Map<number, Uplo
 }
 
 /** An upload landed: its copy reaches `item.coveredLsn`; the archived prefix advances over it when
- * it is contiguous (Wal.markArchived). */
+ * it is contiguous (markArchived). */
 export const onUploadDone = (state: ArchiveState, item: Upload, segmentBytes: number): ArchiveState => ({
   ...state,
   inFlight: withoutInFlight(state, item.segment),
-  progress: Wal.markArchived(state.progress, item.segment, item.coveredLsn, segmentBytes)
+  progress: markArchived(state.progress, item.segment, item.coveredLsn, segmentBytes)
 })
 
 /** An upload failed: it is retried on the next flush or `retryFailed`, never skipped. */

@@ -16,7 +16,7 @@
  *   overwrites it, which is safe because the partial copy is a prefix of the full one, and at most
  *   one upload of a segment is in flight at a time, so a partial PUT never lands after a full one.
  * - `archivedThrough` advances only over a contiguous prefix of archived segments, whatever order the
- *   uploads finish in (Wal.markArchived). A failed upload is retried on the next flush or
+ *   uploads finish in (WalArchive.markArchived). A failed upload is retried on the next flush or
  *   `archivePending`, never skipped.
  * - `checkpointCovered(lsn)`: a completed checkpoint covers every record below `lsn`; a local segment
  *   is removed once it is both archived and entirely below the latest such position.

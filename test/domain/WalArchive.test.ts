@@ -16,7 +16,7 @@ import * as WalArchive from "../../src/domain/WalArchive.js"
 const segmentBytes = 100
 
 const fresh = (lowest = 0) =>
-  WalArchive.initial({ progress: Wal.initialProgress(Wal.segmentStart(lowest, segmentBytes)), pendingFull: [], localLowest: lowest })
+  WalArchive.initial({ progress: WalArchive.initialProgress(Wal.segmentStart(lowest, segmentBytes)), pendingFull: [], localLowest: lowest })
 
 describe("WalArchive", () => {
   it("a flush that seals segments plans their full uploads, in order, once", () => {

@@ -14,6 +14,7 @@
 import { Effect, Option } from "effect"
 import { CorruptObject, type Fenced, type LocalIoError, type ObjectStoreError, WalCorrupt, WalGap } from "../../domain/Errors.js"
 import * as Wal from "../../domain/Wal.js"
+import * as WalArchive from "../../domain/WalArchive.js"
 import type { LocalDiskService } from "../../services/LocalDisk.js"
 import type { ObjectStoreService } from "../../services/ObjectStore.js"
 import { withRequestPolicy } from "../../services/RequestPolicy.js"
@@ -31,7 +32,7 @@ export interface LocalSegment {
 export interface Recovered {
   readonly endLsn: number
   readonly local: ReadonlyArray<LocalSegment>
-  readonly progress: Wal.ArchiveProgress
+  readonly progress: WalArchive.ArchiveProgress
   readonly pendingFull: ReadonlyArray<number>
   readonly localLowest: number
 }
@@ -174,7 +175,7 @@ const adoptBucket = (context: RecoveryContext, local: ReadonlyArray<LocalSegment
     return {
       endLsn,
       local: [{ segment: last.segment, sizeBytes: kept.length, sealed: scan.stop === "Sealed" }],
-      progress: Wal.initialProgress(endLsn),
+      progress: WalArchive.initialProgress(endLsn),
       pendingFull: [],
       localLowest: last.segment
     } satisfies Recovered
@@ -193,16 +194,16 @@ const localIsBehind = (local: ReadonlyArray<LocalSegment>, lastCopy: Wal.Archive
 const archivedOf = (local: ReadonlyArray<LocalSegment>, archive: Archive, segmentBytes: number) => {
   // Local segments below the lowest present one were removed, which they are only once archived.
   const first = local[0]
-  let progress = Wal.initialProgress(first === undefined ? 0 : Wal.segmentStart(first.segment, segmentBytes))
+  let progress = WalArchive.initialProgress(first === undefined ? 0 : Wal.segmentStart(first.segment, segmentBytes))
   const pendingFull: Array<number> = []
   for (const segment of local) {
     const bucketBytes = archive.lineage.get(segment.segment)?.sizeBytes
     if (segment.sealed && bucketBytes === segment.sizeBytes) {
-      progress = Wal.markArchived(progress, segment.segment, Wal.segmentEnd(segment.segment, segmentBytes), segmentBytes)
+      progress = WalArchive.markArchived(progress, segment.segment, Wal.segmentEnd(segment.segment, segmentBytes), segmentBytes)
       continue
     }
     if (bucketBytes !== undefined && bucketBytes < segment.sizeBytes) {
-      progress = Wal.markArchived(progress, segment.segment, Wal.segmentStart(segment.segment, segmentBytes) + bucketBytes, segmentBytes)
+      progress = WalArchive.markArchived(progress, segment.segment, Wal.segmentStart(segment.segment, segmentBytes) + bucketBytes, segmentBytes)
     }
     if (segment.sealed) pendingFull.push(segment.segment)
   }
@@ -259,7 +260,7 @@ const archiveEpochStart = (context: RecoveryContext, archive: Archive, recovered
     if (context.fence !== undefined) yield* context.fence
     yield* store.put(key, bytes).pipe(withRequestPolicy(config, "put", key))
     yield* Effect.logInfo(`WAL: this epoch's history begins at position ${recovered.endLsn} (${key})`)
-    return { ...recovered, progress: Wal.markArchived(recovered.progress, segment, recovered.endLsn, segmentBytes) }
+    return { ...recovered, progress: WalArchive.markArchived(recovered.progress, segment, recovered.endLsn, segmentBytes) }
   })
 
 /** Opens the log: lists the archive, recovers the local segments against it (repairing, cutting or
