@@ -36,6 +36,10 @@
  * - `shutdown(deadlineMs)`: refuses appends, flushes, archives the final partial segment and every
  *   pending one, waits for them within the deadline, and reports what is only local.
  *
+ * Parts (src/internal/wal/): groupCommit (append, flush, commit), archiver (the upload fiber over the
+ * pure bookkeeping of src/domain/WalArchive.ts), recovery (the open), replay, shutdown, segments (the
+ * one listing of the local directory and of the bucket's copies).
+ *
  * Replaces: OrioleDB's WAL archiving (src/s3/archive.c: `archive_preload_file_cb` enqueued a PUT of a
  * finished segment and `archive_file_cb` waited for it with no timeout and always returned true), the
  * busy-wait WAL switch after a checkpoint (`o_after_checkpoint_cleanup_hook`, 100 ms `pg_usleep` with
