@@ -287,8 +287,14 @@ const make = (options: StorageOptions) =>
           Effect.mapError((error) => new ReplayFailed({ lsn, detail: error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? String((error as { message: unknown }).message) : String(error) }))
         ))
     }
+    // On a fiber of its own: the scope may close because its fiber was interrupted (SIGINT under
+    // NodeRuntime.runMain), and the shutdown's interruptible steps would be cut by that interrupt.
     yield* Effect.addFinalizer(() =>
-      shutdown.pipe(Effect.flatMap((report) => (options.onShutdown === undefined ? Effect.void : options.onShutdown(report))))
+      shutdown.pipe(
+        Effect.flatMap((report) => (options.onShutdown === undefined ? Effect.void : options.onShutdown(report))),
+        Effect.fork,
+        Effect.flatMap(Fiber.join)
+      )
     )
     return service
   })

@@ -9,7 +9,7 @@ import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Layer, Logger } from "effect"
+import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as S3TestServer from "../support/S3TestServer.js"
@@ -156,5 +156,29 @@ describe("Storage.layerMemory", () => {
       yield* Effect.provide(writeTwo, Storage.layerMemory())
       const fresh = yield* Effect.provide(read, Storage.layerMemory())
       assert.deepStrictEqual(Array.from(fresh), [0, 0, 0, 0, 0])
+    }))
+})
+
+describe("Storage: interrupting the program that uses it", () => {
+  it.live("runs the whole bounded shutdown, as closing the scope does (SIGINT under NodeRuntime.runMain)", () =>
+    Effect.gen(function* () {
+      const shutdowns: Array<Storage.ShutdownReport> = []
+      const ready = yield* Deferred.make<void>()
+      const app = Effect.gen(function* () {
+        const storage = yield* Storage.Storage
+        yield* storage.write(file, 0, text("hello"))
+        yield* storage.append(text("0:hello"))
+        yield* storage.commit
+        yield* Deferred.succeed(ready, undefined)
+        return yield* Effect.never
+      })
+      const layer = Storage.layerMemory({ onShutdown: (report) => Effect.sync(() => { shutdowns.push(report) }) })
+      const fiber = yield* Effect.fork(Effect.provide(app, layer))
+      yield* Deferred.await(ready)
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(shutdowns.length, 1)
+      assert.deepStrictEqual(shutdowns[0]?.finalCheckpoint, { outcome: "completed", checkpoint: 1 })
+      assert.strictEqual(shutdowns[0]?.lock, "released")
+      assert.strictEqual(shutdowns[0]?.leasesHeld, 0)
     }))
 })
