@@ -3,7 +3,8 @@
  * (`node --import tsx examples/<name>.ts`, the single-process form of `npx tsx`, so that a signal
  * reaches the program itself), in a fresh temp directory; the quick start is stopped with SIGINT
  * once it says it is ready (never after a sleep) and must end in its bounded shutdown; the S3
- * example runs against the test S3 server through `Storage.layerConfig`.
+ * example runs against the test S3 server through `Storage.layerConfig`; the tracing example must
+ * print the app's spans nested and at least one of the tier's own.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fsp from "node:fs/promises"
@@ -112,5 +113,16 @@ describe("examples", () => {
         "LSN 56: \"balance 200\"",
         "the latest state: \"balance 300\""
       ], explain(result))
+    }), 60_000)
+
+  it.scopedLive("tracing: the app's spans and the tier's, printed by a console tracer as they end", () =>
+    Effect.gen(function* () {
+      const result = yield* run("tracing", { EXAMPLE_DIR: yield* tempDir })
+      assert.strictEqual(result.code, 0, explain(result))
+      const spans = result.stdout.split("\n").filter((line) => /^\s*span /.test(line))
+      assert.isTrue(spans.some((line) => /^span app\.run [\d.]+ ms ok$/.test(line)), explain(result))
+      assert.isTrue(spans.some((line) => /^ {2}span app\.deposit [\d.]+ ms ok amount=100$/.test(line)), explain(result))
+      assert.isTrue(spans.some((line) => /^ {2}span app\.checkpoint [\d.]+ ms ok$/.test(line)), explain(result))
+      assert.isTrue(spans.some((line) => !line.includes("span app.")), `a span of the tier's own\n${explain(result)}`)
     }), 60_000)
 })
