@@ -263,7 +263,7 @@ export type S3RequestOutcome =
 export const requests = Metric.counter("s3_requests", { description: "S3 requests sent, by request type and outcome", incremental: true })
 
 /** The tagged counter of one request type and outcome. */
-export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome) =>
+export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome): Metric.Metric.Counter<number> =>
   requests.pipe(Metric.tagged("request", request), Metric.tagged("outcome", outcome))
 
 const outcomeOf = (exit: Exit.Exit<unknown, ObjectStoreError>): S3RequestOutcome => {

@@ -287,8 +287,14 @@ const make = (options: StorageOptions) =>
           Effect.mapError((error) => new ReplayFailed({ lsn, detail: error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? String((error as { message: unknown }).message) : String(error) }))
         ))
     }
+    // On a fiber of its own: the scope may close because its fiber was interrupted (SIGINT under
+    // NodeRuntime.runMain), and the shutdown's interruptible steps would be cut by that interrupt.
     yield* Effect.addFinalizer(() =>
-      shutdown.pipe(Effect.flatMap((report) => (options.onShutdown === undefined ? Effect.void : options.onShutdown(report))))
+      shutdown.pipe(
+        Effect.flatMap((report) => (options.onShutdown === undefined ? Effect.void : options.onShutdown(report))),
+        Effect.fork,
+        Effect.flatMap(Fiber.join)
+      )
     )
     return service
   })
@@ -359,3 +365,100 @@ export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices
   const gcLayer = GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer))
   return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(gcLayer))
 }
+
+// ---------------------------------------------------------------------------------------------
+// One-call opens: the common compositions, each providing `Storage` alone
+// ---------------------------------------------------------------------------------------------
+
+import * as Config from "effect/Config"
+import * as Errors from "../domain/Errors.js"
+import * as StorageConfigModule from "../services/StorageConfig.js"
+import * as FileObjectStore from "./FileObjectStore.js"
+import * as FileSystemDisk from "./FileSystemDisk.js"
+import * as MemoryDisk from "./MemoryDisk.js"
+import * as MemoryObjectStore from "./MemoryObjectStore.js"
+import * as S3ObjectStore from "./S3ObjectStore.js"
+
+/** A lease on one part, as `lease` gives it. @category models */
+export type PartLease = Effect.Effect.Success<ReturnType<StorageService["lease"]>>
+/** What `checkpoint` reports. @category models */
+export type CheckpointReport = Effect.Effect.Success<StorageService["checkpoint"]>
+
+/** Options of the one-call opens: the Storage options and the configuration over the defaults. */
+export interface OpenOptions extends StorageOptions {
+  /** Fields over `StorageConfig.defaults`, validated once (a bad one fails the layer with InvalidConfig). */
+  readonly config?: Partial<StorageConfigModule.StorageConfigValue>
+}
+
+/** Options of `layerNode`. */
+export interface NodeOpenOptions extends OpenOptions {
+  /** The instance's local data directory (WAL, part cache, control file); created when missing. */
+  readonly dataDir: string
+  /** The directory that plays the bucket (the file object store); created when missing. */
+  readonly storeDir: string
+}
+
+/** Why a layer over the file system could not be built. */
+export type NodeOpenError = StorageOpenError | Errors.LocalIoError
+
+/** Keeps the Storage service of the composed layer and drops the services it is built from. */
+const storageOnly = Layer.project(Storage, Storage, (service: StorageService) => service)
+
+/**
+ * Storage over a directory playing the bucket and a local data directory, on Node's file system
+ * (needs @effect/platform-node). Closing the layer's scope is the bounded shutdown.
+ * @example
+ * Storage.layerNode({ dataDir: "/tmp/data", storeDir: "/tmp/bucket", config: { checkpointIntervalMs: 5_000 } })
+ * @category layers
+ */
+export const layerNode = (options: NodeOpenOptions): Layer.Layer<Storage, NodeOpenError> =>
+  layer(options).pipe(
+    storageOnly,
+    Layer.provide(Layer.mergeAll(
+      StorageConfigModule.layer(options.config),
+      FileObjectStore.layerNode({ root: options.storeDir, create: true }),
+      FileSystemDisk.layerNode({ root: options.dataDir })
+    ))
+  )
+
+/** The data directory's key of `layerConfig`. @category config */
+export const dataDirConfig: Config.Config<string> = Config.string("S3_TIER_DATA_DIR").pipe(
+  Config.withDescription("the instance's local data directory (WAL, part cache, control file); created when missing")
+)
+
+const readDataDir: Effect.Effect<string, Errors.InvalidConfig> = Effect.mapError(
+  dataDirConfig,
+  () => new Errors.InvalidConfig({ field: "S3_TIER_DATA_DIR", detail: "must be set to the local data directory" })
+)
+
+/**
+ * Storage configured entirely from the ambient ConfigProvider (the environment by default): the
+ * `S3_TIER_*` keys of `StorageConfig.layerConfig`, the S3 store's `S3_TIER_S3_*` keys
+ * (`S3ObjectStore.layerConfig`) and the data directory `S3_TIER_DATA_DIR` (or `options.dataDir`).
+ * @category layers
+ */
+export const layerConfig = (options: StorageOptions & { readonly dataDir?: string } = {}): Layer.Layer<Storage, NodeOpenError> => {
+  const dataDir = options.dataDir === undefined ? readDataDir : Effect.succeed(options.dataDir)
+  const disk = Layer.unwrapEffect(Effect.map(dataDir, (root) => FileSystemDisk.layerNode({ root })))
+  return layer(options).pipe(
+    storageOnly,
+    Layer.provide(Layer.merge(S3ObjectStore.layerConfig, disk)),
+    Layer.provide(StorageConfigModule.layerConfig)
+  )
+}
+
+/**
+ * Storage in memory (a memory bucket and a memory disk, fresh for each build), for an app's own
+ * tests: `it.layer(Storage.layerMemory())`. Parts are hashed on the calling fiber
+ * (`hashWorkerCount: 0`) unless `config` says otherwise.
+ * @category layers
+ */
+export const layerMemory = (options: OpenOptions = {}): Layer.Layer<Storage, StorageOpenError> =>
+  layer(options).pipe(
+    storageOnly,
+    Layer.provide(Layer.mergeAll(
+      StorageConfigModule.layer({ hashWorkerCount: 0, ...options.config }),
+      MemoryObjectStore.layer,
+      MemoryDisk.layer
+    ))
+  )
