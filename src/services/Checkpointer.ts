@@ -20,7 +20,9 @@
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
  * instance stops checkpointing. N taken by an earlier attempt of this writer (interrupted at its
  * deadline, its put landing later) is adopted: steps 5 run for it, then N+1 is checkpointed.
- * Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
+ * Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown. Each checkpoint is a span
+ * `checkpoint` (attributes `checkpoint.number`, `checkpoint.reason`) whose children are its uploads'
+ * tasks, a `checkpoint.manifest` per file manifest and the `checkpoint.commit`.
  *
  * Replaces: the S3 half of OrioleDB's checkpointer (src/checkpoint/checkpoint.c, src/s3/checkpoint.c,
  * `o_after_checkpoint_cleanup_hook`; orioledb-s3.md §5), whose waits were untimed queue-location
@@ -29,7 +31,7 @@
  * @since 0.1.0
  */
 import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
-import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
+import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
@@ -124,9 +126,10 @@ export interface CheckpointerOptions {
   readonly base: LoadedCheckpoint | undefined
   readonly lock: BucketLock.HeldLock
   readonly wal: CheckpointWal
-  /** The running holder's sticky fence (BucketLock service): its check replaces the plain lock
-   * read, and a fence found here (a newer epoch's commit) is set there too. */
-  readonly fence?: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
+  /** The running holder's sticky fence (BucketLock service), the one record of whether this
+   * instance is fenced: its check is the lock check before each commit, and a fence found here (a
+   * newer epoch's commit) is set there. */
+  readonly fence: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
 }
 
 /** Builds the checkpointer and forks its periodic trigger into the current scope. */
@@ -140,13 +143,12 @@ export const make = (options: CheckpointerOptions) =>
     const waits = yield* WaitRegistry
     const layout = keyLayout(config)
     const completedRef = yield* Ref.make(fromLoaded(options.base))
-    const statsRef = yield* Ref.make<CheckpointerStats>({
+    const statsRef = yield* Ref.make<Omit<CheckpointerStats, "fenced">>({
       completed: 0,
       failed: 0,
       lastCheckpoint: options.base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
       lastCompletedAtMs: undefined,
-      bytesUploaded: 0,
-      fenced: false
+      bytesUploaded: 0
     })
     const oneAtATime = yield* Effect.makeSemaphore(1)
     /** Commit tokens of the attempts at the open checkpoint number (any may still land). */
@@ -158,16 +160,9 @@ export const make = (options: CheckpointerOptions) =>
     const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
       queue.enqueue(new WriteObject({ key, kind }), store.put(key, bytes, { ifNoneMatch })).pipe(Effect.flatMap((handle) => handle.await))
 
-    const fence = (detail: string) =>
-      Ref.update(statsRef, (stats) => ({ ...stats, fenced: true })).pipe(
-        Effect.zipRight(options.fence === undefined ? Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })) : options.fence.fence(detail))
-      )
-
-    const checkLock = (options.fence?.check ?? BucketLock.verify(store, config, options.lock)).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
-    const isFenced = Effect.map(
-      Effect.all([Ref.get(statsRef), options.fence?.fenced ?? Effect.succeed(Option.none())]),
-      ([stats, shared]) => stats.fenced || Option.isSome(shared)
-    )
+    const fence = options.fence.fence
+    const checkLock = options.fence.check
+    const isFenced = Effect.map(options.fence.fenced, Option.isSome)
 
     /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
     const afterCommit = (completed: Completed) =>
@@ -269,12 +264,13 @@ export const make = (options: CheckpointerOptions) =>
             )
           )
         )
-      })
+      }).pipe(Effect.withSpan("checkpoint.commit", { attributes: { "checkpoint.number": completed.checkpoint } }))
 
     const run = (startMs: number) =>
       Effect.gen(function* () {
         const previous = yield* Ref.get(completedRef)
         const checkpoint = CheckpointNumberSchema.make(previous.checkpoint + 1)
+        yield* Effect.annotateCurrentSpan("checkpoint.number", checkpoint)
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
         const needsUpload = snapshot.filter((entry) => entry.needsUpload)
@@ -320,7 +316,10 @@ export const make = (options: CheckpointerOptions) =>
           }
           files.set(file, { entry, parts: entries })
           const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
-          written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
+          written.push(writeObject(key, "FileManifest", bytes, false).pipe(
+            Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error)),
+            Effect.withSpan("checkpoint.manifest", { attributes: { "checkpoint.file": file, key } })
+          ))
         }
         // Nothing new: no part map changed (a part uploaded by an attempt whose checkpoint number was
         // then taken by an adopted earlier attempt is new here) and the WAL did not move.
@@ -380,6 +379,8 @@ export const make = (options: CheckpointerOptions) =>
         }
         return report
       }).pipe(
+        // The uploads, manifests and commit are children of this span (the queue carries it to its tasks).
+        Effect.withSpan("checkpoint", { attributes: runOptions?.reason === undefined ? {} : { "checkpoint.reason": runOptions.reason } }),
         oneAtATime.withPermits(1),
         (effect) => waits.track(`Checkpointer.checkpoint${runOptions?.reason === undefined ? "" : ` (${runOptions.reason})`}`, "uploads and manifest", effect)
       )
@@ -388,11 +389,8 @@ export const make = (options: CheckpointerOptions) =>
       config.checkpointIntervalMs === 0
         ? Effect.void
         : checkpoint({ reason: "periodic" }).pipe(
-            Effect.catchAll((error) =>
-              error._tag === "Fenced"
-                ? Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))
-                : Effect.logWarning(`periodic checkpoint failed: ${error.message}`)
-            ),
+            Effect.catchTag("Fenced", (error) => Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))),
+            Effect.catchAll((error) => Effect.logWarning(`periodic checkpoint failed: ${error.message}`)),
             Effect.repeat(Schedule.spaced(Duration.millis(config.checkpointIntervalMs))),
             Effect.delay(Duration.millis(config.checkpointIntervalMs)),
             Effect.asVoid
@@ -403,16 +401,10 @@ export const make = (options: CheckpointerOptions) =>
       checkpoint,
       stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
       periodicAlive: Effect.map(periodicFiber.poll, Option.isNone),
-      stats: Ref.get(statsRef),
+      stats: Effect.map(Effect.zip(Ref.get(statsRef), isFenced), ([stats, fenced]) => ({ ...stats, fenced })),
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
   })
 
 /** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
 class EarlierAttemptCommitted extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }> {}
-
-const isRequestTimeout = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"
-
-const messageOf = (error: unknown): string =>
-  error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
