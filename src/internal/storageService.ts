@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Ref } from "effect"
+import { Cause, Effect, Layer, Ref } from "effect"
 import { messageOf, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
 import type { Lsn } from "../domain/Ids.js"
 import type { StorageOptions, StorageService } from "../layers/Storage.js"
@@ -95,7 +95,9 @@ export const make = (options: StorageOptions) =>
     } else {
       const apply = options.replay
       yield* wal.replay(loader.opened.walPosition, (lsn: Lsn, bytes: Uint8Array) =>
-        apply({ lsn, bytes }, service).pipe(Effect.mapError((error) => new ReplayFailed({ lsn, detail: messageOf(error), cause: error })))
+        // The cause is the application's own error object (a failure raised inside a span is
+        // seen through a proxy that carries the span).
+        apply({ lsn, bytes }, service).pipe(Effect.mapError((error) => new ReplayFailed({ lsn, detail: messageOf(error), cause: Cause.originalError(error) })))
       ).pipe(Effect.withSpan("storage.replay", { attributes: { "wal.fromLsn": loader.opened.walPosition } }))
     }
     yield* Effect.addFinalizer(() =>
