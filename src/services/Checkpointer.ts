@@ -32,7 +32,7 @@
  */
 import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
 import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type InstanceId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
 import { commitRootManifest, type CommitResolution, newCommitToken } from "../internal/RootCommit.js"
@@ -41,7 +41,7 @@ import * as BucketLock from "./BucketLock.js"
 import { LocalDisk } from "./LocalDisk.js"
 import { type LoadedCheckpoint, readBackRoot, readCheckpoint, writeControl } from "./Loader.js"
 import { ObjectStore } from "./ObjectStore.js"
-import { PartTable } from "./PartTable.js"
+import { PartTable, type SnapshotEntry } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
 import { TaskQueue } from "./TaskQueue.js"
 import { WaitRegistry } from "./WaitRegistry.js"
@@ -120,6 +120,50 @@ const samePartEntries = (left: ReadonlyArray<Manifest.PartEntry>, right: Readonl
 
 const sameTuple = (left: Manifest.PartEntry, right: Manifest.PartEntry | undefined): boolean =>
   right !== undefined && left[0] === right[0] && left[1] === right[1] && left[2] === right[2] && left[3] === right[3]
+
+/**
+ * The part map of checkpoint N per file (parts not uploaded keep their remote copy, uploaded ones
+ * the new one), and a new file manifest for every file whose part map changed (unchanged files keep
+ * the file manifest of an older checkpoint).
+ */
+const partMapsOf = (
+  previous: Completed,
+  checkpoint: CheckpointNumber,
+  snapshot: ReadonlyArray<SnapshotEntry>,
+  uploaded: ReadonlyArray<readonly [SnapshotEntry, Manifest.RemotePart]>,
+  instanceId: InstanceId
+) => {
+  const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
+  const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
+    let fileParts = byFile.get(file)
+    if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
+    fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
+  }
+  for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
+  let bytesUploaded = 0
+  for (const [entry, remote] of uploaded) {
+    put(entry.file, entry.part, remote)
+    bytesUploaded += remote.sizeBytes
+  }
+  const files = new Map(previous.files)
+  const changed: Array<{ readonly entry: Manifest.FileEntry; readonly bytes: Uint8Array }> = []
+  for (const [file, fileParts] of byFile) {
+    const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
+    const before = previous.files.get(file)
+    if (before !== undefined && samePartEntries(before.parts, entries)) continue
+    const bytes = Manifest.encodeFileManifest({ format: Manifest.fileManifestFormat, instanceId, checkpoint, file, parts: entries })
+    const entry: Manifest.FileEntry = {
+      file,
+      manifestCheckpoint: checkpoint,
+      manifestSha256: Manifest.sha256Hex(bytes),
+      partCount: entries.length,
+      sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
+    }
+    files.set(file, { entry, parts: entries })
+    changed.push({ entry, bytes })
+  }
+  return { files, changed, bytesUploaded }
+}
 
 /** Inputs of `make` that start-up decides. */
 export interface CheckpointerOptions {
@@ -286,41 +330,14 @@ export const make = (options: CheckpointerOptions) =>
             ),
           { concurrency: Math.max(1, Math.min(config.queueCapacity, config.workerCount * 4)) }
         )
-        // The part map of this checkpoint, per file.
-        const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
-        const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
-          let fileParts = byFile.get(file)
-          if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
-          fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
-        }
-        for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
-        let bytesUploaded = 0
-        for (const [entry, remote] of uploaded) {
-          put(entry.file, entry.part, remote)
-          bytesUploaded += remote.sizeBytes
-        }
-        const files = new Map(previous.files)
-        const written: Array<Effect.Effect<void, CheckpointFailed>> = []
-        for (const [file, fileParts] of byFile) {
-          const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
-          const before = previous.files.get(file)
-          if (before !== undefined && samePartEntries(before.parts, entries)) continue
-          const fileManifest: Manifest.FileManifest = { format: Manifest.fileManifestFormat, instanceId: options.lock.instanceId, checkpoint, file, parts: entries }
-          const bytes = Manifest.encodeFileManifest(fileManifest)
-          const entry: Manifest.FileEntry = {
-            file,
-            manifestCheckpoint: checkpoint,
-            manifestSha256: Manifest.sha256Hex(bytes),
-            partCount: entries.length,
-            sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
-          }
-          files.set(file, { entry, parts: entries })
-          const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
-          written.push(writeObject(key, "FileManifest", bytes, false).pipe(
+        const { files, changed, bytesUploaded } = partMapsOf(previous, checkpoint, snapshot, uploaded, options.lock.instanceId)
+        const written = changed.map(({ bytes, entry }) => {
+          const key = KeyLayout.fileManifestKey(layout, checkpoint, entry.file, entry.manifestSha256)
+          return writeObject(key, "FileManifest", bytes, false).pipe(
             Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error)),
-            Effect.withSpan("checkpoint.manifest", { attributes: { "checkpoint.file": file, key } })
-          ))
-        }
+            Effect.withSpan("checkpoint.manifest", { attributes: { "checkpoint.file": entry.file, key } })
+          )
+        })
         // Nothing new: no part map changed (a part uploaded by an attempt whose checkpoint number was
         // then taken by an adopted earlier attempt is new here) and the WAL did not move.
         if (written.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
