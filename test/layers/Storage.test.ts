@@ -448,7 +448,9 @@ describe("Storage: a slow close says what it waits on", () => {
           yield* storage.write(fileA, 0, H.pattern(3, 3 * partSize))
           yield* bucket.faults.stall()
           return yield* storage.shutdown
-        })).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capturing)))
+          // The uploads hang past the half-deadline (750 ms): requests are not cut before 2 s, and the
+          // checkpoint's share runs to 1.2 s.
+        }), { requestTimeoutMs: 2_000, shutdownCheckpointDeadlineMs: 1_200 }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capturing)))
       const warning = warnings.find((text) => text.startsWith("shutdown not finished at half its deadline"))
       assert.isDefined(warning)
       const lines = warning.split("\n").slice(1)
