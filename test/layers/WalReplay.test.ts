@@ -10,6 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Logger, LogLevel } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
+import { RecordNotApplied } from "../../src/domain/Errors.js"
 import type * as Storage from "../../src/layers/Storage.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -75,7 +76,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
                 const report = yield* storage.checkpoint
                 assert.strictEqual(report.outcome, "completed")
               }
-              if (replayed === 300) return yield* Effect.fail(new Error("killed during replay"))
+              if (replayed === 300) return yield* Effect.fail(new RecordNotApplied({ detail: "killed during replay" }))
             })
         })
       )
@@ -111,7 +112,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
                 }
                 checkpointsSeen++
               }
-              if (replayed === 300) return yield* Effect.fail(new Error("killed during replay"))
+              if (replayed === 300) return yield* Effect.fail(new RecordNotApplied({ detail: "killed during replay" }))
             })
         })
       )
