@@ -22,7 +22,7 @@ import * as S3Workers from "../../src/services/S3Workers.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
-import { eventually } from "../support/Shared.js"
+import { eventually, failureOf } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -56,9 +56,6 @@ const services = Effect.all({
 
 const unavailable = new ObjectStoreUnavailable({ operation: "put", key: "k", reason: "ServerError", detail: "HTTP 500" })
 const rejected = new ObjectStoreRejected({ operation: "put", key: "k", status: 403, code: "AccessDenied", detail: "denied" })
-
-const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 /** An error failed inside a span reaches the waiter wrapped (Effect annotates it with the span):
  * compare class and message, not identity. */

@@ -15,7 +15,7 @@ import { ReadPart, WriteObject, WritePart } from "../../src/domain/Task.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
-import { eventually } from "../support/Shared.js"
+import { eventually, failureOf } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -35,9 +35,6 @@ const interruptNow = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
 
 const isSuspended = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
   Effect.map(Fiber.status(fiber), (status) => status._tag === "Suspended")
-
-const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 describe("TaskQueue", () => {
   it.effect("a handle gets its own task's value; poll shows it once completed", () =>
