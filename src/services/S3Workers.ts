@@ -27,8 +27,10 @@
  * that takes its place, and ends. Since every deadline is `requestTimeoutMs` after its attempt's
  * start, a new attempt never needs the watchdog to wake earlier than it planned.
  *
- * Observability: the metrics below (by `taskType`), a span "S3Workers.task" per task (the store
- * calls of each attempt are its children), and `stats`. Note: an error that a task's effect fails
+ * Observability: the metrics below (by `instance` and `taskType`; `stats` reads the same counters:
+ * one set of counts), and a span "s3.task" per task, a child of the span that was current where
+ * the task was enqueued (so a trace leads from a checkpoint to its uploads), with the store calls
+ * of each attempt as its children (docs/METRICS.md). Note: an error that a task's effect fails
  * with inside that span reaches its waiters wrapped by Effect's span annotation (a Proxy of the
  * original): match failures by `_tag` or `instanceof`, not by identity.
  *
@@ -41,10 +43,12 @@
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, HashSet, Layer, Metric, MetricBoundaries, Option, Schedule } from "effect"
 import type { Scope, Tracer } from "effect"
 import { isTransient, ObjectStoreUnavailable, TaskAborted } from "../domain/Errors.js"
-import { describe as describeTask, type TaskType, taskTypes } from "../domain/Task.js"
+import { describe as describeTask, subjectOf, type TaskType, taskTypes } from "../domain/Task.js"
+import { type MetricLabels, metricLabels } from "../internal/metricLabels.js"
+import { MetricsInstance } from "./MetricsInstance.js"
 import { retrySchedule } from "./RequestPolicy.js"
 import { StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
-import { type PickedTask, TaskQueue, type TaskQueueService, taskTypeLabels } from "./TaskQueue.js"
+import { type PickedTask, TaskQueue, type TaskQueueService } from "./TaskQueue.js"
 
 /** What `shutdown` did. @category models */
 export interface WorkerShutdownReport {
@@ -60,7 +64,7 @@ export interface WorkerShutdownReport {
   readonly workersAlive: number
 }
 
-/** Per task type counters. */
+/** Per task type counters (this pool's share of the metrics below). */
 export interface TaskTypeStats {
   readonly completed: number
   readonly failed: number
@@ -104,7 +108,7 @@ export class S3Workers extends Context.Tag("effect-s3-tier/S3Workers")<S3Workers
 export const interruptGraceMs = 1_000
 
 // ---------------------------------------------------------------------------------------------
-// Metrics (tagged with `taskType`; read one with `counterValue` or `Metric.value(Metric.tagged(...))`)
+// Metrics (tagged with `instance` and `taskType`; read one with `counterValue`)
 // ---------------------------------------------------------------------------------------------
 
 /** Tasks completed successfully. @category metrics */
@@ -124,9 +128,29 @@ export const taskLatencyMs = Metric.histogram(
   "S3 task latency from enqueue to completion, in milliseconds"
 )
 
-/** Reads a per-type counter's current value (for reports and benchmarks). */
-export const counterValue = (counter: Metric.Metric.Counter<number>, type: TaskType): Effect.Effect<number> =>
-  Effect.map(Metric.value(counter.pipe(Metric.tagged("taskType", type))), (state) => state.count)
+/** Reads a per-type counter's current value for `instance` (for reports and benchmarks). */
+export const counterValue = (counter: Metric.Metric.Counter<number>, type: TaskType, instance = "default"): Effect.Effect<number> =>
+  Effect.sync(() => counter.unsafeValue(metricLabels(instance).byType[type]).count)
+
+/** The per-type counters behind `TaskTypeStats`, field by field. */
+const typeCounters: ReadonlyArray<readonly [keyof TaskTypeStats, Metric.Metric.Counter<number>]> = [
+  ["completed", taskCompletions],
+  ["failed", taskFailures],
+  ["retried", taskRetries],
+  ["timedOut", taskTimeouts],
+  ["interrupted", taskInterruptions]
+]
+
+/** Every per-type counter's value now, for the labels of one instance. */
+const readTypeCounters = (labels: MetricLabels): Record<TaskType, TaskTypeStats> => {
+  const byType: Partial<Record<TaskType, TaskTypeStats>> = {}
+  for (const type of taskTypes) {
+    const values: Partial<Record<keyof TaskTypeStats, number>> = {}
+    for (const [field, counter] of typeCounters) values[field] = counter.unsafeValue(labels.byType[type]).count
+    byType[type] = values as TaskTypeStats
+  }
+  return byType as Record<TaskType, TaskTypeStats>
+}
 
 // ---------------------------------------------------------------------------------------------
 // Pool state
@@ -152,19 +176,12 @@ interface Progress {
   driver: Schedule.ScheduleDriver<unknown, unknown, never> | undefined
 }
 
-interface MutableTypeStats {
-  completed: number
-  failed: number
-  retried: number
-  timedOut: number
-  interrupted: number
-}
-
 /** The pool's bookkeeping; every method is synchronous (one step of one fiber). */
 class PoolState {
   readonly slots: ReadonlyArray<Slot>
   readonly workers = new Set<Fiber.RuntimeFiber<unknown>>()
-  readonly byType: Readonly<Record<TaskType, MutableTypeStats>>
+  /** The counters' values when the pool started: `stats` counts from there. */
+  readonly countersAtStart: Readonly<Record<TaskType, TaskTypeStats>>
   watchdog: Fiber.RuntimeFiber<unknown> | undefined = undefined
   /** Set while the watchdog waits for any attempt to start. */
   wakeWatchdog: (() => void) | undefined = undefined
@@ -175,7 +192,10 @@ class PoolState {
   interrupted = 0
   replaced = 0
 
-  constructor(workerCount: number) {
+  constructor(
+    workerCount: number,
+    readonly labels: MetricLabels
+  ) {
     this.slots = Array.from({ length: workerCount }, (_, index) => ({
       index,
       fiber: undefined,
@@ -184,18 +204,23 @@ class PoolState {
       attemptDeadlineMs: 0,
       timedOutAttempt: 0
     }))
-    const byType: Partial<Record<TaskType, MutableTypeStats>> = {}
-    for (const type of taskTypes) byType[type] = { completed: 0, failed: 0, retried: 0, timedOut: 0, interrupted: 0 }
-    this.byType = byType as Record<TaskType, MutableTypeStats>
+    this.countersAtStart = readTypeCounters(labels)
   }
 
   workersAlive(): number {
     return this.workers.size
   }
 
+  /** The counters of this instance since the pool started (another pool of the same instance
+   * running at the same time in this process would be counted too). */
   stats(): S3WorkersStats {
+    const now = readTypeCounters(this.labels)
     const byType: Partial<Record<TaskType, TaskTypeStats>> = {}
-    for (const type of taskTypes) byType[type] = { ...this.byType[type] }
+    for (const type of taskTypes) {
+      const values: Partial<Record<keyof TaskTypeStats, number>> = {}
+      for (const [field] of typeCounters) values[field] = now[type][field] - this.countersAtStart[type][field]
+      byType[type] = values as TaskTypeStats
+    }
     return {
       byType: byType as Record<TaskType, TaskTypeStats>,
       workersAlive: this.workersAlive(),
@@ -230,24 +255,19 @@ const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService, pool: 
   const finish = (progress: Progress, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
       const { picked } = progress
-      const labels = taskTypeLabels[picked.task._tag]
-      const stats = pool.byType[picked.task._tag]
+      const labels = pool.labels.byType[picked.task._tag]
       const retries = Math.max(0, progress.attempts - 1)
       pool.busy -= 1
-      stats.retried += retries
       if (retries > 0) taskRetries.unsafeUpdate(retries, labels)
       let outcome = exit
       if (cut) {
         // Shutdown cut the task mid-run: its waiters learn that it was aborted.
-        stats.interrupted += 1
         pool.interrupted += 1
         taskInterruptions.unsafeUpdate(1, labels)
         outcome = Exit.fail(new TaskAborted({ taskId: picked.id, taskType: picked.task._tag, reason: "DrainDeadline" }))
       } else if (Exit.isSuccess(exit)) {
-        stats.completed += 1
         taskCompletions.unsafeUpdate(1, labels)
       } else {
-        stats.failed += 1
         taskFailures.unsafeUpdate(1, labels)
       }
       taskLatencyMs.unsafeUpdate(Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs), labels)
@@ -291,8 +311,7 @@ const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService, pool: 
       const error = timeoutError(progress.picked, config.requestTimeoutMs)
       if (pool.stopping) return finish(progress, Exit.fail(error), true)
       // The watchdog cut the attempt: a transient timeout, decided on by a replacement worker.
-      pool.byType[progress.picked.task._tag].timedOut += 1
-      taskTimeouts.unsafeUpdate(1, taskTypeLabels[progress.picked.task._tag])
+      taskTimeouts.unsafeUpdate(1, pool.labels.byType[progress.picked.task._tag])
       return handOff(slot, progress, error)
     })
   }
@@ -326,11 +345,14 @@ const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService, pool: 
       return spawn(slot, retry(slot, progress, error))
     })
 
-  /** Runs one picked task; called uninterruptibly by `takeWith`. Never fails. */
+  /** Runs one picked task; called uninterruptibly by `takeWith`. Never fails. Its span is a child
+   * of the span current where the task was enqueued, or a root without one. */
   const runTask = (slot: Slot) => (picked: PickedTask): Effect.Effect<void> =>
     Effect.flatMap(
-      Effect.makeSpan("S3Workers.task", {
-        attributes: { taskType: picked.task._tag, taskId: picked.id },
+      Effect.makeSpan("s3.task", {
+        attributes: { type: picked.task._tag, key: subjectOf(picked.task), taskId: picked.id },
+        parent: picked.parentSpan,
+        root: picked.parentSpan === undefined,
         kind: "internal",
         captureStackTrace: false
       }),
@@ -461,7 +483,7 @@ const makeShutdown = (config: StorageConfigValue, queue: TaskQueueService, pool:
 export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQueue | Scope.Scope> = Effect.gen(function* () {
   const config = yield* StorageConfig
   const queue = yield* TaskQueue
-  const pool = new PoolState(config.workerCount)
+  const pool = new PoolState(config.workerCount, metricLabels(yield* MetricsInstance))
   const workers = makeWorkers(config, queue, pool)
   const shutdown = yield* Effect.cached(makeShutdown(config, queue, pool))
   // The finalizer is added before the forks: should the build be interrupted after some of them,
