@@ -47,6 +47,7 @@ import { StorageConfig } from "../services/StorageConfig.js"
 import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as WalArchiver from "../services/WalArchiver.js"
+import * as CountingObjectStore from "./CountingObjectStore.js"
 
 /** How the final checkpoint went. */
 export type FinalCheckpoint =
@@ -357,5 +358,5 @@ export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
   const gcLayer = GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer))
-  return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(gcLayer))
+  return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(gcLayer), Layer.provide(CountingObjectStore.layerMetered))
 }
