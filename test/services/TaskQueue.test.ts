@@ -146,6 +146,22 @@ describe("TaskQueue", () => {
       yield* picked.complete(Exit.void)
     }))
 
+  it.effect("a picked task carries the span its producer enqueued it in, also after waiting for room", () =>
+    Effect.gen(function* () {
+      const { queue } = yield* makeQueue(1)
+      yield* Effect.withSpan(queue.enqueue(object("first"), Effect.void), "first-producer")
+      const producer = yield* Effect.fork(Effect.withSpan(queue.enqueue(object("second"), Effect.void), "second-producer"))
+      yield* eventually(isSuspended(producer), "the producer suspends")
+      const first = yield* queue.take
+      yield* Fiber.join(producer)
+      const second = yield* queue.take
+      const untraced = yield* queue.enqueue(object("third"), Effect.void)
+      const third = yield* queue.take
+      const nameOf = (picked: TaskQueue.PickedTask) => (picked.parentSpan?._tag === "Span" ? picked.parentSpan.name : picked.parentSpan?._tag)
+      assert.deepStrictEqual([nameOf(first), nameOf(second), nameOf(third)], ["first-producer", "second-producer", undefined])
+      assert.strictEqual(third.id, untraced.id)
+    }))
+
   it.effect("an interrupted producer leaves no task, no hole and no reserved slot behind", () =>
     Effect.gen(function* () {
       const { queue } = yield* makeQueue(1)
