@@ -10,7 +10,6 @@ export default defineConfig({
     pool: "forks",
     // CI has 2 cores: two test files at a time keeps s3rver, the CLI tests and the simulation from
     // starving each other.
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    reporters: process.env.CI ? ["default"] : ["default"]
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } }
   }
 })

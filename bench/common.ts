@@ -50,8 +50,19 @@ export interface ScenarioResult {
   readonly ranAt?: { readonly date: string; readonly commit: string } | undefined
 }
 
+/** An S3 endpoint given on the command line (`--endpoint`): credentials come from the AWS
+ * environment (the SDK's default chain). */
+export interface EndpointOptions {
+  readonly url: string
+  readonly bucket: string
+  readonly region: string
+  readonly pathStyle: boolean
+}
+
 export interface BenchOptions {
   readonly quick: boolean
+  /** Scenarios that take a store (throughput) run against this endpoint only, when given. */
+  readonly endpoint?: EndpointOptions
 }
 
 export const now = (): number => performance.now()
@@ -169,9 +180,12 @@ export interface S3ServerProcessInfo {
  * Starts the test S3 server in a child process (so that it does not share the client's event loop,
  * as a real endpoint never does) and resolves with its connection info and a `stop`.
  */
-export const startS3ServerProcess = (bucket: string): Promise<{ readonly info: S3ServerProcessInfo; readonly stop: () => Promise<void> }> =>
+export const startS3ServerProcess = (
+  bucket: string,
+  server: "s3rver" | "fast" = "s3rver"
+): Promise<{ readonly info: S3ServerProcessInfo; readonly stop: () => Promise<void> }> =>
   new Promise((resolve, reject) => {
-    const script = fileURLToPath(new URL("./s3-server-process.ts", import.meta.url))
+    const script = fileURLToPath(new URL(server === "s3rver" ? "./s3-server-process.ts" : "./fast-s3-server-process.ts", import.meta.url))
     const child = spawn(process.execPath, ["--import", "tsx", script, bucket], { stdio: ["pipe", "pipe", "inherit"] })
     let output = ""
     const exited = new Promise<void>((done) => child.once("exit", () => done()))

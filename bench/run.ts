@@ -4,7 +4,10 @@
  * smoke check, < 30 s) uses tiny sizes; the full run takes a few minutes (the memory scenario alone
  * two). `--no-write` leaves both files alone (the smoke test uses it); `--out <dir>` writes them
  * elsewhere. With `--only`, the files keep the other scenarios of the recorded run of the same mode
- * (quick or full), each marked with the date and commit it ran at.
+ * (quick or full), each marked with the date and commit it ran at. `--endpoint <url> --bucket <name>
+ * [--region <r>] [--path-style]` (with `--only throughput`) runs the store scenario against that S3
+ * endpoint alone, under a prefix of the run's own that it removes afterwards; the credentials come
+ * from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or a profile).
  *
  * Each scenario runs in a Node process of its own (this file again, with `--scenario-result <file>`),
  * so that no scenario inherits another's heap, JIT state or threads: run after the throughput
@@ -17,7 +20,7 @@ import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { BenchOptions, ScenarioResult } from "./common.js"
+import type { BenchOptions, EndpointOptions, ScenarioResult } from "./common.js"
 import { now } from "./common.js"
 import { commit, machine, markdown, type Run } from "./report.js"
 
@@ -30,7 +33,8 @@ export const scenarios: ReadonlyArray<readonly [string, () => Promise<Scenario>]
   ["shutdown", () => import("./shutdown.js").then((module) => module.run)],
   ["memory", () => import("./memory.js").then((module) => module.run)],
   ["lease", () => import("./lease.js").then((module) => module.run)],
-  ["growth", () => import("./growth.js").then((module) => module.run)]
+  ["growth", () => import("./growth.js").then((module) => module.run)],
+  ["restore", () => import("./restore.js").then((module) => module.run)]
 ]
 
 export interface Arguments {
@@ -40,7 +44,18 @@ export interface Arguments {
   readonly outDirectory: string | undefined
   /** Internal: run the one scenario named by `--only` in this process and write its result here. */
   readonly scenarioResult: string | undefined
+  /** `--endpoint <url> --bucket <name> [--region <r>] [--path-style]`: the store scenarios run there. */
+  readonly endpoint: EndpointOptions | undefined
 }
+
+/** The scenarios that can run against a given endpoint. */
+export const endpointScenarios: ReadonlyArray<string> = ["throughput", "restore"]
+
+/** The arguments that carry an endpoint to a scenario's own process. */
+const endpointArguments = (endpoint: EndpointOptions | undefined): ReadonlyArray<string> =>
+  endpoint === undefined
+    ? []
+    : ["--endpoint", endpoint.url, "--bucket", endpoint.bucket, "--region", endpoint.region, ...(endpoint.pathStyle ? ["--path-style"] : [])]
 
 export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
   let quick = false
@@ -48,24 +63,40 @@ export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
   let write = true
   let outDirectory: string | undefined
   let scenarioResult: string | undefined
+  const endpoint = { url: undefined as string | undefined, bucket: undefined as string | undefined, region: "us-east-1", pathStyle: false }
   for (let index = 0; index < argv.length; index++) {
     const argument = argv[index]
     if (argument === "--quick") quick = true
     else if (argument === "--no-write") write = false
-    else if (argument === "--only" || argument === "--out" || argument === "--scenario-result") {
+    else if (argument === "--path-style") endpoint.pathStyle = true
+    else if (["--only", "--out", "--scenario-result", "--endpoint", "--bucket", "--region"].includes(argument ?? "")) {
       const value = argv[++index]
       if (value === undefined) throw new Error(`${argument} needs a value`)
       if (argument === "--only") only = value.split(",").map((name) => name.trim()).filter((name) => name !== "")
       else if (argument === "--out") outDirectory = value
+      else if (argument === "--endpoint") endpoint.url = value
+      else if (argument === "--bucket") endpoint.bucket = value
+      else if (argument === "--region") endpoint.region = value
       else scenarioResult = value
     } else if (argument !== undefined && argument.startsWith("--only=")) {
       only = argument.slice("--only=".length).split(",").filter((name) => name !== "")
-    } else throw new Error(`unknown argument ${argument ?? ""} (use --quick, --only <names>, --no-write, --out <dir>)`)
+    } else throw new Error(`unknown argument ${argument ?? ""} (use --quick, --only <names>, --no-write, --out <dir>, --endpoint <url> --bucket <name> [--region <r>] [--path-style])`)
+  }
+  if (endpoint.url === undefined && (endpoint.bucket !== undefined || endpoint.pathStyle)) throw new Error("--bucket and --path-style need --endpoint")
+  if (endpoint.url !== undefined) {
+    if (endpoint.bucket === undefined) throw new Error("--endpoint needs --bucket <name>")
+    if (!/^https?:\/\/[^/\s]+/.test(endpoint.url)) throw new Error(`--endpoint must be an http(s) URL, got ${JSON.stringify(endpoint.url)}`)
+    if (only === undefined || only.some((name) => !endpointScenarios.includes(name))) {
+      throw new Error(`--endpoint runs only ${endpointScenarios.join(", ")}: give --only ${endpointScenarios.join(",")}`)
+    }
   }
   const known = scenarios.map(([name]) => name)
   for (const name of only ?? []) if (!known.includes(name)) throw new Error(`unknown scenario ${name} (known: ${known.join(", ")})`)
   if (scenarioResult !== undefined && only?.length !== 1) throw new Error("--scenario-result needs --only with exactly one scenario")
-  return { quick, only, write, outDirectory, scenarioResult }
+  const given = endpoint.url === undefined || endpoint.bucket === undefined
+    ? undefined
+    : { url: endpoint.url, bucket: endpoint.bucket, region: endpoint.region, pathStyle: endpoint.pathStyle }
+  return { quick, only, write, outDirectory, scenarioResult, endpoint: given }
 }
 
 /**
@@ -94,9 +125,9 @@ const failedResult = (name: string, message: string, durationMs: number): Scenar
 
 /** Runs one scenario in this process; a scenario that fails (a defect in the library, a broken
  * backend) is reported as failed. */
-const runHere = (name: string, load: () => Promise<Scenario>, quick: boolean): Promise<ScenarioResult> => {
+const runHere = (name: string, load: () => Promise<Scenario>, options: BenchOptions): Promise<ScenarioResult> => {
   const scenarioStart = now()
-  return load().then((runScenario) => runScenario({ quick })).catch((error: unknown): ScenarioResult => {
+  return load().then((runScenario) => runScenario(options)).catch((error: unknown): ScenarioResult => {
     const message = error instanceof Error ? error.message : String(error)
     process.stderr.write(`bench: ${name} FAILED: ${error instanceof Error ? (error.stack ?? message) : message}\n`)
     return failedResult(name, message, now() - scenarioStart)
@@ -116,13 +147,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const scenarioTimeoutMs = (quick: boolean): number => quick ? 120_000 : 400_000
 
 /** Runs one scenario in a Node process of its own (this file, through tsx) and reads its result. */
-const runIsolated = async (name: string, quick: boolean): Promise<ScenarioResult> => {
+const runIsolated = async (name: string, quick: boolean, endpoint: EndpointOptions | undefined): Promise<ScenarioResult> => {
   const scenarioStart = now()
   const directory = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-scenario-"))
   const resultFile = path.join(directory, "result.json")
   try {
     const args = ["--import", "tsx", fileURLToPath(import.meta.url), "--only", name, "--no-write", "--scenario-result", resultFile]
     if (quick) args.push("--quick")
+    args.push(...endpointArguments(endpoint))
     const timeoutMs = scenarioTimeoutMs(quick)
     const outcome = await new Promise<string | undefined>((resolve) => {
       const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"], timeout: timeoutMs, killSignal: "SIGKILL" })
@@ -174,7 +206,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     if (args.only !== undefined && !args.only.includes(name)) continue
     if (args.scenarioResult !== undefined) {
       // The process of one scenario: run it here and hand its result to the parent.
-      const result = await runHere(name, load, args.quick)
+      const result = await runHere(name, load, { quick: args.quick, ...(args.endpoint === undefined ? {} : { endpoint: args.endpoint }) })
       await fsp.writeFile(args.scenarioResult, JSON.stringify(result, encodeNumbers))
       results.push(result)
       continue
@@ -183,7 +215,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     process.stderr.write(`bench: ${name}${args.quick ? " (quick)" : ""}…\n`)
     // A scenario that fails (a defect in the library, a broken backend, a process that dies) is
     // reported as failed; the others still run.
-    const result = await runIsolated(name, args.quick)
+    const result = await runIsolated(name, args.quick, args.endpoint)
     process.stderr.write(`bench: ${name} done in ${(result.durationMs / 1000).toFixed(1)} s\n`)
     for (const row of result.rows) {
       process.stderr.write(`  ${row.case}: ours ${row.ours} ${row.unit}, baseline ${row.baseline ?? "–"}, ratio ${row.ratio ?? "–"}, goal ${row.goal}: ${row.met === undefined ? "–" : row.met ? "met" : "NOT met"}\n`)

@@ -61,6 +61,55 @@ export type LockObject = typeof LockObject.Type
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
+/** Who writes a control file: the instance and the epoch of its open. */
+export interface ControlHolder {
+  readonly instanceId: InstanceId
+  readonly epoch: Epoch
+}
+
+/** The checkpoint a control file records. A root manifest is one; `instanceId` and `commitToken`
+ * say who committed it (absent: this directory's own). */
+export interface ControlBase {
+  readonly checkpoint: CheckpointNumber
+  readonly walPosition: Lsn
+  readonly instanceId?: InstanceId
+  readonly commitToken?: string | undefined
+}
+
+/**
+ * The control file of a directory at checkpoint `base` (none: checkpoint 0, WAL position 0), written
+ * by `holder` for the bucket `store` + `config.prefix`. The one constructor of the record: start-up
+ * writes it before and after taking the lock, the checkpointer after each commit. It is not a clean
+ * stop's (`cleanShutdown: false`, no local part hashes). It keeps `base`'s commit token when another
+ * instance committed `base`: until this directory commits a checkpoint of its own, that one is its
+ * base (`planStartup`). `walDurableLsn`, when given, is carried on (see the field).
+ */
+export const forCheckpoint = (options: {
+  readonly holder: ControlHolder
+  readonly store: string
+  readonly config: { readonly prefix: string; readonly partSizeBytes: number; readonly walSegmentBytes: number }
+  readonly base: ControlBase | undefined
+  readonly walDurableLsn?: Lsn | undefined
+}): Control => {
+  const { base, config, holder, walDurableLsn } = options
+  const committedByAnother = base?.instanceId !== undefined && base.instanceId !== holder.instanceId
+  const baseCommitToken = committedByAnother ? base?.commitToken : undefined
+  return {
+    format: controlFormat,
+    instanceId: holder.instanceId,
+    epoch: holder.epoch,
+    store: options.store,
+    prefix: config.prefix,
+    lastCheckpoint: base?.checkpoint ?? CheckpointNumber.make(0),
+    walPosition: base?.walPosition ?? Lsn.make(0),
+    partSizeBytes: config.partSizeBytes,
+    walSegmentBytes: config.walSegmentBytes,
+    cleanShutdown: false,
+    ...(baseCommitToken === undefined ? {} : { baseCommitToken }),
+    ...(walDurableLsn === undefined ? {} : { walDurableLsn })
+  }
+}
+
 export const encodeControl = (control: Control): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(Control)(control), null, 2))
 export const encodeLock = (lock: LockObject): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(LockObject)(lock)))
 

@@ -116,6 +116,48 @@ export const CheckpointManifest = Schema.Struct({
 })
 export type CheckpointManifest = typeof CheckpointManifest.Type
 
+/** A root manifest about to be committed: it carries its attempt's commit token. */
+export type RootManifest = CheckpointManifest & { readonly commitToken: string }
+
+const byFile = (left: FileEntry, right: FileEntry): number => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)
+
+/**
+ * The root manifest of checkpoint `checkpoint`, built on `previous`, by `writer`. The one constructor
+ * of the record: the checkpointer's commit and the loader's claim after a take-over (a copy of the
+ * latest checkpoint's files under the new epoch) both build it here. Files are sorted by id (the
+ * order `checkpointManifestProblem` requires). `config` gives the sizes every reader checks against
+ * its own and the writer's retention policy, read by `gc`, `restore` and `inspect`.
+ */
+export const rootManifest = (options: {
+  readonly writer: { readonly instanceId: InstanceId; readonly epoch: Epoch }
+  readonly checkpoint: CheckpointNumber
+  readonly previous: CheckpointNumber
+  readonly createdAtMs: number
+  readonly walPosition: Lsn
+  readonly files: Iterable<FileEntry>
+  readonly commitToken: string
+  readonly config: {
+    readonly partSizeBytes: number
+    readonly walSegmentBytes: number
+    readonly retainCheckpointsMin: number
+    readonly retainForMs: number
+  }
+}): RootManifest => ({
+  format: checkpointManifestFormat,
+  instanceId: options.writer.instanceId,
+  epoch: options.writer.epoch,
+  checkpoint: options.checkpoint,
+  previous: options.previous,
+  createdAtMs: options.createdAtMs,
+  partSizeBytes: options.config.partSizeBytes,
+  walSegmentBytes: options.config.walSegmentBytes,
+  walPosition: options.walPosition,
+  files: [...options.files].sort(byFile),
+  commitToken: options.commitToken,
+  retainCheckpointsMin: options.config.retainCheckpointsMin,
+  retainForMs: options.config.retainForMs
+})
+
 export const expiredCheckpointFormat = "effect-s3-tier/checkpoint-expired@1" as const
 
 /**
@@ -144,6 +186,27 @@ export const expiredCheckpointOf = (manifest: CheckpointManifest, expiredAtMs: n
   createdAtMs: manifest.createdAtMs,
   walPosition: manifest.walPosition,
   expiredAtMs
+})
+
+/**
+ * The manifest a tombstone stands for, as a commit's read-back sees it: the writer, epoch, number and
+ * WAL position of the checkpoint it replaced; no commit token and no files (they are gone). `sizes`
+ * are the reader's own (a tombstone does not record them).
+ */
+export const tombstoneStandIn = (
+  tombstone: ExpiredCheckpoint,
+  sizes: { readonly partSizeBytes: number; readonly walSegmentBytes: number }
+): CheckpointManifest => ({
+  format: checkpointManifestFormat,
+  instanceId: tombstone.instanceId,
+  epoch: tombstone.epoch,
+  checkpoint: tombstone.checkpoint,
+  previous: CheckpointNumber.make(Math.max(0, tombstone.checkpoint - 1)),
+  createdAtMs: tombstone.createdAtMs,
+  partSizeBytes: sizes.partSizeBytes,
+  walSegmentBytes: sizes.walSegmentBytes,
+  walPosition: tombstone.walPosition,
+  files: []
 })
 
 /** What a `checkpoints/<N>` key holds. @category models */

@@ -135,7 +135,7 @@ export const acquire = (
 /** Reads one lease object (for tests and `inspect`-like tools); an undecodable one is a CorruptObject. */
 export const readLease = (store: ObjectStoreService, config: StorageConfigValue, id: string): Effect.Effect<Lease.ReaderLease, ObjectStoreError | CorruptObject> => {
   const key = KeyLayout.leaseKey(keyLayout(config), id)
-  return store.get(key).pipe(withRequestPolicy(config, "read reader lease", key), Effect.flatMap((bytes) => Lease.decode(key, bytes)))
+  return store.get(key).pipe(withRequestPolicy(config, "read reader lease", key), Effect.flatMap((bytes) => Either.match(Lease.decode(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })))
 }
 
 /**

@@ -36,7 +36,7 @@ export type CommitResolution =
 /** One commit attempt. */
 export interface RootCommitAttempt<E> {
   /** The manifest being committed; it carries the attempt's `commitToken`. */
-  readonly manifest: Manifest.CheckpointManifest & { readonly commitToken: string }
+  readonly manifest: Manifest.RootManifest
   /** The conditional put of its bytes (with its own timeouts and retries of transient errors). */
   readonly put: Effect.Effect<void, E>
   /** The manifest at the key now; None when there is none. */

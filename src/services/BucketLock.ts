@@ -37,7 +37,7 @@ import { Epoch, type InstanceId } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { ObjectStoreService } from "./ObjectStore.js"
 import { withRequestPolicy, withRequestTimeout } from "./RequestPolicy.js"
-import type { StorageConfigValue } from "./StorageConfig.js"
+import { keyLayout, type StorageConfigValue } from "./StorageConfig.js"
 
 /** The lock this instance holds. */
 export interface HeldLock {
@@ -54,15 +54,29 @@ export interface HeldLock {
 
 /** Reads the lock object, if any. */
 export const read = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<Control.LockObject | undefined, ObjectStoreError | CorruptObject> => {
-  const key = KeyLayout.lockKey(StorageConfigLayout(config))
+  const key = KeyLayout.lockKey(keyLayout(config))
   return store.get(key).pipe(
     withRequestPolicy(config, "read lock", key),
-    Effect.flatMap((bytes) => Control.decodeLock(key, bytes)),
+    Effect.flatMap((bytes) => Either.match(Control.decodeLock(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })),
     Effect.catchTag("ObjectNotFound", () => Effect.succeed(undefined))
   )
 }
 
-const StorageConfigLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({ prefix: config.prefix })
+/**
+ * Rounds of put-then-read in `acquire`. A round decides unless the lock it lost to was gone when
+ * read back (released meanwhile) or gone at the end of its lease wait; three rounds leave room for
+ * two such holders stopping while this one starts. Each round waits at most once for a lease (the
+ * lock's own, else `lockLeaseMs`; at most `leaseWaitMaxMs`), its requests bounded by the request
+ * policy.
+ */
+export const acquireRoundsMax = 3
+
+/** The longest lease wait: the largest `lockLeaseMs` the configuration allows. A lock that claims a
+ * longer lease (written by another configuration) is not waited for longer. */
+export const leaseWaitMaxMs = 3_600_000
+
+/** The shortest poll of a watched lease: the smallest `lockRenewIntervalMs` the configuration allows. */
+export const leasePollMinMs = 10
 
 /** A fresh generation nonce: 16 random hex digits (Effect's Random, so a seed decides it in tests). */
 export const newGeneration: Effect.Effect<string> = Effect.map(
@@ -102,8 +116,8 @@ type LeaseWatch = "expired" | "gone" | { readonly renewed: Control.LockObject }
  */
 const watchLease = (store: ObjectStoreService, config: StorageConfigValue, observed: Control.LockObject): Effect.Effect<LeaseWatch> =>
   Effect.gen(function* () {
-    const leaseMs = Math.min(observed.leaseMs ?? config.lockLeaseMs, 3_600_000)
-    const pollMs = Math.max(10, Math.min(config.lockRenewIntervalMs, Math.floor(leaseMs / 4)))
+    const leaseMs = Math.min(observed.leaseMs ?? config.lockLeaseMs, leaseWaitMaxMs)
+    const pollMs = Math.max(leasePollMinMs, Math.min(config.lockRenewIntervalMs, Math.floor(leaseMs / 4)))
     const untilMs = (yield* Clock.currentTimeMillis) + leaseMs
     yield* Effect.logInfo(`bucket lock: ${describe(observed)} is another open of this instance; waiting up to ${leaseMs} ms for its lease`)
     for (;;) {
@@ -117,10 +131,83 @@ const watchLease = (store: ObjectStoreService, config: StorageConfigValue, obser
     }
   })
 
+/** One start's attempt at the lock: who it is, and what it has seen. */
+interface Starter {
+  readonly store: ObjectStoreService
+  readonly config: StorageConfigValue
+  readonly key: string
+  readonly instanceId: InstanceId
+  readonly generation: string
+  /** The highest epoch this instance knows of (the bucket's latest manifest, its control file). */
+  readonly seenEpoch: number
+}
+
+const heldBy = (starter: Starter, epoch: number, tookOver: boolean): HeldLock =>
+  ({ key: starter.key, instanceId: starter.instanceId, epoch: Epoch.make(epoch), generation: starter.generation, tookOver, created: true })
+
+/**
+ * Writes the lock at `epoch` (create-only with `ifNoneMatch`): "written", or "exists" (the
+ * conditional put lost). A lost or timed-out response leaves the outcome unknown: the lock read back
+ * decides (our generation: it landed).
+ */
+const putLock = (starter: Starter, epoch: number, ifNoneMatch: boolean): Effect.Effect<"written" | "exists", ObjectStoreError | CorruptObject> => {
+  const { config, generation, instanceId, key, store } = starter
+  return Clock.currentTimeMillis.pipe(
+    Effect.flatMap((now) => store.put(key, lockBytes(config, { instanceId, epoch: Epoch.make(epoch), generation }, now, now), { ifNoneMatch })),
+    withRequestPolicy(config, "write lock", key),
+    Effect.as("written" as const),
+    Effect.catchTag("PreconditionFailed", () => Effect.succeed("exists" as const)),
+    Effect.catchTag("ObjectStoreUnavailable", (error) =>
+      Effect.flatMap(read(store, config), (current) =>
+        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))
+      )
+    )
+  )
+}
+
+/** Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there. */
+const overwrite = (starter: Starter, epoch: number): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
+  Effect.gen(function* () {
+    yield* putLock(starter, epoch, false)
+    const current = yield* read(starter.store, starter.config)
+    if (current !== undefined && current.generation === starter.generation) return heldBy(starter, epoch, true)
+    return yield* new BucketLocked({ key: starter.key, holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current), epoch: current?.epoch ?? 0 })
+  })
+
+/** What a round found in the lock it lost to: the lock, none (released meanwhile), or one it cannot decode. */
+type Found = Either.Either<Control.LockObject | undefined, CorruptObject>
+
+/** What a round does with the lock it lost to: the lock held, or "retry" (it was released meanwhile). */
+const decide = (starter: Starter, found: Found): Effect.Effect<HeldLock | "retry", ObjectStoreError | CorruptObject | BucketLocked> =>
+  Effect.gen(function* () {
+    const { config, key, seenEpoch } = starter
+    if (Either.isLeft(found)) return yield* config.takeOver ? overwrite(starter, seenEpoch + 1) : Effect.fail(found.left)
+    const holder = found.right
+    if (holder === undefined) return "retry" as const
+    // An earlier attempt of this start landed although its response was lost.
+    if (holder.generation === starter.generation) return heldBy(starter, holder.epoch, false)
+    if (holder.instanceId === starter.instanceId) {
+      // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
+      // data directory (it renews).
+      const watched = yield* watchLease(starter.store, config, holder)
+      if (watched === "gone") return "retry" as const
+      if (watched !== "expired") {
+        return yield* new BucketLocked({ key, holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`, epoch: watched.renewed.epoch })
+      }
+      return yield* overwrite(starter, Math.max(holder.epoch, seenEpoch) + 1)
+    }
+    // The bucket's latest checkpoint was committed at a higher epoch than this lock names: a
+    // take-over superseded its holder, which is fenced. Its lock is back only because a late
+    // renewal (read before the take-over, written after the new owner released) resurrected it.
+    if (holder.epoch < seenEpoch) return yield* overwrite(starter, seenEpoch + 1)
+    if (!config.takeOver) return yield* new BucketLocked({ key, holder: holder.instanceId, epoch: holder.epoch })
+    return yield* overwrite(starter, Math.max(holder.epoch, seenEpoch) + 1)
+  })
+
 /**
  * Acquires the lock for `instanceId` under `generation`; `seenEpoch` is the highest epoch this
- * instance knows of (the bucket's latest manifest). Bounded: at most three rounds of put-then-read,
- * each with at most one lease wait.
+ * instance knows of (the bucket's latest manifest). Bounded: at most `acquireRoundsMax` rounds of
+ * put-then-read, each with at most one lease wait.
  */
 export const acquire = (
   store: ObjectStoreService,
@@ -130,69 +217,18 @@ export const acquire = (
   generation: string
 ): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
   Effect.gen(function* () {
-    const key = KeyLayout.lockKey(StorageConfigLayout(config))
-    const held = (epoch: number, tookOver: boolean): HeldLock => ({ key, instanceId, epoch: Epoch.make(epoch), generation, tookOver, created: true })
-    // "written", or "exists" (the conditional put lost). A lost or timed-out response leaves the
-    // outcome unknown: the lock read back decides (our generation: it landed).
-    const put = (epoch: number, ifNoneMatch: boolean) =>
-      Clock.currentTimeMillis.pipe(
-        Effect.flatMap((now) => store.put(key, lockBytes(config, { instanceId, epoch: Epoch.make(epoch), generation }, now, now), { ifNoneMatch })),
-        withRequestPolicy(config, "write lock", key),
-        Effect.as("written" as const),
-        Effect.catchTag("PreconditionFailed", () => Effect.succeed("exists" as const)),
-        Effect.catchTag("ObjectStoreUnavailable", (error) =>
-          Effect.flatMap(read(store, config), (current) =>
-            current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))
-          )
-        )
-      )
-    // Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there.
-    const overwrite = (epoch: number) =>
-      Effect.gen(function* () {
-        yield* put(epoch, false)
-        const current = yield* read(store, config)
-        if (current !== undefined && current.generation === generation) return held(epoch, true)
-        return yield* Effect.fail(new BucketLocked({ key, holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current), epoch: current?.epoch ?? 0 }))
-      })
-    for (let round = 0; round < 3; round++) {
+    const starter: Starter = { store, config, key: KeyLayout.lockKey(keyLayout(config)), instanceId, generation, seenEpoch }
+    for (let round = 0; round < acquireRoundsMax; round++) {
       const epoch = seenEpoch + 1
-      if ((yield* put(epoch, true)) === "written") return held(epoch, false)
-      const existing = yield* read(store, config).pipe(
+      if ((yield* putLock(starter, epoch, true)) === "written") return heldBy(starter, epoch, false)
+      const found: Found = yield* read(store, config).pipe(
         Effect.map(Either.right),
         Effect.catchTag("CorruptObject", (error) => Effect.succeed(Either.left(error)))
       )
-      if (Either.isRight(existing) && existing.right === undefined) continue // released meanwhile: try again
-      if (Either.isRight(existing) && existing.right !== undefined && existing.right.generation === generation) {
-        // An earlier attempt of this start landed although its response was lost.
-        return held(existing.right.epoch, false)
-      }
-      if (Either.isRight(existing) && existing.right !== undefined && existing.right.instanceId === instanceId) {
-        // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
-        // data directory (it renews).
-        const holder = existing.right
-        const watched = yield* watchLease(store, config, holder)
-        if (watched === "gone") continue
-        if (watched !== "expired") {
-          return yield* Effect.fail(new BucketLocked({ key, holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`, epoch: watched.renewed.epoch }))
-        }
-        return yield* overwrite(Math.max(holder.epoch, seenEpoch) + 1)
-      }
-      if (Either.isRight(existing) && existing.right !== undefined && existing.right.epoch < seenEpoch) {
-        // The bucket's latest checkpoint was committed at a higher epoch than this lock names: a
-        // take-over superseded its holder, which is fenced. Its lock is back only because a late
-        // renewal (read before the take-over, written after the new owner released) resurrected it.
-        return yield* overwrite(seenEpoch + 1)
-      }
-      if (!config.takeOver) {
-        if (Either.isLeft(existing)) return yield* Effect.fail(existing.left)
-        const holder = existing.right
-        // Checked above: holder is defined here (the undefined case `continue`d).
-        return yield* Effect.fail(new BucketLocked({ key, holder: holder?.instanceId ?? "unknown", epoch: holder?.epoch ?? 0 }))
-      }
-      const heldEpoch = Either.isRight(existing) && existing.right !== undefined ? existing.right.epoch : 0
-      return yield* overwrite(Math.max(heldEpoch, seenEpoch) + 1)
+      const decided = yield* decide(starter, found)
+      if (decided !== "retry") return decided
     }
-    return yield* Effect.fail(new BucketLocked({ key, holder: "unknown (the lock changed hands three times during start-up)", epoch: 0 }))
+    return yield* new BucketLocked({ key: starter.key, holder: `unknown (the lock changed hands ${acquireRoundsMax} times during start-up)`, epoch: 0 })
   })
 
 /** What happened to the lock at shutdown. */

@@ -37,7 +37,8 @@ import { commitRootManifest, type CommitResolution, newCommitToken } from "../in
 import { WriteObject } from "../domain/Task.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk } from "./LocalDisk.js"
-import { type LoadedCheckpoint, readBackRoot, readCheckpoint, writeControl } from "./Loader.js"
+import { type LoadedCheckpoint, readBackRoot, readCheckpoint } from "../internal/checkpoints.js"
+import { writeControl } from "./Loader.js"
 import { ObjectStore } from "./ObjectStore.js"
 import { PartTable } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
@@ -175,19 +176,7 @@ export const make = (options: CheckpointerOptions) =>
         yield* Ref.set(completedRef, completed)
         yield* Ref.set(attemptTokensRef, new Set())
         const walDurableLsn = options.wal.durableLsn === undefined ? undefined : yield* options.wal.durableLsn
-        yield* writeControl(disk, {
-          format: ControlDomain.controlFormat,
-          instanceId: options.lock.instanceId,
-          epoch: options.lock.epoch,
-          store: store.description,
-          prefix: config.prefix,
-          lastCheckpoint: completed.checkpoint,
-          walPosition: completed.walPosition,
-          partSizeBytes: config.partSizeBytes,
-          walSegmentBytes: config.walSegmentBytes,
-          cleanShutdown: false,
-          ...(walDurableLsn === undefined ? {} : { walDurableLsn })
-        }).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
+        yield* writeControl(disk, ControlDomain.forCheckpoint({ holder: options.lock, store: store.description, config, base: completed, walDurableLsn })).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
         yield* options.wal.covered(completed.walPosition)
       }).pipe(Effect.uninterruptible)
 
@@ -227,22 +216,16 @@ export const make = (options: CheckpointerOptions) =>
     const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
       Effect.gen(function* () {
         const { checkpoint, files, walPosition } = completed
-        const root: Manifest.CheckpointManifest & { readonly commitToken: string } = {
-          format: Manifest.checkpointManifestFormat,
-          instanceId: options.lock.instanceId,
-          epoch: options.lock.epoch,
+        const root = Manifest.rootManifest({
+          writer: options.lock,
           checkpoint,
           previous,
           createdAtMs: yield* Clock.currentTimeMillis,
-          partSizeBytes: config.partSizeBytes,
-          walSegmentBytes: config.walSegmentBytes,
           walPosition,
-          files: [...files.values()].map((state) => state.entry).sort((left, right) => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)),
+          files: [...files.values()].map((state) => state.entry),
           commitToken: yield* newCommitToken,
-          // The writer's retention policy, for `gc`, `restore` and `inspect` to read.
-          retainCheckpointsMin: config.retainCheckpointsMin,
-          retainForMs: config.retainForMs
-        }
+          config
+        })
         const problem = Manifest.checkpointManifestProblem(root)
         if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
         const rootKey = KeyLayout.checkpointKey(layout, checkpoint)

@@ -19,37 +19,39 @@
  *
  * @since 0.1.0
  */
-import { Chunk, Context, Effect, Either, Layer, Option, Random, type Scope, Stream } from "effect"
+import { Clock, Context, Effect, Either, Layer, Option, Random, type Scope } from "effect"
 import * as Control from "../domain/Control.js"
 import { type BucketLocked, type CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type StartupRefused, WalSegmentSizeMismatch } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
+import { CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import { type LoadedCheckpoint, listCheckpoints, manifestReadConcurrency, readBackRoot, readLatest, readRootObject } from "../internal/checkpoints.js"
 import { commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
-import { PartTable } from "./PartTable.js"
+import { type LeaseError, PartTable } from "./PartTable.js"
 import { withRequestPolicy } from "./RequestPolicy.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
+
+// The bucket readers live in src/internal/checkpoints.ts; re-exported here for the callers that
+// import them from the loader.
+export {
+  type LoadedCheckpoint,
+  type LoadedFile,
+  listCheckpoints,
+  readBackRoot,
+  readCheckpoint,
+  readCheckpointManifest,
+  readLatest,
+  readRootObject
+} from "../internal/checkpoints.js"
 
 /** The control file's path in the data directory. */
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
 export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked | WalSegmentSizeMismatch
-
-/** One file of a checkpoint, with its part map. */
-export interface LoadedFile {
-  readonly entry: Manifest.FileEntry
-  readonly parts: ReadonlyArray<Manifest.PartEntry>
-}
-
-/** A checkpoint read back from the bucket: its root manifest and every file's part map. */
-export interface LoadedCheckpoint {
-  readonly manifest: Manifest.CheckpointManifest
-  readonly files: ReadonlyMap<FileId, LoadedFile>
-}
 
 /** What start-up found and decided. */
 export interface Opened {
@@ -80,133 +82,37 @@ export interface LoaderService {
   readonly prefetch: (
     concurrency: number,
     onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>
-  ) => Effect.Effect<number, unknown>
+  ) => Effect.Effect<number, LeaseError>
 }
 
 /** The loader. @category tags */
 export class Loader extends Context.Tag("effect-s3-tier/Loader")<Loader, LoaderService>() {}
 
 // ---------------------------------------------------------------------------------------------
-// Reading the bucket (also used by the Checkpointer and the CLI's inspect/verify)
-// ---------------------------------------------------------------------------------------------
-
-/** Every complete checkpoint number in the bucket, ascending. */
-export const listCheckpoints = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyArray<CheckpointNumber>, ObjectStoreError> => {
-  const layout = keyLayout(config)
-  return store.list(KeyLayout.checkpointsPrefix(layout)).pipe(
-    Stream.filterMap((info) =>
-      Option.flatMap(KeyLayout.parseKey(layout, info.key), (key) => (key._tag === "Checkpoint" ? Option.some(key.checkpoint) : Option.none()))
-    ),
-    Stream.runCollect,
-    Effect.map((numbers) => Chunk.toReadonlyArray(numbers).slice().sort((a, b) => a - b)),
-    withRequestPolicy(config, "list checkpoints", KeyLayout.checkpointsPrefix(layout))
-  )
-}
-
-/** Reads `checkpoints/<N>` and decodes it with `decode`. */
-const readRootWith = <A>(
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  checkpoint: CheckpointNumber,
-  decode: (key: string, bytes: Uint8Array, checkpoint: CheckpointNumber) => Either.Either<A, CorruptObject>
-): Effect.Effect<A, ObjectStoreError | CorruptObject> => {
-  const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
-  return store.get(key).pipe(
-    withRequestPolicy(config, "read checkpoint manifest", key),
-    Effect.flatMap((bytes) => decode(key, bytes, checkpoint))
-  )
-}
-
-/** Reads and validates checkpoint N's root manifest (a tombstone there is a CorruptObject). */
-export const readCheckpointManifest = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeCheckpointManifest)
-
-/** Reads what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
-export const readRootObject = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeRootObject)
-
-/**
- * A commit's read-back of `checkpoints/<N>` (src/internal/RootCommit.ts): the manifest there, None
- * when there is none. A tombstone there stands for the manifest it replaced (its instance, epoch and
- * number; no commit token, no files): the number was committed by someone else, whose epoch says
- * whether the committing writer is fenced.
- */
-export const readBackRoot = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  checkpoint: CheckpointNumber
-): Effect.Effect<Option.Option<Manifest.CheckpointManifest>, ObjectStoreError | CorruptObject> =>
-  readRootObject(store, config, checkpoint).pipe(
-    Effect.map((root) =>
-      Option.some(root._tag === "Committed" ? root.manifest : {
-        format: Manifest.checkpointManifestFormat,
-        instanceId: root.tombstone.instanceId,
-        epoch: root.tombstone.epoch,
-        checkpoint: root.tombstone.checkpoint,
-        previous: CheckpointNumberSchema.make(Math.max(0, root.tombstone.checkpoint - 1)),
-        createdAtMs: root.tombstone.createdAtMs,
-        partSizeBytes: config.partSizeBytes,
-        walSegmentBytes: config.walSegmentBytes,
-        walPosition: root.tombstone.walPosition,
-        files: []
-      })
-    ),
-    Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
-  )
-
-/** Reads every file manifest a root manifest names (bounded concurrency), checking each digest. */
-export const readCheckpoint = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  manifest: Manifest.CheckpointManifest
-): Effect.Effect<LoadedCheckpoint, ObjectStoreError | CorruptObject> => {
-  const layout = keyLayout(config)
-  return Effect.forEach(
-    manifest.files,
-    (entry) => {
-      const key = KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256)
-      return store.get(key).pipe(
-        withRequestPolicy(config, "read file manifest", key),
-        Effect.flatMap((bytes) =>
-          Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes: manifest.partSizeBytes })
-        ),
-        Effect.map((fileManifest) => [entry.file, { entry, parts: fileManifest.parts }] as const)
-      )
-    },
-    { concurrency: Math.min(config.workerCount, 16) }
-  ).pipe(Effect.map((files) => ({ manifest, files: new Map(files) })))
-}
-
-/** The highest complete checkpoint, read back whole; undefined for a bucket without one. */
-export const readLatest = (
-  store: ObjectStoreService,
-  config: StorageConfigValue
-): Effect.Effect<LoadedCheckpoint | undefined, ObjectStoreError | CorruptObject> =>
-  listCheckpoints(store, config).pipe(
-    Effect.flatMap((numbers) => {
-      const latest = numbers[numbers.length - 1]
-      return latest === undefined
-        ? Effect.succeed(undefined)
-        : readCheckpointManifest(store, config, latest).pipe(Effect.flatMap((manifest) => readCheckpoint(store, config, manifest)))
-    })
-  )
-
-// ---------------------------------------------------------------------------------------------
 // Start-up
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * Rounds of the claim after a take-over. A round is lost only to a commit of the old holder landing
+ * between the round's read of the latest checkpoint and its put. The old holder checks the lock
+ * before each commit, so normally only the commit already past that check when the lock changed
+ * hands lands after it; the bound leaves room for a few more (a holder that cannot read the lock
+ * passes its check). Each round is bounded by the request policy (`requestTimeoutMs` per request,
+ * retries within `retryElapsedMaxMs`, at most `retryAttemptsMax` conflict retries of the put). Past
+ * the bound, start-up goes on from the latest checkpoint unclaimed; the old holder is still fenced
+ * by the lock (its next renewal or lock check finds it taken at a higher epoch).
+ */
+export const claimRoundsMax = 5
+
+/** Dirty part files synced at once by a clean stop: local fsyncs, independent of the bucket's bounds. */
+export const syncConcurrency = 8
 
 const readControl = (disk: LocalDiskService): Effect.Effect<Control.Control | undefined, LocalIoError | CorruptObject> =>
   disk.readAll(controlPath).pipe(
     Effect.flatMap(
       Option.match({
         onNone: () => Effect.succeed(undefined),
-        onSome: (bytes) => Control.decodeControl(`${disk.root}/${controlPath}`, bytes)
+        onSome: (bytes) => Either.match(Control.decodeControl(`${disk.root}/${controlPath}`, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })
       })
     )
   )
@@ -217,55 +123,125 @@ export const newInstanceId: Effect.Effect<InstanceId> = Effect.map(
   (words) => InstanceId.make(`i${words.map((word) => word.toString(16).padStart(4, "0")).join("")}`)
 )
 
+/** One round of the claim: a copy of the latest checkpoint under the holder's epoch, committed as the
+ * number after it; None when that number was taken meanwhile. */
+const claimOnce = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  lock: BucketLock.HeldLock,
+  nowMs: number
+): Effect.Effect<Option.Option<LoadedCheckpoint>, ObjectStoreError | CorruptObject> =>
+  Effect.gen(function* () {
+    const latest = yield* readLatest(store, config)
+    const previous = latest?.manifest.checkpoint ?? CheckpointNumberSchema.make(0)
+    const checkpoint = CheckpointNumberSchema.make(previous + 1)
+    const claim = Manifest.rootManifest({
+      writer: lock,
+      checkpoint,
+      previous,
+      createdAtMs: nowMs,
+      walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
+      files: latest?.manifest.files ?? [],
+      commitToken: yield* newCommitToken,
+      config
+    })
+    const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
+    // A claim is a commit: an outcome the network left unknown is read back (src/internal/RootCommit.ts).
+    const resolution = yield* commitRootManifest({
+      manifest: claim,
+      put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(withRequestPolicy(config, "claim checkpoint", key)),
+      readBack: readBackRoot(store, config, checkpoint),
+      earlierTokens: new Set(),
+      conflictRetriesMax: config.retryAttemptsMax,
+      conflictDelayMs: config.retryDelayBaseMs
+    }).pipe(Effect.catchTag("PreconditionFailed", () => Effect.succeed({ _tag: "Taken" } as const)))
+    return resolution._tag === "Committed" ? Option.some({ manifest: claim, files: latest?.files ?? new Map() }) : Option.none()
+  })
+
 /**
  * After a take-over: claims the next checkpoint number with a copy of the latest checkpoint under the
- * new epoch, so that the old holder's next commit finds it taken. Re-reads and retries (at most five
- * rounds) when the old holder committed in between.
+ * new epoch, so that the old holder's next commit finds it taken. Re-reads and retries when the old
+ * holder committed in between, at most `claimRoundsMax` rounds.
  */
 const claimAfterTakeOver = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   lock: BucketLock.HeldLock,
-  now: number
+  nowMs: number
 ): Effect.Effect<LoadedCheckpoint | undefined, ObjectStoreError | CorruptObject> =>
   Effect.gen(function* () {
-    for (let round = 0; round < 5; round++) {
-      const latest = yield* readLatest(store, config)
-      const previous = latest?.manifest.checkpoint ?? CheckpointNumberSchema.make(0)
-      const checkpoint = CheckpointNumberSchema.make(previous + 1)
-      const claim: Manifest.CheckpointManifest & { readonly commitToken: string } = {
-        format: Manifest.checkpointManifestFormat,
-        instanceId: lock.instanceId,
-        epoch: lock.epoch,
-        checkpoint,
-        previous,
-        createdAtMs: now,
-        partSizeBytes: config.partSizeBytes,
-        walSegmentBytes: config.walSegmentBytes,
-        walPosition: latest?.manifest.walPosition ?? Lsn.make(0),
-        files: latest?.manifest.files ?? [],
-        commitToken: yield* newCommitToken,
-        retainCheckpointsMin: config.retainCheckpointsMin,
-        retainForMs: config.retainForMs
-      }
-      const key = KeyLayout.checkpointKey(keyLayout(config), checkpoint)
-      // A claim is a commit: an outcome the network left unknown is read back (src/internal/RootCommit.ts).
-      const resolution = yield* commitRootManifest({
-        manifest: claim,
-        put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(withRequestPolicy(config, "claim checkpoint", key)),
-        readBack: readBackRoot(store, config, checkpoint),
-        earlierTokens: new Set(),
-        conflictRetriesMax: config.retryAttemptsMax,
-        conflictDelayMs: config.retryDelayBaseMs
-      }).pipe(Effect.catchTag("PreconditionFailed", () => Effect.succeed({ _tag: "Taken" } as const)))
-      const claimed = resolution._tag === "Committed"
-      if (claimed) return { manifest: claim, files: latest?.files ?? new Map() }
+    for (let round = 0; round < claimRoundsMax; round++) {
+      const claimed = yield* claimOnce(store, config, lock, nowMs)
+      if (Option.isSome(claimed)) return claimed.value
     }
     return yield* readLatest(store, config)
   })
 
 const hasOtherFiles = (disk: LocalDiskService): Effect.Effect<boolean, LocalIoError> =>
   disk.list("").pipe(Effect.map((paths) => paths.some((path) => path !== controlPath)))
+
+/** What the directory and the bucket hold before anything is written, and the plan they give. */
+interface Survey {
+  readonly control: Control.Control | undefined
+  readonly latest: LoadedCheckpoint | undefined
+  readonly plan: Control.StartupPlan
+}
+
+/** Reads the control file and the bucket's latest checkpoint and decides (`Control.planStartup`);
+ * refuses a directory or a bucket that going on with would lose or fork data. Writes nothing. */
+const survey = (
+  store: ObjectStoreService,
+  disk: LocalDiskService,
+  config: StorageConfigValue
+): Effect.Effect<Survey, ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | WalSegmentSizeMismatch> =>
+  Effect.gen(function* () {
+    const control = yield* readControl(disk)
+    const otherFiles = yield* hasOtherFiles(disk)
+    const latest = yield* readLatest(store, config)
+    const bucket: Control.BucketState = {
+      store: store.description,
+      prefix: config.prefix,
+      latest: latest === undefined ? undefined : latest.manifest,
+      ...(yield* readNewer(store, config, control, latest))
+    }
+    const plan = yield* Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
+    // The bucket's WAL is archived in segments of the size its checkpoints record: no other size can read it.
+    if (latest !== undefined && latest.manifest.walSegmentBytes !== config.walSegmentBytes) {
+      return yield* new WalSegmentSizeMismatch({
+        bucketSegmentBytes: latest.manifest.walSegmentBytes,
+        configuredSegmentBytes: config.walSegmentBytes,
+        detail: `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
+      })
+    }
+    return { control, latest, plan }
+  })
+
+/**
+ * Takes the bucket lock for `instanceId` and holds it for the scope (renewed; released by the
+ * scope's finalizer, which runs after the Storage's own shutdown released it, and then does nothing,
+ * or when start-up failed after taking it). A fresh directory learns its instance id (its control
+ * file) before any lock can name it, and forgets it again when the lock is refused.
+ */
+const takeLock = (
+  store: ObjectStoreService,
+  disk: LocalDiskService,
+  config: StorageConfigValue,
+  surveyed: Survey,
+  instanceId: InstanceId
+): Effect.Effect<BucketLock.BucketLockService, ObjectStoreError | CorruptObject | LocalIoError | BucketLocked, Scope.Scope> =>
+  Effect.gen(function* () {
+    const fresh = surveyed.plan._tag === "Fresh"
+    if (fresh) {
+      yield* writeControl(disk, Control.forCheckpoint({ holder: { instanceId, epoch: EpochSchema.make(0) }, store: store.description, config, base: undefined }))
+    }
+    const seenEpoch = Math.max(surveyed.latest?.manifest.epoch ?? 0, surveyed.control?.epoch ?? 0)
+    const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
+      Effect.tapErrorTag("BucketLocked", () => (fresh ? disk.remove(controlPath).pipe(Effect.ignore) : Effect.void))
+    )
+    const bucketLock = yield* BucketLock.make(store, config, lock)
+    yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
+    return bucketLock
+  })
 
 /** The start-up sequence; see the module comment. The directory lock and the bucket lock are held
  * for the life of the scope. */
@@ -276,53 +252,13 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   const parts = yield* PartTable
   yield* disk.lockDirectory
   yield* store.probe.pipe(withRequestPolicy(config, "probe"))
-  const control = yield* readControl(disk)
-  const otherFiles = yield* hasOtherFiles(disk)
-  const latest = yield* readLatest(store, config)
-  const bucket: Control.BucketState = {
-    store: store.description,
-    prefix: config.prefix,
-    latest: latest === undefined ? undefined : latest.manifest,
-    ...(yield* readNewer(store, config, control, latest))
-  }
-  const plan = yield* planStartupEffect(control, otherFiles, bucket, config)
-  // The bucket's WAL is archived in segments of the size its checkpoints record: no other size can read it.
-  if (latest !== undefined && latest.manifest.walSegmentBytes !== config.walSegmentBytes) {
-    return yield* new WalSegmentSizeMismatch({
-      bucketSegmentBytes: latest.manifest.walSegmentBytes,
-      configuredSegmentBytes: config.walSegmentBytes,
-      detail: `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
-    })
-  }
-  const instanceId = control?.instanceId ?? (yield* newInstanceId)
-  const walDurableLsn = plan._tag === "Reopen" ? plan.control.walDurableLsn : undefined
-  const controlOf = (epoch: number, base: LoadedCheckpoint | undefined): Control.Control => ({
-    format: Control.controlFormat,
-    instanceId,
-    epoch: EpochSchema.make(epoch),
-    store: store.description,
-    prefix: config.prefix,
-    lastCheckpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
-    walPosition: base?.manifest.walPosition ?? Lsn.make(0),
-    partSizeBytes: config.partSizeBytes,
-    walSegmentBytes: config.walSegmentBytes,
-    cleanShutdown: false,
-    ...(base?.manifest.commitToken === undefined || base.manifest.instanceId === instanceId ? {} : { baseCommitToken: base.manifest.commitToken }),
-    // Kept until the WAL has opened past it: an open that refused damage below it refuses again.
-    ...(walDurableLsn === undefined ? {} : { walDurableLsn })
-  })
-  // A fresh directory learns its instance id before any lock can name it.
-  if (plan._tag === "Fresh") yield* writeControl(disk, controlOf(0, undefined))
-  const seenEpoch = Math.max(latest?.manifest.epoch ?? 0, control?.epoch ?? 0)
-  const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
-    Effect.tapErrorTag("BucketLocked", () => (plan._tag === "Fresh" ? disk.remove(controlPath).pipe(Effect.ignore) : Effect.void))
-  )
-  const bucketLock = yield* BucketLock.make(store, config, lock)
-  // Runs after the Storage's own shutdown released the lock (then it does nothing), or when
-  // start-up failed after taking it.
-  yield* Effect.addFinalizer(() => Effect.asVoid(bucketLock.release(config)))
-  const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-  const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, now) : latest
+  const surveyed = yield* survey(store, disk, config)
+  const { plan } = surveyed
+  const instanceId = surveyed.control?.instanceId ?? (yield* newInstanceId)
+  const bucketLock = yield* takeLock(store, disk, config, surveyed, instanceId)
+  const lock = bucketLock.lock
+  const nowMs = yield* Clock.currentTimeMillis
+  const base = lock.tookOver ? yield* claimAfterTakeOver(store, config, lock, nowMs) : surveyed.latest
   // Local part files are trusted only after a clean shutdown, and only with the hash it recorded
   // for each (see PartTable.InstallOptions); a clean stop that recorded none counts as a crash.
   const recordedHashes = plan._tag === "Reopen" && plan.control.cleanShutdown && plan.control.localParts !== undefined
@@ -330,7 +266,9 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
     : undefined
   const installed = yield* install(parts, base, recordedHashes)
   const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
-  yield* writeControl(disk, controlOf(lock.epoch, base))
+  // Kept until the WAL has opened past it: an open that refused damage below it refuses again.
+  const walDurableLsn = plan._tag === "Reopen" ? plan.control.walDurableLsn : undefined
+  yield* writeControl(disk, Control.forCheckpoint({ holder: lock, store: store.description, config, base: base?.manifest, walDurableLsn }))
   return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock, ...(walDurableLsn === undefined ? {} : { walDurableLsn }) }
 })
 
@@ -355,20 +293,12 @@ const readNewer = (
         (number) =>
           Effect.map(readRootObject(store, config, number), (root): Control.CheckpointSummary =>
             root._tag === "Committed" ? root.manifest : { checkpoint: root.tombstone.checkpoint, instanceId: root.tombstone.instanceId, epoch: root.tombstone.epoch }),
-        { concurrency: Math.min(config.workerCount, 16) }
+        { concurrency: manifestReadConcurrency(config) }
       )
     ),
     Effect.map((manifests) => ({ newer: [...manifests, top] }))
   )
 }
-
-const planStartupEffect = (
-  control: Control.Control | undefined,
-  otherFiles: boolean,
-  bucket: Control.BucketState,
-  config: StorageConfigValue
-): Effect.Effect<Control.StartupPlan, StartupRefused> =>
-  Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
 
 const install = (
   parts: PartTable["Type"],
@@ -397,7 +327,7 @@ export const markCleanShutdown = (
   walDurableLsn?: Lsn
 ): Effect.Effect<void, LocalIoError | CorruptObject> =>
   Effect.gen(function* () {
-    yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: 8, discard: true })
+    yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: syncConcurrency, discard: true })
     const control = yield* readControl(disk)
     if (control !== undefined) {
       const durable = walDurableLsn === undefined ? {} : { walDurableLsn: Lsn.make(Math.max(walDurableLsn, control.walDurableLsn ?? 0)) }

@@ -171,7 +171,7 @@ export const keyLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({
 
 /** A layer from values given in code (over the defaults). @category layers */
 export const layer = (input: Partial<StorageConfigValue> = {}): Layer.Layer<StorageConfig, InvalidConfig> =>
-  Layer.effect(StorageConfig, validate(input))
+  Layer.effect(StorageConfig, Either.match(validate(input), { onLeft: Effect.fail, onRight: Effect.succeed }))
 
 /** The defaults as a layer. @category layers */
 export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageConfig, defaults)
@@ -323,8 +323,9 @@ export const closestKey = (key: string, known: ReadonlyArray<string> = keys): st
 }
 
 /**
- * The `S3_TIER_*` names the ambient provider holds, when it can list them (the environment
- * provider can: its keys are paths split on `_`). Providers that cannot list give none.
+ * The `S3_TIER_*` names the ambient provider holds, when it can list them: a flat provider
+ * (`ConfigProvider.fromMap`, `fromJson`) lists them as keys of its root; the environment provider
+ * splits names on `_`, so they are the paths under `S3` / `TIER`. Providers that cannot list give none.
  */
 const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProviderWith((provider) => {
   const walk = (path: ReadonlyArray<string>, depth: number): Effect.Effect<ReadonlyArray<string>, ConfigError.ConfigError> =>
@@ -332,8 +333,12 @@ const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProvider
       HashSet.size(children) === 0 || depth === 0
         ? Effect.succeed(path.length > 2 ? [path.join("_")] : [])
         : Effect.map(Effect.forEach(children, (child) => walk([...path, child], depth - 1)), (found) => found.flat()))
-  return walk(["S3", "TIER"], 8)
-}).pipe(Effect.orElseSucceed(() => []))
+  const flat = Effect.map(provider.flattened.enumerateChildren([]), (children) => [...children].filter((key) => key.startsWith(keyPrefix)))
+  return Effect.map(
+    Effect.all([flat.pipe(Effect.orElseSucceed(() => [])), walk(["S3", "TIER"], 8).pipe(Effect.orElseSucceed(() => []))]),
+    ([flatKeys, splitKeys]) => [...new Set([...flatKeys, ...splitKeys])]
+  )
+})
 
 /** The prefix of the S3 store's keys (`S3ObjectStore.layerConfig` reads and checks them). */
 export const s3KeyPrefix = "S3_TIER_S3_"
@@ -359,7 +364,7 @@ export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string
 export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
   yield* warnUnknownKeys(keys, (key) => !key.startsWith(s3KeyPrefix))
   const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
-  return yield* decodeRaw(raw)
+  return yield* Either.match(decodeRaw(raw), { onLeft: Effect.fail, onRight: Effect.succeed })
 })
 
 /** The configuration read from the ambient ConfigProvider (see `read`). @category layers */

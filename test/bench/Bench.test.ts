@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { ScenarioResult } from "../../bench/common.js"
+import * as FastS3Server from "../../bench/fast-s3-server.js"
 import { boundCheck, measure, settingsOf } from "../../bench/growth.js"
 import type { Run } from "../../bench/report.js"
 import { main, mergeRuns, parseArguments } from "../../bench/run.js"
@@ -47,7 +48,36 @@ describe("bench", () => {
     assert.strictEqual(parseArguments(["--only", "queue", "--scenario-result", "/tmp/r.json"]).scenarioResult, "/tmp/r.json")
     assert.throws(() => parseArguments(["--scenario-result", "/tmp/r.json"]))
     assert.throws(() => parseArguments(["--only", "queue,lease", "--scenario-result", "/tmp/r.json"]))
+    // An endpoint: the store scenarios only, with a bucket and an http(s) URL.
+    const endpoint = parseArguments(["--only", "throughput", "--endpoint", "http://127.0.0.1:9000", "--bucket", "b", "--path-style", "--region", "eu-west-1"]).endpoint
+    assert.deepStrictEqual(endpoint, { url: "http://127.0.0.1:9000", bucket: "b", region: "eu-west-1", pathStyle: true })
+    assert.throws(() => parseArguments(["--only", "throughput", "--endpoint", "http://127.0.0.1:9000"]), /--bucket/)
+    assert.throws(() => parseArguments(["--endpoint", "http://127.0.0.1:9000", "--bucket", "b"]), /--only throughput/)
+    assert.throws(() => parseArguments(["--only", "queue", "--endpoint", "http://127.0.0.1:9000", "--bucket", "b"]), /--only throughput/)
+    assert.throws(() => parseArguments(["--only", "throughput", "--endpoint", "127.0.0.1:9000", "--bucket", "b"]), /http/)
+    assert.throws(() => parseArguments(["--bucket", "b"]), /--endpoint/)
   })
+
+  it("runs the throughput scenario against a given endpoint, under a prefix of its own, and leaves nothing in the bucket", async () => {
+    const server = await FastS3Server.start(["given"])
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
+    process.env.AWS_ACCESS_KEY_ID = "fast"
+    process.env.AWS_SECRET_ACCESS_KEY = "fast"
+    try {
+      const run = await main(["--quick", "--only", "throughput", "--no-write", "--endpoint", server.endpoint, "--bucket", "given", "--path-style"])
+      assert.deepStrictEqual(run.failed, [])
+      const cases = run.scenarios[0]?.rows.map((row) => row.case) ?? []
+      assert.isAbove(cases.length, 0)
+      for (const name of cases) assert.isTrue(name.startsWith(`${server.endpoint}: `), name)
+      assert.strictEqual(server.objectCount(), 0)
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = saved.id
+      process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY
+      await server.close()
+    }
+  }, 120_000)
 
   it("a run of some scenarios replaces their sections and keeps the others of a recorded run of the same mode", () => {
     const earlier = recorded("earlier", false, [scenario("queue", 1), scenario("memory", 2), scenario("lease", 3)], ["lease"])
@@ -97,23 +127,24 @@ describe("bench", () => {
   it("runs every scenario in quick mode and each reports finite figures", async () => {
     const run = await main(["--quick", "--no-write"])
     assert.deepStrictEqual(run.failed, [])
-    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease", "growth"])
+    assert.deepStrictEqual(run.scenarios.map((scenario) => scenario.id), ["throughput", "queue", "shutdown", "memory", "lease", "growth", "restore"])
     for (const scenario of run.scenarios) {
       assert.isAbove(scenario.rows.length, 0, scenario.id)
       for (const row of scenario.rows) assert.isTrue(Number.isFinite(row.ours) && row.ours >= 0, `${scenario.id} / ${row.case}: ours ${row.ours}`)
     }
     const throughput = run.scenarios.find((scenario) => scenario.id === "throughput")
-    // Both stores, each: ours and its pipeline alone against the limit, the same-work pool, what a
-    // user writes, the CPU row, and (on Linux, where a thread's CPU time can be read) the
-    // JavaScript thread's CPU row.
-    assert.strictEqual(throughput?.rows.length, process.platform === "linux" ? 12 : 10)
+    // Three stores (s3rver, the fast endpoint, the file store), each: ours and its pipeline alone
+    // against the limit, the same-work pool, the CPU against the same-work pool, what a user
+    // writes, the CPU against the bare pool, and (on Linux, where a thread's CPU time can be read)
+    // the JavaScript thread's CPU row.
+    assert.strictEqual(throughput?.rows.length, process.platform === "linux" ? 21 : 18)
     // Ours' fixed tail (last part stored → report) was recorded for every run against both stores
     // (a run in which no part was recorded as stored reports NaN).
     const raw = throughput?.raw as { readonly partCount: number; readonly oursTailMs: Record<string, ReadonlyArray<number>> } | undefined
-    for (const store of ["s3rver", "filesystem"]) {
+    for (const store of ["s3rver", "fast endpoint", "filesystem"]) {
       const tails = raw?.oursTailMs[store] ?? []
       assert.isAbove(tails.length, 0, store)
       for (const tailMs of tails) assert.isTrue(Number.isFinite(tailMs) && tailMs >= 0, `${store}: tail ${tailMs} ms`)
     }
-  }, 120_000)
+  }, 240_000)
 })

@@ -215,7 +215,7 @@ const main = Effect.gen(function* () {
   Logger.withMinimumLogLevel(LogLevel.Warning)
 )
 
-Effect.runPromiseExit(main).then((exit) => {
+void Effect.runPromiseExit(main).then((exit) => {
   if (exit._tag === "Success") {
     say("done")
     process.exit(exit.value)

@@ -100,3 +100,33 @@ describe("planStartup", () => {
     assert.isTrue(Either.isLeft(Control.decodeControl("c", bytes.slice(0, 20))))
   })
 })
+
+describe("Control.forCheckpoint", () => {
+  const holder = { instanceId: Ids.InstanceId.make("a"), epoch: Ids.epoch(4) }
+  const config = { prefix: "p", ...sizes }
+  const base = (instance: string, commitToken?: string): Control.ControlBase => ({
+    checkpoint: Ids.checkpointNumber(7),
+    walPosition: Ids.lsn(700),
+    instanceId: Ids.InstanceId.make(instance),
+    ...(commitToken === undefined ? {} : { commitToken })
+  })
+
+  it("records the holder, the bucket, the sizes and the base checkpoint, not as a clean stop", () => {
+    const written = Control.forCheckpoint({ holder, store: "file:///bucket", config, base: base("a", "t-own") })
+    assert.deepStrictEqual(written, { ...control, epoch: Ids.epoch(4), lastCheckpoint: Ids.checkpointNumber(7), walPosition: Ids.lsn(700), cleanShutdown: false })
+    const first = Control.forCheckpoint({ holder, store: "file:///bucket", config, base: undefined })
+    assert.strictEqual(first.lastCheckpoint, 0)
+    assert.strictEqual(first.walPosition, 0)
+  })
+
+  it("keeps the base's commit token only when another instance committed the base", () => {
+    assert.strictEqual(Control.forCheckpoint({ holder, store: "s", config, base: base("b", "t-b") }).baseCommitToken, "t-b")
+    assert.isUndefined(Control.forCheckpoint({ holder, store: "s", config, base: base("a", "t-a") }).baseCommitToken)
+    assert.isUndefined(Control.forCheckpoint({ holder, store: "s", config, base: { checkpoint: Ids.checkpointNumber(7), walPosition: Ids.lsn(700) } }).baseCommitToken)
+  })
+
+  it("carries the WAL's durable end when given", () => {
+    assert.strictEqual(Control.forCheckpoint({ holder, store: "s", config, base: undefined, walDurableLsn: Ids.lsn(9) }).walDurableLsn, 9)
+    assert.isFalse("walDurableLsn" in Control.forCheckpoint({ holder, store: "s", config, base: undefined }))
+  })
+})

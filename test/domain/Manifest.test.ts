@@ -117,3 +117,33 @@ describe("Manifest", () => {
     if (Either.isRight(decoded)) assert.strictEqual(decoded.right.parts.length, 1_000_000)
   }, 60_000)
 })
+
+describe("Manifest.rootManifest", () => {
+  const entry = (name: string): Manifest.FileEntry => ({ file: Ids.fileId(name), manifestCheckpoint: Ids.checkpointNumber(2), manifestSha256: sha(name.length), partCount: 1, sizeBytes: 10 })
+  const config = { partSizeBytes, walSegmentBytes: 4096, retainCheckpointsMin: 3, retainForMs: 60_000 }
+  const built = Manifest.rootManifest({
+    writer: { instanceId: Ids.InstanceId.make("i1"), epoch: Ids.epoch(1) },
+    checkpoint: Ids.checkpointNumber(3),
+    previous: Ids.checkpointNumber(2),
+    createdAtMs: 1,
+    walPosition: Ids.lsn(100),
+    files: [entry("db/b"), entry("db/a"), entry("db/c")],
+    commitToken: "t1",
+    config
+  })
+
+  it("builds a valid root manifest with its files sorted, the sizes and the writer's retention policy", () => {
+    assert.deepStrictEqual(built.files.map((file) => file.file), ["db/a", "db/b", "db/c"])
+    assert.isUndefined(Manifest.checkpointManifestProblem(built))
+    assert.strictEqual(built.commitToken, "t1")
+    assert.strictEqual(built.retainCheckpointsMin, 3)
+    assert.strictEqual(built.retainForMs, 60_000)
+    assert.deepStrictEqual(Either.getOrThrow(Manifest.decodeCheckpointManifest("k", Manifest.encodeCheckpointManifest(built), Ids.checkpointNumber(3))), built)
+  })
+
+  it("stands a tombstone in for the manifest it replaced: its writer, epoch, number and WAL position, no token, no files", () => {
+    const standIn = Manifest.tombstoneStandIn(Manifest.expiredCheckpointOf(built, 5), config)
+    assert.deepStrictEqual(standIn, { ...root, files: [], previous: Ids.checkpointNumber(2) })
+    assert.strictEqual(Manifest.commitOwner(standIn, built, new Set()), "other-writer")
+  })
+})

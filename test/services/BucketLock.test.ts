@@ -5,8 +5,9 @@
  * TestClock (`it.effect` + `TestClock.adjust`), lost responses live with millisecond retries.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Option, TestClock } from "effect"
+import { Effect, Either, Fiber, Option, Ref, TestClock } from "effect"
 import * as Control from "../../src/domain/Control.js"
+import { ObjectNotFound } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
@@ -171,5 +172,100 @@ describe("BucketLock: outcomes that a lost response left unknown", () => {
       yield* faults.lostResponse({ operations: ["delete"], keyPrefix: lockKey })
       assert.strictEqual(yield* BucketLock.release(store, config, held), "released")
       assert.isTrue(Option.isNone(yield* bucket.read(lockKey)))
+    }))
+})
+
+describe("BucketLock: rounds and epochs of acquire", () => {
+  const other = Ids.InstanceId.make("i-other")
+  const otherLock = (epoch: number): Uint8Array =>
+    Control.encodeLock({ format: Control.lockFormat, instanceId: other, epoch: Ids.epoch(epoch), acquiredAtMs: 0, generation: "g-other", renewedAtMs: 0, leaseMs: config.lockLeaseMs })
+
+  it.effect(`gives up with BucketLocked after ${BucketLock.acquireRoundsMax} rounds when the lock it lost to is gone each time it reads it`, () =>
+    Effect.gen(function* () {
+      const state = yield* MemoryObjectStore.makeBucket("lock-test")
+      yield* MemoryObjectStore.inspect(state).write(lockKey, otherLock(1))
+      const inner = MemoryObjectStore.storeOf(state)
+      const puts = yield* Ref.make(0)
+      // Every put loses to a lock that is released before it can be read: a holder stopping while this one starts.
+      const store = {
+        ...inner,
+        put: (key: string, bytes: Uint8Array, options?: { readonly ifNoneMatch?: boolean }) => Effect.zipRight(Ref.update(puts, (n) => n + 1), inner.put(key, bytes, options)),
+        get: (key: string) => Effect.fail(new ObjectNotFound({ operation: "get", key }))
+      }
+      const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 0, "g-a"))
+      assert.strictEqual(refused._tag, "BucketLocked")
+      assert.strictEqual(yield* Ref.get(puts), BucketLock.acquireRoundsMax, "one conditional put per round, and no more rounds")
+    }))
+
+  it.effect("a take-over takes an epoch above both the holder's and every epoch this instance has seen; without takeOver the holder's lock stands", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      yield* bucket.write(lockKey, otherLock(6))
+      const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 6, "g-a"))
+      assert(refused._tag === "BucketLocked", refused._tag)
+      assert.strictEqual(refused.holder, other)
+      assert.strictEqual(refused.epoch, 6)
+      assert.strictEqual((yield* lockIn(bucket))?.instanceId, other)
+      const takeOver = { ...config, takeOver: true }
+      const aboveHolder = yield* BucketLock.acquire(store, takeOver, instance, 2, "g-b")
+      assert.strictEqual(aboveHolder.epoch, 7, "above the holder's epoch 6")
+      assert.isTrue(aboveHolder.tookOver)
+      assert.strictEqual((yield* lockIn(bucket))?.epoch, 7)
+      yield* bucket.write(lockKey, otherLock(3))
+      const aboveSeen = yield* BucketLock.acquire(store, takeOver, instance, 9, "g-c")
+      assert.strictEqual(aboveSeen.epoch, 10, "above the epoch 9 this instance has seen")
+    }))
+
+  it.effect("a lock that cannot be decoded refuses the start (CorruptObject) unless takeOver, which overwrites it", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      yield* bucket.write(lockKey, new TextEncoder().encode("not a lock"))
+      const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 2, "g-a"))
+      assert.strictEqual(refused._tag, "CorruptObject")
+      const held = yield* BucketLock.acquire(store, { ...config, takeOver: true }, instance, 2, "g-b")
+      assert.strictEqual(held.epoch, 3)
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-b")
+    }))
+})
+
+describe("BucketLock: release only if ours", () => {
+  it.effect("deletes the lock that names this holder, and reports a lock already gone as released", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "released")
+      assert.isTrue(Option.isNone(yield* bucket.read(lockKey)))
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "released")
+    }))
+
+  it.effect("leaves a newer holder's lock alone (not-ours), and one it cannot read (failed)", () =>
+    Effect.gen(function* () {
+      const { bucket, faults, store } = yield* setup
+      const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
+      const newer = Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(held.epoch + 1), acquiredAtMs: 0, generation: "g-b" })
+      yield* bucket.write(lockKey, newer)
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "not-ours")
+      assert.deepStrictEqual(Option.getOrUndefined(yield* bucket.read(lockKey)), newer)
+      // The same instance and epoch under another generation (a copy of the directory) is not ours either.
+      yield* bucket.write(lockKey, leftLock("g-copy", held.epoch))
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "not-ours")
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-copy")
+      yield* bucket.write(lockKey, leftLock("g-a", held.epoch))
+      yield* faults.failPermanently({ operations: ["get"], keyPrefix: lockKey })
+      assert.strictEqual(yield* BucketLock.release(store, config, held), "failed")
+      assert.isTrue(Option.isSome(yield* bucket.read(lockKey)), "an unread lock is not deleted")
+    }))
+
+  it.scoped("the held lock is released once: a later call returns the first outcome and touches nothing", () =>
+    Effect.gen(function* () {
+      const { bucket, store } = yield* setup
+      const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
+      assert.strictEqual(yield* held.release(config), "released")
+      const next = leftLock("g-next", held.lock.epoch)
+      yield* bucket.write(lockKey, next)
+      assert.strictEqual(yield* held.release(config), "released")
+      assert.deepStrictEqual(Option.getOrUndefined(yield* bucket.read(lockKey)), next, "the next holder's lock stands")
+      yield* held.renew
+      assert.deepStrictEqual(Option.getOrUndefined(yield* bucket.read(lockKey)), next, "a released lock is not renewed")
     }))
 })

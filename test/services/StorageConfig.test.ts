@@ -120,4 +120,16 @@ describe("StorageConfig.layerConfig", () => {
       assert.deepStrictEqual(warnings, ["WARN unknown configuration key S3_TIER_WORKERS (did you mean S3_TIER_WORKER_COUNT?); it is ignored"])
       assert.isFalse(logs.some((line) => line.includes("S3_TIER_PREFIX")))
     }))
+
+  it.scoped("warns once about an unknown S3_TIER_* name that the app's own provider holds", () =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => { logs.push(`${logLevel.label} ${String(message)}`) })
+      for (const provider of [fromMap({ S3_TIER_WORKERS: "3", S3_TIER_PREFIX: "tenant/d" }), ConfigProvider.fromJson({ S3_TIER_WORKERS: 3, S3_TIER_PREFIX: "tenant/d" })]) {
+        logs.length = 0
+        const value = yield* built.pipe(Effect.withConfigProvider(provider), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        assert.strictEqual(value.prefix, "tenant/d")
+        assert.deepStrictEqual(logs.filter((line) => line.includes("S3_TIER_")), ["WARN unknown configuration key S3_TIER_WORKERS (did you mean S3_TIER_WORKER_COUNT?); it is ignored"])
+      }
+    }))
 })

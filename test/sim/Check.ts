@@ -10,14 +10,14 @@ import { type Effect, FastCheck as fc } from "effect"
 import type { RunRecord, SystemUnderTest } from "./Harness.js"
 import { simulate } from "./Harness.js"
 import { judge, type Violation } from "./Properties.js"
-import type { GeneratorBounds, Profile, Schedule } from "./Schedule.js"
+import type { GeneratorBounds, Profile, SimSchedule } from "./Schedule.js"
 import { defaultBounds, scheduleArb, scheduleText } from "./Schedule.js"
 import { runSimulated, type SimStop } from "./SimRuntime.js"
 
 /** A system under test, whatever its world type. */
 export interface SimSystem {
   readonly name: string
-  readonly play: (schedule: Schedule) => Effect.Effect<RunRecord>
+  readonly play: (schedule: SimSchedule) => Effect.Effect<RunRecord>
 }
 
 export const simSystem = <W>(system: SystemUnderTest<W>): SimSystem => ({
@@ -38,7 +38,7 @@ export interface ScheduleOutcome {
 const timeLimitMs = 30 * 60_000
 
 /** Plays one schedule on simulated time and judges it. */
-export const runSchedule = (system: SimSystem, schedule: Schedule): ScheduleOutcome => {
+export const runSchedule = (system: SimSystem, schedule: SimSchedule): ScheduleOutcome => {
   const run = runSimulated(system.play(schedule), { seed: schedule.randomSeed, timeLimitMs })
   if (run.exit === undefined || run.exit._tag === "Failure") {
     const detail = run.exit === undefined ? `the harness itself did not finish (${run.stop} at t=${run.endMs}ms)` : `the harness died: ${String(run.exit.cause)}`
@@ -70,7 +70,7 @@ export interface CheckResult {
   readonly shrinks: number
   readonly seed: number
   readonly path: string | undefined
-  readonly schedule: Schedule | undefined
+  readonly schedule: SimSchedule | undefined
   readonly outcome: ScheduleOutcome | undefined
   readonly replay: string
   readonly wallMs: number
@@ -107,19 +107,19 @@ const shrinkParametersOf = (options: CheckOptions, path: string, timeLimitMs: nu
 })
 
 /** Whether a search result calls for a budgeted shrinking phase, and from where. */
-const shrinkFrom = (options: CheckOptions, details: fc.RunDetails<[Schedule]>): { readonly path: string; readonly timeLimitMs: number } | undefined =>
+const shrinkFrom = (options: CheckOptions, details: fc.RunDetails<[SimSchedule]>): { readonly path: string; readonly timeLimitMs: number } | undefined =>
   options.path === undefined && options.shrinkTimeLimitMs !== undefined && details.failed && details.counterexamplePath !== null
     ? { path: details.counterexamplePath, timeLimitMs: options.shrinkTimeLimitMs }
     : undefined
 
 /** The shrinking phase's details, keeping the search's run count. */
-const merge = (search: fc.RunDetails<[Schedule]>, shrunk: fc.RunDetails<[Schedule]>): fc.RunDetails<[Schedule]> =>
+const merge = (search: fc.RunDetails<[SimSchedule]>, shrunk: fc.RunDetails<[SimSchedule]>): fc.RunDetails<[SimSchedule]> =>
   shrunk.failed && shrunk.counterexample !== null ? { ...shrunk, numRuns: search.numRuns } : search
 
 const failsOnOf = (options: CheckOptions) =>
   options.failsOn ?? ((violations: ReadonlyArray<Violation>) => violations.some((violation) => !(options.ignore ?? []).includes(violation.property)))
 
-const summarize = (system: SimSystem, options: CheckOptions, details: fc.RunDetails<[Schedule]>, wallMs: number): CheckResult => {
+const summarize = (system: SimSystem, options: CheckOptions, details: fc.RunDetails<[SimSchedule]>, wallMs: number): CheckResult => {
   if (!details.failed || details.counterexample === null) {
     const error = details.failed ? ` (fast-check: ${String(details.errorInstance ?? "failed without a counterexample")})` : ""
     return {
@@ -189,7 +189,7 @@ const failureReport = (
   options: CheckOptions,
   runs: number,
   shrinks: number,
-  schedule: Schedule,
+  schedule: SimSchedule,
   outcome: ScheduleOutcome,
   replay: string
 ): string => {

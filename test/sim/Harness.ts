@@ -21,7 +21,7 @@
  * awaited under a timeout, so one run always ends, whatever the system does.
  */
 import { Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
-import type { DiskFault, Fault, RestartSettings, Rot, Schedule, Step } from "./Schedule.js"
+import type { DiskFault, Fault, RestartSettings, Rot, SimSchedule, Step } from "./Schedule.js"
 import { dataModel, stepText } from "./Schedule.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ export interface SystemUnderTest<W> {
   readonly audit: (world: W) => Effect.Effect<BucketAudit>
   /** Takes the schedule's run-wide settings (retention, the writers' collector) before the first
    * instance opens. */
-  readonly configure?: (world: W, schedule: Schedule) => void
+  readonly configure?: (world: W, schedule: SimSchedule) => void
   /** One garbage-collection pass by a collector of its own, as the `gc` command runs it (no lock,
    * minimum age 0), over its own faulty view of the bucket. Undefined: no collector. */
   readonly gcPass?: (world: W) => Effect.Effect<GcPassResult>
@@ -383,7 +383,7 @@ export interface RunRecord {
   readonly system: string
   readonly shutdownDeadlineMs: number
   readonly readDeadlineMs: number | undefined
-  readonly schedule: Schedule
+  readonly schedule: SimSchedule
   readonly instances: Array<InstanceInfo>
   readonly inserts: Array<InsertRecord>
   readonly reads: Array<ReadRecord>
@@ -464,7 +464,7 @@ interface Live {
 }
 
 /** Plays one schedule against one system and records what happened. */
-export const simulate = <W>(system: SystemUnderTest<W>, schedule: Schedule, bounds: HarnessBounds = defaultHarnessBounds): Effect.Effect<RunRecord> =>
+export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, bounds: HarnessBounds = defaultHarnessBounds): Effect.Effect<RunRecord> =>
   Effect.gen(function* () {
     const record: RunRecord = {
       system: system.name,

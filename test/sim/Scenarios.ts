@@ -3,7 +3,7 @@
  * shared/reference/orioledb-s3.md §7), shared by the model's tests (where they must hang) and the
  * real layer's tests (where every property must hold).
  */
-import type { Schedule, Step } from "./Schedule.js"
+import type { SimSchedule, Step } from "./Schedule.js"
 
 const at = (delayMs: number, step: Step) => ({ delayMs, step })
 
@@ -13,7 +13,7 @@ const at = (delayMs: number, step: Step) => ({ delayMs, step })
  * it, waits for "the current insert location" (the location the NEXT task will get). Shutdown
  * stops the backends, nothing is enqueued any more, and the checkpointer waits forever.
  */
-export const hang340: Schedule = {
+export const hang340: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(10, { _tag: "Checkpoint" }),
@@ -33,7 +33,7 @@ export const hang340: Schedule = {
  * shutdown checkpoint's upload kills its worker, which the postmaster no longer restarts; the task
  * is never erased and the checkpointer waits on its location forever.
  */
-export const hang373: Schedule = {
+export const hang373: SimSchedule = {
   steps: [
     at(1, { _tag: "Fault", fault: { kind: "transient", ratePercent: 100, target: { operation: "put", keys: "data" } } }),
     at(0, { _tag: "Insert", file: 0, part: 0 })
@@ -49,7 +49,7 @@ export const hang373: Schedule = {
  * A take-over: A writes and checkpoints, B takes the bucket over, A (now stale) inserts and tries
  * to commit a checkpoint, which must fail with Fenced; B writes and shuts down.
  */
-export const staleWriter: Schedule = {
+export const staleWriter: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(10, { _tag: "Insert", file: 1, part: 1 }),
@@ -75,7 +75,7 @@ export const staleWriter: Schedule = {
  * and overwrites that key with the older content, whose digest is not the one the committed root
  * manifest names. Every later open of the bucket fails with CorruptObject.
  */
-export const lateManifestPut: Schedule = {
+export const lateManifestPut: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 1, part: 0 }),
     at(1, { _tag: "Fault", fault: { kind: "latency", ms: 427, target: { operation: "any", keys: "manifests" } } }),
@@ -100,7 +100,7 @@ export const lateManifestPut: Schedule = {
  * repair it lie below that checkpoint's WAL position, so none is replayed: B's acknowledged insert
  * is gone, and the restart's own shutdown checkpoint commits the part without it.
  */
-export const crashRevertsPartFile: Schedule = {
+export const crashRevertsPartFile: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(1, { _tag: "Checkpoint" }),
@@ -119,7 +119,7 @@ export const crashRevertsPartFile: Schedule = {
  * cut by its own deadline (the lease timeout), not by the download's request timeout and retries.
  * (The mutation check makes that wait uninterruptible: the read then takes 1.5 s, not 1 s.)
  */
-export const stalledLoad: Schedule = {
+export const stalledLoad: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(0, { _tag: "Insert", file: 0, part: 1 }),
@@ -145,7 +145,7 @@ export const stalledLoad: Schedule = {
  * killed too. The restart after that must hold all four acknowledged inserts; the restore, the
  * two archived ones.
  */
-export const crashAndRestart: Schedule = {
+export const crashAndRestart: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(1, { _tag: "Insert", file: 1, part: 0 }),
@@ -171,7 +171,7 @@ export const crashAndRestart: Schedule = {
  * before replay ends. A checkpoint that took the log's end as its WAL position then hides the
  * second insert from every later replay.
  */
-export const checkpointDuringReplay: Schedule = {
+export const checkpointDuringReplay: SimSchedule = {
   steps: [
     at(1, { _tag: "Insert", file: 0, part: 0 }),
     at(1, { _tag: "Insert", file: 0, part: 0 }),
@@ -191,7 +191,7 @@ export const checkpointDuringReplay: Schedule = {
  * down cleanly (deleting the lock) while A runs on. A must acknowledge nothing once told it is
  * fenced; B's restart and the restore hold everything B acknowledged.
  */
-export const staleKeepsRunning: Schedule = {
+export const staleKeepsRunning: SimSchedule = {
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(5, { _tag: "TakeOver", staleKeepsRunning: true }),

@@ -127,7 +127,7 @@ export interface TimedStep {
   readonly step: Step
 }
 
-export interface Schedule {
+export interface SimSchedule {
   readonly steps: ReadonlyArray<TimedStep>
   /** Simulated instant of shutdown (ms since the first instance opened). */
   readonly shutdownAtMs: number
@@ -345,7 +345,7 @@ const delayArb = fc.oneof(
 )
 
 /** The schedule generator of a profile. */
-export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<Schedule> =>
+export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<SimSchedule> =>
   faultClasses(profile)?.gc === true
     ? fc.record({
       base: baseArb(profile, bounds),
@@ -360,7 +360,7 @@ export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultB
     ? rottingArb(profile, bounds)
     : baseArb(profile, bounds)
 
-const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
   fc.record({
     steps: fc.array(fc.record({ delayMs: delayArb, step: stepArb(profile) }), { maxLength: bounds.stepsMax, size: "max" }),
     shutdownAtMs: fc.integer({ min: 0, max: bounds.horizonMs }),
@@ -370,7 +370,7 @@ const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedu
     randomSeed: fc.integer({ min: 0, max: 0x7fffffff })
   })
 
-const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
   fc.record({
     base: baseArb(profile, bounds),
     checkpointIntervalMs: checkpointIntervalArb,
@@ -379,7 +379,7 @@ const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Sc
     rot: faultClasses(profile)?.bitRot === true ? fc.option(rotArb, { nil: undefined }) : fc.constant(undefined)
   }).map(({ base, rot, ...extra }) => ({ ...base, ...extra, ...(rot === undefined ? {} : { rotBeforeRestart: rot }) }))
 
-const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Schedule> =>
+const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
   fc.record({ base: baseArb(profile, bounds), rot: rotArb }).map(({ base, rot }) => ({ ...base, rotBeforeRestart: rot }))
 
 // ---------------------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ const restartText = (settings: RestartSettings): string =>
   `checkpoint interval ${settings.checkpointIntervalMs === 0 ? "off" : `${settings.checkpointIntervalMs}ms`}, replay ${settings.replayRecordMs}ms/record`
 
 /** One line per step with its absolute instant, then the shutdown line. */
-export const scheduleText = (schedule: Schedule): string => {
+export const scheduleText = (schedule: SimSchedule): string => {
   const lines: Array<string> = []
   if (schedule.gc !== undefined) {
     lines.push(`  retention: ${schedule.gc.retainCheckpointsMin} latest + ${schedule.gc.retainForMs}ms window; writer gc ${schedule.gc.writerGcIntervalMs === 0 ? "off" : `every ${schedule.gc.writerGcIntervalMs}ms`}`)
@@ -470,7 +470,7 @@ export const scheduleText = (schedule: Schedule): string => {
 }
 
 /** The absolute instant of each step. */
-export const stepInstants = (schedule: Schedule): ReadonlyArray<number> => {
+export const stepInstants = (schedule: SimSchedule): ReadonlyArray<number> => {
   let atMs = 0
   return schedule.steps.map(({ delayMs }) => (atMs += delayMs))
 }

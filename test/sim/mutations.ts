@@ -310,7 +310,7 @@ const run = (cwd: string, command: string, commandArgs: ReadonlyArray<string>, t
   return { status: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}`, timedOut: result.error !== undefined }
 }
 
-interface Row {
+interface Slot {
   readonly mutation: Mutation
   readonly applicable: boolean
   readonly simulation: string
@@ -339,7 +339,7 @@ const cleanSeed = (cwd: string, profile = "full"): number | undefined => {
   return found
 }
 
-const check = (copy: string, mutation: Mutation, seed: number): Row => {
+const check = (copy: string, mutation: Mutation, seed: number): Slot => {
   const path = join(copy, mutation.file)
   const original = readFileSync(path)
   const text = original.toString("utf8")
@@ -374,7 +374,7 @@ const check = (copy: string, mutation: Mutation, seed: number): Row => {
 }
 
 const main = (copy: string): number => {
-  const rows: Array<Row> = []
+  const rows: Array<Slot> = []
   for (const mutation of mutations) {
     if (only !== undefined && mutation.id !== only) continue
     const seed = seedOption === undefined ? cleanSeed(copy, mutation.profile) : Number(seedOption)
