@@ -96,103 +96,115 @@ const isFiberInterrupted: Effect.Effect<boolean> = Effect.descriptorWith((descri
   Effect.succeed(HashSet.size(descriptor.interruptors) > 0)
 )
 
-// One closure of nine mutually recursive steps of a worker (each under ~40 lines): split, they
-// would pass the same five values to each other at every step.
-export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService, pool: PoolState, metrics: WorkerMetrics) => {
-  const schedule = retrySchedule(config)
+/**
+ * The steps of the pool's workers, as fields calling each other: a task's attempt, what follows
+ * from its outcome (retry, hand-over to a replacement worker, completion), a worker's take-run
+ * loop and its start, and the watchdog. Every step runs in one fiber; the shared state is `pool`.
+ */
+export class Workers {
+  private readonly schedule: Schedule.Schedule<unknown, unknown>
+
+  constructor(
+    private readonly config: StorageConfigValue,
+    private readonly queue: TaskQueueService,
+    private readonly pool: PoolState,
+    private readonly metrics: WorkerMetrics
+  ) {
+    this.schedule = retrySchedule(config)
+  }
 
   /** Completes the task with its final Exit (TaskAborted when `cut` by shutdown), records it and
    * ends its span. Every path of a task ends here exactly once. Never fails. */
-  const finish = (progress: Progress, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
+  readonly finish = (progress: Progress, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
       const { picked } = progress
       const type = picked.task._tag
-      pool.busy -= 1
+      this.pool.busy -= 1
       let outcome = exit
       if (cut) {
         // Shutdown cut the task mid-run: its waiters learn that it was aborted.
-        pool.interrupted += 1
+        this.pool.interrupted += 1
         outcome = Exit.fail(new TaskAborted({ taskId: picked.id, taskType: type, reason: "DrainDeadline" }))
       }
       const ended = cut ? "interrupted" : Exit.isSuccess(exit) ? "completed" : "failed"
-      metrics.finished(type, ended, Math.max(0, progress.attempts - 1), Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs))
+      this.metrics.finished(type, ended, Math.max(0, progress.attempts - 1), Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs))
       progress.span.end(clock.unsafeCurrentTimeNanos(), outcome)
       return picked.complete(outcome)
     })
 
   /** One attempt on the current fiber (which holds `slot`), then what follows from its Exit. */
-  const attempt = (slot: Slot, progress: Progress, lastError: unknown): Effect.Effect<void> =>
+  readonly attempt = (slot: Slot, progress: Progress, lastError: unknown): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
       // Past the drain deadline no attempt starts (a fiber that missed shutdown's interrupt).
-      if (pool.stopping) return finish(progress, Exit.fail(lastError), true)
+      if (this.pool.stopping) return this.finish(progress, Exit.fail(lastError), true)
       progress.attempts += 1
       slot.attempt += 1
-      slot.attemptDeadlineMs = clock.unsafeCurrentTimeMillis() + config.requestTimeoutMs
+      slot.attemptDeadlineMs = clock.unsafeCurrentTimeMillis() + this.config.requestTimeoutMs
       slot.attemptActive = true
-      const wake = pool.wakeWatchdog
+      const wake = this.pool.wakeWatchdog
       if (wake !== undefined) {
-        pool.wakeWatchdog = undefined
+        this.pool.wakeWatchdog = undefined
         wake()
       }
       const run = Effect.withParentSpan(progress.picked.run, progress.span)
       return Effect.flatMap(Effect.exit(Effect.interruptible(run)), (exit) => {
         slot.attemptActive = false
-        return afterAttempt(slot, progress, exit)
+        return this.afterAttempt(slot, progress, exit)
       })
     })
 
-  const afterAttempt = (slot: Slot, progress: Progress, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-    if (Exit.isSuccess(exit)) return finish(progress, exit, false)
+  readonly afterAttempt = (slot: Slot, progress: Progress, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+    if (Exit.isSuccess(exit)) return this.finish(progress, exit, false)
     if (!Cause.isInterruptedOnly(exit.cause)) {
       const error = Cause.failureOption(exit.cause)
-      return Option.isSome(error) && isTransient(error.value) ? retry(slot, progress, error.value) : finish(progress, exit, false)
+      return Option.isSome(error) && isTransient(error.value) ? this.retry(slot, progress, error.value) : this.finish(progress, exit, false)
     }
     return Effect.flatMap(isFiberInterrupted, (interrupted) => {
       if (!interrupted) {
         // Only shutdown and the watchdog interrupt a worker: the task's effect interrupted itself.
         const defect = new Error(`task ${progress.picked.id} (${describeTask(progress.picked.task)}) interrupted itself`)
-        return finish(progress, Exit.die(defect), false)
+        return this.finish(progress, Exit.die(defect), false)
       }
-      const error = timeoutError(progress.picked, config.requestTimeoutMs)
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
+      const error = timeoutError(progress.picked, this.config.requestTimeoutMs)
+      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
       // The watchdog cut the attempt: a transient timeout, decided on by a replacement worker.
-      metrics.timedOut(progress.picked.task._tag)
-      return handOff(slot, progress, error)
+      this.metrics.timedOut(progress.picked.task._tag)
+      return this.handOff(slot, progress, error)
     })
   }
 
   /** After a transient failure: the schedule's delay, then another attempt, or the final failure. */
-  const retry = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
+  readonly retry = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
     Effect.suspend(() => {
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
+      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
       const driver = progress.driver
       if (driver === undefined) {
-        return Effect.flatMap(Schedule.driver(schedule), (created) => {
+        return Effect.flatMap(Schedule.driver(this.schedule), (created) => {
           progress.driver = created
-          return retry(slot, progress, error)
+          return this.retry(slot, progress, error)
         })
       }
       // The delay is interruptible (shutdown); a schedule that is done fails with None.
       return Effect.flatMap(Effect.exit(Effect.interruptible(driver.next(error))), (decision) => {
-        if (Exit.isSuccess(decision)) return attempt(slot, progress, error)
-        if (!Cause.isInterruptedOnly(decision.cause)) return finish(progress, Exit.fail(error), false)
-        if (pool.stopping) return finish(progress, Exit.fail(error), true)
+        if (Exit.isSuccess(decision)) return this.attempt(slot, progress, error)
+        if (!Cause.isInterruptedOnly(decision.cause)) return this.finish(progress, Exit.fail(error), false)
+        if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
         // A late watchdog interrupt (its attempt had just ended): carry on in a replacement.
-        return handOff(slot, progress, error)
+        return this.handOff(slot, progress, error)
       })
     })
 
   /** Runs in an interrupted worker: a fresh fiber takes its slot and the task's next decision. */
-  const handOff = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
+  readonly handOff = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
     Effect.suspend(() => {
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
-      pool.replaced += 1
-      return spawn(slot, retry(slot, progress, error))
+      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
+      this.pool.replaced += 1
+      return this.spawn(slot, this.retry(slot, progress, error))
     })
 
   /** Runs one picked task; called uninterruptibly by `takeWith`. Never fails. Its span is a child
    * of the span current where the task was enqueued, or a root without one. */
-  const runTask = (slot: Slot) => (picked: PickedTask): Effect.Effect<void> =>
+  readonly runTask = (slot: Slot) => (picked: PickedTask): Effect.Effect<void> =>
     Effect.flatMap(
       Effect.makeSpan("s3.task", {
         attributes: { type: picked.task._tag, key: subjectOf(picked.task), taskId: picked.id },
@@ -202,16 +214,16 @@ export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService,
         captureStackTrace: false
       }),
       (span) => {
-        pool.busy += 1
-        return attempt(slot, { picked, span, attempts: 0, driver: undefined }, undefined)
+        this.pool.busy += 1
+        return this.attempt(slot, { picked, span, attempts: 0, driver: undefined }, undefined)
       }
     )
 
   /** The take-run loop of the worker in `slot`; it ends once shutdown has begun interrupting. */
-  const loop = (slot: Slot): Effect.Effect<void> => {
-    const process = runTask(slot)
+  readonly loop = (slot: Slot): Effect.Effect<void> => {
+    const process = this.runTask(slot)
     const next: Effect.Effect<void> = Effect.suspend(() =>
-      pool.stopping ? Effect.void : Effect.zipRight(queue.takeWith(process), next)
+      this.pool.stopping ? Effect.void : Effect.zipRight(this.queue.takeWith(process), next)
     )
     return next
   }
@@ -225,14 +237,14 @@ export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService,
    * pool is not shutting down and still holding its slot (a late watchdog interrupt that hit it
    * while it waited for work) is replaced, so the pool keeps `workerCount` workers.
    */
-  const spawn = (slot: Slot, first: Effect.Effect<void>): Effect.Effect<void> => {
+  readonly spawn = (slot: Slot, first: Effect.Effect<void>): Effect.Effect<void> => {
     const body = Effect.withFiberRuntime<void>((self) => {
-      pool.workers.add(self)
-      return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(loop(slot))).pipe(
-        Effect.onInterrupt(() => (pool.stopping || slot.fiber !== self ? Effect.void : spawn(slot, Effect.void))),
+      this.pool.workers.add(self)
+      return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(this.loop(slot))).pipe(
+        Effect.onInterrupt(() => (this.pool.stopping || slot.fiber !== self ? Effect.void : this.spawn(slot, Effect.void))),
         Effect.ensuring(
           Effect.sync(() => {
-            pool.workers.delete(self)
+            this.pool.workers.delete(self)
           })
         ),
         Effect.annotateLogs("s3Worker", slot.index)
@@ -245,7 +257,7 @@ export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService,
       Effect.flatMap(Effect.forkDaemon(body), (fiber) =>
         Effect.sync(() => {
           slot.fiber = fiber
-          if (fiber.unsafePoll() === null) pool.workers.add(fiber)
+          if (fiber.unsafePoll() === null) this.pool.workers.add(fiber)
         })
       )
     )
@@ -255,20 +267,20 @@ export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService,
    * The watchdog: interrupts the workers whose attempt outlived `requestTimeoutMs`, sleeping until
    * the earliest deadline in flight, or until an attempt starts when none is in flight.
    */
-  const watchdog: Effect.Effect<void> = Effect.fiberIdWith((watchdogId) => {
+  readonly watchdog: Effect.Effect<void> = Effect.fiberIdWith((watchdogId) => {
     const awaitAttempt = Effect.async<void>((resume) => {
       // An attempt that started while this round ran (it found no watchdog to wake) is seen here.
-      if (pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) return resume(Effect.void)
-      pool.wakeWatchdog = () => resume(Effect.void)
+      if (this.pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) return resume(Effect.void)
+      this.pool.wakeWatchdog = () => resume(Effect.void)
       return Effect.sync(() => {
-        pool.wakeWatchdog = undefined
+        this.pool.wakeWatchdog = undefined
       })
     })
     const round: Effect.Effect<void> = Effect.clockWith((clock) => {
       const nowMs = clock.unsafeCurrentTimeMillis()
       let earliestMs = Number.POSITIVE_INFINITY
       const expired: Array<Fiber.RuntimeFiber<unknown>> = []
-      for (const slot of pool.slots) {
+      for (const slot of this.pool.slots) {
         if (!slot.attemptActive || slot.timedOutAttempt === slot.attempt) continue
         if (slot.attemptDeadlineMs <= nowMs) {
           slot.timedOutAttempt = slot.attempt
@@ -283,6 +295,4 @@ export const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService,
     })
     return round
   })
-
-  return { spawn, watchdog }
 }

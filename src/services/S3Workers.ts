@@ -44,7 +44,7 @@ import { Clock, Context, Duration, Effect, Fiber, Layer, Metric, MetricBoundarie
 import type { Scope } from "effect"
 import { type TaskType, taskTypes } from "../domain/Task.js"
 import { type MetricLabels, metricLabels } from "../internal/metricLabels.js"
-import { makeWorkers, PoolState, type WorkerMetrics } from "../internal/workerPool.js"
+import { PoolState, type WorkerMetrics, Workers } from "../internal/workerPool.js"
 import { MetricsInstance } from "./MetricsInstance.js"
 import { StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
 import { TaskQueue, type TaskQueueService } from "./TaskQueue.js"
@@ -220,7 +220,7 @@ export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQu
   const labels = metricLabels(yield* MetricsInstance)
   const countersAtStart = readTypeCounters(labels)
   const pool = new PoolState(config.workerCount)
-  const workers = makeWorkers(config, queue, pool, workerMetrics(labels))
+  const workers = new Workers(config, queue, pool, workerMetrics(labels))
   const shutdown = yield* Effect.cached(makeShutdown(config, queue, pool))
   // The finalizer is added before the forks: should the build be interrupted after some of them,
   // closing the scope still shuts them down in order. The fibers are daemons that this finalizer
