@@ -33,7 +33,7 @@
  * (src/internal/taskQueue.ts), and it is cheaper too: the benchmark (bench/queue.ts: 100,000
  * no-op tasks, 8 workers, the same capacity) measured 14.8 µs per task here against 23.9 µs for a
  * bare `Queue.bounded` with a `Deferred` per task and no dedup, no metrics and no span
- * (BENCHMARKS.md, scenario 2; 0.49-0.58 of the bare path's time in loaded 2-core runs on 2026-12-07).
+ * (BENCHMARKS.md, scenario 2; 0.49-0.64 of the bare path's time in loaded 2-core runs on 2026-12-07).
  *
  * Replaces: OrioleDB's src/s3/queue.c (orioledb-s3.md §2): a shared-memory byte ring whose
  * completion was a prefix of queue locations (`s3_queue_wait_for_location`, no timeout, no
