@@ -16,6 +16,7 @@
  * @since 0.1.0
  */
 import { Cause, Effect, Fiber, Layer, Ref } from "effect"
+import * as CountingObjectStore from "../layers/CountingObjectStore.js"
 import { messageOf, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
 import type { Lsn } from "../domain/Ids.js"
 import type { StorageOptions, StorageService } from "../layers/Storage.js"
@@ -153,5 +154,6 @@ export const servicesLayer = () => {
   const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
-  return GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer))
+  // Every service sees the store through the request meter (object_store_requests).
+  return GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer), Layer.provide(CountingObjectStore.layerMetered))
 }
