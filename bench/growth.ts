@@ -36,6 +36,7 @@ import * as FileObjectStore from "../src/layers/FileObjectStore.js"
 import * as FileSystemDisk from "../src/layers/FileSystemDisk.js"
 import * as S3ObjectStore from "../src/layers/S3ObjectStore.js"
 import * as Storage from "../src/layers/Storage.js"
+import { layerWithServices } from "../src/internal/storageLayer.js"
 import * as GarbageCollector from "../src/services/GarbageCollector.js"
 import { ObjectStore, type ObjectStoreService } from "../src/services/ObjectStore.js"
 import * as StorageConfig from "../src/services/StorageConfig.js"
@@ -253,7 +254,7 @@ const sustained = (storeName: string, innerLayer: Layer.Layer<ObjectStore, unkno
         const inner = yield* Effect.map(Layer.build(innerLayer), (context) => Context.get(context, ObjectStore))
         const counter = yield* CountingObjectStore.makeCounter
         const backends = Layer.merge(Layer.succeed(ObjectStore, CountingObjectStore.decorate(inner, counter, layout)), FileSystemDisk.layerNode({ root: diskRoot }))
-        const context = yield* Layer.build(Storage.layer().pipe(Layer.provide(backends), Layer.provide(StorageConfig.layer(configOf(settings)))))
+        const context = yield* Layer.build(layerWithServices().pipe(Layer.provide(backends), Layer.provide(StorageConfig.layer(configOf(settings)))))
         const storage = Context.get(context, Storage.Storage)
         const gc = Context.get(context, GarbageCollector.GarbageCollector)
         // The working set, written whole and checkpointed first: from then on every checkpoint has

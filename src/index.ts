@@ -1,43 +1,27 @@
 /**
- * effect-s3-tier: the public API. Import services as namespaces:
- * `import { Storage, StorageConfig, FileObjectStore, FileSystemDisk } from "effect-s3-tier"`.
+ * effect-s3-tier: the public API. Import modules as namespaces:
+ * `import { Storage, StorageConfig, S3ObjectStore } from "effect-s3-tier"`.
+ *
+ * What is here is what an app needs: the Storage layer and its one-call opens, the configuration,
+ * the object-store and local-disk backends with their service interfaces (for a custom backend),
+ * point-in-time restore, the garbage collector's one-off pass, the typed errors and the ids. The
+ * machinery (task queue, workers, part table, checkpointer, WAL archiver, loader, bucket lock, …)
+ * is not exported and may change in any release. The fault-injecting and counting decorators, for
+ * an app's own tests, are in `effect-s3-tier/testing`.
  *
  * @since 0.1.0
  */
-export * as Control from "./domain/Control.js"
-export * as Errors from "./domain/Errors.js"
-export * as Ids from "./domain/Ids.js"
-export * as KeyLayout from "./domain/KeyLayout.js"
-export * as Manifest from "./domain/Manifest.js"
-export * as PartState from "./domain/PartState.js"
-export * as Retention from "./domain/Retention.js"
-export * as S3Compat from "./domain/S3Compat.js"
-export * as Task from "./domain/Task.js"
-export * as Units from "./domain/Units.js"
-export * as Wal from "./domain/Wal.js"
-export * as FaultyObjectStore from "./layers/FaultyObjectStore.js"
+export * as Storage from "./layers/Storage.js"
+export * as StorageConfig from "./services/StorageConfig.js"
+export * as ObjectStore from "./services/ObjectStore.js"
+export * as LocalDisk from "./services/LocalDisk.js"
+export * as S3ObjectStore from "./layers/S3ObjectStore.js"
 export * as FileObjectStore from "./layers/FileObjectStore.js"
+export * as MemoryObjectStore from "./layers/MemoryObjectStore.js"
 export * as FileSystemDisk from "./layers/FileSystemDisk.js"
 export * as MemoryDisk from "./layers/MemoryDisk.js"
-export * as FaultyDisk from "./layers/FaultyDisk.js"
-export * as MemoryObjectStore from "./layers/MemoryObjectStore.js"
-export * as S3ObjectStore from "./layers/S3ObjectStore.js"
-export * as Storage from "./layers/Storage.js"
 export * as Restore from "./layers/Restore.js"
-export * as ReaderLease from "./internal/ReaderLease.js"
-export * as CountingObjectStore from "./layers/CountingObjectStore.js"
-export * as BucketLock from "./services/BucketLock.js"
-export * as Checkpointer from "./services/Checkpointer.js"
-export * as Evictor from "./services/Evictor.js"
 export * as GarbageCollector from "./services/GarbageCollector.js"
-export * as Hasher from "./services/Hasher.js"
-export * as Loader from "./services/Loader.js"
-export * as LocalDisk from "./services/LocalDisk.js"
-export * as ObjectStore from "./services/ObjectStore.js"
-export * as PartTable from "./services/PartTable.js"
-export * as RequestPolicy from "./services/RequestPolicy.js"
-export * as S3Workers from "./services/S3Workers.js"
-export * as StorageConfig from "./services/StorageConfig.js"
-export * as TaskQueue from "./services/TaskQueue.js"
-export * as WaitRegistry from "./services/WaitRegistry.js"
-export * as WalArchiver from "./services/WalArchiver.js"
+export * as Errors from "./domain/Errors.js"
+export * as Ids from "./domain/Ids.js"
+export * as MetricsInstance from "./services/MetricsInstance.js"

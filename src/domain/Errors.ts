@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import { Cause, Predicate, Schema } from "effect"
 
 const OptionalKey = Schema.optional(Schema.String)
 
@@ -77,8 +77,10 @@ export class PreconditionFailed extends Schema.TaggedError<PreconditionFailed>(
 export type ObjectStoreError = ObjectNotFound | ObjectStoreUnavailable | ObjectStoreRejected | PreconditionFailed
 
 /** Whether an error is worth retrying (only `ObjectStoreUnavailable` is). */
-export const isTransient = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable"
+export const isTransient = (error: unknown): boolean => Predicate.isTagged(error, "ObjectStoreUnavailable")
+
+/** Whether an error is a request that did not answer in time (a stalled store shows as these). */
+export const isRequestTimeout = (error: unknown): boolean => Schema.is(ObjectStoreUnavailable)(error) && error.reason === "Timeout"
 
 // ---------------------------------------------------------------------------------------------
 // Task queue
@@ -327,10 +329,24 @@ export class WalGap extends Schema.TaggedError<WalGap>("effect-s3-tier/WalGap")(
   }
 }
 
-/** The application's replay function failed on a WAL record at start-up. */
+/**
+ * The application's replay function could not apply a WAL record (`Storage.StorageOptions.replay`):
+ * the application fails with it, naming why; start-up then fails with ReplayFailed.
+ */
+export class RecordNotApplied extends Schema.TaggedError<RecordNotApplied>("effect-s3-tier/RecordNotApplied")("RecordNotApplied", {
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
+}) {
+  override get message(): string {
+    return `the application could not apply the record: ${this.detail}`
+  }
+}
+
+/** The application's replay function failed on a WAL record at start-up; `cause` is its error. */
 export class ReplayFailed extends Schema.TaggedError<ReplayFailed>("effect-s3-tier/ReplayFailed")("ReplayFailed", {
   lsn: Schema.Number,
-  detail: Schema.String
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Unknown)
 }) {
   override get message(): string {
     return `replaying the WAL record at ${this.lsn} failed: ${this.detail}`
@@ -413,3 +429,22 @@ export class InvalidId extends Schema.TaggedError<InvalidId>("effect-s3-tier/Inv
     return `invalid ${this.kind} ${this.value}: ${this.detail}`
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Errors as text
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The one-line text of any failure: an Error's message (every error above has one), else a
+ * `message` string, else a `_tag`, else the value as a string.
+ */
+export const messageOf = (error: unknown): string => {
+  if (error instanceof Error && error.message !== "") return error.message
+  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") return error.message
+  if (Predicate.hasProperty(error, "_tag") && Predicate.isString(error._tag)) return error._tag
+  return String(error)
+}
+
+/** The one-line text of a Cause: its first failure (else its first defect), or "interrupted". */
+export const describeCause = (cause: Cause.Cause<unknown>): string =>
+  Cause.isInterruptedOnly(cause) ? "interrupted" : messageOf(Cause.squash(cause))

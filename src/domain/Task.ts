@@ -80,3 +80,18 @@ export const describe = (task: Task): string => {
       return `DeleteObject ${task.key}`
   }
 }
+
+/** What a task is about, for span attributes: the object key of a WriteObject or DeleteObject,
+ * `file#part` of a part, the segment number of a WAL segment. */
+export const subjectOf = (task: Task): string => {
+  switch (task._tag) {
+    case "WritePart":
+    case "ReadPart":
+      return `${task.file}#${task.part}`
+    case "WriteObject":
+    case "DeleteObject":
+      return task.key
+    case "WriteWalSegment":
+      return String(task.segment)
+  }
+}

@@ -1,6 +1,6 @@
 /**
  * The write-ahead log's pure rules: record framing, segment arithmetic, where the next record goes,
- * how a segment is scanned back, and the contiguous prefix of archived segments.
+ * how a segment is scanned back (the contiguous prefix of archived segments is in WalArchive.ts).
  *
  * The log is a stream of bytes; an LSN is a position in it. Segment s holds the LSNs
  * [s·segmentBytes, (s+1)·segmentBytes) and is stored as the file `wal/<s: 16 hex digits>` locally and
@@ -302,45 +302,6 @@ export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: nu
 /** The log position right after a scanned segment's valid frames (a sealed one ends at its end). */
 export const scanEndLsn = (scan: SegmentScan, segmentBytes: number): number =>
   scan.stop === "Sealed" ? segmentEnd(scan.segment, segmentBytes) : segmentStart(scan.segment, segmentBytes) + scan.validBytes
-
-// ---------------------------------------------------------------------------------------------
-// Archive progress: the contiguous prefix
-// ---------------------------------------------------------------------------------------------
-
-/**
- * What is in the bucket: `through` is the highest LSN such that every record below it is archived;
- * `done` holds, for segments at or after the gap, the LSN up to which each one's archived copy
- * reaches (its end for a full segment, less for a partial one). @category models
- */
-export interface ArchiveProgress {
-  readonly through: number
-  readonly done: ReadonlyMap<number, number>
-}
-
-/** The progress of an archive whose contiguous archived prefix ends at `through`. */
-export const initialProgress = (through: number): ArchiveProgress => ({ through, done: new Map() })
-
-/**
- * Records that the archived copy of `segment` reaches `coveredLsn`, then advances `through` over
- * every contiguous archived segment, whatever order the uploads finished in: a segment after a gap
- * waits in `done` until the gap is filled.
- */
-export const markArchived = (progress: ArchiveProgress, segment: number, coveredLsn: number, segmentBytes: number): ArchiveProgress => {
-  const done = new Map(progress.done)
-  done.set(segment, Math.max(done.get(segment) ?? 0, coveredLsn))
-  let through = progress.through
-  for (;;) {
-    const current = segmentOf(through, segmentBytes)
-    const reached = done.get(current)
-    if (reached === undefined || reached <= through) break
-    through = reached
-    if (reached < segmentEnd(current, segmentBytes)) break
-  }
-  for (const key of Array.from(done.keys())) {
-    if (segmentEnd(key, segmentBytes) <= through) done.delete(key)
-  }
-  return { through, done }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Damage: a torn tail or a corrupt middle

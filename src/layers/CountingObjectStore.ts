@@ -17,16 +17,21 @@
  * file manifests, `checkpoints/` root manifests, `wal/`, `lock`, `leases/`); for a listing, the
  * kind of its prefix. Anything else, and the listing of the whole prefix, is "other".
  *
- * S3ObjectStore also counts its own requests in the process-wide `s3_requests` metric (by request
- * and outcome); this decorator works over every store (memory, file, S3) and per instance.
+ * `metered` is the process-wide view of the same: every request of a store, counted in the metric
+ * `object_store_requests` by `operation` (put, get, …), `outcome` (Success, NotFound, Timeout, …)
+ * and `instance` (MetricsInstance) when it ends, over every store (memory, file, S3); Storage
+ * applies it to the store it is given. S3ObjectStore also counts the HTTP requests it sends in
+ * `s3_requests` (a listing is one request per page there). Every metric: docs/METRICS.md.
  *
  * Replaces: nothing in OrioleDB, which did not count its requests (its S3 cost was unknown until
  * the bill); the decorator shape follows FaultyObjectStore.
  *
  * @since 0.2.0
  */
-import { Context, Effect, Layer, Ref, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Metric, MetricLabel, Option, Ref, Stream } from "effect"
+import type { ObjectStoreError, ObjectStoreUnavailable } from "../domain/Errors.js"
 import type { KeyLayout } from "../domain/KeyLayout.js"
+import { MetricsInstance } from "../services/MetricsInstance.js"
 import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -167,3 +172,89 @@ export const layer = (counter: RequestCounterService, layout: KeyLayout): Layer.
 /** ObjectStore (counted) and RequestCounter over the ObjectStore it is given. @category layers */
 export const layerWithCounter = (layout: KeyLayout): Layer.Layer<ObjectStore | RequestCounter, never, ObjectStore> =>
   Layer.unwrapEffect(Effect.map(makeCounter, (counter) => Layer.merge(layer(counter, layout), Layer.succeed(RequestCounter, counter))))
+
+// ---------------------------------------------------------------------------------------------
+// The metered store: `object_store_requests` by operation, outcome and instance
+// ---------------------------------------------------------------------------------------------
+
+/** A store operation, as `object_store_requests` labels it. */
+export type StoreOperation = "put" | "get" | "getRange" | "head" | "delete" | "list" | "probe"
+
+/** How a request ended: "Success", "Interrupted", "Defect", or the failure's kind. */
+export type RequestOutcome =
+  | "Success"
+  | "Interrupted"
+  | "Defect"
+  | "NotFound"
+  | "PreconditionFailed"
+  | "Rejected"
+  | ObjectStoreUnavailable["reason"]
+
+/** The outcome of a request that ended with `exit`. */
+export const requestOutcome = (exit: Exit.Exit<unknown, ObjectStoreError>): RequestOutcome => {
+  if (Exit.isSuccess(exit)) return "Success"
+  const found = Cause.failureOption(exit.cause)
+  if (Option.isNone(found)) return Cause.isInterruptedOnly(exit.cause) ? "Interrupted" : "Defect"
+  const failure = found.value
+  switch (failure._tag) {
+    case "ObjectNotFound":
+      return "NotFound"
+    case "PreconditionFailed":
+      return "PreconditionFailed"
+    case "ObjectStoreRejected":
+      return "Rejected"
+    case "ObjectStoreUnavailable":
+      return failure.reason
+  }
+}
+
+/** Requests of every store, tagged `instance`, `operation` and `outcome`. @category metrics */
+export const objectStoreRequests = Metric.counter("object_store_requests", {
+  description: "object-store requests by operation and outcome (a listing is one request)",
+  incremental: true
+})
+
+/** The labels of one instance's requests, built once per operation and outcome. */
+const requestLabels = (instance: string) => {
+  const instanceLabel = MetricLabel.make("instance", instance)
+  const cache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+  return (operation: StoreOperation, outcome: RequestOutcome): ReadonlyArray<MetricLabel.MetricLabel> => {
+    const key = `${operation} ${outcome}`
+    let labels = cache.get(key)
+    if (labels === undefined) {
+      labels = [instanceLabel, MetricLabel.make("operation", operation), MetricLabel.make("outcome", outcome)]
+      cache.set(key, labels)
+    }
+    return labels
+  }
+}
+
+/** The count of one operation and outcome so far, for `instance`. */
+export const requestCount = (operation: StoreOperation, outcome: RequestOutcome, instance = "default"): Effect.Effect<number> =>
+  Effect.sync(() => objectStoreRequests.unsafeValue(requestLabels(instance)(operation, outcome)).count)
+
+/** `inner`, with every request counted in `object_store_requests` under `instance` when it ends. */
+export const metered = (inner: ObjectStoreService, instance: string): ObjectStoreService => {
+  const labels = requestLabels(instance)
+  const record = (operation: StoreOperation) => (exit: Exit.Exit<unknown, ObjectStoreError>) =>
+    Effect.sync(() => objectStoreRequests.unsafeUpdate(1, labels(operation, requestOutcome(exit))))
+  const counted = <A, E extends ObjectStoreError>(operation: StoreOperation, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.onExit(effect, record(operation))
+  return {
+    description: inner.description,
+    probe: counted("probe", inner.probe),
+    put: (key, bytes, options) => counted("put", inner.put(key, bytes, options)),
+    get: (key) => counted("get", inner.get(key)),
+    getRange: (key, offset, length) => counted("getRange", inner.getRange(key, offset, length)),
+    head: (key) => counted("head", inner.head(key)),
+    delete: (key) => counted("delete", inner.delete(key)),
+    list: (prefix) => Stream.ensuringWith(inner.list(prefix), record("list"))
+  }
+}
+
+/** ObjectStore, metered under the MetricsInstance of its context, over the ObjectStore it is
+ * given. @category layers */
+export const layerMetered: Layer.Layer<ObjectStore, never, ObjectStore> = Layer.effect(
+  ObjectStore,
+  Effect.zipWith(ObjectStore, MetricsInstance, metered)
+)

@@ -39,8 +39,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodePlatform from "../internal/NodePlatform.js"
 import { Array as Arr, Chunk, Effect, Layer, Option, Random, type Scope, Stream } from "effect"
 import { ObjectNotFound, ObjectStoreRejected, ObjectStoreUnavailable, PreconditionFailed } from "../domain/Errors.js"
 import type { ObjectStoreError } from "../domain/Errors.js"
@@ -375,4 +374,4 @@ export const layer = (options: FileObjectStoreOptions): Layer.Layer<ObjectStore,
 
 /** The file store over Node's file system. @category layers */
 export const layerNode = (options: FileObjectStoreOptions): Layer.Layer<ObjectStore> =>
-  layer(options).pipe(Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+  layer(options).pipe(Layer.provide(NodePlatform.layer))

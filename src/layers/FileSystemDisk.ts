@@ -28,8 +28,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
+import * as NodePlatform from "../internal/NodePlatform.js"
 import { Effect, Either, Layer, Option, Ref, type Scope } from "effect"
 import { DirectoryLocked, LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
@@ -313,4 +312,4 @@ export const layer = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, Lo
 
 /** LocalDisk over a directory of Node's file system. @category layers */
 export const layerNode = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, LocalIoError> =>
-  layer(options).pipe(Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
+  layer(options).pipe(Layer.provide(NodePlatform.layer))

@@ -26,7 +26,8 @@
  * two racing conditional creates of a scratch key under `scratchPrefix` must have exactly one
  * winner, else the store is refused (`ObjectStoreRejected` "ConditionalCreateIgnored"): the bucket
  * lock and the checkpoint commit rely on create-if-absent. Storage runs `probe` first on open.
- * Every request is counted in `s3_requests` by `request` (PutObject, GetObject, …) and `outcome`.
+ * Every request is counted in `s3_requests` by `request` (PutObject, GetObject, …), `outcome` and
+ * `instance` (docs/METRICS.md).
  *
  * The client keeps the app's own S3 client settings (`S3ServiceConfig.setS3ServiceConfig`: request
  * handler, retry, logger …); the store's options (region, endpoint, path style, credentials) win.
@@ -49,7 +50,7 @@ import {
   type S3ClientConfig
 } from "@aws-sdk/client-s3"
 import { S3ServiceConfig } from "@effect-aws/client-s3"
-import { Cause, Chunk, Config, Duration, Effect, Either, Exit, Layer, Metric, Option, Random, Redacted, type Scope, Stream } from "effect"
+import { Chunk, Config, Duration, Effect, Either, Layer, Metric, Option, Random, Redacted, type Scope, Stream } from "effect"
 import { type ConditionalCreateDialect, conditionalCreateDialects, conditionalCreateHeaders, validateBucketName } from "../domain/S3Compat.js"
 import {
   InvalidConfig,
@@ -59,8 +60,10 @@ import {
   ObjectStoreUnavailable,
   PreconditionFailed
 } from "../domain/Errors.js"
+import { MetricsInstance } from "../services/MetricsInstance.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
+import { type RequestOutcome, requestOutcome } from "./CountingObjectStore.js"
 
 /** Options of the S3 store. */
 export interface S3ObjectStoreOptions {
@@ -250,42 +253,18 @@ export const withContentSha256 = (command: PutObjectCommand, sha256Hex: string):
 export type S3RequestType = "PutObject" | "GetObject" | "HeadObject" | "DeleteObject" | "ListObjectsV2" | "HeadBucket"
 
 /** How a request ended: "Success", "Interrupted", "Defect", or the failure's kind. */
-export type S3RequestOutcome =
-  | "Success"
-  | "Interrupted"
-  | "Defect"
-  | "NotFound"
-  | "PreconditionFailed"
-  | "Rejected"
-  | ObjectStoreUnavailable["reason"]
+export type S3RequestOutcome = RequestOutcome
 
-/** Requests sent, tagged `request` (S3RequestType) and `outcome` (S3RequestOutcome). */
+/** Requests sent, tagged `request` (S3RequestType), `outcome` (S3RequestOutcome) and `instance`. */
 export const requests = Metric.counter("s3_requests", { description: "S3 requests sent, by request type and outcome", incremental: true })
 
-/** The tagged counter of one request type and outcome. */
-export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome) =>
-  requests.pipe(Metric.tagged("request", request), Metric.tagged("outcome", outcome))
+/** The tagged counter of one request type and outcome, for `instance`. */
+export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome, instance = "default"): Metric.Metric.Counter<number> =>
+  requests.pipe(Metric.tagged("instance", instance), Metric.tagged("request", request), Metric.tagged("outcome", outcome))
 
-const outcomeOf = (exit: Exit.Exit<unknown, ObjectStoreError>): S3RequestOutcome => {
-  if (Exit.isSuccess(exit)) return "Success"
-  const found = Cause.failureOption(exit.cause)
-  if (Option.isNone(found)) return Cause.isInterruptedOnly(exit.cause) ? "Interrupted" : "Defect"
-  const failure = found.value
-  switch (failure._tag) {
-    case "ObjectNotFound":
-      return "NotFound"
-    case "PreconditionFailed":
-      return "PreconditionFailed"
-    case "ObjectStoreRejected":
-      return "Rejected"
-    case "ObjectStoreUnavailable":
-      return failure.reason
-  }
-}
-
-/** Counts `effect` once in `s3_requests` when it ends. */
+/** Counts `effect` once in `s3_requests` when it ends, under the MetricsInstance of the fiber. */
 const counted = <A>(request: S3RequestType, effect: Effect.Effect<A, ObjectStoreError>): Effect.Effect<A, ObjectStoreError> =>
-  Effect.onExit(effect, (exit) => Metric.increment(requestsOf(request, outcomeOf(exit))))
+  Effect.onExit(effect, (exit) => Effect.flatMap(MetricsInstance, (instance) => Metric.increment(requestsOf(request, requestOutcome(exit), instance))))
 
 // ---------------------------------------------------------------------------------------------
 // The store

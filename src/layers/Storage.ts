@@ -1,27 +1,22 @@
 /**
- * Storage: the whole tier composed from one Config, and its shutdown.
+ * Storage: the whole tier composed from one Config, and its shutdown. The public API: the service,
+ * its options, its report and its layer.
  *
- * Composition (each layer built on the ones before it; closed in reverse):
- *   StorageConfig, ObjectStore, LocalDisk (given)
- *   → WaitRegistry → TaskQueue → S3Workers → Hasher → PartTable → Loader (start-up: checks, lock, install)
- *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → GarbageCollector (periodic pass)
- *   → Storage (replay, then the API).
+ * `Storage.layer` builds, over a StorageConfig, an ObjectStore and a LocalDisk, every internal
+ * service in order (src/internal/storageService.ts: queue, workers, part table, loader with its
+ * start-up checks and lock, WAL, checkpointer, evictor, garbage collector), replays the WAL through
+ * the application's `replay`, and provides `Storage` alone.
  *
- * Shutdown (`shutdown`, or closing the layer's scope, which runs it once) is an ordered sequence
- * bounded as a whole by `shutdownDeadlineMs`, whatever the bucket does:
- *   0. the garbage collector's periodic pass is interrupted (with its deletes in flight);
- *   1. refuse new leases, writes and appends (ShuttingDown); stop the periodic checkpoint;
- *   2. the WAL archives its final partial segment (so it is in the bucket before the manifest);
- *   3. the shutdown checkpoint, under `shutdownCheckpointDeadlineMs` minus what step 2 used;
- *   4. the part table closes: leases still waiting on a load wake with ShuttingDown;
- *   5. the workers drain the queue for at most `drainDeadlineMs`, then in-flight requests are
- *      interrupted (their HTTP requests aborted) and every pending handle fails with TaskAborted;
- *   6. the bucket lock is deleted if it is still ours and time remains (its renewals stopped
- *      after step 3).
- * A fenced instance (a take-over seen by any lock check or renewal; BucketLock's sticky fence) fails
- * `append` and `commit` with Fenced, and its report names the WAL range that only it holds.
- * The ShutdownReport says what happened; it is logged, returned by `shutdown`, and passed to
- * `onShutdown` when the scope closes.
+ * Shutdown (`shutdown`, or closing the layer's scope, which runs it once) is six named steps
+ * bounded as a whole by `shutdownDeadlineMs`, whatever the bucket does (src/internal/shutdown.ts):
+ * stop intake (the collector's pass, new work refused with ShuttingDown, the periodic checkpoint,
+ * the evictor), archive the WAL's final segment, the final checkpoint (under
+ * `shutdownCheckpointDeadlineMs`), drain the queue (`drainDeadlineMs`, then requests aborted),
+ * release the bucket lock, mark the stop clean. A fenced instance (a take-over seen by any lock
+ * check or renewal; BucketLock's sticky fence) fails `append` and `commit` with Fenced, and its
+ * report names the WAL range that only it holds. The ShutdownReport says what happened; it is
+ * returned by `shutdown` and passed to `onShutdown` when the scope closes, and one INFO line sums it
+ * up. Spans: `storage.shutdown` and a child per step, `storage.replay`, `checkpoint`.
  *
  * Replaces: OrioleDB's shutdown, which was not a protocol at all (orioledb-s3.md §7): the
  * checkpointer's shutdown checkpoint waited on queue locations with no timeout (#340, #373), and the
@@ -29,24 +24,32 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Either, Exit, Fiber, Layer, Option, Ref } from "effect"
+import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import { type Fenced, type InvalidConfig, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
+import type { Fenced, InvalidConfig, RecordNotApplied, ReplayFailed } from "../domain/Errors.js"
 import type { FileId, Lsn, PartIndex } from "../domain/Ids.js"
-import * as BucketLock from "../services/BucketLock.js"
-import * as Checkpointer from "../services/Checkpointer.js"
-import * as Evictor from "../services/Evictor.js"
-import * as GarbageCollector from "../services/GarbageCollector.js"
-import * as Loader from "../services/Loader.js"
-import { LocalDisk } from "../services/LocalDisk.js"
-import { ObjectStore } from "../services/ObjectStore.js"
-import * as Hasher from "../services/Hasher.js"
-import * as PartTable from "../services/PartTable.js"
-import * as S3Workers from "../services/S3Workers.js"
-import { StorageConfig } from "../services/StorageConfig.js"
-import * as TaskQueue from "../services/TaskQueue.js"
-import * as WaitRegistry from "../services/WaitRegistry.js"
-import * as WalArchiver from "../services/WalArchiver.js"
+import { make, servicesLayer } from "../internal/storageService.js"
+import type * as BucketLock from "../services/BucketLock.js"
+import type * as Checkpointer from "../services/Checkpointer.js"
+import type * as Loader from "../services/Loader.js"
+import type { LocalDisk } from "../services/LocalDisk.js"
+import type { ObjectStore } from "../services/ObjectStore.js"
+import type * as PartTable from "../services/PartTable.js"
+import type { StorageConfig } from "../services/StorageConfig.js"
+import type * as TaskQueue from "../services/TaskQueue.js"
+import type * as WaitRegistry from "../services/WaitRegistry.js"
+import type * as WalArchiver from "../services/WalArchiver.js"
+
+import * as Config from "effect/Config"
+import * as Errors from "../domain/Errors.js"
+import * as StorageConfigModule from "../services/StorageConfig.js"
+import * as FileObjectStore from "./FileObjectStore.js"
+import * as FileSystemDisk from "./FileSystemDisk.js"
+import * as MemoryDisk from "./MemoryDisk.js"
+import * as MemoryObjectStore from "./MemoryObjectStore.js"
+import * as S3ObjectStore from "./S3ObjectStore.js"
+
+export { RecordNotApplied } from "../domain/Errors.js"
 
 /** How the final checkpoint went. */
 export type FinalCheckpoint =
@@ -110,252 +113,125 @@ export interface ReplayRecord {
   readonly bytes: Uint8Array
 }
 
+/** How the application's replay function may fail: its own reason, or the storage's errors. */
+export type ReplayFunctionError = RecordNotApplied | PartTable.LeaseError | Checkpointer.CheckpointError
+
 /** Options of the Storage layer. */
 export interface StorageOptions {
-  /** Applies one WAL record at start-up (records after the base checkpoint's WAL position). */
-  readonly replay?: (record: ReplayRecord, storage: StorageService) => Effect.Effect<void, unknown>
+  /**
+   * Applies one WAL record at start-up, before the layer is built: the application redoes the change
+   * the record logs, through `storage` (`write`, `lease`, `read`, `checkpoint`; not `append`).
+   *
+   * - Which records: every record the log holds from the base checkpoint's WAL position on (the
+   *   latest checkpoint the open found, `opened.walPosition`), in LSN order, each once per start,
+   *   from the local log where it has them and from the bucket's archive otherwise. That is every
+   *   acknowledged (committed) record after the checkpoint, and possibly records that were appended
+   *   but never acknowledged, if they reached the disk.
+   * - At least once: a record is given again at every start until a checkpoint covers it (a start
+   *   that fails or crashes during or after replay, before its next checkpoint, replays it again),
+   *   so applying it must be idempotent: write the record's bytes where they go, not increments.
+   * - A failure: the function fails with `RecordNotApplied` (the application's reason) or passes on
+   *   the storage's own errors (`LeaseError`, `CheckpointError`); start-up then stops at that record and the layer fails with
+   *   `ReplayFailed` (its `lsn`, and the function's error as `cause`). The instance is closed
+   *   (lock released, nothing checkpointed past the records already covered), and the next start
+   *   replays from the same base again.
+   *
+   * Without `replay`, the log is not read: the next record is appended after the base position.
+   */
+  readonly replay?: (record: ReplayRecord, storage: StorageService) => Effect.Effect<void, ReplayFunctionError>
   /** Receives the shutdown report when the layer's scope closes. */
   readonly onShutdown?: (report: ShutdownReport) => Effect.Effect<void>
 }
-
-const remainingMs = (deadlineAtMs: number) => Effect.map(Clock.currentTimeMillis, (now) => Math.max(0, deadlineAtMs - now))
-
-/** The WAL's positions when its own shutdown step overran its bound. */
-const walFromStats = (stats: WalArchiver.WalStats): WalArchiver.WalShutdownReport => ({
-  archivedThrough: stats.archivedThrough,
-  durableLsn: stats.durableLsn,
-  endLsn: stats.endLsn,
-  localOnly: stats.archivedThrough < stats.endLsn ? { fromLsn: stats.archivedThrough, toLsn: stats.endLsn } : undefined
-})
-
-/**
- * Shutdown runs uninterruptibly (it is a finalizer, and a caller's interruption must not cut it in
- * half), and a fiber forked there inherits that: a timeout racing it could never interrupt a stalled
- * request. So every step that waits runs in an interruptible region of its own, under its own bound.
- */
-const bounded = <A, E, R>(step: Effect.Effect<A, E, R>, ms: number): Effect.Effect<Option.Option<A>, E, R> =>
-  Effect.interruptible(step).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms))))
-
-const make = (options: StorageOptions) =>
-  Effect.gen(function* () {
-    const config = yield* StorageConfig
-    const store = yield* ObjectStore
-    const parts = yield* PartTable.PartTable
-    const queue = yield* TaskQueue.TaskQueue
-    const workers = yield* S3Workers.S3Workers
-    const waits = yield* WaitRegistry.WaitRegistry
-    const wal = yield* WalArchiver.WalArchiver
-    const checkpointer = yield* Checkpointer.Checkpointer
-    const evictor = yield* Evictor.Evictor
-    const gc = yield* GarbageCollector.GarbageCollector
-    const loader = yield* Loader.Loader
-    const disk = yield* LocalDisk
-    const opened = loader.opened
-    const closing = yield* Ref.make(false)
-    const bucketLock = loader.bucketLock
-    // Sticky: set by the WAL's fence check, the checkpointer's lock check or commit, or a renewal.
-    const fenced = Effect.map(Effect.all([checkpointer.stats, bucketLock.fenced]), ([stats, shared]) => stats.fenced || Option.isSome(shared))
-
-    const refuseWhenClosing = (operation: string) =>
-      Effect.flatMap(Ref.get(closing), (isClosing) => (isClosing ? Effect.fail(new ShuttingDown({ operation })) : Effect.void))
-
-    const runShutdown = Effect.gen(function* () {
-      const startMs = yield* Clock.currentTimeMillis
-      const deadlineAtMs = startMs + config.shutdownDeadlineMs
-      // First: a pass in flight stops deleting (its deletes are interruptible requests).
-      yield* bounded(gc.stop, Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10))
-      yield* Ref.set(closing, true)
-      yield* checkpointer.stopPeriodic
-      yield* evictor.stop
-      // Half-way diagnostics: who waits on what, instead of a debugger.
-      const diagnostics = yield* Effect.forkDaemon(Effect.interruptible(
-        Effect.sleep(Duration.millis(config.shutdownDeadlineMs / 2)).pipe(
-          Effect.zipRight(waits.current),
-          Effect.flatMap((current) =>
-            Effect.logWarning(`shutdown not finished at half its deadline (${config.shutdownDeadlineMs / 2} ms); waiting:\n${current.map((wait) => `  ${wait.fiber} ${wait.waiter} on ${wait.on} since ${wait.sinceMs}`).join("\n")}`)
-          )
-        )
-      ))
-      const checkpointBudgetAtMs = startMs + config.shutdownCheckpointDeadlineMs
-      // The WAL gets at most half of the checkpoint's share, so a stalled archive leaves the
-      // checkpoint time to try (and to report what it could not do).
-      const walBudgetMs = Math.floor((yield* remainingMs(checkpointBudgetAtMs)) / 2)
-      const walReport = yield* Option.match(yield* bounded(wal.shutdown(walBudgetMs), walBudgetMs + 100), {
-        onSome: Effect.succeed,
-        onNone: () => Effect.map(wal.stats, walFromStats)
-      })
-      let cutWaits: ReadonlyArray<WaitRegistry.Wait> = []
-      let finalCheckpoint: FinalCheckpoint
-      if (yield* fenced) {
-        finalCheckpoint = { outcome: "failed", detail: "fenced: a newer instance took over the bucket" }
-      } else {
-        const budgetMs = yield* remainingMs(checkpointBudgetAtMs)
-        const fiber = yield* Effect.fork(Effect.interruptible(checkpointer.checkpoint({ deadlineMs: Math.max(1, budgetMs), reason: "shutdown" })))
-        // The checkpoint bounds itself; this outer bound also snapshots the waits it cuts.
-        const exit = yield* bounded(Fiber.await(fiber), budgetMs + 50)
-        if (Option.isNone(exit)) {
-          cutWaits = yield* waits.current
-          yield* Fiber.interrupt(fiber)
-          finalCheckpoint = { outcome: "timed-out", detail: `not committed within ${budgetMs} ms` }
-        } else {
-          finalCheckpoint = Exit.match(exit.value, {
-            onSuccess: (report): FinalCheckpoint =>
-              report.outcome === "completed" ? { outcome: "completed", checkpoint: report.checkpoint } : { outcome: "none" },
-            onFailure: (cause): FinalCheckpoint => {
-              // The first failure names the cause; concurrent uploads may add more of the same kind.
-              const failure = Option.getOrUndefined(Cause.failureOption(cause))
-              if (failure?._tag === "CheckpointFailed" && failure.reason === "TimedOut") return { outcome: "timed-out", detail: failure.message }
-              return { outcome: "failed", detail: failure?.message ?? Cause.pretty(cause).split("\n")[0] ?? "unknown" }
-            }
-          })
-          if (finalCheckpoint.outcome === "timed-out") cutWaits = yield* waits.current
-        }
-      }
-      // Nothing more goes to the bucket but the lock's DELETE: a renewal in flight ends during the
-      // drain instead of delaying the release.
-      yield* bucketLock.stopRenewals
-      yield* parts.close
-      const workerReport = yield* Effect.interruptible(workers.shutdown)
-      const isFenced = yield* fenced
-      // The lock gets what is left, less a margin for the bookkeeping after it, so that a stalled
-      // bucket cannot push the close past its deadline. The margins are wide enough for a starved
-      // event loop: on 2 busy cores a timer fires tens of ms late, and a cut step ends after it.
-      const marginMs = Math.min(300, Math.ceil(config.shutdownDeadlineMs * 0.1))
-      const lockBudgetMs = Math.min((yield* remainingMs(deadlineAtMs)) - marginMs, config.requestTimeoutMs)
-      // Out of time, the release is cut at once (and marked failed, so no later one runs).
-      const lock = isFenced
-        ? ("left-fenced" as const)
-        : Option.getOrElse(
-            yield* bounded(bucketLock.release({ ...config, requestTimeoutMs: Math.max(10, lockBudgetMs), retryAttemptsMax: 1 }), Math.max(0, lockBudgetMs)),
-            () => "failed" as const
-          )
-      yield* Fiber.interrupt(diagnostics)
-      // Sync the part files that hold data no checkpoint has, then mark the shutdown clean, so the
-      // next start keeps them (after a crash it would rebuild them from the checkpoint and the WAL).
-      const states = yield* parts.states
-      // Every part written through a lease since it was loaded (version > 0): an uploaded part's file
-      // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
-      const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
-      const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
-      const markClean = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) => Loader.markCleanShutdown(disk, dirtyPaths, hashes, walDurable))
-      const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()
-      const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
-      if (!markedClean) yield* Effect.logWarning("shutdown: the local part files were not all synced in time; the next start treats this stop as a crash")
-      const partStats = yield* parts.stats
-      const endMs = yield* Clock.currentTimeMillis
-      const report: ShutdownReport = {
-        durationMs: endMs - startMs,
-        deadlineMs: config.shutdownDeadlineMs,
-        metDeadline: endMs <= deadlineAtMs,
-        finalCheckpoint,
-        dirtyPartsLeft: partStats.dirty + partStats.writing,
-        tasks: { drained: workerReport.drainedTasks, interrupted: workerReport.interruptedTasks, aborted: workerReport.abortedTasks },
-        leasesHeld: partStats.leasesHeld,
-        fibersAlive: workerReport.workersAlive + ((yield* evictor.alive) ? 1 : 0) + ((yield* checkpointer.periodicAlive) ? 1 : 0) + ((yield* gc.periodicAlive) ? 1 : 0),
-        wal: walReport,
-        lock,
-        cutWaits
-      }
-      yield* Effect.logInfo("storage shut down").pipe(Effect.annotateLogs({ report: JSON.stringify(report) }))
-      return report
-    }).pipe(Effect.uninterruptible)
-    const shutdown = yield* Effect.cached(runShutdown)
-
-    const service: StorageService = Storage.of({
-      instanceId: opened.lock.instanceId,
-      epoch: opened.lock.epoch,
-      opened,
-      lease: (file, part) => Effect.zipRight(refuseWhenClosing("lease"), parts.lease(file, part)),
-      read: (file, offset, length) => Effect.zipRight(refuseWhenClosing("read"), parts.read(file, offset, length)),
-      write: (file, offset, bytes) => Effect.zipRight(refuseWhenClosing("write"), parts.write(file, offset, bytes)),
-      // A fenced instance appends nothing and acknowledges nothing: the check after the commit's
-      // wait withholds an acknowledgement that the fence overtook.
-      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),
-      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),
-      checkpoint: Effect.zipRight(refuseWhenClosing("checkpoint"), checkpointer.checkpoint({ reason: "on demand" })),
-      shutdown,
-      stats: Effect.all({ parts: parts.stats, queue: queue.stats, checkpoints: checkpointer.stats, wal: wal.stats })
-    })
-
-    if (options.replay === undefined) {
-      // A restored log must not reuse positions after the base checkpoint's that the archive lacks.
-      yield* wal.advanceTo(opened.walPosition)
-    } else {
-      const apply = options.replay
-      yield* wal.replay(opened.walPosition, (lsn: Lsn, bytes: Uint8Array) =>
-        apply({ lsn, bytes }, service).pipe(
-          Effect.mapError((error) => new ReplayFailed({ lsn, detail: error instanceof Error || (typeof error === "object" && error !== null && "message" in error) ? String((error as { message: unknown }).message) : String(error) }))
-        ))
-    }
-    yield* Effect.addFinalizer(() =>
-      shutdown.pipe(Effect.flatMap((report) => (options.onShutdown === undefined ? Effect.void : options.onShutdown(report))))
-    )
-    return service
-  })
-
-/** Everything the Storage layer provides. */
-export type StorageServices =
-  | Storage
-  | PartTable.PartTable
-  | Hasher.Hasher
-  | TaskQueue.TaskQueue
-  | S3Workers.S3Workers
-  | WaitRegistry.WaitRegistry
-  | WalArchiver.WalArchiver
-  | Checkpointer.Checkpointer
-  | Evictor.Evictor
-  | GarbageCollector.GarbageCollector
-  | Loader.Loader
-
-/** The WAL's fence: the bucket lock still names this instance and epoch (see WalArchiver.WalFence). */
-const walFenceLayer = Layer.effect(
-  WalArchiver.WalFence,
-  Effect.gen(function* () {
-    const loader = yield* Loader.Loader
-    return { check: loader.bucketLock.check }
-  })
-)
-
-/** Where start-up replay begins, the writer's epoch, and the WAL's durable end recorded at the last
- * clean stop (see WalArchiver.WalStartup). */
-const walStartupLayer = Layer.effect(
-  WalArchiver.WalStartup,
-  Effect.map(Loader.Loader, (loader) => ({
-    replayFromLsn: loader.opened.walPosition,
-    epoch: loader.opened.lock.epoch,
-    ...(loader.opened.walDurableLsn === undefined ? {} : { durableLsn: loader.opened.walDurableLsn })
-  }))
-)
-
-const checkpointerLayer = Layer.scoped(
-  Checkpointer.Checkpointer,
-  Effect.gen(function* () {
-    const loader = yield* Loader.Loader
-    const wal = yield* WalArchiver.WalArchiver
-    return yield* Checkpointer.make({
-      base: loader.opened.base,
-      lock: loader.opened.lock,
-      wal: { position: wal.position, covered: wal.checkpointCovered, durableLsn: wal.durableLsn },
-      fence: loader.bucketLock
-    })
-  })
-)
 
 /** Why the Storage layer could not be built. */
 export type StorageOpenError = Loader.OpenError | WalArchiver.OpenError | WalArchiver.ReplayError | ReplayFailed | InvalidConfig
 
 /**
- * The storage tier over a given StorageConfig, ObjectStore and LocalDisk. Closing its scope is
- * shutdown. @category layers
+ * The storage tier over a given StorageConfig, ObjectStore and LocalDisk; it provides `Storage`
+ * alone. Closing its scope is shutdown. @category layers
  */
-export const layer = (options: StorageOptions = {}): Layer.Layer<StorageServices, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> => {
-  const queueLayer = TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))
-  const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
-  const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
-  const loaderLayer = Loader.layer.pipe(Layer.provideMerge(partsLayer))
-  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
-  const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
-  const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
-  const gcLayer = GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer))
-  return Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(gcLayer))
+export const layer = (options: StorageOptions = {}): Layer.Layer<Storage, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> =>
+  Layer.scoped(Storage, make(options)).pipe(Layer.provide(servicesLayer()))
+
+// ---------------------------------------------------------------------------------------------
+// One-call opens: the common compositions, each providing `Storage` alone
+// ---------------------------------------------------------------------------------------------
+
+/** A lease on one part, as `lease` gives it. @category models */
+export type PartLease = Effect.Effect.Success<ReturnType<StorageService["lease"]>>
+/** What `checkpoint` reports. @category models */
+export type CheckpointReport = Effect.Effect.Success<StorageService["checkpoint"]>
+
+/** Options of the one-call opens: the Storage options and the configuration over the defaults. */
+export interface OpenOptions extends StorageOptions {
+  /** Fields over `StorageConfig.defaults`, validated once (a bad one fails the layer with InvalidConfig). */
+  readonly config?: Partial<StorageConfigModule.StorageConfigValue>
 }
+
+/** Options of `layerNode`. */
+export interface NodeOpenOptions extends OpenOptions {
+  /** The instance's local data directory (WAL, part cache, control file); created when missing. */
+  readonly dataDir: string
+  /** The directory that plays the bucket (the file object store); created when missing. */
+  readonly storeDir: string
+}
+
+/** Why a layer over the file system could not be built. */
+export type NodeOpenError = StorageOpenError | Errors.LocalIoError
+
+/**
+ * Storage over a directory playing the bucket and a local data directory, on Node's file system
+ * (needs @effect/platform-node). Closing the layer's scope is the bounded shutdown.
+ * @example
+ * Storage.layerNode({ dataDir: "/tmp/data", storeDir: "/tmp/bucket", config: { checkpointIntervalMs: 5_000 } })
+ * @category layers
+ */
+export const layerNode = (options: NodeOpenOptions): Layer.Layer<Storage, NodeOpenError> =>
+  layer(options).pipe(
+    Layer.provide(Layer.mergeAll(
+      StorageConfigModule.layer(options.config),
+      FileObjectStore.layerNode({ root: options.storeDir, create: true }),
+      FileSystemDisk.layerNode({ root: options.dataDir })
+    ))
+  )
+
+/** The data directory's key of `layerConfig`. @category config */
+export const dataDirConfig: Config.Config<string> = Config.string("S3_TIER_DATA_DIR").pipe(
+  Config.withDescription("the instance's local data directory (WAL, part cache, control file); created when missing")
+)
+
+const readDataDir: Effect.Effect<string, Errors.InvalidConfig> = Effect.mapError(
+  dataDirConfig,
+  () => new Errors.InvalidConfig({ field: "S3_TIER_DATA_DIR", detail: "must be set to the local data directory" })
+)
+
+/**
+ * Storage configured entirely from the ambient ConfigProvider (the environment by default): the
+ * `S3_TIER_*` keys of `StorageConfig.layerConfig`, the S3 store's `S3_TIER_S3_*` keys
+ * (`S3ObjectStore.layerConfig`) and the data directory `S3_TIER_DATA_DIR` (or `options.dataDir`).
+ * @category layers
+ */
+export const layerConfig = (options: StorageOptions & { readonly dataDir?: string } = {}): Layer.Layer<Storage, NodeOpenError> => {
+  const dataDir = options.dataDir === undefined ? readDataDir : Effect.succeed(options.dataDir)
+  const disk = Layer.unwrapEffect(Effect.map(dataDir, (root) => FileSystemDisk.layerNode({ root })))
+  return layer(options).pipe(
+    Layer.provide(Layer.merge(S3ObjectStore.layerConfig, disk)),
+    Layer.provide(StorageConfigModule.layerConfig)
+  )
+}
+
+/**
+ * Storage in memory (a memory bucket and a memory disk, fresh for each build), for an app's own
+ * tests: `it.layer(Storage.layerMemory())`. Parts are hashed on the calling fiber
+ * (`hashWorkerCount: 0`) unless `config` says otherwise.
+ * @category layers
+ */
+export const layerMemory = (options: OpenOptions = {}): Layer.Layer<Storage, StorageOpenError> =>
+  layer(options).pipe(
+    Layer.provide(Layer.mergeAll(
+      StorageConfigModule.layer({ hashWorkerCount: 0, ...options.config }),
+      MemoryObjectStore.layer,
+      MemoryDisk.layer
+    ))
+  )
+

@@ -20,7 +20,9 @@
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
  * instance stops checkpointing. N taken by an earlier attempt of this writer (interrupted at its
  * deadline, its put landing later) is adopted: steps 5 run for it, then N+1 is checkpointed.
- * Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown.
+ * Triggers: periodic (`checkpointIntervalMs`), on demand, at shutdown. Each checkpoint is a span
+ * `checkpoint` (attributes `checkpoint.number`, `checkpoint.reason`) whose children are its uploads'
+ * tasks, a `checkpoint.manifest` per file manifest and the `checkpoint.commit`.
  *
  * Replaces: the S3 half of OrioleDB's checkpointer (src/checkpoint/checkpoint.c, src/s3/checkpoint.c,
  * `o_after_checkpoint_cleanup_hook`; orioledb-s3.md §5), whose waits were untimed queue-location
@@ -29,8 +31,8 @@
  * @since 0.1.0
  */
 import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
-import { CheckpointFailed, Fenced, type ShuttingDown } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type Lsn, type PartIndex } from "../domain/Ids.js"
+import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type InstanceId, type Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
 import { commitRootManifest, type CommitResolution, newCommitToken } from "../internal/RootCommit.js"
@@ -40,7 +42,7 @@ import { LocalDisk } from "./LocalDisk.js"
 import { type LoadedCheckpoint, readBackRoot, readCheckpoint } from "../internal/checkpoints.js"
 import { writeControl } from "./Loader.js"
 import { ObjectStore } from "./ObjectStore.js"
-import { PartTable } from "./PartTable.js"
+import { PartTable, type SnapshotEntry } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
 import { TaskQueue } from "./TaskQueue.js"
 import { WaitRegistry } from "./WaitRegistry.js"
@@ -120,14 +122,59 @@ const samePartEntries = (left: ReadonlyArray<Manifest.PartEntry>, right: Readonl
 const sameTuple = (left: Manifest.PartEntry, right: Manifest.PartEntry | undefined): boolean =>
   right !== undefined && left[0] === right[0] && left[1] === right[1] && left[2] === right[2] && left[3] === right[3]
 
+/**
+ * The part map of checkpoint N per file (parts not uploaded keep their remote copy, uploaded ones
+ * the new one), and a new file manifest for every file whose part map changed (unchanged files keep
+ * the file manifest of an older checkpoint).
+ */
+const partMapsOf = (
+  previous: Completed,
+  checkpoint: CheckpointNumber,
+  snapshot: ReadonlyArray<SnapshotEntry>,
+  uploaded: ReadonlyArray<readonly [SnapshotEntry, Manifest.RemotePart]>,
+  instanceId: InstanceId
+) => {
+  const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
+  const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
+    let fileParts = byFile.get(file)
+    if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
+    fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
+  }
+  for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
+  let bytesUploaded = 0
+  for (const [entry, remote] of uploaded) {
+    put(entry.file, entry.part, remote)
+    bytesUploaded += remote.sizeBytes
+  }
+  const files = new Map(previous.files)
+  const changed: Array<{ readonly entry: Manifest.FileEntry; readonly bytes: Uint8Array }> = []
+  for (const [file, fileParts] of byFile) {
+    const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
+    const before = previous.files.get(file)
+    if (before !== undefined && samePartEntries(before.parts, entries)) continue
+    const bytes = Manifest.encodeFileManifest({ format: Manifest.fileManifestFormat, instanceId, checkpoint, file, parts: entries })
+    const entry: Manifest.FileEntry = {
+      file,
+      manifestCheckpoint: checkpoint,
+      manifestSha256: Manifest.sha256Hex(bytes),
+      partCount: entries.length,
+      sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
+    }
+    files.set(file, { entry, parts: entries })
+    changed.push({ entry, bytes })
+  }
+  return { files, changed, bytesUploaded }
+}
+
 /** Inputs of `make` that start-up decides. */
 export interface CheckpointerOptions {
   readonly base: LoadedCheckpoint | undefined
   readonly lock: BucketLock.HeldLock
   readonly wal: CheckpointWal
-  /** The running holder's sticky fence (BucketLock service): its check replaces the plain lock
-   * read, and a fence found here (a newer epoch's commit) is set there too. */
-  readonly fence?: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
+  /** The running holder's sticky fence (BucketLock service), the one record of whether this
+   * instance is fenced: its check is the lock check before each commit, and a fence found here (a
+   * newer epoch's commit) is set there. */
+  readonly fence: Pick<BucketLock.BucketLockService, "check" | "fenced" | "fence">
 }
 
 /** Builds the checkpointer and forks its periodic trigger into the current scope. */
@@ -141,13 +188,12 @@ export const make = (options: CheckpointerOptions) =>
     const waits = yield* WaitRegistry
     const layout = keyLayout(config)
     const completedRef = yield* Ref.make(fromLoaded(options.base))
-    const statsRef = yield* Ref.make<CheckpointerStats>({
+    const statsRef = yield* Ref.make<Omit<CheckpointerStats, "fenced">>({
       completed: 0,
       failed: 0,
       lastCheckpoint: options.base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
       lastCompletedAtMs: undefined,
-      bytesUploaded: 0,
-      fenced: false
+      bytesUploaded: 0
     })
     const oneAtATime = yield* Effect.makeSemaphore(1)
     /** Commit tokens of the attempts at the open checkpoint number (any may still land). */
@@ -159,16 +205,9 @@ export const make = (options: CheckpointerOptions) =>
     const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
       queue.enqueue(new WriteObject({ key, kind }), store.put(key, bytes, { ifNoneMatch })).pipe(Effect.flatMap((handle) => handle.await))
 
-    const fence = (detail: string) =>
-      Ref.update(statsRef, (stats) => ({ ...stats, fenced: true })).pipe(
-        Effect.zipRight(options.fence === undefined ? Effect.fail(new Fenced({ epoch: options.lock.epoch, detail })) : options.fence.fence(detail))
-      )
-
-    const checkLock = (options.fence?.check ?? BucketLock.verify(store, config, options.lock)).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
-    const isFenced = Effect.map(
-      Effect.all([Ref.get(statsRef), options.fence?.fenced ?? Effect.succeed(Option.none())]),
-      ([stats, shared]) => stats.fenced || Option.isSome(shared)
-    )
+    const fence = options.fence.fence
+    const checkLock = options.fence.check
+    const isFenced = Effect.map(options.fence.fenced, Option.isSome)
 
     /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
     const afterCommit = (completed: Completed) =>
@@ -252,12 +291,13 @@ export const make = (options: CheckpointerOptions) =>
             )
           )
         )
-      })
+      }).pipe(Effect.withSpan("checkpoint.commit", { attributes: { "checkpoint.number": completed.checkpoint } }))
 
     const run = (startMs: number) =>
       Effect.gen(function* () {
         const previous = yield* Ref.get(completedRef)
         const checkpoint = CheckpointNumberSchema.make(previous.checkpoint + 1)
+        yield* Effect.annotateCurrentSpan("checkpoint.number", checkpoint)
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
         const needsUpload = snapshot.filter((entry) => entry.needsUpload)
@@ -273,38 +313,14 @@ export const make = (options: CheckpointerOptions) =>
             ),
           { concurrency: Math.max(1, Math.min(config.queueCapacity, config.workerCount * 4)) }
         )
-        // The part map of this checkpoint, per file.
-        const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
-        const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
-          let fileParts = byFile.get(file)
-          if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
-          fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
-        }
-        for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
-        let bytesUploaded = 0
-        for (const [entry, remote] of uploaded) {
-          put(entry.file, entry.part, remote)
-          bytesUploaded += remote.sizeBytes
-        }
-        const files = new Map(previous.files)
-        const written: Array<Effect.Effect<void, CheckpointFailed>> = []
-        for (const [file, fileParts] of byFile) {
-          const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
-          const before = previous.files.get(file)
-          if (before !== undefined && samePartEntries(before.parts, entries)) continue
-          const fileManifest: Manifest.FileManifest = { format: Manifest.fileManifestFormat, instanceId: options.lock.instanceId, checkpoint, file, parts: entries }
-          const bytes = Manifest.encodeFileManifest(fileManifest)
-          const entry: Manifest.FileEntry = {
-            file,
-            manifestCheckpoint: checkpoint,
-            manifestSha256: Manifest.sha256Hex(bytes),
-            partCount: entries.length,
-            sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
-          }
-          files.set(file, { entry, parts: entries })
-          const key = KeyLayout.fileManifestKey(layout, checkpoint, file, entry.manifestSha256)
-          written.push(writeObject(key, "FileManifest", bytes, false).pipe(Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error))))
-        }
+        const { files, changed, bytesUploaded } = partMapsOf(previous, checkpoint, snapshot, uploaded, options.lock.instanceId)
+        const written = changed.map(({ bytes, entry }) => {
+          const key = KeyLayout.fileManifestKey(layout, checkpoint, entry.file, entry.manifestSha256)
+          return writeObject(key, "FileManifest", bytes, false).pipe(
+            Effect.mapError((error) => failUpload(`file manifest ${key}: ${messageOf(error)}`, error)),
+            Effect.withSpan("checkpoint.manifest", { attributes: { "checkpoint.file": entry.file, key } })
+          )
+        })
         // Nothing new: no part map changed (a part uploaded by an attempt whose checkpoint number was
         // then taken by an adopted earlier attempt is new here) and the WAL did not move.
         if (written.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
@@ -363,6 +379,8 @@ export const make = (options: CheckpointerOptions) =>
         }
         return report
       }).pipe(
+        // The uploads, manifests and commit are children of this span (the queue carries it to its tasks).
+        Effect.withSpan("checkpoint", { attributes: runOptions?.reason === undefined ? {} : { "checkpoint.reason": runOptions.reason } }),
         oneAtATime.withPermits(1),
         (effect) => waits.track(`Checkpointer.checkpoint${runOptions?.reason === undefined ? "" : ` (${runOptions.reason})`}`, "uploads and manifest", effect)
       )
@@ -371,11 +389,8 @@ export const make = (options: CheckpointerOptions) =>
       config.checkpointIntervalMs === 0
         ? Effect.void
         : checkpoint({ reason: "periodic" }).pipe(
-            Effect.catchAll((error) =>
-              error._tag === "Fenced"
-                ? Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))
-                : Effect.logWarning(`periodic checkpoint failed: ${error.message}`)
-            ),
+            Effect.catchTag("Fenced", (error) => Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))),
+            Effect.catchAll((error) => Effect.logWarning(`periodic checkpoint failed: ${error.message}`)),
             Effect.repeat(Schedule.spaced(Duration.millis(config.checkpointIntervalMs))),
             Effect.delay(Duration.millis(config.checkpointIntervalMs)),
             Effect.asVoid
@@ -386,16 +401,10 @@ export const make = (options: CheckpointerOptions) =>
       checkpoint,
       stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
       periodicAlive: Effect.map(periodicFiber.poll, Option.isNone),
-      stats: Ref.get(statsRef),
+      stats: Effect.map(Effect.zip(Ref.get(statsRef), isFenced), ([stats, fenced]) => ({ ...stats, fenced })),
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
   })
 
 /** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
 class EarlierAttemptCommitted extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }> {}
-
-const isRequestTimeout = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "_tag" in error && error._tag === "ObjectStoreUnavailable" && "reason" in error && error.reason === "Timeout"
-
-const messageOf = (error: unknown): string =>
-  error instanceof Error ? error.message : typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)

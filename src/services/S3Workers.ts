@@ -27,8 +27,10 @@
  * that takes its place, and ends. Since every deadline is `requestTimeoutMs` after its attempt's
  * start, a new attempt never needs the watchdog to wake earlier than it planned.
  *
- * Observability: the metrics below (by `taskType`), a span "S3Workers.task" per task (the store
- * calls of each attempt are its children), and `stats`. Note: an error that a task's effect fails
+ * Observability: the metrics below (by `instance` and `taskType`; `stats` reads the same counters:
+ * one set of counts), and a span "s3.task" per task, a child of the span that was current where
+ * the task was enqueued (so a trace leads from a checkpoint to its uploads), with the store calls
+ * of each attempt as its children (docs/METRICS.md). Note: an error that a task's effect fails
  * with inside that span reaches its waiters wrapped by Effect's span annotation (a Proxy of the
  * original): match failures by `_tag` or `instanceof`, not by identity.
  *
@@ -38,13 +40,14 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, HashSet, Layer, Metric, MetricBoundaries, Option, Schedule } from "effect"
-import type { Scope, Tracer } from "effect"
-import { isTransient, ObjectStoreUnavailable, TaskAborted } from "../domain/Errors.js"
-import { describe as describeTask, type TaskType, taskTypes } from "../domain/Task.js"
-import { retrySchedule } from "./RequestPolicy.js"
+import { Clock, Context, Duration, Effect, Fiber, Layer, Metric, MetricBoundaries } from "effect"
+import type { Scope } from "effect"
+import { type TaskType, taskTypes } from "../domain/Task.js"
+import { type MetricLabels, metricLabels } from "../internal/metricLabels.js"
+import { PoolState, type WorkerMetrics, Workers } from "../internal/workerPool.js"
+import { MetricsInstance } from "./MetricsInstance.js"
 import { StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
-import { type PickedTask, TaskQueue, type TaskQueueService, taskTypeLabels } from "./TaskQueue.js"
+import { TaskQueue, type TaskQueueService } from "./TaskQueue.js"
 
 /** What `shutdown` did. @category models */
 export interface WorkerShutdownReport {
@@ -60,7 +63,7 @@ export interface WorkerShutdownReport {
   readonly workersAlive: number
 }
 
-/** Per task type counters. */
+/** Per task type counters (this pool's share of the metrics below). */
 export interface TaskTypeStats {
   readonly completed: number
   readonly failed: number
@@ -104,7 +107,7 @@ export class S3Workers extends Context.Tag("effect-s3-tier/S3Workers")<S3Workers
 export const interruptGraceMs = 1_000
 
 // ---------------------------------------------------------------------------------------------
-// Metrics (tagged with `taskType`; read one with `counterValue` or `Metric.value(Metric.tagged(...))`)
+// Metrics (tagged with `instance` and `taskType`; read one with `counterValue`)
 // ---------------------------------------------------------------------------------------------
 
 /** Tasks completed successfully. @category metrics */
@@ -124,300 +127,53 @@ export const taskLatencyMs = Metric.histogram(
   "S3 task latency from enqueue to completion, in milliseconds"
 )
 
-/** Reads a per-type counter's current value (for reports and benchmarks). */
-export const counterValue = (counter: Metric.Metric.Counter<number>, type: TaskType): Effect.Effect<number> =>
-  Effect.map(Metric.value(counter.pipe(Metric.tagged("taskType", type))), (state) => state.count)
+/** Reads a per-type counter's current value for `instance` (for reports and benchmarks). */
+export const counterValue = (counter: Metric.Metric.Counter<number>, type: TaskType, instance = "default"): Effect.Effect<number> =>
+  Effect.sync(() => counter.unsafeValue(metricLabels(instance).byType[type]).count)
 
-// ---------------------------------------------------------------------------------------------
-// Pool state
-// ---------------------------------------------------------------------------------------------
+/** The per-type counters behind `TaskTypeStats`, field by field. */
+const typeCounters: ReadonlyArray<readonly [keyof TaskTypeStats, Metric.Metric.Counter<number>]> = [
+  ["completed", taskCompletions],
+  ["failed", taskFailures],
+  ["retried", taskRetries],
+  ["timedOut", taskTimeouts],
+  ["interrupted", taskInterruptions]
+]
 
-/** One worker position: the fiber that holds it and its current attempt, for the watchdog. */
-interface Slot {
-  readonly index: number
-  fiber: Fiber.RuntimeFiber<unknown> | undefined
-  /** Increases with every attempt started in this slot. */
-  attempt: number
-  attemptActive: boolean
-  attemptDeadlineMs: number
-  /** The attempt number the watchdog interrupted last. */
-  timedOutAttempt: number
+/** Every per-type counter's value now, for the labels of one instance. */
+const readTypeCounters = (labels: MetricLabels): Record<TaskType, TaskTypeStats> => {
+  const byType: Partial<Record<TaskType, TaskTypeStats>> = {}
+  for (const type of taskTypes) {
+    const values: Partial<Record<keyof TaskTypeStats, number>> = {}
+    for (const [field, counter] of typeCounters) values[field] = counter.unsafeValue(labels.byType[type]).count
+    byType[type] = values as TaskTypeStats
+  }
+  return byType as Record<TaskType, TaskTypeStats>
 }
 
-/** A task's progress, carried from a timed-out worker to its replacement. */
-interface Progress {
-  readonly picked: PickedTask
-  readonly span: Tracer.Span
-  attempts: number
-  driver: Schedule.ScheduleDriver<unknown, unknown, never> | undefined
-}
+/** The workers' metric updates, tagged with `labels`. */
+const workerMetrics = (labels: MetricLabels): WorkerMetrics => ({
+  finished: (type, outcome, retries, latencyMs) => {
+    const tags = labels.byType[type]
+    if (retries > 0) taskRetries.unsafeUpdate(retries, tags)
+    const counter = outcome === "completed" ? taskCompletions : outcome === "failed" ? taskFailures : taskInterruptions
+    counter.unsafeUpdate(1, tags)
+    taskLatencyMs.unsafeUpdate(latencyMs, tags)
+  },
+  timedOut: (type) => taskTimeouts.unsafeUpdate(1, labels.byType[type])
+})
 
-interface MutableTypeStats {
-  completed: number
-  failed: number
-  retried: number
-  timedOut: number
-  interrupted: number
-}
-
-/** The pool's bookkeeping; every method is synchronous (one step of one fiber). */
-class PoolState {
-  readonly slots: ReadonlyArray<Slot>
-  readonly workers = new Set<Fiber.RuntimeFiber<unknown>>()
-  readonly byType: Readonly<Record<TaskType, MutableTypeStats>>
-  watchdog: Fiber.RuntimeFiber<unknown> | undefined = undefined
-  /** Set while the watchdog waits for any attempt to start. */
-  wakeWatchdog: (() => void) | undefined = undefined
-  /** Set once the drain deadline has passed and the workers are being interrupted: from then on no
-   * attempt, retry, wait for work or replacement worker starts. */
-  stopping = false
-  busy = 0
-  interrupted = 0
-  replaced = 0
-
-  constructor(workerCount: number) {
-    this.slots = Array.from({ length: workerCount }, (_, index) => ({
-      index,
-      fiber: undefined,
-      attempt: 0,
-      attemptActive: false,
-      attemptDeadlineMs: 0,
-      timedOutAttempt: 0
-    }))
-    const byType: Partial<Record<TaskType, MutableTypeStats>> = {}
-    for (const type of taskTypes) byType[type] = { completed: 0, failed: 0, retried: 0, timedOut: 0, interrupted: 0 }
-    this.byType = byType as Record<TaskType, MutableTypeStats>
+/** The pool's stats: its fields, and the counters of its instance since `atStart` (another pool
+ * of the same instance running at the same time in this process would be counted too). */
+const statsOf = (pool: PoolState, labels: MetricLabels, atStart: Record<TaskType, TaskTypeStats>): S3WorkersStats => {
+  const now = readTypeCounters(labels)
+  const byType: Partial<Record<TaskType, TaskTypeStats>> = {}
+  for (const type of taskTypes) {
+    const values: Partial<Record<keyof TaskTypeStats, number>> = {}
+    for (const [field] of typeCounters) values[field] = now[type][field] - atStart[type][field]
+    byType[type] = values as TaskTypeStats
   }
-
-  workersAlive(): number {
-    return this.workers.size
-  }
-
-  stats(): S3WorkersStats {
-    const byType: Partial<Record<TaskType, TaskTypeStats>> = {}
-    for (const type of taskTypes) byType[type] = { ...this.byType[type] }
-    return {
-      byType: byType as Record<TaskType, TaskTypeStats>,
-      workersAlive: this.workersAlive(),
-      busyWorkers: this.busy,
-      workersReplaced: this.replaced
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Workers
-// ---------------------------------------------------------------------------------------------
-
-const timeoutError = (picked: PickedTask, timeoutMs: number): ObjectStoreUnavailable =>
-  new ObjectStoreUnavailable({
-    operation: picked.task._tag,
-    key: describeTask(picked.task),
-    reason: "Timeout",
-    detail: `attempt did not finish within ${timeoutMs} ms`
-  })
-
-/** Whether the current fiber has been interrupted (by shutdown or by the watchdog). */
-const isFiberInterrupted: Effect.Effect<boolean> = Effect.descriptorWith((descriptor) =>
-  Effect.succeed(HashSet.size(descriptor.interruptors) > 0)
-)
-
-const makeWorkers = (config: StorageConfigValue, queue: TaskQueueService, pool: PoolState) => {
-  const schedule = retrySchedule(config)
-
-  /** Completes the task with its final Exit (TaskAborted when `cut` by shutdown), records it and
-   * ends its span. Every path of a task ends here exactly once. Never fails. */
-  const finish = (progress: Progress, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
-    Effect.clockWith((clock) => {
-      const { picked } = progress
-      const labels = taskTypeLabels[picked.task._tag]
-      const stats = pool.byType[picked.task._tag]
-      const retries = Math.max(0, progress.attempts - 1)
-      pool.busy -= 1
-      stats.retried += retries
-      if (retries > 0) taskRetries.unsafeUpdate(retries, labels)
-      let outcome = exit
-      if (cut) {
-        // Shutdown cut the task mid-run: its waiters learn that it was aborted.
-        stats.interrupted += 1
-        pool.interrupted += 1
-        taskInterruptions.unsafeUpdate(1, labels)
-        outcome = Exit.fail(new TaskAborted({ taskId: picked.id, taskType: picked.task._tag, reason: "DrainDeadline" }))
-      } else if (Exit.isSuccess(exit)) {
-        stats.completed += 1
-        taskCompletions.unsafeUpdate(1, labels)
-      } else {
-        stats.failed += 1
-        taskFailures.unsafeUpdate(1, labels)
-      }
-      taskLatencyMs.unsafeUpdate(Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs), labels)
-      progress.span.end(clock.unsafeCurrentTimeNanos(), outcome)
-      return picked.complete(outcome)
-    })
-
-  /** One attempt on the current fiber (which holds `slot`), then what follows from its Exit. */
-  const attempt = (slot: Slot, progress: Progress, lastError: unknown): Effect.Effect<void> =>
-    Effect.clockWith((clock) => {
-      // Past the drain deadline no attempt starts (a fiber that missed shutdown's interrupt).
-      if (pool.stopping) return finish(progress, Exit.fail(lastError), true)
-      progress.attempts += 1
-      slot.attempt += 1
-      slot.attemptDeadlineMs = clock.unsafeCurrentTimeMillis() + config.requestTimeoutMs
-      slot.attemptActive = true
-      const wake = pool.wakeWatchdog
-      if (wake !== undefined) {
-        pool.wakeWatchdog = undefined
-        wake()
-      }
-      const run = Effect.withParentSpan(progress.picked.run, progress.span)
-      return Effect.flatMap(Effect.exit(Effect.interruptible(run)), (exit) => {
-        slot.attemptActive = false
-        return afterAttempt(slot, progress, exit)
-      })
-    })
-
-  const afterAttempt = (slot: Slot, progress: Progress, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-    if (Exit.isSuccess(exit)) return finish(progress, exit, false)
-    if (!Cause.isInterruptedOnly(exit.cause)) {
-      const error = Cause.failureOption(exit.cause)
-      return Option.isSome(error) && isTransient(error.value) ? retry(slot, progress, error.value) : finish(progress, exit, false)
-    }
-    return Effect.flatMap(isFiberInterrupted, (interrupted) => {
-      if (!interrupted) {
-        // Only shutdown and the watchdog interrupt a worker: the task's effect interrupted itself.
-        const defect = new Error(`task ${progress.picked.id} (${describeTask(progress.picked.task)}) interrupted itself`)
-        return finish(progress, Exit.die(defect), false)
-      }
-      const error = timeoutError(progress.picked, config.requestTimeoutMs)
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
-      // The watchdog cut the attempt: a transient timeout, decided on by a replacement worker.
-      pool.byType[progress.picked.task._tag].timedOut += 1
-      taskTimeouts.unsafeUpdate(1, taskTypeLabels[progress.picked.task._tag])
-      return handOff(slot, progress, error)
-    })
-  }
-
-  /** After a transient failure: the schedule's delay, then another attempt, or the final failure. */
-  const retry = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
-      const driver = progress.driver
-      if (driver === undefined) {
-        return Effect.flatMap(Schedule.driver(schedule), (created) => {
-          progress.driver = created
-          return retry(slot, progress, error)
-        })
-      }
-      // The delay is interruptible (shutdown); a schedule that is done fails with None.
-      return Effect.flatMap(Effect.exit(Effect.interruptible(driver.next(error))), (decision) => {
-        if (Exit.isSuccess(decision)) return attempt(slot, progress, error)
-        if (!Cause.isInterruptedOnly(decision.cause)) return finish(progress, Exit.fail(error), false)
-        if (pool.stopping) return finish(progress, Exit.fail(error), true)
-        // A late watchdog interrupt (its attempt had just ended): carry on in a replacement.
-        return handOff(slot, progress, error)
-      })
-    })
-
-  /** Runs in an interrupted worker: a fresh fiber takes its slot and the task's next decision. */
-  const handOff = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (pool.stopping) return finish(progress, Exit.fail(error), true)
-      pool.replaced += 1
-      return spawn(slot, retry(slot, progress, error))
-    })
-
-  /** Runs one picked task; called uninterruptibly by `takeWith`. Never fails. */
-  const runTask = (slot: Slot) => (picked: PickedTask): Effect.Effect<void> =>
-    Effect.flatMap(
-      Effect.makeSpan("S3Workers.task", {
-        attributes: { taskType: picked.task._tag, taskId: picked.id },
-        kind: "internal",
-        captureStackTrace: false
-      }),
-      (span) => {
-        pool.busy += 1
-        return attempt(slot, { picked, span, attempts: 0, driver: undefined }, undefined)
-      }
-    )
-
-  /** The take-run loop of the worker in `slot`; it ends once shutdown has begun interrupting. */
-  const loop = (slot: Slot): Effect.Effect<void> => {
-    const process = runTask(slot)
-    const next: Effect.Effect<void> = Effect.suspend(() =>
-      pool.stopping ? Effect.void : Effect.zipRight(queue.takeWith(process), next)
-    )
-    return next
-  }
-
-  /**
-   * Starts a worker fiber for `slot`: first `first` (uninterruptibly: a handed-over task is always
-   * completed), then the take-run loop, interruptibly. The new fiber holds the slot from the
-   * moment it is forked (so the fiber it replaces knows it has been replaced) and is registered
-   * both then and in its own first step, so shutdown — which sets `stopping` and snapshots the
-   * workers in one step — either interrupts it or is seen by it. A worker interrupted while the
-   * pool is not shutting down and still holding its slot (a late watchdog interrupt that hit it
-   * while it waited for work) is replaced, so the pool keeps `workerCount` workers.
-   */
-  const spawn = (slot: Slot, first: Effect.Effect<void>): Effect.Effect<void> => {
-    const body = Effect.withFiberRuntime<void>((self) => {
-      pool.workers.add(self)
-      return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(loop(slot))).pipe(
-        Effect.onInterrupt(() => (pool.stopping || slot.fiber !== self ? Effect.void : spawn(slot, Effect.void))),
-        Effect.ensuring(
-          Effect.sync(() => {
-            pool.workers.delete(self)
-          })
-        ),
-        Effect.annotateLogs("s3Worker", slot.index)
-      )
-    })
-    // A daemon owned by the pool: only `shutdown` (the layer's finalizer) and the watchdog ever
-    // interrupt it (a scope's own fiber finalizers would interrupt it before the drain). Forked
-    // uninterruptibly, so its first step always runs (and registers it).
-    return Effect.uninterruptible(
-      Effect.flatMap(Effect.forkDaemon(body), (fiber) =>
-        Effect.sync(() => {
-          slot.fiber = fiber
-          if (fiber.unsafePoll() === null) pool.workers.add(fiber)
-        })
-      )
-    )
-  }
-
-  /**
-   * The watchdog: interrupts the workers whose attempt outlived `requestTimeoutMs`, sleeping until
-   * the earliest deadline in flight, or until an attempt starts when none is in flight.
-   */
-  const watchdog: Effect.Effect<void> = Effect.fiberIdWith((watchdogId) => {
-    const awaitAttempt = Effect.async<void>((resume) => {
-      // An attempt that started while this round ran (it found no watchdog to wake) is seen here.
-      if (pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) return resume(Effect.void)
-      pool.wakeWatchdog = () => resume(Effect.void)
-      return Effect.sync(() => {
-        pool.wakeWatchdog = undefined
-      })
-    })
-    const round: Effect.Effect<void> = Effect.clockWith((clock) => {
-      const nowMs = clock.unsafeCurrentTimeMillis()
-      let earliestMs = Number.POSITIVE_INFINITY
-      const expired: Array<Fiber.RuntimeFiber<unknown>> = []
-      for (const slot of pool.slots) {
-        if (!slot.attemptActive || slot.timedOutAttempt === slot.attempt) continue
-        if (slot.attemptDeadlineMs <= nowMs) {
-          slot.timedOutAttempt = slot.attempt
-          if (slot.fiber !== undefined) expired.push(slot.fiber)
-        } else {
-          earliestMs = Math.min(earliestMs, slot.attemptDeadlineMs)
-        }
-      }
-      const interrupts = Effect.forEach(expired, (fiber) => Fiber.interruptAsFork(fiber, watchdogId), { discard: true })
-      const pause = earliestMs === Number.POSITIVE_INFINITY ? awaitAttempt : Effect.sleep(Duration.millis(earliestMs - nowMs))
-      return Effect.zipRight(interrupts, Effect.zipRight(pause, round))
-    })
-    return round
-  })
-
-  return { spawn, watchdog }
+  return { byType: byType as Record<TaskType, TaskTypeStats>, workersAlive: pool.workersAlive(), busyWorkers: pool.busy, workersReplaced: pool.replaced }
 }
 
 /** The ordered, bounded close (see `S3WorkersService.shutdown`). */
@@ -461,8 +217,10 @@ const makeShutdown = (config: StorageConfigValue, queue: TaskQueueService, pool:
 export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQueue | Scope.Scope> = Effect.gen(function* () {
   const config = yield* StorageConfig
   const queue = yield* TaskQueue
+  const labels = metricLabels(yield* MetricsInstance)
+  const countersAtStart = readTypeCounters(labels)
   const pool = new PoolState(config.workerCount)
-  const workers = makeWorkers(config, queue, pool)
+  const workers = new Workers(config, queue, pool, workerMetrics(labels))
   const shutdown = yield* Effect.cached(makeShutdown(config, queue, pool))
   // The finalizer is added before the forks: should the build be interrupted after some of them,
   // closing the scope still shuts them down in order. The fibers are daemons that this finalizer
@@ -472,7 +230,7 @@ export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQu
   for (const slot of pool.slots) yield* workers.spawn(slot, Effect.void)
   return S3Workers.of({
     shutdown,
-    stats: Effect.sync(() => pool.stats()),
+    stats: Effect.sync(() => statsOf(pool, labels, countersAtStart)),
     workersAlive: Effect.sync(() => pool.workersAlive())
   })
 })

@@ -340,6 +340,9 @@ const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProvider
   )
 })
 
+/** Keys read beside the configuration by `Storage.layerConfig` (the data directory). */
+export const openKeys: ReadonlyArray<string> = ["S3_TIER_DATA_DIR"]
+
 /** The prefix of the S3 store's keys (`S3ObjectStore.layerConfig` reads and checks them). */
 export const s3KeyPrefix = "S3_TIER_S3_"
 
@@ -362,7 +365,7 @@ export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string
  * one `InvalidConfig` naming its key. @category config
  */
 export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
-  yield* warnUnknownKeys(keys, (key) => !key.startsWith(s3KeyPrefix))
+  yield* warnUnknownKeys([...keys, ...openKeys], (key) => !key.startsWith(s3KeyPrefix))
   const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
   return yield* Either.match(decodeRaw(raw), { onLeft: Effect.fail, onRight: Effect.succeed })
 })

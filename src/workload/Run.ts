@@ -17,6 +17,7 @@ import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer,
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
 import type { FileId } from "../domain/Ids.js"
 import * as Restore from "../layers/Restore.js"
+import { layerWithServices, type StorageServices } from "../internal/storageLayer.js"
 import * as Storage from "../layers/Storage.js"
 import type { LocalDisk } from "../services/LocalDisk.js"
 import type { ObjectStore } from "../services/ObjectStore.js"
@@ -82,18 +83,18 @@ export const storageLayer = (
   config: StorageConfig.StorageConfigValue,
   store: Layer.Layer<ObjectStore, unknown>,
   disk: Layer.Layer<LocalDisk, unknown>
-): Layer.Layer<Storage.StorageServices, unknown> =>
-  Storage.layer({ replay: replayRecord }).pipe(
+): Layer.Layer<StorageServices, unknown> =>
+  layerWithServices({ replay: replayRecord }).pipe(
     Layer.provide(Layer.mergeAll(StorageConfig.layer(config), store, disk))
   )
 
 /** Applies one WAL record at start-up: regenerates the page the insert wrote. */
-export const replayRecord = (
+export const replayRecord = <E>(
   record: Storage.ReplayRecord,
-  storage: { readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, unknown> }
-): Effect.Effect<void, unknown> =>
+  storage: { readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, E> }
+): Effect.Effect<void, E | Storage.RecordNotApplied> =>
   Either.match(Page.decodeRecord(record.bytes), {
-    onLeft: (problem) => Effect.fail(new Error(`WAL record at ${record.lsn} is not the workload's: ${problem}`)),
+    onLeft: (problem) => Effect.fail(new Storage.RecordNotApplied({ detail: `WAL record at ${record.lsn} is not the workload's: ${problem}` })),
     onRight: (identity) => storage.write(Workload.fileIdOf(identity.file), identity.page * Page.pageBytes, Page.encodePage(identity))
   })
 

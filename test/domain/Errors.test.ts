@@ -1,7 +1,9 @@
 /**
- * Goal: every refusal an operator meets says what happened and what to do about it.
+ * Goal: every refusal an operator meets says what happened and what to do about it; any failure,
+ * typed or not, has one line of text; errors are recognised by their tag.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Cause, Data, FiberId } from "effect"
 import * as Errors from "../../src/domain/Errors.js"
 
 describe("refusal messages", () => {
@@ -28,5 +30,34 @@ describe("refusal messages", () => {
       const message = new Errors.StartupRefused({ reason, detail: "what happened" }).message
       assert.strictEqual(message, `start-up refused (${reason}): what happened. What to do: ${Errors.startupRefusedRemedy[reason]}`)
     }
+  })
+})
+
+describe("errors as text and by tag", () => {
+  it("messageOf gives a tagged error's message, a plain object's message, a bare tag, or the value", () => {
+    assert.strictEqual(Errors.messageOf(new Errors.ShuttingDown({ operation: "lease" })), "lease: the storage layer is shutting down")
+    assert.strictEqual(Errors.messageOf(new Error("boom")), "boom")
+    assert.strictEqual(Errors.messageOf({ message: "plain" }), "plain")
+    class Bare extends Data.TaggedError("Bare")<{}> {}
+    assert.strictEqual(Errors.messageOf(new Bare()), "Bare")
+    assert.strictEqual(Errors.messageOf(42), "42")
+  })
+
+  it("describeCause names the first failure, else the defect, else the interruption", () => {
+    const failure = new Errors.InvalidRange({ detail: "offset past the end" })
+    assert.strictEqual(Errors.describeCause(Cause.sequential(Cause.fail(failure), Cause.die(new Error("later")))), "invalid range: offset past the end")
+    assert.strictEqual(Errors.describeCause(Cause.die(new Error("a defect"))), "a defect")
+    assert.strictEqual(Errors.describeCause(Cause.interrupt(FiberId.none)), "interrupted")
+  })
+
+  it("isTransient and isRequestTimeout go by tag and reason", () => {
+    const timeout = new Errors.ObjectStoreUnavailable({ operation: "put", reason: "Timeout", detail: "no answer" })
+    const network = new Errors.ObjectStoreUnavailable({ operation: "put", reason: "Network", detail: "reset" })
+    assert.isTrue(Errors.isTransient(timeout))
+    assert.isTrue(Errors.isTransient(network))
+    assert.isFalse(Errors.isTransient(new Errors.ObjectStoreRejected({ operation: "put", code: "AccessDenied", detail: "" })))
+    assert.isTrue(Errors.isRequestTimeout(timeout))
+    assert.isFalse(Errors.isRequestTimeout(network))
+    assert.isFalse(Errors.isRequestTimeout({ _tag: "ObjectStoreUnavailable", reason: "Timeout" }), "not an ObjectStoreUnavailable, only shaped like one")
   })
 })

@@ -10,6 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { FastCheck } from "effect"
 import * as Zlib from "node:zlib"
 import * as Wal from "../../src/domain/Wal.js"
+import * as WalArchive from "../../src/domain/WalArchive.js"
 
 const segmentBytes = 256
 
@@ -176,10 +177,10 @@ describe("Wal", () => {
   it("markArchived never advances past a gap, whatever the completion order (property)", () => {
     FastCheck.assert(
       FastCheck.property(FastCheck.shuffledSubarray(Array.from({ length: 8 }, (_, i) => i), { minLength: 0, maxLength: 8 }), (order) => {
-        let progress = Wal.initialProgress(0)
+        let progress = WalArchive.initialProgress(0)
         const done = new Set<number>()
         for (const segment of order) {
-          progress = Wal.markArchived(progress, segment, Wal.segmentEnd(segment, segmentBytes), segmentBytes)
+          progress = WalArchive.markArchived(progress, segment, Wal.segmentEnd(segment, segmentBytes), segmentBytes)
           done.add(segment)
           let prefix = 0
           while (done.has(prefix)) prefix++
@@ -192,13 +193,13 @@ describe("Wal", () => {
   })
 
   it("a partial copy advances to its end only; the full copy later completes the segment", () => {
-    let progress = Wal.initialProgress(segmentBytes) // segment 0 archived and gone
-    progress = Wal.markArchived(progress, 2, Wal.segmentEnd(2, segmentBytes), segmentBytes)
-    progress = Wal.markArchived(progress, 1, segmentBytes + 100, segmentBytes) // partial of 1
+    let progress = WalArchive.initialProgress(segmentBytes) // segment 0 archived and gone
+    progress = WalArchive.markArchived(progress, 2, Wal.segmentEnd(2, segmentBytes), segmentBytes)
+    progress = WalArchive.markArchived(progress, 1, segmentBytes + 100, segmentBytes) // partial of 1
     assert.strictEqual(progress.through, segmentBytes + 100)
-    progress = Wal.markArchived(progress, 1, segmentBytes + 50, segmentBytes) // an older partial: no regression
+    progress = WalArchive.markArchived(progress, 1, segmentBytes + 50, segmentBytes) // an older partial: no regression
     assert.strictEqual(progress.through, segmentBytes + 100)
-    progress = Wal.markArchived(progress, 1, Wal.segmentEnd(1, segmentBytes), segmentBytes)
+    progress = WalArchive.markArchived(progress, 1, Wal.segmentEnd(1, segmentBytes), segmentBytes)
     assert.strictEqual(progress.through, Wal.segmentEnd(2, segmentBytes))
     assert.strictEqual(progress.done.size, 0)
   })

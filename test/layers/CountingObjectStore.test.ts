@@ -1,14 +1,20 @@
 /**
  * Goal: the counting decorator counts every request by operation and key kind, the bytes put and
- * got, and a listing's ListObjectsV2 pages; `diff` gives what happened between two snapshots.
+ * got, and a listing's ListObjectsV2 pages; `diff` gives what happened between two snapshots. The
+ * metered store counts every request in `object_store_requests` by operation, outcome and instance,
+ * and Storage meters the store it is given.
  * Method: the decorator over the in-memory bucket, known requests, exact counts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as CountingObjectStore from "../../src/layers/CountingObjectStore.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as Storage from "../../src/layers/Storage.js"
+import * as MetricsInstance from "../../src/services/MetricsInstance.js"
+import * as StorageConfig from "../../src/services/StorageConfig.js"
 
 const layout = KeyLayout.make("db")
 const sha = Ids.Sha256Hex.make("a".repeat(64))
@@ -61,5 +67,36 @@ describe("CountingObjectStore", () => {
       assert.deepStrictEqual(counts.byKind.checkpoint, { ...CountingObjectStore.emptyCounts, list: 1, listPages: 1 })
       assert.deepStrictEqual(counts.byKind.other, { ...CountingObjectStore.emptyCounts, list: 1, listPages: 1 })
       assert.strictEqual(counts.total.listPages, 7)
+    }))
+
+  it.effect("the metered store counts each request by operation and outcome under its instance", () =>
+    Effect.gen(function* () {
+      const { store: inner } = yield* MemoryObjectStore.make()
+      const store = CountingObjectStore.metered(inner, "metered-unit")
+      const count = (operation: CountingObjectStore.StoreOperation, outcome: CountingObjectStore.RequestOutcome) =>
+        CountingObjectStore.requestCount(operation, outcome, "metered-unit")
+      yield* store.put("a", new Uint8Array(3))
+      yield* store.put("a", new Uint8Array(3), { ifNoneMatch: true }).pipe(Effect.ignore)
+      yield* store.get("a")
+      yield* store.get("missing").pipe(Effect.ignore)
+      yield* Stream.runDrain(store.list(""))
+      const counts = yield* Effect.all([count("put", "Success"), count("put", "PreconditionFailed"), count("get", "Success"), count("get", "NotFound"), count("list", "Success")])
+      assert.deepStrictEqual(counts, [1, 1, 1, 1, 1])
+      assert.strictEqual(yield* CountingObjectStore.requestCount("put", "Success"), 0)
+    }))
+
+  it.scopedLive("Storage meters the store it is given, under the MetricsInstance it is provided", () =>
+    Effect.gen(function* () {
+      const before = yield* CountingObjectStore.requestCount("put", "Success", "metered-storage")
+      yield* Layer.build(
+        Storage.layer().pipe(
+          Layer.provide(MemoryObjectStore.layer),
+          Layer.provide(MemoryDisk.layer),
+          Layer.provide(StorageConfig.layer({ checkpointIntervalMs: 0 })),
+          Layer.provide(MetricsInstance.layer("metered-storage"))
+        )
+      )
+      // Opening a fresh bucket writes at least the lock and the first checkpoint.
+      assert.isAbove((yield* CountingObjectStore.requestCount("put", "Success", "metered-storage")) - before, 0)
     }))
 })

@@ -1,19 +1,27 @@
 /**
- * Goal: the composed Storage layer keeps the promises of issues 4 and 5 of 8, scenario by scenario,
- * as analogues of OrioleDB's own S3 suite (test/t/s3_test.py) and of its two shutdown hangs (#340,
- * #373). Method: real time (`it.live`) over the in-memory bucket behind the fault decorator and the
- * in-memory disk, with sub-second deadlines, so every deadline assertion is about wall-clock time.
+ * Goal: the composed Storage layer keeps its promises (checkpoint and restore, a shutdown bounded
+ * whatever S3 does, start-up checks, lock and fencing, what an application sees: Storage alone, the
+ * replay contract, spans and the close's log line), scenario by scenario, as analogues of OrioleDB's
+ * own S3 suite (test/t/s3_test.py) and of its two shutdown hangs (#340, #373). Method: the in-memory
+ * bucket behind the fault decorator and the in-memory disk, with sub-second deadlines; real time
+ * (`it.live`) where a deadline is raced by stalled requests, each wall-clock bound with its margin
+ * stated, and the TestClock where the claim is that nothing waits on a timer.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Option } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
 import * as Control from "../../src/domain/Control.js"
+import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
-import type * as Storage from "../../src/layers/Storage.js"
+import * as Storage from "../../src/layers/Storage.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
+import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Loader from "../../src/services/Loader.js"
+import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
+import * as WaitRegistry from "../../src/services/WaitRegistry.js"
+import * as SpanCollector from "../support/SpanCollector.js"
 import * as H from "../support/StorageHarness.js"
 
 const fileA = Ids.fileId("db/a")
@@ -125,11 +133,11 @@ describe("Storage: checkpoints and restore", () => {
 })
 
 describe("Storage: shutdown is bounded whatever S3 does", () => {
-  it.live("shutdown of an idle store takes well under a second", () =>
+  it.effect("shutdown of an idle store waits on no timer: on the TestClock it takes 0 ms", () =>
     Effect.gen(function* () {
       const bucket = yield* H.makeBucket
       const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => storage.shutdown)
-      assert.isBelow(report.durationMs, 300)
+      assert.strictEqual(report.durationMs, 0, "no step waited for a deadline or a sleep")
       assert.strictEqual(report.finalCheckpoint.outcome, "completed") // the first checkpoint of a fresh bucket
       assert.strictEqual(report.leasesHeld, 0)
       assert.strictEqual(report.fibersAlive, 0)
@@ -148,6 +156,8 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
           yield* bucket.faults.stall()
           return yield* elapsed(storage.shutdown)
         }))
+      // The report's own clock says whether the deadline was met; measured from outside, the close
+      // may end later by a starved timer's lateness (tens of ms on 2 busy cores): a second of margin.
       assert.isBelow(tookMs, deadlineMs + 1000)
       assert.isTrue(report.metDeadline)
       assert.strictEqual(report.finalCheckpoint.outcome, "timed-out")
@@ -330,5 +340,123 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
       assert.strictEqual(notOurs._tag === "StartupRefused" ? notOurs.reason : notOurs._tag, "NotOurDirectory")
       assert.deepStrictEqual(yield* stranger.disk.list(""), ["notes.txt"])
       assert.deepStrictEqual(yield* bucket.inspect.keys, keysBefore)
+    }))
+})
+
+describe("Storage: what an application sees", () => {
+  it.live("Storage.layer provides Storage alone: the internal services stay inside", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const disk = yield* H.makeDisk
+      const layer = Storage.layer().pipe(
+        Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)),
+        Layer.provide(MemoryDisk.layerOf(disk)),
+        Layer.provide(StorageConfig.layer(H.testConfig))
+      )
+      const context = yield* Effect.scoped(Layer.build(layer))
+      assert.isTrue(Option.isSome(Context.getOption(context, Storage.Storage)))
+      assert.isTrue(Option.isNone(Context.getOption(context, PartTable.PartTable)))
+      assert.isTrue(Option.isNone(Context.getOption(context, WaitRegistry.WaitRegistry)))
+    }))
+
+  it.live("a replay that fails with RecordNotApplied stops start-up with ReplayFailed at that record; the next start replays it again", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      const disk = yield* H.makeDisk
+      const encoder = new TextEncoder()
+      const appended = yield* H.withStorage(bucket, disk, (storage) =>
+        Effect.gen(function* () {
+          const lsns = [yield* storage.append(encoder.encode("r0")), yield* storage.append(encoder.encode("r1")), yield* storage.append(encoder.encode("r2"))]
+          yield* storage.commit
+          // No checkpoint covers them: the next start replays all three.
+          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+          return lsns
+        }))
+      yield* bucket.faults.heal
+      const refusal = new RecordNotApplied({ detail: "r1 names a table this application does not know" })
+      const failed = yield* Effect.flip(H.withStorage(bucket, disk, () => Effect.void, {}, {
+        replay: (record) => (record.lsn === appended[1] ? Effect.fail(refusal) : Effect.void)
+      }))
+      assert.instanceOf(failed, ReplayFailed)
+      if (!(failed instanceof ReplayFailed)) return
+      assert.strictEqual(failed.lsn, appended[1])
+      assert.strictEqual(failed.cause, refusal, "the application's own error is kept")
+      assert.include(failed.message, "does not know")
+      const replayed: Array<number> = []
+      yield* H.withStorage(bucket, disk, () => Effect.void, {}, { replay: (record) => Effect.sync(() => replayed.push(record.lsn)) })
+      assert.deepStrictEqual(replayed, appended, "every record again, in LSN order, the ones applied before the failure included")
+    }))
+
+  it.live("a checkpoint and a shutdown are spans: the checkpoint's manifests and commit inside it, the six steps inside the shutdown", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = SpanCollector.make()
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          yield* storage.write(fileA, 0, H.pattern(1, partSize))
+          yield* storage.checkpoint
+          yield* storage.write(fileA, 0, H.pattern(2, partSize))
+          yield* storage.shutdown
+        })).pipe(Effect.withTracer(tracer))
+      const named = (name: string) => spans.filter((span) => span.name === name)
+      const [onDemand, atShutdown] = named("checkpoint")
+      assert.isDefined(onDemand)
+      assert.isDefined(atShutdown)
+      assert.strictEqual(onDemand.attributes.get("checkpoint.number"), 1)
+      assert.strictEqual(onDemand.attributes.get("checkpoint.reason"), "on demand")
+      assert.strictEqual(atShutdown.attributes.get("checkpoint.number"), 2)
+      assert.strictEqual(atShutdown.attributes.get("checkpoint.reason"), "shutdown")
+      const inside = (parent: SpanCollector.CollectedSpan) => spans.filter((span) => SpanCollector.parentOf(span) === parent).map((span) => span.name)
+      assert.includeMembers(inside(onDemand), ["checkpoint.manifest", "checkpoint.commit"])
+      const [shutdown] = named("storage.shutdown")
+      assert.isDefined(shutdown)
+      const steps = ["stopIntake", "archiveWal", "finalCheckpoint", "drain", "releaseLock", "markClean"].map((step) => `storage.shutdown.${step}`)
+      assert.deepStrictEqual(inside(shutdown), steps, "the six steps, in order")
+      assert.strictEqual(SpanCollector.parentOf(atShutdown)?.spanId, named("storage.shutdown.finalCheckpoint")[0]?.spanId)
+      assert.isTrue(spans.filter((span) => span.name.startsWith("storage.shutdown") || span.name.startsWith("checkpoint")).every((span) => span.ended))
+    }))
+
+  it.live("the close is one readable INFO line, not an escaped JSON blob", () =>
+    Effect.gen(function* () {
+      const lines: Array<readonly [LogLevel.LogLevel, string]> = []
+      const capturing = Logger.make(({ logLevel, message }) => {
+        lines.push([logLevel, (Array.isArray(message) ? message : [message]).map(String).join(" ")])
+      })
+      const bucket = yield* H.makeBucket
+      const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.zipRight(storage.write(fileA, 0, H.pattern(1, 100)), storage.shutdown)).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, capturing))
+      )
+      const closes = lines.filter(([, text]) => text.startsWith("storage closed"))
+      assert.strictEqual(closes.length, 1)
+      const [level, text] = closes[0] ?? [LogLevel.None, ""]
+      assert.strictEqual(level, LogLevel.Info)
+      assert.match(text, /^storage closed in \d+(ms|\.\ds|s): final checkpoint 1 completed, WAL archived through \d+, lock released$/)
+      assert.strictEqual(report.finalCheckpoint.outcome, "completed", "the report itself is still the shutdown's value")
+    }))
+})
+
+describe("Storage: a slow close says what it waits on", () => {
+  it.live("the half-deadline warning groups the waits by what they wait on, with counts and durations", () =>
+    Effect.gen(function* () {
+      const warnings: Array<string> = []
+      const capturing = Logger.make(({ logLevel, message }) => {
+        if (logLevel === LogLevel.Warning) warnings.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+      })
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          yield* storage.write(fileA, 0, H.pattern(3, 3 * partSize))
+          yield* bucket.faults.stall()
+          return yield* storage.shutdown
+          // The uploads hang past the half-deadline (750 ms): requests are not cut before 2 s, and the
+          // checkpoint's share runs to 1.2 s.
+        }), { requestTimeoutMs: 2_000, shutdownCheckpointDeadlineMs: 1_200 }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capturing)))
+      const warning = warnings.find((text) => text.startsWith("shutdown not finished at half its deadline"))
+      assert.isDefined(warning)
+      const lines = warning.split("\n").slice(1)
+      assert.isAbove(lines.length, 0)
+      for (const line of lines) assert.match(line, /^ {2}\d+ × .+ on .+, (the longest )?for \d+(ms|\.\ds|s)$/)
+      assert.isTrue(lines.some((line) => /^ {2}3 × TaskHandle\.await on task WritePart, the longest for /.test(line)), warning)
+      assert.notMatch(warning, /#\d+|\d{13}/, "no fiber ids, no epoch milliseconds")
     }))
 })

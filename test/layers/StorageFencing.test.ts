@@ -81,6 +81,26 @@ describe("Storage: a writer taken over while it runs", () => {
     }))
 })
 
+describe("Storage: one record of the fence", () => {
+  it.live("a fence seen by a lock renewal alone is the checkpointer's too: its stats say fenced and its checkpoint fails with Fenced, sending nothing", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
+          yield* H.open(bucket, yield* H.makeDisk, { takeOver: true }) // B stays open
+          // Only A's renewals read the lock (every 50 ms): wait until one of them saw the take-over.
+          const fenced = yield* Effect.flip(a.commit.pipe(Effect.zipRight(Effect.sleep(Duration.millis(10))), Effect.forever)).pipe(Effect.timeout(Duration.seconds(3)))
+          assert.strictEqual(fenced._tag, "Fenced")
+          assert.isTrue((yield* a.stats).checkpoints.fenced, "the checkpointer reads the same fence")
+          const keysBefore = yield* bucket.inspect.keys
+          assert.strictEqual((yield* Effect.flip(a.checkpoint))._tag, "Fenced")
+          assert.deepStrictEqual(yield* bucket.inspect.keys, keysBefore, "the fenced checkpoint wrote nothing")
+        })
+      )
+    }))
+})
+
 describe("Storage: one open per data directory, one generation per bucket", () => {
   it.live("a second open of a running data directory is refused with DirectoryLocked, and admitted once the first closed", () =>
     Effect.gen(function* () {

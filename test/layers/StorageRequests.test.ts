@@ -19,6 +19,7 @@ import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as CountingObjectStore from "../../src/layers/CountingObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
@@ -70,7 +71,7 @@ const checkpointBudget = (parts: number, files: number): Budget => ({
 const open = (bucket: MemoryObjectStore.MemoryBucketState, disk: H.Disk, counter: CountingObjectStore.RequestCounterService) =>
   Effect.map(
     Layer.build(
-      Storage.layer().pipe(
+      layerWithServices().pipe(
         Layer.provide(CountingObjectStore.layer(counter, layout).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket)))),
         Layer.provide(MemoryDisk.layerOf(disk)),
         Layer.provide(StorageConfig.layer(config))

@@ -8,8 +8,9 @@
  * drops every unsynced write; real time (`it.live`) with sub-second deadlines.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Logger, LogLevel } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
+import { RecordNotApplied } from "../../src/domain/Errors.js"
 import type * as Storage from "../../src/layers/Storage.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -75,7 +76,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
                 const report = yield* storage.checkpoint
                 assert.strictEqual(report.outcome, "completed")
               }
-              if (replayed === 300) return yield* Effect.fail(new Error("killed during replay"))
+              if (replayed === 300) return yield* Effect.fail(new RecordNotApplied({ detail: "killed during replay" }))
             })
         })
       )
@@ -111,7 +112,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
                 }
                 checkpointsSeen++
               }
-              if (replayed === 300) return yield* Effect.fail(new Error("killed during replay"))
+              if (replayed === 300) return yield* Effect.fail(new RecordNotApplied({ detail: "killed during replay" }))
             })
         })
       )
@@ -216,5 +217,39 @@ describe("Storage: a restore with another WAL segment size", () => {
       }
       assert.deepStrictEqual(yield* bucket.inspect.keys, keysBefore, "nothing was written to the bucket")
       assert.deepStrictEqual(yield* disk.disk.list(""), [], "nor to the directory")
+    }))
+})
+
+/** Runs `effect` with its log lines (and those of every fiber it starts) collected instead of printed. */
+const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
+    const capture = Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message: String(message) }))
+    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)), Logger.withMinimumLogLevel(LogLevel.Debug))
+    return { result, lines }
+  })
+
+describe("Storage: a restore on a new machine", () => {
+  it.live("opening an empty directory over a bucket that has the log reads it back and warns of nothing", () =>
+    Effect.gen(function* () {
+      const bucket = yield* H.makeBucket
+      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function* () {
+          for (let index = 0; index < 50; index++) {
+            yield* applyRecord(storage, index)
+            yield* storage.append(recordOf(index))
+          }
+          yield* storage.commit
+        }))
+      const { lines, result } = yield* capturingLogs(
+        H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+          Effect.forEach(Array.from({ length: 50 }, (_, index) => index), (index) =>
+            Effect.map(storage.read(fileA, index * pageBytes, pageBytes), (bytes) => H.pattern(index + 1, pageBytes).every((byte, at) => bytes[at] === byte))
+          ))
+      )
+      assert.isTrue(result.every((intact) => intact), "every page written before is read back")
+      const warnings = lines.filter((line) => LogLevel.greaterThanEqual(line.level, LogLevel.Warning))
+      assert.deepStrictEqual(warnings.map((line) => line.message), [])
+      assert.isTrue(lines.some((line) => line.message.includes("the local log is empty")), lines.map((line) => line.message).join("\n"))
     }))
 })

@@ -22,6 +22,7 @@ import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Checkpointer from "../../src/services/Checkpointer.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
@@ -100,7 +101,7 @@ const openKillable = (
       lockDirectory: inner.lockDirectory
     }
     const faults = yield* FaultyObjectStore.makeController({ seed: 7 })
-    const layer = Storage.layer(replay).pipe(
+    const layer = layerWithServices(replay).pipe(
       Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))),
       Layer.provide(Layer.succeed(LocalDisk, disk)),
       Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))

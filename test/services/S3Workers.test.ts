@@ -14,15 +14,16 @@
  * test waits for states by yielding to other fibers or moving the clock, never by sleeping.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, FastCheck, Fiber, Layer, Option, Scope, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, FastCheck, Fiber, Layer, Metric, Option, Scope, TestClock, Tracer } from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable, QueueClosed, TaskAborted, TaskTimeout } from "../../src/domain/Errors.js"
 import { checkpointNumber, fileId, partIndex } from "../../src/domain/Ids.js"
 import { ReadPart, WriteObject, WritePart } from "../../src/domain/Task.js"
+import * as MetricsInstance from "../../src/services/MetricsInstance.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
-import { eventually } from "../support/Shared.js"
+import { eventually, failureOf } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -57,8 +58,16 @@ const services = Effect.all({
 const unavailable = new ObjectStoreUnavailable({ operation: "put", key: "k", reason: "ServerError", detail: "HTTP 500" })
 const rejected = new ObjectStoreRejected({ operation: "put", key: "k", status: 403, code: "AccessDenied", detail: "denied" })
 
-const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+/** `base`, recording every span it starts in `spans`. */
+const collectingTracer = (base: Tracer.Tracer, spans: Array<Tracer.Span>): Tracer.Tracer =>
+  Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      const span = base.span(name, parent, context, links, startTime, kind, options)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => base.context(f, fiber)
+  })
 
 /** An error failed inside a span reaches the waiter wrapped (Effect annotates it with the span):
  * compare class and message, not identity. */
@@ -270,7 +279,7 @@ describe("S3Workers", () => {
       assert.isTrue((yield* queue.stats).closed)
     }))
 
-  it.effect("each task runs under a span S3Workers.task naming its type and id", () =>
+  it.effect("each task runs under a span s3.task naming its type, key and id", () =>
     Effect.gen(function* () {
       const { queue } = yield* services
       const handle = yield* queue.enqueue(
@@ -278,9 +287,55 @@ describe("S3Workers", () => {
         Effect.map(Effect.currentSpan, (span) => ({ name: span.name, attributes: Object.fromEntries(span.attributes) }))
       )
       const seen = yield* handle.await
-      assert.strictEqual(seen.name, "S3Workers.task")
-      assert.deepStrictEqual(seen.attributes, { taskType: "ReadPart", taskId: handle.id })
+      assert.strictEqual(seen.name, "s3.task")
+      assert.deepStrictEqual(seen.attributes, { type: "ReadPart", key: "users#4", taskId: handle.id })
     }).pipe(Effect.provide(poolLayer())))
+
+  it.effect("a task's span is a child of the span it was enqueued in; without one it is a root", () => {
+    const spans: Array<Tracer.Span> = []
+    return Effect.gen(function* () {
+      const { queue } = yield* services
+      const inner = yield* Effect.withSpan(
+        Effect.flatMap(queue.enqueue(object("in-span"), Effect.void), (handle) => Effect.as(handle.await, handle.id)),
+        "outer"
+      )
+      const alone = yield* queue.enqueue(object("no-span"), Effect.void)
+      yield* alone.await
+      const taskSpan = (id: number) => spans.find((span) => span.name === "s3.task" && span.attributes.get("taskId") === id)
+      const outer = spans.find((span) => span.name === "outer")
+      const innerSpan = taskSpan(inner)
+      const aloneSpan = taskSpan(alone.id)
+      assert.isDefined(outer)
+      assert.isDefined(innerSpan)
+      assert.isDefined(aloneSpan)
+      assert.strictEqual(Option.getOrUndefined(innerSpan.parent)?.spanId, outer.spanId)
+      assert.isTrue(Option.isNone(aloneSpan.parent))
+    }).pipe(Effect.provide(poolLayer()), (program) => Effect.flatMap(Effect.tracer, (base) => Effect.withTracer(program, collectingTracer(base, spans))))
+  })
+
+  it.effect("metrics carry the pool's instance label: two pools in one process count apart", () =>
+    Effect.gen(function* () {
+      const run = (instance: string, count: number) =>
+        Effect.gen(function* () {
+          const { queue, workers } = yield* services
+          const handles = yield* Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) => queue.enqueue(object(`${instance}${index}`), Effect.void))
+          yield* Effect.forEach(handles, (handle) => handle.await, { discard: true })
+          return (yield* workers.stats).byType.WriteObject.completed
+        }).pipe(Effect.provide(poolLayer()), Effect.provide(MetricsInstance.layer(instance)))
+      const enqueued = (instance: string) =>
+        Effect.map(Metric.value(TaskQueue.tasksEnqueued.pipe(Metric.tagged("instance", instance), Metric.tagged("taskType", "WriteObject"))), (state) => state.count)
+      const counts = Effect.all([
+        S3Workers.counterValue(S3Workers.taskCompletions, "WriteObject", "left"),
+        S3Workers.counterValue(S3Workers.taskCompletions, "WriteObject", "right"),
+        enqueued("left"),
+        enqueued("right")
+      ])
+      const before = yield* counts
+      const stats = yield* Effect.all([run("left", 3), run("right", 2)])
+      const after = yield* counts
+      assert.deepStrictEqual(stats, [3, 2])
+      assert.deepStrictEqual(after.map((count, index) => count - before[index]!), [3, 2, 3, 2])
+    }))
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import { ReadPart, WriteObject, WritePart } from "../../src/domain/Task.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
-import { eventually } from "../support/Shared.js"
+import { eventually, failureOf } from "../support/Shared.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -35,9 +35,6 @@ const interruptNow = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
 
 const isSuspended = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
   Effect.map(Fiber.status(fiber), (status) => status._tag === "Suspended")
-
-const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 describe("TaskQueue", () => {
   it.effect("a handle gets its own task's value; poll shows it once completed", () =>
@@ -147,6 +144,22 @@ describe("TaskQueue", () => {
       const stats = yield* queue.stats
       assert.deepStrictEqual([stats.depth, stats.inFlight, stats.waitingProducers, stats.enqueued], [2, 1, 0, 3])
       yield* picked.complete(Exit.void)
+    }))
+
+  it.effect("a picked task carries the span its producer enqueued it in, also after waiting for room", () =>
+    Effect.gen(function* () {
+      const { queue } = yield* makeQueue(1)
+      yield* Effect.withSpan(queue.enqueue(object("first"), Effect.void), "first-producer")
+      const producer = yield* Effect.fork(Effect.withSpan(queue.enqueue(object("second"), Effect.void), "second-producer"))
+      yield* eventually(isSuspended(producer), "the producer suspends")
+      const first = yield* queue.take
+      yield* Fiber.join(producer)
+      const second = yield* queue.take
+      const untraced = yield* queue.enqueue(object("third"), Effect.void)
+      const third = yield* queue.take
+      const nameOf = (picked: TaskQueue.PickedTask) => (picked.parentSpan?._tag === "Span" ? picked.parentSpan.name : picked.parentSpan?._tag)
+      assert.deepStrictEqual([nameOf(first), nameOf(second), nameOf(third)], ["first-producer", "second-producer", undefined])
+      assert.strictEqual(third.id, untraced.id)
     }))
 
   it.effect("an interrupted producer leaves no task, no hole and no reserved slot behind", () =>

@@ -12,7 +12,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Option, Ref, Scope, TestClock } from "effect"
+import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope, TestClock, Tracer } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePathApi from "node:path"
 import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
@@ -914,5 +914,91 @@ describe("WalArchiver on a real directory", () => {
       const { seen } = yield* collect(wal.replayLocal, 0)
       assert.deepStrictEqual(seen.map(([lsn]) => lsn), at)
       yield* kill
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Observability: spans and log levels
+// ---------------------------------------------------------------------------------------------
+
+/** A tracer that records every span it starts (over the default one). */
+const collectingTracer = Effect.map(Effect.tracer, (inner) => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (name, parent, context, links, startTime, kind, options) => {
+      const span = inner.span(name, parent, context, links, startTime, kind, options)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => inner.context(f, fiber)
+  })
+  return { tracer, spans }
+})
+
+const attributesOf = (span: Tracer.Span) => Object.fromEntries(span.attributes)
+
+/** Runs `effect` with its log lines (and those of every fiber it starts) collected instead of printed. */
+const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
+    const capture = Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message: String(message) }))
+    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    return { result, lines }
+  })
+
+describe("WalArchiver: observability", () => {
+  it.effect("spans: wal.recover at the open, wal.archive per upload, wal.replay around every apply, wal.shutdown", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = yield* collectingTracer
+      const seen = yield* Effect.gen(function* () {
+        const env = yield* makeEnv
+        const { kill, wal } = yield* open(env)
+        for (let i = 0; i < 50; i++) yield* wal.append(record(i)) // 50 frames of 112 bytes: segment 0 is sealed
+        yield* wal.commit
+        yield* archived(wal, segmentBytes)
+        const partial = yield* wal.archivePartial
+        yield* archived(wal, partial)
+        const inReplay: Array<string> = []
+        const summary = yield* wal.replay(lsn(0), () =>
+          Effect.map(Effect.option(Effect.currentSpan), (span) => void inReplay.push(Option.match(span, { onNone: () => "(none)", onSome: (found) => found.name })))
+        )
+        yield* wal.shutdown(1_000)
+        yield* kill
+        return { partial, summary, inReplay }
+      }).pipe(Effect.withTracer(tracer))
+      const named = (name: string) => spans.filter((span) => span.name === name)
+      assert.strictEqual(named("wal.recover").length, 1)
+      assert.deepInclude(attributesOf(named("wal.recover")[0]!), { endLsn: 0, archivedThrough: 0 })
+      const archives = named("wal.archive").map(attributesOf)
+      assert.isTrue(archives.some((found) => found.segment === 0 && found.partial === false && typeof found.bytes === "number" && found.bytes > 0), JSON.stringify(archives))
+      assert.deepInclude(archives, { segment: 1, partial: true, bytes: seen.partial - segmentBytes })
+      assert.strictEqual(named("wal.replay").length, 1)
+      assert.deepInclude(attributesOf(named("wal.replay")[0]!), { fromLsn: 0, toLsn: seen.summary.endLsn, records: 50 })
+      assert.deepStrictEqual(seen.inReplay, Array.from({ length: 50 }, () => "wal.replay"), "every apply runs inside the replay's span")
+      assert.strictEqual(named("wal.shutdown").length, 1)
+      assert.deepInclude(attributesOf(named("wal.shutdown")[0]!), { deadlineMs: 1_000 })
+      for (const span of spans.filter((span) => span.name.startsWith("wal."))) assert.strictEqual(span.status._tag, "Ended", span.name)
+    }))
+
+  it.effect("an empty local log continuing from the bucket is logged at INFO; a local log that fell behind it, at WARN", () =>
+    Effect.gen(function* () {
+      const env = yield* makeEnv
+      const first = yield* open(env)
+      const ends: Array<number> = []
+      for (let i = 0; i < 20; i++) ends.push((yield* first.wal.appendWithEnd(record(i))).endLsn)
+      yield* archived(first.wal, yield* first.wal.archivePartial)
+      yield* first.kill
+      const adoption = (line: { readonly message: string }) => line.message.includes("continuing from the bucket's end")
+      // A new machine: nothing local.
+      const { disk: emptyDisk } = yield* MemoryDisk.make
+      const onEmpty = yield* capturingLogs(Effect.flatMap(open(env, emptyDisk), ({ kill }) => kill))
+      assert.deepStrictEqual(onEmpty.lines.filter(adoption).map((line) => line.level.label), ["INFO"])
+      // A directory that lost the end of its log (its durable-end mark gone with it): the bucket is ahead.
+      const bytes = Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(0)))
+      yield* env.disk.writeAtomic(WalArchiver.localSegmentPath(0), bytes.slice(0, ends[9]))
+      yield* env.disk.remove(WalArchiver.durableMarkPath)
+      const onBehind = yield* capturingLogs(Effect.flatMap(open(env), ({ kill, wal }) => Effect.zipLeft(wal.position, kill)))
+      assert.deepStrictEqual(onBehind.lines.filter(adoption).map((line) => line.level.label), ["WARN"])
+      assert.strictEqual(onBehind.result, ends[19], "the log continues from the bucket's end")
     }))
 })

@@ -25,6 +25,7 @@ import * as Wal from "../../src/domain/Wal.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Restore from "../../src/layers/Restore.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import * as GarbageCollector from "../../src/services/GarbageCollector.js"
@@ -235,7 +236,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     world.processes.set(label, { gate, scope })
     const supervisor = yield* Supervisor.track
     const reported = yield* Deferred.make<Storage.ShutdownReport>()
-    const layer = Storage.layer({ replay: replayRecord(options.settings?.replayRecordMs ?? 0), onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
+    const layer = layerWithServices({ replay: replayRecord(options.settings?.replayRecordMs ?? 0), onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
       Layer.provide(
         Layer.mergeAll(
           Layer.succeed(StorageConfig.StorageConfig, config),

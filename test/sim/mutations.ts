@@ -85,8 +85,8 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "checkpoint-position-at-log-end-during-replay",
     breaks: "a checkpoint during start-up replay takes the log's end as its WAL position (issue #19 case 1)",
     file: "src/services/WalArchiver.ts",
-    find: "    position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state, replayed]) => toLsn(replayed ?? state.endLsn)),\n",
-    replace: "    position: Effect.map(Effect.zip(Ref.get(logRef), Ref.get(replayedRef)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
+    find: "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)),\n",
+    replace: "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
     tests: ["test/layers/WalReplay.test.ts"],
     profile: "crashes"
   },
@@ -168,7 +168,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "wal-damage-cut-as-torn-tail",
     breaks: "a flipped byte in the middle of the local WAL cuts the log there (issue #19 case 6)",
-    file: "src/services/WalArchiver.ts",
+    file: "src/internal/wal/recovery.ts",
     find: "    const midLog = validInSegment || validLater\n",
     replace: "    const midLog = false && (validInSegment || validLater) // MUTATION\n",
     tests: ["test/services/WalArchiver.test.ts"]
@@ -176,17 +176,17 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "archive-wait-ignores-close",
     breaks: "a wait for the WAL archive is not told when the archiver shuts down; it runs out its deadline after the layer closed",
-    file: "src/services/WalArchiver.ts",
-    find: "        Stream.filter((view) => view.through >= target || view.closed),\n",
-    replace: "        Stream.filter((view) => view.through >= target), // MUTATION\n",
+    file: "src/internal/wal/archiver.ts",
+    find: "      Stream.filter((view) => view.through >= target || view.closed),\n",
+    replace: "      Stream.filter((view) => view.through >= target), // MUTATION\n",
     tests: ["test/services/WalArchiver.test.ts"],
     profile: "lost-responses"
   },
   {
     id: "commit-wait-ignores-close",
     breaks: "a committer whose flush hangs is not told when the archiver shuts down",
-    file: "src/services/WalArchiver.ts",
-    find: "    if (log.running !== undefined) yield* Deferred.fail(log.running.done, closed)\n",
+    file: "src/internal/wal/groupCommit.ts",
+    find: "    if (state.running !== undefined) yield* Deferred.fail(state.running.done, closed)\n",
     replace: "    // MUTATION: the running flush's committers are not told\n",
     tests: ["test/services/WalArchiver.test.ts"],
     profile: "lost-responses"
@@ -194,9 +194,9 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "wal-damage-below-durable-cut",
     breaks: "a bad frame below the WAL's recorded durable end (clean stop, checkpoint, flush mark) is cut as a torn tail, losing acknowledged records",
-    file: "src/services/WalArchiver.ts",
-    find: "recover(disk, store, config, archive, Math.max(durableAtCleanStop, durableMarked))",
-    replace: "recover(disk, store, config, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
+    file: "src/internal/wal/recovery.ts",
+    find: "recover(context, archive, Math.max(durableAtCleanStop, durableMarked))",
+    replace: "recover(context, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
     tests: ["test/services/WalArchiver.test.ts", "test/layers/StorageLocalDisk.test.ts"],
     profile: "bit-rot"
   },

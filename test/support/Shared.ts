@@ -1,8 +1,9 @@
 /**
  * Test support shared by several suites: an arbitrary of code points that covers every range where
- * key orders and encodings differ, and `eventually`, a bounded wait on the scheduler (no clock).
+ * key orders and encodings differ, `eventually`, a bounded wait on the scheduler (no clock), and
+ * `failureOf`, the typed failure of an Exit.
  */
-import { Effect, FastCheck } from "effect"
+import { Cause, Effect, Exit, FastCheck, Option } from "effect"
 
 /**
  * One code point from each range where orders and encodings differ: ASCII, the rest of the BMP
@@ -25,3 +26,7 @@ export const eventually = (check: Effect.Effect<boolean>, what: string) =>
     }
     return yield* Effect.dieMessage(`never happened: ${what}`)
   })
+
+/** The typed failure of `exit`, or undefined for a success, a defect or an interruption. */
+export const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined

@@ -6,6 +6,7 @@ import { Context, Effect, Layer, type Scope } from "effect"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 
@@ -48,7 +49,7 @@ export const makeBucket: Effect.Effect<Bucket> = Effect.gen(function* () {
 export type Disk = Effect.Effect.Success<typeof MemoryDisk.make>
 export const makeDisk: Effect.Effect<Disk> = MemoryDisk.make
 
-/** The Storage layer over a bucket and a disk. */
+/** The Storage layer (with its internal services) over a bucket and a disk. */
 export const layer = (
   bucket: Bucket,
   disk: Disk,
@@ -56,7 +57,7 @@ export const layer = (
   options: Storage.StorageOptions = {},
   faults: FaultyObjectStore.FaultControllerService = bucket.faults
 ) =>
-  Storage.layer(options).pipe(
+  layerWithServices(options).pipe(
     Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))),
     Layer.provide(MemoryDisk.layerOf(disk)),
     Layer.provide(StorageConfig.layer({ ...testConfig, ...config }))
