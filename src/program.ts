@@ -19,7 +19,7 @@
  * interrupt at shutdown. The main fiber only waits; when a signal interrupts it, it tells the body
  * to stop and waits for the body's report.
  *
- * Replaces: OrioleDB's test scripts around the original report (orioledb-s3.md §8), and gdb.
+ * Replaces: OrioleDB's test scripts around the original report (docs/ORIGINAL.md §8), and gdb.
  *
  * @since 0.1.0
  */

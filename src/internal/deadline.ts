@@ -6,7 +6,7 @@
  * shortens the next ones instead of pushing the end past the deadline. Times are `Clock`
  * milliseconds, so the TestClock drives them in tests.
  *
- * Replaces: nothing in OrioleDB, whose shutdown waits had no deadline (orioledb-s3.md §7).
+ * Replaces: nothing in OrioleDB, whose shutdown waits had no deadline (docs/ORIGINAL.md §7).
  *
  * @since 0.1.0
  */

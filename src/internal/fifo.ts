@@ -1,7 +1,7 @@
 /**
  * A first-in first-out list with O(1) push and shift: the task queue's queued tasks.
  *
- * Replaces: the byte ring of OrioleDB's src/s3/queue.c (orioledb-s3.md §2), as far as order goes.
+ * Replaces: the byte ring of OrioleDB's src/s3/queue.c (docs/ORIGINAL.md §2), as far as order goes.
  *
  * @internal
  * @since 0.1.0

@@ -18,7 +18,7 @@
  * whole is the span `storage.shutdown`, each step a child span `storage.shutdown.<step>`; the close
  * is one readable INFO line (`describeShutdown`); the report itself is `Storage.shutdown`'s value.
  *
- * Replaces: OrioleDB's shutdown, which was not a protocol at all (orioledb-s3.md §7): the
+ * Replaces: OrioleDB's shutdown, which was not a protocol at all (docs/ORIGINAL.md §7): the
  * checkpointer's shutdown checkpoint waited on queue locations with no timeout (#340, #373), and the
  * postmaster waited on the checkpointer.
  *

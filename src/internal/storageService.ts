@@ -10,7 +10,7 @@
  *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → GarbageCollector (periodic pass)
  *   → Storage (replay, then the API).
  *
- * Replaces: OrioleDB's postmaster start-up order (orioledb-s3.md §1): the S3 workers and the
+ * Replaces: OrioleDB's postmaster start-up order (docs/ORIGINAL.md §1): the S3 workers and the
  * checkpointer started as background workers, the control check, then recovery replay.
  *
  * @since 0.1.0

@@ -6,7 +6,7 @@
  * its Tag, its metrics and layer) is src/services/TaskQueue.ts.
  *
  * Replaces: the ring buffer and location bookkeeping of OrioleDB's src/s3/queue.c
- * (`s3_queue_put_task`, `s3_queue_get_task`, `s3_queue_erase_task`; orioledb-s3.md §2).
+ * (`s3_queue_put_task`, `s3_queue_get_task`, `s3_queue_erase_task`; docs/ORIGINAL.md §2).
  *
  * @internal
  * @since 0.1.0

@@ -3,7 +3,7 @@
  * thing, with a count and the longest wait as a duration, instead of one line per fiber with its id
  * and the epoch millisecond it began. Pure: the shutdown's half-deadline warning and the CLI use it.
  *
- * Replaces: nothing in OrioleDB; its waits were seen in gdb backtraces (orioledb-s3.md §7).
+ * Replaces: nothing in OrioleDB; its waits were seen in gdb backtraces (docs/ORIGINAL.md §7).
  *
  * @since 0.1.0
  */

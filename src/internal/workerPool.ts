@@ -4,7 +4,7 @@
  * timeout. The public surface (the service, its metrics, shutdown and layer) and the reasons for
  * this design are in src/services/S3Workers.ts.
  *
- * Replaces: the loop of OrioleDB's src/s3/worker.c (`s3worker_main`; orioledb-s3.md §3).
+ * Replaces: the loop of OrioleDB's src/s3/worker.c (`s3worker_main`; docs/ORIGINAL.md §3).
  *
  * @internal
  * @since 0.1.0

@@ -18,7 +18,7 @@
  * returned by `shutdown` and passed to `onShutdown` when the scope closes, and one INFO line sums it
  * up. Spans: `storage.shutdown` and a child per step, `storage.replay`, `checkpoint`.
  *
- * Replaces: OrioleDB's shutdown, which was not a protocol at all (orioledb-s3.md §7): the
+ * Replaces: OrioleDB's shutdown, which was not a protocol at all (docs/ORIGINAL.md §7): the
  * checkpointer's shutdown checkpoint waited on queue locations with no timeout (#340, #373), and the
  * postmaster waited on the checkpointer.
  *

@@ -25,7 +25,7 @@
  * the holder, whose next renewal (or release) takes the lock back.
  *
  * Replaces: the lock protocol of OrioleDB's src/s3/control.c (`s3_put_lock_file`, ≤ 10 retries on
- * 409, FATAL otherwise, deleted at postmaster exit; orioledb-s3.md §6), which had no epoch, so a
+ * 409, FATAL otherwise, deleted at postmaster exit; docs/ORIGINAL.md §6), which had no epoch, so a
  * paused old instance could go on writing after another started.
  *
  * @since 0.1.0

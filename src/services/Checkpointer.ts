@@ -25,7 +25,7 @@
  * tasks, a `checkpoint.manifest` per file manifest and the `checkpoint.commit`.
  *
  * Replaces: the S3 half of OrioleDB's checkpointer (src/checkpoint/checkpoint.c, src/s3/checkpoint.c,
- * `o_after_checkpoint_cleanup_hook`; orioledb-s3.md §5), whose waits were untimed queue-location
+ * `o_after_checkpoint_cleanup_hook`; docs/ORIGINAL.md §5), whose waits were untimed queue-location
  * waits (`s3_queue_wait_for_location(maxLocation)`) that one stuck task could block forever (#373).
  *
  * @since 0.1.0

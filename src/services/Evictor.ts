@@ -9,7 +9,7 @@
  * never waits on the queue holding one.
  *
  * Replaces: OrioleDB's `s3_headers_try_eviction_cycle` run by the bgwriter when
- * `numberOfLoadedParts ≥ s3_desired_size` (src/s3/headers.c:1231-1335, orioledb-s3.md §4), which
+ * `numberOfLoadedParts ≥ s3_desired_size` (src/s3/headers.c:1231-1335, docs/ORIGINAL.md §4), which
  * wrote zeros over evicted parts (freeing nothing on most file systems) and walked every file.
  *
  * @since 0.1.0

@@ -14,7 +14,7 @@
  * bucket lock (the BucketLock service: renewed, sticky fence); a start-up that fails after taking
  * the bucket lock releases it (the layer's finalizer).
  *
- * Replaces: orioledb_s3_loader.py (find the highest N whose markers exist, download; orioledb-s3.md
+ * Replaces: orioledb_s3_loader.py (find the highest N whose markers exist, download; docs/ORIGINAL.md
  * §5 "Read-back") and the start-up half of src/s3/control.c (`s3_check_control`).
  *
  * @since 0.1.0

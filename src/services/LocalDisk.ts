@@ -11,7 +11,7 @@
  * or uses `writeAtomic` (temp file, fsync, rename, fsync of the directory).
  *
  * Replaces: the local side of OrioleDB's data files (`<relnode>-<chkp>` with a 8 KiB header of part
- * words, orioledb-s3.md §4). Here every part is its own file, so evicting a part is an unlink and
+ * words, docs/ORIGINAL.md §4). Here every part is its own file, so evicting a part is an unlink and
  * frees its disk space for real (OrioleDB wrote zeros, which frees nothing on most file systems).
  *
  * @since 0.1.0

@@ -3,7 +3,7 @@
  * leases, lazy loading from the bucket, dirty tracking and write-back.
  *
  * Replaces: OrioleDB's src/s3/headers.c (part words, `s3_header_lock_part`, mark_part_* transitions)
- * and the part write scheduling of src/btree/io.c (orioledb-s3.md §4). The transitions are the pure
+ * and the part write scheduling of src/btree/io.c (docs/ORIGINAL.md §4). The transitions are the pure
  * functions of src/domain/PartState.ts; here they run inside STM so that waiting for a transition is
  * an interruptible wait on a state change (never a 10 ms sleep-poll), raced against
  * `leaseTimeoutMs`.

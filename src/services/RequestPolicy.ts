@@ -4,7 +4,7 @@
  * the lock object, reading manifests) use it for their few direct calls.
  *
  * Replaces: OrioleDB's "retry = the worker dies, is restarted at once and replays its task", with no
- * backoff, no error classification and no curl timeout (orioledb-s3.md §3, §9).
+ * backoff, no error classification and no curl timeout (docs/ORIGINAL.md §3, §9).
  *
  * @since 0.1.0
  */

@@ -34,7 +34,7 @@
  * with inside that span reaches its waiters wrapped by Effect's span annotation (a Proxy of the
  * original): match failures by `_tag` or `instanceof`, not by identity.
  *
- * Replaces: OrioleDB's src/s3/worker.c (`s3worker_main`, orioledb-s3.md §3): bgworker processes
+ * Replaces: OrioleDB's src/s3/worker.c (`s3worker_main`, docs/ORIGINAL.md §3): bgworker processes
  * polling the queue every `bgwriter_delay`, dying on any HTTP error (FATAL) with no backoff, no
  * error classification, no request timeout, and no shutdown protocol (§7, §9).
  *

@@ -2,7 +2,7 @@
  * StorageConfig: every bound of the storage tier in one validated value. Every queue, pool, retry,
  * wait and deadline in the library reads its bound from here; nothing is unbounded.
  *
- * Replaces: OrioleDB's GUCs `orioledb.s3_*` (oc:999-1138, orioledb-s3.md §1), which had no
+ * Replaces: OrioleDB's GUCs `orioledb.s3_*` (oc:999-1138, docs/ORIGINAL.md §1), which had no
  * timeouts at all. Each field names the setting it replaces where there is one.
  *
  * Read it from code (`layer({ ... })`, a bad value is one `InvalidConfig` naming the field) or

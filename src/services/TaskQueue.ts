@@ -12,7 +12,7 @@
  *   it published) gives the slot to the next one. So an interrupted enqueue leaves no hole;
  * - workers `take` tasks; a worker is woken by the enqueue that gives it work (no polling);
  * - deduplication by `Task.dedupKey`: a ReadPart joins the queued or running read of the same part
- *   (one download per part, orioledb-s3.md §9 invariant 2); a WritePart coalesces into a queued,
+ *   (one download per part, docs/ORIGINAL.md §9 invariant 2); a WritePart coalesces into a queued,
  *   not yet picked write of the same part (once picked, a new write is queued: the running one may
  *   already have read the part's bytes);
  * - `closeIntake` fails later and suspended enqueues with QueueClosed; `abortAll` fails whatever is
@@ -35,7 +35,7 @@
  * bare `Queue.bounded` with a `Deferred` per task and no dedup, no metrics and no span
  * (BENCHMARKS.md, scenario 2; 0.49-0.64 of the bare path's time in loaded 2-core runs on 2026-12-07).
  *
- * Replaces: OrioleDB's src/s3/queue.c (orioledb-s3.md §2): a shared-memory byte ring whose
+ * Replaces: OrioleDB's src/s3/queue.c (docs/ORIGINAL.md §2): a shared-memory byte ring whose
  * completion was a prefix of queue locations (`s3_queue_wait_for_location`, no timeout, no
  * interruption), whose enqueue reserved a slot before publishing it (a producer that died while the
  * ring was full left a permanent hole), and whose in-flight reads were proxied by "the current

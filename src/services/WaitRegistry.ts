@@ -2,7 +2,7 @@
  * WaitRegistry: who waits on what, since when. Every potentially long wait of the library (a task
  * handle, a part load, a WAL archive position, the shutdown checkpoint) is wrapped in `track`, so
  * that diagnostics and the CLI can print the current wait-for list instead of attaching a debugger
- * (the original's hangs, #340 and #373, were diagnosed from gdb backtraces: orioledb-s3.md §7).
+ * (the original's hangs, #340 and #373, were diagnosed from gdb backtraces: docs/ORIGINAL.md §7).
  *
  * A wait is registered before the tracked effect starts and removed on every exit of it (success,
  * failure, defect, interruption), so the registry never lists a wait that ended. The registry holds

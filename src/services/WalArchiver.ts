@@ -43,7 +43,7 @@
  * Replaces: OrioleDB's WAL archiving (src/s3/archive.c: `archive_preload_file_cb` enqueued a PUT of a
  * finished segment and `archive_file_cb` waited for it with no timeout and always returned true), the
  * busy-wait WAL switch after a checkpoint (`o_after_checkpoint_cleanup_hook`, 100 ms `pg_usleep` with
- * no interrupt check, orioledb-s3.md §5), and the loader's WAL range that missed the last segment.
+ * no interrupt check, docs/ORIGINAL.md §5), and the loader's WAL range that missed the last segment.
  *
  * @since 0.1.0
  */

@@ -7,7 +7,7 @@
  * root that is a file, configuration bounds), then builds what it needs, and returns an exit code;
  * its failures are typed and become one line in the program.
  *
- * Replaces: the shell around OrioleDB's S3 tests (orioledb-s3.md §8): start a cluster on a bucket,
+ * Replaces: the shell around OrioleDB's S3 tests (docs/ORIGINAL.md §8): start a cluster on a bucket,
  * insert, stop, restore with orioledb_s3_loader.py, compare.
  *
  * @since 0.1.0

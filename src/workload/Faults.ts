@@ -3,7 +3,7 @@
  * (src/layers/FaultyObjectStore.ts, the same decorator the tests use). Pure.
  *
  * - `stall-at-shutdown`: the bucket stops answering when shutdown begins (the original's hang,
- *   orioledb-s3.md §7: the checkpointer then waited forever);
+ *   docs/ORIGINAL.md §7: the checkpointer then waited forever);
  * - `stall-after=<duration>`: the bucket stops answering that long after the run starts;
  * - `error-rate=<p>`: each request fails with a transient error with probability p (0 < p ≤ 1);
  * - `latency=<duration>`: each request is delayed that long;

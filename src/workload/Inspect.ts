@@ -8,7 +8,7 @@
  * pass would reclaim.
  *
  * Replaces: listing the bucket by hand and reading `file_checksums` to see which checkpoint
- * orioledb_s3_loader.py would restore (orioledb-s3.md §5-6).
+ * orioledb_s3_loader.py would restore (docs/ORIGINAL.md §5-6).
  *
  * @since 0.1.0
  */

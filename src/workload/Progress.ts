@@ -4,7 +4,7 @@
  * shutdown needs first: writes per second, queue depth, uploads in flight, the last checkpoint,
  * bytes uploaded, elapsed / duration.
  *
- * Replaces: watching `top` and attaching gdb to the checkpointer (orioledb-s3.md §7).
+ * Replaces: watching `top` and attaching gdb to the checkpointer (docs/ORIGINAL.md §7).
  *
  * @since 0.1.0
  */

@@ -8,7 +8,7 @@
  * its own fiber and the program stops waiting for it at its deadline plus a grace, so a library bug
  * shows up as `shutdown.returned: false` in the report and a non-zero exit, never as a hang.
  *
- * Replaces: the original report's scenario (orioledb-s3.md §7-8): ~1000 s of inserts, stop, shut the
+ * Replaces: the original report's scenario (docs/ORIGINAL.md §7-8): ~1000 s of inserts, stop, shut the
  * cluster down — which never stopped.
  *
  * @since 0.1.0

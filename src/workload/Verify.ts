@@ -12,7 +12,7 @@
  * fresh directory, and its SHA-256 compared with the file manifest's.
  *
  * Replaces: the original report's manual check after restart ("SELECT count(*)"), and
- * orioledb_s3_loader.py's download of a checkpoint (orioledb-s3.md §5 "Read-back"), which trusted
+ * orioledb_s3_loader.py's download of a checkpoint (docs/ORIGINAL.md §5 "Read-back"), which trusted
  * the bytes it got.
  *
  * @since 0.1.0

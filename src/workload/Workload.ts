@@ -16,7 +16,7 @@
  * acknowledged with an LSN below B. Pairs below a known lower bound of B (the archived WAL position
  * seen during the run) are pruned to the last one, so memory stays bounded on long runs.
  *
- * Replaces: the original report's ~1000 s of `INSERT`s into a PostgreSQL table (orioledb-s3.md §8).
+ * Replaces: the original report's ~1000 s of `INSERT`s into a PostgreSQL table (docs/ORIGINAL.md §8).
  *
  * @since 0.1.0
  */

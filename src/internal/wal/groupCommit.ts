@@ -9,7 +9,7 @@
  *
  * Replaces: PostgreSQL's XLogFlush group commit as OrioleDB used it, and the busy-wait WAL switch
  * after a checkpoint (`o_after_checkpoint_cleanup_hook`, a 100 ms `pg_usleep` with no interrupt
- * check, orioledb-s3.md §5): here every wait is on a Deferred, interruptible.
+ * check, docs/ORIGINAL.md §5): here every wait is on a Deferred, interruptible.
  *
  * @since 0.1.0
  */

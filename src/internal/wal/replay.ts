@@ -6,7 +6,7 @@
  * checkpoint taken meanwhile never covers a record that is not applied yet.
  *
  * Replaces: the loader's WAL range (orioledb_s3_loader.py), which missed the last segment of a
- * range (orioledb-s3.md §5), and PostgreSQL's replay of the restored pg_wal.
+ * range (docs/ORIGINAL.md §5), and PostgreSQL's replay of the restored pg_wal.
  *
  * @since 0.1.0
  */
