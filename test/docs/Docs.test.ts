@@ -16,10 +16,11 @@ const exists = (file: string): boolean => fs.existsSync(path.join(root, file))
 const docs = [
   "README.md",
   "BENCHMARKS.md",
-  "docs/ARCHITECTURE.md",
-  "docs/OPERATIONS.md",
-  "docs/CLI.md",
-  "test/sim/README.md"
+  "CONTRIBUTING.md",
+  "test/sim/README.md",
+  ...fs.readdirSync(path.join(root, "docs")).filter((name) => name.endsWith(".md") && name !== "ORIGINAL.md").map((
+    name
+  ) => `docs/${name}`)
 ].filter(exists)
 
 /** Paths of this repository in running text: src/…, test/…, bench/…, scripts/…, examples/… */
