@@ -9,6 +9,7 @@
  * is not exported and may change in any release. The fault-injecting and counting decorators, for
  * an app's own tests, are in `effect-s3-tier/testing`.
  *
+ * @module effect-s3-tier
  * @since 0.1.0
  */
 export * as Storage from "./layers/Storage.js"

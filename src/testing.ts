@@ -9,6 +9,7 @@
  *
  * Replaces: nothing in OrioleDB.
  *
+ * @module effect-s3-tier/testing
  * @since 0.2.0
  */
 export * as FaultyObjectStore from "./layers/FaultyObjectStore.js"
