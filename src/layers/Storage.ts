@@ -42,6 +42,7 @@ import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore } from "../services/ObjectStore.js"
 import * as Hasher from "../services/Hasher.js"
 import * as PartTable from "../services/PartTable.js"
+import * as PartPath from "../domain/PartPath.js"
 import * as S3Workers from "../services/S3Workers.js"
 import { StorageConfig } from "../services/StorageConfig.js"
 import * as TaskQueue from "../services/TaskQueue.js"
@@ -235,7 +236,7 @@ const make = (options: StorageOptions) =>
       const states = yield* parts.states
       // Every part written through a lease since it was loaded (version > 0): an uploaded part's file
       // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
-      const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartTable.partPath(file, part))
+      const dirtyPaths = states.filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => PartPath.partPath(file, part))
       const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
       const markClean = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) => Loader.markCleanShutdown(disk, dirtyPaths, hashes, walDurable))
       const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(markClean), cleanBudgetMs) : Option.none()

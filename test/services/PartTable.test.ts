@@ -19,7 +19,8 @@ import { type RemotePart, sha256Hex } from "../../src/domain/Manifest.js"
 import type { PartState } from "../../src/domain/PartState.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
-import { type InstallEntry, parsePartPath, partPath, type PartTableService } from "../../src/services/PartTable.js"
+import { parsePartPath, partPath } from "../../src/domain/PartPath.js"
+import { type InstallEntry, type PartTableService } from "../../src/services/PartTable.js"
 import { file, filled, type Harness, makeHarness, makeWorld, part, settle, settleUntil, type World } from "../support/PartTableHarness.js"
 
 const cp = checkpointNumber

@@ -52,17 +52,17 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "uninterruptible-lease-wait",
     breaks: "interruptible waits: a lease waiting for a part to load ignores interruption (and its timeout)",
-    file: "src/services/PartTable.ts",
-    find: "      STM.commit(awaitTransition(table, slot, generation)),\n",
-    replace: "      Effect.uninterruptible(STM.commit(awaitTransition(table, slot, generation))), // MUTATION\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "        STM.commit(awaitTransition(table, row, generation)),\n",
+    replace: "        Effect.uninterruptible(STM.commit(awaitTransition(table, row, generation))), // MUTATION\n",
     tests: ["test/services/PartTable.test.ts"]
   },
   {
     id: "no-release-on-interruption",
     breaks: "release on interruption: an interrupted lease holder keeps its lease",
-    file: "src/services/PartTable.ts",
-    find: "  Effect.acquireRelease(attemptOnce(table, slot), releaseAttempt(table, slot))\n",
-    replace: "  Effect.acquireRelease(attemptOnce(table, slot), (attempt, exit) => (Exit.isInterrupted(exit) ? Effect.void : releaseAttempt(table, slot)(attempt))) // MUTATION\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "  Effect.acquireRelease(attemptOnce(table, row, span), releaseAttempt(table, row))\n",
+    replace: "  Effect.acquireRelease(attemptOnce(table, row, span), (attempt, exit) => (exit._tag === \"Failure\" ? Effect.void : releaseAttempt(table, row)(attempt))) // MUTATION\n",
     tests: ["test/services/PartTable.test.ts"]
   },
   {
@@ -124,8 +124,8 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "torn-part-not-damaged",
     breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable (issue #19 case 5)",
-    file: "src/services/PartTable.ts",
-    find: "  slot.damaged ??= damaged\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "  row.damaged ??= damaged\n",
     replace: "  // MUTATION: the part is not marked damaged\n",
     tests: ["test/services/PartTable.test.ts", "test/layers/StorageLocalDisk.test.ts"],
     profile: "disk-faults"
@@ -133,7 +133,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "rotten-part-trusted",
     breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
-    file: "src/services/PartTable.ts",
+    file: "src/internal/partTable/install.ts",
     find: "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
     replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
     tests: ["test/layers/StorageLocalDisk.test.ts"],
