@@ -19,6 +19,10 @@
  * holds the process open. The workers start on the first hash (a Storage that never checkpoints
  * starts none) and are terminated when the scope that made the pool closes.
  *
+ * Hand-written on node:worker_threads rather than @effect/platform's WorkerPool, which needs
+ * @effect/platform-node (a CLI-only dependency) and a runner module file in each worker, and fails
+ * a request whose worker died where this pool redoes the hash on the calling thread.
+ *
  * Replaces: OrioleDB hashes in its S3 worker processes (the SigV4 payload hash, requests.c:67-126;
  * a PG file's checksum, worker.c:536-583), which run in parallel with the checkpointer by being
  * processes; here the S3 workers are fibers on one thread, so the hash gets threads of its own.
