@@ -1,7 +1,7 @@
 /**
  * The part state machine, as pure transition functions: one place where every rule about a part's
  * status, leases, dirty / scheduled / writing flags, usage count and versions lives. The PartTable
- * (src/services/PartTable.ts) runs these inside STM; the tests and the simulation check
+ * runs these inside STM (src/internal/partTable/table.ts `applyEvent`); the tests and the simulation check
  * `invariantProblem` after every step.
  *
  * Replaces: OrioleDB's part word of src/s3/headers.c (bits 0-17 lock count, 18-20 status, 21 DIRTY,
