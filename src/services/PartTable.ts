@@ -22,6 +22,7 @@
  * - `read` and `write` take one lease at a time and release it before taking the next.
  * A caller that holds a lease and then waits on the queue itself (application code) is outside
  * the rule; the library never does it, and the tests check it (test/services/PartTable.test.ts).
+ * The rule is enforced in src/internal/partTable/lease.ts (`attemptOnce`, `waitAndAcquire`).
  *
  * Local storage: every part is its own file on the LocalDisk (the path scheme is
  * src/domain/PartPath.ts), so evicting a part is an unlink that frees its space for real.
@@ -50,6 +51,9 @@
  * The writes to one part file and the upload's read of it are serialized by a per-part lock, so
  * an upload never reads half of a concurrent write. Loads and evictions need no lock: a Loading or
  * Evicting part has no lease and no upload.
+ *
+ * Spans: "part.lease" (file, part) when a lease has to load or wait (a lease on a Loaded part
+ * makes none), with "part.load" as its child; "part.upload" around the read, hash and PUT of a part.
  *
  * Where each part lives (src/internal/partTable/): `table.ts` the rows, cells and counters;
  * `lease.ts` leases and THE RULE; `load.ts` loads; `writeBack.ts` uploads, snapshot and

@@ -434,6 +434,35 @@ describe("PartTable", () => {
           tracer
         )
       }))
+
+    it.scoped("an interrupted lease ends its part.lease span; the load it started goes on and ends its part.load", () =>
+      Effect.gen(function* () {
+        const { spans, tracer } = yield* collectingTracer
+        yield* Effect.withTracer(
+          Effect.gen(function* () {
+            const h = yield* makeHarness()
+            const remote = yield* seed(h, fa, p0, filled(10, 3))
+            yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
+            h.control.getGate = yield* Deferred.make<void>()
+            const fiber = yield* Effect.fork(leaseRead(h.parts, fa, p0, 10))
+            assert.isTrue(yield* settleUntil(Effect.sync(() => h.control.gets === 1)))
+            yield* Fiber.interrupt(fiber)
+            const leaseStatus = named(spans, "part.lease")[0]?.status
+            const loadStatus = named(spans, "part.load")[0]?.status._tag
+            // Let the load finish before asserting, so that a failed assertion does not leave the
+            // harness waiting on the gate.
+            yield* Deferred.succeed(h.control.getGate, undefined)
+            // The load's span ends before it commits Loaded.
+            assert.isTrue(yield* settleUntil(Effect.map(mustState(h.parts, fa, p0), (state) => state.status === "Loaded")))
+            assert.strictEqual(leaseStatus?._tag, "Ended")
+            assert.isTrue(leaseStatus?._tag === "Ended" && Exit.isInterrupted(leaseStatus.exit))
+            assert.strictEqual(loadStatus, "Started")
+            assert.strictEqual(named(spans, "part.load")[0]?.status._tag, "Ended")
+            assert.deepInclude(yield* mustState(h.parts, fa, p0), { leases: 0 })
+          }),
+          tracer
+        )
+      }))
   })
 
   describe("a failed write", () => {

@@ -140,11 +140,17 @@ const tryAcquire = (table: Table, row: PartRow): STM.STM<TryAttempt, ShuttingDow
 const makeLeaseSpan = (row: PartRow): Effect.Effect<Tracer.Span> =>
   Effect.makeSpan("part.lease", { attributes: { file: row.file, part: row.part }, kind: "internal", captureStackTrace: false })
 
+/** Ends a span unless it has ended already. */
+const endSpan = (span: Tracer.Span, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Clock.clockWith((clock) =>
+    Effect.sync(() => {
+      if (span.status._tag === "Started") span.end(clock.unsafeCurrentTimeNanos(), exit)
+    })
+  )
+
 /** Runs `effect` as the body of `span` and ends the span with its exit. */
 const withinSpan = <A, E, R>(span: Tracer.Span, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withParentSpan(effect, span).pipe(
-    Effect.onExit((exit: Exit.Exit<A, E>) => Clock.clockWith((clock) => Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), exit))))
-  )
+  Effect.withParentSpan(effect, span).pipe(Effect.onExit((exit) => endSpan(span, exit)))
 
 /** One attempt. Run uninterruptibly (as the acquire of a resource): the winner of a load forks it
  * in the same step that won the transition, so a part never stays Loading. The load runs as a
@@ -162,8 +168,10 @@ const attemptOnce = (table: Table, row: PartRow, span?: Tracer.Span): Effect.Eff
     )
   })
 
-const releaseAttempt = (table: Table, row: PartRow) => (attempt: Attempt): Effect.Effect<void> =>
-  attempt._tag === "Acquired" ? releaseLease(table, row, attempt.held) : Effect.void
+/** Releases what an attempt took: its lease, or (when the caller was interrupted before its wait
+ * began) the span it started. */
+const releaseAttempt = (table: Table, row: PartRow) => (attempt: Attempt, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  attempt._tag === "Acquired" ? releaseLease(table, row, attempt.held) : attempt.span === undefined ? Effect.void : endSpan(attempt.span, exit)
 
 /** One attempt as a scoped resource: released (if acquired) when the caller's scope closes. */
 const acquireOnce = (table: Table, row: PartRow, span?: Tracer.Span): Effect.Effect<Attempt, ShuttingDown, Scope.Scope> =>
@@ -184,7 +192,7 @@ const awaitTransition = (table: Table, row: PartRow, generation: number): STM.ST
 
 /** The slow path: wait for the part's transition, then try again, all under `leaseTimeoutMs`,
  * holding no lease while it waits (THE RULE). */
-const waitAndAcquire = (table: Table, row: PartRow, first: Attempt & { readonly _tag: "Wait" }): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
+const waitAndAcquire = (table: Table, row: PartRow, first: Extract<Attempt, { readonly _tag: "Wait" }>): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
   Effect.flatMap(first.span === undefined ? makeLeaseSpan(row) : Effect.succeed(first.span), (span) => {
     const loop = (generation: number): Effect.Effect<PartLease, ShuttingDown | PartLoadFailed, Scope.Scope> =>
       Effect.zipRight(

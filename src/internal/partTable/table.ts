@@ -20,6 +20,7 @@ import type { PartState } from "../../domain/PartState.js"
 import type { HasherService } from "../../services/Hasher.js"
 import type { LocalDiskService } from "../../services/LocalDisk.js"
 import type { ObjectStoreService } from "../../services/ObjectStore.js"
+import type { PartTableStats } from "../../services/PartTable.js"
 import type { StorageConfigValue } from "../../services/StorageConfig.js"
 import type { TaskQueueService } from "../../services/TaskQueue.js"
 import type { WaitRegistryService } from "../../services/WaitRegistry.js"
@@ -48,16 +49,8 @@ export interface PartRow {
   damaged: PartDamaged | undefined
 }
 
-/** The sums over every row's state that the table keeps (PartTableStats without `parts`). */
-export interface Counters {
-  readonly loaded: number
-  readonly loading: number
-  readonly evicting: number
-  readonly dirty: number
-  readonly writing: number
-  readonly leasesHeld: number
-  readonly loadedBytes: number
-}
+/** The sums over every row's state that the table keeps. */
+export type Counters = Omit<PartTableStats, "parts">
 
 export const zeroCounters: Counters = { loaded: 0, loading: 0, evicting: 0, dirty: 0, writing: 0, leasesHeld: 0, loadedBytes: 0 }
 
