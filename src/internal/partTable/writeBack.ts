@@ -40,9 +40,9 @@ const tryStartUpload = (table: Table, row: PartRow): STM.STM<UploadStep> =>
 /**
  * A part-sized read buffer for one upload, as a scoped resource, from the table's free list (at
  * most `workerCount` kept). A buffer is reused only after its hash and its PUT have returned.
- * Not an Effect Pool: its shutdown waits for every buffer in use, so the table's close would wait
- * on uploads in flight (the S3 workers stop after the table), and its bound adds nothing here, as
- * one S3 worker runs one upload at a time.
+ * Not an Effect Pool: its shutdown waits for every buffer in use, so closing the table would wait
+ * up to a request timeout for an upload in flight (the S3 workers stop after the table), and its
+ * bound adds nothing here, as one S3 worker runs one upload at a time.
  */
 const uploadBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
   Effect.acquireRelease(
