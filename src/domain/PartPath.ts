@@ -49,18 +49,18 @@ export const parsePartPath = (path: string): Option.Option<readonly [FileId, Par
 /** The key of a part in the part table: `file#part`. */
 export const partKey = (file: FileId, part: number): string => `${file}#${part}`
 
-/** One part's share of a byte range of a file. */
-export interface PartSpan {
+/** The slice of a byte range of a file that falls in one part. */
+export interface PartSlice {
   readonly part: PartIndex
-  /** Where the share starts within the part. */
+  /** Where the slice starts within the part. */
   readonly offsetInPart: number
   readonly length: number
-  /** Where the share starts within the range. */
+  /** Where the slice starts within the range. */
   readonly offsetInRange: number
 }
 
 /** The parts the byte range [offset, offset + length) of a file covers, in order. */
-export const partSpans = (partSizeBytes: number, offset: number, length: number): Either.Either<Array<PartSpan>, InvalidRange> => {
+export const partSlices = (partSizeBytes: number, offset: number, length: number): Either.Either<Array<PartSlice>, InvalidRange> => {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
     return Either.left(new InvalidRange({ detail: `offset ${offset} and length ${length} must be non-negative integers` }))
   }
@@ -68,7 +68,7 @@ export const partSpans = (partSizeBytes: number, offset: number, length: number)
   if (length > 0 && Math.floor((end - 1) / partSizeBytes) > 2 ** 31 - 1) {
     return Either.left(new InvalidRange({ detail: `bytes up to ${end} lie beyond the last part index` }))
   }
-  const result: Array<PartSpan> = []
+  const result: Array<PartSlice> = []
   for (let position = offset; position < end;) {
     const part = Math.floor(position / partSizeBytes)
     const offsetInPart = position - part * partSizeBytes

@@ -20,7 +20,7 @@ import { Clock, Effect, Either, type Exit, FiberSet, type Scope, STM, type Trace
 import { InvalidRange, type LocalIoError, PartDamaged, PartLeaseTimeout, type PartLoadFailed, type ShuttingDown } from "../../domain/Errors.js"
 import type { FileId, PartIndex } from "../../domain/Ids.js"
 import type { RemotePart } from "../../domain/Manifest.js"
-import { partSpans } from "../../domain/PartPath.js"
+import { partSlices } from "../../domain/PartPath.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import type { LeaseError, PartLease } from "../../services/PartTable.js"
 import { loadPart } from "./load.js"
@@ -235,14 +235,14 @@ const withLease = <A, E>(table: Table, file: FileId, part: PartIndex, use: (leas
 /** Reads bytes of a file across parts, one lease at a time (PartTableService.read). */
 export const read = (table: Table) => (file: FileId, offset: number, length: number): Effect.Effect<Uint8Array, LeaseError> =>
   Effect.suspend(() =>
-    Either.match(partSpans(table.config.partSizeBytes, offset, length), {
+    Either.match(partSlices(table.config.partSizeBytes, offset, length), {
       onLeft: Effect.fail,
-      onRight: (spans) => {
+      onRight: (slices) => {
         const out = new Uint8Array(length)
         return Effect.as(
           Effect.forEach(
-            spans,
-            (span) => withLease(table, file, span.part, (held) => held.read(span.offsetInPart, span.length)).pipe(Effect.map((bytes) => out.set(bytes, span.offsetInRange))),
+            slices,
+            (slice) => withLease(table, file, slice.part, (held) => held.read(slice.offsetInPart, slice.length)).pipe(Effect.map((bytes) => out.set(bytes, slice.offsetInRange))),
             { discard: true }
           ),
           out
@@ -254,13 +254,13 @@ export const read = (table: Table) => (file: FileId, offset: number, length: num
 /** Writes bytes of a file across parts, one lease at a time (PartTableService.write). */
 export const write = (table: Table) => (file: FileId, offset: number, bytes: Uint8Array): Effect.Effect<void, LeaseError> =>
   Effect.suspend(() =>
-    Either.match(partSpans(table.config.partSizeBytes, offset, bytes.length), {
+    Either.match(partSlices(table.config.partSizeBytes, offset, bytes.length), {
       onLeft: Effect.fail,
-      onRight: (spans) =>
+      onRight: (slices) =>
         Effect.forEach(
-          spans,
-          (span) =>
-            withLease(table, file, span.part, (held) => held.write(span.offsetInPart, bytes.subarray(span.offsetInRange, span.offsetInRange + span.length))),
+          slices,
+          (slice) =>
+            withLease(table, file, slice.part, (held) => held.write(slice.offsetInPart, bytes.subarray(slice.offsetInRange, slice.offsetInRange + slice.length))),
           { discard: true }
         )
     })
