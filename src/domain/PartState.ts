@@ -1,7 +1,7 @@
 /**
  * The part state machine, as pure transition functions: one place where every rule about a part's
  * status, leases, dirty / scheduled / writing flags, usage count and versions lives. The PartTable
- * (src/services/PartTable.ts) runs these inside STM; the tests and the simulation check
+ * runs these inside STM (src/internal/partTable/table.ts `applyEvent`); the tests and the simulation check
  * `invariantProblem` after every step.
  *
  * Replaces: OrioleDB's part word of src/s3/headers.c (bits 0-17 lock count, 18-20 status, 21 DIRTY,
@@ -250,6 +250,7 @@ const reject = (event: PartEventTag, state: PartState, reason: string): Either.E
 const next = (state: PartState): Either.Either<PartState, TransitionRejected> => Either.right(state)
 
 /** The state after `event`, or why the event is not allowed in `state`. Pure and total. */
+// Over the ~70-line aim on purpose: one short case per event, so the whole machine reads as one table.
 export const transition = (state: PartState, event: PartEvent): Either.Either<PartState, TransitionRejected> => {
   switch (event._tag) {
     case "BeginLoad":

@@ -36,6 +36,7 @@ import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 import * as PartTable from "../services/PartTable.js"
+import * as PartPath from "../domain/PartPath.js"
 import { withRequestPolicy } from "../services/RequestPolicy.js"
 import * as S3Workers from "../services/S3Workers.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
@@ -453,7 +454,7 @@ const prefetchAll = (
 const syncLoaded = (parts: PartTable.PartTableService, disk: LocalDisk["Type"]): Effect.Effect<number, LocalIoError> =>
   Effect.gen(function* () {
     const loaded = (yield* parts.states).filter(([, , state]) => state.status === "Loaded")
-    yield* Effect.forEach(loaded, ([file, part]) => disk.sync(PartTable.partPath(file, part)), { concurrency: 8, discard: true })
+    yield* Effect.forEach(loaded, ([file, part]) => disk.sync(PartPath.partPath(file, part)), { concurrency: 8, discard: true })
     return loaded.length
   })
 

@@ -19,6 +19,10 @@
  * holds the process open. The workers start on the first hash (a Storage that never checkpoints
  * starts none) and are terminated when the scope that made the pool closes.
  *
+ * Hand-written on node:worker_threads rather than @effect/platform's WorkerPool, which needs
+ * @effect/platform-node (a CLI-only dependency) and a runner module file in each worker, and fails
+ * a request whose worker died where this pool redoes the hash on the calling thread.
+ *
  * Replaces: OrioleDB hashes in its S3 worker processes (the SigV4 payload hash, requests.c:67-126;
  * a PG file's checksum, worker.c:536-583), which run in parallel with the checkpointer by being
  * processes; here the S3 workers are fibers on one thread, so the hash gets threads of its own.
@@ -112,115 +116,129 @@ export interface HasherOptions {
   readonly workerSource?: string
 }
 
+/** The mutable state of one pool, shared by the functions below. */
+interface PoolState {
+  readonly workerCount: number
+  readonly workerSource: string
+  readonly workers: Array<PoolWorker>
+  readonly counters: { offloaded: number; inline: number; failed: number }
+  closed: boolean
+  started: boolean
+  nextId: number
+}
+
+const inline = (pool: PoolState, bytes: Uint8Array): Sha256Hex => {
+  pool.counters.inline++
+  return sha256HexInline(bytes)
+}
+
+/** A worker is done for: its pending hashes are redone on the calling thread. */
+const retire = (pool: PoolState, poolWorker: PoolWorker, failed: boolean) => {
+  if (!poolWorker.alive) return
+  poolWorker.alive = false
+  if (failed) pool.counters.failed++
+  const pending = [...poolWorker.pending.values()]
+  poolWorker.pending.clear()
+  for (const entry of pending) entry.resume(Effect.sync(() => inline(pool, entry.bytes)))
+}
+
+const spawn = (pool: PoolState): PoolWorker | undefined => {
+  try {
+    const worker = new Worker(pool.workerSource, { eval: true })
+    worker.unref()
+    const poolWorker: PoolWorker = { worker, pending: new Map(), alive: true }
+    worker.on("message", (message: unknown) => {
+      if (!isReply(message)) return
+      const entry = poolWorker.pending.get(message.id)
+      if (entry === undefined) return // interrupted meanwhile: the reply is dropped
+      forget(poolWorker, message.id)
+      if ("hex" in message) {
+        pool.counters.offloaded++
+        entry.resume(Effect.succeed(Sha256HexSchema.make(message.hex)))
+      } else entry.resume(Effect.sync(() => inline(pool, entry.bytes)))
+    })
+    worker.on("error", () => retire(pool, poolWorker, true))
+    worker.on("exit", () => retire(pool, poolWorker, !pool.closed))
+    return poolWorker
+  } catch {
+    pool.counters.failed++
+    return undefined
+  }
+}
+
+/** The live worker with the least pending work; starts the pool on first use. */
+const pick = (pool: PoolState): PoolWorker | undefined => {
+  if (pool.closed || pool.workerCount === 0) return undefined
+  if (!pool.started) {
+    pool.started = true
+    for (let index = 0; index < pool.workerCount; index++) {
+      const poolWorker = spawn(pool)
+      if (poolWorker !== undefined) pool.workers.push(poolWorker)
+    }
+  }
+  let best: PoolWorker | undefined
+  for (const poolWorker of pool.workers) {
+    if (poolWorker.alive && (best === undefined || poolWorker.pending.size < best.pending.size)) best = poolWorker
+  }
+  return best
+}
+
+const offload = (pool: PoolState, poolWorker: PoolWorker, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
+  Effect.async<Sha256Hex>((resume) => {
+    const id = pool.nextId++
+    poolWorker.pending.set(id, { bytes, resume })
+    if (poolWorker.pending.size === 1) poolWorker.worker.ref()
+    try {
+      poolWorker.worker.postMessage({ id, buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.byteLength })
+    } catch {
+      forget(poolWorker, id)
+      resume(Effect.sync(() => inline(pool, bytes)))
+      return
+    }
+    return Effect.sync(() => forget(poolWorker, id))
+  })
+
+const close = (pool: PoolState): Effect.Effect<void> =>
+  Effect.sync(() => {
+    pool.closed = true
+    for (const poolWorker of pool.workers) {
+      // Nothing waits on a hash once the pool's scope closes (its users close first); any
+      // pending hash is still completed, on this thread, by `retire`.
+      retire(pool, poolWorker, false)
+      // Node's boundary: terminate() stops the thread at once and its promise only reports the
+      // exit code, which nothing needs, so it is not awaited (an idle worker is unref'd anyway).
+      void poolWorker.worker.terminate()
+    }
+  })
+
 /**
  * A pool of `workerCount` hash workers in the current scope (0: every hash on the calling thread).
  * @category constructors
  */
 export const makeWith = (workerCount: number, options: HasherOptions = {}): Effect.Effect<HasherService, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const workers: Array<PoolWorker> = []
-    const counters = { offloaded: 0, inline: 0, failed: 0 }
-    let closed = false
-    let started = false
-    let nextId = 0
-
-    const inline = (bytes: Uint8Array): Sha256Hex => {
-      counters.inline++
-      return sha256HexInline(bytes)
+    const pool: PoolState = {
+      workerCount,
+      workerSource: options.workerSource ?? workerSource,
+      workers: [],
+      counters: { offloaded: 0, inline: 0, failed: 0 },
+      closed: false,
+      started: false,
+      nextId: 0
     }
-
-    /** A worker is done for: its pending hashes are redone on the calling thread. */
-    const retire = (poolWorker: PoolWorker, failed: boolean) => {
-      if (!poolWorker.alive) return
-      poolWorker.alive = false
-      if (failed) counters.failed++
-      const pending = [...poolWorker.pending.values()]
-      poolWorker.pending.clear()
-      for (const entry of pending) entry.resume(Effect.sync(() => inline(entry.bytes)))
-    }
-
-    const spawn = (): PoolWorker | undefined => {
-      try {
-        const worker = new Worker(options.workerSource ?? workerSource, { eval: true })
-        worker.unref()
-        const poolWorker: PoolWorker = { worker, pending: new Map(), alive: true }
-        worker.on("message", (message: unknown) => {
-          if (!isReply(message)) return
-          const entry = poolWorker.pending.get(message.id)
-          if (entry === undefined) return // interrupted meanwhile: the reply is dropped
-          forget(poolWorker, message.id)
-          if ("hex" in message) {
-            counters.offloaded++
-            entry.resume(Effect.succeed(Sha256HexSchema.make(message.hex)))
-          } else entry.resume(Effect.sync(() => inline(entry.bytes)))
-        })
-        worker.on("error", () => retire(poolWorker, true))
-        worker.on("exit", () => retire(poolWorker, !closed))
-        return poolWorker
-      } catch {
-        counters.failed++
-        return undefined
-      }
-    }
-
-    /** The live worker with the least pending work; starts the pool on first use. */
-    const pick = (): PoolWorker | undefined => {
-      if (closed || workerCount === 0) return undefined
-      if (!started) {
-        started = true
-        for (let index = 0; index < workerCount; index++) {
-          const poolWorker = spawn()
-          if (poolWorker !== undefined) workers.push(poolWorker)
-        }
-      }
-      let best: PoolWorker | undefined
-      for (const poolWorker of workers) {
-        if (poolWorker.alive && (best === undefined || poolWorker.pending.size < best.pending.size)) best = poolWorker
-      }
-      return best
-    }
-
-    const offload = (poolWorker: PoolWorker, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
-      Effect.async<Sha256Hex>((resume) => {
-        const id = nextId++
-        poolWorker.pending.set(id, { bytes, resume })
-        if (poolWorker.pending.size === 1) poolWorker.worker.ref()
-        try {
-          poolWorker.worker.postMessage({ id, buffer: bytes.buffer, offset: bytes.byteOffset, length: bytes.byteLength })
-        } catch {
-          forget(poolWorker, id)
-          resume(Effect.sync(() => inline(bytes)))
-          return
-        }
-        return Effect.sync(() => forget(poolWorker, id))
-      })
-
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        closed = true
-        for (const poolWorker of workers) {
-          // Nothing waits on a hash once the pool's scope closes (its users close first); any
-          // pending hash is still completed, on this thread, by `retire`.
-          retire(poolWorker, false)
-          // Node's boundary: terminate() stops the thread at once and its promise only reports the
-          // exit code, which nothing needs, so it is not awaited (an idle worker is unref'd anyway).
-          void poolWorker.worker.terminate()
-        }
-      })
-    )
-
+    yield* Effect.addFinalizer(() => close(pool))
     return Hasher.of({
       allocate: (sizeBytes) => workerCount > 0 ? new Uint8Array(new SharedArrayBuffer(sizeBytes)) : new Uint8Array(sizeBytes),
       sha256Hex: (bytes) =>
         Effect.suspend(() => {
-          const poolWorker = isShared(bytes) ? pick() : undefined
-          return poolWorker === undefined ? Effect.sync(() => inline(bytes)) : offload(poolWorker, bytes)
+          const poolWorker = isShared(bytes) ? pick(pool) : undefined
+          return poolWorker === undefined ? Effect.sync(() => inline(pool, bytes)) : offload(pool, poolWorker, bytes)
         }),
       stats: Effect.sync(() => ({
-        offloaded: counters.offloaded,
-        inline: counters.inline,
-        workersAlive: workers.filter((poolWorker) => poolWorker.alive).length,
-        workersFailed: counters.failed
+        offloaded: pool.counters.offloaded,
+        inline: pool.counters.inline,
+        workersAlive: pool.workers.filter((poolWorker) => poolWorker.alive).length,
+        workersFailed: pool.counters.failed
       }))
     })
   })

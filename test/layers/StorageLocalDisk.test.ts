@@ -12,7 +12,7 @@ import { Effect, Either, Exit, Option } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import type * as Storage from "../../src/layers/Storage.js"
-import * as PartTable from "../../src/services/PartTable.js"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -92,7 +92,7 @@ describe("Storage: local disk faults", () => {
         }), config, { replay })
       yield* bucket.faults.heal
       // Bit rot in both part files while the store is stopped.
-      for (const index of [0, 1]) assert.isTrue((yield* faults.flipByte(PartTable.partPath(fileA, Ids.partIndex(index)), { offset: 100 }))._tag === "Some")
+      for (const index of [0, 1]) assert.isTrue((yield* faults.flipByte(PartPath.partPath(fileA, Ids.partIndex(index)), { offset: 100 }))._tag === "Some")
       yield* H.withStorage(bucket, disk, (storage) =>
         Effect.gen(function* () {
           assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(1), "the checkpointed part comes back from the bucket")

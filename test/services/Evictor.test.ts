@@ -19,6 +19,7 @@ import { LocalDisk } from "../../src/services/LocalDisk.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
 import * as Hasher from "../../src/services/Hasher.js"
 import * as PartTable from "../../src/services/PartTable.js"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import { StorageConfig } from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
@@ -41,7 +42,7 @@ describe("Evictor", () => {
       const size = h.config.partSizeBytes
       const partCount = 24 // three times the 8-part budget
       for (let index = 0; index < partCount; index++) yield* h.parts.write(fa, index * size, contentOf(index, size))
-      assert.strictEqual(yield* h.disk.usedBytes(PartTable.partsDirectory), partCount * size)
+      assert.strictEqual(yield* h.disk.usedBytes(PartPath.partsDirectory), partCount * size)
       // The periodic fiber: each interval sweeps (scheduling write-back of dirty parts, then
       // evicting the clean, cold ones) until the budget holds.
       let intervals = 0
@@ -52,7 +53,7 @@ describe("Evictor", () => {
       }
       assert.isAtMost(intervals, 5)
       assert.isAtMost((yield* h.parts.stats).loadedBytes, h.config.localBytesMax)
-      assert.isAtMost(yield* h.disk.usedBytes(PartTable.partsDirectory), h.config.localBytesMax)
+      assert.isAtMost(yield* h.disk.usedBytes(PartPath.partsDirectory), h.config.localBytesMax)
       const stats = yield* evictor.stats
       assert.isAtLeast(stats.evictedParts, partCount - 8)
       assert.strictEqual(stats.scheduledUploads, partCount)
@@ -75,7 +76,7 @@ describe("Evictor", () => {
         yield* settle(h)
       }
       assert.deepInclude(yield* h.parts.stats, { dirty: 6, loaded: 6, loadedBytes: 6 * size })
-      assert.strictEqual(yield* h.disk.usedBytes(PartTable.partsDirectory), 6 * size)
+      assert.strictEqual(yield* h.disk.usedBytes(PartPath.partsDirectory), 6 * size)
       assert.isAtLeast(h.control.puts, 6)
       // The store heals: the owed uploads go out on the next sweeps, and eviction proceeds.
       h.control.failPuts = 0
@@ -170,7 +171,7 @@ describe("Evictor", () => {
         let bytesOnDisk = 0
         for (const name of left) bytesOnDisk += Number((yield* fs.stat(`${root}/parts/${encodeURIComponent(fa)}/${name}`)).size)
         assert.isAtMost(bytesOnDisk, config.localBytesMax)
-        assert.strictEqual(yield* disk.usedBytes(PartTable.partsDirectory), bytesOnDisk)
+        assert.strictEqual(yield* disk.usedBytes(PartPath.partsDirectory), bytesOnDisk)
         for (let index = 0; index < 12; index++) assert.deepStrictEqual(yield* parts.read(fa, index * size, size), contentOf(index, size))
         assert.deepStrictEqual(yield* parts.invariantProblems, [])
       }).pipe(Effect.provide(stack))

@@ -12,14 +12,15 @@
  * and the content at the end (after reopening the directory, and after restoring from the bucket).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, FastCheck, Option, Scope, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, FastCheck, Option, Scope, TestClock, Tracer } from "effect"
 import { type CheckpointNumber, checkpointNumber, type FileId, type PartIndex } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import { type RemotePart, sha256Hex } from "../../src/domain/Manifest.js"
 import type { PartState } from "../../src/domain/PartState.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
-import { type InstallEntry, parsePartPath, partPath, type PartTableService } from "../../src/services/PartTable.js"
+import { parsePartPath, partPath } from "../../src/domain/PartPath.js"
+import { type InstallEntry, type PartTableService } from "../../src/services/PartTable.js"
 import { file, filled, type Harness, makeHarness, makeWorld, part, settle, settleUntil, type World } from "../support/PartTableHarness.js"
 
 const cp = checkpointNumber
@@ -382,6 +383,85 @@ describe("PartTable", () => {
         assert.deepInclude(yield* mustState(h.parts, fa, p0), { dirty: true, scheduled: true, writing: false })
         assert.strictEqual((yield* h.parts.ensureUploaded(next, cp(2))).sha256, sha256Hex(filled(10, 2)))
         yield* assertHealthy(h)
+      }))
+  })
+
+  describe("spans", () => {
+    /** A tracer that records every span the default tracer makes. */
+    const collectingTracer = Effect.map(Effect.tracer, (base) => {
+      const spans: Array<Tracer.Span> = []
+      const tracer = Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = base.span(name, parent, context, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => base.context(f, fiber)
+      })
+      return { tracer, spans }
+    })
+    const named = (spans: ReadonlyArray<Tracer.Span>, name: string) => spans.filter((span) => span.name === name)
+
+    it.scoped("a lease that loads runs in part.lease with part.load as its child; a lease on a Loaded part makes no span; an upload makes part.upload", () =>
+      Effect.gen(function* () {
+        const { spans, tracer } = yield* collectingTracer
+        yield* Effect.withTracer(
+          Effect.gen(function* () {
+            const h = yield* makeHarness()
+            const remote = yield* seed(h, fa, p0, filled(10, 3))
+            yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
+            assert.deepStrictEqual(yield* leaseRead(h.parts, fa, p0, 10), filled(10, 3))
+            const [lease, ...moreLeases] = named(spans, "part.lease")
+            const [load, ...moreLoads] = named(spans, "part.load")
+            assert.deepStrictEqual([moreLeases.length, moreLoads.length], [0, 0])
+            assert.isTrue(lease !== undefined && load !== undefined)
+            if (lease === undefined || load === undefined) return
+            assert.deepStrictEqual([lease.attributes.get("file"), lease.attributes.get("part")], [fa, p0])
+            assert.deepStrictEqual([load.attributes.get("file"), load.attributes.get("part")], [fa, p0])
+            assert.strictEqual(Option.getOrUndefined(load.parent)?.spanId, lease.spanId)
+            assert.deepStrictEqual([lease.status._tag, load.status._tag], ["Ended", "Ended"])
+            // The part is Loaded now: the fast path makes no span.
+            yield* leaseRead(h.parts, fa, p0, 10)
+            yield* h.parts.read(fa, 0, 10)
+            assert.strictEqual(named(spans, "part.lease").length, 1)
+            yield* h.parts.write(fa, 0, filled(10, 4))
+            assert.isTrue(yield* h.parts.scheduleUpload(fa, p0))
+            yield* settle(h)
+            const uploads = named(spans, "part.upload")
+            assert.strictEqual(uploads.length, 1)
+            assert.deepStrictEqual([uploads[0]?.attributes.get("file"), uploads[0]?.attributes.get("part"), uploads[0]?.status._tag], [fa, p0, "Ended"])
+          }),
+          tracer
+        )
+      }))
+
+    it.scoped("an interrupted lease ends its part.lease span; the load it started goes on and ends its part.load", () =>
+      Effect.gen(function* () {
+        const { spans, tracer } = yield* collectingTracer
+        yield* Effect.withTracer(
+          Effect.gen(function* () {
+            const h = yield* makeHarness()
+            const remote = yield* seed(h, fa, p0, filled(10, 3))
+            yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
+            h.control.getGate = yield* Deferred.make<void>()
+            const fiber = yield* Effect.fork(leaseRead(h.parts, fa, p0, 10))
+            assert.isTrue(yield* settleUntil(Effect.sync(() => h.control.gets === 1)))
+            yield* Fiber.interrupt(fiber)
+            const leaseStatus = named(spans, "part.lease")[0]?.status
+            const loadStatus = named(spans, "part.load")[0]?.status._tag
+            // Let the load finish before asserting, so that a failed assertion does not leave the
+            // harness waiting on the gate.
+            yield* Deferred.succeed(h.control.getGate, undefined)
+            // The load's span ends before it commits Loaded.
+            assert.isTrue(yield* settleUntil(Effect.map(mustState(h.parts, fa, p0), (state) => state.status === "Loaded")))
+            assert.strictEqual(leaseStatus?._tag, "Ended")
+            assert.isTrue(leaseStatus?._tag === "Ended" && Exit.isInterrupted(leaseStatus.exit))
+            assert.strictEqual(loadStatus, "Started")
+            assert.strictEqual(named(spans, "part.load")[0]?.status._tag, "Ended")
+            assert.deepInclude(yield* mustState(h.parts, fa, p0), { leases: 0 })
+          }),
+          tracer
+        )
       }))
   })
 

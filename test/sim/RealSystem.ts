@@ -33,6 +33,7 @@ import * as Loader from "../../src/services/Loader.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
@@ -205,7 +206,7 @@ const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
 }
 
 const diskFilterOf = (target: DiskTarget): FaultyDisk.DiskFaultFilter =>
-  target === "parts" ? { pathPrefix: `${PartTable.partsDirectory}/` } : target === "wal" ? { pathPrefix: "wal/" } : {}
+  target === "parts" ? { pathPrefix: `${PartPath.partsDirectory}/` } : target === "wal" ? { pathPrefix: "wal/" } : {}
 
 interface OpenOptions {
   readonly takeOver: boolean
@@ -520,7 +521,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return { detail: `no directory ${diskOf(label)}` }
       if (crashFirst) yield* disk.control.crash
-      const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartTable.partsDirectory))
+      const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartPath.partsDirectory))
       const path = files[rot.pick % Math.max(1, files.length)]
       if (path === undefined) return { detail: `no local ${rot.target} file to flip a byte of` }
       const before = yield* Effect.orDie(disk.disk.readAll(path))

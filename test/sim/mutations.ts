@@ -36,7 +36,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "no-failure-propagation",
     breaks: "failure propagation to waiters: a failed task never completes its handle",
-    file: "src/services/S3Workers.ts",
+    file: "src/internal/workerPool.ts",
     find: "      return picked.complete(outcome)\n",
     replace: "      return Exit.isSuccess(outcome) ? picked.complete(outcome) : Effect.void // MUTATION\n",
     tests: ["test/services/S3Workers.test.ts", "test/services/TaskQueue.test.ts"]
@@ -44,7 +44,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "uninterruptible-task-wait",
     breaks: "interruptible waits: waiting on a task handle ignores interruption (and so every deadline)",
-    file: "src/services/TaskQueue.ts",
+    file: "src/internal/taskQueue.ts",
     find: 'this.core.waits.track("TaskHandle.await", () => this.label(), this.awaitExit())',
     replace: 'this.core.waits.track("TaskHandle.await", () => this.label(), Effect.uninterruptible(this.awaitExit())) /* MUTATION */',
     tests: ["test/services/TaskQueue.test.ts"]
@@ -52,23 +52,23 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "uninterruptible-lease-wait",
     breaks: "interruptible waits: a lease waiting for a part to load ignores interruption (and its timeout)",
-    file: "src/services/PartTable.ts",
-    find: "      STM.commit(awaitTransition(table, slot, generation)),\n",
-    replace: "      Effect.uninterruptible(STM.commit(awaitTransition(table, slot, generation))), // MUTATION\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "        STM.commit(awaitTransition(table, row, generation)),\n",
+    replace: "        Effect.uninterruptible(STM.commit(awaitTransition(table, row, generation))), // MUTATION\n",
     tests: ["test/services/PartTable.test.ts"]
   },
   {
     id: "no-release-on-interruption",
     breaks: "release on interruption: an interrupted lease holder keeps its lease",
-    file: "src/services/PartTable.ts",
-    find: "  Effect.acquireRelease(attemptOnce(table, slot), releaseAttempt(table, slot))\n",
-    replace: "  Effect.acquireRelease(attemptOnce(table, slot), (attempt, exit) => (Exit.isInterrupted(exit) ? Effect.void : releaseAttempt(table, slot)(attempt))) // MUTATION\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "  Effect.acquireRelease(attemptOnce(table, row, span), releaseAttempt(table, row))\n",
+    replace: "  Effect.acquireRelease(attemptOnce(table, row, span), (attempt, exit) => (exit._tag === \"Failure\" ? Effect.void : releaseAttempt(table, row)(attempt))) // MUTATION\n",
     tests: ["test/services/PartTable.test.ts"]
   },
   {
     id: "no-abort-at-close",
     breaks: "failure propagation at close: tasks still queued at shutdown are dropped, their handles never complete",
-    file: "src/services/TaskQueue.ts",
+    file: "src/internal/taskQueue.ts",
     find: '      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "QueueClosed" })))\n',
     replace: "      void entry // MUTATION\n",
     tests: ["test/services/TaskQueue.test.ts", "test/services/S3Workers.test.ts"]
@@ -76,7 +76,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "uninterruptible-shutdown-steps",
     breaks: "interruptible waits: the shutdown's bounded steps run uninterruptibly (the bug the simulation found first)",
-    file: "src/layers/Storage.ts",
+    file: "src/internal/deadline.ts",
     find: "  Effect.interruptible(step).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms))))\n",
     replace: "  step.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms)))) // MUTATION\n",
     tests: []
@@ -102,7 +102,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "commit-acknowledged-when-fenced",
     breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
-    file: "src/layers/Storage.ts",
+    file: "src/internal/storageService.ts",
     find:
       '      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),\n' +
       '      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n',
@@ -124,8 +124,8 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "torn-part-not-damaged",
     breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable (issue #19 case 5)",
-    file: "src/services/PartTable.ts",
-    find: "  slot.damaged ??= damaged\n",
+    file: "src/internal/partTable/lease.ts",
+    find: "  row.damaged ??= damaged\n",
     replace: "  // MUTATION: the part is not marked damaged\n",
     tests: ["test/services/PartTable.test.ts", "test/layers/StorageLocalDisk.test.ts"],
     profile: "disk-faults"
@@ -133,7 +133,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "rotten-part-trusted",
     breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
-    file: "src/services/PartTable.ts",
+    file: "src/internal/partTable/install.ts",
     find: "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
     replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
     tests: ["test/layers/StorageLocalDisk.test.ts"],
@@ -205,12 +205,12 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
     file: "src/services/BucketLock.ts",
     find:
-      '        Effect.catchTag("ObjectStoreUnavailable", (error) =>\n' +
-      "          Effect.flatMap(read(store, config), (current) =>\n" +
-      '            current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))\n' +
-      "          )\n" +
-      "        )\n",
-    replace: "        // MUTATION: an unknown outcome is not read back\n",
+      '    Effect.catchTag("ObjectStoreUnavailable", (error) =>\n' +
+      "      Effect.flatMap(read(store, config), (current) =>\n" +
+      '        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))\n' +
+      "      )\n" +
+      "    )\n",
+    replace: "    // MUTATION: an unknown outcome is not read back\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "lost-responses"
   },
@@ -231,7 +231,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "gc-ignores-leases",
     breaks: "the collector ignores reader leases: a restore's checkpoint is expired and its objects deleted under it",
-    file: "src/services/GarbageCollector.ts",
+    file: "src/internal/gc/read.ts",
     find: "    return leases.flat()\n",
     replace: "    return leases.flat().filter(() => false) // MUTATION\n",
     tests: ["test/services/GarbageCollector.test.ts"],
@@ -251,7 +251,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "gc-fails-open-on-listing",
     breaks: "a failed listing counts as an empty one: the pass goes on and deletes (fail open)",
-    file: "src/services/GarbageCollector.ts",
+    file: "src/internal/gc/read.ts",
     find: "    Effect.mapError(failed(`listing ${prefix}`))\n",
     replace: "    Effect.orElseSucceed(() => []) // MUTATION\n",
     tests: ["test/services/GarbageCollector.test.ts"],
@@ -261,7 +261,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "gc-skips-unreadable-roots",
     breaks: "a root manifest that cannot be read is left out of the pass instead of ending it (fail open on a read)",
-    file: "src/services/GarbageCollector.ts",
+    file: "src/internal/gc/read.ts",
     find: "      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),\n      { concurrency: Math.min(config.workerCount, 16) }\n    )\n",
     replace: "      ({ checkpoint, key }) => Effect.option(readRoot(store, config, key, checkpoint)),\n      { concurrency: Math.min(config.workerCount, 16) }\n    ).pipe(Effect.map((roots) => roots.flatMap(Option.toArray))) // MUTATION\n",
     tests: ["test/services/GarbageCollector.test.ts"],
@@ -271,7 +271,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "gc-deletes-root-manifests",
     breaks: "an expired checkpoint's root manifest is deleted instead of replaced by a tombstone (its number can be committed again)",
-    file: "src/services/GarbageCollector.ts",
+    file: "src/internal/gc/write.ts",
     find: "      return store.put(key, Manifest.encodeExpiredCheckpoint(tombstone)).pipe(\n",
     replace: "      return store.delete(key).pipe( // MUTATION\n",
     tests: ["test/services/GarbageCollector.test.ts"],
