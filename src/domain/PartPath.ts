@@ -8,7 +8,7 @@
  *
  * Replaces: OrioleDB's data-file layout, where part i of a segment is the byte range
  * [8192 + i·1 MiB, +1 MiB) of one shared local file, and its offset → part arithmetic for
- * multi-part I/O (src/btree/io.c:624-663, orioledb-s3.md §4).
+ * multi-part I/O (src/btree/io.c:624-663, docs/ORIGINAL.md §4).
  *
  * @since 0.1.0
  */

@@ -12,7 +12,7 @@
  *
  * Replaces: OrioleDB's `s3_header_lock_part` / `s3_header_unlock_part` (src/s3/headers.c:670-835),
  * whose NotLoaded branch waited on the queue and whose Loading/Evicting branch sleep-polled every
- * 10 ms with no interrupt check (orioledb-s3.md §4, #340).
+ * 10 ms with no interrupt check (docs/ORIGINAL.md §4, #340).
  *
  * @since 0.1.0
  */

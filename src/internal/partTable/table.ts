@@ -5,7 +5,7 @@
  * module of src/internal/partTable/ works on these.
  *
  * Replaces: OrioleDB's per-file header of part words and its `numberOfLoadedParts` counter
- * (src/s3/headers.c, orioledb-s3.md §4): here each part's word is a TRef, so waiting for a
+ * (src/s3/headers.c, docs/ORIGINAL.md §4): here each part's word is a TRef, so waiting for a
  * transition is an STM `retry`, never a 10 ms sleep-poll.
  *
  * @since 0.1.0

@@ -8,7 +8,7 @@
  *
  * Replaces: OrioleDB's part write scheduling (the per-tree MRU of dirty parts, src/btree/io.c:530-586,
  * `s3_schedule_file_part_write`) and the WriteFilePart task (src/s3/worker.c:396-435): mark writing,
- * PUT, mark written or not-written (orioledb-s3.md §4).
+ * PUT, mark written or not-written (docs/ORIGINAL.md §4).
  *
  * @since 0.1.0
  */
