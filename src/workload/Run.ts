@@ -13,8 +13,9 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import type { LocalIoError } from "../domain/Errors.js"
 import type { FileId } from "../domain/Ids.js"
 import * as Restore from "../layers/Restore.js"
 import * as Storage from "../layers/Storage.js"
@@ -23,19 +24,19 @@ import type { ObjectStore } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as Faults from "./Faults.js"
-import { messageOf, type Output } from "./Output.js"
+import { messageOf, type Output, type UsageError } from "../cli/Output.js"
 import * as Page from "./Page.js"
-import * as Progress from "./Progress.js"
-import * as Report from "./Report.js"
+import * as Progress from "../cli/Progress.js"
+import * as Report from "../cli/Report.js"
 import * as Verify from "./Verify.js"
 import * as Workload from "./Workload.js"
 
 /** The bucket as the run sees it, and its fault switches. */
 export interface RunStore {
   /** The store with the fault decorator (when faults were asked for). */
-  readonly layer: Layer.Layer<ObjectStore, unknown>
+  readonly layer: Layer.Layer<ObjectStore>
   /** The same bucket without faults, for the restore. */
-  readonly plainLayer: Layer.Layer<ObjectStore, unknown>
+  readonly plainLayer: Layer.Layer<ObjectStore>
   /** Turns the asked faults on (after start-up: the faults model a bucket that degrades during the
    * run; a bucket failing at start-up is refused start-up, tested on its own). */
   readonly arm: Effect.Effect<void>
@@ -59,7 +60,7 @@ export interface RunOptions {
   readonly json: boolean
   readonly dataDirectory: string
   /** A fresh directory for the restore, made on demand (removed by the caller). */
-  readonly restoreDirectory: Effect.Effect<string, unknown>
+  readonly restoreDirectory: Effect.Effect<string, UsageError>
 }
 
 /** Grace beyond the shutdown deadline before the program stops waiting for `shutdown`. */
@@ -80,9 +81,9 @@ export const awaitBounded = <A, E>(effect: Effect.Effect<A, E>, timeoutMs: numbe
 /** The storage layer over a store and a directory, with the workload's replay. */
 export const storageLayer = (
   config: StorageConfig.StorageConfigValue,
-  store: Layer.Layer<ObjectStore, unknown>,
-  disk: Layer.Layer<LocalDisk, unknown>
-): Layer.Layer<Storage.StorageServices, unknown> =>
+  store: Layer.Layer<ObjectStore>,
+  disk: Layer.Layer<LocalDisk, LocalIoError>
+): Layer.Layer<Storage.StorageServices, StartError> =>
   Storage.layer({ replay: replayRecord }).pipe(
     Layer.provide(Layer.mergeAll(StorageConfig.layer(config), store, disk))
   )
@@ -98,7 +99,7 @@ export const replayRecord = (
   })
 
 /** Builds a layer into a fresh scope; on failure the scope is closed (bounded) and the error returned. */
-const buildScoped = <A>(layer: Layer.Layer<A, unknown>) =>
+const buildScoped = <A, E>(layer: Layer.Layer<A, E>) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const built = yield* Layer.buildWithScope(layer, scope).pipe(Effect.interruptible, Effect.exit)
@@ -111,10 +112,14 @@ const buildScoped = <A>(layer: Layer.Layer<A, unknown>) =>
 
 const closeBounded = (scope: Scope.CloseableScope) => awaitBounded(Scope.close(scope, Exit.void), closeGraceMs)
 
-/** Start-up failed: the one-line reason (the program maps it to exit code 2). */
-export class StartFailed {
-  readonly _tag = "StartFailed"
-  constructor(readonly cause: unknown) {}
+/** Why the storage tier could not start: the library's refusal, or the data directory's I/O. */
+export type StartError = Storage.StorageOpenError | LocalIoError
+
+/** Start-up failed: its message is the cause's (the program maps it to exit code 2). */
+export class StartFailed extends Data.TaggedError("StartFailed")<{ readonly cause: StartError }> {
+  override get message(): string {
+    return messageOf(this.cause)
+  }
 }
 
 /**
@@ -124,14 +129,14 @@ export class StartFailed {
 export const run = (
   options: RunOptions,
   store: RunStore,
-  disk: (root: string) => Layer.Layer<LocalDisk, unknown>,
+  disk: (root: string) => Layer.Layer<LocalDisk, LocalIoError>,
   output: Output,
   stop: Deferred.Deferred<string>
 ): Effect.Effect<Report.RunReport, StartFailed> =>
   Effect.gen(function* () {
     const pagesPerFile = Math.floor(options.fileBytes / Page.pageBytes)
     const built = yield* buildScoped(storageLayer(options.config, store.layer, disk(options.dataDirectory))).pipe(
-      Effect.mapError((cause) => new StartFailed(cause))
+      Effect.mapError((cause) => new StartFailed({ cause }))
     )
     const storage = Context.get(built.context, Storage.Storage)
     const waits = Context.get(built.context, WaitRegistry.WaitRegistry)
@@ -253,7 +258,7 @@ export const run = (
 const verifyRun = (
   options: RunOptions,
   store: RunStore,
-  disk: (root: string) => Layer.Layer<LocalDisk, unknown>,
+  disk: (root: string) => Layer.Layer<LocalDisk, LocalIoError>,
   ledger: Workload.Ledger,
   run: { readonly lockReleased: boolean; readonly archivedThrough: number; readonly freshBucket: boolean },
   output: Output,

@@ -3,7 +3,7 @@
  * fiber, verify without mismatch) and the report carries the fields the README documents.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Report from "../../src/workload/Report.js"
+import * as Report from "../../src/cli/Report.js"
 
 const shutdown: Report.ShutdownSection = {
   returned: true,

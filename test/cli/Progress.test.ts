@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, TestClock } from "effect"
-import * as Progress from "../../src/workload/Progress.js"
+import * as Progress from "../../src/cli/Progress.js"
 
 const sample: Progress.ProgressSample = {
   elapsedMs: 3_000,

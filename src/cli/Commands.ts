@@ -15,7 +15,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as v8 from "node:v8"
-import { type Deferred, Effect, Either, identity, Layer, Option, Ref } from "effect"
+import { type Deferred, Effect, Either, identity, Layer, Option, Scope } from "effect"
 import { type ConditionalCreateDialect, validateBucketName } from "../domain/S3Compat.js"
 import * as FaultyObjectStore from "../layers/FaultyObjectStore.js"
 import * as FileObjectStore from "../layers/FileObjectStore.js"
@@ -24,35 +24,26 @@ import * as Restore from "../layers/Restore.js"
 import type { CheckpointNumber } from "../domain/Ids.js"
 import * as ReaderLease from "../internal/ReaderLease.js"
 import * as Loader from "../services/Loader.js"
+import type { LocalIoError } from "../domain/Errors.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
-import * as Faults from "./Faults.js"
-import * as Inspect from "./Inspect.js"
+import * as Faults from "../workload/Faults.js"
+import type { GcArgs, InspectArgs, RestoreArgs, RunArgs, StoreArgs, VerifyArgs } from "./Options.js"
+import * as Inspect from "../workload/Inspect.js"
 import { errorLine, type ExitCode, type Output, programName, UsageError } from "./Output.js"
-import * as Page from "./Page.js"
+import * as Page from "../workload/Page.js"
 import * as Report from "./Report.js"
-import * as Run from "./Run.js"
-import * as Verify from "./Verify.js"
-import * as Workload from "./Workload.js"
+import * as Run from "../workload/Run.js"
+import * as Verify from "../workload/Verify.js"
+import * as Workload from "../workload/Workload.js"
 import { formatSizeBytes } from "../domain/Units.js"
 import type * as Retention from "../domain/Retention.js"
 import * as GarbageCollector from "../services/GarbageCollector.js"
-import * as Gc from "./Gc.js"
+import * as Gc from "../workload/Gc.js"
 
-/** The bucket options every command takes. */
-export interface StoreOptions {
-  readonly storeDir: Option.Option<string>
-  readonly endpoint: Option.Option<string>
-  readonly bucket: Option.Option<string>
-  readonly prefix: string
-  readonly region: string
-  readonly pathStyle: boolean
-  /** How the S3 store asks for create-if-absent (default "if-none-match"). */
-  readonly conditionalCreate?: ConditionalCreateDialect
-  /** Skip the S3 store's start-up check that create-if-absent has exactly one winner. */
-  readonly skipConformanceCheck?: boolean
-}
+/** The bucket options every command takes (the optional ones are absent when a test builds them). */
+type StoreOptions = Omit<StoreArgs, "conditionalCreate" | "skipConformanceCheck"> & Partial<Pick<StoreArgs, "conditionalCreate" | "skipConformanceCheck">>
 
 // ---------------------------------------------------------------------------------------------
 // The bucket
@@ -79,11 +70,11 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
   const bucket = Option.getOrUndefined(options.bucket)
   const storeDir = Option.getOrUndefined(options.storeDir)
   if (endpoint !== undefined || bucket !== undefined) {
-    if (storeDir !== undefined) return Either.left(new UsageError("--store-dir cannot be combined with --endpoint/--bucket: choose the filesystem store or S3"))
-    if (bucket === undefined || bucket.trim() === "") return Either.left(new UsageError("--endpoint needs --bucket <name>"))
-    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return Either.left(new UsageError(`--endpoint ${JSON.stringify(endpoint)} is not an http(s) URL`))
+    if (storeDir !== undefined) return Either.left(new UsageError({ message: "--store-dir cannot be combined with --endpoint/--bucket: choose the filesystem store or S3" }))
+    if (bucket === undefined || bucket.trim() === "") return Either.left(new UsageError({ message: "--endpoint needs --bucket <name>" }))
+    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return Either.left(new UsageError({ message: `--endpoint ${JSON.stringify(endpoint)} is not an http(s) URL` }))
     const validBucket = validateBucketName(bucket)
-    if (Either.isLeft(validBucket)) return Either.left(new UsageError(`--bucket ${validBucket.left}`))
+    if (Either.isLeft(validBucket)) return Either.left(new UsageError({ message: `--bucket ${validBucket.left}` }))
     return Either.right({
       _tag: "S3",
       bucket,
@@ -96,8 +87,8 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
     })
   }
   const root = storeDir ?? defaultRoot
-  if (root === undefined) return Either.left(new UsageError("name the bucket: --store-dir <directory>, or --endpoint <url> --bucket <name>"))
-  if (root.trim() === "") return Either.left(new UsageError("--store-dir is empty"))
+  if (root === undefined) return Either.left(new UsageError({ message: "name the bucket: --store-dir <directory>, or --endpoint <url> --bucket <name>" }))
+  if (root.trim() === "") return Either.left(new UsageError({ message: "--store-dir is empty" }))
   return Either.right({ _tag: "File", root: pathApi.resolve(root) })
 }
 
@@ -106,7 +97,7 @@ const chooseStore = (options: StoreOptions, defaultRoot: string | undefined, pat
  * `readOnly`: it never writes (the read-only commands, which must work on a read-only store);
  * `writesLeases`: read-only but for a reader's lease (`verify`, `restore`): no conformance check.
  */
-const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false, writesLeases = false): Layer.Layer<ObjectStore, unknown> =>
+const storeLayer = (choice: StoreChoice, create: boolean, readOnly = false, writesLeases = false): Layer.Layer<ObjectStore> =>
   choice._tag === "File"
     ? FileObjectStore.layerNode({ root: choice.root, create, readOnly: readOnly && !writesLeases })
     : Layer.unwrapEffect(
@@ -139,7 +130,7 @@ const runStore = (choice: StoreChoice, plan: Faults.FaultPlan, prefix: string): 
       return { layer: plain, plainLayer: storeLayer(choice, false), arm: Effect.void, stallNow: Effect.void, faultStats: Effect.succeed(undefined), description }
     }
     const controller = yield* FaultyObjectStore.makeController()
-    const faulty: Layer.Layer<ObjectStore, unknown> = FaultyObjectStore.layer(controller).pipe(Layer.provide(plain))
+    const faulty: Layer.Layer<ObjectStore> = FaultyObjectStore.layer(controller).pipe(Layer.provide(plain))
     return {
       layer: faulty,
       plainLayer: storeLayer(choice, false),
@@ -172,12 +163,12 @@ const checkDataDirectory = (directory: string) =>
     const fs = yield* FileSystem.FileSystem
     const exists = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => false))
     if (!exists) return
-    const info = yield* fs.stat(directory).pipe(Effect.mapError(() => new UsageError(`cannot read ${directory}`)))
-    if (info.type !== "Directory") return yield* Effect.fail(new UsageError(`--dir ${directory} exists and is not a directory`))
-    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError(`cannot list ${directory}`)))
+    const info = yield* fs.stat(directory).pipe(Effect.mapError(() => new UsageError({ message: `cannot read ${directory}` })))
+    if (info.type !== "Directory") return yield* Effect.fail(new UsageError({ message: `--dir ${directory} exists and is not a directory` }))
+    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError({ message: `cannot list ${directory}` })))
     if (entries.length > 0 && !entries.includes(Loader.controlPath)) {
       return yield* Effect.fail(
-        new UsageError(`start-up refused (NotOurDirectory): ${directory} is not empty and has no ${Loader.controlPath}: it is not an ${programName} data directory`)
+        new UsageError({ message: `start-up refused (NotOurDirectory): ${directory} is not empty and has no ${Loader.controlPath}: it is not an ${programName} data directory` })
       )
     }
   })
@@ -189,8 +180,8 @@ const checkStoreRoot = (choice: StoreChoice) =>
     const fs = yield* FileSystem.FileSystem
     const exists = yield* fs.exists(choice.root).pipe(Effect.orElseSucceed(() => false))
     if (!exists) return
-    const info = yield* fs.stat(choice.root).pipe(Effect.mapError(() => new UsageError(`cannot read ${choice.root}`)))
-    if (info.type !== "Directory") return yield* Effect.fail(new UsageError(`--store-dir ${choice.root} exists and is not a directory`))
+    const info = yield* fs.stat(choice.root).pipe(Effect.mapError(() => new UsageError({ message: `cannot read ${choice.root}` })))
+    if (info.type !== "Directory") return yield* Effect.fail(new UsageError({ message: `--store-dir ${choice.root} exists and is not a directory` }))
   })
 
 /** A fresh directory for a restore: missing or empty. */
@@ -199,41 +190,46 @@ const checkFreshDirectory = (directory: string, command = "verify") =>
     const fs = yield* FileSystem.FileSystem
     const exists = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => false))
     if (!exists) return
-    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError(`--dir ${directory} is not a readable directory`)))
-    if (entries.length > 0) return yield* Effect.fail(new UsageError(`--dir ${directory} is not empty: ${command} restores into a fresh directory`))
+    const entries = yield* fs.readDirectory(directory).pipe(Effect.mapError(() => new UsageError({ message: `--dir ${directory} is not a readable directory` })))
+    if (entries.length > 0) return yield* Effect.fail(new UsageError({ message: `--dir ${directory} is not empty: ${command} restores into a fresh directory` }))
   })
 
 const removeQuietly = (path: string) =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => fs.remove(path, { recursive: true })).pipe(Effect.ignore)
 
-const diskLayer = (root: string): Layer.Layer<LocalDisk, unknown> => FileSystemDisk.layerNode({ root })
+const diskLayer = (root: string): Layer.Layer<LocalDisk, LocalIoError> => FileSystemDisk.layerNode({ root })
+
+/**
+ * The bucket a read-side command names, validated: its configuration (the prefix and `extra`
+ * fields) and its store, checked before anything is opened. Shared by verify, inspect, gc, restore.
+ */
+const namedBucket = (args: StoreOptions, extra: Partial<StorageConfig.StorageConfigValue> = {}, flagOf?: (field: string) => string) =>
+  Effect.gen(function* () {
+    const pathApi = yield* Path.Path
+    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix, ...extra }), (error) =>
+      new UsageError({ message: flagOf === undefined ? error.message : `${flagOf(error.field)}: ${error.detail}` }))
+    const choice = yield* chooseStore(args, undefined, pathApi)
+    yield* checkStoreRoot(choice)
+    return { config, choice }
+  })
+
+/** The store, once it answered its probe (a store that does not answer is bad input: exit 2). */
+const probedStore = Effect.flatMap(ObjectStore, (store) => Effect.as(Effect.mapError(store.probe, (error) => new UsageError({ message: error.message })), store))
+
+/** A `done/total parts` progress reporter: every 10 %, on the status line of a terminal. */
+const percentProgress = (label: string, output: Output) => {
+  let lastShownPercent = -1
+  return (done: number, total: number): Effect.Effect<void> => {
+    const percent = Math.floor((done * 100) / Math.max(1, total))
+    if (percent === lastShownPercent || (percent % 10 !== 0 && done !== total)) return Effect.void
+    lastShownPercent = percent
+    return output.stderr(output.isTty ? `\r${label}: ${done}/${total} parts\x1b[K${done === total ? "\n" : ""}` : `${label}: ${done}/${total} parts\n`)
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Commands
 // ---------------------------------------------------------------------------------------------
-
-/** The parsed options of `run`. */
-export type RunArgs = StoreOptions & {
-  readonly duration: number
-  readonly writers: number
-  readonly files: number
-  readonly fileSize: number
-  readonly checkpointInterval: number
-  readonly s3Workers: number
-  readonly localBudget: number
-  readonly shutdownDeadline: number
-  readonly walSegment: number
-  readonly retainCheckpoints: Option.Option<number>
-  readonly retainFor: Option.Option<number>
-  readonly gcInterval: Option.Option<number>
-  readonly gcMinAge: Option.Option<number>
-  readonly dir: Option.Option<string>
-  readonly noVerify: boolean
-  readonly takeOver: boolean
-  readonly keep: boolean
-  readonly fault: Faults.FaultPlan
-  readonly json: boolean
-}
 
 /**
  * The storage configuration of a run; the shutdown deadline is split 2/3 checkpoint, 1/5 drain.
@@ -241,18 +237,19 @@ export type RunArgs = StoreOptions & {
  * anything is written, instead of the process dying of heap exhaustion later.
  */
 const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<StorageConfig.StorageConfigValue, UsageError> => {
-  if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError(`--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes`))
+  if (args.fileSize % Page.pageBytes !== 0) return Either.left(new UsageError({ message: `--file-size: ${args.fileSize} is not a multiple of ${Page.pageBytes} bytes` }))
   const pagesPerFile = args.fileSize / Page.pageBytes
   const bookkeepingBytes = Workload.bookkeepingBytes({ files: args.files, pagesPerFile })
   if (bookkeepingBytes > heapLimitBytes / 2) {
-    return Either.left(new UsageError(
+    return Either.left(new UsageError({
+  message:
       `--files/--file-size: ${args.files} files of ${formatSizeBytes(args.fileSize)} are ${args.files * pagesPerFile} pages, whose bookkeeping ` +
         `(${formatSizeBytes(bookkeepingBytes)}, ${Workload.bookkeepingBytesPerPage} bytes a page) does not fit in half the heap limit (${formatSizeBytes(heapLimitBytes)}): ` +
         `use fewer or smaller files, or raise the limit (NODE_OPTIONS=--max-old-space-size=<MiB>)`
-    ))
+  }))
   }
   if (args.writers > (args.files * args.fileSize) / Page.pageBytes) {
-    return Either.left(new UsageError(`--writers: ${args.writers} writers for ${(args.files * args.fileSize) / Page.pageBytes} pages: each writer needs a page`))
+    return Either.left(new UsageError({ message: `--writers: ${args.writers} writers for ${(args.files * args.fileSize) / Page.pageBytes} pages: each writer needs a page` }))
   }
   const deadlineMs = args.shutdownDeadline
   return Either.mapLeft(
@@ -270,7 +267,7 @@ const runConfig = (args: RunArgs, heapLimitBytes: number): Either.Either<Storage
       ...Option.match(args.gcInterval, { onNone: () => ({}), onSome: (gcIntervalMs) => ({ gcIntervalMs }) }),
       ...Option.match(args.gcMinAge, { onNone: () => ({}), onSome: (gcMinAgeMs) => ({ gcMinAgeMs }) })
     }),
-    (error) => new UsageError(`${flagOfField[error.field] ?? error.field}: ${error.detail}`)
+    (error) => new UsageError({ message: `${flagOfField[error.field] ?? error.field}: ${error.detail}` })
   )
 }
 
@@ -316,18 +313,13 @@ export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferre
     const dataExisted = Option.isSome(givenDir) ? yield* existed(givenDir.value) : true
     // The temporary directory is made when first needed: at once without --dir (it holds the data
     // and the default bucket), otherwise only for the restore (a run killed before it leaves none).
-    const temporaryRef = yield* Ref.make<string | undefined>(undefined)
-    const temporary = Effect.gen(function* () {
-      const made = yield* Ref.get(temporaryRef)
-      if (made !== undefined) return made
-      const directory = yield* fs.makeTempDirectory({ prefix: `${programName}-` }).pipe(
-        Effect.mapError((error) => new UsageError(`cannot make a temporary directory: ${error.message}`))
+    // It is removed (or, with --keep, named) when the run's scope closes.
+    const runScope = yield* Effect.scope
+    const temporary = yield* Effect.cached(
+      fs.makeTempDirectory({ prefix: `${programName}-` }).pipe(
+        Effect.mapError((error) => new UsageError({ message: `cannot make a temporary directory: ${error.message}` })),
+        Effect.tap((directory) => Scope.addFinalizer(runScope, args.keep ? output.stderr(`${programName}: kept ${directory}\n`) : fs.remove(directory, { recursive: true }).pipe(Effect.ignore)))
       )
-      yield* Ref.set(temporaryRef, directory)
-      return directory
-    })
-    const cleanup = Effect.flatMap(Ref.get(temporaryRef), (directory) =>
-      directory === undefined ? Effect.void : args.keep ? output.stderr(`${programName}: kept ${directory}\n`) : removeQuietly(directory)
     )
     return yield* Effect.gen(function* () {
       const dataDirectory = Option.isSome(givenDir) ? givenDir.value : pathApi.join(yield* temporary, "data")
@@ -365,29 +357,23 @@ export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferre
       else yield* output.stdout(`${Report.summary(report)}\n`)
       if (!report.ok) yield* errorLine(output, `run failed its checks: ${report.problems.join("; ")}`)
       return report.exitCode as ExitCode
-    }).pipe(Effect.ensuring(cleanup))
-  })
-
-/** The parsed options of `verify`. */
-export type VerifyArgs = StoreOptions & { readonly dir: Option.Option<string>; readonly concurrency: number; readonly json: boolean }
+    })
+  }).pipe(Effect.scoped)
 
 /** `verify`: the latest checkpoint's parts against their digests. */
 export const verifyCommand = (args: VerifyArgs, output: Output) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const pathApi = yield* Path.Path
-    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
-    const choice = yield* chooseStore(args, undefined, pathApi)
-    yield* checkStoreRoot(choice)
+    const { choice, config } = yield* namedBucket(args)
     const givenDir = Option.map(args.dir, (dir) => pathApi.resolve(dir))
     if (Option.isSome(givenDir)) yield* checkFreshDirectory(givenDir.value)
     const directory = Option.isSome(givenDir)
       ? givenDir.value
-      : yield* fs.makeTempDirectory({ prefix: `${programName}-verify-` }).pipe(Effect.mapError((error) => new UsageError(`cannot make a temporary directory: ${error.message}`)))
+      : yield* fs.makeTempDirectory({ prefix: `${programName}-verify-` }).pipe(Effect.mapError((error) => new UsageError({ message: `cannot make a temporary directory: ${error.message}` })))
     const body = Effect.gen(function* () {
-      const store = ReaderLease.readOnlyExceptLeases(yield* ObjectStore, config)
+      const store = ReaderLease.readOnlyExceptLeases(yield* probedStore, config)
       const disk = yield* LocalDisk
-      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
       const numbers = yield* Loader.listCheckpoints(store, config)
       const latestNumber = numbers[numbers.length - 1]
       if (latestNumber === undefined) {
@@ -398,16 +384,7 @@ export const verifyCommand = (args: VerifyArgs, output: Output) =>
       const lease = yield* verifyLease(store, config, latestNumber, output)
       const guard = lease?.guard ?? identity
       const latest = yield* guard(Effect.flatMap(Loader.readCheckpointManifest(store, config, latestNumber), (manifest) => Loader.readCheckpoint(store, config, manifest)))
-      let lastShownPercent = -1
-      const result = yield* guard(Verify.verifyCheckpoint(store, config, disk, latest, {
-        concurrency: args.concurrency,
-        onProgress: (checked, total) => {
-          const percent = Math.floor((checked * 100) / Math.max(1, total))
-          if (percent === lastShownPercent || (percent % 10 !== 0 && checked !== total)) return Effect.void
-          lastShownPercent = percent
-          return output.stderr(output.isTty ? `\rverify: ${checked}/${total} parts\x1b[K${checked === total ? "\n" : ""}` : `verify: ${checked}/${total} parts\n`)
-        }
-      }))
+      const result = yield* guard(Verify.verifyCheckpoint(store, config, disk, latest, { concurrency: args.concurrency, onProgress: percentProgress("verify", output) }))
       const report = { command: "verify" as const, store: store.description, prefix: config.prefix, directory, ...result }
       if (args.json) yield* output.stdout(`${JSON.stringify(report)}\n`)
       else {
@@ -439,29 +416,14 @@ const verifyLease = (store: ObjectStoreService, config: StorageConfig.StorageCon
       Effect.as(output.stderr(`${programName}: warning: verify holds no reader lease (${error.message}): a garbage collector running meanwhile may remove what it reads\n`), undefined))
   )
 
-/** The parsed options of `inspect`. */
-export type InspectArgs = StoreOptions & { readonly json: boolean }
-
 /** `inspect`: what the bucket holds. */
 export const inspectCommand = (args: InspectArgs, output: Output) =>
   Effect.gen(function* () {
-    const pathApi = yield* Path.Path
-    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
-    const choice = yield* chooseStore(args, undefined, pathApi)
-    yield* checkStoreRoot(choice)
+    const { choice, config } = yield* namedBucket(args)
     const report = yield* Effect.flatMap(ObjectStore, (store) => Inspect.inspect(store, config)).pipe(Effect.provide(storeLayer(choice, false, true)))
     yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${Inspect.formatTable(report)}\n`)
     return 0 as ExitCode
   })
-
-/** The parsed options of `gc`. */
-export type GcArgs = StoreOptions & {
-  readonly dryRun: boolean
-  readonly minAge: Option.Option<number>
-  readonly retainCheckpoints: Option.Option<number>
-  readonly retainFor: Option.Option<number>
-  readonly json: boolean
-}
 
 /**
  * `gc`: one garbage-collection pass (GarbageCollector.collect) with the writer's retention policy
@@ -470,18 +432,12 @@ export type GcArgs = StoreOptions & {
  */
 export const gcCommand = (args: GcArgs, output: Output) =>
   Effect.gen(function* () {
-    const pathApi = yield* Path.Path
-    const config = yield* Either.mapLeft(
-      StorageConfig.validate({ prefix: args.prefix, ...Option.match(args.minAge, { onNone: () => ({}), onSome: (gcMinAgeMs) => ({ gcMinAgeMs }) }) }),
-      (error) => new UsageError(`${error.field === "gcMinAgeMs" ? "--min-age" : error.field}: ${error.detail}`)
-    )
-    const choice = yield* chooseStore(args, undefined, pathApi)
-    yield* checkStoreRoot(choice)
+    const minAge = Option.match(args.minAge, { onNone: () => ({}), onSome: (gcMinAgeMs) => ({ gcMinAgeMs }) })
+    const { choice, config } = yield* namedBucket(args, minAge, (field) => (field === "gcMinAgeMs" ? "--min-age" : field))
     // A dry run opens the store read-only; a pass needs no create-if-absent check (it writes none).
     const gcChoice: StoreChoice = choice._tag === "S3" ? { ...choice, checkConditionalCreate: false } : choice
     const pass = Effect.gen(function* () {
-      const store = yield* ObjectStore
-      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
+      const store = yield* probedStore
       return yield* Effect.either(GarbageCollector.collect(store, config, { dryRun: args.dryRun, policy: retentionConfig(args) }))
     })
     const result = yield* pass.pipe(Effect.provide(storeLayer(gcChoice, false, args.dryRun)))
@@ -498,16 +454,6 @@ export const gcCommand = (args: GcArgs, output: Output) =>
 // restore
 // ---------------------------------------------------------------------------------------------
 
-/** The parsed options of `restore`. */
-export type RestoreArgs = StoreOptions & {
-  readonly dir: string
-  readonly checkpoint: Option.Option<number>
-  readonly lsn: Option.Option<number>
-  readonly time: Option.Option<number>
-  readonly concurrency: number
-  readonly json: boolean
-}
-
 /** The one target the options name (at most one may be given). */
 const restoreTarget = (args: RestoreArgs): Either.Either<Restore.RestoreTarget, UsageError> => {
   const given = [
@@ -515,7 +461,7 @@ const restoreTarget = (args: RestoreArgs): Either.Either<Restore.RestoreTarget, 
     Option.map(args.lsn, Restore.lsn),
     Option.map(args.time, Restore.time)
   ].filter(Option.isSome)
-  if (given.length > 1) return Either.left(new UsageError("restore takes one target: --checkpoint <n>, --lsn <lsn> or --time <ISO-8601>, not several"))
+  if (given.length > 1) return Either.left(new UsageError({ message: "restore takes one target: --checkpoint <n>, --lsn <lsn> or --time <ISO-8601>, not several" }))
   return Either.right(given[0]?.value ?? Restore.latest)
 }
 
@@ -538,9 +484,7 @@ export const restoreCommand = (args: RestoreArgs, output: Output) =>
     const fs = yield* FileSystem.FileSystem
     const pathApi = yield* Path.Path
     const target = yield* restoreTarget(args)
-    const config = yield* Either.mapLeft(StorageConfig.validate({ prefix: args.prefix }), (error) => new UsageError(error.message))
-    const choice = yield* chooseStore(args, undefined, pathApi)
-    yield* checkStoreRoot(choice)
+    const { choice, config } = yield* namedBucket(args)
     const directory = pathApi.resolve(args.dir)
     yield* checkFreshDirectory(directory, "restore")
     const existed = yield* fs.exists(directory).pipe(Effect.orElseSucceed(() => true))
@@ -549,20 +493,13 @@ export const restoreCommand = (args: RestoreArgs, output: Output) =>
       ? Effect.flatMap(fs.readDirectory(directory), (entries) => Effect.forEach(entries, (entry) => removeQuietly(pathApi.join(directory, entry)), { discard: true })).pipe(Effect.ignore)
       : removeQuietly(directory)
     const body = Effect.gen(function* () {
-      const store = yield* ObjectStore
-      yield* store.probe.pipe(Effect.mapError((error) => new UsageError(error.message)))
-      let lastShownPercent = -1
+      const store = yield* probedStore
       const summary = yield* Restore.restore({
         target,
         holder: `restore pid ${process.pid}`,
         replay: Run.replayRecord,
         concurrency: args.concurrency,
-        onProgress: (done, total) => {
-          const percent = Math.floor((done * 100) / Math.max(1, total))
-          if (percent === lastShownPercent || (percent % 10 !== 0 && done !== total)) return Effect.void
-          lastShownPercent = percent
-          return output.stderr(output.isTty ? `\rrestore: ${done}/${total} parts\x1b[K${done === total ? "\n" : ""}` : `restore: ${done}/${total} parts\n`)
-        }
+        onProgress: percentProgress("restore", output)
       })
       const report = restoreReport(summary, store.description, config.prefix, directory)
       yield* output.stdout(args.json ? `${JSON.stringify(report)}\n` : `${formatRestore(report)}\n`)

@@ -13,8 +13,8 @@
 import type { ShutdownReport } from "../layers/Storage.js"
 import type { Wait } from "../services/WaitRegistry.js"
 import { formatDurationMs, formatSizeBytes } from "../domain/Units.js"
-import type { PageMismatch } from "./Verify.js"
-import type { WorkloadCounters } from "./Workload.js"
+import type { PageMismatch } from "../workload/Verify.js"
+import type { WorkloadCounters } from "../workload/Workload.js"
 
 /** The settings a run used. */
 export interface RunSettings {
