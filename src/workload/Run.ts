@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope } from "effect"
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
 import type { LocalIoError } from "../domain/Errors.js"
 import type { FileId } from "../domain/Ids.js"
@@ -122,6 +122,52 @@ export class StartFailed extends Data.TaggedError("StartFailed")<{ readonly caus
   }
 }
 
+/** The run's phase as the sampler reads it (the shutdown's elapsed time is taken per sample). */
+type RunPhase =
+  | Exclude<Progress.Phase, { readonly _tag: "ShuttingDown" }>
+  | { readonly _tag: "ShuttingDown"; readonly startedAtMs: number; readonly deadlineMs: number }
+
+/** How long a progress sample waits for the tier's figures before it shows the last ones. */
+const sampleStatsTimeoutMs = 500
+
+/**
+ * The progress line's sample. While the tier is open its figures are read (bounded: a stuck tier
+ * must not stop the line); once it is closed, the last ones read stay on the line.
+ */
+const progressSampler = (storage: Storage.StorageService, ledger: Workload.Ledger, phase: Ref.Ref<RunPhase>, run: { readonly startedAtMs: number; readonly durationMs: number }) =>
+  Effect.map(Ref.make<Storage.StorageStats | undefined>(undefined), (lastStats) =>
+    Effect.gen(function* () {
+      const current = yield* Ref.get(phase)
+      if (current._tag === "Writing" || current._tag === "ShuttingDown") {
+        const fresh = yield* storage.stats.pipe(Effect.timeout(Duration.millis(sampleStatsTimeoutMs)), Effect.option)
+        if (Option.isSome(fresh)) {
+          yield* Ref.set(lastStats, fresh.value)
+          yield* Effect.sync(() => ledger.prune(fresh.value.wal.archivedThrough))
+        }
+      }
+      const stats = yield* Ref.get(lastStats)
+      const nowMs = yield* Clock.currentTimeMillis
+      const counters = yield* Effect.sync(() => ledger.counters())
+      return {
+        phase: current._tag === "ShuttingDown" ? { _tag: "ShuttingDown", elapsedMs: nowMs - current.startedAtMs, deadlineMs: current.deadlineMs } : current,
+        elapsedMs: nowMs - run.startedAtMs,
+        durationMs: run.durationMs,
+        acknowledged: counters.acknowledged,
+        queueDepth: stats?.queue.depth ?? 0,
+        uploadsInFlight: stats?.queue.inFlight ?? 0,
+        lastCheckpoint: stats?.checkpoints.lastCheckpoint ?? 0,
+        checkpointsCompleted: stats?.checkpoints.completed ?? 0,
+        bytesUploaded: stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes,
+        walArchivedThrough: stats?.wal.archivedThrough ?? 0
+      } satisfies Progress.ProgressSample
+    }))
+
+/** The output's status line, for the progress line on a terminal (absent in tests' outputs). */
+const statusOf = (output: Output): Pick<Progress.ProgressOptions, "status" | "endStatus"> => ({
+  ...(output.status === undefined ? {} : { status: output.status }),
+  ...(output.endStatus === undefined ? {} : { endStatus: output.endStatus })
+})
+
 /**
  * The whole run. `stop` completes (with the signal's name) when the user asks to stop early.
  * Returns the report; fails with StartFailed when the storage tier could not start.
@@ -151,24 +197,9 @@ export const run = (
         (Faults.isEmpty(options.faults) ? "" : `; faults ${Faults.describe(options.faults).join(", ")}`) +
         "\n"
     )
-    const sample = Effect.gen(function* () {
-      const stats = yield* storage.stats
-      const nowMs = yield* Clock.currentTimeMillis
-      yield* Effect.sync(() => ledger.prune(stats.wal.archivedThrough))
-      const counters = yield* Effect.sync(() => ledger.counters())
-      return {
-        elapsedMs: nowMs - startedAtMs,
-        durationMs: options.durationMs,
-        acknowledged: counters.acknowledged,
-        queueDepth: stats.queue.depth,
-        uploadsInFlight: stats.queue.inFlight,
-        lastCheckpoint: stats.checkpoints.lastCheckpoint,
-        checkpointsCompleted: stats.checkpoints.completed,
-        bytesUploaded: stats.checkpoints.bytesUploaded + stats.wal.archivedBytes,
-        walArchivedThrough: stats.wal.archivedThrough
-      } satisfies Progress.ProgressSample
-    })
-    const progress = Progress.make({ sample, isTty: output.isTty, write: output.stderr })
+    const phase = yield* Ref.make<RunPhase>({ _tag: "Writing" })
+    const sample = yield* progressSampler(storage, ledger, phase, { startedAtMs, durationMs: options.durationMs })
+    const progress = Progress.make({ sample, isTty: output.isTty, write: output.stderr, ...statusOf(output) })
     const progressFiber = yield* Effect.forkDaemon(Effect.interruptible(progress.loop))
     const workload = yield* Workload.start(storage, ledger)
 
@@ -181,18 +212,18 @@ export const run = (
     const elapsedMs = (yield* Clock.currentTimeMillis) - startedAtMs
 
     // Shutdown, as the original's operator did it: stop the inserts, then close.
-    if (options.faults.stallAtShutdown) yield* store.stallNow
-    const writersInterrupted = yield* workload.stop(writerGraceMs)
     const deadlineMs = options.config.shutdownDeadlineMs
     const shutdownStartMs = yield* Clock.currentTimeMillis
+    yield* Ref.set(phase, { _tag: "ShuttingDown", startedAtMs: shutdownStartMs, deadlineMs })
+    if (options.faults.stallAtShutdown) yield* store.stallNow
+    const writersInterrupted = yield* workload.stop(writerGraceMs)
     const shutdownExit = yield* awaitBounded(storage.shutdown, deadlineMs + shutdownGraceMs)
     const shutdown = Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value)
       ? Report.shutdownSection(shutdownExit.value.value, writersInterrupted)
       : Report.shutdownNotReturned((yield* Clock.currentTimeMillis) - shutdownStartMs, deadlineMs, yield* waits.current, writersInterrupted)
     const finalStats = yield* awaitBounded(storage.stats, 1_000)
     const faultStats = yield* store.faultStats
-    yield* Fiber.interrupt(progressFiber)
-    yield* progress.finish
+    yield* Ref.set(phase, { _tag: "Closing" })
     yield* closeBounded(built.scope)
 
     const stats = Option.isSome(finalStats) && Exit.isSuccess(finalStats.value) ? finalStats.value.value : undefined
@@ -218,7 +249,9 @@ export const run = (
           lockReleased: shutdown.lockReleased,
           archivedThrough,
           freshBucket: storage.opened.plan === "Fresh"
-        }, output, stop)
+        }, output, stop, (checked, total) => Ref.set(phase, { _tag: "Verifying", checked, total }))
+    yield* Fiber.interrupt(progressFiber)
+    yield* progress.finish
     return Report.make({
       interruptedBy,
       settings: {
@@ -262,10 +295,12 @@ const verifyRun = (
   ledger: Workload.Ledger,
   run: { readonly lockReleased: boolean; readonly archivedThrough: number; readonly freshBucket: boolean },
   output: Output,
-  stop: Deferred.Deferred<string>
+  stop: Deferred.Deferred<string>,
+  onProgress: (checked: number, total: number) => Effect.Effect<void>
 ): Effect.Effect<Report.VerifySection> =>
   Effect.gen(function* () {
     const startMs = yield* Clock.currentTimeMillis
+    yield* onProgress(0, 0)
     const restore = Effect.gen(function* () {
       const restored = yield* Restore.open({ holder: "run verify", replay: replayRecord })
       const summary = restored.summary
@@ -277,7 +312,8 @@ const verifyRun = (
         requiredBelowLsn,
         concurrency: Math.max(2, Math.min(8, options.config.workerCount)),
         untouchedMayHoldOlder: !run.freshBucket,
-        readBytes: options.config.partSizeBytes
+        readBytes: options.config.partSizeBytes,
+        onProgress
       }))
       return { result, summary }
     }).pipe(

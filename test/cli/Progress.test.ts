@@ -53,4 +53,51 @@ describe("Progress", () => {
       assert.strictEqual(output.length, 3)
       assert.isTrue(output.every((text) => text.endsWith("\n") && !text.includes("\r")))
     }))
+
+  it("names the shutdown and verify phases, so the line moves while they run", () => {
+    const shutting = Progress.formatLine({ ...sample, phase: { _tag: "ShuttingDown", elapsedMs: 2_500, deadlineMs: 15_000 } }, 0)
+    assert.match(shutting, /^shutting down 2\.5s of 15s \| 1200 acked \| queue 4 \| uploading 2 \|/)
+    assert.notInclude(shutting, "writes/s")
+    assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Closing" } }, 0), /^closing the storage tier \|/)
+    assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 0, total: 0 } }, 0), /^verify: restoring the bucket/)
+    assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 96, total: 512 } }, 0), /^verify: 96\/512 pages checked \|/)
+  })
+
+  it.effect("prints a plain line at once when the phase changes", () =>
+    Effect.gen(function* () {
+      const output: Array<string> = []
+      let phase: Progress.Phase = { _tag: "Writing" }
+      const progress = Progress.make({ sample: Effect.sync(() => ({ ...sample, phase })), isTty: false, write: (text) => Effect.sync(() => output.push(text)) })
+      const fiber = yield* Effect.fork(progress.loop)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(output.length, 1)
+      phase = { _tag: "ShuttingDown", elapsedMs: 0, deadlineMs: 15_000 }
+      yield* TestClock.adjust("1 second")
+      phase = { _tag: "Verifying", checked: 0, total: 0 }
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(output.length, 3, output.join(""))
+      assert.match(output[1] ?? "", /^shutting down/)
+      assert.match(output[2] ?? "", /^verify: restoring/)
+    }))
+
+  it.effect("on a terminal, shows the line as the output's status line", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      let ended = 0
+      const progress = Progress.make({
+        sample: Effect.succeed(sample),
+        isTty: true,
+        write: () => Effect.die("not through write"),
+        status: (line) => Effect.sync(() => lines.push(line)),
+        endStatus: Effect.sync(() => void ended++)
+      })
+      const fiber = yield* Effect.fork(progress.loop)
+      yield* TestClock.adjust("2 seconds")
+      yield* Fiber.interrupt(fiber)
+      yield* progress.finish
+      assert.strictEqual(lines.length, 2)
+      assert.include(lines[0] ?? "", "writes/s")
+      assert.strictEqual(ended, 1)
+    }))
 })
