@@ -10,111 +10,138 @@
  *
  * @since 0.1.0
  */
+import { JSONSchema, Schema } from "effect"
 import type { ShutdownReport } from "../layers/Storage.js"
 import type { Wait } from "../services/WaitRegistry.js"
 import { formatDurationMs, formatSizeBytes } from "../domain/Units.js"
-import type { PageMismatch } from "../workload/Verify.js"
 import type { WorkloadCounters } from "../workload/Workload.js"
 
+// The report is defined with Schema: its TypeScript types are derived from it, `--json` output
+// decodes against it (a test checks a real run's), and docs/report.schema.json is generated from it.
+
+const Count = Schema.Number.annotations({ description: "a whole number, 0 or more" })
+const Milliseconds = Schema.Number.annotations({ description: "milliseconds" })
+const Lsn = Schema.Number.annotations({ description: "a WAL position (bytes from the WAL's start)" })
+
 /** The settings a run used. */
-export interface RunSettings {
-  readonly durationMs: number
-  readonly writers: number
-  readonly files: number
-  readonly pagesPerFile: number
-  readonly pageBytes: number
-  readonly checkpointIntervalMs: number
-  readonly s3Workers: number
-  readonly localBudgetBytes: number
-  readonly shutdownDeadlineMs: number
-  readonly walSegmentBytes: number
-  readonly store: string
-  readonly dataDirectory: string
-  readonly faults: ReadonlyArray<string>
-}
+export const RunSettings = Schema.Struct({
+  durationMs: Milliseconds,
+  writers: Count,
+  files: Count,
+  pagesPerFile: Count,
+  pageBytes: Count,
+  checkpointIntervalMs: Milliseconds,
+  s3Workers: Count,
+  localBudgetBytes: Count,
+  shutdownDeadlineMs: Milliseconds,
+  walSegmentBytes: Count,
+  store: Schema.String.annotations({ description: "the bucket: file://<root> or s3://<bucket> [at <endpoint>], with its prefix" }),
+  dataDirectory: Schema.String,
+  faults: Schema.Array(Schema.String).annotations({ description: "the --fault arguments" })
+}).annotations({ identifier: "RunSettings" })
+export interface RunSettings extends Schema.Schema.Type<typeof RunSettings> {}
+
+/** One wait the shutdown's deadline cut (src/services/WaitRegistry.ts's Wait). */
+export const CutWait = Schema.Struct({
+  id: Count,
+  fiber: Schema.String.annotations({ description: "the waiting fiber, as Effect prints it (#42)" }),
+  waiter: Schema.String.annotations({ description: "what waits, e.g. Checkpointer.checkpoint 7" }),
+  on: Schema.String.annotations({ description: "what it waits on, e.g. task 17 WritePart users#3" }),
+  sinceMs: Milliseconds.annotations({ description: "when the wait began, ms since the epoch" })
+}).annotations({ identifier: "CutWait" })
 
 /** The shutdown section: the Storage's report, or what is known when shutdown did not return. */
-export interface ShutdownSection {
-  /** False when `shutdown` itself did not return within its deadline plus the program's grace. */
-  readonly returned: boolean
-  readonly durationMs: number
-  readonly deadlineMs: number
-  readonly metDeadline: boolean
-  readonly finalCheckpoint: "completed" | "timed-out" | "failed" | "none"
-  readonly finalCheckpointNumber: number | null
-  readonly finalCheckpointDetail: string | null
-  readonly dirtyPartsLeft: number | null
-  readonly leasesHeld: number | null
-  readonly fibersAlive: number | null
-  readonly lockReleased: boolean
-  readonly lock: string
-  readonly tasks: { readonly drained: number; readonly interrupted: number; readonly aborted: number } | null
-  readonly cutWaits: ReadonlyArray<Wait>
-  /** Writers still inside an insert when the workload stopped (interrupted). */
-  readonly writersInterrupted: number
-}
+export const ShutdownSection = Schema.Struct({
+  returned: Schema.Boolean.annotations({ description: "false when shutdown itself did not return within its deadline plus the program's grace" }),
+  durationMs: Milliseconds,
+  deadlineMs: Milliseconds,
+  metDeadline: Schema.Boolean,
+  finalCheckpoint: Schema.Literal("completed", "timed-out", "failed", "none"),
+  finalCheckpointNumber: Schema.NullOr(Count),
+  finalCheckpointDetail: Schema.NullOr(Schema.String),
+  dirtyPartsLeft: Schema.NullOr(Count),
+  leasesHeld: Schema.NullOr(Count),
+  fibersAlive: Schema.NullOr(Count),
+  lockReleased: Schema.Boolean,
+  lock: Schema.String.annotations({ description: "released, not-ours, failed, left-fenced, or unknown (shutdown did not return)" }),
+  tasks: Schema.NullOr(Schema.Struct({ drained: Count, interrupted: Count, aborted: Count })),
+  cutWaits: Schema.Array(CutWait),
+  writersInterrupted: Count.annotations({ description: "writers still inside an insert when the workload stopped (interrupted)" })
+}).annotations({ identifier: "ShutdownSection" })
+export interface ShutdownSection extends Schema.Schema.Type<typeof ShutdownSection> {}
+
+/** A page that does not hold what was acknowledged (src/workload/Verify.ts's PageMismatch). */
+export const PageMismatch = Schema.Struct({
+  file: Count,
+  page: Count,
+  required: Count,
+  attemptedMax: Count,
+  found: Schema.String.annotations({ description: "what the page holds: zeros, insert N, or invalid" }),
+  problem: Schema.String
+}).annotations({ identifier: "PageMismatch" })
 
 /** The verify section. */
-export interface VerifySection {
-  readonly ran: boolean
-  /** Why it did not run (`--no-verify`, a signal) or could not finish. */
-  readonly skipped: string | null
-  readonly ok: boolean | null
-  readonly mode: "every-acknowledged" | "archived-wal" | null
-  readonly requiredBelowLsn: number | null
-  readonly restoredCheckpoint: number | null
-  readonly replayedFromLsn: number | null
-  readonly pagesChecked: number
-  readonly pagesRequired: number
-  readonly mismatches: number
-  readonly examples: ReadonlyArray<PageMismatch>
-  readonly durationMs: number
-}
-
-/** The whole report of a run. @category models */
-export interface RunReport {
-  readonly command: "run"
-  readonly ok: boolean
-  readonly exitCode: 0 | 1
-  readonly problems: ReadonlyArray<string>
-  /** The signal that ended the workload early, if any. */
-  readonly interruptedBy: string | null
-  readonly settings: RunSettings
-  readonly elapsedMs: number
-  /** Pages written by the workload (one per insert that reached its write). */
-  readonly writes: number
-  readonly inserts: {
-    readonly attempted: number
-    readonly acknowledged: number
-    readonly failed: number
-    readonly failures: Readonly<Record<string, number>>
-  }
-  readonly wal: {
-    readonly archivedThrough: number
-    readonly endLsn: number | null
-    readonly localOnly: { readonly fromLsn: number; readonly toLsn: number } | null
-  }
-  readonly checkpoints: {
-    readonly completed: number
-    readonly failed: number
-    /** The last completed checkpoint's number (0: none). */
-    readonly last: number
-  }
-  readonly bytesUploaded: number
-  /** What the fault decorator did (null without `--fault`). */
-  readonly faults: FaultsSection | null
-  readonly shutdown: ShutdownSection
-  readonly verify: VerifySection
-}
+export const VerifySection = Schema.Struct({
+  ran: Schema.Boolean,
+  skipped: Schema.NullOr(Schema.String).annotations({ description: "why it did not run (--no-verify, a signal) or could not finish" }),
+  ok: Schema.NullOr(Schema.Boolean),
+  mode: Schema.NullOr(Schema.Literal("every-acknowledged", "archived-wal")),
+  requiredBelowLsn: Schema.NullOr(Lsn),
+  restoredCheckpoint: Schema.NullOr(Count),
+  replayedFromLsn: Schema.NullOr(Lsn),
+  pagesChecked: Count,
+  pagesRequired: Count,
+  mismatches: Count,
+  examples: Schema.Array(PageMismatch),
+  durationMs: Milliseconds
+}).annotations({ identifier: "VerifySection" })
+export interface VerifySection extends Schema.Schema.Type<typeof VerifySection> {}
 
 /** What the fault decorator injected during the run. */
-export interface FaultsSection {
-  readonly asked: ReadonlyArray<string>
-  /** Injected faults by kind: latency, error, permanent, stall. */
-  readonly injected: Readonly<Record<string, number>>
-  /** Requests stalled when the report was made (interrupted by the shutdown or still waiting). */
-  readonly stalledAtEnd: number
-}
+export const FaultsSection = Schema.Struct({
+  asked: Schema.Array(Schema.String),
+  injected: Schema.Record({ key: Schema.String, value: Count }).annotations({ description: "injected faults by kind: latency, error, permanent, stall" }),
+  stalledAtEnd: Count.annotations({ description: "requests stalled when the report was made" })
+}).annotations({ identifier: "FaultsSection" })
+export interface FaultsSection extends Schema.Schema.Type<typeof FaultsSection> {}
+
+/** The whole report of a run (`run --json`). @category models */
+export const RunReport = Schema.Struct({
+  command: Schema.Literal("run"),
+  ok: Schema.Boolean,
+  exitCode: Schema.Literal(0, 1),
+  problems: Schema.Array(Schema.String),
+  interruptedBy: Schema.NullOr(Schema.String).annotations({ description: "the signal that ended the workload early, if any" }),
+  settings: RunSettings,
+  elapsedMs: Milliseconds,
+  writes: Count.annotations({ description: "pages written by the workload (one per insert that reached its write)" }),
+  inserts: Schema.Struct({
+    attempted: Count,
+    acknowledged: Count,
+    failed: Count,
+    failures: Schema.Record({ key: Schema.String, value: Count }).annotations({ description: "failed inserts by error tag" })
+  }),
+  wal: Schema.Struct({
+    archivedThrough: Lsn,
+    endLsn: Schema.NullOr(Lsn),
+    localOnly: Schema.NullOr(Schema.Struct({ fromLsn: Lsn, toLsn: Lsn })).annotations({
+      description: "acknowledged WAL that is only in the local data directory, not in the bucket"
+    })
+  }),
+  checkpoints: Schema.Struct({
+    completed: Count,
+    failed: Count,
+    last: Count.annotations({ description: "the last completed checkpoint's number (0: none)" })
+  }),
+  bytesUploaded: Count,
+  faults: Schema.NullOr(FaultsSection).annotations({ description: "what the fault decorator did (null without --fault)" }),
+  shutdown: ShutdownSection,
+  verify: VerifySection
+}).annotations({ identifier: "RunReport", title: "effect-s3-tier run --json report" })
+export interface RunReport extends Schema.Schema.Type<typeof RunReport> {}
+
+/** The JSON Schema of `run --json` (docs/report.schema.json is this, written out). */
+export const runReportJsonSchema = (): JSONSchema.JsonSchema7Root => JSONSchema.make(RunReport)
 
 /** The shutdown section from the Storage's report. */
 export const shutdownSection = (report: ShutdownReport, writersInterrupted: number): ShutdownSection => ({
@@ -225,10 +252,45 @@ export const make = (facts: {
   }
 }
 
+/** The cut waits for people: grouped by who waits on what kind of thing (numbers folded), most first. Pure. */
+export const groupWaits = (waits: ReadonlyArray<Wait>): ReadonlyArray<string> => {
+  const fold = (text: string) => text.replace(/#?\d+/g, "N")
+  const groups = new Map<string, number>()
+  for (const wait of waits) {
+    const key = `${fold(wait.waiter)} on ${fold(wait.on)}`
+    groups.set(key, (groups.get(key) ?? 0) + 1)
+  }
+  return [...groups.entries()].sort(([, left], [, right]) => right - left).map(([key, count]) => `${count} × ${key}`)
+}
+
+/** What the report means for the data and what to do next, in words (empty for a clean run). Pure. */
+export const nextSteps = (report: RunReport): ReadonlyArray<string> => {
+  const steps: Array<string> = []
+  const localOnly = report.wal.localOnly
+  if (localOnly !== null) {
+    steps.push(
+      `acknowledged inserts are only in the local WAL (LSN ${localOnly.fromLsn} to ${localOnly.toLsn}, ${formatSizeBytes(localOnly.toLsn - localOnly.fromLsn)}), not in the bucket: ` +
+        `keep ${report.settings.dataDirectory} and start from it again (--dir) to archive them; a restore from the bucket alone does not have them`
+    )
+  }
+  if (!report.shutdown.lockReleased) {
+    steps.push(
+      `the bucket's lock was left behind (${report.shutdown.lock}): the next run on this bucket is refused until it expires, ` +
+        "or pass --take-over (this process has exited, so taking over is safe)"
+    )
+  }
+  if (report.shutdown.dirtyPartsLeft !== null && report.shutdown.dirtyPartsLeft > 0) {
+    steps.push(`${report.shutdown.dirtyPartsLeft} part(s) changed since the last checkpoint stay in the data directory; the next start from it uploads them`)
+  }
+  return steps
+}
+
 /** A short human summary of a report (several lines, no trailing newline). */
 export const summary = (report: RunReport): string => {
   const shutdown = report.shutdown
   const verify = report.verify
+  const steps = nextSteps(report)
+  const waits = groupWaits(shutdown.cutWaits)
   const lines = [
     `run: ${report.inserts.acknowledged} inserts acknowledged (${report.inserts.attempted} attempted, ${report.inserts.failed} failed) in ${formatDurationMs(report.elapsedMs)}` +
       (report.interruptedBy === null ? "" : `, stopped early by ${report.interruptedBy}`),
@@ -240,11 +302,17 @@ export const summary = (report: RunReport): string => {
     `shutdown: ${shutdown.returned ? `${formatDurationMs(shutdown.durationMs)} of ${formatDurationMs(shutdown.deadlineMs)}` : "did not return"}` +
       `, final checkpoint ${shutdown.finalCheckpoint}${shutdown.finalCheckpointDetail === null ? "" : ` (${shutdown.finalCheckpointDetail})`}` +
       `, dirty parts left ${shutdown.dirtyPartsLeft ?? "?"}, leases ${shutdown.leasesHeld ?? "?"}, fibers ${shutdown.fibersAlive ?? "?"}, lock ${shutdown.lock}` +
-      (shutdown.cutWaits.length === 0 ? "" : `, ${shutdown.cutWaits.length} wait(s) cut`),
+      (waits.length === 0 ? "" : `, ${shutdown.cutWaits.length} wait(s) cut:`),
+    ...waits.map((line) => `  ${line}`),
     verify.ran
       ? `verify: ${verify.ok === true ? "ok" : "FAILED"}, ${verify.pagesChecked} pages checked, ${verify.pagesRequired} required (${verify.mode}), ${verify.mismatches} mismatches`
       : `verify: skipped (${verify.skipped ?? "?"})`,
-    report.ok ? "result: ok" : `result: FAILED: ${report.problems.join("; ")}`
+    !report.ok
+      ? `result: FAILED: ${report.problems.join("; ")}`
+      : steps.length === 0
+        ? `result: ok: shut down within its deadline${verify.ran ? ", and every acknowledged insert was found in the bucket" : ""}`
+        : `result: ok (shut down within its deadline, nothing leaked), with what to do next:`,
+    ...steps.map((step) => `  - ${step}`)
   ]
   return lines.join("\n")
 }

@@ -6,7 +6,8 @@
  * fault decorator) and in-memory disks, with a real clock and short durations.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, Schema } from "effect"
+import * as Report from "../../src/cli/Report.js"
 import { ObjectStoreRejected } from "../../src/domain/Errors.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
@@ -71,6 +72,7 @@ describe("Run.run", () => {
       const stop = yield* Deferred.make<string>()
       const report = yield* Run.run(options(5_000, Faults.none), yield* memoryStore(Faults.none), memoryDisk, silent, stop)
 assert.isTrue(report.ok, report.problems.join("; "))
+      assert.deepStrictEqual(Schema.decodeUnknownSync(Report.RunReport)(JSON.parse(JSON.stringify(report))), report)
       assert.isAbove(report.inserts.acknowledged, 0)
       // "none": a periodic checkpoint that ran after the writers stopped already covered everything.
       assert.include(["completed", "none"], report.shutdown.finalCheckpoint)
