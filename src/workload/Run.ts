@@ -168,10 +168,43 @@ const statusOf = (output: Output): Pick<Progress.ProgressOptions, "status" | "en
   ...(output.endStatus === undefined ? {} : { endStatus: output.endStatus })
 })
 
+/** The run's settings, for the report. */
+const settingsOf = (options: RunOptions, store: RunStore): Report.RunSettings => ({
+  durationMs: options.durationMs,
+  writers: options.writers,
+  files: options.files,
+  pagesPerFile: Math.floor(options.fileBytes / Page.pageBytes),
+  pageBytes: Page.pageBytes,
+  checkpointIntervalMs: options.config.checkpointIntervalMs,
+  s3Workers: options.config.workerCount,
+  localBudgetBytes: options.config.localBytesMax,
+  shutdownDeadlineMs: options.config.shutdownDeadlineMs,
+  walSegmentBytes: options.config.walSegmentBytes,
+  store: store.description,
+  dataDirectory: options.dataDirectory,
+  faults: Faults.describe(options.faults)
+})
+
+/** The tier's figures for the report: from the shutdown's report where it returned, else the last stats. */
+const tierFigures = (stats: Storage.StorageStats | undefined, shutdownReport: Storage.ShutdownReport | undefined) => {
+  const archivedThrough = shutdownReport?.wal.archivedThrough ?? stats?.wal.archivedThrough ?? 0
+  return {
+    archivedThrough,
+    wal: { archivedThrough, endLsn: shutdownReport?.wal.endLsn ?? null, localOnly: shutdownReport?.wal.localOnly ?? null },
+    checkpoints: {
+      completed: stats?.checkpoints.completed ?? 0,
+      failed: stats?.checkpoints.failed ?? 0,
+      last: stats?.checkpoints.lastCheckpoint ?? 0
+    },
+    bytesUploaded: stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes
+  }
+}
+
 /**
  * The whole run. `stop` completes (with the signal's name) when the user asks to stop early.
  * Returns the report; fails with StartFailed when the storage tier could not start.
  */
+// ~85 lines: the run's steps in their order (start, write, shut down, close, verify, report), read top to bottom.
 export const run = (
   options: RunOptions,
   store: RunStore,
@@ -226,20 +259,10 @@ export const run = (
     yield* Ref.set(phase, { _tag: "Closing" })
     yield* closeBounded(built.scope)
 
-    const stats = Option.isSome(finalStats) && Exit.isSuccess(finalStats.value) ? finalStats.value.value : undefined
-    const shutdownReport = Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value) ? shutdownExit.value.value : undefined
-    const archivedThrough = shutdownReport?.wal.archivedThrough ?? stats?.wal.archivedThrough ?? 0
-    const wal = {
-      archivedThrough,
-      endLsn: shutdownReport?.wal.endLsn ?? null,
-      localOnly: shutdownReport?.wal.localOnly ?? null
-    }
-    const checkpoints = {
-      completed: stats?.checkpoints.completed ?? 0,
-      failed: stats?.checkpoints.failed ?? 0,
-      last: stats?.checkpoints.lastCheckpoint ?? 0
-    }
-    const bytesUploaded = stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes
+    const { archivedThrough, bytesUploaded, checkpoints, wal } = tierFigures(
+      Option.isSome(finalStats) && Exit.isSuccess(finalStats.value) ? finalStats.value.value : undefined,
+      Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value) ? shutdownExit.value.value : undefined
+    )
 
     const verify = !options.verify
       ? Report.verifySkipped("--no-verify")
@@ -254,21 +277,7 @@ export const run = (
     yield* progress.finish
     return Report.make({
       interruptedBy,
-      settings: {
-        durationMs: options.durationMs,
-        writers: options.writers,
-        files: options.files,
-        pagesPerFile,
-        pageBytes: Page.pageBytes,
-        checkpointIntervalMs: options.config.checkpointIntervalMs,
-        s3Workers: options.config.workerCount,
-        localBudgetBytes: options.config.localBytesMax,
-        shutdownDeadlineMs: deadlineMs,
-        walSegmentBytes: options.config.walSegmentBytes,
-        store: store.description,
-        dataDirectory: options.dataDirectory,
-        faults: Faults.describe(options.faults)
-      },
+      settings: settingsOf(options, store),
       elapsedMs,
       counters: ledger.counters(),
       pageBytes: Page.pageBytes,
