@@ -101,7 +101,11 @@ assert.isTrue(report.ok, report.problems.join("; "))
     Effect.gen(function* () {
       const plan: Faults.FaultPlan = { ...Faults.none, stallAtShutdown: true }
       const stop = yield* Deferred.make<string>()
-      const report = yield* Run.run(options(1_500, plan), yield* memoryStore(plan), memoryDisk, silent, stop)
+      const stderr: Array<string> = []
+      const collecting: Output = { ...silent, stderr: (text) => Effect.sync(() => void stderr.push(text)) }
+      const report = yield* Run.run(options(1_500, plan), yield* memoryStore(plan), memoryDisk, collecting, stop)
+      // The progress line goes on through the stalled shutdown, naming it against its deadline.
+      assert.isTrue(stderr.some((text) => /^shutting down \S+ of 1\.5s \|/.test(text)), stderr.join(""))
       assert.isTrue(report.shutdown.returned)
       assert.isAtMost(report.shutdown.durationMs, report.shutdown.deadlineMs + Run.shutdownGraceMs)
       assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")
