@@ -21,6 +21,8 @@ export type Args<A extends Command.Command.Config> = Command.Command.ParseConfig
 
 const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
 
+// Durations and sizes are parsed by domain/Units.ts, not Duration.decode: Effect's reads "5 seconds" but not the
+// "5s"/"500ms" this CLI documents, and has no size units; @effect/cli has no duration or size option.
 const durationOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
     Options.withPseudoName("duration"),
@@ -147,7 +149,8 @@ export const gcOptions = {
   json
 }
 
-/** An ISO-8601 time with its zone (2026-12-06T10:00:00Z, …+01:00), as ms since the epoch. */
+/** An ISO-8601 time with its zone (2026-12-06T10:00:00Z, …+01:00), as ms since the epoch. Not
+ * Options.date: it takes a time without a zone, which would then depend on the machine's zone. */
 const parseIsoTimeMs = (text: string): Either.Either<number, string> => {
   const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/
   const ms = iso.test(text) ? Date.parse(text) : Number.NaN
