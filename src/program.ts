@@ -11,13 +11,12 @@
  * - everything is validated before anything is written; the JSON report alone goes to stdout, logs
  *   and progress to stderr;
  * - the first SIGINT/SIGTERM asks `run` to stop early and shut down gracefully (report included);
- *   NodeRuntime.runMain removes its listeners after the first signal, so a second one stops the
- *   process at once.
+ *   the program's listeners go at the first signal, so a second one stops the process at once.
  *
  * The command body runs in a daemon fiber, not under `uninterruptibleMask`: a fiber forked inside an
  * uninterruptible region inherits it, so the storage tier's workers would become impossible to
- * interrupt at shutdown. The main fiber only waits; when a signal interrupts it, it tells the body
- * to stop and waits for the body's report.
+ * interrupt at shutdown. `main` only waits; at a signal it tells the body to stop, waits for the
+ * body's report, and returns the body's exit code (no state outside `main`).
  *
  * Replaces: OrioleDB's test scripts around the original report (orioledb-s3.md §8), and gdb.
  *
@@ -33,8 +32,7 @@ import type * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Console, Deferred, Effect, Exit, Fiber, FiberRef, identity, Logger, LogLevel, Option, Order, Ref } from "effect"
 import * as CliOptions from "./cli/Options.js"
-import { type ExitCode, logger, makeOutput, messageOf, oneLine, type Output, programName } from "./cli/Output.js"
-import * as OutputModule from "./cli/Output.js"
+import { errorLine, type ExitCode, logger, makeOutput, messageOf, oneLine, type Output, programName } from "./cli/Output.js"
 
 const version = "0.1.0"
 
@@ -44,20 +42,20 @@ const version = "0.1.0"
 
 /** What a command's failure prints, and its exit code. Never a stack trace. */
 const reportFailure = (output: Output, cause: Cause.Cause<unknown>): Effect.Effect<ExitCode> => {
-  const errorLine = (message: string) => OutputModule.errorLine(output, message)
+  const line = (message: string) => errorLine(output, message)
   if (Cause.isInterruptedOnly(cause)) return Effect.succeed(130)
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value
     if (ValidationError.isValidationError(error)) {
       if (ValidationError.isHelpRequested(error)) return Effect.succeed(0)
-      return Effect.as(errorLine(validationMessage(error)), 2)
+      return Effect.as(line(validationMessage(error)), 2)
     }
     // The library's advice names its option; the CLI's is a flag.
-    return Effect.as(errorLine(messageOf(error).replace("pass takeOver only", "pass --take-over only")), 2)
+    return Effect.as(line(messageOf(error).replace("pass takeOver only", "pass --take-over only")), 2)
   }
   const defect = Cause.dieOption(cause)
-  return Effect.as(errorLine(`internal error: ${Option.match(defect, { onNone: () => Cause.pretty(cause).split("\n")[0] ?? "unknown", onSome: messageOf })}`), 1)
+  return Effect.as(line(`internal error: ${Option.match(defect, { onNone: () => Cause.pretty(cause).split("\n")[0] ?? "unknown", onSome: messageOf })}`), 1)
 }
 
 const validationMessage = (error: ValidationError.ValidationError): string =>
@@ -77,7 +75,7 @@ const runBody = (args: { readonly verbose: boolean }, exitCode: Ref.Ref<ExitCode
 const makeCli = (stop: Deferred.Deferred<string>, exitCode: Ref.Ref<ExitCode>, output: Output) => {
   /** Races a read-only command against a stop request: a signal ends it at once (exit 130). */
   const untilStop = (body: Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>) =>
-    Effect.raceFirst(body, Deferred.await(stop).pipe(Effect.zipRight(OutputModule.errorLine(output, "stopped by a signal")), Effect.as(130 as ExitCode)))
+    Effect.raceFirst(body, Deferred.await(stop).pipe(Effect.zipRight(errorLine(output, "stopped by a signal")), Effect.as(130 as ExitCode)))
   // The command bodies are loaded once the arguments parsed: bad input never pays for them.
   const commands = Effect.promise(() => import("./cli/Commands.js"))
   const command = <A extends { readonly verbose: boolean }>(body: (module: typeof import("./cli/Commands.js"), args: A) => Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>, readOnly: boolean) =>
