@@ -178,7 +178,7 @@ export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferre
         )
       )
       if (args.json) yield* output.stdout(`${JSON.stringify(report)}\n`)
-      else yield* output.stdout(`${Report.summary(report)}\n`)
+      else yield* output.stdout(`${Report.summary(report, { dataDirectoryRemoved: Option.isNone(givenDir) && !args.keep })}\n`)
       if (!report.ok) yield* errorLine(output, `run failed its checks: ${report.problems.join("; ")}`)
       return report.exitCode as ExitCode
     })

@@ -263,14 +263,22 @@ export const groupWaits = (waits: ReadonlyArray<Wait>): ReadonlyArray<string> =>
   return [...groups.entries()].sort(([, left], [, right]) => right - left).map(([key, count]) => `${count} × ${key}`)
 }
 
+/** What the summary knows beyond the report. */
+export interface SummaryOptions {
+  /** The data directory was a temporary one that the program removes at exit (no --dir, no --keep). */
+  readonly dataDirectoryRemoved?: boolean
+}
+
 /** What the report means for the data and what to do next, in words (empty for a clean run). Pure. */
-export const nextSteps = (report: RunReport): ReadonlyArray<string> => {
+export const nextSteps = (report: RunReport, run: SummaryOptions = {}): ReadonlyArray<string> => {
   const steps: Array<string> = []
   const localOnly = report.wal.localOnly
   if (localOnly !== null) {
+    const where = `acknowledged inserts are only in the local WAL (LSN ${localOnly.fromLsn} to ${localOnly.toLsn}, ${formatSizeBytes(localOnly.toLsn - localOnly.fromLsn)}), not in the bucket`
     steps.push(
-      `acknowledged inserts are only in the local WAL (LSN ${localOnly.fromLsn} to ${localOnly.toLsn}, ${formatSizeBytes(localOnly.toLsn - localOnly.fromLsn)}), not in the bucket: ` +
-        `keep ${report.settings.dataDirectory} and start from it again (--dir) to archive them; a restore from the bucket alone does not have them`
+      run.dataDirectoryRemoved === true
+        ? `${where}, and the data directory was a temporary one, removed at exit: they are lost; give --dir <directory> (or --keep) to keep them next time`
+        : `${where}: keep ${report.settings.dataDirectory} and start from it again (--dir) to archive them; a restore from the bucket alone does not have them`
     )
   }
   if (!report.shutdown.lockReleased) {
@@ -286,10 +294,10 @@ export const nextSteps = (report: RunReport): ReadonlyArray<string> => {
 }
 
 /** A short human summary of a report (several lines, no trailing newline). */
-export const summary = (report: RunReport): string => {
+export const summary = (report: RunReport, run: SummaryOptions = {}): string => {
   const shutdown = report.shutdown
   const verify = report.verify
-  const steps = nextSteps(report)
+  const steps = nextSteps(report, run)
   const waits = groupWaits(shutdown.cutWaits)
   const lines = [
     `run: ${report.inserts.acknowledged} inserts acknowledged (${report.inserts.attempted} attempted, ${report.inserts.failed} failed) in ${formatDurationMs(report.elapsedMs)}` +

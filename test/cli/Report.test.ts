@@ -106,6 +106,8 @@ describe("Report", () => {
     assert.match(text, /^  - acknowledged inserts are only in the local WAL \(LSN 100 to 300, 200B\), not in the bucket: keep \/tmp\/d and start from it again \(--dir\)/m)
     assert.match(text, /^  - the bucket's lock was left behind \(failed\): .* or pass --take-over/m)
     assert.match(text, /^  - 3 part\(s\) changed since the last checkpoint/m)
+    // A temporary data directory is removed at exit: the summary says the local-only inserts are lost.
+    assert.match(Report.summary(report, { dataDirectoryRemoved: true }), /^  - acknowledged inserts are only in the local WAL .*, and the data directory was a temporary one, removed at exit: they are lost; give --dir/m)
   })
 
   it("groups the cut waits by who waits on what, most first", () => {
