@@ -204,6 +204,10 @@ export const percentProgress = (label: string, output: Output) => {
     const percent = Math.floor((done * 100) / Math.max(1, total))
     if (percent === lastShownPercent || (percent % 10 !== 0 && done !== total)) return Effect.void
     lastShownPercent = percent
-    return output.stderr(output.isTty ? `\r${label}: ${done}/${total} parts\x1b[K${done === total ? "\n" : ""}` : `${label}: ${done}/${total} parts\n`)
+    const text = `${label}: ${done}/${total} parts`
+    if (!output.isTty) return output.stderr(`${text}\n`)
+    // The output's status line when it has one: a log written meanwhile goes above it.
+    if (output.status !== undefined && output.endStatus !== undefined) return Effect.zipRight(output.status(text), done === total ? output.endStatus : Effect.void)
+    return output.stderr(`\r${text}\x1b[K${done === total ? "\n" : ""}`)
   }
 }
