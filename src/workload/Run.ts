@@ -13,8 +13,9 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Scope } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope } from "effect"
 import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import type { LocalIoError } from "../domain/Errors.js"
 import type { FileId } from "../domain/Ids.js"
 import * as Restore from "../layers/Restore.js"
 import { layerWithServices, type StorageServices } from "../internal/storageLayer.js"
@@ -24,19 +25,19 @@ import type { ObjectStore } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as Faults from "./Faults.js"
-import { messageOf, type Output } from "./Output.js"
+import { messageOf, type Output, type UsageError } from "../cli/Output.js"
 import * as Page from "./Page.js"
-import * as Progress from "./Progress.js"
-import * as Report from "./Report.js"
+import * as Progress from "../cli/Progress.js"
+import * as Report from "../cli/Report.js"
 import * as Verify from "./Verify.js"
 import * as Workload from "./Workload.js"
 
 /** The bucket as the run sees it, and its fault switches. */
 export interface RunStore {
   /** The store with the fault decorator (when faults were asked for). */
-  readonly layer: Layer.Layer<ObjectStore, unknown>
+  readonly layer: Layer.Layer<ObjectStore>
   /** The same bucket without faults, for the restore. */
-  readonly plainLayer: Layer.Layer<ObjectStore, unknown>
+  readonly plainLayer: Layer.Layer<ObjectStore>
   /** Turns the asked faults on (after start-up: the faults model a bucket that degrades during the
    * run; a bucket failing at start-up is refused start-up, tested on its own). */
   readonly arm: Effect.Effect<void>
@@ -60,7 +61,7 @@ export interface RunOptions {
   readonly json: boolean
   readonly dataDirectory: string
   /** A fresh directory for the restore, made on demand (removed by the caller). */
-  readonly restoreDirectory: Effect.Effect<string, unknown>
+  readonly restoreDirectory: Effect.Effect<string, UsageError>
 }
 
 /** Grace beyond the shutdown deadline before the program stops waiting for `shutdown`. */
@@ -81,9 +82,9 @@ export const awaitBounded = <A, E>(effect: Effect.Effect<A, E>, timeoutMs: numbe
 /** The storage layer over a store and a directory, with the workload's replay. */
 export const storageLayer = (
   config: StorageConfig.StorageConfigValue,
-  store: Layer.Layer<ObjectStore, unknown>,
-  disk: Layer.Layer<LocalDisk, unknown>
-): Layer.Layer<StorageServices, unknown> =>
+  store: Layer.Layer<ObjectStore>,
+  disk: Layer.Layer<LocalDisk, LocalIoError>
+): Layer.Layer<StorageServices, StartError> =>
   layerWithServices({ replay: replayRecord }).pipe(
     Layer.provide(Layer.mergeAll(StorageConfig.layer(config), store, disk))
   )
@@ -99,7 +100,7 @@ export const replayRecord = <E>(
   })
 
 /** Builds a layer into a fresh scope; on failure the scope is closed (bounded) and the error returned. */
-const buildScoped = <A>(layer: Layer.Layer<A, unknown>) =>
+const buildScoped = <A, E>(layer: Layer.Layer<A, E>) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const built = yield* Layer.buildWithScope(layer, scope).pipe(Effect.interruptible, Effect.exit)
@@ -112,27 +113,110 @@ const buildScoped = <A>(layer: Layer.Layer<A, unknown>) =>
 
 const closeBounded = (scope: Scope.CloseableScope) => awaitBounded(Scope.close(scope, Exit.void), closeGraceMs)
 
-/** Start-up failed: the one-line reason (the program maps it to exit code 2). */
-export class StartFailed {
-  readonly _tag = "StartFailed"
-  constructor(readonly cause: unknown) {}
+/** Why the storage tier could not start: the library's refusal, or the data directory's I/O. */
+export type StartError = Storage.StorageOpenError | LocalIoError
+
+/** Start-up failed: its message is the cause's (the program maps it to exit code 2). */
+export class StartFailed extends Data.TaggedError("StartFailed")<{ readonly cause: StartError }> {
+  override get message(): string {
+    return messageOf(this.cause)
+  }
+}
+
+/** The run's phase as the sampler reads it (the shutdown's elapsed time is taken per sample). */
+type RunPhase =
+  | Exclude<Progress.Phase, { readonly _tag: "ShuttingDown" }>
+  | { readonly _tag: "ShuttingDown"; readonly startedAtMs: number; readonly deadlineMs: number }
+
+/** How long a progress sample waits for the tier's figures before it shows the last ones. */
+const sampleStatsTimeoutMs = 500
+
+/**
+ * The progress line's sample. While the tier is open its figures are read (bounded: a stuck tier
+ * must not stop the line); once it is closed, the last ones read stay on the line.
+ */
+const progressSampler = (storage: Storage.StorageService, ledger: Workload.Ledger, phase: Ref.Ref<RunPhase>, run: { readonly startedAtMs: number; readonly durationMs: number }) =>
+  Effect.map(Ref.make<Storage.StorageStats | undefined>(undefined), (lastStats) =>
+    Effect.gen(function* () {
+      const current = yield* Ref.get(phase)
+      if (current._tag === "Writing" || current._tag === "ShuttingDown") {
+        const fresh = yield* storage.stats.pipe(Effect.timeout(Duration.millis(sampleStatsTimeoutMs)), Effect.option)
+        if (Option.isSome(fresh)) {
+          yield* Ref.set(lastStats, fresh.value)
+          yield* Effect.sync(() => ledger.prune(fresh.value.wal.archivedThrough))
+        }
+      }
+      const stats = yield* Ref.get(lastStats)
+      const nowMs = yield* Clock.currentTimeMillis
+      const counters = yield* Effect.sync(() => ledger.counters())
+      return {
+        phase: current._tag === "ShuttingDown" ? { _tag: "ShuttingDown", elapsedMs: nowMs - current.startedAtMs, deadlineMs: current.deadlineMs } : current,
+        elapsedMs: nowMs - run.startedAtMs,
+        durationMs: run.durationMs,
+        acknowledged: counters.acknowledged,
+        queueDepth: stats?.queue.depth ?? 0,
+        uploadsInFlight: stats?.queue.inFlight ?? 0,
+        lastCheckpoint: stats?.checkpoints.lastCheckpoint ?? 0,
+        checkpointsCompleted: stats?.checkpoints.completed ?? 0,
+        bytesUploaded: stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes,
+        walArchivedThrough: stats?.wal.archivedThrough ?? 0
+      } satisfies Progress.ProgressSample
+    }))
+
+/** The output's status line, for the progress line on a terminal (absent in tests' outputs). */
+const statusOf = (output: Output): Pick<Progress.ProgressOptions, "status" | "endStatus"> => ({
+  ...(output.status === undefined ? {} : { status: output.status }),
+  ...(output.endStatus === undefined ? {} : { endStatus: output.endStatus })
+})
+
+/** The run's settings, for the report. */
+const settingsOf = (options: RunOptions, store: RunStore): Report.RunSettings => ({
+  durationMs: options.durationMs,
+  writers: options.writers,
+  files: options.files,
+  pagesPerFile: Math.floor(options.fileBytes / Page.pageBytes),
+  pageBytes: Page.pageBytes,
+  checkpointIntervalMs: options.config.checkpointIntervalMs,
+  s3Workers: options.config.workerCount,
+  localBudgetBytes: options.config.localBytesMax,
+  shutdownDeadlineMs: options.config.shutdownDeadlineMs,
+  walSegmentBytes: options.config.walSegmentBytes,
+  store: store.description,
+  dataDirectory: options.dataDirectory,
+  faults: Faults.describe(options.faults)
+})
+
+/** The tier's figures for the report: from the shutdown's report where it returned, else the last stats. */
+const tierFigures = (stats: Storage.StorageStats | undefined, shutdownReport: Storage.ShutdownReport | undefined) => {
+  const archivedThrough = shutdownReport?.wal.archivedThrough ?? stats?.wal.archivedThrough ?? 0
+  return {
+    archivedThrough,
+    wal: { archivedThrough, endLsn: shutdownReport?.wal.endLsn ?? null, localOnly: shutdownReport?.wal.localOnly ?? null },
+    checkpoints: {
+      completed: stats?.checkpoints.completed ?? 0,
+      failed: stats?.checkpoints.failed ?? 0,
+      last: stats?.checkpoints.lastCheckpoint ?? 0
+    },
+    bytesUploaded: stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes
+  }
 }
 
 /**
  * The whole run. `stop` completes (with the signal's name) when the user asks to stop early.
  * Returns the report; fails with StartFailed when the storage tier could not start.
  */
+// ~85 lines: the run's steps in their order (start, write, shut down, close, verify, report), read top to bottom.
 export const run = (
   options: RunOptions,
   store: RunStore,
-  disk: (root: string) => Layer.Layer<LocalDisk, unknown>,
+  disk: (root: string) => Layer.Layer<LocalDisk, LocalIoError>,
   output: Output,
   stop: Deferred.Deferred<string>
 ): Effect.Effect<Report.RunReport, StartFailed> =>
   Effect.gen(function* () {
     const pagesPerFile = Math.floor(options.fileBytes / Page.pageBytes)
     const built = yield* buildScoped(storageLayer(options.config, store.layer, disk(options.dataDirectory))).pipe(
-      Effect.mapError((cause) => new StartFailed(cause))
+      Effect.mapError((cause) => new StartFailed({ cause }))
     )
     const storage = Context.get(built.context, Storage.Storage)
     const waits = Context.get(built.context, WaitRegistry.WaitRegistry)
@@ -147,24 +231,9 @@ export const run = (
         (Faults.isEmpty(options.faults) ? "" : `; faults ${Faults.describe(options.faults).join(", ")}`) +
         "\n"
     )
-    const sample = Effect.gen(function* () {
-      const stats = yield* storage.stats
-      const nowMs = yield* Clock.currentTimeMillis
-      yield* Effect.sync(() => ledger.prune(stats.wal.archivedThrough))
-      const counters = yield* Effect.sync(() => ledger.counters())
-      return {
-        elapsedMs: nowMs - startedAtMs,
-        durationMs: options.durationMs,
-        acknowledged: counters.acknowledged,
-        queueDepth: stats.queue.depth,
-        uploadsInFlight: stats.queue.inFlight,
-        lastCheckpoint: stats.checkpoints.lastCheckpoint,
-        checkpointsCompleted: stats.checkpoints.completed,
-        bytesUploaded: stats.checkpoints.bytesUploaded + stats.wal.archivedBytes,
-        walArchivedThrough: stats.wal.archivedThrough
-      } satisfies Progress.ProgressSample
-    })
-    const progress = Progress.make({ sample, isTty: output.isTty, write: output.stderr })
+    const phase = yield* Ref.make<RunPhase>({ _tag: "Writing" })
+    const sample = yield* progressSampler(storage, ledger, phase, { startedAtMs, durationMs: options.durationMs })
+    const progress = Progress.make({ sample, isTty: output.isTty, write: output.stderr, ...statusOf(output) })
     const progressFiber = yield* Effect.forkDaemon(Effect.interruptible(progress.loop))
     const workload = yield* Workload.start(storage, ledger)
 
@@ -177,34 +246,24 @@ export const run = (
     const elapsedMs = (yield* Clock.currentTimeMillis) - startedAtMs
 
     // Shutdown, as the original's operator did it: stop the inserts, then close.
-    if (options.faults.stallAtShutdown) yield* store.stallNow
-    const writersInterrupted = yield* workload.stop(writerGraceMs)
     const deadlineMs = options.config.shutdownDeadlineMs
     const shutdownStartMs = yield* Clock.currentTimeMillis
+    yield* Ref.set(phase, { _tag: "ShuttingDown", startedAtMs: shutdownStartMs, deadlineMs })
+    if (options.faults.stallAtShutdown) yield* store.stallNow
+    const writersInterrupted = yield* workload.stop(writerGraceMs)
     const shutdownExit = yield* awaitBounded(storage.shutdown, deadlineMs + shutdownGraceMs)
     const shutdown = Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value)
       ? Report.shutdownSection(shutdownExit.value.value, writersInterrupted)
       : Report.shutdownNotReturned((yield* Clock.currentTimeMillis) - shutdownStartMs, deadlineMs, yield* waits.current, writersInterrupted)
     const finalStats = yield* awaitBounded(storage.stats, 1_000)
     const faultStats = yield* store.faultStats
-    yield* Fiber.interrupt(progressFiber)
-    yield* progress.finish
+    yield* Ref.set(phase, { _tag: "Closing" })
     yield* closeBounded(built.scope)
 
-    const stats = Option.isSome(finalStats) && Exit.isSuccess(finalStats.value) ? finalStats.value.value : undefined
-    const shutdownReport = Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value) ? shutdownExit.value.value : undefined
-    const archivedThrough = shutdownReport?.wal.archivedThrough ?? stats?.wal.archivedThrough ?? 0
-    const wal = {
-      archivedThrough,
-      endLsn: shutdownReport?.wal.endLsn ?? null,
-      localOnly: shutdownReport?.wal.localOnly ?? null
-    }
-    const checkpoints = {
-      completed: stats?.checkpoints.completed ?? 0,
-      failed: stats?.checkpoints.failed ?? 0,
-      last: stats?.checkpoints.lastCheckpoint ?? 0
-    }
-    const bytesUploaded = stats === undefined ? 0 : stats.checkpoints.bytesUploaded + stats.wal.archivedBytes
+    const { archivedThrough, bytesUploaded, checkpoints, wal } = tierFigures(
+      Option.isSome(finalStats) && Exit.isSuccess(finalStats.value) ? finalStats.value.value : undefined,
+      Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value) ? shutdownExit.value.value : undefined
+    )
 
     const verify = !options.verify
       ? Report.verifySkipped("--no-verify")
@@ -214,24 +273,12 @@ export const run = (
           lockReleased: shutdown.lockReleased,
           archivedThrough,
           freshBucket: storage.opened.plan === "Fresh"
-        }, output, stop)
+        }, output, stop, (checked, total) => Ref.set(phase, { _tag: "Verifying", checked, total }))
+    yield* Fiber.interrupt(progressFiber)
+    yield* progress.finish
     return Report.make({
       interruptedBy,
-      settings: {
-        durationMs: options.durationMs,
-        writers: options.writers,
-        files: options.files,
-        pagesPerFile,
-        pageBytes: Page.pageBytes,
-        checkpointIntervalMs: options.config.checkpointIntervalMs,
-        s3Workers: options.config.workerCount,
-        localBudgetBytes: options.config.localBytesMax,
-        shutdownDeadlineMs: deadlineMs,
-        walSegmentBytes: options.config.walSegmentBytes,
-        store: store.description,
-        dataDirectory: options.dataDirectory,
-        faults: Faults.describe(options.faults)
-      },
+      settings: settingsOf(options, store),
       elapsedMs,
       counters: ledger.counters(),
       pageBytes: Page.pageBytes,
@@ -254,14 +301,16 @@ export const run = (
 const verifyRun = (
   options: RunOptions,
   store: RunStore,
-  disk: (root: string) => Layer.Layer<LocalDisk, unknown>,
+  disk: (root: string) => Layer.Layer<LocalDisk, LocalIoError>,
   ledger: Workload.Ledger,
   run: { readonly lockReleased: boolean; readonly archivedThrough: number; readonly freshBucket: boolean },
   output: Output,
-  stop: Deferred.Deferred<string>
+  stop: Deferred.Deferred<string>,
+  onProgress: (checked: number, total: number) => Effect.Effect<void>
 ): Effect.Effect<Report.VerifySection> =>
   Effect.gen(function* () {
     const startMs = yield* Clock.currentTimeMillis
+    yield* onProgress(0, 0)
     const restore = Effect.gen(function* () {
       const restored = yield* Restore.open({ holder: "run verify", replay: replayRecord })
       const summary = restored.summary
@@ -273,7 +322,8 @@ const verifyRun = (
         requiredBelowLsn,
         concurrency: Math.max(2, Math.min(8, options.config.workerCount)),
         untouchedMayHoldOlder: !run.freshBucket,
-        readBytes: options.config.partSizeBytes
+        readBytes: options.config.partSizeBytes,
+        onProgress
       }))
       return { result, summary }
     }).pipe(

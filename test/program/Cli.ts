@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Deferred, Duration, Effect } from "effect"
-import type { RunReport } from "../../src/workload/Report.js"
+import type { RunReport } from "../../src/cli/Report.js"
 
 /** The repository root (this file is test/program/Cli.ts). */
 export const repositoryRoot = path.resolve(import.meta.dirname, "..", "..")

@@ -10,13 +10,13 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type * as Manifest from "../../src/domain/Manifest.js"
 import { CheckpointNumber } from "../../src/domain/Ids.js"
 import { keyToSegments } from "../../src/layers/FileObjectStore.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
-import type { RunReport } from "../../src/workload/Report.js"
+import { RunReport as RunReportSchema, type RunReport } from "../../src/cli/Report.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
 import { hasStackTrace, parseReport, quick, quickRun, quickStalled, runCli, start, temporaryDirectory } from "./Cli.js"
 
@@ -38,6 +38,8 @@ export const runJson = (args: ReadonlyArray<string>, env?: Record<string, string
     const result = yield* runCli([...args, "--json"], env === undefined ? {} : { env })
     assert.isFalse(hasStackTrace(result.stderr), result.stderr)
     const report = parseReport(result)
+    // Every report a run prints decodes against the published Schema (docs/report.schema.json).
+    Schema.decodeUnknownSync(RunReportSchema)(report)
     assert.strictEqual(result.code, report.ok ? 0 : 1, `${result.stderr}\n${JSON.stringify(report.problems)}`)
     return { result, report }
   })
@@ -113,20 +115,16 @@ describe.concurrent("CLI run (filesystem store)", () => {
       const root = readJson(KeyLayout.checkpointKey(layout, lastCheckpoint)) as Manifest.CheckpointManifest
       const fileEntry = root.files.find((entry) => entry.partCount > 0)
       assert.isDefined(fileEntry, JSON.stringify(root))
-      if (fileEntry !== undefined) {
-        const fileManifest = readJson(
-          KeyLayout.fileManifestKey(layout, fileEntry.manifestCheckpoint, fileEntry.file, fileEntry.manifestSha256)
-        ) as Manifest.FileManifest
-        const entry = fileManifest.parts[0]
-        assert.isDefined(entry)
-        if (entry !== undefined) {
-          const [part, holder, sha256] = entry
-          const partFile = objectFile(KeyLayout.partKey(layout, holder, fileEntry.file, part, sha256))
-          const bytes = fs.readFileSync(partFile)
-          bytes[100] = (bytes[100] ?? 0) ^ 0xff
-          fs.writeFileSync(partFile, bytes)
-        }
-      }
+      const fileManifest = readJson(
+        KeyLayout.fileManifestKey(layout, fileEntry.manifestCheckpoint, fileEntry.file, fileEntry.manifestSha256)
+      ) as Manifest.FileManifest
+      const entry = fileManifest.parts[0]
+      assert.isDefined(entry)
+      const [part, holder, sha256] = entry
+      const partFile = objectFile(KeyLayout.partKey(layout, holder, fileEntry.file, part, sha256))
+      const bytes = fs.readFileSync(partFile)
+      bytes[100] = (bytes[100] ?? 0) ^ 0xff
+      fs.writeFileSync(partFile, bytes)
       const corrupted = yield* runCli(["verify", "--store-dir", storeDirectory])
       assert.strictEqual(corrupted.code, 1, corrupted.stderr)
       assert.include(corrupted.stdout, "FAILED")

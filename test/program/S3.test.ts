@@ -14,7 +14,7 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as S3TestServer from "../support/S3TestServer.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
-import type { RunReport } from "../../src/workload/Report.js"
+import type { RunReport } from "../../src/cli/Report.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
 import { hasStackTrace, parseReport, quickRun, quickStalled, runCli } from "./Cli.js"
 

@@ -77,7 +77,6 @@ describe("Inspect and verifyCheckpoint", () => {
       // verifyCheckpoint: every part of the latest checkpoint checks, written to a fresh disk.
       const latest = yield* Loader.readLatest(store, configValue)
       assert.isDefined(latest)
-      if (latest === undefined) return
       const disk = yield* MemoryDisk.make
       const verified = yield* Verify.verifyCheckpoint(store, configValue, disk.disk, latest, { concurrency: 4 })
       assert.isTrue(verified.ok)
@@ -92,7 +91,6 @@ describe("Inspect and verifyCheckpoint", () => {
       const [damaged, removed] = partKeys
       assert.isDefined(damaged)
       assert.isDefined(removed)
-      if (damaged === undefined || removed === undefined) return
       const original = Option.getOrThrow(yield* bucket.read(damaged))
       original[0] = (original[0] ?? 0) ^ 1
       yield* bucket.write(damaged, original)

@@ -6,14 +6,16 @@
  * fault decorator) and in-memory disks, with a real clock and short durations.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Layer, Ref } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, Schema } from "effect"
+import * as Report from "../../src/cli/Report.js"
+import { ObjectStoreRejected } from "../../src/domain/Errors.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as Faults from "../../src/workload/Faults.js"
-import type { Output } from "../../src/workload/Output.js"
+import type { Output } from "../../src/cli/Output.js"
 import * as Run from "../../src/workload/Run.js"
 
 const configOf = (deadlineMs: number): StorageConfig.StorageConfigValue => {
@@ -70,6 +72,7 @@ describe("Run.run", () => {
       const stop = yield* Deferred.make<string>()
       const report = yield* Run.run(options(5_000, Faults.none), yield* memoryStore(Faults.none), memoryDisk, silent, stop)
 assert.isTrue(report.ok, report.problems.join("; "))
+      assert.deepStrictEqual(Schema.decodeUnknownSync(Report.RunReport)(JSON.parse(JSON.stringify(report))), report)
       assert.isAbove(report.inserts.acknowledged, 0)
       // "none": a periodic checkpoint that ran after the writers stopped already covered everything.
       assert.include(["completed", "none"], report.shutdown.finalCheckpoint)
@@ -98,7 +101,11 @@ assert.isTrue(report.ok, report.problems.join("; "))
     Effect.gen(function* () {
       const plan: Faults.FaultPlan = { ...Faults.none, stallAtShutdown: true }
       const stop = yield* Deferred.make<string>()
-      const report = yield* Run.run(options(1_500, plan), yield* memoryStore(plan), memoryDisk, silent, stop)
+      const stderr: Array<string> = []
+      const collecting: Output = { ...silent, stderr: (text) => Effect.sync(() => void stderr.push(text)) }
+      const report = yield* Run.run(options(1_500, plan), yield* memoryStore(plan), memoryDisk, collecting, stop)
+      // The progress line goes on through the stalled shutdown, naming it against its deadline.
+      assert.isTrue(stderr.some((text) => /^shutting down \S+ of 1\.5s \|/.test(text)), stderr.join(""))
       assert.isTrue(report.shutdown.returned)
       assert.isAtMost(report.shutdown.durationMs, report.shutdown.deadlineMs + Run.shutdownGraceMs)
       assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")
@@ -110,16 +117,17 @@ assert.isTrue(report.ok, report.problems.join("; "))
   it.live("a refused start-up is a StartFailed that names the reason", () =>
     Effect.gen(function* () {
       const stop = yield* Deferred.make<string>()
-      const failing: Run.RunStore = {
-        ...(yield* memoryStore(Faults.none)),
-        layer: Layer.fail(new Error("the bucket is gone"))
-      }
+      const store = yield* memoryStore(Faults.none)
+      const plain = yield* Layer.build(store.plainLayer).pipe(Effect.map((context) => Context.get(context, ObjectStore)), Effect.scoped)
+      const gone = new ObjectStoreRejected({ operation: "probe", code: "NoSuchBucket", detail: "the bucket is gone" })
+      const failing: Run.RunStore = { ...store, layer: Layer.succeed(ObjectStore, { ...plain, probe: Effect.fail(gone) }) }
       const exit = yield* Effect.exit(Run.run(options(5_000, Faults.none), failing, memoryDisk, silent, stop))
-      assert.isTrue(Exit.isFailure(exit))
-      if (Exit.isFailure(exit) && exit.cause._tag === "Fail") {
-        assert.instanceOf(exit.cause.error, Run.StartFailed)
-        assert.include(String((exit.cause.error.cause as Error).message), "the bucket is gone")
-      }
+      // A failure, not a defect: a Die here would be a crash the program reports as an internal error.
+      assert(Exit.isFailure(exit), "the run started")
+      const failure = Cause.failureOption(exit.cause)
+      assert(Option.isSome(failure), `not a typed failure: ${Cause.pretty(exit.cause)}`)
+      assert.instanceOf(failure.value, Run.StartFailed)
+      assert.include(failure.value.message, "the bucket is gone")
     }))
 
   it.live("the restore-and-verify step writes nothing to the bucket but its reader lease, after a clean run and after a stalled one", () =>

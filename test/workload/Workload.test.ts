@@ -87,7 +87,6 @@ describe("Workload", () => {
         if (ledger.acknowledgedLastOf(globalPage) > 0) lost = { file: Math.floor(globalPage / shape.pagesPerFile), page: globalPage % shape.pagesPerFile }
       }
       assert.isDefined(lost)
-      if (lost === undefined) return
       fake.files.get(Workload.fileIdOf(lost.file))?.fill(0, lost.page * Page.pageBytes, (lost.page + 1) * Page.pageBytes)
       const result = yield* Verify.verifyPages(fake.storage, ledger, { requiredBelowLsn: undefined, concurrency: 1 })
       assert.isFalse(result.ok)

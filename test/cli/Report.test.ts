@@ -2,8 +2,11 @@
  * Goal: the exit decision is exactly the issue's rule (shutdown within its deadline, no lease, no
  * fiber, verify without mismatch) and the report carries the fields the README documents.
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import * as Report from "../../src/workload/Report.js"
+import { Schema } from "effect"
+import * as Report from "../../src/cli/Report.js"
 
 const shutdown: Report.ShutdownSection = {
   returned: true,
@@ -86,5 +89,43 @@ describe("Report", () => {
     // A stalled final checkpoint alone is no failure: the deadline was met and nothing leaked.
     const stalled = Report.make({ ...facts, shutdown: { ...shutdown, finalCheckpoint: "timed-out", finalCheckpointDetail: "stall", lockReleased: false, lock: "failed" } })
     assert.isTrue(stalled.ok)
+  })
+
+  it("says in words when acknowledged data is only local and when the lock was left, and what to do", () => {
+    const clean = Report.summary(Report.make(facts))
+    assert.match(clean, /^result: ok: shut down within its deadline, and every acknowledged insert was found in the bucket$/m)
+    const report = Report.make({
+      ...facts,
+      wal: { archivedThrough: 100, endLsn: 300, localOnly: { fromLsn: 100, toLsn: 300 } },
+      shutdown: { ...shutdown, finalCheckpoint: "timed-out", finalCheckpointDetail: "stall", lockReleased: false, lock: "failed", dirtyPartsLeft: 3 }
+    })
+    assert.isTrue(report.ok)
+    const text = Report.summary(report)
+    assert.notMatch(text, /^result: ok:/m)
+    assert.match(text, /^result: ok \(shut down within its deadline, nothing leaked\), with what to do next:$/m)
+    assert.match(text, /^  - acknowledged inserts are only in the local WAL \(LSN 100 to 300, 200B\), not in the bucket: keep \/tmp\/d and start from it again \(--dir\)/m)
+    assert.match(text, /^  - the bucket's lock was left behind \(failed\): .* or pass --take-over/m)
+    assert.match(text, /^  - 3 part\(s\) changed since the last checkpoint/m)
+    // A temporary data directory is removed at exit: the summary says the local-only inserts are lost.
+    assert.match(Report.summary(report, { dataDirectoryRemoved: true }), /^  - acknowledged inserts are only in the local WAL .*, and the data directory was a temporary one, removed at exit: they are lost; give --dir/m)
+  })
+
+  it("groups the cut waits by who waits on what, most first", () => {
+    const wait = (id: number, waiter: string, on: string) => ({ id, fiber: `#${id}`, waiter, on, sinceMs: 1_796_000_000_000 + id })
+    const waits = [wait(1, "TaskHandle.await", "task 12 WritePart users#3"), wait(2, "Checkpointer.checkpoint 7", "task 14 WritePart users#4"), wait(3, "TaskHandle.await", "task 13 WritePart users#5")]
+    assert.deepStrictEqual(Report.groupWaits(waits), ["2 × TaskHandle.await on task N WritePart usersN", "1 × Checkpointer.checkpoint N on task N WritePart usersN"])
+    const text = Report.summary(Report.make({ ...facts, shutdown: { ...shutdown, cutWaits: waits } }))
+    assert.include(text, "3 wait(s) cut:\n  2 × TaskHandle.await on task N WritePart usersN\n  1 × Checkpointer.checkpoint N")
+    assert.notInclude(text, "1796000000001")
+  })
+
+  it("publishes the report's JSON Schema in docs/ (generated from the Schema) and a report decodes against the Schema", () => {
+    const generated = `${JSON.stringify(Report.runReportJsonSchema(), null, 2)}\n`
+    const file = path.join(import.meta.dirname, "..", "..", "docs", "report.schema.json")
+    if (process.env["UPDATE_REPORT_SCHEMA"] === "1") fs.writeFileSync(file, generated)
+    assert.strictEqual(fs.readFileSync(file, "utf8"), generated, "docs/report.schema.json is stale: run UPDATE_REPORT_SCHEMA=1 npx vitest run test/cli/Report.test.ts")
+    const report = Report.make({ ...facts, faults: { asked: ["latency=5ms"], injected: { latency: 3 }, stalledAtEnd: 0 } })
+    assert.deepStrictEqual(Schema.decodeUnknownSync(Report.RunReport)(JSON.parse(JSON.stringify(report))), report)
+    assert.throws(() => Schema.decodeUnknownSync(Report.RunReport)({ ...report, shutdown: { ...report.shutdown, finalCheckpoint: "maybe" } }))
   })
 })
