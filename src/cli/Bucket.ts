@@ -3,7 +3,7 @@
  * the options name (the filesystem store or S3) and its layer, the fault decorator over it for
  * `run`, the data and restore directories, and the helpers the read-side commands share.
  *
- * Replaces: the bucket settings of OrioleDB's S3 tests and of orioledb_s3_loader.py (orioledb-s3.md §8).
+ * Replaces: the bucket settings of OrioleDB's S3 tests and of orioledb_s3_loader.py (docs/ORIGINAL.md §8).
  *
  * @since 0.1.0
  */

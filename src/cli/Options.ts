@@ -3,7 +3,7 @@
  * from them (`Args<typeof runOptions>`), never restated. Light on purpose: src/program.ts parses
  * with these before it loads the command bodies, so bad input never pays for the storage tier.
  *
- * Replaces: the arguments of OrioleDB's test scripts and of orioledb_s3_loader.py (orioledb-s3.md §8).
+ * Replaces: the arguments of OrioleDB's test scripts and of orioledb_s3_loader.py (docs/ORIGINAL.md §8).
  *
  * @since 0.1.0
  */
