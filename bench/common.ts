@@ -5,14 +5,14 @@
  * This is measurement code at the program's edge: it reads the real clock (`performance.now`) and
  * the process's memory, which library code never does.
  */
-import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
-import { performance } from "node:perf_hooks"
-import { fileURLToPath } from "node:url"
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
 import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import * as Storage from "../src/layers/Storage.js"
 import type { LocalDisk } from "../src/services/LocalDisk.js"
 import type { ObjectStore } from "../src/services/ObjectStore.js"
@@ -88,7 +88,7 @@ export const nowEffect = Effect.sync(now)
 
 /** Runs `effect` and returns its value with its wall-clock duration in ms. */
 export const timed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<readonly [A, number], E, R> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const start = now()
     const value = yield* effect
     return [value, now() - start] as const
@@ -111,7 +111,8 @@ export const percentile = (values: ReadonlyArray<number>, p: number): number => 
 }
 
 export const median = (values: ReadonlyArray<number>): number => percentile(values, 50)
-export const mean = (values: ReadonlyArray<number>): number => values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
+export const mean = (values: ReadonlyArray<number>): number =>
+  values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
 
 export const round = (value: number, digits = 2): number => {
   const factor = 10 ** digits
@@ -135,7 +136,11 @@ export const payload = (seed: number, length: number): Uint8Array => {
 }
 
 /** Runs a promise-returning job for each index with at most `concurrency` in flight (a worker pool). */
-export const promisePool = async (count: number, concurrency: number, job: (index: number) => Promise<unknown>): Promise<void> => {
+export const promisePool = async (
+  count: number,
+  concurrency: number,
+  job: (index: number) => Promise<unknown>
+): Promise<void> => {
   let next = 0
   const worker = async () => {
     while (next < count) {
@@ -147,7 +152,11 @@ export const promisePool = async (count: number, concurrency: number, job: (inde
 }
 
 /** What a user would write without a pool: Promise.all over consecutive chunks of `concurrency`. */
-export const chunkedPromiseAll = async (count: number, concurrency: number, job: (index: number) => Promise<unknown>): Promise<void> => {
+export const chunkedPromiseAll = async (
+  count: number,
+  concurrency: number,
+  job: (index: number) => Promise<unknown>
+): Promise<void> => {
   for (let start = 0; start < count; start += concurrency) {
     await Promise.all(Array.from({ length: Math.min(concurrency, count - start) }, (_, offset) => job(start + offset)))
   }
@@ -185,7 +194,9 @@ export const startS3ServerProcess = (
   server: "s3rver" | "fast" = "s3rver"
 ): Promise<{ readonly info: S3ServerProcessInfo; readonly stop: () => Promise<void> }> =>
   new Promise((resolve, reject) => {
-    const script = fileURLToPath(new URL(server === "s3rver" ? "./s3-server-process.ts" : "./fast-s3-server-process.ts", import.meta.url))
+    const script = fileURLToPath(
+      new URL(server === "s3rver" ? "./s3-server-process.ts" : "./fast-s3-server-process.ts", import.meta.url)
+    )
     const child = spawn(process.execPath, ["--import", "tsx", script, bucket], { stdio: ["pipe", "pipe", "inherit"] })
     let output = ""
     const exited = new Promise<void>((done) => child.once("exit", () => done()))
@@ -196,7 +207,10 @@ export const startS3ServerProcess = (
       clearTimeout(timer)
     }
     child.once("error", reject)
-    child.once("exit", (code) => reject(new Error(`the S3 server process exited (code ${code}) before it was ready: ${output}`)))
+    child.once(
+      "exit",
+      (code) => reject(new Error(`the S3 server process exited (code ${code}) before it was ready: ${output}`))
+    )
     child.stdout?.on("data", (chunk: Buffer) => {
       output += chunk.toString("utf8")
       const newline = output.indexOf("\n")

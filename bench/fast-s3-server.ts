@@ -16,10 +16,15 @@ interface StoredObject {
 }
 
 const xmlEscape = (text: string): string =>
-  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;")
+  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(
+    /'/g,
+    "&apos;"
+  )
 
 const errorXml = (code: string, message: string): string =>
-  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message><RequestId>fast</RequestId></Error>`
+  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
+    xmlEscape(message)
+  }</Message><RequestId>fast</RequestId></Error>`
 
 const listPageKeysMax = 1000
 
@@ -50,7 +55,10 @@ export const start = (buckets: ReadonlyArray<string>, port = 0): Promise<FastS3S
 
   const fail = (response: http.ServerResponse, status: number, code: string, message: string, head = false): void => {
     const text = errorXml(code, message)
-    response.writeHead(status, { "content-type": "application/xml", "content-length": head ? 0 : Buffer.byteLength(text) })
+    response.writeHead(status, {
+      "content-type": "application/xml",
+      "content-length": head ? 0 : Buffer.byteLength(text)
+    })
     response.end(head ? undefined : text)
   }
 
@@ -74,10 +82,13 @@ export const start = (buckets: ReadonlyArray<string>, port = 0): Promise<FastS3S
     const stored = objects.get(key)
     switch (method) {
       case "PUT": {
-        const createOnly = request.headers["if-none-match"] === "*" || request.headers["x-goog-if-generation-match"] === "0"
+        const createOnly = request.headers["if-none-match"] === "*" ||
+          request.headers["x-goog-if-generation-match"] === "0"
         if (createOnly && stored !== undefined) return fail(response, 412, "PreconditionFailed", "the object exists")
         const ifMatch = request.headers["if-match"]
-        if (ifMatch !== undefined && ifMatch !== stored?.etag) return fail(response, 412, "PreconditionFailed", "the etag differs")
+        if (ifMatch !== undefined && ifMatch !== stored?.etag) {
+          return fail(response, 412, "PreconditionFailed", "the etag differs")
+        }
         const etag = `"${(++generation).toString(16).padStart(32, "0")}"`
         objects.set(key, { body, etag, lastModified: new Date() })
         response.writeHead(200, { etag, "content-length": 0 })
@@ -86,14 +97,22 @@ export const start = (buckets: ReadonlyArray<string>, port = 0): Promise<FastS3S
       case "GET":
       case "HEAD": {
         if (stored === undefined) return fail(response, 404, "NoSuchKey", `no key ${key}`, method === "HEAD")
-        const headers: http.OutgoingHttpHeaders = { etag: stored.etag, "last-modified": stored.lastModified.toUTCString(), "accept-ranges": "bytes" }
+        const headers: http.OutgoingHttpHeaders = {
+          etag: stored.etag,
+          "last-modified": stored.lastModified.toUTCString(),
+          "accept-ranges": "bytes"
+        }
         const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? "")
         if (method === "GET" && range !== null) {
           const size = stored.body.length
           const first = Number(range[1])
           const last = Math.min(range[2] === "" ? size - 1 : Number(range[2]), size - 1)
           if (first >= size) return fail(response, 416, "InvalidRange", "the range starts past the end")
-          response.writeHead(206, { ...headers, "content-length": last - first + 1, "content-range": `bytes ${first}-${last}/${size}` })
+          response.writeHead(206, {
+            ...headers,
+            "content-length": last - first + 1,
+            "content-range": `bytes ${first}-${last}/${size}`
+          })
           return void response.end(stored.body.subarray(first, last + 1))
         }
         response.writeHead(200, { ...headers, "content-length": stored.body.length })
@@ -107,19 +126,39 @@ export const start = (buckets: ReadonlyArray<string>, port = 0): Promise<FastS3S
     }
   }
 
-  const list = (bucket: string, objects: Map<string, StoredObject>, query: URLSearchParams, response: http.ServerResponse): void => {
+  const list = (
+    bucket: string,
+    objects: Map<string, StoredObject>,
+    query: URLSearchParams,
+    response: http.ServerResponse
+  ): void => {
     const prefix = query.get("prefix") ?? ""
     const after = query.get("continuation-token") ?? query.get("start-after") ?? ""
     const maxKeys = Math.min(Number(query.get("max-keys") ?? listPageKeysMax), listPageKeysMax)
-    const keys = [...objects.keys()].filter((key) => key.startsWith(prefix) && utf8Order(key, after) > 0).sort(utf8Order)
+    const keys = [...objects.keys()].filter((key) => key.startsWith(prefix) && utf8Order(key, after) > 0).sort(
+      utf8Order
+    )
     const page = keys.slice(0, maxKeys)
     const truncated = keys.length > page.length
     const contents = page.map((key) => {
       const object = objects.get(key) as StoredObject
-      return `<Contents><Key>${xmlEscape(key)}</Key><LastModified>${object.lastModified.toISOString()}</LastModified><ETag>${xmlEscape(object.etag)}</ETag><Size>${object.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`
+      return `<Contents><Key>${
+        xmlEscape(key)
+      }</Key><LastModified>${object.lastModified.toISOString()}</LastModified><ETag>${
+        xmlEscape(object.etag)
+      }</ETag><Size>${object.body.length}</Size><StorageClass>STANDARD</StorageClass></Contents>`
     })
-    const next = truncated ? `<NextContinuationToken>${xmlEscape(page[page.length - 1] as string)}</NextContinuationToken>` : ""
-    const text = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${xmlEscape(bucket)}</Name><Prefix>${xmlEscape(prefix)}</Prefix><KeyCount>${page.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys><IsTruncated>${truncated}</IsTruncated>${contents.join("")}${next}</ListBucketResult>`
+    const next = truncated
+      ? `<NextContinuationToken>${xmlEscape(page[page.length - 1] as string)}</NextContinuationToken>`
+      : ""
+    const text =
+      `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${
+        xmlEscape(bucket)
+      }</Name><Prefix>${
+        xmlEscape(prefix)
+      }</Prefix><KeyCount>${page.length}</KeyCount><MaxKeys>${maxKeys}</MaxKeys><IsTruncated>${truncated}</IsTruncated>${
+        contents.join("")
+      }${next}</ListBucketResult>`
     response.writeHead(200, { "content-type": "application/xml", "content-length": Buffer.byteLength(text) })
     response.end(text)
   }

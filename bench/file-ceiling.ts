@@ -13,12 +13,12 @@
  *
  * Replaces: nothing in OrioleDB; it bounds what any implementation of the checkpoint can reach here.
  */
+import { Effect, Exit, Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
-import { Effect, Exit, Scope } from "effect"
 import * as Hasher from "../src/services/Hasher.js"
 import { median, MiB, payload, promisePool, round } from "./common.js"
 import { fileTarget, pairedRatio } from "./throughput.js"
@@ -29,7 +29,9 @@ type Method = (typeof methods)[number]
 const positiveInteger = (text: string | undefined, fallback: number, name: string): number => {
   if (text === undefined) return fallback
   const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(text)}`)
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(text)}`)
+  }
   return value
 }
 
@@ -51,7 +53,9 @@ const main = async () => {
       for (let turn = 0; turn < methods.length; turn++) {
         const method = methods[(repetition + 1 + turn) % methods.length] as Method
         const prefix = `${method}-${repetition + 1}`
-        const keys = parts.map((_, index) => `${prefix}/data/0000000000000001/bench%2Ftable/${String(index).padStart(10, "0")}`)
+        const keys = parts.map((_, index) =>
+          `${prefix}/data/0000000000000001/bench%2Ftable/${String(index).padStart(10, "0")}`
+        )
         const buffers = Array.from({ length: concurrency }, () => hasher.allocate(MiB + 1))
         const cpuStart = process.cpuUsage()
         const start = performance.now()
@@ -90,10 +94,14 @@ const main = async () => {
     await Effect.runPromise(Scope.close(hasherScope, Exit.void))
     await fsp.rm(root, { recursive: true, force: true })
   }
-  console.log(`${partCount} parts of 1 MiB, concurrency ${concurrency}, ${repetitions} repetitions, ${os.availableParallelism()} cores`)
+  console.log(
+    `${partCount} parts of 1 MiB, concurrency ${concurrency}, ${repetitions} repetitions, ${os.availableParallelism()} cores`
+  )
   for (const method of methods) {
     console.log(
-      `${method.padEnd(14)} ${String(round(median(figures[method]), 0)).padStart(6)} MiB/s  ratio ${round(pairedRatio(figures[method], figures.bare), 3).toFixed(3)}  CPU ${round(median(cpuMs[method]), 0)} ms/run`
+      `${method.padEnd(14)} ${String(round(median(figures[method]), 0)).padStart(6)} MiB/s  ratio ${
+        round(pairedRatio(figures[method], figures.bare), 3).toFixed(3)
+      }  CPU ${round(median(cpuMs[method]), 0)} ms/run`
     )
   }
 }

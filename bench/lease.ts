@@ -8,7 +8,17 @@ import { Effect, Layer, Ref } from "effect"
 import { fileId, partIndex } from "../src/domain/Ids.js"
 import * as MemoryDisk from "../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../src/layers/MemoryObjectStore.js"
-import { type BenchOptions, median, now, openStorage, payload, quiet, round, type Row, type ScenarioResult } from "./common.js"
+import {
+  type BenchOptions,
+  median,
+  now,
+  openStorage,
+  payload,
+  quiet,
+  round,
+  type Row,
+  type ScenarioResult
+} from "./common.js"
 
 const partSizeBytes = 64 * 1024
 const partCount = 16
@@ -16,13 +26,13 @@ const file = fileId("bench/lease")
 const parts = Array.from({ length: partCount }, (_, index) => partIndex(index))
 
 const measure = (count: number, fibers: number, leaseOne: (index: number) => Effect.Effect<void, unknown>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const perFiber = Math.floor(count / fibers)
     const start = now()
     yield* Effect.forEach(
       Array.from({ length: fibers }, (_, fiber) => fiber),
       (fiber) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           for (let index = 0; index < perFiber; index++) yield* leaseOne(fiber * perFiber + index)
         }),
       { concurrency: fibers, discard: true }
@@ -33,7 +43,7 @@ const measure = (count: number, fibers: number, leaseOne: (index: number) => Eff
 const once = (count: number, repetitions: number) =>
   quiet(
     Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const storage = yield* openStorage(Layer.merge(MemoryObjectStore.layer, MemoryDisk.layer), {
           partSizeBytes,
           checkpointIntervalMs: 0,
@@ -45,11 +55,19 @@ const once = (count: number, repetitions: number) =>
         const ours = (index: number) => Effect.scoped(storage.lease(file, parts[index % partCount] ?? partIndex(0)))
         const counter = yield* Ref.make(0)
         const bare = (_index: number) =>
-          Effect.scoped(Effect.acquireRelease(Ref.update(counter, (held) => held + 1), () => Ref.update(counter, (held) => held - 1)))
+          Effect.scoped(
+            Effect.acquireRelease(
+              Ref.update(counter, (held) => held + 1),
+              () => Ref.update(counter, (held) => held - 1)
+            )
+          )
         // Warm-up.
         yield* measure(Math.min(count, 2_000), 1, ours)
         yield* measure(Math.min(count, 2_000), 1, bare)
-        const figures: Record<string, { ours: Array<number>; bare: Array<number> }> = { "1": { ours: [], bare: [] }, "8": { ours: [], bare: [] } }
+        const figures: Record<string, { ours: Array<number>; bare: Array<number> }> = {
+          "1": { ours: [], bare: [] },
+          "8": { ours: [], bare: [] }
+        }
         for (let repetition = 0; repetition < repetitions; repetition++) {
           for (const fibers of [1, 8]) {
             const entry = figures[String(fibers)]
@@ -59,7 +77,9 @@ const once = (count: number, repetitions: number) =>
           }
         }
         const stats = yield* storage.stats
-        if (stats.parts.leasesHeld !== 0) return yield* Effect.dieMessage(`${stats.parts.leasesHeld} leases still held after the run`)
+        if (stats.parts.leasesHeld !== 0) {
+          return yield* Effect.dieMessage(`${stats.parts.leasesHeld} leases still held after the run`)
+        }
         return figures
       })
     )
@@ -90,7 +110,8 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   return {
     id: "lease",
     title: "5. Lease fast path",
-    method: `${count} lease-and-release cycles per measurement on Loaded parts (in-memory bucket and disk), median of ${repetitions} repetition(s) after a warm-up.`,
+    method:
+      `${count} lease-and-release cycles per measurement on Loaded parts (in-memory bucket and disk), median of ${repetitions} repetition(s) after a warm-up.`,
     ratioMeaning: "ours / bare scoped resource leases per second (higher is better)",
     oursLabel: "ours (leases/s)",
     baselineLabel: "bare acquireRelease (leases/s)",

@@ -10,14 +10,26 @@
  * 10% of the first half's (the full run lasts 2 minutes: the last minute against the first). The
  * queue depth is sampled against its capacity.
  */
+import { Duration, Effect, Fiber, Layer } from "effect"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Duration, Effect, Fiber, Layer } from "effect"
 import { fileId } from "../src/domain/Ids.js"
 import * as FileObjectStore from "../src/layers/FileObjectStore.js"
 import * as FileSystemDisk from "../src/layers/FileSystemDisk.js"
-import { type BenchOptions, collectGarbage, mean, MiB, now, openStorage, payload, quiet, round, type Row, type ScenarioResult } from "./common.js"
+import {
+  type BenchOptions,
+  collectGarbage,
+  mean,
+  MiB,
+  now,
+  openStorage,
+  payload,
+  quiet,
+  round,
+  type Row,
+  type ScenarioResult
+} from "./common.js"
 
 const partSizeBytes = 64 * 1024
 const workingSetParts = 32
@@ -34,11 +46,10 @@ interface MemorySample {
   readonly checkpoints: number
 }
 
-
 const sustained = (root: string, durationMs: number, sampleEveryMs: number, checkpointIntervalMs: number) =>
   quiet(
     Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const backends = Layer.merge(
           FileObjectStore.layerNode({ root: path.join(root, "bucket"), create: true }),
           FileSystemDisk.layerNode({ root: path.join(root, "disk") })
@@ -152,7 +163,11 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
     return {
       id: "memory",
       title: options.quick ? "4. Memory (quick: 4 s instead of 2 minutes)" : "4. Memory (2 minutes)",
-      method: `Sustained writes over ${workingSetParts} parts of ${partSizeBytes / 1024} KiB with a checkpoint every ${checkpointIntervalMs} ms, file store + file-system disk in a temp directory, sampled every ${sampleEveryMs} ms for ${durationMs / 1000} s.`,
+      method: `Sustained writes over ${workingSetParts} parts of ${
+        partSizeBytes / 1024
+      } KiB with a checkpoint every ${checkpointIntervalMs} ms, file store + file-system disk in a temp directory, sampled every ${sampleEveryMs} ms for ${
+        durationMs / 1000
+      } s.`,
       ratioMeaning: "last half / first half (≤ 1.10 is flat); for the queue, max depth / capacity",
       oursLabel: "last half",
       baselineLabel: "first half",
@@ -162,7 +177,14 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
         "RSS is the whole process's (this scenario runs in a process of its own, as every scenario does): the Node runtime, the loaded modules and V8's heap reservation besides the run's own data; what this scenario measures is its growth over the run, the ratio.",
         ...(options.quick ? ["A 4-second run says nothing about leaks; it only checks that the scenario runs."] : [])
       ],
-      raw: { durationMs, sampleEveryMs, checkpointIntervalMs, samples, shutdownMs: result.shutdownMs, shutdownMetDeadline: result.metDeadline },
+      raw: {
+        durationMs,
+        sampleEveryMs,
+        checkpointIntervalMs,
+        samples,
+        shutdownMs: result.shutdownMs,
+        shutdownMetDeadline: result.metDeadline
+      },
       durationMs: now() - started
     }
   } finally {

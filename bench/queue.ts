@@ -18,19 +18,23 @@ const workerCount = 8
 
 const poolLayer = S3Workers.layer.pipe(
   Layer.provideMerge(TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))),
-  Layer.provide(StorageConfig.layer({ workerCount, queueCapacity: capacity, drainDeadlineMs: 1_000, shutdownDeadlineMs: 15_000 }))
+  Layer.provide(
+    StorageConfig.layer({ workerCount, queueCapacity: capacity, drainDeadlineMs: 1_000, shutdownDeadlineMs: 15_000 })
+  )
 )
 
 /** Ours: ms for `count` no-op tasks through the queue and the workers. */
 const oursOnce = (count: number) =>
   quiet(
     Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const context = yield* Layer.build(poolLayer)
         const queue = yield* Effect.provide(TaskQueue.TaskQueue, context)
-        const tasks = Array.from({ length: count }, (_, index) => new WriteObject({ key: `bench/${index}`, kind: "Other" }))
+        const tasks = Array.from({ length: count }, (_, index) =>
+          new WriteObject({ key: `bench/${index}`, kind: "Other" }))
         const start = now()
-        const handles = yield* Effect.forEach(tasks, (task) => queue.enqueue(task, Effect.void))
+        const handles = yield* Effect.forEach(tasks, (task) =>
+          queue.enqueue(task, Effect.void))
         yield* Effect.forEach(handles, (handle) => handle.await, { discard: true })
         return now() - start
       })
@@ -44,17 +48,20 @@ interface BareTask {
 
 /** Baseline: ms for `count` no-op tasks through a bare bounded Queue and `workerCount` fibers. */
 const bareOnce = (count: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const queue = yield* Queue.bounded<BareTask>(capacity)
     const worker = Effect.forever(
-      Effect.flatMap(Queue.take(queue), (task) => Effect.flatMap(Effect.exit(task.run), (exit) => Deferred.done(task.done, exit)))
+      Effect.flatMap(Queue.take(queue), (task) =>
+        Effect.flatMap(Effect.exit(task.run), (exit) => Deferred.done(task.done, exit)))
     )
-    const fibers = yield* Effect.forEach(Array.from({ length: workerCount }), () => Effect.fork(worker))
+    const fibers = yield* Effect.forEach(Array.from({ length: workerCount }), () =>
+      Effect.fork(worker))
     const start = now()
     const deferreds = yield* Effect.forEach(Array.from({ length: count }), () =>
-      Effect.flatMap(Deferred.make<void>(), (done) => Effect.as(Queue.offer(queue, { run: Effect.void, done }), done))
-    )
-    yield* Effect.forEach(deferreds, (done) => Deferred.await(done), { discard: true })
+      Effect.flatMap(Deferred.make<void>(), (done) =>
+        Effect.as(Queue.offer(queue, { run: Effect.void, done }), done)))
+    yield* Effect.forEach(deferreds, (done) =>
+      Deferred.await(done), { discard: true })
     const ms = now() - start
     yield* Fiber.interruptAll(fibers)
     yield* Queue.shutdown(queue)
@@ -83,7 +90,8 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   return {
     id: "queue",
     title: "2. Queue overhead",
-    method: `${count} no-op tasks, one producer, ${workerCount} worker fibers, capacity ${capacity}; median of ${repetitions} repetition(s) after a warm-up.`,
+    method:
+      `${count} no-op tasks, one producer, ${workerCount} worker fibers, capacity ${capacity}; median of ${repetitions} repetition(s) after a warm-up.`,
     ratioMeaning: "ours / baseline µs per task (the overhead factor; lower is better)",
     oursLabel: "ours",
     baselineLabel: "bare Effect Queue",

@@ -9,11 +9,11 @@
  * must do (the SHA-256 on a Hasher thread). Against s3rver, the fast endpoint and the file store, or
  * a given endpoint (`--endpoint`). Local disk: MemoryDisk.
  */
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3"
+import { Chunk, Effect, Exit, Layer, Scope, Stream } from "effect"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3"
-import { Effect, Exit, Layer, Scope, Stream, Chunk } from "effect"
 import { fileId } from "../src/domain/Ids.js"
 import * as FileObjectStore from "../src/layers/FileObjectStore.js"
 import * as MemoryDisk from "../src/layers/MemoryDisk.js"
@@ -22,8 +22,21 @@ import * as S3ObjectStore from "../src/layers/S3ObjectStore.js"
 import * as Hasher from "../src/services/Hasher.js"
 import { ObjectStore } from "../src/services/ObjectStore.js"
 import * as StorageConfig from "../src/services/StorageConfig.js"
-import { type BenchOptions, median, MiB, now, openStorage, payload, promisePool, quiet, round, type Row, type ScenarioResult, startS3ServerProcess } from "./common.js"
-import { pairedRatio, type S3Connection, s3Client } from "./throughput.js"
+import {
+  type BenchOptions,
+  median,
+  MiB,
+  now,
+  openStorage,
+  payload,
+  promisePool,
+  quiet,
+  round,
+  type Row,
+  type ScenarioResult,
+  startS3ServerProcess
+} from "./common.js"
+import { pairedRatio, s3Client, type S3Connection } from "./throughput.js"
 
 const file = fileId("bench/restored")
 
@@ -55,15 +68,18 @@ const s3RestoreTarget = (name: string, info: S3Connection, client: S3Client, key
     if (output.Body === undefined) throw new Error(`GetObject ${key}: no body`)
     return output.Body.transformToByteArray()
   },
-  cleanup: (prefix) => Effect.runPromise(deleteAll(prefix).pipe(Effect.provide(S3ObjectStore.layer({
-    bucket: info.bucket,
-    endpoint: info.endpoint,
-    region: info.region,
-    forcePathStyle: info.forcePathStyle,
-    ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
-    requestTimeoutMs: 60_000,
-    checkConditionalCreate: false
-  }))))
+  cleanup: (prefix) =>
+    Effect.runPromise(
+      deleteAll(prefix).pipe(Effect.provide(S3ObjectStore.layer({
+        bucket: info.bucket,
+        endpoint: info.endpoint,
+        region: info.region,
+        forcePathStyle: info.forcePathStyle,
+        ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
+        requestTimeoutMs: 60_000,
+        checkConditionalCreate: false
+      })))
+    )
 })
 
 const fileRestoreTarget = (root: string): RestoreTarget => ({
@@ -81,7 +97,7 @@ const fileRestoreTarget = (root: string): RestoreTarget => ({
 
 /** Deletes every object under `prefix` through the library's store. */
 const deleteAll = (prefix: string) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const store = yield* ObjectStore
     const keys = Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(prefix))).map((info) => info.key)
     yield* Effect.forEach(keys, (key) => store.delete(key), { concurrency: 8, discard: true })
@@ -102,31 +118,44 @@ const settings = (prefix: string, concurrency: number): Partial<StorageConfig.St
 
 /** Writes one checkpoint of `parts` into the store (untimed); returns the part objects' keys. */
 const writeBucket = (target: RestoreTarget, prefix: string, parts: ReadonlyArray<Uint8Array>, concurrency: number) =>
-  quiet(Effect.scoped(Effect.gen(function* () {
-    const storage = yield* openStorage(Layer.merge(target.store, MemoryDisk.layer), settings(prefix, concurrency))
-    for (const [index, bytes] of parts.entries()) yield* storage.write(file, index * MiB, bytes)
-    yield* storage.checkpoint
-    const store = yield* ObjectStore
-    return Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(`${prefix}/data/`))).map((info) => info.key)
-  }).pipe(Effect.provide(target.store))))
+  quiet(Effect.scoped(
+    Effect.gen(function*() {
+      const storage = yield* openStorage(Layer.merge(target.store, MemoryDisk.layer), settings(prefix, concurrency))
+      for (const [index, bytes] of parts.entries()) yield* storage.write(file, index * MiB, bytes)
+      yield* storage.checkpoint
+      const store = yield* ObjectStore
+      return Chunk.toReadonlyArray(yield* Stream.runCollect(store.list(`${prefix}/data/`))).map((info) => info.key)
+    }).pipe(Effect.provide(target.store))
+  ))
 
 /** One timed eager restore into a fresh local disk: ms from `prefetch` to its end. */
 const oursOnce = (target: RestoreTarget, prefix: string, concurrency: number, partCount: number) =>
-  quiet(Effect.scoped(Effect.gen(function* () {
-    const restored = yield* Restore.open({ holder: "bench" })
-    const start = now()
-    const loaded = yield* restored.prefetch(concurrency)
-    const ms = now() - start
-    if (loaded !== partCount) return yield* Effect.dieMessage(`restore loaded ${loaded} parts, expected ${partCount}`)
-    return ms
-  }).pipe(Effect.provide(Layer.mergeAll(target.store, MemoryDisk.layer, StorageConfig.layer(settings(prefix, concurrency)))))))
+  quiet(Effect.scoped(
+    Effect.gen(function*() {
+      const restored = yield* Restore.open({ holder: "bench" })
+      const start = now()
+      const loaded = yield* restored.prefetch(concurrency)
+      const ms = now() - start
+      if (loaded !== partCount) return yield* Effect.dieMessage(`restore loaded ${loaded} parts, expected ${partCount}`)
+      return ms
+    }).pipe(
+      Effect.provide(Layer.mergeAll(target.store, MemoryDisk.layer, StorageConfig.layer(settings(prefix, concurrency))))
+    )
+  ))
 
 type Method = "ours" | "bare" | "sameWork"
 
-const runTarget = async (target: RestoreTarget, parts: ReadonlyArray<Uint8Array>, concurrency: number, repetitions: number) => {
+const runTarget = async (
+  target: RestoreTarget,
+  parts: ReadonlyArray<Uint8Array>,
+  concurrency: number,
+  repetitions: number
+) => {
   const prefix = `${target.keyPrefix}restore`
   const keys = await Effect.runPromise(writeBucket(target, prefix, parts, concurrency))
-  if (keys.length !== parts.length) throw new Error(`the bucket holds ${keys.length} part objects, expected ${parts.length}`)
+  if (keys.length !== parts.length) {
+    throw new Error(`the bucket holds ${keys.length} part objects, expected ${parts.length}`)
+  }
   const figures: Record<Method, Array<number>> = { ours: [], bare: [], sameWork: [] }
   const hasherScope = Effect.runSync(Scope.make())
   try {
@@ -176,10 +205,19 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   const repetitions = options.quick ? 1 : 7
   const parts = Array.from({ length: partCount }, (_, index) => payload(index + 7, MiB))
   const given = options.endpoint
-  const servers = given === undefined ? [await startS3ServerProcess("bench-bucket", "s3rver"), await startS3ServerProcess("bench-bucket", "fast")] : []
+  const servers = given === undefined
+    ? [await startS3ServerProcess("bench-bucket", "s3rver"), await startS3ServerProcess("bench-bucket", "fast")]
+    : []
   const connections: ReadonlyArray<readonly [string, S3Connection]> = given === undefined
-    ? servers.map((server, index) => [index === 0 ? "s3rver" : "fast endpoint", { ...server.info, forcePathStyle: true }] as const)
-    : [[given.url, { endpoint: given.url, bucket: given.bucket, region: given.region, forcePathStyle: given.pathStyle }]]
+    ? servers.map((server, index) =>
+      [index === 0 ? "s3rver" : "fast endpoint", { ...server.info, forcePathStyle: true }] as const
+    )
+    : [[given.url, {
+      endpoint: given.url,
+      bucket: given.bucket,
+      region: given.region,
+      forcePathStyle: given.pathStyle
+    }]]
   const clients = connections.map(([, info]) => s3Client(info))
   const runPrefix = given === undefined ? "" : `effect-s3-tier-bench-${new Date().toISOString().replace(/[:.]/g, "-")}/`
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-restore-"))
@@ -208,7 +246,11 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
       }
       rows.push(
         row("bare", `eager restore vs ${bare} (the limit)`, true),
-        row("sameWork", "eager restore vs the same pool with a restore's content check (SHA-256 on a Hasher thread)", false)
+        row(
+          "sameWork",
+          "eager restore vs the same pool with a restore's content check (SHA-256 on a Hasher thread)",
+          false
+        )
       )
     }
   } finally {
@@ -219,7 +261,8 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   return {
     id: "restore",
     title: "7. Eager restore throughput",
-    method: `${partCount} parts of 1 MiB in one checkpoint, concurrency ${concurrency} (workerCount = pool size), median of ${repetitions} repetition(s) after a warm-up, order rotated per repetition; the ratio is the median of the per-repetition ratios. Ours: Restore.open (untimed) into a fresh MemoryDisk, then prefetch (timed).`,
+    method:
+      `${partCount} parts of 1 MiB in one checkpoint, concurrency ${concurrency} (workerCount = pool size), median of ${repetitions} repetition(s) after a warm-up, order rotated per repetition; the ratio is the median of the per-repetition ratios. Ours: Restore.open (untimed) into a fresh MemoryDisk, then prefetch (timed).`,
     ratioMeaning: "ours / baseline (higher is better)",
     oursLabel: "ours (MiB/s)",
     baselineLabel: "baseline (MiB/s)",

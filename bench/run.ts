@@ -55,7 +55,15 @@ export const endpointScenarios: ReadonlyArray<string> = ["throughput", "restore"
 const endpointArguments = (endpoint: EndpointOptions | undefined): ReadonlyArray<string> =>
   endpoint === undefined
     ? []
-    : ["--endpoint", endpoint.url, "--bucket", endpoint.bucket, "--region", endpoint.region, ...(endpoint.pathStyle ? ["--path-style"] : [])]
+    : [
+      "--endpoint",
+      endpoint.url,
+      "--bucket",
+      endpoint.bucket,
+      "--region",
+      endpoint.region,
+      ...(endpoint.pathStyle ? ["--path-style"] : [])
+    ]
 
 export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
   let quick = false
@@ -63,7 +71,12 @@ export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
   let write = true
   let outDirectory: string | undefined
   let scenarioResult: string | undefined
-  const endpoint = { url: undefined as string | undefined, bucket: undefined as string | undefined, region: "us-east-1", pathStyle: false }
+  const endpoint = {
+    url: undefined as string | undefined,
+    bucket: undefined as string | undefined,
+    region: "us-east-1",
+    pathStyle: false
+  }
   for (let index = 0; index < argv.length; index++) {
     const argument = argv[index]
     if (argument === "--quick") quick = true
@@ -80,19 +93,33 @@ export const parseArguments = (argv: ReadonlyArray<string>): Arguments => {
       else scenarioResult = value
     } else if (argument !== undefined && argument.startsWith("--only=")) {
       only = argument.slice("--only=".length).split(",").filter((name) => name !== "")
-    } else throw new Error(`unknown argument ${argument ?? ""} (use --quick, --only <names>, --no-write, --out <dir>, --endpoint <url> --bucket <name> [--region <r>] [--path-style])`)
+    } else {throw new Error(
+        `unknown argument ${
+          argument ?? ""
+        } (use --quick, --only <names>, --no-write, --out <dir>, --endpoint <url> --bucket <name> [--region <r>] [--path-style])`
+      )}
   }
-  if (endpoint.url === undefined && (endpoint.bucket !== undefined || endpoint.pathStyle)) throw new Error("--bucket and --path-style need --endpoint")
+  if (endpoint.url === undefined && (endpoint.bucket !== undefined || endpoint.pathStyle)) {
+    throw new Error("--bucket and --path-style need --endpoint")
+  }
   if (endpoint.url !== undefined) {
     if (endpoint.bucket === undefined) throw new Error("--endpoint needs --bucket <name>")
-    if (!/^https?:\/\/[^/\s]+/.test(endpoint.url)) throw new Error(`--endpoint must be an http(s) URL, got ${JSON.stringify(endpoint.url)}`)
+    if (!/^https?:\/\/[^/\s]+/.test(endpoint.url)) {
+      throw new Error(`--endpoint must be an http(s) URL, got ${JSON.stringify(endpoint.url)}`)
+    }
     if (only === undefined || only.some((name) => !endpointScenarios.includes(name))) {
-      throw new Error(`--endpoint runs only ${endpointScenarios.join(", ")}: give --only ${endpointScenarios.join(",")}`)
+      throw new Error(
+        `--endpoint runs only ${endpointScenarios.join(", ")}: give --only ${endpointScenarios.join(",")}`
+      )
     }
   }
   const known = scenarios.map(([name]) => name)
-  for (const name of only ?? []) if (!known.includes(name)) throw new Error(`unknown scenario ${name} (known: ${known.join(", ")})`)
-  if (scenarioResult !== undefined && only?.length !== 1) throw new Error("--scenario-result needs --only with exactly one scenario")
+  for (const name of only ?? []) {
+    if (!known.includes(name)) throw new Error(`unknown scenario ${name} (known: ${known.join(", ")})`)
+  }
+  if (scenarioResult !== undefined && only?.length !== 1) {
+    throw new Error("--scenario-result needs --only with exactly one scenario")
+  }
   const given = endpoint.url === undefined || endpoint.bucket === undefined
     ? undefined
     : { url: endpoint.url, bucket: endpoint.bucket, region: endpoint.region, pathStyle: endpoint.pathStyle }
@@ -117,7 +144,14 @@ const failedResult = (name: string, message: string, durationMs: number): Scenar
   ratioMeaning: "none",
   oursLabel: "ours",
   baselineLabel: "baseline",
-  rows: [{ case: "scenario failed", ours: Number.NaN, unit: "", goal: "runs to the end", met: false, note: message.split("\n")[0] }],
+  rows: [{
+    case: "scenario failed",
+    ours: Number.NaN,
+    unit: "",
+    goal: "runs to the end",
+    met: false,
+    note: message.split("\n")[0]
+  }],
   notes: [`Failure: ${message.split("\n")[0] ?? ""}`],
   raw: { error: message },
   durationMs
@@ -136,9 +170,12 @@ const runHere = (name: string, load: () => Promise<Scenario>, options: BenchOpti
 
 // A result crosses the process boundary as JSON, which has no NaN or Infinity (figures that could
 // not be measured are NaN): those travel as {"$number": "NaN"}.
-const encodeNumbers = (_key: string, value: unknown): unknown => typeof value === "number" && !Number.isFinite(value) ? { $number: String(value) } : value
+const encodeNumbers = (_key: string, value: unknown): unknown =>
+  typeof value === "number" && !Number.isFinite(value) ? { $number: String(value) } : value
 const decodeNumbers = (_key: string, value: unknown): unknown =>
-  typeof value === "object" && value !== null && "$number" in value && Object.keys(value).length === 1 ? Number(value.$number) : value
+  typeof value === "object" && value !== null && "$number" in value && Object.keys(value).length === 1
+    ? Number(value.$number)
+    : value
 
 /** The repository's root (tsx resolves from there). */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -147,23 +184,44 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const scenarioTimeoutMs = (quick: boolean): number => quick ? 120_000 : 400_000
 
 /** Runs one scenario in a Node process of its own (this file, through tsx) and reads its result. */
-const runIsolated = async (name: string, quick: boolean, endpoint: EndpointOptions | undefined): Promise<ScenarioResult> => {
+const runIsolated = async (
+  name: string,
+  quick: boolean,
+  endpoint: EndpointOptions | undefined
+): Promise<ScenarioResult> => {
   const scenarioStart = now()
   const directory = await fsp.mkdtemp(path.join(os.tmpdir(), "bench-scenario-"))
   const resultFile = path.join(directory, "result.json")
   try {
-    const args = ["--import", "tsx", fileURLToPath(import.meta.url), "--only", name, "--no-write", "--scenario-result", resultFile]
+    const args = [
+      "--import",
+      "tsx",
+      fileURLToPath(import.meta.url),
+      "--only",
+      name,
+      "--no-write",
+      "--scenario-result",
+      resultFile
+    ]
     if (quick) args.push("--quick")
     args.push(...endpointArguments(endpoint))
     const timeoutMs = scenarioTimeoutMs(quick)
     const outcome = await new Promise<string | undefined>((resolve) => {
-      const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"], timeout: timeoutMs, killSignal: "SIGKILL" })
+      const child = spawn(process.execPath, args, {
+        cwd: root,
+        stdio: ["ignore", "inherit", "inherit"],
+        timeout: timeoutMs,
+        killSignal: "SIGKILL"
+      })
       child.on("error", (error) => resolve(`could not start its process: ${error.message}`))
       child.on("exit", (code, signal) =>
         resolve(
-          code === 0 ? undefined : signal !== null ? `its process was killed by ${signal}${signal === "SIGKILL" ? ` (over ${timeoutMs} ms?)` : ""}` : `its process exited with ${code ?? "no code"}`
-        )
-      )
+          code === 0
+            ? undefined
+            : signal !== null
+            ? `its process was killed by ${signal}${signal === "SIGKILL" ? ` (over ${timeoutMs} ms?)` : ""}`
+            : `its process exited with ${code ?? "no code"}`
+        ))
     })
     // A scenario that failed inside its process still wrote its (failed) result, with the error.
     const text = await fsp.readFile(resultFile, "utf8").catch(() => undefined)
@@ -191,9 +249,15 @@ export const mergeRuns = (earlier: Run | undefined, latest: Run): Run => {
     .filter((scenario) => !fresh.has(scenario.id))
     .map((scenario) => ({ ...scenario, ranAt: scenario.ranAt ?? { date: earlier.date, commit: earlier.commit } }))
   const order = scenarios.map(([name]) => name)
-  const merged = [...latest.scenarios, ...carried].sort((left, right) => order.indexOf(left.id) - order.indexOf(right.id))
+  const merged = [...latest.scenarios, ...carried].sort((left, right) =>
+    order.indexOf(left.id) - order.indexOf(right.id)
+  )
   const failed = [...latest.failed, ...earlier.failed.filter((id) => !fresh.has(id))]
-  return { ...latest, scenarios: merged, failed: merged.map((scenario) => scenario.id).filter((id) => failed.includes(id)) }
+  return {
+    ...latest,
+    scenarios: merged,
+    failed: merged.map((scenario) => scenario.id).filter((id) => failed.includes(id))
+  }
 }
 
 /** Runs the selected scenarios; returns the run (and writes the files unless told not to). */
@@ -206,7 +270,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     if (args.only !== undefined && !args.only.includes(name)) continue
     if (args.scenarioResult !== undefined) {
       // The process of one scenario: run it here and hand its result to the parent.
-      const result = await runHere(name, load, { quick: args.quick, ...(args.endpoint === undefined ? {} : { endpoint: args.endpoint }) })
+      const result = await runHere(name, load, {
+        quick: args.quick,
+        ...(args.endpoint === undefined ? {} : { endpoint: args.endpoint })
+      })
       await fsp.writeFile(args.scenarioResult, JSON.stringify(result, encodeNumbers))
       results.push(result)
       continue
@@ -218,11 +285,17 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     const result = await runIsolated(name, args.quick, args.endpoint)
     process.stderr.write(`bench: ${name} done in ${(result.durationMs / 1000).toFixed(1)} s\n`)
     for (const row of result.rows) {
-      process.stderr.write(`  ${row.case}: ours ${row.ours} ${row.unit}, baseline ${row.baseline ?? "–"}, ratio ${row.ratio ?? "–"}, goal ${row.goal}: ${row.met === undefined ? "–" : row.met ? "met" : "NOT met"}\n`)
+      process.stderr.write(
+        `  ${row.case}: ours ${row.ours} ${row.unit}, baseline ${row.baseline ?? "–"}, ratio ${
+          row.ratio ?? "–"
+        }, goal ${row.goal}: ${row.met === undefined ? "–" : row.met ? "met" : "NOT met"}\n`
+      )
     }
     results.push(result)
   }
-  const failed = results.filter((result) => result.rows.some((row) => row.case === "scenario failed")).map((result) => result.id)
+  const failed = results.filter((result) => result.rows.some((row) => row.case === "scenario failed")).map((result) =>
+    result.id
+  )
   const run: Run = {
     failed,
     quick: args.quick,
@@ -242,12 +315,15 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     const written = args.only === undefined ? run : mergeRuns(await readRun(resultsFile), run)
     await fsp.writeFile(resultsFile, JSON.stringify(written, null, 2) + "\n")
     await fsp.writeFile(path.join(directory, "BENCHMARKS.md"), markdown(written))
-    process.stderr.write(`bench: wrote ${path.join(directory, "BENCHMARKS.md")} and ${path.join(benchDirectory, "results.json")}\n`)
+    process.stderr.write(
+      `bench: wrote ${path.join(directory, "BENCHMARKS.md")} and ${path.join(benchDirectory, "results.json")}\n`
+    )
   }
   return run
 }
 
-const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)
+const invokedDirectly = process.argv[1] !== undefined &&
+  path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)
 if (invokedDirectly) {
   main(process.argv.slice(2)).then(
     // A scenario that did not run to the end fails the command (CI's smoke check); a missed goal does not.

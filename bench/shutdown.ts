@@ -16,7 +16,17 @@ import * as FaultyObjectStore from "../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../src/layers/MemoryObjectStore.js"
 import type * as StorageConfig from "../src/services/StorageConfig.js"
-import { type BenchOptions, now, openStorage, payload, percentile, quiet, round, type Row, type ScenarioResult } from "./common.js"
+import {
+  type BenchOptions,
+  now,
+  openStorage,
+  payload,
+  percentile,
+  quiet,
+  round,
+  type Row,
+  type ScenarioResult
+} from "./common.js"
 
 const partSizeBytes = 64 * 1024
 const file = fileId("bench/shutdown")
@@ -57,7 +67,7 @@ const chunk = payload(7, 4096)
 const once = (kind: Case) =>
   quiet(
     Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const state = yield* MemoryObjectStore.makeBucket("bench-bucket")
         const faults = yield* FaultyObjectStore.makeController({ seed: 1 })
         const store = FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(state)))
@@ -139,7 +149,8 @@ export const run = async (options: BenchOptions): Promise<ScenarioResult> => {
   return {
     id: "shutdown",
     title: "3. Shutdown latency",
-    method: `Fresh Storage per run (in-memory bucket behind the fault decorator, in-memory disk, 64 KiB parts, 4 workers); wall-clock time of \`storage.shutdown\`. Deadlines: shutdown ${deadlineMs} ms, of which the final checkpoint ${config.shutdownCheckpointDeadlineMs} ms and the drain ${config.drainDeadlineMs} ms; request timeout ${config.requestTimeoutMs} ms.`,
+    method:
+      `Fresh Storage per run (in-memory bucket behind the fault decorator, in-memory disk, 64 KiB parts, 4 workers); wall-clock time of \`storage.shutdown\`. Deadlines: shutdown ${deadlineMs} ms, of which the final checkpoint ${config.shutdownCheckpointDeadlineMs} ms and the drain ${config.drainDeadlineMs} ms; request timeout ${config.requestTimeoutMs} ms.`,
     ratioMeaning: "time / shutdown deadline (must stay ≤ 1)",
     oursLabel: "ours (ms)",
     baselineLabel: "deadline (ms)",

@@ -23,12 +23,14 @@ const encodeCount = (count: number): Uint8Array => {
   new DataView(bytes.buffer).setBigUint64(0, BigInt(count))
   return bytes
 }
-const decodeCount = (bytes: Uint8Array): number => Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0))
+const decodeCount = (bytes: Uint8Array): number =>
+  Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0))
 
 /** Start-up replay: records after the last checkpoint are applied again (idempotent: a set). */
-const replay = (record: Storage.ReplayRecord, storage: Storage.StorageService) => storage.write(counter, 0, record.bytes)
+const replay = (record: Storage.ReplayRecord, storage: Storage.StorageService) =>
+  storage.write(counter, 0, record.bytes)
 
-const program = Effect.gen(function* () {
+const program = Effect.gen(function*() {
   const storage = yield* Storage.Storage
   const runs = decodeCount(yield* storage.read(counter, 0, 8)) + 1
   // Apply, then log, then commit: the order the checkpointer relies on.

@@ -25,32 +25,36 @@ const record = (value: string) => encoder.encode(value.padEnd(16))
 /** Writes each value (apply, log, commit) and returns the LSN of each record. */
 const writeAll = (storage: Storage.StorageService, values: ReadonlyArray<string>) =>
   Effect.forEach(values, (value) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       yield* storage.write(balance, 0, record(value))
       const lsn = yield* storage.append(record(value))
       yield* storage.commit
       return lsn
     }))
 
-const writer = Effect.gen(function* () {
+const writer = Effect.gen(function*() {
   const storage = yield* Storage.Storage
   yield* writeAll(storage, ["balance 100"])
   const first = yield* storage.checkpoint
   const [, lsnOf300] = yield* writeAll(storage, ["balance 200", "balance 300"])
   return { checkpoint: first.checkpoint, beforeThird: lsnOf300! }
-}).pipe(Effect.provide(Storage.layerNode({ dataDir: `${baseDir}/data`, storeDir, config: { checkpointIntervalMs: 0 } })))
+}).pipe(
+  Effect.provide(Storage.layerNode({ dataDir: `${baseDir}/data`, storeDir, config: { checkpointIntervalMs: 0 } }))
+)
 
 /** The balance at `target`, restored into `${baseDir}/<name>`. */
 const balanceAt = (name: string, target: Restore.RestoreTarget) =>
   Effect.scoped(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const restored = yield* Restore.open({
         target,
         holder: `example restore ${name}`,
         replay: (walRecord, data) => data.write(balance, 0, walRecord.bytes)
       })
       const text = decoder.decode(yield* restored.read(balance, 0, 16)).trim()
-      yield* Console.log(`${restored.summary.target}: "${text}" (checkpoint ${restored.summary.checkpoint} + ${restored.summary.records} WAL records)`)
+      yield* Console.log(
+        `${restored.summary.target}: "${text}" (checkpoint ${restored.summary.checkpoint} + ${restored.summary.records} WAL records)`
+      )
       return text
     })
   ).pipe(
@@ -61,7 +65,7 @@ const balanceAt = (name: string, target: Restore.RestoreTarget) =>
     ))
   )
 
-const program = Effect.gen(function* () {
+const program = Effect.gen(function*() {
   // The writer closes (and archives its WAL) before the restores read the bucket.
   const written = yield* writer
   yield* balanceAt("checkpoint", Restore.checkpoint(written.checkpoint))

@@ -21,7 +21,7 @@ import { Ids, Storage } from "effect-s3-tier"
 const greeting = Ids.fileId("app/greeting")
 const encoder = new TextEncoder()
 
-const program = Effect.gen(function* () {
+const program = Effect.gen(function*() {
   const storage = yield* Storage.Storage
   const message = encoder.encode(`hello from instance ${storage.instanceId} at epoch ${storage.epoch}`)
   yield* storage.write(greeting, 0, message)
@@ -29,14 +29,17 @@ const program = Effect.gen(function* () {
   yield* storage.commit
   const report = yield* storage.checkpoint
   const back = yield* storage.read(greeting, 0, message.length)
-  yield* Console.log(`checkpoint ${report.checkpoint} in the bucket: ${report.partsUploaded} parts, ${report.bytesUploaded} bytes`)
+  yield* Console.log(
+    `checkpoint ${report.checkpoint} in the bucket: ${report.partsUploaded} parts, ${report.bytesUploaded} bytes`
+  )
   yield* Console.log(`read back: ${new TextDecoder().decode(back)}`)
 })
 
 const storage = Storage.layerConfig({
   // The app's WAL records are the page's new text: replaying one writes it again.
   replay: (record, storage) => storage.write(greeting, 0, record.bytes),
-  onShutdown: (report) => Console.log(`shutdown: ${report.metDeadline ? "met its deadline" : "cut at its deadline"}, lock ${report.lock}`)
+  onShutdown: (report) =>
+    Console.log(`shutdown: ${report.metDeadline ? "met its deadline" : "cut at its deadline"}, lock ${report.lock}`)
 })
 
 program.pipe(Effect.provide(storage), NodeRuntime.runMain)

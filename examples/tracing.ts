@@ -26,14 +26,14 @@ const tracing = NodeSdk.layer(() => ({
 const accounts = Ids.fileId("bank/accounts")
 
 const deposit = (storage: Storage.StorageService, amount: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const bytes = new TextEncoder().encode(`deposit ${amount}`.padEnd(32))
     yield* storage.write(accounts, 0, bytes)
     yield* storage.append(bytes)
     yield* storage.commit
   }).pipe(Effect.withSpan("app.deposit", { attributes: { amount } }))
 
-const program = Effect.gen(function* () {
+const program = Effect.gen(function*() {
   const storage = yield* Storage.Storage
   yield* deposit(storage, 100)
   yield* deposit(storage, 250)
@@ -41,7 +41,11 @@ const program = Effect.gen(function* () {
   yield* Console.log(`checkpoint ${report.checkpoint}: ${report.partsUploaded} parts uploaded`)
 }).pipe(Effect.withSpan("app.run"))
 
-const storage = Storage.layerNode({ dataDir: `${baseDir}/data`, storeDir: `${baseDir}/bucket`, config: { checkpointIntervalMs: 0 } })
+const storage = Storage.layerNode({
+  dataDir: `${baseDir}/data`,
+  storeDir: `${baseDir}/bucket`,
+  config: { checkpointIntervalMs: 0 }
+})
 
 // The tracer is provided outside the Storage layer, so its start, its fibers and its shutdown are
 // traced too.

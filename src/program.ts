@@ -27,12 +27,35 @@
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Console, Deferred, Effect, Exit, Fiber, FiberRef, identity, Logger, LogLevel, Option, Order, Ref } from "effect"
+import {
+  Cause,
+  Console,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  FiberRef,
+  identity,
+  Logger,
+  LogLevel,
+  Option,
+  Order,
+  Ref
+} from "effect"
 import * as CliOptions from "./cli/Options.js"
-import { errorLine, type ExitCode, logger, makeOutput, messageOf, oneLine, type Output, programName } from "./cli/Output.js"
+import {
+  errorLine,
+  type ExitCode,
+  logger,
+  makeOutput,
+  messageOf,
+  oneLine,
+  type Output,
+  programName
+} from "./cli/Output.js"
 
 const version = "0.1.0"
 
@@ -55,7 +78,14 @@ const reportFailure = (output: Output, cause: Cause.Cause<unknown>): Effect.Effe
     return Effect.as(line(messageOf(error).replace("pass takeOver only", "pass --take-over only")), 2)
   }
   const defect = Cause.dieOption(cause)
-  return Effect.as(line(`internal error: ${Option.match(defect, { onNone: () => Cause.pretty(cause).split("\n")[0] ?? "unknown", onSome: messageOf })}`), 1)
+  return Effect.as(
+    line(
+      `internal error: ${
+        Option.match(defect, { onNone: () => Cause.pretty(cause).split("\n")[0] ?? "unknown", onSome: messageOf })
+      }`
+    ),
+    1
+  )
 }
 
 const validationMessage = (error: ValidationError.ValidationError): string =>
@@ -63,7 +93,12 @@ const validationMessage = (error: ValidationError.ValidationError): string =>
 
 /** Runs a command body; its failure becomes one line and an exit code, recorded in `exitCode`.
  * `--verbose` lowers the log level to info (never raises a lower `--log-level`). */
-const runBody = (args: { readonly verbose: boolean }, exitCode: Ref.Ref<ExitCode>, output: Output, body: Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>) =>
+const runBody = (
+  args: { readonly verbose: boolean },
+  exitCode: Ref.Ref<ExitCode>,
+  output: Output,
+  body: Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>
+) =>
   Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (level) =>
     body.pipe(
       args.verbose ? Logger.withMinimumLogLevel(Order.min(LogLevel.Order)(level, LogLevel.Info)) : identity,
@@ -75,25 +110,65 @@ const runBody = (args: { readonly verbose: boolean }, exitCode: Ref.Ref<ExitCode
 const makeCli = (stop: Deferred.Deferred<string>, exitCode: Ref.Ref<ExitCode>, output: Output) => {
   /** Races a read-only command against a stop request: a signal ends it at once (exit 130). */
   const untilStop = (body: Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>) =>
-    Effect.raceFirst(body, Deferred.await(stop).pipe(Effect.zipRight(errorLine(output, "stopped by a signal")), Effect.as(130 as ExitCode)))
+    Effect.raceFirst(
+      body,
+      Deferred.await(stop).pipe(Effect.zipRight(errorLine(output, "stopped by a signal")), Effect.as(130 as ExitCode))
+    )
   // The command bodies are loaded once the arguments parsed: bad input never pays for them.
   const commands = Effect.promise(() => import("./cli/Commands.js"))
-  const command = <A extends { readonly verbose: boolean }>(body: (module: typeof import("./cli/Commands.js"), args: A) => Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>, readOnly: boolean) =>
-    (args: A) => runBody(args, exitCode, output, (readOnly ? untilStop : identity)(Effect.flatMap(commands, (module) => body(module, args))))
-  const run = Command.make("run", CliOptions.runOptions, command((module, args) => module.runCommand(args, output, stop), false)).pipe(
-    Command.withDescription("run the insert workload, shut down under the deadline, restore and verify (the default command)")
+  const command = <A extends { readonly verbose: boolean }>(
+    body: (
+      module: typeof import("./cli/Commands.js"),
+      args: A
+    ) => Effect.Effect<ExitCode, unknown, FileSystem.FileSystem | Path.Path>,
+    readOnly: boolean
+  ) =>
+  (args: A) =>
+    runBody(
+      args,
+      exitCode,
+      output,
+      (readOnly ? untilStop : identity)(Effect.flatMap(commands, (module) => body(module, args)))
+    )
+  const run = Command.make(
+    "run",
+    CliOptions.runOptions,
+    command((module, args) => module.runCommand(args, output, stop), false)
+  ).pipe(
+    Command.withDescription(
+      "run the insert workload, shut down under the deadline, restore and verify (the default command)"
+    )
   )
-  const verify = Command.make("verify", CliOptions.verifyOptions, command((module, args) => module.verifyCommand(args, output), true)).pipe(
-    Command.withDescription("restore the latest checkpoint into a fresh directory and check every part against the manifest's SHA-256")
+  const verify = Command.make(
+    "verify",
+    CliOptions.verifyOptions,
+    command((module, args) => module.verifyCommand(args, output), true)
+  ).pipe(
+    Command.withDescription(
+      "restore the latest checkpoint into a fresh directory and check every part against the manifest's SHA-256"
+    )
   )
-  const inspect = Command.make("inspect", CliOptions.inspectOptions, command((module, args) => module.inspectCommand(args, output), true)).pipe(
+  const inspect = Command.make(
+    "inspect",
+    CliOptions.inspectOptions,
+    command((module, args) => module.inspectCommand(args, output), true)
+  ).pipe(
     Command.withDescription("list the checkpoints in a bucket (number, time, parts, bytes, complete or not)")
   )
-  const gc = Command.make("gc", CliOptions.gcOptions, command((module, args) => module.gcCommand(args, output), true)).pipe(
-    Command.withDescription("delete what no retained checkpoint, commit in flight or reader lease needs (safe while a writer runs)")
-  )
-  const restore = Command.make("restore", CliOptions.restoreOptions, command((module, args) => module.restoreCommand(args, output), true)).pipe(
-    Command.withDescription("restore the bucket's state (the latest, or at --checkpoint, --lsn or --time) into a fresh directory, holding a reader lease")
+  const gc = Command.make("gc", CliOptions.gcOptions, command((module, args) => module.gcCommand(args, output), true))
+    .pipe(
+      Command.withDescription(
+        "delete what no retained checkpoint, commit in flight or reader lease needs (safe while a writer runs)"
+      )
+    )
+  const restore = Command.make(
+    "restore",
+    CliOptions.restoreOptions,
+    command((module, args) => module.restoreCommand(args, output), true)
+  ).pipe(
+    Command.withDescription(
+      "restore the bucket's state (the latest, or at --checkpoint, --lsn or --time) into a fresh directory, holding a reader lease"
+    )
   )
   const root = Command.make(programName).pipe(Command.withSubcommands([run, verify, inspect, restore, gc]))
   return Command.run(root, { name: programName, version })
@@ -129,7 +204,8 @@ const oneLineWarnings = (output: Output & { readonly stderrNow: (text: string) =
   Effect.sync(() => {
     process.env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] ??= "true"
     process.removeAllListeners("warning")
-    process.on("warning", (warning) => output.stderrNow(`${programName}: warning: ${oneLine(`${warning.name}: ${warning.message}`)}\n`))
+    process.on("warning", (warning) =>
+      output.stderrNow(`${programName}: warning: ${oneLine(`${warning.name}: ${warning.message}`)}\n`))
   })
 
 /**
@@ -138,7 +214,7 @@ const oneLineWarnings = (output: Output & { readonly stderrNow: (text: string) =
  * reports; the read-only commands end with 130), and the exit code is still the command's.
  */
 const main = (argv: ReadonlyArray<string>): Effect.Effect<ExitCode> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const output = makeOutput({
       stdout: (text) => void process.stdout.write(text),
       stderr: (text) => void process.stderr.write(text),
@@ -149,13 +225,18 @@ const main = (argv: ReadonlyArray<string>): Effect.Effect<ExitCode> =>
     const exitCode = yield* Ref.make<ExitCode>(0)
     const cli = makeCli(stop, exitCode, output)
     const body = quietErrors(cli([...argv.slice(0, 2), ...CliOptions.normalizeArgs(argv.slice(2))])).pipe(
-      Effect.catchAll((error) => Effect.flatMap(reportFailure(output, Cause.fail(error)), (code) => Ref.set(exitCode, code))),
+      Effect.catchAll((error) =>
+        Effect.flatMap(reportFailure(output, Cause.fail(error)), (code) => Ref.set(exitCode, code))
+      ),
       Effect.provide(NodeContext.layer),
       Effect.provide(Logger.replace(Logger.defaultLogger, logger(output.stderrNow))),
       Logger.withMinimumLogLevel(LogLevel.Warning)
     )
     const fiber = yield* Effect.forkDaemon(body)
-    const signal = yield* Effect.raceFirst(Effect.as(Fiber.await(fiber), Option.none<string>()), Effect.map(firstSignal, Option.some))
+    const signal = yield* Effect.raceFirst(
+      Effect.as(Fiber.await(fiber), Option.none<string>()),
+      Effect.map(firstSignal, Option.some)
+    )
     if (Option.isSome(signal)) {
       yield* Deferred.succeed(stop, signal.value)
       yield* output.stderr(`${programName}: ${signal.value} received: stopping (a second signal stops at once)\n`)

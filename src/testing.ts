@@ -12,8 +12,8 @@
  * @module effect-s3-tier/testing
  * @since 0.2.0
  */
-export * as FaultyObjectStore from "./layers/FaultyObjectStore.js"
-export * as FaultyDisk from "./layers/FaultyDisk.js"
 export * as CountingObjectStore from "./layers/CountingObjectStore.js"
-export * as MemoryObjectStore from "./layers/MemoryObjectStore.js"
+export * as FaultyDisk from "./layers/FaultyDisk.js"
+export * as FaultyObjectStore from "./layers/FaultyObjectStore.js"
 export * as MemoryDisk from "./layers/MemoryDisk.js"
+export * as MemoryObjectStore from "./layers/MemoryObjectStore.js"

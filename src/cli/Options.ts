@@ -28,7 +28,12 @@ const durationOption = (name: string, fallback: string, description: string) =>
     Options.withPseudoName("duration"),
     Options.withDefault(fallback),
     Options.withDescription(`${description} (a duration: 500ms, 8s, 2m, 1000s; default ${fallback})`),
-    Options.mapEffect((text) => Either.match(parseDurationMs(text), { onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)), onRight: Effect.succeed }))
+    Options.mapEffect((text) =>
+      Either.match(parseDurationMs(text), {
+        onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)),
+        onRight: Effect.succeed
+      })
+    )
   )
 
 /** A duration that may be 0, optional: absent means the configuration's (or the bucket's) value. */
@@ -39,7 +44,11 @@ const optionalDurationOption = (name: string, description: string) =>
     Options.withDescription(`${description} (a duration: 0, 90s, 10m, 24h)`),
     Options.mapEffect(Option.match({
       onNone: () => Effect.succeed(Option.none<number>()),
-      onSome: (text) => Either.match(parseDurationOrZeroMs(text), { onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)), onRight: (value) => Effect.succeed(Option.some(value)) })
+      onSome: (text) =>
+        Either.match(parseDurationOrZeroMs(text), {
+          onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)),
+          onRight: (value) => Effect.succeed(Option.some(value))
+        })
     }))
   )
 
@@ -50,14 +59,24 @@ const optionalCountOption = (name: string, max: number, description: string) =>
     Options.withDescription(`${description} (1 to ${max})`),
     Options.mapEffect(Option.match({
       onNone: () => Effect.succeed(Option.none<number>()),
-      onSome: (value) => value >= 1 && value <= max ? Effect.succeed(Option.some(value)) : Effect.fail(invalid(`--${name}: ${value} is out of range: write a whole number from 1 to ${max}`))
+      onSome: (value) =>
+        value >= 1 && value <= max
+          ? Effect.succeed(Option.some(value))
+          : Effect.fail(invalid(`--${name}: ${value} is out of range: write a whole number from 1 to ${max}`))
     }))
   )
 
 /** Retention and garbage collection (StorageConfig's retainCheckpointsMin, retainForMs, gc*). */
 export const retentionOptions = {
-  retainCheckpoints: optionalCountOption("retain-checkpoints", 1_000_000, "keep at least this many of the latest checkpoints (default 2)"),
-  retainFor: optionalDurationOption("retain-for", "keep every checkpoint of this point-in-time window, and the newest before it; 0 = the latest ones only (default 24h)")
+  retainCheckpoints: optionalCountOption(
+    "retain-checkpoints",
+    1_000_000,
+    "keep at least this many of the latest checkpoints (default 2)"
+  ),
+  retainFor: optionalDurationOption(
+    "retain-for",
+    "keep every checkpoint of this point-in-time window, and the newest before it; 0 = the latest ones only (default 24h)"
+  )
 }
 
 const sizeOption = (name: string, fallback: string, description: string) =>
@@ -65,7 +84,12 @@ const sizeOption = (name: string, fallback: string, description: string) =>
     Options.withPseudoName("size"),
     Options.withDefault(fallback),
     Options.withDescription(`${description} (a size: 64MiB, 1GiB or bytes; default ${fallback})`),
-    Options.mapEffect((text) => Either.match(parseSizeBytes(text), { onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)), onRight: Effect.succeed }))
+    Options.mapEffect((text) =>
+      Either.match(parseSizeBytes(text), {
+        onLeft: (problem) => Effect.fail(invalid(`--${name}: ${problem}`)),
+        onRight: Effect.succeed
+      })
+    )
   )
 
 const countOption = (name: string, fallback: number, max: number, description: string) =>
@@ -74,7 +98,9 @@ const countOption = (name: string, fallback: number, max: number, description: s
     Options.withDefault(fallback),
     Options.withDescription(`${description} (1 to ${max}; default ${fallback})`),
     Options.mapEffect((value) =>
-      value >= 1 && value <= max ? Effect.succeed(value) : Effect.fail(invalid(`--${name}: ${value} is out of range: write a whole number from 1 to ${max}`))
+      value >= 1 && value <= max
+        ? Effect.succeed(value)
+        : Effect.fail(invalid(`--${name}: ${value} is out of range: write a whole number from 1 to ${max}`))
     )
   )
 
@@ -83,24 +109,54 @@ export const storeOptions = {
   storeDir: Options.text("store-dir").pipe(
     Options.withPseudoName("directory"),
     Options.optional,
-    Options.withDescription("the filesystem object store's root (when no --endpoint/--bucket is given); `run` defaults it to beside the data directory")
+    Options.withDescription(
+      "the filesystem object store's root (when no --endpoint/--bucket is given); `run` defaults it to beside the data directory"
+    )
   ),
-  endpoint: Options.text("endpoint").pipe(Options.withPseudoName("url"), Options.optional, Options.withDescription("an S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); credentials from the standard AWS chain")),
-  bucket: Options.text("bucket").pipe(Options.withPseudoName("name"), Options.optional, Options.withDescription("the S3 bucket (S3 is used when --bucket or --endpoint is given)")),
-  prefix: Options.text("prefix").pipe(Options.withPseudoName("prefix"), Options.withDefault(""), Options.withDescription("key prefix inside the bucket (default none)")),
-  region: Options.text("region").pipe(Options.withPseudoName("region"), Options.withDefault("us-east-1"), Options.withDescription("the S3 region (default us-east-1)")),
-  pathStyle: Options.boolean("path-style").pipe(Options.withDescription("path-style S3 addressing (needed by most local S3 servers)")),
+  endpoint: Options.text("endpoint").pipe(
+    Options.withPseudoName("url"),
+    Options.optional,
+    Options.withDescription(
+      "an S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); credentials from the standard AWS chain"
+    )
+  ),
+  bucket: Options.text("bucket").pipe(
+    Options.withPseudoName("name"),
+    Options.optional,
+    Options.withDescription("the S3 bucket (S3 is used when --bucket or --endpoint is given)")
+  ),
+  prefix: Options.text("prefix").pipe(
+    Options.withPseudoName("prefix"),
+    Options.withDefault(""),
+    Options.withDescription("key prefix inside the bucket (default none)")
+  ),
+  region: Options.text("region").pipe(
+    Options.withPseudoName("region"),
+    Options.withDefault("us-east-1"),
+    Options.withDescription("the S3 region (default us-east-1)")
+  ),
+  pathStyle: Options.boolean("path-style").pipe(
+    Options.withDescription("path-style S3 addressing (needed by most local S3 servers)")
+  ),
   conditionalCreate: Options.choice("conditional-create", conditionalCreateDialects).pipe(
     Options.withDefault("if-none-match" as const),
-    Options.withDescription("how the S3 store asks for create-if-absent: if-none-match (AWS, R2, MinIO, Ceph RGW), gcs-generation-match (GCS), tigris-consistent (Tigris)")
+    Options.withDescription(
+      "how the S3 store asks for create-if-absent: if-none-match (AWS, R2, MinIO, Ceph RGW), gcs-generation-match (GCS), tigris-consistent (Tigris)"
+    )
   ),
   skipConformanceCheck: Options.boolean("skip-conformance-check").pipe(
-    Options.withDescription("skip the start-up check that the S3 store lets exactly one of two racing create-if-absent PUTs win (only for a store known to honour it)")
+    Options.withDescription(
+      "skip the start-up check that the S3 store lets exactly one of two racing create-if-absent PUTs win (only for a store known to honour it)"
+    )
   )
 }
 
-const json = Options.boolean("json").pipe(Options.withDescription("print one JSON object on stdout at the end (nothing else on stdout)"))
-const verbose = Options.boolean("verbose").pipe(Options.withDescription("log the storage tier's info messages too (on stderr)"))
+const json = Options.boolean("json").pipe(
+  Options.withDescription("print one JSON object on stdout at the end (nothing else on stdout)")
+)
+const verbose = Options.boolean("verbose").pipe(
+  Options.withDescription("log the storage tier's info messages too (on stderr)")
+)
 
 export const runOptions = {
   ...storeOptions,
@@ -114,25 +170,49 @@ export const runOptions = {
   shutdownDeadline: durationOption("shutdown-deadline", "15s", "deadline of the whole shutdown"),
   walSegment: sizeOption("wal-segment", "1MiB", "WAL segment size (full segments are archived)"),
   ...retentionOptions,
-  gcInterval: optionalDurationOption("gc-interval", "how often the writer runs a garbage-collection pass; 0 = never (default 10m)"),
+  gcInterval: optionalDurationOption(
+    "gc-interval",
+    "how often the writer runs a garbage-collection pass; 0 = never (default 10m)"
+  ),
   gcMinAge: optionalDurationOption("gc-min-age", "objects younger than this are never collected (default 1h)"),
-  dir: Options.text("dir").pipe(Options.withPseudoName("directory"), Options.optional, Options.withDescription("the local data directory (a fresh temporary one when omitted)")),
-  takeOver: Options.boolean("take-over").pipe(Options.withDescription("take the bucket over from an instance that holds its lock and is known to be dead (raises the fencing epoch)")),
+  dir: Options.text("dir").pipe(
+    Options.withPseudoName("directory"),
+    Options.optional,
+    Options.withDescription("the local data directory (a fresh temporary one when omitted)")
+  ),
+  takeOver: Options.boolean("take-over").pipe(
+    Options.withDescription(
+      "take the bucket over from an instance that holds its lock and is known to be dead (raises the fencing epoch)"
+    )
+  ),
   noVerify: Options.boolean("no-verify").pipe(Options.withDescription("skip the restore-and-verify step")),
-  keep: Options.boolean("keep").pipe(Options.withDescription("keep the temporary directories this run created (they are removed by default)")),
+  keep: Options.boolean("keep").pipe(
+    Options.withDescription("keep the temporary directories this run created (they are removed by default)")
+  ),
   verbose,
   fault: Options.text("fault").pipe(
     Options.withPseudoName("fault"),
     Options.repeated,
     Options.withDescription(`inject a fault into the bucket (repeatable): ${Faults.usage}`),
-    Options.mapEffect((texts) => Either.match(Faults.parseFaults(texts), { onLeft: (problem) => Effect.fail(invalid(problem)), onRight: Effect.succeed }))
+    Options.mapEffect((texts) =>
+      Either.match(Faults.parseFaults(texts), {
+        onLeft: (problem) => Effect.fail(invalid(problem)),
+        onRight: Effect.succeed
+      })
+    )
   ),
   json
 }
 
 export const verifyOptions = {
   ...storeOptions,
-  dir: Options.text("dir").pipe(Options.withPseudoName("directory"), Options.optional, Options.withDescription("a fresh (missing or empty) directory to restore into (a temporary one, removed afterwards, when omitted)")),
+  dir: Options.text("dir").pipe(
+    Options.withPseudoName("directory"),
+    Options.optional,
+    Options.withDescription(
+      "a fresh (missing or empty) directory to restore into (a temporary one, removed afterwards, when omitted)"
+    )
+  ),
   concurrency: countOption("concurrency", 8, 256, "parts fetched at a time"),
   verbose,
   json
@@ -142,7 +222,9 @@ export const inspectOptions = { ...storeOptions, verbose, json }
 
 export const gcOptions = {
   ...storeOptions,
-  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("delete nothing, write nothing: print what a pass would do")),
+  dryRun: Options.boolean("dry-run").pipe(
+    Options.withDescription("delete nothing, write nothing: print what a pass would do")
+  ),
   minAge: optionalDurationOption("min-age", "objects younger than this stay (default 1h)"),
   ...retentionOptions,
   verbose,
@@ -154,32 +236,51 @@ export const gcOptions = {
 const parseIsoTimeMs = (text: string): Either.Either<number, string> => {
   const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/
   const ms = iso.test(text) ? Date.parse(text) : Number.NaN
-  return Number.isFinite(ms) ? Either.right(ms) : Either.left(`--time: ${JSON.stringify(text)} is not an ISO-8601 time with a zone (e.g. 2026-12-06T10:00:00Z)`)
+  return Number.isFinite(ms)
+    ? Either.right(ms)
+    : Either.left(`--time: ${JSON.stringify(text)} is not an ISO-8601 time with a zone (e.g. 2026-12-06T10:00:00Z)`)
 }
 
 export const restoreOptions = {
   ...storeOptions,
-  dir: Options.text("dir").pipe(Options.withPseudoName("directory"), Options.withDescription("a fresh (missing or empty) directory to restore into")),
+  dir: Options.text("dir").pipe(
+    Options.withPseudoName("directory"),
+    Options.withDescription("a fresh (missing or empty) directory to restore into")
+  ),
   checkpoint: Options.integer("checkpoint").pipe(
     Options.withPseudoName("n"),
     Options.optional,
     Options.withDescription("restore this checkpoint (no WAL after it)"),
-    Options.mapEffect((value) => Option.isSome(value) && value.value < 1 ? Effect.fail(invalid(`--checkpoint: ${value.value} is not a checkpoint number (1 or more)`)) : Effect.succeed(value))
+    Options.mapEffect((value) =>
+      Option.isSome(value) && value.value < 1
+        ? Effect.fail(invalid(`--checkpoint: ${value.value} is not a checkpoint number (1 or more)`))
+        : Effect.succeed(value)
+    )
   ),
   lsn: Options.integer("lsn").pipe(
     Options.withPseudoName("lsn"),
     Options.optional,
     Options.withDescription("restore every record below this WAL position"),
-    Options.mapEffect((value) => Option.isSome(value) && value.value < 0 ? Effect.fail(invalid(`--lsn: ${value.value} is not a WAL position (0 or more)`)) : Effect.succeed(value))
+    Options.mapEffect((value) =>
+      Option.isSome(value) && value.value < 0
+        ? Effect.fail(invalid(`--lsn: ${value.value} is not a WAL position (0 or more)`))
+        : Effect.succeed(value)
+    )
   ),
   time: Options.text("time").pipe(
     Options.withPseudoName("ISO-8601"),
     Options.optional,
-    Options.withDescription("restore the records appended at or before this time (to the WAL's time marks, 1 s apart by default)"),
+    Options.withDescription(
+      "restore the records appended at or before this time (to the WAL's time marks, 1 s apart by default)"
+    ),
     Options.mapEffect((value) =>
       Option.match(value, {
         onNone: () => Effect.succeed(Option.none<number>()),
-        onSome: (text) => Either.match(parseIsoTimeMs(text), { onLeft: (problem) => Effect.fail(invalid(problem)), onRight: (ms) => Effect.succeed(Option.some(ms)) })
+        onSome: (text) =>
+          Either.match(parseIsoTimeMs(text), {
+            onLeft: (problem) => Effect.fail(invalid(problem)),
+            onRight: (ms) => Effect.succeed(Option.some(ms))
+          })
       })
     )
   ),
@@ -187,7 +288,6 @@ export const restoreOptions = {
   verbose,
   json
 }
-
 
 /** The parsed arguments of each command. */
 export type StoreArgs = Args<typeof storeOptions>
@@ -216,7 +316,11 @@ export const normalizeArgs = (args: ReadonlyArray<string>): ReadonlyArray<string
     else rest.push(arg)
   }
   const first = rest[0]
-  const withCommand = first === undefined || (first.startsWith("-") && !builtInFlags.includes(first)) ? ["run", ...rest] : rest
+  const withCommand = first === undefined || (first.startsWith("-") && !builtInFlags.includes(first))
+    ? ["run", ...rest]
+    : rest
   const command = withCommand[0] ?? "run"
-  return commandNames.includes(command) ? [command, ...logLevel, ...withCommand.slice(1)] : [...withCommand, ...logLevel]
+  return commandNames.includes(command)
+    ? [command, ...logLevel, ...withCommand.slice(1)]
+    : [...withCommand, ...logLevel]
 }

@@ -34,11 +34,14 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
 export const oneLine = (text: string): string => text.replace(/\x1b\[[0-9;]*m/g, "").replace(/\s+/g, " ").trim()
 
 /** The one-line form of an error. */
-export const errorLine = (output: Output, message: string): Effect.Effect<void> => output.stderr(`${programName}: ${oneLine(message)}\n`)
+export const errorLine = (output: Output, message: string): Effect.Effect<void> =>
+  output.stderr(`${programName}: ${oneLine(message)}\n`)
 
 /** The readable message of any failure: its `message` (a wrapper such as StartFailed gives its cause's), else its tag. */
 export const messageOf = (error: unknown): string => {
-  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") return error.message
+  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") {
+    return error.message
+  }
   if (Predicate.hasProperty(error, "_tag") && Predicate.isString(error._tag)) return error._tag
   return String(error)
 }
@@ -89,12 +92,22 @@ export const formatLog = (entry: {
   readonly logLevel: { readonly label: string }
   readonly message: unknown
 }): string => {
-  const text = (Array.isArray(entry.message) ? entry.message : [entry.message]).map((part) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
-  const annotationText = HashMap.toEntries(entry.annotations).map(([key, value]) => ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`).join("")
-  const causeText = Cause.isEmpty(entry.cause) ? "" : ` cause=${oneLine(Cause.pretty(entry.cause).split("\n")[0] ?? "")}`
+  const text = (Array.isArray(entry.message) ? entry.message : [entry.message]).map((
+    part
+  ) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
+  const annotationText = HashMap.toEntries(entry.annotations).map(([key, value]) =>
+    ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`
+  ).join("")
+  const causeText = Cause.isEmpty(entry.cause)
+    ? ""
+    : ` cause=${oneLine(Cause.pretty(entry.cause).split("\n")[0] ?? "")}`
   const [first = "", ...rest] = text.split("\n")
-  return [`${programName}: ${entry.date.toISOString()} ${entry.logLevel.label} ${first}${annotationText}${causeText}`, ...rest.map((line) => `    ${line.trim()}`)].join("\n") + "\n"
+  return [
+    `${programName}: ${entry.date.toISOString()} ${entry.logLevel.label} ${first}${annotationText}${causeText}`,
+    ...rest.map((line) => `    ${line.trim()}`)
+  ].join("\n") + "\n"
 }
 
 /** Logs go to stderr (above the status line, through `makeOutput`'s `stderrNow`), so that `--json` stdout stays clean. */
-export const logger = (stderrNow: (text: string) => void): Logger.Logger<unknown, void> => Logger.make((entry) => stderrNow(formatLog(entry)))
+export const logger = (stderrNow: (text: string) => void): Logger.Logger<unknown, void> =>
+  Logger.make((entry) => stderrNow(formatLog(entry)))

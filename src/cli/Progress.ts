@@ -45,7 +45,9 @@ export const phaseText = (phase: Phase): string | undefined => {
     case "Closing":
       return "closing the storage tier"
     case "Verifying":
-      return phase.total === 0 ? "verify: restoring the bucket into a fresh directory" : `verify: ${phase.checked}/${phase.total} pages checked`
+      return phase.total === 0
+        ? "verify: restoring the bucket into a fresh directory"
+        : `verify: ${phase.checked}/${phase.total} pages checked`
   }
 }
 
@@ -56,8 +58,12 @@ export const formatLine = (sample: ProgressSample, writesPerSecond: number): str
     return [
       phase,
       `${sample.acknowledged} acked`,
-      ...(sample.phase?._tag === "Verifying" ? [] : [`queue ${sample.queueDepth}`, `uploading ${sample.uploadsInFlight}`]),
-      `checkpoint ${sample.lastCheckpoint === 0 ? "none" : `#${sample.lastCheckpoint}`} (${sample.checkpointsCompleted} done)`,
+      ...(sample.phase?._tag === "Verifying"
+        ? []
+        : [`queue ${sample.queueDepth}`, `uploading ${sample.uploadsInFlight}`]),
+      `checkpoint ${
+        sample.lastCheckpoint === 0 ? "none" : `#${sample.lastCheckpoint}`
+      } (${sample.checkpointsCompleted} done)`,
       `uploaded ${formatSizeBytes(sample.bytesUploaded)}`
     ].join(" | ")
   }
@@ -66,14 +72,19 @@ export const formatLine = (sample: ProgressSample, writesPerSecond: number): str
     `${sample.acknowledged} acked`,
     `queue ${sample.queueDepth}`,
     `uploading ${sample.uploadsInFlight}`,
-    `checkpoint ${sample.lastCheckpoint === 0 ? "none" : `#${sample.lastCheckpoint}`} (${sample.checkpointsCompleted} done)`,
+    `checkpoint ${
+      sample.lastCheckpoint === 0 ? "none" : `#${sample.lastCheckpoint}`
+    } (${sample.checkpointsCompleted} done)`,
     `uploaded ${formatSizeBytes(sample.bytesUploaded)}`,
     `${formatDurationMs(Math.min(sample.elapsedMs, sample.durationMs))} / ${formatDurationMs(sample.durationMs)}`
   ].join(" | ")
 }
 
 /** Writes per second between two samples. Pure. */
-export const rate = (previous: { readonly acknowledged: number; readonly atMs: number }, current: { readonly acknowledged: number; readonly atMs: number }): number => {
+export const rate = (
+  previous: { readonly acknowledged: number; readonly atMs: number },
+  current: { readonly acknowledged: number; readonly atMs: number }
+): number => {
   const elapsedMs = current.atMs - previous.atMs
   return elapsedMs <= 0 ? 0 : ((current.acknowledged - previous.acknowledged) * 1000) / elapsedMs
 }
@@ -102,7 +113,7 @@ export const make = (options: ProgressOptions) => {
   const sampleIntervalMs = options.sampleIntervalMs ?? 1_000
   const plainIntervalMs = options.plainIntervalMs ?? 5_000
   let lineOpen = false
-  const loop = Effect.gen(function* () {
+  const loop = Effect.gen(function*() {
     let previous = { acknowledged: 0, atMs: yield* Clock.currentTimeMillis }
     // The first sample always prints, so that a reader of the log sees the run has started.
     let lastPlainAtMs = Number.NEGATIVE_INFINITY
@@ -118,7 +129,10 @@ export const make = (options: ProgressOptions) => {
       if (options.isTty) {
         lineOpen = true
         yield* options.status === undefined ? options.write(`\r${line}\x1b[K`) : options.status(line)
-      } else if (nowMs - lastPlainAtMs >= plainIntervalMs - sampleIntervalMs / 2 || (sample.phase?._tag ?? "Writing") !== lastPhase) {
+      } else if (
+        nowMs - lastPlainAtMs >= plainIntervalMs - sampleIntervalMs / 2 ||
+        (sample.phase?._tag ?? "Writing") !== lastPhase
+      ) {
         lastPlainAtMs = nowMs
         lastPhase = sample.phase?._tag ?? "Writing"
         yield* options.write(`${line}\n`)

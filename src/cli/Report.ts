@@ -11,9 +11,9 @@
  * @since 0.1.0
  */
 import { JSONSchema, Schema } from "effect"
+import { formatDurationMs, formatSizeBytes } from "../domain/Units.js"
 import type { ShutdownReport } from "../layers/Storage.js"
 import type { Wait } from "../services/WaitRegistry.js"
-import { formatDurationMs, formatSizeBytes } from "../domain/Units.js"
 import type { WorkloadCounters } from "../workload/Workload.js"
 
 // The report is defined with Schema: its TypeScript types are derived from it, `--json` output
@@ -35,7 +35,9 @@ export const RunSettings = Schema.Struct({
   localBudgetBytes: Count,
   shutdownDeadlineMs: Milliseconds,
   walSegmentBytes: Count,
-  store: Schema.String.annotations({ description: "the bucket: file://<root> or s3://<bucket> [at <endpoint>], with its prefix" }),
+  store: Schema.String.annotations({
+    description: "the bucket: file://<root> or s3://<bucket> [at <endpoint>], with its prefix"
+  }),
   dataDirectory: Schema.String,
   faults: Schema.Array(Schema.String).annotations({ description: "the --fault arguments" })
 }).annotations({ identifier: "RunSettings" })
@@ -52,7 +54,9 @@ export const CutWait = Schema.Struct({
 
 /** The shutdown section: the Storage's report, or what is known when shutdown did not return. */
 export const ShutdownSection = Schema.Struct({
-  returned: Schema.Boolean.annotations({ description: "false when shutdown itself did not return within its deadline plus the program's grace" }),
+  returned: Schema.Boolean.annotations({
+    description: "false when shutdown itself did not return within its deadline plus the program's grace"
+  }),
   durationMs: Milliseconds,
   deadlineMs: Milliseconds,
   metDeadline: Schema.Boolean,
@@ -63,10 +67,14 @@ export const ShutdownSection = Schema.Struct({
   leasesHeld: Schema.NullOr(Count),
   fibersAlive: Schema.NullOr(Count),
   lockReleased: Schema.Boolean,
-  lock: Schema.String.annotations({ description: "released, not-ours, failed, left-fenced, or unknown (shutdown did not return)" }),
+  lock: Schema.String.annotations({
+    description: "released, not-ours, failed, left-fenced, or unknown (shutdown did not return)"
+  }),
   tasks: Schema.NullOr(Schema.Struct({ drained: Count, interrupted: Count, aborted: Count })),
   cutWaits: Schema.Array(CutWait),
-  writersInterrupted: Count.annotations({ description: "writers still inside an insert when the workload stopped (interrupted)" })
+  writersInterrupted: Count.annotations({
+    description: "writers still inside an insert when the workload stopped (interrupted)"
+  })
 }).annotations({ identifier: "ShutdownSection" })
 export interface ShutdownSection extends Schema.Schema.Type<typeof ShutdownSection> {}
 
@@ -83,7 +91,9 @@ export const PageMismatch = Schema.Struct({
 /** The verify section. */
 export const VerifySection = Schema.Struct({
   ran: Schema.Boolean,
-  skipped: Schema.NullOr(Schema.String).annotations({ description: "why it did not run (--no-verify, a signal) or could not finish" }),
+  skipped: Schema.NullOr(Schema.String).annotations({
+    description: "why it did not run (--no-verify, a signal) or could not finish"
+  }),
   ok: Schema.NullOr(Schema.Boolean),
   mode: Schema.NullOr(Schema.Literal("every-acknowledged", "archived-wal")),
   requiredBelowLsn: Schema.NullOr(Lsn),
@@ -100,7 +110,9 @@ export interface VerifySection extends Schema.Schema.Type<typeof VerifySection> 
 /** What the fault decorator injected during the run. */
 export const FaultsSection = Schema.Struct({
   asked: Schema.Array(Schema.String),
-  injected: Schema.Record({ key: Schema.String, value: Count }).annotations({ description: "injected faults by kind: latency, error, permanent, stall" }),
+  injected: Schema.Record({ key: Schema.String, value: Count }).annotations({
+    description: "injected faults by kind: latency, error, permanent, stall"
+  }),
   stalledAtEnd: Count.annotations({ description: "requests stalled when the report was made" })
 }).annotations({ identifier: "FaultsSection" })
 export interface FaultsSection extends Schema.Schema.Type<typeof FaultsSection> {}
@@ -111,7 +123,9 @@ export const RunReport = Schema.Struct({
   ok: Schema.Boolean,
   exitCode: Schema.Literal(0, 1),
   problems: Schema.Array(Schema.String),
-  interruptedBy: Schema.NullOr(Schema.String).annotations({ description: "the signal that ended the workload early, if any" }),
+  interruptedBy: Schema.NullOr(Schema.String).annotations({
+    description: "the signal that ended the workload early, if any"
+  }),
   settings: RunSettings,
   elapsedMs: Milliseconds,
   writes: Count.annotations({ description: "pages written by the workload (one per insert that reached its write)" }),
@@ -119,7 +133,9 @@ export const RunReport = Schema.Struct({
     attempted: Count,
     acknowledged: Count,
     failed: Count,
-    failures: Schema.Record({ key: Schema.String, value: Count }).annotations({ description: "failed inserts by error tag" })
+    failures: Schema.Record({ key: Schema.String, value: Count }).annotations({
+      description: "failed inserts by error tag"
+    })
   }),
   wal: Schema.Struct({
     archivedThrough: Lsn,
@@ -134,7 +150,9 @@ export const RunReport = Schema.Struct({
     last: Count.annotations({ description: "the last completed checkpoint's number (0: none)" })
   }),
   bytesUploaded: Count,
-  faults: Schema.NullOr(FaultsSection).annotations({ description: "what the fault decorator did (null without --fault)" }),
+  faults: Schema.NullOr(FaultsSection).annotations({
+    description: "what the fault decorator did (null without --fault)"
+  }),
   shutdown: ShutdownSection,
   verify: VerifySection
 }).annotations({ identifier: "RunReport", title: "effect-s3-tier run --json report" })
@@ -151,7 +169,9 @@ export const shutdownSection = (report: ShutdownReport, writersInterrupted: numb
   metDeadline: report.metDeadline,
   finalCheckpoint: report.finalCheckpoint.outcome,
   finalCheckpointNumber: report.finalCheckpoint.outcome === "completed" ? report.finalCheckpoint.checkpoint : null,
-  finalCheckpointDetail: report.finalCheckpoint.outcome === "timed-out" || report.finalCheckpoint.outcome === "failed" ? report.finalCheckpoint.detail : null,
+  finalCheckpointDetail: report.finalCheckpoint.outcome === "timed-out" || report.finalCheckpoint.outcome === "failed"
+    ? report.finalCheckpoint.detail
+    : null,
   dirtyPartsLeft: report.dirtyPartsLeft,
   leasesHeld: report.leasesHeld,
   fibersAlive: report.fibersAlive,
@@ -163,7 +183,12 @@ export const shutdownSection = (report: ShutdownReport, writersInterrupted: numb
 })
 
 /** The shutdown section when `shutdown` did not return in time (the program gave up waiting). */
-export const shutdownNotReturned = (waitedMs: number, deadlineMs: number, cutWaits: ReadonlyArray<Wait>, writersInterrupted: number): ShutdownSection => ({
+export const shutdownNotReturned = (
+  waitedMs: number,
+  deadlineMs: number,
+  cutWaits: ReadonlyArray<Wait>,
+  writersInterrupted: number
+): ShutdownSection => ({
   returned: false,
   durationMs: waitedMs,
   deadlineMs,
@@ -200,10 +225,17 @@ export const verifySkipped = (reason: string): VerifySection => ({
 /** Why a run fails its checks: empty when it passes. Pure. */
 export const problemsOf = (shutdown: ShutdownSection, verify: VerifySection): ReadonlyArray<string> => {
   const problems: Array<string> = []
-  if (!shutdown.returned) problems.push(`shutdown did not return within ${shutdown.durationMs} ms (deadline ${shutdown.deadlineMs} ms)`)
-  else if (!shutdown.metDeadline) problems.push(`shutdown took ${shutdown.durationMs} ms, over its deadline of ${shutdown.deadlineMs} ms`)
-  if (shutdown.leasesHeld !== null && shutdown.leasesHeld > 0) problems.push(`${shutdown.leasesHeld} part lease(s) still held after shutdown`)
-  if (shutdown.fibersAlive !== null && shutdown.fibersAlive > 0) problems.push(`${shutdown.fibersAlive} fiber(s) still alive after shutdown`)
+  if (!shutdown.returned) {
+    problems.push(`shutdown did not return within ${shutdown.durationMs} ms (deadline ${shutdown.deadlineMs} ms)`)
+  } else if (!shutdown.metDeadline) {
+    problems.push(`shutdown took ${shutdown.durationMs} ms, over its deadline of ${shutdown.deadlineMs} ms`)
+  }
+  if (shutdown.leasesHeld !== null && shutdown.leasesHeld > 0) {
+    problems.push(`${shutdown.leasesHeld} part lease(s) still held after shutdown`)
+  }
+  if (shutdown.fibersAlive !== null && shutdown.fibersAlive > 0) {
+    problems.push(`${shutdown.fibersAlive} fiber(s) still alive after shutdown`)
+  }
   if (verify.ran && verify.ok === false) {
     const first = verify.examples[0]
     const example = first === undefined ? "" : ` (first: file ${first.file} page ${first.page}: ${first.problem})`
@@ -274,7 +306,9 @@ export const nextSteps = (report: RunReport, run: SummaryOptions = {}): Readonly
   const steps: Array<string> = []
   const localOnly = report.wal.localOnly
   if (localOnly !== null) {
-    const where = `acknowledged inserts are only in the local WAL (LSN ${localOnly.fromLsn} to ${localOnly.toLsn}, ${formatSizeBytes(localOnly.toLsn - localOnly.fromLsn)}), not in the bucket`
+    const where = `acknowledged inserts are only in the local WAL (LSN ${localOnly.fromLsn} to ${localOnly.toLsn}, ${
+      formatSizeBytes(localOnly.toLsn - localOnly.fromLsn)
+    }), not in the bucket`
     steps.push(
       run.dataDirectoryRemoved === true
         ? `${where}, and the data directory was a temporary one, removed at exit: they are lost; give --dir <directory> (or --keep) to keep them next time`
@@ -288,7 +322,9 @@ export const nextSteps = (report: RunReport, run: SummaryOptions = {}): Readonly
     )
   }
   if (report.shutdown.dirtyPartsLeft !== null && report.shutdown.dirtyPartsLeft > 0) {
-    steps.push(`${report.shutdown.dirtyPartsLeft} part(s) changed since the last checkpoint stay in the data directory; the next start from it uploads them`)
+    steps.push(
+      `${report.shutdown.dirtyPartsLeft} part(s) changed since the last checkpoint stay in the data directory; the next start from it uploads them`
+    )
   }
   return steps
 }
@@ -300,26 +336,47 @@ export const summary = (report: RunReport, run: SummaryOptions = {}): string => 
   const steps = nextSteps(report, run)
   const waits = groupWaits(shutdown.cutWaits)
   const lines = [
-    `run: ${report.inserts.acknowledged} inserts acknowledged (${report.inserts.attempted} attempted, ${report.inserts.failed} failed) in ${formatDurationMs(report.elapsedMs)}` +
-      (report.interruptedBy === null ? "" : `, stopped early by ${report.interruptedBy}`),
-    `store: ${report.settings.store}; data: ${report.settings.dataDirectory}` + (report.settings.faults.length === 0 ? "" : `; faults: ${report.settings.faults.join(", ")}`),
-    `checkpoints: ${report.checkpoints.completed} completed (last #${report.checkpoints.last}), ${report.checkpoints.failed} failed; uploaded ${formatSizeBytes(report.bytesUploaded)}; WAL archived through ${report.wal.archivedThrough}`,
+    `run: ${report.inserts.acknowledged} inserts acknowledged (${report.inserts.attempted} attempted, ${report.inserts.failed} failed) in ${
+      formatDurationMs(report.elapsedMs)
+    }` +
+    (report.interruptedBy === null ? "" : `, stopped early by ${report.interruptedBy}`),
+    `store: ${report.settings.store}; data: ${report.settings.dataDirectory}` +
+    (report.settings.faults.length === 0 ? "" : `; faults: ${report.settings.faults.join(", ")}`),
+    `checkpoints: ${report.checkpoints.completed} completed (last #${report.checkpoints.last}), ${report.checkpoints.failed} failed; uploaded ${
+      formatSizeBytes(report.bytesUploaded)
+    }; WAL archived through ${report.wal.archivedThrough}`,
     ...(report.faults === null
       ? []
-      : [`faults injected: ${Object.entries(report.faults.injected).map(([kind, count]) => `${kind} ${count}`).join(", ")}`]),
-    `shutdown: ${shutdown.returned ? `${formatDurationMs(shutdown.durationMs)} of ${formatDurationMs(shutdown.deadlineMs)}` : "did not return"}` +
-      `, final checkpoint ${shutdown.finalCheckpoint}${shutdown.finalCheckpointDetail === null ? "" : ` (${shutdown.finalCheckpointDetail})`}` +
-      `, dirty parts left ${shutdown.dirtyPartsLeft ?? "?"}, leases ${shutdown.leasesHeld ?? "?"}, fibers ${shutdown.fibersAlive ?? "?"}, lock ${shutdown.lock}` +
-      (waits.length === 0 ? "" : `, ${shutdown.cutWaits.length} wait(s) cut:`),
+      : [
+        `faults injected: ${
+          Object.entries(report.faults.injected).map(([kind, count]) => `${kind} ${count}`).join(", ")
+        }`
+      ]),
+    `shutdown: ${
+      shutdown.returned
+        ? `${formatDurationMs(shutdown.durationMs)} of ${formatDurationMs(shutdown.deadlineMs)}`
+        : "did not return"
+    }` +
+    `, final checkpoint ${shutdown.finalCheckpoint}${
+      shutdown.finalCheckpointDetail === null ? "" : ` (${shutdown.finalCheckpointDetail})`
+    }` +
+    `, dirty parts left ${shutdown.dirtyPartsLeft ?? "?"}, leases ${shutdown.leasesHeld ?? "?"}, fibers ${
+      shutdown.fibersAlive ?? "?"
+    }, lock ${shutdown.lock}` +
+    (waits.length === 0 ? "" : `, ${shutdown.cutWaits.length} wait(s) cut:`),
     ...waits.map((line) => `  ${line}`),
     verify.ran
-      ? `verify: ${verify.ok === true ? "ok" : "FAILED"}, ${verify.pagesChecked} pages checked, ${verify.pagesRequired} required (${verify.mode}), ${verify.mismatches} mismatches`
+      ? `verify: ${
+        verify.ok === true ? "ok" : "FAILED"
+      }, ${verify.pagesChecked} pages checked, ${verify.pagesRequired} required (${verify.mode}), ${verify.mismatches} mismatches`
       : `verify: skipped (${verify.skipped ?? "?"})`,
     !report.ok
       ? `result: FAILED: ${report.problems.join("; ")}`
       : steps.length === 0
-        ? `result: ok: shut down within its deadline${verify.ran ? ", and every acknowledged insert was found in the bucket" : ""}`
-        : `result: ok (shut down within its deadline, nothing leaked), with what to do next:`,
+      ? `result: ok: shut down within its deadline${
+        verify.ran ? ", and every acknowledged insert was found in the bucket" : ""
+      }`
+      : `result: ok (shut down within its deadline, nothing leaked), with what to do next:`,
     ...steps.map((step) => `  - ${step}`)
   ]
   return lines.join("\n")

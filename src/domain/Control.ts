@@ -113,11 +113,17 @@ export const forCheckpoint = (options: {
 }
 
 /** The control file's bytes (indented JSON). */
-export const encodeControl = (control: Control): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(Control)(control), null, 2))
+export const encodeControl = (control: Control): Uint8Array =>
+  encoder.encode(JSON.stringify(Schema.encodeSync(Control)(control), null, 2))
 /** The lock object's bytes (JSON). */
-export const encodeLock = (lock: LockObject): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(LockObject)(lock)))
+export const encodeLock = (lock: LockObject): Uint8Array =>
+  encoder.encode(JSON.stringify(Schema.encodeSync(LockObject)(lock)))
 
-const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint8Array): Either.Either<A, CorruptObject> => {
+const decodeJson = <A, I>(
+  schema: Schema.Schema<A, I>,
+  name: string,
+  bytes: Uint8Array
+): Either.Either<A, CorruptObject> => {
   try {
     return Either.mapLeft(
       Schema.decodeUnknownEither(schema)(JSON.parse(decoder.decode(bytes))),
@@ -129,9 +135,11 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, name: string, bytes: Uint
 }
 
 /** Parses a control file read from `path`; anything else is CorruptObject naming it. */
-export const decodeControl = (path: string, bytes: Uint8Array): Either.Either<Control, CorruptObject> => decodeJson(Control, path, bytes)
+export const decodeControl = (path: string, bytes: Uint8Array): Either.Either<Control, CorruptObject> =>
+  decodeJson(Control, path, bytes)
 /** Parses the lock object read from `key`; anything else is CorruptObject naming it. */
-export const decodeLock = (key: string, bytes: Uint8Array): Either.Either<LockObject, CorruptObject> => decodeJson(LockObject, key, bytes)
+export const decodeLock = (key: string, bytes: Uint8Array): Either.Either<LockObject, CorruptObject> =>
+  decodeJson(LockObject, key, bytes)
 
 /** Who committed one checkpoint, from its root manifest. */
 export interface CheckpointSummary {
@@ -168,7 +176,11 @@ export type StartupPlan =
  * epoch). Such a directory is behind only because its control file was not rewritten after them
  * (a crash right after a commit, a failed write); its WAL holds every record after them.
  */
-export const foreignHistory = (control: Control, latest: CheckpointSummary, newer: ReadonlyArray<CheckpointSummary> | undefined): string | undefined => {
+export const foreignHistory = (
+  control: Control,
+  latest: CheckpointSummary,
+  newer: ReadonlyArray<CheckpointSummary> | undefined
+): string | undefined => {
   const stranger = (entry: CheckpointSummary) =>
     entry.instanceId !== control.instanceId || entry.epoch !== control.epoch
       ? `checkpoint ${entry.checkpoint} was written by instance ${entry.instanceId} at epoch ${entry.epoch}, this directory is instance ${control.instanceId} at epoch ${control.epoch}`
@@ -184,7 +196,10 @@ export const foreignHistory = (control: Control, latest: CheckpointSummary, newe
     const entry = chain[index]
     if (entry === undefined) continue
     const before = index === 0 ? control.lastCheckpoint : entry.checkpoint - 1
-    if (entry.checkpoint !== control.lastCheckpoint + index + 1 || (entry.previous !== undefined && entry.previous !== before)) {
+    if (
+      entry.checkpoint !== control.lastCheckpoint + index + 1 ||
+      (entry.previous !== undefined && entry.previous !== before)
+    ) {
       return `checkpoint ${entry.checkpoint} does not build on checkpoint ${before}`
     }
     const problem = stranger(entry)
@@ -210,54 +225,79 @@ export const planStartup = (
 ): Either.Either<StartupPlan, StartupRefused> => {
   if (control === undefined) {
     if (directoryHasOtherFiles) {
-      return Either.left(new StartupRefused({ reason: "NotOurDirectory", detail: "the data directory is not empty and has no control.json: it is not an effect-s3-tier directory" }))
+      return Either.left(
+        new StartupRefused({
+          reason: "NotOurDirectory",
+          detail: "the data directory is not empty and has no control.json: it is not an effect-s3-tier directory"
+        })
+      )
     }
     return Either.right(bucket.latest === undefined ? { _tag: "Fresh" } : { _tag: "Restore" })
   }
   if (control.store !== bucket.store || control.prefix !== bucket.prefix) {
-    return Either.left(new StartupRefused({
-      reason: "ForeignBucket",
-      detail: `the data directory belongs to ${control.store} prefix ${JSON.stringify(control.prefix)}, not ${bucket.store} prefix ${JSON.stringify(bucket.prefix)}`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "ForeignBucket",
+        detail: `the data directory belongs to ${control.store} prefix ${
+          JSON.stringify(control.prefix)
+        }, not ${bucket.store} prefix ${JSON.stringify(bucket.prefix)}`
+      })
+    )
   }
   if (control.partSizeBytes !== expected.partSizeBytes || control.walSegmentBytes !== expected.walSegmentBytes) {
-    return Either.left(new StartupRefused({
-      reason: "NotOurDirectory",
-      detail: `the data directory was made with part size ${control.partSizeBytes} and WAL segment ${control.walSegmentBytes} bytes; the configuration says ${expected.partSizeBytes} and ${expected.walSegmentBytes}`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "NotOurDirectory",
+        detail:
+          `the data directory was made with part size ${control.partSizeBytes} and WAL segment ${control.walSegmentBytes} bytes; the configuration says ${expected.partSizeBytes} and ${expected.walSegmentBytes}`
+      })
+    )
   }
   const latest = bucket.latest
   if (latest === undefined) {
     if (control.lastCheckpoint === 0) return Either.right({ _tag: "Reopen", control })
-    return Either.left(new StartupRefused({
-      reason: "LocalAhead",
-      detail: `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "LocalAhead",
+        detail:
+          `the directory has checkpoint ${control.lastCheckpoint} but the bucket has none: the bucket lost its checkpoints or is not this directory's`
+      })
+    )
   }
   // Another instance's checkpoint is foreign unless it is the very one this directory opened from
   // (its commit token, unique per commit): a directory restored from another instance's bucket
   // that has not committed a checkpoint of its own yet is in step.
-  const openedFromIt = latest.checkpoint === control.lastCheckpoint && latest.commitToken !== undefined && latest.commitToken === control.baseCommitToken
+  const openedFromIt = latest.checkpoint === control.lastCheckpoint && latest.commitToken !== undefined &&
+    latest.commitToken === control.baseCommitToken
   if (latest.instanceId !== control.instanceId && !openedFromIt) {
-    return Either.left(new StartupRefused({
-      reason: "ForeignInstance",
-      detail: `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over)`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "ForeignInstance",
+        detail:
+          `the bucket's latest checkpoint ${latest.checkpoint} was written by instance ${latest.instanceId}, this directory is instance ${control.instanceId} (it was taken over)`
+      })
+    )
   }
   if (control.lastCheckpoint > latest.checkpoint) {
-    return Either.left(new StartupRefused({
-      reason: "LocalAhead",
-      detail: `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}: the bucket lost checkpoints`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "LocalAhead",
+        detail:
+          `the directory is at checkpoint ${control.lastCheckpoint}, the bucket only at ${latest.checkpoint}: the bucket lost checkpoints`
+      })
+    )
   }
   // Behind only by its own checkpoints (the crash window between a commit and the control file's
   // rewrite, a rewrite that failed): its WAL has every record after the bucket's latest.
   const foreign = control.lastCheckpoint < latest.checkpoint ? foreignHistory(control, latest, bucket.newer) : undefined
   if (foreign !== undefined) {
-    return Either.left(new StartupRefused({
-      reason: "LocalBehind",
-      detail: `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}, and ${foreign} (another history)`
-    }))
+    return Either.left(
+      new StartupRefused({
+        reason: "LocalBehind",
+        detail:
+          `the directory is at checkpoint ${control.lastCheckpoint}, behind the bucket's ${latest.checkpoint}, and ${foreign} (another history)`
+      })
+    )
   }
   return Either.right({ _tag: "Reopen", control })
 }

@@ -80,7 +80,8 @@ export type ObjectStoreError = ObjectNotFound | ObjectStoreUnavailable | ObjectS
 export const isTransient = (error: unknown): boolean => Predicate.isTagged(error, "ObjectStoreUnavailable")
 
 /** Whether an error is a request that did not answer in time (a stalled store shows as these). */
-export const isRequestTimeout = (error: unknown): boolean => Schema.is(ObjectStoreUnavailable)(error) && error.reason === "Timeout"
+export const isRequestTimeout = (error: unknown): boolean =>
+  Schema.is(ObjectStoreUnavailable)(error) && error.reason === "Timeout"
 
 // ---------------------------------------------------------------------------------------------
 // Task queue
@@ -213,19 +214,29 @@ export class CheckpointFailed extends Schema.TaggedError<CheckpointFailed>("effe
 }
 
 /** Why start-up refused a data directory. */
-export type StartupRefusedReason = "ForeignInstance" | "LocalAhead" | "LocalBehind" | "NotOurDirectory" | "ForeignBucket"
+export type StartupRefusedReason =
+  | "ForeignInstance"
+  | "LocalAhead"
+  | "LocalBehind"
+  | "NotOurDirectory"
+  | "ForeignBucket"
 
 /** What the operator should do for each StartupRefused reason (the end of its message). */
 export const startupRefusedRemedy: Readonly<Record<StartupRefusedReason, string>> = {
-  ForeignInstance: "this directory's instance was superseded (another instance took the bucket over) and the directory cannot be reopened, with or without takeOver; " +
+  ForeignInstance:
+    "this directory's instance was superseded (another instance took the bucket over) and the directory cannot be reopened, with or without takeOver; " +
     "to write again from here, open an empty data directory: it restores the bucket's latest checkpoint and archived WAL (refused with BucketLocked while the instance that took over runs); " +
     "records of this directory that were not archived before the take-over are not in the bucket (`restore --dir <empty dir>` shows what the bucket holds)",
-  LocalAhead: "check that the store and prefix are this directory's; if the bucket lost checkpoints (deleted, or replaced by an older copy), put them back; " +
+  LocalAhead:
+    "check that the store and prefix are this directory's; if the bucket lost checkpoints (deleted, or replaced by an older copy), put them back; " +
     "otherwise open an empty data directory to go on from what the bucket holds (this directory's later checkpoints and WAL are not in it)",
-  LocalBehind: "the bucket went on without this directory (a copy of it ran, or another instance took over), so it cannot be reopened; " +
+  LocalBehind:
+    "the bucket went on without this directory (a copy of it ran, or another instance took over), so it cannot be reopened; " +
     "open an empty data directory to go on from the bucket's latest checkpoint and archived WAL (this directory's changes after its last checkpoint are not in it)",
-  NotOurDirectory: "open a missing or empty directory (a new store, or a restore of the bucket), or this tier's own data directory with the partSizeBytes and walSegmentBytes it was made with",
-  ForeignBucket: "open the directory with the store and prefix it belongs to, or use an empty data directory for this bucket"
+  NotOurDirectory:
+    "open a missing or empty directory (a new store, or a restore of the bucket), or this tier's own data directory with the partSizeBytes and walSegmentBytes it was made with",
+  ForeignBucket:
+    "open the directory with the store and prefix it belongs to, or use an empty data directory for this bucket"
 }
 
 /** Start-up refused, like OrioleDB's control check (src/s3/control.c). The message ends with the
@@ -249,17 +260,23 @@ export class BucketLocked extends Schema.TaggedError<BucketLocked>("effect-s3-ti
   epoch: Schema.Number
 }) {
   override get message(): string {
-    return `the bucket is locked by instance ${this.holder} (epoch ${this.epoch}, lock object ${JSON.stringify(this.key)}); stop that instance first; only if it is dead (its process gone for good, not merely unreachable) open with takeOver (CLI \`--take-over\`), which raises the fencing epoch`
+    return `the bucket is locked by instance ${this.holder} (epoch ${this.epoch}, lock object ${
+      JSON.stringify(this.key)
+    }); stop that instance first; only if it is dead (its process gone for good, not merely unreachable) open with takeOver (CLI \`--take-over\`), which raises the fencing epoch`
   }
 }
 
 /** Another live process has the data directory open (its directory lock is held). */
-export class DirectoryLocked extends Schema.TaggedError<DirectoryLocked>("effect-s3-tier/DirectoryLocked")("DirectoryLocked", {
-  path: Schema.String,
-  holder: Schema.String
-}) {
+export class DirectoryLocked
+  extends Schema.TaggedError<DirectoryLocked>("effect-s3-tier/DirectoryLocked")("DirectoryLocked", {
+    path: Schema.String,
+    holder: Schema.String
+  })
+{
   override get message(): string {
-    return `the data directory ${JSON.stringify(this.path)} is in use by ${this.holder}; one process at a time may open it: stop that process first (a lock left by a dead process is replaced at the next open)`
+    return `the data directory ${
+      JSON.stringify(this.path)
+    } is in use by ${this.holder}; one process at a time may open it: stop that process first (a lock left by a dead process is replaced at the next open)`
   }
 }
 
@@ -333,10 +350,12 @@ export class WalGap extends Schema.TaggedError<WalGap>("effect-s3-tier/WalGap")(
  * The application's replay function could not apply a WAL record (`Storage.StorageOptions.replay`):
  * the application fails with it, naming why; start-up then fails with ReplayFailed.
  */
-export class RecordNotApplied extends Schema.TaggedError<RecordNotApplied>("effect-s3-tier/RecordNotApplied")("RecordNotApplied", {
-  detail: Schema.String,
-  cause: Schema.optional(Schema.Unknown)
-}) {
+export class RecordNotApplied
+  extends Schema.TaggedError<RecordNotApplied>("effect-s3-tier/RecordNotApplied")("RecordNotApplied", {
+    detail: Schema.String,
+    cause: Schema.optional(Schema.Unknown)
+  })
+{
   override get message(): string {
     return `the application could not apply the record: ${this.detail}`
   }
@@ -366,10 +385,12 @@ export class WalCorrupt extends Schema.TaggedError<WalCorrupt>("effect-s3-tier/W
 }
 
 /** The bucket's WAL was written with another segment size than the configuration's. */
-export class WalSegmentSizeMismatch extends Schema.TaggedError<WalSegmentSizeMismatch>("effect-s3-tier/WalSegmentSizeMismatch")(
-  "WalSegmentSizeMismatch",
-  { bucketSegmentBytes: Schema.Number, configuredSegmentBytes: Schema.Number, detail: Schema.String }
-) {
+export class WalSegmentSizeMismatch
+  extends Schema.TaggedError<WalSegmentSizeMismatch>("effect-s3-tier/WalSegmentSizeMismatch")(
+    "WalSegmentSizeMismatch",
+    { bucketSegmentBytes: Schema.Number, configuredSegmentBytes: Schema.Number, detail: Schema.String }
+  )
+{
   override get message(): string {
     return `the bucket's WAL segments are ${this.bucketSegmentBytes} bytes, the configuration says ${this.configuredSegmentBytes} (walSegmentBytes): ${this.detail}`
   }
@@ -381,22 +402,27 @@ export class WalSegmentSizeMismatch extends Schema.TaggedError<WalSegmentSizeMis
 
 /** A reader's lease expired before a renewal landed: the garbage collector may have removed the
  * checkpoint's objects, so nothing the reader read after that can be trusted. */
-export class ReaderLeaseLost extends Schema.TaggedError<ReaderLeaseLost>("effect-s3-tier/ReaderLeaseLost")("ReaderLeaseLost", {
-  id: Schema.String,
-  checkpoint: Schema.Number,
-  detail: Schema.String
-}) {
+export class ReaderLeaseLost
+  extends Schema.TaggedError<ReaderLeaseLost>("effect-s3-tier/ReaderLeaseLost")("ReaderLeaseLost", {
+    id: Schema.String,
+    checkpoint: Schema.Number,
+    detail: Schema.String
+  })
+{
   override get message(): string {
     return `the reader lease ${this.id} on checkpoint ${this.checkpoint} was lost: ${this.detail}`
   }
 }
 
 /** What to do for each RestoreRefused reason (the end of its message). */
-export const restoreRefusedRemedy: Readonly<Record<"Expired" | "OutsideWindow" | "BeyondArchive" | "NoCheckpoint", string>> = {
+export const restoreRefusedRemedy: Readonly<
+  Record<"Expired" | "OutsideWindow" | "BeyondArchive" | "NoCheckpoint", string>
+> = {
   Expired: "choose a target at or after the oldest restorable checkpoint",
   OutsideWindow: "choose a target at or after the oldest restorable checkpoint",
   BeyondArchive: "choose a target below the archived WAL's end, or restore the latest state",
-  NoCheckpoint: "check the store and prefix; a writer commits its first checkpoint at its first periodic checkpoint or its clean shutdown"
+  NoCheckpoint:
+    "check the store and prefix; a writer commits its first checkpoint at its first periodic checkpoint or its clean shutdown"
 }
 
 /**
@@ -405,10 +431,12 @@ export const restoreRefusedRemedy: Readonly<Record<"Expired" | "OutsideWindow" |
  * checkpoint; BeyondArchive: past the archived WAL's end), or the bucket has no checkpoint at all
  * (NoCheckpoint). The message is one line naming the window.
  */
-export class RestoreRefused extends Schema.TaggedError<RestoreRefused>("effect-s3-tier/RestoreRefused")("RestoreRefused", {
-  reason: Schema.Literal("Expired", "OutsideWindow", "BeyondArchive", "NoCheckpoint"),
-  detail: Schema.String
-}) {
+export class RestoreRefused
+  extends Schema.TaggedError<RestoreRefused>("effect-s3-tier/RestoreRefused")("RestoreRefused", {
+    reason: Schema.Literal("Expired", "OutsideWindow", "BeyondArchive", "NoCheckpoint"),
+    detail: Schema.String
+  })
+{
   override get message(): string {
     return `${this.detail}; ${restoreRefusedRemedy[this.reason]}`
   }
@@ -440,7 +468,9 @@ export class InvalidId extends Schema.TaggedError<InvalidId>("effect-s3-tier/Inv
  */
 export const messageOf = (error: unknown): string => {
   if (error instanceof Error && error.message !== "") return error.message
-  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") return error.message
+  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") {
+    return error.message
+  }
   if (Predicate.hasProperty(error, "_tag") && Predicate.isString(error._tag)) return error._tag
   return String(error)
 }

@@ -103,15 +103,24 @@ export const epoch = (value: number): Epoch => Epoch.make(value)
 
 const describeValue = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)
-  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) return String(value)
+  if (typeof value === "number" || typeof value === "boolean" || value === null || value === undefined) {
+    return String(value)
+  }
   return typeof value
 }
 
 const decoderOf = <A, I>(schema: Schema.Schema<A, I>, kind: string) => {
   const decode = Schema.decodeUnknownEither(schema)
   return (value: unknown): Either.Either<A, InvalidId> =>
-    Either.mapLeft(decode(value), (error) =>
-      new InvalidId({ kind, value: describeValue(value), detail: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.message).join("; ") }))
+    Either.mapLeft(
+      decode(value),
+      (error) =>
+        new InvalidId({
+          kind,
+          value: describeValue(value),
+          detail: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.message).join("; ")
+        })
+    )
 }
 
 /**

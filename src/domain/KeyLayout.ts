@@ -31,16 +31,16 @@
 import { Either, Option, Schema } from "effect"
 import {
   type CheckpointNumber,
-  type Epoch,
-  type FileId,
-  type PartIndex,
-  type SegmentNumber,
-  type Sha256Hex,
   CheckpointNumber as CheckpointNumberSchema,
+  type Epoch,
   Epoch as EpochSchema,
+  type FileId,
   FileId as FileIdSchema,
+  type PartIndex,
   PartIndex as PartIndexSchema,
+  type SegmentNumber,
   SegmentNumber as SegmentNumberSchema,
+  type Sha256Hex,
   Sha256Hex as Sha256HexSchema
 } from "./Ids.js"
 
@@ -51,8 +51,19 @@ export interface KeyLayout {
 
 /** Every kind of key, as data. @category models */
 export type BucketKey =
-  | { readonly _tag: "Part"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly part: PartIndex; readonly sha256: Sha256Hex }
-  | { readonly _tag: "FileManifest"; readonly checkpoint: CheckpointNumber; readonly file: FileId; readonly sha256: Sha256Hex }
+  | {
+    readonly _tag: "Part"
+    readonly checkpoint: CheckpointNumber
+    readonly file: FileId
+    readonly part: PartIndex
+    readonly sha256: Sha256Hex
+  }
+  | {
+    readonly _tag: "FileManifest"
+    readonly checkpoint: CheckpointNumber
+    readonly file: FileId
+    readonly sha256: Sha256Hex
+  }
   | { readonly _tag: "Checkpoint"; readonly checkpoint: CheckpointNumber }
   /** An archived WAL segment; `epoch` absent: the key form without one (older buckets). */
   | { readonly _tag: "Wal"; readonly segment: SegmentNumber; readonly epoch?: Epoch }
@@ -70,8 +81,12 @@ export const validatePrefix = (prefix: string): Either.Either<string, string> =>
   if (prefix.length > 256) return Either.left("a prefix is at most 256 characters")
   if (/[\u0000-\u001f\u007f\\]/.test(prefix)) return Either.left("a prefix has no control characters or backslashes")
   for (const segment of prefix.split("/")) {
-    if (segment === "") return Either.left(`prefix ${JSON.stringify(prefix)} has an empty segment (leading, trailing or double '/')`)
-    if (segment === "." || segment === "..") return Either.left(`prefix ${JSON.stringify(prefix)} has a '.' or '..' segment`)
+    if (segment === "") {
+      return Either.left(`prefix ${JSON.stringify(prefix)} has an empty segment (leading, trailing or double '/')`)
+    }
+    if (segment === "." || segment === "..") {
+      return Either.left(`prefix ${JSON.stringify(prefix)} has a '.' or '..' segment`)
+    }
   }
   return Either.right(prefix)
 }
@@ -93,13 +108,19 @@ const join = (layout: KeyLayout, rest: string): string => (layout.prefix === "" 
 export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
   switch (key._tag) {
     case "Part":
-      return join(layout, `data/${pad(key.checkpoint, checkpointDigits)}/${key.file}/${pad(key.part, partDigits)}-${key.sha256}`)
+      return join(
+        layout,
+        `data/${pad(key.checkpoint, checkpointDigits)}/${key.file}/${pad(key.part, partDigits)}-${key.sha256}`
+      )
     case "FileManifest":
       return join(layout, `manifests/${pad(key.checkpoint, checkpointDigits)}/${key.file}.${key.sha256}.json`)
     case "Checkpoint":
       return join(layout, `checkpoints/${pad(key.checkpoint, checkpointDigits)}`)
     case "Wal":
-      return join(layout, `wal/${padHex(key.segment, segmentDigits)}${key.epoch === undefined ? "" : `-${pad(key.epoch, epochDigits)}`}`)
+      return join(
+        layout,
+        `wal/${padHex(key.segment, segmentDigits)}${key.epoch === undefined ? "" : `-${pad(key.epoch, epochDigits)}`}`
+      )
     case "Lock":
       return join(layout, "lock")
     case "Lease":
@@ -108,11 +129,20 @@ export const keyOf = (layout: KeyLayout, key: BucketKey): string => {
 }
 
 /** A part's key: `data/<N>/<fileId>/<part>-<sha256>`, under the checkpoint open when it was written. */
-export const partKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, part: PartIndex, sha256: Sha256Hex): string =>
-  keyOf(layout, { _tag: "Part", checkpoint, file, part, sha256 })
+export const partKey = (
+  layout: KeyLayout,
+  checkpoint: CheckpointNumber,
+  file: FileId,
+  part: PartIndex,
+  sha256: Sha256Hex
+): string => keyOf(layout, { _tag: "Part", checkpoint, file, part, sha256 })
 /** A file manifest's key: `manifests/<N>/<fileId>.<sha256>.json`. */
-export const fileManifestKey = (layout: KeyLayout, checkpoint: CheckpointNumber, file: FileId, sha256: Sha256Hex): string =>
-  keyOf(layout, { _tag: "FileManifest", checkpoint, file, sha256 })
+export const fileManifestKey = (
+  layout: KeyLayout,
+  checkpoint: CheckpointNumber,
+  file: FileId,
+  sha256: Sha256Hex
+): string => keyOf(layout, { _tag: "FileManifest", checkpoint, file, sha256 })
 /** Checkpoint N's root manifest (its commit marker, or its tombstone once expired). */
 export const checkpointKey = (layout: KeyLayout, checkpoint: CheckpointNumber): string =>
   keyOf(layout, { _tag: "Checkpoint", checkpoint })
@@ -160,10 +190,13 @@ const parsePart = (rest: string): Option.Option<BucketKey> => {
   const leaf = rest.slice(lastSlash + 1)
   const dash = leaf.indexOf("-")
   if (dash < 0) return Option.none()
-  return Option.gen(function* () {
+  return Option.gen(function*() {
     const checkpoint = yield* parseCheckpoint(rest.slice(0, firstSlash))
     const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, lastSlash))
-    const part = yield* Option.flatMap(decimal(leaf.slice(0, dash), partDigits), (n) => decodeOption(PartIndexSchema, n))
+    const part = yield* Option.flatMap(
+      decimal(leaf.slice(0, dash), partDigits),
+      (n) => decodeOption(PartIndexSchema, n)
+    )
     const sha256 = yield* decodeOption(Sha256HexSchema, leaf.slice(dash + 1))
     return { _tag: "Part", checkpoint, file, part, sha256 } as const
   })
@@ -176,7 +209,7 @@ const parseFileManifest = (rest: string): Option.Option<BucketKey> => {
   if (firstSlash < 0 || !rest.endsWith(".json") || rest.length - firstSlash - 1 <= suffixLength) return Option.none()
   const shaStart = rest.length - ".json".length - 64
   if (rest[shaStart - 1] !== ".") return Option.none()
-  return Option.gen(function* () {
+  return Option.gen(function*() {
     const checkpoint = yield* parseCheckpoint(rest.slice(0, firstSlash))
     const file = yield* decodeOption(FileIdSchema, rest.slice(firstSlash + 1, shaStart - 1))
     const sha256 = yield* decodeOption(Sha256HexSchema, rest.slice(shaStart, rest.length - ".json".length))
@@ -186,11 +219,18 @@ const parseFileManifest = (rest: string): Option.Option<BucketKey> => {
 
 const parseWal = (rest: string): Option.Option<BucketKey> => {
   // rest = <segment:16 hex> or <segment:16 hex>-<epoch:16>
-  const segment = Option.flatMap(hexadecimal(rest.slice(0, segmentDigits), segmentDigits), (n) => decodeOption(SegmentNumberSchema, n))
+  const segment = Option.flatMap(
+    hexadecimal(rest.slice(0, segmentDigits), segmentDigits),
+    (n) => decodeOption(SegmentNumberSchema, n)
+  )
   if (rest.length === segmentDigits) return Option.map(segment, (value) => ({ _tag: "Wal", segment: value }) as const)
   if (rest[segmentDigits] !== "-") return Option.none()
   const epoch = Option.flatMap(decimal(rest.slice(segmentDigits + 1), epochDigits), (n) => decodeOption(EpochSchema, n))
-  return Option.zipWith(segment, epoch, (value, epochValue) => ({ _tag: "Wal", segment: value, epoch: epochValue }) as const)
+  return Option.zipWith(
+    segment,
+    epoch,
+    (value, epochValue) => ({ _tag: "Wal", segment: value, epoch: epochValue }) as const
+  )
 }
 
 /** Parses a key of this layout; `None` for anything else (a foreign object, another prefix). */
@@ -202,7 +242,10 @@ export const parseKey = (layout: KeyLayout, key: string): Option.Option<BucketKe
   if (local.startsWith("data/")) return parsePart(local.slice("data/".length))
   if (local.startsWith("manifests/")) return parseFileManifest(local.slice("manifests/".length))
   if (local.startsWith("checkpoints/")) {
-    return Option.map(parseCheckpoint(local.slice("checkpoints/".length)), (checkpoint) => ({ _tag: "Checkpoint", checkpoint }) as const)
+    return Option.map(
+      parseCheckpoint(local.slice("checkpoints/".length)),
+      (checkpoint) => ({ _tag: "Checkpoint", checkpoint }) as const
+    )
   }
   if (local.startsWith("wal/")) return parseWal(local.slice("wal/".length))
   if (local.startsWith("leases/")) {

@@ -32,7 +32,8 @@ export type ReaderLease = typeof ReaderLease.Type
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
-export const encode = (lease: ReaderLease): Uint8Array => encoder.encode(JSON.stringify(Schema.encodeSync(ReaderLease)(lease)))
+export const encode = (lease: ReaderLease): Uint8Array =>
+  encoder.encode(JSON.stringify(Schema.encodeSync(ReaderLease)(lease)))
 
 /** Decodes a lease read from `key`; anything else is a CorruptObject naming the key. */
 export const decode = (key: string, bytes: Uint8Array): Either.Either<ReaderLease, CorruptObject> => {
@@ -44,6 +45,7 @@ export const decode = (key: string, bytes: Uint8Array): Either.Either<ReaderLeas
   }
   return Either.mapLeft(
     Schema.decodeUnknownEither(ReaderLease)(json, { onExcessProperty: "ignore" }),
-    (error) => new CorruptObject({ key, detail: `not a valid lease: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+    (error) =>
+      new CorruptObject({ key, detail: `not a valid lease: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
   )
 }

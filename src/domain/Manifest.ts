@@ -19,8 +19,8 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
 import { Either, ParseResult, Schema } from "effect"
+import { createHash } from "node:crypto"
 import { CorruptObject } from "./Errors.js"
 import { CheckpointNumber, Epoch, FileId, InstanceId, Lsn, PartIndex, Sha256Hex } from "./Ids.js"
 
@@ -74,7 +74,9 @@ const decodeParts = (parts: ReadonlyArray<unknown>): Either.Either<ReadonlyArray
       !isIndex(tuple[0], 2 ** 31 - 1) || !isIndex(tuple[1], Number.MAX_SAFE_INTEGER) ||
       typeof tuple[2] !== "string" || !shaPattern.test(tuple[2]) || !isIndex(tuple[3], Number.MAX_SAFE_INTEGER)
     ) {
-      return Either.left(`part entry ${index} is not [part, checkpoint, sha256, sizeBytes]: ${JSON.stringify(tuple)?.slice(0, 200)}`)
+      return Either.left(
+        `part entry ${index} is not [part, checkpoint, sha256, sizeBytes]: ${JSON.stringify(tuple)?.slice(0, 200)}`
+      )
     }
     // Each element was checked just above against the same bounds as the branded schemas.
     decoded[index] = tuple as unknown as PartEntry
@@ -121,7 +123,10 @@ export type CheckpointManifest = typeof CheckpointManifest.Type
 /** A root manifest about to be committed: it carries its attempt's commit token. */
 export type RootManifest = CheckpointManifest & { readonly commitToken: string }
 
-const byFile = (left: FileEntry, right: FileEntry): number => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)
+const byFile = (
+  left: FileEntry,
+  right: FileEntry
+): number => (left.file < right.file ? -1 : left.file > right.file ? 1 : 0)
 
 /**
  * The root manifest of checkpoint `checkpoint`, built on `previous`, by `writer`. The one constructor
@@ -232,7 +237,9 @@ export const commitOwner = (
   earlierTokens: ReadonlySet<string>
 ): CommitOwner => {
   if (found.epoch > attempt.epoch) return "newer-epoch"
-  if (found.instanceId !== attempt.instanceId || found.epoch !== attempt.epoch || found.commitToken === undefined) return "other-writer"
+  if (found.instanceId !== attempt.instanceId || found.epoch !== attempt.epoch || found.commitToken === undefined) {
+    return "other-writer"
+  }
   if (found.commitToken === attempt.commitToken) return "this-attempt"
   return earlierTokens.has(found.commitToken) ? "earlier-attempt" : "other-writer"
 }
@@ -247,8 +254,12 @@ export const fileManifestProblem = (manifest: FileManifest, partSizeBytes: numbe
   let previousPart = -1
   for (const [part, checkpoint, , sizeBytes] of manifest.parts) {
     if (part <= previousPart) return `part ${part} is out of order or duplicated`
-    if (sizeBytes > partSizeBytes) return `part ${part} has ${sizeBytes} bytes, more than the part size ${partSizeBytes}`
-    if (checkpoint > manifest.checkpoint + 1) return `part ${part} names checkpoint ${checkpoint}, after ${manifest.checkpoint + 1}`
+    if (sizeBytes > partSizeBytes) {
+      return `part ${part} has ${sizeBytes} bytes, more than the part size ${partSizeBytes}`
+    }
+    if (checkpoint > manifest.checkpoint + 1) {
+      return `part ${part} names checkpoint ${checkpoint}, after ${manifest.checkpoint + 1}`
+    }
     previousPart = part
   }
   return undefined
@@ -256,11 +267,17 @@ export const fileManifestProblem = (manifest: FileManifest, partSizeBytes: numbe
 
 /** Files sorted without duplicates, each file manifest not newer than the checkpoint. */
 export const checkpointManifestProblem = (manifest: CheckpointManifest): string | undefined => {
-  if (manifest.previous >= manifest.checkpoint) return `previous checkpoint ${manifest.previous} is not before ${manifest.checkpoint}`
+  if (manifest.previous >= manifest.checkpoint) {
+    return `previous checkpoint ${manifest.previous} is not before ${manifest.checkpoint}`
+  }
   let previousFile: string | undefined
   for (const entry of manifest.files) {
-    if (previousFile !== undefined && entry.file <= previousFile) return `file ${entry.file} is out of order or duplicated`
-    if (entry.manifestCheckpoint > manifest.checkpoint) return `file ${entry.file} names manifest ${entry.manifestCheckpoint}, after the checkpoint`
+    if (previousFile !== undefined && entry.file <= previousFile) {
+      return `file ${entry.file} is out of order or duplicated`
+    }
+    if (entry.manifestCheckpoint > manifest.checkpoint) {
+      return `file ${entry.file} names manifest ${entry.manifestCheckpoint}, after the checkpoint`
+    }
     previousFile = entry.file
   }
   return undefined
@@ -276,22 +293,35 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 
-const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8Array, what: string): Either.Either<A, CorruptObject> => {
+const decodeJson = <A, I>(
+  schema: Schema.Schema<A, I>,
+  key: string,
+  bytes: Uint8Array,
+  what: string
+): Either.Either<A, CorruptObject> => {
   let json: unknown
   try {
     json = JSON.parse(textDecoder.decode(bytes))
   } catch (cause) {
-    return Either.left(new CorruptObject({ key, detail: `not a JSON ${what} (${bytes.length} bytes): ${String(cause)}` }))
+    return Either.left(
+      new CorruptObject({ key, detail: `not a JSON ${what} (${bytes.length} bytes): ${String(cause)}` })
+    )
   }
   if (typeof json === "object" && json !== null && "format" in json) {
     const format = (json as { format: unknown }).format
     if (format !== fileManifestFormat && format !== checkpointManifestFormat && format !== expiredCheckpointFormat) {
-      return Either.left(new CorruptObject({ key, detail: `unknown format ${JSON.stringify(format)} (this version reads ${what} format 1)` }))
+      return Either.left(
+        new CorruptObject({
+          key,
+          detail: `unknown format ${JSON.stringify(format)} (this version reads ${what} format 1)`
+        })
+      )
     }
   }
   return Either.mapLeft(
     Schema.decodeUnknownEither(schema)(json, { onExcessProperty: "ignore" }),
-    (error) => new CorruptObject({ key, detail: `not a valid ${what}: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+    (error) =>
+      new CorruptObject({ key, detail: `not a valid ${what}: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
   )
 }
 
@@ -299,9 +329,11 @@ const decodeJson = <A, I>(schema: Schema.Schema<A, I>, key: string, bytes: Uint8
  * form is its type form, and a per-element Schema encode would cost seconds at a million parts. */
 export const encodeFileManifest = (manifest: FileManifest): Uint8Array => textEncoder.encode(JSON.stringify(manifest))
 /** A root manifest's bytes (JSON). */
-export const encodeCheckpointManifest = (manifest: CheckpointManifest): Uint8Array => encodeJson(CheckpointManifest, manifest)
+export const encodeCheckpointManifest = (manifest: CheckpointManifest): Uint8Array =>
+  encodeJson(CheckpointManifest, manifest)
 /** A tombstone's bytes (JSON). */
-export const encodeExpiredCheckpoint = (tombstone: ExpiredCheckpoint): Uint8Array => encodeJson(ExpiredCheckpoint, tombstone)
+export const encodeExpiredCheckpoint = (tombstone: ExpiredCheckpoint): Uint8Array =>
+  encodeJson(ExpiredCheckpoint, tombstone)
 
 /** Decodes and validates a file manifest read from `key` against the digest its root manifest names. */
 export const decodeFileManifest = (
@@ -311,14 +343,18 @@ export const decodeFileManifest = (
 ): Either.Either<FileManifest, CorruptObject> => {
   const actual = sha256Hex(bytes)
   if (actual !== expected.sha256) {
-    return Either.left(new CorruptObject({ key, detail: `its SHA-256 is ${actual}, the root manifest says ${expected.sha256}` }))
+    return Either.left(
+      new CorruptObject({ key, detail: `its SHA-256 is ${actual}, the root manifest says ${expected.sha256}` })
+    )
   }
   const envelope = decodeJson(FileManifestEnvelope, key, bytes, "file manifest")
   return Either.flatMap(envelope, (decodedEnvelope) => {
     const parts = decodeParts(decodedEnvelope.parts)
     if (Either.isLeft(parts)) return Either.left(new CorruptObject({ key, detail: parts.left }))
     const manifest: FileManifest = { ...decodedEnvelope, parts: parts.right }
-    if (manifest.file !== expected.file) return Either.left(new CorruptObject({ key, detail: `names file ${manifest.file}, expected ${expected.file}` }))
+    if (manifest.file !== expected.file) {
+      return Either.left(new CorruptObject({ key, detail: `names file ${manifest.file}, expected ${expected.file}` }))
+    }
     const problem = fileManifestProblem(manifest, expected.partSizeBytes)
     return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
   })
@@ -331,33 +367,63 @@ const isTombstone = (bytes: Uint8Array): boolean => {
   if (Buffer.from(bytes.subarray(0, 128)).indexOf(tombstoneMark) < 0) return false
   try {
     const json: unknown = JSON.parse(textDecoder.decode(bytes))
-    return typeof json === "object" && json !== null && (json as { format?: unknown }).format === expiredCheckpointFormat
+    return typeof json === "object" && json !== null &&
+      (json as { format?: unknown }).format === expiredCheckpointFormat
   } catch {
     return false
   }
 }
 
 /** Decodes what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
-export const decodeRootObject = (key: string, bytes: Uint8Array, expectedCheckpoint: CheckpointNumber): Either.Either<RootObject, CorruptObject> => {
-  if (!isTombstone(bytes)) return Either.map(decodeCheckpointManifest(key, bytes, expectedCheckpoint), (manifest) => ({ _tag: "Committed", manifest }) as const)
-  return Either.flatMap(decodeJson(ExpiredCheckpoint, key, bytes, "expired checkpoint"), (tombstone) =>
-    tombstone.checkpoint === expectedCheckpoint
-      ? Either.right({ _tag: "Expired", tombstone } as const)
-      : Either.left(new CorruptObject({ key, detail: `holds the tombstone of checkpoint ${tombstone.checkpoint}, expected ${expectedCheckpoint}` })))
+export const decodeRootObject = (
+  key: string,
+  bytes: Uint8Array,
+  expectedCheckpoint: CheckpointNumber
+): Either.Either<RootObject, CorruptObject> => {
+  if (!isTombstone(bytes)) {
+    return Either.map(
+      decodeCheckpointManifest(key, bytes, expectedCheckpoint),
+      (manifest) => ({ _tag: "Committed", manifest }) as const
+    )
+  }
+  return Either.flatMap(
+    decodeJson(ExpiredCheckpoint, key, bytes, "expired checkpoint"),
+    (tombstone) =>
+      tombstone.checkpoint === expectedCheckpoint
+        ? Either.right({ _tag: "Expired", tombstone } as const)
+        : Either.left(
+          new CorruptObject({
+            key,
+            detail: `holds the tombstone of checkpoint ${tombstone.checkpoint}, expected ${expectedCheckpoint}`
+          })
+        )
+  )
 }
 
 /** Decodes and validates a root manifest read from `key`; a tombstone is a CorruptObject saying the
  * checkpoint has expired (use `decodeRootObject` to tell the two apart). */
-export const decodeCheckpointManifest = (key: string, bytes: Uint8Array, expectedCheckpoint: CheckpointNumber): Either.Either<CheckpointManifest, CorruptObject> =>
+export const decodeCheckpointManifest = (
+  key: string,
+  bytes: Uint8Array,
+  expectedCheckpoint: CheckpointNumber
+): Either.Either<CheckpointManifest, CorruptObject> =>
   isTombstone(bytes)
-    ? Either.left(new CorruptObject({ key, detail: `checkpoint ${expectedCheckpoint} has expired: its root manifest is a tombstone` }))
+    ? Either.left(
+      new CorruptObject({
+        key,
+        detail: `checkpoint ${expectedCheckpoint} has expired: its root manifest is a tombstone`
+      })
+    )
     : Either.flatMap(decodeJson(CheckpointManifest, key, bytes, "checkpoint manifest"), (manifest) => {
       if (manifest.checkpoint !== expectedCheckpoint) {
-        return Either.left(new CorruptObject({ key, detail: `holds checkpoint ${manifest.checkpoint}, expected ${expectedCheckpoint}` }))
+        return Either.left(
+          new CorruptObject({ key, detail: `holds checkpoint ${manifest.checkpoint}, expected ${expectedCheckpoint}` })
+        )
       }
       const problem = checkpointManifestProblem(manifest)
       return problem === undefined ? Either.right(manifest) : Either.left(new CorruptObject({ key, detail: problem }))
     })
 
 /** SHA-256 of bytes, as lowercase hex (synchronous and deterministic). */
-export const sha256Hex = (bytes: Uint8Array): Sha256Hex => Sha256Hex.make(createHash("sha256").update(bytes).digest("hex"))
+export const sha256Hex = (bytes: Uint8Array): Sha256Hex =>
+  Sha256Hex.make(createHash("sha256").update(bytes).digest("hex"))

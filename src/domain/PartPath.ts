@@ -14,7 +14,7 @@
  */
 import { Either, Option, Schema } from "effect"
 import { InvalidRange } from "./Errors.js"
-import { FileId as FileIdSchema, type FileId, type PartIndex, PartIndex as PartIndexSchema } from "./Ids.js"
+import { type FileId, FileId as FileIdSchema, type PartIndex, PartIndex as PartIndexSchema } from "./Ids.js"
 
 /** The directory of every part file. */
 export const partsDirectory = "parts"
@@ -60,9 +60,15 @@ export interface PartSlice {
 }
 
 /** The parts the byte range [offset, offset + length) of a file covers, in order. */
-export const partSlices = (partSizeBytes: number, offset: number, length: number): Either.Either<Array<PartSlice>, InvalidRange> => {
+export const partSlices = (
+  partSizeBytes: number,
+  offset: number,
+  length: number
+): Either.Either<Array<PartSlice>, InvalidRange> => {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-    return Either.left(new InvalidRange({ detail: `offset ${offset} and length ${length} must be non-negative integers` }))
+    return Either.left(
+      new InvalidRange({ detail: `offset ${offset} and length ${length} must be non-negative integers` })
+    )
   }
   const end = offset + length
   if (length > 0 && Math.floor((end - 1) / partSizeBytes) > 2 ** 31 - 1) {

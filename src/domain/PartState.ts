@@ -170,7 +170,9 @@ export const remoteOnly = (remote: RemotePart): PartState => ({ ...empty, remote
  * SHA-256 matched), else dirty with a version the bucket does not have yet (it was written after
  * the last checkpoint, or without any remote at all).
  */
-export const localCopy = (options: { readonly sizeBytes: number; readonly remote: RemotePart | undefined; readonly matchesRemote: boolean }): PartState => {
+export const localCopy = (
+  options: { readonly sizeBytes: number; readonly remote: RemotePart | undefined; readonly matchesRemote: boolean }
+): PartState => {
   const clean = options.matchesRemote && options.remote !== undefined
   return {
     ...empty,
@@ -188,7 +190,8 @@ export const localCopy = (options: { readonly sizeBytes: number; readonly remote
 
 /** Whether the eviction rule allows evicting the part now (invariant 1). */
 export const isEvictable = (state: PartState): boolean =>
-  state.status === "Loaded" && state.leases === 0 && state.usage === 0 && !state.dirty && !state.writing && !state.scheduled
+  state.status === "Loaded" && state.leases === 0 && state.usage === 0 && !state.dirty && !state.writing &&
+  !state.scheduled
 
 /** Whether the bucket lacks the part's current content (dirty, or its upload is in flight). */
 export const needsUpload = (state: PartState): boolean => state.dirty || state.writing
@@ -205,7 +208,9 @@ export const describeState = (state: PartState): string =>
     state.dirty ? "dirty" : "",
     state.scheduled ? "scheduled" : "",
     state.writing ? "writing" : "",
-    `v${state.version}/${state.uploadedVersion}${state.uploadingVersion === undefined ? "" : `/uploading ${state.uploadingVersion}`}`,
+    `v${state.version}/${state.uploadedVersion}${
+      state.uploadingVersion === undefined ? "" : `/uploading ${state.uploadingVersion}`
+    }`,
     `usage=${state.usage}`,
     `${state.sizeBytes}B`,
     state.remote === undefined ? "no-remote" : `remote@${state.remote.checkpoint}`
@@ -217,23 +222,35 @@ const isCount = (value: number): boolean => Number.isSafeInteger(value) && value
 export const invariantProblem = (state: PartState): string | undefined => {
   if (!isCount(state.leases)) return `lease count ${state.leases} is not a non-negative integer`
   if (!isCount(state.usage) || state.usage > usageMax) return `usage ${state.usage} is not within 0..${usageMax}`
-  if (!isCount(state.version) || !isCount(state.uploadedVersion)) return `versions ${state.version}/${state.uploadedVersion} are not non-negative integers`
-  if (state.uploadedVersion > state.version) return `uploaded version ${state.uploadedVersion} is newer than the version ${state.version}`
+  if (!isCount(state.version) || !isCount(state.uploadedVersion)) {
+    return `versions ${state.version}/${state.uploadedVersion} are not non-negative integers`
+  }
+  if (state.uploadedVersion > state.version) {
+    return `uploaded version ${state.uploadedVersion} is newer than the version ${state.version}`
+  }
   if (!isCount(state.sizeBytes)) return `size ${state.sizeBytes} is not a non-negative integer`
   if (state.status !== "Loaded") {
     if (state.leases > 0) return `a ${state.status} part holds ${state.leases} leases`
-    if (state.dirty || state.writing || state.scheduled) return `a ${state.status} part is dirty, scheduled or being written`
+    if (state.dirty || state.writing || state.scheduled) {
+      return `a ${state.status} part is dirty, scheduled or being written`
+    }
   }
   if (state.scheduled && !state.dirty) return "scheduled but not dirty"
   if (state.scheduled && state.writing) return "scheduled while an upload is in flight"
-  if (state.writing !== (state.uploadingVersion !== undefined)) return "writing without an uploading version, or the reverse"
-  if (state.uploadingVersion !== undefined && (!isCount(state.uploadingVersion) || state.uploadingVersion > state.version)) {
+  if (state.writing !== (state.uploadingVersion !== undefined)) {
+    return "writing without an uploading version, or the reverse"
+  }
+  if (
+    state.uploadingVersion !== undefined && (!isCount(state.uploadingVersion) || state.uploadingVersion > state.version)
+  ) {
     return `uploading version ${state.uploadingVersion} is not a version of this part`
   }
   if (!state.dirty && !state.writing && state.uploadedVersion !== state.version) {
     return `clean, but version ${state.version} was never uploaded (uploaded ${state.uploadedVersion})`
   }
-  if (state.remote === undefined && state.uploadedVersion !== 0) return `uploaded version ${state.uploadedVersion} but no remote object`
+  if (state.remote === undefined && state.uploadedVersion !== 0) {
+    return `uploaded version ${state.uploadedVersion} but no remote object`
+  }
   if ((state.status === "NotLoaded" || state.status === "Loading") && state.sizeBytes !== 0) {
     return `a ${state.status} part counts ${state.sizeBytes} local bytes`
   }
@@ -255,11 +272,15 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
   switch (event._tag) {
     case "BeginLoad":
       if (state.status !== "NotLoaded") return reject(event._tag, state, "only a NotLoaded part starts loading")
-      if (state.remote === undefined) return reject(event._tag, state, "the part has no remote object to download (a lease makes it Loaded at once)")
+      if (state.remote === undefined) {
+        return reject(event._tag, state, "the part has no remote object to download (a lease makes it Loaded at once)")
+      }
       return next({ ...state, status: "Loading" })
     case "LoadSucceeded":
       if (state.status !== "Loading") return reject(event._tag, state, "only a Loading part finishes loading")
-      if (!isCount(event.sizeBytes)) return reject(event._tag, state, `size ${event.sizeBytes} is not a non-negative integer`)
+      if (!isCount(event.sizeBytes)) {
+        return reject(event._tag, state, `size ${event.sizeBytes} is not a non-negative integer`)
+      }
       return next({ ...state, status: "Loaded", usage: 1, sizeBytes: event.sizeBytes })
     case "LoadFailed":
       if (state.status !== "Loading") return reject(event._tag, state, "only a Loading part fails loading")
@@ -273,7 +294,9 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
       return next({ ...state, leases: state.leases + 1, usage: Math.min(usageMax, state.usage + 1) })
     case "Release":
       if (state.status !== "Loaded" || state.leases === 0) return reject(event._tag, state, "no lease is held")
-      if (!isCount(event.writtenEndBytes)) return reject(event._tag, state, `written end ${event.writtenEndBytes} is not a non-negative integer`)
+      if (!isCount(event.writtenEndBytes)) {
+        return reject(event._tag, state, `written end ${event.writtenEndBytes} is not a non-negative integer`)
+      }
       if (!event.wrote) return next({ ...state, leases: state.leases - 1 })
       return next({
         ...state,
@@ -294,7 +317,11 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
     case "UploadSucceeded": {
       if (!state.writing) return reject(event._tag, state, "no upload is in flight")
       if (event.version !== state.uploadingVersion) {
-        return reject(event._tag, state, `the upload in flight read version ${state.uploadingVersion}, not ${event.version}`)
+        return reject(
+          event._tag,
+          state,
+          `the upload in flight read version ${state.uploadingVersion}, not ${event.version}`
+        )
       }
       const newer = event.version >= state.uploadedVersion
       return next({
@@ -310,7 +337,11 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
       return next({ ...state, writing: false, uploadingVersion: undefined, dirty: true, scheduled: true })
     case "BeginEvict":
       if (!isEvictable(state)) {
-        return reject(event._tag, state, "only a Loaded, unleased, usage-0, clean part that is not being written is evicted")
+        return reject(
+          event._tag,
+          state,
+          "only a Loaded, unleased, usage-0, clean part that is not being written is evicted"
+        )
       }
       return next({ ...state, status: "Evicting" })
     case "EvictDone":
@@ -340,7 +371,10 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
 }
 
 /** Applies events in order, stopping at the first rejection. */
-export const applyAll = (state: PartState, events: Iterable<PartEvent>): Either.Either<PartState, TransitionRejected> => {
+export const applyAll = (
+  state: PartState,
+  events: Iterable<PartEvent>
+): Either.Either<PartState, TransitionRejected> => {
   let current = state
   for (const event of events) {
     const result = transition(current, event)

@@ -16,8 +16,8 @@
  *
  * @since 0.2.0
  */
-import * as Wal from "./Wal.js"
 import type { BucketKey } from "./KeyLayout.js"
+import * as Wal from "./Wal.js"
 
 /** How much history a bucket keeps. @category models */
 export interface RetentionPolicy {
@@ -143,7 +143,17 @@ export type ObjectKind = "part" | "file-manifest" | "wal" | "lease"
 
 /** The live-set rule's answer for one listed object: kept (and why) or deleted. */
 export type Verdict =
-  | { readonly _tag: "Keep"; readonly reason: "referenced" | "in-flight" | "young" | "wal-needed" | "not-collected" | "lease-live" | "held-by-lease" }
+  | {
+    readonly _tag: "Keep"
+    readonly reason:
+      | "referenced"
+      | "in-flight"
+      | "young"
+      | "wal-needed"
+      | "not-collected"
+      | "lease-live"
+      | "held-by-lease"
+  }
   | { readonly _tag: "Delete"; readonly kind: ObjectKind }
 
 const keepAs = (reason: Extract<Verdict, { _tag: "Keep" }>["reason"]): Verdict => ({ _tag: "Keep", reason })
@@ -166,7 +176,9 @@ export const judge = (
       return keepAs("not-collected")
     case "Lease":
       if (lease === undefined) return keepAs("not-collected")
-      return live.plan.liveLeases.some((each) => each.id === lease.id) ? keepAs("lease-live") : { _tag: "Delete", kind: "lease" }
+      return live.plan.liveLeases.some((each) => each.id === lease.id)
+        ? keepAs("lease-live")
+        : { _tag: "Delete", kind: "lease" }
     case "Part":
     case "FileManifest": {
       if (live.referenced.has(object.key)) return keepAs("referenced")

@@ -19,8 +19,12 @@ const reservedSuffixes = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"
 const invalidReason = (name: string): string | undefined => {
   if (name.length < 3 || name.length > 63) return `it has ${name.length} characters; a bucket name has 3 to 63`
   const bad = /[^a-z0-9.-]/.exec(name)
-  if (bad !== null) return `it contains ${JSON.stringify(bad[0])}; only lowercase letters, digits, '.' and '-' are allowed`
-  if (!/^[a-z0-9]/.test(name) || !/[a-z0-9]$/.test(name)) return "it must start and end with a lowercase letter or a digit"
+  if (bad !== null) {
+    return `it contains ${JSON.stringify(bad[0])}; only lowercase letters, digits, '.' and '-' are allowed`
+  }
+  if (!/^[a-z0-9]/.test(name) || !/[a-z0-9]$/.test(name)) {
+    return "it must start and end with a lowercase letter or a digit"
+  }
   if (name.includes("..")) return "it contains two adjacent periods"
   if (/^\d{1,3}(\.\d{1,3}){3}$/.test(name)) return "it is formatted as an IP address"
   const prefix = reservedPrefixes.find((reserved) => name.startsWith(reserved))
@@ -33,7 +37,9 @@ const invalidReason = (name: string): string | undefined => {
 /** The name when S3 accepts it; otherwise one sentence naming the name and the rule it breaks. */
 export const validateBucketName = (name: string): Either.Either<string, string> => {
   const reason = invalidReason(name)
-  return reason === undefined ? Either.right(name) : Either.left(`${JSON.stringify(name)} is not a valid S3 bucket name: ${reason}`)
+  return reason === undefined
+    ? Either.right(name)
+    : Either.left(`${JSON.stringify(name)} is not a valid S3 bucket name: ${reason}`)
 }
 
 /**
@@ -47,7 +53,11 @@ export const validateBucketName = (name: string): Either.Either<string, string> 
 export type ConditionalCreateDialect = "if-none-match" | "gcs-generation-match" | "tigris-consistent"
 
 /** Every ConditionalCreateDialect, for option parsing and messages. */
-export const conditionalCreateDialects = ["if-none-match", "gcs-generation-match", "tigris-consistent"] as const satisfies ReadonlyArray<ConditionalCreateDialect>
+export const conditionalCreateDialects = [
+  "if-none-match",
+  "gcs-generation-match",
+  "tigris-consistent"
+] as const satisfies ReadonlyArray<ConditionalCreateDialect>
 
 /** The headers a conditional create sends in a dialect. */
 export const conditionalCreateHeaders = (dialect: ConditionalCreateDialect): Readonly<Record<string, string>> => {

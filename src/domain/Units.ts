@@ -31,10 +31,14 @@ export const parseDurationMs = (text: string): Either.Either<number, string> => 
   const unit = match?.[2]?.toLowerCase() ?? ""
   const factor = durationUnitsMs[unit]
   if (match === null || match[1] === undefined || factor === undefined) {
-    return Either.left(`${JSON.stringify(text)} is not a duration: write a positive number with ms, s, m or h (e.g. 500ms, 8s, 2m)`)
+    return Either.left(
+      `${JSON.stringify(text)} is not a duration: write a positive number with ms, s, m or h (e.g. 500ms, 8s, 2m)`
+    )
   }
   const value = Math.round(Number(match[1]) * factor)
-  if (!Number.isSafeInteger(value) || value <= 0) return Either.left(`${JSON.stringify(text)} is not a positive duration`)
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    return Either.left(`${JSON.stringify(text)} is not a positive duration`)
+  }
   return Either.right(value)
 }
 
@@ -42,8 +46,13 @@ export const parseDurationMs = (text: string): Either.Either<number, string> => 
 export const parseDurationOrZeroMs = (text: string): Either.Either<number, string> => {
   const match = pattern.exec(text)
   const unit = match?.[2]?.toLowerCase() ?? ""
-  if (match !== null && Number(match[1]) === 0 && (unit === "" || durationUnitsMs[unit] !== undefined)) return Either.right(0)
-  return Either.mapLeft(parseDurationMs(text), (problem) => problem.replace("write a positive number", "write 0 or a positive number"))
+  if (match !== null && Number(match[1]) === 0 && (unit === "" || durationUnitsMs[unit] !== undefined)) {
+    return Either.right(0)
+  }
+  return Either.mapLeft(
+    parseDurationMs(text),
+    (problem) => problem.replace("write a positive number", "write 0 or a positive number")
+  )
 }
 
 /** A positive size in bytes: `64MiB`, `1GiB`, `512KiB`, `10MB`, `4096`. Zero and negatives are refused. */
@@ -52,7 +61,9 @@ export const parseSizeBytes = (text: string): Either.Either<number, string> => {
   const unit = match?.[2]?.toLowerCase() ?? ""
   const factor = sizeUnitsBytes[unit]
   if (match === null || match[1] === undefined || factor === undefined) {
-    return Either.left(`${JSON.stringify(text)} is not a size: write a positive number of bytes, or with KiB, MiB, GiB (or KB, MB, GB)`)
+    return Either.left(
+      `${JSON.stringify(text)} is not a size: write a positive number of bytes, or with KiB, MiB, GiB (or KB, MB, GB)`
+    )
   }
   const value = Math.round(Number(match[1]) * factor)
   if (!Number.isSafeInteger(value) || value <= 0) return Either.left(`${JSON.stringify(text)} is not a positive size`)
@@ -61,7 +72,11 @@ export const parseSizeBytes = (text: string): Either.Either<number, string> => {
 
 /** Formats a duration for humans: 1500 → "1.5s". */
 export const formatDurationMs = (ms: number): string =>
-  ms < 1_000 ? `${Math.round(ms)}ms` : ms < 60_000 ? `${(ms / 1_000).toFixed(ms % 1_000 === 0 ? 0 : 1)}s` : `${(ms / 60_000).toFixed(1)}m`
+  ms < 1_000
+    ? `${Math.round(ms)}ms`
+    : ms < 60_000
+    ? `${(ms / 1_000).toFixed(ms % 1_000 === 0 ? 0 : 1)}s`
+    : `${(ms / 60_000).toFixed(1)}m`
 
 /** Formats a size for humans: 1048576 → "1.0MiB". */
 export const formatSizeBytes = (bytes: number): string => {

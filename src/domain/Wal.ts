@@ -118,7 +118,8 @@ const encodeFrame = (lsn: number, kind: number, length: number, payload: Uint8Ar
 }
 
 /** The frame of a record written at `lsn`. */
-export const encodeRecord = (lsn: number, payload: Uint8Array): Uint8Array => encodeFrame(lsn, kindRecord, payload.length, payload)
+export const encodeRecord = (lsn: number, payload: Uint8Array): Uint8Array =>
+  encodeFrame(lsn, kindRecord, payload.length, payload)
 
 /** The frame of a time mark written at `lsn`, holding `timeMs`. */
 export const encodeTimeMark = (lsn: number, timeMs: number): Uint8Array => {
@@ -135,7 +136,8 @@ const decodeTimeMs = (payload: Uint8Array): number => {
 }
 
 /** A padding frame at `lsn` that skips `skipBytes` after its header (the skipped bytes are not part of it). */
-export const encodePadding = (lsn: number, skipBytes: number): Uint8Array => encodeFrame(lsn, kindPadding, skipBytes, undefined)
+export const encodePadding = (lsn: number, skipBytes: number): Uint8Array =>
+  encodeFrame(lsn, kindPadding, skipBytes, undefined)
 
 /** One frame to write: its LSN and bytes. */
 export interface FrameWrite {
@@ -157,8 +159,13 @@ export const planAppend = (
   endLsn: number,
   payload: Uint8Array,
   segmentBytes: number
-): { readonly _tag: "Right"; readonly plan: AppendPlan } | { readonly _tag: "Left"; readonly payloadBytesMax: number } => {
-  if (payload.length > payloadBytesMax(segmentBytes)) return { _tag: "Left", payloadBytesMax: payloadBytesMax(segmentBytes) }
+): { readonly _tag: "Right"; readonly plan: AppendPlan } | {
+  readonly _tag: "Left"
+  readonly payloadBytesMax: number
+} => {
+  if (payload.length > payloadBytesMax(segmentBytes)) {
+    return { _tag: "Left", payloadBytesMax: payloadBytesMax(segmentBytes) }
+  }
   return { _tag: "Right", plan: planFrame(endLsn, payload.length, (lsn) => encodeRecord(lsn, payload), segmentBytes) }
 }
 
@@ -166,7 +173,12 @@ export const planAppend = (
 export const planTimeMark = (endLsn: number, timeMs: number, segmentBytes: number): AppendPlan =>
   planFrame(endLsn, timeMarkPayloadBytes, (lsn) => encodeTimeMark(lsn, timeMs), segmentBytes)
 
-const planFrame = (endLsn: number, payloadBytes: number, encode: (lsn: number) => Uint8Array, segmentBytes: number): AppendPlan => {
+const planFrame = (
+  endLsn: number,
+  payloadBytes: number,
+  encode: (lsn: number) => Uint8Array,
+  segmentBytes: number
+): AppendPlan => {
   const frames: Array<FrameWrite> = []
   const rest = segmentBytes - (endLsn % segmentBytes)
   let lsn = endLsn
@@ -271,7 +283,9 @@ export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: nu
   for (;;) {
     if (segmentBytes - offset < headerBytes) return done(offset, "Sealed")
     if (offset >= bytes.length || allZero(bytes.subarray(offset, offset + headerBytes), 0)) {
-      return allZero(bytes, offset) ? done(offset, "End") : done(offset, "Invalid", `a zero header at offset ${offset} with data after it`)
+      return allZero(bytes, offset)
+        ? done(offset, "End")
+        : done(offset, "Invalid", `a zero header at offset ${offset} with data after it`)
     }
     if (offset + headerBytes > bytes.length) return done(offset, "Invalid", `a torn header at offset ${offset}`)
     const kind = view.getUint8(offset)
@@ -286,10 +300,14 @@ export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: nu
     const lsn = base + offset
     const header = bytes.subarray(offset, offset + headerBytes)
     if (kind === kindRecord || kind === kindTimeMark) {
-      if (kind === kindTimeMark && length !== timeMarkPayloadBytes) return done(offset, "Invalid", `a time mark of ${length} bytes at offset ${offset}`)
+      if (kind === kindTimeMark && length !== timeMarkPayloadBytes) {
+        return done(offset, "Invalid", `a time mark of ${length} bytes at offset ${offset}`)
+      }
       if (frameEnd > bytes.length) return done(offset, "Invalid", `a torn frame at offset ${offset}`)
       const payload = bytes.subarray(offset + headerBytes, frameEnd)
-      if (checksum(lsn, header, payload) !== stored) return done(offset, "Invalid", `a bad checksum at offset ${offset}`)
+      if (checksum(lsn, header, payload) !== stored) {
+        return done(offset, "Invalid", `a bad checksum at offset ${offset}`)
+      }
       if (kind === kindRecord) records.push({ lsn, payload: payload.slice() })
       else marks.push({ lsn, timeMs: decodeTimeMs(payload) })
     } else if (checksum(lsn, header, undefined) !== stored) {
@@ -301,7 +319,9 @@ export const scanSegment = (bytes: Uint8Array, segment: number, segmentBytes: nu
 
 /** The log position right after a scanned segment's valid frames (a sealed one ends at its end). */
 export const scanEndLsn = (scan: SegmentScan, segmentBytes: number): number =>
-  scan.stop === "Sealed" ? segmentEnd(scan.segment, segmentBytes) : segmentStart(scan.segment, segmentBytes) + scan.validBytes
+  scan.stop === "Sealed"
+    ? segmentEnd(scan.segment, segmentBytes)
+    : segmentStart(scan.segment, segmentBytes) + scan.validBytes
 
 // ---------------------------------------------------------------------------------------------
 // Damage: a torn tail or a corrupt middle
@@ -314,13 +334,21 @@ export const scanEndLsn = (scan: SegmentScan, segmentBytes: number): number =>
  * corruption in the middle of the log (valid frames follow it). The checksum covers the frame's LSN,
  * so a frame found here was written at exactly this position.
  */
-export const validFrameAfter = (bytes: Uint8Array, segment: number, segmentBytes: number, fromOffset: number): number | undefined => {
+export const validFrameAfter = (
+  bytes: Uint8Array,
+  segment: number,
+  segmentBytes: number,
+  fromOffset: number
+): number | undefined => {
   const base = segmentStart(segment, segmentBytes)
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const limit = Math.min(bytes.length, segmentBytes) - headerBytes
   for (let offset = Math.max(0, fromOffset); offset <= limit; offset++) {
     const kind = bytes[offset]
-    if (kind === undefined || !isKnownKind(kind) || bytes[offset + 1] !== frameVersion || bytes[offset + 2] !== 0 || bytes[offset + 3] !== 0) continue
+    if (
+      kind === undefined || !isKnownKind(kind) || bytes[offset + 1] !== frameVersion || bytes[offset + 2] !== 0 ||
+      bytes[offset + 3] !== 0
+    ) continue
     const length = view.getUint32(offset + 4, true)
     const frameEnd = offset + headerBytes + length
     const hasPayload = kind !== kindPadding
@@ -382,7 +410,8 @@ export const archivedLineage = <C extends ArchivedCopy>(copies: Iterable<C>, epo
 /** Bytes of a durable-end mark: the LSN (u64 LE) and a CRC-32 over the tag "WALD" and it. */
 export const durableMarkBytes = 12
 
-const durableMarkCrc = (lsnBytes: Uint8Array): number => crc32(lsnBytes, crc32(Uint8Array.from([0x57, 0x41, 0x4c, 0x44])))
+const durableMarkCrc = (lsnBytes: Uint8Array): number =>
+  crc32(lsnBytes, crc32(Uint8Array.from([0x57, 0x41, 0x4c, 0x44])))
 
 /** A mark saying that every byte of the log below `lsn` was fsynced (written only after the fsync). */
 export const encodeDurableMark = (lsn: number): Uint8Array => {

@@ -22,7 +22,6 @@
  */
 import * as Wal from "./Wal.js"
 
-
 /**
  * What is in the bucket: `through` is the highest LSN such that every record below it is archived;
  * `done` holds, for segments at or after the gap, the LSN up to which each one's archived copy
@@ -41,7 +40,12 @@ export const initialProgress = (through: number): ArchiveProgress => ({ through,
  * every contiguous archived segment, whatever order the uploads finished in: a segment after a gap
  * waits in `done` until the gap is filled.
  */
-export const markArchived = (progress: ArchiveProgress, segment: number, coveredLsn: number, segmentBytes: number): ArchiveProgress => {
+export const markArchived = (
+  progress: ArchiveProgress,
+  segment: number,
+  coveredLsn: number,
+  segmentBytes: number
+): ArchiveProgress => {
   const done = new Map(progress.done)
   done.set(segment, Math.max(done.get(segment) ?? 0, coveredLsn))
   let through = progress.through
@@ -114,32 +118,54 @@ export const retryFailed = (state: ArchiveState): ArchiveState => ({
 
 /** A flush made the log durable from `previousDurable` to `durable`: the segments it sealed are to
  * upload, and failed uploads are retried. */
-export const onFlushed = (state: ArchiveState, previousDurable: number, durable: number, segmentBytes: number): ArchiveState => {
+export const onFlushed = (
+  state: ArchiveState,
+  previousDurable: number,
+  durable: number,
+  segmentBytes: number
+): ArchiveState => {
   const sealed: Array<number> = []
-  for (let segment = Wal.segmentOf(previousDurable, segmentBytes); segment < Wal.segmentOf(durable, segmentBytes); segment++) {
+  for (
+    let segment = Wal.segmentOf(previousDurable, segmentBytes);
+    segment < Wal.segmentOf(durable, segmentBytes);
+    segment++
+  ) {
     sealed.push(segment)
   }
   return retryFailed({ ...state, pendingFull: withAdded(state.pendingFull, sealed) })
 }
 
 /** The durable prefix of the current segment, through `lsn`, is to be uploaded too. */
-export const wantPartial = (state: ArchiveState, lsn: number): ArchiveState => ({ ...state, partialWantedLsn: Math.max(state.partialWantedLsn, lsn) })
+export const wantPartial = (state: ArchiveState, lsn: number): ArchiveState => ({
+  ...state,
+  partialWantedLsn: Math.max(state.partialWantedLsn, lsn)
+})
 
 /** A completed checkpoint covers every record below `lsn`. */
-export const onCovered = (state: ArchiveState, lsn: number): ArchiveState => ({ ...state, coveredLsn: Math.max(state.coveredLsn, lsn) })
+export const onCovered = (state: ArchiveState, lsn: number): ArchiveState => ({
+  ...state,
+  coveredLsn: Math.max(state.coveredLsn, lsn)
+})
 
 /** The uploads to start now (every pending full segment not in flight, then the partial one, when the
  * log is durable through `durable`), and the state with them in flight. */
-export const planUploads = (state: ArchiveState, durable: number, segmentBytes: number): readonly [ReadonlyArray<Upload>, ArchiveState] => {
+export const planUploads = (
+  state: ArchiveState,
+  durable: number,
+  segmentBytes: number
+): readonly [ReadonlyArray<Upload>, ArchiveState] => {
   const starts: Array<Upload> = []
   for (const segment of Array.from(state.pendingFull).sort((left, right) => left - right)) {
-    if (!state.inFlight.has(segment)) starts.push({ segment, partial: false, coveredLsn: Wal.segmentEnd(segment, segmentBytes) })
+    if (!state.inFlight.has(segment)) {
+      starts.push({ segment, partial: false, coveredLsn: Wal.segmentEnd(segment, segmentBytes) })
+    }
   }
   const target = Math.min(state.partialWantedLsn, durable)
   const current = Wal.segmentOf(target, segmentBytes)
   const reached = Math.max(state.progress.through, state.progress.done.get(current) ?? 0)
   if (
-    !state.partialFailed && target > Wal.segmentStart(current, segmentBytes) && current === Wal.segmentOf(durable, segmentBytes) &&
+    !state.partialFailed && target > Wal.segmentStart(current, segmentBytes) &&
+    current === Wal.segmentOf(durable, segmentBytes) &&
     !state.inFlight.has(current) && reached < target
   ) {
     starts.push({ segment: current, partial: true, coveredLsn: target })
@@ -180,18 +206,29 @@ export const onUploadFailed = (state: ArchiveState, item: Upload): ArchiveState 
 export const removable = (state: ArchiveState, durable: number, segmentBytes: number): number | undefined => {
   const limit = Math.min(state.coveredLsn, state.progress.through)
   const segment = state.localLowest
-  return Wal.segmentEnd(segment, segmentBytes) > limit || segment >= Wal.segmentOf(durable, segmentBytes) ? undefined : segment
+  return Wal.segmentEnd(segment, segmentBytes) > limit || segment >= Wal.segmentOf(durable, segmentBytes)
+    ? undefined
+    : segment
 }
 
 /** The local file of `segment` was removed. */
-export const onRemoved = (state: ArchiveState, segment: number): ArchiveState => ({ ...state, localLowest: Math.max(state.localLowest, segment + 1) })
+export const onRemoved = (state: ArchiveState, segment: number): ArchiveState => ({
+  ...state,
+  localLowest: Math.max(state.localLowest, segment + 1)
+})
 
 /** The first broken rule of a state (see the module comment), or undefined. */
 export const invariantProblem = (state: ArchiveState, segmentBytes: number): string | undefined => {
   for (const [segment, item] of state.inFlight) {
     if (item.segment !== segment) return `the upload in flight for segment ${segment} is of segment ${item.segment}`
-    if (!item.partial && item.coveredLsn !== Wal.segmentEnd(segment, segmentBytes)) return `the full upload of segment ${segment} does not cover it`
-    if (item.partial && (item.coveredLsn <= Wal.segmentStart(segment, segmentBytes) || item.coveredLsn > Wal.segmentEnd(segment, segmentBytes))) {
+    if (!item.partial && item.coveredLsn !== Wal.segmentEnd(segment, segmentBytes)) {
+      return `the full upload of segment ${segment} does not cover it`
+    }
+    if (
+      item.partial &&
+      (item.coveredLsn <= Wal.segmentStart(segment, segmentBytes) ||
+        item.coveredLsn > Wal.segmentEnd(segment, segmentBytes))
+    ) {
       return `the partial upload of segment ${segment} covers ${item.coveredLsn}, outside the segment`
     }
   }
@@ -199,7 +236,9 @@ export const invariantProblem = (state: ArchiveState, segmentBytes: number): str
     if (state.inFlight.has(segment)) return `segment ${segment} failed and is in flight`
   }
   for (const [segment, reached] of state.progress.done) {
-    if (Wal.segmentEnd(segment, segmentBytes) <= state.progress.through) return `segment ${segment} is below the archived prefix but still tracked`
+    if (Wal.segmentEnd(segment, segmentBytes) <= state.progress.through) {
+      return `segment ${segment} is below the archived prefix but still tracked`
+    }
     if (segment === Wal.segmentOf(state.progress.through, segmentBytes) && reached > state.progress.through) {
       return `the archived prefix stops at ${state.progress.through} though segment ${segment} reaches ${reached}`
     }

@@ -66,15 +66,17 @@ export const acquire = (
   config: StorageConfigValue,
   options: ReaderLeaseOptions
 ): Effect.Effect<HeldReaderLease, ObjectStoreError | ReaderLeaseLost, Scope.Scope> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const id = yield* newLeaseId
     const key = KeyLayout.leaseKey(keyLayout(config), id)
     const createdAtMs = yield* Clock.currentTimeMillis
     const lost = yield* Deferred.make<never, ReaderLeaseLost>()
     const lostWith = (detail: string) => new ReaderLeaseLost({ id, checkpoint: options.checkpoint, detail })
     // One write of the lease; the expiry it carries is counted from before the request.
-    const write = (bound: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | ObjectStoreError | ReaderLeaseLost>) =>
-      Effect.gen(function* () {
+    const write = (
+      bound: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E | ObjectStoreError | ReaderLeaseLost>
+    ) =>
+      Effect.gen(function*() {
         const startMs = yield* Clock.currentTimeMillis
         const body: Lease.ReaderLease = {
           format: Lease.leaseFormat,
@@ -89,21 +91,28 @@ export const acquire = (
       })
     const release = store.delete(key).pipe(
       withRequestTimeout(config, "delete reader lease", key),
-      Effect.catchAll((error) => Effect.logWarning(`reader lease ${key} not deleted (the collector removes it once expired): ${error.message}`))
+      Effect.catchAll((error) =>
+        Effect.logWarning(`reader lease ${key} not deleted (the collector removes it once expired): ${error.message}`)
+      )
     )
     const first = yield* Effect.acquireRelease(write(withRequestPolicy(config, "put reader lease", key)), () => release)
-    if ((yield* Clock.currentTimeMillis) >= first) return yield* lostWith(`its first write took longer than its ${config.readerLeaseMs} ms life`)
+    if ((yield* Clock.currentTimeMillis) >= first) {
+      return yield* lostWith(`its first write took longer than its ${config.readerLeaseMs} ms life`)
+    }
     let expiresAtMs = first
     const intervalMs = renewIntervalMs(config)
-    const renewOnce = Effect.gen(function* () {
+    const renewOnce = Effect.gen(function*() {
       yield* Effect.sleep(Duration.millis(intervalMs))
       const left = expiresAtMs - (yield* Clock.currentTimeMillis)
       // Each renewal is bounded by what is left of the lease: one landing later protects nothing.
       const renewed = yield* write((effect) =>
-        effect.pipe(withRequestPolicy(config, "renew reader lease", key), Effect.timeoutFail({
-          duration: Duration.millis(Math.max(1, left)),
-          onTimeout: () => lostWith(`no renewal landed before its expiry`)
-        }))
+        effect.pipe(
+          withRequestPolicy(config, "renew reader lease", key),
+          Effect.timeoutFail({
+            duration: Duration.millis(Math.max(1, left)),
+            onTimeout: () => lostWith(`no renewal landed before its expiry`)
+          })
+        )
       ).pipe(Effect.either)
       const nowMs = yield* Clock.currentTimeMillis
       if (Either.isRight(renewed) && nowMs < expiresAtMs) {
@@ -114,7 +123,11 @@ export const acquire = (
         const why = Either.isLeft(renewed) ? renewed.left.message : "the renewal landed after the expiry"
         return yield* lostWith(`it expired at ${new Date(expiresAtMs).toISOString()}: ${why}`)
       }
-      yield* Effect.logWarning(`reader lease ${key}: a renewal failed, retrying before its expiry: ${Either.isLeft(renewed) ? renewed.left.message : ""}`)
+      yield* Effect.logWarning(
+        `reader lease ${key}: a renewal failed, retrying before its expiry: ${
+          Either.isLeft(renewed) ? renewed.left.message : ""
+        }`
+      )
     })
     // Forked after the release was registered: closing the scope stops the renewals before the delete.
     yield* Effect.forkScoped(
@@ -133,9 +146,16 @@ export const acquire = (
   })
 
 /** Reads one lease object (for tests and `inspect`-like tools); an undecodable one is a CorruptObject. */
-export const readLease = (store: ObjectStoreService, config: StorageConfigValue, id: string): Effect.Effect<Lease.ReaderLease, ObjectStoreError | CorruptObject> => {
+export const readLease = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  id: string
+): Effect.Effect<Lease.ReaderLease, ObjectStoreError | CorruptObject> => {
   const key = KeyLayout.leaseKey(keyLayout(config), id)
-  return store.get(key).pipe(withRequestPolicy(config, "read reader lease", key), Effect.flatMap((bytes) => Either.match(Lease.decode(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })))
+  return store.get(key).pipe(
+    withRequestPolicy(config, "read reader lease", key),
+    Effect.flatMap((bytes) => Either.match(Lease.decode(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed }))
+  )
 }
 
 /**
@@ -146,7 +166,12 @@ export const readOnlyExceptLeases = (store: ObjectStoreService, config: StorageC
   const layout = keyLayout(config)
   const isLease = (key: string) => key.startsWith(KeyLayout.leasesPrefix(layout))
   const refuse = (operation: string, key: string) =>
-    new ObjectStoreRejected({ operation, key, code: "ReadOnly", detail: "a reader writes nothing to the bucket but its lease" })
+    new ObjectStoreRejected({
+      operation,
+      key,
+      code: "ReadOnly",
+      detail: "a reader writes nothing to the bucket but its lease"
+    })
   return {
     ...store,
     put: (key, bytes, options) => (isLease(key) ? store.put(key, bytes, options) : Effect.fail(refuse("put", key))),

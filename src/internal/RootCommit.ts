@@ -31,7 +31,11 @@ export const newCommitToken: Effect.Effect<string> = Effect.map(
 /** How a commit ended, when it ended. */
 export type CommitResolution =
   | { readonly _tag: "Committed"; readonly resolvedBy: "response" | "read-back" }
-  | { readonly _tag: "Taken"; readonly owner: Exclude<Manifest.CommitOwner, "this-attempt">; readonly found: Manifest.CheckpointManifest }
+  | {
+    readonly _tag: "Taken"
+    readonly owner: Exclude<Manifest.CommitOwner, "this-attempt">
+    readonly found: Manifest.CheckpointManifest
+  }
 
 /** One commit attempt. */
 export interface RootCommitAttempt<E> {
@@ -49,14 +53,16 @@ export interface RootCommitAttempt<E> {
 
 /** Failures after which the put may or may not have been applied. */
 const outcomeUnknown = (error: unknown): boolean =>
-  ["PreconditionFailed", "ObjectStoreUnavailable", "TaskAborted", "TaskTimeout"].some((tag) => Predicate.isTagged(error, tag))
+  ["PreconditionFailed", "ObjectStoreUnavailable", "TaskAborted", "TaskTimeout"].some((tag) =>
+    Predicate.isTagged(error, tag)
+  )
 
 const isPreconditionFailed = (error: unknown): boolean => Predicate.isTagged(error, "PreconditionFailed")
 
 /** Puts the root manifest and resolves an unknown outcome; see the module comment. */
 export const commitRootManifest = <E>(attempt: RootCommitAttempt<E>): Effect.Effect<CommitResolution, E> =>
-  Effect.gen(function* () {
-    for (let round = 0; ; round++) {
+  Effect.gen(function*() {
+    for (let round = 0;; round++) {
       const put = yield* Effect.either(attempt.put)
       if (put._tag === "Right") return { _tag: "Committed", resolvedBy: "response" } as const
       const error = put.left

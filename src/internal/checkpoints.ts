@@ -37,14 +37,21 @@ export interface LoadedCheckpoint {
 export const manifestReadConcurrency = (config: StorageConfigValue): number => Math.min(config.workerCount, 16)
 
 /** A decode's result as an effect. */
-const fromEither = <A, E>(either: Either.Either<A, E>): Effect.Effect<A, E> => Either.match(either, { onLeft: Effect.fail, onRight: Effect.succeed })
+const fromEither = <A, E>(either: Either.Either<A, E>): Effect.Effect<A, E> =>
+  Either.match(either, { onLeft: Effect.fail, onRight: Effect.succeed })
 
 /** Every complete checkpoint number in the bucket, ascending. */
-export const listCheckpoints = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyArray<CheckpointNumber>, ObjectStoreError> => {
+export const listCheckpoints = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<ReadonlyArray<CheckpointNumber>, ObjectStoreError> => {
   const layout = keyLayout(config)
   return store.list(KeyLayout.checkpointsPrefix(layout)).pipe(
     Stream.filterMap((info) =>
-      Option.flatMap(KeyLayout.parseKey(layout, info.key), (key) => (key._tag === "Checkpoint" ? Option.some(key.checkpoint) : Option.none()))
+      Option.flatMap(
+        KeyLayout.parseKey(layout, info.key),
+        (key) => (key._tag === "Checkpoint" ? Option.some(key.checkpoint) : Option.none())
+      )
     ),
     Stream.runCollect,
     Effect.map((numbers) => Chunk.toReadonlyArray(numbers).slice().sort((a, b) => a - b)),
@@ -71,14 +78,16 @@ export const readCheckpointManifest = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeCheckpointManifest)
+): Effect.Effect<Manifest.CheckpointManifest, ObjectStoreError | CorruptObject> =>
+  readRootWith(store, config, checkpoint, Manifest.decodeCheckpointManifest)
 
 /** Reads what `checkpoints/<N>` holds: a committed root manifest or the tombstone of an expired one. */
 export const readRootObject = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   checkpoint: CheckpointNumber
-): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> => readRootWith(store, config, checkpoint, Manifest.decodeRootObject)
+): Effect.Effect<Manifest.RootObject, ObjectStoreError | CorruptObject> =>
+  readRootWith(store, config, checkpoint, Manifest.decodeRootObject)
 
 /**
  * A commit's read-back of `checkpoints/<N>` (src/internal/RootCommit.ts): the manifest there, None
@@ -92,7 +101,9 @@ export const readBackRoot = (
   checkpoint: CheckpointNumber
 ): Effect.Effect<Option.Option<Manifest.CheckpointManifest>, ObjectStoreError | CorruptObject> =>
   readRootObject(store, config, checkpoint).pipe(
-    Effect.map((root) => Option.some(root._tag === "Committed" ? root.manifest : Manifest.tombstoneStandIn(root.tombstone, config))),
+    Effect.map((root) =>
+      Option.some(root._tag === "Committed" ? root.manifest : Manifest.tombstoneStandIn(root.tombstone, config))
+    ),
     Effect.catchTag("ObjectNotFound", () => Effect.succeed(Option.none()))
   )
 
@@ -110,7 +121,13 @@ export const readCheckpoint = (
       return store.get(key).pipe(
         withRequestPolicy(config, "read file manifest", key),
         Effect.flatMap((bytes) =>
-          fromEither(Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes: manifest.partSizeBytes }))
+          fromEither(
+            Manifest.decodeFileManifest(key, bytes, {
+              file: entry.file,
+              sha256: entry.manifestSha256,
+              partSizeBytes: manifest.partSizeBytes
+            })
+          )
         ),
         Effect.map((fileManifest) => [entry.file, { entry, parts: fileManifest.parts }] as const)
       )
@@ -129,6 +146,8 @@ export const readLatest = (
       const latest = numbers[numbers.length - 1]
       return latest === undefined
         ? Effect.succeed(undefined)
-        : readCheckpointManifest(store, config, latest).pipe(Effect.flatMap((manifest) => readCheckpoint(store, config, manifest)))
+        : readCheckpointManifest(store, config, latest).pipe(
+          Effect.flatMap((manifest) => readCheckpoint(store, config, manifest))
+        )
     })
   )

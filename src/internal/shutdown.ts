@@ -26,6 +26,7 @@
  */
 import { Cause, Clock, Duration, Effect, Either, Exit, Fiber, Option } from "effect"
 import { describeCause } from "../domain/Errors.js"
+import { partPath } from "../domain/PartPath.js"
 import { formatDurationMs } from "../domain/Units.js"
 import type { FinalCheckpoint, ShutdownReport } from "../layers/Storage.js"
 import type { BucketLockService } from "../services/BucketLock.js"
@@ -34,7 +35,6 @@ import type { EvictorService } from "../services/Evictor.js"
 import type { GarbageCollectorService } from "../services/GarbageCollector.js"
 import { markCleanShutdown } from "../services/Loader.js"
 import type { LocalDiskService } from "../services/LocalDisk.js"
-import { partPath } from "../domain/PartPath.js"
 import type { PartTableService } from "../services/PartTable.js"
 import type { S3WorkersService, WorkerShutdownReport } from "../services/S3Workers.js"
 import type { StorageConfigValue } from "../services/StorageConfig.js"
@@ -64,7 +64,8 @@ export interface ShutdownServices {
 // ---------------------------------------------------------------------------------------------
 
 /** Step 1's bound on stopping the collector: one request at most, and a tenth of the deadline. */
-export const gcStopBoundMs = (config: StorageConfigValue): number => Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
+export const gcStopBoundMs = (config: StorageConfigValue): number =>
+  Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
 
 /**
  * Steps 2 and 3 bound themselves (the WAL's flush its `deadlineMs`, the checkpoint its own); each is
@@ -81,10 +82,12 @@ export const checkpointOuterMarginMs = 50
  * most 300 ms. Wide enough for a starved event loop: on 2 busy cores a timer fires tens of ms late,
  * and a cut step ends after it.
  */
-export const reserveAfterLockMs = (config: StorageConfigValue): number => Math.min(300, Math.ceil(config.shutdownDeadlineMs * 0.1))
+export const reserveAfterLockMs = (config: StorageConfigValue): number =>
+  Math.min(300, Math.ceil(config.shutdownDeadlineMs * 0.1))
 
 /** Kept back from step 6 (marking the stop clean) for the report: a twentieth of the deadline, at most 150 ms. */
-export const reserveAfterMarkCleanMs = (config: StorageConfigValue): number => Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
+export const reserveAfterMarkCleanMs = (config: StorageConfigValue): number =>
+  Math.min(150, Math.ceil(config.shutdownDeadlineMs * 0.05))
 
 /** The lock's DELETE never gets a request timeout below StorageConfig's floor for `requestTimeoutMs`. */
 const requestTimeoutFloorMs = 10
@@ -94,7 +97,7 @@ const requestTimeoutFloorMs = 10
 // ---------------------------------------------------------------------------------------------
 
 const stopIntake = (services: ShutdownServices) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     // First: a pass in flight stops deleting (its deletes are interruptible requests).
     yield* bounded(services.gc.stop, gcStopBoundMs(services.config))
     yield* services.refuseNewWork
@@ -113,46 +116,70 @@ const walFromStats = (stats: WalStats): WalShutdownReport => ({
 /** At most half of what is left of the checkpoint's share, so a stalled archive leaves the
  * checkpoint time to try (and to report what it could not do). */
 const archiveWal = (services: ShutdownServices, checkpointDeadlineAtMs: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const walBudgetMs = Math.floor((yield* remainingMs(checkpointDeadlineAtMs)) / 2)
     const flushed = yield* bounded(services.wal.shutdown(walBudgetMs), walBudgetMs + walOuterMarginMs)
-    return yield* Option.match(flushed, { onSome: Effect.succeed, onNone: () => Effect.map(services.wal.stats, walFromStats) })
+    return yield* Option.match(flushed, {
+      onSome: Effect.succeed,
+      onNone: () => Effect.map(services.wal.stats, walFromStats)
+    })
   })
 
 /** The checkpoint's failure as the report says it: the first failure names the cause (concurrent
  * uploads may add more of the same kind). */
 const failedCheckpoint = (cause: Cause.Cause<CheckpointError>): FinalCheckpoint => {
   const failure = Option.getOrUndefined(Cause.failureOption(cause))
-  if (failure?._tag === "CheckpointFailed" && failure.reason === "TimedOut") return { outcome: "timed-out", detail: failure.message }
+  if (failure?._tag === "CheckpointFailed" && failure.reason === "TimedOut") {
+    return { outcome: "timed-out", detail: failure.message }
+  }
   return { outcome: "failed", detail: failure?.message ?? describeCause(cause) }
 }
 
 /** What is left of the checkpoint's share; the waits a deadline cut are kept for the report. */
 const finalCheckpoint = (services: ShutdownServices, checkpointDeadlineAtMs: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const none: ReadonlyArray<Wait> = []
     if (Option.isSome(yield* services.bucketLock.fenced)) {
-      return { finalCheckpoint: { outcome: "failed", detail: "fenced: a newer instance took over the bucket" } satisfies FinalCheckpoint, cutWaits: none }
+      return {
+        finalCheckpoint: {
+          outcome: "failed",
+          detail: "fenced: a newer instance took over the bucket"
+        } satisfies FinalCheckpoint,
+        cutWaits: none
+      }
     }
     const budgetMs = yield* remainingMs(checkpointDeadlineAtMs)
-    const fiber = yield* Effect.fork(Effect.interruptible(services.checkpointer.checkpoint({ deadlineMs: Math.max(1, budgetMs), reason: "shutdown" })))
+    const fiber = yield* Effect.fork(
+      Effect.interruptible(services.checkpointer.checkpoint({ deadlineMs: Math.max(1, budgetMs), reason: "shutdown" }))
+    )
     const exit = yield* bounded(Fiber.await(fiber), budgetMs + checkpointOuterMarginMs)
     if (Option.isNone(exit)) {
       const cutWaits = yield* services.waits.current
       yield* Fiber.interrupt(fiber)
-      return { finalCheckpoint: { outcome: "timed-out", detail: `not committed within ${budgetMs} ms` } satisfies FinalCheckpoint, cutWaits }
+      return {
+        finalCheckpoint: {
+          outcome: "timed-out",
+          detail: `not committed within ${budgetMs} ms`
+        } satisfies FinalCheckpoint,
+        cutWaits
+      }
     }
     const outcome = Exit.match(exit.value, {
-      onSuccess: (report): FinalCheckpoint => (report.outcome === "completed" ? { outcome: "completed", checkpoint: report.checkpoint } : { outcome: "none" }),
+      onSuccess: (report): FinalCheckpoint => (report.outcome === "completed"
+        ? { outcome: "completed", checkpoint: report.checkpoint }
+        : { outcome: "none" }),
       onFailure: failedCheckpoint
     })
-    return { finalCheckpoint: outcome, cutWaits: outcome.outcome === "timed-out" ? yield* services.waits.current : none }
+    return {
+      finalCheckpoint: outcome,
+      cutWaits: outcome.outcome === "timed-out" ? yield* services.waits.current : none
+    }
   })
 
 /** Nothing more goes to the bucket but the lock's DELETE: a renewal in flight ends during the drain
  * instead of delaying the release. The workers bound their own drain (`drainDeadlineMs`). */
 const drain = (services: ShutdownServices): Effect.Effect<WorkerShutdownReport> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     yield* services.bucketLock.stopRenewals
     yield* services.parts.close
     return yield* Effect.interruptible(services.workers.shutdown)
@@ -162,27 +189,41 @@ const drain = (services: ShutdownServices): Effect.Effect<WorkerShutdownReport> 
  * close past its deadline; out of time, the release is cut at once (and marked failed, so no later
  * one runs). A fenced instance leaves the lock to the one that took over. */
 const releaseLock = (services: ShutdownServices, deadlineAtMs: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { bucketLock, config } = services
     if (Option.isSome(yield* bucketLock.fenced)) return "left-fenced" as const
-    const lockBudgetMs = Math.min((yield* remainingMs(deadlineAtMs)) - reserveAfterLockMs(config), config.requestTimeoutMs)
-    const releaseConfig = { ...config, requestTimeoutMs: Math.max(requestTimeoutFloorMs, lockBudgetMs), retryAttemptsMax: 1 }
-    return Option.getOrElse(yield* bounded(bucketLock.release(releaseConfig), Math.max(0, lockBudgetMs)), () => "failed" as const)
+    const lockBudgetMs = Math.min(
+      (yield* remainingMs(deadlineAtMs)) - reserveAfterLockMs(config),
+      config.requestTimeoutMs
+    )
+    const releaseConfig = {
+      ...config,
+      requestTimeoutMs: Math.max(requestTimeoutFloorMs, lockBudgetMs),
+      retryAttemptsMax: 1
+    }
+    return Option.getOrElse(yield* bounded(bucketLock.release(releaseConfig), Math.max(0, lockBudgetMs)), () =>
+      "failed" as const)
   })
 
 /** Syncs the part files that hold data no checkpoint has, then marks the shutdown clean, so the next
  * start keeps them (after a crash it rebuilds them from the checkpoint and the WAL). True if marked. */
 const markClean = (services: ShutdownServices, deadlineAtMs: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { parts, wal } = services
     // Every part written through a lease since it was loaded (version > 0): an uploaded part's file
     // may still hold unsynced bytes, and a crash after this "clean" stop must not revert it.
-    const dirtyPaths = (yield* parts.states).filter(([, , state]) => state.status === "Loaded" && state.version > 0).map(([file, part]) => partPath(file, part))
+    const dirtyPaths = (yield* parts.states).filter(([, , state]) => state.status === "Loaded" && state.version > 0)
+      .map(([file, part]) => partPath(file, part))
     const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - reserveAfterMarkCleanMs(services.config)
-    const mark = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) => markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable))
+    const mark = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) =>
+      markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable))
     const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(mark), cleanBudgetMs) : Option.none()
     const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
-    if (!markedClean) yield* Effect.logWarning("shutdown: the local part files were not all synced in time; the next start treats this stop as a crash")
+    if (!markedClean) {
+      yield* Effect.logWarning(
+        "shutdown: the local part files were not all synced in time; the next start treats this stop as a crash"
+      )
+    }
     return markedClean
   })
 
@@ -194,7 +235,9 @@ const logWaitsAtHalfDeadline = (services: ShutdownServices) => {
     Effect.flatMap(([current, nowMs]) =>
       Effect.logWarning(
         `shutdown not finished at half its deadline (${formatDurationMs(halfMs)}); ` +
-          (current.length === 0 ? "no wait is registered" : `${current.length} waiting:\n${describeWaits(current, nowMs).map((line) => `  ${line}`).join("\n")}`)
+          (current.length === 0
+            ? "no wait is registered"
+            : `${current.length} waiting:\n${describeWaits(current, nowMs).map((line) => `  ${line}`).join("\n")}`)
       )
     ),
     Effect.interruptible
@@ -205,12 +248,13 @@ const logWaitsAtHalfDeadline = (services: ShutdownServices) => {
 // The sequence
 // ---------------------------------------------------------------------------------------------
 
-const step = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) => Effect.withSpan(effect, `storage.shutdown.${name}`)
+const step = <A, E, R>(name: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.withSpan(effect, `storage.shutdown.${name}`)
 
 /** Runs the six steps in order, uninterruptibly (it is a finalizer: a caller's interruption must
  * not cut it in half; each waiting step has an interruptible region and a bound of its own). */
 export const run = (services: ShutdownServices): Effect.Effect<ShutdownReport> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { config } = services
     const startMs = yield* Clock.currentTimeMillis
     const deadlineAtMs = startMs + config.shutdownDeadlineMs
@@ -218,12 +262,23 @@ export const run = (services: ShutdownServices): Effect.Effect<ShutdownReport> =
     yield* step("stopIntake", stopIntake(services))
     const diagnostics = yield* Effect.forkDaemon(logWaitsAtHalfDeadline(services))
     const walReport = yield* step("archiveWal", archiveWal(services, checkpointDeadlineAtMs))
-    const { cutWaits, finalCheckpoint: checkpoint } = yield* step("finalCheckpoint", finalCheckpoint(services, checkpointDeadlineAtMs))
+    const { cutWaits, finalCheckpoint: checkpoint } = yield* step(
+      "finalCheckpoint",
+      finalCheckpoint(services, checkpointDeadlineAtMs)
+    )
     const workerReport = yield* step("drain", drain(services))
     const lock = yield* step("releaseLock", releaseLock(services, deadlineAtMs))
     yield* Fiber.interrupt(diagnostics)
     yield* step("markClean", markClean(services, deadlineAtMs))
-    const report = yield* toReport(services, { startMs, deadlineAtMs, finalCheckpoint: checkpoint, cutWaits, workerReport, walReport, lock })
+    const report = yield* toReport(services, {
+      startMs,
+      deadlineAtMs,
+      finalCheckpoint: checkpoint,
+      cutWaits,
+      workerReport,
+      walReport,
+      lock
+    })
     yield* Effect.logInfo(describeShutdown(report))
     return report
   }).pipe(Effect.withSpan("storage.shutdown"), Effect.uninterruptible)
@@ -240,18 +295,24 @@ const toReport = (
     readonly lock: ShutdownReport["lock"]
   }
 ) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const partStats = yield* services.parts.stats
     const endMs = yield* Clock.currentTimeMillis
     const { workerReport } = done
-    const daemonsAlive = [yield* services.evictor.alive, yield* services.checkpointer.periodicAlive, yield* services.gc.periodicAlive].filter(Boolean).length
+    const daemonsAlive =
+      [yield* services.evictor.alive, yield* services.checkpointer.periodicAlive, yield* services.gc.periodicAlive]
+        .filter(Boolean).length
     const report: ShutdownReport = {
       durationMs: endMs - done.startMs,
       deadlineMs: services.config.shutdownDeadlineMs,
       metDeadline: endMs <= done.deadlineAtMs,
       finalCheckpoint: done.finalCheckpoint,
       dirtyPartsLeft: partStats.dirty + partStats.writing,
-      tasks: { drained: workerReport.drainedTasks, interrupted: workerReport.interruptedTasks, aborted: workerReport.abortedTasks },
+      tasks: {
+        drained: workerReport.drainedTasks,
+        interrupted: workerReport.interruptedTasks,
+        aborted: workerReport.abortedTasks
+      },
       leasesHeld: partStats.leasesHeld,
       fibersAlive: workerReport.workersAlive + daemonsAlive,
       wal: done.walReport,
@@ -299,10 +360,13 @@ export const describeShutdown = (report: ShutdownReport): string => {
   const { wal } = report
   const parts = [
     describeFinalCheckpoint(report.finalCheckpoint),
-    `WAL archived through ${wal.archivedThrough}` + (wal.localOnly === undefined ? "" : ` (${wal.localOnly.fromLsn} to ${wal.localOnly.toLsn} only in the local WAL)`),
+    `WAL archived through ${wal.archivedThrough}` +
+    (wal.localOnly === undefined ? "" : ` (${wal.localOnly.fromLsn} to ${wal.localOnly.toLsn} only in the local WAL)`),
     describeLock(report.lock),
     ...(report.dirtyPartsLeft > 0 ? [`${report.dirtyPartsLeft} dirty part(s) left for the next start`] : []),
-    ...(report.tasks.aborted + report.tasks.interrupted > 0 ? [`${report.tasks.interrupted} request(s) interrupted, ${report.tasks.aborted} task(s) aborted`] : []),
+    ...(report.tasks.aborted + report.tasks.interrupted > 0
+      ? [`${report.tasks.interrupted} request(s) interrupted, ${report.tasks.aborted} task(s) aborted`]
+      : []),
     ...(report.leasesHeld > 0 ? [`${report.leasesHeld} lease(s) still held`] : []),
     ...(report.fibersAlive > 0 ? [`${report.fibersAlive} fiber(s) still alive`] : [])
   ]

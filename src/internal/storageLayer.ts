@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import { Layer } from "effect"
-import { type StorageOpenError, type StorageOptions, Storage } from "../layers/Storage.js"
+import { Storage, type StorageOpenError, type StorageOptions } from "../layers/Storage.js"
 import type { LocalDisk } from "../services/LocalDisk.js"
 import type { ObjectStore } from "../services/ObjectStore.js"
 import type { StorageConfig } from "../services/StorageConfig.js"
@@ -19,5 +19,7 @@ import { type InternalServices, make, servicesLayer } from "./storageService.js"
 export type StorageServices = Storage | InternalServices
 
 /** Storage.layer, with the internal services in its output. Closing its scope is shutdown. */
-export const layerWithServices = (options: StorageOptions = {}): Layer.Layer<StorageServices, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> =>
+export const layerWithServices = (
+  options: StorageOptions = {}
+): Layer.Layer<StorageServices, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> =>
   Layer.scoped(Storage, make(options)).pipe(Layer.provideMerge(servicesLayer()))

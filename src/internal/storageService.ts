@@ -16,9 +16,9 @@
  * @since 0.1.0
  */
 import { Cause, Effect, Fiber, Layer, Ref } from "effect"
-import * as CountingObjectStore from "../layers/CountingObjectStore.js"
 import { messageOf, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
 import type { Lsn } from "../domain/Ids.js"
+import * as CountingObjectStore from "../layers/CountingObjectStore.js"
 import type { StorageOptions, StorageService } from "../layers/Storage.js"
 import * as Checkpointer from "../services/Checkpointer.js"
 import * as Evictor from "../services/Evictor.js"
@@ -49,7 +49,7 @@ export type InternalServices =
 
 /** Builds the Storage service over the internal services; its shutdown runs when the scope closes. */
 export const make = (options: StorageOptions) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const loader = yield* Loader.Loader
     const parts = yield* PartTable.PartTable
     const wal = yield* WalArchiver.WalArchiver
@@ -58,7 +58,10 @@ export const make = (options: StorageOptions) =>
     const bucketLock = loader.bucketLock
     const closing = yield* Ref.make(false)
     const refuseWhenClosing = (operation: string) =>
-      Effect.flatMap(Ref.get(closing), (isClosing) => (isClosing ? Effect.fail(new ShuttingDown({ operation })) : Effect.void))
+      Effect.flatMap(
+        Ref.get(closing),
+        (isClosing) => (isClosing ? Effect.fail(new ShuttingDown({ operation })) : Effect.void)
+      )
 
     const shutdown = yield* Effect.cached(Shutdown.run({
       config: yield* StorageConfig,
@@ -83,8 +86,12 @@ export const make = (options: StorageOptions) =>
       write: (file, offset, bytes) => Effect.zipRight(refuseWhenClosing("write"), parts.write(file, offset, bytes)),
       // A fenced instance appends nothing and acknowledges nothing: the check after the commit's
       // wait withholds an acknowledgement that the fence overtook.
-      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),
-      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),
+      append: (record) =>
+        Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),
+      commit: Effect.zipRight(
+        Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced),
+        Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)
+      ),
       checkpoint: Effect.zipRight(refuseWhenClosing("checkpoint"), checkpointer.checkpoint({ reason: "on demand" })),
       shutdown,
       stats: Effect.all({ parts: parts.stats, queue: queue.stats, checkpoints: checkpointer.stats, wal: wal.stats })
@@ -98,8 +105,9 @@ export const make = (options: StorageOptions) =>
       yield* wal.replay(loader.opened.walPosition, (lsn: Lsn, bytes: Uint8Array) =>
         // The cause is the application's own error object (a failure raised inside a span is
         // seen through a proxy that carries the span).
-        apply({ lsn, bytes }, service).pipe(Effect.mapError((error) => new ReplayFailed({ lsn, detail: messageOf(error), cause: Cause.originalError(error) })))
-      ).pipe(Effect.withSpan("storage.replay", { attributes: { "wal.fromLsn": loader.opened.walPosition } }))
+        apply({ lsn, bytes }, service).pipe(Effect.mapError((error) =>
+          new ReplayFailed({ lsn, detail: messageOf(error), cause: Cause.originalError(error) })
+        ))).pipe(Effect.withSpan("storage.replay", { attributes: { "wal.fromLsn": loader.opened.walPosition } }))
     }
     // On a fiber of its own: the scope may close because its fiber was interrupted (SIGINT under
     // NodeRuntime.runMain), and the shutdown's interruptible steps would be cut by that interrupt.
@@ -132,7 +140,7 @@ const walStartupLayer = Layer.effect(
 
 const checkpointerLayer = Layer.scoped(
   Checkpointer.Checkpointer,
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const loader = yield* Loader.Loader
     const wal = yield* WalArchiver.WalArchiver
     return yield* Checkpointer.make({
@@ -151,7 +159,11 @@ export const servicesLayer = () => {
   const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
   const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
   const loaderLayer = Loader.layer.pipe(Layer.provideMerge(partsLayer))
-  const walLayer = WalArchiver.layer.pipe(Layer.provide(walFenceLayer), Layer.provide(walStartupLayer), Layer.provideMerge(loaderLayer))
+  const walLayer = WalArchiver.layer.pipe(
+    Layer.provide(walFenceLayer),
+    Layer.provide(walStartupLayer),
+    Layer.provideMerge(loaderLayer)
+  )
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
   // Every service sees the store through the request meter (object_store_requests).

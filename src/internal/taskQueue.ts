@@ -109,7 +109,9 @@ export class Entry implements TaskHandle<unknown, unknown>, PickedTask {
 
   get await(): Effect.Effect<unknown, unknown> {
     return Effect.suspend(() =>
-      this.exit !== undefined ? this.exit : this.core.waits.track("TaskHandle.await", () => this.label(), this.awaitExit())
+      this.exit !== undefined
+        ? this.exit
+        : this.core.waits.track("TaskHandle.await", () => this.label(), this.awaitExit())
     )
   }
 
@@ -118,13 +120,13 @@ export class Entry implements TaskHandle<unknown, unknown>, PickedTask {
       this.exit !== undefined
         ? this.exit
         : this.core.waits.track(
-            "TaskHandle.awaitWithin",
-            () => `${this.label()} (deadline ${timeoutMs} ms)`,
-            Effect.timeoutFail(this.awaitExit(), {
-              duration: Duration.millis(Math.max(0, timeoutMs)),
-              onTimeout: () => new TaskTimeout({ taskId: this.id, taskType: this.task._tag, timeoutMs })
-            })
-          )
+          "TaskHandle.awaitWithin",
+          () => `${this.label()} (deadline ${timeoutMs} ms)`,
+          Effect.timeoutFail(this.awaitExit(), {
+            duration: Duration.millis(Math.max(0, timeoutMs)),
+            onTimeout: () => new TaskTimeout({ taskId: this.id, taskType: this.task._tag, timeoutMs })
+          })
+        )
     )
   }
 
@@ -143,7 +145,7 @@ export class Entry implements TaskHandle<unknown, unknown>, PickedTask {
     this.exit = exit
     const waiters = this.waiters
     this.waiters = undefined
-    if (waiters !== undefined) for (const waiter of waiters) waiter(exit)
+    if (waiters !== undefined) { for (const waiter of waiters) waiter(exit) }
   }
 }
 
@@ -179,7 +181,12 @@ export class QueueCore {
    * it deduplicates into, publishes it if there is room, else suspends the producer (interruptibly:
    * an interrupted wait gives any slot reserved for it to the next producer).
    */
-  enqueue(task: Task, run: Effect.Effect<unknown, unknown>, nowMs: number, parentSpan: Tracer.AnySpan | undefined): Effect.Effect<Entry, QueueClosed> {
+  enqueue(
+    task: Task,
+    run: Effect.Effect<unknown, unknown>,
+    nowMs: number,
+    parentSpan: Tracer.AnySpan | undefined
+  ): Effect.Effect<Entry, QueueClosed> {
     if (this.closed) return Effect.fail(new QueueClosed({ taskType: task._tag }))
     const key = dedupKey(task)
     const existing = this.joinable(key)
@@ -202,7 +209,13 @@ export class QueueCore {
   }
 
   /** Publishes a new task; the caller checked room (or holds a reserved slot it just released). */
-  publish(task: Task, key: string | undefined, run: Effect.Effect<unknown, unknown>, nowMs: number, parentSpan: Tracer.AnySpan | undefined): Entry {
+  publish(
+    task: Task,
+    key: string | undefined,
+    run: Effect.Effect<unknown, unknown>,
+    nowMs: number,
+    parentSpan: Tracer.AnySpan | undefined
+  ): Entry {
     this.lastId += 1
     // A TaskId is a positive integer; lastId starts at 1 and only grows.
     const entry = new Entry(this, this.lastId as TaskId, task, key, run, nowMs, parentSpan)
@@ -231,7 +244,9 @@ export class QueueCore {
       this.producers.delete(wait)
       wait.state = "granted"
       this.reservedSlots += 1
-      wait.resume(Effect.clockWith((clock) => Effect.suspend(() => this.publishReserved(wait, clock.unsafeCurrentTimeMillis()))))
+      wait.resume(
+        Effect.clockWith((clock) => Effect.suspend(() => this.publishReserved(wait, clock.unsafeCurrentTimeMillis())))
+      )
     }
   }
 
@@ -358,12 +373,12 @@ export class QueueCore {
     this.isIdle()
       ? Effect.void
       : Effect.async<void>((resume) => {
-          const wake = () => resume(Effect.void)
-          this.idleWaiters.add(wake)
-          return Effect.sync(() => {
-            this.idleWaiters.delete(wake)
-          })
+        const wake = () => resume(Effect.void)
+        this.idleWaiters.add(wake)
+        return Effect.sync(() => {
+          this.idleWaiters.delete(wake)
         })
+      })
   )
 
   closeIntake(): void {
@@ -381,11 +396,17 @@ export class QueueCore {
     this.closeIntake()
     let count = 0
     for (const entry of this.queued.drain()) {
-      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "QueueClosed" })))
+      this.finish(
+        entry,
+        Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "QueueClosed" }))
+      )
       count += 1
     }
     for (const entry of Array.from(this.running)) {
-      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "DrainDeadline" })))
+      this.finish(
+        entry,
+        Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "DrainDeadline" }))
+      )
       count += 1
     }
     this.metrics.depth(0)

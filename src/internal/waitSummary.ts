@@ -48,5 +48,7 @@ export const groupWaits = (waits: ReadonlyArray<Wait>, nowMs: number): ReadonlyA
 /** One line per group: "3 × TaskHandle.await on task WritePart, the longest for 1.2s". */
 export const describeWaits = (waits: ReadonlyArray<Wait>, nowMs: number): ReadonlyArray<string> =>
   groupWaits(waits, nowMs).map((group) =>
-    `${group.count} × ${group.waiter} on ${group.on === "" ? "(unnamed)" : group.on}, ${group.count === 1 ? "" : "the longest "}for ${formatDurationMs(group.longestMs)}`
+    `${group.count} × ${group.waiter} on ${group.on === "" ? "(unnamed)" : group.on}, ${
+      group.count === 1 ? "" : "the longest "
+    }for ${formatDurationMs(group.longestMs)}`
   )

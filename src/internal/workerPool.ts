@@ -20,7 +20,12 @@ import type { PickedTask, TaskQueueService } from "../services/TaskQueue.js"
 /** Where the workers report what the metrics show (the service binds them to its labels). */
 export interface WorkerMetrics {
   /** A task ended: its outcome, its attempts after the first, ms from enqueue to completion. */
-  readonly finished: (type: TaskType, outcome: "completed" | "failed" | "interrupted", retries: number, latencyMs: number) => void
+  readonly finished: (
+    type: TaskType,
+    outcome: "completed" | "failed" | "interrupted",
+    retries: number,
+    latencyMs: number
+  ) => void
   /** An attempt was cut by the request timeout. */
   readonly timedOut: (type: TaskType) => void
 }
@@ -127,7 +132,12 @@ export class Workers {
         outcome = Exit.fail(new TaskAborted({ taskId: picked.id, taskType: type, reason: "DrainDeadline" }))
       }
       const ended = cut ? "interrupted" : Exit.isSuccess(exit) ? "completed" : "failed"
-      this.metrics.finished(type, ended, Math.max(0, progress.attempts - 1), Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs))
+      this.metrics.finished(
+        type,
+        ended,
+        Math.max(0, progress.attempts - 1),
+        Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs)
+      )
       progress.span.end(clock.unsafeCurrentTimeNanos(), outcome)
       return picked.complete(outcome)
     })
@@ -157,12 +167,16 @@ export class Workers {
     if (Exit.isSuccess(exit)) return this.finish(progress, exit, false)
     if (!Cause.isInterruptedOnly(exit.cause)) {
       const error = Cause.failureOption(exit.cause)
-      return Option.isSome(error) && isTransient(error.value) ? this.retry(slot, progress, error.value) : this.finish(progress, exit, false)
+      return Option.isSome(error) && isTransient(error.value)
+        ? this.retry(slot, progress, error.value)
+        : this.finish(progress, exit, false)
     }
     return Effect.flatMap(isFiberInterrupted, (interrupted) => {
       if (!interrupted) {
         // Only shutdown and the watchdog interrupt a worker: the task's effect interrupted itself.
-        const defect = new Error(`task ${progress.picked.id} (${describeTask(progress.picked.task)}) interrupted itself`)
+        const defect = new Error(
+          `task ${progress.picked.id} (${describeTask(progress.picked.task)}) interrupted itself`
+        )
         return this.finish(progress, Exit.die(defect), false)
       }
       const error = timeoutError(progress.picked, this.config.requestTimeoutMs)
@@ -241,7 +255,9 @@ export class Workers {
     const body = Effect.withFiberRuntime<void>((self) => {
       this.pool.workers.add(self)
       return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(this.loop(slot))).pipe(
-        Effect.onInterrupt(() => (this.pool.stopping || slot.fiber !== self ? Effect.void : this.spawn(slot, Effect.void))),
+        Effect.onInterrupt(
+          () => (this.pool.stopping || slot.fiber !== self ? Effect.void : this.spawn(slot, Effect.void))
+        ),
         Effect.ensuring(
           Effect.sync(() => {
             this.pool.workers.delete(self)
@@ -258,8 +274,7 @@ export class Workers {
         Effect.sync(() => {
           slot.fiber = fiber
           if (fiber.unsafePoll() === null) this.pool.workers.add(fiber)
-        })
-      )
+        }))
     )
   }
 
@@ -270,7 +285,9 @@ export class Workers {
   readonly watchdog: Effect.Effect<void> = Effect.fiberIdWith((watchdogId) => {
     const awaitAttempt = Effect.async<void>((resume) => {
       // An attempt that started while this round ran (it found no watchdog to wake) is seen here.
-      if (this.pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) return resume(Effect.void)
+      if (this.pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) {
+        return resume(Effect.void)
+      }
       this.pool.wakeWatchdog = () => resume(Effect.void)
       return Effect.sync(() => {
         this.pool.wakeWatchdog = undefined
@@ -290,7 +307,9 @@ export class Workers {
         }
       }
       const interrupts = Effect.forEach(expired, (fiber) => Fiber.interruptAsFork(fiber, watchdogId), { discard: true })
-      const pause = earliestMs === Number.POSITIVE_INFINITY ? awaitAttempt : Effect.sleep(Duration.millis(earliestMs - nowMs))
+      const pause = earliestMs === Number.POSITIVE_INFINITY
+        ? awaitAttempt
+        : Effect.sleep(Duration.millis(earliestMs - nowMs))
       return Effect.zipRight(interrupts, Effect.zipRight(pause, round))
     })
     return round

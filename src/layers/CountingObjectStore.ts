@@ -70,7 +70,18 @@ export interface RequestSnapshot {
 export const listPageKeys = 1000
 
 /** Counts of zero. */
-export const emptyCounts: RequestCounts = { put: 0, get: 0, getRange: 0, head: 0, delete: 0, list: 0, listPages: 0, probe: 0, bytesPut: 0, bytesGot: 0 }
+export const emptyCounts: RequestCounts = {
+  put: 0,
+  get: 0,
+  getRange: 0,
+  head: 0,
+  delete: 0,
+  list: 0,
+  listPages: 0,
+  probe: 0,
+  bytesPut: 0,
+  bytesGot: 0
+}
 
 const countFields = Object.keys(emptyCounts) as ReadonlyArray<keyof RequestCounts>
 
@@ -124,7 +135,9 @@ export interface RequestCounterService {
 }
 
 /** The counts of the counted store. @category tags */
-export class RequestCounter extends Context.Tag("effect-s3-tier/RequestCounter")<RequestCounter, RequestCounterService>() {}
+export class RequestCounter
+  extends Context.Tag("effect-s3-tier/RequestCounter")<RequestCounter, RequestCounterService>()
+{}
 
 /** A new counter, all zero. @category constructors */
 export const makeCounter: Effect.Effect<RequestCounterService> = Effect.map(Ref.make(emptySnapshot), (ref) => ({
@@ -132,7 +145,10 @@ export const makeCounter: Effect.Effect<RequestCounterService> = Effect.map(Ref.
   record: (kind, counts) =>
     Ref.update(ref, (current) => {
       const added = { ...emptyCounts, ...counts }
-      return { total: combine(current.total, added, 1), byKind: { ...current.byKind, [kind]: combine(current.byKind[kind], added, 1) } }
+      return {
+        total: combine(current.total, added, 1),
+        byKind: { ...current.byKind, [kind]: combine(current.byKind[kind], added, 1) }
+      }
     })
 }))
 
@@ -141,15 +157,21 @@ export const makeCounter: Effect.Effect<RequestCounterService> = Effect.map(Ref.
 // ---------------------------------------------------------------------------------------------
 
 /** `inner`, with every request counted in `counter`; key kinds under `layout`. */
-export const decorate = (inner: ObjectStoreService, counter: RequestCounterService, layout: KeyLayout): ObjectStoreService => {
+export const decorate = (
+  inner: ObjectStoreService,
+  counter: RequestCounterService,
+  layout: KeyLayout
+): ObjectStoreService => {
   const sent = (key: string, counts: Partial<RequestCounts>) => counter.record(kindOfKey(layout, key), counts)
   const got = (key: string) => (bytes: Uint8Array) => sent(key, { bytesGot: bytes.length })
   return {
     description: inner.description,
     probe: Effect.zipRight(counter.record("other", { probe: 1 }), inner.probe),
-    put: (key, bytes, options) => Effect.zipRight(sent(key, { put: 1, bytesPut: bytes.length }), inner.put(key, bytes, options)),
+    put: (key, bytes, options) =>
+      Effect.zipRight(sent(key, { put: 1, bytesPut: bytes.length }), inner.put(key, bytes, options)),
     get: (key) => Effect.zipRight(sent(key, { get: 1 }), Effect.tap(inner.get(key), got(key))),
-    getRange: (key, offset, length) => Effect.zipRight(sent(key, { getRange: 1 }), Effect.tap(inner.getRange(key, offset, length), got(key))),
+    getRange: (key, offset, length) =>
+      Effect.zipRight(sent(key, { getRange: 1 }), Effect.tap(inner.getRange(key, offset, length), got(key))),
     head: (key) => Effect.zipRight(sent(key, { head: 1 }), inner.head(key)),
     delete: (key) => Effect.zipRight(sent(key, { delete: 1 }), inner.delete(key)),
     list: (prefix) =>
@@ -157,8 +179,9 @@ export const decorate = (inner: ObjectStoreService, counter: RequestCounterServi
         Effect.as(sent(prefix, { list: 1, listPages: 1 }), Stream.zipWithIndex(inner.list(prefix))).pipe(
           Effect.map((listed) =>
             Stream.mapEffect(listed, ([info, index]) =>
-              index > 0 && index % listPageKeys === 0 ? Effect.as(sent(prefix, { listPages: 1 }), info) : Effect.succeed(info)
-            )
+              index > 0 && index % listPageKeys === 0
+                ? Effect.as(sent(prefix, { listPages: 1 }), info)
+                : Effect.succeed(info))
           )
         )
       )
@@ -166,12 +189,17 @@ export const decorate = (inner: ObjectStoreService, counter: RequestCounterServi
 }
 
 /** ObjectStore, counted in `counter`, over the ObjectStore it is given. @category layers */
-export const layer = (counter: RequestCounterService, layout: KeyLayout): Layer.Layer<ObjectStore, never, ObjectStore> =>
+export const layer = (
+  counter: RequestCounterService,
+  layout: KeyLayout
+): Layer.Layer<ObjectStore, never, ObjectStore> =>
   Layer.effect(ObjectStore, Effect.map(ObjectStore, (inner) => decorate(inner, counter, layout)))
 
 /** ObjectStore (counted) and RequestCounter over the ObjectStore it is given. @category layers */
 export const layerWithCounter = (layout: KeyLayout): Layer.Layer<ObjectStore | RequestCounter, never, ObjectStore> =>
-  Layer.unwrapEffect(Effect.map(makeCounter, (counter) => Layer.merge(layer(counter, layout), Layer.succeed(RequestCounter, counter))))
+  Layer.unwrapEffect(
+    Effect.map(makeCounter, (counter) => Layer.merge(layer(counter, layout), Layer.succeed(RequestCounter, counter)))
+  )
 
 // ---------------------------------------------------------------------------------------------
 // The metered store: `object_store_requests` by operation, outcome and instance
@@ -230,7 +258,11 @@ const requestLabels = (instance: string) => {
 }
 
 /** The count of one operation and outcome so far, for `instance`. */
-export const requestCount = (operation: StoreOperation, outcome: RequestOutcome, instance = "default"): Effect.Effect<number> =>
+export const requestCount = (
+  operation: StoreOperation,
+  outcome: RequestOutcome,
+  instance = "default"
+): Effect.Effect<number> =>
   Effect.sync(() => objectStoreRequests.unsafeValue(requestLabels(instance)(operation, outcome)).count)
 
 /** `inner`, with every request counted in `object_store_requests` under `instance` when it ends. */
@@ -238,8 +270,10 @@ export const metered = (inner: ObjectStoreService, instance: string): ObjectStor
   const labels = requestLabels(instance)
   const record = (operation: StoreOperation) => (exit: Exit.Exit<unknown, ObjectStoreError>) =>
     Effect.sync(() => objectStoreRequests.unsafeUpdate(1, labels(operation, requestOutcome(exit))))
-  const counted = <A, E extends ObjectStoreError>(operation: StoreOperation, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.onExit(effect, record(operation))
+  const counted = <A, E extends ObjectStoreError>(
+    operation: StoreOperation,
+    effect: Effect.Effect<A, E>
+  ): Effect.Effect<A, E> => Effect.onExit(effect, record(operation))
   return {
     description: inner.description,
     probe: counted("probe", inner.probe),

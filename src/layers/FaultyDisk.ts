@@ -82,7 +82,8 @@ interface FaultState {
   stats: DiskFaultStats
 }
 
-const matches = (filter: DiskFaultFilter, path: string): boolean => filter.pathPrefix === undefined || path.startsWith(filter.pathPrefix)
+const matches = (filter: DiskFaultFilter, path: string): boolean =>
+  filter.pathPrefix === undefined || path.startsWith(filter.pathPrefix)
 
 const noSpace = (operation: string, path: string, writtenBytes: number, requestedBytes: number) =>
   new LocalIoError({
@@ -127,7 +128,10 @@ export const make = (
         count("noSpaceWrites")
         if (fitting === 0) return Effect.fail(noSpace("write", path, 0, bytes.length))
         count("tornWrites")
-        return Effect.zipRight(inner.write(path, offset, bytes.subarray(0, fitting)), Effect.fail(noSpace("write", path, fitting, bytes.length)))
+        return Effect.zipRight(
+          inner.write(path, offset, bytes.subarray(0, fitting)),
+          Effect.fail(noSpace("write", path, fitting, bytes.length))
+        )
       })
 
     const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
@@ -147,16 +151,21 @@ export const make = (
       Effect.suspend(() => {
         const failures = state.syncFailures
         const valid = Option.getRight(normalizePath("sync", path))
-        if (failures === undefined || failures.remaining <= 0 || Option.isNone(valid) || !matches(failures.filter, valid.value)) return inner.sync(path)
+        if (
+          failures === undefined || failures.remaining <= 0 || Option.isNone(valid) ||
+          !matches(failures.filter, valid.value)
+        ) return inner.sync(path)
         failures.remaining -= 1
         count("failedSyncs")
         return Effect.fail(new LocalIoError({ operation: "sync", path, detail: "EIO: i/o error (fault injected)" }))
       })
 
     const flipByte: DiskFaultsService["flipByte"] = (path, flip = {}) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const mask = flip.mask ?? 0xff
-        if (!Number.isInteger(mask) || mask < 1 || mask > 255) return yield* Effect.dieMessage(`flipByte: mask ${mask} must be in 1..255`)
+        if (!Number.isInteger(mask) || mask < 1 || mask > 255) {
+          return yield* Effect.dieMessage(`flipByte: mask ${mask} must be in 1..255`)
+        }
         const size = Option.getOrElse(yield* inner.size(path), () => 0)
         if (size === 0) return Option.none<number>()
         const offset = flip.offset ?? (yield* random.nextIntBetween(0, size))
@@ -176,7 +185,9 @@ export const make = (
           ? Effect.sync(() => void (state.space = { filter, remainingBytes: bytes }))
           : Effect.dieMessage(`fillAfter: ${bytes} bytes must be a non-negative integer`),
       failSync: (times = 1, filter = {}) =>
-        times >= 0 ? Effect.sync(() => void (state.syncFailures = { filter, remaining: times })) : Effect.dieMessage(`failSync: ${times} must be >= 0`),
+        times >= 0
+          ? Effect.sync(() => void (state.syncFailures = { filter, remaining: times }))
+          : Effect.dieMessage(`failSync: ${times} must be >= 0`),
       flipByte,
       heal: Effect.sync(() => {
         state.space = undefined
@@ -190,7 +201,8 @@ export const make = (
 /** The faulty view of the LocalDisk below it, and its switchboard. @category layers */
 export const layer = (options: FaultyDiskOptions = {}): Layer.Layer<LocalDisk | DiskFaults, never, LocalDisk> =>
   Layer.effectContext(
-    Effect.map(Effect.flatMap(LocalDisk, (inner) => make(inner, options)), ({ disk, faults }) =>
-      Context.make(LocalDisk, disk).pipe(Context.add(DiskFaults, faults))
+    Effect.map(
+      Effect.flatMap(LocalDisk, (inner) => make(inner, options)),
+      ({ disk, faults }) => Context.make(LocalDisk, disk).pipe(Context.add(DiskFaults, faults))
     )
   )

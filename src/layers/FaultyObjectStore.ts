@@ -35,7 +35,20 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, Ref, Stream, SubscriptionRef } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  Random,
+  Ref,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import type { TaskType } from "../domain/Task.js"
@@ -118,7 +131,9 @@ export interface FaultControllerService {
 }
 
 /** The fault switchboard of the FaultyObjectStore in the context. @category tags */
-export class FaultController extends Context.Tag("effect-s3-tier/FaultController")<FaultController, FaultControllerService>() {}
+export class FaultController
+  extends Context.Tag("effect-s3-tier/FaultController")<FaultController, FaultControllerService>()
+{}
 
 /** Options of the decorator. */
 export interface FaultyObjectStoreOptions {
@@ -209,7 +224,10 @@ const emptyStats: FaultStats = {
 
 const countOperation = (stats: FaultStats, operation: Operation, field: keyof OperationCounts): FaultStats => ({
   ...stats,
-  operations: { ...stats.operations, [operation]: { ...stats.operations[operation], [field]: stats.operations[operation][field] + 1 } }
+  operations: {
+    ...stats.operations,
+    [operation]: { ...stats.operations[operation], [field]: stats.operations[operation][field] + 1 }
+  }
 })
 
 const countInjected = (stats: FaultStats, kind: FaultKind): FaultStats => ({
@@ -220,14 +238,24 @@ const countInjected = (stats: FaultStats, kind: FaultKind): FaultStats => ({
 const validateFault = (fault: Fault): Effect.Effect<void> => {
   switch (fault._tag) {
     case "Latency":
-      return fault.latencyMs >= 0 && Number.isFinite(fault.latencyMs) ? Effect.void : Effect.dieMessage(`latency ${fault.latencyMs} ms must be >= 0`)
+      return fault.latencyMs >= 0 && Number.isFinite(fault.latencyMs)
+        ? Effect.void
+        : Effect.dieMessage(`latency ${fault.latencyMs} ms must be >= 0`)
     case "ErrorRate":
-      return fault.probability >= 0 && fault.probability <= 1 ? Effect.void : Effect.dieMessage(`error rate ${fault.probability} must be in [0, 1]`)
+      return fault.probability >= 0 && fault.probability <= 1
+        ? Effect.void
+        : Effect.dieMessage(`error rate ${fault.probability} must be in [0, 1]`)
     case "StallAfter":
-      return fault.afterMs >= 0 && Number.isFinite(fault.afterMs) ? Effect.void : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
+      return fault.afterMs >= 0 && Number.isFinite(fault.afterMs)
+        ? Effect.void
+        : Effect.dieMessage(`stall-after ${fault.afterMs} ms must be >= 0`)
     case "LostResponse":
-      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) return Effect.dieMessage(`lost-response probability ${fault.probability} must be in [0, 1]`)
-      return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0) ? Effect.void : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
+      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) {
+        return Effect.dieMessage(`lost-response probability ${fault.probability} must be in [0, 1]`)
+      }
+      return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0)
+        ? Effect.void
+        : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
     default:
       return Effect.void
   }
@@ -243,7 +271,7 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
  * rules and counters. @category constructors
  */
 export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.Effect<FaultControllerService> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const rulesRef = yield* Ref.make<Rules>({ rules: [], nextId: 1, healed: yield* Deferred.make<void>() })
     const statsRef = yield* SubscriptionRef.make(emptyStats)
     const seeded = options.seed === undefined ? Option.none<Random.Random>() : Option.some(Random.make(options.seed))
@@ -252,13 +280,18 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
 
     const stallUntilHealed = (healed: Deferred.Deferred<void>) =>
       Effect.acquireUseRelease(
-        SubscriptionRef.update(statsRef, (stats) => countInjected({ ...stats, stalledNow: stats.stalledNow + 1 }, "stall")),
-        () => Deferred.await(healed),
+        SubscriptionRef.update(statsRef, (stats) =>
+          countInjected({ ...stats, stalledNow: stats.stalledNow + 1 }, "stall")),
+        () =>
+          Deferred.await(healed),
         () => SubscriptionRef.update(statsRef, (stats) => ({ ...stats, stalledNow: stats.stalledNow - 1 }))
       )
 
-    const inject = (operation: Operation, key: string | undefined): Effect.Effect<void, ObjectStoreUnavailable | ObjectStoreRejected> =>
-      Effect.gen(function* () {
+    const inject = (
+      operation: Operation,
+      key: string | undefined
+    ): Effect.Effect<void, ObjectStoreUnavailable | ObjectStoreRejected> =>
+      Effect.gen(function*() {
         const nowMs = yield* Clock.currentTimeMillis
         const { healed, rules } = yield* Ref.get(rulesRef)
         const matching = rules.filter((rule) => applies(rule.filter, operation, key))
@@ -267,21 +300,34 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           // Healed: the rules are read again, so a fault added after the heal applies.
           return yield* inject(operation, key)
         }
-        const latencyMs = matching.reduce((sum, rule) => (rule.fault._tag === "Latency" ? sum + rule.fault.latencyMs : sum), 0)
+        const latencyMs = matching.reduce(
+          (sum, rule) => (rule.fault._tag === "Latency" ? sum + rule.fault.latencyMs : sum),
+          0
+        )
         if (matching.some((rule) => rule.fault._tag === "Latency")) {
           yield* count("latency")
           yield* Effect.sleep(Duration.millis(latencyMs))
         }
         if (matching.some((rule) => rule.fault._tag === "FailPermanently")) {
           yield* count("permanent")
-          return yield* new ObjectStoreRejected({ operation, key, code: "InjectedFailure", detail: "fault injected: the request fails permanently" })
+          return yield* new ObjectStoreRejected({
+            operation,
+            key,
+            code: "InjectedFailure",
+            detail: "fault injected: the request fails permanently"
+          })
         }
         for (const rule of matching) {
           if (rule.fault._tag !== "ErrorRate") continue
           const sample = yield* draw
           if (sample < rule.fault.probability) {
             yield* count("error")
-            return yield* new ObjectStoreUnavailable({ operation, key, reason: "Injected", detail: `fault injected: error rate ${rule.fault.probability}` })
+            return yield* new ObjectStoreUnavailable({
+              operation,
+              key,
+              reason: "Injected",
+              detail: `fault injected: error rate ${rule.fault.probability}`
+            })
           }
         }
       })
@@ -300,30 +346,47 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
 
     /** Whether this finished operation loses its response, per the first matching rule. */
     const takeLostResponse = (operation: Operation, key: string | undefined) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const { rules } = yield* Ref.get(rulesRef)
-        const rule = rules.find((candidate) => candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key))
+        const rule = rules.find((candidate) =>
+          candidate.fault._tag === "LostResponse" && applies(candidate.filter, operation, key)
+        )
         if (rule === undefined || rule.fault._tag !== "LostResponse") return false
         if (rule.fault.probability < 1 && (yield* draw) >= rule.fault.probability) return false
         yield* useLostResponse(rule.id)
         return true
       })
 
-    const loseResponse = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>): Effect.Effect<A, E | ObjectStoreUnavailable> =>
-      Effect.flatMap(Effect.exit(effect), (exit): Effect.Effect<A, E | ObjectStoreUnavailable> =>
-        Exit.isInterrupted(exit)
-          ? exit
-          : Effect.flatMap(takeLostResponse(operation, key), (lost): Effect.Effect<A, E | ObjectStoreUnavailable> =>
-            lost
-              ? Effect.zipRight(
-                count("lostResponse"),
-                Effect.fail(new ObjectStoreUnavailable({ operation, ...(key === undefined ? {} : { key }), reason: "Network", detail: "fault injected: the response was lost after the store handled the request" }))
-              )
-              : exit
-          ))
+    const loseResponse = <A, E>(
+      operation: Operation,
+      key: string | undefined,
+      effect: Effect.Effect<A, E>
+    ): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+      Effect.flatMap(
+        Effect.exit(effect),
+        (exit): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+          Exit.isInterrupted(exit)
+            ? exit
+            : Effect.flatMap(takeLostResponse(operation, key), (lost): Effect.Effect<A, E | ObjectStoreUnavailable> =>
+              lost
+                ? Effect.zipRight(
+                  count("lostResponse"),
+                  Effect.fail(
+                    new ObjectStoreUnavailable({
+                      operation,
+                      ...(key === undefined ? {} : { key }),
+                      reason: "Network",
+                      detail: "fault injected: the response was lost after the store handled the request"
+                    })
+                  )
+                )
+                : exit)
+      )
 
-    const countStarted = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
-    const countFinished = (operation: Operation) => SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
+    const countStarted = (operation: Operation) =>
+      SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
+    const countFinished = (operation: Operation) =>
+      SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "finished"))
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
@@ -349,7 +412,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
     })
 
     const add = (fault: Fault, filter: FaultFilter = {}): Effect.Effect<FaultId> =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* validateFault(fault)
         const nowMs = yield* Clock.currentTimeMillis
         const active: ActiveFault = fault._tag === "Stall"
@@ -357,7 +420,11 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           : fault._tag === "StallAfter"
           ? { _tag: "StallFrom", fromMs: nowMs + fault.afterMs }
           : fault._tag === "LostResponse"
-          ? { _tag: "LostResponse", remaining: fault.times ?? Number.POSITIVE_INFINITY, probability: fault.probability ?? 1 }
+          ? {
+            _tag: "LostResponse",
+            remaining: fault.times ?? Number.POSITIVE_INFINITY,
+            probability: fault.probability ?? 1
+          }
           : fault
         return yield* Ref.modify(rulesRef, (state) => [
           state.nextId,
@@ -365,7 +432,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
         ])
       })
 
-    const heal = Effect.gen(function* () {
+    const heal = Effect.gen(function*() {
       const fresh = yield* Deferred.make<void>()
       const previous = yield* Ref.modify(rulesRef, (state) => [state.healed, { ...state, rules: [], healed: fresh }])
       yield* Deferred.succeed(previous, undefined)
@@ -380,14 +447,14 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
       lostResponse: (filter, options = {}) => add({ _tag: "LostResponse", ...options }, filter),
-      remove: (id) => Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
+      remove: (id) =>
+        Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,
       stats: SubscriptionRef.get(statsRef),
       awaitStats: (predicate) =>
         Effect.map(Stream.runHead(Stream.filter(statsRef.changes, predicate)), (found) =>
           // `changes` starts with the current value and never ends, so runHead only returns a value.
-          Option.getOrElse(found, () => emptyStats)
-        )
+          Option.getOrElse(found, () => emptyStats))
     }
   })
 
@@ -398,7 +465,8 @@ export const make = (
 ): Effect.Effect<{ readonly store: ObjectStoreService; readonly controller: FaultControllerService }> =>
   Effect.map(makeController(options), (controller) => ({ store: controller.wrap(inner), controller }))
 
-const isController = (from: FaultyObjectStoreOptions | FaultControllerService): from is FaultControllerService => "wrap" in from
+const isController = (from: FaultyObjectStoreOptions | FaultControllerService): from is FaultControllerService =>
+  "wrap" in from
 
 /**
  * The faulty view of the ObjectStore below it, and its controller: a new controller (from options)
@@ -408,7 +476,7 @@ export const layer = (
   from: FaultyObjectStoreOptions | FaultControllerService = {}
 ): Layer.Layer<ObjectStore | FaultController, never, ObjectStore> =>
   Layer.effectContext(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const inner = yield* ObjectStore
       const controller = isController(from) ? from : yield* makeController(from)
       return Context.make(ObjectStore, controller.wrap(inner)).pipe(Context.add(FaultController, controller))

@@ -39,10 +39,10 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import * as NodePlatform from "../internal/NodePlatform.js"
 import { Array as Arr, Chunk, Effect, Layer, Option, Random, type Scope, Stream } from "effect"
 import { ObjectNotFound, ObjectStoreRejected, ObjectStoreUnavailable, PreconditionFailed } from "../domain/Errors.js"
 import type { ObjectStoreError } from "../domain/Errors.js"
+import * as NodePlatform from "../internal/NodePlatform.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
 import { compareKeys, listPageKeysMax } from "./MemoryObjectStore.js"
 
@@ -64,7 +64,8 @@ const tempNameAttemptsMax = 3
 const statConcurrency = 16
 
 /** A file's modification time in ms; unknown: never old enough to collect. */
-const mtimeMs = (info: FileSystem.File.Info): number => Option.match(info.mtime, { onNone: () => Number.MAX_SAFE_INTEGER, onSome: (date) => date.getTime() })
+const mtimeMs = (info: FileSystem.File.Info): number =>
+  Option.match(info.mtime, { onNone: () => Number.MAX_SAFE_INTEGER, onSome: (date) => date.getTime() })
 
 // ---------------------------------------------------------------------------------------------
 // Key encoding (pure)
@@ -98,7 +99,9 @@ export const decodeSegment = (name: string): string | undefined => {
 }
 
 /** The path segments (relative to the root) of a key's object file, or why the key cannot be stored. */
-export const keyToSegments = (key: string): { readonly segments: ReadonlyArray<string> } | { readonly problem: string; readonly code: string } => {
+export const keyToSegments = (
+  key: string
+): { readonly segments: ReadonlyArray<string> } | { readonly problem: string; readonly code: string } => {
   if (key === "") return { code: "InvalidKey", problem: "an object key cannot be empty" }
   const segments: Array<string> = []
   const parts = key.split("/")
@@ -108,11 +111,18 @@ export const keyToSegments = (key: string): { readonly segments: ReadonlyArray<s
     if (encoded === undefined) return { code: "InvalidKey", problem: "the key is not valid UTF-8 (a lone surrogate)" }
     const name = index === parts.length - 1 ? encoded + objectSuffix : encoded
     if (name.length > fileNameBytesMax) {
-      return { code: "KeyTooLong", problem: `segment ${JSON.stringify(part)} encodes to ${name.length} bytes; the file store allows ${fileNameBytesMax}` }
+      return {
+        code: "KeyTooLong",
+        problem: `segment ${
+          JSON.stringify(part)
+        } encodes to ${name.length} bytes; the file store allows ${fileNameBytesMax}`
+      }
     }
     segments.push(name)
   }
-  if (new TextEncoder().encode(key).length > keyBytesMax) return { code: "KeyTooLong", problem: `keys are at most ${keyBytesMax} bytes of UTF-8` }
+  if (new TextEncoder().encode(key).length > keyBytesMax) {
+    return { code: "KeyTooLong", problem: `keys are at most ${keyBytesMax} bytes of UTF-8` }
+  }
   return { segments }
 }
 
@@ -121,10 +131,15 @@ export const keyToSegments = (key: string): { readonly segments: ReadonlyArray<s
 // ---------------------------------------------------------------------------------------------
 
 const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
-const isAlreadyExists = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "AlreadyExists"
+const isAlreadyExists = (error: PlatformError): boolean =>
+  error._tag === "SystemError" && error.reason === "AlreadyExists"
 
 /** A file-system failure as a store failure: refusals are permanent, the rest transient. */
-const classifyIoError = (operation: string, key: string | undefined, error: PlatformError): ObjectStoreRejected | ObjectStoreUnavailable => {
+const classifyIoError = (
+  operation: string,
+  key: string | undefined,
+  error: PlatformError
+): ObjectStoreRejected | ObjectStoreUnavailable => {
   const detail = error.message
   if (error._tag === "BadArgument") return new ObjectStoreRejected({ operation, key, code: "BadArgument", detail })
   switch (error.reason) {
@@ -141,8 +156,10 @@ const classifyIoError = (operation: string, key: string | undefined, error: Plat
 }
 
 /** The store over a root directory. @category constructors */
-export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStoreService, never, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function* () {
+export const make = (
+  options: FileObjectStoreOptions
+): Effect.Effect<ObjectStoreService, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const root = path.resolve(options.root)
@@ -155,21 +172,32 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
         code: "NoSuchRoot",
         detail: `the object store directory ${root} does not exist; create it first (or ask for it to be created)`
       })
-    const io = (operation: string, key: string | undefined) => (error: PlatformError) => classifyIoError(operation, key, error)
+    const io = (operation: string, key: string | undefined) => (error: PlatformError) =>
+      classifyIoError(operation, key, error)
 
     /** After a NotFound: the root itself is missing (Rejected), or only the object (None). */
-    const checkRoot = (operation: string, key: string | undefined): Effect.Effect<void, ObjectStoreRejected | ObjectStoreUnavailable> =>
-      Effect.flatMap(Effect.mapError(fs.exists(root), io(operation, key)), (exists) => exists ? Effect.void : Effect.fail(missingRoot(operation, key)))
+    const checkRoot = (
+      operation: string,
+      key: string | undefined
+    ): Effect.Effect<void, ObjectStoreRejected | ObjectStoreUnavailable> =>
+      Effect.flatMap(Effect.mapError(fs.exists(root), io(operation, key)), (exists) =>
+        exists ? Effect.void : Effect.fail(missingRoot(operation, key)))
 
     const objectPath = (operation: string, key: string): Effect.Effect<string, ObjectStoreRejected> => {
       const mapped = keyToSegments(key)
-      if ("problem" in mapped) return Effect.fail(new ObjectStoreRejected({ operation, key, code: mapped.code, detail: mapped.problem }))
+      if ("problem" in mapped) {
+        return Effect.fail(new ObjectStoreRejected({ operation, key, code: mapped.code, detail: mapped.problem }))
+      }
       const target = path.join(root, ...mapped.segments)
       // Defense in depth: the encoding leaves no '.', '..' or empty segment, so this always holds.
-      return target.startsWith(root + path.sep) ? Effect.succeed(target) : Effect.dieMessage(`key ${JSON.stringify(key)} maps outside ${root}`)
+      return target.startsWith(root + path.sep)
+        ? Effect.succeed(target)
+        : Effect.dieMessage(`key ${JSON.stringify(key)} maps outside ${root}`)
     }
 
-    const syncDirectory = (directory: string) => Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (file) => file.sync))
+    const syncDirectory = (directory: string) =>
+      Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (file) =>
+        file.sync))
 
     /**
      * Opens a new temp file (exclusive create), making `.tmp` once if it is missing. The temp file
@@ -180,31 +208,48 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
       const attempt = (
         remaining: number,
         madeDirectory: boolean
-      ): Effect.Effect<{ readonly file: FileSystem.File; readonly tempPath: string; readonly published: { renamed: boolean } }, ObjectStoreError, Scope.Scope> =>
-        Effect.gen(function* () {
-          const tempPath = path.join(tempDirectory, `${(yield* Random.nextInt).toString(36)}-${(yield* Random.nextInt).toString(36)}`)
+      ): Effect.Effect<
+        { readonly file: FileSystem.File; readonly tempPath: string; readonly published: { renamed: boolean } },
+        ObjectStoreError,
+        Scope.Scope
+      > =>
+        Effect.gen(function*() {
+          const tempPath = path.join(
+            tempDirectory,
+            `${(yield* Random.nextInt).toString(36)}-${(yield* Random.nextInt).toString(36)}`
+          )
           const published = { renamed: false }
           // Opened and scheduled for removal in one uninterruptible step, so no temp file outlives
           // an interrupted put.
           const opened = yield* Effect.either(
             Effect.uninterruptible(
-              Effect.tap(fs.open(tempPath, { flag: "wx" }), () => Effect.addFinalizer(() => (published.renamed ? Effect.void : Effect.ignore(fs.remove(tempPath)))))
+              Effect.tap(fs.open(tempPath, { flag: "wx" }), () =>
+                Effect.addFinalizer(() => (published.renamed ? Effect.void : Effect.ignore(fs.remove(tempPath)))))
             )
           )
-          if (opened._tag === "Right") return { file: opened.right, tempPath, published }
-          if (isAlreadyExists(opened.left) && remaining > 1) return yield* attempt(remaining - 1, madeDirectory)
-          if (!isNotFound(opened.left) || madeDirectory) return yield* Effect.fail(classifyIoError("put", key, opened.left))
-          yield* Effect.catchIf(fs.makeDirectory(tempDirectory), isAlreadyExists, () => Effect.void).pipe(
-            Effect.catchIf(isNotFound, () => Effect.fail(missingRoot("put", key))),
-            Effect.mapError((error) => (error._tag === "ObjectStoreRejected" ? error : classifyIoError("put", key, error)))
-          )
+          if (opened._tag === "Right") {
+            return { file: opened.right, tempPath, published }
+          }
+          if (isAlreadyExists(opened.left) && remaining > 1) {
+            return yield* attempt(remaining - 1, madeDirectory)
+          }
+          if (!isNotFound(opened.left) || madeDirectory) {
+            return yield* Effect.fail(classifyIoError("put", key, opened.left))
+          }
+          yield* Effect.catchIf(fs.makeDirectory(tempDirectory), isAlreadyExists, () =>
+            Effect.void).pipe(
+              Effect.catchIf(isNotFound, () => Effect.fail(missingRoot("put", key))),
+              Effect.mapError((
+                error
+              ) => (error._tag === "ObjectStoreRejected" ? error : classifyIoError("put", key, error)))
+            )
           return yield* attempt(remaining, true)
         })
       return attempt(tempNameAttemptsMax, false)
     }
 
     const syncUpTo = (directory: string, all: boolean): Effect.Effect<void, PlatformError> =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* syncDirectory(directory)
         if (all && directory !== root && directory.startsWith(root)) yield* syncUpTo(path.dirname(directory), true)
       })
@@ -214,10 +259,19 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
      * directory is made only when the first attempt finds it missing, so a put into an existing
      * directory costs no extra system call; returns whether directories were made.
      */
-    const publish = (key: string, tempPath: string, target: string, conditional: boolean): Effect.Effect<boolean, ObjectStoreError> => {
+    const publish = (
+      key: string,
+      tempPath: string,
+      target: string,
+      conditional: boolean
+    ): Effect.Effect<boolean, ObjectStoreError> => {
       const once = conditional ? fs.link(tempPath, target) : fs.rename(tempPath, target)
       const classified = (error: PlatformError): Effect.Effect<never, ObjectStoreError> =>
-        Effect.fail(isAlreadyExists(error) ? new PreconditionFailed({ operation: "put", key }) : classifyIoError("put", key, error))
+        Effect.fail(
+          isAlreadyExists(error)
+            ? new PreconditionFailed({ operation: "put", key })
+            : classifyIoError("put", key, error)
+        )
       return once.pipe(
         Effect.as(false),
         Effect.catchAll((error) =>
@@ -233,19 +287,20 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
     }
 
     const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const target = yield* objectPath("put", key)
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const { file, tempPath, published } = yield* openTemp(key)
             // writeAll reports a 0-byte write as WriteZero: an empty object needs no write at all.
             const write = bytes.length === 0 ? file.sync : Effect.zipRight(file.writeAll(bytes), file.sync)
             yield* Effect.mapError(write, io("put", key))
             const conditional = putOptions?.ifNoneMatch === true
             const madeDirectories = yield* Effect.uninterruptible(
-              Effect.tap(publish(key, tempPath, target, conditional), () => Effect.sync(() => {
-                published.renamed = !conditional
-              }))
+              Effect.tap(publish(key, tempPath, target, conditional), () =>
+                Effect.sync(() => {
+                  published.renamed = !conditional
+                }))
             )
             yield* Effect.mapError(syncUpTo(path.dirname(target), madeDirectories), io("put", key))
           })
@@ -262,7 +317,7 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
 
     const readRange = (target: string, offset: number, length: number) =>
       Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const file = yield* fs.open(target, { flag: "r" })
           const sizeBytes = Number((yield* file.stat).size)
           const end = Math.min(sizeBytes, offset + length)
@@ -281,43 +336,67 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
 
     const getRange = (key: string, offset: number, length: number): Effect.Effect<Uint8Array, ObjectStoreError> =>
       Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0
-        ? Effect.flatMap(objectPath("getRange", key), (target) => Effect.catchAll(readRange(target, offset, length), readNotFound("getRange", key)))
+        ? Effect.flatMap(
+          objectPath("getRange", key),
+          (target) => Effect.catchAll(readRange(target, offset, length), readNotFound("getRange", key))
+        )
         : Effect.dieMessage(`getRange: offset ${offset} and length ${length} must be non-negative integers`)
 
     const head = (key: string): Effect.Effect<ObjectInfo, ObjectStoreError> =>
       Effect.flatMap(objectPath("head", key), (target) =>
         fs.stat(target).pipe(
           Effect.catchAll(readNotFound("head", key)),
-          Effect.flatMap((info) => info.type === "File" ? Effect.succeed({ key, sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) }) : Effect.fail(new ObjectNotFound({ operation: "head", key })))
+          Effect.flatMap((info) =>
+            info.type === "File"
+              ? Effect.succeed({ key, sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) })
+              : Effect.fail(new ObjectNotFound({ operation: "head", key }))
+          )
         ))
 
     const remove = (key: string): Effect.Effect<void, Exclude<ObjectStoreError, ObjectNotFound>> =>
       Effect.flatMap(objectPath("delete", key), (target) =>
-        Effect.catchAll(fs.remove(target), (error) => isNotFound(error) ? checkRoot("delete", key) : Effect.fail(classifyIoError("delete", key, error))))
+        Effect.catchAll(fs.remove(target), (error) =>
+          isNotFound(error) ? checkRoot("delete", key) : Effect.fail(classifyIoError("delete", key, error))))
 
     /** Every (key, path) of the objects below `directory`, whose keys start with `keyPrefix`. */
-    const walk = (directory: string, keyPrefix: string): Effect.Effect<Array<readonly [string, string]>, PlatformError> =>
-      Effect.gen(function* () {
-        const names = yield* Effect.catchIf(fs.readDirectory(directory), (error) => isNotFound(error) || (error._tag === "SystemError" && error.reason === "BadResource"), () => Effect.succeed([]))
+    const walk = (
+      directory: string,
+      keyPrefix: string
+    ): Effect.Effect<Array<readonly [string, string]>, PlatformError> =>
+      Effect.gen(function*() {
+        const names = yield* Effect.catchIf(
+          fs.readDirectory(directory),
+          (error) =>
+            isNotFound(error) || (error._tag === "SystemError" && error.reason === "BadResource"),
+          () =>
+            Effect.succeed([])
+        )
         const found: Array<readonly [string, string]> = []
         for (const name of names) {
           const isObject = name.endsWith(objectSuffix)
           const segment = decodeSegment(isObject ? name.slice(0, -objectSuffix.length) : name)
-          if (segment === undefined) continue
+          if (segment === undefined) {
+            continue
+          }
           const child = path.join(directory, name)
-          if (isObject) found.push([keyPrefix + segment, child])
-          else found.push(...(yield* walk(child, `${keyPrefix}${segment}/`)))
+          if (isObject) {
+            found.push([keyPrefix + segment, child])
+          } else found.push(...(yield* walk(child, `${keyPrefix}${segment}/`)))
         }
         return found
       })
 
     const listAll = (prefix: string): Effect.Effect<Array<readonly [string, string]>, ObjectStoreError> =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* checkRoot("list", prefix)
         // Start at the deepest directory the prefix names completely ("a/b/c" → a/b).
         const directorySegments = prefix.split("/").slice(0, -1)
         const encoded = directorySegments.map(encodeSegment)
-        if (encoded.some((name) => name === undefined)) return []
+        if (
+          encoded.some((name) =>
+            name === undefined
+          )
+        ) return []
         const start = path.join(root, ...encoded.filter((name): name is string => name !== undefined))
         const keyPrefix = directorySegments.map((segment) => `${segment}/`).join("")
         const found = yield* Effect.mapError(walk(start, keyPrefix), io("list", prefix))
@@ -326,7 +405,11 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
 
     const sizeOf = (entry: readonly [string, string]) =>
       fs.stat(entry[1]).pipe(
-        Effect.map((info) => info.type === "File" ? Option.some<ObjectInfo>({ key: entry[0], sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) }) : Option.none()),
+        Effect.map((info) =>
+          info.type === "File"
+            ? Option.some<ObjectInfo>({ key: entry[0], sizeBytes: Number(info.size), lastModifiedMs: mtimeMs(info) })
+            : Option.none()
+        ),
         // Deleted since the directory was read: not listed, as S3 would not list it either.
         Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<ObjectInfo>())),
         Effect.mapError(io("list", entry[0]))
@@ -337,22 +420,45 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
         Effect.map(listAll(prefix), (entries) =>
           Stream.fromIterable(Chunk.chunksOf(Chunk.unsafeFromArray(entries), listPageKeysMax)).pipe(
             Stream.mapEffect((pageEntries) => Effect.forEach(pageEntries, sizeOf, { concurrency: statConcurrency })),
-            Stream.flatMap((infos) => Stream.fromIterable(Arr.getSomes(infos)))
+            Stream.flatMap((infos) =>
+              Stream.fromIterable(Arr.getSomes(infos))
+            )
           ))
       )
 
     const readOnly = options.readOnly === true
     const refuseWrite = (operation: string, key: string) =>
-      Effect.fail(new ObjectStoreRejected({ operation, key, code: "ReadOnly", detail: `the object store ${root} was opened read-only` }))
+      Effect.fail(
+        new ObjectStoreRejected({
+          operation,
+          key,
+          code: "ReadOnly",
+          detail: `the object store ${root} was opened read-only`
+        })
+      )
 
-    const probe: Effect.Effect<void, ObjectStoreError> = Effect.gen(function* () {
-      if (options.create === true && !readOnly) yield* Effect.mapError(fs.makeDirectory(root, { recursive: true }), io("probe", undefined))
-      const info = yield* fs.stat(root).pipe(Effect.catchIf(isNotFound, () => Effect.fail(missingRoot("probe", undefined))), Effect.mapError((error) => error._tag === "ObjectStoreRejected" ? error : classifyIoError("probe", undefined, error)))
+    const probe: Effect.Effect<void, ObjectStoreError> = Effect.gen(function*() {
+      if (options.create === true && !readOnly) {
+        yield* Effect.mapError(fs.makeDirectory(root, { recursive: true }), io("probe", undefined))
+      }
+      const info = yield* fs.stat(root).pipe(
+        Effect.catchIf(isNotFound, () => Effect.fail(missingRoot("probe", undefined))),
+        Effect.mapError((error) =>
+          error._tag === "ObjectStoreRejected" ? error : classifyIoError("probe", undefined, error)
+        )
+      )
       if (info.type !== "Directory") {
-        return yield* new ObjectStoreRejected({ operation: "probe", code: "NotADirectory", detail: `the object store root ${root} exists and is not a directory` })
+        return yield* new ObjectStoreRejected({
+          operation: "probe",
+          code: "NotADirectory",
+          detail: `the object store root ${root} exists and is not a directory`
+        })
       }
       if (readOnly) return yield* Effect.mapError(fs.access(root, { readable: true }), io("probe", undefined))
-      yield* fs.makeDirectory(tempDirectory).pipe(Effect.catchIf(isAlreadyExists, () => Effect.void), Effect.mapError(io("probe", undefined)))
+      yield* fs.makeDirectory(tempDirectory).pipe(
+        Effect.catchIf(isAlreadyExists, () => Effect.void),
+        Effect.mapError(io("probe", undefined))
+      )
       yield* Effect.mapError(fs.access(root, { writable: true }), io("probe", undefined))
     })
 
@@ -369,8 +475,9 @@ export const make = (options: FileObjectStoreOptions): Effect.Effect<ObjectStore
   })
 
 /** The file store, over the FileSystem and Path in the context. @category layers */
-export const layer = (options: FileObjectStoreOptions): Layer.Layer<ObjectStore, never, FileSystem.FileSystem | Path.Path> =>
-  Layer.effect(ObjectStore, make(options))
+export const layer = (
+  options: FileObjectStoreOptions
+): Layer.Layer<ObjectStore, never, FileSystem.FileSystem | Path.Path> => Layer.effect(ObjectStore, make(options))
 
 /** The file store over Node's file system. @category layers */
 export const layerNode = (options: FileObjectStoreOptions): Layer.Layer<ObjectStore> =>

@@ -28,9 +28,9 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import * as NodePlatform from "../internal/NodePlatform.js"
 import { Effect, Either, Layer, Option, Ref, type Scope } from "effect"
 import { DirectoryLocked, LocalIoError } from "../domain/Errors.js"
+import * as NodePlatform from "../internal/NodePlatform.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
 
 /** Options of the file-system disk. */
@@ -42,7 +42,8 @@ export interface FileSystemDiskOptions {
 const temporarySuffix = ".atomic-tmp"
 
 const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
-const isAlreadyExists = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "AlreadyExists"
+const isAlreadyExists = (error: PlatformError): boolean =>
+  error._tag === "SystemError" && error.reason === "AlreadyExists"
 
 /** The directory lock's file name; it and its temporary and stale copies start with it. */
 export const directoryLockName = ".directory.lock"
@@ -55,13 +56,20 @@ interface LockOwner {
   readonly bootId: string | undefined
 }
 
-const describeOwner = (owner: LockOwner): string => `process ${owner.pid}${owner.startTicks === undefined ? "" : ` (started at tick ${owner.startTicks})`}`
+const describeOwner = (owner: LockOwner): string =>
+  `process ${owner.pid}${owner.startTicks === undefined ? "" : ` (started at tick ${owner.startTicks})`}`
 
 const parseOwner = (text: string): LockOwner | undefined => {
   try {
     const value: unknown = JSON.parse(text)
-    if (typeof value !== "object" || value === null || !("pid" in value) || typeof value.pid !== "number") return undefined
-    const field = (name: string) => (name in value && typeof (value as Record<string, unknown>)[name] === "string" ? (value as Record<string, string>)[name] : undefined)
+    if (typeof value !== "object" || value === null || !("pid" in value) || typeof value.pid !== "number") {
+      return undefined
+    }
+    const field = (
+      name: string
+    ) => (name in value && typeof (value as Record<string, unknown>)[name] === "string"
+      ? (value as Record<string, string>)[name]
+      : undefined)
     return { pid: value.pid, startTicks: field("startTicks"), bootId: field("bootId") }
   } catch {
     return undefined
@@ -80,12 +88,15 @@ const currentOwner = (fs: FileSystem.FileSystem): Effect.Effect<LockOwner> =>
   Effect.all({
     pid: Effect.sync(() => process.pid),
     startTicks: processStartTicks(fs, "self"),
-    bootId: fs.readFileString("/proc/sys/kernel/random/boot_id").pipe(Effect.map((id) => id.trim()), Effect.orElseSucceed(() => undefined))
+    bootId: fs.readFileString("/proc/sys/kernel/random/boot_id").pipe(
+      Effect.map((id) => id.trim()),
+      Effect.orElseSucceed(() => undefined)
+    )
   })
 
 /** Whether the process a lock names still runs: same boot, the pid alive, the same start time. */
 const isRunning = (fs: FileSystem.FileSystem, owner: LockOwner, self: LockOwner): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     if (owner.bootId !== undefined && self.bootId !== undefined && owner.bootId !== self.bootId) return false
     const exists = yield* Effect.sync(() => {
       try {
@@ -104,39 +115,65 @@ const isRunning = (fs: FileSystem.FileSystem, owner: LockOwner, self: LockOwner)
  * Takes the directory lock at `lockPath` for the current scope (see the module comment). Bounded:
  * three rounds of link, read, and rename-aside of a stale lock.
  */
-const lockDirectoryAt = (fs: FileSystem.FileSystem, root: string, lockPath: string): Effect.Effect<void, DirectoryLocked | PlatformError, Scope.Scope> =>
-  Effect.gen(function* () {
+const lockDirectoryAt = (
+  fs: FileSystem.FileSystem,
+  root: string,
+  lockPath: string
+): Effect.Effect<void, DirectoryLocked | PlatformError, Scope.Scope> =>
+  Effect.gen(function*() {
     const self = yield* currentOwner(fs)
     const content = JSON.stringify(self)
     const temporary = `${lockPath}.${self.pid}.tmp`
     const aside = `${lockPath}.${self.pid}.stale`
-    const readOrUndefined = (path: string) => fs.readFileString(path).pipe(Effect.catchIf(isNotFound, () => Effect.succeed(undefined)))
+    const readOrUndefined = (path: string) =>
+      fs.readFileString(path).pipe(Effect.catchIf(isNotFound, () => Effect.succeed(undefined)))
     for (let round = 0; round < 3; round++) {
       yield* fs.writeFileString(temporary, content)
-      const linked = yield* fs.link(temporary, lockPath).pipe(Effect.as(true), Effect.catchIf(isAlreadyExists, () => Effect.succeed(false)), Effect.ensuring(fs.remove(temporary).pipe(Effect.ignore)))
+      const linked = yield* fs.link(temporary, lockPath).pipe(
+        Effect.as(true),
+        Effect.catchIf(isAlreadyExists, () => Effect.succeed(false)),
+        Effect.ensuring(fs.remove(temporary).pipe(Effect.ignore))
+      )
       if (linked) {
         yield* Effect.addFinalizer(() =>
-          Effect.flatMap(readOrUndefined(lockPath), (found) => (found === content ? fs.remove(lockPath) : Effect.void)).pipe(Effect.ignore)
+          Effect.flatMap(readOrUndefined(lockPath), (found) => (found === content ? fs.remove(lockPath) : Effect.void))
+            .pipe(Effect.ignore)
         )
         return
       }
       const observed = yield* readOrUndefined(lockPath)
       if (observed === undefined) continue
       const owner = parseOwner(observed)
-      if (owner !== undefined && (yield* isRunning(fs, owner, self))) return yield* Effect.fail(new DirectoryLocked({ path: root, holder: describeOwner(owner) }))
+      if (owner !== undefined && (yield* isRunning(fs, owner, self))) {
+        return yield* Effect.fail(new DirectoryLocked({ path: root, holder: describeOwner(owner) }))
+      }
       // Stale: move it aside (one renamer gets it), and put back what turns out not to be it.
-      const moved = yield* fs.rename(lockPath, aside).pipe(Effect.as(true), Effect.catchIf(isNotFound, () => Effect.succeed(false)))
+      const moved = yield* fs.rename(lockPath, aside).pipe(
+        Effect.as(true),
+        Effect.catchIf(isNotFound, () => Effect.succeed(false))
+      )
       if (!moved) continue
       const movedContent = yield* readOrUndefined(aside)
       if (movedContent !== observed) {
         yield* fs.link(aside, lockPath).pipe(Effect.ignore)
         yield* fs.remove(aside).pipe(Effect.ignore)
-        return yield* Effect.fail(new DirectoryLocked({ path: root, holder: "another process (the lock changed hands while a stale one was replaced)" }))
+        return yield* Effect.fail(
+          new DirectoryLocked({
+            path: root,
+            holder: "another process (the lock changed hands while a stale one was replaced)"
+          })
+        )
       }
       yield* fs.remove(aside)
-      yield* Effect.logWarning(`data directory ${root}: replaced the stale lock of ${owner === undefined ? "an unreadable owner" : describeOwner(owner)}`)
+      yield* Effect.logWarning(
+        `data directory ${root}: replaced the stale lock of ${
+          owner === undefined ? "an unreadable owner" : describeOwner(owner)
+        }`
+      )
     }
-    return yield* Effect.fail(new DirectoryLocked({ path: root, holder: "another process (the lock changed hands three times)" }))
+    return yield* Effect.fail(
+      new DirectoryLocked({ path: root, holder: "another process (the lock changed hands three times)" })
+    )
   })
 
 const ioError = (operation: string, path: string) => (error: PlatformError): LocalIoError =>
@@ -148,8 +185,10 @@ const assertRange = (operation: string, offset: number, length: number): Effect.
     : Effect.dieMessage(`${operation}: offset ${offset} and length ${length} must be non-negative integers`)
 
 /** A LocalDisk over a directory of the given FileSystem. @category constructors */
-export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskService, LocalIoError, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function* () {
+export const make = (
+  options: FileSystemDiskOptions
+): Effect.Effect<LocalDiskService, LocalIoError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const pathApi = yield* Path.Path
     const root = pathApi.resolve(options.root)
@@ -166,7 +205,7 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
 
     // Reads up to `buffer.length` bytes at `offset`; stops early at the end of the file.
     const readInto = (file: FileSystem.File, offset: number, buffer: Uint8Array) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* file.seek(offset, "start")
         let filled = 0
         while (filled < buffer.length) {
@@ -177,11 +216,12 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
         return filled
       })
 
-    const syncPath = (absolute: string) => Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => file.sync))
+    const syncPath = (absolute: string) =>
+      Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => file.sync))
 
     // Every regular file below `absolute`, as [relative path, size]; a missing directory is empty.
     const walk = (relative: string, absolute: string): Effect.Effect<Array<readonly [string, number]>, PlatformError> =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const names = yield* fs.readDirectory(absolute).pipe(
           Effect.catchIf(isNotFound, () => Effect.succeed<Array<string>>([]))
         )
@@ -198,43 +238,45 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
       })
 
     const read: LocalDiskService["read"] = (path, offset, length) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* assertRange("read", offset, length)
         const { absolute, relative } = yield* resolve("read", path)
         const buffer = new Uint8Array(length)
-        yield* Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => readInto(file, offset, buffer))).pipe(
-          Effect.catchIf(isNotFound, () => Effect.void),
-          Effect.mapError(ioError("read", relative))
-        )
+        yield* Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => readInto(file, offset, buffer)))
+          .pipe(
+            Effect.catchIf(isNotFound, () => Effect.void),
+            Effect.mapError(ioError("read", relative))
+          )
         return buffer
       })
 
     const readAllInto: LocalDiskService["readAllInto"] = (path, buffer) =>
       Effect.flatMap(resolve("readAllInto", path), ({ absolute, relative }) =>
-        Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) => readInto(file, 0, buffer))).pipe(
-          Effect.map(Option.some),
-          Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<number>())),
-          Effect.mapError(ioError("readAllInto", relative))
-        ))
+        Effect.scoped(Effect.flatMap(fs.open(absolute, { flag: "r" }), (file) =>
+          readInto(file, 0, buffer))).pipe(
+            Effect.map(Option.some),
+            Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<number>())),
+            Effect.mapError(ioError("readAllInto", relative))
+          ))
 
     const readAll: LocalDiskService["readAll"] = (path) =>
       Effect.flatMap(resolve("readAll", path), ({ absolute, relative }) =>
         fs.readFile(absolute).pipe(
-          Effect.map((bytes) => Option.some(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))),
+          Effect.map((bytes) =>
+            Option.some(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+          ),
           Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<Uint8Array>())),
           Effect.mapError(ioError("readAll", relative))
-        )
-      )
+        ))
 
     const write: LocalDiskService["write"] = (path, offset, bytes) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* assertRange("write", offset, bytes.length)
         const { absolute, relative } = yield* resolve("write", path)
         const writeAt = Effect.scoped(
           Effect.flatMap(fs.open(absolute, { flag: "r+" }), (file) =>
             // An empty write creates the file and changes nothing else (writeAll refuses 0 bytes).
-            bytes.length === 0 ? Effect.void : Effect.zipRight(file.seek(offset, "start"), file.writeAll(bytes))
-          )
+            bytes.length === 0 ? Effect.void : Effect.zipRight(file.seek(offset, "start"), file.writeAll(bytes)))
         )
         // Creating the file: parent directories, then an empty file ("a" never truncates one that a
         // concurrent writer created meanwhile), then the positioned write.
@@ -246,15 +288,16 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
       })
 
     const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const { absolute, relative } = yield* resolve("writeAtomic", path)
         const directory = pathApi.dirname(absolute)
         const temporary = `${absolute}.${yield* Ref.getAndUpdate(temporaryCounter, (n) => n + 1)}${temporarySuffix}`
-        const replace = Effect.gen(function* () {
+        const replace = Effect.gen(function*() {
           yield* fs.makeDirectory(directory, { recursive: true })
           yield* Effect.scoped(
-            Effect.flatMap(fs.open(temporary, { flag: "w" }), (file) =>
-              Effect.zipRight(bytes.length === 0 ? Effect.void : file.writeAll(bytes), file.sync)
+            Effect.flatMap(
+              fs.open(temporary, { flag: "w" }),
+              (file) => Effect.zipRight(bytes.length === 0 ? Effect.void : file.writeAll(bytes), file.sync)
             )
           )
           yield* fs.rename(temporary, absolute)
@@ -267,12 +310,16 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
       })
 
     const sync: LocalDiskService["sync"] = (path) =>
-      Effect.flatMap(resolve("sync", path), ({ absolute, relative }) => syncPath(absolute).pipe(Effect.mapError(ioError("sync", relative))))
+      Effect.flatMap(resolve("sync", path), ({ absolute, relative }) =>
+        syncPath(absolute).pipe(Effect.mapError(ioError("sync", relative))))
 
     const remove: LocalDiskService["remove"] = (path) =>
       Effect.flatMap(resolve("remove", path), ({ absolute, relative }) =>
-        fs.remove(absolute).pipe(Effect.catchIf(isNotFound, () => Effect.void), Effect.mapError(ioError("remove", relative)))
-      )
+        fs.remove(absolute).pipe(
+          Effect.catchIf(isNotFound, () =>
+            Effect.void),
+          Effect.mapError(ioError("remove", relative))
+        ))
 
     const size: LocalDiskService["size"] = (path) =>
       Effect.flatMap(resolve("size", path), ({ absolute, relative }) =>
@@ -280,35 +327,42 @@ export const make = (options: FileSystemDiskOptions): Effect.Effect<LocalDiskSer
           Effect.map((info) => Option.some(Number(info.size))),
           Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<number>())),
           Effect.mapError(ioError("size", relative))
-        )
-      )
+        ))
 
     const list: LocalDiskService["list"] = (directory) =>
       Effect.flatMap(resolve("list", directory, true), ({ absolute, relative }) =>
         walk(relative, absolute).pipe(
-          Effect.map((files) => files.map(([path]) => path).filter((path) => !path.endsWith(temporarySuffix) && !path.startsWith(directoryLockName)).sort()),
+          Effect.map((files) =>
+            files.map(([path]) => path).filter((path) =>
+              !path.endsWith(temporarySuffix) && !path.startsWith(directoryLockName)
+            ).sort()
+          ),
           Effect.mapError(ioError("list", relative))
-        )
-      )
+        ))
 
     const usedBytes: LocalDiskService["usedBytes"] = (directory) =>
       Effect.flatMap(resolve("usedBytes", directory, true), ({ absolute, relative }) =>
         walk(relative, absolute).pipe(
           Effect.map((files) => files.reduce((total, [, bytes]) => total + bytes, 0)),
           Effect.mapError(ioError("usedBytes", relative))
-        )
-      )
+        ))
 
-    const lockDirectory: LocalDiskService["lockDirectory"] = lockDirectoryAt(fs, root, pathApi.join(root, directoryLockName)).pipe(
-      Effect.catchTag("SystemError", "BadArgument", (error) => Effect.fail(ioError("lock data directory", directoryLockName)(error)))
+    const lockDirectory: LocalDiskService["lockDirectory"] = lockDirectoryAt(
+      fs,
+      root,
+      pathApi.join(root, directoryLockName)
+    ).pipe(
+      Effect.catchTag("SystemError", "BadArgument", (error) =>
+        Effect.fail(ioError("lock data directory", directoryLockName)(error)))
     )
 
     return { root, read, readAll, readAllInto, write, writeAtomic, sync, remove, size, list, usedBytes, lockDirectory }
   })
 
 /** LocalDisk over a directory of the FileSystem in context. @category layers */
-export const layer = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, LocalIoError, FileSystem.FileSystem | Path.Path> =>
-  Layer.effect(LocalDisk, make(options))
+export const layer = (
+  options: FileSystemDiskOptions
+): Layer.Layer<LocalDisk, LocalIoError, FileSystem.FileSystem | Path.Path> => Layer.effect(LocalDisk, make(options))
 
 /** LocalDisk over a directory of Node's file system. @category layers */
 export const layerNode = (options: FileSystemDiskOptions): Layer.Layer<LocalDisk, LocalIoError> =>

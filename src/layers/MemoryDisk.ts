@@ -25,7 +25,16 @@ import { DirectoryLocked, LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
 
 /** The operations of a LocalDisk, as names (for `failNext`). */
-export type LocalDiskOperation = "read" | "readAll" | "write" | "writeAtomic" | "sync" | "remove" | "size" | "list" | "usedBytes"
+export type LocalDiskOperation =
+  | "read"
+  | "readAll"
+  | "write"
+  | "writeAtomic"
+  | "sync"
+  | "remove"
+  | "size"
+  | "list"
+  | "usedBytes"
 
 /** Counters of the operations a disk served (failed ones included). @category models */
 export interface MemoryDiskStats {
@@ -134,13 +143,20 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
     const creationProblem = (path: string): string | undefined => {
       const segments = path.split("/")
       for (let count = 1; count < segments.length; count++) {
-        if (files.has(segments.slice(0, count).join("/"))) return `${segments.slice(0, count).join("/")} is a file, not a directory`
+        if (files.has(segments.slice(0, count).join("/"))) {
+          return `${segments.slice(0, count).join("/")} is a file, not a directory`
+        }
       }
       for (const existing of files.keys()) if (existing.startsWith(`${path}/`)) return "the path is a directory"
       return undefined
     }
 
-    const writeAt = (operation: LocalDiskOperation, path: string, offset: number, bytes: Uint8Array): Either.Either<void, LocalIoError> => {
+    const writeAt = (
+      operation: LocalDiskOperation,
+      path: string,
+      offset: number,
+      bytes: Uint8Array
+    ): Either.Either<void, LocalIoError> => {
       let file = files.get(path)
       if (file === undefined) {
         const problem = creationProblem(path)
@@ -165,7 +181,9 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
             counters.reads++
             const result = new Uint8Array(length)
             const file = files.get(valid)
-            if (file !== undefined && offset < file.size) result.set(file.data.subarray(offset, Math.min(file.size, offset + length)))
+            if (file !== undefined && offset < file.size) {
+              result.set(file.data.subarray(offset, Math.min(file.size, offset + length)))
+            }
             return Either.right(result)
           })
         ),
@@ -197,7 +215,9 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
           counters.atomicWrites++
           if (!files.has(valid)) {
             const problem = creationProblem(valid)
-            if (problem !== undefined) return Either.left(new LocalIoError({ operation: "writeAtomic", path: valid, detail: problem }))
+            if (problem !== undefined) {
+              return Either.left(new LocalIoError({ operation: "writeAtomic", path: valid, detail: problem }))
+            }
           }
           const copy = bytes.slice()
           files.set(valid, { data: copy, size: copy.length, durable: copy.slice() })
@@ -207,7 +227,9 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
         operate("sync", path, false, (valid) => {
           counters.syncs++
           const file = files.get(valid)
-          if (file === undefined) return Either.left(new LocalIoError({ operation: "sync", path: valid, detail: "no such file" }))
+          if (file === undefined) {
+            return Either.left(new LocalIoError({ operation: "sync", path: valid, detail: "no such file" }))
+          }
           file.durable = contentOf(file)
           syncsByPath.set(valid, (syncsByPath.get(valid) ?? 0) + 1)
           return Either.right(undefined)
@@ -218,10 +240,18 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
           return Either.right(undefined)
         }),
       size: (path) =>
-        operate("size", path, false, (valid) => Either.right(Option.map(Option.fromNullable(files.get(valid)), (file) => file.size))),
+        operate(
+          "size",
+          path,
+          false,
+          (valid) => Either.right(Option.map(Option.fromNullable(files.get(valid)), (file) => file.size))
+        ),
       list: (directory) =>
-        operate("list", directory, true, (valid) =>
-          Either.right(Array.from(files.keys()).filter((path) => isBelow(path, valid)).sort())
+        operate(
+          "list",
+          directory,
+          true,
+          (valid) => Either.right(Array.from(files.keys()).filter((path) => isBelow(path, valid)).sort())
         ),
       usedBytes: (directory) =>
         operate("usedBytes", directory, true, (valid) => {
@@ -231,7 +261,11 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
         }),
       lockDirectory: Effect.acquireRelease(
         Effect.suspend(() => {
-          if (directoryLock.heldBy !== 0) return Effect.fail(new DirectoryLocked({ path: "memory:", holder: `open ${directoryLock.heldBy} of this in-memory disk` }))
+          if (directoryLock.heldBy !== 0) {
+            return Effect.fail(
+              new DirectoryLocked({ path: "memory:", holder: `open ${directoryLock.heldBy} of this in-memory disk` })
+            )
+          }
           directoryLock.heldBy = ++directoryLock.opens
           return Effect.succeed(directoryLock.heldBy)
         }),
@@ -262,7 +296,9 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
   })
 
 /** LocalDisk and MemoryDiskControl over a disk made earlier (shared across "restarts"). @category layers */
-export const layerOf = (made: { readonly disk: LocalDiskService; readonly control: MemoryDiskControlService }): Layer.Layer<LocalDisk | MemoryDiskControl> =>
+export const layerOf = (
+  made: { readonly disk: LocalDiskService; readonly control: MemoryDiskControlService }
+): Layer.Layer<LocalDisk | MemoryDiskControl> =>
   Layer.merge(Layer.succeed(LocalDisk, made.disk), Layer.succeed(MemoryDiskControl, made.control))
 
 /** LocalDisk and MemoryDiskControl over a new, empty in-memory disk. @category layers */

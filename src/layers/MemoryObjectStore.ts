@@ -98,23 +98,34 @@ export const makeBucket = (name = "memory"): Effect.Effect<MemoryBucketState> =>
 export const inspect = (state: MemoryBucketState): MemoryBucketService => ({
   name: state.name,
   keys: Effect.map(Ref.get(state.objects), (objects) => Array.from(RedBlackTree.keys(objects))),
-  read: (key) => Effect.map(Ref.get(state.objects), (objects) => Option.map(RedBlackTree.findFirst(objects, key), (stored) => stored.bytes.slice())),
-  write: (key, bytes) =>
-    Effect.flatMap(Clock.currentTimeMillis, (lastModifiedMs) =>
-      Ref.update(state.objects, (objects) => setObject(objects, key, { bytes: bytes.slice(), lastModifiedMs }))),
-  remove: (key) =>
-    Ref.modify(state.objects, (objects) =>
-      RedBlackTree.has(objects, key) ? [true, RedBlackTree.removeFirst(objects, key)] : [false, objects]
+  read: (key) =>
+    Effect.map(
+      Ref.get(state.objects),
+      (objects) => Option.map(RedBlackTree.findFirst(objects, key), (stored) => stored.bytes.slice())
     ),
-  snapshot: Effect.map(Ref.get(state.objects), (objects) =>
-    Array.from(objects, ([key, stored]) => [key, stored.bytes.slice()] as const)
+  write: (key, bytes) =>
+    Effect.flatMap(
+      Clock.currentTimeMillis,
+      (lastModifiedMs) =>
+        Ref.update(state.objects, (objects) => setObject(objects, key, { bytes: bytes.slice(), lastModifiedMs }))
+    ),
+  remove: (key) =>
+    Ref.modify(
+      state.objects,
+      (objects) => RedBlackTree.has(objects, key) ? [true, RedBlackTree.removeFirst(objects, key)] : [false, objects]
+    ),
+  snapshot: Effect.map(
+    Ref.get(state.objects),
+    (objects) => Array.from(objects, ([key, stored]) => [key, stored.bytes.slice()] as const)
   )
 })
 
 /** One page of keys under `prefix` strictly after `after` (or from the start). */
 const page = (objects: Objects, prefix: string, after: Option.Option<string>): Array<ObjectInfo> => {
   const infos: Array<ObjectInfo> = []
-  const entries = Option.isSome(after) ? RedBlackTree.greaterThan(objects, after.value) : RedBlackTree.greaterThanEqual(objects, prefix)
+  const entries = Option.isSome(after)
+    ? RedBlackTree.greaterThan(objects, after.value)
+    : RedBlackTree.greaterThanEqual(objects, prefix)
   for (const [key, stored] of entries) {
     if (!key.startsWith(prefix)) break
     infos.push({ key, sizeBytes: stored.bytes.length, lastModifiedMs: stored.lastModifiedMs })
@@ -135,8 +146,7 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
       Option.match(RedBlackTree.findFirst(objects, key), {
         onNone: () => Effect.fail(new ObjectNotFound({ operation, key })),
         onSome: Effect.succeed
-      })
-    )
+      }))
   const put = (key: string, bytes: Uint8Array, options?: PutOptions): Effect.Effect<void, PreconditionFailed> => {
     // The copy is taken before the state changes: the caller may reuse its buffer afterwards.
     const copy = bytes.slice()
@@ -145,8 +155,7 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
         Ref.modify(state.objects, (objects): readonly [Effect.Effect<void, PreconditionFailed>, Objects] =>
           options?.ifNoneMatch === true && RedBlackTree.has(objects, key)
             ? [Effect.fail(new PreconditionFailed({ operation: "put", key })), objects]
-            : [Effect.void, setObject(objects, key, { bytes: copy, lastModifiedMs })]
-        )
+            : [Effect.void, setObject(objects, key, { bytes: copy, lastModifiedMs })])
       ))
   }
   return {
@@ -159,8 +168,16 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
         assertRange(offset, length),
         Effect.map(find("getRange", key), (stored) => stored.bytes.slice(offset, offset + length))
       ),
-    head: (key) => Effect.map(find("head", key), (stored) => ({ key, sizeBytes: stored.bytes.length, lastModifiedMs: stored.lastModifiedMs })),
-    delete: (key) => Ref.update(state.objects, (objects) => RedBlackTree.has(objects, key) ? RedBlackTree.removeFirst(objects, key) : objects),
+    head: (key) =>
+      Effect.map(
+        find("head", key),
+        (stored) => ({ key, sizeBytes: stored.bytes.length, lastModifiedMs: stored.lastModifiedMs })
+      ),
+    delete: (key) =>
+      Ref.update(
+        state.objects,
+        (objects) => RedBlackTree.has(objects, key) ? RedBlackTree.removeFirst(objects, key) : objects
+      ),
     // Pages are read one at a time from the current state, as S3 does: a key written behind the
     // cursor is not seen, one written ahead of it is.
     list: (prefix) =>
@@ -168,15 +185,18 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
         Effect.map(Ref.get(state.objects), (objects) => {
           const infos = page(objects, prefix, after)
           const last = infos[infos.length - 1]
-          const next = infos.length === listPageKeysMax && last !== undefined ? Option.some(Option.some(last.key)) : Option.none()
+          const next = infos.length === listPageKeysMax && last !== undefined
+            ? Option.some(Option.some(last.key))
+            : Option.none()
           return [Chunk.unsafeFromArray(infos), next] as const
-        })
-      )
+        }))
   }
 }
 
 /** A new, empty in-memory bucket: the store and its inspection handle. @category constructors */
-export const make = (name = "memory"): Effect.Effect<{ readonly store: ObjectStoreService; readonly bucket: MemoryBucketService }> =>
+export const make = (
+  name = "memory"
+): Effect.Effect<{ readonly store: ObjectStoreService; readonly bucket: MemoryBucketService }> =>
   Effect.map(makeBucket(name), (state) => ({ store: storeOf(state), bucket: inspect(state) }))
 
 /** ObjectStore and MemoryBucket over a shared bucket state. @category layers */
@@ -184,4 +204,6 @@ export const layerWithBucket = (state: MemoryBucketState): Layer.Layer<ObjectSto
   Layer.merge(Layer.succeed(ObjectStore, storeOf(state)), Layer.succeed(MemoryBucket, inspect(state)))
 
 /** ObjectStore and MemoryBucket over a new, empty bucket. @category layers */
-export const layer: Layer.Layer<ObjectStore | MemoryBucket> = Layer.unwrapEffect(Effect.map(makeBucket(), layerWithBucket))
+export const layer: Layer.Layer<ObjectStore | MemoryBucket> = Layer.unwrapEffect(
+  Effect.map(makeBucket(), layerWithBucket)
+)

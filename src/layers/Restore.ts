@@ -24,11 +24,20 @@
  * @since 0.2.0
  */
 import { Chunk, Context, Effect, Layer, Option, type Scope, Stream } from "effect"
-import { CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type ReaderLeaseLost, RestoreRefused, WalGap } from "../domain/Errors.js"
+import {
+  CorruptObject,
+  type DirectoryLocked,
+  type LocalIoError,
+  type ObjectStoreError,
+  type ReaderLeaseLost,
+  RestoreRefused,
+  WalGap
+} from "../domain/Errors.js"
 import * as Ids from "../domain/Ids.js"
 import { CheckpointNumber, type FileId, Lsn, type PartIndex } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
+import * as PartPath from "../domain/PartPath.js"
 import * as Wal from "../domain/Wal.js"
 import * as ReaderLease from "../internal/ReaderLease.js"
 import * as Hasher from "../services/Hasher.js"
@@ -36,7 +45,6 @@ import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 import * as PartTable from "../services/PartTable.js"
-import * as PartPath from "../domain/PartPath.js"
 import { withRequestPolicy } from "../services/RequestPolicy.js"
 import * as S3Workers from "../services/S3Workers.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
@@ -63,9 +71,20 @@ export const time = (timeMs: number): RestoreTarget => ({ _tag: "Time", timeMs }
 /** The restored state: reads and writes go to the local directory only. Each fails with
  * ReaderLeaseLost once the reader lease was lost. */
 export interface RestoredData {
-  readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError | ReaderLeaseLost>
-  readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError | ReaderLeaseLost>
-  readonly lease: (file: FileId, part: PartIndex) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError | ReaderLeaseLost, Scope.Scope>
+  readonly read: (
+    file: FileId,
+    offset: number,
+    length: number
+  ) => Effect.Effect<Uint8Array, PartTable.LeaseError | ReaderLeaseLost>
+  readonly write: (
+    file: FileId,
+    offset: number,
+    bytes: Uint8Array
+  ) => Effect.Effect<void, PartTable.LeaseError | ReaderLeaseLost>
+  readonly lease: (
+    file: FileId,
+    part: PartIndex
+  ) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError | ReaderLeaseLost, Scope.Scope>
 }
 
 /** One WAL record given to the replay function. */
@@ -108,13 +127,24 @@ export interface Restored extends RestoredData {
   readonly summary: RestoreSummary
   readonly readerLease: ReaderLease.HeldReaderLease
   /** Loads every part of the base locally (`concurrency` at a time). */
-  readonly prefetch: (concurrency: number, onProgress?: (done: number, total: number) => Effect.Effect<void>) => Effect.Effect<number, PartTable.LeaseError | ReaderLeaseLost>
+  readonly prefetch: (
+    concurrency: number,
+    onProgress?: (done: number, total: number) => Effect.Effect<void>
+  ) => Effect.Effect<number, PartTable.LeaseError | ReaderLeaseLost>
   /** fsyncs every part file the restore loaded or wrote. */
   readonly sync: Effect.Effect<number, LocalIoError>
 }
 
 /** Why a restore failed (besides the replay function's own errors). */
-export type RestoreError = ObjectStoreError | CorruptObject | LocalIoError | DirectoryLocked | RestoreRefused | ReaderLeaseLost | WalGap | PartTable.LeaseError
+export type RestoreError =
+  | ObjectStoreError
+  | CorruptObject
+  | LocalIoError
+  | DirectoryLocked
+  | RestoreRefused
+  | ReaderLeaseLost
+  | WalGap
+  | PartTable.LeaseError
 
 // ---------------------------------------------------------------------------------------------
 // Choosing the base
@@ -126,7 +156,11 @@ interface Root {
   readonly object: Manifest.RootObject
 }
 
-const readRoot = (store: ObjectStoreService, config: StorageConfigValue, number: number): Effect.Effect<Root, ObjectStoreError | CorruptObject> => {
+const readRoot = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  number: number
+): Effect.Effect<Root, ObjectStoreError | CorruptObject> => {
   const key = KeyLayout.checkpointKey(keyLayout(config), CheckpointNumber.make(number))
   return store.get(key).pipe(
     withRequestPolicy(config, "read checkpoint manifest", key),
@@ -135,11 +169,21 @@ const readRoot = (store: ObjectStoreService, config: StorageConfigValue, number:
   )
 }
 
-const createdOf = (root: Root) => (root.object._tag === "Committed" ? root.object.manifest.createdAtMs : root.object.tombstone.createdAtMs)
-const positionOf = (root: Root) => (root.object._tag === "Committed" ? root.object.manifest.walPosition : root.object.tombstone.walPosition)
+const createdOf = (
+  root: Root
+) => (root.object._tag === "Committed" ? root.object.manifest.createdAtMs : root.object.tombstone.createdAtMs)
+const positionOf = (
+  root: Root
+) => (root.object._tag === "Committed" ? root.object.manifest.walPosition : root.object.tombstone.walPosition)
 
 const formatWindowMs = (ms: number): string =>
-  ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : ms % 1_000 === 0 ? `${ms / 1_000}s` : `${ms}ms`
+  ms % 3_600_000 === 0
+    ? `${ms / 3_600_000}h`
+    : ms % 60_000 === 0
+    ? `${ms / 60_000}m`
+    : ms % 1_000 === 0
+    ? `${ms / 1_000}s`
+    : `${ms}ms`
 
 /** "the bucket keeps the 2 latest checkpoints and 24h (oldest restorable: checkpoint 17, <time>, LSN 12345)" */
 export const describeWindow = (policy: Manifest.CheckpointManifest | undefined, oldest: Root | undefined): string => {
@@ -149,7 +193,9 @@ export const describeWindow = (policy: Manifest.CheckpointManifest | undefined, 
       ((policy.retainForMs ?? 0) > 0 ? ` and ${formatWindowMs(policy.retainForMs ?? 0)}` : "")
   const restorable = oldest === undefined
     ? "no checkpoint is restorable"
-    : `oldest restorable: checkpoint ${oldest.checkpoint}, ${new Date(createdOf(oldest)).toISOString()}, LSN ${positionOf(oldest)}`
+    : `oldest restorable: checkpoint ${oldest.checkpoint}, ${new Date(createdOf(oldest)).toISOString()}, LSN ${
+      positionOf(oldest)
+    }`
   return `${kept} (${restorable})`
 }
 
@@ -169,7 +215,9 @@ export const describeTarget = (target: RestoreTarget): string => {
 
 /** Every root object, newest first (to choose a base by LSN or time, and to name the window). */
 const readAllRoots = (store: ObjectStoreService, config: StorageConfigValue, numbers: ReadonlyArray<number>) =>
-  Effect.forEach([...numbers].reverse(), (number) => readRoot(store, config, number), { concurrency: Math.min(config.workerCount, 16) })
+  Effect.forEach([...numbers].reverse(), (number) => readRoot(store, config, number), {
+    concurrency: Math.min(config.workerCount, 16)
+  })
 
 /** The refusal of `target`, naming the window: the policy of the newest committed root manifest and
  * the oldest restorable checkpoint. */
@@ -180,12 +228,15 @@ const refusal = (
   reason: RestoreRefused["reason"],
   what: string
 ): Effect.Effect<never, RestoreRefused | ObjectStoreError | CorruptObject> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const roots = yield* readAllRoots(store, config, yield* Loader.listCheckpoints(store, config))
     const newest = roots.find((root) => root.object._tag === "Committed")
     const oldest = [...roots].reverse().find((root) => root.object._tag === "Committed")
     const policy = newest?.object._tag === "Committed" ? newest.object.manifest : undefined
-    return yield* new RestoreRefused({ reason, detail: `${describeTarget(target)} ${what}: ${describeWindow(policy, oldest)}` })
+    return yield* new RestoreRefused({
+      reason,
+      detail: `${describeTarget(target)} ${what}: ${describeWindow(policy, oldest)}`
+    })
   })
 
 /**
@@ -194,12 +245,15 @@ const refusal = (
  * object is read to choose (these reads are not trusted: the base's is read again under the lease).
  */
 const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, target: RestoreTarget) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const numbers = yield* Loader.listCheckpoints(store, config)
     if (numbers.length === 0) {
       // No checkpoint yet: the base is the empty state (0), and the whole archived WAL is replayed.
       if (target._tag !== "Checkpoint") return 0
-      return yield* new RestoreRefused({ reason: "NoCheckpoint", detail: `${describeTarget(target)} does not exist: ${store.description} has no checkpoint` })
+      return yield* new RestoreRefused({
+        reason: "NoCheckpoint",
+        detail: `${describeTarget(target)} does not exist: ${store.description} has no checkpoint`
+      })
     }
     switch (target._tag) {
       case "Latest":
@@ -210,9 +264,13 @@ const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, targe
       case "Lsn":
       case "Time": {
         const roots = yield* readAllRoots(store, config, numbers)
-        const fits = (root: Root) => (target._tag === "Lsn" ? positionOf(root) <= target.lsn : createdOf(root) <= target.timeMs)
+        const fits = (
+          root: Root
+        ) => (target._tag === "Lsn" ? positionOf(root) <= target.lsn : createdOf(root) <= target.timeMs)
         const candidate = roots.find((root) => root.object._tag === "Committed" && fits(root))
-        if (candidate === undefined) return yield* refusal(store, config, target, "OutsideWindow", "is outside the retention window")
+        if (candidate === undefined) {
+          return yield* refusal(store, config, target, "OutsideWindow", "is outside the retention window")
+        }
         return candidate.checkpoint
       }
     }
@@ -227,7 +285,10 @@ const listWal = (store: ObjectStoreService, config: StorageConfigValue) =>
   Effect.map(WalArchiver.listArchived(store, config, Number.MAX_SAFE_INTEGER), (archive) => archive.lineage)
 
 /** Where the replay stops: records below `beforeLsn`, or below the last mark at or before `timeMs`. */
-type Stop = { readonly _tag: "End" } | { readonly _tag: "Lsn"; readonly beforeLsn: number } | { readonly _tag: "Time"; readonly timeMs: number }
+type Stop = { readonly _tag: "End" } | { readonly _tag: "Lsn"; readonly beforeLsn: number } | {
+  readonly _tag: "Time"
+  readonly timeMs: number
+}
 
 interface WalReplay {
   readonly toLsn: number
@@ -249,7 +310,7 @@ const replayWal = <E, R>(
   stop: Stop,
   apply: (record: Wal.WalRecord) => Effect.Effect<void, E, R>
 ): Effect.Effect<WalReplay, E | ObjectStoreError | CorruptObject | WalGap, R> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const lineage = yield* listWal(store, config)
     const last = Math.max(-1, ...lineage.keys())
     let toLsn = fromLsn
@@ -258,7 +319,7 @@ const replayWal = <E, R>(
     let segments = 0
     let held: Array<Wal.WalRecord> = []
     const release = (below: number) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         for (const record of held) {
           if (record.lsn >= below) break
           yield* apply(record)
@@ -271,13 +332,22 @@ const replayWal = <E, R>(
       if (stop._tag === "Lsn" && Wal.segmentStart(segment, segmentBytes) >= stop.beforeLsn) break
       const copy = lineage.get(segment)
       if (copy === undefined) {
-        return yield* new WalGap({ fromLsn: Math.max(fromLsn, Wal.segmentStart(segment, segmentBytes)), toLsn: Wal.segmentEnd(segment, segmentBytes), detail: `segment ${segment} is missing and segment ${last} exists` })
+        return yield* new WalGap({
+          fromLsn: Math.max(fromLsn, Wal.segmentStart(segment, segmentBytes)),
+          toLsn: Wal.segmentEnd(segment, segmentBytes),
+          detail: `segment ${segment} is missing and segment ${last} exists`
+        })
       }
       const bytes = yield* store.get(copy.key).pipe(withRequestPolicy(config, "get", copy.key))
       const scan = Wal.scanSegment(bytes, segment, segmentBytes)
       segments++
-      if (scan.stop === "Invalid") return yield* new CorruptObject({ key: copy.key, detail: scan.problem ?? "an invalid frame" })
-      const frames = [...scan.records.map((record) => ({ lsn: record.lsn, record })), ...scan.marks.map((mark) => ({ lsn: mark.lsn, mark }))].sort((a, b) => a.lsn - b.lsn)
+      if (scan.stop === "Invalid") {
+        return yield* new CorruptObject({ key: copy.key, detail: scan.problem ?? "an invalid frame" })
+      }
+      const frames = [
+        ...scan.records.map((record) => ({ lsn: record.lsn, record })),
+        ...scan.marks.map((mark) => ({ lsn: mark.lsn, mark }))
+      ].sort((a, b) => a.lsn - b.lsn)
       for (const frame of frames) {
         if ("record" in frame) {
           if (frame.lsn >= fromLsn) held.push(frame.record)
@@ -298,7 +368,11 @@ const replayWal = <E, R>(
         if (scanEnd >= stop.beforeLsn) break
       }
       if (segment < last && scan.stop !== "Sealed") {
-        return yield* new WalGap({ fromLsn: scanEnd, toLsn: Wal.segmentEnd(segment, segmentBytes), detail: `segment ${segment} (${copy.key}) ends before its end and segment ${segment + 1} exists` })
+        return yield* new WalGap({
+          fromLsn: scanEnd,
+          toLsn: Wal.segmentEnd(segment, segmentBytes),
+          detail: `segment ${segment} (${copy.key}) ends before its end and segment ${segment + 1} exists`
+        })
       }
     }
     return { toLsn, records, recordBytes, segments }
@@ -308,7 +382,9 @@ const replayWal = <E, R>(
 const archivedEnd = (store: ObjectStoreService, config: StorageConfigValue, segmentBytes: number) =>
   Effect.map(listWal(store, config), (lineage) => {
     let end = 0
-    for (const [segment, copy] of lineage) end = Math.max(end, Wal.segmentStart(segment, segmentBytes) + Math.min(copy.sizeBytes, segmentBytes))
+    for (const [segment, copy] of lineage) {
+      end = Math.max(end, Wal.segmentStart(segment, segmentBytes) + Math.min(copy.sizeBytes, segmentBytes))
+    }
     return end
   })
 
@@ -318,13 +394,19 @@ const archivedEnd = (store: ObjectStoreService, config: StorageConfigValue, segm
 
 /** The part table and its workers over the read-only store, in the caller's scope. */
 const partsOver = (config: StorageConfigValue, store: ObjectStoreService) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const disk = yield* LocalDisk
     const queueLayer = TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))
     const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
     const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
     const context = yield* Layer.build(partsLayer.pipe(
-      Layer.provide(Layer.mergeAll(Layer.succeed(StorageConfig, config), Layer.succeed(ObjectStore, store), Layer.succeed(LocalDisk, disk)))
+      Layer.provide(
+        Layer.mergeAll(
+          Layer.succeed(StorageConfig, config),
+          Layer.succeed(ObjectStore, store),
+          Layer.succeed(LocalDisk, disk)
+        )
+      )
     ))
     return Context.get(context, PartTable.PartTable)
   })
@@ -362,19 +444,26 @@ const stopOf = (target: RestoreTarget): Stop | undefined => {
  * directory, for the life of the scope (see the module comment). The lease is taken before the base's
  * root manifest is read, and every read after it is guarded by it.
  */
-export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<Restored, RestoreError | E, StorageConfig | ObjectStore | LocalDisk | Scope.Scope> =>
-  Effect.gen(function* () {
+export const open = <E = never>(
+  options: RestoreOptions<E> = {}
+): Effect.Effect<Restored, RestoreError | E, StorageConfig | ObjectStore | LocalDisk | Scope.Scope> =>
+  Effect.gen(function*() {
     const config = yield* StorageConfig
     const store = ReaderLease.readOnlyExceptLeases(yield* ObjectStore, config)
     const disk = yield* LocalDisk
     yield* disk.lockDirectory
     const target = options.target ?? latest
     const base = yield* chooseBase(store, config, target)
-    const readerLease = yield* ReaderLease.acquire(store, config, { checkpoint: CheckpointNumber.make(base), holder: options.holder ?? "restore" })
+    const readerLease = yield* ReaderLease.acquire(store, config, {
+      checkpoint: CheckpointNumber.make(base),
+      holder: options.holder ?? "restore"
+    })
     // Only now, with the lease written, is the root manifest read: a tombstone means it expired first.
     const root = base === 0 ? undefined : yield* readerLease.guard(readRoot(store, config, base))
     if (root?.object._tag === "Expired") {
-      const what = target._tag === "Checkpoint" ? "is outside the retention window (it has expired)" : `needs checkpoint ${base}, which has expired`
+      const what = target._tag === "Checkpoint"
+        ? "is outside the retention window (it has expired)"
+        : `needs checkpoint ${base}, which has expired`
       return yield* refusal(store, config, target, "Expired", what)
     }
     const manifest = root?.object._tag === "Committed" ? root.object.manifest : emptyBase(config)
@@ -387,7 +476,12 @@ export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<
     }
     const loaded = yield* readerLease.guard(Loader.readCheckpoint(store, config, manifest))
     // The checkpoint's own part and segment sizes, whatever the configuration says.
-    const partsConfig: StorageConfigValue = { ...config, partSizeBytes: manifest.partSizeBytes, walSegmentBytes: manifest.walSegmentBytes, checkpointIntervalMs: 0 }
+    const partsConfig: StorageConfigValue = {
+      ...config,
+      partSizeBytes: manifest.partSizeBytes,
+      walSegmentBytes: manifest.walSegmentBytes,
+      checkpointIntervalMs: 0
+    }
     const parts = yield* partsOver(partsConfig, store)
     const entries: Array<PartTable.InstallEntry> = []
     let partBytes = 0
@@ -399,7 +493,8 @@ export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<
     }
     yield* parts.install(entries, CheckpointNumber.make(manifest.checkpoint + 1), { trustLocal: false })
     // A part loaded after the lease was lost may be gone or half-collected: every use checks it.
-    const checked = <A, E2, R>(effect: Effect.Effect<A, E2, R>) => readerLease.check.pipe(Effect.zipRight(effect), Effect.zipLeft(readerLease.check))
+    const checked = <A, E2, R>(effect: Effect.Effect<A, E2, R>) =>
+      readerLease.check.pipe(Effect.zipRight(effect), Effect.zipLeft(readerLease.check))
     const data: RestoredData = {
       read: (file, offset, length) => checked(parts.read(file, offset, length)),
       write: (file, offset, bytes) => checked(parts.write(file, offset, bytes)),
@@ -408,8 +503,16 @@ export const open = <E = never>(options: RestoreOptions<E> = {}): Effect.Effect<
     const apply = options.replay
     const replayed = stop === undefined || apply === undefined
       ? { toLsn: manifest.walPosition, records: 0, recordBytes: 0, segments: 0 }
-      : yield* readerLease.guard(replayWal(store, config, manifest.walSegmentBytes, manifest.walPosition, stop, (record) =>
-        apply({ lsn: Lsn.make(record.lsn), bytes: record.payload }, data)))
+      : yield* readerLease.guard(
+        replayWal(
+          store,
+          config,
+          manifest.walSegmentBytes,
+          manifest.walPosition,
+          stop,
+          (record) => apply({ lsn: Lsn.make(record.lsn), bytes: record.payload }, data)
+        )
+      )
     const summary: RestoreSummary = {
       target: describeTarget(target),
       checkpoint: manifest.checkpoint,
@@ -452,9 +555,12 @@ const prefetchAll = (
 }
 
 const syncLoaded = (parts: PartTable.PartTableService, disk: LocalDisk["Type"]): Effect.Effect<number, LocalIoError> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const loaded = (yield* parts.states).filter(([, , state]) => state.status === "Loaded")
-    yield* Effect.forEach(loaded, ([file, part]) => disk.sync(PartPath.partPath(file, part)), { concurrency: 8, discard: true })
+    yield* Effect.forEach(loaded, ([file, part]) => disk.sync(PartPath.partPath(file, part)), {
+      concurrency: 8,
+      discard: true
+    })
     return loaded.length
   })
 
@@ -463,10 +569,13 @@ const syncLoaded = (parts: PartTable.PartTableService, disk: LocalDisk["Type"]):
  * deleted). Returns what it restored.
  */
 export const restore = <E = never>(
-  options: RestoreOptions<E> & { readonly concurrency?: number; readonly onProgress?: (done: number, total: number) => Effect.Effect<void> } = {}
+  options: RestoreOptions<E> & {
+    readonly concurrency?: number
+    readonly onProgress?: (done: number, total: number) => Effect.Effect<void>
+  } = {}
 ): Effect.Effect<RestoreSummary, RestoreError | E, StorageConfig | ObjectStore | LocalDisk> =>
   Effect.scoped(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const restored = yield* open(options)
       yield* restored.prefetch(options.concurrency ?? 8, options.onProgress)
       yield* restored.sync

@@ -50,8 +50,20 @@ import {
   type S3ClientConfig
 } from "@aws-sdk/client-s3"
 import { S3ServiceConfig } from "@effect-aws/client-s3"
-import { Chunk, Config, Duration, Effect, Either, Layer, Metric, Option, Random, Redacted, type Scope, Stream } from "effect"
-import { type ConditionalCreateDialect, conditionalCreateDialects, conditionalCreateHeaders, validateBucketName } from "../domain/S3Compat.js"
+import {
+  Chunk,
+  Config,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  Metric,
+  Option,
+  Random,
+  Redacted,
+  type Scope,
+  Stream
+} from "effect"
 import {
   InvalidConfig,
   ObjectNotFound,
@@ -60,6 +72,12 @@ import {
   ObjectStoreUnavailable,
   PreconditionFailed
 } from "../domain/Errors.js"
+import {
+  type ConditionalCreateDialect,
+  conditionalCreateDialects,
+  conditionalCreateHeaders,
+  validateBucketName
+} from "../domain/S3Compat.js"
 import { MetricsInstance } from "../services/MetricsInstance.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
@@ -107,14 +125,38 @@ export const listPageKeysMax = 1000
 // ---------------------------------------------------------------------------------------------
 
 const networkCodes = new Set([
-  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ENETDOWN",
-  "ECONNABORTED", "EADDRNOTAVAIL", "ERR_STREAM_PREMATURE_CLOSE", "UND_ERR_SOCKET"
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ECONNABORTED",
+  "EADDRNOTAVAIL",
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "UND_ERR_SOCKET"
 ])
-const timeoutCodes = new Set(["ETIMEDOUT", "ESOCKETTIMEDOUT", "TimeoutError", "RequestTimeout", "RequestTimeoutException"])
+const timeoutCodes = new Set([
+  "ETIMEDOUT",
+  "ESOCKETTIMEDOUT",
+  "TimeoutError",
+  "RequestTimeout",
+  "RequestTimeoutException"
+])
 // Load shedding: 503 SlowDown (S3, RGW), 429 (R2, GCS, MinIO …), 408 RequestCanceled (Tigris).
 const throttleCodes = new Set([
-  "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException", "TooManyRequests", "TooManyRequestsException",
-  "RequestLimitExceeded", "ProvisionedThroughputExceededException", "RequestCanceled"
+  "SlowDown",
+  "SlowDownRead",
+  "SlowDownWrite",
+  "Throttling",
+  "ThrottlingException",
+  "TooManyRequests",
+  "TooManyRequestsException",
+  "RequestLimitExceeded",
+  "ProvisionedThroughputExceededException",
+  "RequestCanceled"
 ])
 const serverCodes = new Set(["InternalError", "ServiceUnavailable", "OperationAborted"])
 const localRejections = new Set(["CredentialsProviderError", "TypeError", "RangeError", "InvalidEndpoint"])
@@ -133,8 +175,12 @@ const stringField = (value: unknown, field: string): string | undefined => {
 }
 
 const fieldsOf = (error: unknown): ErrorFields => {
-  const metadata: unknown = typeof error === "object" && error !== null && "$metadata" in error ? error.$metadata : undefined
-  const status: unknown = typeof metadata === "object" && metadata !== null && "httpStatusCode" in metadata ? metadata.httpStatusCode : undefined
+  const metadata: unknown = typeof error === "object" && error !== null && "$metadata" in error
+    ? error.$metadata
+    : undefined
+  const status: unknown = typeof metadata === "object" && metadata !== null && "httpStatusCode" in metadata
+    ? metadata.httpStatusCode
+    : undefined
   return {
     name: stringField(error, "name"),
     // S3 error responses carry `Code`; Node's system errors carry `code` (ECONNREFUSED …).
@@ -189,11 +235,16 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
   const detail = `${label}${status === undefined ? "" : ` (HTTP ${status})`}: ${text}`
   const codes = [label, ...causeFields(error, "code")]
   const names = [...(name === undefined ? [] : [name]), ...causeFields(error, "name")]
-  const unavailable = (reason: ObjectStoreUnavailable["reason"]) => new ObjectStoreUnavailable({ operation, key, reason, detail })
-  const rejected = (rejectedCode: string) => new ObjectStoreRejected({ operation, key, status, code: rejectedCode, detail })
+  const unavailable = (reason: ObjectStoreUnavailable["reason"]) =>
+    new ObjectStoreUnavailable({ operation, key, reason, detail })
+  const rejected = (rejectedCode: string) =>
+    new ObjectStoreRejected({ operation, key, status, code: rejectedCode, detail })
 
   if (codes.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
-  if (status === undefined && (codes.some((candidate) => networkCodes.has(candidate)) || /socket hang up|aborted/i.test(message ?? ""))) {
+  if (
+    status === undefined &&
+    (codes.some((candidate) => networkCodes.has(candidate)) || /socket hang up|aborted/i.test(message ?? ""))
+  ) {
     return unavailable("Network")
   }
   if (names.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
@@ -202,11 +253,15 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
   }
   if (status === 409 && label !== "OperationAborted") return new PreconditionFailed({ operation, key: key ?? "" })
   if (label === "NoSuchBucket") return rejected("NoSuchBucket")
-  if (status === 404 || label === "NoSuchKey" || label === "NotFound") return new ObjectNotFound({ operation, key: key ?? "" })
+  if (status === 404 || label === "NoSuchKey" || label === "NotFound") {
+    return new ObjectNotFound({ operation, key: key ?? "" })
+  }
   if (status === 429 || throttleCodes.has(label)) return unavailable("Throttled")
   if (status === 408) return unavailable("Timeout")
   if ((status !== undefined && status >= 500) || serverCodes.has(label)) return unavailable("ServerError")
-  if (status !== undefined && status >= 300) return rejected(label === "Unknown" || label === "Error" ? `HTTP${status}` : label)
+  if (status !== undefined && status >= 300) {
+    return rejected(label === "Unknown" || label === "Error" ? `HTTP${status}` : label)
+  }
   if (name !== undefined && localRejections.has(name)) return rejected(name)
   return unavailable("Network")
 }
@@ -219,7 +274,8 @@ export const classifyS3Error = (operation: string, key: string | undefined, erro
 export const contentSha256Header = "x-amz-content-sha256"
 
 const hasHeaders = (value: unknown): value is { headers: Record<string, string> } =>
-  typeof value === "object" && value !== null && "headers" in value && typeof value.headers === "object" && value.headers !== null
+  typeof value === "object" && value !== null && "headers" in value && typeof value.headers === "object" &&
+  value.headers !== null
 
 /**
  * Adds a build-step middleware that sets `headers` on the request: it runs before signing
@@ -256,15 +312,36 @@ export type S3RequestType = "PutObject" | "GetObject" | "HeadObject" | "DeleteOb
 export type S3RequestOutcome = RequestOutcome
 
 /** Requests sent, tagged `request` (S3RequestType), `outcome` (S3RequestOutcome) and `instance`. */
-export const requests = Metric.counter("s3_requests", { description: "S3 requests sent, by request type and outcome", incremental: true })
+export const requests = Metric.counter("s3_requests", {
+  description: "S3 requests sent, by request type and outcome",
+  incremental: true
+})
 
 /** The tagged counter of one request type and outcome, for `instance`. */
-export const requestsOf = (request: S3RequestType, outcome: S3RequestOutcome, instance = "default"): Metric.Metric.Counter<number> =>
-  requests.pipe(Metric.tagged("instance", instance), Metric.tagged("request", request), Metric.tagged("outcome", outcome))
+export const requestsOf = (
+  request: S3RequestType,
+  outcome: S3RequestOutcome,
+  instance = "default"
+): Metric.Metric.Counter<number> =>
+  requests.pipe(
+    Metric.tagged("instance", instance),
+    Metric.tagged("request", request),
+    Metric.tagged("outcome", outcome)
+  )
 
 /** Counts `effect` once in `s3_requests` when it ends, under the MetricsInstance of the fiber. */
-const counted = <A>(request: S3RequestType, effect: Effect.Effect<A, ObjectStoreError>): Effect.Effect<A, ObjectStoreError> =>
-  Effect.onExit(effect, (exit) => Effect.flatMap(MetricsInstance, (instance) => Metric.increment(requestsOf(request, requestOutcome(exit), instance))))
+const counted = <A>(
+  request: S3RequestType,
+  effect: Effect.Effect<A, ObjectStoreError>
+): Effect.Effect<A, ObjectStoreError> =>
+  Effect.onExit(
+    effect,
+    (exit) =>
+      Effect.flatMap(
+        MetricsInstance,
+        (instance) => Metric.increment(requestsOf(request, requestOutcome(exit), instance))
+      )
+  )
 
 // ---------------------------------------------------------------------------------------------
 // The store
@@ -275,7 +352,9 @@ const isDestroyable = (value: unknown): value is { readonly destroy: () => void 
 
 const hasStatus = (error: unknown, status: number): boolean => fieldsOf(error).status === status
 
-const revealed = (secret: string | Redacted.Redacted<string>): string => (Redacted.isRedacted(secret) ? Redacted.value(secret) : secret)
+const revealed = (
+  secret: string | Redacted.Redacted<string>
+): string => (Redacted.isRedacted(secret) ? Redacted.value(secret) : secret)
 
 /**
  * The client's settings: the app's own (set with @effect-aws's `S3ServiceConfig.setS3ServiceConfig`
@@ -310,9 +389,12 @@ const clientConfig = (options: S3ObjectStoreOptions): Effect.Effect<S3ClientConf
  * `clientConfig`); the client is destroyed when the scope closes.
  */
 export const make = (options: S3ObjectStoreOptions): Effect.Effect<ObjectStoreService, never, Scope.Scope> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const config = yield* clientConfig(options)
-    const client = yield* Effect.acquireRelease(Effect.sync(() => new S3Client(config)), (made) => Effect.sync(() => made.destroy()))
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => new S3Client(config)),
+      (made) => Effect.sync(() => made.destroy())
+    )
     return makeWithClient(client, options)
   })
 
@@ -337,10 +419,13 @@ export const checkConditionalCreate = (
   store: Pick<ObjectStoreService, "put" | "delete">,
   options: { readonly scratchPrefix: string; readonly dialect: ConditionalCreateDialect; readonly where: string }
 ): Effect.Effect<void, ObjectStoreError> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const key = yield* scratchKey(options.scratchPrefix)
-    const attempt = (writer: string) => Effect.either(store.put(key, new TextEncoder().encode(writer), { ifNoneMatch: true }))
-    const results = yield* Effect.all([attempt("first"), attempt("second")], { concurrency: 2 }).pipe(Effect.ensuring(Effect.ignore(store.delete(key))))
+    const attempt = (writer: string) =>
+      Effect.either(store.put(key, new TextEncoder().encode(writer), { ifNoneMatch: true }))
+    const results = yield* Effect.all([attempt("first"), attempt("second")], { concurrency: 2 }).pipe(
+      Effect.ensuring(Effect.ignore(store.delete(key)))
+    )
     const other = results.find((result) => Either.isLeft(result) && result.left._tag !== "PreconditionFailed")
     if (other !== undefined && Either.isLeft(other)) return yield* Effect.fail(other.left)
     const winners = results.filter(Either.isRight).length
@@ -349,7 +434,10 @@ export const checkConditionalCreate = (
       operation: "probe",
       key,
       code: "ConditionalCreateIgnored",
-      detail: `${options.where} does not honour create-if-absent (dialect ${options.dialect}): ${winners === 2 ? "both" : "neither"} of two concurrent ` +
+      detail:
+        `${options.where} does not honour create-if-absent (dialect ${options.dialect}): ${
+          winners === 2 ? "both" : "neither"
+        } of two concurrent ` +
         "conditional PUTs of a new key succeeded; the bucket lock and the checkpoint commit rely on exactly one. " +
         "Choose the store's dialect (conditionalCreate / --conditional-create) or a store that honours it"
     })
@@ -362,32 +450,64 @@ const probeWith = (
   headBucket: Effect.Effect<unknown, unknown>,
   store: Pick<ObjectStoreService, "put" | "delete">
 ): Effect.Effect<void, ObjectStoreError> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { bucket } = options
     const valid = validateBucketName(bucket)
-    if (Either.isLeft(valid)) return yield* new ObjectStoreRejected({ operation: "probe", code: "InvalidBucketName", detail: valid.left })
+    if (Either.isLeft(valid)) {
+      return yield* new ObjectStoreRejected({ operation: "probe", code: "InvalidBucketName", detail: valid.left })
+    }
     yield* Effect.timeoutFail(headBucket, {
       duration: Duration.millis(options.requestTimeoutMs),
-      onTimeout: () => new ObjectStoreUnavailable({ operation: "probe", reason: "Timeout", detail: `no answer from ${where} within ${options.requestTimeoutMs} ms` })
+      onTimeout: () =>
+        new ObjectStoreUnavailable({
+          operation: "probe",
+          reason: "Timeout",
+          detail: `no answer from ${where} within ${options.requestTimeoutMs} ms`
+        })
     }).pipe(
       Effect.mapError((error): ObjectStoreError => {
-        if (error instanceof ObjectStoreUnavailable) return error
+        if (error instanceof ObjectStoreUnavailable) {
+          return error
+        }
         const { status } = fieldsOf(error)
         if (status === 404) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "NoSuchBucket", detail: `bucket ${JSON.stringify(bucket)} does not exist at ${where}; create it first or check the bucket name` })
+          return new ObjectStoreRejected({
+            operation: "probe",
+            status,
+            code: "NoSuchBucket",
+            detail: `bucket ${
+              JSON.stringify(bucket)
+            } does not exist at ${where}; create it first or check the bucket name`
+          })
         }
         if (status === 401 || status === 403) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "AccessDenied", detail: `access to bucket ${JSON.stringify(bucket)} at ${where} was refused: check the credentials and the bucket's policy` })
+          return new ObjectStoreRejected({
+            operation: "probe",
+            status,
+            code: "AccessDenied",
+            detail: `access to bucket ${
+              JSON.stringify(bucket)
+            } at ${where} was refused: check the credentials and the bucket's policy`
+          })
         }
         if (status === 301) {
-          return new ObjectStoreRejected({ operation: "probe", status, code: "WrongRegion", detail: `bucket ${JSON.stringify(bucket)} is not in region ${options.region}` })
+          return new ObjectStoreRejected({
+            operation: "probe",
+            status,
+            code: "WrongRegion",
+            detail: `bucket ${JSON.stringify(bucket)} is not in region ${options.region}`
+          })
         }
         return classifyS3Error("probe", undefined, error)
       }),
       (effect) => counted("HeadBucket", effect)
     )
     if (options.checkConditionalCreate === false) return
-    yield* checkConditionalCreate(store, { scratchPrefix: options.scratchPrefix ?? "", dialect: options.conditionalCreate ?? "if-none-match", where })
+    yield* checkConditionalCreate(store, {
+      scratchPrefix: options.scratchPrefix ?? "",
+      dialect: options.conditionalCreate ?? "if-none-match",
+      where
+    })
   })
 
 /** The store over a given client (its lifetime is the caller's). @category constructors */
@@ -403,22 +523,44 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   const bounded = <A, E>(operation: string, key: string | undefined, effect: Effect.Effect<A, E>) =>
     Effect.timeoutFail(effect, {
       duration: Duration.millis(requestTimeoutMs),
-      onTimeout: () => new ObjectStoreUnavailable({ operation, key, reason: "Timeout", detail: `no answer from ${where} within ${requestTimeoutMs} ms` })
+      onTimeout: () =>
+        new ObjectStoreUnavailable({
+          operation,
+          key,
+          reason: "Timeout",
+          detail: `no answer from ${where} within ${requestTimeoutMs} ms`
+        })
     })
 
   /** One request: typed failure, bounded, counted. */
-  const classified = <A>(request: S3RequestType, operation: string, key: string | undefined, effect: Effect.Effect<A, unknown>): Effect.Effect<A, ObjectStoreError> =>
-    counted(request, bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error))))
+  const classified = <A>(
+    request: S3RequestType,
+    operation: string,
+    key: string | undefined,
+    effect: Effect.Effect<A, unknown>
+  ): Effect.Effect<A, ObjectStoreError> =>
+    counted(
+      request,
+      bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error)))
+    )
 
   /** GetObject and its body, read under a finalizer that destroys the stream on every exit. */
-  const getObject = (key: string, range: string | undefined): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
+  const getObject = (
+    key: string,
+    range: string | undefined
+  ): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
     Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         // The request itself stays interruptible (its AbortSignal aborts it); once it answered,
         // the finalizer that destroys the body is registered before any interruption can land.
         const output = yield* Effect.acquireRelease(
           Effect.interruptible(
-            send((signal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }), { abortSignal: signal }))
+            send((signal) =>
+              client.send(
+                new GetObjectCommand({ Bucket: bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }),
+                { abortSignal: signal }
+              )
+            )
           ),
           (acquired) => Effect.sync(() => isDestroyable(acquired.Body) && acquired.Body.destroy())
         )
@@ -448,7 +590,14 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       "HeadObject",
       "head",
       key,
-      Effect.map(send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })), (output) => ({ key, sizeBytes: output.ContentLength ?? 0, lastModifiedMs: output.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER }))
+      Effect.map(
+        send((signal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal })),
+        (output) => ({
+          key,
+          sizeBytes: output.ContentLength ?? 0,
+          lastModifiedMs: output.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER
+        })
+      )
     )
 
   const getRange = (key: string, offset: number, length: number): Effect.Effect<Uint8Array, ObjectStoreError> => {
@@ -456,10 +605,20 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       return Effect.dieMessage(`getRange: offset ${offset} and length ${length} must be non-negative integers`)
     }
     // An empty range cannot be written as an HTTP Range (S3 would send the whole object).
-    if (length === 0) return Effect.as(Effect.mapError(head(key), (error) => error._tag === "ObjectNotFound" ? new ObjectNotFound({ operation: "getRange", key }) : error), new Uint8Array(0))
+    if (length === 0) {
+      return Effect.as(
+        Effect.mapError(
+          head(key),
+          (error) => error._tag === "ObjectNotFound" ? new ObjectNotFound({ operation: "getRange", key }) : error
+        ),
+        new Uint8Array(0)
+      )
+    }
     const read = getObject(key, `bytes=${offset}-${offset + length - 1}`).pipe(
       // Without Content-Range the server ignored the Range and sent the whole object.
-      Effect.map(({ bytes, output }) => output.ContentRange === undefined ? bytes.slice(offset, offset + length) : bytes),
+      Effect.map(({ bytes, output }) =>
+        output.ContentRange === undefined ? bytes.slice(offset, offset + length) : bytes
+      ),
       // 416: the object exists and the range starts at or past its end.
       Effect.catchIf((error) => hasStatus(error, 416), () => Effect.succeed(new Uint8Array(0)))
     )
@@ -473,21 +632,45 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       prefix,
       send((signal) =>
         client.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: listPageKeysMax, ...(token === undefined ? {} : { ContinuationToken: token }) }),
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            MaxKeys: listPageKeysMax,
+            ...(token === undefined ? {} : { ContinuationToken: token })
+          }),
           { abortSignal: signal }
-        ))
+        )
+      )
     )
 
   const list = (prefix: string): Stream.Stream<ObjectInfo, ObjectStoreError> =>
-    Stream.paginateChunkEffect(undefined as string | undefined, (token) =>
-      Effect.map(listPage(prefix, token), (output) => {
-        const infos = (output.Contents ?? []).flatMap((object): Array<ObjectInfo> => object.Key === undefined ? [] : [{ key: object.Key, sizeBytes: object.Size ?? 0, lastModifiedMs: object.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER }])
-        const next = output.IsTruncated === true && output.NextContinuationToken !== undefined ? Option.some(output.NextContinuationToken) : Option.none()
-        return [Chunk.unsafeFromArray(infos), next] as const
-      }))
+    Stream.paginateChunkEffect(
+      undefined as string | undefined,
+      (token) =>
+        Effect.map(listPage(prefix, token), (output) => {
+          const infos = (output.Contents ?? []).flatMap((object): Array<ObjectInfo> =>
+            object.Key === undefined
+              ? []
+              : [{
+                key: object.Key,
+                sizeBytes: object.Size ?? 0,
+                lastModifiedMs: object.LastModified?.getTime() ?? Number.MAX_SAFE_INTEGER
+              }]
+          )
+          const next = output.IsTruncated === true && output.NextContinuationToken !== undefined
+            ? Option.some(output.NextContinuationToken)
+            : Option.none()
+          return [Chunk.unsafeFromArray(infos), next] as const
+        })
+    )
 
   const deleteObject = (key: string) =>
-    classified("DeleteObject", "delete", key, send((signal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }))).pipe(
+    classified(
+      "DeleteObject",
+      "delete",
+      key,
+      send((signal) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: signal }))
+    ).pipe(
       Effect.asVoid,
       Effect.catchTag("ObjectNotFound", () => Effect.void)
     )
@@ -512,11 +695,21 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
  * @category layers
  */
 export function layer(options: S3ObjectStoreOptions): Layer.Layer<ObjectStore>
-export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs">): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig>
-export function layer(options: Omit<S3ObjectStoreOptions, "requestTimeoutMs"> & { readonly requestTimeoutMs?: number }): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig> {
+export function layer(
+  options: Omit<S3ObjectStoreOptions, "requestTimeoutMs">
+): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig>
+export function layer(
+  options: Omit<S3ObjectStoreOptions, "requestTimeoutMs"> & { readonly requestTimeoutMs?: number }
+): Layer.Layer<ObjectStore, never, StorageConfig.StorageConfig> {
   const { requestTimeoutMs } = options
   return requestTimeoutMs === undefined
-    ? Layer.scoped(ObjectStore, Effect.flatMap(StorageConfig.StorageConfig, (config) => make({ ...options, requestTimeoutMs: config.requestTimeoutMs })))
+    ? Layer.scoped(
+      ObjectStore,
+      Effect.flatMap(
+        StorageConfig.StorageConfig,
+        (config) => make({ ...options, requestTimeoutMs: config.requestTimeoutMs })
+      )
+    )
     : Layer.scoped(ObjectStore, make({ ...options, requestTimeoutMs }))
 }
 
@@ -530,8 +723,14 @@ export const configKeys = {
   endpoint: ["S3_TIER_S3_ENDPOINT", "an S3-compatible endpoint URL; unset = AWS S3 of the region"],
   region: ["S3_TIER_S3_REGION", "the S3 region (default us-east-1)"],
   forcePathStyle: ["S3_TIER_S3_FORCE_PATH_STYLE", "path-style URLs, true or false (default false)"],
-  conditionalCreate: ["S3_TIER_S3_CONDITIONAL_CREATE", `how create-if-absent is asked for: ${conditionalCreateDialects.join(", ")}`],
-  checkConditionalCreate: ["S3_TIER_S3_CHECK_CONDITIONAL_CREATE", "check at start that the store honours create-if-absent (default true)"],
+  conditionalCreate: [
+    "S3_TIER_S3_CONDITIONAL_CREATE",
+    `how create-if-absent is asked for: ${conditionalCreateDialects.join(", ")}`
+  ],
+  checkConditionalCreate: [
+    "S3_TIER_S3_CHECK_CONDITIONAL_CREATE",
+    "check at start that the store honours create-if-absent (default true)"
+  ],
   scratchPrefix: ["S3_TIER_S3_SCRATCH_PREFIX", "key prefix of the conformance check's scratch key (default \"\")"],
   accessKeyId: ["S3_TIER_S3_ACCESS_KEY_ID", "access key id; unset = the AWS default credential chain"],
   secretAccessKey: ["S3_TIER_S3_SECRET_ACCESS_KEY", "secret access key (with S3_TIER_S3_ACCESS_KEY_ID)"],
@@ -556,55 +755,86 @@ const rawStoreConfig = Config.all({
   sessionToken: secret("sessionToken")
 })
 
-const refuse = (name: keyof typeof configKeys, detail: string) => new InvalidConfig({ field: configKeys[name][0], detail })
+const refuse = (name: keyof typeof configKeys, detail: string) =>
+  new InvalidConfig({ field: configKeys[name][0], detail })
 
-const booleanOf = (name: keyof typeof configKeys, value: Option.Option<string>, fallback: boolean): Either.Either<boolean, InvalidConfig> =>
+const booleanOf = (
+  name: keyof typeof configKeys,
+  value: Option.Option<string>,
+  fallback: boolean
+): Either.Either<boolean, InvalidConfig> =>
   Option.match(value, {
     onNone: () => Either.right(fallback),
-    onSome: (given) => given === "true" ? Either.right(true) : given === "false" ? Either.right(false) : Either.left(refuse(name, `must be true or false, got ${JSON.stringify(given)}`))
+    onSome: (given) =>
+      given === "true"
+        ? Either.right(true)
+        : given === "false"
+        ? Either.right(false)
+        : Either.left(refuse(name, `must be true or false, got ${JSON.stringify(given)}`))
   })
 
-const isDialect = (value: string): value is ConditionalCreateDialect => (conditionalCreateDialects as ReadonlyArray<string>).includes(value)
+const isDialect = (value: string): value is ConditionalCreateDialect =>
+  (conditionalCreateDialects as ReadonlyArray<string>).includes(value)
 
 /**
  * The store's options from the ambient ConfigProvider (`S3_TIER_S3_*` keys, see `configKeys`),
  * the request timeout from StorageConfig. The secret stays `Redacted`.
  */
-export const readOptions: Effect.Effect<S3ObjectStoreOptions, InvalidConfig, StorageConfig.StorageConfig> = Effect.gen(function* () {
-  yield* StorageConfig.warnUnknownKeys(Object.values(configKeys).map(([key]) => key), (key) => key.startsWith(StorageConfig.s3KeyPrefix))
-  const raw = yield* Effect.mapError(rawStoreConfig, (error) => new InvalidConfig({ field: "S3_TIER_S3_*", detail: String(error) }))
-  const { requestTimeoutMs } = yield* StorageConfig.StorageConfig
-  if (Option.isNone(raw.bucket)) return yield* refuse("bucket", "is required")
-  const bucket = validateBucketName(raw.bucket.value)
-  if (Either.isLeft(bucket)) return yield* refuse("bucket", bucket.left)
-  const endpoint = Option.getOrUndefined(raw.endpoint)
-  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) return yield* refuse("endpoint", `must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
-  const dialect = Option.getOrElse(raw.conditionalCreate, () => "if-none-match")
-  if (!isDialect(dialect)) return yield* refuse("conditionalCreate", `must be one of ${conditionalCreateDialects.join(", ")}, got ${JSON.stringify(dialect)}`)
-  if (Option.isSome(raw.accessKeyId) !== Option.isSome(raw.secretAccessKey)) {
-    return yield* refuse(Option.isSome(raw.accessKeyId) ? "secretAccessKey" : "accessKeyId", "must be set with the other key of the pair")
-  }
-  const credentials = Option.isSome(raw.accessKeyId) && Option.isSome(raw.secretAccessKey)
-    ? {
-      credentials: {
-        accessKeyId: raw.accessKeyId.value,
-        secretAccessKey: raw.secretAccessKey.value,
-        ...(Option.isSome(raw.sessionToken) ? { sessionToken: raw.sessionToken.value } : {})
-      }
+export const readOptions: Effect.Effect<S3ObjectStoreOptions, InvalidConfig, StorageConfig.StorageConfig> = Effect.gen(
+  function*() {
+    yield* StorageConfig.warnUnknownKeys(
+      Object.values(configKeys).map(([key]) => key),
+      (key) => key.startsWith(StorageConfig.s3KeyPrefix)
+    )
+    const raw = yield* Effect.mapError(
+      rawStoreConfig,
+      (error) => new InvalidConfig({ field: "S3_TIER_S3_*", detail: String(error) })
+    )
+    const { requestTimeoutMs } = yield* StorageConfig.StorageConfig
+    if (Option.isNone(raw.bucket)) {
+      return yield* refuse("bucket", "is required")
     }
-    : {}
-  return {
-    bucket: bucket.right,
-    ...(endpoint === undefined ? {} : { endpoint }),
-    region: Option.getOrElse(raw.region, () => "us-east-1"),
-    forcePathStyle: yield* booleanOf("forcePathStyle", raw.forcePathStyle, false),
-    conditionalCreate: dialect,
-    checkConditionalCreate: yield* booleanOf("checkConditionalCreate", raw.checkConditionalCreate, true),
-    scratchPrefix: Option.getOrElse(raw.scratchPrefix, () => ""),
-    requestTimeoutMs,
-    ...credentials
+    const bucket = validateBucketName(raw.bucket.value)
+    if (Either.isLeft(bucket)) return yield* refuse("bucket", bucket.left)
+    const endpoint = Option.getOrUndefined(raw.endpoint)
+    if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/.test(endpoint)) {
+      return yield* refuse("endpoint", `must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+    }
+    const dialect = Option.getOrElse(raw.conditionalCreate, () => "if-none-match")
+    if (!isDialect(dialect)) {
+      return yield* refuse(
+        "conditionalCreate",
+        `must be one of ${conditionalCreateDialects.join(", ")}, got ${JSON.stringify(dialect)}`
+      )
+    }
+    if (Option.isSome(raw.accessKeyId) !== Option.isSome(raw.secretAccessKey)) {
+      return yield* refuse(
+        Option.isSome(raw.accessKeyId) ? "secretAccessKey" : "accessKeyId",
+        "must be set with the other key of the pair"
+      )
+    }
+    const credentials = Option.isSome(raw.accessKeyId) && Option.isSome(raw.secretAccessKey)
+      ? {
+        credentials: {
+          accessKeyId: raw.accessKeyId.value,
+          secretAccessKey: raw.secretAccessKey.value,
+          ...(Option.isSome(raw.sessionToken) ? { sessionToken: raw.sessionToken.value } : {})
+        }
+      }
+      : {}
+    return {
+      bucket: bucket.right,
+      ...(endpoint === undefined ? {} : { endpoint }),
+      region: Option.getOrElse(raw.region, () => "us-east-1"),
+      forcePathStyle: yield* booleanOf("forcePathStyle", raw.forcePathStyle, false),
+      conditionalCreate: dialect,
+      checkConditionalCreate: yield* booleanOf("checkConditionalCreate", raw.checkConditionalCreate, true),
+      scratchPrefix: Option.getOrElse(raw.scratchPrefix, () => ""),
+      requestTimeoutMs,
+      ...credentials
+    }
   }
-})
+)
 
 /**
  * The S3 store configured from the ambient ConfigProvider (the environment by default):

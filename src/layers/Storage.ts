@@ -68,7 +68,11 @@ export interface ShutdownReport {
   readonly tasks: { readonly drained: number; readonly interrupted: number; readonly aborted: number }
   readonly leasesHeld: number
   readonly fibersAlive: number
-  readonly wal: { readonly archivedThrough: number; readonly endLsn: number; readonly localOnly: { readonly fromLsn: number; readonly toLsn: number } | undefined }
+  readonly wal: {
+    readonly archivedThrough: number
+    readonly endLsn: number
+    readonly localOnly: { readonly fromLsn: number; readonly toLsn: number } | undefined
+  }
   readonly lock: BucketLock.ReleaseOutcome | "left-fenced"
   /** The waits that the deadline cut: who was still waiting on what when the final checkpoint's
    * deadline passed. */
@@ -90,7 +94,10 @@ export interface StorageService {
   /** What start-up found (plan, base checkpoint, WAL position replayed from). */
   readonly opened: Loader.Opened
   /** A lease on one part (see PartTable.lease); ShuttingDown once shutdown began. */
-  readonly lease: (file: FileId, part: PartIndex) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError, Scope.Scope>
+  readonly lease: (
+    file: FileId,
+    part: PartIndex
+  ) => Effect.Effect<PartTable.PartLease, PartTable.LeaseError, Scope.Scope>
   readonly read: (file: FileId, offset: number, length: number) => Effect.Effect<Uint8Array, PartTable.LeaseError>
   readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, PartTable.LeaseError>
   /** Appends a WAL record (log a change after applying it through a lease); returns its LSN. */
@@ -144,13 +151,20 @@ export interface StorageOptions {
 }
 
 /** Why the Storage layer could not be built. */
-export type StorageOpenError = Loader.OpenError | WalArchiver.OpenError | WalArchiver.ReplayError | ReplayFailed | InvalidConfig
+export type StorageOpenError =
+  | Loader.OpenError
+  | WalArchiver.OpenError
+  | WalArchiver.ReplayError
+  | ReplayFailed
+  | InvalidConfig
 
 /**
  * The storage tier over a given StorageConfig, ObjectStore and LocalDisk; it provides `Storage`
  * alone. Closing its scope is shutdown. @category layers
  */
-export const layer = (options: StorageOptions = {}): Layer.Layer<Storage, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> =>
+export const layer = (
+  options: StorageOptions = {}
+): Layer.Layer<Storage, StorageOpenError, StorageConfig | ObjectStore | LocalDisk> =>
   Layer.scoped(Storage, make(options)).pipe(Layer.provide(servicesLayer()))
 
 // ---------------------------------------------------------------------------------------------
@@ -211,7 +225,9 @@ const readDataDir: Effect.Effect<string, Errors.InvalidConfig> = Effect.mapError
  * (`S3ObjectStore.layerConfig`) and the data directory `S3_TIER_DATA_DIR` (or `options.dataDir`).
  * @category layers
  */
-export const layerConfig = (options: StorageOptions & { readonly dataDir?: string } = {}): Layer.Layer<Storage, NodeOpenError> => {
+export const layerConfig = (
+  options: StorageOptions & { readonly dataDir?: string } = {}
+): Layer.Layer<Storage, NodeOpenError> => {
   const dataDir = options.dataDir === undefined ? readDataDir : Effect.succeed(options.dataDir)
   const disk = Layer.unwrapEffect(Effect.map(dataDir, (root) => FileSystemDisk.layerNode({ root })))
   return layer(options).pipe(
@@ -234,4 +250,3 @@ export const layerMemory = (options: OpenOptions = {}): Layer.Layer<Storage, Sto
       MemoryDisk.layer
     ))
   )
-

@@ -53,11 +53,16 @@ export interface HeldLock {
 }
 
 /** Reads the lock object, if any. */
-export const read = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<Control.LockObject | undefined, ObjectStoreError | CorruptObject> => {
+export const read = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<Control.LockObject | undefined, ObjectStoreError | CorruptObject> => {
   const key = KeyLayout.lockKey(keyLayout(config))
   return store.get(key).pipe(
     withRequestPolicy(config, "read lock", key),
-    Effect.flatMap((bytes) => Either.match(Control.decodeLock(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })),
+    Effect.flatMap((bytes) =>
+      Either.match(Control.decodeLock(key, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })
+    ),
     Effect.catchTag("ObjectNotFound", () => Effect.succeed(undefined))
   )
 }
@@ -85,7 +90,10 @@ export const newGeneration: Effect.Effect<string> = Effect.map(
 )
 
 /** The lock object names exactly this holder: instance, epoch and generation. */
-export const isHeldBy = (current: Control.LockObject, lock: { readonly instanceId: InstanceId; readonly epoch: Epoch; readonly generation: string | undefined }): boolean =>
+export const isHeldBy = (
+  current: Control.LockObject,
+  lock: { readonly instanceId: InstanceId; readonly epoch: Epoch; readonly generation: string | undefined }
+): boolean =>
   current.instanceId === lock.instanceId && current.epoch === lock.epoch && current.generation === lock.generation
 
 const describe = (lock: Control.LockObject): string =>
@@ -95,7 +103,12 @@ const sameContent = (left: Control.LockObject, right: Control.LockObject): boole
   isHeldBy(left, { instanceId: right.instanceId, epoch: right.epoch, generation: right.generation }) &&
   left.acquiredAtMs === right.acquiredAtMs && left.renewedAtMs === right.renewedAtMs
 
-const lockBytes = (config: StorageConfigValue, holder: Pick<HeldLock, "instanceId" | "epoch" | "generation">, acquiredAtMs: number, nowMs: number) =>
+const lockBytes = (
+  config: StorageConfigValue,
+  holder: Pick<HeldLock, "instanceId" | "epoch" | "generation">,
+  acquiredAtMs: number,
+  nowMs: number
+) =>
   Control.encodeLock({
     format: Control.lockFormat,
     instanceId: holder.instanceId,
@@ -114,12 +127,18 @@ type LeaseWatch = "expired" | "gone" | { readonly renewed: Control.LockObject }
  * on this process's clock: unchanged for that long, it has expired; rewritten, its holder lives.
  * An unreadable lock counts as unchanged (the holder renews only if it reaches the bucket).
  */
-const watchLease = (store: ObjectStoreService, config: StorageConfigValue, observed: Control.LockObject): Effect.Effect<LeaseWatch> =>
-  Effect.gen(function* () {
+const watchLease = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  observed: Control.LockObject
+): Effect.Effect<LeaseWatch> =>
+  Effect.gen(function*() {
     const leaseMs = Math.min(observed.leaseMs ?? config.lockLeaseMs, leaseWaitMaxMs)
     const pollMs = Math.max(leasePollMinMs, Math.min(config.lockRenewIntervalMs, Math.floor(leaseMs / 4)))
     const untilMs = (yield* Clock.currentTimeMillis) + leaseMs
-    yield* Effect.logInfo(`bucket lock: ${describe(observed)} is another open of this instance; waiting up to ${leaseMs} ms for its lease`)
+    yield* Effect.logInfo(
+      `bucket lock: ${describe(observed)} is another open of this instance; waiting up to ${leaseMs} ms for its lease`
+    )
     for (;;) {
       const leftMs = untilMs - (yield* Clock.currentTimeMillis)
       if (leftMs <= 0) return "expired" as const
@@ -142,46 +161,75 @@ interface Starter {
   readonly seenEpoch: number
 }
 
-const heldBy = (starter: Starter, epoch: number, tookOver: boolean): HeldLock =>
-  ({ key: starter.key, instanceId: starter.instanceId, epoch: Epoch.make(epoch), generation: starter.generation, tookOver, created: true })
+const heldBy = (starter: Starter, epoch: number, tookOver: boolean): HeldLock => ({
+  key: starter.key,
+  instanceId: starter.instanceId,
+  epoch: Epoch.make(epoch),
+  generation: starter.generation,
+  tookOver,
+  created: true
+})
 
 /**
  * Writes the lock at `epoch` (create-only with `ifNoneMatch`): "written", or "exists" (the
  * conditional put lost). A lost or timed-out response leaves the outcome unknown: the lock read back
  * decides (our generation: it landed).
  */
-const putLock = (starter: Starter, epoch: number, ifNoneMatch: boolean): Effect.Effect<"written" | "exists", ObjectStoreError | CorruptObject> => {
+const putLock = (
+  starter: Starter,
+  epoch: number,
+  ifNoneMatch: boolean
+): Effect.Effect<"written" | "exists", ObjectStoreError | CorruptObject> => {
   const { config, generation, instanceId, key, store } = starter
   return Clock.currentTimeMillis.pipe(
-    Effect.flatMap((now) => store.put(key, lockBytes(config, { instanceId, epoch: Epoch.make(epoch), generation }, now, now), { ifNoneMatch })),
+    Effect.flatMap((now) =>
+      store.put(key, lockBytes(config, { instanceId, epoch: Epoch.make(epoch), generation }, now, now), { ifNoneMatch })
+    ),
     withRequestPolicy(config, "write lock", key),
     Effect.as("written" as const),
     Effect.catchTag("PreconditionFailed", () => Effect.succeed("exists" as const)),
-    Effect.catchTag("ObjectStoreUnavailable", (error) =>
-      Effect.flatMap(read(store, config), (current) =>
-        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))
-      )
+    Effect.catchTag(
+      "ObjectStoreUnavailable",
+      (error) =>
+        Effect.flatMap(read(store, config), (current) =>
+          current === undefined
+            ? Effect.fail(error)
+            : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const)))
     )
   )
 }
 
 /** Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there. */
-const overwrite = (starter: Starter, epoch: number): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
-  Effect.gen(function* () {
+const overwrite = (
+  starter: Starter,
+  epoch: number
+): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
+  Effect.gen(function*() {
     yield* putLock(starter, epoch, false)
     const current = yield* read(starter.store, starter.config)
     if (current !== undefined && current.generation === starter.generation) return heldBy(starter, epoch, true)
-    return yield* new BucketLocked({ key: starter.key, holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current), epoch: current?.epoch ?? 0 })
+    return yield* new BucketLocked({
+      key: starter.key,
+      holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current),
+      epoch: current?.epoch ?? 0
+    })
   })
 
 /** What a round found in the lock it lost to: the lock, none (released meanwhile), or one it cannot decode. */
 type Found = Either.Either<Control.LockObject | undefined, CorruptObject>
 
 /** What a round does with the lock it lost to: the lock held, or "retry" (it was released meanwhile). */
-const decide = (starter: Starter, found: Found): Effect.Effect<HeldLock | "retry", ObjectStoreError | CorruptObject | BucketLocked> =>
-  Effect.gen(function* () {
+const decide = (
+  starter: Starter,
+  found: Found
+): Effect.Effect<HeldLock | "retry", ObjectStoreError | CorruptObject | BucketLocked> =>
+  Effect.gen(function*() {
     const { config, key, seenEpoch } = starter
-    if (Either.isLeft(found)) return yield* config.takeOver ? overwrite(starter, seenEpoch + 1) : Effect.fail(found.left)
+    if (Either.isLeft(found)) {
+      return yield* config.takeOver
+        ? overwrite(starter, seenEpoch + 1)
+        : Effect.fail(found.left)
+    }
     const holder = found.right
     if (holder === undefined) return "retry" as const
     // An earlier attempt of this start landed although its response was lost.
@@ -192,7 +240,11 @@ const decide = (starter: Starter, found: Found): Effect.Effect<HeldLock | "retry
       const watched = yield* watchLease(starter.store, config, holder)
       if (watched === "gone") return "retry" as const
       if (watched !== "expired") {
-        return yield* new BucketLocked({ key, holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`, epoch: watched.renewed.epoch })
+        return yield* new BucketLocked({
+          key,
+          holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`,
+          epoch: watched.renewed.epoch
+        })
       }
       return yield* overwrite(starter, Math.max(holder.epoch, seenEpoch) + 1)
     }
@@ -216,8 +268,15 @@ export const acquire = (
   seenEpoch: number,
   generation: string
 ): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
-  Effect.gen(function* () {
-    const starter: Starter = { store, config, key: KeyLayout.lockKey(keyLayout(config)), instanceId, generation, seenEpoch }
+  Effect.gen(function*() {
+    const starter: Starter = {
+      store,
+      config,
+      key: KeyLayout.lockKey(keyLayout(config)),
+      instanceId,
+      generation,
+      seenEpoch
+    }
     for (let round = 0; round < acquireRoundsMax; round++) {
       const epoch = seenEpoch + 1
       if ((yield* putLock(starter, epoch, true)) === "written") return heldBy(starter, epoch, false)
@@ -228,33 +287,45 @@ export const acquire = (
       const decided = yield* decide(starter, found)
       if (decided !== "retry") return decided
     }
-    return yield* new BucketLocked({ key: starter.key, holder: `unknown (the lock changed hands ${acquireRoundsMax} times during start-up)`, epoch: 0 })
+    return yield* new BucketLocked({
+      key: starter.key,
+      holder: `unknown (the lock changed hands ${acquireRoundsMax} times during start-up)`,
+      epoch: 0
+    })
   })
 
 /** What happened to the lock at shutdown. */
 export type ReleaseOutcome = "released" | "not-ours" | "failed"
 
 /** The lock object is `lock`'s, or a predecessor's late renewal over it (see `notHeldDetail`). */
-const isOursToHold = (current: Control.LockObject, lock: HeldLock): boolean => isHeldBy(current, lock) || current.epoch < lock.epoch
+const isOursToHold = (current: Control.LockObject, lock: HeldLock): boolean =>
+  isHeldBy(current, lock) || current.epoch < lock.epoch
 
 /**
  * Deletes the lock if it still names this instance, epoch and generation (or a lower epoch, a
  * predecessor's late renewal). Never fails: says what happened. A DELETE whose response is lost is
  * resolved by reading back: gone means released.
  */
-export const release = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<ReleaseOutcome> =>
+export const release = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  lock: HeldLock
+): Effect.Effect<ReleaseOutcome> =>
   read(store, config).pipe(
     Effect.flatMap((current) =>
       current !== undefined && isOursToHold(current, lock)
         ? store.delete(lock.key).pipe(
-            withRequestPolicy(config, "delete lock", lock.key),
-            Effect.as("released" as const),
-            Effect.catchAll((error) =>
-              Effect.flatMap(read(store, config), (after) =>
-                after === undefined ? Effect.succeed("released" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)
-              )
-            )
+          withRequestPolicy(config, "delete lock", lock.key),
+          Effect.as("released" as const),
+          Effect.catchAll((error) =>
+            Effect.flatMap(read(store, config), (after) =>
+              after === undefined
+                ? Effect.succeed("released" as const)
+                : isOursToHold(after, lock)
+                ? Effect.fail(error)
+                : Effect.succeed("not-ours" as const))
           )
+        )
         : Effect.succeed(current === undefined ? ("released" as const) : ("not-ours" as const))
     ),
     Effect.catchAll(() => Effect.succeed("failed" as const))
@@ -266,7 +337,11 @@ export const release = (store: ObjectStoreService, config: StorageConfigValue, l
  * under it. An unreadable lock passes (the write that follows fails on its own if the bucket is
  * unreachable; fencing of commits does not depend on this check).
  */
-export const verify = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<void, Fenced> =>
+export const verify = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  lock: HeldLock
+): Effect.Effect<void, Fenced> =>
   read(store, config).pipe(
     Effect.either,
     Effect.flatMap((current) => {
@@ -285,8 +360,8 @@ const notHeldDetail = (current: Control.LockObject | undefined, lock: HeldLock):
   current === undefined
     ? "the lock object is gone: another instance took the bucket over and released it"
     : isOursToHold(current, lock)
-      ? undefined
-      : `the lock object names ${describe(current)}`
+    ? undefined
+    : `the lock object names ${describe(current)}`
 
 // ---------------------------------------------------------------------------------------------
 // The held lock as a service: sticky fence, renewal, release
@@ -318,8 +393,12 @@ export interface BucketLockService {
 export class BucketLock extends Context.Tag("effect-s3-tier/BucketLock")<BucketLock, BucketLockService>() {}
 
 /** Holds `lock` for the current scope: renews it every `lockRenewIntervalMs` until released or fenced. */
-export const make = (store: ObjectStoreService, config: StorageConfigValue, lock: HeldLock): Effect.Effect<BucketLockService, never, Scope.Scope> =>
-  Effect.gen(function* () {
+export const make = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  lock: HeldLock
+): Effect.Effect<BucketLockService, never, Scope.Scope> =>
+  Effect.gen(function*() {
     const fencedRef = yield* Ref.make(Option.none<Fenced>())
     const releasedRef = yield* Ref.make(Option.none<ReleaseOutcome | "left-fenced">())
     const stoppedRef = yield* Ref.make(false)
@@ -331,20 +410,36 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
         if (Option.isSome(current)) return [[current.value, false], current]
         const fresh = new Fenced({ epoch: lock.epoch, detail })
         return [[fresh, true], Option.some(fresh)]
-      }).pipe(Effect.flatMap(([fenced, first]) => Effect.zipRight(first ? Effect.logError(`bucket lock: ${fenced.message}`) : Effect.void, Effect.fail(fenced))))
-    const ensureNotFenced = Effect.flatMap(Ref.get(fencedRef), Option.match({ onNone: () => Effect.void, onSome: (fenced) => Effect.fail(fenced) }))
-    const check = Effect.zipRight(ensureNotFenced, verify(store, config, lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail))))
+      }).pipe(Effect.flatMap(([fenced, first]) =>
+        Effect.zipRight(first ? Effect.logError(`bucket lock: ${fenced.message}`) : Effect.void, Effect.fail(fenced))
+      ))
+    const ensureNotFenced = Effect.flatMap(
+      Ref.get(fencedRef),
+      Option.match({
+        onNone: () =>
+          Effect.void,
+        onSome: (fenced) => Effect.fail(fenced)
+      })
+    )
+    const check = Effect.zipRight(
+      ensureNotFenced,
+      verify(store, config, lock).pipe(Effect.catchTag("Fenced", (error) => fence(error.detail)))
+    )
 
     const renew = exclusive.withPermits(1)(
-      Effect.gen(function* () {
-        if (Option.isSome(yield* Ref.get(releasedRef)) || (yield* Ref.get(stoppedRef))) return
+      Effect.gen(function*() {
+        if (Option.isSome(yield* Ref.get(releasedRef)) || (yield* Ref.get(stoppedRef))) {
+          return
+        }
         yield* ensureNotFenced
         // One attempt per request, as for the PUT below: the next renewal is the retry. The lock is
         // rewritten only after it was read as ours: an unreadable lock may be a newer holder's, and
         // a blind rewrite would take the bucket back from it.
         const current = yield* read(store, { ...config, retryAttemptsMax: 1 }).pipe(Effect.either)
         if (Either.isLeft(current)) {
-          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)
+          return yield* Effect.logWarning(
+            `bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`
+          )
         }
         const notHeld = notHeldDetail(current.right, lock)
         if (notHeld !== undefined) return yield* fence(notHeld)
@@ -352,30 +447,54 @@ export const make = (store: ObjectStoreService, config: StorageConfigValue, lock
         // The release never waits long behind a renewal.
         yield* store.put(lock.key, lockBytes(config, lock, acquiredAtMs, nowMs)).pipe(
           withRequestTimeout(config, "renew lock", lock.key),
-          Effect.catchAll((error) => Effect.logWarning(`bucket lock: renewal failed, retried in ${config.lockRenewIntervalMs} ms: ${error.message}`))
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `bucket lock: renewal failed, retried in ${config.lockRenewIntervalMs} ms: ${error.message}`
+            )
+          )
         )
       })
     )
     yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(Effect.catchTag("Fenced", () => Effect.void))
+      Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(config.lockRenewIntervalMs)), renew)).pipe(
+        Effect.catchTag("Fenced", () => Effect.void)
+      )
     )
 
     // The outcome once decided is returned at once, without waiting behind a renewal.
     const releaseWith = (releaseConfig: StorageConfigValue) =>
-      Effect.flatMap(Ref.get(releasedRef), (decided) => Option.isSome(decided) ? Effect.succeed(decided.value) : releaseOnce(releaseConfig))
+      Effect.flatMap(
+        Ref.get(releasedRef),
+        (decided) => Option.isSome(decided) ? Effect.succeed(decided.value) : releaseOnce(releaseConfig)
+      )
     const releaseOnce = (releaseConfig: StorageConfigValue) =>
       exclusive.withPermits(1)(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const done = yield* Ref.get(releasedRef)
-          if (Option.isSome(done)) return done.value
-          const outcome = Option.isSome(yield* Ref.get(fencedRef)) ? ("left-fenced" as const) : yield* release(store, releaseConfig, lock)
+          if (Option.isSome(done)) {
+            return done.value
+          }
+          const outcome = Option.isSome(yield* Ref.get(fencedRef))
+            ? ("left-fenced" as const)
+            : yield* release(store, releaseConfig, lock)
           yield* Ref.set(releasedRef, Option.some(outcome))
           return outcome
         })
       ).pipe(
         // Cut by its bound: the outcome is "failed", and no later release goes to the bucket.
-        Effect.onInterrupt(() => Ref.update(releasedRef, (done) => (Option.isSome(done) ? done : Option.some("failed" as const))))
+        Effect.onInterrupt(() =>
+          Ref.update(releasedRef, (done) => (Option.isSome(done) ? done : Option.some("failed" as const)))
+        )
       )
 
-    return BucketLock.of({ lock, fenced: Ref.get(fencedRef), ensureNotFenced, check, fence, renew, stopRenewals: Ref.set(stoppedRef, true), release: releaseWith })
+    return BucketLock.of({
+      lock,
+      fenced: Ref.get(fencedRef),
+      ensureNotFenced,
+      check,
+      fence,
+      renew,
+      stopRenewals: Ref.set(stoppedRef, true),
+      release: releaseWith
+    })
   })

@@ -31,22 +31,29 @@
  * @since 0.1.0
  */
 import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
+import * as ControlDomain from "../domain/Control.js"
 import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type InstanceId, type Lsn, type PartIndex } from "../domain/Ids.js"
+import {
+  type CheckpointNumber,
+  CheckpointNumber as CheckpointNumberSchema,
+  type FileId,
+  type InstanceId,
+  type Lsn,
+  type PartIndex
+} from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
-import { commitRootManifest, type CommitResolution, newCommitToken } from "../internal/RootCommit.js"
 import { WriteObject } from "../domain/Task.js"
-import * as BucketLock from "./BucketLock.js"
-import { LocalDisk } from "./LocalDisk.js"
 import { type LoadedCheckpoint, readBackRoot, readCheckpoint } from "../internal/checkpoints.js"
+import { type CommitResolution, commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
+import * as BucketLock from "./BucketLock.js"
 import { writeControl } from "./Loader.js"
+import { LocalDisk } from "./LocalDisk.js"
 import { ObjectStore } from "./ObjectStore.js"
 import { PartTable, type SnapshotEntry } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
 import { TaskQueue } from "./TaskQueue.js"
 import { WaitRegistry } from "./WaitRegistry.js"
-import * as ControlDomain from "../domain/Control.js"
 
 /** What the checkpointer needs of the WAL. */
 export interface CheckpointWal {
@@ -86,7 +93,9 @@ export type CheckpointError = CheckpointFailed | Fenced | ShuttingDown
 export interface CheckpointerService {
   /** Runs one checkpoint now (waiting for a running one first), bounded by `deadlineMs`
    * (default `checkpointDeadlineMs`). */
-  readonly checkpoint: (options?: { readonly deadlineMs?: number; readonly reason?: string }) => Effect.Effect<CheckpointReport, CheckpointError>
+  readonly checkpoint: (
+    options?: { readonly deadlineMs?: number; readonly reason?: string }
+  ) => Effect.Effect<CheckpointReport, CheckpointError>
   /** Stops the periodic trigger (shutdown does this first). Idempotent. */
   readonly stopPeriodic: Effect.Effect<void>
   /** Whether the periodic trigger's fiber is still running. */
@@ -137,10 +146,12 @@ const partMapsOf = (
   const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
   const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
     let fileParts = byFile.get(file)
-    if (fileParts === undefined) byFile.set(file, (fileParts = new Map()))
+    if (fileParts === undefined) byFile.set(file, fileParts = new Map())
     fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
   }
-  for (const entry of snapshot) if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
+  for (const entry of snapshot) {
+    if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
+  }
   let bytesUploaded = 0
   for (const [entry, remote] of uploaded) {
     put(entry.file, entry.part, remote)
@@ -152,7 +163,13 @@ const partMapsOf = (
     const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
     const before = previous.files.get(file)
     if (before !== undefined && samePartEntries(before.parts, entries)) continue
-    const bytes = Manifest.encodeFileManifest({ format: Manifest.fileManifestFormat, instanceId, checkpoint, file, parts: entries })
+    const bytes = Manifest.encodeFileManifest({
+      format: Manifest.fileManifestFormat,
+      instanceId,
+      checkpoint,
+      file,
+      parts: entries
+    })
     const entry: Manifest.FileEntry = {
       file,
       manifestCheckpoint: checkpoint,
@@ -179,7 +196,7 @@ export interface CheckpointerOptions {
 
 /** Builds the checkpointer and forks its periodic trigger into the current scope. */
 export const make = (options: CheckpointerOptions) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const config = yield* StorageConfig
     const store = yield* ObjectStore
     const queue = yield* TaskQueue
@@ -203,7 +220,9 @@ export const make = (options: CheckpointerOptions) =>
 
     /** Writes one object through the queue and waits for exactly that task. */
     const writeObject = (key: string, kind: WriteObject["kind"], bytes: Uint8Array, ifNoneMatch: boolean) =>
-      queue.enqueue(new WriteObject({ key, kind }), store.put(key, bytes, { ifNoneMatch })).pipe(Effect.flatMap((handle) => handle.await))
+      queue.enqueue(new WriteObject({ key, kind }), store.put(key, bytes, { ifNoneMatch })).pipe(
+        Effect.flatMap((handle) => handle.await)
+      )
 
     const fence = options.fence.fence
     const checkLock = options.fence.check
@@ -211,39 +230,70 @@ export const make = (options: CheckpointerOptions) =>
 
     /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
     const afterCommit = (completed: Completed) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* Ref.set(completedRef, completed)
         yield* Ref.set(attemptTokensRef, new Set())
         const walDurableLsn = options.wal.durableLsn === undefined ? undefined : yield* options.wal.durableLsn
-        yield* writeControl(disk, ControlDomain.forCheckpoint({ holder: options.lock, store: store.description, config, base: completed, walDurableLsn })).pipe(Effect.catchAll((error) => Effect.logWarning(`checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`)))
+        yield* writeControl(
+          disk,
+          ControlDomain.forCheckpoint({
+            holder: options.lock,
+            store: store.description,
+            config,
+            base: completed,
+            walDurableLsn
+          })
+        ).pipe(Effect.catchAll((error) =>
+          Effect.logWarning(
+            `checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`
+          )
+        ))
         yield* options.wal.covered(completed.walPosition)
       }).pipe(Effect.uninterruptible)
 
     /** The commit found N holding another manifest: fenced, an earlier attempt of ours (adopted), or
      * another writer's. */
     const onTaken = (checkpoint: CheckpointNumber, taken: Extract<CommitResolution, { _tag: "Taken" }>) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const found = taken.found
         switch (taken.owner) {
           case "newer-epoch":
-            return yield* fence(`checkpoint ${checkpoint} was committed by instance ${found.instanceId} at epoch ${found.epoch}`)
+            return yield* fence(
+              `checkpoint ${checkpoint} was committed by instance ${found.instanceId} at epoch ${found.epoch}`
+            )
           case "earlier-attempt": {
             const loaded = yield* readCheckpoint(store, config, found).pipe(
               Effect.mapError((error) =>
-                new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `checkpoint ${checkpoint} was committed by an earlier attempt of this instance, but reading it back failed: ${error.message}` })
+                new CheckpointFailed({
+                  checkpoint,
+                  reason: "CommitFailed",
+                  detail:
+                    `checkpoint ${checkpoint} was committed by an earlier attempt of this instance, but reading it back failed: ${error.message}`
+                })
               )
             )
             yield* afterCommit(fromLoaded(loaded))
             const nowMs = yield* Clock.currentTimeMillis
-            yield* Ref.update(statsRef, (stats) => ({ ...stats, completed: stats.completed + 1, lastCheckpoint: checkpoint, lastCompletedAtMs: nowMs }))
+            yield* Ref.update(
+              statsRef,
+              (stats) => ({
+                ...stats,
+                completed: stats.completed + 1,
+                lastCheckpoint: checkpoint,
+                lastCompletedAtMs: nowMs
+              })
+            )
             return yield* Effect.fail(new EarlierAttemptCommitted({ checkpoint }))
           }
           case "other-writer":
-            return yield* Effect.fail(new CheckpointFailed({
-              checkpoint,
-              reason: "CommitFailed",
-              detail: `checkpoint ${checkpoint} was committed by another writer (instance ${found.instanceId}, epoch ${found.epoch})`
-            }))
+            return yield* Effect.fail(
+              new CheckpointFailed({
+                checkpoint,
+                reason: "CommitFailed",
+                detail:
+                  `checkpoint ${checkpoint} was committed by another writer (instance ${found.instanceId}, epoch ${found.epoch})`
+              })
+            )
         }
       })
 
@@ -253,7 +303,7 @@ export const make = (options: CheckpointerOptions) =>
      * interrupts only the commit itself (`restore`), whose outcome a later attempt then resolves.
      */
     const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const { checkpoint, files, walPosition } = completed
         const root = Manifest.rootManifest({
           writer: options.lock,
@@ -266,9 +316,12 @@ export const make = (options: CheckpointerOptions) =>
           config
         })
         const problem = Manifest.checkpointManifestProblem(root)
-        if (problem !== undefined) return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
+        if (problem !== undefined) {
+          return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
+        }
         const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
-        const earlierTokens = yield* Ref.getAndUpdate(attemptTokensRef, (tokens) => new Set([...tokens, root.commitToken]))
+        const earlierTokens = yield* Ref.getAndUpdate(attemptTokensRef, (tokens) =>
+          new Set([...tokens, root.commitToken]))
         return yield* Effect.uninterruptibleMask((restore) =>
           restore(commitRootManifest({
             manifest: root,
@@ -278,7 +331,9 @@ export const make = (options: CheckpointerOptions) =>
             conflictRetriesMax: config.retryAttemptsMax,
             conflictDelayMs: config.retryDelayBaseMs
           })).pipe(
-            Effect.mapError((error) => new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })),
+            Effect.mapError((error) =>
+              new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })
+            ),
             Effect.flatMap((resolution) =>
               resolution._tag === "Taken"
                 ? restore(onTaken(checkpoint, resolution))
@@ -286,7 +341,9 @@ export const make = (options: CheckpointerOptions) =>
                 : afterCommit(completed).pipe(
                   Effect.zipRight(Clock.currentTimeMillis),
                   Effect.map(toReport),
-                  Effect.tap((report) => Ref.set(committedRef, Option.some(report)))
+                  Effect.tap((report) =>
+                    Ref.set(committedRef, Option.some(report))
+                  )
                 )
             )
           )
@@ -294,7 +351,7 @@ export const make = (options: CheckpointerOptions) =>
       }).pipe(Effect.withSpan("checkpoint.commit", { attributes: { "checkpoint.number": completed.checkpoint } }))
 
     const run = (startMs: number) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const previous = yield* Ref.get(completedRef)
         const checkpoint = CheckpointNumberSchema.make(previous.checkpoint + 1)
         yield* Effect.annotateCurrentSpan("checkpoint.number", checkpoint)
@@ -313,7 +370,13 @@ export const make = (options: CheckpointerOptions) =>
             ),
           { concurrency: Math.max(1, Math.min(config.queueCapacity, config.workerCount * 4)) }
         )
-        const { files, changed, bytesUploaded } = partMapsOf(previous, checkpoint, snapshot, uploaded, options.lock.instanceId)
+        const { files, changed, bytesUploaded } = partMapsOf(
+          previous,
+          checkpoint,
+          snapshot,
+          uploaded,
+          options.lock.instanceId
+        )
         const written = changed.map(({ bytes, entry }) => {
           const key = KeyLayout.fileManifestKey(layout, checkpoint, entry.file, entry.manifestSha256)
           return writeObject(key, "FileManifest", bytes, false).pipe(
@@ -324,14 +387,25 @@ export const make = (options: CheckpointerOptions) =>
         // Nothing new: no part map changed (a part uploaded by an attempt whose checkpoint number was
         // then taken by an adopted earlier attempt is new here) and the WAL did not move.
         if (written.length === 0 && walPosition === previous.walPosition && previous.checkpoint > 0) {
-          return { checkpoint: previous.checkpoint, outcome: "nothing-to-do", partsUploaded: 0, bytesUploaded: 0, filesWritten: 0, walPosition, durationMs: 0 } as const
+          return {
+            checkpoint: previous.checkpoint,
+            outcome: "nothing-to-do",
+            partsUploaded: 0,
+            bytesUploaded: 0,
+            filesWritten: 0,
+            walPosition,
+            durationMs: 0
+          } as const
         }
         // The lock check runs beside the file-manifest writes (one round trip fewer before the
         // commit) and still ends before the commit. Both run to their end (each is bounded by its
         // requests' timeouts) and neither interrupts the other, so a failure is one plain error:
         // Fenced first, else the writes' failure.
         const [writes, lock] = yield* Effect.all(
-          [Effect.either(Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })), Effect.either(checkLock)],
+          [
+            Effect.either(Effect.all(written, { concurrency: Math.max(1, config.workerCount), discard: true })),
+            Effect.either(checkLock)
+          ],
           { concurrency: 2 }
         )
         if (Either.isLeft(lock)) return yield* Effect.fail(lock.left)
@@ -348,8 +422,12 @@ export const make = (options: CheckpointerOptions) =>
       })
 
     const checkpoint: CheckpointerService["checkpoint"] = (runOptions) =>
-      Effect.gen(function* () {
-        if (yield* isFenced) return yield* Effect.fail(new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" }))
+      Effect.gen(function*() {
+        if (yield* isFenced) {
+          return yield* Effect.fail(
+            new Fenced({ epoch: options.lock.epoch, detail: "a newer instance took over this bucket" })
+          )
+        }
         const deadlineMs = runOptions?.deadlineMs ?? config.checkpointDeadlineMs
         const startMs = yield* Clock.currentTimeMillis
         const attempted = (yield* Ref.get(completedRef)).checkpoint + 1
@@ -359,13 +437,29 @@ export const make = (options: CheckpointerOptions) =>
         const report = yield* run(startMs).pipe(
           Effect.catchTag("EarlierAttemptCommitted", () => run(startMs)),
           Effect.catchTag("EarlierAttemptCommitted", (adopted) =>
-            Effect.fail(new CheckpointFailed({ checkpoint: adopted.checkpoint, reason: "CommitFailed", detail: "committed by an earlier attempt twice in a row" }))),
+            Effect.fail(
+              new CheckpointFailed({
+                checkpoint: adopted.checkpoint,
+                reason: "CommitFailed",
+                detail: "committed by an earlier attempt twice in a row"
+              })
+            )),
           Effect.timeoutFail({
             duration: Duration.millis(deadlineMs),
-            onTimeout: () => new CheckpointFailed({ checkpoint: attempted, reason: "TimedOut", detail: `not committed within ${deadlineMs} ms` })
+            onTimeout: () =>
+              new CheckpointFailed({
+                checkpoint: attempted,
+                reason: "TimedOut",
+                detail: `not committed within ${deadlineMs} ms`
+              })
           }),
           // A deadline that fell in the steps after a commit waited for them: the commit stands.
-          Effect.catchAll((error) => Effect.flatMap(Ref.get(committedRef), Option.match({ onNone: () => Effect.fail(error), onSome: Effect.succeed }))),
+          Effect.catchAll((error) =>
+            Effect.flatMap(
+              Ref.get(committedRef),
+              Option.match({ onNone: () => Effect.fail(error), onSome: Effect.succeed })
+            )
+          ),
           Effect.tapError(() => Ref.update(statsRef, (current) => ({ ...current, failed: current.failed + 1 })))
         )
         if (report.outcome === "completed") {
@@ -380,21 +474,27 @@ export const make = (options: CheckpointerOptions) =>
         return report
       }).pipe(
         // The uploads, manifests and commit are children of this span (the queue carries it to its tasks).
-        Effect.withSpan("checkpoint", { attributes: runOptions?.reason === undefined ? {} : { "checkpoint.reason": runOptions.reason } }),
+        Effect.withSpan("checkpoint", {
+          attributes: runOptions?.reason === undefined ? {} : { "checkpoint.reason": runOptions.reason }
+        }),
         oneAtATime.withPermits(1),
-        (effect) => waits.track(`Checkpointer.checkpoint${runOptions?.reason === undefined ? "" : ` (${runOptions.reason})`}`, "uploads and manifest", effect)
+        (effect) =>
+          waits.track(
+            `Checkpointer.checkpoint${runOptions?.reason === undefined ? "" : ` (${runOptions.reason})`}`,
+            "uploads and manifest",
+            effect
+          )
       )
 
-    const periodic =
-      config.checkpointIntervalMs === 0
-        ? Effect.void
-        : checkpoint({ reason: "periodic" }).pipe(
-            Effect.catchTag("Fenced", (error) => Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))),
-            Effect.catchAll((error) => Effect.logWarning(`periodic checkpoint failed: ${error.message}`)),
-            Effect.repeat(Schedule.spaced(Duration.millis(config.checkpointIntervalMs))),
-            Effect.delay(Duration.millis(config.checkpointIntervalMs)),
-            Effect.asVoid
-          )
+    const periodic = config.checkpointIntervalMs === 0
+      ? Effect.void
+      : checkpoint({ reason: "periodic" }).pipe(
+        Effect.catchTag("Fenced", (error) => Effect.logError(error.message).pipe(Effect.zipRight(Effect.interrupt))),
+        Effect.catchAll((error) => Effect.logWarning(`periodic checkpoint failed: ${error.message}`)),
+        Effect.repeat(Schedule.spaced(Duration.millis(config.checkpointIntervalMs))),
+        Effect.delay(Duration.millis(config.checkpointIntervalMs)),
+        Effect.asVoid
+      )
     const periodicFiber = yield* Effect.forkScoped(periodic)
 
     return Checkpointer.of({
@@ -407,4 +507,6 @@ export const make = (options: CheckpointerOptions) =>
   })
 
 /** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
-class EarlierAttemptCommitted extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }> {}
+class EarlierAttemptCommitted
+  extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }>
+{}

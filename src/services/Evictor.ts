@@ -45,49 +45,55 @@ export interface EvictorService {
 export class Evictor extends Context.Tag("effect-s3-tier/Evictor")<Evictor, EvictorService>() {}
 
 /** Starts the evictor's fiber in the current scope. @category constructors */
-export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfig | Scope.Scope> = Effect.gen(function* () {
-  const config = yield* StorageConfig
-  const parts = yield* PartTable
-  const statsRef = yield* Ref.make<EvictorStats>({
-    sweeps: 0,
-    failedSweeps: 0,
-    evictedParts: 0,
-    evictedBytes: 0,
-    scheduledUploads: 0,
-    lastReport: undefined
-  })
+export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfig | Scope.Scope> = Effect.gen(
+  function*() {
+    const config = yield* StorageConfig
+    const parts = yield* PartTable
+    const statsRef = yield* Ref.make<EvictorStats>({
+      sweeps: 0,
+      failedSweeps: 0,
+      evictedParts: 0,
+      evictedBytes: 0,
+      scheduledUploads: 0,
+      lastReport: undefined
+    })
 
-  const runNow: Effect.Effect<EvictionReport, LocalIoError> = parts.evict.pipe(
-    Effect.tap((report) =>
-      Ref.update(statsRef, (stats) => ({
-        ...stats,
-        sweeps: stats.sweeps + 1,
-        evictedParts: stats.evictedParts + report.evictedParts,
-        evictedBytes: stats.evictedBytes + report.evictedBytes,
-        scheduledUploads: stats.scheduledUploads + report.scheduledUploads,
-        lastReport: report
-      }))
-    ),
-    Effect.tapError(() => Ref.update(statsRef, (stats) => ({ ...stats, sweeps: stats.sweeps + 1, failedSweeps: stats.failedSweeps + 1 })))
-  )
+    const runNow: Effect.Effect<EvictionReport, LocalIoError> = parts.evict.pipe(
+      Effect.tap((report) =>
+        Ref.update(statsRef, (stats) => ({
+          ...stats,
+          sweeps: stats.sweeps + 1,
+          evictedParts: stats.evictedParts + report.evictedParts,
+          evictedBytes: stats.evictedBytes + report.evictedBytes,
+          scheduledUploads: stats.scheduledUploads + report.scheduledUploads,
+          lastReport: report
+        }))
+      ),
+      Effect.tapError(() =>
+        Ref.update(statsRef, (stats) => ({ ...stats, sweeps: stats.sweeps + 1, failedSweeps: stats.failedSweeps + 1 }))
+      )
+    )
 
-  const tick = Effect.gen(function* () {
-    const stats = yield* parts.stats
-    if (stats.loadedBytes <= config.localBytesMax) return
-    yield* runNow.pipe(Effect.catchAll((error) => Effect.logWarning(`eviction sweep failed: ${error.message}`)))
-  })
+    const tick = Effect.gen(function*() {
+      const stats = yield* parts.stats
+      if (stats.loadedBytes <= config.localBytesMax) return
+      yield* runNow.pipe(Effect.catchAll((error) => Effect.logWarning(`eviction sweep failed: ${error.message}`)))
+    })
 
-  const fiber = yield* Effect.forkScoped(
-    Effect.repeat(tick, Schedule.spaced(Duration.millis(config.evictionIntervalMs))).pipe(Effect.delay(Duration.millis(config.evictionIntervalMs)))
-  )
+    const fiber = yield* Effect.forkScoped(
+      Effect.repeat(tick, Schedule.spaced(Duration.millis(config.evictionIntervalMs))).pipe(
+        Effect.delay(Duration.millis(config.evictionIntervalMs))
+      )
+    )
 
-  return Evictor.of({
-    runNow,
-    stop: Effect.asVoid(Fiber.interrupt(fiber)),
-    alive: Effect.map(Fiber.poll(fiber), Option.isNone),
-    stats: Ref.get(statsRef)
-  })
-})
+    return Evictor.of({
+      runNow,
+      stop: Effect.asVoid(Fiber.interrupt(fiber)),
+      alive: Effect.map(Fiber.poll(fiber), Option.isNone),
+      stats: Ref.get(statsRef)
+    })
+  }
+)
 
 /** The evictor as a layer: its fiber lives as long as the layer's scope. @category layers */
 export const layer: Layer.Layer<Evictor, never, PartTable | StorageConfig> = Layer.scoped(Evictor, make)

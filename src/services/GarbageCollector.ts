@@ -64,7 +64,9 @@ export interface GcFence {
 /** The checkpoints known expired (their root is a tombstone, which never changes), by number. */
 export type ExpiredCache = Ref.Ref<ReadonlyMap<number, Retention.CheckpointSummary>>
 
-export const makeExpiredCache: Effect.Effect<ExpiredCache> = Ref.make<ReadonlyMap<number, Retention.CheckpointSummary>>(new Map())
+export const makeExpiredCache: Effect.Effect<ExpiredCache> = Ref.make<ReadonlyMap<number, Retention.CheckpointSummary>>(
+  new Map()
+)
 
 /** Options of one pass. */
 export interface CollectOptions {
@@ -104,12 +106,17 @@ export interface GcReport {
   readonly windowStartMs: number | null
   /** Archived WAL from this position on is kept. */
   readonly walFloorLsn: number
-  readonly retained: ReadonlyArray<{ readonly checkpoint: number; readonly reasons: ReadonlyArray<Retention.KeepReason> }>
+  readonly retained: ReadonlyArray<
+    { readonly checkpoint: number; readonly reasons: ReadonlyArray<Retention.KeepReason> }
+  >
   /** Checkpoints this pass expired (a dry run: would expire). */
   readonly expiredNow: ReadonlyArray<number>
   /** Checkpoints found expired already (tombstones). */
   readonly expiredBefore: number
-  readonly leases: { readonly live: ReadonlyArray<Retention.LeaseSummary>; readonly expired: ReadonlyArray<Retention.LeaseSummary> }
+  readonly leases: {
+    readonly live: ReadonlyArray<Retention.LeaseSummary>
+    readonly expired: ReadonlyArray<Retention.LeaseSummary>
+  }
   /** Deleted (a dry run: would delete), by kind. */
   readonly deleted: Readonly<Record<Retention.ObjectKind, Tally>>
   /** Deletes that failed (their objects stay; the next pass tries again). */
@@ -130,7 +137,7 @@ export const collect = (
   config: StorageConfigValue,
   options: CollectOptions = {}
 ): Effect.Effect<GcReport, GcFailed | Fenced> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     const dryRun = options.dryRun === true
     const minAgeMs = options.minAgeMs ?? config.gcMinAgeMs
@@ -138,10 +145,21 @@ export const collect = (
     const startedAtMs = yield* Clock.currentTimeMillis
     if (options.fence !== undefined && !dryRun) yield* options.fence.check
     const roots = yield* readRoots(store, config, cache)
-    const latestManifest = [...roots.committed.values()].reduce<Manifest.CheckpointManifest | undefined>((top, manifest) => (top === undefined || manifest.checkpoint > top.checkpoint ? manifest : top), undefined)
+    const latestManifest = [...roots.committed.values()].reduce<Manifest.CheckpointManifest | undefined>(
+      (top, manifest) => (top === undefined || manifest.checkpoint > top.checkpoint ? manifest : top),
+      undefined
+    )
     const policy = policyOf(config, options.policy, latestManifest)
-    const first = Retention.plan(roots.summaries, policy, (yield* readLeases(store, config)).map((listed) => listed.lease), startedAtMs, config.readerLeaseSkewMs)
-    const expiring = first.expire.flatMap((checkpoint) => Option.toArray(Option.fromNullable(roots.committed.get(checkpoint))))
+    const first = Retention.plan(
+      roots.summaries,
+      policy,
+      (yield* readLeases(store, config)).map((listed) => listed.lease),
+      startedAtMs,
+      config.readerLeaseSkewMs
+    )
+    const expiring = first.expire.flatMap((checkpoint) =>
+      Option.toArray(Option.fromNullable(roots.committed.get(checkpoint)))
+    )
     if (!dryRun && expiring.length > 0) {
       yield* options.fence?.check ?? Effect.void
       yield* writeTombstones(store, config, expiring, startedAtMs, cache)
@@ -149,13 +167,34 @@ export const collect = (
     // The second lease listing decides what stays (see the module comment, step e).
     const leases = yield* readLeases(store, config)
     const expiredNow = new Set(first.expire)
-    const summaries = dryRun ? roots.summaries : roots.summaries.map((summary) => (expiredNow.has(summary.checkpoint) ? { ...summary, expired: true } : summary))
-    const plan = Retention.plan(summaries, policy, leases.map((listed) => listed.lease), startedAtMs, config.readerLeaseSkewMs)
+    const summaries = dryRun
+      ? roots.summaries
+      : roots.summaries.map((summary) => (expiredNow.has(summary.checkpoint) ? { ...summary, expired: true } : summary))
+    const plan = Retention.plan(
+      summaries,
+      policy,
+      leases.map((listed) => listed.lease),
+      startedAtMs,
+      config.readerLeaseSkewMs
+    )
     const { heldByExpiredLease, referenced } = yield* referencedKeys(store, config, plan.pinned, roots, cache)
-    const objects = (yield* Effect.forEach([KeyLayout.dataPrefix(layout), KeyLayout.manifestsPrefix(layout), KeyLayout.walPrefix(layout)], (prefix) => listAll(store, config, prefix))).flat()
+    const objects = (yield* Effect.forEach([
+      KeyLayout.dataPrefix(layout),
+      KeyLayout.manifestsPrefix(layout),
+      KeyLayout.walPrefix(layout)
+    ], (prefix) => listAll(store, config, prefix))).flat()
     const walSegmentBytes = latestManifest?.walSegmentBytes ?? config.walSegmentBytes
-    const { doomed, kept } = judgeAll(layout, { plan, referenced, walSegmentBytes, minAgeMs, nowMs: startedAtMs, heldByExpiredLease }, objects, leases)
-    let outcome: { readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean }
+    const { doomed, kept } = judgeAll(
+      layout,
+      { plan, referenced, walSegmentBytes, minAgeMs, nowMs: startedAtMs, heldByExpiredLease },
+      objects,
+      leases
+    )
+    let outcome: {
+      readonly deleted: Record<Retention.ObjectKind, Tally>
+      readonly failures: number
+      readonly complete: boolean
+    }
     if (dryRun) {
       const wouldDelete = emptyKinds()
       for (const item of doomed) wouldDelete[item.kind] = add(wouldDelete[item.kind], item.info.sizeBytes)
@@ -196,7 +235,9 @@ export interface GcStats {
 /** The collector of a running Storage. @category models */
 export interface GarbageCollectorService {
   /** Runs one pass now, with the writer's policy and fence (passes never overlap). */
-  readonly collect: (options?: { readonly dryRun?: boolean; readonly minAgeMs?: number }) => Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown>
+  readonly collect: (
+    options?: { readonly dryRun?: boolean; readonly minAgeMs?: number }
+  ) => Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown>
   readonly stats: Effect.Effect<GcStats>
   /** Refuses new passes (ShuttingDown) and interrupts the periodic one, with any pass in flight. */
   readonly stop: Effect.Effect<void>
@@ -204,33 +245,60 @@ export interface GarbageCollectorService {
 }
 
 /** The garbage collector. @category tags */
-export class GarbageCollector extends Context.Tag("effect-s3-tier/GarbageCollector")<GarbageCollector, GarbageCollectorService>() {}
+export class GarbageCollector
+  extends Context.Tag("effect-s3-tier/GarbageCollector")<GarbageCollector, GarbageCollectorService>()
+{}
 
 const tallyTotal = (deleted: Readonly<Record<Retention.ObjectKind, Tally>>): Tally =>
-  Object.values(deleted).reduce((sum, tally) => ({ objects: sum.objects + tally.objects, bytes: sum.bytes + tally.bytes }), { objects: 0, bytes: 0 })
+  Object.values(deleted).reduce(
+    (sum, tally) => ({ objects: sum.objects + tally.objects, bytes: sum.bytes + tally.bytes }),
+    { objects: 0, bytes: 0 }
+  )
 
 /** Builds the collector; with `gcIntervalMs` > 0 it runs a pass every interval until stopped. */
-export const make = (options: { readonly fence?: GcFence } = {}): Effect.Effect<GarbageCollectorService, never, StorageConfig | ObjectStore | Scope.Scope> =>
-  Effect.gen(function* () {
+export const make = (
+  options: { readonly fence?: GcFence } = {}
+): Effect.Effect<GarbageCollectorService, never, StorageConfig | ObjectStore | Scope.Scope> =>
+  Effect.gen(function*() {
     const config = yield* StorageConfig
     const store = yield* ObjectStore
     const cache = yield* makeExpiredCache
     const closing = yield* Ref.make(false)
-    const statsRef = yield* Ref.make<GcStats>({ passes: 0, failures: 0, deletedObjects: 0, deletedBytes: 0, lastReport: undefined })
+    const statsRef = yield* Ref.make<GcStats>({
+      passes: 0,
+      failures: 0,
+      deletedObjects: 0,
+      deletedBytes: 0,
+      lastReport: undefined
+    })
     const oneAtATime = yield* Effect.makeSemaphore(1)
     const policy = { retainCheckpointsMin: config.retainCheckpointsMin, retainForMs: config.retainForMs }
-    const runPass = (passOptions: { readonly dryRun?: boolean; readonly minAgeMs?: number } = {}): Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown> =>
+    const runPass = (
+      passOptions: { readonly dryRun?: boolean; readonly minAgeMs?: number } = {}
+    ): Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown> =>
       Effect.flatMap(Ref.get(closing), (isClosing): Effect.Effect<GcReport, GcFailed | Fenced | ShuttingDown> =>
         isClosing
           ? Effect.fail(new ShuttingDown({ operation: "gc" }))
-          : collect(store, config, { ...passOptions, policy, expiredCache: cache, ...(options.fence === undefined ? {} : { fence: options.fence }) }).pipe(
+          : collect(store, config, {
+            ...passOptions,
+            policy,
+            expiredCache: cache,
+            ...(options.fence === undefined ? {} : { fence: options.fence })
+          }).pipe(
             Effect.tap((report) =>
               Ref.update(statsRef, (stats) => {
                 const total = tallyTotal(report.deleted)
                 return report.dryRun
                   ? { ...stats, lastReport: report }
-                  : { ...stats, passes: stats.passes + 1, deletedObjects: stats.deletedObjects + total.objects, deletedBytes: stats.deletedBytes + total.bytes, lastReport: report }
-              })),
+                  : {
+                    ...stats,
+                    passes: stats.passes + 1,
+                    deletedObjects: stats.deletedObjects + total.objects,
+                    deletedBytes: stats.deletedBytes + total.bytes,
+                    lastReport: report
+                  }
+              })
+            ),
             Effect.tapError(() => Ref.update(statsRef, (stats) => ({ ...stats, failures: stats.failures + 1 }))),
             oneAtATime.withPermits(1)
           ))
@@ -239,7 +307,13 @@ export const make = (options: { readonly fence?: GcFence } = {}): Effect.Effect<
         Effect.zipRight(runPass({})),
         Effect.tap((report) => {
           const total = tallyTotal(report.deleted)
-          return total.objects === 0 ? Effect.void : Effect.logInfo(`gc: deleted ${total.objects} object(s), ${total.bytes} bytes; expired checkpoint(s) ${report.expiredNow.join(", ") || "none"}`)
+          return total.objects === 0
+            ? Effect.void
+            : Effect.logInfo(
+              `gc: deleted ${total.objects} object(s), ${total.bytes} bytes; expired checkpoint(s) ${
+                report.expiredNow.join(", ") || "none"
+              }`
+            )
         }),
         // A failed pass deletes nothing; the next interval tries again. A fenced writer stops.
         Effect.catchTag("GcFailed", (error) => Effect.logWarning(`gc: ${error.message}`))
@@ -254,7 +328,10 @@ export const make = (options: { readonly fence?: GcFence } = {}): Effect.Effect<
       collect: runPass,
       stats: Ref.get(statsRef),
       stop,
-      periodicAlive: Option.match(fiber, { onNone: () => Effect.succeed(false), onSome: (running) => Effect.map(running.poll, Option.isNone) })
+      periodicAlive: Option.match(fiber, {
+        onNone: () => Effect.succeed(false),
+        onSome: (running) => Effect.map(running.poll, Option.isNone)
+      })
     })
   })
 

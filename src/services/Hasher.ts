@@ -29,8 +29,8 @@
  *
  * @since 0.1.0
  */
-import { Worker } from "node:worker_threads"
 import { Context, Effect, Layer, type Scope } from "effect"
+import { Worker } from "node:worker_threads"
 import { type Sha256Hex, Sha256Hex as Sha256HexSchema } from "../domain/Ids.js"
 import { sha256Hex as sha256HexInline } from "../domain/Manifest.js"
 import { StorageConfig } from "./StorageConfig.js"
@@ -215,8 +215,11 @@ const close = (pool: PoolState): Effect.Effect<void> =>
  * A pool of `workerCount` hash workers in the current scope (0: every hash on the calling thread).
  * @category constructors
  */
-export const makeWith = (workerCount: number, options: HasherOptions = {}): Effect.Effect<HasherService, never, Scope.Scope> =>
-  Effect.gen(function* () {
+export const makeWith = (
+  workerCount: number,
+  options: HasherOptions = {}
+): Effect.Effect<HasherService, never, Scope.Scope> =>
+  Effect.gen(function*() {
     const pool: PoolState = {
       workerCount,
       workerSource: options.workerSource ?? workerSource,
@@ -228,7 +231,8 @@ export const makeWith = (workerCount: number, options: HasherOptions = {}): Effe
     }
     yield* Effect.addFinalizer(() => close(pool))
     return Hasher.of({
-      allocate: (sizeBytes) => workerCount > 0 ? new Uint8Array(new SharedArrayBuffer(sizeBytes)) : new Uint8Array(sizeBytes),
+      allocate: (sizeBytes) =>
+        workerCount > 0 ? new Uint8Array(new SharedArrayBuffer(sizeBytes)) : new Uint8Array(sizeBytes),
       sha256Hex: (bytes) =>
         Effect.suspend(() => {
           const poolWorker = isShared(bytes) ? pick(pool) : undefined

@@ -21,11 +21,32 @@
  */
 import { Clock, Context, Effect, Either, Layer, Option, Random, type Scope } from "effect"
 import * as Control from "../domain/Control.js"
-import { type BucketLocked, type CorruptObject, type DirectoryLocked, type LocalIoError, type ObjectStoreError, type StartupRefused, WalSegmentSizeMismatch } from "../domain/Errors.js"
-import { CheckpointNumber as CheckpointNumberSchema, Epoch as EpochSchema, type FileId, InstanceId, Lsn } from "../domain/Ids.js"
+import {
+  type BucketLocked,
+  type CorruptObject,
+  type DirectoryLocked,
+  type LocalIoError,
+  type ObjectStoreError,
+  type StartupRefused,
+  WalSegmentSizeMismatch
+} from "../domain/Errors.js"
+import {
+  CheckpointNumber as CheckpointNumberSchema,
+  Epoch as EpochSchema,
+  type FileId,
+  InstanceId,
+  Lsn
+} from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
-import { type LoadedCheckpoint, listCheckpoints, manifestReadConcurrency, readBackRoot, readLatest, readRootObject } from "../internal/checkpoints.js"
+import {
+  listCheckpoints,
+  type LoadedCheckpoint,
+  manifestReadConcurrency,
+  readBackRoot,
+  readLatest,
+  readRootObject
+} from "../internal/checkpoints.js"
 import { commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
 import * as BucketLock from "./BucketLock.js"
 import { LocalDisk, type LocalDiskService } from "./LocalDisk.js"
@@ -37,9 +58,9 @@ import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConf
 // The bucket readers live in src/internal/checkpoints.ts; re-exported here for the callers that
 // import them from the loader.
 export {
+  listCheckpoints,
   type LoadedCheckpoint,
   type LoadedFile,
-  listCheckpoints,
   readBackRoot,
   readCheckpoint,
   readCheckpointManifest,
@@ -51,7 +72,14 @@ export {
 export const controlPath = "control.json"
 
 /** Why start-up failed. */
-export type OpenError = ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | BucketLocked | DirectoryLocked | WalSegmentSizeMismatch
+export type OpenError =
+  | ObjectStoreError
+  | CorruptObject
+  | LocalIoError
+  | StartupRefused
+  | BucketLocked
+  | DirectoryLocked
+  | WalSegmentSizeMismatch
 
 /** What start-up found and decided. */
 export interface Opened {
@@ -107,12 +135,18 @@ export const claimRoundsMax = 5
 /** Dirty part files synced at once by a clean stop: local fsyncs, independent of the bucket's bounds. */
 export const syncConcurrency = 8
 
-const readControl = (disk: LocalDiskService): Effect.Effect<Control.Control | undefined, LocalIoError | CorruptObject> =>
+const readControl = (
+  disk: LocalDiskService
+): Effect.Effect<Control.Control | undefined, LocalIoError | CorruptObject> =>
   disk.readAll(controlPath).pipe(
     Effect.flatMap(
       Option.match({
         onNone: () => Effect.succeed(undefined),
-        onSome: (bytes) => Either.match(Control.decodeControl(`${disk.root}/${controlPath}`, bytes), { onLeft: Effect.fail, onRight: Effect.succeed })
+        onSome: (bytes) =>
+          Either.match(Control.decodeControl(`${disk.root}/${controlPath}`, bytes), {
+            onLeft: Effect.fail,
+            onRight: Effect.succeed
+          })
       })
     )
   )
@@ -131,7 +165,7 @@ const claimOnce = (
   lock: BucketLock.HeldLock,
   nowMs: number
 ): Effect.Effect<Option.Option<LoadedCheckpoint>, ObjectStoreError | CorruptObject> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const latest = yield* readLatest(store, config)
     const previous = latest?.manifest.checkpoint ?? CheckpointNumberSchema.make(0)
     const checkpoint = CheckpointNumberSchema.make(previous + 1)
@@ -149,13 +183,17 @@ const claimOnce = (
     // A claim is a commit: an outcome the network left unknown is read back (src/internal/RootCommit.ts).
     const resolution = yield* commitRootManifest({
       manifest: claim,
-      put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(withRequestPolicy(config, "claim checkpoint", key)),
+      put: store.put(key, Manifest.encodeCheckpointManifest(claim), { ifNoneMatch: true }).pipe(
+        withRequestPolicy(config, "claim checkpoint", key)
+      ),
       readBack: readBackRoot(store, config, checkpoint),
       earlierTokens: new Set(),
       conflictRetriesMax: config.retryAttemptsMax,
       conflictDelayMs: config.retryDelayBaseMs
     }).pipe(Effect.catchTag("PreconditionFailed", () => Effect.succeed({ _tag: "Taken" } as const)))
-    return resolution._tag === "Committed" ? Option.some({ manifest: claim, files: latest?.files ?? new Map() }) : Option.none()
+    return resolution._tag === "Committed"
+      ? Option.some({ manifest: claim, files: latest?.files ?? new Map() })
+      : Option.none()
   })
 
 /**
@@ -169,7 +207,7 @@ const claimAfterTakeOver = (
   lock: BucketLock.HeldLock,
   nowMs: number
 ): Effect.Effect<LoadedCheckpoint | undefined, ObjectStoreError | CorruptObject> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     for (let round = 0; round < claimRoundsMax; round++) {
       const claimed = yield* claimOnce(store, config, lock, nowMs)
       if (Option.isSome(claimed)) return claimed.value
@@ -194,7 +232,7 @@ const survey = (
   disk: LocalDiskService,
   config: StorageConfigValue
 ): Effect.Effect<Survey, ObjectStoreError | CorruptObject | LocalIoError | StartupRefused | WalSegmentSizeMismatch> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const control = yield* readControl(disk)
     const otherFiles = yield* hasOtherFiles(disk)
     const latest = yield* readLatest(store, config)
@@ -204,13 +242,17 @@ const survey = (
       latest: latest === undefined ? undefined : latest.manifest,
       ...(yield* readNewer(store, config, control, latest))
     }
-    const plan = yield* Either.match(Control.planStartup(control, otherFiles, bucket, config), { onLeft: Effect.fail, onRight: Effect.succeed })
+    const plan = yield* Either.match(Control.planStartup(control, otherFiles, bucket, config), {
+      onLeft: Effect.fail,
+      onRight: Effect.succeed
+    })
     // The bucket's WAL is archived in segments of the size its checkpoints record: no other size can read it.
     if (latest !== undefined && latest.manifest.walSegmentBytes !== config.walSegmentBytes) {
       return yield* new WalSegmentSizeMismatch({
         bucketSegmentBytes: latest.manifest.walSegmentBytes,
         configuredSegmentBytes: config.walSegmentBytes,
-        detail: `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
+        detail:
+          `checkpoint ${latest.manifest.checkpoint} was written with ${latest.manifest.walSegmentBytes}-byte WAL segments; start with that walSegmentBytes`
       })
     }
     return { control, latest, plan }
@@ -228,11 +270,23 @@ const takeLock = (
   config: StorageConfigValue,
   surveyed: Survey,
   instanceId: InstanceId
-): Effect.Effect<BucketLock.BucketLockService, ObjectStoreError | CorruptObject | LocalIoError | BucketLocked, Scope.Scope> =>
-  Effect.gen(function* () {
+): Effect.Effect<
+  BucketLock.BucketLockService,
+  ObjectStoreError | CorruptObject | LocalIoError | BucketLocked,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
     const fresh = surveyed.plan._tag === "Fresh"
     if (fresh) {
-      yield* writeControl(disk, Control.forCheckpoint({ holder: { instanceId, epoch: EpochSchema.make(0) }, store: store.description, config, base: undefined }))
+      yield* writeControl(
+        disk,
+        Control.forCheckpoint({
+          holder: { instanceId, epoch: EpochSchema.make(0) },
+          store: store.description,
+          config,
+          base: undefined
+        })
+      )
     }
     const seenEpoch = Math.max(surveyed.latest?.manifest.epoch ?? 0, surveyed.control?.epoch ?? 0)
     const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
@@ -245,7 +299,11 @@ const takeLock = (
 
 /** The start-up sequence; see the module comment. The directory lock and the bucket lock are held
  * for the life of the scope. */
-export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.BucketLockService }, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable | Scope.Scope> = Effect.gen(function* () {
+export const open: Effect.Effect<
+  Opened & { readonly bucketLock: BucketLock.BucketLockService },
+  OpenError,
+  StorageConfig | ObjectStore | LocalDisk | PartTable | Scope.Scope
+> = Effect.gen(function*() {
   const config = yield* StorageConfig
   const store = yield* ObjectStore
   const disk = yield* LocalDisk
@@ -268,8 +326,19 @@ export const open: Effect.Effect<Opened & { readonly bucketLock: BucketLock.Buck
   const walPosition = base?.manifest.walPosition ?? Lsn.make(0)
   // Kept until the WAL has opened past it: an open that refused damage below it refuses again.
   const walDurableLsn = plan._tag === "Reopen" ? plan.control.walDurableLsn : undefined
-  yield* writeControl(disk, Control.forCheckpoint({ holder: lock, store: store.description, config, base: base?.manifest, walDurableLsn }))
-  return { plan: plan._tag, lock, base, walPosition, installedParts: installed, bucketLock, ...(walDurableLsn === undefined ? {} : { walDurableLsn }) }
+  yield* writeControl(
+    disk,
+    Control.forCheckpoint({ holder: lock, store: store.description, config, base: base?.manifest, walDurableLsn })
+  )
+  return {
+    plan: plan._tag,
+    lock,
+    base,
+    walPosition,
+    installedParts: installed,
+    bucketLock,
+    ...(walDurableLsn === undefined ? {} : { walDurableLsn })
+  }
 })
 
 /**
@@ -284,7 +353,9 @@ const readNewer = (
 ): Effect.Effect<{ readonly newer?: ReadonlyArray<Control.CheckpointSummary> }, ObjectStoreError | CorruptObject> => {
   if (control === undefined || latest === undefined) return Effect.succeed({})
   const top = latest.manifest
-  if (top.checkpoint <= control.lastCheckpoint + 1 || top.instanceId !== control.instanceId || top.epoch !== control.epoch) return Effect.succeed({})
+  if (
+    top.checkpoint <= control.lastCheckpoint + 1 || top.instanceId !== control.instanceId || top.epoch !== control.epoch
+  ) return Effect.succeed({})
   return listCheckpoints(store, config).pipe(
     Effect.flatMap((numbers) =>
       Effect.forEach(
@@ -292,7 +363,13 @@ const readNewer = (
         // A checkpoint the garbage collector expired since keeps its writer in its tombstone.
         (number) =>
           Effect.map(readRootObject(store, config, number), (root): Control.CheckpointSummary =>
-            root._tag === "Committed" ? root.manifest : { checkpoint: root.tombstone.checkpoint, instanceId: root.tombstone.instanceId, epoch: root.tombstone.epoch }),
+            root._tag === "Committed"
+              ? root.manifest
+              : {
+                checkpoint: root.tombstone.checkpoint,
+                instanceId: root.tombstone.instanceId,
+                epoch: root.tombstone.epoch
+              }),
         { concurrency: manifestReadConcurrency(config) }
       )
     ),
@@ -307,7 +384,9 @@ const install = (
 ): Effect.Effect<number, LocalIoError> => {
   const entries: Array<{ file: FileId; part: Manifest.PartEntry[0]; remote: Manifest.RemotePart }> = []
   for (const [file, loaded] of base?.files ?? []) {
-    for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
+    for (const [part, checkpoint, sha256, sizeBytes] of loaded.parts) {
+      entries.push({ file, part, remote: { checkpoint, sha256, sizeBytes } })
+    }
   }
   const openCheckpoint = CheckpointNumberSchema.make((base?.manifest.checkpoint ?? 0) + 1)
   const options = recordedHashes === undefined ? { trustLocal: false } : { trustLocal: true, recordedHashes }
@@ -326,12 +405,19 @@ export const markCleanShutdown = (
   localPartHashes: ReadonlyArray<readonly [string, string]>,
   walDurableLsn?: Lsn
 ): Effect.Effect<void, LocalIoError | CorruptObject> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: syncConcurrency, discard: true })
     const control = yield* readControl(disk)
     if (control !== undefined) {
-      const durable = walDurableLsn === undefined ? {} : { walDurableLsn: Lsn.make(Math.max(walDurableLsn, control.walDurableLsn ?? 0)) }
-      yield* writeControl(disk, { ...control, cleanShutdown: true, localParts: Object.fromEntries(localPartHashes), ...durable })
+      const durable = walDurableLsn === undefined
+        ? {}
+        : { walDurableLsn: Lsn.make(Math.max(walDurableLsn, control.walDurableLsn ?? 0)) }
+      yield* writeControl(disk, {
+        ...control,
+        cleanShutdown: true,
+        localParts: Object.fromEntries(localPartHashes),
+        ...durable
+      })
     }
   })
 
@@ -340,19 +426,23 @@ export const writeControl = (disk: LocalDiskService, control: Control.Control): 
   disk.writeAtomic(controlPath, Control.encodeControl(control))
 
 /** Loads every part of the base checkpoint through leases (each load is one ReadPart task). */
-const prefetch = (opened: Opened) =>
-  (concurrency: number, onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>) =>
-    Effect.gen(function* () {
+const prefetch =
+  (opened: Opened) => (concurrency: number, onProgress?: (progress: PrefetchProgress) => Effect.Effect<void>) =>
+    Effect.gen(function*() {
       const parts = yield* PartTable
       const targets: Array<readonly [FileId, Manifest.PartEntry[0]]> = []
-      for (const [file, loaded] of opened.base?.files ?? []) for (const entry of loaded.parts) targets.push([file, entry[0]])
+      for (const [file, loaded] of opened.base?.files ?? []) {
+        for (const entry of loaded.parts) targets.push([file, entry[0]])
+      }
       let done = 0
       yield* Effect.forEach(
         targets,
         ([file, part]) =>
           Effect.scoped(parts.lease(file, part)).pipe(
             Effect.zipRight(Effect.sync(() => ++done)),
-            Effect.flatMap((count) => (onProgress === undefined ? Effect.void : onProgress({ done: count, total: targets.length })))
+            Effect.flatMap((
+              count
+            ) => (onProgress === undefined ? Effect.void : onProgress({ done: count, total: targets.length })))
           ),
         { concurrency: Math.max(1, concurrency), discard: true }
       )
@@ -362,13 +452,14 @@ const prefetch = (opened: Opened) =>
 /** The loader as a layer: start-up runs when the layer is built. @category layers */
 export const layer: Layer.Layer<Loader, OpenError, StorageConfig | ObjectStore | LocalDisk | PartTable> = Layer.scoped(
   Loader,
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { bucketLock, ...opened } = yield* open
     const parts = yield* PartTable
     return Loader.of({
       opened,
       bucketLock,
-      prefetch: (concurrency, onProgress) => prefetch(opened)(concurrency, onProgress).pipe(Effect.provideService(PartTable, parts))
+      prefetch: (concurrency, onProgress) =>
+        prefetch(opened)(concurrency, onProgress).pipe(Effect.provideService(PartTable, parts))
     })
   })
 )

@@ -74,7 +74,12 @@ import type {
   ShuttingDown,
   TaskAborted
 } from "../domain/Errors.js"
-import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type FileId, type PartIndex } from "../domain/Ids.js"
+import {
+  type CheckpointNumber,
+  CheckpointNumber as CheckpointNumberSchema,
+  type FileId,
+  type PartIndex
+} from "../domain/Ids.js"
 import type { RemotePart } from "../domain/Manifest.js"
 import type { PartState } from "../domain/PartState.js"
 import { evict } from "../internal/partTable/evict.js"
@@ -100,7 +105,10 @@ export interface PartLease {
   readonly file: FileId
   readonly part: PartIndex
   /** Bytes [offset, offset + length) of the part (offsets within the part); zeros where never written. */
-  readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array, LocalIoError | InvalidRange | PartDamaged>
+  readonly read: (
+    offset: number,
+    length: number
+  ) => Effect.Effect<Uint8Array, LocalIoError | InvalidRange | PartDamaged>
   /** Writes bytes at an offset within the part; the part becomes dirty when the lease is released.
    * A failed write damages the part (PartDamaged, see the module comment). */
   readonly write: (offset: number, bytes: Uint8Array) => Effect.Effect<void, InvalidRange | PartDamaged>
@@ -195,7 +203,10 @@ export interface PartTableService {
    * waits (holding no lease) for an upload in flight, joins a queued one, or enqueues one under
    * `checkpoint`. Bounded by the caller's deadline (interrupt it).
    */
-  readonly ensureUploaded: (entry: SnapshotEntry, checkpoint: CheckpointNumber) => Effect.Effect<RemotePart, UploadError>
+  readonly ensureUploaded: (
+    entry: SnapshotEntry,
+    checkpoint: CheckpointNumber
+  ) => Effect.Effect<RemotePart, UploadError>
   /** Installs parts from a manifest: NotLoaded (fetched on first lease) unless a local copy is present. */
   readonly install: (
     entries: Iterable<InstallEntry>,
@@ -230,45 +241,52 @@ export class PartTable extends Context.Tag("effect-s3-tier/PartTable")<PartTable
 /** Builds an empty part table in the current scope (its loads are forked there and interrupted
  * when it closes). Call `install` once at start, before any lease, to adopt a manifest and the
  * local directory (the Loader does). @category constructors */
-export const make: Effect.Effect<PartTableService, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher | Scope.Scope> =
-  Effect.gen(function* () {
-    const config = yield* StorageConfig
-    const table: Table = {
-      config,
-      layout: keyLayout(config),
-      disk: yield* LocalDisk,
-      store: yield* ObjectStore,
-      queue: yield* TaskQueue,
-      waits: yield* WaitRegistry,
-      hasher: yield* Hasher,
-      rows: new Map(),
-      order: [],
-      counters: yield* TRef.make(zeroCounters),
-      closed: yield* TRef.make(false),
-      openCheckpoint: yield* TRef.make(CheckpointNumberSchema.make(1)),
-      loads: yield* FiberSet.make<void, never>(),
-      sweepLock: yield* Effect.makeSemaphore(1),
-      uploadBuffers: [],
-      hand: 0
-    }
-    const close = STM.commit(TRef.set(table.closed, true))
-    yield* Effect.addFinalizer(() => close)
-    return PartTable.of({
-      lease: lease(table),
-      read: read(table),
-      write: write(table),
-      scheduleUpload: scheduleUpload(table),
-      snapshot: snapshot(table),
-      ensureUploaded: ensureUploaded(table),
-      install: install(table),
-      localPartHashes: localPartHashes(table),
-      evict: evict(table),
-      stats: Effect.map(STM.commit(TRef.get(table.counters)), (counters) => ({ parts: table.rows.size, ...counters })),
-      states: allStates(table),
-      close,
-      invariantProblems: invariantProblems(table)
-    })
+export const make: Effect.Effect<
+  PartTableService,
+  never,
+  StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher | Scope.Scope
+> = Effect.gen(function*() {
+  const config = yield* StorageConfig
+  const table: Table = {
+    config,
+    layout: keyLayout(config),
+    disk: yield* LocalDisk,
+    store: yield* ObjectStore,
+    queue: yield* TaskQueue,
+    waits: yield* WaitRegistry,
+    hasher: yield* Hasher,
+    rows: new Map(),
+    order: [],
+    counters: yield* TRef.make(zeroCounters),
+    closed: yield* TRef.make(false),
+    openCheckpoint: yield* TRef.make(CheckpointNumberSchema.make(1)),
+    loads: yield* FiberSet.make<void, never>(),
+    sweepLock: yield* Effect.makeSemaphore(1),
+    uploadBuffers: [],
+    hand: 0
+  }
+  const close = STM.commit(TRef.set(table.closed, true))
+  yield* Effect.addFinalizer(() => close)
+  return PartTable.of({
+    lease: lease(table),
+    read: read(table),
+    write: write(table),
+    scheduleUpload: scheduleUpload(table),
+    snapshot: snapshot(table),
+    ensureUploaded: ensureUploaded(table),
+    install: install(table),
+    localPartHashes: localPartHashes(table),
+    evict: evict(table),
+    stats: Effect.map(STM.commit(TRef.get(table.counters)), (counters) => ({ parts: table.rows.size, ...counters })),
+    states: allStates(table),
+    close,
+    invariantProblems: invariantProblems(table)
   })
+})
 
 /** The part table as a layer. @category layers */
-export const layer: Layer.Layer<PartTable, never, StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher> = Layer.scoped(PartTable, make)
+export const layer: Layer.Layer<
+  PartTable,
+  never,
+  StorageConfig | LocalDisk | ObjectStore | TaskQueue | WaitRegistry | Hasher
+> = Layer.scoped(PartTable, make)

@@ -24,7 +24,8 @@ export const retrySchedule = (config: StorageConfigValue): Schedule.Schedule<unk
 
 /** One attempt bounded by `requestTimeoutMs`; the timeout interrupts the attempt (aborting its HTTP
  * request) and is itself transient. */
-export const withRequestTimeout = (config: StorageConfigValue, operation: string, key?: string) =>
+export const withRequestTimeout =
+  (config: StorageConfigValue, operation: string, key?: string) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ObjectStoreUnavailable, R> =>
     effect.pipe(
       Effect.timeoutFail({
@@ -40,6 +41,7 @@ export const withRequestTimeout = (config: StorageConfigValue, operation: string
     )
 
 /** Timeout per attempt + bounded retries of transient errors. */
-export const withRequestPolicy = (config: StorageConfigValue, operation: string, key?: string) =>
+export const withRequestPolicy =
+  (config: StorageConfigValue, operation: string, key?: string) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ObjectStoreUnavailable, R> =>
     effect.pipe(withRequestTimeout(config, operation, key), Effect.retry(retrySchedule(config)))

@@ -111,15 +111,30 @@ export const interruptGraceMs = 1_000
 // ---------------------------------------------------------------------------------------------
 
 /** Tasks completed successfully. @category metrics */
-export const taskCompletions = Metric.counter("s3_task_completions", { description: "S3 tasks completed successfully", incremental: true })
+export const taskCompletions = Metric.counter("s3_task_completions", {
+  description: "S3 tasks completed successfully",
+  incremental: true
+})
 /** Tasks failed (typed failure or defect, after retries). @category metrics */
-export const taskFailures = Metric.counter("s3_task_failures", { description: "S3 tasks failed after their retries", incremental: true })
+export const taskFailures = Metric.counter("s3_task_failures", {
+  description: "S3 tasks failed after their retries",
+  incremental: true
+})
 /** Retries of transient errors. @category metrics */
-export const taskRetries = Metric.counter("s3_task_retries", { description: "S3 task attempts after the first", incremental: true })
+export const taskRetries = Metric.counter("s3_task_retries", {
+  description: "S3 task attempts after the first",
+  incremental: true
+})
 /** Attempts cut by the request timeout. @category metrics */
-export const taskTimeouts = Metric.counter("s3_task_timeouts", { description: "S3 task attempts cut by the request timeout", incremental: true })
+export const taskTimeouts = Metric.counter("s3_task_timeouts", {
+  description: "S3 task attempts cut by the request timeout",
+  incremental: true
+})
 /** Tasks interrupted mid-run at shutdown. @category metrics */
-export const taskInterruptions = Metric.counter("s3_task_interruptions", { description: "S3 tasks interrupted by shutdown", incremental: true })
+export const taskInterruptions = Metric.counter("s3_task_interruptions", {
+  description: "S3 tasks interrupted by shutdown",
+  incremental: true
+})
 /** Milliseconds from enqueue to completion (queue wait + every attempt + backoff). @category metrics */
 export const taskLatencyMs = Metric.histogram(
   "s3_task_latency_ms",
@@ -128,8 +143,11 @@ export const taskLatencyMs = Metric.histogram(
 )
 
 /** Reads a per-type counter's current value for `instance` (for reports and benchmarks). */
-export const counterValue = (counter: Metric.Metric.Counter<number>, type: TaskType, instance = "default"): Effect.Effect<number> =>
-  Effect.sync(() => counter.unsafeValue(metricLabels(instance).byType[type]).count)
+export const counterValue = (
+  counter: Metric.Metric.Counter<number>,
+  type: TaskType,
+  instance = "default"
+): Effect.Effect<number> => Effect.sync(() => counter.unsafeValue(metricLabels(instance).byType[type]).count)
 
 /** The per-type counters behind `TaskTypeStats`, field by field. */
 const typeCounters: ReadonlyArray<readonly [keyof TaskTypeStats, Metric.Metric.Counter<number>]> = [
@@ -173,12 +191,21 @@ const statsOf = (pool: PoolState, labels: MetricLabels, atStart: Record<TaskType
     for (const [field] of typeCounters) values[field] = now[type][field] - atStart[type][field]
     byType[type] = values as TaskTypeStats
   }
-  return { byType: byType as Record<TaskType, TaskTypeStats>, workersAlive: pool.workersAlive(), busyWorkers: pool.busy, workersReplaced: pool.replaced }
+  return {
+    byType: byType as Record<TaskType, TaskTypeStats>,
+    workersAlive: pool.workersAlive(),
+    busyWorkers: pool.busy,
+    workersReplaced: pool.replaced
+  }
 }
 
 /** The ordered, bounded close (see `S3WorkersService.shutdown`). */
-const makeShutdown = (config: StorageConfigValue, queue: TaskQueueService, pool: PoolState): Effect.Effect<WorkerShutdownReport> =>
-  Effect.gen(function* () {
+const makeShutdown = (
+  config: StorageConfigValue,
+  queue: TaskQueueService,
+  pool: PoolState
+): Effect.Effect<WorkerShutdownReport> =>
+  Effect.gen(function*() {
     const startMs = yield* Clock.currentTimeMillis
     yield* queue.closeIntake
     const before = yield* queue.stats
@@ -194,7 +221,9 @@ const makeShutdown = (config: StorageConfigValue, queue: TaskQueueService, pool:
       if (pool.watchdog !== undefined) live.push(pool.watchdog)
       return live
     })
-    yield* Effect.interruptible(Fiber.interruptAll(fibers)).pipe(Effect.timeoutOption(Duration.millis(interruptGraceMs)))
+    yield* Effect.interruptible(Fiber.interruptAll(fibers)).pipe(
+      Effect.timeoutOption(Duration.millis(interruptGraceMs))
+    )
     const interruptedTasks = pool.interrupted - interruptedBefore
     const abortedTasks = yield* queue.abortAll
     const endMs = yield* Clock.currentTimeMillis
@@ -214,26 +243,28 @@ const makeShutdown = (config: StorageConfigValue, queue: TaskQueueService, pool:
  * Starts `workerCount` workers and their watchdog in the current scope; closing the scope runs
  * `shutdown`. @category constructors
  */
-export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQueue | Scope.Scope> = Effect.gen(function* () {
-  const config = yield* StorageConfig
-  const queue = yield* TaskQueue
-  const labels = metricLabels(yield* MetricsInstance)
-  const countersAtStart = readTypeCounters(labels)
-  const pool = new PoolState(config.workerCount)
-  const workers = new Workers(config, queue, pool, workerMetrics(labels))
-  const shutdown = yield* Effect.cached(makeShutdown(config, queue, pool))
-  // The finalizer is added before the forks: should the build be interrupted after some of them,
-  // closing the scope still shuts them down in order. The fibers are daemons that this finalizer
-  // (through `shutdown`) stops: the pool's scope owns them.
-  yield* Effect.addFinalizer(() => Effect.asVoid(shutdown))
-  pool.watchdog = yield* Effect.forkDaemon(Effect.interruptible(workers.watchdog))
-  for (const slot of pool.slots) yield* workers.spawn(slot, Effect.void)
-  return S3Workers.of({
-    shutdown,
-    stats: Effect.sync(() => statsOf(pool, labels, countersAtStart)),
-    workersAlive: Effect.sync(() => pool.workersAlive())
-  })
-})
+export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQueue | Scope.Scope> = Effect.gen(
+  function*() {
+    const config = yield* StorageConfig
+    const queue = yield* TaskQueue
+    const labels = metricLabels(yield* MetricsInstance)
+    const countersAtStart = readTypeCounters(labels)
+    const pool = new PoolState(config.workerCount)
+    const workers = new Workers(config, queue, pool, workerMetrics(labels))
+    const shutdown = yield* Effect.cached(makeShutdown(config, queue, pool))
+    // The finalizer is added before the forks: should the build be interrupted after some of them,
+    // closing the scope still shuts them down in order. The fibers are daemons that this finalizer
+    // (through `shutdown`) stops: the pool's scope owns them.
+    yield* Effect.addFinalizer(() => Effect.asVoid(shutdown))
+    pool.watchdog = yield* Effect.forkDaemon(Effect.interruptible(workers.watchdog))
+    for (const slot of pool.slots) yield* workers.spawn(slot, Effect.void)
+    return S3Workers.of({
+      shutdown,
+      stats: Effect.sync(() => statsOf(pool, labels, countersAtStart)),
+      workersAlive: Effect.sync(() => pool.workersAlive())
+    })
+  }
+)
 
 /** The worker pool as a layer. @category layers */
 export const layer: Layer.Layer<S3Workers, never, StorageConfig | TaskQueue> = Layer.scoped(S3Workers, make)

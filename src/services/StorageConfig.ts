@@ -13,14 +13,28 @@
  *
  * @since 0.1.0
  */
-import { Config, type ConfigError, ConfigProvider, Context, Duration, Effect, Either, HashSet, Layer, Option, ParseResult, Schema } from "effect"
+import {
+  Config,
+  type ConfigError,
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  HashSet,
+  Layer,
+  Option,
+  ParseResult,
+  Schema
+} from "effect"
 import { InvalidConfig } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-const bounded = (min: number, max: number) => Schema.Int.pipe(Schema.between(min, max, { message: () => `must be between ${min} and ${max}` }))
+const bounded = (min: number, max: number) =>
+  Schema.Int.pipe(Schema.between(min, max, { message: () => `must be between ${min} and ${max}` }))
 
 /** The validated shape of the configuration. @category models */
 export const StorageConfigSchema = Schema.Struct({
@@ -137,13 +151,19 @@ const crossFieldProblem = (value: StorageConfigValue): InvalidConfig | undefined
   if (value.shutdownCheckpointDeadlineMs + value.drainDeadlineMs > value.shutdownDeadlineMs) {
     return new InvalidConfig({
       field: "shutdownDeadlineMs",
-      detail: `must be at least shutdownCheckpointDeadlineMs + drainDeadlineMs (${value.shutdownCheckpointDeadlineMs} + ${value.drainDeadlineMs})`
+      detail:
+        `must be at least shutdownCheckpointDeadlineMs + drainDeadlineMs (${value.shutdownCheckpointDeadlineMs} + ${value.drainDeadlineMs})`
     })
   }
   if (value.lockLeaseMs < 3 * value.lockRenewIntervalMs) {
-    return new InvalidConfig({ field: "lockLeaseMs", detail: `must be at least 3 x lockRenewIntervalMs (${value.lockRenewIntervalMs})` })
+    return new InvalidConfig({
+      field: "lockLeaseMs",
+      detail: `must be at least 3 x lockRenewIntervalMs (${value.lockRenewIntervalMs})`
+    })
   }
-  if (value.walSegmentBytes % 8 !== 0) return new InvalidConfig({ field: "walSegmentBytes", detail: "must be a multiple of 8" })
+  if (value.walSegmentBytes % 8 !== 0) {
+    return new InvalidConfig({ field: "walSegmentBytes", detail: "must be a multiple of 8" })
+  }
   return undefined
 }
 
@@ -156,7 +176,10 @@ const formatIssue = (error: ParseResult.ParseError): InvalidConfig => {
 /** Validates a full or partial configuration over the defaults. */
 export const validate = (input: Partial<StorageConfigValue>): Either.Either<StorageConfigValue, InvalidConfig> =>
   Either.flatMap(
-    Either.mapLeft(Schema.decodeUnknownEither(StorageConfigSchema)({ ...defaults, ...input }, { onExcessProperty: "error" }), formatIssue),
+    Either.mapLeft(
+      Schema.decodeUnknownEither(StorageConfigSchema)({ ...defaults, ...input }, { onExcessProperty: "error" }),
+      formatIssue
+    ),
     (value) => {
       const problem = crossFieldProblem(value)
       return problem === undefined ? Either.right(value) : Either.left(problem)
@@ -176,7 +199,9 @@ export const layer = (input: Partial<StorageConfigValue> = {}): Layer.Layer<Stor
 /** The defaults as a layer. @category layers */
 export const layerDefaults: Layer.Layer<StorageConfig> = Layer.succeed(StorageConfig, defaults)
 
-const integerKeys = Object.keys(defaults).filter((key) => typeof defaults[key as keyof StorageConfigValue] === "number") as ReadonlyArray<keyof StorageConfigValue>
+const integerKeys = Object.keys(defaults).filter((key) =>
+  typeof defaults[key as keyof StorageConfigValue] === "number"
+) as ReadonlyArray<keyof StorageConfigValue>
 
 /**
  * Reads every field from Effect Config under its field name (`workerCount`), each with its default.
@@ -184,7 +209,9 @@ const integerKeys = Object.keys(defaults).filter((key) => typeof defaults[key as
  * @category config
  */
 export const config: Config.Config<Partial<StorageConfigValue>> = Config.all({
-  ...Object.fromEntries(integerKeys.map((key) => [key, Config.integer(key).pipe(Config.withDefault(defaults[key] as number))])),
+  ...Object.fromEntries(
+    integerKeys.map((key) => [key, Config.integer(key).pipe(Config.withDefault(defaults[key] as number))])
+  ),
   prefix: Config.string("prefix").pipe(Config.withDefault(defaults.prefix)),
   takeOver: Config.boolean("takeOver").pipe(Config.withDefault(defaults.takeOver))
 }) as Config.Config<Partial<StorageConfigValue>>
@@ -255,7 +282,11 @@ export const keys: ReadonlyArray<string> = fields.map(keyOf)
 
 /** The raw text of every key that is set, each read with its description. */
 const rawConfig: Config.Config<Record<string, Option.Option<string>>> = Config.all(
-  Object.fromEntries(fields.map((field) => [field, Config.option(Config.string(keyOf(field)).pipe(Config.withDescription(descriptions[field])))]))
+  Object.fromEntries(
+    fields.map((
+      field
+    ) => [field, Config.option(Config.string(keyOf(field)).pipe(Config.withDescription(descriptions[field])))])
+  )
 )
 
 const integerText = /^-?[0-9]+$/
@@ -264,12 +295,20 @@ const integerText = /^-?[0-9]+$/
  * One value from its text: a decimal integer (no sign but `-`, no spaces, no hex, no exponent);
  * a field in ms also takes an Effect `Duration` string ("10 seconds", "1500 millis").
  */
-const parseField = (field: keyof StorageConfigValue, text: string): Either.Either<string | number | boolean, InvalidConfig> => {
-  const refuse = (detail: string) => Either.left(new InvalidConfig({ field: keyOf(field), detail: `${detail}, got ${JSON.stringify(text)}` }))
+const parseField = (
+  field: keyof StorageConfigValue,
+  text: string
+): Either.Either<string | number | boolean, InvalidConfig> => {
+  const refuse = (detail: string) =>
+    Either.left(new InvalidConfig({ field: keyOf(field), detail: `${detail}, got ${JSON.stringify(text)}` }))
   const fallback = defaults[field]
   if (typeof fallback === "string") return Either.right(text)
   if (typeof fallback === "boolean") {
-    return text === "true" ? Either.right(true) : text === "false" ? Either.right(false) : refuse("must be true or false")
+    return text === "true"
+      ? Either.right(true)
+      : text === "false"
+      ? Either.right(false)
+      : refuse("must be true or false")
   }
   if (integerText.test(text)) {
     const value = Number(text)
@@ -304,7 +343,9 @@ const distance = (a: string, b: string): number => {
   let row = Array.from({ length: b.length + 1 }, (_, i) => i)
   for (let i = 1; i <= a.length; i++) {
     const next = [i]
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
     row = next
   }
   return row[b.length]!
@@ -328,14 +369,23 @@ export const closestKey = (key: string, known: ReadonlyArray<string> = keys): st
  * splits names on `_`, so they are the paths under `S3` / `TIER`. Providers that cannot list give none.
  */
 const providedKeys: Effect.Effect<ReadonlyArray<string>> = Effect.configProviderWith((provider) => {
-  const walk = (path: ReadonlyArray<string>, depth: number): Effect.Effect<ReadonlyArray<string>, ConfigError.ConfigError> =>
+  const walk = (
+    path: ReadonlyArray<string>,
+    depth: number
+  ): Effect.Effect<ReadonlyArray<string>, ConfigError.ConfigError> =>
     Effect.flatMap(provider.flattened.enumerateChildren(path), (children) =>
       HashSet.size(children) === 0 || depth === 0
         ? Effect.succeed(path.length > 2 ? [path.join("_")] : [])
         : Effect.map(Effect.forEach(children, (child) => walk([...path, child], depth - 1)), (found) => found.flat()))
-  const flat = Effect.map(provider.flattened.enumerateChildren([]), (children) => [...children].filter((key) => key.startsWith(keyPrefix)))
+  const flat = Effect.map(
+    provider.flattened.enumerateChildren([]),
+    (children) => [...children].filter((key) => key.startsWith(keyPrefix))
+  )
   return Effect.map(
-    Effect.all([flat.pipe(Effect.orElseSucceed(() => [])), walk(["S3", "TIER"], 8).pipe(Effect.orElseSucceed(() => []))]),
+    Effect.all([
+      flat.pipe(Effect.orElseSucceed(() => [])),
+      walk(["S3", "TIER"], 8).pipe(Effect.orElseSucceed(() => []))
+    ]),
     ([flatKeys, splitKeys]) => [...new Set([...flatKeys, ...splitKeys])]
   )
 })
@@ -351,11 +401,18 @@ export const s3KeyPrefix = "S3_TIER_S3_"
  * `known`, with the likely intended key. @category internals
  */
 export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string) => boolean): Effect.Effect<void> =>
-  Effect.flatMap(providedKeys, (found) =>
-    Effect.forEach(found.filter((key) => owns(key) && !known.includes(key)), (key) => {
-      const intended = closestKey(key, known)
-      return Effect.logWarning(`unknown configuration key ${key}${intended === undefined ? "" : ` (did you mean ${intended}?)`}; it is ignored`)
-    }, { discard: true }))
+  Effect.flatMap(
+    providedKeys,
+    (found) =>
+      Effect.forEach(found.filter((key) => owns(key) && !known.includes(key)), (key) => {
+        const intended = closestKey(key, known)
+        return Effect.logWarning(
+          `unknown configuration key ${key}${
+            intended === undefined ? "" : ` (did you mean ${intended}?)`
+          }; it is ignored`
+        )
+      }, { discard: true })
+  )
 
 /**
  * Reads the configuration from the ambient ConfigProvider (the environment unless the app set
@@ -364,9 +421,12 @@ export const warnUnknownKeys = (known: ReadonlyArray<string>, owns: (key: string
  * environment, `{ "S3_TIER_WORKER_COUNT": 16 }` with `ConfigProvider.fromJson`. A bad value is
  * one `InvalidConfig` naming its key. @category config
  */
-export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function* () {
+export const read: Effect.Effect<StorageConfigValue, InvalidConfig> = Effect.gen(function*() {
   yield* warnUnknownKeys([...keys, ...openKeys], (key) => !key.startsWith(s3KeyPrefix))
-  const raw = yield* Effect.mapError(rawConfig, (error) => new InvalidConfig({ field: "config", detail: String(error) }))
+  const raw = yield* Effect.mapError(
+    rawConfig,
+    (error) => new InvalidConfig({ field: "config", detail: String(error) })
+  )
   return yield* Either.match(decodeRaw(raw), { onLeft: Effect.fail, onRight: Effect.succeed })
 })
 

@@ -147,11 +147,16 @@ export class TaskQueue extends Context.Tag("effect-s3-tier/TaskQueue")<TaskQueue
 // ---------------------------------------------------------------------------------------------
 
 /** Tasks queued, not yet picked. @category metrics */
-export const queueDepth = Metric.gauge("s3_queue_depth", { description: "S3 tasks queued and not yet picked by a worker" })
+export const queueDepth = Metric.gauge("s3_queue_depth", {
+  description: "S3 tasks queued and not yet picked by a worker"
+})
 /** Tasks picked by a worker, not yet completed. @category metrics */
 export const tasksInFlight = Metric.gauge("s3_tasks_in_flight", { description: "S3 tasks running on a worker" })
 /** Tasks published, by `taskType`. @category metrics */
-export const tasksEnqueued = Metric.counter("s3_tasks_enqueued", { description: "S3 tasks published to the queue", incremental: true })
+export const tasksEnqueued = Metric.counter("s3_tasks_enqueued", {
+  description: "S3 tasks published to the queue",
+  incremental: true
+})
 /** Enqueues joined to a read in flight or coalesced into a queued write, by `taskType`. @category metrics */
 export const tasksDeduplicated = Metric.counter("s3_tasks_deduplicated", {
   description: "S3 enqueues that joined a read in flight or coalesced into a queued write",
@@ -178,13 +183,22 @@ const queueMetrics = (instance: string): QueueMetrics => {
  * whose metrics carry the label `instance` (default "default"). Without a finalizer: `make` (and
  * the layer) add one. @category constructors
  */
-export const makeUnscoped = (capacity: number, waits: WaitRegistryService, instance = "default"): Effect.Effect<TaskQueueService> =>
+export const makeUnscoped = (
+  capacity: number,
+  waits: WaitRegistryService,
+  instance = "default"
+): Effect.Effect<TaskQueueService> =>
   Effect.sync(() => {
     const core = new QueueCore(capacity, waits, queueMetrics(instance))
     const enqueue = <A, E>(task: Task, run: Effect.Effect<A, E>): Effect.Effect<TaskHandle<A, E>, QueueClosed> =>
       // The submitter's span goes with the task: the worker runs it as a child of that span.
       Effect.withFiberRuntime<Entry, QueueClosed>((fiber) =>
-        core.enqueue(task, run, Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis(), fiber.currentSpan)
+        core.enqueue(
+          task,
+          run,
+          Context.get(fiber.currentDefaultServices, Clock.Clock).unsafeCurrentTimeMillis(),
+          fiber.currentSpan
+        )
       ) as Effect.Effect<TaskHandle<A, E>, QueueClosed>
     // The cast above: an entry's outcome is exactly what `run` (its own, or the joined task's)
     // produces. A joined task has another enqueuer's `run`; only the PartTable enqueues part tasks,
@@ -206,14 +220,15 @@ export const makeUnscoped = (capacity: number, waits: WaitRegistryService, insta
  * stops and every task still pending fails with TaskAborted (the workers' ordered shutdown has
  * normally done this already; this is the backstop). @category constructors
  */
-export const make: Effect.Effect<TaskQueueService, never, StorageConfig | WaitRegistry | Scope.Scope> =
-  Effect.gen(function* () {
+export const make: Effect.Effect<TaskQueueService, never, StorageConfig | WaitRegistry | Scope.Scope> = Effect.gen(
+  function*() {
     const config = yield* StorageConfig
     const waits = yield* WaitRegistry
     const queue = yield* makeUnscoped(config.queueCapacity, waits, yield* MetricsInstance)
     yield* Effect.addFinalizer(() => Effect.asVoid(queue.abortAll))
     return queue
-  })
+  }
+)
 
 /** The queue as a layer. @category layers */
 export const layer: Layer.Layer<TaskQueue, never, StorageConfig | WaitRegistry> = Layer.scoped(TaskQueue, make)

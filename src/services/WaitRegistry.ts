@@ -37,7 +37,11 @@ export interface WaitRegistryService {
    * caller bounds the wait (a deadline from StorageConfig). `on` may be a function, called only
    * when the registry is read (for hot paths that should not build a string per wait).
    */
-  readonly track: <A, E, R>(waiter: string, on: string | (() => string), effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly track: <A, E, R>(
+    waiter: string,
+    on: string | (() => string),
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E, R>
   /** The current waits, oldest first (by `sinceMs`, then registration order). */
   readonly current: Effect.Effect<ReadonlyArray<Wait>>
   /** How many waits are current (cheaper than `current` for checks and gauges). */
@@ -74,7 +78,11 @@ export const make: Effect.Effect<WaitRegistryService> = Effect.sync(() => {
   const registrations = new Map<number, Registration>()
   let lastId = 0
 
-  const track = <A, E, R>(waiter: string, on: string | (() => string), effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  const track = <A, E, R>(
+    waiter: string,
+    on: string | (() => string),
+    effect: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
     // Registration cannot be interrupted half-way, and the removal runs on every exit of `effect`.
     Effect.uninterruptibleMask((restore) =>
       Effect.clockWith((clock) =>

@@ -145,7 +145,9 @@ export interface WalArchiverService {
    * was not appended). */
   readonly append: (record: Uint8Array) => Effect.Effect<Lsn, AppendError>
   /** `append`, also giving the record's end: `commitThrough(endLsn)` makes exactly it durable. */
-  readonly appendWithEnd: (record: Uint8Array) => Effect.Effect<{ readonly lsn: Lsn; readonly endLsn: Lsn }, AppendError>
+  readonly appendWithEnd: (
+    record: Uint8Array
+  ) => Effect.Effect<{ readonly lsn: Lsn; readonly endLsn: Lsn }, AppendError>
   /** Makes everything appended so far durable locally (group commit). Interruptible. */
   readonly commit: Effect.Effect<void, CommitError>
   /** Makes everything below `lsn` durable locally (a record is covered by its end LSN). */
@@ -179,9 +181,15 @@ export interface WalArchiverService {
    * last segment; then `advanceTo(fromLsn)`. For start-up. */
   readonly replay: <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) => Effect.Effect<ReplaySummary, E | ReplayError, R>
   /** Every record at or after `fromLsn` in the bucket's archived segments, through the last one. */
-  readonly replayArchived: <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) => Effect.Effect<ReplaySummary, E | ReplayError, R>
+  readonly replayArchived: <E, R>(
+    fromLsn: Lsn,
+    apply: ApplyRecord<E, R>
+  ) => Effect.Effect<ReplaySummary, E | ReplayError, R>
   /** Every record at or after `fromLsn` in the local segments. */
-  readonly replayLocal: <E, R>(fromLsn: Lsn, apply: ApplyRecord<E, R>) => Effect.Effect<ReplaySummary, E | ReplayError, R>
+  readonly replayLocal: <E, R>(
+    fromLsn: Lsn,
+    apply: ApplyRecord<E, R>
+  ) => Effect.Effect<ReplaySummary, E | ReplayError, R>
   /** Stops appends, flushes, archives the final partial segment and waits for every pending upload,
    * all within `deadlineMs`; runs once (later calls return the first report). When it ends, however
    * it ends, the archive is closed: no upload starts any more, and the waits of `awaitArchived` and
@@ -203,7 +211,7 @@ export const make: Effect.Effect<
   WalArchiverService,
   OpenError,
   StorageConfig | LocalDisk | TaskQueue | ObjectStore | WaitRegistry | Scope.Scope
-> = Effect.gen(function* () {
+> = Effect.gen(function*() {
   const config = yield* StorageConfig
   const disk = yield* LocalDisk
   const queue = yield* TaskQueue
@@ -215,11 +223,21 @@ export const make: Effect.Effect<
   const layout = keyLayout(config)
   const bucketKey = (segment: number) => KeyLayout.walKey(layout, segmentNumber(segment), toEpoch(epoch))
   const recovered = yield* recoverAtOpen({
-    disk, store, config, epoch, bucketKey, fence, replayFromLsn: startup?.replayFromLsn ?? 0, durableAtCleanStop: startup?.durableLsn ?? 0
+    disk,
+    store,
+    config,
+    epoch,
+    bucketKey,
+    fence,
+    replayFromLsn: startup?.replayFromLsn ?? 0,
+    durableAtCleanStop: startup?.durableLsn ?? 0
   })
   const counters = yield* Counters.make(recovered.local.length)
   const archiver = yield* Archiver.make({ config, disk, store, queue, waits, counters, fence, bucketKey }, recovered)
-  const log = yield* GroupCommit.make({ config, disk, waits, counters, onDurable: Archiver.onFlushed(archiver) }, recovered.endLsn)
+  const log = yield* GroupCommit.make(
+    { config, disk, waits, counters, onDurable: Archiver.onFlushed(archiver) },
+    recovered.endLsn
+  )
   const durableLsn = Effect.map(Ref.get(log.state), (state) => state.durableLsn)
   yield* Archiver.start(archiver, durableLsn)
   yield* Effect.addFinalizer(() => Shutdown.closeAll(log, archiver))
@@ -232,12 +250,15 @@ export const make: Effect.Effect<
     appendWithEnd: (record) => GroupCommit.appendWithEnd(log, record),
     commit,
     commitThrough: (lsn) => GroupCommit.commitThrough(log, lsn),
-    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)),
+    position: Effect.map(
+      Effect.zip(Ref.get(log.state), Ref.get(replayed)),
+      ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)
+    ),
     durableLsn: Effect.map(durableLsn, toLsn),
     archivedThrough: Effect.map(Archiver.archivedThrough(archiver), toLsn),
     archivedChanges: Stream.changes(Stream.map(archiver.archived.changes, (view) => toLsn(view.through))),
     awaitArchived: (lsn, timeoutMs) => Archiver.awaitArchived(archiver, lsn, timeoutMs),
-    archivePartial: Effect.gen(function* () {
+    archivePartial: Effect.gen(function*() {
       yield* commit
       const durable = yield* durableLsn
       yield* Archiver.archivePartial(archiver, durable)
@@ -256,7 +277,7 @@ export const make: Effect.Effect<
 })
 
 const statsOf = (log: GroupCommit.Log, archiver: Archiver.Archiver): Effect.Effect<WalStats> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const state = yield* Ref.get(log.state)
     return {
       ...(yield* Ref.get(log.counters)),
@@ -269,5 +290,8 @@ const statsOf = (log: GroupCommit.Log, archiver: Archiver.Archiver): Effect.Effe
 
 /** The write-ahead log as a layer; closing its scope stops its fibers (call `shutdown` first to
  * archive what is local). @category layers */
-export const layer: Layer.Layer<WalArchiver, OpenError, StorageConfig | LocalDisk | TaskQueue | ObjectStore | WaitRegistry> =
-  Layer.scoped(WalArchiver, make)
+export const layer: Layer.Layer<
+  WalArchiver,
+  OpenError,
+  StorageConfig | LocalDisk | TaskQueue | ObjectStore | WaitRegistry
+> = Layer.scoped(WalArchiver, make)

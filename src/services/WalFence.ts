@@ -14,4 +14,6 @@ import type { Fenced } from "../domain/Errors.js"
  * running stops archiving (its copies, keyed by its own epoch, could not replace the new writer's
  * anyway). The Storage layer provides it from the bucket lock. @category tags
  */
-export class WalFence extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>() {}
+export class WalFence
+  extends Context.Tag("effect-s3-tier/WalFence")<WalFence, { readonly check: Effect.Effect<void, Fenced> }>()
+{}

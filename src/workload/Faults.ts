@@ -26,13 +26,26 @@ export interface FaultPlan {
 }
 
 /** No fault at all. */
-export const none: FaultPlan = { stallAtShutdown: false, stallAfterMs: undefined, errorRate: undefined, latencyMs: undefined, failTasks: [] }
+export const none: FaultPlan = {
+  stallAtShutdown: false,
+  stallAfterMs: undefined,
+  errorRate: undefined,
+  latencyMs: undefined,
+  failTasks: []
+}
 
 /** Whether the plan injects anything. */
 export const isEmpty = (plan: FaultPlan): boolean =>
-  !plan.stallAtShutdown && plan.stallAfterMs === undefined && plan.errorRate === undefined && plan.latencyMs === undefined && plan.failTasks.length === 0
+  !plan.stallAtShutdown && plan.stallAfterMs === undefined && plan.errorRate === undefined &&
+  plan.latencyMs === undefined && plan.failTasks.length === 0
 
-const faultNames = ["stall-at-shutdown", "stall-after=<duration>", "error-rate=<p>", "latency=<duration>", `fail-task=<${taskTypes.join("|")}>`]
+const faultNames = [
+  "stall-at-shutdown",
+  "stall-after=<duration>",
+  "error-rate=<p>",
+  "latency=<duration>",
+  `fail-task=<${taskTypes.join("|")}>`
+]
 
 /** The accepted forms, for help texts and messages. */
 export const usage = faultNames.join(", ")
@@ -41,7 +54,9 @@ const isTaskType = (value: string): value is TaskType => (taskTypes as ReadonlyA
 
 const parseRate = (text: string): Either.Either<number, string> => {
   const value = /^\s*(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)\s*$/.test(text) ? Number(text) : Number.NaN
-  if (Number.isNaN(value) || value <= 0 || value > 1) return Either.left(`error-rate=${text}: write a probability p with 0 < p <= 1 (e.g. error-rate=0.2)`)
+  if (Number.isNaN(value) || value <= 0 || value > 1) {
+    return Either.left(`error-rate=${text}: write a probability p with 0 < p <= 1 (e.g. error-rate=0.2)`)
+  }
   return Either.right(value)
 }
 
@@ -54,23 +69,36 @@ export const addFault = (plan: FaultPlan, text: string): Either.Either<FaultPlan
   const duplicate = () => Either.left(`--fault ${name} is given twice`)
   switch (name) {
     case "stall-at-shutdown":
-      if (value !== undefined) return Either.left(`--fault stall-at-shutdown takes no value (got ${JSON.stringify(value)})`)
+      if (value !== undefined) {
+        return Either.left(`--fault stall-at-shutdown takes no value (got ${JSON.stringify(value)})`)
+      }
       return plan.stallAtShutdown ? duplicate() : Either.right({ ...plan, stallAtShutdown: true })
     case "stall-after":
       if (value === undefined || value === "") return needValue("duration")
       if (plan.stallAfterMs !== undefined) return duplicate()
-      return Either.map(Either.mapLeft(parseDurationMs(value), (problem) => `--fault stall-after: ${problem}`), (ms) => ({ ...plan, stallAfterMs: ms }))
+      return Either.map(
+        Either.mapLeft(parseDurationMs(value), (problem) => `--fault stall-after: ${problem}`),
+        (ms) => ({ ...plan, stallAfterMs: ms })
+      )
     case "latency":
       if (value === undefined || value === "") return needValue("duration")
       if (plan.latencyMs !== undefined) return duplicate()
-      return Either.map(Either.mapLeft(parseDurationMs(value), (problem) => `--fault latency: ${problem}`), (ms) => ({ ...plan, latencyMs: ms }))
+      return Either.map(
+        Either.mapLeft(parseDurationMs(value), (problem) => `--fault latency: ${problem}`),
+        (ms) => ({ ...plan, latencyMs: ms })
+      )
     case "error-rate":
       if (value === undefined || value === "") return needValue("p")
       if (plan.errorRate !== undefined) return duplicate()
-      return Either.map(Either.mapLeft(parseRate(value), (problem) => `--fault ${problem}`), (rate) => ({ ...plan, errorRate: rate }))
+      return Either.map(
+        Either.mapLeft(parseRate(value), (problem) => `--fault ${problem}`),
+        (rate) => ({ ...plan, errorRate: rate })
+      )
     case "fail-task":
       if (value === undefined || value === "") return needValue(taskTypes.join("|"))
-      if (!isTaskType(value)) return Either.left(`--fault fail-task=${value}: unknown task type; one of ${taskTypes.join(", ")}`)
+      if (!isTaskType(value)) {
+        return Either.left(`--fault fail-task=${value}: unknown task type; one of ${taskTypes.join(", ")}`)
+      }
       if (plan.failTasks.includes(value)) return duplicate()
       return Either.right({ ...plan, failTasks: [...plan.failTasks, value] })
     default:

@@ -15,17 +15,17 @@
 import { Chunk, Effect, Option, Stream } from "effect"
 import * as Control from "../domain/Control.js"
 import type { CorruptObject, ObjectStoreError } from "../domain/Errors.js"
-import type * as Manifest from "../domain/Manifest.js"
 import type { CheckpointNumber } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
+import type * as Manifest from "../domain/Manifest.js"
 import { formatSizeBytes } from "../domain/Units.js"
 import * as GarbageCollector from "../services/GarbageCollector.js"
 import type { GcReport } from "../services/GarbageCollector.js"
 import * as Loader from "../services/Loader.js"
-import * as Gc from "./Gc.js"
 import type { ObjectStoreService } from "../services/ObjectStore.js"
 import { withRequestPolicy } from "../services/RequestPolicy.js"
 import { keyLayout, type StorageConfigValue } from "../services/StorageConfig.js"
+import * as Gc from "./Gc.js"
 
 /** One checkpoint as `inspect` shows it. @category models */
 export interface CheckpointRow {
@@ -50,7 +50,9 @@ export interface InspectReport {
   readonly command: "inspect"
   readonly store: string
   readonly prefix: string
-  readonly lock: { readonly instanceId: string; readonly epoch: number; readonly acquiredAt: string } | { readonly unreadable: string } | null
+  readonly lock: { readonly instanceId: string; readonly epoch: number; readonly acquiredAt: string } | {
+    readonly unreadable: string
+  } | null
   readonly checkpoints: ReadonlyArray<CheckpointRow>
   readonly walSegments: number
   readonly walBytes: number
@@ -60,12 +62,19 @@ export interface InspectReport {
 
 const isoTime = (ms: number): string => new Date(ms).toISOString()
 
-const readLock = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<InspectReport["lock"], ObjectStoreError> => {
+const readLock = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<InspectReport["lock"], ObjectStoreError> => {
   const key = KeyLayout.lockKey(keyLayout(config))
   return store.get(key).pipe(
     withRequestPolicy(config, "read lock", key),
     Effect.flatMap((bytes) => Control.decodeLock(key, bytes)),
-    Effect.map((lock): InspectReport["lock"] => ({ instanceId: lock.instanceId, epoch: lock.epoch, acquiredAt: isoTime(lock.acquiredAtMs) })),
+    Effect.map((lock): InspectReport["lock"] => ({
+      instanceId: lock.instanceId,
+      epoch: lock.epoch,
+      acquiredAt: isoTime(lock.acquiredAtMs)
+    })),
     Effect.catchTag("ObjectNotFound", () => Effect.succeed(null)),
     Effect.catchTag("CorruptObject", (error) => Effect.succeed({ unreadable: error.message }))
   )
@@ -77,7 +86,10 @@ const describeCheckpoint = (
   checkpoint: CheckpointNumber
 ): Effect.Effect<CheckpointRow, ObjectStoreError> =>
   Loader.readRootObject(store, config, checkpoint).pipe(
-    Effect.flatMap((root) => (root._tag === "Expired" ? Effect.succeed(expiredRow(root.tombstone)) : describeCommitted(store, config, root.manifest))),
+    Effect.flatMap((root) => (root._tag === "Expired"
+      ? Effect.succeed(expiredRow(root.tombstone))
+      : describeCommitted(store, config, root.manifest))
+    ),
     Effect.catchTag("CorruptObject", (error: CorruptObject) =>
       Effect.succeed<CheckpointRow>({
         checkpoint,
@@ -90,8 +102,7 @@ const describeCheckpoint = (
         walPosition: null,
         complete: false,
         detail: `the root manifest is unreadable: ${error.message}`
-      })
-    )
+      }))
   )
 
 const expiredRow = (tombstone: Manifest.ExpiredCheckpoint): CheckpointRow => ({
@@ -109,7 +120,11 @@ const expiredRow = (tombstone: Manifest.ExpiredCheckpoint): CheckpointRow => ({
 })
 
 /** A committed checkpoint: complete when every file manifest it names reads back and checks. */
-const describeCommitted = (store: ObjectStoreService, config: StorageConfigValue, manifest: Manifest.CheckpointManifest): Effect.Effect<CheckpointRow, ObjectStoreError> => {
+const describeCommitted = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  manifest: Manifest.CheckpointManifest
+): Effect.Effect<CheckpointRow, ObjectStoreError> => {
   const known = {
     checkpoint: manifest.checkpoint,
     createdAt: isoTime(manifest.createdAtMs),
@@ -137,14 +152,16 @@ const describeCommitted = (store: ObjectStoreService, config: StorageConfigValue
         bytes: manifest.files.reduce((sum, file) => sum + file.sizeBytes, 0),
         complete: false,
         detail: `a file manifest is unreadable: ${error.message}`
-      })
-    )
+      }))
   )
 }
 
 /** Reads the bucket and describes it. Read-only. */
-export const inspect = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<InspectReport, ObjectStoreError> =>
-  Effect.gen(function* () {
+export const inspect = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<InspectReport, ObjectStoreError> =>
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     yield* store.probe.pipe(withRequestPolicy(config, "probe"))
     const committed = yield* Loader.listCheckpoints(store, config)
@@ -165,7 +182,9 @@ export const inspect = (store: ObjectStoreService, config: StorageConfigValue): 
         walBytes += info.sizeBytes
       }
     }
-    const rows = yield* Effect.forEach(committed, (checkpoint) => describeCheckpoint(store, config, checkpoint), { concurrency: 8 })
+    const rows = yield* Effect.forEach(committed, (checkpoint) => describeCheckpoint(store, config, checkpoint), {
+      concurrency: 8
+    })
     const committedSet = new Set<number>(committed)
     const pending: Array<CheckpointRow> = [...uploads]
       .filter(([checkpoint]) => !committedSet.has(checkpoint))
@@ -197,17 +216,28 @@ export const inspect = (store: ObjectStoreService, config: StorageConfigValue): 
     }
   })
 
-const pad = (text: string, width: number): string => (text.length >= width ? text : text + " ".repeat(width - text.length))
+const pad = (
+  text: string,
+  width: number
+): string => (text.length >= width ? text : text + " ".repeat(width - text.length))
 
 /** The report as a table for people. */
 export const formatTable = (report: InspectReport): string => {
   const lines: Array<string> = [`bucket: ${report.store}${report.prefix === "" ? "" : ` prefix ${report.prefix}`}`]
   const lock = report.lock
   lines.push(
-    lock === null ? "lock: none (no instance holds the bucket)" : "unreadable" in lock ? `lock: unreadable (${lock.unreadable})` : `lock: held by ${lock.instanceId} (epoch ${lock.epoch}) since ${lock.acquiredAt}`
+    lock === null
+      ? "lock: none (no instance holds the bucket)"
+      : "unreadable" in lock
+      ? `lock: unreadable (${lock.unreadable})`
+      : `lock: held by ${lock.instanceId} (epoch ${lock.epoch}) since ${lock.acquiredAt}`
   )
   lines.push(`WAL: ${report.walSegments} archived segment(s), ${formatSizeBytes(report.walBytes)}`)
-  lines.push(...("unavailable" in report.retention ? [`retention: cannot tell (${report.retention.unavailable})`] : Gc.retentionLines(report.retention)))
+  lines.push(
+    ...("unavailable" in report.retention
+      ? [`retention: cannot tell (${report.retention.unavailable})`]
+      : Gc.retentionLines(report.retention))
+  )
   if (report.checkpoints.length === 0) {
     lines.push("checkpoints: none")
     return lines.join("\n")
@@ -227,4 +257,3 @@ export const formatTable = (report: InspectReport): string => {
   }
   return lines.join("\n")
 }
-

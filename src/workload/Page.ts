@@ -62,9 +62,15 @@ const seedOf = (identity: PageIdentity): number => {
 }
 
 const checkIdentity = (identity: PageIdentity): void => {
-  if (!Number.isSafeInteger(identity.insertId) || identity.insertId <= 0) throw new RangeError(`insert id ${identity.insertId} is not a positive safe integer`)
-  if (!Number.isInteger(identity.file) || identity.file < 0 || identity.file >= insertIdLowModulus) throw new RangeError(`file ${identity.file} is out of range`)
-  if (!Number.isInteger(identity.page) || identity.page < 0 || identity.page >= insertIdLowModulus) throw new RangeError(`page ${identity.page} is out of range`)
+  if (!Number.isSafeInteger(identity.insertId) || identity.insertId <= 0) {
+    throw new RangeError(`insert id ${identity.insertId} is not a positive safe integer`)
+  }
+  if (!Number.isInteger(identity.file) || identity.file < 0 || identity.file >= insertIdLowModulus) {
+    throw new RangeError(`file ${identity.file} is out of range`)
+  }
+  if (!Number.isInteger(identity.page) || identity.page < 0 || identity.page >= insertIdLowModulus) {
+    throw new RangeError(`page ${identity.page} is out of range`)
+  }
 }
 
 /** Writes the fill of `identity` into `view` from the end of the header. */
@@ -106,7 +112,9 @@ const isAllZero = (bytes: Uint8Array): boolean => {
  * insert at this very place, or anything else (torn, misplaced, foreign) with the first problem.
  */
 export const checkPage = (bytes: Uint8Array, file: number, page: number): PageCheck => {
-  if (bytes.length !== pageBytes) return { _tag: "Invalid", detail: `read ${bytes.length} bytes, expected ${pageBytes}` }
+  if (bytes.length !== pageBytes) {
+    return { _tag: "Invalid", detail: `read ${bytes.length} bytes, expected ${pageBytes}` }
+  }
   if (isAllZero(bytes)) return { _tag: "Zero" }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (view.getUint32(0, true) !== pageMagic) return { _tag: "Invalid", detail: "no page magic" }
@@ -118,12 +126,17 @@ export const checkPage = (bytes: Uint8Array, file: number, page: number): PageCh
   }
   if (insertId <= 0 || !Number.isSafeInteger(insertId)) return { _tag: "Invalid", detail: `bad insert id ${insertId}` }
   const seed = seedOf({ insertId, file, page })
-  if (view.getUint32(20, true) !== seed) return { _tag: "Invalid", detail: `insert ${insertId}: the header's seed does not match` }
+  if (view.getUint32(20, true) !== seed) {
+    return { _tag: "Invalid", detail: `insert ${insertId}: the header's seed does not match` }
+  }
   const expected = new DataView(new ArrayBuffer(pageBytes))
   fill(expected, seed)
   for (let offset = pageHeaderBytes; offset < pageBytes; offset += 4) {
     if (view.getUint32(offset, true) !== expected.getUint32(offset, true)) {
-      return { _tag: "Invalid", detail: `insert ${insertId}: the fill differs at byte ${offset} (torn or overwritten page)` }
+      return {
+        _tag: "Invalid",
+        detail: `insert ${insertId}: the fill differs at byte ${offset} (torn or overwritten page)`
+      }
     }
   }
   return { _tag: "Valid", insertId }
@@ -144,7 +157,9 @@ export const encodeRecord = (identity: PageIdentity): Uint8Array => {
 
 /** Decodes a WAL record; a message for anything that is not one. */
 export const decodeRecord = (bytes: Uint8Array): Either.Either<PageIdentity, string> => {
-  if (bytes.length !== recordBytes) return Either.left(`a workload record has ${recordBytes} bytes, not ${bytes.length}`)
+  if (bytes.length !== recordBytes) {
+    return Either.left(`a workload record has ${recordBytes} bytes, not ${bytes.length}`)
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (view.getUint32(0, true) !== recordMagic) return Either.left("not a workload record (bad magic)")
   const insertId = view.getUint32(4, true) * insertIdLowModulus + view.getUint32(8, true)

@@ -13,22 +13,38 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Data, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope } from "effect"
-import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import {
+  Clock,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Ref,
+  Scope
+} from "effect"
+import { messageOf, type Output, type UsageError } from "../cli/Output.js"
+import * as Progress from "../cli/Progress.js"
+import * as Report from "../cli/Report.js"
 import type { LocalIoError } from "../domain/Errors.js"
 import type { FileId } from "../domain/Ids.js"
-import * as Restore from "../layers/Restore.js"
 import { layerWithServices, type StorageServices } from "../internal/storageLayer.js"
+import type { FaultStats } from "../layers/FaultyObjectStore.js"
+import * as Restore from "../layers/Restore.js"
 import * as Storage from "../layers/Storage.js"
 import type { LocalDisk } from "../services/LocalDisk.js"
 import type { ObjectStore } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as Faults from "./Faults.js"
-import { messageOf, type Output, type UsageError } from "../cli/Output.js"
 import * as Page from "./Page.js"
-import * as Progress from "../cli/Progress.js"
-import * as Report from "../cli/Report.js"
 import * as Verify from "./Verify.js"
 import * as Workload from "./Workload.js"
 
@@ -73,10 +89,17 @@ export const closeGraceMs = 3_000
 
 /** Runs `effect` in a daemon fiber and waits at most `timeoutMs` for it: None when it did not end.
  * The wait is interruptible whatever the caller's region; the fiber is left to the process's exit. */
-export const awaitBounded = <A, E>(effect: Effect.Effect<A, E>, timeoutMs: number): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
-  Effect.gen(function* () {
+export const awaitBounded = <A, E>(
+  effect: Effect.Effect<A, E>,
+  timeoutMs: number
+): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
+  Effect.gen(function*() {
     const fiber = yield* Effect.forkDaemon(Effect.interruptible(effect))
-    return yield* Fiber.await(fiber).pipe(Effect.interruptible, Effect.timeout(Duration.millis(timeoutMs)), Effect.option)
+    return yield* Fiber.await(fiber).pipe(
+      Effect.interruptible,
+      Effect.timeout(Duration.millis(timeoutMs)),
+      Effect.option
+    )
   })
 
 /** The storage layer over a store and a directory, with the workload's replay. */
@@ -95,13 +118,17 @@ export const replayRecord = <E>(
   storage: { readonly write: (file: FileId, offset: number, bytes: Uint8Array) => Effect.Effect<void, E> }
 ): Effect.Effect<void, E | Storage.RecordNotApplied> =>
   Either.match(Page.decodeRecord(record.bytes), {
-    onLeft: (problem) => Effect.fail(new Storage.RecordNotApplied({ detail: `WAL record at ${record.lsn} is not the workload's: ${problem}` })),
-    onRight: (identity) => storage.write(Workload.fileIdOf(identity.file), identity.page * Page.pageBytes, Page.encodePage(identity))
+    onLeft: (problem) =>
+      Effect.fail(
+        new Storage.RecordNotApplied({ detail: `WAL record at ${record.lsn} is not the workload's: ${problem}` })
+      ),
+    onRight: (identity) =>
+      storage.write(Workload.fileIdOf(identity.file), identity.page * Page.pageBytes, Page.encodePage(identity))
   })
 
 /** Builds a layer into a fresh scope; on failure the scope is closed (bounded) and the error returned. */
 const buildScoped = <A, E>(layer: Layer.Layer<A, E>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const scope = yield* Scope.make()
     const built = yield* Layer.buildWithScope(layer, scope).pipe(Effect.interruptible, Effect.exit)
     if (Exit.isFailure(built)) {
@@ -135,9 +162,14 @@ const sampleStatsTimeoutMs = 500
  * The progress line's sample. While the tier is open its figures are read (bounded: a stuck tier
  * must not stop the line); once it is closed, the last ones read stay on the line.
  */
-const progressSampler = (storage: Storage.StorageService, ledger: Workload.Ledger, phase: Ref.Ref<RunPhase>, run: { readonly startedAtMs: number; readonly durationMs: number }) =>
+const progressSampler = (
+  storage: Storage.StorageService,
+  ledger: Workload.Ledger,
+  phase: Ref.Ref<RunPhase>,
+  run: { readonly startedAtMs: number; readonly durationMs: number }
+) =>
   Effect.map(Ref.make<Storage.StorageStats | undefined>(undefined), (lastStats) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const current = yield* Ref.get(phase)
       if (current._tag === "Writing" || current._tag === "ShuttingDown") {
         const fresh = yield* storage.stats.pipe(Effect.timeout(Duration.millis(sampleStatsTimeoutMs)), Effect.option)
@@ -150,7 +182,9 @@ const progressSampler = (storage: Storage.StorageService, ledger: Workload.Ledge
       const nowMs = yield* Clock.currentTimeMillis
       const counters = yield* Effect.sync(() => ledger.counters())
       return {
-        phase: current._tag === "ShuttingDown" ? { _tag: "ShuttingDown", elapsedMs: nowMs - current.startedAtMs, deadlineMs: current.deadlineMs } : current,
+        phase: current._tag === "ShuttingDown"
+          ? { _tag: "ShuttingDown", elapsedMs: nowMs - current.startedAtMs, deadlineMs: current.deadlineMs }
+          : current,
         elapsedMs: nowMs - run.startedAtMs,
         durationMs: run.durationMs,
         acknowledged: counters.acknowledged,
@@ -191,7 +225,11 @@ const tierFigures = (stats: Storage.StorageStats | undefined, shutdownReport: St
   const archivedThrough = shutdownReport?.wal.archivedThrough ?? stats?.wal.archivedThrough ?? 0
   return {
     archivedThrough,
-    wal: { archivedThrough, endLsn: shutdownReport?.wal.endLsn ?? null, localOnly: shutdownReport?.wal.localOnly ?? null },
+    wal: {
+      archivedThrough,
+      endLsn: shutdownReport?.wal.endLsn ?? null,
+      localOnly: shutdownReport?.wal.localOnly ?? null
+    },
     checkpoints: {
       completed: stats?.checkpoints.completed ?? 0,
       failed: stats?.checkpoints.failed ?? 0,
@@ -213,7 +251,7 @@ export const run = (
   output: Output,
   stop: Deferred.Deferred<string>
 ): Effect.Effect<Report.RunReport, StartFailed> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const pagesPerFile = Math.floor(options.fileBytes / Page.pageBytes)
     const built = yield* buildScoped(storageLayer(options.config, store.layer, disk(options.dataDirectory))).pipe(
       Effect.mapError((cause) => new StartFailed({ cause }))
@@ -224,7 +262,10 @@ export const run = (
     const startedAtMs = yield* Clock.currentTimeMillis
     // Insert ids grow across runs on one bucket (ms · 1000 + n), so that a page written by an older
     // run never passes as one of this run's.
-    const ledger = new Workload.Ledger({ writers: options.writers, files: options.files, pagesPerFile }, startedAtMs * 1000 + 1)
+    const ledger = new Workload.Ledger(
+      { writers: options.writers, files: options.files, pagesPerFile },
+      startedAtMs * 1000 + 1
+    )
     yield* output.stderr(
       `effect-s3-tier: run: ${options.writers} writers, ${options.files} files of ${pagesPerFile} pages, for ${options.durationMs} ms; ` +
         `store ${store.description}; data ${options.dataDirectory}` +
@@ -254,7 +295,12 @@ export const run = (
     const shutdownExit = yield* awaitBounded(storage.shutdown, deadlineMs + shutdownGraceMs)
     const shutdown = Option.isSome(shutdownExit) && Exit.isSuccess(shutdownExit.value)
       ? Report.shutdownSection(shutdownExit.value.value, writersInterrupted)
-      : Report.shutdownNotReturned((yield* Clock.currentTimeMillis) - shutdownStartMs, deadlineMs, yield* waits.current, writersInterrupted)
+      : Report.shutdownNotReturned(
+        (yield* Clock.currentTimeMillis) - shutdownStartMs,
+        deadlineMs,
+        yield* waits.current,
+        writersInterrupted
+      )
     const finalStats = yield* awaitBounded(storage.stats, 1_000)
     const faultStats = yield* store.faultStats
     yield* Ref.set(phase, { _tag: "Closing" })
@@ -268,12 +314,21 @@ export const run = (
     const verify = !options.verify
       ? Report.verifySkipped("--no-verify")
       : interruptedBy !== null
-        ? Report.verifySkipped(`stopped by ${interruptedBy}`)
-        : yield* verifyRun(options, store, disk, ledger, {
+      ? Report.verifySkipped(`stopped by ${interruptedBy}`)
+      : yield* verifyRun(
+        options,
+        store,
+        disk,
+        ledger,
+        {
           lockReleased: shutdown.lockReleased,
           archivedThrough,
           freshBucket: storage.opened.plan === "Fresh"
-        }, output, stop, (checked, total) => Ref.set(phase, { _tag: "Verifying", checked, total }))
+        },
+        output,
+        stop,
+        (checked, total) => Ref.set(phase, { _tag: "Verifying", checked, total })
+      )
     yield* Fiber.interrupt(progressFiber)
     yield* progress.finish
     return Report.make({
@@ -287,7 +342,11 @@ export const run = (
       bytesUploaded,
       faults: faultStats === undefined
         ? null
-        : { asked: Faults.describe(options.faults), injected: faultStats.injected, stalledAtEnd: faultStats.stalledNow },
+        : {
+          asked: Faults.describe(options.faults),
+          injected: faultStats.injected,
+          stalledAtEnd: faultStats.stalledNow
+        },
       shutdown,
       verify
     })
@@ -308,15 +367,19 @@ const verifyRun = (
   stop: Deferred.Deferred<string>,
   onProgress: (checked: number, total: number) => Effect.Effect<void>
 ): Effect.Effect<Report.VerifySection> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const startMs = yield* Clock.currentTimeMillis
     yield* onProgress(0, 0)
-    const restore = Effect.gen(function* () {
+    const restore = Effect.gen(function*() {
       const restored = yield* Restore.open({ holder: "run verify", replay: replayRecord })
       const summary = restored.summary
-      const requiredBelowLsn = Faults.isEmpty(options.faults) ? undefined : Math.max(run.archivedThrough, summary.walFromLsn)
+      const requiredBelowLsn = Faults.isEmpty(options.faults)
+        ? undefined
+        : Math.max(run.archivedThrough, summary.walFromLsn)
       yield* output.stderr(
-        `effect-s3-tier: verify: restored checkpoint ${summary.checkpoint === 0 ? "none" : summary.checkpoint} + WAL from ${summary.walFromLsn}; checking ${ledger.totalPages} pages\n`
+        `effect-s3-tier: verify: restored checkpoint ${
+          summary.checkpoint === 0 ? "none" : summary.checkpoint
+        } + WAL from ${summary.walFromLsn}; checking ${ledger.totalPages} pages\n`
       )
       const result = yield* restored.readerLease.guard(Verify.verifyPages(restored, ledger, {
         requiredBelowLsn,
@@ -328,7 +391,13 @@ const verifyRun = (
       return { result, summary }
     }).pipe(
       Effect.scoped,
-      Effect.provide(Layer.mergeAll(StorageConfig.layer(options.config), store.plainLayer, Layer.unwrapEffect(Effect.map(options.restoreDirectory, disk))))
+      Effect.provide(
+        Layer.mergeAll(
+          StorageConfig.layer(options.config),
+          store.plainLayer,
+          Layer.unwrapEffect(Effect.map(options.restoreDirectory, disk))
+        )
+      )
     )
     const outcome = yield* Effect.raceFirst(
       // The restore is the program's own check: its warnings (a WAL taken from the bucket, its own
@@ -357,4 +426,3 @@ const verifyRun = (
       durationMs
     } satisfies Report.VerifySection
   })
-

@@ -65,7 +65,12 @@ const describeCheck = (check: Page.PageCheck): string =>
  * there (0: none). `untouchedMayHoldOlder`: the bucket had data before this run, so a page this run
  * never touched may hold any whole page of an older run.
  */
-export const pageProblem = (check: Page.PageCheck, required: number, attemptedMax: number, untouchedMayHoldOlder = false): string | undefined => {
+export const pageProblem = (
+  check: Page.PageCheck,
+  required: number,
+  attemptedMax: number,
+  untouchedMayHoldOlder = false
+): string | undefined => {
   switch (check._tag) {
     case "Invalid":
       return check.detail
@@ -73,7 +78,9 @@ export const pageProblem = (check: Page.PageCheck, required: number, attemptedMa
       return required > 0 ? `zeros, but insert ${required} was acknowledged` : undefined
     case "Valid":
       if (attemptedMax === 0 && untouchedMayHoldOlder) return undefined
-      if (check.insertId > attemptedMax) return `insert ${check.insertId}, never attempted here (highest attempted ${attemptedMax})`
+      if (check.insertId > attemptedMax) {
+        return `insert ${check.insertId}, never attempted here (highest attempted ${attemptedMax})`
+      }
       if (check.insertId < required) return `insert ${check.insertId}, older than the acknowledged insert ${required}`
       return undefined
   }
@@ -93,7 +100,7 @@ export const verifyPages = (
     readonly onProgress?: (checked: number, total: number) => Effect.Effect<void>
   }
 ): Effect.Effect<PageVerification, unknown> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { files, pagesPerFile } = ledger.shape
     const totalPages = files * pagesPerFile
     // One read per run of pages (a part's worth by default): a lease per read, not per page.
@@ -118,7 +125,16 @@ export const verifyPages = (
         if (requiredId > 0) tally.required++
         if (problem !== undefined) {
           tally.mismatches++
-          if (tally.examples.length < examplesMax) tally.examples.push({ file: chunk.file, page, required: requiredId, attemptedMax, found: describeCheck(check), problem })
+          if (tally.examples.length < examplesMax) {
+            tally.examples.push({
+              file: chunk.file,
+              page,
+              required: requiredId,
+              attemptedMax,
+              found: describeCheck(check),
+              problem
+            })
+          }
         }
         tally.checked++
       }
@@ -129,7 +145,9 @@ export const verifyPages = (
       (chunk) =>
         storage.read(fileIdOf(chunk.file), chunk.firstPage * Page.pageBytes, chunk.pageCount * Page.pageBytes).pipe(
           Effect.flatMap((bytes) => Effect.sync(() => checkChunk(bytes, chunk))),
-          Effect.flatMap((checked) => (options.onProgress === undefined ? Effect.void : options.onProgress(checked, totalPages)))
+          Effect.flatMap((
+            checked
+          ) => (options.onProgress === undefined ? Effect.void : options.onProgress(checked, totalPages)))
         ),
       { concurrency: Math.max(1, options.concurrency), discard: true }
     )
@@ -167,7 +185,8 @@ export interface CheckpointVerification {
 }
 
 /** The local path a verified part is written to: `<file>/<part>` under the fresh directory. */
-const localPartPath = (file: FileId, part: number): string => `${encodeURIComponent(file)}/${part.toString().padStart(10, "0")}`
+const localPartPath = (file: FileId, part: number): string =>
+  `${encodeURIComponent(file)}/${part.toString().padStart(10, "0")}`
 
 /**
  * Fetches every part of `checkpoint` (bounded concurrency), writes it to `disk` and compares its
@@ -179,9 +198,12 @@ export const verifyCheckpoint = (
   config: StorageConfigValue,
   disk: LocalDiskService,
   checkpoint: LoadedCheckpoint,
-  options: { readonly concurrency: number; readonly onProgress?: (checked: number, total: number) => Effect.Effect<void> }
+  options: {
+    readonly concurrency: number
+    readonly onProgress?: (checked: number, total: number) => Effect.Effect<void>
+  }
 ): Effect.Effect<CheckpointVerification, ObjectStoreError | CorruptObject | LocalIoError> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     const targets: Array<{ readonly file: FileId; readonly entry: Manifest.PartEntry }> = []
     for (const [file, loaded] of checkpoint.files) for (const entry of loaded.parts) targets.push({ file, entry })
@@ -196,7 +218,7 @@ export const verifyCheckpoint = (
     yield* Effect.forEach(
       targets,
       ({ file, entry }) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const [part, partCheckpoint, sha256, sizeBytes] = entry
           const key = KeyLayout.partKey(layout, partCheckpoint, file, part, sha256)
           const fetched = yield* store.get(key).pipe(
@@ -209,12 +231,22 @@ export const verifyCheckpoint = (
           } else {
             yield* disk.write(localPartPath(file, part), 0, fetched.value)
             const actual = Manifest.sha256Hex(fetched.value)
-            if (actual !== sha256) yield* mismatch({ file, part, key, detail: `SHA-256 ${actual}, the manifest says ${sha256}` })
-            else if (fetched.value.length !== sizeBytes) yield* mismatch({ file, part, key, detail: `${fetched.value.length} bytes, the manifest says ${sizeBytes}` })
+            if (actual !== sha256) {
+              yield* mismatch({ file, part, key, detail: `SHA-256 ${actual}, the manifest says ${sha256}` })
+            } else if (fetched.value.length !== sizeBytes) {
+              yield* mismatch({
+                file,
+                part,
+                key,
+                detail: `${fetched.value.length} bytes, the manifest says ${sizeBytes}`
+              })
+            }
             yield* Ref.update(bytes, (total) => total + fetched.value.length)
           }
           const done = yield* Ref.updateAndGet(checked, (count) => count + 1)
-          if (options.onProgress !== undefined) yield* options.onProgress(done, targets.length)
+          if (options.onProgress !== undefined) {
+            yield* options.onProgress(done, targets.length)
+          }
         }),
       { concurrency: Math.max(1, options.concurrency), discard: true }
     )

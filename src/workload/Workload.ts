@@ -85,10 +85,16 @@ export class Ledger {
 
   /** `insertIdFirst`: the first insert id of this run (ids of a bucket's successive runs must grow). */
   constructor(readonly shape: WorkloadShape, insertIdFirst = 1) {
-    if (!Number.isSafeInteger(insertIdFirst) || insertIdFirst <= 0) throw new RangeError(`insertIdFirst must be a positive safe integer, got ${insertIdFirst}`)
+    if (!Number.isSafeInteger(insertIdFirst) || insertIdFirst <= 0) {
+      throw new RangeError(`insertIdFirst must be a positive safe integer, got ${insertIdFirst}`)
+    }
     this.insertIdNext = insertIdFirst
-    if (!Number.isInteger(shape.files) || shape.files <= 0) throw new RangeError(`files must be a positive integer, got ${shape.files}`)
-    if (!Number.isInteger(shape.pagesPerFile) || shape.pagesPerFile <= 0) throw new RangeError(`pagesPerFile must be positive, got ${shape.pagesPerFile}`)
+    if (!Number.isInteger(shape.files) || shape.files <= 0) {
+      throw new RangeError(`files must be a positive integer, got ${shape.files}`)
+    }
+    if (!Number.isInteger(shape.pagesPerFile) || shape.pagesPerFile <= 0) {
+      throw new RangeError(`pagesPerFile must be positive, got ${shape.pagesPerFile}`)
+    }
     this.totalPages = shape.files * shape.pagesPerFile
     this.attemptedMax = new Float64Array(this.totalPages)
     this.acknowledgedPairs = Array.from({ length: this.totalPages }, () => [])
@@ -117,7 +123,9 @@ export class Ledger {
     const pairs = this.acknowledgedPairs[globalPage]
     if (pairs === undefined) throw new RangeError(`page ${globalPage} is out of range`)
     const lastId = pairs[pairs.length - 2]
-    if (lastId !== undefined && lastId >= insertId) throw new Error(`page ${globalPage}: acknowledged insert ${insertId} after ${lastId}`)
+    if (lastId !== undefined && lastId >= insertId) {
+      throw new Error(`page ${globalPage}: acknowledged insert ${insertId} after ${lastId}`)
+    }
     pairs.push(insertId, lsn)
     this.acknowledgedCount++
   }
@@ -147,7 +155,9 @@ export class Ledger {
   requiredOf(globalPage: number, belowLsn: number | undefined): number {
     const pairs = this.acknowledgedPairs[globalPage] ?? []
     if (belowLsn === undefined) return pairs[pairs.length - 2] ?? 0
-    if (belowLsn < this.prunedBelowLsn) throw new RangeError(`the ledger was pruned below ${this.prunedBelowLsn}, cannot answer for ${belowLsn}`)
+    if (belowLsn < this.prunedBelowLsn) {
+      throw new RangeError(`the ledger was pruned below ${this.prunedBelowLsn}, cannot answer for ${belowLsn}`)
+    }
     for (let index = pairs.length - 2; index >= 0; index -= 2) {
       const lsn = pairs[index + 1]
       if (lsn !== undefined && lsn < belowLsn) return pairs[index] ?? 0
@@ -189,11 +199,13 @@ export const ownedPageCount = (totalPages: number, writers: number, writer: numb
   writer >= totalPages ? 0 : Math.ceil((totalPages - writer) / writers)
 
 const errorTag = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
+    ? error._tag
+    : "Unknown"
 
 /** One insert of writer `writer`; fails with the storage's error (the ledger records it). */
 export const insertOnce = (storage: WorkloadStorage, ledger: Ledger, writer: number): Effect.Effect<void, unknown> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { pagesPerFile, writers } = ledger.shape
     const owned = ownedPageCount(ledger.totalPages, writers, writer)
     const slot = yield* Random.nextIntBetween(0, owned)
@@ -226,10 +238,10 @@ const failurePauseMs = 20
  * on, except on ShuttingDown, which ends the writer.
  */
 export const start = (storage: WorkloadStorage, ledger: Ledger): Effect.Effect<RunningWorkload> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const stopping = yield* Ref.make(false)
     const writer = (index: number) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         while (!(yield* Ref.get(stopping))) {
           const failure = yield* insertOnce(storage, ledger, index).pipe(Effect.flip, Effect.option)
           if (failure._tag === "Some") {
@@ -247,7 +259,7 @@ export const start = (storage: WorkloadStorage, ledger: Ledger): Effect.Effect<R
     )
     const done = Effect.asVoid(Fiber.awaitAll(fibers))
     const stop = (graceMs: number) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* Ref.set(stopping, true)
         const ended = yield* done.pipe(Effect.interruptible, Effect.timeout(Duration.millis(graceMs)), Effect.option)
         if (ended._tag === "Some") return 0

@@ -14,7 +14,10 @@ suite(
   "S3ObjectStore on the benchmarks' fast S3 endpoint",
   Layer.unwrapScoped(
     Effect.map(
-      Effect.acquireRelease(Effect.promise(() => FastS3Server.start([bucket])), (server) => Effect.promise(() => server.close())),
+      Effect.acquireRelease(
+        Effect.promise(() => FastS3Server.start([bucket])),
+        (server) => Effect.promise(() => server.close())
+      ),
       (server) =>
         S3ObjectStore.layer({
           bucket,

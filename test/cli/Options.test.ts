@@ -15,10 +15,34 @@ describe("normalizeArgs", () => {
   })
 
   it("moves --log-level right after the command, from any position", () => {
-    assert.deepStrictEqual(normalizeArgs(["run", "--duration", "1s", "--log-level", "debug"]), ["run", "--log-level", "debug", "--duration", "1s"])
-    assert.deepStrictEqual(normalizeArgs(["gc", "--dry-run", "--log-level=info", "--store-dir", "/b"]), ["gc", "--log-level=info", "--dry-run", "--store-dir", "/b"])
-    assert.deepStrictEqual(normalizeArgs(["--log-level", "debug", "inspect", "--store-dir", "/b"]), ["inspect", "--log-level", "debug", "--store-dir", "/b"])
-    assert.deepStrictEqual(normalizeArgs(["--log-level", "debug", "--duration", "1s"]), ["run", "--log-level", "debug", "--duration", "1s"])
+    assert.deepStrictEqual(normalizeArgs(["run", "--duration", "1s", "--log-level", "debug"]), [
+      "run",
+      "--log-level",
+      "debug",
+      "--duration",
+      "1s"
+    ])
+    assert.deepStrictEqual(normalizeArgs(["gc", "--dry-run", "--log-level=info", "--store-dir", "/b"]), [
+      "gc",
+      "--log-level=info",
+      "--dry-run",
+      "--store-dir",
+      "/b"
+    ])
+    assert.deepStrictEqual(normalizeArgs(["--log-level", "debug", "inspect", "--store-dir", "/b"]), [
+      "inspect",
+      "--log-level",
+      "debug",
+      "--store-dir",
+      "/b"
+    ])
+    assert.deepStrictEqual(normalizeArgs(["--log-level", "debug", "--duration", "1s"]), [
+      "run",
+      "--log-level",
+      "debug",
+      "--duration",
+      "1s"
+    ])
     // A trailing --log-level without a value is left for the parser to refuse.
     assert.deepStrictEqual(normalizeArgs(["verify", "--log-level"]), ["verify", "--log-level"])
   })

@@ -20,8 +20,11 @@ const collected = (isTty: boolean) => {
 const render = (text: string): ReadonlyArray<string> => {
   const lines: Array<string> = [""]
   for (const piece of text.split(/(\r|\n|\x1b\[K)/)) {
-    if (piece === "\r" || piece === "\x1b[K") lines[lines.length - 1] = piece === "\r" ? "\u0000" : (lines.at(-1) ?? "").split("\u0000")[0] ?? ""
-    else if (piece === "\n") lines.push("")
+    if (piece === "\r" || piece === "\x1b[K") {
+      lines[lines.length - 1] = piece === "\r"
+        ? "\u0000"
+        : (lines.at(-1) ?? "").split("\u0000")[0] ?? ""
+    } else if (piece === "\n") lines.push("")
     else lines[lines.length - 1] = ((lines.at(-1) ?? "").includes("\u0000") ? "" : lines.at(-1) ?? "") + piece
   }
   return lines.map((line) => line.replace("\u0000", ""))
@@ -29,18 +32,23 @@ const render = (text: string): ReadonlyArray<string> => {
 
 describe("Output", () => {
   it.effect("a log written while the progress line shows goes above it, and the line is drawn again", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { output, screen } = collected(true)
       yield* output.status!("12 writes/s | queue 3")
       output.stderrNow("effect-s3-tier: WARN something\n")
       yield* output.stderr("effect-s3-tier: a message\n")
       yield* output.status!("14 writes/s | queue 1")
       yield* output.endStatus!
-      assert.deepStrictEqual(render(screen()), ["effect-s3-tier: WARN something", "effect-s3-tier: a message", "14 writes/s | queue 1", ""])
+      assert.deepStrictEqual(render(screen()), [
+        "effect-s3-tier: WARN something",
+        "effect-s3-tier: a message",
+        "14 writes/s | queue 1",
+        ""
+      ])
     }))
 
   it.effect("without a terminal, the status line is not drawn and text is written as it comes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { output, stderr } = collected(false)
       yield* output.status!("12 writes/s")
       yield* output.stderr("a line\n")
@@ -54,7 +62,8 @@ describe("Output", () => {
       cause: Cause.empty,
       date: new Date("2026-12-07T00:00:00.000Z"),
       logLevel: LogLevel.Warning,
-      message: "shutdown not finished at half its deadline; waiting:\n  Checkpointer.checkpoint 3 on task 7\n  PartTable.lease on part 2"
+      message:
+        "shutdown not finished at half its deadline; waiting:\n  Checkpointer.checkpoint 3 on task 7\n  PartTable.lease on part 2"
     })
     assert.strictEqual(
       text,

@@ -22,15 +22,21 @@ const sample: Progress.ProgressSample = {
 describe("Progress", () => {
   it("formats every field", () => {
     const line = Progress.formatLine(sample, 400)
-    for (const part of ["400 writes/s", "queue 4", "uploading 2", "checkpoint #3", "uploaded 3.0MiB", "3s / 15s"]) assert.include(line, part)
+    for (const part of ["400 writes/s", "queue 4", "uploading 2", "checkpoint #3", "uploaded 3.0MiB", "3s / 15s"]) {
+      assert.include(line, part)
+    }
     assert.strictEqual(Progress.rate({ acknowledged: 0, atMs: 0 }, { acknowledged: 500, atMs: 2_000 }), 250)
     assert.strictEqual(Progress.rate({ acknowledged: 0, atMs: 5 }, { acknowledged: 500, atMs: 5 }), 0)
   })
 
   it.effect("rewrites one line on a terminal", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const output: Array<string> = []
-      const progress = Progress.make({ sample: Effect.succeed(sample), isTty: true, write: (text) => Effect.sync(() => output.push(text)) })
+      const progress = Progress.make({
+        sample: Effect.succeed(sample),
+        isTty: true,
+        write: (text) => Effect.sync(() => output.push(text))
+      })
       const fiber = yield* Effect.fork(progress.loop)
       yield* TestClock.adjust("3 seconds")
       yield* Fiber.interrupt(fiber)
@@ -41,9 +47,13 @@ describe("Progress", () => {
     }))
 
   it.effect("prints plain lines at the first sample and then every 5 s", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const output: Array<string> = []
-      const progress = Progress.make({ sample: Effect.succeed(sample), isTty: false, write: (text) => Effect.sync(() => output.push(text)) })
+      const progress = Progress.make({
+        sample: Effect.succeed(sample),
+        isTty: false,
+        write: (text) => Effect.sync(() => output.push(text))
+      })
       const fiber = yield* Effect.fork(progress.loop)
       yield* TestClock.adjust("1 second")
       assert.strictEqual(output.length, 1)
@@ -55,19 +65,32 @@ describe("Progress", () => {
     }))
 
   it("names the shutdown and verify phases, so the line moves while they run", () => {
-    const shutting = Progress.formatLine({ ...sample, phase: { _tag: "ShuttingDown", elapsedMs: 2_500, deadlineMs: 15_000 } }, 0)
+    const shutting = Progress.formatLine({
+      ...sample,
+      phase: { _tag: "ShuttingDown", elapsedMs: 2_500, deadlineMs: 15_000 }
+    }, 0)
     assert.match(shutting, /^shutting down 2\.5s of 15s \| 1200 acked \| queue 4 \| uploading 2 \|/)
     assert.notInclude(shutting, "writes/s")
     assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Closing" } }, 0), /^closing the storage tier \|/)
-    assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 0, total: 0 } }, 0), /^verify: restoring the bucket/)
-    assert.match(Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 96, total: 512 } }, 0), /^verify: 96\/512 pages checked \|/)
+    assert.match(
+      Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 0, total: 0 } }, 0),
+      /^verify: restoring the bucket/
+    )
+    assert.match(
+      Progress.formatLine({ ...sample, phase: { _tag: "Verifying", checked: 96, total: 512 } }, 0),
+      /^verify: 96\/512 pages checked \|/
+    )
   })
 
   it.effect("prints a plain line at once when the phase changes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const output: Array<string> = []
       let phase: Progress.Phase = { _tag: "Writing" }
-      const progress = Progress.make({ sample: Effect.sync(() => ({ ...sample, phase })), isTty: false, write: (text) => Effect.sync(() => output.push(text)) })
+      const progress = Progress.make({
+        sample: Effect.sync(() => ({ ...sample, phase })),
+        isTty: false,
+        write: (text) => Effect.sync(() => output.push(text))
+      })
       const fiber = yield* Effect.fork(progress.loop)
       yield* TestClock.adjust("1 second")
       assert.strictEqual(output.length, 1)
@@ -82,7 +105,7 @@ describe("Progress", () => {
     }))
 
   it.effect("on a terminal, shows the line as the output's status line", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const lines: Array<string> = []
       let ended = 0
       const progress = Progress.make({

@@ -2,10 +2,10 @@
  * Goal: the exit decision is exactly the issue's rule (shutdown within its deadline, no lease, no
  * fiber, verify without mismatch) and the report carries the fields the README documents.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import * as Report from "../../src/cli/Report.js"
 
 const shutdown: Report.ShutdownSection = {
@@ -39,8 +39,19 @@ const verify: Report.VerifySection = {
 const facts = {
   interruptedBy: null,
   settings: {
-    durationMs: 15_000, writers: 8, files: 4, pagesPerFile: 2048, pageBytes: 8192, checkpointIntervalMs: 5_000, s3Workers: 8,
-    localBudgetBytes: 64 * 1024 * 1024, shutdownDeadlineMs: 15_000, walSegmentBytes: 1024 * 1024, store: "file:///tmp/b", dataDirectory: "/tmp/d", faults: []
+    durationMs: 15_000,
+    writers: 8,
+    files: 4,
+    pagesPerFile: 2048,
+    pageBytes: 8192,
+    checkpointIntervalMs: 5_000,
+    s3Workers: 8,
+    localBudgetBytes: 64 * 1024 * 1024,
+    shutdownDeadlineMs: 15_000,
+    walSegmentBytes: 1024 * 1024,
+    store: "file:///tmp/b",
+    dataDirectory: "/tmp/d",
+    faults: []
   },
   elapsedMs: 15_000,
   counters: { attempted: 10, acknowledged: 9, failed: 1, failures: { PartLeaseTimeout: 1 }, bytesWritten: 10 * 8192 },
@@ -75,11 +86,26 @@ describe("Report", () => {
       [{ metDeadline: false, durationMs: 16_000 }, {}, "over its deadline"],
       [{ leasesHeld: 2 }, {}, "lease"],
       [{ fibersAlive: 1 }, {}, "fiber"],
-      [{}, { ok: false, mismatches: 3, examples: [{ file: 0, page: 1, required: 5, attemptedMax: 6, found: "zeros", problem: "zeros, but insert 5 was acknowledged" }] }, "3 page(s)"],
+      [{}, {
+        ok: false,
+        mismatches: 3,
+        examples: [{
+          file: 0,
+          page: 1,
+          required: 5,
+          attemptedMax: 6,
+          found: "zeros",
+          problem: "zeros, but insert 5 was acknowledged"
+        }]
+      }, "3 page(s)"],
       [{}, { ran: false, ok: false, skipped: "restore failed: boom" }, "restore failed"]
     ]
     for (const [shutdownPatch, verifyPatch, fragment] of cases) {
-      const report = Report.make({ ...facts, shutdown: { ...shutdown, ...shutdownPatch }, verify: { ...verify, ...verifyPatch } })
+      const report = Report.make({
+        ...facts,
+        shutdown: { ...shutdown, ...shutdownPatch },
+        verify: { ...verify, ...verifyPatch }
+      })
       assert.isFalse(report.ok, fragment)
       assert.strictEqual(report.exitCode, 1)
       assert.include(report.problems.join("; "), fragment)
@@ -87,35 +113,76 @@ describe("Report", () => {
     const notReturned = Report.make({ ...facts, shutdown: Report.shutdownNotReturned(17_000, 15_000, [], 2) })
     assert.include(notReturned.problems[0] ?? "", "did not return")
     // A stalled final checkpoint alone is no failure: the deadline was met and nothing leaked.
-    const stalled = Report.make({ ...facts, shutdown: { ...shutdown, finalCheckpoint: "timed-out", finalCheckpointDetail: "stall", lockReleased: false, lock: "failed" } })
+    const stalled = Report.make({
+      ...facts,
+      shutdown: {
+        ...shutdown,
+        finalCheckpoint: "timed-out",
+        finalCheckpointDetail: "stall",
+        lockReleased: false,
+        lock: "failed"
+      }
+    })
     assert.isTrue(stalled.ok)
   })
 
   it("says in words when acknowledged data is only local and when the lock was left, and what to do", () => {
     const clean = Report.summary(Report.make(facts))
-    assert.match(clean, /^result: ok: shut down within its deadline, and every acknowledged insert was found in the bucket$/m)
+    assert.match(
+      clean,
+      /^result: ok: shut down within its deadline, and every acknowledged insert was found in the bucket$/m
+    )
     const report = Report.make({
       ...facts,
       wal: { archivedThrough: 100, endLsn: 300, localOnly: { fromLsn: 100, toLsn: 300 } },
-      shutdown: { ...shutdown, finalCheckpoint: "timed-out", finalCheckpointDetail: "stall", lockReleased: false, lock: "failed", dirtyPartsLeft: 3 }
+      shutdown: {
+        ...shutdown,
+        finalCheckpoint: "timed-out",
+        finalCheckpointDetail: "stall",
+        lockReleased: false,
+        lock: "failed",
+        dirtyPartsLeft: 3
+      }
     })
     assert.isTrue(report.ok)
     const text = Report.summary(report)
     assert.notMatch(text, /^result: ok:/m)
     assert.match(text, /^result: ok \(shut down within its deadline, nothing leaked\), with what to do next:$/m)
-    assert.match(text, /^  - acknowledged inserts are only in the local WAL \(LSN 100 to 300, 200B\), not in the bucket: keep \/tmp\/d and start from it again \(--dir\)/m)
+    assert.match(
+      text,
+      /^  - acknowledged inserts are only in the local WAL \(LSN 100 to 300, 200B\), not in the bucket: keep \/tmp\/d and start from it again \(--dir\)/m
+    )
     assert.match(text, /^  - the bucket's lock was left behind \(failed\): .* or pass --take-over/m)
     assert.match(text, /^  - 3 part\(s\) changed since the last checkpoint/m)
     // A temporary data directory is removed at exit: the summary says the local-only inserts are lost.
-    assert.match(Report.summary(report, { dataDirectoryRemoved: true }), /^  - acknowledged inserts are only in the local WAL .*, and the data directory was a temporary one, removed at exit: they are lost; give --dir/m)
+    assert.match(
+      Report.summary(report, { dataDirectoryRemoved: true }),
+      /^  - acknowledged inserts are only in the local WAL .*, and the data directory was a temporary one, removed at exit: they are lost; give --dir/m
+    )
   })
 
   it("groups the cut waits by who waits on what, most first", () => {
-    const wait = (id: number, waiter: string, on: string) => ({ id, fiber: `#${id}`, waiter, on, sinceMs: 1_796_000_000_000 + id })
-    const waits = [wait(1, "TaskHandle.await", "task 12 WritePart users#3"), wait(2, "Checkpointer.checkpoint 7", "task 14 WritePart users#4"), wait(3, "TaskHandle.await", "task 13 WritePart users#5")]
-    assert.deepStrictEqual(Report.groupWaits(waits), ["2 × TaskHandle.await on task N WritePart usersN", "1 × Checkpointer.checkpoint N on task N WritePart usersN"])
+    const wait = (id: number, waiter: string, on: string) => ({
+      id,
+      fiber: `#${id}`,
+      waiter,
+      on,
+      sinceMs: 1_796_000_000_000 + id
+    })
+    const waits = [
+      wait(1, "TaskHandle.await", "task 12 WritePart users#3"),
+      wait(2, "Checkpointer.checkpoint 7", "task 14 WritePart users#4"),
+      wait(3, "TaskHandle.await", "task 13 WritePart users#5")
+    ]
+    assert.deepStrictEqual(Report.groupWaits(waits), [
+      "2 × TaskHandle.await on task N WritePart usersN",
+      "1 × Checkpointer.checkpoint N on task N WritePart usersN"
+    ])
     const text = Report.summary(Report.make({ ...facts, shutdown: { ...shutdown, cutWaits: waits } }))
-    assert.include(text, "3 wait(s) cut:\n  2 × TaskHandle.await on task N WritePart usersN\n  1 × Checkpointer.checkpoint N")
+    assert.include(
+      text,
+      "3 wait(s) cut:\n  2 × TaskHandle.await on task N WritePart usersN\n  1 × Checkpointer.checkpoint N"
+    )
     assert.notInclude(text, "1796000000001")
   })
 
@@ -123,9 +190,21 @@ describe("Report", () => {
     const generated = `${JSON.stringify(Report.runReportJsonSchema(), null, 2)}\n`
     const file = path.join(import.meta.dirname, "..", "..", "docs", "report.schema.json")
     if (process.env["UPDATE_REPORT_SCHEMA"] === "1") fs.writeFileSync(file, generated)
-    assert.strictEqual(fs.readFileSync(file, "utf8"), generated, "docs/report.schema.json is stale: run UPDATE_REPORT_SCHEMA=1 npx vitest run test/cli/Report.test.ts")
-    const report = Report.make({ ...facts, faults: { asked: ["latency=5ms"], injected: { latency: 3 }, stalledAtEnd: 0 } })
+    assert.strictEqual(
+      fs.readFileSync(file, "utf8"),
+      generated,
+      "docs/report.schema.json is stale: run UPDATE_REPORT_SCHEMA=1 npx vitest run test/cli/Report.test.ts"
+    )
+    const report = Report.make({
+      ...facts,
+      faults: { asked: ["latency=5ms"], injected: { latency: 3 }, stalledAtEnd: 0 }
+    })
     assert.deepStrictEqual(Schema.decodeUnknownSync(Report.RunReport)(JSON.parse(JSON.stringify(report))), report)
-    assert.throws(() => Schema.decodeUnknownSync(Report.RunReport)({ ...report, shutdown: { ...report.shutdown, finalCheckpoint: "maybe" } }))
+    assert.throws(() =>
+      Schema.decodeUnknownSync(Report.RunReport)({
+        ...report,
+        shutdown: { ...report.shutdown, finalCheckpoint: "maybe" }
+      })
+    )
   })
 })

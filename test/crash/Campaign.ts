@@ -42,13 +42,13 @@
  * acknowledges after its commit failed with Fenced is a failure; one that goes on acknowledging
  * for the whole overlap without ever being told is reported too.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import { Effect, Layer, Stream } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import { Effect, Layer, Stream } from "effect"
 import type * as Control from "../../src/domain/Control.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Wal from "../../src/domain/Wal.js"
@@ -157,12 +157,31 @@ interface Life {
 }
 
 const childArgs = (spec: LifeSpec): Array<string> => [
-  "--import", "tsx", "test/crash/child.ts",
-  "--data", spec.data, "--bucket", spec.bucket, "--ledger", spec.ledger, "--check", spec.check,
-  "--owner", spec.owner, "--inserts", String(spec.inserts),
-  "--checkpoint-interval", String(spec.checkpointIntervalMs), "--checkpoint-every", String(spec.checkpointEveryMs),
-  "--segment-bytes", String(segmentBytes), "--seq-start", String(spec.seqStart ?? 0),
-  ...(spec.takeOver === true ? ["--take-over"] : []), ...(spec.restore === true ? ["--restore"] : [])
+  "--import",
+  "tsx",
+  "test/crash/child.ts",
+  "--data",
+  spec.data,
+  "--bucket",
+  spec.bucket,
+  "--ledger",
+  spec.ledger,
+  "--check",
+  spec.check,
+  "--owner",
+  spec.owner,
+  "--inserts",
+  String(spec.inserts),
+  "--checkpoint-interval",
+  String(spec.checkpointIntervalMs),
+  "--checkpoint-every",
+  String(spec.checkpointEveryMs),
+  "--segment-bytes",
+  String(segmentBytes),
+  "--seq-start",
+  String(spec.seqStart ?? 0),
+  ...(spec.takeOver === true ? ["--take-over"] : []),
+  ...(spec.restore === true ? ["--restore"] : [])
 ]
 
 const startLife = (spec: LifeSpec): Life => {
@@ -183,11 +202,21 @@ const startLife = (spec: LifeSpec): Life => {
         resolve()
       })
     }),
-    waitFor: (pattern, timeoutMs) => (lines.some((line) => pattern.test(line)) ? Promise.resolve(true) : life.waitForNext(pattern, timeoutMs)),
+    waitFor: (
+      pattern,
+      timeoutMs
+    ) => (lines.some((line) => pattern.test(line)) ? Promise.resolve(true) : life.waitForNext(pattern, timeoutMs)),
     waitForNext: (pattern, timeoutMs) => {
       if (life.exit !== undefined) return Promise.resolve(false)
       return new Promise<boolean>((resolve) => {
-        const watcher = { pattern, resolve: (found: boolean) => { clearTimeout(timer); watchers.delete(watcher); resolve(found) } }
+        const watcher = {
+          pattern,
+          resolve: (found: boolean) => {
+            clearTimeout(timer)
+            watchers.delete(watcher)
+            resolve(found)
+          }
+        }
         const timer = setTimeout(() => watcher.resolve(false), timeoutMs)
         watchers.add(watcher)
       })
@@ -207,7 +236,10 @@ const startLife = (spec: LifeSpec): Life => {
       for (const watcher of [...watchers]) if (watcher.pattern.test(line)) watcher.resolve(true)
     }
   })
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => void (life.stderr = (life.stderr + chunk).slice(-4000)))
+  child.stderr.setEncoding("utf8").on(
+    "data",
+    (chunk: string) => void (life.stderr = (life.stderr + chunk).slice(-4000))
+  )
   return life
 }
 
@@ -232,9 +264,11 @@ const awaitEnd = async (life: Life, boundMs: number): Promise<boolean> => {
 // ---------------------------------------------------------------------------------------------
 
 /** The archived WAL's contiguous end from segment 0, and the latest checkpoint's WAL position. */
-export const bucketPositions = (bucket: string): Promise<{ readonly archivedEnd: number; readonly checkpointPosition: number }> =>
+export const bucketPositions = (
+  bucket: string
+): Promise<{ readonly archivedEnd: number; readonly checkpointPosition: number }> =>
   Effect.runPromise(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const store = yield* FileObjectStore.make({ root: bucket })
       const config = StorageConfig.defaults
       const layout = StorageConfig.keyLayout(config)
@@ -250,7 +284,7 @@ export const bucketPositions = (bucket: string): Promise<{ readonly archivedEnd:
         if (known === undefined || known.end < end) ends.set(segment, { end, sealed: scan.stop === "Sealed" })
       }
       let archivedEnd = 0
-      for (let segment = 0; ; segment++) {
+      for (let segment = 0;; segment++) {
         const known = ends.get(segment)
         if (known === undefined) break
         archivedEnd = known.end
@@ -264,7 +298,7 @@ export const bucketPositions = (bucket: string): Promise<{ readonly archivedEnd:
 /** The bucket's lock object, if any. */
 export const bucketLockObject = (bucket: string): Promise<Control.LockObject | undefined> =>
   Effect.runPromise(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const store = yield* FileObjectStore.make({ root: bucket })
       return yield* BucketLock.read(store, StorageConfig.defaults)
     }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer)))
@@ -274,7 +308,7 @@ export const bucketLockObject = (bucket: string): Promise<Control.LockObject | u
  * reaches past `offset`: what the start-up repair of damage at `offset` needs. */
 export const archivedCopyReaches = (bucket: string, segment: number, offset: number): Promise<boolean> =>
   Effect.runPromise(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const store = yield* FileObjectStore.make({ root: bucket })
       const layout = StorageConfig.keyLayout(StorageConfig.defaults)
       let newest: { readonly key: string; readonly epoch: number } | undefined
@@ -296,7 +330,9 @@ export const recordedDurableLsn = (data: string): number => {
   const markPath = path.join(data, WalArchiver.durableMarkPath)
   const mark = fs.existsSync(markPath) ? (Wal.decodeDurableMark(new Uint8Array(fs.readFileSync(markPath))) ?? 0) : 0
   const controlPath = path.join(data, Loader.controlPath)
-  const control = fs.existsSync(controlPath) ? (JSON.parse(fs.readFileSync(controlPath, "utf8")) as { readonly walDurableLsn?: number }) : {}
+  const control = fs.existsSync(controlPath)
+    ? (JSON.parse(fs.readFileSync(controlPath, "utf8")) as { readonly walDurableLsn?: number })
+    : {}
   return Math.max(mark, control.walDurableLsn ?? 0)
 }
 
@@ -320,19 +356,28 @@ export interface WalFlip {
  * Undefined when the log holds fewer than two records.
  */
 export type FlipPlace = "anywhere" | "last-segment" | "last-record"
-export const flipWalByte = (data: string, draw: (count: number) => number, place: FlipPlace, durableEndLsn: number): WalFlip | undefined => {
+export const flipWalByte = (
+  data: string,
+  draw: (count: number) => number,
+  place: FlipPlace,
+  durableEndLsn: number
+): WalFlip | undefined => {
   const walDir = path.join(data, "wal")
   if (!fs.existsSync(walDir)) return undefined
   const segments = fs.readdirSync(walDir).flatMap((name) => {
     const parsed = KeyLayout.parseKey({ prefix: "" }, `wal/${name}`)
-    return parsed._tag === "Some" && parsed.value._tag === "Wal" && parsed.value.epoch === undefined ? [parsed.value.segment as number] : []
+    return parsed._tag === "Some" && parsed.value._tag === "Wal" && parsed.value.epoch === undefined
+      ? [parsed.value.segment as number]
+      : []
   }).sort((a, b) => a - b)
   if (place === "last-record") {
     for (const segment of segments) {
       const file = path.join(data, WalArchiver.localSegmentPath(segment))
       const start = Wal.segmentStart(segment, segmentBytes)
       if (start >= durableEndLsn) fs.rmSync(file)
-      else if (durableEndLsn < Wal.segmentEnd(segment, segmentBytes) && fs.statSync(file).size > durableEndLsn - start) fs.truncateSync(file, durableEndLsn - start)
+      else if (
+        durableEndLsn < Wal.segmentEnd(segment, segmentBytes) && fs.statSync(file).size > durableEndLsn - start
+      ) fs.truncateSync(file, durableEndLsn - start)
     }
   }
   const records: Array<{ readonly segment: number; readonly frameOffset: number; readonly lsn: number }> = []
@@ -340,7 +385,9 @@ export const flipWalByte = (data: string, draw: (count: number) => number, place
     const file = path.join(data, WalArchiver.localSegmentPath(segment))
     if (!fs.existsSync(file)) break
     const scan = Wal.scanSegment(new Uint8Array(fs.readFileSync(file)), segment, segmentBytes)
-    for (const record of scan.records) records.push({ segment, frameOffset: record.lsn - Wal.segmentStart(segment, segmentBytes), lsn: record.lsn })
+    for (const record of scan.records) {
+      records.push({ segment, frameOffset: record.lsn - Wal.segmentStart(segment, segmentBytes), lsn: record.lsn })
+    }
     if (scan.stop !== "Sealed") break
   }
   if (records.length < 2) return undefined
@@ -368,11 +415,29 @@ export const flipWalByte = (data: string, draw: (count: number) => number, place
 // The campaign
 // ---------------------------------------------------------------------------------------------
 
-export type RoundType = "random" | "replay" | "checkpoint" | "writing" | "shutdown" | "clean" | "take-over" | "second-process" | "copy" | "wal-flip"
+export type RoundType =
+  | "random"
+  | "replay"
+  | "checkpoint"
+  | "writing"
+  | "shutdown"
+  | "clean"
+  | "take-over"
+  | "second-process"
+  | "copy"
+  | "wal-flip"
 
 const roundTypes: ReadonlyArray<readonly [RoundType, number]> = [
-  ["random", 4], ["replay", 3], ["checkpoint", 3], ["writing", 2], ["shutdown", 3], ["clean", 2], ["take-over", 1],
-  ["second-process", 1], ["copy", 1], ["wal-flip", 2]
+  ["random", 4],
+  ["replay", 3],
+  ["checkpoint", 3],
+  ["writing", 2],
+  ["shutdown", 3],
+  ["clean", 2],
+  ["take-over", 1],
+  ["second-process", 1],
+  ["copy", 1],
+  ["wal-flip", 2]
 ]
 /** Every round type, for the command line. */
 export const roundTypeNames: ReadonlyArray<RoundType> = roundTypes.map(([type]) => type)
@@ -420,12 +485,20 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
   let round = 0
   let roundType: RoundType = "random"
   const replayCommand = (throughRound: number) =>
-    `npm run crash -- --seed ${options.seed} --rounds ${throughRound + 1}${options.takeOver === false ? " --no-take-over" : ""}` +
-    `${options.short === true ? " --short" : ""}${options.plan === undefined ? "" : ` --plan ${options.plan.join(",")}`}${options.restoreEvery === undefined ? "" : ` --restore-every ${options.restoreEvery}`}`
+    `npm run crash -- --seed ${options.seed} --rounds ${throughRound + 1}${
+      options.takeOver === false ? " --no-take-over" : ""
+    }` +
+    `${options.short === true ? " --short" : ""}${
+      options.plan === undefined ? "" : ` --plan ${options.plan.join(",")}`
+    }${options.restoreEvery === undefined ? "" : ` --restore-every ${options.restoreEvery}`}`
 
   const find = (kind: string, detail: string) => {
     findings.push({ round, roundType, kind, detail })
-    log(`FAILURE seed ${options.seed} round ${round} (${roundType}): ${kind}: ${detail}\n  replay: ${replayCommand(round)}\n  directories: ${directory}${options.keepOnFailure === false ? " (removed at the end)" : ""}`)
+    log(
+      `FAILURE seed ${options.seed} round ${round} (${roundType}): ${kind}: ${detail}\n  replay: ${
+        replayCommand(round)
+      }\n  directories: ${directory}${options.keepOnFailure === false ? " (removed at the end)" : ""}`
+    )
   }
   /** Writes the check file: the acknowledged inserts that must read back (optionally only some). */
   const writeCheck = (keep: (ack: Model.Ack) => boolean = () => true): number => {
@@ -434,28 +507,54 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     return acks.length
   }
   const spec = (owner: string, fields: Partial<LifeSpec>): LifeSpec => ({
-    data: dataDir, bucket, ledger: ledgerPath, check: checkPath, owner,
-    inserts: 0, checkpointIntervalMs: pick(rng, checkpointIntervalsMs), checkpointEveryMs: pick(rng, [0, 0, 60, 150]),
+    data: dataDir,
+    bucket,
+    ledger: ledgerPath,
+    check: checkPath,
+    owner,
+    inserts: 0,
+    checkpointIntervalMs: pick(rng, checkpointIntervalsMs),
+    checkpointEveryMs: pick(rng, [0, 0, 60, 150]),
     ...fields
   })
   /** The findings of one ended process: refused start, lost inserts, an unexpected error. */
   const judge = (life: Life, what: string) => {
     lives++
     fs.mkdirSync(path.join(directory, "logs"), { recursive: true })
-    fs.writeFileSync(path.join(directory, "logs", `${life.spec.owner}.log`), `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`)
+    fs.writeFileSync(
+      path.join(directory, "logs", `${life.spec.owner}.log`),
+      `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`
+    )
     const opened = life.lines.find((line) => line.startsWith("phase opened "))
-    const last = life.lines.filter((line) => line.startsWith("phase ") && !line.startsWith("phase checkpoint-done")).pop() ?? "(no output)"
-    log(`  ${life.spec.owner} (checkpoint interval ${life.spec.checkpointIntervalMs} ms, on demand every ${life.spec.checkpointEveryMs} ms): ${life.exit?.signal === "SIGKILL" ? `killed at "${last}"` : `exit ${life.exit?.code}`}; ${opened === undefined ? "not opened" : opened.slice("phase ".length)}; ${life.lines.find((line) => line.startsWith("verify ")) ?? "no verify"}`)
+    const last =
+      life.lines.filter((line) => line.startsWith("phase ") && !line.startsWith("phase checkpoint-done")).pop() ??
+        "(no output)"
+    log(
+      `  ${life.spec.owner} (checkpoint interval ${life.spec.checkpointIntervalMs} ms, on demand every ${life.spec.checkpointEveryMs} ms): ${
+        life.exit?.signal === "SIGKILL" ? `killed at "${last}"` : `exit ${life.exit?.code}`
+      }; ${opened === undefined ? "not opened" : opened.slice("phase ".length)}; ${
+        life.lines.find((line) => line.startsWith("verify ")) ?? "no verify"
+      }`
+    )
     const openFailed = life.lines.find((line) => line.startsWith("open-failed "))
     if (openFailed !== undefined) find("start refused", `${what}: ${openFailed.slice("open-failed ".length)}`)
     const verify = parseJsonAfter<VerifyLine>(life, "verify")
     if (verify !== undefined && verify.bad > 0) {
-      find("acknowledged inserts lost", `${what}: ${verify.bad} of ${verify.checked} acknowledged inserts do not read back (${verify.unreadable} unreadable); e.g. ${verify.examples.slice(0, 6).map((example) => `seq ${example.seq}: ${example.found}`).join(", ")}`)
+      find(
+        "acknowledged inserts lost",
+        `${what}: ${verify.bad} of ${verify.checked} acknowledged inserts do not read back (${verify.unreadable} unreadable); e.g. ${
+          verify.examples.slice(0, 6).map((example) => `seq ${example.seq}: ${example.found}`).join(", ")
+        }`
+      )
     }
     const error = life.lines.find((line) => line.startsWith("error "))
-    if (error !== undefined) find("writer failed", `${what}: ${error}; stderr: ${life.stderr.split("\n").slice(-4).join(" | ")}`)
+    if (error !== undefined) {
+      find("writer failed", `${what}: ${error}; stderr: ${life.stderr.split("\n").slice(-4).join(" | ")}`)
+    }
     const shutdown = parseJsonAfter<{ metDeadline: boolean }>(life, "shutdown")
-    if (shutdown !== undefined && !shutdown.metDeadline) find("shutdown overran", `${what}: ${JSON.stringify(shutdown)}`)
+    if (shutdown !== undefined && !shutdown.metDeadline) {
+      find("shutdown overran", `${what}: ${JSON.stringify(shutdown)}`)
+    }
     return verify
   }
   /** The findings of a process that must be refused at open with `tag`, acknowledging nothing. */
@@ -463,14 +562,21 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const openFailed = life.lines.find((line) => line.startsWith("open-failed "))
     if (openFailed === undefined) {
       judge(life, what) // what it read back and how it ended
-      find("admitted", `${what}: it was not refused (${life.lines.filter((line) => line.startsWith("phase ")).slice(-2).join(" | ")})`)
+      find(
+        "admitted",
+        `${what}: it was not refused (${life.lines.filter((line) => line.startsWith("phase ")).slice(-2).join(" | ")})`
+      )
     } else {
       lives++
       fs.mkdirSync(path.join(directory, "logs"), { recursive: true })
-      fs.writeFileSync(path.join(directory, "logs", `${life.spec.owner}.log`), `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`)
+      fs.writeFileSync(
+        path.join(directory, "logs", `${life.spec.owner}.log`),
+        `${life.lines.join("\n")}\n--- stderr (last 4000 characters)\n${life.stderr}`
+      )
       log(`  ${life.spec.owner}: exit ${life.exit?.code ?? life.exit?.signal}; ${openFailed}`)
-      if (!openFailed.startsWith(`open-failed ${tag} `)) find("refused for another reason", `${what}: expected ${tag}, got ${openFailed.slice("open-failed ".length)}`)
-      else if (life.exit?.code === 0) find("refused with exit 0", what)
+      if (!openFailed.startsWith(`open-failed ${tag} `)) {
+        find("refused for another reason", `${what}: expected ${tag}, got ${openFailed.slice("open-failed ".length)}`)
+      } else if (life.exit?.code === 0) find("refused with exit 0", what)
     }
     const acks = Model.readLedger(ledgerPath).acks.filter((ack) => ack.owner === life.spec.owner)
     if (acks.length > 0) find("refused process acknowledged", `${what}: ${acks.length} acknowledgements`)
@@ -486,27 +592,40 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const later = ledger.acks.filter((ack) => ack.owner === first.spec.owner && ack.line >= sinceLine).length
     log(`  ${first.spec.owner} acknowledged ${later} inserts after the refusals`)
     if (later === 0) find("first writer stalled", `${what}: no acknowledgement after the refusals`)
-    if (ledger.fencedAtLine.has(first.spec.owner)) find("first writer fenced", `${what}: a refused opener fenced the running writer`)
+    if (ledger.fencedAtLine.has(first.spec.owner)) {
+      find("first writer fenced", `${what}: a refused opener fenced the running writer`)
+    }
     const shutdown = parseJsonAfter<{ lock: string }>(first, "shutdown")
     if (shutdown === undefined) find("first writer did not shut down", `${what}: ${first.lines.slice(-2).join(" | ")}`)
-    else if (shutdown.lock !== "released") find("lock not released", `${what}: the first writer's shutdown said lock ${shutdown.lock}`)
+    else if (shutdown.lock !== "released") {
+      find("lock not released", `${what}: the first writer's shutdown said lock ${shutdown.lock}`)
+    }
   }
   const sameHolder = (left: Control.LockObject | undefined, right: Control.LockObject | undefined): boolean =>
-    left !== undefined && right !== undefined && BucketLock.isHeldBy(left, { instanceId: right.instanceId, epoch: right.epoch, generation: right.generation })
+    left !== undefined && right !== undefined &&
+    BucketLock.isHeldBy(left, { instanceId: right.instanceId, epoch: right.epoch, generation: right.generation })
   /** A restore from the (real) bucket into a fresh directory that later rounds use; what the bucket
    * does not cover is forfeit. */
   const restoreInto = async (why: string) => {
     const positions = await bucketPositions(bucket)
-    const held = (ack: Model.Ack) => ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
+    const held = (ack: Model.Ack) =>
+      ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
     for (const ack of Model.readLedger(ledgerPath).acks) if (!held(ack)) forfeit.add(ack.seq)
     const required = writeCheck()
     const fresh = path.join(directory, `data-${round}-restored`)
     const life = startLife(spec(`r${round}restore`, { data: fresh, restore: true }))
     if (!(await awaitEnd(life, 120_000))) find("restore hung", "the restore did not end within 120 s")
     restores++
-    const verify = judge(life, `restore from the bucket after ${why} (archived WAL end ${positions.archivedEnd}, checkpoint position ${positions.checkpointPosition}, ${required} inserts below)`)
+    const verify = judge(
+      life,
+      `restore from the bucket after ${why} (archived WAL end ${positions.archivedEnd}, checkpoint position ${positions.checkpointPosition}, ${required} inserts below)`
+    )
     if (verify === undefined) find("restore failed", `no verification: ${life.lines.slice(-3).join(" | ")}`)
-    log(`  restore: archived ${positions.archivedEnd}, checkpoint ${positions.checkpointPosition}, checked ${verify?.checked ?? "-"}, bad ${verify?.bad ?? "-"}, forfeit in all ${forfeit.size}`)
+    log(
+      `  restore: archived ${positions.archivedEnd}, checkpoint ${positions.checkpointPosition}, checked ${
+        verify?.checked ?? "-"
+      }, bad ${verify?.bad ?? "-"}, forfeit in all ${forfeit.size}`
+    )
     dataDir = fresh
   }
   /** Acknowledgements after the owner's own Fenced: impossible by contract. */
@@ -515,7 +634,12 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const fencedLine = ledger.fencedAtLine.get(owner)
     if (fencedLine === undefined) return
     const after = ledger.acks.filter((ack) => ack.owner === owner && ack.line > fencedLine)
-    if (after.length > 0) find("acknowledged after Fenced", `${owner} acknowledged ${after.length} inserts after its commit failed with Fenced`)
+    if (after.length > 0) {
+      find(
+        "acknowledged after Fenced",
+        `${owner} acknowledged ${after.length} inserts after its commit failed with Fenced`
+      )
+    }
   }
 
   const restoreCheck = async () => {
@@ -523,13 +647,24 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const fresh = path.join(directory, `restore-data-${round}`)
     fs.cpSync(bucket, copy, { recursive: true, filter: (source) => !source.includes(`${path.sep}.tmp`) })
     const positions = await bucketPositions(copy)
-    const required = writeCheck((ack) => ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition)
+    const required = writeCheck((ack) =>
+      ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
+    )
     const life = startLife(spec(`restore${round}`, { data: fresh, bucket: copy, restore: true }))
     if (!(await awaitEnd(life, 120_000))) find("restore hung", "the restore did not end within 120 s")
     restores++
-    const verify = judge(life, `restore from the bucket alone (archived WAL end ${positions.archivedEnd}, checkpoint position ${positions.checkpointPosition}, ${required} inserts below)`)
-    if (verify === undefined && life.lines.every((line) => !line.startsWith("open-failed"))) find("restore failed", `no verification: ${life.lines.slice(-3).join(" | ")} ${life.stderr.slice(-300)}`)
-    log(`  restore: archived ${positions.archivedEnd}, checkpoint ${positions.checkpointPosition}, checked ${verify?.checked ?? "-"}, bad ${verify?.bad ?? "-"}`)
+    const verify = judge(
+      life,
+      `restore from the bucket alone (archived WAL end ${positions.archivedEnd}, checkpoint position ${positions.checkpointPosition}, ${required} inserts below)`
+    )
+    if (verify === undefined && life.lines.every((line) => !line.startsWith("open-failed"))) {
+      find("restore failed", `no verification: ${life.lines.slice(-3).join(" | ")} ${life.stderr.slice(-300)}`)
+    }
+    log(
+      `  restore: archived ${positions.archivedEnd}, checkpoint ${positions.checkpointPosition}, checked ${
+        verify?.checked ?? "-"
+      }, bad ${verify?.bad ?? "-"}`
+    )
     if (findings.length === 0 || options.keepOnFailure === false) {
       fs.rmSync(copy, { recursive: true, force: true })
       fs.rmSync(fresh, { recursive: true, force: true })
@@ -592,12 +727,20 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       await sleep(between(rng, 200, 800))
       // What the bucket holds when the new owner starts: the old writer's acknowledgements beyond it are forfeit.
       const positions = await bucketPositions(bucket)
-      const held = (ack: Model.Ack) => ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
+      const held = (ack: Model.Ack) =>
+        ack.lsn + frameBytes <= positions.archivedEnd || ack.lsn < positions.checkpointPosition
       writeCheck(held)
       const atTakeOver = Model.readLedger(ledgerPath)
       for (const ack of atTakeOver.acks) if (!held(ack)) forfeit.add(ack.seq)
       const newDir = path.join(directory, `data-${round}`)
-      const owner = startLife(spec(`r${round}new`, { data: newDir, takeOver: true, inserts: scaled(200, 600), seqStart: atTakeOver.seqEnd + 20_000 }))
+      const owner = startLife(
+        spec(`r${round}new`, {
+          data: newDir,
+          takeOver: true,
+          inserts: scaled(200, 600),
+          seqStart: atTakeOver.seqEnd + 20_000
+        })
+      )
       const opened = await owner.waitFor(/^phase opened/, 30_000)
       const linesAtOpen = Model.readLedger(ledgerPath).lineCount
       const ended = await awaitEnd(owner, 90_000)
@@ -609,11 +752,20 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       checkFencedAcks(old.spec.owner)
       const ledger = Model.readLedger(ledgerPath)
       // The old writer's later acknowledgements can never be durable in the new owner's lineage.
-      for (const ack of ledger.acks) if (ack.owner === old.spec.owner && ack.line >= atTakeOver.lineCount) forfeit.add(ack.seq)
+      for (const ack of ledger.acks) {
+        if (ack.owner === old.spec.owner && ack.line >= atTakeOver.lineCount) forfeit.add(ack.seq)
+      }
       const oldAcksAfterOpen = ledger.acks.filter((ack) => ack.owner === old.spec.owner && ack.line >= linesAtOpen)
-      log(`  take-over: the old writer acknowledged ${oldAcksAfterOpen.length} inserts after the new owner opened; ${ledger.fencedAtLine.has(old.spec.owner) ? "it was told Fenced" : "it was never told Fenced"}`)
+      log(
+        `  take-over: the old writer acknowledged ${oldAcksAfterOpen.length} inserts after the new owner opened; ${
+          ledger.fencedAtLine.has(old.spec.owner) ? "it was told Fenced" : "it was never told Fenced"
+        }`
+      )
       if (opened && oldAcksAfterOpen.length > 0 && !ledger.fencedAtLine.has(old.spec.owner)) {
-        find("fenced writer never told", `the old writer acknowledged ${oldAcksAfterOpen.length} inserts after the new owner opened and never failed with Fenced`)
+        find(
+          "fenced writer never told",
+          `the old writer acknowledged ${oldAcksAfterOpen.length} inserts after the new owner opened and never failed with Fenced`
+        )
       }
       dataDir = newDir
       await restoreCheck()
@@ -627,13 +779,29 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       const lockFileBefore = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
       const bucketLockBefore = await bucketLockObject(bucket)
       const second = startLife(spec(`r${round}second`, { inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(second, 120_000))) find("hang", "a second process on the same data directory did not end within 120 s")
+      if (!(await awaitEnd(second, 120_000))) {
+        find("hang", "a second process on the same data directory did not end within 120 s")
+      }
       judgeRefused(second, "a second process on the same data directory", "DirectoryLocked")
       const lockFileAfter = fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : undefined
-      if (lockFileBefore === undefined || lockFileAfter !== lockFileBefore) find("directory lock changed", `before ${JSON.stringify(lockFileBefore)}, after ${JSON.stringify(lockFileAfter)}`)
+      if (lockFileBefore === undefined || lockFileAfter !== lockFileBefore) {
+        find(
+          "directory lock changed",
+          `before ${JSON.stringify(lockFileBefore)}, after ${JSON.stringify(lockFileAfter)}`
+        )
+      }
       const bucketLockAfter = await bucketLockObject(bucket)
-      if (!sameHolder(bucketLockBefore, bucketLockAfter)) find("bucket lock changed", `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`)
-      await stopAndJudgeFirst(first, Model.readLedger(ledgerPath).lineCount, "the writer beside a refused second process")
+      if (!sameHolder(bucketLockBefore, bucketLockAfter)) {
+        find(
+          "bucket lock changed",
+          `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`
+        )
+      }
+      await stopAndJudgeFirst(
+        first,
+        Model.readLedger(ledgerPath).lineCount,
+        "the writer beside a refused second process"
+      )
     },
     copy: async () => {
       writeCheck()
@@ -643,18 +811,31 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       const copyDir = path.join(directory, `copy-${round}`)
       // As an operator would, while the writer runs (files renamed meanwhile may be missed: cp says so).
       const copied = spawnSync("cp", ["-r", dataDir, copyDir], { encoding: "utf8" })
-      log(`  cp -r: exit ${copied.status}${copied.stderr === "" ? "" : `, ${copied.stderr.trim().split("\n").length} complaint(s)`}`)
+      log(
+        `  cp -r: exit ${copied.status}${
+          copied.stderr === "" ? "" : `, ${copied.stderr.trim().split("\n").length} complaint(s)`
+        }`
+      )
       const bucketLockBefore = await bucketLockObject(bucket)
       const asCopied = startLife(spec(`r${round}copy`, { data: copyDir, inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(asCopied, 120_000))) find("hang", "a process on a copy of the data directory did not end within 120 s")
+      if (!(await awaitEnd(asCopied, 120_000))) {
+        find("hang", "a process on a copy of the data directory did not end within 120 s")
+      }
       judgeRefused(asCopied, "a process on a copy (cp -r) of the live data directory", "DirectoryLocked")
       // A snapshot restored on another host: the copied lock file names no process running there.
       fs.rmSync(path.join(copyDir, directoryLockName), { force: true })
       const snapshot = startLife(spec(`r${round}snapshot`, { data: copyDir, inserts: scaled(50, 200) }))
-      if (!(await awaitEnd(snapshot, 120_000))) find("hang", "a process on a snapshot of the data directory did not end within 120 s")
+      if (!(await awaitEnd(snapshot, 120_000))) {
+        find("hang", "a process on a snapshot of the data directory did not end within 120 s")
+      }
       judgeRefused(snapshot, "a process on a copy of the live data directory without its lock file", "BucketLocked")
       const bucketLockAfter = await bucketLockObject(bucket)
-      if (!sameHolder(bucketLockBefore, bucketLockAfter)) find("bucket lock changed", `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`)
+      if (!sameHolder(bucketLockBefore, bucketLockAfter)) {
+        find(
+          "bucket lock changed",
+          `before ${JSON.stringify(bucketLockBefore)}, after ${JSON.stringify(bucketLockAfter)}`
+        )
+      }
       await stopAndJudgeFirst(first, Model.readLedger(ledgerPath).lineCount, "the writer beside refused copies")
       fs.rmSync(copyDir, { recursive: true, force: true })
     },
@@ -671,7 +852,12 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       }
       judge(builder, `a writer ${killed ? "killed" : "stopped"} before a WAL byte flip`)
       const durableBefore = recordedDurableLsn(dataDir)
-      const flip = flipWalByte(dataDir, (count) => between(rng, 0, count - 1), pick(rng, ["anywhere", "last-segment", "last-record"] as const), durableBefore)
+      const flip = flipWalByte(
+        dataDir,
+        (count) => between(rng, 0, count - 1),
+        pick(rng, ["anywhere", "last-segment", "last-record"] as const),
+        durableBefore
+      )
       if (flip === undefined) {
         log("  no local WAL with two records: nothing flipped")
         return
@@ -680,13 +866,24 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
       // Nothing valid after it and past the recorded durable end: a torn write, which a start cuts
       // (never acknowledged: the mark is written after the fsync, before any commit returns).
       const tornTail = flip.framesAfter === 0 && flip.lsn + frameBytes > durableBefore
-      log(`  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${flip.framesAfter === 0 ? "the log's last record" : `${flip.framesAfter} record(s) after it`}; recorded durable end ${durableBefore}); the bucket's copy ${repairable ? "reaches past it" : "does not reach past it"}`)
+      log(
+        `  flipped a byte in the record at ${flip.lsn} (segment ${flip.segment}, offset ${flip.frameOffset}, ${
+          flip.framesAfter === 0 ? "the log's last record" : `${flip.framesAfter} record(s) after it`
+        }; recorded durable end ${durableBefore}); the bucket's copy ${
+          repairable ? "reaches past it" : "does not reach past it"
+        }`
+      )
       writeCheck()
       const life = startLife(spec(`r${round}b`, { inserts: scaled(50, 200) }))
       if (!(await awaitEnd(life, 240_000))) find("hang", "a start after a WAL byte flip did not end within 240 s")
       if (repairable || tornTail) {
-        judge(life, `a start after a byte flip at ${flip.lsn} that ${repairable ? "the bucket's copy repairs" : "is a torn tail"}`)
-        if (!life.lines.some((line) => line.startsWith("verify "))) find("not repaired", `the start did not open: ${life.lines.slice(-2).join(" | ")}`)
+        judge(
+          life,
+          `a start after a byte flip at ${flip.lsn} that ${repairable ? "the bucket's copy repairs" : "is a torn tail"}`
+        )
+        if (!life.lines.some((line) => line.startsWith("verify "))) {
+          find("not repaired", `the start did not open: ${life.lines.slice(-2).join(" | ")}`)
+        }
         return
       }
       judgeRefused(life, `a start after a byte flip at ${flip.lsn} that the bucket cannot repair`, "WalCorrupt")
@@ -700,9 +897,17 @@ export const runCampaign = async (options: CampaignOptions): Promise<CampaignRes
     const before = findings.length
     const startedAt = performance.now()
     await rounds[roundType]()
-    if (roundType !== "take-over" && (round % restoreEvery === restoreEvery - 1 || round === options.rounds - 1)) await restoreCheck()
+    if (roundType !== "take-over" && (round % restoreEvery === restoreEvery - 1 || round === options.rounds - 1)) {
+      await restoreCheck()
+    }
     const acknowledged = Model.readLedger(ledgerPath).acks.length
-    log(`round ${round} ${roundType}: ${Math.round(performance.now() - startedAt)} ms, ${acknowledged} acknowledged in all${findings.length > before ? `, ${findings.length - before} finding(s)` : ""}`)
+    log(
+      `round ${round} ${roundType}: ${
+        Math.round(performance.now() - startedAt)
+      } ms, ${acknowledged} acknowledged in all${
+        findings.length > before ? `, ${findings.length - before} finding(s)` : ""
+      }`
+    )
     if (findings.length > before && options.keepGoing !== true) {
       round++
       break

@@ -19,27 +19,45 @@ import { runCampaign } from "./Campaign.js"
 const seed = Number(process.env["CRASH_SEED"] ?? 20261206)
 
 describe("crash test with an external ledger", () => {
-  it.live("keeps every acknowledged insert through kills, a take-over, refused second openers and a WAL byte flip", () =>
-    Effect.gen(function* () {
-      const lines: Array<string> = []
-      const result = yield* Effect.promise(() =>
-        runCampaign({
-          seed,
-          rounds: 9,
-          short: true,
-          restoreEvery: 100, // the take-over round ends with the restore from the bucket alone
-          keepOnFailure: false,
-          plan: ["clean", "second-process", "copy", "replay", "checkpoint", "writing", "shutdown", "wal-flip", "take-over"],
-          log: (line) => void lines.push(line)
-        })
-      )
-      assert.strictEqual(
-        result.findings.length,
-        0,
-        `${result.findings.map((finding) => `seed ${result.seed} round ${finding.round} (${finding.roundType}): ${finding.kind}: ${finding.detail}`).join("\n")}\n` +
-          `replay: ${result.replayCommand}\n${lines.join("\n")}`
-      )
-      assert.isAbove(result.acknowledged, 0)
-      assert.isAbove(result.restoresChecked, 0)
-    }), { timeout: 360_000 })
+  it.live(
+    "keeps every acknowledged insert through kills, a take-over, refused second openers and a WAL byte flip",
+    () =>
+      Effect.gen(function*() {
+        const lines: Array<string> = []
+        const result = yield* Effect.promise(() =>
+          runCampaign({
+            seed,
+            rounds: 9,
+            short: true,
+            restoreEvery: 100, // the take-over round ends with the restore from the bucket alone
+            keepOnFailure: false,
+            plan: [
+              "clean",
+              "second-process",
+              "copy",
+              "replay",
+              "checkpoint",
+              "writing",
+              "shutdown",
+              "wal-flip",
+              "take-over"
+            ],
+            log: (line) => void lines.push(line)
+          })
+        )
+        assert.strictEqual(
+          result.findings.length,
+          0,
+          `${
+            result.findings.map((finding) =>
+              `seed ${result.seed} round ${finding.round} (${finding.roundType}): ${finding.kind}: ${finding.detail}`
+            ).join("\n")
+          }\n` +
+            `replay: ${result.replayCommand}\n${lines.join("\n")}`
+        )
+        assert.isAbove(result.acknowledged, 0)
+        assert.isAbove(result.restoresChecked, 0)
+      }),
+    { timeout: 360_000 }
+  )
 })

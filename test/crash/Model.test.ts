@@ -4,10 +4,10 @@
  * the next sequence number, every insert has a place and bytes of its own, and a WAL record carries
  * the page exactly. Method: the pure functions of test/crash/Model.ts on small inputs.
  */
+import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { assert, describe, it } from "@effect/vitest"
 import * as Model from "./Model.js"
 
 describe("crash test model", () => {
@@ -15,15 +15,23 @@ describe("crash test model", () => {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), "crash-model-"))
     try {
       const ledger = path.join(directory, "ledger")
-      fs.writeFileSync(ledger, [
-        "reserve 64 w1",
-        `ack 3 3 0 1200 ${"a".repeat(64)} w1`,
-        "fenced w1",
-        `ack 70 2 8704 5000 ${"b".repeat(64)} w1`,
-        `ack 9 1 1024 6000 ${"c".repeat(10)}` // torn: no newline, no owner
-      ].join("\n"))
+      fs.writeFileSync(
+        ledger,
+        [
+          "reserve 64 w1",
+          `ack 3 3 0 1200 ${"a".repeat(64)} w1`,
+          "fenced w1",
+          `ack 70 2 8704 5000 ${"b".repeat(64)} w1`,
+          `ack 9 1 1024 6000 ${"c".repeat(10)}` // torn: no newline, no owner
+        ].join("\n")
+      )
       const read = Model.readLedger(ledger)
-      assert.deepStrictEqual(read.acks.map((ack) => [ack.seq, ack.lsn, ack.owner, ack.line]), [[3, 1200, "w1", 1], [70, 5000, "w1", 3]])
+      assert.deepStrictEqual(read.acks.map((ack) => [ack.seq, ack.lsn, ack.owner, ack.line]), [[3, 1200, "w1", 1], [
+        70,
+        5000,
+        "w1",
+        3
+      ]])
       assert.strictEqual(read.seqEnd, 71)
       assert.strictEqual(read.fencedAtLine.get("w1"), 2)
       assert.strictEqual(read.lineCount, 4)

@@ -63,9 +63,13 @@ export const encodeRecord = (seq: number): Uint8Array => {
   return record
 }
 
-export const decodeRecord = (record: Uint8Array): { readonly seq: number; readonly fileIndex: number; readonly offset: number; readonly page: Uint8Array } => {
+export const decodeRecord = (
+  record: Uint8Array
+): { readonly seq: number; readonly fileIndex: number; readonly offset: number; readonly page: Uint8Array } => {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength)
-  if (record.length !== recordHeaderBytes + pageBytes) throw new Error(`a WAL record of ${record.length} bytes; expected ${recordHeaderBytes + pageBytes}`)
+  if (record.length !== recordHeaderBytes + pageBytes) {
+    throw new Error(`a WAL record of ${record.length} bytes; expected ${recordHeaderBytes + pageBytes}`)
+  }
   return {
     seq: Number(view.getBigUint64(0, true)),
     fileIndex: view.getUint32(8, true),

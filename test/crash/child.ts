@@ -18,8 +18,8 @@
  *   phase holding (--hold: the inserts are done; no shutdown) | shutdown <json> | fenced |
  *   open-failed <tag> <message> | done
  */
-import * as fs from "node:fs"
 import { Cause, Effect, Either, Layer, Logger, LogLevel, Option, Ref } from "effect"
+import * as fs from "node:fs"
 import * as Ids from "../../src/domain/Ids.js"
 import * as FileObjectStore from "../../src/layers/FileObjectStore.js"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
@@ -82,30 +82,52 @@ const replay = (record: Storage.ReplayRecord, storage: Storage.StorageService) =
 
 /** Reads back every insert of the check file; reports the ones whose bytes differ. */
 const verify = (storage: Storage.StorageService) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     if (args.check === "") return
-    const expected = JSON.parse(fs.readFileSync(args.check, "utf8")) as ReadonlyArray<readonly [number, number, number, string]>
+    const expected = JSON.parse(fs.readFileSync(args.check, "utf8")) as ReadonlyArray<
+      readonly [number, number, number, string]
+    >
     const bad: Array<{ seq: number; found: string }> = []
     let unreadable = 0
     yield* Effect.forEach(expected, ([seq, fileIndex, offset, sha256]) =>
       storage.read(fileIdOf(fileIndex), offset, Model.pageBytes).pipe(
         Effect.map((bytes) => {
           const found = Model.sha256Hex(bytes)
-          if (found === sha256) return
-          const foundSeq = bytes.length >= 8 ? Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true)) : -1
-          bad.push({ seq, found: found === Model.zeroPageSha ? "zeros" : foundSeq === seq ? "torn" : `other (seq ${foundSeq})` })
+          if (found === sha256) {
+            return
+          }
+          const foundSeq = bytes.length >= 8
+            ? Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true))
+            : -1
+          bad.push({
+            seq,
+            found: found === Model.zeroPageSha ? "zeros" : foundSeq === seq ? "torn" : `other (seq ${foundSeq})`
+          })
         }),
-        Effect.catchAll((error) => Effect.sync(() => {
-          unreadable++
-          bad.push({ seq, found: `unreadable: ${String((error as { _tag?: string })._tag ?? error)}` })
-        }))
+        Effect.catchAll((error) =>
+          Effect.sync(() => {
+            unreadable++
+            bad.push({ seq, found: `unreadable: ${String((error as { _tag?: string })._tag ?? error)}` })
+          })
+        )
       ), { concurrency: 8, discard: true })
-    say(`verify ${JSON.stringify({ checked: expected.length, bad: bad.length, unreadable, examples: bad.slice(0, 12) })}`)
+    say(
+      `verify ${JSON.stringify({ checked: expected.length, bad: bad.length, unreadable, examples: bad.slice(0, 12) })}`
+    )
   })
 
-const program = Effect.gen(function* () {
+const program = Effect.gen(function*() {
   const storage = yield* Storage.Storage
-  say(`phase opened ${JSON.stringify({ replayed: replayedRecords, walPosition: storage.opened.walPosition, plan: storage.opened.plan, epoch: storage.epoch })}`)
+  say(
+    `phase opened ${
+      JSON.stringify({
+        replayed: replayedRecords,
+        walPosition: storage.opened.walPosition,
+        plan: storage.opened.plan,
+        epoch: storage.epoch
+      })
+    }`
+  )
   yield* verify(storage)
   if (args.restore) return
   const ledger = fs.openSync(args.ledger, "a")
@@ -123,7 +145,7 @@ const program = Effect.gen(function* () {
   let fencedSeen = false
   let lastSegment = -1
   const insert = (seq: number) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { fileIndex, offset } = Model.placeOf(seq)
       const page = Model.pageOf(seq)
       yield* storage.write(fileIdOf(fileIndex), offset, page)
@@ -137,7 +159,7 @@ const program = Effect.gen(function* () {
       yield* storage.commit
       Model.appendLedgerLine(ledger, `ack ${seq} ${fileIndex} ${offset} ${lsn} ${Model.sha256Hex(page)} ${args.owner}`)
     })
-  const writer = Effect.gen(function* () {
+  const writer = Effect.gen(function*() {
     while (!(yield* Ref.get(stopped)) && !stopRequested) {
       const count = yield* Ref.getAndUpdate(inserted, (n) => n + 1)
       if (args.inserts > 0 && count >= args.inserts) return
@@ -155,15 +177,22 @@ const program = Effect.gen(function* () {
     }
   })
   const checkpoints = args.checkpointEveryMs <= 0 ? Effect.never : Effect.forever(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       yield* Effect.sleep(args.checkpointEveryMs)
       say("phase checkpoint")
       const outcome = yield* Effect.either(storage.checkpoint)
-      say(`phase checkpoint-done ${Either.isRight(outcome) ? outcome.right.outcome : (outcome.left as { _tag?: string })._tag}`)
+      say(
+        `phase checkpoint-done ${
+          Either.isRight(outcome) ? outcome.right.outcome : (outcome.left as { _tag?: string })._tag
+        }`
+      )
     })
   )
   say("phase writing")
-  yield* Effect.raceFirst(Effect.forEach(Array.from({ length: args.writers }), () => writer, { concurrency: "unbounded", discard: true }), checkpoints)
+  yield* Effect.raceFirst(
+    Effect.forEach(Array.from({ length: args.writers }), () => writer, { concurrency: "unbounded", discard: true }),
+    checkpoints
+  )
   yield* Ref.set(stopped, true)
   if (args.hold) {
     say("phase holding")
@@ -171,7 +200,16 @@ const program = Effect.gen(function* () {
   }
   say("phase shutdown")
   const report = yield* storage.shutdown
-  say(`shutdown ${JSON.stringify({ finalCheckpoint: report.finalCheckpoint, wal: report.wal, lock: report.lock, metDeadline: report.metDeadline })}`)
+  say(
+    `shutdown ${
+      JSON.stringify({
+        finalCheckpoint: report.finalCheckpoint,
+        wal: report.wal,
+        lock: report.lock,
+        metDeadline: report.metDeadline
+      })
+    }`
+  )
 })
 
 const configLayer = StorageConfig.layer({
@@ -195,11 +233,13 @@ const storageLayer = Storage.layer({ replay }).pipe(
 )
 
 const stderrLogger = Logger.make(({ logLevel, message }) => {
-  const text = (Array.isArray(message) ? message : [message]).map((part) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
+  const text = (Array.isArray(message) ? message : [message]).map((
+    part
+  ) => (typeof part === "string" ? part : JSON.stringify(part))).join(" ")
   process.stderr.write(`${args.owner} ${logLevel.label} ${text}\n`)
 })
 
-const main = Effect.gen(function* () {
+const main = Effect.gen(function*() {
   say("phase open")
   const built = yield* Effect.either(Layer.build(storageLayer))
   if (Either.isLeft(built)) {

@@ -3,9 +3,10 @@
  * a crash campaign (test/crash/Campaign.ts). Exit 1 when it found a failure; each failure prints its
  * seed, round and the command that replays it.
  */
-import { runCampaign, roundTypeNames, type RoundType } from "./Campaign.js"
+import { type RoundType, roundTypeNames, runCampaign } from "./Campaign.js"
 
-const usage = "usage: npm run crash -- [--rounds N] [--seed S] [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--keep] [--plan T,T,...] [--short]\n" +
+const usage =
+  "usage: npm run crash -- [--rounds N] [--seed S] [--keep-going] [--no-take-over] [--restore-every K] [--dir D] [--keep] [--plan T,T,...] [--short]\n" +
   `  --plan: the round types in order (then drawn), of ${roundTypeNames.join(", ")}`
 const valued = new Set(["--rounds", "--seed", "--restore-every", "--dir", "--plan"])
 const flags = new Set(["--keep-going", "--no-take-over", "--keep", "--short"])
@@ -32,15 +33,22 @@ const count = (name: string, fallback: number): number => {
   const text = option(name)
   if (text === undefined) return fallback
   const value = Number(text)
-  return Number.isSafeInteger(value) && value >= 0 && /^[0-9]+$/.test(text) ? value : refuse(`--${name} must be a whole number, got ${JSON.stringify(text)}`)
+  return Number.isSafeInteger(value) && value >= 0 && /^[0-9]+$/.test(text)
+    ? value
+    : refuse(`--${name} must be a whole number, got ${JSON.stringify(text)}`)
 }
 const seed = count("seed", Math.floor(Math.random() * 1_000_000))
 const rounds = count("rounds", 40)
 const restoreEvery = option("restore-every") === undefined ? undefined : String(count("restore-every", 0))
 const baseDir = option("dir")
 const planText = option("plan")
-const plan = planText === undefined ? undefined : planText.split(",").map((name) =>
-  (roundTypeNames as ReadonlyArray<string>).includes(name) ? (name as RoundType) : refuse(`unknown round type ${JSON.stringify(name)}`))
+const plan = planText === undefined ?
+  undefined :
+  planText.split(",").map((name) =>
+    (roundTypeNames as ReadonlyArray<string>).includes(name)
+      ? (name as RoundType)
+      : refuse(`unknown round type ${JSON.stringify(name)}`)
+  )
 
 const result = await runCampaign({
   rounds,

@@ -62,7 +62,10 @@ describe("decode constructors", () => {
     assert.strictEqual(Either.getOrThrow(Ids.decodePartIndex(3)), 3)
     assert.throws(() => Ids.partIndex(-1))
     const negative = Ids.decodePartIndex(-1)
-    assert.strictEqual(Either.isLeft(negative) ? negative.left.message.startsWith("invalid PartIndex -1: ") : false, true)
+    assert.strictEqual(
+      Either.isLeft(negative) ? negative.left.message.startsWith("invalid PartIndex -1: ") : false,
+      true
+    )
     assert.isTrue(Either.isLeft(Ids.decodeLsn(1.5)))
     assert.isTrue(Either.isLeft(Ids.decodeInstanceId("no spaces")))
     assert.isTrue(Either.isLeft(Ids.decodeSha256Hex("ABC")))
@@ -70,14 +73,16 @@ describe("decode constructors", () => {
   })
 
   it.effect("fail an Effect with the typed error when yielded", () =>
-    Effect.gen(function* () {
-      const exit = yield* Effect.exit(Effect.gen(function* () {
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Effect.gen(function*() {
         return yield* Ids.decodeEpoch(-2)
       }))
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) ? exit.cause : undefined
       assert.match(String(error), /InvalidId/)
-      const caught = yield* Ids.decodeEpoch(-2).pipe(Effect.catchTag("InvalidId", (invalid) => Effect.succeed(invalid.kind)))
+      const caught = yield* Ids.decodeEpoch(-2).pipe(
+        Effect.catchTag("InvalidId", (invalid) => Effect.succeed(invalid.kind))
+      )
       assert.strictEqual(caught, "Epoch")
     }))
 })

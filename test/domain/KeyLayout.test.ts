@@ -20,8 +20,14 @@ const epochArb = FastCheck.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }).map
 const prefixArb = FastCheck.constantFrom("", "tier", "a/b/c", "tenants/é 1")
 
 const keyArb: FastCheck.Arbitrary<KeyLayout.BucketKey> = FastCheck.oneof(
-  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, part: partArb, sha256: shaArb }).map((k) => ({ _tag: "Part" as const, ...k })),
-  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, sha256: shaArb }).map((k) => ({ _tag: "FileManifest" as const, ...k })),
+  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, part: partArb, sha256: shaArb }).map((k) => ({
+    _tag: "Part" as const,
+    ...k
+  })),
+  FastCheck.record({ checkpoint: checkpointArb, file: fileIdArb, sha256: shaArb }).map((k) => ({
+    _tag: "FileManifest" as const,
+    ...k
+  })),
   checkpointArb.map((checkpoint) => ({ _tag: "Checkpoint" as const, checkpoint })),
   segmentArb.map((segment) => ({ _tag: "Wal" as const, segment })),
   FastCheck.record({ segment: segmentArb, epoch: epochArb }).map((k) => ({ _tag: "Wal" as const, ...k })),
@@ -46,7 +52,10 @@ describe("KeyLayout", () => {
   it("orders checkpoint keys numerically when listed", () => {
     const layout = KeyLayout.make("p")
     const keys = [9, 10, 100, 2].map((n) => KeyLayout.checkpointKey(layout, Ids.checkpointNumber(n)))
-    assert.deepStrictEqual([...keys].sort(), [2, 9, 10, 100].map((n) => KeyLayout.checkpointKey(layout, Ids.checkpointNumber(n))))
+    assert.deepStrictEqual(
+      [...keys].sort(),
+      [2, 9, 10, 100].map((n) => KeyLayout.checkpointKey(layout, Ids.checkpointNumber(n)))
+    )
   })
 
   it("builds the documented shapes", () => {
@@ -57,14 +66,32 @@ describe("KeyLayout", () => {
       `tier/data/0000000000000005/db/users/0000000003-${"a".repeat(64)}`
     )
     assert.strictEqual(KeyLayout.walKey(layout, Ids.segmentNumber(255)), "tier/wal/00000000000000FF")
-    assert.strictEqual(KeyLayout.walKey(layout, Ids.segmentNumber(255), Ids.epoch(7)), "tier/wal/00000000000000FF-0000000000000007")
+    assert.strictEqual(
+      KeyLayout.walKey(layout, Ids.segmentNumber(255), Ids.epoch(7)),
+      "tier/wal/00000000000000FF-0000000000000007"
+    )
     assert.strictEqual(KeyLayout.lockKey(KeyLayout.make("")), "lock")
-    assert.strictEqual(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(1)), "checkpoints/0000000000000001")
+    assert.strictEqual(
+      KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(1)),
+      "checkpoints/0000000000000001"
+    )
   })
 
   it("does not parse foreign keys or keys of another prefix", () => {
     const layout = KeyLayout.make("tier")
-    for (const key of ["lock", "other/lock", "tier/checkpoints/12", "tier/wal/zz", "tier/data/0000000000000001/f", "tier/random", "tier/wal/00000000000000ff", "tier/wal/00000000000000FF-7", "tier/wal/00000000000000FF_0000000000000007"]) {
+    for (
+      const key of [
+        "lock",
+        "other/lock",
+        "tier/checkpoints/12",
+        "tier/wal/zz",
+        "tier/data/0000000000000001/f",
+        "tier/random",
+        "tier/wal/00000000000000ff",
+        "tier/wal/00000000000000FF-7",
+        "tier/wal/00000000000000FF_0000000000000007"
+      ]
+    ) {
       assert.isTrue(Option.isNone(KeyLayout.parseKey(layout, key)), key)
     }
   })

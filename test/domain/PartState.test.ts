@@ -136,7 +136,14 @@ describe("PartState", () => {
 
   it("UploadSucceeded: records the captured version and its remote; a write during the upload keeps the part dirty", () => {
     const clean = ok(writing, PartEvent.UploadSucceeded(1, remote2))
-    assert.deepInclude(clean, { writing: false, dirty: false, uploadedVersion: 1, version: 1, remote: remote2, uploadingVersion: undefined })
+    assert.deepInclude(clean, {
+      writing: false,
+      dirty: false,
+      uploadedVersion: 1,
+      version: 1,
+      remote: remote2,
+      uploadingVersion: undefined
+    })
     assert.isFalse(needsUpload(clean))
     const rewritten = ok(writing, PartEvent.Acquire, PartEvent.Release(true, 10), PartEvent.UploadSucceeded(1, remote2))
     assert.deepInclude(rewritten, { dirty: true, version: 2, uploadedVersion: 1, remote: remote2 })
@@ -146,7 +153,14 @@ describe("PartState", () => {
 
   it("UploadFailed: writing → dirty and scheduled again, the remote unchanged", () => {
     const failed = ok(writing, PartEvent.UploadFailed)
-    assert.deepInclude(failed, { writing: false, dirty: true, scheduled: true, remote, uploadedVersion: 0, uploadingVersion: undefined })
+    assert.deepInclude(failed, {
+      writing: false,
+      dirty: true,
+      scheduled: true,
+      remote,
+      uploadedVersion: 0,
+      uploadingVersion: undefined
+    })
     // It can start again at once.
     assert.isTrue(ok(failed, PartEvent.UploadStart).writing)
     rejected(loaded, PartEvent.UploadFailed, "no upload is in flight")
@@ -232,8 +246,14 @@ describe("PartState", () => {
         .map((tag): Symbolic => ({ tag: "Simple", event: { _tag: tag } as PartEvent }))
     ),
     FastCheck.nat(4096).map((size): Symbolic => ({ tag: "Simple", event: PartEvent.LoadSucceeded(size) })),
-    FastCheck.tuple(FastCheck.boolean(), FastCheck.nat(4096)).map(([wrote, end]): Symbolic => ({ tag: "Simple", event: PartEvent.Release(wrote, end) })),
-    FastCheck.nat(5).map((version): Symbolic => ({ tag: "Simple", event: PartEvent.UploadSucceeded(version, remote2) })),
+    FastCheck.tuple(FastCheck.boolean(), FastCheck.nat(4096)).map(([wrote, end]): Symbolic => ({
+      tag: "Simple",
+      event: PartEvent.Release(wrote, end)
+    })),
+    FastCheck.nat(5).map((version): Symbolic => ({
+      tag: "Simple",
+      event: PartEvent.UploadSucceeded(version, remote2)
+    })),
     FastCheck.constant<Symbolic>({ tag: "UploadSucceededCaptured" })
   )
 
@@ -271,7 +291,15 @@ describe("PartState", () => {
     }
   }
 
-  const starts = FastCheck.constantFrom(empty, notLoaded, loaded, dirty, writing, evicting, localCopy({ sizeBytes: 3, remote: undefined, matchesRemote: false }))
+  const starts = FastCheck.constantFrom(
+    empty,
+    notLoaded,
+    loaded,
+    dirty,
+    writing,
+    evicting,
+    localCopy({ sizeBytes: 3, remote: undefined, matchesRemote: false })
+  )
 
   it("random event sequences keep every invariant; rejections are exactly the failed preconditions", () => {
     FastCheck.assert(

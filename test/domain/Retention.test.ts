@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck } from "effect"
+import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Retention from "../../src/domain/Retention.js"
-import * as Ids from "../../src/domain/Ids.js"
 
 const hour = 3_600_000
 const summary = (checkpoint: number, createdAtMs: number, expired = false): Retention.CheckpointSummary => ({
@@ -41,7 +41,13 @@ describe("Retention.plan", () => {
 
   it("never revives an expired checkpoint, and pins a leased tombstoned one's objects", () => {
     const checkpoints = [summary(1, 1, true), summary(2, 2), summary(3, 3)]
-    const plan = Retention.plan(checkpoints, { retainCheckpointsMin: 5, retainForMs: 0 }, [{ id: "r", checkpoint: 1, expiresAtMs: 100 }], 10, 0)
+    const plan = Retention.plan(
+      checkpoints,
+      { retainCheckpointsMin: 5, retainForMs: 0 },
+      [{ id: "r", checkpoint: 1, expiresAtMs: 100 }],
+      10,
+      0
+    )
     expect(plan.retained.has(1)).toBe(false)
     expect(plan.pinned.has(1)).toBe(true)
     expect(plan.expire).toEqual([])
@@ -51,26 +57,39 @@ describe("Retention.plan", () => {
   it("always retains the latest committed checkpoint and never expires a pinned one (property)", () => {
     FastCheck.assert(
       FastCheck.property(
-        FastCheck.array(FastCheck.record({ createdAtMs: FastCheck.integer({ min: 0, max: 1000 }), expired: FastCheck.boolean() }), { maxLength: 12 }),
+        FastCheck.array(
+          FastCheck.record({ createdAtMs: FastCheck.integer({ min: 0, max: 1000 }), expired: FastCheck.boolean() }),
+          { maxLength: 12 }
+        ),
         FastCheck.integer({ min: 1, max: 4 }),
         FastCheck.integer({ min: 0, max: 500 }),
-        FastCheck.array(FastCheck.record({ checkpoint: FastCheck.integer({ min: 1, max: 12 }), expiresAtMs: FastCheck.integer({ min: 0, max: 2000 }) }), { maxLength: 3 }),
+        FastCheck.array(
+          FastCheck.record({
+            checkpoint: FastCheck.integer({ min: 1, max: 12 }),
+            expiresAtMs: FastCheck.integer({ min: 0, max: 2000 })
+          }),
+          { maxLength: 3 }
+        ),
         (raw, k, windowMs, rawLeases) => {
           // Creation times grow with the number, as a writer's do.
           let time = 0
-          const checkpoints = raw.map((each, index) => summary(index + 1, (time += each.createdAtMs), each.expired))
+          const checkpoints = raw.map((each, index) => summary(index + 1, time += each.createdAtMs, each.expired))
           const leases = rawLeases.map((each, index) => ({ id: `l${index}`, ...each }))
           const nowMs = time + 100
           const plan = Retention.plan(checkpoints, { retainCheckpointsMin: k, retainForMs: windowMs }, leases, nowMs, 0)
           const committed = checkpoints.filter((each) => !each.expired)
           const newest = committed.at(-1)
           if (newest !== undefined) expect(plan.retained.has(newest.checkpoint)).toBe(true)
-          expect(Math.min(k, committed.length)).toBeLessThanOrEqual([...plan.retained.values()].filter((r) => r.includes("latest")).length)
+          expect(Math.min(k, committed.length)).toBeLessThanOrEqual(
+            [...plan.retained.values()].filter((r) => r.includes("latest")).length
+          )
           for (const n of plan.expire) {
             expect(plan.pinned.has(n)).toBe(false)
             expect(checkpoints.find((each) => each.checkpoint === n)?.expired).toBe(false)
           }
-          for (const lease of leases) if (lease.expiresAtMs > nowMs) expect(plan.pinned.has(lease.checkpoint)).toBe(true)
+          for (const lease of leases) {
+            if (lease.expiresAtMs > nowMs) expect(plan.pinned.has(lease.checkpoint)).toBe(true)
+          }
           for (const n of plan.pinned) {
             const pinned = checkpoints.find((each) => each.checkpoint === n)
             expect(plan.walFloorLsn).toBeLessThanOrEqual(pinned === undefined ? 0 : pinned.walPosition)
@@ -85,21 +104,59 @@ describe("Retention.judge", () => {
   const layout = KeyLayout.make("")
   const sha = Ids.Sha256Hex.make("a".repeat(64))
   const file = Ids.FileId.make("f")
-  const plan = Retention.plan([summary(1, 0, true), summary(2, 0), summary(3, 0)], { retainCheckpointsMin: 1, retainForMs: 0 }, [], 10_000, 0)
-  const live: Retention.LiveSet = { plan, referenced: new Set([KeyLayout.partKey(layout, Ids.checkpointNumber(2), file, Ids.partIndex(0), sha)]), walSegmentBytes: 1000, minAgeMs: 100, nowMs: 10_000 }
-  const judge = (key: string, lastModifiedMs = 0) => Retention.judge(live, { key, lastModifiedMs }, KeyLayout.parseKey(layout, key).pipe((o) => (o._tag === "Some" ? o.value : undefined)))
+  const plan = Retention.plan(
+    [summary(1, 0, true), summary(2, 0), summary(3, 0)],
+    { retainCheckpointsMin: 1, retainForMs: 0 },
+    [],
+    10_000,
+    0
+  )
+  const live: Retention.LiveSet = {
+    plan,
+    referenced: new Set([KeyLayout.partKey(layout, Ids.checkpointNumber(2), file, Ids.partIndex(0), sha)]),
+    walSegmentBytes: 1000,
+    minAgeMs: 100,
+    nowMs: 10_000
+  }
+  const judge = (key: string, lastModifiedMs = 0) =>
+    Retention.judge(
+      live,
+      { key, lastModifiedMs },
+      KeyLayout.parseKey(layout, key).pipe((o) => (o._tag === "Some" ? o.value : undefined))
+    )
 
   it("keeps referenced, in-flight, young and needed objects; deletes the rest", () => {
     expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(2), file, Ids.partIndex(0), sha))._tag).toBe("Keep")
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(2), file, Ids.partIndex(1), sha))).toEqual({ _tag: "Delete", kind: "part" })
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({ _tag: "Keep", reason: "in-flight" })
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(4), file, Ids.partIndex(1), sha))).toEqual({ _tag: "Keep", reason: "in-flight" })
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(1), file, Ids.partIndex(1), sha), 9_950)).toEqual({ _tag: "Keep", reason: "young" })
-    expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(1), file, sha))).toEqual({ _tag: "Delete", kind: "file-manifest" })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(2), file, Ids.partIndex(1), sha))).toEqual({
+      _tag: "Delete",
+      kind: "part"
+    })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({
+      _tag: "Keep",
+      reason: "in-flight"
+    })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(4), file, Ids.partIndex(1), sha))).toEqual({
+      _tag: "Keep",
+      reason: "in-flight"
+    })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(1), file, Ids.partIndex(1), sha), 9_950)).toEqual({
+      _tag: "Keep",
+      reason: "young"
+    })
+    expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(1), file, sha))).toEqual({
+      _tag: "Delete",
+      kind: "file-manifest"
+    })
     // Checkpoint 3 (latest) has walPosition 3000: segment 2 ends at 3000, segment 3 is needed.
     expect(judge(KeyLayout.walKey(layout, Ids.segmentNumber(2), Ids.epoch(1)))).toEqual({ _tag: "Delete", kind: "wal" })
-    expect(judge(KeyLayout.walKey(layout, Ids.segmentNumber(3), Ids.epoch(1)))).toEqual({ _tag: "Keep", reason: "wal-needed" })
-    expect(judge(KeyLayout.checkpointKey(layout, Ids.checkpointNumber(1)))).toEqual({ _tag: "Keep", reason: "not-collected" })
+    expect(judge(KeyLayout.walKey(layout, Ids.segmentNumber(3), Ids.epoch(1)))).toEqual({
+      _tag: "Keep",
+      reason: "wal-needed"
+    })
+    expect(judge(KeyLayout.checkpointKey(layout, Ids.checkpointNumber(1)))).toEqual({
+      _tag: "Keep",
+      reason: "not-collected"
+    })
     expect(judge(KeyLayout.lockKey(layout))).toEqual({ _tag: "Keep", reason: "not-collected" })
     expect(judge("elsewhere/object")).toEqual({ _tag: "Keep", reason: "not-collected" })
   })

@@ -8,7 +8,18 @@ import * as S3Compat from "../../src/domain/S3Compat.js"
 
 describe("S3Compat.validateBucketName", () => {
   it("accepts names S3 accepts", () => {
-    for (const name of ["abc", "a".repeat(63), "my-bucket", "my.bucket.name", "1bucket", "bucket9", "effect-s3-tier-test", "a-b.c-d"]) {
+    for (
+      const name of [
+        "abc",
+        "a".repeat(63),
+        "my-bucket",
+        "my.bucket.name",
+        "1bucket",
+        "bucket9",
+        "effect-s3-tier-test",
+        "a-b.c-d"
+      ]
+    ) {
       assert.isTrue(Either.isRight(S3Compat.validateBucketName(name)), name)
     }
   })
@@ -45,7 +56,12 @@ describe("S3Compat.validateBucketName", () => {
 describe("S3Compat.conditionalCreateHeaders", () => {
   it("sends each store's create-if-absent headers", () => {
     assert.deepStrictEqual(S3Compat.conditionalCreateHeaders("if-none-match"), { "if-none-match": "*" })
-    assert.deepStrictEqual(S3Compat.conditionalCreateHeaders("gcs-generation-match"), { "x-goog-if-generation-match": "0" })
-    assert.deepStrictEqual(S3Compat.conditionalCreateHeaders("tigris-consistent"), { "if-none-match": "*", "x-tigris-consistent": "true" })
+    assert.deepStrictEqual(S3Compat.conditionalCreateHeaders("gcs-generation-match"), {
+      "x-goog-if-generation-match": "0"
+    })
+    assert.deepStrictEqual(S3Compat.conditionalCreateHeaders("tigris-consistent"), {
+      "if-none-match": "*",
+      "x-tigris-consistent": "true"
+    })
   })
 })

@@ -35,10 +35,15 @@ const buildLog = (payloads: ReadonlyArray<Uint8Array>, startLsn = 0) => {
     planned.plan.frames.forEach(put)
     lsns.push(planned.plan.lsn)
     assert.strictEqual(planned.plan.endLsn, planned.plan.lsn + Wal.headerBytes + payload.length)
-    assert.isAtLeast(Wal.segmentEnd(Wal.segmentOf(planned.plan.nextEndLsn, segmentBytes), segmentBytes) - planned.plan.nextEndLsn, Wal.headerBytes)
+    assert.isAtLeast(
+      Wal.segmentEnd(Wal.segmentOf(planned.plan.nextEndLsn, segmentBytes), segmentBytes) - planned.plan.nextEndLsn,
+      Wal.headerBytes
+    )
     end = planned.plan.nextEndLsn
   }
-  const files = new Map(Array.from(segments, ([segment, bytes]) => [segment, bytes.slice(0, lengths.get(segment) ?? 0)] as const))
+  const files = new Map(
+    Array.from(segments, ([segment, bytes]) => [segment, bytes.slice(0, lengths.get(segment) ?? 0)] as const)
+  )
   return { files, lsns, end }
 }
 
@@ -47,10 +52,14 @@ const payloadArb = FastCheck.uint8Array({ minLength: 0, maxLength: Wal.payloadBy
 describe("Wal", () => {
   it("crc32 is zlib's CRC-32, also when continued over several pieces (property)", () => {
     FastCheck.assert(
-      FastCheck.property(FastCheck.uint8Array({ maxLength: 300 }), FastCheck.uint8Array({ maxLength: 50 }), (first, second) => {
-        assert.strictEqual(Wal.crc32(first), Zlib.crc32(first))
-        assert.strictEqual(Wal.crc32(second, Wal.crc32(first)), Zlib.crc32(second, Zlib.crc32(first)))
-      }),
+      FastCheck.property(
+        FastCheck.uint8Array({ maxLength: 300 }),
+        FastCheck.uint8Array({ maxLength: 50 }),
+        (first, second) => {
+          assert.strictEqual(Wal.crc32(first), Zlib.crc32(first))
+          assert.strictEqual(Wal.crc32(second, Wal.crc32(first)), Zlib.crc32(second, Zlib.crc32(first)))
+        }
+      ),
       { numRuns: 200 }
     )
     assert.strictEqual(Wal.crc32(new TextEncoder().encode("123456789")), 0xcbf43926)
@@ -69,7 +78,10 @@ describe("Wal", () => {
           else assert.strictEqual(Wal.scanEndLsn(scan, segmentBytes), end)
         })
         assert.deepStrictEqual(scanned.map((record) => record.lsn), lsns)
-        assert.deepStrictEqual(scanned.map((record) => Array.from(record.payload)), payloads.map((payload) => Array.from(payload)))
+        assert.deepStrictEqual(
+          scanned.map((record) => Array.from(record.payload)),
+          payloads.map((payload) => Array.from(payload))
+        )
         assert.deepStrictEqual(ordered, Array.from({ length: ordered.length }, (_, i) => i), "segments are contiguous")
       }),
       { numRuns: 200 }
@@ -90,7 +102,9 @@ describe("Wal", () => {
     // A record ending 5 bytes before the segment end leaves no room for another frame header.
     const payload = new Uint8Array(segmentBytes - Wal.headerBytes - 5)
     const planned = Wal.planAppend(0, payload, segmentBytes)
-    assert.isTrue(planned._tag === "Right" && planned.plan.endLsn === segmentBytes - 5 && planned.plan.nextEndLsn === segmentBytes)
+    assert.isTrue(
+      planned._tag === "Right" && planned.plan.endLsn === segmentBytes - 5 && planned.plan.nextEndLsn === segmentBytes
+    )
     const { files } = buildLog([payload])
     assert.strictEqual(Wal.scanSegment(files.get(0) ?? new Uint8Array(0), 0, segmentBytes).stop, "Sealed")
     assert.strictEqual(Wal.normalizeEnd(segmentBytes, segmentBytes), segmentBytes)
@@ -147,47 +161,54 @@ describe("Wal", () => {
 
   it("planAdvance pads through every segment to at least the target, keeping them contiguous (property)", () => {
     FastCheck.assert(
-      FastCheck.property(FastCheck.array(payloadArb, { maxLength: 5 }), FastCheck.integer({ min: 0, max: 5 * segmentBytes }), (payloads, gap) => {
-        const { end, files } = buildLog(payloads)
-        const advance = Wal.planAdvance(end, end + gap, segmentBytes)
-        assert.isAtLeast(advance.nextEndLsn, end + gap)
-        assert.strictEqual(Wal.normalizeEnd(advance.nextEndLsn, segmentBytes), advance.nextEndLsn)
-        for (const frame of advance.frames) {
-          const segment = Wal.segmentOf(frame.lsn, segmentBytes)
-          const bytes = new Uint8Array(segmentBytes)
-          bytes.set(files.get(segment) ?? new Uint8Array(0))
-          bytes.set(frame.bytes, frame.lsn - Wal.segmentStart(segment, segmentBytes))
-          files.set(segment, bytes)
+      FastCheck.property(
+        FastCheck.array(payloadArb, { maxLength: 5 }),
+        FastCheck.integer({ min: 0, max: 5 * segmentBytes }),
+        (payloads, gap) => {
+          const { end, files } = buildLog(payloads)
+          const advance = Wal.planAdvance(end, end + gap, segmentBytes)
+          assert.isAtLeast(advance.nextEndLsn, end + gap)
+          assert.strictEqual(Wal.normalizeEnd(advance.nextEndLsn, segmentBytes), advance.nextEndLsn)
+          for (const frame of advance.frames) {
+            const segment = Wal.segmentOf(frame.lsn, segmentBytes)
+            const bytes = new Uint8Array(segmentBytes)
+            bytes.set(files.get(segment) ?? new Uint8Array(0))
+            bytes.set(frame.bytes, frame.lsn - Wal.segmentStart(segment, segmentBytes))
+            files.set(segment, bytes)
+          }
+          const ordered = Array.from(files.keys()).sort((a, b) => a - b)
+          assert.deepStrictEqual(ordered, Array.from({ length: ordered.length }, (_, i) => i))
+          ordered.forEach((segment, index) => {
+            const scan = Wal.scanSegment(files.get(segment) ?? new Uint8Array(0), segment, segmentBytes)
+            assert.notStrictEqual(scan.stop, "Invalid")
+            if (index < ordered.length - 1) assert.strictEqual(scan.stop, "Sealed")
+          })
+          // A record appended after the advance goes at or after the target.
+          const next = Wal.planAppend(advance.nextEndLsn, Uint8Array.from([1]), segmentBytes)
+          assert.isTrue(next._tag === "Right" && next.plan.lsn >= end + gap)
         }
-        const ordered = Array.from(files.keys()).sort((a, b) => a - b)
-        assert.deepStrictEqual(ordered, Array.from({ length: ordered.length }, (_, i) => i))
-        ordered.forEach((segment, index) => {
-          const scan = Wal.scanSegment(files.get(segment) ?? new Uint8Array(0), segment, segmentBytes)
-          assert.notStrictEqual(scan.stop, "Invalid")
-          if (index < ordered.length - 1) assert.strictEqual(scan.stop, "Sealed")
-        })
-        // A record appended after the advance goes at or after the target.
-        const next = Wal.planAppend(advance.nextEndLsn, Uint8Array.from([1]), segmentBytes)
-        assert.isTrue(next._tag === "Right" && next.plan.lsn >= end + gap)
-      }),
+      ),
       { numRuns: 200 }
     )
   })
 
   it("markArchived never advances past a gap, whatever the completion order (property)", () => {
     FastCheck.assert(
-      FastCheck.property(FastCheck.shuffledSubarray(Array.from({ length: 8 }, (_, i) => i), { minLength: 0, maxLength: 8 }), (order) => {
-        let progress = WalArchive.initialProgress(0)
-        const done = new Set<number>()
-        for (const segment of order) {
-          progress = WalArchive.markArchived(progress, segment, Wal.segmentEnd(segment, segmentBytes), segmentBytes)
-          done.add(segment)
-          let prefix = 0
-          while (done.has(prefix)) prefix++
-          assert.strictEqual(progress.through, prefix * segmentBytes)
-          for (const key of progress.done.keys()) assert.isAbove(key, prefix - 1)
+      FastCheck.property(
+        FastCheck.shuffledSubarray(Array.from({ length: 8 }, (_, i) => i), { minLength: 0, maxLength: 8 }),
+        (order) => {
+          let progress = WalArchive.initialProgress(0)
+          const done = new Set<number>()
+          for (const segment of order) {
+            progress = WalArchive.markArchived(progress, segment, Wal.segmentEnd(segment, segmentBytes), segmentBytes)
+            done.add(segment)
+            let prefix = 0
+            while (done.has(prefix)) prefix++
+            assert.strictEqual(progress.through, prefix * segmentBytes)
+            for (const key of progress.done.keys()) assert.isAbove(key, prefix - 1)
+          }
         }
-      }),
+      ),
       { numRuns: 300 }
     )
   })
@@ -206,29 +227,33 @@ describe("Wal", () => {
 
   it("validFrameAfter finds the next valid frame after damage, and nothing after a torn tail (property)", () => {
     FastCheck.assert(
-      FastCheck.property(FastCheck.array(payloadArb, { minLength: 2, maxLength: 12 }), FastCheck.nat(), (payloads, pick) => {
-        const { files, lsns } = buildLog(payloads)
-        const first = files.get(0)
-        if (first === undefined) return
-        const inFirst = lsns.filter((at) => at < segmentBytes)
-        if (inFirst.length < 2) return
-        // Damage the payload or header of a record that has another one after it in segment 0.
-        const victim = pick % (inFirst.length - 1)
-        const damagedAt = inFirst[victim] ?? 0
-        const bytes = first.slice()
-        bytes[damagedAt + 9] = (bytes[damagedAt + 9] ?? 0) ^ 0x01 // a checksum byte
-        const scan = Wal.scanSegment(bytes, 0, segmentBytes)
-        assert.strictEqual(scan.stop, "Invalid")
-        assert.strictEqual(scan.validBytes, damagedAt)
-        assert.strictEqual(Wal.validFrameAfter(bytes, 0, segmentBytes, scan.validBytes + 1), inFirst[victim + 1])
-        // A torn tail: cut inside the last record of segment 0; nothing valid follows.
-        const lastAt = inFirst[inFirst.length - 1] ?? 0
-        const torn = first.slice(0, lastAt + Wal.headerBytes - 1)
-        const tornScan = Wal.scanSegment(torn, 0, segmentBytes)
-        assert.strictEqual(Wal.validFrameAfter(torn, 0, segmentBytes, tornScan.validBytes + 1), undefined)
-        // A frame is valid only where it was written: segment 0's bytes read as segment 1 hold none.
-        assert.strictEqual(Wal.validFrameAfter(first, 1, segmentBytes, 0), undefined)
-      }),
+      FastCheck.property(
+        FastCheck.array(payloadArb, { minLength: 2, maxLength: 12 }),
+        FastCheck.nat(),
+        (payloads, pick) => {
+          const { files, lsns } = buildLog(payloads)
+          const first = files.get(0)
+          if (first === undefined) return
+          const inFirst = lsns.filter((at) => at < segmentBytes)
+          if (inFirst.length < 2) return
+          // Damage the payload or header of a record that has another one after it in segment 0.
+          const victim = pick % (inFirst.length - 1)
+          const damagedAt = inFirst[victim] ?? 0
+          const bytes = first.slice()
+          bytes[damagedAt + 9] = (bytes[damagedAt + 9] ?? 0) ^ 0x01 // a checksum byte
+          const scan = Wal.scanSegment(bytes, 0, segmentBytes)
+          assert.strictEqual(scan.stop, "Invalid")
+          assert.strictEqual(scan.validBytes, damagedAt)
+          assert.strictEqual(Wal.validFrameAfter(bytes, 0, segmentBytes, scan.validBytes + 1), inFirst[victim + 1])
+          // A torn tail: cut inside the last record of segment 0; nothing valid follows.
+          const lastAt = inFirst[inFirst.length - 1] ?? 0
+          const torn = first.slice(0, lastAt + Wal.headerBytes - 1)
+          const tornScan = Wal.scanSegment(torn, 0, segmentBytes)
+          assert.strictEqual(Wal.validFrameAfter(torn, 0, segmentBytes, tornScan.validBytes + 1), undefined)
+          // A frame is valid only where it was written: segment 0's bytes read as segment 1 hold none.
+          assert.strictEqual(Wal.validFrameAfter(first, 1, segmentBytes, 0), undefined)
+        }
+      ),
       { numRuns: 200 }
     )
   })
@@ -244,11 +269,20 @@ describe("Wal", () => {
     // The reader of epoch 1 (A itself) reads its own history; copies of a newer epoch are not in it.
     assert.deepStrictEqual(lineage(copies, 1), ["0-1", "1-1", "2-1", "3-1", "4-1"])
     // Keys without an epoch are older than every epoch.
-    assert.deepStrictEqual(lineage([copy(0, Wal.epochUnknown), copy(1, Wal.epochUnknown), copy(1, 3), copy(2, Wal.epochUnknown)], 5), ["0--1", "1-3"])
+    assert.deepStrictEqual(
+      lineage([copy(0, Wal.epochUnknown), copy(1, Wal.epochUnknown), copy(1, 3), copy(2, Wal.epochUnknown)], 5),
+      ["0--1", "1-3"]
+    )
     // Along the chosen copies, epochs never decrease (property).
     FastCheck.assert(
       FastCheck.property(
-        FastCheck.array(FastCheck.record({ segment: FastCheck.integer({ min: 0, max: 8 }), epoch: FastCheck.integer({ min: -1, max: 5 }) }), { maxLength: 30 }),
+        FastCheck.array(
+          FastCheck.record({
+            segment: FastCheck.integer({ min: 0, max: 8 }),
+            epoch: FastCheck.integer({ min: -1, max: 5 })
+          }),
+          { maxLength: 30 }
+        ),
         FastCheck.integer({ min: 0, max: 5 }),
         (raw, epochMax) => {
           const chosen = Array.from(Wal.archivedLineage(raw.map((r) => copy(r.segment, r.epoch)), epochMax).values())
@@ -285,7 +319,9 @@ describe("Wal", () => {
         files.set(segment, bytes)
         lengths.set(segment, Math.max(lengths.get(segment) ?? 0, offset + frame.bytes.length))
       }
-      return new Map(Array.from(files, ([segment, bytes]) => [segment, bytes.slice(0, lengths.get(segment) ?? 0)] as const))
+      return new Map(
+        Array.from(files, ([segment, bytes]) => [segment, bytes.slice(0, lengths.get(segment) ?? 0)] as const)
+      )
     }
 
     it("a mark is listed apart from the records, with its time; replay's records skip it", () => {
@@ -311,7 +347,10 @@ describe("Wal", () => {
       assert.strictEqual(damaged.stop, "Invalid")
       assert.strictEqual(damaged.validBytes, markOffset)
       assert.strictEqual(Wal.validFrameAfter(bytes, 0, segmentBytes, markOffset), markOffset)
-      assert.strictEqual(Wal.validFrameAfter(flipped, 0, segmentBytes, markOffset), markOffset + Wal.headerBytes + Wal.timeMarkPayloadBytes)
+      assert.strictEqual(
+        Wal.validFrameAfter(flipped, 0, segmentBytes, markOffset),
+        markOffset + Wal.headerBytes + Wal.timeMarkPayloadBytes
+      )
     })
 
     it("a mark that does not fit at a segment's end opens the next segment after a padding; one that fills it seals it", () => {
@@ -327,13 +366,20 @@ describe("Wal", () => {
       assert.strictEqual(moved.lsn, segmentBytes)
       const files = segmentsOf([...before.frames, ...moved.frames])
       assert.strictEqual(Wal.scanSegment(files.get(0) ?? new Uint8Array(0), 0, segmentBytes).stop, "Sealed")
-      assert.deepStrictEqual(Wal.scanSegment(files.get(1) ?? new Uint8Array(0), 1, segmentBytes).marks, [{ lsn: segmentBytes, timeMs: 7 }])
+      assert.deepStrictEqual(Wal.scanSegment(files.get(1) ?? new Uint8Array(0), 1, segmentBytes).marks, [{
+        lsn: segmentBytes,
+        timeMs: 7
+      }])
       // Exactly 20 bytes left: the mark fills the segment, which is then sealed with the mark as its last frame.
       const exactBefore = filler(segmentBytes - 20 - Wal.headerBytes)
       const exact = Wal.planTimeMark(exactBefore.nextEndLsn, 8, segmentBytes)
       assert.strictEqual(exact.frames.length, 1)
       assert.strictEqual(exact.nextEndLsn, segmentBytes)
-      const sealed = Wal.scanSegment(segmentsOf([...exactBefore.frames, ...exact.frames]).get(0) ?? new Uint8Array(0), 0, segmentBytes)
+      const sealed = Wal.scanSegment(
+        segmentsOf([...exactBefore.frames, ...exact.frames]).get(0) ?? new Uint8Array(0),
+        0,
+        segmentBytes
+      )
       assert.strictEqual(sealed.stop, "Sealed")
       assert.deepStrictEqual(sealed.marks, [{ lsn: segmentBytes - 20, timeMs: 8 }])
     })

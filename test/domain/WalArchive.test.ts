@@ -16,7 +16,11 @@ import * as WalArchive from "../../src/domain/WalArchive.js"
 const segmentBytes = 100
 
 const fresh = (lowest = 0) =>
-  WalArchive.initial({ progress: WalArchive.initialProgress(Wal.segmentStart(lowest, segmentBytes)), pendingFull: [], localLowest: lowest })
+  WalArchive.initial({
+    progress: WalArchive.initialProgress(Wal.segmentStart(lowest, segmentBytes)),
+    pendingFull: [],
+    localLowest: lowest
+  })
 
 describe("WalArchive", () => {
   it("a flush that seals segments plans their full uploads, in order, once", () => {
@@ -38,7 +42,10 @@ describe("WalArchive", () => {
     assert.deepStrictEqual(WalArchive.planUploads(failed, 250, segmentBytes)[0], [])
     const [retried] = WalArchive.planUploads(WalArchive.retryFailed(failed), 250, segmentBytes)
     assert.deepStrictEqual(retried, [{ segment: 0, partial: false, coveredLsn: 100 }])
-    assert.strictEqual(WalArchive.onUploadDone(failed, { segment: 0, partial: false, coveredLsn: 100 }, segmentBytes).progress.through, 200)
+    assert.strictEqual(
+      WalArchive.onUploadDone(failed, { segment: 0, partial: false, coveredLsn: 100 }, segmentBytes).progress.through,
+      200
+    )
   })
 
   it("a segment is removable only once archived, covered by a checkpoint and no longer written", () => {
@@ -56,12 +63,17 @@ describe("WalArchive", () => {
       [{ ...base, inFlight: new Map([[1, { segment: 2, partial: false, coveredLsn: 300 }]]) }, "is of segment 2"],
       [{ ...base, inFlight: new Map([[1, { segment: 1, partial: false, coveredLsn: 150 }]]) }, "does not cover it"],
       [{ ...base, inFlight: new Map([[1, { segment: 1, partial: true, coveredLsn: 100 }]]) }, "outside the segment"],
-      [{ ...base, failedFull: new Set([1]), inFlight: new Map([[1, { segment: 1, partial: true, coveredLsn: 150 }]]) }, "failed and is in flight"],
+      [
+        { ...base, failedFull: new Set([1]), inFlight: new Map([[1, { segment: 1, partial: true, coveredLsn: 150 }]]) },
+        "failed and is in flight"
+      ],
       [{ ...base, progress: { through: 200, done: new Map([[1, 200]]) } }, "still tracked"],
       [{ ...base, progress: { through: 100, done: new Map([[1, 150]]) } }, "archived prefix stops"],
       [{ ...base, localLowest: 3 }, "are gone"]
     ]
-    for (const [state, expected] of cases) assert.include(WalArchive.invariantProblem(state, segmentBytes) ?? "(none)", expected)
+    for (const [state, expected] of cases) {
+      assert.include(WalArchive.invariantProblem(state, segmentBytes) ?? "(none)", expected)
+    }
   })
 
   // Property: random sequences against a model of what landed in the bucket.
@@ -75,10 +87,20 @@ describe("WalArchive", () => {
     | { readonly _tag: "Remove" }
 
   const command: FastCheck.Arbitrary<Command> = FastCheck.oneof(
-    { arbitrary: FastCheck.integer({ min: 1, max: 260 }).map((bytes): Command => ({ _tag: "Flush", bytes })), weight: 3 },
+    {
+      arbitrary: FastCheck.integer({ min: 1, max: 260 }).map((bytes): Command => ({ _tag: "Flush", bytes })),
+      weight: 3
+    },
     FastCheck.constant<Command>({ _tag: "WantPartial" }),
     { arbitrary: FastCheck.constant<Command>({ _tag: "Plan" }), weight: 3 },
-    { arbitrary: FastCheck.tuple(FastCheck.nat(8), FastCheck.boolean()).map(([pick, ok]): Command => ({ _tag: "Complete", pick, ok })), weight: 2 },
+    {
+      arbitrary: FastCheck.tuple(FastCheck.nat(8), FastCheck.boolean()).map(([pick, ok]): Command => ({
+        _tag: "Complete",
+        pick,
+        ok
+      })),
+      weight: 2
+    },
     FastCheck.constant<Command>({ _tag: "Retry" }),
     FastCheck.nat(300).map((back): Command => ({ _tag: "Cover", back })),
     FastCheck.constant<Command>({ _tag: "Remove" })
@@ -105,7 +127,9 @@ describe("WalArchive", () => {
       const problem = WalArchive.invariantProblem(state, segmentBytes)
       if (problem !== undefined) throw new Error(`after ${step}: ${problem}`)
       if (state.progress.through < previousThrough) throw new Error(`after ${step}: the archived prefix went back`)
-      if (state.progress.through > landedPrefix(start, landed)) throw new Error(`after ${step}: archived through ${state.progress.through}, more than landed`)
+      if (state.progress.through > landedPrefix(start, landed)) {
+        throw new Error(`after ${step}: archived through ${state.progress.through}, more than landed`)
+      }
       if (state.progress.through > durable) throw new Error(`after ${step}: archived past the durable end`)
     }
     const step = (cmd: Command) => {
@@ -120,8 +144,12 @@ describe("WalArchive", () => {
         case "Plan": {
           const [starts, next] = WalArchive.planUploads(state, durable, segmentBytes)
           for (const item of starts) {
-            if (inFlight.some((other) => other.segment === item.segment)) throw new Error(`a second upload of segment ${item.segment} started`)
-            if (item.coveredLsn > durable) throw new Error(`an upload of segment ${item.segment} covers past the durable end`)
+            if (inFlight.some((other) => other.segment === item.segment)) {
+              throw new Error(`a second upload of segment ${item.segment} started`)
+            }
+            if (item.coveredLsn > durable) {
+              throw new Error(`an upload of segment ${item.segment} covers past the durable end`)
+            }
             inFlight.push(item)
           }
           state = next
@@ -149,7 +177,10 @@ describe("WalArchive", () => {
           const segment = WalArchive.removable(state, durable, segmentBytes)
           if (segment === undefined) return
           const end = Wal.segmentEnd(segment, segmentBytes)
-          if (end > state.coveredLsn || end > landedPrefix(start, landed) || segment >= Wal.segmentOf(durable, segmentBytes)) {
+          if (
+            end > state.coveredLsn || end > landedPrefix(start, landed) ||
+            segment >= Wal.segmentOf(durable, segmentBytes)
+          ) {
             throw new Error(`segment ${segment} removed before it was archived, covered and sealed`)
           }
           state = WalArchive.onRemoved(state, segment)
@@ -169,7 +200,9 @@ describe("WalArchive", () => {
       step({ _tag: "Plan" })
       check(0, "the final drain")
     }
-    if (state.progress.through < durable) throw new Error(`after the final drain: archived through ${state.progress.through}, durable through ${durable}`)
+    if (state.progress.through < durable) {
+      throw new Error(`after the final drain: archived through ${state.progress.through}, durable through ${durable}`)
+    }
   }
 
   it("random sequences keep the invariants and the model, and archive everything once uploads succeed (property)", () => {

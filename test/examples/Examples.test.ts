@@ -7,12 +7,12 @@
  * export, through OpenTelemetry, the app's spans and the tier's (a checkpoint, its uploads and its
  * commit) in one trace.
  */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
 import * as S3TestServer from "../support/S3TestServer.js"
 
 const repositoryRoot = path.resolve(import.meta.dirname, "..", "..")
@@ -33,7 +33,7 @@ interface Started {
 /** Starts an example; SIGKILLed if the scope closes while it still runs. */
 const start = (name: string, env: Record<string, string>) =>
   Effect.acquireRelease(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const finished = yield* Deferred.make<Finished>()
       const child = spawn(process.execPath, ["--import", "tsx", `examples/${name}.ts`], {
         cwd: repositoryRoot,
@@ -57,7 +57,10 @@ const start = (name: string, env: Record<string, string>) =>
         })
       return { child, waitForStdout, finished: Deferred.await(finished) } satisfies Started
     }),
-    ({ child }) => Effect.sync(() => { if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL") })
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      })
   )
 
 const run = (name: string, env: Record<string, string>) =>
@@ -71,41 +74,53 @@ const tempDir = Effect.acquireRelease(
 const explain = (result: Finished) => `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`
 
 describe("examples", () => {
-  it.scopedLive("quickstart: serves until SIGINT, which is the bounded shutdown; a second run reads the first's count", () =>
-    Effect.gen(function* () {
-      const dir = yield* tempDir
-      for (const runNumber of [1, 2]) {
-        const started = yield* start("quickstart", { EXAMPLE_DIR: dir })
-        yield* started.waitForStdout(/ready: serving until Ctrl-C/)
-        started.child.kill("SIGINT")
-        const result = yield* started.finished
-        assert.strictEqual(result.code, 0, explain(result))
-        assert.include(result.stdout, `run ${runNumber}: checkpoint`, explain(result))
-        assert.match(result.stdout, /shutdown in \d+ ms \(deadline 15000 ms\): final checkpoint \w+, leases held 0, lock released/, explain(result))
-      }
-    }), 60_000)
+  it.scopedLive(
+    "quickstart: serves until SIGINT, which is the bounded shutdown; a second run reads the first's count",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        for (const runNumber of [1, 2]) {
+          const started = yield* start("quickstart", { EXAMPLE_DIR: dir })
+          yield* started.waitForStdout(/ready: serving until Ctrl-C/)
+          started.child.kill("SIGINT")
+          const result = yield* started.finished
+          assert.strictEqual(result.code, 0, explain(result))
+          assert.include(result.stdout, `run ${runNumber}: checkpoint`, explain(result))
+          assert.match(
+            result.stdout,
+            /shutdown in \d+ ms \(deadline 15000 ms\): final checkpoint \w+, leases held 0, lock released/,
+            explain(result)
+          )
+        }
+      }),
+    60_000
+  )
 
-  it.scopedLive("s3: configured from the environment, writes, checkpoints into the bucket and reads back", () =>
-    Effect.gen(function* () {
-      const server = yield* S3TestServer.make()
-      const result = yield* run("s3", {
-        S3_TIER_DATA_DIR: yield* tempDir,
-        S3_TIER_PREFIX: `${S3TestServer.runId}/example-s3`,
-        S3_TIER_S3_BUCKET: server.bucket,
-        S3_TIER_S3_ENDPOINT: server.endpoint,
-        S3_TIER_S3_REGION: server.region,
-        S3_TIER_S3_FORCE_PATH_STYLE: "true",
-        S3_TIER_S3_ACCESS_KEY_ID: server.credentials.accessKeyId,
-        S3_TIER_S3_SECRET_ACCESS_KEY: server.credentials.secretAccessKey
-      })
-      assert.strictEqual(result.code, 0, explain(result))
-      assert.match(result.stdout, /checkpoint 1 in the bucket: 1 parts/, explain(result))
-      assert.match(result.stdout, /read back: hello from instance \S+ at epoch 1/, explain(result))
-      assert.include(result.stdout, "shutdown: met its deadline, lock released", explain(result))
-    }), 60_000)
+  it.scopedLive(
+    "s3: configured from the environment, writes, checkpoints into the bucket and reads back",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* S3TestServer.make()
+        const result = yield* run("s3", {
+          S3_TIER_DATA_DIR: yield* tempDir,
+          S3_TIER_PREFIX: `${S3TestServer.runId}/example-s3`,
+          S3_TIER_S3_BUCKET: server.bucket,
+          S3_TIER_S3_ENDPOINT: server.endpoint,
+          S3_TIER_S3_REGION: server.region,
+          S3_TIER_S3_FORCE_PATH_STYLE: "true",
+          S3_TIER_S3_ACCESS_KEY_ID: server.credentials.accessKeyId,
+          S3_TIER_S3_SECRET_ACCESS_KEY: server.credentials.secretAccessKey
+        })
+        assert.strictEqual(result.code, 0, explain(result))
+        assert.match(result.stdout, /checkpoint 1 in the bucket: 1 parts/, explain(result))
+        assert.match(result.stdout, /read back: hello from instance \S+ at epoch 1/, explain(result))
+        assert.include(result.stdout, "shutdown: met its deadline, lock released", explain(result))
+      }),
+    60_000
+  )
 
   it.scopedLive("restore: the state at a checkpoint, at an LSN and at the latest", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const result = yield* run("restore", { EXAMPLE_DIR: yield* tempDir })
       assert.strictEqual(result.code, 0, explain(result))
       const lines = result.stdout.split("\n").filter((line) => /^\S.*: "/.test(line))
@@ -116,17 +131,24 @@ describe("examples", () => {
       ], explain(result))
     }), 60_000)
 
-  it.scopedLive("tracing: OpenTelemetry's console exporter prints the app's spans and the tier's in one trace", () =>
-    Effect.gen(function* () {
-      const result = yield* run("tracing", { EXAMPLE_DIR: yield* tempDir })
-      assert.strictEqual(result.code, 0, explain(result))
-      // ConsoleSpanExporter prints one object per span: its traceId, then (later) its name.
-      const spans = [...result.stdout.matchAll(/traceId: '([0-9a-f]+)'[\s\S]*?name: '([^']+)'/g)].map((match) => ({ traceId: match[1], name: match[2] }))
-      const run_ = spans.find((span) => span.name === "app.run")
-      assert.isDefined(run_, explain(result))
-      const inTrace = new Set(spans.filter((span) => span.traceId === run_.traceId).map((span) => span.name))
-      for (const name of ["app.deposit", "app.checkpoint", "checkpoint", "s3.task", "checkpoint.commit"]) {
-        assert.isTrue(inTrace.has(name), `${name} in the app's trace\n${explain(result)}`)
-      }
-    }), 60_000)
+  it.scopedLive(
+    "tracing: OpenTelemetry's console exporter prints the app's spans and the tier's in one trace",
+    () =>
+      Effect.gen(function*() {
+        const result = yield* run("tracing", { EXAMPLE_DIR: yield* tempDir })
+        assert.strictEqual(result.code, 0, explain(result))
+        // ConsoleSpanExporter prints one object per span: its traceId, then (later) its name.
+        const spans = [...result.stdout.matchAll(/traceId: '([0-9a-f]+)'[\s\S]*?name: '([^']+)'/g)].map((match) => ({
+          traceId: match[1],
+          name: match[2]
+        }))
+        const run_ = spans.find((span) => span.name === "app.run")
+        assert.isDefined(run_, explain(result))
+        const inTrace = new Set(spans.filter((span) => span.traceId === run_.traceId).map((span) => span.name))
+        for (const name of ["app.deposit", "app.checkpoint", "checkpoint", "s3.task", "checkpoint.commit"]) {
+          assert.isTrue(inTrace.has(name), `${name} in the app's trace\n${explain(result)}`)
+        }
+      }),
+    60_000
+  )
 })

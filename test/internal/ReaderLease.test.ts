@@ -9,14 +9,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Scope, TestClock } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
+import * as ReaderLease from "../../src/internal/ReaderLease.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
-import * as ReaderLease from "../../src/internal/ReaderLease.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 
 const config = Either.getOrThrow(StorageConfig.validate({ prefix: "tier", readerLeaseMs: 3_000, retryAttemptsMax: 1 }))
 
-const setup = Effect.gen(function* () {
+const setup = Effect.gen(function*() {
   const { store, bucket } = yield* MemoryObjectStore.make("leases")
   const faults = yield* FaultyObjectStore.makeController({ seed: 1 })
   return { store: faults.wrap(store), bucket, faults }
@@ -24,10 +24,13 @@ const setup = Effect.gen(function* () {
 
 describe("ReaderLease", () => {
   it.effect("is written at once, renewed every third of its life with a later expiry, and deleted when its scope closes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store, bucket } = yield* setup
       const scope = yield* Scope.make()
-      const lease = yield* ReaderLease.acquire(store, config, { checkpoint: Ids.CheckpointNumber.make(7), holder: "test pid 1" }).pipe(Scope.extend(scope))
+      const lease = yield* ReaderLease.acquire(store, config, {
+        checkpoint: Ids.CheckpointNumber.make(7),
+        holder: "test pid 1"
+      }).pipe(Scope.extend(scope))
       const first = yield* ReaderLease.readLease(store, config, lease.id)
       assert.deepStrictEqual([first.checkpoint, first.holder, first.expiresAtMs], [7, "test pid 1", 3_000])
       assert.strictEqual(lease.key, `tier/leases/${lease.id}`)
@@ -45,16 +48,21 @@ describe("ReaderLease", () => {
     }))
 
   it.effect("renewals that fail until the lease expires lose it: guarded work fails with ReaderLeaseLost", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store, faults } = yield* setup
       const scope = yield* Scope.make()
-      const lease = yield* ReaderLease.acquire(store, config, { checkpoint: Ids.CheckpointNumber.make(3), holder: "test" }).pipe(Scope.extend(scope))
+      const lease = yield* ReaderLease.acquire(store, config, {
+        checkpoint: Ids.CheckpointNumber.make(3),
+        holder: "test"
+      }).pipe(Scope.extend(scope))
       const reader = yield* Effect.fork(lease.guard(Effect.never))
       yield* faults.failPermanently({ operations: ["put"], keyPrefix: "tier/leases/" })
       // Failed renewals at 1 s and 2 s: the lease (expiring at 3 s) still stands.
       yield* TestClock.adjust(2_000)
       yield* lease.check
-      assert.isNull(yield* Fiber.poll(reader).pipe(Effect.map((polled) => (polled._tag === "None" ? null : polled.value))))
+      assert.isNull(
+        yield* Fiber.poll(reader).pipe(Effect.map((polled) => (polled._tag === "None" ? null : polled.value)))
+      )
       yield* TestClock.adjust(1_000)
       assert.isTrue(Exit.isFailure(yield* Effect.exit(lease.check)), "the lease is lost at its expiry")
       const exit = yield* Fiber.await(reader)
@@ -66,7 +74,7 @@ describe("ReaderLease", () => {
     }))
 
   it.effect("the read-only view writes leases and refuses every other put or delete", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store, bucket } = yield* setup
       const readOnly = ReaderLease.readOnlyExceptLeases(store, config)
       yield* readOnly.put("tier/leases/r1", new Uint8Array([1]))

@@ -23,7 +23,10 @@ const clean: ShutdownReport = {
 
 describe("shutdown", () => {
   it("a clean close is one line", () => {
-    assert.strictEqual(Shutdown.describeShutdown(clean), "storage closed in 812ms: final checkpoint 41 completed, WAL archived through 123456, lock released")
+    assert.strictEqual(
+      Shutdown.describeShutdown(clean),
+      "storage closed in 812ms: final checkpoint 41 completed, WAL archived through 123456, lock released"
+    )
   })
 
   it("a cut close says what was cut and what is only local", () => {
@@ -48,7 +51,10 @@ describe("shutdown", () => {
   it("the reserves after the lock and after marking clean fit in the smallest deadline StorageConfig accepts", () => {
     for (const shutdownDeadlineMs of [10, 100, 1_500, StorageConfig.defaults.shutdownDeadlineMs]) {
       const config = { ...StorageConfig.defaults, shutdownDeadlineMs }
-      assert.isAtMost(Shutdown.reserveAfterLockMs(config) + Shutdown.reserveAfterMarkCleanMs(config), Math.ceil(shutdownDeadlineMs * 0.15) + 1)
+      assert.isAtMost(
+        Shutdown.reserveAfterLockMs(config) + Shutdown.reserveAfterMarkCleanMs(config),
+        Math.ceil(shutdownDeadlineMs * 0.15) + 1
+      )
       assert.isAtMost(Shutdown.gcStopBoundMs(config), shutdownDeadlineMs / 10)
     }
   })

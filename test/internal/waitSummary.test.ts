@@ -6,7 +6,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { describeWaits, groupWaits, kindOf } from "../../src/internal/waitSummary.js"
 import type { Wait } from "../../src/services/WaitRegistry.js"
 
-const wait = (id: number, waiter: string, on: string, sinceMs: number): Wait => ({ id, fiber: `#${id + 100}`, waiter, on, sinceMs })
+const wait = (id: number, waiter: string, on: string, sinceMs: number): Wait => ({
+  id,
+  fiber: `#${id + 100}`,
+  waiter,
+  on,
+  sinceMs
+})
 
 describe("waitSummary", () => {
   it("a kind leaves out task ids, parts, keys and positions", () => {

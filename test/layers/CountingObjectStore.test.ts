@@ -22,7 +22,7 @@ const partKey = KeyLayout.partKey(layout, Ids.CheckpointNumber.make(1), Ids.file
 
 describe("CountingObjectStore", () => {
   it.effect("counts requests by operation and key kind, with the bytes put and got", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store: inner } = yield* MemoryObjectStore.make()
       const counter = yield* CountingObjectStore.makeCounter
       const store = CountingObjectStore.decorate(inner, counter, layout)
@@ -41,8 +41,20 @@ describe("CountingObjectStore", () => {
       assert.deepStrictEqual(before.byKind.part, { ...CountingObjectStore.emptyCounts, put: 1, bytesPut: 100 })
       assert.deepStrictEqual(before.byKind.lock, { ...CountingObjectStore.emptyCounts, put: 1, bytesPut: 7 })
       const between = CountingObjectStore.diff(after, before)
-      assert.deepStrictEqual(between.total, { ...CountingObjectStore.emptyCounts, get: 2, getRange: 1, head: 1, delete: 1, bytesGot: 110 })
-      assert.deepStrictEqual(between.byKind.part, { ...CountingObjectStore.emptyCounts, get: 1, getRange: 1, bytesGot: 110 })
+      assert.deepStrictEqual(between.total, {
+        ...CountingObjectStore.emptyCounts,
+        get: 2,
+        getRange: 1,
+        head: 1,
+        delete: 1,
+        bytesGot: 110
+      })
+      assert.deepStrictEqual(between.byKind.part, {
+        ...CountingObjectStore.emptyCounts,
+        get: 1,
+        getRange: 1,
+        bytesGot: 110
+      })
       assert.deepStrictEqual(between.byKind.lock, { ...CountingObjectStore.emptyCounts, head: 1 })
       assert.deepStrictEqual(between.byKind.wal, { ...CountingObjectStore.emptyCounts, delete: 1 })
       assert.deepStrictEqual(between.byKind.checkpoint, { ...CountingObjectStore.emptyCounts, get: 1 })
@@ -50,18 +62,20 @@ describe("CountingObjectStore", () => {
     }))
 
   it.effect("counts a listing once and its pages at 1000 keys a page, as far as it was read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store: inner, bucket } = yield* MemoryObjectStore.make()
-      for (let index = 0; index < 2500; index++) yield* inner.put(`db/wal/${String(index).padStart(6, "0")}`, new Uint8Array(1))
+      for (let index = 0; index < 2500; index++) {
+        yield* inner.put(`db/wal/${String(index).padStart(6, "0")}`, new Uint8Array(1))
+      }
       yield* inner.put("db/checkpoints/0000000000000001", new Uint8Array(1))
       assert.strictEqual((yield* bucket.keys).length, 2501)
       const counter = yield* CountingObjectStore.makeCounter
       const store = CountingObjectStore.decorate(inner, counter, layout)
-      assert.strictEqual((yield* Stream.runCount(store.list(KeyLayout.walPrefix(layout)))), 2500)
-      assert.strictEqual((yield* Stream.runCount(store.list(KeyLayout.checkpointsPrefix(layout)))), 1)
-      assert.strictEqual((yield* Stream.runCount(store.list("db/nothing/"))), 0)
+      assert.strictEqual(yield* Stream.runCount(store.list(KeyLayout.walPrefix(layout))), 2500)
+      assert.strictEqual(yield* Stream.runCount(store.list(KeyLayout.checkpointsPrefix(layout))), 1)
+      assert.strictEqual(yield* Stream.runCount(store.list("db/nothing/")), 0)
       // Read in part: only the pages reached.
-      assert.strictEqual((yield* Stream.runCount(Stream.take(store.list(KeyLayout.walPrefix(layout)), 1001))), 1001)
+      assert.strictEqual(yield* Stream.runCount(Stream.take(store.list(KeyLayout.walPrefix(layout)), 1001)), 1001)
       const counts = yield* counter.snapshot
       assert.deepStrictEqual(counts.byKind.wal, { ...CountingObjectStore.emptyCounts, list: 2, listPages: 3 + 2 })
       assert.deepStrictEqual(counts.byKind.checkpoint, { ...CountingObjectStore.emptyCounts, list: 1, listPages: 1 })
@@ -70,7 +84,7 @@ describe("CountingObjectStore", () => {
     }))
 
   it.effect("the metered store counts each request by operation and outcome under its instance", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store: inner } = yield* MemoryObjectStore.make()
       const store = CountingObjectStore.metered(inner, "metered-unit")
       const count = (operation: CountingObjectStore.StoreOperation, outcome: CountingObjectStore.RequestOutcome) =>
@@ -80,13 +94,19 @@ describe("CountingObjectStore", () => {
       yield* store.get("a")
       yield* store.get("missing").pipe(Effect.ignore)
       yield* Stream.runDrain(store.list(""))
-      const counts = yield* Effect.all([count("put", "Success"), count("put", "PreconditionFailed"), count("get", "Success"), count("get", "NotFound"), count("list", "Success")])
+      const counts = yield* Effect.all([
+        count("put", "Success"),
+        count("put", "PreconditionFailed"),
+        count("get", "Success"),
+        count("get", "NotFound"),
+        count("list", "Success")
+      ])
       assert.deepStrictEqual(counts, [1, 1, 1, 1, 1])
       assert.strictEqual(yield* CountingObjectStore.requestCount("put", "Success"), 0)
     }))
 
   it.scopedLive("Storage meters the store it is given, under the MetricsInstance it is provided", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const before = yield* CountingObjectStore.requestCount("put", "Success", "metered-storage")
       yield* Layer.build(
         Storage.layer().pipe(

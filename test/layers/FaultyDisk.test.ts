@@ -16,8 +16,9 @@ import { localDiskSuite } from "./LocalDiskSuite.js"
 const filled = (length: number, value: number): Uint8Array => new Uint8Array(length).fill(value)
 
 const makeFaulty = (seed = 0) =>
-  Effect.flatMap(MemoryDisk.make, (memory) =>
-    Effect.map(FaultyDisk.make(memory.disk, { seed }), (faulty) => ({ ...faulty, memory: memory.control }))
+  Effect.flatMap(
+    MemoryDisk.make,
+    (memory) => Effect.map(FaultyDisk.make(memory.disk, { seed }), (faulty) => ({ ...faulty, memory: memory.control }))
   )
 
 describe("FaultyDisk", () => {
@@ -26,7 +27,7 @@ describe("FaultyDisk", () => {
   })
 
   it.effect("fillAfter: the write that crosses the limit is torn, later ones write nothing, other paths are not hit", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { disk, faults } = yield* makeFaulty()
       yield* disk.write("parts/a", 0, filled(8192, 1))
       yield* faults.fillAfter(4096 + 100, { pathPrefix: "parts/" })
@@ -46,7 +47,7 @@ describe("FaultyDisk", () => {
     }))
 
   it.effect("fillAfter: an atomic write that does not fit leaves its target unchanged", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { disk, faults } = yield* makeFaulty()
       yield* disk.writeAtomic("control.json", filled(10, 1))
       yield* faults.fillAfter(5)
@@ -55,7 +56,7 @@ describe("FaultyDisk", () => {
     }))
 
   it.effect("failSync: the next n syncs fail, the bytes stay unsynced and a crash below loses them", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { disk, faults, memory } = yield* makeFaulty()
       yield* disk.write("wal/1", 0, filled(4, 1))
       yield* disk.sync("wal/1")
@@ -74,7 +75,7 @@ describe("FaultyDisk", () => {
     }))
 
   it.effect("flipByte: flips one byte durably, at a seeded offset unless given one", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const first = yield* makeFaulty(7)
       const second = yield* makeFaulty(7)
       for (const { disk } of [first, second]) yield* disk.writeAtomic("parts/p", filled(1000, 0x0f))
@@ -91,7 +92,7 @@ describe("FaultyDisk", () => {
     }))
 
   it.effect("layer decorates the LocalDisk below it and keeps MemoryDiskControl beside it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const faults = yield* FaultyDisk.DiskFaults
       const disk = yield* LocalDisk
       const control = yield* MemoryDisk.MemoryDiskControl

@@ -17,23 +17,34 @@ import { ObjectStore } from "../../src/services/ObjectStore.js"
 import { suite } from "./ObjectStoreSuite.js"
 
 // With no rule, the decorator must be invisible: the whole contract holds through it.
-suite("FaultyObjectStore without faults", FaultyObjectStore.layer().pipe(Layer.provide(MemoryObjectStore.layer)), { dotSegmentKeys: true, listKeyCount: 1001 })
+suite("FaultyObjectStore without faults", FaultyObjectStore.layer().pipe(Layer.provide(MemoryObjectStore.layer)), {
+  dotSegmentKeys: true,
+  listKeyCount: 1001
+})
 
 const faulty = (options: FaultyObjectStore.FaultyObjectStoreOptions = {}) =>
-  Effect.flatMap(MemoryObjectStore.make(), ({ bucket, store }) => Effect.map(FaultyObjectStore.make(store, options), (made) => ({ ...made, bucket })))
+  Effect.flatMap(
+    MemoryObjectStore.make(),
+    ({ bucket, store }) => Effect.map(FaultyObjectStore.make(store, options), (made) => ({ ...made, bucket }))
+  )
 
 const bytes = new Uint8Array([1, 2, 3])
 
 /** Which of `count` puts failed with an injected error, as a string of 0/1. */
-const failurePattern = (store: { readonly put: (key: string, bytes: Uint8Array) => Effect.Effect<void, { readonly _tag: string }> }, count: number) =>
+const failurePattern = (
+  store: { readonly put: (key: string, bytes: Uint8Array) => Effect.Effect<void, { readonly _tag: string }> },
+  count: number
+) =>
   Effect.map(
-    Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) => Effect.either(store.put(`k${index}`, bytes))),
-    (results) => results.map((result) => (Either.isLeft(result) ? "1" : "0")).join("")
+    Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) =>
+      Effect.either(store.put(`k${index}`, bytes))),
+    (results) =>
+      results.map((result) => (Either.isLeft(result) ? "1" : "0")).join("")
   )
 
 describe("FaultyObjectStore", () => {
   it.effect("latency delays the operation by exactly its duration on the TestClock", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* controller.latency(100, { operations: ["put"] })
       const put = yield* Effect.fork(store.put("k", bytes))
@@ -49,11 +60,13 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("errorRate(1) fails every filtered operation with a transient Injected error; errorRate(0) none", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty({ seed: 1 })
       const id = yield* controller.errorRate(1, { keyPrefix: "bad/" })
       const failed = yield* Effect.either(store.put("bad/k", bytes))
-      assert.isTrue(Either.isLeft(failed) && failed.left._tag === "ObjectStoreUnavailable" && failed.left.reason === "Injected")
+      assert.isTrue(
+        Either.isLeft(failed) && failed.left._tag === "ObjectStoreUnavailable" && failed.left.reason === "Injected"
+      )
       yield* store.put("good/k", bytes)
       yield* controller.remove(id)
       yield* controller.errorRate(0)
@@ -62,9 +75,9 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("a seed decides the error pattern: same seed, same failures; another seed, others", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const run = (seed: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { controller, store } = yield* faulty({ seed })
           yield* controller.errorRate(0.5)
           return yield* failurePattern(store, 64)
@@ -76,7 +89,7 @@ describe("FaultyObjectStore", () => {
       assert.isTrue(failures > 10 && failures < 54, `about half fail: ${first}`)
       // Without a seed option the draws come from the caller's Random: seeding it reproduces too.
       const ambient = (seed: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { controller, store } = yield* faulty()
           yield* controller.errorRate(0.5)
           return yield* failurePattern(store, 64)
@@ -85,11 +98,14 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("failPermanently rejects the filtered operations only, and never reaches the inner store", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, controller, store } = yield* faulty()
       yield* controller.failPermanently({ operations: ["put"], keyMatches: (key) => key.endsWith(".json") })
       const rejected = yield* Effect.either(store.put("m.json", bytes))
-      assert.isTrue(Either.isLeft(rejected) && rejected.left._tag === "ObjectStoreRejected" && rejected.left.code === "InjectedFailure")
+      assert.isTrue(
+        Either.isLeft(rejected) && rejected.left._tag === "ObjectStoreRejected" &&
+          rejected.left.code === "InjectedFailure"
+      )
       assert.isTrue(Option.isNone(yield* bucket.read("m.json")))
       yield* store.put("part", bytes)
       assert.strictEqual(Chunk.size(yield* Stream.runCollect(store.list(""))), 1, "list is not filtered in")
@@ -97,34 +113,54 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("lostResponse applies the request and fails its answer; `times` bounds it, and a retry then sees what the store holds", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, controller, store } = yield* faulty()
       yield* controller.lostResponse({ operations: ["put"], keyPrefix: "checkpoints/" }, { times: 1 })
       const lost = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
-      assert.isTrue(Either.isLeft(lost) && lost.left._tag === "ObjectStoreUnavailable" && lost.left.reason === "Network", String(lost))
-      assert.deepStrictEqual(Option.map(yield* bucket.read("checkpoints/1"), Array.from), Option.some([1, 2, 3]), "the put was applied")
+      assert.isTrue(
+        Either.isLeft(lost) && lost.left._tag === "ObjectStoreUnavailable" && lost.left.reason === "Network",
+        String(lost)
+      )
+      assert.deepStrictEqual(
+        Option.map(yield* bucket.read("checkpoints/1"), Array.from),
+        Option.some([1, 2, 3]),
+        "the put was applied"
+      )
       // The rule is used up: the retry gets the store's own answer.
       const retried = yield* Effect.either(store.put("checkpoints/1", bytes, { ifNoneMatch: true }))
       assert.isTrue(Either.isLeft(retried) && retried.left._tag === "PreconditionFailed", String(retried))
       yield* controller.lostResponse({ operations: ["get"] })
-      for (let round = 0; round < 3; round++) assert.isTrue(Either.isLeft(yield* Effect.either(store.get("checkpoints/1"))))
+      for (let round = 0; round < 3; round++) {
+        assert.isTrue(Either.isLeft(yield* Effect.either(store.get("checkpoints/1"))))
+      }
       yield* store.put("other", bytes)
       assert.strictEqual((yield* controller.stats).injected.lostResponse, 4)
       assert.isTrue((yield* Effect.exit(controller.lostResponse({}, { times: 0 })))._tag === "Failure")
     }))
 
   it.effect("lostResponse with a probability applies every filtered request and loses a seeded share of the answers; deletes too", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const run = (seed: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { bucket, controller, store } = yield* faulty({ seed })
           yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "wal/" }, { probability: 0.5 })
           const pattern = yield* failurePattern({ put: (key, value) => store.put(`wal/${key}`, value) }, 64)
-          for (let index = 0; index < 64; index++) assert.isTrue(Option.isSome(yield* bucket.read(`wal/k${index}`)), "every put was applied")
-          const deletes = yield* Effect.forEach(Array.from({ length: 16 }, (_, index) => index), (index) => Effect.either(store.delete(`wal/k${index}`)))
-          for (let index = 0; index < 16; index++) assert.isTrue(Option.isNone(yield* bucket.read(`wal/k${index}`)), "every delete was applied")
+          for (let index = 0; index < 64; index++) {
+            assert.isTrue(Option.isSome(yield* bucket.read(`wal/k${index}`)), "every put was applied")
+          }
+          const deletes = yield* Effect.forEach(
+            Array.from({ length: 16 }, (_, index) => index),
+            (index) => Effect.either(store.delete(`wal/k${index}`))
+          )
+          for (let index = 0; index < 16; index++) {
+            assert.isTrue(Option.isNone(yield* bucket.read(`wal/k${index}`)), "every delete was applied")
+          }
           yield* store.put("data/x", bytes)
-          return { pattern, lost: (yield* controller.stats).injected.lostResponse, failedDeletes: deletes.filter(Either.isLeft).length }
+          return {
+            pattern,
+            lost: (yield* controller.stats).injected.lostResponse,
+            failedDeletes: deletes.filter(Either.isLeft).length
+          }
         })
       const first = yield* run(5)
       assert.deepStrictEqual(yield* run(5), first, "a seed decides which answers are lost")
@@ -134,7 +170,7 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("stall holds an operation until it is interrupted; the counters follow", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* store.put("k", bytes)
       yield* controller.stall({ operations: ["get"] })
@@ -151,12 +187,16 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("heal releases stalled operations (they proceed) and removes every rule", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* store.put("k", bytes)
       yield* controller.stall()
       yield* controller.failPermanently()
-      const operations: ReadonlyArray<Effect.Effect<unknown, ObjectStoreError>> = [store.get("k"), store.get("k"), store.head("k")]
+      const operations: ReadonlyArray<Effect.Effect<unknown, ObjectStoreError>> = [
+        store.get("k"),
+        store.get("k"),
+        store.head("k")
+      ]
       const fibers = yield* Effect.forEach(operations, (effect) => Effect.fork(Effect.either(effect)))
       yield* controller.awaitStats((stats) => stats.stalledNow === 3)
       yield* controller.heal
@@ -167,7 +207,7 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("a stalled list is interruptible and healable too", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* store.put("a/1", bytes)
       yield* controller.stall({ operations: ["list"], keyPrefix: "a/" })
@@ -180,7 +220,7 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("stallAfter stalls only operations that start after its delay", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* controller.stallAfter(1000)
       yield* store.put("early", bytes)
@@ -194,7 +234,7 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("probe has no key: key-filtered rules never apply to it, unfiltered ones do", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* controller.failPermanently({ keyPrefix: "" })
       yield* store.probe
@@ -203,9 +243,9 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("a controller made first can flip faults on a store built later (stall-at-shutdown)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const controller = yield* FaultyObjectStore.makeController()
-      const program = Effect.gen(function* () {
+      const program = Effect.gen(function*() {
         const store = yield* ObjectStore
         const tag = yield* FaultyObjectStore.FaultController
         assert.strictEqual(tag, controller)
@@ -215,11 +255,13 @@ describe("FaultyObjectStore", () => {
         yield* controller.awaitStats((stats) => stats.stalledNow === 1)
         yield* Fiber.interrupt(put)
       })
-      yield* program.pipe(Effect.provide(FaultyObjectStore.layer(controller).pipe(Layer.provide(MemoryObjectStore.layer))))
+      yield* program.pipe(
+        Effect.provide(FaultyObjectStore.layer(controller).pipe(Layer.provide(MemoryObjectStore.layer)))
+      )
     }))
 
   it.effect("lostResponse: the request takes effect in the store, and its caller gets a transient failure", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, controller, store } = yield* faulty()
       yield* controller.lostResponse({ operations: ["put", "delete"], keyPrefix: "lost/" })
       const put = yield* Effect.flip(store.put("lost/a", bytes))
@@ -235,7 +277,7 @@ describe("FaultyObjectStore", () => {
     }))
 
   it.effect("out-of-range fault parameters are defects", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller } = yield* faulty()
       for (const add of [controller.errorRate(1.5), controller.latency(-1), controller.stallAfter(Number.NaN)]) {
         const exit = yield* Effect.exit(add)
@@ -246,7 +288,11 @@ describe("FaultyObjectStore", () => {
 
 describe("failTaskFilter", () => {
   const layout = KeyLayout.make("tier")
-  const decide = (filter: FaultyObjectStore.FaultFilter, operation: FaultyObjectStore.Operation, key: string): boolean =>
+  const decide = (
+    filter: FaultyObjectStore.FaultFilter,
+    operation: FaultyObjectStore.Operation,
+    key: string
+  ): boolean =>
     (filter.operations === undefined || filter.operations.includes(operation)) &&
     (filter.keyPrefix === undefined || key.startsWith(filter.keyPrefix)) &&
     (filter.keyMatches === undefined || filter.keyMatches(key))
@@ -274,12 +320,16 @@ describe("failTaskFilter", () => {
   it("maps each task type to exactly its requests", () => {
     for (const taskType of taskTypes) {
       const filter = FaultyObjectStore.failTaskFilter(taskType, layout)
-      assert.deepStrictEqual(requests.map(([operation, key]) => decide(filter, operation, key)), expected[taskType], taskType)
+      assert.deepStrictEqual(
+        requests.map(([operation, key]) => decide(filter, operation, key)),
+        expected[taskType],
+        taskType
+      )
     }
   })
 
   it.effect("fail-task=WritePart through the decorator fails part uploads only", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { controller, store } = yield* faulty()
       yield* controller.failPermanently(FaultyObjectStore.failTaskFilter("WritePart", layout))
       assert.isTrue(Either.isLeft(yield* Effect.either(store.put("tier/data/0000000000000001/7/0000000000-ab", bytes))))

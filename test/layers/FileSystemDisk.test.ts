@@ -16,11 +16,17 @@ import { localDiskSuite } from "./LocalDiskSuite.js"
 
 const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
 
-const temporaryDirectory = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "fs-disk-" })).pipe(
+const temporaryDirectory = Effect.flatMap(
+  FileSystem.FileSystem,
+  (fs) => fs.makeTempDirectoryScoped({ prefix: "fs-disk-" })
+).pipe(
   Effect.provide(platform)
 )
 
-const makeDisk = Effect.flatMap(temporaryDirectory, (root) => FileSystemDisk.make({ root }).pipe(Effect.provide(platform)))
+const makeDisk = Effect.flatMap(
+  temporaryDirectory,
+  (root) => FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+)
 
 describe("FileSystemDisk", () => {
   describe("LocalDisk contract", () => {
@@ -28,7 +34,7 @@ describe("FileSystemDisk", () => {
   })
 
   it.scopedLive("keeps its files under the root, creates the root, and a reopened disk sees them", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const base = yield* temporaryDirectory
       const root = NodeOsPath.join(base, "data", "dir")
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
@@ -36,7 +42,11 @@ describe("FileSystemDisk", () => {
       yield* disk.write("wal/0000000000000000", 0, Uint8Array.from([1, 2, 3]))
       yield* disk.sync("wal/0000000000000000")
       yield* disk.writeAtomic("control", Uint8Array.from([4]))
-      assert.deepStrictEqual(Array.from(NodeFs.readFileSync(NodeOsPath.join(root, "wal", "0000000000000000"))), [1, 2, 3])
+      assert.deepStrictEqual(Array.from(NodeFs.readFileSync(NodeOsPath.join(root, "wal", "0000000000000000"))), [
+        1,
+        2,
+        3
+      ])
       assert.deepStrictEqual(NodeFs.readdirSync(root).sort(), ["control", "wal"])
       // A second disk over the same directory (a restart) through the layer.
       const reopened = yield* Effect.flatMap(LocalDisk, (again) => again.list("")).pipe(
@@ -46,7 +56,7 @@ describe("FileSystemDisk", () => {
     }))
 
   it.scopedLive("does not list a temporary file left by an interrupted atomic write, but counts its bytes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const root = yield* temporaryDirectory
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       yield* disk.writeAtomic("control", Uint8Array.from([1]))
@@ -56,7 +66,7 @@ describe("FileSystemDisk", () => {
     }))
 
   it.scopedLive("reports platform failures as LocalIoError with the operation and the relative path", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const root = yield* temporaryDirectory
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       NodeFs.mkdirSync(NodeOsPath.join(root, "a-directory"))
@@ -72,7 +82,7 @@ describe("FileSystemDisk", () => {
     }))
 
   it.scopedLive("the directory lock: a second opener is refused with DirectoryLocked until the first scope closes; the lock file is not listed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const root = yield* temporaryDirectory
       const first = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       const second = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
@@ -89,7 +99,7 @@ describe("FileSystemDisk", () => {
     }))
 
   it.scopedLive("the directory lock: a lock left by a dead process, or by an earlier process with this pid, is replaced", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const root = yield* temporaryDirectory
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       const lockPath = NodeOsPath.join(root, FileSystemDisk.directoryLockName)
@@ -100,13 +110,18 @@ describe("FileSystemDisk", () => {
       ]
       for (const owner of stale) {
         NodeFs.writeFileSync(lockPath, JSON.stringify(owner))
-        yield* Effect.scoped(Effect.zipRight(disk.lockDirectory, Effect.sync(() => assert.include(NodeFs.readFileSync(lockPath, "utf8"), `"pid":${process.pid}`))))
+        yield* Effect.scoped(
+          Effect.zipRight(
+            disk.lockDirectory,
+            Effect.sync(() => assert.include(NodeFs.readFileSync(lockPath, "utf8"), `"pid":${process.pid}`))
+          )
+        )
       }
       assert.deepStrictEqual(NodeFs.readdirSync(root), [], "no lock file nor stale copy left")
     }))
 
   it.scopedLive("a root that is a file fails the layer with LocalIoError", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const base = yield* temporaryDirectory
       const file = NodeOsPath.join(base, "file")
       NodeFs.writeFileSync(file, "x")

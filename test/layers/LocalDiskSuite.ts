@@ -21,7 +21,7 @@ const failsWithLocalIoError = <A, E>(effect: Effect.Effect<A, E>) =>
 /** Registers the contract tests for a backend; `makeDisk` gives a fresh, empty disk per test. */
 export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown, Scope.Scope>): void => {
   it.scopedLive("a missing file reads as zeros, and reads past the end are zero-filled", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       assert.deepStrictEqual(yield* disk.read("nothing/here", 3, 4), new Uint8Array(4))
       assert.isTrue(Option.isNone(yield* disk.readAll("nothing/here")))
@@ -33,7 +33,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("write creates parent directories and keeps the bytes around the written range", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       yield* disk.write("deep/er/file", 4, bytesOf(9, 9))
       assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("deep/er/file")), bytesOf(0, 0, 0, 0, 9, 9))
@@ -50,7 +50,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("readAllInto reads a file from its start into a given buffer and says how much it read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       const buffer = new Uint8Array(8).fill(0xee)
       assert.isTrue(Option.isNone(yield* disk.readAllInto("nothing/here", buffer)))
@@ -70,7 +70,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("writeAtomic replaces the whole file, shorter or longer, and leaves no temporary file", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       yield* disk.write("control", 0, text("0123456789"))
       yield* disk.writeAtomic("control", text("abc"))
@@ -82,7 +82,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("sync of a missing file fails; of a present one succeeds", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       yield* failsWithLocalIoError(disk.sync("missing"))
       yield* disk.write("present", 0, bytesOf(1))
@@ -90,7 +90,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("remove frees the file and is fine on a missing one", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       yield* disk.write("parts/x/1", 0, new Uint8Array(100))
       yield* disk.write("parts/x/2", 0, new Uint8Array(50))
@@ -103,14 +103,32 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("list gives every file below a directory, recursively, sorted, relative to the root", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
-      for (const path of ["wal/0000000000000002", "wal/0000000000000001", "parts/b/0", "parts/a/1", "parts/a/0", "walrus", "control"]) {
+      for (
+        const path of [
+          "wal/0000000000000002",
+          "wal/0000000000000001",
+          "parts/b/0",
+          "parts/a/1",
+          "parts/a/0",
+          "walrus",
+          "control"
+        ]
+      ) {
         yield* disk.write(path, 0, bytesOf(1, 2))
       }
       assert.deepStrictEqual(yield* disk.list("wal"), ["wal/0000000000000001", "wal/0000000000000002"])
       assert.deepStrictEqual(yield* disk.list("parts/"), ["parts/a/0", "parts/a/1", "parts/b/0"])
-      assert.deepStrictEqual(yield* disk.list(""), ["control", "parts/a/0", "parts/a/1", "parts/b/0", "wal/0000000000000001", "wal/0000000000000002", "walrus"])
+      assert.deepStrictEqual(yield* disk.list(""), [
+        "control",
+        "parts/a/0",
+        "parts/a/1",
+        "parts/b/0",
+        "wal/0000000000000001",
+        "wal/0000000000000002",
+        "walrus"
+      ])
       assert.deepStrictEqual(yield* disk.list("missing"), [])
       assert.strictEqual(yield* disk.usedBytes("wal"), 4)
       assert.strictEqual(yield* disk.usedBytes("missing"), 0)
@@ -118,7 +136,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("refuses absolute paths and '..' segments in every operation; normalizes '.' and '//'", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       for (const bad of ["/etc/passwd", "../outside", "a/../../b", "a/..", "..", "a\\b"]) {
         yield* failsWithLocalIoError(disk.read(bad, 0, 1))
@@ -138,7 +156,7 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("a file cannot be written below another file", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       yield* disk.write("plain", 0, bytesOf(1))
       yield* failsWithLocalIoError(disk.write("plain/child", 0, bytesOf(1)))
@@ -146,14 +164,17 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
     }))
 
   it.scopedLive("random writes read back like a byte-array model (property)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const writeArb = FastCheck.record({
         file: FastCheck.constantFrom("f/one", "f/two"),
         offset: FastCheck.integer({ min: 0, max: 200 }),
         bytes: FastCheck.uint8Array({ minLength: 0, maxLength: 40 }),
         atomic: FastCheck.boolean()
       })
-      const samples = FastCheck.sample(FastCheck.array(writeArb, { minLength: 1, maxLength: 25 }), { numRuns: 15, seed: 42 })
+      const samples = FastCheck.sample(FastCheck.array(writeArb, { minLength: 1, maxLength: 25 }), {
+        numRuns: 15,
+        seed: 42
+      })
       for (const writes of samples) {
         const disk = yield* makeDisk
         const model = new Map<string, Uint8Array>()
@@ -164,7 +185,9 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
           } else {
             yield* disk.write(file, offset, bytes)
             const before = model.get(file) ?? new Uint8Array(0)
-            const after = new Uint8Array(bytes.length === 0 ? before.length : Math.max(before.length, offset + bytes.length))
+            const after = new Uint8Array(
+              bytes.length === 0 ? before.length : Math.max(before.length, offset + bytes.length)
+            )
             after.set(before)
             if (bytes.length > 0) after.set(bytes, offset)
             model.set(file, after)
@@ -172,14 +195,20 @@ export const localDiskSuite = (makeDisk: Effect.Effect<LocalDiskService, unknown
         }
         for (const [file, expected] of model) {
           assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll(file)), expected)
-          assert.deepStrictEqual(yield* disk.read(file, 10, 30), Uint8Array.from({ length: 30 }, (_, i) => expected[10 + i] ?? 0))
+          assert.deepStrictEqual(
+            yield* disk.read(file, 10, 30),
+            Uint8Array.from({ length: 30 }, (_, i) => expected[10 + i] ?? 0)
+          )
         }
-        assert.strictEqual(yield* disk.usedBytes("f"), Array.from(model.values()).reduce((sum, bytes) => sum + bytes.length, 0))
+        assert.strictEqual(
+          yield* disk.usedBytes("f"),
+          Array.from(model.values()).reduce((sum, bytes) => sum + bytes.length, 0)
+        )
       }
     }))
 
   it.scopedLive("rejects negative offsets as a defect, not a typed failure", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = yield* makeDisk
       const exit = yield* Effect.exit(disk.read("x", -1, 1))
       assert.isTrue(Exit.isFailure(exit) && exit.cause._tag === "Die")

@@ -19,7 +19,7 @@ describe("MemoryDisk", () => {
   })
 
   it.effect("a crash keeps synced and atomically written bytes and loses the rest", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { control, disk } = yield* MemoryDisk.make
       yield* disk.write("synced", 0, bytesOf(1, 2, 3))
       yield* disk.sync("synced")
@@ -42,7 +42,7 @@ describe("MemoryDisk", () => {
     }))
 
   it.effect("a removed file does not come back after a crash", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { control, disk } = yield* MemoryDisk.make
       yield* disk.writeAtomic("gone", bytesOf(1))
       yield* disk.remove("gone")
@@ -51,7 +51,7 @@ describe("MemoryDisk", () => {
     }))
 
   it.effect("counts syncs, in total and per path", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { control, disk } = yield* MemoryDisk.make
       yield* disk.write("a", 0, bytesOf(1))
       yield* disk.write("b", 0, bytesOf(1))
@@ -70,7 +70,7 @@ describe("MemoryDisk", () => {
     }))
 
   it.effect("an injected failure hits the next matching operation once, and leaves the file unchanged", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { control, disk } = yield* MemoryDisk.make
       yield* disk.write("wal/1", 0, bytesOf(1))
       yield* control.failNext({ operation: "sync", pathPrefix: "wal/", detail: "disk on fire" })
@@ -90,7 +90,7 @@ describe("MemoryDisk", () => {
     }))
 
   it.effect("layerOf shares one disk between layers (a restart over the same files)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const made = yield* MemoryDisk.make
       const layer = MemoryDisk.layerOf(made)
       yield* Effect.flatMap(LocalDisk, (disk) => disk.writeAtomic("control", bytesOf(3))).pipe(Effect.provide(layer))

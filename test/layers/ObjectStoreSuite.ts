@@ -47,13 +47,25 @@ const pattern = (sizeBytes: number, salt = 0): Uint8Array => {
 
 const assertBytes = (actual: Uint8Array, expected: Uint8Array, label: string): void => {
   assert.strictEqual(actual.length, expected.length, `${label}: length`)
-  assert.strictEqual(Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.length), Buffer.from(expected.buffer, expected.byteOffset, expected.length)), 0, `${label}: bytes`)
+  assert.strictEqual(
+    Buffer.compare(
+      Buffer.from(actual.buffer, actual.byteOffset, actual.length),
+      Buffer.from(expected.buffer, expected.byteOffset, expected.length)
+    ),
+    0,
+    `${label}: bytes`
+  )
 }
 
-const failureTag = <A>(result: Either.Either<A, ObjectStoreError>): string => (Either.isLeft(result) ? result.left._tag : "Success")
+const failureTag = <A>(
+  result: Either.Either<A, ObjectStoreError>
+): string => (Either.isLeft(result) ? result.left._tag : "Success")
 
 const listKeys = (prefix: string) =>
-  Effect.flatMap(ObjectStore, (store) => Effect.map(Stream.runCollect(store.list(prefix)), (infos) => Chunk.toReadonlyArray(infos)))
+  Effect.flatMap(
+    ObjectStore,
+    (store) => Effect.map(Stream.runCollect(store.list(prefix)), (infos) => Chunk.toReadonlyArray(infos))
+  )
 
 let prefixCounter = 0
 
@@ -69,16 +81,25 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
     beforeAll(() => runtime.runtime(), 60_000)
     afterAll(() => runtime.dispose(), 60_000)
     const test = (title: string, body: () => Effect.Effect<void, unknown, ObjectStore>, timeoutMs?: number) =>
-      it.live(title, () => Effect.flatMap(runtime.runtimeEffect, (context) => Effect.provide(body(), context)), timeoutMs)
+      it.live(
+        title,
+        () => Effect.flatMap(runtime.runtimeEffect, (context) => Effect.provide(body(), context)),
+        timeoutMs
+      )
 
     test("probe succeeds on a usable store", () => Effect.flatMap(ObjectStore, (store) => store.probe))
 
     test("round-trips 0 bytes, 1 byte and 16 MiB, and an overwrite replaces the object", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("roundtrip")
         const big = pattern(16 * 1024 * 1024)
-        for (const [key, bytes] of [[`${prefix}empty`, new Uint8Array(0)], [`${prefix}one`, new Uint8Array([0xab])], [`${prefix}big`, big]] as const) {
+        for (
+          const [key, bytes] of [[`${prefix}empty`, new Uint8Array(0)], [`${prefix}one`, new Uint8Array([0xab])], [
+            `${prefix}big`,
+            big
+          ]] as const
+        ) {
           yield* store.put(key, bytes)
           assertBytes(yield* store.get(key), bytes, key)
           assert.strictEqual((yield* store.head(key)).sizeBytes, bytes.length)
@@ -88,7 +109,7 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }))
 
     test("head and list give each object's last-modified time, by the store's clock", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("modified")
         // Stores keep whole seconds (S3's LastModified, some file systems): allow one either side.
@@ -96,14 +117,17 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
         yield* store.put(`${prefix}a`, bytesOf("a"))
         const afterMs = (yield* Clock.currentTimeMillis) + 1_000
         const headed = yield* store.head(`${prefix}a`)
-        assert.isTrue(headed.lastModifiedMs >= beforeMs && headed.lastModifiedMs <= afterMs, `head: ${headed.lastModifiedMs} not in [${beforeMs}, ${afterMs}]`)
+        assert.isTrue(
+          headed.lastModifiedMs >= beforeMs && headed.lastModifiedMs <= afterMs,
+          `head: ${headed.lastModifiedMs} not in [${beforeMs}, ${afterMs}]`
+        )
         const listed = yield* listKeys(prefix)
         assert.strictEqual(listed.length, 1)
         assert.isTrue(Math.abs(listed[0]!.lastModifiedMs - headed.lastModifiedMs) <= 1_000, "list and head agree")
       }))
 
     test("getRange returns [offset, offset + length), shorter at the end, empty past it", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("range")
         const bytes = pattern(100, 7)
@@ -120,10 +144,15 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }))
 
     test("a missing key is ObjectNotFound for get, getRange and head; its delete succeeds", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const key = `${freshPrefix("missing")}nothing`
-        const attempts: ReadonlyArray<Effect.Effect<unknown, ObjectStoreError>> = [store.get(key), store.getRange(key, 0, 10), store.getRange(key, 0, 0), store.head(key)]
+        const attempts: ReadonlyArray<Effect.Effect<unknown, ObjectStoreError>> = [
+          store.get(key),
+          store.getRange(key, 0, 10),
+          store.getRange(key, 0, 0),
+          store.head(key)
+        ]
         for (const attempt of attempts) {
           const result = yield* Effect.either(attempt)
           assert.strictEqual(failureTag(result), "ObjectNotFound")
@@ -134,7 +163,7 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }))
 
     test("stores keys with spaces, unicode, '+' and other characters S3 accepts as themselves", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("names")
         const names = [
@@ -161,19 +190,21 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }))
 
     test("lists keys in S3's order: by UTF-8 bytes, not by UTF-16 units or directory walk", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("order")
         // '-' (2D) < '.' (2E) < '/' (2F); U+E000 (EE 80 80) < U+1F600 (F0 9F 98 80) in UTF-8,
         // although U+1F600's first UTF-16 unit (D83D) sorts before U+E000.
-        const expected = ["a", "a-c", "a.A", "a/b", "a/b/c", "aA", "a\u00e9", "a\ue000", "a\u{1F600}", "b"].map((name) => prefix + name)
+        const expected = ["a", "a-c", "a.A", "a/b", "a/b/c", "aA", "a\u00e9", "a\ue000", "a\u{1F600}", "b"].map((
+          name
+        ) => prefix + name)
         yield* Effect.forEach([...expected].reverse(), (key) => store.put(key, bytesOf(key)), { concurrency: 4 })
         const listed = (yield* listKeys(prefix)).map((info) => info.key)
         assert.deepStrictEqual(listed, expected)
       }))
 
     test("lists more than 1000 keys in key order across pages, filtered by prefix", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("list")
         const count = options.listKeyCount ?? 1050
@@ -183,10 +214,16 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
           ? Effect.forEach(objects, ([key, bytes]) => store.put(key, bytes), { concurrency: 16, discard: true })
           : options.seedObjects(objects)
         // Neighbours that share a string prefix but are outside the listed prefix.
-        yield* Effect.forEach([`${prefix}items`, `${prefix}itemsx/0`, `${prefix}item/0`, `${prefix}other/0`], (key) => store.put(key, bytesOf("x")), { concurrency: 4 })
+        yield* Effect.forEach([`${prefix}items`, `${prefix}itemsx/0`, `${prefix}item/0`, `${prefix}other/0`], (key) =>
+          store.put(key, bytesOf("x")), { concurrency: 4 })
         const listed = yield* listKeys(`${prefix}items/`)
         assert.strictEqual(listed.length, count)
-        assert.deepStrictEqual(listed.map((info) => info.key), keys)
+        assert.deepStrictEqual(
+          listed.map((info) =>
+            info.key
+          ),
+          keys
+        )
         assert.deepStrictEqual(listed.map((info) => info.sizeBytes), keys.map((_, index) => index % 3))
         const narrowed = yield* listKeys(`${prefix}items/0010`)
         assert.deepStrictEqual(narrowed.map((info) => info.key), keys.slice(100, Math.min(110, count)))
@@ -196,7 +233,7 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }), 60_000)
 
     test("of 10 concurrent conditional puts on one key exactly one wins", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const key = `${freshPrefix("conditional")}marker`
         const results = yield* Effect.forEach(
@@ -206,7 +243,10 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
         )
         const winners = results.flatMap((result, index) => (Either.isRight(result) ? [index] : []))
         assert.strictEqual(winners.length, 1)
-        assert.deepStrictEqual(results.filter(Either.isLeft).map((result) => result.left._tag), Array(9).fill("PreconditionFailed"))
+        assert.deepStrictEqual(
+          results.filter(Either.isLeft).map((result) => result.left._tag),
+          Array(9).fill("PreconditionFailed")
+        )
         assertBytes(yield* store.get(key), bytesOf(`writer ${winners[0]}`), "winner's bytes")
         // An unconditional put still overwrites; a conditional one on a deleted key wins again.
         yield* store.put(key, bytesOf("plain"))
@@ -217,7 +257,7 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
       }))
 
     test("delete removes the object: get and head fail, list no longer shows it", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const store = yield* ObjectStore
         const prefix = freshPrefix("delete")
         yield* store.put(`${prefix}gone`, bytesOf("x"))

@@ -31,7 +31,8 @@ const layout = KeyLayout.make("")
 
 const recordOf = (index: number): Uint8Array => encoder.encode(`${index}`.padStart(40, " "))
 const indexOf = (bytes: Uint8Array): number => Number(decoder.decode(bytes).trim())
-const writePage = (write: Restore.RestoredData["write"], index: number) => write(fileA, index * pageBytes, H.pattern(index + 1, pageBytes))
+const writePage = (write: Restore.RestoredData["write"], index: number) =>
+  write(fileA, index * pageBytes, H.pattern(index + 1, pageBytes))
 
 /** What the bucket was built with: per record, its LSN and the time read after its commit. */
 interface Built {
@@ -45,13 +46,13 @@ interface Built {
  * records 40-59; then a clean shutdown (its checkpoint 3 covers the rest).
  */
 const build = (bucket: H.Bucket) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const disk = yield* H.makeDisk
     const lsns: Array<number> = []
     const committedAtMs: Array<number> = []
     const checkpoints: Array<number> = []
     yield* H.withStorage(bucket, disk, (storage: Storage.StorageService) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         for (let index = 0; index < pages; index++) {
           yield* writePage(storage.write, index)
           lsns.push(yield* storage.append(recordOf(index)))
@@ -70,7 +71,11 @@ const build = (bucket: H.Bucket) =>
 type Operation = readonly [operation: "get" | "put" | "delete" | "list" | "head" | "getRange", key: string]
 
 /** The bucket as a reader sees it, recording every operation in order. */
-const recording = (bucket: H.Bucket, log: Ref.Ref<ReadonlyArray<Operation>>, afterLeasePut: Effect.Effect<void> = Effect.void): ObjectStoreService => {
+const recording = (
+  bucket: H.Bucket,
+  log: Ref.Ref<ReadonlyArray<Operation>>,
+  afterLeasePut: Effect.Effect<void> = Effect.void
+): ObjectStoreService => {
   const store = MemoryObjectStore.storeOf(bucket.state)
   const note = (operation: Operation[0], key: string) => Ref.update(log, (list) => [...list, [operation, key] as const])
   return {
@@ -79,7 +84,9 @@ const recording = (bucket: H.Bucket, log: Ref.Ref<ReadonlyArray<Operation>>, aft
     getRange: (key, offset, length) => Effect.zipRight(note("getRange", key), store.getRange(key, offset, length)),
     head: (key) => Effect.zipRight(note("head", key), store.head(key)),
     put: (key, bytes, options) =>
-      Effect.zipRight(note("put", key), store.put(key, bytes, options)).pipe(Effect.zipLeft(key.startsWith("leases/") ? afterLeasePut : Effect.void)),
+      Effect.zipRight(note("put", key), store.put(key, bytes, options)).pipe(
+        Effect.zipLeft(key.startsWith("leases/") ? afterLeasePut : Effect.void)
+      ),
     delete: (key) => Effect.zipRight(note("delete", key), store.delete(key)),
     list: (prefix) => Stream.unwrap(Effect.as(note("list", prefix), store.list(prefix)))
   }
@@ -89,12 +96,16 @@ const restoreConfig = StorageConfig.layer({ ...H.testConfig, readerLeaseMs: 1_00
 
 /** Restores `target` into a fresh disk; returns which pages hold their record, and the operations. */
 const restoreTo = (bucket: H.Bucket, target: Restore.RestoreTarget, afterLeasePut?: Effect.Effect<void>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const log = yield* Ref.make<ReadonlyArray<Operation>>([])
     const store = recording(bucket, log, afterLeasePut)
     const result = yield* Effect.scoped(
-      Effect.gen(function* () {
-        const restored = yield* Restore.open({ target, holder: "test", replay: (record, data) => writePage(data.write, indexOf(record.bytes)) })
+      Effect.gen(function*() {
+        const restored = yield* Restore.open({
+          target,
+          holder: "test",
+          replay: (record, data) => writePage(data.write, indexOf(record.bytes))
+        })
         const present: Array<number> = []
         for (let index = 0; index < pages; index++) {
           const bytes = yield* restored.read(fileA, index * pageBytes, pageBytes)
@@ -112,10 +123,11 @@ const restoreTo = (bucket: H.Bucket, target: Restore.RestoreTarget, afterLeasePu
 
 /** What the collector writes over checkpoint N's root manifest when it expires it. */
 const tombstone = (bucket: H.Bucket, checkpoint: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const number = Ids.CheckpointNumber.make(checkpoint)
     const key = KeyLayout.checkpointKey(layout, number)
-    const root = yield* Effect.flatMap(MemoryObjectStore.storeOf(bucket.state).get(key), (bytes) => Manifest.decodeCheckpointManifest(key, bytes, number))
+    const root = yield* Effect.flatMap(MemoryObjectStore.storeOf(bucket.state).get(key), (bytes) =>
+      Manifest.decodeCheckpointManifest(key, bytes, number))
     yield* bucket.inspect.write(key, Manifest.encodeExpiredCheckpoint(Manifest.expiredCheckpointOf(root, 0)))
     return root
   }).pipe(Effect.orDie)
@@ -123,14 +135,16 @@ const tombstone = (bucket: H.Bucket, checkpoint: number) =>
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, index) => from + index)
 const refusalOf = (exit: Exit.Exit<unknown, unknown>) => {
   assert.isTrue(Exit.isFailure(exit), "the restore was refused")
-  const error = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? (exit.cause.error as { _tag?: string; reason?: string; message?: string }) : undefined
+  const error = Exit.isFailure(exit) && exit.cause._tag === "Fail"
+    ? (exit.cause.error as { _tag?: string; reason?: string; message?: string })
+    : undefined
   assert.strictEqual(error?._tag, "RestoreRefused", String(exit))
   return { reason: error?.reason, message: error?.message ?? "" }
 }
 
 describe("Restore", () => {
   it.live("restores exactly the records below each target: latest, a checkpoint, an LSN, a time", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const built = yield* build(bucket)
       assert.deepStrictEqual(built.checkpoints, [1, 2])
@@ -163,7 +177,7 @@ describe("Restore", () => {
     }))
 
   it.live("writes the lease before it reads the base's root manifest, reads nothing unprotected after, and deletes it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* build(bucket)
       for (const target of [Restore.latest, Restore.checkpoint(2)]) {
@@ -173,7 +187,9 @@ describe("Restore", () => {
         const rootKey = KeyLayout.checkpointKey(layout, Ids.CheckpointNumber.make(target._tag === "Latest" ? 3 : 2))
         const rootRead = operations.findIndex(([operation, key]) => operation === "get" && key === rootKey)
         assert.isAbove(rootRead, leasePut, "the root manifest is read after the lease is written")
-        const firstDataRead = operations.findIndex(([operation, key]) => operation === "get" && (key.startsWith("manifests/") || key.startsWith("data/") || key.startsWith("wal/")))
+        const firstDataRead = operations.findIndex(([operation, key]) =>
+          operation === "get" && (key.startsWith("manifests/") || key.startsWith("data/") || key.startsWith("wal/"))
+        )
         assert.isAbove(firstDataRead, leasePut)
         // Nothing is written but the lease, and the lease is deleted at the end.
         const writes = operations.filter(([operation]) => operation === "put" || operation === "delete")
@@ -184,14 +200,18 @@ describe("Restore", () => {
     }))
 
   it.live("refuses targets outside what the bucket keeps, with one line naming the window", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const built = yield* build(bucket)
       // The collector expired checkpoint 1: its root manifest is now a tombstone.
       yield* tombstone(bucket, 1)
-      const two = yield* Effect.flatMap(MemoryObjectStore.storeOf(bucket.state).get(KeyLayout.checkpointKey(layout, Ids.CheckpointNumber.make(2))), (bytes) =>
-        Manifest.decodeCheckpointManifest("two", bytes, Ids.CheckpointNumber.make(2)))
-      const window = `(oldest restorable: checkpoint 2, ${new Date(two.createdAtMs).toISOString()}, LSN ${two.walPosition})`
+      const two = yield* Effect.flatMap(
+        MemoryObjectStore.storeOf(bucket.state).get(KeyLayout.checkpointKey(layout, Ids.CheckpointNumber.make(2))),
+        (bytes) => Manifest.decodeCheckpointManifest("two", bytes, Ids.CheckpointNumber.make(2))
+      )
+      const window = `(oldest restorable: checkpoint 2, ${
+        new Date(two.createdAtMs).toISOString()
+      }, LSN ${two.walPosition})`
 
       const expired = refusalOf(yield* Effect.exit(restoreTo(bucket, Restore.checkpoint(1))))
       assert.strictEqual(expired.reason, "Expired")
@@ -217,7 +237,7 @@ describe("Restore", () => {
     }))
 
   it.live("a checkpoint the collector expires between the choice and the lease is refused, not read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* build(bucket)
       const exit = yield* Effect.exit(restoreTo(bucket, Restore.checkpoint(2), Effect.asVoid(tombstone(bucket, 2))))
@@ -228,7 +248,12 @@ describe("Restore", () => {
     }))
 
   it("names the window from the writer's policy: the latest checkpoints kept, the time window, the oldest restorable", () => {
-    const manifest = (checkpoint: number, createdAtMs: number, walPosition: number, policy: { retainCheckpointsMin?: number; retainForMs?: number } = {}): Manifest.CheckpointManifest => ({
+    const manifest = (
+      checkpoint: number,
+      createdAtMs: number,
+      walPosition: number,
+      policy: { retainCheckpointsMin?: number; retainForMs?: number } = {}
+    ): Manifest.CheckpointManifest => ({
       format: Manifest.checkpointManifestFormat,
       instanceId: Ids.InstanceId.make("i0000000000000001"),
       epoch: Ids.Epoch.make(1),
@@ -241,7 +266,10 @@ describe("Restore", () => {
       files: [],
       ...policy
     })
-    const oldest = { checkpoint: 17, object: { _tag: "Committed" as const, manifest: manifest(17, Date.parse("2026-12-06T10:00:00Z"), 12345) } }
+    const oldest = {
+      checkpoint: 17,
+      object: { _tag: "Committed" as const, manifest: manifest(17, Date.parse("2026-12-06T10:00:00Z"), 12345) }
+    }
     assert.strictEqual(
       Restore.describeWindow(manifest(20, 0, 0, { retainCheckpointsMin: 2, retainForMs: 86_400_000 }), oldest),
       "the bucket keeps the 2 latest checkpoints and 24h (oldest restorable: checkpoint 17, 2026-12-06T10:00:00.000Z, LSN 12345)"
@@ -250,17 +278,23 @@ describe("Restore", () => {
       Restore.describeWindow(manifest(20, 0, 0, { retainCheckpointsMin: 3, retainForMs: 0 }), oldest),
       "the bucket keeps the 3 latest checkpoints (oldest restorable: checkpoint 17, 2026-12-06T10:00:00.000Z, LSN 12345)"
     )
-    assert.include(Restore.describeWindow(manifest(20, 0, 0), undefined), "names no retention policy (no checkpoint is restorable)")
+    assert.include(
+      Restore.describeWindow(manifest(20, 0, 0), undefined),
+      "names no retention policy (no checkpoint is restorable)"
+    )
   })
 
   it.live("once its lease is lost, the restored state refuses every read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* build(bucket)
       const store = bucket.faults.wrap(MemoryObjectStore.storeOf(bucket.state))
       const exit = yield* Effect.scoped(
-        Effect.gen(function* () {
-          const restored = yield* Restore.open({ holder: "test", replay: (record, data) => writePage(data.write, indexOf(record.bytes)) })
+        Effect.gen(function*() {
+          const restored = yield* Restore.open({
+            holder: "test",
+            replay: (record, data) => writePage(data.write, indexOf(record.bytes))
+          })
           yield* restored.read(fileA, 0, pageBytes)
           // The bucket stops taking the lease's renewals: within its 1 s life, the lease is lost.
           yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "leases/" })

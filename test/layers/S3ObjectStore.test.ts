@@ -19,13 +19,26 @@
  * With S3_TEST_ENDPOINT (scripts/rgw.sh) the contract suite and the live tests run against that
  * server instead of s3rver; the tests of the s3rver harness itself are skipped there, saying why.
  */
+import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, S3Client } from "@aws-sdk/client-s3"
+import { S3ServiceConfig } from "@effect-aws/client-s3"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import {
+  Cause,
+  ConfigProvider,
+  Context,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Metric,
+  Redacted,
+  Stream
+} from "effect"
 import { createHash } from "node:crypto"
 import * as http from "node:http"
 import { inspect } from "node:util"
-import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, S3Client } from "@aws-sdk/client-s3"
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { S3ServiceConfig } from "@effect-aws/client-s3"
-import { Cause, ConfigProvider, Context, Effect, Either, Exit, Fiber, Layer, Logger, Metric, Redacted, Stream } from "effect"
 import { isTransient, type ObjectStoreError } from "../../src/domain/Errors.js"
 import type { ConditionalCreateDialect } from "../../src/domain/S3Compat.js"
 import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
@@ -58,7 +71,10 @@ const shim = (): S3TestServer.S3rverShim => {
 
 const harnessOnly = "it checks the s3rver test harness itself"
 
-const optionsFor = (info: S3TestServer.S3TestServerInfo, overrides: Partial<S3ObjectStore.S3ObjectStoreOptions> = {}): S3ObjectStore.S3ObjectStoreOptions => ({
+const optionsFor = (
+  info: S3TestServer.S3TestServerInfo,
+  overrides: Partial<S3ObjectStore.S3ObjectStoreOptions> = {}
+): S3ObjectStore.S3ObjectStoreOptions => ({
   bucket: info.bucket,
   endpoint: info.endpoint,
   region: info.region,
@@ -69,7 +85,9 @@ const optionsFor = (info: S3TestServer.S3TestServerInfo, overrides: Partial<S3Ob
 })
 
 suite(
-  S3TestServer.external === undefined ? "S3ObjectStore on s3rver" : `S3ObjectStore on ${S3TestServer.external.endpoint}`,
+  S3TestServer.external === undefined
+    ? "S3ObjectStore on s3rver"
+    : `S3ObjectStore on ${S3TestServer.external.endpoint}`,
   Layer.unwrapEffect(Effect.sync(() => S3ObjectStore.layer(optionsFor(server())))),
   S3TestServer.external === undefined
     ? { seedObjects: (objects) => Effect.suspend(() => shim().seed(objects)) }
@@ -77,7 +95,7 @@ suite(
 )
 
 const elapsedMs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const started = performance.now()
     const exit = yield* Effect.exit(effect)
     return { exit, ms: performance.now() - started }
@@ -89,12 +107,26 @@ const failureOf = <A>(exit: Exit.Exit<A, ObjectStoreError>): ObjectStoreError | 
 // ---------------------------------------------------------------------------------------------
 
 describe("classifyS3Error", () => {
-  const service = (name: string, status: number, message = "some message") => ({ name, Code: name, message, $metadata: { httpStatusCode: status }, $fault: "client" })
-  const headError = (status: number) => ({ name: status === 404 ? "NotFound" : "Unknown", message: "UnknownError", $metadata: { httpStatusCode: status } })
+  const service = (name: string, status: number, message = "some message") => ({
+    name,
+    Code: name,
+    message,
+    $metadata: { httpStatusCode: status },
+    $fault: "client"
+  })
+  const headError = (status: number) => ({
+    name: status === 404 ? "NotFound" : "Unknown",
+    message: "UnknownError",
+    $metadata: { httpStatusCode: status }
+  })
   const system = (code: string, message = `${code} happened`) => Object.assign(new Error(message), { code })
   const classify = (error: unknown) => classifyS3Error("get", "some/key", error)
   const summary = (error: ObjectStoreError): string =>
-    error._tag === "ObjectStoreUnavailable" ? `Unavailable:${error.reason}` : error._tag === "ObjectStoreRejected" ? `Rejected:${error.code}` : error._tag
+    error._tag === "ObjectStoreUnavailable"
+      ? `Unavailable:${error.reason}`
+      : error._tag === "ObjectStoreRejected"
+      ? `Rejected:${error.code}`
+      : error._tag
 
   const cases: ReadonlyArray<readonly [string, unknown, string]> = [
     ["NoSuchKey 404", service("NoSuchKey", 404), "ObjectNotFound"],
@@ -126,13 +158,41 @@ describe("classifyS3Error", () => {
     ["socket hang up without a code", new Error("socket hang up"), "Unavailable:Network"],
     ["ETIMEDOUT", system("ETIMEDOUT"), "Unavailable:Timeout"],
     // The SDK's node handler renames ECONNRESET, EPIPE and ETIMEDOUT errors "TimeoutError".
-    ["ECONNRESET renamed TimeoutError by the SDK", Object.assign(system("ECONNRESET", "read ECONNRESET"), { name: "TimeoutError" }), "Unavailable:Network"],
-    ["EPIPE renamed TimeoutError by the SDK", Object.assign(system("EPIPE", "write EPIPE"), { name: "TimeoutError" }), "Unavailable:Network"],
-    ["ETIMEDOUT renamed TimeoutError by the SDK", Object.assign(system("ETIMEDOUT"), { name: "TimeoutError" }), "Unavailable:Timeout"],
-    ["TimeoutError", Object.assign(new Error("Connection timed out after 1000 ms"), { name: "TimeoutError" }), "Unavailable:Timeout"],
-    ["AggregateError of refusals", Object.assign(new AggregateError([system("ECONNREFUSED"), system("ECONNREFUSED")], ""), { code: "ECONNREFUSED" }), "Unavailable:Network"],
-    ["a cause chain", Object.assign(new Error("request failed"), { cause: system("ECONNRESET") }), "Unavailable:Network"],
-    ["no credentials", Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError" }), "Rejected:CredentialsProviderError"],
+    [
+      "ECONNRESET renamed TimeoutError by the SDK",
+      Object.assign(system("ECONNRESET", "read ECONNRESET"), { name: "TimeoutError" }),
+      "Unavailable:Network"
+    ],
+    [
+      "EPIPE renamed TimeoutError by the SDK",
+      Object.assign(system("EPIPE", "write EPIPE"), { name: "TimeoutError" }),
+      "Unavailable:Network"
+    ],
+    [
+      "ETIMEDOUT renamed TimeoutError by the SDK",
+      Object.assign(system("ETIMEDOUT"), { name: "TimeoutError" }),
+      "Unavailable:Timeout"
+    ],
+    [
+      "TimeoutError",
+      Object.assign(new Error("Connection timed out after 1000 ms"), { name: "TimeoutError" }),
+      "Unavailable:Timeout"
+    ],
+    [
+      "AggregateError of refusals",
+      Object.assign(new AggregateError([system("ECONNREFUSED"), system("ECONNREFUSED")], ""), { code: "ECONNREFUSED" }),
+      "Unavailable:Network"
+    ],
+    [
+      "a cause chain",
+      Object.assign(new Error("request failed"), { cause: system("ECONNRESET") }),
+      "Unavailable:Network"
+    ],
+    [
+      "no credentials",
+      Object.assign(new Error("Could not load credentials from any providers"), { name: "CredentialsProviderError" }),
+      "Rejected:CredentialsProviderError"
+    ],
     ["an unknown failure", { something: "odd" }, "Unavailable:Network"]
   ]
 
@@ -161,10 +221,17 @@ describe("classifyS3Error", () => {
 
 describe("S3ObjectStore never hangs", () => {
   const hangingStore = (hanging: HangingServer.HangingServerInfo, requestTimeoutMs: number) =>
-    S3ObjectStore.make({ bucket: "hang", endpoint: hanging.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" }, requestTimeoutMs })
+    S3ObjectStore.make({
+      bucket: "hang",
+      endpoint: hanging.endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "a", secretAccessKey: "b" },
+      requestTimeoutMs
+    })
 
   const interruptWhileWaiting = (operation: (store: ObjectStoreService) => Effect.Effect<unknown, ObjectStoreError>) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hanging = yield* HangingServer.make
       const store = yield* hangingStore(hanging, 60_000)
       const fiber = yield* Effect.fork(operation(store))
@@ -173,20 +240,23 @@ describe("S3ObjectStore never hangs", () => {
       const { ms } = yield* elapsedMs(Fiber.interrupt(fiber))
       assert.isBelow(ms, 100, `interrupt took ${ms} ms`)
       // The abort closed the socket (event-driven wait, bounded so a leak fails instead of hanging).
-      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" }))
+      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" })
+      )
       assert.strictEqual(hanging.openSockets(), 0)
     })
 
   it.scopedLive("interrupting a put returns within 100 ms and closes its socket", () =>
     interruptWhileWaiting((store) => store.put("k", new Uint8Array(1024))))
 
-  it.scopedLive("interrupting a get returns within 100 ms and closes its socket", () => interruptWhileWaiting((store) => store.get("k")))
+  it.scopedLive("interrupting a get returns within 100 ms and closes its socket", () =>
+    interruptWhileWaiting((store) => store.get("k")))
 
   it.scopedLive("interrupting a list returns within 100 ms and closes its socket", () =>
     interruptWhileWaiting((store) => Stream.runDrain(store.list(""))))
 
   it.scopedLive("a server that never answers costs requestTimeoutMs: Unavailable Timeout after ~300 ms", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hanging = yield* HangingServer.make
       const store = yield* hangingStore(hanging, 300)
       const { exit, ms } = yield* elapsedMs(store.get("k"))
@@ -195,13 +265,19 @@ describe("S3ObjectStore never hangs", () => {
       assert.isAtLeast(ms, 290)
       assert.isBelow(ms, 1000)
       assert.include(error?.message ?? "", "300 ms")
-      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" }))
+      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" })
+      )
     }))
 
   it.scopedLive("an unreachable endpoint (a closed port) is Unavailable Network at once", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const port = yield* Effect.promise(HangingServer.closedPort)
-      const store = yield* S3ObjectStore.make({ ...optionsFor(server()), endpoint: `http://127.0.0.1:${port}`, requestTimeoutMs: 5000 })
+      const store = yield* S3ObjectStore.make({
+        ...optionsFor(server()),
+        endpoint: `http://127.0.0.1:${port}`,
+        requestTimeoutMs: 5000
+      })
       for (const attempt of [store.probe, store.put("k", new Uint8Array(1)), store.get("k")]) {
         const { exit, ms } = yield* elapsedMs(attempt)
         const error = failureOf(exit)
@@ -212,11 +288,19 @@ describe("S3ObjectStore never hangs", () => {
     }))
 
   it.scopedLive("a wrong access key is ObjectStoreRejected with a clear message, within the timeout", () =>
-    Effect.gen(function* () {
-      const store = yield* S3ObjectStore.make(optionsFor(server(), { credentials: { accessKeyId: "WRONG-KEY", secretAccessKey: "whatever" }, requestTimeoutMs: 2000 }))
+    Effect.gen(function*() {
+      const store = yield* S3ObjectStore.make(
+        optionsFor(server(), {
+          credentials: { accessKeyId: "WRONG-KEY", secretAccessKey: "whatever" },
+          requestTimeoutMs: 2000
+        })
+      )
       const probe = yield* elapsedMs(store.probe)
       const probeError = failureOf(probe.exit)
-      assert.isTrue(probeError?._tag === "ObjectStoreRejected" && probeError.code === "AccessDenied" && probeError.status === 403, JSON.stringify(probeError))
+      assert.isTrue(
+        probeError?._tag === "ObjectStoreRejected" && probeError.code === "AccessDenied" && probeError.status === 403,
+        JSON.stringify(probeError)
+      )
       assert.include(probeError?.message ?? "", "check the credentials")
       assert.isBelow(probe.ms, 2000)
       const get = failureOf((yield* elapsedMs(store.get("k"))).exit)
@@ -224,8 +308,10 @@ describe("S3ObjectStore never hangs", () => {
     }))
 
   it.scopedLive("a missing bucket is ObjectStoreRejected NoSuchBucket naming the bucket", () =>
-    Effect.gen(function* () {
-      const store = yield* S3ObjectStore.make(optionsFor(server(), { bucket: "no-such-bucket", requestTimeoutMs: 2000 }))
+    Effect.gen(function*() {
+      const store = yield* S3ObjectStore.make(
+        optionsFor(server(), { bucket: "no-such-bucket", requestTimeoutMs: 2000 })
+      )
       const probe = failureOf((yield* elapsedMs(store.probe)).exit)
       assert.isTrue(probe?._tag === "ObjectStoreRejected" && probe.code === "NoSuchBucket", JSON.stringify(probe))
       assert.include(probe?.message ?? "", "\"no-such-bucket\" does not exist")
@@ -239,13 +325,14 @@ describe("S3ObjectStore never hangs", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("S3ObjectStore with a known content hash (PutOptions.sha256Hex)", () => {
-  const withStore = <A, E>(body: (store: ObjectStoreService) => Effect.Effect<A, E>) => Effect.flatMap(S3ObjectStore.make(optionsFor(server())), body)
+  const withStore = <A, E>(body: (store: ObjectStoreService) => Effect.Effect<A, E>) =>
+    Effect.flatMap(S3ObjectStore.make(optionsFor(server())), body)
   const bytes = new TextEncoder().encode("a part's bytes, hashed once by the caller")
   const sha256 = createHash("sha256").update(bytes).digest("hex")
 
   it.scopedLive("the given hash is what the request declares, and the server verifies the body against it", () =>
     withStore((store) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const before = server().shim?.stats().verifiedContentSha256Puts
         yield* store.put(`${S3TestServer.runId}/hashed/right`, bytes, { sha256Hex: sha256 })
         // The harness counts verified hashes; an external server is checked by the wrong-hash test.
@@ -256,11 +343,16 @@ describe("S3ObjectStore with a known content hash (PutOptions.sha256Hex)", () =>
 
   it.scopedLive("a hash that does not match the body is ObjectStoreRejected (permanent) and writes nothing", () =>
     withStore((store) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         // If the SDK replaced our header with its own hash, this put would succeed.
         const wrong = createHash("sha256").update("other bytes").digest("hex")
-        const error = failureOf(yield* Effect.exit(store.put(`${S3TestServer.runId}/hashed/wrong`, bytes, { sha256Hex: wrong })))
-        assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "XAmzContentSHA256Mismatch", JSON.stringify(error))
+        const error = failureOf(
+          yield* Effect.exit(store.put(`${S3TestServer.runId}/hashed/wrong`, bytes, { sha256Hex: wrong }))
+        )
+        assert.isTrue(
+          error?._tag === "ObjectStoreRejected" && error.code === "XAmzContentSHA256Mismatch",
+          JSON.stringify(error)
+        )
         const missing = failureOf(yield* Effect.exit(store.get(`${S3TestServer.runId}/hashed/wrong`)))
         assert.strictEqual(missing?._tag, "ObjectNotFound")
       })
@@ -286,55 +378,88 @@ const rawRequest = (options: http.RequestOptions, body: Buffer, abortAfterBytes?
   })
 
 describe.skipIf(S3TestServer.shimOnly("the s3rver harness", harnessOnly))("the s3rver harness", () => {
-  const withStore = <A, E>(body: (store: ObjectStoreService) => Effect.Effect<A, E>) => Effect.flatMap(S3ObjectStore.make(optionsFor(server())), body)
+  const withStore = <A, E>(body: (store: ObjectStoreService) => Effect.Effect<A, E>) =>
+    Effect.flatMap(S3ObjectStore.make(optionsFor(server())), body)
 
   it.scopedLive("a PUT the client aborts midway writes nothing and keeps the old object", () =>
     withStore((store) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* store.put("harness/victim", new Uint8Array([1, 2, 3]))
         const before = shim().stats().abortedPuts
-        yield* rawRequest({ method: "PUT", path: `/${server().bucket}/harness/victim`, headers: { "content-length": "1000" } }, Buffer.alloc(1000, 7), 100)
-        yield* shim().awaitStats((stats) => stats.abortedPuts === before + 1).pipe(Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "abort not seen" }))
+        yield* rawRequest(
+          { method: "PUT", path: `/${server().bucket}/harness/victim`, headers: { "content-length": "1000" } },
+          Buffer.alloc(1000, 7),
+          100
+        )
+        yield* shim().awaitStats((stats) => stats.abortedPuts === before + 1).pipe(
+          Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "abort not seen" })
+        )
         assert.deepStrictEqual(Array.from(yield* store.get("harness/victim")), [1, 2, 3])
-      })))
+      })
+    ))
 
   it.scopedLive("aws-chunked bodies are decoded; the store's own puts never send them", () =>
     withStore((store) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const before = shim().stats().awsChunkedPuts
         yield* store.put("harness/plain", new Uint8Array(5000))
         assert.strictEqual(shim().stats().awsChunkedPuts, before, "the client sent aws-chunked")
-        const framed = Buffer.from("5;chunk-signature=abc\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n")
+        const framed = Buffer.from(
+          "5;chunk-signature=abc\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n"
+        )
         const status = yield* rawRequest({
           method: "PUT",
           path: `/${server().bucket}/harness/chunked`,
-          headers: { "content-encoding": "aws-chunked", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-decoded-content-length": "11", "content-length": String(framed.length) }
+          headers: {
+            "content-encoding": "aws-chunked",
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "x-amz-decoded-content-length": "11",
+            "content-length": String(framed.length)
+          }
         }, framed)
         assert.strictEqual(status, 200)
         assert.strictEqual(new TextDecoder().decode(yield* store.get("harness/chunked")), "hello world")
         assert.strictEqual(S3TestServer.decodeAwsChunked(Buffer.from("5\r\nhel")), undefined)
-      })))
+      })
+    ))
 
   it.scopedLive("keys s3rver would alias on disk ('.', '..', empty segments) are refused, not stored", () =>
     withStore((store) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         for (const key of ["harness/../escape", "harness/./here", "harness//double"]) {
           const error = failureOf((yield* elapsedMs(store.put(key, new Uint8Array(1)))).exit)
-          assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "InvalidArgument" && error.status === 400, JSON.stringify(error))
+          assert.isTrue(
+            error?._tag === "ObjectStoreRejected" && error.code === "InvalidArgument" && error.status === 400,
+            JSON.stringify(error)
+          )
         }
         yield* store.put("harness/trailing/", new Uint8Array(1))
-      })))
+      })
+    ))
 
   it.live("AbortMultipartUpload answers 204 and then NoSuchUpload", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const info = server()
-      const client = new S3Client({ region: info.region, endpoint: info.endpoint, forcePathStyle: true, credentials: info.credentials, maxAttempts: 1 })
-      const created = yield* Effect.promise(() => client.send(new CreateMultipartUploadCommand({ Bucket: info.bucket, Key: "harness/multi" })))
-      const abort = () => client.send(new AbortMultipartUploadCommand({ Bucket: info.bucket, Key: "harness/multi", UploadId: created.UploadId }))
+      const client = new S3Client({
+        region: info.region,
+        endpoint: info.endpoint,
+        forcePathStyle: true,
+        credentials: info.credentials,
+        maxAttempts: 1
+      })
+      const created = yield* Effect.promise(() =>
+        client.send(new CreateMultipartUploadCommand({ Bucket: info.bucket, Key: "harness/multi" }))
+      )
+      const abort = () =>
+        client.send(
+          new AbortMultipartUploadCommand({ Bucket: info.bucket, Key: "harness/multi", UploadId: created.UploadId })
+        )
       const first = yield* Effect.either(Effect.tryPromise(abort))
       assert.isTrue(Either.isRight(first), JSON.stringify(first))
       const second = yield* Effect.either(Effect.tryPromise(abort))
-      assert.isTrue(Either.isLeft(second) && classifyS3Error("abort", "harness/multi", second.left.error)._tag === "ObjectNotFound")
+      assert.isTrue(
+        Either.isLeft(second) && classifyS3Error("abort", "harness/multi", second.left.error)._tag === "ObjectNotFound"
+      )
       client.destroy()
     }))
 })
@@ -352,7 +477,15 @@ const retryConfig: StorageConfig.StorageConfigValue = {
 }
 
 const scriptedStore = (endpoint: string, overrides: Partial<S3ObjectStore.S3ObjectStoreOptions> = {}) =>
-  S3ObjectStore.make({ bucket: "scripted", endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" }, requestTimeoutMs: 5_000, ...overrides })
+  S3ObjectStore.make({
+    bucket: "scripted",
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "a", secretAccessKey: "b" },
+    requestTimeoutMs: 5_000,
+    ...overrides
+  })
 
 const countOf = (request: S3ObjectStore.S3RequestType, outcome: S3ObjectStore.S3RequestOutcome) =>
   Effect.map(Metric.value(S3ObjectStore.requestsOf(request, outcome)), (state) => state.count)
@@ -365,12 +498,18 @@ describe("S3ObjectStore under load shedding and resets", () => {
   ]
   for (const [label, shed] of sheds) {
     it.scopedLive(`${label} is Unavailable Throttled, retried with backoff until the store accepts, and counted`, () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const scripted = yield* ScriptedServer.make((_, index) => (index < 2 ? shed : { status: 200 }))
         const store = yield* scriptedStore(scripted.endpoint)
-        const [throttledBefore, successBefore] = [yield* countOf("PutObject", "Throttled"), yield* countOf("PutObject", "Success")]
+        const [throttledBefore, successBefore] = [
+          yield* countOf("PutObject", "Throttled"),
+          yield* countOf("PutObject", "Success")
+        ]
         const single = failureOf(yield* Effect.exit(store.put("k", new Uint8Array(3))))
-        assert.isTrue(single?._tag === "ObjectStoreUnavailable" && single.reason === "Throttled" && isTransient(single), JSON.stringify(single))
+        assert.isTrue(
+          single?._tag === "ObjectStoreUnavailable" && single.reason === "Throttled" && isTransient(single),
+          JSON.stringify(single)
+        )
         // Under the workers' policy: the second shed answer is retried, the third request succeeds.
         yield* store.put("k", new Uint8Array(3)).pipe(withRequestPolicy(retryConfig, "put", "k"))
         const arrivals = scripted.requests().map((request) => request.atMs)
@@ -385,7 +524,7 @@ describe("S3ObjectStore under load shedding and resets", () => {
   }
 
   it.scopedLive("a store that keeps shedding fails Throttled after retryAttemptsMax attempts, within the retry bounds", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scripted = yield* ScriptedServer.make(() => ({ status: 503, code: "SlowDown" }))
       const store = yield* scriptedStore(scripted.endpoint)
       const started = performance.now()
@@ -397,10 +536,13 @@ describe("S3ObjectStore under load shedding and resets", () => {
     }))
 
   it.scopedLive("a connection reset is Unavailable Network naming ECONNRESET (not a timeout), and retried", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scripted = yield* ScriptedServer.make((_, index) => (index === 0 ? "reset" : { status: 200 }))
       const store = yield* scriptedStore(scripted.endpoint)
-      const [networkBefore, timeoutBefore] = [yield* countOf("PutObject", "Network"), yield* countOf("PutObject", "Timeout")]
+      const [networkBefore, timeoutBefore] = [
+        yield* countOf("PutObject", "Network"),
+        yield* countOf("PutObject", "Timeout")
+      ]
       const error = failureOf(yield* Effect.exit(store.put("k", new Uint8Array(3))))
       assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Network", JSON.stringify(error))
       assert.include(error?.message ?? "", "(Network): ECONNRESET")
@@ -416,13 +558,25 @@ describe("S3ObjectStore under load shedding and resets", () => {
 
 describe("S3ObjectStore: create-if-absent dialects and the start-up conformance check", () => {
   const expected: ReadonlyArray<readonly [ConditionalCreateDialect, Readonly<Record<string, string | undefined>>]> = [
-    ["if-none-match", { "if-none-match": "*", "x-goog-if-generation-match": undefined, "x-tigris-consistent": undefined }],
-    ["gcs-generation-match", { "if-none-match": undefined, "x-goog-if-generation-match": "0", "x-tigris-consistent": undefined }],
-    ["tigris-consistent", { "if-none-match": "*", "x-goog-if-generation-match": undefined, "x-tigris-consistent": "true" }]
+    ["if-none-match", {
+      "if-none-match": "*",
+      "x-goog-if-generation-match": undefined,
+      "x-tigris-consistent": undefined
+    }],
+    ["gcs-generation-match", {
+      "if-none-match": undefined,
+      "x-goog-if-generation-match": "0",
+      "x-tigris-consistent": undefined
+    }],
+    ["tigris-consistent", {
+      "if-none-match": "*",
+      "x-goog-if-generation-match": undefined,
+      "x-tigris-consistent": "true"
+    }]
   ]
   for (const [dialect, headers] of expected) {
     it.scopedLive(`dialect ${dialect}: a conditional put sends ${JSON.stringify(headers)}, signed; a plain put sends none`, () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const scripted = yield* ScriptedServer.make(() => ({ status: 200 }))
         const store = yield* scriptedStore(scripted.endpoint, { conditionalCreate: dialect })
         yield* store.put("conditional", new Uint8Array(1), { ifNoneMatch: true })
@@ -431,53 +585,85 @@ describe("S3ObjectStore: create-if-absent dialects and the start-up conformance 
         for (const [name, value] of Object.entries(headers)) {
           assert.strictEqual(conditional?.headers[name], value, name)
           assert.strictEqual(plain?.headers[name], undefined, `plain ${name}`)
-          if (value !== undefined) assert.include(String(conditional?.headers["authorization"]), name, `${name} is signed`)
+          if (value !== undefined) {
+            assert.include(String(conditional?.headers["authorization"]), name, `${name} is signed`)
+          }
         }
       }))
   }
 
   it.scopedLive("probe passes on the test server and leaves no scratch key behind", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scratchPrefix = `${S3TestServer.runId}/probe-ok`
       const store = yield* S3ObjectStore.make(optionsFor(server(), { scratchPrefix }))
       const before = yield* countOf("PutObject", "PreconditionFailed")
       yield* store.probe
-      assert.strictEqual((yield* countOf("PutObject", "PreconditionFailed")) - before, 1, "one of the two racing puts lost")
+      assert.strictEqual(
+        (yield* countOf("PutObject", "PreconditionFailed")) - before,
+        1,
+        "one of the two racing puts lost"
+      )
       assert.deepStrictEqual(Array.from(yield* Stream.runCollect(store.list(`${scratchPrefix}/`))), [])
     }))
 
   it.scopedLive("a store that ignores If-None-Match is refused at probe with ConditionalCreateIgnored; the switch skips the check", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const ignoring = yield* Effect.acquireRelease(
         Effect.promise(() => S3TestServer.startS3rver({ bucket: "ignores-conditions", conditionalPuts: false })),
         (started) => Effect.promise(() => started.stop())
       )
       const store = yield* S3ObjectStore.make(optionsFor(ignoring.info, { scratchPrefix: "tier" }))
       const error = failureOf(yield* Effect.exit(store.probe))
-      assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "ConditionalCreateIgnored", JSON.stringify(error))
-      assert.include(error?.message ?? "", "does not honour create-if-absent (dialect if-none-match): both of two concurrent conditional PUTs")
-      assert.match(error?._tag === "ObjectStoreRejected" ? error.key ?? "" : "", /^tier\/conformance\/conditional-create-[0-9a-f]{16}$/)
-      assert.deepStrictEqual(Array.from(yield* Stream.runCollect(store.list("tier/"))), [], "the scratch key was deleted")
+      assert.isTrue(
+        error?._tag === "ObjectStoreRejected" && error.code === "ConditionalCreateIgnored",
+        JSON.stringify(error)
+      )
+      assert.include(
+        error?.message ?? "",
+        "does not honour create-if-absent (dialect if-none-match): both of two concurrent conditional PUTs"
+      )
+      assert.match(
+        error?._tag === "ObjectStoreRejected" ? error.key ?? "" : "",
+        /^tier\/conformance\/conditional-create-[0-9a-f]{16}$/
+      )
+      assert.deepStrictEqual(
+        Array.from(yield* Stream.runCollect(store.list("tier/"))),
+        [],
+        "the scratch key was deleted"
+      )
       const trusted = yield* S3ObjectStore.make(optionsFor(ignoring.info, { checkConditionalCreate: false }))
       yield* trusted.probe
     }))
 
   it.scopedLive("a store that refuses every conditional create is refused too (neither put won)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scripted = yield* ScriptedServer.make((request) =>
-        request.method === "PUT" && request.headers["if-none-match"] === "*" ? { status: 412, code: "PreconditionFailed" } : { status: 200 })
-      const error = failureOf(yield* Effect.exit(Effect.flatMap(scriptedStore(scripted.endpoint), (store) => store.probe)))
-      assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "ConditionalCreateIgnored", JSON.stringify(error))
+        request.method === "PUT" && request.headers["if-none-match"] === "*"
+          ? { status: 412, code: "PreconditionFailed" }
+          : { status: 200 }
+      )
+      const error = failureOf(
+        yield* Effect.exit(Effect.flatMap(scriptedStore(scripted.endpoint), (store) => store.probe))
+      )
+      assert.isTrue(
+        error?._tag === "ObjectStoreRejected" && error.code === "ConditionalCreateIgnored",
+        JSON.stringify(error)
+      )
       assert.include(error?.message ?? "", "neither of two concurrent conditional PUTs")
       assert.deepStrictEqual(scripted.requests().map((request) => request.method), ["HEAD", "PUT", "PUT", "DELETE"])
     }))
 
   it.scopedLive("a bucket name S3 refuses is refused at probe before any request", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scripted = yield* ScriptedServer.make(() => ({ status: 200 }))
       for (const bucket of ["b1", "Upper-Case", "192.168.5.4", "ends-with-dash-"]) {
-        const error = failureOf(yield* Effect.exit(Effect.flatMap(scriptedStore(scripted.endpoint, { bucket }), (store) => store.probe)))
-        assert.isTrue(error?._tag === "ObjectStoreRejected" && error.code === "InvalidBucketName", JSON.stringify(error))
+        const error = failureOf(
+          yield* Effect.exit(Effect.flatMap(scriptedStore(scripted.endpoint, { bucket }), (store) => store.probe))
+        )
+        assert.isTrue(
+          error?._tag === "ObjectStoreRejected" && error.code === "InvalidBucketName",
+          JSON.stringify(error)
+        )
         assert.include(error?.message ?? "", `${JSON.stringify(bucket)} is not a valid S3 bucket name`)
       }
       assert.strictEqual(scripted.requests().length, 0)
@@ -504,7 +690,7 @@ describe("S3ObjectStore configuration", () => {
   })
 
   it.scopedLive("layerConfig reads the app's ConfigProvider and works against the server", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const store = yield* storeFrom(s3rverKeys())
       yield* store.probe
       const key = `${S3TestServer.runId}/config/roundtrip`
@@ -514,7 +700,7 @@ describe("S3ObjectStore configuration", () => {
     }))
 
   it.scopedLive("the request timeout is StorageConfig's requestTimeoutMs", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hanging = yield* HangingServer.make
       const store = yield* storeFrom({
         S3_TIER_S3_BUCKET: "hang",
@@ -526,45 +712,104 @@ describe("S3ObjectStore configuration", () => {
       const error = failureOf(yield* Effect.exit(store.get("k")))
       assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Timeout", JSON.stringify(error))
       assert.include(error?.message ?? "", "within 300 ms")
-      const fromCode = S3ObjectStore.layer({ bucket: "hang", endpoint: hanging.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: "b" } })
-      const coded = yield* Effect.map(Layer.build(fromCode.pipe(Layer.provide(StorageConfig.layer({ requestTimeoutMs: 200 })))), Context.get(ObjectStore))
+      const fromCode = S3ObjectStore.layer({
+        bucket: "hang",
+        endpoint: hanging.endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: "a", secretAccessKey: "b" }
+      })
+      const coded = yield* Effect.map(
+        Layer.build(fromCode.pipe(Layer.provide(StorageConfig.layer({ requestTimeoutMs: 200 })))),
+        Context.get(ObjectStore)
+      )
       assert.include(failureOf(yield* Effect.exit(coded.get("k")))?.message ?? "", "within 200 ms")
     }))
 
   it.scoped("a bad value's error names its S3_TIER_S3_* key", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const fieldOf = (entries: Record<string, string>) =>
-        Effect.map(Effect.flip(S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.withConfigProvider(fromMap(entries)))), (error) => error.field)
+        Effect.map(
+          Effect.flip(
+            S3ObjectStore.readOptions.pipe(
+              Effect.provide(StorageConfig.layerDefaults),
+              Effect.withConfigProvider(fromMap(entries))
+            )
+          ),
+          (error) => error.field
+        )
       assert.strictEqual(yield* fieldOf({}), "S3_TIER_S3_BUCKET")
       assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "Bad_Bucket" }), "S3_TIER_S3_BUCKET")
-      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_FORCE_PATH_STYLE: "yes" }), "S3_TIER_S3_FORCE_PATH_STYLE")
-      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_CONDITIONAL_CREATE: "etag" }), "S3_TIER_S3_CONDITIONAL_CREATE")
-      assert.strictEqual(yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_SECRET_ACCESS_KEY: secretText }), "S3_TIER_S3_ACCESS_KEY_ID")
+      assert.strictEqual(
+        yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_FORCE_PATH_STYLE: "yes" }),
+        "S3_TIER_S3_FORCE_PATH_STYLE"
+      )
+      assert.strictEqual(
+        yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_CONDITIONAL_CREATE: "etag" }),
+        "S3_TIER_S3_CONDITIONAL_CREATE"
+      )
+      assert.strictEqual(
+        yield* fieldOf({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_SECRET_ACCESS_KEY: secretText }),
+        "S3_TIER_S3_ACCESS_KEY_ID"
+      )
     }))
 
   it.scoped("the secret is Redacted: never in the printed options, an error or the logs", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const logs: Array<string> = []
-      const capture = Logger.make(({ message }) => { logs.push(String(message)) })
+      const capture = Logger.make(({ message }) => {
+        logs.push(String(message))
+      })
       const read = (entries: Record<string, string>) =>
-        S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.withConfigProvider(fromMap(entries)), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
-      const options = yield* read({ S3_TIER_S3_BUCKET: "b-1", S3_TIER_S3_ACCESS_KEY_ID: "id", S3_TIER_S3_SECRET_ACCESS_KEY: secretText, S3_TIER_S3_SESSION_TOKEN: secretText })
+        S3ObjectStore.readOptions.pipe(
+          Effect.provide(StorageConfig.layerDefaults),
+          Effect.withConfigProvider(fromMap(entries)),
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+        )
+      const options = yield* read({
+        S3_TIER_S3_BUCKET: "b-1",
+        S3_TIER_S3_ACCESS_KEY_ID: "id",
+        S3_TIER_S3_SECRET_ACCESS_KEY: secretText,
+        S3_TIER_S3_SESSION_TOKEN: secretText
+      })
       const secret = options.credentials?.secretAccessKey
       assert.isTrue(secret !== undefined && Redacted.isRedacted(secret) && Redacted.value(secret) === secretText)
-      for (const printed of [JSON.stringify(options), inspect(options, { depth: 10 }), String(secret), `${Cause.pretty(Cause.fail(options))}`]) {
+      for (
+        const printed of [
+          JSON.stringify(options),
+          inspect(options, { depth: 10 }),
+          String(secret),
+          `${Cause.pretty(Cause.fail(options))}`
+        ]
+      ) {
         assert.notInclude(printed, secretText)
       }
-      const error = yield* Effect.flip(read({ S3_TIER_S3_BUCKET: "Bad_Bucket", S3_TIER_S3_ACCESS_KEY_ID: "id", S3_TIER_S3_SECRET_ACCESS_KEY: secretText }))
+      const error = yield* Effect.flip(
+        read({
+          S3_TIER_S3_BUCKET: "Bad_Bucket",
+          S3_TIER_S3_ACCESS_KEY_ID: "id",
+          S3_TIER_S3_SECRET_ACCESS_KEY: secretText
+        })
+      )
       assert.notInclude(`${error.message} ${JSON.stringify(error)} ${inspect(error)}`, secretText)
       assert.notInclude(logs.join("\n"), secretText)
     }))
 
   it.scopedLive("keeps the app's own S3 client settings (user agent, retry)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scripted = yield* ScriptedServer.make(() => ({ status: 503, code: "SlowDown" }))
       const appSettings = S3ServiceConfig.setS3ServiceConfig({ customUserAgent: "my-app/1.0", maxAttempts: 2 })
       const store = yield* Effect.map(
-        Layer.build(S3ObjectStore.layer({ bucket: "scripted", endpoint: scripted.endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "a", secretAccessKey: Redacted.make("b") }, requestTimeoutMs: 5_000 }).pipe(Layer.provide(appSettings))),
+        Layer.build(
+          S3ObjectStore.layer({
+            bucket: "scripted",
+            endpoint: scripted.endpoint,
+            region: "us-east-1",
+            forcePathStyle: true,
+            credentials: { accessKeyId: "a", secretAccessKey: Redacted.make("b") },
+            requestTimeoutMs: 5_000
+          }).pipe(Layer.provide(appSettings))
+        ),
         Context.get(ObjectStore)
       )
       const error = failureOf(yield* Effect.exit(store.get("k")))
@@ -575,16 +820,27 @@ describe("S3ObjectStore configuration", () => {
     }))
 
   it.scoped("warns about an unknown S3_TIER_S3_* name once; StorageConfig leaves the store's keys alone", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const saved = { ...process.env }
-      yield* Effect.addFinalizer(() => Effect.sync(() => { process.env = saved }))
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          process.env = saved
+        })
+      )
       process.env.S3_TIER_S3_BUCKT = "b-1"
       process.env.S3_TIER_S3_BUCKET = "b-1"
       const logs: Array<string> = []
-      const capture = Logger.make(({ logLevel, message }) => { logs.push(`${logLevel.label} ${String(message)}`) })
+      const capture = Logger.make(({ logLevel, message }) => {
+        logs.push(`${logLevel.label} ${String(message)}`)
+      })
       yield* Layer.build(StorageConfig.layerConfig).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
       assert.deepStrictEqual(logs, [])
-      yield* S3ObjectStore.readOptions.pipe(Effect.provide(StorageConfig.layerDefaults), Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
-      assert.deepStrictEqual(logs, ["WARN unknown configuration key S3_TIER_S3_BUCKT (did you mean S3_TIER_S3_BUCKET?); it is ignored"])
+      yield* S3ObjectStore.readOptions.pipe(
+        Effect.provide(StorageConfig.layerDefaults),
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+      )
+      assert.deepStrictEqual(logs, [
+        "WARN unknown configuration key S3_TIER_S3_BUCKT (did you mean S3_TIER_S3_BUCKET?); it is ignored"
+      ])
     }))
 })

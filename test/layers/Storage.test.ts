@@ -13,10 +13,10 @@ import * as Control from "../../src/domain/Control.js"
 import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
-import * as Storage from "../../src/layers/Storage.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as Storage from "../../src/layers/Storage.js"
 import * as Loader from "../../src/services/Loader.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
@@ -34,7 +34,7 @@ const keysUnder = (bucket: H.Bucket, prefix: string) =>
   Effect.map(bucket.inspect.keys, (keys) => keys.filter((key) => key.startsWith(prefix)))
 
 const elapsed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const start = yield* Clock.currentTimeMillis
     const value = yield* effect
     return [value, (yield* Clock.currentTimeMillis) - start] as const
@@ -42,11 +42,11 @@ const elapsed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 describe("Storage: checkpoints and restore", () => {
   it.live("checkpoint, then restore into a fresh directory: every byte reads back identical (test_s3_checkpoint)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const bytes = H.pattern(1, 3 * partSize + 100)
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 1000, bytes)
           yield* storage.write(fileB, 0, H.pattern(2, 10))
           const report = yield* storage.checkpoint
@@ -54,18 +54,26 @@ describe("Storage: checkpoints and restore", () => {
           assert.strictEqual(report.checkpoint, 1)
           assert.strictEqual(report.partsUploaded, 5)
         }))
-      const [plan, readA, readB] = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.all([Effect.succeed(storage.opened.plan), storage.read(fileA, 1000, bytes.length), storage.read(fileB, 0, 10)]))
+      const [plan, readA, readB] = yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) =>
+          Effect.all([
+            Effect.succeed(storage.opened.plan),
+            storage.read(fileA, 1000, bytes.length),
+            storage.read(fileB, 0, 10)
+          ])
+      )
       assert.strictEqual(plan, "Restore")
       assert.deepStrictEqual(readA, bytes)
       assert.deepStrictEqual(readB, H.pattern(2, 10))
     }))
 
   it.live("a second checkpoint uploads only the parts that changed (test_s3_checkpoint_unchanged)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(1, 4 * partSize))
           yield* storage.write(fileB, 0, H.pattern(2, 2 * partSize))
           const first = yield* storage.checkpoint
@@ -84,17 +92,17 @@ describe("Storage: checkpoints and restore", () => {
     }))
 
   it.live("restore = checkpoint + archived WAL replay: every committed record, including the last segment's", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const encoder = new TextEncoder()
       const records = 300 // ~10 KiB of records per 100: several 16 KiB segments
       const insert = (storage: Storage.StorageService, index: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, index * 8, H.pattern(index + 10, 8))
           yield* storage.append(encoder.encode(`${index}`.padStart(100, " ")))
         })
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           for (let index = 0; index < 100; index++) yield* insert(storage, index)
           yield* storage.commit
           yield* storage.checkpoint
@@ -113,9 +121,13 @@ describe("Storage: checkpoints and restore", () => {
         bucket,
         yield* H.makeDisk,
         (storage) =>
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             for (let index = 0; index < records; index++) {
-              assert.deepStrictEqual(yield* storage.read(fileA, index * 8, 8), H.pattern(index + 10, 8), `record ${index}`)
+              assert.deepStrictEqual(
+                yield* storage.read(fileA, index * 8, 8),
+                H.pattern(index + 10, 8),
+                `record ${index}`
+              )
             }
           }),
         {},
@@ -128,13 +140,17 @@ describe("Storage: checkpoints and restore", () => {
         }
       )
       assert.isAtLeast(replayed.length, records - 100)
-      assert.strictEqual(replayed[replayed.length - 1], records - 1, "the last record (in the last, partial segment) is replayed")
+      assert.strictEqual(
+        replayed[replayed.length - 1],
+        records - 1,
+        "the last record (in the last, partial segment) is replayed"
+      )
     }))
 })
 
 describe("Storage: shutdown is bounded whatever S3 does", () => {
   it.effect("shutdown of an idle store waits on no timer: on the TestClock it takes 0 ms", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => storage.shutdown)
       assert.strictEqual(report.durationMs, 0, "no step waited for a deadline or a sleep")
@@ -146,12 +162,12 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
     }))
 
   it.live("shutdown with S3 stalled meets its deadline, keeps the dirty data, and the next start checkpoints it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
       const bytes = H.pattern(7, 2 * partSize)
       const [report, tookMs] = yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, bytes)
           yield* bucket.faults.stall()
           return yield* elapsed(storage.shutdown)
@@ -167,21 +183,25 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
       assert.notStrictEqual(report.lock, "released")
       yield* bucket.faults.heal
       const next = yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           assert.strictEqual(storage.opened.plan, "Reopen")
           return yield* storage.checkpoint
         }))
       assert.strictEqual(next.outcome, "completed")
       assert.isAtLeast(next.partsUploaded, 2)
-      const restored = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => storage.read(fileA, 0, bytes.length))
+      const restored = yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) => storage.read(fileA, 0, bytes.length)
+      )
       assert.deepStrictEqual(restored, bytes)
     }))
 
   it.live("shutdown while every part upload fails (the #373 shape) completes, with the failure in the report", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(5, 3 * partSize))
           yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "data/" })
           return yield* storage.shutdown
@@ -194,11 +214,15 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
     }))
 
   it.live("shutdown while a lease waits on a load (the #340 shape) completes, and the waiter learns why", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
-      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(9, 100)), storage.checkpoint)))
+      yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(9, 100)), storage.checkpoint))
+      )
       const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* bucket.faults.stall({ operations: ["get"], keyPrefix: "data/" })
           const reader = yield* Effect.fork(storage.read(fileA, 0, 100))
           yield* bucket.faults.awaitStats((stats) => stats.stalledNow >= 1)
@@ -215,13 +239,13 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
 
 describe("Storage: crash, start-up checks, lock and fencing", () => {
   it.live("a crash between part uploads and the manifest leaves the previous checkpoint restorable", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const first = H.pattern(11, 2 * partSize)
       // This instance's own view of the bucket, so that its faults do not touch the other machine's.
       const frozenFaults = yield* FaultyObjectStore.makeController({ seed: 2 })
       yield* Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { storage } = yield* H.open(bucket, yield* H.makeDisk, {}, {}, frozenFaults)
           yield* storage.write(fileA, 0, first)
           yield* storage.checkpoint
@@ -230,7 +254,12 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
           const checkpoint = yield* Effect.fork(storage.checkpoint)
           yield* frozenFaults.awaitStats((stats) => stats.stalledNow >= 1) // parts uploaded, manifest stuck
           // "Crash": another machine takes over while this one is frozen mid-checkpoint.
-          const restored = yield* H.withStorage(bucket, yield* H.makeDisk, (other) => other.read(fileA, 0, first.length), { takeOver: true })
+          const restored = yield* H.withStorage(
+            bucket,
+            yield* H.makeDisk,
+            (other) => other.read(fileA, 0, first.length),
+            { takeOver: true }
+          )
           assert.deepStrictEqual(restored, first)
           yield* frozenFaults.heal
           const exit = yield* Fiber.await(checkpoint)
@@ -240,10 +269,10 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
     }))
 
   it.live("the lock is in the bucket while open and gone after close; a second instance is refused", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           assert.deepStrictEqual(yield* keysUnder(bucket, KeyLayout.lockKey(layout)), ["lock"])
           const refused = yield* Effect.flip(H.withStorage(bucket, yield* H.makeDisk, () => Effect.void))
           assert.strictEqual(refused._tag, "BucketLocked")
@@ -253,10 +282,10 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
     }))
 
   it.live("fencing: after a take-over the old instance's commit fails with Fenced and the bucket holds only the new history", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
           yield* a.write(fileA, 0, H.pattern(1, 100))
           yield* a.checkpoint
@@ -264,7 +293,7 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
             bucket,
             yield* H.makeDisk,
             (b) =>
-              Effect.gen(function* () {
+              Effect.gen(function*() {
                 assert.isAbove(b.epoch, a.epoch)
                 yield* b.write(fileA, 0, H.pattern(2, 100))
                 const report = yield* b.checkpoint
@@ -276,11 +305,16 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
           const fenced = yield* Effect.flip(a.checkpoint)
           assert.strictEqual(fenced._tag, "Fenced")
           const store = bucket.inspect
-          const numbers = yield* Effect.map(store.keys, (keys) => keys.flatMap((key) => {
-            const parsed = KeyLayout.parseKey(layout, key)
-            return Option.isSome(parsed) && parsed.value._tag === "Checkpoint" ? [parsed.value.checkpoint] : []
-          }))
-          assert.strictEqual(Math.max(...numbers), takeOverAt[1], "nothing was committed after the new instance's last checkpoint")
+          const numbers = yield* Effect.map(store.keys, (keys) =>
+            keys.flatMap((key) => {
+              const parsed = KeyLayout.parseKey(layout, key)
+              return Option.isSome(parsed) && parsed.value._tag === "Checkpoint" ? [parsed.value.checkpoint] : []
+            }))
+          assert.strictEqual(
+            Math.max(...numbers),
+            takeOverAt[1],
+            "nothing was committed after the new instance's last checkpoint"
+          )
           const report = yield* a.shutdown
           assert.strictEqual(report.lock, "left-fenced")
         })
@@ -288,10 +322,10 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
     }))
 
   it.live("fencing by the lock check alone: a lock taken over before any newer checkpoint stops the commit (the check runs beside the file-manifest writes)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
           yield* a.write(fileA, 0, H.pattern(1, 3 * partSize))
           const first = yield* a.checkpoint
@@ -299,13 +333,23 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
           // only the lock check can stop A's commit.
           yield* bucket.inspect.write(
             KeyLayout.lockKey(layout),
-            Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("newer-instance"), epoch: Ids.epoch(a.epoch + 1), acquiredAtMs: 0 })
+            Control.encodeLock({
+              format: Control.lockFormat,
+              instanceId: Ids.InstanceId.make("newer-instance"),
+              epoch: Ids.epoch(a.epoch + 1),
+              acquiredAtMs: 0
+            })
           )
           yield* a.write(fileA, 0, H.pattern(2, 3 * partSize))
           const exit = yield* Effect.exit(a.checkpoint)
           // One plain failure, Fenced: not a composite cause with the interruption of a concurrent write.
-          assert.isTrue(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "Fenced", String(exit))
-          assert.deepStrictEqual(yield* keysUnder(bucket, "checkpoints/"), [KeyLayout.checkpointKey(layout, first.checkpoint)], "nothing was committed after the take-over")
+          assert.isTrue(
+            Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "Fenced",
+            String(exit)
+          )
+          assert.deepStrictEqual(yield* keysUnder(bucket, "checkpoints/"), [
+            KeyLayout.checkpointKey(layout, first.checkpoint)
+          ], "nothing was committed after the take-over")
           const report = yield* a.shutdown
           assert.strictEqual(report.lock, "left-fenced")
         })
@@ -313,10 +357,14 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
     }))
 
   it.live("start-up refuses a directory of another instance, one ahead of the bucket, and one that is not ours", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const diskA = yield* H.makeDisk
-      yield* H.withStorage(bucket, diskA, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(1, 10)), storage.checkpoint)))
+      yield* H.withStorage(
+        bucket,
+        diskA,
+        (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(1, 10)), storage.checkpoint))
+      )
       // Ahead: the bucket lost the directory's last checkpoint.
       const numbers = yield* Loader.listCheckpoints(MemoryObjectStore.storeOf(bucket.state), StorageConfig.defaults)
       const last = numbers[numbers.length - 1]
@@ -324,13 +372,22 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
       const ahead = yield* Effect.flip(H.withStorage(bucket, diskA, () => Effect.void))
       assert.strictEqual(ahead._tag === "StartupRefused" ? ahead.reason : ahead._tag, "LocalAhead")
       // Foreign: another instance took over the bucket since.
-      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(2, 10)), storage.checkpoint)), { takeOver: true })
+      yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(2, 10)), storage.checkpoint)),
+        { takeOver: true }
+      )
       const foreign = yield* Effect.flip(H.withStorage(bucket, diskA, () => Effect.void))
       assert.strictEqual(foreign._tag === "StartupRefused" ? foreign.reason : foreign._tag, "ForeignInstance")
       // Its remedy holds: the directory cannot be reopened, an empty one restores the bucket's state.
       assert.match(foreign.message, /What to do: .*cannot be reopened.*open an empty data directory/)
       assert.match(ahead.message, /What to do: check that the store and prefix/)
-      const restored = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.zip(Effect.succeed(storage.opened.plan), storage.read(fileA, 0, 10)))
+      const restored = yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) => Effect.zip(Effect.succeed(storage.opened.plan), storage.read(fileA, 0, 10))
+      )
       assert.deepStrictEqual(restored, ["Restore", H.pattern(2, 10)])
       // Not ours: a non-empty directory without control.json; nothing is written to it or the bucket.
       const stranger = yield* H.makeDisk
@@ -345,7 +402,7 @@ describe("Storage: crash, start-up checks, lock and fencing", () => {
 
 describe("Storage: what an application sees", () => {
   it.live("Storage.layer provides Storage alone: the internal services stay inside", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
       const layer = Storage.layer().pipe(
@@ -360,13 +417,17 @@ describe("Storage: what an application sees", () => {
     }))
 
   it.live("a replay that fails with RecordNotApplied stops start-up with ReplayFailed at that record; the next start replays it again", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
       const encoder = new TextEncoder()
       const appended = yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
-          const lsns = [yield* storage.append(encoder.encode("r0")), yield* storage.append(encoder.encode("r1")), yield* storage.append(encoder.encode("r2"))]
+        Effect.gen(function*() {
+          const lsns = [
+            yield* storage.append(encoder.encode("r0")),
+            yield* storage.append(encoder.encode("r1")),
+            yield* storage.append(encoder.encode("r2"))
+          ]
           yield* storage.commit
           // No checkpoint covers them: the next start replays all three.
           yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
@@ -383,16 +444,22 @@ describe("Storage: what an application sees", () => {
       assert.strictEqual(failed.cause, refusal, "the application's own error is kept")
       assert.include(failed.message, "does not know")
       const replayed: Array<number> = []
-      yield* H.withStorage(bucket, disk, () => Effect.void, {}, { replay: (record) => Effect.sync(() => replayed.push(record.lsn)) })
-      assert.deepStrictEqual(replayed, appended, "every record again, in LSN order, the ones applied before the failure included")
+      yield* H.withStorage(bucket, disk, () => Effect.void, {}, {
+        replay: (record) => Effect.sync(() => replayed.push(record.lsn))
+      })
+      assert.deepStrictEqual(
+        replayed,
+        appended,
+        "every record again, in LSN order, the ones applied before the failure included"
+      )
     }))
 
   it.live("a checkpoint and a shutdown are spans: the checkpoint's manifests and commit inside it, the six steps inside the shutdown", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { spans, tracer } = SpanCollector.make()
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(1, partSize))
           yield* storage.checkpoint
           yield* storage.write(fileA, 0, H.pattern(2, partSize))
@@ -406,57 +473,80 @@ describe("Storage: what an application sees", () => {
       assert.strictEqual(onDemand.attributes.get("checkpoint.reason"), "on demand")
       assert.strictEqual(atShutdown.attributes.get("checkpoint.number"), 2)
       assert.strictEqual(atShutdown.attributes.get("checkpoint.reason"), "shutdown")
-      const inside = (parent: SpanCollector.CollectedSpan) => spans.filter((span) => SpanCollector.parentOf(span) === parent).map((span) => span.name)
+      const inside = (parent: SpanCollector.CollectedSpan) =>
+        spans.filter((span) => SpanCollector.parentOf(span) === parent).map((span) => span.name)
       assert.includeMembers(inside(onDemand), ["checkpoint.manifest", "checkpoint.commit"])
       const [shutdown] = named("storage.shutdown")
       assert.isDefined(shutdown)
-      const steps = ["stopIntake", "archiveWal", "finalCheckpoint", "drain", "releaseLock", "markClean"].map((step) => `storage.shutdown.${step}`)
+      const steps = ["stopIntake", "archiveWal", "finalCheckpoint", "drain", "releaseLock", "markClean"].map((step) =>
+        `storage.shutdown.${step}`
+      )
       assert.deepStrictEqual(inside(shutdown), steps, "the six steps, in order")
-      assert.strictEqual(SpanCollector.parentOf(atShutdown)?.spanId, named("storage.shutdown.finalCheckpoint")[0]?.spanId)
-      assert.isTrue(spans.filter((span) => span.name.startsWith("storage.shutdown") || span.name.startsWith("checkpoint")).every((span) => span.ended))
+      assert.strictEqual(
+        SpanCollector.parentOf(atShutdown)?.spanId,
+        named("storage.shutdown.finalCheckpoint")[0]?.spanId
+      )
+      assert.isTrue(
+        spans.filter((span) => span.name.startsWith("storage.shutdown") || span.name.startsWith("checkpoint")).every((
+          span
+        ) => span.ended)
+      )
     }))
 
   it.live("the close is one readable INFO line, not an escaped JSON blob", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const lines: Array<readonly [LogLevel.LogLevel, string]> = []
       const capturing = Logger.make(({ logLevel, message }) => {
         lines.push([logLevel, (Array.isArray(message) ? message : [message]).map(String).join(" ")])
       })
       const bucket = yield* H.makeBucket
-      const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) => Effect.zipRight(storage.write(fileA, 0, H.pattern(1, 100)), storage.shutdown)).pipe(
-        Effect.provide(Logger.replace(Logger.defaultLogger, capturing))
+      const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.zipRight(storage.write(fileA, 0, H.pattern(1, 100)), storage.shutdown)).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, capturing))
+        )
+      const closes = lines.filter(([, text]) =>
+        text.startsWith("storage closed")
       )
-      const closes = lines.filter(([, text]) => text.startsWith("storage closed"))
       assert.strictEqual(closes.length, 1)
       const [level, text] = closes[0] ?? [LogLevel.None, ""]
       assert.strictEqual(level, LogLevel.Info)
-      assert.match(text, /^storage closed in \d+(ms|\.\ds|s): final checkpoint 1 completed, WAL archived through \d+, lock released$/)
+      assert.match(
+        text,
+        /^storage closed in \d+(ms|\.\ds|s): final checkpoint 1 completed, WAL archived through \d+, lock released$/
+      )
       assert.strictEqual(report.finalCheckpoint.outcome, "completed", "the report itself is still the shutdown's value")
     }))
 })
 
 describe("Storage: a slow close says what it waits on", () => {
   it.live("the half-deadline warning groups the waits by what they wait on, with counts and durations", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const warnings: Array<string> = []
       const capturing = Logger.make(({ logLevel, message }) => {
-        if (logLevel === LogLevel.Warning) warnings.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+        if (logLevel === LogLevel.Warning) {
+          warnings.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+        }
       })
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(3, 3 * partSize))
           yield* bucket.faults.stall()
           return yield* storage.shutdown
           // The uploads hang past the half-deadline (750 ms): requests are not cut before 2 s, and the
           // checkpoint's share runs to 1.2 s.
-        }), { requestTimeoutMs: 2_000, shutdownCheckpointDeadlineMs: 1_200 }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capturing)))
+        }), { requestTimeoutMs: 2_000, shutdownCheckpointDeadlineMs: 1_200 }).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, capturing))
+        )
       const warning = warnings.find((text) => text.startsWith("shutdown not finished at half its deadline"))
       assert.isDefined(warning)
       const lines = warning.split("\n").slice(1)
       assert.isAbove(lines.length, 0)
       for (const line of lines) assert.match(line, /^ {2}\d+ × .+ on .+, (the longest )?for \d+(ms|\.\ds|s)$/)
-      assert.isTrue(lines.some((line) => /^ {2}3 × TaskHandle\.await on task WritePart, the longest for /.test(line)), warning)
+      assert.isTrue(
+        lines.some((line) => /^ {2}3 × TaskHandle\.await on task WritePart, the longest for /.test(line)),
+        warning
+      )
       assert.notMatch(warning, /#\d+|\d{13}/, "no fiber ids, no epoch milliseconds")
     }))
 })

@@ -10,9 +10,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Exit, Option } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import type * as Storage from "../../src/layers/Storage.js"
-import * as PartPath from "../../src/domain/PartPath.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -26,7 +26,7 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const pageOf = (seed: number) => H.pattern(seed, pageBytes)
 const insert = (storage: Storage.StorageService, page: number, seed: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     yield* storage.write(fileA, page * pageBytes, pageOf(seed))
     yield* storage.append(encoder.encode(`${page} ${seed}`))
     yield* storage.commit
@@ -36,7 +36,7 @@ const replay: Storage.StorageOptions["replay"] = (record, storage) => {
   return storage.write(fileA, page * pageBytes, pageOf(seed))
 }
 
-const faultyDisk = Effect.gen(function* () {
+const faultyDisk = Effect.gen(function*() {
   const memory = yield* H.makeDisk
   const faulty = yield* FaultyDisk.make(memory.disk, { seed: 5 })
   return { disk: { disk: faulty.disk, control: memory.control } satisfies H.Disk, faults: faulty.faults }
@@ -46,11 +46,11 @@ const readPage = (storage: Storage.StorageService, page: number) => storage.read
 
 describe("Storage: local disk faults", () => {
   it.live("a page write torn by a full disk is neither checkpointed nor served; the acknowledged page comes back", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const { disk, faults } = yield* faultyDisk
       yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* insert(storage, 1, 100) // acknowledged
           assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
           yield* faults.fillAfter(4096, { pathPrefix: "parts/" })
@@ -63,60 +63,104 @@ describe("Storage: local disk faults", () => {
           yield* storage.shutdown
         }), config)
       // Restart on the same directory: the part is rebuilt from the checkpoint and the WAL.
-      yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
-          assert.deepStrictEqual(yield* readPage(storage, 1), pageOf(100))
-          yield* insert(storage, 0, 300)
-          assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
-        }), config, { replay })
+      yield* H.withStorage(
+        bucket,
+        disk,
+        (storage) =>
+          Effect.gen(function*() {
+            assert.deepStrictEqual(yield* readPage(storage, 1), pageOf(100))
+            yield* insert(storage, 0, 300)
+            assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
+          }),
+        config,
+        { replay }
+      )
       // The bucket alone: never a torn page.
-      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
-          assert.deepStrictEqual(yield* readPage(storage, 1), pageOf(100))
-          assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(300))
-        }), config, { replay })
+      yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) =>
+          Effect.gen(function*() {
+            assert.deepStrictEqual(yield* readPage(storage, 1), pageOf(100))
+            assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(300))
+          }),
+        config,
+        { replay }
+      )
     }))
 
   it.live("a part file that rots after a clean stop is rebuilt from the checkpoint and the WAL, never checkpointed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const { disk, faults } = yield* faultyDisk
-      yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
-          yield* insert(storage, 0, 1) // part 0, checkpointed
-          assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
-          yield* insert(storage, 2, 2) // part 1, only in the WAL: the shutdown checkpoint cannot commit
-          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
-          const report = yield* storage.shutdown
-          assert.strictEqual(report.finalCheckpoint.outcome, "failed")
-        }), config, { replay })
+      yield* H.withStorage(
+        bucket,
+        disk,
+        (storage) =>
+          Effect.gen(function*() {
+            yield* insert(storage, 0, 1) // part 0, checkpointed
+            assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
+            yield* insert(storage, 2, 2) // part 1, only in the WAL: the shutdown checkpoint cannot commit
+            yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+            const report = yield* storage.shutdown
+            assert.strictEqual(report.finalCheckpoint.outcome, "failed")
+          }),
+        config,
+        { replay }
+      )
       yield* bucket.faults.heal
       // Bit rot in both part files while the store is stopped.
-      for (const index of [0, 1]) assert.isTrue((yield* faults.flipByte(PartPath.partPath(fileA, Ids.partIndex(index)), { offset: 100 }))._tag === "Some")
-      yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
-          assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(1), "the checkpointed part comes back from the bucket")
-          assert.deepStrictEqual(yield* readPage(storage, 2), pageOf(2), "the part only in the WAL is replayed")
-          assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
-        }), config, { replay })
-      yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
-          assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(1))
-          assert.deepStrictEqual(yield* readPage(storage, 2), pageOf(2))
-        }), config, { replay })
+      for (const index of [0, 1]) {
+        assert.isTrue(
+          (yield* faults.flipByte(PartPath.partPath(fileA, Ids.partIndex(index)), { offset: 100 }))._tag === "Some"
+        )
+      }
+      yield* H.withStorage(
+        bucket,
+        disk,
+        (storage) =>
+          Effect.gen(function*() {
+            assert.deepStrictEqual(
+              yield* readPage(storage, 0),
+              pageOf(1),
+              "the checkpointed part comes back from the bucket"
+            )
+            assert.deepStrictEqual(yield* readPage(storage, 2), pageOf(2), "the part only in the WAL is replayed")
+            assert.strictEqual((yield* storage.checkpoint).outcome, "completed")
+          }),
+        config,
+        { replay }
+      )
+      yield* H.withStorage(
+        bucket,
+        yield* H.makeDisk,
+        (storage) =>
+          Effect.gen(function*() {
+            assert.deepStrictEqual(yield* readPage(storage, 0), pageOf(1))
+            assert.deepStrictEqual(yield* readPage(storage, 2), pageOf(2))
+          }),
+        config,
+        { replay }
+      )
     }))
 
   it.live("a flipped byte in the last acknowledged WAL record after a clean stop is refused at every open, never cut", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const { disk, faults } = yield* faultyDisk
-      const stopped = yield* H.withStorage(bucket, disk, (storage) =>
-        Effect.gen(function* () {
-          yield* insert(storage, 0, 1) // acknowledged, only in the local WAL: nothing reaches the bucket
-          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "wal/" })
-          yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
-          return yield* storage.shutdown
-        }), config, { replay })
+      const stopped = yield* H.withStorage(
+        bucket,
+        disk,
+        (storage) =>
+          Effect.gen(function*() {
+            yield* insert(storage, 0, 1) // acknowledged, only in the local WAL: nothing reaches the bucket
+            yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "wal/" })
+            yield* bucket.faults.failPermanently({ operations: ["put"], keyPrefix: "checkpoints/" })
+            return yield* storage.shutdown
+          }),
+        config,
+        { replay }
+      )
       assert.isDefined(stopped.wal.localOnly, "the record is only local")
       yield* bucket.faults.heal
       yield* disk.control.crash // a power loss after the clean stop: only synced bytes (the control file's record) remain
@@ -132,4 +176,5 @@ describe("Storage: local disk faults", () => {
     }))
 })
 
-const sameBytes = (left: Uint8Array, right: Uint8Array): boolean => left.length === right.length && left.every((byte, index) => byte === right[index])
+const sameBytes = (left: Uint8Array, right: Uint8Array): boolean =>
+  left.length === right.length && left.every((byte, index) => byte === right[index])

@@ -5,11 +5,11 @@
  * ConfigProvider against the test S3 server, and its data-directory key; `layerMemory` under
  * `it.layer`, the way an app's own tests would use it.
  */
+import { assert, describe, it, layer } from "@effect/vitest"
+import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as S3TestServer from "../support/S3TestServer.js"
@@ -25,7 +25,7 @@ const tempDir = (name: string) =>
   )
 
 /** Writes at 0 and 16, logging each after applying it, with a checkpoint between the two. */
-const writeTwo = Effect.gen(function* () {
+const writeTwo = Effect.gen(function*() {
   const storage = yield* Storage.Storage
   yield* storage.write(file, 0, text("hello"))
   yield* storage.append(text("0:hello"))
@@ -48,7 +48,7 @@ const serviceKeys = <R>(layer: Layer.Layer<R, unknown>) =>
 
 describe("Storage.layerNode", () => {
   it.scopedLive("opens, writes, checkpoints, closes, and a reopen reads everything back", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const dataDir = yield* tempDir("data")
       const storeDir = yield* tempDir("bucket")
       const shutdowns: Array<Storage.ShutdownReport> = []
@@ -57,7 +57,10 @@ describe("Storage.layerNode", () => {
         storeDir,
         config: { checkpointIntervalMs: 0 },
         replay,
-        onShutdown: (report: Storage.ShutdownReport) => Effect.sync(() => { shutdowns.push(report) })
+        onShutdown: (report: Storage.ShutdownReport) =>
+          Effect.sync(() => {
+            shutdowns.push(report)
+          })
       }
       const report = yield* Effect.provide(writeTwo, Storage.layerNode(options))
       assert.strictEqual(report.checkpoint, 1)
@@ -74,14 +77,24 @@ describe("Storage.layerNode", () => {
     }))
 
   it.scopedLive("puts Storage alone into the app's context", () =>
-    Effect.gen(function* () {
-      const keys = yield* serviceKeys(Storage.layerNode({ dataDir: yield* tempDir("data"), storeDir: yield* tempDir("bucket") }))
+    Effect.gen(function*() {
+      const keys = yield* serviceKeys(
+        Storage.layerNode({ dataDir: yield* tempDir("data"), storeDir: yield* tempDir("bucket") })
+      )
       assert.deepStrictEqual(keys, [Storage.Storage.key])
     }))
 
   it.scopedLive("a bad configuration field fails the open with InvalidConfig naming it", () =>
-    Effect.gen(function* () {
-      const exit = yield* Effect.exit(Layer.build(Storage.layerNode({ dataDir: yield* tempDir("data"), storeDir: yield* tempDir("bucket"), config: { workerCount: 0 } })))
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(
+        Layer.build(
+          Storage.layerNode({
+            dataDir: yield* tempDir("data"),
+            storeDir: yield* tempDir("bucket"),
+            config: { workerCount: 0 }
+          })
+        )
+      )
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) ? exit.cause.toJSON() : undefined
       assert.include(JSON.stringify(error), "workerCount")
@@ -89,10 +102,11 @@ describe("Storage.layerNode", () => {
 })
 
 describe("Storage.layerConfig", () => {
-  const fromEntries = (entries: Record<string, string>) => ConfigProvider.fromMap(new Map(Object.entries(entries)), { pathDelim: "_" })
+  const fromEntries = (entries: Record<string, string>) =>
+    ConfigProvider.fromMap(new Map(Object.entries(entries)), { pathDelim: "_" })
 
   it.scopedLive("reads the store, the configuration and the data directory from the ConfigProvider", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const server = yield* S3TestServer.make()
       const entries = {
         S3_TIER_DATA_DIR: yield* tempDir("data"),
@@ -106,7 +120,9 @@ describe("Storage.layerConfig", () => {
         S3_TIER_S3_SECRET_ACCESS_KEY: server.credentials.secretAccessKey
       }
       const logs: Array<string> = []
-      const capture = Logger.make(({ logLevel, message }) => { logs.push(`${logLevel.label} ${String(message)}`) })
+      const capture = Logger.make(({ logLevel, message }) => {
+        logs.push(`${logLevel.label} ${String(message)}`)
+      })
       const open = (program: Effect.Effect<unknown, unknown, Storage.Storage>) =>
         Effect.provide(program, Storage.layerConfig({ replay })).pipe(
           Effect.withConfigProvider(fromEntries(entries)),
@@ -119,10 +135,12 @@ describe("Storage.layerConfig", () => {
     }))
 
   it.scopedLive("without a data directory, fails with InvalidConfig naming S3_TIER_DATA_DIR", () =>
-    Effect.gen(function* () {
-      const error = yield* Effect.flip(Layer.build(Storage.layerConfig()).pipe(
-        Effect.withConfigProvider(fromEntries({ S3_TIER_S3_BUCKET: "some-bucket" }))
-      ))
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(Storage.layerConfig()).pipe(
+          Effect.withConfigProvider(fromEntries({ S3_TIER_S3_BUCKET: "some-bucket" }))
+        )
+      )
       assert.strictEqual(error._tag, "InvalidConfig")
       assert.strictEqual(error._tag === "InvalidConfig" ? error.field : undefined, "S3_TIER_DATA_DIR")
     }))
@@ -130,7 +148,7 @@ describe("Storage.layerConfig", () => {
 
 layer(Storage.layerMemory({ replay }))("Storage.layerMemory under it.layer", (it) => {
   it.effect("writes, commits, checkpoints and reads back in memory", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const report = yield* writeTwo
       assert.strictEqual(report.checkpoint, 1)
       const storage = yield* Storage.Storage
@@ -139,7 +157,7 @@ layer(Storage.layerMemory({ replay }))("Storage.layerMemory under it.layer", (it
     }))
 
   it.effect("the layer is shared by the block's tests: the next checkpoint is the second", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const storage = yield* Storage.Storage
       const report = yield* storage.checkpoint
       assert.strictEqual(report.checkpoint, 2)
@@ -151,7 +169,7 @@ describe("Storage.layerMemory", () => {
     Effect.map(serviceKeys(Storage.layerMemory()), (keys) => assert.deepStrictEqual(keys, [Storage.Storage.key])))
 
   it.scoped("each build is a fresh bucket", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const read = Effect.flatMap(Storage.Storage, (storage) => storage.read(file, 0, 5))
       yield* Effect.provide(writeTwo, Storage.layerMemory())
       const fresh = yield* Effect.provide(read, Storage.layerMemory())
@@ -161,10 +179,10 @@ describe("Storage.layerMemory", () => {
 
 describe("Storage: interrupting the program that uses it", () => {
   it.live("runs the whole bounded shutdown, as closing the scope does (SIGINT under NodeRuntime.runMain)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const shutdowns: Array<Storage.ShutdownReport> = []
       const ready = yield* Deferred.make<void>()
-      const app = Effect.gen(function* () {
+      const app = Effect.gen(function*() {
         const storage = yield* Storage.Storage
         yield* storage.write(file, 0, text("hello"))
         yield* storage.append(text("0:hello"))
@@ -172,7 +190,12 @@ describe("Storage: interrupting the program that uses it", () => {
         yield* Deferred.succeed(ready, undefined)
         return yield* Effect.never
       })
-      const layer = Storage.layerMemory({ onShutdown: (report) => Effect.sync(() => { shutdowns.push(report) }) })
+      const layer = Storage.layerMemory({
+        onShutdown: (report) =>
+          Effect.sync(() => {
+            shutdowns.push(report)
+          })
+      })
       const fiber = yield* Effect.fork(Effect.provide(app, layer))
       yield* Deferred.await(ready)
       yield* Fiber.interrupt(fiber)

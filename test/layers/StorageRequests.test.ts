@@ -16,10 +16,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as CountingObjectStore from "../../src/layers/CountingObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
-import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
@@ -47,7 +47,12 @@ const config: Partial<StorageConfig.StorageConfigValue> = {
 }
 
 /** Requests by kind and operation, bytes left out; kinds with no request left out. */
-type Budget = Partial<Record<CountingObjectStore.KeyKind, Partial<Record<Exclude<keyof CountingObjectStore.RequestCounts, "bytesPut" | "bytesGot">, number>>>>
+type Budget = Partial<
+  Record<
+    CountingObjectStore.KeyKind,
+    Partial<Record<Exclude<keyof CountingObjectStore.RequestCounts, "bytesPut" | "bytesGot">, number>>
+  >
+>
 
 const requestsByKind = (snapshot: CountingObjectStore.RequestSnapshot): Budget => {
   const budget: Record<string, Record<string, number>> = {}
@@ -68,21 +73,31 @@ const checkpointBudget = (parts: number, files: number): Budget => ({
   lock: { get: 1 }
 })
 
-const open = (bucket: MemoryObjectStore.MemoryBucketState, disk: H.Disk, counter: CountingObjectStore.RequestCounterService) =>
+const open = (
+  bucket: MemoryObjectStore.MemoryBucketState,
+  disk: H.Disk,
+  counter: CountingObjectStore.RequestCounterService
+) =>
   Effect.map(
     Layer.build(
       layerWithServices().pipe(
-        Layer.provide(CountingObjectStore.layer(counter, layout).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket)))),
+        Layer.provide(
+          CountingObjectStore.layer(counter, layout).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket)))
+        ),
         Layer.provide(MemoryDisk.layerOf(disk)),
         Layer.provide(StorageConfig.layer(config))
       )
     ),
-    (context) => ({ storage: Context.get(context, Storage.Storage), evictor: Context.get(context, Evictor.Evictor), wal: Context.get(context, WalArchiver.WalArchiver) })
+    (context) => ({
+      storage: Context.get(context, Storage.Storage),
+      evictor: Context.get(context, Evictor.Evictor),
+      wal: Context.get(context, WalArchiver.WalArchiver)
+    })
   )
 
 /** The requests `effect` sent, by kind (bytes left out), with its value. */
 const counted = <A, E>(counter: CountingObjectStore.RequestCounterService, effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const before = yield* counter.snapshot
     const value = yield* effect
     const sent = CountingObjectStore.diff(yield* counter.snapshot, before)
@@ -91,7 +106,7 @@ const counted = <A, E>(counter: CountingObjectStore.RequestCounterService, effec
 
 describe("Storage: the request budget of the write path", () => {
   it.live("after start-up: writes, commits, checkpoints, eviction and reloads send no LIST; a checkpoint sends one PUT per changed part and file manifest, one root PUT and one lock GET", () =>
-    Effect.scoped(Effect.gen(function* () {
+    Effect.scoped(Effect.gen(function*() {
       const bucket = yield* MemoryObjectStore.makeBucket("requests")
       const counter = yield* CountingObjectStore.makeCounter
       const { storage, evictor, wal } = yield* open(bucket, yield* MemoryDisk.make, counter)
@@ -124,10 +139,19 @@ describe("Storage: the request budget of the write path", () => {
       assert.deepStrictEqual(thirdRequests, checkpointBudget(0, 0))
 
       // Eviction of clean parts sends nothing; a reload is one GET of the part.
-      const [evicted, evictRequests] = yield* counted(counter, Effect.map(Effect.replicateEffect(evictor.runNow, 4), (reports) => reports.reduce((sum, report) => sum + report.evictedParts, 0)))
+      const [evicted, evictRequests] = yield* counted(
+        counter,
+        Effect.map(
+          Effect.replicateEffect(evictor.runNow, 4),
+          (reports) => reports.reduce((sum, report) => sum + report.evictedParts, 0)
+        )
+      )
       assert.deepStrictEqual(evictRequests, {})
       assert.isAbove(evicted, 1)
-      const [, reloadRequests] = yield* counted(counter, Effect.all([storage.read(fileA, 0, 3 * partSize), storage.read(fileB, 0, partSize)]))
+      const [, reloadRequests] = yield* counted(
+        counter,
+        Effect.all([storage.read(fileA, 0, 3 * partSize), storage.read(fileB, 0, partSize)])
+      )
       assert.deepStrictEqual(reloadRequests, { part: { get: evicted } })
 
       // Checkpoint 4, after the reload: one part of B changed.
@@ -137,12 +161,17 @@ describe("Storage: the request budget of the write path", () => {
 
       // A WAL segment that fills is one PUT, after a GET of the lock (the archiver's fencing check),
       // with no listing; beside it the checkpoint's own budget.
-      const [, walRequests] = yield* counted(counter, Effect.gen(function* () {
-        for (let record = 0; record < segmentBytes / 512 + 4; record++) yield* storage.append(H.pattern(8 + record, 500))
-        yield* storage.commit
-        yield* wal.awaitArchived(Ids.lsn(segmentBytes), 5_000)
-        yield* storage.checkpoint
-      }))
+      const [, walRequests] = yield* counted(
+        counter,
+        Effect.gen(function*() {
+          for (let record = 0; record < segmentBytes / 512 + 4; record++) {
+            yield* storage.append(H.pattern(8 + record, 500))
+          }
+          yield* storage.commit
+          yield* wal.awaitArchived(Ids.lsn(segmentBytes), 5_000)
+          yield* storage.checkpoint
+        })
+      )
       assert.deepStrictEqual(walRequests, { ...checkpointBudget(0, 0), lock: { get: 2 }, wal: { put: 1 } })
 
       // The whole run after start-up: no listing at all, and no HEAD.

@@ -9,8 +9,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Logger, LogLevel } from "effect"
-import * as Ids from "../../src/domain/Ids.js"
 import { RecordNotApplied } from "../../src/domain/Errors.js"
+import * as Ids from "../../src/domain/Ids.js"
 import type * as Storage from "../../src/layers/Storage.js"
 import * as H from "../support/StorageHarness.js"
 
@@ -23,10 +23,11 @@ const decoder = new TextDecoder()
 /** Record i: "page i holds pattern(i)" (apply, then log). */
 const recordOf = (index: number): Uint8Array => encoder.encode(`${index}`.padStart(100, " "))
 const indexOf = (bytes: Uint8Array): number => Number(decoder.decode(bytes).trim())
-const applyRecord = (storage: Storage.StorageService, index: number) => storage.write(fileA, index * pageBytes, H.pattern(index + 1, pageBytes))
+const applyRecord = (storage: Storage.StorageService, index: number) =>
+  storage.write(fileA, index * pageBytes, H.pattern(index + 1, pageBytes))
 
 const readAll = (storage: Storage.StorageService) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const wrong: Array<number> = []
     for (let index = 0; index < recordCount; index++) {
       const bytes = yield* storage.read(fileA, index * pageBytes, pageBytes)
@@ -43,14 +44,16 @@ const readAll = (storage: Storage.StorageService) =>
  */
 const writeThenCrash = (bucket: H.Bucket, disk: H.Disk, full = false) =>
   H.withStorage(bucket, disk, (storage) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       for (let index = 0; index < recordCount; index++) {
         yield* applyRecord(storage, index)
         yield* storage.append(recordOf(index))
         if (index === 99) {
           yield* storage.commit
           yield* storage.checkpoint
-          yield* bucket.faults.failPermanently(full ? { operations: ["put"] } : { operations: ["put"], keyPrefix: "checkpoints/" })
+          yield* bucket.faults.failPermanently(
+            full ? { operations: ["put"] } : { operations: ["put"], keyPrefix: "checkpoints/" }
+          )
         }
       }
       yield* storage.commit
@@ -60,7 +63,7 @@ const writeThenCrash = (bucket: H.Bucket, disk: H.Disk, full = false) =>
 
 describe("Storage: a checkpoint during start-up replay", () => {
   it.live("covers only the records replay has applied: after a crash mid-replay and a restart, every record is there", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
       yield* writeThenCrash(bucket, disk)
@@ -69,7 +72,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
       const crashed = yield* Effect.exit(
         H.withStorage(bucket, disk, () => Effect.void, {}, {
           replay: (record, storage) =>
-            Effect.gen(function* () {
+            Effect.gen(function*() {
               yield* applyRecord(storage, indexOf(record.bytes))
               replayed++
               if (replayed === 150) {
@@ -90,7 +93,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
     }))
 
   it.live("a periodic checkpoint during a slow replay does the same, after a bucket that was full and is freed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const disk = yield* H.makeDisk
       yield* writeThenCrash(bucket, disk, true)
@@ -99,7 +102,7 @@ describe("Storage: a checkpoint during start-up replay", () => {
       const crashed = yield* Effect.exit(
         H.withStorage(bucket, disk, () => Effect.void, { checkpointIntervalMs: 20 }, {
           replay: (record, storage) =>
-            Effect.gen(function* () {
+            Effect.gen(function*() {
               yield* applyRecord(storage, indexOf(record.bytes))
               replayed++
               if (replayed === 150) {
@@ -129,22 +132,26 @@ describe("Storage: a checkpoint during start-up replay", () => {
 /** Record "<writer>:<page>": page <page> holds the writer's pattern for it. */
 const writerSeed = { a: 1, b: 1000, c: 2000 } as const
 type Writer = keyof typeof writerSeed
-const taggedRecord = (writer: Writer, page: number): Uint8Array => encoder.encode(`${writer}:${page}`.padStart(100, " "))
+const taggedRecord = (writer: Writer, page: number): Uint8Array =>
+  encoder.encode(`${writer}:${page}`.padStart(100, " "))
 const applyTagged = (storage: Storage.StorageService, bytes: Uint8Array) => {
   const [writer, page] = decoder.decode(bytes).trim().split(":")
   const index = Number(page)
   return storage.write(fileA, index * pageBytes, H.pattern(writerSeed[writer as Writer] + index, pageBytes))
 }
 const insert = (storage: Storage.StorageService, writer: Writer, page: number) =>
-  Effect.zipRight(storage.write(fileA, page * pageBytes, H.pattern(writerSeed[writer] + page, pageBytes)), storage.append(taggedRecord(writer, page)))
+  Effect.zipRight(
+    storage.write(fileA, page * pageBytes, H.pattern(writerSeed[writer] + page, pageBytes)),
+    storage.append(taggedRecord(writer, page))
+  )
 
 describe("Storage: archived WAL after a take-over", () => {
   it.live("a stale writer's WAL uploads after the new owner's clean shutdown never reach a restore", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const pages = 50
       yield* Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const a = (yield* H.open(bucket, yield* H.makeDisk)).storage
           for (let page = 0; page < pages; page++) yield* insert(a, "a", page)
           yield* a.commit
@@ -154,7 +161,7 @@ describe("Storage: archived WAL after a take-over", () => {
             bucket,
             yield* H.makeDisk,
             (b) =>
-              Effect.gen(function* () {
+              Effect.gen(function*() {
                 for (let page = 0; page < pages; page++) yield* insert(b, "b", page)
                 yield* b.commit
               }),
@@ -163,8 +170,10 @@ describe("Storage: archived WAL after a take-over", () => {
           )
           // A goes on (if it is let): records over several segments, then its WAL archives what it has.
           yield* Effect.either(
-            Effect.gen(function* () {
-              for (let round = 0; round < 8; round++) for (let page = 0; page < pages; page++) yield* insert(a, "c", page)
+            Effect.gen(function*() {
+              for (let round = 0; round < 8; round++) {
+                for (let page = 0; page < pages; page++) yield* insert(a, "c", page)
+              }
               yield* a.commit
             })
           )
@@ -176,7 +185,7 @@ describe("Storage: archived WAL after a take-over", () => {
         bucket,
         yield* H.makeDisk,
         (storage) =>
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const found: Array<number> = []
             for (let page = 0; page < pages; page++) {
               const bytes = yield* storage.read(fileA, page * pageBytes, pageBytes)
@@ -193,10 +202,10 @@ describe("Storage: archived WAL after a take-over", () => {
 
 describe("Storage: a restore with another WAL segment size", () => {
   it.live("fails with WalSegmentSizeMismatch naming both sizes, before anything is written", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           for (let index = 0; index < 300; index++) {
             yield* applyRecord(storage, index % 100)
             yield* storage.append(recordOf(index % 100))
@@ -207,7 +216,9 @@ describe("Storage: a restore with another WAL segment size", () => {
       const segmentBytes = H.testConfig.walSegmentBytes ?? 16 * 1024
       const keysBefore = yield* bucket.inspect.keys
       const disk = yield* H.makeDisk
-      const refused = yield* Effect.flip(H.withStorage(bucket, disk, () => Effect.void, { walSegmentBytes: segmentBytes / 2 }))
+      const refused = yield* Effect.flip(
+        H.withStorage(bucket, disk, () => Effect.void, { walSegmentBytes: segmentBytes / 2 })
+      )
       assert.strictEqual(refused._tag, "WalSegmentSizeMismatch", refused.message)
       if (refused._tag === "WalSegmentSizeMismatch") {
         assert.strictEqual(refused.bucketSegmentBytes, segmentBytes)
@@ -222,19 +233,24 @@ describe("Storage: a restore with another WAL segment size", () => {
 
 /** Runs `effect` with its log lines (and those of every fiber it starts) collected instead of printed. */
 const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
-    const capture = Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message: String(message) }))
-    const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)), Logger.withMinimumLogLevel(LogLevel.Debug))
+    const capture = Logger.make(({ logLevel, message }) =>
+      void lines.push({ level: logLevel, message: String(message) })
+    )
+    const result = yield* effect.pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Logger.withMinimumLogLevel(LogLevel.Debug)
+    )
     return { result, lines }
   })
 
 describe("Storage: a restore on a new machine", () => {
   it.live("opening an empty directory over a bucket that has the log reads it back and warns of nothing", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           for (let index = 0; index < 50; index++) {
             yield* applyRecord(storage, index)
             yield* storage.append(recordOf(index))
@@ -242,14 +258,24 @@ describe("Storage: a restore on a new machine", () => {
           yield* storage.commit
         }))
       const { lines, result } = yield* capturingLogs(
-        H.withStorage(bucket, yield* H.makeDisk, (storage) =>
-          Effect.forEach(Array.from({ length: 50 }, (_, index) => index), (index) =>
-            Effect.map(storage.read(fileA, index * pageBytes, pageBytes), (bytes) => H.pattern(index + 1, pageBytes).every((byte, at) => bytes[at] === byte))
-          ))
+        H.withStorage(
+          bucket,
+          yield* H.makeDisk,
+          (storage) =>
+            Effect.forEach(
+              Array.from({ length: 50 }, (_, index) => index),
+              (index) =>
+                Effect.map(storage.read(fileA, index * pageBytes, pageBytes), (bytes) =>
+                  H.pattern(index + 1, pageBytes).every((byte, at) => bytes[at] === byte))
+            )
+        )
       )
       assert.isTrue(result.every((intact) => intact), "every page written before is read back")
       const warnings = lines.filter((line) => LogLevel.greaterThanEqual(line.level, LogLevel.Warning))
       assert.deepStrictEqual(warnings.map((line) => line.message), [])
-      assert.isTrue(lines.some((line) => line.message.includes("the local log is empty")), lines.map((line) => line.message).join("\n"))
+      assert.isTrue(
+        lines.some((line) => line.message.includes("the local log is empty")),
+        lines.map((line) => line.message).join("\n")
+      )
     }))
 })

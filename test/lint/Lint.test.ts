@@ -13,7 +13,9 @@ describe("lint rules", () => {
   it("report a floating Effect, Date.now and setTimeout in src/, and nothing else", async () => {
     const eslint = new ESLint({ ignore: false })
     const [result] = await eslint.lintText(readFileSync(fixture, "utf8"), { filePath: fixture })
-    const found = (result?.messages ?? []).filter((m) => m.ruleId !== "@effect/dprint").map((m) => `${m.line} ${m.ruleId}`)
+    const found = (result?.messages ?? []).filter((m) => m.ruleId !== "@effect/dprint").map((m) =>
+      `${m.line} ${m.ruleId}`
+    )
     assert.deepStrictEqual(found, [
       "6 local/no-floating-effect",
       "12 no-restricted-properties",

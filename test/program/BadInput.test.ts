@@ -4,10 +4,10 @@
  * for the directory cases, the directory's listing (and its would-be bucket sibling) before and
  * after. The S3 cases (unreachable endpoint, missing bucket, wrong credentials) are in S3.test.ts.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { hasStackTrace, runCli, temporaryDirectory } from "./Cli.js"
 
 /** Asserts the shape of a refusal: exit 2, one line, naming `fragment`, nothing on stdout. */
@@ -22,7 +22,11 @@ const assertRefused = (result: { code: number | null; stdout: string; stderr: st
   assert.strictEqual(result.stdout, "")
 }
 
-const listing = (directory: string): ReadonlyArray<string> => (fs.existsSync(directory) ? fs.readdirSync(directory, { recursive: true }).map(String).sort() : [])
+const listing = (
+  directory: string
+): ReadonlyArray<
+  string
+> => (fs.existsSync(directory) ? fs.readdirSync(directory, { recursive: true }).map(String).sort() : [])
 
 describe.concurrent("CLI bad input", () => {
   const cases: ReadonlyArray<[string, ReadonlyArray<string>, string | RegExp]> = [
@@ -35,7 +39,11 @@ describe.concurrent("CLI bad input", () => {
     ["zero writers", ["run", "--writers", "0"], "--writers"],
     ["a zero local budget", ["run", "--local-budget", "0"], "--local-budget"],
     ["a zero shutdown deadline", ["run", "--shutdown-deadline", "0ms"], "--shutdown-deadline"],
-    ["a shutdown deadline below the configuration's bound", ["run", "--shutdown-deadline", "5ms"], "--shutdown-deadline"],
+    [
+      "a shutdown deadline below the configuration's bound",
+      ["run", "--shutdown-deadline", "5ms"],
+      "--shutdown-deadline"
+    ],
     ["an unknown fault", ["run", "--fault", "meteor"], "meteor"],
     ["an impossible error rate", ["run", "--fault", "error-rate=1.5"], "error-rate"],
     ["an unknown task type", ["run", "--fault", "fail-task=Upload"], "fail-task"],
@@ -51,7 +59,7 @@ describe.concurrent("CLI bad input", () => {
   }
 
   it.scopedLive("refuses a data directory that is not ours, writing and deleting nothing", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const parent = yield* temporaryDirectory("es3t-foreign-")
       const foreign = path.join(parent, "pgdata")
       fs.mkdirSync(foreign)
@@ -66,7 +74,7 @@ describe.concurrent("CLI bad input", () => {
     }))
 
   it.scopedLive("refuses a data directory that is a file", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const parent = yield* temporaryDirectory("es3t-file-")
       const file = path.join(parent, "data")
       fs.writeFileSync(file, "x")
@@ -76,7 +84,7 @@ describe.concurrent("CLI bad input", () => {
     }))
 
   it.scopedLive("refuses to inspect or verify a store directory that does not exist, creating nothing", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const parent = yield* temporaryDirectory("es3t-missing-")
       const missing = path.join(parent, "nowhere")
       for (const command of ["inspect", "verify"]) {
@@ -89,19 +97,32 @@ describe.concurrent("CLI bad input", () => {
     }))
 
   it.scopedLive("refuses sizes whose bookkeeping exceeds the heap limit before writing anything", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       // 256 files of 64 MiB are 2,097,152 pages: with a 64 MiB heap, the run's bookkeeping alone
       // would exhaust it (V8 then aborts with exit 134 and a native stack trace).
       const parent = yield* temporaryDirectory("es3t-heap-")
-      const result = yield* runCli(["run", "--dir", path.join(parent, "data"), "--files", "256", "--file-size", "64MiB", "--duration", "1s"], {
+      const result = yield* runCli([
+        "run",
+        "--dir",
+        path.join(parent, "data"),
+        "--files",
+        "256",
+        "--file-size",
+        "64MiB",
+        "--duration",
+        "1s"
+      ], {
         env: { NODE_OPTIONS: "--max-old-space-size=64" }
       })
-      assertRefused(result, /--file-size: 256 files of 64\.0MiB are 2097152 pages, whose bookkeeping .* does not fit in half the heap limit/)
+      assertRefused(
+        result,
+        /--file-size: 256 files of 64\.0MiB are 2097152 pages, whose bookkeeping .* does not fit in half the heap limit/
+      )
       assert.deepStrictEqual(listing(parent), [])
     }))
 
   it.live("prints help on stdout and exits 0", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const result = yield* runCli(["run", "--help"])
       assert.strictEqual(result.code, 0)
       assert.include(result.stdout, "--shutdown-deadline")

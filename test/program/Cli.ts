@@ -3,11 +3,11 @@
  * process, collects its output, and lets a test act when a line appears on stderr (send a signal
  * once the run has started: waiting on output, never on a sleep).
  */
+import { Deferred, Duration, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Deferred, Duration, Effect } from "effect"
 import type { RunReport } from "../../src/cli/Report.js"
 
 /** The repository root (this file is test/program/Cli.ts). */
@@ -33,9 +33,12 @@ export interface CliProcess {
 }
 
 /** Starts the CLI; the process is killed (SIGKILL) if the scope closes while it still runs. */
-export const start = (args: ReadonlyArray<string>, options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {}) =>
+export const start = (
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {}
+) =>
   Effect.acquireRelease(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const startedAt = performance.now()
       const finished = yield* Deferred.make<CliResult>()
       const child = spawn(process.execPath, ["--import", "tsx", "src/program.ts", ...args], {
@@ -48,7 +51,9 @@ export const start = (args: ReadonlyArray<string>, options: { readonly env?: Rec
       const watchers: Array<{ pattern: RegExp; found: Deferred.Deferred<string, string> }> = []
       const checkWatchers = () => {
         for (const line of stderr.split("\n")) {
-          for (const watcher of watchers) if (watcher.pattern.test(line)) Deferred.unsafeDone(watcher.found, Effect.succeed(line))
+          for (const watcher of watchers) {
+            if (watcher.pattern.test(line)) Deferred.unsafeDone(watcher.found, Effect.succeed(line))
+          }
         }
       }
       child.stdout?.setEncoding("utf8").on("data", (chunk: string) => void (stdout += chunk))
@@ -57,13 +62,23 @@ export const start = (args: ReadonlyArray<string>, options: { readonly env?: Rec
         checkWatchers()
       })
       child.on("close", (code, signal) => {
-        for (const watcher of watchers) Deferred.unsafeDone(watcher.found, Effect.fail(`the process ended (code ${code}, signal ${signal}) before a line matched ${watcher.pattern}:\n${stderr}`))
-        Deferred.unsafeDone(finished, Effect.succeed({ code, signal, stdout, stderr, elapsedMs: performance.now() - startedAt }))
+        for (const watcher of watchers) {
+          Deferred.unsafeDone(
+            watcher.found,
+            Effect.fail(
+              `the process ended (code ${code}, signal ${signal}) before a line matched ${watcher.pattern}:\n${stderr}`
+            )
+          )
+        }
+        Deferred.unsafeDone(
+          finished,
+          Effect.succeed({ code, signal, stdout, stderr, elapsedMs: performance.now() - startedAt })
+        )
       })
       const process_: CliProcess = {
         child,
         waitForStderr: (pattern) =>
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const found = yield* Deferred.make<string, string>()
             watchers.push({ pattern, found })
             checkWatchers()
@@ -73,21 +88,27 @@ export const start = (args: ReadonlyArray<string>, options: { readonly env?: Rec
             return yield* Deferred.await(found)
           }),
         result: Deferred.await(finished).pipe(
-          Effect.timeoutFail({ duration: Duration.millis(options.timeoutMs ?? 150_000), onTimeout: () => new Error(`the CLI did not end within ${options.timeoutMs ?? 150_000} ms:\n${stderr}`) }),
+          Effect.timeoutFail({
+            duration: Duration.millis(options.timeoutMs ?? 150_000),
+            onTimeout: () => new Error(`the CLI did not end within ${options.timeoutMs ?? 150_000} ms:\n${stderr}`)
+          }),
           Effect.orDie
         ),
         kill: (signal) => Effect.sync(() => void child.kill(signal))
       }
       return process_
     }),
-    (running) => Effect.sync(() => {
-      if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGKILL")
-    })
+    (running) =>
+      Effect.sync(() => {
+        if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGKILL")
+      })
   )
 
 /** Runs the CLI to its end. */
-export const runCli = (args: ReadonlyArray<string>, options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {}) =>
-  Effect.scoped(Effect.flatMap(start(args, options), (running) => running.result))
+export const runCli = (
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {}
+) => Effect.scoped(Effect.flatMap(start(args, options), (running) => running.result))
 
 /** A fresh temporary directory, removed when the scope closes. */
 export const temporaryDirectory = (prefix: string) =>
@@ -99,7 +120,9 @@ export const temporaryDirectory = (prefix: string) =>
 /** The one JSON object a `--json` run printed on stdout. */
 export const parseReport = <A = RunReport>(result: CliResult): A => {
   const lines = result.stdout.trim().split("\n").filter((line) => line !== "")
-  if (lines.length !== 1) throw new Error(`expected one line on stdout, got ${lines.length}:\n${result.stdout}\nstderr:\n${result.stderr}`)
+  if (lines.length !== 1) {
+    throw new Error(`expected one line on stdout, got ${lines.length}:\n${result.stdout}\nstderr:\n${result.stderr}`)
+  }
   return JSON.parse(lines[0] ?? "null") as A
 }
 
@@ -119,4 +142,5 @@ export const quickRun = quick()
 export const quickStalled = quick({ deadline: "3s" })
 
 /** Asserts that stderr holds no stack trace. */
-export const hasStackTrace = (text: string): boolean => /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /\n\s+at .+:\d+:\d+/.test(text)
+export const hasStackTrace = (text: string): boolean =>
+  /\n\s+at .+\(.+:\d+:\d+\)/.test(text) || /\n\s+at .+:\d+:\d+/.test(text)

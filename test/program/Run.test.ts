@@ -7,16 +7,16 @@
  * bucket the run left; a second `run` against a bucket that a live run holds is refused.
  * Method: short runs (see Cli.quickRun); signals are sent when a line appears on stderr.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { type RunReport, RunReport as RunReportSchema } from "../../src/cli/Report.js"
+import { CheckpointNumber } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type * as Manifest from "../../src/domain/Manifest.js"
-import { CheckpointNumber } from "../../src/domain/Ids.js"
 import { keyToSegments } from "../../src/layers/FileObjectStore.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
-import { RunReport as RunReportSchema, type RunReport } from "../../src/cli/Report.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
 import { hasStackTrace, parseReport, quick, quickRun, quickStalled, runCli, start, temporaryDirectory } from "./Cli.js"
 
@@ -34,7 +34,7 @@ export const assertBoundedShutdown = (report: RunReport, label: string) => {
 
 /** Runs the CLI with `--json` and checks the exit rule: 0 exactly when the report says ok. */
 export const runJson = (args: ReadonlyArray<string>, env?: Record<string, string>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const result = yield* runCli([...args, "--json"], env === undefined ? {} : { env })
     assert.isFalse(hasStackTrace(result.stderr), result.stderr)
     const report = parseReport(result)
@@ -46,21 +46,27 @@ export const runJson = (args: ReadonlyArray<string>, env?: Record<string, string
 
 describe.concurrent("CLI run (filesystem store)", () => {
   it.scopedLive("a clean run verifies, and inspect and verify read the bucket it left", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const parent = yield* temporaryDirectory("es3t-run-")
       const dataDirectory = path.join(parent, "data")
       const { report, result } = yield* runJson(["run", ...quickRun, "--dir", dataDirectory])
       assert.strictEqual(result.code, 0, result.stderr)
       assertBoundedShutdown(report, "clean")
       // "none": a periodic checkpoint that ran after the writers stopped already covered everything.
-      assert.include(["completed", "none"], report.shutdown.finalCheckpoint, report.shutdown.finalCheckpointDetail ?? "")
+      assert.include(
+        ["completed", "none"],
+        report.shutdown.finalCheckpoint,
+        report.shutdown.finalCheckpointDetail ?? ""
+      )
       assert.strictEqual(report.shutdown.dirtyPartsLeft, 0)
       assert.isTrue(report.shutdown.lockReleased)
       assert.deepStrictEqual(report.shutdown.cutWaits, [])
       assert.strictEqual(report.inserts.failed, 0)
       assert.strictEqual(report.inserts.acknowledged, report.inserts.attempted)
       assert.isAtLeast(report.checkpoints.completed, 1)
-      if (report.shutdown.finalCheckpoint === "completed") assert.strictEqual(report.checkpoints.last, report.shutdown.finalCheckpointNumber)
+      if (report.shutdown.finalCheckpoint === "completed") {
+        assert.strictEqual(report.checkpoints.last, report.shutdown.finalCheckpointNumber)
+      }
       assert.isAbove(report.bytesUploaded, 0)
       assert.strictEqual(report.wal.archivedThrough, report.wal.endLsn)
       assert.isTrue(report.verify.ran)
@@ -75,7 +81,9 @@ describe.concurrent("CLI run (filesystem store)", () => {
       // inspect writes nothing to the store, and verify nothing but its reader lease, which it
       // deletes: every object stays exactly as it was, name, size and modification time.
       const storeState = () =>
-        fs.readdirSync(storeDirectory, { recursive: true }).map(String).filter((name) => !name.startsWith(".tmp") && fs.statSync(path.join(storeDirectory, name)).isFile()).sort().map((name) => {
+        fs.readdirSync(storeDirectory, { recursive: true }).map(String).filter((name) =>
+          !name.startsWith(".tmp") && fs.statSync(path.join(storeDirectory, name)).isFile()
+        ).sort().map((name) => {
           const info = fs.statSync(path.join(storeDirectory, name))
           return `${name} ${info.size} ${info.mtimeMs}`
         })
@@ -153,7 +161,7 @@ describe.concurrent("CLI run (filesystem store)", () => {
   ]
   for (const [name, faultArgs, check] of faultCases) {
     it.live(`under --fault ${name} it exits within the deadline and says what happened`, () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const stalls = faultArgs.some((arg) => arg.startsWith("stall") || arg.startsWith("fail-task"))
         const { report, result } = yield* runJson(["run", ...(stalls ? quickStalled : quickRun), ...faultArgs])
         assertBoundedShutdown(report, name)
@@ -168,7 +176,7 @@ describe.concurrent("CLI run (filesystem store)", () => {
   }
 
   it.scopedLive("SIGTERM during the run shuts down gracefully; the report says so", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const running = yield* start(["run", ...quick({ duration: "120s" }), "--json"])
       yield* running.waitForStderr(/writes\/s/)
       yield* running.kill("SIGTERM")
@@ -178,58 +186,77 @@ describe.concurrent("CLI run (filesystem store)", () => {
       assert.strictEqual(report.interruptedBy, "SIGTERM")
       assert.isBelow(report.elapsedMs, 120_000)
       assertBoundedShutdown(report, "SIGTERM")
-      assert.include(["completed", "none"], report.shutdown.finalCheckpoint, report.shutdown.finalCheckpointDetail ?? "")
+      assert.include(
+        ["completed", "none"],
+        report.shutdown.finalCheckpoint,
+        report.shutdown.finalCheckpointDetail ?? ""
+      )
       assert.isFalse(report.verify.ran)
       assert.include(report.verify.skipped ?? "", "SIGTERM")
       assert.include(result.stderr, "SIGTERM received")
     }), 150_000)
 
-  it.scopedLive("a second signal stops at once; the lock it leaves is taken over with --take-over", () =>
-    Effect.gen(function* () {
-      const parent = yield* temporaryDirectory("es3t-kill-")
-      const storeDirectory = path.join(parent, "bucket")
-      // A stalled bucket and a long deadline: the graceful shutdown would take 20 s.
-      // --dir inside the test's directory: a process killed at once cannot remove its own.
-      const running = yield* start([
-        "run", ...quick({ duration: "60s", deadline: "20s" }), "--dir", path.join(parent, "data"), "--store-dir", storeDirectory, "--fault", "stall-at-shutdown"
-      ])
-      yield* running.waitForStderr(/writes\/s/)
-      yield* running.kill("SIGINT")
-      yield* running.waitForStderr(/SIGINT received/)
-      const signalledAt = performance.now()
-      yield* running.kill("SIGTERM")
-      const result = yield* running.result
-      assert.strictEqual(result.signal, "SIGTERM", result.stderr)
-      assert.isBelow(performance.now() - signalledAt, 5_000)
-      // The killed run left its lock: a new run is refused, and told how to proceed.
-      const refused = yield* runCli(["run", ...quickRun, "--store-dir", storeDirectory])
-      assert.strictEqual(refused.code, 2, refused.stderr)
-      assert.include(refused.stderr, "--take-over")
-      const takeOver = yield* runJson(["run", ...quickRun, "--store-dir", storeDirectory, "--take-over"])
-      assert.strictEqual(takeOver.result.code, 0, takeOver.result.stderr)
-      assert.isTrue(takeOver.report.verify.ok)
-      assert.isTrue(takeOver.report.shutdown.lockReleased)
-    }), 240_000)
+  it.scopedLive(
+    "a second signal stops at once; the lock it leaves is taken over with --take-over",
+    () =>
+      Effect.gen(function*() {
+        const parent = yield* temporaryDirectory("es3t-kill-")
+        const storeDirectory = path.join(parent, "bucket")
+        // A stalled bucket and a long deadline: the graceful shutdown would take 20 s.
+        // --dir inside the test's directory: a process killed at once cannot remove its own.
+        const running = yield* start([
+          "run",
+          ...quick({ duration: "60s", deadline: "20s" }),
+          "--dir",
+          path.join(parent, "data"),
+          "--store-dir",
+          storeDirectory,
+          "--fault",
+          "stall-at-shutdown"
+        ])
+        yield* running.waitForStderr(/writes\/s/)
+        yield* running.kill("SIGINT")
+        yield* running.waitForStderr(/SIGINT received/)
+        const signalledAt = performance.now()
+        yield* running.kill("SIGTERM")
+        const result = yield* running.result
+        assert.strictEqual(result.signal, "SIGTERM", result.stderr)
+        assert.isBelow(performance.now() - signalledAt, 5_000)
+        // The killed run left its lock: a new run is refused, and told how to proceed.
+        const refused = yield* runCli(["run", ...quickRun, "--store-dir", storeDirectory])
+        assert.strictEqual(refused.code, 2, refused.stderr)
+        assert.include(refused.stderr, "--take-over")
+        const takeOver = yield* runJson(["run", ...quickRun, "--store-dir", storeDirectory, "--take-over"])
+        assert.strictEqual(takeOver.result.code, 0, takeOver.result.stderr)
+        assert.isTrue(takeOver.report.verify.ok)
+        assert.isTrue(takeOver.report.shutdown.lockReleased)
+      }),
+    240_000
+  )
 
-  it.scopedLive("a second run against a bucket that a live run holds is refused, changing nothing", () =>
-    Effect.gen(function* () {
-      const parent = yield* temporaryDirectory("es3t-two-")
-      const storeDirectory = path.join(parent, "bucket")
-      const first = yield* start(["run", ...quick({ duration: "60s" }), "--store-dir", storeDirectory, "--json"])
-      yield* first.waitForStderr(/writes\/s/)
-      const secondDirectory = path.join(parent, "second")
-      const second = yield* runCli(["run", ...quickRun, "--store-dir", storeDirectory, "--dir", secondDirectory])
-      assert.strictEqual(second.code, 2, second.stderr)
-      const lines = second.stderr.trim().split("\n").filter((line) => !line.includes("writes/s"))
-      assert.match(lines.at(-1) ?? "", /locked/)
-      assert.isFalse(hasStackTrace(second.stderr))
-      assert.strictEqual(second.stdout, "")
-      assert.isFalse(fs.existsSync(secondDirectory), "the refused run removed the data directory it had created")
-      // The live run is untouched: it still shuts down cleanly and verifies.
-      yield* first.kill("SIGTERM")
-      const firstResult = yield* first.result
-      assert.strictEqual(firstResult.code, 0, firstResult.stderr)
-      const report = parseReport(firstResult)
-      assert.isTrue(report.shutdown.lockReleased)
-    }), 150_000)
+  it.scopedLive(
+    "a second run against a bucket that a live run holds is refused, changing nothing",
+    () =>
+      Effect.gen(function*() {
+        const parent = yield* temporaryDirectory("es3t-two-")
+        const storeDirectory = path.join(parent, "bucket")
+        const first = yield* start(["run", ...quick({ duration: "60s" }), "--store-dir", storeDirectory, "--json"])
+        yield* first.waitForStderr(/writes\/s/)
+        const secondDirectory = path.join(parent, "second")
+        const second = yield* runCli(["run", ...quickRun, "--store-dir", storeDirectory, "--dir", secondDirectory])
+        assert.strictEqual(second.code, 2, second.stderr)
+        const lines = second.stderr.trim().split("\n").filter((line) => !line.includes("writes/s"))
+        assert.match(lines.at(-1) ?? "", /locked/)
+        assert.isFalse(hasStackTrace(second.stderr))
+        assert.strictEqual(second.stdout, "")
+        assert.isFalse(fs.existsSync(secondDirectory), "the refused run removed the data directory it had created")
+        // The live run is untouched: it still shuts down cleanly and verifies.
+        yield* first.kill("SIGTERM")
+        const firstResult = yield* first.result
+        assert.strictEqual(firstResult.code, 0, firstResult.stderr)
+        const report = parseReport(firstResult)
+        assert.isTrue(report.shutdown.lockReleased)
+      }),
+    150_000
+  )
 })

@@ -29,33 +29,47 @@ const config: StorageConfig.StorageConfigValue = Either.getOrThrow(
 const lockKey = KeyLayout.lockKey(KeyLayout.make(""))
 const instance = Ids.InstanceId.make("i-one")
 
-const setup = Effect.gen(function* () {
+const setup = Effect.gen(function*() {
   const state = yield* MemoryObjectStore.makeBucket("lock-test")
   const { controller, store } = yield* FaultyObjectStore.make(MemoryObjectStore.storeOf(state), { seed: 1 })
   return { bucket: MemoryObjectStore.inspect(state), store, faults: controller }
 })
 
 const lockIn = (bucket: MemoryObjectStore.MemoryBucketService) =>
-  Effect.flatMap(bucket.read(lockKey), (bytes) => (Option.isNone(bytes) ? Effect.succeed(undefined) : Control.decodeLock(lockKey, bytes.value)))
+  Effect.flatMap(
+    bucket.read(lockKey),
+    (bytes) => (Option.isNone(bytes) ? Effect.succeed(undefined) : Control.decodeLock(lockKey, bytes.value))
+  )
 
 /** A lock another open left: its holder wrote it once and never again (a crash). */
 const leftLock = (generation: string, epoch = 3): Uint8Array =>
-  Control.encodeLock({ format: Control.lockFormat, instanceId: instance, epoch: Ids.epoch(epoch), acquiredAtMs: 0, generation, renewedAtMs: 0, leaseMs: config.lockLeaseMs })
+  Control.encodeLock({
+    format: Control.lockFormat,
+    instanceId: instance,
+    epoch: Ids.epoch(epoch),
+    acquiredAtMs: 0,
+    generation,
+    renewedAtMs: 0,
+    leaseMs: config.lockLeaseMs
+  })
 
 describe("BucketLock: generations and the lease", () => {
   it.scoped("a start of the same instance under another generation is refused while that open renews its lease (a copy of a live directory)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store } = yield* setup
       const original = yield* BucketLock.acquire(store, config, instance, 0, "g-original")
       yield* BucketLock.make(store, config, original) // renews every 100 ms
       const copy = yield* Effect.fork(Effect.either(BucketLock.acquire(store, config, instance, 0, "g-copy")))
       yield* TestClock.adjust(config.lockLeaseMs + config.lockRenewIntervalMs)
       const outcome = yield* Fiber.join(copy)
-      assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "BucketLocked", `the copy was admitted: ${String(outcome)}`)
+      assert.isTrue(
+        Either.isLeft(outcome) && outcome.left._tag === "BucketLocked",
+        `the copy was admitted: ${String(outcome)}`
+      )
     }))
 
   it.effect("a lock left by a crashed open of this instance is taken once its lease ran out, without takeOver, at a higher epoch", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       yield* bucket.write(lockKey, leftLock("g-crashed"))
       const restart = yield* Effect.fork(BucketLock.acquire(store, config, instance, 1, "g-restart"))
@@ -73,22 +87,32 @@ describe("BucketLock: generations and the lease", () => {
 
 describe("BucketLock: the sticky fence", () => {
   it.scoped("a renewal that cannot read the lock does not rewrite it: a newer holder's lock stays", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, faults, store } = yield* setup
       const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
       // A take-over this holder cannot see: its reads of the lock fail.
-      const newer = Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(2), acquiredAtMs: 0, generation: "g-b" })
+      const newer = Control.encodeLock({
+        format: Control.lockFormat,
+        instanceId: Ids.InstanceId.make("i-newer"),
+        epoch: Ids.epoch(2),
+        acquiredAtMs: 0,
+        generation: "g-b"
+      })
       yield* bucket.write(lockKey, newer)
       yield* faults.failPermanently({ operations: ["get"], keyPrefix: lockKey })
       yield* held.renew
-      assert.strictEqual((yield* lockIn(bucket))?.instanceId, "i-newer", "the renewal took the bucket back from its new holder")
+      assert.strictEqual(
+        (yield* lockIn(bucket))?.instanceId,
+        "i-newer",
+        "the renewal took the bucket back from its new holder"
+      )
       assert.isTrue(Option.isNone(yield* held.fenced), "nothing was read, so nothing is known yet")
       yield* faults.heal
       assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
     }))
 
   it.effect("a lock resurrected by a superseded holder's late renewal does not lock the bucket out: a lower epoch than the latest checkpoint's is taken without takeOver", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       // Epoch 3's holder was taken over (the latest checkpoint is at epoch 4), the new owner released
       // the lock, and then the old holder's renewal, read before the take-over, wrote it back.
@@ -98,16 +122,24 @@ describe("BucketLock: the sticky fence", () => {
       assert.strictEqual((yield* lockIn(bucket))?.generation, "g-next")
       // A lock at the latest checkpoint's epoch is a live holder's: refused without takeOver.
       yield* bucket.write(lockKey, leftLock("g-live", 4))
-      const refused = yield* Effect.either(BucketLock.acquire(store, config, Ids.InstanceId.make("i-four"), 4, "g-other"))
+      const refused = yield* Effect.either(
+        BucketLock.acquire(store, config, Ids.InstanceId.make("i-four"), 4, "g-other")
+      )
       assert.isTrue(Either.isLeft(refused) && refused.left._tag === "BucketLocked")
     }))
 
   it.scoped("a predecessor's late renewal (a lock naming a lower epoch) does not fence the holder: its next renewal takes the lock back", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       const old = leftLock("g-old", 3)
       yield* bucket.write(lockKey, old)
-      const acquired = yield* BucketLock.acquire(store, { ...config, takeOver: true }, Ids.InstanceId.make("i-two"), 3, "g-new")
+      const acquired = yield* BucketLock.acquire(
+        store,
+        { ...config, takeOver: true },
+        Ids.InstanceId.make("i-two"),
+        3,
+        "g-new"
+      )
       assert.strictEqual(acquired.epoch, 4)
       const held = yield* BucketLock.make(store, config, acquired)
       // The old holder's renewal had read the lock as its own before the take-over; its PUT lands after.
@@ -128,7 +160,7 @@ describe("BucketLock: the sticky fence", () => {
     }))
 
   it.scoped("a missing lock is not ours: a running holder whose lock is deleted under it is fenced", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
       yield* bucket.remove(lockKey)
@@ -138,10 +170,19 @@ describe("BucketLock: the sticky fence", () => {
     }))
 
   it.scoped("once a renewal found another holder, the fence stays: after that holder released the lock, and while the lock cannot be read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, faults, store } = yield* setup
       const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
-      yield* bucket.write(lockKey, Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(2), acquiredAtMs: 0, generation: "g-b" }))
+      yield* bucket.write(
+        lockKey,
+        Control.encodeLock({
+          format: Control.lockFormat,
+          instanceId: Ids.InstanceId.make("i-newer"),
+          epoch: Ids.epoch(2),
+          acquiredAtMs: 0,
+          generation: "g-b"
+        })
+      )
       assert.strictEqual((yield* Effect.flip(held.renew))._tag, "Fenced")
       // The newer holder shut down cleanly, and the bucket cannot be read: neither unfences.
       yield* bucket.remove(lockKey)
@@ -156,7 +197,7 @@ describe("BucketLock: the sticky fence", () => {
 
 describe("BucketLock: outcomes that a lost response left unknown", () => {
   it.live("a start whose every lock PUT response is lost holds the lock, read back by its generation", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, faults, store } = yield* setup
       yield* faults.lostResponse({ operations: ["put"], keyPrefix: lockKey })
       const held = yield* BucketLock.acquire(store, config, instance, 0, "g-lost")
@@ -166,7 +207,7 @@ describe("BucketLock: outcomes that a lost response left unknown", () => {
     }))
 
   it.live("a DELETE whose response is lost is reported released when the lock is gone", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, faults, store } = yield* setup
       const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
       yield* faults.lostResponse({ operations: ["delete"], keyPrefix: lockKey })
@@ -178,10 +219,18 @@ describe("BucketLock: outcomes that a lost response left unknown", () => {
 describe("BucketLock: rounds and epochs of acquire", () => {
   const other = Ids.InstanceId.make("i-other")
   const otherLock = (epoch: number): Uint8Array =>
-    Control.encodeLock({ format: Control.lockFormat, instanceId: other, epoch: Ids.epoch(epoch), acquiredAtMs: 0, generation: "g-other", renewedAtMs: 0, leaseMs: config.lockLeaseMs })
+    Control.encodeLock({
+      format: Control.lockFormat,
+      instanceId: other,
+      epoch: Ids.epoch(epoch),
+      acquiredAtMs: 0,
+      generation: "g-other",
+      renewedAtMs: 0,
+      leaseMs: config.lockLeaseMs
+    })
 
   it.effect(`gives up with BucketLocked after ${BucketLock.acquireRoundsMax} rounds when the lock it lost to is gone each time it reads it`, () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const state = yield* MemoryObjectStore.makeBucket("lock-test")
       yield* MemoryObjectStore.inspect(state).write(lockKey, otherLock(1))
       const inner = MemoryObjectStore.storeOf(state)
@@ -189,16 +238,21 @@ describe("BucketLock: rounds and epochs of acquire", () => {
       // Every put loses to a lock that is released before it can be read: a holder stopping while this one starts.
       const store = {
         ...inner,
-        put: (key: string, bytes: Uint8Array, options?: { readonly ifNoneMatch?: boolean }) => Effect.zipRight(Ref.update(puts, (n) => n + 1), inner.put(key, bytes, options)),
+        put: (key: string, bytes: Uint8Array, options?: { readonly ifNoneMatch?: boolean }) =>
+          Effect.zipRight(Ref.update(puts, (n) => n + 1), inner.put(key, bytes, options)),
         get: (key: string) => Effect.fail(new ObjectNotFound({ operation: "get", key }))
       }
       const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 0, "g-a"))
       assert.strictEqual(refused._tag, "BucketLocked")
-      assert.strictEqual(yield* Ref.get(puts), BucketLock.acquireRoundsMax, "one conditional put per round, and no more rounds")
+      assert.strictEqual(
+        yield* Ref.get(puts),
+        BucketLock.acquireRoundsMax,
+        "one conditional put per round, and no more rounds"
+      )
     }))
 
   it.effect("a take-over takes an epoch above both the holder's and every epoch this instance has seen; without takeOver the holder's lock stands", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       yield* bucket.write(lockKey, otherLock(6))
       const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 6, "g-a"))
@@ -217,7 +271,7 @@ describe("BucketLock: rounds and epochs of acquire", () => {
     }))
 
   it.effect("a lock that cannot be decoded refuses the start (CorruptObject) unless takeOver, which overwrites it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       yield* bucket.write(lockKey, new TextEncoder().encode("not a lock"))
       const refused = yield* Effect.flip(BucketLock.acquire(store, config, instance, 2, "g-a"))
@@ -230,7 +284,7 @@ describe("BucketLock: rounds and epochs of acquire", () => {
 
 describe("BucketLock: release only if ours", () => {
   it.effect("deletes the lock that names this holder, and reports a lock already gone as released", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
       assert.strictEqual(yield* BucketLock.release(store, config, held), "released")
@@ -239,10 +293,16 @@ describe("BucketLock: release only if ours", () => {
     }))
 
   it.effect("leaves a newer holder's lock alone (not-ours), and one it cannot read (failed)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, faults, store } = yield* setup
       const held = yield* BucketLock.acquire(store, config, instance, 0, "g-a")
-      const newer = Control.encodeLock({ format: Control.lockFormat, instanceId: Ids.InstanceId.make("i-newer"), epoch: Ids.epoch(held.epoch + 1), acquiredAtMs: 0, generation: "g-b" })
+      const newer = Control.encodeLock({
+        format: Control.lockFormat,
+        instanceId: Ids.InstanceId.make("i-newer"),
+        epoch: Ids.epoch(held.epoch + 1),
+        acquiredAtMs: 0,
+        generation: "g-b"
+      })
       yield* bucket.write(lockKey, newer)
       assert.strictEqual(yield* BucketLock.release(store, config, held), "not-ours")
       assert.deepStrictEqual(Option.getOrUndefined(yield* bucket.read(lockKey)), newer)
@@ -257,7 +317,7 @@ describe("BucketLock: release only if ours", () => {
     }))
 
   it.scoped("the held lock is released once: a later call returns the first outcome and touches nothing", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* setup
       const held = yield* BucketLock.make(store, config, yield* BucketLock.acquire(store, config, instance, 0, "g-a"))
       assert.strictEqual(yield* held.release(config), "released")

@@ -18,15 +18,15 @@ import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import { commitRootManifest } from "../../src/internal/RootCommit.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as S3ObjectStore from "../../src/layers/S3ObjectStore.js"
-import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Checkpointer from "../../src/services/Checkpointer.js"
-import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as Loader from "../../src/services/Loader.js"
+import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as S3TestServer from "../support/S3TestServer.js"
 import * as H from "../support/StorageHarness.js"
@@ -37,10 +37,16 @@ const checkpointsPrefix = "checkpoints/"
 
 /** Checkpoint N's root manifest, as the bucket holds it. */
 const readManifest = (bucket: H.Bucket, checkpoint: number) =>
-  Effect.flatMap(bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(checkpoint))), (bytes) =>
-    Option.isNone(bytes)
-      ? Effect.dieMessage(`no checkpoint ${checkpoint}`)
-      : Either.match(Manifest.decodeCheckpointManifest("checkpoint", bytes.value, Ids.checkpointNumber(checkpoint)), { onLeft: Effect.die, onRight: Effect.succeed }))
+  Effect.flatMap(
+    bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(checkpoint))),
+    (bytes) =>
+      Option.isNone(bytes)
+        ? Effect.dieMessage(`no checkpoint ${checkpoint}`)
+        : Either.match(Manifest.decodeCheckpointManifest("checkpoint", bytes.value, Ids.checkpointNumber(checkpoint)), {
+          onLeft: Effect.die,
+          onRight: Effect.succeed
+        })
+  )
 
 /** Acknowledged records: index → the bytes written at `index * recordBytes` of fileA. */
 type Ledger = Map<number, Uint8Array>
@@ -50,7 +56,7 @@ const decoder = new TextDecoder()
 
 /** Apply, then log, then commit: once this returns the record is acknowledged. */
 const acknowledge = (storage: Storage.StorageService, ledger: Ledger, index: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const bytes = H.pattern(index + 1000, recordBytes)
     yield* storage.write(fileA, index * recordBytes, bytes)
     yield* storage.append(encoder.encode(String(index)))
@@ -66,12 +72,22 @@ const replay: Storage.StorageOptions = {
 }
 
 const assertLedger = (storage: Storage.StorageService, ledger: Ledger) =>
-  Effect.forEach(ledger, ([index, bytes]) =>
-    Effect.map(storage.read(fileA, index * recordBytes, recordBytes), (read) => assert.deepStrictEqual(read, bytes, `acknowledged record ${index}`)), { discard: true })
+  Effect.forEach(
+    ledger,
+    ([index, bytes]) =>
+      Effect.map(storage.read(fileA, index * recordBytes, recordBytes), (read) =>
+        assert.deepStrictEqual(read, bytes, `acknowledged record ${index}`)),
+    { discard: true }
+  )
 
 const readControl = (disk: H.Disk) =>
-  Effect.flatMap(disk.disk.readAll(Loader.controlPath), (bytes) =>
-    Option.isNone(bytes) ? Effect.dieMessage("no control file") : Either.getOrThrow(Either.map(Control.decodeControl("control.json", bytes.value), Effect.succeed)))
+  Effect.flatMap(
+    disk.disk.readAll(Loader.controlPath),
+    (bytes) =>
+      Option.isNone(bytes)
+        ? Effect.dieMessage("no control file")
+        : Either.getOrThrow(Either.map(Control.decodeControl("control.json", bytes.value), Effect.succeed))
+  )
 
 /** An instance that can be SIGKILLed: its own view of the bucket and of the disk, both cut at the kill. */
 const openKillable = (
@@ -80,10 +96,12 @@ const openKillable = (
   config: Partial<StorageConfig.StorageConfigValue> = {},
   beforeControlWrite: Effect.Effect<void> = Effect.void
 ) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     let killed = false
     const guard = <A>(operation: string, path: string, effect: Effect.Effect<A, LocalIoError>) =>
-      Effect.suspend(() => (killed ? Effect.fail(new LocalIoError({ operation, path, detail: "the process was killed" })) : effect))
+      Effect.suspend(
+        () => (killed ? Effect.fail(new LocalIoError({ operation, path, detail: "the process was killed" })) : effect)
+      )
     const inner = memory.disk
     const disk: LocalDiskService = {
       root: inner.root,
@@ -92,7 +110,13 @@ const openKillable = (
       readAllInto: (path, buffer) => guard("readAllInto", path, inner.readAllInto(path, buffer)),
       write: (path, offset, bytes) => guard("write", path, inner.write(path, offset, bytes)),
       writeAtomic: (path, bytes) =>
-        guard("writeAtomic", path, path === Loader.controlPath ? Effect.zipRight(beforeControlWrite, inner.writeAtomic(path, bytes)) : inner.writeAtomic(path, bytes)),
+        guard(
+          "writeAtomic",
+          path,
+          path === Loader.controlPath
+            ? Effect.zipRight(beforeControlWrite, inner.writeAtomic(path, bytes))
+            : inner.writeAtomic(path, bytes)
+        ),
       sync: (path) => guard("sync", path, inner.sync(path)),
       remove: (path) => guard("remove", path, inner.remove(path)),
       size: (path) => guard("size", path, inner.size(path)),
@@ -102,13 +126,15 @@ const openKillable = (
     }
     const faults = yield* FaultyObjectStore.makeController({ seed: 7 })
     const layer = layerWithServices(replay).pipe(
-      Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))),
+      Layer.provide(
+        FaultyObjectStore.layer(faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))
+      ),
       Layer.provide(Layer.succeed(LocalDisk, disk)),
       Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
     )
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(layer, scope)
-    const kill = Effect.gen(function* () {
+    const kill = Effect.gen(function*() {
       killed = true
       yield* faults.failPermanently()
       yield* memory.control.crash
@@ -119,7 +145,7 @@ const openKillable = (
 
 describe("Checkpointer: a commit whose response the network lost", () => {
   it.live("is resolved by reading the manifest back: completed, control file rewritten, WAL told, and a crash after it loses nothing", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
       const ledger: Ledger = new Map()
@@ -136,44 +162,61 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         const control = yield* readControl(memory)
         assert.strictEqual(control.lastCheckpoint, report.checkpoint, "the control file names the checkpoint")
         assert.strictEqual(control.walPosition, report.walPosition)
-        assert.strictEqual((yield* storage.stats).wal.coveredLsn, report.walPosition, "the WAL was told what the checkpoint covers")
+        assert.strictEqual(
+          (yield* storage.stats).wal.coveredLsn,
+          report.walPosition,
+          "the WAL was told what the checkpoint covers"
+        )
       }
       assert.strictEqual((yield* faults.stats).injected.lostResponse, 2)
       for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
       yield* kill
-      yield* H.withStorage(bucket, memory, (restarted) =>
-        Effect.gen(function* () {
-          assert.strictEqual(restarted.opened.plan, "Reopen")
-          // The killed open's lease expired: the restart takes the lock with a higher epoch and
-          // claims checkpoint 4, a copy of 3 (so the killed generation could never commit again).
-          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4)
-          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition)
-          yield* assertLedger(restarted, ledger)
-        }), {}, replay)
+      yield* H.withStorage(
+        bucket,
+        memory,
+        (restarted) =>
+          Effect.gen(function*() {
+            assert.strictEqual(restarted.opened.plan, "Reopen")
+            // The killed open's lease expired: the restart takes the lock with a higher epoch and
+            // claims checkpoint 4, a copy of 3 (so the killed generation could never commit again).
+            assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4)
+            assert.strictEqual(
+              restarted.opened.base?.manifest.walPosition,
+              (yield* readManifest(bucket, 3)).walPosition
+            )
+            yield* assertLedger(restarted, ledger)
+          }),
+        {},
+        replay
+      )
     }))
 
   it.live("every response lost, retries exhausted: the checkpoint still reports completed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
       yield* H.withStorage(bucket, memory, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(1, 100))
           yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix })
           const report = yield* storage.checkpoint
           assert.strictEqual(report.outcome, "completed")
           assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
-          assert.isAtLeast((yield* bucket.faults.stats).injected.lostResponse, 2, "the retries lost their responses too")
+          assert.isAtLeast(
+            (yield* bucket.faults.stats).injected.lostResponse,
+            2,
+            "the retries lost their responses too"
+          )
           yield* bucket.faults.heal
         }))
     }))
 
   it.live("at shutdown: the final checkpoint reports completed, and the next start is in step", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
       const report = yield* H.withStorage(bucket, memory, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           yield* storage.write(fileA, 0, H.pattern(2, 100))
           yield* bucket.faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
           return yield* storage.shutdown
@@ -181,17 +224,17 @@ describe("Checkpointer: a commit whose response the network lost", () => {
       assert.deepStrictEqual(report.finalCheckpoint, { outcome: "completed", checkpoint: Ids.checkpointNumber(1) })
       assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
       yield* H.withStorage(bucket, memory, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           assert.strictEqual(storage.opened.plan, "Reopen")
           assert.deepStrictEqual(yield* storage.read(fileA, 0, 100), H.pattern(2, 100))
         }))
     }))
 
   it.live("an earlier attempt cut at its deadline that lands later is adopted: its steps run, then the next checkpoint commits", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
-      yield* Effect.scoped(Effect.gen(function* () {
+      yield* Effect.scoped(Effect.gen(function*() {
         // A request timeout longer than the deadline: the cut attempt's PUT is still in flight after it.
         const { context, storage } = yield* H.open(bucket, memory, { requestTimeoutMs: 2_000 })
         const checkpointer = Context.get(context, Checkpointer.Checkpointer)
@@ -205,7 +248,12 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         // It proceeds and lands after the deadline.
         yield* bucket.faults.heal
         yield* bucket.faults.awaitStats((stats) => stats.operations.put.started === stats.operations.put.finished)
-        assert.isTrue(Option.isSome(yield* bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(2)))), "the cut attempt's manifest landed")
+        assert.isTrue(
+          Option.isSome(
+            yield* bucket.inspect.read(KeyLayout.checkpointKey(KeyLayout.make(""), Ids.checkpointNumber(2)))
+          ),
+          "the cut attempt's manifest landed"
+        )
         assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
         yield* storage.write(fileA, 0, H.pattern(5, 100))
         const report = yield* storage.checkpoint
@@ -218,61 +266,71 @@ describe("Checkpointer: a commit whose response the network lost", () => {
 })
 
 describe("Checkpointer over S3 (s3rver): a commit whose response was lost", () => {
-  it.live("gets 412 on its retry, reads its own manifest back and completes; the next start is in step", () =>
-    Effect.scoped(Effect.gen(function* () {
-      const server = yield* S3TestServer.make()
-      const faults = yield* FaultyObjectStore.makeController({ seed: 9 })
-      const memory = yield* H.makeDisk
-      const config: Partial<StorageConfig.StorageConfigValue> = {
-        requestTimeoutMs: 5_000,
-        retryElapsedMaxMs: 10_000,
-        checkpointDeadlineMs: 20_000,
-        shutdownDeadlineMs: 20_000,
-        shutdownCheckpointDeadlineMs: 15_000,
-        drainDeadlineMs: 2_000
-      }
-      const s3 = S3ObjectStore.layer({
-        bucket: server.bucket,
-        endpoint: server.endpoint,
-        region: server.region,
-        forcePathStyle: true,
-        credentials: server.credentials,
-        requestTimeoutMs: 5_000
-      })
-      const layer = Storage.layer().pipe(
-        Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(s3))),
-        Layer.provide(MemoryDisk.layerOf(memory)),
-        Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
-      )
-      const report = yield* Effect.scoped(Effect.gen(function* () {
-        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
-        yield* storage.write(fileA, 0, H.pattern(8, 3000))
-        yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
-        const checkpoint = yield* storage.checkpoint
-        assert.strictEqual((yield* faults.stats).injected.lostResponse, 1)
-        assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
-        return checkpoint
-      }))
-      assert.strictEqual(report.outcome, "completed")
-      yield* Effect.scoped(Effect.gen(function* () {
-        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
-        assert.strictEqual(storage.opened.plan, "Reopen")
-        assert.deepStrictEqual(yield* storage.read(fileA, 0, 3000), H.pattern(8, 3000))
-      }))
-    })), 120_000)
+  it.live(
+    "gets 412 on its retry, reads its own manifest back and completes; the next start is in step",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const server = yield* S3TestServer.make()
+        const faults = yield* FaultyObjectStore.makeController({ seed: 9 })
+        const memory = yield* H.makeDisk
+        const config: Partial<StorageConfig.StorageConfigValue> = {
+          requestTimeoutMs: 5_000,
+          retryElapsedMaxMs: 10_000,
+          checkpointDeadlineMs: 20_000,
+          shutdownDeadlineMs: 20_000,
+          shutdownCheckpointDeadlineMs: 15_000,
+          drainDeadlineMs: 2_000
+        }
+        const s3 = S3ObjectStore.layer({
+          bucket: server.bucket,
+          endpoint: server.endpoint,
+          region: server.region,
+          forcePathStyle: true,
+          credentials: server.credentials,
+          requestTimeoutMs: 5_000
+        })
+        const layer = Storage.layer().pipe(
+          Layer.provide(FaultyObjectStore.layer(faults).pipe(Layer.provide(s3))),
+          Layer.provide(MemoryDisk.layerOf(memory)),
+          Layer.provide(StorageConfig.layer({ ...H.testConfig, ...config }))
+        )
+        const report = yield* Effect.scoped(Effect.gen(function*() {
+          const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+          yield* storage.write(fileA, 0, H.pattern(8, 3000))
+          yield* faults.lostResponse({ operations: ["put"], keyPrefix: checkpointsPrefix }, { times: 1 })
+          const checkpoint = yield* storage.checkpoint
+          assert.strictEqual((yield* faults.stats).injected.lostResponse, 1)
+          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1)
+          return checkpoint
+        }))
+        assert.strictEqual(report.outcome, "completed")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+          assert.strictEqual(storage.opened.plan, "Reopen")
+          assert.deepStrictEqual(yield* storage.read(fileA, 0, 3000), H.pattern(8, 3000))
+        }))
+      })),
+    120_000
+  )
 })
 
 describe("Checkpointer: the deadline of a committed checkpoint", () => {
   it.live("the steps after the commit run to their end past the deadline, and the checkpoint reports completed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
-      const gate = yield* Ref.make<Option.Option<{ readonly entered: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> }>>(Option.none())
+      const gate = yield* Ref.make<
+        Option.Option<{ readonly entered: Deferred.Deferred<void>; readonly release: Deferred.Deferred<void> }>
+      >(Option.none())
       // While armed, the control file's rewrite waits for `release` (a slow disk).
-      const beforeControlWrite = Effect.flatMap(Ref.get(gate), Option.match({
-        onNone: () => Effect.void,
-        onSome: ({ entered, release }) => Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release))
-      }))
+      const beforeControlWrite = Effect.flatMap(
+        Ref.get(gate),
+        Option.match({
+          onNone: () => Effect.void,
+          onSome: ({ entered, release }) =>
+            Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release))
+        })
+      )
       const ledger: Ledger = new Map()
       const { context, kill, storage } = yield* openKillable(bucket, memory, {}, beforeControlWrite)
       const checkpointer = Context.get(context, Checkpointer.Checkpointer)
@@ -284,7 +342,10 @@ describe("Checkpointer: the deadline of a committed checkpoint", () => {
       yield* Ref.set(gate, Option.some({ entered, release }))
       const deadlineMs = 300
       const running = yield* Effect.fork(checkpointer.checkpoint({ deadlineMs }))
-      const first = yield* Effect.raceFirst(Effect.as(Deferred.await(entered), "committed"), Effect.as(Fiber.await(running), "ended"))
+      const first = yield* Effect.raceFirst(
+        Effect.as(Deferred.await(entered), "committed"),
+        Effect.as(Fiber.await(running), "ended")
+      )
       assert.strictEqual(first, "committed", "the checkpoint reached the control file's rewrite")
       // Committed, rewriting the control file: let the deadline pass, then let the disk answer.
       yield* Effect.sleep(deadlineMs + 100)
@@ -301,7 +362,7 @@ describe("Checkpointer: the deadline of a committed checkpoint", () => {
 
 describe("Loader: a directory behind the bucket", () => {
   it.live("behind only by its own checkpoints (control file not rewritten after two of them): reopens and replays its WAL", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
       const ledger: Ledger = new Map()
@@ -316,23 +377,41 @@ describe("Loader: a directory behind the bucket", () => {
       assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 1, "the control file stayed at checkpoint 1")
       for (let index = 30; index < 40; index++) yield* acknowledge(storage, ledger, index)
       yield* kill
-      yield* H.withStorage(bucket, memory, (restarted) =>
-        Effect.gen(function* () {
-          assert.strictEqual(restarted.opened.plan, "Reopen")
-          // Checkpoint 4 is the restart's claim of the expired lease: a copy of 3 in a higher epoch.
-          assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4, "opened from the bucket's latest")
-          assert.strictEqual(restarted.opened.base?.manifest.walPosition, (yield* readManifest(bucket, 3)).walPosition, "checkpoint 3's WAL position")
-          assert.strictEqual(restarted.opened.walPosition, restarted.opened.base?.manifest.walPosition, "replayed from its WAL position")
-          assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 4, "in step with the bucket again")
-          yield* assertLedger(restarted, ledger)
-        }), {}, replay)
+      yield* H.withStorage(
+        bucket,
+        memory,
+        (restarted) =>
+          Effect.gen(function*() {
+            assert.strictEqual(restarted.opened.plan, "Reopen")
+            // Checkpoint 4 is the restart's claim of the expired lease: a copy of 3 in a higher epoch.
+            assert.strictEqual(restarted.opened.base?.manifest.checkpoint, 4, "opened from the bucket's latest")
+            assert.strictEqual(
+              restarted.opened.base?.manifest.walPosition,
+              (yield* readManifest(bucket, 3)).walPosition,
+              "checkpoint 3's WAL position"
+            )
+            assert.strictEqual(
+              restarted.opened.walPosition,
+              restarted.opened.base?.manifest.walPosition,
+              "replayed from its WAL position"
+            )
+            assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 4, "in step with the bucket again")
+            yield* assertLedger(restarted, ledger)
+          }),
+        {},
+        replay
+      )
     }))
 
   it.live("behind by the checkpoints of a copy of it that ran on: refused, naming the remedy", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const original = yield* H.makeDisk
-      yield* H.withStorage(bucket, original, (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(5, 100)), storage.checkpoint)))
+      yield* H.withStorage(
+        bucket,
+        original,
+        (storage) => Effect.asVoid(Effect.zipRight(storage.write(fileA, 0, H.pattern(5, 100)), storage.checkpoint))
+      )
       // A copy of the stopped directory (cp -r) runs on and checkpoints twice.
       const copy = yield* H.makeDisk
       for (const path of yield* original.disk.list("")) {
@@ -340,7 +419,7 @@ describe("Loader: a directory behind the bucket", () => {
         if (Option.isSome(bytes)) yield* copy.disk.writeAtomic(path, bytes.value)
       }
       yield* H.withStorage(bucket, copy, (storage) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           for (let round = 0; round < 2; round++) {
             yield* storage.write(fileA, 0, H.pattern(6 + round, 100))
             yield* storage.checkpoint
@@ -368,30 +447,46 @@ describe("commitRootManifest", () => {
   })
   /** A key of a scripted bucket: each put answers from `answers` in turn ("ok", "lost", "conflict"). */
   const scripted = (answers: ReadonlyArray<"ok" | "lost" | "conflict" | "taken">, mine = manifest("mine")) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const held = yield* Ref.make(Option.none<Manifest.CheckpointManifest>())
       const puts = yield* Ref.make(0)
-      const put = Effect.flatMap(Effect.all([Ref.getAndUpdate(puts, (count) => count + 1), Ref.get(held)]), ([count, present]): Effect.Effect<void, ObjectStoreUnavailable | PreconditionFailed> => {
-        const answer = answers[Math.min(count, answers.length - 1)]
-        if (Option.isSome(present)) return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
-        switch (answer) {
-          case "ok":
-            return Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine))
-          case "lost":
-            return Effect.zipRight(Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine)), Effect.fail(new ObjectStoreUnavailable({ operation: "put", reason: "Network", detail: "lost" })))
-          case "taken":
-            return Effect.zipRight(Ref.set(held, Option.some<Manifest.CheckpointManifest>(manifest("theirs"))), Effect.fail(new PreconditionFailed({ operation: "put", key: "k" })))
-          default:
-            // 409 ConditionalRequestConflict: another conditional write in progress; nothing applied.
-            return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+      const put = Effect.flatMap(
+        Effect.all([Ref.getAndUpdate(puts, (count) => count + 1), Ref.get(held)]),
+        ([count, present]): Effect.Effect<void, ObjectStoreUnavailable | PreconditionFailed> => {
+          const answer = answers[Math.min(count, answers.length - 1)]
+          if (Option.isSome(present)) return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+          switch (answer) {
+            case "ok":
+              return Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine))
+            case "lost":
+              return Effect.zipRight(
+                Ref.set(held, Option.some<Manifest.CheckpointManifest>(mine)),
+                Effect.fail(new ObjectStoreUnavailable({ operation: "put", reason: "Network", detail: "lost" }))
+              )
+            case "taken":
+              return Effect.zipRight(
+                Ref.set(held, Option.some<Manifest.CheckpointManifest>(manifest("theirs"))),
+                Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+              )
+            default:
+              // 409 ConditionalRequestConflict: another conditional write in progress; nothing applied.
+              return Effect.fail(new PreconditionFailed({ operation: "put", key: "k" }))
+          }
         }
-      })
-      const attempt = { manifest: mine, put, readBack: Ref.get(held), earlierTokens: new Set<string>(), conflictRetriesMax: 3, conflictDelayMs: 1 }
+      )
+      const attempt = {
+        manifest: mine,
+        put,
+        readBack: Ref.get(held),
+        earlierTokens: new Set<string>(),
+        conflictRetriesMax: 3,
+        conflictDelayMs: 1
+      }
       return { attempt, puts }
     })
 
   it.live("a lost response is resolved by the read-back; a 409 is retried, bounded; another token is Taken", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const lost = yield* scripted(["lost"])
       assert.deepStrictEqual(yield* commitRootManifest(lost.attempt), { _tag: "Committed", resolvedBy: "read-back" })
       const conflict = yield* scripted(["conflict", "conflict", "ok"])
@@ -403,6 +498,8 @@ describe("commitRootManifest", () => {
       assert.strictEqual(yield* Ref.get(stuck.puts), 4, "the first put and three retries")
       const taken = yield* scripted(["taken"])
       const resolution = yield* commitRootManifest(taken.attempt)
-      assert.isTrue(resolution._tag === "Taken" && resolution.owner === "other-writer" && resolution.found.commitToken === "theirs")
+      assert.isTrue(
+        resolution._tag === "Taken" && resolution.owner === "other-writer" && resolution.found.commitToken === "theirs"
+      )
     }))
 })

@@ -8,18 +8,18 @@
  * TestClock, moving the clock by the eviction interval; one test on a real directory through
  * @effect/platform (live clock), where eviction must free the space of the files for real.
  */
-import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { FileSystem } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Scope, TestClock } from "effect"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Evictor from "../../src/services/Evictor.js"
+import * as Hasher from "../../src/services/Hasher.js"
 import { LocalDisk } from "../../src/services/LocalDisk.js"
 import { ObjectStore } from "../../src/services/ObjectStore.js"
-import * as Hasher from "../../src/services/Hasher.js"
 import * as PartTable from "../../src/services/PartTable.js"
-import * as PartPath from "../../src/domain/PartPath.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import { StorageConfig } from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
@@ -29,14 +29,15 @@ import { file, type Harness, makeHarness, settle, settleUntil, testConfig } from
 const fa = file("table/rows")
 
 /** Part i's content: distinct per part and per byte, never all zeros. */
-const contentOf = (index: number, size: number): Uint8Array => Uint8Array.from({ length: size }, (_, offset) => ((index * 131 + offset * 7) % 251) + 1)
+const contentOf = (index: number, size: number): Uint8Array =>
+  Uint8Array.from({ length: size }, (_, offset) => ((index * 131 + offset * 7) % 251) + 1)
 
 const startEvictor = (h: Harness) =>
   Evictor.make.pipe(Effect.provideService(StorageConfig, h.config), Effect.provideService(PartTable.PartTable, h.parts))
 
 describe("Evictor", () => {
   it.scoped("test_s3_data_eviction: 3× the budget written, local bytes fall to the budget, every byte reads back identical", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const h = yield* makeHarness({ config: { localBytesMax: 8 * 4096, evictionIntervalMs: 100 } })
       const evictor = yield* startEvictor(h)
       const size = h.config.partSizeBytes
@@ -58,13 +59,15 @@ describe("Evictor", () => {
       assert.isAtLeast(stats.evictedParts, partCount - 8)
       assert.strictEqual(stats.scheduledUploads, partCount)
       // Every byte is still readable, the evicted parts reloaded from the bucket.
-      for (let index = 0; index < partCount; index++) assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), contentOf(index, size))
+      for (let index = 0; index < partCount; index++) {
+        assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), contentOf(index, size))
+      }
       assert.isAtLeast(h.control.gets, partCount - 8)
       assert.deepStrictEqual(yield* h.parts.invariantProblems, [])
     }))
 
   it.scoped("a dirty part is never evicted: with every upload failing, nothing leaves the disk", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const h = yield* makeHarness({ config: { localBytesMax: 2 * 4096 } })
       const evictor = yield* startEvictor(h)
       const size = h.config.partSizeBytes
@@ -85,12 +88,14 @@ describe("Evictor", () => {
         yield* settle(h)
       }
       assert.isAtMost((yield* h.parts.stats).loadedBytes, h.config.localBytesMax)
-      for (let index = 0; index < 6; index++) assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), contentOf(index, size))
+      for (let index = 0; index < 6; index++) {
+        assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), contentOf(index, size))
+      }
       assert.deepStrictEqual(yield* h.parts.invariantProblems, [])
     }))
 
   it.scoped("a sweep blocked on a full queue holds no lease and is interruptible; stop ends the periodic fiber", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       // One worker stuck in an upload, a one-task queue: the sweep's third enqueue waits for room.
       const h = yield* makeHarness({ config: { localBytesMax: 4096, queueCapacity: 1, workerCount: 1 } })
       const evictor = yield* startEvictor(h)
@@ -122,7 +127,7 @@ describe("Evictor", () => {
     }))
 
   it.scoped("the periodic fiber sweeps only above the budget and dies with its scope", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const h = yield* makeHarness({ config: { localBytesMax: 4 * 4096, evictionIntervalMs: 50 } })
       const scope = yield* Scope.make()
       const evictor = yield* startEvictor(h).pipe(Scope.extend(scope))
@@ -138,7 +143,7 @@ describe("Evictor", () => {
     }))
 
   it.scopedLive("on a real directory, eviction unlinks part files and frees their space", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
       const root = yield* fs.makeTempDirectoryScoped({ prefix: "evictor-" })
       const config = testConfig({ localBytesMax: 4 * 4096, workerCount: 2 })
@@ -150,10 +155,13 @@ describe("Evictor", () => {
         Hasher.layer.pipe(Layer.provide(Layer.succeed(StorageConfig, config)))
       )
       const stack = Layer.provideMerge(
-        Layer.provideMerge(PartTable.layer, Layer.provideMerge(S3Workers.layer, Layer.provideMerge(TaskQueue.layer, services))),
+        Layer.provideMerge(
+          PartTable.layer,
+          Layer.provideMerge(S3Workers.layer, Layer.provideMerge(TaskQueue.layer, services))
+        ),
         services
       )
-      yield* Effect.gen(function* () {
+      yield* Effect.gen(function*() {
         const parts = yield* PartTable.PartTable
         const queue = yield* TaskQueue.TaskQueue
         const disk = yield* LocalDisk
@@ -169,10 +177,14 @@ describe("Evictor", () => {
         const left = yield* fs.readDirectory(`${root}/parts/${encodeURIComponent(fa)}`)
         assert.strictEqual(left.length, 4)
         let bytesOnDisk = 0
-        for (const name of left) bytesOnDisk += Number((yield* fs.stat(`${root}/parts/${encodeURIComponent(fa)}/${name}`)).size)
+        for (const name of left) {
+          bytesOnDisk += Number((yield* fs.stat(`${root}/parts/${encodeURIComponent(fa)}/${name}`)).size)
+        }
         assert.isAtMost(bytesOnDisk, config.localBytesMax)
         assert.strictEqual(yield* disk.usedBytes(PartPath.partsDirectory), bytesOnDisk)
-        for (let index = 0; index < 12; index++) assert.deepStrictEqual(yield* parts.read(fa, index * size, size), contentOf(index, size))
+        for (let index = 0; index < 12; index++) {
+          assert.deepStrictEqual(yield* parts.read(fa, index * size, size), contentOf(index, size))
+        }
         assert.deepStrictEqual(yield* parts.invariantProblems, [])
       }).pipe(Effect.provide(stack))
     }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer))))

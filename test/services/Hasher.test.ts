@@ -30,7 +30,7 @@ const MiB = 1024 * 1024
 
 describe("Hasher", () => {
   it.scopedLive("hashes shared memory on a worker, and anything else on the calling thread, with the same result", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hasher = yield* Hasher.makeWith(2)
       assert.strictEqual((yield* hasher.stats).workersAlive, 0) // workers start on the first shared hash
       const plain = fill(new Uint8Array(5000), 1)
@@ -47,7 +47,7 @@ describe("Hasher", () => {
     }))
 
   it.scopedLive("a pool of 0 workers allocates ordinary memory and hashes everything on the calling thread", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hasher = yield* Hasher.makeWith(0)
       const buffer = hasher.allocate(4096)
       assert.notInstanceOf(buffer.buffer, SharedArrayBuffer)
@@ -57,7 +57,7 @@ describe("Hasher", () => {
     }))
 
   it.scopedLive("an interrupted hash's late reply is dropped: the buffer, refilled and hashed again, gets its new hash", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const hasher = yield* Hasher.makeWith(1)
       const buffer = hasher.allocate(32 * MiB)
       yield* hasher.sha256Hex(fill(buffer, 4, 0, 1024)) // starts the worker
@@ -80,24 +80,36 @@ describe("Hasher", () => {
     "concurrent hashes of random views, some interrupted: every completed hash is the view's SHA-256",
     [
       FastCheck.array(
-        FastCheck.record({ length: FastCheck.integer({ min: 0, max: 200_000 }), offset: FastCheck.integer({ min: 0, max: 64 }), interrupt: FastCheck.boolean() }),
+        FastCheck.record({
+          length: FastCheck.integer({ min: 0, max: 200_000 }),
+          offset: FastCheck.integer({ min: 0, max: 64 }),
+          interrupt: FastCheck.boolean()
+        }),
         { minLength: 1, maxLength: 24 }
       ),
       FastCheck.integer({ min: 1, max: 3 })
     ],
     ([requests, workerCount]) =>
       Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const hasher = yield* Hasher.makeWith(workerCount)
-          const views = requests.map(({ length, offset }, index) => fill(hasher.allocate(offset + length), index + 1, offset, length))
+          const views = requests.map(({ length, offset }, index) =>
+            fill(hasher.allocate(offset + length), index + 1, offset, length)
+          )
           const fibers = yield* Effect.forEach(views, (view) => Effect.fork(hasher.sha256Hex(view)))
-          yield* Effect.forEach(fibers, (fiber, index) => (requests[index]?.interrupt === true ? Fiber.interrupt(fiber) : Effect.void), { discard: true })
+          yield* Effect.forEach(
+            fibers,
+            (fiber, index) => (requests[index]?.interrupt === true ? Fiber.interrupt(fiber) : Effect.void),
+            { discard: true }
+          )
           const exits = yield* Effect.forEach(fibers, Fiber.await)
           let completed = 0
           for (const [index, exit] of exits.entries()) {
             // `views[index]` exists: one fiber per view.
             const view = views[index] as Uint8Array
-            if (requests[index]?.interrupt !== true) assert.isTrue(Exit.isSuccess(exit), "a hash nobody interrupted completes")
+            if (requests[index]?.interrupt !== true) {
+              assert.isTrue(Exit.isSuccess(exit), "a hash nobody interrupted completes")
+            }
             if (Exit.isSuccess(exit)) {
               completed++
               assert.strictEqual(exit.value, Manifest.sha256Hex(view))
@@ -114,12 +126,15 @@ describe("Hasher", () => {
 
   const failingWorkers = [
     ["exits on its first message", `require("node:worker_threads").parentPort.on("message", () => process.exit(3))`],
-    ["throws on its first message", `require("node:worker_threads").parentPort.on("message", () => { throw new Error("boom") })`],
+    [
+      "throws on its first message",
+      `require("node:worker_threads").parentPort.on("message", () => { throw new Error("boom") })`
+    ],
     ["does not even parse", `this is not JavaScript (`]
   ] as const
   for (const [what, workerSource] of failingWorkers) {
     it.scopedLive(`a worker that ${what}: its pending hash is redone on the calling thread, and later ones run there`, () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const hasher = yield* Hasher.makeWith(1, { workerSource })
         const view = fill(hasher.allocate(MiB), 7)
         assert.strictEqual(yield* hasher.sha256Hex(view), Manifest.sha256Hex(view))
@@ -132,7 +147,7 @@ describe("Hasher", () => {
   }
 
   it.scopedLive("a worker that reports an error for a hash: that hash is redone on the calling thread, the worker stays", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const workerSource = `const { parentPort } = require("node:worker_threads");
 parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refused" }))`
       const hasher = yield* Hasher.makeWith(1, { workerSource })
@@ -142,7 +157,7 @@ parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refus
     }))
 
   it.live("closing the pool ends a pending hash (on the calling thread) and terminates the workers; later hashes run inline", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scope = yield* Scope.make()
       const hasher = yield* Hasher.makeWith(1).pipe(Scope.extend(scope))
       const view = fill(hasher.allocate(32 * MiB), 10)
@@ -156,13 +171,13 @@ parentPort.on("message", (m) => parentPort.postMessage({ id: m.id, error: "refus
     }))
 
   it.live("a Storage checkpoint hashes its parts on the pool's worker, and its part keys carry those hashes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const partSize = H.testConfig.partSizeBytes ?? 4096
       const bytes = fill(new Uint8Array(3 * partSize), 11)
       const file = Ids.fileId("db/hashed")
       yield* Effect.scoped(
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { context, storage } = yield* H.open(bucket, yield* H.makeDisk, { hashWorkerCount: 1 })
           yield* storage.write(file, 0, bytes)
           const report = yield* storage.checkpoint

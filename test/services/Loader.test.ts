@@ -10,15 +10,15 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer, Option, Ref } from "effect"
 import * as Control from "../../src/domain/Control.js"
-import { startupRefusedRemedy, type StartupRefusedReason } from "../../src/domain/Errors.js"
+import { type StartupRefusedReason, startupRefusedRemedy } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Hasher from "../../src/services/Hasher.js"
-import { LocalDisk } from "../../src/services/LocalDisk.js"
 import * as Loader from "../../src/services/Loader.js"
+import { LocalDisk } from "../../src/services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
@@ -40,16 +40,23 @@ interface World {
   readonly disk: H.Disk
 }
 
-const makeWorld: Effect.Effect<World> = Effect.gen(function* () {
+const makeWorld: Effect.Effect<World> = Effect.gen(function*() {
   const state = yield* MemoryObjectStore.makeBucket("loader-test")
   return { state, bucket: MemoryObjectStore.inspect(state), disk: yield* MemoryDisk.make }
 })
 
 /** The memory store, named as the control files of these tests name it. */
-const storeOf = (world: World): ObjectStoreService => ({ ...MemoryObjectStore.storeOf(world.state), description: storeName })
+const storeOf = (world: World): ObjectStoreService => ({
+  ...MemoryObjectStore.storeOf(world.state),
+  description: storeName
+})
 
 /** The loader over `store` and the world's disk, as the Storage layer composes it. */
-const loaderLayer = (world: World, store: ObjectStoreService, overrides: Partial<StorageConfig.StorageConfigValue> = {}) => {
+const loaderLayer = (
+  world: World,
+  store: ObjectStoreService,
+  overrides: Partial<StorageConfig.StorageConfigValue> = {}
+) => {
   const queueLayer = TaskQueue.layer.pipe(Layer.provideMerge(WaitRegistry.layer))
   const workersLayer = S3Workers.layer.pipe(Layer.provideMerge(queueLayer))
   const partsLayer = PartTable.layer.pipe(Layer.provideMerge(Hasher.layer), Layer.provideMerge(workersLayer))
@@ -62,12 +69,19 @@ const loaderLayer = (world: World, store: ObjectStoreService, overrides: Partial
 }
 
 /** Opens the loader in the test's scope (closing it releases the directory and bucket locks). */
-const open = (world: World, overrides: Partial<StorageConfig.StorageConfigValue> = {}, store: ObjectStoreService = storeOf(world)) =>
-  Effect.map(Layer.build(loaderLayer(world, store, overrides)), (built) => ({ loader: Context.get(built, Loader.Loader), parts: Context.get(built, PartTable.PartTable) }))
+const open = (
+  world: World,
+  overrides: Partial<StorageConfig.StorageConfigValue> = {},
+  store: ObjectStoreService = storeOf(world)
+) =>
+  Effect.map(
+    Layer.build(loaderLayer(world, store, overrides)),
+    (built) => ({ loader: Context.get(built, Loader.Loader), parts: Context.get(built, PartTable.PartTable) })
+  )
 
 /** Checkpoint `checkpoint` of `writer`, on `previous`, with file A's part map (two parts), as the bucket holds it. */
 const commitCheckpoint = (world: World, writer: Control.ControlHolder, checkpoint: number, previous = checkpoint - 1) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const number = Ids.checkpointNumber(checkpoint)
     const parts: Array<Manifest.PartEntry> = []
     for (const [part, sizeBytes] of [[0, 4096], [1, 100]] as const) {
@@ -76,7 +90,13 @@ const commitCheckpoint = (world: World, writer: Control.ControlHolder, checkpoin
       yield* world.bucket.write(KeyLayout.partKey(layout, number, fileA, Ids.partIndex(part), sha), bytes)
       parts.push([Ids.partIndex(part), number, sha, sizeBytes])
     }
-    const fileManifest: Manifest.FileManifest = { format: Manifest.fileManifestFormat, instanceId: writer.instanceId, checkpoint: number, file: fileA, parts }
+    const fileManifest: Manifest.FileManifest = {
+      format: Manifest.fileManifestFormat,
+      instanceId: writer.instanceId,
+      checkpoint: number,
+      file: fileA,
+      parts
+    }
     const bytes = Manifest.encodeFileManifest(fileManifest)
     const manifestSha256 = Manifest.sha256Hex(bytes)
     yield* world.bucket.write(KeyLayout.fileManifestKey(layout, number, fileA, manifestSha256), bytes)
@@ -95,26 +115,49 @@ const commitCheckpoint = (world: World, writer: Control.ControlHolder, checkpoin
   })
 
 const lockOf = (holder: Control.ControlHolder) =>
-  Control.encodeLock({ format: Control.lockFormat, instanceId: holder.instanceId, epoch: holder.epoch, acquiredAtMs: 0, generation: "g-old", renewedAtMs: 0, leaseMs: config.lockLeaseMs })
+  Control.encodeLock({
+    format: Control.lockFormat,
+    instanceId: holder.instanceId,
+    epoch: holder.epoch,
+    acquiredAtMs: 0,
+    generation: "g-old",
+    renewedAtMs: 0,
+    leaseMs: config.lockLeaseMs
+  })
 
 /** The directory's control file at `checkpoint` (with the bucket's latest as its base when given). */
-const writeControl = (world: World, holder: Control.ControlHolder, base: Control.ControlBase | undefined, extra: Partial<Control.Control> = {}) =>
-  Loader.writeControl(world.disk.disk, { ...Control.forCheckpoint({ holder, store: storeName, config, base }), ...extra })
+const writeControl = (
+  world: World,
+  holder: Control.ControlHolder,
+  base: Control.ControlBase | undefined,
+  extra: Partial<Control.Control> = {}
+) =>
+  Loader.writeControl(world.disk.disk, {
+    ...Control.forCheckpoint({ holder, store: storeName, config, base }),
+    ...extra
+  })
 
 /** The directory's control file as start-up left it; undefined when there is none. */
 const readControl = (world: World) =>
-  Effect.flatMap(world.disk.disk.readAll(Loader.controlPath), Option.match({
-    onNone: () => Effect.succeed(undefined),
-    onSome: (bytes) => Either.match(Control.decodeControl(Loader.controlPath, bytes), { onLeft: Effect.die, onRight: Effect.succeed })
-  }))
+  Effect.flatMap(
+    world.disk.disk.readAll(Loader.controlPath),
+    Option.match({
+      onNone: () => Effect.succeed(undefined),
+      onSome: (bytes) =>
+        Either.match(Control.decodeControl(Loader.controlPath, bytes), { onLeft: Effect.die, onRight: Effect.succeed })
+    })
+  )
 
 /** What a refused start leaves: the bucket's keys and the control file's bytes. */
 const footprint = (world: World) =>
-  Effect.all({ keys: world.bucket.keys, control: Effect.map(world.disk.disk.readAll(Loader.controlPath), Option.getOrUndefined) })
+  Effect.all({
+    keys: world.bucket.keys,
+    control: Effect.map(world.disk.disk.readAll(Loader.controlPath), Option.getOrUndefined)
+  })
 
 describe("Loader: the start-up plan", () => {
   it.scoped("a fresh directory over an empty bucket starts Fresh: a new instance id, the lock at epoch 1, a control file naming both", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       const { loader } = yield* open(world)
       const opened = loader.opened
@@ -131,7 +174,7 @@ describe("Loader: the start-up plan", () => {
     }))
 
   it.scoped("an empty directory over a bucket with checkpoints restores the latest: its parts installed, its writer's commit token kept as the base", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       yield* commitCheckpoint(world, old, 1)
       const latest = yield* commitCheckpoint(world, old, 2)
@@ -145,11 +188,15 @@ describe("Loader: the start-up plan", () => {
       assert.strictEqual(opened.lock.epoch, old.epoch + 1, "one above every epoch the bucket shows")
       const control = yield* readControl(world)
       assert.strictEqual(control?.lastCheckpoint, 2)
-      assert.strictEqual(control?.baseCommitToken, latest.commitToken, "until it commits its own, the restored checkpoint is its base")
+      assert.strictEqual(
+        control?.baseCommitToken,
+        latest.commitToken,
+        "until it commits its own, the restored checkpoint is its base"
+      )
     }))
 
   it.scoped("a directory in step reopens at a new epoch and keeps the WAL's durable end it recorded", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       const latest = yield* commitCheckpoint(world, old, 1)
       yield* writeControl(world, old, latest, { walDurableLsn: Ids.lsn(4242), cleanShutdown: true })
@@ -165,7 +212,7 @@ describe("Loader: the start-up plan", () => {
     }))
 
   it.scoped("a directory behind the bucket only by its own checkpoints reopens from the bucket's latest", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       const first = yield* commitCheckpoint(world, old, 1)
       yield* commitCheckpoint(world, old, 2)
@@ -181,13 +228,16 @@ describe("Loader: the start-up plan", () => {
 
 describe("Loader: prefetch", () => {
   it.scoped("loads every part of the base through leases, reporting progress up to the total", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       yield* commitCheckpoint(world, old, 1)
       const { loader, parts } = yield* open(world)
       assert.strictEqual((yield* parts.stats).loaded, 0, "a restore fetches nothing before the first lease")
       const progress: Array<string> = []
-      const loaded = yield* loader.prefetch(2, ({ done, total }) => Effect.sync(() => progress.push(`${done}/${total}`)))
+      const loaded = yield* loader.prefetch(
+        2,
+        ({ done, total }) => Effect.sync(() => progress.push(`${done}/${total}`))
+      )
       assert.strictEqual(loaded, 2)
       assert.deepStrictEqual(progress, ["1/2", "2/2"])
       assert.strictEqual((yield* parts.stats).loaded, 2)
@@ -198,36 +248,46 @@ describe("Loader: prefetch", () => {
 describe("Loader: refusals", () => {
   const other = { instanceId: Ids.InstanceId.make("i-other"), epoch: Ids.epoch(3) }
   /** Each case: the world it builds, and the reason it must be refused for. */
-  const cases: ReadonlyArray<readonly [StartupRefusedReason, string, (world: World) => Effect.Effect<unknown, unknown>]> = [
-    ["LocalBehind", "behind the bucket by another history (a copy of it ran on at another epoch)", (world) =>
-      Effect.gen(function* () {
-        const first = yield* commitCheckpoint(world, old, 1)
-        yield* commitCheckpoint(world, { ...old, epoch: Ids.epoch(3) }, 2)
-        yield* commitCheckpoint(world, { ...old, epoch: Ids.epoch(3) }, 3)
-        yield* writeControl(world, old, first)
-      })],
+  const cases: ReadonlyArray<
+    readonly [StartupRefusedReason, string, (world: World) => Effect.Effect<unknown, unknown>]
+  > = [
+    [
+      "LocalBehind",
+      "behind the bucket by another history (a copy of it ran on at another epoch)",
+      (world) =>
+        Effect.gen(function*() {
+          const first = yield* commitCheckpoint(world, old, 1)
+          yield* commitCheckpoint(world, { ...old, epoch: Ids.epoch(3) }, 2)
+          yield* commitCheckpoint(world, { ...old, epoch: Ids.epoch(3) }, 3)
+          yield* writeControl(world, old, first)
+        })
+    ],
     ["LocalAhead", "ahead of the bucket", (world) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         yield* commitCheckpoint(world, old, 1)
         yield* writeControl(world, old, { checkpoint: Ids.checkpointNumber(3), walPosition: Ids.lsn(300) })
       })],
     ["ForeignInstance", "superseded: the bucket's latest is another instance's", (world) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const first = yield* commitCheckpoint(world, old, 1)
         yield* commitCheckpoint(world, other, 2)
         yield* writeControl(world, old, first)
       })],
     ["ForeignBucket", "made for another store", (world) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const first = yield* commitCheckpoint(world, old, 1)
         yield* writeControl(world, old, first, { store: "memory://elsewhere" })
       })],
-    ["NotOurDirectory", "not empty and without a control file", (world) => world.disk.disk.writeAtomic("notes.txt", new Uint8Array([1]))]
+    [
+      "NotOurDirectory",
+      "not empty and without a control file",
+      (world) => world.disk.disk.writeAtomic("notes.txt", new Uint8Array([1]))
+    ]
   ]
 
   for (const [reason, what, build] of cases) {
     it.scoped(`a directory ${what} is refused (${reason}), the message ends with the remedy, and nothing is written`, () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const world = yield* makeWorld
         yield* build(world)
         const before = yield* footprint(world)
@@ -240,25 +300,29 @@ describe("Loader: refusals", () => {
   }
 
   it.scoped("a bucket locked by a live instance refuses a fresh directory (BucketLocked), which forgets the instance id it wrote", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       yield* world.bucket.write(KeyLayout.lockKey(layout), lockOf(other))
       const before = yield* footprint(world)
       const error = yield* Effect.flip(open(world))
       assert.strictEqual(error._tag, "BucketLocked")
-      assert.deepStrictEqual(yield* footprint(world), before, "the holder's lock stands, and the control file written before the lock was removed")
+      assert.deepStrictEqual(
+        yield* footprint(world),
+        before,
+        "the holder's lock stands, and the control file written before the lock was removed"
+      )
     }))
 })
 
 /** A store on which the old holder commits checkpoint N just before each of the first `races` claim puts of N. */
 const racingStore = (world: World, races: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const claims = yield* Ref.make(0)
     const inner = storeOf(world)
     const store: ObjectStoreService = {
       ...inner,
       put: (key, bytes, options) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const parsed = KeyLayout.parseKey(layout, key)
           if (Option.isSome(parsed) && parsed.value._tag === "Checkpoint") {
             const count = yield* Ref.updateAndGet(claims, (n) => n + 1)
@@ -272,7 +336,7 @@ const racingStore = (world: World, races: number) =>
 
 describe("Loader: the claim after a take-over", () => {
   it.scoped("claims the next number with a copy of the latest checkpoint under the new epoch", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       const latest = yield* commitCheckpoint(world, old, 1)
       yield* world.bucket.write(KeyLayout.lockKey(layout), lockOf(old))
@@ -294,7 +358,7 @@ describe("Loader: the claim after a take-over", () => {
     }))
 
   it.scoped("re-reads and claims the number after a commit the old holder landed in between", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       yield* commitCheckpoint(world, old, 1)
       yield* world.bucket.write(KeyLayout.lockKey(layout), lockOf(old))
@@ -307,7 +371,7 @@ describe("Loader: the claim after a take-over", () => {
     }))
 
   it.scoped(`gives up after ${Loader.claimRoundsMax} rounds and goes on from the latest checkpoint, unclaimed`, () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       yield* commitCheckpoint(world, old, 1)
       yield* world.bucket.write(KeyLayout.lockKey(layout), lockOf(old))

@@ -12,16 +12,26 @@
  * and the content at the end (after reopening the directory, and after restoring from the bucket).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, FastCheck, Option, Scope, TestClock, Tracer } from "effect"
+import { Cause, Deferred, Effect, Exit, FastCheck, Fiber, Option, Scope, TestClock, Tracer } from "effect"
 import { type CheckpointNumber, checkpointNumber, type FileId, type PartIndex } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import { type RemotePart, sha256Hex } from "../../src/domain/Manifest.js"
+import { parsePartPath, partPath } from "../../src/domain/PartPath.js"
 import type { PartState } from "../../src/domain/PartState.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
-import { parsePartPath, partPath } from "../../src/domain/PartPath.js"
 import { type InstallEntry, type PartTableService } from "../../src/services/PartTable.js"
-import { file, filled, type Harness, makeHarness, makeWorld, part, settle, settleUntil, type World } from "../support/PartTableHarness.js"
+import {
+  file,
+  filled,
+  type Harness,
+  makeHarness,
+  makeWorld,
+  part,
+  settle,
+  settleUntil,
+  type World
+} from "../support/PartTableHarness.js"
 
 const cp = checkpointNumber
 const fa = file("data/a")
@@ -29,10 +39,18 @@ const p0 = part(0)
 const p1 = part(1)
 
 /** Puts bytes in the bucket under their content key, as an earlier checkpoint would have. */
-const seed = (h: Harness, target: FileId, index: PartIndex, bytes: Uint8Array, checkpoint: CheckpointNumber = cp(1)): Effect.Effect<RemotePart> =>
-  Effect.gen(function* () {
+const seed = (
+  h: Harness,
+  target: FileId,
+  index: PartIndex,
+  bytes: Uint8Array,
+  checkpoint: CheckpointNumber = cp(1)
+): Effect.Effect<RemotePart> =>
+  Effect.gen(function*() {
     const sha256 = sha256Hex(bytes)
-    yield* Effect.orDie(h.store.put(KeyLayout.partKey(KeyLayout.make(h.config.prefix), checkpoint, target, index, sha256), bytes))
+    yield* Effect.orDie(
+      h.store.put(KeyLayout.partKey(KeyLayout.make(h.config.prefix), checkpoint, target, index, sha256), bytes)
+    )
     return { checkpoint, sha256, sizeBytes: bytes.length }
   })
 
@@ -40,10 +58,13 @@ const stateOf = (parts: PartTableService, target: FileId, index: PartIndex): Eff
   Effect.map(parts.states, (states) => states.find(([f, p]) => f === target && p === index)?.[2])
 
 const mustState = (parts: PartTableService, target: FileId, index: PartIndex): Effect.Effect<PartState> =>
-  Effect.flatMap(stateOf(parts, target, index), (state) => (state === undefined ? Effect.dieMessage(`no state for ${target}#${index}`) : Effect.succeed(state)))
+  Effect.flatMap(
+    stateOf(parts, target, index),
+    (state) => (state === undefined ? Effect.dieMessage(`no state for ${target}#${index}`) : Effect.succeed(state))
+  )
 
 const assertHealthy = (h: Harness) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     assert.deepStrictEqual(yield* h.parts.invariantProblems, [])
   })
 
@@ -54,10 +75,13 @@ const leaseRead = (parts: PartTableService, target: FileId, index: PartIndex, le
   Effect.scoped(Effect.flatMap(parts.lease(target, index), (lease) => lease.read(0, length)))
 
 /** A world whose disk is a FaultyDisk over its MemoryDisk (torn writes, bit flips). */
-const faultyWorld = Effect.gen(function* () {
+const faultyWorld = Effect.gen(function*() {
   const world = yield* makeWorld
   const faulty = yield* FaultyDisk.make(world.disk.disk, { seed: 3 })
-  return { world: { ...world, disk: { disk: faulty.disk, control: world.disk.control } } satisfies World, faults: faulty.faults }
+  return {
+    world: { ...world, disk: { disk: faulty.disk, control: world.disk.control } } satisfies World,
+    faults: faulty.faults
+  }
 })
 
 const isDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isSome)
@@ -65,10 +89,10 @@ const isDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) => Effect.map(Fiber.poll(
 describe("PartTable", () => {
   describe("leases and loads", () => {
     it.scoped("a never-written part is leased at once with no download, reads as zeros, and a write makes it dirty", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const lease = yield* h.parts.lease(fa, p0)
             assert.deepStrictEqual(yield* lease.read(0, 8), filled(8, 0))
             assert.strictEqual((yield* h.parts.stats).leasesHeld, 1)
@@ -86,7 +110,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("concurrent leases of a NotLoaded part share one download (invariant 2) and wait holding no lease", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const content = filled(300, 7)
         const remote = yield* seed(h, fa, p0, content)
@@ -94,7 +118,9 @@ describe("PartTable", () => {
         h.control.getGate = yield* Deferred.make<void>()
         const fibers = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.fork(leaseRead(h.parts, fa, p0, 300)))
         assert.isTrue(yield* settleUntil(Effect.sync(() => h.control.gets === 1)))
-        yield* settleUntil(Effect.map(h.waits.current, (waits) => waits.filter((wait) => wait.waiter === "PartTable.lease").length === 5))
+        yield* settleUntil(
+          Effect.map(h.waits.current, (waits) => waits.filter((wait) => wait.waiter === "PartTable.lease").length === 5)
+        )
         // THE RULE: everyone waits on the load, nobody holds a lease meanwhile.
         assert.deepInclude(yield* h.parts.stats, { loading: 1, leasesHeld: 0 })
         assert.strictEqual((yield* h.waits.current).filter((wait) => wait.waiter === "PartTable.lease").length, 5)
@@ -102,14 +128,19 @@ describe("PartTable", () => {
         for (const fiber of fibers) assert.deepStrictEqual(yield* Fiber.join(fiber), content)
         assert.strictEqual(h.control.gets, 1)
         assert.strictEqual(h.control.maxConcurrentGetsPerPart, 1)
-        assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "Loaded", dirty: false, leases: 0, sizeBytes: 300 })
+        assert.deepInclude(yield* mustState(h.parts, fa, p0), {
+          status: "Loaded",
+          dirty: false,
+          leases: 0,
+          sizeBytes: 300
+        })
         // The download was written atomically (temp + fsync + rename), so a reopen never sees it torn.
         assert.strictEqual((yield* h.world.disk.control.stats).atomicWrites, 1)
         yield* assertHealthy(h)
       }))
 
     it.scoped("a failed download returns the part to NotLoaded and fails every joined waiter with PartLoadFailed", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p0, filled(10, 3))
         yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -131,11 +162,13 @@ describe("PartTable", () => {
       }))
 
     it.scoped("an object whose SHA-256 differs from the manifest's fails the load with PartLoadFailed", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p0, filled(10, 3))
         // The key names the good digest, the bytes are other bytes.
-        yield* Effect.orDie(h.store.put(KeyLayout.partKey(KeyLayout.make(""), remote.checkpoint, fa, p0, remote.sha256), filled(10, 4)))
+        yield* Effect.orDie(
+          h.store.put(KeyLayout.partKey(KeyLayout.make(""), remote.checkpoint, fa, p0, remote.sha256), filled(10, 4))
+        )
         yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
         const error = failureOf(yield* Effect.exit(leaseRead(h.parts, fa, p0, 10)))
         assert.strictEqual(error?._tag, "PartLoadFailed")
@@ -145,7 +178,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("interrupting the winner and the joiners of a load leaves the counts exact and the load completes", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p0, filled(64, 5))
         yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -153,11 +186,16 @@ describe("PartTable", () => {
         const winner = yield* Effect.fork(leaseRead(h.parts, fa, p0, 64))
         yield* settleUntil(Effect.sync(() => h.control.gets === 1))
         const joiner = yield* Effect.fork(leaseRead(h.parts, fa, p0, 64))
-        yield* settleUntil(Effect.map(h.waits.current, (waits) => waits.filter((wait) => wait.waiter === "PartTable.lease").length === 2))
+        yield* settleUntil(
+          Effect.map(h.waits.current, (waits) => waits.filter((wait) => wait.waiter === "PartTable.lease").length === 2)
+        )
         yield* Fiber.interrupt(winner)
         yield* Fiber.interrupt(joiner)
         assert.deepInclude(yield* h.parts.stats, { loading: 1, leasesHeld: 0 })
-        assert.deepStrictEqual(yield* h.waits.current.pipe(Effect.map((waits) => waits.filter((wait) => wait.waiter === "PartTable.lease"))), [])
+        assert.deepStrictEqual(
+          yield* h.waits.current.pipe(Effect.map((waits) => waits.filter((wait) => wait.waiter === "PartTable.lease"))),
+          []
+        )
         yield* Deferred.succeed(h.control.getGate, undefined)
         assert.isTrue(yield* settleUntil(Effect.map(h.parts.stats, (stats) => stats.loaded === 1)))
         assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "Loaded", leases: 0 })
@@ -167,7 +205,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("#340 shape: a lease waiting on a read whose worker pool then closes fails promptly with a typed error", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p0, filled(10, 1))
         yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -192,7 +230,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("a lease that waits longer than leaseTimeoutMs fails with PartLeaseTimeout; the load goes on", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p0, filled(10, 1))
         yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -212,7 +250,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("close: waiting leases wake with ShuttingDown, new leases are refused, held leases are still released", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const remote = yield* seed(h, fa, p1, filled(10, 1))
         yield* h.parts.install([{ file: fa, part: p1, remote }], cp(2))
@@ -238,7 +276,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("reads and writes span parts, one lease at a time; ranges outside a part are InvalidRange", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const size = h.config.partSizeBytes
         const bytes = Uint8Array.from({ length: 20 }, (_, index) => index + 1)
@@ -249,9 +287,15 @@ describe("PartTable", () => {
         assert.strictEqual(failureOf(yield* Effect.exit(h.parts.read(fa, -1, 2)))?._tag, "InvalidRange")
         assert.strictEqual(failureOf(yield* Effect.exit(h.parts.write(fa, 1.5, bytes)))?._tag, "InvalidRange")
         const outside = yield* Effect.scoped(
-          Effect.flatMap(h.parts.lease(fa, p0), (lease) => Effect.all([Effect.exit(lease.read(size - 1, 2)), Effect.exit(lease.write(-1, bytes))]))
+          Effect.flatMap(
+            h.parts.lease(fa, p0),
+            (lease) => Effect.all([Effect.exit(lease.read(size - 1, 2)), Effect.exit(lease.write(-1, bytes))])
+          )
         )
-        assert.deepStrictEqual([failureOf(outside[0])?._tag, failureOf(outside[1])?._tag], ["InvalidRange", "InvalidRange"])
+        assert.deepStrictEqual([failureOf(outside[0])?._tag, failureOf(outside[1])?._tag], [
+          "InvalidRange",
+          "InvalidRange"
+        ])
         assert.strictEqual((yield* h.parts.stats).leasesHeld, 0)
         yield* assertHealthy(h)
       }))
@@ -259,7 +303,7 @@ describe("PartTable", () => {
 
   describe("write-back", () => {
     it.scoped("dirty clears when the upload starts reading, a write during the upload re-dirties, a failed upload restores dirty + scheduled", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         yield* h.parts.write(fa, 0, filled(100, 1))
         h.control.putGate = yield* Deferred.make<void>()
@@ -281,7 +325,12 @@ describe("PartTable", () => {
         h.control.failPuts = 1
         assert.isTrue(yield* h.parts.scheduleUpload(fa, p0))
         yield* settle(h)
-        assert.deepInclude(yield* mustState(h.parts, fa, p0), { writing: false, dirty: true, scheduled: true, uploadedVersion: 1 })
+        assert.deepInclude(yield* mustState(h.parts, fa, p0), {
+          writing: false,
+          dirty: true,
+          scheduled: true,
+          uploadedVersion: 1
+        })
         // Scheduling again re-enqueues the owed upload, which now succeeds with the latest bytes.
         assert.isTrue(yield* h.parts.scheduleUpload(fa, p0))
         yield* settle(h)
@@ -295,13 +344,17 @@ describe("PartTable", () => {
       }))
 
     it.scoped("snapshot + ensureUploaded: uploads what changed under the given checkpoint, reuses what did not, and moves write-back to the next checkpoint", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         const layout = KeyLayout.make("")
         yield* h.parts.write(fa, 0, filled(10, 1))
         yield* h.parts.write(fa, h.config.partSizeBytes, filled(10, 2))
         const first = yield* h.parts.snapshot(cp(1))
-        assert.deepStrictEqual(first.map((entry) => [entry.part, entry.version, entry.needsUpload]), [[0, 1, true], [1, 1, true]])
+        assert.deepStrictEqual(first.map((entry) => [entry.part, entry.version, entry.needsUpload]), [[0, 1, true], [
+          1,
+          1,
+          true
+        ]])
         const remotes = yield* Effect.forEach(first, (entry) => h.parts.ensureUploaded(entry, cp(1)))
         for (const [index, remote] of remotes.entries()) {
           assert.strictEqual(remote.checkpoint, 1)
@@ -330,7 +383,7 @@ describe("PartTable", () => {
       }))
 
     it.scoped("concurrent uploads that reuse read buffers each store their own part's bytes", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness({ config: { workerCount: 3 } })
         const layout = KeyLayout.make("")
         const partCount = 12
@@ -341,20 +394,30 @@ describe("PartTable", () => {
         h.control.yieldsPerRequest = 3
         for (const round of [1, 2]) {
           const entries = yield* h.parts.snapshot(cp(round))
-          const remotes = yield* Effect.forEach(entries, (entry) => h.parts.ensureUploaded(entry, cp(round)), { concurrency: "unbounded" })
+          const remotes = yield* Effect.forEach(entries, (entry) => h.parts.ensureUploaded(entry, cp(round)), {
+            concurrency: "unbounded"
+          })
           for (const [index, remote] of remotes.entries()) {
-            const stored = yield* Effect.orDie(h.store.get(KeyLayout.partKey(layout, remote.checkpoint, fa, part(index), remote.sha256)))
-            assert.deepStrictEqual(stored, filled(100 + ((index * 37) % 60), index + 1), `round ${round}, part ${index}`)
+            const stored = yield* Effect.orDie(
+              h.store.get(KeyLayout.partKey(layout, remote.checkpoint, fa, part(index), remote.sha256))
+            )
+            assert.deepStrictEqual(
+              stored,
+              filled(100 + ((index * 37) % 60), index + 1),
+              `round ${round}, part ${index}`
+            )
             assert.strictEqual(remote.sha256, sha256Hex(stored))
           }
           // Every part changes for the second round.
-          for (let index = 0; index < partCount; index++) yield* h.parts.write(fa, index * h.config.partSizeBytes, filled(100 + ((index * 37) % 60), index + 1))
+          for (let index = 0; index < partCount; index++) {
+            yield* h.parts.write(fa, index * h.config.partSizeBytes, filled(100 + ((index * 37) % 60), index + 1))
+          }
         }
         yield* assertHealthy(h)
       }))
 
     it.scoped("ensureUploaded waits (holding no lease) for an upload in flight and fails with the upload's error, leaving the part owed", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness()
         yield* h.parts.write(fa, 0, filled(10, 1))
         h.control.putGate = yield* Deferred.make<void>()
@@ -364,7 +427,9 @@ describe("PartTable", () => {
         if (entry === undefined) return yield* Effect.dieMessage("no entry")
         assert.isTrue(entry.needsUpload)
         const ensure = yield* Effect.fork(h.parts.ensureUploaded(entry, cp(1)))
-        yield* settleUntil(Effect.map(h.waits.current, (waits) => waits.some((wait) => wait.waiter === "PartTable.ensureUploaded")))
+        yield* settleUntil(
+          Effect.map(h.waits.current, (waits) => waits.some((wait) => wait.waiter === "PartTable.ensureUploaded"))
+        )
         assert.isFalse(yield* isDone(ensure))
         assert.strictEqual((yield* h.parts.stats).leasesHeld, 0)
         yield* Deferred.succeed(h.control.putGate, undefined)
@@ -403,10 +468,10 @@ describe("PartTable", () => {
     const named = (spans: ReadonlyArray<Tracer.Span>, name: string) => spans.filter((span) => span.name === name)
 
     it.scoped("a lease that loads runs in part.lease with part.load as its child; a lease on a Loaded part makes no span; an upload makes part.upload", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const { spans, tracer } = yield* collectingTracer
         yield* Effect.withTracer(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness()
             const remote = yield* seed(h, fa, p0, filled(10, 3))
             yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -429,17 +494,21 @@ describe("PartTable", () => {
             yield* settle(h)
             const uploads = named(spans, "part.upload")
             assert.strictEqual(uploads.length, 1)
-            assert.deepStrictEqual([uploads[0]?.attributes.get("file"), uploads[0]?.attributes.get("part"), uploads[0]?.status._tag], [fa, p0, "Ended"])
+            assert.deepStrictEqual([
+              uploads[0]?.attributes.get("file"),
+              uploads[0]?.attributes.get("part"),
+              uploads[0]?.status._tag
+            ], [fa, p0, "Ended"])
           }),
           tracer
         )
       }))
 
     it.scoped("an interrupted lease ends its part.lease span; the load it started goes on and ends its part.load", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const { spans, tracer } = yield* collectingTracer
         yield* Effect.withTracer(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness()
             const remote = yield* seed(h, fa, p0, filled(10, 3))
             yield* h.parts.install([{ file: fa, part: p0, remote }], cp(2))
@@ -453,7 +522,9 @@ describe("PartTable", () => {
             // harness waiting on the gate.
             yield* Deferred.succeed(h.control.getGate, undefined)
             // The load's span ends before it commits Loaded.
-            assert.isTrue(yield* settleUntil(Effect.map(mustState(h.parts, fa, p0), (state) => state.status === "Loaded")))
+            assert.isTrue(
+              yield* settleUntil(Effect.map(mustState(h.parts, fa, p0), (state) => state.status === "Loaded"))
+            )
             assert.strictEqual(leaseStatus?._tag, "Ended")
             assert.isTrue(leaseStatus?._tag === "Ended" && Exit.isInterrupted(leaseStatus.exit))
             assert.strictEqual(loadStatus, "Started")
@@ -467,7 +538,7 @@ describe("PartTable", () => {
 
   describe("a failed write", () => {
     it.scoped("a write torn by a full disk damages the part: PartDamaged, neither served nor uploaded nor vouched for", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const world = yield* faultyWorld
         const h = yield* makeHarness({ world: world.world, config: { partSizeBytes: 16384 } })
         const acknowledged = filled(8192, 1)
@@ -506,7 +577,7 @@ describe("PartTable", () => {
 
   describe("eviction", () => {
     it.scoped("a sweep evicts only unleased, cold, clean parts, halves usage, schedules dirty parts, and stops at the budget", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness({ config: { localBytesMax: 2 * 4096 } })
         const size = h.config.partSizeBytes
         for (let index = 0; index < 4; index++) yield* h.parts.write(fa, index * size, filled(size, index + 1))
@@ -521,20 +592,27 @@ describe("PartTable", () => {
         const second = yield* h.parts.evict
         assert.deepInclude(second, { evictedParts: 2, evictedBytes: 2 * size, loadedBytesAfter: 2 * size })
         const states = yield* h.parts.states
-        assert.deepStrictEqual(states.map(([, , state]) => state.status), ["Loaded", "NotLoaded", "NotLoaded", "Loaded"])
+        assert.deepStrictEqual(states.map(([, , state]) => state.status), [
+          "Loaded",
+          "NotLoaded",
+          "NotLoaded",
+          "Loaded"
+        ])
         assert.deepStrictEqual(yield* h.disk.list("parts"), [partPath(fa, part(0)), partPath(fa, part(3))])
         assert.strictEqual(yield* h.disk.usedBytes("parts"), 2 * size)
         yield* Scope.close(heldScope, Exit.void)
         // Under budget: a sweep does nothing.
         assert.deepInclude(yield* h.parts.evict, { evictedParts: 0, scheduledUploads: 0 })
         // Evicted parts come back from the bucket, byte for byte.
-        for (let index = 0; index < 4; index++) assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), filled(size, index + 1))
+        for (let index = 0; index < 4; index++) {
+          assert.deepStrictEqual(yield* h.parts.read(fa, index * size, size), filled(size, index + 1))
+        }
         assert.strictEqual(h.control.gets, 2)
         yield* assertHealthy(h)
       }))
 
     it.scoped("a failed unlink leaves the part Loaded and reports the error", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const h = yield* makeHarness({ config: { localBytesMax: 4096 } })
         for (let index = 0; index < 2; index++) yield* h.parts.write(fa, index * 4096, filled(4096, 1))
         yield* h.parts.evict
@@ -550,13 +628,13 @@ describe("PartTable", () => {
 
   describe("reopen", () => {
     it.effect("a reopened directory keeps what is on disk, resets Loading to NotLoaded, and marks changed or unknown parts dirty", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const world = yield* makeWorld
         const fb = file("data/b")
         const fc = file("data/c")
         // First life: two parts uploaded, one rewritten afterwards, one never uploaded, one Loading at the stop.
         const manifest = yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world })
             const remote = yield* seed(h, fc, p0, filled(20, 8))
             yield* h.parts.install([{ file: fc, part: p0, remote }], cp(2))
@@ -579,7 +657,7 @@ describe("PartTable", () => {
         )
         // Second life over the same directory and bucket.
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world })
             yield* h.parts.install(manifest, cp(3))
             const byKey = new Map((yield* h.parts.states).map(([f, p, state]) => [`${f}#${p}`, state]))
@@ -599,11 +677,11 @@ describe("PartTable", () => {
       }))
 
     it.effect("after a crash a downloaded part is intact (fsync'd), and unsynced local writes are never taken for the bucket's bytes", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const world = yield* makeWorld
         const original = filled(50, 6)
         const manifest = yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world })
             const remote = yield* seed(h, fa, p0, original)
             const other = yield* seed(h, fa, p1, filled(50, 7))
@@ -616,7 +694,7 @@ describe("PartTable", () => {
         )
         yield* world.disk.control.crash
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world })
             yield* h.parts.install(manifest, cp(3))
             // Both downloads survived whole; the unsynced change was lost with the crash (the WAL
@@ -632,14 +710,14 @@ describe("PartTable", () => {
       }))
 
     it.effect("after a clean stop a local part file is kept only with the SHA-256 recorded for it; a rotted one is rebuilt", () =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const world = yield* faultyWorld
         const fb = file("data/b")
         const newer = filled(40, 3)
         // First life: part 0 uploaded and clean, part 1 uploaded then rewritten (newer data, dirty),
         // part fb#0 never uploaded; the clean stop records every file's hash.
         const [manifest, hashes] = yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world: world.world })
             yield* h.parts.write(fa, 0, filled(40, 1))
             yield* h.parts.write(fa, 4096, filled(40, 2))
@@ -654,14 +732,14 @@ describe("PartTable", () => {
         )
         assert.strictEqual(hashes.size, 3)
         const reopen = (recordedHashes: ReadonlyMap<string, string>) =>
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world: world.world })
             yield* h.parts.install(manifest, cp(2), { trustLocal: true, recordedHashes })
             return h
           })
         // Intact files: part 1 and fb#0 are kept as newer data, part 0 as a clean copy.
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* reopen(hashes)
             assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "Loaded", dirty: false })
             assert.deepInclude(yield* mustState(h.parts, fa, p1), { status: "Loaded", dirty: true })
@@ -671,9 +749,11 @@ describe("PartTable", () => {
         )
         // One flipped byte in each file: none is taken for newer data. Parts 0 and 1 fall back to
         // the bucket's objects (the WAL replay redoes part 1's newer write), fb#0 is gone.
-        for (const path of [partPath(fa, p0), partPath(fa, p1), partPath(fb, p0)]) yield* world.faults.flipByte(path, { offset: 7 })
+        for (const path of [partPath(fa, p0), partPath(fa, p1), partPath(fb, p0)]) {
+          yield* world.faults.flipByte(path, { offset: 7 })
+        }
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* reopen(hashes)
             assert.deepInclude(yield* mustState(h.parts, fa, p0), { status: "NotLoaded", dirty: false })
             assert.deepInclude(yield* mustState(h.parts, fa, p1), { status: "NotLoaded", dirty: false })
@@ -691,7 +771,15 @@ describe("PartTable", () => {
       const odd = file("dir/with space/ü")
       assert.deepStrictEqual(Option.getOrUndefined(parsePartPath(partPath(odd, part(12)))), [odd, part(12)])
       assert.strictEqual(partPath(fa, part(7)), "parts/data%2Fa/0000000007")
-      for (const foreign of ["parts/x/12", "parts/x/0000000001.1.atomic-tmp", "other/x/0000000001", "parts/%E0%A4%A/0000000001", "parts/..%2F/0000000001"]) {
+      for (
+        const foreign of [
+          "parts/x/12",
+          "parts/x/0000000001.1.atomic-tmp",
+          "other/x/0000000001",
+          "parts/%E0%A4%A/0000000001",
+          "parts/..%2F/0000000001"
+        ]
+      ) {
         assert.isTrue(Option.isNone(parsePartPath(foreign)), foreign)
       }
     })
@@ -719,7 +807,14 @@ describe("PartTable", () => {
   const anyPart = FastCheck.nat(partCount - 1)
   const opArbitrary: FastCheck.Arbitrary<Op> = FastCheck.oneof(
     { weight: 6, arbitrary: anyPart.map((index): Op => ({ _tag: "Write", part: index })) },
-    { weight: 2, arbitrary: FastCheck.tuple(anyPart, FastCheck.boolean()).map(([index, write]): Op => ({ _tag: "Hold", part: index, write })) },
+    {
+      weight: 2,
+      arbitrary: FastCheck.tuple(anyPart, FastCheck.boolean()).map(([index, write]): Op => ({
+        _tag: "Hold",
+        part: index,
+        write
+      }))
+    },
     { weight: 2, arbitrary: FastCheck.constant<Op>({ _tag: "Release" }) },
     { weight: 2, arbitrary: anyPart.map((index): Op => ({ _tag: "Read", part: index })) },
     { weight: 3, arbitrary: anyPart.map((index): Op => ({ _tag: "Schedule", part: index })) },
@@ -728,20 +823,29 @@ describe("PartTable", () => {
     { weight: 1, arbitrary: FastCheck.integer({ min: 1, max: 2 }).map((count): Op => ({ _tag: "FailPuts", count })) },
     { weight: 1, arbitrary: FastCheck.integer({ min: 1, max: 2 }).map((count): Op => ({ _tag: "FailGets", count })) },
     { weight: 2, arbitrary: FastCheck.nat(1000).map((pick): Op => ({ _tag: "Interrupt", pick })) },
-    { weight: 3, arbitrary: FastCheck.constantFrom("get" as const, "put" as const).map((operation): Op => ({ _tag: "Gate", operation })) }
+    {
+      weight: 3,
+      arbitrary: FastCheck.constantFrom("get" as const, "put" as const).map((operation): Op => ({
+        _tag: "Gate",
+        operation
+      }))
+    }
   )
 
   // Parts are spread over two files; each write goes to its own slot, so the final content of
   // every slot is known whatever the interleaving: the bytes of the one write that succeeded there.
-  const target = (index: number): readonly [FileId, PartIndex] => [index % 2 === 0 ? fa : file("data/b"), part(Math.floor(index / 2))]
+  const target = (
+    index: number
+  ): readonly [FileId, PartIndex] => [index % 2 === 0 ? fa : file("data/b"), part(Math.floor(index / 2))]
   const slotOffset = (opIndex: number): number => ((opIndex * 37) % 256) * slotBytes
   const valueOf = (opIndex: number): Uint8Array => filled(slotBytes, (opIndex % 250) + 1)
-  const initial = (index: number): Uint8Array => Uint8Array.from({ length: 4096 }, (_, offset) => (offset * 7 + index * 31) % 251)
+  const initial = (index: number): Uint8Array =>
+    Uint8Array.from({ length: 4096 }, (_, offset) => (offset * 7 + index * 31) % 251)
 
   const allowedFailures = new Set(["PartLoadFailed", "ObjectStoreRejected"])
 
   const runSchedule = (steps: ReadonlyArray<readonly [Op, number]>, yieldsPerRequest: number) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const world = yield* makeWorld
       const expected = new Map<number, Map<number, Uint8Array>>() // part → slot offset → bytes
       const record = (index: number, offset: number, bytes: Uint8Array) =>
@@ -751,7 +855,7 @@ describe("PartTable", () => {
           expected.set(index, slots)
         })
 
-      const firstLife = Effect.gen(function* () {
+      const firstLife = Effect.gen(function*() {
         const h = yield* makeHarness({ world, config: { localBytesMax: 4096, queueCapacity: 8 } })
         // Every part starts in the bucket only (as after a restore): first leases download it.
         const installed: Array<InstallEntry> = []
@@ -771,7 +875,7 @@ describe("PartTable", () => {
           const offset = slotOffset(opIndex)
           const bytes = valueOf(opIndex)
           return Effect.scoped(
-            Effect.gen(function* () {
+            Effect.gen(function*() {
               const lease = yield* h.parts.lease(f, p)
               // The write and its record are one step: an interruption lands before or after both.
               yield* Effect.uninterruptible(Effect.zipRight(lease.write(offset, bytes), record(index, offset, bytes)))
@@ -792,7 +896,9 @@ describe("PartTable", () => {
               const [f, p] = target(op.part)
               fibers.push(
                 yield* Effect.fork(
-                  op.write ? leaseAndWrite(op.part, opIndex, hold) : Effect.scoped(Effect.zipRight(h.parts.lease(f, p), Deferred.await(hold)))
+                  op.write
+                    ? leaseAndWrite(op.part, opIndex, hold)
+                    : Effect.scoped(Effect.zipRight(h.parts.lease(f, p), Deferred.await(hold)))
                 )
               )
               break
@@ -817,7 +923,9 @@ describe("PartTable", () => {
               if (checkpoint === 1) checkpoint = 2 // checkpoint 1 is the seeded one
               const [f, p] = target(op.part)
               const entries = yield* h.parts.snapshot(cp(checkpoint))
-              const entry = entries.find((candidate) => candidate.file === f && candidate.part === p && candidate.needsUpload)
+              const entry = entries.find((candidate) =>
+                candidate.file === f && candidate.part === p && candidate.needsUpload
+              )
               if (entry !== undefined) fibers.push(yield* Effect.fork(h.parts.ensureUploaded(entry, cp(checkpoint))))
               break
             }
@@ -825,7 +933,11 @@ describe("PartTable", () => {
               // A burst of sweeps: a part read just now needs two to cool down before the third evicts it.
               fibers.push(
                 yield* Effect.fork(
-                  Effect.reduce(Array.from({ length: op.sweeps }), 0, (evicted) => Effect.map(h.parts.evict, (report) => evicted + report.evictedParts))
+                  Effect.reduce(
+                    Array.from({ length: op.sweeps }),
+                    0,
+                    (evicted) => Effect.map(h.parts.evict, (report) => evicted + report.evictedParts)
+                  )
                 )
               )
               break
@@ -855,10 +967,14 @@ describe("PartTable", () => {
           }
           // Let the forked operations, the workers and the loads advance a random number of turns.
           yield* Effect.repeatN(Effect.yieldNow(), turns)
-          for (const problem of yield* h.parts.invariantProblems) problems.push(`after op ${opIndex} ${op._tag}: ${problem}`)
+          for (const problem of yield* h.parts.invariantProblems) {
+            problems.push(`after op ${opIndex} ${op._tag}: ${problem}`)
+          }
         }
         for (const hold of holds) yield* Deferred.succeed(hold, undefined)
-        for (const gate of [h.control.getGate, h.control.putGate]) if (gate !== undefined) yield* Deferred.succeed(gate, undefined)
+        for (const gate of [h.control.getGate, h.control.putGate]) {
+          if (gate !== undefined) yield* Deferred.succeed(gate, undefined)
+        }
         h.control.getGate = undefined
         h.control.putGate = undefined
         // Everything ends by itself: no wait depends on time, so a fiber still running is a hang.
@@ -869,12 +985,19 @@ describe("PartTable", () => {
           const exit = yield* Fiber.await(fiber)
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) {
             const error = failureOf(exit) as { readonly _tag?: string } | undefined
-            assert.isTrue(error !== undefined && allowedFailures.has(error._tag ?? ""), `unexpected outcome ${Cause.pretty(exit.cause)}`)
+            assert.isTrue(
+              error !== undefined && allowedFailures.has(error._tag ?? ""),
+              `unexpected outcome ${Cause.pretty(exit.cause)}`
+            )
           }
         }
         // Loads and uploads end by themselves too (a load fiber commits its transition a turn after
         // its task completes).
-        const quiet = Effect.zipWith(h.queue.stats, h.parts.stats, (queue, parts) => queue.depth + queue.inFlight + parts.loading + parts.evicting === 0)
+        const quiet = Effect.zipWith(
+          h.queue.stats,
+          h.parts.stats,
+          (queue, parts) => queue.depth + queue.inFlight + parts.loading + parts.evicting === 0
+        )
         assert.isTrue(yield* settleUntil(quiet, 50_000), "loads or uploads never ended")
         assert.deepStrictEqual(problems, [])
         assert.deepInclude(yield* h.parts.stats, { leasesHeld: 0, loading: 0, evicting: 0 })
@@ -900,7 +1023,7 @@ describe("PartTable", () => {
         Effect.forEach(
           Array.from({ length: partCount }, (_, index) => index),
           (index) =>
-            Effect.gen(function* () {
+            Effect.gen(function*() {
               const [f, p] = target(index)
               const actual = yield* parts.read(f, p * 4096, 4096)
               const wanted = initial(index)
@@ -916,7 +1039,7 @@ describe("PartTable", () => {
       const restoredWorld: World = { disk: yield* MemoryDisk.make, bucket: world.bucket }
       for (const each of [reopenedWorld, restoredWorld]) {
         yield* Effect.scoped(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const h = yield* makeHarness({ world: each })
             yield* h.parts.install(manifest, cp(1000))
             assert.deepInclude(yield* h.parts.stats, { loading: 0, evicting: 0, dirty: 0 })
@@ -929,7 +1052,10 @@ describe("PartTable", () => {
 
   it.effect.prop(
     "random concurrent schedules keep invariants 1-3 and 7 and lose no byte",
-    [FastCheck.array(FastCheck.tuple(opArbitrary, FastCheck.nat(40)), { minLength: 10, maxLength: 60 }), FastCheck.integer({ min: 1, max: 8 })],
+    [
+      FastCheck.array(FastCheck.tuple(opArbitrary, FastCheck.nat(40)), { minLength: 10, maxLength: 60 }),
+      FastCheck.integer({ min: 1, max: 8 })
+    ],
     ([steps, yieldsPerRequest]) => runSchedule(steps, yieldsPerRequest),
     { fastCheck: { numRuns: 50 } }
   )

@@ -14,8 +14,28 @@
  * test waits for states by yielding to other fibers or moving the clock, never by sleeping.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Exit, FastCheck, Fiber, Layer, Metric, Option, Scope, TestClock, Tracer } from "effect"
-import { ObjectStoreRejected, ObjectStoreUnavailable, QueueClosed, TaskAborted, TaskTimeout } from "../../src/domain/Errors.js"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  FastCheck,
+  Fiber,
+  Layer,
+  Metric,
+  Option,
+  Scope,
+  TestClock,
+  Tracer
+} from "effect"
+import {
+  ObjectStoreRejected,
+  ObjectStoreUnavailable,
+  QueueClosed,
+  TaskAborted,
+  TaskTimeout
+} from "../../src/domain/Errors.js"
 import { checkpointNumber, fileId, partIndex } from "../../src/domain/Ids.js"
 import { ReadPart, WriteObject, WritePart } from "../../src/domain/Task.js"
 import * as MetricsInstance from "../../src/services/MetricsInstance.js"
@@ -55,8 +75,19 @@ const services = Effect.all({
   waits: WaitRegistry.WaitRegistry
 })
 
-const unavailable = new ObjectStoreUnavailable({ operation: "put", key: "k", reason: "ServerError", detail: "HTTP 500" })
-const rejected = new ObjectStoreRejected({ operation: "put", key: "k", status: 403, code: "AccessDenied", detail: "denied" })
+const unavailable = new ObjectStoreUnavailable({
+  operation: "put",
+  key: "k",
+  reason: "ServerError",
+  detail: "HTTP 500"
+})
+const rejected = new ObjectStoreRejected({
+  operation: "put",
+  key: "k",
+  status: 403,
+  code: "AccessDenied",
+  detail: "denied"
+})
 
 /** `base`, recording every span it starts in `spans`. */
 const collectingTracer = (base: Tracer.Tracer, spans: Array<Tracer.Span>): Tracer.Tracer =>
@@ -78,7 +109,7 @@ const assertSameError = (actual: unknown, expected: Error) => {
 
 /** Moves the TestClock in `stepMs` steps until `fiber` ends (at most `stepsMax` steps). */
 const advanceUntilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, stepMs: number, stepsMax: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     for (let step = 0; step < stepsMax && fiber.unsafePoll() === null; step++) {
       yield* TestClock.adjust(stepMs)
     }
@@ -98,10 +129,13 @@ const hangingStore = () => {
 
 describe("S3Workers", () => {
   it.effect("runs tasks on workers woken by enqueue (no clock movement) and completes their handles", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers } = yield* services
       const completedBefore = yield* S3Workers.counterValue(S3Workers.taskCompletions, "WriteObject")
-      const handles = yield* Effect.forEach([1, 2, 3, 4, 5], (value) => queue.enqueue(object(`k${value}`), Effect.succeed(value * 10)))
+      const handles = yield* Effect.forEach(
+        [1, 2, 3, 4, 5],
+        (value) => queue.enqueue(object(`k${value}`), Effect.succeed(value * 10))
+      )
       const values = yield* Effect.forEach(handles, (handle) => handle.await)
       assert.deepStrictEqual(values, [10, 20, 30, 40, 50])
       const stats = yield* workers.stats
@@ -111,7 +145,7 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer())))
 
   it.effect("#373: a task that always fails transiently gives its waiter the failure after the retry budget, and close completes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers, waits } = yield* services
       let attempts = 0
       const handle = yield* queue.enqueue(
@@ -135,7 +169,7 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer())))
 
   it.effect("a permanent error fails the task at once, without retries", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* services
       let attempts = 0
       const handle = yield* queue.enqueue(
@@ -150,7 +184,7 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer())))
 
   it.effect("a transient error followed by success completes the task", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers } = yield* services
       let attempts = 0
       const handle = yield* queue.enqueue(
@@ -166,21 +200,29 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer())))
 
   it.effect("#340: against a store that never answers, a waiter with a deadline gets TaskTimeout and close ends within the drain deadline", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers, waits } = yield* services
       const store = hangingStore()
       const hung = yield* queue.enqueue(read(7), store.run)
       const behind = yield* queue.enqueue(write(7), Effect.succeed("never runs"))
       const waiter = yield* Effect.fork(hung.awaitWithin(1_000))
       const timedOut = yield* advanceUntilDone(waiter, 250, 8)
-      assert.deepStrictEqual(failureOf(timedOut), new TaskTimeout({ taskId: hung.id, taskType: "ReadPart", timeoutMs: 1_000 }))
+      assert.deepStrictEqual(
+        failureOf(timedOut),
+        new TaskTimeout({ taskId: hung.id, taskType: "ReadPart", timeoutMs: 1_000 })
+      )
       // The shutdown begins with the request still hanging (its timeout is a minute away).
       const hungWaiter = yield* Effect.fork(hung.await)
       const behindWaiter = yield* Effect.fork(behind.await)
       const shutdown = yield* Effect.fork(workers.shutdown)
       const report = yield* advanceUntilDone(shutdown, 100, 20).pipe(Effect.flatMap((exit) => exit))
       assert.strictEqual(report.durationMs, 500)
-      assert.deepStrictEqual([report.drainedTasks, report.interruptedTasks, report.abortedTasks, report.workersAlive], [0, 1, 1, 0])
+      assert.deepStrictEqual([report.drainedTasks, report.interruptedTasks, report.abortedTasks, report.workersAlive], [
+        0,
+        1,
+        1,
+        0
+      ])
       assert.strictEqual(store.counts.aborted, 1)
       assert.deepStrictEqual(
         failureOf(yield* Fiber.await(hungWaiter)),
@@ -192,11 +234,14 @@ describe("S3Workers", () => {
       )
       assert.strictEqual(yield* waits.size, 0)
       assert.strictEqual(yield* workers.workersAlive, 0)
-      assert.deepStrictEqual(failureOf(yield* Effect.exit(queue.enqueue(read(8), Effect.void))), new QueueClosed({ taskType: "ReadPart" }))
+      assert.deepStrictEqual(
+        failureOf(yield* Effect.exit(queue.enqueue(read(8), Effect.void))),
+        new QueueClosed({ taskType: "ReadPart" })
+      )
     }).pipe(Effect.provide(poolLayer({ workerCount: 1, requestTimeoutMs: 60_000 }))))
 
   it.effect("the request timeout aborts a hung attempt, retries it on a replacement worker, and ends in a Timeout failure", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers } = yield* services
       const store = hangingStore()
       const handle = yield* queue.enqueue(object("slow"), store.run)
@@ -207,7 +252,11 @@ describe("S3Workers", () => {
       assert.strictEqual((failure as ObjectStoreUnavailable).reason, "Timeout")
       assert.deepStrictEqual(store.counts, { started: 3, aborted: 3 })
       const stats = yield* workers.stats
-      assert.deepStrictEqual([stats.byType.WriteObject.timedOut, stats.byType.WriteObject.retried, stats.workersReplaced], [3, 2, 3])
+      assert.deepStrictEqual([
+        stats.byType.WriteObject.timedOut,
+        stats.byType.WriteObject.retried,
+        stats.workersReplaced
+      ], [3, 2, 3])
       // The pool is whole: the replacement worker takes the next task.
       assert.strictEqual(stats.workersAlive, 1)
       const next = yield* queue.enqueue(object("fast"), Effect.succeed("ok"))
@@ -215,7 +264,7 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer({ workerCount: 1, requestTimeoutMs: 100 }))))
 
   it.effect("an attempt that hangs once and then answers completes the task", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* services
       let attempts = 0
       const handle = yield* queue.enqueue(
@@ -231,14 +280,16 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer({ workerCount: 1, requestTimeoutMs: 100 }))))
 
   it.effect("a defect or a self-interrupting task completes its handle as a defect; the workers survive", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers } = yield* services
       const dying = yield* queue.enqueue(object("die"), Effect.dieMessage("bug in a task"))
       const selfInterrupting = yield* queue.enqueue(object("interrupt"), Effect.interrupt)
       const died = yield* Effect.exit(dying.await)
       assert.isTrue(Exit.isFailure(died) && Cause.isDie(died.cause))
       const interrupted = yield* Effect.exit(selfInterrupting.await)
-      assert.isTrue(Exit.isFailure(interrupted) && Cause.isDie(interrupted.cause) && !Cause.isInterrupted(interrupted.cause))
+      assert.isTrue(
+        Exit.isFailure(interrupted) && Cause.isDie(interrupted.cause) && !Cause.isInterrupted(interrupted.cause)
+      )
       const next = yield* queue.enqueue(object("after"), Effect.succeed("alive"))
       assert.strictEqual(yield* next.await, "alive")
       const stats = yield* workers.stats
@@ -246,22 +297,31 @@ describe("S3Workers", () => {
     }).pipe(Effect.provide(poolLayer())))
 
   it.effect("shutdown drains the queue within the drain deadline, then refuses tasks; a second call returns the same report", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, workers } = yield* services
-      const handles = yield* Effect.forEach([1, 2, 3], (value) =>
-        queue.enqueue(object(`slow${value}`), Effect.as(Effect.sleep(100), value))
+      const handles = yield* Effect.forEach(
+        [1, 2, 3],
+        (value) => queue.enqueue(object(`slow${value}`), Effect.as(Effect.sleep(100), value))
       )
       const shutdown = yield* Effect.fork(workers.shutdown)
       const report = yield* advanceUntilDone(shutdown, 100, 10).pipe(Effect.flatMap((exit) => exit))
-      assert.deepStrictEqual([report.drainedTasks, report.abortedTasks, report.interruptedTasks, report.workersAlive], [3, 0, 0, 0])
+      assert.deepStrictEqual([report.drainedTasks, report.abortedTasks, report.interruptedTasks, report.workersAlive], [
+        3,
+        0,
+        0,
+        0
+      ])
       assert.strictEqual(report.durationMs, 300)
       assert.deepStrictEqual(yield* Effect.forEach(handles, (handle) => handle.await), [1, 2, 3])
       assert.strictEqual(yield* workers.shutdown, report)
-      assert.deepStrictEqual(failureOf(yield* Effect.exit(queue.enqueue(object("late"), Effect.void))), new QueueClosed({ taskType: "WriteObject" }))
+      assert.deepStrictEqual(
+        failureOf(yield* Effect.exit(queue.enqueue(object("late"), Effect.void))),
+        new QueueClosed({ taskType: "WriteObject" })
+      )
     }).pipe(Effect.provide(poolLayer({ workerCount: 1 }))))
 
   it.effect("closing the layer's scope runs the ordered shutdown: pending handles fail, no worker is left", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(poolLayer({ workerCount: 1, drainDeadlineMs: 200 }), scope)
       const queue = Context.get(context, TaskQueue.TaskQueue)
@@ -280,7 +340,7 @@ describe("S3Workers", () => {
     }))
 
   it.effect("each task runs under a span s3.task naming its type, key and id", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* services
       const handle = yield* queue.enqueue(
         read(4),
@@ -293,7 +353,7 @@ describe("S3Workers", () => {
 
   it.effect("a task's span is a child of the span it was enqueued in; without one it is a root", () => {
     const spans: Array<Tracer.Span> = []
-    return Effect.gen(function* () {
+    return Effect.gen(function*() {
       const { queue } = yield* services
       const inner = yield* Effect.withSpan(
         Effect.flatMap(queue.enqueue(object("in-span"), Effect.void), (handle) => Effect.as(handle.await, handle.id)),
@@ -301,7 +361,8 @@ describe("S3Workers", () => {
       )
       const alone = yield* queue.enqueue(object("no-span"), Effect.void)
       yield* alone.await
-      const taskSpan = (id: number) => spans.find((span) => span.name === "s3.task" && span.attributes.get("taskId") === id)
+      const taskSpan = (id: number) =>
+        spans.find((span) => span.name === "s3.task" && span.attributes.get("taskId") === id)
       const outer = spans.find((span) => span.name === "outer")
       const innerSpan = taskSpan(inner)
       const aloneSpan = taskSpan(alone.id)
@@ -310,20 +371,30 @@ describe("S3Workers", () => {
       assert.isDefined(aloneSpan)
       assert.strictEqual(Option.getOrUndefined(innerSpan.parent)?.spanId, outer.spanId)
       assert.isTrue(Option.isNone(aloneSpan.parent))
-    }).pipe(Effect.provide(poolLayer()), (program) => Effect.flatMap(Effect.tracer, (base) => Effect.withTracer(program, collectingTracer(base, spans))))
+    }).pipe(
+      Effect.provide(poolLayer()),
+      (program) => Effect.flatMap(Effect.tracer, (base) => Effect.withTracer(program, collectingTracer(base, spans)))
+    )
   })
 
   it.effect("metrics carry the pool's instance label: two pools in one process count apart", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const run = (instance: string, count: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { queue, workers } = yield* services
-          const handles = yield* Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) => queue.enqueue(object(`${instance}${index}`), Effect.void))
-          yield* Effect.forEach(handles, (handle) => handle.await, { discard: true })
+          const handles = yield* Effect.forEach(Array.from({ length: count }, (_, index) => index), (index) =>
+            queue.enqueue(object(`${instance}${index}`), Effect.void))
+          yield* Effect.forEach(handles, (handle) =>
+            handle.await, { discard: true })
           return (yield* workers.stats).byType.WriteObject.completed
         }).pipe(Effect.provide(poolLayer()), Effect.provide(MetricsInstance.layer(instance)))
       const enqueued = (instance: string) =>
-        Effect.map(Metric.value(TaskQueue.tasksEnqueued.pipe(Metric.tagged("instance", instance), Metric.tagged("taskType", "WriteObject"))), (state) => state.count)
+        Effect.map(
+          Metric.value(
+            TaskQueue.tasksEnqueued.pipe(Metric.tagged("instance", instance), Metric.tagged("taskType", "WriteObject"))
+          ),
+          (state) => state.count
+        )
       const counts = Effect.all([
         S3Workers.counterValue(S3Workers.taskCompletions, "WriteObject", "left"),
         S3Workers.counterValue(S3Workers.taskCompletions, "WriteObject", "right"),
@@ -345,7 +416,11 @@ describe("S3Workers", () => {
 type Command =
   | { readonly _tag: "Enqueue"; readonly kind: "read" | "write" | "object"; readonly part: number }
   | { readonly _tag: "Await"; readonly producer: number; readonly deadlineMs: number | undefined }
-  | { readonly _tag: "Settle"; readonly attempt: number; readonly outcome: "succeed" | "permanent" | "transient" | "defect" }
+  | {
+    readonly _tag: "Settle"
+    readonly attempt: number
+    readonly outcome: "succeed" | "permanent" | "transient" | "defect"
+  }
   | { readonly _tag: "InterruptProducer"; readonly producer: number }
   | { readonly _tag: "InterruptWaiter"; readonly waiter: number }
   | { readonly _tag: "Advance"; readonly ms: number }
@@ -376,9 +451,21 @@ const commandArbitrary: FastCheck.Arbitrary<Command> = FastCheck.oneof(
       outcome: FastCheck.constantFrom("succeed" as const, "permanent" as const, "transient" as const, "defect" as const)
     })
   },
-  { weight: 1, arbitrary: FastCheck.record({ _tag: FastCheck.constant("InterruptProducer" as const), producer: FastCheck.nat() }) },
-  { weight: 1, arbitrary: FastCheck.record({ _tag: FastCheck.constant("InterruptWaiter" as const), waiter: FastCheck.nat() }) },
-  { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("Advance" as const), ms: FastCheck.integer({ min: 1, max: 1_500 }) }) },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({ _tag: FastCheck.constant("InterruptProducer" as const), producer: FastCheck.nat() })
+  },
+  {
+    weight: 1,
+    arbitrary: FastCheck.record({ _tag: FastCheck.constant("InterruptWaiter" as const), waiter: FastCheck.nat() })
+  },
+  {
+    weight: 2,
+    arbitrary: FastCheck.record({
+      _tag: FastCheck.constant("Advance" as const),
+      ms: FastCheck.integer({ min: 1, max: 1_500 })
+    })
+  },
   { weight: 1, arbitrary: FastCheck.constant({ _tag: "Close" as const }) }
 )
 
@@ -404,12 +491,24 @@ interface AttemptRecord {
 }
 
 const playCommands = (commands: ReadonlyArray<Command>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { queue, workers, waits } = yield* services
     const attempts: Array<AttemptRecord> = []
     const succeededRuns = new Set<number>()
-    const producers: Array<{ readonly run: number; readonly fiber: Fiber.RuntimeFiber<TaskQueue.TaskHandle<string, unknown>, QueueClosed>; interrupted: boolean }> = []
-    const waiters: Array<{ readonly fiber: Fiber.RuntimeFiber<string, unknown>; readonly handle: TaskQueue.TaskHandle<string, unknown>; interrupted: boolean }> = []
+    const producers: Array<
+      {
+        readonly run: number
+        readonly fiber: Fiber.RuntimeFiber<TaskQueue.TaskHandle<string, unknown>, QueueClosed>
+        interrupted: boolean
+      }
+    > = []
+    const waiters: Array<
+      {
+        readonly fiber: Fiber.RuntimeFiber<string, unknown>
+        readonly handle: TaskQueue.TaskHandle<string, unknown>
+        interrupted: boolean
+      }
+    > = []
     let shutdown: Fiber.RuntimeFiber<S3Workers.WorkerShutdownReport> | undefined
     let depthMax = 0
 
@@ -429,7 +528,11 @@ const playCommands = (commands: ReadonlyArray<Command>) =>
       switch (command._tag) {
         case "Enqueue": {
           const run = producers.length
-          const task = command.kind === "read" ? read(command.part) : command.kind === "write" ? write(command.part) : object(`o${run}`)
+          const task = command.kind === "read"
+            ? read(command.part)
+            : command.kind === "write"
+            ? write(command.part)
+            : object(`o${run}`)
           producers.push({ run, fiber: yield* Effect.fork(queue.enqueue(task, runOf(run))), interrupted: false })
           break
         }
@@ -452,10 +555,10 @@ const playCommands = (commands: ReadonlyArray<Command>) =>
             yield* command.outcome === "succeed"
               ? Deferred.succeed(attempt.gate, `v${attempt.run}`)
               : command.outcome === "permanent"
-                ? Deferred.fail(attempt.gate, rejected)
-                : command.outcome === "transient"
-                  ? Deferred.fail(attempt.gate, unavailable)
-                  : Deferred.die(attempt.gate, new Error("defect in a task"))
+              ? Deferred.fail(attempt.gate, rejected)
+              : command.outcome === "transient"
+              ? Deferred.fail(attempt.gate, unavailable)
+              : Deferred.die(attempt.gate, new Error("defect in a task"))
           }
           break
         }
@@ -486,11 +589,15 @@ const playCommands = (commands: ReadonlyArray<Command>) =>
       const stats = yield* queue.stats
       depthMax = Math.max(depthMax, stats.depth)
       // Backpressure without holes: once every fiber has run, a producer waits only on a full queue.
-      if (stats.waitingProducers > 0) assert.strictEqual(stats.depth, stats.capacity, "a producer waits while the queue has room")
+      if (stats.waitingProducers > 0) {
+        assert.strictEqual(stats.depth, stats.capacity, "a producer waits while the queue has room")
+      }
     }
 
     // Close (if the sequence did not) and let the clock run until the shutdown ends.
-    if (shutdown === undefined) shutdown = yield* Effect.fork(workers.shutdown)
+    if (shutdown === undefined) {
+      shutdown = yield* Effect.fork(workers.shutdown)
+    }
     const report = yield* advanceUntilDone(shutdown, 100, 40).pipe(Effect.flatMap((exit) => exit))
     yield* quiesce
 
@@ -531,7 +638,9 @@ const playCommands = (commands: ReadonlyArray<Command>) =>
       if (outcome === undefined) continue
       assert.strictEqual(Exit.isSuccess(exit), Exit.isSuccess(outcome))
       if (Exit.isSuccess(exit) && Exit.isSuccess(outcome)) assert.strictEqual(exit.value, outcome.value)
-      if (Exit.isFailure(exit) && Exit.isFailure(outcome)) assert.strictEqual(Cause.isDie(exit.cause), Cause.isDie(outcome.cause))
+      if (Exit.isFailure(exit) && Exit.isFailure(outcome)) {
+        assert.strictEqual(Cause.isDie(exit.cause), Cause.isDie(outcome.cause))
+      }
     }
     assert.strictEqual(yield* waits.size, 0)
 
@@ -542,7 +651,9 @@ const playCommands = (commands: ReadonlyArray<Command>) =>
     assert.strictEqual(stats.enqueued, handles.size)
 
     // Resolved exactly once: settling what is left changes no outcome.
-    for (const attempt of attempts) yield* Deferred.succeed(attempt.gate, "late")
+    for (const attempt of attempts) {
+      yield* Deferred.succeed(attempt.gate, "late")
+    }
     yield* quiesce
     for (const [id, handle] of handles) {
       const again = yield* handle.poll

@@ -23,7 +23,7 @@ const write = (part: number) => new WritePart({ file: users, part: partIndex(par
 const object = (key: string) => new WriteObject({ key, kind: "Other" })
 
 const makeQueue = (capacity: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const waits = yield* WaitRegistry.make
     const queue = yield* TaskQueue.makeUnscoped(capacity, waits)
     return { queue, waits }
@@ -38,7 +38,7 @@ const isSuspended = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
 
 describe("TaskQueue", () => {
   it.effect("a handle gets its own task's value; poll shows it once completed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const handle = yield* queue.enqueue(object("a"), Effect.succeed(7))
       assert.deepStrictEqual(yield* handle.poll, Option.none())
@@ -53,7 +53,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("waiting on a later task does not depend on an earlier, stuck one (no head-of-line blocking)", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const first = yield* queue.enqueue(object("stuck"), Effect.never)
       const second = yield* queue.enqueue(object("quick"), Effect.succeed("quick"))
@@ -66,7 +66,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a typed failure, a defect and an interruption reach the waiters as such", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const rejected = new ObjectStoreRejected({ operation: "put", key: "k", code: "AccessDenied", detail: "403" })
       const failing = yield* queue.enqueue(object("f"), Effect.fail(rejected))
@@ -86,7 +86,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("completing twice keeps the first outcome", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       const handle = yield* queue.enqueue(object("a"), Effect.succeed(1))
       const picked = yield* queue.take
@@ -97,7 +97,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("awaitWithin fails with TaskTimeout at its deadline while the task goes on", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, waits } = yield* makeQueue(2)
       const handle = yield* queue.enqueue(object("slow"), Effect.succeed("late"))
       const waiter = yield* Effect.fork(handle.awaitWithin(500))
@@ -117,7 +117,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("await is listed in the waiter registry while it waits, and only then", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, waits } = yield* makeQueue(2)
       const handle = yield* queue.enqueue(read(3), Effect.succeed("bytes"))
       const waiter = yield* Effect.fork(handle.await)
@@ -131,7 +131,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a full queue suspends the producer until a worker takes a task", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(2)
       yield* queue.enqueue(object("1"), Effect.void)
       yield* queue.enqueue(object("2"), Effect.void)
@@ -147,23 +147,31 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a picked task carries the span its producer enqueued it in, also after waiting for room", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       yield* Effect.withSpan(queue.enqueue(object("first"), Effect.void), "first-producer")
-      const producer = yield* Effect.fork(Effect.withSpan(queue.enqueue(object("second"), Effect.void), "second-producer"))
+      const producer = yield* Effect.fork(
+        Effect.withSpan(queue.enqueue(object("second"), Effect.void), "second-producer")
+      )
       yield* eventually(isSuspended(producer), "the producer suspends")
       const first = yield* queue.take
       yield* Fiber.join(producer)
       const second = yield* queue.take
       const untraced = yield* queue.enqueue(object("third"), Effect.void)
       const third = yield* queue.take
-      const nameOf = (picked: TaskQueue.PickedTask) => (picked.parentSpan?._tag === "Span" ? picked.parentSpan.name : picked.parentSpan?._tag)
-      assert.deepStrictEqual([nameOf(first), nameOf(second), nameOf(third)], ["first-producer", "second-producer", undefined])
+      const nameOf = (
+        picked: TaskQueue.PickedTask
+      ) => (picked.parentSpan?._tag === "Span" ? picked.parentSpan.name : picked.parentSpan?._tag)
+      assert.deepStrictEqual([nameOf(first), nameOf(second), nameOf(third)], [
+        "first-producer",
+        "second-producer",
+        undefined
+      ])
       assert.strictEqual(third.id, untraced.id)
     }))
 
   it.effect("an interrupted producer leaves no task, no hole and no reserved slot behind", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       yield* queue.enqueue(object("1"), Effect.void)
       const interrupted = yield* Effect.fork(queue.enqueue(object("never"), Effect.void))
@@ -186,7 +194,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a producer interrupted after its slot was granted, before it published, passes the slot on", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       yield* queue.enqueue(object("1"), Effect.void)
       const granted = yield* Effect.fork(queue.enqueue(object("granted"), Effect.void))
@@ -204,24 +212,29 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("workers are woken by enqueue, and a woken worker interrupted before it ran passes the wake-up on", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const workerA = yield* Effect.fork(queue.take)
       const workerB = yield* Effect.fork(queue.take)
-      yield* eventually(Effect.zipWith(isSuspended(workerA), isSuspended(workerB), (a, b) => a && b), "the workers wait")
+      yield* eventually(
+        Effect.zipWith(isSuspended(workerA), isSuspended(workerB), (a, b) => a && b),
+        "the workers wait"
+      )
       const handle = yield* Effect.zipLeft(queue.enqueue(object("x"), Effect.void), interruptNow(workerA))
       const picked = yield* Fiber.join(workerB)
       assert.strictEqual(picked.id, handle.id)
       assert.isTrue(Exit.isInterrupted(yield* Fiber.await(workerA)))
       // takeWith hands the pick to its process with no interruption point in between.
-      const processed = yield* Effect.fork(queue.takeWith((task) => Effect.as(task.complete(Exit.succeed("done")), task.id)))
+      const processed = yield* Effect.fork(
+        queue.takeWith((task) => Effect.as(task.complete(Exit.succeed("done")), task.id))
+      )
       const later = yield* queue.enqueue(object("y"), Effect.succeed("done"))
       assert.strictEqual(yield* Fiber.join(processed), later.id)
       assert.strictEqual(yield* later.await, "done")
     }))
 
   it.effect("a read joins the queued or running read of the same part; a new read follows a completed one", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const first = yield* queue.enqueue(read(1), Effect.succeed("first"))
       const joinedQueued = yield* queue.enqueue(read(1), Effect.succeed("second"))
@@ -239,7 +252,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a write coalesces into a queued write of the same part, never into a picked one", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       const first = yield* queue.enqueue(write(5), Effect.succeed("v1"))
       const coalesced = yield* queue.enqueue(write(5), Effect.succeed("v2"))
@@ -258,7 +271,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("a join never waits for room in a full queue", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       const queuedRead = yield* queue.enqueue(read(9), Effect.succeed("r"))
       const joined = yield* queue.enqueue(read(9), Effect.succeed("r"))
@@ -266,7 +279,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("closeIntake fails suspended and later enqueues with QueueClosed; queued tasks stay", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(1)
       const queued = yield* queue.enqueue(object("1"), Effect.succeed(1))
       const suspended = yield* Effect.fork(queue.enqueue(object("2"), Effect.void))
@@ -274,7 +287,10 @@ describe("TaskQueue", () => {
       yield* queue.closeIntake
       yield* queue.closeIntake
       assert.deepStrictEqual(failureOf(yield* Fiber.await(suspended)), new QueueClosed({ taskType: "WriteObject" }))
-      assert.deepStrictEqual(failureOf(yield* Effect.exit(queue.enqueue(read(1), Effect.void))), new QueueClosed({ taskType: "ReadPart" }))
+      assert.deepStrictEqual(
+        failureOf(yield* Effect.exit(queue.enqueue(read(1), Effect.void))),
+        new QueueClosed({ taskType: "ReadPart" })
+      )
       const picked = yield* queue.take
       yield* picked.complete(Exit.succeed(1))
       assert.strictEqual(yield* queued.await, 1)
@@ -282,7 +298,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("abortAll fails queued tasks (QueueClosed) and running ones (DrainDeadline) and wakes every waiter", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue, waits } = yield* makeQueue(4)
       const running = yield* queue.enqueue(object("running"), Effect.never)
       const queued = yield* queue.enqueue(read(1), Effect.never)
@@ -292,8 +308,9 @@ describe("TaskQueue", () => {
       const idle = yield* Effect.fork(queue.awaitIdle)
       assert.strictEqual(yield* queue.abortAll, 2)
       assert.strictEqual(yield* queue.abortAll, 0)
-      const reasons = yield* Effect.forEach(waiters, (waiter) =>
-        Effect.map(Fiber.await(waiter), (exit) => (failureOf(exit) as TaskAborted | undefined)?.reason)
+      const reasons = yield* Effect.forEach(
+        waiters,
+        (waiter) => Effect.map(Fiber.await(waiter), (exit) => (failureOf(exit) as TaskAborted | undefined)?.reason)
       )
       assert.deepStrictEqual(reasons, ["DrainDeadline", "QueueClosed", "DrainDeadline"])
       yield* Fiber.join(idle)
@@ -306,7 +323,7 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("awaitIdle waits for queued and in-flight tasks", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { queue } = yield* makeQueue(4)
       yield* queue.awaitIdle
       yield* queue.enqueue(object("a"), Effect.void)
@@ -319,9 +336,9 @@ describe("TaskQueue", () => {
     }))
 
   it.effect("the layer reads its capacity from StorageConfig and aborts pending tasks when closed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       // Providing the layer to one effect closes it (and its finalizer runs) when that effect ends.
-      const handle = yield* Effect.gen(function* () {
+      const handle = yield* Effect.gen(function*() {
         const queue = yield* TaskQueue.TaskQueue
         assert.strictEqual((yield* queue.stats).capacity, 3)
         return yield* queue.enqueue(object("left"), Effect.void)
@@ -331,6 +348,9 @@ describe("TaskQueue", () => {
         Effect.provide(StorageConfig.layer({ queueCapacity: 3 }))
       )
       const aborted = failureOf(yield* Effect.exit(handle.await))
-      assert.deepStrictEqual(aborted, new TaskAborted({ taskId: handle.id, taskType: "WriteObject", reason: "QueueClosed" }))
+      assert.deepStrictEqual(
+        aborted,
+        new TaskAborted({ taskId: handle.id, taskType: "WriteObject", reason: "QueueClosed" })
+      )
     }))
 })

@@ -10,7 +10,7 @@ import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 
 /** Forks `track` on a fresh Deferred and returns both once the wait is registered. */
 const startWait = (registry: WaitRegistry.WaitRegistryService, waiter: string, on: string | (() => string)) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const gate = yield* Deferred.make<string, string>()
     const registered = yield* Deferred.make<void>()
     const fiber = yield* Effect.fork(
@@ -22,7 +22,7 @@ const startWait = (registry: WaitRegistry.WaitRegistryService, waiter: string, o
 
 describe("WaitRegistry", () => {
   it.effect("lists a wait while it runs, with its fiber, labels and start time", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const registry = yield* WaitRegistry.make
       yield* TestClock.adjust(1234)
       const { fiber, gate } = yield* startWait(registry, "Checkpointer.checkpoint 7", "task 3 WriteObject Manifest m")
@@ -42,7 +42,7 @@ describe("WaitRegistry", () => {
     }))
 
   it.effect("forgets a wait that fails or is interrupted", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const registry = yield* WaitRegistry.make
       const failing = yield* startWait(registry, "a", "x")
       const interrupted = yield* startWait(registry, "b", "y")
@@ -56,7 +56,7 @@ describe("WaitRegistry", () => {
     }))
 
   it.effect("orders waits oldest first and resolves a lazy label only when read", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const registry = yield* WaitRegistry.make
       let labelsBuilt = 0
       const lazy = () => {
@@ -82,7 +82,7 @@ describe("WaitRegistry", () => {
     }))
 
   it.effect("the layer provides one shared registry", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const registry = yield* WaitRegistry.WaitRegistry
       const result = yield* registry.track("t", "u", Effect.succeed(42))
       assert.strictEqual(result, 42)

@@ -12,7 +12,23 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Context, Deferred, Effect, Either, Exit, Fiber, Layer, Logger, LogLevel, Option, Ref, Scope, TestClock, Tracer } from "effect"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Ref,
+  Scope,
+  TestClock,
+  Tracer
+} from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePathApi from "node:path"
 import { QueueClosed, TaskAborted } from "../../src/domain/Errors.js"
@@ -59,36 +75,56 @@ interface TestQueue {
   readonly enqueued: Effect.Effect<ReadonlyArray<Task>>
 }
 
-const makeTestQueue = Effect.gen(function* () {
-  const state = yield* Ref.make({ manual: false, closed: false, nextId: 1, held: [] as ReadonlyArray<HeldTask>, enqueued: [] as ReadonlyArray<Task> })
-  const runHeld = (held: HeldTask) => Effect.flatMap(Effect.exit(held.run), (exit) => Deferred.complete(held.done, exit))
+const makeTestQueue = Effect.gen(function*() {
+  const state = yield* Ref.make({
+    manual: false,
+    closed: false,
+    nextId: 1,
+    held: [] as ReadonlyArray<HeldTask>,
+    enqueued: [] as ReadonlyArray<Task>
+  })
+  const runHeld = (held: HeldTask) =>
+    Effect.flatMap(Effect.exit(held.run), (exit) => Deferred.complete(held.done, exit))
   const takeHeld = (segment: number) =>
     Ref.modify(state, (current) => {
-      const index = current.held.findIndex((held) => held.task._tag === "WriteWalSegment" && held.task.segment === segment)
+      const index = current.held.findIndex((held) =>
+        held.task._tag === "WriteWalSegment" && held.task.segment === segment
+      )
       const found = current.held[index]
       return [found, { ...current, held: current.held.filter((_, i) => i !== index) }] as const
     })
   const service: TaskQueueService = {
     enqueue: <A, E>(task: Task, run: Effect.Effect<A, E>) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const done = yield* Deferred.make<unknown, unknown>()
         const current = yield* Ref.get(state)
         if (current.closed) return yield* new QueueClosed({ taskType: task._tag })
         const held: HeldTask = { id: current.nextId, task, run, done }
-        yield* Ref.update(state, (s) => ({ ...s, nextId: s.nextId + 1, enqueued: [...s.enqueued, task], held: s.manual ? [...s.held, held] : s.held }))
+        yield* Ref.update(
+          state,
+          (s) => ({
+            ...s,
+            nextId: s.nextId + 1,
+            enqueued: [...s.enqueued, task],
+            held: s.manual ? [...s.held, held] : s.held
+          })
+        )
         if (!current.manual) yield* Effect.forkDaemon(runHeld(held))
         const outcome = Deferred.await(done) as Effect.Effect<A, E | TaskAborted>
         return {
           id: TaskId.make(held.id),
           task,
           await: outcome,
-          awaitWithin: (timeoutMs: number) => Effect.timeoutFail(outcome, { duration: timeoutMs, onTimeout: () => new TaskAborted({ taskId: held.id, taskType: task._tag, reason: "DrainDeadline" }) }),
+          awaitWithin: (timeoutMs: number) =>
+            Effect.timeoutFail(outcome, {
+              duration: timeoutMs,
+              onTimeout: () => new TaskAborted({ taskId: held.id, taskType: task._tag, reason: "DrainDeadline" })
+            }),
           poll: Effect.flatMap(Deferred.poll(done), (completed) =>
             Option.match(completed, {
               onNone: () => Effect.succeedNone,
               onSome: (result) => Effect.map(Effect.exit(result as Effect.Effect<A, E | TaskAborted>), Option.some)
-            })
-          )
+            }))
         }
       }),
     take: Effect.never,
@@ -102,10 +138,21 @@ const makeTestQueue = Effect.gen(function* () {
     service,
     setManual: (manual) => Ref.update(state, (s) => ({ ...s, manual })),
     held: Effect.map(Ref.get(state), (s) => s.held),
-    release: (segment) => Effect.flatMap(takeHeld(segment), (held) => (held === undefined ? Effect.dieMessage(`no held task for segment ${segment}`) : runHeld(held))),
+    release: (segment) =>
+      Effect.flatMap(
+        takeHeld(segment),
+        (held) => (held === undefined ? Effect.dieMessage(`no held task for segment ${segment}`) : runHeld(held))
+      ),
     fail: (segment) =>
-      Effect.flatMap(takeHeld(segment), (held) =>
-        held === undefined ? Effect.dieMessage(`no held task for segment ${segment}`) : Deferred.fail(held.done, new TaskAborted({ taskId: held.id, taskType: "WriteWalSegment", reason: "DrainDeadline" }))
+      Effect.flatMap(
+        takeHeld(segment),
+        (held) =>
+          held === undefined
+            ? Effect.dieMessage(`no held task for segment ${segment}`)
+            : Deferred.fail(
+              held.done,
+              new TaskAborted({ taskId: held.id, taskType: "WriteWalSegment", reason: "DrainDeadline" })
+            )
       ),
     close: Ref.update(state, (s) => ({ ...s, closed: true })),
     enqueued: Effect.map(Ref.get(state), (s) => s.enqueued)
@@ -125,7 +172,7 @@ interface Env {
   readonly queue: TestQueue
 }
 
-const makeEnv = Effect.gen(function* () {
+const makeEnv = Effect.gen(function*() {
   const { control, disk } = yield* MemoryDisk.make
   const { bucket, store } = yield* MemoryObjectStore.make("wal-test")
   const queue = yield* makeTestQueue
@@ -133,8 +180,12 @@ const makeEnv = Effect.gen(function* () {
 })
 
 /** Opens an archiver in its own scope; closing the scope is the process dying (nothing is flushed). */
-const open = (env: Env, disk: LocalDiskService = env.disk, startup?: { readonly epoch: number; readonly replayFromLsn?: number; readonly durableLsn?: number }) =>
-  Effect.gen(function* () {
+const open = (
+  env: Env,
+  disk: LocalDiskService = env.disk,
+  startup?: { readonly epoch: number; readonly replayFromLsn?: number; readonly durableLsn?: number }
+) =>
+  Effect.gen(function*() {
     const scope = yield* Scope.make()
     const waits = yield* WaitRegistry.make
     const withStartup = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -157,12 +208,17 @@ const open = (env: Env, disk: LocalDiskService = env.disk, startup?: { readonly 
   })
 
 /** The key of a segment archived by an archiver opened without a WalStartup (epoch 0). */
-const bucketKey = (segment: number, epoch = 0) => KeyLayout.walKey(KeyLayout.make("tier"), segmentNumber(segment), Ids.epoch(epoch))
+const bucketKey = (segment: number, epoch = 0) =>
+  KeyLayout.walKey(KeyLayout.make("tier"), segmentNumber(segment), Ids.epoch(epoch))
 
-const record = (index: number, size = 100): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (index * 31 + i) % 251)
+const record = (index: number, size = 100): Uint8Array =>
+  Uint8Array.from({ length: size }, (_, i) => (index * 31 + i) % 251)
 
-const collect = <E, R>(replay: (from: Lsn, apply: WalArchiver.ApplyRecord<never, never>) => Effect.Effect<WalArchiver.ReplaySummary, E, R>, from: number) =>
-  Effect.gen(function* () {
+const collect = <E, R>(
+  replay: (from: Lsn, apply: WalArchiver.ApplyRecord<never, never>) => Effect.Effect<WalArchiver.ReplaySummary, E, R>,
+  from: number
+) =>
+  Effect.gen(function*() {
     const seen: Array<readonly [number, Uint8Array]> = []
     const summary = yield* replay(lsn(from), (at, bytes) => Effect.sync(() => void seen.push([at, bytes])))
     return { seen, summary }
@@ -173,7 +229,7 @@ const archived = (wal: WalArchiver.WalArchiverService, target: number) => wal.aw
 
 describe("WalArchiver", () => {
   it.effect("appends get increasing LSNs; commit makes them durable; they survive a crash and a reopen", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       const lsns: Array<number> = []
@@ -196,13 +252,17 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("group commit: 200 concurrent committers share far fewer fsyncs, and all survive a crash", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { kill, wal } = yield* open(env)
       const syncsBefore = (yield* env.control.stats).syncs
       const committed = yield* Effect.forEach(
         Array.from({ length: 200 }, (_, i) => i),
-        (i) => Effect.flatMap(wal.appendWithEnd(record(i, 40 + (i % 50))), (appended) => Effect.as(wal.commitThrough(appended.endLsn), appended.lsn)),
+        (i) =>
+          Effect.flatMap(
+            wal.appendWithEnd(record(i, 40 + (i % 50))),
+            (appended) => Effect.as(wal.commitThrough(appended.endLsn), appended.lsn)
+          ),
         { concurrency: "unbounded" }
       )
       const stats = yield* wal.stats
@@ -216,13 +276,15 @@ describe("WalArchiver", () => {
       const reopened = yield* open(env)
       const { seen } = yield* collect(reopened.wal.replayLocal, 0)
       const byLsn = new Map(seen.map(([at, bytes]) => [at as number, bytes]))
-      committed.forEach((at, i) => assert.deepStrictEqual(Array.from(byLsn.get(at) ?? []), Array.from(record(i, 40 + (i % 50)))))
+      committed.forEach((at, i) =>
+        assert.deepStrictEqual(Array.from(byLsn.get(at) ?? []), Array.from(record(i, 40 + (i % 50))))
+      )
       assert.strictEqual(seen.length, 200)
       yield* reopened.kill
     }))
 
   it.effect("a failed fsync fails its committers; the frames are written by the next flush", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { kill, wal } = yield* open(env)
       yield* wal.append(record(1))
@@ -240,7 +302,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("an appender waits for a flush once two segments are unflushed; if it fails, nothing is appended", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       for (let i = 0; i < 100; i++) yield* env.control.failNext({ operation: "sync" })
@@ -259,7 +321,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("a record larger than a segment is refused with a typed error; the largest one fits", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       const tooLarge = yield* Effect.either(wal.append(new Uint8Array(segmentBytes)))
@@ -273,7 +335,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("recovery cuts a torn tail: garbage after the last valid frame is dropped and overwritten", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       for (let i = 0; i < 3; i++) yield* first.wal.append(record(i))
@@ -293,7 +355,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("full segments are archived as they fill; the bucket holds the local bytes", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       for (let i = 0; i < 100; i++) yield* wal.append(record(i))
@@ -304,7 +366,10 @@ describe("WalArchiver", () => {
       yield* archived(wal, Wal.segmentStart(fullSegments, segmentBytes))
       for (let segment = 0; segment < fullSegments; segment++) {
         const inBucket = Option.getOrThrow(yield* env.bucket.read(bucketKey(segment)))
-        assert.deepStrictEqual(inBucket, Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(segment))))
+        assert.deepStrictEqual(
+          inBucket,
+          Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(segment)))
+        )
       }
       const tasks = yield* env.queue.enqueued
       assert.isTrue(tasks.every((task) => task._tag === "WriteWalSegment" && !task.partial))
@@ -313,13 +378,15 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("uploads finishing out of order never advance archivedThrough past a gap", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       yield* env.queue.setManual(true)
       const { wal } = yield* open(env)
       while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(1, 500))
       yield* wal.commit
-      const heldSegments = () => Effect.map(env.queue.held, (held) => held.map((h) => (h.task._tag === "WriteWalSegment" ? h.task.segment : -1)).sort())
+      const heldSegments = () =>
+        Effect.map(env.queue.held, (held) =>
+          held.map((h) => (h.task._tag === "WriteWalSegment" ? h.task.segment : -1)).sort())
       assert.deepStrictEqual(yield* heldSegments(), [0, 1, 2])
       yield* env.queue.release(2)
       yield* env.queue.release(1)
@@ -327,7 +394,9 @@ describe("WalArchiver", () => {
       const waiting = yield* Effect.fork(wal.awaitArchived(lsn(segmentBytes), 1_000))
       yield* TestClock.adjust(1_000)
       const timedOut = yield* Fiber.join(waiting).pipe(Effect.either)
-      assert.isTrue(Either.isLeft(timedOut) && timedOut.left._tag === "WalArchiveTimeout" && timedOut.left.archivedThrough === 0)
+      assert.isTrue(
+        Either.isLeft(timedOut) && timedOut.left._tag === "WalArchiveTimeout" && timedOut.left.archivedThrough === 0
+      )
       // Both later uploads were recorded, and still nothing is archived: segment 0 is the gap.
       assert.strictEqual((yield* wal.stats).segmentsArchived, 2)
       assert.strictEqual(yield* wal.archivedThrough, 0)
@@ -337,7 +406,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("a failed upload holds archivedThrough at the gap until a retry succeeds; it is never skipped", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       yield* env.queue.setManual(true)
       const { wal } = yield* open(env)
@@ -359,7 +428,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("a local segment is removed only when it is archived and covered by a completed checkpoint", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       yield* env.queue.setManual(true)
       const { wal } = yield* open(env)
@@ -384,7 +453,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("during replay, position is the end of the last applied record: a checkpoint then removes no unreplayed segment", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       while ((yield* first.wal.position) < 3 * segmentBytes + 100) yield* first.wal.append(record(5, 300))
@@ -398,8 +467,12 @@ describe("WalArchiver", () => {
       const blockAt = segmentBytes + 2 * (Wal.headerBytes + 300)
       const reached = yield* Deferred.make<number>()
       const proceed = yield* Deferred.make<void>()
-      const replaying = yield* Effect.fork(second.wal.replay(lsn(0), (at) =>
-        at < blockAt ? Effect.void : Effect.zipRight(Deferred.succeed(reached, at), Deferred.await(proceed))))
+      const replaying = yield* Effect.fork(
+        second.wal.replay(
+          lsn(0),
+          (at) => at < blockAt ? Effect.void : Effect.zipRight(Deferred.succeed(reached, at), Deferred.await(proceed))
+        )
+      )
       const blockedAt = yield* Deferred.await(reached)
       const position = yield* second.wal.position
       assert.isAtMost(position, blockedAt, "the record being applied is not covered")
@@ -415,7 +488,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("archived segments stay local until a checkpoint covers them", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       while ((yield* wal.position) < 2 * segmentBytes) yield* wal.append(record(4, 300))
@@ -425,11 +498,14 @@ describe("WalArchiver", () => {
       assert.strictEqual((yield* env.disk.list("wal")).length, 3)
       yield* wal.checkpointCovered(lsn(segmentBytes))
       yield* Effect.yieldNow()
-      assert.deepStrictEqual(yield* env.disk.list("wal"), [WalArchiver.localSegmentPath(1), WalArchiver.localSegmentPath(2)])
+      assert.deepStrictEqual(yield* env.disk.list("wal"), [
+        WalArchiver.localSegmentPath(1),
+        WalArchiver.localSegmentPath(2)
+      ])
     }))
 
   it.effect("archivePartial uploads the durable prefix of the current segment; the full upload replaces it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       for (let i = 0; i < 5; i++) yield* wal.append(record(i))
@@ -449,7 +525,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("restore: a new directory over the bucket replays every archived record, the last segment's included", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       const written: Array<readonly [number, Uint8Array]> = []
@@ -466,7 +542,7 @@ describe("WalArchiver", () => {
       const restored = yield* open(env, fresh.disk)
       assert.strictEqual(yield* restored.wal.position, target, "the log continues after the bucket's end")
       const check = (from: number) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           const { seen, summary } = yield* collect(restored.wal.replayArchived, from)
           const expected = written.filter(([at]) => at >= from)
           assert.deepStrictEqual(seen.map(([at]) => at), expected.map(([at]) => at), `from ${from}`)
@@ -486,7 +562,9 @@ describe("WalArchiver", () => {
       yield* check(target) // nothing after the end
       // Appending after the restore keeps the archived records of the partial last segment.
       yield* restored.wal.append(record(1000))
-      while ((yield* restored.wal.position) < Wal.segmentEnd(lastSegment, segmentBytes)) yield* restored.wal.append(record(1001))
+      while ((yield* restored.wal.position) < Wal.segmentEnd(lastSegment, segmentBytes)) {
+        yield* restored.wal.append(record(1001))
+      }
       yield* restored.wal.commit
       yield* archived(restored.wal, Wal.segmentEnd(lastSegment, segmentBytes))
       const again = yield* collect(restored.wal.replayArchived, 0)
@@ -494,11 +572,13 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("replay merges local segments with the bucket's for those removed locally", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       const lsns: Array<number> = []
-      while ((yield* first.wal.position) < 2 * segmentBytes + 500) lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      while ((yield* first.wal.position) < 2 * segmentBytes + 500) {
+        lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      }
       yield* first.wal.commit
       yield* archived(first.wal, 2 * segmentBytes)
       yield* first.wal.checkpointCovered(lsn(2 * segmentBytes))
@@ -515,7 +595,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("a missing archived segment in the middle of the range is a WalGap, not a silent skip", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       while ((yield* wal.position) < 3 * segmentBytes) yield* wal.append(record(5, 400))
@@ -530,7 +610,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("replay from a position past the log's end pads the log: later records go after it", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       yield* wal.append(record(0))
@@ -546,7 +626,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("shutdown archives the final partial segment, refuses appends and reports nothing local-only", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       for (let i = 0; i < 50; i++) yield* wal.append(record(i))
@@ -563,7 +643,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("shutdown ends at its deadline when uploads hang, and says which positions are local only", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal, waits } = yield* open(env)
       yield* env.queue.setManual(true)
@@ -581,7 +661,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("shutdown tells a waiter of awaitArchived at once that its position will not be archived", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal, waits } = yield* open(env)
       yield* env.queue.setManual(true)
@@ -595,7 +675,10 @@ describe("WalArchiver", () => {
       // No more time passes: the waiter has its answer as the shutdown returns, not at its deadline.
       const outcome = yield* Fiber.poll(waiting)
       assert.isTrue(Option.isSome(outcome), "the waiter is still waiting after the archiver shut down")
-      const failure = Option.flatMap(outcome, (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none())
+      const failure = Option.flatMap(
+        outcome,
+        (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+      )
       assert.strictEqual(Option.getOrUndefined(failure)?._tag, "ShuttingDown")
       assert.strictEqual((yield* waits.current).length, 0)
       // A late wait is told at once too; a position already archived still succeeds.
@@ -610,7 +693,7 @@ describe("WalArchiver", () => {
     }))
 
   it.effect("shutdown tells a committer whose flush hangs that it will not be made durable", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const hang = yield* Ref.make(false)
       const disk: LocalDiskService = {
@@ -628,13 +711,16 @@ describe("WalArchiver", () => {
       assert.strictEqual(report.durableLsn, 0)
       const outcome = yield* Fiber.poll(committing)
       assert.isTrue(Option.isSome(outcome), "the committer is still waiting after the archiver shut down")
-      const failure = Option.flatMap(outcome, (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none())
+      const failure = Option.flatMap(
+        outcome,
+        (exit) => Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+      )
       assert.strictEqual(Option.getOrUndefined(failure)?._tag, "ShuttingDown")
       assert.strictEqual((yield* waits.current).length, 0)
     }))
 
   it.effect("a closed task queue leaves the segment pending; shutdown reports it local-only", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal } = yield* open(env)
       yield* env.queue.close
@@ -649,7 +735,7 @@ describe("WalArchiver", () => {
 
 describe("WalArchiver: epochs in archived keys, damage in the local log", () => {
   it.effect("a stale writer cannot overwrite the new epoch's segments, and a restore never replays its records", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       // A (epoch 1) writes into segment 1 and archives it partially.
       const a = yield* open(env, env.disk, { epoch: 1 })
@@ -664,7 +750,10 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       assert.strictEqual(fromA.seen.length, 12)
       const bStart = yield* b.wal.position
       assert.strictEqual(bStart, yield* a.wal.position)
-      assert.isTrue(Option.isSome(yield* env.bucket.read(bucketKey(Wal.segmentOf(bStart, segmentBytes), 2))), "B recorded where its epoch starts")
+      assert.isTrue(
+        Option.isSome(yield* env.bucket.read(bucketKey(Wal.segmentOf(bStart, segmentBytes), 2))),
+        "B recorded where its epoch starts"
+      )
       for (let i = 0; i < 5; i++) yield* b.wal.append(record(100 + i, 400))
       yield* archived(b.wal, yield* b.wal.archivePartial)
       const bCopy = Option.getOrThrow(yield* env.bucket.read(bucketKey(1, 2)))
@@ -676,13 +765,20 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       // A restore (epoch 3) reads B's history: A's first 12 records, then B's 5, nothing of A's later ones.
       const c = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: 3 })
       const restored = yield* collect(c.wal.replay, 0)
-      const expected = [...Array.from({ length: 12 }, (_, i) => record(i, 400)), ...Array.from({ length: 5 }, (_, i) => record(100 + i, 400))]
+      const expected = [
+        ...Array.from({ length: 12 }, (_, i) => record(i, 400)),
+        ...Array.from({ length: 5 }, (_, i) => record(100 + i, 400))
+      ]
       assert.deepStrictEqual(restored.seen.map(([, bytes]) => bytes), expected)
-      assert.strictEqual(yield* c.wal.position, yield* b.wal.position, "the restored log continues after B's last record")
+      assert.strictEqual(
+        yield* c.wal.position,
+        yield* b.wal.position,
+        "the restored log continues after B's last record"
+      )
     }))
 
   it.effect("segments archived under the older key form (no epoch) are still read back", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       while ((yield* first.wal.position) < 2 * segmentBytes + 100) yield* first.wal.append(record(6, 300))
@@ -692,7 +788,10 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       for (const key of yield* env.bucket.keys) {
         const parsed = KeyLayout.parseKey(KeyLayout.make("tier"), key)
         if (Option.isNone(parsed) || parsed.value._tag !== "Wal") continue
-        yield* env.bucket.write(KeyLayout.walKey(KeyLayout.make("tier"), parsed.value.segment), Option.getOrThrow(yield* env.bucket.read(key)))
+        yield* env.bucket.write(
+          KeyLayout.walKey(KeyLayout.make("tier"), parsed.value.segment),
+          Option.getOrThrow(yield* env.bucket.read(key))
+        )
         yield* env.bucket.remove(key)
       }
       const restored = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: 4 })
@@ -703,7 +802,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
 
   /** A log of three segments (two sealed and archived), killed; the byte at `offset` of segment 1 flipped. */
   const damagedLog = (env: Env, archive: "archived" | "not archived") =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       if (archive === "not archived") yield* env.queue.setManual(true)
       const first = yield* open(env)
       while ((yield* first.wal.position) < 2 * segmentBytes + 500) yield* first.wal.append(record(7, 300))
@@ -720,7 +819,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     })
 
   it.effect("one flipped byte in the middle of the local log is refused at start-up, naming segment and position; nothing is cut or removed", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { lsn: damagedAt } = yield* damagedLog(env, "not archived")
       const files = yield* env.disk.list("wal")
@@ -736,7 +835,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     }))
 
   it.effect("one flipped byte in the middle of the local log is repaired from the bucket's intact copy", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { before } = yield* damagedLog(env, "archived")
       const reopened = yield* open(env)
@@ -747,12 +846,18 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
   /** A committed log ending in segment 1, stopped (its durable end noted for a clean stop's record),
    * after a power loss (unsynced bytes lost) or a process crash; then the byte at the middle of its
    * last record flipped. */
-  const damagedLastRecord = (env: Env, archive: "archived" | "not archived", stop: "power loss" | "process crash" = "power loss") =>
-    Effect.gen(function* () {
+  const damagedLastRecord = (
+    env: Env,
+    archive: "archived" | "not archived",
+    stop: "power loss" | "process crash" = "power loss"
+  ) =>
+    Effect.gen(function*() {
       if (archive === "not archived") yield* env.queue.setManual(true)
       const first = yield* open(env)
       const lsns: Array<number> = []
-      while ((yield* first.wal.position) < segmentBytes + 700) lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      while ((yield* first.wal.position) < segmentBytes + 700) {
+        lsns.push(yield* first.wal.append(record(lsns.length, 300)))
+      }
       yield* first.wal.commit
       if (archive === "archived") yield* archived(first.wal, yield* first.wal.archivePartial)
       const durableLsn = yield* first.wal.durableLsn
@@ -762,17 +867,23 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       const lastLsn = lsns[lsns.length - 1] ?? 0
       const path = WalArchiver.localSegmentPath(Wal.segmentOf(lastLsn, segmentBytes))
       const bytes = Option.getOrThrow(yield* env.disk.readAll(path))
-      const offset = lastLsn - Wal.segmentStart(Wal.segmentOf(lastLsn, segmentBytes), segmentBytes) + Wal.headerBytes + 150
+      const offset = lastLsn - Wal.segmentStart(Wal.segmentOf(lastLsn, segmentBytes), segmentBytes) + Wal.headerBytes +
+        150
       bytes[offset] = (bytes[offset] ?? 0) ^ 0x40
       yield* env.disk.writeAtomic(path, bytes)
       return { before, durableLsn, lastLsn, path, sizeBytes: bytes.length }
     })
 
   it.effect("a flipped byte in the last record after a clean stop is refused, not cut as a torn tail, when the bucket has no copy", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "not archived")
-      const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2, durableLsn: damaged.durableLsn }), (o) => Effect.as(o.kill, "opened")))
+      const opened = yield* Effect.either(
+        Effect.flatMap(
+          open(env, env.disk, { epoch: 2, durableLsn: damaged.durableLsn }),
+          (o) => Effect.as(o.kill, "opened")
+        )
+      )
       assert.isTrue(Either.isLeft(opened), `the open must refuse; it ${Either.isRight(opened) ? "opened" : "failed"}`)
       const refused = Either.flip(opened).pipe(Either.getOrThrow)
       assert.strictEqual(refused._tag, "WalCorrupt")
@@ -784,7 +895,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     }))
 
   it.effect("a flipped byte in the last record after a clean stop is repaired from the bucket's copy of the final partial segment", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "archived")
       const reopened = yield* open(env, env.disk, { epoch: 2, durableLsn: damaged.durableLsn })
@@ -794,7 +905,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     }))
 
   it.effect("a log advanced inside a segment (a restore continuing after a checkpoint) reopens at the advanced end", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       // Nothing archived, a checkpoint at 536: the log's end moves there by padding inside segment 0.
       const first = yield* open(env, env.disk, { epoch: 2, replayFromLsn: 536 })
@@ -815,10 +926,12 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     }))
 
   it.effect("after a process crash the durable-end mark it left makes the same damage refused, not cut", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "not archived", "process crash")
-      const opened = yield* Effect.either(Effect.flatMap(open(env, env.disk, { epoch: 2 }), (o) => Effect.as(o.kill, "opened")))
+      const opened = yield* Effect.either(
+        Effect.flatMap(open(env, env.disk, { epoch: 2 }), (o) => Effect.as(o.kill, "opened"))
+      )
       assert.isTrue(Either.isLeft(opened), "the open must refuse")
       const refused = Either.flip(opened).pipe(Either.getOrThrow)
       assert.strictEqual(refused._tag, "WalCorrupt")
@@ -826,7 +939,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
     }))
 
   it.effect("after a power loss (no durable end recorded, the unsynced mark lost) the same damage is a torn tail and is cut", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const damaged = yield* damagedLastRecord(env, "not archived")
       assert.isTrue(Option.isNone(yield* env.disk.readAll(WalArchiver.durableMarkPath)), "the mark was never synced")
@@ -839,7 +952,7 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
 
 describe("WalArchiver over the real task queue and workers", () => {
   it.scoped("archives every segment and the final partial one through S3Workers; shutdown leaves nothing local-only", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const base = Layer.mergeAll(
         Layer.succeed(StorageConfig.StorageConfig, config),
@@ -867,21 +980,30 @@ describe("WalArchiver on a real directory", () => {
   const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
 
   it.scopedLive("committed records survive the process going away and the directory being reopened", () =>
-    Effect.gen(function* () {
-      const root = yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "wal-" })).pipe(Effect.provide(platform))
+    Effect.gen(function*() {
+      const root = yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "wal-" }))
+        .pipe(Effect.provide(platform))
       const env = yield* makeEnv
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       const first = yield* open(env, disk)
       const lsns = yield* Effect.forEach(
         Array.from({ length: 120 }, (_, i) => i),
-        (i) => Effect.flatMap(first.wal.appendWithEnd(record(i, 90)), (appended) => Effect.as(first.wal.commitThrough(appended.endLsn), appended.lsn)),
+        (i) =>
+          Effect.flatMap(
+            first.wal.appendWithEnd(record(i, 90)),
+            (appended) => Effect.as(first.wal.commitThrough(appended.endLsn), appended.lsn)
+          ),
         { concurrency: 16 }
       )
       assert.isBelow((yield* first.wal.stats).fsyncs, 120)
       const end = yield* first.wal.position
       yield* first.kill
       // Junk after the end, as a torn write would leave.
-      const lastPath = NodePathApi.join(root, "wal", WalArchiver.localSegmentPath(Wal.segmentOf(end, segmentBytes)).slice(4))
+      const lastPath = NodePathApi.join(
+        root,
+        "wal",
+        WalArchiver.localSegmentPath(Wal.segmentOf(end, segmentBytes)).slice(4)
+      )
       NodeFs.appendFileSync(lastPath, Uint8Array.from([1, 1, 0, 0, 200, 0, 0, 0, 1, 2, 3]))
       const reopenedDisk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
       const second = yield* open(env, reopenedDisk)
@@ -891,11 +1013,12 @@ describe("WalArchiver on a real directory", () => {
       yield* second.kill
     }))
   it.effect("the group commit writes a time mark at most once per interval, after the records it flushes; replay never sees one", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const { wal, kill } = yield* open(env)
       const at: Array<number> = []
-      const appendCommit = (index: number) => Effect.zipLeft(Effect.tap(wal.append(record(index)), (lsn) => Effect.sync(() => void at.push(lsn))), wal.commit)
+      const appendCommit = (index: number) =>
+        Effect.zipLeft(Effect.tap(wal.append(record(index)), (lsn) => Effect.sync(() => void at.push(lsn))), wal.commit)
       yield* appendCommit(0) // t = 0: the interval since the open has not passed
       yield* TestClock.adjust(1_000)
       yield* appendCommit(1) // t = 1000: a mark after record 1
@@ -939,18 +1062,20 @@ const attributesOf = (span: Tracer.Span) => Object.fromEntries(span.attributes)
 
 /** Runs `effect` with its log lines (and those of every fiber it starts) collected instead of printed. */
 const capturingLogs = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const lines: Array<{ readonly level: LogLevel.LogLevel; readonly message: string }> = []
-    const capture = Logger.make(({ logLevel, message }) => void lines.push({ level: logLevel, message: String(message) }))
+    const capture = Logger.make(({ logLevel, message }) =>
+      void lines.push({ level: logLevel, message: String(message) })
+    )
     const result = yield* effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
     return { result, lines }
   })
 
 describe("WalArchiver: observability", () => {
   it.effect("spans: wal.recover at the open, wal.archive per upload, wal.replay around every apply, wal.shutdown", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { spans, tracer } = yield* collectingTracer
-      const seen = yield* Effect.gen(function* () {
+      const seen = yield* Effect.gen(function*() {
         const env = yield* makeEnv
         const { kill, wal } = yield* open(env)
         for (let i = 0; i < 50; i++) yield* wal.append(record(i)) // 50 frames of 112 bytes: segment 0 is sealed
@@ -959,8 +1084,14 @@ describe("WalArchiver: observability", () => {
         const partial = yield* wal.archivePartial
         yield* archived(wal, partial)
         const inReplay: Array<string> = []
-        const summary = yield* wal.replay(lsn(0), () =>
-          Effect.map(Effect.option(Effect.currentSpan), (span) => void inReplay.push(Option.match(span, { onNone: () => "(none)", onSome: (found) => found.name })))
+        const summary = yield* wal.replay(
+          lsn(0),
+          () =>
+            Effect.map(Effect.option(Effect.currentSpan), (span) =>
+              void inReplay.push(Option.match(span, {
+                onNone: () => "(none)",
+                onSome: (found) => found.name
+              })))
         )
         yield* wal.shutdown(1_000)
         yield* kill
@@ -970,18 +1101,29 @@ describe("WalArchiver: observability", () => {
       assert.strictEqual(named("wal.recover").length, 1)
       assert.deepInclude(attributesOf(named("wal.recover")[0]!), { endLsn: 0, archivedThrough: 0 })
       const archives = named("wal.archive").map(attributesOf)
-      assert.isTrue(archives.some((found) => found.segment === 0 && found.partial === false && typeof found.bytes === "number" && found.bytes > 0), JSON.stringify(archives))
+      assert.isTrue(
+        archives.some((found) =>
+          found.segment === 0 && found.partial === false && typeof found.bytes === "number" && found.bytes > 0
+        ),
+        JSON.stringify(archives)
+      )
       assert.deepInclude(archives, { segment: 1, partial: true, bytes: seen.partial - segmentBytes })
       assert.strictEqual(named("wal.replay").length, 1)
       assert.deepInclude(attributesOf(named("wal.replay")[0]!), { fromLsn: 0, toLsn: seen.summary.endLsn, records: 50 })
-      assert.deepStrictEqual(seen.inReplay, Array.from({ length: 50 }, () => "wal.replay"), "every apply runs inside the replay's span")
+      assert.deepStrictEqual(
+        seen.inReplay,
+        Array.from({ length: 50 }, () => "wal.replay"),
+        "every apply runs inside the replay's span"
+      )
       assert.strictEqual(named("wal.shutdown").length, 1)
       assert.deepInclude(attributesOf(named("wal.shutdown")[0]!), { deadlineMs: 1_000 })
-      for (const span of spans.filter((span) => span.name.startsWith("wal."))) assert.strictEqual(span.status._tag, "Ended", span.name)
+      for (const span of spans.filter((span) => span.name.startsWith("wal."))) {
+        assert.strictEqual(span.status._tag, "Ended", span.name)
+      }
     }))
 
   it.effect("an empty local log continuing from the bucket is logged at INFO; a local log that fell behind it, at WARN", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const env = yield* makeEnv
       const first = yield* open(env)
       const ends: Array<number> = []
@@ -997,7 +1139,9 @@ describe("WalArchiver: observability", () => {
       const bytes = Option.getOrThrow(yield* env.disk.readAll(WalArchiver.localSegmentPath(0)))
       yield* env.disk.writeAtomic(WalArchiver.localSegmentPath(0), bytes.slice(0, ends[9]))
       yield* env.disk.remove(WalArchiver.durableMarkPath)
-      const onBehind = yield* capturingLogs(Effect.flatMap(open(env), ({ kill, wal }) => Effect.zipLeft(wal.position, kill)))
+      const onBehind = yield* capturingLogs(
+        Effect.flatMap(open(env), ({ kill, wal }) => Effect.zipLeft(wal.position, kill))
+      )
       assert.deepStrictEqual(onBehind.lines.filter(adoption).map((line) => line.level.label), ["WARN"])
       assert.strictEqual(onBehind.result, ends[19], "the log continues from the bucket's end")
     }))

@@ -14,7 +14,12 @@ const seed = 20_261_207
 
 describe("the real Storage layer under every fault class at once", () => {
   it(`keeps every property on ${runs} adversarial schedules (seed ${seed})`, async () => {
-    const result = await checkAsync(simSystem(realSystem), { profile: "adversarial", runs, seed, shrinkTimeLimitMs: 30_000 })
+    const result = await checkAsync(simSystem(realSystem), {
+      profile: "adversarial",
+      runs,
+      seed,
+      shrinkTimeLimitMs: 30_000
+    })
     assert.isFalse(result.failed, result.report)
   }, 300_000)
 })

@@ -11,7 +11,12 @@ const campaignSeed = Number(process.env.SIM_SEED ?? 20_240_130)
 
 describe("the real Storage layer under simulation", () => {
   it(`keeps every property on ${Math.floor(campaignRuns / 2)} schedules (second half of the CI campaign)`, async () => {
-    const result = await checkAsync(simSystem(realSystem), { profile: "full", runs: Math.floor(campaignRuns / 2), seed: campaignSeed + 1, shrinkTimeLimitMs: 60_000 })
+    const result = await checkAsync(simSystem(realSystem), {
+      profile: "full",
+      runs: Math.floor(campaignRuns / 2),
+      seed: campaignSeed + 1,
+      shrinkTimeLimitMs: 60_000
+    })
     console.log(result.report)
     assert.isFalse(result.failed, result.report)
   }, 300_000)

@@ -41,10 +41,24 @@ const timeLimitMs = 30 * 60_000
 export const runSchedule = (system: SimSystem, schedule: SimSchedule): ScheduleOutcome => {
   const run = runSimulated(system.play(schedule), { seed: schedule.randomSeed, timeLimitMs })
   if (run.exit === undefined || run.exit._tag === "Failure") {
-    const detail = run.exit === undefined ? `the harness itself did not finish (${run.stop} at t=${run.endMs}ms)` : `the harness died: ${String(run.exit.cause)}`
-    return { record: undefined, violations: [{ property: "harness", detail }], stop: run.stop, simulatedMs: run.endMs, logs: run.logs }
+    const detail = run.exit === undefined
+      ? `the harness itself did not finish (${run.stop} at t=${run.endMs}ms)`
+      : `the harness died: ${String(run.exit.cause)}`
+    return {
+      record: undefined,
+      violations: [{ property: "harness", detail }],
+      stop: run.stop,
+      simulatedMs: run.endMs,
+      logs: run.logs
+    }
   }
-  return { record: run.exit.value, violations: judge(run.exit.value), stop: run.stop, simulatedMs: run.endMs, logs: run.logs }
+  return {
+    record: run.exit.value,
+    violations: judge(run.exit.value),
+    stop: run.stop,
+    simulatedMs: run.endMs,
+    logs: run.logs
+  }
 }
 
 export interface CheckOptions {
@@ -81,11 +95,12 @@ export interface CheckResult {
 /** The command that replays a check (or, with a path, its counterexample). */
 export const replayCommand = (systemName: string, options: CheckOptions, path?: string): string => {
   const bounds = options.bounds ?? defaultBounds
-  const extra =
-    (bounds.stepsMax === defaultBounds.stepsMax ? "" : ` --steps ${bounds.stepsMax}`) +
+  const extra = (bounds.stepsMax === defaultBounds.stepsMax ? "" : ` --steps ${bounds.stepsMax}`) +
     (bounds.horizonMs === defaultBounds.horizonMs ? "" : ` --horizon ${bounds.horizonMs}`)
   const target = path === undefined ? ` --runs ${options.runs}` : ` --path ${path}`
-  const ignore = options.ignore === undefined || options.ignore.length === 0 ? "" : ` --ignore ${options.ignore.join(",")}`
+  const ignore = options.ignore === undefined || options.ignore.length === 0
+    ? ""
+    : ` --ignore ${options.ignore.join(",")}`
   return `npm run sim -- --system ${systemName} --profile ${options.profile} --seed ${options.seed}${target}${extra}${ignore}`
 }
 
@@ -107,21 +122,37 @@ const shrinkParametersOf = (options: CheckOptions, path: string, timeLimitMs: nu
 })
 
 /** Whether a search result calls for a budgeted shrinking phase, and from where. */
-const shrinkFrom = (options: CheckOptions, details: fc.RunDetails<[SimSchedule]>): { readonly path: string; readonly timeLimitMs: number } | undefined =>
-  options.path === undefined && options.shrinkTimeLimitMs !== undefined && details.failed && details.counterexamplePath !== null
+const shrinkFrom = (
+  options: CheckOptions,
+  details: fc.RunDetails<[SimSchedule]>
+): { readonly path: string; readonly timeLimitMs: number } | undefined =>
+  options.path === undefined && options.shrinkTimeLimitMs !== undefined && details.failed &&
+    details.counterexamplePath !== null
     ? { path: details.counterexamplePath, timeLimitMs: options.shrinkTimeLimitMs }
     : undefined
 
 /** The shrinking phase's details, keeping the search's run count. */
-const merge = (search: fc.RunDetails<[SimSchedule]>, shrunk: fc.RunDetails<[SimSchedule]>): fc.RunDetails<[SimSchedule]> =>
+const merge = (
+  search: fc.RunDetails<[SimSchedule]>,
+  shrunk: fc.RunDetails<[SimSchedule]>
+): fc.RunDetails<[SimSchedule]> =>
   shrunk.failed && shrunk.counterexample !== null ? { ...shrunk, numRuns: search.numRuns } : search
 
 const failsOnOf = (options: CheckOptions) =>
-  options.failsOn ?? ((violations: ReadonlyArray<Violation>) => violations.some((violation) => !(options.ignore ?? []).includes(violation.property)))
+  options.failsOn ??
+    ((violations: ReadonlyArray<Violation>) =>
+      violations.some((violation) => !(options.ignore ?? []).includes(violation.property)))
 
-const summarize = (system: SimSystem, options: CheckOptions, details: fc.RunDetails<[SimSchedule]>, wallMs: number): CheckResult => {
+const summarize = (
+  system: SimSystem,
+  options: CheckOptions,
+  details: fc.RunDetails<[SimSchedule]>,
+  wallMs: number
+): CheckResult => {
   if (!details.failed || details.counterexample === null) {
-    const error = details.failed ? ` (fast-check: ${String(details.errorInstance ?? "failed without a counterexample")})` : ""
+    const error = details.failed
+      ? ` (fast-check: ${String(details.errorInstance ?? "failed without a counterexample")})`
+      : ""
     return {
       failed: details.failed,
       runs: details.numRuns,
@@ -132,7 +163,9 @@ const summarize = (system: SimSystem, options: CheckOptions, details: fc.RunDeta
       outcome: undefined,
       replay: replayCommand(system.name, options),
       wallMs,
-      report: `${system.name}/${options.profile}: ${details.numRuns} schedules, seed ${options.seed}: ${details.failed ? `FAILED${error}` : "all properties hold"} (${(wallMs / 1000).toFixed(1)} s)`
+      report: `${system.name}/${options.profile}: ${details.numRuns} schedules, seed ${options.seed}: ${
+        details.failed ? `FAILED${error}` : "all properties hold"
+      } (${(wallMs / 1000).toFixed(1)} s)`
     }
   }
   const [schedule] = details.counterexample
@@ -157,10 +190,15 @@ const summarize = (system: SimSystem, options: CheckOptions, details: fc.RunDeta
 export const check = (system: SimSystem, options: CheckOptions): CheckResult => {
   const failsOn = failsOnOf(options)
   const startedMs = performance.now()
-  const property = fc.property(scheduleArb(options.profile, options.bounds), (schedule) => !failsOn(runSchedule(system, schedule).violations))
+  const property = fc.property(
+    scheduleArb(options.profile, options.bounds),
+    (schedule) => !failsOn(runSchedule(system, schedule).violations)
+  )
   const search = fc.check(property, searchParametersOf(options))
   const from = shrinkFrom(options, search)
-  const details = from === undefined ? search : merge(search, fc.check(property, shrinkParametersOf(options, from.path, from.timeLimitMs)))
+  const details = from === undefined
+    ? search
+    : merge(search, fc.check(property, shrinkParametersOf(options, from.path, from.timeLimitMs)))
   return summarize(system, options, details, performance.now() - startedMs)
 }
 
@@ -180,7 +218,9 @@ export const checkAsync = async (system: SimSystem, options: CheckOptions): Prom
   })
   const search = await fc.check(property, searchParametersOf(options))
   const from = shrinkFrom(options, search)
-  const details = from === undefined ? search : merge(search, await fc.check(property, shrinkParametersOf(options, from.path, from.timeLimitMs)))
+  const details = from === undefined
+    ? search
+    : merge(search, await fc.check(property, shrinkParametersOf(options, from.path, from.timeLimitMs)))
   return summarize(system, options, details, performance.now() - startedMs)
 }
 
@@ -207,4 +247,3 @@ const failureReport = (
   ]
   return lines.join("\n")
 }
-

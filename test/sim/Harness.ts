@@ -62,10 +62,16 @@ export const sameBytes = (left: Uint8Array, right: Uint8Array): boolean =>
 export const isZero = (bytes: Uint8Array): boolean => bytes.every((byte) => byte === 0)
 
 /** The slots of a part's bytes. */
-export const slotsOfPart = (file: number, part: number, bytes: Uint8Array): ReadonlyArray<readonly [Slot, Uint8Array]> =>
+export const slotsOfPart = (
+  file: number,
+  part: number,
+  bytes: Uint8Array
+): ReadonlyArray<readonly [Slot, Uint8Array]> =>
   Array.from({ length: dataModel.slotsPerPart }, (_, index) => {
     const start = index * dataModel.slotBytes
-    const slice = bytes.length >= start + dataModel.slotBytes ? bytes.slice(start, start + dataModel.slotBytes) : new Uint8Array(dataModel.slotBytes)
+    const slice = bytes.length >= start + dataModel.slotBytes
+      ? bytes.slice(start, start + dataModel.slotBytes)
+      : new Uint8Array(dataModel.slotBytes)
     return [{ file, part, index }, slice] as const
   })
 
@@ -221,11 +227,18 @@ export interface SystemUnderTest<W> {
    * schedule sets one). */
   readonly open: (world: W, label: string, checkpointIntervalMs?: number) => Effect.Effect<Instance, string>
   /** Opens a new instance that takes the bucket over; undefined when the system has no take-over. */
-  readonly takeOver: ((world: W, label: string, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>) | undefined
+  readonly takeOver:
+    | ((world: W, label: string, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>)
+    | undefined
   /** Heals every fault of the world. */
   readonly healAll: (world: W) => Effect.Effect<void>
   /** Reopens `label`'s local directory (after a crash if asked) with WAL replay. */
-  readonly restart: (world: W, label: string, crash: boolean, settings?: RestartSettings) => Effect.Effect<Instance, string>
+  readonly restart: (
+    world: W,
+    label: string,
+    crash: boolean,
+    settings?: RestartSettings
+  ) => Effect.Effect<Instance, string>
   /** Kills instance `label` (SIGKILL: its fibers stop mid-flight, nothing it does afterwards
    * reaches its disk or the bucket, its directory loses every unsynced write), running or still
    * starting. Undefined: the system cannot be killed (its Crash steps are skipped). */
@@ -237,7 +250,12 @@ export interface SystemUnderTest<W> {
    * a Crash step's `crashAgainAfterMs` counts from then, so that it lands in the start-up's replay. */
   readonly restartDelayMs?: number
   /** Starts instance `label` on its directory (`diskOf(label)`) after a crash. */
-  readonly reopen?: (world: W, label: string, settings: RestartSettings, faults?: ReadonlyArray<Fault>) => Effect.Effect<Instance, string>
+  readonly reopen?: (
+    world: W,
+    label: string,
+    settings: RestartSettings,
+    faults?: ReadonlyArray<Fault>
+  ) => Effect.Effect<Instance, string>
   /** Opens a fresh directory from the bucket alone: latest checkpoint + archived WAL. */
   readonly restore: (world: W, label: string) => Effect.Effect<Instance, string>
   readonly audit: (world: W) => Effect.Effect<BucketAudit>
@@ -448,7 +466,7 @@ const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 /** Runs `effect` in a daemon fiber and waits at most `ms` for it; None if it did not finish. */
 const bounded = <A, E>(effect: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const fiber = yield* Effect.forkDaemon(effect)
     const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(ms)), Effect.option)
     if (Option.isNone(exit)) yield* Fiber.interruptFork(fiber)
@@ -464,8 +482,12 @@ interface Live {
 }
 
 /** Plays one schedule against one system and records what happened. */
-export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, bounds: HarnessBounds = defaultHarnessBounds): Effect.Effect<RunRecord> =>
-  Effect.gen(function* () {
+export const simulate = <W>(
+  system: SystemUnderTest<W>,
+  schedule: SimSchedule,
+  bounds: HarnessBounds = defaultHarnessBounds
+): Effect.Effect<RunRecord> =>
+  Effect.gen(function*() {
     const record: RunRecord = {
       system: system.name,
       shutdownDeadlineMs: system.shutdownDeadlineMs,
@@ -497,7 +519,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     system.configure?.(world, schedule)
     const opened = yield* bounded(system.open(world, "A", schedule.checkpointIntervalMs), bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
-      record.harnessErrors.push(`the first instance did not open: ${Option.isNone(opened) ? "timed out" : describeExit(opened.value)}`)
+      record.harnessErrors.push(
+        `the first instance did not open: ${Option.isNone(opened) ? "timed out" : describeExit(opened.value)}`
+      )
       return record
     }
     const live: Array<Live> = []
@@ -519,7 +543,14 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
       })
     yield* addInstance(opened.value.value, undefined)
     const currentRef = yield* Ref.make(opened.value.value)
-    const workload: Array<{ readonly name: string; readonly instance: string; readonly fiber: Fiber.RuntimeFiber<void>; readonly leaseHolder: boolean }> = []
+    const workload: Array<
+      {
+        readonly name: string
+        readonly instance: string
+        readonly fiber: Fiber.RuntimeFiber<void>
+        readonly leaseHolder: boolean
+      }
+    > = []
     /** Lost-response faults since the last heal: they come from the network path that every
      * process shares, so an instance started later (a restart, a take-over) starts with them. */
     const lostResponseFaults: Array<Fault> = []
@@ -551,7 +582,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     }
 
     const insertOn = (instance: Instance, file: number, part: number) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const slot = allocateSlot(file, part)
         if (slot === undefined) return undefined
         const id = nextInsertId++
@@ -593,16 +624,26 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
       )
 
     const fork = (name: string, effect: Effect.Effect<void>, leaseHolder = false, instance = "") =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const fiber = yield* Effect.forkDaemon(effect)
-        workload.push({ name, instance: instance === "" ? name.split(" on ").at(-1) ?? "" : instance, fiber, leaseHolder })
+        workload.push({
+          name,
+          instance: instance === "" ? name.split(" on ").at(-1) ?? "" : instance,
+          fiber,
+          leaseHolder
+        })
       })
 
     const runArchiveAwaited = (instance: Instance) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const archive = instance.archiveWalAwaited
         if (archive === undefined) return
-        const entry: ArchiveRecord = { instance: instance.label, startedAtMs: yield* now, result: undefined, endedAtMs: undefined }
+        const entry: ArchiveRecord = {
+          instance: instance.label,
+          startedAtMs: yield* now,
+          result: undefined,
+          endedAtMs: undefined
+        }
         record.archives.push(entry)
         const result = yield* archive
         entry.result = result
@@ -612,7 +653,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     /** Kills an instance: the system stops it, and its application (every operation it has in
      * flight) dies with it. */
     const kill = (label: string, during: CrashRecord["during"]) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const crash = system.crash
         if (crash === undefined) return
         yield* crash(world, label)
@@ -626,18 +667,37 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     /** Starts the next incarnation of `victim` on its directory; with `crashAgainAfterMs`, kills
      * it that long after it began (still starting, or running) and starts the one after it. A
      * start-up cut by the shutdown instant is killed too. */
-    const restartAfterCrash = (victim: string, settings: RestartSettings, crashAgainAfterMs: number | undefined): Effect.Effect<void> =>
-      Effect.gen(function* () {
+    const restartAfterCrash = (
+      victim: string,
+      settings: RestartSettings,
+      crashAgainAfterMs: number | undefined
+    ): Effect.Effect<void> =>
+      Effect.gen(function*() {
         const reopenFn = system.reopen
         if (reopenFn === undefined) return
         const label = nextIncarnation(victim)
         const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, yield* networkFaultsFor(label)))
         const killOnCut = Effect.onInterrupt(() => Effect.zipRight(kill(label, "start-up"), Fiber.interruptFork(fiber)))
-        const waitMs = crashAgainAfterMs === undefined ? bounds.openTimeoutMs : crashAgainAfterMs + (system.restartDelayMs ?? 0)
+        const waitMs = crashAgainAfterMs === undefined
+          ? bounds.openTimeoutMs
+          : crashAgainAfterMs + (system.restartDelayMs ?? 0)
         const exit = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(waitMs)), Effect.option, killOnCut)
-        const failure = Option.isSome(exit) && Exit.isFailure(exit.value) ? describeExit(exit.value) : Option.isNone(exit) && crashAgainAfterMs === undefined ? `did not open within ${waitMs} ms` : undefined
+        const failure = Option.isSome(exit) && Exit.isFailure(exit.value)
+          ? describeExit(exit.value)
+          : Option.isNone(exit) && crashAgainAfterMs === undefined
+          ? `did not open within ${waitMs} ms`
+          : undefined
         if (failure !== undefined) {
-          record.reopens.push({ kind: "restart", instance: label, instanceId: undefined, epoch: undefined, crash: true, error: failure, parts: [], shutdown: undefined })
+          record.reopens.push({
+            kind: "restart",
+            instance: label,
+            instanceId: undefined,
+            epoch: undefined,
+            crash: true,
+            error: failure,
+            parts: [],
+            shutdown: undefined
+          })
           yield* trace(`restart of ${label} after a crash failed: ${failure}`)
         }
         if (crashAgainAfterMs !== undefined) {
@@ -659,7 +719,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     /** The stale writer of a take-over goes on as if nothing happened: inserts and commits, and
      * now and then archives its WAL and checkpoints, until shutdown. */
     const staleWriterLoop = (stale: Instance) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         for (let round = 0; round < 12; round++) {
           yield* Effect.sleep(Duration.millis(80))
           const insert = yield* insertOn(stale, round % dataModel.files, (round * 3) % dataModel.partsPerFile)
@@ -681,13 +741,15 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
         }
       })
 
-    const auditNow = Effect.gen(function* () {
+    const auditNow = Effect.gen(function*() {
       const audit = yield* auditBounded(system, world, bounds, record)
-      if (audit !== undefined && (audit.problems.length > 0 || (audit.numberProblems ?? []).length > 0)) record.gcAudits?.push({ atMs: yield* now, audit })
+      if (audit !== undefined && (audit.problems.length > 0 || (audit.numberProblems ?? []).length > 0)) {
+        record.gcAudits?.push({ atMs: yield* now, audit })
+      }
       return audit
     })
 
-    const runGcPass = Effect.gen(function* () {
+    const runGcPass = Effect.gen(function*() {
       const gcPass = system.gcPass
       if (gcPass === undefined) return
       const before = yield* auditNow
@@ -705,7 +767,7 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
       pass.audit = yield* auditNow
     })
 
-    const checkInvariants = Effect.gen(function* () {
+    const checkInvariants = Effect.gen(function*() {
       const atMs = yield* now
       for (const { instance } of live) {
         const problems = yield* bounded(instance.invariants, 1)
@@ -713,57 +775,64 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
           record.harnessErrors.push(`the invariant check of ${instance.label} did not answer at once`)
           continue
         }
-        for (const problem of problems.value.value) record.invariantProblems.push({ atMs, instance: instance.label, problem })
+        for (const problem of problems.value.value) {
+          record.invariantProblems.push({ atMs, instance: instance.label, problem })
+        }
       }
     })
 
-    const takeOver = (staleKeepsRunning: boolean) => Effect.gen(function* () {
-      const takeOverFn = system.takeOver
-      if (takeOverFn === undefined) {
-        yield* trace("take-over: not supported by this system (skipped)")
-        return
-      }
-      const stale = yield* Ref.get(currentRef)
-      const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
-      const startedAtMs = yield* now
-      const attempt = { label, replacing: stale.label, atMs: startedAtMs }
-      record.failedTakeOvers?.push(attempt) // until it opens
-      const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
-      if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
-        yield* trace(`take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`)
-        return
-      }
-      record.failedTakeOvers?.splice(record.failedTakeOvers.indexOf(attempt), 1)
-      yield* addInstance(fresh.value.value, stale.label, startedAtMs)
-      yield* Ref.set(currentRef, fresh.value.value)
-      yield* trace(`take-over: ${label} (epoch ${fresh.value.value.epoch}) replaces ${stale.label}; ${stale.label} is now stale`)
-      // The stale writer logs one more insert and tries to commit it.
-      const insert = yield* insertOn(stale, 0, 0)
-      const faultsActive = yield* stale.faultsActive
-      yield* fork(
-        `stale ${stale.label} insert+checkpoint`,
-        Effect.gen(function* () {
-          if (insert !== undefined) yield* runInsert(stale, insert)
-          const checkpoint: CheckpointRecord = {
-            instance: stale.label,
-            startedAtMs: yield* now,
-            stale: true,
-            faultsActive,
-            afterLoggedInsert: insert?.result?.lsn !== undefined,
-            result: undefined,
-            endedAtMs: undefined
-          }
-          record.checkpoints.push(checkpoint)
-          yield* runCheckpoint(stale, checkpoint)
-          if (staleKeepsRunning) yield* staleWriterLoop(stale)
-        }),
-        staleKeepsRunning,
-        stale.label
-      )
-    })
+    const takeOver = (staleKeepsRunning: boolean) =>
+      Effect.gen(function*() {
+        const takeOverFn = system.takeOver
+        if (takeOverFn === undefined) {
+          yield* trace("take-over: not supported by this system (skipped)")
+          return
+        }
+        const stale = yield* Ref.get(currentRef)
+        const label = String.fromCharCode("A".charCodeAt(0) + nextLabel++)
+        const startedAtMs = yield* now
+        const attempt = { label, replacing: stale.label, atMs: startedAtMs }
+        record.failedTakeOvers?.push(attempt) // until it opens
+        const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
+        if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
+          yield* trace(
+            `take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`
+          )
+          return
+        }
+        record.failedTakeOvers?.splice(record.failedTakeOvers.indexOf(attempt), 1)
+        yield* addInstance(fresh.value.value, stale.label, startedAtMs)
+        yield* Ref.set(currentRef, fresh.value.value)
+        yield* trace(
+          `take-over: ${label} (epoch ${fresh.value.value.epoch}) replaces ${stale.label}; ${stale.label} is now stale`
+        )
+        // The stale writer logs one more insert and tries to commit it.
+        const insert = yield* insertOn(stale, 0, 0)
+        const faultsActive = yield* stale.faultsActive
+        yield* fork(
+          `stale ${stale.label} insert+checkpoint`,
+          Effect.gen(function*() {
+            if (insert !== undefined) yield* runInsert(stale, insert)
+            const checkpoint: CheckpointRecord = {
+              instance: stale.label,
+              startedAtMs: yield* now,
+              stale: true,
+              faultsActive,
+              afterLoggedInsert: insert?.result?.lsn !== undefined,
+              result: undefined,
+              endedAtMs: undefined
+            }
+            record.checkpoints.push(checkpoint)
+            yield* runCheckpoint(stale, checkpoint)
+            if (staleKeepsRunning) yield* staleWriterLoop(stale)
+          }),
+          staleKeepsRunning,
+          stale.label
+        )
+      })
 
     const shutdownOf = (instance: Instance) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const shutdown: ShutdownRecord = {
           instance: instance.label,
           startedAtMs: yield* now,
@@ -784,35 +853,55 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
             )
           )
         )
-        const inTime = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs + bounds.hangMarginMs)), Effect.option)
+        const inTime = yield* Fiber.await(fiber).pipe(
+          Effect.timeout(Duration.millis(system.shutdownDeadlineMs + bounds.hangMarginMs)),
+          Effect.option
+        )
         if (Option.isSome(inTime)) {
-          if (Exit.isFailure(inTime.value)) record.harnessErrors.push(`shutdown of ${instance.label} died: ${describeExit(inTime.value)}`)
-          else if ((shutdown.completedAtMs ?? 0) - shutdown.startedAtMs > system.shutdownDeadlineMs || !inTime.value.value.metDeadline) {
+          if (Exit.isFailure(inTime.value)) {
+            record.harnessErrors.push(`shutdown of ${instance.label} died: ${describeExit(inTime.value)}`)
+          } else if (
+            (shutdown.completedAtMs ?? 0) - shutdown.startedAtMs > system.shutdownDeadlineMs ||
+            !inTime.value.value.metDeadline
+          ) {
             shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
-              Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+              Effect.map((
+                exit
+              ) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
             )
           }
           return
         }
         shutdown.diagnosisAtDeadline = yield* bounded(instance.diagnose, 1).pipe(
-          Effect.map((exit) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
+          Effect.map((
+            exit
+          ) => (Option.isSome(exit) && Exit.isSuccess(exit.value) ? exit.value.value : "(no diagnosis)"))
         )
         yield* trace(`shutdown of ${instance.label} not complete ${bounds.hangMarginMs} ms after its deadline`)
         const late = yield* Fiber.await(fiber).pipe(Effect.timeout(Duration.millis(bounds.hangProbeMs)), Effect.option)
         if (Option.isSome(late)) shutdown.completedLateAtMs = shutdown.completedAtMs
       })
     const play = (step: Step) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const instance = yield* Ref.get(currentRef)
         yield* trace(`${instance.label}: ${stepText(step)}`)
         switch (step._tag) {
           case "Insert": {
             const insert = yield* insertOn(instance, step.file, step.part)
-            if (insert !== undefined) yield* fork(`insert ${slotKey(insert.slot)} on ${instance.label}`, runInsert(instance, insert))
+            if (insert !== undefined) {
+              yield* fork(`insert ${slotKey(insert.slot)} on ${instance.label}`, runInsert(instance, insert))
+            }
             return
           }
           case "Read": {
-            const read: ReadRecord = { file: step.file, part: step.part, instance: instance.label, startedAtMs: yield* now, result: undefined, endedAtMs: undefined }
+            const read: ReadRecord = {
+              file: step.file,
+              part: step.part,
+              instance: instance.label,
+              startedAtMs: yield* now,
+              result: undefined,
+              endedAtMs: undefined
+            }
             record.reads.push(read)
             yield* fork(
               `read f${step.file}#${step.part} on ${instance.label}`,
@@ -820,15 +909,22 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
                 Effect.map(now, (endedAtMs) => {
                   read.result = result
                   read.endedAtMs = endedAtMs
-                })
-              )
+                }))
             )
             return
           }
           case "HoldLease":
             // An application that stopped its storage takes no more leases from it.
-            if (!live.some((each) => each.instance.label === instance.label)) return yield* trace(`${instance.label} is stopped: no lease (skipped)`)
-            return yield* fork(`lease f${step.file}#${step.part} on ${instance.label}`, Effect.asVoid(instance.holdLease(step.file, step.part, step.holdMs)), true)
+            if (
+              !live.some((each) => each.instance.label === instance.label)
+            ) {
+              return yield* trace(`${instance.label} is stopped: no lease (skipped)`)
+            }
+            return yield* fork(
+              `lease f${step.file}#${step.part} on ${instance.label}`,
+              Effect.asVoid(instance.holdLease(step.file, step.part, step.holdMs)),
+              true
+            )
           case "Checkpoint": {
             const checkpoint: CheckpointRecord = {
               instance: instance.label,
@@ -862,7 +958,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
             // The `gc` command is interruptible: the application's shutdown cuts a pass in flight.
             return yield* fork(
               "gc pass on gc",
-              step.everyMs === undefined ? runGcPass : Effect.forever(Effect.zipRight(runGcPass, Effect.sleep(Duration.millis(step.everyMs ?? 0)))),
+              step.everyMs === undefined
+                ? runGcPass
+                : Effect.forever(Effect.zipRight(runGcPass, Effect.sleep(Duration.millis(step.everyMs ?? 0)))),
               true,
               "gc"
             )
@@ -873,10 +971,24 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
           case "Restore": {
             const choose = system.chooseRestore
             const restoreAt = system.restoreAt
-            if (choose === undefined || restoreAt === undefined) return yield* trace("restore: not supported by this system (skipped)")
-            const restore: RestoreRecord = { startedAtMs: yield* now, choice: yield* choose(world, step), latencyMs: step.latencyMs, result: undefined, endedAtMs: undefined }
+            if (choose === undefined || restoreAt === undefined) {
+              return yield* trace("restore: not supported by this system (skipped)")
+            }
+            const restore: RestoreRecord = {
+              startedAtMs: yield* now,
+              choice: yield* choose(world, step),
+              latencyMs: step.latencyMs,
+              result: undefined,
+              endedAtMs: undefined
+            }
             record.restores?.push(restore)
-            yield* trace(`restore of ${restore.choice._tag === "Latest" ? "the latest state" : restore.choice._tag === "Checkpoint" ? `checkpoint ${restore.choice.checkpoint}` : `LSN ${restore.choice.lsn}`} begins`)
+            yield* trace(`restore of ${
+              restore.choice._tag === "Latest"
+                ? "the latest state"
+                : restore.choice._tag === "Checkpoint"
+                ? `checkpoint ${restore.choice.checkpoint}`
+                : `LSN ${restore.choice.lsn}`
+            } begins`)
             return yield* fork(
               "restore on restore",
               Effect.flatMap(restoreAt(world, restore.choice, step.latencyMs), (result) =>
@@ -891,11 +1003,15 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
           case "TakeOver":
             return yield* takeOver(step.staleKeepsRunning === true)
           case "Crash":
-            if (system.crash === undefined || system.reopen === undefined) return yield* trace("crash: not supported by this system (skipped)")
+            if (system.crash === undefined || system.reopen === undefined) {
+              return yield* trace("crash: not supported by this system (skipped)")
+            }
             yield* kill(instance.label, "running")
             return yield* restartAfterCrash(instance.label, step.restart, step.crashAgainAfterMs)
           case "DiskFault":
-            if (instance.injectDiskFault === undefined) return yield* trace("disk fault: not supported by this system (skipped)")
+            if (instance.injectDiskFault === undefined) {
+              return yield* trace("disk fault: not supported by this system (skipped)")
+            }
             return yield* instance.injectDiskFault(step.fault)
           case "OwnerStops": {
             const index = live.findIndex((each) => each.instance.label === instance.label)
@@ -903,7 +1019,9 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
             live.splice(index, 1)
             // As at the shutdown instant: the application ends its lease holders on it first (a
             // lease held through a shutdown is reported as held, and judged).
-            for (const each of workload) if (each.leaseHolder && each.instance === instance.label) yield* Fiber.interruptFork(each.fiber)
+            for (const each of workload) {
+              if (each.leaseHolder && each.instance === instance.label) yield* Fiber.interruptFork(each.fiber)
+            }
             // Uninterruptible from the driver: the shutdown instant does not cut it; awaited at the end.
             midRunShutdowns.push(yield* Effect.forkDaemon(shutdownOf(instance)))
             return
@@ -912,10 +1030,10 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
       })
 
     // 2. The workload, until the shutdown instant.
-    const driver = Effect.gen(function* () {
+    const driver = Effect.gen(function*() {
       let atMs = 0
       const steps = schedule.steps
-      for (let index = 0; index < steps.length; ) {
+      for (let index = 0; index < steps.length;) {
         const first = steps[index]
         if (first === undefined) break
         atMs += first.delayMs
@@ -937,7 +1055,11 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     const driverFiber = yield* Effect.forkDaemon(driver)
     // With garbage collection in the run, the auditor looks at the bucket every few ms (the
     // writers' own passes run at instants no step marks).
-    const auditor = schedule.gc === undefined ? undefined : yield* Effect.forkDaemon(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(gcAuditIntervalMs)), auditNow)))
+    const auditor = schedule.gc === undefined
+      ? undefined
+      : yield* Effect.forkDaemon(
+        Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(gcAuditIntervalMs)), auditNow))
+      )
     yield* Effect.sleep(Duration.millis(schedule.shutdownAtMs))
     // The driver stops before any step at the shutdown instant; a step it is playing (a take-over
     // waiting for its open) is cut.
@@ -958,18 +1080,24 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
     // The collector's passes and the restores are processes of their own (the `gc` and `restore`
     // commands), interrupted with the application: each winds down on its own deadlines.
     for (const each of workload) {
-      if (each.instance === "gc" || each.instance === "restore") yield* Fiber.await(each.fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs)), Effect.option)
+      if (each.instance === "gc" || each.instance === "restore") {
+        yield* Fiber.await(each.fiber).pipe(Effect.timeout(Duration.millis(system.shutdownDeadlineMs)), Effect.option)
+      }
     }
     // Let everything runnable at this instant run before looking.
     yield* Effect.sleep(Duration.zero)
     for (const each of workload) {
-      if (each.fiber.unsafePoll() === null) record.unfinishedWorkload.push(each.name)
+      if (each.fiber.unsafePoll() === null) {
+        record.unfinishedWorkload.push(each.name)
+      }
     }
     for (const shutdown of record.shutdowns) {
       const instance = opened_.get(shutdown.instance)
       if (instance === undefined || shutdown.completedAtMs === undefined) continue
       const observation = yield* bounded(instance.observe, 1)
-      if (Option.isSome(observation) && Exit.isSuccess(observation.value)) shutdown.observation = observation.value.value
+      if (Option.isSome(observation) && Exit.isSuccess(observation.value)) {
+        shutdown.observation = observation.value.value
+      }
     }
     if (record.shutdowns.some((shutdown) => shutdown.completedAtMs === undefined)) {
       // A hung system cannot be restarted (its directory is in use); audit the bucket only.
@@ -988,7 +1116,15 @@ export const simulate = <W>(system: SystemUnderTest<W>, schedule: SimSchedule, b
       if (rotted.walRecord !== undefined) record.rotWalRecord = rotted.walRecord
       yield* trace(`bit rot in ${diskOf(current.label)}'s directory: ${record.rot}`)
     }
-    yield* reopen(system, record, "restart", current.label, schedule.crashBeforeRestart, system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart), bounds)
+    yield* reopen(
+      system,
+      record,
+      "restart",
+      current.label,
+      schedule.crashBeforeRestart,
+      system.restart(world, current.label, schedule.crashBeforeRestart, schedule.restart),
+      bounds
+    )
     yield* reopen(system, record, "restore", "R", false, system.restore(world, "R"), bounds)
     record.finalAudit = yield* auditBounded(system, world, bounds, record)
     const gcPass = system.gcPass
@@ -1009,7 +1145,9 @@ const gcAuditIntervalMs = 20
 const auditBounded = <W>(system: SystemUnderTest<W>, world: W, bounds: HarnessBounds, record: RunRecord) =>
   Effect.map(bounded(system.audit(world), bounds.openTimeoutMs), (exit) => {
     if (Option.isSome(exit) && Exit.isSuccess(exit.value)) return exit.value.value
-    record.harnessErrors.push(`the bucket audit did not finish: ${Option.isNone(exit) ? "timed out" : describeExit(exit.value)}`)
+    record.harnessErrors.push(
+      `the bucket audit did not finish: ${Option.isNone(exit) ? "timed out" : describeExit(exit.value)}`
+    )
     return undefined
   })
 
@@ -1032,7 +1170,7 @@ const reopen = <W>(
   open: Effect.Effect<Instance, string>,
   bounds: HarnessBounds
 ) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const opened = yield* bounded(open, bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
       record.reopens.push({
@@ -1054,7 +1192,9 @@ const reopen = <W>(
       parts.push({
         file,
         part,
-        read: Option.isSome(read) && Exit.isSuccess(read.value) ? read.value.value : { bytes: undefined, error: "read did not finish" }
+        read: Option.isSome(read) && Exit.isSuccess(read.value)
+          ? read.value.value
+          : { bytes: undefined, error: "read did not finish" }
       })
     }
     const startedAtMs = yield* now
@@ -1072,5 +1212,14 @@ const reopen = <W>(
       shutdown.result = closed.value.value
       shutdown.completedAtMs = yield* now
     }
-    record.reopens.push({ kind, instance: label, instanceId: instance.instanceId, epoch: instance.epoch, crash, error: undefined, parts, shutdown })
+    record.reopens.push({
+      kind,
+      instance: label,
+      instanceId: instance.instanceId,
+      epoch: instance.epoch,
+      crash,
+      error: undefined,
+      parts,
+      shutdown
+    })
   })

@@ -55,7 +55,12 @@ describe("the model of the original protocol", () => {
     assert.isTrue(coverage.checkpointerProxyWaits > before, "the checkpointer took the insert-location proxy")
     assert.match(result.replay, /^npm run sim -- --system original --profile no-faults --seed 100 --path [0-9:]+$/)
     // The printed replay line replays exactly that schedule.
-    const replayed = check(model, { profile: "no-faults", runs: 1, seed: 100, ...(result.path === undefined ? {} : { path: result.path }) })
+    const replayed = check(model, {
+      profile: "no-faults",
+      runs: 1,
+      seed: 100,
+      ...(result.path === undefined ? {} : { path: result.path })
+    })
     assert.deepStrictEqual(replayed.schedule, result.schedule)
   }, 120_000)
 

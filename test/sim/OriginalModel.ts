@@ -50,13 +50,24 @@
  * uninterruptible); only the model's own signals do, where the original checks for them.
  */
 import { Chunk, Deferred, Duration, Effect, Exit, FiberId, Option, Random, Stream } from "effect"
+import type { ObjectStoreService } from "../../src/services/ObjectStore.js"
+import type {
+  AuditedCheckpoint,
+  BucketAudit,
+  CheckpointResult,
+  Instance,
+  Observation,
+  OpResult,
+  PartRead,
+  ShutdownResult,
+  Slot,
+  SystemUnderTest
+} from "./Harness.js"
+import { isZero, slotKey, slotsOfPart } from "./Harness.js"
 import type { Fault } from "./Schedule.js"
 import { dataModel } from "./Schedule.js"
-import type { AuditedCheckpoint, BucketAudit, CheckpointResult, Instance, Observation, OpResult, PartRead, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
-import { isZero, slotKey, slotsOfPart } from "./Harness.js"
 import type { FaultControl, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
-import type { ObjectStoreService } from "../../src/services/ObjectStore.js"
 
 /** The original's settings, scaled to the simulation. */
 export interface OriginalSettings {
@@ -215,7 +226,8 @@ interface Checkpointed {
 }
 
 const partKey = (file: number, part: number) => `f${file}#${part}`
-const dataKey = (checkpoint: number, file: number, part: number) => `data/${String(checkpoint).padStart(8, "0")}/f${file}/${part}`
+const dataKey = (checkpoint: number, file: number, part: number) =>
+  `data/${String(checkpoint).padStart(8, "0")}/f${file}/${part}`
 const mapKey = (checkpoint: number) => `manifests/${String(checkpoint).padStart(8, "0")}/map.json`
 const markerKey = (checkpoint: number) => `checkpoints/${String(checkpoint).padStart(8, "0")}`
 const walKey = (segment: number) => `wal/${segment.toString(16).toUpperCase().padStart(16, "0")}`
@@ -237,7 +249,15 @@ interface MapJson {
   readonly parts: ReadonlyArray<readonly [number, number, number]>
 }
 interface WalSegmentJson {
-  readonly records: ReadonlyArray<{ readonly lsn: number; readonly file: number; readonly part: number; readonly index: number; readonly value: string }>
+  readonly records: ReadonlyArray<
+    {
+      readonly lsn: number
+      readonly file: number
+      readonly part: number
+      readonly index: number
+      readonly value: string
+    }
+  >
 }
 
 /** What a local data directory keeps across a restart. */
@@ -326,14 +346,23 @@ class Cluster {
   }
 
   process(name: string, kind: ProcessKind): Process {
-    const process: Process = { name, kind, waitingOn: undefined, waitLocation: undefined, alive: true, exitReason: undefined }
+    const process: Process = {
+      name,
+      kind,
+      waitingOn: undefined,
+      waitLocation: undefined,
+      alive: true,
+      exitReason: undefined
+    }
     this.processes.push(process)
     return process
   }
 
   /** CHECK_FOR_INTERRUPTS: a backend dies once SIGTERM arrived; other processes ignore it here. */
   checkInterrupts(process: Process): Effect.Effect<void, Terminated> {
-    return process.kind === "backend" && this.shutdownRequested ? Effect.fail(new Terminated(process.name)) : Effect.void
+    return process.kind === "backend" && this.shutdownRequested
+      ? Effect.fail(new Terminated(process.name))
+      : Effect.void
   }
 
   /**
@@ -341,7 +370,12 @@ class Cluster {
    * (which only kill backends). The Effect fiber is uninterruptible: nothing outside the model
    * can cut this wait.
    */
-  waitUntil(process: Process, cv: ConditionVariable, what: string, condition: () => boolean): Effect.Effect<void, Terminated> {
+  waitUntil(
+    process: Process,
+    cv: ConditionVariable,
+    what: string,
+    condition: () => boolean
+  ): Effect.Effect<void, Terminated> {
     const loop: Effect.Effect<void, Terminated> = Effect.suspend(() => {
       const generation = cv.current
       if (condition()) {
@@ -365,10 +399,24 @@ class Cluster {
       const length = this.settings.taskBytes
       const location = this.insertLocation
       this.insertLocation += length
-      const entry: QueueEntry = { location, length, published: false, erased: false, task: undefined, failures: 0, lastError: undefined, reservedBy: process }
+      const entry: QueueEntry = {
+        location,
+        length,
+        published: false,
+        erased: false,
+        task: undefined,
+        failures: 0,
+        lastError: undefined,
+        reservedBy: process
+      }
       this.entries.set(location, entry)
       const size = this.settings.queueSlots * this.settings.taskBytes
-      return this.waitUntil(process, this.erasedLocationCv, `queue full: slot at ${location} reserved, waiting for erasedLocation > ${location + length - size}`, () => location + length <= this.erasedLocation + size).pipe(
+      return this.waitUntil(
+        process,
+        this.erasedLocationCv,
+        `queue full: slot at ${location} reserved, waiting for erasedLocation > ${location + length - size}`,
+        () => location + length <= this.erasedLocation + size
+      ).pipe(
         // A producer killed here leaves its slot reserved and unpublished: a permanent hole.
         Effect.tapError(() => Effect.sync(() => void (coverage.holes += 1))),
         Effect.map(() => {
@@ -406,7 +454,12 @@ class Cluster {
   waitForLocation(process: Process, location: number, why: string): Effect.Effect<void, Terminated> {
     return Effect.suspend(() => {
       process.waitLocation = location
-      return this.waitUntil(process, this.erasedLocationCv, `s3_queue_wait_for_location(${location}) ${why}`, () => this.erasedLocation > location)
+      return this.waitUntil(
+        process,
+        this.erasedLocationCv,
+        `s3_queue_wait_for_location(${location}) ${why}`,
+        () => this.erasedLocation > location
+      )
     }).pipe(Effect.ensuring(Effect.sync(() => (process.waitLocation = undefined))))
   }
 
@@ -426,20 +479,28 @@ class Cluster {
 
   /** `s3_load_file_part` (w:692-711): the NotLoaded → Loading winner enqueues the read; a loser
    * of that race gets the CURRENT INSERT LOCATION as a proxy; a Loaded part needs no wait. */
-  loadFilePart(process: Process, word: PartWord): Effect.Effect<{ readonly location: number; readonly proxy: boolean } | undefined, Terminated> {
-    return Effect.suspend((): Effect.Effect<{ readonly location: number; readonly proxy: boolean } | undefined, Terminated> => {
-      if (word.status === "NotLoaded") {
-        coverage.loads += 1
-        word.status = "Loading"
-        return Effect.map(this.enqueue(process, { _tag: "ReadFilePart", file: word.file, part: word.part }), (location) => ({ location, proxy: false }))
+  loadFilePart(
+    process: Process,
+    word: PartWord
+  ): Effect.Effect<{ readonly location: number; readonly proxy: boolean } | undefined, Terminated> {
+    return Effect.suspend(
+      (): Effect.Effect<{ readonly location: number; readonly proxy: boolean } | undefined, Terminated> => {
+        if (word.status === "NotLoaded") {
+          coverage.loads += 1
+          word.status = "Loading"
+          return Effect.map(
+            this.enqueue(process, { _tag: "ReadFilePart", file: word.file, part: word.part }),
+            (location) => ({ location, proxy: false })
+          )
+        }
+        if (word.status === "Loading") {
+          coverage.proxyWaits += 1
+          if (process.kind === "checkpointer") coverage.checkpointerProxyWaits += 1
+          return Effect.succeed({ location: this.insertLocation, proxy: true })
+        }
+        return Effect.succeed(undefined)
       }
-      if (word.status === "Loading") {
-        coverage.proxyWaits += 1
-        if (process.kind === "checkpointer") coverage.checkpointerProxyWaits += 1
-        return Effect.succeed({ location: this.insertLocation, proxy: true })
-      }
-      return Effect.succeed(undefined)
-    })
+    )
   }
 
   /** `s3_header_lock_part` (h:670-722). */
@@ -462,12 +523,14 @@ class Cluster {
               load === undefined
                 ? Effect.void
                 : this.waitForLocation(
-                    process,
-                    load.location,
-                    load.proxy
-                      ? `[proxy: part ${partKey(file, part)} was already Loading; ${load.location} is the insert location at that time]`
-                      : `[read of part ${partKey(file, part)}]`
-                  )
+                  process,
+                  load.location,
+                  load.proxy
+                    ? `[proxy: part ${
+                      partKey(file, part)
+                    } was already Loading; ${load.location} is the insert location at that time]`
+                    : `[read of part ${partKey(file, part)}]`
+                )
             ),
             Effect.zipRight(attempt)
           )
@@ -508,7 +571,9 @@ class Cluster {
       word.scheduled = true
       return this.enqueue(process, { _tag: "WriteFilePart", file: word.file, part: word.part, checkpoint }).pipe(
         Effect.tap((location) =>
-          Effect.sync(() => this.writeMaxLocation.set(checkpoint, Math.max(this.writeMaxLocation.get(checkpoint) ?? -1, location)))
+          Effect.sync(() =>
+            this.writeMaxLocation.set(checkpoint, Math.max(this.writeMaxLocation.get(checkpoint) ?? -1, location))
+          )
         )
       )
     })
@@ -529,7 +594,10 @@ class Cluster {
           word.scheduled = false
           word.writing = true
           const bytes = word.bytes.slice()
-          return http(`PUT ${dataKey(task.checkpoint, task.file, task.part)}`, this.store.put(dataKey(task.checkpoint, task.file, task.part), bytes)).pipe(
+          return http(
+            `PUT ${dataKey(task.checkpoint, task.file, task.part)}`,
+            this.store.put(dataKey(task.checkpoint, task.file, task.part), bytes)
+          ).pipe(
             Effect.tapBoth({
               // On error: not written, DIRTY|SCHEDULED restored, rethrow (h:932-951).
               onFailure: () =>
@@ -550,7 +618,10 @@ class Cluster {
       case "ReadFilePart": {
         const word = this.word(task.file, task.part)
         const checkpoint = word.uploadedAt ?? 0
-        return http(`GET ${dataKey(checkpoint, task.file, task.part)}`, this.store.get(dataKey(checkpoint, task.file, task.part))).pipe(
+        return http(
+          `GET ${dataKey(checkpoint, task.file, task.part)}`,
+          this.store.get(dataKey(checkpoint, task.file, task.part))
+        ).pipe(
           Effect.map((bytes) => {
             word.bytes = padPart(bytes)
             // Idempotent replay: only a Loading part becomes Loaded (w:350-395, 7ab94115).
@@ -563,7 +634,10 @@ class Cluster {
         )
       }
       case "WriteWALFile":
-        return http(`PUT ${walKey(task.segment)}`, this.store.put(walKey(task.segment), this.encodeSegment(task.segment))).pipe(
+        return http(
+          `PUT ${walKey(task.segment)}`,
+          this.store.put(walKey(task.segment), this.encodeSegment(task.segment))
+        ).pipe(
           Effect.map(() => void this.archivedSegments.add(task.segment))
         )
       case "WriteFile":
@@ -622,7 +696,10 @@ class Cluster {
   superviseWorker(index: number): Effect.Effect<void> {
     const generation = { count: 0 }
     const start: Effect.Effect<void> = Effect.suspend(() => {
-      const process = this.process(`s3 worker ${index}${generation.count === 0 ? "" : ` (restart ${generation.count})`}`, "worker")
+      const process = this.process(
+        `s3 worker ${index}${generation.count === 0 ? "" : ` (restart ${generation.count})`}`,
+        "worker"
+      )
       generation.count += 1
       return this.worker(process, index).pipe(
         Effect.matchEffect({
@@ -686,7 +763,13 @@ class Cluster {
     const end = start + this.settings.walSegmentBytes
     const records = this.wal
       .filter((record) => record.lsn >= start && record.lsn < end)
-      .map((record) => ({ lsn: record.lsn, file: record.slot.file, part: record.slot.part, index: record.slot.index, value: toBase64(record.value) }))
+      .map((record) => ({
+        lsn: record.lsn,
+        file: record.slot.file,
+        part: record.slot.part,
+        index: record.slot.index,
+        value: toBase64(record.value)
+      }))
     const json: WalSegmentJson = { records }
     return encodeJson(json)
   }
@@ -714,7 +797,12 @@ class Cluster {
         )
       }
       if (this.archiverFinalCycle) return Effect.void
-      return this.waitUntil(process, this.archiverCv, "archiver: waiting for a ready segment", () => this.readySegments.length > 0 || this.archiverFinalCycle).pipe(
+      return this.waitUntil(
+        process,
+        this.archiverCv,
+        "archiver: waiting for a ready segment",
+        () => this.readySegments.length > 0 || this.archiverFinalCycle
+      ).pipe(
         Effect.zipRight(loop)
       )
     })
@@ -725,7 +813,7 @@ class Cluster {
 
   /** Checkpoint N (cp:1684-2133, sc:232-320, cp:2331-2392). */
   checkpoint(process: Process, shutdown: boolean): Effect.Effect<void, Terminated> {
-    return Effect.gen(this, function* () {
+    return Effect.gen(this, function*() {
       const checkpoint = (this.lastCheckpoint?.checkpoint ?? 0) + 1
       const walPosition = this.walInsertLsn
       this.openCheckpoint = checkpoint + 1
@@ -740,9 +828,15 @@ class Cluster {
       maxLocation = Math.max(maxLocation, this.writeMaxLocation.get(checkpoint) ?? -1)
       if (maxLocation >= 0) yield* this.waitForLocation(process, maxLocation, `[parts of checkpoint ${checkpoint}]`)
       const map: MapJson = {
-        parts: [...this.parts.values()].flatMap((word) => (word.uploadedAt === undefined ? [] : [[word.file, word.part, word.uploadedAt] as const]))
+        parts: [...this.parts.values()].flatMap((
+          word
+        ) => (word.uploadedAt === undefined ? [] : [[word.file, word.part, word.uploadedAt] as const]))
       }
-      const mapLocation = yield* this.enqueue(process, { _tag: "WriteFile", key: mapKey(checkpoint), bytes: encodeJson(map) })
+      const mapLocation = yield* this.enqueue(process, {
+        _tag: "WriteFile",
+        key: mapKey(checkpoint),
+        bytes: encodeJson(map)
+      })
       yield* this.waitForLocation(process, mapLocation, `[map of checkpoint ${checkpoint}]`)
       if (shutdown) {
         // WAL insertion is forbidden after the shutdown checkpoint: enqueue every unarchived segment.
@@ -760,8 +854,17 @@ class Cluster {
         }
         process.waitingOn = undefined
       }
-      const marker: MarkerJson = { checkpoint, previous: this.lastCheckpoint?.checkpoint ?? 0, walPosition, instanceId: modelInstanceId }
-      const markerLocation = yield* this.enqueue(process, { _tag: "WriteFile", key: markerKey(checkpoint), bytes: encodeJson(marker) })
+      const marker: MarkerJson = {
+        checkpoint,
+        previous: this.lastCheckpoint?.checkpoint ?? 0,
+        walPosition,
+        instanceId: modelInstanceId
+      }
+      const markerLocation = yield* this.enqueue(process, {
+        _tag: "WriteFile",
+        key: markerKey(checkpoint),
+        bytes: encodeJson(marker)
+      })
       yield* this.waitForLocation(process, markerLocation, `[completion marker of checkpoint ${checkpoint}]`)
       this.lastCheckpoint = { checkpoint, walPosition }
       this.local.lastCheckpoint = this.lastCheckpoint
@@ -783,7 +886,12 @@ class Cluster {
         )
       }
       if (this.shutdownCheckpointRequested) return this.checkpoint(process, true)
-      return this.waitUntil(process, this.checkpointCv, "checkpointer main loop: waiting for a request", () => this.checkpointsDone < this.checkpointsRequested || this.shutdownCheckpointRequested).pipe(
+      return this.waitUntil(
+        process,
+        this.checkpointCv,
+        "checkpointer main loop: waiting for a request",
+        () => this.checkpointsDone < this.checkpointsRequested || this.shutdownCheckpointRequested
+      ).pipe(
         Effect.zipRight(loop)
       )
     })
@@ -810,14 +918,16 @@ class Cluster {
     )
   }
 
-  start: Effect.Effect<void> = Effect.gen(this, function* () {
+  start: Effect.Effect<void> = Effect.gen(this, function*() {
     const checkpointer = this.process("checkpointer", "checkpointer")
     yield* this.spawn(checkpointer, this.checkpointer(checkpointer))
     const archiver = this.process("archiver", "archiver")
     yield* this.spawn(archiver, this.archiver(archiver))
     const bgwriter = this.process("bgwriter", "bgwriter")
     yield* this.spawn(bgwriter, this.bgwriter(bgwriter))
-    for (let index = 0; index < this.settings.workerCount; index++) yield* Effect.forkDaemon(this.superviseWorker(index))
+    for (let index = 0; index < this.settings.workerCount; index++) {
+      yield* Effect.forkDaemon(this.superviseWorker(index))
+    }
   })
 
   /** The shutdown sequence of §7; completes `postmasterDone` when the postmaster exits. */
@@ -825,23 +935,41 @@ class Cluster {
     if (!this.shutdownStarted) {
       this.shutdownStarted = true
       const postmaster = this.process("postmaster", "postmaster")
-      const sequence = Effect.gen(this, function* () {
+      const sequence = Effect.gen(this, function*() {
         const startMs = yield* now
         // SIGTERM to backends: set the flag and set their latches (wake every sleeper).
         this.shutdownRequested = true
         this.wakeAll()
-        yield* this.waitUntil(postmaster, this.backendsCv, "waiting for backends to exit", () => this.activeBackends === 0)
+        yield* this.waitUntil(
+          postmaster,
+          this.backendsCv,
+          "waiting for backends to exit",
+          () => this.activeBackends === 0
+        )
         // The checkpointer finishes any checkpoint in progress, then the shutdown checkpoint.
         this.shutdownCheckpointRequested = true
         this.checkpointCv.broadcast()
-        yield* this.waitUntil(postmaster, this.checkpointCv, "waiting for the checkpointer (shutdown checkpoint)", () => !this.processAlive("checkpointer"))
+        yield* this.waitUntil(
+          postmaster,
+          this.checkpointCv,
+          "waiting for the checkpointer (shutdown checkpoint)",
+          () => !this.processAlive("checkpointer")
+        )
         this.archiverFinalCycle = true
         this.archiverCv.broadcast()
-        yield* this.waitUntil(postmaster, this.archiverCv, "waiting for the archiver's final cycle", () => !this.processAlive("archiver"))
+        yield* this.waitUntil(
+          postmaster,
+          this.archiverCv,
+          "waiting for the archiver's final cycle",
+          () => !this.processAlive("archiver")
+        )
         this.workersShutdownRequested = true
         this.wakeAll()
-        yield* this.waitUntil(postmaster, this.erasedLocationCv, "waiting for the S3 workers and the bgwriter to exit", () =>
-          !this.processes.some((each) => (each.kind === "worker" || each.kind === "bgwriter") && each.alive)
+        yield* this.waitUntil(
+          postmaster,
+          this.erasedLocationCv,
+          "waiting for the S3 workers and the bgwriter to exit",
+          () => !this.processes.some((each) => (each.kind === "worker" || each.kind === "bgwriter") && each.alive)
         )
         // before_shmem_exit: delete the lock object (errors are FATAL-at-exit: ignored).
         yield* this.store.delete(lockKey).pipe(Effect.ignore)
@@ -859,7 +987,9 @@ class Cluster {
         }
         yield* Deferred.succeed(this.postmasterDone, result)
       })
-      return Effect.forkDaemon(Effect.catchAll(sequence, () => Effect.void)).pipe(Effect.zipRight(Deferred.await(this.postmasterDone)))
+      return Effect.forkDaemon(Effect.catchAll(sequence, () => Effect.void)).pipe(
+        Effect.zipRight(Deferred.await(this.postmasterDone))
+      )
     }
     return Deferred.await(this.postmasterDone)
   })
@@ -879,7 +1009,10 @@ class Cluster {
   }
 
   /** Runs a backend's operation: counted while it runs, part locks released on exit. */
-  backend<A>(name: string, body: (process: Process) => Effect.Effect<A, Terminated>): Effect.Effect<Exit.Exit<A, Terminated>> {
+  backend<A>(
+    name: string,
+    body: (process: Process) => Effect.Effect<A, Terminated>
+  ): Effect.Effect<Exit.Exit<A, Terminated>> {
     return Effect.suspend(() => {
       if (this.shutdownRequested) return Effect.succeed(Exit.fail(new Terminated(name)))
       const process = this.process(name, "backend")
@@ -900,7 +1033,13 @@ class Cluster {
   }
 
   /** Locks a part for a backend; the lock is released whatever happens (error cleanup, h:993-1001). */
-  withPart<A>(process: Process, file: number, part: number, dirty: boolean, body: (word: PartWord) => Effect.Effect<A, Terminated>): Effect.Effect<A, Terminated> {
+  withPart<A>(
+    process: Process,
+    file: number,
+    part: number,
+    dirty: boolean,
+    body: (word: PartWord) => Effect.Effect<A, Terminated>
+  ): Effect.Effect<A, Terminated> {
     return Effect.acquireUseRelease(
       this.lockPart(process, file, part),
       body,
@@ -946,7 +1085,9 @@ class Cluster {
 
   evictionCycle: Effect.Effect<void> = Effect.suspend(() => {
     const passes = (left: number): Effect.Effect<void> =>
-      left === 0 ? Effect.void : Effect.flatMap(this.evictionPass, (changed) => (changed ? passes(left - 1) : Effect.void))
+      left === 0
+        ? Effect.void
+        : Effect.flatMap(this.evictionPass, (changed) => (changed ? passes(left - 1) : Effect.void))
     return passes(evictionPassesMax)
   })
 
@@ -961,7 +1102,9 @@ class Cluster {
           Effect.suspend(() => {
             process.waitingOn = undefined
             const loaded = [...this.parts.values()].filter((word) => word.status === "Loaded").length
-            return loaded > this.settings.desiredLoadedParts && !this.shutdownRequested ? Effect.asVoid(this.evictionPass) : Effect.void
+            return loaded > this.settings.desiredLoadedParts && !this.shutdownRequested
+              ? Effect.asVoid(this.evictionPass)
+              : Effect.void
           })
         ),
         Effect.zipRight(loop)
@@ -977,8 +1120,12 @@ class Cluster {
     for (const word of this.parts.values()) {
       const name = partKey(word.file, word.part)
       if (word.locks < 0) problems.push(`${name}: negative lock count ${word.locks}`)
-      if (word.locks > 0 && word.status !== "Loaded") problems.push(`${name}: ${word.locks} lock(s) on a ${word.status} part`)
-      if (word.status !== "Loaded" && (word.dirty || word.writing || word.scheduled)) problems.push(`${name}: ${word.status} but dirty/writing/scheduled`)
+      if (word.locks > 0 && word.status !== "Loaded") {
+        problems.push(`${name}: ${word.locks} lock(s) on a ${word.status} part`)
+      }
+      if (word.status !== "Loaded" && (word.dirty || word.writing || word.scheduled)) {
+        problems.push(`${name}: ${word.status} but dirty/writing/scheduled`)
+      }
       if (word.scheduled && !word.dirty && !word.writing) problems.push(`${name}: SCHEDULED without DIRTY`)
       if (word.usage > 127) problems.push(`${name}: usage ${word.usage} over 127`)
     }
@@ -991,26 +1138,48 @@ class Cluster {
       `queue: insertLocation=${this.insertLocation} pickLocation=${this.pickLocation} erasedLocation=${this.erasedLocation}`
     ]
     for (const entry of [...this.entries.values()].sort((left, right) => left.location - right.location)) {
-      const state = !entry.published ? "reserved, unpublished" : entry.location < this.pickLocation ? "picked" : "queued"
-      lines.push(`  task at ${entry.location}: ${entry.task === undefined ? "?" : taskText(entry.task)} (${state}${entry.failures > 0 ? `, failed ${entry.failures}x` : ""})`)
+      const state = !entry.published
+        ? "reserved, unpublished"
+        : entry.location < this.pickLocation
+        ? "picked"
+        : "queued"
+      lines.push(
+        `  task at ${entry.location}: ${entry.task === undefined ? "?" : taskText(entry.task)} (${state}${
+          entry.failures > 0 ? `, failed ${entry.failures}x` : ""
+        })`
+      )
     }
     const blockedAt = this.entries.get(this.pickLocation)
-    if (blockedAt !== undefined && !blockedAt.published) lines.push(`  the entry at pickLocation ${this.pickLocation} is reserved but unpublished: no worker can pick past it`)
+    if (blockedAt !== undefined && !blockedAt.published) {
+      lines.push(
+        `  the entry at pickLocation ${this.pickLocation} is reserved but unpublished: no worker can pick past it`
+      )
+    }
     for (const process of this.processes) {
       if (!process.alive) continue
       lines.push(`${process.name}: ${process.waitingOn ?? "running"}`)
     }
-    const dead = this.processes.filter((process) => process.kind === "worker" && !process.alive && process.exitReason?.startsWith("FATAL") === true)
+    const dead = this.processes.filter((process) =>
+      process.kind === "worker" && !process.alive && process.exitReason?.startsWith("FATAL") === true
+    )
     for (const [index, location] of this.workerSlots.entries()) {
       if (location === undefined) continue
       const entry = this.entries.get(location)
-      const alive = this.processes.some((process) => process.kind === "worker" && process.alive && process.name.startsWith(`s3 worker ${index}`))
+      const alive = this.processes.some((process) =>
+        process.kind === "worker" && process.alive && process.name.startsWith(`s3 worker ${index}`)
+      )
       lines.push(
-        `s3 worker ${index}: replay slot holds the task at ${location} (${entry?.task === undefined ? "?" : taskText(entry.task)}), ` +
-          `failed ${entry?.failures ?? 0} time(s), last: ${entry?.lastError ?? "-"}; worker ${alive ? "alive" : this.shutdownRequested ? "dead, not restarted (shutdown)" : "dead"}`
+        `s3 worker ${index}: replay slot holds the task at ${location} (${
+          entry?.task === undefined ? "?" : taskText(entry.task)
+        }), ` +
+          `failed ${entry?.failures ?? 0} time(s), last: ${entry?.lastError ?? "-"}; worker ${
+            alive ? "alive" : this.shutdownRequested ? "dead, not restarted (shutdown)" : "dead"
+          }`
       )
     }
-    if (dead.length > 0) lines.push(`dead workers: ${dead.map((process) => `${process.name} (${process.exitReason})`).join("; ")}`)
+    if (dead.length > 0) {
+      lines.push(`dead workers: ${dead.map((process) => `${process.name} (${process.exitReason})`).join("; ")}`)
+    }
     const shape = this.hangShape()
     if (shape !== undefined) lines.push(`[shape ${shape}]`)
     return lines.join("\n")
@@ -1029,16 +1198,27 @@ class Cluster {
     if (waiters.some((process) => (process.waitLocation ?? 0) >= this.insertLocation)) return "#340"
     // A reserved, unpublished entry blocks the pick, and its producer is dead.
     const hole = this.entries.get(this.pickLocation)
-    if (hole !== undefined && !hole.published && !hole.reservedBy.alive && waiters.some((process) => (process.waitLocation ?? 0) >= hole.location)) return "#340"
+    if (
+      hole !== undefined && !hole.published && !hole.reservedBy.alive &&
+      waiters.some((process) => (process.waitLocation ?? 0) >= hole.location)
+    ) return "#340"
     // The task at the head of the erased prefix is in the replay slot of a dead worker that will
     // not be restarted.
     for (const [index, location] of this.workerSlots.entries()) {
       const entry = location === undefined ? undefined : this.entries.get(location)
       if (entry === undefined || entry.failures === 0 || this.erasedLocation > entry.location) continue
-      const alive = this.processes.some((process) => process.kind === "worker" && process.alive && process.name.startsWith(`s3 worker ${index}`))
-      if (!alive && this.shutdownRequested && waiters.some((process) => (process.waitLocation ?? 0) >= entry.location)) return "#373"
+      const alive = this.processes.some((process) =>
+        process.kind === "worker" && process.alive && process.name.startsWith(`s3 worker ${index}`)
+      )
+      if (
+        !alive && this.shutdownRequested && waiters.some((process) => (process.waitLocation ?? 0) >= entry.location)
+      ) return "#373"
     }
-    if (this.processes.some((process) => process.kind === "worker" && process.alive && process.waitingOn?.startsWith("HTTP") === true)) return "stalled-request"
+    if (
+      this.processes.some((process) =>
+        process.kind === "worker" && process.alive && process.waitingOn?.startsWith("HTTP") === true
+      )
+    ) return "stalled-request"
     return undefined
   }
 }
@@ -1085,13 +1265,17 @@ const padPart = (bytes: Uint8Array): Uint8Array => {
 }
 
 const describeError = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error ? `${String(error._tag)}${"message" in error ? `: ${String(error.message)}` : ""}` : String(error)
+  typeof error === "object" && error !== null && "_tag" in error
+    ? `${String(error._tag)}${"message" in error ? `: ${String(error.message)}` : ""}`
+    : String(error)
 
 const exitError = (exit: Exit.Exit<unknown, unknown>): string | undefined =>
-  Exit.isSuccess(exit) ? undefined : Option.match(Exit.causeOption(exit).pipe(Option.flatMap((cause) => Option.fromNullable(cause))), {
-    onNone: () => "failed",
-    onSome: (cause) => (cause._tag === "Fail" ? describeError(cause.error) : String(cause))
-  })
+  Exit.isSuccess(exit) ?
+    undefined :
+    Option.match(Exit.causeOption(exit).pipe(Option.flatMap((cause) => Option.fromNullable(cause))), {
+      onNone: () => "failed",
+      onSome: (cause) => (cause._tag === "Fail" ? describeError(cause.error) : String(cause))
+    })
 
 // ---------------------------------------------------------------------------------------------
 // The system under test
@@ -1119,13 +1303,14 @@ const instanceOf = (cluster: Cluster): Instance => {
     instanceId: modelInstanceId,
     epoch: modelEpoch,
     insert: (slot, value) =>
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         let applied = false
         let lsn: number | undefined
         let acked = false
         const exit = yield* cluster.backend(`backend insert ${slotKey(slot)}`, (process) =>
-          Effect.gen(function* () {
-            yield* cluster.withPart(process, slot.file, slot.part, true, (word) => Effect.sync(() => writeSlot(word, slot, value)))
+          Effect.gen(function*() {
+            yield* cluster.withPart(process, slot.file, slot.part, true, (word) =>
+              Effect.sync(() => writeSlot(word, slot, value)))
             applied = true
             yield* cluster.touchDirty(process, cluster.word(slot.file, slot.part))
             const record = cluster.appendRecord(slot, value)
@@ -1133,20 +1318,21 @@ const instanceOf = (cluster: Cluster): Instance => {
             // COMMIT: the WAL is flushed locally (no S3 involved).
             record.committed = true
             acked = true
-          })
-        )
+          }))
         return { applied, lsn, acked, error: exitError(exit) }
       }),
     readPart: (file, part) =>
       Effect.map(
-        cluster.backend(`backend read f${file}#${part}`, (process) => cluster.withPart(process, file, part, false, (word) => Effect.sync(() => word.bytes.slice()))),
-        (exit): PartRead => (Exit.isSuccess(exit) ? { bytes: exit.value, error: undefined } : { bytes: undefined, error: exitError(exit) })
+        cluster.backend(`backend read f${file}#${part}`, (process) =>
+          cluster.withPart(process, file, part, false, (word) => Effect.sync(() => word.bytes.slice()))),
+        (exit): PartRead => (Exit.isSuccess(exit)
+          ? { bytes: exit.value, error: undefined }
+          : { bytes: undefined, error: exitError(exit) })
       ),
     holdLease: (file, part, holdMs) =>
       Effect.map(
         cluster.backend(`backend lease f${file}#${part}`, (process) =>
-          cluster.withPart(process, file, part, false, () => Effect.sleep(Duration.millis(holdMs)))
-        ),
+          cluster.withPart(process, file, part, false, () => Effect.sleep(Duration.millis(holdMs)))),
         (exit): OpResult => ({ error: exitError(exit) })
       ),
     checkpoint: Effect.map(
@@ -1156,14 +1342,20 @@ const instanceOf = (cluster: Cluster): Instance => {
           cluster.checkpointsRequested += 1
           const ticket = cluster.checkpointsRequested
           cluster.checkpointCv.broadcast()
-          return cluster.waitUntil(process, cluster.checkpointCv, "waiting for the requested checkpoint", () => cluster.checkpointsDone >= ticket).pipe(
-            Effect.map(() => cluster.lastCheckpoint)
-          )
-        })
-      ),
+          return cluster.waitUntil(process, cluster.checkpointCv, "waiting for the requested checkpoint", () =>
+            cluster.checkpointsDone >= ticket).pipe(
+              Effect.map(() =>
+                cluster.lastCheckpoint
+              )
+            )
+        })),
       (exit): CheckpointResult =>
         Exit.isSuccess(exit) && exit.value !== undefined
-          ? { completed: { checkpoint: exit.value.checkpoint, walPosition: exit.value.walPosition }, skipped: undefined, error: undefined }
+          ? {
+            completed: { checkpoint: exit.value.checkpoint, walPosition: exit.value.walPosition },
+            skipped: undefined,
+            error: undefined
+          }
           : { completed: undefined, skipped: undefined, error: { tag: "Terminated", detail: exitError(exit) ?? "" } }
     ),
     evict: Effect.map(Effect.exit(cluster.evictionCycle), (exit): OpResult => ({ error: exitError(exit) })),
@@ -1195,7 +1387,7 @@ const instanceOf = (cluster: Cluster): Instance => {
 
 /** Reads a checkpoint's marker and map. */
 const readMarker = (store: ObjectStoreService, checkpoint: number) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const marker = decodeJson(yield* store.get(markerKey(checkpoint))) as MarkerJson
     const map = decodeJson(yield* store.get(mapKey(checkpoint))) as MapJson
     return { marker, map }
@@ -1213,8 +1405,14 @@ const listCheckpointNumbers = (store: ObjectStoreService) =>
   )
 
 /** Boots a cluster: the lock object (If-None-Match, then compare ids), then the children. */
-const boot = (world: OriginalWorld, settings: OriginalSettings, label: string, directory: LocalDirectory, remote: ReadonlyMap<string, number>) =>
-  Effect.gen(function* () {
+const boot = (
+  world: OriginalWorld,
+  settings: OriginalSettings,
+  label: string,
+  directory: LocalDirectory,
+  remote: ReadonlyMap<string, number>
+) =>
+  Effect.gen(function*() {
     const view = yield* world.bucket.view
     world.faultControls.push(view.faults)
     const lockBytes = encodeJson({ instanceId: modelInstanceId })
@@ -1222,8 +1420,9 @@ const boot = (world: OriginalWorld, settings: OriginalSettings, label: string, d
       Effect.catchAll((error) =>
         describeError(error).startsWith("PreconditionFailed")
           ? Effect.flatMap(view.store.get(lockKey), (held) =>
-              (decodeJson(held) as { instanceId?: string }).instanceId === modelInstanceId ? Effect.void : Effect.fail("FATAL: another instance holds the bucket lock")
-            )
+            (decodeJson(held) as { instanceId?: string }).instanceId === modelInstanceId
+              ? Effect.void
+              : Effect.fail("FATAL: another instance holds the bucket lock"))
           : Effect.fail(`FATAL: could not put the lock object: ${describeError(error)}`)
       ),
       Effect.mapError(describeError)
@@ -1246,25 +1445,28 @@ const replay = (cluster: Cluster, records: ReadonlyArray<{ readonly slot: Slot; 
               bytes.set(record.value, record.slot.index * dataModel.slotBytes)
               word.bytes = bytes
               cluster.local.parts.set(partKey(word.file, word.part), bytes)
-            })
-          )
-        ),
-        (exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.fail(`replay of ${slotKey(record.slot)} failed: ${exitError(exit)}`))
+            }))),
+        (exit) => (Exit.isSuccess(exit)
+          ? Effect.void
+          : Effect.fail(`replay of ${slotKey(record.slot)} failed: ${exitError(exit)}`))
       ),
     { discard: true }
   )
 
-const remoteOf = (map: MapJson): Map<string, number> => new Map(map.parts.map(([file, part, checkpoint]) => [partKey(file, part), checkpoint]))
+const remoteOf = (map: MapJson): Map<string, number> =>
+  new Map(map.parts.map(([file, part, checkpoint]) => [partKey(file, part), checkpoint]))
 
 /** The model of the original protocol as a system under test. */
-export const originalSystem = (settings: OriginalSettings = defaultOriginalSettings): SystemUnderTest<OriginalWorld> => ({
+export const originalSystem = (
+  settings: OriginalSettings = defaultOriginalSettings
+): SystemUnderTest<OriginalWorld> => ({
   name: "original",
   shutdownDeadlineMs: settings.shutdownDeadlineMs,
   // The original bounds no wait.
   readDeadlineMs: undefined,
   makeWorld: Effect.map(makeSimBucket, (bucket) => ({ bucket, directories: new Map(), faultControls: [] })),
   open: (world, label) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const directory = emptyDirectory()
       world.directories.set(label, directory)
       return instanceOf(yield* boot(world, settings, label, directory, new Map()))
@@ -1272,10 +1474,12 @@ export const originalSystem = (settings: OriginalSettings = defaultOriginalSetti
   takeOver: undefined,
   healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
   restart: (world, label, crash) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const previous = world.directories.get(label) ?? emptyDirectory()
       const last = previous.lastCheckpoint
-      const remote = last === undefined ? new Map<string, number>() : remoteOf((yield* readMarker(world.bucket.raw, last.checkpoint).pipe(Effect.mapError(describeError))).map)
+      const remote = last === undefined
+        ? new Map<string, number>()
+        : remoteOf((yield* readMarker(world.bucket.raw, last.checkpoint).pipe(Effect.mapError(describeError))).map)
       // A crash loses the data files written since the checkpoint (not fsynced) and uncommitted WAL.
       const directory: LocalDirectory = {
         lastCheckpoint: last,
@@ -1289,25 +1493,43 @@ export const originalSystem = (settings: OriginalSettings = defaultOriginalSetti
       return instanceOf(cluster)
     }),
   restore: (world, label) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const store = world.bucket.raw
       const numbers = yield* listCheckpointNumbers(store).pipe(Effect.mapError(describeError))
       const latest = numbers[numbers.length - 1]
-      const loaded = latest === undefined ? undefined : yield* readMarker(store, latest).pipe(Effect.mapError(describeError))
+      const loaded = latest === undefined
+        ? undefined
+        : yield* readMarker(store, latest).pipe(Effect.mapError(describeError))
       const directory = emptyDirectory()
-      directory.lastCheckpoint = loaded === undefined ? undefined : { checkpoint: loaded.marker.checkpoint, walPosition: loaded.marker.walPosition }
+      directory.lastCheckpoint = loaded === undefined
+        ? undefined
+        : { checkpoint: loaded.marker.checkpoint, walPosition: loaded.marker.walPosition }
       const walKeys = yield* store.list("wal/").pipe(Stream.runCollect, Effect.mapError(describeError))
       const records: Array<{ lsn: number; slot: Slot; value: Uint8Array }> = []
       for (const info of walKeys) {
         const segment = decodeJson(yield* store.get(info.key).pipe(Effect.mapError(describeError))) as WalSegmentJson
         for (const record of segment.records) {
-          if (record.lsn >= (loaded?.marker.walPosition ?? 0)) records.push({ lsn: record.lsn, slot: { file: record.file, part: record.part, index: record.index }, value: fromBase64(record.value) })
+          if (record.lsn >= (loaded?.marker.walPosition ?? 0)) {
+            records.push({
+              lsn: record.lsn,
+              slot: { file: record.file, part: record.part, index: record.index },
+              value: fromBase64(record.value)
+            })
+          }
         }
       }
       records.sort((left, right) => left.lsn - right.lsn)
-      directory.walInsertLsn = (Math.floor((records[records.length - 1]?.lsn ?? loaded?.marker.walPosition ?? 0) / settings.walSegmentBytes) + 1) * settings.walSegmentBytes
+      directory.walInsertLsn =
+        (Math.floor((records[records.length - 1]?.lsn ?? loaded?.marker.walPosition ?? 0) / settings.walSegmentBytes) +
+          1) * settings.walSegmentBytes
       world.directories.set(label, directory)
-      const cluster = yield* boot(world, settings, label, directory, loaded === undefined ? new Map() : remoteOf(loaded.map))
+      const cluster = yield* boot(
+        world,
+        settings,
+        label,
+        directory,
+        loaded === undefined ? new Map() : remoteOf(loaded.map)
+      )
       yield* replay(cluster, records)
       return instanceOf(cluster)
     }),
@@ -1316,7 +1538,7 @@ export const originalSystem = (settings: OriginalSettings = defaultOriginalSetti
 
 /** Reads every checkpoint of the model's bucket back, independently of the model. */
 const auditOriginalBucket = (store: ObjectStoreService): Effect.Effect<BucketAudit> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const problems: Array<string> = []
     const checkpoints: Array<AuditedCheckpoint> = []
     const numbers = yield* listCheckpointNumbers(store).pipe(Effect.orElseSucceed((): ReadonlyArray<number> => []))
@@ -1330,13 +1552,26 @@ const auditOriginalBucket = (store: ObjectStoreService): Effect.Effect<BucketAud
       for (const [file, part, at] of read.right.map.parts) {
         const bytes = yield* Effect.either(store.get(dataKey(at, file, part)))
         if (bytes._tag === "Left") {
-          problems.push(`checkpoint ${checkpoint} references ${dataKey(at, file, part)}, which is missing: ${describeError(bytes.left)}`)
+          problems.push(
+            `checkpoint ${checkpoint} references ${dataKey(at, file, part)}, which is missing: ${
+              describeError(bytes.left)
+            }`
+          )
           continue
         }
-        for (const [slot, value] of slotsOfPart(file, part, padPart(bytes.right))) if (!isZero(value)) slots.set(slotKey(slot), value)
+        for (const [slot, value] of slotsOfPart(file, part, padPart(bytes.right))) {
+          if (!isZero(value)) slots.set(slotKey(slot), value)
+        }
       }
       const marker = read.right.marker
-      checkpoints.push({ checkpoint, previous: marker.previous, epoch: modelEpoch, instanceId: marker.instanceId, walPosition: marker.walPosition, slots })
+      checkpoints.push({
+        checkpoint,
+        previous: marker.previous,
+        epoch: modelEpoch,
+        instanceId: marker.instanceId,
+        walPosition: marker.walPosition,
+        slots
+      })
     }
     return { checkpoints, problems }
   })

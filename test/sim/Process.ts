@@ -24,9 +24,23 @@ export const makeGate = (): ProcessGate => ({ dead: false })
 
 const killedDetail = "the process was killed"
 
-const storeCall = <A, E>(gate: ProcessGate, operation: string, key: string | undefined, call: () => Effect.Effect<A, E>): Effect.Effect<A, E | ObjectStoreRejected> =>
+const storeCall = <A, E>(
+  gate: ProcessGate,
+  operation: string,
+  key: string | undefined,
+  call: () => Effect.Effect<A, E>
+): Effect.Effect<A, E | ObjectStoreRejected> =>
   Effect.suspend((): Effect.Effect<A, E | ObjectStoreRejected> =>
-    gate.dead ? Effect.fail(new ObjectStoreRejected({ operation, ...(key === undefined ? {} : { key }), code: "ProcessKilled", detail: killedDetail })) : call()
+    gate.dead
+      ? Effect.fail(
+        new ObjectStoreRejected({
+          operation,
+          ...(key === undefined ? {} : { key }),
+          code: "ProcessKilled",
+          detail: killedDetail
+        })
+      )
+      : call()
   )
 
 /** The bucket as a process sees it: unreachable once the process is dead. */
@@ -41,8 +55,16 @@ export const gatedStore = (inner: ObjectStoreService, gate: ProcessGate): Object
   list: (prefix) => Stream.unwrap(storeCall(gate, "list", prefix, () => Effect.succeed(inner.list(prefix))))
 })
 
-const diskCall = <A>(gate: ProcessGate, operation: string, path: string, call: () => Effect.Effect<A, LocalIoError>): Effect.Effect<A, LocalIoError> =>
-  Effect.suspend((): Effect.Effect<A, LocalIoError> => (gate.dead ? Effect.fail(new LocalIoError({ operation, path, detail: killedDetail })) : call()))
+const diskCall = <A>(
+  gate: ProcessGate,
+  operation: string,
+  path: string,
+  call: () => Effect.Effect<A, LocalIoError>
+): Effect.Effect<A, LocalIoError> =>
+  Effect.suspend((): Effect.Effect<
+    A,
+    LocalIoError
+  > => (gate.dead ? Effect.fail(new LocalIoError({ operation, path, detail: killedDetail })) : call()))
 
 /** The local disk as a process sees it: nothing reaches it once the process is dead. */
 export const gatedDisk = (inner: LocalDiskService, gate: ProcessGate): LocalDiskService => ({
@@ -58,5 +80,9 @@ export const gatedDisk = (inner: LocalDiskService, gate: ProcessGate): LocalDisk
   list: (directory) => diskCall(gate, "list", directory, () => inner.list(directory)),
   usedBytes: (directory) => diskCall(gate, "usedBytes", directory, () => inner.usedBytes(directory)),
   // The directory lock dies with the process (MemoryDisk's crash releases it).
-  lockDirectory: Effect.suspend(() => (gate.dead ? Effect.fail(new LocalIoError({ operation: "lockDirectory", path: "", detail: killedDetail })) : inner.lockDirectory))
+  lockDirectory: Effect.suspend(
+    () => (gate.dead
+      ? Effect.fail(new LocalIoError({ operation: "lockDirectory", path: "", detail: killedDetail }))
+      : inner.lockDirectory)
+  )
 })

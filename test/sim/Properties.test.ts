@@ -31,7 +31,15 @@ const shutdown = (instance: string): ShutdownRecord => ({
   instance,
   startedAtMs: 1_000,
   completedAtMs: 1_500,
-  result: { metDeadline: true, durationMs: 500, archivedThroughLsn: 2_000, finalCheckpoint: 1, finalCheckpointTimedOut: false, problems: [], detail: "" },
+  result: {
+    metDeadline: true,
+    durationMs: 500,
+    archivedThroughLsn: 2_000,
+    finalCheckpoint: 1,
+    finalCheckpointTimedOut: false,
+    problems: [],
+    detail: ""
+  },
   diagnosisAtDeadline: undefined,
   completedLateAtMs: undefined,
   observation: { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 0, invariantProblems: [] }
@@ -53,18 +61,58 @@ const healthy = (): RunRecord => {
     system: "test",
     shutdownDeadlineMs: 1_000,
     readDeadlineMs: 1_000,
-    schedule: { steps: [], shutdownAtMs: 1_000, interruptWorkloadAtShutdown: false, shutdownByScope: true, crashBeforeRestart: false, randomSeed: 0 },
+    schedule: {
+      steps: [],
+      shutdownAtMs: 1_000,
+      interruptWorkloadAtShutdown: false,
+      shutdownByScope: true,
+      crashBeforeRestart: false,
+      randomSeed: 0
+    },
     instances: [{ label: "A", instanceId: "iA", epoch: 1, openedAtMs: 0, tookOverFrom: undefined }],
     inserts,
-    reads: [{ file: 0, part: 0, instance: "A", startedAtMs: 500, result: { bytes: partBytes(inserts), error: undefined }, endedAtMs: 501 }],
-    checkpoints: [{ instance: "A", startedAtMs: 100, stale: false, faultsActive: false, afterLoggedInsert: false, result: { completed: { checkpoint: 1, walPosition: 1_200 }, skipped: undefined, error: undefined }, endedAtMs: 200 }],
+    reads: [{
+      file: 0,
+      part: 0,
+      instance: "A",
+      startedAtMs: 500,
+      result: { bytes: partBytes(inserts), error: undefined },
+      endedAtMs: 501
+    }],
+    checkpoints: [{
+      instance: "A",
+      startedAtMs: 100,
+      stale: false,
+      faultsActive: false,
+      afterLoggedInsert: false,
+      result: { completed: { checkpoint: 1, walPosition: 1_200 }, skipped: undefined, error: undefined },
+      endedAtMs: 200
+    }],
     invariantProblems: [],
     faults: [],
     shutdowns: [shutdown("A")],
     unfinishedWorkload: [],
     reopens: [
-      { kind: "restart", instance: "A", instanceId: "iA", epoch: 1, crash: true, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("A") },
-      { kind: "restore", instance: "R", instanceId: "iR", epoch: 2, crash: false, error: undefined, parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }], shutdown: shutdown("R") }
+      {
+        kind: "restart",
+        instance: "A",
+        instanceId: "iA",
+        epoch: 1,
+        crash: true,
+        error: undefined,
+        parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }],
+        shutdown: shutdown("A")
+      },
+      {
+        kind: "restore",
+        instance: "R",
+        instanceId: "iR",
+        epoch: 2,
+        crash: false,
+        error: undefined,
+        parts: [{ file: 0, part: 0, read: { bytes: partBytes(inserts), error: undefined } }],
+        shutdown: shutdown("R")
+      }
     ],
     crashes: [],
     archives: [],
@@ -77,7 +125,9 @@ const healthy = (): RunRecord => {
   }
 }
 
-const violated = (record: RunRecord): ReadonlyArray<PropertyName> => [...new Set(judge(record).map((violation) => violation.property))]
+const violated = (
+  record: RunRecord
+): ReadonlyArray<PropertyName> => [...new Set(judge(record).map((violation) => violation.property))]
 
 describe("Properties", () => {
   it("a healthy run violates nothing", () => {
@@ -88,7 +138,13 @@ describe("Properties", () => {
     const hung = healthy()
     const first = hung.shutdowns[0]
     if (first === undefined) throw new Error("fixture")
-    hung.shutdowns[0] = { ...first, completedAtMs: undefined, result: undefined, observation: undefined, diagnosisAtDeadline: "checkpointer: s3_queue_wait_for_location(576)" }
+    hung.shutdowns[0] = {
+      ...first,
+      completedAtMs: undefined,
+      result: undefined,
+      observation: undefined,
+      diagnosisAtDeadline: "checkpointer: s3_queue_wait_for_location(576)"
+    }
     assert.deepStrictEqual(violated(hung), ["shutdown-within-deadline"])
     assert.include(judge(hung)[0]?.detail ?? "", "s3_queue_wait_for_location(576)")
     const late = healthy()
@@ -97,11 +153,13 @@ describe("Properties", () => {
   })
 
   it("quiescent-after-shutdown: a fiber alive, a lease held, a task unresolved, an operation still running", () => {
-    for (const observation of [
-      { leasesHeld: 0, fibersAlive: 1, fibersAliveDetail: "#7", unresolvedTasks: 0, invariantProblems: [] },
-      { leasesHeld: 1, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 0, invariantProblems: [] },
-      { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 2, invariantProblems: [] }
-    ]) {
+    for (
+      const observation of [
+        { leasesHeld: 0, fibersAlive: 1, fibersAliveDetail: "#7", unresolvedTasks: 0, invariantProblems: [] },
+        { leasesHeld: 1, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 0, invariantProblems: [] },
+        { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 2, invariantProblems: [] }
+      ]
+    ) {
       const record = healthy()
       const first = record.shutdowns[0]
       if (first === undefined) throw new Error("fixture")
@@ -116,7 +174,19 @@ describe("Properties", () => {
   it("failures-reach-waiters: a timeout while the bucket answered at once; not under latency", () => {
     const record = healthy()
     record.faults.push({ atMs: 50, instance: "A", kind: "permanent" })
-    record.checkpoints.push({ instance: "A", startedAtMs: 300, stale: false, faultsActive: false, afterLoggedInsert: false, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "checkpoint 2 failed (TimedOut): not committed within 2000 ms" } }, endedAtMs: 2_300 })
+    record.checkpoints.push({
+      instance: "A",
+      startedAtMs: 300,
+      stale: false,
+      faultsActive: false,
+      afterLoggedInsert: false,
+      result: {
+        completed: undefined,
+        skipped: undefined,
+        error: { tag: "CheckpointFailed", detail: "checkpoint 2 failed (TimedOut): not committed within 2000 ms" }
+      },
+      endedAtMs: 2_300
+    })
     assert.deepStrictEqual(violated(record), ["failures-reach-waiters"])
     record.faults.push({ atMs: 60, instance: "A", kind: "latency" })
     assert.deepStrictEqual(violated(record), [])
@@ -178,23 +248,53 @@ describe("Properties", () => {
 
   it("manifest-references-exist: any problem of the audit", () => {
     const record = healthy()
-    record.audit = { checkpoints: record.audit?.checkpoints ?? [], problems: ["checkpoint 1 references data/1/f0/0-abc, which is missing"] }
+    record.audit = {
+      checkpoints: record.audit?.checkpoints ?? [],
+      problems: ["checkpoint 1 references data/1/f0/0-abc, which is missing"]
+    }
     assert.deepStrictEqual(violated(record), ["manifest-references-exist"])
   })
 
   it("stale-writer-fenced: a stale commit, a non-Fenced failure on a healthy bucket, an epoch going back", () => {
     const committed = healthy()
-    committed.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: true, result: { completed: { checkpoint: 2, walPosition: 1_300 }, skipped: undefined, error: undefined }, endedAtMs: 310 })
+    committed.checkpoints.push({
+      instance: "A",
+      startedAtMs: 300,
+      stale: true,
+      faultsActive: false,
+      afterLoggedInsert: true,
+      result: { completed: { checkpoint: 2, walPosition: 1_300 }, skipped: undefined, error: undefined },
+      endedAtMs: 310
+    })
     assert.include(violated(committed), "stale-writer-fenced")
     const wrongError = healthy()
-    wrongError.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: true, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } }, endedAtMs: 310 })
+    wrongError.checkpoints.push({
+      instance: "A",
+      startedAtMs: 300,
+      stale: true,
+      faultsActive: false,
+      afterLoggedInsert: true,
+      result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } },
+      endedAtMs: 310
+    })
     assert.deepStrictEqual(violated(wrongError), ["stale-writer-fenced"])
     const faulty = healthy()
-    faulty.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: true, afterLoggedInsert: true, result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } }, endedAtMs: 310 })
+    faulty.checkpoints.push({
+      instance: "A",
+      startedAtMs: 300,
+      stale: true,
+      faultsActive: true,
+      afterLoggedInsert: true,
+      result: { completed: undefined, skipped: undefined, error: { tag: "CheckpointFailed", detail: "" } },
+      endedAtMs: 310
+    })
     assert.deepStrictEqual(violated(faulty), [])
     const backwards = healthy()
     const base = checkpointOf(backwards.inserts, 1_200)
-    backwards.finalAudit = { checkpoints: [{ ...base, epoch: 2 }, { ...base, checkpoint: 2, previous: 1, epoch: 1 }], problems: [] }
+    backwards.finalAudit = {
+      checkpoints: [{ ...base, epoch: 2 }, { ...base, checkpoint: 2, previous: 1, epoch: 1 }],
+      problems: []
+    }
     assert.include(violated(backwards), "stale-writer-fenced")
   })
 
@@ -202,7 +302,10 @@ describe("Properties", () => {
     const record = healthy()
     const restart = record.reopens[0]
     if (restart === undefined) throw new Error("fixture")
-    record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }] }
+    record.reopens[0] = {
+      ...restart,
+      parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }]
+    }
     assert.deepStrictEqual(violated(record), ["restart-keeps-acknowledged"])
     const failed = healthy()
     failed.reopens[0] = { ...restart, error: "BucketLocked" }
@@ -216,7 +319,10 @@ describe("Properties", () => {
     record.finalAudit = record.audit
     const restart = record.reopens[0]
     if (restart === undefined) throw new Error("fixture")
-    record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }] }
+    record.reopens[0] = {
+      ...restart,
+      parts: [{ file: 0, part: 0, read: { bytes: partBytes([record.inserts[0] as InsertRecord]), error: undefined } }]
+    }
     record.reads.length = 0
     assert.deepStrictEqual(violated(record).filter((name) => name === "restart-keeps-acknowledged"), [])
   })
@@ -233,7 +339,10 @@ describe("Properties", () => {
       const restart = record.reopens[0]
       if (restart === undefined) throw new Error("fixture")
       const kept = [record.inserts[0] as InsertRecord, ...(later === undefined ? [] : [later])]
-      record.reopens[0] = { ...restart, parts: [{ file: 0, part: 0, read: { bytes: partBytes(kept), error: undefined } }] }
+      record.reopens[0] = {
+        ...restart,
+        parts: [{ file: 0, part: 0, read: { bytes: partBytes(kept), error: undefined } }]
+      }
       return violated(record).filter((name) => name === "restart-keeps-acknowledged")
     }
     // Past the recorded end (a crash dropped the flush mark): indistinguishable from a torn write.
@@ -254,7 +363,11 @@ describe("Properties", () => {
       record.audit = { checkpoints: [first, claim], problems: [] }
       record.finalAudit = record.audit
       if (options.attempted) record.failedTakeOvers?.push({ label: "B", replacing: "A", atMs: 900 })
-      record.reopens[0] = { ...restart, error: "StartupRefused: start-up refused (ForeignInstance): the bucket's latest checkpoint 2 was written by instance iB" }
+      record.reopens[0] = {
+        ...restart,
+        error:
+          "StartupRefused: start-up refused (ForeignInstance): the bucket's latest checkpoint 2 was written by instance iB"
+      }
       return violated(record).filter((name) => name === "restart-keeps-acknowledged")
     }
     assert.deepStrictEqual(takenOver({ attempted: true, claimedBy: "iB" }), [])
@@ -266,7 +379,10 @@ describe("Properties", () => {
     const record = healthy()
     const restore = record.reopens[1]
     if (restore === undefined) throw new Error("fixture")
-    record.reopens[1] = { ...restore, parts: [{ file: 0, part: 0, read: { bytes: new Uint8Array(dataModel.partSizeBytes), error: undefined } }] }
+    record.reopens[1] = {
+      ...restore,
+      parts: [{ file: 0, part: 0, read: { bytes: new Uint8Array(dataModel.partSizeBytes), error: undefined } }]
+    }
     assert.deepStrictEqual(violated(record), ["restore-from-bucket"])
   })
 
@@ -279,26 +395,49 @@ describe("Properties", () => {
     record.checkpoints.length = 0
     const shutdownA = record.shutdowns[0]
     if (shutdownA === undefined || shutdownA.result === undefined) throw new Error("fixture")
-    record.shutdowns[0] = { ...shutdownA, result: { ...shutdownA.result, archivedThroughLsn: 0, finalCheckpoint: undefined } }
+    record.shutdowns[0] = {
+      ...shutdownA,
+      result: { ...shutdownA.result, archivedThroughLsn: 0, finalCheckpoint: undefined }
+    }
     const restore = record.reopens[1]
     if (restore === undefined) throw new Error("fixture")
-    record.reopens[1] = { ...restore, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }] }
+    record.reopens[1] = {
+      ...restore,
+      parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }]
+    }
     record.reads.length = 0
     assert.deepStrictEqual(violated(record), [])
     record.archives.push({ instance: "A", startedAtMs: 20, endedAtMs: 30, result: { error: undefined } })
     assert.deepStrictEqual(violated(record), ["restore-from-bucket"])
     assert.include(judge(record)[0]?.detail ?? "", "awaited WAL archive")
     // Archived only after another instance began taking A's bucket over: no longer a promise.
-    record.instances.push({ label: "B", instanceId: "iB", epoch: 2, openedAtMs: 40, tookOverFrom: "A", takeOverStartedAtMs: 25 })
+    record.instances.push({
+      label: "B",
+      instanceId: "iB",
+      epoch: 2,
+      openedAtMs: 40,
+      tookOverFrom: "A",
+      takeOverStartedAtMs: 25
+    })
     assert.deepStrictEqual(violated(record), [])
   })
 
   it("fenced-stops-acknowledging: an acknowledgement after the writer was told it is fenced", () => {
     const record = healthy()
-    record.checkpoints.push({ instance: "A", startedAtMs: 300, stale: true, faultsActive: false, afterLoggedInsert: false, result: { completed: undefined, skipped: undefined, error: { tag: "Fenced", detail: "" } }, endedAtMs: 310 })
+    record.checkpoints.push({
+      instance: "A",
+      startedAtMs: 300,
+      stale: true,
+      faultsActive: false,
+      afterLoggedInsert: false,
+      result: { completed: undefined, skipped: undefined, error: { tag: "Fenced", detail: "" } },
+      endedAtMs: 310
+    })
     const late = { ...insert(2, 2, 1_300), startedAtMs: 400, endedAtMs: 401 }
     record.inserts.push(late)
-    assert.deepStrictEqual(violated(record).filter((name) => name === "fenced-stops-acknowledging"), ["fenced-stops-acknowledging"])
+    assert.deepStrictEqual(violated(record).filter((name) => name === "fenced-stops-acknowledging"), [
+      "fenced-stops-acknowledging"
+    ])
     record.inserts[2] = { ...late, result: { applied: true, lsn: 1_300, acked: false, error: "Fenced" } }
     assert.deepStrictEqual(violated(record).filter((name) => name === "fenced-stops-acknowledging"), [])
   })
@@ -318,7 +457,11 @@ describe("Properties", () => {
     const onlyFirst = [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }]
     record.reopens[0] = { ...restart, instance: "A.2", parts: onlyFirst }
     record.reopens[1] = { ...restore, parts: onlyFirst }
-    assert.include(violated(record), "checkpoint-restores-acknowledged", "not killed: its LSN is below the checkpoint's position")
+    assert.include(
+      violated(record),
+      "checkpoint-restores-acknowledged",
+      "not killed: its LSN is below the checkpoint's position"
+    )
     record.crashes.push({ instance: "A", atMs: 40, during: "running" })
     assert.deepStrictEqual(violated(record), [])
     // Acknowledged by the killed incarnation: the restart on the same directory must have it.
@@ -330,7 +473,10 @@ describe("Properties", () => {
 
   describe("garbage collection", () => {
     const passResult = { error: undefined, deletedObjects: 2, expiredNow: [1], retained: [2], complete: true }
-    const referencing = (checkpoint: AuditedCheckpoint, references: ReadonlyArray<string>): AuditedCheckpoint => ({ ...checkpoint, references })
+    const referencing = (checkpoint: AuditedCheckpoint, references: ReadonlyArray<string>): AuditedCheckpoint => ({
+      ...checkpoint,
+      references
+    })
     const gcRun = (): RunRecord => {
       const record = healthy()
       const kept = referencing(checkpointOf(record.inserts, 1_200), ["data/0000000000000001/f0/0000000000-a"])
@@ -342,41 +488,99 @@ describe("Properties", () => {
         restores: [],
         finalGc: {
           result: passResult,
-          audit: { checkpoints: [kept], problems: [], expired: [], history: [kept], walSegmentBytes: 4_096, objects: [{ key: "data/0000000000000001/f0/0000000000-a", sizeBytes: 4_096 }, { key: "wal/0000000000000000-0000000000000001", sizeBytes: 1_300 }] }
+          audit: {
+            checkpoints: [kept],
+            problems: [],
+            expired: [],
+            history: [kept],
+            walSegmentBytes: 4_096,
+            objects: [{ key: "data/0000000000000001/f0/0000000000-a", sizeBytes: 4_096 }, {
+              key: "wal/0000000000000000-0000000000000001",
+              sizeBytes: 1_300
+            }]
+          }
         }
       }
     }
 
     it("a healthy run with a pass and a restore violates nothing", () => {
       const record = gcRun()
-      record.restores?.push({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 1, walFromLsn: 1_200, walToLsn: 1_200, parts: [{ file: 0, part: 0, read: { bytes: partBytes(record.inserts), error: undefined } }] } })
+      record.restores?.push({
+        startedAtMs: 500,
+        choice: { _tag: "Checkpoint", checkpoint: 1 },
+        latencyMs: 0,
+        endedAtMs: 600,
+        result: {
+          error: undefined,
+          base: 1,
+          walFromLsn: 1_200,
+          walToLsn: 1_200,
+          parts: [{ file: 0, part: 0, read: { bytes: partBytes(record.inserts), error: undefined } }]
+        }
+      })
       assert.deepStrictEqual(violated(record), [])
     })
 
     it("gc-keeps-retained: a committed checkpoint lacking an object, during the run or after the last pass", () => {
       const record = gcRun()
-      record.gcAudits?.push({ atMs: 300, audit: { checkpoints: [], problems: ["checkpoint 1 references data/x, which is gone"] } })
+      record.gcAudits?.push({
+        atMs: 300,
+        audit: { checkpoints: [], problems: ["checkpoint 1 references data/x, which is gone"] }
+      })
       assert.deepStrictEqual(violated(record), ["gc-keeps-retained"])
     })
 
     it("checkpoint-numbers-kept: a committed number whose root vanished, or committed again", () => {
       const record = gcRun()
-      record.gcAudits?.push({ atMs: 300, audit: { checkpoints: [], problems: [], numberProblems: ["checkpoint 1's root manifest is gone, with no tombstone: its number can be committed again"] } })
+      record.gcAudits?.push({
+        atMs: 300,
+        audit: {
+          checkpoints: [],
+          problems: [],
+          numberProblems: ["checkpoint 1's root manifest is gone, with no tombstone: its number can be committed again"]
+        }
+      })
       assert.deepStrictEqual(violated(record), ["checkpoint-numbers-kept"])
     })
 
     it("gc-fails-closed: a pass that went on after a failed listing, or deleted while failing", () => {
       const record = gcRun()
-      record.gcPasses?.push({ startedAtMs: 100, faultsActive: true, objectsBefore: [], endedAtMs: 120, audit: { checkpoints: [], problems: [], objects: [] }, result: { ...passResult, listingsFailed: ["leases/"] } })
+      record.gcPasses?.push({
+        startedAtMs: 100,
+        faultsActive: true,
+        objectsBefore: [],
+        endedAtMs: 120,
+        audit: { checkpoints: [], problems: [], objects: [] },
+        result: { ...passResult, listingsFailed: ["leases/"] }
+      })
       assert.deepStrictEqual(violated(record), ["gc-fails-closed"])
       const failing = gcRun()
-      failing.gcPasses?.push({ startedAtMs: 100, faultsActive: true, objectsBefore: ["data/0000000000000001/f0/0000000000-b"], endedAtMs: 120, audit: { checkpoints: [], problems: [], objects: [] }, result: { ...passResult, error: "GcFailed: listing data/" } })
+      failing.gcPasses?.push({
+        startedAtMs: 100,
+        faultsActive: true,
+        objectsBefore: ["data/0000000000000001/f0/0000000000-b"],
+        endedAtMs: 120,
+        audit: { checkpoints: [], problems: [], objects: [] },
+        result: { ...passResult, error: "GcFailed: listing data/" }
+      })
       assert.deepStrictEqual(violated(failing), ["gc-fails-closed"])
     })
 
     it("restore-under-lease: a restore that met a missing object; a refusal is clean", () => {
       const record = gcRun()
-      const failed = (tag: string) => ({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 } as const, latencyMs: 0, endedAtMs: 600, result: { error: { tag, detail: `${tag}: …` }, base: undefined, walFromLsn: undefined, walToLsn: undefined, parts: [] } })
+      const failed = (tag: string) => ({
+        startedAtMs: 500,
+        choice: { _tag: "Checkpoint", checkpoint: 1 } as const,
+        latencyMs: 0,
+        endedAtMs: 600,
+        result: {
+          error: { tag, detail: `${tag}: …` },
+          base: undefined,
+          walFromLsn: undefined,
+          walToLsn: undefined,
+          parts: []
+        }
+      })
       record.restores?.push(failed("RestoreRefused"), failed("ReaderLeaseLost"))
       assert.deepStrictEqual(violated(record), [])
       record.restores?.push(failed("ObjectNotFound"))
@@ -386,11 +590,35 @@ describe("Properties", () => {
     it("restore-at-target: an insert of the base missing, the wrong base, or an insert past the LSN target", () => {
       const record = gcRun()
       const [first, second] = record.inserts as [InsertRecord, InsertRecord]
-      record.restores?.push({ startedAtMs: 500, choice: { _tag: "Checkpoint", checkpoint: 1 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 1, walFromLsn: 1_200, walToLsn: 1_200, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }] } })
+      record.restores?.push({
+        startedAtMs: 500,
+        choice: { _tag: "Checkpoint", checkpoint: 1 },
+        latencyMs: 0,
+        endedAtMs: 600,
+        result: {
+          error: undefined,
+          base: 1,
+          walFromLsn: 1_200,
+          walToLsn: 1_200,
+          parts: [{ file: 0, part: 0, read: { bytes: partBytes([first]), error: undefined } }]
+        }
+      })
       assert.deepStrictEqual(violated(record), ["restore-at-target"])
       // To LSN 300 from an empty base: insert 1 (LSN 600) must not be there.
       const lsn = gcRun()
-      lsn.restores?.push({ startedAtMs: 500, choice: { _tag: "Lsn", lsn: 300 }, latencyMs: 0, endedAtMs: 600, result: { error: undefined, base: 0, walFromLsn: 0, walToLsn: 300, parts: [{ file: 0, part: 0, read: { bytes: partBytes([first, second]), error: undefined } }] } })
+      lsn.restores?.push({
+        startedAtMs: 500,
+        choice: { _tag: "Lsn", lsn: 300 },
+        latencyMs: 0,
+        endedAtMs: 600,
+        result: {
+          error: undefined,
+          base: 0,
+          walFromLsn: 0,
+          walToLsn: 300,
+          parts: [{ file: 0, part: 0, read: { bytes: partBytes([first, second]), error: undefined } }]
+        }
+      })
       assert.deepStrictEqual(violated(lsn), ["restore-at-target"])
     })
 
@@ -398,12 +626,23 @@ describe("Properties", () => {
       const record = gcRun()
       const audit = record.finalGc?.audit
       if (audit === undefined || record.finalGc === undefined) throw new Error("fixture")
-      record.finalGc = { ...record.finalGc, audit: { ...audit, checkpoints: audit.checkpoints.map((each) => ({ ...each, checkpoint: 2 })), expired: [1], objects: [...audit.objects ?? [], { key: "data/0000000000000001/f0/0000000000-old", sizeBytes: 4_096 }] } }
+      record.finalGc = {
+        ...record.finalGc,
+        audit: {
+          ...audit,
+          checkpoints: audit.checkpoints.map((each) => ({ ...each, checkpoint: 2 })),
+          expired: [1],
+          objects: [...audit.objects ?? [], { key: "data/0000000000000001/f0/0000000000-old", sizeBytes: 4_096 }]
+        }
+      }
       assert.deepStrictEqual(violated(record), ["bucket-bounded"])
       const wal = gcRun()
       const walAudit = wal.finalGc?.audit
       if (walAudit === undefined || wal.finalGc === undefined) throw new Error("fixture")
-      wal.finalGc = { ...wal.finalGc, audit: { ...walAudit, checkpoints: walAudit.checkpoints.map((each) => ({ ...each, walPosition: 9_000 })) } }
+      wal.finalGc = {
+        ...wal.finalGc,
+        audit: { ...walAudit, checkpoints: walAudit.checkpoints.map((each) => ({ ...each, walPosition: 9_000 })) }
+      }
       assert.deepStrictEqual(violated(wal), ["bucket-bounded"])
     })
   })

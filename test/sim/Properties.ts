@@ -46,7 +46,16 @@
  * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
  * LSN reused by the next incarnation; such an insert is never required.
  */
-import type { AuditedCheckpoint, BucketAudit, InsertRecord, InstanceInfo, PartRead, RestoreRecord, RunRecord, ShutdownRecord } from "./Harness.js"
+import type {
+  AuditedCheckpoint,
+  BucketAudit,
+  InsertRecord,
+  InstanceInfo,
+  PartRead,
+  RestoreRecord,
+  RunRecord,
+  ShutdownRecord
+} from "./Harness.js"
 import { diskOf, isZero, sameBytes, slotKey, slotsOfPart } from "./Harness.js"
 import { dataModel } from "./Schedule.js"
 
@@ -76,7 +85,12 @@ export interface Violation {
   readonly detail: string
 }
 
-const liveness = new Set<PropertyName>(["shutdown-within-deadline", "quiescent-after-shutdown", "failures-reach-waiters", "waits-bounded"])
+const liveness = new Set<PropertyName>([
+  "shutdown-within-deadline",
+  "quiescent-after-shutdown",
+  "failures-reach-waiters",
+  "waits-bounded"
+])
 export const isLiveness = (violation: Violation): boolean => liveness.has(violation.property)
 
 /** Judges one run: every violated property, with what was seen. */
@@ -86,7 +100,9 @@ export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
   for (const error of record.harnessErrors) add("harness", error)
   judgeShutdowns(record, add)
   judgeFailurePropagation(record, add)
-  for (const { atMs, instance, problem } of record.invariantProblems) add("part-state-invariants", `t=${atMs}ms ${instance}: ${problem}`)
+  for (const { atMs, instance, problem } of record.invariantProblems) {
+    add("part-state-invariants", `t=${atMs}ms ${instance}: ${problem}`)
+  }
   judgeReads(record, add)
   judgeCheckpoints(record, add)
   judgeStaleWriters(record, add)
@@ -103,33 +119,51 @@ type Add = (property: PropertyName, detail: string) => void
 const judgeShutdown = (record: RunRecord, shutdown: ShutdownRecord, what: string, add: Add) => {
   const deadlineMs = record.shutdownDeadlineMs
   if (shutdown.completedAtMs === undefined) {
-    const late =
-      shutdown.completedLateAtMs === undefined
-        ? "still running at the end of the probe window (a permanent hang)"
-        : `completed late, at t=${shutdown.completedLateAtMs}ms`
+    const late = shutdown.completedLateAtMs === undefined
+      ? "still running at the end of the probe window (a permanent hang)"
+      : `completed late, at t=${shutdown.completedLateAtMs}ms`
     add(
       "shutdown-within-deadline",
       `${what} started at t=${shutdown.startedAtMs}ms did not complete within its ${deadlineMs} ms deadline: ${late}` +
-        (shutdown.diagnosisAtDeadline === undefined ? "" : `\n    waits at the deadline:\n${indent(shutdown.diagnosisAtDeadline, 6)}`)
+        (shutdown.diagnosisAtDeadline === undefined
+          ? ""
+          : `\n    waits at the deadline:\n${indent(shutdown.diagnosisAtDeadline, 6)}`)
     )
     return
   }
   const durationMs = shutdown.completedAtMs - shutdown.startedAtMs
-  const diagnosis = shutdown.diagnosisAtDeadline === undefined ? "" : `\n    diagnosis:\n${indent(shutdown.diagnosisAtDeadline, 6)}`
-  if (durationMs > deadlineMs) add("shutdown-within-deadline", `${what} took ${durationMs} ms, over its ${deadlineMs} ms deadline${diagnosis}`)
-  if (shutdown.result !== undefined && !shutdown.result.metDeadline) add("shutdown-within-deadline", `${what} reports metDeadline=false: ${shutdown.result.detail}`)
+  const diagnosis = shutdown.diagnosisAtDeadline === undefined
+    ? ""
+    : `\n    diagnosis:\n${indent(shutdown.diagnosisAtDeadline, 6)}`
+  if (durationMs > deadlineMs) {
+    add("shutdown-within-deadline", `${what} took ${durationMs} ms, over its ${deadlineMs} ms deadline${diagnosis}`)
+  }
+  if (shutdown.result !== undefined && !shutdown.result.metDeadline) {
+    add("shutdown-within-deadline", `${what} reports metDeadline=false: ${shutdown.result.detail}`)
+  }
   for (const problem of shutdown.result?.problems ?? []) add("quiescent-after-shutdown", `${what}: ${problem}`)
   const observation = shutdown.observation
   if (observation !== undefined) {
-    if (observation.fibersAlive > 0) add("quiescent-after-shutdown", `${what}: ${observation.fibersAlive} fiber(s) of the system alive afterwards: ${observation.fibersAliveDetail}`)
-    if (observation.leasesHeld > 0) add("quiescent-after-shutdown", `${what}: ${observation.leasesHeld} lease(s) held afterwards`)
-    if (observation.unresolvedTasks > 0) add("quiescent-after-shutdown", `${what}: ${observation.unresolvedTasks} task(s) queued or in flight afterwards`)
+    if (observation.fibersAlive > 0) {
+      add(
+        "quiescent-after-shutdown",
+        `${what}: ${observation.fibersAlive} fiber(s) of the system alive afterwards: ${observation.fibersAliveDetail}`
+      )
+    }
+    if (observation.leasesHeld > 0) {
+      add("quiescent-after-shutdown", `${what}: ${observation.leasesHeld} lease(s) held afterwards`)
+    }
+    if (observation.unresolvedTasks > 0) {
+      add("quiescent-after-shutdown", `${what}: ${observation.unresolvedTasks} task(s) queued or in flight afterwards`)
+    }
   }
 }
 
 const judgeShutdowns = (record: RunRecord, add: Add) => {
   for (const shutdown of record.shutdowns) judgeShutdown(record, shutdown, `shutdown of ${shutdown.instance}`, add)
-  for (const name of record.unfinishedWorkload) add("quiescent-after-shutdown", `operation still running after shutdown returned: ${name}`)
+  for (const name of record.unfinishedWorkload) {
+    add("quiescent-after-shutdown", `operation still running after shutdown returned: ${name}`)
+  }
 }
 
 /** The fault kinds active on `instance`'s view at some instant of [fromMs, toMs]. */
@@ -154,27 +188,64 @@ const judgeFailurePropagation = (record: RunRecord, add: Add) => {
     const kinds = faultsDuring(record, instance, fromMs, toMs)
     if (!answeredAtOnce(kinds)) return
     const faults = kinds.size === 0 ? "no fault" : "only permanent errors"
-    add("failures-reach-waiters", `${what} on ${instance} (t=${fromMs}..${toMs}ms) ran out of time with ${faults} on the bucket: an outcome did not reach its waiter`)
+    add(
+      "failures-reach-waiters",
+      `${what} on ${instance} (t=${fromMs}..${toMs}ms) ran out of time with ${faults} on the bucket: an outcome did not reach its waiter`
+    )
   }
   const readDeadlineMs = record.readDeadlineMs
   if (readDeadlineMs !== undefined) {
     for (const read of record.reads) {
       if (read.endedAtMs !== undefined && read.endedAtMs - read.startedAtMs > readDeadlineMs + readSlackMs) {
-        add("waits-bounded", `the read of f${read.file}#${read.part} on ${read.instance} took ${read.endedAtMs - read.startedAtMs} ms (t=${read.startedAtMs}..${read.endedAtMs}ms), over its ${readDeadlineMs} ms deadline`)
+        add(
+          "waits-bounded",
+          `the read of f${read.file}#${read.part} on ${read.instance} took ${
+            read.endedAtMs - read.startedAtMs
+          } ms (t=${read.startedAtMs}..${read.endedAtMs}ms), over its ${readDeadlineMs} ms deadline`
+        )
       }
     }
   }
-  for (const read of record.reads) judge(read.instance, read.startedAtMs, read.endedAtMs, read.result?.error?.includes("Timeout") === true, `the read of f${read.file}#${read.part}`)
-  for (const insert of record.inserts) judge(insert.instance, insert.startedAtMs, insert.endedAtMs, insert.result?.error?.includes("Timeout") === true, `insert ${insert.id}`)
+  for (const read of record.reads) {
+    judge(
+      read.instance,
+      read.startedAtMs,
+      read.endedAtMs,
+      read.result?.error?.includes("Timeout") === true,
+      `the read of f${read.file}#${read.part}`
+    )
+  }
+  for (const insert of record.inserts) {
+    judge(
+      insert.instance,
+      insert.startedAtMs,
+      insert.endedAtMs,
+      insert.result?.error?.includes("Timeout") === true,
+      `insert ${insert.id}`
+    )
+  }
   for (const attempt of record.checkpoints) {
-    judge(attempt.instance, attempt.startedAtMs, attempt.endedAtMs, attempt.result?.error?.detail.includes("(TimedOut)") === true, "a checkpoint")
+    judge(
+      attempt.instance,
+      attempt.startedAtMs,
+      attempt.endedAtMs,
+      attempt.result?.error?.detail.includes("(TimedOut)") === true,
+      "a checkpoint"
+    )
   }
   for (const shutdown of record.shutdowns) {
-    judge(shutdown.instance, shutdown.startedAtMs, shutdown.completedAtMs, shutdown.result?.finalCheckpointTimedOut === true, "the shutdown checkpoint")
+    judge(
+      shutdown.instance,
+      shutdown.startedAtMs,
+      shutdown.completedAtMs,
+      shutdown.result?.finalCheckpointTimedOut === true,
+      "the shutdown checkpoint"
+    )
   }
 }
 
-const insertsBySlot = (record: RunRecord): ReadonlyMap<string, InsertRecord> => new Map(record.inserts.map((insert) => [slotKey(insert.slot), insert]))
+const insertsBySlot = (record: RunRecord): ReadonlyMap<string, InsertRecord> =>
+  new Map(record.inserts.map((insert) => [slotKey(insert.slot), insert]))
 
 /** Checks every slot of a part's bytes: nothing but inserted values; `required` slots present. */
 const checkPartBytes = (
@@ -223,7 +294,8 @@ const judgeReads = (record: RunRecord, add: Add) => {
   }
 }
 
-const infoOf = (record: RunRecord, label: string): InstanceInfo | undefined => record.instances.find((info) => info.label === label)
+const infoOf = (record: RunRecord, label: string): InstanceInfo | undefined =>
+  record.instances.find((info) => info.label === label)
 
 const sameIdentity = (info: InstanceInfo | undefined, checkpoint: AuditedCheckpoint): boolean =>
   info !== undefined && info.instanceId === checkpoint.instanceId && info.epoch === checkpoint.epoch
@@ -235,7 +307,11 @@ const lsnStands = (record: RunRecord, insert: InsertRecord): boolean =>
 
 /** The inserts a checkpoint must hold: its own instance's inserts logged below its WAL position,
  * and (slots are never overwritten nor deleted) everything its previous checkpoint must hold. */
-const mustHold = (record: RunRecord, checkpoints: ReadonlyMap<number, AuditedCheckpoint>, checkpoint: AuditedCheckpoint): Map<number, string> => {
+const mustHold = (
+  record: RunRecord,
+  checkpoints: ReadonlyMap<number, AuditedCheckpoint>,
+  checkpoint: AuditedCheckpoint
+): Map<number, string> => {
   const required = new Map<number, string>()
   const seen = new Set<number>()
   let current: AuditedCheckpoint | undefined = checkpoint
@@ -246,7 +322,10 @@ const mustHold = (record: RunRecord, checkpoints: ReadonlyMap<number, AuditedChe
       const lsn = insert.result?.lsn
       if (lsn === undefined || required.has(insert.id) || !lsnStands(record, insert)) continue
       if (sameIdentity(infoOf(record, insert.instance), at) && lsn < at.walPosition) {
-        required.set(insert.id, `logged at LSN ${lsn} by ${insert.instance}, below checkpoint ${at.checkpoint}'s WAL position ${at.walPosition}`)
+        required.set(
+          insert.id,
+          `logged at LSN ${lsn} by ${insert.instance}, below checkpoint ${at.checkpoint}'s WAL position ${at.walPosition}`
+        )
       }
     }
     current = checkpoints.get(at.previous)
@@ -259,8 +338,11 @@ const checkForeignSlots = (record: RunRecord, checkpoint: AuditedCheckpoint, add
   const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
   for (const [key, bytes] of checkpoint.slots) {
     const insert = bySlot.get(key)
-    if (insert === undefined) add("checkpoint-restores-acknowledged", `${what}: slot ${key} was never written but holds data`)
-    else if (!sameBytes(bytes, insert.value)) add("checkpoint-restores-acknowledged", `${what}: slot ${key} holds bytes that insert ${insert.id} did not write`)
+    if (insert === undefined) {
+      add("checkpoint-restores-acknowledged", `${what}: slot ${key} was never written but holds data`)
+    } else if (!sameBytes(bytes, insert.value)) {
+      add("checkpoint-restores-acknowledged", `${what}: slot ${key} holds bytes that insert ${insert.id} did not write`)
+    }
   }
 }
 
@@ -271,7 +353,9 @@ const judgeCheckpoints = (record: RunRecord, add: Add) => {
   if (final !== undefined) {
     for (const problem of final.problems) add("manifest-references-exist", `at the end: ${problem}`)
     const judged = new Set((record.audit?.checkpoints ?? []).map((checkpoint) => checkpoint.checkpoint))
-    for (const checkpoint of final.checkpoints) if (!judged.has(checkpoint.checkpoint)) checkForeignSlots(record, checkpoint, add)
+    for (const checkpoint of final.checkpoints) {
+      if (!judged.has(checkpoint.checkpoint)) checkForeignSlots(record, checkpoint, add)
+    }
   }
   const audit = record.audit
   if (audit === undefined) return
@@ -282,26 +366,37 @@ const judgeCheckpoints = (record: RunRecord, add: Add) => {
   const chain = new Map([...everAudited(record), ...byNumber])
   for (const checkpoint of audit.checkpoints) {
     checkForeignSlots(record, checkpoint, add)
-    const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
+    const what =
+      `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
     for (const [id, why] of mustHold(record, chain, checkpoint)) {
       const insert = record.inserts[id]
       if (insert !== undefined && !checkpoint.slots.has(slotKey(insert.slot))) {
-        add("checkpoint-restores-acknowledged", `${what}: insert ${id} (slot ${slotKey(insert.slot)}, ${why}) is missing`)
+        add(
+          "checkpoint-restores-acknowledged",
+          `${what}: insert ${id} (slot ${slotKey(insert.slot)}, ${why}) is missing`
+        )
       }
     }
   }
   for (const attempt of record.checkpoints) {
     const completed = attempt.result?.completed
     if (completed === undefined) continue
-    const audited = byNumber.get(completed.checkpoint) ?? (expired.has(completed.checkpoint) ? chain.get(completed.checkpoint) : undefined)
+    const audited = byNumber.get(completed.checkpoint) ??
+      (expired.has(completed.checkpoint) ? chain.get(completed.checkpoint) : undefined)
     if (audited === undefined || !sameIdentity(infoOf(record, attempt.instance), audited)) {
-      add("checkpoint-restores-acknowledged", `checkpoint ${completed.checkpoint} reported committed by ${attempt.instance} is not in the bucket as its own`)
+      add(
+        "checkpoint-restores-acknowledged",
+        `checkpoint ${completed.checkpoint} reported committed by ${attempt.instance} is not in the bucket as its own`
+      )
     }
   }
   for (const shutdown of record.shutdowns) {
     const finalCheckpoint = shutdown.result?.finalCheckpoint
     if (finalCheckpoint !== undefined && !byNumber.has(finalCheckpoint) && !expired.has(finalCheckpoint)) {
-      add("checkpoint-restores-acknowledged", `the shutdown checkpoint ${finalCheckpoint} of ${shutdown.instance} is not in the bucket`)
+      add(
+        "checkpoint-restores-acknowledged",
+        `the shutdown checkpoint ${finalCheckpoint} of ${shutdown.instance} is not in the bucket`
+      )
     }
   }
 }
@@ -310,27 +405,45 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
   for (const attempt of record.checkpoints) {
     if (!attempt.stale || attempt.result === undefined) continue
     if (attempt.result.completed !== undefined) {
-      add("stale-writer-fenced", `the stale writer ${attempt.instance} committed checkpoint ${attempt.result.completed.checkpoint} after the take-over`)
+      add(
+        "stale-writer-fenced",
+        `the stale writer ${attempt.instance} committed checkpoint ${attempt.result.completed.checkpoint} after the take-over`
+      )
     } else if (!attempt.faultsActive && attempt.afterLoggedInsert && attempt.result.error?.tag !== "Fenced") {
       add(
         "stale-writer-fenced",
-        `the stale writer ${attempt.instance}'s checkpoint after the take-over ended with ${attempt.result.error?.tag ?? attempt.result.skipped ?? "?"}, not Fenced`
+        `the stale writer ${attempt.instance}'s checkpoint after the take-over ended with ${
+          attempt.result.error?.tag ?? attempt.result.skipped ?? "?"
+        }, not Fenced`
       )
     }
   }
   for (const shutdown of record.shutdowns) {
     const finalCheckpoint = shutdown.result?.finalCheckpoint
     // A shutdown that began after a take-over from its instance began.
-    if (finalCheckpoint !== undefined && record.instances.some((info) => info.tookOverFrom === shutdown.instance && (info.takeOverStartedAtMs ?? info.openedAtMs) <= shutdown.startedAtMs)) {
-      add("stale-writer-fenced", `the stale writer ${shutdown.instance}'s shutdown committed checkpoint ${finalCheckpoint} after the take-over`)
+    if (
+      finalCheckpoint !== undefined &&
+      record.instances.some((info) =>
+        info.tookOverFrom === shutdown.instance && (info.takeOverStartedAtMs ?? info.openedAtMs) <= shutdown.startedAtMs
+      )
+    ) {
+      add(
+        "stale-writer-fenced",
+        `the stale writer ${shutdown.instance}'s shutdown committed checkpoint ${finalCheckpoint} after the take-over`
+      )
     }
   }
-  const checkpoints = [...(record.finalAudit ?? record.audit)?.checkpoints ?? []].sort((left, right) => left.checkpoint - right.checkpoint)
+  const checkpoints = [...(record.finalAudit ?? record.audit)?.checkpoints ?? []].sort((left, right) =>
+    left.checkpoint - right.checkpoint
+  )
   for (let index = 1; index < checkpoints.length; index++) {
     const before = checkpoints[index - 1]
     const after = checkpoints[index]
     if (before !== undefined && after !== undefined && after.epoch < before.epoch) {
-      add("stale-writer-fenced", `checkpoint ${after.checkpoint} has epoch ${after.epoch}, below checkpoint ${before.checkpoint}'s epoch ${before.epoch}`)
+      add(
+        "stale-writer-fenced",
+        `checkpoint ${after.checkpoint} has epoch ${after.epoch}, below checkpoint ${before.checkpoint}'s epoch ${before.epoch}`
+      )
     }
   }
 }
@@ -338,8 +451,11 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
 /** When `label` was first told it is fenced (a checkpoint or an insert failing with Fenced). */
 const fencedAtMs = (record: RunRecord, label: string): number | undefined => {
   const instants = [
-    ...record.checkpoints.filter((attempt) => attempt.instance === label && attempt.result?.error?.tag === "Fenced").map((attempt) => attempt.endedAtMs),
-    ...record.inserts.filter((insert) => insert.instance === label && insert.result?.error?.startsWith("Fenced") === true).map((insert) => insert.endedAtMs)
+    ...record.checkpoints.filter((attempt) => attempt.instance === label && attempt.result?.error?.tag === "Fenced")
+      .map((attempt) => attempt.endedAtMs),
+    ...record.inserts.filter((insert) =>
+      insert.instance === label && insert.result?.error?.startsWith("Fenced") === true
+    ).map((insert) => insert.endedAtMs)
   ].filter((atMs): atMs is number => atMs !== undefined)
   return instants.length === 0 ? undefined : Math.min(...instants)
 }
@@ -350,7 +466,12 @@ const judgeFencedAcknowledgements = (record: RunRecord, add: Add) => {
     if (fencedAt === undefined) continue
     for (const insert of record.inserts) {
       if (insert.instance === info.label && insert.startedAtMs > fencedAt && insert.result?.acked === true) {
-        add("fenced-stops-acknowledging", `${info.label} was told at t=${fencedAt}ms that it is fenced, and then acknowledged insert ${insert.id} (slot ${slotKey(insert.slot)}, t=${insert.startedAtMs}..${insert.endedAtMs}ms)`)
+        add(
+          "fenced-stops-acknowledging",
+          `${info.label} was told at t=${fencedAt}ms that it is fenced, and then acknowledged insert ${insert.id} (slot ${
+            slotKey(insert.slot)
+          }, t=${insert.startedAtMs}..${insert.endedAtMs}ms)`
+        )
       }
     }
   }
@@ -358,7 +479,12 @@ const judgeFencedAcknowledgements = (record: RunRecord, add: Add) => {
 
 /** When directory `disk`'s instance was superseded (a take-over from it began), if it was. */
 const supersededAtMs = (record: RunRecord, disk: string): number =>
-  Math.min(...record.instances.filter((info) => info.tookOverFrom !== undefined && diskOf(info.tookOverFrom) === disk).map((info) => info.takeOverStartedAtMs ?? info.openedAtMs), Number.POSITIVE_INFINITY)
+  Math.min(
+    ...record.instances.filter((info) => info.tookOverFrom !== undefined && diskOf(info.tookOverFrom) === disk).map((
+      info
+    ) => info.takeOverStartedAtMs ?? info.openedAtMs),
+    Number.POSITIVE_INFINITY
+  )
 
 /**
  * The workload's ledger of what is in the bucket: every insert whose commit was acknowledged
@@ -369,9 +495,28 @@ const supersededAtMs = (record: RunRecord, disk: string): number =>
  */
 const bucketLedger = (record: RunRecord): Map<number, string> => {
   const acknowledgements = [
-    ...record.archives.filter((archive) => archive.result !== undefined && archive.result.error === undefined).map((archive) => ({ instance: archive.instance, startedAtMs: archive.startedAtMs, endedAtMs: archive.endedAtMs, what: "an awaited WAL archive" })),
-    ...record.checkpoints.filter((attempt) => !attempt.stale && attempt.result?.completed !== undefined).map((attempt) => ({ instance: attempt.instance, startedAtMs: attempt.startedAtMs, endedAtMs: attempt.endedAtMs, what: `checkpoint ${attempt.result?.completed?.checkpoint} reported committed` })),
-    ...record.shutdowns.filter((shutdown) => shutdown.result?.finalCheckpoint !== undefined).map((shutdown) => ({ instance: shutdown.instance, startedAtMs: shutdown.startedAtMs, endedAtMs: shutdown.completedAtMs, what: `the shutdown checkpoint ${shutdown.result?.finalCheckpoint}` }))
+    ...record.archives.filter((archive) => archive.result !== undefined && archive.result.error === undefined).map((
+      archive
+    ) => ({
+      instance: archive.instance,
+      startedAtMs: archive.startedAtMs,
+      endedAtMs: archive.endedAtMs,
+      what: "an awaited WAL archive"
+    })),
+    ...record.checkpoints.filter((attempt) => !attempt.stale && attempt.result?.completed !== undefined).map((
+      attempt
+    ) => ({
+      instance: attempt.instance,
+      startedAtMs: attempt.startedAtMs,
+      endedAtMs: attempt.endedAtMs,
+      what: `checkpoint ${attempt.result?.completed?.checkpoint} reported committed`
+    })),
+    ...record.shutdowns.filter((shutdown) => shutdown.result?.finalCheckpoint !== undefined).map((shutdown) => ({
+      instance: shutdown.instance,
+      startedAtMs: shutdown.startedAtMs,
+      endedAtMs: shutdown.completedAtMs,
+      what: `the shutdown checkpoint ${shutdown.result?.finalCheckpoint}`
+    }))
   ]
   const required = new Map<number, string>()
   for (const insert of record.inserts) {
@@ -379,10 +524,15 @@ const bucketLedger = (record: RunRecord): Map<number, string> => {
     const disk = diskOf(insert.instance)
     const supersededAt = supersededAtMs(record, disk)
     const covering = acknowledgements.find(
-      (ack) => diskOf(ack.instance) === disk && ack.endedAtMs !== undefined && ack.endedAtMs < supersededAt && (insert.endedAtMs ?? Infinity) < ack.startedAtMs
+      (ack) =>
+        diskOf(ack.instance) === disk && ack.endedAtMs !== undefined && ack.endedAtMs < supersededAt &&
+        (insert.endedAtMs ?? Infinity) < ack.startedAtMs
     )
     if (covering !== undefined) {
-      required.set(insert.id, `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, then archived: ${covering.what} by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms`)
+      required.set(
+        insert.id,
+        `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, then archived: ${covering.what} by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms`
+      )
     }
   }
   return required
@@ -399,7 +549,10 @@ const bucketLedger = (record: RunRecord): Map<number, string> => {
 const lostToUnrecordedRot = (record: RunRecord, insert: InsertRecord): boolean => {
   const rotted = record.rotWalRecord
   return rotted !== undefined && insert.result?.lsn === rotted.lsn && rotted.lsn >= rotted.recordedDurableLsn &&
-    !record.inserts.some((other) => diskOf(other.instance) === diskOf(insert.instance) && other.result?.acked === true && (other.result.lsn ?? -1) > rotted.lsn)
+    !record.inserts.some((other) =>
+      diskOf(other.instance) === diskOf(insert.instance) && other.result?.acked === true &&
+      (other.result.lsn ?? -1) > rotted.lsn
+    )
 }
 
 /**
@@ -423,11 +576,16 @@ const judgeReopens = (record: RunRecord, add: Add) => {
   const latest = [...byNumber.values()].sort((left, right) => right.checkpoint - left.checkpoint)
   for (const reopen of record.reopens) {
     const property = reopen.kind === "restart" ? "restart-keeps-acknowledged" : "restore-from-bucket"
-    const what = reopen.kind === "restart" ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}` : "restore from the bucket"
+    const what = reopen.kind === "restart"
+      ? `restart of ${reopen.instance}${reopen.crash ? " after a crash" : ""}`
+      : "restore from the bucket"
     if (reopen.error !== undefined) {
       // A restart may refuse a directory whose files rotted: the damage was detected, not served.
       // And one whose bucket a failed take-over took (refused as taken over: the contract).
-      if (!(reopen.kind === "restart" && (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error)))) {
+      if (
+        !(reopen.kind === "restart" &&
+          (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error)))
+      ) {
         add(property, `${what} failed: ${reopen.error}`)
       }
       continue
@@ -439,7 +597,10 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       const own = latest.find((checkpoint) => sameIdentity(info, checkpoint))
       const fromCheckpoint = own === undefined ? new Map<number, string>() : mustHold(record, byNumber, own)
       for (const insert of record.inserts) {
-        if (diskOf(insert.instance) === diskOf(reopen.instance) && insert.result?.acked === true && !lostToUnrecordedRot(record, insert)) {
+        if (
+          diskOf(insert.instance) === diskOf(reopen.instance) && insert.result?.acked === true &&
+          !lostToUnrecordedRot(record, insert)
+        ) {
           fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance}`)
         }
       }
@@ -450,14 +611,23 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       // The archived WAL of the instance that wrote the newest checkpoint covers its acknowledged
       // inserts below the archived position.
       // (Every incarnation of that instance, after crashes, shares its identity and its log.)
-      const writers = new Set(record.instances.filter((info) => newest !== undefined && sameIdentity(info, newest)).map((info) => info.label))
-      const archivedPositions = record.shutdowns.filter((shutdown) => writers.has(shutdown.instance)).map((shutdown) => shutdown.result?.archivedThroughLsn ?? 0)
+      const writers = new Set(
+        record.instances.filter((info) => newest !== undefined && sameIdentity(info, newest)).map((info) => info.label)
+      )
+      const archivedPositions = record.shutdowns.filter((shutdown) => writers.has(shutdown.instance)).map((shutdown) =>
+        shutdown.result?.archivedThroughLsn ?? 0
+      )
       const archivedThrough = archivedPositions.length === 0 ? undefined : Math.max(...archivedPositions)
       if (archivedThrough !== undefined) {
         for (const insert of record.inserts) {
           const lsn = insert.result?.lsn
-          if (writers.has(insert.instance) && insert.result?.acked === true && lsn !== undefined && lsn < archivedThrough) {
-            fromCheckpoint.set(insert.id, `acknowledged by ${insert.instance} at LSN ${lsn}, below the archived WAL position ${archivedThrough}`)
+          if (
+            writers.has(insert.instance) && insert.result?.acked === true && lsn !== undefined && lsn < archivedThrough
+          ) {
+            fromCheckpoint.set(
+              insert.id,
+              `acknowledged by ${insert.instance} at LSN ${lsn}, below the archived WAL position ${archivedThrough}`
+            )
           }
         }
       }
@@ -521,24 +691,45 @@ const judgeGc = (record: RunRecord, add: Add) => {
   for (const pass of record.gcPasses ?? []) {
     const failed = pass.result?.listingsFailed ?? []
     if (pass.result !== undefined && pass.result.error === undefined && failed.length > 0) {
-      add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${pass.endedAtMs}ms went on after its listing of ${failed.join(", ")} failed (deleted ${pass.result.deletedObjects} object(s)): a failed listing or read must end the pass`)
+      add(
+        "gc-fails-closed",
+        `the gc pass at t=${pass.startedAtMs}..${pass.endedAtMs}ms went on after its listing of ${
+          failed.join(", ")
+        } failed (deleted ${pass.result.deletedObjects} object(s)): a failed listing or read must end the pass`
+      )
     }
   }
   if (record.schedule.gc === undefined || record.schedule.gc.writerGcIntervalMs > 0) return
   const passes = record.gcPasses ?? []
   for (const pass of passes) {
-    if (pass.result?.error === undefined || pass.endedAtMs === undefined || pass.objectsBefore === undefined || pass.audit?.objects === undefined) continue
+    if (
+      pass.result?.error === undefined || pass.endedAtMs === undefined || pass.objectsBefore === undefined ||
+      pass.audit?.objects === undefined
+    ) continue
     const endedAtMs = pass.endedAtMs
-    const overlapping = passes.some((other) => other !== pass && other.startedAtMs <= endedAtMs && (other.endedAtMs ?? Infinity) >= pass.startedAtMs)
+    const overlapping = passes.some((other) =>
+      other !== pass && other.startedAtMs <= endedAtMs && (other.endedAtMs ?? Infinity) >= pass.startedAtMs
+    )
     if (overlapping) continue
     const after = new Set(pass.audit.objects.map((object) => object.key))
     const gone = pass.objectsBefore.filter((key) => /^(data|manifests|wal)\//.test(key) && !after.has(key))
-    if (gone.length > 0) add("gc-fails-closed", `the gc pass at t=${pass.startedAtMs}..${endedAtMs}ms failed (${pass.result.error}) and deleted ${gone.length} object(s): ${gone.slice(0, 3).join(", ")}`)
+    if (gone.length > 0) {
+      add(
+        "gc-fails-closed",
+        `the gc pass at t=${pass.startedAtMs}..${endedAtMs}ms failed (${pass.result.error}) and deleted ${gone.length} object(s): ${
+          gone.slice(0, 3).join(", ")
+        }`
+      )
+    }
   }
 }
 
 const choiceText = (restore: RestoreRecord): string =>
-  restore.choice._tag === "Latest" ? "the latest state" : restore.choice._tag === "Checkpoint" ? `checkpoint ${restore.choice.checkpoint}` : `LSN ${restore.choice.lsn}`
+  restore.choice._tag === "Latest"
+    ? "the latest state"
+    : restore.choice._tag === "Checkpoint"
+    ? `checkpoint ${restore.choice.checkpoint}`
+    : `LSN ${restore.choice.lsn}`
 
 /**
  * The workload's ledger of its archived WAL at `beforeMs`: every insert acknowledged before (at an
@@ -547,13 +738,24 @@ const choiceText = (restore: RestoreRecord): string =>
  */
 const archivedLedger = (record: RunRecord, beforeMs: number): ReadonlyMap<number, string> => {
   const required = new Map<number, string>()
-  const archives = record.archives.filter((archive) => archive.result !== undefined && archive.result.error === undefined && archive.endedAtMs !== undefined && archive.endedAtMs < beforeMs)
+  const archives = record.archives.filter((archive) =>
+    archive.result !== undefined && archive.result.error === undefined && archive.endedAtMs !== undefined &&
+    archive.endedAtMs < beforeMs
+  )
   for (const insert of record.inserts) {
     if (insert.result?.acked !== true || insert.endedAtMs === undefined) continue
     const disk = diskOf(insert.instance)
     const supersededAt = supersededAtMs(record, disk)
-    const covering = archives.find((archive) => diskOf(archive.instance) === disk && (archive.endedAtMs ?? Infinity) < supersededAt && (insert.endedAtMs ?? Infinity) < archive.startedAtMs)
-    if (covering !== undefined) required.set(insert.id, `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, LSN ${insert.result.lsn}, then archived (awaited by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms)`)
+    const covering = archives.find((archive) =>
+      diskOf(archive.instance) === disk && (archive.endedAtMs ?? Infinity) < supersededAt &&
+      (insert.endedAtMs ?? Infinity) < archive.startedAtMs
+    )
+    if (covering !== undefined) {
+      required.set(
+        insert.id,
+        `acknowledged by ${insert.instance} at t=${insert.endedAtMs}ms, LSN ${insert.result.lsn}, then archived (awaited by ${covering.instance} at t=${covering.startedAtMs}..${covering.endedAtMs}ms)`
+      )
+    }
   }
   return required
 }
@@ -575,9 +777,13 @@ const judgeRestores = (record: RunRecord, add: Add) => {
   for (const restore of record.restores ?? []) {
     const result = restore.result
     if (result === undefined) continue
-    const what = `the restore of ${choiceText(restore)} at t=${restore.startedAtMs}..${restore.endedAtMs}ms${restore.latencyMs > 0 ? ` (gets ${restore.latencyMs} ms slow)` : ""}`
+    const what = `the restore of ${choiceText(restore)} at t=${restore.startedAtMs}..${restore.endedAtMs}ms${
+      restore.latencyMs > 0 ? ` (gets ${restore.latencyMs} ms slow)` : ""
+    }`
     if (result.error !== undefined) {
-      if (result.error.tag !== "RestoreRefused" && result.error.tag !== "ReaderLeaseLost") add("restore-under-lease", `${what} failed: ${result.error.detail}`)
+      if (result.error.tag !== "RestoreRefused" && result.error.tag !== "ReaderLeaseLost") {
+        add("restore-under-lease", `${what} failed: ${result.error.detail}`)
+      }
       continue
     }
     const base = result.base ?? 0
@@ -586,17 +792,28 @@ const judgeRestores = (record: RunRecord, add: Add) => {
       add("restore-at-target", `${what} restored from checkpoint ${base}, which no audit read as committed`)
       continue
     }
-    if (restore.choice._tag === "Checkpoint" && base !== restore.choice.checkpoint) add("restore-at-target", `${what} restored from checkpoint ${base}`)
+    if (restore.choice._tag === "Checkpoint" && base !== restore.choice.checkpoint) {
+      add("restore-at-target", `${what} restored from checkpoint ${base}`)
+    }
     if (restore.choice._tag === "Lsn" && audited !== undefined && audited.walPosition > restore.choice.lsn) {
-      add("restore-at-target", `${what} restored from checkpoint ${base}, whose WAL position ${audited.walPosition} is past the target`)
+      add(
+        "restore-at-target",
+        `${what} restored from checkpoint ${base}, whose WAL position ${audited.walPosition} is past the target`
+      )
     }
     const required = audited === undefined ? new Map<number, string>() : mustHold(record, chain, audited)
-    const upToLsn = restore.choice._tag === "Lsn" ? restore.choice.lsn : restore.choice._tag === "Latest" ? Number.POSITIVE_INFINITY : undefined
+    const upToLsn = restore.choice._tag === "Lsn"
+      ? restore.choice.lsn
+      : restore.choice._tag === "Latest"
+      ? Number.POSITIVE_INFINITY
+      : undefined
     if (upToLsn !== undefined && audited !== undefined) {
       for (const [id, why] of archivedLedger(record, restore.startedAtMs)) {
         const insert = record.inserts[id]
         const lsn = insert?.result?.lsn
-        if (insert === undefined || lsn === undefined || !sameIdentity(infoOf(record, insert.instance), audited)) continue
+        if (insert === undefined || lsn === undefined || !sameIdentity(infoOf(record, insert.instance), audited)) {
+          continue
+        }
         if (lsn >= audited.walPosition && lsn < upToLsn && !required.has(id)) required.set(id, why)
       }
     }
@@ -604,17 +821,26 @@ const judgeRestores = (record: RunRecord, add: Add) => {
     if (restore.choice._tag === "Lsn") {
       for (const insert of record.inserts) {
         const lsn = insert.result?.lsn
-        if (lsn !== undefined && lsn >= restore.choice.lsn && audited?.slots.has(slotKey(insert.slot)) !== true) absent.set(slotKey(insert.slot), insert)
+        if (lsn !== undefined && lsn >= restore.choice.lsn && audited?.slots.has(slotKey(insert.slot)) !== true) {
+          absent.set(slotKey(insert.slot), insert)
+        }
       }
     }
     for (const { file, part, read } of result.parts) {
-      if (read.error !== undefined) add("restore-under-lease", `${what}: reading f${file}#${part} failed: ${read.error}`)
+      if (read.error !== undefined) {
+        add("restore-under-lease", `${what}: reading f${file}#${part} failed: ${read.error}`)
+      }
       checkPartBytes(record, file, part, read, (insert) => required.get(insert.id), what, "restore-at-target", add)
       if (read.bytes === undefined) continue
       for (const [slot, bytes] of slotsOfPart(file, part, read.bytes)) {
         const insert = absent.get(slotKey(slot))
         if (insert !== undefined && sameBytes(bytes, insert.value)) {
-          add("restore-at-target", `${what}: holds insert ${insert.id} (slot ${slotKey(slot)}), logged at LSN ${insert.result?.lsn}, at or after the target, and not in checkpoint ${base}'s parts`)
+          add(
+            "restore-at-target",
+            `${what}: holds insert ${insert.id} (slot ${
+              slotKey(slot)
+            }), logged at LSN ${insert.result?.lsn}, at or after the target, and not in checkpoint ${base}'s parts`
+          )
         }
       }
     }
@@ -622,7 +848,9 @@ const judgeRestores = (record: RunRecord, add: Add) => {
 }
 
 /** `data/<N>/…` and `manifests/<N>/…`: N; `wal/<segment hex>…`: the segment. */
-const keyNumbers = (key: string): { readonly family: "data" | "manifests" | "wal" | "other"; readonly number: number } => {
+const keyNumbers = (
+  key: string
+): { readonly family: "data" | "manifests" | "wal" | "other"; readonly number: number } => {
   const object = /^(data|manifests)\/(\d+)\//.exec(key)
   if (object !== null) return { family: object[1] === "data" ? "data" : "manifests", number: Number(object[2]) }
   const wal = /^wal\/([0-9a-f]+)/.exec(key)
@@ -647,7 +875,10 @@ const liveDataBytes = dataModel.files * dataModel.partsPerFile * dataModel.partS
 const judgeBound = (record: RunRecord, add: Add) => {
   const final = record.finalGc
   const audit = final?.audit
-  if (final?.result === undefined || final.result.error !== undefined || !final.result.complete || audit?.objects === undefined) return
+  if (
+    final?.result === undefined || final.result.error !== undefined || !final.result.complete ||
+    audit?.objects === undefined
+  ) return
   const retained = audit.checkpoints
   const latest = Math.max(0, ...retained.map((checkpoint) => checkpoint.checkpoint), ...(audit.expired ?? []))
   const referenced = new Set(retained.flatMap((checkpoint) => checkpoint.references ?? []))
@@ -663,12 +894,30 @@ const judgeBound = (record: RunRecord, add: Add) => {
       else fileManifests++
       if (!referenced.has(object.key) && number < latest) garbage.push(object.key)
     } else if (family === "wal" && (number + 1) * walSegmentBytes <= floorLsn) {
-      garbage.push(`${object.key} (ends at ${(number + 1) * walSegmentBytes}, at or below the oldest kept checkpoint's WAL position ${floorLsn})`)
+      garbage.push(
+        `${object.key} (ends at ${
+          (number + 1) * walSegmentBytes
+        }, at or below the oldest kept checkpoint's WAL position ${floorLsn})`
+      )
     }
   }
-  const what = `after the last gc pass (${retained.length} checkpoint(s) kept: ${retained.map((checkpoint) => checkpoint.checkpoint).join(", ")}; latest ${latest})`
-  if (garbage.length > 0) add("bucket-bounded", `${what}: ${garbage.length} object(s) no kept checkpoint needs: ${garbage.slice(0, 4).join(", ")}`)
+  const what = `after the last gc pass (${retained.length} checkpoint(s) kept: ${
+    retained.map((checkpoint) => checkpoint.checkpoint).join(", ")
+  }; latest ${latest})`
+  if (garbage.length > 0) {
+    add(
+      "bucket-bounded",
+      `${what}: ${garbage.length} object(s) no kept checkpoint needs: ${garbage.slice(0, 4).join(", ")}`
+    )
+  }
   const partBound = (retained.length + 1) * liveDataBytes
-  if (partBytes > partBound) add("bucket-bounded", `${what}: ${partBytes} bytes of parts, over (${retained.length} + 1) × ${liveDataBytes}`)
-  if (fileManifests > (retained.length + 1) * dataModel.files) add("bucket-bounded", `${what}: ${fileManifests} file manifests, over (${retained.length} + 1) × ${dataModel.files}`)
+  if (partBytes > partBound) {
+    add("bucket-bounded", `${what}: ${partBytes} bytes of parts, over (${retained.length} + 1) × ${liveDataBytes}`)
+  }
+  if (fileManifests > (retained.length + 1) * dataModel.files) {
+    add(
+      "bucket-bounded",
+      `${what}: ${fileManifests} file manifests, over (${retained.length} + 1) × ${dataModel.files}`
+    )
+  }
 }

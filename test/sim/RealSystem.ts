@@ -15,17 +15,31 @@
  * file manifests with their digests) and fetches every part object a manifest references, checking
  * its SHA-256: a missing or altered object is a `manifest-references-exist` violation.
  */
-import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Scope, Stream, Supervisor } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Scope,
+  Stream,
+  Supervisor
+} from "effect"
 import * as Control from "../../src/domain/Control.js"
-import { checkpointNumber, fileId, partIndex, type FileId } from "../../src/domain/Ids.js"
+import { checkpointNumber, type FileId, fileId, partIndex } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as Manifest from "../../src/domain/Manifest.js"
+import * as PartPath from "../../src/domain/PartPath.js"
 import * as PartState from "../../src/domain/PartState.js"
 import * as Wal from "../../src/domain/Wal.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Restore from "../../src/layers/Restore.js"
-import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import * as GarbageCollector from "../../src/services/GarbageCollector.js"
@@ -33,17 +47,30 @@ import * as Loader from "../../src/services/Loader.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as PartTable from "../../src/services/PartTable.js"
-import * as PartPath from "../../src/domain/PartPath.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
-import type { AuditedCheckpoint, BucketAudit, CheckpointResult, GcPassResult, Instance, Observation, OpResult, PartRead, RestoreChoice, RestoreResult, ShutdownResult, Slot, SystemUnderTest } from "./Harness.js"
+import type {
+  AuditedCheckpoint,
+  BucketAudit,
+  CheckpointResult,
+  GcPassResult,
+  Instance,
+  Observation,
+  OpResult,
+  PartRead,
+  RestoreChoice,
+  RestoreResult,
+  ShutdownResult,
+  Slot,
+  SystemUnderTest
+} from "./Harness.js"
 import { diskOf, isZero, slotKey, slotsOfPart } from "./Harness.js"
 import { gatedDisk, gatedStore, makeGate, type ProcessGate } from "./Process.js"
+import { dataModel, type DiskTarget, type Fault, type GcSettings, type RestartSettings } from "./Schedule.js"
 import type { FaultControl, FaultyView, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
-import { dataModel, type DiskTarget, type Fault, type GcSettings, type RestartSettings } from "./Schedule.js"
 
 /** The configuration of every simulated instance. */
 export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
@@ -92,10 +119,21 @@ const recordHeaderBytes = 12
 /** The WAL's durable end as a directory records it: what a start reads (WalArchiver's flush mark,
  * the control file's `walDurableLsn`), the higher of the two; 0 when neither is there. */
 const recordedDurableLsn = (disk: LocalDiskService): Effect.Effect<number> =>
-  Effect.gen(function* () {
-    const mark = Option.flatMap(yield* disk.readAll(WalArchiver.durableMarkPath), (bytes) => Option.fromNullable(Wal.decodeDurableMark(bytes)))
-    const control = Option.flatMap(yield* disk.readAll(Loader.controlPath), (bytes) => Either.getRight(Control.decodeControl(Loader.controlPath, bytes)))
-    return Math.max(Option.getOrElse(mark, () => 0), Option.match(control, { onNone: () => 0, onSome: (value) => value.walDurableLsn ?? 0 }))
+  Effect.gen(function*() {
+    const mark = Option.flatMap(yield* disk.readAll(WalArchiver.durableMarkPath), (bytes) =>
+      Option.fromNullable(Wal.decodeDurableMark(bytes)))
+    const control = Option.flatMap(yield* disk.readAll(Loader.controlPath), (bytes) =>
+      Either.getRight(Control.decodeControl(Loader.controlPath, bytes)))
+    return Math.max(
+      Option.getOrElse(mark, () =>
+        0),
+      Option.match(control, {
+        onNone: () =>
+          0,
+        onSome: (value) =>
+          value.walDurableLsn ?? 0
+      })
+    )
   }).pipe(Effect.orDie)
 
 export const encodeRecord = (slot: Slot, value: Uint8Array): Uint8Array => {
@@ -178,15 +216,22 @@ const errorText = (error: unknown): string =>
     ? `${String(error._tag)}${"message" in error ? `: ${String(error.message)}` : ""}`
     : String(error)
 
-const errorTag = (error: unknown): string => (typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "unknown")
+const errorTag = (
+  error: unknown
+): string => (typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "unknown")
 
 const exitText = <A, E>(exit: Exit.Exit<A, E>): string | undefined =>
   Exit.isSuccess(exit)
     ? undefined
-    : Option.match(Exit.causeOption(exit).pipe(Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))), {
+    : Option.match(
+      Exit.causeOption(exit).pipe(
+        Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))
+      ),
+      {
         onNone: () => String(exit.cause).split("\n")[0] ?? "failed",
         onSome: errorText
-      })
+      }
+    )
 
 const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
   const problems: Array<string> = []
@@ -199,7 +244,10 @@ const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
     finalCheckpoint: report.finalCheckpoint.outcome === "completed" ? report.finalCheckpoint.checkpoint : undefined,
     finalCheckpointTimedOut: report.finalCheckpoint.outcome === "timed-out",
     problems,
-    detail: `final checkpoint ${report.finalCheckpoint.outcome}${"detail" in report.finalCheckpoint ? ` (${report.finalCheckpoint.detail})` : ""}, ` +
+    detail:
+      `final checkpoint ${report.finalCheckpoint.outcome}${
+        "detail" in report.finalCheckpoint ? ` (${report.finalCheckpoint.detail})` : ""
+      }, ` +
       `tasks drained ${report.tasks.drained} interrupted ${report.tasks.interrupted} aborted ${report.tasks.aborted}, lock ${report.lock}, ` +
       `WAL archived through ${report.wal.archivedThrough} of ${report.wal.endLsn}, ${report.durationMs} ms`
   }
@@ -219,7 +267,7 @@ interface OpenOptions {
 /** Opens one instance: the whole layer in a scope of its own, its fibers tracked, as a process
  * that `crash` can kill (test/sim/Process.ts). */
 const openInstance = (world: RealWorld, label: string, options: OpenOptions): Effect.Effect<Instance, string> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const gate = makeGate()
     const view = yield* world.bucket.viewOver(gatedStore(world.bucket.raw, gate))
     world.faultControls.push(view.faults)
@@ -231,13 +279,21 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     }
     // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
     const faultyDisk = yield* FaultyDisk.make(disk.disk)
-    const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ?? simConfig.checkpointIntervalMs
-    const config: StorageConfig.StorageConfigValue = { ...configOf(world), takeOver: options.takeOver, checkpointIntervalMs }
+    const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ??
+      simConfig.checkpointIntervalMs
+    const config: StorageConfig.StorageConfigValue = {
+      ...configOf(world),
+      takeOver: options.takeOver,
+      checkpointIntervalMs
+    }
     const scope = yield* Scope.make()
     world.processes.set(label, { gate, scope })
     const supervisor = yield* Supervisor.track
     const reported = yield* Deferred.make<Storage.ShutdownReport>()
-    const layer = layerWithServices({ replay: replayRecord(options.settings?.replayRecordMs ?? 0), onShutdown: (report) => Deferred.succeed(reported, report) }).pipe(
+    const layer = layerWithServices({
+      replay: replayRecord(options.settings?.replayRecordMs ?? 0),
+      onShutdown: (report) => Deferred.succeed(reported, report)
+    }).pipe(
       Layer.provide(
         Layer.mergeAll(
           Layer.succeed(StorageConfig.StorageConfig, config),
@@ -282,11 +338,13 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       epoch: storage.epoch,
       insert: (slot, value) =>
         tracked(
-          Effect.gen(function* () {
+          Effect.gen(function*() {
             const wrote = yield* Effect.exit(storage.write(fileOf(slot.file), slotOffset(slot), value))
             if (Exit.isFailure(wrote)) return { applied: false, lsn: undefined, acked: false, error: exitText(wrote) }
             const appended = yield* Effect.exit(storage.append(encodeRecord(slot, value)))
-            if (Exit.isFailure(appended)) return { applied: true, lsn: undefined, acked: false, error: exitText(appended) }
+            if (Exit.isFailure(appended)) {
+              return { applied: true, lsn: undefined, acked: false, error: exitText(appended) }
+            }
             const committed = yield* Effect.exit(storage.commit)
             return { applied: true, lsn: appended.value, acked: Exit.isSuccess(committed), error: exitText(committed) }
           })
@@ -295,13 +353,19 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
         tracked(
           Effect.map(
             Effect.exit(storage.read(fileOf(file), part * dataModel.partSizeBytes, dataModel.partSizeBytes)),
-            (exit): PartRead => (Exit.isSuccess(exit) ? { bytes: exit.value, error: undefined } : { bytes: undefined, error: exitText(exit) })
+            (exit): PartRead => (Exit.isSuccess(exit)
+              ? { bytes: exit.value, error: undefined }
+              : { bytes: undefined, error: exitText(exit) })
           )
         ),
       holdLease: (file, part, holdMs) =>
         tracked(
           Effect.map(
-            Effect.exit(Effect.scoped(Effect.zipRight(storage.lease(fileOf(file), partIndex(part)), Effect.sleep(Duration.millis(holdMs))))),
+            Effect.exit(
+              Effect.scoped(
+                Effect.zipRight(storage.lease(fileOf(file), partIndex(part)), Effect.sleep(Duration.millis(holdMs)))
+              )
+            ),
             (exit): OpResult => ({ error: exitText(exit) })
           )
         ),
@@ -309,18 +373,32 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
         Effect.map(Effect.exit(storage.checkpoint), (exit): CheckpointResult => {
           if (Exit.isSuccess(exit)) {
             return exit.value.outcome === "completed"
-              ? { completed: { checkpoint: exit.value.checkpoint, walPosition: exit.value.walPosition }, skipped: undefined, error: undefined }
+              ? {
+                completed: { checkpoint: exit.value.checkpoint, walPosition: exit.value.walPosition },
+                skipped: undefined,
+                error: undefined
+              }
               : { completed: undefined, skipped: exit.value.outcome, error: undefined }
           }
-          const failure = Option.getOrUndefined(Exit.causeOption(exit).pipe(Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))))
-          return { completed: undefined, skipped: undefined, error: { tag: failure === undefined ? "defect" : errorTag(failure), detail: exitText(exit) ?? "" } }
+          const failure = Option.getOrUndefined(
+            Exit.causeOption(exit).pipe(
+              Option.flatMap((cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none()))
+            )
+          )
+          return {
+            completed: undefined,
+            skipped: undefined,
+            error: { tag: failure === undefined ? "defect" : errorTag(failure), detail: exitText(exit) ?? "" }
+          }
         })
       ),
       evict: tracked(Effect.map(Effect.exit(evictor.runNow), (exit): OpResult => ({ error: exitText(exit) }))),
       archiveWal: tracked(Effect.map(Effect.exit(wal.archivePartial), (exit): OpResult => ({ error: exitText(exit) }))),
       archiveWalAwaited: tracked(
         Effect.map(
-          Effect.exit(Effect.flatMap(wal.archivePartial, (lsn) => wal.awaitArchived(lsn, simConfig.checkpointDeadlineMs))),
+          Effect.exit(
+            Effect.flatMap(wal.archivePartial, (lsn) => wal.awaitArchived(lsn, simConfig.checkpointDeadlineMs))
+          ),
           (exit): OpResult => ({ error: exitText(exit) })
         )
       ),
@@ -328,21 +406,32 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal),
       injectDiskFault: (fault) => {
         const filter = diskFilterOf(fault.target)
-        return fault.kind === "full" ? faultyDisk.faults.fillAfter(fault.afterBytes, filter) : faultyDisk.faults.failSync(fault.count, filter)
+        return fault.kind === "full"
+          ? faultyDisk.faults.fillAfter(fault.afterBytes, filter)
+          : faultyDisk.faults.failSync(fault.count, filter)
       },
       faultsActive: view.faults.active,
       shutdown: (byScope) =>
-        Effect.gen(function* () {
+        Effect.gen(function*() {
           // A timeline of the waits while shutdown runs, for the report of a slow one.
           const sampler = yield* Effect.forkDaemon(
             Effect.forever(
               Effect.zipRight(
-                Effect.flatMap(Effect.all([Effect.clockWith((clock) => clock.currentTimeMillis), waits.current, queue.stats]), ([atMs, current, queueStats]) =>
-                  Effect.sync(() => {
-                    const line = `t=${atMs}ms queue depth ${queueStats.depth} in flight ${queueStats.inFlight}${queueStats.closed ? " closed" : ""}; ` +
-                      (current.length === 0 ? "no waits" : current.map((wait) => `${wait.waiter} on ${wait.on}`).join(" | "))
-                    if (timeline[timeline.length - 1]?.slice(line.indexOf(" ")) !== line.slice(line.indexOf(" "))) timeline.push(line)
-                  })
+                Effect.flatMap(
+                  Effect.all([Effect.clockWith((clock) => clock.currentTimeMillis), waits.current, queue.stats]),
+                  ([atMs, current, queueStats]) =>
+                    Effect.sync(() => {
+                      const line =
+                        `t=${atMs}ms queue depth ${queueStats.depth} in flight ${queueStats.inFlight}${
+                          queueStats.closed ? " closed" : ""
+                        }; ` +
+                        (current.length === 0
+                          ? "no waits"
+                          : current.map((wait) => `${wait.waiter} on ${wait.on}`).join(" | "))
+                      if (timeline[timeline.length - 1]?.slice(line.indexOf(" ")) !== line.slice(line.indexOf(" "))) {
+                        timeline.push(line)
+                      }
+                    })
                 ),
                 Effect.sleep(Duration.millis(timelineStepMs))
               )
@@ -353,7 +442,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
           yield* Fiber.interrupt(sampler)
           return shutdownResultOf(yield* Deferred.await(reported))
         }),
-      observe: Effect.gen(function* () {
+      observe: Effect.gen(function*() {
         const stats = yield* parts.stats
         const queueStats = yield* queue.stats
         const alive = yield* fibersAlive
@@ -362,17 +451,29 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
           fibersAlive: alive.length,
           fibersAliveDetail: alive.map((fiber) => `#${fiber.id().id}`).join(", "),
           // Every task published and not completed (queued, in flight, or dropped without an outcome).
-          unresolvedTasks: Math.max(queueStats.depth + queueStats.inFlight, queueStats.enqueued - queueStats.completed - queueStats.failed - queueStats.aborted),
+          unresolvedTasks: Math.max(
+            queueStats.depth + queueStats.inFlight,
+            queueStats.enqueued - queueStats.completed - queueStats.failed - queueStats.aborted
+          ),
           invariantProblems: yield* invariants
         } satisfies Observation
       }),
       invariants,
-      diagnose: Effect.gen(function* () {
+      diagnose: Effect.gen(function*() {
         const current = yield* waits.current
         const queueStats = yield* queue.stats
-        const lines = [`queue: depth ${queueStats.depth}, in flight ${queueStats.inFlight}, closed ${queueStats.closed}`]
-        for (const wait of current) lines.push(`${wait.fiber} ${wait.waiter} waits on ${wait.on} since t=${wait.sinceMs}ms`)
-        if (timeline.length > 0) lines.push("timeline of the shutdown (every change, sampled each " + timelineStepMs + " ms):", ...timeline.map((line) => `  ${line}`))
+        const lines = [
+          `queue: depth ${queueStats.depth}, in flight ${queueStats.inFlight}, closed ${queueStats.closed}`
+        ]
+        for (const wait of current) {
+          lines.push(`${wait.fiber} ${wait.waiter} waits on ${wait.on} since t=${wait.sinceMs}ms`)
+        }
+        if (timeline.length > 0) {
+          lines.push(
+            "timeline of the shutdown (every change, sampled each " + timelineStepMs + " ms):",
+            ...timeline.map((line) => `  ${line}`)
+          )
+        }
         return lines.join("\n")
       })
     }
@@ -390,7 +491,11 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
  * checked. Objects are immutable (content-addressed parts, manifests written once), so a decoded
  * checkpoint is cached for the run's second audit.
  */
-export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpoint | string>, history: Map<number, AuditedCheckpoint> = new Map()): Effect.Effect<BucketAudit> =>
+export const auditBucket = (
+  bucket: SimBucket,
+  cache: Map<string, AuditedCheckpoint | string>,
+  history: Map<number, AuditedCheckpoint> = new Map()
+): Effect.Effect<BucketAudit> =>
   Effect.map(bucket.inspect.snapshot, (snapshot) => {
     const layout = StorageConfig.keyLayout(simConfig)
     const objects = new Map(snapshot)
@@ -420,15 +525,25 @@ export const auditBucket = (bucket: SimBucket, cache: Map<string, AuditedCheckpo
         checkpoints.push(audited)
         const before = history.get(number)
         if (before !== undefined && before !== audited) {
-          numberProblems.push(`checkpoint ${number} was committed again: by ${audited.instanceId} (epoch ${audited.epoch}, WAL position ${audited.walPosition}), before by ${before.instanceId} (epoch ${before.epoch}, WAL position ${before.walPosition})`)
+          numberProblems.push(
+            `checkpoint ${number} was committed again: by ${audited.instanceId} (epoch ${audited.epoch}, WAL position ${audited.walPosition}), before by ${before.instanceId} (epoch ${before.epoch}, WAL position ${before.walPosition})`
+          )
         }
         history.set(number, audited)
         // Still there? A collector must keep every object a committed checkpoint names.
-        if (cached !== undefined) for (const reference of audited.references ?? []) if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
+        if (cached !== undefined) {
+          for (const reference of audited.references ?? []) {
+            if (!objects.has(reference)) problems.push(`checkpoint ${number} references ${reference}, which is gone`)
+          }
+        }
       }
     }
     for (const number of history.keys()) {
-      if (!rootNumbers.has(number)) numberProblems.push(`checkpoint ${number}'s root manifest is gone, with no tombstone: its number can be committed again`)
+      if (!rootNumbers.has(number)) {
+        numberProblems.push(
+          `checkpoint ${number}'s root manifest is gone, with no tombstone: its number can be committed again`
+        )
+      }
     }
     return {
       checkpoints,
@@ -457,18 +572,28 @@ const auditCheckpoint = (
     references.push(manifestKey)
     const manifestBytes = objects.get(manifestKey)
     if (manifestBytes === undefined) return `checkpoint ${number} references ${manifestKey}, which is missing`
-    const fileManifest = Manifest.decodeFileManifest(manifestKey, manifestBytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes: root.right.partSizeBytes })
-    if (Either.isLeft(fileManifest)) return `checkpoint ${number}: file manifest ${manifestKey} corrupt: ${fileManifest.left.message}`
+    const fileManifest = Manifest.decodeFileManifest(manifestKey, manifestBytes, {
+      file: entry.file,
+      sha256: entry.manifestSha256,
+      partSizeBytes: root.right.partSizeBytes
+    })
+    if (Either.isLeft(fileManifest)) {
+      return `checkpoint ${number}: file manifest ${manifestKey} corrupt: ${fileManifest.left.message}`
+    }
     const fileNumber = fileIds.indexOf(entry.file)
     for (const [part, checkpoint, sha256, sizeBytes] of fileManifest.right.parts) {
       const partKey = KeyLayout.partKey(layout, checkpoint, entry.file, part, sha256)
       references.push(partKey)
       const partBytes = objects.get(partKey)
       if (partBytes === undefined) return `checkpoint ${number} references ${partKey}, which is missing`
-      if (partBytes.length !== sizeBytes || Manifest.sha256Hex(partBytes) !== sha256) return `checkpoint ${number} references ${partKey}, whose content does not match its digest or size`
+      if (partBytes.length !== sizeBytes || Manifest.sha256Hex(partBytes) !== sha256) {
+        return `checkpoint ${number} references ${partKey}, whose content does not match its digest or size`
+      }
       const padded = new Uint8Array(dataModel.partSizeBytes)
       padded.set(partBytes.subarray(0, dataModel.partSizeBytes))
-      for (const [slot, value] of slotsOfPart(fileNumber, part, padded)) if (!isZero(value)) slots.set(slotKey(slot), value)
+      for (const [slot, value] of slotsOfPart(fileNumber, part, padded)) {
+        if (!isZero(value)) slots.set(slotKey(slot), value)
+      }
     }
   }
   return {
@@ -491,7 +616,19 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   name: "real",
   shutdownDeadlineMs: simConfig.shutdownDeadlineMs,
   readDeadlineMs: simConfig.leaseTimeoutMs,
-  makeWorld: Effect.map(makeSimBucket, (bucket): RealWorld => ({ bucket, disks: new Map(), processes: new Map(), audited: new Map(), history: new Map(), faultControls: [], gc: undefined, gcView: undefined })),
+  makeWorld: Effect.map(
+    makeSimBucket,
+    (bucket): RealWorld => ({
+      bucket,
+      disks: new Map(),
+      processes: new Map(),
+      audited: new Map(),
+      history: new Map(),
+      faultControls: [],
+      gc: undefined,
+      gcView: undefined
+    })
+  ),
   configure: (world, schedule) => {
     world.gc = schedule.gc
   },
@@ -499,14 +636,14 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   takeOver: (world, label, faults) => openInstance(world, label, { takeOver: true, faults }),
   healAll: (world) => Effect.forEach(world.faultControls, (control) => control.heal, { discard: true }),
   restart: (world, label, crash, settings) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return yield* Effect.fail(`no disk for ${label}`)
       if (crash) yield* disk.control.crash
       return yield* openInstance(world, label, { takeOver: false, settings })
     }),
   crash: (world, label) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const process = world.processes.get(label)
       if (process !== undefined && !process.gate.dead) {
         process.gate.dead = true
@@ -517,7 +654,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       if (disk !== undefined) yield* disk.control.crash
     }),
   rot: (world, label, rot, crashFirst) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return { detail: `no directory ${diskOf(label)}` }
       if (crashFirst) yield* disk.control.crash
@@ -529,11 +666,15 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const offset = Option.getOrElse(yield* Effect.orDie(faults.flipByte(path)), () => -1)
       const detail = `flipped the byte at offset ${offset} of ${path} (of ${files.length} ${rot.target} file(s))`
       const key = KeyLayout.parseKey({ prefix: "" }, path)
-      if (rot.target !== "wal" || Option.isNone(before) || Option.isNone(key) || key.value._tag !== "Wal") return { detail }
+      if (rot.target !== "wal" || Option.isNone(before) || Option.isNone(key) || key.value._tag !== "Wal") {
+        return { detail }
+      }
       const segment = key.value.segment
       const scan = Wal.scanSegment(before.value, segment, simConfig.walSegmentBytes)
       const byteLsn = Wal.segmentStart(segment, simConfig.walSegmentBytes) + offset
-      const hit = scan.records.find((record) => record.lsn <= byteLsn && byteLsn < record.lsn + Wal.headerBytes + record.payload.length)
+      const hit = scan.records.find((record) =>
+        record.lsn <= byteLsn && byteLsn < record.lsn + Wal.headerBytes + record.payload.length
+      )
       if (hit === undefined) return { detail }
       return { detail, walRecord: { lsn: hit.lsn, recordedDurableLsn: yield* recordedDurableLsn(disk.disk) } }
     }),
@@ -542,7 +683,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
   restore: (world, label) => openInstance(world, label, { takeOver: true }),
   audit: (world) => auditBucket(world.bucket, world.audited, world.history),
   gcPass: (world) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const view = yield* gcViewOf(world)
       // How each listing of the pass ended, as the bucket answered it (the last answer per prefix).
       const listings = new Map<string, "ended" | "failed">()
@@ -553,7 +694,8 @@ export const realSystem: SystemUnderTest<RealWorld> = {
         get: (key) =>
           view.store.get(key).pipe(
             Effect.tapBoth({
-              onFailure: (error) => Effect.sync(() => void reads.set(key, error._tag === "ObjectNotFound" ? "read" : "failed")),
+              onFailure: (error) =>
+                Effect.sync(() => void reads.set(key, error._tag === "ObjectNotFound" ? "read" : "failed")),
               onSuccess: () => Effect.sync(() => void reads.set(key, "read"))
             })
           ),
@@ -566,9 +708,20 @@ export const realSystem: SystemUnderTest<RealWorld> = {
       const exit = yield* Effect.exit(GarbageCollector.collect(store, configOf(world), { minAgeMs: 0 }))
       const listingsFailed = [
         ...[...listings].flatMap(([prefix, outcome]) => (outcome === "failed" ? [prefix] : [])),
-        ...[...reads].flatMap(([key, outcome]) => (outcome === "failed" && /^(checkpoints|manifests)\//.test(key) ? [`${key} (read)`] : []))
+        ...[...reads].flatMap((
+          [key, outcome]
+        ) => (outcome === "failed" && /^(checkpoints|manifests)\//.test(key) ? [`${key} (read)`] : []))
       ]
-      if (Exit.isFailure(exit)) return { error: exitText(exit), deletedObjects: 0, expiredNow: [], retained: [], complete: false, listingsFailed } satisfies GcPassResult
+      if (Exit.isFailure(exit)) {
+        return {
+          error: exitText(exit),
+          deletedObjects: 0,
+          expiredNow: [],
+          retained: [],
+          complete: false,
+          listingsFailed
+        } satisfies GcPassResult
+      }
       const report = exit.value
       return {
         listingsFailed,
@@ -605,19 +758,36 @@ const bucketNow = (world: RealWorld) =>
       if (Option.isNone(parsed)) continue
       if (parsed.value._tag === "Checkpoint") {
         const root = Manifest.decodeRootObject(key, bytes, parsed.value.checkpoint)
-        if (Either.isRight(root) && root.right._tag === "Committed") committed.push({ checkpoint: root.right.manifest.checkpoint, walPosition: root.right.manifest.walPosition })
+        if (Either.isRight(root) && root.right._tag === "Committed") {
+          committed.push({ checkpoint: root.right.manifest.checkpoint, walPosition: root.right.manifest.walPosition })
+        }
       } else if (parsed.value._tag === "Wal") {
-        copies.push({ segment: parsed.value.segment, epoch: parsed.value.epoch ?? Wal.epochUnknown, key, sizeBytes: bytes.length })
+        copies.push({
+          segment: parsed.value.segment,
+          epoch: parsed.value.epoch ?? Wal.epochUnknown,
+          key,
+          sizeBytes: bytes.length
+        })
       }
     }
     let archivedEnd = 0
     for (const [segment, copy] of Wal.archivedLineage(copies, Number.MAX_SAFE_INTEGER)) {
-      archivedEnd = Math.max(archivedEnd, Wal.segmentStart(segment, simConfig.walSegmentBytes) + Math.min(copy.sizeBytes, simConfig.walSegmentBytes))
+      archivedEnd = Math.max(
+        archivedEnd,
+        Wal.segmentStart(segment, simConfig.walSegmentBytes) + Math.min(copy.sizeBytes, simConfig.walSegmentBytes)
+      )
     }
-    return { committed: committed.sort((left, right) => left.checkpoint - right.checkpoint), archivedEnd }
+    return {
+      committed: committed.sort((left, right) => left.checkpoint - right.checkpoint),
+      archivedEnd
+    }
   })
 
-const chooseRestore = (world: RealWorld, target: "checkpoint" | "lsn" | "latest", pick: number): Effect.Effect<RestoreChoice> =>
+const chooseRestore = (
+  world: RealWorld,
+  target: "checkpoint" | "lsn" | "latest",
+  pick: number
+): Effect.Effect<RestoreChoice> =>
   Effect.map(bucketNow(world), ({ archivedEnd, committed }): RestoreChoice => {
     if (target === "latest") return { _tag: "Latest" }
     if (target === "checkpoint") {
@@ -631,13 +801,19 @@ const chooseRestore = (world: RealWorld, target: "checkpoint" | "lsn" | "latest"
 /** A restore under a reader lease into a fresh directory (Restore.ts), over a view of the bucket
  * whose gets are `latencyMs` slow; every part is loaded, then every part of the data model read. */
 const restoreAt = (world: RealWorld, choice: RestoreChoice, latencyMs: number): Effect.Effect<RestoreResult> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const view = yield* world.bucket.view
-    if (latencyMs > 0) yield* view.faults.inject({ kind: "latency", ms: latencyMs, target: { operation: "get", keys: "any" } })
+    if (latencyMs > 0) {
+      yield* view.faults.inject({ kind: "latency", ms: latencyMs, target: { operation: "get", keys: "any" } })
+    }
     const disk = yield* MemoryDisk.make
-    const target = choice._tag === "Latest" ? Restore.latest : choice._tag === "Checkpoint" ? Restore.checkpoint(choice.checkpoint) : Restore.lsn(choice.lsn)
+    const target = choice._tag === "Latest"
+      ? Restore.latest
+      : choice._tag === "Checkpoint"
+      ? Restore.checkpoint(choice.checkpoint)
+      : Restore.lsn(choice.lsn)
     const program = Effect.scoped(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const restored = yield* Restore.open({
           target,
           holder: "simulation restore",
@@ -650,20 +826,53 @@ const restoreAt = (world: RealWorld, choice: RestoreChoice, latencyMs: number): 
         const parts: Array<{ file: number; part: number; read: PartRead }> = []
         for (let file = 0; file < dataModel.files; file++) {
           for (let part = 0; part < dataModel.partsPerFile; part++) {
-            const read = yield* Effect.exit(restored.readerLease.guard(restored.read(fileOf(file), part * dataModel.partSizeBytes, dataModel.partSizeBytes)))
-            parts.push({ file, part, read: Exit.isSuccess(read) ? { bytes: read.value, error: undefined } : { bytes: undefined, error: exitText(read) } })
+            const read = yield* Effect.exit(
+              restored.readerLease.guard(
+                restored.read(fileOf(file), part * dataModel.partSizeBytes, dataModel.partSizeBytes)
+              )
+            )
+            parts.push({
+              file,
+              part,
+              read: Exit.isSuccess(read)
+                ? { bytes: read.value, error: undefined }
+                : { bytes: undefined, error: exitText(read) }
+            })
           }
         }
         yield* restored.readerLease.check
         return { summary: restored.summary, parts }
       })
     ).pipe(
-      Effect.provide(Layer.mergeAll(Layer.succeed(StorageConfig.StorageConfig, configOf(world)), Layer.succeed(ObjectStore, view.store), Layer.succeed(LocalDisk, disk.disk)))
+      Effect.provide(
+        Layer.mergeAll(
+          Layer.succeed(StorageConfig.StorageConfig, configOf(world)),
+          Layer.succeed(ObjectStore, view.store),
+          Layer.succeed(LocalDisk, disk.disk)
+        )
+      )
     )
     const exit = yield* Effect.exit(program)
     if (Exit.isFailure(exit)) {
-      const failure = Option.getOrUndefined(Option.flatMap(Exit.causeOption(exit), (cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none())))
-      return { error: { tag: errorTag(failure), detail: exitText(exit) ?? "failed" }, base: undefined, walFromLsn: undefined, walToLsn: undefined, parts: [] }
+      const failure = Option.getOrUndefined(
+        Option.flatMap(
+          Exit.causeOption(exit),
+          (cause) => (cause._tag === "Fail" ? Option.some(cause.error) : Option.none())
+        )
+      )
+      return {
+        error: { tag: errorTag(failure), detail: exitText(exit) ?? "failed" },
+        base: undefined,
+        walFromLsn: undefined,
+        walToLsn: undefined,
+        parts: []
+      }
     }
-    return { error: undefined, base: exit.value.summary.checkpoint, walFromLsn: exit.value.summary.walFromLsn, walToLsn: exit.value.summary.walToLsn, parts: exit.value.parts }
+    return {
+      error: undefined,
+      base: exit.value.summary.checkpoint,
+      walFromLsn: exit.value.summary.walFromLsn,
+      walToLsn: exit.value.summary.walToLsn,
+      parts: exit.value.parts
+    }
   })

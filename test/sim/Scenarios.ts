@@ -35,7 +35,10 @@ export const hang340: SimSchedule = {
  */
 export const hang373: SimSchedule = {
   steps: [
-    at(1, { _tag: "Fault", fault: { kind: "transient", ratePercent: 100, target: { operation: "put", keys: "data" } } }),
+    at(1, {
+      _tag: "Fault",
+      fault: { kind: "transient", ratePercent: 100, target: { operation: "put", keys: "data" } }
+    }),
     at(0, { _tag: "Insert", file: 0, part: 0 })
   ],
   shutdownAtMs: 2,
@@ -151,7 +154,11 @@ export const crashAndRestart: SimSchedule = {
     at(1, { _tag: "Insert", file: 1, part: 0 }),
     at(1, { _tag: "ArchiveWal", await: true }),
     at(50, { _tag: "Insert", file: 0, part: 1 }),
-    at(10, { _tag: "Crash", restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 }, crashAgainAfterMs: undefined }),
+    at(10, {
+      _tag: "Crash",
+      restart: { checkpointIntervalMs: 1_000, replayRecordMs: 0 },
+      crashAgainAfterMs: undefined
+    }),
     at(10, { _tag: "Insert", file: 1, part: 1 })
   ],
   shutdownAtMs: 11_000,

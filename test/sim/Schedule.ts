@@ -120,7 +120,12 @@ export type Step =
    * of a committed checkpoint (the `pick`-th of those in the bucket now), of an LSN inside the
    * window (`pick`‰ of the way from the oldest committed checkpoint's position to the archived
    * end), or of the latest state; every get of its view `latencyMs` slow. */
-  | { readonly _tag: "Restore"; readonly target: "checkpoint" | "lsn" | "latest"; readonly pick: number; readonly latencyMs: number }
+  | {
+    readonly _tag: "Restore"
+    readonly target: "checkpoint" | "lsn" | "latest"
+    readonly pick: number
+    readonly latencyMs: number
+  }
 
 export interface TimedStep {
   readonly delayMs: number
@@ -161,8 +166,29 @@ export interface GcSettings {
   readonly writerGcIntervalMs: number
 }
 
-export type Profile = "full" | "no-faults" | "failing-tasks" | "crashes" | "lost-responses" | "stale-writers" | "disk-faults" | "bit-rot" | "adversarial" | "gc"
-export const profiles: ReadonlyArray<Profile> = ["full", "no-faults", "failing-tasks", "crashes", "lost-responses", "stale-writers", "disk-faults", "bit-rot", "adversarial", "gc"]
+export type Profile =
+  | "full"
+  | "no-faults"
+  | "failing-tasks"
+  | "crashes"
+  | "lost-responses"
+  | "stale-writers"
+  | "disk-faults"
+  | "bit-rot"
+  | "adversarial"
+  | "gc"
+export const profiles: ReadonlyArray<Profile> = [
+  "full",
+  "no-faults",
+  "failing-tasks",
+  "crashes",
+  "lost-responses",
+  "stale-writers",
+  "disk-faults",
+  "bit-rot",
+  "adversarial",
+  "gc"
+]
 
 /** The fault classes a profile adds to `full`. */
 interface FaultClasses {
@@ -215,8 +241,10 @@ export const defaultBounds: GeneratorBounds = { stepsMax: 24, horizonMs: 3_000 }
 const fileArb = fc.integer({ min: 0, max: dataModel.files - 1 })
 const partArb = fc.integer({ min: 0, max: dataModel.partsPerFile - 1 })
 
-const targetArb = (operations: ReadonlyArray<OperationFamily>, keys: ReadonlyArray<KeyFamily>): fc.Arbitrary<FaultTarget> =>
-  fc.record({ operation: fc.constantFrom(...operations), keys: fc.constantFrom(...keys) })
+const targetArb = (
+  operations: ReadonlyArray<OperationFamily>,
+  keys: ReadonlyArray<KeyFamily>
+): fc.Arbitrary<FaultTarget> => fc.record({ operation: fc.constantFrom(...operations), keys: fc.constantFrom(...keys) })
 
 const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
   if (profile === "failing-tasks") {
@@ -230,9 +258,26 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
   if (faultClasses(profile)?.lostResponses === true) {
     const lostTarget = targetArb(["put", "delete", "any"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
     return fc.oneof(
-      { weight: 2, arbitrary: fc.record({ kind: fc.constant("lostResponse" as const), ratePercent: fc.integer({ min: 20, max: 100 }), target: lostTarget }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target }) },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          kind: fc.constant("lostResponse" as const),
+          ratePercent: fc.integer({ min: 20, max: 100 }),
+          target: lostTarget
+        })
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("transient" as const),
+          ratePercent: fc.integer({ min: 10, max: 100 }),
+          target
+        })
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target })
+      },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant("permanent" as const), target }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant("stall" as const), target }) }
     )
@@ -250,16 +295,158 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
 const noGc = { Gc: 0, GcFault: 0, Restore: 0 } as const
 
 const weights: Record<Profile, Record<Step["_tag"], number>> = {
-  full: { Insert: 8, Read: 3, HoldLease: 1, Checkpoint: 3, Evict: 3, ArchiveWal: 2, Fault: 3, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
-  "no-faults": { Insert: 6, Read: 5, HoldLease: 1, Checkpoint: 4, Evict: 2, ArchiveWal: 1, Fault: 0, Heal: 0, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
-  "failing-tasks": { Insert: 8, Read: 2, HoldLease: 1, Checkpoint: 4, Evict: 0, ArchiveWal: 2, Fault: 3, Heal: 1, TakeOver: 0, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
-  crashes: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 1, Crash: 3, OwnerStops: 0, DiskFault: 0, ...noGc },
-  "lost-responses": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
-  "stale-writers": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 3, Heal: 2, TakeOver: 2, Crash: 0, OwnerStops: 1, DiskFault: 0, ...noGc },
-  "disk-faults": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 3, ...noGc },
-  "bit-rot": { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, ...noGc },
-  adversarial: { Insert: 12, Read: 2, HoldLease: 1, Checkpoint: 3, Evict: 2, ArchiveWal: 3, Fault: 4, Heal: 2, TakeOver: 2, Crash: 3, OwnerStops: 1, DiskFault: 2, ...noGc },
-  gc: { Insert: 14, Read: 1, HoldLease: 1, Checkpoint: 5, Evict: 1, ArchiveWal: 3, Fault: 2, Heal: 2, TakeOver: 1, Crash: 0, OwnerStops: 0, DiskFault: 0, Gc: 6, GcFault: 3, Restore: 5 }
+  full: {
+    Insert: 8,
+    Read: 3,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 3,
+    ArchiveWal: 2,
+    Fault: 3,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  "no-faults": {
+    Insert: 6,
+    Read: 5,
+    HoldLease: 1,
+    Checkpoint: 4,
+    Evict: 2,
+    ArchiveWal: 1,
+    Fault: 0,
+    Heal: 0,
+    TakeOver: 0,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  "failing-tasks": {
+    Insert: 8,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 4,
+    Evict: 0,
+    ArchiveWal: 2,
+    Fault: 3,
+    Heal: 1,
+    TakeOver: 0,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  crashes: {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 3,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 3,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  "lost-responses": {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 4,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  "stale-writers": {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 3,
+    Heal: 2,
+    TakeOver: 2,
+    Crash: 0,
+    OwnerStops: 1,
+    DiskFault: 0,
+    ...noGc
+  },
+  "disk-faults": {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 2,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 3,
+    ...noGc
+  },
+  "bit-rot": {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 2,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    ...noGc
+  },
+  adversarial: {
+    Insert: 12,
+    Read: 2,
+    HoldLease: 1,
+    Checkpoint: 3,
+    Evict: 2,
+    ArchiveWal: 3,
+    Fault: 4,
+    Heal: 2,
+    TakeOver: 2,
+    Crash: 3,
+    OwnerStops: 1,
+    DiskFault: 2,
+    ...noGc
+  },
+  gc: {
+    Insert: 14,
+    Read: 1,
+    HoldLease: 1,
+    Checkpoint: 5,
+    Evict: 1,
+    ArchiveWal: 3,
+    Fault: 2,
+    Heal: 2,
+    TakeOver: 1,
+    Crash: 0,
+    OwnerStops: 0,
+    DiskFault: 0,
+    Gc: 6,
+    GcFault: 3,
+    Restore: 5
+  }
 }
 
 /** Checkpoint intervals of instances after a crash: off, shorter than a slow replay, the default. */
@@ -268,11 +455,18 @@ const checkpointIntervalArb = fc.constantFrom(0, 30, 100, 1_000)
 const diskTargetArb = fc.constantFrom<DiskTarget>("parts", "wal", "any")
 
 const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
-  fc.record({ kind: fc.constant("full" as const), afterBytes: fc.integer({ min: 0, max: 12_288 }), target: diskTargetArb }),
+  fc.record({
+    kind: fc.constant("full" as const),
+    afterBytes: fc.integer({ min: 0, max: 12_288 }),
+    target: diskTargetArb
+  }),
   fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb })
 )
 
-const rotArb: fc.Arbitrary<Rot> = fc.record({ target: fc.constantFrom<Rot["target"]>("wal", "parts"), pick: fc.integer({ min: 0, max: 7 }) })
+const rotArb: fc.Arbitrary<Rot> = fc.record({
+  target: fc.constantFrom<Rot["target"]>("wal", "parts"),
+  pick: fc.integer({ min: 0, max: 7 })
+})
 
 const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
   checkpointIntervalMs: checkpointIntervalArb,
@@ -283,13 +477,25 @@ const restartSettingsArb: fc.Arbitrary<RestartSettings> = fc.record({
  * unanswered. */
 const gcFaultArb: fc.Arbitrary<Fault> = (() => {
   // Reads of root manifests weigh double: a pass reads every one of them.
-  const target = targetArb(["list", "get", "get", "delete", "any"], ["any", "data", "manifests", "checkpoints", "checkpoints", "wal", "leases"])
+  const target = targetArb(["list", "get", "get", "delete", "any"], [
+    "any",
+    "data",
+    "manifests",
+    "checkpoints",
+    "checkpoints",
+    "wal",
+    "leases"
+  ])
   return fc.oneof(
     fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
     fc.record({ kind: fc.constant("stall" as const), target }),
     fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 400 }), target }),
     fc.record({ kind: fc.constant("permanent" as const), target }),
-    fc.record({ kind: fc.constant("lostResponse" as const), ratePercent: fc.integer({ min: 20, max: 100 }), target: targetArb(["delete", "put"], ["any", "data", "checkpoints", "leases"]) })
+    fc.record({
+      kind: fc.constant("lostResponse" as const),
+      ratePercent: fc.integer({ min: 20, max: 100 }),
+      target: targetArb(["delete", "put"], ["any", "data", "checkpoints", "leases"])
+    })
   )
 })()
 
@@ -303,7 +509,12 @@ const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
   const arbitraries: Record<Step["_tag"], fc.Arbitrary<Step>> = {
     Insert: fc.record({ _tag: fc.constant("Insert" as const), file: fileArb, part: partArb }),
     Read: fc.record({ _tag: fc.constant("Read" as const), file: fileArb, part: partArb }),
-    HoldLease: fc.record({ _tag: fc.constant("HoldLease" as const), file: fileArb, part: partArb, holdMs: fc.integer({ min: 1, max: 500 }) }),
+    HoldLease: fc.record({
+      _tag: fc.constant("HoldLease" as const),
+      file: fileArb,
+      part: partArb,
+      holdMs: fc.integer({ min: 1, max: 500 })
+    }),
     Checkpoint: fc.record({ _tag: fc.constant("Checkpoint" as const) }),
     Evict: fc.record({ _tag: fc.constant("Evict" as const) }),
     ArchiveWal: faultClasses(profile) !== undefined
@@ -362,7 +573,10 @@ export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultB
 
 const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
   fc.record({
-    steps: fc.array(fc.record({ delayMs: delayArb, step: stepArb(profile) }), { maxLength: bounds.stepsMax, size: "max" }),
+    steps: fc.array(fc.record({ delayMs: delayArb, step: stepArb(profile) }), {
+      maxLength: bounds.stepsMax,
+      size: "max"
+    }),
     shutdownAtMs: fc.integer({ min: 0, max: bounds.horizonMs }),
     interruptWorkloadAtShutdown: fc.boolean(),
     shutdownByScope: fc.boolean(),
@@ -380,7 +594,10 @@ const crashingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<Si
   }).map(({ base, rot, ...extra }) => ({ ...base, ...extra, ...(rot === undefined ? {} : { rotBeforeRestart: rot }) }))
 
 const rottingArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
-  fc.record({ base: baseArb(profile, bounds), rot: rotArb }).map(({ base, rot }) => ({ ...base, rotBeforeRestart: rot }))
+  fc.record({ base: baseArb(profile, bounds), rot: rotArb }).map(({ base, rot }) => ({
+    ...base,
+    rotBeforeRestart: rot
+  }))
 
 // ---------------------------------------------------------------------------------------------
 // Printing
@@ -425,7 +642,9 @@ export const stepText = (step: Step): string => {
       return step.staleKeepsRunning === true ? "take-over (the old writer keeps running)" : "take-over"
     case "Crash":
       return `crash; restart with ${restartText(step.restart)}` +
-        (step.crashAgainAfterMs === undefined ? "" : `, crashed again ${step.crashAgainAfterMs}ms into it and restarted`)
+        (step.crashAgainAfterMs === undefined
+          ? ""
+          : `, crashed again ${step.crashAgainAfterMs}ms into it and restarted`)
     case "OwnerStops":
       return "the owner shuts down cleanly"
     case "DiskFault":
@@ -433,25 +652,45 @@ export const stepText = (step: Step): string => {
         ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
         : `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
     case "Gc":
-      return step.everyMs === undefined ? "gc pass (min age 0)" : `gc passes every ${step.everyMs}ms until shutdown (min age 0)`
+      return step.everyMs === undefined
+        ? "gc pass (min age 0)"
+        : `gc passes every ${step.everyMs}ms until shutdown (min age 0)`
     case "GcFault":
       return `gc fault ${faultText(step.fault)}`
     case "Restore":
-      return `restore ${step.target === "latest" ? "the latest state" : step.target === "checkpoint" ? `checkpoint #${step.pick}` : `LSN at ${step.pick}‰ of the window`}` +
+      return `restore ${
+        step.target === "latest"
+          ? "the latest state"
+          : step.target === "checkpoint"
+          ? `checkpoint #${step.pick}`
+          : `LSN at ${step.pick}‰ of the window`
+      }` +
         (step.latencyMs > 0 ? ` (gets ${step.latencyMs}ms slow)` : "") + " under a lease"
   }
 }
 
 const restartText = (settings: RestartSettings): string =>
-  `checkpoint interval ${settings.checkpointIntervalMs === 0 ? "off" : `${settings.checkpointIntervalMs}ms`}, replay ${settings.replayRecordMs}ms/record`
+  `checkpoint interval ${
+    settings.checkpointIntervalMs === 0 ? "off" : `${settings.checkpointIntervalMs}ms`
+  }, replay ${settings.replayRecordMs}ms/record`
 
 /** One line per step with its absolute instant, then the shutdown line. */
 export const scheduleText = (schedule: SimSchedule): string => {
   const lines: Array<string> = []
   if (schedule.gc !== undefined) {
-    lines.push(`  retention: ${schedule.gc.retainCheckpointsMin} latest + ${schedule.gc.retainForMs}ms window; writer gc ${schedule.gc.writerGcIntervalMs === 0 ? "off" : `every ${schedule.gc.writerGcIntervalMs}ms`}`)
+    lines.push(
+      `  retention: ${schedule.gc.retainCheckpointsMin} latest + ${schedule.gc.retainForMs}ms window; writer gc ${
+        schedule.gc.writerGcIntervalMs === 0 ? "off" : `every ${schedule.gc.writerGcIntervalMs}ms`
+      }`
+    )
   }
-  if (schedule.checkpointIntervalMs !== undefined) lines.push(`  first instance: checkpoint interval ${schedule.checkpointIntervalMs === 0 ? "off" : `${schedule.checkpointIntervalMs}ms`}`)
+  if (schedule.checkpointIntervalMs !== undefined) {
+    lines.push(
+      `  first instance: checkpoint interval ${
+        schedule.checkpointIntervalMs === 0 ? "off" : `${schedule.checkpointIntervalMs}ms`
+      }`
+    )
+  }
   let atMs = 0
   for (const { delayMs, step } of schedule.steps) {
     atMs += delayMs
@@ -459,11 +698,17 @@ export const scheduleText = (schedule: SimSchedule): string => {
     lines.push(`  t=${String(atMs).padStart(5)}ms  ${stepText(step)}${late}`)
   }
   lines.push(
-    `  t=${String(schedule.shutdownAtMs).padStart(5)}ms  shutdown (${schedule.shutdownByScope ? "scope close" : "shutdown call"}, ` +
+    `  t=${String(schedule.shutdownAtMs).padStart(5)}ms  shutdown (${
+      schedule.shutdownByScope ? "scope close" : "shutdown call"
+    }, ` +
       `${schedule.interruptWorkloadAtShutdown ? "workload interrupted" : "lease holders interrupted"})` +
       `${schedule.crashAtShutdown === true ? "; the owner is killed instead" : ""}` +
       `${schedule.crashBeforeRestart ? ", then crash + restart" : ", then restart"}` +
-      `${schedule.rotBeforeRestart === undefined ? "" : ` (a byte of local ${schedule.rotBeforeRestart.target} file #${schedule.rotBeforeRestart.pick} flipped first)`}` +
+      `${
+        schedule.rotBeforeRestart === undefined
+          ? ""
+          : ` (a byte of local ${schedule.rotBeforeRestart.target} file #${schedule.rotBeforeRestart.pick} flipped first)`
+      }` +
       `${schedule.restart === undefined ? "" : ` with ${restartText(schedule.restart)}`}`
   )
   return lines.join("\n")

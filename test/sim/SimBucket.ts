@@ -44,14 +44,20 @@ export interface SimBucket {
 
 /** The decorator's filter for a schedule's fault target. */
 export const filterOf = (target: FaultTarget): FaultyObjectStore.FaultFilter => {
-  const operations: ReadonlyArray<FaultyObjectStore.Operation> | undefined =
-    target.operation === "put" ? ["put"] : target.operation === "delete" ? ["delete"] : target.operation === "get" ? ["get", "getRange", "head"] : target.operation === "list" ? ["list"] : undefined
-  const keys =
-    target.keys === "any"
-      ? {}
-      : target.keys === "lock"
-        ? { keyMatches: (key: string) => key === "lock" }
-        : { keyPrefix: `${target.keys}/` }
+  const operations: ReadonlyArray<FaultyObjectStore.Operation> | undefined = target.operation === "put"
+    ? ["put"]
+    : target.operation === "delete"
+    ? ["delete"]
+    : target.operation === "get"
+    ? ["get", "getRange", "head"]
+    : target.operation === "list"
+    ? ["list"]
+    : undefined
+  const keys = target.keys === "any"
+    ? {}
+    : target.keys === "lock"
+    ? { keyMatches: (key: string) => key === "lock" }
+    : { keyPrefix: `${target.keys}/` }
   return operations === undefined ? keys : { operations, ...keys }
 }
 
@@ -72,7 +78,7 @@ const injectInto = (controller: FaultyObjectStore.FaultControllerService, fault:
 }
 
 const viewOver = (inner: ObjectStoreService): Effect.Effect<FaultyView> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const { controller, store } = yield* FaultyObjectStore.make(inner)
     const active = yield* Ref.make(false)
     const faults: FaultControl = {

@@ -11,16 +11,19 @@ import { runSimulated } from "./SimRuntime.js"
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 const valueOf = <A, E>(run: { readonly exit: Exit.Exit<A, E> | undefined }): A => {
-  if (run.exit === undefined || Exit.isFailure(run.exit)) throw new Error(`the run did not succeed: ${String(run.exit)}`)
+  if (run.exit === undefined || Exit.isFailure(run.exit)) {
+    throw new Error(`the run did not succeed: ${String(run.exit)}`)
+  }
   return run.exit.value
 }
 
 describe("SimRuntime", () => {
   it("moves time only to the next timer, and fires same-instant timers in creation order", () => {
     const run = runSimulated(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const order = yield* Ref.make<ReadonlyArray<string>>([])
-        const note = (name: string) => Effect.flatMap(now, (atMs) => Ref.update(order, (names) => [...names, `${name}@${atMs}`]))
+        const note = (name: string) =>
+          Effect.flatMap(now, (atMs) => Ref.update(order, (names) => [...names, `${name}@${atMs}`]))
         const fibers = yield* Effect.all(
           [
             Effect.fork(Effect.zipRight(Effect.sleep(Duration.millis(30)), note("c"))),
@@ -39,7 +42,7 @@ describe("SimRuntime", () => {
 
   it("runs timeouts and interruptions on simulated time", () => {
     const run = runSimulated(
-      Effect.gen(function* () {
+      Effect.gen(function*() {
         const cut = yield* Effect.sleep(Duration.seconds(60)).pipe(Effect.timeout(Duration.millis(250)), Effect.either)
         const fiber = yield* Effect.fork(Effect.sleep(Duration.hours(1)))
         yield* Effect.sleep(Duration.millis(50))
@@ -70,7 +73,7 @@ describe("SimRuntime", () => {
   })
 
   it("gives one run per seed: same seed, same draws and timings; another seed, other draws", () => {
-    const program = Effect.gen(function* () {
+    const program = Effect.gen(function*() {
       const draws: Array<number> = []
       for (let index = 0; index < 5; index++) {
         const delayMs = yield* Random.nextIntBetween(0, 100)
@@ -87,7 +90,10 @@ describe("SimRuntime", () => {
   })
 
   it("captures the run's logs with their simulated time", () => {
-    const run = runSimulated(Effect.zipRight(Effect.sleep(Duration.millis(5)), Effect.logWarning("slow")), { seed: 1, timeLimitMs: 100 })
+    const run = runSimulated(Effect.zipRight(Effect.sleep(Duration.millis(5)), Effect.logWarning("slow")), {
+      seed: 1,
+      timeLimitMs: 100
+    })
     assert.deepStrictEqual(run.logs, ["[5.0 ms] WARN slow"])
   })
 })

@@ -273,7 +273,13 @@ export const runSimulated = <A, E>(effect: Effect.Effect<A, E>, options: SimRunO
     clock.advanceToNextTimer()
   }
   const exit = fiber.unsafePoll() ?? undefined
-  return { stop: exit === undefined ? stop : "done", exit, endMs: clock.unsafeCurrentTimeMillis(), tasksRun: scheduler.tasksRun, logs }
+  return {
+    stop: exit === undefined ? stop : "done",
+    exit,
+    endMs: clock.unsafeCurrentTimeMillis(),
+    tasksRun: scheduler.tasksRun,
+    logs
+  }
 }
 
 /** Unwraps a finished run or throws with its logs (for harness code that must finish). */

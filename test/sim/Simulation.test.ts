@@ -15,7 +15,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { checkAsync, runSchedule, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
-import { checkpointDuringReplay, crashAndRestart, crashRevertsPartFile, hang340, hang373, lateManifestPut, stalledLoad, staleKeepsRunning, staleWriter } from "./Scenarios.js"
+import {
+  checkpointDuringReplay,
+  crashAndRestart,
+  crashRevertsPartFile,
+  hang340,
+  hang373,
+  lateManifestPut,
+  staleKeepsRunning,
+  staleWriter,
+  stalledLoad
+} from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
 const real = simSystem(realSystem)
@@ -30,14 +40,21 @@ const assertHolds = (label: string, schedule: Parameters<typeof runSchedule>[1])
   assert.deepStrictEqual(
     outcome.violations,
     [],
-    `${label}:\n${scheduleText(schedule)}\n${outcome.violations.map((violation) => `[${violation.property}] ${violation.detail}`).join("\n")}`
+    `${label}:\n${scheduleText(schedule)}\n${
+      outcome.violations.map((violation) => `[${violation.property}] ${violation.detail}`).join("\n")
+    }`
   )
   return outcome
 }
 
 describe("the real Storage layer under simulation", () => {
   it(`keeps every property on ${Math.ceil(campaignRuns / 2)} schedules (first half of the CI campaign)`, async () => {
-    const result = await checkAsync(real, { profile: "full", runs: Math.ceil(campaignRuns / 2), seed: campaignSeed, shrinkTimeLimitMs: 60_000 })
+    const result = await checkAsync(real, {
+      profile: "full",
+      runs: Math.ceil(campaignRuns / 2),
+      seed: campaignSeed,
+      shrinkTimeLimitMs: 60_000
+    })
     console.log(result.report)
     assert.isFalse(result.failed, result.report)
   }, 300_000)
@@ -74,7 +91,8 @@ describe("the real Storage layer under simulation", () => {
 
   it("cuts a read's wait for a stalled download at the read's own deadline", () => {
     const outcome = assertHolds("stalled load", stalledLoad)
-    const timedOut = outcome.record?.reads.filter((read) => read.result?.error?.startsWith("PartLeaseTimeout") === true) ?? []
+    const timedOut =
+      outcome.record?.reads.filter((read) => read.result?.error?.startsWith("PartLeaseTimeout") === true) ?? []
     assert.isAbove(timedOut.length, 0, "some part was evicted and its download stalled")
     for (const read of timedOut) assert.strictEqual((read.endedAtMs ?? 0) - read.startedAtMs, 1_000)
   })
@@ -93,7 +111,12 @@ describe("the real Storage layer under simulation", () => {
     const claim = checkpoints.find((checkpoint) => checkpoint.epoch === second?.epoch)
     assert.isDefined(claim)
     for (const checkpoint of checkpoints) {
-      if (checkpoint.checkpoint >= (claim?.checkpoint ?? 0)) assert.isTrue(checkpoint.epoch >= (second?.epoch ?? 0), `checkpoint ${checkpoint.checkpoint} has epoch ${checkpoint.epoch}`)
+      if (checkpoint.checkpoint >= (claim?.checkpoint ?? 0)) {
+        assert.isTrue(
+          checkpoint.epoch >= (second?.epoch ?? 0),
+          `checkpoint ${checkpoint.checkpoint} has epoch ${checkpoint.epoch}`
+        )
+      }
     }
     // B's own insert made it into its shutdown checkpoint.
     const ownInsert = record.inserts.find((insert) => insert.instance === "B")
@@ -105,9 +128,20 @@ describe("the real Storage layer under simulation", () => {
     const record = outcome.record
     if (record === undefined) throw new Error("no record")
     assert.deepStrictEqual(record.crashes.map((crash) => crash.instance), ["A", "A.2"])
-    assert.deepStrictEqual(record.instances.map((info) => [info.label, info.instanceId === record.instances[0]?.instanceId]), [["A", true], ["A.2", true]])
-    assert.deepStrictEqual(record.inserts.map((insert) => [insert.instance, insert.result?.acked]), [["A", true], ["A", true], ["A", true], ["A.2", true]])
-    assert.deepStrictEqual(record.archives.map((archive) => [archive.instance, archive.result?.error]), [["A", undefined]])
+    assert.deepStrictEqual(
+      record.instances.map((info) => [info.label, info.instanceId === record.instances[0]?.instanceId]),
+      [["A", true], ["A.2", true]]
+    )
+    assert.deepStrictEqual(record.inserts.map((insert) => [insert.instance, insert.result?.acked]), [
+      ["A", true],
+      ["A", true],
+      ["A", true],
+      ["A.2", true]
+    ])
+    assert.deepStrictEqual(record.archives.map((archive) => [archive.instance, archive.result?.error]), [[
+      "A",
+      undefined
+    ]])
     // The final restart read every part an insert went to; nothing is missing (assertHolds).
     const restart = record.reopens.find((reopen) => reopen.kind === "restart")
     assert.strictEqual(restart?.error, undefined)
@@ -116,12 +150,16 @@ describe("the real Storage layer under simulation", () => {
 
   it("keeps an acknowledged insert when a checkpoint runs during a start-up replay that is then killed", () => {
     const outcome = assertHolds("checkpoint during replay", checkpointDuringReplay)
-    assert.deepStrictEqual(outcome.record?.crashes.map((crash) => [crash.instance, crash.during]), [["A", "running"], ["A.2", "start-up"]])
+    assert.deepStrictEqual(outcome.record?.crashes.map((crash) => [crash.instance, crash.during]), [["A", "running"], [
+      "A.2",
+      "start-up"
+    ]])
   })
 
   it("stops acknowledging on a stale writer told it is fenced, while the new owner stops and restarts", () => {
     const outcome = assertHolds("stale writer keeps running", staleKeepsRunning)
-    const staleInserts = outcome.record?.inserts.filter((insert) => insert.instance === "A" && insert.startedAtMs > 5) ?? []
+    const staleInserts =
+      outcome.record?.inserts.filter((insert) => insert.instance === "A" && insert.startedAtMs > 5) ?? []
     assert.isAbove(staleInserts.length, 0, "the stale writer went on inserting")
     for (const insert of staleInserts) assert.isFalse(insert.result?.acked, `insert ${insert.id} of the fenced writer`)
   })
@@ -133,8 +171,14 @@ describe("the real Storage layer under simulation", () => {
       trace: outcome.record?.trace,
       inserts: outcome.record?.inserts.map((insert) => [insert.id, insert.instance, insert.result, insert.endedAtMs]),
       checkpoints: outcome.record?.checkpoints.map((attempt) => [attempt.instance, attempt.result, attempt.endedAtMs]),
-      shutdowns: outcome.record?.shutdowns.map((shutdown) => [shutdown.instance, shutdown.completedAtMs, shutdown.result?.detail]),
-      audit: outcome.record?.finalAudit?.checkpoints.map((checkpoint) => [checkpoint.checkpoint, checkpoint.epoch, checkpoint.instanceId, checkpoint.walPosition, [...checkpoint.slots.keys()]]),
+      shutdowns: outcome.record?.shutdowns.map((
+        shutdown
+      ) => [shutdown.instance, shutdown.completedAtMs, shutdown.result?.detail]),
+      audit: outcome.record?.finalAudit?.checkpoints.map((
+        checkpoint
+      ) => [checkpoint.checkpoint, checkpoint.epoch, checkpoint.instanceId, checkpoint.walPosition, [
+        ...checkpoint.slots.keys()
+      ]]),
       simulatedMs: outcome.simulatedMs
     })
     assert.deepStrictEqual(summary(first), summary(second))

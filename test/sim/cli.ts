@@ -19,7 +19,7 @@
  * command that replays it; the exit code is then 1. Long campaigns: a large --runs, or --campaign.
  */
 import { randomInt } from "node:crypto"
-import { check, simSystem, type SimSystem } from "./Check.js"
+import { check, type SimSystem, simSystem } from "./Check.js"
 import { defaultOriginalSettings, originalSystem } from "./OriginalModel.js"
 import { realSystem } from "./RealSystem.js"
 import { defaultBounds, type Profile, profiles } from "./Schedule.js"
@@ -37,7 +37,8 @@ interface Arguments {
   readonly ignore: ReadonlyArray<string>
 }
 
-const usage = "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
+const usage =
+  "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
 
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n${usage}\n`)
@@ -46,7 +47,9 @@ const fail = (message: string): never => {
 
 const integer = (name: string, text: string | undefined, min: number): number => {
   const value = Number(text)
-  if (text === undefined || !Number.isSafeInteger(value) || value < min) return fail(`${name} needs an integer >= ${min}, got ${JSON.stringify(text)}`)
+  if (text === undefined || !Number.isSafeInteger(value) || value < min) {
+    return fail(`${name} needs an integer >= ${min}, got ${JSON.stringify(text)}`)
+  }
   return value
 }
 
@@ -66,12 +69,18 @@ const parse = (argv: ReadonlyArray<string>): Arguments => {
     index++
   }
   for (const name of options.keys()) {
-    if (!["system", "profile", "runs", "seed", "path", "steps", "horizon", "campaign", "shrink-limit", "ignore"].includes(name)) fail(`unknown option --${name}`)
+    if (
+      !["system", "profile", "runs", "seed", "path", "steps", "horizon", "campaign", "shrink-limit", "ignore"].includes(
+        name
+      )
+    ) fail(`unknown option --${name}`)
   }
   const system = options.get("system") ?? "real"
   if (system !== "real" && system !== "original") fail(`--system is real or original, got ${JSON.stringify(system)}`)
   const profile = options.get("profile") ?? "full"
-  if (!profiles.includes(profile as Profile)) fail(`--profile is one of ${profiles.join(", ")}, got ${JSON.stringify(profile)}`)
+  if (!profiles.includes(profile as Profile)) {
+    fail(`--profile is one of ${profiles.join(", ")}, got ${JSON.stringify(profile)}`)
+  }
   return {
     system: system as Arguments["system"],
     profile: profile as Profile,
@@ -88,7 +97,9 @@ const parse = (argv: ReadonlyArray<string>): Arguments => {
 
 const main = (): number => {
   const args = parse(process.argv.slice(2))
-  const system: SimSystem = args.system === "real" ? simSystem(realSystem) : simSystem(originalSystem(defaultOriginalSettings))
+  const system: SimSystem = args.system === "real"
+    ? simSystem(realSystem)
+    : simSystem(originalSystem(defaultOriginalSettings))
   const bounds = { stepsMax: args.stepsMax, horizonMs: args.horizonMs }
   const checks = args.path === undefined ? args.campaign : 1
   let schedules = 0
@@ -109,7 +120,11 @@ const main = (): number => {
     if (result.failed) return 1
   }
   if (checks > 1) {
-    process.stdout.write(`campaign: ${checks} checks, ${schedules} schedules, seeds ${args.seed}..${args.seed + checks - 1}, all properties hold (${((performance.now() - startedMs) / 1000).toFixed(1)} s)\n`)
+    process.stdout.write(
+      `campaign: ${checks} checks, ${schedules} schedules, seeds ${args.seed}..${
+        args.seed + checks - 1
+      }, all properties hold (${((performance.now() - startedMs) / 1000).toFixed(1)} s)\n`
+    )
   }
   return 0
 }

@@ -45,8 +45,9 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "uninterruptible-task-wait",
     breaks: "interruptible waits: waiting on a task handle ignores interruption (and so every deadline)",
     file: "src/internal/taskQueue.ts",
-    find: 'this.core.waits.track("TaskHandle.await", () => this.label(), this.awaitExit())',
-    replace: 'this.core.waits.track("TaskHandle.await", () => this.label(), Effect.uninterruptible(this.awaitExit())) /* MUTATION */',
+    find: "this.core.waits.track(\"TaskHandle.await\", () => this.label(), this.awaitExit())",
+    replace:
+      "this.core.waits.track(\"TaskHandle.await\", () => this.label(), Effect.uninterruptible(this.awaitExit())) /* MUTATION */",
     tests: ["test/services/TaskQueue.test.ts"]
   },
   {
@@ -62,20 +63,23 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "release on interruption: an interrupted lease holder keeps its lease",
     file: "src/internal/partTable/lease.ts",
     find: "  Effect.acquireRelease(attemptOnce(table, row, span), releaseAttempt(table, row))\n",
-    replace: "  Effect.acquireRelease(attemptOnce(table, row, span), (attempt, exit) => (exit._tag === \"Failure\" ? Effect.void : releaseAttempt(table, row)(attempt))) // MUTATION\n",
+    replace:
+      "  Effect.acquireRelease(attemptOnce(table, row, span), (attempt, exit) => (exit._tag === \"Failure\" ? Effect.void : releaseAttempt(table, row)(attempt))) // MUTATION\n",
     tests: ["test/services/PartTable.test.ts"]
   },
   {
     id: "no-abort-at-close",
     breaks: "failure propagation at close: tasks still queued at shutdown are dropped, their handles never complete",
     file: "src/internal/taskQueue.ts",
-    find: '      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: "QueueClosed" })))\n',
+    find:
+      "      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: \"QueueClosed\" })))\n",
     replace: "      void entry // MUTATION\n",
     tests: ["test/services/TaskQueue.test.ts", "test/services/S3Workers.test.ts"]
   },
   {
     id: "uninterruptible-shutdown-steps",
-    breaks: "interruptible waits: the shutdown's bounded steps run uninterruptibly (the bug the simulation found first)",
+    breaks:
+      "interruptible waits: the shutdown's bounded steps run uninterruptibly (the bug the simulation found first)",
     file: "src/internal/deadline.ts",
     find: "  Effect.interruptible(step).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms))))\n",
     replace: "  step.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, ms)))) // MUTATION\n",
@@ -85,16 +89,19 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "checkpoint-position-at-log-end-during-replay",
     breaks: "a checkpoint during start-up replay takes the log's end as its WAL position (issue #19 case 1)",
     file: "src/services/WalArchiver.ts",
-    find: "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)),\n",
-    replace: "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
+    find:
+      "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)),\n",
+    replace:
+      "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
     tests: ["test/layers/WalReplay.test.ts"],
     profile: "crashes"
   },
   {
     id: "fence-ends-when-lock-is-gone",
-    breaks: "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock (issue #19 case 2)",
+    breaks:
+      "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock (issue #19 case 2)",
     file: "src/services/BucketLock.ts",
-    find: '    ? "the lock object is gone: another instance took the bucket over and released it"\n',
+    find: "    ? \"the lock object is gone: another instance took the bucket over and released it\"\n",
     replace: "    ? undefined // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
@@ -104,11 +111,11 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
     file: "src/internal/storageService.ts",
     find:
-      '      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),\n' +
-      '      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n',
+      "      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"append\"), bucketLock.ensureNotFenced), wal.append(record)),\n" +
+      "      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"commit\"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n",
     replace:
-      '      append: (record) => Effect.zipRight(refuseWhenClosing("append"), wal.append(record)), // MUTATION\n' +
-      '      commit: Effect.zipRight(refuseWhenClosing("commit"), wal.commit), // MUTATION\n',
+      "      append: (record) => Effect.zipRight(refuseWhenClosing(\"append\"), wal.append(record)), // MUTATION\n" +
+      "      commit: Effect.zipRight(refuseWhenClosing(\"commit\"), wal.commit), // MUTATION\n",
     tests: ["test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
   },
@@ -117,7 +124,8 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a root-manifest PUT whose answer was lost counts as failed, its read-back ignored (issue #19 case 8)",
     file: "src/internal/RootCommit.ts",
     find: "      if (!outcomeUnknown(error)) return yield* Effect.fail(error)\n",
-    replace: "      if (outcomeUnknown(error) || !outcomeUnknown(error)) return yield* Effect.fail(error) // MUTATION\n",
+    replace:
+      "      if (outcomeUnknown(error) || !outcomeUnknown(error)) return yield* Effect.fail(error) // MUTATION\n",
     tests: ["test/services/Checkpointer.test.ts"],
     profile: "lost-responses"
   },
@@ -132,9 +140,11 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "rotten-part-trusted",
-    breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
+    breaks:
+      "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
     file: "src/internal/partTable/install.ts",
-    find: "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
+    find:
+      "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
     replace: "    const trusted = (options.trustLocal ?? true) || recorded === sha256 // MUTATION\n",
     tests: ["test/layers/StorageLocalDisk.test.ts"],
     profile: "bit-rot"
@@ -143,14 +153,17 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "renewal-rewrites-unread-lock",
     breaks: "a lock renewal that cannot read the lock rewrites it, taking the bucket back from a newer holder",
     file: "src/services/BucketLock.ts",
-    find: "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        const notHeld = notHeldDetail(current.right, lock)\n",
-    replace: "        const notHeld = Either.isLeft(current) ? undefined : notHeldDetail(current.right, lock) // MUTATION\n",
+    find:
+      "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        const notHeld = notHeldDetail(current.right, lock)\n",
+    replace:
+      "        const notHeld = Either.isLeft(current) ? undefined : notHeldDetail(current.right, lock) // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts"],
     profile: "stale-writers"
   },
   {
     id: "own-base-refused-as-foreign",
-    breaks: "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",
+    breaks:
+      "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",
     file: "src/domain/Control.ts",
     find: "  if (latest.instanceId !== control.instanceId && !openedFromIt) {\n",
     replace: "  if (latest.instanceId !== control.instanceId) { // MUTATION\n",
@@ -175,7 +188,8 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "archive-wait-ignores-close",
-    breaks: "a wait for the WAL archive is not told when the archiver shuts down; it runs out its deadline after the layer closed",
+    breaks:
+      "a wait for the WAL archive is not told when the archiver shuts down; it runs out its deadline after the layer closed",
     file: "src/internal/wal/archiver.ts",
     find: "      Stream.filter((view) => view.through >= target || view.closed),\n",
     replace: "      Stream.filter((view) => view.through >= target), // MUTATION\n",
@@ -193,7 +207,8 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "wal-damage-below-durable-cut",
-    breaks: "a bad frame below the WAL's recorded durable end (clean stop, checkpoint, flush mark) is cut as a torn tail, losing acknowledged records",
+    breaks:
+      "a bad frame below the WAL's recorded durable end (clean stop, checkpoint, flush mark) is cut as a torn tail, losing acknowledged records",
     file: "src/internal/wal/recovery.ts",
     find: "recover(context, archive, Math.max(durableAtCleanStop, durableMarked))",
     replace: "recover(context, archive, 0 * Math.max(durableAtCleanStop, durableMarked)) // MUTATION",
@@ -202,12 +217,12 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "lock-put-outcome-from-response-only",
-    breaks: "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
+    breaks:
+      "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
     file: "src/services/BucketLock.ts",
-    find:
-      '    Effect.catchTag("ObjectStoreUnavailable", (error) =>\n' +
+    find: "    Effect.catchTag(\"ObjectStoreUnavailable\", (error) =>\n" +
       "      Effect.flatMap(read(store, config), (current) =>\n" +
-      '        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? ("written" as const) : ("exists" as const))\n' +
+      "        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? (\"written\" as const) : (\"exists\" as const))\n" +
       "      )\n" +
       "    )\n",
     replace: "    // MUTATION: an unknown outcome is not read back\n",
@@ -218,10 +233,9 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "lock-delete-outcome-from-response-only",
     breaks: "a lock DELETE whose answer was lost is reported failed although the lock is gone, its read-back ignored",
     file: "src/services/BucketLock.ts",
-    find:
-      "            Effect.catchAll((error) =>\n" +
+    find: "            Effect.catchAll((error) =>\n" +
       "              Effect.flatMap(read(store, config), (after) =>\n" +
-      '                after === undefined ? Effect.succeed("released" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed("not-ours" as const)\n' +
+      "                after === undefined ? Effect.succeed(\"released\" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed(\"not-ours\" as const)\n" +
       "              )\n" +
       "            )\n",
     replace: "            // MUTATION: an unknown outcome is not read back\n",
@@ -240,9 +254,10 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "gc-ignores-in-flight",
-    breaks: "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
+    breaks:
+      "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
     file: "src/domain/Retention.ts",
-    find: '      if (parsed.checkpoint >= live.plan.latest) return keepAs("in-flight")\n',
+    find: "      if (parsed.checkpoint >= live.plan.latest) return keepAs(\"in-flight\")\n",
     replace: "      // MUTATION: no in-flight rule\n",
     tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
     profile: "gc",
@@ -262,15 +277,18 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "gc-skips-unreadable-roots",
     breaks: "a root manifest that cannot be read is left out of the pass instead of ending it (fail open on a read)",
     file: "src/internal/gc/read.ts",
-    find: "      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),\n      { concurrency: Math.min(config.workerCount, 16) }\n    )\n",
-    replace: "      ({ checkpoint, key }) => Effect.option(readRoot(store, config, key, checkpoint)),\n      { concurrency: Math.min(config.workerCount, 16) }\n    ).pipe(Effect.map((roots) => roots.flatMap(Option.toArray))) // MUTATION\n",
+    find:
+      "      ({ checkpoint, key }) => readRoot(store, config, key, checkpoint),\n      { concurrency: Math.min(config.workerCount, 16) }\n    )\n",
+    replace:
+      "      ({ checkpoint, key }) => Effect.option(readRoot(store, config, key, checkpoint)),\n      { concurrency: Math.min(config.workerCount, 16) }\n    ).pipe(Effect.map((roots) => roots.flatMap(Option.toArray))) // MUTATION\n",
     tests: ["test/services/GarbageCollector.test.ts"],
     profile: "gc",
     scenarioTests: []
   },
   {
     id: "gc-deletes-root-manifests",
-    breaks: "an expired checkpoint's root manifest is deleted instead of replaced by a tombstone (its number can be committed again)",
+    breaks:
+      "an expired checkpoint's root manifest is deleted instead of replaced by a tombstone (its number can be committed again)",
     file: "src/internal/gc/write.ts",
     find: "      return store.put(key, Manifest.encodeExpiredCheckpoint(tombstone)).pipe(\n",
     replace: "      return store.delete(key).pipe( // MUTATION\n",
@@ -305,9 +323,24 @@ const makeCopy = (): string => {
 
 const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;]*m/g, "")
 
-const run = (cwd: string, command: string, commandArgs: ReadonlyArray<string>, timeoutMs: number, env: Record<string, string> = {}) => {
-  const result = spawnSync(command, commandArgs, { cwd, encoding: "utf8", timeout: timeoutMs, env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env } })
-  return { status: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}`, timedOut: result.error !== undefined }
+const run = (
+  cwd: string,
+  command: string,
+  commandArgs: ReadonlyArray<string>,
+  timeoutMs: number,
+  env: Record<string, string> = {}
+) => {
+  const result = spawnSync(command, commandArgs, {
+    cwd,
+    encoding: "utf8",
+    timeout: timeoutMs,
+    env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env }
+  })
+  return {
+    status: result.status,
+    output: `${result.stdout ?? ""}${result.stderr ?? ""}`,
+    timedOut: result.error !== undefined
+  }
 }
 
 interface Slot {
@@ -319,7 +352,20 @@ interface Slot {
 }
 
 const simulate = (cwd: string, seed: number, profile = "full") =>
-  run(cwd, "npx", ["tsx", "test/sim/cli.ts", "--system", "real", "--profile", profile, "--runs", String(runs), "--seed", String(seed), "--shrink-limit", "20"], 600_000)
+  run(cwd, "npx", [
+    "tsx",
+    "test/sim/cli.ts",
+    "--system",
+    "real",
+    "--profile",
+    profile,
+    "--runs",
+    String(runs),
+    "--seed",
+    String(seed),
+    "--shrink-limit",
+    "20"
+  ], 600_000)
 
 /**
  * A seed whose schedules all pass on the unmutated code, so that a failure under a mutation is the
@@ -332,7 +378,9 @@ const cleanSeed = (cwd: string, profile = "full"): number | undefined => {
   let found: number | undefined
   for (let seed = 1; seed <= 12 && found === undefined; seed++) {
     const baseline = simulate(cwd, seed, profile)
-    process.stderr.write(`baseline ${profile} seed ${seed}: ${baseline.status === 0 ? `passes ${runs} schedules` : "fails"}\n`)
+    process.stderr.write(
+      `baseline ${profile} seed ${seed}: ${baseline.status === 0 ? `passes ${runs} schedules` : "fails"}\n`
+    )
     if (baseline.status === 0) found = seed
   }
   cleanSeeds.set(profile, found)
@@ -351,22 +399,46 @@ const check = (copy: string, mutation: Mutation, seed: number): Slot => {
     const violated = [...new Set([...sim.output.matchAll(/^\s+\[([a-z-]+)\]/gm)].map((match) => match[1]))]
     const failedAt = /schedule (\d+) failed/.exec(sim.output)?.[1]
     const simulation = `${mutation.profile ?? "full"} profile, seed ${seed}: ` + (
-      sim.timedOut ? "timed out (counts as caught: the run hung)" : sim.status === 1 ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}` : sim.status === 0 ? `passes ${runs} schedules` : `exit ${sim.status}`)
+      sim.timedOut
+        ? "timed out (counts as caught: the run hung)"
+        : sim.status === 1
+        ? `fails at schedule ${failedAt ?? "?"}: ${violated.join(", ")}`
+        : sim.status === 0
+        ? `passes ${runs} schedules`
+        : `exit ${sim.status}`
+    )
     // The hand-written scenarios (and a short campaign) of the simulation's test file.
     const scenarioTests = mutation.scenarioTests ?? ["test/sim/Simulation.test.ts"]
-    const scenarios = scenarioTests.length === 0 ? { status: 0, output: "", timedOut: false } : run(copy, "npx", ["vitest", "run", ...scenarioTests], 600_000, { SIM_RUNS: "20" })
-    const failedScenarios = [...stripAnsi(scenarios.output).matchAll(/^\s+× .*? > (.*?)(?: \d+ms)?$/gm)].map((match) => match[1])
-    const scenarioText = scenarioTests.length === 0 ? "not run" : scenarios.status === 0 ? "pass" : scenarios.timedOut ? "timed out" : `fail: ${failedScenarios.join("; ")}`
+    const scenarios = scenarioTests.length === 0
+      ? { status: 0, output: "", timedOut: false }
+      : run(copy, "npx", ["vitest", "run", ...scenarioTests], 600_000, { SIM_RUNS: "20" })
+    const failedScenarios = [...stripAnsi(scenarios.output).matchAll(/^\s+× .*? > (.*?)(?: \d+ms)?$/gm)].map((match) =>
+      match[1]
+    )
+    const scenarioText = scenarioTests.length === 0
+      ? "not run"
+      : scenarios.status === 0
+      ? "pass"
+      : scenarios.timedOut
+      ? "timed out"
+      : `fail: ${failedScenarios.join("; ")}`
     let unitTests = "-"
     let unitFailed = false
     if (mutation.tests.length > 0) {
       const unit = run(copy, "npx", ["vitest", "run", "--testTimeout", "20000", ...mutation.tests], 600_000)
-      const summary = /Tests\s+(.*)/.exec(stripAnsi(unit.output))?.[1]?.trim() ?? (unit.timedOut ? "timed out" : `exit ${unit.status}`)
+      const summary = /Tests\s+(.*)/.exec(stripAnsi(unit.output))?.[1]?.trim() ??
+        (unit.timedOut ? "timed out" : `exit ${unit.status}`)
       unitFailed = unit.status !== 0
       unitTests = `${unitFailed ? "fail" : "pass"} (${summary})`
     }
     const simFailed = sim.timedOut || sim.status === 1 || scenarios.status !== 0
-    return { mutation, applicable: true, simulation: `${simulation}; scenarios: ${scenarioText}`, unitTests, caught: simFailed || unitFailed }
+    return {
+      mutation,
+      applicable: true,
+      simulation: `${simulation}; scenarios: ${scenarioText}`,
+      unitTests,
+      caught: simFailed || unitFailed
+    }
   } finally {
     writeFileSync(path, original)
     if (sha256(readFileSync(path)) !== sha256(original)) throw new Error(`could not restore ${path} in the copy`)
@@ -379,18 +451,28 @@ const main = (copy: string): number => {
     if (only !== undefined && mutation.id !== only) continue
     const seed = seedOption === undefined ? cleanSeed(copy, mutation.profile) : Number(seedOption)
     if (seed === undefined) {
-      process.stderr.write(`no seed in 1..12 passes the ${mutation.profile ?? "full"} profile on the unmutated code: fix what the simulation finds first\n`)
+      process.stderr.write(
+        `no seed in 1..12 passes the ${
+          mutation.profile ?? "full"
+        } profile on the unmutated code: fix what the simulation finds first\n`
+      )
       return 2
     }
-    process.stderr.write(`mutation ${mutation.id} (${mutation.file}, profile ${mutation.profile ?? "full"}, seed ${seed}) ...\n`)
+    process.stderr.write(
+      `mutation ${mutation.id} (${mutation.file}, profile ${mutation.profile ?? "full"}, seed ${seed}) ...\n`
+    )
     const row = check(copy, mutation, seed)
     rows.push(row)
     process.stderr.write(`  simulation: ${row.simulation}; unit tests: ${row.unitTests}\n`)
   }
-  process.stdout.write(`| mutation | breaks | simulation: ${runs} schedules of the real layer (profile and seed per row); Simulation.test.ts | unit tests | caught |\n|---|---|---|---|---|\n`)
+  process.stdout.write(
+    `| mutation | breaks | simulation: ${runs} schedules of the real layer (profile and seed per row); Simulation.test.ts | unit tests | caught |\n|---|---|---|---|---|\n`
+  )
   for (const row of rows) {
     process.stdout.write(
-      `| \`${row.mutation.id}\` (${row.mutation.file}) | ${row.mutation.breaks} | ${row.applicable ? row.simulation : "not applicable: the patched text is no longer in the file"} | ${row.unitTests} | ${row.applicable ? (row.caught ? "yes" : "**no**") : "-"} |\n`
+      `| \`${row.mutation.id}\` (${row.mutation.file}) | ${row.mutation.breaks} | ${
+        row.applicable ? row.simulation : "not applicable: the patched text is no longer in the file"
+      } | ${row.unitTests} | ${row.applicable ? (row.caught ? "yes" : "**no**") : "-"} |\n`
     )
   }
   return rows.every((row) => row.caught) ? 0 : 1

@@ -4,8 +4,8 @@
  * that an interrupted request closed its socket (the client aborted it) instead of leaking it.
  * Waiting is event-driven (`awaitSockets` resolves on a socket change), never a sleep.
  */
-import * as net from "node:net"
 import { Context, Effect, Layer, type Scope } from "effect"
+import * as net from "node:net"
 
 export interface HangingServerInfo {
   /** `http://127.0.0.1:<port>` */
@@ -16,7 +16,9 @@ export interface HangingServerInfo {
   /** Sockets open right now. */
   readonly openSockets: () => number
   /** Waits until the counts satisfy `predicate` (at once if they already do). */
-  readonly awaitSockets: (predicate: (counts: { readonly accepted: number; readonly open: number }) => boolean) => Effect.Effect<void>
+  readonly awaitSockets: (
+    predicate: (counts: { readonly accepted: number; readonly open: number }) => boolean
+  ) => Effect.Effect<void>
 }
 
 export interface RunningHangingServer {
@@ -49,7 +51,9 @@ export const start = (): Promise<RunningHangingServer> =>
     server.on("error", reject)
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
-      if (address === null || typeof address === "string") return reject(new Error("the hanging server has no TCP address"))
+      if (address === null || typeof address === "string") {
+        return reject(new Error("the hanging server has no TCP address"))
+      }
       const counts = () => ({ accepted, open: sockets.size })
       const awaitSockets: HangingServerInfo["awaitSockets"] = (predicate) =>
         Effect.async<void>((resume) => {
@@ -86,7 +90,9 @@ export const make: Effect.Effect<HangingServerInfo, never, Scope.Scope> = Effect
 )
 
 /** A running hanging server, for `it.layer`. */
-export class HangingServer extends Context.Tag("effect-s3-tier/test/HangingServer")<HangingServer, HangingServerInfo>() {}
+export class HangingServer
+  extends Context.Tag("effect-s3-tier/test/HangingServer")<HangingServer, HangingServerInfo>()
+{}
 
 export const layer: Layer.Layer<HangingServer> = Layer.scoped(HangingServer, make)
 

@@ -12,9 +12,9 @@ import { type FileId, fileId, type PartIndex, partIndex } from "../../src/domain
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
+import * as Hasher from "../../src/services/Hasher.js"
 import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
-import * as Hasher from "../../src/services/Hasher.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as S3Workers from "../../src/services/S3Workers.js"
 import { StorageConfig, type StorageConfigValue, validate } from "../../src/services/StorageConfig.js"
@@ -99,16 +99,20 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
         control.maxConcurrentPutsPerPart = Math.max(control.maxConcurrentPutsPerPart, now)
       }
       const gate = operation === "get" ? control.getGate : control.putGate
-      const body = Effect.gen(function* () {
+      const body = Effect.gen(function*() {
         if (control.yieldsPerRequest > 0) yield* yields
         if (gate !== undefined) yield* Deferred.await(gate)
         if (operation === "get" && control.failGets > 0) {
           control.failGets -= 1
-          return yield* Effect.fail(new ObjectStoreRejected({ operation, key, code: "Injected", detail: "injected GET failure" }))
+          return yield* Effect.fail(
+            new ObjectStoreRejected({ operation, key, code: "Injected", detail: "injected GET failure" })
+          )
         }
         if (operation === "put" && control.failPuts > 0) {
           control.failPuts -= 1
-          return yield* Effect.fail(new ObjectStoreRejected({ operation, key, code: "Injected", detail: "injected PUT failure" }))
+          return yield* Effect.fail(
+            new ObjectStoreRejected({ operation, key, code: "Injected", detail: "injected PUT failure" })
+          )
         }
         return yield* effect
       })
@@ -134,7 +138,10 @@ export interface World {
   readonly bucket: MemoryObjectStore.MemoryBucketState
 }
 
-export const makeWorld: Effect.Effect<World> = Effect.all({ disk: MemoryDisk.make, bucket: MemoryObjectStore.makeBucket() })
+export const makeWorld: Effect.Effect<World> = Effect.all({
+  disk: MemoryDisk.make,
+  bucket: MemoryObjectStore.makeBucket()
+})
 
 export interface Harness {
   readonly config: StorageConfigValue
@@ -158,13 +165,19 @@ export interface Harness {
 export const makeHarness = (
   options: { readonly config?: Partial<StorageConfigValue>; readonly world?: World } = {}
 ): Effect.Effect<Harness, never, Scope.Scope> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const config = testConfig(options.config)
     const world = options.world ?? (yield* makeWorld)
     const { control, store } = controlledStore(MemoryObjectStore.storeOf(world.bucket), KeyLayout.make(config.prefix))
     const waits = yield* WaitRegistry.make
-    const queue = yield* TaskQueue.make.pipe(Effect.provideService(StorageConfig, config), Effect.provideService(WaitRegistry.WaitRegistry, waits))
-    const workers = yield* S3Workers.make.pipe(Effect.provideService(StorageConfig, config), Effect.provideService(TaskQueue.TaskQueue, queue))
+    const queue = yield* TaskQueue.make.pipe(
+      Effect.provideService(StorageConfig, config),
+      Effect.provideService(WaitRegistry.WaitRegistry, waits)
+    )
+    const workers = yield* S3Workers.make.pipe(
+      Effect.provideService(StorageConfig, config),
+      Effect.provideService(TaskQueue.TaskQueue, queue)
+    )
     const parts = yield* PartTable.make.pipe(
       Effect.provideService(StorageConfig, config),
       Effect.provideService(LocalDisk, world.disk.disk),
@@ -175,7 +188,7 @@ export const makeHarness = (
       // so no step may wait on a real thread (test/services/Hasher.test.ts covers the workers).
       Effect.provideService(Hasher.Hasher, yield* Hasher.makeWith(0))
     )
-    const shutdownWorkers = Effect.gen(function* () {
+    const shutdownWorkers = Effect.gen(function*() {
       const fiber = yield* Effect.fork(workers.shutdown)
       yield* TestClock.adjust(config.drainDeadlineMs + S3Workers.interruptGraceMs + 1)
       return yield* Fiber.join(fiber)
@@ -185,7 +198,7 @@ export const makeHarness = (
 
 /** Lets every runnable fiber run until `done` holds, at most `yieldsMax` scheduler turns. */
 export const settleUntil = (done: Effect.Effect<boolean>, yieldsMax = 20_000): Effect.Effect<boolean> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     for (let turn = 0; turn < yieldsMax; turn++) {
       if (yield* done) return true
       yield* Effect.yieldNow()

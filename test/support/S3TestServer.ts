@@ -33,13 +33,13 @@
  * s3rver stores keys as paths and would silently alias them. s3rver checks the access key id
  * (unknown → 403 InvalidAccessKeyId) but not the V4 signature: a wrong secret is accepted.
  */
+import { Context, Effect, Layer, type Scope } from "effect"
 import { createHash, randomUUID } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import type { IncomingMessage } from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { PassThrough, type Readable } from "node:stream"
-import { Context, Effect, Layer, type Scope } from "effect"
 import S3rver from "s3rver"
 
 /** What a test needs to reach the server. */
@@ -116,7 +116,10 @@ const fromEnvironment = (): ExternalS3 | undefined => {
     endpoint,
     bucket: required("S3_TEST_BUCKET"),
     region: process.env["S3_TEST_REGION"] || "us-east-1",
-    credentials: { accessKeyId: required("S3_TEST_ACCESS_KEY_ID"), secretAccessKey: required("S3_TEST_SECRET_ACCESS_KEY") }
+    credentials: {
+      accessKeyId: required("S3_TEST_ACCESS_KEY_ID"),
+      secretAccessKey: required("S3_TEST_SECRET_ACCESS_KEY")
+    }
   }
 }
 
@@ -146,12 +149,17 @@ const secretAccessKey = "S3RVER"
 // ---------------------------------------------------------------------------------------------
 
 const xmlEscape = (text: string): string =>
-  text.replace(/[&<>"']/g, (character) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&apos;" })[character] ?? character)
+  text.replace(
+    /[&<>"']/g,
+    (character) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&apos;" })[character] ?? character
+  )
 
 const sendError = (context: S3rver.KoaContext, status: number, code: string, message: string): void => {
   context.status = status
   context.type = "application/xml"
-  context.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message></Error>`
+  context.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
+    xmlEscape(message)
+  }</Message></Error>`
 }
 
 const queryValue = (context: S3rver.KoaContext, name: string): string | undefined => {
@@ -207,7 +215,10 @@ const target = (urlPath: string): { readonly bucket: string; readonly key: strin
   if (match === null || match[1] === undefined) return undefined
   try {
     const rest = match[2]
-    return { bucket: decodeURIComponent(match[1]), key: rest === undefined || rest === "" ? undefined : decodeURIComponent(rest) }
+    return {
+      bucket: decodeURIComponent(match[1]),
+      key: rest === undefined || rest === "" ? undefined : decodeURIComponent(rest)
+    }
   } catch {
     return undefined
   }
@@ -216,7 +227,9 @@ const target = (urlPath: string): { readonly bucket: string; readonly key: strin
 /** s3rver maps keys to paths: `.`, `..` and empty segments (but a trailing '/') would alias. */
 const unsafeKey = (key: string): boolean => {
   const segments = key.split("/")
-  return segments.some((segment, index) => segment === "." || segment === ".." || (segment === "" && index !== segments.length - 1))
+  return segments.some((segment, index) =>
+    segment === "." || segment === ".." || (segment === "" && index !== segments.length - 1)
+  )
 }
 
 const collect = async (content: Readable | Uint8Array): Promise<Buffer> => {
@@ -264,16 +277,28 @@ const walkKeys = async (directory: string, keyPrefix: string, keys: Array<string
 
 const compareUtf8 = (left: string, right: string): number => Buffer.compare(Buffer.from(left), Buffer.from(right))
 
-const listObjectsV2 = async (context: S3rver.KoaContext, store: S3rver.FilesystemStore, bucket: string): Promise<void> => {
+const listObjectsV2 = async (
+  context: S3rver.KoaContext,
+  store: S3rver.FilesystemStore,
+  bucket: string
+): Promise<void> => {
   const prefix = queryValue(context, "prefix") ?? ""
   const maxKeysText = queryValue(context, "max-keys")
-  const maxKeys = maxKeysText === undefined ? listPageKeysMax : Math.max(0, Math.min(listPageKeysMax, Number(maxKeysText)))
+  const maxKeys = maxKeysText === undefined
+    ? listPageKeysMax
+    : Math.max(0, Math.min(listPageKeysMax, Number(maxKeysText)))
   const token = queryValue(context, "continuation-token")
-  const startAfter = token !== undefined ? Buffer.from(token, "base64url").toString("utf8") : queryValue(context, "start-after") ?? ""
+  const startAfter = token !== undefined
+    ? Buffer.from(token, "base64url").toString("utf8")
+    : queryValue(context, "start-after") ?? ""
   const bucketPath = store.getBucketPath(bucket)
   const directorySegments = prefix.split("/").slice(0, -1)
   const keys: Array<string> = []
-  await walkKeys(path.join(bucketPath, ...directorySegments), directorySegments.map((segment) => `${segment}/`).join(""), keys)
+  await walkKeys(
+    path.join(bucketPath, ...directorySegments),
+    directorySegments.map((segment) => `${segment}/`).join(""),
+    keys
+  )
   const after = keys.filter((key) => key.startsWith(prefix) && compareUtf8(key, startAfter) > 0).sort(compareUtf8)
   const page = after.slice(0, maxKeys)
   const truncated = after.length > page.length
@@ -281,11 +306,15 @@ const listObjectsV2 = async (context: S3rver.KoaContext, store: S3rver.Filesyste
     page.map(async (key) => {
       const stat = await fsp.stat(store.getResourcePath(bucket, key, "object")).catch(() => undefined)
       if (stat === undefined) return ""
-      return `<Contents><Key>${xmlEscape(key)}</Key><LastModified>${stat.mtime.toISOString()}</LastModified><Size>${stat.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`
+      return `<Contents><Key>${
+        xmlEscape(key)
+      }</Key><LastModified>${stat.mtime.toISOString()}</LastModified><Size>${stat.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`
     })
   )
   const last = page[page.length - 1]
-  const next = truncated && last !== undefined ? `<NextContinuationToken>${Buffer.from(last).toString("base64url")}</NextContinuationToken>` : ""
+  const next = truncated && last !== undefined
+    ? `<NextContinuationToken>${Buffer.from(last).toString("base64url")}</NextContinuationToken>`
+    : ""
   context.status = 200
   context.type = "application/xml"
   context.body = [
@@ -318,8 +347,16 @@ const fixStore = (store: S3rver.FilesystemStore): void => {
     return { size: bytes.length, md5 }
   }
   store.deleteObject = async (bucket, key) => {
-    const files = ["object", "object.md5", "metadata.json"].map((resource) => store.getResourcePath(bucket, key, resource))
-    await Promise.all(files.map((file) => fsp.unlink(file).catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)))))
+    const files = ["object", "object.md5", "metadata.json"].map((resource) =>
+      store.getResourcePath(bucket, key, resource)
+    )
+    await Promise.all(
+      files.map((file) =>
+        fsp.unlink(file).catch((
+          error: NodeJS.ErrnoException
+        ) => (error.code === "ENOENT" ? undefined : Promise.reject(error)))
+      )
+    )
   }
 }
 
@@ -330,19 +367,30 @@ interface MutableStats {
   verifiedContentSha256Puts: number
 }
 
-const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: () => void, conditionalPuts: boolean): S3rver.Middleware => {
+const harness = (
+  store: S3rver.FilesystemStore,
+  stats: MutableStats,
+  changed: () => void,
+  conditionalPuts: boolean
+): S3rver.Middleware => {
   const withKeyLock = keyLocks()
   return async (context, next) => {
     const resource = target(context.path)
     if (resource === undefined) return next()
     const { bucket, key } = resource
     if (key === undefined) {
-      const listV2 = context.method === "GET" && queryValue(context, "list-type") === "2" && queryValue(context, "delimiter") === undefined
+      const listV2 = context.method === "GET" && queryValue(context, "list-type") === "2" &&
+        queryValue(context, "delimiter") === undefined
       if (listV2 && (await exists(store.getBucketPath(bucket)))) return listObjectsV2(context, store, bucket)
       return next()
     }
     if (unsafeKey(key)) {
-      return sendError(context, 400, "InvalidArgument", `the s3rver test harness cannot store key ${JSON.stringify(key)}: a '.', '..' or empty path segment`)
+      return sendError(
+        context,
+        400,
+        "InvalidArgument",
+        `the s3rver test harness cannot store key ${JSON.stringify(key)}: a '.', '..' or empty path segment`
+      )
     }
     if (context.method === "DELETE" && queryValue(context, "uploadId") !== undefined) {
       const uploadId = queryValue(context, "uploadId") ?? ""
@@ -358,14 +406,21 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
     if (context.method === "GET" && context.get("range") !== "") {
       // s3rver answers a Range on an empty object by resetting the connection; S3 answers 416.
       const stat = await fsp.stat(store.getResourcePath(bucket, key, "object")).catch(() => undefined)
-      if (stat !== undefined && stat.size === 0) return sendError(context, 416, "InvalidRange", "The requested range is not satisfiable")
+      if (stat !== undefined && stat.size === 0) {
+        return sendError(context, 416, "InvalidRange", "The requested range is not satisfiable")
+      }
     }
     if (context.method !== "PUT") return next()
     const body = await readBody(context.req as IncomingMessage)
     if (body === undefined) {
       stats.abortedPuts += 1
       changed()
-      return sendError(context, 400, "IncompleteBody", "the client sent less than the declared body; nothing was written")
+      return sendError(
+        context,
+        400,
+        "IncompleteBody",
+        "the client sent less than the declared body; nothing was written"
+      )
     }
     let content = body
     if (isAwsChunked(context)) {
@@ -374,7 +429,9 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
       stats.awsChunkedPuts += 1
       changed()
       content = decoded
-      const encodings = (context.get("content-encoding") ?? "").split(",").map((value) => value.trim()).filter((value) => value !== "" && value !== "aws-chunked")
+      const encodings = (context.get("content-encoding") ?? "").split(",").map((value) => value.trim()).filter((
+        value
+      ) => value !== "" && value !== "aws-chunked")
       if (encodings.length === 0) delete context.headers["content-encoding"]
       else context.headers["content-encoding"] = encodings.join(",")
     }
@@ -383,7 +440,12 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
     const declared = context.get("x-amz-content-sha256").trim().toLowerCase()
     if (/^[0-9a-f]{64}$/.test(declared)) {
       if (createHash("sha256").update(content).digest("hex") !== declared) {
-        return sendError(context, 400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
+        return sendError(
+          context,
+          400,
+          "XAmzContentSHA256Mismatch",
+          "The provided 'x-amz-content-sha256' header does not match what was computed."
+        )
       }
       stats.verifiedContentSha256Puts += 1
       changed()
@@ -396,7 +458,12 @@ const harness = (store: S3rver.FilesystemStore, stats: MutableStats, changed: ()
       if (conditional && (await store.existsObject(bucket, key))) {
         stats.preconditionFailures += 1
         changed()
-        return sendError(context, 412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
+        return sendError(
+          context,
+          412,
+          "PreconditionFailed",
+          "At least one of the pre-conditions you specified did not hold"
+        )
       }
       await next()
     })
@@ -414,15 +481,29 @@ const useExternal = (server: ExternalS3): RunningS3TestServer => {
  * Starts a server with one bucket (for vitest hooks; pair with `stop`): the external one when the
  * environment names it (unless `s3rverOnly`), otherwise s3rver.
  */
-export const start = (options: S3TestServerOptions & { readonly s3rverOnly?: boolean } = {}): Promise<RunningS3TestServer> =>
+export const start = (
+  options: S3TestServerOptions & { readonly s3rverOnly?: boolean } = {}
+): Promise<RunningS3TestServer> =>
   external !== undefined && options.s3rverOnly !== true ? Promise.resolve(useExternal(external)) : startS3rver(options)
 
 /** Starts s3rver with one bucket and the harness, whatever the environment says. */
 export const startS3rver = async (options: S3TestServerOptions = {}): Promise<RunningS3TestServer> => {
   const bucket = options.bucket ?? "test-bucket"
   const directory = await fsp.mkdtemp(path.join(os.tmpdir(), "s3rver-"))
-  const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, vhostBuckets: false, configureBuckets: [{ name: bucket }] })
-  const stats: MutableStats = { abortedPuts: 0, awsChunkedPuts: 0, preconditionFailures: 0, verifiedContentSha256Puts: 0 }
+  const server = new S3rver({
+    address: "127.0.0.1",
+    port: 0,
+    silent: true,
+    directory,
+    vhostBuckets: false,
+    configureBuckets: [{ name: bucket }]
+  })
+  const stats: MutableStats = {
+    abortedPuts: 0,
+    awsChunkedPuts: 0,
+    preconditionFailures: 0,
+    verifiedContentSha256Puts: 0
+  }
   const listeners = new Set<() => void>()
   const changed = () => {
     for (const listener of [...listeners]) listener()
@@ -456,8 +537,12 @@ export const startS3rver = async (options: S3TestServerOptions = {}): Promise<Ru
         // Only the object files: s3rver makes the md5 file on first read and needs no metadata file.
         seed: (objects) =>
           Effect.promise(async () => {
-            const paths = objects.map(([key, bytes]) => [server.store.getResourcePath(bucket, key, "object"), bytes] as const)
-            for (const directory of new Set(paths.map(([file]) => path.dirname(file)))) await fsp.mkdir(directory, { recursive: true })
+            const paths = objects.map(([key, bytes]) =>
+              [server.store.getResourcePath(bucket, key, "object"), bytes] as const
+            )
+            for (const directory of new Set(paths.map(([file]) => path.dirname(file)))) {
+              await fsp.mkdir(directory, { recursive: true })
+            }
             for (let start = 0; start < paths.length; start += 64) {
               await Promise.all(paths.slice(start, start + 64).map(([file, bytes]) => fsp.writeFile(file, bytes)))
             }
@@ -485,4 +570,5 @@ export const make = (options: S3TestServerOptions = {}): Effect.Effect<S3TestSer
 /** The running test server, for `it.layer`. */
 export class S3TestServer extends Context.Tag("effect-s3-tier/test/S3TestServer")<S3TestServer, S3TestServerInfo>() {}
 
-export const layer = (options: S3TestServerOptions = {}): Layer.Layer<S3TestServer> => Layer.scoped(S3TestServer, make(options))
+export const layer = (options: S3TestServerOptions = {}): Layer.Layer<S3TestServer> =>
+  Layer.scoped(S3TestServer, make(options))

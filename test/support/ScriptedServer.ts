@@ -4,8 +4,8 @@
  * records every request (method, path, headers, arrival time), so a test can assert what a client
  * sent and how often it retried. The shape of a real store under load shedding, without one.
  */
-import * as http from "node:http"
 import { Effect, type Scope } from "effect"
+import * as http from "node:http"
 
 /** One recorded request. */
 export interface ScriptedRequest {
@@ -18,7 +18,12 @@ export interface ScriptedRequest {
 
 /** How to answer a request: a status (with an S3 error body when `code` is given), or a reset. */
 export type ScriptedAnswer =
-  | { readonly status: number; readonly code?: string; readonly headers?: Readonly<Record<string, string>>; readonly body?: string }
+  | {
+    readonly status: number
+    readonly code?: string
+    readonly headers?: Readonly<Record<string, string>>
+    readonly body?: string
+  }
   | "reset"
 
 export interface ScriptedServerInfo {
@@ -35,14 +40,21 @@ const errorBody = (code: string): string =>
  * A server answering request number `index` (0-based) with `answer(request, index)`; closed, with
  * its open connections, when the scope closes.
  */
-export const make = (answer: (request: ScriptedRequest, index: number) => ScriptedAnswer): Effect.Effect<ScriptedServerInfo, never, Scope.Scope> =>
+export const make = (
+  answer: (request: ScriptedRequest, index: number) => ScriptedAnswer
+): Effect.Effect<ScriptedServerInfo, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<{ readonly info: ScriptedServerInfo; readonly server: http.Server }>((resume) => {
       const recorded: Array<ScriptedRequest> = []
       const server = http.createServer((request, response) => {
         request.resume()
         request.on("end", () => {
-          const entry: ScriptedRequest = { method: request.method ?? "", path: request.url ?? "", headers: request.headers, atMs: performance.now() }
+          const entry: ScriptedRequest = {
+            method: request.method ?? "",
+            path: request.url ?? "",
+            headers: request.headers,
+            atMs: performance.now()
+          }
           recorded.push(entry)
           const reply = answer(entry, recorded.length - 1)
           if (reply === "reset") {
@@ -61,8 +73,15 @@ export const make = (answer: (request: ScriptedRequest, index: number) => Script
       })
       server.listen(0, "127.0.0.1", () => {
         const address = server.address()
-        if (address === null || typeof address === "string") return resume(Effect.dieMessage("the scripted server has no TCP address"))
-        resume(Effect.succeed({ server, info: { endpoint: `http://127.0.0.1:${address.port}`, requests: () => [...recorded] } }))
+        if (address === null || typeof address === "string") {
+          return resume(Effect.dieMessage("the scripted server has no TCP address"))
+        }
+        resume(
+          Effect.succeed({
+            server,
+            info: { endpoint: `http://127.0.0.1:${address.port}`, requests: () => [...recorded] }
+          })
+        )
       })
     }),
     ({ server }) =>

@@ -19,7 +19,7 @@ export const codePoint = FastCheck.oneof(
 
 /** Yields to the other fibers until `check` holds (bounded: a broken service fails, never hangs). */
 export const eventually = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     for (let round = 0; round < 500; round++) {
       if (yield* check) return
       yield* Effect.yieldNow()

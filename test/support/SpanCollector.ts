@@ -13,7 +13,14 @@ export interface CollectedSpan extends Tracer.Span {
 
 let nextId = 0
 
-const makeSpan = (name: string, parent: Option.Option<Tracer.AnySpan>, context: Context.Context<never>, links: ReadonlyArray<Tracer.SpanLink>, startTime: bigint, kind: Tracer.SpanKind): CollectedSpan => {
+const makeSpan = (
+  name: string,
+  parent: Option.Option<Tracer.AnySpan>,
+  context: Context.Context<never>,
+  links: ReadonlyArray<Tracer.SpanLink>,
+  startTime: bigint,
+  kind: Tracer.SpanKind
+): CollectedSpan => {
   nextId += 1
   const attributes = new Map<string, unknown>()
   const span = {

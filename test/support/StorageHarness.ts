@@ -3,10 +3,10 @@
  * both of which outlive the instance, so a test can shut down, crash, restart and restore.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
-import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 
@@ -40,7 +40,7 @@ export interface Bucket {
   readonly faults: FaultyObjectStore.FaultControllerService
 }
 
-export const makeBucket: Effect.Effect<Bucket> = Effect.gen(function* () {
+export const makeBucket: Effect.Effect<Bucket> = Effect.gen(function*() {
   const state = yield* MemoryObjectStore.makeBucket("test-bucket")
   const faults = yield* FaultyObjectStore.makeController({ seed: 1 })
   return { state, inspect: MemoryObjectStore.inspect(state), faults }
@@ -71,7 +71,11 @@ export const open = (
   config: Partial<StorageConfig.StorageConfigValue> = {},
   options: Storage.StorageOptions = {},
   faults: FaultyObjectStore.FaultControllerService = bucket.faults
-) => Effect.map(Layer.build(layer(bucket, disk, config, options, faults)), (context) => ({ context, storage: Context.get(context, Storage.Storage) }))
+) =>
+  Effect.map(
+    Layer.build(layer(bucket, disk, config, options, faults)),
+    (context) => ({ context, storage: Context.get(context, Storage.Storage) })
+  )
 
 /** Runs `body` against a Storage instance that is opened and closed around it. */
 export const withStorage = <A, E>(

@@ -16,7 +16,10 @@ export const collectingTracer = (base: Tracer.Tracer, spans: Array<Tracer.Span>)
   })
 
 /** Runs `effect` with every span it (and every fiber it starts) opens recorded in `spans`. */
-export const recordingSpans = <A, E, R>(effect: Effect.Effect<A, E, R>, spans: Array<Tracer.Span>): Effect.Effect<A, E, R> =>
+export const recordingSpans = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  spans: Array<Tracer.Span>
+): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.tracer, (base) => Effect.withTracer(effect, collectingTracer(base, spans)))
 
 /** The names of `span`'s ancestors, nearest first (as far as the recorded spans reach). */

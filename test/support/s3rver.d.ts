@@ -16,7 +16,9 @@ declare module "s3rver" {
       readonly vhostBuckets?: boolean
       readonly resetOnClose?: boolean
       readonly allowMismatchedSignatures?: boolean
-      readonly configureBuckets?: ReadonlyArray<{ readonly name: string; readonly configs?: ReadonlyArray<string | Uint8Array> }>
+      readonly configureBuckets?: ReadonlyArray<
+        { readonly name: string; readonly configs?: ReadonlyArray<string | Uint8Array> }
+      >
     }
 
     /** The request context of Koa 2, as far as the harness uses it. */

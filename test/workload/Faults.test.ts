@@ -9,7 +9,14 @@ import * as Faults from "../../src/workload/Faults.js"
 describe("Faults", () => {
   it("parses every documented form", () => {
     const plan = Either.getOrThrow(
-      Faults.parseFaults(["stall-at-shutdown", "stall-after=8s", "error-rate=0.25", "latency=50ms", "fail-task=WritePart", "fail-task=WriteWalSegment"])
+      Faults.parseFaults([
+        "stall-at-shutdown",
+        "stall-after=8s",
+        "error-rate=0.25",
+        "latency=50ms",
+        "fail-task=WritePart",
+        "fail-task=WriteWalSegment"
+      ])
     )
     assert.deepStrictEqual(plan, {
       stallAtShutdown: true,
@@ -18,7 +25,14 @@ describe("Faults", () => {
       latencyMs: 50,
       failTasks: ["WritePart", "WriteWalSegment"]
     })
-    assert.deepStrictEqual(Faults.describe(plan), ["stall-at-shutdown", "stall-after=8s", "error-rate=0.25", "latency=50ms", "fail-task=WritePart", "fail-task=WriteWalSegment"])
+    assert.deepStrictEqual(Faults.describe(plan), [
+      "stall-at-shutdown",
+      "stall-after=8s",
+      "error-rate=0.25",
+      "latency=50ms",
+      "fail-task=WritePart",
+      "fail-task=WriteWalSegment"
+    ])
     assert.isTrue(Faults.isEmpty(Either.getOrThrow(Faults.parseFaults([]))))
     assert.isFalse(Faults.isEmpty(plan))
     assert.strictEqual(Either.getOrThrow(Faults.parseFaults(["error-rate=1"])).errorRate, 1)

@@ -24,13 +24,15 @@ const config = StorageConfig.validate({ checkpointIntervalMs: 0, partSizeBytes: 
 const configValue = config._tag === "Right" ? config.right : StorageConfig.defaults
 
 /** Writes `pages` pages of two files and checkpoints twice; returns the bucket and its store. */
-const filledBucket = Effect.gen(function* () {
+const filledBucket = Effect.gen(function*() {
   const state = yield* MemoryObjectStore.makeBucket("inspect")
   const layer = Storage.layer().pipe(
-    Layer.provide(Layer.mergeAll(StorageConfig.layer(configValue), MemoryObjectStore.layerWithBucket(state), MemoryDisk.layer))
+    Layer.provide(
+      Layer.mergeAll(StorageConfig.layer(configValue), MemoryObjectStore.layerWithBucket(state), MemoryDisk.layer)
+    )
   )
   yield* Effect.scoped(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const context = yield* Layer.build(layer)
       const storage = Context.get(context, Storage.Storage)
       for (let round = 0; round < 2; round++) {
@@ -52,7 +54,7 @@ const filledBucket = Effect.gen(function* () {
 
 describe("Inspect and verifyCheckpoint", () => {
   it.scopedLive("tell complete from incomplete checkpoints and find damaged parts", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { bucket, store } = yield* filledBucket
       const clean = yield* Inspect.inspect(store, configValue)
       assert.strictEqual(clean.lock, null)
@@ -68,7 +70,10 @@ describe("Inspect and verifyCheckpoint", () => {
       const layout = StorageConfig.keyLayout(configValue)
       const strayCheckpoint = (last?.checkpoint ?? 0) + 1
       const sha = Sha256Hex.make("0".repeat(64))
-      yield* bucket.write(KeyLayout.partKey(layout, checkpointNumber(strayCheckpoint), Workload.fileIdOf(0), partIndex(0), sha), new Uint8Array(10))
+      yield* bucket.write(
+        KeyLayout.partKey(layout, checkpointNumber(strayCheckpoint), Workload.fileIdOf(0), partIndex(0), sha),
+        new Uint8Array(10)
+      )
       const withStray = yield* Inspect.inspect(store, configValue)
       const stray = withStray.checkpoints.find((row) => row.checkpoint === strayCheckpoint)
       assert.isFalse(stray?.complete)
@@ -86,7 +91,9 @@ describe("Inspect and verifyCheckpoint", () => {
       // Damage one part object and remove another: two mismatches, each named.
       const partKeys: Array<string> = []
       for (const [file, loaded] of latest.files) {
-        for (const [part, checkpoint, sha256] of loaded.parts) partKeys.push(KeyLayout.partKey(layout, checkpoint, file, part, sha256))
+        for (const [part, checkpoint, sha256] of loaded.parts) {
+          partKeys.push(KeyLayout.partKey(layout, checkpoint, file, part, sha256))
+        }
       }
       const [damaged, removed] = partKeys
       assert.isDefined(damaged)
@@ -95,7 +102,9 @@ describe("Inspect and verifyCheckpoint", () => {
       original[0] = (original[0] ?? 0) ^ 1
       yield* bucket.write(damaged, original)
       yield* bucket.remove(removed)
-      const broken = yield* Verify.verifyCheckpoint(store, configValue, (yield* MemoryDisk.make).disk, latest, { concurrency: 4 })
+      const broken = yield* Verify.verifyCheckpoint(store, configValue, (yield* MemoryDisk.make).disk, latest, {
+        concurrency: 4
+      })
       assert.isFalse(broken.ok)
       assert.strictEqual(broken.mismatches, 2)
       assert.sameMembers(broken.examples.map((example) => example.key), [damaged, removed])
@@ -103,7 +112,14 @@ describe("Inspect and verifyCheckpoint", () => {
       // A file manifest that no longer matches its root manifest's digest: incomplete, with the reason.
       const fileEntry = latest.files.get(Workload.fileIdOf(0))?.entry
       assert.isDefined(fileEntry)
-      const manifestKey = fileEntry === undefined ? "" : KeyLayout.fileManifestKey(layout, fileEntry.manifestCheckpoint, Workload.fileIdOf(0), fileEntry.manifestSha256)
+      const manifestKey = fileEntry === undefined
+        ? ""
+        : KeyLayout.fileManifestKey(
+          layout,
+          fileEntry.manifestCheckpoint,
+          Workload.fileIdOf(0),
+          fileEntry.manifestSha256
+        )
       yield* bucket.write(manifestKey, new TextEncoder().encode("{}"))
       const corrupt = yield* Inspect.inspect(store, configValue)
       const corruptRow = corrupt.checkpoints.find((row) => row.checkpoint === latest.manifest.checkpoint)
@@ -112,7 +128,7 @@ describe("Inspect and verifyCheckpoint", () => {
     }))
 
   it.scopedLive("shows the retention state, what a pass would reclaim, and expired checkpoints as expired", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const { store } = yield* filledBucket
       const policyConfig = { ...configValue, retainCheckpointsMin: 1, retainForMs: 0, gcMinAgeMs: 0 }
       const before = yield* Inspect.inspect(store, policyConfig)

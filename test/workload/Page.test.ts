@@ -30,11 +30,16 @@ describe("Page", () => {
 
   it("detects a flipped byte anywhere in the page", () => {
     FastCheck.assert(
-      FastCheck.property(identity, FastCheck.integer({ min: 0, max: Page.pageBytes - 1 }), FastCheck.integer({ min: 1, max: 255 }), (id, offset, flip) => {
-        const page = Page.encodePage(id)
-        page[offset] = (page[offset] ?? 0) ^ flip
-        assert.strictEqual(Page.checkPage(page, id.file, id.page)._tag, "Invalid")
-      }),
+      FastCheck.property(
+        identity,
+        FastCheck.integer({ min: 0, max: Page.pageBytes - 1 }),
+        FastCheck.integer({ min: 1, max: 255 }),
+        (id, offset, flip) => {
+          const page = Page.encodePage(id)
+          page[offset] = (page[offset] ?? 0) ^ flip
+          assert.strictEqual(Page.checkPage(page, id.file, id.page)._tag, "Invalid")
+        }
+      ),
       { numRuns: 300 }
     )
   })

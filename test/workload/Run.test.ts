@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Context, Deferred, Effect, Exit, Layer, Option, Ref, Schema } from "effect"
+import type { Output } from "../../src/cli/Output.js"
 import * as Report from "../../src/cli/Report.js"
 import { ObjectStoreRejected } from "../../src/domain/Errors.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
@@ -15,7 +16,6 @@ import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import { ObjectStore, type ObjectStoreService } from "../../src/services/ObjectStore.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as Faults from "../../src/workload/Faults.js"
-import type { Output } from "../../src/cli/Output.js"
 import * as Run from "../../src/workload/Run.js"
 
 const configOf = (deadlineMs: number): StorageConfig.StorageConfigValue => {
@@ -36,7 +36,7 @@ const silent: Output = { stdout: () => Effect.void, stderr: () => Effect.void, i
 
 /** A store over one in-memory bucket, with the fault decorator when a plan is given. */
 const memoryStore = (plan: Faults.FaultPlan) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const state = yield* MemoryObjectStore.makeBucket("run")
     const plain: Layer.Layer<ObjectStore> = Layer.effect(ObjectStore, Effect.succeed(MemoryObjectStore.storeOf(state)))
     const controller = yield* FaultyObjectStore.makeController()
@@ -68,10 +68,16 @@ const memoryDisk = () => MemoryDisk.layer
 
 describe("Run.run", () => {
   it.live("a clean run verifies every acknowledged insert", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const stop = yield* Deferred.make<string>()
-      const report = yield* Run.run(options(5_000, Faults.none), yield* memoryStore(Faults.none), memoryDisk, silent, stop)
-assert.isTrue(report.ok, report.problems.join("; "))
+      const report = yield* Run.run(
+        options(5_000, Faults.none),
+        yield* memoryStore(Faults.none),
+        memoryDisk,
+        silent,
+        stop
+      )
+      assert.isTrue(report.ok, report.problems.join("; "))
       assert.deepStrictEqual(Schema.decodeUnknownSync(Report.RunReport)(JSON.parse(JSON.stringify(report))), report)
       assert.isAbove(report.inserts.acknowledged, 0)
       // "none": a periodic checkpoint that ran after the writers stopped already covered everything.
@@ -86,10 +92,16 @@ assert.isTrue(report.ok, report.problems.join("; "))
     }))
 
   it.live("a stop request ends the workload early and skips verify, saying why", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const stop = yield* Deferred.make<string>()
       yield* Deferred.succeed(stop, "SIGTERM")
-      const report = yield* Run.run({ ...options(5_000, Faults.none), durationMs: 60_000 }, yield* memoryStore(Faults.none), memoryDisk, silent, stop)
+      const report = yield* Run.run(
+        { ...options(5_000, Faults.none), durationMs: 60_000 },
+        yield* memoryStore(Faults.none),
+        memoryDisk,
+        silent,
+        stop
+      )
       assert.strictEqual(report.interruptedBy, "SIGTERM")
       assert.isBelow(report.elapsedMs, 5_000)
       assert.isFalse(report.verify.ran)
@@ -98,7 +110,7 @@ assert.isTrue(report.ok, report.problems.join("; "))
     }))
 
   it.live("a bucket that stalls at shutdown still gives a bounded report, verified up to the archived WAL", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const plan: Faults.FaultPlan = { ...Faults.none, stallAtShutdown: true }
       const stop = yield* Deferred.make<string>()
       const stderr: Array<string> = []
@@ -115,12 +127,18 @@ assert.isTrue(report.ok, report.problems.join("; "))
     }))
 
   it.live("a refused start-up is a StartFailed that names the reason", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const stop = yield* Deferred.make<string>()
       const store = yield* memoryStore(Faults.none)
-      const plain = yield* Layer.build(store.plainLayer).pipe(Effect.map((context) => Context.get(context, ObjectStore)), Effect.scoped)
+      const plain = yield* Layer.build(store.plainLayer).pipe(
+        Effect.map((context) => Context.get(context, ObjectStore)),
+        Effect.scoped
+      )
       const gone = new ObjectStoreRejected({ operation: "probe", code: "NoSuchBucket", detail: "the bucket is gone" })
-      const failing: Run.RunStore = { ...store, layer: Layer.succeed(ObjectStore, { ...plain, probe: Effect.fail(gone) }) }
+      const failing: Run.RunStore = {
+        ...store,
+        layer: Layer.succeed(ObjectStore, { ...plain, probe: Effect.fail(gone) })
+      }
       const exit = yield* Effect.exit(Run.run(options(5_000, Faults.none), failing, memoryDisk, silent, stop))
       // A failure, not a defect: a Die here would be a crash the program reports as an internal error.
       assert(Exit.isFailure(exit), "the run started")
@@ -131,23 +149,38 @@ assert.isTrue(report.ok, report.problems.join("; "))
     }))
 
   it.live("the restore-and-verify step writes nothing to the bucket but its reader lease, after a clean run and after a stalled one", () =>
-    Effect.gen(function* () {
-      for (const plan of [Faults.none, { ...Faults.none, stallAtShutdown: true }] satisfies ReadonlyArray<Faults.FaultPlan>) {
+    Effect.gen(function*() {
+      for (
+        const plan of [Faults.none, { ...Faults.none, stallAtShutdown: true }] satisfies ReadonlyArray<Faults.FaultPlan>
+      ) {
         const stop = yield* Deferred.make<string>()
         const store = yield* memoryStore(plan)
         // The verify step's own view of the bucket, recording every write it makes.
         const writes = yield* Ref.make<ReadonlyArray<string>>([])
-        const plain = yield* Layer.build(store.plainLayer).pipe(Effect.map((context) => Context.get(context, ObjectStore)), Effect.scoped)
+        const plain = yield* Layer.build(store.plainLayer).pipe(
+          Effect.map((context) => Context.get(context, ObjectStore)),
+          Effect.scoped
+        )
         const recorded: ObjectStoreService = {
           ...plain,
-          put: (key, bytes, putOptions) => Effect.zipRight(Ref.update(writes, (list) => [...list, `put ${key}`]), plain.put(key, bytes, putOptions)),
+          put: (key, bytes, putOptions) =>
+            Effect.zipRight(Ref.update(writes, (list) => [...list, `put ${key}`]), plain.put(key, bytes, putOptions)),
           delete: (key) => Effect.zipRight(Ref.update(writes, (list) => [...list, `delete ${key}`]), plain.delete(key))
         }
-        const report = yield* Run.run(options(1_500, plan), { ...store, plainLayer: Layer.succeed(ObjectStore, recorded) }, memoryDisk, silent, stop)
+        const report = yield* Run.run(
+          options(1_500, plan),
+          { ...store, plainLayer: Layer.succeed(ObjectStore, recorded) },
+          memoryDisk,
+          silent,
+          stop
+        )
         assert.isTrue(report.verify.ran, JSON.stringify(report.verify))
         assert.isTrue(report.verify.ok, JSON.stringify(report.verify))
         const written = yield* Ref.get(writes)
-        assert.isTrue(written.length > 0 && written.every((entry) => /^(put|delete) leases\//.test(entry)), JSON.stringify(written))
+        assert.isTrue(
+          written.length > 0 && written.every((entry) => /^(put|delete) leases\//.test(entry)),
+          JSON.stringify(written)
+        )
         assert.strictEqual(written.filter((entry) => entry.startsWith("delete")).length, 1)
       }
     }))

@@ -41,14 +41,16 @@ const fakeStorage = (options: { readonly commitsUntilSignal: number; readonly re
       return commits === options.commitsUntilSignal ? Deferred.succeed(options.reached, undefined) : Effect.void
     }).pipe(Effect.asVoid),
     read: (file, offset, length) =>
-      Effect.sync(() => (files.get(file) ?? new Uint8Array(shape.pagesPerFile * Page.pageBytes)).slice(offset, offset + length))
+      Effect.sync(() =>
+        (files.get(file) ?? new Uint8Array(shape.pagesPerFile * Page.pageBytes)).slice(offset, offset + length)
+      )
   }
   return { storage, files, wal, order }
 }
 
 describe("Workload", () => {
   it.live("performs acknowledged inserts that verify, in apply-log-commit order", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const reached = yield* Deferred.make<void>()
       const fake = fakeStorage({ commitsUntilSignal: 300, reached })
       const ledger = new Workload.Ledger(shape)
@@ -74,7 +76,7 @@ describe("Workload", () => {
     }))
 
   it.live("verification catches a lost acknowledged write", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const reached = yield* Deferred.make<void>()
       const fake = fakeStorage({ commitsUntilSignal: 100, reached })
       const ledger = new Workload.Ledger(shape)
@@ -84,10 +86,16 @@ describe("Workload", () => {
       // Lose one acknowledged page: zero it, as a checkpoint that forgot it would.
       let lost: { file: number; page: number } | undefined
       for (let globalPage = 0; globalPage < ledger.totalPages && lost === undefined; globalPage++) {
-        if (ledger.acknowledgedLastOf(globalPage) > 0) lost = { file: Math.floor(globalPage / shape.pagesPerFile), page: globalPage % shape.pagesPerFile }
+        if (ledger.acknowledgedLastOf(globalPage) > 0) {
+          lost = { file: Math.floor(globalPage / shape.pagesPerFile), page: globalPage % shape.pagesPerFile }
+        }
       }
       assert.isDefined(lost)
-      fake.files.get(Workload.fileIdOf(lost.file))?.fill(0, lost.page * Page.pageBytes, (lost.page + 1) * Page.pageBytes)
+      fake.files.get(Workload.fileIdOf(lost.file))?.fill(
+        0,
+        lost.page * Page.pageBytes,
+        (lost.page + 1) * Page.pageBytes
+      )
       const result = yield* Verify.verifyPages(fake.storage, ledger, { requiredBelowLsn: undefined, concurrency: 1 })
       assert.isFalse(result.ok)
       assert.strictEqual(result.mismatches, 1)
@@ -99,9 +107,13 @@ describe("Workload", () => {
     }))
 
   it.live("stops writers stuck in the storage by interrupting them after the grace", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const ledger = new Workload.Ledger(shape)
-      const stuck: Workload.WorkloadStorage = { write: () => Effect.never, append: () => Effect.never, commit: Effect.never }
+      const stuck: Workload.WorkloadStorage = {
+        write: () => Effect.never,
+        append: () => Effect.never,
+        commit: Effect.never
+      }
       const running = yield* Workload.start(stuck, ledger)
       const interrupted = yield* running.stop(20)
       assert.strictEqual(interrupted, shape.writers)
@@ -111,7 +123,7 @@ describe("Workload", () => {
     }))
 
   it.live("counts failures and ends a writer on ShuttingDown", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const ledger = new Workload.Ledger({ ...shape, writers: 2 })
       const closing: Workload.WorkloadStorage = {
         write: () => Effect.fail(new ShuttingDown({ operation: "write" })),
@@ -153,9 +165,13 @@ describe("Workload", () => {
   })
 
   it.effect("a writer fiber is interruptible even when started from an uninterruptible region", () =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const ledger = new Workload.Ledger(shape)
-      const stuck: Workload.WorkloadStorage = { write: () => Effect.never, append: () => Effect.never, commit: Effect.never }
+      const stuck: Workload.WorkloadStorage = {
+        write: () => Effect.never,
+        append: () => Effect.never,
+        commit: Effect.never
+      }
       const running = yield* Effect.uninterruptible(Workload.start(stuck, ledger))
       const fiber = yield* Effect.fork(running.stop(0))
       yield* Effect.yieldNow()

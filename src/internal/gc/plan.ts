@@ -15,8 +15,8 @@ import * as Retention from "../../domain/Retention.js"
 import type { KeptReason, Tally } from "../../services/GarbageCollector.js"
 import type { ObjectInfo } from "../../services/ObjectStore.js"
 import type { StorageConfigValue } from "../../services/StorageConfig.js"
-import type { Doomed } from "./write.js"
 import type { ListedLease } from "./read.js"
+import type { Doomed } from "./write.js"
 
 export const emptyKinds = (): Record<Retention.ObjectKind, Tally> => ({
   part: { objects: 0, bytes: 0 },
@@ -37,7 +37,11 @@ export const emptyKept = (): Record<KeptReason, Tally> => ({
 
 export const add = (tally: Tally, bytes: number): Tally => ({ objects: tally.objects + 1, bytes: tally.bytes + bytes })
 
-export const policyOf = (config: StorageConfigValue, given: Partial<Retention.RetentionPolicy> | undefined, latest: Manifest.CheckpointManifest | undefined): Retention.RetentionPolicy => ({
+export const policyOf = (
+  config: StorageConfigValue,
+  given: Partial<Retention.RetentionPolicy> | undefined,
+  latest: Manifest.CheckpointManifest | undefined
+): Retention.RetentionPolicy => ({
   retainCheckpointsMin: given?.retainCheckpointsMin ?? latest?.retainCheckpointsMin ?? config.retainCheckpointsMin,
   retainForMs: given?.retainForMs ?? latest?.retainForMs ?? config.retainForMs
 })
@@ -67,6 +71,9 @@ export const planReport = (plan: Retention.RetentionPlan) => ({
   latest: plan.latest,
   windowStartMs: plan.windowStartMs ?? null,
   walFloorLsn: plan.walFloorLsn,
-  retained: [...plan.retained].sort(([left], [right]) => left - right).map(([checkpoint, reasons]) => ({ checkpoint, reasons })),
+  retained: [...plan.retained].sort(([left], [right]) => left - right).map(([checkpoint, reasons]) => ({
+    checkpoint,
+    reasons
+  })),
   leases: { live: plan.liveLeases, expired: plan.expiredLeases }
 })

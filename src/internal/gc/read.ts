@@ -22,9 +22,14 @@ import { withRequestPolicy } from "../../services/RequestPolicy.js"
 import { keyLayout, type StorageConfigValue } from "../../services/StorageConfig.js"
 
 /** A read or listing that failed at `stage`, as the pass reports it. */
-export const failed = (stage: string) => (error: { readonly message: string }) => new GcFailed({ stage, detail: error.message })
+export const failed = (stage: string) => (error: { readonly message: string }) =>
+  new GcFailed({ stage, detail: error.message })
 
-export const listAll = (store: ObjectStoreService, config: StorageConfigValue, prefix: string): Effect.Effect<ReadonlyArray<ObjectInfo>, GcFailed> =>
+export const listAll = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  prefix: string
+): Effect.Effect<ReadonlyArray<ObjectInfo>, GcFailed> =>
   Stream.runCollect(store.list(prefix)).pipe(
     withRequestPolicy(config, "gc list", prefix),
     Effect.map(Chunk.toReadonlyArray),
@@ -41,20 +46,38 @@ export interface Roots {
 
 export const summaryOf = (root: Manifest.RootObject): Retention.CheckpointSummary =>
   root._tag === "Committed"
-    ? { checkpoint: root.manifest.checkpoint, createdAtMs: root.manifest.createdAtMs, walPosition: root.manifest.walPosition, expired: false }
-    : { checkpoint: root.tombstone.checkpoint, createdAtMs: root.tombstone.createdAtMs, walPosition: root.tombstone.walPosition, expired: true }
+    ? {
+      checkpoint: root.manifest.checkpoint,
+      createdAtMs: root.manifest.createdAtMs,
+      walPosition: root.manifest.walPosition,
+      expired: false
+    }
+    : {
+      checkpoint: root.tombstone.checkpoint,
+      createdAtMs: root.tombstone.createdAtMs,
+      walPosition: root.tombstone.walPosition,
+      expired: true
+    }
 
 export const readRoot = (store: ObjectStoreService, config: StorageConfigValue, key: string, checkpoint: number) =>
-  Loader.readRootObject(store, config, CheckpointNumberSchema.make(checkpoint)).pipe(Effect.mapError(failed(`reading ${key}`)))
+  Loader.readRootObject(store, config, CheckpointNumberSchema.make(checkpoint)).pipe(
+    Effect.mapError(failed(`reading ${key}`))
+  )
 
-export const readRoots = (store: ObjectStoreService, config: StorageConfigValue, cache: ExpiredCache): Effect.Effect<Roots, GcFailed> =>
-  Effect.gen(function* () {
+export const readRoots = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  cache: ExpiredCache
+): Effect.Effect<Roots, GcFailed> =>
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     const listed = yield* listAll(store, config, KeyLayout.checkpointsPrefix(layout))
     const known = yield* Ref.get(cache)
     const numbered = listed.flatMap((info) => {
       const parsed = KeyLayout.parseKey(layout, info.key)
-      return Option.isSome(parsed) && parsed.value._tag === "Checkpoint" ? [{ key: info.key, checkpoint: parsed.value.checkpoint as number }] : []
+      return Option.isSome(parsed) && parsed.value._tag === "Checkpoint"
+        ? [{ key: info.key, checkpoint: parsed.value.checkpoint as number }]
+        : []
     })
     const read = yield* Effect.forEach(
       numbered.filter(({ checkpoint }) => !known.has(checkpoint)),
@@ -62,8 +85,17 @@ export const readRoots = (store: ObjectStoreService, config: StorageConfigValue,
       { concurrency: Math.min(config.workerCount, 16) }
     )
     const fresh = read.filter((root) => root._tag === "Expired").map(summaryOf)
-    if (fresh.length > 0) yield* Ref.update(cache, (current) => new Map([...current, ...fresh.map((summary) => [summary.checkpoint, summary] as const)]))
-    const committed = new Map(read.flatMap((root) => (root._tag === "Committed" ? [[root.manifest.checkpoint as number, root.manifest] as const] : [])))
+    if (fresh.length > 0) {
+      yield* Ref.update(
+        cache,
+        (current) => new Map([...current, ...fresh.map((summary) => [summary.checkpoint, summary] as const)])
+      )
+    }
+    const committed = new Map(
+      read.flatMap((
+        root
+      ) => (root._tag === "Committed" ? [[root.manifest.checkpoint as number, root.manifest] as const] : []))
+    )
     const cached = numbered.flatMap(({ checkpoint }) => Option.toArray(Option.fromNullable(known.get(checkpoint))))
     return { summaries: [...read.map(summaryOf), ...cached], committed, expiredBefore: fresh.length + cached.length }
   })
@@ -74,7 +106,11 @@ export interface ListedLease {
   readonly lease: Retention.LeaseSummary
 }
 
-export const readLease = (store: ObjectStoreService, config: StorageConfigValue, key: string): Effect.Effect<Option.Option<Lease.ReaderLease>, GcFailed> =>
+export const readLease = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  key: string
+): Effect.Effect<Option.Option<Lease.ReaderLease>, GcFailed> =>
   store.get(key).pipe(
     withRequestPolicy(config, "gc read lease", key),
     Effect.flatMap((bytes) => Lease.decode(key, bytes)),
@@ -84,8 +120,11 @@ export const readLease = (store: ObjectStoreService, config: StorageConfigValue,
     Effect.mapError(failed(`reading ${key}`))
   )
 
-export const readLeases = (store: ObjectStoreService, config: StorageConfigValue): Effect.Effect<ReadonlyArray<ListedLease>, GcFailed> =>
-  Effect.gen(function* () {
+export const readLeases = (
+  store: ObjectStoreService,
+  config: StorageConfigValue
+): Effect.Effect<ReadonlyArray<ListedLease>, GcFailed> =>
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     const listed = yield* listAll(store, config, KeyLayout.leasesPrefix(layout))
     const leases = yield* Effect.forEach(
@@ -95,7 +134,10 @@ export const readLeases = (store: ObjectStoreService, config: StorageConfigValue
         if (Option.isNone(parsed) || parsed.value._tag !== "Lease") return Effect.succeed([])
         const id = parsed.value.id
         return Effect.map(readLease(store, config, info.key), (lease) =>
-          Option.match(lease, { onNone: () => [], onSome: (value) => [{ info, lease: { id, checkpoint: value.checkpoint, expiresAtMs: value.expiresAtMs } }] }))
+          Option.match(lease, {
+            onNone: () => [],
+            onSome: (value) => [{ info, lease: { id, checkpoint: value.checkpoint, expiresAtMs: value.expiresAtMs } }]
+          }))
       },
       { concurrency: Math.min(config.workerCount, 16) }
     )
@@ -111,7 +153,7 @@ export const referencedKeys = (
   roots: Roots,
   cache: ExpiredCache
 ): Effect.Effect<{ readonly referenced: ReadonlySet<string>; readonly heldByExpiredLease: boolean }, GcFailed> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const layout = keyLayout(config)
     const expired = yield* Ref.get(cache)
     const named: Array<{ readonly files: ReadonlyArray<Manifest.FileEntry>; readonly partSizeBytes: number }> = []
@@ -128,18 +170,27 @@ export const referencedKeys = (
     const referenced = new Set<string>()
     const fileManifests = new Map<string, { readonly entry: Manifest.FileEntry; readonly partSizeBytes: number }>()
     for (const { files, partSizeBytes } of named) {
-      for (const entry of files) fileManifests.set(KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256), { entry, partSizeBytes })
+      for (const entry of files) {
+        fileManifests.set(
+          KeyLayout.fileManifestKey(layout, entry.manifestCheckpoint, entry.file, entry.manifestSha256),
+          { entry, partSizeBytes }
+        )
+      }
     }
     yield* Effect.forEach(
       fileManifests,
       ([key, { entry, partSizeBytes }]) =>
         store.get(key).pipe(
           withRequestPolicy(config, "gc read file manifest", key),
-          Effect.flatMap((bytes) => Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes })),
+          Effect.flatMap((bytes) =>
+            Manifest.decodeFileManifest(key, bytes, { file: entry.file, sha256: entry.manifestSha256, partSizeBytes })
+          ),
           Effect.mapError(failed(`reading ${key}`)),
           Effect.map((manifest) => {
             referenced.add(key)
-            for (const [part, checkpoint, sha256] of manifest.parts) referenced.add(KeyLayout.partKey(layout, checkpoint, entry.file, part, sha256))
+            for (const [part, checkpoint, sha256] of manifest.parts) {
+              referenced.add(KeyLayout.partKey(layout, checkpoint, entry.file, part, sha256))
+            }
           })
         ),
       { concurrency: Math.min(config.workerCount, 16), discard: true }

@@ -17,8 +17,8 @@ import type { ExpiredCache, GcFence, Tally } from "../../services/GarbageCollect
 import type { ObjectInfo, ObjectStoreService } from "../../services/ObjectStore.js"
 import { withRequestPolicy } from "../../services/RequestPolicy.js"
 import { keyLayout, type StorageConfigValue } from "../../services/StorageConfig.js"
-import { failed, readLease, summaryOf } from "./read.js"
 import { add, emptyKinds } from "./plan.js"
+import { failed, readLease, summaryOf } from "./read.js"
 
 export const writeTombstones = (
   store: ObjectStoreService,
@@ -36,7 +36,12 @@ export const writeTombstones = (
       return store.put(key, Manifest.encodeExpiredCheckpoint(tombstone)).pipe(
         withRequestPolicy(config, "gc expire checkpoint", key),
         Effect.mapError(failed(`writing the tombstone ${key}`)),
-        Effect.zipRight(Ref.update(cache, (current) => new Map([...current, [manifest.checkpoint, summaryOf({ _tag: "Expired", tombstone })]])))
+        Effect.zipRight(
+          Ref.update(
+            cache,
+            (current) => new Map([...current, [manifest.checkpoint, summaryOf({ _tag: "Expired", tombstone })]])
+          )
+        )
       )
     },
     { concurrency: Math.min(config.workerCount, 16), discard: true }
@@ -50,19 +55,40 @@ export interface Doomed {
 }
 
 /** Deletes one object; a lease only if it is still expired when read again. True when deleted. */
-export const deleteOne = (store: ObjectStoreService, config: StorageConfigValue, doomed: Doomed, nowMs: number): Effect.Effect<boolean> => {
+export const deleteOne = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  doomed: Doomed,
+  nowMs: number
+): Effect.Effect<boolean> => {
   const key = doomed.info.key
   const recheck: Effect.Effect<boolean> = doomed.kind !== "lease"
     ? Effect.succeed(true)
-    : Effect.map(Effect.either(readLease(store, config, key)), (read) =>
-      Either.isRight(read) && Option.isSome(read.right) &&
-      !Retention.leaseLive({ id: read.right.value.id, checkpoint: read.right.value.checkpoint, expiresAtMs: read.right.value.expiresAtMs }, nowMs, config.readerLeaseSkewMs))
+    : Effect.map(
+      Effect.either(readLease(store, config, key)),
+      (read) =>
+        Either.isRight(read) && Option.isSome(read.right) &&
+        !Retention.leaseLive(
+          {
+            id: read.right.value.id,
+            checkpoint: read.right.value.checkpoint,
+            expiresAtMs: read.right.value.expiresAtMs
+          },
+          nowMs,
+          config.readerLeaseSkewMs
+        )
+    )
   return Effect.flatMap(recheck, (still) =>
     still
       ? store.delete(key).pipe(
         withRequestPolicy(config, "gc delete", key),
         Effect.as(true),
-        Effect.catchAll((error) => Effect.as(Effect.logWarning(`gc: deleting ${key} failed (the next pass tries again): ${error.message}`), false))
+        Effect.catchAll((error) =>
+          Effect.as(
+            Effect.logWarning(`gc: deleting ${key} failed (the next pass tries again): ${error.message}`),
+            false
+          )
+        )
       )
       : Effect.succeed(false))
 }
@@ -74,8 +100,11 @@ export const deleteAll = (
   fence: GcFence | undefined,
   nowMs: number,
   deadlineMs: number | undefined
-): Effect.Effect<{ readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean }, Fenced> =>
-  Effect.gen(function* () {
+): Effect.Effect<
+  { readonly deleted: Record<Retention.ObjectKind, Tally>; readonly failures: number; readonly complete: boolean },
+  Fenced
+> =>
+  Effect.gen(function*() {
     const tallies = yield* Ref.make({ deleted: emptyKinds(), failures: 0 })
     const each = (item: Doomed) =>
       Effect.zipRight(
@@ -83,11 +112,16 @@ export const deleteAll = (
         Effect.flatMap(deleteOne(store, config, item, nowMs), (done) =>
           Ref.update(tallies, (current) =>
             done
-              ? { ...current, deleted: { ...current.deleted, [item.kind]: add(current.deleted[item.kind], item.info.sizeBytes) } }
+              ? {
+                ...current,
+                deleted: { ...current.deleted, [item.kind]: add(current.deleted[item.kind], item.info.sizeBytes) }
+              }
               : { ...current, failures: current.failures + (item.kind === "lease" ? 0 : 1) }))
       )
     const all = Effect.forEach(doomed, each, { concurrency: config.gcConcurrency, discard: true })
-    const finished = deadlineMs === undefined ? yield* Effect.as(all, true) : Option.isSome(yield* Effect.timeoutOption(all, Duration.millis(deadlineMs)))
+    const finished = deadlineMs === undefined
+      ? yield* Effect.as(all, true)
+      : Option.isSome(yield* Effect.timeoutOption(all, Duration.millis(deadlineMs)))
     const final = yield* Ref.get(tallies)
     return { deleted: final.deleted, failures: final.failures, complete: finished }
   })

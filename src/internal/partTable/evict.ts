@@ -28,7 +28,10 @@ const sweepStep = (table: Table, row: PartRow): STM.STM<SweepStep> =>
     const state = cell.state
     if (state.status !== "Loaded") return STM.succeed({ _tag: "Keep" })
     if (PartStateDomain.isEvictable(state)) {
-      return STM.as(applyEvent(table, row, cell, PartStateDomain.PartEvent.BeginEvict), { _tag: "Evict", sizeBytes: state.sizeBytes })
+      return STM.as(applyEvent(table, row, cell, PartStateDomain.PartEvent.BeginEvict), {
+        _tag: "Evict",
+        sizeBytes: state.sizeBytes
+      })
     }
     const swept = applyEvent(table, row, cell, PartStateDomain.PartEvent.Sweep)
     // Dirty and idle: schedule it, or re-enqueue an owed upload (after a failure nothing is queued).
@@ -41,7 +44,11 @@ const evictRow = (table: Table, row: PartRow): Effect.Effect<void, LocalIoError>
   Effect.uninterruptible(
     table.disk.remove(row.path).pipe(
       Effect.onExit((exit) =>
-        applyEventNow(table, row, Exit.isSuccess(exit) ? PartStateDomain.PartEvent.EvictDone : PartStateDomain.PartEvent.EvictAborted)
+        applyEventNow(
+          table,
+          row,
+          Exit.isSuccess(exit) ? PartStateDomain.PartEvent.EvictDone : PartStateDomain.PartEvent.EvictAborted
+        )
       )
     )
   )
@@ -49,7 +56,7 @@ const evictRow = (table: Table, row: PartRow): Effect.Effect<void, LocalIoError>
 /** PartTableService.evict: one sweep, one at a time. */
 export const evict = (table: Table): Effect.Effect<EvictionReport, LocalIoError> =>
   table.sweepLock.withPermits(1)(
-    Effect.gen(function* () {
+    Effect.gen(function*() {
       const loadedBytesBefore = (yield* STM.commit(TRef.get(table.counters))).loadedBytes
       let loadedBytes = loadedBytesBefore
       let evictedParts = 0
@@ -69,7 +76,9 @@ export const evict = (table: Table): Effect.Effect<EvictionReport, LocalIoError>
           loadedBytes -= step.sizeBytes
         } else if (step._tag === "Schedule") {
           // Holding no lease; a closed queue only means shutdown is under way.
-          const scheduled = yield* scheduleRow(table, row).pipe(Effect.catchTag("QueueClosed", () => Effect.succeed("none" as const)))
+          const scheduled = yield* scheduleRow(table, row).pipe(
+            Effect.catchTag("QueueClosed", () => Effect.succeed("none" as const))
+          )
           if (scheduled === "fresh") scheduledUploads += 1
         }
       }

@@ -28,8 +28,7 @@ import { ioOf, type PartRow, rowOf, setCell, type Table } from "./table.js"
 const installState = (table: Table, row: PartRow, state: PartState): Effect.Effect<void> =>
   STM.commit(
     STM.flatMap(TRef.get(row.cell), (cell) =>
-      setCell(table, row, cell, { state, loadGeneration: cell.loadGeneration + 1, loadFailure: undefined })
-    )
+      setCell(table, row, cell, { state, loadGeneration: cell.loadGeneration + 1, loadFailure: undefined }))
   )
 
 /** What `install` makes of a local part file: its state, or None when it is to be rebuilt. */
@@ -53,19 +52,30 @@ const adoptLocal = (
     const warn = options.trustLocal === false
       ? Effect.void // after a crash every differing file is rebuilt; nothing to warn of
       : Effect.logWarning(
-        `part file ${path} ${recorded === undefined ? "is not in the record of the clean stop" : "does not have the SHA-256 recorded at the clean stop (bit rot?)"}: removed, rebuilt from the checkpoint and the WAL`
+        `part file ${path} ${
+          recorded === undefined
+            ? "is not in the record of the clean stop"
+            : "does not have the SHA-256 recorded at the clean stop (bit rot?)"
+        }: removed, rebuilt from the checkpoint and the WAL`
       )
     return Effect.zipRight(warn, Effect.as(table.disk.remove(path), Option.none()))
   })
 
 /** PartTableService.install. */
-export const install = (table: Table) => (entries: Iterable<InstallEntry>, openCheckpoint: CheckpointNumber, options: InstallOptions = {}): Effect.Effect<void, LocalIoError> =>
-  Effect.gen(function* () {
+export const install = (table: Table) =>
+(
+  entries: Iterable<InstallEntry>,
+  openCheckpoint: CheckpointNumber,
+  options: InstallOptions = {}
+): Effect.Effect<void, LocalIoError> =>
+  Effect.gen(function*() {
     yield* STM.commit(TRef.set(table.openCheckpoint, openCheckpoint))
     const localPaths = new Set(yield* table.disk.list(partsDirectory))
     for (const entry of entries) {
       const row = yield* rowOf(table, entry.file, entry.part)
-      const local = localPaths.delete(row.path) ? yield* adoptLocal(table, row.path, entry.remote, options) : Option.none()
+      const local = localPaths.delete(row.path)
+        ? yield* adoptLocal(table, row.path, entry.remote, options)
+        : Option.none()
       yield* installState(table, row, Option.getOrElse(local, () => PartStateDomain.remoteOnly(entry.remote)))
     }
     // Part files no manifest names were written after the last checkpoint: kept, dirty, when the
@@ -78,14 +88,16 @@ export const install = (table: Table) => (entries: Iterable<InstallEntry>, openC
         continue
       }
       const local = yield* adoptLocal(table, path, undefined, options)
-      if (Option.isSome(local)) yield* installState(table, yield* rowOf(table, parsed.value[0], parsed.value[1]), local.value)
+      if (Option.isSome(local)) {
+        yield* installState(table, yield* rowOf(table, parsed.value[0], parsed.value[1]), local.value)
+      }
     }
   })
 
 /** PartTableService.localPartHashes: a clean part's hash is its remote object's; any other's is
  * computed from its file (under its I/O lock); a damaged part is left out. */
 export const localPartHashes = (table: Table): Effect.Effect<ReadonlyArray<readonly [string, string]>, LocalIoError> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const hashes: Array<readonly [string, string]> = []
     for (const row of Array.from(table.order)) {
       if (row.damaged !== undefined) continue

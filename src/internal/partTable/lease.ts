@@ -17,14 +17,31 @@
  * @since 0.1.0
  */
 import { Clock, Effect, Either, type Exit, FiberSet, type Scope, STM, type Tracer, TRef } from "effect"
-import { InvalidRange, type LocalIoError, PartDamaged, PartLeaseTimeout, type PartLoadFailed, type ShuttingDown } from "../../domain/Errors.js"
+import {
+  InvalidRange,
+  type LocalIoError,
+  PartDamaged,
+  PartLeaseTimeout,
+  type PartLoadFailed,
+  type ShuttingDown
+} from "../../domain/Errors.js"
 import type { FileId, PartIndex } from "../../domain/Ids.js"
 import type { RemotePart } from "../../domain/Manifest.js"
 import { partSlices } from "../../domain/PartPath.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import type { LeaseError, PartLease } from "../../services/PartTable.js"
 import { loadPart } from "./load.js"
-import { applyEvent, applyEventNow, failIfClosed, ioOf, type PartRow, refuseDamaged, rowOf, setCell, type Table } from "./table.js"
+import {
+  applyEvent,
+  applyEventNow,
+  failIfClosed,
+  ioOf,
+  type PartRow,
+  refuseDamaged,
+  rowOf,
+  setCell,
+  type Table
+} from "./table.js"
 
 /** The mutable record of one held lease: what its release must tell the state machine. */
 interface Held {
@@ -44,17 +61,29 @@ type TryAttempt =
   | { readonly _tag: "Wait"; readonly generation: number }
   | { readonly _tag: "Load"; readonly generation: number; readonly remote: RemotePart }
 
-const checkRange = (table: Table, operation: string, offset: number, length: number): Effect.Effect<void, InvalidRange> =>
-  Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && offset + length <= table.config.partSizeBytes
+const checkRange = (
+  table: Table,
+  operation: string,
+  offset: number,
+  length: number
+): Effect.Effect<void, InvalidRange> =>
+  Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 &&
+    offset + length <= table.config.partSizeBytes
     ? Effect.void
-    : Effect.fail(new InvalidRange({ detail: `${operation} of ${length} bytes at offset ${offset} does not fit in a part of ${table.config.partSizeBytes} bytes` }))
+    : Effect.fail(
+      new InvalidRange({
+        detail:
+          `${operation} of ${length} bytes at offset ${offset} does not fit in a part of ${table.config.partSizeBytes} bytes`
+      })
+    )
 
 /** Marks the part damaged by a failed write (the first damage stays) and gives the error. */
 const markDamaged = (row: PartRow, offset: number, length: number, error: LocalIoError): PartDamaged => {
   const damaged = new PartDamaged({
     file: row.file,
     part: row.part,
-    detail: `a write of ${length} bytes at offset ${offset} failed and may have torn the part file (${error.message}); the next start rebuilds it from the checkpoint and the WAL`
+    detail:
+      `a write of ${length} bytes at offset ${offset} failed and may have torn the part file (${error.message}); the next start rebuilds it from the checkpoint and the WAL`
   })
   row.damaged ??= damaged
   return damaged
@@ -62,27 +91,38 @@ const markDamaged = (row: PartRow, offset: number, length: number, error: LocalI
 
 /** The disk write of a lease, uninterruptible (short and local: an interrupted write would leave the
  * file as unknown as a failed one); a failure damages the part. Runs under the part's I/O lock. */
-const writePartFile = (table: Table, row: PartRow, offset: number, bytes: Uint8Array): Effect.Effect<void, PartDamaged> =>
+const writePartFile = (
+  table: Table,
+  row: PartRow,
+  offset: number,
+  bytes: Uint8Array
+): Effect.Effect<void, PartDamaged> =>
   Effect.uninterruptible(
     Effect.catchAll(table.disk.write(row.path, offset, bytes), (error) =>
       Effect.suspend(() => {
         const damaged = markDamaged(row, offset, bytes.length, error)
         return Effect.zipRight(Effect.logWarning(`part ${row.key}: ${damaged.message}`), Effect.fail(damaged))
-      })
-    )
+      }))
   )
 
 const makeLease = (table: Table, row: PartRow, held: Held): PartLease => {
   const io = ioOf(row)
   const whileHeld = <A, E>(operation: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E | PartDamaged> =>
-    held.released ? Effect.dieMessage(`${operation} of part ${row.key} through a lease that was released`) : Effect.zipRight(refuseDamaged(row), effect)
+    held.released
+      ? Effect.dieMessage(`${operation} of part ${row.key} through a lease that was released`)
+      : Effect.zipRight(refuseDamaged(row), effect)
   return {
     file: row.file,
     part: row.part,
     // Reads take no lock: two reads never conflict, and a read racing a write through another
     // lease of the same part is the application's to order (as pread against pwrite).
     read: (offset, length) =>
-      Effect.suspend(() => whileHeld("read", Effect.zipRight(checkRange(table, "read", offset, length), table.disk.read(row.path, offset, length)))),
+      Effect.suspend(() =>
+        whileHeld(
+          "read",
+          Effect.zipRight(checkRange(table, "read", offset, length), table.disk.read(row.path, offset, length))
+        )
+      ),
     write: (offset, bytes) =>
       Effect.suspend(() =>
         whileHeld(
@@ -126,11 +166,14 @@ const tryAcquire = (table: Table, row: PartRow): STM.STM<TryAttempt, ShuttingDow
       const remote = cell.state.remote
       if (cell.state.status === "NotLoaded" && remote !== undefined) {
         const generation = cell.loadGeneration + 1
-        return STM.as(applyEvent(table, row, cell, PartStateDomain.PartEvent.BeginLoad, { loadGeneration: generation }), {
-          _tag: "Load",
-          generation,
-          remote
-        })
+        return STM.as(
+          applyEvent(table, row, cell, PartStateDomain.PartEvent.BeginLoad, { loadGeneration: generation }),
+          {
+            _tag: "Load",
+            generation,
+            remote
+          }
+        )
       }
       return STM.succeed({ _tag: "Wait", generation: cell.loadGeneration })
     })
@@ -138,7 +181,11 @@ const tryAcquire = (table: Table, row: PartRow): STM.STM<TryAttempt, ShuttingDow
 
 /** The span of a lease's slow path. */
 const makeLeaseSpan = (row: PartRow): Effect.Effect<Tracer.Span> =>
-  Effect.makeSpan("part.lease", { attributes: { file: row.file, part: row.part }, kind: "internal", captureStackTrace: false })
+  Effect.makeSpan("part.lease", {
+    attributes: { file: row.file, part: row.part },
+    kind: "internal",
+    captureStackTrace: false
+  })
 
 /** Ends a span unless it has ended already. */
 const endSpan = (span: Tracer.Span, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
@@ -159,109 +206,173 @@ const attemptOnce = (table: Table, row: PartRow, span?: Tracer.Span): Effect.Eff
   Effect.flatMap(STM.commit(tryAcquire(table, row)), (attempt): Effect.Effect<Attempt> => {
     if (attempt._tag === "Acquired") return Effect.succeed(attempt)
     if (attempt._tag === "Wait") return Effect.succeed({ _tag: "Wait", generation: attempt.generation, span })
-    return Effect.flatMap(span === undefined ? makeLeaseSpan(row) : Effect.succeed(span), (leaseSpan) =>
-      Effect.as(FiberSet.run(table.loads, Effect.withParentSpan(Effect.interruptible(loadPart(table, row, attempt.generation, attempt.remote)), leaseSpan)), {
-        _tag: "Wait",
-        generation: attempt.generation,
-        span: leaseSpan
-      })
+    return Effect.flatMap(
+      span === undefined ? makeLeaseSpan(row) : Effect.succeed(span),
+      (leaseSpan) =>
+        Effect.as(
+          FiberSet.run(
+            table.loads,
+            Effect.withParentSpan(
+              Effect.interruptible(loadPart(table, row, attempt.generation, attempt.remote)),
+              leaseSpan
+            )
+          ),
+          {
+            _tag: "Wait",
+            generation: attempt.generation,
+            span: leaseSpan
+          }
+        )
     )
   })
 
 /** Releases what an attempt took: its lease, or (when the caller was interrupted before its wait
  * began) the span it started. */
-const releaseAttempt = (table: Table, row: PartRow) => (attempt: Attempt, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
-  attempt._tag === "Acquired" ? releaseLease(table, row, attempt.held) : attempt.span === undefined ? Effect.void : endSpan(attempt.span, exit)
+const releaseAttempt =
+  (table: Table, row: PartRow) => (attempt: Attempt, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+    attempt._tag === "Acquired"
+      ? releaseLease(table, row, attempt.held)
+      : attempt.span === undefined
+      ? Effect.void
+      : endSpan(attempt.span, exit)
 
 /** One attempt as a scoped resource: released (if acquired) when the caller's scope closes. */
-const acquireOnce = (table: Table, row: PartRow, span?: Tracer.Span): Effect.Effect<Attempt, ShuttingDown, Scope.Scope> =>
+const acquireOnce = (
+  table: Table,
+  row: PartRow,
+  span?: Tracer.Span
+): Effect.Effect<Attempt, ShuttingDown, Scope.Scope> =>
   Effect.acquireRelease(attemptOnce(table, row, span), releaseAttempt(table, row))
 
 /** Waits (STM retry) until the part leaves Loading-of-`generation` and Evicting; fails with the
  * load's error if that load failed, with ShuttingDown if the table closes. */
-const awaitTransition = (table: Table, row: PartRow, generation: number): STM.STM<void, ShuttingDown | PartLoadFailed> =>
+const awaitTransition = (
+  table: Table,
+  row: PartRow,
+  generation: number
+): STM.STM<void, ShuttingDown | PartLoadFailed> =>
   STM.zipRight(
     failIfClosed(table, "lease"),
     STM.flatMap(TRef.get(row.cell), (cell) => {
       const status = cell.state.status
       if ((status === "Loading" && cell.loadGeneration === generation) || status === "Evicting") return STM.retry
-      if (cell.loadFailure !== undefined && cell.loadFailure.generation === generation) return STM.fail(cell.loadFailure.error)
+      if (cell.loadFailure !== undefined && cell.loadFailure.generation === generation) {
+        return STM.fail(cell.loadFailure.error)
+      }
       return STM.void
     })
   )
 
 /** The slow path: wait for the part's transition, then try again, all under `leaseTimeoutMs`,
  * holding no lease while it waits (THE RULE). */
-const waitAndAcquire = (table: Table, row: PartRow, first: Extract<Attempt, { readonly _tag: "Wait" }>): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
+const waitAndAcquire = (
+  table: Table,
+  row: PartRow,
+  first: Extract<Attempt, { readonly _tag: "Wait" }>
+): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
   Effect.flatMap(first.span === undefined ? makeLeaseSpan(row) : Effect.succeed(first.span), (span) => {
     const loop = (generation: number): Effect.Effect<PartLease, ShuttingDown | PartLoadFailed, Scope.Scope> =>
       Effect.zipRight(
         STM.commit(awaitTransition(table, row, generation)),
-        Effect.flatMap(acquireOnce(table, row, span), (attempt) =>
-          attempt._tag === "Acquired" ? Effect.succeed(makeLease(table, row, attempt.held)) : loop(attempt.generation)
+        Effect.flatMap(
+          acquireOnce(table, row, span),
+          (attempt) =>
+            attempt._tag === "Acquired" ? Effect.succeed(makeLease(table, row, attempt.held)) : loop(attempt.generation)
         )
       )
-    const bounded = table.waits.track("PartTable.lease", `part ${row.key} to load or finish evicting`, loop(first.generation)).pipe(
+    const bounded = table.waits.track(
+      "PartTable.lease",
+      `part ${row.key} to load or finish evicting`,
+      loop(first.generation)
+    ).pipe(
       Effect.timeoutFail({
         duration: table.config.leaseTimeoutMs,
-        onTimeout: () => new PartLeaseTimeout({ file: row.file, part: row.part, timeoutMs: table.config.leaseTimeoutMs })
+        onTimeout: () =>
+          new PartLeaseTimeout({ file: row.file, part: row.part, timeoutMs: table.config.leaseTimeoutMs })
       })
     )
     return withinSpan(span, bounded)
   })
 
 /** A lease as a scoped resource (PartTableService.lease). */
-export const lease = (table: Table) => (file: FileId, part: PartIndex): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
-  Effect.flatMap(rowOf(table, file, part), (row) =>
-    Effect.flatMap(Effect.zipRight(refuseDamaged(row), acquireOnce(table, row)), (first) =>
-      first._tag === "Acquired" ? Effect.succeed(makeLease(table, row, first.held)) : waitAndAcquire(table, row, first)
+export const lease =
+  (table: Table) => (file: FileId, part: PartIndex): Effect.Effect<PartLease, LeaseError, Scope.Scope> =>
+    Effect.flatMap(
+      rowOf(table, file, part),
+      (row) =>
+        Effect.flatMap(
+          Effect.zipRight(refuseDamaged(row), acquireOnce(table, row)),
+          (first) =>
+            first._tag === "Acquired"
+              ? Effect.succeed(makeLease(table, row, first.held))
+              : waitAndAcquire(table, row, first)
+        )
     )
-  )
 
 /**
  * `use` with a lease held, released when `use` ends. The same protocol as `lease`; on a Loaded
  * part it costs one transaction each way and no Scope (a Scope costs several times more).
  */
-const withLease = <A, E>(table: Table, file: FileId, part: PartIndex, use: (lease: PartLease) => Effect.Effect<A, E>): Effect.Effect<A, E | LeaseError> =>
+const withLease = <A, E>(
+  table: Table,
+  file: FileId,
+  part: PartIndex,
+  use: (lease: PartLease) => Effect.Effect<A, E>
+): Effect.Effect<A, E | LeaseError> =>
   Effect.flatMap(rowOf(table, file, part), (row) =>
     Effect.acquireUseRelease(
       Effect.zipRight(refuseDamaged(row), attemptOnce(table, row)),
       (first): Effect.Effect<A, E | LeaseError> =>
-        first._tag === "Acquired" ? use(makeLease(table, row, first.held)) : Effect.scoped(Effect.flatMap(waitAndAcquire(table, row, first), use)),
+        first._tag === "Acquired"
+          ? use(makeLease(table, row, first.held))
+          : Effect.scoped(Effect.flatMap(waitAndAcquire(table, row, first), use)),
       releaseAttempt(table, row)
-    )
-  )
+    ))
 
 /** Reads bytes of a file across parts, one lease at a time (PartTableService.read). */
-export const read = (table: Table) => (file: FileId, offset: number, length: number): Effect.Effect<Uint8Array, LeaseError> =>
-  Effect.suspend(() =>
-    Either.match(partSlices(table.config.partSizeBytes, offset, length), {
-      onLeft: Effect.fail,
-      onRight: (slices) => {
-        const out = new Uint8Array(length)
-        return Effect.as(
-          Effect.forEach(
-            slices,
-            (slice) => withLease(table, file, slice.part, (held) => held.read(slice.offsetInPart, slice.length)).pipe(Effect.map((bytes) => out.set(bytes, slice.offsetInRange))),
-            { discard: true }
-          ),
-          out
-        )
-      }
-    })
-  )
+export const read =
+  (table: Table) => (file: FileId, offset: number, length: number): Effect.Effect<Uint8Array, LeaseError> =>
+    Effect.suspend(() =>
+      Either.match(partSlices(table.config.partSizeBytes, offset, length), {
+        onLeft: Effect.fail,
+        onRight: (slices) => {
+          const out = new Uint8Array(length)
+          return Effect.as(
+            Effect.forEach(
+              slices,
+              (slice) =>
+                withLease(table, file, slice.part, (held) => held.read(slice.offsetInPart, slice.length)).pipe(
+                  Effect.map((bytes) => out.set(bytes, slice.offsetInRange))
+                ),
+              { discard: true }
+            ),
+            out
+          )
+        }
+      })
+    )
 
 /** Writes bytes of a file across parts, one lease at a time (PartTableService.write). */
-export const write = (table: Table) => (file: FileId, offset: number, bytes: Uint8Array): Effect.Effect<void, LeaseError> =>
-  Effect.suspend(() =>
-    Either.match(partSlices(table.config.partSizeBytes, offset, bytes.length), {
-      onLeft: Effect.fail,
-      onRight: (slices) =>
-        Effect.forEach(
-          slices,
-          (slice) =>
-            withLease(table, file, slice.part, (held) => held.write(slice.offsetInPart, bytes.subarray(slice.offsetInRange, slice.offsetInRange + slice.length))),
-          { discard: true }
-        )
-    })
-  )
+export const write =
+  (table: Table) => (file: FileId, offset: number, bytes: Uint8Array): Effect.Effect<void, LeaseError> =>
+    Effect.suspend(() =>
+      Either.match(partSlices(table.config.partSizeBytes, offset, bytes.length), {
+        onLeft: Effect.fail,
+        onRight: (slices) =>
+          Effect.forEach(
+            slices,
+            (slice) =>
+              withLease(
+                table,
+                file,
+                slice.part,
+                (held) =>
+                  held.write(
+                    slice.offsetInPart,
+                    bytes.subarray(slice.offsetInRange, slice.offsetInRange + slice.length)
+                  )
+              ),
+            { discard: true }
+          )
+      })
+    )

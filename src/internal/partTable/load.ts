@@ -22,14 +22,22 @@ import { applyEvent, type PartRow, type Table } from "./table.js"
 
 /** The ReadPart task's effect: GET the object, check its SHA-256 and size, write the part file
  * atomically. Idempotent: a retry or a replay writes the same bytes again. */
-const readRun = (table: Table, row: PartRow, remote: RemotePart): Effect.Effect<number, ObjectStoreError | CorruptObject | LocalIoError> =>
-  Effect.gen(function* () {
+const readRun = (
+  table: Table,
+  row: PartRow,
+  remote: RemotePart
+): Effect.Effect<number, ObjectStoreError | CorruptObject | LocalIoError> =>
+  Effect.gen(function*() {
     const key = KeyLayout.partKey(table.layout, remote.checkpoint, row.file, row.part, remote.sha256)
     const bytes = yield* table.store.get(key)
     const actual = sha256Hex(bytes)
     if (actual !== remote.sha256 || bytes.length !== remote.sizeBytes) {
       return yield* Effect.fail(
-        new CorruptObject({ key, detail: `${bytes.length} bytes with SHA-256 ${actual}; the manifest says ${remote.sizeBytes} bytes with ${remote.sha256}` })
+        new CorruptObject({
+          key,
+          detail:
+            `${bytes.length} bytes with SHA-256 ${actual}; the manifest says ${remote.sizeBytes} bytes with ${remote.sha256}`
+        })
       )
     }
     yield* table.disk.writeAtomic(row.path, bytes)
@@ -50,14 +58,22 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
 export const loadPart = (table: Table, row: PartRow, generation: number, remote: RemotePart): Effect.Effect<void> =>
   table.queue.enqueue(new ReadPart({ file: row.file, part: row.part }), readRun(table, row, remote)).pipe(
     Effect.flatMap((handle) => handle.await),
-    Effect.withSpan("part.load", { attributes: { file: row.file, part: row.part, checkpoint: remote.checkpoint }, kind: "internal", captureStackTrace: false }),
+    Effect.withSpan("part.load", {
+      attributes: { file: row.file, part: row.part, checkpoint: remote.checkpoint },
+      kind: "internal",
+      captureStackTrace: false
+    }),
     Effect.onExit((exit) =>
       STM.commit(
         STM.flatMap(TRef.get(row.cell), (cell) => {
           if (cell.state.status !== "Loading" || cell.loadGeneration !== generation) return STM.void
-          if (Exit.isSuccess(exit)) return STM.asVoid(applyEvent(table, row, cell, PartStateDomain.PartEvent.LoadSucceeded(exit.value)))
+          if (Exit.isSuccess(exit)) {
+            return STM.asVoid(applyEvent(table, row, cell, PartStateDomain.PartEvent.LoadSucceeded(exit.value)))
+          }
           const error = new PartLoadFailed({ file: row.file, part: row.part, detail: describeCause(exit.cause) })
-          return STM.asVoid(applyEvent(table, row, cell, PartStateDomain.PartEvent.LoadFailed, { loadFailure: { generation, error } }))
+          return STM.asVoid(
+            applyEvent(table, row, cell, PartStateDomain.PartEvent.LoadFailed, { loadFailure: { generation, error } })
+          )
         })
       )
     ),

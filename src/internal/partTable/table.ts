@@ -52,7 +52,15 @@ export interface PartRow {
 /** The sums over every row's state that the table keeps. */
 export type Counters = Omit<PartTableStats, "parts">
 
-export const zeroCounters: Counters = { loaded: 0, loading: 0, evicting: 0, dirty: 0, writing: 0, leasesHeld: 0, loadedBytes: 0 }
+export const zeroCounters: Counters = {
+  loaded: 0,
+  loading: 0,
+  evicting: 0,
+  dirty: 0,
+  writing: 0,
+  leasesHeld: 0,
+  loadedBytes: 0
+}
 
 /** The counters with one state added (sign 1) or taken away (sign -1). */
 export const addState = (counters: Counters, state: PartState, sign: 1 | -1): Counters => ({
@@ -102,14 +110,17 @@ export const rowOf = (table: Table, file: FileId, part: PartIndex): Effect.Effec
     const key = partKey(file, part)
     const existing = table.rows.get(key)
     if (existing !== undefined) return Effect.succeed(existing)
-    return Effect.map(TRef.make<Cell>({ state: PartStateDomain.empty, loadGeneration: 0, loadFailure: undefined }), (cell) => {
-      const raced = table.rows.get(key)
-      if (raced !== undefined) return raced
-      const row: PartRow = { file, part, key, path: partPath(file, part), cell, io: undefined, damaged: undefined }
-      table.rows.set(key, row)
-      table.order.push(row)
-      return row
-    })
+    return Effect.map(
+      TRef.make<Cell>({ state: PartStateDomain.empty, loadGeneration: 0, loadFailure: undefined }),
+      (cell) => {
+        const raced = table.rows.get(key)
+        if (raced !== undefined) return raced
+        const row: PartRow = { file, part, key, path: partPath(file, part), cell, io: undefined, damaged: undefined }
+        table.rows.set(key, row)
+        table.order.push(row)
+        return row
+      }
+    )
   })
 
 /** Commits a new state of a row (and the counters, in the same transaction). */
@@ -142,17 +153,21 @@ export const failIfClosed = (table: Table, operation: string): STM.STM<void, Shu
   STM.flatMap(TRef.get(table.closed), (closed) => (closed ? STM.fail(new ShuttingDown({ operation })) : STM.void))
 
 /** Fails with the part's damage, if a failed write damaged it. */
-export const refuseDamaged = (row: PartRow): Effect.Effect<void, PartDamaged> => (row.damaged === undefined ? Effect.void : Effect.fail(row.damaged))
+export const refuseDamaged = (
+  row: PartRow
+): Effect.Effect<void, PartDamaged> => (row.damaged === undefined ? Effect.void : Effect.fail(row.damaged))
 
 /** Every row's state, in creation order, read in one transaction. */
 export const allStates = (table: Table): Effect.Effect<ReadonlyArray<readonly [FileId, PartIndex, PartState]>> =>
   Effect.suspend(() => {
     const rows = Array.from(table.order)
-    return Effect.map(STM.commit(STM.forEach(rows, (row) => TRef.get(row.cell))), (cells) =>
-      cells.flatMap((cell, index) => {
-        const row = rows[index]
-        return row === undefined ? [] : [[row.file, row.part, cell.state] as const]
-      })
+    return Effect.map(
+      STM.commit(STM.forEach(rows, (row) => TRef.get(row.cell))),
+      (cells) =>
+        cells.flatMap((cell, index) => {
+          const row = rows[index]
+          return row === undefined ? [] : [[row.file, row.part, cell.state] as const]
+        })
     )
   })
 
@@ -167,11 +182,15 @@ export const invariantProblems = (table: Table): Effect.Effect<ReadonlyArray<str
         let sum = zeroCounters
         cells.forEach((cell, index) => {
           const problem = PartStateDomain.invariantProblem(cell.state)
-          if (problem !== undefined) problems.push(`${rows[index]?.key ?? index}: ${problem} (${PartStateDomain.describeState(cell.state)})`)
+          if (problem !== undefined) {
+            problems.push(`${rows[index]?.key ?? index}: ${problem} (${PartStateDomain.describeState(cell.state)})`)
+          }
           sum = addState(sum, cell.state, 1)
         })
         for (const name of Object.keys(zeroCounters) as Array<keyof Counters>) {
-          if (sum[name] !== counters[name]) problems.push(`table: counter ${name} is ${counters[name]}, the parts sum to ${sum[name]}`)
+          if (sum[name] !== counters[name]) {
+            problems.push(`table: counter ${name} is ${counters[name]}, the parts sum to ${sum[name]}`)
+          }
         }
         return problems
       }

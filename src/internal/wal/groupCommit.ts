@@ -55,13 +55,17 @@ export interface Log {
   readonly onDurable: (previousDurable: number, durable: number) => Effect.Effect<void>
 }
 
-const prependFrames = (newestFirst: List.List<Wal.FrameWrite>, frames: ReadonlyArray<Wal.FrameWrite>): List.List<Wal.FrameWrite> => {
+const prependFrames = (
+  newestFirst: List.List<Wal.FrameWrite>,
+  frames: ReadonlyArray<Wal.FrameWrite>
+): List.List<Wal.FrameWrite> => {
   let list = newestFirst
   for (const frame of frames) list = List.prepend(list, frame)
   return list
 }
 
-const bytesOf = (frames: ReadonlyArray<Wal.FrameWrite>): number => frames.reduce((sum, frame) => sum + frame.bytes.length, 0)
+const bytesOf = (frames: ReadonlyArray<Wal.FrameWrite>): number =>
+  frames.reduce((sum, frame) => sum + frame.bytes.length, 0)
 
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   if (parts.length === 1 && parts[0] !== undefined) return parts[0]
@@ -75,7 +79,10 @@ const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 }
 
 /** Contiguous runs of frames within one segment: [segment, offset in it, bytes]. */
-export const runsOf = (frames: Iterable<Wal.FrameWrite>, segmentBytes: number): Array<readonly [number, number, Uint8Array]> => {
+export const runsOf = (
+  frames: Iterable<Wal.FrameWrite>,
+  segmentBytes: number
+): Array<readonly [number, number, Uint8Array]> => {
   const runs: Array<readonly [number, number, Uint8Array]> = []
   let current: { segment: number; start: number; end: number; parts: Array<Uint8Array> } | undefined
   const close = () => {
@@ -101,7 +108,7 @@ export const make = (
   services: Omit<Log, "state" | "flushWake">,
   endLsn: number
 ): Effect.Effect<Log, never, Scope.Scope> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const state = yield* Ref.make<LogState>({
       endLsn,
       pendingNewestFirst: List.empty(),
@@ -116,7 +123,10 @@ export const make = (
     const log: Log = { ...services, state, flushWake: yield* Queue.sliding<void>(1) }
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(log.flushWake), flushOnce(log))))
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Ref.get(state), (current) => Deferred.fail(current.next, new ShuttingDown({ operation: "commit" })))
+      Effect.flatMap(
+        Ref.get(state),
+        (current) => Deferred.fail(current.next, new ShuttingDown({ operation: "commit" }))
+      )
     )
     return log
   })
@@ -124,7 +134,7 @@ export const make = (
 const wakeFlusher = (log: Log) => Queue.offer(log.flushWake, undefined)
 
 const writeFrames = (log: Log, frames: ReadonlyArray<Wal.FrameWrite>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const runs = runsOf(frames, log.config.walSegmentBytes)
     for (const [segment, offset, bytes] of runs) yield* log.disk.write(localSegmentPath(segment), offset, bytes)
     for (const segment of new Set(runs.map(([segment]) => segment))) {
@@ -151,14 +161,19 @@ const withTimeMark = (config: StorageConfigValue, state: LogState, nowMs: number
 /** One group-commit cycle: takes every pending frame, writes and fsyncs it, then completes the
  * committers it covers (or fails them and keeps the frames for the next cycle). */
 const flushOnce = (log: Log) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const fresh = yield* Deferred.make<void, CommitError>()
     const nowMs = yield* Clock.currentTimeMillis
     const taken = yield* Ref.modify(log.state, (current) => {
       const state = withTimeMark(log.config, current, nowMs)
       const running = { endLsn: state.endLsn, done: state.next }
       return [
-        { framesNewestFirst: state.pendingNewestFirst, pendingBytes: state.pendingBytes, running, previousDurable: state.durableLsn },
+        {
+          framesNewestFirst: state.pendingNewestFirst,
+          pendingBytes: state.pendingBytes,
+          running,
+          previousDurable: state.durableLsn
+        },
         { ...state, pendingNewestFirst: List.empty<Wal.FrameWrite>(), pendingBytes: 0, running, next: fresh }
       ] as const
     })
@@ -167,12 +182,21 @@ const flushOnce = (log: Log) =>
     if (Exit.isSuccess(exit)) {
       // After the fsync: the mark never claims a byte that is not durable (a failed write keeps the old one).
       if (frames.length > 0) {
-        yield* log.disk.write(durableMarkPath, 0, Wal.encodeDurableMark(Math.max(taken.previousDurable, taken.running.endLsn))).pipe(Effect.ignore)
+        yield* log.disk.write(
+          durableMarkPath,
+          0,
+          Wal.encodeDurableMark(Math.max(taken.previousDurable, taken.running.endLsn))
+        ).pipe(Effect.ignore)
       }
-      yield* Ref.update(log.state, (state) => ({ ...state, durableLsn: Math.max(state.durableLsn, taken.running.endLsn), running: undefined }))
+      yield* Ref.update(
+        log.state,
+        (state) => ({ ...state, durableLsn: Math.max(state.durableLsn, taken.running.endLsn), running: undefined })
+      )
       if (frames.length > 0) yield* Counters.add(log.counters, "flushes")
       yield* Deferred.succeed(taken.running.done, undefined)
-      if (taken.running.endLsn > taken.previousDurable) yield* log.onDurable(taken.previousDurable, taken.running.endLsn)
+      if (taken.running.endLsn > taken.previousDurable) {
+        yield* log.onDurable(taken.previousDurable, taken.running.endLsn)
+      }
       return
     }
     // Keep the frames for the next flush (rewriting them is idempotent) and fail this flush's waiters.
@@ -212,8 +236,12 @@ export const commit = (log: Log): Effect.Effect<void, CommitError> =>
 // More than two segments of unflushed frames make an appender wait for a flush before it appends,
 // so memory stays bounded and a failed wait means the record was not appended.
 const backpressure = (log: Log) =>
-  Effect.flatMap(Ref.get(log.state), (state) =>
-    state.pendingBytes >= 2 * log.config.walSegmentBytes ? Effect.zipRight(wakeFlusher(log), awaitDurable(log, state.endLsn)) : Effect.void
+  Effect.flatMap(
+    Ref.get(log.state),
+    (state) =>
+      state.pendingBytes >= 2 * log.config.walSegmentBytes
+        ? Effect.zipRight(wakeFlusher(log), awaitDurable(log, state.endLsn))
+        : Effect.void
   )
 
 type Planned = Wal.AppendPlan & { readonly sealed: boolean; readonly pendingBytes: number }
@@ -225,7 +253,10 @@ const planAppend = (log: Log, record: Uint8Array) =>
       if (state.closing) return [Effect.fail(new ShuttingDown({ operation: "WalArchiver.append" })), state]
       const plan = Wal.planAppend(state.endLsn, record, segmentBytes)
       if (plan._tag === "Left") {
-        return [Effect.fail(new WalRecordTooLarge({ recordBytes: record.length, recordBytesMax: plan.payloadBytesMax })), state]
+        return [
+          Effect.fail(new WalRecordTooLarge({ recordBytes: record.length, recordBytesMax: plan.payloadBytesMax })),
+          state
+        ]
       }
       const next: LogState = {
         ...state,
@@ -241,10 +272,13 @@ const planAppend = (log: Log, record: Uint8Array) =>
 
 /** Appends a record at the log's end: its LSN and end. */
 export const appendWithEnd = (log: Log, record: Uint8Array) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     yield* backpressure(log)
     const planned = yield* planAppend(log, record)
-    yield* Ref.update(log.counters, (c) => ({ ...c, appendedRecords: c.appendedRecords + 1, appendedBytes: c.appendedBytes + record.length }))
+    yield* Ref.update(
+      log.counters,
+      (c) => ({ ...c, appendedRecords: c.appendedRecords + 1, appendedBytes: c.appendedBytes + record.length })
+    )
     // A full segment is flushed (and then archived) without waiting for a commit.
     if (planned.sealed || planned.pendingBytes >= log.config.walSegmentBytes) yield* wakeFlusher(log)
     return { lsn: toLsn(planned.lsn), endLsn: toLsn(planned.endLsn) }
@@ -252,14 +286,19 @@ export const appendWithEnd = (log: Log, record: Uint8Array) =>
 
 /** Pads the log so that the next record goes at or after `target`, and makes the padding durable. */
 export const advanceTo = (log: Log, target: Lsn) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const end = yield* Effect.flatten(
       Ref.modify(log.state, (state): readonly [Effect.Effect<number, ShuttingDown>, LogState] => {
         if (state.closing) return [Effect.fail(new ShuttingDown({ operation: "WalArchiver.advanceTo" })), state]
         if (state.endLsn >= target) return [Effect.succeed(state.endLsn), state]
         const plan = Wal.planAdvance(state.endLsn, target, log.config.walSegmentBytes)
         const pendingNewestFirst = prependFrames(state.pendingNewestFirst, plan.frames)
-        return [Effect.succeed(plan.nextEndLsn), { ...state, endLsn: plan.nextEndLsn, pendingNewestFirst, pendingBytes: state.pendingBytes + bytesOf(plan.frames) }]
+        return [Effect.succeed(plan.nextEndLsn), {
+          ...state,
+          endLsn: plan.nextEndLsn,
+          pendingNewestFirst,
+          pendingBytes: state.pendingBytes + bytesOf(plan.frames)
+        }]
       })
     )
     yield* Effect.logDebug(`WAL: log end advanced to ${end} (asked ${target})`)
@@ -273,7 +312,7 @@ export const close = (log: Log) => Ref.update(log.state, (state) => ({ ...state,
  * flush still running may yet complete: its committers were told it would not, which withholds no
  * durability. */
 export const failWaiters = (log: Log) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const state = yield* Ref.get(log.state)
     const closed = new ShuttingDown({ operation: "WalArchiver.commit" })
     if (state.running !== undefined) yield* Deferred.fail(state.running.done, closed)

@@ -50,7 +50,7 @@ const applySegments = <E, R>(
   read: (segment: number) => Effect.Effect<SegmentBytes, ReplayError>,
   apply: ApplyRecord<E, R>
 ): Effect.Effect<ReplaySummary, E | ReplayError, R> =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     let records = 0
     let endLsn = fromLsn
     for (let index = 0; index < segments.length; index++) {
@@ -102,19 +102,30 @@ const rangeOf = (available: ReadonlySet<number>, fromLsn: number, segmentBytes: 
 const readLocal = (disk: LocalDiskService) => (segment: number): Effect.Effect<SegmentBytes, LocalIoError> =>
   Effect.map(readLocalBytes(disk, segment), (bytes) => ({ bytes, source: "local", name: localSegmentPath(segment) }))
 
-const readBucket = (sources: Sources, lineage: ReadonlyMap<number, Wal.ArchivedCopy>) => (segment: number): Effect.Effect<SegmentBytes, ObjectStoreError | WalGap> => {
-  const segmentBytes = sources.config.walSegmentBytes
-  const copy = lineage.get(segment)
-  if (copy === undefined) {
-    const detail = `segment ${segment} has no archived copy in this epoch's history`
-    return Effect.fail(new WalGap({ fromLsn: Wal.segmentStart(segment, segmentBytes), toLsn: Wal.segmentEnd(segment, segmentBytes), detail }))
+const readBucket =
+  (sources: Sources, lineage: ReadonlyMap<number, Wal.ArchivedCopy>) =>
+  (segment: number): Effect.Effect<SegmentBytes, ObjectStoreError | WalGap> => {
+    const segmentBytes = sources.config.walSegmentBytes
+    const copy = lineage.get(segment)
+    if (copy === undefined) {
+      const detail = `segment ${segment} has no archived copy in this epoch's history`
+      return Effect.fail(
+        new WalGap({
+          fromLsn: Wal.segmentStart(segment, segmentBytes),
+          toLsn: Wal.segmentEnd(segment, segmentBytes),
+          detail
+        })
+      )
+    }
+    return Effect.map(
+      sources.store.get(copy.key).pipe(withRequestPolicy(sources.config, "get", copy.key)),
+      (bytes) => ({ bytes, source: "bucket", name: copy.key })
+    )
   }
-  return Effect.map(sources.store.get(copy.key).pipe(withRequestPolicy(sources.config, "get", copy.key)), (bytes) => ({ bytes, source: "bucket", name: copy.key }))
-}
 
 /** Every record at or after `fromLsn` in the bucket's archived segments, through the last one. */
 export const replayArchived = <E, R>(sources: Sources, fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const archived = (yield* listArchived(sources.store, sources.config, sources.epoch)).lineage
     const range = yield* rangeOf(new Set(archived.keys()), fromLsn, sources.config.walSegmentBytes)
     return yield* applySegments(sources.config.walSegmentBytes, fromLsn, range, readBucket(sources, archived), apply)
@@ -122,7 +133,7 @@ export const replayArchived = <E, R>(sources: Sources, fromLsn: Lsn, apply: Appl
 
 /** Every record at or after `fromLsn` in the local segments. */
 export const replayLocal = <E, R>(sources: Sources, fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
-  Effect.gen(function* () {
+  Effect.gen(function*() {
     const present = new Set((yield* listLocal(sources.disk)).segments)
     const range = yield* rangeOf(present, fromLsn, sources.config.walSegmentBytes)
     return yield* applySegments(sources.config.walSegmentBytes, fromLsn, range, readLocal(sources.disk), apply)
@@ -131,15 +142,22 @@ export const replayLocal = <E, R>(sources: Sources, fromLsn: Lsn, apply: ApplyRe
 /** Start-up replay: every record at or after `fromLsn`, local segments first, the bucket for the
  * rest, then `advanceTo(fromLsn)`; `replayed` follows the records applied until it ends. The
  * `wal.replay` span wraps every `apply`. */
-export const replay = <E, R>(sources: Sources, log: GroupCommit.Log, replayed: Replayed, fromLsn: Lsn, apply: ApplyRecord<E, R>) =>
-  Effect.gen(function* () {
+export const replay = <E, R>(
+  sources: Sources,
+  log: GroupCommit.Log,
+  replayed: Replayed,
+  fromLsn: Lsn,
+  apply: ApplyRecord<E, R>
+) =>
+  Effect.gen(function*() {
     yield* Ref.set(replayed, fromLsn)
     const present = new Set((yield* listLocal(sources.disk)).segments)
     const archived = (yield* listArchived(sources.store, sources.config, sources.epoch)).lineage
     const endLsn = (yield* Ref.get(log.state)).endLsn
     const range = yield* rangeOf(new Set([...present, ...archived.keys()]), fromLsn, sources.config.walSegmentBytes)
     // A checkpoint during replay may cover a record only once it is applied.
-    const applyThenMark: ApplyRecord<E, R> = (at, bytes) => Effect.zipRight(apply(at, bytes), Ref.set(replayed, at + Wal.headerBytes + bytes.length))
+    const applyThenMark: ApplyRecord<E, R> = (at, bytes) =>
+      Effect.zipRight(apply(at, bytes), Ref.set(replayed, at + Wal.headerBytes + bytes.length))
     const fromBucket = readBucket(sources, archived)
     const read = (segment: number) => (present.has(segment) ? readLocal(sources.disk)(segment) : fromBucket(segment))
     const summary = yield* applySegments(sources.config.walSegmentBytes, fromLsn, range, read, applyThenMark)

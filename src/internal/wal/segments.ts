@@ -40,8 +40,9 @@ export const listLocal = (disk: LocalDiskService): Effect.Effect<LocalListing, L
     const foreign: Array<string> = []
     for (const path of paths) {
       const key = KeyLayout.parseKey({ prefix: "" }, path)
-      if (Option.isSome(key) && key.value._tag === "Wal" && key.value.epoch === undefined) segments.push(key.value.segment)
-      else foreign.push(path)
+      if (Option.isSome(key) && key.value._tag === "Wal" && key.value.epoch === undefined) {
+        segments.push(key.value.segment)
+      } else foreign.push(path)
     }
     segments.sort((left, right) => left - right)
     return { segments, foreign }
@@ -60,7 +61,11 @@ export interface Archive {
 
 /** Lists the archived WAL: the lineage as a writer of `epoch` sees it (Number.MAX_SAFE_INTEGER: the
  * newest epoch's, as a restore reads it). */
-export const listArchived = (store: ObjectStoreService, config: StorageConfigValue, epoch: number): Effect.Effect<Archive, ObjectStoreError> => {
+export const listArchived = (
+  store: ObjectStoreService,
+  config: StorageConfigValue,
+  epoch: number
+): Effect.Effect<Archive, ObjectStoreError> => {
   const layout = keyLayout(config)
   const prefix = KeyLayout.walPrefix(layout)
   return Stream.runCollect(store.list(prefix)).pipe(
@@ -70,7 +75,12 @@ export const listArchived = (store: ObjectStoreService, config: StorageConfigVal
       for (const info of infos) {
         const key = KeyLayout.parseKey(layout, info.key)
         if (Option.isSome(key) && key.value._tag === "Wal") {
-          copies.push({ segment: key.value.segment, epoch: key.value.epoch ?? Wal.epochUnknown, key: info.key, sizeBytes: info.sizeBytes })
+          copies.push({
+            segment: key.value.segment,
+            epoch: key.value.epoch ?? Wal.epochUnknown,
+            key: info.key,
+            sizeBytes: info.sizeBytes
+          })
         }
       }
       return { lineage: Wal.archivedLineage(copies, epoch), ownCopies: copies.some((copy) => copy.epoch === epoch) }
