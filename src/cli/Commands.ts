@@ -144,6 +144,7 @@ const retentionConfig = (
 })
 
 /** `run`: see src/workload/Run.ts. */
+// eslint-disable-next-line max-lines-per-function -- the run command's checks and set-up in their order, read top to bottom
 export const runCommand = (args: RunArgs, output: Output, stop: Deferred.Deferred<string>) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem

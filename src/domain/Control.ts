@@ -217,6 +217,7 @@ export const foreignHistory = (
  * superseded be refused all the same: take-over is for a fresh directory (a new machine), never for
  * the stale one.
  */
+// eslint-disable-next-line max-lines-per-function -- the start-up decision table, one case per state of the directory and the bucket
 export const planStartup = (
   control: Control | undefined,
   directoryHasOtherFiles: boolean,

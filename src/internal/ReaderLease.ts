@@ -61,11 +61,13 @@ export const renewIntervalMs = (config: StorageConfigValue): number => Math.max(
  * Writes the lease and keeps it renewed for the life of the scope; deleted when the scope closes.
  * Fails when the first put fails or lands after the lease it wrote had already expired.
  */
+// eslint-disable-next-line max-lines-per-function -- the lease's first write, its renewal fiber and its release, read together
 export const acquire = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   options: ReaderLeaseOptions
 ): Effect.Effect<HeldReaderLease, ObjectStoreError | ReaderLeaseLost, Scope.Scope> =>
+  // eslint-disable-next-line max-lines-per-function -- the lease's first write, its renewal fiber and its release, read together
   Effect.gen(function*() {
     const id = yield* newLeaseId
     const key = KeyLayout.leaseKey(keyLayout(config), id)

@@ -93,11 +93,13 @@ const noSpace = (operation: string, path: string, writtenBytes: number, requeste
   })
 
 /** Wraps `inner`: the faulty disk and its switchboard. @category constructors */
+/* eslint-disable max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen */
 export const make = (
   inner: LocalDiskService,
   options: FaultyDiskOptions = {}
 ): Effect.Effect<{ readonly disk: LocalDiskService; readonly faults: DiskFaultsService }> =>
   Effect.sync(() => {
+    /* eslint-enable max-lines-per-function */
     const state: FaultState = {
       space: undefined,
       syncFailures: undefined,

@@ -270,8 +270,10 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
  * exists (the CLI's stall-at-shutdown); `wrap` then decorates any number of stores, which share its
  * rules and counters. @category constructors
  */
+/* eslint-disable max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen */
 export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.Effect<FaultControllerService> =>
   Effect.gen(function*() {
+    /* eslint-enable max-lines-per-function */
     const rulesRef = yield* Ref.make<Rules>({ rules: [], nextId: 1, healed: yield* Deferred.make<void>() })
     const statsRef = yield* SubscriptionRef.make(emptyStats)
     const seeded = options.seed === undefined ? Option.none<Random.Random>() : Option.some(Random.make(options.seed))

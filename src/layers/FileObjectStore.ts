@@ -156,10 +156,12 @@ const classifyIoError = (
 }
 
 /** The store over a root directory. @category constructors */
+/* eslint-disable max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen */
 export const make = (
   options: FileObjectStoreOptions
 ): Effect.Effect<ObjectStoreService, never, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
+    /* eslint-enable max-lines-per-function */
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const root = path.resolve(options.root)

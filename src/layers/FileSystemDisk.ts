@@ -185,10 +185,12 @@ const assertRange = (operation: string, offset: number, length: number): Effect.
     : Effect.dieMessage(`${operation}: offset ${offset} and length ${length} must be non-negative integers`)
 
 /** A LocalDisk over a directory of the given FileSystem. @category constructors */
+/* eslint-disable max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen */
 export const make = (
   options: FileSystemDiskOptions
 ): Effect.Effect<LocalDiskService, LocalIoError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
+    /* eslint-enable max-lines-per-function */
     const fs = yield* FileSystem.FileSystem
     const pathApi = yield* Path.Path
     const root = pathApi.resolve(options.root)

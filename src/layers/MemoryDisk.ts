@@ -105,6 +105,7 @@ const isBelow = (path: string, directory: string): boolean => directory === "" |
 
 /** A new, empty in-memory disk: the LocalDisk and its control handle. @category constructors */
 export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly control: MemoryDiskControlService }> =
+  // eslint-disable-next-line max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen
   Effect.sync(() => {
     const files = new Map<string, MemoryFile>()
     const injections: Array<FailureInjection> = []

@@ -393,11 +393,13 @@ export interface BucketLockService {
 export class BucketLock extends Context.Tag("effect-s3-tier/BucketLock")<BucketLock, BucketLockService>() {}
 
 /** Holds `lock` for the current scope: renews it every `lockRenewIntervalMs` until released or fenced. */
+// eslint-disable-next-line max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen
 export const make = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   lock: HeldLock
 ): Effect.Effect<BucketLockService, never, Scope.Scope> =>
+  // eslint-disable-next-line max-lines-per-function -- a service's constructor: its operations are small functions sharing one closure, each under a screen
   Effect.gen(function*() {
     const fencedRef = yield* Ref.make(Option.none<Fenced>())
     const releasedRef = yield* Ref.make(Option.none<ReleaseOutcome | "left-fenced">())

@@ -243,7 +243,7 @@ const tierFigures = (stats: Storage.StorageStats | undefined, shutdownReport: St
  * The whole run. `stop` completes (with the signal's name) when the user asks to stop early.
  * Returns the report; fails with StartFailed when the storage tier could not start.
  */
-// ~85 lines: the run's steps in their order (start, write, shut down, close, verify, report), read top to bottom.
+/* eslint-disable max-lines-per-function -- the run's steps in their order (start, write, shut down, close, verify, report), read top to bottom */
 export const run = (
   options: RunOptions,
   store: RunStore,
@@ -252,6 +252,7 @@ export const run = (
   stop: Deferred.Deferred<string>
 ): Effect.Effect<Report.RunReport, StartFailed> =>
   Effect.gen(function*() {
+    /* eslint-enable max-lines-per-function */
     const pagesPerFile = Math.floor(options.fileBytes / Page.pageBytes)
     const built = yield* buildScoped(storageLayer(options.config, store.layer, disk(options.dataDirectory))).pipe(
       Effect.mapError((cause) => new StartFailed({ cause }))
