@@ -72,7 +72,7 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "failure propagation at close: tasks still queued at shutdown are dropped, their handles never complete",
     file: "src/internal/taskQueue.ts",
     find:
-      "      this.finish(entry, Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: \"QueueClosed\" })))\n",
+      "      this.finish(\n        entry,\n        Exit.fail(new TaskAborted({ taskId: entry.id, taskType: entry.task._tag, reason: \"QueueClosed\" }))\n      )\n",
     replace: "      void entry // MUTATION\n",
     tests: ["test/services/TaskQueue.test.ts", "test/services/S3Workers.test.ts"]
   },
@@ -89,10 +89,8 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "checkpoint-position-at-log-end-during-replay",
     breaks: "a checkpoint during start-up replay takes the log's end as its WAL position (issue #19 case 1)",
     file: "src/services/WalArchiver.ts",
-    find:
-      "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)),\n",
-    replace:
-      "    position: Effect.map(Effect.zip(Ref.get(log.state), Ref.get(replayed)), ([state]) => toLsn(state.endLsn)), // MUTATION\n",
+    find: "      ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)\n",
+    replace: "      ([state]) => toLsn(state.endLsn) // MUTATION\n",
     tests: ["test/layers/WalReplay.test.ts"],
     profile: "crashes"
   },
@@ -111,11 +109,9 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
     file: "src/internal/storageService.ts",
     find:
-      "      append: (record) => Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"append\"), bucketLock.ensureNotFenced), wal.append(record)),\n" +
-      "      commit: Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"commit\"), bucketLock.ensureNotFenced), Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)),\n",
+      "      append: (record) =>\n        Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"append\"), bucketLock.ensureNotFenced), wal.append(record)),\n      commit: Effect.zipRight(\n        Effect.zipRight(refuseWhenClosing(\"commit\"), bucketLock.ensureNotFenced),\n        Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)\n      ),\n",
     replace:
-      "      append: (record) => Effect.zipRight(refuseWhenClosing(\"append\"), wal.append(record)), // MUTATION\n" +
-      "      commit: Effect.zipRight(refuseWhenClosing(\"commit\"), wal.commit), // MUTATION\n",
+      "      append: (record) => Effect.zipRight(refuseWhenClosing(\"append\"), wal.append(record)), // MUTATION\n      commit: Effect.zipRight(refuseWhenClosing(\"commit\"), wal.commit), // MUTATION\n",
     tests: ["test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
   },
@@ -154,7 +150,7 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a lock renewal that cannot read the lock rewrites it, taking the bucket back from a newer holder",
     file: "src/services/BucketLock.ts",
     find:
-      "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(`bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`)\n        }\n        const notHeld = notHeldDetail(current.right, lock)\n",
+      "        if (Either.isLeft(current)) {\n          return yield* Effect.logWarning(\n            `bucket lock: renewal could not read the lock, retried in ${config.lockRenewIntervalMs} ms: ${current.left.message}`\n          )\n        }\n        const notHeld = notHeldDetail(current.right, lock)\n",
     replace:
       "        const notHeld = Either.isLeft(current) ? undefined : notHeldDetail(current.right, lock) // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts"],
@@ -220,11 +216,8 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks:
       "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
     file: "src/services/BucketLock.ts",
-    find: "    Effect.catchTag(\"ObjectStoreUnavailable\", (error) =>\n" +
-      "      Effect.flatMap(read(store, config), (current) =>\n" +
-      "        current === undefined ? Effect.fail(error) : Effect.succeed(current.generation === generation ? (\"written\" as const) : (\"exists\" as const))\n" +
-      "      )\n" +
-      "    )\n",
+    find:
+      "    Effect.catchTag(\n      \"ObjectStoreUnavailable\",\n      (error) =>\n        Effect.flatMap(read(store, config), (current) =>\n          current === undefined\n            ? Effect.fail(error)\n            : Effect.succeed(current.generation === generation ? (\"written\" as const) : (\"exists\" as const)))\n    )\n",
     replace: "    // MUTATION: an unknown outcome is not read back\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "lost-responses"
@@ -233,12 +226,9 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "lock-delete-outcome-from-response-only",
     breaks: "a lock DELETE whose answer was lost is reported failed although the lock is gone, its read-back ignored",
     file: "src/services/BucketLock.ts",
-    find: "            Effect.catchAll((error) =>\n" +
-      "              Effect.flatMap(read(store, config), (after) =>\n" +
-      "                after === undefined ? Effect.succeed(\"released\" as const) : isOursToHold(after, lock) ? Effect.fail(error) : Effect.succeed(\"not-ours\" as const)\n" +
-      "              )\n" +
-      "            )\n",
-    replace: "            // MUTATION: an unknown outcome is not read back\n",
+    find:
+      "          Effect.catchAll((error) =>\n            Effect.flatMap(read(store, config), (after) =>\n              after === undefined\n                ? Effect.succeed(\"released\" as const)\n                : isOursToHold(after, lock)\n                ? Effect.fail(error)\n                : Effect.succeed(\"not-ours\" as const))\n          )\n",
+    replace: "          // MUTATION: an unknown outcome is not read back\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
     profile: "lost-responses"
   },
