@@ -53,6 +53,9 @@ import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as WalArchiver from "../services/WalArchiver.js"
 
+// The types the restore's signatures name, so that an application can name them too.
+export type { HeldReaderLease } from "../internal/ReaderLease.js"
+
 /** What to restore. @category models */
 export type RestoreTarget =
   | { readonly _tag: "Latest" }

@@ -84,6 +84,9 @@ import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions 
 import * as StorageConfig from "../services/StorageConfig.js"
 import { type RequestOutcome, requestOutcome } from "./CountingObjectStore.js"
 
+// The type the store's options name, so that an application can name it too.
+export type { ConditionalCreateDialect } from "../domain/S3Compat.js"
+
 /** Options of the S3 store. */
 export interface S3ObjectStoreOptions {
   readonly bucket: string

@@ -50,6 +50,21 @@ import * as MemoryObjectStore from "./MemoryObjectStore.js"
 import * as S3ObjectStore from "./S3ObjectStore.js"
 
 export { RecordNotApplied } from "../domain/Errors.js"
+// The types the service's signatures name, so that an application can name them too.
+export type { LoadedCheckpoint, LoadedFile } from "../internal/checkpoints.js"
+export type { HeldLock, ReleaseOutcome } from "../services/BucketLock.js"
+export type { CheckpointError, CheckpointerStats, CheckpointReport } from "../services/Checkpointer.js"
+export type { Opened, OpenError as LoaderOpenError } from "../services/Loader.js"
+export type { LeaseError, PartLease, PartTableStats } from "../services/PartTable.js"
+export type { TaskQueueStats } from "../services/TaskQueue.js"
+export type { Wait } from "../services/WaitRegistry.js"
+export type {
+  AppendError,
+  CommitError,
+  OpenError as WalOpenError,
+  ReplayError as WalReplayError,
+  WalStats
+} from "../services/WalArchiver.js"
 
 /** How the final checkpoint went. */
 export type FinalCheckpoint =
@@ -170,11 +185,6 @@ export const layer = (
 // ---------------------------------------------------------------------------------------------
 // One-call opens: the common compositions, each providing `Storage` alone
 // ---------------------------------------------------------------------------------------------
-
-/** A lease on one part, as `lease` gives it. @category models */
-export type PartLease = Effect.Effect.Success<ReturnType<StorageService["lease"]>>
-/** What `checkpoint` reports. @category models */
-export type CheckpointReport = Effect.Effect.Success<StorageService["checkpoint"]>
 
 /** Options of the one-call opens: the Storage options and the configuration over the defaults. */
 export interface OpenOptions extends StorageOptions {

@@ -53,6 +53,17 @@ import * as Loader from "./Loader.js"
 import { ObjectStore, type ObjectStoreService } from "./ObjectStore.js"
 import { keyLayout, StorageConfig, type StorageConfigValue } from "./StorageConfig.js"
 
+// The types the collector's signatures name, so that an application can name them too.
+export type { KeyLayout } from "../domain/KeyLayout.js"
+export type {
+  CheckpointSummary,
+  KeepReason,
+  LeaseSummary,
+  ObjectKind,
+  RetentionPolicy,
+  Verdict
+} from "../domain/Retention.js"
+
 /** A writer's lock, as the collector checks it (BucketLock's service is one). */
 export interface GcFence {
   /** Fails with the fence if set; no I/O. */
