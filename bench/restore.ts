@@ -18,7 +18,6 @@ import { fileId } from "../src/domain/Ids.js"
 import * as FileObjectStore from "../src/layers/FileObjectStore.js"
 import * as MemoryDisk from "../src/layers/MemoryDisk.js"
 import * as Restore from "../src/layers/Restore.js"
-import * as S3ObjectStore from "../src/layers/S3ObjectStore.js"
 import * as Hasher from "../src/services/Hasher.js"
 import { ObjectStore } from "../src/services/ObjectStore.js"
 import * as StorageConfig from "../src/services/StorageConfig.js"
@@ -36,7 +35,7 @@ import {
   type ScenarioResult,
   startS3ServerProcess
 } from "./common.js"
-import { pairedRatio, s3Client, type S3Connection } from "./throughput.js"
+import { benchSettings, pairedRatio, s3Client, type S3Connection, s3Store } from "./throughput.js"
 
 const file = fileId("bench/restored")
 
@@ -54,15 +53,7 @@ interface RestoreTarget {
 const s3RestoreTarget = (name: string, info: S3Connection, client: S3Client, keyPrefix: string): RestoreTarget => ({
   name,
   keyPrefix,
-  store: S3ObjectStore.layer({
-    bucket: info.bucket,
-    endpoint: info.endpoint,
-    region: info.region,
-    forcePathStyle: info.forcePathStyle,
-    ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
-    requestTimeoutMs: 60_000,
-    ...(keyPrefix === "" ? {} : { scratchPrefix: keyPrefix })
-  }),
+  store: s3Store(info, keyPrefix),
   get: async (key) => {
     const output = await client.send(new GetObjectCommand({ Bucket: info.bucket, Key: key }))
     if (output.Body === undefined) throw new Error(`GetObject ${key}: no body`)
@@ -70,15 +61,7 @@ const s3RestoreTarget = (name: string, info: S3Connection, client: S3Client, key
   },
   cleanup: (prefix) =>
     Effect.runPromise(
-      deleteAll(prefix).pipe(Effect.provide(S3ObjectStore.layer({
-        bucket: info.bucket,
-        endpoint: info.endpoint,
-        region: info.region,
-        forcePathStyle: info.forcePathStyle,
-        ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
-        requestTimeoutMs: 60_000,
-        checkConditionalCreate: false
-      })))
+      deleteAll(prefix).pipe(Effect.provide(s3Store(info, "", false)))
     )
 })
 
@@ -103,24 +86,14 @@ const deleteAll = (prefix: string) =>
     yield* Effect.forEach(keys, (key) => store.delete(key), { concurrency: 8, discard: true })
   })
 
-/** The storage settings of the instance that writes the bucket and of the restores that read it. */
-const settings = (prefix: string, concurrency: number): Partial<StorageConfig.StorageConfigValue> => ({
-  prefix,
-  partSizeBytes: MiB,
-  workerCount: concurrency,
-  queueCapacity: 1024,
-  requestTimeoutMs: 60_000,
-  checkpointIntervalMs: 0,
-  checkpointDeadlineMs: 300_000,
-  localBytesMax: 4 * 1024 * MiB,
-  evictionIntervalMs: 3_600_000
-})
-
 /** Writes one checkpoint of `parts` into the store (untimed); returns the part objects' keys. */
 const writeBucket = (target: RestoreTarget, prefix: string, parts: ReadonlyArray<Uint8Array>, concurrency: number) =>
   quiet(Effect.scoped(
     Effect.gen(function*() {
-      const storage = yield* openStorage(Layer.merge(target.store, MemoryDisk.layer), settings(prefix, concurrency))
+      const storage = yield* openStorage(
+        Layer.merge(target.store, MemoryDisk.layer),
+        benchSettings(prefix, concurrency)
+      )
       for (const [index, bytes] of parts.entries()) yield* storage.write(file, index * MiB, bytes)
       yield* storage.checkpoint
       const store = yield* ObjectStore
@@ -139,7 +112,9 @@ const oursOnce = (target: RestoreTarget, prefix: string, concurrency: number, pa
       if (loaded !== partCount) return yield* Effect.dieMessage(`restore loaded ${loaded} parts, expected ${partCount}`)
       return ms
     }).pipe(
-      Effect.provide(Layer.mergeAll(target.store, MemoryDisk.layer, StorageConfig.layer(settings(prefix, concurrency))))
+      Effect.provide(
+        Layer.mergeAll(target.store, MemoryDisk.layer, StorageConfig.layer(benchSettings(prefix, concurrency)))
+      )
     )
   ))
 

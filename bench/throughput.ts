@@ -32,6 +32,7 @@ import * as MemoryDisk from "../src/layers/MemoryDisk.js"
 import * as S3ObjectStore from "../src/layers/S3ObjectStore.js"
 import * as Hasher from "../src/services/Hasher.js"
 import { ObjectStore } from "../src/services/ObjectStore.js"
+import type * as StorageConfig from "../src/services/StorageConfig.js"
 import {
   type BenchOptions,
   chunkedPromiseAll,
@@ -85,17 +86,7 @@ const openOurs = (store: Layer.Layer<ObjectStore>, concurrency: number, prefix: 
     const scope = yield* Scope.make()
     const storage = yield* quiet(
       Scope.extend(
-        openStorage(Layer.merge(recording, MemoryDisk.layer), {
-          prefix,
-          partSizeBytes: MiB,
-          workerCount: concurrency,
-          queueCapacity: 1024,
-          requestTimeoutMs: 60_000,
-          checkpointIntervalMs: 0,
-          checkpointDeadlineMs: 300_000,
-          localBytesMax: 4 * 1024 * MiB,
-          evictionIntervalMs: 3_600_000
-        }),
+        openStorage(Layer.merge(recording, MemoryDisk.layer), benchSettings(prefix, concurrency)),
         scope
       ).pipe(Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))))
     )
@@ -312,6 +303,33 @@ export interface S3Connection {
   readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string }
 }
 
+/** The library's S3 store over `info` (its conformance check under `keyPrefix`, when given). */
+export const s3Store = (info: S3Connection, keyPrefix = "", checkConditionalCreate = true) =>
+  S3ObjectStore.layer({
+    bucket: info.bucket,
+    endpoint: info.endpoint,
+    region: info.region,
+    forcePathStyle: info.forcePathStyle,
+    ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
+    requestTimeoutMs: 60_000,
+    ...(keyPrefix === "" ? {} : { scratchPrefix: keyPrefix }),
+    checkConditionalCreate
+  })
+
+/** The storage settings of every instance the store scenarios open: 1 MiB parts, `concurrency`
+ * workers, no periodic checkpoint or eviction, room for every part locally. */
+export const benchSettings = (prefix: string, concurrency: number): Partial<StorageConfig.StorageConfigValue> => ({
+  prefix,
+  partSizeBytes: MiB,
+  workerCount: concurrency,
+  queueCapacity: 1024,
+  requestTimeoutMs: 60_000,
+  checkpointIntervalMs: 0,
+  checkpointDeadlineMs: 300_000,
+  localBytesMax: 4 * 1024 * MiB,
+  evictionIntervalMs: 3_600_000
+})
+
 export const s3Client = (info: S3Connection): S3Client =>
   new S3Client({
     endpoint: info.endpoint,
@@ -333,15 +351,7 @@ const s3Target = (
   name,
   keyPrefix,
   goals,
-  store: S3ObjectStore.layer({
-    bucket: info.bucket,
-    endpoint: info.endpoint,
-    region: info.region,
-    forcePathStyle: info.forcePathStyle,
-    ...(info.credentials === undefined ? {} : { credentials: info.credentials }),
-    requestTimeoutMs: 60_000,
-    ...(keyPrefix === "" ? {} : { scratchPrefix: keyPrefix })
-  }),
+  store: s3Store(info, keyPrefix),
   put: async (key, bytes, sha256Hex) => {
     const command = new PutObjectCommand({ Bucket: info.bucket, Key: key, Body: bytes })
     if (sha256Hex !== undefined) S3ObjectStore.withContentSha256(command, sha256Hex)
