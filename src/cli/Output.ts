@@ -6,7 +6,8 @@
  *
  * @since 0.1.0
  */
-import { Cause, Data, Effect, HashMap, Logger, Predicate } from "effect"
+import { Cause, Data, Effect, HashMap, Logger } from "effect"
+import * as Errors from "../domain/Errors.js"
 
 export const programName = "effect-s3-tier"
 
@@ -37,14 +38,8 @@ export const oneLine = (text: string): string => text.replace(/\x1b\[[0-9;]*m/g,
 export const errorLine = (output: Output, message: string): Effect.Effect<void> =>
   output.stderr(`${programName}: ${oneLine(message)}\n`)
 
-/** The readable message of any failure: its `message` (a wrapper such as StartFailed gives its cause's), else its tag. */
-export const messageOf = (error: unknown): string => {
-  if (Predicate.hasProperty(error, "message") && Predicate.isString(error.message) && error.message !== "") {
-    return error.message
-  }
-  if (Predicate.hasProperty(error, "_tag") && Predicate.isString(error._tag)) return error._tag
-  return String(error)
-}
+/** The readable message of any failure (a wrapper such as StartFailed gives its cause's). */
+export const messageOf = Errors.messageOf
 
 const clearLine = "\r\x1b[K"
 

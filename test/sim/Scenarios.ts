@@ -172,7 +172,7 @@ export const crashAndRestart: SimSchedule = {
 
 /**
  * Found by the simulation (`--profile crashes --seed 1`, schedule 46, shrunk by fast-check to these
- * steps; issue #19 case 1): A runs with periodic checkpoints off and acknowledges two inserts; it
+ * steps): A runs with periodic checkpoints off and acknowledges two inserts; it
  * is killed and restarted as A.2 with a 30 ms checkpoint interval and a replay of 20 ms per record;
  * A.2's periodic checkpoint runs while replay has applied only the first record and is killed
  * before replay ends. A checkpoint that took the log's end as its WAL position then hides the
@@ -193,7 +193,7 @@ export const checkpointDuringReplay: SimSchedule = {
 }
 
 /**
- * The stale writer keeps running (issue #19 cases 2 and 3): B takes over from A, which goes on
+ * The stale writer keeps running: B takes over from A, which goes on
  * inserting, committing, archiving and checkpointing; B inserts, archives and waits, then shuts
  * down cleanly (deleting the lock) while A runs on. A must acknowledge nothing once told it is
  * fenced; B's restart and the restore hold everything B acknowledged.

@@ -87,7 +87,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "checkpoint-position-at-log-end-during-replay",
-    breaks: "a checkpoint during start-up replay takes the log's end as its WAL position (issue #19 case 1)",
+    breaks: "a checkpoint during start-up replay takes the log's end as its WAL position",
     file: "src/services/WalArchiver.ts",
     find: "      ([state, replayedLsn]) => toLsn(replayedLsn ?? state.endLsn)\n",
     replace: "      ([state]) => toLsn(state.endLsn) // MUTATION\n",
@@ -97,7 +97,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "fence-ends-when-lock-is-gone",
     breaks:
-      "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock (issue #19 case 2)",
+      "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock",
     file: "src/services/BucketLock.ts",
     find: "    ? \"the lock object is gone: another instance took the bucket over and released it\"\n",
     replace: "    ? undefined // MUTATION\n",
@@ -106,7 +106,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "commit-acknowledged-when-fenced",
-    breaks: "a fenced writer's appends and commits are acknowledged (issue #19 case 3)",
+    breaks: "a fenced writer's appends and commits are acknowledged",
     file: "src/internal/storageService.ts",
     find:
       "      append: (record) =>\n        Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"append\"), bucketLock.ensureNotFenced), wal.append(record)),\n      commit: Effect.zipRight(\n        Effect.zipRight(refuseWhenClosing(\"commit\"), bucketLock.ensureNotFenced),\n        Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)\n      ),\n",
@@ -117,7 +117,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "commit-outcome-from-response-only",
-    breaks: "a root-manifest PUT whose answer was lost counts as failed, its read-back ignored (issue #19 case 8)",
+    breaks: "a root-manifest PUT whose answer was lost counts as failed, its read-back ignored",
     file: "src/internal/RootCommit.ts",
     find: "      if (!outcomeUnknown(error)) return yield* Effect.fail(error)\n",
     replace:
@@ -127,7 +127,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "torn-part-not-damaged",
-    breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable (issue #19 case 5)",
+    breaks: "a part write that failed (a full disk tears it) leaves the part served and uploadable",
     file: "src/internal/partTable/lease.ts",
     find: "  row.damaged ??= damaged\n",
     replace: "  // MUTATION: the part is not marked damaged\n",
@@ -136,8 +136,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "rotten-part-trusted",
-    breaks:
-      "a local part file that differs from the hash recorded at the clean stop is trusted as newer data (issue #19 case 7)",
+    breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data",
     file: "src/internal/partTable/install.ts",
     find:
       "    const trusted = (options.trustLocal ?? true) && (options.recordedHashes === undefined || recorded === sha256)\n",
@@ -168,7 +167,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "no-directory-lock",
-    breaks: "two processes open one data directory (issue #19 case 4)",
+    breaks: "two processes open one data directory",
     file: "src/services/Loader.ts",
     find: "  yield* disk.lockDirectory\n",
     replace: "  // MUTATION\n",
@@ -176,7 +175,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "wal-damage-cut-as-torn-tail",
-    breaks: "a flipped byte in the middle of the local WAL cuts the log there (issue #19 case 6)",
+    breaks: "a flipped byte in the middle of the local WAL cuts the log there",
     file: "src/internal/wal/recovery.ts",
     find: "    const midLog = validInSegment || validLater\n",
     replace: "    const midLog = false && (validInSegment || validLater) // MUTATION\n",
@@ -213,8 +212,7 @@ const mutations: ReadonlyArray<Mutation> = [
   },
   {
     id: "lock-put-outcome-from-response-only",
-    breaks:
-      "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored (issue #19 case 9)",
+    breaks: "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored",
     file: "src/services/BucketLock.ts",
     find:
       "    Effect.catchTag(\n      \"ObjectStoreUnavailable\",\n      (error) =>\n        Effect.flatMap(read(store, config), (current) =>\n          current === undefined\n            ? Effect.fail(error)\n            : Effect.succeed(current.generation === generation ? (\"written\" as const) : (\"exists\" as const)))\n    )\n",

@@ -12,8 +12,9 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Exit, Option, STM, TRef } from "effect"
+import { Cause, Effect, Exit, STM, TRef } from "effect"
 import { CorruptObject, type LocalIoError, type ObjectStoreError, PartLoadFailed } from "../../domain/Errors.js"
+import * as Errors from "../../domain/Errors.js"
 import * as KeyLayout from "../../domain/KeyLayout.js"
 import { type RemotePart, sha256Hex } from "../../domain/Manifest.js"
 import * as PartStateDomain from "../../domain/PartState.js"
@@ -44,15 +45,8 @@ const readRun = (
     return bytes.length
   })
 
-const describeCause = (cause: Cause.Cause<unknown>): string => {
-  if (Cause.isInterruptedOnly(cause)) return "the load was interrupted (the part table is closing)"
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) {
-    const error = failure.value
-    return typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
-  }
-  return Cause.pretty(cause)
-}
+const describeCause = (cause: Cause.Cause<unknown>): string =>
+  Cause.isInterruptedOnly(cause) ? "the load was interrupted (the part table is closing)" : Errors.describeCause(cause)
 
 /** The load fiber of one generation of a part's Loading state. Never fails. */
 export const loadPart = (table: Table, row: PartRow, generation: number, remote: RemotePart): Effect.Effect<void> =>
