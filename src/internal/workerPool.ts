@@ -1,5 +1,5 @@
 /**
- * The worker pool's machinery: the worker slots and their fibers, a task's attempts, retries and
+ * The worker pool's machinery: the worker seats and their fibers, a task's attempts, retries and
  * hand-over to a replacement worker after a timeout, and the watchdog that enforces the request
  * timeout. The public surface (the service, its metrics, shutdown and layer) and the reasons for
  * this design are in src/services/S3Workers.ts.
@@ -34,11 +34,11 @@ export interface WorkerMetrics {
 // Pool state
 // ---------------------------------------------------------------------------------------------
 
-/** One worker position: the fiber that holds it and its current attempt, for the watchdog. */
-export interface Slot {
+/** One worker seat: the fiber that holds it and its current attempt, for the watchdog. */
+export interface WorkerSeat {
   readonly index: number
   fiber: Fiber.RuntimeFiber<unknown> | undefined
-  /** Increases with every attempt started in this slot. */
+  /** Increases with every attempt started in this seat. */
   attempt: number
   attemptActive: boolean
   attemptDeadlineMs: number
@@ -46,8 +46,8 @@ export interface Slot {
   timedOutAttempt: number
 }
 
-/** A task's progress, carried from a timed-out worker to its replacement. */
-export interface Progress {
+/** A task's retry state, carried from a timed-out worker to its replacement. */
+export interface TaskRetries {
   readonly picked: PickedTask
   readonly span: Tracer.Span
   attempts: number
@@ -56,7 +56,7 @@ export interface Progress {
 
 /** The pool's bookkeeping; every method is synchronous (one step of one fiber). */
 export class PoolState {
-  readonly slots: ReadonlyArray<Slot>
+  readonly seats: ReadonlyArray<WorkerSeat>
   readonly workers = new Set<Fiber.RuntimeFiber<unknown>>()
   watchdog: Fiber.RuntimeFiber<unknown> | undefined = undefined
   /** Set while the watchdog waits for any attempt to start. */
@@ -69,7 +69,7 @@ export class PoolState {
   replaced = 0
 
   constructor(workerCount: number) {
-    this.slots = Array.from({ length: workerCount }, (_, index) => ({
+    this.seats = Array.from({ length: workerCount }, (_, index) => ({
       index,
       fiber: undefined,
       attempt: 0,
@@ -120,9 +120,9 @@ export class Workers {
 
   /** Completes the task with its final Exit (TaskAborted when `cut` by shutdown), records it and
    * ends its span. Every path of a task ends here exactly once. Never fails. */
-  readonly finish = (progress: Progress, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
+  readonly finish = (retries: TaskRetries, exit: Exit.Exit<unknown, unknown>, cut: boolean): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
-      const { picked } = progress
+      const { picked } = retries
       const type = picked.task._tag
       this.pool.busy -= 1
       let outcome = exit
@@ -135,90 +135,94 @@ export class Workers {
       this.metrics.finished(
         type,
         ended,
-        Math.max(0, progress.attempts - 1),
+        Math.max(0, retries.attempts - 1),
         Math.max(0, clock.unsafeCurrentTimeMillis() - picked.enqueuedAtMs)
       )
-      progress.span.end(clock.unsafeCurrentTimeNanos(), outcome)
+      retries.span.end(clock.unsafeCurrentTimeNanos(), outcome)
       return picked.complete(outcome)
     })
 
-  /** One attempt on the current fiber (which holds `slot`), then what follows from its Exit. */
-  readonly attempt = (slot: Slot, progress: Progress, lastError: unknown): Effect.Effect<void> =>
+  /** One attempt on the current fiber (which holds `seat`), then what follows from its Exit. */
+  readonly attempt = (seat: WorkerSeat, retries: TaskRetries, lastError: unknown): Effect.Effect<void> =>
     Effect.clockWith((clock) => {
       // Past the drain deadline no attempt starts (a fiber that missed shutdown's interrupt).
-      if (this.pool.stopping) return this.finish(progress, Exit.fail(lastError), true)
-      progress.attempts += 1
-      slot.attempt += 1
-      slot.attemptDeadlineMs = clock.unsafeCurrentTimeMillis() + this.config.requestTimeoutMs
-      slot.attemptActive = true
+      if (this.pool.stopping) return this.finish(retries, Exit.fail(lastError), true)
+      retries.attempts += 1
+      seat.attempt += 1
+      seat.attemptDeadlineMs = clock.unsafeCurrentTimeMillis() + this.config.requestTimeoutMs
+      seat.attemptActive = true
       const wake = this.pool.wakeWatchdog
       if (wake !== undefined) {
         this.pool.wakeWatchdog = undefined
         wake()
       }
-      const run = Effect.withParentSpan(progress.picked.run, progress.span)
+      const run = Effect.withParentSpan(retries.picked.run, retries.span)
       return Effect.flatMap(Effect.exit(Effect.interruptible(run)), (exit) => {
-        slot.attemptActive = false
-        return this.afterAttempt(slot, progress, exit)
+        seat.attemptActive = false
+        return this.afterAttempt(seat, retries, exit)
       })
     })
 
-  readonly afterAttempt = (slot: Slot, progress: Progress, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-    if (Exit.isSuccess(exit)) return this.finish(progress, exit, false)
+  readonly afterAttempt = (
+    seat: WorkerSeat,
+    retries: TaskRetries,
+    exit: Exit.Exit<unknown, unknown>
+  ): Effect.Effect<void> => {
+    if (Exit.isSuccess(exit)) return this.finish(retries, exit, false)
     if (!Cause.isInterruptedOnly(exit.cause)) {
       const error = Cause.failureOption(exit.cause)
       return Option.isSome(error) && isTransient(error.value)
-        ? this.retry(slot, progress, error.value)
-        : this.finish(progress, exit, false)
+        ? this.retry(seat, retries, error.value)
+        : this.finish(retries, exit, false)
     }
     return Effect.flatMap(isFiberInterrupted, (interrupted) => {
       if (!interrupted) {
         // Only shutdown and the watchdog interrupt a worker: the task's effect interrupted itself.
         const defect = new Error(
-          `task ${progress.picked.id} (${describeTask(progress.picked.task)}) interrupted itself`
+          `task ${retries.picked.id} (${describeTask(retries.picked.task)}) interrupted itself`
         )
-        return this.finish(progress, Exit.die(defect), false)
+        return this.finish(retries, Exit.die(defect), false)
       }
-      const error = timeoutError(progress.picked, this.config.requestTimeoutMs)
-      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
+      const error = timeoutError(retries.picked, this.config.requestTimeoutMs)
+      if (this.pool.stopping) return this.finish(retries, Exit.fail(error), true)
       // The watchdog cut the attempt: a transient timeout, decided on by a replacement worker.
-      this.metrics.timedOut(progress.picked.task._tag)
-      return this.handOff(slot, progress, error)
+      this.metrics.timedOut(retries.picked.task._tag)
+      return this.handOff(seat, retries, error)
     })
   }
 
   /** After a transient failure: the schedule's delay, then another attempt, or the final failure. */
-  readonly retry = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
+  readonly retry = (seat: WorkerSeat, retries: TaskRetries, error: unknown): Effect.Effect<void> =>
     Effect.suspend(() => {
-      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
-      const driver = progress.driver
+      if (this.pool.stopping) return this.finish(retries, Exit.fail(error), true)
+      const driver = retries.driver
       if (driver === undefined) {
         return Effect.flatMap(Schedule.driver(this.schedule), (created) => {
-          progress.driver = created
-          return this.retry(slot, progress, error)
+          retries.driver = created
+          return this.retry(seat, retries, error)
         })
       }
       // The delay is interruptible (shutdown); a schedule that is done fails with None.
       return Effect.flatMap(Effect.exit(Effect.interruptible(driver.next(error))), (decision) => {
-        if (Exit.isSuccess(decision)) return this.attempt(slot, progress, error)
-        if (!Cause.isInterruptedOnly(decision.cause)) return this.finish(progress, Exit.fail(error), false)
-        if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
+        if (Exit.isSuccess(decision)) return this.attempt(seat, retries, error)
+        if (!Cause.isInterruptedOnly(decision.cause)) return this.finish(retries, Exit.fail(error), false)
+        if (this.pool.stopping) return this.finish(retries, Exit.fail(error), true)
         // A late watchdog interrupt (its attempt had just ended): carry on in a replacement.
-        return this.handOff(slot, progress, error)
+        return this.handOff(seat, retries, error)
       })
     })
 
-  /** Runs in an interrupted worker: a fresh fiber takes its slot and the task's next decision. */
-  readonly handOff = (slot: Slot, progress: Progress, error: unknown): Effect.Effect<void> =>
+  /** Runs in an interrupted worker: a fresh fiber takes its seat and the task's next decision. */
+  readonly handOff = (seat: WorkerSeat, retries: TaskRetries, error: unknown): Effect.Effect<void> =>
     Effect.suspend(() => {
-      if (this.pool.stopping) return this.finish(progress, Exit.fail(error), true)
+      if (this.pool.stopping) return this.finish(retries, Exit.fail(error), true)
       this.pool.replaced += 1
-      return this.spawn(slot, this.retry(slot, progress, error))
+      return this.spawn(seat, this.retry(seat, retries, error))
     })
 
   /** Runs one picked task; called uninterruptibly by `takeWith`. Never fails. Its span is a child
    * of the span current where the task was enqueued, or a root without one. */
-  readonly runTask = (slot: Slot) => (picked: PickedTask): Effect.Effect<void> =>
+  readonly runTask = (seat: WorkerSeat) => (picked: PickedTask): Effect.Effect<void> =>
     Effect.flatMap(
       Effect.makeSpan("s3.task", {
         attributes: { type: picked.task._tag, key: subjectOf(picked.task), taskId: picked.id },
@@ -229,13 +233,13 @@ export class Workers {
       }),
       (span) => {
         this.pool.busy += 1
-        return this.attempt(slot, { picked, span, attempts: 0, driver: undefined }, undefined)
+        return this.attempt(seat, { picked, span, attempts: 0, driver: undefined }, undefined)
       }
     )
 
-  /** The take-run loop of the worker in `slot`; it ends once shutdown has begun interrupting. */
-  readonly loop = (slot: Slot): Effect.Effect<void> => {
-    const process = this.runTask(slot)
+  /** The take-run loop of the worker in `seat`; it ends once shutdown has begun interrupting. */
+  readonly loop = (seat: WorkerSeat): Effect.Effect<void> => {
+    const process = this.runTask(seat)
     const next: Effect.Effect<void> = Effect.suspend(() =>
       this.pool.stopping ? Effect.void : Effect.zipRight(this.queue.takeWith(process), next)
     )
@@ -243,27 +247,27 @@ export class Workers {
   }
 
   /**
-   * Starts a worker fiber for `slot`: first `first` (uninterruptibly: a handed-over task is always
-   * completed), then the take-run loop, interruptibly. The new fiber holds the slot from the
+   * Starts a worker fiber for `seat`: first `first` (uninterruptibly: a handed-over task is always
+   * completed), then the take-run loop, interruptibly. The new fiber holds the seat from the
    * moment it is forked (so the fiber it replaces knows it has been replaced) and is registered
    * both then and in its own first step, so shutdown — which sets `stopping` and snapshots the
    * workers in one step — either interrupts it or is seen by it. A worker interrupted while the
-   * pool is not shutting down and still holding its slot (a late watchdog interrupt that hit it
+   * pool is not shutting down and still holding its seat (a late watchdog interrupt that hit it
    * while it waited for work) is replaced, so the pool keeps `workerCount` workers.
    */
-  readonly spawn = (slot: Slot, first: Effect.Effect<void>): Effect.Effect<void> => {
+  readonly spawn = (seat: WorkerSeat, first: Effect.Effect<void>): Effect.Effect<void> => {
     const body = Effect.withFiberRuntime<void>((self) => {
       this.pool.workers.add(self)
-      return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(this.loop(slot))).pipe(
+      return Effect.zipRight(Effect.uninterruptible(first), Effect.interruptible(this.loop(seat))).pipe(
         Effect.onInterrupt(
-          () => (this.pool.stopping || slot.fiber !== self ? Effect.void : this.spawn(slot, Effect.void))
+          () => (this.pool.stopping || seat.fiber !== self ? Effect.void : this.spawn(seat, Effect.void))
         ),
         Effect.ensuring(
           Effect.sync(() => {
             this.pool.workers.delete(self)
           })
         ),
-        Effect.annotateLogs("s3Worker", slot.index)
+        Effect.annotateLogs("s3Worker", seat.index)
       )
     })
     // A daemon owned by the pool: only `shutdown` (the layer's finalizer) and the watchdog ever
@@ -272,7 +276,7 @@ export class Workers {
     return Effect.uninterruptible(
       Effect.flatMap(Effect.forkDaemon(body), (fiber) =>
         Effect.sync(() => {
-          slot.fiber = fiber
+          seat.fiber = fiber
           if (fiber.unsafePoll() === null) this.pool.workers.add(fiber)
         }))
     )
@@ -285,7 +289,7 @@ export class Workers {
   readonly watchdog: Effect.Effect<void> = Effect.fiberIdWith((watchdogId) => {
     const awaitAttempt = Effect.async<void>((resume) => {
       // An attempt that started while this round ran (it found no watchdog to wake) is seen here.
-      if (this.pool.slots.some((slot) => slot.attemptActive && slot.timedOutAttempt !== slot.attempt)) {
+      if (this.pool.seats.some((seat) => seat.attemptActive && seat.timedOutAttempt !== seat.attempt)) {
         return resume(Effect.void)
       }
       this.pool.wakeWatchdog = () => resume(Effect.void)
@@ -297,13 +301,13 @@ export class Workers {
       const nowMs = clock.unsafeCurrentTimeMillis()
       let earliestMs = Number.POSITIVE_INFINITY
       const expired: Array<Fiber.RuntimeFiber<unknown>> = []
-      for (const slot of this.pool.slots) {
-        if (!slot.attemptActive || slot.timedOutAttempt === slot.attempt) continue
-        if (slot.attemptDeadlineMs <= nowMs) {
-          slot.timedOutAttempt = slot.attempt
-          if (slot.fiber !== undefined) expired.push(slot.fiber)
+      for (const seat of this.pool.seats) {
+        if (!seat.attemptActive || seat.timedOutAttempt === seat.attempt) continue
+        if (seat.attemptDeadlineMs <= nowMs) {
+          seat.timedOutAttempt = seat.attempt
+          if (seat.fiber !== undefined) expired.push(seat.fiber)
         } else {
-          earliestMs = Math.min(earliestMs, slot.attemptDeadlineMs)
+          earliestMs = Math.min(earliestMs, seat.attemptDeadlineMs)
         }
       }
       const interrupts = Effect.forEach(expired, (fiber) => Fiber.interruptAsFork(fiber, watchdogId), { discard: true })

@@ -257,7 +257,7 @@ export const make: Effect.Effect<S3WorkersService, never, StorageConfig | TaskQu
     // (through `shutdown`) stops: the pool's scope owns them.
     yield* Effect.addFinalizer(() => Effect.asVoid(shutdown))
     pool.watchdog = yield* Effect.forkDaemon(Effect.interruptible(workers.watchdog))
-    for (const slot of pool.slots) yield* workers.spawn(slot, Effect.void)
+    for (const seat of pool.seats) yield* workers.spawn(seat, Effect.void)
     return S3Workers.of({
       shutdown,
       stats: Effect.sync(() => statsOf(pool, labels, countersAtStart)),
