@@ -32,6 +32,7 @@ import {
   settleUntil,
   type World
 } from "../support/PartTableHarness.js"
+import { makeCollectingTracer } from "../support/Tracing.js"
 
 const cp = checkpointNumber
 const fa = file("data/a")
@@ -452,19 +453,7 @@ describe("PartTable", () => {
   })
 
   describe("spans", () => {
-    /** A tracer that records every span the default tracer makes. */
-    const collectingTracer = Effect.map(Effect.tracer, (base) => {
-      const spans: Array<Tracer.Span> = []
-      const tracer = Tracer.make({
-        span: (name, parent, context, links, startTime, kind, options) => {
-          const span = base.span(name, parent, context, links, startTime, kind, options)
-          spans.push(span)
-          return span
-        },
-        context: (f, fiber) => base.context(f, fiber)
-      })
-      return { tracer, spans }
-    })
+    const collectingTracer = makeCollectingTracer
     const named = (spans: ReadonlyArray<Tracer.Span>, name: string) => spans.filter((span) => span.name === name)
 
     it.scoped("a lease that loads runs in part.lease with part.load as its child; a lease on a Loaded part makes no span; an upload makes part.upload", () =>

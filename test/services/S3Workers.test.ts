@@ -44,6 +44,7 @@ import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as TaskQueue from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 import { eventually, failureOf } from "../support/Shared.js"
+import { collectingTracer } from "../support/Tracing.js"
 
 const users = fileId("users")
 const read = (part: number) => new ReadPart({ file: users, part: partIndex(part) })
@@ -88,17 +89,6 @@ const rejected = new ObjectStoreRejected({
   code: "AccessDenied",
   detail: "denied"
 })
-
-/** `base`, recording every span it starts in `spans`. */
-const collectingTracer = (base: Tracer.Tracer, spans: Array<Tracer.Span>): Tracer.Tracer =>
-  Tracer.make({
-    span: (name, parent, context, links, startTime, kind, options) => {
-      const span = base.span(name, parent, context, links, startTime, kind, options)
-      spans.push(span)
-      return span
-    },
-    context: (f, fiber) => base.context(f, fiber)
-  })
 
 /** An error failed inside a span reaches the waiter wrapped (Effect annotates it with the span):
  * compare class and message, not identity. */

@@ -48,6 +48,7 @@ import * as TaskQueueModule from "../../src/services/TaskQueue.js"
 import { TaskQueue, type TaskQueueService } from "../../src/services/TaskQueue.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
 import * as WalArchiver from "../../src/services/WalArchiver.js"
+import { makeCollectingTracer } from "../support/Tracing.js"
 
 const segmentBytes = 4096
 const config = Either.getOrThrow(StorageConfig.validate({ walSegmentBytes: segmentBytes, prefix: "tier" }))
@@ -1044,19 +1045,7 @@ describe("WalArchiver on a real directory", () => {
 // Observability: spans and log levels
 // ---------------------------------------------------------------------------------------------
 
-/** A tracer that records every span it starts (over the default one). */
-const collectingTracer = Effect.map(Effect.tracer, (inner) => {
-  const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (name, parent, context, links, startTime, kind, options) => {
-      const span = inner.span(name, parent, context, links, startTime, kind, options)
-      spans.push(span)
-      return span
-    },
-    context: (f, fiber) => inner.context(f, fiber)
-  })
-  return { tracer, spans }
-})
+const collectingTracer = makeCollectingTracer
 
 const attributesOf = (span: Tracer.Span) => Object.fromEntries(span.attributes)
 

@@ -15,6 +15,14 @@ export const collectingTracer = (base: Tracer.Tracer, spans: Array<Tracer.Span>)
     context: (f, fiber) => base.context(f, fiber)
   })
 
+/** A recording tracer over the runtime's own, and the spans it records. */
+export const makeCollectingTracer: Effect.Effect<
+  { readonly tracer: Tracer.Tracer; readonly spans: Array<Tracer.Span> }
+> = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<Tracer.Span> = []
+  return { tracer: collectingTracer(base, spans), spans }
+})
+
 /** Runs `effect` with every span it (and every fiber it starts) opens recorded in `spans`. */
 export const recordingSpans = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
