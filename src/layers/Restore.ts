@@ -40,6 +40,7 @@ import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
 import * as PartPath from "../domain/PartPath.js"
 import * as Wal from "../domain/Wal.js"
+import { readRootObject } from "../internal/checkpoints.js"
 import * as ReaderLease from "../internal/ReaderLease.js"
 import * as Hasher from "../services/Hasher.js"
 import * as Loader from "../services/Loader.js"
@@ -164,14 +165,8 @@ const readRoot = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   number: number
-): Effect.Effect<Root, ObjectStoreError | CorruptObject> => {
-  const key = KeyLayout.checkpointKey(keyLayout(config), CheckpointNumber.make(number))
-  return store.get(key).pipe(
-    withRequestPolicy(config, "read checkpoint manifest", key),
-    Effect.flatMap((bytes) => Manifest.decodeRootObject(key, bytes, CheckpointNumber.make(number))),
-    Effect.map((object) => ({ checkpoint: number, object }))
-  )
-}
+): Effect.Effect<Root, ObjectStoreError | CorruptObject> =>
+  Effect.map(readRootObject(store, config, CheckpointNumber.make(number)), (object) => ({ checkpoint: number, object }))
 
 const createdOf = (
   root: Root

@@ -93,23 +93,9 @@ export type ReplayError = WalGap | CorruptObject | LocalIoError | ObjectStoreErr
  * cannot repair it; Fenced: a newer epoch took over before this one recorded where it starts. */
 export type OpenError = WalGap | WalCorrupt | CorruptObject | LocalIoError | ObjectStoreError | Fenced
 
-/** Counters for reports and the CLI. @category models */
-export interface WalStats {
-  readonly appendedRecords: number
-  /** Payload bytes appended (frames add `Wal.headerBytes` each). */
-  readonly appendedBytes: number
-  readonly commits: number
-  /** Group-commit cycles that wrote and synced (each one at least one fsync). */
-  readonly flushes: number
-  /** `LocalDisk.sync` calls made by the log. */
-  readonly fsyncs: number
-  readonly flushFailures: number
-  /** Successful uploads of segments, full or partial. */
-  readonly segmentsArchived: number
-  /** Bytes those uploads sent. */
-  readonly archivedBytes: number
-  readonly uploadFailures: number
-  readonly segmentsRemoved: number
+/** Counters for reports and the CLI: what the log has done since it opened, and its positions.
+ * @category models */
+export interface WalStats extends Counters.WalCounters {
   readonly endLsn: Lsn
   readonly durableLsn: Lsn
   readonly archivedThrough: Lsn

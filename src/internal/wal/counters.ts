@@ -12,12 +12,17 @@ import { Effect, Ref } from "effect"
 /** What the log has done since it opened. */
 export interface WalCounters {
   readonly appendedRecords: number
+  /** Payload bytes appended (frames add `Wal.headerBytes` each). */
   readonly appendedBytes: number
   readonly commits: number
+  /** Group-commit cycles that wrote and synced (each one at least one fsync). */
   readonly flushes: number
+  /** `LocalDisk.sync` calls made by the log. */
   readonly fsyncs: number
   readonly flushFailures: number
+  /** Successful uploads of segments, full or partial. */
   readonly segmentsArchived: number
+  /** Bytes those uploads sent. */
   readonly archivedBytes: number
   readonly uploadFailures: number
   readonly segmentsRemoved: number
