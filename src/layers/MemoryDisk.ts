@@ -80,11 +80,18 @@ export class MemoryDiskControl extends Context.Tag("effect-s3-tier/MemoryDiskCon
   MemoryDiskControlService
 >() {}
 
-/** One file: a growable buffer (`data` holds at least `size` bytes) and its last synced bytes. */
+/** One file: a growable buffer (`data` holds at least `size` bytes) and its last synced bytes.
+ * `durable` may share memory with `data` (after a `writeAtomic`, a `sync` or a crash): the first
+ * write after that copies `data` (copy on write), so a sync costs no copy of the file. */
 interface MemoryFile {
   data: Uint8Array
   size: number
   durable: Uint8Array | undefined
+}
+
+/** Gives `file` a buffer of its own before an in-place write, if its durable bytes share it. */
+const ownData = (file: MemoryFile): void => {
+  if (file.durable !== undefined && file.durable.buffer === file.data.buffer) file.data = file.data.slice()
 }
 
 const contentOf = (file: MemoryFile): Uint8Array => file.data.slice(0, file.size)
@@ -168,6 +175,7 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
       // An empty write creates the file and changes nothing else, as a 0-byte pwrite.
       if (bytes.length === 0) return Either.right(undefined)
       growTo(file, offset + bytes.length)
+      ownData(file)
       file.data.set(bytes, offset)
       file.size = Math.max(file.size, offset + bytes.length)
       return Either.right(undefined)
@@ -221,7 +229,7 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
             }
           }
           const copy = bytes.slice()
-          files.set(valid, { data: copy, size: copy.length, durable: copy.slice() })
+          files.set(valid, { data: copy, size: copy.length, durable: copy })
           return Either.right(undefined)
         }),
       sync: (path) =>
@@ -231,7 +239,7 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
           if (file === undefined) {
             return Either.left(new LocalIoError({ operation: "sync", path: valid, detail: "no such file" }))
           }
-          file.durable = contentOf(file)
+          file.durable = file.data.subarray(0, file.size)
           syncsByPath.set(valid, (syncsByPath.get(valid) ?? 0) + 1)
           return Either.right(undefined)
         }),
@@ -279,7 +287,7 @@ export const make: Effect.Effect<{ readonly disk: LocalDiskService; readonly con
         directoryLock.heldBy = 0
         for (const [path, file] of Array.from(files)) {
           if (file.durable === undefined) files.delete(path)
-          else files.set(path, { data: file.durable.slice(), size: file.durable.length, durable: file.durable })
+          else files.set(path, { data: file.durable, size: file.durable.length, durable: file.durable })
         }
       }),
       stats: Effect.sync(() => {

@@ -41,6 +41,31 @@ describe("MemoryDisk", () => {
       assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("synced")), bytesOf(1, 2, 3, 4))
     }))
 
+  it.effect("in-place writes after a writeAtomic, a sync or a crash leave the durable bytes alone", () =>
+    Effect.gen(function*() {
+      // The durable bytes share the file's buffer until its next write (copy on write): each
+      // overwrite below fits in the buffer, so only that copy keeps the durable bytes intact.
+      const { control, disk } = yield* MemoryDisk.make
+      const given = bytesOf(1, 1, 1)
+      yield* disk.writeAtomic("atomic", given)
+      given[0] = 7 // the caller's buffer is not the file's
+      yield* disk.write("atomic", 0, bytesOf(2))
+      yield* disk.write("synced", 0, bytesOf(3, 3, 3))
+      yield* disk.sync("synced")
+      yield* disk.write("synced", 1, bytesOf(4))
+      assert.deepStrictEqual(Option.getOrThrow(yield* control.peekDurable("atomic")), bytesOf(1, 1, 1))
+      assert.deepStrictEqual(Option.getOrThrow(yield* control.peekDurable("synced")), bytesOf(3, 3, 3))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("atomic")), bytesOf(2, 1, 1))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("synced")), bytesOf(3, 4, 3))
+      yield* control.crash
+      // After a crash the file is its durable bytes again; a write then a second crash reverts it.
+      yield* disk.write("atomic", 2, bytesOf(5))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("atomic")), bytesOf(1, 1, 5))
+      yield* control.crash
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("atomic")), bytesOf(1, 1, 1))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("synced")), bytesOf(3, 3, 3))
+    }))
+
   it.effect("a removed file does not come back after a crash", () =>
     Effect.gen(function*() {
       const { control, disk } = yield* MemoryDisk.make
