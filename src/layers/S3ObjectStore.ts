@@ -11,8 +11,9 @@
  *   has no timeout of its own);
  * - is tried once: SDK retries are off (`maxAttempts: 1`); the workers retry transient failures;
  * - fails with a typed error chosen by one pure function, `classifyS3Error`.
- * A GetObject's body stream is read under its own finalizer that destroys it, so it is consumed
- * or destroyed on every exit path (the AbortSignal no longer covers it once headers arrived).
+ * A GetObject and the read of its body are one request under one AbortSignal, and the body stream
+ * is destroyed when the signal aborts or the read fails, so it is consumed or destroyed on every
+ * exit path.
  * Checksums are sent and checked only when required (`WHEN_REQUIRED`), so uploads go as plain
  * bodies, never `aws-chunked`, which S3-compatible servers may store with the framing.
  *
@@ -354,6 +355,30 @@ const counted = <A>(
 const isDestroyable = (value: unknown): value is { readonly destroy: () => void } =>
   typeof value === "object" && value !== null && "destroy" in value && typeof value.destroy === "function"
 
+/** Reads a GetObject body to bytes; destroys the stream if the read fails or `signal` aborts
+ * (the SDK's own abort covers the request only until its headers arrive). */
+const readBody = async (
+  body: NonNullable<GetObjectCommandOutput["Body"]>,
+  signal: AbortSignal
+): Promise<Uint8Array> => {
+  const destroy = () => {
+    if (isDestroyable(body)) body.destroy()
+  }
+  if (signal.aborted) {
+    destroy()
+    throw signal.reason
+  }
+  signal.addEventListener("abort", destroy, { once: true })
+  try {
+    return await body.transformToByteArray()
+  } catch (error) {
+    destroy()
+    throw error
+  } finally {
+    signal.removeEventListener("abort", destroy)
+  }
+}
+
 const hasStatus = (error: unknown, status: number): boolean => fieldsOf(error).status === status
 
 const revealed = (
@@ -549,32 +574,21 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       bounded(operation, key, Effect.mapError(effect, (error) => classifyS3Error(operation, key, error)))
     )
 
-  /** GetObject and its body, read under a finalizer that destroys the stream on every exit. */
+  /** GetObject and its body, read in one request whose AbortSignal covers the body too: the
+   * stream is consumed, or destroyed on every other exit (a failed read, an interruption). */
   const getObject = (
     key: string,
     range: string | undefined
   ): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        // The request itself stays interruptible (its AbortSignal aborts it); once it answered,
-        // the finalizer that destroys the body is registered before any interruption can land.
-        const output = yield* Effect.acquireRelease(
-          Effect.interruptible(
-            send((signal) =>
-              client.send(
-                new GetObjectCommand({ Bucket: bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }),
-                { abortSignal: signal }
-              )
-            )
-          ),
-          (acquired) => Effect.sync(() => isDestroyable(acquired.Body) && acquired.Body.destroy())
-        )
-        const body = output.Body
-        if (body === undefined) return { output, bytes: new Uint8Array(0) }
-        const bytes = yield* send(() => body.transformToByteArray())
-        return { output, bytes }
-      })
-    )
+    send(async (signal) => {
+      const output = await client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }),
+        { abortSignal: signal }
+      )
+      const body = output.Body
+      if (body === undefined) return { output, bytes: new Uint8Array(0) }
+      return { output, bytes: await readBody(body, signal) }
+    })
 
   const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
     classified(

@@ -26,6 +26,7 @@ import {
   Cause,
   ConfigProvider,
   Context,
+  Deferred,
   Effect,
   Either,
   Exit,
@@ -251,6 +252,52 @@ describe("S3ObjectStore never hangs", () => {
 
   it.scopedLive("interrupting a get returns within 100 ms and closes its socket", () =>
     interruptWhileWaiting((store) => store.get("k")))
+
+  it.scopedLive("interrupting a get whose body stalls midway returns within 100 ms and closes its socket", () =>
+    Effect.gen(function*() {
+      // The answer's headers and 1 KiB of its 1 MiB body, then nothing: the request has been
+      // answered, so only the body's read is left to cut.
+      const hanging = yield* HangingServer.makeWith({
+        answerHead: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${
+          1024 * 1024
+        }\r\n\r\n${"x".repeat(1024)}`
+      })
+      const client = new S3Client({
+        endpoint: hanging.endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        credentials: { accessKeyId: "a", secretAccessKey: "b" },
+        maxAttempts: 1
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
+      // Told when the SDK hands back the answer (its body still arriving).
+      const answered = yield* Deferred.make<void>()
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          const output = await next(args)
+          Deferred.unsafeDone(answered, Exit.void)
+          return output
+        },
+        { step: "initialize", name: "testAnswered" }
+      )
+      const store = S3ObjectStore.makeWithClient(client, {
+        bucket: "hang",
+        endpoint: hanging.endpoint,
+        region: "us-east-1",
+        forcePathStyle: true,
+        requestTimeoutMs: 60_000
+      })
+      const fiber = yield* Effect.fork(store.get("k"))
+      yield* Deferred.await(answered)
+      yield* Effect.yieldNow()
+      assert.isNull(fiber.unsafePoll(), "the get ended before its body was cut")
+      const { ms } = yield* elapsedMs(Fiber.interrupt(fiber))
+      assert.isBelow(ms, 100, `interrupt took ${ms} ms`)
+      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" })
+      )
+      assert.strictEqual(hanging.openSockets(), 0)
+    }))
 
   it.scopedLive("interrupting a list returns within 100 ms and closes its socket", () =>
     interruptWhileWaiting((store) => Stream.runDrain(store.list(""))))

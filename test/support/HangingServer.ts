@@ -1,6 +1,7 @@
 /**
- * A TCP server on 127.0.0.1 that accepts connections, reads whatever is sent and never answers:
- * the shape of a stalled object store. It counts accepted and open sockets, so a test can assert
+ * A TCP server on 127.0.0.1 that accepts connections, reads whatever is sent and never answers
+ * (or, with `answerHead`, writes that much of an answer once a request arrives and then nothing
+ * more: a body that stalls midway): the shape of a stalled object store. It counts accepted and open sockets, so a test can assert
  * that an interrupted request closed its socket (the client aborted it) instead of leaking it.
  * Waiting is event-driven (`awaitSockets` resolves on a socket change), never a sleep.
  */
@@ -28,7 +29,7 @@ export interface RunningHangingServer {
 }
 
 /** Starts the server (for vitest hooks; pair with `stop`). */
-export const start = (): Promise<RunningHangingServer> =>
+export const start = (options: { readonly answerHead?: string } = {}): Promise<RunningHangingServer> =>
   new Promise((resolve, reject) => {
     const sockets = new Set<net.Socket>()
     const listeners = new Set<() => void>()
@@ -39,8 +40,13 @@ export const start = (): Promise<RunningHangingServer> =>
     const server = net.createServer((socket) => {
       accepted += 1
       sockets.add(socket)
-      // Read and drop whatever arrives; never write.
-      socket.on("data", () => {})
+      // Read and drop whatever arrives; write nothing, or the answer's head once.
+      let answered = false
+      socket.on("data", () => {
+        if (options.answerHead === undefined || answered) return
+        answered = true
+        socket.write(options.answerHead)
+      })
       socket.on("error", () => {})
       socket.on("close", () => {
         sockets.delete(socket)
@@ -84,10 +90,16 @@ export const start = (): Promise<RunningHangingServer> =>
   })
 
 /** The server as a scoped resource. */
-export const make: Effect.Effect<HangingServerInfo, never, Scope.Scope> = Effect.map(
-  Effect.acquireRelease(Effect.promise(start), (running) => Effect.promise(() => running.stop())),
-  (running) => running.info
-)
+export const makeWith = (
+  options: { readonly answerHead?: string }
+): Effect.Effect<HangingServerInfo, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(Effect.promise(() => start(options)), (running) => Effect.promise(() => running.stop())),
+    (running) => running.info
+  )
+
+/** The server that never answers, as a scoped resource. */
+export const make: Effect.Effect<HangingServerInfo, never, Scope.Scope> = makeWith({})
 
 /** A running hanging server, for `it.layer`. */
 export class HangingServer
