@@ -262,7 +262,7 @@ export const make: Effect.Effect<
     openCheckpoint: yield* TRef.make(CheckpointNumberSchema.make(1)),
     loads: yield* FiberSet.make<void, never>(),
     sweepLock: yield* Effect.makeSemaphore(1),
-    uploadBuffers: [],
+    partBuffers: [],
     hand: 0
   }
   const close = STM.commit(TRef.set(table.closed, true))

@@ -20,6 +20,7 @@ import { parsePartPath, partPath } from "../../src/domain/PartPath.js"
 import type { PartState } from "../../src/domain/PartState.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
+import * as Hasher from "../../src/services/Hasher.js"
 import { type InstallEntry, type PartTableService } from "../../src/services/PartTable.js"
 import {
   file,
@@ -176,6 +177,24 @@ describe("PartTable", () => {
         assert.include(error?.message ?? "", "SHA-256")
         assert.isTrue(Option.isNone(yield* h.disk.readAll(partPath(fa, p0))))
         yield* assertHealthy(h)
+      }))
+
+    it.scopedLive("a load checks the SHA-256 on a Hasher thread (the JavaScript thread only copies), and still refuses other bytes", () =>
+      Effect.gen(function*() {
+        const hasher = yield* Hasher.makeWith(1)
+        const h = yield* makeHarness({ hasher })
+        const good = yield* seed(h, fa, p0, filled(h.config.partSizeBytes, 5))
+        const bad = yield* seed(h, fa, p1, filled(10, 3))
+        // The key names the good digest, the bytes are other bytes.
+        yield* Effect.orDie(
+          h.store.put(KeyLayout.partKey(KeyLayout.make(""), bad.checkpoint, fa, p1, bad.sha256), filled(10, 4))
+        )
+        yield* h.parts.install([{ file: fa, part: p0, remote: good }, { file: fa, part: p1, remote: bad }], cp(2))
+        assert.deepStrictEqual(yield* leaseRead(h.parts, fa, p0, 4), filled(4, 5))
+        const error = failureOf(yield* Effect.exit(leaseRead(h.parts, fa, p1, 10)))
+        assert.strictEqual(error?._tag, "PartLoadFailed")
+        assert.include(error?.message ?? "", "SHA-256")
+        assert.deepStrictEqual(yield* hasher.stats, { offloaded: 2, inline: 0, workersAlive: 1, workersFailed: 0 })
       }))
 
     it.scoped("interrupting the winner and the joiners of a load leaves the counts exact and the load completes", () =>

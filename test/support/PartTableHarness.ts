@@ -163,7 +163,12 @@ export interface Harness {
  * before the test ends if tasks may still be pending.
  */
 export const makeHarness = (
-  options: { readonly config?: Partial<StorageConfigValue>; readonly world?: World } = {}
+  options: {
+    readonly config?: Partial<StorageConfigValue>
+    readonly world?: World
+    /** The table's Hasher (default: none of its own threads; see below). */
+    readonly hasher?: Hasher.HasherService
+  } = {}
 ): Effect.Effect<Harness, never, Scope.Scope> =>
   Effect.gen(function*() {
     const config = testConfig(options.config)
@@ -186,7 +191,7 @@ export const makeHarness = (
       Effect.provideService(WaitRegistry.WaitRegistry, waits),
       // Hashes on the test's own thread: the harness runs on the TestClock and settles by yielding,
       // so no step may wait on a real thread (test/services/Hasher.test.ts covers the workers).
-      Effect.provideService(Hasher.Hasher, yield* Hasher.makeWith(0))
+      Effect.provideService(Hasher.Hasher, options.hasher ?? (yield* Hasher.makeWith(0)))
     )
     const shutdownWorkers = Effect.gen(function*() {
       const fiber = yield* Effect.fork(workers.shutdown)

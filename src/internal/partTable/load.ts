@@ -15,11 +15,24 @@
 import { Cause, Effect, Exit, STM, TRef } from "effect"
 import { CorruptObject, type LocalIoError, type ObjectStoreError, PartLoadFailed } from "../../domain/Errors.js"
 import * as Errors from "../../domain/Errors.js"
+import type { Sha256Hex } from "../../domain/Ids.js"
 import * as KeyLayout from "../../domain/KeyLayout.js"
 import { type RemotePart, sha256Hex } from "../../domain/Manifest.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import { ReadPart } from "../../domain/Task.js"
-import { applyEvent, type PartRow, type Table } from "./table.js"
+import { applyEvent, partBuffer, type PartRow, type Table } from "./table.js"
+
+/** The SHA-256 of a GET's body, on a Hasher thread: copied into a part buffer in shared memory
+ * (a memory copy is a fraction of a hash's cost, and it frees the JavaScript thread for the other
+ * loads' I/O). A body larger than a part, or a Hasher without threads, is hashed where it is. */
+const hashOf = (table: Table, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
+  bytes.length > table.config.partSizeBytes
+    ? Effect.succeed(sha256Hex(bytes))
+    : Effect.scoped(Effect.flatMap(partBuffer(table), (buffer) => {
+      if (!(buffer.buffer instanceof SharedArrayBuffer)) return table.hasher.sha256Hex(bytes)
+      buffer.set(bytes)
+      return table.hasher.sha256Hex(buffer.subarray(0, bytes.length))
+    }))
 
 /** The ReadPart task's effect: GET the object, check its SHA-256 and size, write the part file
  * atomically. Idempotent: a retry or a replay writes the same bytes again. */
@@ -31,7 +44,7 @@ const readRun = (
   Effect.gen(function*() {
     const key = KeyLayout.partKey(table.layout, remote.checkpoint, row.file, row.part, remote.sha256)
     const bytes = yield* table.store.get(key)
-    const actual = sha256Hex(bytes)
+    const actual = yield* hashOf(table, bytes)
     if (actual !== remote.sha256 || bytes.length !== remote.sizeBytes) {
       return yield* Effect.fail(
         new CorruptObject({

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Either, type FiberSet, STM, TRef } from "effect"
+import { Effect, Either, type FiberSet, type Scope, STM, TRef } from "effect"
 import { type PartDamaged, type PartLoadFailed, ShuttingDown } from "../../domain/Errors.js"
 import type { CheckpointNumber, FileId, PartIndex } from "../../domain/Ids.js"
 import type * as KeyLayout from "../../domain/KeyLayout.js"
@@ -91,11 +91,29 @@ export interface Table {
   /** The load fibers, forked into the table's scope (interrupted when it closes). */
   readonly loads: FiberSet.FiberSet<void, never>
   readonly sweepLock: Effect.Semaphore
-  /** Upload read buffers (partSizeBytes + 1 each) free for reuse; at most workerCount are kept. */
-  readonly uploadBuffers: Array<Uint8Array>
+  /** Part buffers (partSizeBytes + 1 each, in the Hasher's shared memory) free for reuse; at most
+   * workerCount are kept. */
+  readonly partBuffers: Array<Uint8Array>
   /** The eviction sweep's clock hand: an index into `order`. */
   hand: number
 }
+
+/**
+ * A part-sized buffer in the Hasher's shared memory, for one upload's read of a part file or one
+ * load's hash of a GET's body, as a scoped resource, from the table's free list (at most
+ * `workerCount` kept). A buffer is reused only after the work on it has returned. Not an Effect
+ * Pool: its shutdown waits for every buffer in use, so closing the table would wait up to a
+ * request timeout for an upload in flight (the S3 workers stop after the table), and its bound
+ * adds nothing here, as one S3 worker runs one task at a time.
+ */
+export const partBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => table.partBuffers.pop() ?? table.hasher.allocate(table.config.partSizeBytes + 1)),
+    (buffer) =>
+      Effect.sync(() => {
+        if (table.partBuffers.length < table.config.workerCount) table.partBuffers.push(buffer)
+      })
+  )
 
 /** The lock that serializes a part file's writes and the upload's read of it. */
 export const ioOf = (row: PartRow): Effect.Semaphore => {

@@ -32,7 +32,7 @@ import { partKey } from "../../domain/PartPath.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import { WritePart } from "../../domain/Task.js"
 import type { SnapshotEntry, UploadError } from "../../services/PartTable.js"
-import { applyEvent, failIfClosed, ioOf, type PartRow, refuseDamaged, type Table } from "./table.js"
+import { applyEvent, failIfClosed, ioOf, partBuffer, type PartRow, refuseDamaged, type Table } from "./table.js"
 
 type UploadStep =
   | { readonly _tag: "Started"; readonly version: number }
@@ -52,22 +52,6 @@ const tryStartUpload = (table: Table, row: PartRow): STM.STM<UploadStep> =>
     })
   })
 
-/**
- * A part-sized read buffer for one upload, as a scoped resource, from the table's free list (at
- * most `workerCount` kept). A buffer is reused only after its hash and its PUT have returned.
- * Not an Effect Pool: its shutdown waits for every buffer in use, so closing the table would wait
- * up to a request timeout for an upload in flight (the S3 workers stop after the table), and its
- * bound adds nothing here, as one S3 worker runs one upload at a time.
- */
-const uploadBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => table.uploadBuffers.pop() ?? table.hasher.allocate(table.config.partSizeBytes + 1)),
-    (buffer) =>
-      Effect.sync(() => {
-        if (table.uploadBuffers.length < table.config.workerCount) table.uploadBuffers.push(buffer)
-      })
-  )
-
 /** Reads the part (under its I/O lock), hashes it (on a Hasher thread), PUTs it under its content-addressed key. */
 const readAndPut = (
   table: Table,
@@ -76,7 +60,7 @@ const readAndPut = (
 ): Effect.Effect<RemotePart, ObjectStoreError | LocalIoError | PartDamaged> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const buffer = yield* uploadBuffer(table)
+      const buffer = yield* partBuffer(table)
       // A damaged part is checked under the I/O lock: a write that fails sets it before releasing it.
       const count = yield* ioOf(row).withPermits(1)(
         Effect.zipRight(refuseDamaged(row), table.disk.readAllInto(row.path, buffer))
