@@ -182,18 +182,26 @@ describe("PartTable", () => {
     it.scopedLive("a load checks the SHA-256 on a Hasher thread (the JavaScript thread only copies), and still refuses other bytes", () =>
       Effect.gen(function*() {
         const hasher = yield* Hasher.makeWith(1)
-        const h = yield* makeHarness({ hasher })
-        const good = yield* seed(h, fa, p0, filled(h.config.partSizeBytes, 5))
-        const bad = yield* seed(h, fa, p1, filled(10, 3))
+        const h = yield* makeHarness({ hasher, config: { partSizeBytes: 256 * 1024 } })
+        const size = 100 * 1024 // above the size hashed inline
+        const good = yield* seed(h, fa, p0, filled(size, 5))
+        const bad = yield* seed(h, fa, p1, filled(size, 3))
+        const small = yield* seed(h, fa, part(2), filled(10, 6))
         // The key names the good digest, the bytes are other bytes.
         yield* Effect.orDie(
-          h.store.put(KeyLayout.partKey(KeyLayout.make(""), bad.checkpoint, fa, p1, bad.sha256), filled(10, 4))
+          h.store.put(KeyLayout.partKey(KeyLayout.make(""), bad.checkpoint, fa, p1, bad.sha256), filled(size, 4))
         )
-        yield* h.parts.install([{ file: fa, part: p0, remote: good }, { file: fa, part: p1, remote: bad }], cp(2))
+        yield* h.parts.install([
+          { file: fa, part: p0, remote: good },
+          { file: fa, part: p1, remote: bad },
+          { file: fa, part: part(2), remote: small }
+        ], cp(2))
         assert.deepStrictEqual(yield* leaseRead(h.parts, fa, p0, 4), filled(4, 5))
         const error = failureOf(yield* Effect.exit(leaseRead(h.parts, fa, p1, 10)))
         assert.strictEqual(error?._tag, "PartLoadFailed")
         assert.include(error?.message ?? "", "SHA-256")
+        // A small body is hashed on this thread (a thread's round trip would cost more).
+        assert.deepStrictEqual(yield* leaseRead(h.parts, fa, part(2), 10), filled(10, 6))
         assert.deepStrictEqual(yield* hasher.stats, { offloaded: 2, inline: 0, workersAlive: 1, workersFailed: 0 })
       }))
 

@@ -22,12 +22,17 @@ import * as PartStateDomain from "../../domain/PartState.js"
 import { ReadPart } from "../../domain/Task.js"
 import { applyEvent, partBuffer, type PartRow, type Table } from "./table.js"
 
+/** Bodies below this are hashed where they are: a round trip to a Hasher thread costs about
+ * what hashing 64 KiB does on this thread (some tens of microseconds). */
+const offloadedHashBytesMin = 64 * 1024
+
 /** The SHA-256 of a GET's body, on a Hasher thread: copied into a part buffer in shared memory
  * (a memory copy is a fraction of a hash's cost, and it frees the JavaScript thread for the other
- * loads' I/O). A body larger than a part, or a Hasher without threads, is hashed where it is. */
+ * loads' I/O). A small body, one larger than a part, or a Hasher without threads is hashed where
+ * it is. */
 const hashOf = (table: Table, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
-  bytes.length > table.config.partSizeBytes
-    ? Effect.succeed(sha256Hex(bytes))
+  bytes.length < offloadedHashBytesMin || bytes.length > table.config.partSizeBytes
+    ? Effect.sync(() => sha256Hex(bytes))
     : Effect.scoped(Effect.flatMap(partBuffer(table), (buffer) => {
       if (!(buffer.buffer instanceof SharedArrayBuffer)) return table.hasher.sha256Hex(bytes)
       buffer.set(bytes)
