@@ -193,6 +193,12 @@ export const isEvictable = (state: PartState): boolean =>
   state.status === "Loaded" && state.leases === 0 && state.usage === 0 && !state.dirty && !state.writing &&
   !state.scheduled
 
+/** Whether `Acquire` is allowed now: the part is Loaded, or was never written nor uploaded (a
+ * lease makes it Loaded at once). A lease checks this before the transition, so that the common
+ * "wait for a load" path builds no TransitionRejected. */
+export const isAcquirable = (state: PartState): boolean =>
+  state.status === "Loaded" || (state.status === "NotLoaded" && state.remote === undefined)
+
 /** Whether the bucket lacks the part's current content (dirty, or its upload is in flight). */
 export const needsUpload = (state: PartState): boolean => state.dirty || state.writing
 
@@ -286,11 +292,11 @@ export const transition = (state: PartState, event: PartEvent): Either.Either<Pa
       if (state.status !== "Loading") return reject(event._tag, state, "only a Loading part fails loading")
       return next({ ...state, status: "NotLoaded", sizeBytes: 0 })
     case "Acquire":
-      if (state.status === "NotLoaded" && state.remote === undefined) {
+      if (!isAcquirable(state)) return reject(event._tag, state, "a lease needs a Loaded part")
+      if (state.status === "NotLoaded") {
         // Never written and never uploaded (invariants: no remote ⇒ uploadedVersion 0 = version).
         return next({ ...state, status: "Loaded", leases: 1, usage: 1, sizeBytes: 0 })
       }
-      if (state.status !== "Loaded") return reject(event._tag, state, "a lease needs a Loaded part")
       return next({ ...state, leases: state.leases + 1, usage: Math.min(usageMax, state.usage + 1) })
     case "Release":
       if (state.status !== "Loaded" || state.leases === 0) return reject(event._tag, state, "no lease is held")

@@ -156,8 +156,10 @@ const tryAcquire = (table: Table, row: PartRow): STM.STM<TryAttempt, ShuttingDow
   STM.zipRight(
     failIfClosed(table, "lease"),
     STM.flatMap(TRef.get(row.cell), (cell): STM.STM<TryAttempt> => {
-      const acquired = PartStateDomain.transition(cell.state, PartStateDomain.PartEvent.Acquire)
-      if (Either.isRight(acquired)) {
+      const acquired = PartStateDomain.isAcquirable(cell.state)
+        ? PartStateDomain.transition(cell.state, PartStateDomain.PartEvent.Acquire)
+        : undefined
+      if (acquired !== undefined && Either.isRight(acquired)) {
         return STM.as(setCell(table, row, cell, { ...cell, state: acquired.right }), {
           _tag: "Acquired",
           held: { wrote: false, writtenEndBytes: 0, released: false }
