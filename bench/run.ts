@@ -314,7 +314,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<Run> => {
     // `--only` replaces its scenarios' sections and keeps the others of an earlier run of the same mode.
     const written = args.only === undefined ? run : mergeRuns(await readRun(resultsFile), run)
     await fsp.writeFile(resultsFile, JSON.stringify(written, null, 2) + "\n")
-    await fsp.writeFile(path.join(directory, "BENCHMARKS.md"), markdown(written))
+    await fsp.writeFile(
+      path.join(directory, "BENCHMARKS.md"),
+      markdown(written, path.relative(directory, resultsFile).split(path.sep).join("/"))
+    )
     process.stderr.write(
       `bench: wrote ${path.join(directory, "BENCHMARKS.md")} and ${path.join(benchDirectory, "results.json")}\n`
     )
