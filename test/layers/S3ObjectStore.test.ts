@@ -317,6 +317,26 @@ describe("S3ObjectStore never hangs", () => {
       )
     }))
 
+  it.scopedLive("a body that stalls midway costs requestTimeoutMs too: Unavailable Timeout, socket closed", () =>
+    Effect.gen(function*() {
+      // The answer's headers and 1 KiB of its 1 MiB body, then nothing: the deadline covers the body.
+      const hanging = yield* HangingServer.makeWith({
+        answerHead: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${
+          1024 * 1024
+        }\r\n\r\n${"x".repeat(1024)}`
+      })
+      const store = yield* hangingStore(hanging, 300)
+      // Bounded here too, so that a store that never times out fails this test instead of hanging it.
+      const { exit, ms } = yield* elapsedMs(store.get("k").pipe(Effect.timeout("5 seconds")))
+      const error = failureOf(exit)
+      assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Timeout", JSON.stringify(error))
+      assert.isAtLeast(ms, 290)
+      assert.isBelow(ms, 1000)
+      yield* hanging.awaitSockets((counts) => counts.open === 0).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "the socket stayed open" })
+      )
+    }))
+
   it.scopedLive("an unreachable endpoint (a closed port) is Unavailable Network at once", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(HangingServer.closedPort)
