@@ -362,8 +362,8 @@ type Send = <A>(call: (signal: AbortSignal) => Promise<A>) => Effect.Effect<A, u
 /** What a request's SDK call fails with once its deadline has passed (told apart from SDK errors). */
 const deadlinePassed: unique symbol = Symbol("deadlinePassed")
 
-/** `promise`'s outcome, or a rejection with `deadlinePassed` as soon as `deadline` aborts, whether
- * or not the SDK honours the abort. */
+/** `promise`'s outcome, or a rejection as soon as `deadline` aborts, whether or not the SDK
+ * honours the abort. */
 const beforeDeadline = <A>(promise: Promise<A>, deadline: AbortSignal): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const passed = () => reject(deadlinePassed)
@@ -372,12 +372,18 @@ const beforeDeadline = <A>(promise: Promise<A>, deadline: AbortSignal): Promise<
     promise.then(resolve, reject).finally(() => deadline.removeEventListener("abort", passed))
   })
 
-/** The `Send` of a request whose deadline is `deadline`: each call is aborted when the fiber is
- * interrupted or the deadline passes; any other failure is the raw SDK error. */
-const sendBefore = (deadline: AbortSignal): Send => (call) =>
-  Effect.tryPromise({
-    try: (signal) => beforeDeadline(call(AbortSignal.any([signal, deadline])), deadline),
-    catch: (error) => (deadline.aborted ? deadlinePassed : error)
+/** The `Send` of a request: each call runs under `request`'s signal, which the request's deadline
+ * aborts and so does an interruption of the calling fiber; any other failure is the raw SDK error.
+ * (One controller per request: `AbortSignal.any` of the fiber's and the deadline's signals cost
+ * every request a composite signal and its weak references.) */
+const sendWith = (request: AbortController): Send => <A>(call: (signal: AbortSignal) => Promise<A>) =>
+  Effect.async<A, unknown>((resume) => {
+    const signal = request.signal
+    beforeDeadline(call(signal), signal).then(
+      (value) => resume(Effect.succeed(value)),
+      (error: unknown) => resume(Effect.fail(signal.aborted ? deadlinePassed : error))
+    )
+    return Effect.sync(() => request.abort())
   })
 
 /** Reads a GetObject body to bytes; destroys the stream if the read fails or `signal` aborts
@@ -595,7 +601,7 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
             )
           ),
           () =>
-            Effect.mapError(build(sendBefore(deadline.signal)), (error) =>
+            Effect.mapError(build(sendWith(deadline)), (error) =>
               error === deadlinePassed
                 ? new ObjectStoreUnavailable({
                   operation,
@@ -721,7 +727,7 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
     )
 
   // The probe bounds its HeadBucket itself.
-  const headBucket = sendBefore(new AbortController().signal)((signal) =>
+  const headBucket = sendWith(new AbortController())((signal) =>
     client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: signal })
   )
 

@@ -327,7 +327,12 @@ describe("S3ObjectStore never hangs", () => {
       })
       const store = yield* hangingStore(hanging, 300)
       // Bounded here too, so that a store that never times out fails this test instead of hanging it.
-      const { exit, ms } = yield* elapsedMs(store.get("k").pipe(Effect.timeout("5 seconds")))
+      const { exit, ms } = yield* elapsedMs(
+        store.get("k").pipe(
+          Effect.timeout("5 seconds"),
+          Effect.catchTag("TimeoutException", () => Effect.dieMessage("the store's get never timed out"))
+        )
+      )
       const error = failureOf(exit)
       assert.isTrue(error?._tag === "ObjectStoreUnavailable" && error.reason === "Timeout", JSON.stringify(error))
       assert.isAtLeast(ms, 290)
