@@ -231,6 +231,13 @@ describe("S3ObjectStore never hangs", () => {
       requestTimeoutMs
     })
 
+  /** A server that answers with the headers and 1 KiB of a 1 MiB body, then sends nothing more. */
+  const stallingBody = HangingServer.makeWith({
+    answerHead: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${1024 * 1024}\r\n\r\n${
+      "x".repeat(1024)
+    }`
+  })
+
   const interruptWhileWaiting = (operation: (store: ObjectStoreService) => Effect.Effect<unknown, ObjectStoreError>) =>
     Effect.gen(function*() {
       const hanging = yield* HangingServer.make
@@ -257,11 +264,7 @@ describe("S3ObjectStore never hangs", () => {
     Effect.gen(function*() {
       // The answer's headers and 1 KiB of its 1 MiB body, then nothing: the request has been
       // answered, so only the body's read is left to cut.
-      const hanging = yield* HangingServer.makeWith({
-        answerHead: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${
-          1024 * 1024
-        }\r\n\r\n${"x".repeat(1024)}`
-      })
+      const hanging = yield* stallingBody
       const client = new S3Client({
         endpoint: hanging.endpoint,
         region: "us-east-1",
@@ -320,11 +323,7 @@ describe("S3ObjectStore never hangs", () => {
   it.scopedLive("a body that stalls midway costs requestTimeoutMs too: Unavailable Timeout, socket closed", () =>
     Effect.gen(function*() {
       // The answer's headers and 1 KiB of its 1 MiB body, then nothing: the deadline covers the body.
-      const hanging = yield* HangingServer.makeWith({
-        answerHead: `HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${
-          1024 * 1024
-        }\r\n\r\n${"x".repeat(1024)}`
-      })
+      const hanging = yield* stallingBody
       const store = yield* hangingStore(hanging, 300)
       // Bounded here too, so that a store that never times out fails this test instead of hanging it.
       const { exit, ms } = yield* elapsedMs(
