@@ -387,7 +387,7 @@ const sendWith = (request: AbortController): Send => <A>(call: (signal: AbortSig
   })
 
 /** Reads a GetObject body to bytes; destroys the stream if the read fails or `signal` aborts
- * (the SDK's own abort covers the request only until its headers arrive). */
+ * (whether or not the SDK's own abort still covers the response: it does in the pinned version). */
 const readBody = async (
   body: NonNullable<GetObjectCommandOutput["Body"]>,
   signal: AbortSignal
