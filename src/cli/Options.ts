@@ -104,6 +104,19 @@ const countOption = (name: string, fallback: number, max: number, description: s
     )
   )
 
+/** An optional whole number of at least `min`; below it, "--name: v is not <what> (min or more)". */
+const optionalIntegerFrom = (name: string, pseudoName: string, min: number, what: string, description: string) =>
+  Options.integer(name).pipe(
+    Options.withPseudoName(pseudoName),
+    Options.optional,
+    Options.withDescription(description),
+    Options.mapEffect((value) =>
+      Option.isSome(value) && value.value < min
+        ? Effect.fail(invalid(`--${name}: ${value.value} is not ${what} (${min} or more)`))
+        : Effect.succeed(value)
+    )
+  )
+
 /** The bucket: a directory (the embedded filesystem store) or an S3 bucket. Same on every command. */
 export const storeOptions = {
   storeDir: Options.text("store-dir").pipe(
@@ -247,26 +260,14 @@ export const restoreOptions = {
     Options.withPseudoName("directory"),
     Options.withDescription("a fresh (missing or empty) directory to restore into")
   ),
-  checkpoint: Options.integer("checkpoint").pipe(
-    Options.withPseudoName("n"),
-    Options.optional,
-    Options.withDescription("restore this checkpoint (no WAL after it)"),
-    Options.mapEffect((value) =>
-      Option.isSome(value) && value.value < 1
-        ? Effect.fail(invalid(`--checkpoint: ${value.value} is not a checkpoint number (1 or more)`))
-        : Effect.succeed(value)
-    )
+  checkpoint: optionalIntegerFrom(
+    "checkpoint",
+    "n",
+    1,
+    "a checkpoint number",
+    "restore this checkpoint (no WAL after it)"
   ),
-  lsn: Options.integer("lsn").pipe(
-    Options.withPseudoName("lsn"),
-    Options.optional,
-    Options.withDescription("restore every record below this WAL position"),
-    Options.mapEffect((value) =>
-      Option.isSome(value) && value.value < 0
-        ? Effect.fail(invalid(`--lsn: ${value.value} is not a WAL position (0 or more)`))
-        : Effect.succeed(value)
-    )
-  ),
+  lsn: optionalIntegerFrom("lsn", "lsn", 0, "a WAL position", "restore every record below this WAL position"),
   time: Options.text("time").pipe(
     Options.withPseudoName("ISO-8601"),
     Options.optional,

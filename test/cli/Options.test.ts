@@ -3,8 +3,11 @@
  * `--log-level` (a built-in option every command's help shows, read only right after the command
  * name) moved there from wherever it was written. Method: the pure normalization, case by case.
  */
+import { CliConfig, HelpDoc, Options } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { normalizeArgs } from "../../src/cli/Options.js"
+import { Effect, Either, Option } from "effect"
+import { normalizeArgs, restoreOptions } from "../../src/cli/Options.js"
 
 describe("normalizeArgs", () => {
   it("means run when no command is named", () => {
@@ -46,4 +49,28 @@ describe("normalizeArgs", () => {
     // A trailing --log-level without a value is left for the parser to refuse.
     assert.deepStrictEqual(normalizeArgs(["verify", "--log-level"]), ["verify", "--log-level"])
   })
+})
+
+describe("restore's --checkpoint and --lsn", () => {
+  const parse = (option: typeof restoreOptions.checkpoint, args: ReadonlyArray<string>) =>
+    Options.processCommandLine(option, args, CliConfig.defaultConfig).pipe(
+      Effect.either,
+      Effect.map(Either.match({
+        onLeft: (error) => `refused: ${HelpDoc.toAnsiText(error.error)}`,
+        onRight: ([, , value]) => Option.match(value, { onNone: () => "none", onSome: String })
+      })),
+      Effect.provide(NodeContext.layer)
+    )
+
+  it.effect("take a checkpoint number from 1 and a WAL position from 0, and name the flag of a bad value", () =>
+    Effect.gen(function*() {
+      assert.strictEqual(yield* parse(restoreOptions.checkpoint, []), "none")
+      assert.strictEqual(yield* parse(restoreOptions.checkpoint, ["--checkpoint", "1"]), "1")
+      assert.include(
+        yield* parse(restoreOptions.checkpoint, ["--checkpoint", "0"]),
+        "--checkpoint: 0 is not a checkpoint number (1 or more)"
+      )
+      assert.strictEqual(yield* parse(restoreOptions.lsn, ["--lsn", "0"]), "0")
+      assert.include(yield* parse(restoreOptions.lsn, ["--lsn", "-3"]), "--lsn: -3 is not a WAL position (0 or more)")
+    }))
 })
