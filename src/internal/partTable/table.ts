@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Either, type FiberSet, type Scope, STM, TRef } from "effect"
+import { Effect, Either, Exit, type FiberSet, type Scope, STM, TRef } from "effect"
 import { type PartDamaged, type PartLoadFailed, ShuttingDown } from "../../domain/Errors.js"
 import type { CheckpointNumber, FileId, PartIndex } from "../../domain/Ids.js"
 import type * as KeyLayout from "../../domain/KeyLayout.js"
@@ -101,17 +101,21 @@ export interface Table {
 /**
  * A part-sized buffer in the Hasher's shared memory, for one upload's read of a part file or one
  * load's hash of a GET's body, as a scoped resource, from the table's free list (at most
- * `workerCount` kept). A buffer is reused only after the work on it has returned. Not an Effect
- * Pool: its shutdown waits for every buffer in use, so closing the table would wait up to a
- * request timeout for an upload in flight (the S3 workers stop after the table), and its bound
- * adds nothing here, as one S3 worker runs one task at a time.
+ * `workerCount` kept). A buffer goes back to the list only when the work on it succeeded: after a
+ * failure or an interruption an I/O may still be writing into it (interrupting an fs read on the
+ * thread pool abandons it; it completes later, into this memory), so it is left to the garbage
+ * collector. Not an Effect Pool: its shutdown waits for every buffer in use, so closing the table
+ * would wait up to a request timeout for an upload in flight (the S3 workers stop after the
+ * table), and its bound adds nothing here, as one S3 worker runs one task at a time.
  */
 export const partBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => table.partBuffers.pop() ?? table.hasher.allocate(table.config.partSizeBytes + 1)),
-    (buffer) =>
+    (buffer, exit) =>
       Effect.sync(() => {
-        if (table.partBuffers.length < table.config.workerCount) table.partBuffers.push(buffer)
+        if (Exit.isSuccess(exit) && table.partBuffers.length < table.config.workerCount) {
+          table.partBuffers.push(buffer)
+        }
       })
   )
 
