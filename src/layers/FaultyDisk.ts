@@ -16,9 +16,14 @@
  *   the seeded Random) with `mask` (default 0xff) in the inner disk, and syncs it, so that the rot
  *   survives a crash as rot on the medium would. Flip files at rest (between a stop or a crash and
  *   the next start): the sync also makes any unsynced bytes of that file durable.
+ * - `stallReads(count)`: the next `count` matching `readAllInto` calls hang until interrupted, as
+ *   a read stuck in the kernel does. An interrupted one is abandoned, not cancelled (as an fs read
+ *   on the thread pool is): it lands later, copying the file's bytes of that moment into the
+ *   caller's buffer, as the next `readAllInto` returns: after that read's own bytes, the worst
+ *   moment for a caller that reused the buffer.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter` and `failSync` (flips are done). Nothing depends on time or on
+ * `heal` removes `fillAfter`, `failSync` and `stallReads` (flips are done; abandoned reads still land). Nothing depends on time or on
  * unseeded randomness: the same calls with the same seed inject the same faults. `make` wraps one
  * disk; `layer` wraps the LocalDisk below it (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *
@@ -51,6 +56,9 @@ export interface DiskFaultStats {
   readonly tornWrites: number
   readonly failedSyncs: number
   readonly flippedBytes: number
+  /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
+  readonly stalledReads: number
+  readonly lateReads: number
 }
 
 /** The switchboard of a FaultyDisk. @category models */
@@ -62,7 +70,9 @@ export interface DiskFaultsService {
   /** Flips a byte of a file of the inner disk (and syncs it); the offset flipped, or None when
    * the file is missing or empty. */
   readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
-  /** Ends `fillAfter` and `failSync`. */
+  /** The next `count` matching `readAllInto` calls hang until interrupted, and land later (default 1). */
+  readonly stallReads: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** Ends `fillAfter`, `failSync` and `stallReads`. */
   readonly heal: Effect.Effect<void>
   readonly stats: Effect.Effect<DiskFaultStats>
 }
@@ -79,6 +89,9 @@ export interface FaultyDiskOptions {
 interface FaultState {
   space: { readonly filter: DiskFaultFilter; remainingBytes: number } | undefined
   syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
+  readStalls: { readonly filter: DiskFaultFilter; remaining: number } | undefined
+  /** Reads abandoned by an interruption, still to land in their callers' buffers. */
+  abandoned: Array<{ readonly path: string; readonly buffer: Uint8Array }>
   stats: DiskFaultStats
 }
 
@@ -103,7 +116,9 @@ export const make = (
     const state: FaultState = {
       space: undefined,
       syncFailures: undefined,
-      stats: { noSpaceWrites: 0, tornWrites: 0, failedSyncs: 0, flippedBytes: 0 }
+      readStalls: undefined,
+      abandoned: [],
+      stats: { noSpaceWrites: 0, tornWrites: 0, failedSyncs: 0, flippedBytes: 0, stalledReads: 0, lateReads: 0 }
     }
     const random = Random.make(options.seed ?? 0)
     const count = (field: keyof DiskFaultStats) => {
@@ -162,6 +177,34 @@ export const make = (
         return Effect.fail(new LocalIoError({ operation: "sync", path, detail: "EIO: i/o error (fault injected)" }))
       })
 
+    // The abandoned reads land: each copies its file's bytes of now into its caller's buffer.
+    const land = (read: { readonly path: string; readonly buffer: Uint8Array }) =>
+      Effect.zipRight(Effect.sync(() => count("lateReads")), Effect.ignore(inner.readAllInto(read.path, read.buffer)))
+    const landAbandoned = Effect.suspend(() => {
+      const landing = state.abandoned
+      state.abandoned = []
+      return Effect.forEach(landing, land, { discard: true })
+    })
+
+    const readAllInto: LocalDiskService["readAllInto"] = (path, buffer) =>
+      Effect.suspend(() => {
+        const stalls = state.readStalls
+        const valid = Option.getRight(normalizePath("readAllInto", path))
+        if (
+          stalls === undefined || stalls.remaining <= 0 || Option.isNone(valid) || !matches(stalls.filter, valid.value)
+        ) {
+          return Effect.tap(inner.readAllInto(path, buffer), () => landAbandoned)
+        }
+        stalls.remaining -= 1
+        count("stalledReads")
+        // Never resumed: only an interruption ends it, and its canceler leaves the read to land later.
+        return Effect.async<Option.Option<number>>(() =>
+          Effect.sync(() => {
+            state.abandoned.push({ path, buffer })
+          })
+        )
+      })
+
     const flipByte: DiskFaultsService["flipByte"] = (path, flip = {}) =>
       Effect.gen(function*() {
         const mask = flip.mask ?? 0xff
@@ -190,14 +233,19 @@ export const make = (
         times >= 0
           ? Effect.sync(() => void (state.syncFailures = { filter, remaining: times }))
           : Effect.dieMessage(`failSync: ${times} must be >= 0`),
+      stallReads: (times = 1, filter = {}) =>
+        times >= 0
+          ? Effect.sync(() => void (state.readStalls = { filter, remaining: times }))
+          : Effect.dieMessage(`stallReads: ${times} must be >= 0`),
       flipByte,
       heal: Effect.sync(() => {
         state.space = undefined
         state.syncFailures = undefined
+        state.readStalls = undefined
       }),
       stats: Effect.sync(() => state.stats)
     }
-    return { disk: { ...inner, write, writeAtomic, sync }, faults }
+    return { disk: { ...inner, readAllInto, write, writeAtomic, sync }, faults }
   })
 
 /** The faulty view of the LocalDisk below it, and its switchboard. @category layers */

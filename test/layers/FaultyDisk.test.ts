@@ -3,11 +3,12 @@
  * and each fault does exactly what a real disk does: a full disk tears the write that crosses the
  * limit (its first bytes land, the rest do not) and refuses the later ones; an atomic write that
  * does not fit leaves its target as it was; a failed sync leaves the bytes unsynced (a crash of the
- * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset.
+ * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset; a
+ * stalled read hangs until interrupted and then lands late, in the buffer it was given.
  * Method: FaultyDisk over a MemoryDisk, inspected through the MemoryDisk's control handle.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Layer, Option } from "effect"
+import { Effect, Either, Fiber, Layer, Option } from "effect"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import { LocalDisk } from "../../src/services/LocalDisk.js"
@@ -41,7 +42,14 @@ describe("FaultyDisk", () => {
       assert.isTrue(Either.isLeft(nothing))
       assert.strictEqual(Option.getOrThrow(yield* disk.readAll("parts/a"))[0], 3)
       yield* disk.write("wal/1", 0, filled(10, 5)) // not under parts/
-      assert.deepStrictEqual(yield* faults.stats, { noSpaceWrites: 2, tornWrites: 1, failedSyncs: 0, flippedBytes: 0 })
+      assert.deepStrictEqual(yield* faults.stats, {
+        noSpaceWrites: 2,
+        tornWrites: 1,
+        failedSyncs: 0,
+        flippedBytes: 0,
+        stalledReads: 0,
+        lateReads: 0
+      })
       yield* faults.heal
       yield* disk.write("parts/a", 0, filled(1, 6))
     }))
@@ -72,6 +80,30 @@ describe("FaultyDisk", () => {
       yield* disk.write("wal/1", 4, filled(4, 2))
       yield* disk.sync("wal/1") // the third one passes
       assert.strictEqual((yield* faults.stats).failedSyncs, 2)
+    }))
+
+  it.effect("stallReads: a matching read hangs until interrupted, then lands in its buffer as the next read returns", () =>
+    Effect.gen(function*() {
+      const { disk, faults } = yield* makeFaulty()
+      yield* disk.write("parts/a", 0, filled(8, 1))
+      yield* disk.write("parts/b", 0, filled(8, 2))
+      yield* faults.stallReads(1, { pathPrefix: "parts/a" })
+      const abandoned = new Uint8Array(8)
+      const stalled = yield* Effect.fork(disk.readAllInto("parts/a", abandoned))
+      yield* Effect.yieldNow()
+      assert.isNull(stalled.unsafePoll(), "the stalled read hangs")
+      yield* Fiber.interrupt(stalled)
+      yield* disk.write("parts/a", 0, filled(8, 3))
+      assert.deepStrictEqual(abandoned, new Uint8Array(8), "nothing lands before the next read returns")
+      const other = new Uint8Array(8)
+      assert.deepStrictEqual(yield* disk.readAllInto("parts/b", other), Option.some(8), "other reads pass")
+      assert.deepStrictEqual(other, filled(8, 2))
+      assert.deepStrictEqual(abandoned, filled(8, 3), "the abandoned read landed: the file's bytes of then")
+      yield* faults.stallReads(1)
+      yield* faults.heal
+      assert.deepStrictEqual(yield* disk.readAllInto("parts/a", other), Option.some(8), "heal ends the stalls")
+      const stats = yield* faults.stats
+      assert.deepStrictEqual([stats.stalledReads, stats.lateReads], [1, 1])
     }))
 
   it.effect("flipByte: flips one byte durably, at a seeded offset unless given one", () =>

@@ -21,7 +21,6 @@ import type { PartState } from "../../src/domain/PartState.js"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Hasher from "../../src/services/Hasher.js"
-import type { LocalDiskService } from "../../src/services/LocalDisk.js"
 import { type InstallEntry, type PartTableService } from "../../src/services/PartTable.js"
 import {
   file,
@@ -447,35 +446,11 @@ describe("PartTable", () => {
 
     it.scoped("a read buffer whose disk read was abandoned by a timeout is never reused: the late read lands in no other upload", () =>
       Effect.gen(function*() {
-        // A disk whose first read of part 0 hangs in the kernel: interrupting it abandons the read
-        // (as an fs.read on the thread pool goes on), and the test lands it later, by hand, in the
-        // buffer it was given, while part 1's upload is between its own read and its hash.
-        const world = yield* makeWorld
-        const inner = world.disk.disk
-        const stalled = yield* Deferred.make<void>()
-        let abandoned: (() => void) | undefined
-        let stalledOnce = false
-        const disk: LocalDiskService = {
-          ...inner,
-          readAllInto: (path, buffer) =>
-            Effect.suspend(() => {
-              if (path === partPath(fa, p0) && !stalledOnce) {
-                stalledOnce = true
-                return Effect.async<Option.Option<number>>(() => {
-                  abandoned = () => buffer.set(filled(200, 0xaa))
-                  Deferred.unsafeDone(stalled, Exit.void)
-                })
-              }
-              return Effect.tap(inner.readAllInto(path, buffer), () =>
-                Effect.sync(() => {
-                  const late = abandoned
-                  abandoned = undefined
-                  late?.()
-                }))
-            })
-        }
+        // Part 0's read hangs in the "kernel": the watchdog's interruption abandons it, and it lands
+        // (FaultyDisk.stallReads) as the next read returns: part 1's, between its read and its hash.
+        const { faults, world } = yield* faultyWorld
         const h = yield* makeHarness({
-          world: { ...world, disk: { disk, control: world.disk.control } },
+          world,
           config: { workerCount: 2, requestTimeoutMs: 1_000, retryDelayBaseMs: 60_000, retryDelayMaxMs: 60_000 }
         })
         yield* h.parts.write(fa, 0, filled(200, 1))
@@ -485,15 +460,16 @@ describe("PartTable", () => {
         const first = entryOf(0)
         const second = entryOf(1)
         if (first === undefined || second === undefined) return assert.fail("both parts are owed")
+        yield* faults.stallReads(1, { pathPrefix: partPath(fa, p0) })
         const upload0 = yield* Effect.fork(h.parts.ensureUploaded(first, cp(1)))
-        yield* Deferred.await(stalled)
+        yield* settleUntil(Effect.map(faults.stats, (stats) => stats.stalledReads === 1))
         // The watchdog cuts the attempt (its retry waits a minute); part 1's upload starts then.
         yield* TestClock.adjust(h.config.requestTimeoutMs + 1)
         const remote = yield* h.parts.ensureUploaded(second, cp(1))
         const stored = yield* Effect.orDie(
           h.store.get(KeyLayout.partKey(KeyLayout.make(h.config.prefix), remote.checkpoint, fa, p1, remote.sha256))
         )
-        const landed = abandoned === undefined
+        const landed = (yield* faults.stats).lateReads === 1
         // Part 0's retry waits a minute: stop it, and the workers, before asserting.
         yield* Fiber.interrupt(upload0)
         yield* h.shutdownWorkers

@@ -2,9 +2,10 @@
  * Goal: the real Storage layer keeps every property of the simulation under the fault classes of
  * lost acknowledged writes (test/sim/README.md, "The fault classes"): kills at random instants and
  * during start-up replay, responses lost after the bucket applied the request, take-overs whose
- * old writer keeps running, disk-full and failing fsyncs, bit rot at rest. Method: a short
- * campaign per class, each from a fixed seed that passes (the simulation is deterministic, so it
- * stays passing until the layer regresses); `SIM_CLASS_RUNS` changes the count. A failure prints
+ * old writer keeps running, disk-full, failing fsyncs and reads that hang and land late, bit rot
+ * at rest. Method: a short campaign per class, each from a fixed seed that passes (the simulation
+ * is deterministic, so it stays passing until the layer regresses); `SIM_CLASS_RUNS` changes the
+ * count. A failure prints
  * its shrunk schedule and the command that replays it. The `adversarial` profile (every class at
  * once) is in test/sim/Adversarial.test.ts, so that both cores work.
  */

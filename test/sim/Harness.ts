@@ -373,7 +373,7 @@ export interface ArchiveRecord {
 
 /** A fault injected into one instance's view of the bucket, or a heal of every view. */
 export type FaultEvent =
-  | { readonly atMs: number; readonly instance: string; readonly kind: Fault["kind"] }
+  | { readonly atMs: number; readonly instance: string; readonly kind: Fault["kind"] | "readStalls" }
   | { readonly atMs: number; readonly instance: "*"; readonly kind: "heal" }
 
 /** A garbage-collection pass of the collector of the run (`gc`), and the audit right after it. */
@@ -1011,6 +1011,11 @@ export const simulate = <W>(
           case "DiskFault":
             if (instance.injectDiskFault === undefined) {
               return yield* trace("disk fault: not supported by this system (skipped)")
+            }
+            // A hung read holds its task until the request timeout, as a stalled bucket does: the
+            // judges count it as a fault while it lasts (full disks and failed fsyncs fail at once).
+            if (step.fault.kind === "readStalls") {
+              record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             }
             return yield* instance.injectDiskFault(step.fault)
           case "OwnerStops": {

@@ -279,6 +279,8 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     }
     // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
     const faultyDisk = yield* FaultyDisk.make(disk.disk)
+    // Whether reads were made to hang since the last heal (a fault the judges excuse, as a stalled bucket).
+    let readStallsInjected = false
     const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ??
       simConfig.checkpointIntervalMs
     const config: StorageConfig.StorageConfigValue = {
@@ -403,14 +405,28 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
         )
       ),
       inject: view.faults.inject,
-      heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal),
+      heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal).pipe(
+        Effect.zipRight(Effect.sync(() => void (readStallsInjected = false)))
+      ),
       injectDiskFault: (fault) => {
         const filter = diskFilterOf(fault.target)
-        return fault.kind === "full"
-          ? faultyDisk.faults.fillAfter(fault.afterBytes, filter)
-          : faultyDisk.faults.failSync(fault.count, filter)
+        if (fault.kind === "readStalls") readStallsInjected = true
+        switch (fault.kind) {
+          case "full":
+            return faultyDisk.faults.fillAfter(fault.afterBytes, filter)
+          case "syncFails":
+            return faultyDisk.faults.failSync(fault.count, filter)
+          case "readStalls":
+            return faultyDisk.faults.stallReads(fault.count, filter)
+        }
       },
-      faultsActive: view.faults.active,
+      // A write the full disk refused damaged its part until the next start, healed or not: a
+      // checkpoint then fails on that part before it could learn that it is fenced.
+      faultsActive: Effect.zipWith(
+        view.faults.active,
+        faultyDisk.faults.stats,
+        (active, stats) => active || readStallsInjected || stats.noSpaceWrites > 0
+      ),
       shutdown: (byScope) =>
         Effect.gen(function*() {
           // A timeline of the waits while shutdown runs, for the report of a slow one.

@@ -64,6 +64,9 @@ export type DiskFault =
   | { readonly kind: "full"; readonly afterBytes: number; readonly target: DiskTarget }
   /** The next `count` fsyncs fail (EIO). */
   | { readonly kind: "syncFails"; readonly count: number; readonly target: DiskTarget }
+  /** The next `count` reads into a caller's buffer (an upload's read of a part) hang until
+   * interrupted, and land late, into that buffer (FaultyDisk.stallReads). */
+  | { readonly kind: "readStalls"; readonly count: number; readonly target: DiskTarget }
 
 /** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
  * how many there are), at a drawn offset. */
@@ -460,7 +463,8 @@ const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
     afterBytes: fc.integer({ min: 0, max: 12_288 }),
     target: diskTargetArb
   }),
-  fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb })
+  fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb }),
+  fc.record({ kind: fc.constant("readStalls" as const), count: fc.integer({ min: 1, max: 3 }), target: diskTargetArb })
 )
 
 const rotArb: fc.Arbitrary<Rot> = fc.record({
@@ -650,7 +654,9 @@ export const stepText = (step: Step): string => {
     case "DiskFault":
       return step.fault.kind === "full"
         ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
-        : `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
+        : step.fault.kind === "syncFails"
+        ? `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
+        : `the next ${step.fault.count} read(s) into a buffer hang and land late (${step.fault.target})`
     case "Gc":
       return step.everyMs === undefined
         ? "gc pass (min age 0)"

@@ -135,6 +135,16 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "disk-faults"
   },
   {
+    id: "part-buffer-reused-after-interruption",
+    breaks:
+      "a part buffer goes back to the free list after an interrupted read, which lands later in another part's upload",
+    file: "src/internal/partTable/table.ts",
+    find: "        if (Exit.isSuccess(exit) && table.partBuffers.length < table.config.workerCount) {\n",
+    replace: "        if (table.partBuffers.length < table.config.workerCount) { // MUTATION\n",
+    tests: ["test/services/PartTable.test.ts"],
+    profile: "disk-faults"
+  },
+  {
     id: "rotten-part-trusted",
     breaks: "a local part file that differs from the hash recorded at the clean stop is trusted as newer data",
     file: "src/internal/partTable/install.ts",
