@@ -169,7 +169,7 @@ export const decorate = (
     probe: Effect.zipRight(counter.record("other", { probe: 1 }), inner.probe),
     put: (key, bytes, options) =>
       Effect.zipRight(sent(key, { put: 1, bytesPut: bytes.length }), inner.put(key, bytes, options)),
-    get: (key) => Effect.zipRight(sent(key, { get: 1 }), Effect.tap(inner.get(key), got(key))),
+    get: (key, options) => Effect.zipRight(sent(key, { get: 1 }), Effect.tap(inner.get(key, options), got(key))),
     getRange: (key, offset, length) =>
       Effect.zipRight(sent(key, { getRange: 1 }), Effect.tap(inner.getRange(key, offset, length), got(key))),
     head: (key) => Effect.zipRight(sent(key, { head: 1 }), inner.head(key)),
@@ -278,7 +278,7 @@ export const metered = (inner: ObjectStoreService, instance: string): ObjectStor
     description: inner.description,
     probe: counted("probe", inner.probe),
     put: (key, bytes, options) => counted("put", inner.put(key, bytes, options)),
-    get: (key) => counted("get", inner.get(key)),
+    get: (key, options) => counted("get", inner.get(key, options)),
     getRange: (key, offset, length) => counted("getRange", inner.getRange(key, offset, length)),
     head: (key) => counted("head", inner.head(key)),
     delete: (key) => counted("delete", inner.delete(key)),

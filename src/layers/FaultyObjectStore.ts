@@ -400,7 +400,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       description: inner.description,
       probe: tracked("probe", undefined, inner.probe),
       put: (key, bytes, putOptions) => tracked("put", key, inner.put(key, bytes, putOptions)),
-      get: (key) => tracked("get", key, inner.get(key)),
+      get: (key, getOptions) => tracked("get", key, inner.get(key, getOptions)),
       getRange: (key, offset, length) => tracked("getRange", key, inner.getRange(key, offset, length)),
       head: (key) => tracked("head", key, inner.head(key)),
       delete: (key) => tracked("delete", key, inner.delete(key)),

@@ -162,7 +162,13 @@ export const storeOf = (state: MemoryBucketState): ObjectStoreService => {
     description: `memory://${state.name}`,
     probe: Effect.void,
     put,
-    get: (key) => Effect.map(find("get", key), (stored) => stored.bytes.slice()),
+    get: (key, options) =>
+      Effect.map(find("get", key), (stored) => {
+        const into = options?.into
+        if (into === undefined || stored.bytes.length > into.length) return stored.bytes.slice()
+        into.set(stored.bytes)
+        return into.subarray(0, stored.bytes.length)
+      }),
     getRange: (key, offset, length) =>
       Effect.zipRight(
         assertRange(offset, length),

@@ -386,11 +386,46 @@ const sendWith = (request: AbortController): Send => <A>(call: (signal: AbortSig
     return Effect.sync(() => request.abort())
   })
 
-/** Reads a GetObject body to bytes; destroys the stream if the read fails or `signal` aborts
- * (whether or not the SDK's own abort still covers the response: it does in the pinned version). */
+/** A body's chunks in `into` while they fit, then in fresh bytes (the result is a view of `into`
+ * only if all of them fit). Nothing is written into `into` once `signal` has aborted: the request
+ * has ended, and its caller may own the buffer again. */
+const collectInto = async (
+  body: AsyncIterable<Uint8Array>,
+  into: Uint8Array,
+  signal: AbortSignal
+): Promise<Uint8Array> => {
+  let length = 0
+  let spilled: Array<Uint8Array> | undefined
+  for await (const chunk of body) {
+    if (signal.aborted) throw signal.reason
+    if (spilled === undefined && length + chunk.length <= into.length) {
+      into.set(chunk, length)
+    } else {
+      spilled ??= [into.slice(0, length)]
+      spilled.push(chunk)
+    }
+    length += chunk.length
+  }
+  if (spilled === undefined) return into.subarray(0, length)
+  const bytes = new Uint8Array(length)
+  let offset = 0
+  for (const chunk of spilled) {
+    bytes.set(chunk, offset)
+    offset += chunk.length
+  }
+  return bytes
+}
+
+const isAsyncIterable = (value: unknown): value is AsyncIterable<Uint8Array> =>
+  typeof value === "object" && value !== null && Symbol.asyncIterator in value
+
+/** Reads a GetObject body to bytes (into `into` when given, it fits and the body is a Node stream);
+ * destroys the stream if the read fails or `signal` aborts (whether or not the SDK's own abort
+ * still covers the response: it does in the pinned version). */
 const readBody = async (
   body: NonNullable<GetObjectCommandOutput["Body"]>,
-  signal: AbortSignal
+  signal: AbortSignal,
+  into: Uint8Array | undefined
 ): Promise<Uint8Array> => {
   const destroy = () => {
     if (isDestroyable(body)) body.destroy()
@@ -401,7 +436,9 @@ const readBody = async (
   }
   signal.addEventListener("abort", destroy, { once: true })
   try {
-    return await body.transformToByteArray()
+    return into !== undefined && isAsyncIterable(body)
+      ? await collectInto(body, into, signal)
+      : await body.transformToByteArray()
   } catch (error) {
     destroy()
     throw error
@@ -620,7 +657,8 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   const getObject = (
     send: Send,
     key: string,
-    range: string | undefined
+    range: string | undefined,
+    into?: Uint8Array
   ): Effect.Effect<{ readonly output: GetObjectCommandOutput; readonly bytes: Uint8Array }, unknown> =>
     send(async (signal) => {
       const output = await client.send(
@@ -629,7 +667,9 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
       )
       const body = output.Body
       if (body === undefined) return { output, bytes: new Uint8Array(0) }
-      return { output, bytes: await readBody(body, signal) }
+      // A body announced longer than `into` is read as fresh bytes from the start.
+      const fits = into !== undefined && (output.ContentLength ?? 0) <= into.length
+      return { output, bytes: await readBody(body, signal, fits ? into : undefined) }
     })
 
   const put = (key: string, bytes: Uint8Array, putOptions?: PutOptions): Effect.Effect<void, ObjectStoreError> =>
@@ -735,8 +775,13 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
     description: `s3://${bucket}${options.endpoint === undefined ? "" : ` at ${options.endpoint}`}`,
     probe: probeWith(options, where, headBucket, { put, delete: deleteObject }),
     put,
-    get: (key) =>
-      classified("GetObject", "get", key, (send) => Effect.map(getObject(send, key, undefined), ({ bytes }) => bytes)),
+    get: (key, getOptions) =>
+      classified(
+        "GetObject",
+        "get",
+        key,
+        (send) => Effect.map(getObject(send, key, undefined, getOptions?.into), ({ bytes }) => bytes)
+      ),
     getRange,
     head,
     delete: deleteObject,

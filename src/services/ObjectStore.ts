@@ -34,6 +34,19 @@ export interface PutOptions {
   readonly sha256Hex?: string
 }
 
+/** Options of `get`. */
+export interface GetOptions {
+  /**
+   * A buffer the store may read the object into, to spare an allocation and a copy (a part load
+   * passes a part buffer in shared memory, which its hash then reads in place). When the store
+   * uses it, the result is a view of `into` from its start; when it does not (a store that ignores
+   * it, an object longer than `into`), the result is fresh bytes, told apart by its `buffer`. The
+   * caller must not reuse `into` unless the get succeeded: an interrupted store may still write
+   * into it (an abandoned fs read lands later).
+   */
+  readonly into?: Uint8Array
+}
+
 /** What `head` and `list` say of an object. */
 export interface ObjectInfo {
   readonly key: string
@@ -52,7 +65,7 @@ export interface ObjectStoreService {
    * unreachable endpoint fail here with a clear typed error, before anything is written. */
   readonly probe: Effect.Effect<void, ObjectStoreError>
   readonly put: (key: string, bytes: Uint8Array, options?: PutOptions) => Effect.Effect<void, ObjectStoreError>
-  readonly get: (key: string) => Effect.Effect<Uint8Array, ObjectStoreError>
+  readonly get: (key: string, options?: GetOptions) => Effect.Effect<Uint8Array, ObjectStoreError>
   /** Bytes [offset, offset + length) of an object; shorter at the object's end. */
   readonly getRange: (key: string, offset: number, length: number) => Effect.Effect<Uint8Array, ObjectStoreError>
   readonly head: (key: string) => Effect.Effect<ObjectInfo, ObjectStoreError>

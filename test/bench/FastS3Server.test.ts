@@ -29,5 +29,5 @@ suite(
         })
     )
   ),
-  { dotSegmentKeys: true }
+  { dotSegmentKeys: true, readsInto: true }
 )

@@ -19,7 +19,8 @@ import { suite } from "./ObjectStoreSuite.js"
 // With no rule, the decorator must be invisible: the whole contract holds through it.
 suite("FaultyObjectStore without faults", FaultyObjectStore.layer().pipe(Layer.provide(MemoryObjectStore.layer)), {
   dotSegmentKeys: true,
-  listKeyCount: 1001
+  listKeyCount: 1001,
+  readsInto: true
 })
 
 const faulty = (options: FaultyObjectStore.FaultyObjectStoreOptions = {}) =>

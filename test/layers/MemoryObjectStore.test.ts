@@ -11,7 +11,7 @@ import { ObjectStore } from "../../src/services/ObjectStore.js"
 import { codePoint } from "../support/Shared.js"
 import { suite } from "./ObjectStoreSuite.js"
 
-suite("MemoryObjectStore", MemoryObjectStore.layer, { dotSegmentKeys: true })
+suite("MemoryObjectStore", MemoryObjectStore.layer, { dotSegmentKeys: true, readsInto: true })
 
 const utf8Order = (left: string, right: string): number =>
   Math.sign(Buffer.compare(Buffer.from(left, "utf8"), Buffer.from(right, "utf8")))

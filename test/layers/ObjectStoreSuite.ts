@@ -10,7 +10,8 @@
  * trips (0 B, 1 B, 16 MiB, overwrite), ranges (inside, across and past the end, empty), head,
  * missing keys (typed ObjectNotFound; delete succeeds), keys with spaces, unicode, '+' and other
  * characters S3 accepts, listing over more than 1000 keys (key order, prefix filtering, pages),
- * S3's UTF-8 key order, 10 concurrent conditional puts with exactly one winner, delete then get.
+ * S3's UTF-8 key order, 10 concurrent conditional puts with exactly one winner, delete then get,
+ * a get into a caller's buffer.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Chunk, Clock, Effect, Either, type Layer, ManagedRuntime, Stream } from "effect"
@@ -33,6 +34,8 @@ export interface SuiteOptions {
   readonly seedObjects?: (objects: ReadonlyArray<readonly [string, Uint8Array]>) => Effect.Effect<void>
   /** Put before every key (default none): a bucket that outlives the run needs one unique to it. */
   readonly keyPrefix?: string
+  /** The backend reads a `get` into `GetOptions.into` when the object fits (default: it may not). */
+  readonly readsInto?: boolean
 }
 
 const encoder = new TextEncoder()
@@ -106,6 +109,29 @@ export const suite = <E>(name: string, storeLayer: Layer.Layer<ObjectStore, E>, 
         }
         yield* store.put(`${prefix}one`, bytesOf("second version"))
         assertBytes(yield* store.get(`${prefix}one`), bytesOf("second version"), "overwrite")
+      }))
+
+    test("get into a buffer: an object that fits comes back whole (in the buffer, from its start, when the store reads into it); a longer one as fresh bytes", () =>
+      Effect.gen(function*() {
+        const store = yield* ObjectStore
+        const prefix = freshPrefix("into")
+        const fits = pattern(200 * 1024, 3)
+        const longer = pattern(300 * 1024, 5)
+        yield* store.put(`${prefix}fits`, fits)
+        yield* store.put(`${prefix}longer`, longer)
+        yield* store.put(`${prefix}empty`, new Uint8Array(0))
+        const into = new Uint8Array(256 * 1024).fill(0xee)
+        const got = yield* store.get(`${prefix}fits`, { into })
+        assertBytes(got, fits, "fits")
+        if (got.buffer === into.buffer) assert.strictEqual(got.byteOffset, into.byteOffset, "a view from the start")
+        if (options.readsInto === true) {
+          assert.strictEqual(got.buffer, into.buffer, "read into the buffer")
+          assert.isTrue(into.subarray(fits.length).every((byte) => byte === 0xee), "nothing written past the object")
+        }
+        const whole = yield* store.get(`${prefix}longer`, { into })
+        assertBytes(whole, longer, "longer than the buffer")
+        assert.notStrictEqual(whole.buffer, into.buffer, "fresh bytes")
+        assertBytes(yield* store.get(`${prefix}empty`, { into }), new Uint8Array(0), "empty")
       }))
 
     test("head and list give each object's last-modified time, by the store's clock", () =>

@@ -91,8 +91,8 @@ suite(
     : `S3ObjectStore on ${S3TestServer.external.endpoint}`,
   Layer.unwrapEffect(Effect.sync(() => S3ObjectStore.layer(optionsFor(server())))),
   S3TestServer.external === undefined
-    ? { seedObjects: (objects) => Effect.suspend(() => shim().seed(objects)) }
-    : { dotSegmentKeys: true, keyPrefix: `${S3TestServer.runId}/` }
+    ? { seedObjects: (objects) => Effect.suspend(() => shim().seed(objects)), readsInto: true }
+    : { dotSegmentKeys: true, keyPrefix: `${S3TestServer.runId}/`, readsInto: true }
 )
 
 const elapsedMs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

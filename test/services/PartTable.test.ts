@@ -179,7 +179,7 @@ describe("PartTable", () => {
         yield* assertHealthy(h)
       }))
 
-    it.scopedLive("a load checks the SHA-256 on a Hasher thread (the JavaScript thread only copies), and still refuses other bytes", () =>
+    it.scopedLive("a load reads the body into shared memory and checks its SHA-256 there on a Hasher thread, and still refuses other bytes", () =>
       Effect.gen(function*() {
         const hasher = yield* Hasher.makeWith(1)
         const h = yield* makeHarness({ hasher, config: { partSizeBytes: 256 * 1024 } })
@@ -197,6 +197,7 @@ describe("PartTable", () => {
           { file: fa, part: part(2), remote: small }
         ], cp(2))
         assert.deepStrictEqual(yield* leaseRead(h.parts, fa, p0, 4), filled(4, 5))
+        assert.strictEqual(h.control.getsIntoBuffer, 1, "the store read the body into the part buffer")
         const error = failureOf(yield* Effect.exit(leaseRead(h.parts, fa, p1, 10)))
         assert.strictEqual(error?._tag, "PartLoadFailed")
         assert.include(error?.message ?? "", "SHA-256")

@@ -54,6 +54,8 @@ export interface StoreControl {
   yieldsPerRequest: number
   /** The content hash each part PUT passed in its options (PutOptions.sha256Hex), by key. */
   putSha256ByKey: Map<string, string | undefined>
+  /** Part GETs that came back in the buffer they were given (GetOptions.into). */
+  getsIntoBuffer: number
 }
 
 const partOf = (layout: KeyLayout.KeyLayout, key: string): string | undefined => {
@@ -74,7 +76,8 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
     getGate: undefined,
     putGate: undefined,
     yieldsPerRequest: 0,
-    putSha256ByKey: new Map()
+    putSha256ByKey: new Map(),
+    getsIntoBuffer: 0
   }
   const runningGets = new Map<string, number>()
   const runningPuts = new Map<string, number>()
@@ -120,7 +123,11 @@ export const controlledStore = (inner: ObjectStoreService, layout: KeyLayout.Key
     })
   const store: ObjectStoreService = {
     ...inner,
-    get: (key) => tracked("get", key, Effect.suspend(() => inner.get(key))),
+    get: (key, options) =>
+      Effect.tap(tracked("get", key, Effect.suspend(() => inner.get(key, options))), (bytes) =>
+        Effect.sync(() => {
+          if (partOf(layout, key) !== undefined && bytes.buffer === options?.into?.buffer) control.getsIntoBuffer += 1
+        })),
     put: (key, bytes, options) =>
       Effect.zipRight(
         Effect.sync(() => partOf(layout, key) !== undefined && control.putSha256ByKey.set(key, options?.sha256Hex)),

@@ -26,30 +26,33 @@ import { applyEvent, partBuffer, type PartRow, type Table } from "./table.js"
  * what hashing 64 KiB does on this thread (some tens of microseconds). */
 const offloadedHashBytesMin = 64 * 1024
 
-/** The SHA-256 of a GET's body, on a Hasher thread: copied into a part buffer in shared memory
- * (a memory copy is a fraction of a hash's cost, and it frees the JavaScript thread for the other
- * loads' I/O). A small body, one larger than a part, or a Hasher without threads is hashed where
- * it is. */
-const hashOf = (table: Table, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
-  bytes.length < offloadedHashBytesMin || bytes.length > table.config.partSizeBytes
-    ? Effect.sync(() => sha256Hex(bytes))
-    : Effect.scoped(Effect.flatMap(partBuffer(table), (buffer) => {
-      if (!(buffer.buffer instanceof SharedArrayBuffer)) return table.hasher.sha256Hex(bytes)
-      buffer.set(bytes)
-      return table.hasher.sha256Hex(buffer.subarray(0, bytes.length))
-    }))
+/** The SHA-256 of a GET's body, on a Hasher thread when `buffer` (a part buffer) is in shared
+ * memory: the body is read there by the store, or copied there (a memory copy is a fraction of a
+ * hash's cost, and it frees the JavaScript thread for the other loads' I/O). A small body, one
+ * larger than a part, or a Hasher without threads is hashed where it is. */
+const hashOf = (table: Table, bytes: Uint8Array, buffer: Uint8Array): Effect.Effect<Sha256Hex> => {
+  if (
+    bytes.length < offloadedHashBytesMin || bytes.length > buffer.length ||
+    !(buffer.buffer instanceof SharedArrayBuffer)
+  ) return Effect.sync(() => sha256Hex(bytes))
+  if (bytes.buffer === buffer.buffer && bytes.byteOffset === buffer.byteOffset) return table.hasher.sha256Hex(bytes)
+  buffer.set(bytes)
+  return table.hasher.sha256Hex(buffer.subarray(0, bytes.length))
+}
 
-/** The ReadPart task's effect: GET the object, check its SHA-256 and size, write the part file
- * atomically. Idempotent: a retry or a replay writes the same bytes again. */
+/** The ReadPart task's effect: GET the object (into a part buffer, when the store can), check its
+ * SHA-256 and size, write the part file atomically. Idempotent: a retry or a replay writes the
+ * same bytes again. */
 const readRun = (
   table: Table,
   row: PartRow,
   remote: RemotePart
 ): Effect.Effect<number, ObjectStoreError | CorruptObject | LocalIoError> =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const key = KeyLayout.partKey(table.layout, remote.checkpoint, row.file, row.part, remote.sha256)
-    const bytes = yield* table.store.get(key)
-    const actual = yield* hashOf(table, bytes)
+    const buffer = yield* partBuffer(table)
+    const bytes = yield* table.store.get(key, { into: buffer })
+    const actual = yield* hashOf(table, bytes, buffer)
     if (actual !== remote.sha256 || bytes.length !== remote.sizeBytes) {
       return yield* Effect.fail(
         new CorruptObject({
@@ -61,7 +64,7 @@ const readRun = (
     }
     yield* table.disk.writeAtomic(row.path, bytes)
     return bytes.length
-  })
+  }))
 
 const describeCause = (cause: Cause.Cause<unknown>): string =>
   Cause.isInterruptedOnly(cause) ? "the load was interrupted (the part table is closing)" : Errors.describeCause(cause)
