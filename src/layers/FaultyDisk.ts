@@ -23,9 +23,10 @@
  *   moment for a caller that reused the buffer.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter`, `failSync` and `stallReads` (flips are done; abandoned reads still land). Nothing depends on time or on
- * unseeded randomness: the same calls with the same seed inject the same faults. `make` wraps one
- * disk; `layer` wraps the LocalDisk below it (`Layer.provideMerge` keeps MemoryDiskControl beside).
+ * `heal` removes `fillAfter`, `failSync` and `stallReads` (flips are done; abandoned reads still
+ * land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
+ * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
+ * (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *
  * Replaces: nothing in OrioleDB, whose tests could not make a disk fill up or rot.
  *
