@@ -7,9 +7,10 @@
  * A bounded pool of worker threads (`StorageConfig.hashWorkerCount`; 0 hashes on the calling
  * thread) reads each body straight out of memory shared with the caller: `allocate` makes buffers
  * backed by a SharedArrayBuffer, and hashing a view of one sends the worker only its offset and
- * length, so nothing is copied. Bytes anywhere else, a pool of 0 workers, a closed pool or a pool
- * whose workers could not start or have died are hashed on the calling thread: a hash always
- * completes, with the same result, whatever the pool's state.
+ * length, so nothing is copied (the part table hashes parts under 64 KiB on its own thread: a
+ * round trip to a worker costs about as much). Bytes anywhere else, a pool of 0 workers, a closed
+ * pool or a pool whose workers could not start or have died are hashed on the calling thread: a
+ * hash always completes, with the same result, whatever the pool's state.
  *
  * Waits: `sha256Hex` waits for one worker's reply. It is interruptible (the reply, when it comes,
  * is dropped, so a buffer given back and reused meanwhile yields no wrong result) and it is

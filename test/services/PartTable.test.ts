@@ -445,6 +445,21 @@ describe("PartTable", () => {
         yield* assertHealthy(h)
       }))
 
+    it.scopedLive("an upload hashes a large part on a Hasher thread and a small one where it is", () =>
+      Effect.gen(function*() {
+        const hasher = yield* Hasher.makeWith(1)
+        const h = yield* makeHarness({ hasher, config: { partSizeBytes: 256 * 1024 } })
+        const large = filled(100 * 1024, 7) // above the size hashed inline
+        const small = filled(10, 8)
+        yield* h.parts.write(fa, 0, large)
+        yield* h.parts.write(fa, h.config.partSizeBytes, small)
+        const entries = yield* h.parts.snapshot(cp(1))
+        const remotes = yield* Effect.forEach(entries, (entry) => h.parts.ensureUploaded(entry, cp(1)))
+        assert.deepStrictEqual(remotes.map((remote) => remote.sha256), [sha256Hex(large), sha256Hex(small)])
+        // A thread's round trip costs about what hashing 64 KiB does: the 10 bytes stay here.
+        assert.deepInclude(yield* hasher.stats, { offloaded: 1, workersFailed: 0 })
+      }))
+
     it.scoped("a read buffer whose disk read was abandoned by a timeout is never reused: the late read lands in no other upload", () =>
       Effect.gen(function*() {
         // Part 0's read hangs in the "kernel": the watchdog's interruption abandons it, and it lands

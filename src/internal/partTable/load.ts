@@ -17,27 +17,21 @@ import { CorruptObject, type LocalIoError, type ObjectStoreError, PartLoadFailed
 import * as Errors from "../../domain/Errors.js"
 import type { Sha256Hex } from "../../domain/Ids.js"
 import * as KeyLayout from "../../domain/KeyLayout.js"
-import { type RemotePart, sha256Hex } from "../../domain/Manifest.js"
+import type { RemotePart } from "../../domain/Manifest.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import { ReadPart } from "../../domain/Task.js"
-import { applyEvent, partBuffer, type PartRow, type Table } from "./table.js"
+import { applyEvent, offloadedHashBytesMin, partBuffer, type PartRow, partSha256, type Table } from "./table.js"
 
-/** Bodies below this are hashed where they are: a round trip to a Hasher thread costs about
- * what hashing 64 KiB does on this thread (some tens of microseconds). */
-const offloadedHashBytesMin = 64 * 1024
-
-/** The SHA-256 of a GET's body, on a Hasher thread when `buffer` (a part buffer) is in shared
- * memory: the body is read there by the store, or copied there (a memory copy is a fraction of a
- * hash's cost, and it frees the JavaScript thread for the other loads' I/O). A small body, one
- * larger than a part, or a Hasher without threads is hashed where it is. */
+/** The SHA-256 of a GET's body (see `partSha256`): the store read it into `buffer`, a part buffer,
+ * or it is copied there when the buffer is in shared memory and the body large enough to be
+ * hashed on a Hasher thread (a memory copy is a fraction of a hash's cost, and it frees the
+ * JavaScript thread for the other loads' I/O). */
 const hashOf = (table: Table, bytes: Uint8Array, buffer: Uint8Array): Effect.Effect<Sha256Hex> => {
-  if (
-    bytes.length < offloadedHashBytesMin || bytes.length > buffer.length ||
-    !(buffer.buffer instanceof SharedArrayBuffer)
-  ) return Effect.sync(() => sha256Hex(bytes))
-  if (bytes.buffer === buffer.buffer && bytes.byteOffset === buffer.byteOffset) return table.hasher.sha256Hex(bytes)
+  const copied = bytes.buffer !== buffer.buffer && bytes.length >= offloadedHashBytesMin &&
+    bytes.length <= buffer.length && buffer.buffer instanceof SharedArrayBuffer
+  if (!copied) return partSha256(table, bytes)
   buffer.set(bytes)
-  return table.hasher.sha256Hex(buffer.subarray(0, bytes.length))
+  return partSha256(table, buffer.subarray(0, bytes.length))
 }
 
 /** The ReadPart task's effect: GET the object (into a part buffer, when the store can), check its

@@ -12,8 +12,9 @@
  */
 import { Effect, Either, Exit, type FiberSet, type Scope, STM, TRef } from "effect"
 import { type PartDamaged, type PartLoadFailed, ShuttingDown } from "../../domain/Errors.js"
-import type { CheckpointNumber, FileId, PartIndex } from "../../domain/Ids.js"
+import type { CheckpointNumber, FileId, PartIndex, Sha256Hex } from "../../domain/Ids.js"
 import type * as KeyLayout from "../../domain/KeyLayout.js"
+import { sha256Hex } from "../../domain/Manifest.js"
 import { partKey, partPath } from "../../domain/PartPath.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import type { PartState } from "../../domain/PartState.js"
@@ -118,6 +119,15 @@ export const partBuffer = (table: Table): Effect.Effect<Uint8Array, never, Scope
         }
       })
   )
+
+/** Parts below this are hashed where they are: a round trip to a Hasher thread costs about what
+ * hashing 64 KiB does on this thread (some tens of microseconds). */
+export const offloadedHashBytesMin = 64 * 1024
+
+/** The SHA-256 of a part's bytes (an upload's read, a load's body): on a Hasher thread when they
+ * are in shared memory and at least `offloadedHashBytesMin` long, else where they are. */
+export const partSha256 = (table: Table, bytes: Uint8Array): Effect.Effect<Sha256Hex> =>
+  bytes.length < offloadedHashBytesMin ? Effect.sync(() => sha256Hex(bytes)) : table.hasher.sha256Hex(bytes)
 
 /** The lock that serializes a part file's writes and the upload's read of it. */
 export const ioOf = (row: PartRow): Effect.Semaphore => {

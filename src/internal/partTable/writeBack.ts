@@ -32,7 +32,16 @@ import { partKey } from "../../domain/PartPath.js"
 import * as PartStateDomain from "../../domain/PartState.js"
 import { WritePart } from "../../domain/Task.js"
 import type { SnapshotEntry, UploadError } from "../../services/PartTable.js"
-import { applyEvent, failIfClosed, ioOf, partBuffer, type PartRow, refuseDamaged, type Table } from "./table.js"
+import {
+  applyEvent,
+  failIfClosed,
+  ioOf,
+  partBuffer,
+  type PartRow,
+  partSha256,
+  refuseDamaged,
+  type Table
+} from "./table.js"
 
 type UploadStep =
   | { readonly _tag: "Started"; readonly version: number }
@@ -52,7 +61,8 @@ const tryStartUpload = (table: Table, row: PartRow): STM.STM<UploadStep> =>
     })
   })
 
-/** Reads the part (under its I/O lock), hashes it (on a Hasher thread), PUTs it under its content-addressed key. */
+/** Reads the part (under its I/O lock), hashes it (on a Hasher thread unless it is small), PUTs it
+ * under its content-addressed key. */
 const readAndPut = (
   table: Table,
   row: PartRow,
@@ -76,7 +86,7 @@ const readAndPut = (
         )
       }
       const bytes = buffer.subarray(0, length)
-      const sha256 = yield* table.hasher.sha256Hex(bytes)
+      const sha256 = yield* partSha256(table, bytes)
       yield* table.store.put(KeyLayout.partKey(table.layout, checkpoint, row.file, row.part, sha256), bytes, {
         sha256Hex: sha256
       })
