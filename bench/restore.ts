@@ -170,8 +170,6 @@ const runTarget = async (
     await promisePool(keys.length, concurrency, (index) => target.get(keys[index] as string))
     // The same-work pool's buffers in shared memory, one per concurrent read (as ours keeps).
     const buffers = Array.from({ length: concurrency }, () => hasher.allocate(MiB + 1))
-    // A fresh local disk per run, as ours restores into one.
-    let disk = Effect.runSync(MemoryDisk.make).disk
     const methods: ReadonlyArray<Method> = ["ours", "bare", "sameWork"]
     for (let repetition = 0; repetition < repetitions; repetition++) {
       for (let turn = 0; turn < methods.length; turn++) {
@@ -179,7 +177,8 @@ const runTarget = async (
         let ms: number
         if (method === "ours") ms = await Effect.runPromise(oursOnce(target, prefix, concurrency, parts.length))
         else {
-          disk = Effect.runSync(MemoryDisk.make).disk
+          // A fresh local disk per run, as ours restores into one.
+          const disk = Effect.runSync(MemoryDisk.make).disk
           const start = now()
           await promisePool(keys.length, concurrency, async (index) => {
             const key = keys[index] as string

@@ -1,8 +1,9 @@
 /**
  * Hasher: the SHA-256 of every uploaded and every loaded part, computed off the JavaScript thread.
  * A checkpoint hashes each part it uploads (for its content-addressed key and the manifest's
- * content check), a load each part it downloads (against the manifest); on the one thread that also runs every fiber, the store's I/O callbacks and the SDK, that hash
- * was the largest single cost of a checkpoint (BENCHMARKS.md, scenario 1).
+ * content check), a load each part it downloads (against the manifest); on the one thread that
+ * also runs every fiber, the store's I/O callbacks and the SDK, that hash was the largest single
+ * cost of a checkpoint (BENCHMARKS.md, scenario 1).
  *
  * A bounded pool of worker threads (`StorageConfig.hashWorkerCount`; 0 hashes on the calling
  * thread) reads each body straight out of memory shared with the caller: `allocate` makes buffers

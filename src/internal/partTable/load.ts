@@ -27,9 +27,9 @@ import { applyEvent, offloadedHashBytesMin, partBuffer, type PartRow, partSha256
  * hashed on a Hasher thread (a memory copy is a fraction of a hash's cost, and it frees the
  * JavaScript thread for the other loads' I/O). */
 const hashOf = (table: Table, bytes: Uint8Array, buffer: Uint8Array): Effect.Effect<Sha256Hex> => {
-  const copied = bytes.buffer !== buffer.buffer && bytes.length >= offloadedHashBytesMin &&
+  const copy = bytes.buffer !== buffer.buffer && bytes.length >= offloadedHashBytesMin &&
     bytes.length <= buffer.length && buffer.buffer instanceof SharedArrayBuffer
-  if (!copied) return partSha256(table, bytes)
+  if (!copy) return partSha256(table, bytes)
   buffer.set(bytes)
   return partSha256(table, buffer.subarray(0, bytes.length))
 }
