@@ -2,15 +2,15 @@
  * S3ObjectStore: the bucket on S3 or an S3-compatible server, through @aws-sdk/client-s3.
  *
  * The client is made when the layer is built and destroyed when its scope closes (closing its
- * sockets). Every request:
- * - is sent with the fiber's AbortSignal (`Effect.tryPromise((signal) => client.send(cmd,
- *   { abortSignal: signal }))`), so interrupting an operation aborts its HTTP request and closes
- *   its socket;
+ * sockets). Every request (src/internal/s3/request.ts):
+ * - runs on the calling fiber under an AbortController of its own, which an interruption of the
+ *   fiber aborts, so interrupting an operation aborts its HTTP request and closes its socket;
  * - is bounded by `requestTimeoutMs` (a timeout of the whole operation, body included; for `list`,
- *   of each page's request) that fails with `ObjectStoreUnavailable` reason "Timeout" (the SDK
- *   has no timeout of its own);
+ *   of each page's request): a timer fiber aborts the controller then, and the request fails at
+ *   once with `ObjectStoreUnavailable` reason "Timeout" (the SDK has no timeout of its own);
  * - is tried once: SDK retries are off (`maxAttempts: 1`); the workers retry transient failures;
- * - fails with a typed error chosen by one pure function, `classifyS3Error`.
+ * - fails with a typed error chosen by one pure function, `classifyS3Error`
+ *   (src/internal/s3/errors.ts).
  * A GetObject and the read of its body are one request under one AbortSignal, and the body stream
  * is destroyed when the signal aborts or the read fails, so it is consumed or destroyed on every
  * exit path.
@@ -39,7 +39,7 @@
  *
  * @since 0.1.0
  */
-/* eslint-disable max-lines -- the client's settings, the error classification and the conformance check beside the store; the next change to this backend splits them under src/internal/s3/ */
+/* eslint-disable max-lines -- the client's settings, the conformance check and the options read from config beside the store; the error classification and the request are in src/internal/s3/ */
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -82,6 +82,8 @@ import {
   conditionalCreateHeaders,
   validateBucketName
 } from "../domain/S3Compat.js"
+import { classifyS3Error, hasStatus, statusOf } from "../internal/s3/errors.js"
+import { deadlinePassed, readBody, type Send, sendWith } from "../internal/s3/request.js"
 import { MetricsInstance } from "../services/MetricsInstance.js"
 import { type ObjectInfo, ObjectStore, type ObjectStoreService, type PutOptions } from "../services/ObjectStore.js"
 import * as StorageConfig from "../services/StorageConfig.js"
@@ -89,6 +91,7 @@ import { type RequestOutcome, requestOutcome } from "./CountingObjectStore.js"
 
 // The type the store's options name, so that an application can name it too.
 export type { ConditionalCreateDialect } from "../domain/S3Compat.js"
+export { classifyS3Error } from "../internal/s3/errors.js"
 
 /** Options of the S3 store. */
 export interface S3ObjectStoreOptions {
@@ -126,152 +129,6 @@ export interface S3ObjectStoreOptions {
 
 /** Keys per ListObjectsV2 request (S3's maximum). */
 export const listPageKeysMax = 1000
-
-// ---------------------------------------------------------------------------------------------
-// Error classification (pure)
-// ---------------------------------------------------------------------------------------------
-
-const networkCodes = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENETDOWN",
-  "ECONNABORTED",
-  "EADDRNOTAVAIL",
-  "ERR_STREAM_PREMATURE_CLOSE",
-  "UND_ERR_SOCKET"
-])
-const timeoutCodes = new Set([
-  "ETIMEDOUT",
-  "ESOCKETTIMEDOUT",
-  "TimeoutError",
-  "RequestTimeout",
-  "RequestTimeoutException"
-])
-// Load shedding: 503 SlowDown (S3, RGW), 429 (R2, GCS, MinIO …), 408 RequestCanceled (Tigris).
-const throttleCodes = new Set([
-  "SlowDown",
-  "SlowDownRead",
-  "SlowDownWrite",
-  "Throttling",
-  "ThrottlingException",
-  "TooManyRequests",
-  "TooManyRequestsException",
-  "RequestLimitExceeded",
-  "ProvisionedThroughputExceededException",
-  "RequestCanceled"
-])
-const serverCodes = new Set(["InternalError", "ServiceUnavailable", "OperationAborted"])
-const localRejections = new Set(["CredentialsProviderError", "TypeError", "RangeError", "InvalidEndpoint"])
-
-interface ErrorFields {
-  readonly name: string | undefined
-  readonly code: string | undefined
-  readonly message: string | undefined
-  readonly status: number | undefined
-}
-
-const stringField = (value: unknown, field: string): string | undefined => {
-  if (typeof value !== "object" || value === null || !(field in value)) return undefined
-  const found: unknown = (value as Record<string, unknown>)[field]
-  return typeof found === "string" ? found : undefined
-}
-
-const fieldsOf = (error: unknown): ErrorFields => {
-  const metadata: unknown = typeof error === "object" && error !== null && "$metadata" in error
-    ? error.$metadata
-    : undefined
-  const status: unknown = typeof metadata === "object" && metadata !== null && "httpStatusCode" in metadata
-    ? metadata.httpStatusCode
-    : undefined
-  return {
-    name: stringField(error, "name"),
-    // S3 error responses carry `Code`; Node's system errors carry `code` (ECONNREFUSED …).
-    code: stringField(error, "Code") ?? stringField(error, "code"),
-    message: stringField(error, "message") ?? (typeof error === "string" ? error : undefined),
-    status: typeof status === "number" ? status : undefined
-  }
-}
-
-/**
- * Every value of `field` (`code` or `name`) in an error, its `cause` chain and an AggregateError's
- * `errors` (bounded depth).
- */
-const causeFields = (error: unknown, field: "code" | "name", depth = 0): Array<string> => {
-  if (depth > 4 || typeof error !== "object" || error === null) return []
-  const own = stringField(error, field)
-  const cause: unknown = "cause" in error ? error.cause : undefined
-  const errors: unknown = "errors" in error ? error.errors : undefined
-  const nested = Array.isArray(errors) ? errors.flatMap((inner: unknown) => causeFields(inner, field, depth + 1)) : []
-  return [...(own === undefined ? [] : [own]), ...causeFields(cause, field, depth + 1), ...nested]
-}
-
-const statusText = (status: number | undefined): string => {
-  switch (status) {
-    case 400:
-      return "bad request"
-    case 401:
-    case 403:
-      return "access denied: check the credentials and the bucket's policy"
-    case 404:
-      return "not found"
-    default:
-      return status === undefined ? "no details" : `HTTP ${status}`
-  }
-}
-
-/**
- * The typed error of a failed S3 request: 404/NoSuchKey/NotFound → ObjectNotFound; NoSuchBucket,
- * 400, 401, 403 (AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch), other 4xx and local
- * configuration errors (no credentials) → ObjectStoreRejected; 412 and 409 (but OperationAborted)
- * → PreconditionFailed; load shedding (503 SlowDown, 429, 408 RequestCanceled) → Unavailable
- * "Throttled"; 5xx → Unavailable "ServerError"; timeouts (ETIMEDOUT, TimeoutError, 400
- * RequestTimeout, other 408s) → Unavailable "Timeout"; socket errors (ECONNREFUSED, ECONNRESET,
- * EPIPE, socket hang up …) and anything unrecognised → Unavailable "Network". A socket error's
- * `code` wins over its `name`: the SDK renames ECONNRESET and EPIPE errors "TimeoutError" (to
- * retry them), but a reset connection is not a timeout. Pure: `error` is only read.
- */
-export const classifyS3Error = (operation: string, key: string | undefined, error: unknown): ObjectStoreError => {
-  const { code, message, name, status } = fieldsOf(error)
-  const label = code ?? name ?? "Error"
-  const text = message === undefined || message === "" || message === "UnknownError" ? statusText(status) : message
-  const detail = `${label}${status === undefined ? "" : ` (HTTP ${status})`}: ${text}`
-  const codes = [label, ...causeFields(error, "code")]
-  const names = [...(name === undefined ? [] : [name]), ...causeFields(error, "name")]
-  const unavailable = (reason: ObjectStoreUnavailable["reason"]) =>
-    new ObjectStoreUnavailable({ operation, key, reason, detail })
-  const rejected = (rejectedCode: string) =>
-    new ObjectStoreRejected({ operation, key, status, code: rejectedCode, detail })
-
-  if (codes.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
-  if (
-    status === undefined &&
-    (codes.some((candidate) => networkCodes.has(candidate)) || /socket hang up|aborted/i.test(message ?? ""))
-  ) {
-    return unavailable("Network")
-  }
-  if (names.some((candidate) => timeoutCodes.has(candidate))) return unavailable("Timeout")
-  if (status === 412 || label === "PreconditionFailed" || label === "ConditionalRequestConflict") {
-    return new PreconditionFailed({ operation, key: key ?? "" })
-  }
-  if (status === 409 && label !== "OperationAborted") return new PreconditionFailed({ operation, key: key ?? "" })
-  if (label === "NoSuchBucket") return rejected("NoSuchBucket")
-  if (status === 404 || label === "NoSuchKey" || label === "NotFound") {
-    return new ObjectNotFound({ operation, key: key ?? "" })
-  }
-  if (status === 429 || throttleCodes.has(label)) return unavailable("Throttled")
-  if (status === 408) return unavailable("Timeout")
-  if ((status !== undefined && status >= 500) || serverCodes.has(label)) return unavailable("ServerError")
-  if (status !== undefined && status >= 300) {
-    return rejected(label === "Unknown" || label === "Error" ? `HTTP${status}` : label)
-  }
-  if (name !== undefined && localRejections.has(name)) return rejected(name)
-  return unavailable("Network")
-}
 
 // ---------------------------------------------------------------------------------------------
 // A known payload hash
@@ -375,102 +232,6 @@ const counted = <A>(
 // ---------------------------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------------------------
-
-const isDestroyable = (value: unknown): value is { readonly destroy: () => void } =>
-  typeof value === "object" && value !== null && "destroy" in value && typeof value.destroy === "function"
-
-/** An SDK call of a request, made with the request's deadline. */
-type Send = <A>(call: (signal: AbortSignal) => Promise<A>) => Effect.Effect<A, unknown>
-
-/** What a request's SDK call fails with once its deadline has passed (told apart from SDK errors). */
-const deadlinePassed: unique symbol = Symbol("deadlinePassed")
-
-/** `promise`'s outcome, or a rejection as soon as `deadline` aborts, whether or not the SDK
- * honours the abort. */
-const beforeDeadline = <A>(promise: Promise<A>, deadline: AbortSignal): Promise<A> =>
-  new Promise<A>((resolve, reject) => {
-    const passed = () => reject(deadlinePassed)
-    if (deadline.aborted) return passed()
-    deadline.addEventListener("abort", passed, { once: true })
-    promise.then(resolve, reject).finally(() => deadline.removeEventListener("abort", passed))
-  })
-
-/** The `Send` of a request: each call runs under `request`'s signal, which the request's deadline
- * aborts and so does an interruption of the calling fiber; any other failure is the raw SDK error.
- * (One controller per request: `AbortSignal.any` of the fiber's and the deadline's signals cost
- * every request a composite signal and its weak references.) */
-const sendWith = (request: AbortController): Send => <A>(call: (signal: AbortSignal) => Promise<A>) =>
-  Effect.async<A, unknown>((resume) => {
-    const signal = request.signal
-    beforeDeadline(call(signal), signal).then(
-      (value) => resume(Effect.succeed(value)),
-      (error: unknown) => resume(Effect.fail(signal.aborted ? deadlinePassed : error))
-    )
-    return Effect.sync(() => request.abort())
-  })
-
-/** A body's chunks in `into` while they fit, then in fresh bytes (the result is a view of `into`
- * only if all of them fit). Nothing is written into `into` once `signal` has aborted: the request
- * has ended, and its caller may own the buffer again. */
-const collectInto = async (
-  body: AsyncIterable<Uint8Array>,
-  into: Uint8Array,
-  signal: AbortSignal
-): Promise<Uint8Array> => {
-  let length = 0
-  let spilled: Array<Uint8Array> | undefined
-  for await (const chunk of body) {
-    if (signal.aborted) throw signal.reason
-    if (spilled === undefined && length + chunk.length <= into.length) {
-      into.set(chunk, length)
-    } else {
-      spilled ??= [into.slice(0, length)]
-      spilled.push(chunk)
-    }
-    length += chunk.length
-  }
-  if (spilled === undefined) return into.subarray(0, length)
-  const bytes = new Uint8Array(length)
-  let offset = 0
-  for (const chunk of spilled) {
-    bytes.set(chunk, offset)
-    offset += chunk.length
-  }
-  return bytes
-}
-
-const isAsyncIterable = (value: unknown): value is AsyncIterable<Uint8Array> =>
-  typeof value === "object" && value !== null && Symbol.asyncIterator in value
-
-/** Reads a GetObject body to bytes (into `into` when given, it fits and the body is a Node stream);
- * destroys the stream if the read fails or `signal` aborts (whether or not the SDK's own abort
- * still covers the response: it does in the pinned version). */
-const readBody = async (
-  body: NonNullable<GetObjectCommandOutput["Body"]>,
-  signal: AbortSignal,
-  into: Uint8Array | undefined
-): Promise<Uint8Array> => {
-  const destroy = () => {
-    if (isDestroyable(body)) body.destroy()
-  }
-  if (signal.aborted) {
-    destroy()
-    throw signal.reason
-  }
-  signal.addEventListener("abort", destroy, { once: true })
-  try {
-    return into !== undefined && isAsyncIterable(body)
-      ? await collectInto(body, into, signal)
-      : await body.transformToByteArray()
-  } catch (error) {
-    destroy()
-    throw error
-  } finally {
-    signal.removeEventListener("abort", destroy)
-  }
-}
-
-const hasStatus = (error: unknown, status: number): boolean => fieldsOf(error).status === status
 
 const revealed = (
   secret: string | Redacted.Redacted<string>
@@ -589,7 +350,7 @@ const probeWith = (
         if (error instanceof ObjectStoreUnavailable) {
           return error
         }
-        const { status } = fieldsOf(error)
+        const status = statusOf(error)
         if (status === 404) {
           return new ObjectStoreRejected({
             operation: "probe",
