@@ -6,8 +6,9 @@
  * - runs on the calling fiber under an AbortController of its own, which an interruption of the
  *   fiber aborts, so interrupting an operation aborts its HTTP request and closes its socket;
  * - is bounded by `requestTimeoutMs` (a timeout of the whole operation, body included; for `list`,
- *   of each page's request): a timer fiber aborts the controller then, and the request fails at
- *   once with `ObjectStoreUnavailable` reason "Timeout" (the SDK has no timeout of its own);
+ *   of each page's request): the store's one deadline sweeper (src/internal/s3/deadlines.ts)
+ *   aborts the controller then, and the request fails at once with `ObjectStoreUnavailable`
+ *   reason "Timeout" (the SDK has no timeout of its own);
  * - is tried once: SDK retries are off (`maxAttempts: 1`); the workers retry transient failures;
  * - fails with a typed error chosen by one pure function, `classifyS3Error`
  *   (src/internal/s3/errors.ts).
@@ -82,6 +83,7 @@ import {
   conditionalCreateHeaders,
   validateBucketName
 } from "../domain/S3Compat.js"
+import * as Deadlines from "../internal/s3/deadlines.js"
 import { classifyS3Error, hasStatus, statusOf } from "../internal/s3/errors.js"
 import { deadlinePassed, readBody, type Send, sendWith } from "../internal/s3/request.js"
 import { MetricsInstance } from "../services/MetricsInstance.js"
@@ -398,12 +400,14 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   const where = options.endpoint ?? `AWS S3 (${options.region})`
   const createHeaders = conditionalCreateHeaders(options.conditionalCreate ?? "if-none-match")
 
+  const deadlines = Deadlines.make(requestTimeoutMs)
+
   /**
    * One request: typed failure, bounded, counted. `build` makes its SDK calls with the `send` it is
-   * given, bound to the request's deadline, `requestTimeoutMs` away: a timer fiber aborts the
-   * calls then, and they fail at once. The request itself runs on the calling fiber (racing it
-   * against a timer in fibers of their own, as Effect.timeout does, made a 1 MiB GET cost 1.3x the
-   * time: its bytes outlived the race).
+   * given, bound to the request's deadline, `requestTimeoutMs` away: the store's deadline sweeper
+   * (src/internal/s3/deadlines.ts) aborts the calls then, and they fail at once. The request itself
+   * runs on the calling fiber (racing it against a timer in fibers of their own, as Effect.timeout
+   * does, made a 1 MiB GET cost 1.3x the time: its bytes outlived the race).
    */
   const classified = <A>(
     request: S3RequestType,
@@ -413,27 +417,17 @@ export const makeWithClient = (client: S3Client, options: S3ObjectStoreOptions):
   ): Effect.Effect<A, ObjectStoreError> =>
     counted(
       request,
-      Effect.suspend(() => {
-        const deadline = new AbortController()
-        return Effect.acquireUseRelease(
-          Effect.forkDaemon(
-            Effect.interruptible(
-              Effect.zipRight(Effect.sleep(Duration.millis(requestTimeoutMs)), Effect.sync(() => deadline.abort()))
-            )
-          ),
-          () =>
-            Effect.mapError(build(sendWith(deadline)), (error) =>
-              error === deadlinePassed
-                ? new ObjectStoreUnavailable({
-                  operation,
-                  key,
-                  reason: "Timeout",
-                  detail: `no answer from ${where} within ${requestTimeoutMs} ms`
-                })
-                : classifyS3Error(operation, key, error)),
-          (timer) => Fiber.interruptFork(timer)
-        )
-      })
+      deadlines.within((deadline) =>
+        Effect.mapError(build(sendWith(deadline)), (error) =>
+          error === deadlinePassed
+            ? new ObjectStoreUnavailable({
+              operation,
+              key,
+              reason: "Timeout",
+              detail: `no answer from ${where} within ${requestTimeoutMs} ms`
+            })
+            : classifyS3Error(operation, key, error))
+      )
     )
 
   /** GetObject and its body, read in one request whose AbortSignal covers the body too: the
