@@ -33,7 +33,9 @@ export const make = (timeoutMs: number): Deadlines => {
   let sweepersAlive = 0
 
   /** Aborts the controllers past their deadlines, then sleeps until the earliest other one; ends
-   * when none is left or a newer sweeper has replaced it. */
+   * when none is left or a newer sweeper has replaced it. A request that registers meanwhile never
+   * needs it woken early: with one timeout and a monotonic clock, its deadline is at or after
+   * every earlier request's. */
   const sweep = (clock: Clock.Clock, own: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       if (own !== generation) return Effect.void
