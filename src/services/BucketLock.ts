@@ -22,7 +22,8 @@
  * reading the lock back: our generation there means the PUT landed; no lock means the DELETE did.
  * A renewal reads the lock, then rewrites it: a predecessor's renewal may so land just after a
  * take-over. Its lock names a lower epoch than the holder's (epochs only grow), so it does not fence
- * the holder, whose next renewal (or release) takes the lock back.
+ * the holder, whose next renewal (or release) takes the lock back; nor does it refuse a start that
+ * reads it back just after writing its own.
  *
  * Replaces: the lock protocol of OrioleDB's src/s3/control.c (`s3_put_lock_file`, ≤ 10 retries on
  * 409, FATAL otherwise, deleted at postmaster exit; docs/ORIGINAL.md §6), which had no epoch, so a
@@ -199,7 +200,9 @@ const putLock = (
   )
 }
 
-/** Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there. */
+/** Overwrites a lock that is not (or no longer) held, then confirms that ours is the one there. A
+ * lock of a lower epoch read back is a predecessor's late renewal that landed after our PUT: it
+ * does not lock us out (as for a holder, see `notHeldDetail`), and our first renewal rewrites it. */
 const overwrite = (
   starter: Starter,
   epoch: number
@@ -207,7 +210,8 @@ const overwrite = (
   Effect.gen(function*() {
     yield* putLock(starter, epoch, false)
     const current = yield* read(starter.store, starter.config)
-    if (current !== undefined && current.generation === starter.generation) return heldBy(starter, epoch, true)
+    const held = heldBy(starter, epoch, true)
+    if (current !== undefined && isOursToHold(current, held)) return held
     return yield* new BucketLocked({
       key: starter.key,
       holder: current === undefined ? "unknown (the lock vanished while it was taken)" : describe(current),

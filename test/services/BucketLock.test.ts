@@ -159,6 +159,42 @@ describe("BucketLock: the sticky fence", () => {
       assert.strictEqual((yield* Effect.flip(held.check))._tag, "Fenced")
     }))
 
+  it.scoped("a predecessor's late renewal that lands between a take-over's PUT and its read-back does not refuse the start; a newer lock there does", () =>
+    Effect.gen(function*() {
+      const state = yield* MemoryObjectStore.makeBucket("lock-test")
+      const bucket = MemoryObjectStore.inspect(state)
+      const inner = MemoryObjectStore.storeOf(state)
+      const old = leftLock("g-old", 3)
+      yield* bucket.write(lockKey, old)
+      // What lands right after the take-over's overwrite (an unconditional PUT of the lock).
+      const interloper = yield* Ref.make<Uint8Array | undefined>(old)
+      const store = {
+        ...inner,
+        put: (key: string, bytes: Uint8Array, options?: { readonly ifNoneMatch?: boolean }) =>
+          Effect.zipRight(
+            inner.put(key, bytes, options),
+            key === lockKey && options?.ifNoneMatch !== true
+              ? Effect.flatMap(Ref.getAndSet(interloper, undefined), (late) =>
+                late === undefined ? Effect.void : bucket.write(lockKey, late))
+              : Effect.void
+          )
+      }
+      const takeOver = { ...config, takeOver: true }
+      const acquired = yield* BucketLock.acquire(store, takeOver, Ids.InstanceId.make("i-two"), 3, "g-new")
+      assert.strictEqual(acquired.epoch, 4)
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-old", "the late renewal landed after the PUT")
+      const held = yield* BucketLock.make(store, config, acquired)
+      yield* held.renew
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-new", "the first renewal rewrote the lock")
+      assert.isTrue(Option.isNone(yield* held.fenced))
+      // A lock of a higher epoch landing there is a newer holder's: the start is refused.
+      yield* Ref.set(interloper, leftLock("g-later", 9))
+      const refused = yield* Effect.flip(
+        BucketLock.acquire(store, takeOver, Ids.InstanceId.make("i-three"), 4, "g-third")
+      )
+      assert.strictEqual(refused._tag, "BucketLocked")
+    }))
+
   it.scoped("a missing lock is not ours: a running holder whose lock is deleted under it is fenced", () =>
     Effect.gen(function*() {
       const { bucket, store } = yield* setup
