@@ -20,8 +20,16 @@
  *   a connection drops after the server applied the request. With `probability`, each matching
  *   operation loses its response with that probability (drawn like the error rate); with `times`,
  *   only the next `times` lost responses are lost and the rule then removes itself.
- * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the inner
- * store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
+ * - `late(latencyMaxMs, { probability? })`: a request already on the wire: with `probability`
+ *   (default 1) the operation reaches the inner store after a delay drawn in [1, latencyMaxMs] ms,
+ *   and it does even if its caller stops waiting (a timeout, a shutdown): the caller's interruption
+ *   ends its wait, not the request, which lands later. Independent draws reorder requests: a write
+ *   sent first can land after one sent later. The delayed request runs in a fiber of its own,
+ *   outside the caller's supervisor (it belongs to the network, not to the process). Below this
+ *   decorator nothing is delayed, so a kill switch under it (the simulation's) still stops a killed
+ *   process's late requests.
+ * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the late
+ * delay, then the inner store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
  * wait on a Deferred, so they are interruptible and cost no CPU.
  *
@@ -42,12 +50,15 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
+  FiberRef,
   Layer,
   Option,
   Random,
   Ref,
   Stream,
-  SubscriptionRef
+  SubscriptionRef,
+  Supervisor
 } from "effect"
 import { ObjectStoreRejected, ObjectStoreUnavailable } from "../domain/Errors.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
@@ -79,6 +90,7 @@ export type Fault =
   | { readonly _tag: "Stall" }
   | { readonly _tag: "StallAfter"; readonly afterMs: number }
   | { readonly _tag: "LostResponse"; readonly times?: number; readonly probability?: number }
+  | { readonly _tag: "Late"; readonly latencyMaxMs: number; readonly probability?: number }
 
 /** How often a `lostResponse` rule loses an answer. */
 export interface LostResponseOptions {
@@ -87,7 +99,7 @@ export interface LostResponseOptions {
 }
 
 /** The kinds of injected faults, as counted. */
-export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse"
+export type FaultKind = "latency" | "error" | "permanent" | "stall" | "lostResponse" | "late"
 
 /** Identifies an added rule, to remove it alone. */
 export type FaultId = number
@@ -121,6 +133,13 @@ export interface FaultControllerService {
   /** The store applies the request, the caller gets a transient error; `times` bounds how often,
    * `probability` (default 1) how likely each matching operation is to lose its answer. */
   readonly lostResponse: (filter?: FaultFilter, options?: LostResponseOptions) => Effect.Effect<FaultId>
+  /** Matching requests (each with `probability`, default 1) reach the store up to `latencyMaxMs`
+   * late, whether or not their caller still waits. */
+  readonly late: (
+    latencyMaxMs: number,
+    filter?: FaultFilter,
+    options?: { readonly probability?: number }
+  ) => Effect.Effect<FaultId>
   /** Removes one rule (an unknown id is ignored). Stalled operations are not released by this. */
   readonly remove: (id: FaultId) => Effect.Effect<void>
   /** Removes every rule and releases every stalled operation (they proceed). */
@@ -194,6 +213,7 @@ type ActiveFault =
   | { readonly _tag: "FailPermanently" }
   | { readonly _tag: "StallFrom"; readonly fromMs: number }
   | { readonly _tag: "LostResponse"; readonly remaining: number; readonly probability: number }
+  | { readonly _tag: "Late"; readonly latencyMaxMs: number; readonly probability: number }
 
 interface Rule {
   readonly id: FaultId
@@ -218,7 +238,7 @@ const emptyStats: FaultStats = {
     list: { started: 0, finished: 0 },
     probe: { started: 0, finished: 0 }
   },
-  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0 },
+  injected: { latency: 0, error: 0, permanent: 0, stall: 0, lostResponse: 0, late: 0 },
   stalledNow: 0
 }
 
@@ -256,6 +276,13 @@ const validateFault = (fault: Fault): Effect.Effect<void> => {
       return fault.times === undefined || (Number.isInteger(fault.times) && fault.times > 0)
         ? Effect.void
         : Effect.dieMessage(`lost-response times ${fault.times} must be a positive integer`)
+    case "Late":
+      if (fault.probability !== undefined && !(fault.probability >= 0 && fault.probability <= 1)) {
+        return Effect.dieMessage(`late probability ${fault.probability} must be in [0, 1]`)
+      }
+      return Number.isInteger(fault.latencyMaxMs) && fault.latencyMaxMs >= 1
+        ? Effect.void
+        : Effect.dieMessage(`late latency ${fault.latencyMaxMs} ms must be an integer >= 1`)
     default:
       return Effect.void
   }
@@ -385,6 +412,36 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
                 : exit)
       )
 
+    /** The delay of this request if a `Late` rule delays it (the first matching rule decides). */
+    const lateDelayMs = (operation: Operation, key: string | undefined) =>
+      Effect.gen(function*() {
+        const { rules } = yield* Ref.get(rulesRef)
+        const rule = rules.find((candidate) =>
+          candidate.fault._tag === "Late" && applies(candidate.filter, operation, key)
+        )
+        if (rule === undefined || rule.fault._tag !== "Late") return Option.none<number>()
+        if (rule.fault.probability < 1 && (yield* draw) >= rule.fault.probability) return Option.none<number>()
+        yield* count("late")
+        return Option.some(1 + Math.floor((yield* draw) * rule.fault.latencyMaxMs))
+      })
+
+    /** Runs `effect` now, or, if a `Late` rule delays it, in a fiber of the network's that the
+     * caller's interruption does not reach: the caller waits for its exit or gives up. */
+    const lateOrNow = <A, E>(
+      operation: Operation,
+      key: string | undefined,
+      effect: Effect.Effect<A, E>
+    ): Effect.Effect<A, E> =>
+      Effect.flatMap(lateDelayMs(operation, key), (delay) =>
+        Option.match(delay, {
+          onNone: () => effect,
+          onSome: (delayMs) =>
+            Effect.forkDaemon(Effect.zipRight(Effect.sleep(Duration.millis(delayMs)), effect)).pipe(
+              Effect.locally(FiberRef.currentSupervisor, Supervisor.none),
+              Effect.flatMap(Fiber.join)
+            )
+        }))
+
     const countStarted = (operation: Operation) =>
       SubscriptionRef.update(statsRef, (stats) => countOperation(stats, operation, "started"))
     const countFinished = (operation: Operation) =>
@@ -392,7 +449,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
     const tracked = <A, E>(operation: Operation, key: string | undefined, effect: Effect.Effect<A, E>) =>
       countStarted(operation).pipe(
         Effect.zipRight(inject(operation, key)),
-        Effect.zipRight(loseResponse(operation, key, effect)),
+        Effect.zipRight(loseResponse(operation, key, lateOrNow(operation, key, effect))),
         Effect.ensuring(countFinished(operation))
       )
 
@@ -421,6 +478,8 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
           ? { _tag: "StallFrom", fromMs: Number.NEGATIVE_INFINITY }
           : fault._tag === "StallAfter"
           ? { _tag: "StallFrom", fromMs: nowMs + fault.afterMs }
+          : fault._tag === "Late"
+          ? { _tag: "Late", latencyMaxMs: fault.latencyMaxMs, probability: fault.probability ?? 1 }
           : fault._tag === "LostResponse"
           ? {
             _tag: "LostResponse",
@@ -449,6 +508,7 @@ export const makeController = (options: FaultyObjectStoreOptions = {}): Effect.E
       stall: (filter) => add({ _tag: "Stall" }, filter),
       stallAfter: (afterMs, filter) => add({ _tag: "StallAfter", afterMs }, filter),
       lostResponse: (filter, options = {}) => add({ _tag: "LostResponse", ...options }, filter),
+      late: (latencyMaxMs, filter, options = {}) => add({ _tag: "Late", latencyMaxMs, ...options }, filter),
       remove: (id) =>
         Ref.update(rulesRef, (state) => ({ ...state, rules: state.rules.filter((rule) => rule.id !== id) })),
       heal,

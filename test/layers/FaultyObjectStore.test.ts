@@ -7,7 +7,7 @@
  * controller's counters (`awaitStats`) or the clock, never on real time.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Fiber, Layer, Option, Random, Stream, TestClock } from "effect"
+import { Chunk, Effect, Either, Fiber, Layer, Option, Random, Stream, Supervisor, TestClock } from "effect"
 import type { ObjectStoreError } from "../../src/domain/Errors.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import { taskTypes } from "../../src/domain/Task.js"
@@ -277,10 +277,86 @@ describe("FaultyObjectStore", () => {
       assert.strictEqual((yield* controller.stats).injected.lostResponse, 3)
     }))
 
+  /** Steps the TestClock 1 ms at a time until `key` holds `value`; the instant it landed (ms). */
+  const landingMs = (bucket: MemoryObjectStore.MemoryBucketService, key: string, value: number, limitMs: number) =>
+    Effect.gen(function*() {
+      for (let atMs = 0; atMs <= limitMs; atMs++) {
+        const held = yield* bucket.read(key)
+        if (Option.isSome(held) && held.value[0] === value) return atMs
+        yield* TestClock.adjust("1 millis")
+      }
+      return -1
+    })
+
+  it.effect("late: a request whose caller gave up still lands, within its drawn delay; a waiting caller gets the answer", () =>
+    Effect.gen(function*() {
+      const { bucket, controller, store } = yield* faulty({ seed: 3 })
+      yield* controller.late(100, { operations: ["put", "delete"], keyPrefix: "lock" })
+      const abandoned = yield* Effect.fork(store.put("lock", new Uint8Array([7])))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(abandoned)
+      assert.isTrue(Option.isNone(yield* bucket.read("lock")), "not landed when its caller gave up")
+      const landedAtMs = yield* landingMs(bucket, "lock", 7, 100)
+      assert.isTrue(landedAtMs >= 1 && landedAtMs <= 100, `landed ${landedAtMs} ms after it was sent`)
+      // A caller that waits gets the store's answer when the request lands; an unfiltered key is not delayed.
+      const waited = yield* Effect.fork(store.delete("lock"))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(waited)
+      assert.isTrue(Option.isNone(yield* bucket.read("lock")), "the delete landed")
+      yield* store.put("other", bytes)
+      assert.deepStrictEqual(yield* bucket.read("other"), Option.some(bytes))
+      const stats = yield* controller.stats
+      assert.strictEqual(stats.injected.late, 2)
+      assert.deepStrictEqual(stats.operations.put, { started: 2, finished: 2 })
+    }))
+
+  it.effect("late reorders writes: over seeds, a put sent first sometimes lands last, and the bucket keeps the last to land", () =>
+    Effect.gen(function*() {
+      let reordered = 0
+      for (let seed = 1; seed <= 16; seed++) {
+        const { bucket, controller, store } = yield* faulty({ seed })
+        yield* controller.late(50, { operations: ["put"] })
+        const first = yield* Effect.fork(store.put("k", new Uint8Array([1])))
+        const second = yield* Effect.fork(store.put("k", new Uint8Array([2])))
+        yield* Effect.yieldNow()
+        const firstAtMs = yield* landingMs(bucket, "k", 1, 50)
+        yield* TestClock.adjust("50 millis")
+        yield* Fiber.join(first)
+        yield* Fiber.join(second)
+        const final = Option.map(yield* bucket.read("k"), (held) => held[0])
+        // Put 1 seen in the bucket after put 2 was sent: if it stayed, it landed last.
+        if (Option.getOrNull(final) === 1) reordered++
+        else assert.deepStrictEqual(final, Option.some(2), `seed ${seed}: put 1 seen at ${firstAtMs} ms`)
+      }
+      assert.isTrue(reordered >= 2 && reordered <= 14, `${reordered} of 16 seeds reordered the two puts`)
+    }))
+
+  it.effect("late: the delayed request runs outside its caller's supervisor (the network's, not the process's)", () =>
+    Effect.gen(function*() {
+      const { bucket, controller, store } = yield* faulty()
+      yield* controller.late(40, { operations: ["put"] })
+      const supervisor = yield* Supervisor.track
+      const caller = yield* Effect.fork(Effect.supervised(store.put("k", bytes), supervisor))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(caller)
+      assert.strictEqual((yield* supervisor.value).length, 0, "no fiber of the caller's is alive")
+      assert.isTrue(Option.isNone(yield* bucket.read("k")), "the request is still on its way")
+      yield* TestClock.adjust("40 millis")
+      assert.deepStrictEqual(yield* bucket.read("k"), Option.some(bytes), "and it landed")
+    }))
+
   it.effect("out-of-range fault parameters are defects", () =>
     Effect.gen(function*() {
       const { controller } = yield* faulty()
-      for (const add of [controller.errorRate(1.5), controller.latency(-1), controller.stallAfter(Number.NaN)]) {
+      for (
+        const add of [
+          controller.errorRate(1.5),
+          controller.latency(-1),
+          controller.stallAfter(Number.NaN),
+          controller.late(0),
+          controller.late(10, {}, { probability: 2 })
+        ]
+      ) {
         const exit = yield* Effect.exit(add)
         assert.isTrue(exit._tag === "Failure" && exit.cause._tag === "Die")
       }
