@@ -41,7 +41,11 @@ export const Control = Schema.Struct({
   /** Everything below it was durable in the local WAL at a clean stop (its end then). A bad frame
    * below it is damage, never a torn tail. Kept by later opens (durable bytes stay durable) and
    * raised by each clean stop; absent in control files of older versions. */
-  walDurableLsn: Schema.optional(Lsn)
+  walDurableLsn: Schema.optional(Lsn),
+  /** Written with `cleanShutdown`: the generation of the bucket lock of the open that stopped. That
+   * open renews no more, so a lock of this generation met by the next start is a late renewal still
+   * landing, not a live open of a copy of this directory (BucketLock.acquire). */
+  stoppedLockGeneration: Schema.optional(Schema.String)
 })
 export type Control = typeof Control.Type
 

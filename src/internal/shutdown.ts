@@ -216,7 +216,7 @@ const markClean = (services: ShutdownServices, deadlineAtMs: number) =>
       .map(([file, part]) => partPath(file, part))
     const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - reserveAfterMarkCleanMs(services.config)
     const mark = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) =>
-      markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable))
+      markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable, services.bucketLock.lock.generation))
     const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(mark), cleanBudgetMs) : Option.none()
     const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
     if (!markedClean) {

@@ -18,7 +18,9 @@
  * new `renewedAtMs`. A start whose instance id matches the lock under another generation watches
  * it: renewed meanwhile, start-up is refused (BucketLocked); unchanged for the lease
  * (`lockLeaseMs`), the previous open is gone (a crash) and the lock is taken with a higher epoch,
- * like a take-over. An unknown outcome of a lock PUT or DELETE (a lost response) is resolved by
+ * like a take-over. A lock of the generation this directory recorded at its last clean stop is not
+ * watched: that open renews no more, so any renewal of it is a late one still landing, and the
+ * lock is taken at once. An unknown outcome of a lock PUT or DELETE (a lost response) is resolved by
  * reading the lock back: our generation there means the PUT landed; no lock means the DELETE did.
  * A renewal reads the lock, then rewrites it: a predecessor's renewal may so land just after a
  * take-over. Its lock names a lower epoch than the holder's (epochs only grow), so it does not fence
@@ -160,7 +162,13 @@ interface Starter {
   readonly generation: string
   /** The highest epoch this instance knows of (the bucket's latest manifest, its control file). */
   readonly seenEpoch: number
+  /** The lock generation of this directory's open that stopped cleanly last, if recorded. */
+  readonly stoppedGeneration: string | undefined
 }
+
+/** A lock of the open that stopped cleanly: whatever renewal of it is seen landed late. */
+const isStopped = (starter: Starter, lock: Control.LockObject): boolean =>
+  lock.generation !== undefined && lock.generation === starter.stoppedGeneration
 
 const heldBy = (starter: Starter, epoch: number, tookOver: boolean): HeldLock => ({
   key: starter.key,
@@ -240,10 +248,10 @@ const decide = (
     if (holder.generation === starter.generation) return heldBy(starter, holder.epoch, false)
     if (holder.instanceId === starter.instanceId) {
       // Another open of this instance: a crashed run (its lease runs out) or a live copy of the
-      // data directory (it renews).
-      const watched = yield* watchLease(starter.store, config, holder)
+      // data directory (it renews); or the open that stopped cleanly, whose renewals only land late.
+      const watched = isStopped(starter, holder) ? "expired" : yield* watchLease(starter.store, config, holder)
       if (watched === "gone") return "retry" as const
-      if (watched !== "expired") {
+      if (watched !== "expired" && !isStopped(starter, watched.renewed)) {
         return yield* new BucketLocked({
           key,
           holder: `${describe(watched.renewed)} (another open of this data directory, renewing its lease)`,
@@ -262,15 +270,17 @@ const decide = (
 
 /**
  * Acquires the lock for `instanceId` under `generation`; `seenEpoch` is the highest epoch this
- * instance knows of (the bucket's latest manifest). Bounded: at most `acquireRoundsMax` rounds of
- * put-then-read, each with at most one lease wait.
+ * instance knows of (the bucket's latest manifest); `stoppedGeneration` the generation of this
+ * directory's last open, if it stopped cleanly (Control.stoppedLockGeneration). Bounded: at most
+ * `acquireRoundsMax` rounds of put-then-read, each with at most one lease wait.
  */
 export const acquire = (
   store: ObjectStoreService,
   config: StorageConfigValue,
   instanceId: InstanceId,
   seenEpoch: number,
-  generation: string
+  generation: string,
+  stoppedGeneration?: string
 ): Effect.Effect<HeldLock, ObjectStoreError | CorruptObject | BucketLocked> =>
   Effect.gen(function*() {
     const starter: Starter = {
@@ -279,7 +289,8 @@ export const acquire = (
       key: KeyLayout.lockKey(keyLayout(config)),
       instanceId,
       generation,
-      seenEpoch
+      seenEpoch,
+      stoppedGeneration
     }
     for (let round = 0; round < acquireRoundsMax; round++) {
       const epoch = seenEpoch + 1

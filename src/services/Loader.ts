@@ -289,7 +289,10 @@ const takeLock = (
       )
     }
     const seenEpoch = Math.max(surveyed.latest?.manifest.epoch ?? 0, surveyed.control?.epoch ?? 0)
-    const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, yield* BucketLock.newGeneration).pipe(
+    const control = surveyed.control
+    const stoppedGeneration = control?.cleanShutdown === true ? control.stoppedLockGeneration : undefined
+    const generation = yield* BucketLock.newGeneration
+    const lock = yield* BucketLock.acquire(store, config, instanceId, seenEpoch, generation, stoppedGeneration).pipe(
       Effect.tapErrorTag("BucketLocked", () => (fresh ? disk.remove(controlPath).pipe(Effect.ignore) : Effect.void))
     )
     const bucketLock = yield* BucketLock.make(store, config, lock)
@@ -397,13 +400,16 @@ const install = (
  * Marks a clean shutdown: syncs the given dirty part files, then rewrites the control file with
  * `cleanShutdown: true` and the SHA-256 of each local part file (PartTable.localPartHashes), so the
  * next start trusts the local part files that still have their recorded hash; and with the WAL's
- * durable end, below which the next open treats a bad frame as damage, not as a torn tail.
+ * durable end, below which the next open treats a bad frame as damage, not as a torn tail; and with
+ * the generation of the bucket lock this open held, which the next start then takes at once
+ * (BucketLock.acquire): a renewal of it can only land late.
  */
 export const markCleanShutdown = (
   disk: LocalDiskService,
   dirtyPaths: ReadonlyArray<string>,
   localPartHashes: ReadonlyArray<readonly [string, string]>,
-  walDurableLsn?: Lsn
+  walDurableLsn?: Lsn,
+  lockGeneration?: string
 ): Effect.Effect<void, LocalIoError | CorruptObject> =>
   Effect.gen(function*() {
     yield* Effect.forEach(dirtyPaths, (path) => disk.sync(path), { concurrency: syncConcurrency, discard: true })
@@ -416,7 +422,8 @@ export const markCleanShutdown = (
         ...control,
         cleanShutdown: true,
         localParts: Object.fromEntries(localPartHashes),
-        ...durable
+        ...durable,
+        ...(lockGeneration === undefined ? {} : { stoppedLockGeneration: lockGeneration })
       })
     }
   })

@@ -5,7 +5,7 @@
  * TestClock (`it.effect` + `TestClock.adjust`), lost responses live with millisecond retries.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Option, Ref, TestClock } from "effect"
+import { Effect, Either, Fiber, Option, Ref, Scope, TestClock } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { ObjectNotFound } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -82,6 +82,37 @@ describe("BucketLock: generations and the lease", () => {
       assert.isTrue(held.tookOver, "the next checkpoint number is claimed, as after a take-over")
       const now = yield* lockIn(bucket)
       assert.strictEqual(now?.generation, "g-restart")
+    }))
+
+  it.effect("the lock of this directory's open that stopped cleanly is taken at once: its renewals can only land late", () =>
+    Effect.gen(function*() {
+      const { bucket, store } = yield* setup
+      yield* bucket.write(lockKey, leftLock("g-stopped"))
+      const restart = yield* Effect.fork(BucketLock.acquire(store, config, instance, 1, "g-restart", "g-stopped"))
+      yield* TestClock.adjust(1)
+      const done = yield* restart.poll
+      assert.isTrue(Option.isSome(done), "the restart waited for the stopped open's lease")
+      const held = yield* Fiber.join(restart)
+      assert.deepStrictEqual([held.generation, held.epoch, held.tookOver], ["g-restart", 4, true])
+      // The stopped open's renewal that was on the wire lands now: a lower epoch, not a fence.
+      yield* bucket.write(lockKey, leftLock("g-stopped"))
+      const service = yield* BucketLock.make(store, config, held).pipe(Scope.extend(yield* Scope.make()))
+      yield* TestClock.adjust(config.lockRenewIntervalMs)
+      assert.isTrue(Option.isNone(yield* service.fenced), "the holder is not fenced by the late renewal")
+      assert.strictEqual((yield* lockIn(bucket))?.generation, "g-restart", "its renewal took the lock back")
+    }))
+
+  it.scoped("a live open of another generation is still watched and refused when a stopped generation is known", () =>
+    Effect.gen(function*() {
+      const { store } = yield* setup
+      const original = yield* BucketLock.acquire(store, config, instance, 0, "g-original")
+      yield* BucketLock.make(store, config, original)
+      const copy = yield* Effect.fork(
+        Effect.either(BucketLock.acquire(store, config, instance, 0, "g-copy", "g-stopped-long-ago"))
+      )
+      yield* TestClock.adjust(config.lockLeaseMs + config.lockRenewIntervalMs)
+      const outcome = yield* Fiber.join(copy)
+      assert.isTrue(Either.isLeft(outcome) && outcome.left._tag === "BucketLocked", String(outcome))
     }))
 })
 

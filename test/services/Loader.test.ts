@@ -8,7 +8,7 @@
  * A store decorator plays the old holder committing between a claim's read and its put.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Either, Layer, Option, Ref } from "effect"
+import { Context, Effect, Either, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { type StartupRefusedReason, startupRefusedRemedy } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -209,6 +209,24 @@ describe("Loader: the start-up plan", () => {
       assert.strictEqual(control?.walDurableLsn, 4242)
       assert.isFalse(control?.cleanShutdown, "a running directory is not cleanly stopped")
       assert.isUndefined(control?.baseCommitToken, "its base is its own checkpoint")
+    }))
+
+  it.scoped("a clean stop records its lock's generation; the next start takes that lock at once, and drops the record", () =>
+    Effect.gen(function*() {
+      const world = yield* makeWorld
+      const latest = yield* commitCheckpoint(world, old, 1)
+      yield* writeControl(world, old, latest)
+      yield* Loader.markCleanShutdown(world.disk.disk, [], [], undefined, "g-old")
+      assert.strictEqual((yield* readControl(world))?.stoppedLockGeneration, "g-old")
+      // The stopped open's lock is in the bucket: left by a failed release, or its late renewal.
+      yield* world.bucket.write(KeyLayout.lockKey(layout), lockOf(old))
+      const opening = yield* Effect.fork(open(world))
+      yield* TestClock.adjust(1)
+      assert.isTrue(Option.isSome(yield* opening.poll), "the start waited for the stopped open's lease")
+      const { loader } = yield* Fiber.join(opening)
+      assert.strictEqual(loader.opened.lock.epoch, old.epoch + 1, "above the stopped open's epoch")
+      const control = yield* readControl(world)
+      assert.isUndefined(control?.stoppedLockGeneration, "a running directory has no stopped generation")
     }))
 
   it.scoped("a directory behind the bucket only by its own checkpoints reopens from the bucket's latest", () =>
