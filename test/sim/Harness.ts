@@ -371,9 +371,24 @@ export interface ArchiveRecord {
   endedAtMs: number | undefined
 }
 
+/** A take-over that did not open (while it runs: one not opened yet). */
+export interface FailedTakeOver {
+  readonly label: string
+  readonly replacing: string
+  readonly atMs: number
+  /** How it failed (absent while it runs). */
+  readonly error?: string
+}
+
 /** A fault injected into one instance's view of the bucket, or a heal of every view. */
 export type FaultEvent =
-  | { readonly atMs: number; readonly instance: string; readonly kind: Fault["kind"] | "readStalls" }
+  | {
+    readonly atMs: number
+    readonly instance: string
+    readonly kind: Fault["kind"] | "readStalls"
+    /** How long after the next heal its requests may still be on their way (`late`). */
+    readonly lingersMs?: number
+  }
   | { readonly atMs: number; readonly instance: "*"; readonly kind: "heal" }
 
 /** A garbage-collection pass of the collector of the run (`gc`), and the audit right after it. */
@@ -417,7 +432,7 @@ export interface RunRecord {
   /** Take-overs that never opened (failed, ran out of time, or were cut at the shutdown instant):
    * `replacing` was the owner then. Such a start may still have taken the bucket over (its claim
    * landed, its answer was lost or never awaited). */
-  readonly failedTakeOvers?: Array<{ readonly label: string; readonly replacing: string; readonly atMs: number }>
+  readonly failedTakeOvers?: Array<FailedTakeOver>
   /** Bit rot injected into the restarted directory before the restart, if any. */
   rot: string | undefined
   /** For rot in a WAL record: where, and the durable end the directory recorded (see RotOutcome). */
@@ -463,6 +478,11 @@ export const defaultHarnessBounds: HarnessBounds = {
 }
 
 const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+const faultEvent = (atMs: number, instance: string, fault: Fault): FaultEvent =>
+  fault.kind === "late"
+    ? { atMs, instance, kind: fault.kind, lingersMs: fault.maxMs }
+    : { atMs, instance, kind: fault.kind }
 
 /** Runs `effect` in a daemon fiber and waits at most `ms` for it; None if it did not finish. */
 const bounded = <A, E>(effect: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<Exit.Exit<A, E>>> =>
@@ -551,14 +571,14 @@ export const simulate = <W>(
         readonly leaseHolder: boolean
       }
     > = []
-    /** Lost-response faults since the last heal: they come from the network path that every
-     * process shares, so an instance started later (a restart, a take-over) starts with them. */
-    const lostResponseFaults: Array<Fault> = []
+    /** Lost-response and late faults since the last heal: they come from the network path that
+     * every process shares, so an instance started later (a restart, a take-over) starts with them. */
+    const networkFaults: Array<Fault> = []
     /** The lost-response faults a new instance `label` starts with (recorded as injected into it). */
     const networkFaultsFor = (label: string) =>
       Effect.map(now, (atMs): ReadonlyArray<Fault> => {
-        for (const fault of lostResponseFaults) record.faults.push({ atMs, instance: label, kind: fault.kind })
-        return [...lostResponseFaults]
+        for (const fault of networkFaults) record.faults.push(faultEvent(atMs, label, fault))
+        return [...networkFaults]
       })
     /** Shutdowns begun during the run (an owner stopping), awaited before the end. */
     const midRunShutdowns: Array<Fiber.RuntimeFiber<void>> = []
@@ -795,9 +815,9 @@ export const simulate = <W>(
         record.failedTakeOvers?.push(attempt) // until it opens
         const fresh = yield* bounded(takeOverFn(world, label, yield* networkFaultsFor(label)), bounds.openTimeoutMs)
         if (Option.isNone(fresh) || Exit.isFailure(fresh.value)) {
-          yield* trace(
-            `take-over by ${label} failed: ${Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)}`
-          )
+          const error = Option.isNone(fresh) ? "timed out" : describeExit(fresh.value)
+          record.failedTakeOvers?.splice(record.failedTakeOvers.indexOf(attempt), 1, { ...attempt, error })
+          yield* trace(`take-over by ${label} failed: ${error}`)
           return
         }
         record.failedTakeOvers?.splice(record.failedTakeOvers.indexOf(attempt), 1)
@@ -945,11 +965,11 @@ export const simulate = <W>(
               ? yield* fork(`archive-wal (awaited) on ${instance.label}`, runArchiveAwaited(instance))
               : yield* fork(`archive-wal on ${instance.label}`, Effect.asVoid(instance.archiveWal))
           case "Fault":
-            if (step.fault.kind === "lostResponse") lostResponseFaults.push(step.fault)
-            record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
+            if (step.fault.kind === "lostResponse" || step.fault.kind === "late") networkFaults.push(step.fault)
+            record.faults.push(faultEvent(yield* now, instance.label, step.fault))
             return yield* instance.inject(step.fault)
           case "Heal":
-            lostResponseFaults.length = 0
+            networkFaults.length = 0
             record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
             if (system.gcHeal !== undefined) yield* system.gcHeal(world)
             return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })

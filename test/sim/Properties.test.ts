@@ -375,6 +375,24 @@ describe("Properties", () => {
     assert.deepStrictEqual(takenOver({ attempted: true, claimedBy: "iA" }), ["restart-keeps-acknowledged"])
   })
 
+  it("take-over-breaks-old-locks: a take-over refused by the lock of an instance opened before it; a newer holder may refuse it", () => {
+    const refused = (holderLabel: string, error = "BucketLocked: the bucket is locked by instance ") => {
+      const record = healthy()
+      record.instances.push({ label: "C", instanceId: "iC", epoch: 3, openedAtMs: 950, tookOverFrom: "A" })
+      const holder = record.instances.find((info) => info.label === holderLabel)
+      record.failedTakeOvers?.push({
+        label: "B",
+        replacing: "A",
+        atMs: 900,
+        error: `${error}${holder?.instanceId} at epoch 1`
+      })
+      return violated(record).filter((name) => name === "take-over-breaks-old-locks")
+    }
+    assert.deepStrictEqual(refused("A"), ["take-over-breaks-old-locks"])
+    assert.deepStrictEqual(refused("C"), [], "C opened after B's take-over began: a newer holder")
+    assert.deepStrictEqual(refused("A", "ObjectStoreUnavailable: get \"lock\" "), [], "not refused by a lock")
+  })
+
   it("restore-from-bucket: an insert of the latest checkpoint, or acknowledged below the archive, missing", () => {
     const record = healthy()
     const restore = record.reopens[1]

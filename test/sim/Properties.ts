@@ -37,6 +37,10 @@
  *   taken over yet.
  * - `fenced-stops-acknowledging`: once a stale writer has been told it is fenced, it acknowledges
  *   no commit any more (what it acknowledges can never reach the bucket).
+ * - `take-over-breaks-old-locks`: a take-over is never refused as locked by the instance it
+ *   replaces or by any instance opened before it began: their lock, or a late renewal of it that
+ *   lands during the take-over, is what a take-over exists to break (only a newer holder's lock
+ *   may refuse it).
  *
  * Bit rot (a flipped byte in the stopped directory): the restart may refuse to open (the damage was
  * detected); if it opens, it must hold everything it would hold without the rot, except the one
@@ -72,6 +76,7 @@ export type PropertyName =
   | "restart-keeps-acknowledged"
   | "restore-from-bucket"
   | "fenced-stops-acknowledging"
+  | "take-over-breaks-old-locks"
   | "gc-keeps-retained"
   | "checkpoint-numbers-kept"
   | "gc-fails-closed"
@@ -107,6 +112,7 @@ export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
   judgeCheckpoints(record, add)
   judgeStaleWriters(record, add)
   judgeFencedAcknowledgements(record, add)
+  judgeTakeOvers(record, add)
   judgeReopens(record, add)
   judgeGc(record, add)
   judgeRestores(record, add)
@@ -166,13 +172,15 @@ const judgeShutdowns = (record: RunRecord, add: Add) => {
   }
 }
 
-/** The fault kinds active on `instance`'s view at some instant of [fromMs, toMs]. */
+/** The fault kinds active on `instance`'s view at some instant of [fromMs, toMs] (a late request
+ * may still land up to `lingersMs` after the heal). */
 const faultsDuring = (record: RunRecord, instance: string, fromMs: number, toMs: number): ReadonlySet<string> => {
   const kinds = new Set<string>()
   record.faults.forEach((event, index) => {
     if (event.kind === "heal" || event.instance !== instance || event.atMs > toMs) return
     const healed = record.faults.find((later, laterIndex) => laterIndex > index && later.kind === "heal")
-    if (healed === undefined || healed.atMs > fromMs) kinds.add(event.kind)
+    const lingersMs = "lingersMs" in event ? event.lingersMs ?? 0 : 0
+    if (healed === undefined || healed.atMs + lingersMs > fromMs) kinds.add(event.kind)
   })
   return kinds
 }
@@ -448,6 +456,23 @@ const judgeStaleWriters = (record: RunRecord, add: Add) => {
   }
 }
 
+const judgeTakeOvers = (record: RunRecord, add: Add) => {
+  for (const attempt of record.failedTakeOvers ?? []) {
+    const error = attempt.error
+    if (error === undefined || !error.includes("BucketLocked")) continue
+    const older = record.instances.find((info) =>
+      info.label !== attempt.label && (info.label === attempt.replacing || info.openedAtMs < attempt.atMs) &&
+      error.includes(info.instanceId)
+    )
+    if (older !== undefined) {
+      add(
+        "take-over-breaks-old-locks",
+        `the take-over by ${attempt.label} (replacing ${attempt.replacing}, t=${attempt.atMs}ms) was refused by the lock of ${older.label}, opened before it: ${error}`
+      )
+    }
+  }
+}
+
 /** When `label` was first told it is fenced (a checkpoint or an insert failing with Fenced). */
 const fencedAtMs = (record: RunRecord, label: string): number | undefined => {
   const instants = [
@@ -570,6 +595,18 @@ const takenOverByFailedStart = (record: RunRecord, label: string, error: string)
     newest.epoch > info.epoch && !record.instances.some((other) => other.instanceId === newest.instanceId)
 }
 
+/**
+ * A take-over that never opened, cut after its lock PUT went out, can leave its lock: the PUT lands
+ * late, after the attempt was given up. A restart of the instance it replaced is then refused as
+ * locked by an instance it cannot know to be dead (BucketLocked, with its remedy): the contract.
+ * True when such a take-over of `label` was attempted and the lock named is of no instance that
+ * opened in the run.
+ */
+const lockedByFailedStart = (record: RunRecord, label: string, error: string): boolean =>
+  error.includes("BucketLocked") &&
+  (record.failedTakeOvers ?? []).some((attempt) => attempt.replacing === label) &&
+  !record.instances.some((info) => error.includes(info.instanceId))
+
 const judgeReopens = (record: RunRecord, add: Add) => {
   const audit = record.audit
   const byNumber = new Map((audit?.checkpoints ?? []).map((checkpoint) => [checkpoint.checkpoint, checkpoint]))
@@ -584,7 +621,8 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       // And one whose bucket a failed take-over took (refused as taken over: the contract).
       if (
         !(reopen.kind === "restart" &&
-          (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error)))
+          (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error) ||
+            lockedByFailedStart(record, reopen.instance, reopen.error)))
       ) {
         add(property, `${what} failed: ${reopen.error}`)
       }

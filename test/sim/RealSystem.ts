@@ -94,6 +94,9 @@ export const simConfigInput: Partial<StorageConfig.StorageConfigValue> = {
   checkpointDeadlineMs: 2_000,
   shutdownDeadlineMs: 5_000,
   shutdownCheckpointDeadlineMs: 3_000,
+  // Renewed several times a run, so that an old holder's renewal can land during a take-over.
+  lockRenewIntervalMs: 250,
+  lockLeaseMs: 1_000,
   walSegmentBytes: 4_096,
   takeOver: false
 }

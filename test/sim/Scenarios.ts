@@ -213,3 +213,28 @@ export const staleKeepsRunning: SimSchedule = {
   crashBeforeRestart: false,
   randomSeed: 0
 }
+
+/**
+ * A late renewal during a take-over: every lock request of A and B reaches the bucket up to 300 ms
+ * late (drawn per request from the run's seed); B takes over while A, still running, has renewals
+ * on their way. With this seed one of A's renewals lands between B's overwrite of the lock and
+ * B's read-back: B must hold the lock all the same (a lower epoch is a predecessor's late renewal),
+ * not refuse itself as locked by A (b650822). A regression scenario: another draw order (any
+ * change to the lock's requests) may move the landing out of that window, and the random
+ * `stale-writers` schedules are the general check.
+ */
+export const lateRenewalDuringTakeOver: SimSchedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(10, {
+      _tag: "Fault",
+      fault: { kind: "late", maxMs: 300, ratePercent: 100, target: { operation: "any", keys: "lock" } }
+    }),
+    at(311, { _tag: "TakeOver", staleKeepsRunning: true })
+  ],
+  shutdownAtMs: 2_500,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 3
+}

@@ -21,9 +21,11 @@
  *     first instance's checkpoint interval varies too; a kill instead of a shutdown at the
  *     shutdown instant;
  *   - lost responses: requests that take effect in the bucket while their caller sees a
- *     connection error, on puts and deletes of every key family;
+ *     connection error, and late requests that land after their caller gave up (out of order),
+ *     on puts and deletes of every key family;
  *   - stale writers: take-overs after which the old writer keeps inserting, committing, archiving
- *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run;
+ *     and checkpointing, and the new owner shutting down cleanly (deleting the lock) mid-run; late
+ *     requests, most of them on the lock (an old holder's renewal landing after a take-over);
  *   - disk faults (the profile `disk-faults`): the local disk full after N more bytes (the write
  *     that crosses the limit is torn) and failing fsyncs, on parts, on the WAL or on everything;
  *   - bit rot (the profile `bit-rot`): a flipped byte in a local WAL segment or part file after
@@ -55,6 +57,10 @@ export type Fault =
   /** A matching request takes effect in the bucket, and then, with probability `ratePercent`/100,
    * its caller gets a connection error instead of the answer. */
   | { readonly kind: "lostResponse"; readonly ratePercent: number; readonly target: FaultTarget }
+  /** A matching request, with probability `ratePercent`/100, reaches the bucket up to `maxMs`
+   * late (a delay drawn per request), and lands even if its caller gave up meanwhile (a request
+   * already on the wire): writes land after their caller's timeout or shutdown, and out of order. */
+  | { readonly kind: "late"; readonly maxMs: number; readonly ratePercent: number; readonly target: FaultTarget }
 
 /** Which local files a disk fault hits. */
 export type DiskTarget = "parts" | "wal" | "any"
@@ -258,6 +264,13 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
     )
   }
   const target = targetArb(["any", "get", "put"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
+  const late = (operations: ReadonlyArray<OperationFamily>, keys: ReadonlyArray<KeyFamily>) =>
+    fc.record({
+      kind: fc.constant("late" as const),
+      maxMs: fc.constantFrom(50, 300, 800, 1_500),
+      ratePercent: fc.integer({ min: 20, max: 100 }),
+      target: targetArb(operations, keys)
+    })
   if (faultClasses(profile)?.lostResponses === true) {
     const lostTarget = targetArb(["put", "delete", "any"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
     return fc.oneof(
@@ -282,7 +295,21 @@ const faultArb = (profile: Profile): fc.Arbitrary<Fault> => {
         arbitrary: fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target })
       },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant("permanent" as const), target }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant("stall" as const), target }) }
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("stall" as const), target }) },
+      {
+        weight: 1,
+        arbitrary: late(["put", "delete", "any"], ["any", "data", "manifests", "checkpoints", "wal", "lock"])
+      }
+    )
+  }
+  if (faultClasses(profile)?.staleWriters === true) {
+    return fc.oneof(
+      fc.record({ kind: fc.constant("transient" as const), ratePercent: fc.integer({ min: 10, max: 100 }), target }),
+      fc.record({ kind: fc.constant("latency" as const), ms: fc.integer({ min: 1, max: 1_500 }), target }),
+      fc.record({ kind: fc.constant("permanent" as const), target }),
+      fc.record({ kind: fc.constant("stall" as const), target }),
+      // Reads of the lock late too, so that a renewal can land between a start's PUT and read-back.
+      late(["any", "any", "put", "delete"], ["lock", "lock", "lock", "any", "checkpoints", "manifests", "wal"])
     )
   }
   return fc.oneof(
@@ -621,6 +648,8 @@ export const faultText = (fault: Fault): string => {
       return `stall ${targetText(fault.target)}`
     case "lostResponse":
       return `lost responses ${fault.ratePercent}% ${targetText(fault.target)}`
+    case "late":
+      return `late ${fault.ratePercent}% by up to ${fault.maxMs}ms ${targetText(fault.target)}`
   }
 }
 

@@ -5,7 +5,7 @@
  *
  * Faults of a schedule (test/sim/Schedule.ts) map onto the decorator's rules: `latency` →
  * `latency(ms)`, `transient` → `errorRate(p)` (drawn from the run's seeded `Random`), `permanent` →
- * `failPermanently`, `stall` → `stall`, `lostResponse` → `lostResponse(filter, { probability: p })`; the target's operation
+ * `failPermanently`, `stall` → `stall`, `lostResponse` → `lostResponse(filter, { probability: p })`, `late` → `late(maxMs, filter, { probability: p })`; the target's operation
  * family selects `put`, `delete`, or `get`/`getRange`/`head`, or every operation; its key family a key prefix of the layout (both
  * systems use the same families: data/, manifests/, checkpoints/, wal/, lock).
  */
@@ -74,6 +74,8 @@ const injectInto = (controller: FaultyObjectStore.FaultControllerService, fault:
       return controller.stall(filter)
     case "lostResponse":
       return controller.lostResponse(filter, { probability: fault.ratePercent / 100 })
+    case "late":
+      return controller.late(fault.maxMs, filter, { probability: fault.ratePercent / 100 })
   }
 }
 

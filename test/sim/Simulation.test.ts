@@ -22,6 +22,7 @@ import {
   hang340,
   hang373,
   lateManifestPut,
+  lateRenewalDuringTakeOver,
   staleKeepsRunning,
   staleWriter,
   stalledLoad
@@ -95,6 +96,14 @@ describe("the real Storage layer under simulation", () => {
       outcome.record?.reads.filter((read) => read.result?.error?.startsWith("PartLeaseTimeout") === true) ?? []
     assert.isAbove(timedOut.length, 0, "some part was evicted and its download stalled")
     for (const read of timedOut) assert.strictEqual((read.endedAtMs ?? 0) - read.startedAtMs, 1_000)
+  })
+
+  it("a take-over holds the lock when the old writer's late renewal lands between its PUT and its read-back", () => {
+    const outcome = assertHolds("late renewal during a take-over", lateRenewalDuringTakeOver)
+    const taker = outcome.record?.instances.find((info) => info.tookOverFrom === "A")
+    assert.isDefined(taker, "B opened")
+    assert.isAbove(taker?.epoch ?? 0, 1)
+    assert.deepStrictEqual(outcome.record?.failedTakeOvers, [])
   })
 
   it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {

@@ -166,6 +166,25 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "stale-writers"
   },
   {
+    id: "start-refused-by-late-renewal",
+    breaks: "a start that reads back a predecessor's late renewal (landed after its PUT) refuses itself as locked out",
+    file: "src/services/BucketLock.ts",
+    find: "    if (current !== undefined && isOursToHold(current, held)) return held\n",
+    replace: "    if (current !== undefined && current.generation === starter.generation) return held // MUTATION\n",
+    tests: ["test/services/BucketLock.test.ts"],
+    profile: "stale-writers"
+  },
+  {
+    id: "stopped-generation-watched",
+    breaks:
+      "a restart watches the lock of its own cleanly stopped open, so that open's late renewal refuses it as a live copy",
+    file: "src/services/BucketLock.ts",
+    find: "  lock.generation !== undefined && lock.generation === starter.stoppedGeneration\n",
+    replace: "  false && lock.generation === starter.stoppedGeneration // MUTATION\n",
+    tests: ["test/services/BucketLock.test.ts", "test/services/Loader.test.ts"],
+    profile: "stale-writers"
+  },
+  {
     id: "own-base-refused-as-foreign",
     breaks:
       "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",
