@@ -16,12 +16,14 @@
  * and finding it gone or naming another instance, epoch or generation, becomes fenced for good
  * (sticky: whatever the lock later says, a fenced instance stays fenced), else rewrites it with a
  * new `renewedAtMs`. A start whose instance id matches the lock under another generation watches
- * it: renewed meanwhile, start-up is refused (BucketLocked); unchanged for the lease
- * (`lockLeaseMs`), the previous open is gone (a crash) and the lock is taken with a higher epoch,
- * like a take-over. A lock of the generation this directory recorded at its last clean stop is not
- * watched: that open renews no more, so any renewal of it is a late one still landing, and the
- * lock is taken at once. An unknown outcome of a lock PUT or DELETE (a lost response) is resolved by
- * reading the lock back: our generation there means the PUT landed; no lock means the DELETE did.
+ * it: renewed meanwhile (`renewalsSeenToRefuse` rewrites, each starting the lease again: a crashed
+ * open's renewals still on their way land after its death), start-up is refused (BucketLocked);
+ * unchanged for the lease (`lockLeaseMs`), the previous open is gone (a crash) and the lock is
+ * taken with a higher epoch, like a take-over. A lock of the generation this directory recorded at
+ * its last clean stop is not watched: that open renews no more, so any renewal of it is a late one
+ * still landing, and the lock is taken at once. An unknown outcome of a lock PUT or DELETE (a lost
+ * response) is resolved by reading the lock back: our generation there means the PUT landed; no
+ * lock means the DELETE did.
  * A renewal reads the lock, then rewrites it: a predecessor's renewal may so land just after a
  * take-over. Its lock names a lower epoch than the holder's (epochs only grow), so it does not fence
  * the holder, whose next renewal (or release) takes the lock back; nor does it refuse a start that
@@ -86,6 +88,14 @@ export const leaseWaitMaxMs = 3_600_000
 /** The shortest poll of a watched lease: the smallest `lockRenewIntervalMs` the configuration allows. */
 export const leasePollMinMs = 10
 
+/**
+ * Rewrites of a watched lock after which its open counts as alive. A live open renews at least
+ * three times a lease (`lockLeaseMs` >= 3 x `lockRenewIntervalMs`); a crashed open's renewals that
+ * were on their way when it died land once or twice after. Whatever the count, a lock is taken only
+ * after a full lease with no rewrite, so a live open is never taken for a dead one.
+ */
+export const renewalsSeenToRefuse = 3
+
 /** A fresh generation nonce: 16 random hex digits (Effect's Random, so a seed decides it in tests). */
 export const newGeneration: Effect.Effect<string> = Effect.map(
   Effect.all(Array.from({ length: 4 }, () => Random.nextIntBetween(0, 0x10000))),
@@ -127,7 +137,8 @@ type LeaseWatch = "expired" | "gone" | { readonly renewed: Control.LockObject }
 
 /**
  * Watches a lock of another open for its lease (`leaseMs` of the lock, else the configuration's),
- * on this process's clock: unchanged for that long, it has expired; rewritten, its holder lives.
+ * on this process's clock: unchanged for that long, it has expired; rewritten
+ * `renewalsSeenToRefuse` times, its holder lives. A rewrite short of that starts the lease again.
  * An unreadable lock counts as unchanged (the holder renews only if it reaches the bucket).
  */
 const watchLease = (
@@ -138,7 +149,9 @@ const watchLease = (
   Effect.gen(function*() {
     const leaseMs = Math.min(observed.leaseMs ?? config.lockLeaseMs, leaseWaitMaxMs)
     const pollMs = Math.max(leasePollMinMs, Math.min(config.lockRenewIntervalMs, Math.floor(leaseMs / 4)))
-    const untilMs = (yield* Clock.currentTimeMillis) + leaseMs
+    let untilMs = (yield* Clock.currentTimeMillis) + leaseMs
+    let last = observed
+    let renewals = 0
     yield* Effect.logInfo(
       `bucket lock: ${describe(observed)} is another open of this instance; waiting up to ${leaseMs} ms for its lease`
     )
@@ -149,7 +162,14 @@ const watchLease = (
       const current = yield* Effect.either(read(store, config))
       if (Either.isLeft(current)) continue
       if (current.right === undefined) return "gone" as const
-      if (!sameContent(current.right, observed)) return { renewed: current.right }
+      if (sameContent(current.right, last)) continue
+      if (++renewals >= renewalsSeenToRefuse) return { renewed: current.right }
+      yield* Effect.logInfo(
+        `bucket lock: ${describe(current.right)} was rewritten (${renewals} of ${renewalsSeenToRefuse} ` +
+          `rewrites that show a live open); waiting ${leaseMs} ms for its lease again`
+      )
+      last = current.right
+      untilMs = (yield* Clock.currentTimeMillis) + leaseMs
     }
   })
 

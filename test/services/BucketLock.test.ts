@@ -42,14 +42,14 @@ const lockIn = (bucket: MemoryObjectStore.MemoryBucketService) =>
   )
 
 /** A lock another open left: its holder wrote it once and never again (a crash). */
-const leftLock = (generation: string, epoch = 3): Uint8Array =>
+const leftLock = (generation: string, epoch = 3, renewedAtMs = 0): Uint8Array =>
   Control.encodeLock({
     format: Control.lockFormat,
     instanceId: instance,
     epoch: Ids.epoch(epoch),
     acquiredAtMs: 0,
     generation,
-    renewedAtMs: 0,
+    renewedAtMs,
     leaseMs: config.lockLeaseMs
   })
 
@@ -82,6 +82,21 @@ describe("BucketLock: generations and the lease", () => {
       assert.isTrue(held.tookOver, "the next checkpoint number is claimed, as after a take-over")
       const now = yield* lockIn(bucket)
       assert.strictEqual(now?.generation, "g-restart")
+    }))
+
+  it.effect("a crashed open's renewal landing after its death restarts the lease wait instead of refusing the restart", () =>
+    Effect.gen(function*() {
+      const { bucket, store } = yield* setup
+      yield* bucket.write(lockKey, leftLock("g-crashed"))
+      const restart = yield* Effect.fork(BucketLock.acquire(store, config, instance, 1, "g-restart"))
+      yield* TestClock.adjust(300)
+      // The renewal the crashed open sent just before it died lands now, once.
+      yield* bucket.write(lockKey, leftLock("g-crashed", 3, 250))
+      yield* TestClock.adjust(config.lockLeaseMs - 100)
+      assert.isTrue(Option.isNone(yield* restart.poll), "the restart waits a full lease after the rewrite (neither refused nor done)")
+      yield* TestClock.adjust(200)
+      const held = yield* Fiber.join(restart)
+      assert.deepStrictEqual([held.generation, held.epoch, held.tookOver], ["g-restart", 4, true])
     }))
 
   it.effect("the lock of this directory's open that stopped cleanly is taken at once: its renewals can only land late", () =>
