@@ -25,9 +25,8 @@
  *   and it does even if its caller stops waiting (a timeout, a shutdown): the caller's interruption
  *   ends its wait, not the request, which lands later. Independent draws reorder requests: a write
  *   sent first can land after one sent later. The delayed request runs in a fiber of its own,
- *   outside the caller's supervisor (it belongs to the network, not to the process). Below this
- *   decorator nothing is delayed, so a kill switch under it (the simulation's) still stops a killed
- *   process's late requests.
+ *   outside the caller's supervisor (it belongs to the network, not to the process): a kill switch
+ *   above this decorator (the simulation's) stops what a dead process sends, not what it sent.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the late
  * delay, then the inner store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
  * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls

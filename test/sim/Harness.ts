@@ -340,6 +340,9 @@ export interface ReopenRecord {
   readonly epoch: number | undefined
   readonly crash: boolean
   readonly error: string | undefined
+  /** A restart in the middle of the run that started with network faults active (lost responses,
+   * late requests): it may fail on them like any request. */
+  readonly networkFaulty?: boolean
   readonly parts: ReadonlyArray<{ readonly file: number; readonly part: number; readonly read: PartRead }>
   readonly shutdown: ShutdownRecord | undefined
 }
@@ -696,7 +699,8 @@ export const simulate = <W>(
         const reopenFn = system.reopen
         if (reopenFn === undefined) return
         const label = nextIncarnation(victim)
-        const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, yield* networkFaultsFor(label)))
+        const faults = yield* networkFaultsFor(label)
+        const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, faults))
         const killOnCut = Effect.onInterrupt(() => Effect.zipRight(kill(label, "start-up"), Fiber.interruptFork(fiber)))
         const waitMs = crashAgainAfterMs === undefined
           ? bounds.openTimeoutMs
@@ -715,6 +719,7 @@ export const simulate = <W>(
             epoch: undefined,
             crash: true,
             error: failure,
+            networkFaulty: faults.length > 0,
             parts: [],
             shutdown: undefined
           })

@@ -7,8 +7,9 @@
  * instant, whatever the dead instance's fibers were doing: an upload not yet answered either landed
  * before (the memory bucket applies a request in one step) or never does.
  *
- * The gate sits below the fault decorator: a request delayed or stalled by a fault when the process
- * dies is refused when it would reach the bucket.
+ * The gate sits above the fault decorator: what the process sends after its death is refused at
+ * once, but a request it sent before (delayed, stalled or late on the network) may still land, as
+ * a request already on the wire does when its process is killed.
  */
 import { Effect, Stream } from "effect"
 import { LocalIoError, ObjectStoreRejected } from "../../src/domain/Errors.js"

@@ -393,6 +393,30 @@ describe("Properties", () => {
     assert.deepStrictEqual(refused("A", "ObjectStoreUnavailable: get \"lock\" "), [], "not refused by a lock")
   })
 
+  it("restart-keeps-acknowledged: a restart in the middle of the run may fail transiently only on a faulty network", () => {
+    const failedRestart = (networkFaulty: boolean, error: string) => {
+      const record = healthy()
+      record.reopens.push({
+        kind: "restart",
+        instance: "A.2",
+        instanceId: undefined,
+        epoch: undefined,
+        crash: true,
+        error,
+        networkFaulty,
+        parts: [],
+        shutdown: undefined
+      })
+      return violated(record).filter((name) => name === "restart-keeps-acknowledged")
+    }
+    const lost = "Error: open of A.2 failed: ObjectStoreUnavailable: get \"lock\": the response was lost"
+    assert.deepStrictEqual(failedRestart(true, lost), [])
+    assert.deepStrictEqual(failedRestart(false, lost), ["restart-keeps-acknowledged"])
+    assert.deepStrictEqual(failedRestart(true, "Error: open of A.2 failed: WalCorrupt: …"), [
+      "restart-keeps-acknowledged"
+    ])
+  })
+
   it("restore-from-bucket: an insert of the latest checkpoint, or acknowledged below the archive, missing", () => {
     const record = healthy()
     const restore = record.reopens[1]

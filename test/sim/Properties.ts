@@ -622,7 +622,10 @@ const judgeReopens = (record: RunRecord, add: Add) => {
       if (
         !(reopen.kind === "restart" &&
           (record.rot !== undefined || takenOverByFailedStart(record, reopen.instance, reopen.error) ||
-            lockedByFailedStart(record, reopen.instance, reopen.error)))
+            lockedByFailedStart(record, reopen.instance, reopen.error) ||
+            // A restart in the middle of the run, on a network that loses or delays requests, may
+            // fail on them (transiently, typed): the final restart, healed, must open and hold all.
+            (reopen.networkFaulty === true && reopen.error.includes("ObjectStoreUnavailable"))))
       ) {
         add(property, `${what} failed: ${reopen.error}`)
       }

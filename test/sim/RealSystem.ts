@@ -272,7 +272,9 @@ interface OpenOptions {
 const openInstance = (world: RealWorld, label: string, options: OpenOptions): Effect.Effect<Instance, string> =>
   Effect.gen(function*() {
     const gate = makeGate()
-    const view = yield* world.bucket.viewOver(gatedStore(world.bucket.raw, gate))
+    // The gate above the faults: a request the process sent before it died (delayed, stalled or
+    // late on the network) may still land; what it sends after its death never leaves it.
+    const view = yield* world.bucket.view
     world.faultControls.push(view.faults)
     for (const fault of options.faults ?? []) yield* view.faults.inject(fault)
     let disk = world.disks.get(diskOf(label))
@@ -302,7 +304,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       Layer.provide(
         Layer.mergeAll(
           Layer.succeed(StorageConfig.StorageConfig, config),
-          Layer.succeed(ObjectStore, view.store),
+          Layer.succeed(ObjectStore, gatedStore(view.store, gate)),
           Layer.succeed(LocalDisk, gatedDisk(faultyDisk.disk, gate))
         )
       )

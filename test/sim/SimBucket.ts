@@ -37,9 +37,6 @@ export interface SimBucket {
   readonly inspect: MemoryObjectStore.MemoryBucketService
   /** A new faulty view with its own fault rules. */
   readonly view: Effect.Effect<FaultyView>
-  /** A new faulty view over `inner` (the raw bucket seen through something else, such as a
-   * process that can be killed), with its own fault rules. */
-  readonly viewOver: (inner: ObjectStoreService) => Effect.Effect<FaultyView>
 }
 
 /** The decorator's filter for a schedule's fault target. */
@@ -96,6 +93,5 @@ export const makeSimBucket: Effect.Effect<SimBucket> = Effect.map(MemoryObjectSt
   state,
   raw: MemoryObjectStore.storeOf(state),
   inspect: MemoryObjectStore.inspect(state),
-  view: viewOver(MemoryObjectStore.storeOf(state)),
-  viewOver
+  view: viewOver(MemoryObjectStore.storeOf(state))
 }))

@@ -185,6 +185,16 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "stale-writers"
   },
   {
+    id: "one-rewrite-refuses-restart",
+    breaks:
+      "a restart after a crash takes one rewrite of the crashed open's lock (its renewal landing late) for a live copy and is refused",
+    file: "src/services/BucketLock.ts",
+    find: "      if (++renewals >= renewalsSeenToRefuse) return { renewed: current.right }\n",
+    replace: "      if (++renewals >= 1) return { renewed: current.right } // MUTATION\n",
+    tests: ["test/services/BucketLock.test.ts"],
+    profile: "crashes"
+  },
+  {
     id: "own-base-refused-as-foreign",
     breaks:
       "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",
