@@ -585,6 +585,8 @@ export const simulate = <W>(
       })
     /** Shutdowns begun during the run (an owner stopping), awaited before the end. */
     const midRunShutdowns: Array<Fiber.RuntimeFiber<void>> = []
+    /** Owners stopping in the middle of the run: no longer live, but a heal still reaches them. */
+    const stoppingOwners: Array<Instance> = []
     const nextSlotIndex = new Map<string, number>()
     let nextInsertId = 0
     let nextLabel = 1
@@ -977,7 +979,11 @@ export const simulate = <W>(
             networkFaults.length = 0
             record.faults.push({ atMs: yield* now, instance: "*", kind: "heal" })
             if (system.gcHeal !== undefined) yield* system.gcHeal(world)
-            return yield* Effect.forEach(live, ({ instance: each }) => each.heal, { discard: true })
+            return yield* Effect.forEach(
+              [...live.map(({ instance: each }) => each), ...stoppingOwners],
+              (each) => each.heal,
+              { discard: true }
+            )
           case "Gc":
             if (system.gcPass === undefined) return yield* trace("gc: not supported by this system (skipped)")
             // The `gc` command is interruptible: the application's shutdown cuts a pass in flight.
@@ -1047,6 +1053,7 @@ export const simulate = <W>(
             const index = live.findIndex((each) => each.instance.label === instance.label)
             if (index < 0) return yield* trace(`${instance.label} is not running (skipped)`)
             live.splice(index, 1)
+            stoppingOwners.push(instance)
             // As at the shutdown instant: the application ends its lease holders on it first (a
             // lease held through a shutdown is reported as held, and judged).
             for (const each of workload) {
