@@ -93,7 +93,10 @@ describe("BucketLock: generations and the lease", () => {
       // The renewal the crashed open sent just before it died lands now, once.
       yield* bucket.write(lockKey, leftLock("g-crashed", 3, 250))
       yield* TestClock.adjust(config.lockLeaseMs - 100)
-      assert.isTrue(Option.isNone(yield* restart.poll), "the restart waits a full lease after the rewrite (neither refused nor done)")
+      assert.isTrue(
+        Option.isNone(yield* restart.poll),
+        "the restart waits a full lease after the rewrite (neither refused nor done)"
+      )
       yield* TestClock.adjust(200)
       const held = yield* Fiber.join(restart)
       assert.deepStrictEqual([held.generation, held.epoch, held.tookOver], ["g-restart", 4, true])
