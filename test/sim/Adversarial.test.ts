@@ -1,7 +1,7 @@
 /**
  * Goal: the real Storage layer keeps every property of the simulation with every fault class at
- * once (the `adversarial` profile: kills, lost responses, stale writers that keep running, disk
- * faults and bit rot in one schedule). Method: a campaign from a fixed seed that passes
+ * once (the `adversarial` profile: kills, lost responses and late requests, stale writers that
+ * keep running, disk faults, bit rot, and garbage collection with restores in one schedule). Method: a campaign from a fixed seed that passes
  * (`SIM_ADVERSARIAL_RUNS` changes the count); the classes one at a time are in
  * test/sim/FaultClasses.test.ts. A failure prints its shrunk schedule and the replay command.
  */

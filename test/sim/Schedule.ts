@@ -29,7 +29,9 @@
  *   - disk faults (the profile `disk-faults`): the local disk full after N more bytes (the write
  *     that crosses the limit is torn) and failing fsyncs, on parts, on the WAL or on everything;
  *   - bit rot (the profile `bit-rot`): a flipped byte in a local WAL segment or part file after
- *     the stop, before the restart.
+ *     the stop, before the restart;
+ *   - garbage collection (the profile `gc`): retention, collectors of their own beside the
+ *     writers, faults on their view, and point-in-time restores under reader leases.
  *   Every one of them also archives the WAL and waits for it: the workload's ledger of what it was
  *   told is in the bucket, which the properties judge restores against (test/sim/Properties.ts).
  */
@@ -222,7 +224,7 @@ const faultClasses = (profile: Profile): FaultClasses | undefined => {
     case "bit-rot":
       return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: false, bitRot: true }
     case "adversarial":
-      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true }
+      return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true, gc: true }
     case "gc":
       return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false, bitRot: false, gc: true }
     default:
@@ -458,7 +460,9 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     Crash: 3,
     OwnerStops: 1,
     DiskFault: 2,
-    ...noGc
+    Gc: 2,
+    GcFault: 1,
+    Restore: 2
   },
   gc: {
     Insert: 14,
@@ -587,20 +591,25 @@ const delayArb = fc.oneof(
 )
 
 /** The schedule generator of a profile. */
-export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<SimSchedule> =>
-  faultClasses(profile)?.gc === true
-    ? fc.record({
-      base: baseArb(profile, bounds),
-      gc: gcSettingsArb,
-      checkpointIntervalMs: fc.constantFrom(50, 150, 400, 1_000),
-      // Late enough for several checkpoints to commit and expire.
-      shutdownAtMs: fc.integer({ min: Math.min(1_000, bounds.horizonMs), max: bounds.horizonMs })
-    }).map(({ base, ...extra }) => ({ ...base, ...extra }))
-    : faultClasses(profile)?.crashes === true
+export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<SimSchedule> => {
+  const classes = faultClasses(profile)
+  const base = classes?.crashes === true
     ? crashingArb(profile, bounds)
-    : faultClasses(profile)?.bitRot === true
+    : classes?.bitRot === true
     ? rottingArb(profile, bounds)
     : baseArb(profile, bounds)
+  return classes?.gc === true ? withGc(base, bounds) : base
+}
+
+/** Retention and collectors on top of `base`: checkpoints often, a run long enough for several to
+ * commit and expire. */
+const withGc = (base: fc.Arbitrary<SimSchedule>, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
+  fc.record({
+    base,
+    gc: gcSettingsArb,
+    checkpointIntervalMs: fc.constantFrom(50, 150, 400, 1_000),
+    shutdownAtMs: fc.integer({ min: Math.min(1_000, bounds.horizonMs), max: bounds.horizonMs })
+  }).map(({ base, ...extra }) => ({ ...base, ...extra }))
 
 const baseArb = (profile: Profile, bounds: GeneratorBounds): fc.Arbitrary<SimSchedule> =>
   fc.record({
