@@ -28,9 +28,9 @@
  *   outside the caller's supervisor (it belongs to the network, not to the process): a kill switch
  *   above this decorator (the simulation's) stops what a dead process sends, not what it sent.
  * Order of evaluation: stall, then latency, then permanent failure, then error rate, then the late
- * delay, then the inner store. `heal` removes every rule; operations stalled at that moment then PROCEED: each re-reads
- * the rules (a fault added after the heal applies to it) and goes on to the inner store. Stalls
- * wait on a Deferred, so they are interruptible and cost no CPU.
+ * delay, then the inner store. `heal` removes every rule; operations stalled at that moment then
+ * PROCEED: each re-reads the rules (a fault added after the heal applies to it) and goes on to the
+ * inner store. Stalls wait on a Deferred, so they are interruptible and cost no CPU.
  *
  * Counters (for reports and tests): faults injected per kind, operations started and finished per
  * operation, and operations stalled right now; `awaitStats` waits for a condition on them without
