@@ -19,6 +19,7 @@ import {
   Effect,
   Either,
   Exit,
+  FastCheck,
   Fiber,
   Layer,
   Logger,
@@ -778,6 +779,40 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       )
     }))
 
+  it.effect("a take-over before its predecessor archived anything still records its history's start; a restart keeps its log over the predecessor's late archive", () =>
+    Effect.gen(function*() {
+      const env = yield* makeEnv
+      // A (epoch 1) writes two records, durable locally; nothing is archived yet.
+      const a = yield* open(env, env.disk, { epoch: 1 })
+      yield* a.wal.advanceTo(lsn(0))
+      for (let i = 0; i < 2; i++) yield* a.wal.append(record(i, 400))
+      yield* a.wal.commit
+      // B (epoch 2) takes over into an empty directory: the bucket has no log, so B's begins at 0.
+      const diskB = (yield* MemoryDisk.make).disk
+      const b = yield* open(env, diskB, { epoch: 2 })
+      yield* b.wal.advanceTo(lsn(0))
+      assert.isTrue(
+        Option.isSome(yield* env.bucket.read(bucketKey(0, 2))),
+        "B recorded where its epoch starts, though the bucket held no log of its predecessor"
+      )
+      const acknowledged = Array.from({ length: 3 }, (_, i) => record(100 + i, 300))
+      for (const bytes of acknowledged) yield* b.wal.append(bytes)
+      yield* b.wal.commit
+      // B dies before archiving; A, stale, writes on past B's end and archives its records there.
+      yield* b.kill
+      for (let i = 2; i < 6; i++) yield* a.wal.append(record(i, 400))
+      yield* archived(a.wal, yield* a.wal.archivePartial)
+      assert.isTrue(Option.isSome(yield* env.bucket.read(bucketKey(0, 1))))
+      // B's restart (epoch 3) continues its own log, not A's fork of it.
+      const again = yield* open(env, diskB, { epoch: 3 })
+      const replayed = yield* collect(again.wal.replay, 0)
+      assert.deepStrictEqual(replayed.seen.map(([, bytes]) => bytes), acknowledged)
+      // And so does a restore into a new directory.
+      const restore = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: 4 })
+      const restored = yield* collect(restore.wal.replay, 0)
+      assert.deepStrictEqual(restored.seen.map(([, bytes]) => bytes), acknowledged)
+    }))
+
   it.effect("segments archived under the older key form (no epoch) are still read back", () =>
     Effect.gen(function*() {
       const env = yield* makeEnv
@@ -949,6 +984,116 @@ describe("WalArchiver: epochs in archived keys, damage in the local log", () => 
       const after = yield* collect(reopened.wal.replayLocal, 0)
       assert.deepStrictEqual(after.seen, damaged.before.seen.slice(0, -1))
     }))
+})
+
+describe("WalArchiver: owners, take-overs, crashes and stale writers on one bucket (property)", () => {
+  type Op =
+    | { readonly _tag: "OwnerAppends"; readonly count: number }
+    | { readonly _tag: "OwnerArchives" }
+    | { readonly _tag: "TakeOver" }
+    | { readonly _tag: "OwnerCrashes" }
+    | { readonly _tag: "StaleAppends"; readonly count: number }
+    | { readonly _tag: "StaleArchives" }
+  const opArbitrary: FastCheck.Arbitrary<Op> = FastCheck.oneof(
+    {
+      weight: 4,
+      arbitrary: FastCheck.record({
+        _tag: FastCheck.constant("OwnerAppends" as const),
+        count: FastCheck.integer({ min: 1, max: 8 })
+      })
+    },
+    { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("OwnerArchives" as const) }) },
+    { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("TakeOver" as const) }) },
+    { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("OwnerCrashes" as const) }) },
+    {
+      weight: 3,
+      arbitrary: FastCheck.record({
+        _tag: FastCheck.constant("StaleAppends" as const),
+        count: FastCheck.integer({ min: 1, max: 12 })
+      })
+    },
+    { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("StaleArchives" as const) }) }
+  )
+  interface Writer {
+    readonly wal: WalArchiver.WalArchiverService
+    readonly kill: Effect.Effect<void>
+    readonly disk: LocalDiskService
+    /** The records this writer's log holds, as it acknowledged them (committed), in order. */
+    readonly committed: Array<Uint8Array>
+  }
+  const payloads = (seen: ReadonlyArray<readonly [number, Uint8Array]>) => seen.map(([, bytes]) => bytes)
+
+  /**
+   * One owner at a time, each take-over into an empty directory at the next epoch; the writers it
+   * replaced keep appending and archiving, stale. An owner's crash (its scope closed, nothing
+   * flushed) and restart at the next epoch must find exactly the records it acknowledged; a take-over
+   * must find a prefix of its predecessor's; a restore at the end, the last owner's whole log.
+   */
+  const runOps = (ops: ReadonlyArray<Op>) =>
+    Effect.gen(function*() {
+      const env = yield* makeEnv
+      let epoch = 1
+      let next = 0
+      const first = yield* open(env, env.disk, { epoch })
+      yield* first.wal.advanceTo(lsn(0))
+      let owner: Writer = { ...first, disk: env.disk, committed: [] }
+      const stale: Array<Writer> = []
+      const appendTo = (writer: Writer, count: number) =>
+        Effect.gen(function*() {
+          for (let i = 0; i < count; i++) {
+            const bytes = record(next++, 300)
+            yield* writer.wal.append(bytes)
+            writer.committed.push(bytes)
+          }
+          yield* writer.wal.commit
+        })
+      for (const op of ops) {
+        switch (op._tag) {
+          case "OwnerAppends":
+            yield* appendTo(owner, op.count)
+            break
+          case "OwnerArchives":
+            yield* archived(owner.wal, yield* owner.wal.archivePartial)
+            break
+          case "StaleAppends":
+            if (stale.length > 0) yield* appendTo(stale[stale.length - 1] as Writer, op.count)
+            break
+          case "StaleArchives":
+            for (const writer of stale) yield* archived(writer.wal, yield* writer.wal.archivePartial)
+            break
+          case "TakeOver": {
+            const disk = (yield* MemoryDisk.make).disk
+            const taker = yield* open(env, disk, { epoch: ++epoch })
+            const { seen } = yield* collect(taker.wal.replay, 0)
+            const history = payloads(seen)
+            assert.deepStrictEqual(history, owner.committed.slice(0, history.length), "a take-over adopts a prefix")
+            stale.push(owner)
+            owner = { ...taker, disk, committed: history }
+            break
+          }
+          case "OwnerCrashes": {
+            yield* owner.kill
+            const again = yield* open(env, owner.disk, { epoch: ++epoch })
+            const { seen } = yield* collect(again.wal.replay, 0)
+            assert.deepStrictEqual(payloads(seen), owner.committed, "a restart holds what its log acknowledged")
+            owner = { ...again, disk: owner.disk, committed: owner.committed }
+            break
+          }
+        }
+      }
+      yield* archived(owner.wal, yield* owner.wal.archivePartial)
+      for (const writer of stale) yield* archived(writer.wal, yield* writer.wal.archivePartial)
+      const restore = yield* open(env, (yield* MemoryDisk.make).disk, { epoch: ++epoch })
+      const { seen } = yield* collect(restore.wal.replay, 0)
+      assert.deepStrictEqual(payloads(seen), owner.committed, "a restore reads the last owner's log")
+    })
+
+  it.effect.prop(
+    "every owner's restart holds what it acknowledged, whatever its predecessors archive after it took over",
+    [FastCheck.array(opArbitrary, { minLength: 1, maxLength: 24 })],
+    ([ops]) => runOps(ops),
+    { fastCheck: { numRuns: 150 } }
+  )
 })
 
 describe("WalArchiver over the real task queue and workers", () => {

@@ -238,3 +238,29 @@ export const lateRenewalDuringTakeOver: SimSchedule = {
   crashBeforeRestart: false,
   randomSeed: 3
 }
+
+/**
+ * A take-over before the old writer's WAL reached the bucket: A acknowledges two inserts while its
+ * WAL uploads hang; B takes over (the bucket holds no log, so B's history begins at position 0),
+ * acknowledges one insert and is killed at the shutdown instant. The hang heals before that, so A,
+ * stale, archives its two records at the positions of B's one. B's restart must continue B's own
+ * log, not A's longer one archived late (crashes seed 3, schedule 258, found it).
+ */
+export const takeOverBeforeFirstArchive: SimSchedule = {
+  steps: [
+    at(1, { _tag: "Fault", fault: { kind: "stall", target: { operation: "put", keys: "wal" } } }),
+    at(1, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Insert", file: 0, part: 1 }),
+    at(1, { _tag: "ArchiveWal" }),
+    at(5, { _tag: "TakeOver" }),
+    at(10, { _tag: "Insert", file: 0, part: 2 }),
+    at(10, { _tag: "Heal" })
+  ],
+  shutdownAtMs: 600,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 0,
+  crashAtShutdown: true
+}

@@ -25,7 +25,8 @@ import {
   lateRenewalDuringTakeOver,
   staleKeepsRunning,
   staleWriter,
-  stalledLoad
+  stalledLoad,
+  takeOverBeforeFirstArchive
 } from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
@@ -104,6 +105,16 @@ describe("the real Storage layer under simulation", () => {
     assert.isDefined(taker, "B opened")
     assert.isAbove(taker?.epoch ?? 0, 1)
     assert.deepStrictEqual(outcome.record?.failedTakeOvers, [])
+  })
+
+  it("a new owner killed before it archived keeps its log over the old writer's WAL archived after the take-over", () => {
+    const outcome = assertHolds("take-over before the first archive", takeOverBeforeFirstArchive)
+    const taker = outcome.record?.instances.find((info) => info.tookOverFrom === "A")
+    assert.isDefined(taker, "B opened")
+    assert.isTrue(
+      outcome.record?.inserts.some((insert) => insert.instance === "B" && insert.result?.acked === true),
+      "B acknowledged an insert"
+    )
   })
 
   it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {

@@ -195,6 +195,16 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "crashes"
   },
   {
+    id: "epoch-start-skipped-over-empty-bucket",
+    breaks:
+      "a take-over before its predecessor archived any WAL records no start of its history, so the predecessor's late archive replaces its log at the next open",
+    file: "src/internal/wal/recovery.ts",
+    find: "      (context.epoch <= firstEpoch && archive.lineage.size === 0",
+    replace: "      (context.epoch >= 0 && archive.lineage.size === 0 // MUTATION\n",
+    tests: ["test/services/WalArchiver.test.ts", "test/sim/Simulation.test.ts"],
+    profile: "crashes"
+  },
+  {
     id: "own-base-refused-as-foreign",
     breaks:
       "a directory restored from another instance's checkpoint, with none of its own yet, is refused at its restart (ForeignInstance)",

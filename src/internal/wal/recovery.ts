@@ -326,12 +326,17 @@ const recover = (context: RecoveryContext, archive: Archive, durableLsn: number)
     } satisfies Recovered
   })
 
+/** The epoch of the first open of a bucket: no writer of an older epoch can exist. */
+const firstEpoch = 1
+
 /**
  * A writer of a new epoch first uploads the segment where its history begins (its log's end at the
  * open, with the bytes below it: its predecessor's history as it adopted it), before any other: from
  * that segment on, a restore takes no older epoch's copy (Wal.archivedLineage), so a stale writer's
- * later uploads never enter this history. Nothing to do for an epoch with copies already, or for a
- * log that has no predecessor (empty, and nothing archived or to replay).
+ * later uploads never enter this history. Nothing to do for an epoch with copies already, or for the
+ * first epoch over an empty bucket. Any later epoch records its start even when it is position 0 with
+ * nothing archived (an empty copy of segment 0): its predecessor may hold a log it has not archived
+ * yet, and that log, archived late, must not pass for this epoch's history at the next open.
  */
 const archiveEpochStart = (
   context: RecoveryContext,
@@ -342,7 +347,9 @@ const archiveEpochStart = (
     const { config, disk, store } = context
     const segmentBytes = config.walSegmentBytes
     if (
-      archive.ownCopies || (archive.lineage.size === 0 && recovered.endLsn === 0 && context.replayFromLsn === 0)
+      archive.ownCopies ||
+      (context.epoch <= firstEpoch && archive.lineage.size === 0 && recovered.endLsn === 0 &&
+        context.replayFromLsn === 0)
     ) return recovered
     const segment = Wal.segmentOf(recovered.endLsn, segmentBytes)
     const bytes = (yield* readLocalBytes(disk, segment)).slice(
