@@ -160,4 +160,26 @@ describe("Retention.judge", () => {
     expect(judge(KeyLayout.lockKey(layout))).toEqual({ _tag: "Keep", reason: "not-collected" })
     expect(judge("elsewhere/object")).toEqual({ _tag: "Keep", reason: "not-collected" })
   })
+
+  it("at the latest number, an unnamed file manifest is a failed attempt's and goes; an unnamed part stays", () => {
+    // Checkpoint 3 is the latest. No later checkpoint can name a file manifest of 3 that 3 does not
+    // (it writes its changed files under its own number, the others come from 3's root), but a part
+    // of 3 uploaded by an attempt whose number an earlier attempt took is named by checkpoint 4.
+    expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(3), file, sha))).toEqual({
+      _tag: "Delete",
+      kind: "file-manifest"
+    })
+    expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(4), file, sha))).toEqual({
+      _tag: "Keep",
+      reason: "in-flight"
+    })
+    expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(3), file, sha), 9_950)).toEqual({
+      _tag: "Keep",
+      reason: "young"
+    })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({
+      _tag: "Keep",
+      reason: "in-flight"
+    })
+  })
 })

@@ -48,6 +48,20 @@ const readManifest = (bucket: H.Bucket, checkpoint: number) =>
         })
   )
 
+/** The part entries (part, checkpoint, SHA-256) that checkpoint `checkpoint` names for `file`. */
+const partsNamed = (bucket: H.Bucket, checkpoint: number, file: Ids.FileId) =>
+  Effect.gen(function*() {
+    const root = yield* readManifest(bucket, checkpoint)
+    const entry = root.files.find((each) => each.file === file)
+    if (entry === undefined) return []
+    const key = KeyLayout.fileManifestKey(KeyLayout.make(""), entry.manifestCheckpoint, file, entry.manifestSha256)
+    const bytes = Option.getOrThrow(yield* bucket.inspect.read(key))
+    const manifest = Either.getOrThrow(
+      Manifest.decodeFileManifest(key, bytes, { file, sha256: entry.manifestSha256, partSizeBytes: 4096 }) // the harness's part size
+    )
+    return manifest.parts.map(([part, at, sha256]) => `${part}@${at}:${sha256}`)
+  })
+
 /** Acknowledged records: index → the bytes written at `index * recordBytes` of fileA. */
 type Ledger = Map<number, Uint8Array>
 
@@ -261,6 +275,13 @@ describe("Checkpointer: a commit whose response the network lost", () => {
         assert.strictEqual(report.checkpoint, 3, "checkpoint 2 was adopted, this one is 3")
         assert.strictEqual((yield* readControl(memory)).lastCheckpoint, 3)
         assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 3)
+        // Checkpoint 3 names the part the attempt that lost number 2 uploaded under 2, which 2 does
+        // not name: why the collector keeps unnamed parts at the latest number (Retention.judge).
+        const namedBy2 = yield* partsNamed(bucket, 2, fileA)
+        const fromLosingAttempt = (yield* partsNamed(bucket, 3, fileA)).filter((entry) =>
+          entry.includes("@2:") && !namedBy2.includes(entry)
+        )
+        assert.lengthOf(fromLosingAttempt, 1, `checkpoint 2 names ${namedBy2.join(", ")}`)
       }))
     }))
 })

@@ -172,7 +172,7 @@ describe("GarbageCollector.collect", () => {
       assert.include(JSON.stringify(again), "PreconditionFailed")
     }))
 
-  it.effect("objects of a checkpoint number at or above the latest committed survive: a commit in flight", () =>
+  it.effect("parts at or above the latest committed number and file manifests above it survive: a commit in flight", () =>
     Effect.gen(function*() {
       const { bucket, store, inner } = yield* seeded(4)
       const stray = KeyLayout.partKey(
@@ -189,14 +189,43 @@ describe("GarbageCollector.collect", () => {
         Ids.PartIndex.make(0),
         Manifest.sha256Hex(encoder.encode("y"))
       )
+      const pendingManifest = KeyLayout.fileManifestKey(
+        layout,
+        Ids.CheckpointNumber.make(5),
+        fileA,
+        Manifest.sha256Hex(encoder.encode("m5"))
+      )
       yield* inner.put(stray, encoder.encode("x"))
       yield* inner.put(upload, encoder.encode("y"))
+      yield* inner.put(pendingManifest, encoder.encode("m5"))
       yield* TestClock.adjust(10 * hourMs)
       const report = yield* GarbageCollector.collect(store, config, { policy, minAgeMs: 0 })
       const keys = yield* bucket.keys
       assert.include(keys, stray)
       assert.include(keys, upload)
-      assert.isAtLeast(report.kept["in-flight"].objects, 2)
+      assert.include(keys, pendingManifest)
+      assert.isAtLeast(report.kept["in-flight"].objects, 3)
+    }))
+
+  it.effect("a file manifest of the latest checkpoint number that its root does not name (a failed attempt's) goes", () =>
+    Effect.gen(function*() {
+      const { bucket, store, inner } = yield* seeded(4)
+      const failedAttempts = ["m4a", "m4b", "m4c"].map((content) =>
+        KeyLayout.fileManifestKey(
+          layout,
+          Ids.CheckpointNumber.make(4),
+          fileA,
+          Manifest.sha256Hex(encoder.encode(content))
+        )
+      )
+      for (const key of failedAttempts) yield* inner.put(key, encoder.encode(key))
+      yield* TestClock.adjust(10 * hourMs)
+      const report = yield* GarbageCollector.collect(store, config, { policy, minAgeMs: 0 })
+      const keys = yield* bucket.keys
+      for (const key of failedAttempts) assert.notInclude(keys, key)
+      assert.isAtLeast(report.deleted["file-manifest"].objects, 3)
+      yield* assertRestorable(bucket, store, 4)
+      yield* assertRestorable(bucket, store, 3)
     }))
 
   it.effect("objects younger than the minimum age survive, and go once they are old enough", () =>

@@ -264,3 +264,40 @@ export const takeOverBeforeFirstArchive: SimSchedule = {
   checkpointIntervalMs: 0,
   crashAtShutdown: true
 }
+
+/**
+ * A collector beside an adopted commit: A commits checkpoint 1, changes a part, and tries
+ * checkpoint 2 while every root manifest PUT reaches the bucket up to 5 s late; the attempt gives
+ * up (its read-back finds nothing), and its PUT lands afterwards. A's next checkpoint, with the part
+ * changed again, uploads that part under number 2, finds 2 taken by its own earlier attempt, adopts
+ * it, and commits 3, which names the part uploaded under 2 that 2 does not name. An outside
+ * collector passes every 20 ms, and every PUT takes 60 ms from the second checkpoint on, so passes
+ * run between the adoption and the commit of 3. A collector that deleted unnamed parts at the latest
+ * number would delete that part under checkpoint 3 (`manifest-references-exist`). With seed 0 the
+ * first attempt at 2 fails; the test checks that it did, so a change of draw order that loses the
+ * case shows.
+ */
+export const adoptedAttemptBesideCollector: SimSchedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Checkpoint" }),
+    at(50, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, {
+      _tag: "Fault",
+      fault: { kind: "late", maxMs: 5_000, ratePercent: 100, target: { operation: "put", keys: "checkpoints" } }
+    }),
+    at(1, { _tag: "Checkpoint" }),
+    at(2_100, { _tag: "Heal" }),
+    at(3_000, { _tag: "Fault", fault: { kind: "latency", ms: 60, target: { operation: "put", keys: "any" } } }),
+    at(0, { _tag: "Gc", everyMs: 20 }),
+    at(1, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Checkpoint" })
+  ],
+  shutdownAtMs: 9_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 0,
+  gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 20 }
+}

@@ -294,10 +294,32 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks:
       "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
     file: "src/domain/Retention.ts",
-    find: "      if (parsed.checkpoint >= live.plan.latest) return keepAs(\"in-flight\")\n",
+    find: "      if (mayBeNamed) return keepAs(\"in-flight\")\n",
     replace: "      // MUTATION: no in-flight rule\n",
     tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
     profile: "gc",
+    scenarioTests: []
+  },
+  {
+    id: "gc-deletes-unnamed-parts-at-latest",
+    breaks:
+      "the collector deletes parts of the latest committed number that its root does not name, though the writer's next checkpoint may name one (an attempt that lost its number to an adopted earlier attempt)",
+    file: "src/domain/Retention.ts",
+    find: "        ? parsed.checkpoint >= live.plan.latest\n",
+    replace: "        ? parsed.checkpoint > live.plan.latest // MUTATION\n",
+    tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
+    profile: "gc",
+    scenarioTests: ["test/sim/Gc.test.ts"]
+  },
+  {
+    id: "gc-keeps-failed-file-manifests",
+    breaks:
+      "the collector keeps file manifests of the latest committed number that its root does not name (failed attempts'), so they pile up past the bucket's bound",
+    file: "src/domain/Retention.ts",
+    find: "=> checkpoint > latest\n",
+    replace: "=> checkpoint >= latest // MUTATION\n",
+    tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
+    profile: "adversarial",
     scenarioTests: []
   },
   {
