@@ -7,10 +7,10 @@
  * its S3 tier never had. The rule follows what kept its peers' collectors safe and where they failed
  * (SlateDB #604/#1044/#1622 and RFC 0026, Neon #12921, Litestream #1307):
  * - only committed root manifests, and checkpoints named by live reader leases, make objects live;
- * - every part of a checkpoint number at or above the latest committed one, and every file manifest
- *   above it, is an upload that a commit in flight may still name, and is kept whatever its age.
- *   A file manifest at the latest number that its root does not name is a failed attempt's: no
- *   later checkpoint names it (`fileManifestMayBeNamed`);
+ * - every part and file manifest of a checkpoint number above the latest committed one is an upload
+ *   that a commit in flight may still name, and is kept whatever its age. One at the latest number
+ *   that its root does not name is a failed attempt's, which no later checkpoint names
+ *   (`mayStillBeNamed`);
  * - every object younger than the minimum age is kept (a request still in flight may write it);
  * - an expired checkpoint's root manifest is replaced by a tombstone, never deleted, so that its
  *   number can never be committed again by a create-if-absent put (RFC 0026).
@@ -159,15 +159,15 @@ export type Verdict =
   | { readonly _tag: "Delete"; readonly kind: ObjectKind }
 
 /**
- * Whether a file manifest of checkpoint `checkpoint` that no pinned checkpoint names may still be
- * named by a commit, with `latest` the latest committed number: only above it. A checkpoint writes
- * the file manifests of the files it changed under its own number and takes the others from its
- * previous root, so once `latest` is committed no attempt at it can commit any more, and no later
- * checkpoint names one of its attempts' file manifests that its root does not. Parts differ: an
- * attempt that lost its number to an earlier attempt of the same writer (adopted) leaves parts that
- * the writer's next checkpoint names, so parts at the latest number stay (`judge`).
+ * Whether a part or file manifest of checkpoint `checkpoint` that no pinned checkpoint names may
+ * still be named by a commit, with `latest` the latest committed number: only above it. Once
+ * `latest` is committed no other attempt at it can commit, and no later checkpoint names what its
+ * attempts uploaded under it and its root does not: a checkpoint writes the file manifests of the
+ * files it changed under its own number and takes the others from its previous root, and an attempt
+ * that an earlier attempt at the same number may still overtake uploads its parts under the next
+ * number (Checkpointer), as write-back does once a checkpoint has begun.
  */
-export const fileManifestMayBeNamed = (checkpoint: number, latest: number): boolean => checkpoint > latest
+export const mayStillBeNamed = (checkpoint: number, latest: number): boolean => checkpoint > latest
 
 const keepAs = (reason: Extract<Verdict, { _tag: "Keep" }>["reason"]): Verdict => ({ _tag: "Keep", reason })
 
@@ -195,10 +195,7 @@ export const judge = (
     case "Part":
     case "FileManifest": {
       if (live.referenced.has(object.key)) return keepAs("referenced")
-      const mayBeNamed = parsed._tag === "Part"
-        ? parsed.checkpoint >= live.plan.latest
-        : fileManifestMayBeNamed(parsed.checkpoint, live.plan.latest)
-      if (mayBeNamed) return keepAs("in-flight")
+      if (mayStillBeNamed(parsed.checkpoint, live.plan.latest)) return keepAs("in-flight")
       if (live.nowMs - object.lastModifiedMs < live.minAgeMs) return keepAs("young")
       if (live.heldByExpiredLease === true) return keepAs("held-by-lease")
       return { _tag: "Delete", kind: parsed._tag === "Part" ? "part" : "file-manifest" }

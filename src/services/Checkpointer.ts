@@ -361,13 +361,20 @@ export const make = (options: CheckpointerOptions) =>
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
         const needsUpload = snapshot.filter((entry) => entry.needsUpload)
+        // While an earlier attempt at this number may still land, this one uploads under the next
+        // number: if that attempt lands, this one is adopted away and the next checkpoint names
+        // these parts, so under N they would be objects N does not name that a later checkpoint
+        // does. The collector deletes what the latest committed checkpoint does not name at its
+        // own number, and keeps what is above it (Retention.judge).
+        const earlierMayLand = (yield* Ref.get(attemptTokensRef)).size > 0
+        const uploadAt = earlierMayLand ? CheckpointNumberSchema.make(checkpoint + 1) : checkpoint
         // A stalled bucket shows as request timeouts: a checkpoint cut by them has timed out.
         const failUpload = (detail: string, cause?: unknown) =>
           new CheckpointFailed({ checkpoint, reason: isRequestTimeout(cause) ? "TimedOut" : "UploadFailed", detail })
         const uploaded = yield* Effect.forEach(
           needsUpload,
           (entry) =>
-            parts.ensureUploaded(entry, checkpoint).pipe(
+            parts.ensureUploaded(entry, uploadAt).pipe(
               Effect.map((remote) => [entry, remote] as const),
               Effect.mapError((error) => failUpload(`part ${entry.part} of ${entry.file}: ${error.message}`, error))
             ),

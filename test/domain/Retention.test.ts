@@ -131,10 +131,6 @@ describe("Retention.judge", () => {
       _tag: "Delete",
       kind: "part"
     })
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({
-      _tag: "Keep",
-      reason: "in-flight"
-    })
     expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(4), file, Ids.partIndex(1), sha))).toEqual({
       _tag: "Keep",
       reason: "in-flight"
@@ -161,13 +157,16 @@ describe("Retention.judge", () => {
     expect(judge("elsewhere/object")).toEqual({ _tag: "Keep", reason: "not-collected" })
   })
 
-  it("at the latest number, an unnamed file manifest is a failed attempt's and goes; an unnamed part stays", () => {
-    // Checkpoint 3 is the latest. No later checkpoint can name a file manifest of 3 that 3 does not
-    // (it writes its changed files under its own number, the others come from 3's root), but a part
-    // of 3 uploaded by an attempt whose number an earlier attempt took is named by checkpoint 4.
+  it("at the latest number, what its root does not name is a failed attempt's and goes; above it, it stays", () => {
+    // Checkpoint 3 is the latest: no other attempt at 3 can commit, and no later checkpoint names
+    // what they uploaded under 3 (an attempt that an earlier one may overtake uploads under 4).
     expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(3), file, sha))).toEqual({
       _tag: "Delete",
       kind: "file-manifest"
+    })
+    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({
+      _tag: "Delete",
+      kind: "part"
     })
     expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(4), file, sha))).toEqual({
       _tag: "Keep",
@@ -176,10 +175,6 @@ describe("Retention.judge", () => {
     expect(judge(KeyLayout.fileManifestKey(layout, Ids.checkpointNumber(3), file, sha), 9_950)).toEqual({
       _tag: "Keep",
       reason: "young"
-    })
-    expect(judge(KeyLayout.partKey(layout, Ids.checkpointNumber(3), file, Ids.partIndex(1), sha))).toEqual({
-      _tag: "Keep",
-      reason: "in-flight"
     })
   })
 })

@@ -905,10 +905,10 @@ const liveDataBytes = dataModel.files * dataModel.partsPerFile * dataModel.partS
 /**
  * `bucket-bounded`, after a last pass with nothing in flight (every instance stopped, faults
  * healed, minimum age 0), with R the committed checkpoints left (what the retention keeps):
- * - every part and file manifest is named by one of them, or is a part of a checkpoint number at
- *   or above the latest or a file manifest above it (an upload of a commit that never happened,
- *   which no pass can tell from one in flight; a file manifest at the latest number that its root
- *   does not name is a failed attempt's, which no later checkpoint names: Retention.ts);
+ * - every part and file manifest is named by one of them, or belongs to a checkpoint number above
+ *   the latest (an upload of a commit that never happened, which no pass can tell from one in
+ *   flight; one at the latest number that its root does not name is a failed attempt's, which no
+ *   later checkpoint names: Retention.mayStillBeNamed);
  * - every archived WAL segment ends past the oldest one's WAL position (the window's WAL);
  * - the parts' bytes are at most (R + 1) × the live data (each committed checkpoint names at most
  *   one object per part of the data model, and the uploads above the latest are at most one
@@ -934,9 +934,7 @@ const judgeBound = (record: RunRecord, add: Add) => {
     if (family === "data" || family === "manifests") {
       if (family === "data") partBytes += object.sizeBytes
       else fileManifests++
-      // A part above or at the latest may still be named (an adopted attempt's); a file manifest only above.
-      const mayBeNamed = family === "data" ? number >= latest : number > latest
-      if (!referenced.has(object.key) && !mayBeNamed) garbage.push(object.key)
+      if (!referenced.has(object.key) && number <= latest) garbage.push(object.key)
     } else if (family === "wal" && (number + 1) * walSegmentBytes <= floorLsn) {
       garbage.push(
         `${object.key} (ends at ${

@@ -269,13 +269,13 @@ export const takeOverBeforeFirstArchive: SimSchedule = {
  * A collector beside an adopted commit: A commits checkpoint 1, changes a part, and tries
  * checkpoint 2 while every root manifest PUT reaches the bucket up to 5 s late; the attempt gives
  * up (its read-back finds nothing), and its PUT lands afterwards. A's next checkpoint, with the part
- * changed again, uploads that part under number 2, finds 2 taken by its own earlier attempt, adopts
- * it, and commits 3, which names the part uploaded under 2 that 2 does not name. An outside
- * collector passes every 20 ms, and every PUT takes 60 ms from the second checkpoint on, so passes
- * run between the adoption and the commit of 3. A collector that deleted unnamed parts at the latest
- * number would delete that part under checkpoint 3 (`manifest-references-exist`). With seed 0 the
- * first attempt at 2 fails; the test checks that it did, so a change of draw order that loses the
- * case shows.
+ * changed again, uploads that part, finds 2 taken by its own earlier attempt, adopts it, and commits
+ * 3, which names that part. An outside collector passes every 20 ms, and every PUT takes 60 ms from
+ * the second checkpoint on, so passes run between the adoption and the commit of 3, when 2 is the
+ * latest and deletes what it does not name under 2. The attempt that may be overtaken uploads under
+ * 3 (Checkpointer); had it uploaded under 2, a pass would delete the part under checkpoint 3
+ * (`manifest-references-exist`). With seed 0 the first attempt at 2 fails; the test checks that it
+ * did, so a change of draw order that loses the case shows.
  */
 export const adoptedAttemptBesideCollector: SimSchedule = {
   steps: [

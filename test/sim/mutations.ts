@@ -294,27 +294,27 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks:
       "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
     file: "src/domain/Retention.ts",
-    find: "      if (mayBeNamed) return keepAs(\"in-flight\")\n",
+    find: "      if (mayStillBeNamed(parsed.checkpoint, live.plan.latest)) return keepAs(\"in-flight\")\n",
     replace: "      // MUTATION: no in-flight rule\n",
     tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
     profile: "gc",
     scenarioTests: []
   },
   {
-    id: "gc-deletes-unnamed-parts-at-latest",
+    id: "losing-attempt-uploads-at-its-number",
     breaks:
-      "the collector deletes parts of the latest committed number that its root does not name, though the writer's next checkpoint may name one (an attempt that lost its number to an adopted earlier attempt)",
-    file: "src/domain/Retention.ts",
-    find: "        ? parsed.checkpoint >= live.plan.latest\n",
-    replace: "        ? parsed.checkpoint > live.plan.latest // MUTATION\n",
-    tests: ["test/domain/Retention.test.ts", "test/services/GarbageCollector.test.ts"],
+      "an attempt that an earlier attempt at its number may still overtake uploads its parts under that number, so the next checkpoint names parts under the latest number that the latest does not, and the collector deletes them",
+    file: "src/services/Checkpointer.ts",
+    find: "        const uploadAt = earlierMayLand ? CheckpointNumberSchema.make(checkpoint + 1) : checkpoint\n",
+    replace: "        const uploadAt = earlierMayLand ? checkpoint : checkpoint // MUTATION\n",
+    tests: ["test/services/Checkpointer.test.ts"],
     profile: "gc",
     scenarioTests: ["test/sim/Gc.test.ts"]
   },
   {
-    id: "gc-keeps-failed-file-manifests",
+    id: "gc-keeps-failed-attempts-at-latest",
     breaks:
-      "the collector keeps file manifests of the latest committed number that its root does not name (failed attempts'), so they pile up past the bucket's bound",
+      "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
     file: "src/domain/Retention.ts",
     find: "=> checkpoint > latest\n",
     replace: "=> checkpoint >= latest // MUTATION\n",
