@@ -98,7 +98,7 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "fence-ends-when-lock-is-gone",
     breaks:
       "a lock object that is gone passes the fence check, so a stale writer goes on once the new owner released the lock",
-    file: "src/services/BucketLock.ts",
+    file: "src/internal/bucketLock/lockObject.ts",
     find: "    ? \"the lock object is gone: another instance took the bucket over and released it\"\n",
     replace: "    ? undefined // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts", "test/layers/StorageFencing.test.ts"],
@@ -168,7 +168,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "start-refused-by-late-renewal",
     breaks: "a start that reads back a predecessor's late renewal (landed after its PUT) refuses itself as locked out",
-    file: "src/services/BucketLock.ts",
+    file: "src/internal/bucketLock/acquire.ts",
     find: "    if (current !== undefined && isOursToHold(current, held)) return held\n",
     replace: "    if (current !== undefined && current.generation === starter.generation) return held // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts"],
@@ -178,7 +178,7 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "stopped-generation-watched",
     breaks:
       "a restart watches the lock of its own cleanly stopped open, so that open's late renewal refuses it as a live copy",
-    file: "src/services/BucketLock.ts",
+    file: "src/internal/bucketLock/acquire.ts",
     find: "  lock.generation !== undefined && lock.generation === starter.stoppedGeneration\n",
     replace: "  false && lock.generation === starter.stoppedGeneration // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts", "test/services/Loader.test.ts"],
@@ -188,7 +188,7 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "one-rewrite-refuses-restart",
     breaks:
       "a restart after a crash takes one rewrite of the crashed open's lock (its renewal landing late) for a live copy and is refused",
-    file: "src/services/BucketLock.ts",
+    file: "src/internal/bucketLock/acquire.ts",
     find: "      if (++renewals >= renewalsSeenToRefuse) return { renewed: current.right }\n",
     replace: "      if (++renewals >= 1) return { renewed: current.right } // MUTATION\n",
     tests: ["test/services/BucketLock.test.ts"],
@@ -262,7 +262,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "lock-put-outcome-from-response-only",
     breaks: "a lock PUT whose every answer was lost counts as failed, its read-back by generation ignored",
-    file: "src/services/BucketLock.ts",
+    file: "src/internal/bucketLock/acquire.ts",
     find:
       "    Effect.catchTag(\n      \"ObjectStoreUnavailable\",\n      (error) =>\n        Effect.flatMap(read(store, config), (current) =>\n          current === undefined\n            ? Effect.fail(error)\n            : Effect.succeed(current.generation === generation ? (\"written\" as const) : (\"exists\" as const)))\n    )\n",
     replace: "    // MUTATION: an unknown outcome is not read back\n",
