@@ -664,6 +664,36 @@ describe("Properties", () => {
       assert.deepStrictEqual(violated(lsn), ["restore-at-target"])
     })
 
+    it("references-named-at-their-number: a later checkpoint naming what an earlier one left unnamed at its number", () => {
+      const record = gcRun()
+      const audit = record.finalGc?.audit
+      const [first] = audit?.checkpoints ?? []
+      if (audit === undefined || record.finalGc === undefined || first === undefined) throw new Error("fixture")
+      const second = (references: ReadonlyArray<string>): AuditedCheckpoint => ({
+        ...first,
+        checkpoint: 2,
+        previous: 1,
+        references
+      })
+      const withSecond = (references: ReadonlyArray<string>): RunRecord => ({
+        ...record,
+        finalGc: {
+          ...record.finalGc,
+          result: passResult,
+          audit: { ...audit, history: [first, second(references)] }
+        }
+      })
+      // Named under 1 by checkpoint 1 itself, or under 2 (its own number): fine.
+      assert.deepStrictEqual(
+        violated(withSecond(["data/0000000000000001/f0/0000000000-a", "data/0000000000000002/f0/0000000000-b"])),
+        []
+      )
+      // Under 1, but checkpoint 1 does not name it: an attempt at 1 that lost its number left it.
+      assert.deepStrictEqual(violated(withSecond(["data/0000000000000001/f0/0000000000-orphan"])), [
+        "references-named-at-their-number"
+      ])
+    })
+
     it("bucket-bounded: an object no kept checkpoint needs below the latest, or WAL below the window", () => {
       const record = gcRun()
       const audit = record.finalGc?.audit

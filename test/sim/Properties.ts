@@ -23,6 +23,10 @@
  *   holds every insert logged below its WAL position and everything of the checkpoint before it,
  *   and nothing else than inserted values; every checkpoint reported committed is in the bucket.
  * - `manifest-references-exist`: no manifest references a missing or corrupt object.
+ * - `references-named-at-their-number`: an object under checkpoint number k that a later checkpoint
+ *   names is named by checkpoint k's own root too, when the audits read that root. The collector
+ *   deletes what the latest checkpoint does not name under its number (Retention.mayStillBeNamed);
+ *   a later checkpoint naming such an object would lose it to a pass between the two commits.
  * - `stale-writer-fenced`: after a take-over, the stale writer never commits a checkpoint (with a
  *   healthy bucket its attempt fails with Fenced), and checkpoint epochs never go back.
  * - `restart-keeps-acknowledged`: after shutdown (and a crash dropping unsynced writes), the
@@ -72,6 +76,7 @@ export type PropertyName =
   | "reads-see-applied-writes"
   | "checkpoint-restores-acknowledged"
   | "manifest-references-exist"
+  | "references-named-at-their-number"
   | "stale-writer-fenced"
   | "restart-keeps-acknowledged"
   | "restore-from-bucket"
@@ -110,6 +115,7 @@ export const judge = (record: RunRecord): ReadonlyArray<Violation> => {
   }
   judgeReads(record, add)
   judgeCheckpoints(record, add)
+  judgeReferenceNumbers(record, add)
   judgeStaleWriters(record, add)
   judgeFencedAcknowledgements(record, add)
   judgeTakeOvers(record, add)
@@ -897,6 +903,33 @@ const keyNumbers = (
   const wal = /^wal\/([0-9a-f]+)/.exec(key)
   if (wal !== null) return { family: "wal", number: Number.parseInt(wal[1] ?? "0", 16) }
   return { family: "other", number: 0 }
+}
+
+/** `references-named-at-their-number` over every checkpoint the run's audits read. */
+const judgeReferenceNumbers = (record: RunRecord, add: Add) => {
+  // A root never changes: every audited read of a number that listed its references counts.
+  const audited = [...everAudited(record).values(), ...(record.finalAudit?.checkpoints ?? [])]
+    .filter((checkpoint) => checkpoint.references !== undefined)
+  const namedBy = new Map<number, Set<string>>()
+  for (const checkpoint of audited) {
+    const named = namedBy.get(checkpoint.checkpoint) ?? new Set<string>()
+    for (const key of checkpoint.references ?? []) named.add(key)
+    namedBy.set(checkpoint.checkpoint, named)
+  }
+  const reported = new Set<string>()
+  for (const checkpoint of audited) {
+    for (const key of checkpoint.references ?? []) {
+      const { number } = keyNumbers(key)
+      const own = namedBy.get(number)
+      const problem = `${checkpoint.checkpoint} ${key}`
+      if (number >= checkpoint.checkpoint || own === undefined || own.has(key) || reported.has(problem)) continue
+      reported.add(problem)
+      add(
+        "references-named-at-their-number",
+        `checkpoint ${checkpoint.checkpoint} names ${key}, which checkpoint ${number} does not name`
+      )
+    }
+  }
 }
 
 /** The bytes of every part of the data model: what a checkpoint's parts can hold at most. */
