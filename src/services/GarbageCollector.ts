@@ -20,8 +20,9 @@
  *      that will read the tombstone and stop. Either way no reader reads an object a pass deletes;
  *   f. reads the file manifests of every pinned checkpoint: the referenced set;
  *   g. lists `data/`, `manifests/` and `wal/` and judges each object (Retention.judge): referenced,
- *      of a checkpoint number at or above the latest committed (a commit in flight), younger than
- *      the minimum age, or WAL the pinned checkpoints need, it stays;
+ *      of a checkpoint number above the latest committed (a commit in flight), younger than the
+ *      minimum age, or WAL the pinned checkpoints need, it stays (what the latest does not name
+ *      under its own number is a failed attempt's: Retention.mayStillBeNamed);
  *   h. checks the fence again and deletes, `gcConcurrency` at a time, interruptibly, within the
  *      caller's deadline, counting objects and bytes by kind. An expired lease is read once more
  *      just before its delete (a reader may have renewed it).

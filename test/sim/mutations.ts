@@ -292,7 +292,7 @@ const mutations: ReadonlyArray<Mutation> = [
   {
     id: "gc-ignores-in-flight",
     breaks:
-      "the collector deletes objects of checkpoint numbers at or above the latest committed one (uploads of a commit in flight)",
+      "the collector deletes objects of checkpoint numbers above the latest committed one (uploads of a commit in flight)",
     file: "src/domain/Retention.ts",
     find: "      if (mayStillBeNamed(parsed.checkpoint, live.plan.latest)) return keepAs(\"in-flight\")\n",
     replace: "      // MUTATION: no in-flight rule\n",

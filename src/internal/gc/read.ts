@@ -165,7 +165,8 @@ export const referencedKeys = (
       // that pass's second listing and may be reading any object the checkpoint named.
       else if (expired.has(checkpoint)) heldByExpiredLease = true
       // Else a lease names a number this pass did not list: its reader finds no root manifest, or
-      // one committed after the listing, whose objects are at or above the latest or the latest's.
+      // one committed after the listing, whose objects are above the latest or named by the
+      // checkpoint of their own number (Retention.mayStillBeNamed).
     }
     const referenced = new Set<string>()
     const fileManifests = new Map<string, { readonly entry: Manifest.FileEntry; readonly partSizeBytes: number }>()
