@@ -3,6 +3,7 @@
  * docs/ORIGINAL.md §7), shared by the model's tests (where they must hang) and the
  * real layer's tests (where every property must hold).
  */
+import { FastCheck as fc } from "effect"
 import type { SimSchedule, Step } from "./Schedule.js"
 
 const at = (delayMs: number, step: Step) => ({ delayMs, step })
@@ -301,3 +302,53 @@ export const adoptedAttemptBesideCollector: SimSchedule = {
   checkpointIntervalMs: 0,
   gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 20 }
 }
+
+/**
+ * The class of `adoptedAttemptBesideCollector`, drawn: the run's seed (the late delays), how late
+ * root manifest PUTs land (3 or 5 s) and how many, when the fault heals, when the next checkpoint
+ * comes after the late PUTs could all have landed, how many parts it changes, the PUT latency then,
+ * and the outside collector's period. About a third of the draws adopt an attempt whose part
+ * changed (with the upload-number rule reverted, 7 of 20 fail); the others commit normally.
+ */
+export const adoptedAttemptFamily: fc.Arbitrary<SimSchedule> = fc.record({
+  randomSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+  lateMs: fc.constantFrom(3_000, 5_000),
+  ratePercent: fc.integer({ min: 80, max: 100 }),
+  healAfterMs: fc.integer({ min: 1_000, max: 3_000 }),
+  extraWaitMs: fc.integer({ min: 0, max: 1_000 }),
+  changedParts: fc.integer({ min: 1, max: 3 }),
+  latencyMs: fc.constantFrom(0, 20, 60),
+  gcEveryMs: fc.constantFrom(20, 60)
+}).map((drawn) => ({
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, { _tag: "Checkpoint" }),
+    at(50, { _tag: "Insert", file: 0, part: 0 }),
+    at(1, {
+      _tag: "Fault",
+      fault: {
+        kind: "late",
+        maxMs: drawn.lateMs,
+        ratePercent: drawn.ratePercent,
+        target: { operation: "put", keys: "checkpoints" }
+      }
+    }),
+    at(1, { _tag: "Checkpoint" }),
+    at(drawn.healAfterMs, { _tag: "Heal" }),
+    // After every late PUT of the first attempt could have landed.
+    at(drawn.lateMs + 200 - drawn.healAfterMs + drawn.extraWaitMs, {
+      _tag: "Fault",
+      fault: { kind: "latency", ms: drawn.latencyMs, target: { operation: "put", keys: "any" } }
+    }),
+    at(0, { _tag: "Gc", everyMs: drawn.gcEveryMs }),
+    ...Array.from({ length: drawn.changedParts }, (_, part) => at(1, { _tag: "Insert" as const, file: 0, part })),
+    at(1, { _tag: "Checkpoint" })
+  ],
+  shutdownAtMs: 10_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: true,
+  crashBeforeRestart: false,
+  randomSeed: drawn.randomSeed,
+  checkpointIntervalMs: 0,
+  gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 0 }
+}))
