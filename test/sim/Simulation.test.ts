@@ -13,6 +13,7 @@
  * schedule played twice gives the same run (determinism, as SlateDB's DST checks).
  */
 import { assert, describe, it } from "@effect/vitest"
+import { FastCheck as fc } from "effect"
 import { checkAsync, runSchedule, simSystem } from "./Check.js"
 import { realSystem } from "./RealSystem.js"
 import {
@@ -26,7 +27,8 @@ import {
   staleKeepsRunning,
   staleWriter,
   stalledLoad,
-  takeOverBeforeFirstArchive
+  takeOverBeforeFirstArchive,
+  takeOverBeforeFirstArchiveFamily
 } from "./Scenarios.js"
 import { scheduleText } from "./Schedule.js"
 
@@ -114,6 +116,15 @@ describe("the real Storage layer under simulation", () => {
     assert.isTrue(
       outcome.record?.inserts.some((insert) => insert.instance === "B" && insert.result?.acked === true),
       "B acknowledged an insert"
+    )
+  })
+
+  it("keeps every property on 30 drawn take-overs before the old writer's first archive", () => {
+    fc.assert(
+      fc.property(takeOverBeforeFirstArchiveFamily, (schedule) => {
+        assertHolds("take-over before the first archive (drawn)", schedule)
+      }),
+      { numRuns: 30, seed: campaignSeed }
     )
   })
 
