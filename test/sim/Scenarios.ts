@@ -241,6 +241,30 @@ export const lateRenewalDuringTakeOver: SimSchedule = {
 }
 
 /**
+ * The class of `lateRenewalDuringTakeOver`, drawn: the run's seed (which request lands when), how
+ * late lock requests land (up to 300 or 800 ms; with 1,500 no draw of 200 reached the window), and
+ * when the take-over comes (200 to 1,000 ms after the fault). With the read-back accepting only its
+ * own generation (mutation `start-refused-by-late-renewal`), 10 of 100 draws fail
+ * `take-over-breaks-old-locks`.
+ */
+export const lateRenewalDuringTakeOverFamily: fc.Arbitrary<SimSchedule> = fc.record({
+  randomSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+  lateMs: fc.constantFrom(300, 800),
+  takeOverAfterMs: fc.integer({ min: 200, max: 1_000 })
+}).map((drawn): SimSchedule => ({
+  ...lateRenewalDuringTakeOver,
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(10, {
+      _tag: "Fault",
+      fault: { kind: "late", maxMs: drawn.lateMs, ratePercent: 100, target: { operation: "any", keys: "lock" } }
+    }),
+    at(drawn.takeOverAfterMs, { _tag: "TakeOver", staleKeepsRunning: true })
+  ],
+  randomSeed: drawn.randomSeed
+}))
+
+/**
  * A take-over before the old writer's WAL reached the bucket: A acknowledges two inserts while its
  * WAL uploads hang; B takes over (the bucket holds no log, so B's history begins at position 0),
  * acknowledges one insert and is killed at the shutdown instant. The hang heals before that, so A,

@@ -24,6 +24,7 @@ import {
   hang373,
   lateManifestPut,
   lateRenewalDuringTakeOver,
+  lateRenewalDuringTakeOverFamily,
   staleKeepsRunning,
   staleWriter,
   stalledLoad,
@@ -40,6 +41,8 @@ const campaignRuns = Number(process.env.SIM_RUNS ?? 1_000)
 const campaignSeed = Number(process.env.SIM_SEED ?? 20_240_130)
 /** Drawn schedules of the take-over-before-the-first-archive class (about 0.1 s each). */
 const takeOverRuns = Number(process.env.SIM_TAKEOVER_RUNS ?? 30)
+/** Drawn schedules of the late-renewal-during-a-take-over class (about 0.1 s each). */
+const lateRenewalRuns = Number(process.env.SIM_LATE_RENEWAL_RUNS ?? 100)
 
 const assertHolds = (label: string, schedule: Parameters<typeof runSchedule>[1]) => {
   const outcome = runSchedule(real, schedule)
@@ -127,6 +130,15 @@ describe("the real Storage layer under simulation", () => {
         assertHolds("take-over before the first archive (drawn)", schedule)
       }),
       { numRuns: takeOverRuns, seed: campaignSeed }
+    )
+  })
+
+  it(`keeps every property on ${lateRenewalRuns} drawn take-overs with the old writer's lock requests landing late`, () => {
+    fc.assert(
+      fc.property(lateRenewalDuringTakeOverFamily, (schedule) => {
+        assertHolds("late renewal during a take-over (drawn)", schedule)
+      }),
+      { numRuns: lateRenewalRuns, seed: campaignSeed }
     )
   })
 
