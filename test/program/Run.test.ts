@@ -18,7 +18,17 @@ import type * as Manifest from "../../src/domain/Manifest.js"
 import { keyToSegments } from "../../src/layers/FileObjectStore.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
-import { hasStackTrace, parseReport, quick, quickRun, quickStalled, runCli, start, temporaryDirectory } from "./Cli.js"
+import {
+  hasStackTrace,
+  parseReport,
+  quick,
+  quickRun,
+  quickShape,
+  quickStalled,
+  runCli,
+  start,
+  temporaryDirectory
+} from "./Cli.js"
 
 /** What every run must satisfy, faults or not: the issue's exit rule, checked field by field. */
 export const assertBoundedShutdown = (report: RunReport, label: string) => {
@@ -139,6 +149,17 @@ describe.concurrent("CLI run (filesystem store)", () => {
       assert.isFalse(hasStackTrace(corrupted.stderr))
     }), 240_000)
 
+  // The error rate is drawn per request, so the run must make enough requests that none failing is
+  // out of the question: 1.5 s with a checkpoint every 500 ms injected 6 and 9 errors in two runs on
+  // an idle machine, and none in one CI run on a loaded one. This one runs 3 s with a checkpoint
+  // every 100 ms (15 and 31 errors in two runs).
+  const errorRateRun = [
+    ...quickShape.map((arg, index) => (quickShape[index - 1] === "--checkpoint-interval" ? "100ms" : arg)),
+    "--duration",
+    "3s",
+    "--shutdown-deadline",
+    "10s"
+  ]
   const faultCases: ReadonlyArray<[string, ReadonlyArray<string>, (report: RunReport) => void]> = [
     ["stall-at-shutdown", ["--fault", "stall-at-shutdown"], (report) => {
       assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")
@@ -163,7 +184,8 @@ describe.concurrent("CLI run (filesystem store)", () => {
     it.live(`under --fault ${name} it exits within the deadline and says what happened`, () =>
       Effect.gen(function*() {
         const stalls = faultArgs.some((arg) => arg.startsWith("stall") || arg.startsWith("fail-task"))
-        const { report, result } = yield* runJson(["run", ...(stalls ? quickStalled : quickRun), ...faultArgs])
+        const runArgs = name === "error-rate" ? errorRateRun : stalls ? quickStalled : quickRun
+        const { report, result } = yield* runJson(["run", ...runArgs, ...faultArgs])
         assertBoundedShutdown(report, name)
         assert.deepStrictEqual(report.settings.faults, faultArgs.slice(1))
         check(report)
