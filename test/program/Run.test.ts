@@ -22,8 +22,8 @@ import {
   hasStackTrace,
   parseReport,
   quick,
+  quickManyRequests,
   quickRun,
-  quickShape,
   quickStalled,
   runCli,
   start,
@@ -149,17 +149,6 @@ describe.concurrent("CLI run (filesystem store)", () => {
       assert.isFalse(hasStackTrace(corrupted.stderr))
     }), 240_000)
 
-  // The error rate is drawn per request, so the run must make enough requests that none failing is
-  // out of the question: 1.5 s with a checkpoint every 500 ms injected 6 and 9 errors in two runs on
-  // an idle machine, and none in one CI run on a loaded one. This one runs 3 s with a checkpoint
-  // every 100 ms (15 and 31 errors in two runs).
-  const errorRateRun = [
-    ...quickShape.map((arg, index) => (quickShape[index - 1] === "--checkpoint-interval" ? "100ms" : arg)),
-    "--duration",
-    "3s",
-    "--shutdown-deadline",
-    "10s"
-  ]
   const faultCases: ReadonlyArray<[string, ReadonlyArray<string>, (report: RunReport) => void]> = [
     ["stall-at-shutdown", ["--fault", "stall-at-shutdown"], (report) => {
       assert.notStrictEqual(report.shutdown.finalCheckpoint, "completed")
@@ -184,7 +173,7 @@ describe.concurrent("CLI run (filesystem store)", () => {
     it.live(`under --fault ${name} it exits within the deadline and says what happened`, () =>
       Effect.gen(function*() {
         const stalls = faultArgs.some((arg) => arg.startsWith("stall") || arg.startsWith("fail-task"))
-        const runArgs = name === "error-rate" ? errorRateRun : stalls ? quickStalled : quickRun
+        const runArgs = name === "error-rate" ? quickManyRequests : stalls ? quickStalled : quickRun
         const { report, result } = yield* runJson(["run", ...runArgs, ...faultArgs])
         assertBoundedShutdown(report, name)
         assert.deepStrictEqual(report.settings.faults, faultArgs.slice(1))

@@ -16,7 +16,7 @@ import type { RunReport } from "../../src/cli/Report.js"
 import type { InspectReport } from "../../src/workload/Inspect.js"
 import type { CheckpointVerification } from "../../src/workload/Verify.js"
 import * as S3TestServer from "../support/S3TestServer.js"
-import { hasStackTrace, parseReport, quickRun, quickStalled, runCli } from "./Cli.js"
+import { hasStackTrace, parseReport, quickManyRequests, quickRun, quickStalled, runCli } from "./Cli.js"
 
 let server: S3TestServer.RunningS3TestServer | undefined
 
@@ -116,7 +116,7 @@ describe.concurrent(
             const stalls = fault.startsWith("stall") || fault.startsWith("fail-task")
             const result = yield* runCli([
               "run",
-              ...(stalls ? quickStalled : quickRun),
+              ...(stalls ? quickStalled : fault.startsWith("error-rate") ? quickManyRequests : quickRun),
               ...s3Args(prefix),
               "--fault",
               fault,
