@@ -365,7 +365,7 @@ export const make = (options: CheckpointerOptions) =>
         // number: if that attempt lands, this one is adopted away and the next checkpoint names
         // these parts, so under N they would be objects N does not name that a later checkpoint
         // does. The collector deletes what the latest committed checkpoint does not name at its
-        // own number, and keeps what is above it (Retention.judge).
+        // own number, and keeps what is above it (Retention.mayStillBeNamed).
         const earlierMayLand = (yield* Ref.get(attemptTokensRef)).size > 0
         const uploadAt = earlierMayLand ? CheckpointNumberSchema.make(checkpoint + 1) : checkpoint
         // A stalled bucket shows as request timeouts: a checkpoint cut by them has timed out.

@@ -307,6 +307,7 @@ export const takeOverBeforeFirstArchiveFamily: fc.Arbitrary<SimSchedule> = fc.re
   healAfterMs: fc.integer({ min: 1, max: 200 }),
   staleKeepsRunning: fc.boolean()
 }).map((drawn): SimSchedule => ({
+  ...takeOverBeforeFirstArchive,
   steps: [
     at(1, {
       _tag: "Fault",
@@ -320,13 +321,7 @@ export const takeOverBeforeFirstArchiveFamily: fc.Arbitrary<SimSchedule> = fc.re
     ...Array.from({ length: drawn.newInserts }, (_, part) => at(5, { _tag: "Insert" as const, file: 1, part })),
     at(drawn.healAfterMs, { _tag: "Heal" })
   ],
-  shutdownAtMs: 600,
-  interruptWorkloadAtShutdown: false,
-  shutdownByScope: true,
-  crashBeforeRestart: false,
-  randomSeed: drawn.randomSeed,
-  checkpointIntervalMs: 0,
-  crashAtShutdown: true
+  randomSeed: drawn.randomSeed
 }))
 
 /**
@@ -382,7 +377,8 @@ export const adoptedAttemptFamily: fc.Arbitrary<SimSchedule> = fc.record({
   changedParts: fc.integer({ min: 1, max: 3 }),
   latencyMs: fc.constantFrom(0, 20, 60),
   gcEveryMs: fc.constantFrom(20, 60)
-}).map((drawn) => ({
+}).map((drawn): SimSchedule => ({
+  ...adoptedAttemptBesideCollector,
   steps: [
     at(0, { _tag: "Insert", file: 0, part: 0 }),
     at(1, { _tag: "Checkpoint" }),
@@ -408,10 +404,6 @@ export const adoptedAttemptFamily: fc.Arbitrary<SimSchedule> = fc.record({
     at(1, { _tag: "Checkpoint" })
   ],
   shutdownAtMs: 10_000,
-  interruptWorkloadAtShutdown: false,
-  shutdownByScope: true,
-  crashBeforeRestart: false,
   randomSeed: drawn.randomSeed,
-  checkpointIntervalMs: 0,
   gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 0 }
 }))

@@ -68,10 +68,9 @@ const watchLease = (
     let untilMs = (yield* Clock.currentTimeMillis) + leaseMs
     let last = observed
     let renewals = 0
+    const holder = describeLock(observed)
     yield* Effect.logInfo(
-      `bucket lock: ${
-        describeLock(observed)
-      } is another open of this instance; waiting up to ${leaseMs} ms for its lease`
+      `bucket lock: ${holder} is another open of this instance; waiting up to ${leaseMs} ms for its lease`
     )
     for (;;) {
       const leftMs = untilMs - (yield* Clock.currentTimeMillis)
