@@ -254,6 +254,18 @@ export const make = (options: CheckpointerOptions) =>
         yield* options.wal.covered(completed.walPosition)
       }).pipe(Effect.uninterruptible)
 
+    /** Counts a committed checkpoint in the stats. Part of the commit's uninterruptible bookkeeping:
+     * a checkpoint interrupted once its commit is in (a periodic one stopped at shutdown) is still
+     * counted, so the stats agree with `completedRef` and the bucket. */
+    const recordCompleted = (checkpoint: CheckpointNumber, endMs: number, bytesUploaded: number) =>
+      Ref.update(statsRef, (stats) => ({
+        ...stats,
+        completed: stats.completed + 1,
+        lastCheckpoint: checkpoint,
+        lastCompletedAtMs: endMs,
+        bytesUploaded: stats.bytesUploaded + bytesUploaded
+      }))
+
     /** The commit found N holding another manifest: fenced, an earlier attempt of ours (adopted), or
      * another writer's. */
     const onTaken = (checkpoint: CheckpointNumber, taken: Extract<CommitResolution, { _tag: "Taken" }>) =>
@@ -275,16 +287,10 @@ export const make = (options: CheckpointerOptions) =>
                 })
               )
             )
-            yield* afterCommit(fromLoaded(loaded))
-            const nowMs = yield* Clock.currentTimeMillis
-            yield* Ref.update(
-              statsRef,
-              (stats) => ({
-                ...stats,
-                completed: stats.completed + 1,
-                lastCheckpoint: checkpoint,
-                lastCompletedAtMs: nowMs
-              })
+            yield* afterCommit(fromLoaded(loaded)).pipe(
+              Effect.zipRight(Clock.currentTimeMillis),
+              Effect.flatMap((nowMs) => recordCompleted(checkpoint, nowMs, 0)),
+              Effect.uninterruptible
             )
             return yield* Effect.fail(new EarlierAttemptCommitted({ checkpoint }))
           }
@@ -343,10 +349,13 @@ export const make = (options: CheckpointerOptions) =>
                 // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
                 : afterCommit(completed).pipe(
                   Effect.zipRight(Clock.currentTimeMillis),
-                  Effect.map(toReport),
-                  Effect.tap((report) =>
-                    Ref.set(committedRef, Option.some(report))
-                  )
+                  Effect.flatMap((endMs) => {
+                    const report = toReport(endMs)
+                    return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(
+                      Effect.zipRight(Ref.set(committedRef, Option.some(report))),
+                      Effect.as(report)
+                    )
+                  })
                 )
             )
           )
@@ -360,7 +369,9 @@ export const make = (options: CheckpointerOptions) =>
         yield* Effect.annotateCurrentSpan("checkpoint.number", checkpoint)
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
-        const needsUpload = snapshot.filter((entry) => entry.needsUpload)
+        const needsUpload = snapshot.filter((entry) =>
+          entry.needsUpload
+        )
         // While an earlier attempt at this number may still land, this one uploads under the next
         // number: if that attempt lands, this one is adopted away and the next checkpoint names
         // these parts, so under N they would be objects N does not name that a later checkpoint
@@ -444,7 +455,7 @@ export const make = (options: CheckpointerOptions) =>
         yield* Ref.set(committedRef, Option.none())
         // An interrupted earlier attempt (a periodic one stopped at shutdown, one past its deadline)
         // may commit N after all: it is adopted, then this checkpoint runs once more from there.
-        const report = yield* run(startMs).pipe(
+        return yield* run(startMs).pipe(
           Effect.catchTag("EarlierAttemptCommitted", () => run(startMs)),
           Effect.catchTag("EarlierAttemptCommitted", (adopted) =>
             Effect.fail(
@@ -472,16 +483,6 @@ export const make = (options: CheckpointerOptions) =>
           ),
           Effect.tapError(() => Ref.update(statsRef, (current) => ({ ...current, failed: current.failed + 1 })))
         )
-        if (report.outcome === "completed") {
-          yield* Ref.update(statsRef, (current) => ({
-            ...current,
-            completed: current.completed + 1,
-            lastCheckpoint: report.checkpoint,
-            lastCompletedAtMs: startMs + report.durationMs,
-            bytesUploaded: current.bytesUploaded + report.bytesUploaded
-          }))
-        }
-        return report
       }).pipe(
         // The uploads, manifests and commit are children of this span (the queue carries it to its tasks).
         Effect.withSpan("checkpoint", {

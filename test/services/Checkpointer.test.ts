@@ -383,6 +383,46 @@ describe("Checkpointer: the deadline of a committed checkpoint", () => {
       yield* kill
       yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
     }))
+  it.live("a checkpoint interrupted once its commit is in (a periodic one stopped at shutdown) is counted in the stats", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const armed = yield* Ref.make(false)
+      // While armed, the control file's rewrite (after the commit) waits for `release`.
+      const beforeControlWrite = Effect.flatMap(
+        Ref.get(armed),
+        (isArmed) =>
+          isArmed ? Effect.zipRight(Deferred.succeed(entered, undefined), Deferred.await(release)) : Effect.void
+      )
+      const ledger: Ledger = new Map()
+      const { context, kill, storage } = yield* openKillable(bucket, memory, {}, beforeControlWrite)
+      const checkpointer = Context.get(context, Checkpointer.Checkpointer)
+      for (let index = 0; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint
+      for (let index = 10; index < 20; index++) yield* acknowledge(storage, ledger, index)
+      yield* Ref.set(armed, true)
+      const running = yield* Effect.fork(checkpointer.checkpoint({ reason: "periodic" }))
+      yield* Deferred.await(entered)
+      // Committed and rewriting the control file: the interruption waits for the bookkeeping, then lands.
+      const interrupting = yield* Effect.fork(Fiber.interrupt(running))
+      yield* Deferred.succeed(release, undefined)
+      const exit = yield* Fiber.join(interrupting)
+      assert.isTrue(Exit.isInterrupted(exit), "the checkpoint was interrupted")
+      assert.strictEqual(yield* checkpointer.latest, 2, "the writer knows checkpoint 2 committed")
+      const stats = yield* checkpointer.stats
+      assert.strictEqual(stats.lastCheckpoint, 2, "the stats count the interrupted checkpoint's commit")
+      assert.strictEqual(stats.completed, 2)
+      assert.isAbove(stats.bytesUploaded, 0)
+      yield* readManifest(bucket, 2)
+      // The next checkpoint (the shutdown's final one) has nothing new, and the stats still say 2.
+      assert.strictEqual((yield* checkpointer.checkpoint({ reason: "shutdown" })).outcome, "nothing-to-do")
+      assert.strictEqual((yield* checkpointer.stats).lastCheckpoint, 2)
+      yield* Ref.set(armed, false)
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
+    }))
 })
 
 describe("Loader: a directory behind the bucket", () => {
