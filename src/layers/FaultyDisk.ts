@@ -21,9 +21,13 @@
  *   on the thread pool is): it lands later, copying the file's bytes of that moment into the
  *   caller's buffer, as the next `readAllInto` returns: after that read's own bytes, the worst
  *   moment for a caller that reused the buffer.
+ * - `slowSyncs(latencyMs)`: every matching `sync` and `writeAtomic` (which syncs its file) first
+ *   sleeps `latencyMs` (`Effect.sleep`, so the simulated clock drives it), as an fsync on a loaded
+ *   disk takes hundreds of milliseconds. It widens every window between a durable step and the
+ *   bookkeeping after it; until healed.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter`, `failSync` and `stallReads` (flips are done; abandoned reads still
+ * `heal` removes `fillAfter`, `failSync`, `stallReads` and `slowSyncs` (flips are done; abandoned reads still
  * land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
  * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
  * (`Layer.provideMerge` keeps MemoryDiskControl beside).
@@ -32,7 +36,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option, Random } from "effect"
+import { Context, Duration, Effect, Layer, Option, Random } from "effect"
 import { LocalIoError } from "../domain/Errors.js"
 import { LocalDisk, type LocalDiskService, normalizePath } from "../services/LocalDisk.js"
 
@@ -60,6 +64,8 @@ export interface DiskFaultStats {
   /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
   readonly stalledReads: number
   readonly lateReads: number
+  /** Syncs and atomic writes that `slowSyncs` delayed. */
+  readonly slowSyncs: number
 }
 
 /** The switchboard of a FaultyDisk. @category models */
@@ -73,7 +79,10 @@ export interface DiskFaultsService {
   readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
   /** The next `count` matching `readAllInto` calls hang until interrupted, and land later (default 1). */
   readonly stallReads: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
-  /** Ends `fillAfter`, `failSync` and `stallReads`. */
+  /** Every matching sync and atomic write first sleeps `latencyMs`, until healed (replaces an
+   * earlier `slowSyncs`). */
+  readonly slowSyncs: (latencyMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** Ends `fillAfter`, `failSync`, `stallReads` and `slowSyncs`. */
   readonly heal: Effect.Effect<void>
   readonly stats: Effect.Effect<DiskFaultStats>
 }
@@ -91,6 +100,7 @@ interface FaultState {
   space: { readonly filter: DiskFaultFilter; remainingBytes: number } | undefined
   syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
   readStalls: { readonly filter: DiskFaultFilter; remaining: number } | undefined
+  slowSyncs: { readonly filter: DiskFaultFilter; readonly latencyMs: number } | undefined
   /** Reads abandoned by an interruption, still to land in their callers' buffers. */
   abandoned: Array<{ readonly path: string; readonly buffer: Uint8Array }>
   stats: DiskFaultStats
@@ -118,8 +128,17 @@ export const make = (
       space: undefined,
       syncFailures: undefined,
       readStalls: undefined,
+      slowSyncs: undefined,
       abandoned: [],
-      stats: { noSpaceWrites: 0, tornWrites: 0, failedSyncs: 0, flippedBytes: 0, stalledReads: 0, lateReads: 0 }
+      stats: {
+        noSpaceWrites: 0,
+        tornWrites: 0,
+        failedSyncs: 0,
+        flippedBytes: 0,
+        stalledReads: 0,
+        lateReads: 0,
+        slowSyncs: 0
+      }
     }
     const random = Random.make(options.seed ?? 0)
     const count = (field: keyof DiskFaultStats) => {
@@ -132,6 +151,15 @@ export const make = (
       const valid = Option.getRight(normalizePath(operation, path))
       return space !== undefined && Option.isSome(valid) && matches(space.filter, valid.value) ? space : undefined
     }
+    // Sleeps first when a `slowSyncs` applies to `path`.
+    const slowed = <A, E>(operation: string, path: string, effect: Effect.Effect<A, E>) =>
+      Effect.suspend(() => {
+        const slow = state.slowSyncs
+        const valid = Option.getRight(normalizePath(operation, path))
+        if (slow === undefined || Option.isNone(valid) || !matches(slow.filter, valid.value)) return effect
+        count("slowSyncs")
+        return Effect.zipRight(Effect.sleep(Duration.millis(slow.latencyMs)), effect)
+      })
 
     const write: LocalDiskService["write"] = (path, offset, bytes) =>
       Effect.suspend(() => {
@@ -153,6 +181,9 @@ export const make = (
       })
 
     const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
+      slowed("writeAtomic", path, writeAtomicNow(path, bytes))
+
+    const writeAtomicNow: LocalDiskService["writeAtomic"] = (path, bytes) =>
       Effect.suspend(() => {
         const space = spaceFor("writeAtomic", path)
         if (space === undefined) return inner.writeAtomic(path, bytes)
@@ -165,7 +196,9 @@ export const make = (
         return inner.writeAtomic(path, bytes)
       })
 
-    const sync: LocalDiskService["sync"] = (path) =>
+    const sync: LocalDiskService["sync"] = (path) => slowed("sync", path, syncNow(path))
+
+    const syncNow: LocalDiskService["sync"] = (path) =>
       Effect.suspend(() => {
         const failures = state.syncFailures
         const valid = Option.getRight(normalizePath("sync", path))
@@ -238,11 +271,16 @@ export const make = (
         times >= 0
           ? Effect.sync(() => void (state.readStalls = { filter, remaining: times }))
           : Effect.dieMessage(`stallReads: ${times} must be >= 0`),
+      slowSyncs: (latencyMs, filter = {}) =>
+        Number.isFinite(latencyMs) && latencyMs >= 0
+          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs }))
+          : Effect.dieMessage(`slowSyncs: ${latencyMs} ms must be >= 0`),
       flipByte,
       heal: Effect.sync(() => {
         state.space = undefined
         state.syncFailures = undefined
         state.readStalls = undefined
+        state.slowSyncs = undefined
       }),
       stats: Effect.sync(() => state.stats)
     }

@@ -4,11 +4,12 @@
  * limit (its first bytes land, the rest do not) and refuses the later ones; an atomic write that
  * does not fit leaves its target as it was; a failed sync leaves the bytes unsynced (a crash of the
  * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset; a
- * stalled read hangs until interrupted and then lands late, in the buffer it was given.
+ * stalled read hangs until interrupted and then lands late, in the buffer it was given; a slow
+ * sync or atomic write takes its latency of simulated time, and nothing else is slowed.
  * Method: FaultyDisk over a MemoryDisk, inspected through the MemoryDisk's control handle.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Option } from "effect"
+import { Effect, Either, Fiber, Layer, Option, TestClock } from "effect"
 import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import { LocalDisk } from "../../src/services/LocalDisk.js"
@@ -48,7 +49,8 @@ describe("FaultyDisk", () => {
         failedSyncs: 0,
         flippedBytes: 0,
         stalledReads: 0,
-        lateReads: 0
+        lateReads: 0,
+        slowSyncs: 0
       })
       yield* faults.heal
       yield* disk.write("parts/a", 0, filled(1, 6))
@@ -104,6 +106,33 @@ describe("FaultyDisk", () => {
       assert.deepStrictEqual(yield* disk.readAllInto("parts/a", other), Option.some(8), "heal ends the stalls")
       const stats = yield* faults.stats
       assert.deepStrictEqual([stats.stalledReads, stats.lateReads], [1, 1])
+    }))
+
+  it.effect("slowSyncs: a matching sync or atomic write waits its latency, then does its work; others and healed ones do not wait", () =>
+    Effect.gen(function*() {
+      const { disk, faults, memory } = yield* makeFaulty()
+      yield* disk.write("wal/1", 0, filled(10, 1))
+      yield* faults.slowSyncs(300, { pathPrefix: "wal/" })
+      const syncing = yield* Effect.fork(disk.sync("wal/1"))
+      yield* TestClock.adjust(299)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(syncing)), "the sync still waits at 299 ms")
+      yield* memory.crash
+      assert.isTrue(Option.isNone(yield* disk.readAll("wal/1")), "not synced before its latency passed")
+      yield* disk.write("wal/1", 0, filled(10, 1))
+      const writing = yield* Effect.fork(disk.writeAtomic("wal/mark", filled(4, 2)))
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(syncing)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(writing)))
+      yield* TestClock.adjust(300)
+      yield* Fiber.join(writing)
+      yield* memory.crash
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("wal/1")), filled(10, 1))
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("wal/mark")), filled(4, 2))
+      yield* disk.writeAtomic("control.json", filled(4, 3)) // not under wal/: at once
+      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+      yield* faults.heal
+      yield* disk.sync("wal/1") // healed: at once
+      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
     }))
 
   it.effect("flipByte: flips one byte durably, at a seeded offset unless given one", () =>
