@@ -117,6 +117,10 @@ export interface ShutdownResult {
   /** Problems the system's own report states (leases or fibers left, ...). */
   readonly problems: ReadonlyArray<string>
   readonly detail: string
+  /** After the shutdown: the last checkpoint the instance's figures (its stats) report committed,
+   * and the one it knows committed (where its next checkpoint would start); when it reports them. */
+  readonly reportedLastCheckpoint?: number
+  readonly knownLatestCheckpoint?: number
 }
 
 export interface Observation {
@@ -388,7 +392,7 @@ export type FaultEvent =
   | {
     readonly atMs: number
     readonly instance: string
-    readonly kind: Fault["kind"] | "readStalls"
+    readonly kind: Fault["kind"] | "readStalls" | "slowSyncs"
     /** How long after the next heal its requests may still be on their way (`late`). */
     readonly lingersMs?: number
   }
@@ -1043,9 +1047,10 @@ export const simulate = <W>(
             if (instance.injectDiskFault === undefined) {
               return yield* trace("disk fault: not supported by this system (skipped)")
             }
-            // A hung read holds its task until the request timeout, as a stalled bucket does: the
-            // judges count it as a fault while it lasts (full disks and failed fsyncs fail at once).
-            if (step.fault.kind === "readStalls") {
+            // A hung read holds its task until the request timeout, as a stalled bucket does, and a
+            // slow fsync holds its caller: the judges count each as a fault while it lasts (full
+            // disks and failed fsyncs fail at once).
+            if (step.fault.kind === "readStalls" || step.fault.kind === "slowSyncs") {
               record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             }
             return yield* instance.injectDiskFault(step.fault)

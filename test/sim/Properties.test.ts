@@ -38,7 +38,9 @@ const shutdown = (instance: string): ShutdownRecord => ({
     finalCheckpoint: 1,
     finalCheckpointTimedOut: false,
     problems: [],
-    detail: ""
+    detail: "",
+    reportedLastCheckpoint: 1,
+    knownLatestCheckpoint: 1
   },
   diagnosisAtDeadline: undefined,
   completedLateAtMs: undefined,
@@ -391,6 +393,29 @@ describe("Properties", () => {
     assert.deepStrictEqual(refused("A"), ["take-over-breaks-old-locks"])
     assert.deepStrictEqual(refused("C"), [], "C opened after B's take-over began: a newer holder")
     assert.deepStrictEqual(refused("A", "ObjectStoreUnavailable: get \"lock\" "), [], "not refused by a lock")
+  })
+
+  it("report-counts-commits: figures that miss a commit the instance knows of, or its shutdown checkpoint", () => {
+    const reporting = (reportedLastCheckpoint: number, knownLatestCheckpoint: number, finalCheckpoint?: number) => {
+      const record = healthy()
+      const first = record.shutdowns[0]
+      if (first?.result === undefined) throw new Error("fixture")
+      record.shutdowns[0] = {
+        ...first,
+        result: { ...first.result, reportedLastCheckpoint, knownLatestCheckpoint, finalCheckpoint }
+      }
+      return judge(record)
+    }
+    // A checkpoint interrupted right after its commit, not counted: what a CLI run reported once.
+    const missed = reporting(0, 1, undefined)
+    assert.deepStrictEqual(missed.map((violation) => violation.property), ["report-counts-commits"])
+    assert.include(missed[0]?.detail ?? "", "report checkpoint 0 as the last committed, but it knows 1")
+    assert.deepStrictEqual(
+      reporting(1, 2, 2).filter((violation) => violation.property === "report-counts-commits").length,
+      2,
+      "the known commit and the shutdown checkpoint, each missed"
+    )
+    assert.deepStrictEqual(reporting(1, 1, undefined), [], "no shutdown checkpoint: nothing new to commit")
   })
 
   it("restart-keeps-acknowledged: a restart in the middle of the run may fail transiently only on a faulty network", () => {

@@ -45,6 +45,9 @@
  *   replaces or by any instance opened before it began: their lock, or a late renewal of it that
  *   lands during the take-over, is what a take-over exists to break (only a newer holder's lock
  *   may refuse it).
+ * - `report-counts-commits`: after a shutdown, the last checkpoint the instance's figures report
+ *   committed is the one it knows committed (and its shutdown checkpoint, when that committed): a
+ *   commit is counted even when the shutdown interrupted its checkpoint right after it.
  *
  * Bit rot (a flipped byte in the stopped directory): the restart may refuse to open (the damage was
  * detected); if it opens, it must hold everything it would hold without the rot, except the one
@@ -82,6 +85,7 @@ export type PropertyName =
   | "restore-from-bucket"
   | "fenced-stops-acknowledging"
   | "take-over-breaks-old-locks"
+  | "report-counts-commits"
   | "gc-keeps-retained"
   | "checkpoint-numbers-kept"
   | "gc-fails-closed"
@@ -154,6 +158,7 @@ const judgeShutdown = (record: RunRecord, shutdown: ShutdownRecord, what: string
     add("shutdown-within-deadline", `${what} reports metDeadline=false: ${shutdown.result.detail}`)
   }
   for (const problem of shutdown.result?.problems ?? []) add("quiescent-after-shutdown", `${what}: ${problem}`)
+  judgeReport(shutdown, what, add)
   const observation = shutdown.observation
   if (observation !== undefined) {
     if (observation.fibersAlive > 0) {
@@ -168,6 +173,27 @@ const judgeShutdown = (record: RunRecord, shutdown: ShutdownRecord, what: string
     if (observation.unresolvedTasks > 0) {
       add("quiescent-after-shutdown", `${what}: ${observation.unresolvedTasks} task(s) queued or in flight afterwards`)
     }
+  }
+}
+
+/** The figures an instance reports after its shutdown count every checkpoint it knows committed,
+ * its shutdown checkpoint included. */
+const judgeReport = (shutdown: ShutdownRecord, what: string, add: Add) => {
+  const result = shutdown.result
+  const reported = result?.reportedLastCheckpoint
+  if (result === undefined || reported === undefined) return
+  const known = result.knownLatestCheckpoint
+  if (known !== undefined && reported !== known) {
+    add(
+      "report-counts-commits",
+      `${what}: its figures report checkpoint ${reported} as the last committed, but it knows ${known} committed`
+    )
+  }
+  if (result.finalCheckpoint !== undefined && reported !== result.finalCheckpoint) {
+    add(
+      "report-counts-commits",
+      `${what}: its figures report checkpoint ${reported}, its shutdown committed ${result.finalCheckpoint}`
+    )
   }
 }
 

@@ -41,6 +41,7 @@ import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as Restore from "../../src/layers/Restore.js"
 import * as Storage from "../../src/layers/Storage.js"
+import * as Checkpointer from "../../src/services/Checkpointer.js"
 import * as Evictor from "../../src/services/Evictor.js"
 import * as GarbageCollector from "../../src/services/GarbageCollector.js"
 import * as Loader from "../../src/services/Loader.js"
@@ -285,7 +286,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
     const faultyDisk = yield* FaultyDisk.make(disk.disk)
     // Whether reads were made to hang since the last heal (a fault the judges excuse, as a stalled bucket).
-    let readStallsInjected = false
+    let diskWaitsInjected = false
     const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ??
       simConfig.checkpointIntervalMs
     const config: StorageConfig.StorageConfigValue = {
@@ -326,6 +327,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
     const evictor = Context.get(context, Evictor.Evictor)
     const wal = Context.get(context, WalArchiver.WalArchiver)
     const waits = Context.get(context, WaitRegistry.WaitRegistry)
+    const checkpointer = Context.get(context, Checkpointer.Checkpointer)
     const tracked = <A, E>(effect: Effect.Effect<A, E>) => Effect.supervised(effect, supervisor)
 
     const timeline: Array<string> = []
@@ -411,11 +413,11 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       ),
       inject: view.faults.inject,
       heal: Effect.zipRight(view.faults.heal, faultyDisk.faults.heal).pipe(
-        Effect.zipRight(Effect.sync(() => void (readStallsInjected = false)))
+        Effect.zipRight(Effect.sync(() => void (diskWaitsInjected = false)))
       ),
       injectDiskFault: (fault) => {
         const filter = diskFilterOf(fault.target)
-        if (fault.kind === "readStalls") readStallsInjected = true
+        if (fault.kind === "readStalls" || fault.kind === "slowSyncs") diskWaitsInjected = true
         switch (fault.kind) {
           case "full":
             return faultyDisk.faults.fillAfter(fault.afterBytes, filter)
@@ -423,6 +425,8 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
             return faultyDisk.faults.failSync(fault.count, filter)
           case "readStalls":
             return faultyDisk.faults.stallReads(fault.count, filter)
+          case "slowSyncs":
+            return faultyDisk.faults.slowSyncs(fault.latencyMs, filter)
         }
       },
       // A write the full disk refused damaged its part until the next start, healed or not: a
@@ -430,7 +434,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       faultsActive: Effect.zipWith(
         view.faults.active,
         faultyDisk.faults.stats,
-        (active, stats) => active || readStallsInjected || stats.noSpaceWrites > 0
+        (active, stats) => active || diskWaitsInjected || stats.noSpaceWrites > 0
       ),
       shutdown: (byScope) =>
         Effect.gen(function*() {
@@ -461,7 +465,14 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
           if (!byScope) yield* tracked(storage.shutdown)
           yield* Scope.close(scope, Exit.void)
           yield* Fiber.interrupt(sampler)
-          return shutdownResultOf(yield* Deferred.await(reported))
+          // What the instance reports having committed, read once it is closed (its Refs outlive it).
+          const reportedLastCheckpoint = (yield* storage.stats).checkpoints.lastCheckpoint
+          const knownLatestCheckpoint = yield* checkpointer.latest
+          return {
+            ...shutdownResultOf(yield* Deferred.await(reported)),
+            reportedLastCheckpoint,
+            knownLatestCheckpoint
+          }
         }),
       observe: Effect.gen(function*() {
         const stats = yield* parts.stats

@@ -75,6 +75,10 @@ export type DiskFault =
   /** The next `count` reads into a caller's buffer (an upload's read of a part) hang until
    * interrupted, and land late, into that buffer (FaultyDisk.stallReads). */
   | { readonly kind: "readStalls"; readonly count: number; readonly target: DiskTarget }
+  /** Every fsync (and atomic write, which syncs) takes `latencyMs` until healed
+   * (FaultyDisk.slowSyncs): the steps after a durable write take time, so a shutdown or a
+   * deadline can fall between them. */
+  | { readonly kind: "slowSyncs"; readonly latencyMs: number; readonly target: DiskTarget }
 
 /** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
  * how many there are), at a drawn offset. */
@@ -495,7 +499,12 @@ const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
     target: diskTargetArb
   }),
   fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb }),
-  fc.record({ kind: fc.constant("readStalls" as const), count: fc.integer({ min: 1, max: 3 }), target: diskTargetArb })
+  fc.record({ kind: fc.constant("readStalls" as const), count: fc.integer({ min: 1, max: 3 }), target: diskTargetArb }),
+  fc.record({
+    kind: fc.constant("slowSyncs" as const),
+    latencyMs: fc.constantFrom(50, 150, 400),
+    target: diskTargetArb
+  })
 )
 
 const rotArb: fc.Arbitrary<Rot> = fc.record({
@@ -694,7 +703,9 @@ export const stepText = (step: Step): string => {
         ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
         : step.fault.kind === "syncFails"
         ? `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
-        : `the next ${step.fault.count} read(s) into a buffer hang and land late (${step.fault.target})`
+        : step.fault.kind === "readStalls"
+        ? `the next ${step.fault.count} read(s) into a buffer hang and land late (${step.fault.target})`
+        : `every fsync takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`
     case "Gc":
       return step.everyMs === undefined
         ? "gc pass (min age 0)"

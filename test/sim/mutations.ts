@@ -312,6 +312,18 @@ const mutations: ReadonlyArray<Mutation> = [
     scenarioTests: ["test/sim/Gc.test.ts"]
   },
   {
+    id: "commit-counted-interruptibly",
+    breaks:
+      "the stats count a committed checkpoint interruptibly after its commit, so a checkpoint the shutdown interrupts right after its commit stands in the bucket and in the writer's state but not in its reported figures",
+    file: "src/services/Checkpointer.ts",
+    find: "                    return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(\n",
+    replace:
+      "                    return Effect.interruptible(recordCompleted(checkpoint, endMs, report.bytesUploaded)).pipe( // MUTATION\n",
+    tests: ["test/services/Checkpointer.test.ts"],
+    profile: "disk-faults",
+    scenarioTests: []
+  },
+  {
     id: "gc-keeps-failed-attempts-at-latest",
     breaks:
       "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
