@@ -15,8 +15,9 @@
  *    are content-addressed and unreferenced); after it N is complete. When the network leaves its
  *    outcome unknown (a lost response, a 412 on a retry, a 409) the manifest at the key is read
  *    back (src/internal/RootCommit.ts): our token means committed;
- * 5. record N in the local control file and tell the WAL that P is covered. These steps run
- *    uninterruptibly once N is committed, and their result stands even past the deadline.
+ * 5. record N in the local control file, tell the WAL that P is covered and count N in the figures.
+ *    These steps run uninterruptibly once N is committed, and their result stands even past the
+ *    deadline or a shutdown's interruption (src/internal/checkpoint/commit.ts: steps 4 and 5).
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
  * instance stops checkpointing. N taken by an earlier attempt of this writer (interrupted at its
  * deadline, its put landing later) is adopted: steps 5 run for it, then N+1 is checkpointed.
@@ -30,28 +31,18 @@
  *
  * @since 0.1.0
  */
-/* eslint-disable max-lines -- 408 lines once formatted; the commit resolution is the part to move when it next changes */
-import { Clock, Context, Data, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
-import * as ControlDomain from "../domain/Control.js"
+import { Clock, Context, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
 import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
-import {
-  type CheckpointNumber,
-  CheckpointNumber as CheckpointNumberSchema,
-  type FileId,
-  type InstanceId,
-  type Lsn,
-  type PartIndex
-} from "../domain/Ids.js"
+import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
-import * as Manifest from "../domain/Manifest.js"
 import { WriteObject } from "../domain/Task.js"
-import { type LoadedCheckpoint, readBackRoot, readCheckpoint } from "../internal/checkpoints.js"
-import { type CommitResolution, commitRootManifest, newCommitToken } from "../internal/RootCommit.js"
+import { makeCommit } from "../internal/checkpoint/commit.js"
+import { fromLoaded, partMapsOf } from "../internal/checkpoint/partMaps.js"
+import type { LoadedCheckpoint } from "../internal/checkpoints.js"
 import * as BucketLock from "./BucketLock.js"
-import { writeControl } from "./Loader.js"
 import { LocalDisk } from "./LocalDisk.js"
 import { ObjectStore } from "./ObjectStore.js"
-import { PartTable, type SnapshotEntry } from "./PartTable.js"
+import { PartTable } from "./PartTable.js"
 import { keyLayout, StorageConfig } from "./StorageConfig.js"
 import { TaskQueue } from "./TaskQueue.js"
 import { WaitRegistry } from "./WaitRegistry.js"
@@ -109,81 +100,6 @@ export interface CheckpointerService {
 /** The checkpointer. @category tags */
 export class Checkpointer extends Context.Tag("effect-s3-tier/Checkpointer")<Checkpointer, CheckpointerService>() {}
 
-interface FileState {
-  readonly entry: Manifest.FileEntry
-  readonly parts: ReadonlyArray<Manifest.PartEntry>
-}
-
-interface Completed {
-  readonly checkpoint: CheckpointNumber
-  readonly walPosition: Lsn
-  readonly files: ReadonlyMap<FileId, FileState>
-}
-
-const fromLoaded = (base: LoadedCheckpoint | undefined): Completed => ({
-  checkpoint: base?.manifest.checkpoint ?? CheckpointNumberSchema.make(0),
-  walPosition: base?.manifest.walPosition ?? (0 as Lsn),
-  files: new Map([...(base?.files ?? [])].map(([file, loaded]) => [file, { entry: loaded.entry, parts: loaded.parts }]))
-})
-
-const samePartEntries = (left: ReadonlyArray<Manifest.PartEntry>, right: ReadonlyArray<Manifest.PartEntry>): boolean =>
-  left.length === right.length && left.every((entry, index) => sameTuple(entry, right[index]))
-
-const sameTuple = (left: Manifest.PartEntry, right: Manifest.PartEntry | undefined): boolean =>
-  right !== undefined && left[0] === right[0] && left[1] === right[1] && left[2] === right[2] && left[3] === right[3]
-
-/**
- * The part map of checkpoint N per file (parts not uploaded keep their remote copy, uploaded ones
- * the new one), and a new file manifest for every file whose part map changed (unchanged files keep
- * the file manifest of an older checkpoint).
- */
-const partMapsOf = (
-  previous: Completed,
-  checkpoint: CheckpointNumber,
-  snapshot: ReadonlyArray<SnapshotEntry>,
-  uploaded: ReadonlyArray<readonly [SnapshotEntry, Manifest.RemotePart]>,
-  instanceId: InstanceId
-) => {
-  const byFile = new Map<FileId, Map<PartIndex, Manifest.PartEntry>>()
-  const put = (file: FileId, part: PartIndex, remote: Manifest.RemotePart) => {
-    let fileParts = byFile.get(file)
-    if (fileParts === undefined) byFile.set(file, fileParts = new Map())
-    fileParts.set(part, [part, remote.checkpoint, remote.sha256, remote.sizeBytes])
-  }
-  for (const entry of snapshot) {
-    if (!entry.needsUpload && entry.remote !== undefined) put(entry.file, entry.part, entry.remote)
-  }
-  let bytesUploaded = 0
-  for (const [entry, remote] of uploaded) {
-    put(entry.file, entry.part, remote)
-    bytesUploaded += remote.sizeBytes
-  }
-  const files = new Map(previous.files)
-  const changed: Array<{ readonly entry: Manifest.FileEntry; readonly bytes: Uint8Array }> = []
-  for (const [file, fileParts] of byFile) {
-    const entries = [...fileParts.values()].sort((left, right) => left[0] - right[0])
-    const before = previous.files.get(file)
-    if (before !== undefined && samePartEntries(before.parts, entries)) continue
-    const bytes = Manifest.encodeFileManifest({
-      format: Manifest.fileManifestFormat,
-      instanceId,
-      checkpoint,
-      file,
-      parts: entries
-    })
-    const entry: Manifest.FileEntry = {
-      file,
-      manifestCheckpoint: checkpoint,
-      manifestSha256: Manifest.sha256Hex(bytes),
-      partCount: entries.length,
-      sizeBytes: entries.reduce((sum, [, , , size]) => sum + size, 0)
-    }
-    files.set(file, { entry, parts: entries })
-    changed.push({ entry, bytes })
-  }
-  return { files, changed, bytesUploaded }
-}
-
 /** Inputs of `make` that start-up decides. */
 export interface CheckpointerOptions {
   readonly base: LoadedCheckpoint | undefined
@@ -227,140 +143,22 @@ export const make = (options: CheckpointerOptions) =>
         Effect.flatMap((handle) => handle.await)
       )
 
-    const fence = options.fence.fence
     const checkLock = options.fence.check
     const isFenced = Effect.map(options.fence.fenced, Option.isSome)
 
-    /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
-    const afterCommit = (completed: Completed) =>
-      Effect.gen(function*() {
-        yield* Ref.set(completedRef, completed)
-        yield* Ref.set(attemptTokensRef, new Set())
-        const walDurableLsn = options.wal.durableLsn === undefined ? undefined : yield* options.wal.durableLsn
-        yield* writeControl(
-          disk,
-          ControlDomain.forCheckpoint({
-            holder: options.lock,
-            store: store.description,
-            config,
-            base: completed,
-            walDurableLsn
-          })
-        ).pipe(Effect.catchAll((error) =>
-          Effect.logWarning(
-            `checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`
-          )
-        ))
-        yield* options.wal.covered(completed.walPosition)
-      }).pipe(Effect.uninterruptible)
-
-    /** Counts a committed checkpoint in the stats. Part of the commit's uninterruptible bookkeeping:
-     * a checkpoint interrupted once its commit is in (a periodic one stopped at shutdown) is still
-     * counted, so the stats agree with `completedRef` and the bucket. */
-    const recordCompleted = (checkpoint: CheckpointNumber, endMs: number, bytesUploaded: number) =>
-      Ref.update(statsRef, (stats) => ({
-        ...stats,
-        completed: stats.completed + 1,
-        lastCheckpoint: checkpoint,
-        lastCompletedAtMs: endMs,
-        bytesUploaded: stats.bytesUploaded + bytesUploaded
-      }))
-
-    /** The commit found N holding another manifest: fenced, an earlier attempt of ours (adopted), or
-     * another writer's. */
-    const onTaken = (checkpoint: CheckpointNumber, taken: Extract<CommitResolution, { _tag: "Taken" }>) =>
-      Effect.gen(function*() {
-        const found = taken.found
-        switch (taken.owner) {
-          case "newer-epoch":
-            return yield* fence(
-              `checkpoint ${checkpoint} was committed by instance ${found.instanceId} at epoch ${found.epoch}`
-            )
-          case "earlier-attempt": {
-            const loaded = yield* readCheckpoint(store, config, found).pipe(
-              Effect.mapError((error) =>
-                new CheckpointFailed({
-                  checkpoint,
-                  reason: "CommitFailed",
-                  detail:
-                    `checkpoint ${checkpoint} was committed by an earlier attempt of this instance, but reading it back failed: ${error.message}`
-                })
-              )
-            )
-            yield* afterCommit(fromLoaded(loaded)).pipe(
-              Effect.zipRight(Clock.currentTimeMillis),
-              Effect.flatMap((nowMs) => recordCompleted(checkpoint, nowMs, 0)),
-              Effect.uninterruptible
-            )
-            return yield* Effect.fail(new EarlierAttemptCommitted({ checkpoint }))
-          }
-          case "other-writer":
-            return yield* Effect.fail(
-              new CheckpointFailed({
-                checkpoint,
-                reason: "CommitFailed",
-                detail:
-                  `checkpoint ${checkpoint} was committed by another writer (instance ${found.instanceId}, epoch ${found.epoch})`
-              })
-            )
-        }
-      })
-
-    /**
-     * Writes the root manifest of `completed` (the commit point) and, once it is known to be in,
-     * runs the steps after it and records the report (`committedRef`), uninterruptibly: a deadline
-     * interrupts only the commit itself (`restore`), whose outcome a later attempt then resolves.
-     */
-    const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
-      Effect.gen(function*() {
-        const { checkpoint, files, walPosition } = completed
-        const root = Manifest.rootManifest({
-          writer: options.lock,
-          checkpoint,
-          previous,
-          createdAtMs: yield* Clock.currentTimeMillis,
-          walPosition,
-          files: [...files.values()].map((state) => state.entry),
-          commitToken: yield* newCommitToken,
-          config
-        })
-        const problem = Manifest.checkpointManifestProblem(root)
-        if (problem !== undefined) {
-          return yield* Effect.die(new Error(`checkpoint ${checkpoint}: invariant broken before commit: ${problem}`))
-        }
-        const rootKey = KeyLayout.checkpointKey(layout, checkpoint)
-        const earlierTokens = yield* Ref.getAndUpdate(attemptTokensRef, (tokens) =>
-          new Set([...tokens, root.commitToken]))
-        return yield* Effect.uninterruptibleMask((restore) =>
-          restore(commitRootManifest({
-            manifest: root,
-            put: writeObject(rootKey, "Manifest", Manifest.encodeCheckpointManifest(root), true),
-            readBack: readBackRoot(store, config, checkpoint),
-            earlierTokens,
-            conflictRetriesMax: config.retryAttemptsMax,
-            conflictDelayMs: config.retryDelayBaseMs
-          })).pipe(
-            Effect.mapError((error) =>
-              new CheckpointFailed({ checkpoint, reason: "CommitFailed", detail: `${rootKey}: ${messageOf(error)}` })
-            ),
-            Effect.flatMap((resolution) =>
-              resolution._tag === "Taken"
-                ? restore(onTaken(checkpoint, resolution))
-                // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
-                : afterCommit(completed).pipe(
-                  Effect.zipRight(Clock.currentTimeMillis),
-                  Effect.flatMap((endMs) => {
-                    const report = toReport(endMs)
-                    return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(
-                      Effect.zipRight(Ref.set(committedRef, Option.some(report))),
-                      Effect.as(report)
-                    )
-                  })
-                )
-            )
-          )
-        )
-      }).pipe(Effect.withSpan("checkpoint.commit", { attributes: { "checkpoint.number": completed.checkpoint } }))
+    const commit = makeCommit({
+      config,
+      store,
+      disk,
+      lock: options.lock,
+      wal: options.wal,
+      fence: options.fence.fence,
+      writeObject,
+      completedRef,
+      statsRef,
+      attemptTokensRef,
+      committedRef
+    })
 
     const run = (startMs: number) =>
       Effect.gen(function*() {
@@ -369,9 +167,7 @@ export const make = (options: CheckpointerOptions) =>
         yield* Effect.annotateCurrentSpan("checkpoint.number", checkpoint)
         const walPosition = yield* options.wal.position
         const snapshot = yield* parts.snapshot(checkpoint)
-        const needsUpload = snapshot.filter((entry) =>
-          entry.needsUpload
-        )
+        const needsUpload = snapshot.filter((entry) => entry.needsUpload)
         // While an earlier attempt at this number may still land, this one uploads under the next
         // number: if that attempt lands, this one is adopted away and the next checkpoint names
         // these parts, so under N they would be objects N does not name that a later checkpoint
@@ -516,8 +312,3 @@ export const make = (options: CheckpointerOptions) =>
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })
   })
-
-/** The commit found N committed by an earlier attempt of this writer, now adopted: run again. */
-class EarlierAttemptCommitted
-  extends Data.TaggedError("EarlierAttemptCommitted")<{ readonly checkpoint: CheckpointNumber }>
-{}

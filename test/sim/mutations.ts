@@ -315,10 +315,10 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "commit-counted-interruptibly",
     breaks:
       "the stats count a committed checkpoint interruptibly after its commit, so a checkpoint the shutdown interrupts right after its commit stands in the bucket and in the writer's state but not in its reported figures",
-    file: "src/services/Checkpointer.ts",
-    find: "                    return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(\n",
+    file: "src/internal/checkpoint/commit.ts",
+    find: "                  return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(\n",
     replace:
-      "                    return Effect.interruptible(recordCompleted(checkpoint, endMs, report.bytesUploaded)).pipe( // MUTATION\n",
+      "                  return Effect.interruptible(recordCompleted(checkpoint, endMs, report.bytesUploaded)).pipe( // MUTATION\n",
     tests: ["test/services/Checkpointer.test.ts"],
     profile: "disk-faults",
     scenarioTests: []
