@@ -15,7 +15,8 @@
  * restored state is open and deleted when its scope closes; the garbage collector keeps the base's
  * objects and the WAL from its position on while it lives. The restored parts live in the given
  * LocalDisk (PartTable's layout), fetched on first use or all at once (`prefetch`); the replay's
- * writes stay there.
+ * writes stay there. The base's choice is in src/internal/restore/base.ts, the WAL's replay in
+ * src/internal/restore/replay.ts; this file opens the restored state.
  *
  * Replaces: orioledb_s3_loader.py's download of the highest checkpoint plus its WAL range (no
  * point in time, no protection from deletion: OrioleDB deletes nothing), and this project's own
@@ -23,8 +24,7 @@
  *
  * @since 0.2.0
  */
-/* eslint-disable max-lines -- the base's choice, the WAL's replay and the restored state share one set of types; the next change to restore splits them under src/internal/restore/ */
-import { Chunk, Context, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import {
   CorruptObject,
   type DirectoryLocked,
@@ -36,26 +36,24 @@ import {
 } from "../domain/Errors.js"
 import * as Ids from "../domain/Ids.js"
 import { CheckpointNumber, type FileId, Lsn, type PartIndex } from "../domain/Ids.js"
-import * as KeyLayout from "../domain/KeyLayout.js"
 import * as Manifest from "../domain/Manifest.js"
 import * as PartPath from "../domain/PartPath.js"
-import * as Wal from "../domain/Wal.js"
-import { readRootObject } from "../internal/checkpoints.js"
 import * as ReaderLease from "../internal/ReaderLease.js"
+import { chooseBase, describeTarget, readRoot, refusal } from "../internal/restore/base.js"
+import { archivedEnd, replayWal, stopOf } from "../internal/restore/replay.js"
 import * as Hasher from "../services/Hasher.js"
 import * as Loader from "../services/Loader.js"
 import { LocalDisk } from "../services/LocalDisk.js"
 import { ObjectStore, type ObjectStoreService } from "../services/ObjectStore.js"
 import * as PartTable from "../services/PartTable.js"
-import { withRequestPolicy } from "../services/RequestPolicy.js"
 import * as S3Workers from "../services/S3Workers.js"
-import { keyLayout, StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
+import { StorageConfig, type StorageConfigValue } from "../services/StorageConfig.js"
 import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
-import * as WalArchiver from "../services/WalArchiver.js"
 
 // The types the restore's signatures name, so that an application can name them too.
 export type { HeldReaderLease } from "../internal/ReaderLease.js"
+export { describeTarget, describeWindow } from "../internal/restore/base.js"
 
 /** What to restore. @category models */
 export type RestoreTarget =
@@ -151,247 +149,6 @@ export type RestoreError =
   | WalGap
   | PartTable.LeaseError
 
-// ---------------------------------------------------------------------------------------------
-// Choosing the base
-// ---------------------------------------------------------------------------------------------
-
-/** A checkpoint's root object as listed and read. */
-interface Root {
-  readonly checkpoint: number
-  readonly object: Manifest.RootObject
-}
-
-const readRoot = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  number: number
-): Effect.Effect<Root, ObjectStoreError | CorruptObject> =>
-  Effect.map(readRootObject(store, config, CheckpointNumber.make(number)), (object) => ({ checkpoint: number, object }))
-
-const createdOf = (
-  root: Root
-) => (root.object._tag === "Committed" ? root.object.manifest.createdAtMs : root.object.tombstone.createdAtMs)
-const positionOf = (
-  root: Root
-) => (root.object._tag === "Committed" ? root.object.manifest.walPosition : root.object.tombstone.walPosition)
-
-const formatWindowMs = (ms: number): string =>
-  ms % 3_600_000 === 0
-    ? `${ms / 3_600_000}h`
-    : ms % 60_000 === 0
-    ? `${ms / 60_000}m`
-    : ms % 1_000 === 0
-    ? `${ms / 1_000}s`
-    : `${ms}ms`
-
-/** "the bucket keeps the 2 latest checkpoints and 24h (oldest restorable: checkpoint 17, <time>, LSN 12345)" */
-export const describeWindow = (policy: Manifest.CheckpointManifest | undefined, oldest: Root | undefined): string => {
-  const kept = policy?.retainCheckpointsMin === undefined
-    ? "the bucket's latest checkpoint names no retention policy"
-    : `the bucket keeps the ${policy.retainCheckpointsMin} latest checkpoints` +
-      ((policy.retainForMs ?? 0) > 0 ? ` and ${formatWindowMs(policy.retainForMs ?? 0)}` : "")
-  const restorable = oldest === undefined
-    ? "no checkpoint is restorable"
-    : `oldest restorable: checkpoint ${oldest.checkpoint}, ${new Date(createdOf(oldest)).toISOString()}, LSN ${
-      positionOf(oldest)
-    }`
-  return `${kept} (${restorable})`
-}
-
-/** A target in words, for messages and reports. */
-export const describeTarget = (target: RestoreTarget): string => {
-  switch (target._tag) {
-    case "Latest":
-      return "the latest state"
-    case "Checkpoint":
-      return `checkpoint ${target.checkpoint}`
-    case "Lsn":
-      return `LSN ${target.lsn}`
-    case "Time":
-      return `time ${new Date(target.timeMs).toISOString()}`
-  }
-}
-
-/** Every root object, newest first (to choose a base by LSN or time, and to name the window). */
-const readAllRoots = (store: ObjectStoreService, config: StorageConfigValue, numbers: ReadonlyArray<number>) =>
-  Effect.forEach([...numbers].reverse(), (number) => readRoot(store, config, number), {
-    concurrency: Math.min(config.workerCount, 16)
-  })
-
-/** The refusal of `target`, naming the window: the policy of the newest committed root manifest and
- * the oldest restorable checkpoint. */
-const refusal = (
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  target: RestoreTarget,
-  reason: RestoreRefused["reason"],
-  what: string
-): Effect.Effect<never, RestoreRefused | ObjectStoreError | CorruptObject> =>
-  Effect.gen(function*() {
-    const roots = yield* readAllRoots(store, config, yield* Loader.listCheckpoints(store, config))
-    const newest = roots.find((root) => root.object._tag === "Committed")
-    const oldest = [...roots].reverse().find((root) => root.object._tag === "Committed")
-    const policy = newest?.object._tag === "Committed" ? newest.object.manifest : undefined
-    return yield* new RestoreRefused({
-      reason,
-      detail: `${describeTarget(target)} ${what}: ${describeWindow(policy, oldest)}`
-    })
-  })
-
-/**
- * The base checkpoint's number for a target. For the latest state and a checkpoint only the listing
- * is read: the root manifest is read once the lease protects it. For an LSN or a time every root
- * object is read to choose (these reads are not trusted: the base's is read again under the lease).
- */
-const chooseBase = (store: ObjectStoreService, config: StorageConfigValue, target: RestoreTarget) =>
-  Effect.gen(function*() {
-    const numbers = yield* Loader.listCheckpoints(store, config)
-    if (numbers.length === 0) {
-      // No checkpoint yet: the base is the empty state (0), and the whole archived WAL is replayed.
-      if (target._tag !== "Checkpoint") return 0
-      return yield* new RestoreRefused({
-        reason: "NoCheckpoint",
-        detail: `${describeTarget(target)} does not exist: ${store.description} has no checkpoint`
-      })
-    }
-    switch (target._tag) {
-      case "Latest":
-        return numbers[numbers.length - 1] ?? 0
-      case "Checkpoint":
-        if (numbers.some((number) => number === target.checkpoint)) return target.checkpoint
-        return yield* refusal(store, config, target, "OutsideWindow", "does not exist in the bucket")
-      case "Lsn":
-      case "Time": {
-        const roots = yield* readAllRoots(store, config, numbers)
-        const fits = (
-          root: Root
-        ) => (target._tag === "Lsn" ? positionOf(root) <= target.lsn : createdOf(root) <= target.timeMs)
-        const candidate = roots.find((root) => root.object._tag === "Committed" && fits(root))
-        if (candidate === undefined) {
-          return yield* refusal(store, config, target, "OutsideWindow", "is outside the retention window")
-        }
-        return candidate.checkpoint
-      }
-    }
-  })
-
-// ---------------------------------------------------------------------------------------------
-// The archived WAL
-// ---------------------------------------------------------------------------------------------
-
-/** The archived history (one copy per segment, the newest epoch's lineage). */
-const listWal = (store: ObjectStoreService, config: StorageConfigValue) =>
-  Effect.map(WalArchiver.listArchived(store, config, Number.MAX_SAFE_INTEGER), (archive) => archive.lineage)
-
-/** Where the replay stops: records below `beforeLsn`, or below the last mark at or before `timeMs`. */
-type Stop = { readonly _tag: "End" } | { readonly _tag: "Lsn"; readonly beforeLsn: number } | {
-  readonly _tag: "Time"
-  readonly timeMs: number
-}
-
-interface WalReplay {
-  readonly toLsn: number
-  readonly records: number
-  readonly recordBytes: number
-  readonly segments: number
-}
-
-/**
- * Replays the archived records from `fromLsn` up to `stop`. Every segment but the last read must be
- * sealed (else WalGap); a damaged copy in the bucket is a CorruptObject. For a time, records after
- * the last mark seen are held back until a mark at or before the time releases them.
- */
-// eslint-disable-next-line max-lines-per-function -- the restore's steps in their order, read top to bottom
-const replayWal = <E, R>(
-  store: ObjectStoreService,
-  config: StorageConfigValue,
-  segmentBytes: number,
-  fromLsn: number,
-  stop: Stop,
-  apply: (record: Wal.WalRecord) => Effect.Effect<void, E, R>
-): Effect.Effect<WalReplay, E | ObjectStoreError | CorruptObject | WalGap, R> =>
-  Effect.gen(function*() {
-    const lineage = yield* listWal(store, config)
-    const last = Math.max(-1, ...lineage.keys())
-    let toLsn = fromLsn
-    let records = 0
-    let recordBytes = 0
-    let segments = 0
-    let held: Array<Wal.WalRecord> = []
-    const release = (below: number) =>
-      Effect.gen(function*() {
-        for (const record of held) {
-          if (record.lsn >= below) break
-          yield* apply(record)
-          records++
-          recordBytes += record.payload.length
-        }
-        held = held.filter((record) => record.lsn >= below)
-      })
-    for (let segment = Wal.segmentOf(fromLsn, segmentBytes); segment <= last; segment++) {
-      if (stop._tag === "Lsn" && Wal.segmentStart(segment, segmentBytes) >= stop.beforeLsn) break
-      const copy = lineage.get(segment)
-      if (copy === undefined) {
-        return yield* new WalGap({
-          fromLsn: Math.max(fromLsn, Wal.segmentStart(segment, segmentBytes)),
-          toLsn: Wal.segmentEnd(segment, segmentBytes),
-          detail: `segment ${segment} is missing and segment ${last} exists`
-        })
-      }
-      const bytes = yield* store.get(copy.key).pipe(withRequestPolicy(config, "get", copy.key))
-      const scan = Wal.scanSegment(bytes, segment, segmentBytes)
-      segments++
-      if (scan.stop === "Invalid") {
-        return yield* new CorruptObject({ key: copy.key, detail: scan.problem ?? "an invalid frame" })
-      }
-      const frames = [
-        ...scan.records.map((record) => ({ lsn: record.lsn, record })),
-        ...scan.marks.map((mark) => ({ lsn: mark.lsn, mark }))
-      ].sort((a, b) => a.lsn - b.lsn)
-      for (const frame of frames) {
-        if ("record" in frame) {
-          if (frame.lsn >= fromLsn) held.push(frame.record)
-        } else if (stop._tag === "Time") {
-          // Records before a mark at or before the time were appended by then; a later mark ends it.
-          if (frame.mark.timeMs > stop.timeMs) return { toLsn, records, recordBytes, segments }
-          yield* release(frame.lsn)
-          toLsn = Math.max(toLsn, frame.lsn)
-        }
-      }
-      const scanEnd = Wal.scanEndLsn(scan, segmentBytes)
-      if (stop._tag === "End") {
-        yield* release(Number.MAX_SAFE_INTEGER)
-        toLsn = Math.max(toLsn, scanEnd)
-      } else if (stop._tag === "Lsn") {
-        yield* release(stop.beforeLsn)
-        toLsn = Math.max(toLsn, Math.min(stop.beforeLsn, scanEnd))
-        if (scanEnd >= stop.beforeLsn) break
-      }
-      if (segment < last && scan.stop !== "Sealed") {
-        return yield* new WalGap({
-          fromLsn: scanEnd,
-          toLsn: Wal.segmentEnd(segment, segmentBytes),
-          detail: `segment ${segment} (${copy.key}) ends before its end and segment ${segment + 1} exists`
-        })
-      }
-    }
-    return { toLsn, records, recordBytes, segments }
-  })
-
-/** The end of the archived WAL as listed (a bound: the last copy's bytes reach at most this far). */
-const archivedEnd = (store: ObjectStoreService, config: StorageConfigValue, segmentBytes: number) =>
-  Effect.map(listWal(store, config), (lineage) => {
-    let end = 0
-    for (const [segment, copy] of lineage) {
-      end = Math.max(end, Wal.segmentStart(segment, segmentBytes) + Math.min(copy.sizeBytes, segmentBytes))
-    }
-    return end
-  })
-
-// ---------------------------------------------------------------------------------------------
-// Open
-// ---------------------------------------------------------------------------------------------
-
 /** The part table and its workers over the read-only store, in the caller's scope. */
 const partsOver = (config: StorageConfigValue, store: ObjectStoreService) =>
   Effect.gen(function*() {
@@ -424,20 +181,6 @@ const emptyBase = (config: StorageConfigValue): Manifest.CheckpointManifest => (
   walPosition: Lsn.make(0),
   files: []
 })
-
-/** The stop of a target whose base is `base`, and whether the WAL is replayed at all. */
-const stopOf = (target: RestoreTarget): Stop | undefined => {
-  switch (target._tag) {
-    case "Latest":
-      return { _tag: "End" }
-    case "Checkpoint":
-      return undefined
-    case "Lsn":
-      return { _tag: "Lsn", beforeLsn: target.lsn }
-    case "Time":
-      return { _tag: "Time", timeMs: target.timeMs }
-  }
-}
 
 /**
  * Opens the bucket's state at `options.target` (default: the latest) over the LocalDisk, a fresh
