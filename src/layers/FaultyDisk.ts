@@ -25,9 +25,12 @@
  *   sleeps `latencyMs` (`Effect.sleep`, so the simulated clock drives it), as an fsync on a loaded
  *   disk takes hundreds of milliseconds. It widens every window between a durable step and the
  *   bookkeeping after it; until healed.
+ * - `slowAll(latencyMs)`: the same for every matching operation (reads, writes, syncs, atomic
+ *   writes, removes), as a disk under load answers: an operation of the application on its disk
+ *   is still running when a shutdown or deadline comes. Replaces `slowSyncs`, and the other way round.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter`, `failSync`, `stallReads` and `slowSyncs` (flips are done; abandoned reads still
+ * `heal` removes `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll` (flips are done; abandoned reads still
  * land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
  * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
  * (`Layer.provideMerge` keeps MemoryDiskControl beside).
@@ -64,7 +67,7 @@ export interface DiskFaultStats {
   /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
   readonly stalledReads: number
   readonly lateReads: number
-  /** Syncs and atomic writes that `slowSyncs` delayed. */
+  /** Operations that `slowSyncs` or `slowAll` delayed. */
   readonly slowSyncs: number
 }
 
@@ -82,7 +85,9 @@ export interface DiskFaultsService {
   /** Every matching sync and atomic write first sleeps `latencyMs`, until healed (replaces an
    * earlier `slowSyncs`). */
   readonly slowSyncs: (latencyMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
-  /** Ends `fillAfter`, `failSync`, `stallReads` and `slowSyncs`. */
+  /** Every matching operation first sleeps `latencyMs`, until healed (replaces `slowSyncs`). */
+  readonly slowAll: (latencyMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** Ends `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll`. */
   readonly heal: Effect.Effect<void>
   readonly stats: Effect.Effect<DiskFaultStats>
 }
@@ -100,7 +105,8 @@ interface FaultState {
   space: { readonly filter: DiskFaultFilter; remainingBytes: number } | undefined
   syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
   readStalls: { readonly filter: DiskFaultFilter; remaining: number } | undefined
-  slowSyncs: { readonly filter: DiskFaultFilter; readonly latencyMs: number } | undefined
+  /** `all`: every operation (`slowAll`), else syncs and atomic writes only (`slowSyncs`). */
+  slowSyncs: { readonly filter: DiskFaultFilter; readonly latencyMs: number; readonly all: boolean } | undefined
   /** Reads abandoned by an interruption, still to land in their callers' buffers. */
   abandoned: Array<{ readonly path: string; readonly buffer: Uint8Array }>
   stats: DiskFaultStats
@@ -151,12 +157,14 @@ export const make = (
       const valid = Option.getRight(normalizePath(operation, path))
       return space !== undefined && Option.isSome(valid) && matches(space.filter, valid.value) ? space : undefined
     }
-    // Sleeps first when a `slowSyncs` applies to `path`.
-    const slowed = <A, E>(operation: string, path: string, effect: Effect.Effect<A, E>) =>
+    // Sleeps first when a `slowSyncs` (a sync) or a `slowAll` (any operation) applies to `path`.
+    const slowed = <A, E>(operation: string, path: string, effect: Effect.Effect<A, E>, isSync = true) =>
       Effect.suspend(() => {
         const slow = state.slowSyncs
         const valid = Option.getRight(normalizePath(operation, path))
-        if (slow === undefined || Option.isNone(valid) || !matches(slow.filter, valid.value)) return effect
+        if (
+          slow === undefined || (!isSync && !slow.all) || Option.isNone(valid) || !matches(slow.filter, valid.value)
+        ) return effect
         count("slowSyncs")
         return Effect.zipRight(Effect.sleep(Duration.millis(slow.latencyMs)), effect)
       })
@@ -273,8 +281,12 @@ export const make = (
           : Effect.dieMessage(`stallReads: ${times} must be >= 0`),
       slowSyncs: (latencyMs, filter = {}) =>
         Number.isFinite(latencyMs) && latencyMs >= 0
-          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs }))
+          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs, all: false }))
           : Effect.dieMessage(`slowSyncs: ${latencyMs} ms must be >= 0`),
+      slowAll: (latencyMs, filter = {}) =>
+        Number.isFinite(latencyMs) && latencyMs >= 0
+          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs, all: true }))
+          : Effect.dieMessage(`slowAll: ${latencyMs} ms must be >= 0`),
       flipByte,
       heal: Effect.sync(() => {
         state.space = undefined
@@ -284,7 +296,17 @@ export const make = (
       }),
       stats: Effect.sync(() => state.stats)
     }
-    return { disk: { ...inner, readAllInto, write, writeAtomic, sync }, faults }
+    const disk: LocalDiskService = {
+      ...inner,
+      read: (path, offset, length) => slowed("read", path, inner.read(path, offset, length), false),
+      readAll: (path) => slowed("readAll", path, inner.readAll(path), false),
+      readAllInto: (path, buffer) => slowed("readAllInto", path, readAllInto(path, buffer), false),
+      write: (path, offset, bytes) => slowed("write", path, write(path, offset, bytes), false),
+      writeAtomic,
+      sync,
+      remove: (path) => slowed("remove", path, inner.remove(path), false)
+    }
+    return { disk, faults }
   })
 
 /** The faulty view of the LocalDisk below it, and its switchboard. @category layers */

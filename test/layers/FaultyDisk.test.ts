@@ -5,7 +5,8 @@
  * does not fit leaves its target as it was; a failed sync leaves the bytes unsynced (a crash of the
  * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset; a
  * stalled read hangs until interrupted and then lands late, in the buffer it was given; a slow
- * sync or atomic write takes its latency of simulated time, and nothing else is slowed.
+ * sync or atomic write takes its latency of simulated time, and nothing else is slowed; under
+ * `slowAll` every operation does.
  * Method: FaultyDisk over a MemoryDisk, inspected through the MemoryDisk's control handle.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -133,6 +134,29 @@ describe("FaultyDisk", () => {
       yield* faults.heal
       yield* disk.sync("wal/1") // healed: at once
       assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+    }))
+
+  it.effect("slowAll: reads, writes and removes wait their latency too; under slowSyncs they do not", () =>
+    Effect.gen(function*() {
+      const { disk, faults } = yield* makeFaulty()
+      yield* disk.write("parts/a", 0, filled(8, 1))
+      yield* faults.slowSyncs(200)
+      yield* disk.read("parts/a", 0, 8) // not a sync: at once
+      yield* faults.slowAll(200, { pathPrefix: "parts/" })
+      const reading = yield* Effect.fork(disk.read("parts/a", 0, 8))
+      yield* TestClock.adjust(199)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(reading)), "the read still waits at 199 ms")
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* Fiber.join(reading), filled(8, 1))
+      const writing = yield* Effect.fork(disk.write("parts/a", 0, filled(8, 2)))
+      yield* TestClock.adjust(199)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(writing)), "the write still waits at 199 ms")
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(writing)
+      yield* disk.write("wal/1", 0, filled(1, 3)) // not under parts/: at once
+      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+      yield* faults.heal
+      assert.deepStrictEqual(yield* disk.read("parts/a", 0, 8), filled(8, 2))
     }))
 
   it.effect("flipByte: flips one byte durably, at a seeded offset unless given one", () =>
