@@ -3,14 +3,16 @@
  * `shutdownDeadlineMs` whatever the bucket does.
  *
  *   1. stopIntake: the garbage collector's pass stops (its deletes in flight are interrupted); new
- *      leases, writes, appends, commits and checkpoints fail with ShuttingDown; the periodic
- *      checkpoint and the evictor stop;
+ *      leases, reads, writes, appends, commits and checkpoints fail with ShuttingDown, and a
+ *      checkpoint on demand in flight is cut (src/internal/admission.ts); the periodic checkpoint
+ *      and the evictor stop;
  *   2. archiveWal: the WAL archives its final partial segment (so it is in the bucket before the
  *      manifest), with at most half of the checkpoint's share;
  *   3. finalCheckpoint: the shutdown checkpoint, with what is left of `shutdownCheckpointDeadlineMs`;
  *   4. drain: lock renewals stop, the part table closes (leases waiting on a load wake with
- *      ShuttingDown), the workers drain the queue for at most `drainDeadlineMs`, then in-flight
- *      requests are interrupted and every pending handle fails with TaskAborted;
+ *      ShuttingDown), the application's operations still running end (`operationsBoundMs`), the
+ *      workers drain the queue for at most `drainDeadlineMs`, then in-flight requests are
+ *      interrupted and every pending handle fails with TaskAborted;
  *   5. releaseLock: the bucket lock is deleted if it is still ours, with what is left of the deadline;
  *   6. markClean: the part files holding data no checkpoint has are synced and the stop is recorded as
  *      clean, so the next start keeps them.
@@ -40,6 +42,7 @@ import type { S3WorkersService, WorkerShutdownReport } from "../services/S3Worke
 import type { StorageConfigValue } from "../services/StorageConfig.js"
 import type { Wait, WaitRegistryService } from "../services/WaitRegistry.js"
 import type { WalArchiverService, WalShutdownReport, WalStats } from "../services/WalArchiver.js"
+import type { Admission } from "./admission.js"
 import { bounded, remainingMs } from "./deadline.js"
 import { describeWaits } from "./waitSummary.js"
 
@@ -57,6 +60,8 @@ export interface ShutdownServices {
   readonly bucketLock: BucketLockService
   /** From now on leases, writes, appends, commits and checkpoints fail with ShuttingDown. */
   readonly refuseNewWork: Effect.Effect<void>
+  /** The application's operations admitted before `refuseNewWork`: their end, and how many run. */
+  readonly operations: Pick<Admission, "idle" | "inFlight">
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +71,11 @@ export interface ShutdownServices {
 /** Step 1's bound on stopping the collector: one request at most, and a tenth of the deadline. */
 export const gcStopBoundMs = (config: StorageConfigValue): number =>
   Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
+
+/** Step 4's bound on the application's operations still in flight (reads and writes on the disk,
+ * holding their leases): a lease's wait at most, and a tenth of the deadline. */
+export const operationsBoundMs = (config: StorageConfigValue): number =>
+  Math.min(config.leaseTimeoutMs, config.shutdownDeadlineMs / 10)
 
 /**
  * Steps 2 and 3 bound themselves (the WAL's flush its `deadlineMs`, the checkpoint its own); each is
@@ -182,6 +192,16 @@ const drain = (services: ShutdownServices): Effect.Effect<WorkerShutdownReport> 
   Effect.gen(function*() {
     yield* services.bucketLock.stopRenewals
     yield* services.parts.close
+    // The application's operations admitted before step 1: those waiting for a part woke with
+    // ShuttingDown at the close; a read or write on a slow disk ends here, so that it holds no lease
+    // in the report and its disk write lands before the stop is marked clean (step 6).
+    const boundMs = operationsBoundMs(services.config)
+    if (Option.isNone(yield* bounded(services.operations.idle, boundMs))) {
+      const running = yield* services.operations.inFlight
+      yield* Effect.logWarning(
+        `shutdown: ${running} operation(s) of the application still running after ${boundMs} ms; going on`
+      )
+    }
     return yield* Effect.interruptible(services.workers.shutdown)
   })
 

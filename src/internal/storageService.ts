@@ -1,7 +1,7 @@
 /**
  * How the Storage service is built: the internal services composed in order, then the service over
- * them (refusal once closing, the fence on append and commit, start-up replay, the shutdown as the
- * layer's finalizer). Storage.layer exposes the result as `Storage` alone; tests, the benchmark and
+ * them (every operation admitted while open and awaited or cut at the shutdown, admission.ts; the
+ * fence on append and commit; start-up replay; the shutdown as the layer's finalizer). Storage.layer exposes the result as `Storage` alone; tests, the benchmark and
  * the simulation reach the internal services through src/internal/storageLayer.ts.
  *
  * Composition (each layer built on the ones before it; closed in reverse):
@@ -15,8 +15,8 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Fiber, Layer, Ref } from "effect"
-import { messageOf, ReplayFailed, ShuttingDown } from "../domain/Errors.js"
+import { Cause, Effect, Fiber, Layer } from "effect"
+import { messageOf, ReplayFailed } from "../domain/Errors.js"
 import type { Lsn } from "../domain/Ids.js"
 import * as CountingObjectStore from "../layers/CountingObjectStore.js"
 import type { StorageOptions, StorageService } from "../layers/Storage.js"
@@ -32,6 +32,7 @@ import { StorageConfig } from "../services/StorageConfig.js"
 import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as WalArchiver from "../services/WalArchiver.js"
+import * as Admission from "./admission.js"
 import * as Shutdown from "./shutdown.js"
 
 /** The internal services under Storage. */
@@ -56,13 +57,7 @@ export const make = (options: StorageOptions) =>
     const checkpointer = yield* Checkpointer.Checkpointer
     const queue = yield* TaskQueue.TaskQueue
     const bucketLock = loader.bucketLock
-    const closing = yield* Ref.make(false)
-    const refuseWhenClosing = (operation: string) =>
-      Effect.flatMap(
-        Ref.get(closing),
-        (isClosing) => (isClosing ? Effect.fail(new ShuttingDown({ operation })) : Effect.void)
-      )
-
+    const intake = yield* Admission.make
     const shutdown = yield* Effect.cached(Shutdown.run({
       config: yield* StorageConfig,
       disk: yield* LocalDisk,
@@ -74,25 +69,28 @@ export const make = (options: StorageOptions) =>
       parts,
       workers: yield* S3Workers.S3Workers,
       bucketLock,
-      refuseNewWork: Ref.set(closing, true)
+      refuseNewWork: intake.close,
+      operations: intake
     }))
 
     const service: StorageService = {
       instanceId: loader.opened.lock.instanceId,
       epoch: loader.opened.lock.epoch,
       opened: loader.opened,
-      lease: (file, part) => Effect.zipRight(refuseWhenClosing("lease"), parts.lease(file, part)),
-      read: (file, offset, length) => Effect.zipRight(refuseWhenClosing("read"), parts.read(file, offset, length)),
-      write: (file, offset, bytes) => Effect.zipRight(refuseWhenClosing("write"), parts.write(file, offset, bytes)),
+      // The application's operations are admitted while the storage is open, and the shutdown
+      // waits for those in flight (src/internal/admission.ts).
+      lease: (file, part) => Effect.zipRight(intake.refuseIfClosed("lease"), parts.lease(file, part)),
+      read: (file, offset, length) => intake.admit("read", parts.read(file, offset, length)),
+      write: (file, offset, bytes) => intake.admit("write", parts.write(file, offset, bytes)),
       // A fenced instance appends nothing and acknowledges nothing: the check after the commit's
       // wait withholds an acknowledgement that the fence overtook.
-      append: (record) =>
-        Effect.zipRight(Effect.zipRight(refuseWhenClosing("append"), bucketLock.ensureNotFenced), wal.append(record)),
-      commit: Effect.zipRight(
-        Effect.zipRight(refuseWhenClosing("commit"), bucketLock.ensureNotFenced),
-        Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)
+      append: (record) => intake.admit("append", Effect.zipRight(bucketLock.ensureNotFenced, wal.append(record))),
+      commit: intake.admit(
+        "commit",
+        Effect.zipRight(bucketLock.ensureNotFenced, Effect.zipRight(wal.commit, bucketLock.ensureNotFenced))
       ),
-      checkpoint: Effect.zipRight(refuseWhenClosing("checkpoint"), checkpointer.checkpoint({ reason: "on demand" })),
+      // Cut at the shutdown: its own checkpoint supersedes one on demand, and must not wait for it.
+      checkpoint: intake.cut("checkpoint", checkpointer.checkpoint({ reason: "on demand" })),
       shutdown,
       stats: Effect.all({ parts: parts.stats, queue: queue.stats, checkpoints: checkpointer.stats, wal: wal.stats })
     }

@@ -8,16 +8,18 @@
  * stated, and the TestClock where the claim is that nothing waits on a timer.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
+import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Loader from "../../src/services/Loader.js"
+import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
@@ -234,6 +236,71 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
       assert.isTrue(report.metDeadline)
       assert.strictEqual(report.leasesHeld, 0)
       assert.strictEqual(report.fibersAlive, 0)
+    }))
+
+  it.live("shutdown cuts a checkpoint on demand in flight: it fails with ShuttingDown, and the shutdown's own checkpoint runs and commits", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const report = yield* H.withStorage(bucket, yield* H.makeDisk, (storage) =>
+        Effect.gen(function*() {
+          yield* storage.write(fileA, 0, H.pattern(22, 100))
+          const stall = yield* bucket.faults.stall({ operations: ["put"], keyPrefix: "checkpoints/" })
+          const onDemand = yield* Effect.fork(storage.checkpoint)
+          yield* bucket.faults.awaitStats((stats) => stats.stalledNow >= 1) // its commit hangs
+          const shutdown = yield* Effect.fork(storage.shutdown)
+          // Cut at once, not at its own deadline (2 s here); only then does the bucket answer again.
+          const exit = yield* Fiber.await(onDemand)
+          assert.isTrue(
+            Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), (e) => e._tag === "ShuttingDown"),
+            `the checkpoint on demand fails with ShuttingDown: ${String(exit)}`
+          )
+          yield* bucket.faults.remove(stall)
+          return yield* Fiber.join(shutdown)
+        }), { checkpointDeadlineMs: 2_000, shutdownCheckpointDeadlineMs: 800 })
+      assert.deepStrictEqual(report.finalCheckpoint, { outcome: "completed", checkpoint: Ids.checkpointNumber(1) })
+      assert.isTrue(report.metDeadline)
+      assert.strictEqual(report.fibersAlive, 0)
+    }))
+
+  it.live("shutdown waits for a read in flight on a slow disk: the read returns first, and no lease is held", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const entered = yield* Deferred.make<void>()
+      const slowMs = 200
+      // Reads of part files take `slowMs` (a disk under load); the first tells the test it began.
+      const disk: LocalDiskService = {
+        ...memory.disk,
+        read: (path, offset, length) =>
+          path.startsWith("parts/")
+            ? Effect.zipRight(
+              Effect.zipRight(Deferred.succeed(entered, undefined), Effect.sleep(slowMs)),
+              memory.disk.read(path, offset, length)
+            )
+            : memory.disk.read(path, offset, length)
+      }
+      // The bound on operations in flight is a tenth of the deadline: 300 ms, above the read's 200.
+      const config = { ...H.testConfig, shutdownDeadlineMs: 3_000 }
+      const layer = layerWithServices().pipe(
+        Layer.provide(
+          FaultyObjectStore.layer(bucket.faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))
+        ),
+        Layer.provide(Layer.succeed(LocalDisk, disk)),
+        Layer.provide(StorageConfig.layer(config))
+      )
+      const bytes = H.pattern(21, 100)
+      const { report, reader } = yield* Effect.scoped(Effect.gen(function*() {
+        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        yield* storage.write(fileA, 0, bytes)
+        const reader = yield* Effect.fork(storage.read(fileA, 0, 100))
+        yield* Deferred.await(entered)
+        const report = yield* storage.shutdown
+        return { report, reader: yield* Fiber.poll(reader) }
+      }))
+      assert.isTrue(Option.isSome(reader), "the read had returned when the shutdown did")
+      if (Option.isSome(reader)) assert.deepStrictEqual(Exit.getOrElse(reader.value, () => undefined), bytes)
+      assert.strictEqual(report.leasesHeld, 0)
+      assert.isTrue(report.metDeadline)
     }))
 })
 

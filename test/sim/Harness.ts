@@ -392,7 +392,7 @@ export type FaultEvent =
   | {
     readonly atMs: number
     readonly instance: string
-    readonly kind: Fault["kind"] | "readStalls" | "slowSyncs"
+    readonly kind: Fault["kind"] | "readStalls" | "slowSyncs" | "slowDisk"
     /** How long after the next heal its requests may still be on their way (`late`). */
     readonly lingersMs?: number
   }
@@ -1050,7 +1050,7 @@ export const simulate = <W>(
             // A hung read holds its task until the request timeout, as a stalled bucket does, and a
             // slow fsync holds its caller: the judges count each as a fault while it lasts (full
             // disks and failed fsyncs fail at once).
-            if (step.fault.kind === "readStalls" || step.fault.kind === "slowSyncs") {
+            if (step.fault.kind === "readStalls" || step.fault.kind === "slowSyncs" || step.fault.kind === "slowDisk") {
               record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             }
             return yield* instance.injectDiskFault(step.fault)

@@ -417,7 +417,9 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       ),
       injectDiskFault: (fault) => {
         const filter = diskFilterOf(fault.target)
-        if (fault.kind === "readStalls" || fault.kind === "slowSyncs") diskWaitsInjected = true
+        if (fault.kind === "readStalls" || fault.kind === "slowSyncs" || fault.kind === "slowDisk") {
+          diskWaitsInjected = true
+        }
         switch (fault.kind) {
           case "full":
             return faultyDisk.faults.fillAfter(fault.afterBytes, filter)
@@ -427,6 +429,8 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
             return faultyDisk.faults.stallReads(fault.count, filter)
           case "slowSyncs":
             return faultyDisk.faults.slowSyncs(fault.latencyMs, filter)
+          case "slowDisk":
+            return faultyDisk.faults.slowAll(fault.latencyMs, filter)
         }
       },
       // A write the full disk refused damaged its part until the next start, healed or not: a

@@ -325,6 +325,69 @@ export const takeOverBeforeFirstArchiveFamily: fc.Arbitrary<SimSchedule> = fc.re
 }))
 
 /**
+ * Operations of the application on the disk when the shutdown comes, drawn: A writes a few parts
+ * (and sometimes checkpoints them), then every disk operation (of part files, or of every file)
+ * starts taking 50, 150 or 400 ms; A reads and writes those parts, and may ask for a checkpoint, a
+ * few milliseconds apart; the disk may answer again at once (what is already waiting still takes
+ * its time); the shutdown comes while the last of them is still on the disk. The
+ * shutdown must wait for what it admitted (reads and writes holding their leases) and cut a
+ * checkpoint on demand (src/internal/admission.ts): with either reverted, draws fail
+ * `quiescent-after-shutdown`.
+ */
+export const operationsAcrossShutdownFamily: fc.Arbitrary<SimSchedule> = fc.record({
+  randomSeed: fc.integer({ min: 0, max: 0x7fffffff }),
+  latencyMs: fc.constantFrom(50, 150, 400),
+  target: fc.constantFrom("parts" as const, "any" as const),
+  parts: fc.integer({ min: 1, max: 3 }),
+  checkpointFirst: fc.boolean(),
+  operations: fc.array(
+    fc.record({
+      kind: fc.constantFrom("Read" as const, "Insert" as const, "Checkpoint" as const),
+      part: fc.integer({ min: 0, max: 2 }),
+      delayMs: fc.integer({ min: 0, max: 5 })
+    }),
+    { minLength: 1, maxLength: 4 }
+  ),
+  shutdownAfterFraction: fc.double({ min: 0.05, max: 0.9, noNaN: true }),
+  healFirst: fc.boolean(),
+  shutdownByScope: fc.boolean()
+}).map((drawn): SimSchedule => {
+  const written = Array.from({ length: drawn.parts }, (_, part) => at(1, { _tag: "Insert" as const, file: 0, part }))
+  const operations = drawn.operations.map(({ delayMs, kind, part }) =>
+    at(
+      delayMs,
+      kind === "Checkpoint"
+        ? { _tag: "Checkpoint" as const }
+        : { _tag: kind, file: 0, part: part % drawn.parts }
+    )
+  )
+  const steps = [
+    ...written,
+    ...(drawn.checkpointFirst ? [at(1, { _tag: "Checkpoint" as const })] : []),
+    at(drawn.checkpointFirst ? 20 : 1, {
+      _tag: "DiskFault" as const,
+      fault: { kind: "slowDisk" as const, latencyMs: drawn.latencyMs, target: drawn.target }
+    }),
+    ...operations,
+    // A disk that answers again: the operations already waiting still take their time, and the
+    // shutdown's own steps do not (else they would outlast the operations they should wait for).
+    ...(drawn.healFirst ? [at(1, { _tag: "Heal" as const })] : [])
+  ]
+  // Before the first operation's slow disk call ends: every step is a few ms apart at most, and a
+  // checkpoint first takes its own disk time (one slow write or sync per part) before the fault.
+  const lastStepAtMs = steps.reduce((sum, step) => sum + step.delayMs, 0)
+  return {
+    steps,
+    shutdownAtMs: lastStepAtMs + 1 + Math.floor(drawn.shutdownAfterFraction * drawn.latencyMs),
+    interruptWorkloadAtShutdown: false,
+    shutdownByScope: drawn.shutdownByScope,
+    crashBeforeRestart: false,
+    randomSeed: drawn.randomSeed,
+    checkpointIntervalMs: 0
+  }
+})
+
+/**
  * A collector beside an adopted commit: A commits checkpoint 1, changes a part, and tries
  * checkpoint 2 while every root manifest PUT reaches the bucket up to 5 s late; the attempt gives
  * up (its read-back finds nothing), and its PUT lands afterwards. A's next checkpoint, with the part

@@ -79,6 +79,10 @@ export type DiskFault =
    * (FaultyDisk.slowSyncs): the steps after a durable write take time, so a shutdown or a
    * deadline can fall between them. */
   | { readonly kind: "slowSyncs"; readonly latencyMs: number; readonly target: DiskTarget }
+  /** Every disk operation (reads and writes too) takes `latencyMs` until healed
+   * (FaultyDisk.slowAll): an operation of the application is still on the disk when a shutdown
+   * comes. */
+  | { readonly kind: "slowDisk"; readonly latencyMs: number; readonly target: DiskTarget }
 
 /** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
  * how many there are), at a drawn offset. */
@@ -504,6 +508,11 @@ const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
     kind: fc.constant("slowSyncs" as const),
     latencyMs: fc.constantFrom(50, 150, 400),
     target: diskTargetArb
+  }),
+  fc.record({
+    kind: fc.constant("slowDisk" as const),
+    latencyMs: fc.constantFrom(20, 50, 150),
+    target: diskTargetArb
   })
 )
 
@@ -705,7 +714,9 @@ export const stepText = (step: Step): string => {
         ? `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
         : step.fault.kind === "readStalls"
         ? `the next ${step.fault.count} read(s) into a buffer hang and land late (${step.fault.target})`
-        : `every fsync takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`
+        : step.fault.kind === "slowSyncs"
+        ? `every fsync takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`
+        : `every disk operation takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`
     case "Gc":
       return step.everyMs === undefined
         ? "gc pass (min age 0)"

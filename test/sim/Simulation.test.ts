@@ -25,6 +25,7 @@ import {
   lateManifestPut,
   lateRenewalDuringTakeOver,
   lateRenewalDuringTakeOverFamily,
+  operationsAcrossShutdownFamily,
   staleKeepsRunning,
   staleWriter,
   stalledLoad,
@@ -43,6 +44,8 @@ const campaignSeed = Number(process.env.SIM_SEED ?? 20_240_130)
 const takeOverRuns = Number(process.env.SIM_TAKEOVER_RUNS ?? 30)
 /** Drawn schedules of the late-renewal-during-a-take-over class (about 0.1 s each). */
 const lateRenewalRuns = Number(process.env.SIM_LATE_RENEWAL_RUNS ?? 100)
+/** Drawn schedules of the operations-on-a-slow-disk-at-the-shutdown class (about 0.1 s each). */
+const slowDiskRuns = Number(process.env.SIM_SLOW_DISK_RUNS ?? 60)
 
 const assertHolds = (label: string, schedule: Parameters<typeof runSchedule>[1]) => {
   const outcome = runSchedule(real, schedule)
@@ -139,6 +142,15 @@ describe("the real Storage layer under simulation", () => {
         assertHolds("late renewal during a take-over (drawn)", schedule)
       }),
       { numRuns: lateRenewalRuns, seed: campaignSeed }
+    )
+  })
+
+  it(`keeps every property on ${slowDiskRuns} drawn shutdowns that come while the application's operations are on a slow disk`, () => {
+    fc.assert(
+      fc.property(operationsAcrossShutdownFamily, (schedule) => {
+        assertHolds("operations on a slow disk across the shutdown (drawn)", schedule)
+      }),
+      { numRuns: slowDiskRuns, seed: campaignSeed }
     )
   })
 

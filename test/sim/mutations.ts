@@ -324,6 +324,29 @@ const mutations: ReadonlyArray<Mutation> = [
     scenarioTests: []
   },
   {
+    id: "operations-in-flight-not-awaited",
+    breaks:
+      "the shutdown does not wait for the application's operations admitted before it: a read or write on a slow disk runs on after the close, holding its lease",
+    file: "src/internal/shutdown.ts",
+    find: "    if (Option.isNone(yield* bounded(services.operations.idle, boundMs))) {\n",
+    replace: "    if (Option.isNone(yield* bounded(Effect.void, boundMs))) { // MUTATION\n",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "disk-faults",
+    scenarioTests: ["test/sim/Simulation.test.ts"]
+  },
+  {
+    id: "on-demand-checkpoint-not-cut",
+    breaks:
+      "the shutdown does not cut a checkpoint on demand in flight: the shutdown's own checkpoint queues behind it, and it runs on after the close",
+    file: "src/internal/storageService.ts",
+    find: "      checkpoint: intake.cut(\"checkpoint\", checkpointer.checkpoint({ reason: \"on demand\" })),\n",
+    replace:
+      "      checkpoint: intake.admit(\"checkpoint\", checkpointer.checkpoint({ reason: \"on demand\" })), // MUTATION\n",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "disk-faults",
+    scenarioTests: []
+  },
+  {
     id: "gc-keeps-failed-attempts-at-latest",
     breaks:
       "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
