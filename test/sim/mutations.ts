@@ -109,9 +109,9 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks: "a fenced writer's appends and commits are acknowledged",
     file: "src/internal/storageService.ts",
     find:
-      "      append: (record) =>\n        Effect.zipRight(Effect.zipRight(refuseWhenClosing(\"append\"), bucketLock.ensureNotFenced), wal.append(record)),\n      commit: Effect.zipRight(\n        Effect.zipRight(refuseWhenClosing(\"commit\"), bucketLock.ensureNotFenced),\n        Effect.zipRight(wal.commit, bucketLock.ensureNotFenced)\n      ),\n",
+      "      append: (record) => intake.admit(\"append\", Effect.zipRight(bucketLock.ensureNotFenced, wal.append(record))),\n      commit: intake.admit(\n        \"commit\",\n        Effect.zipRight(bucketLock.ensureNotFenced, Effect.zipRight(wal.commit, bucketLock.ensureNotFenced))\n      ),\n",
     replace:
-      "      append: (record) => Effect.zipRight(refuseWhenClosing(\"append\"), wal.append(record)), // MUTATION\n      commit: Effect.zipRight(refuseWhenClosing(\"commit\"), wal.commit), // MUTATION\n",
+      "      append: (record) => intake.admit(\"append\", wal.append(record)), // MUTATION\n      commit: intake.admit(\"commit\", wal.commit), // MUTATION\n",
     tests: ["test/layers/StorageFencing.test.ts"],
     profile: "stale-writers"
   },
