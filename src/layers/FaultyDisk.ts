@@ -67,8 +67,8 @@ export interface DiskFaultStats {
   /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
   readonly stalledReads: number
   readonly lateReads: number
-  /** Operations that `slowSyncs` or `slowAll` delayed. */
-  readonly slowSyncs: number
+  /** Calls that `slowSyncs` or `slowAll` delayed. */
+  readonly slowedCalls: number
 }
 
 /** The switchboard of a FaultyDisk. @category models */
@@ -106,7 +106,7 @@ interface FaultState {
   syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
   readStalls: { readonly filter: DiskFaultFilter; remaining: number } | undefined
   /** `all`: every operation (`slowAll`), else syncs and atomic writes only (`slowSyncs`). */
-  slowSyncs: { readonly filter: DiskFaultFilter; readonly latencyMs: number; readonly all: boolean } | undefined
+  slow: { readonly filter: DiskFaultFilter; readonly latencyMs: number; readonly all: boolean } | undefined
   /** Reads abandoned by an interruption, still to land in their callers' buffers. */
   abandoned: Array<{ readonly path: string; readonly buffer: Uint8Array }>
   stats: DiskFaultStats
@@ -134,7 +134,7 @@ export const make = (
       space: undefined,
       syncFailures: undefined,
       readStalls: undefined,
-      slowSyncs: undefined,
+      slow: undefined,
       abandoned: [],
       stats: {
         noSpaceWrites: 0,
@@ -143,7 +143,7 @@ export const make = (
         flippedBytes: 0,
         stalledReads: 0,
         lateReads: 0,
-        slowSyncs: 0
+        slowedCalls: 0
       }
     }
     const random = Random.make(options.seed ?? 0)
@@ -160,12 +160,12 @@ export const make = (
     // Sleeps first when a `slowSyncs` (a sync) or a `slowAll` (any operation) applies to `path`.
     const slowed = <A, E>(operation: string, path: string, effect: Effect.Effect<A, E>, isSync = true) =>
       Effect.suspend(() => {
-        const slow = state.slowSyncs
+        const slow = state.slow
         const valid = Option.getRight(normalizePath(operation, path))
         if (
           slow === undefined || (!isSync && !slow.all) || Option.isNone(valid) || !matches(slow.filter, valid.value)
         ) return effect
-        count("slowSyncs")
+        count("slowedCalls")
         return Effect.zipRight(Effect.sleep(Duration.millis(slow.latencyMs)), effect)
       })
 
@@ -281,18 +281,18 @@ export const make = (
           : Effect.dieMessage(`stallReads: ${times} must be >= 0`),
       slowSyncs: (latencyMs, filter = {}) =>
         Number.isFinite(latencyMs) && latencyMs >= 0
-          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs, all: false }))
+          ? Effect.sync(() => void (state.slow = { filter, latencyMs, all: false }))
           : Effect.dieMessage(`slowSyncs: ${latencyMs} ms must be >= 0`),
       slowAll: (latencyMs, filter = {}) =>
         Number.isFinite(latencyMs) && latencyMs >= 0
-          ? Effect.sync(() => void (state.slowSyncs = { filter, latencyMs, all: true }))
+          ? Effect.sync(() => void (state.slow = { filter, latencyMs, all: true }))
           : Effect.dieMessage(`slowAll: ${latencyMs} ms must be >= 0`),
       flipByte,
       heal: Effect.sync(() => {
         state.space = undefined
         state.syncFailures = undefined
         state.readStalls = undefined
-        state.slowSyncs = undefined
+        state.slow = undefined
       }),
       stats: Effect.sync(() => state.stats)
     }

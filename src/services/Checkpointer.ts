@@ -227,7 +227,7 @@ export const make = (options: CheckpointerOptions) =>
         )
         if (Either.isLeft(lock)) return yield* Effect.fail(lock.left)
         if (Either.isLeft(writes)) return yield* Effect.fail(writes.left)
-        return yield* commit({ checkpoint, walPosition, files }, previous.checkpoint, (endMs) => ({
+        return yield* commit({ checkpoint, walPosition, files }, previous.checkpoint, bytesUploaded, (endMs) => ({
           checkpoint,
           outcome: "completed",
           partsUploaded: uploaded.length,

@@ -51,7 +51,7 @@ describe("FaultyDisk", () => {
         flippedBytes: 0,
         stalledReads: 0,
         lateReads: 0,
-        slowSyncs: 0
+        slowedCalls: 0
       })
       yield* faults.heal
       yield* disk.write("parts/a", 0, filled(1, 6))
@@ -130,10 +130,10 @@ describe("FaultyDisk", () => {
       assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("wal/1")), filled(10, 1))
       assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("wal/mark")), filled(4, 2))
       yield* disk.writeAtomic("control.json", filled(4, 3)) // not under wal/: at once
-      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+      assert.strictEqual((yield* faults.stats).slowedCalls, 2)
       yield* faults.heal
       yield* disk.sync("wal/1") // healed: at once
-      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+      assert.strictEqual((yield* faults.stats).slowedCalls, 2)
     }))
 
   it.effect("slowAll: reads, writes and removes wait their latency too; under slowSyncs they do not", () =>
@@ -154,7 +154,7 @@ describe("FaultyDisk", () => {
       yield* TestClock.adjust(1)
       yield* Fiber.join(writing)
       yield* disk.write("wal/1", 0, filled(1, 3)) // not under parts/: at once
-      assert.strictEqual((yield* faults.stats).slowSyncs, 2)
+      assert.strictEqual((yield* faults.stats).slowedCalls, 2)
       yield* faults.heal
       assert.deepStrictEqual(yield* disk.read("parts/a", 0, 8), filled(8, 2))
     }))

@@ -69,20 +69,24 @@ export interface CommitContext {
 /* eslint-disable max-lines-per-function -- a constructor: its steps are small functions sharing one closure, each under a screen */
 export const makeCommit = (context: CommitContext) => {
   /* eslint-enable max-lines-per-function */
-  const { attemptTokensRef, committedRef, completedRef, config, disk, fence, statsRef, store, writeObject } = context
-  const options = { lock: context.lock, wal: context.wal }
+  const { attemptTokensRef, committedRef, completedRef, config, disk, fence, lock, statsRef, store, wal, writeObject } =
+    context
   const layout = keyLayout(config)
 
-  /** The commit is in: record it locally and tell the WAL. Runs to its end once started. */
-  const afterCommit = (completed: Completed) =>
+  /**
+   * The commit is in: record it locally, tell the WAL, and count it in the figures; returns when it
+   * ended. Runs to its end once started: a checkpoint interrupted once its commit is in (a periodic
+   * one stopped at shutdown) is still counted, so the figures agree with `completedRef` and the bucket.
+   */
+  const afterCommit = (completed: Completed, bytesUploaded: number) =>
     Effect.gen(function*() {
       yield* Ref.set(completedRef, completed)
       yield* Ref.set(attemptTokensRef, new Set())
-      const walDurableLsn = options.wal.durableLsn === undefined ? undefined : yield* options.wal.durableLsn
+      const walDurableLsn = wal.durableLsn === undefined ? undefined : yield* wal.durableLsn
       yield* writeControl(
         disk,
         ControlDomain.forCheckpoint({
-          holder: options.lock,
+          holder: lock,
           store: store.description,
           config,
           base: completed,
@@ -93,20 +97,17 @@ export const makeCommit = (context: CommitContext) => {
           `checkpoint ${completed.checkpoint} committed, but the control file was not rewritten: ${error.message}`
         )
       ))
-      yield* options.wal.covered(completed.walPosition)
+      yield* wal.covered(completed.walPosition)
+      const endMs = yield* Clock.currentTimeMillis
+      yield* Ref.update(statsRef, (stats) => ({
+        ...stats,
+        completed: stats.completed + 1,
+        lastCheckpoint: completed.checkpoint,
+        lastCompletedAtMs: endMs,
+        bytesUploaded: stats.bytesUploaded + bytesUploaded
+      }))
+      return endMs
     }).pipe(Effect.uninterruptible)
-
-  /** Counts a committed checkpoint in the stats. Part of the commit's uninterruptible bookkeeping:
-   * a checkpoint interrupted once its commit is in (a periodic one stopped at shutdown) is still
-   * counted, so the stats agree with `completedRef` and the bucket. */
-  const recordCompleted = (checkpoint: CheckpointNumber, endMs: number, bytesUploaded: number) =>
-    Ref.update(statsRef, (stats) => ({
-      ...stats,
-      completed: stats.completed + 1,
-      lastCheckpoint: checkpoint,
-      lastCompletedAtMs: endMs,
-      bytesUploaded: stats.bytesUploaded + bytesUploaded
-    }))
 
   /** The commit found N holding another manifest: fenced, an earlier attempt of ours (adopted), or
    * another writer's. */
@@ -129,11 +130,7 @@ export const makeCommit = (context: CommitContext) => {
               })
             )
           )
-          yield* afterCommit(fromLoaded(loaded)).pipe(
-            Effect.zipRight(Clock.currentTimeMillis),
-            Effect.flatMap((nowMs) => recordCompleted(checkpoint, nowMs, 0)),
-            Effect.uninterruptible
-          )
+          yield* afterCommit(fromLoaded(loaded), 0)
           return yield* Effect.fail(new EarlierAttemptCommitted({ checkpoint }))
         }
         case "other-writer":
@@ -153,11 +150,16 @@ export const makeCommit = (context: CommitContext) => {
    * runs the steps after it and records the report (`committedRef`), uninterruptibly: a deadline
    * interrupts only the commit itself (`restore`), whose outcome a later attempt then resolves.
    */
-  const commit = (completed: Completed, previous: CheckpointNumber, toReport: (endMs: number) => CheckpointReport) =>
+  const commit = (
+    completed: Completed,
+    previous: CheckpointNumber,
+    bytesUploaded: number,
+    toReport: (endMs: number) => CheckpointReport
+  ) =>
     Effect.gen(function*() {
       const { checkpoint, files, walPosition } = completed
       const root = Manifest.rootManifest({
-        writer: options.lock,
+        writer: lock,
         checkpoint,
         previous,
         createdAtMs: yield* Clock.currentTimeMillis,
@@ -191,15 +193,9 @@ export const makeCommit = (context: CommitContext) => {
             resolution._tag === "Taken"
               ? restore(onTaken(checkpoint, resolution))
               // Committed. Everything after this point is bookkeeping; the checkpoint stands whatever happens.
-              : afterCommit(completed).pipe(
-                Effect.zipRight(Clock.currentTimeMillis),
-                Effect.flatMap((endMs) => {
-                  const report = toReport(endMs)
-                  return recordCompleted(checkpoint, endMs, report.bytesUploaded).pipe(
-                    Effect.zipRight(Ref.set(committedRef, Option.some(report))),
-                    Effect.as(report)
-                  )
-                })
+              : afterCommit(completed, bytesUploaded).pipe(
+                Effect.map(toReport),
+                Effect.tap((report) => Ref.set(committedRef, Option.some(report)))
               )
           )
         )
