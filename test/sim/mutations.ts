@@ -317,7 +317,8 @@ const mutations: ReadonlyArray<Mutation> = [
       "the stats count a committed checkpoint interruptibly after its commit, so a checkpoint the shutdown interrupts right after its commit stands in the bucket and in the writer's state but not in its reported figures",
     file: "src/internal/checkpoint/commit.ts",
     find: "        bytesUploaded: stats.bytesUploaded + bytesUploaded\n      }))\n      return endMs\n",
-    replace: "        bytesUploaded: stats.bytesUploaded + bytesUploaded\n      })).pipe(Effect.interruptible) // MUTATION\n      return endMs\n",
+    replace:
+      "        bytesUploaded: stats.bytesUploaded + bytesUploaded\n      })).pipe(Effect.interruptible) // MUTATION\n      return endMs\n",
     tests: ["test/services/Checkpointer.test.ts"],
     profile: "disk-faults",
     scenarioTests: []
