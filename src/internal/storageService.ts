@@ -5,7 +5,8 @@
  * the simulation reach the internal services through src/internal/storageLayer.ts.
  *
  * Composition (each layer built on the ones before it; closed in reverse):
- *   StorageConfig, ObjectStore, LocalDisk (given)
+ *   StorageConfig, ObjectStore, LocalDisk (given; each Storage's view of it through its guard,
+ *   directoryGuard.ts, which keeps the directory locked until the last write has landed)
  *   → WaitRegistry → TaskQueue → S3Workers → Hasher → PartTable → Loader (start-up: checks, lock, install)
  *   → WalArchiver → Checkpointer (periodic trigger) → Evictor → GarbageCollector (periodic pass)
  *   → Storage (replay, then the API).
@@ -33,6 +34,7 @@ import * as TaskQueue from "../services/TaskQueue.js"
 import * as WaitRegistry from "../services/WaitRegistry.js"
 import * as WalArchiver from "../services/WalArchiver.js"
 import * as Admission from "./admission.js"
+import * as DirectoryGuard from "./directoryGuard.js"
 import * as Shutdown from "./shutdown.js"
 
 /** The internal services under Storage. */
@@ -165,5 +167,12 @@ export const servicesLayer = () => {
   const checkpointLayer = checkpointerLayer.pipe(Layer.provideMerge(walLayer))
   const evictorLayer = Evictor.layer.pipe(Layer.provideMerge(checkpointLayer))
   // Every service sees the store through the request meter (object_store_requests).
-  return GarbageCollector.layer.pipe(Layer.provideMerge(evictorLayer), Layer.provide(CountingObjectStore.layerMetered))
+  // Every service sees the data directory through its guard (src/internal/directoryGuard.ts), and
+  // so does the Storage service built over them: the directory stays locked while a write of this
+  // instance may still land in it.
+  return GarbageCollector.layer.pipe(
+    Layer.provideMerge(evictorLayer),
+    Layer.provide(CountingObjectStore.layerMetered),
+    Layer.provideMerge(DirectoryGuard.layer())
+  )
 }

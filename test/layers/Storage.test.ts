@@ -302,6 +302,74 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
       assert.strictEqual(report.leasesHeld, 0)
       assert.isTrue(report.metDeadline)
     }))
+
+  it.live("a write that outlives the shutdown keeps the directory locked: no second open until it has landed", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const entered = yield* Deferred.make<void>()
+      const stalled = yield* Deferred.make<void>()
+      let stalling = false
+      // Once `stalling`, a write to a part file hangs until `stalled` opens: a disk that stops
+      // answering for longer than the shutdown waits for the operations in flight (300 ms here).
+      const disk: LocalDiskService = {
+        ...memory.disk,
+        write: (path, offset, bytes) =>
+          stalling && path.startsWith("parts/")
+            ? Deferred.succeed(entered, undefined).pipe(
+              Effect.zipRight(Deferred.await(stalled)),
+              Effect.zipRight(memory.disk.write(path, offset, bytes))
+            )
+            : memory.disk.write(path, offset, bytes)
+      }
+      const config = { ...H.testConfig, shutdownDeadlineMs: 3_000 }
+      const layerOver = (over: LocalDiskService) =>
+        layerWithServices().pipe(
+          Layer.provide(
+            FaultyObjectStore.layer(bucket.faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))
+          ),
+          Layer.provide(Layer.succeed(LocalDisk, over)),
+          Layer.provide(StorageConfig.layer(config))
+        )
+      const late = H.pattern(31, 100)
+      const own = H.pattern(32, 100)
+      const straggler = yield* Effect.scoped(Effect.gen(function*() {
+        const storage = Context.get(yield* Layer.build(layerOver(disk)), Storage.Storage)
+        yield* storage.write(fileA, 0, H.pattern(30, 100))
+        stalling = true
+        const writer = yield* Effect.forkDaemon(storage.write(fileA, 0, late))
+        yield* Deferred.await(entered)
+        const report = yield* storage.shutdown
+        assert.isTrue(report.metDeadline, "the shutdown keeps its deadline whatever the disk does")
+        return writer
+      }))
+      // The same process opens the directory again while the first instance's write still hangs.
+      const reopened = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+        const storage = Context.get(yield* Layer.build(layerOver(memory.disk)), Storage.Storage)
+        yield* storage.write(fileA, 0, own)
+        yield* Deferred.succeed(stalled, undefined)
+        yield* Fiber.await(straggler)
+        return yield* storage.read(fileA, 0, 100)
+      })))
+      yield* Deferred.succeed(stalled, undefined)
+      // Opened, it would have had its own write overwritten by the late one, and its next checkpoint
+      // would have uploaded that as the part.
+      if (Exit.isSuccess(reopened)) {
+        assert.deepStrictEqual(reopened.value, own, "the reopened instance reads its own write")
+      }
+      const refusal = Exit.isFailure(reopened) ? Cause.failureOption(reopened.cause) : Option.none()
+      assert.strictEqual(
+        Option.match(refusal, { onNone: () => "opened", onSome: (error) => error._tag }),
+        "DirectoryLocked"
+      )
+      // Once the late write has landed, the lock is released: the directory opens again.
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(straggler)), "the late write's caller is told it succeeded")
+      const again = yield* Effect.scoped(Effect.gen(function*() {
+        const storage = Context.get(yield* Layer.build(layerOver(memory.disk)), Storage.Storage)
+        return (yield* storage.shutdown).metDeadline
+      }))
+      assert.isTrue(again)
+    }))
 })
 
 describe("Storage: crash, start-up checks, lock and fencing", () => {
