@@ -347,6 +347,17 @@ const mutations: ReadonlyArray<Mutation> = [
     scenarioTests: []
   },
   {
+    id: "directory-unlocked-before-writes-end",
+    breaks:
+      "the data directory is unlocked when the storage closes although a write of it still runs: a second open goes ahead, and the late write lands over its own",
+    file: "src/internal/directoryGuard.ts",
+    find: "      if (state.inFlight === 0) return unlock\n",
+    replace: "      return unlock // MUTATION\n",
+    tests: ["test/internal/directoryGuard.test.ts", "test/layers/Storage.test.ts"],
+    profile: "disk-faults",
+    scenarioTests: []
+  },
+  {
     id: "gc-keeps-failed-attempts-at-latest",
     breaks:
       "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
