@@ -51,12 +51,16 @@ export const make = (disk: LocalDiskService): LocalDiskService => {
     state.unlock = undefined
     return unlock
   })
+  // Counted and uncounted in one uninterruptible region: an interruption between the two would
+  // leave the count up, and the directory locked for good.
   const tracked = <A>(operation: string, path: string, call: Effect.Effect<A, LocalIoError>) =>
-    Effect.suspend(() => {
-      if (state.closed) return Effect.fail(closedError(operation, path))
-      state.inFlight++
-      return Effect.ensuring(call, leave)
-    })
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        if (state.closed) return Effect.fail(closedError(operation, path))
+        state.inFlight++
+        return Effect.ensuring(restore(call), leave)
+      })
+    )
   /** Closes the guard, then releases the lock (held in `lockScope`) now, or when the last change
    * still running ends. */
   const release = (lockScope: Scope.CloseableScope) =>
