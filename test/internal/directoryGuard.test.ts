@@ -43,17 +43,23 @@ const makeGate = Effect.all({
   landed: Deferred.make<void>()
 })
 
+/** A guarded MemoryDisk whose writes are held on `gate`, its lock taken in `scope`. */
+const lockedWithHeldWrites = Effect.gen(function*() {
+  const { disk: inner } = yield* MemoryDisk.make
+  const gate = yield* makeGate
+  const guarded = DirectoryGuard.make({
+    ...inner,
+    write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
+  })
+  const scope = yield* Scope.make()
+  yield* Scope.extend(guarded.lockDirectory, scope)
+  return { gate, guarded, inner, scope }
+})
+
 describe("DirectoryGuard", () => {
   it.effect("the lock outlives the close while an uninterruptible write runs, and is released when it ends", () =>
     Effect.gen(function*() {
-      const { disk: inner } = yield* MemoryDisk.make
-      const gate = yield* makeGate
-      const guarded = DirectoryGuard.make({
-        ...inner,
-        write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
-      })
-      const scope = yield* Scope.make()
-      yield* Scope.extend(guarded.lockDirectory, scope)
+      const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
       // As a write through a lease: uninterruptible, so a caller that gives up does not cut it.
       const caller = yield* Effect.fork(Effect.uninterruptible(guarded.write("a", 0, new Uint8Array([7]))))
       yield* Deferred.await(gate.begun)
@@ -69,14 +75,7 @@ describe("DirectoryGuard", () => {
 
   it.effect("an interrupted write no longer holds the lock", () =>
     Effect.gen(function*() {
-      const { disk: inner } = yield* MemoryDisk.make
-      const gate = yield* makeGate
-      const guarded = DirectoryGuard.make({
-        ...inner,
-        write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
-      })
-      const scope = yield* Scope.make()
-      yield* Scope.extend(guarded.lockDirectory, scope)
+      const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
       const caller = yield* Effect.fork(guarded.write("a", 0, new Uint8Array([7])))
       yield* Deferred.await(gate.begun)
       yield* Scope.close(scope, Exit.void)
