@@ -4,12 +4,18 @@
  * uninterruptible one, as a write through a lease is, to its end; an interrupted one no longer
  * counts), later changes are refused without reaching the disk, and with nothing running the lock
  * is released at once.
- * Method: the guard over a MemoryDisk whose calls can be held on Deferreds; whether the lock is
- * held is read by taking it again on the disk under the guard (DirectoryLocked while held).
+ * Method: the guard over a MemoryDisk whose calls can be held on Deferreds, and once over a real
+ * directory (FileSystemDisk, whose lock is a file naming this process); whether the lock is held
+ * is read by taking it again on a disk over the same directory (DirectoryLocked while held).
  */
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import * as NodeFs from "node:fs"
+import * as NodeOsPath from "node:path"
 import * as DirectoryGuard from "../../src/internal/directoryGuard.js"
+import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import type { LocalDiskService } from "../../src/services/LocalDisk.js"
 
@@ -43,10 +49,13 @@ const makeGate = Effect.all({
   landed: Deferred.make<void>()
 })
 
-/** A guarded MemoryDisk whose writes are held on `gate`, its lock taken in `scope`. */
+/** A guarded MemoryDisk whose writes are held on `gate` (opened when the test's scope closes), its
+ * lock taken in `scope`. */
 const lockedWithHeldWrites = Effect.gen(function*() {
   const { disk: inner } = yield* MemoryDisk.make
   const gate = yield* makeGate
+  // A failing test must not wait forever on an uninterruptible write held on the gate.
+  yield* Effect.addFinalizer(() => Deferred.succeed(gate.release, undefined))
   const guarded = DirectoryGuard.make({
     ...inner,
     write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
@@ -57,7 +66,7 @@ const lockedWithHeldWrites = Effect.gen(function*() {
 })
 
 describe("DirectoryGuard", () => {
-  it.effect("the lock outlives the close while an uninterruptible write runs, and is released when it ends", () =>
+  it.scoped("the lock outlives the close while an uninterruptible write runs, and is released when it ends", () =>
     Effect.gen(function*() {
       const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
       // As a write through a lease: uninterruptible, so a caller that gives up does not cut it.
@@ -73,7 +82,7 @@ describe("DirectoryGuard", () => {
       assert.isTrue(yield* lockIsFree(inner), "released once the write ended")
     }))
 
-  it.effect("an interrupted write no longer holds the lock", () =>
+  it.scoped("an interrupted write no longer holds the lock", () =>
     Effect.gen(function*() {
       const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
       const caller = yield* Effect.fork(guarded.write("a", 0, new Uint8Array([7])))
@@ -124,5 +133,32 @@ describe("DirectoryGuard", () => {
       yield* Deferred.succeed(removeGate.release, undefined)
       yield* Fiber.join(removal)
       assert.isTrue(yield* lockIsFree(disk))
+    }))
+
+  it.scopedLive("on a real directory the lock file stays until the write lands: a second open is DirectoryLocked", () =>
+    Effect.gen(function*() {
+      const platform = Layer.merge(NodeFileSystem.layer, NodePath.layer)
+      const root = yield* Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped()).pipe(
+        Effect.provide(platform)
+      )
+      const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      const gate = yield* makeGate
+      yield* Effect.addFinalizer(() => Deferred.succeed(gate.release, undefined))
+      const guarded = DirectoryGuard.make({
+        ...disk,
+        write: (path, offset, bytes) => heldCall(gate, disk.write(path, offset, bytes))
+      })
+      const scope = yield* Scope.make()
+      yield* Scope.extend(guarded.lockDirectory, scope)
+      const writer = yield* Effect.fork(Effect.uninterruptible(guarded.write("parts/a", 0, new Uint8Array([9]))))
+      yield* Deferred.await(gate.begun)
+      yield* Scope.close(scope, Exit.void)
+      // A second disk over the directory, as a second open in this process makes.
+      const second = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
+      assert.strictEqual(failureTag(yield* Effect.exit(Effect.scoped(second.lockDirectory))), "DirectoryLocked")
+      yield* Deferred.succeed(gate.release, undefined)
+      yield* Fiber.join(writer)
+      assert.deepStrictEqual(Array.from(NodeFs.readFileSync(NodeOsPath.join(root, "parts", "a"))), [9])
+      assert.isTrue(yield* lockIsFree(second), "the lock file went with the write")
     }))
 })
