@@ -2,12 +2,13 @@
  * The Storage's intake: every operation of the application (a read, a write, an append, a commit,
  * a checkpoint) is admitted while the storage is open and counted while it runs (a lease is only
  * refused once closed: on a loaded part it is taken at once, and one waiting for its part is woken
- * by the part table's close); the shutdown closes the intake (later operations fail with ShuttingDown) and then waits,
- * bounded, for the operations admitted before to end. Without that wait an operation in flight at
- * the shutdown (a read or write through a lease on a slow disk) ran on after the close, holding its
- * lease, and its disk write could land after the stop was marked clean or the directory was
- * reopened. An operation admitted as `cut` (a checkpoint on demand) is interrupted when the intake
- * closes: the shutdown's own checkpoint supersedes it, and must not queue behind it.
+ * by the part table's close); the shutdown closes the intake (later operations fail with
+ * ShuttingDown) and then waits, bounded, for the operations admitted before to end. Without that
+ * wait an operation in flight at the shutdown (a read or write through a lease on a slow disk) ran
+ * on after the close, holding its lease, and its disk write could land after the stop was marked
+ * clean or the directory was reopened (one that outlives the bound keeps the directory locked:
+ * directoryGuard.ts). An operation admitted as `cut` (a checkpoint on demand) is interrupted when
+ * the intake closes: the shutdown's own checkpoint supersedes it, and must not queue behind it.
  *
  * Replaces: nothing in OrioleDB, whose backends are stopped by the postmaster before its
  * checkpointer runs the shutdown checkpoint.

@@ -1,8 +1,9 @@
 /**
  * How the Storage service is built: the internal services composed in order, then the service over
  * them (every operation admitted while open and awaited or cut at the shutdown, admission.ts; the
- * fence on append and commit; start-up replay; the shutdown as the layer's finalizer). Storage.layer exposes the result as `Storage` alone; tests, the benchmark and
- * the simulation reach the internal services through src/internal/storageLayer.ts.
+ * fence on append and commit; start-up replay; the shutdown as the layer's finalizer).
+ * Storage.layer exposes the result as `Storage` alone; tests, the benchmark and the simulation
+ * reach the internal services through src/internal/storageLayer.ts.
  *
  * Composition (each layer built on the ones before it; closed in reverse):
  *   StorageConfig, ObjectStore, LocalDisk (given; each Storage's view of it through its guard,

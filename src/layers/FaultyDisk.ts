@@ -30,8 +30,8 @@
  *   is still running when a shutdown or deadline comes. Replaces `slowSyncs`, and the other way round.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll` (flips are done; abandoned reads still
- * land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
+ * `heal` removes `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll` (flips are done;
+ * abandoned reads still land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
  * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
  * (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *

@@ -49,26 +49,29 @@ const makeGate = Effect.all({
   landed: Deferred.make<void>()
 })
 
-/** A guarded MemoryDisk whose writes are held on `gate` (opened when the test's scope closes), its
- * lock taken in `scope`. */
-const lockedWithHeldWrites = Effect.gen(function*() {
-  const { disk: inner } = yield* MemoryDisk.make
-  const gate = yield* makeGate
-  // A failing test must not wait forever on an uninterruptible write held on the gate.
-  yield* Effect.addFinalizer(() => Deferred.succeed(gate.release, undefined))
-  const guarded = DirectoryGuard.make({
-    ...inner,
-    write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
+/** The guard over `inner`, whose writes are held on `gate` (opened when the test's scope closes),
+ * its lock taken in `scope`. */
+const lockedWithHeldWrites = (inner: LocalDiskService) =>
+  Effect.gen(function*() {
+    const gate = yield* makeGate
+    // A failing test must not wait forever on an uninterruptible write held on the gate.
+    yield* Effect.addFinalizer(() => Deferred.succeed(gate.release, undefined))
+    const guarded = DirectoryGuard.make({
+      ...inner,
+      write: (path, offset, bytes) => heldCall(gate, inner.write(path, offset, bytes))
+    })
+    const scope = yield* Scope.make()
+    yield* Scope.extend(guarded.lockDirectory, scope)
+    return { gate, guarded, inner, scope }
   })
-  const scope = yield* Scope.make()
-  yield* Scope.extend(guarded.lockDirectory, scope)
-  return { gate, guarded, inner, scope }
-})
+
+/** The same over a new MemoryDisk. */
+const memoryWithHeldWrites = Effect.flatMap(MemoryDisk.make, ({ disk }) => lockedWithHeldWrites(disk))
 
 describe("DirectoryGuard", () => {
   it.scoped("the lock outlives the close while an uninterruptible write runs, and is released when it ends", () =>
     Effect.gen(function*() {
-      const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
+      const { gate, guarded, inner, scope } = yield* memoryWithHeldWrites
       // As a write through a lease: uninterruptible, so a caller that gives up does not cut it.
       const caller = yield* Effect.fork(Effect.uninterruptible(guarded.write("a", 0, new Uint8Array([7]))))
       yield* Deferred.await(gate.begun)
@@ -84,7 +87,7 @@ describe("DirectoryGuard", () => {
 
   it.scoped("an interrupted write no longer holds the lock", () =>
     Effect.gen(function*() {
-      const { gate, guarded, inner, scope } = yield* lockedWithHeldWrites
+      const { gate, guarded, inner, scope } = yield* memoryWithHeldWrites
       const caller = yield* Effect.fork(guarded.write("a", 0, new Uint8Array([7])))
       yield* Deferred.await(gate.begun)
       yield* Scope.close(scope, Exit.void)
@@ -142,14 +145,7 @@ describe("DirectoryGuard", () => {
         Effect.provide(platform)
       )
       const disk = yield* FileSystemDisk.make({ root }).pipe(Effect.provide(platform))
-      const gate = yield* makeGate
-      yield* Effect.addFinalizer(() => Deferred.succeed(gate.release, undefined))
-      const guarded = DirectoryGuard.make({
-        ...disk,
-        write: (path, offset, bytes) => heldCall(gate, disk.write(path, offset, bytes))
-      })
-      const scope = yield* Scope.make()
-      yield* Scope.extend(guarded.lockDirectory, scope)
+      const { gate, guarded, scope } = yield* lockedWithHeldWrites(disk)
       const writer = yield* Effect.fork(Effect.uninterruptible(guarded.write("parts/a", 0, new Uint8Array([9]))))
       yield* Deferred.await(gate.begun)
       yield* Scope.close(scope, Exit.void)

@@ -136,7 +136,7 @@ describe("FaultyDisk", () => {
       assert.strictEqual((yield* faults.stats).slowedCalls, 2)
     }))
 
-  it.effect("slowAll: reads, writes and removes wait their latency too; under slowSyncs they do not", () =>
+  it.effect("slowAll: reads and writes wait their latency too; under slowSyncs they do not", () =>
     Effect.gen(function*() {
       const { disk, faults } = yield* makeFaulty()
       yield* disk.write("parts/a", 0, filled(8, 1))

@@ -13,13 +13,12 @@ import * as Control from "../../src/domain/Control.js"
 import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
-import { layerWithServices } from "../../src/internal/storageLayer.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
 import * as Loader from "../../src/services/Loader.js"
-import { LocalDisk, type LocalDiskService } from "../../src/services/LocalDisk.js"
+import type { LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as PartTable from "../../src/services/PartTable.js"
 import * as StorageConfig from "../../src/services/StorageConfig.js"
 import * as WaitRegistry from "../../src/services/WaitRegistry.js"
@@ -279,18 +278,10 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
             )
             : memory.disk.read(path, offset, length)
       }
-      // The bound on operations in flight is a tenth of the deadline: 300 ms, above the read's 200.
-      const config = { ...H.testConfig, shutdownDeadlineMs: 3_000 }
-      const layer = layerWithServices().pipe(
-        Layer.provide(
-          FaultyObjectStore.layer(bucket.faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))
-        ),
-        Layer.provide(Layer.succeed(LocalDisk, disk)),
-        Layer.provide(StorageConfig.layer(config))
-      )
       const bytes = H.pattern(21, 100)
       const { report, reader } = yield* Effect.scoped(Effect.gen(function*() {
-        const storage = Context.get(yield* Layer.build(layer), Storage.Storage)
+        // The bound on operations in flight is a tenth of the deadline: 300 ms, above the read's 200.
+        const { storage } = yield* H.open(bucket, { ...memory, disk }, { shutdownDeadlineMs: 3_000 })
         yield* storage.write(fileA, 0, bytes)
         const reader = yield* Effect.fork(storage.read(fileA, 0, 100))
         yield* Deferred.await(entered)
@@ -322,19 +313,12 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
             )
             : memory.disk.write(path, offset, bytes)
       }
-      const config = { ...H.testConfig, shutdownDeadlineMs: 3_000 }
-      const layerOver = (over: LocalDiskService) =>
-        layerWithServices().pipe(
-          Layer.provide(
-            FaultyObjectStore.layer(bucket.faults).pipe(Layer.provide(MemoryObjectStore.layerWithBucket(bucket.state)))
-          ),
-          Layer.provide(Layer.succeed(LocalDisk, over)),
-          Layer.provide(StorageConfig.layer(config))
-        )
+      const openOver = (over: LocalDiskService) =>
+        Effect.map(H.open(bucket, { ...memory, disk: over }, { shutdownDeadlineMs: 3_000 }), ({ storage }) => storage)
       const late = H.pattern(31, 100)
       const own = H.pattern(32, 100)
       const straggler = yield* Effect.scoped(Effect.gen(function*() {
-        const storage = Context.get(yield* Layer.build(layerOver(disk)), Storage.Storage)
+        const storage = yield* openOver(disk)
         yield* storage.write(fileA, 0, H.pattern(30, 100))
         stalling = true
         const writer = yield* Effect.forkDaemon(storage.write(fileA, 0, late))
@@ -345,7 +329,7 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
       }))
       // The same process opens the directory again while the first instance's write still hangs.
       const reopened = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
-        const storage = Context.get(yield* Layer.build(layerOver(memory.disk)), Storage.Storage)
+        const storage = yield* openOver(memory.disk)
         yield* storage.write(fileA, 0, own)
         yield* Deferred.succeed(stalled, undefined)
         yield* Fiber.await(straggler)
@@ -365,7 +349,7 @@ describe("Storage: shutdown is bounded whatever S3 does", () => {
       // Once the late write has landed, the lock is released: the directory opens again.
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(straggler)), "the late write's caller is told it succeeded")
       const again = yield* Effect.scoped(Effect.gen(function*() {
-        const storage = Context.get(yield* Layer.build(layerOver(memory.disk)), Storage.Storage)
+        const storage = yield* openOver(memory.disk)
         return (yield* storage.shutdown).metDeadline
       }))
       assert.isTrue(again)

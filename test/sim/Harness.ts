@@ -21,8 +21,8 @@
  * awaited under a timeout, so one run always ends, whatever the system does.
  */
 import { Duration, Effect, Exit, Fiber, Option, Ref } from "effect"
-import type { DiskFault, Fault, RestartSettings, Rot, SimSchedule, Step } from "./Schedule.js"
-import { dataModel, stepText } from "./Schedule.js"
+import type { DiskFault, Fault, HoldingDiskFault, RestartSettings, Rot, SimSchedule, Step } from "./Schedule.js"
+import { dataModel, holdsCallers, stepText } from "./Schedule.js"
 
 // ---------------------------------------------------------------------------------------------
 // The data model
@@ -392,7 +392,7 @@ export type FaultEvent =
   | {
     readonly atMs: number
     readonly instance: string
-    readonly kind: Fault["kind"] | "readStalls" | "slowSyncs" | "slowDisk"
+    readonly kind: Fault["kind"] | HoldingDiskFault["kind"]
     /** How long after the next heal its requests may still be on their way (`late`). */
     readonly lingersMs?: number
   }
@@ -1050,7 +1050,7 @@ export const simulate = <W>(
             // A hung read holds its task until the request timeout, as a stalled bucket does, and a
             // slow fsync holds its caller: the judges count each as a fault while it lasts (full
             // disks and failed fsyncs fail at once).
-            if (step.fault.kind === "readStalls" || step.fault.kind === "slowSyncs" || step.fault.kind === "slowDisk") {
+            if (holdsCallers(step.fault)) {
               record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
             }
             return yield* instance.injectDiskFault(step.fault)

@@ -69,7 +69,14 @@ import type {
 } from "./Harness.js"
 import { diskOf, isZero, slotKey, slotsOfPart } from "./Harness.js"
 import { gatedDisk, gatedStore, makeGate, type ProcessGate } from "./Process.js"
-import { dataModel, type DiskTarget, type Fault, type GcSettings, type RestartSettings } from "./Schedule.js"
+import {
+  dataModel,
+  type DiskTarget,
+  type Fault,
+  type GcSettings,
+  holdsCallers,
+  type RestartSettings
+} from "./Schedule.js"
 import type { FaultControl, FaultyView, SimBucket } from "./SimBucket.js"
 import { makeSimBucket } from "./SimBucket.js"
 
@@ -417,9 +424,7 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       ),
       injectDiskFault: (fault) => {
         const filter = diskFilterOf(fault.target)
-        if (fault.kind === "readStalls" || fault.kind === "slowSyncs" || fault.kind === "slowDisk") {
-          diskWaitsInjected = true
-        }
+        if (holdsCallers(fault)) diskWaitsInjected = true
         switch (fault.kind) {
           case "full":
             return faultyDisk.faults.fillAfter(fault.afterBytes, filter)

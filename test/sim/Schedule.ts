@@ -84,6 +84,13 @@ export type DiskFault =
    * comes. */
   | { readonly kind: "slowDisk"; readonly latencyMs: number; readonly target: DiskTarget }
 
+/** The disk faults that hold their callers (a hung read, a slow fsync or disk call), which the
+ * judges count as faults while they last; a full disk and failed fsyncs fail at once. */
+export type HoldingDiskFault = Extract<DiskFault, { readonly kind: "readStalls" | "slowSyncs" | "slowDisk" }>
+
+export const holdsCallers = (fault: DiskFault): fault is HoldingDiskFault =>
+  fault.kind === "readStalls" || fault.kind === "slowSyncs" || fault.kind === "slowDisk"
+
 /** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
  * how many there are), at a drawn offset. */
 export interface Rot {
