@@ -21,6 +21,11 @@
  *   on the thread pool is): it lands later, copying the file's bytes of that moment into the
  *   caller's buffer, as the next `readAllInto` returns: after that read's own bytes, the worst
  *   moment for a caller that reused the buffer.
+ * - `stallWrites(count, holdMs)`: the next `count` matching positional `write` calls land `holdMs`
+ *   late, as a write stuck in a device's queue does, while every other call answers at once. The
+ *   caller waits for its write, interrupted or not (a write the device accepted still lands; this
+ *   decorator keeps its caller until it has, as an uninterruptible write would be kept), so a write
+ *   of a storage that shut down meanwhile lands after the shutdown returned.
  * - `slowSyncs(latencyMs)`: every matching `sync` and `writeAtomic` (which syncs its file) first
  *   sleeps `latencyMs` (`Effect.sleep`, so the simulated clock drives it), as an fsync on a loaded
  *   disk takes hundreds of milliseconds. It widens every window between a durable step and the
@@ -30,8 +35,8 @@
  *   is still running when a shutdown or deadline comes. Replaces `slowSyncs`, and the other way round.
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
- * `heal` removes `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll` (flips are done;
- * abandoned reads still land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
+ * `heal` removes `fillAfter`, `failSync`, `stallReads`, `stallWrites`, `slowSyncs` and `slowAll`
+ * (flips are done; abandoned reads and held writes still land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
  * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
  * (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *
@@ -67,6 +72,8 @@ export interface DiskFaultStats {
   /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
   readonly stalledReads: number
   readonly lateReads: number
+  /** Writes that `stallWrites` held. */
+  readonly stalledWrites: number
   /** Calls that `slowSyncs` or `slowAll` delayed. */
   readonly slowedCalls: number
 }
@@ -82,12 +89,14 @@ export interface DiskFaultsService {
   readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
   /** The next `count` matching `readAllInto` calls hang until interrupted, and land later (default 1). */
   readonly stallReads: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
+  /** The next `count` matching `write` calls land `holdMs` late, their callers waiting (default 1). */
+  readonly stallWrites: (count: number, holdMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
   /** Every matching sync and atomic write first sleeps `latencyMs`, until healed (replaces an
    * earlier `slowSyncs`). */
   readonly slowSyncs: (latencyMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
   /** Every matching operation first sleeps `latencyMs`, until healed (replaces `slowSyncs`). */
   readonly slowAll: (latencyMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
-  /** Ends `fillAfter`, `failSync`, `stallReads`, `slowSyncs` and `slowAll`. */
+  /** Ends `fillAfter`, `failSync`, `stallReads`, `stallWrites`, `slowSyncs` and `slowAll`. */
   readonly heal: Effect.Effect<void>
   readonly stats: Effect.Effect<DiskFaultStats>
 }
@@ -105,6 +114,7 @@ interface FaultState {
   space: { readonly filter: DiskFaultFilter; remainingBytes: number } | undefined
   syncFailures: { readonly filter: DiskFaultFilter; remaining: number } | undefined
   readStalls: { readonly filter: DiskFaultFilter; remaining: number } | undefined
+  writeStalls: { readonly filter: DiskFaultFilter; remaining: number; readonly holdMs: number } | undefined
   /** `all`: every operation (`slowAll`), else syncs and atomic writes only (`slowSyncs`). */
   slow: { readonly filter: DiskFaultFilter; readonly latencyMs: number; readonly all: boolean } | undefined
   /** Reads abandoned by an interruption, still to land in their callers' buffers. */
@@ -134,6 +144,7 @@ export const make = (
       space: undefined,
       syncFailures: undefined,
       readStalls: undefined,
+      writeStalls: undefined,
       slow: undefined,
       abandoned: [],
       stats: {
@@ -143,6 +154,7 @@ export const make = (
         flippedBytes: 0,
         stalledReads: 0,
         lateReads: 0,
+        stalledWrites: 0,
         slowedCalls: 0
       }
     }
@@ -169,7 +181,22 @@ export const make = (
         return Effect.zipRight(Effect.sleep(Duration.millis(slow.latencyMs)), effect)
       })
 
+    // Holds the write when a `stallWrites` applies to `path`: it lands `holdMs` late, whatever its caller.
     const write: LocalDiskService["write"] = (path, offset, bytes) =>
+      Effect.suspend(() => {
+        const stalls = state.writeStalls
+        const valid = Option.getRight(normalizePath("write", path))
+        if (
+          stalls === undefined || stalls.remaining <= 0 || Option.isNone(valid) || !matches(stalls.filter, valid.value)
+        ) return writeNow(path, offset, bytes)
+        stalls.remaining -= 1
+        count("stalledWrites")
+        return Effect.uninterruptible(
+          Effect.zipRight(Effect.sleep(Duration.millis(stalls.holdMs)), writeNow(path, offset, bytes))
+        )
+      })
+
+    const writeNow: LocalDiskService["write"] = (path, offset, bytes) =>
       Effect.suspend(() => {
         const space = spaceFor("write", path)
         if (space === undefined) return inner.write(path, offset, bytes)
@@ -279,6 +306,10 @@ export const make = (
         times >= 0
           ? Effect.sync(() => void (state.readStalls = { filter, remaining: times }))
           : Effect.dieMessage(`stallReads: ${times} must be >= 0`),
+      stallWrites: (times, holdMs, filter = {}) =>
+        times >= 0 && Number.isFinite(holdMs) && holdMs >= 0
+          ? Effect.sync(() => void (state.writeStalls = { filter, remaining: times, holdMs }))
+          : Effect.dieMessage(`stallWrites: ${times} and ${holdMs} ms must be >= 0`),
       slowSyncs: (latencyMs, filter = {}) =>
         Number.isFinite(latencyMs) && latencyMs >= 0
           ? Effect.sync(() => void (state.slow = { filter, latencyMs, all: false }))
@@ -292,6 +323,7 @@ export const make = (
         state.space = undefined
         state.syncFailures = undefined
         state.readStalls = undefined
+        state.writeStalls = undefined
         state.slow = undefined
       }),
       stats: Effect.sync(() => state.stats)

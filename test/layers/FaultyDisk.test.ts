@@ -4,7 +4,8 @@
  * limit (its first bytes land, the rest do not) and refuses the later ones; an atomic write that
  * does not fit leaves its target as it was; a failed sync leaves the bytes unsynced (a crash of the
  * MemoryDisk below loses them); a flipped byte survives a crash; the seed decides the offset; a
- * stalled read hangs until interrupted and then lands late, in the buffer it was given; a slow
+ * stalled read hangs until interrupted and then lands late, in the buffer it was given; a stalled
+ * write lands its hold late, its caller waiting whether interrupted or not, and nothing else waits; a slow
  * sync or atomic write takes its latency of simulated time, and nothing else is slowed; under
  * `slowAll` every operation does.
  * Method: FaultyDisk over a MemoryDisk, inspected through the MemoryDisk's control handle.
@@ -51,6 +52,7 @@ describe("FaultyDisk", () => {
         flippedBytes: 0,
         stalledReads: 0,
         lateReads: 0,
+        stalledWrites: 0,
         slowedCalls: 0
       })
       yield* faults.heal
@@ -107,6 +109,27 @@ describe("FaultyDisk", () => {
       assert.deepStrictEqual(yield* disk.readAllInto("parts/a", other), Option.some(8), "heal ends the stalls")
       const stats = yield* faults.stats
       assert.deepStrictEqual([stats.stalledReads, stats.lateReads], [1, 1])
+    }))
+
+  it.effect("stallWrites: a matching write lands its hold late, even when its caller is interrupted; others do not wait", () =>
+    Effect.gen(function*() {
+      const { disk, faults } = yield* makeFaulty()
+      yield* faults.stallWrites(2, 1_000, { pathPrefix: "parts/" })
+      const held = yield* Effect.fork(disk.write("parts/a", 0, filled(8, 1)))
+      yield* disk.write("wal/1", 0, filled(8, 2)) // not under parts/: at once
+      yield* disk.write("parts/b", 0, filled(8, 3)).pipe(Effect.fork) // the second held write
+      yield* TestClock.adjust(999)
+      assert.isTrue(Option.isNone(yield* disk.readAll("parts/a")), "not landed at 999 ms")
+      const interrupting = yield* Effect.fork(Fiber.interrupt(held))
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(interrupting)
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("parts/a")), filled(8, 1), "landed at 1000 ms")
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("parts/b")), filled(8, 3))
+      yield* disk.write("parts/c", 0, filled(8, 4)) // the count is spent: at once
+      yield* faults.stallWrites(1, 1_000)
+      yield* faults.heal
+      yield* disk.write("parts/c", 0, filled(8, 5)) // healed: at once
+      assert.strictEqual((yield* faults.stats).stalledWrites, 2)
     }))
 
   it.effect("slowSyncs: a matching sync or atomic write waits its latency, then does its work; others and healed ones do not wait", () =>
