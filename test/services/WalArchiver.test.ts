@@ -38,6 +38,7 @@ import { type Lsn, lsn, segmentNumber, TaskId } from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import type { Task } from "../../src/domain/Task.js"
 import * as Wal from "../../src/domain/Wal.js"
+import * as FaultyDisk from "../../src/layers/FaultyDisk.js"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
@@ -719,6 +720,29 @@ describe("WalArchiver", () => {
       )
       assert.strictEqual(Option.getOrUndefined(failure)?._tag, "ShuttingDown")
       assert.strictEqual((yield* waits.current).length, 0)
+    }))
+
+  it.effect("closing the archiver's scope does not wait for a flush whose write the disk holds; the write lands later", () =>
+    Effect.gen(function*() {
+      const env = yield* makeEnv
+      // The next write of a WAL segment lands 1 s late (a write stuck in the device).
+      const { disk, faults } = yield* FaultyDisk.make(env.disk)
+      yield* faults.stallWrites(1, 1_000, { pathPrefix: "wal/0" })
+      const { kill, wal } = yield* open(env, disk)
+      yield* wal.append(record(10))
+      const committing = yield* Effect.fork(wal.commit)
+      for (let turn = 0; turn < 100 && (yield* faults.stats).stalledWrites === 0; turn++) yield* Effect.yieldNow()
+      assert.strictEqual((yield* faults.stats).stalledWrites, 1, "the flush's write is held")
+      const closing = yield* Effect.fork(kill)
+      // The close needs no time: let every runnable fiber run, then look (the clock has not moved).
+      for (let turn = 0; turn < 10; turn++) yield* Effect.yieldNow()
+      assert.isTrue(Option.isSome(yield* Fiber.poll(closing)), "the scope closed while the flush's write was held")
+      const told = yield* Fiber.join(committing).pipe(Effect.flip)
+      assert.strictEqual(told._tag, "ShuttingDown")
+      assert.isTrue(Option.isNone(yield* env.disk.size("wal/0000000000000000")), "the held write has not landed")
+      yield* TestClock.adjust(1_000)
+      yield* env.control.crash // the flush's fsync ran after its write: the record survives
+      assert.isTrue(Option.isSome(yield* env.disk.readAll("wal/0000000000000000")), "the held write landed")
     }))
 
   it.effect("a closed task queue leaves the segment pending; shutdown reports it local-only", () =>

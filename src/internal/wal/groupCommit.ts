@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Deferred, Effect, Exit, List, Queue, Ref, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, List, Queue, Ref, type Scope } from "effect"
 import { type LocalIoError, ShuttingDown, WalRecordTooLarge } from "../../domain/Errors.js"
 import { type Lsn, lsn as toLsn } from "../../domain/Ids.js"
 import * as Wal from "../../domain/Wal.js"
@@ -38,6 +38,8 @@ export interface LogState {
   /** The flush that will run next: every committer not covered by `running` waits on it. */
   readonly next: FlushDone
   readonly closing: boolean
+  /** The log's scope is closing: no flush starts any more. */
+  readonly stopped: boolean
   /** Records were appended since the last time mark. */
   readonly unmarked: boolean
   /** When the last time mark was written (or the log opened). */
@@ -117,11 +119,18 @@ export const make = (
       running: undefined,
       next: yield* Deferred.make<void, CommitError>(),
       closing: false,
+      stopped: false,
       unmarked: false,
       lastMarkMs: yield* Clock.currentTimeMillis
     })
     const log: Log = { ...services, state, flushWake: yield* Queue.sliding<void>(1) }
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(log.flushWake), flushOnce(log))))
+    yield* Effect.acquireRelease(
+      // Interruptible, although forked in the acquire's uninterruptible region.
+      Effect.forkDaemon(
+        Effect.interruptible(Effect.forever(Effect.zipRight(Queue.take(log.flushWake), flushOnce(log))))
+      ),
+      (flusher) => stopFlusher(log, flusher)
+    )
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(
         Ref.get(state),
@@ -130,6 +139,16 @@ export const make = (
     )
     return log
   })
+
+/** Stops the flusher when the log's scope closes: no flush starts any more, and one that runs is
+ * not waited for. A flush is uninterruptible, and one whose write the disk holds would hold the
+ * shutdown past its deadline; it ends when its write does (the directory guard keeps the directory
+ * locked until then), and its committers have been told ShuttingDown. */
+const stopFlusher = (log: Log, flusher: Fiber.RuntimeFiber<never>) =>
+  Effect.flatMap(
+    Ref.modify(log.state, (state) => [state.running !== undefined, { ...state, stopped: true }] as const),
+    (flushing) => (flushing ? Fiber.interruptFork(flusher) : Fiber.interrupt(flusher))
+  )
 
 const wakeFlusher = (log: Log) => Queue.offer(log.flushWake, undefined)
 
@@ -165,6 +184,7 @@ const flushOnce = (log: Log) =>
     const fresh = yield* Deferred.make<void, CommitError>()
     const nowMs = yield* Clock.currentTimeMillis
     const taken = yield* Ref.modify(log.state, (current) => {
+      if (current.stopped) return [undefined, current] as const
       const state = withTimeMark(log.config, current, nowMs)
       const running = { endLsn: state.endLsn, done: state.next }
       return [
@@ -177,6 +197,7 @@ const flushOnce = (log: Log) =>
         { ...state, pendingNewestFirst: List.empty<Wal.FrameWrite>(), pendingBytes: 0, running, next: fresh }
       ] as const
     })
+    if (taken === undefined) return
     const frames = List.toArray(List.reverse(taken.framesNewestFirst))
     const exit = yield* Effect.exit(frames.length === 0 ? Effect.void : writeFrames(log, frames))
     if (Exit.isSuccess(exit)) {
