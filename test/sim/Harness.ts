@@ -296,6 +296,8 @@ export interface InsertRecord {
   readonly id: number
   readonly slot: Slot
   readonly value: Uint8Array
+  /** For a rewrite: the insert whose slot it writes again (the slot's last write before it). */
+  readonly rewrites?: number
   readonly instance: string
   readonly startedAtMs: number
   result: InsertResult | undefined
@@ -393,8 +395,12 @@ export type FaultEvent =
     readonly atMs: number
     readonly instance: string
     readonly kind: Fault["kind"] | HoldingDiskFault["kind"]
-    /** How long after the next heal its requests may still be on their way (`late`). */
+    /** How long after the next heal its requests may still be on their way (`late`), or its held
+     * writes still land (`writeStalls`). */
     readonly lingersMs?: number
+    /** For a slow disk (`slowSyncs`, `slowDisk`): what each of its calls takes; for held writes
+     * (`writeStalls`): their hold. */
+    readonly diskLatencyMs?: number
   }
   | { readonly atMs: number; readonly instance: "*"; readonly kind: "heal" }
 
@@ -592,6 +598,8 @@ export const simulate = <W>(
     /** Owners stopping in the middle of the run: no longer live, but a heal still reaches them. */
     const stoppingOwners: Array<Instance> = []
     const nextSlotIndex = new Map<string, number>()
+    /** The last write of each slot, by slot key. */
+    const lastWriteBySlot = new Map<string, InsertRecord>()
     let nextInsertId = 0
     let nextLabel = 1
 
@@ -610,15 +618,37 @@ export const simulate = <W>(
       return undefined
     }
 
-    const insertOn = (instance: Instance, file: number, part: number) =>
+    const isLive = (label: string) => live.some((each) => each.instance.label === label)
+
+    // A rewrite never overlaps the slot's last write on a live instance (the application orders
+    // the writes of one row, as a database's row lock does), so the slots' writes are ordered by id.
+    // A write still running on an instance that stopped was abandoned: its slot is chosen first (of
+    // any file), then the part's latest written slot, then the file's.
+    const chooseRewrite = (file: number, part: number): InsertRecord | undefined => {
+      const written = [...lastWriteBySlot.values()].sort((left, right) => right.id - left.id)
+      const rank = (each: InsertRecord) =>
+        each.endedAtMs === undefined && !isLive(each.instance)
+          ? 0
+          : each.slot.file !== file
+          ? 3
+          : each.slot.part === part
+          ? 1
+          : 2
+      const candidates = written.filter((each) => each.endedAtMs !== undefined || !isLive(each.instance))
+      return candidates.sort((left, right) => rank(left) - rank(right))[0]
+    }
+
+    const insertOn = (instance: Instance, file: number, part: number, rewrite = false) =>
       Effect.gen(function*() {
-        const slot = allocateSlot(file, part)
+        const previous = rewrite ? chooseRewrite(file, part) : undefined
+        const slot = rewrite ? previous?.slot : allocateSlot(file, part)
         if (slot === undefined) return undefined
         const id = nextInsertId++
         const insert: InsertRecord = {
           id,
           slot,
           value: insertValue(id),
+          ...(previous === undefined ? {} : { rewrites: previous.id }),
           instance: instance.label,
           startedAtMs: yield* now,
           result: undefined,
@@ -626,6 +656,7 @@ export const simulate = <W>(
           appliedAtMs: undefined
         }
         record.inserts.push(insert)
+        lastWriteBySlot.set(slotKey(slot), insert)
         return insert
       })
 
@@ -745,6 +776,61 @@ export const simulate = <W>(
         yield* addInstance(exit.value.value, undefined)
         yield* Ref.set(currentRef, exit.value.value)
         yield* trace(`${label} restarted on directory ${diskOf(label)} (epoch ${exit.value.value.epoch})`)
+      })
+
+    /** The application restarts its storage: it ends every operation it runs on `instance`, shuts
+     * it down cleanly, and opens its directory again at once as the next incarnation, retrying
+     * while the directory is locked (a write of the old instance still on its disk), within the
+     * open bound. A restart that does not open within it is recorded as a failed restart. */
+    const restartAfterStop = (instance: Instance, settings: RestartSettings): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const reopenFn = system.reopen
+        if (reopenFn === undefined) return
+        live.splice(live.findIndex((each) => each.instance.label === instance.label), 1)
+        for (const each of workload) if (each.instance === instance.label) yield* Fiber.interruptFork(each.fiber)
+        // Awaited at the end too, should the shutdown instant cut this step.
+        const stopping = yield* Effect.forkDaemon(shutdownOf(instance))
+        midRunShutdowns.push(stopping)
+        yield* Fiber.await(stopping)
+        const label = nextIncarnation(instance.label)
+        const faults = yield* networkFaultsFor(label)
+        const deadlineMs = (yield* now) + bounds.openTimeoutMs
+        const opened = (next: Instance) => Effect.zipRight(addInstance(next, undefined), Ref.set(currentRef, next))
+        for (let refusals = 0;; refusals++) {
+          const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, faults))
+          // Cut by the shutdown instant: the open is interrupted; one that opened all the same is
+          // live, and shut down with the others.
+          const exit = yield* Fiber.await(fiber).pipe(
+            Effect.timeout(Duration.millis(Math.max(1, deadlineMs - (yield* now)))),
+            Effect.option,
+            Effect.onInterrupt(() =>
+              Effect.flatMap(Fiber.interrupt(fiber), (cut) => Exit.isSuccess(cut) ? opened(cut.value) : Effect.void)
+            )
+          )
+          if (Option.isSome(exit) && Exit.isSuccess(exit.value)) {
+            yield* opened(exit.value.value)
+            return yield* trace(`${label} opened directory ${diskOf(label)} again after ${refusals} refusal(s)`)
+          }
+          if (Option.isNone(exit)) yield* Fiber.interrupt(fiber)
+          const failure = Option.isNone(exit) ? undefined : describeExit(exit.value)
+          if (failure !== undefined && failure.includes("DirectoryLocked") && (yield* now) < deadlineMs) {
+            yield* Effect.sleep(Duration.millis(restartRetryMs))
+            continue
+          }
+          const error = failure ?? `did not open within ${bounds.openTimeoutMs} ms`
+          record.reopens.push({
+            kind: "restart",
+            instance: label,
+            instanceId: undefined,
+            epoch: undefined,
+            crash: false,
+            error,
+            networkFaulty: faults.length > 0,
+            parts: [],
+            shutdown: undefined
+          })
+          return yield* trace(`restart of ${label} on its directory failed: ${error}`)
+        }
       })
 
     /** The stale writer of a take-over goes on as if nothing happened: inserts and commits, and
@@ -924,6 +1010,12 @@ export const simulate = <W>(
             }
             return
           }
+          case "Rewrite": {
+            const insert = yield* insertOn(instance, step.file, step.part, true)
+            if (insert === undefined) return yield* trace("no slot of that file to rewrite (skipped)")
+            yield* trace(`insert ${insert.id} rewrites slot ${slotKey(insert.slot)} (insert ${insert.rewrites})`)
+            return yield* fork(`rewrite ${slotKey(insert.slot)} on ${instance.label}`, runInsert(instance, insert))
+          }
           case "Read": {
             const read: ReadRecord = {
               file: step.file,
@@ -1051,7 +1143,17 @@ export const simulate = <W>(
             // slow fsync holds its caller: the judges count each as a fault while it lasts (full
             // disks and failed fsyncs fail at once).
             if (holdsCallers(step.fault)) {
-              record.faults.push({ atMs: yield* now, instance: instance.label, kind: step.fault.kind })
+              record.faults.push({
+                atMs: yield* now,
+                instance: instance.label,
+                kind: step.fault.kind,
+                // A held write lands (and holds its caller) up to its hold after a heal.
+                ...("latencyMs" in step.fault
+                  ? { diskLatencyMs: step.fault.latencyMs }
+                  : "holdMs" in step.fault
+                  ? { diskLatencyMs: step.fault.holdMs, lingersMs: step.fault.holdMs }
+                  : {})
+              })
             }
             return yield* instance.injectDiskFault(step.fault)
           case "OwnerStops": {
@@ -1067,6 +1169,11 @@ export const simulate = <W>(
             // Uninterruptible from the driver: the shutdown instant does not cut it; awaited at the end.
             midRunShutdowns.push(yield* Effect.forkDaemon(shutdownOf(instance)))
             return
+          }
+          case "Restart": {
+            if (system.reopen === undefined) return yield* trace("restart: not supported by this system (skipped)")
+            if (!isLive(instance.label)) return yield* trace(`${instance.label} is not running (skipped)`)
+            return yield* restartAfterStop(instance, step.restart)
           }
         }
       })
@@ -1181,6 +1288,9 @@ export const simulate = <W>(
     return record
   })
 
+/** How long a restart waits before it tries a directory that was locked again (simulated ms). */
+const restartRetryMs = 50
+
 /** How often the auditor looks at the bucket during a run with garbage collection (simulated ms). */
 const gcAuditIntervalMs = 20
 
@@ -1203,6 +1313,21 @@ const partsToRead = (record: RunRecord): ReadonlyArray<readonly [number, number]
   })
 }
 
+/** Opens with `open`, again every `restartRetryMs` while it fails because the directory is locked (a
+ * write of the instance before it still on the disk), as an application restarting would, within
+ * `timeoutMs` in all. */
+const openRetryingLocked = (open: Effect.Effect<Instance, string>, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const deadlineMs = (yield* now) + timeoutMs
+    for (;;) {
+      const opened = yield* bounded(open, Math.max(1, deadlineMs - (yield* now)))
+      const locked = Option.isSome(opened) && Exit.isFailure(opened.value) &&
+        describeExit(opened.value).includes("DirectoryLocked")
+      if (!locked || (yield* now) + restartRetryMs >= deadlineMs) return opened
+      yield* Effect.sleep(Duration.millis(restartRetryMs))
+    }
+  })
+
 const reopen = <W>(
   system: SystemUnderTest<W>,
   record: RunRecord,
@@ -1213,7 +1338,7 @@ const reopen = <W>(
   bounds: HarnessBounds
 ) =>
   Effect.gen(function*() {
-    const opened = yield* bounded(open, bounds.openTimeoutMs)
+    const opened = yield* openRetryingLocked(open, bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
       record.reopens.push({
         kind,

@@ -743,4 +743,106 @@ describe("Properties", () => {
       assert.deepStrictEqual(violated(wal), ["bucket-bounded"])
     })
   })
+
+  describe("rewrites of a slot and writes the disk holds", () => {
+    /** `healthy`, where insert 2 then wrote slot 0 again (insert 0's slot), logged below the
+     * checkpoint's WAL position and acknowledged; every read, checkpoint and reopen holds it. */
+    const rewritten = (): RunRecord => {
+      const record = healthy()
+      record.inserts.push({ ...insert(2, 0, 900), rewrites: 0 })
+      const bytes = partBytes(record.inserts)
+      const read = record.reads[0]
+      if (read === undefined) throw new Error("fixture")
+      read.result = { bytes, error: undefined }
+      record.audit = { checkpoints: [checkpointOf(record.inserts, 1_200)], problems: [] }
+      record.finalAudit = record.audit
+      record.reopens.forEach((reopen, index) => {
+        record.reopens[index] = { ...reopen, parts: [{ file: 0, part: 0, read: { bytes, error: undefined } }] }
+      })
+      return record
+    }
+    /** The part's bytes with slot 0 back at insert 0's value. */
+    const olderBytes = (record: RunRecord) => partBytes(record.inserts.filter((each) => each.id !== 2))
+
+    it("the latest write of a slot, or a later one, is what every judge requires", () => {
+      assert.deepStrictEqual(judge(rewritten()), [])
+      // A checkpoint whose WAL position lies between the two writes may hold either (a fuzzy one).
+      const fuzzy = rewritten()
+      fuzzy.audit = { checkpoints: [checkpointOf(fuzzy.inserts, 700)], problems: [] }
+      fuzzy.finalAudit = fuzzy.audit
+      fuzzy.checkpoints.length = 0
+      assert.deepStrictEqual(violated(fuzzy), [])
+    })
+
+    it("reads-see-applied-writes: the slot's older value after its rewrite was applied; before it, either", () => {
+      const record = rewritten()
+      const read = record.reads[0]
+      if (read === undefined) throw new Error("fixture")
+      read.result = { bytes: olderBytes(record), error: undefined }
+      assert.deepStrictEqual(violated(record), ["reads-see-applied-writes"])
+      assert.include(judge(record)[0]?.detail ?? "", "holds insert 0's bytes, older than insert 2")
+      record.reads[0] = { ...read, startedAtMs: 15 } // before insert 2 was applied (t=21)
+      assert.deepStrictEqual(violated(record), [])
+    })
+
+    it("checkpoint-restores-acknowledged, restart-keeps-acknowledged, restore-from-bucket: the older value", () => {
+      const checkpoint = rewritten()
+      const older = checkpointOf(checkpoint.inserts.filter((each) => each.id !== 2), 1_200)
+      checkpoint.audit = { checkpoints: [older], problems: [] }
+      checkpoint.finalAudit = checkpoint.audit
+      assert.include(violated(checkpoint), "checkpoint-restores-acknowledged")
+      for (const [index, property] of [[0, "restart-keeps-acknowledged"], [1, "restore-from-bucket"]] as const) {
+        const record = rewritten()
+        const reopen = record.reopens[index]
+        if (reopen === undefined) throw new Error("fixture")
+        record.reopens[index] = {
+          ...reopen,
+          parts: [{ file: 0, part: 0, read: { bytes: olderBytes(record), error: undefined } }]
+        }
+        assert.deepStrictEqual(violated(record), [property])
+      }
+    })
+
+    it("quiescent-after-shutdown: a lease, a fiber and an operation a held write keeps are excused; a task is not", () => {
+      const held = (record: RunRecord) =>
+        record.faults.push({ atMs: 50, instance: "A", kind: "writeStalls", diskLatencyMs: 6_000, lingersMs: 6_000 })
+      const record = healthy()
+      held(record)
+      const first = record.shutdowns[0]
+      if (first === undefined || first.result === undefined) throw new Error("fixture")
+      record.shutdowns[0] = {
+        ...first,
+        result: { ...first.result, problems: ["the report says 1 lease(s) held"] },
+        observation: {
+          leasesHeld: 1,
+          fibersAlive: 1,
+          fibersAliveDetail: "#9",
+          unresolvedTasks: 0,
+          invariantProblems: []
+        }
+      }
+      record.unfinishedWorkload.push("insert f0#0.0 on A")
+      assert.deepStrictEqual(violated(record), [])
+      record.faults.length = 0
+      assert.deepStrictEqual(violated(record), ["quiescent-after-shutdown"])
+      const task = healthy()
+      held(task)
+      task.shutdowns[0] = {
+        ...first,
+        observation: { leasesHeld: 0, fibersAlive: 0, fibersAliveDetail: "", unresolvedTasks: 1, invariantProblems: [] }
+      }
+      assert.deepStrictEqual(violated(task), ["quiescent-after-shutdown"])
+    })
+
+    it("waits-bounded: a read on a slow disk may add its calls' latency, not more", () => {
+      const record = healthy()
+      record.faults.push({ atMs: 100, instance: "A", kind: "slowDisk", diskLatencyMs: 600 })
+      const read = record.reads[0]
+      if (read === undefined) throw new Error("fixture")
+      read.endedAtMs = read.startedAtMs + 1_000 + 3 * 600
+      assert.deepStrictEqual(violated(record), [])
+      read.endedAtMs += 20
+      assert.deepStrictEqual(violated(record), ["waits-bounded"])
+    })
+  })
 })

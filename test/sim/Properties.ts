@@ -7,18 +7,23 @@
  *   the restarted and restored instances) completes within the shutdown deadline of simulated time.
  * - `quiescent-after-shutdown`: afterwards no fiber of the system is alive, no lease is held, no
  *   task is queued or in flight (every handle resolved), and every operation the application had
- *   in flight has returned.
+ *   in flight has returned. A write the disk holds (`writeStalls`) past the shutdown excuses the
+ *   fibers, leases and operations it keeps: the shutdown cannot end a system call, and returns
+ *   within its deadline all the same (the data directory stays locked until the write lands).
  * - `failures-reach-waiters`: an operation (a read, an insert, a checkpoint, the shutdown
  *   checkpoint) never ends by running out of its time while the bucket only ever answered at once:
  *   no fault, or only permanent errors, on that instance's view during the operation. Then every
  *   request either succeeded or failed immediately, and a waiter that still waited for its deadline
  *   was never told the outcome.
  * - `waits-bounded`: a read of one part returns within the system's read deadline (the lease
- *   timeout), whatever the bucket does: the wait for a part to load is cut by its own deadline.
+ *   timeout), whatever the bucket does: the wait for a part to load is cut by its own deadline. The
+ *   deadline bounds the waits for the bucket, not the local disk's own calls: on a slow disk a read
+ *   may take up to three of its calls' latency more.
  * Safety
  * - `part-state-invariants`: the part-state invariants hold after every step.
- * - `reads-see-applied-writes`: a read returns every write of its instance applied before it began,
- *   and never a value that no insert wrote.
+ * - `reads-see-applied-writes`: a read returns every write of its instance applied before it began
+ *   (for a slot written several times, the latest such write or a later one), and never a value
+ *   that no write of that slot wrote.
  * - `checkpoint-restores-acknowledged`: every checkpoint in the bucket, read back independently,
  *   holds every insert logged below its WAL position and everything of the checkpoint before it,
  *   and nothing else than inserted values; every checkpoint reported committed is in the bucket.
@@ -56,6 +61,10 @@
  *
  * Crashes: an insert that a crashed incarnation logged but never acknowledged may be gone, and its
  * LSN reused by the next incarnation; such an insert is never required.
+ *
+ * Rewrites: a slot may be written again (the workload's `Rewrite`); its writes never overlap, so
+ * they are ordered by id, and wherever a judge requires a write of a slot, that write or a later
+ * one of the same slot satisfies it, and an earlier one does not.
  */
 import type {
   AuditedCheckpoint,
@@ -157,17 +166,22 @@ const judgeShutdown = (record: RunRecord, shutdown: ShutdownRecord, what: string
   if (shutdown.result !== undefined && !shutdown.result.metDeadline) {
     add("shutdown-within-deadline", `${what} reports metDeadline=false: ${shutdown.result.detail}`)
   }
-  for (const problem of shutdown.result?.problems ?? []) add("quiescent-after-shutdown", `${what}: ${problem}`)
+  // A write the disk holds past the shutdown holds its lease (and its operation) until it lands: the
+  // shutdown cannot end a system call, and returns within its deadline all the same.
+  const writeHeld = writesHeldDuring(record, shutdown.instance, shutdown.startedAtMs, shutdown.completedAtMs)
+  for (const problem of shutdown.result?.problems ?? []) {
+    if (!(writeHeld && problem.includes("lease(s) held"))) add("quiescent-after-shutdown", `${what}: ${problem}`)
+  }
   judgeReport(shutdown, what, add)
   const observation = shutdown.observation
   if (observation !== undefined) {
-    if (observation.fibersAlive > 0) {
+    if (observation.fibersAlive > 0 && !writeHeld) {
       add(
         "quiescent-after-shutdown",
         `${what}: ${observation.fibersAlive} fiber(s) of the system alive afterwards: ${observation.fibersAliveDetail}`
       )
     }
-    if (observation.leasesHeld > 0) {
+    if (observation.leasesHeld > 0 && !writeHeld) {
       add("quiescent-after-shutdown", `${what}: ${observation.leasesHeld} lease(s) held afterwards`)
     }
     if (observation.unresolvedTasks > 0) {
@@ -200,9 +214,19 @@ const judgeReport = (shutdown: ShutdownRecord, what: string, add: Add) => {
 const judgeShutdowns = (record: RunRecord, add: Add) => {
   for (const shutdown of record.shutdowns) judgeShutdown(record, shutdown, `shutdown of ${shutdown.instance}`, add)
   for (const name of record.unfinishedWorkload) {
+    const instance = name.split(" on ").at(-1) ?? ""
+    const shutdown = record.shutdowns.find((each) => each.instance === instance)
+    if (
+      shutdown !== undefined && writesHeldDuring(record, instance, shutdown.startedAtMs, shutdown.completedAtMs)
+    ) continue
     add("quiescent-after-shutdown", `operation still running after shutdown returned: ${name}`)
   }
 }
+
+/** Whether a write that the disk holds (`writeStalls`) may still have been on `instance`'s disk
+ * during [fromMs, toMs]. */
+const writesHeldDuring = (record: RunRecord, instance: string, fromMs: number, toMs: number | undefined): boolean =>
+  toMs !== undefined && faultsDuring(record, instance, fromMs, toMs).has("writeStalls")
 
 /** The fault kinds active on `instance`'s view at some instant of [fromMs, toMs] (a late request
  * may still land up to `lingersMs` after the heal). */
@@ -217,8 +241,27 @@ const faultsDuring = (record: RunRecord, instance: string, fromMs: number, toMs:
   return kinds
 }
 
+/** The latency of the slowest disk fault (`slowSyncs`, `slowDisk`, a held write's hold) active on
+ * `instance` at some instant of [fromMs, toMs]; 0 when none. */
+const diskLatencyDuring = (record: RunRecord, instance: string, fromMs: number, toMs: number): number => {
+  let latencyMs = 0
+  record.faults.forEach((event, index) => {
+    if (event.kind === "heal" || event.instance !== instance || event.atMs > toMs) return
+    const healed = record.faults.find((later, laterIndex) => laterIndex > index && later.kind === "heal")
+    const lingersMs = "lingersMs" in event ? event.lingersMs ?? 0 : 0
+    if (healed === undefined || healed.atMs + lingersMs > fromMs) {
+      latencyMs = Math.max(latencyMs, event.diskLatencyMs ?? 0)
+    }
+  })
+  return latencyMs
+}
+
 /** Simulated milliseconds a read may take beyond its deadline (local work is instantaneous). */
 const readSlackMs = 10
+
+/** The local disk calls a read may wait for beyond its deadline, which bounds its waits for the
+ * bucket, not its own disk's calls: the read of the part, and a load's write of it and its sync. */
+const readDiskCallsMax = 3
 
 const answeredAtOnce = (kinds: ReadonlySet<string>): boolean => [...kinds].every((kind) => kind === "permanent")
 
@@ -236,12 +279,16 @@ const judgeFailurePropagation = (record: RunRecord, add: Add) => {
   const readDeadlineMs = record.readDeadlineMs
   if (readDeadlineMs !== undefined) {
     for (const read of record.reads) {
-      if (read.endedAtMs !== undefined && read.endedAtMs - read.startedAtMs > readDeadlineMs + readSlackMs) {
+      if (read.endedAtMs === undefined) continue
+      const diskMs = readDiskCallsMax * diskLatencyDuring(record, read.instance, read.startedAtMs, read.endedAtMs)
+      if (read.endedAtMs - read.startedAtMs > readDeadlineMs + readSlackMs + diskMs) {
         add(
           "waits-bounded",
           `the read of f${read.file}#${read.part} on ${read.instance} took ${
             read.endedAtMs - read.startedAtMs
-          } ms (t=${read.startedAtMs}..${read.endedAtMs}ms), over its ${readDeadlineMs} ms deadline`
+          } ms (t=${read.startedAtMs}..${read.endedAtMs}ms), over its ${readDeadlineMs} ms deadline${
+            diskMs > 0 ? ` and ${diskMs} ms of its slow disk's calls` : ""
+          }`
         )
       }
     }
@@ -284,10 +331,62 @@ const judgeFailurePropagation = (record: RunRecord, add: Add) => {
   }
 }
 
-const insertsBySlot = (record: RunRecord): ReadonlyMap<string, InsertRecord> =>
-  new Map(record.inserts.map((insert) => [slotKey(insert.slot), insert]))
+/** Every write of each slot (its insert and its rewrites), in issue order: the workload never
+ * lets two writes of one slot overlap, so a later write of a slot replaces every earlier one. */
+const writesBySlot = (record: RunRecord): ReadonlyMap<string, ReadonlyArray<InsertRecord>> => {
+  const bySlot = new Map<string, Array<InsertRecord>>()
+  for (const insert of record.inserts) {
+    const key = slotKey(insert.slot)
+    const writes = bySlot.get(key)
+    if (writes === undefined) bySlot.set(key, [insert])
+    else writes.push(insert)
+  }
+  for (const writes of bySlot.values()) writes.sort((left, right) => left.id - right.id)
+  return bySlot
+}
 
-/** Checks every slot of a part's bytes: nothing but inserted values; `required` slots present. */
+/** Why `bytes` of slot `key` are no write of it, if they are none. */
+const foreignBytes = (
+  writes: ReadonlyArray<InsertRecord>,
+  key: string,
+  bytes: Uint8Array
+): string | undefined => {
+  if (writes.some((write) => sameBytes(bytes, write.value))) return undefined
+  if (writes.length === 0) return `slot ${key} was never written but holds data`
+  return writes.length === 1
+    ? `slot ${key} holds bytes that insert ${writes[0]?.id} did not write`
+    : `slot ${key} holds bytes that none of its writes (inserts ${writes.map((write) => write.id).join(", ")}) wrote`
+}
+
+/**
+ * Checks one slot's bytes against its writes: nothing but a value one of them wrote, and not older
+ * than the latest write `required` names (that write or a later one: a later write of the slot
+ * replaces it); the reason it is required, or undefined.
+ */
+const checkSlot = (
+  writes: ReadonlyArray<InsertRecord>,
+  key: string,
+  bytes: Uint8Array | undefined,
+  required: (insert: InsertRecord) => string | undefined
+): string | undefined => {
+  let latest: { readonly insert: InsertRecord; readonly why: string } | undefined
+  for (const insert of writes) {
+    const why = required(insert)
+    if (why !== undefined) latest = { insert, why }
+  }
+  if (bytes === undefined || isZero(bytes)) {
+    return latest === undefined ? undefined : `insert ${latest.insert.id} (slot ${key}, ${latest.why}) is missing`
+  }
+  const foreign = foreignBytes(writes, key, bytes)
+  if (foreign !== undefined || latest === undefined) return foreign
+  const held = writes.find((write) => sameBytes(bytes, write.value))
+  return held !== undefined && held.id < latest.insert.id
+    ? `slot ${key} holds insert ${held.id}'s bytes, older than insert ${latest.insert.id} (${latest.why}), which is missing`
+    : undefined
+}
+
+/** Checks every slot of a part's bytes: nothing but written values; `required` writes present
+ * (or a later write of their slot). */
 const checkPartBytes = (
   record: RunRecord,
   file: number,
@@ -299,19 +398,11 @@ const checkPartBytes = (
   add: Add
 ) => {
   if (read.bytes === undefined) return
-  const bySlot = insertsBySlot(record)
+  const bySlot = writesBySlot(record)
   for (const [slot, bytes] of slotsOfPart(file, part, read.bytes)) {
-    const insert = bySlot.get(slotKey(slot))
-    if (insert === undefined) {
-      if (!isZero(bytes)) add(property, `${what}: slot ${slotKey(slot)} was never written but holds data`)
-      continue
-    }
-    if (isZero(bytes)) {
-      const why = required(insert)
-      if (why !== undefined) add(property, `${what}: insert ${insert.id} (slot ${slotKey(slot)}, ${why}) is missing`)
-    } else if (!sameBytes(bytes, insert.value)) {
-      add(property, `${what}: slot ${slotKey(slot)} holds bytes that insert ${insert.id} did not write`)
-    }
+    const key = slotKey(slot)
+    const problem = checkSlot(bySlot.get(key) ?? [], key, bytes, required)
+    if (problem !== undefined) add(property, `${what}: ${problem}`)
   }
 }
 
@@ -345,8 +436,8 @@ const sameIdentity = (info: InstanceInfo | undefined, checkpoint: AuditedCheckpo
 const lsnStands = (record: RunRecord, insert: InsertRecord): boolean =>
   insert.result?.acked === true || !record.crashes.some((crash) => crash.instance === insert.instance)
 
-/** The inserts a checkpoint must hold: its own instance's inserts logged below its WAL position,
- * and (slots are never overwritten nor deleted) everything its previous checkpoint must hold. */
+/** The inserts a checkpoint must hold (each, or a later write of its slot): its own instance's
+ * inserts logged below its WAL position, and everything its previous checkpoint must hold. */
 const mustHold = (
   record: RunRecord,
   checkpoints: ReadonlyMap<number, AuditedCheckpoint>,
@@ -374,15 +465,11 @@ const mustHold = (
 }
 
 const checkForeignSlots = (record: RunRecord, checkpoint: AuditedCheckpoint, add: Add) => {
-  const bySlot = insertsBySlot(record)
+  const bySlot = writesBySlot(record)
   const what = `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
   for (const [key, bytes] of checkpoint.slots) {
-    const insert = bySlot.get(key)
-    if (insert === undefined) {
-      add("checkpoint-restores-acknowledged", `${what}: slot ${key} was never written but holds data`)
-    } else if (!sameBytes(bytes, insert.value)) {
-      add("checkpoint-restores-acknowledged", `${what}: slot ${key} holds bytes that insert ${insert.id} did not write`)
-    }
+    const problem = foreignBytes(bySlot.get(key) ?? [], key, bytes)
+    if (problem !== undefined) add("checkpoint-restores-acknowledged", `${what}: ${problem}`)
   }
 }
 
@@ -408,14 +495,13 @@ const judgeCheckpoints = (record: RunRecord, add: Add) => {
     checkForeignSlots(record, checkpoint, add)
     const what =
       `checkpoint ${checkpoint.checkpoint} (epoch ${checkpoint.epoch}, WAL position ${checkpoint.walPosition})`
-    for (const [id, why] of mustHold(record, chain, checkpoint)) {
-      const insert = record.inserts[id]
-      if (insert !== undefined && !checkpoint.slots.has(slotKey(insert.slot))) {
-        add(
-          "checkpoint-restores-acknowledged",
-          `${what}: insert ${id} (slot ${slotKey(insert.slot)}, ${why}) is missing`
-        )
-      }
+    const required = mustHold(record, chain, checkpoint)
+    for (const [key, writes] of writesBySlot(record)) {
+      // Foreign bytes were reported above; here, what is missing or older than required.
+      const bytes = checkpoint.slots.get(key)
+      if (bytes !== undefined && foreignBytes(writes, key, bytes) !== undefined) continue
+      const problem = checkSlot(writes, key, bytes, (insert) => required.get(insert.id))
+      if (problem !== undefined) add("checkpoint-restores-acknowledged", `${what}: ${problem}`)
     }
   }
   for (const attempt of record.checkpoints) {
@@ -890,12 +976,17 @@ const judgeRestores = (record: RunRecord, add: Add) => {
         if (lsn >= audited.walPosition && lsn < upToLsn && !required.has(id)) required.set(id, why)
       }
     }
-    const absent = new Map<string, InsertRecord>()
+    // For an LSN: the writes logged at or after it that the base's parts do not hold.
+    const absent = new Map<string, Array<InsertRecord>>()
     if (restore.choice._tag === "Lsn") {
       for (const insert of record.inserts) {
         const lsn = insert.result?.lsn
-        if (lsn !== undefined && lsn >= restore.choice.lsn && audited?.slots.has(slotKey(insert.slot)) !== true) {
-          absent.set(slotKey(insert.slot), insert)
+        const key = slotKey(insert.slot)
+        const inBase = audited?.slots.get(key)
+        if (
+          lsn !== undefined && lsn >= restore.choice.lsn && (inBase === undefined || !sameBytes(inBase, insert.value))
+        ) {
+          absent.set(key, [...absent.get(key) ?? [], insert])
         }
       }
     }
@@ -906,8 +997,8 @@ const judgeRestores = (record: RunRecord, add: Add) => {
       checkPartBytes(record, file, part, read, (insert) => required.get(insert.id), what, "restore-at-target", add)
       if (read.bytes === undefined) continue
       for (const [slot, bytes] of slotsOfPart(file, part, read.bytes)) {
-        const insert = absent.get(slotKey(slot))
-        if (insert !== undefined && sameBytes(bytes, insert.value)) {
+        const insert = absent.get(slotKey(slot))?.find((each) => sameBytes(bytes, each.value))
+        if (insert !== undefined) {
           add(
             "restore-at-target",
             `${what}: holds insert ${insert.id} (slot ${

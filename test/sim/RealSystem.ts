@@ -275,6 +275,14 @@ interface OpenOptions {
   readonly checkpointIntervalMs?: number | undefined
 }
 
+/** A crash of the machine under directory `name`: every process that ran on it is dead (a write
+ * its disk still held never lands), and the disk loses its unsynced writes. */
+const crashDirectory = (world: RealWorld, name: string, disk: Disk): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    for (const [label, process] of world.processes) if (diskOf(label) === name) process.gate.dead = true
+    return disk.control.crash
+  })
+
 /** Opens one instance: the whole layer in a scope of its own, its fibers tracked, as a process
  * that `crash` can kill (test/sim/Process.ts). */
 const openInstance = (world: RealWorld, label: string, options: OpenOptions): Effect.Effect<Instance, string> =>
@@ -291,7 +299,8 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
       world.disks.set(diskOf(label), disk)
     }
     // Disk faults of this process (the disk is full, fsyncs fail); crashes and rot are the disk's own.
-    const faultyDisk = yield* FaultyDisk.make(disk.disk)
+    // Gated below the faults too: a write the disk held lands only if no crash came meanwhile.
+    const faultyDisk = yield* FaultyDisk.make(gatedDisk(disk.disk, gate))
     // Whether reads were made to hang since the last heal (a fault the judges excuse, as a stalled bucket).
     let diskWaitsInjected = false
     const checkpointIntervalMs = options.settings?.checkpointIntervalMs ?? options.checkpointIntervalMs ??
@@ -432,6 +441,8 @@ const openInstance = (world: RealWorld, label: string, options: OpenOptions): Ef
             return faultyDisk.faults.failSync(fault.count, filter)
           case "readStalls":
             return faultyDisk.faults.stallReads(fault.count, filter)
+          case "writeStalls":
+            return faultyDisk.faults.stallWrites(fault.count, fault.holdMs, filter)
           case "slowSyncs":
             return faultyDisk.faults.slowSyncs(fault.latencyMs, filter)
           case "slowDisk":
@@ -680,7 +691,7 @@ export const realSystem: SystemUnderTest<RealWorld> = {
     Effect.gen(function*() {
       const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return yield* Effect.fail(`no disk for ${label}`)
-      if (crash) yield* disk.control.crash
+      if (crash) yield* crashDirectory(world, diskOf(label), disk)
       return yield* openInstance(world, label, { takeOver: false, settings })
     }),
   crash: (world, label) =>
@@ -692,13 +703,13 @@ export const realSystem: SystemUnderTest<RealWorld> = {
         yield* Effect.forkDaemon(Scope.close(process.scope, Exit.void))
       }
       const disk = world.disks.get(diskOf(label))
-      if (disk !== undefined) yield* disk.control.crash
+      if (disk !== undefined) yield* crashDirectory(world, diskOf(label), disk)
     }),
   rot: (world, label, rot, crashFirst) =>
     Effect.gen(function*() {
       const disk = world.disks.get(diskOf(label))
       if (disk === undefined) return { detail: `no directory ${diskOf(label)}` }
-      if (crashFirst) yield* disk.control.crash
+      if (crashFirst) yield* crashDirectory(world, diskOf(label), disk)
       const files = yield* Effect.orDie(disk.disk.list(rot.target === "wal" ? "wal" : PartPath.partsDirectory))
       const path = files[rot.pick % Math.max(1, files.length)]
       if (path === undefined) return { detail: `no local ${rot.target} file to flip a byte of` }

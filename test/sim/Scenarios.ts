@@ -470,3 +470,40 @@ export const adoptedAttemptFamily: fc.Arbitrary<SimSchedule> = fc.record({
   randomSeed: drawn.randomSeed,
   gc: { retainCheckpointsMin: 1, retainForMs: 0, writerGcIntervalMs: 0 }
 }))
+
+/**
+ * A write the disk holds past its instance's shutdown, and a restart of the directory at once. A
+ * inserts into f0#0, its disk starts holding the next write of `target` for 6 s, A writes again
+ * (the slot's rewrite, whose part write is held; or a second insert, whose WAL flush is held), and
+ * the application restarts its storage. A's shutdown abandons the write (it waits 500 ms for the
+ * application's operations, then up to 3 s for its checkpoint) and returns within its deadline; the
+ * reopen of the directory is refused as locked until the write has landed
+ * (src/internal/directoryGuard.ts), then opens; A.2 rewrites the slot and reads it back after the
+ * old write's time. Had the directory opened at once, the old write would land over A.2's: a read
+ * of the older value (part), or A's frames over the end of A.2's local WAL segment, which the
+ * next start refuses as corrupt below its recorded durable end (WAL).
+ */
+export const heldWriteAcrossRestart = (target: "parts" | "wal"): SimSchedule => ({
+  steps: [
+    ...(target === "parts"
+      ? [
+        at(0, { _tag: "Insert", file: 0, part: 0 }),
+        at(10, { _tag: "DiskFault", fault: { kind: "writeStalls", count: 1, holdMs: 6_000, target } }),
+        at(10, { _tag: "Rewrite", file: 0, part: 0 })
+      ]
+      : [
+        at(0, { _tag: "DiskFault", fault: { kind: "writeStalls", count: 1, holdMs: 6_000, target } }),
+        at(1, { _tag: "Insert", file: 0, part: 0 }),
+        at(1, { _tag: "Insert", file: 0, part: 0 })
+      ] satisfies ReadonlyArray<{ readonly delayMs: number; readonly step: Step }>),
+    at(10, { _tag: "Restart", restart: { checkpointIntervalMs: 0, replayRecordMs: 0 } }),
+    at(10, { _tag: "Rewrite", file: 0, part: 0 }),
+    at(2_000, { _tag: "Read", file: 0, part: 0 })
+  ],
+  shutdownAtMs: 12_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 0
+})

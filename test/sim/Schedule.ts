@@ -34,6 +34,12 @@
  *     writers, faults on their view, and point-in-time restores under reader leases.
  *   Every one of them also archives the WAL and waits for it: the workload's ledger of what it was
  *   told is in the bucket, which the properties judge restores against (test/sim/Properties.ts).
+ * - `stragglers`: writes that outlive their instance: the disk holds the next writes for up to 9 s
+ *   (past the shutdown's wait for the application and its whole deadline), the application
+ *   restarts its storage on the same directory in the middle of the run, and rewrites rows in
+ *   place, so that a write abandoned by a shutdown could land over the next instance's own. Every
+ *   profile but `no-faults` and `failing-tasks` (kept as they find the original's hangs) draws
+ *   rewrites and, but `gc`, restarts; `disk-faults` and `adversarial` draw held writes too.
  */
 import { FastCheck as fc } from "effect"
 
@@ -75,6 +81,10 @@ export type DiskFault =
   /** The next `count` reads into a caller's buffer (an upload's read of a part) hang until
    * interrupted, and land late, into that buffer (FaultyDisk.stallReads). */
   | { readonly kind: "readStalls"; readonly count: number; readonly target: DiskTarget }
+  /** The next `count` positional writes (a part's slot, a WAL append) land `holdMs` late, their
+   * callers waiting, while every other disk call answers at once (FaultyDisk.stallWrites): a write
+   * stuck in the device's queue, which a shutdown abandons and which lands after it returned. */
+  | { readonly kind: "writeStalls"; readonly count: number; readonly holdMs: number; readonly target: DiskTarget }
   /** Every fsync (and atomic write, which syncs) takes `latencyMs` until healed
    * (FaultyDisk.slowSyncs): the steps after a durable write take time, so a shutdown or a
    * deadline can fall between them. */
@@ -86,10 +96,14 @@ export type DiskFault =
 
 /** The disk faults that hold their callers (a hung read, a slow fsync or disk call), which the
  * judges count as faults while they last; a full disk and failed fsyncs fail at once. */
-export type HoldingDiskFault = Extract<DiskFault, { readonly kind: "readStalls" | "slowSyncs" | "slowDisk" }>
+export type HoldingDiskFault = Extract<
+  DiskFault,
+  { readonly kind: "readStalls" | "writeStalls" | "slowSyncs" | "slowDisk" }
+>
 
 export const holdsCallers = (fault: DiskFault): fault is HoldingDiskFault =>
-  fault.kind === "readStalls" || fault.kind === "slowSyncs" || fault.kind === "slowDisk"
+  fault.kind === "readStalls" || fault.kind === "writeStalls" || fault.kind === "slowSyncs" ||
+  fault.kind === "slowDisk"
 
 /** A flipped byte in a local file after the stop: the `pick`-th WAL segment or part file (modulo
  * how many there are), at a drawn offset. */
@@ -109,6 +123,12 @@ export interface RestartSettings {
 export type Step =
   /** Insert one record into the next free slot of (file, part): write, log, commit. */
   | { readonly _tag: "Insert"; readonly file: number; readonly part: number }
+  /** Write a new value into a slot of (file, part) that an earlier insert wrote (write, log,
+   * commit), as an update rewrites a row in place: first a slot whose last write was abandoned by
+   * an instance that stopped (the application restarted its storage meanwhile), else the slot last
+   * written in that part whose write returned, else in another part of the file. Writes to a slot
+   * never overlap: a slot whose last write is still running on a live instance is not chosen. */
+  | { readonly _tag: "Rewrite"; readonly file: number; readonly part: number }
   /** Read the first slot of (file, part) (loads the part if it was evicted). */
   | { readonly _tag: "Read"; readonly file: number; readonly part: number }
   /** Hold a lease on (file, part) for `holdMs`. */
@@ -134,6 +154,11 @@ export type Step =
   | { readonly _tag: "Crash"; readonly restart: RestartSettings; readonly crashAgainAfterMs: number | undefined }
   /** The owner shuts down cleanly in the middle of the run (deleting the lock); it stays down. */
   | { readonly _tag: "OwnerStops" }
+  /** The application restarts its storage: it ends its operations on the owner, shuts it down
+   * cleanly and opens the same directory again at once as the next incarnation (with `restart`),
+   * retrying while the directory is still locked (a write of the old instance still on the disk),
+   * within the harness's open bound. */
+  | { readonly _tag: "Restart"; readonly restart: RestartSettings }
   /** A fault of the owner's local disk (healed by `Heal`). */
   | { readonly _tag: "DiskFault"; readonly fault: DiskFault }
   /** One garbage-collection pass over the bucket by a collector of its own (as the `gc` command
@@ -203,6 +228,7 @@ export type Profile =
   | "bit-rot"
   | "adversarial"
   | "gc"
+  | "stragglers"
 export const profiles: ReadonlyArray<Profile> = [
   "full",
   "no-faults",
@@ -213,7 +239,8 @@ export const profiles: ReadonlyArray<Profile> = [
   "disk-faults",
   "bit-rot",
   "adversarial",
-  "gc"
+  "gc",
+  "stragglers"
 ]
 
 /** The fault classes a profile adds to `full`. */
@@ -242,6 +269,8 @@ const faultClasses = (profile: Profile): FaultClasses | undefined => {
       return { crashes: true, lostResponses: true, staleWriters: true, diskFaults: true, bitRot: true, gc: true }
     case "gc":
       return { crashes: false, lostResponses: false, staleWriters: true, diskFaults: false, bitRot: false, gc: true }
+    case "stragglers":
+      return { crashes: false, lostResponses: false, staleWriters: false, diskFaults: true, bitRot: false }
     default:
       return undefined
   }
@@ -263,6 +292,9 @@ export interface GeneratorBounds {
 }
 
 export const defaultBounds: GeneratorBounds = { stepsMax: 24, horizonMs: 3_000 }
+
+/** The `stragglers` profile runs this many times the horizon: its held writes last seconds. */
+const stragglersHorizonFactor = 4
 
 const fileArb = fc.integer({ min: 0, max: dataModel.files - 1 })
 const partArb = fc.integer({ min: 0, max: dataModel.partsPerFile - 1 })
@@ -344,6 +376,7 @@ const noGc = { Gc: 0, GcFault: 0, Restore: 0 } as const
 const weights: Record<Profile, Record<Step["_tag"], number>> = {
   full: {
     Insert: 8,
+    Rewrite: 3,
     Read: 3,
     HoldLease: 1,
     Checkpoint: 3,
@@ -354,11 +387,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 1,
     DiskFault: 0,
     ...noGc
   },
   "no-faults": {
     Insert: 6,
+    Rewrite: 0,
     Read: 5,
     HoldLease: 1,
     Checkpoint: 4,
@@ -369,11 +404,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 0,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 0,
     DiskFault: 0,
     ...noGc
   },
   "failing-tasks": {
     Insert: 8,
+    Rewrite: 0,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 4,
@@ -384,11 +421,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 0,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 0,
     DiskFault: 0,
     ...noGc
   },
   crashes: {
     Insert: 12,
+    Rewrite: 4,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -399,11 +438,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 3,
     OwnerStops: 0,
+    Restart: 1,
     DiskFault: 0,
     ...noGc
   },
   "lost-responses": {
     Insert: 12,
+    Rewrite: 3,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -414,11 +455,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 1,
     DiskFault: 0,
     ...noGc
   },
   "stale-writers": {
     Insert: 12,
+    Rewrite: 3,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -429,11 +472,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 2,
     Crash: 0,
     OwnerStops: 1,
+    Restart: 1,
     DiskFault: 0,
     ...noGc
   },
   "disk-faults": {
     Insert: 12,
+    Rewrite: 5,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -444,11 +489,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 2,
     DiskFault: 3,
     ...noGc
   },
   "bit-rot": {
     Insert: 12,
+    Rewrite: 3,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -459,11 +506,13 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 1,
     DiskFault: 0,
     ...noGc
   },
   adversarial: {
     Insert: 12,
+    Rewrite: 4,
     Read: 2,
     HoldLease: 1,
     Checkpoint: 3,
@@ -474,13 +523,32 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 2,
     Crash: 3,
     OwnerStops: 1,
+    Restart: 2,
     DiskFault: 2,
     Gc: 2,
     GcFault: 1,
     Restore: 2
   },
+  stragglers: {
+    Insert: 8,
+    Rewrite: 8,
+    Read: 4,
+    HoldLease: 1,
+    Checkpoint: 2,
+    Evict: 1,
+    ArchiveWal: 2,
+    Fault: 1,
+    Heal: 1,
+    TakeOver: 0,
+    Crash: 0,
+    OwnerStops: 0,
+    Restart: 4,
+    DiskFault: 4,
+    ...noGc
+  },
   gc: {
     Insert: 14,
+    Rewrite: 3,
     Read: 1,
     HoldLease: 1,
     Checkpoint: 5,
@@ -491,6 +559,7 @@ const weights: Record<Profile, Record<Step["_tag"], number>> = {
     TakeOver: 1,
     Crash: 0,
     OwnerStops: 0,
+    Restart: 0,
     DiskFault: 0,
     Gc: 6,
     GcFault: 3,
@@ -512,6 +581,12 @@ const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
   fc.record({ kind: fc.constant("syncFails" as const), count: fc.integer({ min: 1, max: 4 }), target: diskTargetArb }),
   fc.record({ kind: fc.constant("readStalls" as const), count: fc.integer({ min: 1, max: 3 }), target: diskTargetArb }),
   fc.record({
+    kind: fc.constant("writeStalls" as const),
+    count: fc.integer({ min: 1, max: 3 }),
+    holdMs: fc.constantFrom(100, 700, 1_500),
+    target: diskTargetArb
+  }),
+  fc.record({
     kind: fc.constant("slowSyncs" as const),
     latencyMs: fc.constantFrom(50, 150, 400),
     target: diskTargetArb
@@ -521,6 +596,23 @@ const diskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
     latencyMs: fc.constantFrom(20, 50, 150),
     target: diskTargetArb
   })
+)
+
+/** The `stragglers` profile's disk faults: mostly writes held longer than the shutdown waits for
+ * the application's operations (the simulation's 500 ms) or than the whole shutdown takes (its
+ * checkpoint waits for the part up to 3 s, and the rest follows), so that one outlives the
+ * shutdown and meets a restart of the directory; sometimes any other. */
+const stragglerDiskFaultArb: fc.Arbitrary<DiskFault> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("writeStalls" as const),
+      count: fc.integer({ min: 1, max: 4 }),
+      holdMs: fc.constantFrom(700, 2_500, 5_500, 7_000, 9_000),
+      target: fc.constantFrom<DiskTarget>("parts", "parts", "wal", "any")
+    })
+  },
+  { weight: 1, arbitrary: diskFaultArb }
 )
 
 const rotArb: fc.Arbitrary<Rot> = fc.record({
@@ -568,6 +660,7 @@ const gcSettingsArb: fc.Arbitrary<GcSettings> = fc.record({
 const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
   const arbitraries: Record<Step["_tag"], fc.Arbitrary<Step>> = {
     Insert: fc.record({ _tag: fc.constant("Insert" as const), file: fileArb, part: partArb }),
+    Rewrite: fc.record({ _tag: fc.constant("Rewrite" as const), file: fileArb, part: partArb }),
     Read: fc.record({ _tag: fc.constant("Read" as const), file: fileArb, part: partArb }),
     HoldLease: fc.record({
       _tag: fc.constant("HoldLease" as const),
@@ -591,7 +684,11 @@ const stepArb = (profile: Profile): fc.Arbitrary<Step> => {
       crashAgainAfterMs: fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined })
     }),
     OwnerStops: fc.record({ _tag: fc.constant("OwnerStops" as const) }),
-    DiskFault: fc.record({ _tag: fc.constant("DiskFault" as const), fault: diskFaultArb }),
+    Restart: fc.record({ _tag: fc.constant("Restart" as const), restart: restartSettingsArb }),
+    DiskFault: fc.record({
+      _tag: fc.constant("DiskFault" as const),
+      fault: profile === "stragglers" ? stragglerDiskFaultArb : diskFaultArb
+    }),
     Gc: fc.oneof(
       fc.record({ _tag: fc.constant("Gc" as const) }),
       fc.record({ _tag: fc.constant("Gc" as const), everyMs: fc.constantFrom(20, 60, 150) })
@@ -616,8 +713,15 @@ const delayArb = fc.oneof(
 )
 
 /** The schedule generator of a profile. */
-export const scheduleArb = (profile: Profile, bounds: GeneratorBounds = defaultBounds): fc.Arbitrary<SimSchedule> => {
+export const scheduleArb = (
+  profile: Profile,
+  generatorBounds: GeneratorBounds = defaultBounds
+): fc.Arbitrary<SimSchedule> => {
   const classes = faultClasses(profile)
+  // A held write outlives a shutdown, and the restart after it meets it, only seconds into a run.
+  const bounds = profile === "stragglers"
+    ? { ...generatorBounds, horizonMs: generatorBounds.horizonMs * stragglersHorizonFactor }
+    : generatorBounds
   const base = classes?.crashes === true
     ? crashingArb(profile, bounds)
     : classes?.bitRot === true
@@ -691,6 +795,8 @@ export const stepText = (step: Step): string => {
   switch (step._tag) {
     case "Insert":
       return `insert f${step.file}#${step.part}`
+    case "Rewrite":
+      return `rewrite a slot of f${step.file}#${step.part}`
     case "Read":
       return `read f${step.file}#${step.part}`
     case "HoldLease":
@@ -714,6 +820,8 @@ export const stepText = (step: Step): string => {
           : `, crashed again ${step.crashAgainAfterMs}ms into it and restarted`)
     case "OwnerStops":
       return "the owner shuts down cleanly"
+    case "Restart":
+      return `the owner shuts down cleanly and its directory is opened again at once, with ${restartText(step.restart)}`
     case "DiskFault":
       return step.fault.kind === "full"
         ? `disk full after ${step.fault.afterBytes} more bytes (${step.fault.target})`
@@ -721,6 +829,8 @@ export const stepText = (step: Step): string => {
         ? `the next ${step.fault.count} fsync(s) fail (${step.fault.target})`
         : step.fault.kind === "readStalls"
         ? `the next ${step.fault.count} read(s) into a buffer hang and land late (${step.fault.target})`
+        : step.fault.kind === "writeStalls"
+        ? `the next ${step.fault.count} write(s) land ${step.fault.holdMs}ms late (${step.fault.target})`
         : step.fault.kind === "slowSyncs"
         ? `every fsync takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`
         : `every disk operation takes ${step.fault.latencyMs}ms until healed (${step.fault.target})`

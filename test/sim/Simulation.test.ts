@@ -22,6 +22,7 @@ import {
   crashRevertsPartFile,
   hang340,
   hang373,
+  heldWriteAcrossRestart,
   lateManifestPut,
   lateRenewalDuringTakeOver,
   lateRenewalDuringTakeOverFamily,
@@ -153,6 +154,26 @@ describe("the real Storage layer under simulation", () => {
       { numRuns: slowDiskRuns, seed: campaignSeed }
     )
   })
+
+  for (const target of ["parts", "wal"] as const) {
+    it(`keeps a rewrite made after a restart over a ${target} write that outlived the shutdown before it`, () => {
+      const outcome = assertHolds(`a held ${target} write across a restart`, heldWriteAcrossRestart(target))
+      const record = outcome.record
+      if (record === undefined) throw new Error("no record")
+      // The reopen waited for the held write (refused as locked meanwhile), then opened.
+      const reopened = record.trace.find((line) => line.includes("A.2 opened directory A again"))
+      assert.match(reopened ?? "", /t=60\d\d\.\dms A\.2 opened directory A again after [1-9]\d* refusal/)
+      // A's write was abandoned (its insert never returned); A.2 rewrote the slot and read it back.
+      const [, abandoned, rewrite] = record.inserts
+      assert.deepStrictEqual([abandoned?.instance, abandoned?.result], ["A", undefined])
+      assert.deepStrictEqual([rewrite?.instance, rewrite?.rewrites, rewrite?.result?.acked], [
+        "A.2",
+        abandoned?.id,
+        true
+      ])
+      assert.strictEqual(record.reads[0]?.instance, "A.2")
+    })
+  }
 
   it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {
     const outcome = assertHolds("stale writer", staleWriter)

@@ -38,7 +38,7 @@ interface Arguments {
 }
 
 const usage =
-  "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
+  "usage: npm run sim -- [--system real|original] [--profile full|no-faults|failing-tasks|crashes|lost-responses|stale-writers|disk-faults|bit-rot|adversarial|gc|stragglers] [--runs N] [--seed S] [--path P] [--steps N] [--horizon MS] [--campaign K] [--shrink-limit S] [--ignore P1,P2]"
 
 const fail = (message: string): never => {
   process.stderr.write(`${message}\n${usage}\n`)

@@ -354,8 +354,17 @@ const mutations: ReadonlyArray<Mutation> = [
     find: "      if (state.inFlight === 0) return unlock\n",
     replace: "      return unlock // MUTATION\n",
     tests: ["test/internal/directoryGuard.test.ts", "test/layers/Storage.test.ts"],
-    profile: "disk-faults",
-    scenarioTests: []
+    profile: "stragglers"
+  },
+  {
+    id: "wal-flush-awaited-at-close",
+    breaks:
+      "closing the WAL's scope waits for a flush in flight: a write the disk holds holds the shutdown past its deadline",
+    file: "src/internal/wal/groupCommit.ts",
+    find: "(flushing ? Fiber.interruptFork(flusher) : Fiber.interrupt(flusher))",
+    replace: "Fiber.interrupt(flusher) /* MUTATION */",
+    tests: ["test/services/WalArchiver.test.ts"],
+    profile: "stragglers"
   },
   {
     id: "gc-keeps-failed-attempts-at-latest",
