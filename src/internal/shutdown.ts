@@ -159,13 +159,16 @@ const finalCheckpoint = (services: ShutdownServices, checkpointDeadlineAtMs: num
       }
     }
     const budgetMs = yield* remainingMs(checkpointDeadlineAtMs)
-    const fiber = yield* Effect.fork(
+    // A daemon, and its interruption awaited for one margin only: once committed, a checkpoint's
+    // bookkeeping runs to its end (the control file's rewrite), and a disk that holds that write
+    // must not hold the shutdown past its deadline (nor the end of the fiber that forked it).
+    const fiber = yield* Effect.forkDaemon(
       Effect.interruptible(services.checkpointer.checkpoint({ deadlineMs: Math.max(1, budgetMs), reason: "shutdown" }))
     )
     const exit = yield* bounded(Fiber.await(fiber), budgetMs + checkpointOuterMarginMs)
     if (Option.isNone(exit)) {
       const cutWaits = yield* services.waits.current
-      yield* Fiber.interrupt(fiber)
+      yield* bounded(Fiber.interrupt(fiber), checkpointOuterMarginMs)
       return {
         finalCheckpoint: {
           outcome: "timed-out",

@@ -8,7 +8,7 @@
  * stated, and the TestClock where the claim is that nothing waits on a timer.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -667,5 +667,36 @@ describe("Storage: a slow close says what it waits on", () => {
         warning
       )
       assert.notMatch(warning, /#\d+|\d{13}/, "no fiber ids, no epoch milliseconds")
+    }))
+
+  it.live("a control-file write the disk holds after the shutdown checkpoint's commit does not hold the shutdown past its deadline", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const held = yield* Deferred.make<void>()
+      let holding = false
+      // Once `holding`, the next atomic write of the control file (the shutdown checkpoint's, after
+      // its commit) waits for `held`, and its caller with it (a write the device accepted lands,
+      // interrupted or not).
+      const disk: LocalDiskService = {
+        ...memory.disk,
+        writeAtomic: (path, bytes) => {
+          if (!holding || path !== Loader.controlPath) return memory.disk.writeAtomic(path, bytes)
+          holding = false
+          return Effect.uninterruptible(Effect.zipRight(Deferred.await(held), memory.disk.writeAtomic(path, bytes)))
+        }
+      }
+      const stopped = yield* Effect.scoped(Effect.gen(function*() {
+        const { storage } = yield* H.open(bucket, { ...memory, disk }, { shutdownDeadlineMs: 3_000 })
+        yield* storage.write(fileA, 0, H.pattern(40, 100))
+        holding = true
+        const report = yield* storage.shutdown
+        return { report, lastCheckpoint: (yield* storage.stats).checkpoints.lastCheckpoint }
+      })).pipe(Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
+      yield* Deferred.succeed(held, undefined)
+      if (Option.isNone(stopped)) return assert.fail("the shutdown waited for the held control-file write")
+      assert.isTrue(stopped.value.report.metDeadline, "the shutdown keeps its deadline")
+      // The commit is in the bucket: the figures count it, whatever became of the write after it.
+      assert.strictEqual(stopped.value.lastCheckpoint, 1)
     }))
 })

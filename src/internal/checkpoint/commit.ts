@@ -74,7 +74,7 @@ export const makeCommit = (context: CommitContext) => {
   const layout = keyLayout(config)
 
   /**
-   * The commit is in: record it locally, tell the WAL, and count it in the figures; returns when it
+   * The commit is in: count it in the figures, record it locally, tell the WAL; returns when it
    * ended. Runs to its end once started: a checkpoint interrupted once its commit is in (a periodic
    * one stopped at shutdown) is still counted, so the figures agree with `completedRef` and the bucket.
    */
@@ -82,6 +82,16 @@ export const makeCommit = (context: CommitContext) => {
     Effect.gen(function*() {
       yield* Ref.set(completedRef, completed)
       yield* Ref.set(attemptTokensRef, new Set())
+      // Counted before the control file's rewrite, which a stalled disk can hold past a shutdown
+      // that stops waiting for this checkpoint: the figures never lag the commit.
+      const endMs = yield* Clock.currentTimeMillis
+      yield* Ref.update(statsRef, (stats) => ({
+        ...stats,
+        completed: stats.completed + 1,
+        lastCheckpoint: completed.checkpoint,
+        lastCompletedAtMs: endMs,
+        bytesUploaded: stats.bytesUploaded + bytesUploaded
+      }))
       const walDurableLsn = wal.durableLsn === undefined ? undefined : yield* wal.durableLsn
       yield* writeControl(
         disk,
@@ -98,14 +108,6 @@ export const makeCommit = (context: CommitContext) => {
         )
       ))
       yield* wal.covered(completed.walPosition)
-      const endMs = yield* Clock.currentTimeMillis
-      yield* Ref.update(statsRef, (stats) => ({
-        ...stats,
-        completed: stats.completed + 1,
-        lastCheckpoint: completed.checkpoint,
-        lastCompletedAtMs: endMs,
-        bytesUploaded: stats.bytesUploaded + bytesUploaded
-      }))
       return endMs
     }).pipe(Effect.uninterruptible)
 
