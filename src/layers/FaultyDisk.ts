@@ -36,9 +36,9 @@
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
  * `heal` removes `fillAfter`, `failSync`, `stallReads`, `stallWrites`, `slowSyncs` and `slowAll`
- * (flips are done; abandoned reads and held writes still land). Nothing depends on time or on unseeded randomness: the same calls with the same seed
- * inject the same faults. `make` wraps one disk; `layer` wraps the LocalDisk below it
- * (`Layer.provideMerge` keeps MemoryDiskControl beside).
+ * (flips are done; abandoned reads and held writes still land). Nothing depends on time or on
+ * unseeded randomness: the same calls with the same seed inject the same faults. `make` wraps one
+ * disk; `layer` wraps the LocalDisk below it (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *
  * Replaces: nothing in OrioleDB, whose tests could not make a disk fill up or rot.
  *
