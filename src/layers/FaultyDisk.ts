@@ -89,7 +89,7 @@ export interface DiskFaultsService {
   readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
   /** The next `count` matching `readAllInto` calls hang until interrupted, and land later (default 1). */
   readonly stallReads: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
-  /** The next `count` matching `write` calls land `holdMs` late, their callers waiting (default 1). */
+  /** The next `count` matching `write` calls land `holdMs` late, their callers waiting. */
   readonly stallWrites: (count: number, holdMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
   /** Every matching sync and atomic write first sleeps `latencyMs`, until healed (replaces an
    * earlier `slowSyncs`). */
@@ -124,6 +124,21 @@ interface FaultState {
 
 const matches = (filter: DiskFaultFilter, path: string): boolean =>
   filter.pathPrefix === undefined || path.startsWith(filter.pathPrefix)
+
+/** Whether a fault with a count left (`failSync`, `stallReads`, `stallWrites`) hits this call on
+ * `path`; if it does, one of its count is used up. */
+const takesOne = (
+  fault: { readonly filter: DiskFaultFilter; remaining: number } | undefined,
+  operation: string,
+  path: string
+): boolean => {
+  const valid = Option.getRight(normalizePath(operation, path))
+  if (fault === undefined || fault.remaining <= 0 || Option.isNone(valid) || !matches(fault.filter, valid.value)) {
+    return false
+  }
+  fault.remaining -= 1
+  return true
+}
 
 const noSpace = (operation: string, path: string, writtenBytes: number, requestedBytes: number) =>
   new LocalIoError({
@@ -185,11 +200,7 @@ export const make = (
     const write: LocalDiskService["write"] = (path, offset, bytes) =>
       Effect.suspend(() => {
         const stalls = state.writeStalls
-        const valid = Option.getRight(normalizePath("write", path))
-        if (
-          stalls === undefined || stalls.remaining <= 0 || Option.isNone(valid) || !matches(stalls.filter, valid.value)
-        ) return writeNow(path, offset, bytes)
-        stalls.remaining -= 1
+        if (stalls === undefined || !takesOne(stalls, "write", path)) return writeNow(path, offset, bytes)
         count("stalledWrites")
         return Effect.uninterruptible(
           Effect.zipRight(Effect.sleep(Duration.millis(stalls.holdMs)), writeNow(path, offset, bytes))
@@ -235,13 +246,7 @@ export const make = (
 
     const syncNow: LocalDiskService["sync"] = (path) =>
       Effect.suspend(() => {
-        const failures = state.syncFailures
-        const valid = Option.getRight(normalizePath("sync", path))
-        if (
-          failures === undefined || failures.remaining <= 0 || Option.isNone(valid) ||
-          !matches(failures.filter, valid.value)
-        ) return inner.sync(path)
-        failures.remaining -= 1
+        if (!takesOne(state.syncFailures, "sync", path)) return inner.sync(path)
         count("failedSyncs")
         return Effect.fail(new LocalIoError({ operation: "sync", path, detail: "EIO: i/o error (fault injected)" }))
       })
@@ -257,14 +262,9 @@ export const make = (
 
     const readAllInto: LocalDiskService["readAllInto"] = (path, buffer) =>
       Effect.suspend(() => {
-        const stalls = state.readStalls
-        const valid = Option.getRight(normalizePath("readAllInto", path))
-        if (
-          stalls === undefined || stalls.remaining <= 0 || Option.isNone(valid) || !matches(stalls.filter, valid.value)
-        ) {
+        if (!takesOne(state.readStalls, "readAllInto", path)) {
           return Effect.tap(inner.readAllInto(path, buffer), () => landAbandoned)
         }
-        stalls.remaining -= 1
         count("stalledReads")
         // Never resumed: only an interruption ends it, and its canceler leaves the read to land later.
         return Effect.async<Option.Option<number>>(() =>

@@ -794,43 +794,30 @@ export const simulate = <W>(
         yield* Fiber.await(stopping)
         const label = nextIncarnation(instance.label)
         const faults = yield* networkFaultsFor(label)
-        const deadlineMs = (yield* now) + bounds.openTimeoutMs
+        // Cut by the shutdown instant, one that opened all the same is live, and shut down with the others.
         const opened = (next: Instance) => Effect.zipRight(addInstance(next, undefined), Ref.set(currentRef, next))
-        for (let refusals = 0;; refusals++) {
-          const fiber = yield* Effect.forkDaemon(reopenFn(world, label, settings, faults))
-          // Cut by the shutdown instant: the open is interrupted; one that opened all the same is
-          // live, and shut down with the others.
-          const exit = yield* Fiber.await(fiber).pipe(
-            Effect.timeout(Duration.millis(Math.max(1, deadlineMs - (yield* now)))),
-            Effect.option,
-            Effect.onInterrupt(() =>
-              Effect.flatMap(Fiber.interrupt(fiber), (cut) => Exit.isSuccess(cut) ? opened(cut.value) : Effect.void)
-            )
-          )
-          if (Option.isSome(exit) && Exit.isSuccess(exit.value)) {
-            yield* opened(exit.value.value)
-            return yield* trace(`${label} opened directory ${diskOf(label)} again after ${refusals} refusal(s)`)
-          }
-          if (Option.isNone(exit)) yield* Fiber.interrupt(fiber)
-          const failure = Option.isNone(exit) ? undefined : describeExit(exit.value)
-          if (failure !== undefined && failure.includes("DirectoryLocked") && (yield* now) < deadlineMs) {
-            yield* Effect.sleep(Duration.millis(restartRetryMs))
-            continue
-          }
-          const error = failure ?? `did not open within ${bounds.openTimeoutMs} ms`
-          record.reopens.push({
-            kind: "restart",
-            instance: label,
-            instanceId: undefined,
-            epoch: undefined,
-            crash: false,
-            error,
-            networkFaulty: faults.length > 0,
-            parts: [],
-            shutdown: undefined
-          })
-          return yield* trace(`restart of ${label} on its directory failed: ${error}`)
+        const { exit, refusals } = yield* openRetryingLocked(
+          reopenFn(world, label, settings, faults),
+          bounds.openTimeoutMs,
+          opened
+        )
+        if (Option.isSome(exit) && Exit.isSuccess(exit.value)) {
+          yield* opened(exit.value.value)
+          return yield* trace(`${label} opened directory ${diskOf(label)} again after ${refusals} refusal(s)`)
         }
+        const error = Option.isNone(exit) ? `did not open within ${bounds.openTimeoutMs} ms` : describeExit(exit.value)
+        record.reopens.push({
+          kind: "restart",
+          instance: label,
+          instanceId: undefined,
+          epoch: undefined,
+          crash: false,
+          error,
+          networkFaulty: faults.length > 0,
+          parts: [],
+          shutdown: undefined
+        })
+        yield* trace(`restart of ${label} on its directory failed: ${error}`)
       })
 
     /** The stale writer of a take-over goes on as if nothing happened: inserts and commits, and
@@ -1315,15 +1302,28 @@ const partsToRead = (record: RunRecord): ReadonlyArray<readonly [number, number]
 
 /** Opens with `open`, again every `restartRetryMs` while it fails because the directory is locked (a
  * write of the instance before it still on the disk), as an application restarting would, within
- * `timeoutMs` in all. */
-const openRetryingLocked = (open: Effect.Effect<Instance, string>, timeoutMs: number) =>
+ * `timeoutMs` in all; with how many refusals came first. Interrupted, it interrupts the open, and
+ * gives an instance that opened all the same to `onCut`. */
+const openRetryingLocked = (
+  open: Effect.Effect<Instance, string>,
+  timeoutMs: number,
+  onCut: (instance: Instance) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.gen(function*() {
     const deadlineMs = (yield* now) + timeoutMs
-    for (;;) {
-      const opened = yield* bounded(open, Math.max(1, deadlineMs - (yield* now)))
-      const locked = Option.isSome(opened) && Exit.isFailure(opened.value) &&
-        describeExit(opened.value).includes("DirectoryLocked")
-      if (!locked || (yield* now) + restartRetryMs >= deadlineMs) return opened
+    for (let refusals = 0;; refusals++) {
+      const fiber = yield* Effect.forkDaemon(open)
+      const exit = yield* Fiber.await(fiber).pipe(
+        Effect.timeout(Duration.millis(Math.max(1, deadlineMs - (yield* now)))),
+        Effect.option,
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Fiber.interrupt(fiber), (cut) => (Exit.isSuccess(cut) ? onCut(cut.value) : Effect.void))
+        )
+      )
+      if (Option.isNone(exit)) yield* Fiber.interruptFork(fiber)
+      const locked = Option.isSome(exit) && Exit.isFailure(exit.value) &&
+        describeExit(exit.value).includes("DirectoryLocked")
+      if (!locked || (yield* now) + restartRetryMs >= deadlineMs) return { exit, refusals }
       yield* Effect.sleep(Duration.millis(restartRetryMs))
     }
   })
@@ -1338,7 +1338,7 @@ const reopen = <W>(
   bounds: HarnessBounds
 ) =>
   Effect.gen(function*() {
-    const opened = yield* openRetryingLocked(open, bounds.openTimeoutMs)
+    const { exit: opened } = yield* openRetryingLocked(open, bounds.openTimeoutMs)
     if (Option.isNone(opened) || Exit.isFailure(opened.value)) {
       record.reopens.push({
         kind,
