@@ -68,8 +68,11 @@ export interface ShutdownServices {
 // Margins: each one named, with the bound it must fit inside
 // ---------------------------------------------------------------------------------------------
 
-/** Step 1's bound on stopping the collector: one request at most, and a tenth of the deadline. */
-export const gcStopBoundMs = (config: StorageConfigValue): number =>
+/** Step 1's bound on stopping the collector, and on stopping the periodic checkpoint: one request at
+ * most, and a tenth of the deadline. A periodic checkpoint whose commit is in runs its control-file
+ * rewrite to its end (Checkpointer), which a stalled disk can hold: the shutdown goes on without it,
+ * and its final checkpoint waits for that one's end within its own share. */
+export const daemonStopBoundMs = (config: StorageConfigValue): number =>
   Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
 
 /** Step 4's bound on the application's operations still in flight (reads and writes on the disk,
@@ -109,9 +112,9 @@ const requestTimeoutFloorMs = 10
 const stopIntake = (services: ShutdownServices) =>
   Effect.gen(function*() {
     // First: a pass in flight stops deleting (its deletes are interruptible requests).
-    yield* bounded(services.gc.stop, gcStopBoundMs(services.config))
+    yield* bounded(services.gc.stop, daemonStopBoundMs(services.config))
     yield* services.refuseNewWork
-    yield* services.checkpointer.stopPeriodic
+    yield* bounded(services.checkpointer.stopPeriodic, daemonStopBoundMs(services.config))
     yield* services.evictor.stop
   })
 
@@ -238,8 +241,12 @@ const markClean = (services: ShutdownServices, deadlineAtMs: number) =>
     const dirtyPaths = (yield* parts.states).filter(([, , state]) => state.status === "Loaded" && state.version > 0)
       .map(([file, part]) => partPath(file, part))
     const cleanBudgetMs = (yield* remainingMs(deadlineAtMs)) - reserveAfterMarkCleanMs(services.config)
+    // Sealed: no checkpoint's rewrite of the control file lands after the mark (one the disk holds
+    // makes the mark wait, within its budget, instead of undoing it later).
     const mark = Effect.flatMap(Effect.zip(parts.localPartHashes, wal.durableLsn), ([hashes, walDurable]) =>
-      markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable, services.bucketLock.lock.generation))
+      services.checkpointer.sealControl(
+        markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable, services.bucketLock.lock.generation)
+      ))
     const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(mark), cleanBudgetMs) : Option.none()
     const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
     if (!markedClean) {

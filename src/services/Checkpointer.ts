@@ -18,6 +18,8 @@
  * 5. record N in the local control file, tell the WAL that P is covered and count N in the figures.
  *    These steps run uninterruptibly once N is committed, and their result stands even past the
  *    deadline or a shutdown's interruption (src/internal/checkpoint/commit.ts: steps 4 and 5).
+ *    The control file's rewrites are serialized with the clean stop's mark (`sealControl`), which
+ *    is the last: none lands after it.
  * A conditional put that finds N taken by a newer epoch means a take-over happened: Fenced, and this
  * instance stops checkpointing. N taken by an earlier attempt of this writer (interrupted at its
  * deadline, its put landing later) is adopted: steps 5 run for it, then N+1 is checkpointed.
@@ -32,6 +34,7 @@
  * @since 0.1.0
  */
 import { Clock, Context, Duration, Effect, Either, Fiber, Option, Ref, Schedule } from "effect"
+import type * as Control from "../domain/Control.js"
 import { CheckpointFailed, Fenced, isRequestTimeout, messageOf, type ShuttingDown } from "../domain/Errors.js"
 import { type CheckpointNumber, CheckpointNumber as CheckpointNumberSchema, type Lsn } from "../domain/Ids.js"
 import * as KeyLayout from "../domain/KeyLayout.js"
@@ -40,6 +43,7 @@ import { makeCommit } from "../internal/checkpoint/commit.js"
 import { fromLoaded, partMapsOf } from "../internal/checkpoint/partMaps.js"
 import type { LoadedCheckpoint } from "../internal/checkpoints.js"
 import * as BucketLock from "./BucketLock.js"
+import * as Loader from "./Loader.js"
 import { LocalDisk } from "./LocalDisk.js"
 import { ObjectStore } from "./ObjectStore.js"
 import { PartTable } from "./PartTable.js"
@@ -88,10 +92,20 @@ export interface CheckpointerService {
   readonly checkpoint: (
     options?: { readonly deadlineMs?: number; readonly reason?: string }
   ) => Effect.Effect<CheckpointReport, CheckpointError>
-  /** Stops the periodic trigger (shutdown does this first). Idempotent. */
+  /** Stops the periodic trigger (shutdown does this first): interrupts it and waits for its end, which
+   * a checkpoint whose commit is in reaches only once its control-file rewrite has landed; the
+   * caller bounds the wait. Idempotent. */
   readonly stopPeriodic: Effect.Effect<void>
   /** Whether the periodic trigger's fiber is still running. */
   readonly periodicAlive: Effect.Effect<boolean>
+  /**
+   * Runs `last`, this instance's last write of the local control file (the clean stop's mark), once
+   * no checkpoint's rewrite of it runs; a checkpoint that commits afterwards leaves the file as
+   * `last` left it. A rewrite that a stalled disk holds thus delays the mark (its caller bounds the
+   * wait) instead of landing over it later: a mark undone after the shutdown reported it would let
+   * the next start trust local part files as a clean stop's.
+   */
+  readonly sealControl: <A, E, R>(last: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   readonly stats: Effect.Effect<CheckpointerStats>
   /** The latest completed checkpoint as this instance knows it. */
   readonly latest: Effect.Effect<CheckpointNumber>
@@ -132,6 +146,16 @@ export const make = (options: CheckpointerOptions) =>
       bytesUploaded: 0
     })
     const oneAtATime = yield* Effect.makeSemaphore(1)
+    /** One writer of the control file at a time; once sealed, checkpoints no longer rewrite it. */
+    const controlFile = yield* Effect.makeSemaphore(1)
+    const controlSealedRef = yield* Ref.make(false)
+    const writeControlFile = (control: Control.Control) =>
+      controlFile.withPermits(1)(Effect.flatMap(
+        Ref.get(controlSealedRef),
+        (sealed) => (sealed ? Effect.void : Loader.writeControl(disk, control))
+      ))
+    const sealControl = <A, E, R>(last: Effect.Effect<A, E, R>) =>
+      controlFile.withPermits(1)(Effect.zipRight(Ref.set(controlSealedRef, true), last))
     /** Commit tokens of the attempts at the open checkpoint number (any may still land). */
     const attemptTokensRef = yield* Ref.make<ReadonlySet<string>>(new Set())
     /** The report of the checkpoint committed by the running call, if it committed one. */
@@ -149,7 +173,7 @@ export const make = (options: CheckpointerOptions) =>
     const commit = makeCommit({
       config,
       store,
-      disk,
+      writeControl: writeControlFile,
       lock: options.lock,
       wal: options.wal,
       fence: options.fence.fence,
@@ -302,12 +326,17 @@ export const make = (options: CheckpointerOptions) =>
         Effect.delay(Duration.millis(config.checkpointIntervalMs)),
         Effect.asVoid
       )
-    const periodicFiber = yield* Effect.forkScoped(periodic)
+    // A daemon, interrupted at the close without waiting for it: a committed checkpoint's control-file
+    // rewrite, which a stalled disk can hold, must not hold the close (the directory guard keeps the
+    // directory locked until that write lands).
+    const periodicFiber = yield* Effect.forkDaemon(periodic)
+    yield* Effect.addFinalizer(() => Fiber.interruptFork(periodicFiber))
 
     return Checkpointer.of({
       checkpoint,
       stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
       periodicAlive: Effect.map(periodicFiber.poll, Option.isNone),
+      sealControl,
       stats: Effect.map(Effect.zip(Ref.get(statsRef), isFenced), ([stats, fenced]) => ({ ...stats, fenced })),
       latest: Effect.map(Ref.get(completedRef), (completed) => completed.checkpoint)
     })

@@ -8,7 +8,21 @@
  * stated, and the TestClock where the claim is that nothing waits on a timer.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Logger, LogLevel, Option } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option
+} from "effect"
 import * as Control from "../../src/domain/Control.js"
 import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
@@ -39,6 +53,57 @@ const elapsed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     const start = yield* Clock.currentTimeMillis
     const value = yield* effect
     return [value, (yield* Clock.currentTimeMillis) - start] as const
+  })
+
+/**
+ * `disk` whose next atomic write of the control file, once `holdNext` armed it, waits for
+ * `release`, and its caller with it (a write the device accepted lands, interrupted or not);
+ * `reached` completes when that write arrives. `assertMarkedAsSaid`, once it has landed, checks
+ * that the control file is marked clean exactly when the shutdown (its warnings captured by
+ * `capturingWarnings`) said so: a clean mark undone by a late write would let the next start take
+ * the local part files for a clean stop's.
+ */
+const holdingControlWrites = (disk: LocalDiskService) =>
+  Effect.gen(function*() {
+    const held = yield* Deferred.make<void>()
+    const reached = yield* Deferred.make<void>()
+    const landed = yield* Deferred.make<void>()
+    const warnings: Array<string> = []
+    let holding = false
+    const heldDisk: LocalDiskService = {
+      ...disk,
+      writeAtomic: (path, bytes) => {
+        if (!holding || path !== Loader.controlPath) return disk.writeAtomic(path, bytes)
+        holding = false
+        return Effect.uninterruptible(
+          Deferred.succeed(reached, undefined).pipe(
+            Effect.zipRight(Deferred.await(held)),
+            Effect.zipRight(disk.writeAtomic(path, bytes)),
+            Effect.ensuring(Deferred.succeed(landed, undefined))
+          )
+        )
+      }
+    }
+    const capturing = Logger.make(({ logLevel, message }) => {
+      if (logLevel === LogLevel.Warning) warnings.push(String(message))
+    })
+    const assertMarkedAsSaid = Effect.gen(function*() {
+      yield* Deferred.await(landed)
+      const written = Control.decodeControl("control", Option.getOrThrow(yield* disk.readAll(Loader.controlPath)))
+      const saidUnclean = warnings.some((warning) => warning.includes("treats this stop as a crash"))
+      assert.strictEqual(Either.getOrThrow(written).cleanShutdown, !saidUnclean, warnings.join("\n"))
+    })
+    return {
+      disk: heldDisk,
+      reached,
+      holdNext: () => {
+        holding = true
+      },
+      release: Deferred.succeed(held, undefined),
+      capturingWarnings: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.provide(effect, Logger.replace(Logger.defaultLogger, capturing)),
+      assertMarkedAsSaid
+    }
   })
 
 describe("Storage: checkpoints and restore", () => {
@@ -669,34 +734,52 @@ describe("Storage: a slow close says what it waits on", () => {
       assert.notMatch(warning, /#\d+|\d{13}/, "no fiber ids, no epoch milliseconds")
     }))
 
-  it.live("a control-file write the disk holds after the shutdown checkpoint's commit does not hold the shutdown past its deadline", () =>
+  it.live("a control-file write the disk holds after the shutdown checkpoint's commit holds neither the shutdown past its deadline nor a clean mark it would undo", () =>
     Effect.gen(function*() {
       const bucket = yield* H.makeBucket
       const memory = yield* H.makeDisk
-      const held = yield* Deferred.make<void>()
-      let holding = false
-      // Once `holding`, the next atomic write of the control file (the shutdown checkpoint's, after
-      // its commit) waits for `held`, and its caller with it (a write the device accepted lands,
-      // interrupted or not).
-      const disk: LocalDiskService = {
-        ...memory.disk,
-        writeAtomic: (path, bytes) => {
-          if (!holding || path !== Loader.controlPath) return memory.disk.writeAtomic(path, bytes)
-          holding = false
-          return Effect.uninterruptible(Effect.zipRight(Deferred.await(held), memory.disk.writeAtomic(path, bytes)))
-        }
-      }
+      const control = yield* holdingControlWrites(memory.disk)
       const stopped = yield* Effect.scoped(Effect.gen(function*() {
-        const { storage } = yield* H.open(bucket, { ...memory, disk }, { shutdownDeadlineMs: 3_000 })
+        const { storage } = yield* H.open(bucket, { ...memory, disk: control.disk }, { shutdownDeadlineMs: 3_000 })
         yield* storage.write(fileA, 0, H.pattern(40, 100))
-        holding = true
+        control.holdNext()
         const report = yield* storage.shutdown
         return { report, lastCheckpoint: (yield* storage.stats).checkpoints.lastCheckpoint }
-      })).pipe(Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
-      yield* Deferred.succeed(held, undefined)
+      })).pipe(control.capturingWarnings, Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
+      yield* control.release
       if (Option.isNone(stopped)) return assert.fail("the shutdown waited for the held control-file write")
       assert.isTrue(stopped.value.report.metDeadline, "the shutdown keeps its deadline")
       // The commit is in the bucket: the figures count it, whatever became of the write after it.
       assert.strictEqual(stopped.value.lastCheckpoint, 1)
+      yield* control.assertMarkedAsSaid
+    }))
+
+  it.live("a control-file write the disk holds after a periodic checkpoint's commit holds neither the shutdown past its deadline nor a clean mark it would undo", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const control = yield* holdingControlWrites(memory.disk)
+      const config = { shutdownDeadlineMs: 3_000, checkpointIntervalMs: 50 }
+      const stopped = yield* Effect.scoped(Effect.gen(function*() {
+        const { storage } = yield* H.open(bucket, { ...memory, disk: control.disk }, config)
+        yield* storage.write(fileA, 0, H.pattern(41, 100))
+        control.holdNext()
+        // The periodic checkpoint has committed and waits for its control-file write.
+        yield* Deferred.await(control.reached)
+        const report = yield* storage.shutdown
+        return { report, stats: yield* storage.stats }
+      })).pipe(control.capturingWarnings, Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
+      yield* control.release
+      if (Option.isNone(stopped)) return assert.fail("the shutdown waited for the held control-file write")
+      const { report, stats } = stopped.value
+      assert.isTrue(report.metDeadline, `the shutdown keeps its deadline (${report.durationMs} ms)`)
+      // Checkpoints run one at a time, to the end of their control-file write: the shutdown's waited
+      // for the periodic one's and was cut, so no later control write raced the held one.
+      assert.strictEqual(report.finalCheckpoint.outcome, "timed-out")
+      assert.strictEqual(stats.checkpoints.lastCheckpoint, 1)
+      yield* control.assertMarkedAsSaid
+      // Once the write has landed, the directory opens again and holds what was written.
+      const reread = yield* H.withStorage(bucket, memory, (storage) => storage.read(fileA, 0, 100))
+      assert.deepStrictEqual(reread, H.pattern(41, 100))
     }))
 })

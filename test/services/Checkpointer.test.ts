@@ -423,6 +423,27 @@ describe("Checkpointer: the deadline of a committed checkpoint", () => {
       yield* kill
       yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
     }))
+
+  it.live("once the clean stop's mark has sealed the control file, a checkpoint that commits leaves it as the mark left it", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const ledger: Ledger = new Map()
+      const { context, kill, storage } = yield* openKillable(bucket, memory)
+      const checkpointer = Context.get(context, Checkpointer.Checkpointer)
+      for (let index = 0; index < 5; index++) yield* acknowledge(storage, ledger, index)
+      yield* storage.checkpoint
+      const marked = { ...(yield* readControl(memory)), cleanShutdown: true }
+      yield* checkpointer.sealControl(Loader.writeControl(memory.disk, marked))
+      for (let index = 5; index < 10; index++) yield* acknowledge(storage, ledger, index)
+      // A checkpoint past the mark (one a shutdown cut, whose commit lands late) commits, and the
+      // mark stays the control file's last word.
+      assert.strictEqual((yield* checkpointer.checkpoint({ reason: "periodic" })).outcome, "completed")
+      assert.strictEqual(yield* checkpointer.latest, 2)
+      assert.deepStrictEqual(yield* readControl(memory), marked)
+      yield* kill
+      yield* H.withStorage(bucket, memory, (restarted) => assertLedger(restarted, ledger), {}, replay)
+    }))
 })
 
 describe("Loader: a directory behind the bucket", () => {

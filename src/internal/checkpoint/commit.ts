@@ -17,6 +17,7 @@ import * as ControlDomain from "../../domain/Control.js"
 import {
   CheckpointFailed,
   type Fenced,
+  type LocalIoError,
   messageOf,
   type ObjectStoreError,
   type QueueClosed,
@@ -28,8 +29,6 @@ import * as Manifest from "../../domain/Manifest.js"
 import type { WriteObject } from "../../domain/Task.js"
 import type { HeldLock } from "../../services/BucketLock.js"
 import type { CheckpointerStats, CheckpointReport, CheckpointWal } from "../../services/Checkpointer.js"
-import { writeControl } from "../../services/Loader.js"
-import type { LocalDiskService } from "../../services/LocalDisk.js"
 import type { ObjectStoreService } from "../../services/ObjectStore.js"
 import { keyLayout, type StorageConfigValue } from "../../services/StorageConfig.js"
 import { readBackRoot, readCheckpoint } from "../checkpoints.js"
@@ -45,7 +44,8 @@ export class EarlierAttemptCommitted
 export interface CommitContext {
   readonly config: StorageConfigValue
   readonly store: ObjectStoreService
-  readonly disk: LocalDiskService
+  /** Rewrites the local control file (serialized with the clean stop's mark; skipped after it). */
+  readonly writeControl: (control: ControlDomain.Control) => Effect.Effect<void, LocalIoError>
   readonly lock: HeldLock
   readonly wal: Pick<CheckpointWal, "covered" | "durableLsn">
   readonly fence: (detail: string) => Effect.Effect<never, Fenced>
@@ -69,8 +69,19 @@ export interface CommitContext {
 /* eslint-disable max-lines-per-function -- a constructor: its steps are small functions sharing one closure, each under a screen */
 export const makeCommit = (context: CommitContext) => {
   /* eslint-enable max-lines-per-function */
-  const { attemptTokensRef, committedRef, completedRef, config, disk, fence, lock, statsRef, store, wal, writeObject } =
-    context
+  const {
+    attemptTokensRef,
+    committedRef,
+    completedRef,
+    config,
+    fence,
+    lock,
+    statsRef,
+    store,
+    wal,
+    writeControl,
+    writeObject
+  } = context
   const layout = keyLayout(config)
 
   /**
@@ -94,7 +105,6 @@ export const makeCommit = (context: CommitContext) => {
       }))
       const walDurableLsn = wal.durableLsn === undefined ? undefined : yield* wal.durableLsn
       yield* writeControl(
-        disk,
         ControlDomain.forCheckpoint({
           holder: lock,
           store: store.description,
