@@ -12,12 +12,9 @@
  * Held, a second open in this process fails with DirectoryLocked until the write ends (the lock of
  * a process that died is stale anyway). Reads are not counted: a late read changes nothing.
  *
- * A call is counted until it returns or its caller is interrupted. The writes that may outlive a
- * shutdown run uninterruptibly (a write through a lease, the WAL's flush, the control file after
- * a commit), so they are counted to their end; an interrupted call on a real file system is
- * abandoned, not cancelled, and the system call already issued may still land after the count
- * dropped. Counting those too would need a fiber per call, which cost the hot write path more
- * than it saved (a tight write loop starved the event loop's timers).
+ * A call is counted until it returns, which a change does only once nothing it started can still
+ * land, interrupted or not (the LocalDisk contract: FileSystemDisk runs each system call
+ * uninterruptibly), so every change is counted to its real end, with no fiber of its own.
  *
  * Replaces: nothing in OrioleDB, whose backends and their writes end with the postmaster.
  *

@@ -68,10 +68,11 @@ export interface ShutdownServices {
 // Margins: each one named, with the bound it must fit inside
 // ---------------------------------------------------------------------------------------------
 
-/** Step 1's bound on stopping the collector, and on stopping the periodic checkpoint: one request at
- * most, and a tenth of the deadline. A periodic checkpoint whose commit is in runs its control-file
- * rewrite to its end (Checkpointer), which a stalled disk can hold: the shutdown goes on without it,
- * and its final checkpoint waits for that one's end within its own share. */
+/** Step 1's bound on stopping each daemon (the collector, the periodic checkpoint, the evictor): one
+ * request at most, and a tenth of the deadline. A periodic checkpoint whose commit is in runs its
+ * control-file rewrite to its end (Checkpointer), and an eviction its unlink (PartTable), which a
+ * stalled disk can hold: the shutdown goes on without them (the final checkpoint waits for the
+ * periodic one's end within its own share). */
 export const daemonStopBoundMs = (config: StorageConfigValue): number =>
   Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
 
@@ -115,7 +116,7 @@ const stopIntake = (services: ShutdownServices) =>
     yield* bounded(services.gc.stop, daemonStopBoundMs(services.config))
     yield* services.refuseNewWork
     yield* bounded(services.checkpointer.stopPeriodic, daemonStopBoundMs(services.config))
-    yield* services.evictor.stop
+    yield* bounded(services.evictor.stop, daemonStopBoundMs(services.config))
   })
 
 /** The WAL's positions when its own shutdown step overran its bound. */
@@ -247,11 +248,16 @@ const markClean = (services: ShutdownServices, deadlineAtMs: number) =>
       services.checkpointer.sealControl(
         markCleanShutdown(services.disk, dirtyPaths, hashes, walDurable, services.bucketLock.lock.generation)
       ))
-    const marked = cleanBudgetMs > 0 ? yield* bounded(Effect.either(mark), cleanBudgetMs) : Option.none()
+    // Disconnected: a mark whose write the disk holds runs on past the budget (a change returns only
+    // once it has landed) without holding the shutdown; the guard keeps the directory locked meanwhile.
+    const marked = cleanBudgetMs > 0
+      ? yield* bounded(Effect.disconnect(Effect.either(mark)), cleanBudgetMs)
+      : Option.none()
     const markedClean = Option.isSome(marked) && Either.isRight(marked.value)
     if (!markedClean) {
       yield* Effect.logWarning(
-        "shutdown: the local part files were not all synced in time; the next start treats this stop as a crash"
+        "shutdown: the stop was not marked clean in time (the local part files were not all synced); " +
+          "the next start treats this stop as a crash, unless a mark still being written lands"
       )
     }
     return markedClean

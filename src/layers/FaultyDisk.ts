@@ -21,11 +21,11 @@
  *   on the thread pool is): it lands later, copying the file's bytes of that moment into the
  *   caller's buffer, as the next `readAllInto` returns: after that read's own bytes, the worst
  *   moment for a caller that reused the buffer.
- * - `stallWrites(count, holdMs)`: the next `count` matching positional `write` calls land `holdMs`
- *   late, as a write stuck in a device's queue does, while every other call answers at once. The
- *   caller waits for its write, interrupted or not (a write the device accepted still lands; this
- *   decorator keeps its caller until it has, as an uninterruptible write would be kept), so a write
- *   of a storage that shut down meanwhile lands after the shutdown returned.
+ * - `stallWrites(count, holdMs)`: the next `count` matching changes (positional `write`s,
+ *   `writeAtomic`s and `remove`s) land `holdMs` late, as a system call stuck in a device's queue
+ *   does, while every other call answers at once. The caller waits for its change, interrupted or
+ *   not, as LocalDisk's contract says (a change returns only once nothing it started can still
+ *   land), so a change of a storage that shut down meanwhile lands after the shutdown returned.
  * - `slowSyncs(latencyMs)`: every matching `sync` and `writeAtomic` (which syncs its file) first
  *   sleeps `latencyMs` (`Effect.sleep`, so the simulated clock drives it), as an fsync on a loaded
  *   disk takes hundreds of milliseconds. It widens every window between a durable step and the
@@ -36,7 +36,7 @@
  * - crash: not modelled here. MemoryDisk already keeps each file's last synced bytes and loses the
  *   rest on `MemoryDiskControl.crash`; put FaultyDisk over a MemoryDisk to have both.
  * `heal` removes `fillAfter`, `failSync`, `stallReads`, `stallWrites`, `slowSyncs` and `slowAll`
- * (flips are done; abandoned reads and held writes still land). Nothing depends on time or on
+ * (flips are done; abandoned reads and held changes still land). Nothing depends on time or on
  * unseeded randomness: the same calls with the same seed inject the same faults. `make` wraps one
  * disk; `layer` wraps the LocalDisk below it (`Layer.provideMerge` keeps MemoryDiskControl beside).
  *
@@ -72,7 +72,7 @@ export interface DiskFaultStats {
   /** Reads that hung, and of those the ones abandoned by an interruption that landed later. */
   readonly stalledReads: number
   readonly lateReads: number
-  /** Writes that `stallWrites` held. */
+  /** Changes (writes, atomic writes, removes) that `stallWrites` held. */
   readonly stalledWrites: number
   /** Calls that `slowSyncs` or `slowAll` delayed. */
   readonly slowedCalls: number
@@ -89,7 +89,8 @@ export interface DiskFaultsService {
   readonly flipByte: (path: string, options?: FlipOptions) => Effect.Effect<Option.Option<number>, LocalIoError>
   /** The next `count` matching `readAllInto` calls hang until interrupted, and land later (default 1). */
   readonly stallReads: (count?: number, filter?: DiskFaultFilter) => Effect.Effect<void>
-  /** The next `count` matching `write` calls land `holdMs` late, their callers waiting. */
+  /** The next `count` matching changes (write, writeAtomic, remove) land `holdMs` late, their
+   * callers waiting, interrupted or not. */
   readonly stallWrites: (count: number, holdMs: number, filter?: DiskFaultFilter) => Effect.Effect<void>
   /** Every matching sync and atomic write first sleeps `latencyMs`, until healed (replaces an
    * earlier `slowSyncs`). */
@@ -196,15 +197,14 @@ export const make = (
         return Effect.zipRight(Effect.sleep(Duration.millis(slow.latencyMs)), effect)
       })
 
-    // Holds the write when a `stallWrites` applies to `path`: it lands `holdMs` late, whatever its caller.
-    const write: LocalDiskService["write"] = (path, offset, bytes) =>
+    // Holds the change when a `stallWrites` applies to `path`: it lands `holdMs` late, its caller
+    // waiting, interrupted or not.
+    const held = <A>(operation: string, path: string, call: Effect.Effect<A, LocalIoError>) =>
       Effect.suspend(() => {
         const stalls = state.writeStalls
-        if (stalls === undefined || !takesOne(stalls, "write", path)) return writeNow(path, offset, bytes)
+        if (stalls === undefined || !takesOne(stalls, operation, path)) return call
         count("stalledWrites")
-        return Effect.uninterruptible(
-          Effect.zipRight(Effect.sleep(Duration.millis(stalls.holdMs)), writeNow(path, offset, bytes))
-        )
+        return Effect.uninterruptible(Effect.zipRight(Effect.sleep(Duration.millis(stalls.holdMs)), call))
       })
 
     const writeNow: LocalDiskService["write"] = (path, offset, bytes) =>
@@ -227,7 +227,7 @@ export const make = (
       })
 
     const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
-      slowed("writeAtomic", path, writeAtomicNow(path, bytes))
+      slowed("writeAtomic", path, held("writeAtomic", path, writeAtomicNow(path, bytes)))
 
     const writeAtomicNow: LocalDiskService["writeAtomic"] = (path, bytes) =>
       Effect.suspend(() => {
@@ -333,10 +333,10 @@ export const make = (
       read: (path, offset, length) => slowed("read", path, inner.read(path, offset, length), false),
       readAll: (path) => slowed("readAll", path, inner.readAll(path), false),
       readAllInto: (path, buffer) => slowed("readAllInto", path, readAllInto(path, buffer), false),
-      write: (path, offset, bytes) => slowed("write", path, write(path, offset, bytes), false),
+      write: (path, offset, bytes) => slowed("write", path, held("write", path, writeNow(path, offset, bytes)), false),
       writeAtomic,
       sync,
-      remove: (path) => slowed("remove", path, inner.remove(path), false)
+      remove: (path) => slowed("remove", path, held("remove", path, inner.remove(path)), false)
     }
     return { disk, faults }
   })

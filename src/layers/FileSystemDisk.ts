@@ -19,6 +19,12 @@
  * releases nothing for us, which is why a dead holder is recognised by its process identity. The
  * lock files are hidden from `list`.
  *
+ * A change (`write`, `writeAtomic`, `remove`) runs each of its system calls uninterruptibly: an
+ * interruption takes effect between them, so a change returns only once no system call it issued
+ * is still running (a call already issued lands whether or not anything waits for it). That is
+ * what lets the directory guard (src/internal/directoryGuard.ts) keep the directory locked until
+ * no change of a closed Storage can still land in it.
+ *
  * Every PlatformError becomes a LocalIoError naming the operation, the relative path and the cause.
  *
  * Replaces: the local file I/O of OrioleDB's S3 mode (part files `<relnode>-<chkp>` written with
@@ -286,7 +292,12 @@ export const make = (
           Effect.zipRight(fs.writeFile(absolute, new Uint8Array(0), { flag: "a" })),
           Effect.zipRight(writeAt)
         )
-        yield* writeAt.pipe(Effect.catchIf(isNotFound, () => create), Effect.mapError(ioError("write", relative)))
+        // Open, write and close: short, and uninterruptible as one (see the module comment).
+        yield* writeAt.pipe(
+          Effect.catchIf(isNotFound, () => create),
+          Effect.mapError(ioError("write", relative)),
+          Effect.uninterruptible
+        )
       })
 
     const writeAtomic: LocalDiskService["writeAtomic"] = (path, bytes) =>
@@ -294,16 +305,22 @@ export const make = (
         const { absolute, relative } = yield* resolve("writeAtomic", path)
         const directory = pathApi.dirname(absolute)
         const temporary = `${absolute}.${yield* Ref.getAndUpdate(temporaryCounter, (n) => n + 1)}${temporarySuffix}`
+        // Each system call uninterruptible, interruptible between them: interrupted before the
+        // rename, the target keeps its old bytes (the temporary file is left behind).
         const replace = Effect.gen(function*() {
-          yield* fs.makeDirectory(directory, { recursive: true })
+          yield* Effect.uninterruptible(fs.makeDirectory(directory, { recursive: true }))
           yield* Effect.scoped(
             Effect.flatMap(
               fs.open(temporary, { flag: "w" }),
-              (file) => Effect.zipRight(bytes.length === 0 ? Effect.void : file.writeAll(bytes), file.sync)
+              (file) =>
+                Effect.zipRight(
+                  bytes.length === 0 ? Effect.void : Effect.uninterruptible(file.writeAll(bytes)),
+                  Effect.uninterruptible(file.sync)
+                )
             )
           )
-          yield* fs.rename(temporary, absolute)
-          yield* syncPath(directory)
+          yield* Effect.uninterruptible(fs.rename(temporary, absolute))
+          yield* Effect.uninterruptible(syncPath(directory))
         })
         yield* replace.pipe(
           Effect.tapError(() => fs.remove(temporary).pipe(Effect.ignore)),
@@ -320,7 +337,8 @@ export const make = (
         fs.remove(absolute).pipe(
           Effect.catchIf(isNotFound, () =>
             Effect.void),
-          Effect.mapError(ioError("remove", relative))
+          Effect.mapError(ioError("remove", relative)),
+          Effect.uninterruptible
         ))
 
     const size: LocalDiskService["size"] = (path) =>

@@ -34,7 +34,9 @@ export interface EvictorStats {
 export interface EvictorService {
   /** One sweep now (whatever the budget says; a sweep under budget does nothing). */
   readonly runNow: Effect.Effect<EvictionReport, LocalIoError>
-  /** Stops the periodic fiber (shutdown does this first). Idempotent; `runNow` still works. */
+  /** Stops the periodic fiber (shutdown does this first): interrupts it and waits for its end, which
+   * an eviction reaches only once its unlink has landed; the caller bounds the wait. Idempotent;
+   * `runNow` still works. */
   readonly stop: Effect.Effect<void>
   /** Whether the periodic fiber is still running. */
   readonly alive: Effect.Effect<boolean>
@@ -80,11 +82,15 @@ export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfi
       yield* runNow.pipe(Effect.catchAll((error) => Effect.logWarning(`eviction sweep failed: ${error.message}`)))
     })
 
-    const fiber = yield* Effect.forkScoped(
+    // A daemon, interrupted at the close without waiting for it: an eviction's unlink runs to its end
+    // (PartTable), and one a stalled disk holds must not hold the close (the directory guard keeps
+    // the directory locked until it lands).
+    const fiber = yield* Effect.forkDaemon(
       Effect.repeat(tick, Schedule.spaced(Duration.millis(config.evictionIntervalMs))).pipe(
         Effect.delay(Duration.millis(config.evictionIntervalMs))
       )
     )
+    yield* Effect.addFinalizer(() => Fiber.interruptFork(fiber))
 
     return Evictor.of({
       runNow,
@@ -95,5 +101,5 @@ export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfi
   }
 )
 
-/** The evictor as a layer: its fiber lives as long as the layer's scope. @category layers */
+/** The evictor as a layer: its fiber is interrupted when the layer's scope closes. @category layers */
 export const layer: Layer.Layer<Evictor, never, PartTable | StorageConfig> = Layer.scoped(Evictor, make)

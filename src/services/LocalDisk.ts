@@ -10,6 +10,11 @@
  * The fsync policy is explicit at every call site: nothing is synced unless the caller calls `sync`
  * or uses `writeAtomic` (temp file, fsync, rename, fsync of the directory).
  *
+ * A change (`write`, `writeAtomic`, `remove`) returns, interrupted or not, only once nothing it
+ * started can still land: an interruption takes effect between its system calls, never abandons
+ * one. A caller that must not wait for a stalled disk bounds its wait without awaiting the change
+ * (the change runs on, and the directory guard keeps the directory locked until it has ended).
+ *
  * Replaces: the local side of OrioleDB's data files (`<relnode>-<chkp>` with a 8 KiB header of part
  * words, docs/ORIGINAL.md §4). Here every part is its own file, so evicting a part is an unlink and
  * frees its disk space for real (OrioleDB wrote zeros, which frees nothing on most file systems).

@@ -132,6 +132,26 @@ describe("FaultyDisk", () => {
       assert.strictEqual((yield* faults.stats).stalledWrites, 2)
     }))
 
+  it.effect("stallWrites holds atomic writes and removes too, their callers waiting even when interrupted", () =>
+    Effect.gen(function*() {
+      const { disk, faults } = yield* makeFaulty()
+      yield* disk.write("parts/r", 0, filled(8, 9))
+      yield* faults.stallWrites(2, 1_000)
+      const atomic = yield* Effect.fork(disk.writeAtomic("control.json", filled(4, 1)))
+      const removal = yield* Effect.fork(disk.remove("parts/r"))
+      yield* TestClock.adjust(500)
+      const interrupting = yield* Effect.fork(Effect.zip(Fiber.interrupt(atomic), Fiber.interrupt(removal)))
+      yield* TestClock.adjust(499)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(interrupting)), "the callers wait for their changes")
+      assert.isTrue(Option.isNone(yield* disk.readAll("control.json")), "not landed at 999 ms")
+      assert.isTrue(Option.isSome(yield* disk.readAll("parts/r")), "not removed at 999 ms")
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(interrupting)
+      assert.deepStrictEqual(Option.getOrThrow(yield* disk.readAll("control.json")), filled(4, 1), "landed at 1000 ms")
+      assert.isTrue(Option.isNone(yield* disk.readAll("parts/r")), "removed at 1000 ms")
+      assert.strictEqual((yield* faults.stats).stalledWrites, 2)
+    }))
+
   it.effect("slowSyncs: a matching sync or atomic write waits its latency, then does its work; others and healed ones do not wait", () =>
     Effect.gen(function*() {
       const { disk, faults, memory } = yield* makeFaulty()

@@ -6,8 +6,9 @@
  */
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import type { PlatformError } from "@effect/platform/Error"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Exit, Layer, Option, Scope } from "effect"
+import { Deferred, Effect, Either, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOsPath from "node:path"
 import * as FileSystemDisk from "../../src/layers/FileSystemDisk.js"
@@ -127,5 +128,52 @@ describe("FileSystemDisk", () => {
       NodeFs.writeFileSync(file, "x")
       const result = yield* Effect.either(FileSystemDisk.make({ root: file }).pipe(Effect.provide(platform)))
       assert.isTrue(Either.isLeft(result) && result.left._tag === "LocalIoError")
+    }))
+  it.scopedLive("an interrupted change returns only once its system call has landed: a rename and an unlink the device holds", () =>
+    Effect.gen(function*() {
+      const root = yield* temporaryDirectory
+      const real = yield* FileSystem.FileSystem.pipe(Effect.provide(platform))
+      const events: Array<string> = []
+      let gate = { reached: yield* Deferred.make<void>(), released: yield* Deferred.make<void>() }
+      // A system call the device holds: issued, it lands once released, whether or not its caller
+      // still waits (a fiber of its own; an interruption only ends the caller's wait).
+      const heldCall = (name: string, call: Effect.Effect<void, PlatformError>) => {
+        const { reached, released } = gate
+        return Effect.flatMap(
+          Effect.forkDaemon(
+            Deferred.succeed(reached, undefined).pipe(
+              Effect.zipRight(Deferred.await(released)),
+              Effect.zipRight(call),
+              Effect.zipRight(Effect.sync(() => events.push(`${name} landed`)))
+            )
+          ),
+          Fiber.join
+        )
+      }
+      const held: FileSystem.FileSystem = {
+        ...real,
+        rename: (from, to) => heldCall("rename", real.rename(from, to)),
+        remove: (path, options) => heldCall("unlink", real.remove(path, options))
+      }
+      const disk = yield* FileSystemDisk.make({ root }).pipe(
+        Effect.provide(Layer.merge(Layer.succeed(FileSystem.FileSystem, held), NodePath.layer))
+      )
+      const changes = [
+        ["rename", disk.writeAtomic("control", Uint8Array.from([7]))],
+        ["unlink", disk.remove("control")]
+      ] as const
+      for (const [name, change] of changes) {
+        gate = { reached: yield* Deferred.make<void>(), released: yield* Deferred.make<void>() }
+        const running = yield* Effect.fork(change)
+        yield* Deferred.await(gate.reached)
+        const interrupting = yield* Effect.fork(
+          Effect.zipRight(Fiber.interrupt(running), Effect.sync(() => events.push(`${name} caller returned`)))
+        )
+        for (let turn = 0; turn < 20; turn++) yield* Effect.yieldNow()
+        yield* Deferred.succeed(gate.released, undefined)
+        yield* Fiber.join(interrupting)
+        assert.deepStrictEqual(events.splice(0), [`${name} landed`, `${name} caller returned`])
+      }
+      assert.isFalse(NodeFs.existsSync(NodeOsPath.join(root, "control")), "the unlink landed after the rename")
     }))
 })

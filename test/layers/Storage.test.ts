@@ -24,7 +24,7 @@ import {
   Option
 } from "effect"
 import * as Control from "../../src/domain/Control.js"
-import { RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
+import { type LocalIoError, RecordNotApplied, ReplayFailed } from "../../src/domain/Errors.js"
 import * as Ids from "../../src/domain/Ids.js"
 import * as KeyLayout from "../../src/domain/KeyLayout.js"
 import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
@@ -56,33 +56,39 @@ const elapsed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 /**
- * `disk` whose next atomic write of the control file, once `holdNext` armed it, waits for
- * `release`, and its caller with it (a write the device accepted lands, interrupted or not);
- * `reached` completes when that write arrives. `assertMarkedAsSaid`, once it has landed, checks
- * that the control file is marked clean exactly when the shutdown (its warnings captured by
- * `capturingWarnings`) said so: a clean mark undone by a late write would let the next start take
- * the local part files for a clean stop's.
+ * `disk` whose next change (an atomic write or a remove) that `matches`, once `holdNext` armed it,
+ * waits for `release`, and its caller with it (a call the device accepted lands, interrupted or
+ * not); `reached` completes when that call arrives. `assertMarkedAsSaid`, once it has landed,
+ * checks that the control file is marked clean if the shutdown (its warnings captured by
+ * `capturingWarnings`) said the stop was: a clean mark undone by a late write would let the next
+ * start take the local part files for a clean stop's. (A mark the disk held past the shutdown may
+ * land after it warned; that is safe.)
  */
-const holdingControlWrites = (disk: LocalDiskService) =>
+const holdingDiskCalls = (
+  disk: LocalDiskService,
+  matches: (operation: "writeAtomic" | "remove", path: string) => boolean
+) =>
   Effect.gen(function*() {
     const held = yield* Deferred.make<void>()
     const reached = yield* Deferred.make<void>()
     const landed = yield* Deferred.make<void>()
     const warnings: Array<string> = []
     let holding = false
+    const hold = (operation: "writeAtomic" | "remove", path: string, call: Effect.Effect<void, LocalIoError>) => {
+      if (!holding || !matches(operation, path)) return call
+      holding = false
+      return Effect.uninterruptible(
+        Deferred.succeed(reached, undefined).pipe(
+          Effect.zipRight(Deferred.await(held)),
+          Effect.zipRight(call),
+          Effect.ensuring(Deferred.succeed(landed, undefined))
+        )
+      )
+    }
     const heldDisk: LocalDiskService = {
       ...disk,
-      writeAtomic: (path, bytes) => {
-        if (!holding || path !== Loader.controlPath) return disk.writeAtomic(path, bytes)
-        holding = false
-        return Effect.uninterruptible(
-          Deferred.succeed(reached, undefined).pipe(
-            Effect.zipRight(Deferred.await(held)),
-            Effect.zipRight(disk.writeAtomic(path, bytes)),
-            Effect.ensuring(Deferred.succeed(landed, undefined))
-          )
-        )
-      }
+      writeAtomic: (path, bytes) => hold("writeAtomic", path, disk.writeAtomic(path, bytes)),
+      remove: (path) => hold("remove", path, disk.remove(path))
     }
     const capturing = Logger.make(({ logLevel, message }) => {
       if (logLevel === LogLevel.Warning) warnings.push(String(message))
@@ -91,11 +97,12 @@ const holdingControlWrites = (disk: LocalDiskService) =>
       yield* Deferred.await(landed)
       const written = Control.decodeControl("control", Option.getOrThrow(yield* disk.readAll(Loader.controlPath)))
       const saidUnclean = warnings.some((warning) => warning.includes("treats this stop as a crash"))
-      assert.strictEqual(Either.getOrThrow(written).cleanShutdown, !saidUnclean, warnings.join("\n"))
+      if (!saidUnclean) assert.isTrue(Either.getOrThrow(written).cleanShutdown, "the shutdown said the stop was clean")
     })
     return {
       disk: heldDisk,
       reached,
+      landed,
       holdNext: () => {
         holding = true
       },
@@ -105,6 +112,10 @@ const holdingControlWrites = (disk: LocalDiskService) =>
       assertMarkedAsSaid
     }
   })
+
+/** `holdingDiskCalls` for the control file's atomic writes. */
+const holdingControlWrites = (disk: LocalDiskService) =>
+  holdingDiskCalls(disk, (operation, path) => operation === "writeAtomic" && path === Loader.controlPath)
 
 describe("Storage: checkpoints and restore", () => {
   it.live("checkpoint, then restore into a fresh directory: every byte reads back identical (test_s3_checkpoint)", () =>
@@ -752,6 +763,68 @@ describe("Storage: a slow close says what it waits on", () => {
       // The commit is in the bucket: the figures count it, whatever became of the write after it.
       assert.strictEqual(stopped.value.lastCheckpoint, 1)
       yield* control.assertMarkedAsSaid
+    }))
+
+  it.live("a clean-stop mark whose write the disk holds does not hold the shutdown past its deadline; it lands later, the directory locked until then", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const control = yield* holdingControlWrites(memory.disk)
+      const config = { shutdownDeadlineMs: 3_000 }
+      const stopped = yield* Effect.scoped(Effect.gen(function*() {
+        const { storage } = yield* H.open(bucket, { ...memory, disk: control.disk }, config)
+        yield* storage.write(fileA, 0, H.pattern(43, 100))
+        yield* storage.checkpoint
+        // Nothing left for the final checkpoint: the next control write is the mark's.
+        control.holdNext()
+        return yield* storage.shutdown
+      })).pipe(control.capturingWarnings, Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
+      yield* Deferred.await(control.reached)
+      const refused = yield* Effect.exit(Effect.scoped(H.open(bucket, memory, config)))
+      yield* control.release
+      if (Option.isNone(stopped)) return assert.fail("the shutdown waited for the held mark")
+      assert.isTrue(stopped.value.metDeadline, `the shutdown keeps its deadline (${stopped.value.durationMs} ms)`)
+      assert.isTrue(
+        Exit.isFailure(refused) && Cause.pretty(refused.cause).includes("DirectoryLocked"),
+        "no second open while the mark is held"
+      )
+      yield* control.assertMarkedAsSaid
+      const reread = yield* H.withStorage(bucket, memory, (storage) => storage.read(fileA, 0, 100))
+      assert.deepStrictEqual(reread, H.pattern(43, 100))
+    }))
+
+  it.live("an eviction whose unlink the disk holds does not hold the shutdown past its deadline; the directory stays locked until it lands", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const removal = yield* holdingDiskCalls(memory.disk, (operation) => operation === "remove")
+      const config = { shutdownDeadlineMs: 3_000, localBytesMax: 4096, evictionIntervalMs: 20 }
+      const stopped = yield* Effect.scoped(Effect.gen(function*() {
+        const { storage } = yield* H.open(bucket, { ...memory, disk: removal.disk }, config)
+        for (let part = 0; part < 4; part++) {
+          yield* storage.write(fileA, part * partSize, H.pattern(50 + part, partSize))
+        }
+        removal.holdNext()
+        yield* storage.checkpoint
+        // The evictor sweeps the parts the checkpoint made clean, and waits for its unlink.
+        yield* Deferred.await(removal.reached)
+        return yield* storage.shutdown
+      })).pipe(Effect.disconnect, Effect.timeoutOption(Duration.seconds(10)))
+      const refused = yield* Effect.exit(Effect.scoped(H.open(bucket, memory, config)))
+      yield* removal.release
+      yield* Deferred.await(removal.landed)
+      if (Option.isNone(stopped)) return assert.fail("the shutdown waited for the held unlink")
+      assert.isTrue(stopped.value.metDeadline, `the shutdown keeps its deadline (${stopped.value.durationMs} ms)`)
+      assert.isTrue(
+        Exit.isFailure(refused) && Cause.pretty(refused.cause).includes("DirectoryLocked"),
+        "no second open while the unlink is held"
+      )
+      const reread = yield* H.withStorage(
+        bucket,
+        memory,
+        (storage) => Effect.forEach([0, 1, 2, 3], (part) => storage.read(fileA, part * partSize, partSize))
+      )
+      assert.deepStrictEqual(reread, [0, 1, 2, 3].map((part) => H.pattern(50 + part, partSize)))
     }))
 
   it.live("a control-file write the disk holds after a periodic checkpoint's commit holds neither the shutdown past its deadline nor a clean mark it would undo", () =>

@@ -812,7 +812,7 @@ describe("Properties", () => {
       if (first === undefined || first.result === undefined) throw new Error("fixture")
       record.shutdowns[0] = {
         ...first,
-        result: { ...first.result, problems: ["the report says 1 lease(s) held"] },
+        result: { ...first.result, problems: ["the report says 1 lease(s) held", "the report says 1 fiber(s) alive"] },
         observation: {
           leasesHeld: 1,
           fibersAlive: 1,

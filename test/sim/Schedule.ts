@@ -71,7 +71,8 @@ export type Fault =
   | { readonly kind: "late"; readonly maxMs: number; readonly ratePercent: number; readonly target: FaultTarget }
 
 /** Which local files a disk fault hits. */
-export type DiskTarget = "parts" | "wal" | "any"
+/** Which paths a disk fault applies to: part files, the WAL, the control file, or every path. */
+export type DiskTarget = "parts" | "wal" | "control" | "any"
 
 export type DiskFault =
   /** The disk is full after `afterBytes` more written bytes: the write that crosses it is torn. */
@@ -81,9 +82,10 @@ export type DiskFault =
   /** The next `count` reads into a caller's buffer (an upload's read of a part) hang until
    * interrupted, and land late, into that buffer (FaultyDisk.stallReads). */
   | { readonly kind: "readStalls"; readonly count: number; readonly target: DiskTarget }
-  /** The next `count` positional writes (a part's slot, a WAL append) land `holdMs` late, their
-   * callers waiting, while every other disk call answers at once (FaultyDisk.stallWrites): a write
-   * stuck in the device's queue, which a shutdown abandons and which lands after it returned. */
+  /** The next `count` changes (a part's slot, a WAL append, an atomic write such as a loaded part
+   * or the control file, a remove) land `holdMs` late, their callers waiting, interrupted or not,
+   * while every other disk call answers at once (FaultyDisk.stallWrites): a system call stuck in
+   * the device's queue, which lands after a shutdown returned. */
   | { readonly kind: "writeStalls"; readonly count: number; readonly holdMs: number; readonly target: DiskTarget }
   /** Every fsync (and atomic write, which syncs) takes `latencyMs` until healed
    * (FaultyDisk.slowSyncs): the steps after a durable write take time, so a shutdown or a
