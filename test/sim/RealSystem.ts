@@ -264,8 +264,18 @@ const shutdownResultOf = (report: Storage.ShutdownReport): ShutdownResult => {
   }
 }
 
-const diskFilterOf = (target: DiskTarget): FaultyDisk.DiskFaultFilter =>
-  target === "parts" ? { pathPrefix: `${PartPath.partsDirectory}/` } : target === "wal" ? { pathPrefix: "wal/" } : {}
+const diskFilterOf = (target: DiskTarget): FaultyDisk.DiskFaultFilter => {
+  switch (target) {
+    case "parts":
+      return { pathPrefix: `${PartPath.partsDirectory}/` }
+    case "wal":
+      return { pathPrefix: "wal/" }
+    case "control":
+      return { pathPrefix: Loader.controlPath }
+    case "any":
+      return {}
+  }
+}
 
 interface OpenOptions {
   readonly takeOver: boolean

@@ -472,6 +472,30 @@ export const adoptedAttemptFamily: fc.Arbitrary<SimSchedule> = fc.record({
 }))
 
 /**
+ * A daemon's change that the disk holds across the shutdown: periodic checkpoints every 100 ms, A
+ * inserts into three parts (the simulation's budget keeps two loaded), then its disk holds the next
+ * change of `target` for 6 s: the control file's rewrite after the periodic checkpoint's commit
+ * (`control`), or the evictor's unlink of a part that checkpoint made clean (`parts`). The shutdown
+ * at 1 s stops the periodic checkpoint and the evictor within its bound instead of waiting for
+ * them (src/internal/shutdown.ts, step 1), and meets its deadline; the restart is refused as locked
+ * until the change has landed, then keeps every acknowledged insert.
+ */
+export const heldDaemonChangeAcrossShutdown = (target: "control" | "parts"): SimSchedule => ({
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(0, { _tag: "Insert", file: 0, part: 1 }),
+    at(0, { _tag: "Insert", file: 0, part: 2 }),
+    at(50, { _tag: "DiskFault", fault: { kind: "writeStalls", count: 1, holdMs: 6_000, target } })
+  ],
+  shutdownAtMs: 1_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 100
+})
+
+/**
  * A write the disk holds past its instance's shutdown, and a restart of the directory at once. A
  * inserts into f0#0, its disk starts holding the next write of `target` for 6 s, A writes again
  * (the slot's rewrite, whose part write is held; or a second insert, whose WAL flush is held), and

@@ -22,6 +22,7 @@ import {
   crashRevertsPartFile,
   hang340,
   hang373,
+  heldDaemonChangeAcrossShutdown,
   heldWriteAcrossRestart,
   lateManifestPut,
   lateRenewalDuringTakeOver,
@@ -172,6 +173,19 @@ describe("the real Storage layer under simulation", () => {
         true
       ])
       assert.strictEqual(record.reads[0]?.instance, "A.2")
+    })
+  }
+
+  for (const target of ["control", "parts"] as const) {
+    it(`meets the shutdown's deadline while the disk holds a daemon's ${target} change, and reopens once it has landed`, () => {
+      const outcome = assertHolds(`a held ${target} change across the shutdown`, heldDaemonChangeAcrossShutdown(target))
+      const record = outcome.record
+      if (record === undefined) throw new Error("no record")
+      const [shutdown] = record.shutdowns
+      assert.isTrue(shutdown?.result?.metDeadline, "the shutdown met its deadline")
+      // The restart opened only once the held change had landed (t=6,0xx ms: held from about 100 ms).
+      const restart = record.reopens.find((reopen) => reopen.kind === "restart")
+      assert.isAtLeast(restart?.shutdown?.startedAtMs ?? 0, 6_050)
     })
   }
 

@@ -367,6 +367,35 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "stragglers"
   },
   {
+    id: "periodic-checkpoint-stop-awaited",
+    breaks:
+      "the shutdown waits for the periodic checkpoint's end: a committed checkpoint's control-file write the disk holds holds the shutdown past its deadline",
+    file: "src/internal/shutdown.ts",
+    find: "    yield* bounded(services.checkpointer.stopPeriodic, daemonStopBoundMs(services.config))\n",
+    replace: "    yield* services.checkpointer.stopPeriodic // MUTATION\n",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "stragglers"
+  },
+  {
+    id: "evictor-stop-awaited",
+    breaks: "the shutdown waits for the evictor's end: an unlink the disk holds holds the shutdown past its deadline",
+    file: "src/internal/shutdown.ts",
+    find: "    yield* bounded(services.evictor.stop, daemonStopBoundMs(services.config))\n",
+    replace: "    yield* services.evictor.stop // MUTATION\n",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "stragglers"
+  },
+  {
+    id: "clean-mark-awaited",
+    breaks:
+      "the shutdown waits for the clean-stop mark past its budget: a mark whose write the disk holds holds the shutdown past its deadline",
+    file: "src/internal/shutdown.ts",
+    find: "bounded(Effect.disconnect(Effect.either(mark)), cleanBudgetMs)",
+    replace: "bounded(Effect.either(mark), cleanBudgetMs) /* MUTATION */",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "stragglers"
+  },
+  {
     id: "gc-keeps-failed-attempts-at-latest",
     breaks:
       "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
