@@ -157,6 +157,9 @@ export class Workers {
         wake()
       }
       const run = Effect.withParentSpan(retries.picked.run, retries.span)
+      // Awaited to its end even when the watchdog cuts it: an attempt in a step that cannot stop at
+      // once (a disk change returns only once it has landed) must not be overtaken by its retry, or
+      // a load's held write would land over what a lease wrote after the retry's load.
       return Effect.flatMap(Effect.exit(Effect.interruptible(run)), (exit) => {
         seat.attemptActive = false
         return this.afterAttempt(seat, retries, exit)

@@ -31,6 +31,7 @@ import * as FaultyObjectStore from "../../src/layers/FaultyObjectStore.js"
 import * as MemoryDisk from "../../src/layers/MemoryDisk.js"
 import * as MemoryObjectStore from "../../src/layers/MemoryObjectStore.js"
 import * as Storage from "../../src/layers/Storage.js"
+import * as Evictor from "../../src/services/Evictor.js"
 import * as Loader from "../../src/services/Loader.js"
 import type { LocalDiskService } from "../../src/services/LocalDisk.js"
 import * as PartTable from "../../src/services/PartTable.js"
@@ -854,5 +855,41 @@ describe("Storage: a slow close says what it waits on", () => {
       // Once the write has landed, the directory opens again and holds what was written.
       const reread = yield* H.withStorage(bucket, memory, (storage) => storage.read(fileA, 0, 100))
       assert.deepStrictEqual(reread, H.pattern(41, 100))
+    }))
+})
+
+describe("Storage: a load whose write the disk holds", () => {
+  it.live("is not retried ahead of that write when the watchdog cuts it: the lease write after the load is not undone", () =>
+    Effect.gen(function*() {
+      const bucket = yield* H.makeBucket
+      const memory = yield* H.makeDisk
+      const loads = yield* holdingDiskCalls(
+        memory.disk,
+        (operation, path) => operation === "writeAtomic" && path.startsWith("parts/")
+      )
+      const config = { requestTimeoutMs: 200, localBytesMax: 4096, evictionIntervalMs: 3_600_000 }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { context, storage } = yield* H.open(bucket, { ...memory, disk: loads.disk }, config)
+        for (let part = 0; part < 3; part++) {
+          yield* storage.write(fileA, part * partSize, H.pattern(60 + part, partSize))
+        }
+        yield* storage.checkpoint
+        const evictor = Context.get(context, Evictor.Evictor)
+        // The first sweep marks the clean parts, the second evicts the two over the budget.
+        const evicted = yield* Effect.map(evictor.runNow, () => evictor.runNow).pipe(Effect.flatten)
+        assert.strictEqual(evicted.evictedParts, 2)
+        loads.holdNext()
+        // The write loads its evicted part first; the load's atomic write is held past the request
+        // timeout, so the watchdog cuts that attempt. A retry that overtook it would load, let the
+        // write through, and the held write would then land over the written bytes.
+        const writing = yield* Effect.fork(storage.write(fileA, 0, H.pattern(70, partSize)))
+        yield* Deferred.await(loads.reached)
+        const early = yield* Fiber.await(writing).pipe(Effect.timeoutOption(Duration.seconds(1)))
+        assert.isTrue(Option.isNone(early), "the write waits for its part's load, whose write the disk holds")
+        yield* loads.release
+        yield* Deferred.await(loads.landed)
+        yield* Fiber.join(writing)
+        assert.deepStrictEqual(yield* storage.read(fileA, 0, partSize), H.pattern(70, partSize))
+      }))
     }))
 })

@@ -496,6 +496,34 @@ export const heldDaemonChangeAcrossShutdown = (target: "control" | "parts"): Sim
 })
 
 /**
+ * A load whose write the disk holds past the request timeout, and the part written after it. A
+ * inserts into three parts (the budget keeps two loaded: the evictor evicts f0#0 once a periodic
+ * checkpoint made it clean); at 1 s the disk holds the next part-file change 1.5 s: the read of
+ * f0#0 loads it, and the load's atomic write is held; the watchdog cuts that attempt at the
+ * request timeout (500 ms). The worker waits for the cut attempt to end before its retry, so the
+ * read and the rewrites of every part 700 ms later wait for the held write; a retry that overtook
+ * it would load f0#0 again, let the rewrite through, and the held write would then land over the
+ * rewritten bytes (`reads-see-applied-writes`: the reads 3 s later see the older value).
+ */
+export const heldLoadBehindItsRetry: SimSchedule = {
+  steps: [
+    at(0, { _tag: "Insert", file: 0, part: 0 }),
+    at(0, { _tag: "Insert", file: 0, part: 1 }),
+    at(0, { _tag: "Insert", file: 0, part: 2 }),
+    at(1_000, { _tag: "DiskFault", fault: { kind: "writeStalls", count: 1, holdMs: 1_500, target: "parts" } }),
+    ...[0, 1, 2].map((part) => at(0, { _tag: "Read", file: 0, part })),
+    ...[0, 1, 2].map((part) => at(part === 0 ? 700 : 0, { _tag: "Rewrite", file: 0, part })),
+    ...[0, 1, 2].map((part) => at(part === 0 ? 3_000 : 0, { _tag: "Read", file: 0, part }))
+  ],
+  shutdownAtMs: 8_000,
+  interruptWorkloadAtShutdown: false,
+  shutdownByScope: false,
+  crashBeforeRestart: false,
+  randomSeed: 0,
+  checkpointIntervalMs: 100
+}
+
+/**
  * A write the disk holds past its instance's shutdown, and a restart of the directory at once. A
  * inserts into f0#0, its disk starts holding the next write of `target` for 6 s, A writes again
  * (the slot's rewrite, whose part write is held; or a second insert, whose WAL flush is held), and

@@ -23,6 +23,7 @@ import {
   hang340,
   hang373,
   heldDaemonChangeAcrossShutdown,
+  heldLoadBehindItsRetry,
   heldWriteAcrossRestart,
   lateManifestPut,
   lateRenewalDuringTakeOver,
@@ -188,6 +189,15 @@ describe("the real Storage layer under simulation", () => {
       assert.isAtLeast(restart?.shutdown?.startedAtMs ?? 0, 6_050)
     })
   }
+
+  it("keeps a rewrite made after a load whose write the disk held past the request timeout", () => {
+    const outcome = assertHolds("a held load behind its retry", heldLoadBehindItsRetry)
+    const record = outcome.record
+    if (record === undefined) throw new Error("no record")
+    // Every rewrite was acknowledged, and every read after them saw it.
+    assert.deepStrictEqual(record.inserts.slice(3).map((insert) => insert.result?.acked), [true, true, true])
+    assert.strictEqual(record.reads.slice(3).filter((read) => read.result?.error === undefined).length, 3)
+  })
 
   it("fences the stale writer: its checkpoint after the take-over fails with Fenced, the bucket keeps only the new epoch", () => {
     const outcome = assertHolds("stale writer", staleWriter)

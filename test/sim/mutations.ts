@@ -396,6 +396,16 @@ const mutations: ReadonlyArray<Mutation> = [
     profile: "stragglers"
   },
   {
+    id: "watchdog-lets-go-of-cut-attempt",
+    breaks:
+      "a worker cut by the watchdog lets go of its attempt at once: a retry overtakes a load whose disk write is held, which then lands over a later lease write",
+    file: "src/internal/workerPool.ts",
+    find: "Effect.exit(Effect.interruptible(run))",
+    replace: "Effect.exit(Effect.interruptible(Effect.disconnect(run))) /* MUTATION */",
+    tests: ["test/layers/Storage.test.ts"],
+    profile: "stragglers"
+  },
+  {
     id: "gc-keeps-failed-attempts-at-latest",
     breaks:
       "the collector keeps what failed attempts uploaded under the latest committed number and its root does not name, so it piles up past the bucket's bound",
