@@ -42,12 +42,13 @@ import { WriteObject } from "../domain/Task.js"
 import { makeCommit } from "../internal/checkpoint/commit.js"
 import { fromLoaded, partMapsOf } from "../internal/checkpoint/partMaps.js"
 import type { LoadedCheckpoint } from "../internal/checkpoints.js"
+import { bounded } from "../internal/deadline.js"
 import * as BucketLock from "./BucketLock.js"
 import * as Loader from "./Loader.js"
 import { LocalDisk } from "./LocalDisk.js"
 import { ObjectStore } from "./ObjectStore.js"
 import { PartTable } from "./PartTable.js"
-import { keyLayout, StorageConfig } from "./StorageConfig.js"
+import { daemonStopBoundMs, keyLayout, StorageConfig } from "./StorageConfig.js"
 import { TaskQueue } from "./TaskQueue.js"
 import { WaitRegistry } from "./WaitRegistry.js"
 
@@ -93,8 +94,8 @@ export interface CheckpointerService {
     options?: { readonly deadlineMs?: number; readonly reason?: string }
   ) => Effect.Effect<CheckpointReport, CheckpointError>
   /** Stops the periodic trigger (shutdown does this first): interrupts it and waits for its end, which
-   * a checkpoint whose commit is in reaches only once its control-file rewrite has landed; the
-   * caller bounds the wait. Idempotent. */
+   * a checkpoint whose commit is in reaches only once its control-file rewrite has landed, for
+   * `daemonStopBoundMs` at most. Idempotent. */
   readonly stopPeriodic: Effect.Effect<void>
   /** Whether the periodic trigger's fiber is still running. */
   readonly periodicAlive: Effect.Effect<boolean>
@@ -326,15 +327,23 @@ export const make = (options: CheckpointerOptions) =>
         Effect.delay(Duration.millis(config.checkpointIntervalMs)),
         Effect.asVoid
       )
-    // A daemon, interrupted at the close without waiting for it: a committed checkpoint's control-file
-    // rewrite, which a stalled disk can hold, must not hold the close (the directory guard keeps the
-    // directory locked until that write lands).
+    // A daemon whose stop waits for its end for `daemonStopBoundMs` at most: a committed checkpoint's
+    // control-file rewrite, which a stalled disk can hold, must not hold the shutdown or the close
+    // (the directory guard keeps the directory locked until that write lands). A stop cut short is
+    // not waited for again at the close.
     const periodicFiber = yield* Effect.forkDaemon(periodic)
-    yield* Effect.addFinalizer(() => Fiber.interruptFork(periodicFiber))
+    const periodicAbandonedRef = yield* Ref.make(false)
+    const stopPeriodic = Effect.flatMap(
+      bounded(Fiber.interrupt(periodicFiber), daemonStopBoundMs(config)),
+      (ended) => (Option.isNone(ended) ? Ref.set(periodicAbandonedRef, true) : Effect.void)
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Ref.get(periodicAbandonedRef), (abandoned) => (abandoned ? Effect.void : stopPeriodic))
+    )
 
     return Checkpointer.of({
       checkpoint,
-      stopPeriodic: Fiber.interrupt(periodicFiber).pipe(Effect.asVoid),
+      stopPeriodic,
       periodicAlive: Effect.map(periodicFiber.poll, Option.isNone),
       sealControl,
       stats: Effect.map(Effect.zip(Ref.get(statsRef), isFenced), ([stats, fenced]) => ({ ...stats, fenced })),

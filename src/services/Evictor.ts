@@ -17,8 +17,9 @@
 import { Context, Duration, Effect, Fiber, Layer, Option, Ref, Schedule } from "effect"
 import type { Scope } from "effect"
 import type { LocalIoError } from "../domain/Errors.js"
+import { bounded } from "../internal/deadline.js"
 import { type EvictionReport, PartTable } from "./PartTable.js"
-import { StorageConfig } from "./StorageConfig.js"
+import { daemonStopBoundMs, StorageConfig } from "./StorageConfig.js"
 
 /** Counters of the evictor. @category models */
 export interface EvictorStats {
@@ -35,8 +36,8 @@ export interface EvictorService {
   /** One sweep now (whatever the budget says; a sweep under budget does nothing). */
   readonly runNow: Effect.Effect<EvictionReport, LocalIoError>
   /** Stops the periodic fiber (shutdown does this first): interrupts it and waits for its end, which
-   * an eviction reaches only once its unlink has landed; the caller bounds the wait. Idempotent;
-   * `runNow` still works. */
+   * an eviction reaches only once its unlink has landed, for `daemonStopBoundMs` at most.
+   * Idempotent; `runNow` still works. */
   readonly stop: Effect.Effect<void>
   /** Whether the periodic fiber is still running. */
   readonly alive: Effect.Effect<boolean>
@@ -82,19 +83,27 @@ export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfi
       yield* runNow.pipe(Effect.catchAll((error) => Effect.logWarning(`eviction sweep failed: ${error.message}`)))
     })
 
-    // A daemon, interrupted at the close without waiting for it: an eviction's unlink runs to its end
-    // (PartTable), and one a stalled disk holds must not hold the close (the directory guard keeps
-    // the directory locked until it lands).
+    // A daemon whose stop waits for its end for `daemonStopBoundMs` at most: an eviction's unlink runs
+    // to its end (PartTable), and one a stalled disk holds must not hold the shutdown or the close
+    // (the directory guard keeps the directory locked until it lands). A stop cut short is not
+    // waited for again at the close.
     const fiber = yield* Effect.forkDaemon(
       Effect.repeat(tick, Schedule.spaced(Duration.millis(config.evictionIntervalMs))).pipe(
         Effect.delay(Duration.millis(config.evictionIntervalMs))
       )
     )
-    yield* Effect.addFinalizer(() => Fiber.interruptFork(fiber))
+    const abandonedRef = yield* Ref.make(false)
+    const stop = Effect.flatMap(
+      bounded(Fiber.interrupt(fiber), daemonStopBoundMs(config)),
+      (ended) => (Option.isNone(ended) ? Ref.set(abandonedRef, true) : Effect.void)
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Ref.get(abandonedRef), (abandoned) => (abandoned ? Effect.void : stop))
+    )
 
     return Evictor.of({
       runNow,
-      stop: Effect.asVoid(Fiber.interrupt(fiber)),
+      stop,
       alive: Effect.map(Fiber.poll(fiber), Option.isNone),
       stats: Ref.get(statsRef)
     })

@@ -192,6 +192,13 @@ export class StorageConfig extends Context.Tag("effect-s3-tier/StorageConfig")<S
 /** The key layout that this configuration's prefix gives. */
 export const keyLayout = (config: StorageConfigValue): KeyLayout.KeyLayout => ({ prefix: config.prefix })
 
+/** How long a daemon's stop (the collector's, the periodic checkpoint's, the evictor's) is awaited,
+ * at the shutdown and when its scope closes: one request at most, and a tenth of the shutdown's
+ * deadline. A daemon whose step a stalled disk holds (an eviction's unlink, a committed checkpoint's
+ * control-file write) ends on its own when the step lands. */
+export const daemonStopBoundMs = (config: StorageConfigValue): number =>
+  Math.min(config.requestTimeoutMs, config.shutdownDeadlineMs / 10)
+
 /** A layer from values given in code (over the defaults). @category layers */
 export const layer = (input: Partial<StorageConfigValue> = {}): Layer.Layer<StorageConfig, InvalidConfig> =>
   Layer.effect(StorageConfig, Either.match(validate(input), { onLeft: Effect.fail, onRight: Effect.succeed }))

@@ -370,18 +370,18 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "periodic-checkpoint-stop-awaited",
     breaks:
       "the shutdown waits for the periodic checkpoint's end: a committed checkpoint's control-file write the disk holds holds the shutdown past its deadline",
-    file: "src/internal/shutdown.ts",
-    find: "    yield* bounded(services.checkpointer.stopPeriodic, daemonStopBoundMs(services.config))\n",
-    replace: "    yield* services.checkpointer.stopPeriodic // MUTATION\n",
+    file: "src/services/Checkpointer.ts",
+    find: "bounded(Fiber.interrupt(periodicFiber), daemonStopBoundMs(config))",
+    replace: "Effect.asSome(Fiber.interrupt(periodicFiber)) /* MUTATION */",
     tests: ["test/layers/Storage.test.ts"],
     profile: "stragglers"
   },
   {
     id: "evictor-stop-awaited",
     breaks: "the shutdown waits for the evictor's end: an unlink the disk holds holds the shutdown past its deadline",
-    file: "src/internal/shutdown.ts",
-    find: "    yield* bounded(services.evictor.stop, daemonStopBoundMs(services.config))\n",
-    replace: "    yield* services.evictor.stop // MUTATION\n",
+    file: "src/services/Evictor.ts",
+    find: "bounded(Fiber.interrupt(fiber), daemonStopBoundMs(config))",
+    replace: "Effect.asSome(Fiber.interrupt(fiber)) /* MUTATION */",
     tests: ["test/layers/Storage.test.ts"],
     profile: "stragglers"
   },
