@@ -42,7 +42,7 @@ import { WriteObject } from "../domain/Task.js"
 import { makeCommit } from "../internal/checkpoint/commit.js"
 import { fromLoaded, partMapsOf } from "../internal/checkpoint/partMaps.js"
 import type { LoadedCheckpoint } from "../internal/checkpoints.js"
-import { bounded } from "../internal/deadline.js"
+import { forkStoppableDaemon } from "../internal/deadline.js"
 import * as BucketLock from "./BucketLock.js"
 import * as Loader from "./Loader.js"
 import { LocalDisk } from "./LocalDisk.js"
@@ -329,17 +329,8 @@ export const make = (options: CheckpointerOptions) =>
       )
     // A daemon whose stop waits for its end for `daemonStopBoundMs` at most: a committed checkpoint's
     // control-file rewrite, which a stalled disk can hold, must not hold the shutdown or the close
-    // (the directory guard keeps the directory locked until that write lands). A stop cut short is
-    // not waited for again at the close.
-    const periodicFiber = yield* Effect.forkDaemon(periodic)
-    const periodicAbandonedRef = yield* Ref.make(false)
-    const stopPeriodic = Effect.flatMap(
-      bounded(Fiber.interrupt(periodicFiber), daemonStopBoundMs(config)),
-      (ended) => (Option.isNone(ended) ? Ref.set(periodicAbandonedRef, true) : Effect.void)
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Ref.get(periodicAbandonedRef), (abandoned) => (abandoned ? Effect.void : stopPeriodic))
-    )
+    // (the directory guard keeps the directory locked until that write lands).
+    const { fiber: periodicFiber, stop: stopPeriodic } = yield* forkStoppableDaemon(periodic, daemonStopBoundMs(config))
 
     return Checkpointer.of({
       checkpoint,

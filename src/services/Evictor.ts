@@ -17,7 +17,7 @@
 import { Context, Duration, Effect, Fiber, Layer, Option, Ref, Schedule } from "effect"
 import type { Scope } from "effect"
 import type { LocalIoError } from "../domain/Errors.js"
-import { bounded } from "../internal/deadline.js"
+import { forkStoppableDaemon } from "../internal/deadline.js"
 import { type EvictionReport, PartTable } from "./PartTable.js"
 import { daemonStopBoundMs, StorageConfig } from "./StorageConfig.js"
 
@@ -85,20 +85,12 @@ export const make: Effect.Effect<EvictorService, never, PartTable | StorageConfi
 
     // A daemon whose stop waits for its end for `daemonStopBoundMs` at most: an eviction's unlink runs
     // to its end (PartTable), and one a stalled disk holds must not hold the shutdown or the close
-    // (the directory guard keeps the directory locked until it lands). A stop cut short is not
-    // waited for again at the close.
-    const fiber = yield* Effect.forkDaemon(
+    // (the directory guard keeps the directory locked until it lands).
+    const { fiber, stop } = yield* forkStoppableDaemon(
       Effect.repeat(tick, Schedule.spaced(Duration.millis(config.evictionIntervalMs))).pipe(
         Effect.delay(Duration.millis(config.evictionIntervalMs))
-      )
-    )
-    const abandonedRef = yield* Ref.make(false)
-    const stop = Effect.flatMap(
-      bounded(Fiber.interrupt(fiber), daemonStopBoundMs(config)),
-      (ended) => (Option.isNone(ended) ? Ref.set(abandonedRef, true) : Effect.void)
-    )
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Ref.get(abandonedRef), (abandoned) => (abandoned ? Effect.void : stop))
+      ),
+      daemonStopBoundMs(config)
     )
 
     return Evictor.of({

@@ -371,8 +371,8 @@ const mutations: ReadonlyArray<Mutation> = [
     breaks:
       "the shutdown waits for the periodic checkpoint's end: a committed checkpoint's control-file write the disk holds holds the shutdown past its deadline",
     file: "src/services/Checkpointer.ts",
-    find: "bounded(Fiber.interrupt(periodicFiber), daemonStopBoundMs(config))",
-    replace: "Effect.asSome(Fiber.interrupt(periodicFiber)) /* MUTATION */",
+    find: "forkStoppableDaemon(periodic, daemonStopBoundMs(config))",
+    replace: "forkStoppableDaemon(periodic, Number.POSITIVE_INFINITY) /* MUTATION */",
     tests: ["test/layers/Storage.test.ts"],
     profile: "stragglers"
   },
@@ -380,8 +380,8 @@ const mutations: ReadonlyArray<Mutation> = [
     id: "evictor-stop-awaited",
     breaks: "the shutdown waits for the evictor's end: an unlink the disk holds holds the shutdown past its deadline",
     file: "src/services/Evictor.ts",
-    find: "bounded(Fiber.interrupt(fiber), daemonStopBoundMs(config))",
-    replace: "Effect.asSome(Fiber.interrupt(fiber)) /* MUTATION */",
+    find: "      daemonStopBoundMs(config)\n    )\n",
+    replace: "      Number.POSITIVE_INFINITY // MUTATION\n    )\n",
     tests: ["test/layers/Storage.test.ts"],
     profile: "stragglers"
   },
