@@ -39,7 +39,7 @@ import { markCleanShutdown } from "../services/Loader.js"
 import type { LocalDiskService } from "../services/LocalDisk.js"
 import type { PartTableService } from "../services/PartTable.js"
 import type { S3WorkersService, WorkerShutdownReport } from "../services/S3Workers.js"
-import { daemonStopBoundMs as configuredDaemonStopBoundMs, type StorageConfigValue } from "../services/StorageConfig.js"
+import { daemonStopBoundMs, type StorageConfigValue } from "../services/StorageConfig.js"
 import type { Wait, WaitRegistryService } from "../services/WaitRegistry.js"
 import type { WalArchiverService, WalShutdownReport, WalStats } from "../services/WalArchiver.js"
 import type { Admission } from "./admission.js"
@@ -67,13 +67,6 @@ export interface ShutdownServices {
 // ---------------------------------------------------------------------------------------------
 // Margins: each one named, with the bound it must fit inside
 // ---------------------------------------------------------------------------------------------
-
-/** Step 1's bound on stopping each daemon (StorageConfig.daemonStopBoundMs; the periodic checkpoint
- * and the evictor bound their own stops by it). A periodic checkpoint whose commit is in runs its
- * control-file rewrite to its end (Checkpointer), and an eviction its unlink (PartTable), which a
- * stalled disk can hold: the shutdown goes on without them (the final checkpoint waits for the
- * periodic one's end within its own share). */
-export const daemonStopBoundMs = configuredDaemonStopBoundMs
 
 /** Step 4's bound on the application's operations still in flight (reads and writes on the disk,
  * holding their leases): a lease's wait at most, and a tenth of the deadline. */
@@ -114,7 +107,10 @@ const stopIntake = (services: ShutdownServices) =>
     // First: a pass in flight stops deleting (its deletes are interruptible requests).
     yield* bounded(services.gc.stop, daemonStopBoundMs(services.config))
     yield* services.refuseNewWork
-    // Each bounds its own wait by daemonStopBoundMs, and its close does not wait again.
+    // Each bounds its own wait by daemonStopBoundMs, and its close does not wait again: a periodic
+    // checkpoint whose commit is in runs its control-file rewrite to its end, and an eviction its
+    // unlink, which a stalled disk can hold; the shutdown goes on without them (the final
+    // checkpoint waits for the periodic one's end within its own share).
     yield* services.checkpointer.stopPeriodic
     yield* services.evictor.stop
   })

@@ -55,7 +55,7 @@ describe("shutdown", () => {
         Shutdown.reserveAfterLockMs(config) + Shutdown.reserveAfterMarkCleanMs(config),
         Math.ceil(shutdownDeadlineMs * 0.15) + 1
       )
-      assert.isAtMost(Shutdown.daemonStopBoundMs(config), shutdownDeadlineMs / 10)
+      assert.isAtMost(StorageConfig.daemonStopBoundMs(config), shutdownDeadlineMs / 10)
     }
   })
 })

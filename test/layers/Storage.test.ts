@@ -876,7 +876,7 @@ describe("Storage: a load whose write the disk holds", () => {
         yield* storage.checkpoint
         const evictor = Context.get(context, Evictor.Evictor)
         // The first sweep marks the clean parts, the second evicts the two over the budget.
-        const evicted = yield* Effect.map(evictor.runNow, () => evictor.runNow).pipe(Effect.flatten)
+        const evicted = yield* Effect.zipRight(evictor.runNow, evictor.runNow)
         assert.strictEqual(evicted.evictedParts, 2)
         loads.holdNext()
         // The write loads its evicted part first; the load's atomic write is held past the request

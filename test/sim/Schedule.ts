@@ -70,7 +70,6 @@ export type Fault =
    * already on the wire): writes land after their caller's timeout or shutdown, and out of order. */
   | { readonly kind: "late"; readonly maxMs: number; readonly ratePercent: number; readonly target: FaultTarget }
 
-/** Which local files a disk fault hits. */
 /** Which paths a disk fault applies to: part files, the WAL, the control file, or every path. */
 export type DiskTarget = "parts" | "wal" | "control" | "any"
 
